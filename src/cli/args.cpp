@@ -1,0 +1,90 @@
+#include "cli/args.h"
+
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+
+#include "base/error.h"
+
+namespace slm::cli {
+
+Args::Args(int argc, char** argv, const std::set<std::string>& value_opts,
+           const std::set<std::string>& flag_opts, const std::map<std::string, std::string>& aliases) {
+  for (int i = 0; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a.size() < 2 || a[0] != '-' || a == "--") {
+      if (a == "--") {
+        for (++i; i < argc; ++i) positional_.push_back(argv[i]);
+        break;
+      }
+      positional_.push_back(a);
+      continue;
+    }
+    std::optional<std::string> inline_value;
+    const size_t eq = a.find('=');
+    if (a.rfind("--", 0) == 0 && eq != std::string::npos) {
+      inline_value = a.substr(eq + 1);
+      a = a.substr(0, eq);
+    }
+    if (auto it = aliases.find(a); it != aliases.end()) a = it->second;
+    if (value_opts.count(a)) {
+      if (inline_value) {
+        values_.emplace(a, *inline_value);
+      } else {
+        if (i + 1 >= argc) throw Error("option " + a + " needs a value");
+        values_.emplace(a, argv[++i]);
+      }
+    } else if (flag_opts.count(a)) {
+      if (inline_value) throw Error("option " + a + " takes no value");
+      flags_.insert(a);
+    } else {
+      throw Error("unknown option " + a);
+    }
+  }
+}
+
+std::optional<std::string> Args::get(const std::string& name) const {
+  auto range = values_.equal_range(name);
+  if (range.first == range.second) return std::nullopt;
+  auto last = range.second;
+  --last;
+  return last->second;  // the last one given wins
+}
+
+std::vector<std::string> Args::get_all(const std::string& name) const {
+  std::vector<std::string> out;
+  auto range = values_.equal_range(name);
+  for (auto it = range.first; it != range.second; ++it) out.push_back(it->second);
+  return out;
+}
+
+std::string Args::get_or(const std::string& name, const std::string& fallback) const {
+  auto v = get(name);
+  return v ? *v : fallback;
+}
+
+long long Args::get_int(const std::string& name, long long fallback, long long lo, long long hi) const {
+  auto v = get(name);
+  if (!v) return fallback;
+  errno = 0;
+  char* end = nullptr;
+  const long long x = std::strtoll(v->c_str(), &end, 10);
+  if (v->empty() || *end != '\0' || errno == ERANGE)
+    throw Error("option " + name + ": '" + *v + "' is not an integer");
+  if (x < lo || x > hi)
+    throw Error("option " + name + ": " + *v + " is out of range [" + std::to_string(lo) + ", " +
+                std::to_string(hi) + "]");
+  return x;
+}
+
+double Args::get_double(const std::string& name, double fallback) const {
+  auto v = get(name);
+  if (!v) return fallback;
+  char* end = nullptr;
+  const double x = std::strtod(v->c_str(), &end);
+  if (v->empty() || *end != '\0' || !std::isfinite(x))
+    throw Error("option " + name + ": '" + *v + "' is not a number");
+  return x;
+}
+
+}  // namespace slm::cli

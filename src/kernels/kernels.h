@@ -1,0 +1,64 @@
+// Quantized and float kernels: block formats, dequantize, quantize, dot
+// products. Kernels know nothing of models (style.md §1) and never throw.
+//
+// Numerics follow the ggml scheme so slm's logits track llama.cpp's: a weight
+// row of type T is multiplied with an activation row that was first converted
+// to traits(T).vec_dot_type (Q8_0 for the 32-element block types, Q8_K for the
+// K-quants, F32 for F32/F16/BF16).
+//
+// Every ISA (scalar, AVX2, AVX-512+VNNI, NEON) exposes the same table; the
+// scalar table is the test oracle. The active table is chosen once from CPU
+// features (select_isa at start-up) and may be overridden for tests.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+#include "base/dtype.h"
+
+namespace slm::kernels {
+
+enum class Isa { kScalar, kAvx2, kAvx512, kNeon };
+std::string_view isa_name(Isa isa);
+
+struct TypeTraits {
+  DType vec_dot_type = DType::F32;
+  // dst[0..n) = dequantized src; n multiple of the block size.
+  void (*dequantize_row)(const void* src, float* dst, int64_t n) = nullptr;
+  // Quantizes n floats into this type (nullptr where slm cannot produce it).
+  void (*quantize_row)(const float* src, void* dst, int64_t n) = nullptr;
+  // *s = dot(w[0..n), x[0..n)) where w is of this type and x of vec_dot_type.
+  void (*vec_dot)(int64_t n, float* s, const void* w, const void* x) = nullptr;
+};
+
+// ISAs compiled into this binary that the running CPU supports, scalar first.
+std::vector<Isa> available_isas();
+// The best available ISA (what select_isa picks by default).
+Isa best_isa();
+Isa active_isa();
+// Makes isa the active table; returns false (no change) if unavailable.
+bool set_active_isa(Isa isa);
+
+// Traits of the active ISA / of a given ISA. Types without kernels (Q8_1)
+// have null function pointers.
+const TypeTraits& traits(DType t);
+const TypeTraits& traits(Isa isa, DType t);
+
+}  // namespace slm::kernels
+
+namespace slm {
+class ThreadPool;
+}
+
+namespace slm::kernels {
+
+// y[t * rows + r] = sum_c w[r][c] * x[t * cols + c] for t < n_tokens, r < rows.
+// w: rows contiguous rows of type wtype, each row_bytes(wtype, cols) bytes
+// (cols a multiple of the block size; the caller checks at load time).
+// scratch: caller-owned buffer reused across calls (grown as needed, so the
+// token loop allocates nothing once warm). Work is split over pool's threads.
+void matmul(DType wtype, const void* w, int64_t rows, int64_t cols, const float* x,
+            int64_t n_tokens, float* y, ThreadPool& pool, std::vector<uint8_t>& scratch);
+
+}  // namespace slm::kernels
