@@ -1,0 +1,138 @@
+#include "gguf/writer.h"
+
+#include <cstdio>
+#include <cstring>
+
+#include "base/error.h"
+
+namespace slm::gguf {
+namespace {
+
+template <typename T>
+void put(std::vector<uint8_t>& out, T v) {
+  const size_t at = out.size();
+  out.resize(at + sizeof(T));
+  std::memcpy(out.data() + at, &v, sizeof(T));
+}
+
+void put_string(std::vector<uint8_t>& out, const std::string& s) {
+  put<uint64_t>(out, s.size());
+  out.insert(out.end(), s.begin(), s.end());
+}
+
+}  // namespace
+
+void Writer::set_alignment(uint64_t alignment) {
+  if (alignment == 0 || (alignment & (alignment - 1)) != 0)
+    throw Error("gguf writer: alignment must be a power of two");
+  alignment_ = alignment;
+  add_u32("general.alignment", static_cast<uint32_t>(alignment));
+}
+
+void Writer::begin_kv(const std::string& key, ValueType type) {
+  put_string(kv_bytes_, key);
+  put<uint32_t>(kv_bytes_, static_cast<uint32_t>(type));
+  ++n_kv_;
+}
+
+void Writer::add_string(const std::string& key, const std::string& v) {
+  begin_kv(key, ValueType::STRING);
+  put_string(kv_bytes_, v);
+}
+void Writer::add_bool(const std::string& key, bool v) {
+  begin_kv(key, ValueType::BOOL);
+  put<uint8_t>(kv_bytes_, v ? 1 : 0);
+}
+void Writer::add_u32(const std::string& key, uint32_t v) {
+  begin_kv(key, ValueType::U32);
+  put<uint32_t>(kv_bytes_, v);
+}
+void Writer::add_i32(const std::string& key, int32_t v) {
+  begin_kv(key, ValueType::I32);
+  put<int32_t>(kv_bytes_, v);
+}
+void Writer::add_u64(const std::string& key, uint64_t v) {
+  begin_kv(key, ValueType::U64);
+  put<uint64_t>(kv_bytes_, v);
+}
+void Writer::add_f32(const std::string& key, float v) {
+  begin_kv(key, ValueType::F32);
+  put<float>(kv_bytes_, v);
+}
+void Writer::add_strings(const std::string& key, const std::vector<std::string>& v) {
+  begin_kv(key, ValueType::ARRAY);
+  put<uint32_t>(kv_bytes_, static_cast<uint32_t>(ValueType::STRING));
+  put<uint64_t>(kv_bytes_, v.size());
+  for (const std::string& s : v) put_string(kv_bytes_, s);
+}
+void Writer::add_f32s(const std::string& key, const std::vector<float>& v) {
+  begin_kv(key, ValueType::ARRAY);
+  put<uint32_t>(kv_bytes_, static_cast<uint32_t>(ValueType::F32));
+  put<uint64_t>(kv_bytes_, v.size());
+  for (float x : v) put<float>(kv_bytes_, x);
+}
+void Writer::add_i32s(const std::string& key, const std::vector<int32_t>& v) {
+  begin_kv(key, ValueType::ARRAY);
+  put<uint32_t>(kv_bytes_, static_cast<uint32_t>(ValueType::I32));
+  put<uint64_t>(kv_bytes_, v.size());
+  for (int32_t x : v) put<int32_t>(kv_bytes_, x);
+}
+
+void Writer::add_tensor(const std::string& name, DType type, const std::vector<int64_t>& shape,
+                        std::span<const uint8_t> data) {
+  if (shape.empty() || shape.size() > 4)
+    throw Error("gguf writer: tensor '" + name + "' needs 1 to 4 dimensions");
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  if (!row_fits(type, shape[0]))
+    throw Error("gguf writer: tensor '" + name + "': row length is not a multiple of the block size");
+  const int64_t expect = row_bytes(type, shape[0]) * (n / shape[0]);
+  if (static_cast<int64_t>(data.size()) != expect)
+    throw Error("gguf writer: tensor '" + name + "': " + std::to_string(data.size()) +
+                " bytes given, " + std::to_string(expect) + " expected");
+  tensors_.push_back({name, type, shape, std::vector<uint8_t>(data.begin(), data.end())});
+}
+
+std::vector<uint8_t> Writer::to_bytes() const {
+  std::vector<uint8_t> out;
+  put<uint32_t>(out, 0x46554747);
+  put<uint32_t>(out, 3);
+  put<uint64_t>(out, tensors_.size());
+  put<uint64_t>(out, n_kv_);
+  out.insert(out.end(), kv_bytes_.begin(), kv_bytes_.end());
+  uint64_t offset = 0;
+  std::vector<uint64_t> offsets;
+  for (const Tensor& t : tensors_) {
+    put_string(out, t.name);
+    put<uint32_t>(out, static_cast<uint32_t>(t.shape.size()));
+    for (int64_t d : t.shape) put<uint64_t>(out, static_cast<uint64_t>(d));
+    put<uint32_t>(out, static_cast<uint32_t>(t.type));
+    put<uint64_t>(out, offset);
+    offsets.push_back(offset);
+    offset += (t.data.size() + alignment_ - 1) / alignment_ * alignment_;
+  }
+  out.resize((out.size() + alignment_ - 1) / alignment_ * alignment_, 0);
+  const size_t base = out.size();
+  out.resize(base + offset, 0);
+  for (size_t i = 0; i < tensors_.size(); ++i)
+    std::memcpy(out.data() + base + offsets[i], tensors_[i].data.data(), tensors_[i].data.size());
+  return out;
+}
+
+void Writer::write(const std::string& path) const {
+  const std::vector<uint8_t> bytes = to_bytes();
+  const std::string tmp = path + ".tmp";
+  std::FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (!f) throw Error(path + ": cannot create file");
+  const bool ok = std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();
+  if (std::fclose(f) != 0 || !ok) {
+    std::remove(tmp.c_str());
+    throw Error(path + ": write failed");
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    throw Error(path + ": cannot rename temporary file into place");
+  }
+}
+
+}  // namespace slm::gguf

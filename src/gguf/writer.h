@@ -1,0 +1,52 @@
+// GGUF v3 writer: metadata and tensors in insertion order, data aligned to
+// general.alignment (32 unless set). Used by quantize, synth and tests.
+// Not thread-safe; the writer owns copies of everything added.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "base/dtype.h"
+#include "gguf/gguf.h"
+
+namespace slm::gguf {
+
+class Writer {
+ public:
+  void set_alignment(uint64_t alignment);  // power of two; also written as general.alignment
+
+  void add_string(const std::string& key, const std::string& v);
+  void add_bool(const std::string& key, bool v);
+  void add_u32(const std::string& key, uint32_t v);
+  void add_i32(const std::string& key, int32_t v);
+  void add_u64(const std::string& key, uint64_t v);
+  void add_f32(const std::string& key, float v);
+  void add_strings(const std::string& key, const std::vector<std::string>& v);
+  void add_f32s(const std::string& key, const std::vector<float>& v);
+  void add_i32s(const std::string& key, const std::vector<int32_t>& v);
+
+  // shape: ne[0] (row length) first. data.size() must equal the type's byte size.
+  void add_tensor(const std::string& name, DType type, const std::vector<int64_t>& shape,
+                  std::span<const uint8_t> data);
+
+  std::vector<uint8_t> to_bytes() const;
+  // Writes to path (through a temporary file renamed into place).
+  void write(const std::string& path) const;
+
+ private:
+  struct Tensor {
+    std::string name;
+    DType type;
+    std::vector<int64_t> shape;
+    std::vector<uint8_t> data;
+  };
+  void begin_kv(const std::string& key, ValueType type);
+  uint64_t alignment_ = 32;
+  uint64_t n_kv_ = 0;
+  std::vector<uint8_t> kv_bytes_;  // serialized key-value pairs
+  std::vector<Tensor> tensors_;
+};
+
+}  // namespace slm::gguf
