@@ -1,0 +1,129 @@
+// slm info: what a model file holds and what it will cost to run.
+#include <cstdio>
+#include <string>
+
+#include "base/error.h"
+#include "cli/args.h"
+#include "cli/command.h"
+#include "model/model.h"
+
+namespace slm::cli {
+namespace {
+
+std::string human_bytes(double b) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  while (b >= 1024 && u < 4) {
+    b /= 1024;
+    ++u;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.2f %s", b, units[u]);
+  return buf;
+}
+
+std::string shape_of(const gguf::TensorInfo& t) {
+  std::string s = "[";
+  for (int d = 0; d < t.n_dims; ++d) s += (d ? ", " : "") + std::to_string(t.ne[d]);
+  return s + "]";
+}
+
+// One metadata value, shortened: arrays show their length and first items.
+std::string summarize(const gguf::Value& v) {
+  using gguf::ValueType;
+  switch (v.type) {
+    case ValueType::STRING: {
+      std::string s(v.str.substr(0, 60));
+      for (char& ch : s)
+        if (ch == '\n' || ch == '\r' || ch == '\t') ch = ' ';
+      return "\"" + s + (v.str.size() > 60 ? "...\" (" + std::to_string(v.str.size()) + " bytes)" : "\"");
+    }
+    case ValueType::BOOL: return v.u ? "true" : "false";
+    case ValueType::F32:
+    case ValueType::F64: {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%g", v.f);
+      return buf;
+    }
+    case ValueType::ARRAY: {
+      std::string s = "array[" + std::to_string(v.count) + "] of " +
+                      std::string(gguf::value_type_name(v.elem_type));
+      return s;
+    }
+    default:
+      if (v.type == ValueType::I8 || v.type == ValueType::I16 || v.type == ValueType::I32 ||
+          v.type == ValueType::I64)
+        return std::to_string(v.i);
+      return std::to_string(v.u);
+  }
+}
+
+int run_info(int argc, char** argv) {
+  const Args args(argc, argv, {"--model", "--ctx-size"}, {"--help", "--tensors", "--no-tensors"},
+                  {{"-m", "--model"}, {"-c", "--ctx-size"}});
+  if (args.flag("--help")) {
+    std::printf(
+        "usage: slm info [--model] M [-c N] [--no-tensors]\n"
+        "  Architecture, parameter count, sizes, metadata and tensor table;\n"
+        "  -c N estimates memory for a context of N tokens (default: training context).\n");
+    return 0;
+  }
+  std::string path;
+  if (const auto m = args.get("--model")) {
+    path = *m;
+  } else if (!args.positional().empty()) {
+    path = args.positional()[0];
+  } else {
+    throw Error("--model is required");
+  }
+  const auto model = model::Model::load(path);
+  const model::ModelConfig& c = model->config();
+  const gguf::File& f = model->file();
+  const int64_t n_ctx = args.get_int("--ctx-size", c.n_ctx_train, 1, int64_t{1} << 24);
+
+  uint64_t weight_bytes = 0;
+  for (const gguf::TensorInfo& t : f.tensors()) weight_bytes += t.n_bytes;
+  const double kv_bytes = 2.0 * static_cast<double>(c.n_layer) * n_ctx * c.kv_dim() * sizeof(float);
+
+  std::printf("file:          %s (GGUF v%u, %s)\n", path.c_str(), f.version(),
+              human_bytes(static_cast<double>(f.file_size())).c_str());
+  std::printf("architecture:  %s\n", c.arch_name.c_str());
+  if (const auto name = f.get_string("general.name")) std::printf("name:          %.*s\n", (int)name->size(), name->data());
+  std::printf("parameters:    %.3f M\n", static_cast<double>(model->n_params()) / 1e6);
+  std::printf("layers:        %lld, n_embd %lld, heads %lld (kv %lld), head_dim %lld\n",
+              (long long)c.n_layer, (long long)c.n_embd, (long long)c.n_head, (long long)c.n_head_kv,
+              (long long)c.head_dim);
+  if (c.is_moe())
+    std::printf("experts:       %lld, %lld used per token, expert ff %lld\n", (long long)c.n_expert,
+                (long long)c.n_expert_used, (long long)c.n_ff_expert);
+  else
+    std::printf("feed-forward:  %lld\n", (long long)c.n_ff);
+  std::printf("vocabulary:    %lld\n", (long long)c.n_vocab);
+  std::printf("context:       %lld (trained)\n", (long long)c.n_ctx_train);
+  std::printf("rope:          base %g, %lld dims, %s\n", c.rope_base, (long long)c.n_rot,
+              c.rope_order == model::RopeOrder::kNeox ? "neox" : "normal");
+  std::printf("weights:       %s (mapped from the file, not copied)\n",
+              human_bytes(static_cast<double>(weight_bytes)).c_str());
+  std::printf("memory @ %lld ctx: %s weights + %s KV cache (float32) = %s\n", (long long)n_ctx,
+              human_bytes(static_cast<double>(weight_bytes)).c_str(), human_bytes(kv_bytes).c_str(),
+              human_bytes(static_cast<double>(weight_bytes) + kv_bytes).c_str());
+
+  std::printf("\nmetadata (%zu keys):\n", f.metadata().size());
+  for (const gguf::KeyValue& kv : f.metadata())
+    std::printf("  %-45.*s %s\n", (int)kv.key.size(), kv.key.data(), summarize(kv.value).c_str());
+
+  if (!args.flag("--no-tensors")) {
+    std::printf("\ntensors (%zu):\n", f.tensors().size());
+    for (const gguf::TensorInfo& t : f.tensors())
+      std::printf("  %-40.*s %-7s %-22s %s\n", (int)t.name.size(), t.name.data(),
+                  std::string(dtype_name(t.type)).c_str(), shape_of(t).c_str(),
+                  human_bytes(static_cast<double>(t.n_bytes)).c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+
+SLM_COMMAND("info", "describe a model file", run_info);
+
+}  // namespace slm::cli

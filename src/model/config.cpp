@@ -1,0 +1,140 @@
+#include "model/config.h"
+
+#include <cmath>
+
+#include "base/error.h"
+
+namespace slm::model {
+namespace {
+
+// Upper bounds that no real checkpoint comes near; they keep hostile metadata
+// from driving huge allocations (n_embd * n_ctx ...) before tensors are checked.
+constexpr int64_t kMaxDim = 1 << 20;
+constexpr int64_t kMaxLayers = 4096;
+constexpr int64_t kMaxHeads = 4096;
+constexpr int64_t kMaxExperts = 4096;
+
+struct Reader {
+  const gguf::File& f;
+  std::string prefix;
+
+  std::string key(const char* k) const { return prefix + "." + k; }
+
+  [[noreturn]] void fail(const std::string& k, const std::string& what) const {
+    throw Error(f.name() + ": metadata key '" + k + "' " + what);
+  }
+
+  int64_t integer(const char* k, int64_t lo, int64_t hi) const {
+    const std::string name = key(k);
+    const auto v = f.get_int(name);
+    if (!v) fail(name, "is missing");
+    if (*v < lo || *v > hi)
+      fail(name, "is " + std::to_string(*v) + ", outside [" + std::to_string(lo) + ", " +
+                     std::to_string(hi) + "]");
+    return *v;
+  }
+
+  int64_t integer_or(const char* k, int64_t fallback, int64_t lo, int64_t hi) const {
+    if (!f.find(key(k))) return fallback;
+    return integer(k, lo, hi);
+  }
+
+  float number_or(const char* k, float fallback, float lo, float hi) const {
+    const std::string name = key(k);
+    const auto v = f.get_float(name);
+    if (!v) return fallback;
+    if (!std::isfinite(*v) || *v < lo || *v > hi)
+      fail(name, "is " + std::to_string(*v) + ", outside [" + std::to_string(lo) + ", " +
+                     std::to_string(hi) + "]");
+    return static_cast<float>(*v);
+  }
+};
+
+}  // namespace
+
+std::string_view arch_name(Arch arch) {
+  switch (arch) {
+    case Arch::kLlama: return "llama";
+    case Arch::kQwen2: return "qwen2";
+    case Arch::kQwen3: return "qwen3";
+    case Arch::kQwen3Moe: return "qwen3moe";
+  }
+  return "unknown";
+}
+
+ModelConfig read_config(const gguf::File& file) {
+  ModelConfig c;
+  const auto arch = file.get_string("general.architecture");
+  if (!arch) throw Error(file.name() + ": metadata key 'general.architecture' is missing");
+  c.arch_name = std::string(*arch);
+  if (*arch == "llama" || *arch == "mistral") {
+    c.arch = Arch::kLlama;
+  } else if (*arch == "qwen2") {
+    c.arch = Arch::kQwen2;
+  } else if (*arch == "qwen3") {
+    c.arch = Arch::kQwen3;
+  } else if (*arch == "qwen3moe") {
+    c.arch = Arch::kQwen3Moe;
+  } else {
+    throw Error(file.name() + ": unsupported architecture '" + c.arch_name +
+                "' (supported: llama, mistral, qwen2, qwen3, qwen3moe)");
+  }
+  const Reader r{file, c.arch_name};
+
+  c.n_embd = r.integer("embedding_length", 1, kMaxDim);
+  c.n_layer = r.integer("block_count", 1, kMaxLayers);
+  c.n_head = r.integer("attention.head_count", 1, kMaxHeads);
+  c.n_head_kv = r.integer_or("attention.head_count_kv", c.n_head, 1, c.n_head);
+  if (c.n_head % c.n_head_kv != 0)
+    r.fail(r.key("attention.head_count_kv"), "does not divide attention.head_count");
+  const int64_t default_head_dim = c.n_embd % c.n_head == 0 ? c.n_embd / c.n_head : 0;
+  c.head_dim = r.integer_or("attention.key_length", default_head_dim, 1, kMaxDim);
+  if (c.head_dim == 0)
+    r.fail(r.key("attention.key_length"), "is missing and n_embd is not a multiple of n_head");
+  c.head_dim_v = r.integer_or("attention.value_length", c.head_dim, 1, kMaxDim);
+  if (c.head_dim_v != c.head_dim)
+    r.fail(r.key("attention.value_length"), "differs from attention.key_length (unsupported)");
+  c.n_ff = r.integer_or("feed_forward_length", 0, 0, kMaxDim);
+  c.n_ctx_train = r.integer_or("context_length", 2048, 1, int64_t{1} << 24);
+  c.norm_eps = r.number_or("attention.layer_norm_rms_epsilon", 1e-5f, 0.0f, 1.0f);
+
+  c.rope_order = c.arch == Arch::kLlama ? RopeOrder::kNormal : RopeOrder::kNeox;
+  c.n_rot = r.integer_or("rope.dimension_count", c.head_dim, 2, c.head_dim);
+  if (c.n_rot % 2 != 0) r.fail(r.key("rope.dimension_count"), "must be even");
+  c.rope_base = r.number_or("rope.freq_base", 10000.0f, 1.0f, 1e12f);
+  if (const auto type = file.get_string(r.key("rope.scaling.type"))) {
+    if (*type == "none") {
+      c.rope_scaling = RopeScaling::kNone;
+    } else if (*type == "linear") {
+      c.rope_scaling = RopeScaling::kLinear;
+    } else if (*type == "llama3") {
+      c.rope_scaling = RopeScaling::kLlama3;
+    } else {
+      r.fail(r.key("rope.scaling.type"), "is '" + std::string(*type) + "' (supported: none, linear, llama3)");
+    }
+  }
+  c.rope_scale_factor = r.number_or("rope.scaling.factor", 1.0f, 1e-6f, 1e6f);
+  // Older files give the linear factor as "rope.scale_linear".
+  if (c.rope_scaling == RopeScaling::kNone && file.find(r.key("rope.scale_linear"))) {
+    c.rope_scale_factor = r.number_or("rope.scale_linear", 1.0f, 1e-6f, 1e6f);
+    if (c.rope_scale_factor != 1.0f) c.rope_scaling = RopeScaling::kLinear;
+  }
+  c.rope_low_freq_factor = r.number_or("rope.scaling.low_freq_factor", 1.0f, 1e-6f, 1e6f);
+  c.rope_high_freq_factor = r.number_or("rope.scaling.high_freq_factor", 4.0f, 1e-6f, 1e6f);
+  c.rope_orig_ctx = r.integer_or("rope.scaling.original_context_length", 8192, 1, int64_t{1} << 24);
+  if (c.rope_scaling == RopeScaling::kLlama3 && c.rope_high_freq_factor <= c.rope_low_freq_factor)
+    r.fail(r.key("rope.scaling.high_freq_factor"), "must exceed rope.scaling.low_freq_factor");
+
+  c.n_expert = r.integer_or("expert_count", 0, 0, kMaxExperts);
+  if (c.n_expert > 0) {
+    c.n_expert_used = r.integer("expert_used_count", 1, c.n_expert);
+    c.n_ff_expert = r.integer_or("expert_feed_forward_length", c.n_ff, 1, kMaxDim);
+    if (const auto norm = file.get_bool(r.key("expert_weights_norm"))) c.expert_weights_norm = *norm;
+  } else if (c.arch == Arch::kQwen3Moe) {
+    r.fail(r.key("expert_count"), "is missing (qwen3moe needs experts)");
+  }
+  if (!c.is_moe() && c.n_ff <= 0) r.fail(r.key("feed_forward_length"), "is missing");
+  return c;
+}
+
+}  // namespace slm::model

@@ -1,0 +1,59 @@
+// Hyper-parameters of a transformer, read from GGUF metadata keys
+// ("{arch}.embedding_length", ...) and validated so later code can index
+// without further checks.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "gguf/gguf.h"
+
+namespace slm::model {
+
+enum class Arch { kLlama, kQwen2, kQwen3, kQwen3Moe };
+enum class RopeOrder { kNormal, kNeox };  // adjacent pairs vs. halves
+enum class RopeScaling { kNone, kLinear, kLlama3 };
+
+struct ModelConfig {
+  Arch arch = Arch::kLlama;
+  std::string arch_name;
+  int64_t n_vocab = 0;
+  int64_t n_embd = 0;
+  int64_t n_layer = 0;
+  int64_t n_head = 0;
+  int64_t n_head_kv = 0;
+  int64_t head_dim = 0;    // attention.key_length; n_embd / n_head when absent
+  int64_t head_dim_v = 0;  // attention.value_length
+  int64_t n_ff = 0;
+  int64_t n_ctx_train = 0;
+  float norm_eps = 1e-5f;
+
+  // RoPE
+  RopeOrder rope_order = RopeOrder::kNormal;
+  int64_t n_rot = 0;  // rotated dimensions per head (<= head_dim, even)
+  float rope_base = 10000.0f;
+  RopeScaling rope_scaling = RopeScaling::kNone;
+  float rope_scale_factor = 1.0f;
+  float rope_low_freq_factor = 1.0f;
+  float rope_high_freq_factor = 4.0f;
+  int64_t rope_orig_ctx = 8192;
+
+  // Mixture of experts (n_expert == 0 for dense models)
+  int64_t n_expert = 0;
+  int64_t n_expert_used = 0;
+  int64_t n_ff_expert = 0;
+  bool expert_weights_norm = true;  // renormalise the chosen experts' weights
+
+  bool is_moe() const { return n_expert > 0; }
+  int64_t q_dim() const { return n_head * head_dim; }
+  int64_t kv_dim() const { return n_head_kv * head_dim; }
+  int64_t v_dim() const { return n_head_kv * head_dim_v; }
+};
+
+// Reads and validates the configuration. Throws slm::Error naming the file
+// and the key (unsupported architecture, missing or out-of-range values).
+ModelConfig read_config(const gguf::File& file);
+
+std::string_view arch_name(Arch arch);
+
+}  // namespace slm::model

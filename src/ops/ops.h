@@ -1,0 +1,43 @@
+// Float operations of the transformer forward pass that are not matrix
+// products: normalisation, rotary embeddings, activation, softmax, attention.
+// They know nothing of models: every size is a parameter. No allocation.
+#pragma once
+
+#include <cstdint>
+
+namespace slm {
+class ThreadPool;
+}
+
+namespace slm::ops {
+
+// out[i] = x[i] / sqrt(mean(x^2) + eps) * w[i], i < n. out may alias x.
+void rms_norm(const float* x, const float* w, int64_t n, float eps, float* out);
+
+// x[i] += b[i]
+void add(float* x, const float* b, int64_t n);
+
+// gate[i] = silu(gate[i]) * up[i]
+void swiglu(float* gate, const float* up, int64_t n);
+
+// In-place softmax over x[0..n).
+void softmax(float* x, int64_t n);
+
+// Rotary embedding of one head vector x[0..n_rot) at position pos.
+// inv_freq[i] (i < n_rot/2) is the angle per position of pair i.
+// neox: pairs (i, i + n_rot/2); otherwise adjacent pairs (2i, 2i+1).
+void rope(float* x, int64_t n_rot, int64_t pos, const float* inv_freq, bool neox);
+
+// Causal grouped-query attention for a chunk of n_tokens new tokens whose
+// keys/values are already in the cache.
+//   q:   [n_tokens][n_head * head_dim]
+//   k,v: cache rows [n_ctx][n_head_kv * head_dim], positions 0..pos0+n_tokens-1 valid
+//   out: [n_tokens][n_head * head_dim]
+// scratch: n_threads * (pos0 + n_tokens) floats for the scores.
+struct AttentionShape {
+  int64_t n_tokens, pos0, n_head, n_head_kv, head_dim;
+};
+void attention(const AttentionShape& s, const float* q, const float* k_cache, const float* v_cache,
+               float* out, float* scratch, ThreadPool& pool);
+
+}  // namespace slm::ops
