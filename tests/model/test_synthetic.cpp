@@ -1,0 +1,184 @@
+// Features the shared references do not cover, checked against the float64
+// forward pass in synthetic.cpp: llama3 rope scaling, head_dim != n_embd /
+// n_head, MoE with top-1 and top-8 routing, contexts beyond training length.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "base/error.h"
+#include "base/thread_pool.h"
+#include "model/model.h"
+#include "model/session.h"
+#include "model/synthetic.h"
+
+namespace slm::test {
+namespace {
+
+std::vector<int32_t> some_tokens(int64_t n, int64_t vocab) {
+  std::vector<int32_t> t(n);
+  for (int64_t i = 0; i < n; ++i) t[i] = static_cast<int32_t>((i * 37 + 11) % vocab);
+  return t;
+}
+
+std::unique_ptr<model::Model> load(const SynthModel& m) {
+  return model::Model::from_file(gguf::File::parse(m.gguf, "synthetic.gguf"));
+}
+
+// Runs slm over tokens (in chunks of n_batch) and returns the max error
+// relative to the largest reference logit.
+double max_rel_error(const SynthModel& m, const std::vector<int32_t>& tokens, int threads,
+                     int64_t n_batch = 7) {
+  const auto model = load(m);
+  model::SessionOptions so;
+  so.n_batch = n_batch;
+  model::Session session(*model, so);
+  ThreadPool pool(threads);
+  std::vector<float> got;
+  session.feed(tokens, pool, &got);
+  const std::vector<double> want = reference_forward(m, tokens);
+  EXPECT_EQ(got.size(), want.size());
+  double max_abs = 0, max_err = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    max_abs = std::max(max_abs, std::fabs(want[i]));
+    max_err = std::max(max_err, std::fabs(want[i] - got[i]));
+  }
+  return max_err / max_abs;
+}
+
+constexpr double kTol = 2e-5;  // float32 accumulation over these small sizes
+
+TEST(Synthetic, PlainLlamaMatchesFloat64) {
+  const SynthModel m = make_synth({});
+  EXPECT_LT(max_rel_error(m, some_tokens(20, 64), 1), kTol);
+  EXPECT_LT(max_rel_error(m, some_tokens(20, 64), 2, 20), kTol);
+}
+
+TEST(Synthetic, Llama3RopeScaling) {
+  SynthSpec s;
+  s.head_dim = 16;
+  s.n_head = 2;
+  s.n_head_kv = 1;
+  s.rope_scaling = "llama3";
+  s.rope_factor = 8;
+  s.low_freq = 1;
+  s.high_freq = 4;
+  s.orig_ctx = 64;  // puts the 8 frequencies in all three llama3 bands
+  const SynthModel m = make_synth(s);
+  const auto tokens = some_tokens(40, 64);
+  EXPECT_LT(max_rel_error(m, tokens, 2), kTol);
+  // The same divisors given as a rope_freqs.weight tensor give the same logits.
+  s.rope_freqs_tensor = true;
+  const SynthModel t = make_synth(s);
+  EXPECT_LT(max_rel_error(t, tokens, 1), kTol);
+  // And scaling really changes the result (the test could not pass by ignoring it).
+  s.rope_scaling.clear();
+  s.rope_freqs_tensor = false;
+  const SynthModel plain = make_synth(s);
+  EXPECT_GT(max_rel_error(plain, tokens, 1) + 0.0, 0.0);
+  const std::vector<double> a = reference_forward(m, tokens), b = reference_forward(plain, tokens);
+  double diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) diff = std::max(diff, std::fabs(a[i] - b[i]));
+  EXPECT_GT(diff, 1e-3);
+}
+
+TEST(Synthetic, LinearRopeScaling) {
+  SynthSpec s;
+  s.rope_scaling = "linear";
+  s.rope_factor = 4;
+  EXPECT_LT(max_rel_error(make_synth(s), some_tokens(24, 64), 2), kTol);
+}
+
+TEST(Synthetic, HeadDimDiffersFromEmbdOverHeads) {
+  SynthSpec s;
+  s.n_embd = 32;
+  s.n_head = 4;
+  s.n_head_kv = 2;
+  s.head_dim = 24;  // q has 96 columns, three times n_embd / n_head
+  EXPECT_LT(max_rel_error(make_synth(s), some_tokens(18, 64), 2), kTol);
+}
+
+TEST(Synthetic, MoeTop1) {
+  SynthSpec s;
+  s.n_expert = 8;
+  s.n_expert_used = 1;
+  s.n_ff = 16;
+  EXPECT_LT(max_rel_error(make_synth(s), some_tokens(25, 64), 1), kTol);
+  EXPECT_LT(max_rel_error(make_synth(s), some_tokens(25, 64), 2, 25), kTol);
+}
+
+TEST(Synthetic, MoeTop8) {
+  SynthSpec s;
+  s.n_expert = 8;
+  s.n_expert_used = 8;
+  s.n_ff = 16;
+  EXPECT_LT(max_rel_error(make_synth(s), some_tokens(25, 64), 2), kTol);
+}
+
+TEST(Synthetic, ChunkedPromptEqualsOneTokenAtATime) {
+  const SynthModel m = make_synth({});
+  const auto model = load(m);
+  const auto tokens = some_tokens(30, 64);
+  ThreadPool pool(2);
+  model::SessionOptions so;
+  so.n_batch = 8;
+  model::Session a(*model, so);
+  std::vector<float> all;
+  a.feed(tokens, pool, &all);
+  model::Session b(*model, so);
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    const std::span<const float> row = b.decode(tokens[i], pool);
+    for (int64_t v = 0; v < 64; ++v) ASSERT_NEAR(row[v], all[i * 64 + v], 1e-4) << i;
+  }
+}
+
+TEST(Synthetic, ContextBeyondTrainingIsRefusedUnlessAllowed) {
+  const SynthModel m = make_synth({});  // trained context 64
+  const auto model = load(m);
+  model::SessionOptions so;
+  so.n_ctx = 100;
+  EXPECT_THROW(model::Session(*model, so), Error);
+  so.allow_beyond_train_ctx = true;
+  model::Session session(*model, so);
+  ThreadPool pool(1);
+  const auto tokens = some_tokens(90, 64);
+  std::vector<float> got;
+  session.feed(tokens, pool, &got);
+  EXPECT_EQ(session.n_past(), 90);
+  // A full context is an error, not silent truncation.
+  EXPECT_THROW(session.feed(some_tokens(11, 64), pool), Error);
+  EXPECT_EQ(session.n_past(), 90);
+  session.feed(some_tokens(10, 64), pool);
+  EXPECT_EQ(session.n_past(), 100);
+}
+
+TEST(Synthetic, BadTokenIdsAreRefused) {
+  const auto model = load(make_synth({}));
+  model::Session session(*model, {});
+  ThreadPool pool(1);
+  EXPECT_THROW(session.feed(std::vector<int32_t>{1, 64}, pool), Error);
+  EXPECT_THROW(session.feed(std::vector<int32_t>{-1}, pool), Error);
+  EXPECT_THROW(session.feed(std::vector<int32_t>{}, pool), Error);
+  EXPECT_EQ(session.n_past(), 0);
+}
+
+TEST(Synthetic, HostileConfigsAreRefusedWithTheKeyNamed) {
+  SynthSpec s;
+  s.n_head_kv = 3;  // does not divide 4 heads
+  try {
+    load(make_synth(s));
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("attention.head_count_kv"), std::string::npos) << e.what();
+  }
+  SynthSpec u;
+  u.arch = "gpt-j";
+  try {
+    load(make_synth(u));
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("unsupported architecture 'gpt-j'"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace slm::test
