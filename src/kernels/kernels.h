@@ -21,6 +21,9 @@ namespace slm::kernels {
 
 enum class Isa { kScalar, kAvx2, kAvx512, kNeon };
 std::string_view isa_name(Isa isa);
+// isa_name plus the optional extensions its table uses on this CPU, for logs
+// and bench output: "neon+dotprod", "avx512+vnni".
+std::string_view isa_detail(Isa isa);
 
 struct TypeTraits {
   DType vec_dot_type = DType::F32;

@@ -1,0 +1,74 @@
+// kernels::matmul: the one entry point the model uses for linear layers.
+//
+// Activations are quantized once into the weight type's vec_dot_type (Q8_0 /
+// Q8_K rows in the caller's scratch; F32 is used in place), then output rows
+// are split into chunks over the pool. Every y element is one vec_dot call over
+// the same bytes whoever runs it, so results do not depend on the thread count.
+#include <algorithm>
+#include <cstring>
+
+#include "base/thread_pool.h"
+#include "kernels/internal.h"
+
+namespace slm::kernels {
+namespace {
+
+// Tokens handled together per weight row: their activation rows (a few KiB
+// each) stay in L2 while a chunk's weight rows stream through L1 once.
+constexpr int64_t kTokenTile = 16;
+// Chunks per thread: enough to even out uneven progress, few enough that the
+// atomic task counter stays cheap.
+constexpr int64_t kChunksPerThread = 4;
+constexpr int64_t kMinChunkRows = 4;
+
+}  // namespace
+
+void matmul(DType wtype, const void* w, int64_t rows, int64_t cols, const float* x,
+            int64_t n_tokens, float* y, ThreadPool& pool, std::vector<uint8_t>& scratch) {
+  if (rows <= 0 || n_tokens <= 0) return;
+  if (cols <= 0) {
+    std::fill(y, y + rows * n_tokens, 0.0f);
+    return;
+  }
+  const TypeTraits& wt = traits(wtype);
+  const DType act_type = wt.vec_dot_type;
+  const auto* act = reinterpret_cast<const uint8_t*>(x);
+  size_t act_row = static_cast<size_t>(cols) * sizeof(float);
+  if (act_type != DType::F32) {
+    act_row = static_cast<size_t>(row_bytes(act_type, cols));
+    if (scratch.size() < act_row * static_cast<size_t>(n_tokens))
+      scratch.resize(act_row * static_cast<size_t>(n_tokens));
+    const auto quantize = traits(act_type).quantize_row;
+    uint8_t* q = scratch.data();
+    if (n_tokens == 1) {
+      quantize(x, q, cols);
+    } else {
+      pool.parallel_for(n_tokens, [&](int64_t t, int) {
+        quantize(x + t * cols, q + static_cast<size_t>(t) * act_row, cols);
+      });
+    }
+    act = q;
+  }
+
+  const auto vec_dot = wt.vec_dot;
+  const size_t w_row = static_cast<size_t>(row_bytes(wtype, cols));
+  const auto* wbytes = static_cast<const uint8_t*>(w);
+  const int64_t n_chunks_wanted = std::max<int64_t>(1, pool.size() * kChunksPerThread);
+  const int64_t chunk_rows =
+      std::max(kMinChunkRows, (rows + n_chunks_wanted - 1) / n_chunks_wanted);
+  const int64_t n_chunks = (rows + chunk_rows - 1) / chunk_rows;
+
+  pool.parallel_for(n_chunks, [&](int64_t chunk, int) {
+    const int64_t r0 = chunk * chunk_rows, r1 = std::min(rows, r0 + chunk_rows);
+    for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokenTile) {
+      const int64_t t1 = std::min(n_tokens, t0 + kTokenTile);
+      for (int64_t r = r0; r < r1; ++r) {
+        const uint8_t* wr = wbytes + static_cast<size_t>(r) * w_row;
+        for (int64_t t = t0; t < t1; ++t)
+          vec_dot(cols, y + t * rows + r, wr, act + static_cast<size_t>(t) * act_row);
+      }
+    }
+  });
+}
+
+}  // namespace slm::kernels

@@ -1,0 +1,57 @@
+// Scalar reference kernels of the float weight types. Activations stay F32
+// (vec_dot_type F32), so a dot product converts only the weight side.
+#include <cstring>
+
+#include "base/fp16.h"
+#include "kernels/internal.h"
+
+namespace slm::kernels {
+namespace {
+
+void copy_f32(const void* src, float* dst, int64_t n) {
+  std::memcpy(dst, src, static_cast<size_t>(n) * 4);
+}
+void copy_to_f32(const float* src, void* dst, int64_t n) {
+  std::memcpy(dst, src, static_cast<size_t>(n) * 4);
+}
+
+void vec_dot_f32(int64_t n, float* s, const void* w, const void* a) {
+  const auto* x = static_cast<const float*>(w);
+  const auto* y = static_cast<const float*>(a);
+  double sum = 0;  // the oracle accumulates in double; SIMD versions in float lanes
+  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i]) * y[i];
+  *s = static_cast<float>(sum);
+}
+
+template <float (*kToF32)(uint16_t)>
+void dequantize_16(const void* src, float* dst, int64_t n) {
+  const auto* x = static_cast<const uint16_t*>(src);
+  for (int64_t i = 0; i < n; ++i) dst[i] = kToF32(x[i]);
+}
+
+template <uint16_t (*kFromF32)(float)>
+void quantize_16(const float* src, void* dst, int64_t n) {
+  auto* y = static_cast<uint16_t*>(dst);
+  for (int64_t i = 0; i < n; ++i) y[i] = kFromF32(src[i]);
+}
+
+template <float (*kToF32)(uint16_t)>
+void vec_dot_16(int64_t n, float* s, const void* w, const void* a) {
+  const auto* x = static_cast<const uint16_t*>(w);
+  const auto* y = static_cast<const float*>(a);
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(kToF32(x[i])) * y[i];
+  *s = static_cast<float>(sum);
+}
+
+}  // namespace
+
+void fill_scalar_float(TypeTable& t) {
+  t[DType::F32] = {DType::F32, copy_f32, copy_to_f32, vec_dot_f32};
+  t[DType::F16] = {DType::F32, dequantize_16<fp16_to_f32>, quantize_16<f32_to_fp16>,
+                   vec_dot_16<fp16_to_f32>};
+  t[DType::BF16] = {DType::F32, dequantize_16<bf16_to_f32>, quantize_16<f32_to_bf16>,
+                    vec_dot_16<bf16_to_f32>};
+}
+
+}  // namespace slm::kernels

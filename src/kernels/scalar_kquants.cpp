@@ -1,0 +1,449 @@
+// Scalar reference kernels of the K-quants (Q2_K..Q6_K) and their activation
+// format Q8_K. Each type first unpacks a 256-element super-block into plain
+// integer levels and per-sub-block scales; dequantize and the dot product are
+// then one obvious loop each. The quantizers are simple least-squares fits
+// (no importance matrix), good enough for `slm quantize` and tests.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "base/fp16.h"
+#include "kernels/blocks.h"
+#include "kernels/internal.h"
+
+namespace slm::kernels {
+namespace {
+
+float half(uint16_t h) {
+  return fp16_to_f32(h);
+}
+
+// Unpacked super-block: x[e] = d * scale[e / sub] * q[e] - dmin * min[e / sub]
+// where sub is 16 or 32 depending on the type.
+struct Unpacked {
+  int q[kQKK];
+  int scale[16];
+  int min[16];
+  float d = 0;
+  float dmin = 0;
+  int sub = 16;
+};
+
+// Bits of element e stored as four 2-bit fields per byte: byte 32 * (e / 128) +
+// e % 32, shift 2 * ((e % 128) / 32). Shared by Q2_K and Q3_K.
+int two_bits(const uint8_t* qs, int e) {
+  return (qs[32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3;
+}
+
+void unpack_q2_k(const BlockQ2_K& b, Unpacked& u) {
+  u.d = half(b.d);
+  u.dmin = half(b.dmin);
+  u.sub = 16;
+  for (int s = 0; s < 16; ++s) {
+    u.scale[s] = b.scales[s] & 0xF;
+    u.min[s] = b.scales[s] >> 4;
+  }
+  for (int e = 0; e < kQKK; ++e) u.q[e] = two_bits(b.qs, e);
+}
+
+void unpack_q3_k(const BlockQ3_K& b, Unpacked& u) {
+  u.d = half(b.d);
+  u.dmin = 0;
+  u.sub = 16;
+  for (int s = 0; s < 16; ++s) {
+    u.scale[s] = q3k_scale(b.scales, s);
+    u.min[s] = 0;
+  }
+  for (int e = 0; e < kQKK; ++e) {
+    const int high = (b.hmask[e % 32] >> (e / 32)) & 1;
+    u.q[e] = (two_bits(b.qs, e) | (high << 2)) - 4;
+  }
+}
+
+void unpack_q4_k(const BlockQ4_K& b, Unpacked& u) {
+  u.d = half(b.d);
+  u.dmin = half(b.dmin);
+  u.sub = 32;
+  for (int s = 0; s < 8; ++s) {
+    uint8_t sc, m;
+    unpack_scale_min_k4(s, b.scales, &sc, &m);
+    u.scale[s] = sc;
+    u.min[s] = m;
+  }
+  for (int e = 0; e < kQKK; ++e) {
+    const uint8_t byte = b.qs[32 * (e / 64) + e % 32];
+    u.q[e] = (e % 64) < 32 ? byte & 0xF : byte >> 4;
+  }
+}
+
+void unpack_q5_k(const BlockQ5_K& b, Unpacked& u) {
+  u.d = half(b.d);
+  u.dmin = half(b.dmin);
+  u.sub = 32;
+  for (int s = 0; s < 8; ++s) {
+    uint8_t sc, m;
+    unpack_scale_min_k4(s, b.scales, &sc, &m);
+    u.scale[s] = sc;
+    u.min[s] = m;
+  }
+  for (int e = 0; e < kQKK; ++e) {
+    const uint8_t byte = b.qs[32 * (e / 64) + e % 32];
+    const int low = (e % 64) < 32 ? byte & 0xF : byte >> 4;
+    u.q[e] = low | (((b.qh[e % 32] >> (e / 32)) & 1) << 4);
+  }
+}
+
+void unpack_q6_k(const BlockQ6_K& b, Unpacked& u) {
+  u.d = half(b.d);
+  u.dmin = 0;
+  u.sub = 16;
+  for (int s = 0; s < 16; ++s) {
+    u.scale[s] = b.scales[s];
+    u.min[s] = 0;
+  }
+  for (int e = 0; e < kQKK; ++e) {
+    const int h = e / 128, r = e % 128, l = r % 32, quarter = r / 32;
+    const uint8_t low_byte = b.ql[64 * h + 32 * (quarter & 1) + l];
+    const int low = quarter < 2 ? low_byte & 0xF : low_byte >> 4;
+    const int high = (b.qh[32 * h + l] >> (2 * quarter)) & 3;
+    u.q[e] = (low | (high << 4)) - 32;
+  }
+}
+
+void dequantize_unpacked(const Unpacked& u, float* dst) {
+  for (int e = 0; e < kQKK; ++e) {
+    const int s = e / u.sub;
+    dst[e] = u.d * static_cast<float>(u.scale[s]) * static_cast<float>(u.q[e]) -
+             u.dmin * static_cast<float>(u.min[s]);
+  }
+}
+
+// dot with a Q8_K block: d dy sum_s scale_s sum_e q y - dmin dy sum_s min_s sum_e y,
+// the inner sums of y being the block's bsums (two per 32-wide sub-block).
+float dot_unpacked(const Unpacked& u, const BlockQ8_K& y) {
+  int isum = 0, msum = 0;
+  const int n_sub = kQKK / u.sub;
+  for (int s = 0; s < n_sub; ++s) {
+    int dot = 0, ysum = 0;
+    for (int e = s * u.sub; e < (s + 1) * u.sub; ++e) dot += u.q[e] * y.qs[e];
+    for (int g = s * u.sub / 16; g < (s + 1) * u.sub / 16; ++g) ysum += y.bsums[g];
+    isum += u.scale[s] * dot;
+    msum += u.min[s] * ysum;
+  }
+  return y.d * u.d * static_cast<float>(isum) - y.d * u.dmin * static_cast<float>(msum);
+}
+
+template <typename Block, void (*kUnpack)(const Block&, Unpacked&)>
+void dequantize_k(const void* src, float* dst, int64_t n) {
+  const auto* x = static_cast<const Block*>(src);
+  Unpacked u;
+  for (int64_t i = 0; i < n / kQKK; ++i) {
+    kUnpack(x[i], u);
+    dequantize_unpacked(u, dst + i * kQKK);
+  }
+}
+
+template <typename Block, void (*kUnpack)(const Block&, Unpacked&)>
+void vec_dot_k(int64_t n, float* s, const void* w, const void* a) {
+  const auto* x = static_cast<const Block*>(w);
+  const auto* y = static_cast<const BlockQ8_K*>(a);
+  Unpacked u;
+  float sum = 0;
+  for (int64_t i = 0; i < n / kQKK; ++i) {
+    kUnpack(x[i], u);
+    sum += dot_unpacked(u, y[i]);
+  }
+  *s = sum;
+}
+
+// ---------------------------------------------------------------- fitting
+
+// x ~= scale * L + min with L in [0, nmax], scale >= 0, min <= 0: tries scales
+// around nmax / (max - min) and keeps the weighted least-squares fit with the
+// smallest error. Returns scale; *neg_min = -min >= 0.
+float fit_affine(const float* x, int n, int nmax, float* neg_min) {
+  float lo = std::min(0.0f, *std::min_element(x, x + n));
+  const float hi = *std::max_element(x, x + n);
+  *neg_min = -lo;
+  if (hi <= lo) return 0;
+  float rms = 0;
+  for (int i = 0; i < n; ++i) rms += x[i] * x[i];
+  rms = std::sqrt(rms / static_cast<float>(n));
+  float best_err = INFINITY, best_scale = (hi - lo) / static_cast<float>(nmax), best_min = lo;
+  for (int step = -10; step <= 10; ++step) {
+    const float iscale = (static_cast<float>(nmax) + 0.1f * static_cast<float>(step)) / (hi - lo);
+    float sw = 0, sl = 0, sl2 = 0, sx = 0, sxl = 0;
+    int levels[kQKK];
+    for (int i = 0; i < n; ++i) {
+      levels[i] = std::clamp(nearest_int(iscale * (x[i] - lo)), 0, nmax);
+      const float w = rms + std::fabs(x[i]), l = static_cast<float>(levels[i]);
+      sw += w, sl += w * l, sl2 += w * l * l, sx += w * x[i], sxl += w * x[i] * l;
+    }
+    const float det = sw * sl2 - sl * sl;
+    if (det <= 0) continue;
+    float scale = (sw * sxl - sx * sl) / det;
+    float min = (sl2 * sx - sl * sxl) / det;
+    if (min > 0) {  // the format only subtracts mins
+      min = 0;
+      scale = sxl / sl2;
+    }
+    float err = 0;
+    for (int i = 0; i < n; ++i) {
+      const float diff = scale * static_cast<float>(levels[i]) + min - x[i];
+      err += (rms + std::fabs(x[i])) * diff * diff;
+    }
+    if (err < best_err) best_err = err, best_scale = scale, best_min = min;
+  }
+  *neg_min = -best_min;
+  return best_scale;
+}
+
+// x ~= d * L with L in [-nneg, nneg - 1]; d may be negative so the extreme
+// element uses the wider negative side. Weights x^2 favour large values.
+float fit_symmetric(const float* x, int n, int nneg) {
+  float amax = 0, max = 0;
+  for (int i = 0; i < n; ++i)
+    if (std::fabs(x[i]) > amax) amax = std::fabs(x[i]), max = x[i];
+  if (amax < 1e-30f) return 0;
+  float best_score = -1, best_d = max / static_cast<float>(-nneg);
+  for (int step = -9; step <= 9; ++step) {
+    const float iscale = -(static_cast<float>(nneg) + 0.1f * static_cast<float>(step)) / max;
+    float sxl = 0, sl2 = 0;
+    for (int i = 0; i < n; ++i) {
+      const float l = static_cast<float>(std::clamp(nearest_int(iscale * x[i]), -nneg, nneg - 1));
+      const float w = x[i] * x[i];
+      sxl += w * x[i] * l, sl2 += w * l * l;
+    }
+    if (sl2 > 0 && sxl * sxl / sl2 > best_score) best_score = sxl * sxl / sl2, best_d = sxl / sl2;
+  }
+  return best_d;
+}
+
+// Scales of 16-wide sub-blocks coded as 4-bit sc and min: Q2_K.
+void quantize_q2_k(const float* src, void* dst, int64_t n) {
+  auto* y = static_cast<BlockQ2_K*>(dst);
+  for (int64_t i = 0; i < n / kQKK; ++i, src += kQKK) {
+    float scales[16], mins[16], max_scale = 0, max_min = 0;
+    for (int s = 0; s < 16; ++s) {
+      scales[s] = fit_affine(src + 16 * s, 16, 3, &mins[s]);
+      max_scale = std::max(max_scale, scales[s]);
+      max_min = std::max(max_min, mins[s]);
+    }
+    y[i].d = f32_to_fp16(max_scale / 15);
+    y[i].dmin = f32_to_fp16(max_min / 15);
+    const float d = half(y[i].d), dmin = half(y[i].dmin);
+    for (int s = 0; s < 16; ++s) {
+      const int ls = d > 0 ? std::clamp(nearest_int(scales[s] / d), 0, 15) : 0;
+      const int lm = dmin > 0 ? std::clamp(nearest_int(mins[s] / dmin), 0, 15) : 0;
+      y[i].scales[s] = static_cast<uint8_t>(ls | (lm << 4));
+    }
+    std::memset(y[i].qs, 0, sizeof(y[i].qs));
+    for (int e = 0; e < kQKK; ++e) {
+      const float sd = d * static_cast<float>(y[i].scales[e / 16] & 0xF);
+      const float m = dmin * static_cast<float>(y[i].scales[e / 16] >> 4);
+      const int l = sd > 0 ? std::clamp(nearest_int((src[e] + m) / sd), 0, 3) : 0;
+      y[i].qs[32 * (e / 128) + e % 32] |= static_cast<uint8_t>(l << (2 * ((e % 128) / 32)));
+    }
+  }
+}
+
+void quantize_q3_k(const float* src, void* dst, int64_t n) {
+  auto* y = static_cast<BlockQ3_K*>(dst);
+  for (int64_t i = 0; i < n / kQKK; ++i, src += kQKK) {
+    float scales[16], amax = 0, max_scale = 0;
+    for (int s = 0; s < 16; ++s) {
+      scales[s] = fit_symmetric(src + 16 * s, 16, 4);
+      if (std::fabs(scales[s]) > amax) amax = std::fabs(scales[s]), max_scale = scales[s];
+    }
+    std::memset(y[i].scales, 0, sizeof(y[i].scales));
+    std::memset(y[i].hmask, 0, sizeof(y[i].hmask));
+    std::memset(y[i].qs, 0, sizeof(y[i].qs));
+    y[i].d = 0;
+    if (amax == 0) {
+      // All-zero block: level 0 is q = 4 (high bit set), scale code 32 (0).
+      for (int s = 0; s < 16; ++s) {
+        const int l = 32;
+        if (s < 8)
+          y[i].scales[s] |= static_cast<uint8_t>(l & 0xF);
+        else
+          y[i].scales[s - 8] |= static_cast<uint8_t>((l & 0xF) << 4);
+        y[i].scales[8 + s % 4] |= static_cast<uint8_t>((l >> 4) << (2 * (s / 4)));
+      }
+      std::memset(y[i].hmask, 0xFF, sizeof(y[i].hmask));
+      continue;
+    }
+    const float iscale = -32.0f / max_scale;
+    for (int s = 0; s < 16; ++s) {
+      const int l = std::clamp(nearest_int(iscale * scales[s]), -32, 31) + 32;
+      if (s < 8)
+        y[i].scales[s] |= static_cast<uint8_t>(l & 0xF);
+      else
+        y[i].scales[s - 8] |= static_cast<uint8_t>((l & 0xF) << 4);
+      y[i].scales[8 + s % 4] |= static_cast<uint8_t>((l >> 4) << (2 * (s / 4)));
+    }
+    y[i].d = f32_to_fp16(1 / iscale);
+    const float d = half(y[i].d);
+    for (int e = 0; e < kQKK; ++e) {
+      const float sd = d * static_cast<float>(q3k_scale(y[i].scales, e / 16));
+      const int l = (sd != 0 ? std::clamp(nearest_int(src[e] / sd), -4, 3) : 0) + 4;
+      y[i].qs[32 * (e / 128) + e % 32] |= static_cast<uint8_t>((l & 3) << (2 * ((e % 128) / 32)));
+      if (l & 4) y[i].hmask[e % 32] |= static_cast<uint8_t>(1 << (e / 32));
+    }
+  }
+}
+
+// 6-bit scales and mins of eight 32-wide sub-blocks, packed as Q4_K/Q5_K expect.
+void pack_scale_min_k4(const uint8_t* ls, const uint8_t* lm, uint8_t* q) {
+  std::memset(q, 0, kKScaleBytes);
+  for (int j = 0; j < 8; ++j) {
+    if (j < 4) {
+      q[j] = ls[j];
+      q[j + 4] = lm[j];
+    } else {
+      q[j + 4] = static_cast<uint8_t>((ls[j] & 0xF) | ((lm[j] & 0xF) << 4));
+      q[j - 4] |= static_cast<uint8_t>((ls[j] >> 4) << 6);
+      q[j] |= static_cast<uint8_t>((lm[j] >> 4) << 6);
+    }
+  }
+}
+
+// Shared by Q4_K (nmax 15) and Q5_K (nmax 31): fits sub-blocks, codes their
+// scales and mins in 6 bits, then re-picks levels against the coded values.
+struct K4Scales {
+  uint16_t d, dmin;  // fp16 bits
+};
+K4Scales quantize_k4_levels(const float* src, int nmax, uint8_t* scales_out, uint8_t* levels) {
+  float scales[8], mins[8], max_scale = 0, max_min = 0;
+  for (int s = 0; s < 8; ++s) {
+    scales[s] = fit_affine(src + 32 * s, 32, nmax, &mins[s]);
+    max_scale = std::max(max_scale, scales[s]);
+    max_min = std::max(max_min, mins[s]);
+  }
+  const K4Scales out{f32_to_fp16(max_scale / 63), f32_to_fp16(max_min / 63)};
+  const float d = half(out.d), dmin = half(out.dmin);
+  uint8_t ls[8], lm[8];
+  for (int s = 0; s < 8; ++s) {
+    ls[s] = static_cast<uint8_t>(d > 0 ? std::clamp(nearest_int(scales[s] / d), 0, 63) : 0);
+    lm[s] = static_cast<uint8_t>(dmin > 0 ? std::clamp(nearest_int(mins[s] / dmin), 0, 63) : 0);
+  }
+  pack_scale_min_k4(ls, lm, scales_out);
+  for (int e = 0; e < kQKK; ++e) {
+    const float sd = d * ls[e / 32], m = dmin * lm[e / 32];
+    levels[e] =
+        static_cast<uint8_t>(sd > 0 ? std::clamp(nearest_int((src[e] + m) / sd), 0, nmax) : 0);
+  }
+  return out;
+}
+
+void quantize_q4_k(const float* src, void* dst, int64_t n) {
+  auto* y = static_cast<BlockQ4_K*>(dst);
+  uint8_t levels[kQKK];
+  for (int64_t i = 0; i < n / kQKK; ++i, src += kQKK) {
+    const K4Scales sc = quantize_k4_levels(src, 15, y[i].scales, levels);
+    y[i].d = sc.d;
+    y[i].dmin = sc.dmin;
+    for (int c = 0; c < 4; ++c)
+      for (int l = 0; l < 32; ++l)
+        y[i].qs[32 * c + l] =
+            static_cast<uint8_t>(levels[64 * c + l] | (levels[64 * c + 32 + l] << 4));
+  }
+}
+
+void quantize_q5_k(const float* src, void* dst, int64_t n) {
+  auto* y = static_cast<BlockQ5_K*>(dst);
+  uint8_t levels[kQKK];
+  for (int64_t i = 0; i < n / kQKK; ++i, src += kQKK) {
+    const K4Scales sc = quantize_k4_levels(src, 31, y[i].scales, levels);
+    y[i].d = sc.d;
+    y[i].dmin = sc.dmin;
+    std::memset(y[i].qh, 0, sizeof(y[i].qh));
+    for (int c = 0; c < 4; ++c)
+      for (int l = 0; l < 32; ++l)
+        y[i].qs[32 * c + l] = static_cast<uint8_t>((levels[64 * c + l] & 0xF) |
+                                                   ((levels[64 * c + 32 + l] & 0xF) << 4));
+    for (int e = 0; e < kQKK; ++e)
+      y[i].qh[e % 32] |= static_cast<uint8_t>((levels[e] >> 4) << (e / 32));
+  }
+}
+
+void quantize_q6_k(const float* src, void* dst, int64_t n) {
+  auto* y = static_cast<BlockQ6_K*>(dst);
+  for (int64_t i = 0; i < n / kQKK; ++i, src += kQKK) {
+    float scales[16], amax = 0, max_scale = 0;
+    for (int s = 0; s < 16; ++s) {
+      scales[s] = fit_symmetric(src + 16 * s, 16, 32);
+      if (std::fabs(scales[s]) > amax) amax = std::fabs(scales[s]), max_scale = scales[s];
+    }
+    std::memset(&y[i], 0, sizeof(BlockQ6_K));
+    int levels[kQKK];
+    if (amax == 0) {
+      std::fill(levels, levels + kQKK, 32);  // level 32 is zero
+    } else {
+      const float iscale = -128.0f / max_scale;
+      for (int s = 0; s < 16; ++s)
+        y[i].scales[s] = static_cast<int8_t>(std::min(127, nearest_int(iscale * scales[s])));
+      y[i].d = f32_to_fp16(1 / iscale);
+      const float d = half(y[i].d);
+      for (int e = 0; e < kQKK; ++e) {
+        const float sd = d * static_cast<float>(y[i].scales[e / 16]);
+        levels[e] = (sd != 0 ? std::clamp(nearest_int(src[e] / sd), -32, 31) : 0) + 32;
+      }
+    }
+    for (int e = 0; e < kQKK; ++e) {
+      const int h = e / 128, r = e % 128, l = r % 32, quarter = r / 32;
+      uint8_t& low_byte = y[i].ql[64 * h + 32 * (quarter & 1) + l];
+      low_byte |= static_cast<uint8_t>((levels[e] & 0xF) << (quarter < 2 ? 0 : 4));
+      y[i].qh[32 * h + l] |= static_cast<uint8_t>((levels[e] >> 4) << (2 * quarter));
+    }
+  }
+}
+
+// ---------------------------------------------------------------- Q8_K
+
+// Activation quantizer of the K-quants, as ggml's reference: the signed
+// extreme maps to -127 (round half to even), bsums per 16.
+void quantize_q8_k(const float* src, void* dst, int64_t n) {
+  auto* y = static_cast<BlockQ8_K*>(dst);
+  for (int64_t i = 0; i < n / kQKK; ++i, src += kQKK) {
+    float amax = 0, max = 0;
+    for (int e = 0; e < kQKK; ++e)
+      if (std::fabs(src[e]) > amax) amax = std::fabs(src[e]), max = src[e];
+    if (amax == 0) {
+      std::memset(&y[i], 0, sizeof(BlockQ8_K));
+      continue;
+    }
+    const float iscale = -127.0f / max;
+    for (int e = 0; e < kQKK; ++e)
+      y[i].qs[e] = static_cast<int8_t>(std::min(127, nearest_int(iscale * src[e])));
+    for (int g = 0; g < 16; ++g) {
+      int sum = 0;
+      for (int e = 0; e < 16; ++e) sum += y[i].qs[16 * g + e];
+      y[i].bsums[g] = static_cast<int16_t>(sum);
+    }
+    y[i].d = 1 / iscale;
+  }
+}
+
+void dequantize_q8_k(const void* src, float* dst, int64_t n) {
+  const auto* x = static_cast<const BlockQ8_K*>(src);
+  for (int64_t i = 0; i < n / kQKK; ++i)
+    for (int e = 0; e < kQKK; ++e) dst[i * kQKK + e] = x[i].d * static_cast<float>(x[i].qs[e]);
+}
+
+}  // namespace
+
+void fill_scalar_kquants(TypeTable& t) {
+  t[DType::Q2_K] = {DType::Q8_K, dequantize_k<BlockQ2_K, unpack_q2_k>, quantize_q2_k,
+                    vec_dot_k<BlockQ2_K, unpack_q2_k>};
+  t[DType::Q3_K] = {DType::Q8_K, dequantize_k<BlockQ3_K, unpack_q3_k>, quantize_q3_k,
+                    vec_dot_k<BlockQ3_K, unpack_q3_k>};
+  t[DType::Q4_K] = {DType::Q8_K, dequantize_k<BlockQ4_K, unpack_q4_k>, quantize_q4_k,
+                    vec_dot_k<BlockQ4_K, unpack_q4_k>};
+  t[DType::Q5_K] = {DType::Q8_K, dequantize_k<BlockQ5_K, unpack_q5_k>, quantize_q5_k,
+                    vec_dot_k<BlockQ5_K, unpack_q5_k>};
+  t[DType::Q6_K] = {DType::Q8_K, dequantize_k<BlockQ6_K, unpack_q6_k>, quantize_q6_k,
+                    vec_dot_k<BlockQ6_K, unpack_q6_k>};
+  t[DType::Q8_K] = {DType::Q8_K, dequantize_q8_k, quantize_q8_k, nullptr};
+}
+
+}  // namespace slm::kernels

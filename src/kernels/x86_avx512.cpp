@@ -1,0 +1,139 @@
+// AVX-512 (F, BW, VL, DQ) + VNNI kernels. Every type gets the 256-bit kernel
+// body of x86_kernels256.inc with VPDPBUSD as its int8 primitive; the hottest
+// decode types (Q4_0, Q4_K) get 512-bit kernels below that handle two 32-blocks
+// or a 64-element chunk per instruction.
+// GCC 12's avx512fintrin.h builds its "undefined" vectors as `__m512i __Y =
+// __Y;`, which -Wuninitialized flags once inlined here (a known false
+// positive); nothing in this file reads uninitialized data.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstring>
+#include <type_traits>
+
+#include "base/fp16.h"
+#include "kernels/blocks.h"
+#include "kernels/internal.h"
+
+namespace slm::kernels {
+namespace {
+
+inline __m256i mul_sum_u8s8(__m256i u, __m256i s) {
+  return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s);
+}
+
+// Scaled sums stay on VPMADDUBSW + VPMADDWD: the scale rides along in the
+// int16 -> int32 step, cheaper than VPDPBUSD followed by VPMULLD.
+inline __m256i scaled_sum_u8s8(__m256i u, __m256i s, int scale_lo, int scale_hi) {
+  const __m256i scales = _mm256_set_m128i(_mm_set1_epi16(static_cast<int16_t>(scale_hi)),
+                                          _mm_set1_epi16(static_cast<int16_t>(scale_lo)));
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), scales);
+}
+
+#include "kernels/x86_kernels256.inc"
+
+// ------------------------------------------------------------------ 512-bit Q4_0
+
+// Per-16-bit-lane shift counts 0 / 4 for alternating 128-bit groups.
+inline __m512i nibble_shifts_alternating() {
+  const int64_t four = 0x0004000400040004;
+  return _mm512_set_epi64(four, four, 0, 0, four, four, 0, 0);
+}
+
+// Blocks i and i + 1: 32 unsigned levels each, [low nibbles i, high nibbles i,
+// low i + 1, high i + 1] = element order of the two blocks.
+inline __m512i q4_0_pair_levels(const BlockQ4_0* x, __m512i shifts) {
+  const __m256i both = _mm256_inserti128_si256(
+      _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x[0].qs))),
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(x[1].qs)), 1);
+  const __m512i wide = _mm512_castsi256_si512(both);
+  const __m512i dup = _mm512_shuffle_i64x2(wide, wide, _MM_SHUFFLE(1, 1, 0, 0));
+  return _mm512_and_si512(_mm512_srlv_epi16(dup, shifts), _mm512_set1_epi8(0x0F));
+}
+
+inline __m512i load_pair(const BlockQ8_0* y) {
+  return _mm512_inserti64x4(_mm512_castsi256_si512(load32(y[0].qs)), load32(y[1].qs), 1);
+}
+
+// Lanes 0..7 = a, lanes 8..15 = b.
+inline __m512 two_scales(float a, float b) {
+  return _mm512_insertf32x8(_mm512_set1_ps(a), _mm256_set1_ps(b), 1);
+}
+
+// sum (q - 8) y = sum q y - 8 sum y, both with VPDPBUSD (q unsigned).
+inline __m512 q4_0_pair(const BlockQ4_0* x, const BlockQ8_0* y, __m512i shifts, __m512 acc) {
+  const __m512i yv = load_pair(y);
+  const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q4_0_pair_levels(x, shifts), yv);
+  const __m512i off = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(8), yv);
+  const __m512 scale = two_scales(h2f(x[0].d) * h2f(y[0].d), h2f(x[1].d) * h2f(y[1].d));
+  return _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(dot, off)), scale, acc);
+}
+
+void vec_dot_q4_0_512(int64_t n, float* s, const void* w, const void* a) {
+  const auto* x = static_cast<const BlockQ4_0*>(w);
+  const auto* y = static_cast<const BlockQ8_0*>(a);
+  const int64_t nb = n / kQK32;
+  const __m512i shifts = nibble_shifts_alternating();
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 4 <= nb; i += 4) {
+    acc0 = q4_0_pair(x + i, y + i, shifts, acc0);
+    acc1 = q4_0_pair(x + i + 2, y + i + 2, shifts, acc1);
+  }
+  if (i + 2 <= nb) {
+    acc0 = q4_0_pair(x + i, y + i, shifts, acc0);
+    i += 2;
+  }
+  float sum = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+  if (i < nb) {  // odd block count: the 256-bit path for the last one
+    float last;
+    vec_dot_32<BlockQ4_0>(kQK32, &last, x + i, y + i);
+    sum += last;
+  }
+  *s = sum;
+}
+
+// ------------------------------------------------------------------ 512-bit Q4_K
+
+// One 64-element chunk c of a Q4_K block: 32 bytes of qs hold sub-block 2c in
+// the low nibbles and 2c + 1 in the high ones, matching 64 contiguous bytes
+// of the Q8_K block.
+void vec_dot_q4_k_512(int64_t n, float* s, const void* w, const void* a) {
+  const auto* x = static_cast<const BlockQ4_K*>(w);
+  const auto* y = static_cast<const BlockQ8_K*>(a);
+  const int64_t four = 0x0004000400040004;
+  const __m512i shifts = _mm512_set_epi64(four, four, four, four, 0, 0, 0, 0);
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  __m512 acc = _mm512_setzero_ps();
+  float tail = 0;
+  for (int64_t i = 0; i < n / kQKK; ++i) {
+    uint8_t sc[8], mn[8];
+    for (int j = 0; j < 8; ++j) unpack_scale_min_k4(j, x[i].scales, &sc[j], &mn[j]);
+    __m512i isum = _mm512_setzero_si512();
+    for (int c = 0; c < 4; ++c) {
+      const __m512i q = _mm512_broadcast_i64x4(load32(x[i].qs + 32 * c));
+      const __m512i levels = _mm512_and_si512(_mm512_srlv_epi16(q, shifts), low4);
+      const __m512i yv = _mm512_loadu_si512(y[i].qs + 64 * c);
+      const __m512i scales =
+          _mm512_inserti64x4(_mm512_set1_epi16(sc[2 * c]), _mm256_set1_epi16(sc[2 * c + 1]), 1);
+      isum = _mm512_add_epi32(isum, _mm512_madd_epi16(_mm512_maddubs_epi16(levels, yv), scales));
+    }
+    int min_sum = 0;
+    for (int j = 0; j < 8; ++j) min_sum += mn[j] * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(h2f(x[i].d) * y[i].d), acc);
+    tail -= h2f(x[i].dmin) * y[i].d * static_cast<float>(min_sum);
+  }
+  *s = _mm512_reduce_add_ps(acc) + tail;
+}
+
+}  // namespace
+
+void fill_avx512(TypeTable& table) {
+  fill_256(table);
+  table[DType::Q4_0].vec_dot = vec_dot_q4_0_512;
+  table[DType::Q4_K].vec_dot = vec_dot_q4_k_512;
+}
+
+}  // namespace slm::kernels
