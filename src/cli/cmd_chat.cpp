@@ -1,0 +1,224 @@
+// slm chat: a terminal chat using the model's chat template. The whole
+// conversation is re-rendered each turn, and the generator feeds only the
+// tokens past what its KV cache already holds, so earlier turns are not
+// processed again.
+#include <editline/readline.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <nlohmann/json.hpp>
+
+#include "base/error.h"
+#include "base/thread_pool.h"
+#include "chat/template.h"
+#include "cli/command.h"
+#include "cli/common.h"
+#include "tokenizer/tokenizer.h"
+
+namespace slm::cli {
+namespace {
+
+std::atomic<bool> g_interrupted{false};
+std::atomic<bool> g_generating{false};
+
+extern "C" void on_sigint(int) {
+  g_interrupted.store(true);
+  if (!g_generating.load()) {
+    const char msg[] = "\n(type /exit or press Ctrl-D to leave)\n";
+    ssize_t ignored = write(STDERR_FILENO, msg, sizeof msg - 1);
+    (void)ignored;
+  }
+}
+
+const char* kChatHelp =
+    "commands:\n"
+    "  /reset        forget the conversation (keeps the system prompt)\n"
+    "  /save FILE    save the conversation as JSON\n"
+    "  /load FILE    load a conversation saved with /save\n"
+    "  /help         this text\n"
+    "  /exit         leave (or Ctrl-D); Ctrl-C stops the current answer\n";
+
+const char* kUsage =
+    "usage: slm chat [--model M] [--system S] [--template-file F] [generation options of slm run]\n"
+    "  --verbose-prompt   print each rendered prompt to stderr\n"
+    "  --no-stats         do not print per-turn speed\n";
+
+class ChatSession {
+ public:
+  ChatSession(const model::Model& model, const tokenizer::Tokenizer& tok, chat::Template tmpl,
+              ThreadPool& pool, const model::SessionOptions& so, engine::GenerateOptions opts,
+              std::string system, bool verbose_prompt, bool stats)
+      : model_(model), tok_(tok), tmpl_(std::move(tmpl)), gen_(model, tok, pool, so), opts_(std::move(opts)),
+        system_(std::move(system)), verbose_prompt_(verbose_prompt), stats_(stats) {
+    reset();
+  }
+
+  void reset() {
+    messages_ = nlohmann::ordered_json::array();
+    if (!system_.empty()) messages_.push_back({{"role", "system"}, {"content", system_}});
+    gen_.reset();
+  }
+
+  void save(const std::string& path) const {
+    std::ofstream out(path, std::ios::binary);
+    if (!out) throw Error(path + ": cannot write");
+    out << messages_.dump(2) << "\n";
+  }
+
+  void load(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw Error(path + ": cannot open");
+    nlohmann::ordered_json j = nlohmann::ordered_json::parse(in, nullptr, false);
+    if (j.is_discarded() || !j.is_array()) throw Error(path + ": not a conversation saved by /save (a JSON array)");
+    chat::ChatInput probe;
+    probe.messages = j;
+    chat::make_chat_context(probe);  // validates roles and fields
+    messages_ = std::move(j);
+  }
+
+  size_t turns() const { return messages_.size(); }
+
+  void answer(const std::string& user_text) {
+    messages_.push_back({{"role", "user"}, {"content", user_text}});
+    chat::ChatInput in;
+    in.messages = messages_;
+    in.add_generation_prompt = true;
+    if (tok_.bos()) in.bos_token = tok_.token_text(*tok_.bos());
+    if (tok_.eos()) in.eos_token = tok_.token_text(*tok_.eos());
+    std::string prompt_text;
+    try {
+      prompt_text = tmpl_.render(chat::make_chat_context(in));
+    } catch (...) {
+      messages_.erase(messages_.size() - 1);
+      throw;
+    }
+    if (verbose_prompt_) std::fprintf(stderr, "[prompt]\n%s[/prompt]\n", prompt_text.c_str());
+    std::vector<int32_t> prompt = tok_.encode(prompt_text, tok_.add_bos(), true);
+    // Templates that print bos_token themselves would get a second BOS.
+    if (prompt.size() >= 2 && tok_.bos() && prompt[0] == *tok_.bos() && prompt[1] == *tok_.bos())
+      prompt.erase(prompt.begin());
+    g_interrupted.store(false);
+    g_generating.store(true);
+    engine::GenerateResult r;
+    try {
+      r = gen_.generate(prompt, opts_, [](std::string_view t) {
+        std::fwrite(t.data(), 1, t.size(), stdout);
+        std::fflush(stdout);
+      }, &g_interrupted);
+    } catch (...) {
+      g_generating.store(false);
+      messages_.erase(messages_.size() - 1);
+      throw;
+    }
+    g_generating.store(false);
+    std::fputs("\n", stdout);
+    std::fflush(stdout);
+    messages_.push_back({{"role", "assistant"}, {"content", r.text}});
+    if (r.finish == engine::FinishReason::kCancelled) std::fprintf(stderr, "[stopped]\n");
+    if (r.finish == engine::FinishReason::kContextFull)
+      std::fprintf(stderr, "[the context of %lld tokens is full: /reset, /save, or restart with a larger --ctx-size]\n",
+                   (long long)gen_.n_ctx());
+    if (stats_) std::fprintf(stderr, "[%s]\n", timing_line(r).c_str());
+  }
+
+ private:
+  const model::Model& model_;
+  const tokenizer::Tokenizer& tok_;
+  chat::Template tmpl_;
+  engine::Generator gen_;
+  engine::GenerateOptions opts_;
+  std::string system_;
+  bool verbose_prompt_;
+  bool stats_;
+  nlohmann::ordered_json messages_;
+};
+
+// One line of input; nullopt at end of input.
+std::optional<std::string> read_line(bool interactive) {
+  if (interactive) {
+    char* line = readline("> ");
+    if (line == nullptr) return std::nullopt;
+    std::string s(line);
+    std::free(line);
+    if (!s.empty()) add_history(s.c_str());
+    return s;
+  }
+  std::string s;
+  if (!std::getline(std::cin, s)) return std::nullopt;
+  return s;
+}
+
+int run_chat(int argc, char** argv) {
+  std::set<std::string> values = kGenerateValueOptions;
+  values.insert({"--system", "--template-file"});
+  std::set<std::string> flags = kGenerateFlagOptions;
+  flags.insert({"--verbose-prompt", "--no-stats"});
+  const Args args(argc, argv, values, flags, kGenerateAliases);
+  if (args.flag("--help")) {
+    std::fputs(kUsage, stdout);
+    std::fputs(kChatHelp, stdout);
+    return 0;
+  }
+  const auto model = load_model(args);
+  const tokenizer::Tokenizer tok = tokenizer::Tokenizer::from_gguf(model->file());
+  std::string source;
+  if (const auto f = args.get("--template-file")) {
+    std::ifstream in(*f, std::ios::binary);
+    if (!in) throw Error(*f + ": cannot open template file");
+    source.assign(std::istreambuf_iterator<char>(in), {});
+  } else if (const auto t = model->file().get_string("tokenizer.chat_template")) {
+    source = std::string(*t);
+  } else {
+    throw Error(model->file().name() + ": the model has no chat template (tokenizer.chat_template); pass --template-file F");
+  }
+  engine::GenerateOptions opts = generate_options(args, model->config().n_vocab);
+  ThreadPool pool(thread_count(args));
+  ChatSession chat(*model, tok, chat::Template(source), pool, session_options(args), opts,
+                   args.get_or("--system", ""), args.flag("--verbose-prompt"), !args.flag("--no-stats"));
+
+  const bool interactive = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
+  struct sigaction sa {};
+  sa.sa_handler = on_sigint;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  if (interactive) std::fprintf(stderr, "slm chat: type a message, /help for commands, Ctrl-D to leave\n");
+
+  while (const auto line = read_line(interactive)) {
+    const std::string& s = *line;
+    if (s.empty()) continue;
+    try {
+      if (s == "/exit" || s == "/quit") break;
+      if (s == "/help") {
+        std::fputs(kChatHelp, stdout);
+      } else if (s == "/reset") {
+        chat.reset();
+        std::fprintf(stderr, "[conversation reset]\n");
+      } else if (s.rfind("/save ", 0) == 0) {
+        chat.save(s.substr(6));
+        std::fprintf(stderr, "[saved %zu messages to %s]\n", chat.turns(), s.substr(6).c_str());
+      } else if (s.rfind("/load ", 0) == 0) {
+        chat.load(s.substr(6));
+        std::fprintf(stderr, "[loaded %zu messages from %s]\n", chat.turns(), s.substr(6).c_str());
+      } else if (s[0] == '/' && s.find(' ') == std::string::npos && s.size() < 16) {
+        std::fprintf(stderr, "unknown command %s (/help lists them)\n", s.c_str());
+      } else {
+        chat.answer(s);
+      }
+    } catch (const Error& e) {
+      // A failed turn is reported and the chat goes on; the conversation is unchanged.
+      std::fprintf(stderr, "error: %s\n", e.what());
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+SLM_COMMAND("chat", "chat with a model in the terminal", run_chat);
+
+}  // namespace slm::cli

@@ -1,0 +1,104 @@
+// slm run: generate a continuation of a prompt, streaming it to stdout.
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "base/error.h"
+#include "base/thread_pool.h"
+#include "cli/command.h"
+#include "cli/common.h"
+#include "tokenizer/tokenizer.h"
+
+namespace slm::cli {
+namespace {
+
+const char* kRunHelp =
+    "usage: slm run [--model M] (-p PROMPT | --file F | < stdin) [options]\n"
+    "  -n, --n-predict N      tokens to generate (default: until end of text or a full context)\n"
+    "  -c, --ctx-size N       context size (default: the model's training context)\n"
+    "  -t, --threads N        threads (default: all cores)\n"
+    "  --seed S --temp T --top-k K --top-p P --min-p P\n"
+    "  --repeat-penalty R --repeat-last-n N --presence-penalty P --frequency-penalty F\n"
+    "  --logit-bias ID=BIAS   (repeatable; BIAS may be -inf)\n"
+    "  --stop S               stop string (repeatable; never printed)\n"
+    "  --context-shift        when the context fills, drop old tokens and continue (--keep N keeps the first N)\n"
+    "  --allow-long-context   permit a context beyond the model's training length\n"
+    "  --no-bos               do not add BOS even where the model asks for it\n"
+    "  --json                 print one JSON object (text, tokens, finish reason, usage, timings)\n"
+    "Without --model: $SLM_MODEL, then the default model of the store (slm list).\n";
+
+std::string read_prompt(const Args& args) {
+  if (const auto p = args.get("--prompt")) return *p;
+  if (const auto f = args.get("--file")) {
+    std::ifstream in(*f, std::ios::binary);
+    if (!in) throw Error(*f + ": cannot open prompt file");
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  if (!isatty(STDIN_FILENO)) return std::string(std::istreambuf_iterator<char>(std::cin), {});
+  return "";
+}
+
+int run(int argc, char** argv) {
+  std::set<std::string> values = kGenerateValueOptions;
+  values.insert({"--prompt", "--file"});
+  std::set<std::string> flags = kGenerateFlagOptions;
+  flags.insert({"--json", "--no-bos"});
+  std::map<std::string, std::string> aliases = kGenerateAliases;
+  aliases["-p"] = "--prompt";
+  aliases["-f"] = "--file";
+  const Args args(argc, argv, values, flags, aliases);
+  if (args.flag("--help")) {
+    std::fputs(kRunHelp, stdout);
+    return 0;
+  }
+  const std::string prompt_text = read_prompt(args);
+  const auto model = load_model(args);
+  const tokenizer::Tokenizer tok = tokenizer::Tokenizer::from_gguf(model->file());
+  engine::GenerateOptions opts = generate_options(args, model->config().n_vocab);
+
+  std::vector<int32_t> prompt = tok.encode(prompt_text, false, true);
+  if (tok.add_bos() && tok.bos() && !args.flag("--no-bos")) prompt.insert(prompt.begin(), *tok.bos());
+  if (prompt.empty() && tok.bos()) prompt.push_back(*tok.bos());
+  if (prompt.empty()) throw Error("the prompt is empty and the model has no BOS token to start from");
+  opts.strip_leading_space = prompt_text.empty();
+
+  ThreadPool pool(thread_count(args));
+  engine::Generator gen(*model, tok, pool, session_options(args));
+  const bool json = args.flag("--json");
+  const engine::GenerateResult r = gen.generate(prompt, opts, [&](std::string_view text) {
+    if (json) return;
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
+  });
+  if (r.finish == engine::FinishReason::kContextFull)
+    std::fprintf(stderr,
+                 "\nslm run: the context of %lld tokens is full; generation stopped "
+                 "(raise --ctx-size, or pass --context-shift to drop old tokens)\n",
+                 (long long)gen.n_ctx());
+  if (json) {
+    nlohmann::json j;
+    j["text"] = r.text;
+    j["tokens"] = r.tokens;
+    j["finish_reason"] = engine::finish_reason_name(r.finish);
+    j["usage"] = {{"prompt_tokens", r.n_prompt},
+                  {"completion_tokens", r.tokens.size()},
+                  {"total_tokens", r.n_prompt + static_cast<int64_t>(r.tokens.size())}};
+    j["timings"] = {{"prompt_ms", r.prompt_ms}, {"generation_ms", r.gen_ms}, {"ttft_ms", r.ttft_ms},
+                    {"peak_rss_bytes", peak_rss_bytes()}};
+    std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+  }
+  std::fprintf(stderr, "\n%s\n", timing_line(r).c_str());
+  return 0;
+}
+
+}  // namespace
+
+SLM_COMMAND("run", "generate text from a prompt", run);
+
+}  // namespace slm::cli

@@ -1,0 +1,132 @@
+#include "cli/common.h"
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+
+#include "base/error.h"
+#include "store/store.h"
+
+namespace slm::cli {
+
+const std::set<std::string> kGenerateValueOptions = {
+    "--model",       "--n-predict",      "--ctx-size",          "--threads",         "--seed",
+    "--temp",        "--top-k",          "--top-p",             "--min-p",           "--repeat-penalty",
+    "--repeat-last-n", "--presence-penalty", "--frequency-penalty", "--logit-bias",  "--stop",
+    "--keep",        "--batch-size"};
+const std::set<std::string> kGenerateFlagOptions = {"--help", "--context-shift", "--allow-long-context"};
+const std::map<std::string, std::string> kGenerateAliases = {
+    {"-m", "--model"}, {"-n", "--n-predict"}, {"-c", "--ctx-size"}, {"-t", "--threads"}, {"-b", "--batch-size"}};
+
+namespace {
+
+// Reads every page of the mapping once so the first token does not stall on
+// disk, drawing a bar on a terminal. Small files skip this.
+void warm_pages(const model::Model& m) {
+  const gguf::File& f = m.file();
+  constexpr uint64_t kShowFrom = 64ull << 20;
+  if (f.file_size() < kShowFrom || !isatty(STDERR_FILENO) || f.tensors().empty()) return;
+  const uint8_t* base = f.tensors().front().data - f.tensors().front().offset;
+  const uint64_t total = f.file_size() - f.data_offset();
+  volatile uint8_t sink = 0;
+  int last = -1;
+  for (uint64_t off = 0; off < total; off += 4096) {
+    sink = sink + base[off];
+    const int pct = static_cast<int>(off * 100 / total);
+    if (pct != last) {
+      std::fprintf(stderr, "\rloading %s  [%-40s] %3d%%", f.name().c_str(), std::string(pct * 40 / 100, '#').c_str(), pct);
+      last = pct;
+    }
+  }
+  std::fprintf(stderr, "\r\033[K");
+}
+
+}  // namespace
+
+std::unique_ptr<model::Model> load_model(const Args& args) {
+  const store::ResolvedModel r = store::resolve_model(args.get("--model"));
+  auto m = model::Model::load(r.path);
+  warm_pages(*m);
+  return m;
+}
+
+engine::GenerateOptions generate_options(const Args& args, int64_t n_vocab) {
+  engine::GenerateOptions o;
+  o.n_predict = args.get_int("--n-predict", -1, -1, int64_t{1} << 30);
+  engine::SamplerParams& s = o.sampling;
+  s.temperature = static_cast<float>(args.get_double("--temp", 0.8));
+  s.top_k = static_cast<int32_t>(args.get_int("--top-k", 40, 0, n_vocab));
+  s.top_p = static_cast<float>(args.get_double("--top-p", 0.95));
+  s.min_p = static_cast<float>(args.get_double("--min-p", 0.05));
+  s.repeat_penalty = static_cast<float>(args.get_double("--repeat-penalty", 1.0));
+  s.repeat_last_n = static_cast<int32_t>(args.get_int("--repeat-last-n", 64, -1, 1 << 30));
+  s.presence_penalty = static_cast<float>(args.get_double("--presence-penalty", 0.0));
+  s.frequency_penalty = static_cast<float>(args.get_double("--frequency-penalty", 0.0));
+  if (args.has("--seed")) {
+    s.seed = static_cast<uint64_t>(args.get_int("--seed", 0, 0, INT64_MAX));
+  } else {
+    s.seed = std::random_device{}();
+  }
+  for (const std::string& b : args.get_all("--logit-bias")) {
+    const size_t eq = b.find('=');
+    char* end = nullptr;
+    const long long id = eq == std::string::npos ? -1 : std::strtoll(b.c_str(), &end, 10);
+    if (eq == std::string::npos || end != b.c_str() + eq || id < 0 || id >= n_vocab)
+      throw Error("--logit-bias: expected ID=BIAS with ID in 0.." + std::to_string(n_vocab - 1) + ", got '" + b + "'");
+    const std::string bias_text = b.substr(eq + 1);
+    float bias;
+    if (bias_text == "-inf" || bias_text == "-INF") {
+      bias = -INFINITY;
+    } else {
+      char* bend = nullptr;
+      bias = std::strtof(bias_text.c_str(), &bend);
+      if (bias_text.empty() || *bend != '\0' || !std::isfinite(bias)) throw Error("--logit-bias: bad bias in '" + b + "'");
+    }
+    s.logit_bias[static_cast<int32_t>(id)] = bias;
+  }
+  engine::validate(s, n_vocab);
+  o.stops = args.get_all("--stop");
+  o.context_shift = args.flag("--context-shift");
+  o.n_keep = args.get_int("--keep", 0, 0, int64_t{1} << 30);
+  return o;
+}
+
+model::SessionOptions session_options(const Args& args) {
+  model::SessionOptions so;
+  so.n_ctx = args.get_int("--ctx-size", 0, 0, int64_t{1} << 24);
+  so.n_batch = args.get_int("--batch-size", 256, 1, 4096);
+  so.allow_beyond_train_ctx = args.flag("--allow-long-context");
+  return so;
+}
+
+int thread_count(const Args& args) {
+  const long hw = sysconf(_SC_NPROCESSORS_ONLN);
+  return static_cast<int>(args.get_int("--threads", hw > 0 ? hw : 1, 1, 1024));
+}
+
+double peak_rss_bytes() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_maxrss) * 1024.0;
+}
+
+std::string timing_line(const engine::GenerateResult& r) {
+  const int64_t fed = r.n_prompt - r.n_prompt_reused;
+  const double pp = r.prompt_ms > 0 ? fed * 1000.0 / r.prompt_ms : 0;
+  const int64_t n_gen = static_cast<int64_t>(r.tokens.size());
+  // The first token comes from the prompt pass; the rate covers the rest.
+  const double tg = r.gen_ms > 0 && n_gen > 1 ? (n_gen - 1) * 1000.0 / r.gen_ms : 0;
+  char buf[256];
+  std::snprintf(buf, sizeof buf,
+                "prompt %lld tok (%lld reused), %.1f tok/s | generation %lld tok, %.1f tok/s | "
+                "first token %.1f ms | peak memory %.1f MiB",
+                (long long)r.n_prompt, (long long)r.n_prompt_reused, pp, (long long)n_gen, tg, r.ttft_ms,
+                peak_rss_bytes() / (1024.0 * 1024.0));
+  return buf;
+}
+
+}  // namespace slm::cli

@@ -1,0 +1,36 @@
+// Pieces shared by the generating commands (run, chat): model resolution and
+// loading with progress, sampling options, timing and memory reports.
+#pragma once
+
+#include <memory>
+#include <set>
+#include <string>
+
+#include "cli/args.h"
+#include "engine/generator.h"
+#include "engine/sampler.h"
+#include "model/model.h"
+
+namespace slm::cli {
+
+// Options every generating command accepts (value options / flags).
+extern const std::set<std::string> kGenerateValueOptions;
+extern const std::set<std::string> kGenerateFlagOptions;
+extern const std::map<std::string, std::string> kGenerateAliases;
+
+// Resolves --model / $SLM_MODEL / the store's default and loads it; on a
+// terminal, large files show a progress bar while their pages are read in.
+std::unique_ptr<model::Model> load_model(const Args& args);
+
+// Sampling, stop strings and limits from the command line; n_vocab checks
+// --logit-bias ids.
+engine::GenerateOptions generate_options(const Args& args, int64_t n_vocab);
+model::SessionOptions session_options(const Args& args);
+int thread_count(const Args& args);
+
+// Peak resident memory of this process in bytes.
+double peak_rss_bytes();
+// "prompt 12 tok, 845.1 tok/s | generation 64 tok, 97.2 tok/s | first token 14.2 ms | peak memory 12.3 MiB"
+std::string timing_line(const engine::GenerateResult& r);
+
+}  // namespace slm::cli

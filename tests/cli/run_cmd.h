@@ -1,0 +1,54 @@
+// Runs the slm binary in a shell for end-to-end tests and captures its
+// stdout, stderr and exit code.
+#pragma once
+
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+
+namespace slm::test {
+
+struct CmdResult {
+  int code = -1;
+  std::string out, err;
+};
+
+inline std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+inline std::string temp_dir() {
+  std::string templ = (std::filesystem::temp_directory_path() / "slm-test-XXXXXX").string();
+  if (mkdtemp(templ.data()) == nullptr) return "/tmp";
+  return templ;
+}
+
+// Single-quotes s for /bin/sh.
+inline std::string sh_quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+// cmd is a shell fragment run after "SLM_BIN"; stdin comes from stdin_text.
+inline CmdResult run_slm(const std::string& cmd, const std::string& stdin_text = "") {
+  static const std::string dir = temp_dir();
+  const std::string in = dir + "/in", out = dir + "/out", err = dir + "/err";
+  std::ofstream(in, std::ios::binary) << stdin_text;
+  const std::string full = std::string(SLM_BIN) + " " + cmd + " <" + in + " >" + out + " 2>" + err;
+  const int status = std::system(full.c_str());
+  CmdResult r;
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = slurp(out);
+  r.err = slurp(err);
+  return r;
+}
+
+}  // namespace slm::test

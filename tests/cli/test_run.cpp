@@ -1,0 +1,176 @@
+// End-to-end tests of slm run, logits and info: exact greedy text of the real
+// stories260K model, seeded sampling across thread counts, stop strings, and
+// the one-line error of every bad-input case.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/run_cmd.h"
+#include "common/fixtures.h"
+#include "gguf/writer.h"
+
+namespace slm::test {
+namespace {
+
+std::string stories() { return sh_quote(fixture("models/stories260K.gguf")); }
+
+TEST(Run, Stories260KGreedyMatchesExpectedTextByteForByte) {
+  SLM_REQUIRE_FIXTURE("stories260K/expected_greedy_t0_256.txt");
+  const CmdResult r = run_slm("run --model " + stories() + " -p '' --temp 0 -n 256 -c 512 --allow-long-context -t 2");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, slurp(fixture("stories260K/expected_greedy_t0_256.txt")));
+  EXPECT_NE(r.err.find("tok/s"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("peak memory"), std::string::npos) << r.err;
+}
+
+TEST(Run, SeededSamplingIsTheSameAtOneAndTwoThreads) {
+  SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
+  const std::string cmd = "run --model " + stories() + " -p 'Once upon a time' --temp 0.8 --seed 42 -n 100";
+  const CmdResult a = run_slm(cmd + " -t 1");
+  const CmdResult b = run_slm(cmd + " -t 2");
+  const CmdResult c = run_slm(cmd + " -t 2");
+  ASSERT_EQ(a.code, 0) << a.err;
+  EXPECT_GT(a.out.size(), 100u);
+  EXPECT_EQ(a.out, b.out);
+  EXPECT_EQ(b.out, c.out);
+  const CmdResult other = run_slm("run --model " + stories() + " -p 'Once upon a time' --temp 0.8 --seed 43 -n 100");
+  EXPECT_NE(a.out, other.out);  // the seed matters
+}
+
+TEST(Run, StopStringEndsTheTextAndIsNotPrinted) {
+  SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
+  const CmdResult r = run_slm("run --model " + stories() + " -p '' --temp 0 -n 100 --stop 'Lily' --stop 'zzz'");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "Once upon a time, there was a little girl named ");
+}
+
+TEST(Run, JsonOutput) {
+  SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
+  const CmdResult r = run_slm("run --model " + stories() + " -p 'Once upon' --temp 0 -n 12 --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["tokens"].size(), 12u);
+  EXPECT_EQ(j["finish_reason"], "length");
+  EXPECT_EQ(j["usage"]["completion_tokens"], 12);
+  EXPECT_GT(j["usage"]["prompt_tokens"].get<int>(), 1);
+  EXPECT_FALSE(j["text"].get<std::string>().empty());
+  EXPECT_TRUE(j["timings"].contains("ttft_ms"));
+}
+
+TEST(Run, FullContextIsReportedNotTruncated) {
+  SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
+  const CmdResult r = run_slm("run --model " + stories() + " -p '' --temp 0 -c 32");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("context of 32 tokens is full"), std::string::npos) << r.err;
+  const CmdResult s = run_slm("run --model " + stories() + " -p '' --temp 0 -c 32 -n 80 --context-shift --json");
+  ASSERT_EQ(s.code, 0) << s.err;
+  EXPECT_EQ(nlohmann::json::parse(s.out)["tokens"].size(), 80u);
+}
+
+// Every error: one line naming the file or field, exit code 1.
+void expect_error(const CmdResult& r, const std::string& fragment) {
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_NE(r.err.find(fragment), std::string::npos) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_EQ(r.out, "");
+}
+
+TEST(RunErrors, MissingFile) {
+  expect_error(run_slm("run --model /nonexistent/model.gguf -p hi"), "/nonexistent/model.gguf");
+}
+
+TEST(RunErrors, NotAGgufFile) {
+  const std::string p = temp_dir() + "/notes.gguf";
+  std::ofstream(p) << "this is not a model at all";
+  expect_error(run_slm("run --model " + sh_quote(p) + " -p hi"), "not a GGUF file");
+}
+
+TEST(RunErrors, TruncatedFile) {
+  SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
+  const std::string whole = slurp(fixture("models/stories260K.gguf"));
+  const std::string p = temp_dir() + "/cut.gguf";
+  std::ofstream(p, std::ios::binary) << whole.substr(0, whole.size() / 2);
+  expect_error(run_slm("run --model " + sh_quote(p) + " -p hi"), "runs past the end of the file");
+  const std::string q = temp_dir() + "/cut2.gguf";
+  std::ofstream(q, std::ios::binary) << whole.substr(0, 100);
+  expect_error(run_slm("run --model " + sh_quote(q) + " -p hi"), "truncated");
+}
+
+TEST(RunErrors, UnsupportedArchitectureAndType) {
+  gguf::Writer w;
+  w.add_string("general.architecture", "rwkv6");
+  const std::string p = temp_dir() + "/rwkv.gguf";
+  w.write(p);
+  expect_error(run_slm("run --model " + sh_quote(p) + " -p hi"), "unsupported architecture 'rwkv6'");
+  // A Q8_1 tensor: a ggml activation type no model file should carry.
+  gguf::Writer t;
+  t.add_string("general.architecture", "llama");
+  t.add_tensor("token_embd.weight", DType::F32, {1}, std::vector<uint8_t>(4));
+  std::string bytes;
+  {
+    const auto v = t.to_bytes();
+    bytes.assign(v.begin(), v.end());
+  }
+  // Rewrite the tensor's type id (F32 = 0) to Q8_1 = 9 in place.
+  const size_t at = bytes.find("token_embd.weight") + 17 + 4 + 8;
+  bytes[at] = 9;
+  const std::string q = temp_dir() + "/q81.gguf";
+  std::ofstream(q, std::ios::binary) << bytes;
+  expect_error(run_slm("run --model " + sh_quote(q) + " -p hi"), "unsupported tensor type 9 (Q8_1)");
+}
+
+TEST(RunErrors, PromptLongerThanContext) {
+  SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
+  std::string prompt;
+  for (int i = 0; i < 60; ++i) prompt += "Once upon a time there was a cat. ";
+  expect_error(run_slm("run --model " + stories() + " -c 64 -p " + sh_quote(prompt)), "longer than the context of 64");
+}
+
+TEST(RunErrors, BadOptionValues) {
+  SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
+  expect_error(run_slm("run --model " + stories() + " -p hi --temp abc"), "--temp");
+  expect_error(run_slm("run --model " + stories() + " -p hi --top-p -1"), "top_p");
+  expect_error(run_slm("run --model " + stories() + " -p hi --logit-bias 99999=1"), "--logit-bias");
+  expect_error(run_slm("run --model " + stories() + " -p hi --bogus"), "unknown option --bogus");
+}
+
+TEST(RunErrors, NoModelAnywhereSaysWhatToRun) {
+  // A clean environment: no SLM_MODEL and an empty store.
+  const std::string home = temp_dir();
+  setenv("SLM_HOME", home.c_str(), 1);
+  unsetenv("SLM_MODEL");
+  const CmdResult r = run_slm("run -p hi");
+  unsetenv("SLM_HOME");
+  expect_error(r, "slm pull");
+}
+
+TEST(Logits, WritesEveryRowAndRefusesBadInput) {
+  SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
+  const std::string out = temp_dir() + "/logits.f32";
+  const CmdResult r = run_slm("logits --model " + stories() + " --tokens '1 403 407' --out " + sh_quote(out) + " -t 2");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(slurp(out).size(), 3u * 512u * 4u);
+  const CmdResult top = run_slm("logits --model " + stories() + " --tokens '1 403'");
+  ASSERT_EQ(top.code, 0) << top.err;
+  EXPECT_NE(top.out.find("pos 1 (token 403):"), std::string::npos) << top.out;
+  expect_error(run_slm("logits --model " + stories() + " --tokens '1 512'"), "token id 512");
+  expect_error(run_slm("logits --model " + stories() + " --tokens ''"), "empty");
+  expect_error(run_slm("logits --model " + stories() + " --tokens '1 x'"), "not a token id");
+  std::string many;
+  for (int i = 0; i < 129; ++i) many += "1 ";
+  expect_error(run_slm("logits --model " + stories() + " --tokens " + sh_quote(many)), "exceed the context of 128");
+}
+
+TEST(Info, DescribesTheModel) {
+  SLM_REQUIRE_FIXTURE("models/tiny-qwen3moe.gguf");
+  const CmdResult r = run_slm("info --model " + sh_quote(fixture("models/tiny-qwen3moe.gguf")) + " -c 4096");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("architecture:  qwen3moe"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("experts:       8, 2 used"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("blk.0.ffn_gate_exps.weight"), std::string::npos);
+  EXPECT_NE(r.out.find("[32, 24, 8]"), std::string::npos);
+  EXPECT_NE(r.out.find("memory @ 4096 ctx"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace slm::test
