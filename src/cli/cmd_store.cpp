@@ -1,0 +1,134 @@
+// slm pull / list / rm / default: the local model store (store/store.h).
+#include <algorithm>
+#include <cstdio>
+#include <string>
+
+#include "base/error.h"
+#include "cli/args.h"
+#include "cli/command.h"
+#include "store/pull.h"
+#include "store/store.h"
+
+namespace slm::cli {
+namespace {
+
+std::string size_text(uint64_t bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double b = static_cast<double>(bytes);
+  int u = 0;
+  while (b >= 1024 && u < 4) {
+    b /= 1024;
+    ++u;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", b, units[u]);
+  return buf;
+}
+
+int run_pull(int argc, char** argv) {
+  const Args args(argc, argv, {"--revision"}, {"--help", "--default", "--force", "--quiet"},
+                  {{"-q", "--quiet"}, {"-f", "--force"}});
+  if (args.flag("--help") || args.positional().size() != 1) {
+    std::fprintf(args.flag("--help") ? stdout : stderr,
+                 "usage: slm pull REPO/FILE.gguf [--default] [--force] [--quiet] [--revision REV]\n"
+                 "  Downloads a GGUF file from the Hugging Face hub into the model store\n"
+                 "  ($SLM_HOME, default ~/.local/share/slm), e.g.\n"
+                 "    slm pull Qwen/Qwen2.5-0.5B-Instruct-GGUF/qwen2.5-0.5b-instruct-q4_0.gguf\n"
+                 "  An interrupted download resumes where it stopped when run again.\n"
+                 "  --default     make it the default model (the first model pulled always is)\n"
+                 "  --force       download again even if the store has it\n"
+                 "  --quiet       no progress bar (there is none when stderr is not a terminal)\n"
+                 "  --revision R  branch, tag or commit (default: main)\n"
+                 "  Environment: HF_TOKEN for gated or private repositories; HF_ENDPOINT for a mirror.\n");
+    return args.flag("--help") ? 0 : 2;
+  }
+  store::ModelRef ref = store::parse_model_ref(args.positional()[0]);
+  if (const auto rev = args.get("--revision")) ref.revision = *rev;
+  store::PullOptions options = store::PullOptions::from_environment();
+  options.force = args.flag("--force");
+  options.make_default = args.flag("--default");
+  if (args.flag("--quiet")) options.progress = store::PullOptions::Progress::kNever;
+
+  store::Store st = store::Store::open_default();
+  const store::PullResult r = store::pull(st, ref, options);
+  if (r.already_present) {
+    std::printf("%s is already in the store (use --force to download it again)\n", r.entry.name.c_str());
+  } else {
+    std::printf("pulled %s (%s, sha256 %s)\n", r.entry.name.c_str(), size_text(r.entry.size).c_str(),
+                r.entry.sha256.c_str());
+  }
+  if (r.made_default) std::printf("%s is now the default model\n", r.entry.name.c_str());
+  return 0;
+}
+
+int run_list(int argc, char** argv) {
+  const Args args(argc, argv, {}, {"--help", "--paths"});
+  if (args.flag("--help")) {
+    std::printf(
+        "usage: slm list [--paths]\n"
+        "  Models in the store; '*' marks the default. --paths shows where each file is.\n");
+    return 0;
+  }
+  const store::Store st = store::Store::open_default();
+  const auto entries = st.list();
+  if (entries.empty()) {
+    std::printf("no models in %s; download one with 'slm pull REPO/FILE.gguf'\n", st.home().c_str());
+    return 0;
+  }
+  size_t width = 4;
+  for (const auto& e : entries) width = std::max(width, e.name.size());
+  std::printf("  %-*s  %10s  %s\n", static_cast<int>(width), "NAME", "SIZE", args.flag("--paths") ? "PATH" : "SHA256");
+  for (const auto& e : entries) {
+    const std::string last = args.flag("--paths") ? st.path_of(e).string() : e.sha256.substr(0, 12);
+    std::printf("%c %-*s  %10s  %s\n", e.is_default ? '*' : ' ', static_cast<int>(width), e.name.c_str(),
+                size_text(e.size).c_str(), last.c_str());
+  }
+  return 0;
+}
+
+int run_rm(int argc, char** argv) {
+  const Args args(argc, argv, {}, {"--help"});
+  if (args.flag("--help") || args.positional().empty()) {
+    std::fprintf(args.flag("--help") ? stdout : stderr,
+                 "usage: slm rm NAME...\n  Deletes models from the store (names as 'slm list' shows them,\n"
+                 "  or any unique short form such as the file name).\n");
+    return args.flag("--help") ? 0 : 2;
+  }
+  store::Store st = store::Store::open_default();
+  for (const std::string& name : args.positional()) {
+    const store::ModelEntry e = st.remove(name);
+    std::printf("removed %s (%s)%s\n", e.name.c_str(), size_text(e.size).c_str(),
+                e.is_default ? "; there is no default model now" : "");
+  }
+  return 0;
+}
+
+int run_default(int argc, char** argv) {
+  const Args args(argc, argv, {}, {"--help"});
+  if (args.flag("--help") || args.positional().size() > 1) {
+    std::fprintf(args.flag("--help") ? stdout : stderr,
+                 "usage: slm default [NAME]\n"
+                 "  Sets the model commands use when neither --model nor SLM_MODEL is given;\n"
+                 "  without NAME, prints it.\n");
+    return args.flag("--help") ? 0 : 2;
+  }
+  store::Store st = store::Store::open_default();
+  if (args.positional().empty()) {
+    const auto d = st.default_model();
+    if (!d) throw Error("no default model; set one with 'slm default NAME' (see 'slm list')");
+    std::printf("%s\n", d->name.c_str());
+    return 0;
+  }
+  const store::ModelEntry e = st.set_default(args.positional()[0]);
+  std::printf("%s is now the default model\n", e.name.c_str());
+  return 0;
+}
+
+}  // namespace
+
+SLM_COMMAND("pull", "download a GGUF model from the Hugging Face hub", run_pull);
+SLM_COMMAND("list", "list the models in the store", run_list);
+SLM_COMMAND("rm", "delete models from the store", run_rm);
+SLM_COMMAND("default", "show or set the default model", run_default);
+
+}  // namespace slm::cli

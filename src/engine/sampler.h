@@ -1,0 +1,108 @@
+// Next-token sampling: logit bias, repetition / presence / frequency
+// penalties, top-k, top-p, min-p, temperature and a seeded draw, in the order
+// of llama.cpp's default chain (the filters see temperature-1 logits; the
+// temperature only shapes the final draw).
+//
+// Determinism: for a given seed, logits row and history the chosen token is
+// the same on every run, thread count and platform. The sampler uses its own
+// PRNG (xoshiro256**), its own exp() built from + - * / only, sums in a
+// canonical order and breaks ties by the lower token id; no std::*_distribution.
+//
+// Ownership / thread-safety: a Sampler owns its buffers (sized for n_vocab at
+// construction, so sampling allocates nothing) and its PRNG state; it belongs
+// to one sequence and is driven by one thread at a time.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <span>
+#include <vector>
+
+namespace slm::engine {
+
+struct SamplerParams {
+  // <= 0: greedy (argmax after bias and penalties, ties to the lowest id).
+  float temperature = 0.8f;
+  int32_t top_k = 40;     // keep the k most likely; <= 0: off
+  float top_p = 0.95f;    // nucleus mass in [0, 1]; 1: off
+  float min_p = 0.05f;    // keep p >= min_p * p_max, in [0, 1]; 0: off
+  float repeat_penalty = 1.0f;   // > 0; 1: off
+  int32_t repeat_last_n = 64;    // window of the history the penalties see; 0: off, -1: all of it
+  float presence_penalty = 0.0f;   // subtracted once from each token present in the window
+  float frequency_penalty = 0.0f;  // subtracted per occurrence in the window
+  std::map<int32_t, float> logit_bias;  // token id -> added to its logit; -inf bans the token
+  uint64_t seed = 0;
+};
+
+// Throws slm::Error naming the field when a parameter is out of range or not a
+// number, or a logit_bias id is outside [0, n_vocab).
+void validate(const SamplerParams& params, int64_t n_vocab);
+
+struct TokenProb {
+  int32_t id;
+  double p;
+};
+
+class Sampler {
+ public:
+  // Validates params (see validate) and allocates the per-vocabulary buffers.
+  Sampler(const SamplerParams& params, int64_t n_vocab);
+
+  const SamplerParams& params() const { return params_; }
+  int64_t n_vocab() const { return n_vocab_; }
+  // Restarts the random sequence as if freshly constructed with this seed.
+  void reseed(uint64_t seed);
+
+  // Picks the next token from one logits row [n_vocab]; history holds the
+  // tokens so far (prompt and generated, oldest first) for the penalties.
+  // Throws slm::Error when logits has the wrong length, a history id is out of
+  // range, or no token has a finite logit.
+  int32_t sample(std::span<const float> logits, std::span<const int32_t> history);
+
+  // The distribution sample() would draw from, after every filter and the
+  // temperature: kept tokens, most likely first when a filter sorted them
+  // (top-k / top-p / min-p), otherwise in id order; probabilities sum to 1.
+  // Greedy gives one entry with p = 1. Does not advance the PRNG. The span
+  // points into the sampler and is valid until its next call.
+  std::span<const TokenProb> distribution(std::span<const float> logits,
+                                          std::span<const int32_t> history);
+
+ private:
+  struct Candidate {
+    int32_t id;
+    float logit;
+    double weight;  // exp(logit - max) at temperature 1, later at the sampling temperature
+  };
+
+  // Runs bias, penalties and the filters; leaves the kept candidates in
+  // cand_[0, n_kept_) with weights at the sampling temperature summing to
+  // weight_sum_. Returns the token directly when greedy (n_kept_ == 1).
+  void prepare(std::span<const float> logits, std::span<const int32_t> history);
+  void apply_penalties(std::span<const int32_t> history);  // on row_
+  int32_t greedy_pick() const;                             // argmax of row_
+  // Puts the k best of row_ into cand_[0, k), sorted.
+  void select_top_k(size_t k);
+  // Makes cand_[0, m) the m best candidates of cand_[0, n) in sorted order.
+  void ensure_sorted(size_t m, size_t n);
+  uint64_t next_random();
+  double uniform();  // [0, 1) with 53 random bits
+
+  SamplerParams params_;
+  int64_t n_vocab_ = 0;
+  bool greedy_ = false;
+  std::vector<float> row_;           // logits after bias and penalties [n_vocab]
+  std::vector<Candidate> cand_;      // [n_vocab]
+  std::vector<int32_t> counts_;      // occurrences in the penalty window [n_vocab], kept all-zero between calls
+  std::vector<TokenProb> dist_;      // [n_vocab] for distribution()
+  size_t n_kept_ = 0;
+  size_t n_sorted_ = 0;
+  double weight_sum_ = 0;
+  uint64_t rng_[4] = {};
+};
+
+// exp(x) from basic IEEE operations only, so every platform rounds the same
+// way (std::exp differs in the last bit between C libraries). Relative error
+// below 1e-15; returns 0 for x < -700. Exposed for tests.
+double deterministic_exp(double x);
+
+}  // namespace slm::engine
