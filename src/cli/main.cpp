@@ -1,5 +1,6 @@
 // slm: one binary, many sub-commands (see command.h for how they register).
 #include <algorithm>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -35,6 +36,9 @@ int main(int argc, char** argv) {
     print_usage();
     return argc < 2 ? 2 : 0;
   }
+  // A client or server hanging up must surface as a write error on that
+  // connection, not kill the process (and every other user's request).
+  std::signal(SIGPIPE, SIG_IGN);
   const std::string name = argv[1];
   for (const Command& c : command_registry()) {
     if (c.name != name) continue;

@@ -78,22 +78,40 @@ void Writer::add_i32s(const std::string& key, const std::vector<int32_t>& v) {
   for (int32_t x : v) put<int32_t>(kv_bytes_, x);
 }
 
-void Writer::add_tensor(const std::string& name, DType type, const std::vector<int64_t>& shape,
-                        std::span<const uint8_t> data) {
+namespace {
+
+int64_t tensor_bytes(const std::string& name, DType type, const std::vector<int64_t>& shape) {
   if (shape.empty() || shape.size() > 4)
     throw Error("gguf writer: tensor '" + name + "' needs 1 to 4 dimensions");
   int64_t n = 1;
-  for (int64_t d : shape) n *= d;
+  for (int64_t d : shape) {
+    if (d <= 0) throw Error("gguf writer: tensor '" + name + "' has a non-positive dimension");
+    n *= d;
+  }
   if (!row_fits(type, shape[0]))
     throw Error("gguf writer: tensor '" + name + "': row length is not a multiple of the block size");
-  const int64_t expect = row_bytes(type, shape[0]) * (n / shape[0]);
+  return row_bytes(type, shape[0]) * (n / shape[0]);
+}
+
+}  // namespace
+
+void Writer::add_tensor(const std::string& name, DType type, const std::vector<int64_t>& shape,
+                        std::span<const uint8_t> data) {
+  const int64_t expect = tensor_bytes(name, type, shape);
   if (static_cast<int64_t>(data.size()) != expect)
     throw Error("gguf writer: tensor '" + name + "': " + std::to_string(data.size()) +
                 " bytes given, " + std::to_string(expect) + " expected");
-  tensors_.push_back({name, type, shape, std::vector<uint8_t>(data.begin(), data.end())});
+  Tensor t{name, type, shape, std::vector<uint8_t>(data.begin(), data.end()), data.size(), {}};
+  tensors_.push_back(std::move(t));
 }
 
-std::vector<uint8_t> Writer::to_bytes() const {
+void Writer::add_tensor_lazy(const std::string& name, DType type, const std::vector<int64_t>& shape,
+                             std::function<void(uint8_t* dst)> fill) {
+  const int64_t n = tensor_bytes(name, type, shape);
+  tensors_.push_back({name, type, shape, {}, static_cast<uint64_t>(n), std::move(fill)});
+}
+
+std::vector<uint8_t> Writer::header_bytes(std::vector<uint64_t>& offsets) const {
   std::vector<uint8_t> out;
   put<uint32_t>(out, 0x46554747);
   put<uint32_t>(out, 3);
@@ -101,7 +119,7 @@ std::vector<uint8_t> Writer::to_bytes() const {
   put<uint64_t>(out, n_kv_);
   out.insert(out.end(), kv_bytes_.begin(), kv_bytes_.end());
   uint64_t offset = 0;
-  std::vector<uint64_t> offsets;
+  offsets.clear();
   for (const Tensor& t : tensors_) {
     put_string(out, t.name);
     put<uint32_t>(out, static_cast<uint32_t>(t.shape.size()));
@@ -109,22 +127,48 @@ std::vector<uint8_t> Writer::to_bytes() const {
     put<uint32_t>(out, static_cast<uint32_t>(t.type));
     put<uint64_t>(out, offset);
     offsets.push_back(offset);
-    offset += (t.data.size() + alignment_ - 1) / alignment_ * alignment_;
+    offset += aligned(t.n_bytes);
   }
-  out.resize((out.size() + alignment_ - 1) / alignment_ * alignment_, 0);
+  out.resize(aligned(out.size()), 0);
+  return out;
+}
+
+std::vector<uint8_t> Writer::to_bytes() const {
+  std::vector<uint64_t> offsets;
+  std::vector<uint8_t> out = header_bytes(offsets);
   const size_t base = out.size();
-  out.resize(base + offset, 0);
-  for (size_t i = 0; i < tensors_.size(); ++i)
-    std::memcpy(out.data() + base + offsets[i], tensors_[i].data.data(), tensors_[i].data.size());
+  uint64_t total = 0;
+  for (const Tensor& t : tensors_) total += aligned(t.n_bytes);
+  out.resize(base + total, 0);
+  for (size_t i = 0; i < tensors_.size(); ++i) {
+    const Tensor& t = tensors_[i];
+    uint8_t* dst = out.data() + base + offsets[i];
+    if (t.fill)
+      t.fill(dst);
+    else
+      std::memcpy(dst, t.data.data(), t.data.size());
+  }
   return out;
 }
 
 void Writer::write(const std::string& path) const {
-  const std::vector<uint8_t> bytes = to_bytes();
   const std::string tmp = path + ".tmp";
   std::FILE* f = std::fopen(tmp.c_str(), "wb");
   if (!f) throw Error(path + ": cannot create file");
-  const bool ok = std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();
+  std::vector<uint64_t> offsets;
+  const std::vector<uint8_t> header = header_bytes(offsets);
+  bool ok = std::fwrite(header.data(), 1, header.size(), f) == header.size();
+  std::vector<uint8_t> buf;
+  for (size_t i = 0; i < tensors_.size() && ok; ++i) {
+    const Tensor& t = tensors_[i];
+    // Tensors are written one at a time, so only the largest is ever in memory.
+    buf.assign(aligned(t.n_bytes), 0);
+    if (t.fill)
+      t.fill(buf.data());
+    else
+      std::memcpy(buf.data(), t.data.data(), t.data.size());
+    ok = std::fwrite(buf.data(), 1, buf.size(), f) == buf.size();
+  }
   if (std::fclose(f) != 0 || !ok) {
     std::remove(tmp.c_str());
     throw Error(path + ": write failed");

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -31,6 +32,12 @@ class Writer {
   void add_tensor(const std::string& name, DType type, const std::vector<int64_t>& shape,
                   std::span<const uint8_t> data);
 
+  // A tensor whose bytes are produced only when written, by fill(dst) with
+  // dst of exactly the tensor's byte size: lets synth stream files larger
+  // than memory.
+  void add_tensor_lazy(const std::string& name, DType type, const std::vector<int64_t>& shape,
+                       std::function<void(uint8_t* dst)> fill);
+
   std::vector<uint8_t> to_bytes() const;
   // Writes to path (through a temporary file renamed into place).
   void write(const std::string& path) const;
@@ -41,7 +48,11 @@ class Writer {
     DType type;
     std::vector<int64_t> shape;
     std::vector<uint8_t> data;
+    uint64_t n_bytes = 0;
+    std::function<void(uint8_t*)> fill;  // set for lazy tensors
   };
+  std::vector<uint8_t> header_bytes(std::vector<uint64_t>& offsets) const;
+  uint64_t aligned(uint64_t n) const { return (n + alignment_ - 1) / alignment_ * alignment_; }
   void begin_kv(const std::string& key, ValueType type);
   uint64_t alignment_ = 32;
   uint64_t n_kv_ = 0;

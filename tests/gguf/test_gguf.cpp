@@ -124,6 +124,27 @@ TEST(GgufWriter, CustomAlignment) {
   EXPECT_EQ(file->find_tensor("b")->offset, 64u);
 }
 
+TEST(GgufWriter, LazyTensorsStreamToAFile) {
+  Writer w;
+  w.add_string("general.architecture", "llama");
+  w.add_tensor_lazy("big", DType::Q8_0, {64, 5}, [](uint8_t* dst) {
+    for (int i = 0; i < 5 * 2 * 34; ++i) dst[i] = static_cast<uint8_t>(i);
+  });
+  const std::vector<float> f = {7, 8};
+  w.add_tensor("small", DType::F32, {2}, {reinterpret_cast<const uint8_t*>(f.data()), 8});
+  const std::string path = ::testing::TempDir() + "/lazy.gguf";
+  w.write(path);
+  const auto file = File::open(path);
+  const TensorInfo* big = file->find_tensor("big");
+  ASSERT_NE(big, nullptr);
+  ASSERT_EQ(big->n_bytes, 340u);
+  for (int i = 0; i < 340; ++i) ASSERT_EQ(big->data[i], static_cast<uint8_t>(i));
+  EXPECT_EQ(std::memcmp(file->find_tensor("small")->data, f.data(), 8), 0);
+  const std::vector<uint8_t> mem = w.to_bytes();
+  EXPECT_EQ(mem.size(), file->file_size());
+  EXPECT_THROW(w.add_tensor_lazy("bad", DType::Q4_0, {33}, [](uint8_t*) {}), Error);
+}
+
 TEST(GgufReader, ReadsEveryScalarTypeAndNestedArrays) {
   Raw r;
   r.header(3, 0, 13);

@@ -1,0 +1,213 @@
+// slm bench: prompt-processing and generation speed like llama-bench's pp/tg
+// tests, plus what the numbers mean for a machine: bytes streamed per token
+// against the measured memory bandwidth, peak memory, cost and energy.
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <numeric>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/error.h"
+#include "base/thread_pool.h"
+#include "cli/args.h"
+#include "cli/command.h"
+#include "kernels/kernels.h"
+#include "model/model.h"
+#include "model/session.h"
+
+namespace slm::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// Read bandwidth with n threads: each sums its share of a buffer far larger
+// than the caches; best of several passes, in GB/s.
+double measure_bandwidth(ThreadPool& pool) {
+  const size_t n_words = (size_t{1} << 30) / sizeof(uint64_t);  // 1 GiB
+  std::vector<uint64_t> buf(n_words);
+  for (size_t i = 0; i < n_words; ++i) buf[i] = i * 0x9e3779b97f4a7c15ull;
+  const int64_t n_tasks = pool.size();
+  std::vector<uint64_t> sink(static_cast<size_t>(n_tasks) * 8);
+  double best = 0;
+  for (int pass = 0; pass < 5; ++pass) {
+    const auto t0 = Clock::now();
+    pool.parallel_for(n_tasks, [&](int64_t task, int) {
+      const size_t per = n_words / n_tasks;
+      const uint64_t* p = buf.data() + task * per;
+      // Eight independent accumulators so the loop is bound by loads, not adds.
+      uint64_t acc[8] = {};
+      for (size_t i = 0; i + 8 <= per; i += 8)
+        for (int k = 0; k < 8; ++k) acc[k] ^= p[i + k];
+      std::memcpy(&sink[task * 8], acc, sizeof acc);
+    });
+    best = std::max(best, static_cast<double>(n_words * sizeof(uint64_t)) / seconds_since(t0) / 1e9);
+  }
+  volatile uint64_t keep = std::accumulate(sink.begin(), sink.end(), uint64_t{0});
+  (void)keep;
+  return best;
+}
+
+struct Stat {
+  double mean = 0, stddev = 0;
+};
+Stat stats(const std::vector<double>& v) {
+  Stat s;
+  for (double x : v) s.mean += x;
+  s.mean /= static_cast<double>(v.size());
+  for (double x : v) s.stddev += (x - s.mean) * (x - s.mean);
+  s.stddev = v.size() > 1 ? std::sqrt(s.stddev / static_cast<double>(v.size() - 1)) : 0;
+  return s;
+}
+
+// Weight bytes one generated token reads: every matrix once, except the
+// embedding table (one row) unless it doubles as the output, and for a
+// mixture of experts only the chosen experts' share of the expert tensors.
+double bytes_per_token(const model::Model& m) {
+  const model::ModelConfig& c = m.config();
+  const bool tied = m.weights().output.data == m.weights().token_embd.data;
+  double total = 0;
+  for (const gguf::TensorInfo& t : m.file().tensors()) {
+    const std::string_view name = t.name;
+    double b = static_cast<double>(t.n_bytes);
+    if (name == "token_embd.weight" && !tied) b = static_cast<double>(t.n_bytes) / static_cast<double>(c.n_vocab);
+    if (name.find("_exps.") != std::string_view::npos) b *= static_cast<double>(c.n_expert_used) / c.n_expert;
+    total += b;
+  }
+  return total;
+}
+
+std::vector<int32_t> random_tokens(int64_t n, int64_t n_vocab, uint64_t seed) {
+  std::vector<int32_t> t(n);
+  for (int64_t i = 0; i < n; ++i) {
+    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+    t[i] = static_cast<int32_t>((seed >> 33) % static_cast<uint64_t>(n_vocab));
+  }
+  return t;
+}
+
+int run_bench(int argc, char** argv) {
+  const Args args(argc, argv,
+                  {"--model", "--n-prompt", "--n-gen", "--threads", "--repetitions", "--cost-per-hour", "--watts",
+                   "--bandwidth-gbs"},
+                  {"--help", "--json", "--bandwidth"},
+                  {{"-m", "--model"}, {"-p", "--n-prompt"}, {"-n", "--n-gen"}, {"-t", "--threads"}, {"-r", "--repetitions"}});
+  if (args.flag("--help")) {
+    std::printf(
+        "usage: slm bench --model M [-p 512] [-n 128] [-t N] [-r 3] [--json]\n"
+        "                 [--cost-per-hour USD] [--watts W] [--bandwidth-gbs G]\n"
+        "       slm bench --bandwidth [-t N]      measure the machine's read bandwidth\n"
+        "  pp: tokens/s processing a P-token prompt; tg: tokens/s generating N tokens one by one.\n"
+        "  GB/s while generating is weight bytes read per token x tok/s, and its share of the\n"
+        "  measured bandwidth; cost per million tokens from --cost-per-hour, energy per token from --watts.\n");
+    return 0;
+  }
+  const unsigned hw = std::max(1u, std::thread::hardware_concurrency());
+  const int threads = static_cast<int>(args.get_int("--threads", hw, 1, 1024));
+  ThreadPool pool(threads);
+  const bool json = args.flag("--json");
+  if (args.flag("--bandwidth")) {
+    const double bw = measure_bandwidth(pool);
+    if (json)
+      std::printf("{\"threads\": %d, \"bandwidth_gbs\": %.2f}\n", threads, bw);
+    else
+      std::printf("read bandwidth with %d thread%s: %.1f GB/s\n", threads, threads > 1 ? "s" : "", bw);
+    return 0;
+  }
+  const auto path = args.get("--model");
+  if (!path) throw Error("--model is required (or --bandwidth)");
+  const int64_t n_prompt = args.get_int("--n-prompt", 512, 0, 1 << 16);
+  const int64_t n_gen = args.get_int("--n-gen", 128, 0, 1 << 16);
+  const int reps = static_cast<int>(args.get_int("--repetitions", 3, 1, 1000));
+  const double cost_per_hour = args.get_double("--cost-per-hour", 0);
+  const double watts = args.get_double("--watts", 0);
+
+  const auto model = model::Model::load(*path);
+  const model::ModelConfig& c = model->config();
+  model::SessionOptions so;
+  so.n_ctx = std::max<int64_t>(std::max(n_prompt, n_gen) + 1, 16);
+  so.n_batch = std::max<int64_t>(1, std::min<int64_t>(n_prompt, 512));
+  so.allow_beyond_train_ctx = true;
+
+  std::vector<double> pp, tg;
+  // One untimed warm-up of each test pages the weights in, as llama-bench does.
+  for (int rep = -1; rep < reps; ++rep) {
+    if (n_prompt > 0) {
+      model::Session s(*model, so);
+      const auto toks = random_tokens(n_prompt, c.n_vocab, 42 + rep);
+      const auto t0 = Clock::now();
+      s.feed(toks, pool);
+      if (rep >= 0) pp.push_back(static_cast<double>(n_prompt) / seconds_since(t0));
+    }
+    if (n_gen > 0) {
+      model::Session s(*model, so);
+      const auto toks = random_tokens(n_gen, c.n_vocab, 7 + rep);
+      const auto t0 = Clock::now();
+      for (const int32_t t : toks) s.decode(t, pool);
+      if (rep >= 0) tg.push_back(static_cast<double>(n_gen) / seconds_since(t0));
+    }
+  }
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  const double peak_rss = static_cast<double>(ru.ru_maxrss) * 1024.0;
+  const double bw = args.has("--bandwidth-gbs") ? args.get_double("--bandwidth-gbs", 0) : measure_bandwidth(pool);
+  const Stat sp = pp.empty() ? Stat{} : stats(pp), sg = tg.empty() ? Stat{} : stats(tg);
+  const double bpt = bytes_per_token(*model);
+  const double gbs = bpt * sg.mean / 1e9;
+  const double file_gbs = static_cast<double>(model->file().file_size()) * sg.mean / 1e9;
+  const double usd_gen = cost_per_hour > 0 && sg.mean > 0 ? cost_per_hour / (sg.mean * 3600.0) * 1e6 : 0;
+  const double usd_pp = cost_per_hour > 0 && sp.mean > 0 ? cost_per_hour / (sp.mean * 3600.0) * 1e6 : 0;
+  const double j_per_tok = watts > 0 && sg.mean > 0 ? watts / sg.mean : 0;
+  std::string types;
+  {
+    std::vector<std::string> seen;
+    for (const gguf::TensorInfo& t : model->file().tensors()) {
+      const std::string n(dtype_name(t.type));
+      if (t.n_dims >= 2 && std::find(seen.begin(), seen.end(), n) == seen.end()) seen.push_back(n);
+    }
+    for (const std::string& n : seen) types += (types.empty() ? "" : "+") + n;
+  }
+  if (json) {
+    std::printf(
+        "{\"model\": \"%s\", \"arch\": \"%s\", \"types\": \"%s\", \"file_bytes\": %llu, \"params\": %lld, "
+        "\"threads\": %d, \"isa\": \"%s\", \"repetitions\": %d, "
+        "\"pp\": {\"n\": %lld, \"tps_mean\": %.3f, \"tps_std\": %.3f}, "
+        "\"tg\": {\"n\": %lld, \"tps_mean\": %.3f, \"tps_std\": %.3f}, "
+        "\"peak_rss_bytes\": %.0f, \"bytes_per_token\": %.0f, \"tg_gbs\": %.3f, \"bandwidth_gbs\": %.3f, "
+        "\"tg_fraction_of_bandwidth\": %.4f, \"file_fraction_of_bandwidth\": %.4f, "
+        "\"usd_per_mtok_generated\": %.6f, \"usd_per_mtok_prompt\": %.6f, \"joules_per_token\": %.6f}\n",
+        path->c_str(), c.arch_name.c_str(), types.c_str(), (unsigned long long)model->file().file_size(),
+        (long long)model->n_params(), threads, std::string(kernels::isa_name(kernels::active_isa())).c_str(), reps,
+        (long long)n_prompt, sp.mean, sp.stddev, (long long)n_gen, sg.mean, sg.stddev, peak_rss, bpt, gbs, bw,
+        bw > 0 ? gbs / bw : 0, bw > 0 ? file_gbs / bw : 0, usd_gen, usd_pp, j_per_tok);
+    return 0;
+  }
+  std::printf("model: %s (%s, %s, %.1f MB, %.2f B params), %d threads, %s kernels\n", path->c_str(),
+              c.arch_name.c_str(), types.c_str(), model->file().file_size() / 1e6, model->n_params() / 1e9, threads,
+              std::string(kernels::isa_name(kernels::active_isa())).c_str());
+  std::printf("| test   |            t/s |\n|--------|----------------|\n");
+  if (n_prompt > 0) std::printf("| pp%-4lld | %8.2f ± %5.2f |\n", (long long)n_prompt, sp.mean, sp.stddev);
+  if (n_gen > 0) std::printf("| tg%-4lld | %8.2f ± %5.2f |\n", (long long)n_gen, sg.mean, sg.stddev);
+  std::printf("peak memory: %.1f MiB\n", peak_rss / (1024.0 * 1024.0));
+  if (n_gen > 0)
+    std::printf("generation streams %.1f MB/token = %.1f GB/s, %.0f%% of the measured %.1f GB/s (ceiling %.1f tok/s)\n",
+                bpt / 1e6, gbs, bw > 0 ? 100 * gbs / bw : 0, bw, bw > 0 ? bw * 1e9 / bpt : 0);
+  if (cost_per_hour > 0)
+    std::printf("cost at $%.3f/hour: $%.4f per million generated tokens, $%.4f per million prompt tokens\n",
+                cost_per_hour, usd_gen, usd_pp);
+  if (watts > 0) std::printf("energy at %.0f W: %.3f J per generated token\n", watts, j_per_tok);
+  return 0;
+}
+
+}  // namespace
+
+SLM_COMMAND("bench", "measure speed, memory, bandwidth use and cost", run_bench);
+
+}  // namespace slm::cli
