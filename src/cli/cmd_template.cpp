@@ -1,0 +1,121 @@
+// slm template: renders a chat template with a conversation and prints the
+// prompt exactly (no newline added), for checking what a model will be fed.
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "base/error.h"
+#include "chat/template.h"
+#include "cli/args.h"
+#include "cli/command.h"
+#include "gguf/gguf.h"
+
+namespace slm::cli {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+constexpr const char* kUsage =
+    "usage: slm template (--model M | --template-file F) --messages FILE.json [--tools FILE.json]\n"
+    "                    [--add-generation-prompt] [--bos-token S] [--eos-token S]\n"
+    "\n"
+    "Renders the model's tokenizer.chat_template (or F) with the conversation in FILE.json\n"
+    "(an array of messages, or an object with \"messages\" and optionally \"tools\") and prints\n"
+    "the prompt. With --model, bos/eos default to the model's BOS/EOS token text.\n";
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error("cannot read " + path);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+Json read_json(const std::string& path) {
+  try {
+    return Json::parse(read_text(path));
+  } catch (const Json::exception& e) {
+    throw Error(path + ": invalid JSON: " + e.what());
+  }
+}
+
+// The text of token `id_key` (tokenizer.ggml.bos_token_id, ...), when the model names one.
+std::string token_text(const gguf::File& file, const char* id_key) {
+  const std::optional<uint64_t> id = file.get_uint(id_key);
+  if (!id) return "";
+  const auto tokens = file.get_strings("tokenizer.ggml.tokens");
+  if (!tokens || *id >= tokens->size()) throw Error(file.name() + ": " + id_key + " is not a token of the vocabulary");
+  return std::string((*tokens)[*id]);
+}
+
+// One line, whatever the message holds.
+std::string one_line(std::string s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '\n') out += "\\n";
+    else if (c == '\r') out += "\\r";
+    else out += c;
+  }
+  return out;
+}
+
+int run_template(int argc, char** argv) {
+  const Args args(argc, argv, {"--model", "--template-file", "--messages", "--tools", "--bos-token", "--eos-token"},
+                  {"--add-generation-prompt", "--help"}, {{"-m", "--model"}, {"-h", "--help"}});
+  if (args.flag("--help")) {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
+  if (!args.positional().empty()) throw Error("unexpected argument '" + args.positional()[0] + "'");
+  if (args.has("--model") == args.has("--template-file"))
+    throw Error("give exactly one of --model or --template-file");
+  const std::optional<std::string> messages_path = args.get("--messages");
+  if (!messages_path) throw Error("--messages FILE.json is required");
+
+  chat::ChatInput input;
+  std::string source;
+  if (const auto model = args.get("--model")) {
+    const std::unique_ptr<gguf::File> file = gguf::File::open(*model);
+    const std::optional<std::string_view> tmpl = file->get_string("tokenizer.chat_template");
+    if (!tmpl) throw Error(*model + " has no tokenizer.chat_template; use --template-file");
+    source = std::string(*tmpl);
+    input.bos_token = token_text(*file, "tokenizer.ggml.bos_token_id");
+    input.eos_token = token_text(*file, "tokenizer.ggml.eos_token_id");
+  } else {
+    source = read_text(*args.get("--template-file"));
+  }
+  input.bos_token = args.get_or("--bos-token", input.bos_token);
+  input.eos_token = args.get_or("--eos-token", input.eos_token);
+  input.add_generation_prompt = args.flag("--add-generation-prompt");
+
+  const Json conversation = read_json(*messages_path);
+  if (conversation.is_array()) {
+    input.messages = conversation;
+  } else if (conversation.is_object() && conversation.contains("messages")) {
+    input.messages = conversation["messages"];
+    if (conversation.contains("tools")) input.tools = conversation["tools"];
+  } else {
+    throw Error(*messages_path + ": expected an array of messages or an object with \"messages\"");
+  }
+  if (const auto tools_path = args.get("--tools")) {
+    const Json tools = read_json(*tools_path);
+    input.tools = tools.is_object() && tools.contains("tools") ? tools["tools"] : tools;
+  }
+
+  std::string prompt;
+  try {
+    prompt = chat::Template(source).render(chat::make_chat_context(input));
+  } catch (const Error& e) {
+    std::fprintf(stderr, "slm template: error: %s\n", one_line(e.what()).c_str());
+    return 1;
+  }
+  std::fwrite(prompt.data(), 1, prompt.size(), stdout);
+  return 0;
+}
+
+}  // namespace
+
+SLM_COMMAND("template", "render a chat template with a conversation", run_template);
+
+}  // namespace slm::cli
