@@ -3,6 +3,7 @@
 #include <string>
 
 #include "base/error.h"
+#include "base/format.h"
 #include "cli/args.h"
 #include "cli/command.h"
 #include "model/model.h"
@@ -10,17 +11,7 @@
 namespace slm::cli {
 namespace {
 
-std::string human_bytes(double b) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  int u = 0;
-  while (b >= 1024 && u < 4) {
-    b /= 1024;
-    ++u;
-  }
-  char buf[32];
-  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.2f %s", b, units[u]);
-  return buf;
-}
+std::string human_bytes(double b) { return slm::human_bytes(b, 2); }
 
 std::string shape_of(const gguf::TensorInfo& t) {
   std::string s = "[";

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "base/error.h"
+#include "base/format.h"
 #include "cli/args.h"
 #include "cli/command.h"
 #include "store/pull.h"
@@ -12,18 +13,7 @@
 namespace slm::cli {
 namespace {
 
-std::string size_text(uint64_t bytes) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double b = static_cast<double>(bytes);
-  int u = 0;
-  while (b >= 1024 && u < 4) {
-    b /= 1024;
-    ++u;
-  }
-  char buf[32];
-  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", b, units[u]);
-  return buf;
-}
+std::string size_text(uint64_t bytes) { return human_bytes(static_cast<double>(bytes)); }
 
 int run_pull(int argc, char** argv) {
   const Args args(argc, argv, {"--revision"}, {"--help", "--default", "--force", "--quiet"},

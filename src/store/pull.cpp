@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "base/format.h"
 #include "gguf/gguf.h"
 #include "store/sha256.h"
 
@@ -111,18 +112,6 @@ std::string percent_encode(std::string_view s, bool keep_slash) {
     }
   }
   return out;
-}
-
-std::string human_bytes(double b) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  int u = 0;
-  while (b >= 1024 && u < 4) {
-    b /= 1024;
-    ++u;
-  }
-  char buf[32];
-  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", b, units[u]);
-  return buf;
 }
 
 // One status line on stderr, redrawn at most ten times a second.
