@@ -9,6 +9,7 @@ packages=(
   libcpp-httplib-dev libssl-dev libedit-dev
   clang-14 libclang-rt-14-dev
   g++-aarch64-linux-gnu qemu-user
+  chromium  # headless browser for the web chat page test (tests/server/node)
 )
 if [ "${1:-}" = "--runtime" ]; then
   # Building and running slm alone needs no test, fuzz or cross tools.

@@ -1,0 +1,129 @@
+#!/usr/bin/env node
+// Benchmark of `slm serve` under concurrent streams: aggregate generated
+// tokens per second and time to first token at 1, 4 and 8 streams (by
+// default), each stream a distinct 128-token prompt followed by 128 generated
+// tokens (the shape of llama.cpp's llama-batched-bench runs in
+// docs/anchors.md). Starts its own server on a free loopback port.
+//
+//   node bench/bench_serve.mjs MODEL.gguf [--slm build/src/cli/slm] [--streams 1,4,8]
+//        [--prompt-tokens 128] [--gen-tokens 128] [--threads N] [--runs 1] [--json]
+//
+// Needs only Node 20 (no npm packages). Prompts are token ids (so their
+// length is exact whatever the vocabulary) and generation ignores end-of-text
+// tokens, so every stream produces exactly --gen-tokens tokens.
+import { spawn } from "node:child_process";
+import path from "node:path";
+import fs from "node:fs";
+import { fileURLToPath } from "node:url";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const opts = { slm: process.env.SLM_BIN || path.resolve(here, "../build/src/cli/slm"), streams: "1,4,8",
+               "prompt-tokens": "128", "gen-tokens": "128", threads: "", runs: "1", json: false, model: "" };
+const argv = process.argv.slice(2);
+for (let i = 0; i < argv.length; i++) {
+  const a = argv[i];
+  if (a === "--json") opts.json = true;
+  else if (a === "--help" || a === "-h") { console.log(fs.readFileSync(fileURLToPath(import.meta.url), "utf8").split("\n").slice(1, 12).join("\n")); process.exit(0); }
+  else if (a.startsWith("--")) opts[a.slice(2)] = argv[++i];
+  else opts.model = a;
+}
+if (!opts.model) { console.error("usage: node bench/bench_serve.mjs MODEL.gguf [options] (--help)"); process.exit(2); }
+const streams = opts.streams.split(",").map(Number);
+const promptTokens = Number(opts["prompt-tokens"]), genTokens = Number(opts["gen-tokens"]);
+const maxStreams = Math.max(...streams);
+
+function startServer() {
+  const args = ["serve", "--model", opts.model, "--host", "127.0.0.1", "--port", "0", "--parallel", String(maxStreams),
+                "--ctx-size", String(promptTokens + genTokens + 8), "--max-queue", "0"];
+  if (opts.threads) args.push("--threads", opts.threads);
+  const proc = spawn(opts.slm, args, { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "", err = "";
+  proc.stdout.on("data", (d) => { out += d; });
+  proc.stderr.on("data", (d) => { err += d; });
+  process.on("exit", () => proc.kill("SIGKILL"));
+  return new Promise((resolve, reject) => {
+    proc.stdout.on("data", () => {
+      const m = out.match(/listening on (http:\/\/127\.0\.0\.1:\d+)/);
+      if (m && /ready:/.test(out)) resolve({ url: m[1], proc, banner: out.trim() });
+    });
+    proc.on("exit", (c) => reject(new Error(`slm serve exited (${c}):\n${out}\n${err}`)));
+  });
+}
+
+// A deterministic prompt of n ids in [3, 500): valid for any vocabulary of
+// 512 tokens or more, different for every stream so no prefix is shared.
+function promptFor(stream, run, n) {
+  let x = (stream + 1) * 7919 + run * 104729;
+  const ids = [];
+  for (let i = 0; i < n; i++) {
+    x = (x * 1103515245 + 12345) % 2147483648;
+    ids.push(3 + (x % 497));
+  }
+  return ids;
+}
+
+async function oneStream(url, prompt) {
+  const t0 = performance.now();
+  const r = await fetch(`${url}/v1/completions`, {
+    method: "POST", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ prompt, max_tokens: genTokens, temperature: 0, ignore_eos: true, stream: true,
+                           stream_options: { include_usage: true } }),
+  });
+  if (!r.ok) throw new Error(`${r.status} ${await r.text()}`);
+  const dec = new TextDecoder();
+  let buf = "", tFirst = 0, tokens = 0;
+  for await (const part of r.body) {
+    buf += dec.decode(part, { stream: true });
+    let cut;
+    while ((cut = buf.indexOf("\n\n")) >= 0) {
+      const ev = buf.slice(0, cut);
+      buf = buf.slice(cut + 2);
+      if (!ev.startsWith("data: ") || ev === "data: [DONE]") continue;
+      const c = JSON.parse(ev.slice(6));
+      if (c.error) throw new Error(c.error.message);
+      if (!tFirst && c.choices.length && c.choices[0].text) tFirst = performance.now();
+      if (c.usage) tokens = c.usage.completion_tokens;
+    }
+  }
+  const t1 = performance.now();
+  return { ttft: (tFirst || t1) - t0, total: t1 - t0, tokens, start: t0, end: t1, first: tFirst || t1 };
+}
+
+const pct = (xs, p) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor(p * s.length))]; };
+
+const srv = await startServer();
+console.error(srv.banner);
+await oneStream(srv.url, promptFor(999, 0, 16));  // warm-up: page in the weights
+const results = [];
+for (const n of streams) {
+  for (let run = 0; run < Number(opts.runs); run++) {
+    const t0 = performance.now();
+    const rs = await Promise.all(Array.from({ length: n }, (_, i) => oneStream(srv.url, promptFor(i, run + n * 10, promptTokens))));
+    const wall = (performance.now() - t0) / 1000;
+    const tokens = rs.reduce((a, r) => a + r.tokens, 0);
+    // Generation phase only: from the last first token to the last end, when all streams decode together.
+    const lastFirst = Math.max(...rs.map((r) => r.first)), lastEnd = Math.max(...rs.map((r) => r.end));
+    const res = {
+      streams: n, prompt_tokens: promptTokens, gen_tokens: genTokens, tokens, wall_s: +wall.toFixed(3),
+      aggregate_tok_s: +(tokens / wall).toFixed(1),
+      per_stream_tok_s: +(rs.reduce((a, r) => a + r.tokens / ((r.end - r.first) / 1000), 0) / n).toFixed(1),
+      ttft_ms_mean: +(rs.reduce((a, r) => a + r.ttft, 0) / n).toFixed(1),
+      ttft_ms_p50: +pct(rs.map((r) => r.ttft), 0.5).toFixed(1),
+      ttft_ms_max: +Math.max(...rs.map((r) => r.ttft)).toFixed(1),
+      decode_phase_s: +((lastEnd - lastFirst) / 1000).toFixed(3),
+    };
+    if (rs.some((r) => r.tokens !== genTokens)) throw new Error(`a stream produced the wrong token count: ${JSON.stringify(rs)}`);
+    results.push(res);
+  }
+}
+srv.proc.kill("SIGTERM");
+
+if (opts.json) {
+  for (const r of results) console.log(JSON.stringify(r));
+} else {
+  console.log(`model ${path.basename(opts.model)}, prompt ${promptTokens} + generate ${genTokens} tokens per stream`);
+  console.log("streams | aggregate gen tok/s | per-stream tok/s | TTFT mean / p50 / max (ms)");
+  for (const r of results)
+    console.log(`${String(r.streams).padStart(7)} | ${String(r.aggregate_tok_s).padStart(19)} | ${String(r.per_stream_tok_s).padStart(16)} | ${r.ttft_ms_mean} / ${r.ttft_ms_p50} / ${r.ttft_ms_max}`);
+}
+process.exit(0);

@@ -1,0 +1,171 @@
+// slm serve: an OpenAI-compatible HTTP server with continuous batching,
+// streaming, metrics and a web chat page (src/server).
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <thread>
+
+#include "base/error.h"
+#include "cli/args.h"
+#include "cli/command.h"
+#include "server/auth.h"
+#include "server/server.h"
+#include "store/store.h"
+
+namespace slm::cli {
+namespace {
+
+constexpr const char* kUsage =
+    "usage: slm serve [--model M] [--host 127.0.0.1] [--port 8080] [--parallel N] [--ctx-size N]\n"
+    "                 [--threads N] [--api-key K | --api-key-file F] [--cost-per-hour USD] "
+    "[--watts W]\n"
+    "                 [--log-prompts] [--insecure-no-auth]\n"
+    "  An OpenAI-compatible server: POST /v1/chat/completions, /v1/completions; GET /v1/models,\n"
+    "  /health, /metrics (Prometheus), and a chat page at /.\n"
+    "  --model M          a GGUF file or a store name (default: $SLM_MODEL, then the store's "
+    "default)\n"
+    "  --host H           address to listen on (default 127.0.0.1; other addresses need an API "
+    "key)\n"
+    "  --port P           TCP port (default 8080; 0 picks a free one, printed at start)\n"
+    "  --parallel N       requests decoded together, each with the full context (default 4)\n"
+    "  --ctx-size N       context of every request in tokens (default: the model's, at most 8192)\n"
+    "  --threads N        threads for the forward pass (default: all cores)\n"
+    "  --api-key K        require 'Authorization: Bearer K' on /v1/* and /metrics\n"
+    "  --api-key-file F   the same, with the key read from F's first line (keeps it out of ps)\n"
+    "  --max-queue N      requests that may wait for a slot before 429 (default 64)\n"
+    "  --timeout S        limit on one request's queue wait plus generation (default 600)\n"
+    "  --prefill-chunk N  prompt tokens processed per batched step (default 128)\n"
+    "  --cost-per-hour U  machine cost in USD per hour, for cost-per-token estimates\n"
+    "  --watts W          power draw, for energy-per-token estimates\n"
+    "  --log-prompts      log prompt text (never logged otherwise)\n"
+    "  --insecure-no-auth allow a non-loopback address without an API key\n";
+
+int run_serve(int argc, char** argv) {
+  const Args args(
+      argc, argv,
+      {"--model", "--host", "--port", "--parallel", "--ctx-size", "--threads", "--api-key",
+       "--api-key-file", "--cost-per-hour", "--watts", "--max-queue", "--timeout",
+       "--prefill-chunk"},
+      {"--help", "--log-prompts", "--insecure-no-auth"},
+      {{"-m", "--model"}, {"-c", "--ctx-size"}, {"-t", "--threads"}, {"-np", "--parallel"}});
+  if (args.flag("--help")) {
+    std::printf("%s", kUsage);
+    return 0;
+  }
+  if (!args.positional().empty()) throw Error("unexpected argument '" + args.positional()[0] + "'");
+
+  server::ServerOptions so;
+  so.host = args.get_or("--host", "127.0.0.1");
+  so.port = static_cast<int>(args.get_int("--port", 8080, 0, 65535));
+  so.n_slots = static_cast<int>(args.get_int("--parallel", 4, 1, 256));
+  so.max_queue = args.get_int("--max-queue", 64, 0, 100000);
+  so.request_timeout_s = static_cast<int>(args.get_int("--timeout", 600, 1, 86400));
+  so.log_prompts = args.flag("--log-prompts");
+  so.cost_per_hour = args.get_double("--cost-per-hour", 0);
+  so.watts = args.get_double("--watts", 0);
+  if (!(so.cost_per_hour >= 0 && so.cost_per_hour < 1e6))
+    throw Error("--cost-per-hour must be between 0 and 1e6");
+  if (!(so.watts >= 0 && so.watts < 1e7)) throw Error("--watts must be between 0 and 1e7");
+  if (args.has("--api-key") && args.has("--api-key-file"))
+    throw Error("give --api-key or --api-key-file, not both");
+  if (const auto k = args.get("--api-key")) {
+    if (k->empty()) throw Error("--api-key is empty");
+    so.api_key = *k;
+  } else if (const auto f = args.get("--api-key-file")) {
+    so.api_key = server::read_key_file(*f);
+  }
+
+  const long hw = sysconf(_SC_NPROCESSORS_ONLN);
+  server::SchedulerOptions sched;
+  sched.n_slots = so.n_slots;
+  sched.max_queue = so.max_queue;
+  sched.n_threads = static_cast<int>(args.get_int("--threads", hw > 0 ? hw : 1, 1, 1024));
+  sched.prefill_chunk = args.get_int("--prefill-chunk", 128, 1, 8192);
+  const int64_t ctx_arg = args.get_int("--ctx-size", 0, 0, int64_t{1} << 24);
+
+  const store::ResolvedModel resolved = store::resolve_model(args.get("--model"));
+  std::string model_id = resolved.name;
+  if (model_id.empty()) {
+    model_id = std::filesystem::path(resolved.path).filename().string();
+    if (model_id.size() > 5 && model_id.ends_with(".gguf")) model_id.resize(model_id.size() - 5);
+  }
+
+  // Signals go to one watcher thread (blocked everywhere else, including the
+  // threads started below), which stops the server cleanly. A client that
+  // vanishes must never kill the process through SIGPIPE.
+  signal(SIGPIPE, SIG_IGN);
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+
+  server::Server srv(so, args.flag("--insecure-no-auth"));
+  std::atomic<bool> interrupted{false};  // set by the signal watcher
+  const int port = srv.start();
+  std::atomic<bool> watcher_done{false};
+  std::thread watcher([&] {
+    const timespec tick{0, 200 * 1000 * 1000};
+    while (!watcher_done.load()) {
+      if (sigtimedwait(&sigs, nullptr, &tick) > 0) {
+        interrupted.store(true);
+        std::fprintf(stderr, "slm serve: stopping\n");
+        srv.stop();
+        return;
+      }
+    }
+  });
+  struct Joiner {
+    std::atomic<bool>& done;
+    std::thread& t;
+    ~Joiner() {
+      done.store(true);
+      t.join();
+    }
+  } joiner{watcher_done, watcher};
+
+  // The listener is up before the model loads, so /health can answer "loading".
+  const std::string host_shown =
+      so.host.find(':') != std::string::npos ? "[" + so.host + "]" : so.host;
+  std::printf("slm serve: listening on http://%s:%d (loading %s)\n", host_shown.c_str(), port,
+              resolved.path.c_str());
+  std::fflush(stdout);
+
+  std::shared_ptr<server::Backend> backend;
+  try {
+    sched.n_ctx = ctx_arg;
+    backend = server::load_backend(resolved.path, model_id, sched, &srv.metrics());
+  } catch (...) {
+    srv.stop();
+    srv.wait();
+    throw;
+  }
+  if (interrupted.load()) {
+    srv.wait();
+    return 130;
+  }
+  const server::Scheduler& s = *backend->scheduler;
+  std::printf(
+      "slm serve: ready: model %s, %d slots x %lld tokens of context, KV cache %.1f MiB, %d "
+      "threads%s\n",
+      model_id.c_str(), so.n_slots, static_cast<long long>(s.n_ctx()),
+      static_cast<double>(s.kv_bytes()) / (1024.0 * 1024.0), sched.n_threads,
+      so.api_key.empty() ? "" : ", API key required");
+  if (backend->template_is_fallback)
+    std::printf("slm serve: the model has no chat template; chat requests use ChatML\n");
+  std::fflush(stdout);
+  srv.set_backend(std::move(backend));
+  srv.wait();
+  return interrupted.load() ? 0 : 1;
+}
+
+SLM_COMMAND("serve", "OpenAI-compatible HTTP server with continuous batching and a web chat",
+            run_serve);
+
+}  // namespace
+}  // namespace slm::cli

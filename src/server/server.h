@@ -1,0 +1,101 @@
+// `slm serve`: the HTTP front end. An OpenAI-compatible API
+// (/v1/chat/completions, /v1/completions, /v1/models) with streaming as
+// server-sent events, /health, Prometheus /metrics and a web chat page at /,
+// over cpp-httplib's thread-per-connection server. Requests are parsed and
+// validated here (request.h), turned into token ids with the model's chat
+// template and tokenizer, and handed to the continuous-batching Scheduler.
+//
+// The server listens before the model is loaded so /health can say
+// "loading"; set_backend() makes it ready.
+//
+// Ownership: a Server owns its HTTP listener and metrics and shares the
+// Backend (model, tokenizer, template, scheduler) with in-flight requests.
+// Thread-safety: start/stop/set_backend from the owning thread; handlers run
+// on httplib's connection threads.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "chat/template.h"
+#include "model/model.h"
+#include "server/auth.h"
+#include "server/metrics.h"
+#include "server/scheduler.h"
+#include "tokenizer/tokenizer.h"
+
+namespace slm::server {
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  int port = 8080;           // 0: any free port (see Server::port())
+  std::string api_key;       // empty: no authentication
+  bool log_prompts = false;  // prompt text is never logged otherwise
+  size_t max_body_bytes = size_t{8} << 20;
+  int64_t max_tokens_cap = 0;   // largest max_tokens accepted; 0: the context
+  int read_timeout_s = 30;      // receiving a request
+  int write_timeout_s = 60;     // a client that stops reading
+  int request_timeout_s = 600;  // queue wait plus generation
+  int http_threads = 0;         // 0: enough for every slot and queued request
+  int64_t max_queue = 64;       // sizes the connection threads; the scheduler enforces it
+  int n_slots = 4;
+  double cost_per_hour = 0;  // USD, for the cost estimates
+  double watts = 0;
+};
+
+// What a loaded model brings. Members are destroyed in reverse order, so the
+// scheduler (which borrows the rest) goes first.
+struct Backend {
+  std::unique_ptr<model::Model> model;
+  std::optional<tokenizer::Tokenizer> tokenizer;
+  std::optional<chat::Template> chat_template;
+  bool template_is_fallback = false;  // the model has none: ChatML is used
+  std::string model_id;
+  std::string bos_text, eos_text;
+  std::unique_ptr<Scheduler> scheduler;
+};
+
+// Loads path and starts a scheduler over it. model_id names it in the API.
+// options.n_ctx 0 means the model's training context capped at
+// kDefaultMaxCtx: every slot gets the whole context and its KV cache is
+// allocated up front, so the default must stay modest. Throws slm::Error
+// naming what failed.
+inline constexpr int64_t kDefaultMaxCtx = 8192;
+std::shared_ptr<Backend> load_backend(const std::string& path, const std::string& model_id,
+                                      const SchedulerOptions& options, Metrics* metrics);
+
+class Server {
+ public:
+  // Throws slm::Error when the options are unsafe: a non-loopback host
+  // without an API key (unless allow_insecure).
+  Server(ServerOptions options, bool allow_insecure);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds and serves on a background thread. Throws slm::Error when the
+  // address cannot be bound. Returns the port (useful with port 0).
+  int start();
+  void set_backend(std::shared_ptr<Backend> backend);
+  // Stops accepting; connections end at their next write. Safe from any
+  // thread (a signal-watching one) and idempotent.
+  void stop();
+  // Blocks until the listener has stopped; call from the thread that started it.
+  void wait();
+  int port() const { return port_; }
+  Metrics& metrics() { return *metrics_; }
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  std::unique_ptr<Metrics> metrics_;
+  int port_ = 0;
+};
+
+// True for 127.0.0.0/8, ::1 and "localhost".
+bool is_loopback_host(const std::string& host);
+
+}  // namespace slm::server

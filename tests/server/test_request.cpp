@@ -1,0 +1,282 @@
+// Request parsing and validation: every field's type and range, OpenAI's
+// error shape with the field named, invalid UTF-8 located by JSON path.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "server/request.h"
+
+namespace slm::server {
+namespace {
+
+RequestLimits limits() {
+  RequestLimits l;
+  l.n_vocab = 512;
+  l.max_tokens_cap = 1000;
+  return l;
+}
+
+ParsedRequest chat(const std::string& body) {
+  return parse_request(Endpoint::kChat, body, limits());
+}
+ParsedRequest completion(const std::string& body) {
+  return parse_request(Endpoint::kCompletion, body, limits());
+}
+
+// The ApiError a body raises (status 0 when it parses).
+ApiError error_of(Endpoint e, const std::string& body) {
+  try {
+    parse_request(e, body, limits());
+  } catch (const ApiError& err) {
+    return err;
+  }
+  return ApiError(0, "parsed");
+}
+
+void expect_bad(const std::string& body, const std::string& param, Endpoint e = Endpoint::kChat) {
+  const ApiError err = error_of(e, body);
+  EXPECT_EQ(err.status(), 400) << body;
+  EXPECT_EQ(err.param(), param) << body << " -> " << err.what();
+  EXPECT_EQ(err.type(), "invalid_request_error");
+}
+
+const std::string kMsgs = R"("messages":[{"role":"user","content":"hi"}])";
+
+TEST(Request, ChatDefaultsFollowOpenAI) {
+  const ParsedRequest r = chat("{" + kMsgs + R"(,"model":"m"})");
+  EXPECT_EQ(r.model, "m");
+  EXPECT_FALSE(r.stream);
+  EXPECT_FLOAT_EQ(r.sampling.temperature, 1.0f);
+  EXPECT_FLOAT_EQ(r.sampling.top_p, 1.0f);
+  EXPECT_EQ(r.sampling.top_k, 0);
+  EXPECT_FLOAT_EQ(r.sampling.min_p, 0.0f);
+  EXPECT_FALSE(r.max_tokens.has_value());
+  EXPECT_FALSE(r.seed_given);
+  ASSERT_EQ(r.messages.size(), 1u);
+  EXPECT_EQ(r.messages[0]["content"], "hi");
+}
+
+TEST(Request, ChatFieldsAreRead) {
+  const ParsedRequest r =
+      chat("{" + kMsgs +
+           R"(,"stream":true,"stream_options":{"include_usage":true},"temperature":0,
+      "top_p":0.5,"max_tokens":7,"max_completion_tokens":9,"seed":-3,"stop":["a","","b"],
+      "presence_penalty":1.5,"frequency_penalty":-2,"logit_bias":{"42":-100,"7":2.5},
+      "logprobs":true,"top_logprobs":3,"user":"u1","n":1,
+      "response_format":{"type":"text"},"ignore_eos":true})");
+  EXPECT_TRUE(r.stream);
+  EXPECT_TRUE(r.include_usage);
+  EXPECT_FLOAT_EQ(r.sampling.temperature, 0.0f);
+  EXPECT_FLOAT_EQ(r.sampling.top_p, 0.5f);
+  EXPECT_EQ(*r.max_tokens, 9);  // max_completion_tokens wins
+  EXPECT_TRUE(r.seed_given);
+  EXPECT_EQ(r.sampling.seed, static_cast<uint64_t>(int64_t{-3}));
+  EXPECT_EQ(r.stops, (std::vector<std::string>{"a", "b"}));
+  EXPECT_FLOAT_EQ(r.sampling.presence_penalty, 1.5f);
+  EXPECT_FLOAT_EQ(r.sampling.frequency_penalty, -2.0f);
+  EXPECT_FLOAT_EQ(r.sampling.logit_bias.at(42), -100.0f);
+  EXPECT_FLOAT_EQ(r.sampling.logit_bias.at(7), 2.5f);
+  EXPECT_TRUE(r.logprobs);
+  EXPECT_EQ(r.top_logprobs, 3);
+  EXPECT_EQ(r.user, "u1");
+  EXPECT_TRUE(r.ignore_eos);
+}
+
+TEST(Request, UnknownFieldsAndNullsAreIgnored) {
+  const ParsedRequest r =
+      chat("{" + kMsgs + R"(,"frobnicate":{"x":[1,2]},"temperature":null,"stop":null})");
+  EXPECT_FLOAT_EQ(r.sampling.temperature, 1.0f);
+  EXPECT_TRUE(r.stops.empty());
+}
+
+TEST(Request, MessagesAreNormalised) {
+  const ParsedRequest r = chat(R"({"messages":[
+      {"role":"developer","content":"be brief"},
+      {"role":"user","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}],"name":"n"},
+      {"role":"assistant","content":null,"tool_calls":[{"type":"function","id":"c1",
+        "function":{"name":"f","arguments":"{}"}}]},
+      {"role":"tool","content":"42","tool_call_id":"c1"}],
+      "tools":[{"type":"function","function":{"name":"f","parameters":{}}}]})");
+  ASSERT_EQ(r.messages.size(), 4u);
+  EXPECT_EQ(r.messages[0]["role"], "system");
+  EXPECT_EQ(r.messages[1]["content"], "a\nb");
+  EXPECT_EQ(r.messages[1]["name"], "n");
+  EXPECT_TRUE(r.messages[2]["content"].is_null());
+  EXPECT_EQ(r.messages[2]["tool_calls"][0]["function"]["name"], "f");
+  EXPECT_EQ(r.messages[3]["tool_call_id"], "c1");
+  ASSERT_TRUE(r.tools.is_array());
+  EXPECT_EQ(r.tools.size(), 1u);
+}
+
+TEST(Request, BadMessagesNameTheField) {
+  expect_bad(R"({"messages":[]})", "messages");
+  expect_bad(R"({})", "messages");
+  expect_bad(R"({"messages":"hi"})", "messages");
+  expect_bad(R"({"messages":[42]})", "messages[0]");
+  expect_bad(R"({"messages":[{"content":"x"}]})", "messages[0].role");
+  expect_bad(R"({"messages":[{"role":"wizard","content":"x"}]})", "messages[0].role");
+  expect_bad(R"({"messages":[{"role":"user"}]})", "messages[0].content");
+  expect_bad(R"({"messages":[{"role":"user","content":5}]})", "messages[0].content");
+  expect_bad(
+      R"({"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]})",
+      "messages[0].content[0].type");
+  expect_bad(R"({"messages":[{"role":"user","content":"x","tool_calls":[]}]})",
+             "messages[0].tool_calls");
+  expect_bad(R"({"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function"}]})",
+             "tools[0].function");
+}
+
+TEST(Request, WrongTypesAndRanges) {
+  expect_bad("{" + kMsgs + R"(,"temperature":"hot"})", "temperature");
+  expect_bad("{" + kMsgs + R"(,"temperature":2.5})", "temperature");
+  expect_bad("{" + kMsgs + R"(,"temperature":-0.1})", "temperature");
+  expect_bad("{" + kMsgs + R"(,"top_p":1.01})", "top_p");
+  expect_bad("{" + kMsgs + R"(,"max_tokens":-1})", "max_tokens");
+  expect_bad("{" + kMsgs + R"(,"max_tokens":0})", "max_tokens");
+  expect_bad("{" + kMsgs + R"(,"max_tokens":1001})", "max_tokens");  // over the cap
+  expect_bad("{" + kMsgs + R"(,"max_tokens":1e30})", "max_tokens");
+  expect_bad("{" + kMsgs + R"(,"max_tokens":99999999999999999999})", "max_tokens");
+  expect_bad("{" + kMsgs + R"(,"max_tokens":18446744073709551615})", "max_tokens");
+  expect_bad("{" + kMsgs + R"(,"max_tokens":2.5})", "max_tokens");
+  expect_bad("{" + kMsgs + R"(,"max_completion_tokens":"5"})", "max_completion_tokens");
+  expect_bad("{" + kMsgs + R"(,"n":2})", "n");
+  expect_bad("{" + kMsgs + R"(,"n":-9223372036854775808})", "n");
+  expect_bad("{" + kMsgs + R"(,"stream":"yes"})", "stream");
+  expect_bad("{" + kMsgs + R"(,"seed":1.5})", "seed");
+  expect_bad("{" + kMsgs + R"(,"presence_penalty":3})", "presence_penalty");
+  expect_bad("{" + kMsgs + R"(,"frequency_penalty":-2.01})", "frequency_penalty");
+  expect_bad("{" + kMsgs + R"(,"stop":5})", "stop");
+  expect_bad("{" + kMsgs + R"(,"stop":["a",7]})", "stop[1]");
+  expect_bad(
+      "{" + kMsgs +
+          R"(,"stop":["1","2","3","4","5","6","7","8","9","10","11","12","13","14","15","16",)"
+          R"("17"]})",
+      "stop");
+  expect_bad("{" + kMsgs + R"(,"stop":")" + std::string(2000, 'x') + R"("})", "stop");
+  expect_bad("{" + kMsgs + R"(,"logit_bias":[1]})", "logit_bias");
+  expect_bad("{" + kMsgs + R"(,"logit_bias":{"512":1}})", "logit_bias.512");
+  expect_bad("{" + kMsgs + R"(,"logit_bias":{"-1":1}})", "logit_bias.-1");
+  expect_bad("{" + kMsgs + R"(,"logit_bias":{"abc":1}})", "logit_bias.abc");
+  expect_bad("{" + kMsgs + R"(,"logit_bias":{"99999999999999999999":1}})",
+             "logit_bias.99999999999999999999");
+  expect_bad("{" + kMsgs + R"(,"logit_bias":{"5":101}})", "logit_bias.5");
+  expect_bad("{" + kMsgs + R"(,"logit_bias":{"5":"x"}})", "logit_bias.5");
+  expect_bad("{" + kMsgs + R"(,"logprobs":1})", "logprobs");
+  expect_bad("{" + kMsgs + R"(,"top_logprobs":2})", "top_logprobs");  // needs logprobs
+  expect_bad("{" + kMsgs + R"(,"logprobs":true,"top_logprobs":21})", "top_logprobs");
+  expect_bad("{" + kMsgs + R"(,"stream_options":{"include_usage":true}})", "stream_options");
+  expect_bad("{" + kMsgs + R"(,"stream":true,"stream_options":{"include_usage":1}})",
+             "stream_options.include_usage");
+  expect_bad("{" + kMsgs + R"(,"user":5})", "user");
+  expect_bad("{" + kMsgs + R"(,"ignore_eos":"no"})", "ignore_eos");
+  expect_bad("{" + kMsgs + R"(,"model":["m"]})", "model");
+}
+
+TEST(Request, ResponseFormatOtherThanTextIsRefusedClearly) {
+  const ApiError e =
+      error_of(Endpoint::kChat, "{" + kMsgs + R"(,"response_format":{"type":"json_object"}})");
+  EXPECT_EQ(e.status(), 400);
+  EXPECT_EQ(e.param(), "response_format");
+  EXPECT_NE(std::string(e.what()).find("json_object"), std::string::npos);
+  EXPECT_NE(std::string(e.what()).find("not supported"), std::string::npos);
+  expect_bad("{" + kMsgs + R"(,"response_format":"json"})", "response_format");
+  expect_bad("{" + kMsgs + R"(,"response_format":{}})", "response_format.type");
+}
+
+TEST(Request, MalformedBodies) {
+  expect_bad("", "");
+  expect_bad("{", "");
+  expect_bad("[1,2]", "");
+  expect_bad("null", "");
+  expect_bad(R"({"messages":[{"role":"user","content":"hi"}],})", "");
+  const ApiError e = error_of(Endpoint::kChat, "{\"messages\": tru}");
+  EXPECT_NE(std::string(e.what()).find("not valid JSON"), std::string::npos);
+  // Deep nesting is refused before the parser sees it.
+  expect_bad(std::string(100000, '[') + std::string(100000, ']'), "");
+}
+
+TEST(Request, InvalidUtf8NamesTheField) {
+  expect_bad(
+      "{\"messages\":[{\"role\":\"user\",\"content\":\"ok\"},{\"role\":\"user\",\"content\":\"bad "
+      "\xC3\x28\"}]}",
+      "messages[1].content");
+  expect_bad("{" + kMsgs + ",\"stop\":[\"fine\",\"\xED\xA0\x80\"]}", "stop[1]");
+  expect_bad("{\"prompt\":\"\xFF\"}", "prompt", Endpoint::kCompletion);
+  // Escaped lone surrogates are invalid too.
+  const ApiError e =
+      error_of(Endpoint::kChat, R"({"messages":[{"role":"user","content":"\ud800"}]})");
+  EXPECT_EQ(e.status(), 400);
+}
+
+TEST(Request, Completions) {
+  ParsedRequest r = completion(R"({"prompt":"Once upon","max_tokens":5,"logprobs":2})");
+  EXPECT_EQ(r.prompt, "Once upon");
+  EXPECT_FALSE(r.prompt_is_tokens);
+  EXPECT_TRUE(r.logprobs);
+  EXPECT_EQ(r.top_logprobs, 2);
+  r = completion(R"({"prompt":["one"]})");
+  EXPECT_EQ(r.prompt, "one");
+  r = completion(R"({"prompt":[1,2,3]})");
+  EXPECT_TRUE(r.prompt_is_tokens);
+  EXPECT_EQ(r.prompt_tokens, (std::vector<int32_t>{1, 2, 3}));
+  r = completion(R"({"prompt":[[4,5]]})");
+  EXPECT_EQ(r.prompt_tokens, (std::vector<int32_t>{4, 5}));
+  r = completion(R"({"prompt":"","echo":false,"suffix":null,"best_of":1})");
+  EXPECT_EQ(r.prompt, "");
+
+  expect_bad(R"({})", "prompt", Endpoint::kCompletion);
+  expect_bad(R"({"prompt":5})", "prompt", Endpoint::kCompletion);
+  expect_bad(R"({"prompt":[]})", "prompt", Endpoint::kCompletion);
+  expect_bad(R"({"prompt":["a","b"]})", "prompt", Endpoint::kCompletion);
+  expect_bad(R"({"prompt":[1,512]})", "prompt[1]", Endpoint::kCompletion);
+  expect_bad(R"({"prompt":[1,-1]})", "prompt[1]", Endpoint::kCompletion);
+  expect_bad(R"({"prompt":[1,"x"]})", "prompt[1]", Endpoint::kCompletion);
+  expect_bad(R"({"prompt":[[1],[2]]})", "prompt", Endpoint::kCompletion);
+  expect_bad(R"({"prompt":"a","echo":true})", "echo", Endpoint::kCompletion);
+  expect_bad(R"({"prompt":"a","suffix":"z"})", "suffix", Endpoint::kCompletion);
+  expect_bad(R"({"prompt":"a","best_of":2})", "best_of", Endpoint::kCompletion);
+  expect_bad(R"({"prompt":"a","logprobs":6})", "logprobs", Endpoint::kCompletion);
+}
+
+TEST(Request, ErrorJsonHasOpenAIShape) {
+  const nlohmann::json j = error_json(ApiError(400, "bad thing", "temperature"));
+  EXPECT_EQ(j["error"]["message"], "bad thing");
+  EXPECT_EQ(j["error"]["type"], "invalid_request_error");
+  EXPECT_EQ(j["error"]["param"], "temperature");
+  EXPECT_TRUE(j["error"]["code"].is_null());
+  const nlohmann::json k = error_json(ApiError(401, "no", {}, "invalid_api_key"));
+  EXPECT_TRUE(k["error"]["param"].is_null());
+  EXPECT_EQ(k["error"]["code"], "invalid_api_key");
+}
+
+TEST(JsonText, FirstInvalidUtf8) {
+  EXPECT_EQ(first_invalid_utf8("plain"), std::string::npos);
+  EXPECT_EQ(first_invalid_utf8("h\xC3\xA9llo \xF0\x9F\x98\x80"), std::string::npos);
+  EXPECT_EQ(first_invalid_utf8("ab\x80"), 2u);            // stray continuation byte
+  EXPECT_EQ(first_invalid_utf8("a\xC0\xAF"), 1u);         // overlong
+  EXPECT_EQ(first_invalid_utf8("a\xE0\x80\xAF"), 1u);     // overlong
+  EXPECT_EQ(first_invalid_utf8("\xED\xA0\x80"), 0u);      // surrogate
+  EXPECT_EQ(first_invalid_utf8("\xF4\x90\x80\x80"), 0u);  // above U+10FFFF
+  EXPECT_EQ(first_invalid_utf8("ok\xE2\x82"), 2u);        // truncated
+  EXPECT_EQ(first_invalid_utf8("\xFE"), 0u);
+}
+
+TEST(JsonText, PathAtOffset) {
+  const std::string t =
+      R"({"a":1,"messages":[{"role":"user","content":"xyz"},{"content":"q"}],"s":["p","r"]})";
+  EXPECT_EQ(json_path_at(t, t.find("xyz")), "messages[0].content");
+  EXPECT_EQ(json_path_at(t, t.find("\"q\"") + 1), "messages[1].content");
+  EXPECT_EQ(json_path_at(t, t.find("\"r\"") + 1), "s[1]");
+  EXPECT_EQ(json_path_at(t, 0), "");
+  EXPECT_EQ(json_path_at(R"({"k\"ey":"v)", 10), "k\\\"ey");
+}
+
+TEST(JsonText, Depth) {
+  EXPECT_EQ(json_depth("{}"), 1);
+  EXPECT_EQ(json_depth(R"({"a":[{"b":[]}]})"), 4);
+  EXPECT_EQ(json_depth(R"({"a":"[[[[[["})"), 1);  // brackets in strings do not count
+  EXPECT_EQ(json_depth(R"({"a":"\"[[["})"), 1);
+}
+
+}  // namespace
+}  // namespace slm::server
