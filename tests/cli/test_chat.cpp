@@ -135,7 +135,8 @@ class Tmux {
   // is matched as a line starting with ">" since tmux trims trailing blanks.
   bool wait_for(const std::string& text, size_t count = 1, int seconds = 60) {
     for (int i = 0; i < seconds * 10; ++i) {
-      const std::string s = "\n" + screen();
+      std::string s(1, '\n');  // so a match at the top also follows a newline
+      s += screen();
       const std::string needle = text == "> " ? "\n>" : text;
       size_t n = 0;
       for (size_t at = s.find(needle); at != std::string::npos; at = s.find(needle, at + 1)) ++n;
