@@ -74,6 +74,7 @@ TypeTable build_scalar() {
   fill_scalar_float(t);
   fill_scalar_legacy(t);
   fill_scalar_kquants(t);
+  fill_scalar_packed(t);
   return t;
 }
 
@@ -95,6 +96,7 @@ const TypeTable& avx512_table() {
   static const TypeTable table = [] {
     TypeTable t = avx2_table();  // what AVX-512 does not override runs the AVX2 kernel
     fill_avx512(t);
+    fill_avx512_packed(t);
     return t;
   }();
   return table;
@@ -129,7 +131,10 @@ bool isa_supported(Isa isa) {
   }
 }
 
-const TypeTable& table_of(Isa isa) {
+}  // namespace
+
+const TypeTable& isa_table(Isa isa) {
+  if (!isa_supported(isa)) return scalar_table();
   switch (isa) {
 #if defined(SLM_KERNELS_X86)
     case Isa::kAvx2:
@@ -144,6 +149,8 @@ const TypeTable& table_of(Isa isa) {
       return scalar_table();
   }
 }
+
+namespace {
 
 Isa initial_isa() {
   if (const char* env = std::getenv("SLM_ISA"); env != nullptr) {
@@ -210,10 +217,10 @@ bool set_active_isa(Isa isa) {
 
 // An ISA the CPU lacks answers with the scalar table rather than crash.
 const TypeTraits& traits(Isa isa, DType t) {
-  return table_of(isa_supported(isa) ? isa : Isa::kScalar)[t];
+  return isa_table(isa_supported(isa) ? isa : Isa::kScalar)[t];
 }
 const TypeTraits& traits(DType t) {
-  return table_of(active_isa())[t];
+  return isa_table(active_isa())[t];
 }
 
 }  // namespace slm::kernels

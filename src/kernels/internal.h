@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "kernels/blocks.h"
 #include "kernels/kernels.h"
 
 namespace slm::kernels {
@@ -12,8 +13,69 @@ namespace slm::kernels {
 // DType ids are small (< 31, see base/dtype.h), so a table is indexed by id.
 constexpr int kTypeSlots = 31;
 
+// ------------------------------------------------------------------ packed weights
+// PackedMatrix layout (packed.cpp): rows in groups of kPackRows; a group holds
+// its blocks in column order. A 32-element block (Q4_0, Q5_0, Q8_0) is
+//   d[kPackRows]  fp16 weight scales, row r at index r (32 bytes)
+//   qs            the rows' quants interleaved by 4-byte words: word k of row r
+//                 at (k * kPackRows + r) * 4, so one 512-bit load gives 16 rows
+//                 x 4 quants, lane r = row r (VPDPBUSD's shape)
+// Q8_0 stores q + 128 (unsigned, 8 words); Q4_0 the raw nibble bytes (4 words:
+// low nibbles are elements 4k..4k+3, high nibbles 16+4k..16+4k+3); Q5_0 the
+// Q4_0 nibble words preceded by qh[kPackRows] (32 bits per row, reordered as
+// packed.cpp's q5_bit_position says) between d and qs.
+// A Q4_K super-block (256 elements) is
+//   d[16], dmin[16]  fp16 (64 bytes)
+//   sc[8][16], m[8][16]  6-bit sub-block scales and mins, one byte each
+//   qs[4][8][16]     words: chunk c (64 elements), word k of row r = bytes
+//                    32c + 4k.. of the row's qs (low nibbles: elements
+//                    64c + 4k.., sub-block 2c; high: 64c + 32 + 4k.., 2c + 1)
+// (148 bytes per row and super-block against the file's 144).
+// A Q6_K super-block is d[16] fp16, sc[16][16] int8, then words
+// [h:2][k:8][A, B, C][16 rows] of 4 bytes: A = ql[64h + 4k..], B =
+// ql[64h + 32 + 4k..], C = qh[32h + 4k..] of the row (210 bytes per row, as
+// in the file). Element 128h + 4k + i (+32, +64, +96) is A low (B low, A high,
+// B high) nibble i with bits 0-1 (2-3, 4-5, 6-7) of C byte i on top.
+constexpr int kPackRows = 16;
+// Tokens computed together by one tile call (weights unpacked once for all).
+constexpr int kPackMaxTokens = 8;
+
+// One token's activation for packed kernels: its blocks (BlockQ8_0 for the
+// 32-element types, BlockQ8_K for Q4_K), the block scales as float, and
+// per-block integer corrections:
+//  - 32-element types: corr[b] = -offset * sum(q of block b), where offset (8
+//    for Q4_0, 16 for Q5_0, 128 for Q8_0) undoes the unsigned weight encoding;
+//  - Q4_K: corr[16 b + j] = sum of q over 32-wide sub-block j (j < 8), which
+//    the mins multiply;
+//  - Q6_K: corr[16 b + s] = -32 * sum of q over 16-wide sub-block s.
+struct PackedAct {
+  const void* q;
+  const float* d;
+  const int32_t* corr;
+};
+
+// Ints per super-block in PackedAct::corr for the K-quants.
+constexpr int kKCorr = 16;
+
+using PackedTileFn = void (*)(int64_t nb, const uint8_t* group, const PackedAct* act, int nt,
+                              float* y, int64_t ldy, int nr);
+
+// Float-weight tile over the plain layout (F16 / BF16 rows x F32 tokens):
+// y[t * ldy + r] = dot(w row r, x row t) for r < nr <= kFloatTileRows,
+// t < nt <= kFloatTileTokens; w rows w_row bytes apart, x rows x_row floats.
+// Each (row, token) element takes the same steps whatever nr and nt are, so
+// the thread split never changes results.
+constexpr int kFloatTileRows = 4;
+constexpr int kFloatTileTokens = 4;
+using FloatTileFn = void (*)(int64_t n, const uint8_t* w, size_t w_row, int nr, const float* x,
+                             int64_t x_row, int nt, float* y, int64_t ldy);
+
 struct TypeTable {
   TypeTraits by_type[kTypeSlots];
+  FloatTileFn float_tile[kTypeSlots] = {};
+  PackedTileFn packed_tile[kTypeSlots] = {};
+  // Whether packing pays with this table (a SIMD tile, not the scalar oracle).
+  bool packed_native[kTypeSlots] = {};
   TypeTraits& operator[](DType t) { return by_type[static_cast<uint32_t>(t)]; }
   const TypeTraits& operator[](DType t) const { return by_type[static_cast<uint32_t>(t)]; }
 };
@@ -27,6 +89,14 @@ void fill_avx2(TypeTable& table);
 void fill_avx512(TypeTable& table);
 void fill_neon(TypeTable& table);
 void fill_neon_dotprod(TypeTable& table);
+void fill_scalar_packed(TypeTable& table);  // packed-layout oracle tiles
+void fill_avx512_packed(TypeTable& table);
+
+// The table of an ISA (the scalar one where the CPU lacks it).
+const TypeTable& isa_table(Isa isa);
+// Bytes of one packed block group (kPackRows rows x one block); 0 when the
+// type has no packed layout.
+int64_t packed_block_bytes(DType t);
 
 // ggml's nearest_int: round half to even through the float mantissa, exact for
 // |x| < 2^22 (every caller scales into a small integer range first).

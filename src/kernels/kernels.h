@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string_view>
 #include <vector>
 
@@ -63,5 +64,50 @@ namespace slm::kernels {
 // token loop allocates nothing once warm). Work is split over pool's threads.
 void matmul(DType wtype, const void* w, int64_t rows, int64_t cols, const float* x,
             int64_t n_tokens, float* y, ThreadPool& pool, std::vector<uint8_t>& scratch);
+
+}  // namespace slm::kernels
+
+namespace slm::kernels {
+
+// A weight matrix re-laid out once at load time for tile kernels (layout in
+// internal.h: kPackRows rows interleaved per block, scales kept as fp16, so
+// it takes the same bytes as the source (Q4_K: 148 bytes per 256 elements
+// against 144, its 6-bit scales unpacked), plus row padding to a multiple of
+// 16). Decoding then streams each weight byte once with no per-row scale
+// shuffles, and prompt processing unpacks a block once for a tile of tokens.
+// Owns its bytes (64-byte aligned); immutable after pack(), so one instance
+// is shared by every session and thread.
+class PackedMatrix {
+ public:
+  PackedMatrix() = default;
+  // Whether a packed layout exists for wtype (Q4_0, Q5_0, Q8_0, Q4_K, Q6_K).
+  static bool has_layout(DType wtype);
+  // Whether packing wtype pays with the active ISA (it has a SIMD tile for
+  // it); callers that mind memory pack only then.
+  static bool pays(DType wtype);
+  // Repacks rows x cols of wtype (has_layout(wtype), cols a multiple of 32).
+  static PackedMatrix pack(DType wtype, const void* w, int64_t rows, int64_t cols);
+
+  bool empty() const { return bytes_ == nullptr; }
+  DType type() const { return type_; }
+  int64_t rows() const { return rows_; }
+  int64_t cols() const { return cols_; }
+  size_t size_bytes() const { return size_; }
+  const uint8_t* data() const { return bytes_.get(); }
+
+ private:
+  struct Free {
+    void operator()(uint8_t* p) const;
+  };
+  DType type_ = DType::F32;
+  int64_t rows_ = 0, cols_ = 0;
+  size_t size_ = 0;
+  std::unique_ptr<uint8_t[], Free> bytes_;
+};
+
+// matmul over a packed matrix: y[t * rows + r] as in the plain overload.
+// Results do not depend on the thread count, and are identical on every ISA.
+void matmul(const PackedMatrix& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool,
+            std::vector<uint8_t>& scratch);
 
 }  // namespace slm::kernels

@@ -20,6 +20,9 @@ constexpr int64_t kTokenTile = 16;
 // atomic task counter stays cheap.
 constexpr int64_t kChunksPerThread = 4;
 constexpr int64_t kMinChunkRows = 4;
+// Tokens per pass of the float tiles over a row group (their F32 rows, a few
+// KiB each, stay in L2).
+constexpr int64_t kTokenChunk = 64;
 
 }  // namespace
 
@@ -51,6 +54,37 @@ void matmul(DType wtype, const void* w, int64_t rows, int64_t cols, const float*
   }
 
   const auto vec_dot = wt.vec_dot;
+  const FloatTileFn tile = isa_table(active_isa()).float_tile[static_cast<int>(wtype)];
+  // Decoding streams rows one after another through vec_dot: kFloatTileRows
+  // interleaved short row streams measured ~2x slower from DRAM (Zen 4), and
+  // with under kFloatTileTokens tokens there is no reuse to win.
+  if (tile != nullptr && n_tokens >= kFloatTileTokens) {
+    // Row groups of kFloatTileRows x token tiles of kFloatTileTokens; tokens
+    // in chunks of kTokenChunk so their rows stay in L2 while groups stream.
+    const size_t w_row = static_cast<size_t>(row_bytes(wtype, cols));
+    const auto* wbytes = static_cast<const uint8_t*>(w);
+    const int64_t n_groups = (rows + kFloatTileRows - 1) / kFloatTileRows;
+    const int64_t n_chunks_wanted = std::max<int64_t>(1, pool.size() * kChunksPerThread);
+    const int64_t chunk_groups =
+        std::max<int64_t>(1, (n_groups + n_chunks_wanted - 1) / n_chunks_wanted);
+    const int64_t n_chunks = (n_groups + chunk_groups - 1) / chunk_groups;
+    pool.parallel_for(n_chunks, [&](int64_t chunk, int) {
+      const int64_t g0 = chunk * chunk_groups, g1 = std::min(n_groups, g0 + chunk_groups);
+      for (int64_t c0 = 0; c0 < n_tokens; c0 += kTokenChunk) {
+        const int64_t c1 = std::min(n_tokens, c0 + kTokenChunk);
+        for (int64_t g = g0; g < g1; ++g) {
+          const int64_t r0 = g * kFloatTileRows;
+          const int nr = static_cast<int>(std::min<int64_t>(kFloatTileRows, rows - r0));
+          for (int64_t t0 = c0; t0 < c1; t0 += kFloatTileTokens) {
+            const int nt = static_cast<int>(std::min<int64_t>(kFloatTileTokens, c1 - t0));
+            tile(cols, wbytes + static_cast<size_t>(r0) * w_row, w_row, nr, x + t0 * cols, cols, nt,
+                 y + t0 * rows + r0, rows);
+          }
+        }
+      }
+    });
+    return;
+  }
   const size_t w_row = static_cast<size_t>(row_bytes(wtype, cols));
   const auto* wbytes = static_cast<const uint8_t*>(w);
   const int64_t n_chunks_wanted = std::max<int64_t>(1, pool.size() * kChunksPerThread);

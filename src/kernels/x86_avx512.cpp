@@ -128,9 +128,89 @@ void vec_dot_q4_k_512(int64_t n, float* s, const void* w, const void* a) {
   *s = _mm512_reduce_add_ps(acc) + tail;
 }
 
+// ------------------------------------------------------------------ F16 / BF16 tiles
+
+inline __m512 load16_f16(const uint16_t* p) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+inline __m512 load16_bf16(const uint16_t* p) {
+  const __m512i wide =
+      _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
+}
+
+// kNr rows x kNt tokens: each weight vector is converted once and used kNt
+// times; kNr * kNt accumulators (16 at 4 x 4) keep the FMA pipes busy.
+template <__m512 (*kLoad)(const uint16_t*), bool kBf16, int kNr, int kNt>
+void float_tile(int64_t n, const uint8_t* w, size_t w_row, const float* x, int64_t x_row, float* y,
+                int64_t ldy) {
+  __m512 acc[kNr][kNt];
+#pragma GCC unroll 4
+  for (int r = 0; r < kNr; ++r)
+#pragma GCC unroll 4
+    for (int t = 0; t < kNt; ++t) acc[r][t] = _mm512_setzero_ps();
+  const uint16_t* rows[kNr];
+  for (int r = 0; r < kNr; ++r) rows[r] = reinterpret_cast<const uint16_t*>(w + r * w_row);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m512 wv[kNr];
+#pragma GCC unroll 4
+    for (int r = 0; r < kNr; ++r) wv[r] = kLoad(rows[r] + i);
+#pragma GCC unroll 4
+    for (int t = 0; t < kNt; ++t) {
+      const __m512 xv = _mm512_loadu_ps(x + t * x_row + i);
+#pragma GCC unroll 4
+      for (int r = 0; r < kNr; ++r) acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]);
+    }
+  }
+  for (int r = 0; r < kNr; ++r)
+    for (int t = 0; t < kNt; ++t) {
+      float sum = _mm512_reduce_add_ps(acc[r][t]);
+      for (int64_t j = i; j < n; ++j) sum += to_f32(rows[r][j], kBf16) * x[t * x_row + j];
+      y[t * ldy + r] = sum;
+    }
+}
+
+template <__m512 (*kLoad)(const uint16_t*), bool kBf16, int kNr>
+void float_tile_nt(int64_t n, const uint8_t* w, size_t w_row, const float* x, int64_t x_row, int nt,
+                   float* y, int64_t ldy) {
+  switch (nt) {
+    case 4:
+      return float_tile<kLoad, kBf16, kNr, 4>(n, w, w_row, x, x_row, y, ldy);
+    case 3:
+      return float_tile<kLoad, kBf16, kNr, 3>(n, w, w_row, x, x_row, y, ldy);
+    case 2:
+      return float_tile<kLoad, kBf16, kNr, 2>(n, w, w_row, x, x_row, y, ldy);
+    case 1:
+      return float_tile<kLoad, kBf16, kNr, 1>(n, w, w_row, x, x_row, y, ldy);
+    default:
+      return;
+  }
+}
+
+template <__m512 (*kLoad)(const uint16_t*), bool kBf16>
+void float_tile_any(int64_t n, const uint8_t* w, size_t w_row, int nr, const float* x,
+                    int64_t x_row, int nt, float* y, int64_t ldy) {
+  switch (nr) {
+    case 4:
+      return float_tile_nt<kLoad, kBf16, 4>(n, w, w_row, x, x_row, nt, y, ldy);
+    case 3:
+      return float_tile_nt<kLoad, kBf16, 3>(n, w, w_row, x, x_row, nt, y, ldy);
+    case 2:
+      return float_tile_nt<kLoad, kBf16, 2>(n, w, w_row, x, x_row, nt, y, ldy);
+    case 1:
+      return float_tile_nt<kLoad, kBf16, 1>(n, w, w_row, x, x_row, nt, y, ldy);
+    default:
+      return;
+  }
+}
+
 }  // namespace
 
 void fill_avx512(TypeTable& table) {
+  static_assert(kFloatTileRows == 4 && kFloatTileTokens == 4, "float tiles are written for 4 x 4");
+  table.float_tile[static_cast<int>(DType::F16)] = float_tile_any<load16_f16, false>;
+  table.float_tile[static_cast<int>(DType::BF16)] = float_tile_any<load16_bf16, true>;
   fill_256(table);
   table[DType::Q4_0].vec_dot = vec_dot_q4_0_512;
   table[DType::Q4_K].vec_dot = vec_dot_q4_k_512;

@@ -4,6 +4,9 @@
 #include <cstring>
 #include <numbers>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include "base/error.h"
 #include "base/fp16.h"
 
@@ -61,15 +64,54 @@ std::vector<float> compute_rope_inv_freq(const ModelConfig& c) {
   return f;
 }
 
-std::unique_ptr<Model> Model::load(const std::string& path) { return from_file(gguf::File::open(path)); }
+std::unique_ptr<Model> Model::load(const std::string& path) {
+  return build(gguf::File::open(path), /*mapped=*/true);
+}
 
 std::unique_ptr<Model> Model::from_file(std::unique_ptr<gguf::File> file) {
+  return build(std::move(file), /*mapped=*/false);
+}
+
+std::unique_ptr<Model> Model::build(std::unique_ptr<gguf::File> file, bool mapped) {
   std::unique_ptr<Model> m(new Model());
   m->file_ = std::move(file);
   m->config_ = read_config(*m->file_);
   m->weights_ = bind_weights(*m->file_, m->config_);
   m->prepare();
+  m->pack_weights(/*release_source=*/mapped);
   return m;
+}
+
+// Performance hook (kernels::PackedMatrix): the dense 2-d matrices that the
+// forward pass multiplies are repacked once here; expert tensors and the
+// embedding lookup keep using the file's bytes.
+void Model::pack_weights(bool release_source) {
+  std::vector<const Weight*> mats = {&weights_.output};
+  for (const LayerWeights& l : weights_.layers)
+    for (const Weight* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down})
+      mats.push_back(w);
+  const long page = sysconf(_SC_PAGESIZE);
+  for (const Weight* w : mats) {
+    if (!w->present() || w->ne[2] > 1 || packed_.count(w->data) ||
+        !kernels::PackedMatrix::pays(w->type))
+      continue;
+    kernels::PackedMatrix p = kernels::PackedMatrix::pack(w->type, w->data, w->rows(), w->row_len());
+    if (p.empty()) continue;
+    packed_.emplace(w->data, std::move(p));
+    if (release_source && page > 0) {
+      // Whole pages inside the tensor only; neighbours keep theirs.
+      const auto begin = reinterpret_cast<uintptr_t>(w->data);
+      const uintptr_t end = begin + static_cast<uintptr_t>(w->rows() * w->row_size());
+      const uintptr_t p0 = (begin + page - 1) / page * page, p1 = end / page * page;
+      if (p1 > p0) madvise(reinterpret_cast<void*>(p0), p1 - p0, MADV_DONTNEED);
+    }
+  }
+}
+
+size_t Model::packed_bytes() const {
+  size_t n = 0;
+  for (const auto& [data, m] : packed_) n += m.size_bytes();
+  return n;
 }
 
 void Model::prepare() {

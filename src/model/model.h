@@ -5,9 +5,11 @@
 
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "gguf/gguf.h"
+#include "kernels/kernels.h"
 #include "model/config.h"
 #include "model/weights.h"
 
@@ -40,9 +42,25 @@ class Model {
   // Total parameters (elements of every tensor).
   int64_t n_params() const;
 
+  // The load-time repacked copy of a 2-d weight matrix (kernels::PackedMatrix)
+  // when its type packs profitably on this CPU, else nullptr: use w as is.
+  const kernels::PackedMatrix* packed(const Weight& w) const {
+    const auto it = packed_.find(w.data);
+    return it == packed_.end() ? nullptr : &it->second;
+  }
+  // Bytes held by repacked matrices (their file pages are released, so this
+  // replaces rather than adds to the mapped bytes in resident memory).
+  size_t packed_bytes() const;
+
  private:
   Model() = default;
+  static std::unique_ptr<Model> build(std::unique_ptr<gguf::File> file, bool mapped);
   void prepare();
+  // Repacks the 2-d matrices whose type pays (kernels::PackedMatrix::pays).
+  // release_source: the file is memory-mapped, so the source pages can be
+  // dropped from resident memory after repacking (they fault back in from
+  // the file if read again, e.g. a tied embedding row).
+  void pack_weights(bool release_source);
 
   std::unique_ptr<gguf::File> file_;
   ModelConfig config_;
@@ -50,6 +68,7 @@ class Model {
   std::vector<LayerVectors> vectors_;
   std::vector<float> output_norm_;
   std::vector<float> inv_freq_;
+  std::unordered_map<const uint8_t*, kernels::PackedMatrix> packed_;  // keyed by Weight::data
 };
 
 // Converts a 1-d float tensor (F32/F16/BF16) to float32.

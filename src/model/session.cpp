@@ -12,9 +12,12 @@
 namespace slm::model {
 namespace {
 
-// y[n][w.rows()] = x[n][w.row_len()] . w^T
-void matmul(const Weight& w, const float* x, int64_t n, float* y, ThreadPool& pool,
-            std::vector<uint8_t>& scratch) {
+// y[n][w.rows()] = x[n][w.row_len()] . w^T, through the model's repacked
+// copy of w when it has one (Model::packed).
+void matmul(const Model& model, const Weight& w, const float* x, int64_t n, float* y,
+            ThreadPool& pool, std::vector<uint8_t>& scratch) {
+  if (const kernels::PackedMatrix* p = model.packed(w))
+    return kernels::matmul(*p, x, n, y, pool, scratch);
   kernels::matmul(w.type, w.data, w.rows(), w.row_len(), x, n, y, pool, scratch);
 }
 
@@ -152,9 +155,9 @@ void forward(const Model& model, std::span<const SeqChunk> chunks, Scratch& s, T
 
     // --- attention ---
     for (int64_t r = 0; r < n; ++r) ops::rms_norm(&s.x_[r * E], lv.attn_norm.data(), E, c.norm_eps, &s.xn_[r * E]);
-    matmul(lw.wq, s.xn_.data(), n, s.q_.data(), pool, s.matmul_);
-    matmul(lw.wk, s.xn_.data(), n, s.k_.data(), pool, s.matmul_);
-    matmul(lw.wv, s.xn_.data(), n, s.v_.data(), pool, s.matmul_);
+    matmul(model, lw.wq, s.xn_.data(), n, s.q_.data(), pool, s.matmul_);
+    matmul(model, lw.wk, s.xn_.data(), n, s.k_.data(), pool, s.matmul_);
+    matmul(model, lw.wv, s.xn_.data(), n, s.v_.data(), pool, s.matmul_);
     int64_t r0 = 0;
     for (const SeqChunk& ch : chunks) {
       Session& seq = *ch.session;
@@ -187,21 +190,21 @@ void forward(const Model& model, std::span<const SeqChunk> chunks, Scratch& s, T
       ops::attention(shape, &s.q_[r0 * qd], kc, vc, &s.attn_[r0 * qd], s.scores_.data(), pool);
       r0 += m;
     }
-    matmul(lw.wo, s.attn_.data(), n, s.proj_.data(), pool, s.matmul_);
+    matmul(model, lw.wo, s.attn_.data(), n, s.proj_.data(), pool, s.matmul_);
     for (int64_t i = 0; i < n * E; ++i) s.x_[i] += s.proj_[i];
 
     // --- feed-forward ---
     for (int64_t r = 0; r < n; ++r) ops::rms_norm(&s.x_[r * E], lv.ffn_norm.data(), E, c.norm_eps, &s.xn_[r * E]);
     if (!c.is_moe()) {
-      matmul(lw.ffn_gate, s.xn_.data(), n, s.gate_.data(), pool, s.matmul_);
-      matmul(lw.ffn_up, s.xn_.data(), n, s.up_.data(), pool, s.matmul_);
+      matmul(model, lw.ffn_gate, s.xn_.data(), n, s.gate_.data(), pool, s.matmul_);
+      matmul(model, lw.ffn_up, s.xn_.data(), n, s.up_.data(), pool, s.matmul_);
       ops::swiglu(s.gate_.data(), s.up_.data(), n * c.n_ff);
-      matmul(lw.ffn_down, s.gate_.data(), n, s.proj_.data(), pool, s.matmul_);
+      matmul(model, lw.ffn_down, s.gate_.data(), n, s.proj_.data(), pool, s.matmul_);
     } else {
       const int64_t NE = c.n_expert, K = c.n_expert_used, ff = c.n_ff_expert;
       // Router: softmax over all experts, keep the top K (ties to the lower
       // index), optionally renormalise their weights to sum to one.
-      matmul(lw.gate_inp, s.xn_.data(), n, s.router_.data(), pool, s.matmul_);
+      matmul(model, lw.gate_inp, s.xn_.data(), n, s.router_.data(), pool, s.matmul_);
       std::vector<int32_t>& order = s.expert_order_;
       for (int64_t r = 0; r < n; ++r) {
         float* p = &s.router_[r * NE];
@@ -260,7 +263,7 @@ void forward(const Model& model, std::span<const SeqChunk> chunks, Scratch& s, T
   if (n_out == 0) return;
   const int64_t V = c.n_vocab;
   if (s.logits_.size() < static_cast<size_t>(n_out * V)) s.logits_.resize(static_cast<size_t>(n_out * V));
-  matmul(w.output, s.out_rows_.data(), n_out, s.logits_.data(), pool, s.matmul_);
+  matmul(model, w.output, s.out_rows_.data(), n_out, s.logits_.data(), pool, s.matmul_);
   int64_t o = 0;
   for (const SeqChunk& ch : chunks) {
     if (ch.logits == nullptr) continue;

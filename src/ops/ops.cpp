@@ -4,8 +4,46 @@
 #include <cmath>
 
 #include "base/thread_pool.h"
+#include "kernels/kernels.h"
+#include "ops/simd.h"
 
 namespace slm::ops {
+namespace {
+
+OpsTable scalar_ops() {
+  OpsTable t;
+  t.attend = attend_scalar;
+  t.swiglu = swiglu_scalar;
+  return t;
+}
+
+// The table for the kernels' active ISA (built once per ISA).
+const OpsTable& ops_table() {
+#if defined(SLM_OPS_X86)
+  static const OpsTable avx2 = [] {
+    OpsTable t;
+    fill_ops_avx2(t);
+    return t;
+  }();
+  static const OpsTable avx512 = [] {
+    OpsTable t;
+    fill_ops_avx512(t);
+    return t;
+  }();
+  switch (kernels::active_isa()) {
+    case kernels::Isa::kAvx2:
+      return avx2;
+    case kernels::Isa::kAvx512:
+      return avx512;
+    default:
+      break;
+  }
+#endif
+  static const OpsTable scalar = scalar_ops();
+  return scalar;
+}
+
+}  // namespace
 
 void rms_norm(const float* x, const float* w, int64_t n, float eps, float* out) {
   // Accumulate in double: the mean square over thousands of elements loses
@@ -21,6 +59,10 @@ void add(float* x, const float* b, int64_t n) {
 }
 
 void swiglu(float* gate, const float* up, int64_t n) {
+  ops_table().swiglu(gate, up, n);
+}
+
+void swiglu_scalar(float* gate, const float* up, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const float g = gate[i];
     gate[i] = g / (1.0f + std::exp(-g)) * up[i];
@@ -60,28 +102,40 @@ void attention(const AttentionShape& s, const float* q, const float* k_cache, co
   const int64_t group = s.n_head / s.n_head_kv;
   const int64_t span = s.pos0 + s.n_tokens;
   const float scale = 1.0f / std::sqrt(static_cast<float>(s.head_dim));
+  const OpsTable& table = ops_table();
   pool.parallel_for(s.n_tokens * s.n_head, [&](int64_t task, int thread) {
     const int64_t t = task / s.n_head;
     const int64_t h = task % s.n_head;
     const int64_t kvh = h / group;
-    const int64_t n_keys = s.pos0 + t + 1;  // causal: keys up to and including this position
-    const float* qv = q + t * q_stride + h * s.head_dim;
-    float* scores = scratch + static_cast<int64_t>(thread) * span;
-    for (int64_t j = 0; j < n_keys; ++j) {
-      const float* kv = k_cache + j * kv_stride + kvh * s.head_dim;
-      float dot = 0;
-      for (int64_t d = 0; d < s.head_dim; ++d) dot += qv[d] * kv[d];
-      scores[j] = dot * scale;
-    }
-    softmax(scores, n_keys);
-    float* o = out + t * q_stride + h * s.head_dim;
-    std::fill(o, o + s.head_dim, 0.0f);
-    for (int64_t j = 0; j < n_keys; ++j) {
-      const float p = scores[j];
-      const float* vv = v_cache + j * kv_stride + kvh * s.head_dim;
-      for (int64_t d = 0; d < s.head_dim; ++d) o[d] += p * vv[d];
-    }
+    AttendArgs a;
+    a.q = q + t * q_stride + h * s.head_dim;
+    a.k = k_cache + kvh * s.head_dim;
+    a.v = v_cache + kvh * s.head_dim;
+    a.kv_stride = kv_stride;
+    a.n_keys = s.pos0 + t + 1;  // causal: keys up to and including this position
+    a.head_dim = s.head_dim;
+    a.scale = scale;
+    a.scores = scratch + static_cast<int64_t>(thread) * span;
+    a.out = out + t * q_stride + h * s.head_dim;
+    table.attend(a);
   });
+}
+
+// The reference: plain loops, double softmax sum.
+void attend_scalar(const AttendArgs& a) {
+  for (int64_t j = 0; j < a.n_keys; ++j) {
+    const float* kv = a.k + j * a.kv_stride;
+    float dot = 0;
+    for (int64_t d = 0; d < a.head_dim; ++d) dot += a.q[d] * kv[d];
+    a.scores[j] = dot * a.scale;
+  }
+  softmax(a.scores, a.n_keys);
+  std::fill(a.out, a.out + a.head_dim, 0.0f);
+  for (int64_t j = 0; j < a.n_keys; ++j) {
+    const float p = a.scores[j];
+    const float* vv = a.v + j * a.kv_stride;
+    for (int64_t d = 0; d < a.head_dim; ++d) a.out[d] += p * vv[d];
+  }
 }
 
 }  // namespace slm::ops

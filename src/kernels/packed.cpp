@@ -1,0 +1,405 @@
+// PackedMatrix: load-time repacking of Q4_0 / Q5_0 / Q8_0 / Q4_K / Q6_K weights into 16-row
+// interleaved groups (layout in internal.h), the scalar tile kernels that are
+// the oracle for the SIMD ones, and the matmul driver over packed matrices.
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+
+#include "base/fp16.h"
+#include "base/thread_pool.h"
+#include "kernels/internal.h"
+
+namespace slm::kernels {
+namespace {
+
+constexpr int64_t kScaleBytes = kPackRows * 2;  // fp16 d of the group's rows
+
+// Words of 4 quant bytes per row and block.
+int words_of(DType t) {
+  return t == DType::Q8_0 ? kQK32 / 4 : kQK32 / 8;
+}
+
+// Offset that makes the stored weight quants unsigned.
+int32_t offset_of(DType t) {
+  return t == DType::Q8_0 ? 128 : t == DType::Q5_0 ? 16 : 8;
+}
+
+// Q5_0's 32 high bits per row, reordered so that the bit of element e sits
+// at 8 * (e % 4) + word(e), word(e) = e / 4 for e < 16 and 4 + (e - 16) / 4:
+// then word k's four high bits are bit k of each byte, one shift and mask
+// away from bit 4 of the bytes of the nibble word.
+int q5_bit_position(int e) {
+  const int word = e < 16 ? e / 4 : 4 + (e - 16) / 4;
+  return 8 * (e % 4) + word;
+}
+int64_t qs_offset(DType t) {
+  return kScaleBytes + (t == DType::Q5_0 ? kPackRows * 4 : 0);
+}
+
+// Q4_K super-block sections (internal.h).
+constexpr int64_t kK4Sc = 2 * kScaleBytes;       // sc[8][16]
+constexpr int64_t kK4M = kK4Sc + 8 * kPackRows;  // m[8][16]
+constexpr int64_t kK4Qs = kK4M + 8 * kPackRows;  // qs[4][8][16] words
+
+// Q6_K super-block sections (internal.h).
+constexpr int64_t kK6Sc = kScaleBytes;            // sc[16][16]
+constexpr int64_t kK6W = kK6Sc + 16 * kPackRows;  // words [2][8][3][16]
+
+bool is_k(DType t) {
+  return t == DType::Q4_K || t == DType::Q6_K;
+}
+
+void pack_q6_k(const BlockQ6_K& blk, int r, uint8_t* out) {
+  std::memcpy(out + 2 * r, &blk.d, 2);
+  for (int sb = 0; sb < 16; ++sb)
+    out[kK6Sc + sb * kPackRows + r] = static_cast<uint8_t>(blk.scales[sb]);
+  for (int h = 0; h < 2; ++h)
+    for (int k = 0; k < 8; ++k) {
+      const uint8_t* src[3] = {blk.ql + 64 * h + 4 * k, blk.ql + 64 * h + 32 + 4 * k,
+                               blk.qh + 32 * h + 4 * k};
+      for (int part = 0; part < 3; ++part)
+        std::memcpy(out + kK6W + (((h * 8 + k) * 3 + part) * kPackRows + r) * 4, src[part], 4);
+    }
+}
+
+// Level (0..63) of element e of row r in a packed Q6_K super-block.
+int q6_level(const uint8_t* block, int r, int e) {
+  const int h = e / 128, m = e % 128, quarter = m / 32, l = m % 32, k = l / 4, i = l % 4;
+  auto byte = [&](int part) {
+    return block[kK6W + (((h * 8 + k) * 3 + part) * kPackRows + r) * 4 + i];
+  };
+  const int a = byte(0), b = byte(1), c = byte(2);
+  const int nibble = quarter == 0   ? a & 0xF
+                     : quarter == 1 ? b & 0xF
+                     : quarter == 2 ? a >> 4
+                                    : b >> 4;
+  return nibble | ((c >> (2 * quarter)) & 3) << 4;
+}
+int64_t block_elems(DType t) {
+  return is_k(t) ? kQKK : kQK32;
+}
+
+void pack_q4_k(const BlockQ4_K& blk, int r, uint8_t* out) {
+  std::memcpy(out + 2 * r, &blk.d, 2);
+  std::memcpy(out + kScaleBytes + 2 * r, &blk.dmin, 2);
+  for (int j = 0; j < 8; ++j)
+    unpack_scale_min_k4(j, blk.scales, out + kK4Sc + j * kPackRows + r,
+                        out + kK4M + j * kPackRows + r);
+  for (int c = 0; c < 4; ++c)
+    for (int k = 0; k < 8; ++k)
+      std::memcpy(out + kK4Qs + ((c * 8 + k) * kPackRows + r) * 4, blk.qs + 32 * c + 4 * k, 4);
+}
+
+// One group (kPackRows rows starting at src rows; n_valid of them real, the
+// rest zero) into dst.
+void pack_group(DType t, const uint8_t* src, size_t src_row, int n_valid, int64_t nb,
+                uint8_t* dst) {
+  const int64_t block_bytes = packed_block_bytes(t);
+  const int words = words_of(t);
+  std::memset(dst, 0, static_cast<size_t>(block_bytes * nb));
+  for (int64_t b = 0; b < nb; ++b) {
+    uint8_t* out = dst + b * block_bytes;
+    for (int r = 0; r < n_valid; ++r) {
+      const uint8_t* row = src + static_cast<size_t>(r) * src_row;
+      if (t == DType::Q4_K) {
+        pack_q4_k(reinterpret_cast<const BlockQ4_K*>(row)[b], r, out);
+      } else if (t == DType::Q6_K) {
+        pack_q6_k(reinterpret_cast<const BlockQ6_K*>(row)[b], r, out);
+      } else if (t == DType::Q8_0) {
+        const auto& blk = reinterpret_cast<const BlockQ8_0*>(row)[b];
+        std::memcpy(out + 2 * r, &blk.d, 2);
+        for (int k = 0; k < words; ++k) {
+          uint32_t word;
+          std::memcpy(&word, blk.qs + 4 * k, 4);
+          word ^= 0x80808080u;  // q + 128 in each byte
+          std::memcpy(out + kScaleBytes + (k * kPackRows + r) * 4, &word, 4);
+        }
+      } else if (t == DType::Q5_0) {
+        const auto& blk = reinterpret_cast<const BlockQ5_0*>(row)[b];
+        std::memcpy(out + 2 * r, &blk.d, 2);
+        uint32_t qh, reordered = 0;
+        std::memcpy(&qh, blk.qh, 4);
+        for (int e = 0; e < kQK32; ++e) reordered |= ((qh >> e) & 1u) << q5_bit_position(e);
+        std::memcpy(out + kScaleBytes + 4 * r, &reordered, 4);
+        for (int k = 0; k < words; ++k)
+          std::memcpy(out + qs_offset(t) + (k * kPackRows + r) * 4, blk.qs + 4 * k, 4);
+      } else {
+        const auto& blk = reinterpret_cast<const BlockQ4_0*>(row)[b];
+        std::memcpy(out + 2 * r, &blk.d, 2);
+        for (int k = 0; k < words; ++k)
+          std::memcpy(out + kScaleBytes + (k * kPackRows + r) * 4, blk.qs + 4 * k, 4);
+      }
+    }
+  }
+}
+
+// Unsigned quant of element e (e < 32) of row r in a packed block.
+int packed_quant(DType t, const uint8_t* block, int r, int e) {
+  const uint8_t* qs = block + qs_offset(t);
+  if (t == DType::Q8_0) return qs[((e / 4) * kPackRows + r) * 4 + e % 4];
+  const int k = (e % 16) / 4;
+  const uint8_t byte = qs[(k * kPackRows + r) * 4 + e % 4];
+  const int nibble = e < 16 ? byte & 0xF : byte >> 4;
+  if (t != DType::Q5_0) return nibble;
+  uint32_t qh;
+  std::memcpy(&qh, block + kScaleBytes + 4 * r, 4);
+  return nibble | static_cast<int>((qh >> q5_bit_position(e)) & 1u) << 4;
+}
+
+// The oracle: integer block sums, then exactly the float steps every SIMD
+// tile performs (float(isum) * dw rounded, then one fused multiply-add).
+template <DType kType>
+void tile_scalar(int64_t nb, const uint8_t* group, const PackedAct* act, int nt, float* y,
+                 int64_t ldy, int nr) {
+  const int64_t block_bytes = packed_block_bytes(kType);
+  for (int t = 0; t < nt; ++t) {
+    for (int r = 0; r < nr; ++r) {
+      float acc = 0;
+      for (int64_t b = 0; b < nb; ++b) {
+        const uint8_t* block = group + b * block_bytes;
+        uint16_t dh;
+        std::memcpy(&dh, block + 2 * r, 2);
+        int32_t isum = act[t].corr[b];
+        const auto* q8 = static_cast<const BlockQ8_0*>(act[t].q);
+        for (int e = 0; e < kQK32; ++e) isum += packed_quant(kType, block, r, e) * q8[b].qs[e];
+        acc = std::fma(static_cast<float>(isum) * fp16_to_f32(dh), act[t].d[b], acc);
+      }
+      y[t * ldy + r] = acc;
+    }
+  }
+}
+
+// Q4_K oracle: per super-block the exact integer sums, then the two fused
+// multiply-adds every SIMD tile performs.
+void tile_scalar_q4_k(int64_t nb, const uint8_t* group, const PackedAct* act, int nt, float* y,
+                      int64_t ldy, int nr) {
+  const int64_t block_bytes = packed_block_bytes(DType::Q4_K);
+  for (int t = 0; t < nt; ++t) {
+    const auto* q8 = static_cast<const BlockQ8_K*>(act[t].q);
+    for (int r = 0; r < nr; ++r) {
+      float acc = 0;
+      for (int64_t b = 0; b < nb; ++b) {
+        const uint8_t* block = group + b * block_bytes;
+        uint16_t dh, mh;
+        std::memcpy(&dh, block + 2 * r, 2);
+        std::memcpy(&mh, block + kScaleBytes + 2 * r, 2);
+        int32_t isum = 0, minsum = 0;
+        for (int j = 0; j < 8; ++j) {
+          const int c = j / 2;
+          int32_t dot = 0;
+          for (int e = 0; e < 32; ++e) {
+            const uint8_t byte = block[kK4Qs + ((c * 8 + e / 4) * kPackRows + r) * 4 + e % 4];
+            const int level = j % 2 == 0 ? byte & 0xF : byte >> 4;
+            dot += level * q8[b].qs[32 * j + e];
+          }
+          isum += block[kK4Sc + j * kPackRows + r] * dot;
+          minsum += block[kK4M + j * kPackRows + r] * act[t].corr[kKCorr * b + j];
+        }
+        acc = std::fma(static_cast<float>(isum) * fp16_to_f32(dh), act[t].d[b], acc);
+        acc = std::fma(-(static_cast<float>(minsum) * fp16_to_f32(mh)), act[t].d[b], acc);
+      }
+      y[t * ldy + r] = acc;
+    }
+  }
+}
+
+// Q6_K oracle: sub-block sums with their -32 corrections, times the int8
+// scales, one fused multiply-add per super-block.
+void tile_scalar_q6_k(int64_t nb, const uint8_t* group, const PackedAct* act, int nt, float* y,
+                      int64_t ldy, int nr) {
+  const int64_t block_bytes = packed_block_bytes(DType::Q6_K);
+  for (int t = 0; t < nt; ++t) {
+    const auto* q8 = static_cast<const BlockQ8_K*>(act[t].q);
+    for (int r = 0; r < nr; ++r) {
+      float acc = 0;
+      for (int64_t b = 0; b < nb; ++b) {
+        const uint8_t* block = group + b * block_bytes;
+        uint16_t dh;
+        std::memcpy(&dh, block + 2 * r, 2);
+        int32_t isum = 0;
+        for (int sb = 0; sb < 16; ++sb) {
+          int32_t dot = act[t].corr[kKCorr * b + sb];
+          for (int e = 16 * sb; e < 16 * sb + 16; ++e) dot += q6_level(block, r, e) * q8[b].qs[e];
+          isum += static_cast<int8_t>(block[kK6Sc + sb * kPackRows + r]) * dot;
+        }
+        acc = std::fma(static_cast<float>(isum) * fp16_to_f32(dh), act[t].d[b], acc);
+      }
+      y[t * ldy + r] = acc;
+    }
+  }
+}
+
+// Activation scratch per token: Q8_0 blocks, then float scales, then int32
+// corrections, each section padded to 64 bytes.
+struct ActLayout {
+  size_t q_bytes, d_bytes, c_bytes, row;
+};
+ActLayout act_layout(DType t, int64_t cols) {
+  auto pad = [](size_t v) { return (v + 63) / 64 * 64; };
+  const int64_t nb = cols / block_elems(t);
+  ActLayout l;
+  l.q_bytes = pad(static_cast<size_t>(nb) * (is_k(t) ? sizeof(BlockQ8_K) : sizeof(BlockQ8_0)));
+  l.d_bytes = pad(static_cast<size_t>(nb) * sizeof(float));
+  l.c_bytes = pad(static_cast<size_t>(nb) * sizeof(int32_t) * (is_k(t) ? kKCorr : 1));
+  l.row = l.q_bytes + l.d_bytes + l.c_bytes;
+  return l;
+}
+
+// Token tile for prompts: tokens per pass over a group's weights, chosen so a
+// chunk's activations (~cols bytes each) stay in L2 while groups stream.
+constexpr int64_t kTokenChunk = 64;
+// Work split of a matmul (see the guided split in matmul).
+constexpr int kMaxChunks = 64;
+constexpr int64_t kMinChunkGroups = 2;
+
+}  // namespace
+
+int64_t packed_block_bytes(DType t) {
+  switch (t) {
+    case DType::Q8_0:
+      return kScaleBytes + kPackRows * kQK32;
+    case DType::Q4_0:
+      return kScaleBytes + kPackRows * kQK32 / 2;
+    case DType::Q5_0:
+      return kScaleBytes + kPackRows * (4 + kQK32 / 2);
+    case DType::Q4_K:
+      return kK4Qs + kPackRows * kQKK / 2;
+    case DType::Q6_K:
+      return kK6W + kPackRows * (kQKK / 2 + kQKK / 4);
+    default:
+      return 0;
+  }
+}
+
+void fill_scalar_packed(TypeTable& table) {
+  table.packed_tile[static_cast<int>(DType::Q8_0)] = tile_scalar<DType::Q8_0>;
+  table.packed_tile[static_cast<int>(DType::Q4_0)] = tile_scalar<DType::Q4_0>;
+  table.packed_tile[static_cast<int>(DType::Q5_0)] = tile_scalar<DType::Q5_0>;
+  table.packed_tile[static_cast<int>(DType::Q4_K)] = tile_scalar_q4_k;
+  table.packed_tile[static_cast<int>(DType::Q6_K)] = tile_scalar_q6_k;
+}
+
+void PackedMatrix::Free::operator()(uint8_t* p) const {
+  std::free(p);
+}
+
+bool PackedMatrix::has_layout(DType wtype) {
+  return packed_block_bytes(wtype) != 0;
+}
+
+bool PackedMatrix::pays(DType wtype) {
+  return has_layout(wtype) && isa_table(active_isa()).packed_native[static_cast<int>(wtype)];
+}
+
+PackedMatrix PackedMatrix::pack(DType wtype, const void* w, int64_t rows, int64_t cols) {
+  PackedMatrix m;
+  if (!has_layout(wtype) || rows <= 0 || cols <= 0 || cols % block_elems(wtype) != 0) return m;
+  const int64_t nb = cols / block_elems(wtype);
+  const int64_t n_groups = (rows + kPackRows - 1) / kPackRows;
+  const size_t group_bytes = static_cast<size_t>(nb * packed_block_bytes(wtype));
+  m.type_ = wtype;
+  m.rows_ = rows;
+  m.cols_ = cols;
+  m.size_ = group_bytes * static_cast<size_t>(n_groups);
+  m.bytes_.reset(static_cast<uint8_t*>(std::aligned_alloc(64, (m.size_ + 63) / 64 * 64)));
+  const size_t src_row = static_cast<size_t>(row_bytes(wtype, cols));
+  const auto* src = static_cast<const uint8_t*>(w);
+  for (int64_t g = 0; g < n_groups; ++g) {
+    const int n_valid = static_cast<int>(std::min<int64_t>(kPackRows, rows - g * kPackRows));
+    pack_group(wtype, src + static_cast<size_t>(g * kPackRows) * src_row, src_row, n_valid, nb,
+               m.bytes_.get() + static_cast<size_t>(g) * group_bytes);
+  }
+  return m;
+}
+
+void matmul(const PackedMatrix& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool,
+            std::vector<uint8_t>& scratch) {
+  const int64_t rows = w.rows(), cols = w.cols();
+  if (w.empty() || n_tokens <= 0) return;
+  const TypeTable& table = isa_table(active_isa());
+  const PackedTileFn tile = table.packed_tile[static_cast<int>(w.type())];
+  const int64_t nb = cols / block_elems(w.type());
+  const int32_t offset = offset_of(w.type());
+
+  // Quantize each token once: Q8_0 / Q8_K blocks plus their float scales and
+  // the integer corrections (shared by every row).
+  const ActLayout al = act_layout(w.type(), cols);
+  if (scratch.size() < al.row * static_cast<size_t>(n_tokens) + 64)
+    scratch.resize(al.row * static_cast<size_t>(n_tokens) + 64);
+  uint8_t* base = scratch.data();
+  base += (64 - reinterpret_cast<uintptr_t>(base) % 64) % 64;
+  const bool k_quant = is_k(w.type());
+  const auto quantize = table[k_quant ? DType::Q8_K : DType::Q8_0].quantize_row;
+  auto prepare = [&](int64_t t) {
+    uint8_t* row = base + static_cast<size_t>(t) * al.row;
+    auto* d = reinterpret_cast<float*>(row + al.q_bytes);
+    auto* c = reinterpret_cast<int32_t*>(row + al.q_bytes + al.d_bytes);
+    quantize(x + t * cols, row, cols);
+    if (k_quant) {
+      const auto* q = reinterpret_cast<const BlockQ8_K*>(row);
+      for (int64_t b = 0; b < nb; ++b) {
+        d[b] = q[b].d;
+        int32_t* cb = c + kKCorr * b;
+        if (w.type() == DType::Q6_K) {
+          for (int j = 0; j < 16; ++j) cb[j] = -32 * q[b].bsums[j];
+        } else {
+          for (int j = 0; j < 8; ++j) cb[j] = q[b].bsums[2 * j] + q[b].bsums[2 * j + 1];
+          for (int j = 8; j < kKCorr; ++j) cb[j] = 0;
+        }
+      }
+      return;
+    }
+    const auto* q = reinterpret_cast<const BlockQ8_0*>(row);
+    for (int64_t b = 0; b < nb; ++b) {
+      int32_t sum = 0;
+      for (int e = 0; e < kQK32; ++e) sum += q[b].qs[e];
+      d[b] = fp16_to_f32(q[b].d);
+      c[b] = -offset * sum;
+    }
+  };
+  if (n_tokens == 1)
+    prepare(0);
+  else
+    pool.parallel_for(n_tokens, [&](int64_t t, int) { prepare(t); });
+  auto act_of = [&](int64_t t) {
+    const uint8_t* row = base + static_cast<size_t>(t) * al.row;
+    return PackedAct{row, reinterpret_cast<const float*>(row + al.q_bytes),
+                     reinterpret_cast<const int32_t*>(row + al.q_bytes + al.d_bytes)};
+  };
+
+  const int64_t n_groups = (rows + kPackRows - 1) / kPackRows;
+  const size_t group_bytes = static_cast<size_t>(nb * packed_block_bytes(w.type()));
+  // Guided split: each chunk takes 1 / (2 * threads) of the groups left, so
+  // the first chunks are large (few claims) and the last ones small (threads
+  // finish together); the boundaries depend only on the shape and the
+  // thread count, never on timing.
+  int64_t bounds[kMaxChunks + 1];
+  int64_t n_chunks = 0;
+  bounds[0] = 0;
+  const int64_t div = 2 * std::max(1, pool.size());
+  while (bounds[n_chunks] < n_groups) {
+    const int64_t left = n_groups - bounds[n_chunks];
+    const int64_t take = n_chunks + 1 == kMaxChunks ? left : std::max<int64_t>(kMinChunkGroups, left / div);
+    bounds[n_chunks + 1] = bounds[n_chunks] + std::min(left, take);
+    ++n_chunks;
+  }
+  pool.parallel_for(n_chunks, [&](int64_t chunk, int) {
+    const int64_t g0 = bounds[chunk], g1 = bounds[chunk + 1];
+    PackedAct acts[kPackMaxTokens];
+    for (int64_t c0 = 0; c0 < n_tokens; c0 += kTokenChunk) {
+      const int64_t c1 = std::min(n_tokens, c0 + kTokenChunk);
+      for (int64_t g = g0; g < g1; ++g) {
+        const int nr = static_cast<int>(std::min<int64_t>(kPackRows, rows - g * kPackRows));
+        const uint8_t* gw = w.data() + static_cast<size_t>(g) * group_bytes;
+        for (int64_t t0 = c0; t0 < c1; t0 += kPackMaxTokens) {
+          const int nt = static_cast<int>(std::min<int64_t>(kPackMaxTokens, c1 - t0));
+          for (int i = 0; i < nt; ++i) acts[i] = act_of(t0 + i);
+          tile(nb, gw, acts, nt, y + t0 * rows + g * kPackRows, rows, nr);
+        }
+      }
+    }
+  });
+}
+
+}  // namespace slm::kernels

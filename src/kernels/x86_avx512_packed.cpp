@@ -1,0 +1,306 @@
+// AVX-512 VNNI tiles over packed Q4_0 / Q5_0 / Q8_0 / Q4_K / Q6_K groups (layout in internal.h).
+// One 512-bit VPDPBUSD multiplies 16 rows x 4 quants by 4 activation bytes
+// broadcast to every lane, so lane r accumulates row r: a block of 32
+// elements is 8 VPDPBUSD per token with no horizontal sums, one scale vector
+// (16 fp16 -> f32 in one VCVTPH2PS) and one FMA per token. Weights are
+// unpacked once per block for up to kPackMaxTokens tokens (prompt tiles).
+//
+// GCC 12's avx512fintrin.h builds its "undefined" vectors as `__m512i __Y =
+// __Y;`, which -Wuninitialized flags once inlined here (a known false
+// positive); nothing in this file reads uninitialized data.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "kernels/blocks.h"
+#include "kernels/internal.h"
+
+namespace slm::kernels {
+namespace {
+
+constexpr int kScaleBytes = kPackRows * 2;
+
+inline __m512i bcast_word(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm512_set1_epi32(v);
+}
+
+inline void store_rows(float* y, __m512 v, int nr) {
+  if (nr == kPackRows)
+    _mm512_storeu_ps(y, v);
+  else
+    _mm512_mask_storeu_ps(y, static_cast<__mmask16>((1u << nr) - 1), v);
+}
+
+// kWords words of unsigned weights per row and block (8 for Q8_0, 8 nibble
+// words for Q4_0 unpacked from 4 loaded ones); word k pairs with activation
+// bytes kActOffset[k].
+template <DType kType, int kNt>
+void tile(int64_t nb, const uint8_t* group, const PackedAct* act, float* y, int64_t ldy, int nr) {
+  constexpr int64_t kQhBytes = kType == DType::Q5_0 ? kPackRows * 4 : 0;
+  constexpr int64_t kQsOffset = kScaleBytes + kQhBytes;
+  constexpr int64_t kBlockBytes =
+      kQsOffset + (kType == DType::Q8_0 ? kPackRows * 32 : kPackRows * 16);
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  __m512 acc[kNt];
+#pragma GCC unroll 8
+  for (int t = 0; t < kNt; ++t) acc[t] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = group + b * kBlockBytes;
+    const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk)));
+    // w[k] pairs with activation bytes 4k..4k+3 of the block.
+    __m512i w[8];
+    if constexpr (kType == DType::Q8_0) {
+#pragma GCC unroll 8
+      for (int k = 0; k < 8; ++k) w[k] = _mm512_loadu_si512(blk + kQsOffset + 64 * k);
+    } else {
+#pragma GCC unroll 4
+      for (int k = 0; k < 4; ++k) {
+        const __m512i v = _mm512_loadu_si512(blk + kQsOffset + 64 * k);
+        w[k] = _mm512_and_si512(v, low4);                            // elements 4k..
+        w[k + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);  // elements 16 + 4k..
+      }
+      if constexpr (kType == DType::Q5_0) {
+        // Bit k of each byte of qh is the fifth bit of word k (packed.cpp).
+        const __m512i qh = _mm512_loadu_si512(blk + kScaleBytes);
+        const __m512i bit4 = _mm512_set1_epi8(0x10);
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; ++k) {
+          const __m512i hi = k < 4 ? _mm512_slli_epi32(qh, 4 - k) : _mm512_srli_epi32(qh, k - 4);
+          w[k] = _mm512_or_si512(w[k], _mm512_and_si512(hi, bit4));
+        }
+      }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < kNt; ++t) {
+      const int8_t* q = static_cast<const BlockQ8_0*>(act[t].q)[b].qs;
+      // Two chains so consecutive VPDPBUSDs do not wait on each other.
+      __m512i s0 = _mm512_set1_epi32(act[t].corr[b]);
+      __m512i s1 = _mm512_setzero_si512();
+#pragma GCC unroll 4
+      for (int k = 0; k < 4; k += 1) {
+        s0 = _mm512_dpbusd_epi32(s0, w[k], bcast_word(q + 4 * k));
+        s1 = _mm512_dpbusd_epi32(s1, w[k + 4], bcast_word(q + 16 + 4 * k));
+      }
+      const __m512 sum = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), dw);
+      acc[t] = _mm512_fmadd_ps(sum, _mm512_set1_ps(act[t].d[b]), acc[t]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int t = 0; t < kNt; ++t) store_rows(y + t * ldy, acc[t], nr);
+}
+
+// ------------------------------------------------------------------ Q4_K
+// Per super-block and token: 8 sub-block dot products of 8 VPDPBUSD each
+// (rows in lanes), scaled by the rows' 6-bit scales with VPMULLD, and the
+// mins term from the activation's sub-block sums. Tokens go in passes of
+// kNt <= 4 so a chunk's 16 unpacked weight vectors stay in registers.
+template <int kNt>
+void tile_q4_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y, int64_t ldy,
+               int nr) {
+  constexpr int64_t kSc = 2 * kScaleBytes, kM = kSc + 8 * kPackRows, kQs = kM + 8 * kPackRows;
+  constexpr int64_t kBlockBytes = kQs + kPackRows * 128;
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  __m512 acc[kNt];
+#pragma GCC unroll 4
+  for (int t = 0; t < kNt; ++t) acc[t] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = group + b * kBlockBytes;
+    __m512i isum[kNt];
+#pragma GCC unroll 4
+    for (int t = 0; t < kNt; ++t) isum[t] = _mm512_setzero_si512();
+    for (int c = 0; c < 4; ++c) {
+      __m512i lo[8], hi[8];
+#pragma GCC unroll 8
+      for (int k = 0; k < 8; ++k) {
+        const __m512i v = _mm512_loadu_si512(blk + kQs + 64 * (8 * c + k));
+        lo[k] = _mm512_and_si512(v, low4);
+        hi[k] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+      }
+      const __m512i sc_lo = _mm512_cvtepu8_epi32(
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + kSc + 16 * (2 * c))));
+      const __m512i sc_hi = _mm512_cvtepu8_epi32(
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + kSc + 16 * (2 * c + 1))));
+#pragma GCC unroll 4
+      for (int t = 0; t < kNt; ++t) {
+        const int8_t* q = static_cast<const BlockQ8_K*>(act[t].q)[b].qs + 64 * c;
+        __m512i s_lo = _mm512_setzero_si512(), s_hi = _mm512_setzero_si512();
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; ++k) {
+          s_lo = _mm512_dpbusd_epi32(s_lo, lo[k], bcast_word(q + 4 * k));
+          s_hi = _mm512_dpbusd_epi32(s_hi, hi[k], bcast_word(q + 32 + 4 * k));
+        }
+        isum[t] = _mm512_add_epi32(isum[t], _mm512_add_epi32(_mm512_mullo_epi32(s_lo, sc_lo),
+                                                             _mm512_mullo_epi32(s_hi, sc_hi)));
+      }
+    }
+    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk)));
+    const __m512 dmin =
+        _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + kScaleBytes)));
+#pragma GCC unroll 4
+    for (int t = 0; t < kNt; ++t) {
+      const int32_t* corr = act[t].corr + kKCorr * b;
+      __m512i minsum = _mm512_setzero_si512();
+#pragma GCC unroll 8
+      for (int j = 0; j < 8; ++j) {
+        const __m512i m = _mm512_cvtepu8_epi32(
+            _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + kM + 16 * j)));
+        minsum = _mm512_add_epi32(minsum, _mm512_mullo_epi32(m, _mm512_set1_epi32(corr[j])));
+      }
+      const __m512 dy = _mm512_set1_ps(act[t].d[b]);
+      acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(isum[t]), d), dy, acc[t]);
+      acc[t] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(minsum), dmin), dy, acc[t]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int t = 0; t < kNt; ++t) store_rows(y + t * ldy, acc[t], nr);
+}
+
+void tile_any_q4_k(int64_t nb, const uint8_t* group, const PackedAct* act, int nt, float* y,
+                   int64_t ldy, int nr) {
+  for (int t0 = 0; t0 < nt; t0 += 4) {
+    switch (nt - t0 < 4 ? nt - t0 : 4) {
+      case 4:
+        tile_q4_k<4>(nb, group, act + t0, y + t0 * ldy, ldy, nr);
+        break;
+      case 3:
+        tile_q4_k<3>(nb, group, act + t0, y + t0 * ldy, ldy, nr);
+        break;
+      case 2:
+        tile_q4_k<2>(nb, group, act + t0, y + t0 * ldy, ldy, nr);
+        break;
+      default:
+        tile_q4_k<1>(nb, group, act + t0, y + t0 * ldy, ldy, nr);
+        break;
+    }
+  }
+}
+
+// ------------------------------------------------------------------ Q6_K
+// Per half h and word half (4 words = 16 rows x 16 elements of each of 4
+// sub-blocks): 16 unpacked vectors, then per token 4 chains of 4 VPDPBUSD
+// (seeded with the -32 correction) scaled by the int8 sub-block scales.
+template <int kNt>
+void tile_q6_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y, int64_t ldy,
+               int nr) {
+  constexpr int64_t kSc = kScaleBytes, kW = kSc + 16 * kPackRows;
+  constexpr int64_t kBlockBytes = kW + kPackRows * 192;
+  const __m512i low4 = _mm512_set1_epi8(0x0F), bits45 = _mm512_set1_epi8(0x30);
+  __m512 acc[kNt];
+#pragma GCC unroll 4
+  for (int t = 0; t < kNt; ++t) acc[t] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = group + b * kBlockBytes;
+    __m512i isum[kNt];
+#pragma GCC unroll 4
+    for (int t = 0; t < kNt; ++t) isum[t] = _mm512_setzero_si512();
+    for (int h = 0; h < 2; ++h) {
+      for (int half = 0; half < 2; ++half) {
+        // e[quarter][kk]: levels of elements 128h + 32 quarter + 4 (4 half + kk)..
+        __m512i e[4][4];
+#pragma GCC unroll 4
+        for (int kk = 0; kk < 4; ++kk) {
+          const uint8_t* wp = blk + kW + ((h * 8 + 4 * half + kk) * 3) * 64;
+          const __m512i a = _mm512_loadu_si512(wp), bb = _mm512_loadu_si512(wp + 64),
+                        c = _mm512_loadu_si512(wp + 128);
+          e[0][kk] = _mm512_or_si512(_mm512_and_si512(a, low4),
+                                     _mm512_and_si512(_mm512_slli_epi16(c, 4), bits45));
+          e[1][kk] = _mm512_or_si512(_mm512_and_si512(bb, low4),
+                                     _mm512_and_si512(_mm512_slli_epi16(c, 2), bits45));
+          e[2][kk] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(a, 4), low4),
+                                     _mm512_and_si512(c, bits45));
+          e[3][kk] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(bb, 4), low4),
+                                     _mm512_and_si512(_mm512_srli_epi16(c, 2), bits45));
+        }
+#pragma GCC unroll 4
+        for (int t = 0; t < kNt; ++t) {
+          const int8_t* q = static_cast<const BlockQ8_K*>(act[t].q)[b].qs + 128 * h + 16 * half;
+          const int32_t* corr = act[t].corr + kKCorr * b;
+#pragma GCC unroll 4
+          for (int quarter = 0; quarter < 4; ++quarter) {
+            const int sb = 8 * h + 2 * quarter + half;
+            __m512i dot = _mm512_set1_epi32(corr[sb]);
+#pragma GCC unroll 4
+            for (int kk = 0; kk < 4; ++kk)
+              dot = _mm512_dpbusd_epi32(dot, e[quarter][kk], bcast_word(q + 32 * quarter + 4 * kk));
+            const __m512i sc = _mm512_cvtepi8_epi32(
+                _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + kSc + 16 * sb)));
+            isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(dot, sc));
+          }
+        }
+      }
+    }
+    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk)));
+#pragma GCC unroll 4
+    for (int t = 0; t < kNt; ++t)
+      acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(isum[t]), d),
+                               _mm512_set1_ps(act[t].d[b]), acc[t]);
+  }
+#pragma GCC unroll 4
+  for (int t = 0; t < kNt; ++t) store_rows(y + t * ldy, acc[t], nr);
+}
+
+void tile_any_q6_k(int64_t nb, const uint8_t* group, const PackedAct* act, int nt, float* y,
+                   int64_t ldy, int nr) {
+  for (int t0 = 0; t0 < nt; t0 += 4) {
+    switch (nt - t0 < 4 ? nt - t0 : 4) {
+      case 4:
+        tile_q6_k<4>(nb, group, act + t0, y + t0 * ldy, ldy, nr);
+        break;
+      case 3:
+        tile_q6_k<3>(nb, group, act + t0, y + t0 * ldy, ldy, nr);
+        break;
+      case 2:
+        tile_q6_k<2>(nb, group, act + t0, y + t0 * ldy, ldy, nr);
+        break;
+      default:
+        tile_q6_k<1>(nb, group, act + t0, y + t0 * ldy, ldy, nr);
+        break;
+    }
+  }
+}
+
+template <DType kType>
+void tile_any(int64_t nb, const uint8_t* group, const PackedAct* act, int nt, float* y, int64_t ldy,
+              int nr) {
+  // Full tiles of 8 tokens (prompts) or 1 (decoding) are the hot shapes;
+  // the rest cover prompt tails.
+  switch (nt) {
+    case 8:
+      return tile<kType, 8>(nb, group, act, y, ldy, nr);
+    case 1:
+      return tile<kType, 1>(nb, group, act, y, ldy, nr);
+    case 2:
+      return tile<kType, 2>(nb, group, act, y, ldy, nr);
+    case 3:
+      return tile<kType, 3>(nb, group, act, y, ldy, nr);
+    case 4:
+      return tile<kType, 4>(nb, group, act, y, ldy, nr);
+    case 5:
+      return tile<kType, 5>(nb, group, act, y, ldy, nr);
+    case 6:
+      return tile<kType, 6>(nb, group, act, y, ldy, nr);
+    case 7:
+      return tile<kType, 7>(nb, group, act, y, ldy, nr);
+    default:
+      return;
+  }
+}
+
+}  // namespace
+
+void fill_avx512_packed(TypeTable& table) {
+  static_assert(kPackRows == 16 && kPackMaxTokens == 8, "tiles are written for 16 x 8");
+  table.packed_tile[static_cast<int>(DType::Q4_0)] = tile_any<DType::Q4_0>;
+  table.packed_tile[static_cast<int>(DType::Q5_0)] = tile_any<DType::Q5_0>;
+  table.packed_tile[static_cast<int>(DType::Q8_0)] = tile_any<DType::Q8_0>;
+  table.packed_tile[static_cast<int>(DType::Q4_K)] = tile_any_q4_k;
+  table.packed_tile[static_cast<int>(DType::Q6_K)] = tile_any_q6_k;
+  for (DType t : {DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q6_K})
+    table.packed_native[static_cast<int>(t)] = true;
+}
+
+}  // namespace slm::kernels

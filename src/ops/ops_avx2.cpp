@@ -1,0 +1,66 @@
+// AVX2 + FMA versions of the ops loops (simd_body.inc with 8-float vectors).
+// Compiled with per-file ISA flags; reached only when kernels chose AVX2 or
+// better.
+#include <immintrin.h>
+
+#include <cmath>
+
+#include "ops/simd.h"
+
+namespace slm::ops {
+namespace {
+
+struct V {
+  static constexpr int kWidth = 8;
+  using Reg = __m256;
+  static Reg zero() { return _mm256_setzero_ps(); }
+  static Reg set1(float f) { return _mm256_set1_ps(f); }
+  static Reg load(const float* p) { return _mm256_loadu_ps(p); }
+  static void store(float* p, Reg v) { _mm256_storeu_ps(p, v); }
+  static Reg add(Reg a, Reg b) { return _mm256_add_ps(a, b); }
+  static Reg mul(Reg a, Reg b) { return _mm256_mul_ps(a, b); }
+  static Reg div(Reg a, Reg b) { return _mm256_div_ps(a, b); }
+  static Reg fmadd(Reg a, Reg b, Reg c) { return _mm256_fmadd_ps(a, b, c); }
+  static float reduce_add(Reg v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+  static Reg exp(Reg x);
+  static void reduce4(const Reg* v, float scale, float* out) {
+    // Per 128-bit lane: [a, b, c, d] partial sums, then the two lanes added.
+    const Reg ab = add(_mm256_unpacklo_ps(v[0], v[1]), _mm256_unpackhi_ps(v[0], v[1]));
+    const Reg cd = add(_mm256_unpacklo_ps(v[2], v[3]), _mm256_unpackhi_ps(v[2], v[3]));
+    const __m256d abd = _mm256_castps_pd(ab), cdd = _mm256_castps_pd(cd);
+    const Reg abcd = add(_mm256_castpd_ps(_mm256_unpacklo_pd(abd, cdd)),
+                         _mm256_castpd_ps(_mm256_unpackhi_pd(abd, cdd)));
+    const __m128 sum = _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1));
+    _mm_storeu_ps(out, _mm_mul_ps(sum, _mm_set1_ps(scale)));
+  }
+};
+
+#include "ops/simd_body.inc"
+
+// 2^n built in the exponent field; x is clamped to [-87, 88] so n + 127
+// stays a normal exponent (e^-87 ~ 1.6e-38: softmax weights that small are 0
+// to float accuracy anyway).
+V::Reg V::exp(Reg x) {
+  x = _mm256_max_ps(_mm256_min_ps(x, set1(88.3f)), set1(-87.0f));
+  const Reg n = _mm256_round_ps(mul(x, set1(1.44269504088896341f)),
+                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  Reg r = _mm256_fnmadd_ps(n, set1(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, set1(-2.12194440e-4f), r);
+  const __m256i bits =
+      _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return mul(exp_poly(r), _mm256_castsi256_ps(bits));
+}
+
+}  // namespace
+
+void fill_ops_avx2(OpsTable& t) {
+  t.attend = attend_simd;
+  t.swiglu = swiglu_simd;
+}
+
+}  // namespace slm::ops

@@ -1,0 +1,96 @@
+// Float ops: every ISA's attention and SwiGLU against the scalar versions
+// (the per-ISA loops use a polynomial exp and other summation orders, so the
+// bound is relative, a few float ulps), plus edge inputs.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "base/thread_pool.h"
+#include "kernels/kernels.h"
+#include "ops/ops.h"
+
+namespace slm::ops {
+namespace {
+
+std::vector<float> random_floats(size_t n, uint32_t seed, float scale) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& f : v) f = dist(rng);
+  return v;
+}
+
+class IsaScope {
+ public:
+  IsaScope() : before_(kernels::active_isa()) {}
+  ~IsaScope() { kernels::set_active_isa(before_); }
+
+ private:
+  kernels::Isa before_;
+};
+
+TEST(Ops, AttentionMatchesScalarOnEveryIsa) {
+  IsaScope scope;
+  ThreadPool pool(2);
+  struct Case {
+    int64_t n_tokens, pos0, n_head, n_head_kv, head_dim;
+  };
+  for (Case c :
+       {Case{1, 0, 2, 1, 64}, Case{3, 5, 4, 2, 64}, Case{7, 30, 14, 2, 64}, Case{2, 9, 4, 4, 128},
+        Case{4, 3, 2, 1, 80}, Case{5, 17, 2, 2, 48}, Case{1, 200, 8, 2, 64}}) {
+    const AttentionShape s{c.n_tokens, c.pos0, c.n_head, c.n_head_kv, c.head_dim};
+    const int64_t span = c.pos0 + c.n_tokens;
+    const auto q = random_floats(static_cast<size_t>(c.n_tokens * c.n_head * c.head_dim), 1, 1.0f);
+    const auto k = random_floats(static_cast<size_t>(span * c.n_head_kv * c.head_dim), 2, 1.0f);
+    const auto v = random_floats(static_cast<size_t>(span * c.n_head_kv * c.head_dim), 3, 1.0f);
+    std::vector<float> scratch(static_cast<size_t>(pool.size() * span));
+    std::vector<float> ref(q.size()), out(q.size());
+    ASSERT_TRUE(kernels::set_active_isa(kernels::Isa::kScalar));
+    attention(s, q.data(), k.data(), v.data(), ref.data(), scratch.data(), pool);
+    for (kernels::Isa isa : kernels::available_isas()) {
+      ASSERT_TRUE(kernels::set_active_isa(isa));
+      attention(s, q.data(), k.data(), v.data(), out.data(), scratch.data(), pool);
+      for (size_t i = 0; i < out.size(); ++i)
+        ASSERT_NEAR(out[i], ref[i], 2e-5f * (1 + std::fabs(ref[i])))
+            << kernels::isa_name(isa) << " head_dim=" << c.head_dim << " i=" << i;
+    }
+  }
+}
+
+TEST(Ops, SwigluMatchesScalarOnEveryIsa) {
+  IsaScope scope;
+  auto gate = random_floats(1000, 4, 3.0f);
+  // Saturating inputs: exp(-g) overflows / underflows.
+  for (float g : {-200.0f, -90.0f, -88.5f, -30.0f, 0.0f, 30.0f, 88.5f, 90.0f, 200.0f})
+    gate.push_back(g);
+  const auto up = random_floats(gate.size(), 5, 1.0f);
+  std::vector<float> ref = gate;
+  ASSERT_TRUE(kernels::set_active_isa(kernels::Isa::kScalar));
+  swiglu(ref.data(), up.data(), static_cast<int64_t>(ref.size()));
+  for (kernels::Isa isa : kernels::available_isas()) {
+    ASSERT_TRUE(kernels::set_active_isa(isa));
+    std::vector<float> out = gate;
+    swiglu(out.data(), up.data(), static_cast<int64_t>(out.size()));
+    for (size_t i = 0; i < out.size(); ++i) {
+      ASSERT_TRUE(std::isfinite(out[i])) << kernels::isa_name(isa) << " g=" << gate[i];
+      ASSERT_NEAR(out[i], ref[i], 1e-5f * (1 + std::fabs(ref[i])))
+          << kernels::isa_name(isa) << " g=" << gate[i];
+    }
+  }
+}
+
+TEST(Ops, RmsNormAndSoftmax) {
+  std::vector<float> x = {1, 2, 3, 4}, w = {1, 1, 2, 0.5f}, out(4);
+  rms_norm(x.data(), w.data(), 4, 0.0f, out.data());
+  const float inv = 1.0f / std::sqrt(7.5f);
+  EXPECT_NEAR(out[2], 3 * inv * 2, 1e-6);
+  std::vector<float> p = {1000, 1000, -1000};
+  softmax(p.data(), 3);
+  EXPECT_NEAR(p[0], 0.5f, 1e-7);
+  EXPECT_EQ(p[2], 0.0f);
+}
+
+}  // namespace
+}  // namespace slm::ops
