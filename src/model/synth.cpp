@@ -64,7 +64,32 @@ std::vector<std::string> synth_mixes() {
           "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q3_K_M", "Q4_K_M", "Q5_K_M"};
 }
 
-DType mix_type(const std::string& mix, const std::string& tensor, int64_t layer, int64_t n_layer) {
+namespace {
+
+DType fit_rows(DType t, int64_t row_len) {
+  if (row_len % dtype_info(t).block_size == 0) return t;
+  switch (t) {
+    case DType::Q2_K:
+    case DType::Q3_K: return DType::IQ4_NL;
+    case DType::Q4_K: return DType::Q5_0;
+    case DType::Q5_K: return DType::Q5_1;
+    case DType::Q6_K: return DType::Q8_0;
+    default: return DType::F16;
+  }
+}
+
+DType mix_type_unfitted(const std::string& mix, const std::string& tensor, int64_t layer, int64_t n_layer);
+
+}  // namespace
+
+DType mix_type(const std::string& mix, const std::string& tensor, int64_t layer, int64_t n_layer,
+               int64_t row_len) {
+  return fit_rows(mix_type_unfitted(mix, tensor, layer, n_layer), row_len);
+}
+
+namespace {
+
+DType mix_type_unfitted(const std::string& mix, const std::string& tensor, int64_t layer, int64_t n_layer) {
   // Routers are tiny and routing is sensitive: llama.cpp never quantizes them.
   if (tensor.find("ffn_gate_inp") != std::string::npos) return DType::F32;
   const bool is_output = tensor == "output.weight";
@@ -85,6 +110,8 @@ DType mix_type(const std::string& mix, const std::string& tensor, int64_t layer,
     return DType::Q6_K;
   return *t;
 }
+
+}  // namespace
 
 uint64_t write_synth(const SynthShape& s, const std::string& mix, const std::string& path, uint64_t seed,
                      ThreadPool& pool) {
@@ -152,7 +179,9 @@ uint64_t write_synth(const SynthShape& s, const std::string& mix, const std::str
   uint64_t tensor_seed = seed;
   // A 2-d (or 3-d expert) matrix of random weights quantized to its mix type.
   auto matrix = [&](const std::string& name, std::vector<int64_t> shape, int64_t layer) {
-    const DType t = mix_type(mix, name, layer, s.n_layer);
+    // A tied embedding is also the output matrix and gets its type, as in llama.cpp.
+    const bool as_output = name == "token_embd.weight" && s.tied;
+    const DType t = mix_type(mix, as_output ? "output.weight" : name, layer, s.n_layer, shape[0]);
     const int64_t cols = shape[0];
     int64_t rows = 1;
     for (size_t i = 1; i < shape.size(); ++i) rows *= shape[i];

@@ -38,7 +38,10 @@ const SynthShape& find_synth_shape(const std::string& name);
 std::vector<std::string> synth_mixes();
 
 // The type a tensor gets under mix (name as in the GGUF, layer index or -1).
-DType mix_type(const std::string& mix, const std::string& tensor, int64_t layer, int64_t n_layer);
+// K-quants need rows of a multiple of 256; narrower rows (Qwen2.5-0.5B's 896)
+// fall back to a 32-block type of similar size, as llama.cpp's quantize does.
+DType mix_type(const std::string& mix, const std::string& tensor, int64_t layer, int64_t n_layer,
+               int64_t row_len);
 
 // Writes the file; weights are random (deterministic for seed), quantized
 // with slm's quantizers in parallel on pool. Returns the file size.

@@ -9,6 +9,7 @@
 #include "base/thread_pool.h"
 #include "model/model.h"
 #include "model/session.h"
+#include "model/synth.h"
 #include "model/synthetic.h"
 
 namespace slm::test {
@@ -240,6 +241,30 @@ TEST(Synthetic, HostileConfigsAreRefusedWithTheKeyNamed) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("unsupported architecture 'gpt-j'"), std::string::npos) << e.what();
   }
+}
+
+}  // namespace
+}  // namespace slm::test
+
+namespace slm::test {
+namespace {
+
+// Quantization mixes of slm synth follow llama.cpp's recipe.
+TEST(SynthMix, KQuantMixAndFallbacks) {
+  using model::mix_type;
+  EXPECT_EQ(mix_type("Q4_K_M", "blk.0.attn_q.weight", 0, 24, 2048), DType::Q4_K);
+  EXPECT_EQ(mix_type("Q4_K_M", "blk.0.attn_v.weight", 0, 24, 2048), DType::Q6_K);    // first eighth
+  EXPECT_EQ(mix_type("Q4_K_M", "blk.4.ffn_down.weight", 4, 24, 2048), DType::Q4_K);  // (4-3)%3 != 2
+  EXPECT_EQ(mix_type("Q4_K_M", "blk.5.ffn_down.weight", 5, 24, 2048), DType::Q6_K);  // every third
+  EXPECT_EQ(mix_type("Q4_K_M", "output.weight", -1, 24, 2048), DType::Q6_K);
+  // 896-wide rows cannot hold 256-element K blocks.
+  EXPECT_EQ(mix_type("Q4_K_M", "blk.1.attn_q.weight", 1, 24, 896), DType::Q5_0);
+  EXPECT_EQ(mix_type("Q4_K_M", "output.weight", -1, 24, 896), DType::Q8_0);
+  EXPECT_EQ(mix_type("Q4_0", "output.weight", -1, 24, 896), DType::Q8_0);  // Q6_K does not fit 896
+  EXPECT_EQ(mix_type("Q4_0", "blk.0.ffn_up.weight", 0, 24, 896), DType::Q4_0);
+  EXPECT_EQ(mix_type("Q8_0", "output.weight", -1, 24, 896), DType::Q8_0);
+  EXPECT_EQ(mix_type("F16", "blk.0.ffn_gate_inp.weight", 0, 24, 896), DType::F32);  // routers stay F32
+  EXPECT_THROW(mix_type("Q9_9", "blk.0.attn_q.weight", 0, 24, 896), Error);
 }
 
 }  // namespace
