@@ -82,26 +82,36 @@ std::unique_ptr<Model> Model::build(std::unique_ptr<gguf::File> file, bool mappe
   return m;
 }
 
-// Performance hook (kernels::PackedMatrix): the dense 2-d matrices that the
-// forward pass multiplies are repacked once here; expert tensors and the
-// embedding lookup keep using the file's bytes.
+// Performance hook (kernels::PackedMatrix): the 2-d matrices the forward pass
+// multiplies, and each expert's slice of the 3-d expert tensors, are repacked
+// once here; the embedding lookup keeps using the file's bytes.
 void Model::pack_weights(bool release_source) {
-  std::vector<const Weight*> mats = {&weights_.output};
+  struct Mat {
+    DType type;
+    const uint8_t* data;
+    int64_t rows, cols;
+  };
+  std::vector<Mat> mats;
+  auto add = [&](const Weight& w) {
+    if (!w.present()) return;
+    const int64_t n_slices = std::max<int64_t>(1, w.ne[2]);
+    for (int64_t e = 0; e < n_slices; ++e) mats.push_back({w.type, w.expert(e), w.ne[1], w.ne[0]});
+  };
+  add(weights_.output);
   for (const LayerWeights& l : weights_.layers)
-    for (const Weight* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down})
-      mats.push_back(w);
+    for (const Weight* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down, &l.gate_exps,
+                            &l.up_exps, &l.down_exps})
+      add(*w);
   const long page = sysconf(_SC_PAGESIZE);
-  for (const Weight* w : mats) {
-    if (!w->present() || w->ne[2] > 1 || packed_.count(w->data) ||
-        !kernels::PackedMatrix::pays(w->type))
-      continue;
-    kernels::PackedMatrix p = kernels::PackedMatrix::pack(w->type, w->data, w->rows(), w->row_len());
+  for (const Mat& m : mats) {
+    if (packed_.count(m.data) || !kernels::PackedMatrix::pays(m.type)) continue;
+    kernels::PackedMatrix p = kernels::PackedMatrix::pack(m.type, m.data, m.rows, m.cols);
     if (p.empty()) continue;
-    packed_.emplace(w->data, std::move(p));
+    packed_.emplace(m.data, std::move(p));
     if (release_source && page > 0) {
-      // Whole pages inside the tensor only; neighbours keep theirs.
-      const auto begin = reinterpret_cast<uintptr_t>(w->data);
-      const uintptr_t end = begin + static_cast<uintptr_t>(w->rows() * w->row_size());
+      // Whole pages inside the matrix only; neighbours keep theirs.
+      const auto begin = reinterpret_cast<uintptr_t>(m.data);
+      const uintptr_t end = begin + static_cast<uintptr_t>(m.rows * row_bytes(m.type, m.cols));
       const uintptr_t p0 = (begin + page - 1) / page * page, p1 = end / page * page;
       if (p1 > p0) madvise(reinterpret_cast<void*>(p0), p1 - p0, MADV_DONTNEED);
     }

@@ -44,8 +44,10 @@ class Model {
 
   // The load-time repacked copy of a 2-d weight matrix (kernels::PackedMatrix)
   // when its type packs profitably on this CPU, else nullptr: use w as is.
-  const kernels::PackedMatrix* packed(const Weight& w) const {
-    const auto it = packed_.find(w.data);
+  const kernels::PackedMatrix* packed(const Weight& w) const { return packed(w.data); }
+  // The same for a matrix given by its first byte (an expert's slice).
+  const kernels::PackedMatrix* packed(const uint8_t* data) const {
+    const auto it = packed_.find(data);
     return it == packed_.end() ? nullptr : &it->second;
   }
   // Bytes held by repacked matrices (their file pages are released, so this

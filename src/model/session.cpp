@@ -21,8 +21,10 @@ void matmul(const Model& model, const Weight& w, const float* x, int64_t n, floa
   kernels::matmul(w.type, w.data, w.rows(), w.row_len(), x, n, y, pool, scratch);
 }
 
-void matmul_expert(const Weight& w, int64_t e, const float* x, int64_t n, float* y,
+void matmul_expert(const Model& model, const Weight& w, int64_t e, const float* x, int64_t n, float* y,
                    ThreadPool& pool, std::vector<uint8_t>& scratch) {
+  if (const kernels::PackedMatrix* p = model.packed(w.expert(e)))
+    return kernels::matmul(*p, x, n, y, pool, scratch);
   kernels::matmul(w.type, w.expert(e), w.ne[1], w.ne[0], x, n, y, pool, scratch);
 }
 
@@ -233,11 +235,11 @@ void forward(const Model& model, std::span<const SeqChunk> chunks, Scratch& s, T
               ++m;
             }
         if (m == 0) continue;
-        matmul_expert(lw.gate_exps, e, s.expert_in_.data(), m, s.gate_.data(), pool, s.matmul_);
-        matmul_expert(lw.up_exps, e, s.expert_in_.data(), m, s.up_.data(), pool, s.matmul_);
+        matmul_expert(model, lw.gate_exps, e, s.expert_in_.data(), m, s.gate_.data(), pool, s.matmul_);
+        matmul_expert(model, lw.up_exps, e, s.expert_in_.data(), m, s.up_.data(), pool, s.matmul_);
         ops::swiglu(s.gate_.data(), s.up_.data(), m * ff);
         // expert_in_ is free again: reuse it for the expert's output [m][n_embd].
-        matmul_expert(lw.down_exps, e, s.gate_.data(), m, s.expert_in_.data(), pool, s.matmul_);
+        matmul_expert(model, lw.down_exps, e, s.gate_.data(), m, s.expert_in_.data(), pool, s.matmul_);
         for (int64_t i = 0; i < m; ++i) {
           float* dst = &s.proj_[s.expert_rows_[i] * E];
           const float* src = &s.expert_in_[i * E];
