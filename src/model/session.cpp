@@ -41,8 +41,10 @@ Session::Session(const Model& model, const SessionOptions& o) : model_(model) {
   n_batch_ = std::min(std::clamp<int64_t>(o.n_batch, 1, 4096), n_ctx_);
   kv_dim_ = c.kv_dim();
   const size_t cache = static_cast<size_t>(c.n_layer * n_ctx_ * kv_dim_);
-  k_cache_.assign(cache, 0.0f);
-  v_cache_.assign(cache, 0.0f);
+  // Left uninitialised on purpose: attention reads only positions already
+  // written, and untouched pages of a long context never become resident.
+  k_cache_.reset(new float[cache]);
+  v_cache_.reset(new float[cache]);
   logits_.assign(c.n_vocab, 0.0f);
 }
 
@@ -59,8 +61,8 @@ void Session::copy_prefix(const Session& other, int64_t n) {
     throw Error("cannot share a prefix of " + std::to_string(n) + " tokens between these sessions");
   const int64_t n_layer = model_.config().n_layer;
   for (int64_t l = 0; l < n_layer; ++l) {
-    std::memcpy(k_layer(l), other.k_cache_.data() + l * other.n_ctx_ * kv_dim_, n * kv_dim_ * sizeof(float));
-    std::memcpy(v_layer(l), other.v_cache_.data() + l * other.n_ctx_ * kv_dim_, n * kv_dim_ * sizeof(float));
+    std::memcpy(k_layer(l), other.k_cache_.get() + l * other.n_ctx_ * kv_dim_, n * kv_dim_ * sizeof(float));
+    std::memcpy(v_layer(l), other.v_cache_.get() + l * other.n_ctx_ * kv_dim_, n * kv_dim_ * sizeof(float));
   }
   n_past_ = n;
 }

@@ -63,15 +63,15 @@ class Session {
 
  private:
   friend void forward(const Model&, std::span<const struct SeqChunk>, Scratch&, ThreadPool&);
-  float* k_layer(int64_t layer) { return k_cache_.data() + layer * n_ctx_ * kv_dim_; }
-  float* v_layer(int64_t layer) { return v_cache_.data() + layer * n_ctx_ * kv_dim_; }
+  float* k_layer(int64_t layer) { return k_cache_.get() + layer * n_ctx_ * kv_dim_; }
+  float* v_layer(int64_t layer) { return v_cache_.get() + layer * n_ctx_ * kv_dim_; }
 
   const Model& model_;
   int64_t n_ctx_ = 0;
   int64_t n_batch_ = 0;
   int64_t kv_dim_ = 0;
   int64_t n_past_ = 0;
-  std::vector<float> k_cache_, v_cache_;  // float32 [n_layer][n_ctx][kv_dim]
+  std::unique_ptr<float[]> k_cache_, v_cache_;  // float32 [n_layer][n_ctx][kv_dim]
   std::vector<float> logits_;             // after the last fed token [n_vocab]
   std::unique_ptr<Scratch> scratch_;      // for feed(); made on first use
 };
