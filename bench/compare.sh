@@ -3,7 +3,13 @@
 # run and prints the ratios (slm / llama.cpp).
 #   bench/compare.sh LLAMA_CPP_BUILD_DIR [SHAPE:TYPE ...]
 # Environment: SLM (the slm binary, default build/src/cli/slm), THREADS (2),
-# PP (512), TG (128), REPS (3), SYNTH_DIR (where synthetic files are cached).
+# PP (512), TG (128), REPS (3), ROUNDS (3), SYNTH_DIR (where synthetic files
+# are cached).
+#
+# A shared or turbo-boosting machine drifts by 10-30% within minutes, so the
+# two programs alternate: each round times slm then llama.cpp (REPS
+# repetitions each), a ratio is taken per round, and the table gives the
+# median of the rounds' ratios with their range, next to the mean speeds.
 set -euo pipefail
 llama_build=${1:?usage: bench/compare.sh LLAMA_CPP_BUILD_DIR [SHAPE:TYPE ...]}
 shift
@@ -13,6 +19,7 @@ threads=${THREADS:-2}
 pp=${PP:-512}
 tg=${TG:-128}
 reps=${REPS:-3}
+rounds=${ROUNDS:-3}
 synth_dir=${SYNTH_DIR:-/tmp/slm-synth}
 llama_bench=$(find "$llama_build" -name llama-bench -type f -perm -u+x | head -n 1)
 [ -x "$llama_bench" ] || { echo "no llama-bench under $llama_build" >&2; exit 1; }
@@ -21,22 +28,38 @@ cases=("$@")
                                  tinyllama-1.1b:Q4_0 tinyllama-1.1b:Q8_0 tinyllama-1.1b:Q4_K_M moe-1.3b:Q4_0 moe-1.3b:Q4_K_M)
 mkdir -p "$synth_dir"
 bw=$("$slm" bench --bandwidth -t "$threads" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["bandwidth_gbs"])')
-echo "measured read bandwidth, $threads threads: $bw GB/s"
-printf '%-16s %-7s %9s %9s %6s %8s %8s %6s %7s\n' shape type "slm pp" "llama pp" ratio "slm tg" "llama tg" ratio "slm bw%"
+echo "measured read bandwidth, $threads threads: $bw GB/s; $rounds alternating rounds of $reps repetitions"
+printf '%-16s %-7s %8s %8s %-16s %7s %7s %-16s %7s\n' shape type "slm pp" "llama pp" "ratio (range)" \
+  "slm tg" "llama tg" "ratio (range)" "slm bw%"
 for c in "${cases[@]}"; do
   shape=${c%%:*}
   type=${c##*:}
   f="$synth_dir/$shape-$type.gguf"
   [ -f "$f" ] || "$slm" synth --shape "$shape" --type "$type" -o "$f" -t "$threads" 2>/dev/null
-  s=$("$slm" bench -m "$f" -t "$threads" -p "$pp" -n "$tg" -r "$reps" --bandwidth-gbs "$bw" --json)
-  l=$("$llama_bench" -m "$f" -t "$threads" -p "$pp" -n "$tg" -r "$reps" -o json 2>/dev/null || echo '[]')
-  python3 - "$shape" "$type" "$s" "$l" <<'PY'
-import json, sys
-shape, typ, s, l = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4])
-lpp = next((r["avg_ts"] for r in l if r.get("n_prompt", 0) > 0 and r.get("n_gen", 0) == 0), float("nan"))
-ltg = next((r["avg_ts"] for r in l if r.get("n_gen", 0) > 0 and r.get("n_prompt", 0) == 0), float("nan"))
-spp, stg = s["pp"]["tps_mean"], s["tg"]["tps_mean"]
-r = lambda a, b: a / b if b == b and b > 0 else float("nan")
-print(f"{shape:16s} {typ:7s} {spp:9.1f} {lpp:9.1f} {r(spp, lpp):6.2f} {stg:8.1f} {ltg:8.1f} {r(stg, ltg):6.2f} {100 * s['tg_fraction_of_bandwidth']:6.0f}%")
+  runs=()
+  for ((i = 0; i < rounds; i++)); do
+    runs+=("$("$slm" bench -m "$f" -t "$threads" -p "$pp" -n "$tg" -r "$reps" --bandwidth-gbs "$bw" --json)")
+    runs+=("$("$llama_bench" -m "$f" -t "$threads" -p "$pp" -n "$tg" -r "$reps" -o json 2>/dev/null || echo '[]')")
+  done
+  python3 - "$shape" "$type" "${runs[@]}" <<'PY'
+import json, statistics, sys
+shape, typ, runs = sys.argv[1], sys.argv[2], [json.loads(a) for a in sys.argv[3:]]
+nan = float("nan")
+def llama(l, prompt):
+    key = "n_prompt" if prompt else "n_gen"
+    other = "n_gen" if prompt else "n_prompt"
+    return next((r["avg_ts"] for r in l if r.get(key, 0) > 0 and r.get(other, 0) == 0), nan)
+rows = []
+for s, l in zip(runs[0::2], runs[1::2]):
+    rows.append((s["pp"]["tps_mean"], llama(l, True), s["tg"]["tps_mean"], llama(l, False),
+                 s["tg_fraction_of_bandwidth"]))
+def col(i): return [r[i] for r in rows]
+def ratio(a, b):
+    rs = [x / y for x, y in zip(a, b) if y == y and y > 0]
+    if not rs: return "-"
+    return f"{statistics.median(rs):.2f} ({min(rs):.2f}-{max(rs):.2f})"
+mean = lambda v: sum(v) / len(v)
+print(f"{shape:16s} {typ:7s} {mean(col(0)):8.1f} {mean(col(1)):8.1f} {ratio(col(0), col(1)):16s} "
+      f"{mean(col(2)):7.1f} {mean(col(3)):7.1f} {ratio(col(2), col(3)):16s} {100 * mean(col(4)):6.0f}%")
 PY
 done

@@ -36,11 +36,15 @@ constexpr int kTypeSlots = 31;
 // ql[64h + 32 + 4k..], C = qh[32h + 4k..] of the row (210 bytes per row, as
 // in the file). Element 128h + 4k + i (+32, +64, +96) is A low (B low, A high,
 // B high) nibble i with bits 0-1 (2-3, 4-5, 6-7) of C byte i on top.
+// An F16 block is 32 columns x kPackRows halfs, column-major: element c of
+// row r at (c * kPackRows + r) * 2 (1024 bytes, as in the file), so one
+// 256-bit load is column c of all 16 rows. Its tiles take F32 activations
+// (PackedAct::q is the token's float row; d and corr are unused).
 constexpr int kPackRows = 16;
 // Tokens computed together by one tile call (weights unpacked once for all).
 constexpr int kPackMaxTokens = 8;
 
-// One token's activation for packed kernels: its blocks (BlockQ8_0 for the
+// One token's activation for packed kernels (F16: its float row): its blocks (BlockQ8_0 for the
 // 32-element types, BlockQ8_K for Q4_K), the block scales as float, and
 // per-block integer corrections:
 //  - 32-element types: corr[b] = -offset * sum(q of block b), where offset (8

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -80,7 +81,7 @@ namespace slm::kernels {
 class PackedMatrix {
  public:
   PackedMatrix() = default;
-  // Whether a packed layout exists for wtype (Q4_0, Q5_0, Q8_0, Q4_K, Q6_K).
+  // Whether a packed layout exists for wtype (Q4_0, Q5_0, Q8_0, Q4_K, Q6_K, F16).
   static bool has_layout(DType wtype);
   // Whether packing wtype pays with the active ISA (it has a SIMD tile for
   // it); callers that mind memory pack only then.
@@ -108,6 +109,18 @@ class PackedMatrix {
 // matmul over a packed matrix: y[t * rows + r] as in the plain overload.
 // Results do not depend on the thread count, and are identical on every ISA.
 void matmul(const PackedMatrix& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool,
+            std::vector<uint8_t>& scratch);
+
+// Several packed matrices of the same input width multiplied with the same x
+// (Q, K and V; gate and up) in one pass over the pool: one wake-up and one
+// finishing tail instead of one per matrix, and the activations quantized
+// once per weight type. outs[i].y gets y[t * rows_i + r] as above, with the
+// same bits as a separate call. Matrices of different widths run one by one.
+struct PackedOut {
+  const PackedMatrix* w;
+  float* y;
+};
+void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, ThreadPool& pool,
             std::vector<uint8_t>& scratch);
 
 }  // namespace slm::kernels

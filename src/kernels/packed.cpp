@@ -1,4 +1,4 @@
-// PackedMatrix: load-time repacking of Q4_0 / Q5_0 / Q8_0 / Q4_K / Q6_K weights into 16-row
+// PackedMatrix: load-time repacking of Q4_0 / Q5_0 / Q8_0 / Q4_K / Q6_K / F16 weights into 16-row
 // interleaved groups (layout in internal.h), the scalar tile kernels that are
 // the oracle for the SIMD ones, and the matmul driver over packed matrices.
 #include <algorithm>
@@ -91,6 +91,11 @@ void pack_q4_k(const BlockQ4_K& blk, int r, uint8_t* out) {
       std::memcpy(out + kK4Qs + ((c * 8 + k) * kPackRows + r) * 4, blk.qs + 32 * c + 4 * k, 4);
 }
 
+// F16: block b of row r, its 32 halfs spread over the block's columns.
+void pack_f16(const uint16_t* row, int64_t b, int r, uint8_t* out) {
+  for (int c = 0; c < kQK32; ++c) std::memcpy(out + (c * kPackRows + r) * 2, row + b * kQK32 + c, 2);
+}
+
 // One group (kPackRows rows starting at src rows; n_valid of them real, the
 // rest zero) into dst.
 void pack_group(DType t, const uint8_t* src, size_t src_row, int n_valid, int64_t nb,
@@ -102,7 +107,9 @@ void pack_group(DType t, const uint8_t* src, size_t src_row, int n_valid, int64_
     uint8_t* out = dst + b * block_bytes;
     for (int r = 0; r < n_valid; ++r) {
       const uint8_t* row = src + static_cast<size_t>(r) * src_row;
-      if (t == DType::Q4_K) {
+      if (t == DType::F16) {
+        pack_f16(reinterpret_cast<const uint16_t*>(row), b, r, out);
+      } else if (t == DType::Q4_K) {
         pack_q4_k(reinterpret_cast<const BlockQ4_K*>(row)[b], r, out);
       } else if (t == DType::Q6_K) {
         pack_q6_k(reinterpret_cast<const BlockQ6_K*>(row)[b], r, out);
@@ -230,6 +237,31 @@ void tile_scalar_q6_k(int64_t nb, const uint8_t* group, const PackedAct* act, in
   }
 }
 
+// F16 oracle: per row and token two float chains, over the even and the odd
+// columns, each one fused multiply-add per element in column order, summed
+// at the end (the SIMD tile's order exactly; fp16 -> f32 is exact).
+void tile_scalar_f16(int64_t nb, const uint8_t* group, const PackedAct* act, int nt, float* y,
+                     int64_t ldy, int nr) {
+  const int64_t block_bytes = packed_block_bytes(DType::F16);
+  for (int t = 0; t < nt; ++t) {
+    const auto* x = static_cast<const float*>(act[t].q);
+    for (int r = 0; r < nr; ++r) {
+      float even = 0, odd = 0;
+      for (int64_t b = 0; b < nb; ++b) {
+        const uint8_t* block = group + b * block_bytes;
+        for (int c = 0; c < kQK32; c += 2) {
+          uint16_t h0, h1;
+          std::memcpy(&h0, block + (c * kPackRows + r) * 2, 2);
+          std::memcpy(&h1, block + ((c + 1) * kPackRows + r) * 2, 2);
+          even = std::fma(fp16_to_f32(h0), x[b * kQK32 + c], even);
+          odd = std::fma(fp16_to_f32(h1), x[b * kQK32 + c + 1], odd);
+        }
+      }
+      y[t * ldy + r] = even + odd;
+    }
+  }
+}
+
 // Activation scratch per token: Q8_0 blocks, then float scales, then int32
 // corrections, each section padded to 64 bytes.
 struct ActLayout {
@@ -253,6 +285,34 @@ constexpr int64_t kTokenChunk = 64;
 constexpr int kMaxChunks = 64;
 constexpr int64_t kMinChunkGroups = 2;
 
+// Runs fn(group, t0, nt, acts) for every group of rows and tile of at most
+// kPackMaxTokens tokens, split over the pool. Guided split: each chunk takes
+// 1 / (2 * threads) of the groups left, so the first chunks are large (few
+// claims) and the last ones small (threads finish together); the boundaries
+// depend only on the shape and the thread count, never on timing.
+template <typename Fn>
+void run_groups(int64_t n_groups, int64_t n_tokens, ThreadPool& pool, const Fn& fn) {
+  int64_t bounds[kMaxChunks + 1];
+  int64_t n_chunks = 0;
+  bounds[0] = 0;
+  const int64_t div = 2 * std::max(1, pool.size());
+  while (bounds[n_chunks] < n_groups) {
+    const int64_t left = n_groups - bounds[n_chunks];
+    const int64_t take = n_chunks + 1 == kMaxChunks ? left : std::max<int64_t>(kMinChunkGroups, left / div);
+    bounds[n_chunks + 1] = bounds[n_chunks] + std::min(left, take);
+    ++n_chunks;
+  }
+  pool.parallel_for(n_chunks, [&](int64_t chunk, int) {
+    PackedAct acts[kPackMaxTokens];
+    for (int64_t c0 = 0; c0 < n_tokens; c0 += kTokenChunk) {
+      const int64_t c1 = std::min(n_tokens, c0 + kTokenChunk);
+      for (int64_t g = bounds[chunk]; g < bounds[chunk + 1]; ++g)
+        for (int64_t t0 = c0; t0 < c1; t0 += kPackMaxTokens)
+          fn(g, t0, static_cast<int>(std::min<int64_t>(kPackMaxTokens, c1 - t0)), acts);
+    }
+  });
+}
+
 }  // namespace
 
 int64_t packed_block_bytes(DType t) {
@@ -267,6 +327,8 @@ int64_t packed_block_bytes(DType t) {
       return kK4Qs + kPackRows * kQKK / 2;
     case DType::Q6_K:
       return kK6W + kPackRows * (kQKK / 2 + kQKK / 4);
+    case DType::F16:
+      return kPackRows * kQK32 * 2;
     default:
       return 0;
   }
@@ -278,6 +340,7 @@ void fill_scalar_packed(TypeTable& table) {
   table.packed_tile[static_cast<int>(DType::Q5_0)] = tile_scalar<DType::Q5_0>;
   table.packed_tile[static_cast<int>(DType::Q4_K)] = tile_scalar_q4_k;
   table.packed_tile[static_cast<int>(DType::Q6_K)] = tile_scalar_q6_k;
+  table.packed_tile[static_cast<int>(DType::F16)] = tile_scalar_f16;
 }
 
 void PackedMatrix::Free::operator()(uint8_t* p) const {
@@ -313,93 +376,133 @@ PackedMatrix PackedMatrix::pack(DType wtype, const void* w, int64_t rows, int64_
   return m;
 }
 
+namespace {
+
+// Writes token t's activation for weights of type t (Q8_0 / Q8_K blocks,
+// float scales, integer corrections; layout al) at row.
+void prepare_act(const TypeTable& table, DType type, const ActLayout& al, const float* x, int64_t cols,
+                 uint8_t* row) {
+  const int64_t nb = cols / block_elems(type);
+  auto* d = reinterpret_cast<float*>(row + al.q_bytes);
+  auto* c = reinterpret_cast<int32_t*>(row + al.q_bytes + al.d_bytes);
+  if (is_k(type)) {
+    table[DType::Q8_K].quantize_row(x, row, cols);
+    const auto* q = reinterpret_cast<const BlockQ8_K*>(row);
+    for (int64_t b = 0; b < nb; ++b) {
+      d[b] = q[b].d;
+      int32_t* cb = c + kKCorr * b;
+      if (type == DType::Q6_K) {
+        for (int j = 0; j < 16; ++j) cb[j] = -32 * q[b].bsums[j];
+      } else {
+        for (int j = 0; j < 8; ++j) cb[j] = q[b].bsums[2 * j] + q[b].bsums[2 * j + 1];
+        for (int j = 8; j < kKCorr; ++j) cb[j] = 0;
+      }
+    }
+    return;
+  }
+  table[DType::Q8_0].quantize_row(x, row, cols);
+  const int32_t offset = offset_of(type);
+  const auto* q = reinterpret_cast<const BlockQ8_0*>(row);
+  for (int64_t b = 0; b < nb; ++b) {
+    int32_t sum = 0;
+    for (int e = 0; e < kQK32; ++e) sum += q[b].qs[e];
+    d[b] = fp16_to_f32(q[b].d);
+    c[b] = -offset * sum;
+  }
+}
+
+// The most matrices one fused call takes (Q, K, V).
+constexpr size_t kMaxFused = 4;
+
+}  // namespace
+
+void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, ThreadPool& pool,
+            std::vector<uint8_t>& scratch) {
+  if (outs.empty() || n_tokens <= 0) return;
+  const int64_t cols = outs[0].w->cols();
+  bool fusable = outs.size() <= kMaxFused;
+  for (const PackedOut& o : outs) fusable = fusable && !o.w->empty() && o.w->cols() == cols;
+  if (!fusable) {
+    if (outs.size() == 1) return;  // an empty matrix
+    for (const PackedOut& o : outs) matmul(std::span<const PackedOut>(&o, 1), x, n_tokens, pool, scratch);
+    return;
+  }
+  const TypeTable& table = isa_table(active_isa());
+  struct Part {
+    const PackedMatrix* w;
+    float* y;
+    PackedTileFn tile;
+    int64_t nb, g0;  // blocks per row; first group in the fused numbering
+    size_t group_bytes;
+    ActLayout al;
+    const uint8_t* act;  // prepared activations (nullptr for F16: x in place)
+  };
+  Part parts[kMaxFused];
+  const size_t n_parts = outs.size();
+  int64_t n_groups = 0;
+  size_t act_bytes = 64;  // alignment slack
+  for (size_t i = 0; i < n_parts; ++i) {
+    const PackedMatrix& w = *outs[i].w;
+    Part& p = parts[i];
+    p = Part{&w, outs[i].y, table.packed_tile[static_cast<int>(w.type())], cols / block_elems(w.type()),
+             n_groups, 0, act_layout(w.type(), cols), nullptr};
+    p.group_bytes = static_cast<size_t>(p.nb * packed_block_bytes(w.type()));
+    n_groups += (w.rows() + kPackRows - 1) / kPackRows;
+    if (w.type() != DType::F16) act_bytes += p.al.row * static_cast<size_t>(n_tokens);
+  }
+
+  // Quantize each token once per weight type (matrices of the same type
+  // share the rows): Q8_0 / Q8_K blocks, float scales, integer corrections.
+  if (scratch.size() < act_bytes) scratch.resize(act_bytes);
+  uint8_t* next = scratch.data() + (64 - reinterpret_cast<uintptr_t>(scratch.data()) % 64) % 64;
+  size_t n_prepared = 0;
+  size_t prepared[kMaxFused];
+  for (size_t i = 0; i < n_parts; ++i) {
+    if (parts[i].w->type() == DType::F16) continue;
+    for (size_t j = 0; j < i && parts[i].act == nullptr; ++j)
+      if (parts[j].w->type() == parts[i].w->type()) parts[i].act = parts[j].act;
+    if (parts[i].act != nullptr) continue;
+    parts[i].act = next;
+    next += parts[i].al.row * static_cast<size_t>(n_tokens);
+    prepared[n_prepared++] = i;
+  }
+  auto prepare = [&](int64_t task) {
+    const Part& p = parts[prepared[task % static_cast<int64_t>(n_prepared)]];
+    const int64_t t = task / static_cast<int64_t>(n_prepared);
+    prepare_act(table, p.w->type(), p.al, x + t * cols, cols,
+                const_cast<uint8_t*>(p.act) + static_cast<size_t>(t) * p.al.row);
+  };
+  const int64_t n_prep = static_cast<int64_t>(n_prepared) * n_tokens;
+  if (n_prep == 1)
+    prepare(0);
+  else if (n_prep > 1)
+    pool.parallel_for(n_prep, [&](int64_t task, int) { prepare(task); });
+
+  run_groups(n_groups, n_tokens, pool, [&](int64_t g, int64_t t0, int nt, PackedAct* acts) {
+    size_t i = n_parts - 1;
+    while (g < parts[i].g0) --i;
+    const Part& p = parts[i];
+    for (int k = 0; k < nt; ++k) {
+      const int64_t t = t0 + k;
+      if (p.act == nullptr) {
+        acts[k] = PackedAct{x + t * cols, nullptr, nullptr};
+      } else {
+        const uint8_t* row = p.act + static_cast<size_t>(t) * p.al.row;
+        acts[k] = PackedAct{row, reinterpret_cast<const float*>(row + p.al.q_bytes),
+                            reinterpret_cast<const int32_t*>(row + p.al.q_bytes + p.al.d_bytes)};
+      }
+    }
+    const int64_t rows = p.w->rows(), lg = g - p.g0;
+    const int nr = static_cast<int>(std::min<int64_t>(kPackRows, rows - lg * kPackRows));
+    p.tile(p.nb, p.w->data() + static_cast<size_t>(lg) * p.group_bytes, acts, nt,
+           p.y + t0 * rows + lg * kPackRows, rows, nr);
+  });
+}
+
 void matmul(const PackedMatrix& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool,
             std::vector<uint8_t>& scratch) {
-  const int64_t rows = w.rows(), cols = w.cols();
-  if (w.empty() || n_tokens <= 0) return;
-  const TypeTable& table = isa_table(active_isa());
-  const PackedTileFn tile = table.packed_tile[static_cast<int>(w.type())];
-  const int64_t nb = cols / block_elems(w.type());
-  const int32_t offset = offset_of(w.type());
-
-  // Quantize each token once: Q8_0 / Q8_K blocks plus their float scales and
-  // the integer corrections (shared by every row).
-  const ActLayout al = act_layout(w.type(), cols);
-  if (scratch.size() < al.row * static_cast<size_t>(n_tokens) + 64)
-    scratch.resize(al.row * static_cast<size_t>(n_tokens) + 64);
-  uint8_t* base = scratch.data();
-  base += (64 - reinterpret_cast<uintptr_t>(base) % 64) % 64;
-  const bool k_quant = is_k(w.type());
-  const auto quantize = table[k_quant ? DType::Q8_K : DType::Q8_0].quantize_row;
-  auto prepare = [&](int64_t t) {
-    uint8_t* row = base + static_cast<size_t>(t) * al.row;
-    auto* d = reinterpret_cast<float*>(row + al.q_bytes);
-    auto* c = reinterpret_cast<int32_t*>(row + al.q_bytes + al.d_bytes);
-    quantize(x + t * cols, row, cols);
-    if (k_quant) {
-      const auto* q = reinterpret_cast<const BlockQ8_K*>(row);
-      for (int64_t b = 0; b < nb; ++b) {
-        d[b] = q[b].d;
-        int32_t* cb = c + kKCorr * b;
-        if (w.type() == DType::Q6_K) {
-          for (int j = 0; j < 16; ++j) cb[j] = -32 * q[b].bsums[j];
-        } else {
-          for (int j = 0; j < 8; ++j) cb[j] = q[b].bsums[2 * j] + q[b].bsums[2 * j + 1];
-          for (int j = 8; j < kKCorr; ++j) cb[j] = 0;
-        }
-      }
-      return;
-    }
-    const auto* q = reinterpret_cast<const BlockQ8_0*>(row);
-    for (int64_t b = 0; b < nb; ++b) {
-      int32_t sum = 0;
-      for (int e = 0; e < kQK32; ++e) sum += q[b].qs[e];
-      d[b] = fp16_to_f32(q[b].d);
-      c[b] = -offset * sum;
-    }
-  };
-  if (n_tokens == 1)
-    prepare(0);
-  else
-    pool.parallel_for(n_tokens, [&](int64_t t, int) { prepare(t); });
-  auto act_of = [&](int64_t t) {
-    const uint8_t* row = base + static_cast<size_t>(t) * al.row;
-    return PackedAct{row, reinterpret_cast<const float*>(row + al.q_bytes),
-                     reinterpret_cast<const int32_t*>(row + al.q_bytes + al.d_bytes)};
-  };
-
-  const int64_t n_groups = (rows + kPackRows - 1) / kPackRows;
-  const size_t group_bytes = static_cast<size_t>(nb * packed_block_bytes(w.type()));
-  // Guided split: each chunk takes 1 / (2 * threads) of the groups left, so
-  // the first chunks are large (few claims) and the last ones small (threads
-  // finish together); the boundaries depend only on the shape and the
-  // thread count, never on timing.
-  int64_t bounds[kMaxChunks + 1];
-  int64_t n_chunks = 0;
-  bounds[0] = 0;
-  const int64_t div = 2 * std::max(1, pool.size());
-  while (bounds[n_chunks] < n_groups) {
-    const int64_t left = n_groups - bounds[n_chunks];
-    const int64_t take = n_chunks + 1 == kMaxChunks ? left : std::max<int64_t>(kMinChunkGroups, left / div);
-    bounds[n_chunks + 1] = bounds[n_chunks] + std::min(left, take);
-    ++n_chunks;
-  }
-  pool.parallel_for(n_chunks, [&](int64_t chunk, int) {
-    const int64_t g0 = bounds[chunk], g1 = bounds[chunk + 1];
-    PackedAct acts[kPackMaxTokens];
-    for (int64_t c0 = 0; c0 < n_tokens; c0 += kTokenChunk) {
-      const int64_t c1 = std::min(n_tokens, c0 + kTokenChunk);
-      for (int64_t g = g0; g < g1; ++g) {
-        const int nr = static_cast<int>(std::min<int64_t>(kPackRows, rows - g * kPackRows));
-        const uint8_t* gw = w.data() + static_cast<size_t>(g) * group_bytes;
-        for (int64_t t0 = c0; t0 < c1; t0 += kPackMaxTokens) {
-          const int nt = static_cast<int>(std::min<int64_t>(kPackMaxTokens, c1 - t0));
-          for (int i = 0; i < nt; ++i) acts[i] = act_of(t0 + i);
-          tile(nb, gw, acts, nt, y + t0 * rows + g * kPackRows, rows, nr);
-        }
-      }
-    }
-  });
+  const PackedOut out{&w, y};
+  matmul(std::span<const PackedOut>(&out, 1), x, n_tokens, pool, scratch);
 }
 
 }  // namespace slm::kernels

@@ -1,4 +1,4 @@
-// AVX-512 VNNI tiles over packed Q4_0 / Q5_0 / Q8_0 / Q4_K / Q6_K groups (layout in internal.h).
+// AVX-512 VNNI tiles over packed Q4_0 / Q5_0 / Q8_0 / Q4_K / Q6_K groups (and F16 FMA tiles) (layout in internal.h).
 // One 512-bit VPDPBUSD multiplies 16 rows x 4 quants by 4 activation bytes
 // broadcast to every lane, so lane r accumulates row r: a block of 32
 // elements is 8 VPDPBUSD per token with no horizontal sums, one scale vector
@@ -13,6 +13,7 @@
 #include <immintrin.h>
 
 #include <cstring>
+#include <type_traits>
 
 #include "kernels/blocks.h"
 #include "kernels/internal.h"
@@ -263,28 +264,64 @@ void tile_any_q6_k(int64_t nb, const uint8_t* group, const PackedAct* act, int n
   }
 }
 
+// ------------------------------------------------------------------ F16
+// Column by column: one VCVTPH2PS turns the 16 rows' halfs into floats, one
+// FMA per token with the token's element broadcast. Two chains per token
+// (even and odd columns) hide the FMA latency when decoding; the scalar
+// oracle sums in the same order.
+template <int kNt>
+void tile_f16(int64_t nb, const uint8_t* group, const PackedAct* act, float* y, int64_t ldy, int nr) {
+  constexpr int64_t kBlockBytes = kPackRows * kQK32 * 2;
+  __m512 even[kNt], odd[kNt];
+#pragma GCC unroll 8
+  for (int t = 0; t < kNt; ++t) even[t] = odd[t] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = group + b * kBlockBytes;
+#pragma GCC unroll 4
+    for (int c = 0; c < kQK32; c += 2) {
+      const __m512 w0 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + c * 32)));
+      const __m512 w1 =
+          _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + c * 32 + 32)));
+#pragma GCC unroll 8
+      for (int t = 0; t < kNt; ++t) {
+        const float* x = static_cast<const float*>(act[t].q) + b * kQK32 + c;
+        even[t] = _mm512_fmadd_ps(w0, _mm512_set1_ps(x[0]), even[t]);
+        odd[t] = _mm512_fmadd_ps(w1, _mm512_set1_ps(x[1]), odd[t]);
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int t = 0; t < kNt; ++t) store_rows(y + t * ldy, _mm512_add_ps(even[t], odd[t]), nr);
+}
+
 template <DType kType>
 void tile_any(int64_t nb, const uint8_t* group, const PackedAct* act, int nt, float* y, int64_t ldy,
               int nr) {
   // Full tiles of 8 tokens (prompts) or 1 (decoding) are the hot shapes;
   // the rest cover prompt tails.
+  constexpr auto kTile = [](auto nt_tag) {
+    if constexpr (kType == DType::F16)
+      return tile_f16<decltype(nt_tag)::value>;
+    else
+      return tile<kType, decltype(nt_tag)::value>;
+  };
   switch (nt) {
     case 8:
-      return tile<kType, 8>(nb, group, act, y, ldy, nr);
+      return kTile(std::integral_constant<int, 8>{})(nb, group, act, y, ldy, nr);
     case 1:
-      return tile<kType, 1>(nb, group, act, y, ldy, nr);
+      return kTile(std::integral_constant<int, 1>{})(nb, group, act, y, ldy, nr);
     case 2:
-      return tile<kType, 2>(nb, group, act, y, ldy, nr);
+      return kTile(std::integral_constant<int, 2>{})(nb, group, act, y, ldy, nr);
     case 3:
-      return tile<kType, 3>(nb, group, act, y, ldy, nr);
+      return kTile(std::integral_constant<int, 3>{})(nb, group, act, y, ldy, nr);
     case 4:
-      return tile<kType, 4>(nb, group, act, y, ldy, nr);
+      return kTile(std::integral_constant<int, 4>{})(nb, group, act, y, ldy, nr);
     case 5:
-      return tile<kType, 5>(nb, group, act, y, ldy, nr);
+      return kTile(std::integral_constant<int, 5>{})(nb, group, act, y, ldy, nr);
     case 6:
-      return tile<kType, 6>(nb, group, act, y, ldy, nr);
+      return kTile(std::integral_constant<int, 6>{})(nb, group, act, y, ldy, nr);
     case 7:
-      return tile<kType, 7>(nb, group, act, y, ldy, nr);
+      return kTile(std::integral_constant<int, 7>{})(nb, group, act, y, ldy, nr);
     default:
       return;
   }
@@ -299,7 +336,8 @@ void fill_avx512_packed(TypeTable& table) {
   table.packed_tile[static_cast<int>(DType::Q8_0)] = tile_any<DType::Q8_0>;
   table.packed_tile[static_cast<int>(DType::Q4_K)] = tile_any_q4_k;
   table.packed_tile[static_cast<int>(DType::Q6_K)] = tile_any_q6_k;
-  for (DType t : {DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q6_K})
+  table.packed_tile[static_cast<int>(DType::F16)] = tile_any<DType::F16>;
+  for (DType t : {DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q6_K, DType::F16})
     table.packed_native[static_cast<int>(t)] = true;
 }
 

@@ -24,7 +24,8 @@ TEST_P(Packed, EveryIsaMatchesScalarTileAndPlainMatmul) {
   struct Shape {
     int64_t rows, cols, tokens;
   };
-  const int64_t bs = test::block_size(t);  // 32, or 256 for the K-quants
+  // 32 (legacy types, and F16's packed column blocks) or 256 (K-quants).
+  const int64_t bs = std::max<int64_t>(32, test::block_size(t));
   for (Shape s : {Shape{1, bs, 1}, Shape{16, 2 * bs, 1}, Shape{17, 3 * bs, 3}, Shape{48, 7 * bs, 8},
                   Shape{100, 8 * bs, 19}, Shape{33, 4 * bs, 9}}) {
     const auto wf = random_floats(s.rows * s.cols, 21, 0.05f);
@@ -57,8 +58,56 @@ TEST_P(Packed, EveryIsaMatchesScalarTileAndPlainMatmul) {
 
 INSTANTIATE_TEST_SUITE_P(PackedTypes, Packed,
                          ::testing::Values(DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4_K,
-                                           DType::Q6_K),
+                                           DType::Q6_K, DType::F16),
                          [](const auto& info) { return std::string(dtype_name(info.param)); });
+
+// Q, K, V or gate, up in one call: every matrix gets the bits of its own
+// call, on every ISA, at 1 and 2 threads, mixing types (Q5_0 and Q8_0 share
+// Q8_0 activation rows with different corrections, Q4_K takes Q8_K rows,
+// F16 the floats in place); a matrix of another width falls back to its own
+// call.
+TEST(PackedMatrix, FusedCallMatchesSeparateCalls) {
+  ThreadPool one(1), two(2);
+  std::vector<uint8_t> scratch;
+  const Isa before = active_isa();
+  const int64_t cols = 512;
+  struct Case {
+    DType type;
+    int64_t rows, cols;
+  };
+  const Case cases[] = {{DType::Q5_0, 40, cols}, {DType::Q8_0, 16, cols}, {DType::Q4_K, 7, cols},
+                        {DType::F16, 33, cols}, {DType::Q5_0, 20, 256}};
+  std::vector<PackedMatrix> ws;
+  for (size_t i = 0; i < std::size(cases); ++i) {
+    const auto w = test::quantize(cases[i].type, random_floats(cases[i].rows * cases[i].cols, 30 + i, 0.05f));
+    ws.push_back(PackedMatrix::pack(cases[i].type, w.data(), cases[i].rows, cases[i].cols));
+  }
+  for (int64_t tokens : {1, 3, 11}) {
+    const auto x = random_floats(tokens * cols, 40);
+    for (Isa isa : available_isas()) {
+      ASSERT_TRUE(set_active_isa(isa));
+      for (ThreadPool* pool : {&one, &two}) {
+        for (size_t n_fused : {size_t{2}, size_t{4}, size_t{5}}) {
+          std::vector<std::vector<float>> fused(n_fused), alone(n_fused);
+          std::vector<PackedOut> outs;
+          for (size_t i = 0; i < n_fused; ++i) {
+            fused[i].assign(cases[i].rows * tokens, -1.0f);
+            alone[i].assign(cases[i].rows * tokens, -2.0f);
+            outs.push_back({&ws[i], fused[i].data()});
+          }
+          matmul(outs, x.data(), tokens, *pool, scratch);
+          for (size_t i = 0; i < n_fused; ++i) {
+            if (cases[i].cols != cols) continue;  // x is too short for it alone
+            matmul(ws[i], x.data(), tokens, alone[i].data(), *pool, scratch);
+            ASSERT_EQ(0, std::memcmp(fused[i].data(), alone[i].data(), alone[i].size() * 4))
+                << isa_name(isa) << " matrix " << i << " of " << n_fused << " tokens=" << tokens;
+          }
+        }
+      }
+    }
+  }
+  set_active_isa(before);
+}
 
 TEST(PackedMatrix, LayoutsAndSizes) {
   EXPECT_FALSE(PackedMatrix::has_layout(DType::F32));
