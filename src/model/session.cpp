@@ -148,6 +148,7 @@ Scratch::Scratch(const ModelConfig& c, int64_t max_rows) : max_rows_(max_rows) {
     expert_order_.resize(c.n_expert);
   }
   out_rows_.resize(B * c.n_embd);
+  rope_.resize(B * c.n_rot);
 }
 
 void forward(const Model& model, std::span<const SeqChunk> chunks, Scratch& s, ThreadPool& pool) {
@@ -176,7 +177,13 @@ void forward(const Model& model, std::span<const SeqChunk> chunks, Scratch& s, T
   }
 
   const bool neox = c.rope_order == RopeOrder::kNeox;
-  const float* inv_freq = model.rope_inv_freq().data();
+  {
+    int64_t r = 0;
+    for (const SeqChunk& ch : chunks)
+      for (size_t i = 0; i < ch.tokens.size(); ++i, ++r)
+        ops::rope_angles(c.n_rot, ch.session->n_past_ + static_cast<int64_t>(i), model.rope_inv_freq().data(),
+                         &s.rope_[r * c.n_rot]);
+  }
   for (int64_t l = 0; l < c.n_layer; ++l) {
     const LayerWeights& lw = w.layers[l];
     const LayerVectors& lv = model.layer_vectors(l);
@@ -196,16 +203,16 @@ void forward(const Model& model, std::span<const SeqChunk> chunks, Scratch& s, T
         if (!lv.bq.empty()) ops::add(q, lv.bq.data(), qd);
         if (!lv.bk.empty()) ops::add(k, lv.bk.data(), kd);
         if (!lv.bv.empty()) ops::add(&s.v_[r * kd], lv.bv.data(), kd);
-        const int64_t pos = seq.n_past_ + i;
+        const float* cs = &s.rope_[r * c.n_rot];
         for (int64_t h = 0; h < c.n_head; ++h) {
           float* qh = q + h * c.head_dim;
           if (!lv.q_norm.empty()) ops::rms_norm(qh, lv.q_norm.data(), c.head_dim, c.norm_eps, qh);
-          ops::rope(qh, c.n_rot, pos, inv_freq, neox);
+          ops::rope_apply(qh, c.n_rot, cs, neox);
         }
         for (int64_t h = 0; h < c.n_head_kv; ++h) {
           float* kh = k + h * c.head_dim;
           if (!lv.k_norm.empty()) ops::rms_norm(kh, lv.k_norm.data(), c.head_dim, c.norm_eps, kh);
-          ops::rope(kh, c.n_rot, pos, inv_freq, neox);
+          ops::rope_apply(kh, c.n_rot, cs, neox);
         }
       }
       // Append this chunk's keys and values to its cache: [n_ctx][kv_dim] per layer.

@@ -81,12 +81,19 @@ void softmax(float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] *= inv;
 }
 
-void rope(float* x, int64_t n_rot, int64_t pos, const float* inv_freq, bool neox) {
+void rope_angles(int64_t n_rot, int64_t pos, const float* inv_freq, float* cs) {
   const int64_t half = n_rot / 2;
   for (int64_t i = 0; i < half; ++i) {
     const double theta = static_cast<double>(pos) * inv_freq[i];
-    const float c = static_cast<float>(std::cos(theta));
-    const float s = static_cast<float>(std::sin(theta));
+    cs[i] = static_cast<float>(std::cos(theta));
+    cs[half + i] = static_cast<float>(std::sin(theta));
+  }
+}
+
+void rope_apply(float* x, int64_t n_rot, const float* cs, bool neox) {
+  const int64_t half = n_rot / 2;
+  for (int64_t i = 0; i < half; ++i) {
+    const float c = cs[i], s = cs[half + i];
     const int64_t a = neox ? i : 2 * i;
     const int64_t b = neox ? i + half : 2 * i + 1;
     const float x0 = x[a], x1 = x[b];

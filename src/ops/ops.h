@@ -23,10 +23,14 @@ void swiglu(float* gate, const float* up, int64_t n);
 // In-place softmax over x[0..n).
 void softmax(float* x, int64_t n);
 
-// Rotary embedding of one head vector x[0..n_rot) at position pos.
-// inv_freq[i] (i < n_rot/2) is the angle per position of pair i.
-// neox: pairs (i, i + n_rot/2); otherwise adjacent pairs (2i, 2i+1).
-void rope(float* x, int64_t n_rot, int64_t pos, const float* inv_freq, bool neox);
+// Rotary embedding of one head vector x[0..n_rot) at position pos, in two
+// steps so a position's angles (double cos and sin, the costly part) are
+// computed once for every head of every layer. inv_freq[i] (i < n_rot/2) is
+// the angle per position of pair i; rope_angles fills cs[0..n_rot) with the
+// cos of pair i at i and its sin at n_rot/2 + i. neox: pairs (i, i + n_rot/2);
+// otherwise adjacent pairs (2i, 2i+1).
+void rope_angles(int64_t n_rot, int64_t pos, const float* inv_freq, float* cs);
+void rope_apply(float* x, int64_t n_rot, const float* cs, bool neox);
 
 // Causal grouped-query attention for a chunk of n_tokens new tokens whose
 // keys/values are already in the cache.
