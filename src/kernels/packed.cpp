@@ -283,7 +283,10 @@ ActLayout act_layout(DType t, int64_t cols) {
 constexpr int64_t kTokenChunk = 64;
 // Work split of a matmul (see the guided split in matmul).
 constexpr int kMaxChunks = 64;
-constexpr int64_t kMinChunkGroups = 2;
+// Smallest chunk: enough weight bytes that claiming it (an atomic on a line
+// both cores write) stays negligible, few enough that the threads' last
+// chunks end close together (one group of a 4864-wide Q6_K row is 64 KiB).
+constexpr int64_t kMinChunkBytes = 16 << 10;
 
 // Runs fn(group, t0, nt, acts) for every group of rows and tile of at most
 // kPackMaxTokens tokens, split over the pool. Guided split: each chunk takes
@@ -291,14 +294,16 @@ constexpr int64_t kMinChunkGroups = 2;
 // claims) and the last ones small (threads finish together); the boundaries
 // depend only on the shape and the thread count, never on timing.
 template <typename Fn>
-void run_groups(int64_t n_groups, int64_t n_tokens, ThreadPool& pool, const Fn& fn) {
+void run_groups(int64_t n_groups, size_t bytes, int64_t n_tokens, ThreadPool& pool, const Fn& fn) {
+  const int64_t min_groups =
+      std::max<int64_t>(1, kMinChunkBytes / std::max<int64_t>(1, static_cast<int64_t>(bytes) / n_groups));
   int64_t bounds[kMaxChunks + 1];
   int64_t n_chunks = 0;
   bounds[0] = 0;
   const int64_t div = 2 * std::max(1, pool.size());
   while (bounds[n_chunks] < n_groups) {
     const int64_t left = n_groups - bounds[n_chunks];
-    const int64_t take = n_chunks + 1 == kMaxChunks ? left : std::max<int64_t>(kMinChunkGroups, left / div);
+    const int64_t take = n_chunks + 1 == kMaxChunks ? left : std::max<int64_t>(min_groups, left / div);
     bounds[n_chunks + 1] = bounds[n_chunks] + std::min(left, take);
     ++n_chunks;
   }
@@ -440,6 +445,7 @@ void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, T
   Part parts[kMaxFused];
   const size_t n_parts = outs.size();
   int64_t n_groups = 0;
+  size_t total_bytes = 0;
   size_t act_bytes = 64;  // alignment slack
   for (size_t i = 0; i < n_parts; ++i) {
     const PackedMatrix& w = *outs[i].w;
@@ -448,6 +454,7 @@ void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, T
              n_groups, 0, act_layout(w.type(), cols), nullptr};
     p.group_bytes = static_cast<size_t>(p.nb * packed_block_bytes(w.type()));
     n_groups += (w.rows() + kPackRows - 1) / kPackRows;
+    total_bytes += w.size_bytes();
     if (w.type() != DType::F16) act_bytes += p.al.row * static_cast<size_t>(n_tokens);
   }
 
@@ -478,7 +485,7 @@ void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, T
   else if (n_prep > 1)
     pool.parallel_for(n_prep, [&](int64_t task, int) { prepare(task); });
 
-  run_groups(n_groups, n_tokens, pool, [&](int64_t g, int64_t t0, int nt, PackedAct* acts) {
+  run_groups(n_groups, total_bytes, n_tokens, pool, [&](int64_t g, int64_t t0, int nt, PackedAct* acts) {
     size_t i = n_parts - 1;
     while (g < parts[i].g0) --i;
     const Part& p = parts[i];
