@@ -43,7 +43,14 @@ for c in "${cases[@]}"; do
   done
   python3 - "$shape" "$type" "${runs[@]}" <<'PY'
 import json, statistics, sys
-shape, typ, runs = sys.argv[1], sys.argv[2], [json.loads(a) for a in sys.argv[3:]]
+def parse(text):
+    # llama-bench can abort half way (its repacked Q4_0 MoE path), leaving
+    # partial JSON: that run counts as no result.
+    try:
+        return json.loads(text)
+    except ValueError:
+        return []
+shape, typ, runs = sys.argv[1], sys.argv[2], [parse(a) for a in sys.argv[3:]]
 nan = float("nan")
 def llama(l, prompt):
     key = "n_prompt" if prompt else "n_gen"

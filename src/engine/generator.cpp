@@ -93,6 +93,13 @@ GenerateResult Generator::generate(std::span<const int32_t> prompt, const Genera
     if (on_text) on_text(text);
   };
 
+  // Room for every token this call can make, so the token loop does not
+  // grow these (context shifts keep the count within n_ctx).
+  const int64_t room = session_.n_ctx() - session_.n_past() + 1;
+  const int64_t most = o.n_predict >= 0 ? std::min<int64_t>(o.n_predict, room) : room;
+  res.tokens.reserve(static_cast<size_t>(std::max<int64_t>(most, 0)));
+  history_.reserve(static_cast<size_t>(session_.n_ctx()) + 1);
+
   Clock::time_point t_first;
   res.finish = FinishReason::kLength;
   for (int64_t i = 0; o.n_predict < 0 || i < o.n_predict; ++i) {

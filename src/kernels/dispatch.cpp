@@ -88,6 +88,7 @@ const TypeTable& avx2_table() {
   static const TypeTable table = [] {
     TypeTable t = scalar_table();
     fill_avx2(t);
+    fill_avx2_packed(t);
     return t;
   }();
   return table;

@@ -94,6 +94,7 @@ void fill_avx512(TypeTable& table);
 void fill_neon(TypeTable& table);
 void fill_neon_dotprod(TypeTable& table);
 void fill_scalar_packed(TypeTable& table);  // packed-layout oracle tiles
+void fill_avx2_packed(TypeTable& table);  // Q4_0 Q5_0 Q4_K
 void fill_avx512_packed(TypeTable& table);
 
 // The table of an ISA (the scalar one where the CPU lacks it).

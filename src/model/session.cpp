@@ -6,7 +6,6 @@
 #include <iterator>
 #include <numeric>
 #include <span>
-#include <utility>
 
 #include "base/error.h"
 #include "base/thread_pool.h"
@@ -16,40 +15,45 @@
 namespace slm::model {
 namespace {
 
-// y[n][w.rows()] = x[n][w.row_len()] . w^T, through the model's repacked
-// copy of w when it has one (Model::packed).
-void matmul(const Model& model, const Weight& w, const float* x, int64_t n, float* y,
+// y[n][w.rows()] = x[n][w.row_len()] . w^T for a 2-d weight, or with slice e
+// of a 3-d expert tensor, through the model's repacked copy when it has one
+// (Model::packed).
+void matmul(const Model& model, const Weight& w, int64_t e, const float* x, int64_t n, float* y,
             ThreadPool& pool, std::vector<uint8_t>& scratch) {
-  if (const kernels::PackedMatrix* p = model.packed(w))
+  if (const kernels::PackedMatrix* p = model.packed(w.expert(e)))
     return kernels::matmul(*p, x, n, y, pool, scratch);
-  kernels::matmul(w.type, w.data, w.rows(), w.row_len(), x, n, y, pool, scratch);
+  kernels::matmul(w.type, w.expert(e), w.rows(), w.row_len(), x, n, y, pool, scratch);
 }
+
+void matmul(const Model& model, const Weight& w, const float* x, int64_t n, float* y, ThreadPool& pool,
+            std::vector<uint8_t>& scratch) {
+  matmul(model, w, 0, x, n, y, pool, scratch);
+}
+
+struct SameInput {
+  const Weight* w;
+  int64_t expert;  // slice of a 3-d tensor; 0 for a matrix
+  float* y;
+};
 
 // Matrices that take the same input (Q, K and V; gate and up) in one fused
 // pass over the pool when all of them are repacked: one wake-up and one
 // finishing tail per group instead of per matrix, which is most of a small
 // matrix's time when decoding.
-void matmul_same_input(const Model& model, std::initializer_list<std::pair<const Weight*, float*>> ws,
-                       const float* x, int64_t n, ThreadPool& pool, std::vector<uint8_t>& scratch) {
+void matmul_same_input(const Model& model, std::initializer_list<SameInput> ws, const float* x, int64_t n,
+                       ThreadPool& pool, std::vector<uint8_t>& scratch) {
   kernels::PackedOut outs[4];
   size_t k = 0;
-  for (const auto& [w, y] : ws) {
-    const kernels::PackedMatrix* p = model.packed(*w);
+  for (const SameInput& in : ws) {
+    const kernels::PackedMatrix* p = model.packed(in.w->expert(in.expert));
     if (p == nullptr || k == std::size(outs)) {
       k = 0;
       break;
     }
-    outs[k++] = {p, y};
+    outs[k++] = {p, in.y};
   }
   if (k > 0) return kernels::matmul(std::span<const kernels::PackedOut>(outs, k), x, n, pool, scratch);
-  for (const auto& [w, y] : ws) matmul(model, *w, x, n, y, pool, scratch);
-}
-
-void matmul_expert(const Model& model, const Weight& w, int64_t e, const float* x, int64_t n, float* y,
-                   ThreadPool& pool, std::vector<uint8_t>& scratch) {
-  if (const kernels::PackedMatrix* p = model.packed(w.expert(e)))
-    return kernels::matmul(*p, x, n, y, pool, scratch);
-  kernels::matmul(w.type, w.expert(e), w.ne[1], w.ne[0], x, n, y, pool, scratch);
+  for (const SameInput& in : ws) matmul(model, *in.w, in.expert, x, n, in.y, pool, scratch);
 }
 
 }  // namespace
@@ -156,14 +160,16 @@ void forward(const Model& model, std::span<const SeqChunk> chunks, Scratch& s, T
   const ModelWeights& w = model.weights();
   const int64_t E = c.n_embd, qd = c.q_dim(), kd = c.kv_dim();
   int64_t n = 0;
-  int64_t max_span = 0;
+  int64_t max_ctx = 0;
   for (const SeqChunk& ch : chunks) {
     n += static_cast<int64_t>(ch.tokens.size());
-    max_span = std::max(max_span, ch.session->n_past() + static_cast<int64_t>(ch.tokens.size()));
+    max_ctx = std::max(max_ctx, ch.session->n_ctx());
   }
   if (n == 0) return;
   if (n > s.max_rows_) throw Error("internal: batch of " + std::to_string(n) + " rows exceeds the scratch");
-  const size_t need_scores = static_cast<size_t>(pool.size() * max_span);
+  // Scores for a whole context per thread (32768 positions: 128 KiB each),
+  // sized on a sequence's first step so the token loop never allocates.
+  const size_t need_scores = static_cast<size_t>(pool.size() * max_ctx);
   if (s.scores_.size() < need_scores) s.scores_.resize(need_scores);
 
   const kernels::TypeTraits& emb = kernels::traits(w.token_embd.type);
@@ -190,7 +196,7 @@ void forward(const Model& model, std::span<const SeqChunk> chunks, Scratch& s, T
 
     // --- attention ---
     for (int64_t r = 0; r < n; ++r) ops::rms_norm(&s.x_[r * E], lv.attn_norm.data(), E, c.norm_eps, &s.xn_[r * E]);
-    matmul_same_input(model, {{&lw.wq, s.q_.data()}, {&lw.wk, s.k_.data()}, {&lw.wv, s.v_.data()}},
+    matmul_same_input(model, {{&lw.wq, 0, s.q_.data()}, {&lw.wk, 0, s.k_.data()}, {&lw.wv, 0, s.v_.data()}},
                       s.xn_.data(), n, pool, s.matmul_);
     int64_t r0 = 0;
     for (const SeqChunk& ch : chunks) {
@@ -230,8 +236,8 @@ void forward(const Model& model, std::span<const SeqChunk> chunks, Scratch& s, T
     // --- feed-forward ---
     for (int64_t r = 0; r < n; ++r) ops::rms_norm(&s.x_[r * E], lv.ffn_norm.data(), E, c.norm_eps, &s.xn_[r * E]);
     if (!c.is_moe()) {
-      matmul_same_input(model, {{&lw.ffn_gate, s.gate_.data()}, {&lw.ffn_up, s.up_.data()}}, s.xn_.data(), n,
-                        pool, s.matmul_);
+      matmul_same_input(model, {{&lw.ffn_gate, 0, s.gate_.data()}, {&lw.ffn_up, 0, s.up_.data()}}, s.xn_.data(),
+                        n, pool, s.matmul_);
       ops::swiglu(s.gate_.data(), s.up_.data(), n * c.n_ff);
       matmul(model, lw.ffn_down, s.gate_.data(), n, s.proj_.data(), pool, s.matmul_);
     } else {
@@ -267,11 +273,11 @@ void forward(const Model& model, std::span<const SeqChunk> chunks, Scratch& s, T
               ++m;
             }
         if (m == 0) continue;
-        matmul_expert(model, lw.gate_exps, e, s.expert_in_.data(), m, s.gate_.data(), pool, s.matmul_);
-        matmul_expert(model, lw.up_exps, e, s.expert_in_.data(), m, s.up_.data(), pool, s.matmul_);
+        matmul_same_input(model, {{&lw.gate_exps, e, s.gate_.data()}, {&lw.up_exps, e, s.up_.data()}},
+                          s.expert_in_.data(), m, pool, s.matmul_);
         ops::swiglu(s.gate_.data(), s.up_.data(), m * ff);
         // expert_in_ is free again: reuse it for the expert's output [m][n_embd].
-        matmul_expert(model, lw.down_exps, e, s.gate_.data(), m, s.expert_in_.data(), pool, s.matmul_);
+        matmul(model, lw.down_exps, e, s.gate_.data(), m, s.expert_in_.data(), pool, s.matmul_);
         for (int64_t i = 0; i < m; ++i) {
           float* dst = &s.proj_[s.expert_rows_[i] * E];
           const float* src = &s.expert_in_[i * E];
@@ -296,6 +302,17 @@ void forward(const Model& model, std::span<const SeqChunk> chunks, Scratch& s, T
   }
   if (n_out == 0) return;
   const int64_t V = c.n_vocab;
+  if (n_out == 1) {
+    // One sequence decoding: its logits go straight to the session (saves
+    // copying n_vocab floats per token).
+    for (const SeqChunk& ch : chunks) {
+      if (ch.logits == nullptr) continue;
+      float* dst = ch.session->logits_.data();
+      matmul(model, w.output, s.out_rows_.data(), 1, dst, pool, s.matmul_);
+      if (ch.logits != dst) std::memcpy(ch.logits, dst, V * sizeof(float));
+      return;
+    }
+  }
   if (s.logits_.size() < static_cast<size_t>(n_out * V)) s.logits_.resize(static_cast<size_t>(n_out * V));
   matmul(model, w.output, s.out_rows_.data(), n_out, s.logits_.data(), pool, s.matmul_);
   int64_t o = 0;
