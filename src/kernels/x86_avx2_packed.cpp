@@ -96,10 +96,60 @@ void tile_half(int64_t nb, const uint8_t* group, int h, const PackedAct* act, fl
   for (int t = 0; t < kNt; ++t) store_rows(y + t * ldy, acc[t], nr);
 }
 
+// Decoding (one token): both halves in one pass, so the group streams from
+// memory once; the words go straight into the int16 sums.
+template <DType kType>
+void tile_one_token(int64_t nb, const uint8_t* group, const PackedAct& act, float* y, int nr) {
+  constexpr int64_t kQhBytes = kType == DType::Q5_0 ? kPackRows * 4 : 0;
+  constexpr int64_t kQsOffset = kScaleBytes + kQhBytes;
+  constexpr int64_t kBlockBytes = kQsOffset + kPackRows * 16;
+  const __m256i low4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1), bit4 = _mm256_set1_epi8(0x10);
+  __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = group + b * kBlockBytes;
+    const int8_t* q = static_cast<const BlockQ8_0*>(act.q)[b].qs;
+    __m256i lo16[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+    __m256i hi16[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+    __m256i qh[2] = {};
+    if constexpr (kType == DType::Q5_0)
+      for (int h = 0; h < 2; ++h)
+        qh[h] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + kScaleBytes + 32 * h));
+    for (int k = 0; k < 4; ++k) {
+      const __m256i qlo = bcast_word(q + 4 * k), qhi = bcast_word(q + 16 + 4 * k);
+      for (int h = 0; h < 2; ++h) {
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + kQsOffset + 64 * k + 32 * h));
+        __m256i wlo = _mm256_and_si256(v, low4), whi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+        if constexpr (kType == DType::Q5_0) {
+          // Bits k and k + 4 of each qh byte are the fifth bits of words k and k + 4.
+          wlo = _mm256_or_si256(wlo, _mm256_and_si256(_mm256_slli_epi32(qh[h], 4 - k), bit4));
+          whi = _mm256_or_si256(whi, _mm256_and_si256(_mm256_srli_epi32(qh[h], k), bit4));
+        }
+        lo16[h] = _mm256_add_epi16(lo16[h], _mm256_maddubs_epi16(wlo, qlo));
+        hi16[h] = _mm256_add_epi16(hi16[h], _mm256_maddubs_epi16(whi, qhi));
+      }
+    }
+    const __m256 dy = _mm256_set1_ps(act.d[b]);
+    const __m256i corr = _mm256_set1_epi32(act.corr[b]);
+    for (int h = 0; h < 2; ++h) {
+      __m256i isum;
+      if constexpr (kType == DType::Q4_0)
+        isum = _mm256_madd_epi16(_mm256_add_epi16(lo16[h], hi16[h]), ones);
+      else
+        isum = _mm256_add_epi32(_mm256_madd_epi16(lo16[h], ones), _mm256_madd_epi16(hi16[h], ones));
+      isum = _mm256_add_epi32(isum, corr);
+      const __m256 dw =
+          _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2 * kHalfRows * h)));
+      acc[h] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(isum), dw), dy, acc[h]);
+    }
+  }
+  for (int h = 0; h < 2 && kHalfRows * h < nr; ++h) store_rows(y + kHalfRows * h, acc[h], nr - kHalfRows * h);
+}
+
 template <DType kType>
 void tile_any(int64_t nb, const uint8_t* group, const PackedAct* act, int nt, float* y, int64_t ldy,
               int nr) {
-  // Half 0 streams the group from memory; half 1 finds it in L1 / L2.
+  if (nt == 1) return tile_one_token<kType>(nb, group, act[0], y, nr);
+  // Prompts: half 0 streams the group from memory; half 1 finds it in L1 / L2.
   for (int h = 0; h < 2 && 8 * h < nr; ++h) {
     float* yh = y + kHalfRows * h;
     const int nrh = nr - kHalfRows * h;
