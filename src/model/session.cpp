@@ -302,26 +302,26 @@ void forward(const Model& model, std::span<const SeqChunk> chunks, Scratch& s, T
   }
   if (n_out == 0) return;
   const int64_t V = c.n_vocab;
-  if (n_out == 1) {
-    // One sequence decoding: its logits go straight to the session (saves
-    // copying n_vocab floats per token).
-    for (const SeqChunk& ch : chunks) {
-      if (ch.logits == nullptr) continue;
-      float* dst = ch.session->logits_.data();
-      matmul(model, w.output, s.out_rows_.data(), 1, dst, pool, s.matmul_);
-      if (ch.logits != dst) std::memcpy(ch.logits, dst, V * sizeof(float));
-      return;
-    }
+  // A single row (one sequence decoding) is written straight into its
+  // session's logits, saving an n_vocab copy per token; more rows go through
+  // the scratch.
+  float* out = nullptr;
+  if (n_out == 1)
+    for (const SeqChunk& ch : chunks)
+      if (ch.logits != nullptr) out = ch.session->logits_.data();
+  if (out == nullptr) {
+    if (s.logits_.size() < static_cast<size_t>(n_out * V)) s.logits_.resize(static_cast<size_t>(n_out * V));
+    out = s.logits_.data();
   }
-  if (s.logits_.size() < static_cast<size_t>(n_out * V)) s.logits_.resize(static_cast<size_t>(n_out * V));
-  matmul(model, w.output, s.out_rows_.data(), n_out, s.logits_.data(), pool, s.matmul_);
+  matmul(model, w.output, s.out_rows_.data(), n_out, out, pool, s.matmul_);
   int64_t o = 0;
   for (const SeqChunk& ch : chunks) {
     if (ch.logits == nullptr) continue;
     const int64_t rows = ch.all_rows ? static_cast<int64_t>(ch.tokens.size()) : 1;
-    const float* src = &s.logits_[o * V];
-    if (ch.logits != ch.session->logits_.data()) std::memcpy(ch.logits, src, rows * V * sizeof(float));
-    std::memcpy(ch.session->logits_.data(), src + (rows - 1) * V, V * sizeof(float));
+    const float* src = out + o * V;
+    float* last = ch.session->logits_.data();
+    if (ch.logits != last) std::memcpy(ch.logits, src, rows * V * sizeof(float));
+    if (last != src + (rows - 1) * V) std::memcpy(last, src + (rows - 1) * V, V * sizeof(float));
     o += rows;
   }
 }
