@@ -150,25 +150,12 @@ void tile_any(int64_t nb, const uint8_t* group, const PackedAct* act, int nt, fl
               int nr) {
   if (nt == 1) return tile_one_token<kType>(nb, group, act[0], y, nr);
   // Prompts: half 0 streams the group from memory; half 1 finds it in L1 / L2.
-  for (int h = 0; h < 2 && 8 * h < nr; ++h) {
+  for (int h = 0; h < 2 && kHalfRows * h < nr; ++h) {
     float* yh = y + kHalfRows * h;
     const int nrh = nr - kHalfRows * h;
-    for (int t0 = 0; t0 < nt; t0 += kMaxNt) {
-      switch (nt - t0 < kMaxNt ? nt - t0 : kMaxNt) {
-        case 4:
-          tile_half<kType, 4>(nb, group, h, act + t0, yh + t0 * ldy, ldy, nrh);
-          break;
-        case 3:
-          tile_half<kType, 3>(nb, group, h, act + t0, yh + t0 * ldy, ldy, nrh);
-          break;
-        case 2:
-          tile_half<kType, 2>(nb, group, h, act + t0, yh + t0 * ldy, ldy, nrh);
-          break;
-        default:
-          tile_half<kType, 1>(nb, group, h, act + t0, yh + t0 * ldy, ldy, nrh);
-          break;
-      }
-    }
+    in_token_passes<kMaxNt>(nt, [&](int t0, auto count) {
+      tile_half<kType, decltype(count)::value>(nb, group, h, act + t0, yh + t0 * ldy, ldy, nrh);
+    });
   }
 }
 

@@ -13,7 +13,6 @@
 #include <immintrin.h>
 
 #include <cstring>
-#include <type_traits>
 
 #include "kernels/blocks.h"
 #include "kernels/internal.h"
@@ -162,22 +161,9 @@ void tile_q4_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y,
 
 void tile_any_q4_k(int64_t nb, const uint8_t* group, const PackedAct* act, int nt, float* y,
                    int64_t ldy, int nr) {
-  for (int t0 = 0; t0 < nt; t0 += 4) {
-    switch (nt - t0 < 4 ? nt - t0 : 4) {
-      case 4:
-        tile_q4_k<4>(nb, group, act + t0, y + t0 * ldy, ldy, nr);
-        break;
-      case 3:
-        tile_q4_k<3>(nb, group, act + t0, y + t0 * ldy, ldy, nr);
-        break;
-      case 2:
-        tile_q4_k<2>(nb, group, act + t0, y + t0 * ldy, ldy, nr);
-        break;
-      default:
-        tile_q4_k<1>(nb, group, act + t0, y + t0 * ldy, ldy, nr);
-        break;
-    }
-  }
+  in_token_passes<4>(nt, [&](int t0, auto count) {
+    tile_q4_k<decltype(count)::value>(nb, group, act + t0, y + t0 * ldy, ldy, nr);
+  });
 }
 
 // ------------------------------------------------------------------ Q6_K
@@ -246,22 +232,9 @@ void tile_q6_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y,
 
 void tile_any_q6_k(int64_t nb, const uint8_t* group, const PackedAct* act, int nt, float* y,
                    int64_t ldy, int nr) {
-  for (int t0 = 0; t0 < nt; t0 += 4) {
-    switch (nt - t0 < 4 ? nt - t0 : 4) {
-      case 4:
-        tile_q6_k<4>(nb, group, act + t0, y + t0 * ldy, ldy, nr);
-        break;
-      case 3:
-        tile_q6_k<3>(nb, group, act + t0, y + t0 * ldy, ldy, nr);
-        break;
-      case 2:
-        tile_q6_k<2>(nb, group, act + t0, y + t0 * ldy, ldy, nr);
-        break;
-      default:
-        tile_q6_k<1>(nb, group, act + t0, y + t0 * ldy, ldy, nr);
-        break;
-    }
-  }
+  in_token_passes<4>(nt, [&](int t0, auto count) {
+    tile_q6_k<decltype(count)::value>(nb, group, act + t0, y + t0 * ldy, ldy, nr);
+  });
 }
 
 // ------------------------------------------------------------------ F16
@@ -299,32 +272,13 @@ void tile_any(int64_t nb, const uint8_t* group, const PackedAct* act, int nt, fl
               int nr) {
   // Full tiles of 8 tokens (prompts) or 1 (decoding) are the hot shapes;
   // the rest cover prompt tails.
-  constexpr auto kTile = [](auto nt_tag) {
+  with_token_count<kPackMaxTokens>(nt, [&](auto count) {
+    constexpr int kNt = decltype(count)::value;
     if constexpr (kType == DType::F16)
-      return tile_f16<decltype(nt_tag)::value>;
+      tile_f16<kNt>(nb, group, act, y, ldy, nr);
     else
-      return tile<kType, decltype(nt_tag)::value>;
-  };
-  switch (nt) {
-    case 8:
-      return kTile(std::integral_constant<int, 8>{})(nb, group, act, y, ldy, nr);
-    case 1:
-      return kTile(std::integral_constant<int, 1>{})(nb, group, act, y, ldy, nr);
-    case 2:
-      return kTile(std::integral_constant<int, 2>{})(nb, group, act, y, ldy, nr);
-    case 3:
-      return kTile(std::integral_constant<int, 3>{})(nb, group, act, y, ldy, nr);
-    case 4:
-      return kTile(std::integral_constant<int, 4>{})(nb, group, act, y, ldy, nr);
-    case 5:
-      return kTile(std::integral_constant<int, 5>{})(nb, group, act, y, ldy, nr);
-    case 6:
-      return kTile(std::integral_constant<int, 6>{})(nb, group, act, y, ldy, nr);
-    case 7:
-      return kTile(std::integral_constant<int, 7>{})(nb, group, act, y, ldy, nr);
-    default:
-      return;
-  }
+      tile<kType, kNt>(nb, group, act, y, ldy, nr);
+  });
 }
 
 }  // namespace
