@@ -262,9 +262,14 @@ void Server::Impl::setup() {
         log_line("internal error: " + log_safe(what));
         send_error(res, ApiError(500, "internal server error: " + what, {}, {}, "server_error"));
       });
-  http.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
+  // Counted once the status is final but before the response is written (the
+  // logger runs after it), so a client that reads /metrics right after its
+  // answer sees its own request.
+  http.set_post_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     const char* label = endpoint_label(req.path);
     if (std::string_view(label) != "web") metrics.on_request(label, res.status);
+  });
+  http.set_logger([](const httplib::Request& req, const httplib::Response& res) {
     log_line(log_safe(req.method, 16) + " " + log_safe(req.path, 200) + " " +
              std::to_string(res.status));
   });
