@@ -106,7 +106,7 @@ Stat stats(const std::vector<double>& v) {
 // mixture of experts only the chosen experts' share of the expert tensors.
 double bytes_per_token(const model::Model& m) {
   const model::ModelConfig& c = m.config();
-  const bool tied = m.weights().output.data == m.weights().token_embd.data;
+  const bool tied = m.weights().output.view.data == m.weights().token_embd.data;
   double total = 0;
   for (const gguf::TensorInfo& t : m.file().tensors()) {
     const std::string_view name = t.name;

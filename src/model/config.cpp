@@ -52,33 +52,14 @@ struct Reader {
 
 }  // namespace
 
-std::string_view arch_name(Arch arch) {
-  switch (arch) {
-    case Arch::kLlama: return "llama";
-    case Arch::kQwen2: return "qwen2";
-    case Arch::kQwen3: return "qwen3";
-    case Arch::kQwen3Moe: return "qwen3moe";
-  }
-  return "unknown";
-}
-
 ModelConfig read_config(const gguf::File& file) {
   ModelConfig c;
   const auto arch = file.get_string("general.architecture");
   if (!arch) throw Error(file.name() + ": metadata key 'general.architecture' is missing");
   c.arch_name = std::string(*arch);
-  if (*arch == "llama" || *arch == "mistral") {
-    c.arch = Arch::kLlama;
-  } else if (*arch == "qwen2") {
-    c.arch = Arch::kQwen2;
-  } else if (*arch == "qwen3") {
-    c.arch = Arch::kQwen3;
-  } else if (*arch == "qwen3moe") {
-    c.arch = Arch::kQwen3Moe;
-  } else {
-    throw Error(file.name() + ": unsupported architecture '" + c.arch_name +
-                "' (supported: llama, mistral, qwen2, qwen3, qwen3moe)");
-  }
+  c.family = find_family(*arch);
+  if (c.family == nullptr)
+    throw Error(file.name() + ": unsupported architecture '" + c.arch_name + "' (supported: " + family_names() + ")");
   const Reader r{file, c.arch_name};
 
   c.n_embd = r.integer("embedding_length", 1, kMaxDim);
@@ -98,7 +79,7 @@ ModelConfig read_config(const gguf::File& file) {
   c.n_ctx_train = r.integer_or("context_length", 2048, 1, int64_t{1} << 24);
   c.norm_eps = r.number_or("attention.layer_norm_rms_epsilon", 1e-5f, 0.0f, 1.0f);
 
-  c.rope_order = c.arch == Arch::kLlama ? RopeOrder::kNormal : RopeOrder::kNeox;
+  c.rope_order = c.family->rope_order;
   c.n_rot = r.integer_or("rope.dimension_count", c.head_dim, 2, c.head_dim);
   if (c.n_rot % 2 != 0) r.fail(r.key("rope.dimension_count"), "must be even");
   c.rope_base = r.number_or("rope.freq_base", 10000.0f, 1.0f, 1e12f);
@@ -130,8 +111,8 @@ ModelConfig read_config(const gguf::File& file) {
     c.n_expert_used = r.integer("expert_used_count", 1, c.n_expert);
     c.n_ff_expert = r.integer_or("expert_feed_forward_length", c.n_ff, 1, kMaxDim);
     if (const auto norm = file.get_bool(r.key("expert_weights_norm"))) c.expert_weights_norm = *norm;
-  } else if (c.arch == Arch::kQwen3Moe) {
-    r.fail(r.key("expert_count"), "is missing (qwen3moe needs experts)");
+  } else if (c.family->needs_experts) {
+    r.fail(r.key("expert_count"), "is missing (" + std::string(c.family->name) + " needs experts)");
   }
   if (!c.is_moe() && c.n_ff <= 0) r.fail(r.key("feed_forward_length"), "is missing");
   return c;

@@ -7,16 +7,15 @@
 #include <string>
 
 #include "gguf/gguf.h"
+#include "model/arch.h"
 
 namespace slm::model {
 
-enum class Arch { kLlama, kQwen2, kQwen3, kQwen3Moe };
-enum class RopeOrder { kNormal, kNeox };  // adjacent pairs vs. halves
 enum class RopeScaling { kNone, kLinear, kLlama3 };
 
 struct ModelConfig {
-  Arch arch = Arch::kLlama;
-  std::string arch_name;
+  const Family* family = nullptr;  // never null after read_config
+  std::string arch_name;           // general.architecture as written
   int64_t n_vocab = 0;
   int64_t n_embd = 0;
   int64_t n_layer = 0;
@@ -53,7 +52,5 @@ struct ModelConfig {
 // Reads and validates the configuration. Throws slm::Error naming the file
 // and the key (unsupported architecture, missing or out-of-range values).
 ModelConfig read_config(const gguf::File& file);
-
-std::string_view arch_name(Arch arch);
 
 }  // namespace slm::model

@@ -1,95 +1,149 @@
 #include "model/weights.h"
 
+#include <cstring>
 #include <string>
 
 #include "base/error.h"
+#include "base/fp16.h"
 
 namespace slm::model {
 namespace {
 
+using backend::Linear;
+using backend::MatrixView;
+
 class Binder {
  public:
-  explicit Binder(const gguf::File& f) : f_(f) {}
+  Binder(const gguf::File& f, const ModelConfig& c) : f_(f), c_(c) {}
 
-  // Binds a tensor whose shape must be exactly `shape` (1 to 3 dims).
-  Weight get(const std::string& name, std::initializer_list<int64_t> shape, bool required = true,
-             bool float_only = false) const {
-    const gguf::TensorInfo* t = f_.find_tensor(name);
-    if (t == nullptr) {
-      if (required) throw Error(f_.name() + ": tensor '" + name + "' is missing");
-      return {};
+  // The tensor of t (layer < 0: a global one) with its shape checked, or
+  // nullptr when it is absent and allowed to be.
+  const gguf::TensorInfo* find(const TensorSpec& t, int64_t layer, const std::string& name) const {
+    const gguf::TensorInfo* info = f_.find_tensor(name);
+    if (info == nullptr) {
+      if (required(t, c_)) throw Error(f_.name() + ": tensor '" + name + "' is missing");
+      return nullptr;
     }
-    Weight w;
-    w.type = t->type;
-    w.data = t->data;
-    int i = 0;
-    for (int64_t d : shape) w.ne[i++] = d;
-    const int n = static_cast<int>(shape.size());
+    const int n = static_cast<int>(t.shape.size());
+    int64_t want[3] = {0, 0, 0};
+    for (int d = 0; d < n; ++d) want[d] = dim_value(t.shape[d], c_);
     // Dimensions past the expected ones must be 1 (unused GGUF dims read as 1).
     bool ok = true;
-    for (int d = 0; d < 4 && ok; ++d) ok = t->ne[d] == (d < n ? w.ne[d] : 1);
+    for (int d = 0; d < 4 && ok; ++d) ok = info->ne[d] == (d < n ? want[d] : 1);
     if (!ok) {
-      std::string want, got;
-      for (int d = 0; d < n; ++d) want += (d ? ", " : "") + std::to_string(w.ne[d]);
-      for (int d = 0; d < t->n_dims; ++d) got += (d ? ", " : "") + std::to_string(t->ne[d]);
-      throw Error(f_.name() + ": tensor '" + name + "' has shape [" + got + "], expected [" + want + "]");
+      std::string w, got;
+      for (int d = 0; d < n; ++d) w += (d ? ", " : "") + std::to_string(want[d]);
+      for (int d = 0; d < info->n_dims; ++d) got += (d ? ", " : "") + std::to_string(info->ne[d]);
+      throw Error(f_.name() + ": tensor '" + name + "' has shape [" + got + "], expected [" + w + "]");
     }
-    if (float_only && t->type != DType::F32 && t->type != DType::F16 && t->type != DType::BF16)
+    const bool is_float = info->type == DType::F32 || info->type == DType::F16 || info->type == DType::BF16;
+    if (t.kind == Kind::kVector && !is_float)
       throw Error(f_.name() + ": tensor '" + name + "' must be F32, F16 or BF16, not " +
-                  std::string(dtype_name(t->type)));
-    if (n > 1 && !row_fits(t->type, w.ne[0]))
+                  std::string(dtype_name(info->type)));
+    if (n > 1 && !row_fits(info->type, want[0]))
       throw Error(f_.name() + ": tensor '" + name + "': rows do not fit the block size");
-    return w;
+    return info;
+  }
+
+  static MatrixView matrix(const gguf::TensorInfo& t, int64_t slice = 0) {
+    const size_t bytes = static_cast<size_t>(t.ne[1]) * static_cast<size_t>(row_bytes(t.type, t.ne[0]));
+    return {t.type, t.data + static_cast<size_t>(slice) * bytes, t.ne[1], t.ne[0]};
+  }
+
+  // A 1-d F32/F16/BF16 tensor as float32.
+  static std::vector<float> floats(const gguf::TensorInfo& t) {
+    const int64_t n = t.ne[0];
+    std::vector<float> out(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) {
+      uint16_t h = 0;
+      if (t.type == DType::F32) {
+        std::memcpy(&out[i], t.data + 4 * i, 4);
+        continue;
+      }
+      std::memcpy(&h, t.data + 2 * i, 2);
+      out[i] = t.type == DType::F16 ? fp16_to_f32(h) : bf16_to_f32(h);
+    }
+    return out;
   }
 
  private:
   const gguf::File& f_;
+  const ModelConfig& c_;
 };
+
+Linear linear_of(const gguf::TensorInfo& t, backend::Role role, int64_t slice = 0) {
+  Linear l;
+  l.view = Binder::matrix(t, slice);
+  l.role = role;
+  return l;
+}
 
 }  // namespace
 
 ModelWeights bind_weights(const gguf::File& file, ModelConfig& c) {
-  const Binder b(file);
-  ModelWeights w;
   const gguf::TensorInfo* emb = file.find_tensor("token_embd.weight");
   if (emb == nullptr) throw Error(file.name() + ": tensor 'token_embd.weight' is missing");
   c.n_vocab = emb->ne[1];
-  w.token_embd = b.get("token_embd.weight", {c.n_embd, c.n_vocab});
-  w.output_norm = b.get("output_norm.weight", {c.n_embd}, true, true);
-  w.output = b.get("output.weight", {c.n_embd, c.n_vocab}, false);
-  if (!w.output.present()) w.output = w.token_embd;  // tied embeddings
-  w.rope_freqs = b.get("rope_freqs.weight", {c.n_rot / 2}, false, true);
+  const Binder b(file, c);
+  const Family& fam = *c.family;
+  ModelWeights w;
+  for (const TensorSpec& t : fam.globals) {
+    const std::string name = tensor_name(t, -1);
+    const gguf::TensorInfo* info = b.find(t, -1, name);
+    if (info == nullptr) continue;
+    if (t.global_table) w.*t.global_table = Binder::matrix(*info);
+    if (t.global_vector) w.*t.global_vector = Binder::floats(*info);
+    if (t.global_matrix) w.*t.global_matrix = linear_of(*info, t.role);
+  }
+  // Tied embeddings: the output matrix is the embedding table.
+  if (!w.output.present()) w.output = Linear{w.token_embd, backend::Role::kOutput, nullptr};
 
-  const bool qwen2 = c.arch == Arch::kQwen2;
-  const bool qk_norm = c.arch == Arch::kQwen3 || c.arch == Arch::kQwen3Moe;
   w.layers.resize(c.n_layer);
   for (int64_t i = 0; i < c.n_layer; ++i) {
-    const std::string p = "blk." + std::to_string(i) + ".";
     LayerWeights& l = w.layers[i];
-    l.attn_norm = b.get(p + "attn_norm.weight", {c.n_embd}, true, true);
-    l.wq = b.get(p + "attn_q.weight", {c.n_embd, c.q_dim()});
-    l.wk = b.get(p + "attn_k.weight", {c.n_embd, c.kv_dim()});
-    l.wv = b.get(p + "attn_v.weight", {c.n_embd, c.v_dim()});
-    l.wo = b.get(p + "attn_output.weight", {c.n_head * c.head_dim_v, c.n_embd});
-    // Biases are required by qwen2 and allowed (some llama finetunes) elsewhere.
-    l.bq = b.get(p + "attn_q.bias", {c.q_dim()}, qwen2, true);
-    l.bk = b.get(p + "attn_k.bias", {c.kv_dim()}, qwen2, true);
-    l.bv = b.get(p + "attn_v.bias", {c.v_dim()}, qwen2, true);
-    l.q_norm = b.get(p + "attn_q_norm.weight", {c.head_dim}, qk_norm, true);
-    l.k_norm = b.get(p + "attn_k_norm.weight", {c.head_dim}, qk_norm, true);
-    l.ffn_norm = b.get(p + "ffn_norm.weight", {c.n_embd}, true, true);
-    if (c.is_moe()) {
-      l.gate_inp = b.get(p + "ffn_gate_inp.weight", {c.n_embd, c.n_expert});
-      l.gate_exps = b.get(p + "ffn_gate_exps.weight", {c.n_embd, c.n_ff_expert, c.n_expert});
-      l.up_exps = b.get(p + "ffn_up_exps.weight", {c.n_embd, c.n_ff_expert, c.n_expert});
-      l.down_exps = b.get(p + "ffn_down_exps.weight", {c.n_ff_expert, c.n_embd, c.n_expert});
-    } else {
-      l.ffn_gate = b.get(p + "ffn_gate.weight", {c.n_embd, c.n_ff});
-      l.ffn_up = b.get(p + "ffn_up.weight", {c.n_embd, c.n_ff});
-      l.ffn_down = b.get(p + "ffn_down.weight", {c.n_ff, c.n_embd});
+    for (const TensorSpec& t : fam.layer) {
+      if (!applies(t, c)) continue;
+      const gguf::TensorInfo* info = b.find(t, i, tensor_name(t, i));
+      if (info == nullptr) continue;
+      switch (t.kind) {
+        case Kind::kVector: l.*t.vector = Binder::floats(*info); break;
+        case Kind::kMatrix: l.*t.matrix = linear_of(*info, t.role); break;
+        case Kind::kExperts: {
+          std::vector<Linear>& e = l.*t.experts;
+          e.clear();
+          for (int64_t x = 0; x < info->ne[2]; ++x) e.push_back(linear_of(*info, t.role, x));
+          break;
+        }
+        case Kind::kTable: break;
+      }
     }
   }
   return w;
+}
+
+namespace {
+
+template <typename W, typename L, typename F>
+void walk_linears(W& w, const ModelConfig& c, F&& f) {
+  const Family& fam = *c.family;
+  for (const TensorSpec& t : fam.globals)
+    if (t.global_matrix) f(w.*t.global_matrix);
+  for (L& l : w.layers)
+    for (const TensorSpec& t : fam.layer) {
+      if (t.kind == Kind::kMatrix && (l.*t.matrix).present()) f(l.*t.matrix);
+      if (t.kind == Kind::kExperts)
+        for (auto& e : l.*t.experts) f(e);
+    }
+}
+
+}  // namespace
+
+void for_each_linear(ModelWeights& w, const ModelConfig& c, const std::function<void(Linear&)>& f) {
+  walk_linears<ModelWeights, LayerWeights>(w, c, f);
+}
+
+void for_each_linear(const ModelWeights& w, const ModelConfig& c, const std::function<void(const Linear&)>& f) {
+  walk_linears<const ModelWeights, const LayerWeights>(w, c, f);
 }
 
 }  // namespace slm::model

@@ -1,0 +1,119 @@
+// The compute backend seam: every op the forward pass runs (linear, embed,
+// norm, rope, attention, activation, add) goes through one small interface,
+// chosen once when a model loads. The CPU backend (cpu_backend.cpp) owns the
+// weight packing and the kernel tables; a GPU backend would implement the same
+// entry points over its own prepared weights.
+//
+// Shapes follow ggml: a weight [cols, rows] has `rows` rows of `cols`
+// elements; activations are row-major [n_rows][width].
+// Ownership: a Linear owns its prepared form; the view points into the model
+// file. Thread-safety: a Backend is stateless and shared; a Workspace belongs
+// to one caller (a batch or a session) at a time.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "base/dtype.h"
+
+namespace slm {
+class ThreadPool;
+}
+
+namespace slm::backend {
+
+// A weight matrix in the file: `rows` rows of `cols` elements of `type`.
+struct MatrixView {
+  DType type = DType::F32;
+  const uint8_t* data = nullptr;
+  int64_t rows = 0, cols = 0;
+  size_t size_bytes() const { return static_cast<size_t>(rows) * static_cast<size_t>(row_bytes(type, cols)); }
+};
+
+// What a matrix is for: LoRA targets, pruning masks and statistics name it.
+enum class Role : uint8_t { kQ, kK, kV, kO, kGate, kUp, kDown, kRouter, kOutput };
+std::string_view role_name(Role role);  // "q", "k", "v", "o", "gate", "up", "down", "router", "output"
+
+// A backend's load-time copy of a matrix in its preferred layout.
+class Prepared {
+ public:
+  virtual ~Prepared() = default;
+  virtual size_t size_bytes() const = 0;
+};
+
+// One weight matrix of the forward pass: its view, its role, and the form the
+// backend prepared (null: the backend reads the view as it is).
+struct Linear {
+  MatrixView view;
+  Role role = Role::kQ;
+  std::unique_ptr<const Prepared> prepared;
+
+  bool present() const { return view.data != nullptr; }
+  int64_t rows() const { return view.rows; }
+  int64_t cols() const { return view.cols; }
+};
+
+// One output of a linear call: y[t * w.rows() + r] = sum_c w[r][c] * x[t * cols + c].
+struct LinearOut {
+  const Linear* w;
+  float* y;
+};
+
+// Per-caller buffers the ops reuse across calls, grown on first use so the
+// token loop allocates nothing once warm.
+struct Workspace {
+  ThreadPool* pool = nullptr;   // set by the caller for each call
+  std::vector<uint8_t> matmul;  // quantized activations
+  std::vector<float> scores;    // attention scores [n_threads][longest context]
+};
+
+// Causal grouped-query attention over a sequence's cache (see ops/ops.h).
+struct AttentionShape {
+  int64_t n_tokens, pos0, n_head, n_head_kv, head_dim;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string_view name() const = 0;
+
+  // Prepares w for this backend (repacking where it pays). release_source:
+  // the view is a memory-mapped file whose pages may be dropped afterwards.
+  virtual void prepare(Linear& w, bool release_source) const = 0;
+
+  // Every matrix product of the forward pass: the matrices of outs (all of
+  // the same cols) applied to the same x [n][cols], in one pass where the
+  // backend can fuse them. Results equal separate calls bit for bit.
+  virtual void linear(std::span<const LinearOut> outs, const float* x, int64_t n, Workspace& ws) const = 0;
+  void linear(const Linear& w, const float* x, int64_t n, float* y, Workspace& ws) const {
+    const LinearOut out{&w, y};
+    linear(std::span<const LinearOut>(&out, 1), x, n, ws);
+  }
+
+  // out[i][0..cols) = row ids[i] of table, as float.
+  virtual void embed(const MatrixView& table, std::span<const int32_t> ids, float* out) const = 0;
+  // out[r] = rms_norm(x[r]) * w for n_rows rows of width n; out may alias x.
+  virtual void rms_norm(const float* x, const float* w, int64_t n_rows, int64_t n, float eps,
+                        float* out) const = 0;
+  // x[i] += b[i]
+  virtual void add(float* x, const float* b, int64_t n) const = 0;
+  // gate[i] = silu(gate[i]) * up[i]
+  virtual void swiglu(float* gate, const float* up, int64_t n) const = 0;
+  virtual void softmax(float* x, int64_t n) const = 0;
+  // Rotary embedding: cos/sin of one position for every pair, then applied to
+  // one head (ops::rope_angles / rope_apply).
+  virtual void rope_angles(int64_t n_rot, int64_t pos, const float* inv_freq, float* cs) const = 0;
+  virtual void rope_apply(float* x, int64_t n_rot, const float* cs, bool neox) const = 0;
+  //   q: [n_tokens][n_head * head_dim]; k, v: cache [n_ctx][n_head_kv * head_dim]
+  virtual void attention(const AttentionShape& s, const float* q, const float* k_cache, const float* v_cache,
+                         float* out, Workspace& ws) const = 0;
+};
+
+// The CPU backend: kernels chosen from the CPU's features (kernels::active_isa).
+const Backend& cpu();
+
+}  // namespace slm::backend

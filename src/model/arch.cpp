@@ -1,0 +1,160 @@
+#include "model/arch.h"
+
+#include "model/config.h"
+#include "model/weights.h"
+
+namespace slm::model {
+namespace {
+
+using backend::Role;
+using D = Dim;
+
+TensorSpec spec(const char* name, Kind kind, std::vector<Dim> shape, Need need, Role role = Role::kQ) {
+  TensorSpec t;
+  t.name = name;
+  t.kind = kind;
+  t.shape = std::move(shape);
+  t.need = need;
+  t.role = role;
+  return t;
+}
+
+TensorSpec vec(const char* name, D d, Need need, std::vector<float> LayerWeights::*field, Init init = {1.0f, 0.1f}) {
+  TensorSpec t = spec(name, Kind::kVector, {d}, need);
+  t.init = init;
+  t.vector = field;
+  return t;
+}
+
+TensorSpec mat(const char* name, D in, D out, Need need, Role role, backend::Linear LayerWeights::*field,
+               float spread = 1.0f) {
+  TensorSpec t = spec(name, Kind::kMatrix, {in, out}, need, role);
+  t.init = {0.0f, spread};
+  t.matrix = field;
+  return t;
+}
+
+TensorSpec experts(const char* name, D in, D out, Role role, std::vector<backend::Linear> LayerWeights::*field) {
+  TensorSpec t = spec(name, Kind::kExperts, {in, out, D::kExpert}, Need::kMoe, role);
+  t.experts = field;
+  return t;
+}
+
+// token_embd, output_norm, output (tied to token_embd when absent) and the
+// optional Llama 3.1 RoPE divisors: the same in every family here.
+std::vector<TensorSpec> globals() {
+  TensorSpec embd = spec("token_embd.weight", Kind::kTable, {D::kEmbd, D::kVocab}, Need::kRequired);
+  embd.init = {0.0f, 1.0f};
+  embd.global_table = &ModelWeights::token_embd;
+  TensorSpec norm = spec("output_norm.weight", Kind::kVector, {D::kEmbd}, Need::kRequired);
+  norm.init = {1.0f, 0.1f};
+  norm.global_vector = &ModelWeights::output_norm;
+  TensorSpec out = spec("output.weight", Kind::kMatrix, {D::kEmbd, D::kVocab}, Need::kOptional, Role::kOutput);
+  out.global_matrix = &ModelWeights::output;
+  TensorSpec freqs = spec("rope_freqs.weight", Kind::kVector, {D::kRotHalf}, Need::kOptional);
+  freqs.global_vector = &ModelWeights::rope_freqs;
+  return {embd, norm, out, freqs};
+}
+
+// A pre-norm transformer block with grouped-query attention and a SwiGLU
+// feed-forward that is dense or a mixture of experts by the config.
+// bias / qk_norm: whether the family requires the q/k/v biases (qwen2) or
+// the per-head q/k RMSNorm (qwen3); otherwise they are optional (some llama
+// fine-tunes carry biases).
+std::vector<TensorSpec> block(Need bias, Need qk_norm, bool dense, bool moe) {
+  using L = LayerWeights;
+  std::vector<TensorSpec> t = {
+      vec("attn_norm.weight", D::kEmbd, Need::kRequired, &L::attn_norm),
+      mat("attn_q.weight", D::kEmbd, D::kQ, Need::kRequired, Role::kQ, &L::wq),
+      mat("attn_k.weight", D::kEmbd, D::kKv, Need::kRequired, Role::kK, &L::wk),
+      mat("attn_v.weight", D::kEmbd, D::kV, Need::kRequired, Role::kV, &L::wv),
+      mat("attn_output.weight", D::kOut, D::kEmbd, Need::kRequired, Role::kO, &L::wo),
+      vec("attn_q.bias", D::kQ, bias, &L::bq, {0.0f, 0.1f}),
+      vec("attn_k.bias", D::kKv, bias, &L::bk, {0.0f, 0.1f}),
+      vec("attn_v.bias", D::kV, bias, &L::bv, {0.0f, 0.1f}),
+      vec("attn_q_norm.weight", D::kHeadDim, qk_norm, &L::q_norm),
+      vec("attn_k_norm.weight", D::kHeadDim, qk_norm, &L::k_norm),
+      vec("ffn_norm.weight", D::kEmbd, Need::kRequired, &L::ffn_norm),
+  };
+  if (moe) {
+    TensorSpec router = mat("ffn_gate_inp.weight", D::kEmbd, D::kExpert, Need::kMoe, Role::kRouter, &L::gate_inp);
+    t.push_back(router);
+    t.push_back(experts("ffn_gate_exps.weight", D::kEmbd, D::kFfExpert, Role::kGate, &L::gate_exps));
+    t.push_back(experts("ffn_up_exps.weight", D::kEmbd, D::kFfExpert, Role::kUp, &L::up_exps));
+    t.push_back(experts("ffn_down_exps.weight", D::kFfExpert, D::kEmbd, Role::kDown, &L::down_exps));
+  }
+  if (dense) {
+    t.push_back(mat("ffn_gate.weight", D::kEmbd, D::kFf, Need::kDense, Role::kGate, &L::ffn_gate));
+    t.push_back(mat("ffn_up.weight", D::kEmbd, D::kFf, Need::kDense, Role::kUp, &L::ffn_up));
+    t.push_back(mat("ffn_down.weight", D::kFf, D::kEmbd, Need::kDense, Role::kDown, &L::ffn_down));
+  }
+  return t;
+}
+
+const std::vector<Family>& table() {
+  static const std::vector<Family> kFamilies = {
+      // Llama 1/2/3, Mistral, TinyLlama, SmolLM; Mixtral-style experts when expert_count is set.
+      {"llama", {"llama", "mistral"}, RopeOrder::kNormal, false, false, globals(),
+       block(Need::kOptional, Need::kOptional, true, true)},
+      {"qwen2", {"qwen2"}, RopeOrder::kNeox, false, false, globals(),
+       block(Need::kRequired, Need::kOptional, true, true)},
+      {"qwen3", {"qwen3"}, RopeOrder::kNeox, false, false, globals(),
+       block(Need::kOptional, Need::kRequired, true, true)},
+      {"qwen3moe", {"qwen3moe"}, RopeOrder::kNeox, true, true, globals(),
+       block(Need::kOptional, Need::kRequired, false, true)},
+  };
+  return kFamilies;
+}
+
+}  // namespace
+
+int64_t dim_value(Dim d, const ModelConfig& c) {
+  switch (d) {
+    case D::kEmbd: return c.n_embd;
+    case D::kVocab: return c.n_vocab;
+    case D::kQ: return c.q_dim();
+    case D::kKv: return c.kv_dim();
+    case D::kV: return c.v_dim();
+    case D::kOut: return c.n_head * c.head_dim_v;
+    case D::kHeadDim: return c.head_dim;
+    case D::kFf: return c.n_ff;
+    case D::kFfExpert: return c.n_ff_expert;
+    case D::kExpert: return c.n_expert;
+    case D::kRotHalf: return c.n_rot / 2;
+  }
+  return 0;
+}
+
+std::span<const Family> families() { return table(); }
+
+const Family* find_family(std::string_view arch) {
+  for (const Family& f : table())
+    for (std::string_view a : f.aliases)
+      if (a == arch) return &f;
+  return nullptr;
+}
+
+std::string family_names() {
+  std::string s;
+  for (const Family& f : table())
+    for (std::string_view a : f.aliases) s += (s.empty() ? "" : ", ") + std::string(a);
+  return s;
+}
+
+std::string tensor_name(const TensorSpec& t, int64_t layer) {
+  return layer < 0 ? std::string(t.name) : "blk." + std::to_string(layer) + "." + t.name;
+}
+
+bool applies(const TensorSpec& t, const ModelConfig& c) {
+  switch (t.need) {
+    case Need::kDense: return !c.is_moe();
+    case Need::kMoe: return c.is_moe();
+    default: return true;
+  }
+}
+
+bool required(const TensorSpec& t, const ModelConfig& c) {
+  return t.need == Need::kRequired || ((t.need == Need::kDense || t.need == Need::kMoe) && applies(t, c));
+}
+
+}  // namespace slm::model

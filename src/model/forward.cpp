@@ -1,0 +1,263 @@
+// The forward pass as named blocks over one step's batch (forward.h):
+//   embed -> for each layer: attention_block, ffn_dense | ffn_moe -> output_logits
+// Activations are row-major [rows][width]; every op goes through the model's
+// backend, every matrix product through backend::Backend::linear.
+#include "model/forward.h"
+
+#include <algorithm>
+#include <cstring>
+#include <numeric>
+
+#include "base/error.h"
+#include "base/thread_pool.h"
+#include "model/model.h"
+#include "model/session.h"
+
+namespace slm::model {
+
+// How a mixture-of-experts layer picks experts for a row: softmax over all
+// router logits, keep the top k (ties to the lower index), optionally
+// renormalise the kept weights to sum to one (Mixtral, Qwen3-MoE).
+struct RouterPolicy {
+  int64_t top_k;
+  bool renormalize;
+};
+
+struct Forward {
+  const Model& model;
+  const ModelConfig& c;
+  const backend::Backend& be;
+  Scratch& s;
+  const StepBatch& b;
+
+  // Describes the step once: each sequence's rows and positions.
+  static void describe(std::span<const SeqChunk> chunks, StepBatch& b) {
+    b.n_rows = 0;
+    b.max_ctx = 0;
+    b.seqs.clear();
+    b.pos.clear();
+    for (const SeqChunk& ch : chunks) {
+      const int64_t m = static_cast<int64_t>(ch.tokens.size());
+      const int64_t pos0 = ch.session->n_past_;
+      b.seqs.push_back({ch.session, b.n_rows, m, pos0});
+      for (int64_t i = 0; i < m; ++i) b.pos.push_back(pos0 + i);
+      b.n_rows += m;
+      b.max_ctx = std::max(b.max_ctx, ch.session->n_ctx());
+    }
+  }
+
+  // x [rows][n_embd] = the tokens' embedding rows (or the given embeddings);
+  // rope_ [rows][n_rot] = cos/sin of each row's position.
+  void embed(std::span<const SeqChunk> chunks) {
+    const int64_t E = c.n_embd;
+    for (size_t i = 0; i < chunks.size(); ++i) {
+      const SeqChunk& ch = chunks[i];
+      float* x = &s.x_[b.seqs[i].row0 * E];
+      if (ch.embeddings != nullptr)
+        std::memcpy(x, ch.embeddings, ch.tokens.size() * E * sizeof(float));
+      else
+        be.embed(model.weights().token_embd, ch.tokens, x);
+    }
+    for (int64_t r = 0; r < b.n_rows; ++r)
+      be.rope_angles(c.n_rot, b.pos[r], model.rope_inv_freq().data(), &s.rope_[r * c.n_rot]);
+  }
+
+  // x += Wo . attention(rope(norm_qk(Wq xn + bq)), rope(norm_qk(Wk xn + bk)), Wv xn + bv), xn = rms_norm(x)
+  void attention_block(int64_t l) {
+    const LayerWeights& lw = model.weights().layers[l];
+    const int64_t E = c.n_embd, qd = c.q_dim(), kd = c.kv_dim(), n = b.n_rows;
+    be.rms_norm(s.x_.data(), lw.attn_norm.data(), n, E, c.norm_eps, s.xn_.data());
+    const backend::LinearOut qkv[] = {{&lw.wq, s.q_.data()}, {&lw.wk, s.k_.data()}, {&lw.wv, s.v_.data()}};
+    be.linear(qkv, s.xn_.data(), n, s.ws_);
+    const bool neox = c.rope_order == RopeOrder::kNeox;
+    for (int64_t r = 0; r < n; ++r) {
+      float* q = &s.q_[r * qd];  // [n_head][head_dim]
+      float* k = &s.k_[r * kd];  // [n_head_kv][head_dim]
+      if (!lw.bq.empty()) be.add(q, lw.bq.data(), qd);
+      if (!lw.bk.empty()) be.add(k, lw.bk.data(), kd);
+      if (!lw.bv.empty()) be.add(&s.v_[r * kd], lw.bv.data(), kd);
+      const float* cs = &s.rope_[r * c.n_rot];
+      for (int64_t h = 0; h < c.n_head; ++h) {
+        float* qh = q + h * c.head_dim;
+        if (!lw.q_norm.empty()) be.rms_norm(qh, lw.q_norm.data(), 1, c.head_dim, c.norm_eps, qh);
+        be.rope_apply(qh, c.n_rot, cs, neox);
+      }
+      for (int64_t h = 0; h < c.n_head_kv; ++h) {
+        float* kh = k + h * c.head_dim;
+        if (!lw.k_norm.empty()) be.rms_norm(kh, lw.k_norm.data(), 1, c.head_dim, c.norm_eps, kh);
+        be.rope_apply(kh, c.n_rot, cs, neox);
+      }
+    }
+    for (const SeqRows& sr : b.seqs) {
+      Session& seq = *sr.session;
+      // Append the rows' keys and values to the cache [n_ctx][kv_dim] of this layer.
+      float* kc = seq.k_layer(l);
+      float* vc = seq.v_layer(l);
+      std::memcpy(kc + sr.pos0 * kd, &s.k_[sr.row0 * kd], sr.n_rows * kd * sizeof(float));
+      std::memcpy(vc + sr.pos0 * kd, &s.v_[sr.row0 * kd], sr.n_rows * kd * sizeof(float));
+      const backend::AttentionShape shape{sr.n_rows, sr.pos0, c.n_head, c.n_head_kv, c.head_dim};
+      be.attention(shape, &s.q_[sr.row0 * qd], kc, vc, &s.attn_[sr.row0 * qd], s.ws_);
+    }
+    be.linear(lw.wo, s.attn_.data(), n, s.proj_.data(), s.ws_);
+    be.add(s.x_.data(), s.proj_.data(), n * E);
+  }
+
+  // proj [rows][n_embd] = W_down . (silu(W_gate xn) * W_up xn)
+  void ffn_dense(const LayerWeights& lw) {
+    const int64_t n = b.n_rows;
+    const backend::LinearOut gate_up[] = {{&lw.ffn_gate, s.gate_.data()}, {&lw.ffn_up, s.up_.data()}};
+    be.linear(gate_up, s.xn_.data(), n, s.ws_);
+    be.swiglu(s.gate_.data(), s.up_.data(), n * c.n_ff);
+    be.linear(lw.ffn_down, s.gate_.data(), n, s.proj_.data(), s.ws_);
+  }
+
+  // proj [rows][n_embd] = sum over the row's chosen experts e of weight_e * FFN_e(xn).
+  void ffn_moe(const LayerWeights& lw, const RouterPolicy& policy) {
+    const int64_t n = b.n_rows, E = c.n_embd, NE = c.n_expert, K = policy.top_k, ff = c.n_ff_expert;
+    be.linear(lw.gate_inp, s.xn_.data(), n, s.router_.data(), s.ws_);  // [rows][n_expert]
+    std::vector<int32_t>& order = s.expert_order_;
+    for (int64_t r = 0; r < n; ++r) {
+      float* p = &s.router_[r * NE];
+      be.softmax(p, NE);
+      std::iota(order.begin(), order.end(), 0);
+      std::partial_sort(order.begin(), order.begin() + K, order.end(),
+                        [p](int32_t a, int32_t z) { return p[a] > p[z] || (p[a] == p[z] && a < z); });
+      double sum = 0;
+      for (int64_t k = 0; k < K; ++k) sum += p[order[k]];
+      for (int64_t k = 0; k < K; ++k) {
+        s.chosen_[r * K + k] = order[k];
+        s.chosen_w_[r * K + k] = policy.renormalize ? static_cast<float>(p[order[k]] / sum) : p[order[k]];
+      }
+    }
+    std::fill(s.proj_.begin(), s.proj_.begin() + n * E, 0.0f);
+    // Each expert runs once over the rows routed to it, so its weights are
+    // read once per step rather than once per token.
+    for (int64_t e = 0; e < NE; ++e) {
+      int64_t m = 0;
+      for (int64_t r = 0; r < n; ++r)
+        for (int64_t k = 0; k < K; ++k)
+          if (s.chosen_[r * K + k] == e) {
+            s.expert_rows_[m] = static_cast<int32_t>(r);
+            s.expert_weight_[m] = s.chosen_w_[r * K + k];
+            std::memcpy(&s.expert_in_[m * E], &s.xn_[r * E], E * sizeof(float));
+            ++m;
+          }
+      if (m == 0) continue;
+      const backend::LinearOut gate_up[] = {{&lw.gate_exps[e], s.gate_.data()}, {&lw.up_exps[e], s.up_.data()}};
+      be.linear(gate_up, s.expert_in_.data(), m, s.ws_);
+      be.swiglu(s.gate_.data(), s.up_.data(), m * ff);
+      // expert_in_ is free again: reuse it for the expert's output [m][n_embd].
+      be.linear(lw.down_exps[e], s.gate_.data(), m, s.expert_in_.data(), s.ws_);
+      for (int64_t i = 0; i < m; ++i) {
+        float* dst = &s.proj_[s.expert_rows_[i] * E];
+        const float* src = &s.expert_in_[i * E];
+        for (int64_t d = 0; d < E; ++d) dst[d] += s.expert_weight_[i] * src[d];
+      }
+    }
+  }
+
+  // x += FFN(rms_norm(x))
+  void ffn_block(int64_t l) {
+    const LayerWeights& lw = model.weights().layers[l];
+    const int64_t n = b.n_rows, E = c.n_embd;
+    be.rms_norm(s.x_.data(), lw.ffn_norm.data(), n, E, c.norm_eps, s.xn_.data());
+    if (c.is_moe())
+      ffn_moe(lw, {c.n_expert_used, c.expert_weights_norm});
+    else
+      ffn_dense(lw);
+    be.add(s.x_.data(), s.proj_.data(), n * E);
+  }
+
+  // Logits [n_vocab] of the rows that want them: W_out . rms_norm(x). Only
+  // those rows go through the output matrix. A single row (one sequence
+  // decoding) is written straight into its session's logits; more rows go
+  // through the scratch and are copied to each chunk's destination.
+  void output_logits(std::span<const SeqChunk> chunks) {
+    const int64_t E = c.n_embd, V = c.n_vocab;
+    int64_t n_out = 0;
+    for (size_t i = 0; i < chunks.size(); ++i) {
+      const SeqChunk& ch = chunks[i];
+      const SeqRows& sr = b.seqs[i];
+      if (ch.logits == nullptr) continue;
+      for (int64_t r = ch.all_rows ? sr.row0 : sr.row0 + sr.n_rows - 1; r < sr.row0 + sr.n_rows; ++r, ++n_out)
+        be.rms_norm(&s.x_[r * E], model.weights().output_norm.data(), 1, E, c.norm_eps, &s.out_rows_[n_out * E]);
+    }
+    if (n_out == 0) return;
+    float* out = nullptr;
+    if (n_out == 1)
+      for (const SeqChunk& ch : chunks)
+        if (ch.logits != nullptr) out = ch.session->logits_.data();
+    if (out == nullptr) {
+      if (s.logits_.size() < static_cast<size_t>(n_out * V)) s.logits_.resize(static_cast<size_t>(n_out * V));
+      out = s.logits_.data();
+    }
+    be.linear(model.weights().output, s.out_rows_.data(), n_out, out, s.ws_);
+    int64_t o = 0;
+    for (const SeqChunk& ch : chunks) {
+      if (ch.logits == nullptr) continue;
+      const int64_t rows = ch.all_rows ? static_cast<int64_t>(ch.tokens.size()) : 1;
+      const float* src = out + o * V;
+      float* last = ch.session->logits_.data();
+      if (ch.logits != src) std::memcpy(ch.logits, src, rows * V * sizeof(float));
+      if (last != src + (rows - 1) * V && last != ch.logits + (rows - 1) * V)
+        std::memcpy(last, src + (rows - 1) * V, V * sizeof(float));
+      o += rows;
+    }
+  }
+
+  // The whole step: describe, embed, layers, logits, then advance the sessions.
+  static void run(const Model& model, std::span<const SeqChunk> chunks, Scratch& s, ThreadPool& pool) {
+    StepBatch& b = s.batch_;
+    Forward::describe(chunks, b);
+    if (b.n_rows == 0) return;
+    if (b.n_rows > s.max_rows_)
+      throw Error("internal: batch of " + std::to_string(b.n_rows) + " rows exceeds the scratch");
+    s.ws_.pool = &pool;
+    // Scores for a whole context per thread (32768 positions: 128 KiB each),
+    // sized on a sequence's first step so the token loop never allocates.
+    const size_t need_scores = static_cast<size_t>(pool.size() * b.max_ctx);
+    if (s.ws_.scores.size() < need_scores) s.ws_.scores.resize(need_scores);
+
+    Forward f{model, model.config(), model.backend(), s, b};
+    f.embed(chunks);
+    for (int64_t l = 0; l < model.config().n_layer; ++l) {
+      f.attention_block(l);
+      f.ffn_block(l);
+    }
+    f.output_logits(chunks);
+    for (const SeqRows& sr : b.seqs) sr.session->n_past_ += sr.n_rows;
+  }
+};
+
+Scratch::Scratch(const ModelConfig& c, int64_t max_rows) : max_rows_(max_rows) {
+  const int64_t B = max_rows;
+  batch_.pos.reserve(B);
+  batch_.seqs.reserve(B);
+  x_.resize(B * c.n_embd);
+  xn_.resize(B * c.n_embd);
+  q_.resize(B * c.q_dim());
+  k_.resize(B * c.kv_dim());
+  v_.resize(B * c.kv_dim());
+  attn_.resize(B * c.q_dim());
+  proj_.resize(B * c.n_embd);
+  const int64_t ff = std::max(c.n_ff, c.n_ff_expert);
+  gate_.resize(B * ff);
+  up_.resize(B * ff);
+  if (c.is_moe()) {
+    router_.resize(B * c.n_expert);
+    expert_in_.resize(B * c.n_embd);
+    expert_rows_.resize(B);
+    expert_weight_.resize(B);
+    chosen_.resize(B * c.n_expert_used);
+    chosen_w_.resize(B * c.n_expert_used);
+    expert_order_.resize(c.n_expert);
+  }
+  out_rows_.resize(B * c.n_embd);
+  rope_.resize(B * c.n_rot);
+}
+
+void forward(const Model& model, std::span<const SeqChunk> chunks, Scratch& s, ThreadPool& pool) {
+  Forward::run(model, chunks, s, pool);
+}
+
+}  // namespace slm::model
