@@ -4,11 +4,15 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <numbers>
 
 #include "base/error.h"
 #include "base/thread_pool.h"
 #include "gguf/writer.h"
 #include "kernels/kernels.h"
+#include "model/arch.h"
+#include "model/config.h"
+#include "model/weights.h"
 
 namespace slm::model {
 namespace {
@@ -18,7 +22,8 @@ const std::vector<SynthShape> kShapes = {
     {"qwen2.5-0.5b", "qwen2", 24, 896, 14, 2, 64, 4864, 151936, 32768, 1e6f, 1e-6f, true},
     {"qwen2.5-1.5b", "qwen2", 28, 1536, 12, 2, 128, 8960, 151936, 32768, 1e6f, 1e-6f, true},
     {"qwen3-0.6b", "qwen3", 28, 1024, 16, 8, 128, 3072, 151936, 40960, 1e6f, 1e-6f, true},
-    {"llama-3.2-1b", "llama", 16, 2048, 32, 8, 64, 8192, 128256, 131072, 5e5f, 1e-5f, true, 0, 0, 0, true},
+    {"llama-3.2-1b", "llama", 16, 2048, 32, 8, 64, 8192, 128256, 131072, 5e5f, 1e-5f, true, 0, 0, 0,
+     {"llama3", 32, 1, 4, 8192, true}},
     {"tinyllama-1.1b", "llama", 22, 2048, 32, 4, 64, 5632, 32000, 2048, 1e4f, 1e-5f, false},
     {"smollm2-1.7b", "llama", 24, 2048, 32, 32, 64, 8192, 49152, 8192, 1.3e5f, 1e-5f, true},
     {"qwen3-30b-a3b", "qwen3moe", 48, 2048, 32, 4, 128, 6144, 151936, 40960, 1e6f, 1e-6f, false, 128, 8, 768},
@@ -113,10 +118,19 @@ DType mix_type_unfitted(const std::string& mix, const std::string& tensor, int64
 
 }  // namespace
 
-uint64_t write_synth(const SynthShape& s, const std::string& mix, const std::string& path, uint64_t seed,
-                     ThreadPool& pool) {
-  if (!is_k_mix(mix) && !dtype_from_name(mix)) throw Error("unknown type '" + mix + "'");
-  gguf::Writer w;
+namespace {
+
+// The divisor llama3 scaling applies to a pair's frequency (rope_freqs.weight).
+double llama3_divisor(const SynthRopeScaling& r, double freq) {
+  const double wavelen = 2 * std::numbers::pi / freq;
+  const double low = r.orig_ctx / r.low_freq, high = r.orig_ctx / r.high_freq;
+  if (wavelen < high) return 1.0;
+  if (wavelen > low) return r.factor;
+  const double smooth = (r.orig_ctx / wavelen - r.low_freq) / (r.high_freq - r.low_freq);
+  return 1.0 / ((1 - smooth) / r.factor + smooth);
+}
+
+void write_metadata(gguf::Writer& w, const SynthShape& s, const std::string& mix, const Family& fam) {
   const std::string a = s.arch;
   w.add_string("general.architecture", a);
   w.add_string("general.name", "synthetic " + s.name + " " + mix);
@@ -127,16 +141,27 @@ uint64_t write_synth(const SynthShape& s, const std::string& mix, const std::str
   w.add_u32(a + ".feed_forward_length", static_cast<uint32_t>(s.n_ff));
   w.add_u32(a + ".attention.head_count", static_cast<uint32_t>(s.n_head));
   w.add_u32(a + ".attention.head_count_kv", static_cast<uint32_t>(s.n_head_kv));
-  w.add_u32(a + ".attention.key_length", static_cast<uint32_t>(s.head_dim));
-  w.add_u32(a + ".attention.value_length", static_cast<uint32_t>(s.head_dim));
-  w.add_u32(a + ".rope.dimension_count", static_cast<uint32_t>(s.head_dim));
+  if (s.head_dim) {
+    w.add_u32(a + ".attention.key_length", static_cast<uint32_t>(s.head_dim));
+    w.add_u32(a + ".attention.value_length", static_cast<uint32_t>(s.head_dim));
+    w.add_u32(a + ".rope.dimension_count", static_cast<uint32_t>(s.head_dim));
+  }
   w.add_f32(a + ".rope.freq_base", s.rope_base);
   w.add_f32(a + ".attention.layer_norm_rms_epsilon", s.norm_eps);
+  const SynthRopeScaling& r = s.rope_scaling;
+  if (!r.type.empty() && !r.as_tensor) {
+    w.add_string(a + ".rope.scaling.type", r.type);
+    w.add_f32(a + ".rope.scaling.factor", r.factor);
+    w.add_f32(a + ".rope.scaling.low_freq_factor", r.low_freq);
+    w.add_f32(a + ".rope.scaling.high_freq_factor", r.high_freq);
+    w.add_u32(a + ".rope.scaling.original_context_length", static_cast<uint32_t>(r.orig_ctx));
+  }
   w.add_u32(a + ".vocab_size", static_cast<uint32_t>(s.n_vocab));
   if (s.n_expert) {
     w.add_u32(a + ".expert_count", static_cast<uint32_t>(s.n_expert));
     w.add_u32(a + ".expert_used_count", static_cast<uint32_t>(s.n_expert_used));
-    if (a == "qwen3moe") w.add_u32(a + ".expert_feed_forward_length", static_cast<uint32_t>(s.n_ff_expert));
+    if (fam.writes_expert_ff_length)
+      w.add_u32(a + ".expert_feed_forward_length", static_cast<uint32_t>(s.n_ff_expert ? s.n_ff_expert : s.n_ff));
   }
 
   // Vocabulary: <unk> <s> </s>, the 256 byte pieces, then made-up words.
@@ -159,7 +184,7 @@ uint64_t write_synth(const SynthShape& s, const std::string& mix, const std::str
   static const char* kLetters = "etaoinshrdlucmfwypvbgkqjxz";
   for (int64_t i = 0; static_cast<int64_t>(tokens.size()) < s.n_vocab; ++i) {
     std::string word = "\xe2\x96\x81";  // "▁"
-    for (int64_t x = i; ; x /= 26) {
+    for (int64_t x = i;; x /= 26) {
       word += kLetters[x % 26];
       if (x < 26) break;
     }
@@ -175,96 +200,127 @@ uint64_t write_synth(const SynthShape& s, const std::string& mix, const std::str
   w.add_u32("tokenizer.ggml.eos_token_id", 2);
   w.add_u32("tokenizer.ggml.unknown_token_id", 0);
   w.add_u32("general.quantization_version", 2);
+}
+
+// Adds the tensors of s's family table to w: matrices random and quantized
+// to their mix type, vectors around their Init centre.
+void add_tensors(gguf::Writer& w, const SynthShape& s, const std::string& mix, uint64_t seed, ThreadPool& pool,
+                 const SynthValues& on_values) {
+  const Family& fam = *find_family(s.arch);
+  ModelConfig c;
+  c.family = &fam;
+  c.n_vocab = s.n_vocab;
+  c.n_embd = s.n_embd;
+  c.n_layer = s.n_layer;
+  c.n_head = s.n_head;
+  c.n_head_kv = s.n_head_kv;
+  c.head_dim = c.head_dim_v = s.head_dim ? s.head_dim : s.n_embd / s.n_head;
+  c.n_rot = c.head_dim;
+  c.n_ff = s.n_ff;
+  c.n_expert = s.n_expert;
+  c.n_expert_used = s.n_expert_used;
+  c.n_ff_expert = s.n_ff_expert ? s.n_ff_expert : s.n_ff;
 
   uint64_t tensor_seed = seed;
   // A 2-d (or 3-d expert) matrix of random weights quantized to its mix type.
-  auto matrix = [&](const std::string& name, std::vector<int64_t> shape, int64_t layer) {
+  auto matrix = [&](const std::string& name, std::vector<int64_t> shape, int64_t layer, float spread) {
     // A tied embedding is also the output matrix and gets its type, as in llama.cpp.
     const bool as_output = name == "token_embd.weight" && s.tied;
-    const DType t = mix_type(mix, as_output ? "output.weight" : name, layer, s.n_layer, shape[0]);
+    const DType t = on_values ? DType::F32 : mix_type(mix, as_output ? "output.weight" : name, layer, s.n_layer, shape[0]);
     const int64_t cols = shape[0];
     int64_t rows = 1;
     for (size_t i = 1; i < shape.size(); ++i) rows *= shape[i];
-    const float scale = 1.0f / std::sqrt(static_cast<float>(cols));
+    const float scale = spread / std::sqrt(static_cast<float>(cols));
     const uint64_t my_seed = ++tensor_seed * 0x9e3779b97f4a7c15ull;
-    w.add_tensor_lazy(name, t, shape, [t, cols, rows, scale, my_seed, &pool](uint8_t* dst) {
+    auto fill_row = [=](int64_t r, float* row) {
+      Rng rng{my_seed ^ (static_cast<uint64_t>(r) * 0xbf58476d1ce4e5b9ull) ^ 1};
+      for (int64_t i = 0; i < cols; ++i) row[i] = rng.uniform() * scale;
+    };
+    if (on_values) {  // small test models: whole F32 tensors, seen before writing
+      std::vector<float> v(static_cast<size_t>(rows * cols));
+      for (int64_t r = 0; r < rows; ++r) fill_row(r, &v[r * cols]);
+      on_values(name, v);
+      w.add_tensor(name, DType::F32, shape, {reinterpret_cast<const uint8_t*>(v.data()), v.size() * 4});
+      return;
+    }
+    w.add_tensor_lazy(name, t, shape, [t, cols, rows, fill_row, &pool](uint8_t* dst) {
       const kernels::TypeTraits& tr = kernels::traits(t);
       const int64_t rb = row_bytes(t, cols);
       constexpr int64_t kRowsPerTask = 64;
       pool.parallel_for((rows + kRowsPerTask - 1) / kRowsPerTask, [&](int64_t task, int) {
         std::vector<float> row(cols);
         for (int64_t r = task * kRowsPerTask; r < std::min(rows, (task + 1) * kRowsPerTask); ++r) {
-          Rng rng{my_seed ^ (static_cast<uint64_t>(r) * 0xbf58476d1ce4e5b9ull) ^ 1};
-          for (float& x : row) x = rng.uniform() * scale;
+          fill_row(r, row.data());
           tr.quantize_row(row.data(), dst + r * rb, cols);
         }
       });
     });
   };
-  auto vector = [&](const std::string& name, int64_t n, float base, float spread) {
-    const uint64_t my_seed = ++tensor_seed;
-    w.add_tensor_lazy(name, DType::F32, {n}, [n, base, spread, my_seed](uint8_t* dst) {
-      Rng rng{my_seed * 0x94d049bb133111ebull | 1};
-      for (int64_t i = 0; i < n; ++i) {
-        const float v = base + spread * rng.uniform();
-        std::memcpy(dst + 4 * i, &v, 4);
-      }
-    });
+  auto vector = [&](const std::string& name, int64_t n, Init init, const std::vector<float>* fixed) {
+    const uint64_t my_seed = fixed ? 0 : ++tensor_seed;
+    std::vector<float> v(static_cast<size_t>(n));
+    Rng rng{my_seed * 0x94d049bb133111ebull | 1};
+    for (int64_t i = 0; i < n; ++i) v[i] = fixed ? (*fixed)[i] : init.center + init.spread * rng.uniform();
+    if (on_values) on_values(name, v);
+    w.add_tensor(name, DType::F32, {n}, {reinterpret_cast<const uint8_t*>(v.data()), v.size() * 4});
   };
 
-  matrix("token_embd.weight", {s.n_embd, s.n_vocab}, -1);
-  vector("output_norm.weight", s.n_embd, 1.0f, 0.1f);
-  if (!s.tied) matrix("output.weight", {s.n_embd, s.n_vocab}, -1);
-  if (s.llama3_rope) {
-    // Llama 3.2's rope scaling (factor 32, low 1, high 4, original 8192) as the divisors llama.cpp expects.
-    const int64_t half = s.head_dim / 2;
-    w.add_tensor_lazy("rope_freqs.weight", DType::F32, {half}, [half, s](uint8_t* dst) {
-      for (int64_t i = 0; i < half; ++i) {
-        const double freq = std::pow(static_cast<double>(s.rope_base), -2.0 * i / s.head_dim);
-        const double wavelen = 2 * 3.14159265358979323846 / freq;
-        double div = 1;
-        if (wavelen > 8192.0 / 1.0) {
-          div = 32;
-        } else if (wavelen >= 8192.0 / 4.0) {
-          const double smooth = (8192.0 / wavelen - 1.0) / (4.0 - 1.0);
-          div = 1.0 / ((1 - smooth) / 32 + smooth);
-        }
-        const float f = static_cast<float>(div);
-        std::memcpy(dst + 4 * i, &f, 4);
-      }
-    });
+  std::vector<float> divisors;
+  if (s.rope_scaling.as_tensor)
+    for (int64_t i = 0; i < c.n_rot / 2; ++i)
+      divisors.push_back(static_cast<float>(
+          llama3_divisor(s.rope_scaling, std::pow(static_cast<double>(s.rope_base), -2.0 * i / c.n_rot))));
+  auto shape_of = [&](const TensorSpec& t) {
+    std::vector<int64_t> shape;
+    for (const Dim d : t.shape) shape.push_back(dim_value(d, c));
+    return shape;
+  };
+  // Optional tensors are written only where the shape asks for them.
+  for (const TensorSpec& t : fam.globals) {
+    const std::string name = tensor_name(t, -1);
+    if (t.global_matrix && s.tied) continue;
+    if (t.global_vector == &ModelWeights::rope_freqs) {
+      if (s.rope_scaling.as_tensor) vector(name, c.n_rot / 2, t.init, &divisors);
+      continue;
+    }
+    if (t.kind == Kind::kVector)
+      vector(name, shape_of(t)[0], t.init, nullptr);
+    else
+      matrix(name, shape_of(t), -1, t.init.spread);
   }
-  const int64_t qd = s.n_head * s.head_dim, kd = s.n_head_kv * s.head_dim;
-  for (int64_t l = 0; l < s.n_layer; ++l) {
-    const std::string p = "blk." + std::to_string(l) + ".";
-    vector(p + "attn_norm.weight", s.n_embd, 1.0f, 0.1f);
-    matrix(p + "attn_q.weight", {s.n_embd, qd}, l);
-    matrix(p + "attn_k.weight", {s.n_embd, kd}, l);
-    matrix(p + "attn_v.weight", {s.n_embd, kd}, l);
-    matrix(p + "attn_output.weight", {qd, s.n_embd}, l);
-    if (a == "qwen2") {
-      vector(p + "attn_q.bias", qd, 0.0f, 0.1f);
-      vector(p + "attn_k.bias", kd, 0.0f, 0.1f);
-      vector(p + "attn_v.bias", kd, 0.0f, 0.1f);
+  for (int64_t l = 0; l < s.n_layer; ++l)
+    for (const TensorSpec& t : fam.layer) {
+      if (!applies(t, c) || !required(t, c)) continue;
+      const std::string name = tensor_name(t, l);
+      if (t.kind == Kind::kVector)
+        vector(name, shape_of(t)[0], t.init, nullptr);
+      else
+        matrix(name, shape_of(t), l, t.init.spread);
     }
-    if (a == "qwen3" || a == "qwen3moe") {
-      vector(p + "attn_q_norm.weight", s.head_dim, 1.0f, 0.1f);
-      vector(p + "attn_k_norm.weight", s.head_dim, 1.0f, 0.1f);
-    }
-    vector(p + "ffn_norm.weight", s.n_embd, 1.0f, 0.1f);
-    if (s.n_expert) {
-      matrix(p + "ffn_gate_inp.weight", {s.n_embd, s.n_expert}, l);
-      matrix(p + "ffn_gate_exps.weight", {s.n_embd, s.n_ff_expert, s.n_expert}, l);
-      matrix(p + "ffn_up_exps.weight", {s.n_embd, s.n_ff_expert, s.n_expert}, l);
-      matrix(p + "ffn_down_exps.weight", {s.n_ff_expert, s.n_embd, s.n_expert}, l);
-    } else {
-      matrix(p + "ffn_gate.weight", {s.n_embd, s.n_ff}, l);
-      matrix(p + "ffn_up.weight", {s.n_embd, s.n_ff}, l);
-      matrix(p + "ffn_down.weight", {s.n_ff, s.n_embd}, l);
-    }
-  }
-  w.write(path);
+}
+
+gguf::Writer make_writer(const SynthShape& s, const std::string& mix, uint64_t seed, ThreadPool& pool,
+                         const SynthValues& on_values) {
+  if (!is_k_mix(mix) && !dtype_from_name(mix)) throw Error("unknown type '" + mix + "'");
+  const Family* fam = find_family(s.arch);
+  if (fam == nullptr) throw Error("unknown architecture '" + s.arch + "' (known: " + family_names() + ")");
+  gguf::Writer w;
+  write_metadata(w, s, mix, *fam);
+  add_tensors(w, s, mix, seed, pool, on_values);
+  return w;
+}
+
+}  // namespace
+
+uint64_t write_synth(const SynthShape& s, const std::string& mix, const std::string& path, uint64_t seed,
+                     ThreadPool& pool) {
+  make_writer(s, mix, seed, pool, {}).write(path);
   return std::filesystem::file_size(path);
+}
+
+std::vector<uint8_t> synth_bytes(const SynthShape& s, const std::string& mix, uint64_t seed, ThreadPool& pool,
+                                 const SynthValues& on_values) {
+  return make_writer(s, mix, seed, pool, on_values).to_bytes();
 }
 
 }  // namespace slm::model

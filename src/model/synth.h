@@ -7,6 +7,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -18,14 +20,27 @@ class ThreadPool;
 
 namespace slm::model {
 
+// Llama 3.x RoPE frequency scaling, as metadata keys or (as llama.cpp's
+// converter writes it) as a rope_freqs.weight tensor of divisors.
+struct SynthRopeScaling {
+  std::string type;  // "": none; "linear" or "llama3"
+  float factor = 1, low_freq = 1, high_freq = 4;
+  int64_t orig_ctx = 8192;
+  bool as_tensor = false;
+};
+
+// The shape of a model to synthesise. The tensors are those its family's
+// table (arch.h) requires; output.weight unless tied.
 struct SynthShape {
   std::string name;       // "qwen2.5-0.5b"
   std::string arch;       // GGUF architecture
-  int64_t n_layer, n_embd, n_head, n_head_kv, head_dim, n_ff, n_vocab, n_ctx;
+  int64_t n_layer, n_embd, n_head, n_head_kv;
+  int64_t head_dim;       // 0: n_embd / n_head, and no key_length key is written
+  int64_t n_ff, n_vocab, n_ctx;
   float rope_base, norm_eps;
   bool tied;              // output shares token_embd
   int64_t n_expert = 0, n_expert_used = 0, n_ff_expert = 0;
-  bool llama3_rope = false;  // Llama 3.x frequency scaling (written as rope_freqs.weight)
+  SynthRopeScaling rope_scaling = {};
 };
 
 const std::vector<SynthShape>& synth_shapes();
@@ -43,9 +58,17 @@ std::vector<std::string> synth_mixes();
 DType mix_type(const std::string& mix, const std::string& tensor, int64_t layer, int64_t n_layer,
                int64_t row_len);
 
-// Writes the file; weights are random (deterministic for seed), quantized
-// with slm's quantizers in parallel on pool. Returns the file size.
+// Writes the file; weights are random (deterministic for seed; each tensor
+// initialised as its table entry's Init says), quantized with slm's
+// quantizers in parallel on pool. Returns the file size.
 uint64_t write_synth(const SynthShape& shape, const std::string& mix, const std::string& path,
                      uint64_t seed, ThreadPool& pool);
+
+// The same file in memory. on_values, when set, sees every tensor's float
+// values (row-major [ne1][ne0]) before quantization: the tests' float64
+// forward pass runs on them.
+using SynthValues = std::function<void(const std::string& name, std::span<const float> values)>;
+std::vector<uint8_t> synth_bytes(const SynthShape& shape, const std::string& mix, uint64_t seed, ThreadPool& pool,
+                                 const SynthValues& on_values = {});
 
 }  // namespace slm::model

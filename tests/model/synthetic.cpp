@@ -4,23 +4,16 @@
 #include <cmath>
 #include <numbers>
 #include <numeric>
+#include <stdexcept>
+#include <type_traits>
 
-#include "gguf/writer.h"
+#include "base/thread_pool.h"
+#include "model/arch.h"
+#include "model/synth.h"
+#include "model/weights.h"
 
 namespace slm::test {
 namespace {
-
-struct Rng {
-  uint64_t s;
-  double uniform() {  // [-1, 1)
-    s += 0x9e3779b97f4a7c15ull;
-    uint64_t z = s;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return static_cast<double>(z >> 11) / 4503599627370496.0 - 1.0;
-  }
-};
 
 int64_t head_dim_of(const SynthSpec& s) { return s.head_dim ? s.head_dim : s.n_embd / s.n_head; }
 
@@ -35,74 +28,21 @@ double llama3_freq(const SynthSpec& s, double freq) {
 
 }  // namespace
 
+// The file comes from slm's one synthetic writer (model/synth.h), which walks
+// the family's tensor table; the float values it reports are what the
+// float64 forward below runs on.
 SynthModel make_synth(const SynthSpec& s) {
   SynthModel m;
   m.spec = s;
-  Rng rng{s.seed};
-  gguf::Writer w;
-  const std::string a = s.arch;
-  w.add_string("general.architecture", a);
-  w.add_u32(a + ".context_length", static_cast<uint32_t>(s.n_ctx_train));
-  w.add_u32(a + ".embedding_length", static_cast<uint32_t>(s.n_embd));
-  w.add_u32(a + ".block_count", static_cast<uint32_t>(s.n_layer));
-  w.add_u32(a + ".feed_forward_length", static_cast<uint32_t>(s.n_ff));
-  w.add_u32(a + ".attention.head_count", static_cast<uint32_t>(s.n_head));
-  w.add_u32(a + ".attention.head_count_kv", static_cast<uint32_t>(s.n_head_kv));
-  w.add_f32(a + ".rope.freq_base", s.rope_base);
-  w.add_f32(a + ".attention.layer_norm_rms_epsilon", 1e-5f);
-  const int64_t hd = head_dim_of(s);
-  if (s.head_dim) w.add_u32(a + ".attention.key_length", static_cast<uint32_t>(hd));
-  if (s.n_expert) {
-    w.add_u32(a + ".expert_count", static_cast<uint32_t>(s.n_expert));
-    w.add_u32(a + ".expert_used_count", static_cast<uint32_t>(s.n_expert_used));
-  }
-  if (!s.rope_scaling.empty() && !s.rope_freqs_tensor) {
-    w.add_string(a + ".rope.scaling.type", s.rope_scaling);
-    w.add_f32(a + ".rope.scaling.factor", s.rope_factor);
-    w.add_f32(a + ".rope.scaling.low_freq_factor", s.low_freq);
-    w.add_f32(a + ".rope.scaling.high_freq_factor", s.high_freq);
-    w.add_u32(a + ".rope.scaling.original_context_length", static_cast<uint32_t>(s.orig_ctx));
-  }
-  auto add = [&](const std::string& name, std::vector<int64_t> shape, double scale, double offset = 0) {
-    const int64_t n = std::accumulate(shape.begin(), shape.end(), int64_t{1}, std::multiplies<>());
-    std::vector<float> v(n);
-    for (float& x : v) x = static_cast<float>(offset + scale * rng.uniform());
-    w.add_tensor(name, DType::F32, shape, {reinterpret_cast<const uint8_t*>(v.data()), v.size() * 4});
-    m.w[name] = std::move(v);
-  };
-  add("token_embd.weight", {s.n_embd, s.n_vocab}, 1.0);
-  add("output_norm.weight", {s.n_embd}, 0.2, 1.0);
-  add("output.weight", {s.n_embd, s.n_vocab}, 0.3);
-  if (s.rope_freqs_tensor) {
-    std::vector<float> div(hd / 2);
-    for (int64_t i = 0; i < hd / 2; ++i) {
-      const double f = std::pow(s.rope_base, -2.0 * i / hd);
-      div[i] = static_cast<float>(f / llama3_freq(s, f));
-    }
-    w.add_tensor("rope_freqs.weight", DType::F32, {hd / 2},
-                 {reinterpret_cast<const uint8_t*>(div.data()), div.size() * 4});
-  }
-  const double ws = 1.0 / std::sqrt(static_cast<double>(s.n_embd));
-  for (int64_t l = 0; l < s.n_layer; ++l) {
-    const std::string p = "blk." + std::to_string(l) + ".";
-    add(p + "attn_norm.weight", {s.n_embd}, 0.2, 1.0);
-    add(p + "attn_q.weight", {s.n_embd, s.n_head * hd}, ws);
-    add(p + "attn_k.weight", {s.n_embd, s.n_head_kv * hd}, ws);
-    add(p + "attn_v.weight", {s.n_embd, s.n_head_kv * hd}, ws);
-    add(p + "attn_output.weight", {s.n_head * hd, s.n_embd}, ws);
-    add(p + "ffn_norm.weight", {s.n_embd}, 0.2, 1.0);
-    if (s.n_expert) {
-      add(p + "ffn_gate_inp.weight", {s.n_embd, s.n_expert}, 3 * ws);
-      add(p + "ffn_gate_exps.weight", {s.n_embd, s.n_ff, s.n_expert}, ws);
-      add(p + "ffn_up_exps.weight", {s.n_embd, s.n_ff, s.n_expert}, ws);
-      add(p + "ffn_down_exps.weight", {s.n_ff, s.n_embd, s.n_expert}, ws);
-    } else {
-      add(p + "ffn_gate.weight", {s.n_embd, s.n_ff}, ws);
-      add(p + "ffn_up.weight", {s.n_embd, s.n_ff}, ws);
-      add(p + "ffn_down.weight", {s.n_ff, s.n_embd}, ws);
-    }
-  }
-  m.gguf = w.to_bytes();
+  model::SynthShape shape{"test", s.arch, s.n_layer, s.n_embd, s.n_head, s.n_head_kv, s.head_dim, s.n_ff,
+                          s.n_vocab, s.n_ctx_train, s.rope_base, 1e-5f, /*tied=*/false};
+  shape.n_expert = s.n_expert;
+  shape.n_expert_used = s.n_expert_used;
+  shape.rope_scaling = {s.rope_scaling, s.rope_factor, s.low_freq, s.high_freq, s.orig_ctx, s.rope_freqs_tensor};
+  ThreadPool pool(1);
+  m.gguf = model::synth_bytes(shape, "F32", s.seed, pool, [&](const std::string& name, std::span<const float> v) {
+    m.w[name].assign(v.begin(), v.end());
+  });
   return m;
 }
 
@@ -127,16 +67,45 @@ Vec rmsnorm(const Vec& x, const std::vector<float>& w) {
   return y;
 }
 
-void rope_head(double* x, int64_t hd, int64_t pos, const SynthSpec& s) {
+void rope_head(double* x, int64_t hd, int64_t pos, const SynthSpec& s, bool neox) {
   for (int64_t i = 0; i < hd / 2; ++i) {
     double f = std::pow(static_cast<double>(s.rope_base), -2.0 * i / hd);
     if (s.rope_scaling == "llama3") f = llama3_freq(s, f);
     if (s.rope_scaling == "linear") f /= s.rope_factor;
     const double th = pos * f, c = std::cos(th), sn = std::sin(th);
-    const double a = x[2 * i], b = x[2 * i + 1];  // llama: adjacent pairs
-    x[2 * i] = a * c - b * sn;
-    x[2 * i + 1] = a * sn + b * c;
+    // llama: adjacent pairs; NeoX (qwen): pairs split across the halves.
+    double& a = neox ? x[i] : x[2 * i];
+    double& b = neox ? x[i + hd / 2] : x[2 * i + 1];
+    const double a0 = a, b0 = b;
+    a = a0 * c - b0 * sn;
+    b = a0 * sn + b0 * c;
   }
+}
+
+// The tensor names come from the family's table (model/arch.h), looked up by
+// the field a tensor binds to, so this forward reads what slm's binder reads.
+using model::LayerWeights;
+template <typename Field>
+std::string name_of(const model::Family& fam, Field field, int64_t layer) {
+  for (const model::TensorSpec& t : fam.layer) {
+    if constexpr (std::is_same_v<Field, std::vector<float> LayerWeights::*>) {
+      if (t.vector == field) return model::tensor_name(t, layer);
+    } else if constexpr (std::is_same_v<Field, backend::Linear LayerWeights::*>) {
+      if (t.matrix == field) return model::tensor_name(t, layer);
+    } else {
+      if (t.experts == field) return model::tensor_name(t, layer);
+    }
+  }
+  throw std::runtime_error("no such tensor in the table");
+}
+
+// token_embd, output and output_norm by the ModelWeights field they bind to.
+std::string global_name(const model::Family& fam, int which) {
+  for (const model::TensorSpec& t : fam.globals)
+    if ((which == 0 && t.global_table) || (which == 1 && t.global_matrix) ||
+        (which == 2 && t.global_vector == &model::ModelWeights::output_norm))
+      return model::tensor_name(t, -1);
+  throw std::runtime_error("no such tensor in the table");
 }
 
 Vec swiglu_ffn(const float* g, const float* u, const float* d, int64_t n_embd, int64_t n_ff, const Vec& x) {
@@ -152,19 +121,40 @@ std::vector<double> reference_forward(const SynthModel& m, const std::vector<int
   const int64_t hd = head_dim_of(s), T = static_cast<int64_t>(tokens.size());
   const int64_t qd = s.n_head * hd, kd = s.n_head_kv * hd;
   auto W = [&](const std::string& n) { return m.w.at(n).data(); };
+  const model::Family& fam = *model::find_family(s.arch);
+  const bool neox = fam.rope_order == model::RopeOrder::kNeox;
+  // An optional tensor: empty when the file does not hold it.
+  auto opt = [&](const std::string& n) { return m.w.count(n) ? m.w.at(n) : std::vector<float>{}; };
+  auto head_norm = [&](double* x, const std::vector<float>& w) {
+    if (w.empty()) return;
+    const Vec y = rmsnorm(Vec(x, x + hd), w);
+    std::copy(y.begin(), y.end(), x);
+  };
   std::vector<Vec> x(T);
   for (int64_t t = 0; t < T; ++t)
-    x[t] = Vec(W("token_embd.weight") + tokens[t] * s.n_embd, W("token_embd.weight") + (tokens[t] + 1) * s.n_embd);
+    x[t] = Vec(W(global_name(fam, 0)) + tokens[t] * s.n_embd, W(global_name(fam, 0)) + (tokens[t] + 1) * s.n_embd);
   for (int64_t l = 0; l < s.n_layer; ++l) {
-    const std::string p = "blk." + std::to_string(l) + ".";
+    auto N = [&](auto field) { return name_of(fam, field, l); };
+    const std::vector<float> bq = opt(N(&LayerWeights::bq)), bk = opt(N(&LayerWeights::bk)),
+                             bv = opt(N(&LayerWeights::bv)), q_norm = opt(N(&LayerWeights::q_norm)),
+                             k_norm = opt(N(&LayerWeights::k_norm));
     std::vector<Vec> q(T), k(T), v(T);
     for (int64_t t = 0; t < T; ++t) {
-      const Vec xn = rmsnorm(x[t], m.w.at(p + "attn_norm.weight"));
-      q[t] = matvec(W(p + "attn_q.weight"), qd, s.n_embd, xn);
-      k[t] = matvec(W(p + "attn_k.weight"), kd, s.n_embd, xn);
-      v[t] = matvec(W(p + "attn_v.weight"), kd, s.n_embd, xn);
-      for (int64_t h = 0; h < s.n_head; ++h) rope_head(&q[t][h * hd], hd, t, s);
-      for (int64_t h = 0; h < s.n_head_kv; ++h) rope_head(&k[t][h * hd], hd, t, s);
+      const Vec xn = rmsnorm(x[t], m.w.at(N(&LayerWeights::attn_norm)));
+      q[t] = matvec(W(N(&LayerWeights::wq)), qd, s.n_embd, xn);
+      k[t] = matvec(W(N(&LayerWeights::wk)), kd, s.n_embd, xn);
+      v[t] = matvec(W(N(&LayerWeights::wv)), kd, s.n_embd, xn);
+      for (size_t i = 0; i < bq.size(); ++i) q[t][i] += bq[i];
+      for (size_t i = 0; i < bk.size(); ++i) k[t][i] += bk[i];
+      for (size_t i = 0; i < bv.size(); ++i) v[t][i] += bv[i];
+      for (int64_t h = 0; h < s.n_head; ++h) {
+        head_norm(&q[t][h * hd], q_norm);
+        rope_head(&q[t][h * hd], hd, t, s, neox);
+      }
+      for (int64_t h = 0; h < s.n_head_kv; ++h) {
+        head_norm(&k[t][h * hd], k_norm);
+        rope_head(&k[t][h * hd], hd, t, s, neox);
+      }
     }
     for (int64_t t = 0; t < T; ++t) {
       Vec att(qd, 0.0);
@@ -183,14 +173,14 @@ std::vector<double> reference_forward(const SynthModel& m, const std::vector<int
         for (int64_t j = 0; j <= t; ++j)
           for (int64_t i = 0; i < hd; ++i) att[h * hd + i] += sc[j] / sum * v[j][g * hd + i];
       }
-      const Vec o = matvec(W(p + "attn_output.weight"), s.n_embd, qd, att);
+      const Vec o = matvec(W(N(&LayerWeights::wo)), s.n_embd, qd, att);
       for (int64_t i = 0; i < s.n_embd; ++i) x[t][i] += o[i];
-      const Vec xn = rmsnorm(x[t], m.w.at(p + "ffn_norm.weight"));
+      const Vec xn = rmsnorm(x[t], m.w.at(N(&LayerWeights::ffn_norm)));
       Vec f(s.n_embd, 0.0);
       if (s.n_expert == 0) {
-        f = swiglu_ffn(W(p + "ffn_gate.weight"), W(p + "ffn_up.weight"), W(p + "ffn_down.weight"), s.n_embd, s.n_ff, xn);
+        f = swiglu_ffn(W(N(&LayerWeights::ffn_gate)), W(N(&LayerWeights::ffn_up)), W(N(&LayerWeights::ffn_down)), s.n_embd, s.n_ff, xn);
       } else {
-        Vec r = matvec(W(p + "ffn_gate_inp.weight"), s.n_expert, s.n_embd, xn);
+        Vec r = matvec(W(N(&LayerWeights::gate_inp)), s.n_expert, s.n_embd, xn);
         double mx = *std::max_element(r.begin(), r.end()), sum = 0;
         for (double& e : r) sum += (e = std::exp(e - mx));
         for (double& e : r) e /= sum;
@@ -202,8 +192,8 @@ std::vector<double> reference_forward(const SynthModel& m, const std::vector<int
         for (int64_t kk = 0; kk < s.n_expert_used; ++kk) {
           const int64_t e = idx[kk];
           const int64_t mat = s.n_ff * s.n_embd;
-          const Vec y = swiglu_ffn(W(p + "ffn_gate_exps.weight") + e * mat, W(p + "ffn_up_exps.weight") + e * mat,
-                                   W(p + "ffn_down_exps.weight") + e * mat, s.n_embd, s.n_ff, xn);
+          const Vec y = swiglu_ffn(W(N(&LayerWeights::gate_exps)) + e * mat, W(N(&LayerWeights::up_exps)) + e * mat,
+                                   W(N(&LayerWeights::down_exps)) + e * mat, s.n_embd, s.n_ff, xn);
           for (int64_t i = 0; i < s.n_embd; ++i) f[i] += r[e] / wsum * y[i];
         }
       }
@@ -212,7 +202,7 @@ std::vector<double> reference_forward(const SynthModel& m, const std::vector<int
   }
   std::vector<double> logits;
   for (int64_t t = 0; t < T; ++t) {
-    const Vec y = matvec(W("output.weight"), s.n_vocab, s.n_embd, rmsnorm(x[t], m.w.at("output_norm.weight")));
+    const Vec y = matvec(W(global_name(fam, 1)), s.n_vocab, s.n_embd, rmsnorm(x[t], m.w.at(global_name(fam, 2))));
     logits.insert(logits.end(), y.begin(), y.end());
   }
   return logits;

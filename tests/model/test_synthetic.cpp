@@ -7,6 +7,8 @@
 
 #include "base/error.h"
 #include "base/thread_pool.h"
+#include "gguf/writer.h"
+#include "model/arch.h"
 #include "model/model.h"
 #include "model/session.h"
 #include "model/synth.h"
@@ -80,6 +82,23 @@ TEST(Synthetic, Llama3RopeScaling) {
   double diff = 0;
   for (size_t i = 0; i < a.size(); ++i) diff = std::max(diff, std::fabs(a[i] - b[i]));
   EXPECT_GT(diff, 1e-3);
+}
+
+// Every family in the table, each checked against the float64 forward that
+// reads the same table: NeoX RoPE and q/k/v biases (qwen2), per-head q/k
+// RMSNorm (qwen3), experts with qwen3moe's layout.
+TEST(Synthetic, EveryFamilyMatchesFloat64) {
+  for (const model::Family& fam : model::families()) {
+    SynthSpec s;
+    s.arch = std::string(fam.name);
+    s.head_dim = 16;  // q wider than n_embd, as in Qwen3
+    if (fam.needs_experts) {
+      s.n_expert = 4;
+      s.n_expert_used = 2;
+    }
+    SCOPED_TRACE(s.arch);
+    EXPECT_LT(max_rel_error(make_synth(s), some_tokens(21, 64), 2), kTol);
+  }
 }
 
 TEST(Synthetic, LinearRopeScaling) {
@@ -233,10 +252,10 @@ TEST(Synthetic, HostileConfigsAreRefusedWithTheKeyNamed) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("attention.head_count_kv"), std::string::npos) << e.what();
   }
-  SynthSpec u;
-  u.arch = "gpt-j";
+  gguf::Writer u;
+  u.add_string("general.architecture", "gpt-j");
   try {
-    load(make_synth(u));
+    model::Model::from_file(gguf::File::parse(u.to_bytes(), "gpt-j.gguf"));
     FAIL() << "expected an error";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("unsupported architecture 'gpt-j'"), std::string::npos) << e.what();
