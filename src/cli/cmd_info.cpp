@@ -89,6 +89,10 @@ int run_info(int argc, char** argv) {
                 (long long)c.n_expert_used, (long long)c.n_ff_expert);
   else
     std::printf("feed-forward:  %lld\n", (long long)c.n_ff);
+  const model::LayerWeights& l0 = model->weights().layers.front();
+  std::printf("block:         %s attention%s%s, %s feed-forward\n", std::string(c.family->name).c_str(),
+              l0.has_qkv_bias() ? ", q/k/v biases" : "", l0.has_qk_norm() ? ", per-head q/k norm" : "",
+              c.is_moe() ? "mixture-of-experts" : "dense SwiGLU");
   std::printf("vocabulary:    %lld\n", (long long)c.n_vocab);
   std::printf("context:       %lld (trained)\n", (long long)c.n_ctx_train);
   std::printf("rope:          base %g, %lld dims, %s\n", c.rope_base, (long long)c.n_rot,
@@ -105,10 +109,15 @@ int run_info(int argc, char** argv) {
 
   if (!args.flag("--no-tensors")) {
     std::printf("\ntensors (%zu):\n", f.tensors().size());
-    for (const gguf::TensorInfo& t : f.tensors())
-      std::printf("  %-40.*s %-7s %-22s %s\n", (int)t.name.size(), t.name.data(),
+    // The role column comes from the family's tensor table (model/arch.h);
+    // "unused" marks a tensor slm does not read.
+    for (const gguf::TensorInfo& t : f.tensors()) {
+      const model::TensorSpec* spec = model::find_spec(*c.family, t.name);
+      std::printf("  %-40.*s %-7s %-22s %-10s %s\n", (int)t.name.size(), t.name.data(),
                   std::string(dtype_name(t.type)).c_str(), shape_of(t).c_str(),
-                  human_bytes(static_cast<double>(t.n_bytes)).c_str());
+                  human_bytes(static_cast<double>(t.n_bytes)).c_str(),
+                  spec ? model::spec_label(*spec).c_str() : "unused");
+    }
   }
   return 0;
 }

@@ -145,6 +145,36 @@ std::string tensor_name(const TensorSpec& t, int64_t layer) {
   return layer < 0 ? std::string(t.name) : "blk." + std::to_string(layer) + "." + t.name;
 }
 
+const TensorSpec* find_spec(const Family& family, std::string_view tensor) {
+  std::string_view rest = tensor;
+  const std::vector<TensorSpec>* table = &family.globals;
+  if (rest.substr(0, 4) == "blk.") {
+    rest.remove_prefix(4);
+    const size_t dot = rest.find('.');
+    if (dot == 0 || dot == std::string_view::npos) return nullptr;
+    for (size_t i = 0; i < dot; ++i)
+      if (rest[i] < '0' || rest[i] > '9') return nullptr;
+    rest.remove_prefix(dot + 1);
+    table = &family.layer;
+  }
+  for (const TensorSpec& t : *table)
+    if (rest == t.name) return &t;
+  return nullptr;
+}
+
+std::string spec_label(const TensorSpec& t) {
+  switch (t.kind) {
+    case Kind::kTable: return "embedding";
+    case Kind::kMatrix: return std::string(backend::role_name(t.role));
+    case Kind::kExperts: return std::string(backend::role_name(t.role)) + " experts";
+    case Kind::kVector: break;
+  }
+  const std::string_view name = t.name;
+  if (name.find("bias") != std::string_view::npos) return "bias";
+  if (name.find("rope") != std::string_view::npos) return "rope";
+  return "norm";
+}
+
 bool applies(const TensorSpec& t, const ModelConfig& c) {
   switch (t.need) {
     case Need::kDense: return !c.is_moe();

@@ -78,6 +78,13 @@ std::string family_names();
 
 // The full GGUF name of a table entry: "output.weight" or "blk.3.attn_q.weight".
 std::string tensor_name(const TensorSpec& t, int64_t layer);
+// The table entry a GGUF tensor name binds to ("blk.3.attn_q.weight" -> the
+// layer entry "attn_q.weight"), or nullptr for a tensor slm does not read.
+const TensorSpec* find_spec(const Family& family, std::string_view tensor);
+// A short label of what the entry is for: a matrix's role ("q", "down"...),
+// or "embedding", "norm", "bias", "rope".
+std::string spec_label(const TensorSpec& t);
+
 // Whether the entry must be present for this config.
 bool required(const TensorSpec& t, const ModelConfig& c);
 // Whether the entry can be present for this config (experts only in MoE models...).
