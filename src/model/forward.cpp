@@ -30,6 +30,18 @@ struct Forward {
   Scratch& s;
   const StepBatch& b;
 
+  // Every matrix product of the step goes through here: outs share the input
+  // x [n][cols], whose rows are the step's rows (or, for an expert, the rows
+  // routed to it). This is where per-sequence LoRA deltas (by b.seqs row
+  // ranges), activation-sparsity masks and fused groups plug in.
+  void linear(std::span<const backend::LinearOut> outs, const float* x, int64_t n) {
+    be.linear(outs, x, n, s.ws_);
+  }
+  void linear(const backend::Linear& w, const float* x, int64_t n, float* y) {
+    const backend::LinearOut out{&w, y};
+    linear(std::span<const backend::LinearOut>(&out, 1), x, n);
+  }
+
   // Describes the step once: each sequence's rows and positions.
   static void describe(std::span<const SeqChunk> chunks, StepBatch& b) {
     b.n_rows = 0;
@@ -68,7 +80,7 @@ struct Forward {
     const int64_t E = c.n_embd, qd = c.q_dim(), kd = c.kv_dim(), n = b.n_rows;
     be.rms_norm(s.x_.data(), lw.attn_norm.data(), n, E, c.norm_eps, s.xn_.data());
     const backend::LinearOut qkv[] = {{&lw.wq, s.q_.data()}, {&lw.wk, s.k_.data()}, {&lw.wv, s.v_.data()}};
-    be.linear(qkv, s.xn_.data(), n, s.ws_);
+    linear(qkv, s.xn_.data(), n);
     const bool neox = c.rope_order == RopeOrder::kNeox;
     for (int64_t r = 0; r < n; ++r) {
       float* q = &s.q_[r * qd];  // [n_head][head_dim]
@@ -98,7 +110,7 @@ struct Forward {
       const backend::AttentionShape shape{sr.n_rows, sr.pos0, c.n_head, c.n_head_kv, c.head_dim};
       be.attention(shape, &s.q_[sr.row0 * qd], kc, vc, &s.attn_[sr.row0 * qd], s.ws_);
     }
-    be.linear(lw.wo, s.attn_.data(), n, s.proj_.data(), s.ws_);
+    linear(lw.wo, s.attn_.data(), n, s.proj_.data());
     be.add(s.x_.data(), s.proj_.data(), n * E);
   }
 
@@ -106,15 +118,15 @@ struct Forward {
   void ffn_dense(const LayerWeights& lw) {
     const int64_t n = b.n_rows;
     const backend::LinearOut gate_up[] = {{&lw.ffn_gate, s.gate_.data()}, {&lw.ffn_up, s.up_.data()}};
-    be.linear(gate_up, s.xn_.data(), n, s.ws_);
+    linear(gate_up, s.xn_.data(), n);
     be.swiglu(s.gate_.data(), s.up_.data(), n * c.n_ff);
-    be.linear(lw.ffn_down, s.gate_.data(), n, s.proj_.data(), s.ws_);
+    linear(lw.ffn_down, s.gate_.data(), n, s.proj_.data());
   }
 
   // proj [rows][n_embd] = sum over the row's chosen experts e of weight_e * FFN_e(xn).
   void ffn_moe(const LayerWeights& lw, const RouterPolicy& policy) {
     const int64_t n = b.n_rows, E = c.n_embd, NE = c.n_expert, K = policy.top_k, ff = c.n_ff_expert;
-    be.linear(lw.gate_inp, s.xn_.data(), n, s.router_.data(), s.ws_);  // [rows][n_expert]
+    linear(lw.gate_inp, s.xn_.data(), n, s.router_.data());  // [rows][n_expert]
     std::vector<int32_t>& order = s.expert_order_;
     for (int64_t r = 0; r < n; ++r) {
       float* p = &s.router_[r * NE];
@@ -144,10 +156,10 @@ struct Forward {
           }
       if (m == 0) continue;
       const backend::LinearOut gate_up[] = {{&lw.gate_exps[e], s.gate_.data()}, {&lw.up_exps[e], s.up_.data()}};
-      be.linear(gate_up, s.expert_in_.data(), m, s.ws_);
+      linear(gate_up, s.expert_in_.data(), m);
       be.swiglu(s.gate_.data(), s.up_.data(), m * ff);
       // expert_in_ is free again: reuse it for the expert's output [m][n_embd].
-      be.linear(lw.down_exps[e], s.gate_.data(), m, s.expert_in_.data(), s.ws_);
+      linear(lw.down_exps[e], s.gate_.data(), m, s.expert_in_.data());
       for (int64_t i = 0; i < m; ++i) {
         float* dst = &s.proj_[s.expert_rows_[i] * E];
         const float* src = &s.expert_in_[i * E];
@@ -191,7 +203,7 @@ struct Forward {
       if (s.logits_.size() < static_cast<size_t>(n_out * V)) s.logits_.resize(static_cast<size_t>(n_out * V));
       out = s.logits_.data();
     }
-    be.linear(model.weights().output, s.out_rows_.data(), n_out, out, s.ws_);
+    linear(model.weights().output, s.out_rows_.data(), n_out, out);
     int64_t o = 0;
     for (const SeqChunk& ch : chunks) {
       if (ch.logits == nullptr) continue;
