@@ -81,11 +81,15 @@ Linear linear_of(const gguf::TensorInfo& t, backend::Role role, int64_t slice = 
 }  // namespace
 
 ModelWeights bind_weights(const gguf::File& file, ModelConfig& c) {
-  const gguf::TensorInfo* emb = file.find_tensor("token_embd.weight");
-  if (emb == nullptr) throw Error(file.name() + ": tensor 'token_embd.weight' is missing");
-  c.n_vocab = emb->ne[1];
-  const Binder b(file, c);
   const Family& fam = *c.family;
+  // The vocabulary size is the embedding table's row count.
+  for (const TensorSpec& t : fam.globals) {
+    if (t.kind != Kind::kTable) continue;
+    const gguf::TensorInfo* emb = file.find_tensor(t.name);
+    if (emb == nullptr) throw Error(file.name() + ": tensor '" + t.name + "' is missing");
+    c.n_vocab = emb->ne[1];
+  }
+  const Binder b(file, c);
   ModelWeights w;
   for (const TensorSpec& t : fam.globals) {
     const std::string name = tensor_name(t, -1);
