@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "base/check.h"
 #include "base/fp16.h"
 #include "base/thread_pool.h"
 #include "kernels/internal.h"
@@ -387,6 +388,8 @@ namespace {
 // float scales, integer corrections; layout al) at row.
 void prepare_act(const TypeTable& table, DType type, const ActLayout& al, const float* x, int64_t cols,
                  uint8_t* row) {
+  SLM_DCHECK_EQ(cols % block_elems(type), 0);
+  SLM_DCHECK_EQ(reinterpret_cast<uintptr_t>(row) % 64, 0);  // act_layout pads rows to 64
   const int64_t nb = cols / block_elems(type);
   auto* d = reinterpret_cast<float*>(row + al.q_bytes);
   auto* c = reinterpret_cast<int32_t*>(row + al.q_bytes + al.d_bytes);
@@ -452,6 +455,8 @@ void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, T
     Part& p = parts[i];
     p = Part{&w, outs[i].y, table.packed_tile[static_cast<int>(w.type())], cols / block_elems(w.type()),
              n_groups, 0, act_layout(w.type(), cols), nullptr};
+    SLM_DCHECK_EQ(cols % block_elems(w.type()), 0);  // pack() refuses partial blocks
+    SLM_DCHECK(p.tile != nullptr);
     p.group_bytes = static_cast<size_t>(p.nb * packed_block_bytes(w.type()));
     n_groups += (w.rows() + kPackRows - 1) / kPackRows;
     total_bytes += w.size_bytes();
@@ -501,6 +506,7 @@ void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, T
     }
     const int64_t rows = p.w->rows(), lg = g - p.g0;
     const int nr = static_cast<int>(std::min<int64_t>(kPackRows, rows - lg * kPackRows));
+    SLM_DCHECK(nr > 0 && nt > 0 && nt <= kPackMaxTokens);
     p.tile(p.nb, p.w->data() + static_cast<size_t>(lg) * p.group_bytes, acts, nt,
            p.y + t0 * rows + lg * kPackRows, rows, nr);
   });
