@@ -55,17 +55,17 @@ template <typename A, typename B>
 }  // namespace slm::detail
 
 #if SLM_DCHECK_IS_ON
-#define SLM_DCHECK(cond)                                                         \
-  do {                                                                           \
-    if (!(cond)) ::slm::detail::dcheck_failed(__FILE__, __LINE__, #cond);        \
+#define SLM_DCHECK(cond)                                                  \
+  do {                                                                    \
+    if (!(cond)) ::slm::detail::dcheck_failed(__FILE__, __LINE__, #cond); \
   } while (0)
-#define SLM_DCHECK_OP_(a, op, b)                                                        \
-  do {                                                                                  \
-    const auto& slm_dcheck_a_ = (a);                                                    \
-    const auto& slm_dcheck_b_ = (b);                                                    \
-    if (!(slm_dcheck_a_ op slm_dcheck_b_))                                              \
+#define SLM_DCHECK_OP_(a, op, b)                                                            \
+  do {                                                                                      \
+    const auto& slm_dcheck_a_ = (a);                                                        \
+    const auto& slm_dcheck_b_ = (b);                                                        \
+    if (!(slm_dcheck_a_ op slm_dcheck_b_))                                                  \
       ::slm::detail::dcheck_op_failed(__FILE__, __LINE__, #a " " #op " " #b, slm_dcheck_a_, \
-                                      slm_dcheck_b_);                                   \
+                                      slm_dcheck_b_);                                       \
   } while (0)
 #else
 // sizeof keeps the expression compiled (and its variables "used") without

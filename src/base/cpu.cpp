@@ -28,9 +28,9 @@ CpuFeatures detect() {
              f16c = c & (1u << 29);
   if (!osxsave || !avx) return f;
   const uint64_t xcr0 = read_xcr0();
-  const bool ymm_state = (xcr0 & 0x6) == 0x6;              // SSE + AVX
-  const bool zmm_state = (xcr0 & 0xE6) == 0xE6;            // + opmask, ZMM_Hi256, Hi16_ZMM
-  const bool tile_state = (xcr0 & 0x60000) == 0x60000;     // XTILECFG + XTILEDATA
+  const bool ymm_state = (xcr0 & 0x6) == 0x6;           // SSE + AVX
+  const bool zmm_state = (xcr0 & 0xE6) == 0xE6;         // + opmask, ZMM_Hi256, Hi16_ZMM
+  const bool tile_state = (xcr0 & 0x60000) == 0x60000;  // XTILECFG + XTILEDATA
   if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return f;
   const bool avx2 = b & (1u << 5), bmi2 = b & (1u << 8);
   const bool avx512f = b & (1u << 16), avx512dq = b & (1u << 17), avx512bw = b & (1u << 30),

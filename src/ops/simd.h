@@ -35,7 +35,8 @@ void rope_apply_scalar(float* x, int64_t n_rot, const float* cs, bool neox);
 struct OpsTable {
   void (*attend)(const AttendArgs& a) = attend_scalar;
   void (*swiglu)(float* gate, const float* up, int64_t n) = swiglu_scalar;
-  void (*rms_norm)(const float* x, const float* w, int64_t n, float eps, float* out) = rms_norm_scalar;
+  void (*rms_norm)(const float* x, const float* w, int64_t n, float eps,
+                   float* out) = rms_norm_scalar;
   void (*add)(float* x, const float* b, int64_t n) = add_scalar;
   void (*softmax)(float* x, int64_t n) = softmax_scalar;
   void (*rope_apply)(float* x, int64_t n_rot, const float* cs, bool neox) = rope_apply_scalar;

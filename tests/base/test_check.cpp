@@ -1,10 +1,10 @@
 // SLM_DCHECK: aborts with file:line and the condition when on (Debug, or
 // -DSLM_DCHECKS=ON); compiles to nothing and evaluates nothing when off.
-#include "base/check.h"
-
 #include <gtest/gtest.h>
 
 #include <cstdint>
+
+#include "base/check.h"
 
 namespace slm {
 namespace {
@@ -23,7 +23,8 @@ TEST(Check, PassingChecksDoNothing) {
 #if SLM_DCHECK_IS_ON
 TEST(CheckDeathTest, FailingCheckAbortsWithItsText) {
   const int64_t cols = 40;
-  EXPECT_DEATH(SLM_DCHECK(cols % 32 == 0), "test_check.cpp:[0-9]+: SLM_DCHECK failed: cols % 32 == 0");
+  EXPECT_DEATH(SLM_DCHECK(cols % 32 == 0),
+               "test_check.cpp:[0-9]+: SLM_DCHECK failed: cols % 32 == 0");
   EXPECT_DEATH(SLM_DCHECK_LT(cols, 8), "cols < 8 \\(40 vs 8\\)");
 }
 #else

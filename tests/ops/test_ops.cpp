@@ -40,10 +40,9 @@ TEST(Ops, AttentionMatchesScalarOnEveryIsa) {
   struct Case {
     int64_t n_tokens, pos0, n_head, n_head_kv, head_dim;
   };
-  for (Case c :
-       {Case{1, 0, 2, 1, 64}, Case{3, 5, 4, 2, 64}, Case{7, 30, 14, 2, 64}, Case{2, 9, 4, 4, 128},
-        Case{4, 3, 2, 1, 80}, Case{5, 17, 2, 2, 48}, Case{1, 200, 8, 2, 64},
-        Case{3, 6, 2, 1, 256}, Case{2, 3, 2, 1, 36}}) {
+  for (Case c : {Case{1, 0, 2, 1, 64}, Case{3, 5, 4, 2, 64}, Case{7, 30, 14, 2, 64},
+                 Case{2, 9, 4, 4, 128}, Case{4, 3, 2, 1, 80}, Case{5, 17, 2, 2, 48},
+                 Case{1, 200, 8, 2, 64}, Case{3, 6, 2, 1, 256}, Case{2, 3, 2, 1, 36}}) {
     const AttentionShape s{c.n_tokens, c.pos0, c.n_head, c.n_head_kv, c.head_dim};
     const int64_t span = c.pos0 + c.n_tokens;
     const auto q = random_floats(static_cast<size_t>(c.n_tokens * c.n_head * c.head_dim), 1, 1.0f);
