@@ -75,7 +75,7 @@ void run_groups(int64_t n_groups, size_t bytes, int64_t n_tokens, ThreadPool& po
 void prepare_act(const TypeTable& table, DType type, const ActLayout& al, const float* x, int64_t cols,
                  uint8_t* row) {
   SLM_DCHECK_EQ(cols % packed_block_elems(type), 0);
-  SLM_DCHECK_EQ(reinterpret_cast<uintptr_t>(row) % 64, 0);  // act_layout pads rows to 64
+  SLM_DCHECK_EQ(reinterpret_cast<uintptr_t>(row) % 64, 0u);  // act_layout pads rows to 64
   const int64_t nb = cols / packed_block_elems(type);
   auto* d = reinterpret_cast<float*>(row + al.q_bytes);
   auto* c = reinterpret_cast<int32_t*>(row + al.q_bytes + al.d_bytes);
