@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/cpu.h"
 #include "base/error.h"
 #include "base/thread_pool.h"
 #include "cli/args.h"
@@ -60,7 +61,7 @@ __attribute__((target("avx2"))) uint64_t xor_words_avx2(const uint64_t* p, size_
   return lanes[0] ^ lanes[1] ^ lanes[2] ^ lanes[3];
 }
 uint64_t (*pick_xor_words())(const uint64_t*, size_t) {
-  return __builtin_cpu_supports("avx2") ? xor_words_avx2 : xor_words_generic;
+  return cpu_features().avx2 ? xor_words_avx2 : xor_words_generic;
 }
 #else
 uint64_t (*pick_xor_words())(const uint64_t*, size_t) { return xor_words_generic; }

@@ -1,72 +1,19 @@
 // Run-time choice of the kernel table (style.md §6): each ISA table is built
-// once, the scalar one always; the active one is picked from CPU features at
-// first use (or SLM_ISA=scalar|avx2|avx512|neon for debugging) and may be
-// switched by tests with set_active_isa.
+// once, the scalar one always; the active one is picked from the CPU features
+// of base/cpu.h at first use (or SLM_ISA=scalar|avx2|avx512|neon for
+// debugging) and may be switched by tests with set_active_isa.
 #include <atomic>
 #include <cstdlib>
 #include <string_view>
 
+#include "base/cpu.h"
 #include "kernels/internal.h"
-
-#if defined(SLM_KERNELS_X86)
-#include <cpuid.h>
-#elif defined(SLM_KERNELS_NEON)
-#include <sys/auxv.h>
-#endif
 
 namespace slm::kernels {
 namespace {
 
-struct CpuFeatures {
-  bool avx2 = false;    // AVX2 + FMA + F16C with OS-saved YMM state
-  bool avx512 = false;  // F + BW + VL + DQ + VNNI with OS-saved ZMM state
-  bool neon = false;
-  bool dotprod = false;  // armv8.2 SDOT/UDOT
-};
-
-#if defined(SLM_KERNELS_X86)
-uint64_t read_xcr0() {
-  uint32_t lo, hi;
-  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-  return (static_cast<uint64_t>(hi) << 32) | lo;
-}
-
-CpuFeatures detect() {
-  CpuFeatures f;
-  unsigned a, b, c, d;
-  if (!__get_cpuid(1, &a, &b, &c, &d)) return f;
-  const bool fma = c & (1u << 12), osxsave = c & (1u << 27), avx = c & (1u << 28),
-             f16c = c & (1u << 29);
-  if (!osxsave || !avx) return f;
-  const uint64_t xcr0 = read_xcr0();
-  const bool ymm_state = (xcr0 & 0x6) == 0x6;    // SSE + AVX
-  const bool zmm_state = (xcr0 & 0xE6) == 0xE6;  // + opmask, ZMM_Hi256, Hi16_ZMM
-  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return f;
-  const bool avx2 = b & (1u << 5), bmi2 = b & (1u << 8);
-  const bool avx512f = b & (1u << 16), avx512dq = b & (1u << 17), avx512bw = b & (1u << 30),
-             avx512vl = b & (1u << 31);
-  const bool vnni = c & (1u << 11);
-  f.avx2 = ymm_state && avx2 && fma && f16c && bmi2;
-  f.avx512 = f.avx2 && zmm_state && avx512f && avx512dq && avx512bw && avx512vl && vnni;
-  return f;
-}
-#elif defined(SLM_KERNELS_NEON)
-CpuFeatures detect() {
-  CpuFeatures f;
-  f.neon = true;  // Advanced SIMD is mandatory on AArch64
-  const unsigned long hwcap = getauxval(AT_HWCAP);
-  f.dotprod = hwcap & (1ul << 20);  // HWCAP_ASIMDDP
-  return f;
-}
-#else
-CpuFeatures detect() {
-  return {};
-}
-#endif
-
 const CpuFeatures& cpu() {
-  static const CpuFeatures features = detect();
-  return features;
+  return cpu_features();
 }
 
 TypeTable build_scalar() {
@@ -122,7 +69,7 @@ bool isa_supported(Isa isa) {
     case Isa::kAvx2:
       return cpu().avx2;
     case Isa::kAvx512:
-      return cpu().avx512;
+      return cpu().avx512_vnni;
 #elif defined(SLM_KERNELS_NEON)
     case Isa::kNeon:
       return cpu().neon;

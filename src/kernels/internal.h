@@ -121,6 +121,17 @@ const TypeTable& isa_table(Isa isa);
 // Bytes of one packed block group (kPackRows rows x one block); 0 when the
 // type has no packed layout.
 int64_t packed_block_bytes(DType t);
+inline bool packed_is_k(DType t) {
+  return t == DType::Q4_K || t == DType::Q6_K;
+}
+// Elements per block of a packed type (a K-quant super-block or 32).
+inline int64_t packed_block_elems(DType t) {
+  return packed_is_k(t) ? kQKK : kQK32;
+}
+// Offset that makes the stored weight quants of a 32-element type unsigned.
+inline int32_t packed_quant_offset(DType t) {
+  return t == DType::Q8_0 ? 128 : t == DType::Q5_0 ? 16 : 8;
+}
 
 // ggml's nearest_int: round half to even through the float mantissa, exact for
 // |x| < 2^22 (every caller scales into a small integer range first).

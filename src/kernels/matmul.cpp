@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "base/check.h"
 #include "base/thread_pool.h"
 #include "kernels/internal.h"
 
@@ -33,11 +34,16 @@ void matmul(DType wtype, const void* w, int64_t rows, int64_t cols, const float*
     std::fill(y, y + rows * n_tokens, 0.0f);
     return;
   }
+  // The loader rejects widths that are not whole blocks (row_fits); a row
+  // split mid-block would read the next row's bytes.
+  SLM_DCHECK(row_fits(wtype, cols));
   const TypeTraits& wt = traits(wtype);
+  SLM_DCHECK(wt.vec_dot != nullptr);
   const DType act_type = wt.vec_dot_type;
   const auto* act = reinterpret_cast<const uint8_t*>(x);
   size_t act_row = static_cast<size_t>(cols) * sizeof(float);
   if (act_type != DType::F32) {
+    SLM_DCHECK(row_fits(act_type, cols));  // Q8_K needs 256-wide rows
     act_row = static_cast<size_t>(row_bytes(act_type, cols));
     if (scratch.size() < act_row * static_cast<size_t>(n_tokens))
       scratch.resize(act_row * static_cast<size_t>(n_tokens));
@@ -77,6 +83,7 @@ void matmul(DType wtype, const void* w, int64_t rows, int64_t cols, const float*
           const int nr = static_cast<int>(std::min<int64_t>(kFloatTileRows, rows - r0));
           for (int64_t t0 = c0; t0 < c1; t0 += kFloatTileTokens) {
             const int nt = static_cast<int>(std::min<int64_t>(kFloatTileTokens, c1 - t0));
+            SLM_DCHECK(nr > 0 && nr <= kFloatTileRows && nt > 0);
             tile(cols, wbytes + static_cast<size_t>(r0) * w_row, w_row, nr, x + t0 * cols, cols, nt,
                  y + t0 * rows + r0, rows);
           }

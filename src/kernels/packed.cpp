@@ -1,13 +1,14 @@
-// PackedMatrix: load-time repacking of Q4_0 / Q5_0 / Q8_0 / Q4_K / Q6_K / F16 weights into 16-row
-// interleaved groups (layout in internal.h), the scalar tile kernels that are
-// the oracle for the SIMD ones, and the matmul driver over packed matrices.
+// PackedMatrix: load-time repacking of Q4_0 / Q5_0 / Q8_0 / Q4_K / Q6_K / F16
+// weights into 16-row interleaved groups (layout in internal.h), and the
+// scalar tile kernels that are the oracle for the SIMD ones. The matmul
+// driver over packed matrices is packed_matmul.cpp.
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 
+#include "base/check.h"
 #include "base/fp16.h"
-#include "base/thread_pool.h"
 #include "kernels/internal.h"
 
 namespace slm::kernels {
@@ -18,11 +19,6 @@ constexpr int64_t kScaleBytes = kPackRows * 2;  // fp16 d of the group's rows
 // Words of 4 quant bytes per row and block.
 int words_of(DType t) {
   return t == DType::Q8_0 ? kQK32 / 4 : kQK32 / 8;
-}
-
-// Offset that makes the stored weight quants unsigned.
-int32_t offset_of(DType t) {
-  return t == DType::Q8_0 ? 128 : t == DType::Q5_0 ? 16 : 8;
 }
 
 // Q5_0's 32 high bits per row, reordered so that the bit of element e sits
@@ -45,10 +41,6 @@ constexpr int64_t kK4Qs = kK4M + 8 * kPackRows;  // qs[4][8][16] words
 // Q6_K super-block sections (internal.h).
 constexpr int64_t kK6Sc = kScaleBytes;            // sc[16][16]
 constexpr int64_t kK6W = kK6Sc + 16 * kPackRows;  // words [2][8][3][16]
-
-bool is_k(DType t) {
-  return t == DType::Q4_K || t == DType::Q6_K;
-}
 
 void pack_q6_k(const BlockQ6_K& blk, int r, uint8_t* out) {
   std::memcpy(out + 2 * r, &blk.d, 2);
@@ -76,9 +68,6 @@ int q6_level(const uint8_t* block, int r, int e) {
                                     : b >> 4;
   return nibble | ((c >> (2 * quarter)) & 3) << 4;
 }
-int64_t block_elems(DType t) {
-  return is_k(t) ? kQKK : kQK32;
-}
 
 void pack_q4_k(const BlockQ4_K& blk, int r, uint8_t* out) {
   std::memcpy(out + 2 * r, &blk.d, 2);
@@ -100,6 +89,7 @@ void pack_f16(const uint16_t* row, int64_t b, int r, uint8_t* out) {
 // rest zero) into dst.
 void pack_group(DType t, const uint8_t* src, size_t src_row, int n_valid, int64_t nb,
                 uint8_t* dst) {
+  SLM_DCHECK(n_valid > 0 && n_valid <= kPackRows);
   const int64_t block_bytes = packed_block_bytes(t);
   const int words = words_of(t);
   std::memset(dst, 0, static_cast<size_t>(block_bytes * nb));
@@ -262,62 +252,6 @@ void tile_scalar_f16(int64_t nb, const uint8_t* group, const PackedAct* act, int
   }
 }
 
-// Activation scratch per token: Q8_0 blocks, then float scales, then int32
-// corrections, each section padded to 64 bytes.
-struct ActLayout {
-  size_t q_bytes, d_bytes, c_bytes, row;
-};
-ActLayout act_layout(DType t, int64_t cols) {
-  auto pad = [](size_t v) { return (v + 63) / 64 * 64; };
-  const int64_t nb = cols / block_elems(t);
-  ActLayout l;
-  l.q_bytes = pad(static_cast<size_t>(nb) * (is_k(t) ? sizeof(BlockQ8_K) : sizeof(BlockQ8_0)));
-  l.d_bytes = pad(static_cast<size_t>(nb) * sizeof(float));
-  l.c_bytes = pad(static_cast<size_t>(nb) * sizeof(int32_t) * (is_k(t) ? kKCorr : 1));
-  l.row = l.q_bytes + l.d_bytes + l.c_bytes;
-  return l;
-}
-
-// Token tile for prompts: tokens per pass over a group's weights, chosen so a
-// chunk's activations (~cols bytes each) stay in L2 while groups stream.
-constexpr int64_t kTokenChunk = 64;
-// Work split of a matmul (see the guided split in matmul).
-constexpr int kMaxChunks = 64;
-// Smallest chunk: enough weight bytes that claiming it (an atomic on a line
-// both cores write) stays negligible, few enough that the threads' last
-// chunks end close together (one group of a 4864-wide Q6_K row is 64 KiB).
-constexpr int64_t kMinChunkBytes = 16 << 10;
-
-// Runs fn(group, t0, nt, acts) for every group of rows and tile of at most
-// kPackMaxTokens tokens, split over the pool. Guided split: each chunk takes
-// 1 / (2 * threads) of the groups left, so the first chunks are large (few
-// claims) and the last ones small (threads finish together); the boundaries
-// depend only on the shape and the thread count, never on timing.
-template <typename Fn>
-void run_groups(int64_t n_groups, size_t bytes, int64_t n_tokens, ThreadPool& pool, const Fn& fn) {
-  const int64_t min_groups =
-      std::max<int64_t>(1, kMinChunkBytes / std::max<int64_t>(1, static_cast<int64_t>(bytes) / n_groups));
-  int64_t bounds[kMaxChunks + 1];
-  int64_t n_chunks = 0;
-  bounds[0] = 0;
-  const int64_t div = 2 * std::max(1, pool.size());
-  while (bounds[n_chunks] < n_groups) {
-    const int64_t left = n_groups - bounds[n_chunks];
-    const int64_t take = n_chunks + 1 == kMaxChunks ? left : std::max<int64_t>(min_groups, left / div);
-    bounds[n_chunks + 1] = bounds[n_chunks] + std::min(left, take);
-    ++n_chunks;
-  }
-  pool.parallel_for(n_chunks, [&](int64_t chunk, int) {
-    PackedAct acts[kPackMaxTokens];
-    for (int64_t c0 = 0; c0 < n_tokens; c0 += kTokenChunk) {
-      const int64_t c1 = std::min(n_tokens, c0 + kTokenChunk);
-      for (int64_t g = bounds[chunk]; g < bounds[chunk + 1]; ++g)
-        for (int64_t t0 = c0; t0 < c1; t0 += kPackMaxTokens)
-          fn(g, t0, static_cast<int>(std::min<int64_t>(kPackMaxTokens, c1 - t0)), acts);
-    }
-  });
-}
-
 }  // namespace
 
 int64_t packed_block_bytes(DType t) {
@@ -362,8 +296,8 @@ bool PackedMatrix::pays(DType wtype) {
 
 PackedMatrix PackedMatrix::pack(DType wtype, const void* w, int64_t rows, int64_t cols) {
   PackedMatrix m;
-  if (!has_layout(wtype) || rows <= 0 || cols <= 0 || cols % block_elems(wtype) != 0) return m;
-  const int64_t nb = cols / block_elems(wtype);
+  if (!has_layout(wtype) || rows <= 0 || cols <= 0 || cols % packed_block_elems(wtype) != 0) return m;
+  const int64_t nb = cols / packed_block_elems(wtype);
   const int64_t n_groups = (rows + kPackRows - 1) / kPackRows;
   const size_t group_bytes = static_cast<size_t>(nb * packed_block_bytes(wtype));
   m.type_ = wtype;
@@ -379,137 +313,6 @@ PackedMatrix PackedMatrix::pack(DType wtype, const void* w, int64_t rows, int64_
                m.bytes_.get() + static_cast<size_t>(g) * group_bytes);
   }
   return m;
-}
-
-namespace {
-
-// Writes token t's activation for weights of type t (Q8_0 / Q8_K blocks,
-// float scales, integer corrections; layout al) at row.
-void prepare_act(const TypeTable& table, DType type, const ActLayout& al, const float* x, int64_t cols,
-                 uint8_t* row) {
-  const int64_t nb = cols / block_elems(type);
-  auto* d = reinterpret_cast<float*>(row + al.q_bytes);
-  auto* c = reinterpret_cast<int32_t*>(row + al.q_bytes + al.d_bytes);
-  if (is_k(type)) {
-    table[DType::Q8_K].quantize_row(x, row, cols);
-    const auto* q = reinterpret_cast<const BlockQ8_K*>(row);
-    for (int64_t b = 0; b < nb; ++b) {
-      d[b] = q[b].d;
-      int32_t* cb = c + kKCorr * b;
-      if (type == DType::Q6_K) {
-        for (int j = 0; j < 16; ++j) cb[j] = -32 * q[b].bsums[j];
-      } else {
-        for (int j = 0; j < 8; ++j) cb[j] = q[b].bsums[2 * j] + q[b].bsums[2 * j + 1];
-        for (int j = 8; j < kKCorr; ++j) cb[j] = 0;
-      }
-    }
-    return;
-  }
-  table[DType::Q8_0].quantize_row(x, row, cols);
-  const int32_t offset = offset_of(type);
-  const auto* q = reinterpret_cast<const BlockQ8_0*>(row);
-  for (int64_t b = 0; b < nb; ++b) {
-    int32_t sum = 0;
-    for (int e = 0; e < kQK32; ++e) sum += q[b].qs[e];
-    d[b] = fp16_to_f32(q[b].d);
-    c[b] = -offset * sum;
-  }
-}
-
-// The most matrices one fused call takes (Q, K, V).
-constexpr size_t kMaxFused = 4;
-
-}  // namespace
-
-void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, ThreadPool& pool,
-            std::vector<uint8_t>& scratch) {
-  if (outs.empty() || n_tokens <= 0) return;
-  const int64_t cols = outs[0].w->cols();
-  bool fusable = outs.size() <= kMaxFused;
-  for (const PackedOut& o : outs) fusable = fusable && !o.w->empty() && o.w->cols() == cols;
-  if (!fusable) {
-    if (outs.size() == 1) return;  // an empty matrix
-    for (const PackedOut& o : outs) matmul(std::span<const PackedOut>(&o, 1), x, n_tokens, pool, scratch);
-    return;
-  }
-  const TypeTable& table = isa_table(active_isa());
-  struct Part {
-    const PackedMatrix* w;
-    float* y;
-    PackedTileFn tile;
-    int64_t nb, g0;  // blocks per row; first group in the fused numbering
-    size_t group_bytes;
-    ActLayout al;
-    const uint8_t* act;  // prepared activations (nullptr for F16: x in place)
-  };
-  Part parts[kMaxFused];
-  const size_t n_parts = outs.size();
-  int64_t n_groups = 0;
-  size_t total_bytes = 0;
-  size_t act_bytes = 64;  // alignment slack
-  for (size_t i = 0; i < n_parts; ++i) {
-    const PackedMatrix& w = *outs[i].w;
-    Part& p = parts[i];
-    p = Part{&w, outs[i].y, table.packed_tile[static_cast<int>(w.type())], cols / block_elems(w.type()),
-             n_groups, 0, act_layout(w.type(), cols), nullptr};
-    p.group_bytes = static_cast<size_t>(p.nb * packed_block_bytes(w.type()));
-    n_groups += (w.rows() + kPackRows - 1) / kPackRows;
-    total_bytes += w.size_bytes();
-    if (w.type() != DType::F16) act_bytes += p.al.row * static_cast<size_t>(n_tokens);
-  }
-
-  // Quantize each token once per weight type (matrices of the same type
-  // share the rows): Q8_0 / Q8_K blocks, float scales, integer corrections.
-  if (scratch.size() < act_bytes) scratch.resize(act_bytes);
-  uint8_t* next = scratch.data() + (64 - reinterpret_cast<uintptr_t>(scratch.data()) % 64) % 64;
-  size_t n_prepared = 0;
-  size_t prepared[kMaxFused];
-  for (size_t i = 0; i < n_parts; ++i) {
-    if (parts[i].w->type() == DType::F16) continue;
-    for (size_t j = 0; j < i && parts[i].act == nullptr; ++j)
-      if (parts[j].w->type() == parts[i].w->type()) parts[i].act = parts[j].act;
-    if (parts[i].act != nullptr) continue;
-    parts[i].act = next;
-    next += parts[i].al.row * static_cast<size_t>(n_tokens);
-    prepared[n_prepared++] = i;
-  }
-  auto prepare = [&](int64_t task) {
-    const Part& p = parts[prepared[task % static_cast<int64_t>(n_prepared)]];
-    const int64_t t = task / static_cast<int64_t>(n_prepared);
-    prepare_act(table, p.w->type(), p.al, x + t * cols, cols,
-                const_cast<uint8_t*>(p.act) + static_cast<size_t>(t) * p.al.row);
-  };
-  const int64_t n_prep = static_cast<int64_t>(n_prepared) * n_tokens;
-  if (n_prep == 1)
-    prepare(0);
-  else if (n_prep > 1)
-    pool.parallel_for(n_prep, [&](int64_t task, int) { prepare(task); });
-
-  run_groups(n_groups, total_bytes, n_tokens, pool, [&](int64_t g, int64_t t0, int nt, PackedAct* acts) {
-    size_t i = n_parts - 1;
-    while (g < parts[i].g0) --i;
-    const Part& p = parts[i];
-    for (int k = 0; k < nt; ++k) {
-      const int64_t t = t0 + k;
-      if (p.act == nullptr) {
-        acts[k] = PackedAct{x + t * cols, nullptr, nullptr};
-      } else {
-        const uint8_t* row = p.act + static_cast<size_t>(t) * p.al.row;
-        acts[k] = PackedAct{row, reinterpret_cast<const float*>(row + p.al.q_bytes),
-                            reinterpret_cast<const int32_t*>(row + p.al.q_bytes + p.al.d_bytes)};
-      }
-    }
-    const int64_t rows = p.w->rows(), lg = g - p.g0;
-    const int nr = static_cast<int>(std::min<int64_t>(kPackRows, rows - lg * kPackRows));
-    p.tile(p.nb, p.w->data() + static_cast<size_t>(lg) * p.group_bytes, acts, nt,
-           p.y + t0 * rows + lg * kPackRows, rows, nr);
-  });
-}
-
-void matmul(const PackedMatrix& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool,
-            std::vector<uint8_t>& scratch) {
-  const PackedOut out{&w, y};
-  matmul(std::span<const PackedOut>(&out, 1), x, n_tokens, pool, scratch);
 }
 
 }  // namespace slm::kernels

@@ -1,8 +1,12 @@
+// ops.h's entry points: each forwards to the table of the kernels' active ISA
+// (simd.h), and the scalar references those tables fall back on and are
+// tested against. Attention splits (token, head) pairs over the pool here.
 #include "ops/ops.h"
 
 #include <algorithm>
 #include <cmath>
 
+#include "base/check.h"
 #include "base/thread_pool.h"
 #include "kernels/kernels.h"
 #include "ops/simd.h"
@@ -10,14 +14,7 @@
 namespace slm::ops {
 namespace {
 
-OpsTable scalar_ops() {
-  OpsTable t;
-  t.attend = attend_scalar;
-  t.swiglu = swiglu_scalar;
-  return t;
-}
-
-// The table for the kernels' active ISA (built once per ISA).
+// The table for the kernels' active ISA (each built once, on first use).
 const OpsTable& ops_table() {
 #if defined(SLM_OPS_X86)
   static const OpsTable avx2 = [] {
@@ -38,14 +35,40 @@ const OpsTable& ops_table() {
     default:
       break;
   }
+#elif defined(SLM_OPS_NEON)
+  static const OpsTable neon = [] {
+    OpsTable t;
+    fill_ops_neon(t);
+    return t;
+  }();
+  if (kernels::active_isa() == kernels::Isa::kNeon) return neon;
 #endif
-  static const OpsTable scalar = scalar_ops();
+  static const OpsTable scalar;
   return scalar;
 }
 
 }  // namespace
 
 void rms_norm(const float* x, const float* w, int64_t n, float eps, float* out) {
+  SLM_DCHECK_GT(n, 0);
+  ops_table().rms_norm(x, w, n, eps, out);
+}
+
+void add(float* x, const float* b, int64_t n) {
+  ops_table().add(x, b, n);
+}
+
+void softmax(float* x, int64_t n) {
+  SLM_DCHECK_GT(n, 0);  // x[0] seeds the max
+  ops_table().softmax(x, n);
+}
+
+void rope_apply(float* x, int64_t n_rot, const float* cs, bool neox) {
+  SLM_DCHECK_EQ(n_rot % 2, 0);  // rotations act on pairs
+  ops_table().rope_apply(x, n_rot, cs, neox);
+}
+
+void rms_norm_scalar(const float* x, const float* w, int64_t n, float eps, float* out) {
   // Accumulate in double: the mean square over thousands of elements loses
   // digits in float, and this costs nothing next to the matrix products.
   double ss = 0;
@@ -54,7 +77,7 @@ void rms_norm(const float* x, const float* w, int64_t n, float eps, float* out) 
   for (int64_t i = 0; i < n; ++i) out[i] = x[i] * scale * w[i];
 }
 
-void add(float* x, const float* b, int64_t n) {
+void add_scalar(float* x, const float* b, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] += b[i];
 }
 
@@ -69,7 +92,7 @@ void swiglu_scalar(float* gate, const float* up, int64_t n) {
   }
 }
 
-void softmax(float* x, int64_t n) {
+void softmax_scalar(float* x, int64_t n) {
   float mx = x[0];
   for (int64_t i = 1; i < n; ++i) mx = std::max(mx, x[i]);
   double sum = 0;
@@ -82,6 +105,7 @@ void softmax(float* x, int64_t n) {
 }
 
 void rope_angles(int64_t n_rot, int64_t pos, const float* inv_freq, float* cs) {
+  SLM_DCHECK_EQ(n_rot % 2, 0);
   const int64_t half = n_rot / 2;
   for (int64_t i = 0; i < half; ++i) {
     const double theta = static_cast<double>(pos) * inv_freq[i];
@@ -90,7 +114,7 @@ void rope_angles(int64_t n_rot, int64_t pos, const float* inv_freq, float* cs) {
   }
 }
 
-void rope_apply(float* x, int64_t n_rot, const float* cs, bool neox) {
+void rope_apply_scalar(float* x, int64_t n_rot, const float* cs, bool neox) {
   const int64_t half = n_rot / 2;
   for (int64_t i = 0; i < half; ++i) {
     const float c = cs[i], s = cs[half + i];
@@ -104,6 +128,10 @@ void rope_apply(float* x, int64_t n_rot, const float* cs, bool neox) {
 
 void attention(const AttentionShape& s, const float* q, const float* k_cache, const float* v_cache,
                float* out, float* scratch, ThreadPool& pool) {
+  SLM_DCHECK_GT(s.head_dim, 0);
+  SLM_DCHECK_GT(s.n_head_kv, 0);
+  SLM_DCHECK_EQ(s.n_head % s.n_head_kv, 0);  // grouped-query: whole groups per KV head
+  SLM_DCHECK_GE(s.pos0, 0);
   const int64_t q_stride = s.n_head * s.head_dim;
   const int64_t kv_stride = s.n_head_kv * s.head_dim;
   const int64_t group = s.n_head / s.n_head_kv;
@@ -136,7 +164,7 @@ void attend_scalar(const AttendArgs& a) {
     for (int64_t d = 0; d < a.head_dim; ++d) dot += a.q[d] * kv[d];
     a.scores[j] = dot * a.scale;
   }
-  softmax(a.scores, a.n_keys);
+  softmax_scalar(a.scores, a.n_keys);
   std::fill(a.out, a.out + a.head_dim, 0.0f);
   for (int64_t j = 0; j < a.n_keys; ++j) {
     const float p = a.scores[j];

@@ -12,6 +12,7 @@ namespace {
 
 struct V {
   static constexpr int kWidth = 8;
+  static constexpr int kMaxQVecs = 16;
   using Reg = __m256;
   static Reg zero() { return _mm256_setzero_ps(); }
   static Reg set1(float f) { return _mm256_set1_ps(f); }

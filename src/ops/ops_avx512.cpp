@@ -13,6 +13,7 @@ namespace {
 
 struct V {
   static constexpr int kWidth = 16;
+  static constexpr int kMaxQVecs = 16;
   using Reg = __m512;
   static Reg zero() { return _mm512_setzero_ps(); }
   static Reg set1(float f) { return _mm512_set1_ps(f); }

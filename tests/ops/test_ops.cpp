@@ -1,8 +1,11 @@
-// Float ops: every ISA's attention and SwiGLU against the scalar versions
-// (the per-ISA loops use a polynomial exp and other summation orders, so the
-// bound is relative, a few float ulps), plus edge inputs.
+// Float ops: every ISA's attention, SwiGLU, softmax, RMSNorm, add and RoPE
+// against the scalar versions (the per-ISA loops use a polynomial exp and
+// other summation orders, so the bound is relative, a few float ulps), plus
+// edge inputs. "Every ISA" is kernels::available_isas(), the choice the ops
+// tables follow: on aarch64 that includes NEON.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -37,9 +40,9 @@ TEST(Ops, AttentionMatchesScalarOnEveryIsa) {
   struct Case {
     int64_t n_tokens, pos0, n_head, n_head_kv, head_dim;
   };
-  for (Case c :
-       {Case{1, 0, 2, 1, 64}, Case{3, 5, 4, 2, 64}, Case{7, 30, 14, 2, 64}, Case{2, 9, 4, 4, 128},
-        Case{4, 3, 2, 1, 80}, Case{5, 17, 2, 2, 48}, Case{1, 200, 8, 2, 64}}) {
+  for (Case c : {Case{1, 0, 2, 1, 64}, Case{3, 5, 4, 2, 64}, Case{7, 30, 14, 2, 64},
+                 Case{2, 9, 4, 4, 128}, Case{4, 3, 2, 1, 80}, Case{5, 17, 2, 2, 48},
+                 Case{1, 200, 8, 2, 64}, Case{3, 6, 2, 1, 256}, Case{2, 3, 2, 1, 36}}) {
     const AttentionShape s{c.n_tokens, c.pos0, c.n_head, c.n_head_kv, c.head_dim};
     const int64_t span = c.pos0 + c.n_tokens;
     const auto q = random_floats(static_cast<size_t>(c.n_tokens * c.n_head * c.head_dim), 1, 1.0f);
@@ -77,6 +80,86 @@ TEST(Ops, SwigluMatchesScalarOnEveryIsa) {
       ASSERT_TRUE(std::isfinite(out[i])) << kernels::isa_name(isa) << " g=" << gate[i];
       ASSERT_NEAR(out[i], ref[i], 1e-5f * (1 + std::fabs(ref[i])))
           << kernels::isa_name(isa) << " g=" << gate[i];
+    }
+  }
+}
+
+#if defined(__aarch64__)
+TEST(Ops, NeonIsAvailableOnAarch64) {
+  const auto isas = kernels::available_isas();
+  EXPECT_NE(std::find(isas.begin(), isas.end(), kernels::Isa::kNeon), isas.end());
+}
+#endif
+
+// Lengths around the vector widths (4, 8, 16) and their multiples, so every
+// ISA's main loop and scalar tail both run.
+constexpr int64_t kLengths[] = {1, 3, 4, 5, 8, 15, 16, 17, 31, 64, 100, 257, 1000};
+
+TEST(Ops, SoftmaxMatchesScalarOnEveryIsa) {
+  IsaScope scope;
+  for (int64_t n : kLengths) {
+    auto x = random_floats(static_cast<size_t>(n), 6, 4.0f);
+    if (n > 4) x[2] = -200.0f;  // underflows to 0 after the max is subtracted
+    std::vector<float> ref = x;
+    ASSERT_TRUE(kernels::set_active_isa(kernels::Isa::kScalar));
+    softmax(ref.data(), n);
+    for (kernels::Isa isa : kernels::available_isas()) {
+      ASSERT_TRUE(kernels::set_active_isa(isa));
+      std::vector<float> out = x;
+      softmax(out.data(), n);
+      for (size_t i = 0; i < out.size(); ++i)
+        ASSERT_NEAR(out[i], ref[i], 1e-5f * (1 + std::fabs(ref[i])))
+            << kernels::isa_name(isa) << " n=" << n << " i=" << i;
+    }
+  }
+}
+
+TEST(Ops, RmsNormAndAddMatchScalarOnEveryIsa) {
+  IsaScope scope;
+  for (int64_t n : kLengths) {
+    const auto x = random_floats(static_cast<size_t>(n), 7, 2.0f);
+    const auto w = random_floats(static_cast<size_t>(n), 8, 1.0f);
+    std::vector<float> ref(x.size()), ref_sum = x;
+    ASSERT_TRUE(kernels::set_active_isa(kernels::Isa::kScalar));
+    rms_norm(x.data(), w.data(), n, 1e-5f, ref.data());
+    add(ref_sum.data(), w.data(), n);
+    for (kernels::Isa isa : kernels::available_isas()) {
+      ASSERT_TRUE(kernels::set_active_isa(isa));
+      std::vector<float> out(x.size()), in_place = x, sum = x;
+      rms_norm(x.data(), w.data(), n, 1e-5f, out.data());
+      rms_norm(in_place.data(), w.data(), n, 1e-5f, in_place.data());  // out may alias x
+      add(sum.data(), w.data(), n);
+      for (size_t i = 0; i < out.size(); ++i) {
+        ASSERT_NEAR(out[i], ref[i], 1e-5f * (1 + std::fabs(ref[i])))
+            << kernels::isa_name(isa) << " n=" << n << " i=" << i;
+        ASSERT_EQ(in_place[i], out[i]) << kernels::isa_name(isa) << " n=" << n << " i=" << i;
+        ASSERT_EQ(sum[i], ref_sum[i]) << kernels::isa_name(isa) << " n=" << n << " i=" << i;
+      }
+    }
+  }
+}
+
+TEST(Ops, RopeApplyMatchesScalarOnEveryIsa) {
+  IsaScope scope;
+  for (int64_t n_rot : {2, 6, 8, 16, 24, 64, 128}) {
+    std::vector<float> inv_freq(static_cast<size_t>(n_rot / 2)), cs(static_cast<size_t>(n_rot));
+    for (int64_t i = 0; i < n_rot / 2; ++i)
+      inv_freq[static_cast<size_t>(i)] = std::pow(10000.0f, -2.0f * static_cast<float>(i) / n_rot);
+    rope_angles(n_rot, 37, inv_freq.data(), cs.data());
+    // A head longer than n_rot: the tail past n_rot must stay untouched.
+    const auto x = random_floats(static_cast<size_t>(n_rot + 5), 9, 1.0f);
+    for (bool neox : {false, true}) {
+      std::vector<float> ref = x;
+      ASSERT_TRUE(kernels::set_active_isa(kernels::Isa::kScalar));
+      rope_apply(ref.data(), n_rot, cs.data(), neox);
+      for (kernels::Isa isa : kernels::available_isas()) {
+        ASSERT_TRUE(kernels::set_active_isa(isa));
+        std::vector<float> out = x;
+        rope_apply(out.data(), n_rot, cs.data(), neox);
+        for (size_t i = 0; i < out.size(); ++i)
+          ASSERT_NEAR(out[i], ref[i], 1e-5f * (1 + std::fabs(ref[i])))
+              << kernels::isa_name(isa) << " n_rot=" << n_rot << " neox=" << neox << " i=" << i;
+      }
     }
   }
 }
