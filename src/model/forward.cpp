@@ -8,6 +8,7 @@
 #include <cstring>
 #include <numeric>
 
+#include "base/check.h"
 #include "base/error.h"
 #include "base/thread_pool.h"
 #include "model/model.h"
@@ -35,6 +36,8 @@ struct Forward {
   // routed to it). This is where per-sequence LoRA deltas (by b.seqs row
   // ranges), activation-sparsity masks and fused groups plug in.
   void linear(std::span<const backend::LinearOut> outs, const float* x, int64_t n) {
+    SLM_DCHECK_LE(n, s.max_rows_);
+    for (const backend::LinearOut& o : outs) SLM_DCHECK_EQ(o.w->cols(), outs[0].w->cols());
     be.linear(outs, x, n, s.ws_);
   }
   void linear(const backend::Linear& w, const float* x, int64_t n, float* y) {
@@ -69,6 +72,7 @@ struct Forward {
         std::memcpy(x, ch.embeddings, ch.tokens.size() * E * sizeof(float));
       else
         be.embed(model.weights().token_embd, ch.tokens, x);
+      for (const int32_t id : ch.tokens) SLM_DCHECK(id >= 0 && id < c.n_vocab);
     }
     for (int64_t r = 0; r < b.n_rows; ++r)
       be.rope_angles(c.n_rot, b.pos[r], model.rope_inv_freq().data(), &s.rope_[r * c.n_rot]);
@@ -102,6 +106,7 @@ struct Forward {
     }
     for (const SeqRows& sr : b.seqs) {
       Session& seq = *sr.session;
+      SLM_DCHECK_LE(sr.pos0 + sr.n_rows, seq.n_ctx());
       // Append the rows' keys and values to the cache [n_ctx][kv_dim] of this layer.
       float* kc = seq.k_layer(l);
       float* vc = seq.v_layer(l);
@@ -155,6 +160,7 @@ struct Forward {
             ++m;
           }
       if (m == 0) continue;
+      SLM_DCHECK_LT(e, static_cast<int64_t>(lw.gate_exps.size()));
       const backend::LinearOut gate_up[] = {{&lw.gate_exps[e], s.gate_.data()}, {&lw.up_exps[e], s.up_.data()}};
       linear(gate_up, s.expert_in_.data(), m);
       be.swiglu(s.gate_.data(), s.up_.data(), m * ff);
