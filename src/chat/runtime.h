@@ -78,12 +78,14 @@ bool contains(const Value& haystack, const Value& needle);
 // The items a for loop visits: list items, dict keys, string characters; an
 // undefined value iterates as empty, as in jinja2.
 std::vector<Value> iterate(Runtime& rt, const Value& v);
+// ---- access.cpp ----
 // obj.name: dict keys and the methods of str, dict and list; names that begin
 // with an underscore are refused.
 Value get_attr(Runtime& rt, const Value& obj, const std::string& name);
 // obj[key]: dict lookup, list / string index (negative counts from the end).
 Value get_item(Runtime& rt, const Value& obj, const Value& key);
 Value slice(Runtime& rt, const Value& obj, const Value& start, const Value& stop, const Value& step);
+// ---- globals.cpp ----
 // The process-wide globals: range, dict, namespace, raise_exception, strftime_now.
 std::optional<Value> global_value(std::string_view name);
 
