@@ -89,10 +89,11 @@ Value slice(Runtime& rt, const Value& obj, const Value& start, const Value& stop
 // The process-wide globals: range, dict, namespace, raise_exception, strftime_now.
 std::optional<Value> global_value(std::string_view name);
 
-// ---- filters.cpp ----
+// ---- filters.cpp (the filters are in filters_text.cpp, filters_seq.cpp) ----
 Value apply_filter(Runtime& rt, std::string_view name, const Value& subject, CallArgs& args);
-bool apply_test(Runtime& rt, std::string_view name, const Value& subject, CallArgs& args);
 bool has_filter(std::string_view name);
+// ---- jinja_tests.cpp ----
+bool apply_test(Runtime& rt, std::string_view name, const Value& subject, CallArgs& args);
 bool has_test(std::string_view name);
 
 }  // namespace slm::chat
