@@ -78,19 +78,22 @@ bool contains(const Value& haystack, const Value& needle);
 // The items a for loop visits: list items, dict keys, string characters; an
 // undefined value iterates as empty, as in jinja2.
 std::vector<Value> iterate(Runtime& rt, const Value& v);
+// ---- access.cpp ----
 // obj.name: dict keys and the methods of str, dict and list; names that begin
 // with an underscore are refused.
 Value get_attr(Runtime& rt, const Value& obj, const std::string& name);
 // obj[key]: dict lookup, list / string index (negative counts from the end).
 Value get_item(Runtime& rt, const Value& obj, const Value& key);
 Value slice(Runtime& rt, const Value& obj, const Value& start, const Value& stop, const Value& step);
+// ---- globals.cpp ----
 // The process-wide globals: range, dict, namespace, raise_exception, strftime_now.
 std::optional<Value> global_value(std::string_view name);
 
-// ---- filters.cpp ----
+// ---- filters.cpp (the filters are in filters_text.cpp, filters_seq.cpp) ----
 Value apply_filter(Runtime& rt, std::string_view name, const Value& subject, CallArgs& args);
-bool apply_test(Runtime& rt, std::string_view name, const Value& subject, CallArgs& args);
 bool has_filter(std::string_view name);
+// ---- jinja_tests.cpp ----
+bool apply_test(Runtime& rt, std::string_view name, const Value& subject, CallArgs& args);
 bool has_test(std::string_view name);
 
 }  // namespace slm::chat
