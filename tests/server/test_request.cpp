@@ -249,18 +249,6 @@ TEST(Request, ErrorJsonHasOpenAIShape) {
   EXPECT_EQ(k["error"]["code"], "invalid_api_key");
 }
 
-TEST(JsonText, FirstInvalidUtf8) {
-  EXPECT_EQ(first_invalid_utf8("plain"), std::string::npos);
-  EXPECT_EQ(first_invalid_utf8("h\xC3\xA9llo \xF0\x9F\x98\x80"), std::string::npos);
-  EXPECT_EQ(first_invalid_utf8("ab\x80"), 2u);            // stray continuation byte
-  EXPECT_EQ(first_invalid_utf8("a\xC0\xAF"), 1u);         // overlong
-  EXPECT_EQ(first_invalid_utf8("a\xE0\x80\xAF"), 1u);     // overlong
-  EXPECT_EQ(first_invalid_utf8("\xED\xA0\x80"), 0u);      // surrogate
-  EXPECT_EQ(first_invalid_utf8("\xF4\x90\x80\x80"), 0u);  // above U+10FFFF
-  EXPECT_EQ(first_invalid_utf8("ok\xE2\x82"), 2u);        // truncated
-  EXPECT_EQ(first_invalid_utf8("\xFE"), 0u);
-}
-
 TEST(JsonText, PathAtOffset) {
   const std::string t =
       R"({"a":1,"messages":[{"role":"user","content":"xyz"},{"content":"q"}],"s":["p","r"]})";
