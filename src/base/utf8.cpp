@@ -50,7 +50,9 @@ size_t first_invalid(std::string_view s) {
   return std::string_view::npos;
 }
 
-bool is_valid(std::string_view s) { return first_invalid(s) == std::string_view::npos; }
+bool is_valid(std::string_view s) {
+  return first_invalid(s) == std::string_view::npos;
+}
 
 size_t incomplete_tail(std::string_view s) {
   // Walk back over at most three continuation bytes to the lead byte.
@@ -68,10 +70,14 @@ char32_t decode(std::string_view s, size_t i, size_t* len) {
   const auto b = [&](size_t k) { return static_cast<char32_t>(static_cast<uint8_t>(s[i + k])); };
   *len = n == 0 ? 1 : n;
   switch (n) {
-    case 2: return ((b(0) & 0x1F) << 6) | (b(1) & 0x3F);
-    case 3: return ((b(0) & 0x0F) << 12) | ((b(1) & 0x3F) << 6) | (b(2) & 0x3F);
-    case 4: return ((b(0) & 0x07) << 18) | ((b(1) & 0x3F) << 12) | ((b(2) & 0x3F) << 6) | (b(3) & 0x3F);
-    default: return b(0);  // ASCII, or a stray byte standing for itself
+    case 2:
+      return ((b(0) & 0x1F) << 6) | (b(1) & 0x3F);
+    case 3:
+      return ((b(0) & 0x0F) << 12) | ((b(1) & 0x3F) << 6) | (b(2) & 0x3F);
+    case 4:
+      return ((b(0) & 0x07) << 18) | ((b(1) & 0x3F) << 12) | ((b(2) & 0x3F) << 6) | (b(3) & 0x3F);
+    default:
+      return b(0);  // ASCII, or a stray byte standing for itself
   }
 }
 

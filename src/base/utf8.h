@@ -23,7 +23,8 @@ constexpr std::string_view kReplacement = "\xEF\xBF\xBD";  // U+FFFD, UTF-8
 // *incomplete tells whether the bytes so far are a valid prefix that runs into
 // the end of s, and *bad_len receives the length of the invalid "maximal
 // subpart" (>= 1) that one U+FFFD replaces (1 for a prefix cut by the end).
-size_t valid_len(std::string_view s, size_t i, bool* incomplete = nullptr, size_t* bad_len = nullptr);
+size_t valid_len(std::string_view s, size_t i, bool* incomplete = nullptr,
+                 size_t* bad_len = nullptr);
 
 // Byte offset of the first byte that does not belong to a well-formed
 // character (a truncated character at the end included), or npos.

@@ -22,8 +22,8 @@ std::vector<int32_t> tokenize_prompt(const tokenizer::Tokenizer& tok, std::strin
   return ids;
 }
 
-Prompt build_chat_prompt(const tokenizer::Tokenizer& tok, const chat::Template& tmpl, chat::ChatInput in,
-                         const PromptOptions& opts) {
+Prompt build_chat_prompt(const tokenizer::Tokenizer& tok, const chat::Template& tmpl,
+                         chat::ChatInput in, const PromptOptions& opts) {
   set_special_token_text(in, tok);
   Prompt p;
   p.text = render_chat_prompt(tmpl, in);
@@ -31,7 +31,8 @@ Prompt build_chat_prompt(const tokenizer::Tokenizer& tok, const chat::Template& 
   return p;
 }
 
-Prompt build_text_prompt(const tokenizer::Tokenizer& tok, std::string_view text, const PromptOptions& opts) {
+Prompt build_text_prompt(const tokenizer::Tokenizer& tok, std::string_view text,
+                         const PromptOptions& opts) {
   Prompt p;
   p.text = std::string(text);
   p.tokens = tokenize_prompt(tok, text, opts);

@@ -48,10 +48,11 @@ std::vector<int32_t> tokenize_prompt(const tokenizer::Tokenizer& tok, std::strin
                                      const PromptOptions& opts = {});
 
 // A chat prompt: in's special-token text comes from tok, then render and tokenize.
-Prompt build_chat_prompt(const tokenizer::Tokenizer& tok, const chat::Template& tmpl, chat::ChatInput in,
-                         const PromptOptions& opts = {});
+Prompt build_chat_prompt(const tokenizer::Tokenizer& tok, const chat::Template& tmpl,
+                         chat::ChatInput in, const PromptOptions& opts = {});
 
 // A plain-text (completion) prompt.
-Prompt build_text_prompt(const tokenizer::Tokenizer& tok, std::string_view text, const PromptOptions& opts = {});
+Prompt build_text_prompt(const tokenizer::Tokenizer& tok, std::string_view text,
+                         const PromptOptions& opts = {});
 
 }  // namespace slm::engine

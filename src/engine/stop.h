@@ -6,9 +6,9 @@
 //
 // Matching is on bytes, so multi-byte UTF-8 stops work whatever the token
 // boundaries. The released text also never ends inside a UTF-8 character (an
-// incomplete trailing sequence waits for its continuation bytes, as
-// utf8::incomplete_tail defines it), so a stream
-// can be written to a terminal or an SSE event piece by piece.
+// incomplete trailing sequence, as utf8::incomplete_tail defines it, waits for
+// its continuation bytes), so a stream can be written to a terminal or an SSE
+// event piece by piece.
 //
 // Ownership / thread-safety: a StopMatcher owns its buffers and belongs to one
 // sequence; the string_views it returns point into it and stay valid until

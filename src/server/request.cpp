@@ -107,6 +107,10 @@ Json parse_body(std::string_view body, const RequestLimits& limits) {
   if (json_depth(body) > limits.max_json_depth)
     bad("",
         "the JSON is nested more than " + std::to_string(limits.max_json_depth) + " levels deep");
+  // JSON text never holds a raw NUL, and nlohmann's parser takes one as the
+  // end of input, which would accept whatever follows it unread.
+  if (const size_t nul = body.find('\0'); nul != std::string_view::npos)
+    bad("", "the request body is not valid JSON: a NUL byte at byte " + std::to_string(nul));
   Json j = Json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) {
     const size_t at = utf8::first_invalid(body);

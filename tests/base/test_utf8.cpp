@@ -1,10 +1,10 @@
 // base/utf8: Unicode table 3-7 well-formedness at every boundary, the first
 // invalid offset, incomplete tails, decoding and encoding.
-#include "base/utf8.h"
-
 #include <gtest/gtest.h>
 
 #include <string>
+
+#include "base/utf8.h"
 
 namespace slm::utf8 {
 namespace {
@@ -18,9 +18,9 @@ size_t len_at0(std::string_view s, bool* incomplete = nullptr, size_t* bad = nul
 TEST(Utf8, ValidLenAcceptsEveryTable37Row) {
   EXPECT_EQ(len_at0("\x00"), 1u);
   EXPECT_EQ(len_at0("\x7F"), 1u);
-  EXPECT_EQ(len_at0("\xC2\x80"), 2u);          // U+0080, smallest 2-byte
-  EXPECT_EQ(len_at0("\xDF\xBF"), 2u);          // U+07FF
-  EXPECT_EQ(len_at0("\xE0\xA0\x80"), 3u);      // U+0800, smallest 3-byte
+  EXPECT_EQ(len_at0("\xC2\x80"), 2u);      // U+0080, smallest 2-byte
+  EXPECT_EQ(len_at0("\xDF\xBF"), 2u);      // U+07FF
+  EXPECT_EQ(len_at0("\xE0\xA0\x80"), 3u);  // U+0800, smallest 3-byte
   EXPECT_EQ(len_at0("\xE1\x80\x80"), 3u);
   EXPECT_EQ(len_at0("\xEC\xBF\xBF"), 3u);
   EXPECT_EQ(len_at0("\xED\x9F\xBF"), 3u);      // U+D7FF, just below the surrogates
@@ -47,7 +47,8 @@ TEST(Utf8, ValidLenRejectsIllFormed) {
   EXPECT_EQ(len_at0("\xED\xBF\xBF"), 0u);
   // Above U+10FFFF, and lead bytes that can never start a character.
   EXPECT_EQ(len_at0("\xF4\x90\x80\x80"), 0u);
-  for (const char* lead : {"\xF5\x80\x80\x80", "\xF7\xBF\xBF\xBF", "\xF8\x88\x80\x80\x80", "\xFE", "\xFF"})
+  for (const char* lead :
+       {"\xF5\x80\x80\x80", "\xF7\xBF\xBF\xBF", "\xF8\x88\x80\x80\x80", "\xFE", "\xFF"})
     EXPECT_EQ(len_at0(lead), 0u) << static_cast<int>(static_cast<unsigned char>(lead[0]));
   // Continuation bytes on their own.
   EXPECT_EQ(len_at0("\x80"), 0u);
@@ -109,15 +110,15 @@ TEST(Utf8, IncompleteTail) {
   EXPECT_EQ(incomplete_tail("\xFF"), 0u);
   EXPECT_EQ(incomplete_tail("\xC0"), 0u);
   EXPECT_EQ(incomplete_tail("\xF5\x80"), 0u);
-  EXPECT_EQ(incomplete_tail("\xE0\x80"), 0u);     // overlong prefix
-  EXPECT_EQ(incomplete_tail("\xED\xA0"), 0u);     // surrogate prefix
+  EXPECT_EQ(incomplete_tail("\xE0\x80"), 0u);      // overlong prefix
+  EXPECT_EQ(incomplete_tail("\xED\xA0"), 0u);      // surrogate prefix
   EXPECT_EQ(incomplete_tail("\xF4\x90\x80"), 0u);  // above U+10FFFF
   EXPECT_EQ(incomplete_tail("\x80\x80\x80\x80"), 0u);
 }
 
 TEST(Utf8, DecodeAndAppendRoundTrip) {
-  for (const char32_t cp : {0x0u, 0x41u, 0x7Fu, 0x80u, 0x7FFu, 0x800u, 0xD7FFu, 0xE000u, 0xFFFDu, 0xFFFFu,
-                            0x10000u, 0x1F600u, 0x10FFFFu}) {
+  for (const char32_t cp : {0x0u, 0x41u, 0x7Fu, 0x80u, 0x7FFu, 0x800u, 0xD7FFu, 0xE000u, 0xFFFDu,
+                            0xFFFFu, 0x10000u, 0x1F600u, 0x10FFFFu}) {
     std::string s;
     append(s, cp);
     EXPECT_TRUE(is_valid(s)) << std::hex << static_cast<uint32_t>(cp);
@@ -135,7 +136,8 @@ TEST(Utf8, DecodeTreatsStrayBytesAsThemselves) {
   size_t len = 0;
   EXPECT_EQ(decode("\xC3\xA9", 0, &len), 0xE9u);
   EXPECT_EQ(len, 2u);
-  for (const char* bad : {"\x80", "\xC0\xAF", "\xED\xA0\x80", "\xF4\x90\x80\x80", "\xE2\x82", "\xFF"}) {
+  for (const char* bad :
+       {"\x80", "\xC0\xAF", "\xED\xA0\x80", "\xF4\x90\x80\x80", "\xE2\x82", "\xFF"}) {
     EXPECT_EQ(decode(bad, 0, &len), static_cast<char32_t>(static_cast<unsigned char>(bad[0])));
     EXPECT_EQ(len, 1u);
   }

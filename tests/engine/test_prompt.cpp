@@ -2,8 +2,6 @@
 // fixture chat templates and vocabularies (a Qwen2.5 template gets no BOS; a
 // Llama-style SentencePiece vocabulary gets exactly one, also when the
 // template writes {{ bos_token }}).
-#include "engine/prompt.h"
-
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -12,6 +10,7 @@
 #include <string>
 
 #include "common/fixtures.h"
+#include "engine/prompt.h"
 #include "gguf/gguf.h"
 
 namespace slm::engine {
@@ -55,7 +54,8 @@ TEST(Prompt, QwenTemplateGetsNoBos) {
   SLM_REQUIRE_FIXTURE(kQwenModel);
   const tokenizer::Tokenizer tok = gguf_tokenizer(kQwenModel);
   ASSERT_FALSE(tok.add_bos());
-  const Prompt p = build_chat_prompt(tok, fixture_template("Qwen-Qwen2.5-7B-Instruct"), conversation());
+  const Prompt p =
+      build_chat_prompt(tok, fixture_template("Qwen-Qwen2.5-7B-Instruct"), conversation());
   const int32_t im_start = tok.find_token("<|im_start|>").value();
   EXPECT_EQ(p.text.rfind("<|im_start|>system\nYou are terse.<|im_end|>\n", 0), 0u) << p.text;
   EXPECT_TRUE(p.text.ends_with("<|im_start|>assistant\n"));
@@ -72,11 +72,13 @@ TEST(Prompt, SpmVocabGetsExactlyOneBosWhetherOrNotTheTemplateWritesIt) {
   ASSERT_TRUE(tok.add_bos());
   const int32_t bos = *tok.bos();
   // Templates that write {{ bos_token }} themselves, and ones that do not.
-  for (const char* name : {"meta-llama-Llama-3.1-8B-Instruct", "mistralai-Mistral-Nemo-Instruct-2407",
-                           "microsoft-Phi-3.5-mini-instruct", "Qwen-Qwen2.5-7B-Instruct"}) {
+  for (const char* name :
+       {"meta-llama-Llama-3.1-8B-Instruct", "mistralai-Mistral-Nemo-Instruct-2407",
+        "microsoft-Phi-3.5-mini-instruct", "Qwen-Qwen2.5-7B-Instruct"}) {
     SCOPED_TRACE(name);
     chat::ChatInput in = conversation();
-    if (std::string(name).find("Mistral") != std::string::npos) in.messages.erase(0);  // no system role there
+    if (std::string(name).find("Mistral") != std::string::npos)
+      in.messages.erase(0);  // no system role there
     const Prompt p = build_chat_prompt(tok, fixture_template(name), in);
     ASSERT_GE(p.tokens.size(), 2u);
     EXPECT_EQ(p.tokens[0], bos);
@@ -84,7 +86,8 @@ TEST(Prompt, SpmVocabGetsExactlyOneBosWhetherOrNotTheTemplateWritesIt) {
     EXPECT_EQ(count(p.tokens, bos), 1u);
   }
   // The template saw the tokenizer's BOS text.
-  const Prompt llama = build_chat_prompt(tok, fixture_template("meta-llama-Llama-3.1-8B-Instruct"), conversation());
+  const Prompt llama =
+      build_chat_prompt(tok, fixture_template("meta-llama-Llama-3.1-8B-Instruct"), conversation());
   EXPECT_EQ(llama.text.rfind("<s>", 0), 0u);
 }
 
@@ -93,11 +96,12 @@ TEST(Prompt, AllowBosFalseAddsNoneButKeepsTheTemplates) {
   const tokenizer::Tokenizer tok = gguf_tokenizer(kSpmVocab);
   const int32_t bos = *tok.bos();
   const Prompt written =
-      build_chat_prompt(tok, fixture_template("meta-llama-Llama-3.1-8B-Instruct"), conversation(), {.allow_bos = false});
+      build_chat_prompt(tok, fixture_template("meta-llama-Llama-3.1-8B-Instruct"), conversation(),
+                        {.allow_bos = false});
   EXPECT_EQ(written.tokens.front(), bos);  // the template's own, as text
   EXPECT_EQ(count(written.tokens, bos), 1u);
-  const Prompt none =
-      build_chat_prompt(tok, fixture_template("Qwen-Qwen2.5-7B-Instruct"), conversation(), {.allow_bos = false});
+  const Prompt none = build_chat_prompt(tok, fixture_template("Qwen-Qwen2.5-7B-Instruct"),
+                                        conversation(), {.allow_bos = false});
   EXPECT_EQ(count(none.tokens, bos), 0u);
 }
 
@@ -129,7 +133,8 @@ TEST(Prompt, EosOnlyWhenTheVocabularyAsksAndNeverTwice) {
   SLM_REQUIRE_FIXTURE("tokenizer/hf-qwen3/tokenizer.json");
   const std::string json = read_file(test::fixture("tokenizer/hf-qwen3/tokenizer.json"));
   const tokenizer::Tokenizer tok = tokenizer::Tokenizer::from_hf_json_text(
-      json, R"({"add_bos_token": false, "add_eos_token": true, "eos_token": "<|im_end|>"})", "qwen3-eos");
+      json, R"({"add_bos_token": false, "add_eos_token": true, "eos_token": "<|im_end|>"})",
+      "qwen3-eos");
   ASSERT_TRUE(tok.add_eos());
   const int32_t eos = *tok.eos();
   const std::vector<int32_t> p = tokenize_prompt(tok, "hi");

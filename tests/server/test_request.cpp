@@ -191,6 +191,10 @@ TEST(Request, MalformedBodies) {
   expect_bad(R"({"messages":[{"role":"user","content":"hi"}],})", "");
   const ApiError e = error_of(Endpoint::kChat, "{\"messages\": tru}");
   EXPECT_NE(std::string(e.what()).find("not valid JSON"), std::string::npos);
+  // A NUL ends nlohmann's input; what follows it must not be ignored.
+  const std::string nul_tail = std::string("{" + kMsgs + "}") + '\0' + "\xFF junk";
+  expect_bad(nul_tail, "");
+  expect_bad(std::string("{" + kMsgs + "}") + '\0', "");
   // Deep nesting is refused before the parser sees it.
   expect_bad(std::string(100000, '[') + std::string(100000, ']'), "");
 }
