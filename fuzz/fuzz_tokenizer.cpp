@@ -19,9 +19,9 @@
 #include <vector>
 
 #include "base/error.h"
+#include "base/utf8.h"
 #include "gguf/gguf.h"
 #include "tokenizer/tokenizer.h"
-#include "tokenizer/unicode.h"
 
 namespace {
 
@@ -104,12 +104,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string streamed;
   for (int32_t id : ids) {
     const std::string chunk = stream.push(id);
-    check(slm::tokenizer::detail::is_valid_utf8(chunk), "stream chunk is not valid UTF-8");
+    check(slm::utf8::is_valid(chunk), "stream chunk is not valid UTF-8");
     streamed += chunk;
   }
   streamed += stream.flush();
-  check(slm::tokenizer::detail::is_valid_utf8(streamed), "stream output is not valid UTF-8");
-  if (slm::tokenizer::detail::is_valid_utf8(back))
+  check(slm::utf8::is_valid(streamed), "stream output is not valid UTF-8");
+  if (slm::utf8::is_valid(back))
     check(streamed == back, "stream != decode on valid UTF-8");
 
   // Arbitrary ids, some out of range: decode either works or throws slm::Error.

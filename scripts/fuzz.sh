@@ -25,6 +25,11 @@ for t in "${targets[@]}"; do
     fuzz_gguf) find "$fixtures/models" -name '*.gguf' -size -2M -exec cp {} "$corpus/" \; ;;
     fuzz_template) cp "$fixtures"/templates/src/*.jinja "$corpus/" 2>/dev/null || true ;;
     fuzz_tokenizer*) cp "$fixtures"/tokenizer/cases/*.inp "$corpus/" 2>/dev/null || true ;;
+    fuzz_request)
+      printf '%s' '{"model":"m","messages":[{"role":"system","content":"Be terse."},{"role":"user","content":[{"type":"text","text":"h\u00e9llo"}]}],"stream":true,"stream_options":{"include_usage":true},"max_tokens":16,"temperature":0.7,"top_p":0.9,"stop":["\n","END"],"logprobs":true,"top_logprobs":2,"seed":1}' >"$corpus/chat.json"
+      printf '%s' '{"messages":[{"role":"assistant","content":null,"tool_calls":[{"type":"function","id":"c1","function":{"name":"f","arguments":"{\"a\":1}"}}]},{"role":"tool","tool_call_id":"c1","content":"ok"}],"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}],"logit_bias":{"5":-100}}' >"$corpus/tools.json"
+      printf '%s' '{"prompt":[1,2,3],"max_completion_tokens":8,"ignore_eos":true,"stop":"x","n":1,"user":"u"}' >"$corpus/tokens.json"
+      printf '%s' '{"prompt":"Once upon a time","echo":false,"frequency_penalty":0.5}' >"$corpus/text.json" ;;
   esac
   echo "== $t for ${seconds}s"
   if ! SLM_FIXTURES="$fixtures" "$build/fuzz/$t" -max_total_time="$seconds" -rss_limit_mb=4096 \

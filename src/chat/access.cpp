@@ -5,6 +5,7 @@
 // underscore are refused. Operators are in ops.cpp.
 #include <algorithm>
 
+#include "base/utf8.h"
 #include "chat/runtime.h"
 #include "chat/text.h"
 
@@ -47,7 +48,7 @@ std::vector<std::size_t> slice_indices(int64_t n, const Value& start_v, const Va
 std::vector<std::string> split_whitespace(std::string_view s, int64_t maxsplit) {
   std::vector<std::string> out;
   std::size_t i = 0, len = 1;
-  const auto space_at = [&](std::size_t k) { return text::is_space(text::decode_at(s, k, &len)); };
+  const auto space_at = [&](std::size_t k) { return text::is_space(utf8::decode(s, k, &len)); };
   while (true) {
     while (i < s.size() && space_at(i)) i += len;
     if (i >= s.size()) break;

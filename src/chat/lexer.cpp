@@ -3,8 +3,8 @@
 #include <charconv>
 #include <limits>
 
+#include "base/utf8.h"
 #include "chat/template.h"
-#include "chat/text.h"
 
 namespace slm::chat {
 
@@ -314,9 +314,9 @@ class Lexer {
             cp = cp * 16 + static_cast<char32_t>(h);
             ++p;
           }
-          if (cp > 0x10FFFF) fail(start, "escape beyond U+10FFFF in string literal");
+          if (cp > utf8::kMaxCodePoint) fail(start, "escape beyond U+10FFFF in string literal");
           if (cp >= 0xD800 && cp <= 0xDFFF) cp = 0xFFFD;  // a lone surrogate has no UTF-8 form
-          text::append_utf8(out, cp);
+          utf8::append(out, cp);
           break;
         }
         default:
@@ -324,7 +324,7 @@ class Lexer {
             char32_t cp = static_cast<char32_t>(e - '0');
             for (int k = 0; k < 2 && p < src_.size() && src_[p] >= '0' && src_[p] <= '7'; ++k)
               cp = cp * 8 + static_cast<char32_t>(src_[p++] - '0');
-            text::append_utf8(out, cp);
+            utf8::append(out, cp);
           } else {
             out += '\\';  // Python keeps unknown escapes as written
             out += e;

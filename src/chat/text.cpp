@@ -4,11 +4,11 @@
 #include <cmath>
 #include <cstdio>
 
+#include "base/utf8.h"
+
 namespace slm::chat::text {
 
 namespace {
-
-bool is_cont(unsigned char c) { return (c & 0xC0) == 0x80; }
 
 bool is_ascii_upper(char32_t c) { return c >= 'A' && c <= 'Z'; }
 bool is_ascii_lower(char32_t c) { return c >= 'a' && c <= 'z'; }
@@ -22,38 +22,13 @@ bool is_line_break(char32_t c) {
 
 }  // namespace
 
-char32_t decode_at(std::string_view s, std::size_t i, std::size_t* len) {
-  const auto b = [&](std::size_t k) { return static_cast<unsigned char>(s[i + k]); };
-  const unsigned char c0 = b(0);
-  const std::size_t left = s.size() - i;
-  *len = 1;
-  if (c0 < 0x80) return c0;
-  if (c0 >= 0xC2 && c0 <= 0xDF && left >= 2 && is_cont(b(1))) {
-    *len = 2;
-    return (char32_t(c0 & 0x1F) << 6) | (b(1) & 0x3F);
-  }
-  if (c0 >= 0xE0 && c0 <= 0xEF && left >= 3 && is_cont(b(1)) && is_cont(b(2))) {
-    // Reject overlong forms and UTF-16 surrogates.
-    if ((c0 == 0xE0 && b(1) < 0xA0) || (c0 == 0xED && b(1) > 0x9F)) return c0;
-    *len = 3;
-    return (char32_t(c0 & 0x0F) << 12) | (char32_t(b(1) & 0x3F) << 6) | (b(2) & 0x3F);
-  }
-  if (c0 >= 0xF0 && c0 <= 0xF4 && left >= 4 && is_cont(b(1)) && is_cont(b(2)) && is_cont(b(3))) {
-    if ((c0 == 0xF0 && b(1) < 0x90) || (c0 == 0xF4 && b(1) > 0x8F)) return c0;
-    *len = 4;
-    return (char32_t(c0 & 0x07) << 18) | (char32_t(b(1) & 0x3F) << 12) | (char32_t(b(2) & 0x3F) << 6) |
-           (b(3) & 0x3F);
-  }
-  return c0;  // a stray byte stands for itself
-}
-
 std::vector<std::size_t> char_starts(std::string_view s) {
   std::vector<std::size_t> starts;
   starts.reserve(s.size() + 1);
   for (std::size_t i = 0; i < s.size();) {
     starts.push_back(i);
     std::size_t len = 1;
-    decode_at(s, i, &len);
+    utf8::decode(s, i, &len);
     i += len;
   }
   starts.push_back(s.size());
@@ -64,28 +39,10 @@ std::size_t char_count(std::string_view s) {
   std::size_t n = 0;
   for (std::size_t i = 0; i < s.size(); ++n) {
     std::size_t len = 1;
-    decode_at(s, i, &len);
+    utf8::decode(s, i, &len);
     i += len;
   }
   return n;
-}
-
-void append_utf8(std::string& out, char32_t c) {
-  if (c < 0x80) {
-    out += static_cast<char>(c);
-  } else if (c < 0x800) {
-    out += static_cast<char>(0xC0 | (c >> 6));
-    out += static_cast<char>(0x80 | (c & 0x3F));
-  } else if (c < 0x10000) {
-    out += static_cast<char>(0xE0 | (c >> 12));
-    out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (c & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (c >> 18));
-    out += static_cast<char>(0x80 | ((c >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (c & 0x3F));
-  }
 }
 
 bool is_space(char32_t c) {
@@ -99,7 +56,7 @@ std::string strip(std::string_view s, const std::string* chars, bool left, bool 
   if (chars != nullptr) {
     for (std::size_t i = 0; i < chars->size();) {
       std::size_t len = 1;
-      set.push_back(decode_at(*chars, i, &len));
+      set.push_back(utf8::decode(*chars, i, &len));
       i += len;
     }
   }
@@ -112,8 +69,8 @@ std::string strip(std::string_view s, const std::string* chars, bool left, bool 
   const std::vector<std::size_t> starts = char_starts(s);
   std::size_t first = 0, last = starts.size() - 1;  // character indexes [first, last)
   std::size_t len = 1;
-  while (left && first < last && strippable(decode_at(s, starts[first], &len))) ++first;
-  while (right && last > first && strippable(decode_at(s, starts[last - 1], &len))) --last;
+  while (left && first < last && strippable(utf8::decode(s, starts[first], &len))) ++first;
+  while (right && last > first && strippable(utf8::decode(s, starts[last - 1], &len))) --last;
   return std::string(s.substr(starts[first], starts[last] - starts[first]));
 }
 
@@ -122,7 +79,7 @@ std::vector<std::string> split_lines(std::string_view s) {
   std::size_t line_start = 0;
   for (std::size_t i = 0; i < s.size();) {
     std::size_t len = 1;
-    const char32_t c = decode_at(s, i, &len);
+    const char32_t c = utf8::decode(s, i, &len);
     if (!is_line_break(c)) {
       i += len;
       continue;
@@ -274,7 +231,7 @@ std::string str_repr(std::string_view s) {
   std::string out(1, quote);
   for (std::size_t i = 0; i < s.size();) {
     std::size_t len = 1;
-    const char32_t c = decode_at(s, i, &len);
+    const char32_t c = utf8::decode(s, i, &len);
     char buf[8];
     if (c == '\\' || c == static_cast<char32_t>(quote)) {
       out += '\\';

@@ -2,7 +2,8 @@
 // and slices count code points; strip() knows Unicode whitespace; numbers and
 // strings print as Python's repr() and json.dumps print them. Malformed UTF-8
 // (templates and messages are untrusted) never fails: each stray byte counts
-// as one character and is kept as it is.
+// as one character and is kept as it is. Decoding and encoding single
+// characters is base/utf8.h (utf8::decode, utf8::append).
 #pragma once
 
 #include <cstddef>
@@ -16,9 +17,6 @@ namespace slm::chat::text {
 // Byte offset where each character starts, plus s.size() at the end.
 std::vector<std::size_t> char_starts(std::string_view s);
 std::size_t char_count(std::string_view s);
-// Decodes the character at s[i] and its byte length (1 for a stray byte, whose value is returned).
-char32_t decode_at(std::string_view s, std::size_t i, std::size_t* len);
-void append_utf8(std::string& out, char32_t c);
 
 bool is_space(char32_t c);  // Python's str.isspace() for one character
 // str.strip / lstrip / rstrip; chars == nullptr strips whitespace, else any character in *chars.

@@ -18,6 +18,7 @@
 #include "chat/template.h"
 #include "cli/command.h"
 #include "cli/common.h"
+#include "engine/prompt.h"
 #include "tokenizer/tokenizer.h"
 
 namespace slm::cli {
@@ -88,20 +89,15 @@ class ChatSession {
     chat::ChatInput in;
     in.messages = messages_;
     in.add_generation_prompt = true;
-    if (tok_.bos()) in.bos_token = tok_.token_text(*tok_.bos());
-    if (tok_.eos()) in.eos_token = tok_.token_text(*tok_.eos());
-    std::string prompt_text;
+    engine::Prompt built;
     try {
-      prompt_text = tmpl_.render(chat::make_chat_context(in));
+      built = engine::build_chat_prompt(tok_, tmpl_, std::move(in));
     } catch (...) {
       messages_.erase(messages_.size() - 1);
       throw;
     }
-    if (verbose_prompt_) std::fprintf(stderr, "[prompt]\n%s[/prompt]\n", prompt_text.c_str());
-    std::vector<int32_t> prompt = tok_.encode(prompt_text, tok_.add_bos(), true);
-    // Templates that print bos_token themselves would get a second BOS.
-    if (prompt.size() >= 2 && tok_.bos() && prompt[0] == *tok_.bos() && prompt[1] == *tok_.bos())
-      prompt.erase(prompt.begin());
+    if (verbose_prompt_) std::fprintf(stderr, "[prompt]\n%s[/prompt]\n", built.text.c_str());
+    const std::vector<int32_t>& prompt = built.tokens;
     g_interrupted.store(false);
     g_generating.store(true);
     engine::GenerateResult r;

@@ -13,6 +13,7 @@
 #include "base/thread_pool.h"
 #include "cli/command.h"
 #include "cli/common.h"
+#include "engine/prompt.h"
 #include "tokenizer/tokenizer.h"
 
 namespace slm::cli {
@@ -62,8 +63,8 @@ int run(int argc, char** argv) {
   const tokenizer::Tokenizer tok = tokenizer::Tokenizer::from_gguf(model->file());
   engine::GenerateOptions opts = generate_options(args, model->config().n_vocab);
 
-  std::vector<int32_t> prompt = tok.encode(prompt_text, false, true);
-  if (tok.add_bos() && tok.bos() && !args.flag("--no-bos")) prompt.insert(prompt.begin(), *tok.bos());
+  std::vector<int32_t> prompt =
+      engine::tokenize_prompt(tok, prompt_text, {.allow_bos = !args.flag("--no-bos")});
   if (prompt.empty() && tok.bos()) prompt.push_back(*tok.bos());
   if (prompt.empty()) throw Error("the prompt is empty and the model has no BOS token to start from");
   opts.strip_leading_space = prompt_text.empty();

@@ -1,5 +1,7 @@
 // slm template: renders a chat template with a conversation and prints the
 // prompt exactly (no newline added), for checking what a model will be fed.
+// Rendering and the bos_token / eos_token text are engine/prompt.h's, as for
+// run, chat and serve.
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -9,7 +11,9 @@
 #include "chat/template.h"
 #include "cli/args.h"
 #include "cli/command.h"
+#include "engine/prompt.h"
 #include "gguf/gguf.h"
+#include "tokenizer/tokenizer.h"
 
 namespace slm::cli {
 namespace {
@@ -38,15 +42,6 @@ Json read_json(const std::string& path) {
   } catch (const Json::exception& e) {
     throw Error(path + ": invalid JSON: " + e.what());
   }
-}
-
-// The text of token `id_key` (tokenizer.ggml.bos_token_id, ...), when the model names one.
-std::string token_text(const gguf::File& file, const char* id_key) {
-  const std::optional<uint64_t> id = file.get_uint(id_key);
-  if (!id) return "";
-  const auto tokens = file.get_strings("tokenizer.ggml.tokens");
-  if (!tokens || *id >= tokens->size()) throw Error(file.name() + ": " + id_key + " is not a token of the vocabulary");
-  return std::string((*tokens)[*id]);
 }
 
 // One line, whatever the message holds.
@@ -80,8 +75,7 @@ int run_template(int argc, char** argv) {
     const std::optional<std::string_view> tmpl = file->get_string("tokenizer.chat_template");
     if (!tmpl) throw Error(*model + " has no tokenizer.chat_template; use --template-file");
     source = std::string(*tmpl);
-    input.bos_token = token_text(*file, "tokenizer.ggml.bos_token_id");
-    input.eos_token = token_text(*file, "tokenizer.ggml.eos_token_id");
+    engine::set_special_token_text(input, tokenizer::Tokenizer::from_gguf(*file));
   } else {
     source = read_text(*args.get("--template-file"));
   }
@@ -105,7 +99,7 @@ int run_template(int argc, char** argv) {
 
   std::string prompt;
   try {
-    prompt = chat::Template(source).render(chat::make_chat_context(input));
+    prompt = engine::render_chat_prompt(chat::Template(source), input);
   } catch (const Error& e) {
     std::fprintf(stderr, "slm template: error: %s\n", one_line(e.what()).c_str());
     return 1;

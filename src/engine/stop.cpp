@@ -2,23 +2,9 @@
 
 #include <algorithm>
 
-namespace slm::engine {
+#include "base/utf8.h"
 
-size_t incomplete_utf8_tail(std::string_view text) {
-  // Walk back over at most three continuation bytes to the lead byte.
-  const size_t n = text.size();
-  size_t cont = 0;
-  while (cont < 3 && cont < n && (static_cast<unsigned char>(text[n - 1 - cont]) & 0xC0) == 0x80)
-    ++cont;
-  if (cont == n) return 0;  // no lead byte in reach
-  const auto lead = static_cast<unsigned char>(text[n - 1 - cont]);
-  size_t need = 0;  // continuation bytes the lead byte announces
-  if ((lead & 0xE0) == 0xC0) need = 1;
-  else if ((lead & 0xF0) == 0xE0) need = 2;
-  else if ((lead & 0xF8) == 0xF0) need = 3;
-  else return 0;  // ASCII or an invalid lead: nothing to wait for
-  return cont < need ? cont + 1 : 0;
-}
+namespace slm::engine {
 
 StopMatcher::StopMatcher(std::vector<std::string> stops) {
   for (std::string& s : stops)
@@ -75,7 +61,7 @@ std::string_view StopMatcher::feed(std::string_view piece) {
 
   // Hold back a tail that could still grow into a stop, and any incomplete
   // UTF-8 character; release the rest.
-  const size_t hold = std::max(partial_match_tail(), incomplete_utf8_tail(pending_));
+  const size_t hold = std::max(partial_match_tail(), utf8::incomplete_tail(pending_));
   const size_t release = pending_.size() - hold;
   out_.assign(pending_, 0, release);
   pending_.erase(0, release);

@@ -6,8 +6,9 @@
 //
 // Matching is on bytes, so multi-byte UTF-8 stops work whatever the token
 // boundaries. The released text also never ends inside a UTF-8 character (an
-// incomplete trailing sequence waits for its continuation bytes), so a stream
-// can be written to a terminal or an SSE event piece by piece.
+// incomplete trailing sequence, as utf8::incomplete_tail defines it, waits for
+// its continuation bytes), so a stream can be written to a terminal or an SSE
+// event piece by piece.
 //
 // Ownership / thread-safety: a StopMatcher owns its buffers and belongs to one
 // sequence; the string_views it returns point into it and stay valid until
@@ -50,9 +51,5 @@ class StopMatcher {
   std::string matched_;
   bool stopped_ = false;
 };
-
-// Bytes at the end of text that begin a UTF-8 character whose continuation
-// bytes have not arrived yet (0 to 3). Invalid sequences count as complete.
-size_t incomplete_utf8_tail(std::string_view text);
 
 }  // namespace slm::engine

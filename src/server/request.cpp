@@ -3,6 +3,8 @@
 #include <cmath>
 #include <limits>
 
+#include "base/utf8.h"
+
 namespace slm::server {
 namespace {
 
@@ -105,9 +107,13 @@ Json parse_body(std::string_view body, const RequestLimits& limits) {
   if (json_depth(body) > limits.max_json_depth)
     bad("",
         "the JSON is nested more than " + std::to_string(limits.max_json_depth) + " levels deep");
+  // JSON text never holds a raw NUL, and nlohmann's parser takes one as the
+  // end of input, which would accept whatever follows it unread.
+  if (const size_t nul = body.find('\0'); nul != std::string_view::npos)
+    bad("", "the request body is not valid JSON: a NUL byte at byte " + std::to_string(nul));
   Json j = Json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) {
-    const size_t at = first_invalid_utf8(body);
+    const size_t at = utf8::first_invalid(body);
     if (at != std::string_view::npos) {
       const std::string path = json_path_at(body, at);
       bad(path, path.empty()
@@ -379,42 +385,6 @@ ParsedRequest parse_request(Endpoint endpoint, std::string_view body, const Requ
   else
     parse_prompt(j, limits, r);
   return r;
-}
-
-size_t first_invalid_utf8(std::string_view s) {
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  const size_t n = s.size();
-  size_t i = 0;
-  while (i < n) {
-    const unsigned c = p[i];
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    size_t len = 0;
-    uint32_t cp = 0, min = 0;
-    if ((c & 0xE0) == 0xC0) {
-      len = 2, cp = c & 0x1F, min = 0x80;
-    } else if ((c & 0xF0) == 0xE0) {
-      len = 3, cp = c & 0x0F, min = 0x800;
-    } else if ((c & 0xF8) == 0xF0) {
-      len = 4, cp = c & 0x07, min = 0x10000;
-    } else {
-      return i;
-    }
-    if (i + len > n) return i;
-    for (size_t k = 1; k < len; ++k) {
-      if ((p[i + k] & 0xC0) != 0x80) return i;
-      cp = (cp << 6) | (p[i + k] & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return i;
-    i += len;
-  }
-  return std::string_view::npos;
-}
-
-bool is_valid_utf8(std::string_view s) {
-  return first_invalid_utf8(s) == std::string_view::npos;
 }
 
 std::string json_path_at(std::string_view text, size_t offset) {

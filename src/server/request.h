@@ -87,10 +87,6 @@ ParsedRequest parse_request(Endpoint endpoint, std::string_view body, const Requ
 
 // --- JSON text helpers, exposed for tests -------------------------------
 
-// Byte offset of the first byte that is not part of well-formed UTF-8
-// (overlongs, surrogates and values above U+10FFFF included), or npos.
-size_t first_invalid_utf8(std::string_view text);
-bool is_valid_utf8(std::string_view text);
 // The member path ("messages[1].content") of the JSON value that contains
 // byte offset in text, as far as the text up to offset shows it. Empty at the
 // top level. Works on malformed text: it only tracks brackets, keys and strings.

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "base/error.h"
+#include "engine/prompt.h"
 #include "server/request.h"
 #include "server/response.h"
 #include "server/web_index_html.h"
@@ -94,31 +95,23 @@ Prompt build_prompt(const Backend& b, const ParsedRequest& r) {
     in.messages = r.messages;
     in.tools = r.tools;
     in.add_generation_prompt = true;
-    in.bos_token = b.bos_text;
-    in.eos_token = b.eos_text;
-    nlohmann::ordered_json ctx;
+    engine::Prompt built;
     try {
-      ctx = chat::make_chat_context(in);
-    } catch (const Error& e) {
-      throw ApiError(400, e.what(), "messages");
-    }
-    try {
-      p.text = b.chat_template->render(ctx);
+      built = engine::build_chat_prompt(tok, *b.chat_template, std::move(in));
     } catch (const chat::TemplateError& e) {
       throw ApiError(
           400, std::string("the model's chat template rejected the conversation: ") + e.what(),
           "messages");
+    } catch (const Error& e) {  // malformed messages (make_chat_context)
+      throw ApiError(400, e.what(), "messages");
     }
-    // The template writes BOS itself when the model wants one in the text;
-    // add it only when the template did not.
-    p.tokens = tok.encode(p.text, /*add_special=*/false, /*parse_special=*/true);
-    if (tok.add_bos() && tok.bos() && (p.tokens.empty() || p.tokens.front() != *tok.bos()))
-      p.tokens.insert(p.tokens.begin(), *tok.bos());
+    p.text = std::move(built.text);
+    p.tokens = std::move(built.tokens);
   } else if (r.prompt_is_tokens) {
     p.tokens = r.prompt_tokens;
   } else {
     p.text = r.prompt;
-    p.tokens = tok.encode(r.prompt, /*add_special=*/true, /*parse_special=*/true);
+    p.tokens = engine::tokenize_prompt(tok, r.prompt);
     p.strip_leading_space = r.prompt.empty();
   }
   if (p.tokens.empty())
@@ -162,8 +155,6 @@ std::shared_ptr<Backend> load_backend(const std::string& path, const std::string
     b->chat_template.emplace(kChatmlTemplate);
     b->template_is_fallback = true;
   }
-  if (tok.bos()) b->bos_text = tok.token_to_piece(*tok.bos(), true);
-  if (tok.eos()) b->eos_text = tok.token_to_piece(*tok.eos(), true);
   b->model_id = model_id;
   SchedulerOptions so = options;
   if (so.n_ctx == 0) so.n_ctx = std::min<int64_t>(b->model->config().n_ctx_train, kDefaultMaxCtx);

@@ -54,7 +54,6 @@ struct Backend {
   std::optional<chat::Template> chat_template;
   bool template_is_fallback = false;  // the model has none: ChatML is used
   std::string model_id;
-  std::string bos_text, eos_text;
   std::unique_ptr<Scheduler> scheduler;
 };
 

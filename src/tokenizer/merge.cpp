@@ -4,6 +4,7 @@
 // word costs O(n log n) rather than a rescan of every pair after each merge.
 #include <algorithm>
 
+#include "base/utf8.h"
 #include "tokenizer/model.h"
 
 namespace slm::tokenizer::detail {
@@ -22,7 +23,7 @@ void cut_symbols(std::string_view word, std::vector<Symbol>& syms) {
   for (size_t i = 0; i < word.size();) {
     // A byte that does not start a well-formed character is a symbol of its
     // own (llama.cpp trusts the lead byte and can swallow the next "▁").
-    size_t n = utf8_valid_len(word, i);
+    size_t n = utf8::valid_len(word, i);
     if (n == 0) n = 1;
     const auto idx = static_cast<int32_t>(syms.size());
     syms.push_back(
@@ -53,20 +54,10 @@ void emit_unknown(const Model& m, std::string_view text, bool prefer_bytes,
 // The token of one symbol: a table lookup for BMP characters, the hash map
 // for the rest (and for stray bytes, which are not characters).
 int32_t char_token(const Model& m, std::string_view c) {
-  const auto b0 = static_cast<uint8_t>(c[0]);
-  uint32_t cp = 0;
-  if (c.size() == 1) {
-    if (b0 >= 0x80) return m.find(c);
-    cp = b0;
-  } else if (c.size() == 2) {
-    cp = ((b0 & 0x1Fu) << 6) | (static_cast<uint8_t>(c[1]) & 0x3Fu);
-  } else if (c.size() == 3) {
-    cp = ((b0 & 0x0Fu) << 12) | ((static_cast<uint8_t>(c[1]) & 0x3Fu) << 6) |
-         (static_cast<uint8_t>(c[2]) & 0x3Fu);
-  } else {
-    return m.find(c);
-  }
-  return cp < m.char_tokens.size() ? m.char_tokens[cp] : m.find(c);
+  size_t len = 0;
+  const char32_t cp = utf8::decode(c, 0, &len);
+  if (len != c.size() || cp >= m.char_tokens.size() || (len == 1 && cp >= 0x80)) return m.find(c);
+  return m.char_tokens[cp];
 }
 
 struct SpmBigram {

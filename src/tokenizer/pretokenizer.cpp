@@ -7,6 +7,7 @@
 #include <map>
 
 #include "base/error.h"
+#include "base/utf8.h"
 
 namespace slm::tokenizer::detail {
 
@@ -73,7 +74,7 @@ void Regex::find_all(std::string_view subject, std::vector<std::pair<size_t, siz
       start = e;
     } else {  // empty match: step over one character
       if (b >= len) break;
-      const size_t n = utf8_valid_len(subject, b);
+      const size_t n = utf8::valid_len(subject, b);
       start = b + (n == 0 ? 1 : n);
     }
   }

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "base/error.h"
+#include "base/utf8.h"
 #include "tokenizer/model.h"
 
 namespace slm::tokenizer {
@@ -135,13 +136,9 @@ void finish_model(Model& m, const std::string& source) {
   m.char_tokens.assign(0x10000, kNoToken);
   for (size_t i = 0; i < n; ++i) {
     const std::string& p = m.pieces[i];
-    if (p.empty() || p.size() > 3 || utf8_valid_len(p, 0) != p.size()) continue;
-    uint32_t cp = static_cast<uint8_t>(p[0]);
-    if (p.size() == 2) cp = ((cp & 0x1Fu) << 6) | (static_cast<uint8_t>(p[1]) & 0x3Fu);
-    if (p.size() == 3)
-      cp = ((cp & 0x0Fu) << 12) | ((static_cast<uint8_t>(p[1]) & 0x3Fu) << 6) |
-           (static_cast<uint8_t>(p[2]) & 0x3Fu);
-    m.char_tokens[cp] = static_cast<int32_t>(i);
+    if (p.empty() || p.size() > 3 || utf8::valid_len(p, 0) != p.size()) continue;
+    size_t len = 0;
+    m.char_tokens[utf8::decode(p, 0, &len)] = static_cast<int32_t>(i);
   }
 
   m.byte_tokens.fill(kNoToken);
@@ -463,14 +460,14 @@ std::string StreamDecoder::push(int32_t id) {
   while (i < pending_.size()) {
     bool incomplete = false;
     size_t bad = 1;
-    const size_t n = detail::utf8_valid_len(pending_, i, &incomplete, &bad);
+    const size_t n = utf8::valid_len(pending_, i, &incomplete, &bad);
     if (n > 0) {
       out.append(pending_, i, n);
       i += n;
     } else if (incomplete) {
       break;  // wait for the rest of this character
     } else {
-      out += detail::kReplacementChar;
+      out += utf8::kReplacement;
       i += bad;
     }
   }
@@ -481,7 +478,7 @@ std::string StreamDecoder::push(int32_t id) {
 std::string StreamDecoder::flush() {
   std::string out;
   // What is held is a valid but truncated prefix: one replacement character.
-  if (!pending_.empty()) out = std::string(detail::kReplacementChar);
+  if (!pending_.empty()) out = std::string(utf8::kReplacement);
   pending_.clear();
   return out;
 }

@@ -5,69 +5,9 @@
 #include <array>
 #include <cstdlib>
 
+#include "base/utf8.h"
+
 namespace slm::tokenizer::detail {
-
-size_t utf8_valid_len(std::string_view s, size_t i, bool* incomplete, size_t* bad_len) {
-  if (incomplete != nullptr) *incomplete = false;
-  if (bad_len != nullptr) *bad_len = 1;
-  const auto b0 = static_cast<uint8_t>(s[i]);
-  if (b0 < 0x80) return 1;
-  size_t len = 0;
-  uint8_t lo = 0x80, hi = 0xBF;  // allowed range of the second byte
-  if (b0 >= 0xC2 && b0 <= 0xDF) {
-    len = 2;
-  } else if (b0 >= 0xE0 && b0 <= 0xEF) {
-    len = 3;
-    if (b0 == 0xE0) lo = 0xA0;  // no overlongs
-    if (b0 == 0xED) hi = 0x9F;  // no surrogates
-  } else if (b0 >= 0xF0 && b0 <= 0xF4) {
-    len = 4;
-    if (b0 == 0xF0) lo = 0x90;
-    if (b0 == 0xF4) hi = 0x8F;  // <= U+10FFFF
-  } else {
-    return 0;
-  }
-  for (size_t k = 1; k < len; ++k) {
-    if (i + k >= s.size()) {
-      if (incomplete != nullptr) *incomplete = true;
-      return 0;
-    }
-    const auto b = static_cast<uint8_t>(s[i + k]);
-    const uint8_t l = k == 1 ? lo : 0x80, h = k == 1 ? hi : 0xBF;
-    if (b < l || b > h) {
-      if (bad_len != nullptr) *bad_len = k;
-      return 0;
-    }
-  }
-  return len;
-}
-
-bool is_valid_utf8(std::string_view s) {
-  for (size_t i = 0; i < s.size();) {
-    const size_t n = utf8_valid_len(s, i);
-    if (n == 0) return false;
-    i += n;
-  }
-  return true;
-}
-
-void append_utf8(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
 
 namespace {
 
@@ -83,7 +23,7 @@ struct ByteMap {
     for (uint32_t b = 0; b < 256; ++b) {
       const bool printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE);
       const uint32_t cp = printable ? b : next++;
-      append_utf8(to_unicode[b], cp);
+      utf8::append(to_unicode[b], cp);
       to_byte[cp] = static_cast<int16_t>(b);
     }
   }
@@ -108,19 +48,11 @@ void bytes_to_unicode(std::string_view in, std::string& out) {
 void unicode_to_bytes(std::string_view text, std::string& out) {
   const auto& to_byte = byte_map().to_byte;
   for (size_t i = 0; i < text.size();) {
-    const size_t n = utf8_valid_len(text, i);
-    if (n == 0) {  // not UTF-8 at all: pass the byte through
+    size_t n = 0;
+    const char32_t cp = utf8::decode(text, i, &n);
+    if (n == 1 && cp >= 0x80) {  // not UTF-8 at all: pass the byte through
       out += text[i++];
       continue;
-    }
-    uint32_t cp = 0;
-    if (n == 1) {
-      cp = static_cast<uint8_t>(text[i]);
-    } else if (n == 2) {
-      cp = ((static_cast<uint8_t>(text[i]) & 0x1F) << 6) |
-           (static_cast<uint8_t>(text[i + 1]) & 0x3F);
-    } else {
-      cp = 0x10000;  // three- and four-byte characters are never in the map
     }
     if (cp < to_byte.size() && to_byte[cp] >= 0) {
       out += static_cast<char>(to_byte[cp]);
@@ -143,7 +75,7 @@ std::string normalize_valid(std::string_view run, NormForm form) {
       utf8proc_int32_t cp = 0;
       const utf8proc_ssize_t n = utf8proc_iterate(p, left, &cp);
       if (n <= 0) break;  // cannot happen on a validated run
-      append_utf8(out, static_cast<uint32_t>(utf8proc_tolower(cp)));
+      utf8::append(out, static_cast<char32_t>(utf8proc_tolower(cp)));
       p += n;
       left -= n;
     }
@@ -189,7 +121,7 @@ std::string normalize(std::string_view text, NormForm form) {
   size_t run_start = 0;
   size_t i = 0;
   while (i < text.size()) {
-    const size_t n = utf8_valid_len(text, i);
+    const size_t n = utf8::valid_len(text, i);
     if (n != 0) {
       i += n;
       continue;

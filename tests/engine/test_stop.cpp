@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "base/utf8.h"
+
 namespace slm::engine {
 namespace {
 
@@ -41,7 +43,7 @@ std::vector<std::string> bytes_of(const std::string& s) {
 bool valid_utf8_boundaries(const std::string& s) {
   // No chunk may end with an incomplete character (or start with a stray
   // continuation byte, which follows from the former for valid input).
-  return incomplete_utf8_tail(s) == 0 && (s.empty() || (static_cast<unsigned char>(s[0]) & 0xC0) != 0x80);
+  return utf8::incomplete_tail(s) == 0 && (s.empty() || (static_cast<unsigned char>(s[0]) & 0xC0) != 0x80);
 }
 
 TEST(StopMatcher, NoStopsPassesEverythingThrough) {
@@ -190,18 +192,6 @@ TEST(StopMatcher, EmptyStopStringsAreIgnored) {
   StopMatcher m({"", "x"});
   EXPECT_EQ(m.stops().size(), 1u);
   EXPECT_EQ(stream(m, {"abx"}).text, "ab");
-}
-
-TEST(StopMatcher, IncompleteUtf8Tail) {
-  EXPECT_EQ(incomplete_utf8_tail(""), 0u);
-  EXPECT_EQ(incomplete_utf8_tail("abc"), 0u);
-  EXPECT_EQ(incomplete_utf8_tail("a\xC3"), 1u);
-  EXPECT_EQ(incomplete_utf8_tail("a\xC3\xA9"), 0u);
-  EXPECT_EQ(incomplete_utf8_tail("\xE3\x80"), 2u);
-  EXPECT_EQ(incomplete_utf8_tail("\xF0\x9F\x9B"), 3u);
-  EXPECT_EQ(incomplete_utf8_tail("\xF0\x9F\x9B\x91"), 0u);
-  EXPECT_EQ(incomplete_utf8_tail("\x80\x80"), 0u);
-  EXPECT_EQ(incomplete_utf8_tail("\xFF"), 0u);
 }
 
 }  // namespace

@@ -191,6 +191,10 @@ TEST(Request, MalformedBodies) {
   expect_bad(R"({"messages":[{"role":"user","content":"hi"}],})", "");
   const ApiError e = error_of(Endpoint::kChat, "{\"messages\": tru}");
   EXPECT_NE(std::string(e.what()).find("not valid JSON"), std::string::npos);
+  // A NUL ends nlohmann's input; what follows it must not be ignored.
+  const std::string nul_tail = std::string("{" + kMsgs + "}") + '\0' + "\xFF junk";
+  expect_bad(nul_tail, "");
+  expect_bad(std::string("{" + kMsgs + "}") + '\0', "");
   // Deep nesting is refused before the parser sees it.
   expect_bad(std::string(100000, '[') + std::string(100000, ']'), "");
 }
@@ -247,18 +251,6 @@ TEST(Request, ErrorJsonHasOpenAIShape) {
   const nlohmann::json k = error_json(ApiError(401, "no", {}, "invalid_api_key"));
   EXPECT_TRUE(k["error"]["param"].is_null());
   EXPECT_EQ(k["error"]["code"], "invalid_api_key");
-}
-
-TEST(JsonText, FirstInvalidUtf8) {
-  EXPECT_EQ(first_invalid_utf8("plain"), std::string::npos);
-  EXPECT_EQ(first_invalid_utf8("h\xC3\xA9llo \xF0\x9F\x98\x80"), std::string::npos);
-  EXPECT_EQ(first_invalid_utf8("ab\x80"), 2u);            // stray continuation byte
-  EXPECT_EQ(first_invalid_utf8("a\xC0\xAF"), 1u);         // overlong
-  EXPECT_EQ(first_invalid_utf8("a\xE0\x80\xAF"), 1u);     // overlong
-  EXPECT_EQ(first_invalid_utf8("\xED\xA0\x80"), 0u);      // surrogate
-  EXPECT_EQ(first_invalid_utf8("\xF4\x90\x80\x80"), 0u);  // above U+10FFFF
-  EXPECT_EQ(first_invalid_utf8("ok\xE2\x82"), 2u);        // truncated
-  EXPECT_EQ(first_invalid_utf8("\xFE"), 0u);
 }
 
 TEST(JsonText, PathAtOffset) {

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <thread>
 
+#include "base/utf8.h"
 #include "common/fixtures.h"
 #include "model/model.h"
 #include "server/metrics.h"
@@ -319,7 +320,7 @@ TEST(Scheduler, StreamedPiecesAreWholeUtf8) {
     int64_t pieces = 0;
     for (;;) {
       if (!job->take(u, 100ms)) continue;
-      EXPECT_TRUE(is_valid_utf8(u.text)) << "piece " << pieces;
+      EXPECT_TRUE(utf8::is_valid(u.text)) << "piece " << pieces;
       ++pieces;
       if (u.done) break;
     }

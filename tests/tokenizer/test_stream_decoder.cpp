@@ -2,8 +2,8 @@
 // are the full decode.
 #include <gtest/gtest.h>
 
+#include "base/utf8.h"
 #include "tok_fixtures.h"
-#include "tokenizer/unicode.h"
 
 namespace slm::test {
 namespace {
@@ -28,7 +28,7 @@ void check_stream(const Tokenizer& tok, const std::string& text) {
   size_t held_max = 0;
   for (int32_t id : ids) {
     const std::string chunk = stream.push(id);
-    EXPECT_TRUE(tokenizer::detail::is_valid_utf8(chunk)) << "chunk after id " << id;
+    EXPECT_TRUE(utf8::is_valid(chunk)) << "chunk after id " << id;
     held_max = std::max(held_max, stream.pending_bytes());
     EXPECT_LE(stream.pending_bytes(), 3u);
     all += chunk;
