@@ -102,7 +102,7 @@ class ChatSession {
     g_generating.store(true);
     engine::GenerateResult r;
     try {
-      r = gen_.generate(prompt, opts_, [](std::string_view t) {
+      r = generate(gen_, prompt, opts_, [](std::string_view t) {
         std::fwrite(t.data(), 1, t.size(), stdout);
         std::fflush(stdout);
       }, &g_interrupted);

@@ -72,7 +72,7 @@ int run(int argc, char** argv) {
   ThreadPool pool(thread_count(args));
   engine::Generator gen(*model, tok, pool, session_options(args));
   const bool json = args.flag("--json");
-  const engine::GenerateResult r = gen.generate(prompt, opts, [&](std::string_view text) {
+  const engine::GenerateResult r = generate(gen, prompt, opts, [&](std::string_view text) {
     if (json) return;
     std::fwrite(text.data(), 1, text.size(), stdout);
     std::fflush(stdout);

@@ -81,7 +81,7 @@ int run_serve(int argc, char** argv) {
   }
 
   const long hw = sysconf(_SC_NPROCESSORS_ONLN);
-  server::SchedulerOptions sched;
+  engine::SchedulerOptions sched;
   sched.n_slots = so.n_slots;
   sched.max_queue = so.max_queue;
   sched.n_threads = static_cast<int>(args.get_int("--threads", hw > 0 ? hw : 1, 1, 1024));
@@ -149,7 +149,7 @@ int run_serve(int argc, char** argv) {
     srv.wait();
     return 130;
   }
-  const server::Scheduler& s = *backend->scheduler;
+  const engine::Scheduler& s = *backend->scheduler;
   std::printf(
       "slm serve: ready: model %s, %d slots x %lld tokens of context, KV cache %.1f MiB, %d "
       "threads%s\n",

@@ -108,6 +108,18 @@ int thread_count(const Args& args) {
   return static_cast<int>(args.get_int("--threads", hw > 0 ? hw : 1, 1, 1024));
 }
 
+engine::GenerateResult generate(engine::Generator& gen, std::span<const int32_t> prompt,
+                                const engine::GenerateOptions& options,
+                                const std::function<void(std::string_view)>& on_text,
+                                const std::atomic<bool>* cancel) {
+  try {
+    return gen.generate(prompt, options, on_text, cancel);
+  } catch (const engine::RequestError& e) {
+    if (e.problem() != engine::RequestError::Problem::kPromptTooLong) throw;
+    throw Error(std::string(e.what()) + " (raise it with --ctx-size)");
+  }
+}
+
 double peak_rss_bytes() {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);

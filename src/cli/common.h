@@ -2,7 +2,10 @@
 // loading with progress, sampling options, timing and memory reports.
 #pragma once
 
+#include <atomic>
+#include <functional>
 #include <memory>
+#include <span>
 #include <set>
 #include <string>
 
@@ -27,6 +30,13 @@ std::unique_ptr<model::Model> load_model(const Args& args);
 engine::GenerateOptions generate_options(const Args& args, int64_t n_vocab);
 model::SessionOptions session_options(const Args& args);
 int thread_count(const Args& args);
+
+// gen.generate(...), with the command-line remedy added to a prompt that does
+// not fit the context.
+engine::GenerateResult generate(engine::Generator& gen, std::span<const int32_t> prompt,
+                                const engine::GenerateOptions& options,
+                                const std::function<void(std::string_view)>& on_text,
+                                const std::atomic<bool>* cancel = nullptr);
 
 // Peak resident memory of this process in bytes.
 double peak_rss_bytes();

@@ -1,32 +1,27 @@
-// Single-sequence generation: feeds a prompt into a Session (reusing the
-// cached prefix it shares with what the session already holds), then samples
-// token by token, streaming text that never splits a UTF-8 character or shows
-// a stop string. Used by `slm run` and `slm chat`; the server batches many
-// sequences with its own scheduler on the same pieces (Sampler, StopMatcher,
-// StreamDecoder).
+// Synchronous one-sequence generation for slm run and slm chat: a one-slot
+// BatchEngine driven in the caller's thread. The prompt is fed past the
+// prefix the slot's KV cache already holds (so a chat re-rendered every turn
+// only processes the new turn), then tokens are sampled and streamed as text
+// that never splits a UTF-8 character or shows a stop string. The loop is the
+// batch engine's (batch.h); this class only adapts options and results.
 //
-// Ownership: a Generator borrows the model, tokenizer and pool, and owns its
-// Session. Thread-safety: one thread drives it; cancel may be set from
-// another thread or a signal handler.
+// Ownership: a Generator borrows the model, tokenizer and pool and owns its
+// engine (one Session). Thread-safety: one thread drives it; cancel may be set
+// from another thread or a signal handler.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 #include <functional>
-#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include "engine/sampler.h"
+#include "engine/batch.h"
 #include "model/session.h"
-#include "tokenizer/tokenizer.h"
 
 namespace slm::engine {
-
-enum class FinishReason { kEndOfText, kStopString, kLength, kContextFull, kCancelled };
-std::string_view finish_reason_name(FinishReason r);  // "stop", "length", "context_full", "cancelled"
 
 struct GenerateOptions {
   int64_t n_predict = -1;  // < 0: until end of text or a full context
@@ -45,7 +40,7 @@ struct GenerateOptions {
 struct GenerateResult {
   std::string text;               // what was streamed (stop string excluded)
   std::vector<int32_t> tokens;    // generated ids
-  FinishReason finish = FinishReason::kEndOfText;
+  FinishReason finish = FinishReason::kStop;
   int64_t n_prompt = 0;           // prompt tokens
   int64_t n_prompt_reused = 0;    // of them, already in the KV cache
   double prompt_ms = 0;           // time to process the new prompt tokens
@@ -56,30 +51,25 @@ struct GenerateResult {
 
 class Generator {
  public:
+  // session_options: n_ctx, n_batch (prompt tokens per forward pass) and the
+  // long-context permission of the one slot.
   Generator(const model::Model& model, const tokenizer::Tokenizer& tok, ThreadPool& pool,
             const model::SessionOptions& session_options);
 
   // Generates a continuation of prompt (token ids, BOS included where wanted).
-  // Throws slm::Error when the prompt does not fit the context.
+  // Throws RequestError when the prompt cannot run (empty, an id out of range,
+  // longer than the context), slm::Error when the engine fails.
   GenerateResult generate(std::span<const int32_t> prompt, const GenerateOptions& options,
                           const std::function<void(std::string_view)>& on_text,
                           const std::atomic<bool>* cancel = nullptr);
 
   // Tokens currently held in the KV cache (prompt and generated, in order).
-  const std::vector<int32_t>& history() const { return history_; }
-  void reset();
-  int64_t n_ctx() const { return session_.n_ctx(); }
+  std::span<const int32_t> history() const { return engine_.cached_tokens(0); }
+  void reset() { engine_.clear_cache(); }
+  int64_t n_ctx() const { return engine_.n_ctx(); }
 
  private:
-  // Makes the session hold exactly prompt, feeding only what differs from history_.
-  int64_t sync_prompt(std::span<const int32_t> prompt);
-  void shift_context(int64_t n_keep);
-
-  const model::Model& model_;
-  const tokenizer::Tokenizer& tok_;
-  ThreadPool& pool_;
-  model::Session session_;
-  std::vector<int32_t> history_;
+  BatchEngine engine_;
 };
 
 }  // namespace slm::engine

@@ -1,7 +1,6 @@
 #include "engine/sampler.h"
 
 #include <algorithm>
-#include <cfloat>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -30,12 +29,7 @@ void require(bool ok, const char* field, const std::string& rule, double got) {
 // standard library's algorithm.
 bool better(float la, int32_t ia, float lb, int32_t ib) { return la > lb || (la == lb && ia < ib); }
 
-// NaN would break the strict ordering and +inf would make every weight NaN:
-// NaN becomes -inf (never chosen), +inf the largest float.
-float sanitize(float l) {
-  if (l != l) return kNegInf;
-  return l > FLT_MAX ? FLT_MAX : l;
-}
+float sanitize(float l) { return sanitize_logit(l); }
 
 uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
@@ -98,9 +92,15 @@ Sampler::Sampler(const SamplerParams& params, int64_t n_vocab) : params_(params)
   const auto n = static_cast<size_t>(n_vocab_);
   row_.resize(n);
   cand_.resize(n);
-  counts_.assign(n, 0);
   dist_.resize(n);
   reseed(params_.seed);
+  const SamplerParams& p = params_;
+  if (!p.logit_bias.empty()) chain_.push_back(std::make_unique<LogitBias>(p.logit_bias));
+  const bool penalised =
+      p.repeat_penalty != 1.0f || p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f;
+  if (p.repeat_last_n != 0 && penalised)
+    chain_.push_back(std::make_unique<Penalties>(p.repeat_penalty, p.repeat_last_n,
+                                                 p.presence_penalty, p.frequency_penalty, n_vocab_));
 }
 
 void Sampler::reseed(uint64_t seed) {
@@ -127,32 +127,6 @@ uint64_t Sampler::next_random() {
 }
 
 double Sampler::uniform() { return static_cast<double>(next_random() >> 11) * 0x1.0p-53; }
-
-void Sampler::apply_penalties(std::span<const int32_t> history) {
-  const SamplerParams& p = params_;
-  if (p.repeat_last_n == 0) return;
-  if (p.repeat_penalty == 1.0f && p.presence_penalty == 0.0f && p.frequency_penalty == 0.0f) return;
-  std::span<const int32_t> window = history;
-  if (p.repeat_last_n > 0 && window.size() > static_cast<size_t>(p.repeat_last_n))
-    window = window.last(static_cast<size_t>(p.repeat_last_n));
-  // Check every id before counting so an error leaves counts_ all-zero.
-  for (const int32_t t : window)
-    if (t < 0 || t >= n_vocab_)
-      throw Error("sampler: history token id " + std::to_string(t) + " is outside [0, " +
-                  std::to_string(n_vocab_) + ")");
-  for (const int32_t t : window) ++counts_[static_cast<size_t>(t)];
-  // Each distinct token is penalised once, at its first occurrence;
-  // resetting its count marks it done.
-  for (const int32_t t : window) {
-    int32_t& count = counts_[static_cast<size_t>(t)];
-    if (count == 0) continue;
-    float& l = row_[static_cast<size_t>(t)];
-    if (p.repeat_penalty != 1.0f) l = l <= 0.0f ? l * p.repeat_penalty : l / p.repeat_penalty;
-    l -= static_cast<float>(count) * p.frequency_penalty + p.presence_penalty;
-    l = sanitize(l);
-    count = 0;
-  }
-}
 
 int32_t Sampler::greedy_pick() const {
   size_t best = 0;
@@ -207,11 +181,7 @@ void Sampler::prepare(std::span<const float> logits, std::span<const int32_t> hi
                 std::to_string(n_vocab_));
   const size_t n = cand_.size();
   std::copy(logits.begin(), logits.end(), row_.begin());
-  for (const auto& [id, bias] : params_.logit_bias) {
-    float& l = row_[static_cast<size_t>(id)];
-    l = sanitize(l + bias);
-  }
-  apply_penalties(history);
+  for (const auto& p : chain_) p->apply(row_, history);
 
   n_sorted_ = 0;
   if (greedy_) {

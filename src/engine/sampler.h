@@ -1,7 +1,8 @@
-// Next-token sampling: logit bias, repetition / presence / frequency
-// penalties, top-k, top-p, min-p, temperature and a seeded draw, in the order
-// of llama.cpp's default chain (the filters see temperature-1 logits; the
-// temperature only shapes the final draw).
+// Next-token sampling: a chain of logits processors (logit bias, then the
+// repetition / presence / frequency penalties, then any processor a front end
+// appends), then top-k, top-p, min-p, temperature and a seeded draw, in the
+// order of llama.cpp's default chain (the filters see temperature-1 logits;
+// the temperature only shapes the final draw).
 //
 // Determinism: for a given seed, logits row and history the chosen token is
 // the same on every run, thread count and platform. The sampler uses its own
@@ -9,14 +10,17 @@
 // canonical order and breaks ties by the lower token id; no std::*_distribution.
 //
 // Ownership / thread-safety: a Sampler owns its buffers (sized for n_vocab at
-// construction, so sampling allocates nothing) and its PRNG state; it belongs
-// to one sequence and is driven by one thread at a time.
+// construction, so sampling allocates nothing), its processors and its PRNG
+// state; it belongs to one sequence and is driven by one thread at a time.
 #pragma once
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <span>
 #include <vector>
+
+#include "engine/logits_processor.h"
 
 namespace slm::engine {
 
@@ -52,6 +56,9 @@ class Sampler {
   int64_t n_vocab() const { return n_vocab_; }
   // Restarts the random sequence as if freshly constructed with this seed.
   void reseed(uint64_t seed);
+  // Appends a processor to the chain, after the bias and the penalties and
+  // before the filters (a grammar mask goes here).
+  void add_processor(std::unique_ptr<LogitsProcessor> p) { chain_.push_back(std::move(p)); }
 
   // Picks the next token from one logits row [n_vocab]; history holds the
   // tokens so far (prompt and generated, oldest first) for the penalties.
@@ -74,11 +81,10 @@ class Sampler {
     double weight;  // exp(logit - max) at temperature 1, later at the sampling temperature
   };
 
-  // Runs bias, penalties and the filters; leaves the kept candidates in
+  // Runs the processor chain and the filters; leaves the kept candidates in
   // cand_[0, n_kept_) with weights at the sampling temperature summing to
   // weight_sum_. Returns the token directly when greedy (n_kept_ == 1).
   void prepare(std::span<const float> logits, std::span<const int32_t> history);
-  void apply_penalties(std::span<const int32_t> history);  // on row_
   int32_t greedy_pick() const;                             // argmax of row_
   // Puts the k best of row_ into cand_[0, k), sorted.
   void select_top_k(size_t k);
@@ -90,9 +96,9 @@ class Sampler {
   SamplerParams params_;
   int64_t n_vocab_ = 0;
   bool greedy_ = false;
-  std::vector<float> row_;           // logits after bias and penalties [n_vocab]
+  std::vector<std::unique_ptr<LogitsProcessor>> chain_;  // run in order on row_
+  std::vector<float> row_;           // logits after the processors [n_vocab]
   std::vector<Candidate> cand_;      // [n_vocab]
-  std::vector<int32_t> counts_;      // occurrences in the penalty window [n_vocab], kept all-zero between calls
   std::vector<TokenProb> dist_;      // [n_vocab] for distribution()
   size_t n_kept_ = 0;
   size_t n_sorted_ = 0;

@@ -2,7 +2,7 @@
 
 #include <cstdio>
 
-#include "server/scheduler.h"
+#include "engine/scheduler.h"
 
 namespace slm::server {
 namespace {
@@ -133,7 +133,7 @@ double Metrics::usd_per_million_tokens() const {
          1e6;
 }
 
-std::string Metrics::render(const SchedulerStats& st) const {
+std::string Metrics::render(const engine::SchedulerStats& st) const {
   const double usd = usd_per_million_tokens();
   std::lock_guard<std::mutex> lock(mutex_);
   std::string out;

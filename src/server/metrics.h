@@ -4,6 +4,10 @@
 // KV cache use, recent generation speed, and estimates of cost and energy per
 // token from the operator's --cost-per-hour and --watts.
 //
+// The engine reports prompts, steps and token times through the
+// EngineObserver interface, which Metrics implements; the HTTP layer reports
+// requests.
+//
 // Thread-safety: every method may be called from any thread (one mutex).
 #pragma once
 
@@ -17,9 +21,13 @@
 #include <utility>
 #include <vector>
 
-namespace slm::server {
+#include "engine/observer.h"
 
+namespace slm::engine {
 struct SchedulerStats;
+}
+
+namespace slm::server {
 
 class Histogram {
  public:
@@ -41,18 +49,18 @@ struct MetricsInfo {
   double watts = 0;          // power drawn while generating; 0: unknown
 };
 
-class Metrics {
+class Metrics : public engine::EngineObserver {
  public:
   explicit Metrics(MetricsInfo info);
   // The model id, once loading has finished.
   void set_model(std::string model);
 
   void on_request(std::string_view endpoint, int status);
-  void on_prompt(int64_t n_prompt, int64_t n_cached);
-  void on_first_token(double seconds);
-  void on_token_interval(double seconds);
+  void on_prompt(int64_t n_prompt, int64_t n_cached) override;
+  void on_first_token(double seconds) override;
+  void on_token_interval(double seconds) override;
   // One batched forward step that took seconds and produced n_tokens tokens.
-  void on_step(double seconds, int64_t n_tokens);
+  void on_step(double seconds, int64_t n_tokens) override;
 
   // Generated tokens per second over the last kWindow seconds.
   double recent_tokens_per_second() const;
@@ -60,7 +68,7 @@ class Metrics {
   // time only); 0 when unknown.
   double usd_per_million_tokens() const;
 
-  std::string render(const SchedulerStats& stats) const;
+  std::string render(const engine::SchedulerStats& stats) const;
 
   static constexpr double kWindow = 10.0;
 

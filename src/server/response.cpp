@@ -70,10 +70,10 @@ OJson ResponseWriter::chunk_base() const {
   return c;
 }
 
-OJson ResponseWriter::logprobs_json(std::span<const TokenLogprob> logprobs) {
+OJson ResponseWriter::logprobs_json(std::span<const engine::TokenLogprob> logprobs) {
   if (endpoint_ == Endpoint::kChat) {
     OJson content = OJson::array();
-    for (const TokenLogprob& t : logprobs) {
+    for (const engine::TokenLogprob& t : logprobs) {
       const std::string piece = token_piece_(t.id);
       OJson top = OJson::array();
       for (const auto& [id, lp] : t.top) {
@@ -89,7 +89,7 @@ OJson ResponseWriter::logprobs_json(std::span<const TokenLogprob> logprobs) {
   }
   OJson tokens = OJson::array(), token_logprobs = OJson::array(), top = OJson::array(),
         offsets = OJson::array();
-  for (const TokenLogprob& t : logprobs) {
+  for (const engine::TokenLogprob& t : logprobs) {
     const std::string piece = token_piece_(t.id);
     tokens.push_back(piece);
     token_logprobs.push_back(t.logprob);
@@ -118,7 +118,7 @@ std::string ResponseWriter::stream_start() {
 }
 
 std::string ResponseWriter::stream_delta(std::string_view text,
-                                         std::span<const TokenLogprob> logprobs) {
+                                         std::span<const engine::TokenLogprob> logprobs) {
   if (text.empty() && logprobs.empty()) return {};
   OJson c = chunk_base();
   OJson lp = logprobs.empty() ? OJson(nullptr) : logprobs_json(logprobs);
@@ -134,7 +134,7 @@ std::string ResponseWriter::stream_delta(std::string_view text,
   return sse_event(dump_json(c));
 }
 
-std::string ResponseWriter::stream_finish(Finish finish) {
+std::string ResponseWriter::stream_finish(engine::FinishReason finish) {
   OJson c = chunk_base();
   if (endpoint_ == Endpoint::kChat)
     c["choices"].push_back(OJson{{"index", 0},
@@ -156,8 +156,8 @@ std::string ResponseWriter::stream_usage(const Usage& usage) {
   return sse_event(dump_json(c));
 }
 
-OJson ResponseWriter::complete(std::string_view text, Finish finish, const Usage& usage,
-                               std::span<const TokenLogprob> logprobs, bool want_logprobs) {
+OJson ResponseWriter::complete(std::string_view text, engine::FinishReason finish, const Usage& usage,
+                               std::span<const engine::TokenLogprob> logprobs, bool want_logprobs) {
   OJson r;
   r["id"] = id_;
   r["object"] = endpoint_ == Endpoint::kChat ? "chat.completion" : "text_completion";
@@ -177,6 +177,34 @@ OJson ResponseWriter::complete(std::string_view text, Finish finish, const Usage
   r["usage"] = usage_json(usage);
   r["system_fingerprint"] = kFingerprint;
   return r;
+}
+
+ApiError request_error(const engine::RequestError& e, const ParsedRequest& r) {
+  using Problem = engine::RequestError::Problem;
+  const std::string prompt_param = r.endpoint == Endpoint::kChat ? "messages" : "prompt";
+  switch (e.problem()) {
+    case Problem::kEmptyPrompt:
+      return ApiError(400, "the prompt is empty", prompt_param);
+    case Problem::kPromptTooLong:
+      return ApiError(400,
+                      "the prompt is " + std::to_string(e.n_prompt()) +
+                          " tokens but the context holds " + std::to_string(e.n_ctx()) +
+                          " (--ctx-size); shorten the conversation",
+                      prompt_param, "context_length_exceeded");
+    case Problem::kNoRoomForTokens:
+      return ApiError(400,
+                      "the context holds " + std::to_string(e.n_ctx()) + " tokens but " +
+                          std::to_string(e.n_prompt()) + " are in the prompt and " +
+                          std::to_string(r.max_tokens.value_or(0)) +
+                          " were requested for the completion; lower max_tokens",
+                      "max_tokens", "context_length_exceeded");
+    default:
+      return ApiError(400, e.what());
+  }
+}
+
+int error_status(const engine::Update& u) {
+  return u.error_kind == engine::ErrorKind::kUnavailable ? 503 : 500;
 }
 
 }  // namespace slm::server

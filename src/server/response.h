@@ -1,7 +1,7 @@
 // OpenAI response bodies and server-sent events for one request: the
 // chat.completion / text_completion objects, their streaming chunks
 // ("data: {json}\n\n" ... "data: [DONE]\n\n") and logprobs in both APIs'
-// shapes. Text handed in is whole UTF-8 characters (the scheduler's
+// shapes. Text handed in is whole UTF-8 characters (the engine's
 // StreamDecoder and StopMatcher see to that); token pieces in logprobs may
 // split a character, so they are written with U+FFFD replacement and their
 // exact bytes in "bytes".
@@ -18,7 +18,7 @@
 #include <string_view>
 
 #include "server/request.h"
-#include "server/scheduler.h"
+#include "engine/sequence.h"
 
 namespace slm::server {
 
@@ -40,6 +40,13 @@ inline std::string sse_done() {
 // A random request id: prefix followed by 24 letters and digits.
 std::string make_request_id(std::string_view prefix);
 
+// The API's error for a request the engine refused at submission: prompt
+// length problems name the field and carry OpenAI's context_length_exceeded.
+ApiError request_error(const engine::RequestError& e, const ParsedRequest& r);
+// HTTP status of a failed job: 503 when the server was busy, stopping or out
+// of time (the client may retry), 500 otherwise.
+int error_status(const engine::Update& u);
+
 class ResponseWriter {
  public:
   // token_piece: the bytes a token id stands for (for logprobs); may be empty
@@ -53,20 +60,24 @@ class ResponseWriter {
   // Streaming. The chat stream opens with a chunk holding the role.
   std::string stream_start();
   // A content delta; "" when there is neither text nor logprobs.
-  std::string stream_delta(std::string_view text, std::span<const TokenLogprob> logprobs);
-  std::string stream_finish(Finish finish);
+  std::string stream_delta(std::string_view text, std::span<const engine::TokenLogprob> logprobs);
+  std::string stream_finish(engine::FinishReason finish);
   std::string stream_usage(const Usage& usage);  // only with include_usage
 
   // The whole non-streaming response.
-  nlohmann::ordered_json complete(std::string_view text, Finish finish, const Usage& usage,
-                                  std::span<const TokenLogprob> logprobs, bool want_logprobs);
+  nlohmann::ordered_json complete(std::string_view text, engine::FinishReason finish, const Usage& usage,
+                                  std::span<const engine::TokenLogprob> logprobs, bool want_logprobs);
 
-  static const char* finish_reason(Finish f) { return f == Finish::kLength ? "length" : "stop"; }
+  // OpenAI's finish_reason: a full context is a length limit too.
+  static const char* finish_reason(engine::FinishReason f) {
+    return f == engine::FinishReason::kLength || f == engine::FinishReason::kContextFull ? "length"
+                                                                                         : "stop";
+  }
   static nlohmann::ordered_json usage_json(const Usage& u);
 
  private:
   nlohmann::ordered_json chunk_base() const;
-  nlohmann::ordered_json logprobs_json(std::span<const TokenLogprob> logprobs);
+  nlohmann::ordered_json logprobs_json(std::span<const engine::TokenLogprob> logprobs);
 
   Endpoint endpoint_;
   std::string model_;

@@ -114,9 +114,6 @@ Prompt build_prompt(const Backend& b, const ParsedRequest& r) {
     p.tokens = engine::tokenize_prompt(tok, r.prompt);
     p.strip_leading_space = r.prompt.empty();
   }
-  if (p.tokens.empty())
-    throw ApiError(400, "the prompt is empty",
-                   r.endpoint == Endpoint::kChat ? "messages" : "prompt");
   return p;
 }
 
@@ -124,7 +121,7 @@ Prompt build_prompt(const Backend& b, const ParsedRequest& r) {
 // its releaser (which runs when the connection ends, finished or not).
 struct StreamState {
   std::shared_ptr<Backend> backend;  // keeps the model alive while streaming
-  std::shared_ptr<Job> job;
+  std::shared_ptr<engine::Job> job;
   std::unique_ptr<ResponseWriter> writer;
   bool include_usage = false;
   bool started = false;
@@ -140,7 +137,7 @@ bool is_loopback_host(const std::string& host) {
 }
 
 std::shared_ptr<Backend> load_backend(const std::string& path, const std::string& model_id,
-                                      const SchedulerOptions& options, Metrics* metrics) {
+                                      const engine::SchedulerOptions& options, Metrics* metrics) {
   auto b = std::make_shared<Backend>();
   b->model = model::Model::load(path);
   b->tokenizer.emplace(tokenizer::Tokenizer::from_gguf(b->model->file()));
@@ -156,9 +153,9 @@ std::shared_ptr<Backend> load_backend(const std::string& path, const std::string
     b->template_is_fallback = true;
   }
   b->model_id = model_id;
-  SchedulerOptions so = options;
+  engine::SchedulerOptions so = options;
   if (so.n_ctx == 0) so.n_ctx = std::min<int64_t>(b->model->config().n_ctx_train, kDefaultMaxCtx);
-  b->scheduler = std::make_unique<Scheduler>(*b->model, tok, so, metrics);
+  b->scheduler = std::make_unique<engine::Scheduler>(*b->model, tok, so, metrics);
   return b;
 }
 
@@ -188,7 +185,7 @@ struct Server::Impl {
 
   void setup();
   void generate(Endpoint endpoint, const httplib::Request& req, httplib::Response& res);
-  void respond_whole(const std::shared_ptr<Job>& job, ResponseWriter& writer,
+  void respond_whole(const std::shared_ptr<engine::Job>& job, ResponseWriter& writer,
                      const ParsedRequest& r, const std::string& id, Clock::time_point t0,
                      httplib::Response& res);
   void stream(std::shared_ptr<StreamState> st, httplib::Response& res);
@@ -280,7 +277,7 @@ void Server::Impl::setup() {
       res.set_content(R"({"status":"loading"})", kJson);
       return;
     }
-    const SchedulerStats s = b->scheduler->stats();
+    const engine::SchedulerStats s = b->scheduler->stats();
     res.set_content(dump_json(OJson{{"status", "ok"},
                                     {"slots_idle", s.n_slots - s.active},
                                     {"slots_processing", s.active},
@@ -289,7 +286,7 @@ void Server::Impl::setup() {
   });
   http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     const auto b = get_backend();
-    SchedulerStats s;
+    engine::SchedulerStats s;
     if (b) s = b->scheduler->stats();
     res.set_content(metrics.render(s), "text/plain; version=0.0.4; charset=utf-8");
   });
@@ -347,7 +344,7 @@ void Server::Impl::generate(Endpoint endpoint, const httplib::Request& req,
       throw ApiError(400, "the request needs 'Content-Type: application/json'", {},
                      "unsupported_content_type");
     const auto b = ready_backend();
-    Scheduler& sched = *b->scheduler;
+    engine::Scheduler& sched = *b->scheduler;
     RequestLimits limits;
     limits.n_vocab = sched.n_vocab();
     limits.max_tokens_cap = opt.max_tokens_cap > 0 ? opt.max_tokens_cap : sched.n_ctx();
@@ -359,23 +356,9 @@ void Server::Impl::generate(Endpoint endpoint, const httplib::Request& req,
 
     Prompt prompt = build_prompt(*b, r);
     const int64_t n_prompt = static_cast<int64_t>(prompt.tokens.size());
-    const int64_t room = sched.n_ctx() - n_prompt;
-    if (room < 1)
-      throw ApiError(
-          400,
-          "the prompt is " + std::to_string(n_prompt) + " tokens but the context holds " +
-              std::to_string(sched.n_ctx()) + " (--ctx-size); shorten the conversation",
-          endpoint == Endpoint::kChat ? "messages" : "prompt", "context_length_exceeded");
-    if (r.max_tokens && *r.max_tokens > room)
-      throw ApiError(400,
-                     "the context holds " + std::to_string(sched.n_ctx()) + " tokens but " +
-                         std::to_string(n_prompt) + " are in the prompt and " +
-                         std::to_string(*r.max_tokens) +
-                         " were requested for the completion; lower max_tokens",
-                     "max_tokens", "context_length_exceeded");
 
-    JobRequest jr;
-    jr.prompt = std::move(prompt.tokens);
+    engine::Request jr;
+    jr.prompt.tokens = std::move(prompt.tokens);
     jr.sampling = r.sampling;
     if (!r.seed_given)
       jr.sampling.seed =
@@ -384,20 +367,20 @@ void Server::Impl::generate(Endpoint endpoint, const httplib::Request& req,
       for (const int32_t id : b->tokenizer->eog_ids())
         jr.sampling.logit_bias[id] = -std::numeric_limits<float>::infinity();
     jr.stops = r.stops;
-    jr.max_tokens = std::min(r.max_tokens.value_or(room), std::min(room, limits.max_tokens_cap));
+    // An explicit max_tokens must fit beside the prompt; without one the
+    // completion gets what fits, up to the cap.
+    jr.max_tokens = r.max_tokens.value_or(limits.max_tokens_cap);
+    jr.context = r.max_tokens ? engine::ContextPolicy::kRefuse : engine::ContextPolicy::kClamp;
     jr.top_logprobs = r.logprobs ? r.top_logprobs : -1;
     jr.strip_leading_space = prompt.strip_leading_space;
     jr.deadline = Clock::now() + std::chrono::seconds(opt.request_timeout_s);
-    try {
-      engine::validate(jr.sampling, sched.n_vocab());
-    } catch (const Error& e) {
-      throw ApiError(400, e.what());
-    }
 
-    std::shared_ptr<Job> job;
+    std::shared_ptr<engine::Job> job;
     try {
       job = sched.submit(std::move(jr));
-    } catch (const QueueFullError& e) {
+    } catch (const engine::RequestError& e) {
+      throw request_error(e, r);
+    } catch (const engine::QueueFullError& e) {
       throw ApiError(429, std::string(e.what()) + "; retry later", {}, "queue_full",
                      "rate_limit_error");
     } catch (const Error& e) {
@@ -409,7 +392,8 @@ void Server::Impl::generate(Endpoint endpoint, const httplib::Request& req,
         endpoint, b->model_id, r.include_usage,
         [tok](int32_t id) { return tok->token_to_piece(id, false); });
     log_line(writer->id() + ": " + std::to_string(n_prompt) + " prompt tokens, max " +
-             std::to_string(r.max_tokens.value_or(room)) + (r.stream ? ", streaming" : ""));
+             std::to_string(r.max_tokens.value_or(
+                 std::min(limits.max_tokens_cap, sched.n_ctx() - n_prompt))) + (r.stream ? ", streaming" : ""));
     if (opt.log_prompts) log_line(writer->id() + " prompt: " + log_safe(prompt.text, 1 << 20));
 
     if (r.stream) {
@@ -430,12 +414,12 @@ void Server::Impl::generate(Endpoint endpoint, const httplib::Request& req,
   }
 }
 
-void Server::Impl::respond_whole(const std::shared_ptr<Job>& job, ResponseWriter& writer,
+void Server::Impl::respond_whole(const std::shared_ptr<engine::Job>& job, ResponseWriter& writer,
                                  const ParsedRequest& r, const std::string& id,
                                  Clock::time_point t0, httplib::Response& res) {
   std::string text;
-  std::vector<TokenLogprob> logprobs;
-  JobUpdate u;
+  std::vector<engine::TokenLogprob> logprobs;
+  engine::Update u;
   for (;;) {
     if (stopping.load()) {
       job->cancel();
@@ -447,11 +431,12 @@ void Server::Impl::respond_whole(const std::shared_ptr<Job>& job, ResponseWriter
     if (u.done) break;
   }
   const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
-  log_line(id + ": " + finish_name(u.finish) + " after " + std::to_string(u.n_generated) +
+  log_line(id + ": " + std::string(engine::finish_reason_name(u.finish)) + " after " + std::to_string(u.n_generated) +
            " tokens (" + std::to_string(u.n_cached) + " prompt tokens cached), " +
            std::to_string(secs) + " s");
-  if (u.finish == Finish::kError) throw ApiError(u.error_status, u.error, {}, {}, "server_error");
-  if (u.finish == Finish::kCancelled)
+  if (u.finish == engine::FinishReason::kError)
+    throw ApiError(error_status(u), u.error, {}, {}, "server_error");
+  if (u.finish == engine::FinishReason::kCancelled)
     throw ApiError(503, "the request was cancelled", {}, {}, "server_error");
   const Usage usage{u.n_prompt, u.n_cached, u.n_generated};
   res.set_content(dump_json(writer.complete(text, u.finish, usage, logprobs, r.logprobs)), kJson);
@@ -471,7 +456,7 @@ void Server::Impl::stream(std::shared_ptr<StreamState> st, httplib::Response& re
           if (!write(st->writer->stream_start())) return false;
         }
         if (stopping.load()) return false;
-        JobUpdate u;
+        engine::Update u;
         if (!st->job->take(u, std::chrono::milliseconds(250))) {
           // A comment line now and then finds out whether a client waiting in
           // the queue is still there (clients ignore SSE comments).
@@ -484,10 +469,10 @@ void Server::Impl::stream(std::shared_ptr<StreamState> st, httplib::Response& re
         std::string out = st->writer->stream_delta(u.text, u.logprobs);
         if (u.done) {
           st->done = true;
-          if (u.finish == Finish::kError) {
+          if (u.finish == engine::FinishReason::kError) {
             out += sse_event(
-                dump_json(error_json(ApiError(u.error_status, u.error, {}, {}, "server_error"))));
-          } else if (u.finish != Finish::kCancelled) {
+                dump_json(error_json(ApiError(error_status(u), u.error, {}, {}, "server_error"))));
+          } else if (u.finish != engine::FinishReason::kCancelled) {
             out += st->writer->stream_finish(u.finish);
             if (st->include_usage)
               out += st->writer->stream_usage(Usage{u.n_prompt, u.n_cached, u.n_generated});
@@ -496,7 +481,7 @@ void Server::Impl::stream(std::shared_ptr<StreamState> st, httplib::Response& re
           const bool ok = write(out);
           sink.done();
           const double secs = std::chrono::duration<double>(Clock::now() - st->t0).count();
-          log_line(st->id + ": " + finish_name(u.finish) + " after " +
+          log_line(st->id + ": " + std::string(engine::finish_reason_name(u.finish)) + " after " +
                    std::to_string(u.n_generated) + " tokens (" + std::to_string(u.n_cached) +
                    " prompt tokens cached), " + std::to_string(secs) + " s");
           return ok;

@@ -2,8 +2,10 @@
 // (/v1/chat/completions, /v1/completions, /v1/models) with streaming as
 // server-sent events, /health, Prometheus /metrics and a web chat page at /,
 // over cpp-httplib's thread-per-connection server. Requests are parsed and
-// validated here (request.h), turned into token ids with the model's chat
-// template and tokenizer, and handed to the continuous-batching Scheduler.
+// checked for shape here (request.h), turned into token ids with the model's
+// chat template and tokenizer, and handed to the engine's continuous-batching
+// Scheduler, which validates what depends on the model (prompt length against
+// the context, sampling) once, at submission. No generation happens here.
 //
 // The server listens before the model is loaded so /health can say
 // "loading"; set_backend() makes it ready.
@@ -24,7 +26,7 @@
 #include "model/model.h"
 #include "server/auth.h"
 #include "server/metrics.h"
-#include "server/scheduler.h"
+#include "engine/scheduler.h"
 #include "tokenizer/tokenizer.h"
 
 namespace slm::server {
@@ -54,7 +56,7 @@ struct Backend {
   std::optional<chat::Template> chat_template;
   bool template_is_fallback = false;  // the model has none: ChatML is used
   std::string model_id;
-  std::unique_ptr<Scheduler> scheduler;
+  std::unique_ptr<engine::Scheduler> scheduler;
 };
 
 // Loads path and starts a scheduler over it. model_id names it in the API.
@@ -64,7 +66,7 @@ struct Backend {
 // naming what failed.
 inline constexpr int64_t kDefaultMaxCtx = 8192;
 std::shared_ptr<Backend> load_backend(const std::string& path, const std::string& model_id,
-                                      const SchedulerOptions& options, Metrics* metrics);
+                                      const engine::SchedulerOptions& options, Metrics* metrics);
 
 class Server {
  public:

@@ -8,7 +8,7 @@
 #include "base/error.h"
 #include "server/auth.h"
 #include "server/metrics.h"
-#include "server/scheduler.h"
+#include "engine/scheduler.h"
 #include "server/server.h"
 
 namespace slm::server {
@@ -85,7 +85,7 @@ TEST(Metrics, PrometheusText) {
   m.on_token_interval(0.004);
   m.on_token_interval(0.2);
   m.on_step(0.5, 10);
-  SchedulerStats s;
+  engine::SchedulerStats s;
   s.queued = 2;
   s.active = 1;
   s.n_slots = 4;

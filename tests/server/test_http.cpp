@@ -31,7 +31,7 @@ TEST(Http, LoadingThenReady) {
   EXPECT_EQ(early->status, 503);
   EXPECT_EQ(Json::parse(early->body)["error"]["code"], "model_loading");
 
-  SchedulerOptions so;
+  engine::SchedulerOptions so;
   so.n_slots = 2;
   srv.set_backend(
       load_backend(test::fixture("models/stories260K.gguf"), "stories", so, &srv.metrics()));

@@ -46,7 +46,7 @@ TEST(Sse, ChatStreamShape) {
   sse += w.stream_delta("Hel", {});
   sse += w.stream_delta("", {});  // nothing to say: no event
   sse += w.stream_delta("lo \xC3\xA9", {});
-  sse += w.stream_finish(Finish::kLength);
+  sse += w.stream_finish(engine::FinishReason::kLength);
   sse += w.stream_usage(Usage{12, 4, 2});
   sse += sse_done();
   const std::vector<std::string> ev = events(sse);
@@ -94,7 +94,7 @@ TEST(Sse, CompletionStreamShape) {
   const Json d = Json::parse(events(w.stream_delta("abc", {}))[0]);
   EXPECT_EQ(d["object"], "text_completion");
   EXPECT_EQ(d["choices"][0]["text"], "abc");
-  const Json f = Json::parse(events(w.stream_finish(Finish::kStop))[0]);
+  const Json f = Json::parse(events(w.stream_finish(engine::FinishReason::kStop))[0]);
   EXPECT_EQ(f["choices"][0]["finish_reason"], "stop");
   EXPECT_EQ(f["choices"][0]["text"], "");
   EXPECT_EQ(w.id().rfind("cmpl-", 0), 0u);
@@ -102,10 +102,10 @@ TEST(Sse, CompletionStreamShape) {
 
 TEST(Response, ChatCompletionWithLogprobs) {
   ResponseWriter w(Endpoint::kChat, "m", false, piece);
-  std::vector<TokenLogprob> lp(2);
+  std::vector<engine::TokenLogprob> lp(2);
   lp[0] = {5, -0.5f, {{5, -0.5f}, {6, -1.5f}}};
   lp[1] = {99, -0.25f, {}};  // a piece that is half a character
-  const auto r = w.complete("hi", Finish::kStop, Usage{3, 0, 2}, lp, true);
+  const auto r = w.complete("hi", engine::FinishReason::kStop, Usage{3, 0, 2}, lp, true);
   const Json j = Json::parse(dump_json(r));
   EXPECT_EQ(j["object"], "chat.completion");
   EXPECT_EQ(j["choices"][0]["message"]["role"], "assistant");
@@ -126,9 +126,9 @@ TEST(Response, ChatCompletionWithLogprobs) {
 
 TEST(Response, CompletionLogprobs) {
   ResponseWriter w(Endpoint::kCompletion, "m", false, piece);
-  std::vector<TokenLogprob> lp = {{1, -1.0f, {{1, -1.0f}}}, {22, -2.0f, {{22, -2.0f}}}};
+  std::vector<engine::TokenLogprob> lp = {{1, -1.0f, {{1, -1.0f}}}, {22, -2.0f, {{22, -2.0f}}}};
   const Json j =
-      Json::parse(dump_json(w.complete("t1t22", Finish::kLength, Usage{1, 0, 2}, lp, true)));
+      Json::parse(dump_json(w.complete("t1t22", engine::FinishReason::kLength, Usage{1, 0, 2}, lp, true)));
   EXPECT_EQ(j["object"], "text_completion");
   EXPECT_EQ(j["choices"][0]["text"], "t1t22");
   EXPECT_EQ(j["choices"][0]["finish_reason"], "length");
@@ -136,7 +136,7 @@ TEST(Response, CompletionLogprobs) {
   EXPECT_EQ(l["tokens"], (Json{"t1", "t22"}));
   EXPECT_EQ(l["text_offset"], (Json{0, 2}));
   EXPECT_FLOAT_EQ(l["top_logprobs"][1]["t22"].get<float>(), -2.0f);
-  const Json none = Json::parse(dump_json(w.complete("x", Finish::kStop, Usage{}, {}, false)));
+  const Json none = Json::parse(dump_json(w.complete("x", engine::FinishReason::kStop, Usage{}, {}, false)));
   EXPECT_TRUE(none["choices"][0]["logprobs"].is_null());
 }
 

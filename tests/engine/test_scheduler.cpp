@@ -1,4 +1,4 @@
-// The continuous-batching scheduler on the real stories260K model: batched
+// The engine's continuous-batching scheduler on the real stories260K model: batched
 // results equal each request run alone (greedy), cancellation frees the slot,
 // shared prefixes are reused (and the reused cache gives the same text), the
 // queue is bounded, stop strings and limits end generation.
@@ -9,13 +9,11 @@
 
 #include "base/utf8.h"
 #include "common/fixtures.h"
+#include "engine/scheduler.h"
 #include "model/model.h"
-#include "server/metrics.h"
-#include "server/request.h"
-#include "server/scheduler.h"
 #include "tokenizer/tokenizer.h"
 
-namespace slm::server {
+namespace slm::engine {
 namespace {
 
 using namespace std::chrono_literals;
@@ -32,16 +30,31 @@ Loaded load_stories() {
   return l;
 }
 
+// Counts what the engine reports (the server's Metrics implements the same).
+struct CountingObserver : EngineObserver {
+  std::atomic<int64_t> prompt{0}, cached{0}, first_tokens{0}, intervals{0}, steps{0}, tokens{0};
+  void on_prompt(int64_t n_prompt, int64_t n_cached) override {
+    prompt += n_prompt;
+    cached += n_cached;
+  }
+  void on_first_token(double) override { ++first_tokens; }
+  void on_token_interval(double) override { ++intervals; }
+  void on_step(double, int64_t n) override {
+    ++steps;
+    tokens += n;
+  }
+};
+
 struct Outcome {
   std::string text;
-  Finish finish = Finish::kError;
+  FinishReason finish = FinishReason::kError;
   int64_t n_cached = 0, n_generated = 0, n_prompt = 0;
   std::string error;
 };
 
 Outcome wait_for(Job& job) {
   Outcome o;
-  JobUpdate u;
+  Update u;
   const auto give_up = std::chrono::steady_clock::now() + 60s;
   while (std::chrono::steady_clock::now() < give_up) {
     if (!job.take(u, 100ms)) continue;
@@ -59,9 +72,9 @@ Outcome wait_for(Job& job) {
   return o;
 }
 
-JobRequest greedy(std::vector<int32_t> prompt, int64_t max_tokens) {
-  JobRequest r;
-  r.prompt = std::move(prompt);
+Request greedy(std::vector<int32_t> prompt, int64_t max_tokens) {
+  Request r;
+  r.prompt.tokens = std::move(prompt);
   r.sampling.temperature = 0;
   r.max_tokens = max_tokens;
   return r;
@@ -96,14 +109,14 @@ TEST(Scheduler, BatchedEqualsAlone) {
   SchedulerOptions o;
   o.n_slots = 4;
   o.prefill_chunk = 3;
-  Metrics metrics(MetricsInfo{});
+  CountingObserver metrics;
   Scheduler s(*l.model, *l.tok, o, &metrics);
   std::vector<std::shared_ptr<Job>> jobs;
   for (size_t i = 0; i < prompts.size(); ++i)
     jobs.push_back(s.submit(greedy(prompts[i], n_gen - 5 * (i % 3))));
   for (size_t i = 0; i < prompts.size(); ++i) {
     const Outcome b = wait_for(*jobs[i]);
-    ASSERT_EQ(b.finish, Finish::kLength) << b.error;
+    ASSERT_EQ(b.finish, FinishReason::kLength) << b.error;
     EXPECT_EQ(b.n_generated, n_gen - 5 * static_cast<int64_t>(i % 3));
     // The shorter runs are prefixes of the solo text.
     EXPECT_EQ(alone[i].text.substr(0, b.text.size()), b.text) << kPrompts[i];
@@ -114,6 +127,9 @@ TEST(Scheduler, BatchedEqualsAlone) {
   }
   EXPECT_EQ(alone[0].text.substr(0, 30), ", there was a little girl name");
   wait_until([&] { return s.stats().active == 0; });
+  // Every request's first token was reported before its end.
+  EXPECT_EQ(metrics.first_tokens.load(), static_cast<int64_t>(prompts.size()));
+  EXPECT_GT(metrics.intervals.load(), 0);
 }
 
 TEST(Scheduler, CancelFreesTheSlot) {
@@ -124,17 +140,17 @@ TEST(Scheduler, CancelFreesTheSlot) {
   Scheduler s(*l.model, *l.tok, o);
   const auto p = l.tok->encode("Once upon a time", true, false);
   auto job = s.submit(greedy(p, 100));
-  JobUpdate u;
+  Update u;
   ASSERT_TRUE(job->take(u, 10s));  // running
   EXPECT_EQ(s.stats().active, 1);
   job->cancel();
   const Outcome c = wait_for(*job);
-  EXPECT_EQ(c.finish, Finish::kCancelled);
+  EXPECT_EQ(c.finish, FinishReason::kCancelled);
   EXPECT_LT(c.n_generated, 100);
   EXPECT_EQ(s.stats().active, 0);
   // The one slot serves the next request.
   const Outcome next = wait_for(*s.submit(greedy(p, 5)));
-  EXPECT_EQ(next.finish, Finish::kLength);
+  EXPECT_EQ(next.finish, FinishReason::kLength);
   EXPECT_EQ(next.n_generated, 5);
   // A request cancelled while queued never runs.
   auto blocker = s.submit(greedy(p, 100));
@@ -178,7 +194,7 @@ TEST(Scheduler, SharedPrefixIsReused) {
 
   SchedulerOptions o;
   o.n_slots = 2;
-  Metrics metrics(MetricsInfo{});
+  CountingObserver metrics;
   Scheduler s(*l.model, *l.tok, o, &metrics);
   const Outcome a = wait_for(*s.submit(greedy(p1, 20)));
   EXPECT_EQ(a.n_cached, 0);
@@ -190,19 +206,18 @@ TEST(Scheduler, SharedPrefixIsReused) {
   // Keep one slot busy with p1 so the next request lands in the other slot
   // and must copy the prefix from a running sequence.
   auto busy = s.submit(greedy(p1, 80));
-  JobUpdate u;
+  Update u;
   ASSERT_TRUE(busy->take(u, 10s));
   const Outcome c = wait_for(*s.submit(greedy(p3, 20)));
   EXPECT_EQ(c.n_cached, common(p1, p3));
   EXPECT_EQ(c.text, fresh[2]);
   busy->cancel();
-  wait_for(*busy);
+  const Outcome busy_out = wait_for(*busy);
   // The identical prompt again: all but the last token come from the cache.
   const Outcome d = wait_for(*s.submit(greedy(p3, 20)));
   EXPECT_EQ(d.n_cached, static_cast<int64_t>(p3.size()) - 1);
   EXPECT_EQ(d.text, fresh[2]);
-  const std::string m = metrics.render(s.stats());
-  EXPECT_NE(m.find("slm_prompt_tokens_cached_total"), std::string::npos);
+  EXPECT_EQ(metrics.cached.load(), b.n_cached + busy_out.n_cached + c.n_cached + d.n_cached);
 }
 
 TEST(Scheduler, QueueIsBounded) {
@@ -236,7 +251,7 @@ TEST(Scheduler, RejectsWhatCannotRun) {
   EXPECT_THROW(s.submit(greedy({1, 512}, 5)), Error);
   EXPECT_THROW(s.submit(greedy({1, -1}, 5)), Error);
   EXPECT_THROW(s.submit(greedy({1}, 0)), Error);
-  JobRequest bad = greedy({1}, 5);
+  Request bad = greedy({1}, 5);
   bad.sampling.top_p = 2;
   EXPECT_THROW(s.submit(bad), Error);
   // The largest request that fits runs to the end of the context.
@@ -250,15 +265,15 @@ TEST(Scheduler, StopStringsAndDeadlines) {
   SchedulerOptions o;
   o.n_slots = 2;
   Scheduler s(*l.model, *l.tok, o);
-  JobRequest r = greedy(l.tok->encode("Once upon a time", true, false), 60);
+  Request r = greedy(l.tok->encode("Once upon a time", true, false), 60);
   r.stops = {"Lily", "zzz"};
   const Outcome a = wait_for(*s.submit(r));
-  EXPECT_EQ(a.finish, Finish::kStop);
+  EXPECT_EQ(a.finish, FinishReason::kStop);
   EXPECT_EQ(a.text, ", there was a little girl named ");
-  JobRequest late = greedy(l.tok->encode("Once upon a time", true, false), 60);
+  Request late = greedy(l.tok->encode("Once upon a time", true, false), 60);
   late.deadline = std::chrono::steady_clock::now() - 1s;
   const Outcome b = wait_for(*s.submit(late));
-  EXPECT_EQ(b.finish, Finish::kError);
+  EXPECT_EQ(b.finish, FinishReason::kError);
   EXPECT_EQ(b.n_generated, 0);
 }
 
@@ -266,11 +281,11 @@ TEST(Scheduler, LogprobsAreReported) {
   SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
   const Loaded l = load_stories();
   Scheduler s(*l.model, *l.tok, SchedulerOptions{});
-  JobRequest r = greedy(l.tok->encode("Once upon a time", true, false), 5);
+  Request r = greedy(l.tok->encode("Once upon a time", true, false), 5);
   r.top_logprobs = 3;
   auto job = s.submit(r);
   std::vector<TokenLogprob> lp;
-  JobUpdate u;
+  Update u;
   for (;;) {
     if (!job->take(u, 100ms)) continue;
     lp.insert(lp.end(), u.logprobs.begin(), u.logprobs.end());
@@ -287,9 +302,9 @@ TEST(Scheduler, LogprobsAreReported) {
 }
 
 }  // namespace
-}  // namespace slm::server
+}  // namespace slm::engine
 
-namespace slm::server {
+namespace slm::engine {
 namespace {
 
 // Byte-level BPE with random weights emits token pieces that split UTF-8
@@ -304,8 +319,8 @@ TEST(Scheduler, StreamedPiecesAreWholeUtf8) {
   Scheduler s(*model, tok, o);
   std::vector<std::shared_ptr<Job>> jobs;
   for (uint64_t seed = 1; seed <= 2; ++seed) {
-    JobRequest r;
-    r.prompt = tok.encode("你好, 世界! Ünïcödé ✓", false, false);
+    Request r;
+    r.prompt.tokens = tok.encode("你好, 世界! Ünïcödé ✓", false, false);
     r.sampling.temperature = 1.5f;
     r.sampling.top_k = 0;
     r.sampling.top_p = 1;
@@ -316,7 +331,7 @@ TEST(Scheduler, StreamedPiecesAreWholeUtf8) {
     jobs.push_back(s.submit(r));
   }
   for (auto& job : jobs) {
-    JobUpdate u;
+    Update u;
     int64_t pieces = 0;
     for (;;) {
       if (!job->take(u, 100ms)) continue;
@@ -324,9 +339,9 @@ TEST(Scheduler, StreamedPiecesAreWholeUtf8) {
       ++pieces;
       if (u.done) break;
     }
-    EXPECT_NE(u.finish, Finish::kError) << u.error;
+    EXPECT_NE(u.finish, FinishReason::kError) << u.error;
   }
 }
 
 }  // namespace
-}  // namespace slm::server
+}  // namespace slm::engine

@@ -1,0 +1,358 @@
+#include "engine/batch.h"
+
+#include <algorithm>
+
+#include "base/thread_pool.h"
+#include "model/model.h"
+
+namespace slm::engine {
+namespace {
+
+double seconds(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+double ms(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+int64_t checked_rows(const model::Model& model, const tokenizer::Tokenizer& tok,
+                     const BatchOptions& o) {
+  if (o.n_slots < 1 || o.n_slots > 256) throw Error("--parallel must be between 1 and 256");
+  if (o.prefill_chunk < 1 || o.prefill_chunk > 8192)
+    throw Error("the prefill chunk must be between 1 and 8192 tokens");
+  if (tok.n_vocab() > model.config().n_vocab)
+    throw Error("the tokenizer has " + std::to_string(tok.n_vocab()) +
+                " tokens but the model only " + std::to_string(model.config().n_vocab));
+  return o.n_slots + o.prefill_chunk;
+}
+
+}  // namespace
+
+struct BatchEngine::Slot {
+  std::unique_ptr<model::Session> session;
+  // The sequence: prompt, then generated tokens. The first session->n_past()
+  // are in the KV cache; while generating, the last one is the token sampled
+  // but not fed yet. Kept after the sequence ends, for prefix reuse.
+  CacheKey key;
+  std::unique_ptr<Sequence> seq;  // null: free
+  uint64_t order = 0;             // admission tick
+
+  bool busy() const { return seq != nullptr; }
+  size_t n_past() const { return static_cast<size_t>(session->n_past()); }
+  bool prefilling() const { return n_past() < seq->prefill_end_; }
+  // Where forward writes this slot's next-token logits: its session's own
+  // row, so nothing is copied per slot (SeqChunk::logits may point there).
+  float* logits() const { return const_cast<float*>(session->last_logits().data()); }
+};
+
+BatchEngine::BatchEngine(const model::Model& model, const tokenizer::Tokenizer& tokenizer,
+                         const BatchOptions& options, ThreadPool& pool, EngineObserver* observer)
+    : model_(model),
+      tokenizer_(tokenizer),
+      pool_(pool),
+      observer_(observer),
+      scratch_(model.config(), checked_rows(model, tokenizer, options)) {
+  prefill_chunk_ = options.prefill_chunk;
+  model::SessionOptions so;
+  so.n_ctx = options.n_ctx;
+  so.n_batch = options.prefill_chunk;
+  so.allow_beyond_train_ctx = options.allow_beyond_train_ctx;
+  for (int i = 0; i < options.n_slots; ++i) {
+    auto slot = std::make_unique<Slot>();
+    slot->session = std::make_unique<model::Session>(model, so);
+    // Room for a whole context and the one sampled token past it, so the
+    // token loop never grows it.
+    slot->key.tokens.reserve(static_cast<size_t>(slot->session->n_ctx()) + 1);
+    slots_.push_back(std::move(slot));
+  }
+  n_ctx_ = slots_.front()->session->n_ctx();
+  chunks_.reserve(slots_.size());
+  chunk_slots_.reserve(slots_.size());
+  order_.reserve(slots_.size());
+}
+
+BatchEngine::~BatchEngine() = default;
+
+int64_t BatchEngine::n_vocab() const {
+  return model_.config().n_vocab;
+}
+
+int64_t BatchEngine::kv_bytes() const {
+  const model::ModelConfig& c = model_.config();
+  return 2 * c.n_layer * n_ctx_ * c.kv_dim() * static_cast<int64_t>(sizeof(float)) * n_slots();
+}
+
+int BatchEngine::n_active() const {
+  int n = 0;
+  for (const auto& s : slots_) n += s->busy() ? 1 : 0;
+  return n;
+}
+
+KvUse BatchEngine::kv_use() const {
+  KvUse k;
+  for (const auto& s : slots_) (s->busy() ? k.active : k.cached) += s->session->n_past();
+  return k;
+}
+
+std::span<const int32_t> BatchEngine::cached_tokens(int slot) const {
+  const Slot& s = *slots_.at(static_cast<size_t>(slot));
+  return std::span<const int32_t>(s.key.tokens).first(s.n_past());
+}
+
+void BatchEngine::clear_cache() {
+  for (auto& s : slots_) {
+    if (s->busy()) continue;
+    s->session->reset();
+    s->key.tokens.clear();
+    s->key.adapter = 0;
+  }
+}
+
+std::unique_ptr<Sequence> BatchEngine::make_sequence(Request request, UpdateSink sink,
+                                                     const std::atomic<bool>* cancel) const {
+  return std::make_unique<Sequence>(std::move(request), tokenizer_, n_vocab(), n_ctx_,
+                                    std::move(sink), cancel);
+}
+
+void BatchEngine::admit(std::unique_ptr<Sequence> seq) {
+  const CacheKey& want = seq->request_.prompt;
+  // The free slot whose cache shares the longest prefix with the prompt; among
+  // equals the least recently used, so popular prefixes stay cached longest.
+  Slot* best = nullptr;
+  size_t best_cp = 0;
+  for (auto& s : slots_) {
+    if (s->busy()) continue;
+    const size_t cp = shared_prefix(s->key, s->n_past(), want);
+    if (best == nullptr || cp > best_cp || (cp == best_cp && s->order < best->order)) {
+      best = s.get();
+      best_cp = cp;
+    }
+  }
+  if (best == nullptr) throw Error("internal: no free slot for a new sequence");
+  // A longer shared prefix in another slot (running or idle) is copied over:
+  // copying cache rows is far cheaper than recomputing them.
+  Slot* donor = nullptr;
+  size_t donor_cp = best_cp;
+  for (auto& s : slots_) {
+    if (s.get() == best) continue;
+    const size_t cp = shared_prefix(s->key, s->n_past(), want);
+    if (cp > donor_cp) {
+      donor = s.get();
+      donor_cp = cp;
+    }
+  }
+  // At least one prompt token is always fed, to get logits for the first choice.
+  const size_t limit = want.tokens.size() - 1;
+  size_t reuse = std::min(best_cp, limit);
+  if (donor != nullptr && std::min(donor_cp, limit) > reuse) {
+    reuse = std::min(donor_cp, limit);
+    best->session->copy_prefix(*donor->session, static_cast<int64_t>(reuse));
+  } else {
+    best->session->truncate(static_cast<int64_t>(reuse));
+  }
+
+  Slot& slot = *best;
+  slot.key.tokens.assign(want.tokens.begin(), want.tokens.end());
+  slot.key.adapter = want.adapter;
+  seq->n_cached_ = static_cast<int64_t>(reuse);
+  seq->prefill_end_ = want.tokens.size();
+  seq->sample_after_prefill_ = true;
+  slot.order = ++tick_;
+  slot.seq = std::move(seq);
+  if (observer_)
+    observer_->on_prompt(static_cast<int64_t>(slot.key.tokens.size()), slot.seq->n_cached_);
+}
+
+Update BatchEngine::progress(const Slot& slot) const {
+  Update u;
+  u.n_prompt = static_cast<int64_t>(slot.seq->request_.prompt.tokens.size());
+  u.n_cached = slot.seq->n_cached_;
+  u.n_generated = slot.seq->n_generated_;
+  return u;
+}
+
+void BatchEngine::finish(Slot& slot, FinishReason why, Update u, std::string error,
+                         ErrorKind kind) {
+  Sequence& q = *slot.seq;
+  if (why != FinishReason::kError) {
+    // Release what the decoder and stop matcher still hold back.
+    const std::string held = q.decoder_.flush();
+    u.text += q.stop_.feed(held);
+    u.text += q.stop_.finish();
+  }
+  Update head = progress(slot);
+  u.n_prompt = head.n_prompt;
+  u.n_cached = head.n_cached;
+  u.n_generated = head.n_generated;
+  u.done = true;
+  u.finish = why;
+  u.error = std::move(error);
+  u.error_kind = kind;
+  const auto now = Clock::now();
+  if (q.got_first_token_) {
+    u.prompt_ms = ms(q.created_, q.prompt_done_);
+    u.ttft_ms = ms(q.created_, q.first_token_);
+    if (q.n_generated_ > 0) u.gen_ms = ms(q.first_token_, now);
+  } else if (q.prompt_done_ != Clock::time_point{}) {
+    u.prompt_ms = ms(q.created_, q.prompt_done_);
+  }
+  u.n_shifts = q.n_shifts_;
+  // Free the slot before telling the caller, so a caller that sees the end
+  // also sees the slot free. What stays in the cache is reusable history.
+  const std::unique_ptr<Sequence> seq = std::move(slot.seq);
+  slot.key.tokens.resize(slot.n_past());
+  seq->sink_(std::move(u));
+}
+
+void BatchEngine::end(Slot& slot, Update&& u, FinishReason why) {
+  // Logprobs of the last token travel in their own update just before the end.
+  if (!u.logprobs.empty()) {
+    Update head = progress(slot);
+    head.logprobs = std::move(u.logprobs);
+    u.logprobs.clear();
+    slot.seq->sink_(std::move(head));
+  }
+  finish(slot, why, std::move(u));
+}
+
+void BatchEngine::fail_all(const std::string& error, ErrorKind kind, bool drop_caches) {
+  for (auto& s : slots_) {
+    if (!s->busy()) continue;
+    if (drop_caches) s->session->reset();
+    finish(*s, FinishReason::kError, {}, error, kind);
+  }
+}
+
+void BatchEngine::step() {
+  const auto now = Clock::now();
+  for (auto& s : slots_) {
+    if (!s->busy()) continue;
+    if (s->seq->cancelled())
+      finish(*s, FinishReason::kCancelled);
+    else if (s->seq->expired(now))
+      s->prefilling() ? finish(*s, FinishReason::kError, {},
+                               "timed out before the prompt was processed", ErrorKind::kUnavailable)
+                      : finish(*s, FinishReason::kLength);
+  }
+
+  // Decoding rows first, so running streams never wait behind a long prompt;
+  // the prompt budget then goes to waiting prompts in arrival order.
+  chunks_.clear();
+  chunk_slots_.clear();
+  order_.clear();
+  for (auto& s : slots_) {
+    if (!s->busy()) continue;
+    if (s->prefilling()) {
+      order_.push_back(s.get());
+    } else {
+      chunks_.push_back({s->session.get(), std::span<const int32_t>(&s->key.tokens.back(), 1),
+                         s->logits(), false});
+      chunk_slots_.push_back(s.get());
+    }
+  }
+  std::sort(order_.begin(), order_.end(),
+            [](const Slot* a, const Slot* b) { return a->order < b->order; });
+  int64_t budget = prefill_chunk_;
+  for (Slot* s : order_) {
+    if (budget <= 0) break;
+    const size_t past = s->n_past();
+    const size_t end = s->seq->prefill_end_;
+    const size_t n = std::min(static_cast<size_t>(budget), end - past);
+    const bool wants_logits = past + n == end && s->seq->sample_after_prefill_;
+    chunks_.push_back({s->session.get(), std::span<const int32_t>(s->key.tokens).subspan(past, n),
+                       wants_logits ? s->logits() : nullptr, false});
+    chunk_slots_.push_back(s);
+    budget -= static_cast<int64_t>(n);
+  }
+  if (chunks_.empty()) return;
+
+  const auto t0 = Clock::now();
+  try {
+    model::forward(model_, chunks_, scratch_, pool_);
+  } catch (const std::exception& e) {
+    // A failed step leaves the caches of its sequences undefined: drop them.
+    for (Slot* s : chunk_slots_) {
+      s->session->reset();
+      finish(*s, FinishReason::kError, {}, std::string("internal error: ") + e.what());
+    }
+    return;
+  }
+  int64_t n_sampled = 0;
+  for (size_t i = 0; i < chunks_.size(); ++i) {
+    if (chunks_[i].logits == nullptr) continue;
+    Slot& s = *chunk_slots_[i];
+    if (!s.seq->got_first_token_) s.seq->prompt_done_ = Clock::now();
+    if (s.seq->max_tokens_ == 0) {  // the prompt alone was asked for
+      finish(s, FinishReason::kLength);
+      continue;
+    }
+    sample(s);
+    ++n_sampled;
+  }
+  if (observer_) observer_->on_step(seconds(t0, Clock::now()), n_sampled);
+}
+
+void BatchEngine::sample(Slot& slot) {
+  Sequence& q = *slot.seq;
+  const std::span<const float> logits = slot.session->last_logits();
+  int32_t id = 0;
+  try {
+    id = q.sampler_.sample(logits, slot.key.tokens);
+  } catch (const std::exception& e) {
+    finish(slot, FinishReason::kError, {}, std::string("sampling failed: ") + e.what());
+    return;
+  }
+  const auto now = Clock::now();
+  if (observer_) {
+    if (!q.got_first_token_)
+      observer_->on_first_token(seconds(q.created_, now));
+    else
+      observer_->on_token_interval(seconds(q.last_token_, now));
+  }
+  if (!q.got_first_token_) q.first_token_ = now;
+  q.got_first_token_ = true;
+  q.last_token_ = now;
+
+  Update u;
+  if (q.request_.top_logprobs >= 0)
+    u.logprobs.push_back(logprob_of(logits, id, q.request_.top_logprobs, top_order_));
+  if (tokenizer_.is_eog(id)) return end(slot, std::move(u), FinishReason::kStop);
+  ++q.n_generated_;
+  slot.key.tokens.push_back(id);
+  u.tokens.push_back(id);
+  u.text = std::string(q.stop_.feed(q.decoder_.push(id)));
+  // The next step feeds this token, which needs one more position.
+  const bool no_room = slot.n_past() + 1 > static_cast<size_t>(n_ctx_);
+  if (q.stop_.stopped()) return end(slot, std::move(u), FinishReason::kStop);
+  if (q.max_tokens_ >= 0 && q.n_generated_ >= q.max_tokens_)
+    return end(slot, std::move(u), FinishReason::kLength);
+  if (no_room) {
+    if (q.request_.context != ContextPolicy::kShift)
+      return end(slot, std::move(u), FinishReason::kContextFull);
+    shift_context(slot);
+  }
+  Update p = progress(slot);
+  u.n_prompt = p.n_prompt;
+  u.n_cached = p.n_cached;
+  u.n_generated = p.n_generated;
+  q.sink_(std::move(u));
+}
+
+void BatchEngine::shift_context(Slot& slot) {
+  // Keep the first n_keep tokens, drop half of the rest, and recompute the
+  // survivors at their new positions (RoPE positions change); the sampled
+  // token waiting at the end is fed after them.
+  Sequence& q = *slot.seq;
+  std::vector<int32_t>& t = slot.key.tokens;
+  const int64_t n = static_cast<int64_t>(slot.n_past());
+  const int64_t n_keep = std::clamp<int64_t>(q.request_.n_keep, 0, n - 2);
+  const int64_t n_discard = std::max<int64_t>(1, (n - n_keep) / 2);
+  t.erase(t.begin() + n_keep, t.begin() + n_keep + n_discard);
+  slot.session->reset();
+  q.prefill_end_ = t.size() - 1;
+  q.sample_after_prefill_ = false;
+  ++q.n_shifts_;
+}
+
+}  // namespace slm::engine

@@ -1,0 +1,116 @@
+// The batch engine: a fixed set of slots, each a model::Session (KV cache of
+// the full context) that keeps its tokens after a request ends, and one step()
+// that advances every running sequence with a single model::forward, so each
+// weight is read once per step for all of them. Continuous batching (the
+// server's Scheduler) and one-slot synchronous generation (slm run / chat,
+// through Generator) both drive this class; there is no other generation loop.
+//
+// Admission: a sequence goes to the free slot whose cache shares the longest
+// prefix with its prompt (CacheKey: tokens and adapter), least recently used
+// among equals; a longer prefix held by another slot is copied over. At least
+// one prompt token is always fed, for the logits of the first choice.
+// A step feeds decoding rows first (one per generating sequence), then prompt
+// chunks in admission order within prefill_chunk tokens; the logits of each
+// row that ends a prompt or decodes are read where forward writes them, in the
+// slot's Session (Session::last_logits), with no per-slot copy.
+//
+// Ownership: a BatchEngine borrows the model, tokenizer, pool and observer
+// (they outlive it) and owns its sessions, scratch and running sequences.
+// Thread-safety: make_sequence() may be called from any thread; everything
+// else from the one thread that drives the engine.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "engine/observer.h"
+#include "engine/sequence.h"
+#include "model/session.h"
+
+namespace slm {
+class ThreadPool;
+}
+
+namespace slm::engine {
+
+struct BatchOptions {
+  int n_slots = 4;              // sequences decoded together
+  int64_t n_ctx = 0;            // per slot (never divided); 0: the model's training context
+  int64_t prefill_chunk = 128;  // prompt tokens per step, over all sequences
+  bool allow_beyond_train_ctx = false;
+};
+
+struct KvUse {
+  int64_t active = 0;  // positions held by running sequences
+  int64_t cached = 0;  // positions kept by idle slots for prefix reuse
+};
+
+class BatchEngine {
+ public:
+  // Allocates every slot's KV cache up front; throws slm::Error when the
+  // options are invalid.
+  BatchEngine(const model::Model& model, const tokenizer::Tokenizer& tokenizer,
+              const BatchOptions& options, ThreadPool& pool, EngineObserver* observer = nullptr);
+  ~BatchEngine();
+  BatchEngine(const BatchEngine&) = delete;
+  BatchEngine& operator=(const BatchEngine&) = delete;
+
+  // Validates request (throws RequestError) and prepares its sequence. sink
+  // receives its updates on the stepping thread; cancel (may be null) is
+  // polled before every step and must outlive the sequence.
+  std::unique_ptr<Sequence> make_sequence(Request request, UpdateSink sink,
+                                          const std::atomic<bool>* cancel = nullptr) const;
+
+  // Puts seq into a free slot (see admission above). Throws slm::Error when
+  // every slot is busy.
+  void admit(std::unique_ptr<Sequence> seq);
+  // One forward pass over every running sequence and what follows it
+  // (sampling, stop strings, finishing). Sequences that end leave their slot
+  // before their final update is sent.
+  void step();
+  // Ends every running sequence with an error; with drop_caches their KV
+  // caches are forgotten (after a failure they cannot be trusted).
+  void fail_all(const std::string& error, ErrorKind kind, bool drop_caches);
+
+  int n_slots() const { return static_cast<int>(slots_.size()); }
+  int n_active() const;
+  int64_t n_ctx() const { return n_ctx_; }
+  int64_t n_vocab() const;
+  int64_t kv_bytes() const;  // KV cache allocated for all slots
+  KvUse kv_use() const;
+  // Tokens held in slot i's KV cache, in order.
+  std::span<const int32_t> cached_tokens(int slot) const;
+  // Forgets every idle slot's cache.
+  void clear_cache();
+
+ private:
+  struct Slot;
+  // Ends slot's sequence: u (text of its last token) plus what is held back,
+  // the counts and timings; frees the slot, then calls the sink.
+  void finish(Slot& slot, FinishReason why, Update u = {}, std::string error = {},
+              ErrorKind kind = ErrorKind::kInternal);
+  void end(Slot& slot, Update&& u, FinishReason why);  // finish after a sampled token
+  void sample(Slot& slot);
+  void shift_context(Slot& slot);
+  Update progress(const Slot& slot) const;
+
+  const model::Model& model_;
+  const tokenizer::Tokenizer& tokenizer_;
+  ThreadPool& pool_;
+  EngineObserver* observer_;
+  int64_t n_ctx_ = 0;
+  int64_t prefill_chunk_ = 0;
+  std::vector<std::unique_ptr<Slot>> slots_;
+  model::Scratch scratch_;
+  uint64_t tick_ = 0;  // admission counter: FIFO prefill order and least-recently-used choice
+  // Step buffers, sized once.
+  std::vector<model::SeqChunk> chunks_;
+  std::vector<Slot*> chunk_slots_;
+  std::vector<Slot*> order_;
+  std::vector<int32_t> top_order_;  // logprobs sort buffer [n_vocab]
+};
+
+}  // namespace slm::engine

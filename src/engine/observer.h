@@ -1,0 +1,25 @@
+// What the engine reports as it runs, for whoever measures it (the server's
+// Prometheus metrics implement this). Every hook has an empty default.
+//
+// Thread-safety: hooks are called on the thread that steps the engine (the
+// scheduler thread in the server); an implementation shared with other
+// threads synchronises itself.
+#pragma once
+
+#include <cstdint>
+
+namespace slm::engine {
+
+struct EngineObserver {
+  virtual ~EngineObserver() = default;
+  // A request entered a slot: its prompt tokens, of which n_cached were reused.
+  virtual void on_prompt(int64_t /*n_prompt*/, int64_t /*n_cached*/) {}
+  // From submission to a request's first sampled token.
+  virtual void on_first_token(double /*seconds*/) {}
+  // Between consecutive tokens of one request.
+  virtual void on_token_interval(double /*seconds*/) {}
+  // One batched forward step that took seconds and produced n_tokens tokens.
+  virtual void on_step(double /*seconds*/, int64_t /*n_tokens*/) {}
+};
+
+}  // namespace slm::engine

@@ -1,0 +1,255 @@
+// The batch engine in-process, without a thread or a subprocess: sequences
+// with different samplers (greedy, seeded temperature, penalties, logit bias)
+// and different stop strings, stepped together in one engine, give each the
+// tokens and text it gives alone; cache keys that differ in their non-token
+// part never share a prefix; a processor appended to a sampler's chain acts
+// before the filters.
+#include <gtest/gtest.h>
+
+#include <deque>
+#include <limits>
+
+#include "base/thread_pool.h"
+#include "common/fixtures.h"
+#include "engine/batch.h"
+#include "model/model.h"
+#include "tokenizer/tokenizer.h"
+
+namespace slm::engine {
+namespace {
+
+struct Loaded {
+  std::unique_ptr<model::Model> model;
+  std::optional<tokenizer::Tokenizer> tok;
+};
+
+Loaded load(const std::string& rel) {
+  Loaded l;
+  l.model = model::Model::load(test::fixture(rel));
+  l.tok.emplace(tokenizer::Tokenizer::from_gguf(l.model->file()));
+  return l;
+}
+
+struct Outcome {
+  std::string text;
+  std::vector<int32_t> tokens;
+  FinishReason finish = FinishReason::kError;
+  int64_t n_cached = -1;
+  std::string error;
+};
+
+// Runs requests through engine, admitting each as a slot frees up, stepping
+// until all are done.
+std::vector<Outcome> run_all(BatchEngine& engine, const std::vector<Request>& requests) {
+  std::vector<Outcome> out(requests.size());
+  std::deque<size_t> waiting;
+  for (size_t i = 0; i < requests.size(); ++i) waiting.push_back(i);
+  size_t done = 0;
+  while (done < requests.size()) {
+    while (!waiting.empty() && engine.n_active() < engine.n_slots()) {
+      const size_t i = waiting.front();
+      waiting.pop_front();
+      auto sink = [&out, &done, i](Update&& u) {
+        out[i].text += u.text;
+        out[i].tokens.insert(out[i].tokens.end(), u.tokens.begin(), u.tokens.end());
+        if (u.done) {
+          out[i].finish = u.finish;
+          out[i].n_cached = u.n_cached;
+          out[i].error = u.error;
+          ++done;
+        }
+      };
+      engine.admit(engine.make_sequence(requests[i], sink));
+    }
+    engine.step();
+  }
+  return out;
+}
+
+Request base(const tokenizer::Tokenizer& tok, const char* prompt, int64_t max_tokens) {
+  Request r;
+  r.prompt.tokens = tok.encode(prompt, true, false);
+  r.max_tokens = max_tokens;
+  r.sampling.seed = 1;
+  return r;
+}
+
+TEST(BatchEngine, EachSequenceInABatchMatchesItselfAlone) {
+  SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
+  const Loaded l = load("models/stories260K.gguf");
+  const tokenizer::Tokenizer& tok = *l.tok;
+  std::vector<Request> rs;
+  {
+    Request r = base(tok, "Once upon a time", 60);  // greedy, stops at a name
+    r.sampling.temperature = 0;
+    r.stops = {"Lily", "Tim"};
+    rs.push_back(r);
+  }
+  {
+    Request r = base(tok, "The cat sat", 70);  // seeded temperature sampling
+    r.sampling.temperature = 1.1f;
+    r.sampling.top_k = 0;
+    r.sampling.top_p = 0.9f;
+    r.sampling.seed = 1234;
+    r.stops = {"park"};
+    rs.push_back(r);
+  }
+  {
+    Request r = base(tok, "Tom and Lily went to the park", 70);  // penalties
+    r.sampling.temperature = 0.9f;
+    r.sampling.seed = 77;
+    r.sampling.repeat_penalty = 1.3f;
+    r.sampling.repeat_last_n = 32;
+    r.sampling.presence_penalty = 0.4f;
+    r.sampling.frequency_penalty = 0.2f;
+    r.stops = {"\n"};
+    rs.push_back(r);
+  }
+  {
+    Request r = base(tok, "One day, a big dog", 70);  // logit bias: a ban and a boost
+    r.sampling.temperature = 0.7f;
+    r.sampling.seed = 5;
+    const int32_t the = tok.encode(" the", false, false).front();
+    const int32_t dog = tok.encode(" dog", false, false).front();
+    r.sampling.logit_bias = {{the, -std::numeric_limits<float>::infinity()}, {dog, 2.0f}};
+    r.stops = {"!", "zz"};
+    rs.push_back(r);
+  }
+  {
+    Request r = base(tok, "She liked to", 50);  // greedy with a repetition penalty, min-p
+    r.sampling.temperature = 0;
+    r.sampling.repeat_penalty = 1.5f;
+    r.sampling.min_p = 0.1f;
+    rs.push_back(r);
+  }
+  {
+    Request r = base(tok, "The sun was hot and", 40);  // seeded, from the same seed as another
+    r.sampling.temperature = 1.0f;
+    r.sampling.seed = 1234;
+    r.top_logprobs = 2;
+    rs.push_back(r);
+  }
+
+  ThreadPool pool(2);
+  std::vector<Outcome> alone;
+  for (const Request& r : rs) {
+    BatchOptions o;
+    o.n_slots = 1;
+    BatchEngine one(*l.model, tok, o, pool);
+    alone.push_back(run_all(one, {r}).front());
+  }
+  // Fewer slots than requests and small prompt chunks: prompts are fed while
+  // others decode, sequences join and leave between steps.
+  BatchOptions o;
+  o.n_slots = 4;
+  o.prefill_chunk = 5;
+  BatchEngine together(*l.model, tok, o, pool);
+  const std::vector<Outcome> batched = run_all(together, rs);
+
+  int stopped = 0;
+  for (size_t i = 0; i < rs.size(); ++i) {
+    SCOPED_TRACE("request " + std::to_string(i));
+    ASSERT_NE(alone[i].finish, FinishReason::kError) << alone[i].error;
+    EXPECT_FALSE(alone[i].tokens.empty());
+    EXPECT_EQ(batched[i].tokens, alone[i].tokens);
+    EXPECT_EQ(batched[i].text, alone[i].text);
+    EXPECT_EQ(batched[i].finish, alone[i].finish);
+    if (alone[i].finish == FinishReason::kStop) ++stopped;
+    for (const std::string& s : rs[i].stops) EXPECT_EQ(alone[i].text.find(s), std::string::npos);
+  }
+  EXPECT_GE(stopped, 1);  // the stop strings were exercised
+  EXPECT_EQ(alone[0].text, ", there was a little girl named ");
+  // The ban held.
+  const int32_t the = tok.encode(" the", false, false).front();
+  for (const int32_t id : alone[3].tokens) EXPECT_NE(id, the);
+}
+
+TEST(BatchEngine, CacheKeysWithDifferentAdaptersShareNoPrefix) {
+  SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
+  const Loaded l = load("models/stories260K.gguf");
+  ThreadPool pool(1);
+  BatchOptions o;
+  o.n_slots = 2;
+  BatchEngine engine(*l.model, *l.tok, o, pool);
+  Request plain = base(*l.tok, "Once upon a time, there was a little dog", 4);
+  plain.sampling.temperature = 0;
+  Request adapted = plain;
+  adapted.prompt.adapter = 7;
+  const int64_t n = static_cast<int64_t>(plain.prompt.tokens.size());
+
+  EXPECT_EQ(run_all(engine, {plain})[0].n_cached, 0);
+  // Same tokens, another adapter: neither the idle slot's cache nor a copy of it.
+  EXPECT_EQ(run_all(engine, {adapted})[0].n_cached, 0);
+  // Each finds its own again.
+  EXPECT_EQ(run_all(engine, {plain})[0].n_cached, n - 1);
+  EXPECT_EQ(run_all(engine, {adapted})[0].n_cached, n - 1);
+
+  CacheKey a{{1, 2, 3}, 0}, b{{1, 2, 3}, 9};
+  EXPECT_EQ(shared_prefix(a, 3, a), 3u);
+  EXPECT_EQ(shared_prefix(a, 3, b), 0u);
+  EXPECT_EQ(shared_prefix(a, 2, a), 2u);
+}
+
+TEST(BatchEngine, RefusesWhatCannotRunAtSubmission) {
+  SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
+  const Loaded l = load("models/stories260K.gguf");
+  ThreadPool pool(1);
+  BatchOptions o;
+  o.n_slots = 1;
+  o.n_ctx = 16;
+  BatchEngine engine(*l.model, *l.tok, o, pool);
+  auto problem = [&](Request r) {
+    try {
+      engine.make_sequence(std::move(r), [](Update&&) {});
+    } catch (const RequestError& e) {
+      return e.problem();
+    }
+    ADD_FAILURE() << "accepted";
+    return RequestError::Problem::kBadMaxTokens;
+  };
+  using P = RequestError::Problem;
+  Request r;
+  r.max_tokens = 4;
+  EXPECT_EQ(problem(r), P::kEmptyPrompt);
+  r.prompt.tokens = {1, 99999};
+  EXPECT_EQ(problem(r), P::kBadToken);
+  r.prompt.tokens.assign(16, 1);
+  EXPECT_EQ(problem(r), P::kPromptTooLong);  // no room for a token
+  r.prompt.tokens.assign(14, 1);
+  EXPECT_EQ(problem(r), P::kNoRoomForTokens);
+  r.context = ContextPolicy::kStop;  // the CLI's policy: runs until the context is full
+  EXPECT_NO_THROW(engine.make_sequence(r, [](Update&&) {}));
+  r.prompt.tokens.assign(17, 1);
+  EXPECT_EQ(problem(r), P::kPromptTooLong);
+  r.prompt.tokens = {1};
+  r.sampling.top_p = 2;
+  EXPECT_EQ(problem(r), P::kBadSampling);
+}
+
+// A processor appended to the chain runs after the built-in ones and before
+// the filters: banning the greedy choice makes greedy pick something else.
+struct Ban : LogitsProcessor {
+  explicit Ban(int32_t id) : id(id) {}
+  void apply(std::span<float> logits, std::span<const int32_t>) override {
+    logits[static_cast<size_t>(id)] = -std::numeric_limits<float>::infinity();
+  }
+  int32_t id;
+};
+
+TEST(BatchEngine, AppendedLogitsProcessorActsBeforeTheFilters) {
+  std::vector<float> logits = {0.0f, 3.0f, 2.0f, 1.0f};
+  SamplerParams p;
+  p.temperature = 0;
+  Sampler plain(p, 4);
+  EXPECT_EQ(plain.sample(logits, {}), 1);
+  Sampler masked(p, 4);
+  masked.add_processor(std::make_unique<Ban>(1));
+  EXPECT_EQ(masked.sample(logits, {}), 2);
+  p.logit_bias = {{2, -10.0f}};
+  Sampler both(p, 4);
+  both.add_processor(std::make_unique<Ban>(1));
+  EXPECT_EQ(both.sample(logits, {}), 3);
+}
+
+}  // namespace
+}  // namespace slm::engine
