@@ -43,7 +43,7 @@ struct BatchEngine::Slot {
   bool prefilling() const { return n_past() < seq->prefill_end_; }
   // Where forward writes this slot's next-token logits: its session's own
   // row, so nothing is copied per slot (SeqChunk::logits may point there).
-  float* logits() const { return const_cast<float*>(session->last_logits().data()); }
+  float* logits() const { return session->logits_destination(); }
 };
 
 BatchEngine::BatchEngine(const model::Model& model, const tokenizer::Tokenizer& tokenizer,

@@ -54,6 +54,9 @@ class Session {
   // One decoding step; returns the next-token logits [n_vocab].
   std::span<const float> decode(int32_t token, ThreadPool& pool);
   std::span<const float> last_logits() const { return {logits_.data(), logits_.size()}; }
+  // The buffer last_logits() views [n_vocab]: a SeqChunk may name it as its
+  // destination, so the forward pass writes the row there with no copy.
+  float* logits_destination() { return logits_.data(); }
 
   // Checks that tokens can be appended (ids in range, room in the context);
   // throws slm::Error otherwise.
