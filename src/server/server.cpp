@@ -1,37 +1,28 @@
+// `slm serve`'s HTTP side: the Server's construction, start and stop, the
+// listener's settings, authentication, error and exception handlers, request
+// logging and metrics, and every route (the completion routes hand over to
+// Server::Impl::generate in generate.cpp); also load_backend(). The logging
+// and error helpers that generate.cpp shares are defined here.
 #include "server/server.h"
 
 #include <httplib.h>
 
-#include <atomic>
-#include <chrono>
+#include <algorithm>
+#include <cstdint>
 #include <cstdio>
-#include <limits>
-#include <mutex>
-#include <random>
-#include <thread>
+#include <memory>
+#include <string>
 
 #include "base/error.h"
-#include "engine/prompt.h"
 #include "server/request.h"
 #include "server/response.h"
+#include "server/server_impl.h"
 #include "server/web_index_html.h"
 
 namespace slm::server {
-namespace {
+namespace detail {
 
-using Clock = std::chrono::steady_clock;
-using OJson = nlohmann::ordered_json;
-
-// Used when the model file carries no chat template, as most runtimes do.
-constexpr const char* kChatmlTemplate =
-    "{%- for message in messages %}<|im_start|>{{ message.role }}\n{{ message.content "
-    "}}<|im_end|>\n"
-    "{% endfor %}{%- if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
-
-constexpr const char* kJson = "application/json";
-
-// Printable one-line form of untrusted text for the log.
-std::string log_safe(std::string_view s, size_t max = 4096) {
+std::string log_safe(std::string_view s, size_t max) {
   std::string out;
   for (const char c : s.substr(0, max)) {
     const auto u = static_cast<unsigned char>(c);
@@ -60,6 +51,23 @@ void send_error(httplib::Response& res, const ApiError& e) {
   res.set_content(dump_json(error_json(e)), kJson);
 }
 
+}  // namespace detail
+
+using detail::kJson;
+using detail::log_line;
+using detail::log_safe;
+using detail::send_error;
+
+namespace {
+
+using OJson = nlohmann::ordered_json;
+
+// Used when the model file carries no chat template, as most runtimes do.
+constexpr const char* kChatmlTemplate =
+    "{%- for message in messages %}<|im_start|>{{ message.role }}\n{{ message.content "
+    "}}<|im_end|>\n"
+    "{% endfor %}{%- if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+
 const char* endpoint_label(const std::string& path) {
   if (path == "/v1/chat/completions") return "chat_completions";
   if (path == "/v1/completions") return "completions";
@@ -73,62 +81,6 @@ const char* endpoint_label(const std::string& path) {
 bool needs_auth(const std::string& path) {
   return path.rfind("/v1/", 0) == 0 || path == "/metrics";
 }
-
-std::string lower(std::string s) {
-  for (char& c : s)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  return s;
-}
-
-// The prompt of one request as token ids, and how to decode what follows.
-struct Prompt {
-  std::vector<int32_t> tokens;
-  std::string text;  // for --log-prompts
-  bool strip_leading_space = false;
-};
-
-Prompt build_prompt(const Backend& b, const ParsedRequest& r) {
-  const tokenizer::Tokenizer& tok = *b.tokenizer;
-  Prompt p;
-  if (r.endpoint == Endpoint::kChat) {
-    chat::ChatInput in;
-    in.messages = r.messages;
-    in.tools = r.tools;
-    in.add_generation_prompt = true;
-    engine::Prompt built;
-    try {
-      built = engine::build_chat_prompt(tok, *b.chat_template, std::move(in));
-    } catch (const chat::TemplateError& e) {
-      throw ApiError(
-          400, std::string("the model's chat template rejected the conversation: ") + e.what(),
-          "messages");
-    } catch (const Error& e) {  // malformed messages (make_chat_context)
-      throw ApiError(400, e.what(), "messages");
-    }
-    p.text = std::move(built.text);
-    p.tokens = std::move(built.tokens);
-  } else if (r.prompt_is_tokens) {
-    p.tokens = r.prompt_tokens;
-  } else {
-    p.text = r.prompt;
-    p.tokens = engine::tokenize_prompt(tok, r.prompt);
-    p.strip_leading_space = r.prompt.empty();
-  }
-  return p;
-}
-
-// State of one streamed response, shared by httplib's content provider and
-// its releaser (which runs when the connection ends, finished or not).
-struct StreamState {
-  std::shared_ptr<Backend> backend;  // keeps the model alive while streaming
-  std::shared_ptr<engine::Job> job;
-  std::unique_ptr<ResponseWriter> writer;
-  bool include_usage = false;
-  bool started = false;
-  bool done = false;
-  Clock::time_point t0, last_write;
-  std::string id;
-};
 
 }  // namespace
 
@@ -158,38 +110,6 @@ std::shared_ptr<Backend> load_backend(const std::string& path, const std::string
   b->scheduler = std::make_unique<engine::Scheduler>(*b->model, tok, so, metrics);
   return b;
 }
-
-struct Server::Impl {
-  Impl(ServerOptions o, Metrics& m) : opt(std::move(o)), auth(opt.api_key), metrics(m) {}
-
-  ServerOptions opt;
-  ApiKeyCheck auth;
-  Metrics& metrics;
-  httplib::Server http;
-  std::thread thread;
-  std::atomic<bool> stopping{false};
-  std::mutex backend_mutex;
-  std::shared_ptr<Backend> backend;
-
-  std::shared_ptr<Backend> get_backend() {
-    std::lock_guard<std::mutex> lock(backend_mutex);
-    return backend;
-  }
-  std::shared_ptr<Backend> ready_backend() {
-    auto b = get_backend();
-    if (!b)
-      throw ApiError(503, "the model is still loading; retry shortly", {}, "model_loading",
-                     "server_error");
-    return b;
-  }
-
-  void setup();
-  void generate(Endpoint endpoint, const httplib::Request& req, httplib::Response& res);
-  void respond_whole(const std::shared_ptr<engine::Job>& job, ResponseWriter& writer,
-                     const ParsedRequest& r, const std::string& id, Clock::time_point t0,
-                     httplib::Response& res);
-  void stream(std::shared_ptr<StreamState> st, httplib::Response& res);
-};
 
 void Server::Impl::setup() {
   const int threads =
@@ -332,172 +252,6 @@ void Server::Impl::setup() {
     generate(Endpoint::kCompletion, req, res);
   });
 }
-
-void Server::Impl::generate(Endpoint endpoint, const httplib::Request& req,
-                            httplib::Response& res) {
-  const auto t0 = Clock::now();
-  try {
-    // Cross-site pages can POST text/plain without a CORS preflight; demanding
-    // JSON means a browser never sends another site's request here unasked.
-    const std::string ctype = lower(req.get_header_value("Content-Type"));
-    if (ctype.rfind("application/json", 0) != 0)
-      throw ApiError(400, "the request needs 'Content-Type: application/json'", {},
-                     "unsupported_content_type");
-    const auto b = ready_backend();
-    engine::Scheduler& sched = *b->scheduler;
-    RequestLimits limits;
-    limits.n_vocab = sched.n_vocab();
-    limits.max_tokens_cap = opt.max_tokens_cap > 0 ? opt.max_tokens_cap : sched.n_ctx();
-    const ParsedRequest r = parse_request(endpoint, req.body, limits);
-    if (!r.model.empty() && r.model != b->model_id)
-      throw ApiError(
-          404, "the model '" + r.model + "' does not exist; this server runs '" + b->model_id + "'",
-          "model", "model_not_found");
-
-    Prompt prompt = build_prompt(*b, r);
-    const int64_t n_prompt = static_cast<int64_t>(prompt.tokens.size());
-
-    engine::Request jr;
-    jr.prompt.tokens = std::move(prompt.tokens);
-    jr.sampling = r.sampling;
-    if (!r.seed_given)
-      jr.sampling.seed =
-          std::random_device{}() * uint64_t{0x9E3779B97F4A7C15ull} + std::random_device{}();
-    if (r.ignore_eos)
-      for (const int32_t id : b->tokenizer->eog_ids())
-        jr.sampling.logit_bias[id] = -std::numeric_limits<float>::infinity();
-    jr.stops = r.stops;
-    // An explicit max_tokens must fit beside the prompt; without one the
-    // completion gets what fits, up to the cap.
-    jr.max_tokens = r.max_tokens.value_or(limits.max_tokens_cap);
-    jr.context = r.max_tokens ? engine::ContextPolicy::kRefuse : engine::ContextPolicy::kClamp;
-    jr.top_logprobs = r.logprobs ? r.top_logprobs : -1;
-    jr.strip_leading_space = prompt.strip_leading_space;
-    jr.deadline = Clock::now() + std::chrono::seconds(opt.request_timeout_s);
-
-    std::shared_ptr<engine::Job> job;
-    try {
-      job = sched.submit(std::move(jr));
-    } catch (const engine::RequestError& e) {
-      throw request_error(e, r);
-    } catch (const engine::QueueFullError& e) {
-      throw ApiError(429, std::string(e.what()) + "; retry later", {}, "queue_full",
-                     "rate_limit_error");
-    } catch (const Error& e) {
-      throw ApiError(400, e.what());
-    }
-
-    const tokenizer::Tokenizer* tok = &*b->tokenizer;
-    auto writer = std::make_unique<ResponseWriter>(
-        endpoint, b->model_id, r.include_usage,
-        [tok](int32_t id) { return tok->token_to_piece(id, false); });
-    log_line(writer->id() + ": " + std::to_string(n_prompt) + " prompt tokens, max " +
-             std::to_string(r.max_tokens.value_or(
-                 std::min(limits.max_tokens_cap, sched.n_ctx() - n_prompt))) + (r.stream ? ", streaming" : ""));
-    if (opt.log_prompts) log_line(writer->id() + " prompt: " + log_safe(prompt.text, 1 << 20));
-
-    if (r.stream) {
-      auto st = std::make_shared<StreamState>();
-      st->backend = b;
-      st->job = std::move(job);
-      st->include_usage = r.include_usage;
-      st->t0 = t0;
-      st->last_write = Clock::now();
-      st->id = writer->id();
-      st->writer = std::move(writer);
-      stream(std::move(st), res);
-    } else {
-      respond_whole(job, *writer, r, writer->id(), t0, res);
-    }
-  } catch (const ApiError& e) {
-    send_error(res, e);
-  }
-}
-
-void Server::Impl::respond_whole(const std::shared_ptr<engine::Job>& job, ResponseWriter& writer,
-                                 const ParsedRequest& r, const std::string& id,
-                                 Clock::time_point t0, httplib::Response& res) {
-  std::string text;
-  std::vector<engine::TokenLogprob> logprobs;
-  engine::Update u;
-  for (;;) {
-    if (stopping.load()) {
-      job->cancel();
-      throw ApiError(503, "the server is shutting down", {}, {}, "server_error");
-    }
-    if (!job->take(u, std::chrono::milliseconds(250))) continue;
-    text += u.text;
-    logprobs.insert(logprobs.end(), u.logprobs.begin(), u.logprobs.end());
-    if (u.done) break;
-  }
-  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
-  log_line(id + ": " + std::string(engine::finish_reason_name(u.finish)) + " after " + std::to_string(u.n_generated) +
-           " tokens (" + std::to_string(u.n_cached) + " prompt tokens cached), " +
-           std::to_string(secs) + " s");
-  if (u.finish == engine::FinishReason::kError)
-    throw ApiError(error_status(u), u.error, {}, {}, "server_error");
-  if (u.finish == engine::FinishReason::kCancelled)
-    throw ApiError(503, "the request was cancelled", {}, {}, "server_error");
-  const Usage usage{u.n_prompt, u.n_cached, u.n_generated};
-  res.set_content(dump_json(writer.complete(text, u.finish, usage, logprobs, r.logprobs)), kJson);
-}
-
-void Server::Impl::stream(std::shared_ptr<StreamState> st, httplib::Response& res) {
-  res.set_header("Cache-Control", "no-cache");
-  res.set_header("X-Accel-Buffering", "no");
-  res.set_chunked_content_provider(
-      "text/event-stream",
-      [this, st](size_t, httplib::DataSink& sink) -> bool {
-        auto write = [&](const std::string& s) {
-          return s.empty() || sink.write(s.data(), s.size());
-        };
-        if (!st->started) {
-          st->started = true;
-          if (!write(st->writer->stream_start())) return false;
-        }
-        if (stopping.load()) return false;
-        engine::Update u;
-        if (!st->job->take(u, std::chrono::milliseconds(250))) {
-          // A comment line now and then finds out whether a client waiting in
-          // the queue is still there (clients ignore SSE comments).
-          if (Clock::now() - st->last_write > std::chrono::seconds(5)) {
-            st->last_write = Clock::now();
-            return write(": keep-alive\n\n");
-          }
-          return true;
-        }
-        std::string out = st->writer->stream_delta(u.text, u.logprobs);
-        if (u.done) {
-          st->done = true;
-          if (u.finish == engine::FinishReason::kError) {
-            out += sse_event(
-                dump_json(error_json(ApiError(error_status(u), u.error, {}, {}, "server_error"))));
-          } else if (u.finish != engine::FinishReason::kCancelled) {
-            out += st->writer->stream_finish(u.finish);
-            if (st->include_usage)
-              out += st->writer->stream_usage(Usage{u.n_prompt, u.n_cached, u.n_generated});
-          }
-          out += sse_done();
-          const bool ok = write(out);
-          sink.done();
-          const double secs = std::chrono::duration<double>(Clock::now() - st->t0).count();
-          log_line(st->id + ": " + std::string(engine::finish_reason_name(u.finish)) + " after " +
-                   std::to_string(u.n_generated) + " tokens (" + std::to_string(u.n_cached) +
-                   " prompt tokens cached), " + std::to_string(secs) + " s");
-          return ok;
-        }
-        st->last_write = Clock::now();
-        return write(out);
-      },
-      [st](bool) {
-        // The connection ended before the job did: the client went away.
-        if (!st->done) {
-          st->job->cancel();
-          log_line(st->id + ": client disconnected; cancelled");
-        }
-      });
-}
-
 Server::Server(ServerOptions options, bool allow_insecure) {
   if (!is_loopback_host(options.host) && options.api_key.empty() && !allow_insecure)
     throw Error(

@@ -1,0 +1,81 @@
+// Internal to the server (server.cpp, generate.cpp): Server::Impl, which
+// holds the HTTP listener, its options and the current Backend, and the
+// logging and error helpers both files use. server.cpp owns start/stop,
+// routes, authentication and the logging setup; generate.cpp owns the path
+// from a completion request to its response, whole or streamed. Not part of
+// the server's API: server.h is.
+//
+// Thread-safety: Impl's handlers run on httplib's connection threads; the
+// backend pointer is guarded by backend_mutex, stopping is atomic.
+#pragma once
+
+#include <httplib.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+
+#include "engine/scheduler.h"
+#include "server/request.h"
+#include "server/response.h"
+#include "server/server.h"
+
+namespace slm::server {
+namespace detail {
+
+using Clock = std::chrono::steady_clock;
+
+inline constexpr const char* kJson = "application/json";
+
+// Printable one-line form of untrusted text for the log.
+std::string log_safe(std::string_view s, size_t max = 4096);
+// One line on stderr, prefixed "slm serve: ", flushed.
+void log_line(const std::string& s);
+// Sets res to e's status and OpenAI error body (with Retry-After on 429).
+void send_error(httplib::Response& res, const ApiError& e);
+
+// One streamed response's state; defined in generate.cpp.
+struct StreamState;
+
+}  // namespace detail
+
+struct Server::Impl {
+  Impl(ServerOptions o, Metrics& m) : opt(std::move(o)), auth(opt.api_key), metrics(m) {}
+
+  ServerOptions opt;
+  ApiKeyCheck auth;
+  Metrics& metrics;
+  httplib::Server http;
+  std::thread thread;
+  std::atomic<bool> stopping{false};
+  std::mutex backend_mutex;
+  std::shared_ptr<Backend> backend;
+
+  std::shared_ptr<Backend> get_backend() {
+    std::lock_guard<std::mutex> lock(backend_mutex);
+    return backend;
+  }
+  std::shared_ptr<Backend> ready_backend() {
+    auto b = get_backend();
+    if (!b)
+      throw ApiError(503, "the model is still loading; retry shortly", {}, "model_loading",
+                     "server_error");
+    return b;
+  }
+
+  // server.cpp
+  void setup();
+  // generate.cpp
+  void generate(Endpoint endpoint, const httplib::Request& req, httplib::Response& res);
+  void respond_whole(const std::shared_ptr<engine::Job>& job, ResponseWriter& writer,
+                     const ParsedRequest& r, const std::string& id, detail::Clock::time_point t0,
+                     httplib::Response& res);
+  void stream(std::shared_ptr<detail::StreamState> st, httplib::Response& res);
+};
+
+}  // namespace slm::server
