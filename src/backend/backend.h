@@ -71,10 +71,18 @@ struct Workspace {
   std::vector<float> scores;    // attention scores [n_threads][longest context]
 };
 
-// Causal grouped-query attention over a sequence's cache (see ops/ops.h).
+// Causal grouped-query attention over a sequence's cache (see ops/ops.h):
+// window > 0 limits each token to the last `window` positions; scale
+// multiplies q.k (0: 1 / sqrt(head_dim)); softcap > 0 caps the scores.
 struct AttentionShape {
   int64_t n_tokens, pos0, n_head, n_head_kv, head_dim;
+  int64_t window = 0;
+  float scale = 0.0f;
+  float softcap = 0.0f;
 };
+
+// The gate's activation of a gated feed-forward.
+enum class Activation { kSilu, kGeluTanh };  // SwiGLU, GeGLU (tanh GELU)
 
 class Backend {
  public:
@@ -101,8 +109,10 @@ class Backend {
                         float* out) const = 0;
   // x[i] += b[i]
   virtual void add(float* x, const float* b, int64_t n) const = 0;
-  // gate[i] = silu(gate[i]) * up[i]
-  virtual void swiglu(float* gate, const float* up, int64_t n) const = 0;
+  // gate[i] = act(gate[i]) * up[i]
+  virtual void gated(Activation act, float* gate, const float* up, int64_t n) const = 0;
+  // x[i] = cap * tanh(x[i] / cap) (final-logit soft-capping)
+  virtual void softcap(float* x, int64_t n, float cap) const = 0;
   virtual void softmax(float* x, int64_t n) const = 0;
   // Rotary embedding: cos/sin of one position for every pair, then applied to
   // one head (ops::rope_angles / rope_apply).

@@ -85,7 +85,13 @@ class Cpu final : public Backend {
     for (int64_t r = 0; r < n_rows; ++r) ops::rms_norm(x + r * n, w, n, eps, out + r * n);
   }
   void add(float* x, const float* b, int64_t n) const override { ops::add(x, b, n); }
-  void swiglu(float* gate, const float* up, int64_t n) const override { ops::swiglu(gate, up, n); }
+  void gated(Activation act, float* gate, const float* up, int64_t n) const override {
+    if (act == Activation::kGeluTanh)
+      ops::geglu(gate, up, n);
+    else
+      ops::swiglu(gate, up, n);
+  }
+  void softcap(float* x, int64_t n, float cap) const override { ops::softcap(x, n, cap); }
   void softmax(float* x, int64_t n) const override { ops::softmax(x, n); }
   void rope_angles(int64_t n_rot, int64_t pos, const float* inv_freq, float* cs) const override {
     ops::rope_angles(n_rot, pos, inv_freq, cs);
@@ -95,7 +101,7 @@ class Cpu final : public Backend {
   }
   void attention(const AttentionShape& s, const float* q, const float* k_cache, const float* v_cache, float* out,
                  Workspace& ws) const override {
-    const ops::AttentionShape shape{s.n_tokens, s.pos0, s.n_head, s.n_head_kv, s.head_dim};
+    const ops::AttentionShape shape{s.n_tokens, s.pos0, s.n_head, s.n_head_kv, s.head_dim, s.window, s.scale, s.softcap};
     ops::attention(shape, q, k_cache, v_cache, out, ws.scores.data(), *ws.pool);
   }
 };

@@ -20,6 +20,15 @@ struct ModelWeights;
 struct LayerWeights;
 
 enum class RopeOrder { kNormal, kNeox };  // adjacent pairs vs. halves
+// The gate's activation in a gated feed-forward: SwiGLU or GeGLU (tanh GELU).
+using FfnActivation = backend::Activation;
+// Which layers use sliding-window attention (when the file sets a window).
+enum class SwaPattern {
+  kNone,
+  kAll,             // every layer (Phi-3 with attention.sliding_window)
+  kEven,            // layers 0, 2, 4, ... (Gemma 2)
+  kFiveLocalOneGlobal,  // layers 5, 11, 17, ... global, the rest sliding (Gemma 3)
+};
 
 // A dimension of a tensor, resolved against a config.
 enum class Dim : uint8_t { kEmbd, kVocab, kQ, kKv, kV, kOut /* n_head * head_dim_v */, kHeadDim, kFf, kFfExpert, kExpert, kRotHalf };
@@ -34,6 +43,7 @@ enum class Kind : uint8_t {
   kVector,   // F32/F16/BF16, converted to float once at load
   kMatrix,   // a Linear
   kExperts,  // a 3-d tensor: one Linear per expert slice
+  kFused,    // one matrix whose row blocks are several Linears (Phi-3's attn_qkv, gate+up)
 };
 
 // How `slm synth` and `slm train` initialise a tensor: uniform in
@@ -57,16 +67,31 @@ struct TensorSpec {
   std::vector<float> LayerWeights::*vector = nullptr;
   backend::Linear LayerWeights::*matrix = nullptr;
   std::vector<backend::Linear> LayerWeights::*experts = nullptr;
+  // kFused: the row blocks in order (shape[1] of the whole is their sum).
+  struct Part {
+    Dim rows;
+    backend::Linear LayerWeights::*matrix;
+    backend::Role role;
+  };
+  std::vector<Part> parts;
 };
 
 struct Family {
   std::string_view name;                   // "qwen2"
   std::vector<std::string_view> aliases;   // general.architecture values it reads ("llama", "mistral")
-  RopeOrder rope_order;
-  bool needs_experts;                      // qwen3moe: expert_count is required
-  bool writes_expert_ff_length;            // synth writes {arch}.expert_feed_forward_length
+  RopeOrder rope_order = RopeOrder::kNormal;
+  bool needs_experts = false;              // qwen3moe: expert_count is required
+  bool writes_expert_ff_length = false;    // synth writes {arch}.expert_feed_forward_length
   std::vector<TensorSpec> globals;         // token_embd, output_norm, output, rope_freqs
   std::vector<TensorSpec> layer;           // one block's tensors
+  // Per-family behaviour beyond the tensors:
+  FfnActivation ffn_act = FfnActivation::kSilu;
+  SwaPattern swa = SwaPattern::kNone;
+  float swa_rope_base = 0.0f;        // sliding layers' RoPE base (0: the file's)
+  bool scale_embeddings = false;     // x = embedding * sqrt(n_embd)
+  // Gemma's 27B models scale q by 1/sqrt(n_embd / n_head) rather than
+  // 1/sqrt(head_dim); llama.cpp tells them by their layer count.
+  int64_t q_scale_by_embd_at_layers = 0;
 };
 
 // Every supported family, in a fixed order.
@@ -84,6 +109,12 @@ const TensorSpec* find_spec(const Family& family, std::string_view tensor);
 // A short label of what the entry is for: a matrix's role ("q", "down"...),
 // or "embedding", "norm", "bias", "rope".
 std::string spec_label(const TensorSpec& t);
+
+// The entry's full GGUF shape for a config (ggml order; a fused matrix's
+// rows are the sum of its parts).
+std::vector<int64_t> tensor_shape(const TensorSpec& t, const ModelConfig& c);
+// Whether layer il of a family with this pattern uses the sliding window.
+bool is_sliding(SwaPattern p, int64_t il);
 
 // Whether the entry must be present for this config.
 bool required(const TensorSpec& t, const ModelConfig& c);

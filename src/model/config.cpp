@@ -115,6 +115,24 @@ ModelConfig read_config(const gguf::File& file) {
     r.fail(r.key("expert_count"), "is missing (" + std::string(c.family->name) + " needs experts)");
   }
   if (!c.is_moe() && c.n_ff <= 0) r.fail(r.key("feed_forward_length"), "is missing");
+
+  // Attention and output shaping; families without these keys keep them off.
+  const Family& fam = *c.family;
+  c.rope_attn_factor = r.number_or("rope.scaling.attn_factor", 1.0f, 1e-3f, 1e3f);
+  c.n_swa = r.integer_or("attention.sliding_window", 0, 0, int64_t{1} << 24);
+  c.attn_softcap = r.number_or("attn_logit_softcapping", 0.0f, 0.0f, 1e6f);
+  c.final_softcap = r.number_or("final_logit_softcapping", 0.0f, 0.0f, 1e6f);
+  const bool q_by_embd = fam.q_scale_by_embd_at_layers > 0 && c.n_layer == fam.q_scale_by_embd_at_layers;
+  c.attn_scale = 1.0f / std::sqrt(static_cast<float>(q_by_embd ? c.n_embd / c.n_head : c.head_dim));
+  c.embd_scale = fam.scale_embeddings ? std::sqrt(static_cast<float>(c.n_embd)) : 1.0f;
+  c.ffn_act = fam.ffn_act;
+  c.rope_base_swa = fam.swa_rope_base;
+  c.layers.resize(static_cast<size_t>(c.n_layer));
+  for (int64_t il = 0; il < c.n_layer; ++il) {
+    LayerConfig& l = c.layers[static_cast<size_t>(il)];
+    l.sliding = c.n_swa > 0 && is_sliding(fam.swa, il);
+    l.rope_table = l.sliding && c.rope_base_swa > 0 ? 1 : 0;
+  }
   return c;
 }
 

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "gguf/gguf.h"
 #include "model/arch.h"
@@ -12,6 +13,12 @@
 namespace slm::model {
 
 enum class RopeScaling { kNone, kLinear, kLlama3 };
+
+// Per-layer flags, from the family's layer pattern.
+struct LayerConfig {
+  bool sliding = false;  // attends to the last n_swa positions only
+  int rope_table = 0;    // which RoPE frequency table (Model::rope_inv_freq): 0 global, 1 local
+};
 
 struct ModelConfig {
   const Family* family = nullptr;  // never null after read_config
@@ -36,6 +43,17 @@ struct ModelConfig {
   float rope_low_freq_factor = 1.0f;
   float rope_high_freq_factor = 4.0f;
   int64_t rope_orig_ctx = 8192;
+  float rope_attn_factor = 1.0f;  // LongRoPE magnitude: cos/sin scaled by it
+  float rope_base_swa = 0.0f;     // sliding layers' own RoPE base (Gemma 3: 1e4); 0: rope_base
+
+  // Attention and output shaping (0: off)
+  int64_t n_swa = 0;            // sliding-window length, for the layers flagged sliding
+  float attn_softcap = 0.0f;    // scores -> cap * tanh(scores / cap) (Gemma 2)
+  float final_softcap = 0.0f;   // logits -> cap * tanh(logits / cap) (Gemma 2)
+  float attn_scale = 0.0f;      // multiplies q.k; 1 / sqrt(head_dim) unless the family says otherwise
+  float embd_scale = 1.0f;      // input embeddings are multiplied by this (Gemma: sqrt(n_embd))
+  FfnActivation ffn_act = FfnActivation::kSilu;
+  std::vector<LayerConfig> layers;  // [n_layer]
 
   // Mixture of experts (n_expert == 0 for dense models)
   int64_t n_expert = 0;

@@ -73,10 +73,24 @@ struct Forward {
       else
         be.embed(model.weights().token_embd, ch.tokens, x);
       for (const int32_t id : ch.tokens) SLM_DCHECK(id >= 0 && id < c.n_vocab);
+      if (ch.embeddings == nullptr && c.embd_scale != 1.0f)  // Gemma: x * sqrt(n_embd)
+        for (size_t i = 0; i < ch.tokens.size() * E; ++i) x[i] *= c.embd_scale;
     }
-    for (int64_t r = 0; r < b.n_rows; ++r)
-      be.rope_angles(c.n_rot, b.pos[r], model.rope_inv_freq().data(), &s.rope_[r * c.n_rot]);
+    // rope_ [table][rows][n_rot]: each row's angles in every RoPE table the
+    // layers use, long or short factors by its session's context.
+    for (int k = 0; k < model.n_rope_tables(); ++k)
+      for (const SeqRows& sr : b.seqs) {
+        const float* inv_freq = model.rope_inv_freq(k, model.rope_long(sr.session->n_ctx())).data();
+        for (int64_t r = sr.row0; r < sr.row0 + sr.n_rows; ++r) {
+          float* cs = rope_row(k, r);
+          be.rope_angles(c.n_rot, b.pos[r], inv_freq, cs);
+          if (c.rope_attn_factor != 1.0f)
+            for (int64_t i = 0; i < c.n_rot; ++i) cs[i] *= c.rope_attn_factor;
+        }
+      }
   }
+
+  float* rope_row(int table, int64_t r) { return &s.rope_[(table * b.n_rows + r) * c.n_rot]; }
 
   // x += Wo . attention(rope(norm_qk(Wq xn + bq)), rope(norm_qk(Wk xn + bk)), Wv xn + bv), xn = rms_norm(x)
   void attention_block(int64_t l) {
@@ -92,7 +106,7 @@ struct Forward {
       if (!lw.bq.empty()) be.add(q, lw.bq.data(), qd);
       if (!lw.bk.empty()) be.add(k, lw.bk.data(), kd);
       if (!lw.bv.empty()) be.add(&s.v_[r * kd], lw.bv.data(), kd);
-      const float* cs = &s.rope_[r * c.n_rot];
+      const float* cs = rope_row(c.layers[l].rope_table, r);
       for (int64_t h = 0; h < c.n_head; ++h) {
         float* qh = q + h * c.head_dim;
         if (!lw.q_norm.empty()) be.rms_norm(qh, lw.q_norm.data(), 1, c.head_dim, c.norm_eps, qh);
@@ -112,19 +126,22 @@ struct Forward {
       float* vc = seq.v_layer(l);
       std::memcpy(kc + sr.pos0 * kd, &s.k_[sr.row0 * kd], sr.n_rows * kd * sizeof(float));
       std::memcpy(vc + sr.pos0 * kd, &s.v_[sr.row0 * kd], sr.n_rows * kd * sizeof(float));
-      const backend::AttentionShape shape{sr.n_rows, sr.pos0, c.n_head, c.n_head_kv, c.head_dim};
+      const backend::AttentionShape shape{sr.n_rows,     sr.pos0, c.n_head, c.n_head_kv, c.head_dim,
+                                          c.layers[l].sliding ? c.n_swa : 0, c.attn_scale, c.attn_softcap};
       be.attention(shape, &s.q_[sr.row0 * qd], kc, vc, &s.attn_[sr.row0 * qd], s.ws_);
     }
     linear(lw.wo, s.attn_.data(), n, s.proj_.data());
+    if (!lw.post_attn_norm.empty())  // Gemma: the attention output is normalised too
+      be.rms_norm(s.proj_.data(), lw.post_attn_norm.data(), n, E, c.norm_eps, s.proj_.data());
     be.add(s.x_.data(), s.proj_.data(), n * E);
   }
 
-  // proj [rows][n_embd] = W_down . (silu(W_gate xn) * W_up xn)
+  // proj [rows][n_embd] = W_down . (act(W_gate xn) * W_up xn), act silu or tanh-GELU
   void ffn_dense(const LayerWeights& lw) {
     const int64_t n = b.n_rows;
     const backend::LinearOut gate_up[] = {{&lw.ffn_gate, s.gate_.data()}, {&lw.ffn_up, s.up_.data()}};
     linear(gate_up, s.xn_.data(), n);
-    be.swiglu(s.gate_.data(), s.up_.data(), n * c.n_ff);
+    be.gated(c.ffn_act, s.gate_.data(), s.up_.data(), n * c.n_ff);
     linear(lw.ffn_down, s.gate_.data(), n, s.proj_.data());
   }
 
@@ -163,7 +180,7 @@ struct Forward {
       SLM_DCHECK_LT(e, static_cast<int64_t>(lw.gate_exps.size()));
       const backend::LinearOut gate_up[] = {{&lw.gate_exps[e], s.gate_.data()}, {&lw.up_exps[e], s.up_.data()}};
       linear(gate_up, s.expert_in_.data(), m);
-      be.swiglu(s.gate_.data(), s.up_.data(), m * ff);
+      be.gated(c.ffn_act, s.gate_.data(), s.up_.data(), m * ff);
       // expert_in_ is free again: reuse it for the expert's output [m][n_embd].
       linear(lw.down_exps[e], s.gate_.data(), m, s.expert_in_.data());
       for (int64_t i = 0; i < m; ++i) {
@@ -183,6 +200,8 @@ struct Forward {
       ffn_moe(lw, {c.n_expert_used, c.expert_weights_norm});
     else
       ffn_dense(lw);
+    if (!lw.post_ffn_norm.empty())  // Gemma
+      be.rms_norm(s.proj_.data(), lw.post_ffn_norm.data(), n, E, c.norm_eps, s.proj_.data());
     be.add(s.x_.data(), s.proj_.data(), n * E);
   }
 
@@ -210,6 +229,7 @@ struct Forward {
       out = s.logits_.data();
     }
     linear(model.weights().output, s.out_rows_.data(), n_out, out);
+    if (c.final_softcap > 0) be.softcap(out, n_out * V, c.final_softcap);  // Gemma 2
     int64_t o = 0;
     for (const SeqChunk& ch : chunks) {
       if (ch.logits == nullptr) continue;
@@ -271,7 +291,7 @@ Scratch::Scratch(const ModelConfig& c, int64_t max_rows) : max_rows_(max_rows) {
     expert_order_.resize(c.n_expert);
   }
   out_rows_.resize(B * c.n_embd);
-  rope_.resize(B * c.n_rot);
+  rope_.resize((c.rope_base_swa > 0 ? 2 : 1) * B * c.n_rot);
 }
 
 void forward(const Model& model, std::span<const SeqChunk> chunks, Scratch& s, ThreadPool& pool) {

@@ -72,7 +72,7 @@ class Scratch {
   std::vector<float> attn_;         // [rows][q_dim]
   std::vector<float> proj_;         // [rows][n_embd]
   std::vector<float> gate_, up_;    // [rows][max(n_ff, n_ff_expert)]
-  std::vector<float> rope_;         // rotary cos/sin of each row's position [rows][n_rot]
+  std::vector<float> rope_;         // rotary cos/sin of each row's position [tables][rows][n_rot]
   std::vector<float> router_;       // [rows][n_expert]
   std::vector<float> expert_in_;    // tokens routed to one expert [rows][n_embd]
   std::vector<int32_t> expert_rows_;   // [rows]

@@ -51,27 +51,48 @@ std::unique_ptr<Model> Model::build(std::unique_ptr<gguf::File> file, bool mappe
   m->backend_ = &backend::cpu();
   m->config_ = read_config(*m->file_);
   m->weights_ = bind_weights(*m->file_, m->config_);
-  const ModelConfig& c = m->config_;
-  const std::vector<float>& div = m->weights_.rope_freqs;
-  if (!div.empty() && c.rope_scaling == RopeScaling::kLlama3) {
+  m->build_rope_tables();
+  // The backend prepares every matrix once (the CPU one repacks those whose
+  // type has tiles on this CPU); a mapped file's source pages are released.
+  for_each_linear(m->weights_, m->config_, [&](backend::Linear& w) { m->backend_->prepare(w, /*release_source=*/mapped); });
+  return m;
+}
+
+void Model::build_rope_tables() {
+  const ModelConfig& c = config_;
+  const ModelWeights& w = weights_;
+  auto divide = [&](std::vector<float>& f, const std::vector<float>& div, const char* tensor) {
+    for (size_t i = 0; i < div.size(); ++i) {
+      if (!(div[i] > 0) || !std::isfinite(div[i]))
+        throw Error(file_->name() + ": tensor '" + tensor + "' has a non-positive value");
+      f[i] /= div[i];
+    }
+  };
+  std::vector<float> global;
+  if (!w.rope_freqs.empty() && c.rope_scaling == RopeScaling::kLlama3) {
     // The tensor already holds the llama3 divisors; applying the metadata's
     // formula too would scale twice.
     ModelConfig plain = c;
     plain.rope_scaling = RopeScaling::kNone;
-    m->inv_freq_ = compute_rope_inv_freq(plain);
+    global = compute_rope_inv_freq(plain);
   } else {
-    m->inv_freq_ = compute_rope_inv_freq(c);
+    global = compute_rope_inv_freq(c);
   }
   // Files converted from Llama 3.1 carry the llama3 divisors as a tensor.
-  for (size_t i = 0; i < div.size(); ++i) {
-    if (!(div[i] > 0) || !std::isfinite(div[i]))
-      throw Error(m->file_->name() + ": tensor 'rope_freqs.weight' has a non-positive value");
-    m->inv_freq_[i] /= div[i];
+  divide(global, w.rope_freqs, "rope_freqs.weight");
+  std::array<std::vector<float>, 2> table{global, global};
+  // LongRoPE (Phi-3): the short factors within the original context, the long ones beyond.
+  divide(table[0], w.rope_factors_short, "rope_factors_short.weight");
+  divide(table[1], w.rope_factors_long, "rope_factors_long.weight");
+  inv_freq_ = {table};
+  if (c.rope_base_swa > 0) {
+    // Sliding layers with their own base and no frequency scaling (Gemma 3's local layers).
+    ModelConfig local = c;
+    local.rope_base = c.rope_base_swa;
+    local.rope_scaling = RopeScaling::kNone;
+    const std::vector<float> f = compute_rope_inv_freq(local);
+    inv_freq_.push_back({f, f});
   }
-  // The backend prepares every matrix once (the CPU one repacks those whose
-  // type has tiles on this CPU); a mapped file's source pages are released.
-  for_each_linear(m->weights_, c, [&](backend::Linear& w) { m->backend_->prepare(w, /*release_source=*/mapped); });
-  return m;
 }
 
 size_t Model::packed_bytes() const {

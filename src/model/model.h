@@ -5,6 +5,7 @@
 // (session.h), the math in forward.cpp.
 #pragma once
 
+#include <array>
 #include <memory>
 #include <string>
 #include <vector>
@@ -30,8 +31,19 @@ class Model {
   const backend::Backend& backend() const { return *backend_; }
 
   // RoPE angle per position for each rotated pair: [n_rot / 2], with
-  // frequency scaling (linear, llama3, or rope_freqs.weight) already applied.
-  const std::vector<float>& rope_inv_freq() const { return inv_freq_; }
+  // frequency scaling (linear, llama3, rope_freqs.weight) already applied.
+  // table: LayerConfig::rope_table (0: the file's base; 1: the sliding
+  // layers' own base). long_ctx: a session longer than the original context
+  // (LongRoPE's long factors; see rope_long).
+  const std::vector<float>& rope_inv_freq(int table = 0, bool long_ctx = false) const {
+    return inv_freq_[static_cast<size_t>(table)][long_ctx ? 1 : 0];
+  }
+  int n_rope_tables() const { return static_cast<int>(inv_freq_.size()); }
+  // Whether a session of n_ctx positions uses the long factors (Phi-3: when
+  // its context exceeds rope.scaling.original_context_length).
+  bool rope_long(int64_t n_ctx) const {
+    return !weights_.rope_factors_long.empty() && n_ctx > config_.rope_orig_ctx;
+  }
 
   // Total parameters (elements of every tensor).
   int64_t n_params() const;
@@ -43,12 +55,13 @@ class Model {
  private:
   Model() = default;
   static std::unique_ptr<Model> build(std::unique_ptr<gguf::File> file, bool mapped);
+  void build_rope_tables();
 
   std::unique_ptr<gguf::File> file_;
   const backend::Backend* backend_ = nullptr;
   ModelConfig config_;
   ModelWeights weights_;
-  std::vector<float> inv_freq_;
+  std::vector<std::array<std::vector<float>, 2>> inv_freq_;  // [table][short, long]
 };
 
 // The RoPE angle per position for each of the n_rot/2 pairs, before any

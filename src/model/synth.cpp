@@ -156,6 +156,9 @@ void write_metadata(gguf::Writer& w, const SynthShape& s, const std::string& mix
     w.add_f32(a + ".rope.scaling.high_freq_factor", r.high_freq);
     w.add_u32(a + ".rope.scaling.original_context_length", static_cast<uint32_t>(r.orig_ctx));
   }
+  if (s.n_swa) w.add_u32(a + ".attention.sliding_window", static_cast<uint32_t>(s.n_swa));
+  if (s.attn_softcap > 0) w.add_f32(a + ".attn_logit_softcapping", s.attn_softcap);
+  if (s.final_softcap > 0) w.add_f32(a + ".final_logit_softcapping", s.final_softcap);
   w.add_u32(a + ".vocab_size", static_cast<uint32_t>(s.n_vocab));
   if (s.n_expert) {
     w.add_u32(a + ".expert_count", static_cast<uint32_t>(s.n_expert));
@@ -270,11 +273,7 @@ void add_tensors(gguf::Writer& w, const SynthShape& s, const std::string& mix, u
     for (int64_t i = 0; i < c.n_rot / 2; ++i)
       divisors.push_back(static_cast<float>(
           llama3_divisor(s.rope_scaling, std::pow(static_cast<double>(s.rope_base), -2.0 * i / c.n_rot))));
-  auto shape_of = [&](const TensorSpec& t) {
-    std::vector<int64_t> shape;
-    for (const Dim d : t.shape) shape.push_back(dim_value(d, c));
-    return shape;
-  };
+  auto shape_of = [&](const TensorSpec& t) { return tensor_shape(t, c); };
   // Optional tensors are written only where the shape asks for them.
   for (const TensorSpec& t : fam.globals) {
     const std::string name = tensor_name(t, -1);

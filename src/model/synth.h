@@ -41,6 +41,9 @@ struct SynthShape {
   bool tied;              // output shares token_embd
   int64_t n_expert = 0, n_expert_used = 0, n_ff_expert = 0;
   SynthRopeScaling rope_scaling = {};
+  int64_t n_swa = 0;          // attention.sliding_window (0: none)
+  float attn_softcap = 0.0f;  // attn_logit_softcapping (0: none)
+  float final_softcap = 0.0f; // final_logit_softcapping (0: none)
 };
 
 const std::vector<SynthShape>& synth_shapes();

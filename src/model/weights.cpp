@@ -24,9 +24,8 @@ class Binder {
       if (required(t, c_)) throw Error(f_.name() + ": tensor '" + name + "' is missing");
       return nullptr;
     }
-    const int n = static_cast<int>(t.shape.size());
-    int64_t want[3] = {0, 0, 0};
-    for (int d = 0; d < n; ++d) want[d] = dim_value(t.shape[d], c_);
+    const std::vector<int64_t> want = tensor_shape(t, c_);
+    const int n = static_cast<int>(want.size());
     // Dimensions past the expected ones must be 1 (unused GGUF dims read as 1).
     bool ok = true;
     for (int d = 0; d < 4 && ok; ++d) ok = info->ne[d] == (d < n ? want[d] : 1);
@@ -48,6 +47,12 @@ class Binder {
   static MatrixView matrix(const gguf::TensorInfo& t, int64_t slice = 0) {
     const size_t bytes = static_cast<size_t>(t.ne[1]) * static_cast<size_t>(row_bytes(t.type, t.ne[0]));
     return {t.type, t.data + static_cast<size_t>(slice) * bytes, t.ne[1], t.ne[0]};
+  }
+
+  // Rows [row0, row0 + rows) of a 2-d tensor: one part of a fused matrix.
+  static MatrixView rows_of(const gguf::TensorInfo& t, int64_t row0, int64_t rows) {
+    const size_t row = static_cast<size_t>(row_bytes(t.type, t.ne[0]));
+    return {t.type, t.data + static_cast<size_t>(row0) * row, rows, t.ne[0]};
   }
 
   // A 1-d F32/F16/BF16 tensor as float32.
@@ -118,6 +123,17 @@ ModelWeights bind_weights(const gguf::File& file, ModelConfig& c) {
           for (int64_t x = 0; x < info->ne[2]; ++x) e.push_back(linear_of(*info, t.role, x));
           break;
         }
+        case Kind::kFused: {
+          // Each part is its own Linear over its rows of the one tensor, so
+          // it is prepared (packed) on its own, as a separate matrix would be.
+          int64_t row0 = 0;
+          for (const TensorSpec::Part& p : t.parts) {
+            const int64_t rows = dim_value(p.rows, c);
+            l.*p.matrix = Linear{Binder::rows_of(*info, row0, rows), p.role, nullptr};
+            row0 += rows;
+          }
+          break;
+        }
         case Kind::kTable: break;
       }
     }
@@ -135,6 +151,9 @@ void walk_linears(W& w, const ModelConfig& c, F&& f) {
   for (L& l : w.layers)
     for (const TensorSpec& t : fam.layer) {
       if (t.kind == Kind::kMatrix && (l.*t.matrix).present()) f(l.*t.matrix);
+      if (t.kind == Kind::kFused)
+        for (const TensorSpec::Part& p : t.parts)
+          if ((l.*p.matrix).present()) f(l.*p.matrix);
       if (t.kind == Kind::kExperts)
         for (auto& e : l.*t.experts) f(e);
     }

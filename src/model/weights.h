@@ -23,7 +23,9 @@ struct LayerWeights {
   backend::Linear wo;                   // [n_head * head_dim, n_embd]
   std::vector<float> bq, bk, bv;        // [q_dim], [kv_dim], [kv_dim]; empty when absent
   std::vector<float> q_norm, k_norm;    // per-head RMSNorm [head_dim]; empty when absent
+  std::vector<float> post_attn_norm;    // Gemma: norm of the attention output [n_embd]; empty when absent
   std::vector<float> ffn_norm;          // [n_embd]
+  std::vector<float> post_ffn_norm;     // Gemma: norm of the feed-forward output [n_embd]; empty when absent
   // dense feed-forward
   backend::Linear ffn_gate;             // [n_embd, n_ff]
   backend::Linear ffn_up;               // [n_embd, n_ff]
@@ -44,6 +46,7 @@ struct ModelWeights {
   std::vector<float> output_norm;   // [n_embd]
   backend::Linear output;           // [n_embd, n_vocab]; token_embd's bytes when tied
   std::vector<float> rope_freqs;    // optional per-pair frequency divisors [n_rot / 2]; empty when absent
+  std::vector<float> rope_factors_long, rope_factors_short;  // Phi-3 LongRoPE divisors [n_rot / 2]
   std::vector<LayerWeights> layers;
 
 };

@@ -85,6 +85,23 @@ void swiglu(float* gate, const float* up, int64_t n) {
   ops_table().swiglu(gate, up, n);
 }
 
+void softcap_scores(float* scores, int64_t n, float cap) {
+  const float inv = 1.0f / cap;
+  for (int64_t j = 0; j < n; ++j) scores[j] = cap * std::tanh(scores[j] * inv);
+}
+
+void softcap(float* x, int64_t n, float cap) {
+  softcap_scores(x, n, cap);
+}
+
+void geglu(float* gate, const float* up, int64_t n) {
+  constexpr float kSqrt2OverPi = 0.79788456080286535588f;
+  for (int64_t i = 0; i < n; ++i) {
+    const float x = gate[i];
+    gate[i] = 0.5f * x * (1.0f + std::tanh(kSqrt2OverPi * x * (1.0f + 0.044715f * x * x))) * up[i];
+  }
+}
+
 void swiglu_scalar(float* gate, const float* up, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const float g = gate[i];
@@ -136,20 +153,25 @@ void attention(const AttentionShape& s, const float* q, const float* k_cache, co
   const int64_t kv_stride = s.n_head_kv * s.head_dim;
   const int64_t group = s.n_head / s.n_head_kv;
   const int64_t span = s.pos0 + s.n_tokens;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(s.head_dim));
+  const float scale = s.scale > 0 ? s.scale : 1.0f / std::sqrt(static_cast<float>(s.head_dim));
   const OpsTable& table = ops_table();
   pool.parallel_for(s.n_tokens * s.n_head, [&](int64_t task, int thread) {
     const int64_t t = task / s.n_head;
     const int64_t h = task % s.n_head;
     const int64_t kvh = h / group;
+    // Causal: keys up to and including this position; a sliding window
+    // starts at the first position it still sees.
+    const int64_t pos = s.pos0 + t;
+    const int64_t first = s.window > 0 ? std::max<int64_t>(0, pos - s.window + 1) : 0;
     AttendArgs a;
     a.q = q + t * q_stride + h * s.head_dim;
-    a.k = k_cache + kvh * s.head_dim;
-    a.v = v_cache + kvh * s.head_dim;
+    a.k = k_cache + first * kv_stride + kvh * s.head_dim;
+    a.v = v_cache + first * kv_stride + kvh * s.head_dim;
     a.kv_stride = kv_stride;
-    a.n_keys = s.pos0 + t + 1;  // causal: keys up to and including this position
+    a.n_keys = pos + 1 - first;
     a.head_dim = s.head_dim;
     a.scale = scale;
+    a.softcap = s.softcap;
     a.scores = scratch + static_cast<int64_t>(thread) * span;
     a.out = out + t * q_stride + h * s.head_dim;
     table.attend(a);
@@ -164,6 +186,7 @@ void attend_scalar(const AttendArgs& a) {
     for (int64_t d = 0; d < a.head_dim; ++d) dot += a.q[d] * kv[d];
     a.scores[j] = dot * a.scale;
   }
+  if (a.softcap > 0) softcap_scores(a.scores, a.n_keys, a.softcap);
   softmax_scalar(a.scores, a.n_keys);
   std::fill(a.out, a.out + a.head_dim, 0.0f);
   for (int64_t j = 0; j < a.n_keys; ++j) {

@@ -20,6 +20,13 @@ void add(float* x, const float* b, int64_t n);
 // gate[i] = silu(gate[i]) * up[i]
 void swiglu(float* gate, const float* up, int64_t n);
 
+// gate[i] = gelu(gate[i]) * up[i], GELU in its tanh form
+// 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))) (Gemma's GeGLU).
+void geglu(float* gate, const float* up, int64_t n);
+
+// x[i] = cap * tanh(x[i] / cap)
+void softcap(float* x, int64_t n, float cap);
+
 // In-place softmax over x[0..n).
 void softmax(float* x, int64_t n);
 
@@ -38,8 +45,14 @@ void rope_apply(float* x, int64_t n_rot, const float* cs, bool neox);
 //   k,v: cache rows [n_ctx][n_head_kv * head_dim], positions 0..pos0+n_tokens-1 valid
 //   out: [n_tokens][n_head * head_dim]
 // scratch: n_threads * (pos0 + n_tokens) floats for the scores.
+// window > 0: the token at position p sees only positions > p - window
+// (sliding-window attention); scale: multiplies q.k (0: 1 / sqrt(head_dim));
+// softcap > 0: scores -> softcap * tanh(scores / softcap) before the softmax.
 struct AttentionShape {
   int64_t n_tokens, pos0, n_head, n_head_kv, head_dim;
+  int64_t window = 0;
+  float scale = 0.0f;
+  float softcap = 0.0f;
 };
 void attention(const AttentionShape& s, const float* q, const float* k_cache, const float* v_cache,
                float* out, float* scratch, ThreadPool& pool);

@@ -11,7 +11,8 @@
 namespace slm::ops {
 
 // One query head against n_keys cached keys/values (row j of k and v at
-// j * kv_stride): scores[j] = scale * q.k_j, softmax, out = sum_j p_j v_j.
+// j * kv_stride): scores[j] = scale * q.k_j (then softcap * tanh(s /
+// softcap) when softcap > 0), softmax, out = sum_j p_j v_j.
 // scores: n_keys floats of scratch.
 struct AttendArgs {
   const float* q;
@@ -19,9 +20,13 @@ struct AttendArgs {
   const float* v;
   int64_t kv_stride, n_keys, head_dim;
   float scale;
+  float softcap = 0.0f;
   float* scores;
   float* out;
 };
+
+// scores[j] = cap * tanh(scores[j] / cap) for j < n (Gemma 2's soft-capping).
+void softcap_scores(float* scores, int64_t n, float cap);
 
 // The scalar references (ops.cpp), the test oracle of every table.
 void attend_scalar(const AttendArgs& a);

@@ -11,14 +11,19 @@ namespace slm::test {
 
 std::vector<std::string> reference_names(const std::string& fixtures) {
   std::vector<std::string> names;
-  for (const auto& e : std::filesystem::directory_iterator(fixtures + "/reference"))
-    if (e.path().extension() == ".json") names.push_back(e.path().filename().string());
+  for (const char* sub : {"reference", "reference-families"}) {
+    if (!std::filesystem::exists(fixtures + "/" + sub)) continue;
+    for (const auto& e : std::filesystem::directory_iterator(fixtures + "/" + sub))
+      if (e.path().extension() == ".json") names.push_back(std::string(sub) + "/" + e.path().filename().string());
+  }
   std::sort(names.begin(), names.end());
   return names;
 }
 
-Reference load_reference(const std::string& fixtures, const std::string& json_name) {
-  const std::string dir = fixtures + "/reference/";
+Reference load_reference(const std::string& fixtures, const std::string& path) {
+  const size_t slash = path.rfind('/');
+  const std::string dir = fixtures + "/" + path.substr(0, slash + 1);
+  const std::string json_name = path.substr(slash + 1);
   std::ifstream in(dir + json_name);
   const nlohmann::json j = nlohmann::json::parse(in);
   Reference r;

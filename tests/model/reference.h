@@ -16,9 +16,11 @@ struct Reference {
   std::vector<float> logits;  // [rows][n_vocab]
 };
 
-// Every *.json under reference/, sorted by name.
+// Every *.json under reference/ and reference-families/ as "DIR/NAME.json",
+// sorted.
 std::vector<std::string> reference_names(const std::string& fixtures);
-Reference load_reference(const std::string& fixtures, const std::string& json_name);
+// path: one of reference_names().
+Reference load_reference(const std::string& fixtures, const std::string& path);
 
 // KL(p_ref || p_got) of the softmax distributions of two logit rows.
 double kl_divergence(const float* ref, const float* got, int64_t n);

@@ -23,6 +23,8 @@ struct SynthSpec {
   float rope_factor = 1, low_freq = 1, high_freq = 4;
   int64_t orig_ctx = 64;
   bool rope_freqs_tensor = false;  // llama3 divisors as a tensor instead of metadata
+  int64_t n_swa = 0;               // sliding window (the family says which layers)
+  float attn_softcap = 0, final_softcap = 0;
   uint64_t seed = 1;
 };
 

@@ -86,7 +86,9 @@ TEST(Synthetic, Llama3RopeScaling) {
 
 // Every family in the table, each checked against the float64 forward that
 // reads the same table: NeoX RoPE and q/k/v biases (qwen2), per-head q/k
-// RMSNorm (qwen3), experts with qwen3moe's layout.
+// RMSNorm (qwen3), experts with qwen3moe's layout, fused q/k/v and gate/up
+// with LongRoPE factors (phi3), sliding windows, soft-caps, GeGLU, post norms
+// and per-layer RoPE bases (gemma2, gemma3).
 TEST(Synthetic, EveryFamilyMatchesFloat64) {
   for (const model::Family& fam : model::families()) {
     SynthSpec s;
@@ -96,6 +98,13 @@ TEST(Synthetic, EveryFamilyMatchesFloat64) {
       s.n_expert = 4;
       s.n_expert_used = 2;
     }
+    if (fam.swa != model::SwaPattern::kNone) s.n_swa = 8;  // shorter than the 21 tokens
+    if (fam.name == "gemma2") {
+      s.n_layer = 3;  // sliding, global, sliding
+      s.attn_softcap = 1.5f;  // small enough to bite on these scores
+      s.final_softcap = 3.0f;
+    }
+    if (fam.name == "gemma3") s.n_layer = 6;  // five sliding, one global
     SCOPED_TRACE(s.arch);
     EXPECT_LT(max_rel_error(make_synth(s), some_tokens(21, 64), 2), kTol);
   }
