@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "base/format.h"
 #include "cli/args.h"
 #include "cli/command.h"
 #include "gguf/gguf.h"
@@ -42,30 +43,6 @@ std::string read_all(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(path + ": cannot open");
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
-// Control characters in a piece would break the one-pair-per-line output.
-std::string printable(const std::string& piece) {
-  std::string out;
-  for (char c : piece) {
-    const auto b = static_cast<unsigned char>(c);
-    if (c == '\n') {
-      out += "\\n";
-    } else if (c == '\t') {
-      out += "\\t";
-    } else if (c == '\r') {
-      out += "\\r";
-    } else if (c == '\\') {
-      out += "\\\\";
-    } else if (b < 0x20 || b == 0x7F) {
-      char buf[8];
-      std::snprintf(buf, sizeof(buf), "\\x%02x", b);
-      out += buf;
-    } else {
-      out += c;
-    }
-  }
-  return out;
 }
 
 int run_tokenize(int argc, char** argv) {
@@ -104,7 +81,8 @@ int run_tokenize(int argc, char** argv) {
     for (int32_t id : ids) {
       out += std::to_string(id);
       out += " '";
-      out += printable(tok.token_to_piece(id));
+      // Control characters would break the one-pair-per-line output.
+      out += escape_controls(tok.token_to_piece(id));
       out += "'\n";
     }
   }
