@@ -37,7 +37,8 @@ Prepared prepare(const ChoiceTask& t, const tokenizer::Tokenizer& tok) {
   const std::string sep = t.context.empty() ? "" : " ";
   size_t min_len = SIZE_MAX;
   for (const std::string& e : t.endings) {
-    p.seqs.push_back(tok.encode(t.context + sep + e, /*add_special=*/true, /*parse_special=*/false));
+    p.seqs.push_back(
+        tok.encode(t.context + sep + e, /*add_special=*/true, /*parse_special=*/false));
     min_len = std::min(min_len, p.seqs.back().size());
     p.max_len = std::max(p.max_len, static_cast<int64_t>(p.seqs.back().size()));
   }
@@ -52,7 +53,8 @@ Prepared prepare(const ChoiceTask& t, const tokenizer::Tokenizer& tok) {
   if (prefix == min_len && prefix > 0) --prefix;
   if (prefix == 0)
     throw Error("task at line " + std::to_string(t.line) +
-                ": the endings share no first token to condition on (the vocabulary adds no BOS and the context "
+                ": the endings share no first token to condition on (the vocabulary adds no BOS "
+                "and the context "
                 "is empty)");
   p.prefix = static_cast<int64_t>(prefix);
   for (const auto& s : p.seqs) p.rows2 += static_cast<int64_t>(s.size()) - 1 - p.prefix;
@@ -82,8 +84,8 @@ Accuracy accuracy(int64_t n_right, int64_t n) {
 }
 
 ChoiceResult score_choices(const model::Model& model, const tokenizer::Tokenizer& tok,
-                           std::span<const ChoiceTask> tasks, const ChoiceOptions& o, ThreadPool& pool,
-                           const TaskProgressFn& on_progress) {
+                           std::span<const ChoiceTask> tasks, const ChoiceOptions& o,
+                           ThreadPool& pool, const TaskProgressFn& on_progress) {
   const auto t0 = std::chrono::steady_clock::now();
   const int64_t n_vocab = model.config().n_vocab;
   std::vector<Prepared> prep;
@@ -99,9 +101,10 @@ ChoiceResult score_choices(const model::Model& model, const tokenizer::Tokenizer
     max_endings = std::max<int64_t>(max_endings, static_cast<int64_t>(t.endings.size()));
   }
   if (longest && max_len > model.config().n_ctx_train && !o.allow_beyond_train_ctx)
-    throw Error("task at line " + std::to_string(longest->line) + " needs " + std::to_string(max_len) +
-                " tokens, more than the model's training context of " +
-                std::to_string(model.config().n_ctx_train));
+    throw Error("task at line " + std::to_string(longest->line) + " needs " +
+                std::to_string(max_len) + " tokens, more than the model's training context of " +
+                std::to_string(model.config().n_ctx_train) +
+                " (--allow-long-context evaluates beyond it)");
 
   model::SessionOptions so;
   so.n_ctx = std::max<int64_t>(max_len, 1);
@@ -111,7 +114,7 @@ ChoiceResult score_choices(const model::Model& model, const tokenizer::Tokenizer
   model::Scratch scratch(model.config(), max_rows);
   std::vector<float> logits1, logits2;  // [tasks of a group][n_vocab], [phase-2 rows][n_vocab]
   std::vector<model::SeqChunk> chunks;
-  std::vector<int64_t> offset;          // phase-2 row of each ending of the group
+  std::vector<int64_t> offset;  // phase-2 row of each ending of the group
 
   ChoiceResult r;
   r.tasks.reserve(tasks.size());
@@ -140,7 +143,8 @@ ChoiceResult score_choices(const model::Model& model, const tokenizer::Tokenizer
     for (size_t i = i0, s0 = 0; i < i1; s0 += tasks[i].endings.size(), ++i) {
       model::Session& s = *sessions[s0];
       s.reset();
-      const std::span<const int32_t> toks(prep[i].seqs[0].data(), static_cast<size_t>(prep[i].prefix));
+      const std::span<const int32_t> toks(prep[i].seqs[0].data(),
+                                          static_cast<size_t>(prep[i].prefix));
       s.check_tokens(toks);
       chunks.push_back({&s, toks, logits1.data() + (i - i0) * n_vocab, false, nullptr});
     }
@@ -178,7 +182,8 @@ ChoiceResult score_choices(const model::Model& model, const tokenizer::Tokenizer
         const std::vector<int32_t>& seq = prep[i].seqs[e];
         const int64_t p = prep[i].prefix;
         EndingScore es;
-        es.sum_logprob = logprob(logits1.data() + (i - i0) * n_vocab, n_vocab, seq[static_cast<size_t>(p)]);
+        es.sum_logprob =
+            logprob(logits1.data() + (i - i0) * n_vocab, n_vocab, seq[static_cast<size_t>(p)]);
         for (int64_t j = p + 1; j < static_cast<int64_t>(seq.size()); ++j)
           es.sum_logprob += logprob(logits2.data() + (offset[k] + j - p - 1) * n_vocab, n_vocab,
                                     seq[static_cast<size_t>(j)]);

@@ -37,15 +37,15 @@ class Tokenizer;
 namespace slm::eval {
 
 struct ChoiceOptions {
-  int64_t max_rows = 512;       // token rows per forward step (raised to fit one task)
-  int64_t max_sessions = 64;    // sequences (endings) held at once
+  int64_t max_rows = 512;     // token rows per forward step (raised to fit one task)
+  int64_t max_sessions = 64;  // sequences (endings) held at once
   bool allow_beyond_train_ctx = false;
 };
 
 struct EndingScore {
   double sum_logprob = 0;
-  int64_t n_tokens = 0;   // scored tokens
-  int64_t n_chars = 0;    // UTF-8 code points of the ending
+  int64_t n_tokens = 0;  // scored tokens
+  int64_t n_chars = 0;   // UTF-8 code points of the ending
 };
 
 struct TaskScore {
@@ -61,7 +61,7 @@ struct Accuracy {
 struct ChoiceResult {
   std::vector<TaskScore> tasks;
   Accuracy acc, acc_norm_tokens, acc_norm_chars;
-  int64_t n_fed = 0;     // tokens run through the model
+  int64_t n_fed = 0;  // tokens run through the model
   double seconds = 0;
 };
 
@@ -71,8 +71,8 @@ using TaskProgressFn = std::function<void(int64_t done, int64_t total)>;
 // Throws slm::Error naming the task's line when a task does not fit the
 // model's context or has nothing to condition on.
 ChoiceResult score_choices(const model::Model& model, const tokenizer::Tokenizer& tok,
-                           std::span<const ChoiceTask> tasks, const ChoiceOptions& options, ThreadPool& pool,
-                           const TaskProgressFn& on_progress = {});
+                           std::span<const ChoiceTask> tasks, const ChoiceOptions& options,
+                           ThreadPool& pool, const TaskProgressFn& on_progress = {});
 
 // acc and its standard error from per-task right/wrong counts (exposed for tests).
 Accuracy accuracy(int64_t n_right, int64_t n);

@@ -12,7 +12,6 @@
 
 #include "base/error.h"
 #include "eval/logprob.h"
-#include "eval/text_file.h"
 
 namespace slm::eval {
 
@@ -23,7 +22,9 @@ namespace {
 constexpr char kMagic[8] = {'S', 'L', 'M', 'T', 'O', 'P', 'K', '\0'};
 constexpr uint32_t kVersion = 1;
 
-size_t record_bytes(uint32_t k) { return 8 + 8 * static_cast<size_t>(k); }
+size_t record_bytes(uint32_t k) {
+  return 8 + 8 * static_cast<size_t>(k);
+}
 
 template <typename T>
 void put(uint8_t* p, T v) {
@@ -61,9 +62,11 @@ double log_rest_mass(std::span<const float> row, double log_z, const std::vector
 LogitsWriter::LogitsWriter(const std::string& path, const LogitsHeader& header)
     : path_(path), tmp_(path + ".tmp." + std::to_string(getpid())), header_(header) {
   if (header_.n_vocab == 0 || header_.n_vocab > kLogitsMaxVocab)
-    throw Error(path + ": n_vocab " + std::to_string(header_.n_vocab) + " is out of range for a logits file");
+    throw Error(path + ": n_vocab " + std::to_string(header_.n_vocab) +
+                " is out of range for a logits file");
   if (header_.k == 0 || header_.k > std::min(header_.n_vocab, kLogitsMaxK))
-    throw Error("--top-k must be between 1 and " + std::to_string(std::min(header_.n_vocab, kLogitsMaxK)));
+    throw Error("--top-k must be between 1 and " +
+                std::to_string(std::min(header_.n_vocab, kLogitsMaxK)));
   header_.n_positions = 0;
   f_ = std::fopen(tmp_.c_str(), "wb");
   if (!f_) throw Error(tmp_ + ": cannot create file");
@@ -91,9 +94,11 @@ void LogitsWriter::add(std::span<const float> row, int32_t target, double log_z)
   put<float>(p + 4, static_cast<float>(rest));
   for (size_t j = 0; j < top_.size(); ++j) {
     put<int32_t>(p + 8 + 8 * j, top_[j]);
-    put<float>(p + 12 + 8 * j, static_cast<float>(static_cast<double>(row[static_cast<size_t>(top_[j])]) - log_z));
+    put<float>(p + 12 + 8 * j,
+               static_cast<float>(static_cast<double>(row[static_cast<size_t>(top_[j])]) - log_z));
   }
-  if (std::fwrite(record_.data(), 1, record_.size(), f_) != record_.size()) throw Error(tmp_ + ": write failed");
+  if (std::fwrite(record_.data(), 1, record_.size(), f_) != record_.size())
+    throw Error(tmp_ + ": write failed");
   ++header_.n_positions;
 }
 
@@ -111,7 +116,9 @@ void LogitsWriter::commit() {
 }
 
 LogitsFile LogitsFile::parse(std::string_view b, const std::string& name) {
-  const auto bad = [&](const std::string& why) { return Error(name + ": not a valid slm logits file: " + why); };
+  const auto bad = [&](const std::string& why) {
+    return Error(name + ": not a valid slm logits file: " + why);
+  };
   if (b.size() < kLogitsHeaderBytes) throw bad("shorter than its 48-byte header");
   if (std::memcmp(b.data(), kMagic, 8) != 0) throw bad("wrong magic (expected SLMTOPK)");
   if (const uint32_t v = get<uint32_t>(b.data() + 8); v != kVersion)
@@ -125,14 +132,16 @@ LogitsFile LogitsFile::parse(std::string_view b, const std::string& name) {
   h.stride = get<uint32_t>(b.data() + 24);
   h.tokens_hash = get<uint64_t>(b.data() + 32);
   h.n_positions = get<uint64_t>(b.data() + 40);
-  if (h.n_vocab == 0 || h.n_vocab > kLogitsMaxVocab) throw bad("n_vocab " + std::to_string(h.n_vocab));
+  if (h.n_vocab == 0 || h.n_vocab > kLogitsMaxVocab)
+    throw bad("n_vocab " + std::to_string(h.n_vocab));
   if (h.k == 0 || h.k > std::min(h.n_vocab, kLogitsMaxK)) throw bad("k " + std::to_string(h.k));
   if (get<uint32_t>(b.data() + 28) != 0) throw bad("reserved field is not 0");
   const size_t rb = record_bytes(h.k);
   const size_t body = b.size() - kLogitsHeaderBytes;
   if (h.n_positions > body / rb || body != h.n_positions * rb)
-    throw bad("header says " + std::to_string(h.n_positions) + " positions of " + std::to_string(rb) +
-              " bytes but " + std::to_string(body) + " bytes follow (truncated?)");
+    throw bad("header says " + std::to_string(h.n_positions) + " positions of " +
+              std::to_string(rb) + " bytes but " + std::to_string(body) +
+              " bytes follow (truncated?)");
   const size_t n = static_cast<size_t>(h.n_positions);
   f.target_.resize(n);
   f.rest_.resize(n);
@@ -144,25 +153,32 @@ LogitsFile LogitsFile::parse(std::string_view b, const std::string& name) {
     const char* p = b.data() + kLogitsHeaderBytes + i * rb;
     const std::string at = "position " + std::to_string(i) + ": ";
     const float t = get<float>(p), rest = get<float>(p + 4);
-    if (!(std::isfinite(t) && t <= kSlack)) throw bad(at + "target log-probability is not a finite value <= 0");
-    if (std::isnan(rest) || rest > kSlack || rest == INFINITY) throw bad(at + "rest log-mass is not <= 0");
+    if (!(std::isfinite(t) && t <= kSlack))
+      throw bad(at + "target log-probability is not a finite value <= 0");
+    if (std::isnan(rest) || rest > kSlack || rest == INFINITY)
+      throw bad(at + "rest log-mass is not <= 0");
     f.target_[i] = t;
     f.rest_[i] = rest;
     double mass = std::exp(static_cast<double>(rest));
     for (size_t j = 0; j < h.k; ++j) {
       const int32_t id = get<int32_t>(p + 8 + 8 * j);
       const float lp = get<float>(p + 12 + 8 * j);
-      if (id < 0 || static_cast<uint32_t>(id) >= h.n_vocab) throw bad(at + "token id " + std::to_string(id));
-      if (seen[static_cast<size_t>(id)]) throw bad(at + "token id " + std::to_string(id) + " appears twice");
+      if (id < 0 || static_cast<uint32_t>(id) >= h.n_vocab)
+        throw bad(at + "token id " + std::to_string(id));
+      if (seen[static_cast<size_t>(id)])
+        throw bad(at + "token id " + std::to_string(id) + " appears twice");
       seen[static_cast<size_t>(id)] = 1;
-      if (!(std::isfinite(lp) && lp <= kSlack)) throw bad(at + "log-probability is not a finite value <= 0");
-      if (j > 0 && lp > f.log_p_[i * h.k + j - 1]) throw bad(at + "top-k entries are not in descending order");
+      if (!(std::isfinite(lp) && lp <= kSlack))
+        throw bad(at + "log-probability is not a finite value <= 0");
+      if (j > 0 && lp > f.log_p_[i * h.k + j - 1])
+        throw bad(at + "top-k entries are not in descending order");
       f.ids_[i * h.k + j] = id;
       f.log_p_[i * h.k + j] = lp;
       mass += std::exp(static_cast<double>(lp));
     }
     for (size_t j = 0; j < h.k; ++j) seen[static_cast<size_t>(f.ids_[i * h.k + j])] = 0;
-    if (std::abs(mass - 1.0) > 1e-3) throw bad(at + "probabilities sum to " + std::to_string(mass) + ", not 1");
+    if (std::abs(mass - 1.0) > 1e-3)
+      throw bad(at + "probabilities sum to " + std::to_string(mass) + ", not 1");
   }
   return f;
 }
@@ -187,7 +203,8 @@ TopKRecord LogitsFile::record(uint64_t i) const {
           std::span<const float>(log_p_.data() + i * k, k)};
 }
 
-double topk_kl(const TopKRecord& base, std::span<const float> row, double log_z, std::vector<uint8_t>& mark) {
+double topk_kl(const TopKRecord& base, std::span<const float> row, double log_z,
+               std::vector<uint8_t>& mark) {
   double kl = 0;
   for (size_t j = 0; j < base.ids.size(); ++j) {
     const double lb = base.log_p[j];
@@ -209,13 +226,16 @@ LogitsComparer::LogitsComparer(const LogitsFile& base, const LogitsHeader& run) 
   const LogitsHeader& h = base.header();
   const std::string& n = base.name();
   if (h.n_vocab != run.n_vocab)
-    throw Error(n + ": saved from a model with n_vocab " + std::to_string(h.n_vocab) + ", this one has " +
-                std::to_string(run.n_vocab));
+    throw Error(n + ": saved from a model with n_vocab " + std::to_string(h.n_vocab) +
+                ", this one has " + std::to_string(run.n_vocab));
   if (h.n_ctx != run.n_ctx || h.stride != run.stride)
-    throw Error(n + ": saved with -c " + std::to_string(h.n_ctx) + " --stride " + std::to_string(h.stride) +
-                "; this run uses -c " + std::to_string(run.n_ctx) + " --stride " + std::to_string(run.stride));
+    throw Error(n + ": saved with -c " + std::to_string(h.n_ctx) + " --stride " +
+                std::to_string(h.stride) + "; this run uses -c " + std::to_string(run.n_ctx) +
+                " --stride " + std::to_string(run.stride));
   if (h.tokens_hash != run.tokens_hash)
-    throw Error(n + ": saved from a different token sequence (another text or tokenizer); refusing to compare");
+    throw Error(
+        n +
+        ": saved from a different token sequence (another text or tokenizer); refusing to compare");
   in_top_.assign(h.n_vocab, 0);
   kl_.reserve(static_cast<size_t>(h.n_positions));
 }
@@ -235,8 +255,8 @@ CompareResult LogitsComparer::finish() const {
   CompareResult c;
   c.n = kl_.size();
   if (c.n != base_.header().n_positions)
-    throw Error(base_.name() + ": has " + std::to_string(base_.header().n_positions) + " positions; this run scored " +
-                std::to_string(c.n));
+    throw Error(base_.name() + ": has " + std::to_string(base_.header().n_positions) +
+                " positions; this run scored " + std::to_string(c.n));
   if (c.n == 0) return c;
   std::vector<double> s = kl_;
   std::sort(s.begin(), s.end());

@@ -43,8 +43,8 @@ inline constexpr uint32_t kLogitsMaxK = 4096;
 // One stored position, viewed in a parsed file.
 struct TopKRecord {
   float log_p_target = 0, log_rest = 0;
-  std::span<const int32_t> ids;    // [k]
-  std::span<const float> log_p;    // [k]
+  std::span<const int32_t> ids;  // [k]
+  std::span<const float> log_p;  // [k]
 };
 
 // Writes one file; positions are added in order, commit() renames it into
@@ -90,7 +90,7 @@ class LogitsFile {
 struct CompareResult {
   uint64_t n = 0;
   double kl_mean = 0, kl_median = 0, kl_p99 = 0, kl_max = 0;
-  double same_top1 = 0;               // share of positions whose argmax is the base's top token
+  double same_top1 = 0;  // share of positions whose argmax is the base's top token
   double ppl_base = 0, ppl = 0, ppl_ratio = 0;
 };
 
@@ -114,6 +114,7 @@ class LogitsComparer {
 };
 
 // The KL over k + 1 bins of one position: base record against this run's row.
-double topk_kl(const TopKRecord& base, std::span<const float> row, double log_z, std::vector<uint8_t>& mark);
+double topk_kl(const TopKRecord& base, std::span<const float> row, double log_z,
+               std::vector<uint8_t>& mark);
 
 }  // namespace slm::eval

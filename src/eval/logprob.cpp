@@ -26,12 +26,16 @@ void top_k(std::span<const float> row, int64_t k, std::vector<int32_t>& out) {
   k = std::clamp<int64_t>(k, 0, n);
   out.resize(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) out[static_cast<size_t>(i)] = static_cast<int32_t>(i);
-  const auto before = [&](int32_t a, int32_t b) { return row[a] > row[b] || (row[a] == row[b] && a < b); };
+  const auto before = [&](int32_t a, int32_t b) {
+    return row[a] > row[b] || (row[a] == row[b] && a < b);
+  };
   std::partial_sort(out.begin(), out.begin() + k, out.end(), before);
   out.resize(static_cast<size_t>(k));
 }
 
-double NllStats::ppl() const { return std::exp(mean()); }
+double NllStats::ppl() const {
+  return std::exp(mean());
+}
 
 double NllStats::ppl_stderr() const {
   if (n < 2) return 0.0;

@@ -17,11 +17,13 @@ std::vector<Window> plan_windows(int64_t n_tokens, const PerplexityOptions& o) {
   if (o.stride < 0 || o.stride > o.n_ctx)
     throw Error("--stride must be between 1 and the context size " + std::to_string(o.n_ctx));
   std::vector<Window> w;
-  const auto full = [&] { return o.max_chunks > 0 && static_cast<int64_t>(w.size()) >= o.max_chunks; };
+  const auto full = [&] {
+    return o.max_chunks > 0 && static_cast<int64_t>(w.size()) >= o.max_chunks;
+  };
   if (o.stride == 0) {
     if (n_tokens < o.n_ctx)
-      throw Error("the text has " + std::to_string(n_tokens) + " tokens, fewer than one context of " +
-                  std::to_string(o.n_ctx) + " (lower -c)");
+      throw Error("the text has " + std::to_string(n_tokens) +
+                  " tokens, fewer than one context of " + std::to_string(o.n_ctx) + " (lower -c)");
     const int64_t first = o.n_ctx / 2;
     for (int64_t i = 0; i + o.n_ctx <= n_tokens && !full(); i += o.n_ctx)
       w.push_back({i, i + o.n_ctx, first, true});
@@ -52,8 +54,9 @@ uint64_t hash_tokens(std::span<const int32_t> tokens) {
 }
 
 PerplexityResult perplexity(const model::Model& model, std::span<const int32_t> tokens,
-                            std::optional<int32_t> bos, const PerplexityOptions& o, ThreadPool& pool,
-                            const ScoredRowFn& on_row, const ProgressFn& on_progress) {
+                            std::optional<int32_t> bos, const PerplexityOptions& o,
+                            ThreadPool& pool, const ScoredRowFn& on_row,
+                            const ProgressFn& on_progress) {
   const std::vector<Window> windows = plan_windows(static_cast<int64_t>(tokens.size()), o);
   const int64_t n_vocab = model.config().n_vocab;
   int64_t total = 0;
@@ -87,7 +90,8 @@ PerplexityResult perplexity(const model::Model& model, std::span<const int32_t> 
       r.n_fed += m;
       if (!scores) continue;
       for (int64_t row = std::max(p, w.first_row); row < std::min(p + m, last_row); ++row) {
-        const std::span<const float> lr(logits.data() + (row - p) * n_vocab, static_cast<size_t>(n_vocab));
+        const std::span<const float> lr(logits.data() + (row - p) * n_vocab,
+                                        static_cast<size_t>(n_vocab));
         const int32_t target = input[static_cast<size_t>(row + 1)];
         const double log_z = log_normalizer(lr);
         r.nll.add(log_z - static_cast<double>(lr[static_cast<size_t>(target)]));

@@ -32,9 +32,9 @@ namespace slm::eval {
 
 struct PerplexityOptions {
   int64_t n_ctx = 512;
-  int64_t stride = 0;        // 0: llama.cpp's chunks; else the sliding-window step
-  int64_t n_batch = 512;     // rows per forward step
-  int64_t max_chunks = 0;    // 0: every window; else at most this many
+  int64_t stride = 0;      // 0: llama.cpp's chunks; else the sliding-window step
+  int64_t n_batch = 512;   // rows per forward step
+  int64_t max_chunks = 0;  // 0: every window; else at most this many
   bool allow_beyond_train_ctx = false;
 };
 
@@ -52,24 +52,26 @@ struct Window {
 std::vector<Window> plan_windows(int64_t n_tokens, const PerplexityOptions& options);
 
 struct PerplexityResult {
-  NllStats nll;              // over the scored tokens
-  int64_t n_tokens = 0;      // tokens of the text
+  NllStats nll;          // over the scored tokens
+  int64_t n_tokens = 0;  // tokens of the text
   int64_t n_windows = 0;
-  int64_t n_fed = 0;         // tokens run through the model
-  double seconds = 0;        // wall time of the forward passes and scoring
+  int64_t n_fed = 0;   // tokens run through the model
+  double seconds = 0;  // wall time of the forward passes and scoring
 };
 
 // Called for each scored token in order (index 0, 1, ...) with its logits
 // row [n_vocab], the target token and log_normalizer(row).
-using ScoredRowFn = std::function<void(int64_t index, std::span<const float> row, int32_t target, double log_z)>;
+using ScoredRowFn =
+    std::function<void(int64_t index, std::span<const float> row, int32_t target, double log_z)>;
 // Progress in scored tokens: done of total.
 using ProgressFn = std::function<void(int64_t done, int64_t total)>;
 
 // bos: the id substituted at each chunk's start (nullopt when the vocabulary
 // adds no BOS; llama.cpp substitutes only then).
 PerplexityResult perplexity(const model::Model& model, std::span<const int32_t> tokens,
-                            std::optional<int32_t> bos, const PerplexityOptions& options, ThreadPool& pool,
-                            const ScoredRowFn& on_row = {}, const ProgressFn& on_progress = {});
+                            std::optional<int32_t> bos, const PerplexityOptions& options,
+                            ThreadPool& pool, const ScoredRowFn& on_row = {},
+                            const ProgressFn& on_progress = {});
 
 // FNV-1a 64 of the ids (int32 little-endian bytes): names the scored text in
 // a logits file.

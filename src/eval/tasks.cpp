@@ -2,7 +2,6 @@
 #include "eval/tasks.h"
 
 #include <algorithm>
-
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
@@ -32,7 +31,8 @@ Error line_error(const std::string& name, size_t line, const std::string& why) {
 
 }  // namespace
 
-std::vector<ChoiceTask> parse_hellaswag(std::string_view text, const std::string& name, int64_t max_tasks) {
+std::vector<ChoiceTask> parse_hellaswag(std::string_view text, const std::string& name,
+                                        int64_t max_tasks) {
   const std::vector<std::string_view> lines = split_lines(text);
   std::vector<ChoiceTask> tasks;
   for (size_t i = 0; i < lines.size(); i += 6) {
@@ -48,7 +48,8 @@ std::vector<ChoiceTask> parse_hellaswag(std::string_view text, const std::string
     const std::string_view label = lines[i + 1];
     if (label.size() != 1 || label[0] < '0' || label[0] > '3')
       throw line_error(name, line + 1,
-                       "expected the right ending's index 0-3, found '" + std::string(label.substr(0, 40)) + "'");
+                       "expected the right ending's index 0-3, found '" +
+                           std::string(label.substr(0, 40)) + "'");
     t.gold = label[0] - '0';
     for (size_t j = 0; j < 4; ++j) {
       if (lines[i + 2 + j].empty()) throw line_error(name, line + 2 + j, "empty ending");
@@ -60,7 +61,8 @@ std::vector<ChoiceTask> parse_hellaswag(std::string_view text, const std::string
   return tasks;
 }
 
-std::vector<ChoiceTask> parse_choices_jsonl(std::string_view text, const std::string& name, int64_t max_tasks) {
+std::vector<ChoiceTask> parse_choices_jsonl(std::string_view text, const std::string& name,
+                                            int64_t max_tasks) {
   const std::vector<std::string_view> lines = split_lines(text);
   std::vector<ChoiceTask> tasks;
   for (size_t i = 0; i < lines.size(); ++i) {
@@ -73,13 +75,15 @@ std::vector<ChoiceTask> parse_choices_jsonl(std::string_view text, const std::st
     ChoiceTask t;
     t.line = static_cast<int64_t>(line);
     const auto ctx = j.find("context");
-    if (ctx == j.end() || !ctx->is_string()) throw line_error(name, line, "\"context\" must be a string");
+    if (ctx == j.end() || !ctx->is_string())
+      throw line_error(name, line, "\"context\" must be a string");
     t.context = ctx->get<std::string>();
     const auto endings = j.find("endings");
     if (endings == j.end() || !endings->is_array())
       throw line_error(name, line, "\"endings\" must be an array of strings");
     if (endings->size() < 2 || endings->size() > kMaxEndings)
-      throw line_error(name, line, "\"endings\" must hold 2 to " + std::to_string(kMaxEndings) + " strings");
+      throw line_error(name, line,
+                       "\"endings\" must hold 2 to " + std::to_string(kMaxEndings) + " strings");
     for (const auto& e : *endings) {
       if (!e.is_string()) throw line_error(name, line, "\"endings\" must be an array of strings");
       if (e.get_ref<const std::string&>().empty()) throw line_error(name, line, "empty ending");
@@ -88,12 +92,14 @@ std::vector<ChoiceTask> parse_choices_jsonl(std::string_view text, const std::st
     const auto label = j.find("label");
     if (label == j.end() || !label->is_number_integer())
       throw line_error(name, line, "\"label\" must be an integer index into \"endings\"");
-    const int64_t g = label->is_number_unsigned()
-                          ? static_cast<int64_t>(std::min<uint64_t>(label->get<uint64_t>(), kMaxEndings))
-                          : label->get<int64_t>();
+    const int64_t g =
+        label->is_number_unsigned()
+            ? static_cast<int64_t>(std::min<uint64_t>(label->get<uint64_t>(), kMaxEndings))
+            : label->get<int64_t>();
     if (g < 0 || g >= static_cast<int64_t>(t.endings.size()))
-      throw line_error(name, line, "\"label\" " + std::to_string(g) + " is not an index into the " +
-                                       std::to_string(t.endings.size()) + " endings");
+      throw line_error(name, line,
+                       "\"label\" " + std::to_string(g) + " is not an index into the " +
+                           std::to_string(t.endings.size()) + " endings");
     t.gold = static_cast<int>(g);
     tasks.push_back(std::move(t));
   }

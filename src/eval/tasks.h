@@ -17,14 +17,16 @@ namespace slm::eval {
 struct ChoiceTask {
   std::string context;
   std::vector<std::string> endings;
-  int gold = 0;       // index into endings
-  int64_t line = 0;   // 1-based line where the task starts (for messages)
+  int gold = 0;      // index into endings
+  int64_t line = 0;  // 1-based line where the task starts (for messages)
 };
 
 inline constexpr size_t kMaxEndings = 64;
 
 // max_tasks > 0 stops after that many tasks (the rest is not parsed).
-std::vector<ChoiceTask> parse_hellaswag(std::string_view text, const std::string& name, int64_t max_tasks = 0);
-std::vector<ChoiceTask> parse_choices_jsonl(std::string_view text, const std::string& name, int64_t max_tasks = 0);
+std::vector<ChoiceTask> parse_hellaswag(std::string_view text, const std::string& name,
+                                        int64_t max_tasks = 0);
+std::vector<ChoiceTask> parse_choices_jsonl(std::string_view text, const std::string& name,
+                                            int64_t max_tasks = 0);
 
 }  // namespace slm::eval

@@ -19,8 +19,10 @@ std::string bunzip2(std::string_view data, const std::string& name, size_t max_b
   // Each iteration decodes one stream; pbzip2 and friends write several.
   while (pos < data.size()) {
     bz_stream s{};
-    if (BZ2_bzDecompressInit(&s, 0, 0) != BZ_OK) throw Error(name + ": cannot start bzip2 decoding");
-    std::unique_ptr<bz_stream, void (*)(bz_stream*)> guard(&s, [](bz_stream* p) { BZ2_bzDecompressEnd(p); });
+    if (BZ2_bzDecompressInit(&s, 0, 0) != BZ_OK)
+      throw Error(name + ": cannot start bzip2 decoding");
+    std::unique_ptr<bz_stream, void (*)(bz_stream*)> guard(
+        &s, [](bz_stream* p) { BZ2_bzDecompressEnd(p); });
     int rc = BZ_OK;
     while (rc != BZ_STREAM_END) {
       const size_t in_left = data.size() - pos;
@@ -51,7 +53,8 @@ std::string read_text_file(const std::string& path, size_t max_bytes) {
   if (in.bad()) throw Error(path + ": read failed");
   if (data.size() >= 4 && data.compare(0, 3, "BZh") == 0 && data[3] >= '1' && data[3] <= '9')
     return bunzip2(data, path, max_bytes);
-  if (data.size() > max_bytes) throw Error(path + ": larger than " + std::to_string(max_bytes) + " bytes");
+  if (data.size() > max_bytes)
+    throw Error(path + ": larger than " + std::to_string(max_bytes) + " bytes");
   return data;
 }
 

@@ -17,6 +17,7 @@ std::string read_text_file(const std::string& path, size_t max_bytes = kMaxTextB
 
 // Decompresses bzip2 data held in memory (one or more concatenated streams).
 // name labels errors.
-std::string bunzip2(std::string_view data, const std::string& name, size_t max_bytes = kMaxTextBytes);
+std::string bunzip2(std::string_view data, const std::string& name,
+                    size_t max_bytes = kMaxTextBytes);
 
 }  // namespace slm::eval

@@ -32,6 +32,6 @@ inline const Stories& stories() {
 
 }  // namespace slm::test
 
-#define SLM_REQUIRE_STORIES()                  \
+#define SLM_REQUIRE_STORIES()                      \
   SLM_REQUIRE_FIXTURE(::slm::test::kStoriesModel); \
   SLM_REQUIRE_FIXTURE(::slm::test::kStoriesText)

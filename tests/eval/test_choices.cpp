@@ -47,10 +47,13 @@ TEST(EvalTasks, ReadsHellaSwagText) {
 }
 
 TEST(EvalTasks, RefusesMalformedHellaSwag) {
-  const auto hs = [](const std::string& text) { return [text] { parse_hellaswag(text, "hs.txt"); }; };
+  const auto hs = [](const std::string& text) {
+    return [text] { parse_hellaswag(text, "hs.txt"); };
+  };
   expect_error(hs(""), "hs.txt: no tasks");
   expect_error(hs("ctx\n3\na\nb\nc\nd\nctx2\n1\na\n"), "hs.txt:7: incomplete task");
-  expect_error(hs("ctx\n4\na\nb\nc\nd\n"), "hs.txt:2: expected the right ending's index 0-3, found '4'");
+  expect_error(hs("ctx\n4\na\nb\nc\nd\n"),
+               "hs.txt:2: expected the right ending's index 0-3, found '4'");
   expect_error(hs("ctx\nx\na\nb\nc\nd\n"), "hs.txt:2:");
   expect_error(hs("ctx\n\na\nb\nc\nd\n"), "hs.txt:2:");
   expect_error(hs("ctx\n12\na\nb\nc\nd\n"), "hs.txt:2:");
@@ -72,22 +75,34 @@ TEST(EvalTasks, ReadsJsonl) {
 
 TEST(EvalTasks, RefusesMalformedJsonl) {
   const auto js = [](const std::string& line) {
-    return [line] { parse_choices_jsonl("{\"context\":\"c\",\"endings\":[\"a\",\"b\"],\"label\":1}\n" + line, "c.jsonl"); };
+    return [line] {
+      parse_choices_jsonl("{\"context\":\"c\",\"endings\":[\"a\",\"b\"],\"label\":1}\n" + line,
+                          "c.jsonl");
+    };
   };
   expect_error(js("{\"context\": \"c\""), "c.jsonl:2: not valid JSON");
   expect_error(js("[1, 2]"), "c.jsonl:2: expected a JSON object");
   expect_error(js("{\"endings\": [\"a\", \"b\"], \"label\": 0}"), "c.jsonl:2: \"context\"");
-  expect_error(js("{\"context\": 5, \"endings\": [\"a\", \"b\"], \"label\": 0}"), "c.jsonl:2: \"context\"");
-  expect_error(js("{\"context\": \"c\", \"endings\": \"ab\", \"label\": 0}"), "c.jsonl:2: \"endings\"");
-  expect_error(js("{\"context\": \"c\", \"endings\": [\"a\"], \"label\": 0}"), "c.jsonl:2: \"endings\" must hold 2");
-  expect_error(js("{\"context\": \"c\", \"endings\": [\"a\", 3], \"label\": 0}"), "c.jsonl:2: \"endings\"");
-  expect_error(js("{\"context\": \"c\", \"endings\": [\"a\", \"\"], \"label\": 0}"), "c.jsonl:2: empty ending");
+  expect_error(js("{\"context\": 5, \"endings\": [\"a\", \"b\"], \"label\": 0}"),
+               "c.jsonl:2: \"context\"");
+  expect_error(js("{\"context\": \"c\", \"endings\": \"ab\", \"label\": 0}"),
+               "c.jsonl:2: \"endings\"");
+  expect_error(js("{\"context\": \"c\", \"endings\": [\"a\"], \"label\": 0}"),
+               "c.jsonl:2: \"endings\" must hold 2");
+  expect_error(js("{\"context\": \"c\", \"endings\": [\"a\", 3], \"label\": 0}"),
+               "c.jsonl:2: \"endings\"");
+  expect_error(js("{\"context\": \"c\", \"endings\": [\"a\", \"\"], \"label\": 0}"),
+               "c.jsonl:2: empty ending");
   expect_error(js("{\"context\": \"c\", \"endings\": [\"a\", \"b\"]}"), "c.jsonl:2: \"label\"");
-  expect_error(js("{\"context\": \"c\", \"endings\": [\"a\", \"b\"], \"label\": 2}"), "c.jsonl:2: \"label\" 2");
-  expect_error(js("{\"context\": \"c\", \"endings\": [\"a\", \"b\"], \"label\": -1}"), "c.jsonl:2: \"label\" -1");
-  expect_error(js("{\"context\": \"c\", \"endings\": [\"a\", \"b\"], \"label\": 1.5}"), "c.jsonl:2: \"label\"");
-  expect_error(js("{\"context\": \"c\", \"endings\": [\"a\", \"b\"], \"label\": 18446744073709551615}"),
+  expect_error(js("{\"context\": \"c\", \"endings\": [\"a\", \"b\"], \"label\": 2}"),
+               "c.jsonl:2: \"label\" 2");
+  expect_error(js("{\"context\": \"c\", \"endings\": [\"a\", \"b\"], \"label\": -1}"),
+               "c.jsonl:2: \"label\" -1");
+  expect_error(js("{\"context\": \"c\", \"endings\": [\"a\", \"b\"], \"label\": 1.5}"),
                "c.jsonl:2: \"label\"");
+  expect_error(
+      js("{\"context\": \"c\", \"endings\": [\"a\", \"b\"], \"label\": 18446744073709551615}"),
+      "c.jsonl:2: \"label\"");
   expect_error([] { parse_choices_jsonl("\n\n", "c.jsonl"); }, "c.jsonl: no tasks");
 }
 
@@ -189,7 +204,8 @@ TEST(EvalChoices, BatchedScoresMatchOneSequenceAtATime) {
     }
     for (size_t e = 0; e < t.endings.size(); ++e) {
       const double ref = direct_sum(*st.model, seqs[e], p);
-      EXPECT_NEAR(batched.tasks[i].endings[e].sum_logprob, ref, 1e-3) << "task " << i << " ending " << e;
+      EXPECT_NEAR(batched.tasks[i].endings[e].sum_logprob, ref, 1e-3)
+          << "task " << i << " ending " << e;
       EXPECT_NEAR(single.tasks[i].endings[e].sum_logprob, ref, 1e-3);
       EXPECT_EQ(batched.tasks[i].endings[e].n_tokens, static_cast<int64_t>(seqs[e].size() - p));
       EXPECT_EQ(batched.tasks[i].endings[e].n_chars, static_cast<int64_t>(t.endings[e].size()));
@@ -209,7 +225,8 @@ TEST(EvalChoices, IdenticalEndingsTieToTheFirst) {
   const ChoiceResult r = score_choices(*st.model, st.tok, std::vector<ChoiceTask>{t}, {}, pool);
   EXPECT_EQ(r.tasks[0].pred, 0);
   EXPECT_EQ(r.tasks[0].pred_norm_tokens, 0);
-  EXPECT_EQ(r.tasks[0].endings[0].n_tokens, 1);  // the shared prefix is capped: each scores its last token
+  EXPECT_EQ(r.tasks[0].endings[0].n_tokens,
+            1);  // the shared prefix is capped: each scores its last token
   EXPECT_EQ(r.acc.value, 0.0);
 }
 

@@ -40,7 +40,8 @@ std::vector<float> log_row(const std::vector<double>& p) {
 }
 
 // Writes rows (each with target 0) to path with k entries.
-void write_rows(const std::string& path, const std::vector<std::vector<float>>& rows, uint32_t k, uint64_t hash = 7) {
+void write_rows(const std::string& path, const std::vector<std::vector<float>>& rows, uint32_t k,
+                uint64_t hash = 7) {
   LogitsHeader h;
   h.n_vocab = static_cast<uint32_t>(rows[0].size());
   h.k = k;
@@ -63,7 +64,8 @@ TEST(EvalLogitsFile, KlOfAHandMadeShiftOverTopKPlusRest) {
   EXPECT_NEAR(r.log_rest, std::log(0.2), 1e-6);
   EXPECT_NEAR(r.log_p_target, std::log(0.5), 1e-6);
   // Bins: token 0, token 1, the rest (0.2 against 0.5).
-  const double expected = 0.5 * std::log(0.5 / 0.25) + 0.3 * std::log(0.3 / 0.25) + 0.2 * std::log(0.2 / 0.5);
+  const double expected =
+      0.5 * std::log(0.5 / 0.25) + 0.3 * std::log(0.3 / 0.25) + 0.2 * std::log(0.2 / 0.5);
   LogitsHeader run = f.header();
   LogitsComparer cmp(f, run);
   std::vector<float> b = log_row(pb);
@@ -151,7 +153,8 @@ TEST(EvalLogitsFile, RefusesHostileFiles) {
   const std::string good = slurp(path);
   ASSERT_EQ(good.size(), 48u + 2 * (8 + 16));
   EXPECT_NO_THROW(LogitsFile::parse(good, "f.topk"));
-  for (size_t n = 0; n < good.size(); ++n) EXPECT_THROW(LogitsFile::parse(good.substr(0, n), "f"), Error) << n;
+  for (size_t n = 0; n < good.size(); ++n)
+    EXPECT_THROW(LogitsFile::parse(good.substr(0, n), "f"), Error) << n;
   expect_refused(good + "x", "truncated");
   expect_refused(with<char>(good, 0, 'X'), "magic");
   expect_refused(with<uint32_t>(good, 8, 2), "version");
@@ -198,10 +201,9 @@ TEST(EvalLogitsFile, Stories260KRoundTripGivesZeroKl) {
   EXPECT_EQ(fs::file_size(path), 48u + f.header().n_positions * (8 + 8 * 32));
   {
     LogitsComparer cmp(f, h);
-    const PerplexityResult r = perplexity(*st.model, toks, st.tok.bos(), o, pool,
-                                          [&](int64_t i, std::span<const float> row, int32_t t, double z) {
-                                            cmp.add(i, row, t, z);
-                                          });
+    const PerplexityResult r = perplexity(
+        *st.model, toks, st.tok.bos(), o, pool,
+        [&](int64_t i, std::span<const float> row, int32_t t, double z) { cmp.add(i, row, t, z); });
     const CompareResult c = cmp.finish();
     EXPECT_EQ(c.n, static_cast<uint64_t>(r.nll.n));
     EXPECT_LT(c.kl_max, 1e-5);
@@ -216,14 +218,15 @@ TEST(EvalLogitsFile, Stories260KRoundTripGivesZeroKl) {
     std::vector<uint8_t> mark(h.n_vocab, 0);
     double expected = 0;
     int64_t n = 0;
-    perplexity(*st.model, toks, st.tok.bos(), o, pool, [&](int64_t i, std::span<const float> row, int32_t t, double) {
-      hot.assign(row.begin(), row.end());
-      for (float& x : hot) x *= 2;
-      const double z = log_normalizer(hot);
-      cmp.add(i, hot, t, z);
-      expected += topk_kl(f.record(static_cast<uint64_t>(i)), hot, z, mark);
-      ++n;
-    });
+    perplexity(*st.model, toks, st.tok.bos(), o, pool,
+               [&](int64_t i, std::span<const float> row, int32_t t, double) {
+                 hot.assign(row.begin(), row.end());
+                 for (float& x : hot) x *= 2;
+                 const double z = log_normalizer(hot);
+                 cmp.add(i, hot, t, z);
+                 expected += topk_kl(f.record(static_cast<uint64_t>(i)), hot, z, mark);
+                 ++n;
+               });
     const CompareResult c = cmp.finish();
     EXPECT_NEAR(c.kl_mean, expected / static_cast<double>(n), 1e-9);
     EXPECT_GT(c.kl_mean, 0.01);

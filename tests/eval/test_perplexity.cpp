@@ -53,7 +53,8 @@ TEST(EvalPlan, StrideScoresEveryTokenOnce) {
   }
   EXPECT_EQ(seen[0], 0);
   for (int t = 1; t < 10; ++t) EXPECT_EQ(seen[t], 1) << "token " << t;
-  o.stride = 4;  // stride = n_ctx: disjoint windows; a window's first token has no context to score it
+  o.stride =
+      4;  // stride = n_ctx: disjoint windows; a window's first token has no context to score it
   int64_t total = 0;
   for (const Window& x : plan_windows(10, o)) total += x.n_scored();
   EXPECT_EQ(total, 3 + 3 + 1);
@@ -71,14 +72,15 @@ TEST(EvalPlan, RefusesBadOptions) {
 }
 
 TEST(EvalLogprob, HandComputedRow) {
-  const std::vector<float> row = {0.0f, 0.0f, static_cast<float>(std::log(2.0))};  // probs 1/4, 1/4, 1/2
+  const std::vector<float> row = {0.0f, 0.0f,
+                                  static_cast<float>(std::log(2.0))};  // probs 1/4, 1/4, 1/2
   const double log_z = log_normalizer(row);
   EXPECT_NEAR(log_z, std::log(4.0), 1e-7);
   EXPECT_NEAR(row[2] - log_z, -std::log(2.0), 1e-7);
   EXPECT_EQ(argmax(row), 2);
   std::vector<int32_t> top;
   top_k(row, 2, top);
-  EXPECT_EQ(top, (std::vector<int32_t>{2, 0}));  // tie between 0 and 1: lower id first
+  EXPECT_EQ(top, (std::vector<int32_t>{2, 0}));       // tie between 0 and 1: lower id first
   const std::vector<float> big = {1000.0f, 1000.0f};  // no overflow
   EXPECT_NEAR(log_normalizer(big), 1000.0 + std::log(2.0), 1e-9);
 }
@@ -96,7 +98,8 @@ TEST(EvalLogprob, PerplexityAndDeltaMethodStderr) {
 }
 
 // The reference: each window fed in one Session::feed call, log-softmax in long double.
-NllStats direct(const model::Model& m, const std::vector<int32_t>& toks, int32_t bos, const PerplexityOptions& o) {
+NllStats direct(const model::Model& m, const std::vector<int32_t>& toks, int32_t bos,
+                const PerplexityOptions& o) {
   NllStats s;
   ThreadPool pool(1);
   const int64_t n_vocab = m.config().n_vocab;
@@ -140,7 +143,8 @@ TEST(EvalPerplexity, Stories260KMatchesDirectComputation) {
           });
       EXPECT_EQ(r.nll.n, ref.n);
       EXPECT_EQ(rows, ref.n);
-      EXPECT_NEAR(r.nll.ppl(), ref.ppl(), 1e-4 * ref.ppl()) << "stride " << stride << " batch " << n_batch;
+      EXPECT_NEAR(r.nll.ppl(), ref.ppl(), 1e-4 * ref.ppl())
+          << "stride " << stride << " batch " << n_batch;
       EXPECT_NEAR(r.nll.ppl_stderr(), ref.ppl_stderr(), 1e-3 * ref.ppl_stderr());
       // A trained model on its own greedy text: low perplexity, far below the 512-token vocabulary.
       EXPECT_GT(r.nll.ppl(), 1.0);
