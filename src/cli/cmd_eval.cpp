@@ -126,6 +126,10 @@ int run_perplexity(const Args& args, const model::Model& model, int threads) {
   o.n_batch = args.get_int("--batch", 512, 1, 4096);
   o.max_chunks = args.get_int("--chunks", 0, 0, int64_t{1} << 40);
   o.allow_beyond_train_ctx = args.flag("--allow-long-context");
+  if (o.n_ctx > model.config().n_ctx_train && !o.allow_beyond_train_ctx)
+    throw Error("-c " + std::to_string(o.n_ctx) + " exceeds the model's training context of " +
+                std::to_string(model.config().n_ctx_train) +
+                " (--allow-long-context to go beyond)");
   const std::optional<int32_t> bos = tok.add_bos() ? tok.bos() : std::nullopt;
 
   eval::LogitsHeader run;

@@ -45,6 +45,9 @@ TEST(EvalCli, PerplexityAgreesWithTheLibrary) {
   EXPECT_EQ(text.code, 0) << text.err;
   EXPECT_NE(text.out.find("perplexity: "), std::string::npos) << text.out;
   EXPECT_NE(text.out.find(" +/- "), std::string::npos) << text.out;
+  const CmdResult long_ctx = run_slm("eval" + model_arg() + text_arg() + " -c 256");
+  EXPECT_NE(long_ctx.code, 0);
+  EXPECT_NE(long_ctx.err.find("--allow-long-context"), std::string::npos) << long_ctx.err;
 }
 
 TEST(EvalCli, SaveThenCompareLogits) {
