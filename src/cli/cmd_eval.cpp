@@ -81,7 +81,7 @@ int run_choices(const Args& args, const model::Model& model, int threads) {
                                                  : eval::parse_choices_jsonl(text, path, max_tasks);
   const tokenizer::Tokenizer tok = tokenizer::Tokenizer::from_gguf(model.file());
   eval::ChoiceOptions o;
-  o.max_rows = args.get_int("--batch", 512, 1, 1 << 20);
+  o.max_rows = args.get_int("--batch", 512, 1, 4096);
   o.allow_beyond_train_ctx = args.flag("--allow-long-context");
   ThreadPool pool(threads);
   eval::ChoiceResult r;
