@@ -45,7 +45,7 @@ const char* kChatHelp =
     "  /exit         leave (or Ctrl-D); Ctrl-C stops the current answer\n";
 
 const char* kUsage =
-    "usage: slm chat [--model M] [--system S] [--template-file F] [generation options of slm run]\n"
+    "usage: slm chat [[--model] M] [--system S] [--template-file F] [generation options of slm run]\n"
     "  --verbose-prompt   print each rendered prompt to stderr\n"
     "  --no-stats         do not print per-turn speed\n";
 
@@ -173,6 +173,7 @@ int run_chat(int argc, char** argv) {
     std::fputs(kChatHelp, stdout);
     return 0;
   }
+  model_argument(args, 0);  // the model is the only positional argument
   const auto model = load_model(args);
   const tokenizer::Tokenizer tok = tokenizer::Tokenizer::from_gguf(model->file());
   std::string source;

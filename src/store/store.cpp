@@ -403,7 +403,7 @@ ResolvedModel resolve_spec(const std::string& spec, ModelSource source, const ch
 
 ResolvedModel resolve_model(const std::optional<std::string>& arg, const std::optional<std::string>& env_model,
                             const Store& store) {
-  if (arg && !arg->empty()) return resolve_spec(*arg, ModelSource::kArgument, "from --model", store);
+  if (arg && !arg->empty()) return resolve_spec(*arg, ModelSource::kArgument, "given on the command line", store);
   if (env_model && !env_model->empty())
     return resolve_spec(*env_model, ModelSource::kEnvironment, "from SLM_MODEL", store);
   if (const auto e = store.default_model()) return from_store(*e, store, ModelSource::kDefault, "the default");
