@@ -33,7 +33,7 @@ tokenizer::Tokenizer load_tokenizer(const Args& args) {
   const auto model = args.get("--model");
   const auto json = args.get("--tokenizer-json");
   if (model.has_value() == json.has_value())
-    throw Error("give exactly one of --model or --tokenizer-json");
+    throw UsageError("give exactly one of --model or --tokenizer-json");
   if (json) return tokenizer::Tokenizer::from_hf_json(*json);
   auto file = gguf::File::open(*model);
   return tokenizer::Tokenizer::from_gguf(*file);
@@ -56,7 +56,7 @@ int run_tokenize(int argc, char** argv) {
   const auto text_opt = args.get("--text");
   const auto file_opt = args.get("--file");
   if (text_opt.has_value() == file_opt.has_value())
-    throw Error("give exactly one of --text or --file");
+    throw UsageError("give exactly one of --text or --file");
   const std::string text = text_opt ? *text_opt : read_all(*file_opt);
   const tokenizer::Tokenizer tok = load_tokenizer(args);
 
@@ -123,7 +123,7 @@ int run_detokenize(int argc, char** argv) {
     return 0;
   }
   const auto ids_opt = args.get("--ids");
-  if (!ids_opt) throw Error("--ids is required");
+  if (!ids_opt) throw UsageError("--ids is required");
   const auto ids = parse_ids(*ids_opt);
   const tokenizer::Tokenizer tok = load_tokenizer(args);
   const std::string text = tok.decode(ids);
