@@ -30,6 +30,13 @@ for t in "${targets[@]}"; do
       printf '%s' '{"messages":[{"role":"assistant","content":null,"tool_calls":[{"type":"function","id":"c1","function":{"name":"f","arguments":"{\"a\":1}"}}]},{"role":"tool","tool_call_id":"c1","content":"ok"}],"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}],"logit_bias":{"5":-100}}' >"$corpus/tools.json"
       printf '%s' '{"prompt":[1,2,3],"max_completion_tokens":8,"ignore_eos":true,"stop":"x","n":1,"user":"u"}' >"$corpus/tokens.json"
       printf '%s' '{"prompt":"Once upon a time","echo":false,"frequency_penalty":0.5}' >"$corpus/text.json" ;;
+    fuzz_eval)
+      # First byte: 0 HellaSwag text, 1 JSONL tasks, 2 top-k logits file, 3 bzip2.
+      printf '\000Roof: A man is on a roof. he\n3\nis a.\nis b.\nis c.\nstarts pulling.\n' >"$corpus/hellaswag"
+      printf '\001{"context": "The sky is", "endings": ["blue.", "green."], "label": 0}\n' >"$corpus/choices"
+      # n_vocab 2, k 1, one position: target log p 0, rest -inf, top {id 0, log p 0}.
+      printf '\002SLMTOPK\000\001\000\000\000\002\000\000\000\001\000\000\000\020\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\001\000\000\000\000\000\000\000\000\000\000\000\000\000\200\377\000\000\000\000\000\000\000\000' >"$corpus/topk"
+      printf '\003' >"$corpus/bz2" && printf 'hello\n' | bzip2 -c >>"$corpus/bz2" ;;
   esac
   echo "== $t for ${seconds}s"
   if ! SLM_FIXTURES="$fixtures" "$build/fuzz/$t" -max_total_time="$seconds" -rss_limit_mb=4096 \

@@ -40,14 +40,18 @@ Value range_fn(Runtime& rt, CallArgs& a) {
   return Value::list(std::move(items));
 }
 
+// The entries of the optional one positional argument of dict() and
+// namespace(), which must be a dict (not a namespace).
+std::vector<std::pair<Value, Value>> dict_argument(const std::string& fn, const CallArgs& a) {
+  if (a.positional.size() > 1) throw TemplateError(fn + "() takes at most one positional argument");
+  if (a.positional.empty()) return {};
+  const Value& src = a.positional[0];
+  if (!src.is_dict() || src.is_namespace()) throw TemplateError(fn + "() takes a dict, not " + src.type_name());
+  return src.dict_obj().entries;
+}
+
 Value dict_fn(Runtime&, CallArgs& a) {
-  std::vector<std::pair<Value, Value>> entries;
-  if (a.positional.size() > 1) throw TemplateError("dict() takes at most one positional argument");
-  if (!a.positional.empty()) {
-    const Value& src = a.positional[0];
-    if (!src.is_dict() || src.is_namespace()) throw TemplateError("dict() takes a dict, not " + src.type_name());
-    entries = src.dict_obj().entries;
-  }
+  std::vector<std::pair<Value, Value>> entries = dict_argument("dict", a);
   Value d = Value::dict(std::move(entries));
   std::vector<std::pair<Value, Value>> all = d.dict_obj().entries;
   for (auto& [k, v] : a.named) {
@@ -64,13 +68,7 @@ Value dict_fn(Runtime&, CallArgs& a) {
 }
 
 Value namespace_fn(Runtime&, CallArgs& a) {
-  std::vector<std::pair<Value, Value>> entries;
-  if (a.positional.size() > 1) throw TemplateError("namespace() takes at most one positional argument");
-  if (!a.positional.empty()) {
-    const Value& src = a.positional[0];
-    if (!src.is_dict() || src.is_namespace()) throw TemplateError("namespace() takes a dict, not " + src.type_name());
-    entries = src.dict_obj().entries;
-  }
+  std::vector<std::pair<Value, Value>> entries = dict_argument("namespace", a);
   for (auto& [k, v] : a.named) entries.emplace_back(Value::string(k), v);
   return Value::make_namespace(std::move(entries));
 }

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "base/format.h"
 #include "base/utf8.h"
 
 namespace slm::chat::text {
@@ -232,19 +233,13 @@ std::string str_repr(std::string_view s) {
   for (std::size_t i = 0; i < s.size();) {
     std::size_t len = 1;
     const char32_t c = utf8::decode(s, i, &len);
-    char buf[8];
-    if (c == '\\' || c == static_cast<char32_t>(quote)) {
+    if (c == static_cast<char32_t>(quote)) {
       out += '\\';
-      out += static_cast<char>(c);
-    } else if (c == '\n') {
-      out += "\\n";
-    } else if (c == '\r') {
-      out += "\\r";
-    } else if (c == '\t') {
-      out += "\\t";
+      out += quote;
+    } else if (const char* e = short_escape(c)) {
+      out += e;
     } else if (c < 0x20 || c == 0x7F || (len > 1 && c >= 0x80 && c <= 0xA0) || (len > 1 && c == 0xAD)) {
-      std::snprintf(buf, sizeof buf, "\\x%02x", static_cast<unsigned>(c));
-      out += buf;
+      append_hex_escape(out, c);
     } else {
       out += s.substr(i, len);
     }

@@ -4,8 +4,6 @@
 #include <cmath>
 #include <cstdlib>
 
-#include "base/error.h"
-
 namespace slm::cli {
 
 Args::Args(int argc, char** argv, const std::set<std::string>& value_opts,
@@ -26,21 +24,32 @@ Args::Args(int argc, char** argv, const std::set<std::string>& value_opts,
       inline_value = a.substr(eq + 1);
       a = a.substr(0, eq);
     }
-    if (auto it = aliases.find(a); it != aliases.end()) a = it->second;
+    const std::string typed = a;
+    if (auto it = aliases.find(a); it != aliases.end()) {
+      a = it->second;
+    } else if (a == "-h") {
+      a = "--help";
+    }
     if (value_opts.count(a)) {
       if (inline_value) {
         values_.emplace(a, *inline_value);
       } else {
-        if (i + 1 >= argc) throw Error("option " + a + " needs a value");
+        if (i + 1 >= argc) throw UsageError("option " + typed + " needs a value");
         values_.emplace(a, argv[++i]);
       }
-    } else if (flag_opts.count(a)) {
-      if (inline_value) throw Error("option " + a + " takes no value");
+    } else if (flag_opts.count(a) || a == "--help") {
+      if (inline_value) throw UsageError("option " + typed + " takes no value");
       flags_.insert(a);
     } else {
-      throw Error("unknown option " + a);
+      throw UsageError("unknown option " + typed);
     }
+    typed_[a] = typed;
   }
+}
+
+std::string Args::shown(const std::string& name) const {
+  const auto it = typed_.find(name);
+  return it == typed_.end() ? name : it->second;
 }
 
 std::optional<std::string> Args::get(const std::string& name) const {
@@ -70,10 +79,10 @@ long long Args::get_int(const std::string& name, long long fallback, long long l
   char* end = nullptr;
   const long long x = std::strtoll(v->c_str(), &end, 10);
   if (v->empty() || *end != '\0' || errno == ERANGE)
-    throw Error("option " + name + ": '" + *v + "' is not an integer");
+    throw UsageError("option " + shown(name) + ": '" + *v + "' is not an integer");
   if (x < lo || x > hi)
-    throw Error("option " + name + ": " + *v + " is out of range [" + std::to_string(lo) + ", " +
-                std::to_string(hi) + "]");
+    throw UsageError("option " + shown(name) + ": " + *v + " is out of range [" + std::to_string(lo) + ", " +
+                     std::to_string(hi) + "]");
   return x;
 }
 
@@ -83,8 +92,19 @@ double Args::get_double(const std::string& name, double fallback) const {
   char* end = nullptr;
   const double x = std::strtod(v->c_str(), &end);
   if (v->empty() || *end != '\0' || !std::isfinite(x))
-    throw Error("option " + name + ": '" + *v + "' is not a number");
+    throw UsageError("option " + shown(name) + ": '" + *v + "' is not a number");
   return x;
+}
+
+ModelArgument model_argument(const Args& args, size_t max_rest) {
+  ModelArgument m;
+  m.spec = args.get("--model");
+  const std::vector<std::string>& pos = args.positional();
+  size_t first = 0;
+  if (!m.spec && !pos.empty()) m.spec = pos[first++];
+  m.rest.assign(pos.begin() + static_cast<std::ptrdiff_t>(first), pos.end());
+  if (m.rest.size() > max_rest) throw UsageError("unexpected argument '" + m.rest[max_rest] + "'");
+  return m;
 }
 
 }  // namespace slm::cli

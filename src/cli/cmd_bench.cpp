@@ -136,7 +136,7 @@ int run_bench(int argc, char** argv) {
                   {{"-m", "--model"}, {"-p", "--n-prompt"}, {"-n", "--n-gen"}, {"-t", "--threads"}, {"-r", "--repetitions"}});
   if (args.flag("--help")) {
     std::printf(
-        "usage: slm bench --model M [-p 512] [-n 128] [-t N] [-r 3] [--json]\n"
+        "usage: slm bench [--model] M [-p 512] [-n 128] [-t N] [-r 3] [--json]\n"
         "                 [--cost-per-hour USD] [--watts W] [--bandwidth-gbs G]\n"
         "       slm bench --bandwidth [-t N]      measure the machine's read bandwidth\n"
         "  pp: tokens/s processing a P-token prompt; tg: tokens/s generating N tokens one by one.\n"
@@ -156,8 +156,8 @@ int run_bench(int argc, char** argv) {
       std::printf("read bandwidth with %d thread%s: %.1f GB/s\n", threads, threads > 1 ? "s" : "", bw);
     return 0;
   }
-  const auto path = args.get("--model");
-  if (!path) throw Error("--model is required (or --bandwidth)");
+  const auto path = model_argument(args, 0).spec;
+  if (!path) throw UsageError("no model given: slm bench M, or --model M (or --bandwidth)");
   const int64_t n_prompt = args.get_int("--n-prompt", 512, 0, 1 << 16);
   const int64_t n_gen = args.get_int("--n-gen", 128, 0, 1 << 16);
   const int reps = static_cast<int>(args.get_int("--repetitions", 3, 1, 1000));

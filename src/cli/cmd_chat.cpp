@@ -45,7 +45,7 @@ const char* kChatHelp =
     "  /exit         leave (or Ctrl-D); Ctrl-C stops the current answer\n";
 
 const char* kUsage =
-    "usage: slm chat [--model M] [--system S] [--template-file F] [generation options of slm run]\n"
+    "usage: slm chat [[--model] M] [--system S] [--template-file F] [generation options of slm run]\n"
     "  --verbose-prompt   print each rendered prompt to stderr\n"
     "  --no-stats         do not print per-turn speed\n";
 
@@ -134,19 +134,32 @@ class ChatSession {
   nlohmann::ordered_json messages_;
 };
 
-// One line of input; nullopt at end of input.
+// One line of input; nullopt at end of input (Ctrl-D). Ctrl-C at the prompt
+// throws the line away and asks again: editline installs its own SIGINT
+// handler without SA_RESTART while it reads (and re-raises the signal to
+// ours), so an interrupted read comes back as a null line, exactly like end
+// of input; g_interrupted tells the two apart.
 std::optional<std::string> read_line(bool interactive) {
-  if (interactive) {
-    char* line = readline("> ");
-    if (line == nullptr) return std::nullopt;
-    std::string s(line);
-    std::free(line);
-    if (!s.empty()) add_history(s.c_str());
-    return s;
+  while (true) {
+    g_interrupted.store(false);
+    if (interactive) {
+      char* line = readline("> ");
+      if (line == nullptr) {
+        if (g_interrupted.load()) continue;
+        return std::nullopt;
+      }
+      std::string s(line);
+      std::free(line);
+      if (!s.empty()) add_history(s.c_str());
+      return s;
+    }
+    std::string s;
+    if (std::getline(std::cin, s)) return s;
+    // A read from a terminal interrupted by Ctrl-C is an error, not the end.
+    if (!g_interrupted.load() || std::feof(stdin)) return std::nullopt;
+    std::cin.clear();
+    std::clearerr(stdin);
   }
-  std::string s;
-  if (!std::getline(std::cin, s)) return std::nullopt;
-  return s;
 }
 
 int run_chat(int argc, char** argv) {
@@ -160,6 +173,7 @@ int run_chat(int argc, char** argv) {
     std::fputs(kChatHelp, stdout);
     return 0;
   }
+  model_argument(args, 0);  // the model is the only positional argument
   const auto model = load_model(args);
   const tokenizer::Tokenizer tok = tokenizer::Tokenizer::from_gguf(model->file());
   std::string source;

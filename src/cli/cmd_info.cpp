@@ -65,7 +65,7 @@ int run_info(int argc, char** argv) {
   } else if (!args.positional().empty()) {
     path = args.positional()[0];
   } else {
-    throw Error("--model is required");
+    throw UsageError("no model given: slm info M, or --model M");
   }
   const auto model = model::Model::load(path);
   const model::ModelConfig& c = model->config();

@@ -51,9 +51,9 @@ int run_logits(int argc, char** argv) {
     return 0;
   }
   const auto model_path = args.get("--model");
-  if (!model_path) throw Error("--model is required");
+  if (!model_path) throw UsageError("--model is required");
   const auto tokens_text = args.get("--tokens");
-  if (!tokens_text) throw Error("--tokens is required");
+  if (!tokens_text) throw UsageError("--tokens is required");
   const std::vector<int32_t> ids = parse_ids(*tokens_text);
   const int threads = static_cast<int>(args.get_int("--threads", 1, 1, 1024));
 

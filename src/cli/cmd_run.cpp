@@ -20,7 +20,7 @@ namespace slm::cli {
 namespace {
 
 const char* kRunHelp =
-    "usage: slm run [--model M] (-p PROMPT | --file F | < stdin) [options]\n"
+    "usage: slm run [--model] M (-p PROMPT | PROMPT | --file F | < stdin) [options]\n"
     "  -n, --n-predict N      tokens to generate (default: until end of text or a full context)\n"
     "  -c, --ctx-size N       context size (default: the model's training context)\n"
     "  -t, --threads N        threads (default: all cores)\n"
@@ -32,10 +32,21 @@ const char* kRunHelp =
     "  --allow-long-context   permit a context beyond the model's training length\n"
     "  --no-bos               do not add BOS even where the model asks for it\n"
     "  --json                 print one JSON object (text, tokens, finish reason, usage, timings)\n"
-    "Without --model: $SLM_MODEL, then the default model of the store (slm list).\n";
+    "  -h, --help             this text\n"
+    "M is a GGUF file or a store name (slm list); without one: $SLM_MODEL, then the store's default.\n";
 
+// The prompt from -p, a positional argument after the model, --file or a
+// pipe on stdin: exactly one of them.
 std::string read_prompt(const Args& args) {
+  const std::vector<std::string> rest = model_argument(args, 1).rest;
+  std::vector<std::string> given;
+  if (args.has("--prompt")) given.push_back(args.shown("--prompt"));
+  if (args.has("--file")) given.push_back(args.shown("--file"));
+  if (!rest.empty()) given.push_back("a prompt argument ('" + rest[0].substr(0, 40) + "')");
+  if (given.size() > 1)
+    throw UsageError("give the prompt once: " + given[0] + " and " + given[1] + " cannot be used together");
   if (const auto p = args.get("--prompt")) return *p;
+  if (!rest.empty()) return rest[0];
   if (const auto f = args.get("--file")) {
     std::ifstream in(*f, std::ios::binary);
     if (!in) throw Error(*f + ": cannot open prompt file");
@@ -72,14 +83,20 @@ int run(int argc, char** argv) {
   ThreadPool pool(thread_count(args));
   engine::Generator gen(*model, tok, pool, session_options(args));
   const bool json = args.flag("--json");
+  bool at_line_start = true;
   const engine::GenerateResult r = generate(gen, prompt, opts, [&](std::string_view text) {
-    if (json) return;
+    if (json || text.empty()) return;
     std::fwrite(text.data(), 1, text.size(), stdout);
     std::fflush(stdout);
+    at_line_start = text.back() == '\n';
   });
+  // The output ends with a newline, so a shell prompt or the next line of a
+  // log never runs on from the generated text.
+  if (!json && !at_line_start) std::fputs("\n", stdout);
+  std::fflush(stdout);
   if (r.finish == engine::FinishReason::kContextFull)
     std::fprintf(stderr,
-                 "\nslm run: the context of %lld tokens is full; generation stopped "
+                 "slm run: the context of %lld tokens is full; generation stopped "
                  "(raise --ctx-size, or pass --context-shift to drop old tokens)\n",
                  (long long)gen.n_ctx());
   if (json) {
@@ -94,7 +111,7 @@ int run(int argc, char** argv) {
                     {"peak_rss_bytes", peak_rss_bytes()}};
     std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   }
-  std::fprintf(stderr, "\n%s\n", timing_line(r).c_str());
+  std::fprintf(stderr, "%s\n", timing_line(r).c_str());
   return 0;
 }
 

@@ -21,7 +21,7 @@ namespace slm::cli {
 namespace {
 
 constexpr const char* kUsage =
-    "usage: slm serve [--model M] [--host 127.0.0.1] [--port 8080] [--parallel N] [--ctx-size N]\n"
+    "usage: slm serve [[--model] M] [--host 127.0.0.1] [--port 8080] [--parallel N] [--ctx-size N]\n"
     "                 [--threads N] [--api-key K | --api-key-file F] [--cost-per-hour USD] "
     "[--watts W]\n"
     "                 [--log-prompts] [--insecure-no-auth]\n"
@@ -57,7 +57,7 @@ int run_serve(int argc, char** argv) {
     std::printf("%s", kUsage);
     return 0;
   }
-  if (!args.positional().empty()) throw Error("unexpected argument '" + args.positional()[0] + "'");
+  const std::optional<std::string> model_spec = model_argument(args, 0).spec;
 
   server::ServerOptions so;
   so.host = args.get_or("--host", "127.0.0.1");
@@ -69,10 +69,10 @@ int run_serve(int argc, char** argv) {
   so.cost_per_hour = args.get_double("--cost-per-hour", 0);
   so.watts = args.get_double("--watts", 0);
   if (!(so.cost_per_hour >= 0 && so.cost_per_hour < 1e6))
-    throw Error("--cost-per-hour must be between 0 and 1e6");
-  if (!(so.watts >= 0 && so.watts < 1e7)) throw Error("--watts must be between 0 and 1e7");
+    throw UsageError("--cost-per-hour must be between 0 and 1e6");
+  if (!(so.watts >= 0 && so.watts < 1e7)) throw UsageError("--watts must be between 0 and 1e7");
   if (args.has("--api-key") && args.has("--api-key-file"))
-    throw Error("give --api-key or --api-key-file, not both");
+    throw UsageError("give --api-key or --api-key-file, not both");
   if (const auto k = args.get("--api-key")) {
     if (k->empty()) throw Error("--api-key is empty");
     so.api_key = *k;
@@ -88,7 +88,7 @@ int run_serve(int argc, char** argv) {
   sched.prefill_chunk = args.get_int("--prefill-chunk", 128, 1, 8192);
   const int64_t ctx_arg = args.get_int("--ctx-size", 0, 0, int64_t{1} << 24);
 
-  const store::ResolvedModel resolved = store::resolve_model(args.get("--model"));
+  const store::ResolvedModel resolved = store::resolve_model(model_spec);
   std::string model_id = resolved.name;
   if (model_id.empty()) {
     model_id = std::filesystem::path(resolved.path).filename().string();

@@ -37,7 +37,15 @@ int run_pull(int argc, char** argv) {
   store::PullOptions options = store::PullOptions::from_environment();
   options.force = args.flag("--force");
   options.make_default = args.flag("--default");
-  if (args.flag("--quiet")) options.progress = store::PullOptions::Progress::kNever;
+  if (args.flag("--quiet")) {
+    options.progress = store::PullOptions::Progress::kNever;
+  } else {
+    // Said at once, so a slow or dead network is never a silent wait.
+    options.on_status = [](const std::string& line) {
+      std::fprintf(stderr, "slm pull: %s\n", line.c_str());
+      std::fflush(stderr);
+    };
+  }
 
   store::Store st = store::Store::open_default();
   const store::PullResult r = store::pull(st, ref, options);
@@ -56,23 +64,32 @@ int run_list(int argc, char** argv) {
   if (args.flag("--help")) {
     std::printf(
         "usage: slm list [--paths]\n"
-        "  Models in the store; '*' marks the default. --paths shows where each file is.\n");
+        "  Models in the store and partial downloads; '*' marks the default. --paths shows\n"
+        "  where each file is.\n");
     return 0;
   }
   const store::Store st = store::Store::open_default();
   const auto entries = st.list();
-  if (entries.empty()) {
+  const auto partials = st.partial_downloads();
+  if (entries.empty() && partials.empty()) {
     std::printf("no models in %s; download one with 'slm pull REPO/FILE.gguf'\n", st.home().c_str());
     return 0;
   }
+  const bool paths = args.flag("--paths");
   size_t width = 4;
   for (const auto& e : entries) width = std::max(width, e.name.size());
-  std::printf("  %-*s  %10s  %s\n", static_cast<int>(width), "NAME", "SIZE", args.flag("--paths") ? "PATH" : "SHA256");
+  for (const auto& p : partials) width = std::max(width, p.name.size());
+  std::printf("  %-*s  %10s  %s\n", static_cast<int>(width), "NAME", "SIZE", paths ? "PATH" : "SHA256");
   for (const auto& e : entries) {
-    const std::string last = args.flag("--paths") ? st.path_of(e).string() : e.sha256.substr(0, 12);
+    const std::string last = paths ? st.path_of(e).string() : e.sha256.substr(0, 12);
     std::printf("%c %-*s  %10s  %s\n", e.is_default ? '*' : ' ', static_cast<int>(width), e.name.c_str(),
                 size_text(e.size).c_str(), last.c_str());
   }
+  for (const auto& p : partials)
+    std::printf("  %-*s  %10s  %s\n", static_cast<int>(width), p.name.c_str(), size_text(p.size).c_str(),
+                paths ? p.path.c_str() : "(partial download)");
+  if (!partials.empty())
+    std::printf("partial downloads resume with 'slm pull NAME' and are deleted with 'slm rm NAME'\n");
   return 0;
 }
 
@@ -80,12 +97,18 @@ int run_rm(int argc, char** argv) {
   const Args args(argc, argv, {}, {"--help"});
   if (args.flag("--help") || args.positional().empty()) {
     std::fprintf(args.flag("--help") ? stdout : stderr,
-                 "usage: slm rm NAME...\n  Deletes models from the store (names as 'slm list' shows them,\n"
-                 "  or any unique short form such as the file name).\n");
+                 "usage: slm rm NAME...\n  Deletes models and partial downloads from the store (names as 'slm list'\n"
+                 "  shows them, or any unique short form such as the file name).\n");
     return args.flag("--help") ? 0 : 2;
   }
   store::Store st = store::Store::open_default();
   for (const std::string& name : args.positional()) {
+    if (!st.find(name)) {
+      if (const auto p = st.remove_partial(name)) {
+        std::printf("removed the partial download %s (%s)\n", p->name.c_str(), size_text(p->size).c_str());
+        continue;
+      }
+    }
     const store::ModelEntry e = st.remove(name);
     std::printf("removed %s (%s)%s\n", e.name.c_str(), size_text(e.size).c_str(),
                 e.is_default ? "; there is no default model now" : "");

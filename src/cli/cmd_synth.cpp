@@ -28,7 +28,7 @@ int run_synth(int argc, char** argv) {
   const auto shape = args.get("--shape");
   const auto type = args.get("--type");
   const auto out = args.get("--out");
-  if (!shape || !type || !out) throw Error("--shape, --type and -o are required (slm synth --list shows the choices)");
+  if (!shape || !type || !out) throw UsageError("--shape, --type and -o are required (slm synth --list shows the choices)");
   const model::SynthShape& s = model::find_synth_shape(*shape);
   const uint64_t seed = static_cast<uint64_t>(args.get_int("--seed", 1, 0, INT64_MAX));
   ThreadPool pool(static_cast<int>(args.get_int("--threads", 2, 1, 1024)));

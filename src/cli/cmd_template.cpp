@@ -62,11 +62,11 @@ int run_template(int argc, char** argv) {
     std::fputs(kUsage, stdout);
     return 0;
   }
-  if (!args.positional().empty()) throw Error("unexpected argument '" + args.positional()[0] + "'");
+  if (!args.positional().empty()) throw UsageError("unexpected argument '" + args.positional()[0] + "'");
   if (args.has("--model") == args.has("--template-file"))
-    throw Error("give exactly one of --model or --template-file");
+    throw UsageError("give exactly one of --model or --template-file");
   const std::optional<std::string> messages_path = args.get("--messages");
-  if (!messages_path) throw Error("--messages FILE.json is required");
+  if (!messages_path) throw UsageError("--messages FILE.json is required");
 
   chat::ChatInput input;
   std::string source;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "base/format.h"
 #include "cli/args.h"
 #include "cli/command.h"
 #include "gguf/gguf.h"
@@ -32,7 +33,7 @@ tokenizer::Tokenizer load_tokenizer(const Args& args) {
   const auto model = args.get("--model");
   const auto json = args.get("--tokenizer-json");
   if (model.has_value() == json.has_value())
-    throw Error("give exactly one of --model or --tokenizer-json");
+    throw UsageError("give exactly one of --model or --tokenizer-json");
   if (json) return tokenizer::Tokenizer::from_hf_json(*json);
   auto file = gguf::File::open(*model);
   return tokenizer::Tokenizer::from_gguf(*file);
@@ -42,30 +43,6 @@ std::string read_all(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(path + ": cannot open");
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
-// Control characters in a piece would break the one-pair-per-line output.
-std::string printable(const std::string& piece) {
-  std::string out;
-  for (char c : piece) {
-    const auto b = static_cast<unsigned char>(c);
-    if (c == '\n') {
-      out += "\\n";
-    } else if (c == '\t') {
-      out += "\\t";
-    } else if (c == '\r') {
-      out += "\\r";
-    } else if (c == '\\') {
-      out += "\\\\";
-    } else if (b < 0x20 || b == 0x7F) {
-      char buf[8];
-      std::snprintf(buf, sizeof(buf), "\\x%02x", b);
-      out += buf;
-    } else {
-      out += c;
-    }
-  }
-  return out;
 }
 
 int run_tokenize(int argc, char** argv) {
@@ -79,7 +56,7 @@ int run_tokenize(int argc, char** argv) {
   const auto text_opt = args.get("--text");
   const auto file_opt = args.get("--file");
   if (text_opt.has_value() == file_opt.has_value())
-    throw Error("give exactly one of --text or --file");
+    throw UsageError("give exactly one of --text or --file");
   const std::string text = text_opt ? *text_opt : read_all(*file_opt);
   const tokenizer::Tokenizer tok = load_tokenizer(args);
 
@@ -104,7 +81,8 @@ int run_tokenize(int argc, char** argv) {
     for (int32_t id : ids) {
       out += std::to_string(id);
       out += " '";
-      out += printable(tok.token_to_piece(id));
+      // Control characters would break the one-pair-per-line output.
+      out += escape_controls(tok.token_to_piece(id));
       out += "'\n";
     }
   }
@@ -145,7 +123,7 @@ int run_detokenize(int argc, char** argv) {
     return 0;
   }
   const auto ids_opt = args.get("--ids");
-  if (!ids_opt) throw Error("--ids is required");
+  if (!ids_opt) throw UsageError("--ids is required");
   const auto ids = parse_ids(*ids_opt);
   const tokenizer::Tokenizer tok = load_tokenizer(args);
   const std::string text = tok.decode(ids);

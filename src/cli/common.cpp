@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
@@ -48,7 +49,7 @@ void warm_pages(const model::Model& m) {
 }  // namespace
 
 std::unique_ptr<model::Model> load_model(const Args& args) {
-  const store::ResolvedModel r = store::resolve_model(args.get("--model"));
+  const store::ResolvedModel r = store::resolve_model(model_argument(args, SIZE_MAX).spec);
   auto m = model::Model::load(r.path);
   warm_pages(*m);
   return m;

@@ -21,7 +21,8 @@ extern const std::set<std::string> kGenerateValueOptions;
 extern const std::set<std::string> kGenerateFlagOptions;
 extern const std::map<std::string, std::string> kGenerateAliases;
 
-// Resolves --model / $SLM_MODEL / the store's default and loads it; on a
+// Resolves the model argument (--model or the first positional, see
+// model_argument) / $SLM_MODEL / the store's default and loads it; on a
 // terminal, large files show a progress bar while their pages are read in.
 std::unique_ptr<model::Model> load_model(const Args& args);
 

@@ -336,6 +336,21 @@ namespace {
   throw Error(file + ": metadata key '" + std::string(key) + "' has type " +
               std::string(value_type_name(v.type)) + ", expected " + want);
 }
+
+// The array of numbers (any numeric element type but bool) at key, read
+// element by element with number(v, i); nullopt when the key is absent.
+template <class T, class Number>
+std::optional<std::vector<T>> number_array(const File& f, const std::string& file,
+                                           std::string_view key, Number number) {
+  const Value* v = f.find(key);
+  if (!v) return std::nullopt;
+  if (v->type != ValueType::ARRAY || scalar_size(v->elem_type) == 0 ||
+      v->elem_type == ValueType::BOOL)
+    bad_type(file, key, *v, "an array of numbers");
+  std::vector<T> out(v->count);
+  for (uint64_t i = 0; i < v->count; ++i) out[i] = number(*v, i);
+  return out;
+}
 }  // namespace
 
 std::optional<std::string_view> File::get_string(std::string_view key) const {
@@ -389,25 +404,14 @@ std::optional<std::vector<std::string_view>> File::get_strings(std::string_view 
 }
 
 std::optional<std::vector<float>> File::get_floats(std::string_view key) const {
-  const Value* v = find(key);
-  if (!v) return std::nullopt;
-  if (v->type != ValueType::ARRAY || scalar_size(v->elem_type) == 0 ||
-      v->elem_type == ValueType::BOOL)
-    bad_type(name_, key, *v, "an array of numbers");
-  std::vector<float> out(v->count);
-  for (uint64_t i = 0; i < v->count; ++i) out[i] = static_cast<float>(v->number_at(i));
-  return out;
+  return number_array<float>(*this, name_, key, [](const Value& v, uint64_t i) {
+    return static_cast<float>(v.number_at(i));
+  });
 }
 
 std::optional<std::vector<int64_t>> File::get_ints(std::string_view key) const {
-  const Value* v = find(key);
-  if (!v) return std::nullopt;
-  if (v->type != ValueType::ARRAY || scalar_size(v->elem_type) == 0 ||
-      v->elem_type == ValueType::BOOL)
-    bad_type(name_, key, *v, "an array of numbers");
-  std::vector<int64_t> out(v->count);
-  for (uint64_t i = 0; i < v->count; ++i) out[i] = v->integer_at(i);
-  return out;
+  return number_array<int64_t>(*this, name_, key,
+                               [](const Value& v, uint64_t i) { return v.integer_at(i); });
 }
 
 }  // namespace slm::gguf

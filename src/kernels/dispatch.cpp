@@ -4,6 +4,7 @@
 // debugging) and may be switched by tests with set_active_isa.
 #include <atomic>
 #include <cstdlib>
+#include <initializer_list>
 #include <string_view>
 
 #include "base/cpu.h"
@@ -16,47 +17,37 @@ const CpuFeatures& cpu() {
   return cpu_features();
 }
 
-TypeTable build_scalar() {
-  TypeTable t;
-  fill_scalar_float(t);
-  fill_scalar_legacy(t);
-  fill_scalar_kquants(t);
-  fill_scalar_packed(t);
+using FillFn = void (*)(TypeTable&);
+
+// An ISA's table: a copy of the table below it with the ISA's fills applied
+// in order (later fills override earlier entries; a null fill is skipped).
+TypeTable layered(const TypeTable& below, std::initializer_list<FillFn> fills) {
+  TypeTable t = below;
+  for (FillFn fill : fills)
+    if (fill != nullptr) fill(t);
   return t;
 }
 
 const TypeTable& scalar_table() {
-  static const TypeTable table = build_scalar();
+  static const TypeTable table = layered(TypeTable{}, {fill_scalar_float, fill_scalar_legacy,
+                                                       fill_scalar_kquants, fill_scalar_packed});
   return table;
 }
 
 #if defined(SLM_KERNELS_X86)
 const TypeTable& avx2_table() {
-  static const TypeTable table = [] {
-    TypeTable t = scalar_table();
-    fill_avx2(t);
-    fill_avx2_packed(t);
-    return t;
-  }();
+  static const TypeTable table = layered(scalar_table(), {fill_avx2, fill_avx2_packed});
   return table;
 }
+// What AVX-512 does not override runs the AVX2 kernel.
 const TypeTable& avx512_table() {
-  static const TypeTable table = [] {
-    TypeTable t = avx2_table();  // what AVX-512 does not override runs the AVX2 kernel
-    fill_avx512(t);
-    fill_avx512_packed(t);
-    return t;
-  }();
+  static const TypeTable table = layered(avx2_table(), {fill_avx512, fill_avx512_packed});
   return table;
 }
 #elif defined(SLM_KERNELS_NEON)
 const TypeTable& neon_table() {
-  static const TypeTable table = [] {
-    TypeTable t = scalar_table();
-    fill_neon(t);
-    if (cpu().dotprod) fill_neon_dotprod(t);
-    return t;
-  }();
+  static const TypeTable table =
+      layered(scalar_table(), {fill_neon, cpu().dotprod ? fill_neon_dotprod : nullptr});
   return table;
 }
 #endif

@@ -121,7 +121,7 @@ const TypeTable& isa_table(Isa isa);
 // Bytes of one packed block group (kPackRows rows x one block); 0 when the
 // type has no packed layout.
 int64_t packed_block_bytes(DType t);
-inline bool packed_is_k(DType t) {
+constexpr bool packed_is_k(DType t) {
   return t == DType::Q4_K || t == DType::Q6_K;
 }
 // Elements per block of a packed type (a K-quant super-block or 32).

@@ -25,6 +25,18 @@ constexpr int64_t kMinChunkRows = 4;
 // KiB each, stay in L2).
 constexpr int64_t kTokenChunk = 64;
 
+// Runs f(begin, end) over [0, n) cut into about kChunksPerThread chunks per
+// thread of at least min_chunk items each; the cuts depend only on n and the
+// thread count, so results do not depend on timing.
+template <typename F>
+void parallel_for_ranges(ThreadPool& pool, int64_t n, int64_t min_chunk, const F& f) {
+  const int64_t n_chunks_wanted = std::max<int64_t>(1, pool.size() * kChunksPerThread);
+  const int64_t chunk = std::max(min_chunk, (n + n_chunks_wanted - 1) / n_chunks_wanted);
+  const int64_t n_chunks = (n + chunk - 1) / chunk;
+  pool.parallel_for(n_chunks,
+                    [&](int64_t c, int) { f(c * chunk, std::min(n, c * chunk + chunk)); });
+}
+
 }  // namespace
 
 void matmul(DType wtype, const void* w, int64_t rows, int64_t cols, const float* x,
@@ -60,6 +72,8 @@ void matmul(DType wtype, const void* w, int64_t rows, int64_t cols, const float*
   }
 
   const auto vec_dot = wt.vec_dot;
+  const size_t w_row = static_cast<size_t>(row_bytes(wtype, cols));
+  const auto* wbytes = static_cast<const uint8_t*>(w);
   const FloatTileFn tile = isa_table(active_isa()).float_tile[static_cast<int>(wtype)];
   // Decoding streams rows one after another through vec_dot: kFloatTileRows
   // interleaved short row streams measured ~2x slower from DRAM (Zen 4), and
@@ -67,15 +81,8 @@ void matmul(DType wtype, const void* w, int64_t rows, int64_t cols, const float*
   if (tile != nullptr && n_tokens >= kFloatTileTokens) {
     // Row groups of kFloatTileRows x token tiles of kFloatTileTokens; tokens
     // in chunks of kTokenChunk so their rows stay in L2 while groups stream.
-    const size_t w_row = static_cast<size_t>(row_bytes(wtype, cols));
-    const auto* wbytes = static_cast<const uint8_t*>(w);
     const int64_t n_groups = (rows + kFloatTileRows - 1) / kFloatTileRows;
-    const int64_t n_chunks_wanted = std::max<int64_t>(1, pool.size() * kChunksPerThread);
-    const int64_t chunk_groups =
-        std::max<int64_t>(1, (n_groups + n_chunks_wanted - 1) / n_chunks_wanted);
-    const int64_t n_chunks = (n_groups + chunk_groups - 1) / chunk_groups;
-    pool.parallel_for(n_chunks, [&](int64_t chunk, int) {
-      const int64_t g0 = chunk * chunk_groups, g1 = std::min(n_groups, g0 + chunk_groups);
+    parallel_for_ranges(pool, n_groups, 1, [&](int64_t g0, int64_t g1) {
       for (int64_t c0 = 0; c0 < n_tokens; c0 += kTokenChunk) {
         const int64_t c1 = std::min(n_tokens, c0 + kTokenChunk);
         for (int64_t g = g0; g < g1; ++g) {
@@ -92,15 +99,7 @@ void matmul(DType wtype, const void* w, int64_t rows, int64_t cols, const float*
     });
     return;
   }
-  const size_t w_row = static_cast<size_t>(row_bytes(wtype, cols));
-  const auto* wbytes = static_cast<const uint8_t*>(w);
-  const int64_t n_chunks_wanted = std::max<int64_t>(1, pool.size() * kChunksPerThread);
-  const int64_t chunk_rows =
-      std::max(kMinChunkRows, (rows + n_chunks_wanted - 1) / n_chunks_wanted);
-  const int64_t n_chunks = (rows + chunk_rows - 1) / chunk_rows;
-
-  pool.parallel_for(n_chunks, [&](int64_t chunk, int) {
-    const int64_t r0 = chunk * chunk_rows, r1 = std::min(rows, r0 + chunk_rows);
+  parallel_for_ranges(pool, rows, kMinChunkRows, [&](int64_t r0, int64_t r1) {
     for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokenTile) {
       const int64_t t1 = std::min(n_tokens, t0 + kTokenTile);
       for (int64_t r = r0; r < r1; ++r) {

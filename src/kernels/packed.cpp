@@ -69,6 +69,14 @@ int q6_level(const uint8_t* block, int r, int e) {
   return nibble | ((c >> (2 * quarter)) & 3) << 4;
 }
 
+// Level (0..15) of element e of row r in a packed Q4_K super-block: chunk
+// e / 64, word (e % 32) / 4, the high nibbles for the odd sub-blocks.
+int q4k_level(const uint8_t* block, int r, int e) {
+  const int c = e / 64, l = e % 32;
+  const uint8_t byte = block[kK4Qs + ((c * 8 + l / 4) * kPackRows + r) * 4 + l % 4];
+  return (e / 32) % 2 == 0 ? byte & 0xF : byte >> 4;
+}
+
 void pack_q4_k(const BlockQ4_K& blk, int r, uint8_t* out) {
   std::memcpy(out + 2 * r, &blk.d, 2);
   std::memcpy(out + kScaleBytes + 2 * r, &blk.dmin, 2);
@@ -144,112 +152,99 @@ int packed_quant(DType t, const uint8_t* block, int r, int e) {
   return nibble | static_cast<int>((qh >> q5_bit_position(e)) & 1u) << 4;
 }
 
-// The oracle: integer block sums, then exactly the float steps every SIMD
-// tile performs (float(isum) * dw rounded, then one fused multiply-add).
+// Every oracle walks tokens x rows x blocks in the same order; only what one
+// block adds to a (row, token) accumulator differs. Acc is float for the
+// quantized types (y = acc) and F16Chains for F16; step(act, r, b, block, acc).
+template <DType kType, typename Acc, typename Step>
+void tile_scalar_walk(int64_t nb, const uint8_t* group, const PackedAct* act, int nt, float* y,
+                      int64_t ldy, int nr, const Step& step) {
+  const int64_t block_bytes = packed_block_bytes(kType);
+  for (int t = 0; t < nt; ++t)
+    for (int r = 0; r < nr; ++r) {
+      Acc acc{};
+      for (int64_t b = 0; b < nb; ++b) step(act[t], r, b, group + b * block_bytes, acc);
+      y[t * ldy + r] = static_cast<float>(acc);
+    }
+}
+
+// fp16 scale of row r at byte offset `at` of a packed block.
+float row_half(const uint8_t* block, int64_t at, int r) {
+  uint16_t h;
+  std::memcpy(&h, block + at + 2 * r, 2);
+  return fp16_to_f32(h);
+}
+
+// The float step every SIMD tile performs on an exact integer sum:
+// float(isum) * dw rounded, then one fused multiply-add with the token's scale.
+float scaled_fma(int32_t isum, float dw, float dy, float acc) {
+  return std::fma(static_cast<float>(isum) * dw, dy, acc);
+}
+
+// The oracle: integer block sums, then the float steps of scaled_fma.
 template <DType kType>
 void tile_scalar(int64_t nb, const uint8_t* group, const PackedAct* act, int nt, float* y,
                  int64_t ldy, int nr) {
-  const int64_t block_bytes = packed_block_bytes(kType);
-  for (int t = 0; t < nt; ++t) {
-    for (int r = 0; r < nr; ++r) {
-      float acc = 0;
-      for (int64_t b = 0; b < nb; ++b) {
-        const uint8_t* block = group + b * block_bytes;
-        uint16_t dh;
-        std::memcpy(&dh, block + 2 * r, 2);
-        int32_t isum = act[t].corr[b];
-        const auto* q8 = static_cast<const BlockQ8_0*>(act[t].q);
+  tile_scalar_walk<kType, float>(
+      nb, group, act, nt, y, ldy, nr,
+      [](const PackedAct& a, int r, int64_t b, const uint8_t* block, float& acc) {
+        int32_t isum = a.corr[b];
+        const auto* q8 = static_cast<const BlockQ8_0*>(a.q);
         for (int e = 0; e < kQK32; ++e) isum += packed_quant(kType, block, r, e) * q8[b].qs[e];
-        acc = std::fma(static_cast<float>(isum) * fp16_to_f32(dh), act[t].d[b], acc);
-      }
-      y[t * ldy + r] = acc;
-    }
-  }
+        acc = scaled_fma(isum, row_half(block, 0, r), a.d[b], acc);
+      });
 }
 
-// Q4_K oracle: per super-block the exact integer sums, then the two fused
-// multiply-adds every SIMD tile performs.
-void tile_scalar_q4_k(int64_t nb, const uint8_t* group, const PackedAct* act, int nt, float* y,
-                      int64_t ldy, int nr) {
-  const int64_t block_bytes = packed_block_bytes(DType::Q4_K);
-  for (int t = 0; t < nt; ++t) {
-    const auto* q8 = static_cast<const BlockQ8_K*>(act[t].q);
-    for (int r = 0; r < nr; ++r) {
-      float acc = 0;
-      for (int64_t b = 0; b < nb; ++b) {
-        const uint8_t* block = group + b * block_bytes;
-        uint16_t dh, mh;
-        std::memcpy(&dh, block + 2 * r, 2);
-        std::memcpy(&mh, block + kScaleBytes + 2 * r, 2);
+// K-quant oracle: per sub-block (Q4_K: 8 of 32, Q6_K: 16 of 16) an exact
+// integer dot, Q6_K's seeded with its -32 correction, times the sub-block
+// scale; Q4_K's mins term from the activation's sub-block sums. Then the
+// fused multiply-adds every SIMD tile performs (Q4_K: a second one, minus).
+template <DType kType>
+void tile_scalar_k(int64_t nb, const uint8_t* group, const PackedAct* act, int nt, float* y,
+                   int64_t ldy, int nr) {
+  constexpr bool kQ4 = kType == DType::Q4_K;
+  constexpr int kSub = kQ4 ? 32 : 16;
+  tile_scalar_walk<kType, float>(
+      nb, group, act, nt, y, ldy, nr,
+      [](const PackedAct& a, int r, int64_t b, const uint8_t* block, float& acc) {
+        const int8_t* q8 = static_cast<const BlockQ8_K*>(a.q)[b].qs;
+        const int32_t* corr = a.corr + kKCorr * b;
         int32_t isum = 0, minsum = 0;
-        for (int j = 0; j < 8; ++j) {
-          const int c = j / 2;
-          int32_t dot = 0;
-          for (int e = 0; e < 32; ++e) {
-            const uint8_t byte = block[kK4Qs + ((c * 8 + e / 4) * kPackRows + r) * 4 + e % 4];
-            const int level = j % 2 == 0 ? byte & 0xF : byte >> 4;
-            dot += level * q8[b].qs[32 * j + e];
+        for (int s = 0; s < kQKK / kSub; ++s) {
+          int32_t dot = kQ4 ? 0 : corr[s];
+          for (int e = kSub * s; e < kSub * (s + 1); ++e)
+            dot += (kQ4 ? q4k_level(block, r, e) : q6_level(block, r, e)) * q8[e];
+          if constexpr (kQ4) {
+            isum += block[kK4Sc + s * kPackRows + r] * dot;
+            minsum += block[kK4M + s * kPackRows + r] * corr[s];
+          } else {
+            isum += static_cast<int8_t>(block[kK6Sc + s * kPackRows + r]) * dot;
           }
-          isum += block[kK4Sc + j * kPackRows + r] * dot;
-          minsum += block[kK4M + j * kPackRows + r] * act[t].corr[kKCorr * b + j];
         }
-        acc = std::fma(static_cast<float>(isum) * fp16_to_f32(dh), act[t].d[b], acc);
-        acc = std::fma(-(static_cast<float>(minsum) * fp16_to_f32(mh)), act[t].d[b], acc);
-      }
-      y[t * ldy + r] = acc;
-    }
-  }
-}
-
-// Q6_K oracle: sub-block sums with their -32 corrections, times the int8
-// scales, one fused multiply-add per super-block.
-void tile_scalar_q6_k(int64_t nb, const uint8_t* group, const PackedAct* act, int nt, float* y,
-                      int64_t ldy, int nr) {
-  const int64_t block_bytes = packed_block_bytes(DType::Q6_K);
-  for (int t = 0; t < nt; ++t) {
-    const auto* q8 = static_cast<const BlockQ8_K*>(act[t].q);
-    for (int r = 0; r < nr; ++r) {
-      float acc = 0;
-      for (int64_t b = 0; b < nb; ++b) {
-        const uint8_t* block = group + b * block_bytes;
-        uint16_t dh;
-        std::memcpy(&dh, block + 2 * r, 2);
-        int32_t isum = 0;
-        for (int sb = 0; sb < 16; ++sb) {
-          int32_t dot = act[t].corr[kKCorr * b + sb];
-          for (int e = 16 * sb; e < 16 * sb + 16; ++e) dot += q6_level(block, r, e) * q8[b].qs[e];
-          isum += static_cast<int8_t>(block[kK6Sc + sb * kPackRows + r]) * dot;
-        }
-        acc = std::fma(static_cast<float>(isum) * fp16_to_f32(dh), act[t].d[b], acc);
-      }
-      y[t * ldy + r] = acc;
-    }
-  }
+        acc = scaled_fma(isum, row_half(block, 0, r), a.d[b], acc);
+        if constexpr (kQ4)
+          acc = std::fma(-(static_cast<float>(minsum) * row_half(block, kScaleBytes, r)), a.d[b],
+                         acc);
+      });
 }
 
 // F16 oracle: per row and token two float chains, over the even and the odd
 // columns, each one fused multiply-add per element in column order, summed
 // at the end (the SIMD tile's order exactly; fp16 -> f32 is exact).
+struct F16Chains {
+  float even = 0, odd = 0;
+  explicit operator float() const { return even + odd; }
+};
 void tile_scalar_f16(int64_t nb, const uint8_t* group, const PackedAct* act, int nt, float* y,
                      int64_t ldy, int nr) {
-  const int64_t block_bytes = packed_block_bytes(DType::F16);
-  for (int t = 0; t < nt; ++t) {
-    const auto* x = static_cast<const float*>(act[t].q);
-    for (int r = 0; r < nr; ++r) {
-      float even = 0, odd = 0;
-      for (int64_t b = 0; b < nb; ++b) {
-        const uint8_t* block = group + b * block_bytes;
+  tile_scalar_walk<DType::F16, F16Chains>(
+      nb, group, act, nt, y, ldy, nr,
+      [](const PackedAct& a, int r, int64_t b, const uint8_t* block, F16Chains& acc) {
+        const auto* x = static_cast<const float*>(a.q) + b * kQK32;
         for (int c = 0; c < kQK32; c += 2) {
-          uint16_t h0, h1;
-          std::memcpy(&h0, block + (c * kPackRows + r) * 2, 2);
-          std::memcpy(&h1, block + ((c + 1) * kPackRows + r) * 2, 2);
-          even = std::fma(fp16_to_f32(h0), x[b * kQK32 + c], even);
-          odd = std::fma(fp16_to_f32(h1), x[b * kQK32 + c + 1], odd);
+          acc.even = std::fma(row_half(block, 2 * kPackRows * c, r), x[c], acc.even);
+          acc.odd = std::fma(row_half(block, 2 * kPackRows * (c + 1), r), x[c + 1], acc.odd);
         }
-      }
-      y[t * ldy + r] = even + odd;
-    }
-  }
+      });
 }
 
 }  // namespace
@@ -277,8 +272,8 @@ void fill_scalar_packed(TypeTable& table) {
   table.packed_tile[static_cast<int>(DType::Q8_0)] = tile_scalar<DType::Q8_0>;
   table.packed_tile[static_cast<int>(DType::Q4_0)] = tile_scalar<DType::Q4_0>;
   table.packed_tile[static_cast<int>(DType::Q5_0)] = tile_scalar<DType::Q5_0>;
-  table.packed_tile[static_cast<int>(DType::Q4_K)] = tile_scalar_q4_k;
-  table.packed_tile[static_cast<int>(DType::Q6_K)] = tile_scalar_q6_k;
+  table.packed_tile[static_cast<int>(DType::Q4_K)] = tile_scalar_k<DType::Q4_K>;
+  table.packed_tile[static_cast<int>(DType::Q6_K)] = tile_scalar_k<DType::Q6_K>;
   table.packed_tile[static_cast<int>(DType::F16)] = tile_scalar_f16;
 }
 

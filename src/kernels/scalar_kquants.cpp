@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #include "base/fp16.h"
 #include "kernels/blocks.h"
@@ -60,7 +61,10 @@ void unpack_q3_k(const BlockQ3_K& b, Unpacked& u) {
   }
 }
 
-void unpack_q4_k(const BlockQ4_K& b, Unpacked& u) {
+// Q4_K and Q5_K share d, dmin, the 6-bit scales and the nibble layout; Q5_K
+// adds bit 4 of element e as bit (e / 32) of qh[e % 32].
+template <typename Block>
+void unpack_k4(const Block& b, Unpacked& u) {
   u.d = half(b.d);
   u.dmin = half(b.dmin);
   u.sub = 32;
@@ -73,23 +77,7 @@ void unpack_q4_k(const BlockQ4_K& b, Unpacked& u) {
   for (int e = 0; e < kQKK; ++e) {
     const uint8_t byte = b.qs[32 * (e / 64) + e % 32];
     u.q[e] = (e % 64) < 32 ? byte & 0xF : byte >> 4;
-  }
-}
-
-void unpack_q5_k(const BlockQ5_K& b, Unpacked& u) {
-  u.d = half(b.d);
-  u.dmin = half(b.dmin);
-  u.sub = 32;
-  for (int s = 0; s < 8; ++s) {
-    uint8_t sc, m;
-    unpack_scale_min_k4(s, b.scales, &sc, &m);
-    u.scale[s] = sc;
-    u.min[s] = m;
-  }
-  for (int e = 0; e < kQKK; ++e) {
-    const uint8_t byte = b.qs[32 * (e / 64) + e % 32];
-    const int low = (e % 64) < 32 ? byte & 0xF : byte >> 4;
-    u.q[e] = low | (((b.qh[e % 32] >> (e / 32)) & 1) << 4);
+    if constexpr (std::is_same_v<Block, BlockQ5_K>) u.q[e] |= ((b.qh[e % 32] >> (e / 32)) & 1) << 4;
   }
 }
 
@@ -219,6 +207,18 @@ float fit_symmetric(const float* x, int n, int nneg) {
   return best_d;
 }
 
+// Q3_K and Q6_K: fit_symmetric of each 16-wide sub-block into scales[16];
+// returns the signed scale of largest magnitude (0 when all are 0), which
+// sets the super-block scale.
+float fit_symmetric_16(const float* src, int nneg, float* scales) {
+  float amax = 0, max_scale = 0;
+  for (int s = 0; s < 16; ++s) {
+    scales[s] = fit_symmetric(src + 16 * s, 16, nneg);
+    if (std::fabs(scales[s]) > amax) amax = std::fabs(scales[s]), max_scale = scales[s];
+  }
+  return max_scale;
+}
+
 // Scales of 16-wide sub-blocks coded as 4-bit sc and min: Q2_K.
 void quantize_q2_k(const float* src, void* dst, int64_t n) {
   auto* y = static_cast<BlockQ2_K*>(dst);
@@ -247,40 +247,34 @@ void quantize_q2_k(const float* src, void* dst, int64_t n) {
   }
 }
 
+// Inverse of q3k_scale: ORs the 6-bit code l (scale + 32) of sub-block s into
+// the zeroed packed scales.
+void put_q3k_scale(uint8_t* scales, int s, int l) {
+  if (s < 8)
+    scales[s] |= static_cast<uint8_t>(l & 0xF);
+  else
+    scales[s - 8] |= static_cast<uint8_t>((l & 0xF) << 4);
+  scales[8 + s % 4] |= static_cast<uint8_t>((l >> 4) << (2 * (s / 4)));
+}
+
 void quantize_q3_k(const float* src, void* dst, int64_t n) {
   auto* y = static_cast<BlockQ3_K*>(dst);
   for (int64_t i = 0; i < n / kQKK; ++i, src += kQKK) {
-    float scales[16], amax = 0, max_scale = 0;
-    for (int s = 0; s < 16; ++s) {
-      scales[s] = fit_symmetric(src + 16 * s, 16, 4);
-      if (std::fabs(scales[s]) > amax) amax = std::fabs(scales[s]), max_scale = scales[s];
-    }
+    float scales[16];
+    const float max_scale = fit_symmetric_16(src, 4, scales);
     std::memset(y[i].scales, 0, sizeof(y[i].scales));
     std::memset(y[i].hmask, 0, sizeof(y[i].hmask));
     std::memset(y[i].qs, 0, sizeof(y[i].qs));
     y[i].d = 0;
-    if (amax == 0) {
+    if (max_scale == 0) {
       // All-zero block: level 0 is q = 4 (high bit set), scale code 32 (0).
-      for (int s = 0; s < 16; ++s) {
-        const int l = 32;
-        if (s < 8)
-          y[i].scales[s] |= static_cast<uint8_t>(l & 0xF);
-        else
-          y[i].scales[s - 8] |= static_cast<uint8_t>((l & 0xF) << 4);
-        y[i].scales[8 + s % 4] |= static_cast<uint8_t>((l >> 4) << (2 * (s / 4)));
-      }
+      for (int s = 0; s < 16; ++s) put_q3k_scale(y[i].scales, s, 32);
       std::memset(y[i].hmask, 0xFF, sizeof(y[i].hmask));
       continue;
     }
     const float iscale = -32.0f / max_scale;
-    for (int s = 0; s < 16; ++s) {
-      const int l = std::clamp(nearest_int(iscale * scales[s]), -32, 31) + 32;
-      if (s < 8)
-        y[i].scales[s] |= static_cast<uint8_t>(l & 0xF);
-      else
-        y[i].scales[s - 8] |= static_cast<uint8_t>((l & 0xF) << 4);
-      y[i].scales[8 + s % 4] |= static_cast<uint8_t>((l >> 4) << (2 * (s / 4)));
-    }
+    for (int s = 0; s < 16; ++s)
+      put_q3k_scale(y[i].scales, s, std::clamp(nearest_int(iscale * scales[s]), -32, 31) + 32);
     y[i].d = f32_to_fp16(1 / iscale);
     const float d = half(y[i].d);
     for (int e = 0; e < kQKK; ++e) {
@@ -307,76 +301,55 @@ void pack_scale_min_k4(const uint8_t* ls, const uint8_t* lm, uint8_t* q) {
   }
 }
 
-// Shared by Q4_K (nmax 15) and Q5_K (nmax 31): fits sub-blocks, codes their
-// scales and mins in 6 bits, then re-picks levels against the coded values.
-struct K4Scales {
-  uint16_t d, dmin;  // fp16 bits
-};
-K4Scales quantize_k4_levels(const float* src, int nmax, uint8_t* scales_out, uint8_t* levels) {
-  float scales[8], mins[8], max_scale = 0, max_min = 0;
-  for (int s = 0; s < 8; ++s) {
-    scales[s] = fit_affine(src + 32 * s, 32, nmax, &mins[s]);
-    max_scale = std::max(max_scale, scales[s]);
-    max_min = std::max(max_min, mins[s]);
-  }
-  const K4Scales out{f32_to_fp16(max_scale / 63), f32_to_fp16(max_min / 63)};
-  const float d = half(out.d), dmin = half(out.dmin);
-  uint8_t ls[8], lm[8];
-  for (int s = 0; s < 8; ++s) {
-    ls[s] = static_cast<uint8_t>(d > 0 ? std::clamp(nearest_int(scales[s] / d), 0, 63) : 0);
-    lm[s] = static_cast<uint8_t>(dmin > 0 ? std::clamp(nearest_int(mins[s] / dmin), 0, 63) : 0);
-  }
-  pack_scale_min_k4(ls, lm, scales_out);
-  for (int e = 0; e < kQKK; ++e) {
-    const float sd = d * ls[e / 32], m = dmin * lm[e / 32];
-    levels[e] =
-        static_cast<uint8_t>(sd > 0 ? std::clamp(nearest_int((src[e] + m) / sd), 0, nmax) : 0);
-  }
-  return out;
-}
-
-void quantize_q4_k(const float* src, void* dst, int64_t n) {
-  auto* y = static_cast<BlockQ4_K*>(dst);
-  uint8_t levels[kQKK];
+// Q4_K (levels 0..15) and Q5_K (0..31, the fifth bit in qh): fits the
+// sub-blocks, codes their scales and mins in 6 bits, then re-picks levels
+// against the coded values.
+template <typename Block>
+void quantize_k4(const float* src, void* dst, int64_t n) {
+  constexpr bool kFifthBit = std::is_same_v<Block, BlockQ5_K>;
+  constexpr int kMax = kFifthBit ? 31 : 15;
+  auto* y = static_cast<Block*>(dst);
   for (int64_t i = 0; i < n / kQKK; ++i, src += kQKK) {
-    const K4Scales sc = quantize_k4_levels(src, 15, y[i].scales, levels);
-    y[i].d = sc.d;
-    y[i].dmin = sc.dmin;
-    for (int c = 0; c < 4; ++c)
-      for (int l = 0; l < 32; ++l)
-        y[i].qs[32 * c + l] =
-            static_cast<uint8_t>(levels[64 * c + l] | (levels[64 * c + 32 + l] << 4));
-  }
-}
-
-void quantize_q5_k(const float* src, void* dst, int64_t n) {
-  auto* y = static_cast<BlockQ5_K*>(dst);
-  uint8_t levels[kQKK];
-  for (int64_t i = 0; i < n / kQKK; ++i, src += kQKK) {
-    const K4Scales sc = quantize_k4_levels(src, 31, y[i].scales, levels);
-    y[i].d = sc.d;
-    y[i].dmin = sc.dmin;
-    std::memset(y[i].qh, 0, sizeof(y[i].qh));
+    float scales[8], mins[8], max_scale = 0, max_min = 0;
+    for (int s = 0; s < 8; ++s) {
+      scales[s] = fit_affine(src + 32 * s, 32, kMax, &mins[s]);
+      max_scale = std::max(max_scale, scales[s]);
+      max_min = std::max(max_min, mins[s]);
+    }
+    y[i].d = f32_to_fp16(max_scale / 63);
+    y[i].dmin = f32_to_fp16(max_min / 63);
+    const float d = half(y[i].d), dmin = half(y[i].dmin);
+    uint8_t ls[8], lm[8], levels[kQKK];
+    for (int s = 0; s < 8; ++s) {
+      ls[s] = static_cast<uint8_t>(d > 0 ? std::clamp(nearest_int(scales[s] / d), 0, 63) : 0);
+      lm[s] = static_cast<uint8_t>(dmin > 0 ? std::clamp(nearest_int(mins[s] / dmin), 0, 63) : 0);
+    }
+    pack_scale_min_k4(ls, lm, y[i].scales);
+    for (int e = 0; e < kQKK; ++e) {
+      const float sd = d * ls[e / 32], m = dmin * lm[e / 32];
+      levels[e] =
+          static_cast<uint8_t>(sd > 0 ? std::clamp(nearest_int((src[e] + m) / sd), 0, kMax) : 0);
+    }
     for (int c = 0; c < 4; ++c)
       for (int l = 0; l < 32; ++l)
         y[i].qs[32 * c + l] = static_cast<uint8_t>((levels[64 * c + l] & 0xF) |
                                                    ((levels[64 * c + 32 + l] & 0xF) << 4));
-    for (int e = 0; e < kQKK; ++e)
-      y[i].qh[e % 32] |= static_cast<uint8_t>((levels[e] >> 4) << (e / 32));
+    if constexpr (kFifthBit) {
+      std::memset(y[i].qh, 0, sizeof(y[i].qh));
+      for (int e = 0; e < kQKK; ++e)
+        y[i].qh[e % 32] |= static_cast<uint8_t>((levels[e] >> 4) << (e / 32));
+    }
   }
 }
 
 void quantize_q6_k(const float* src, void* dst, int64_t n) {
   auto* y = static_cast<BlockQ6_K*>(dst);
   for (int64_t i = 0; i < n / kQKK; ++i, src += kQKK) {
-    float scales[16], amax = 0, max_scale = 0;
-    for (int s = 0; s < 16; ++s) {
-      scales[s] = fit_symmetric(src + 16 * s, 16, 32);
-      if (std::fabs(scales[s]) > amax) amax = std::fabs(scales[s]), max_scale = scales[s];
-    }
+    float scales[16];
+    const float max_scale = fit_symmetric_16(src, 32, scales);
     std::memset(&y[i], 0, sizeof(BlockQ6_K));
     int levels[kQKK];
-    if (amax == 0) {
+    if (max_scale == 0) {
       std::fill(levels, levels + kQKK, 32);  // level 32 is zero
     } else {
       const float iscale = -128.0f / max_scale;
@@ -437,10 +410,10 @@ void fill_scalar_kquants(TypeTable& t) {
                     vec_dot_k<BlockQ2_K, unpack_q2_k>};
   t[DType::Q3_K] = {DType::Q8_K, dequantize_k<BlockQ3_K, unpack_q3_k>, quantize_q3_k,
                     vec_dot_k<BlockQ3_K, unpack_q3_k>};
-  t[DType::Q4_K] = {DType::Q8_K, dequantize_k<BlockQ4_K, unpack_q4_k>, quantize_q4_k,
-                    vec_dot_k<BlockQ4_K, unpack_q4_k>};
-  t[DType::Q5_K] = {DType::Q8_K, dequantize_k<BlockQ5_K, unpack_q5_k>, quantize_q5_k,
-                    vec_dot_k<BlockQ5_K, unpack_q5_k>};
+  t[DType::Q4_K] = {DType::Q8_K, dequantize_k<BlockQ4_K, unpack_k4<BlockQ4_K>>,
+                    quantize_k4<BlockQ4_K>, vec_dot_k<BlockQ4_K, unpack_k4<BlockQ4_K>>};
+  t[DType::Q5_K] = {DType::Q8_K, dequantize_k<BlockQ5_K, unpack_k4<BlockQ5_K>>,
+                    quantize_k4<BlockQ5_K>, vec_dot_k<BlockQ5_K, unpack_k4<BlockQ5_K>>};
   t[DType::Q6_K] = {DType::Q8_K, dequantize_k<BlockQ6_K, unpack_q6_k>, quantize_q6_k,
                     vec_dot_k<BlockQ6_K, unpack_q6_k>};
   t[DType::Q8_K] = {DType::Q8_K, dequantize_q8_k, quantize_q8_k, nullptr};

@@ -1,10 +1,13 @@
 // Scalar reference kernels of the 32-element block types (Q4_0, Q4_1, Q5_0,
 // Q5_1, Q8_0, IQ4_NL). They are the test oracle for every ISA: plain loops,
 // formulas as in ggml (integer sums per block, one float multiply-add per
-// block), no cleverness.
+// block), no cleverness. Each type turns a block into 32 integer levels (the
+// values its d multiplies, offsets removed; levels_of), so dequantize and the
+// dot product are written once for all six; Q4_1 / Q5_1 add their min m.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #include "base/fp16.h"
 #include "kernels/blocks.h"
@@ -32,207 +35,125 @@ float signed_absmax(const float* x, int n) {
   return max;
 }
 
-uint32_t load_u32(const uint8_t* p) {
-  uint32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
+// Q4_1 and Q5_1 carry a min: x = d * q + m.
+template <typename Block>
+constexpr bool kHasMin = std::is_same_v<Block, BlockQ4_1> || std::is_same_v<Block, BlockQ5_1>;
+// Q5_0 and Q5_1 keep the fifth bit of element j as bit j of qh (LE u32).
+template <typename Block>
+constexpr bool kHasQh = std::is_same_v<Block, BlockQ5_0> || std::is_same_v<Block, BlockQ5_1>;
 
-// ---------------------------------------------------------------- Q4_0
+// ---------------------------------------------------------------- levels
 
-void quantize_q4_0(const float* src, void* dst, int64_t n) {
-  auto* y = static_cast<BlockQ4_0*>(dst);
-  for (int64_t i = 0; i < n / kQK32; ++i, src += kQK32) {
-    const float d = signed_absmax(src, kQK32) / -8;
-    const float id = d != 0 ? 1.0f / d : 0.0f;
-    y[i].d = f32_to_fp16(d);
-    for (int j = 0; j < kHalf; ++j) {
-      // +8.5 then truncation rounds half up into [0, 16]; 16 only for the
-      // element opposite the extreme one, clamped to 15.
-      const int q0 = std::min(15, static_cast<int>(src[j] * id + 8.5f));
-      const int q1 = std::min(15, static_cast<int>(src[j + kHalf] * id + 8.5f));
-      y[i].qs[j] = static_cast<uint8_t>(q0 | (q1 << 4));
-    }
-  }
-}
-
-void dequantize_q4_0(const void* src, float* dst, int64_t n) {
-  const auto* x = static_cast<const BlockQ4_0*>(src);
-  for (int64_t i = 0; i < n / kQK32; ++i, dst += kQK32) {
-    const float d = half(x[i].d);
-    for (int j = 0; j < kHalf; ++j) {
-      dst[j] = static_cast<float>((x[i].qs[j] & 0xF) - 8) * d;
-      dst[j + kHalf] = static_cast<float>((x[i].qs[j] >> 4) - 8) * d;
-    }
-  }
-}
-
-void vec_dot_q4_0(int64_t n, float* s, const void* w, const void* a) {
-  const auto* x = static_cast<const BlockQ4_0*>(w);
-  const auto* y = static_cast<const BlockQ8_0*>(a);
-  float sum = 0;
-  for (int64_t i = 0; i < n / kQK32; ++i) {
-    int sumi = 0;
-    for (int j = 0; j < kHalf; ++j) {
-      sumi += ((x[i].qs[j] & 0xF) - 8) * y[i].qs[j];
-      sumi += ((x[i].qs[j] >> 4) - 8) * y[i].qs[j + kHalf];
-    }
-    sum += static_cast<float>(sumi) * (half(x[i].d) * half(y[i].d));
-  }
-  *s = sum;
-}
-
-// ---------------------------------------------------------------- Q4_1
-
-void quantize_q4_1(const float* src, void* dst, int64_t n) {
-  auto* y = static_cast<BlockQ4_1*>(dst);
-  for (int64_t i = 0; i < n / kQK32; ++i, src += kQK32) {
-    const float min = *std::min_element(src, src + kQK32);
-    const float max = *std::max_element(src, src + kQK32);
-    const float d = (max - min) / 15;
-    const float id = d != 0 ? 1.0f / d : 0.0f;
-    y[i].d = f32_to_fp16(d);
-    y[i].m = f32_to_fp16(min);
-    for (int j = 0; j < kHalf; ++j) {
-      const int q0 = std::min(15, static_cast<int>((src[j] - min) * id + 0.5f));
-      const int q1 = std::min(15, static_cast<int>((src[j + kHalf] - min) * id + 0.5f));
-      y[i].qs[j] = static_cast<uint8_t>(q0 | (q1 << 4));
-    }
-  }
-}
-
-void dequantize_q4_1(const void* src, float* dst, int64_t n) {
-  const auto* x = static_cast<const BlockQ4_1*>(src);
-  for (int64_t i = 0; i < n / kQK32; ++i, dst += kQK32) {
-    const float d = half(x[i].d), m = half(x[i].m);
-    for (int j = 0; j < kHalf; ++j) {
-      dst[j] = static_cast<float>(x[i].qs[j] & 0xF) * d + m;
-      dst[j + kHalf] = static_cast<float>(x[i].qs[j] >> 4) * d + m;
-    }
-  }
-}
-
-// sum((d q + m) * dy qy) = d dy sum(q qy) + m dy sum(qy)
-void vec_dot_q4_1(int64_t n, float* s, const void* w, const void* a) {
-  const auto* x = static_cast<const BlockQ4_1*>(w);
-  const auto* y = static_cast<const BlockQ8_0*>(a);
-  float sum = 0;
-  for (int64_t i = 0; i < n / kQK32; ++i) {
-    int sumi = 0, sumy = 0;
-    for (int j = 0; j < kHalf; ++j) {
-      sumi += (x[i].qs[j] & 0xF) * y[i].qs[j] + (x[i].qs[j] >> 4) * y[i].qs[j + kHalf];
-      sumy += y[i].qs[j] + y[i].qs[j + kHalf];
-    }
-    const float dy = half(y[i].d);
-    sum += static_cast<float>(sumi) * (half(x[i].d) * dy) +
-           static_cast<float>(sumy) * (half(x[i].m) * dy);
-  }
-  *s = sum;
-}
-
-// ---------------------------------------------------------------- Q5_0
-
-void quantize_q5_0(const float* src, void* dst, int64_t n) {
-  auto* y = static_cast<BlockQ5_0*>(dst);
-  for (int64_t i = 0; i < n / kQK32; ++i, src += kQK32) {
-    const float d = signed_absmax(src, kQK32) / -16;
-    const float id = d != 0 ? 1.0f / d : 0.0f;
-    y[i].d = f32_to_fp16(d);
-    uint32_t qh = 0;
-    for (int j = 0; j < kHalf; ++j) {
-      const int q0 = std::min(31, static_cast<int>(src[j] * id + 16.5f));
-      const int q1 = std::min(31, static_cast<int>(src[j + kHalf] * id + 16.5f));
-      y[i].qs[j] = static_cast<uint8_t>((q0 & 0xF) | ((q1 & 0xF) << 4));
-      qh |= static_cast<uint32_t>(q0 >> 4) << j;
-      qh |= static_cast<uint32_t>(q1 >> 4) << (j + kHalf);
-    }
-    std::memcpy(y[i].qh, &qh, 4);
-  }
-}
-
-// Five-bit values of a Q5 block: q[j] = low nibble | bit j of qh << 4.
-void unpack_q5(const uint8_t* qs, const uint8_t* qh_bytes, int* q) {
-  const uint32_t qh = load_u32(qh_bytes);
+// Element j sits in the low nibble of qs[j], element j + 16 in the high one;
+// the fifth bits, where the block has them, on top.
+template <typename Block>
+void unsigned_levels(const Block& b, int* q) {
   for (int j = 0; j < kHalf; ++j) {
-    q[j] = (qs[j] & 0xF) | static_cast<int>(((qh >> j) & 1) << 4);
-    q[j + kHalf] = (qs[j] >> 4) | static_cast<int>(((qh >> (j + kHalf)) & 1) << 4);
+    q[j] = b.qs[j] & 0xF;
+    q[j + kHalf] = b.qs[j] >> 4;
+  }
+  if constexpr (kHasQh<Block>) {
+    uint32_t qh;
+    std::memcpy(&qh, b.qh, 4);
+    for (int j = 0; j < kQK32; ++j) q[j] |= static_cast<int>((qh >> j) & 1) << 4;
   }
 }
 
-void dequantize_q5_0(const void* src, float* dst, int64_t n) {
-  const auto* x = static_cast<const BlockQ5_0*>(src);
-  int q[kQK32];
-  for (int64_t i = 0; i < n / kQK32; ++i, dst += kQK32) {
-    const float d = half(x[i].d);
-    unpack_q5(x[i].qs, x[i].qh, q);
-    for (int j = 0; j < kQK32; ++j) dst[j] = static_cast<float>(q[j] - 16) * d;
-  }
-}
-
-void vec_dot_q5_0(int64_t n, float* s, const void* w, const void* a) {
-  const auto* x = static_cast<const BlockQ5_0*>(w);
-  const auto* y = static_cast<const BlockQ8_0*>(a);
-  int q[kQK32];
-  float sum = 0;
-  for (int64_t i = 0; i < n / kQK32; ++i) {
-    unpack_q5(x[i].qs, x[i].qh, q);
-    int sumi = 0;
-    for (int j = 0; j < kQK32; ++j) sumi += (q[j] - 16) * y[i].qs[j];
-    sum += static_cast<float>(sumi) * (half(x[i].d) * half(y[i].d));
-  }
-  *s = sum;
-}
-
-// ---------------------------------------------------------------- Q5_1
-
-void quantize_q5_1(const float* src, void* dst, int64_t n) {
-  auto* y = static_cast<BlockQ5_1*>(dst);
-  for (int64_t i = 0; i < n / kQK32; ++i, src += kQK32) {
-    const float min = *std::min_element(src, src + kQK32);
-    const float max = *std::max_element(src, src + kQK32);
-    const float d = (max - min) / 31;
-    const float id = d != 0 ? 1.0f / d : 0.0f;
-    y[i].d = f32_to_fp16(d);
-    y[i].m = f32_to_fp16(min);
+// The inverse for levels in [0, 32): nibbles into qs, fifth bits into qh.
+template <typename Block>
+void store_levels(const int* q, Block& b) {
+  for (int j = 0; j < kHalf; ++j)
+    b.qs[j] = static_cast<uint8_t>((q[j] & 0xF) | ((q[j + kHalf] & 0xF) << 4));
+  if constexpr (kHasQh<Block>) {
     uint32_t qh = 0;
-    for (int j = 0; j < kHalf; ++j) {
-      const int q0 = std::min(31, static_cast<int>((src[j] - min) * id + 0.5f));
-      const int q1 = std::min(31, static_cast<int>((src[j + kHalf] - min) * id + 0.5f));
-      y[i].qs[j] = static_cast<uint8_t>((q0 & 0xF) | ((q1 & 0xF) << 4));
-      qh |= static_cast<uint32_t>(q0 >> 4) << j;
-      qh |= static_cast<uint32_t>(q1 >> 4) << (j + kHalf);
-    }
-    std::memcpy(y[i].qh, &qh, 4);
+    for (int j = 0; j < kQK32; ++j) qh |= static_cast<uint32_t>(q[j] >> 4) << j;
+    std::memcpy(b.qh, &qh, 4);
   }
 }
 
-void dequantize_q5_1(const void* src, float* dst, int64_t n) {
-  const auto* x = static_cast<const BlockQ5_1*>(src);
+// Signed levels, the integers d multiplies.
+template <typename Block>
+void levels_of(const Block& b, int* q) {
+  if constexpr (std::is_same_v<Block, BlockQ8_0>) {
+    for (int j = 0; j < kQK32; ++j) q[j] = b.qs[j];
+  } else {
+    unsigned_levels(b, q);
+    if constexpr (std::is_same_v<Block, BlockIq4Nl>) {
+      for (int j = 0; j < kQK32; ++j) q[j] = kIq4nlValues[q[j]];
+    } else if constexpr (!kHasMin<Block>) {  // Q4_0, Q5_0: offset 8 or 16
+      for (int j = 0; j < kQK32; ++j) q[j] -= kHasQh<Block> ? 16 : 8;
+    }
+  }
+}
+
+template <typename Block>
+void dequantize_32(const void* src, float* dst, int64_t n) {
+  const auto* x = static_cast<const Block*>(src);
   int q[kQK32];
   for (int64_t i = 0; i < n / kQK32; ++i, dst += kQK32) {
-    const float d = half(x[i].d), m = half(x[i].m);
-    unpack_q5(x[i].qs, x[i].qh, q);
-    for (int j = 0; j < kQK32; ++j) dst[j] = static_cast<float>(q[j]) * d + m;
+    levels_of(x[i], q);
+    const float d = half(x[i].d);
+    for (int j = 0; j < kQK32; ++j) {
+      if constexpr (kHasMin<Block>)
+        dst[j] = static_cast<float>(q[j]) * d + half(x[i].m);
+      else
+        dst[j] = static_cast<float>(q[j]) * d;
+    }
   }
 }
 
-void vec_dot_q5_1(int64_t n, float* s, const void* w, const void* a) {
-  const auto* x = static_cast<const BlockQ5_1*>(w);
+// With a min: sum((d q + m) * dy qy) = d dy sum(q qy) + m dy sum(qy).
+template <typename Block>
+void vec_dot_32(int64_t n, float* s, const void* w, const void* a) {
+  const auto* x = static_cast<const Block*>(w);
   const auto* y = static_cast<const BlockQ8_0*>(a);
   int q[kQK32];
   float sum = 0;
   for (int64_t i = 0; i < n / kQK32; ++i) {
-    unpack_q5(x[i].qs, x[i].qh, q);
+    levels_of(x[i], q);
     int sumi = 0, sumy = 0;
     for (int j = 0; j < kQK32; ++j) {
       sumi += q[j] * y[i].qs[j];
-      sumy += y[i].qs[j];
+      if constexpr (kHasMin<Block>) sumy += y[i].qs[j];
     }
     const float dy = half(y[i].d);
-    sum += static_cast<float>(sumi) * (half(x[i].d) * dy) +
-           static_cast<float>(sumy) * (half(x[i].m) * dy);
+    if constexpr (kHasMin<Block>)
+      sum += static_cast<float>(sumi) * (half(x[i].d) * dy) +
+             static_cast<float>(sumy) * (half(x[i].m) * dy);
+    else
+      sum += static_cast<float>(sumi) * (half(x[i].d) * dy);
   }
   *s = sum;
+}
+
+// ---------------------------------------------------------------- quantizers
+
+// Q4_0 / Q5_0 (kLevels 16 / 32): d = signed extreme / -(kLevels / 2), so the
+// extreme element lands on level 0. Adding kLevels / 2 + 0.5 then truncating
+// rounds half up into [0, kLevels]; kLevels only for the element opposite the
+// extreme one, clamped. Q4_1 / Q5_1: levels 0..kLevels - 1 span [min, max].
+template <typename Block, int kLevels>
+void quantize_32(const float* src, void* dst, int64_t n) {
+  auto* y = static_cast<Block*>(dst);
+  int q[kQK32];
+  for (int64_t i = 0; i < n / kQK32; ++i, src += kQK32) {
+    float d, min = 0;
+    if constexpr (kHasMin<Block>) {
+      min = *std::min_element(src, src + kQK32);
+      d = (*std::max_element(src, src + kQK32) - min) / (kLevels - 1);
+      y[i].m = f32_to_fp16(min);
+    } else {
+      d = signed_absmax(src, kQK32) / -(kLevels / 2);
+    }
+    const float id = d != 0 ? 1.0f / d : 0.0f;
+    y[i].d = f32_to_fp16(d);
+    for (int j = 0; j < kQK32; ++j) {
+      const float v =
+          kHasMin<Block> ? (src[j] - min) * id + 0.5f : src[j] * id + (kLevels / 2 + 0.5f);
+      q[j] = std::min(kLevels - 1, static_cast<int>(v));
+    }
+    store_levels(q, y[i]);
+  }
 }
 
 // ---------------------------------------------------------------- Q8_0
@@ -249,26 +170,6 @@ void quantize_q8_0(const float* src, void* dst, int64_t n) {
     y[i].d = f32_to_fp16(d);
     for (int j = 0; j < kQK32; ++j) y[i].qs[j] = static_cast<int8_t>(std::round(src[j] * id));
   }
-}
-
-void dequantize_q8_0(const void* src, float* dst, int64_t n) {
-  const auto* x = static_cast<const BlockQ8_0*>(src);
-  for (int64_t i = 0; i < n / kQK32; ++i, dst += kQK32) {
-    const float d = half(x[i].d);
-    for (int j = 0; j < kQK32; ++j) dst[j] = static_cast<float>(x[i].qs[j]) * d;
-  }
-}
-
-void vec_dot_q8_0(int64_t n, float* s, const void* w, const void* a) {
-  const auto* x = static_cast<const BlockQ8_0*>(w);
-  const auto* y = static_cast<const BlockQ8_0*>(a);
-  float sum = 0;
-  for (int64_t i = 0; i < n / kQK32; ++i) {
-    int sumi = 0;
-    for (int j = 0; j < kQK32; ++j) sumi += x[i].qs[j] * y[i].qs[j];
-    sum += static_cast<float>(sumi) * (half(x[i].d) * half(y[i].d));
-  }
-  *s = sum;
 }
 
 // ---------------------------------------------------------------- IQ4_NL
@@ -292,7 +193,7 @@ int nearest_iq4nl(float v) {
 // importance matrix.
 void quantize_iq4_nl(const float* src, void* dst, int64_t n) {
   auto* y = static_cast<BlockIq4Nl*>(dst);
-  uint8_t levels[kQK32];
+  int levels[kQK32];
   for (int64_t i = 0; i < n / kQK32; ++i, src += kQK32) {
     const float max = signed_absmax(src, kQK32);
     std::memset(y[i].qs, 0, sizeof(y[i].qs));
@@ -317,47 +218,25 @@ void quantize_iq4_nl(const float* src, void* dst, int64_t n) {
     y[i].d = f32_to_fp16(best_d);
     const float d = half(y[i].d);
     const float id = d != 0 ? 1.0f / d : 0.0f;
-    for (int j = 0; j < kQK32; ++j) levels[j] = static_cast<uint8_t>(nearest_iq4nl(id * src[j]));
-    for (int j = 0; j < kHalf; ++j)
-      y[i].qs[j] = static_cast<uint8_t>(levels[j] | (levels[j + kHalf] << 4));
+    for (int j = 0; j < kQK32; ++j) levels[j] = nearest_iq4nl(id * src[j]);
+    store_levels(levels, y[i]);
   }
-}
-
-void dequantize_iq4_nl(const void* src, float* dst, int64_t n) {
-  const auto* x = static_cast<const BlockIq4Nl*>(src);
-  for (int64_t i = 0; i < n / kQK32; ++i, dst += kQK32) {
-    const float d = half(x[i].d);
-    for (int j = 0; j < kHalf; ++j) {
-      dst[j] = d * kIq4nlValues[x[i].qs[j] & 0xF];
-      dst[j + kHalf] = d * kIq4nlValues[x[i].qs[j] >> 4];
-    }
-  }
-}
-
-void vec_dot_iq4_nl(int64_t n, float* s, const void* w, const void* a) {
-  const auto* x = static_cast<const BlockIq4Nl*>(w);
-  const auto* y = static_cast<const BlockQ8_0*>(a);
-  float sum = 0;
-  for (int64_t i = 0; i < n / kQK32; ++i) {
-    int sumi = 0;
-    for (int j = 0; j < kHalf; ++j) {
-      sumi += kIq4nlValues[x[i].qs[j] & 0xF] * y[i].qs[j];
-      sumi += kIq4nlValues[x[i].qs[j] >> 4] * y[i].qs[j + kHalf];
-    }
-    sum += static_cast<float>(sumi) * (half(x[i].d) * half(y[i].d));
-  }
-  *s = sum;
 }
 
 }  // namespace
 
 void fill_scalar_legacy(TypeTable& t) {
-  t[DType::Q4_0] = {DType::Q8_0, dequantize_q4_0, quantize_q4_0, vec_dot_q4_0};
-  t[DType::Q4_1] = {DType::Q8_0, dequantize_q4_1, quantize_q4_1, vec_dot_q4_1};
-  t[DType::Q5_0] = {DType::Q8_0, dequantize_q5_0, quantize_q5_0, vec_dot_q5_0};
-  t[DType::Q5_1] = {DType::Q8_0, dequantize_q5_1, quantize_q5_1, vec_dot_q5_1};
-  t[DType::Q8_0] = {DType::Q8_0, dequantize_q8_0, quantize_q8_0, vec_dot_q8_0};
-  t[DType::IQ4_NL] = {DType::Q8_0, dequantize_iq4_nl, quantize_iq4_nl, vec_dot_iq4_nl};
+  t[DType::Q4_0] = {DType::Q8_0, dequantize_32<BlockQ4_0>, quantize_32<BlockQ4_0, 16>,
+                    vec_dot_32<BlockQ4_0>};
+  t[DType::Q4_1] = {DType::Q8_0, dequantize_32<BlockQ4_1>, quantize_32<BlockQ4_1, 16>,
+                    vec_dot_32<BlockQ4_1>};
+  t[DType::Q5_0] = {DType::Q8_0, dequantize_32<BlockQ5_0>, quantize_32<BlockQ5_0, 32>,
+                    vec_dot_32<BlockQ5_0>};
+  t[DType::Q5_1] = {DType::Q8_0, dequantize_32<BlockQ5_1>, quantize_32<BlockQ5_1, 32>,
+                    vec_dot_32<BlockQ5_1>};
+  t[DType::Q8_0] = {DType::Q8_0, dequantize_32<BlockQ8_0>, quantize_q8_0, vec_dot_32<BlockQ8_0>};
+  t[DType::IQ4_NL] = {DType::Q8_0, dequantize_32<BlockIq4Nl>, quantize_iq4_nl,
+                      vec_dot_32<BlockIq4Nl>};
 }
 
 }  // namespace slm::kernels

@@ -35,6 +35,34 @@ inline void store_rows(float* y, __m512 v, int nr) {
     _mm512_mask_storeu_ps(y, static_cast<__mmask16>((1u << nr) - 1), v);
 }
 
+// The frame every tile shares: kChains float chains per token (16 rows in
+// lanes; chain c of token t is acc[c * kNt + t]), block_fn(blk, b, acc) once
+// per block of the group, then the chains' sum stored for the nr valid rows.
+// Always inlined with the tile's lambda, so each tile compiles to the loop
+// it would be written out (the chains stay in registers).
+template <int kNt, int64_t kBlockBytes, int kChains = 1, typename BlockFn>
+[[gnu::always_inline]] inline void over_blocks(int64_t nb, const uint8_t* group, float* y,
+                                               int64_t ldy, int nr, const BlockFn& block_fn) {
+  __m512 acc[kChains * kNt];
+#pragma GCC unroll 16
+  for (int i = 0; i < kChains * kNt; ++i) acc[i] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) block_fn(group + b * kBlockBytes, b, acc);
+#pragma GCC unroll 8
+  for (int t = 0; t < kNt; ++t) {
+    __m512 sum = acc[t];
+#pragma GCC unroll 2
+    for (int c = 1; c < kChains; ++c) sum = _mm512_add_ps(sum, acc[c * kNt + t]);
+    store_rows(y + t * ldy, sum, nr);
+  }
+}
+
+// Zeroed integer sums of a K-quant super-block, one per token.
+template <int kNt>
+[[gnu::always_inline]] inline void zero_sums(__m512i (&isum)[kNt]) {
+#pragma GCC unroll 4
+  for (int t = 0; t < kNt; ++t) isum[t] = _mm512_setzero_si512();
+}
+
 // kWords words of unsigned weights per row and block (8 for Q8_0, 8 nibble
 // words for Q4_0 unpacked from 4 loaded ones); word k pairs with activation
 // bytes kActOffset[k].
@@ -45,11 +73,7 @@ void tile(int64_t nb, const uint8_t* group, const PackedAct* act, float* y, int6
   constexpr int64_t kBlockBytes =
       kQsOffset + (kType == DType::Q8_0 ? kPackRows * 32 : kPackRows * 16);
   const __m512i low4 = _mm512_set1_epi8(0x0F);
-  __m512 acc[kNt];
-#pragma GCC unroll 8
-  for (int t = 0; t < kNt; ++t) acc[t] = _mm512_setzero_ps();
-  for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* blk = group + b * kBlockBytes;
+  auto block = [&](const uint8_t* blk, int64_t b, __m512* acc) __attribute__((always_inline)) {
     const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk)));
     // w[k] pairs with activation bytes 4k..4k+3 of the block.
     __m512i w[8];
@@ -88,9 +112,8 @@ void tile(int64_t nb, const uint8_t* group, const PackedAct* act, float* y, int6
       const __m512 sum = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), dw);
       acc[t] = _mm512_fmadd_ps(sum, _mm512_set1_ps(act[t].d[b]), acc[t]);
     }
-  }
-#pragma GCC unroll 8
-  for (int t = 0; t < kNt; ++t) store_rows(y + t * ldy, acc[t], nr);
+  };
+  over_blocks<kNt, kBlockBytes>(nb, group, y, ldy, nr, block);
 }
 
 // ------------------------------------------------------------------ Q4_K
@@ -104,14 +127,9 @@ void tile_q4_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y,
   constexpr int64_t kSc = 2 * kScaleBytes, kM = kSc + 8 * kPackRows, kQs = kM + 8 * kPackRows;
   constexpr int64_t kBlockBytes = kQs + kPackRows * 128;
   const __m512i low4 = _mm512_set1_epi8(0x0F);
-  __m512 acc[kNt];
-#pragma GCC unroll 4
-  for (int t = 0; t < kNt; ++t) acc[t] = _mm512_setzero_ps();
-  for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* blk = group + b * kBlockBytes;
+  auto block = [&](const uint8_t* blk, int64_t b, __m512* acc) __attribute__((always_inline)) {
     __m512i isum[kNt];
-#pragma GCC unroll 4
-    for (int t = 0; t < kNt; ++t) isum[t] = _mm512_setzero_si512();
+    zero_sums(isum);
     for (int c = 0; c < 4; ++c) {
       __m512i lo[8], hi[8];
 #pragma GCC unroll 8
@@ -154,16 +172,8 @@ void tile_q4_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y,
       acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(isum[t]), d), dy, acc[t]);
       acc[t] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(minsum), dmin), dy, acc[t]);
     }
-  }
-#pragma GCC unroll 4
-  for (int t = 0; t < kNt; ++t) store_rows(y + t * ldy, acc[t], nr);
-}
-
-void tile_any_q4_k(int64_t nb, const uint8_t* group, const PackedAct* act, int nt, float* y,
-                   int64_t ldy, int nr) {
-  in_token_passes<4>(nt, [&](int t0, auto count) {
-    tile_q4_k<decltype(count)::value>(nb, group, act + t0, y + t0 * ldy, ldy, nr);
-  });
+  };
+  over_blocks<kNt, kBlockBytes>(nb, group, y, ldy, nr, block);
 }
 
 // ------------------------------------------------------------------ Q6_K
@@ -176,14 +186,9 @@ void tile_q6_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y,
   constexpr int64_t kSc = kScaleBytes, kW = kSc + 16 * kPackRows;
   constexpr int64_t kBlockBytes = kW + kPackRows * 192;
   const __m512i low4 = _mm512_set1_epi8(0x0F), bits45 = _mm512_set1_epi8(0x30);
-  __m512 acc[kNt];
-#pragma GCC unroll 4
-  for (int t = 0; t < kNt; ++t) acc[t] = _mm512_setzero_ps();
-  for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* blk = group + b * kBlockBytes;
+  auto block = [&](const uint8_t* blk, int64_t b, __m512* acc) __attribute__((always_inline)) {
     __m512i isum[kNt];
-#pragma GCC unroll 4
-    for (int t = 0; t < kNt; ++t) isum[t] = _mm512_setzero_si512();
+    zero_sums(isum);
     for (int h = 0; h < 2; ++h) {
       for (int half = 0; half < 2; ++half) {
         // e[quarter][kk]: levels of elements 128h + 32 quarter + 4 (4 half + kk)..
@@ -225,16 +230,8 @@ void tile_q6_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y,
     for (int t = 0; t < kNt; ++t)
       acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(isum[t]), d),
                                _mm512_set1_ps(act[t].d[b]), acc[t]);
-  }
-#pragma GCC unroll 4
-  for (int t = 0; t < kNt; ++t) store_rows(y + t * ldy, acc[t], nr);
-}
-
-void tile_any_q6_k(int64_t nb, const uint8_t* group, const PackedAct* act, int nt, float* y,
-                   int64_t ldy, int nr) {
-  in_token_passes<4>(nt, [&](int t0, auto count) {
-    tile_q6_k<decltype(count)::value>(nb, group, act + t0, y + t0 * ldy, ldy, nr);
-  });
+  };
+  over_blocks<kNt, kBlockBytes>(nb, group, y, ldy, nr, block);
 }
 
 // ------------------------------------------------------------------ F16
@@ -245,11 +242,9 @@ void tile_any_q6_k(int64_t nb, const uint8_t* group, const PackedAct* act, int n
 template <int kNt>
 void tile_f16(int64_t nb, const uint8_t* group, const PackedAct* act, float* y, int64_t ldy, int nr) {
   constexpr int64_t kBlockBytes = kPackRows * kQK32 * 2;
-  __m512 even[kNt], odd[kNt];
-#pragma GCC unroll 8
-  for (int t = 0; t < kNt; ++t) even[t] = odd[t] = _mm512_setzero_ps();
-  for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* blk = group + b * kBlockBytes;
+  auto block = [&](const uint8_t* blk, int64_t b, __m512* acc) __attribute__((always_inline)) {
+    __m512* even = acc;
+    __m512* odd = acc + kNt;
 #pragma GCC unroll 4
     for (int c = 0; c < kQK32; c += 2) {
       const __m512 w0 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + c * 32)));
@@ -262,23 +257,33 @@ void tile_f16(int64_t nb, const uint8_t* group, const PackedAct* act, float* y, 
         odd[t] = _mm512_fmadd_ps(w1, _mm512_set1_ps(x[1]), odd[t]);
       }
     }
-  }
-#pragma GCC unroll 8
-  for (int t = 0; t < kNt; ++t) store_rows(y + t * ldy, _mm512_add_ps(even[t], odd[t]), nr);
+  };
+  over_blocks<kNt, kBlockBytes, 2>(nb, group, y, ldy, nr, block);
 }
 
+// Full tiles of 8 tokens (prompts) or 1 (decoding) are the hot shapes; the
+// rest cover prompt tails. The K-quant tiles take at most 4 tokens a pass
+// (their unpacked chunk fills the registers).
 template <DType kType>
 void tile_any(int64_t nb, const uint8_t* group, const PackedAct* act, int nt, float* y, int64_t ldy,
               int nr) {
-  // Full tiles of 8 tokens (prompts) or 1 (decoding) are the hot shapes;
-  // the rest cover prompt tails.
-  with_token_count<kPackMaxTokens>(nt, [&](auto count) {
+  auto pass = [&](int t0, auto count) {
     constexpr int kNt = decltype(count)::value;
-    if constexpr (kType == DType::F16)
-      tile_f16<kNt>(nb, group, act, y, ldy, nr);
+    const PackedAct* a = act + t0;
+    float* yt = y + t0 * ldy;
+    if constexpr (kType == DType::Q4_K)
+      tile_q4_k<kNt>(nb, group, a, yt, ldy, nr);
+    else if constexpr (kType == DType::Q6_K)
+      tile_q6_k<kNt>(nb, group, a, yt, ldy, nr);
+    else if constexpr (kType == DType::F16)
+      tile_f16<kNt>(nb, group, a, yt, ldy, nr);
     else
-      tile<kType, kNt>(nb, group, act, y, ldy, nr);
-  });
+      tile<kType, kNt>(nb, group, a, yt, ldy, nr);
+  };
+  if constexpr (packed_is_k(kType))
+    in_token_passes<4>(nt, pass);
+  else  // nt <= kPackMaxTokens: one pass
+    with_token_count<kPackMaxTokens>(nt, [&](auto count) { pass(0, count); });
 }
 
 }  // namespace
@@ -288,8 +293,8 @@ void fill_avx512_packed(TypeTable& table) {
   table.packed_tile[static_cast<int>(DType::Q4_0)] = tile_any<DType::Q4_0>;
   table.packed_tile[static_cast<int>(DType::Q5_0)] = tile_any<DType::Q5_0>;
   table.packed_tile[static_cast<int>(DType::Q8_0)] = tile_any<DType::Q8_0>;
-  table.packed_tile[static_cast<int>(DType::Q4_K)] = tile_any_q4_k;
-  table.packed_tile[static_cast<int>(DType::Q6_K)] = tile_any_q6_k;
+  table.packed_tile[static_cast<int>(DType::Q4_K)] = tile_any<DType::Q4_K>;
+  table.packed_tile[static_cast<int>(DType::Q6_K)] = tile_any<DType::Q6_K>;
   table.packed_tile[static_cast<int>(DType::F16)] = tile_any<DType::F16>;
   for (DType t : {DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q6_K, DType::F16})
     table.packed_native[static_cast<int>(t)] = true;

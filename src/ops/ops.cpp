@@ -14,19 +14,18 @@
 namespace slm::ops {
 namespace {
 
+// The scalar table with one ISA's entries filled in (unused on a scalar-only build).
+[[maybe_unused]] OpsTable filled(void (*fill)(OpsTable&)) {
+  OpsTable t;
+  fill(t);
+  return t;
+}
+
 // The table for the kernels' active ISA (each built once, on first use).
 const OpsTable& ops_table() {
 #if defined(SLM_OPS_X86)
-  static const OpsTable avx2 = [] {
-    OpsTable t;
-    fill_ops_avx2(t);
-    return t;
-  }();
-  static const OpsTable avx512 = [] {
-    OpsTable t;
-    fill_ops_avx512(t);
-    return t;
-  }();
+  static const OpsTable avx2 = filled(fill_ops_avx2);
+  static const OpsTable avx512 = filled(fill_ops_avx512);
   switch (kernels::active_isa()) {
     case kernels::Isa::kAvx2:
       return avx2;
@@ -36,11 +35,7 @@ const OpsTable& ops_table() {
       break;
   }
 #elif defined(SLM_OPS_NEON)
-  static const OpsTable neon = [] {
-    OpsTable t;
-    fill_ops_neon(t);
-    return t;
-  }();
+  static const OpsTable neon = filled(fill_ops_neon);
   if (kernels::active_isa() == kernels::Isa::kNeon) return neon;
 #endif
   static const OpsTable scalar;
@@ -132,15 +127,7 @@ void rope_angles(int64_t n_rot, int64_t pos, const float* inv_freq, float* cs) {
 }
 
 void rope_apply_scalar(float* x, int64_t n_rot, const float* cs, bool neox) {
-  const int64_t half = n_rot / 2;
-  for (int64_t i = 0; i < half; ++i) {
-    const float c = cs[i], s = cs[half + i];
-    const int64_t a = neox ? i : 2 * i;
-    const int64_t b = neox ? i + half : 2 * i + 1;
-    const float x0 = x[a], x1 = x[b];
-    x[a] = x0 * c - x1 * s;
-    x[b] = x0 * s + x1 * c;
-  }
+  rope_rotate_pairs(x, n_rot / 2, cs, neox, 0);
 }
 
 void attention(const AttentionShape& s, const float* q, const float* k_cache, const float* v_cache,

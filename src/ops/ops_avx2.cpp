@@ -10,17 +10,8 @@
 namespace slm::ops {
 namespace {
 
-struct V {
-  static constexpr int kWidth = 8;
+struct V : VecOps<__v8sf> {  // __m256 without its may_alias attribute
   static constexpr int kMaxQVecs = 16;
-  using Reg = __m256;
-  static Reg zero() { return _mm256_setzero_ps(); }
-  static Reg set1(float f) { return _mm256_set1_ps(f); }
-  static Reg load(const float* p) { return _mm256_loadu_ps(p); }
-  static void store(float* p, Reg v) { _mm256_storeu_ps(p, v); }
-  static Reg add(Reg a, Reg b) { return _mm256_add_ps(a, b); }
-  static Reg mul(Reg a, Reg b) { return _mm256_mul_ps(a, b); }
-  static Reg div(Reg a, Reg b) { return _mm256_div_ps(a, b); }
   static Reg fmadd(Reg a, Reg b, Reg c) { return _mm256_fmadd_ps(a, b, c); }
   static float reduce_add(Reg v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -60,8 +51,7 @@ V::Reg V::exp(Reg x) {
 }  // namespace
 
 void fill_ops_avx2(OpsTable& t) {
-  t.attend = attend_simd;
-  t.swiglu = swiglu_simd;
+  fill_simd(t);
 }
 
 }  // namespace slm::ops

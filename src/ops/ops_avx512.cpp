@@ -11,17 +11,8 @@
 namespace slm::ops {
 namespace {
 
-struct V {
-  static constexpr int kWidth = 16;
+struct V : VecOps<__v16sf> {  // __m512 without its may_alias attribute
   static constexpr int kMaxQVecs = 16;
-  using Reg = __m512;
-  static Reg zero() { return _mm512_setzero_ps(); }
-  static Reg set1(float f) { return _mm512_set1_ps(f); }
-  static Reg load(const float* p) { return _mm512_loadu_ps(p); }
-  static void store(float* p, Reg v) { _mm512_storeu_ps(p, v); }
-  static Reg add(Reg a, Reg b) { return _mm512_add_ps(a, b); }
-  static Reg mul(Reg a, Reg b) { return _mm512_mul_ps(a, b); }
-  static Reg div(Reg a, Reg b) { return _mm512_div_ps(a, b); }
   static Reg fmadd(Reg a, Reg b, Reg c) { return _mm512_fmadd_ps(a, b, c); }
   static float reduce_add(Reg v) { return _mm512_reduce_add_ps(v); }
   static Reg exp(Reg x);
@@ -52,8 +43,7 @@ V::Reg V::exp(Reg x) {
 }  // namespace
 
 void fill_ops_avx512(OpsTable& t) {
-  t.attend = attend_simd;
-  t.swiglu = swiglu_simd;
+  fill_simd(t);
 }
 
 }  // namespace slm::ops

@@ -13,19 +13,10 @@
 namespace slm::ops {
 namespace {
 
-struct V {
-  static constexpr int kWidth = 4;
+struct V : VecOps<float32x4_t> {
   // 32 architectural registers; head_dim up to 256 keeps q in 64 vectors,
   // the excess spilled to L1, which beats the scalar fallback by far.
   static constexpr int kMaxQVecs = 64;
-  using Reg = float32x4_t;
-  static Reg zero() { return vdupq_n_f32(0.0f); }
-  static Reg set1(float f) { return vdupq_n_f32(f); }
-  static Reg load(const float* p) { return vld1q_f32(p); }
-  static void store(float* p, Reg v) { vst1q_f32(p, v); }
-  static Reg add(Reg a, Reg b) { return vaddq_f32(a, b); }
-  static Reg mul(Reg a, Reg b) { return vmulq_f32(a, b); }
-  static Reg div(Reg a, Reg b) { return vdivq_f32(a, b); }
   static Reg fmadd(Reg a, Reg b, Reg c) { return vfmaq_f32(c, a, b); }
   static float reduce_add(Reg v) { return vaddvq_f32(v); }
   static Reg exp(Reg x);
@@ -129,21 +120,13 @@ void rope_apply_neon(float* x, int64_t n_rot, const float* cs, bool neox) {
       vst2q_f32(x + 2 * i, p);
     }
   }
-  for (; i < half; ++i) {
-    const float c = cs[i], s = cs[half + i];
-    const int64_t a = neox ? i : 2 * i;
-    const int64_t b = neox ? i + half : 2 * i + 1;
-    const float x0 = x[a], x1 = x[b];
-    x[a] = x0 * c - x1 * s;
-    x[b] = x0 * s + x1 * c;
-  }
+  rope_rotate_pairs(x, half, cs, neox, i);
 }
 
 }  // namespace
 
 void fill_ops_neon(OpsTable& t) {
-  t.attend = attend_simd;
-  t.swiglu = swiglu_simd;
+  fill_simd(t);
   t.rms_norm = rms_norm_neon;
   t.add = add_neon;
   t.softmax = softmax_neon;

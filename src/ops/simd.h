@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
 
 namespace slm::ops {
 
@@ -36,6 +37,21 @@ void add_scalar(float* x, const float* b, int64_t n);
 void softmax_scalar(float* x, int64_t n);
 void rope_apply_scalar(float* x, int64_t n_rot, const float* cs, bool neox);
 
+// Rotates the pairs i in [begin, half) of x (half = n_rot / 2) by the
+// angles in cs ([cos x half, sin x half]): pair i is (x[i], x[i + half]) for
+// neox, else (x[2i], x[2i + 1]). rope_apply_scalar is the whole range; SIMD
+// versions finish their tail with it.
+inline void rope_rotate_pairs(float* x, int64_t half, const float* cs, bool neox, int64_t begin) {
+  for (int64_t i = begin; i < half; ++i) {
+    const float c = cs[i], s = cs[half + i];
+    const int64_t a = neox ? i : 2 * i;
+    const int64_t b = neox ? i + half : 2 * i + 1;
+    const float x0 = x[a], x1 = x[b];
+    x[a] = x0 * c - x1 * s;
+    x[b] = x0 * s + x1 * c;
+  }
+}
+
 // Signatures as in ops.h.
 struct OpsTable {
   void (*attend)(const AttendArgs& a) = attend_scalar;
@@ -51,5 +67,34 @@ struct OpsTable {
 void fill_ops_avx2(OpsTable& t);
 void fill_ops_avx512(OpsTable& t);
 void fill_ops_neon(OpsTable& t);
+
+// The element-wise part of simd_body.inc's vector interface, for any GCC
+// vector type R of floats (x86: __v8sf / __v16sf, the types of __m256 /
+// __m512 without their may_alias attribute; NEON: float32x4_t). The
+// operators are what the intrinsics _mm256_add_ps, vaddq_f32, ... are defined
+// as, so each ISA's V derives from this and writes only what needs its own
+// instructions (fmadd, reductions, exp). Everything is inline.
+template <class R>
+struct VecOps {
+  using Reg = R;
+  static constexpr int kWidth = sizeof(R) / sizeof(float);
+  static Reg zero() { return Reg{}; }
+  static Reg set1(float f) { return splat(f, std::make_index_sequence<kWidth>{}); }
+  static Reg load(const float* p) {
+    Reg v;
+    __builtin_memcpy(&v, p, sizeof v);  // unaligned
+    return v;
+  }
+  static void store(float* p, Reg v) { __builtin_memcpy(p, &v, sizeof v); }
+  static Reg add(Reg a, Reg b) { return a + b; }
+  static Reg mul(Reg a, Reg b) { return a * b; }
+  static Reg div(Reg a, Reg b) { return a / b; }
+
+ private:
+  template <std::size_t... I>
+  static Reg splat(float f, std::index_sequence<I...>) {
+    return Reg{((void)I, f)...};
+  }
+};
 
 }  // namespace slm::ops

@@ -6,10 +6,15 @@
 #include "server/server.h"
 
 #include <httplib.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <string>
 
@@ -269,15 +274,55 @@ Server::~Server() {
   wait();
 }
 
+namespace {
+
+// Why binding host:port failed, from a bind of our own with the listener's
+// options (the HTTP library does not say).
+std::string bind_failure(const std::string& host, int port) {
+  const std::string where = host + ":" + std::to_string(port);
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  addrinfo* res = nullptr;
+  if (const int rc = getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res); rc != 0)
+    return "cannot listen on " + where + ": unknown address (" + gai_strerror(rc) + ")";
+  int err = 0;
+  for (addrinfo* a = res; a != nullptr && err != EADDRINUSE; a = a->ai_next) {
+    const int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd < 0) continue;
+    const int yes = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    err = ::bind(fd, a->ai_addr, a->ai_addrlen) == 0 ? 0 : errno;
+    ::close(fd);
+  }
+  freeaddrinfo(res);
+  if (err == EADDRINUSE)
+    return "port " + std::to_string(port) + " is already in use (another server listens on " + where +
+           "); stop it or choose another --port";
+  if (err == EADDRNOTAVAIL) return "cannot listen on " + where + ": the address is not on this machine";
+  if (err == EACCES)
+    return "cannot listen on " + where + ": permission denied (ports below 1024 need privileges)";
+  return "cannot listen on " + where + (err != 0 ? std::string(": ") + std::strerror(err) : std::string());
+}
+
+}  // namespace
+
 int Server::start() {
   Impl& im = *impl_;
+  // httplib's default sets SO_REUSEPORT, which lets a second server bind a
+  // port another one listens on and the kernel then splits the connections
+  // between them. SO_REUSEADDR alone allows a quick restart (TIME_WAIT) and
+  // makes a busy port fail to bind.
+  im.http.set_socket_options([](socket_t sock) {
+    const int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
   if (im.opt.port == 0) {
     port_ = im.http.bind_to_any_port(im.opt.host);
-    if (port_ <= 0) throw Error("cannot listen on " + im.opt.host);
+    if (port_ <= 0) throw Error(bind_failure(im.opt.host, 0));
   } else {
-    if (!im.http.bind_to_port(im.opt.host, im.opt.port))
-      throw Error("cannot listen on " + im.opt.host + ":" + std::to_string(im.opt.port) +
-                  " (in use, or the address is not on this machine)");
+    if (!im.http.bind_to_port(im.opt.host, im.opt.port)) throw Error(bind_failure(im.opt.host, im.opt.port));
     port_ = im.opt.port;
   }
   im.thread = std::thread([&im] { im.http.listen_after_bind(); });

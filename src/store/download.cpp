@@ -146,6 +146,22 @@ bool Downloader::on_data(const char* data, size_t n) {
 DownloadResult Downloader::run() {
   open_part();
   FdGuard guard(fd_);
+  if (opt_.on_status)
+    opt_.on_status(offset_ > 0 ? "resuming " + url_ + " from " + human_bytes(static_cast<double>(offset_))
+                               : "downloading " + url_);
+  try {
+    transfer();
+  } catch (...) {
+    bar_.finish();
+    // An empty .part resumes nothing, and one the server answered with an
+    // HTTP error (404, 401, ...) for is not worth keeping.
+    if (offset_ == 0 || discard_part_) ::unlink(part_.c_str());
+    throw;
+  }
+  return result_;
+}
+
+void Downloader::transfer() {
   bar_.start(offset_);
   int failures = 0;
   int delay_ms = opt_.retry_delay_ms;
@@ -164,10 +180,15 @@ DownloadResult Downloader::run() {
       failures = 0;
       delay_ms = opt_.retry_delay_ms;
     } else if (++failures > opt_.max_retries) {
-      bar_.finish();
       throw Error(retry_reason_ + (offset_ > 0 ? "; run the command again to resume from byte " +
                                                      std::to_string(offset_)
                                                : std::string()));
+    }
+    bar_.finish();
+    if (opt_.on_status) {
+      char secs[32];
+      std::snprintf(secs, sizeof secs, "%.1f s", delay_ms / 1000.0);
+      opt_.on_status(retry_reason_ + "; retrying in " + secs);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
     delay_ms = std::min(delay_ms * 2, 30000);
@@ -189,7 +210,6 @@ DownloadResult Downloader::run() {
     throw Error(url_ + ": sha256 mismatch: the hub publishes " + hub_sha_ + ", the download has " +
                 result_.sha256 + "; removed it, run the command again");
   }
-  return result_;
 }
 
 }  // namespace slm::store::detail

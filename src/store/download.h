@@ -31,6 +31,15 @@ struct Url {
 // Throws slm::Error for anything but an http or https URL with a host.
 Url parse_url(const std::string& url);
 
+// Why a request got no response at all, found by retrying the connection by
+// hand (httplib reports DNS failures, refusals and timeouts all as
+// "Connection"): the cause in words, and whether trying again may help.
+struct NoResponse {
+  std::string cause;
+  bool transient = false;
+};
+NoResponse explain_no_response(httplib::Error error, const Url& url, int connect_timeout_s);
+
 // One status line on stderr, redrawn at most ten times a second.
 class ProgressBar {
  public:
@@ -80,7 +89,12 @@ class Downloader {
   bool flush();  // writes pending_ to the file; false (and callback_error_) on failure
   void restart_from_zero();
   void note_total(uint64_t total);
-  [[noreturn]] void fail_status(const std::string& url) const;
+  [[noreturn]] void fail_status(const std::string& url);
+  // Run's body after the .part is open; run() removes a .part that is of no
+  // use when this throws.
+  void transfer();
+  // "; check the network ..." after a failure to reach the server.
+  std::string network_hint() const;
 
   const std::string url_;
   const Url origin_;
@@ -105,6 +119,8 @@ class Downloader {
   bool restarted_ = false;      // the attempt threw away the .part (server ignored or refused the range)
   std::string callback_error_;  // set inside httplib callbacks, thrown after they return
   std::string retry_reason_;
+  bool contacted_ = false;     // some server has answered in this run
+  bool discard_part_ = false;  // the failure makes the .part useless (an HTTP error)
 };
 
 }  // namespace slm::store::detail

@@ -1,11 +1,18 @@
 // The HTTP side of a download: URLs (parsing, resolving a redirect's
 // Location), one request per hop with its headers (the token only for the
 // first URL's host, Range to resume), reading the response's status and the
-// hub's headers (X-Linked-Etag / X-Linked-Size / ETag, Content-Range), and
-// deciding from them whether the attempt is done, must be retried or fails.
+// hub's headers (X-Linked-Etag / X-Linked-Size / ETag, Content-Range),
+// deciding from them whether the attempt is done, must be retried or fails,
+// and telling why a request got no response (DNS, refused, timeout, TLS).
 #include <httplib.h>
+#include <netdb.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cctype>
+#include <cerrno>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -84,7 +91,67 @@ Url parse_url(const std::string& url) {
   return u;
 }
 
+NoResponse explain_no_response(httplib::Error error, const Url& url, int connect_timeout_s) {
+  using E = httplib::Error;
+  const std::string host = url.host;
+  switch (error) {
+    case E::SSLConnection:
+      return {"the TLS handshake with " + host + " failed (a proxy or firewall in the way?)", false};
+    case E::SSLServerVerification:
+      return {"the TLS certificate of " + host + " could not be verified (is the system clock right?)", false};
+    case E::SSLLoadingCerts:
+      return {"cannot load the system's CA certificates (install the ca-certificates package)", false};
+    case E::ConnectionTimeout:
+      return {"connecting to " + url.host_port + " timed out after " + std::to_string(connect_timeout_s) + " s",
+              false};
+    case E::Connection:
+      break;
+    default:
+      return {"the connection to " + host + " failed (" + httplib::to_string(error) + ")", true};
+  }
+  // Connect again by hand to tell DNS, refusal, unreachable and timeout apart.
+  std::string port = url.scheme == "https" ? "443" : "80";
+  const size_t colon = url.host_port.rfind(':');
+  if (colon != std::string::npos && url.host_port.find(']', colon) == std::string::npos)
+    port = url.host_port.substr(colon + 1);
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  if (const int rc = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &res); rc != 0)
+    return {"cannot resolve the host name " + host + " (DNS: " + ::gai_strerror(rc) + ")", false};
+  int err = ETIMEDOUT;
+  for (addrinfo* a = res; a != nullptr; a = a->ai_next) {
+    const int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd < 0) continue;
+    err = ::connect(fd, a->ai_addr, a->ai_addrlen) == 0 ? 0 : errno;
+    if (err == EINPROGRESS) {
+      pollfd p{fd, POLLOUT, 0};
+      err = ETIMEDOUT;
+      if (::poll(&p, 1, connect_timeout_s * 1000) == 1) {
+        socklen_t len = sizeof err;
+        if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+      }
+    }
+    ::close(fd);
+    if (err == 0) break;
+  }
+  ::freeaddrinfo(res);
+  const std::string where = "cannot connect to " + url.host_port + ": ";
+  if (err == 0) return {"the connection to " + url.host_port + " failed", true};
+  if (err == ECONNREFUSED) return {where + std::strerror(err) + " (nothing listens there)", false};
+  if (err == ETIMEDOUT)
+    return {where + "no answer within " + std::to_string(connect_timeout_s) + " s (timed out)", false};
+  return {where + std::strerror(err), false};
+}
+
+std::string Downloader::network_hint() const {
+  return "; check the network connection, or set HF_ENDPOINT to a hub or mirror that can be reached (now " +
+         opt_.endpoint + "); models already in the store work offline (slm list)";
+}
+
 bool Downloader::on_response(const httplib::Response& r) {
+  contacted_ = true;
   reply_.status = r.status;
   reply_.reason = r.reason;
   reply_.location = r.get_header_value("Location");
@@ -122,7 +189,8 @@ bool Downloader::on_response(const httplib::Response& r) {
   return receiving_;
 }
 
-void Downloader::fail_status(const std::string& url) const {
+void Downloader::fail_status(const std::string& url) {
+  discard_part_ = true;
   const int s = reply_.status;
   std::string detail = reply_.error_message.empty() ? "" : " (" + one_line(reply_.error_message) + ")";
   if (s == 404) throw Error("not found on the hub: " + url_ + " (HTTP 404)" + detail);
@@ -147,7 +215,7 @@ Downloader::Outcome Downloader::attempt() {
     cli.set_follow_location(false);  // followed here, to read the hub's headers on the redirect
     cli.set_url_encode(false);       // hub_url and Location headers are already encoded
     cli.set_decompress(false);
-    cli.set_connection_timeout(opt_.timeout_s, 0);
+    cli.set_connection_timeout(opt_.connect_timeout_s, 0);
     cli.set_read_timeout(opt_.timeout_s, 0);
     cli.set_write_timeout(opt_.timeout_s, 0);
     httplib::Headers headers = {{"Accept-Encoding", "identity"}, {"User-Agent", "slm"}};
@@ -167,7 +235,12 @@ Downloader::Outcome Downloader::attempt() {
 
     const int s = reply_.status;
     if (s == 0) {  // no response at all
-      retry_reason_ = url + ": " + httplib::to_string(res.error());
+      const NoResponse why = explain_no_response(res.error(), u, opt_.connect_timeout_s);
+      const bool lost = why.transient || contacted_;
+      retry_reason_ = "cannot download " + url + ": " + why.cause + (lost ? "" : network_hint());
+      // A server never reached in this run is not retried: no network, a
+      // wrong HF_ENDPOINT or a TLS problem does not go away in seconds.
+      if (!lost) throw Error(retry_reason_);
       return Outcome::kRetry;
     }
     if (s == 301 || s == 302 || s == 303 || s == 307 || s == 308) {

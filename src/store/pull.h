@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <string>
 
 #include "store/store.h"
@@ -28,9 +29,13 @@ struct PullOptions {
   Progress progress = Progress::kAuto;  // kAuto: a bar when stderr is a terminal
   int max_retries = 5;       // reconnections after failures that made no progress
   int retry_delay_ms = 1000; // wait before reconnecting (doubles each time)
-  int timeout_s = 60;        // connect / read timeout
+  int timeout_s = 60;        // read / write timeout
+  int connect_timeout_s = 10; // connecting (a host that does not answer fails this fast)
   bool force = false;        // download again even when the store has the model
   bool make_default = false; // make it the default (it also becomes the default when there is none)
+  // Told one line about what the pull is doing (the URL it starts on, a
+  // retry and why) as it happens; may be empty.
+  std::function<void(const std::string&)> on_status;
 
   // Defaults with $HF_ENDPOINT and $HF_TOKEN applied.
   static PullOptions from_environment();
@@ -49,8 +54,12 @@ struct DownloadResult {
 // Fetches url into part, resuming from part's current contents. Follows up to
 // 10 redirects (the token goes only to the first URL's host). Checks the size
 // and the published SHA-256; on a SHA-256 mismatch part is deleted. label
-// names the download on the progress bar. Throws slm::Error: one line naming
-// the URL and, when there is one, the HTTP status.
+// names the download on the progress bar. A server that cannot be reached
+// at all (DNS, refused, timeout, TLS) fails at once, without retries; lost
+// connections and 408/429/5xx are retried. Throws slm::Error: one line naming
+// the URL and the cause (the HTTP status, or what failed and a hint).
+// Afterwards part is gone unless it holds bytes a later run can resume from
+// (an HTTP error such as 404 removes it).
 DownloadResult download(const std::string& url, const std::filesystem::path& part,
                         const PullOptions& options, const std::string& label);
 

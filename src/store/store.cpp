@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cstdlib>
@@ -299,12 +300,61 @@ ModelEntry Store::remove(std::string_view name) {
   entries.erase(entries.begin() + i);
   write_index(entries);
   // Drop the now-empty folders up to models/, keeping any partial downloads.
-  for (fs::path dir = file.parent_path(); dir != models_dir() && dir.has_relative_path();
-       dir = dir.parent_path()) {
+  remove_empty_dirs(file.parent_path());
+  return removed;
+}
+
+void Store::remove_empty_dirs(fs::path dir) const {
+  std::error_code ec;
+  for (; dir != models_dir() && dir.has_relative_path(); dir = dir.parent_path()) {
     if (!fs::is_empty(dir, ec) || ec) break;
     fs::remove(dir, ec);
   }
-  return removed;
+}
+
+std::vector<PartialDownload> Store::partial_downloads() const {
+  std::vector<PartialDownload> out;
+  std::error_code ec;
+  const fs::path dir = models_dir();
+  if (!fs::is_directory(dir, ec)) return out;
+  for (auto it = fs::recursive_directory_iterator(dir, fs::directory_options::skip_permission_denied, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    const fs::path& p = it->path();
+    std::error_code fec;
+    if (p.extension() != ".part" || !it->is_regular_file(fec)) continue;
+    // models/<owner>--<name>/<file>.part (path_for's layout) -> owner/name/file
+    const std::string rel = fs::relative(p, dir, fec).generic_string();
+    const size_t sep = rel.find("--"), slash = rel.find('/');
+    if (fec || sep == std::string::npos || slash == std::string::npos || sep > slash) continue;
+    PartialDownload d;
+    d.name = rel.substr(0, sep) + "/" + rel.substr(sep + 2, rel.size() - 5 - (sep + 2));
+    d.path = p;
+    d.size = it->file_size(fec);
+    out.push_back(std::move(d));
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+  return out;
+}
+
+std::optional<PartialDownload> Store::remove_partial(std::string_view name) {
+  const std::vector<PartialDownload> parts = partial_downloads();
+  std::vector<ModelEntry> as_entries;
+  for (const PartialDownload& d : parts) as_entries.push_back({d.name, "", d.size, "", "", false});
+  const long i = match(as_entries, name);
+  if (i < 0) return std::nullopt;
+  const PartialDownload& d = parts[static_cast<size_t>(i)];
+  // A running pull holds an exclusive lock on its .part (download.cpp).
+  const int fd = ::open(d.path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd >= 0 && ::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    ::close(fd);
+    throw Error("'" + d.name + "' is being downloaded by a running slm pull; stop it first");
+  }
+  std::error_code ec;
+  fs::remove(d.path, ec);
+  if (fd >= 0) ::close(fd);
+  if (ec) throw Error(d.path.string() + ": cannot remove: " + ec.message());
+  remove_empty_dirs(d.path.parent_path());
+  return d;
 }
 
 ModelEntry Store::set_default(std::string_view name) {
@@ -353,7 +403,7 @@ ResolvedModel resolve_spec(const std::string& spec, ModelSource source, const ch
 
 ResolvedModel resolve_model(const std::optional<std::string>& arg, const std::optional<std::string>& env_model,
                             const Store& store) {
-  if (arg && !arg->empty()) return resolve_spec(*arg, ModelSource::kArgument, "from --model", store);
+  if (arg && !arg->empty()) return resolve_spec(*arg, ModelSource::kArgument, "given on the command line", store);
   if (env_model && !env_model->empty())
     return resolve_spec(*env_model, ModelSource::kEnvironment, "from SLM_MODEL", store);
   if (const auto e = store.default_model()) return from_store(*e, store, ModelSource::kDefault, "the default");

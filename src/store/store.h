@@ -8,7 +8,8 @@
 //   models/index.tsv                  the index, rewritten atomically
 //   models/.lock                      serialises index updates (flock)
 //   models/Qwen--Qwen2.5-0.5B-Instruct-GGUF/qwen2.5-0.5b-instruct-q4_0.gguf
-//   models/...gguf.part               a download in progress (see pull.h)
+//   models/...gguf.part               a download in progress or interrupted (see
+//                                     pull.h); listed by partial_downloads()
 //
 // Thread-safety: a Store is a path plus methods that read or rewrite the
 // index; updates take an exclusive file lock, so several slm processes may
@@ -54,6 +55,13 @@ struct ModelEntry {
   bool is_default = false;
 };
 
+// A download that has not finished: its .part file (see pull.h).
+struct PartialDownload {
+  std::string name;            // "owner/name/file.gguf", as the finished model will be called
+  std::filesystem::path path;  // the .part file
+  uint64_t size = 0;           // bytes so far
+};
+
 class Store {
  public:
   // Nothing is created until something is written.
@@ -84,12 +92,21 @@ class Store {
   // slm::Error when no model has that name.
   ModelEntry set_default(std::string_view name);
 
+  // Unfinished downloads under models/, by name.
+  std::vector<PartialDownload> partial_downloads() const;
+  // Deletes the .part of the unfinished download matching name (the short
+  // forms of find); nullopt when none matches. slm::Error when a running
+  // `slm pull` holds it.
+  std::optional<PartialDownload> remove_partial(std::string_view name);
+
  private:
   std::filesystem::path index_path() const { return models_dir() / "index.tsv"; }
   std::vector<ModelEntry> read_index() const;
   void write_index(const std::vector<ModelEntry>& entries) const;
   // Index of the entry matching name (see find) in entries, or -1.
   static long match(const std::vector<ModelEntry>& entries, std::string_view name);
+  // Removes the empty folders from dir up to models/ (not models/ itself).
+  void remove_empty_dirs(std::filesystem::path dir) const;
 
   std::filesystem::path home_;
 };

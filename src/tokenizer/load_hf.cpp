@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 
 #include "base/error.h"
@@ -51,25 +52,37 @@ struct Ctx {
       return std::make_shared<detail::Regex>(r->get<std::string>(), false, m.name + ": " + field);
     fail(field + ".pattern", "expected {\"String\": ...} or {\"Regex\": ...}");
   }
+  // Opens a node of a normalizer or pre-tokenizer tree at the given nesting
+  // depth: its "type", or nullopt when there is nothing more to parse here
+  // (null, or a "Sequence", whose elements in the array `list` are handed to
+  // each(element, field) here).
+  template <class Each>
+  std::optional<std::string> node(const Json& j, const std::string& field, const char* list,
+                                  int depth, Each each) const {
+    if (j.is_null()) return std::nullopt;
+    obj(j, field);
+    if (depth > 8) fail(field, "nested too deeply");
+    std::string type = str(j, "type", field);
+    if (type != "Sequence") return type;
+    const std::string list_field = field + "." + list;
+    auto it = j.find(list);
+    if (it == j.end() || !it->is_array()) fail(list_field, "expected an array");
+    for (size_t i = 0; i < it->size(); ++i)
+      each((*it)[i], list_field + "[" + std::to_string(i) + "]");
+    return std::nullopt;
+  }
 };
 
 void parse_normalizer(const Ctx& c, const Json& j, const std::string& field,
                       std::vector<detail::NormalizeStep>& out, int depth) {
-  if (j.is_null()) return;
-  c.obj(j, field);
-  if (depth > 8) c.fail(field, "nested too deeply");
-  const std::string type = c.str(j, "type", field);
+  const auto node = c.node(
+      j, field, "normalizers", depth,
+      [&](const Json& e, const std::string& f) { parse_normalizer(c, e, f, out, depth + 1); });
+  if (!node) return;
+  const std::string& type = *node;
   using K = detail::NormalizeStep::Kind;
   detail::NormalizeStep step;
-  if (type == "Sequence") {
-    auto it = j.find("normalizers");
-    if (it == j.end() || !it->is_array()) c.fail(field + ".normalizers", "expected an array");
-    for (size_t i = 0; i < it->size(); ++i)
-      parse_normalizer(c, (*it)[i], field + ".normalizers[" + std::to_string(i) + "]", out,
-                       depth + 1);
-    return;
-  } else if (type == "NFC" || type == "NFKC" || type == "NFD" || type == "NFKD" ||
-             type == "Lowercase") {
+  if (type == "NFC" || type == "NFKC" || type == "NFD" || type == "NFKD" || type == "Lowercase") {
     step.kind = K::kForm;
     step.form = type == "NFC"    ? detail::NormForm::kNfc
                 : type == "NFKC" ? detail::NormForm::kNfkc
@@ -100,10 +113,11 @@ struct PreInfo {
 
 void parse_pre(const Ctx& c, const Json& j, const std::string& field, detail::PreTokenizer& pre,
                PreInfo& info, int depth) {
-  if (j.is_null()) return;
-  c.obj(j, field);
-  if (depth > 8) c.fail(field, "nested too deeply");
-  const std::string type = c.str(j, "type", field);
+  const auto node = c.node(
+      j, field, "pretokenizers", depth,
+      [&](const Json& e, const std::string& f) { parse_pre(c, e, f, pre, info, depth + 1); });
+  if (!node) return;
+  const std::string& type = *node;
   using K = detail::PreStep::Kind;
   detail::PreStep step;
   auto split = [&](const std::string& re, detail::SplitBehavior b, bool invert) {
@@ -112,14 +126,7 @@ void parse_pre(const Ctx& c, const Json& j, const std::string& field, detail::Pr
     step.behavior = b;
     step.invert = invert;
   };
-  if (type == "Sequence") {
-    auto it = j.find("pretokenizers");
-    if (it == j.end() || !it->is_array()) c.fail(field + ".pretokenizers", "expected an array");
-    for (size_t i = 0; i < it->size(); ++i)
-      parse_pre(c, (*it)[i], field + ".pretokenizers[" + std::to_string(i) + "]", pre, info,
-                depth + 1);
-    return;
-  } else if (type == "Split") {
+  if (type == "Split") {
     step.kind = K::kSplit;
     step.regex = c.pattern(j, field);
     const std::string b = c.str(j, "behavior", field, "Isolated");

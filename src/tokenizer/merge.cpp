@@ -64,7 +64,8 @@ struct SpmBigram {
   float score;
   int32_t left;
   int32_t right;
-  uint32_t size;
+  uint32_t size;   // bytes of the merged symbol
+  int32_t result;  // its token
 };
 struct SpmOrder {  // best score first, then the leftmost pair
   bool operator()(const SpmBigram& a, const SpmBigram& b) const {
@@ -86,6 +87,41 @@ struct RankOrder {  // lowest rank first, then the leftmost pair
   }
 };
 
+// The loop both algorithms share: queue every adjacent pair that may merge,
+// then merge the best queued pair that is still current until none is left,
+// linking the survivor to its new neighbours and queueing the two new pairs.
+// pair_of(l, r, b): whether symbols l and r may merge, filling bigram b
+// (left, right, result and the Order's key); current(b, left, right):
+// whether a popped pair still describes its two (unmerged) symbols.
+template <class Order, class Bigram, class PairOf, class Current>
+void merge_symbols(std::vector<Symbol>& syms, std::vector<Bigram>& heap, PairOf pair_of,
+                   Current current) {
+  heap.clear();
+  auto try_add = [&](int32_t l, int32_t r) {
+    Bigram b{};
+    if (l < 0 || r < 0 || !pair_of(l, r, b)) return;
+    heap.push_back(b);
+    std::push_heap(heap.begin(), heap.end(), Order{});
+  };
+  for (int32_t i = 1; i < static_cast<int32_t>(syms.size()); ++i) try_add(i - 1, i);
+
+  while (!heap.empty()) {
+    std::pop_heap(heap.begin(), heap.end(), Order{});
+    const Bigram b = heap.back();
+    heap.pop_back();
+    Symbol& left = syms[b.left];
+    Symbol& right = syms[b.right];
+    if (left.len == 0 || right.len == 0 || !current(b, left, right)) continue;  // stale
+    left.len += right.len;
+    left.id = b.result;
+    right.len = 0;
+    left.next = right.next;
+    if (right.next >= 0) syms[right.next].prev = b.left;
+    try_add(left.prev, b.left);
+    try_add(b.left, left.next);
+  }
+}
+
 }  // namespace
 
 void spm_tokenize(const Model& m, std::string_view word, std::vector<int32_t>& out) {
@@ -95,32 +131,19 @@ void spm_tokenize(const Model& m, std::string_view word, std::vector<int32_t>& o
   thread_local std::vector<SpmBigram> heap;
   cut_symbols(word, syms);
   if (syms.empty()) return;
-  heap.clear();
-
-  auto try_add = [&](int32_t l, int32_t r) {
-    if (l < 0 || r < 0) return;
-    const uint32_t size = syms[l].len + syms[r].len;
-    const int32_t id = m.find(word.substr(syms[l].start, size));
-    if (id == kNoToken) return;
-    heap.push_back({m.scores[id], l, r, size});
-    std::push_heap(heap.begin(), heap.end(), SpmOrder{});
-  };
-  for (int32_t i = 1; i < static_cast<int32_t>(syms.size()); ++i) try_add(i - 1, i);
-
-  while (!heap.empty()) {
-    std::pop_heap(heap.begin(), heap.end(), SpmOrder{});
-    const SpmBigram b = heap.back();
-    heap.pop_back();
-    Symbol& left = syms[b.left];
-    Symbol& right = syms[b.right];
-    if (left.len == 0 || right.len == 0 || left.len + right.len != b.size) continue;  // stale
-    left.len += right.len;
-    right.len = 0;
-    left.next = right.next;
-    if (right.next >= 0) syms[right.next].prev = b.left;
-    try_add(left.prev, b.left);
-    try_add(b.left, left.next);
-  }
+  merge_symbols<SpmOrder>(
+      syms, heap,
+      [&](int32_t l, int32_t r, SpmBigram& b) {
+        const uint32_t size = syms[l].len + syms[r].len;
+        const int32_t id = m.find(word.substr(syms[l].start, size));
+        if (id == kNoToken) return false;
+        b = {m.scores[id], l, r, size, id};
+        return true;
+      },
+      // A merge into either side changes its length.
+      [](const SpmBigram& b, const Symbol& left, const Symbol& right) {
+        return left.len + right.len == b.size;
+      });
 
   for (int32_t i = 0; i != -1; i = syms[i].next) {
     const std::string_view text = word.substr(syms[i].start, syms[i].len);
@@ -146,37 +169,20 @@ void bpe_tokenize(const Model& m, std::string_view word, std::vector<int32_t>& o
   thread_local std::vector<RankBigram> heap;
   cut_symbols(word, syms);
   for (auto& s : syms) s.id = char_token(m, word.substr(s.start, s.len));
-  heap.clear();
-
-  auto try_add = [&](int32_t l, int32_t r) {
-    if (l < 0 || r < 0) return;
-    const int32_t a = syms[l].id, b = syms[r].id;
-    if (a == kNoToken || b == kNoToken) return;
-    const MergeResult* mr = m.merges.find(a, b);
-    if (mr == nullptr) return;
-    heap.push_back({mr->rank, l, r, a, b, mr->id});
-    std::push_heap(heap.begin(), heap.end(), RankOrder{});
-  };
-  for (int32_t i = 1; i < static_cast<int32_t>(syms.size()); ++i) try_add(i - 1, i);
-
-  while (!heap.empty()) {
-    std::pop_heap(heap.begin(), heap.end(), RankOrder{});
-    const RankBigram b = heap.back();
-    heap.pop_back();
-    Symbol& left = syms[b.left];
-    Symbol& right = syms[b.right];
-    // Stale when either side has merged since the pair was queued.
-    if (left.len == 0 || right.len == 0 || left.next != b.right || left.id != b.left_id ||
-        right.id != b.right_id)
-      continue;
-    left.len += right.len;
-    left.id = b.result;
-    right.len = 0;
-    left.next = right.next;
-    if (right.next >= 0) syms[right.next].prev = b.left;
-    try_add(left.prev, b.left);
-    try_add(b.left, left.next);
-  }
+  merge_symbols<RankOrder>(
+      syms, heap,
+      [&](int32_t l, int32_t r, RankBigram& b) {
+        const int32_t a = syms[l].id, c = syms[r].id;
+        if (a == kNoToken || c == kNoToken) return false;
+        const MergeResult* mr = m.merges.find(a, c);
+        if (mr == nullptr) return false;
+        b = {mr->rank, l, r, a, c, mr->id};
+        return true;
+      },
+      // Current while neither side has merged since the pair was queued.
+      [](const RankBigram& b, const Symbol& left, const Symbol& right) {
+        return left.next == b.right && left.id == b.left_id && right.id == b.right_id;
+      });
 
   for (int32_t i = 0; i != -1; i = syms[i].next) {
     if (syms[i].id != kNoToken) {

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <map>
+#include <string_view>
 
 #include "base/error.h"
 #include "base/utf8.h"
@@ -268,24 +269,31 @@ std::string apply_normalizer(const std::vector<NormalizeStep>& steps, std::strin
 
 namespace {
 
-// llama.cpp's splitters, by tokenizer.ggml.pre. The contraction groups are
-// spelled '[sS] rather than (?i:'s) because that is what llama.cpp matches
-// (Unicode case folding would also take "'ſ" and the Kelvin sign).
-constexpr const char* kLlama3 =
-    R"((?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
-constexpr const char* kQwen2 =
-    R"((?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
-constexpr const char* kQwen35 =
-    R"((?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+// Pieces of llama.cpp's splitters (by tokenizer.ggml.pre). The contraction
+// group is spelled '[sS] rather than (?i:'s) because that is what llama.cpp
+// matches (Unicode case folding would also take "'ſ" and the Kelvin sign).
+constexpr std::string_view kContractions =
+    R"((?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD]))";
+// A word after at most one symbol; words split at case changes (capitals
+// then lower case, or capitals alone); a run of punctuation and newlines.
+constexpr std::string_view kWord = R"([^\r\n\p{L}\p{N}]?\p{L}+)";
+constexpr std::string_view kCasedWord =
+    R"([^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))*((?=[\p{L}])([^A-Z]))+)";
+constexpr std::string_view kCapsWord =
+    R"([^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))+((?=[\p{L}])([^A-Z]))*)";
+constexpr std::string_view kPunct = R"( ?[^\s\p{L}\p{N}]+[\r\n]*)";
+constexpr std::string_view kPunctSlash = R"( ?[^\s\p{L}\p{N}]+[\r\n/]*)";
 constexpr const char* kGpt2 =
     R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S))";
-constexpr const char* kTekken =
-    R"([^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))*((?=[\p{L}])([^A-Z]))+|[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))+((?=[\p{L}])([^A-Z]))*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
-constexpr const char* kGpt4o =
-    R"([^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))*((?=[\p{L}])([^A-Z]))+(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))+((?=[\p{L}])([^A-Z]))*(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
-constexpr const char* kDeepseek3 =
-    R"([!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+| ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 constexpr const char* kBloom = R"( ?[^(\s|.,!?…。，、।۔،)]+)";
+
+// The branches, then the whitespace runs that end every llama3-style
+// splitter, as one alternation.
+std::string splitter(std::initializer_list<std::string_view> branches) {
+  std::string re;
+  for (std::string_view b : branches) (re += b) += '|';
+  return re + R"(\s*[\r\n]+|\s+(?!\S)|\s+)";
+}
 
 struct PreInfo {
   std::vector<std::string> regexes;
@@ -297,16 +305,18 @@ const std::map<std::string, PreInfo>& pre_table() {
   static const std::map<std::string, PreInfo> table = [] {
     std::map<std::string, PreInfo> t;
     const PreInfo deflt{{R"([\p{P}\$\+<=>\^~\|]+)", kGpt2, R"(\p{N}+)", "[0-9][0-9][0-9]"}};
-    const PreInfo llama3{{kLlama3}, true, true};
+    const std::string llama3_re = splitter({kContractions, kWord, R"(\p{N}{1,3})", kPunct});
+    const std::string contraction_opt = std::string(kContractions) + "?";
+    const PreInfo llama3{{llama3_re}, true, true};
     const PreInfo gpt2{{kGpt2}};
-    const PreInfo qwen2{{kQwen2}};
+    const PreInfo qwen2{{splitter({kContractions, kWord, R"(\p{N})", kPunct})}};
     const PreInfo starcoder{{R"(\p{N})", kGpt2}};
     const PreInfo bloom{{kBloom}};
     t["default"] = deflt;
     for (const char* n :
          {"llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2"})
       t[n] = llama3;
-    for (const char* n : {"dbrx", "smaug-bpe", "glm4", "chatglm-bpe"}) t[n] = PreInfo{{kLlama3}};
+    for (const char* n : {"dbrx", "smaug-bpe", "glm4", "chatglm-bpe"}) t[n] = PreInfo{{llama3_re}};
     t["deepseek-llm"] = PreInfo{
         {"[\r\n]",
          "\\s?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-ᏽᲐ-ᲺᲽ-"
@@ -316,7 +326,10 @@ const std::map<std::string, PreInfo>& pre_table() {
          "\\s?[!-/:-~！-／：-～‘-‟　-。]+", "\\s+$", "[一-龥ࠀ-一가-퟿]+", "\\p{N}+"}};
     t["deepseek-coder"] =
         PreInfo{{"[\r\n]", "\\s?\\p{L}+", "\\s?\\p{P}+", "[一-龥ࠀ-一가-퟿]+", "\\p{N}"}};
-    t["deepseek-v3"] = PreInfo{{R"(\p{N}{1,3})", "[一-龥぀-ゟ゠-ヿ]+", kDeepseek3}};
+    t["deepseek-v3"] = PreInfo{
+        {R"(\p{N}{1,3})", "[一-龥぀-ゟ゠-ヿ]+",
+         splitter({R"([!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+)",
+                   R"([^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+)", R"( ?[\p{P}\p{S}]+[\r\n]*)"})}};
     t["falcon"] = PreInfo{{R"([\p{P}\$\+<=>\^~\|`]+)", kGpt2, "[0-9][0-9][0-9]"}};
     for (const char* n :
          {"starcoder", "refact", "command-r", "smollm", "codeshell", "exaone", "minerva-7b"})
@@ -327,16 +340,20 @@ const std::map<std::string, PreInfo>& pre_table() {
       t[n] = gpt2;
     for (const char* n : {"qwen2", "deepseek-r1-qwen", "megrez", "stablelm2", "hunyuan", "grok-2"})
       t[n] = qwen2;
-    t["qwen35"] = PreInfo{{kQwen35}};
+    t["qwen35"] = PreInfo{{splitter({kContractions, R"([^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+)",
+                                     R"(\p{N})", R"( ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*)"})}};
     for (const char* n : {"poro-chat", "bloom", "gpt3-finnish"}) t[n] = bloom;
     t["viking"] = PreInfo{{kBloom, R"(\p{N})"}};
-    t["tekken"] = PreInfo{{kTekken}, true, true};
+    t["tekken"] = PreInfo{{splitter({kCasedWord, kCapsWord, R"(\p{N})", kPunctSlash})}, true, true};
     t["chameleon"] = PreInfo{{"<sentinel:[0-9]+>", "(IMGIMG)((A|B|C|D|E|F|G|H|I){1,4})Z",
                               "([\\t\\n]|    |  )", R"(\p{N})", R"([\p{P}!-/:-@\[-`{-~])", kGpt2},
                              true};
-    for (const char* n : {"gpt-4o", "llama4"}) t[n] = PreInfo{{kGpt4o}};
-    t["seed-coder"] = PreInfo{
-        {R"((?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1}| ?[^\s\p{L}\p{N}\r\n]+|\s*[\r\n]+|\s+(?!\S)|\s+)"}};
+    for (const char* n : {"gpt-4o", "llama4"})
+      t[n] = PreInfo{
+          {splitter({std::string(kCasedWord) + contraction_opt,
+                     std::string(kCapsWord) + contraction_opt, R"(\p{N}{1,3})", kPunctSlash})}};
+    t["seed-coder"] =
+        PreInfo{{splitter({kContractions, kWord, R"(\p{N}{1})", R"( ?[^\s\p{L}\p{N}\r\n]+)"})}};
     for (const char* n : {"bailingmoe", "bailingmoe2", "llada-moe"})
       t[n] = PreInfo{
           {R"('(?:[sSdDmMtT]|[lL][lL]|[vV][eE]|[rR][eE])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+)"}};

@@ -81,23 +81,11 @@ std::string normalize_valid(std::string_view run, NormForm form) {
     }
     return out;
   }
-  int options = UTF8PROC_STABLE;
-  switch (form) {
-    case NormForm::kNfc:
-      options |= UTF8PROC_COMPOSE;
-      break;
-    case NormForm::kNfkc:
-      options |= UTF8PROC_COMPOSE | UTF8PROC_COMPAT;
-      break;
-    case NormForm::kNfd:
-      options |= UTF8PROC_DECOMPOSE;
-      break;
-    case NormForm::kNfkd:
-      options |= UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT;
-      break;
-    case NormForm::kLowercase:
-      break;
-  }
+  // NFC / NFKC compose, NFD / NFKD decompose; the K forms add compatibility mapping.
+  const bool compose = form == NormForm::kNfc || form == NormForm::kNfkc;
+  const bool compat = form == NormForm::kNfkc || form == NormForm::kNfkd;
+  int options = UTF8PROC_STABLE | (compose ? UTF8PROC_COMPOSE : UTF8PROC_DECOMPOSE);
+  if (compat) options |= UTF8PROC_COMPAT;
   utf8proc_uint8_t* dst = nullptr;
   const utf8proc_ssize_t n = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(run.data()),
                                           static_cast<utf8proc_ssize_t>(run.size()), &dst,

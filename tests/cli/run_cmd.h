@@ -38,11 +38,14 @@ inline std::string sh_quote(const std::string& s) {
 }
 
 // cmd is a shell fragment run after "SLM_BIN"; stdin comes from stdin_text.
-inline CmdResult run_slm(const std::string& cmd, const std::string& stdin_text = "") {
+// With limit_s > 0, slm is killed after that many seconds (exit code 124),
+// for tests of what used to hang.
+inline CmdResult run_slm(const std::string& cmd, const std::string& stdin_text = "", int limit_s = 0) {
   static const std::string dir = temp_dir();
   const std::string in = dir + "/in", out = dir + "/out", err = dir + "/err";
   std::ofstream(in, std::ios::binary) << stdin_text;
-  const std::string full = std::string(SLM_BIN) + " " + cmd + " <" + in + " >" + out + " 2>" + err;
+  const std::string limit = limit_s > 0 ? "timeout -k 2 " + std::to_string(limit_s) + " " : "";
+  const std::string full = limit + std::string(SLM_BIN) + " " + cmd + " <" + in + " >" + out + " 2>" + err;
   const int status = std::system(full.c_str());
   CmdResult r;
   r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;

@@ -190,5 +190,46 @@ TEST(Chat, CtrlCStopsTheAnswerNotTheChat) {
   EXPECT_TRUE(t.wait_gone()) << t.screen();
 }
 
+// Waits (bounded) until the file holds text.
+bool wait_for_file(const std::string& path, const std::string& text, int seconds = 60) {
+  for (int i = 0; i < seconds * 10; ++i) {
+    if (slurp(path).find(text) != std::string::npos) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return false;
+}
+
+// Ctrl-C at the idle prompt throws the typed line away and keeps the chat
+// (it used to end the program and lose the conversation).
+TEST(Chat, CtrlCAtThePromptClearsTheLineAndKeepsTheChat) {
+  SLM_REQUIRE_FIXTURE("models/tiny-qwen2.gguf");
+  if (std::system("command -v tmux >/dev/null") != 0) GTEST_SKIP() << "tmux is not installed";
+  const std::string log = temp_dir() + "/chat3.err";
+  Tmux t("sh -c " + sh_quote("exec " + std::string(SLM_BIN) + " chat --model " + qwen() +
+                            " --temp 0 -t 1 -n 2 --verbose-prompt 2>" + log));
+  ASSERT_TRUE(t.ok());
+  ASSERT_TRUE(t.wait_for("> ")) << t.screen();
+  t.keys("'Hello'");
+  t.keys("Enter");
+  ASSERT_TRUE(wait_for_file(log, "generation")) << slurp(log);
+  ASSERT_TRUE(t.wait_for("> ", 2)) << t.screen();
+  t.keys("'half a line'");
+  ASSERT_TRUE(t.wait_for("half a line")) << t.screen();
+  t.keys("C-c");
+  ASSERT_TRUE(wait_for_file(log, "/exit or press Ctrl-D")) << slurp(log);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  ASSERT_TRUE(t.alive()) << "Ctrl-C at the prompt ended the chat\n" << slurp(log);
+  t.keys("'Again' Enter");
+  ASSERT_TRUE(t.wait_for("> ", 3)) << t.screen();
+  ASSERT_TRUE(wait_for_file(log, "user\nAgain<|im_end|>")) << slurp(log);
+  const auto prompts = prompts_in(slurp(log));
+  ASSERT_EQ(prompts.size(), 2u) << slurp(log);
+  // The conversation went on: turn 2 carries turn 1, and the cleared line is gone.
+  EXPECT_NE(prompts[1].find("user\nHello<|im_end|>"), std::string::npos) << prompts[1];
+  EXPECT_EQ(prompts[1].find("half a line"), std::string::npos) << prompts[1];
+  t.keys("C-d");
+  EXPECT_TRUE(t.wait_gone()) << t.screen();
+}
+
 }  // namespace
 }  // namespace slm::test

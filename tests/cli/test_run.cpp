@@ -18,7 +18,8 @@ TEST(Run, Stories260KGreedyMatchesExpectedTextByteForByte) {
   SLM_REQUIRE_FIXTURE("stories260K/expected_greedy_t0_256.txt");
   const CmdResult r = run_slm("run --model " + stories() + " -p '' --temp 0 -n 256 -c 512 --allow-long-context -t 2");
   ASSERT_EQ(r.code, 0) << r.err;
-  EXPECT_EQ(r.out, slurp(fixture("stories260K/expected_greedy_t0_256.txt")));
+  // The generated text byte for byte, then the newline slm run ends its output with.
+  EXPECT_EQ(r.out, slurp(fixture("stories260K/expected_greedy_t0_256.txt")) + "\n");
   EXPECT_NE(r.err.find("tok/s"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("peak memory"), std::string::npos) << r.err;
 }
@@ -41,7 +42,7 @@ TEST(Run, StopStringEndsTheTextAndIsNotPrinted) {
   SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
   const CmdResult r = run_slm("run --model " + stories() + " -p '' --temp 0 -n 100 --stop 'Lily' --stop 'zzz'");
   ASSERT_EQ(r.code, 0) << r.err;
-  EXPECT_EQ(r.out, "Once upon a time, there was a little girl named ");
+  EXPECT_EQ(r.out, "Once upon a time, there was a little girl named \n");
 }
 
 TEST(Run, JsonOutput) {
@@ -126,12 +127,21 @@ TEST(RunErrors, PromptLongerThanContext) {
   expect_error(run_slm("run --model " + stories() + " -c 64 -p " + sh_quote(prompt)), "longer than the context of 64");
 }
 
+// A usage error: one line naming the option as typed, pointing at --help, exit code 2.
+void expect_usage_error(const CmdResult& r, const std::string& fragment) {
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find(fragment), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("; see `slm run --help`\n"), std::string::npos) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_EQ(r.out, "");
+}
+
 TEST(RunErrors, BadOptionValues) {
   SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
-  expect_error(run_slm("run --model " + stories() + " -p hi --temp abc"), "--temp");
+  expect_usage_error(run_slm("run --model " + stories() + " -p hi --temp abc"), "--temp");
   expect_error(run_slm("run --model " + stories() + " -p hi --top-p -1"), "top_p");
   expect_error(run_slm("run --model " + stories() + " -p hi --logit-bias 99999=1"), "--logit-bias");
-  expect_error(run_slm("run --model " + stories() + " -p hi --bogus"), "unknown option --bogus");
+  expect_usage_error(run_slm("run --model " + stories() + " -p hi --bogus"), "unknown option --bogus");
 }
 
 TEST(RunErrors, NoModelAnywhereSaysWhatToRun) {

@@ -45,31 +45,18 @@ struct CountingObserver : EngineObserver {
   }
 };
 
-struct Outcome {
-  std::string text;
-  FinishReason finish = FinishReason::kError;
-  int64_t n_cached = 0, n_generated = 0, n_prompt = 0;
-  std::string error;
-};
-
-Outcome wait_for(Job& job) {
-  Outcome o;
-  Update u;
+// The job's updates merged into one (finish kError if it never finishes).
+Update wait_for(Job& job) {
+  Update all, u;
+  all.finish = FinishReason::kError;
   const auto give_up = std::chrono::steady_clock::now() + 60s;
   while (std::chrono::steady_clock::now() < give_up) {
     if (!job.take(u, 100ms)) continue;
-    o.text += u.text;
-    if (u.done) {
-      o.finish = u.finish;
-      o.n_cached = u.n_cached;
-      o.n_generated = u.n_generated;
-      o.n_prompt = u.n_prompt;
-      o.error = u.error;
-      return o;
-    }
+    all.merge(std::move(u));
+    if (all.done) return all;
   }
   ADD_FAILURE() << "job did not finish";
-  return o;
+  return all;
 }
 
 Request greedy(std::vector<int32_t> prompt, int64_t max_tokens) {
@@ -97,7 +84,7 @@ TEST(Scheduler, BatchedEqualsAlone) {
   for (const auto& p : kPrompts) prompts.push_back(l.tok->encode(p, true, false));
   const int64_t n_gen = 40;
 
-  std::vector<Outcome> alone;
+  std::vector<Update> alone;
   {
     SchedulerOptions o;
     o.n_slots = 1;
@@ -115,7 +102,7 @@ TEST(Scheduler, BatchedEqualsAlone) {
   for (size_t i = 0; i < prompts.size(); ++i)
     jobs.push_back(s.submit(greedy(prompts[i], n_gen - 5 * (i % 3))));
   for (size_t i = 0; i < prompts.size(); ++i) {
-    const Outcome b = wait_for(*jobs[i]);
+    const Update b = wait_for(*jobs[i]);
     ASSERT_EQ(b.finish, FinishReason::kLength) << b.error;
     EXPECT_EQ(b.n_generated, n_gen - 5 * static_cast<int64_t>(i % 3));
     // The shorter runs are prefixes of the solo text.
@@ -144,12 +131,12 @@ TEST(Scheduler, CancelFreesTheSlot) {
   ASSERT_TRUE(job->take(u, 10s));  // running
   EXPECT_EQ(s.stats().active, 1);
   job->cancel();
-  const Outcome c = wait_for(*job);
+  const Update c = wait_for(*job);
   EXPECT_EQ(c.finish, FinishReason::kCancelled);
   EXPECT_LT(c.n_generated, 100);
   EXPECT_EQ(s.stats().active, 0);
   // The one slot serves the next request.
-  const Outcome next = wait_for(*s.submit(greedy(p, 5)));
+  const Update next = wait_for(*s.submit(greedy(p, 5)));
   EXPECT_EQ(next.finish, FinishReason::kLength);
   EXPECT_EQ(next.n_generated, 5);
   // A request cancelled while queued never runs.
@@ -196,11 +183,11 @@ TEST(Scheduler, SharedPrefixIsReused) {
   o.n_slots = 2;
   CountingObserver metrics;
   Scheduler s(*l.model, *l.tok, o, &metrics);
-  const Outcome a = wait_for(*s.submit(greedy(p1, 20)));
+  const Update a = wait_for(*s.submit(greedy(p1, 20)));
   EXPECT_EQ(a.n_cached, 0);
   EXPECT_EQ(a.text, fresh[0]);
   // Same slot, truncated to the common prefix.
-  const Outcome b = wait_for(*s.submit(greedy(p2, 20)));
+  const Update b = wait_for(*s.submit(greedy(p2, 20)));
   EXPECT_EQ(b.n_cached, common(p1, p2));
   EXPECT_EQ(b.text, fresh[1]);
   // Keep one slot busy with p1 so the next request lands in the other slot
@@ -208,13 +195,13 @@ TEST(Scheduler, SharedPrefixIsReused) {
   auto busy = s.submit(greedy(p1, 80));
   Update u;
   ASSERT_TRUE(busy->take(u, 10s));
-  const Outcome c = wait_for(*s.submit(greedy(p3, 20)));
+  const Update c = wait_for(*s.submit(greedy(p3, 20)));
   EXPECT_EQ(c.n_cached, common(p1, p3));
   EXPECT_EQ(c.text, fresh[2]);
   busy->cancel();
-  const Outcome busy_out = wait_for(*busy);
+  const Update busy_out = wait_for(*busy);
   // The identical prompt again: all but the last token come from the cache.
-  const Outcome d = wait_for(*s.submit(greedy(p3, 20)));
+  const Update d = wait_for(*s.submit(greedy(p3, 20)));
   EXPECT_EQ(d.n_cached, static_cast<int64_t>(p3.size()) - 1);
   EXPECT_EQ(d.text, fresh[2]);
   EXPECT_EQ(metrics.cached.load(), b.n_cached + busy_out.n_cached + c.n_cached + d.n_cached);
@@ -255,7 +242,7 @@ TEST(Scheduler, RejectsWhatCannotRun) {
   bad.sampling.top_p = 2;
   EXPECT_THROW(s.submit(bad), Error);
   // The largest request that fits runs to the end of the context.
-  const Outcome full = wait_for(*s.submit(greedy(std::vector<int32_t>(60, 1), 4)));
+  const Update full = wait_for(*s.submit(greedy(std::vector<int32_t>(60, 1), 4)));
   EXPECT_EQ(full.n_generated + full.n_prompt <= 64, true);
 }
 
@@ -267,12 +254,12 @@ TEST(Scheduler, StopStringsAndDeadlines) {
   Scheduler s(*l.model, *l.tok, o);
   Request r = greedy(l.tok->encode("Once upon a time", true, false), 60);
   r.stops = {"Lily", "zzz"};
-  const Outcome a = wait_for(*s.submit(r));
+  const Update a = wait_for(*s.submit(r));
   EXPECT_EQ(a.finish, FinishReason::kStop);
   EXPECT_EQ(a.text, ", there was a little girl named ");
   Request late = greedy(l.tok->encode("Once upon a time", true, false), 60);
   late.deadline = std::chrono::steady_clock::now() - 1s;
-  const Outcome b = wait_for(*s.submit(late));
+  const Update b = wait_for(*s.submit(late));
   EXPECT_EQ(b.finish, FinishReason::kError);
   EXPECT_EQ(b.n_generated, 0);
 }

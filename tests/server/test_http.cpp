@@ -1,10 +1,12 @@
-// The HTTP layer in-process: /health while loading and once ready, the API's
-// 503 before the model is there, and a request served end to end.
+// The HTTP layer in-process: a busy port refused, /health while loading and
+// once ready, the API's 503 before the model is there, and a request served
+// end to end.
 #include <gtest/gtest.h>
 #include <httplib.h>
 
 #include <nlohmann/json.hpp>
 
+#include "base/error.h"
 #include "common/fixtures.h"
 #include "server/server.h"
 
@@ -12,6 +14,26 @@ namespace slm::server {
 namespace {
 
 using Json = nlohmann::json;
+
+// A second server on a busy port must refuse to start: with SO_REUSEPORT
+// (httplib's default, which slm used to keep) both would listen and the
+// kernel would split the requests between them.
+TEST(Http, BusyPortIsRefused) {
+  httplib::Server other;  // httplib's defaults, SO_REUSEPORT included, as another slm serve had
+  const int port = other.bind_to_any_port("127.0.0.1");
+  ASSERT_GT(port, 0);
+  ServerOptions o;
+  o.port = port;
+  Server srv(o, false);
+  try {
+    srv.start();
+    ADD_FAILURE() << "a second server started on busy port " << port;
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("port " + std::to_string(port) + " is already in use"),
+              std::string::npos)
+        << e.what();
+  }
+}
 
 TEST(Http, LoadingThenReady) {
   SLM_REQUIRE_FIXTURE("models/stories260K.gguf");

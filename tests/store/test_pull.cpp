@@ -7,6 +7,7 @@
 #include <httplib.h>
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -332,6 +333,58 @@ TEST_F(Pull, NotFoundMessage) {
   const std::string msg = error_of([&] { pull(store_, missing, options_); });
   EXPECT_EQ(msg, "not found on the hub: " + hub.base() + "/test-owner/tiny-GGUF/resolve/main/missing.gguf (HTTP 404)");
   EXPECT_TRUE(store_.list().empty());
+  // A 404 cannot be resumed: no .part is left behind.
+  EXPECT_FALSE(std::filesystem::exists(store_.path_for(missing).string() + ".part"));
+  EXPECT_TRUE(store_.partial_downloads().empty());
+}
+
+TEST_F(Pull, HttpErrorRemovesAPartFromAnEarlierRun) {
+  FileServer hub(model_);
+  hub.forced_status = 404;
+  options_.endpoint = hub.base();
+  const auto part = store_.path_for(ref_).string() + ".part";
+  test::write_file(part, model_.substr(0, 1000));
+  const std::string msg = error_of([&] { pull(store_, ref_, options_); });
+  EXPECT_NE(msg.find("HTTP 404"), std::string::npos) << msg;
+  EXPECT_FALSE(std::filesystem::exists(part));
+}
+
+// No network: a port nothing listens on fails at once (no retries with
+// backoff), naming the cause and what to do, and reports what it is doing
+// before it starts.
+TEST_F(Pull, UnreachableServerFailsFastWithCauseAndHint) {
+  int port = 0;
+  {
+    FileServer gone(model_);  // learn a free port, then close it
+    port = std::stoi(gone.base().substr(gone.base().rfind(':') + 1));
+  }
+  options_ = PullOptions{};  // the real retry count and delays
+  options_.progress = PullOptions::Progress::kNever;
+  options_.endpoint = "http://127.0.0.1:" + std::to_string(port);
+  std::vector<std::string> status;
+  options_.on_status = [&](const std::string& line) { status.push_back(line); };
+  const auto part = store_.path_for(ref_).string() + ".part";
+  const auto start = std::chrono::steady_clock::now();
+  const std::string msg = error_of([&] { pull(store_, ref_, options_); });
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_LT(secs, 5.0) << msg;
+  EXPECT_NE(msg.find(options_.endpoint), std::string::npos) << msg;
+  EXPECT_NE(msg.find("Connection refused"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("HF_ENDPOINT"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("offline"), std::string::npos) << msg;
+  ASSERT_EQ(status.size(), 1u);
+  EXPECT_EQ(status[0], "downloading " + options_.endpoint + kFilePath);
+  EXPECT_FALSE(std::filesystem::exists(part));  // it was empty
+
+  // What an earlier run downloaded is kept for the next one.
+  test::write_file(part, model_.substr(0, 1000));
+  status.clear();
+  error_of([&] { pull(store_, ref_, options_); });
+  EXPECT_EQ(std::filesystem::file_size(part), 1000u);
+  ASSERT_EQ(status.size(), 1u);
+  EXPECT_EQ(status[0].rfind("resuming ", 0), 0u) << status[0];
+  ASSERT_EQ(store_.partial_downloads().size(), 1u);
+  EXPECT_EQ(store_.partial_downloads()[0].name, kSpec);
 }
 
 TEST_F(Pull, UnauthorizedMentionsHfToken) {

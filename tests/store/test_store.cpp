@@ -1,9 +1,12 @@
-// Model store: names, the index, defaults, removal and the order in which a
-// command's model is resolved. No network.
+// Model store: names, the index, defaults, removal, partial downloads and the
+// order in which a command's model is resolved. No network.
 #include "store/store.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <string>
 
@@ -145,6 +148,38 @@ TEST(Store, RemoveDeletesTheFileAndTheDefault) {
   EXPECT_TRUE(s.list().empty());
   EXPECT_FALSE(std::filesystem::exists(s.models_dir() / "a--b"));  // empty folder removed
   EXPECT_NE(error_of([&] { s.remove("one"); }).find("no model named 'one'"), std::string::npos);
+}
+
+TEST(Store, PartialDownloadsAreListedAndRemoved) {
+  TempDir tmp;
+  Store s(tmp.path());
+  EXPECT_TRUE(s.partial_downloads().empty());  // no models/ yet
+  add_fake(s, "a/b/done.gguf", true);
+  const auto part = s.path_for(parse_model_ref("o/r/sub/half.gguf")).string() + ".part";
+  test::write_file(part, std::string(1234, 'x'));
+  const auto parts = s.partial_downloads();
+  ASSERT_EQ(parts.size(), 1u);
+  EXPECT_EQ(parts[0].name, "o/r/sub/half.gguf");
+  EXPECT_EQ(parts[0].size, 1234u);
+  EXPECT_EQ(parts[0].path, part);
+  EXPECT_EQ(s.list().size(), 1u);  // the index holds finished models only
+
+  // A running pull holds the lock: the file stays.
+  const int fd = ::open(part.c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);
+  EXPECT_NE(error_of([&] { s.remove_partial("half"); }).find("being downloaded"), std::string::npos);
+  ::close(fd);
+  EXPECT_TRUE(std::filesystem::exists(part));
+
+  EXPECT_FALSE(s.remove_partial("done").has_value());  // a finished model is not a partial one
+  const auto removed = s.remove_partial("half");
+  ASSERT_TRUE(removed.has_value());
+  EXPECT_EQ(removed->name, "o/r/sub/half.gguf");
+  EXPECT_FALSE(std::filesystem::exists(part));
+  EXPECT_FALSE(std::filesystem::exists(s.models_dir() / "o--r"));  // empty folders removed
+  EXPECT_TRUE(s.partial_downloads().empty());
+  EXPECT_EQ(s.list().size(), 1u);
 }
 
 TEST(Store, MalformedIndexNamesTheLine) {

@@ -9,6 +9,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "base/format.h"
 #include "tok_fixtures.h"
 
 namespace slm::test {
@@ -87,22 +88,6 @@ const Tokenizer& load(const Vocab& v) {
   return *slot;
 }
 
-std::string escaped(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '\n') {
-      out += "\\n";
-    } else if (c == '\t') {
-      out += "\\t";
-    } else if (c == '\r') {
-      out += "\\r";
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
-
 std::string ids_str(const std::vector<int32_t>& ids) {
   std::string s;
   for (size_t i = 0; i < ids.size(); ++i) {
@@ -143,7 +128,7 @@ TEST_P(VocabTest, MatchesReferenceIds) {
   for (size_t i = 0; i < cases.size(); ++i) {
     const auto ids = tok.encode(cases[i], /*add_special=*/false, /*parse_special=*/true);
     EXPECT_EQ(ids_str(ids), ids_str(expected[i]))
-        << vocab.name << " case " << i << ": '" << escaped(cases[i]) << "'";
+        << vocab.name << " case " << i << ": '" << escape_controls(cases[i]) << "'";
     pass += ids == expected[i];
   }
   std::cout << "[ counts   ] " << vocab.name << (multilingual ? " multilingual" : " upstream")
@@ -165,13 +150,13 @@ TEST_P(VocabTest, DecodeRoundTrips) {
         multilingual && std::find(vocab.lossy_multilingual.begin(), vocab.lossy_multilingual.end(),
                                   i) != vocab.lossy_multilingual.end();
     if (!known_lossy) {
-      EXPECT_EQ(escaped(back), escaped(cases[i])) << vocab.name << " case " << i;
+      EXPECT_EQ(escape_controls(back), escape_controls(cases[i])) << vocab.name << " case " << i;
     }
     if (back == cases[i]) {
       ++lossless;
     } else {
-      std::cout << "[ lossy    ] " << vocab.name << " case " << i << ": '" << escaped(cases[i])
-                << "' -> '" << escaped(back) << "'\n";
+      std::cout << "[ lossy    ] " << vocab.name << " case " << i << ": '"
+                << escape_controls(cases[i]) << "' -> '" << escape_controls(back) << "'\n";
     }
   }
   std::cout << "[ counts   ] " << vocab.name << (multilingual ? " multilingual" : " upstream")

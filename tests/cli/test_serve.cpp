@@ -1,0 +1,57 @@
+// slm serve end to end, for what happens before a model is served: a port
+// that another server already listens on is refused at once.
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+
+#include "cli/run_cmd.h"
+#include "common/fixtures.h"
+
+namespace slm::test {
+namespace {
+
+// A listening socket on 127.0.0.1 with SO_REUSEPORT, as cpp-httplib (and so
+// slm serve, before the fix) sets it: the worst case for a second server.
+class Listener {
+ public:
+  Listener() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    const int yes = 1;
+    ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    ::setsockopt(fd_, SOL_SOCKET, SO_REUSEPORT, &yes, sizeof yes);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (::bind(fd_, reinterpret_cast<sockaddr*>(&a), len) == 0 && ::listen(fd_, 8) == 0 &&
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) == 0)
+      port_ = ntohs(a.sin_port);
+  }
+  ~Listener() { ::close(fd_); }
+  int port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+};
+
+TEST(Serve, BusyPortIsRefusedAtOnce) {
+  SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
+  const Listener other;
+  ASSERT_GT(other.port(), 0);
+  const std::string port = std::to_string(other.port());
+  const auto start = std::chrono::steady_clock::now();
+  const CmdResult r = run_slm(
+      "serve --model " + sh_quote(fixture("models/stories260K.gguf")) + " --port " + port, "", 20);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_EQ(r.code, 1) << r.out << r.err;
+  EXPECT_NE(r.err.find("port " + port + " is already in use"), std::string::npos) << r.err;
+  EXPECT_LT(secs, 5.0);
+  EXPECT_EQ(r.out.find("listening"), std::string::npos) << r.out;
+}
+
+}  // namespace
+}  // namespace slm::test
