@@ -30,6 +30,11 @@ const std::vector<SynthShape> kShapes = {
     // A small mixture of experts (Mixtral layout): 32 experts, top 4, ~1.3B
     // parameters of which ~0.25B are active per token.
     {"moe-1.3b", "llama", 24, 1024, 16, 4, 64, 512, 32000, 4096, 1e4f, 1e-5f, false, 32, 4, 512},
+    // Sliding windows, soft-caps and fused matrices (phi3's attn_qkv and gate+up).
+    {"phi-3.5-mini", "phi3", 32, 3072, 32, 32, 96, 8192, 32064, 131072, 1e4f, 1e-5f, false, 0, 0, 0, {}, 262144},
+    {"gemma-2-2b", "gemma2", 26, 2304, 8, 4, 256, 9216, 256000, 8192, 1e4f, 1e-6f, true, 0, 0, 0, {}, 4096, 50.0f,
+     30.0f},
+    {"gemma-3-1b", "gemma3", 26, 1152, 4, 1, 256, 6912, 262144, 32768, 1e6f, 1e-6f, true, 0, 0, 0, {}, 512},
 };
 
 // xoshiro-style generator; values ~ uniform in [-a, a] scaled like trained weights.
