@@ -285,19 +285,29 @@ void Store::add(const ModelEntry& e, bool make_default) {
   write_index(entries);
 }
 
-ModelEntry Store::remove(std::string_view name) {
+void Store::require_index(std::string_view name, std::string_view empty_hint) const {
   std::error_code ec;
   if (!fs::exists(index_path(), ec))
-    throw Error("no model named '" + std::string(name) + "' in the store (it is empty)");
-  IndexLock lock(models_dir());
+    throw Error("no model named '" + std::string(name) + "' in the store (it is empty" + std::string(empty_hint) + ")");
+}
+
+std::pair<std::vector<ModelEntry>, size_t> Store::read_index_at(std::string_view name) const {
   std::vector<ModelEntry> entries = read_index();
   const long i = match(entries, name);
   if (i < 0) throw Error("no model named '" + std::string(name) + "' in the store (see 'slm list')");
-  ModelEntry removed = entries[static_cast<size_t>(i)];
+  return {std::move(entries), static_cast<size_t>(i)};
+}
+
+ModelEntry Store::remove(std::string_view name) {
+  require_index(name, "");
+  IndexLock lock(models_dir());
+  auto [entries, i] = read_index_at(name);
+  std::error_code ec;
+  ModelEntry removed = entries[i];
   const fs::path file = path_of(removed);
   fs::remove(file, ec);
   if (ec) throw Error(file.string() + ": cannot remove: " + ec.message());
-  entries.erase(entries.begin() + i);
+  entries.erase(entries.begin() + static_cast<std::ptrdiff_t>(i));
   write_index(entries);
   // Drop the now-empty folders up to models/, keeping any partial downloads.
   remove_empty_dirs(file.parent_path());
@@ -358,15 +368,11 @@ std::optional<PartialDownload> Store::remove_partial(std::string_view name) {
 }
 
 ModelEntry Store::set_default(std::string_view name) {
-  std::error_code ec;
-  if (!fs::exists(index_path(), ec))
-    throw Error("no model named '" + std::string(name) + "' in the store (it is empty; run 'slm pull REPO/FILE.gguf')");
+  require_index(name, "; run 'slm pull REPO/FILE.gguf'");
   IndexLock lock(models_dir());
-  std::vector<ModelEntry> entries = read_index();
-  const long i = match(entries, name);
-  if (i < 0) throw Error("no model named '" + std::string(name) + "' in the store (see 'slm list')");
+  auto [entries, i] = read_index_at(name);
   for (ModelEntry& e : entries) e.is_default = false;
-  entries[static_cast<size_t>(i)].is_default = true;
+  entries[i].is_default = true;
   write_index(entries);
   return entries[static_cast<size_t>(i)];
 }

@@ -105,6 +105,12 @@ class Store {
   void write_index(const std::vector<ModelEntry>& entries) const;
   // Index of the entry matching name (see find) in entries, or -1.
   static long match(const std::vector<ModelEntry>& entries, std::string_view name);
+  // Before taking the index lock to change an entry: slm::Error naming name
+  // when the store has no index yet (empty_hint says what to do then).
+  void require_index(std::string_view name, std::string_view empty_hint) const;
+  // Under the index lock: the entries and the position of name in them;
+  // slm::Error naming it when nothing matches.
+  std::pair<std::vector<ModelEntry>, size_t> read_index_at(std::string_view name) const;
   // Removes the empty folders from dir up to models/ (not models/ itself).
   void remove_empty_dirs(std::filesystem::path dir) const;
 
