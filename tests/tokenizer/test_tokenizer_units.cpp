@@ -164,5 +164,33 @@ TEST(PreTokenizer, SplitsLikeTheReference) {
   EXPECT_THROW(split("no-such-pre", "x"), Error);
 }
 
+// Every tokenizer.ggml.pre value llama.cpp's vocabulary loader knows compiles
+// (PCRE2, UTF mode) and splits text, not only the ones the fixtures carry.
+TEST(PreTokenizer, EveryLlamaCppPreTokenizerCompiles) {
+  for (const char* pre :
+       {"default", "llama3", "llama-v3", "llama-bpe", "falcon3", "deepseek-llm", "deepseek-coder", "deepseek-v3",
+        "falcon", "mpt", "starcoder", "gpt-2", "phi-2", "jina-es", "jina-de", "gigachat", "jina-v1-en",
+        "jina-v2-es", "jina-v2-de", "jina-v2-code", "roberta-bpe", "refact", "command-r", "qwen2",
+        "deepseek-r1-qwen", "stablelm2", "olmo", "dbrx", "smaug-bpe", "poro-chat", "chatglm-bpe", "viking",
+        "jais", "tekken", "smollm", "codeshell", "bloom", "gpt3-finnish", "exaone", "chameleon", "minerva-7b",
+        "megrez", "gpt-4o"}) {
+    SCOPED_TRACE(pre);
+    Words w;
+    ASSERT_NO_THROW(w = split(pre, "Hello, world! 12345 \xce\xb1\xce\xb2 \xe6\x9d\xb1\xe4\xba\xac\n"));
+    std::string joined;
+    for (const std::string& x : w) joined += x;
+    EXPECT_EQ(joined, "Hello, world! 12345 \xce\xb1\xce\xb2 \xe6\x9d\xb1\xe4\xba\xac\n");  // nothing lost
+  }
+  // DeepSeek-LLM's cased-letter class (its second regex) includes code
+  // points that NFC would replace by a twin (U+1FD3, U+2126): one match each.
+  bool add_bos = false, ignore_merges = false;
+  const auto res = tokenizer::detail::gguf_pre_regexes("deepseek-llm", &add_bos, &ignore_merges);
+  ASSERT_GE(res.size(), 2u);
+  const tokenizer::detail::Regex letters(res[1], false, "deepseek-llm");
+  std::vector<std::pair<size_t, size_t>> m;
+  letters.find_all("\xe1\xbf\x93" "ab \xe2\x84\xa6" "x", m);
+  EXPECT_EQ(m, (std::vector<std::pair<size_t, size_t>>{{0, 5}, {5, 10}}));
+}
+
 }  // namespace
 }  // namespace slm::test
