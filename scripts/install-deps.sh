@@ -10,6 +10,7 @@ packages=(
   clang-14 libclang-rt-14-dev bzip2
   g++-aarch64-linux-gnu qemu-user
   chromium  # headless browser for the web chat page test (tests/server/node)
+  tmux      # a real terminal for the interactive chat tests (tests/cli)
 )
 if [ "${1:-}" = "--runtime" ]; then
   # Building and running slm alone needs no test, fuzz or cross tools.

@@ -33,7 +33,8 @@ const char* kRunHelp =
     "  --no-bos               do not add BOS even where the model asks for it\n"
     "  --json                 print one JSON object (text, tokens, finish reason, usage, timings)\n"
     "  -h, --help             this text\n"
-    "M is a GGUF file or a store name (slm list); without one: $SLM_MODEL, then the store's default.\n";
+    "M is a GGUF file or a store name (slm list); without one: $SLM_MODEL, then the store's default.\n"
+    "With no prompt and a terminal on stdin, starts `slm chat` with the same options.\n";
 
 // The prompt from -p, a positional argument after the model, --file or a
 // pipe on stdin: exactly one of them.
@@ -68,6 +69,13 @@ int run(int argc, char** argv) {
   if (args.flag("--help")) {
     std::fputs(kRunHelp, stdout);
     return 0;
+  }
+  // No prompt at all on a terminal: an interactive chat, as `ollama run`
+  // does (`-p ""` still generates from BOS alone).
+  if (!args.has("--prompt") && !args.has("--file") && model_argument(args, 1).rest.empty() &&
+      isatty(STDIN_FILENO)) {
+    for (const Command& c : command_registry())
+      if (c.name == "chat") return c.run(argc, argv);
   }
   const std::string prompt_text = read_prompt(args);
   const auto model = load_model(args);

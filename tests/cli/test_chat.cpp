@@ -190,6 +190,22 @@ TEST(Chat, CtrlCStopsTheAnswerNotTheChat) {
   EXPECT_TRUE(t.wait_gone()) << t.screen();
 }
 
+// `slm run M` with no prompt on a terminal is the chat (as `ollama run`);
+// from a pipe it still reads the prompt from stdin (test_run covers that).
+TEST(Chat, RunWithoutAPromptOnATerminalChats) {
+  SLM_REQUIRE_FIXTURE("models/tiny-qwen2.gguf");
+  if (std::system("command -v tmux >/dev/null") != 0) GTEST_SKIP() << "tmux is not installed";
+  const std::string log = temp_dir() + "/run-chat.err";
+  Tmux t("sh -c " + sh_quote("exec " + std::string(SLM_BIN) + " run " + qwen() + " --temp 0 -t 1 -n 3 2>" + log));
+  ASSERT_TRUE(t.ok());
+  ASSERT_TRUE(t.wait_for("> ")) << t.screen();
+  t.keys("'Hello' Enter");
+  ASSERT_TRUE(t.wait_for("> ", 2)) << t.screen();
+  EXPECT_EQ(stats_in(slurp(log)).size(), 1u) << slurp(log);
+  t.keys("C-d");
+  EXPECT_TRUE(t.wait_gone()) << t.screen();
+}
+
 // Waits (bounded) until the file holds text.
 bool wait_for_file(const std::string& path, const std::string& text, int seconds = 60) {
   for (int i = 0; i < seconds * 10; ++i) {
