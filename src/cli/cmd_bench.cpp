@@ -189,6 +189,7 @@ int run_bench(int argc, char** argv) {
       if (rep >= 0) tg.push_back(static_cast<double>(n_gen) / seconds_since(t0));
     }
   }
+  // (cli/common.h's peak_rss_bytes needs the engine; bench is a core command.)
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
   const double peak_rss = static_cast<double>(ru.ru_maxrss) * 1024.0;

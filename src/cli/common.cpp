@@ -121,10 +121,10 @@ engine::GenerateResult generate(engine::Generator& gen, std::span<const int32_t>
   }
 }
 
-double peak_rss_bytes() {
+int64_t peak_rss_bytes() {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
-  return static_cast<double>(ru.ru_maxrss) * 1024.0;
+  return static_cast<int64_t>(ru.ru_maxrss) * 1024;  // ru_maxrss is in KiB on Linux
 }
 
 std::string timing_line(const engine::GenerateResult& r) {
@@ -138,7 +138,7 @@ std::string timing_line(const engine::GenerateResult& r) {
                 "prompt %lld tok (%lld reused), %.1f tok/s | generation %lld tok, %.1f tok/s | "
                 "first token %.1f ms | peak memory %.1f MiB",
                 (long long)r.n_prompt, (long long)r.n_prompt_reused, pp, (long long)n_gen, tg, r.ttft_ms,
-                peak_rss_bytes() / (1024.0 * 1024.0));
+                static_cast<double>(peak_rss_bytes()) / (1024.0 * 1024.0));
   return buf;
 }
 

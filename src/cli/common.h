@@ -40,7 +40,7 @@ engine::GenerateResult generate(engine::Generator& gen, std::span<const int32_t>
                                 const std::atomic<bool>* cancel = nullptr);
 
 // Peak resident memory of this process in bytes.
-double peak_rss_bytes();
+int64_t peak_rss_bytes();
 // "prompt 12 tok, 845.1 tok/s | generation 64 tok, 97.2 tok/s | first token 14.2 ms | peak memory 12.3 MiB"
 std::string timing_line(const engine::GenerateResult& r);
 

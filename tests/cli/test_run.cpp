@@ -56,6 +56,9 @@ TEST(Run, JsonOutput) {
   EXPECT_GT(j["usage"]["prompt_tokens"].get<int>(), 1);
   EXPECT_FALSE(j["text"].get<std::string>().empty());
   EXPECT_TRUE(j["timings"].contains("ttft_ms"));
+  // Byte counts are integers, not 12075008.0.
+  EXPECT_TRUE(j["timings"]["peak_rss_bytes"].is_number_integer()) << j["timings"].dump();
+  EXPECT_GT(j["timings"]["peak_rss_bytes"].get<int64_t>(), 0);
 }
 
 TEST(Run, FullContextIsReportedNotTruncated) {
