@@ -11,6 +11,7 @@
 
 #include "base/cpu.h"
 #include "base/error.h"
+#include "model/session.h"
 #include "cli/args.h"
 #include "cli/command.h"
 #include "kernels/kernels.h"
@@ -83,6 +84,9 @@ int run_command(const Command& c, int argc, char** argv) {
   } catch (const UsageError& e) {
     std::fprintf(stderr, "slm %s: error: %s; see `slm %s --help`\n", name, e.what(), name);
     return 2;
+  } catch (const slm::model::ContextBeyondTrainingError& e) {
+    std::fprintf(stderr, "slm %s: error: %s (pass --allow-long-context to go beyond it)\n", name, e.what());
+    return 1;
   } catch (const slm::Error& e) {
     std::fprintf(stderr, "slm %s: error: %s\n", name, e.what());
     return 1;

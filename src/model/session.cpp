@@ -12,9 +12,8 @@ Session::Session(const Model& model, const SessionOptions& o) : model_(model) {
   const ModelConfig& c = model.config();
   n_ctx_ = o.n_ctx > 0 ? o.n_ctx : c.n_ctx_train;
   if (n_ctx_ > c.n_ctx_train && !o.allow_beyond_train_ctx)
-    throw Error("context of " + std::to_string(n_ctx_) + " tokens exceeds the " +
-                std::to_string(c.n_ctx_train) +
-                " the model was trained for (allow it explicitly to go beyond)");
+    throw ContextBeyondTrainingError("context of " + std::to_string(n_ctx_) + " tokens exceeds the " +
+                                     std::to_string(c.n_ctx_train) + " the model was trained for");
   if (n_ctx_ > (int64_t{1} << 24)) throw Error("context of " + std::to_string(n_ctx_) + " tokens is too large");
   n_batch_ = std::min(std::clamp<int64_t>(o.n_batch, 1, 4096), n_ctx_);
   kv_dim_ = c.kv_dim();

@@ -10,6 +10,7 @@
 #include <span>
 #include <vector>
 
+#include "base/error.h"
 #include "model/forward.h"
 #include "model/model.h"
 
@@ -18,6 +19,13 @@ class ThreadPool;
 }
 
 namespace slm::model {
+
+// A context longer than the model's training length, refused unless
+// SessionOptions::allow_beyond_train_ctx: front ends name their own switch.
+class ContextBeyondTrainingError : public Error {
+ public:
+  using Error::Error;
+};
 
 struct SessionOptions {
   int64_t n_ctx = 0;      // 0: the model's training context

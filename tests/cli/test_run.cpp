@@ -45,6 +45,18 @@ TEST(Run, StopStringEndsTheTextAndIsNotPrinted) {
   EXPECT_EQ(r.out, "Once upon a time, there was a little girl named \n");
 }
 
+// A context beyond the training length names the switch that allows it, on
+// every command that takes a context.
+TEST(Run, LongContextErrorNamesTheFlag) {
+  SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
+  for (const std::string& cmd : {"run " + stories() + " -p hi -c 512", "serve " + stories() + " -c 512 --port 0"}) {
+    const CmdResult r = run_slm(cmd);
+    EXPECT_EQ(r.code, 1) << cmd;
+    EXPECT_NE(r.err.find("--allow-long-context"), std::string::npos) << cmd << ": " << r.err;
+  }
+  EXPECT_EQ(run_slm("run " + stories() + " -p hi -c 256 -n 4 --allow-long-context").code, 0);
+}
+
 TEST(Run, JsonOutput) {
   SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
   const CmdResult r = run_slm("run --model " + stories() + " -p 'Once upon' --temp 0 -n 12 --json");
