@@ -145,8 +145,12 @@ void BatchEngine::admit(std::unique_ptr<Sequence> seq) {
   // At least one prompt token is always fed, to get logits for the first choice.
   const size_t limit = want.tokens.size() - 1;
   size_t reuse = std::min(best_cp, limit);
-  if (donor != nullptr && std::min(donor_cp, limit) > reuse) {
-    reuse = std::min(donor_cp, limit);
+  // A window-only layer keeps only its last positions: a prefix cut too far
+  // back has lost the window its next token reads, and is recomputed.
+  if (!best->session->can_keep(static_cast<int64_t>(reuse))) reuse = 0;
+  const size_t donor_reuse = std::min(donor_cp, limit);
+  if (donor != nullptr && donor_reuse > reuse && donor->session->can_keep(static_cast<int64_t>(donor_reuse))) {
+    reuse = donor_reuse;
     best->session->copy_prefix(*donor->session, static_cast<int64_t>(reuse));
   } else {
     best->session->truncate(static_cast<int64_t>(reuse));

@@ -108,6 +108,7 @@ ChoiceResult score_choices(const model::Model& model, const tokenizer::Tokenizer
 
   model::SessionOptions so;
   so.n_ctx = std::max<int64_t>(max_len, 1);
+  so.n_batch = std::max<int64_t>(max_rows, 1);  // a step may feed a whole prefix to one session
   so.allow_beyond_train_ctx = o.allow_beyond_train_ctx;
   const int64_t n_sessions = std::max(o.max_sessions, max_endings);
   std::vector<std::unique_ptr<model::Session>> sessions;

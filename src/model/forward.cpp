@@ -54,6 +54,10 @@ struct Forward {
     for (const SeqChunk& ch : chunks) {
       const int64_t m = static_cast<int64_t>(ch.tokens.size());
       const int64_t pos0 = ch.session->n_past_;
+      // A window-only layer's ring holds its window plus one step's rows.
+      if (ch.session->ring_ > 0 && m > ch.session->n_batch_)
+        throw Error("internal: a step of " + std::to_string(m) + " rows exceeds the session's batch of " +
+                    std::to_string(ch.session->n_batch_));
       b.seqs.push_back({ch.session, b.n_rows, m, pos0});
       for (int64_t i = 0; i < m; ++i) b.pos.push_back(pos0 + i);
       b.n_rows += m;
@@ -121,14 +125,13 @@ struct Forward {
     for (const SeqRows& sr : b.seqs) {
       Session& seq = *sr.session;
       SLM_DCHECK_LE(sr.pos0 + sr.n_rows, seq.n_ctx());
-      // Append the rows' keys and values to the cache [n_ctx][kv_dim] of this layer.
-      float* kc = seq.k_layer(l);
-      float* vc = seq.v_layer(l);
-      std::memcpy(kc + sr.pos0 * kd, &s.k_[sr.row0 * kd], sr.n_rows * kd * sizeof(float));
-      std::memcpy(vc + sr.pos0 * kd, &s.v_[sr.row0 * kd], sr.n_rows * kd * sizeof(float));
-      const backend::AttentionShape shape{sr.n_rows,     sr.pos0, c.n_head, c.n_head_kv, c.head_dim,
-                                          c.layers[l].sliding ? c.n_swa : 0, c.attn_scale, c.attn_softcap};
-      be.attention(shape, &s.q_[sr.row0 * qd], kc, vc, &s.attn_[sr.row0 * qd], s.ws_);
+      // Append the rows' keys and values to this layer's cache (a ring for a
+      // window-only layer), then attend over it.
+      seq.store_kv(l, sr.pos0, sr.n_rows, &s.k_[sr.row0 * kd], &s.v_[sr.row0 * kd]);
+      const backend::AttentionShape shape{sr.n_rows,     sr.pos0,     c.n_head,      c.n_head_kv,
+                                          c.head_dim,    c.layers[l].sliding ? c.n_swa : 0,
+                                          c.attn_scale,  c.attn_softcap, seq.ring(l)};
+      be.attention(shape, &s.q_[sr.row0 * qd], seq.k_layer(l), seq.v_layer(l), &s.attn_[sr.row0 * qd], s.ws_);
     }
     linear(lw.wo, s.attn_.data(), n, s.proj_.data());
     if (!lw.post_attn_norm.empty())  // Gemma: the attention output is normalised too

@@ -15,9 +15,22 @@ Session::Session(const Model& model, const SessionOptions& o) : model_(model) {
     throw ContextBeyondTrainingError("context of " + std::to_string(n_ctx_) + " tokens exceeds the " +
                                      std::to_string(c.n_ctx_train) + " the model was trained for");
   if (n_ctx_ > (int64_t{1} << 24)) throw Error("context of " + std::to_string(n_ctx_) + " tokens is too large");
-  n_batch_ = std::min(std::clamp<int64_t>(o.n_batch, 1, 4096), n_ctx_);
+  n_batch_ = std::min(std::clamp<int64_t>(o.n_batch, 1, 8192), n_ctx_);
   kv_dim_ = c.kv_dim();
-  const size_t cache = static_cast<size_t>(c.n_layer * n_ctx_ * kv_dim_);
+  // A sliding layer never reads further back than its window: a ring of the
+  // window plus one step's rows holds everything it can need (stored twice,
+  // so it only pays when that is smaller than the whole context).
+  const int64_t ring = c.n_swa > 0 ? c.n_swa + n_batch_ : 0;
+  ring_ = ring > 0 && 2 * ring < n_ctx_ ? ring : 0;
+  ring_layer_.assign(static_cast<size_t>(c.n_layer), false);
+  layer_offset_.resize(static_cast<size_t>(c.n_layer));
+  size_t cache = 0;
+  for (int64_t l = 0; l < c.n_layer; ++l) {
+    ring_layer_[static_cast<size_t>(l)] = ring_ > 0 && c.layers[static_cast<size_t>(l)].sliding;
+    layer_offset_[static_cast<size_t>(l)] = cache;
+    cache += static_cast<size_t>((ring_layer_[static_cast<size_t>(l)] ? 2 * ring_ : n_ctx_) * kv_dim_);
+  }
+  cache_floats_ = cache;
   // Left uninitialised on purpose: attention reads only positions already
   // written, and untouched pages of a long context never become resident.
   k_cache_.reset(new float[cache]);
@@ -27,19 +40,55 @@ Session::Session(const Model& model, const SessionOptions& o) : model_(model) {
 
 Session::~Session() = default;
 
+bool Session::can_keep(int64_t n) const {
+  if (n <= 0 || ring_ == 0) return true;
+  // Position n will attend back to n - n_swa + 1; the ring still holds the
+  // last ring_ positions written.
+  const int64_t need = std::max<int64_t>(0, n - model_.config().n_swa + 1);
+  return need >= n_past_ - ring_;
+}
+
 void Session::truncate(int64_t n) {
-  if (n < 0 || n > n_past_)
+  if (n < 0 || n > n_past_ || !can_keep(n))
     throw Error("cannot truncate a session of " + std::to_string(n_past_) + " tokens to " + std::to_string(n));
   n_past_ = n;
 }
 
+void Session::store_kv(int64_t l, int64_t pos0, int64_t m, const float* k, const float* v) {
+  float* kc = k_layer(l);
+  float* vc = v_layer(l);
+  const size_t row = static_cast<size_t>(kv_dim_) * sizeof(float);
+  const int64_t r = ring(l);
+  if (r == 0) {
+    std::memcpy(kc + pos0 * kv_dim_, k, static_cast<size_t>(m) * row);
+    std::memcpy(vc + pos0 * kv_dim_, v, static_cast<size_t>(m) * row);
+    return;
+  }
+  for (int64_t i = 0; i < m; ++i) {
+    const int64_t at = (pos0 + i) % r;
+    for (const int64_t dst : {at, at + r}) {
+      std::memcpy(kc + dst * kv_dim_, k + i * kv_dim_, row);
+      std::memcpy(vc + dst * kv_dim_, v + i * kv_dim_, row);
+    }
+  }
+}
+
 void Session::copy_prefix(const Session& other, int64_t n) {
-  if (&other.model_ != &model_ || n < 0 || n > other.n_past_ || n > n_ctx_)
+  if (&other.model_ != &model_ || n < 0 || n > other.n_past_ || n > n_ctx_ || !other.can_keep(n))
     throw Error("cannot share a prefix of " + std::to_string(n) + " tokens between these sessions");
   const int64_t n_layer = model_.config().n_layer;
   for (int64_t l = 0; l < n_layer; ++l) {
-    std::memcpy(k_layer(l), other.k_cache_.get() + l * other.n_ctx_ * kv_dim_, n * kv_dim_ * sizeof(float));
-    std::memcpy(v_layer(l), other.v_cache_.get() + l * other.n_ctx_ * kv_dim_, n * kv_dim_ * sizeof(float));
+    // Positions a later token can still read: all of them, or a window.
+    const int64_t from =
+        ring(l) > 0 || other.ring(l) > 0 ? std::max<int64_t>(0, n - model_.config().n_swa + 1) : 0;
+    const float* ok = other.k_cache_.get() + other.layer_offset_[static_cast<size_t>(l)];
+    const float* ov = other.v_cache_.get() + other.layer_offset_[static_cast<size_t>(l)];
+    const int64_t orr = other.ring(l);
+    if (orr == 0) {
+      store_kv(l, from, n - from, ok + from * kv_dim_, ov + from * kv_dim_);
+    } else {
+      for (int64_t p = from; p < n; ++p) store_kv(l, p, 1, ok + (p % orr) * kv_dim_, ov + (p % orr) * kv_dim_);
+    }
   }
   n_past_ = n;
 }

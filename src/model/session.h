@@ -46,11 +46,17 @@ class Session {
   const Model& model() const { return model_; }
   int64_t n_ctx() const { return n_ctx_; }
   int64_t n_past() const { return n_past_; }
-  // Forgets positions >= n (n <= n_past), e.g. to keep a shared prefix.
+  // Whether the first n cached positions can be kept (truncate(n)) or lent
+  // (another session's copy_prefix(*this, n)): always, except that a
+  // window-only layer keeps just its last ring() positions, so a cut far back
+  // has lost the window that position n needs; n == 0 always works.
+  bool can_keep(int64_t n) const;
+  // Forgets positions >= n (n <= n_past, can_keep(n)), e.g. to keep a shared prefix.
   void truncate(int64_t n);
   void reset() { truncate(0); }
   // Copies the first n cached positions of other (same model, n <= both
-  // contexts) so a shared prefix such as a system prompt is not recomputed.
+  // contexts, other.can_keep(n)) so a shared prefix such as a system prompt
+  // is not recomputed.
   void copy_prefix(const Session& other, int64_t n);
 
   // Feeds tokens at positions n_past()... in chunks of n_batch.
@@ -62,6 +68,10 @@ class Session {
   // One decoding step; returns the next-token logits [n_vocab].
   std::span<const float> decode(int32_t token, ThreadPool& pool);
   std::span<const float> last_logits() const { return {logits_.data(), logits_.size()}; }
+  // Most tokens one forward step may append to this session (its n_batch).
+  int64_t max_step_rows() const { return n_batch_; }
+  // Bytes of K and V cache this session holds.
+  size_t cache_bytes() const { return 2 * cache_floats_ * sizeof(float); }
   // The buffer last_logits() views [n_vocab]: a SeqChunk may name it as its
   // destination, so the forward pass writes the row there with no copy.
   float* logits_destination() { return logits_.data(); }
@@ -72,15 +82,28 @@ class Session {
 
  private:
   friend struct Forward;
-  float* k_layer(int64_t layer) { return k_cache_.get() + layer * n_ctx_ * kv_dim_; }
-  float* v_layer(int64_t layer) { return v_cache_.get() + layer * n_ctx_ * kv_dim_; }
+  float* k_layer(int64_t layer) { return k_cache_.get() + layer_offset_[static_cast<size_t>(layer)]; }
+  float* v_layer(int64_t layer) { return v_cache_.get() + layer_offset_[static_cast<size_t>(layer)]; }
+  // Ring size of a window-only layer (0: the layer keeps every position at
+  // its own row). A ring layer keeps position p at row p % ring and again at
+  // row p % ring + ring, so every window is one contiguous run of rows.
+  int64_t ring(int64_t layer) const { return ring_layer_[static_cast<size_t>(layer)] ? ring_ : 0; }
+  // Writes m rows of keys/values [m][kv_dim] for positions pos0.. of a layer.
+  void store_kv(int64_t layer, int64_t pos0, int64_t m, const float* k, const float* v);
 
   const Model& model_;
   int64_t n_ctx_ = 0;
   int64_t n_batch_ = 0;
   int64_t kv_dim_ = 0;
   int64_t n_past_ = 0;
-  std::unique_ptr<float[]> k_cache_, v_cache_;  // float32 [n_layer][n_ctx][kv_dim]
+  // float32, layer after layer: [n_ctx][kv_dim] for a full layer,
+  // [2 * ring][kv_dim] for a window-only one (Gemma's sliding layers: its
+  // window plus one step's rows, so a 32k context does not pay 32k rows there).
+  std::unique_ptr<float[]> k_cache_, v_cache_;
+  size_t cache_floats_ = 0;
+  std::vector<size_t> layer_offset_;  // [n_layer] start of each layer in the caches
+  std::vector<bool> ring_layer_;      // [n_layer]
+  int64_t ring_ = 0;                  // n_swa + n_batch when any layer rings
   std::vector<float> logits_;             // after the last fed token [n_vocab]
   std::unique_ptr<Scratch> scratch_;      // for feed(); made on first use
 };

@@ -152,8 +152,9 @@ void attention(const AttentionShape& s, const float* q, const float* k_cache, co
     const int64_t first = s.window > 0 ? std::max<int64_t>(0, pos - s.window + 1) : 0;
     AttendArgs a;
     a.q = q + t * q_stride + h * s.head_dim;
-    a.k = k_cache + first * kv_stride + kvh * s.head_dim;
-    a.v = v_cache + first * kv_stride + kvh * s.head_dim;
+    const int64_t row = s.ring > 0 ? first % s.ring : first;
+    a.k = k_cache + row * kv_stride + kvh * s.head_dim;
+    a.v = v_cache + row * kv_stride + kvh * s.head_dim;
     a.kv_stride = kv_stride;
     a.n_keys = pos + 1 - first;
     a.head_dim = s.head_dim;

@@ -53,6 +53,9 @@ struct AttentionShape {
   int64_t window = 0;
   float scale = 0.0f;
   float softcap = 0.0f;
+  // ring > 0: position p's row is p % ring, and rows [ring, 2 ring) repeat
+  // rows [0, ring), so a window (<= ring positions) is contiguous.
+  int64_t ring = 0;
 };
 void attention(const AttentionShape& s, const float* q, const float* k_cache, const float* v_cache,
                float* out, float* scratch, ThreadPool& pool);

@@ -110,6 +110,51 @@ TEST(Synthetic, EveryFamilyMatchesFloat64) {
   }
 }
 
+// A window-only layer keeps a ring of its window plus one step's rows (here
+// 8 + 4 = 12 of a 64-token context): the logits still match the float64
+// forward over 40 tokens, a prefix is kept or lent only while the ring
+// still holds the window its next token reads, and doing so gives the same
+// logits as computing straight through.
+TEST(Synthetic, SlidingLayersKeepARingOfTheWindow) {
+  SynthSpec s;
+  s.arch = "gemma3";
+  s.n_layer = 6;  // five sliding, one global
+  s.n_swa = 8;
+  const SynthModel m = make_synth(s);
+  const auto tokens = some_tokens(40, 64);
+  EXPECT_LT(max_rel_error(m, tokens, 2, 4), kTol);
+
+  const auto model = load(m);
+  model::SessionOptions so;
+  so.n_batch = 4;
+  model::Session a(*model, so), b(*model, so);
+  EXPECT_LT(a.cache_bytes(), model::Session(*model, {64, 64, false}).cache_bytes());  // smaller than full
+  ThreadPool pool(1);
+  std::vector<float> straight;
+  a.feed(tokens, pool, &straight);
+  const int64_t V = model->config().n_vocab;
+  auto near = [&](std::span<const float> got, int64_t row) {
+    double worst = 0, top = 0;
+    for (int64_t i = 0; i < V; ++i) {
+      top = std::max(top, std::fabs(static_cast<double>(straight[row * V + i])));
+      worst = std::max(worst, std::fabs(static_cast<double>(got[i]) - straight[row * V + i]));
+    }
+    return worst / top;
+  };
+  // Ring of 12 holds positions 28..39; position 36 reads back to 29.
+  EXPECT_TRUE(a.can_keep(36));
+  EXPECT_FALSE(a.can_keep(20));  // its window (13..19) is gone
+  EXPECT_TRUE(a.can_keep(0));
+  b.copy_prefix(a, 36);
+  b.feed(std::span<const int32_t>(tokens).subspan(36), pool);
+  EXPECT_LT(near(b.last_logits(), 39), kTol);
+  EXPECT_THROW(b.copy_prefix(a, 20), Error);
+  a.truncate(37);
+  a.feed(std::span<const int32_t>(tokens).subspan(37), pool);
+  EXPECT_LT(near(a.last_logits(), 39), kTol);
+  EXPECT_THROW(a.truncate(20), Error);
+}
+
 TEST(Synthetic, LinearRopeScaling) {
   SynthSpec s;
   s.rope_scaling = "linear";
