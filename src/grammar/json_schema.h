@@ -1,0 +1,49 @@
+// JSON Schema -> GBNF. The result accepts exactly the JSON documents (with
+// any whitespace between tokens) that the schema accepts, or compilation
+// fails: a keyword it cannot honour is an slm::Error naming its JSON pointer,
+// e.g. "json schema: /properties/x/patternProperties: not supported". Nothing
+// is silently dropped; unknown keywords are annotations (as the spec says).
+//
+// Supported: boolean schemas; type (and type lists, OpenAPI nullable); enum
+// and const (any JSON values); properties / required / additionalProperties
+// (true by default; false; a schema) -- properties appear in schema order,
+// each optional one may be skipped, additional ones may go anywhere; items /
+// prefixItems (and draft-4 array items with additionalItems) / minItems /
+// maxItems; anyOf, oneOf (as anyOf), allOf (merged: properties, required,
+// types, bounds; other conflicts are errors); $ref to "#..." JSON pointers
+// ($defs, definitions, anywhere), recursion included; strings with
+// minLength / maxLength, pattern (regex subset: literals, classes, groups,
+// alternation, quantifiers, ^ $ at the ends) or format (date, time,
+// date-time, uuid, email); integers with minimum / maximum / exclusive
+// bounds (digit-range grammars, |bound| <= 10^18); numbers with an integer
+// lower bound >= 0 and no upper bound.
+// Known limitations (errors, never ignored): patternProperties,
+// propertyNames, min/maxProperties > 0, dependencies, if/then/else, not,
+// contains, uniqueItems true, multipleOf, other formats, external $refs,
+// bounds on numbers other than the above, pattern with a length bound.
+//
+// Cost: O(schema size) rules; every input is bounded by SchemaOptions.
+// Thread-safety: pure functions.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+#include "grammar/grammar.h"
+
+namespace slm::grammar {
+
+struct SchemaOptions {
+  size_t max_schema_bytes = 4u << 20;
+  size_t max_depth = 64;         // nested subschemas (JSON nesting is capped by the parser too)
+  size_t max_rules = 200000;     // generated GBNF rules
+  size_t max_repeat = 100000;    // largest length bound written as {m,n}
+};
+
+// GBNF for the schema (JSON text). Throws slm::Error "json schema: POINTER: why".
+std::string json_schema_to_gbnf(std::string_view schema_json, const SchemaOptions& options = {});
+// The same, parsed into a Grammar.
+Grammar compile_json_schema(std::string_view schema_json, const SchemaOptions& options = {});
+
+}  // namespace slm::grammar
