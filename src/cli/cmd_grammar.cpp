@@ -1,0 +1,119 @@
+// slm grammar: check a document against a GBNF grammar or a JSON Schema, or
+// print the GBNF a schema compiles to. Exit codes (check): 0 the document is
+// in the language, 1 it is not (the offending byte offset is printed), 2 usage
+// errors, unreadable files and grammars or schemas that do not compile.
+#include <cstdio>
+#include <fstream>
+#include <iterator>
+#include <memory>
+#include <string>
+
+#include "base/error.h"
+#include "cli/args.h"
+#include "cli/command.h"
+#include "grammar/grammar.h"
+#include "grammar/json_schema.h"
+#include "grammar/matcher.h"
+
+namespace slm::cli {
+namespace {
+
+constexpr const char* kUsage =
+    "usage: slm grammar check (--grammar F.gbnf | --json-schema F.json) --input DOC\n"
+    "       slm grammar gbnf --json-schema F.json\n"
+    "  check  exits 0 when DOC is in the language, 1 with the offending byte offset\n"
+    "         when it is not, 2 on usage errors or a grammar that does not compile\n"
+    "  gbnf   prints the GBNF grammar a JSON Schema compiles to\n";
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(path + ": cannot open");
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+std::shared_ptr<const grammar::Grammar> load_grammar(const Args& args) {
+  const auto gbnf = args.get("--grammar");
+  const auto schema = args.get("--json-schema");
+  if (gbnf.has_value() == schema.has_value())
+    throw Error("give exactly one of --grammar or --json-schema");
+  if (gbnf) {
+    try {
+      return std::make_shared<const grammar::Grammar>(grammar::parse_gbnf(read_file(*gbnf)));
+    } catch (const Error& e) {
+      throw Error(*gbnf + ":" + e.what());
+    }
+  }
+  try {
+    return std::make_shared<const grammar::Grammar>(grammar::compile_json_schema(read_file(*schema)));
+  } catch (const Error& e) {
+    throw Error(*schema + ": " + e.what());
+  }
+}
+
+std::string show_byte(unsigned char b) {
+  char buf[16];
+  if (b >= 0x20 && b < 0x7F) std::snprintf(buf, sizeof buf, "'%c'", b);
+  else std::snprintf(buf, sizeof buf, "0x%02X", b);
+  return buf;
+}
+
+int check(const Args& args) {
+  const auto input = args.get("--input");
+  if (!input) throw Error("--input is required");
+  const auto g = load_grammar(args);
+  const std::string doc = read_file(*input);
+  grammar::Matcher m(g);
+  size_t n = 0;
+  try {
+    n = m.accept(doc);
+  } catch (const Error& e) {
+    std::printf("rejected: %s (near byte %zu)\n", e.what(), n);
+    return 1;
+  }
+  if (n < doc.size()) {
+    std::printf("rejected at byte %zu: %s cannot continue the document\n", n,
+                show_byte(static_cast<unsigned char>(doc[n])).c_str());
+    return 1;
+  }
+  if (!m.is_complete()) {
+    std::printf("rejected at byte %zu: the document ends before the grammar is complete\n", n);
+    return 1;
+  }
+  std::printf("accepted (%zu bytes)\n", doc.size());
+  return 0;
+}
+
+int run_grammar(int argc, char** argv) {
+  try {
+    if (argc < 1) throw Error("missing sub-command");
+    const std::string sub = argv[0];
+    if (sub == "--help" || sub == "-h") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+    const Args args(argc - 1, argv + 1, {"--grammar", "--json-schema", "--input"}, {"--help"});
+    if (args.flag("--help")) {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+    if (!args.positional().empty()) throw Error(std::string("unexpected argument '") + args.positional()[0] + "'");
+    if (sub == "check") return check(args);
+    if (sub == "gbnf") {
+      const auto schema = args.get("--json-schema");
+      if (!schema) throw Error("--json-schema is required");
+      const std::string text = grammar::json_schema_to_gbnf(read_file(*schema));
+      std::fwrite(text.data(), 1, text.size(), stdout);
+      return 0;
+    }
+    throw Error(std::string("unknown sub-command '") + sub + "'");
+  } catch (const Error& e) {
+    std::fprintf(stderr, "slm grammar: %s\n%s", e.what(), kUsage);
+    return 2;
+  }
+}
+
+}  // namespace
+
+SLM_COMMAND("grammar", "check a document against a GBNF grammar or JSON Schema", run_grammar);
+
+}  // namespace slm::cli
