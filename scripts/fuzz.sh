@@ -30,6 +30,13 @@ for t in "${targets[@]}"; do
       printf '%s' '{"messages":[{"role":"assistant","content":null,"tool_calls":[{"type":"function","id":"c1","function":{"name":"f","arguments":"{\"a\":1}"}}]},{"role":"tool","tool_call_id":"c1","content":"ok"}],"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}],"logit_bias":{"5":-100}}' >"$corpus/tools.json"
       printf '%s' '{"prompt":[1,2,3],"max_completion_tokens":8,"ignore_eos":true,"stop":"x","n":1,"user":"u"}' >"$corpus/tokens.json"
       printf '%s' '{"prompt":"Once upon a time","echo":false,"frequency_penalty":0.5}' >"$corpus/text.json" ;;
+    fuzz_grammar)
+      # First byte: even ('0') = GBNF, odd ('1') = JSON Schema; a NUL ends the grammar.
+      printf '%s\0%s' '0root ::= obj
+obj ::= "{" ws ( kv ( "," ws kv )* )? "}"
+kv ::= [a-z]+ ws ":" ws ( [0-9]{1,3} | obj ) ws
+ws ::= [ \t\n]*' '{a: 12, b: {c:1}}' >"$corpus/gbnf"
+      printf '%s\0%s' '1{"type":"object","properties":{"id":{"type":"integer","minimum":-5,"maximum":120},"tags":{"type":"array","items":{"type":"string","pattern":"^[a-z]+\\d?$"},"maxItems":3},"when":{"type":"string","format":"date-time"},"next":{"$ref":"#"}},"required":["id"]}' '{"id": 42, "tags": ["ab1"]}' >"$corpus/schema" ;;
   esac
   echo "== $t for ${seconds}s"
   if ! SLM_FIXTURES="$fixtures" "$build/fuzz/$t" -max_total_time="$seconds" -rss_limit_mb=4096 \
