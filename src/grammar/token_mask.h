@@ -1,0 +1,61 @@
+// Allowed-token masks: which tokens of a vocabulary can come next under a
+// Matcher's current state. The grammar module stays free of tokenizers: the
+// caller gives each token's bytes (empty bytes = never allowed, e.g. special
+// tokens the grammar should not see).
+//
+// TokenTrie: the tokens' byte strings as a trie flattened in depth-first
+// order; node i's subtree is [i, next[i]). A mask walks it with one matcher,
+// saving a Snapshot per depth: a byte the matcher rejects skips the whole
+// subtree, so the cost is O(viable trie nodes x cost of one matcher byte),
+// not O(vocabulary x token length).
+//
+// Shapes: mask is a bitset [ceil(n_tokens / 64)] of uint64_t, bit i = token i.
+// Thread-safety: a TokenTrie is immutable and shared; MaskComputer is
+// per-sequence scratch (snapshots), used by one thread at a time.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "grammar/matcher.h"
+
+namespace slm::grammar {
+
+class TokenTrie {
+ public:
+  explicit TokenTrie(const std::vector<std::string>& token_bytes);
+  size_t n_tokens() const { return n_tokens_; }
+  size_t n_nodes() const { return nodes_.size(); }
+
+ private:
+  friend class MaskComputer;
+  struct Node {
+    uint32_t next;        // index just past this node's subtree
+    uint32_t tok_begin;   // tokens ending at this node: ids_[tok_begin, tok_end)
+    uint32_t tok_end;
+    uint16_t depth;       // 1 for the first byte of a token
+    uint8_t byte;
+  };
+  std::vector<Node> nodes_;
+  std::vector<int32_t> ids_;
+  size_t n_tokens_ = 0;
+};
+
+class MaskComputer {
+ public:
+  explicit MaskComputer(const TokenTrie& trie) : trie_(&trie) {}
+  // Sets mask bits of the tokens whose bytes keep m viable; m is left as it
+  // was. mask is resized to the bitset shape. Throws slm::Error only when a
+  // matcher limit is hit.
+  void compute(Matcher& m, std::vector<uint64_t>& mask);
+  // Trie nodes visited by the last compute() (for benchmarks).
+  size_t last_visited() const { return visited_; }
+
+ private:
+  const TokenTrie* trie_;
+  std::vector<Matcher::Snapshot> snaps_;  // [depth]: state after the path's bytes
+  size_t visited_ = 0;
+};
+
+}  // namespace slm::grammar
