@@ -2,6 +2,8 @@
 // print the GBNF a schema compiles to. Exit codes (check): 0 the document is
 // in the language, 1 it is not (the offending byte offset is printed), 2 usage
 // errors, unreadable files and grammars or schemas that do not compile.
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <iterator>
@@ -11,9 +13,13 @@
 #include "base/error.h"
 #include "cli/args.h"
 #include "cli/command.h"
+#include "engine/grammar_processor.h"
+#include "gguf/gguf.h"
 #include "grammar/grammar.h"
 #include "grammar/json_schema.h"
 #include "grammar/matcher.h"
+#include "grammar/token_mask.h"
+#include "tokenizer/tokenizer.h"
 
 namespace slm::cli {
 namespace {
@@ -21,14 +27,22 @@ namespace {
 constexpr const char* kUsage =
     "usage: slm grammar check (--grammar F.gbnf | --json-schema F.json) --input DOC\n"
     "       slm grammar gbnf --json-schema F.json\n"
+    "       slm grammar bench --model M (--grammar F.gbnf | --json-schema F.json) --input DOC\n"
     "  check  exits 0 when DOC is in the language, 1 with the offending byte offset\n"
     "         when it is not, 2 on usage errors or a grammar that does not compile\n"
-    "  gbnf   prints the GBNF grammar a JSON Schema compiles to\n";
+    "  gbnf   prints the GBNF grammar a JSON Schema compiles to\n"
+    "  bench  tokenizes DOC with the model's vocabulary and times the allowed-token\n"
+    "         mask before each token (one thread); prints JSON (times in us)\n";
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(path + ": cannot open");
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+using Clock = std::chrono::steady_clock;
+double micros(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double, std::micro>(b - a).count();
 }
 
 std::shared_ptr<const grammar::Grammar> load_grammar(const Args& args) {
@@ -83,6 +97,54 @@ int check(const Args& args) {
   return 0;
 }
 
+int bench(const Args& args) {
+  const auto model = args.get("--model");
+  const auto input = args.get("--input");
+  if (!model || !input) throw Error("--model and --input are required");
+  const std::string doc = read_file(*input);
+  const auto t0 = Clock::now();
+  const auto g = load_grammar(args);
+  const auto t1 = Clock::now();
+  const auto tok = tokenizer::Tokenizer::from_gguf(*gguf::File::open(*model));
+  const auto t2 = Clock::now();
+  const auto vocab = std::make_shared<const engine::GrammarVocab>(engine::grammar_token_bytes(tok), tok.eog_ids());
+  const auto t3 = Clock::now();
+  const auto ids = tok.encode(doc, /*add_special=*/false, /*parse_special=*/false);
+  grammar::Matcher m(g);
+  grammar::MaskComputer mc(vocab->trie);
+  std::vector<uint64_t> mask;
+  std::vector<double> times;
+  double visited = 0, allowed = 0;
+  for (size_t i = 0; i <= ids.size(); ++i) {
+    const auto a = Clock::now();
+    mc.compute(m, mask);
+    times.push_back(micros(a, Clock::now()));
+    visited += static_cast<double>(mc.last_visited());
+    for (uint64_t w : mask) allowed += static_cast<double>(__builtin_popcountll(w));
+    if (i == ids.size()) break;
+    const auto id = static_cast<size_t>(ids[i]);
+    const std::string& b = vocab->bytes[id];
+    if (!((mask[id >> 6] >> (id & 63)) & 1) || m.accept(b) != b.size()) {
+      std::printf("rejected: token %zu (id %zu) of the document is not allowed by the grammar\n", i, id);
+      return 1;
+    }
+  }
+  std::vector<double> sorted = times;
+  std::sort(sorted.begin(), sorted.end());
+  auto pct = [&](double p) { return sorted[std::min(sorted.size() - 1, static_cast<size_t>(p * static_cast<double>(sorted.size())))]; };
+  double sum = 0;
+  for (double t : times) sum += t;
+  const double n = static_cast<double>(times.size());
+  std::printf(
+      "{\"tokens\": %zu, \"masks\": %zu, \"complete\": %s, \"compile_us\": %.1f, \"vocab_setup_us\": %.1f, "
+      "\"tokenizer_load_us\": %.1f, \"trie_nodes\": %zu, \"mask_us\": {\"mean\": %.2f, \"p50\": %.2f, "
+      "\"p99\": %.2f, \"max\": %.2f}, \"mean_nodes_visited\": %.1f, \"mean_tokens_allowed\": %.1f}\n",
+      ids.size(), times.size(), m.is_complete() ? "true" : "false", micros(t0, t1), micros(t2, t3),
+      micros(t1, t2), vocab->trie.n_nodes(), sum / n, pct(0.5), pct(0.99), sorted.back(), visited / n,
+      allowed / n);
+  return 0;
+}
+
 int run_grammar(int argc, char** argv) {
   try {
     if (argc < 1) throw Error("missing sub-command");
@@ -91,13 +153,15 @@ int run_grammar(int argc, char** argv) {
       std::fputs(kUsage, stdout);
       return 0;
     }
-    const Args args(argc - 1, argv + 1, {"--grammar", "--json-schema", "--input"}, {"--help"});
+    const Args args(argc - 1, argv + 1, {"--grammar", "--json-schema", "--input", "--model"},
+                    {"--help"}, {{"-m", "--model"}});
     if (args.flag("--help")) {
       std::fputs(kUsage, stdout);
       return 0;
     }
     if (!args.positional().empty()) throw Error(std::string("unexpected argument '") + args.positional()[0] + "'");
     if (sub == "check") return check(args);
+    if (sub == "bench") return bench(args);
     if (sub == "gbnf") {
       const auto schema = args.get("--json-schema");
       if (!schema) throw Error("--json-schema is required");

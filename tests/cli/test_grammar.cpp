@@ -4,7 +4,10 @@
 #include <fstream>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "cli/run_cmd.h"
+#include "common/fixtures.h"
 
 namespace slm::test {
 namespace {
@@ -57,6 +60,22 @@ TEST(GrammarCli, UsageErrorsExitTwo) {
                                    " --input " + g);
   EXPECT_EQ(schema.code, 2);
   EXPECT_NE(schema.err.find("/properties/x/patternProperties"), std::string::npos) << schema.err;
+}
+
+TEST(GrammarCli, BenchPrintsMaskTimesAsJson) {
+  SLM_REQUIRE_FIXTURE("models/tiny-llama.gguf");
+  const std::string schema = write("b.json", R"({"type":"object","properties":{"a":{"type":"integer"}}})");
+  const CmdResult r = run_slm("grammar bench --model " + sh_quote(fixture("models/tiny-llama.gguf")) +
+                              " --json-schema " + schema + " --input " + write("b.doc", "{\"a\": 123}"));
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["complete"], true);
+  EXPECT_GT(j["tokens"].get<int>(), 0);
+  EXPECT_GE(j["mask_us"]["p99"].get<double>(), j["mask_us"]["p50"].get<double>());
+  EXPECT_TRUE(j.contains("compile_us"));
+  const CmdResult bad = run_slm("grammar bench --model " + sh_quote(fixture("models/tiny-llama.gguf")) +
+                                " --json-schema " + schema + " --input " + write("b2.doc", "{\"a\": x}"));
+  EXPECT_EQ(bad.code, 1) << bad.out;
 }
 
 }  // namespace
