@@ -8,6 +8,44 @@
 
 namespace slm::grammar {
 
+void Matcher::StepTable::next_step() {
+  count_ = 0;
+  if (++gen_ == 0) {  // wrapped: forget every stamp
+    std::fill(stamps_.begin(), stamps_.end(), 0);
+    gen_ = 1;
+  }
+}
+
+void Matcher::StepTable::grow() {
+  const size_t n = keys_.empty() ? 64 : keys_.size() * 2;
+  std::vector<uint64_t> keys(n);
+  std::vector<uint32_t> vals(n), stamps(n, 0);
+  for (size_t i = 0; i < keys_.size(); ++i) {
+    if (stamps_[i] != gen_) continue;
+    size_t h = (keys_[i] * 0x9E3779B97F4A7C15ull >> 20) & (n - 1);
+    while (stamps[h] == gen_) h = (h + 1) & (n - 1);
+    keys[h] = keys_[i], vals[h] = vals_[i], stamps[h] = gen_;
+  }
+  keys_.swap(keys), vals_.swap(vals), stamps_.swap(stamps);
+}
+
+uint32_t Matcher::StepTable::insert(uint64_t key, uint32_t val, bool* added) {
+  if ((count_ + 1) * 2 > keys_.size()) grow();
+  const size_t mask = keys_.size() - 1;
+  size_t h = (key * 0x9E3779B97F4A7C15ull >> 20) & mask;
+  while (stamps_[h] == gen_) {
+    if (keys_[h] == key) {
+      *added = false;
+      return vals_[h];
+    }
+    h = (h + 1) & mask;
+  }
+  keys_[h] = key, vals_[h] = val, stamps_[h] = gen_;
+  ++count_;
+  *added = true;
+  return val;
+}
+
 Matcher::Matcher(std::shared_ptr<const Grammar> grammar, MatcherLimits limits)
     : g_(std::move(grammar)), lim_(limits) {
   if (!g_ || g_->root >= g_->alts.size()) throw Error("matcher: grammar has no root rule");
@@ -18,8 +56,8 @@ void Matcher::reset() {
   nodes_.clear();
   partial_ = {};
   stacks_.clear();
-  seen_items_.clear();
-  seen_nodes_.clear();
+  seen_items_.next_step();
+  seen_nodes_.next_step();
   for (uint32_t a : g_->alts[g_->root]) expand(a, kNone, stacks_);
   std::sort(stacks_.begin(), stacks_.end());
   stacks_.erase(std::unique(stacks_.begin(), stacks_.end()), stacks_.end());
@@ -28,14 +66,15 @@ void Matcher::reset() {
 
 uint32_t Matcher::make_node(uint32_t pos, uint32_t parent) {
   const uint64_t key = (uint64_t{pos} << 32) | parent;
-  auto [it, added] = seen_nodes_.emplace(key, static_cast<uint32_t>(nodes_.size()));
-  if (!added) return it->second;
+  bool added = false;
+  const uint32_t id = seen_nodes_.insert(key, static_cast<uint32_t>(nodes_.size()), &added);
+  if (!added) return id;
   const uint32_t depth = parent == kNone ? 1 : nodes_[parent].depth + 1;
   if (depth > lim_.max_depth)
     throw Error(std::string("grammar: input nests deeper than ") + std::to_string(lim_.max_depth) + " rules");
   if (nodes_.size() >= kNone - 1) throw Error("grammar: matcher arena is full");
   nodes_.push_back({pos, parent, depth});
-  return it->second;
+  return id;
 }
 
 // Expands the item "at program position pos, returning to parent" until every
@@ -47,7 +86,9 @@ void Matcher::expand(uint32_t pos, uint32_t parent, std::vector<uint32_t>& out) 
   while (!work_.empty()) {
     const auto [p, par] = work_.back();
     work_.pop_back();
-    if (!seen_items_.emplace((uint64_t{p} << 32) | par, 0).second) continue;
+    bool added = false;
+    seen_items_.insert((uint64_t{p} << 32) | par, 0, &added);
+    if (!added) continue;
     if (seen_items_.size() > lim_.max_expansions)
       throw Error(std::string("grammar: too ambiguous (more than ") + std::to_string(lim_.max_expansions) +
                   " rule expansions for one character)");
@@ -71,8 +112,8 @@ void Matcher::expand(uint32_t pos, uint32_t parent, std::vector<uint32_t>& out) 
 bool Matcher::advance_code_point(char32_t cp) {
   const size_t n_nodes = nodes_.size();
   next_.clear();
-  seen_items_.clear();
-  seen_nodes_.clear();
+  seen_items_.next_step();
+  seen_nodes_.next_step();
   for (uint32_t s : stacks_) {
     if (s == kNone) continue;
     const Node n = nodes_[s];
@@ -170,6 +211,27 @@ void Matcher::restore(const Snapshot& s) {
   stacks_.assign(s.stacks.begin(), s.stacks.end());
   partial_ = s.partial;
   nodes_.resize(s.n_nodes);
+}
+
+void Matcher::signature(std::vector<uint32_t>& out) const {
+  sig_flat_.clear();
+  sig_spans_.clear();
+  for (uint32_t s : stacks_) {
+    const auto begin = static_cast<uint32_t>(sig_flat_.size());
+    for (uint32_t n = s; n != kNone; n = nodes_[n].parent) sig_flat_.push_back(nodes_[n].pos);
+    sig_spans_.push_back({begin, static_cast<uint32_t>(sig_flat_.size())});
+  }
+  std::sort(sig_spans_.begin(), sig_spans_.end(), [&](const auto& a, const auto& b) {
+    return std::lexicographical_compare(sig_flat_.begin() + a.first, sig_flat_.begin() + a.second,
+                                        sig_flat_.begin() + b.first, sig_flat_.begin() + b.second);
+  });
+  out.clear();
+  out.push_back(partial_.cp);
+  out.push_back(uint32_t{partial_.need} | uint32_t{partial_.lead} << 8 | uint32_t{partial_.seen} << 16);
+  for (const auto& [b, e] : sig_spans_) {
+    out.push_back(e - b);  // length first: the form stays unambiguous
+    out.insert(out.end(), sig_flat_.begin() + b, sig_flat_.begin() + e);
+  }
 }
 
 void Matcher::compact() {

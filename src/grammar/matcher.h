@@ -27,7 +27,6 @@
 #include <cstdint>
 #include <memory>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "grammar/grammar.h"
@@ -77,6 +76,11 @@ class Matcher {
   // what is live (accept() calls it; snapshots become invalid).
   void compact();
 
+  // A canonical form of the state: two matchers with equal signatures accept
+  // exactly the same continuations (node ids are replaced by the program
+  // positions of each whole stack, stacks in sorted order). O(total depth).
+  void signature(std::vector<uint32_t>& out) const;
+
   const Grammar& grammar() const { return *g_; }
   size_t stack_count() const { return stacks_.size(); }
 
@@ -87,6 +91,24 @@ class Matcher {
     uint32_t depth;
   };
   static constexpr uint32_t kNone = UINT32_MAX;  // no parent / the "done" stack
+
+  // Open-addressing map from a 64-bit key to a node id, emptied in O(1) per
+  // step by bumping a generation stamp (a byte step touches a handful of keys,
+  // so clearing a std::unordered_map would cost more than the step).
+  class StepTable {
+   public:
+    void next_step();
+    // The value stored under key, or val after storing it; *added tells which.
+    uint32_t insert(uint64_t key, uint32_t val, bool* added);
+    size_t size() const { return count_; }
+
+   private:
+    void grow();
+    std::vector<uint64_t> keys_;
+    std::vector<uint32_t> vals_, stamps_;
+    uint32_t gen_ = 1;
+    size_t count_ = 0;
+  };
 
   bool advance_code_point(char32_t cp);
   void expand(uint32_t pos, uint32_t parent, std::vector<uint32_t>& out);
@@ -102,8 +124,10 @@ class Matcher {
   // Scratch reused across steps (no allocation once warm).
   std::vector<uint32_t> next_;
   std::vector<std::pair<uint32_t, uint32_t>> work_;
-  std::unordered_map<uint64_t, uint32_t> seen_nodes_;
-  std::unordered_map<uint64_t, char> seen_items_;
+  mutable std::vector<uint32_t> sig_flat_;
+  mutable std::vector<std::pair<uint32_t, uint32_t>> sig_spans_;
+  StepTable seen_nodes_;  // (pos, parent) -> node made in this step
+  StepTable seen_items_;  // (pos, parent) items expanded in this step
 };
 
 }  // namespace slm::grammar

@@ -49,6 +49,24 @@ TokenTrie::TokenTrie(const std::vector<std::string>& token_bytes) : n_tokens_(to
 }
 
 void MaskComputer::compute(Matcher& m, std::vector<uint64_t>& mask) {
+  m.signature(sig_);
+  for (const Entry& e : cache_) {
+    if (e.sig == sig_) {
+      mask = e.mask;
+      visited_ = 0;
+      ++hits_;
+      return;
+    }
+  }
+  walk(m, mask);
+  if (cache_.size() < kCacheSize) cache_.emplace_back();
+  Entry& slot = cache_[next_slot_];
+  next_slot_ = (next_slot_ + 1) % kCacheSize;
+  slot.sig = sig_;
+  slot.mask = mask;
+}
+
+void MaskComputer::walk(Matcher& m, std::vector<uint64_t>& mask) {
   const auto& nodes = trie_->nodes_;
   mask.assign((trie_->n_tokens_ + 63) / 64, 0);
   if (snaps_.size() < kMaxTokenBytes + 1) snaps_.resize(kMaxTokenBytes + 1);

@@ -9,6 +9,9 @@
 // subtree, so the cost is O(viable trie nodes x cost of one matcher byte),
 // not O(vocabulary x token length).
 //
+// A small per-computer cache maps a state's signature to its mask, so a state
+// that recurs (free text inside a string) costs one signature and one copy.
+//
 // Shapes: mask is a bitset [ceil(n_tokens / 64)] of uint64_t, bit i = token i.
 // Thread-safety: a TokenTrie is immutable and shared; MaskComputer is
 // per-sequence scratch (snapshots), used by one thread at a time.
@@ -49,11 +52,24 @@ class MaskComputer {
   // was. mask is resized to the bitset shape. Throws slm::Error only when a
   // matcher limit is hit.
   void compute(Matcher& m, std::vector<uint64_t>& mask);
-  // Trie nodes visited by the last compute() (for benchmarks).
+  // Trie nodes visited by the last compute() (0 when it came from the cache).
   size_t last_visited() const { return visited_; }
+  size_t cache_hits() const { return hits_; }
 
  private:
+  void walk(Matcher& m, std::vector<uint64_t>& mask);
+
   const TokenTrie* trie_;
+  // Masks of recent states by Matcher::signature (states recur: every token
+  // inside a free-text string leaves the same signature). Round-robin.
+  static constexpr size_t kCacheSize = 32;
+  struct Entry {
+    std::vector<uint32_t> sig;
+    std::vector<uint64_t> mask;
+  };
+  std::vector<Entry> cache_;
+  size_t next_slot_ = 0, hits_ = 0;
+  std::vector<uint32_t> sig_;
   std::vector<Matcher::Snapshot> snaps_;  // [depth]: state after the path's bytes
   size_t visited_ = 0;
 };
