@@ -114,12 +114,13 @@ int bench(const Args& args) {
   grammar::MaskComputer mc(vocab->trie);
   std::vector<uint64_t> mask;
   std::vector<double> times;
-  double visited = 0, allowed = 0;
+  double visited = 0, allowed = 0, states = 0;
   for (size_t i = 0; i <= ids.size(); ++i) {
     const auto a = Clock::now();
     mc.compute(m, mask);
     times.push_back(micros(a, Clock::now()));
     visited += static_cast<double>(mc.last_visited());
+    states += static_cast<double>(mc.last_states());
     for (uint64_t w : mask) allowed += static_cast<double>(__builtin_popcountll(w));
     if (i == ids.size()) break;
     const auto id = static_cast<size_t>(ids[i]);
@@ -138,10 +139,10 @@ int bench(const Args& args) {
   std::printf(
       "{\"tokens\": %zu, \"masks\": %zu, \"complete\": %s, \"compile_us\": %.1f, \"vocab_setup_us\": %.1f, "
       "\"tokenizer_load_us\": %.1f, \"trie_nodes\": %zu, \"mask_us\": {\"mean\": %.2f, \"p50\": %.2f, "
-      "\"p99\": %.2f, \"max\": %.2f}, \"mean_nodes_visited\": %.1f, \"mean_tokens_allowed\": %.1f}\n",
+      "\"p99\": %.2f, \"max\": %.2f}, \"mean_nodes_visited\": %.1f, \"mean_tokens_allowed\": %.1f, \"mean_walk_states\": %.1f, \"cache_hits\": %zu}\n",
       ids.size(), times.size(), m.is_complete() ? "true" : "false", micros(t0, t1), micros(t2, t3),
       micros(t1, t2), vocab->trie.n_nodes(), sum / n, pct(0.5), pct(0.99), sorted.back(), visited / n,
-      allowed / n);
+      allowed / n, states / n, mc.cache_hits());
   return 0;
 }
 

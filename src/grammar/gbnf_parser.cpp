@@ -28,6 +28,13 @@ bool CharClass::intersects(char32_t lo, char32_t hi) const {
   return false;
 }
 
+bool CharClass::intersects_gap(char32_t lo, char32_t hi) const {
+  // [lo, hi] is covered when one range holds all of it (ranges never touch).
+  for (const CodeRange& r : ranges)
+    if (r.lo <= lo && hi <= r.hi) return false;
+  return true;
+}
+
 namespace {
 
 struct Sym {

@@ -51,6 +51,8 @@ struct CharClass {
   bool contains_slow(char32_t c) const;
   // True when some code point in [lo, hi] is in the set.
   bool intersects(char32_t lo, char32_t hi) const;
+  // True when some code point in [lo, hi] is NOT in the set.
+  bool intersects_gap(char32_t lo, char32_t hi) const;
 };
 
 enum class Op : uint8_t { kChar, kRef, kEnd };

@@ -214,10 +214,33 @@ void Matcher::restore(const Snapshot& s) {
 }
 
 void Matcher::signature(std::vector<uint32_t>& out) const {
+  // A partial character whose possible code points each top class holds
+  // entirely or not at all behaves like any other such prefix with the same
+  // byte constraints: drop its value and keep one membership bit per stack,
+  // so the thousands of 3-byte prefixes inside free text share one form.
+  bool canonical = partial_.need > 0;
+  char32_t lo = 0, hi = 0;
+  if (canonical) {
+    const unsigned shift = 6u * partial_.need;
+    lo = partial_.cp << shift, hi = lo | ((1u << shift) - 1);
+    if (partial_.seen == 0) {
+      if (partial_.lead == 0xE0) lo = 0x800;
+      if (partial_.lead == 0xED) hi = 0xD7FF;
+      if (partial_.lead == 0xF0) lo = 0x10000;
+      if (partial_.lead == 0xF4) hi = 0x10FFFF;
+    }
+  }
   sig_flat_.clear();
   sig_spans_.clear();
   for (uint32_t s : stacks_) {
     const auto begin = static_cast<uint32_t>(sig_flat_.size());
+    uint32_t member = 0;
+    if (partial_.need > 0 && s != kNone) {
+      const CharClass& c = g_->classes[g_->code[nodes_[s].pos].arg];
+      if (!c.intersects_gap(lo, hi)) member = 1;
+      else if (c.intersects(lo, hi)) canonical = false;
+    }
+    sig_flat_.push_back(member);
     for (uint32_t n = s; n != kNone; n = nodes_[n].parent) sig_flat_.push_back(nodes_[n].pos);
     sig_spans_.push_back({begin, static_cast<uint32_t>(sig_flat_.size())});
   }
@@ -226,12 +249,21 @@ void Matcher::signature(std::vector<uint32_t>& out) const {
                                         sig_flat_.begin() + b.first, sig_flat_.begin() + b.second);
   });
   out.clear();
-  out.push_back(partial_.cp);
-  out.push_back(uint32_t{partial_.need} | uint32_t{partial_.lead} << 8 | uint32_t{partial_.seen} << 16);
+  const bool lead_matters = partial_.seen == 0 && (partial_.lead == 0xE0 || partial_.lead == 0xED ||
+                                                   partial_.lead == 0xF0 || partial_.lead == 0xF4);
+  out.push_back(canonical ? 0xFFFFFFFFu : partial_.cp);
+  out.push_back(uint32_t{partial_.need} | uint32_t{canonical && !lead_matters ? uint8_t{0} : partial_.lead} << 8 |
+                uint32_t{partial_.seen} << 16);
+  const uint32_t skip = canonical ? 0 : 1;  // membership bits only in the canonical form
   for (const auto& [b, e] : sig_spans_) {
-    out.push_back(e - b);  // length first: the form stays unambiguous
-    out.insert(out.end(), sig_flat_.begin() + b, sig_flat_.begin() + e);
+    out.push_back(e - b - skip);  // length first: the form stays unambiguous
+    out.insert(out.end(), sig_flat_.begin() + b + skip, sig_flat_.begin() + e);
   }
+}
+
+void Matcher::load(const Snapshot& s) {
+  stacks_.assign(s.stacks.begin(), s.stacks.end());
+  partial_ = s.partial;
 }
 
 void Matcher::compact() {

@@ -72,6 +72,9 @@ class Matcher {
   };
   void save(Snapshot& s) const;
   void restore(const Snapshot& s);
+  // Returns to a state saved since the last restore() without dropping the
+  // arena nodes made after it (for walks that revisit several saved states).
+  void load(const Snapshot& s);
   // Drops arena nodes no stack reaches when the arena has grown well past
   // what is live (accept() calls it; snapshots become invalid).
   void compact();

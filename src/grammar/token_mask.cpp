@@ -66,38 +66,83 @@ void MaskComputer::compute(Matcher& m, std::vector<uint64_t>& mask) {
   slot.mask = mask;
 }
 
+int32_t MaskComputer::intern(Matcher& m) {
+  m.signature(state_sig_);
+  const auto& sig = state_sig_;
+  uint64_t h = 1469598103934665603ull;
+  for (uint32_t v : sig) h = (h ^ v) * 1099511628211ull;
+  if (index_.size() < 2 * (states_.size() + 1)) {  // grow and rehash
+    std::vector<std::pair<uint64_t, int32_t>> bigger(std::max<size_t>(64, index_.size() * 2), {0, -1});
+    for (const auto& e : index_) {
+      if (e.second < 0) continue;
+      size_t k = e.first & (bigger.size() - 1);
+      while (bigger[k].second >= 0) k = (k + 1) & (bigger.size() - 1);
+      bigger[k] = e;
+    }
+    index_.swap(bigger);
+  }
+  size_t k = h & (index_.size() - 1);
+  for (; index_[k].second >= 0; k = (k + 1) & (index_.size() - 1))
+    if (index_[k].first == h && state_sigs_[static_cast<size_t>(index_[k].second)] == sig)
+      return index_[k].second;
+  if (states_.size() >= kMaxStates) return kUnknown;
+  const auto id = static_cast<int32_t>(states_.size());
+  index_[k] = {h, id};
+  states_.emplace_back();
+  m.save(states_.back());
+  state_sigs_.push_back(sig);
+  trans_.resize(trans_.size() + 256, kUnknown);
+  return id;
+}
+
 void MaskComputer::walk(Matcher& m, std::vector<uint64_t>& mask) {
   const auto& nodes = trie_->nodes_;
   mask.assign((trie_->n_tokens_ + 63) / 64, 0);
   if (snaps_.size() < kMaxTokenBytes + 1) snaps_.resize(kMaxTokenBytes + 1);
-  m.save(snaps_[0]);
+  Matcher::Snapshot& origin = snaps_[0];  // deeper entries: only when the DFA is full
+  m.save(origin);
+  states_.clear();
+  state_sigs_.clear();
+  trans_.clear();
+  std::fill(index_.begin(), index_.end(), std::pair<uint64_t, int32_t>{0, -1});
+  at_depth_.assign(kMaxTokenBytes + 1, kUnknown);
   visited_ = 0;
-  size_t depth = 0;  // bytes of the current path the matcher has taken
   try {
+    at_depth_[0] = intern(m);
     for (size_t i = 0; i < nodes.size();) {
       const TokenTrie::Node& nd = nodes[i];
-      if (depth != nd.depth - 1u) {
-        m.restore(snaps_[nd.depth - 1u]);
-        depth = nd.depth - 1u;
-      }
+      const int32_t from = at_depth_[nd.depth - 1u];
       ++visited_;
-      if (!m.accept_byte(nd.byte)) {  // dead: skip the subtree
+      int32_t to = kUnknown;
+      if (from >= 0) to = trans_[static_cast<size_t>(from) * 256 + nd.byte];
+      if (to == kUnknown) {
+        // Step the matcher from the parent's state (DFA full: walk without caching).
+        if (from >= 0) m.load(states_[static_cast<size_t>(from)]);
+        else m.load(snaps_[nd.depth - 1u]);
+        if (!m.accept_byte(nd.byte)) {
+          to = kDead;
+        } else {
+          to = intern(m);
+          if (to == kUnknown) m.save(snaps_[nd.depth]);
+        }
+        if (from >= 0) trans_[static_cast<size_t>(from) * 256 + nd.byte] = to;
+      }
+      if (to == kDead) {
         i = nd.next;
         continue;
       }
-      depth = nd.depth;
       for (uint32_t t = nd.tok_begin; t < nd.tok_end; ++t) {
         const auto id = static_cast<uint32_t>(trie_->ids_[t]);
         mask[id >> 6] |= uint64_t{1} << (id & 63);
       }
-      if (nd.next > i + 1) m.save(snaps_[nd.depth]);
+      at_depth_[nd.depth] = to;
       ++i;
     }
   } catch (...) {
-    m.restore(snaps_[0]);
+    m.restore(origin);
     throw;
   }
-  m.restore(snaps_[0]);
+  m.restore(origin);
 }
 
 }  // namespace slm::grammar

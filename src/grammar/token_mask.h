@@ -4,10 +4,13 @@
 // tokens the grammar should not see).
 //
 // TokenTrie: the tokens' byte strings as a trie flattened in depth-first
-// order; node i's subtree is [i, next[i]). A mask walks it with one matcher,
-// saving a Snapshot per depth: a byte the matcher rejects skips the whole
-// subtree, so the cost is O(viable trie nodes x cost of one matcher byte),
-// not O(vocabulary x token length).
+// order; node i's subtree is [i, next[i]). A mask walks it depth-first: a byte
+// the matcher rejects skips the whole subtree. During one walk the matcher's
+// states are interned by signature into a small lazily built DFA (state x
+// byte -> state), so a (state, byte) pair is stepped once and every other
+// trie node costs a table lookup: inside free text, where almost every token
+// is allowed, the walk is O(trie nodes) lookups plus O(distinct states x 256)
+// matcher steps.
 //
 // A small per-computer cache maps a state's signature to its mask, so a state
 // that recurs (free text inside a string) costs one signature and one copy.
@@ -55,9 +58,13 @@ class MaskComputer {
   // Trie nodes visited by the last compute() (0 when it came from the cache).
   size_t last_visited() const { return visited_; }
   size_t cache_hits() const { return hits_; }
+  // Matcher states interned by the last walk (0 when it came from the cache).
+  size_t last_states() const { return visited_ ? states_.size() : 0; }
 
  private:
   void walk(Matcher& m, std::vector<uint64_t>& mask);
+  static constexpr int32_t kUnknown = -1, kDead = -2;
+  static constexpr size_t kMaxStates = 4096;  // per walk; beyond it, steps are not cached
 
   const TokenTrie* trie_;
   // Masks of recent states by Matcher::signature (states recur: every token
@@ -69,7 +76,16 @@ class MaskComputer {
   };
   std::vector<Entry> cache_;
   size_t next_slot_ = 0, hits_ = 0;
-  std::vector<uint32_t> sig_;
+  std::vector<uint32_t> sig_;        // signature of the state a mask is asked for
+  std::vector<uint32_t> state_sig_;  // scratch of intern()
+  // The per-walk DFA: states, their signatures, transitions [n_states * 256]
+  // (kUnknown / kDead / a state index), and a hash index over signatures.
+  int32_t intern(Matcher& m);
+  std::vector<Matcher::Snapshot> states_;
+  std::vector<std::vector<uint32_t>> state_sigs_;
+  std::vector<int32_t> trans_;
+  std::vector<std::pair<uint64_t, int32_t>> index_;  // open addressing, size a power of two
+  std::vector<int32_t> at_depth_;                     // [depth]: DFA state after the path
   std::vector<Matcher::Snapshot> snaps_;  // [depth]: state after the path's bytes
   size_t visited_ = 0;
 };
