@@ -17,15 +17,21 @@ namespace detail {
 
 namespace {
 
-const std::set<std::string> kAnnotations = {
-    "$schema", "$id", "id", "title", "description", "default", "examples", "example", "$comment",
-    "deprecated", "readOnly", "writeOnly", "$defs", "definitions", "contentEncoding",
-    "contentMediaType", "$anchor", "discriminator", "externalDocs", "xml"};
 const std::set<std::string> kUnsupported = {
     "patternProperties", "propertyNames", "maxProperties", "dependencies", "dependentRequired",
     "dependentSchemas", "unevaluatedProperties", "unevaluatedItems", "contains", "minContains",
     "maxContains", "not", "if", "then", "else", "$dynamicRef", "$recursiveRef", "$dynamicAnchor",
     "$recursiveAnchor", "contentSchema"};
+// Keywords that constrain instances (supported or not); anything else is an
+// annotation (title, description, x-... extensions) and never changes the language.
+const std::set<std::string> kValidation = {
+    "type", "enum", "const", "properties", "required", "additionalProperties", "items",
+    "prefixItems", "additionalItems", "minItems", "maxItems", "uniqueItems", "anyOf", "oneOf",
+    "allOf", "$ref", "minLength", "maxLength", "pattern", "format", "minimum", "maximum",
+    "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "nullable", "minProperties",
+    "patternProperties", "propertyNames", "maxProperties", "dependencies", "dependentRequired",
+    "dependentSchemas", "unevaluatedProperties", "unevaluatedItems", "contains", "minContains",
+    "maxContains", "not", "if", "then", "else", "$dynamicRef", "$recursiveRef", "contentSchema"};
 
 std::string escape_pointer(const std::string& key) {
   std::string out;
@@ -34,6 +40,8 @@ std::string escape_pointer(const std::string& key) {
 }
 
 }  // namespace
+
+bool is_validation_keyword(const std::string& key) { return kValidation.count(key) > 0; }
 
 const char* kBaseRules = R"(ws ::= [ \t\n\r]*
 json-char ::= [^"\\\x00-\x1F] | "\\" ( ["\\/bfnrt] | "u" [0-9a-fA-F]{4} )
@@ -47,6 +55,33 @@ json-array ::= "[" ws ( json-value ( ws "," ws json-value )* ws )? "]"
 
 [[noreturn]] void SchemaCompiler::fail(const std::string& ptr, const std::string& why) const {
   throw Error(std::string("json schema: ") + (ptr.empty() ? std::string("/") : ptr) + ": " + why);
+}
+
+[[noreturn]] void SchemaCompiler::never(const std::string& ptr, const std::string& why) const {
+  throw Unsatisfiable("json schema: " + (ptr.empty() ? std::string("/") : ptr) + ": " + why);
+}
+
+std::vector<const Json*> SchemaCompiler::typed_values(const Json& s, const std::vector<const Json*>& values) const {
+  if (!s.contains("type")) return values;
+  std::vector<std::string> types;
+  if (s["type"].is_string()) types.push_back(s["type"].get<std::string>());
+  if (s["type"].is_array())
+    for (const auto& t : s["type"])
+      if (t.is_string()) types.push_back(t.get<std::string>());
+  if (s.contains("nullable") && s["nullable"] == true) types.push_back("null");
+  std::vector<const Json*> out;
+  for (const Json* v : values) {
+    for (const std::string& t : types) {
+      const bool integral = v->is_number_integer() || (v->is_number_float() && std::floor(v->get<double>()) == v->get<double>());
+      if ((t == "string" && v->is_string()) || (t == "number" && v->is_number()) ||
+          (t == "integer" && integral) || (t == "boolean" && v->is_boolean()) ||
+          (t == "null" && v->is_null()) || (t == "object" && v->is_object()) || (t == "array" && v->is_array())) {
+        out.push_back(v);
+        break;
+      }
+    }
+  }
+  return out;
 }
 
 std::string SchemaCompiler::child(const std::string& ptr, const std::string& key) {
@@ -128,15 +163,22 @@ std::string SchemaCompiler::ref_rule(const std::string& ref, const std::string& 
   auto it = ref_rules_.find(ref);
   if (it != ref_rules_.end()) return it->second;
   const Json& target = resolve(ref, ptr);
+  if (never_refs_.count(ref)) never(ptr, "reference '" + ref + "' matches nothing");
   const std::string name = reserve(ref.substr(1));
   ref_rules_[ref] = name;
-  define(name, visit(target, ref.substr(1)));
+  try {
+    define(name, visit(target, ref.substr(1)));
+  } catch (const Unsatisfiable&) {
+    ref_rules_.erase(ref);
+    never_refs_.insert(ref);
+    throw;
+  }
   return name;
 }
 
 bool SchemaCompiler::has_validation(const Json& s, const std::set<std::string>& except) {
   for (auto it = s.begin(); it != s.end(); ++it)
-    if (!kAnnotations.count(it.key()) && !except.count(it.key())) return true;
+    if (kValidation.count(it.key()) && !except.count(it.key())) return true;
   return false;
 }
 
@@ -147,7 +189,7 @@ std::string SchemaCompiler::visit(const Json& s, const std::string& ptr) {
     ~Leave() { --d; }
   } leave{depth_};
   if (s.is_boolean()) {
-    if (!s.get<bool>()) fail(ptr, "schema 'false' matches nothing");
+    if (!s.get<bool>()) never(ptr, "schema 'false' matches nothing");
     return "json-value";
   }
   if (!s.is_object()) fail(ptr, "a schema must be an object or a boolean");
@@ -169,26 +211,41 @@ std::string SchemaCompiler::visit(const Json& s, const std::string& ptr) {
     rest.erase(key);
     const bool plain = !has_validation(rest, {});
     std::string alts;
+    std::string last_error;
     for (size_t i = 0; i < branches.size(); ++i) {
       const std::string p = child(ptr, key) + "/" + std::to_string(i);
       std::string e;
-      if (plain) {
-        e = visit(branches[i], p);
-      } else {
-        const Json both{{"allOf", {rest, branches[i]}}};
-        e = visit(merge_all_of(both, p), p);
+      try {
+        if (plain) {
+          e = visit(branches[i], p);
+        } else {
+          const Json both{{"allOf", {rest, branches[i]}}};
+          e = visit(merge_all_of(both, p), p);
+        }
+      } catch (const Unsatisfiable& u) {  // this branch can never match: leave it out
+        last_error = u.what();
+        continue;
       }
-      alts += (i ? " | " : "") + e;
+      alts += (alts.empty() ? "" : " | ") + e;
     }
+    if (alts.empty()) throw Unsatisfiable(last_error);
     return rule(ptr, alts);
   }
-  if (s.contains("const")) return rule(ptr, const_value(s["const"], child(ptr, "const"), 0));
-  if (s.contains("enum")) {
-    const auto& e = s["enum"];
-    if (!e.is_array() || e.empty()) fail(child(ptr, "enum"), "must be a non-empty array");
+  if (s.contains("const") || s.contains("enum")) {
+    const char* key = s.contains("const") ? "const" : "enum";
+    std::vector<const Json*> values;
+    if (s.contains("const")) {
+      values.push_back(&s["const"]);
+    } else {
+      const auto& e = s["enum"];
+      if (!e.is_array() || e.empty()) fail(child(ptr, "enum"), "must be a non-empty array");
+      for (const auto& v : e) values.push_back(&v);
+    }
+    values = typed_values(s, values);
+    if (values.empty()) never(child(ptr, key), "no value has the schema's type");
     std::string alts;
-    for (size_t i = 0; i < e.size(); ++i)
-      alts += (i ? " | " : "") + const_value(e[i], child(ptr, "enum"), 0);
+    for (size_t i = 0; i < values.size(); ++i)
+      alts += (i ? " | " : "") + const_value(*values[i], child(ptr, key), 0);
     return rule(ptr, alts);
   }
   return typed(s, ptr);
@@ -263,6 +320,7 @@ std::string SchemaCompiler::integer(const Json& s, const std::string& ptr) {
   std::optional<int64_t> lo, hi;
   int_bounds(s, ptr, lo, hi);
   if (!lo && !hi) return "json-integer";
+  if (lo && hi && *lo > *hi) never(ptr, "no integer lies between the bounds");
   try {
     return int_range_gbnf(lo, hi);
   } catch (const Error& e) {
@@ -270,26 +328,72 @@ std::string SchemaCompiler::integer(const Json& s, const std::string& ptr) {
   }
 }
 
+namespace {
+
+struct Bound {
+  int64_t v;
+  bool exclusive;
+};
+
+// Non-negative decimals I.F (no exponent) whose value m satisfies lo < or <= m
+// and, with hi, m < or <= hi; integer endpoints. "" when none.
+std::string magnitude_range(Bound lo, const Bound* hi) {
+  const std::string f_any = "( \".\" [0-9]+ )?", f_zero = "( \".\" \"0\"+ )?",
+                    f_nonzero = "\".\" [0-9]* [1-9] [0-9]*";
+  std::vector<std::string> alts;
+  const int64_t a = lo.exclusive ? lo.v + 1 : lo.v;
+  if (!hi || a <= hi->v - 1)
+    alts.push_back(int_range_gbnf(a, hi ? std::optional<int64_t>(hi->v - 1) : std::nullopt) + " " + f_any);
+  if (lo.exclusive && (!hi || lo.v < hi->v)) alts.push_back("\"" + std::to_string(lo.v) + "\" " + f_nonzero);
+  if (hi && !hi->exclusive && (hi->v > lo.v || (hi->v == lo.v && !lo.exclusive)))
+    alts.push_back("\"" + std::to_string(hi->v) + "\" " + f_zero);
+  std::string out;
+  for (const std::string& x : alts) out += (out.empty() ? "" : " | ") + x;
+  return out;
+}
+
+}  // namespace
+
 std::string SchemaCompiler::number(const Json& s, const std::string& ptr) {
   if (s.contains("multipleOf")) fail(child(ptr, "multipleOf"), "not supported");
-  for (const char* key : {"maximum", "exclusiveMaximum"})
-    if (s.contains(key) && !s[key].is_boolean())
-      fail(child(ptr, key), "upper bounds on 'number' are not supported");
-  const bool excl = s.contains("exclusiveMinimum");
-  if (!s.contains("minimum") && !excl) return "json-number";
-  const auto& m = excl && !s["exclusiveMinimum"].is_boolean() ? s["exclusiveMinimum"] : s["minimum"];
-  const char* key = excl && !s["exclusiveMinimum"].is_boolean() ? "exclusiveMinimum" : "minimum";
-  if (!m.is_number() || m.get<double>() < 0 || m.get<double>() > 1e18 ||
-      std::floor(m.get<double>()) != m.get<double>())
-    fail(child(ptr, key), "only an integer lower bound >= 0 is supported on 'number'");
-  const auto lo = static_cast<int64_t>(m.get<double>());
-  const bool strict = excl;
-  const std::string frac = "( \".\" [0-9]+ )?";
-  if (lo == 0 && !strict) return std::string("( \"0\" | [1-9] [0-9]* ) ") + frac + " ( [eE] [-+]? [0-9]+ )?";
-  // x > lo: integer part > lo, or == lo with a non-zero fraction; x >= lo: integer part >= lo.
-  std::string e = std::string("( ") + int_range_gbnf(strict ? lo + 1 : lo, std::nullopt) + " " + frac;
-  if (strict) e += std::string(" | \"") + std::to_string(lo) + ".\" [0-9]* [1-9] [0-9]*";
-  return e + " )";
+  // Bounds: draft 6+ numeric exclusive* or draft 4 boolean flags on minimum/maximum.
+  std::optional<Bound> lo, hi;
+  auto read = [&](const char* key, const char* flag, bool lower) {
+    if (!s.contains(key) || s[key].is_boolean()) return;
+    if (!s[key].is_number()) fail(child(ptr, key), "must be a number");
+    const double v = s[key].get<double>();
+    if (!(std::fabs(v) <= 1e18) || std::floor(v) != v)
+      fail(child(ptr, key), "bounds on 'number' must be integers within 10^18");
+    Bound b{static_cast<int64_t>(v), flag == nullptr || (s.contains(flag) && s[flag] == true)};
+    std::optional<Bound>& slot = lower ? lo : hi;
+    const bool tighter = !slot || (lower ? (b.v > slot->v || (b.v == slot->v && b.exclusive))
+                                         : (b.v < slot->v || (b.v == slot->v && b.exclusive)));
+    if (tighter) slot = b;
+  };
+  read("minimum", "exclusiveMinimum", true);
+  read("maximum", "exclusiveMaximum", false);
+  read("exclusiveMinimum", nullptr, true);
+  read("exclusiveMaximum", nullptr, false);
+  if (!lo && !hi) return "json-number";
+  if (lo && !hi && lo->v == 0 && !lo->exclusive)  // x >= 0: every unsigned spelling, exponents too
+    return "( ( \"0\" | [1-9] [0-9]* ) ( \".\" [0-9]+ )? ( [eE] [-+]? [0-9]+ )? )";
+  // x >= 0 part: magnitude in [max(lo, 0), hi]; x < 0 part: magnitude in (max(0, -hi), -lo].
+  std::vector<std::string> alts;
+  if (!hi || hi->v > 0 || (hi->v == 0 && !hi->exclusive)) {
+    const Bound m_lo = lo && lo->v >= 0 ? *lo : Bound{0, false};
+    const std::string e = magnitude_range(m_lo, hi ? &*hi : nullptr);
+    if (!e.empty()) alts.push_back("( " + e + " )");
+  }
+  if (!lo || lo->v < 0) {
+    const Bound m_lo = hi && hi->v < 0 ? Bound{-hi->v, hi->exclusive} : Bound{0, true};
+    const Bound m_hi{lo ? -lo->v : 0, lo ? lo->exclusive : false};
+    const std::string e = magnitude_range(m_lo, lo ? &m_hi : nullptr);
+    if (!e.empty()) alts.push_back("\"-\" ( " + e + " )");
+  }
+  if (alts.empty()) never(ptr, "no number lies between the bounds");
+  std::string out;
+  for (const std::string& x : alts) out += (out.empty() ? "" : " | ") + x;
+  return "( " + out + " )";
 }
 
 }  // namespace detail

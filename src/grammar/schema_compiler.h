@@ -15,11 +15,20 @@
 #include <utility>
 #include <vector>
 
+#include "base/error.h"
 #include "grammar/json_schema.h"
 
 namespace slm::grammar::detail {
 
 using Json = nlohmann::ordered_json;
+
+// A (sub)schema no instance satisfies. Where the language allows leaving the
+// value out (an optional property, one anyOf branch, additional properties or
+// items) the compiler drops it; elsewhere it is the compile error.
+class Unsatisfiable : public Error {
+ public:
+  using Error::Error;
+};
 
 class SchemaCompiler {
  public:
@@ -29,6 +38,9 @@ class SchemaCompiler {
 
  private:
   [[noreturn]] void fail(const std::string& ptr, const std::string& why) const;
+  [[noreturn]] void never(const std::string& ptr, const std::string& why) const;
+  // Keeps enum/const values whose JSON type the schema's "type" allows.
+  std::vector<const Json*> typed_values(const Json& s, const std::vector<const Json*>& values) const;
   static std::string child(const std::string& ptr, const std::string& key);
   static bool has_validation(const Json& s, const std::set<std::string>& except);
   std::string reserve(const std::string& ptr);
@@ -58,6 +70,7 @@ class SchemaCompiler {
   std::vector<std::pair<std::string, std::string>> rules_;  // name, body
   std::map<std::string, size_t> rule_index_;                // name -> index in rules_
   std::map<std::string, std::string> ref_rules_;            // "#/..." -> rule name
+  std::set<std::string> never_refs_;                         // refs found unsatisfiable
   size_t depth_ = 0;
 };
 

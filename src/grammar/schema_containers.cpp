@@ -126,23 +126,40 @@ std::string SchemaCompiler::object(const Json& s, const std::string& ptr) {
   std::string additional = "json-value";
   if (s.contains("additionalProperties")) {
     const auto& a = s["additionalProperties"];
-    if (a.is_boolean()) additional = a.get<bool>() ? "json-value" : "";
-    else additional = visit(a, child(ptr, "additionalProperties"));
+    if (a.is_boolean()) {
+      additional = a.get<bool>() ? "json-value" : "";
+    } else {
+      try {
+        additional = visit(a, child(ptr, "additionalProperties"));
+      } catch (const Unsatisfiable&) {
+        additional = "";  // no additional property can be valid
+      }
+    }
   }
   std::set<std::string> listed;
+  std::vector<std::string> excluded;  // listed keys whose schema matches nothing
   if (s.contains("properties")) {
     const auto& ps = s["properties"];
     if (!ps.is_object()) fail(child(ptr, "properties"), "must be an object");
     for (auto it = ps.begin(); it != ps.end(); ++it) {
-      props.push_back({it.key(), visit(it.value(), child(child(ptr, "properties"), it.key()))});
-      required_flags.push_back(required.count(it.key()) > 0);
       listed.insert(it.key());
+      const bool req = required.count(it.key()) > 0;
+      std::string value;
+      try {
+        value = visit(it.value(), child(child(ptr, "properties"), it.key()));
+      } catch (const Unsatisfiable&) {
+        if (req) throw;
+        excluded.push_back(it.key());  // can never appear: not even as an additional property
+        continue;
+      }
+      props.push_back({it.key(), value});
+      required_flags.push_back(req);
     }
   }
   for (const std::string& r : required) {
     if (listed.count(r)) continue;
     if (additional.empty())
-      fail(child(ptr, "required"), std::string("'") + r + "' is required but additionalProperties is false");
+      never(child(ptr, "required"), std::string("'") + r + "' is required but additionalProperties is false");
     props.push_back({r, additional});
     required_flags.push_back(true);
     listed.insert(r);
@@ -154,6 +171,10 @@ std::string SchemaCompiler::object(const Json& s, const std::string& ptr) {
   if (!additional.empty()) {
     std::vector<std::string> contents;
     for (const std::string& e : encoded) contents.push_back(e.substr(1, e.size() - 2));
+    for (const std::string& k : excluded) {
+      const std::string e = Json(k).dump(-1, ' ', false, Json::error_handler_t::replace);
+      contents.push_back(e.substr(1, e.size() - 2));
+    }
     add_kv = rule(ptr + "/additional", key_not_in(contents, ptr) + " ws \":\" ws " + additional);
     adds = rule(ptr + "/additional", std::string("( ws \",\" ws ") + add_kv + " )*");
   }
@@ -186,14 +207,25 @@ std::string SchemaCompiler::array(const Json& s, const std::string& ptr) {
     if (!s.contains(key)) return std::string("json-value");
     const auto& v = s[key];
     if (v.is_boolean()) return v.get<bool>() ? std::optional<std::string>("json-value") : std::nullopt;
-    return visit(v, child(ptr, key));
+    try {
+      return visit(v, child(ptr, key));
+    } catch (const Unsatisfiable&) {
+      return std::nullopt;  // no further item can be valid
+    }
   };
   const char* prefix_key = s.contains("prefixItems") ? "prefixItems" : (s.contains("items") && s["items"].is_array()) ? "items" : nullptr;
   if (prefix_key) {
     const auto& p = s[prefix_key];
     if (!p.is_array()) fail(child(ptr, prefix_key), "must be an array");
-    for (size_t i = 0; i < p.size(); ++i) prefix.push_back(visit(p[i], child(ptr, prefix_key) + "/" + std::to_string(i)));
-    rest = rest_of(std::string(prefix_key) == "items" ? "additionalItems" : "items");
+    bool cut = false;  // an unsatisfiable prefix item ends the array before it
+    for (size_t i = 0; i < p.size() && !cut; ++i) {
+      try {
+        prefix.push_back(visit(p[i], child(ptr, prefix_key) + "/" + std::to_string(i)));
+      } catch (const Unsatisfiable&) {
+        cut = true;
+      }
+    }
+    rest = cut ? std::nullopt : rest_of(std::string(prefix_key) == "items" ? "additionalItems" : "items");
   } else {
     rest = rest_of("items");
   }
@@ -202,7 +234,7 @@ std::string SchemaCompiler::array(const Json& s, const std::string& ptr) {
   std::optional<size_t> cap;
   if (s.contains("maxItems")) cap = count_bound(s, "maxItems", ptr);
   if (!rest) cap = cap ? std::min(*cap, k) : k;
-  if (cap && *cap < m) fail(ptr, "minItems is above the most items the array can hold");
+  if (cap && *cap < m) never(ptr, "minItems is above the most items the array can hold");
   if (cap && *cap == 0) return "( \"[\" ws \"]\" )";
   if (k > 10000) fail(child(ptr, prefix_key), "too many prefix items");
   // tail[i]: the items after the first i, each with its comma.

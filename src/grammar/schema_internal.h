@@ -19,6 +19,9 @@ namespace slm::grammar::detail {
 inline constexpr const char* kWs = "ws";
 inline constexpr const char* kJsonChar = "json-char";  // one character of a string's content
 
+// Keywords that constrain instances (supported or not); the rest are annotations.
+bool is_validation_keyword(const std::string& key);
+
 // A GBNF string literal for these bytes ("..." with escapes).
 std::string gbnf_literal(std::string_view bytes);
 // One code point written for use inside a GBNF character class.

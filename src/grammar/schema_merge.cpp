@@ -8,6 +8,7 @@
 
 #include "base/error.h"
 #include "grammar/schema_compiler.h"
+#include "grammar/schema_internal.h"
 
 namespace slm::grammar::detail {
 
@@ -15,8 +16,6 @@ namespace {
 
 const std::set<std::string> kLower = {"minimum", "exclusiveMinimum", "minLength", "minItems", "minProperties"};
 const std::set<std::string> kUpper = {"maximum", "exclusiveMaximum", "maxLength", "maxItems", "maxProperties"};
-const std::set<std::string> kSkip = {"$schema", "$id", "id", "title", "description", "default",
-                                     "examples", "example", "$comment", "$defs", "definitions"};
 
 std::vector<std::string> type_list(const Json& t) {
   std::vector<std::string> out;
@@ -33,7 +32,7 @@ std::vector<std::string> type_list(const Json& t) {
 Json SchemaCompiler::flatten_ref(const Json& s, const std::string& ptr, size_t depth) {
   if (depth > 32) fail(ptr, "allOf/$ref chain is too deep (or cyclic)");
   if (s.is_boolean()) {
-    if (!s.get<bool>()) fail(ptr, "schema 'false' matches nothing");
+    if (!s.get<bool>()) never(ptr, "schema 'false' matches nothing");
     return Json::object();
   }
   if (!s.is_object()) fail(ptr, "a schema must be an object or a boolean");
@@ -61,7 +60,7 @@ void SchemaCompiler::merge_into(Json& into, const Json& s, const std::string& pt
   for (auto it = s.begin(); it != s.end(); ++it) {
     const std::string& k = it.key();
     const Json& v = it.value();
-    if (kSkip.count(k)) continue;
+    if (!is_validation_keyword(k)) continue;  // annotations never conflict
     if (!into.contains(k)) {
       into[k] = v;
       continue;
@@ -86,7 +85,7 @@ void SchemaCompiler::merge_into(Json& into, const Json& s, const std::string& pt
           if (x == y) both.push_back(x);
           else if ((x == "integer" && y == "number") || (x == "number" && y == "integer")) both.push_back("integer");
         }
-      if (both.empty()) fail(child(ptr, "allOf"), "the branches' types do not intersect");
+      if (both.empty()) never(child(ptr, "allOf"), "the branches' types do not intersect");
       old = both;
     } else if ((kLower.count(k) || kUpper.count(k)) && old.is_number() && v.is_number()) {
       const bool lower = kLower.count(k) > 0;

@@ -358,11 +358,24 @@ std::string regex_to_gbnf(std::string_view pattern) {
 }
 
 std::optional<std::string> format_to_gbnf(std::string_view format) {
+  // RFC 3339 full-date with real month lengths; February 29 only in leap years.
   const std::string date =
-      "[0-9]{4} \"-\" ( \"0\" [1-9] | \"1\" [0-2] ) \"-\" ( \"0\" [1-9] | [12] [0-9] | \"3\" [01] )";
+      "( [0-9]{4} \"-\" ( ( \"0\" [13578] | \"1\" [02] ) \"-\" ( \"0\" [1-9] | [12] [0-9] | \"3\" [01] ) | "
+      "( \"0\" [469] | \"11\" ) \"-\" ( \"0\" [1-9] | [12] [0-9] | \"30\" ) | "
+      "\"02-\" ( \"0\" [1-9] | \"1\" [0-9] | \"2\" [0-8] ) ) | "
+      "( [0-9] [0-9] ( \"0\" [48] | [2468] [048] | [13579] [26] ) | ( [02468] [048] | [13579] [26] ) \"00\" ) "
+      "\"-02-29\" )";
   const std::string time =
       "( [01] [0-9] | \"2\" [0-3] ) \":\" [0-5] [0-9] \":\" ( [0-5] [0-9] | \"60\" ) ( \".\" [0-9]+ )? "
       "( [zZ] | [-+] ( [01] [0-9] | \"2\" [0-3] ) \":\" [0-5] [0-9] )";
+  // RFC 3986 characters: unreserved, sub-delims, ':' '@' '/', percent-escapes
+  // ('[' ']' for IP literals); the authority's inner structure is not checked.
+  const std::string uchar = "( [a-zA-Z0-9._~!$&'()*+,;=:@/\\[\\]-] | \"%\" [0-9a-fA-F] [0-9a-fA-F] )";
+  const std::string qchar = "( " + uchar + " | \"?\" )";
+  const std::string tail = " ( \"?\" " + qchar + "* )? ( \"#\" " + qchar + "* )?";
+  const std::string scheme = "[a-zA-Z] [a-zA-Z0-9+.-]* \":\"";
+  const std::string label = "[a-zA-Z0-9] ( [a-zA-Z0-9-]{0,61} [a-zA-Z0-9] )?";
+  const std::string octet = "( \"25\" [0-5] | \"2\" [0-4] [0-9] | \"1\" [0-9] [0-9] | [1-9] [0-9] | [0-9] )";
   if (format == "date") return date;
   if (format == "time") return time;
   if (format == "date-time") return date + " [tT] " + time;
@@ -370,8 +383,11 @@ std::optional<std::string> format_to_gbnf(std::string_view format) {
     return "[0-9a-fA-F]{8} \"-\" [0-9a-fA-F]{4} \"-\" [0-9a-fA-F]{4} \"-\" [0-9a-fA-F]{4} \"-\" "
            "[0-9a-fA-F]{12}";
   if (format == "email")
-    return "[a-zA-Z0-9.!#$%&'*+=?^_`{|}~-]+ \"@\" [a-zA-Z0-9] ( [a-zA-Z0-9-]* [a-zA-Z0-9] )? "
-           "( \".\" [a-zA-Z0-9] ( [a-zA-Z0-9-]* [a-zA-Z0-9] )? )*";
+    return "[a-zA-Z0-9.!#$%&'*+=?^_`{|}~-]+ \"@\" " + label + " ( \".\" " + label + " )*";
+  if (format == "uri") return scheme + " " + uchar + "*" + tail;
+  if (format == "uri-reference") return "( " + scheme + " )? " + uchar + "*" + tail;
+  if (format == "hostname") return label + " ( \".\" " + label + " )*";
+  if (format == "ipv4") return octet + " \".\" " + octet + " \".\" " + octet + " \".\" " + octet;
   return std::nullopt;
 }
 
