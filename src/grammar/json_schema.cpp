@@ -18,10 +18,25 @@ namespace detail {
 namespace {
 
 const std::set<std::string> kUnsupported = {
-    "patternProperties", "propertyNames", "maxProperties", "dependencies", "dependentRequired",
+    "propertyNames", "maxProperties", "dependencies", "dependentRequired",
     "dependentSchemas", "unevaluatedProperties", "unevaluatedItems", "contains", "minContains",
-    "maxContains", "not", "if", "then", "else", "$dynamicRef", "$recursiveRef", "$dynamicAnchor",
+    "maxContains", "if", "then", "else", "$dynamicRef", "$recursiveRef", "$dynamicAnchor",
     "$recursiveAnchor", "contentSchema"};
+const std::vector<std::string> kAllTypes = {"null", "boolean", "object", "array", "number", "string"};
+
+std::vector<std::string> type_names(const Json& t) {
+  std::vector<std::string> out;
+  if (t.is_string()) out.push_back(t.get<std::string>());
+  if (t.is_array())
+    for (const auto& x : t)
+      if (x.is_string()) out.push_back(x.get<std::string>());
+  return out;
+}
+
+bool is_banned_number(const std::vector<std::string>& banned) {
+  return std::find(banned.begin(), banned.end(), "number") != banned.end();
+}
+
 // Keywords that constrain instances (supported or not); anything else is an
 // annotation (title, description, x-... extensions) and never changes the language.
 const std::set<std::string> kValidation = {
@@ -195,6 +210,34 @@ std::string SchemaCompiler::visit(const Json& s, const std::string& ptr) {
   if (!s.is_object()) fail(ptr, "a schema must be an object or a boolean");
   for (auto it = s.begin(); it != s.end(); ++it)
     if (kUnsupported.count(it.key())) fail(child(ptr, it.key()), "not supported");
+  if (s.contains("not")) {
+    const Json& n = s["not"];
+    Json rest = s;
+    rest.erase("not");
+    if (n == false) return visit(rest, ptr);
+    if (n == true || (n.is_object() && !has_validation(n, {})))
+      never(child(ptr, "not"), "'not' of a schema that matches everything matches nothing");
+    if (!n.is_object() || has_validation(n, {"type"}) || !n.contains("type"))
+      fail(child(ptr, "not"), "not supported (only 'not' of true, false, {} or a plain type)");
+    // not {"type": T}: the allowed types lose T.
+    const auto banned = type_names(n["type"]);
+    auto is_banned = [&](const std::string& t) {
+      return std::find(banned.begin(), banned.end(), t) != banned.end() || (t == "integer" && is_banned_number(banned));
+    };
+    std::vector<std::string> allowed = rest.contains("type") ? type_names(rest["type"]) : kAllTypes;
+    if (rest.contains("nullable") && rest["nullable"] == true) allowed.push_back("null");
+    rest.erase("nullable");
+    Json kept = Json::array();
+    for (const std::string& t : allowed) {
+      if (is_banned(t)) continue;
+      if (t == "number" && std::find(banned.begin(), banned.end(), "integer") != banned.end())
+        fail(child(ptr, "not"), "not supported ('not' integer of a number)");
+      kept.push_back(t);
+    }
+    if (kept.empty()) never(child(ptr, "not"), "'not' excludes every allowed type");
+    rest["type"] = kept;
+    return visit(rest, ptr);
+  }
   if (s.contains("$ref")) {
     if (!s["$ref"].is_string()) fail(child(ptr, "$ref"), "must be a string");
     if (!has_validation(s, {"$ref"})) return ref_rule(s["$ref"].get<std::string>(), child(ptr, "$ref"));

@@ -11,11 +11,13 @@
 #include <cmath>
 #include <functional>
 #include <map>
+#include <memory>
 #include <set>
 
 #include "base/error.h"
 #include "base/utf8.h"
 #include "grammar/schema_compiler.h"
+#include "grammar/matcher.h"
 #include "grammar/schema_internal.h"
 
 namespace slm::grammar::detail {
@@ -136,6 +138,48 @@ std::string SchemaCompiler::object(const Json& s, const std::string& ptr) {
       }
     }
   }
+  // patternProperties: one pattern that matches every key (its schema then
+  // applies to every property), or patterns that all additional keys must
+  // match (additionalProperties false) with no listed key matching them.
+  const Json* every_key = nullptr;  // schema of a pattern matching every (non-empty) key
+  bool nonempty_keys = false;
+  std::string pattern_key;  // GBNF of an additional key in the second form
+  if (s.contains("patternProperties") && !s["patternProperties"].empty()) {
+    const auto& pp = s["patternProperties"];
+    const std::string pptr = child(ptr, "patternProperties");
+    if (!pp.is_object()) fail(pptr, "must be an object");
+    const std::string re = pp.begin().key();
+    const bool all = re == "" || re == "^" || re == ".*" || re == "^.*" || re == "^.*$";
+    nonempty_keys = re == ".+" || re == "^.+" || re == "^.+$";
+    if (pp.size() == 1 && (all || nonempty_keys)) {
+      every_key = &pp.begin().value();
+      try {
+        additional = visit(*every_key, child(pptr, re));
+      } catch (const Unsatisfiable&) {
+        additional = "";
+      }
+    } else if (additional.empty()) {
+      std::string contents;
+      for (auto it = pp.begin(); it != pp.end(); ++it) {
+        if (it.value() != pp.begin().value())
+          fail(pptr, "several patterns with different schemas are not supported");
+        try {
+          contents += (contents.empty() ? "" : " | ") + regex_to_gbnf(it.key());
+        } catch (const Error& e) {
+          fail(child(pptr, it.key()), e.what());
+        }
+      }
+      pattern_key = std::string(kQuote) + " ( " + contents + " ) " + kQuote;
+      try {
+        additional = visit(pp.begin().value(), child(pptr, re));
+      } catch (const Unsatisfiable&) {
+        additional = "";
+        pattern_key.clear();
+      }
+    } else {
+      fail(pptr, "supported only with additionalProperties false or one pattern matching every key");
+    }
+  }
   std::set<std::string> listed;
   std::vector<std::string> excluded;  // listed keys whose schema matches nothing
   if (s.contains("properties")) {
@@ -146,7 +190,11 @@ std::string SchemaCompiler::object(const Json& s, const std::string& ptr) {
       const bool req = required.count(it.key()) > 0;
       std::string value;
       try {
-        value = visit(it.value(), child(child(ptr, "properties"), it.key()));
+        if (every_key && !(nonempty_keys && it.key().empty()))
+          value = visit(merge_all_of(Json{{"allOf", {it.value(), *every_key}}}, child(ptr, "properties")),
+                        child(child(ptr, "properties"), it.key()));
+        else
+          value = visit(it.value(), child(child(ptr, "properties"), it.key()));
       } catch (const Unsatisfiable&) {
         if (req) throw;
         excluded.push_back(it.key());  // can never appear: not even as an additional property
@@ -167,6 +215,20 @@ std::string SchemaCompiler::object(const Json& s, const std::string& ptr) {
   const size_t n = props.size();
   std::vector<std::string> encoded;
   for (const auto& p : props) encoded.push_back(Json(p.first).dump(-1, ' ', false, Json::error_handler_t::replace));
+  if (!pattern_key.empty()) {
+    // Listed keys must stay out of the pattern (they would escape their own
+    // schema); a required key that is not listed must match it.
+    auto g = std::make_shared<const Grammar>(parse_gbnf("root ::= " + pattern_key + "\n" + kBaseRules));
+    for (size_t i = 0; i < n; ++i) {
+      Matcher m(g);
+      const bool matches = m.accept(encoded[i]) == encoded[i].size() && m.is_complete();
+      if (listed.count(props[i].first) && s.contains("properties") && s["properties"].contains(props[i].first)) {
+        if (matches) fail(child(ptr, "patternProperties"), "listed property '" + props[i].first + "' also matches a pattern");
+      } else if (!matches) {
+        never(child(ptr, "required"), "'" + props[i].first + "' matches no pattern and additionalProperties is false");
+      }
+    }
+  }
   std::string adds, add_kv;
   if (!additional.empty()) {
     std::vector<std::string> contents;
@@ -175,11 +237,13 @@ std::string SchemaCompiler::object(const Json& s, const std::string& ptr) {
       const std::string e = Json(k).dump(-1, ' ', false, Json::error_handler_t::replace);
       contents.push_back(e.substr(1, e.size() - 2));
     }
-    add_kv = rule(ptr + "/additional", key_not_in(contents, ptr) + " ws \":\" ws " + additional);
+    if (nonempty_keys) contents.push_back("");
+    const std::string key = pattern_key.empty() ? key_not_in(contents, ptr) : pattern_key;
+    add_kv = rule(ptr + "/additional", key + " ws \":\" ws " + additional);
     adds = rule(ptr + "/additional", std::string("( ws \",\" ws ") + add_kv + " )*");
   }
   auto kv = [&](size_t i) { return gbnf_literal(encoded[i]) + " ws \":\" ws " + props[i].second; };
-  std::vector<std::string> a(n + 1), b(n);
+  std::vector<std::string> a(props.size() + 1), b(props.size());
   a[n] = adds.empty() ? rule(ptr + "/a", "") : adds;
   for (size_t i = n; i-- > 0;) {
     const std::string item = std::string("ws \",\" ws ") + kv(i) + (adds.empty() ? "" : std::string(" ") + adds);

@@ -19,6 +19,9 @@ namespace slm::grammar::detail {
 inline constexpr const char* kWs = "ws";
 inline constexpr const char* kJsonChar = "json-char";  // one character of a string's content
 
+// The shared json-* rules (GBNF text) every compiled schema ends with.
+extern const char* kBaseRules;
+
 // Keywords that constrain instances (supported or not); the rest are annotations.
 bool is_validation_keyword(const std::string& key);
 

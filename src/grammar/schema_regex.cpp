@@ -352,8 +352,42 @@ class Regex {
 
 }  // namespace
 
+// Splits at the '|'s outside groups and classes ("^a|b$" is (^a)|(b$)).
+std::vector<std::string_view> top_level_branches(std::string_view p) {
+  std::vector<std::string_view> out;
+  int depth = 0;
+  bool in_class = false;
+  size_t start = 0;
+  for (size_t i = 0; i < p.size(); ++i) {
+    const char c = p[i];
+    if (c == '\\') {
+      ++i;
+    } else if (in_class) {
+      if (c == ']') in_class = false;
+    } else if (c == '[') {
+      in_class = true;
+      if (i + 1 < p.size() && p[i + 1] == ']') ++i;  // "[]...]": a literal ']' first
+    } else if (c == '(') {
+      ++depth;
+    } else if (c == ')') {
+      --depth;
+    } else if (c == '|' && depth == 0) {
+      out.push_back(p.substr(start, i - start));
+      start = i + 1;
+    }
+  }
+  out.push_back(p.substr(start));
+  return out;
+}
+
 std::string regex_to_gbnf(std::string_view pattern) {
   if (pattern.size() > 4096) throw Error("pattern: longer than 4096 bytes");
+  const auto branches = top_level_branches(pattern);
+  if (branches.size() > 1 && pattern.find_first_of("^$") != std::string_view::npos) {
+    std::string out = "(";
+    for (size_t i = 0; i < branches.size(); ++i) out += (i ? " | " : " ") + Regex(branches[i]).run();
+    return out + " )";
+  }
   return Regex(pattern).run();
 }
 

@@ -118,6 +118,8 @@ TEST(JsonSchema, Strings) {
   run({R"({"type":"string","pattern":"^[A-Z]{2}-\\d{3}$"})", {"\"AB-123\""}, {"\"AB-12\"", "\"ab-123\"", "\"xAB-123\""}});
   run({R"({"type":"string","pattern":"ab+"})", {"\"ab\"", "\"xxabbby\""}, {"\"a\"", "\"ba\""}});
   run({R"({"type":"string","pattern":"^(cat|dog)s?$"})", {"\"cat\"", "\"dogs\""}, {"\"cow\"", "\"cats!\""}});
+  // Anchors bind to their own branch: "^a|b$" is (^a)|(b$).
+  run({R"({"type":"string","pattern":"^ab|cd$|[x]"})", {"\"abz\"", "\"zcd\"", "\"zxz\""}, {"\"zab\"", "\"cdz\"", "\"q\""}});
   // '"' and newline are outside a-z, so their escapes are content; "" has no character.
   run({R"({"type":"string","pattern":"^[^a-z]+$"})", {"\"AB\\\"\"", "\"Z\"", "\"\\n\""}, {"\"a\"", "\"\""}});
   run({R"({"type":"string","pattern":"^[^a-z\"]+$"})", {"\"AB\""}, {"\"A\\\"\""}});
@@ -158,6 +160,26 @@ TEST(JsonSchema, EnumsKeepOnlyValuesOfTheType) {
   run({R"({"anyOf":[{"type":"string","enum":[1]},{"type":"integer"}]})", {"2"}, {"1.5", "\"1\""}});
   // allOf ignores annotations that differ between branches.
   run({R"({"allOf":[{"type":"integer","title":"a","x-ui":1},{"minimum":3,"title":"b","x-ui":2}]})", {"3"}, {"2"}});
+}
+
+TEST(JsonSchema, PatternProperties) {
+  run({R"({"type":"object","patternProperties":{"^[a-z]+$":{"type":"integer"}},"additionalProperties":false})",
+       {"{}", "{\"ab\":1,\"c\":2}"}, {"{\"A\":1}", "{\"ab\":\"x\"}", "{\"\":1}"}});
+  run({R"({"type":"object","properties":{"ID":{"type":"string"}},"patternProperties":{"^x-":{"type":"null"}},
+      "additionalProperties":false,"required":["ID"]})",
+       {"{\"ID\":\"a\"}", "{\"x-1\":null,\"ID\":\"a\",\"x-2\":null}"}, {"{\"ID\":\"a\",\"y\":null}", "{\"ID\":\"a\",\"x-\":1}"}});
+  // A pattern matching every key: its schema applies to listed properties too.
+  run({R"({"type":"object","properties":{"n":{"type":"number"}},"patternProperties":{".*":{"type":"integer"}}})",
+       {"{\"n\":1}", "{\"a\":2,\"b\":3}"}, {"{\"n\":1.5}", "{\"a\":\"s\"}"}});
+}
+
+TEST(JsonSchema, NotOfSimpleSchemas) {
+  run({R"({"not":{"type":"string"}})", {"1", "null", "{}", "[\"a\"]"}, {"\"a\""}});
+  run({R"({"type":["integer","string","null"],"not":{"type":["null","number"]}})", {"\"a\""}, {"1", "null"}});
+  run({R"({"type":"object","properties":{"a":{"not":{}},"b":{"type":"integer"}}})", {"{\"b\":1}", "{}"}, {"{\"a\":1}"}});
+  run({R"({"type":"integer","not":false})", {"1"}, {"\"x\""}});
+  EXPECT_EQ(error_of(R"({"not":{"required":["a"]}})"),
+            "json schema: /not: not supported (only 'not' of true, false, {} or a plain type)");
 }
 
 TEST(JsonSchema, ExhaustiveNumberRanges) {
@@ -202,9 +224,15 @@ TEST(JsonSchema, ExhaustiveIntegerRanges) {
 }
 
 TEST(JsonSchema, UnsupportedFeaturesNameTheirPointer) {
-  EXPECT_EQ(error_of(R"({"type":"object","properties":{"x":{"type":"object","patternProperties":{}}}})"),
-            "json schema: /properties/x/patternProperties: not supported");
-  EXPECT_EQ(error_of(R"({"items":{"not":{}}})"), "json schema: /items/not: not supported");
+  EXPECT_EQ(error_of(R"({"type":"object","properties":{"x":{"type":"object","propertyNames":{}}}})"),
+            "json schema: /properties/x/propertyNames: not supported");
+  EXPECT_EQ(error_of(R"({"type":"object","properties":{"x":{"type":"object","patternProperties":{"^a":{}}}}})"),
+            "json schema: /properties/x/patternProperties: supported only with additionalProperties false "
+            "or one pattern matching every key");
+  EXPECT_EQ(error_of(R"({"properties":{"ab":{}},"patternProperties":{"^a":{}},"additionalProperties":false})"),
+            "json schema: /patternProperties: listed property 'ab' also matches a pattern");
+  EXPECT_EQ(error_of(R"({"items":{"then":{}}})"), "json schema: /items/then: not supported");
+  run({R"({"type":"array","items":{"not":{}}})", {"[]"}, {"[1]"}});
   EXPECT_EQ(error_of(R"({"type":"string","format":"ipv6"})"),
             "json schema: /format: format 'ipv6' is not supported");
   EXPECT_EQ(error_of(R"({"type":"array","uniqueItems":true})"), "json schema: /uniqueItems: not supported");
