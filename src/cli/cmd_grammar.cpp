@@ -9,6 +9,7 @@
 #include <iterator>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "base/error.h"
 #include "cli/args.h"
@@ -31,6 +32,8 @@ constexpr const char* kUsage =
     "  check  exits 0 when DOC is in the language, 1 with the offending byte offset\n"
     "         when it is not, 2 on usage errors or a grammar that does not compile\n"
     "  gbnf   prints the GBNF grammar a JSON Schema compiles to\n"
+    "  --strict  refuse a oneOf whose branches may overlap (default: compile it as\n"
+    "            anyOf and print a warning)\n"
     "  bench  tokenizes DOC with the model's vocabulary and times the allowed-token\n"
     "         mask before each token (one thread); prints JSON (times in us)\n";
 
@@ -57,8 +60,13 @@ std::shared_ptr<const grammar::Grammar> load_grammar(const Args& args) {
       throw Error(*gbnf + ":" + e.what());
     }
   }
+  grammar::SchemaOptions options;
+  options.strict_one_of = args.flag("--strict");
+  std::vector<std::string> warnings;
   try {
-    return std::make_shared<const grammar::Grammar>(grammar::compile_json_schema(read_file(*schema)));
+    auto g = std::make_shared<const grammar::Grammar>(grammar::compile_json_schema(read_file(*schema), options, &warnings));
+    for (const std::string& w : warnings) std::fprintf(stderr, "warning: %s: %s\n", schema->c_str(), w.c_str());
+    return g;
   } catch (const Error& e) {
     throw Error(*schema + ": " + e.what());
   }
@@ -155,7 +163,7 @@ int run_grammar(int argc, char** argv) {
       return 0;
     }
     const Args args(argc - 1, argv + 1, {"--grammar", "--json-schema", "--input", "--model"},
-                    {"--help"}, {{"-m", "--model"}});
+                    {"--help", "--strict"}, {{"-m", "--model"}});
     if (args.flag("--help")) {
       std::fputs(kUsage, stdout);
       return 0;
@@ -166,7 +174,11 @@ int run_grammar(int argc, char** argv) {
     if (sub == "gbnf") {
       const auto schema = args.get("--json-schema");
       if (!schema) throw Error("--json-schema is required");
-      const std::string text = grammar::json_schema_to_gbnf(read_file(*schema));
+      grammar::SchemaOptions options;
+      options.strict_one_of = args.flag("--strict");
+      std::vector<std::string> warnings;
+      const std::string text = grammar::json_schema_to_gbnf(read_file(*schema), options, &warnings);
+      for (const std::string& w : warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
       std::fwrite(text.data(), 1, text.size(), stdout);
       return 0;
     }

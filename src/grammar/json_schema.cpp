@@ -250,6 +250,12 @@ std::string SchemaCompiler::visit(const Json& s, const std::string& ptr) {
     if (!s.contains(key)) continue;
     const auto& branches = s[key];
     if (!branches.is_array() || branches.empty()) fail(child(ptr, key), "must be a non-empty array");
+    if (std::string(key) == "oneOf" && branches.size() > 1 && !exclusive(branches, child(ptr, key))) {
+      const std::string why = "oneOf branches may overlap; compiled as anyOf (an instance matching two "
+                              "branches is accepted)";
+      if (opt_.strict_one_of) fail(child(ptr, key), why);
+      if (warnings_) warnings_->push_back("json schema: " + child(ptr, key) + ": " + why);
+    }
     Json rest = s;
     rest.erase(key);
     const bool plain = !has_validation(rest, {});
@@ -441,7 +447,8 @@ std::string SchemaCompiler::number(const Json& s, const std::string& ptr) {
 
 }  // namespace detail
 
-std::string json_schema_to_gbnf(std::string_view schema_json, const SchemaOptions& options) {
+std::string json_schema_to_gbnf(std::string_view schema_json, const SchemaOptions& options,
+                               std::vector<std::string>* warnings) {
   using detail::Json;
   if (schema_json.size() > options.max_schema_bytes) throw Error("json schema: larger than the limit");
   Json schema;
@@ -458,11 +465,12 @@ std::string json_schema_to_gbnf(std::string_view schema_json, const SchemaOption
   } catch (const Json::exception& e) {
     throw Error(std::string("json schema: invalid JSON: ") + e.what());
   }
-  return detail::SchemaCompiler(options).run(schema);
+  return detail::SchemaCompiler(options, warnings).run(schema);
 }
 
-Grammar compile_json_schema(std::string_view schema_json, const SchemaOptions& options) {
-  const std::string gbnf = json_schema_to_gbnf(schema_json, options);
+Grammar compile_json_schema(std::string_view schema_json, const SchemaOptions& options,
+                            std::vector<std::string>* warnings) {
+  const std::string gbnf = json_schema_to_gbnf(schema_json, options, warnings);
   try {
     return parse_gbnf(gbnf);
   } catch (const Error& e) {

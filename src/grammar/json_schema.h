@@ -9,7 +9,8 @@
 // (true by default; false; a schema) -- properties appear in schema order,
 // each optional one may be skipped, additional ones may go anywhere; items /
 // prefixItems (and draft-4 array items with additionalItems) / minItems /
-// maxItems; anyOf, oneOf (as anyOf), allOf (merged: properties, required,
+// maxItems; anyOf, oneOf (exact when the branches provably exclude each other,
+// else anyOf with a warning, or an error with strict_one_of), allOf (merged: properties, required,
 // types, bounds; other conflicts are errors); $ref to "#..." JSON pointers
 // ($defs, definitions, anywhere), recursion included; strings with
 // minLength / maxLength, pattern (regex subset: literals, classes, groups,
@@ -29,6 +30,7 @@
 #include <cstddef>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "grammar/grammar.h"
 
@@ -39,11 +41,20 @@ struct SchemaOptions {
   size_t max_depth = 64;         // nested subschemas (JSON nesting is capped by the parser too)
   size_t max_rules = 200000;     // generated GBNF rules
   size_t max_repeat = 100000;    // largest length bound written as {m,n}
+  // oneOf is anyOf when the branches provably exclude each other (disjoint
+  // types, const/enum values or a required discriminator property). When
+  // they may overlap: strict -> an error; otherwise compiled as anyOf with a
+  // warning (an instance valid under two branches is then accepted).
+  bool strict_one_of = false;
 };
 
 // GBNF for the schema (JSON text). Throws slm::Error "json schema: POINTER: why".
-std::string json_schema_to_gbnf(std::string_view schema_json, const SchemaOptions& options = {});
+// warnings (optional) receives "json schema: POINTER: why" for each place the
+// language is knowingly wider than the schema (see strict_one_of).
+std::string json_schema_to_gbnf(std::string_view schema_json, const SchemaOptions& options = {},
+                               std::vector<std::string>* warnings = nullptr);
 // The same, parsed into a Grammar.
-Grammar compile_json_schema(std::string_view schema_json, const SchemaOptions& options = {});
+Grammar compile_json_schema(std::string_view schema_json, const SchemaOptions& options = {},
+                            std::vector<std::string>* warnings = nullptr);
 
 }  // namespace slm::grammar

@@ -32,7 +32,8 @@ class Unsatisfiable : public Error {
 
 class SchemaCompiler {
  public:
-  explicit SchemaCompiler(const SchemaOptions& options) : opt_(options) {}
+  SchemaCompiler(const SchemaOptions& options, std::vector<std::string>* warnings)
+      : opt_(options), warnings_(warnings) {}
   // Whole GBNF text: root, the shared json-* rules, then one rule per subschema.
   std::string run(const Json& root);
 
@@ -63,9 +64,12 @@ class SchemaCompiler {
   Json merge_all_of(const Json& s, const std::string& ptr);
   void merge_into(Json& into, const Json& s, const std::string& ptr);
   Json flatten_ref(const Json& s, const std::string& ptr, size_t depth);
+  // True when no instance can satisfy two of the branches (schema_oneof.cpp).
+  bool exclusive(const Json& branches, const std::string& ptr);
   size_t count_bound(const Json& s, const char* key, const std::string& ptr);
 
   SchemaOptions opt_;
+  std::vector<std::string>* warnings_;
   const Json* root_ = nullptr;
   std::vector<std::pair<std::string, std::string>> rules_;  // name, body
   std::map<std::string, size_t> rule_index_;                // name -> index in rules_

@@ -101,6 +101,22 @@ TEST(JsonSchema, Combinators) {
        {"{\"k\":1}", "{\"z\":null}"}, {"{}", "{\"k\":\"s\"}"}});
 }
 
+TEST(JsonSchema, OneOfIsExactWhenBranchesExclude) {
+  std::vector<std::string> warnings;
+  compile_json_schema(R"({"oneOf":[{"type":"string"},{"type":"integer"}]})", {}, &warnings);
+  compile_json_schema(R"({"oneOf":[{"const":1},{"enum":[2,3]}]})", {}, &warnings);
+  compile_json_schema(R"({"oneOf":[{"properties":{"kind":{"const":"a"},"x":{}},"required":["kind"]},
+      {"properties":{"kind":{"const":"b"}},"required":["kind"]}]})", {}, &warnings);
+  EXPECT_TRUE(warnings.empty()) << warnings[0];
+  const char* overlap = R"({"properties":{"v":{"oneOf":[{"type":"object","required":["a"]},{"type":"object","required":["b"]}]}}})";
+  compile_json_schema(overlap, {}, &warnings);
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_EQ(warnings[0].substr(0, 48), "json schema: /properties/v/oneOf: oneOf branches");
+  SchemaOptions strict;
+  strict.strict_one_of = true;
+  EXPECT_THROW(compile_json_schema(overlap, strict), Error);
+}
+
 TEST(JsonSchema, RefsAndRecursion) {
   run({R"({"$defs":{"node":{"type":"object","properties":{"v":{"type":"integer"},
       "next":{"anyOf":[{"$ref":"#/$defs/node"},{"type":"null"}]}},"required":["v","next"],
