@@ -129,6 +129,10 @@ std::string SchemaCompiler::rule(const std::string& ptr, const std::string& body
 
 std::string SchemaCompiler::run(const Json& root) {
   root_ = &root;
+  if (root.is_object() && root.contains("$schema") && root["$schema"].is_string()) {
+    const std::string v = root["$schema"].get<std::string>();
+    legacy_ref_ = v.find("draft-0") != std::string::npos;  // draft-03 .. draft-07
+  }
   const std::string top = visit(root, "");
   std::string out = std::string("root ::= ws ") + top + " ws\n" + kBaseRules;
   for (const auto& [name, body] : rules_) out += name + " ::= " + (body.empty() ? "\"\"" : body) + "\n";
@@ -240,7 +244,9 @@ std::string SchemaCompiler::visit(const Json& s, const std::string& ptr) {
   }
   if (s.contains("$ref")) {
     if (!s["$ref"].is_string()) fail(child(ptr, "$ref"), "must be a string");
-    if (!has_validation(s, {"$ref"})) return ref_rule(s["$ref"].get<std::string>(), child(ptr, "$ref"));
+    // Drafts 4 to 7 ignore the siblings of $ref; 2019-09 and later apply them too.
+    if (legacy_ref_ || !has_validation(s, {"$ref"}))
+      return ref_rule(s["$ref"].get<std::string>(), child(ptr, "$ref"));
     Json rest = s;
     rest.erase("$ref");
     return visit(Json{{"allOf", {{{"$ref", s["$ref"]}}, rest}}}, ptr);

@@ -76,6 +76,7 @@ class SchemaCompiler {
   std::map<std::string, std::string> ref_rules_;            // "#/..." -> rule name
   std::set<std::string> never_refs_;                         // refs found unsatisfiable
   size_t depth_ = 0;
+  bool legacy_ref_ = false;  // $schema is draft-03..07: siblings of $ref are ignored
 };
 
 }  // namespace slm::grammar::detail

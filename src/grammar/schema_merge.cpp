@@ -39,6 +39,7 @@ Json SchemaCompiler::flatten_ref(const Json& s, const std::string& ptr, size_t d
   Json out = Json::object();
   if (s.contains("$ref")) {
     if (!s["$ref"].is_string()) fail(child(ptr, "$ref"), "must be a string");
+    if (legacy_ref_) return flatten_ref(resolve(s["$ref"].get<std::string>(), child(ptr, "$ref")), ptr, depth + 1);
     merge_into(out, flatten_ref(resolve(s["$ref"].get<std::string>(), child(ptr, "$ref")), ptr, depth + 1), ptr);
   }
   if (s.contains("allOf")) {

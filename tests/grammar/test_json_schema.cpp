@@ -129,6 +129,14 @@ TEST(JsonSchema, RefsAndRecursion) {
        {"{}", "{\"t\":[{},{\"t\":[]}]}"}, {"{\"t\":[1]}"}});
 }
 
+TEST(JsonSchema, RefSiblingsFollowTheDraft) {
+  // 2020-12 (the default): siblings of $ref apply as well.
+  run({R"({"$defs":{"i":{"type":"integer"}},"$ref":"#/$defs/i","minimum":5})", {"5"}, {"4"}});
+  // Draft 7 and older: siblings of $ref are ignored.
+  run({R"({"$schema":"http://json-schema.org/draft-07/schema#","definitions":{"i":{"type":"integer"}},
+      "properties":{"a":{"$ref":"#/definitions/i","type":"string"}}})", {"{\"a\":4}"}, {"{\"a\":\"s\"}"}});
+}
+
 TEST(JsonSchema, Strings) {
   run({R"({"type":"string","minLength":2,"maxLength":3})", {"\"ab\"", "\"a\\nb\"", "\"éèê\""}, {"\"a\"", "\"abcd\""}});
   run({R"({"type":"string","pattern":"^[A-Z]{2}-\\d{3}$"})", {"\"AB-123\""}, {"\"AB-12\"", "\"ab-123\"", "\"xAB-123\""}});
