@@ -1,27 +1,33 @@
 // JSON Schema -> GBNF. The result accepts exactly the JSON documents (with
 // any whitespace between tokens) that the schema accepts, or compilation
 // fails: a keyword it cannot honour is an slm::Error naming its JSON pointer,
-// e.g. "json schema: /properties/x/patternProperties: not supported". Nothing
-// is silently dropped; unknown keywords are annotations (as the spec says).
+// e.g. "json schema: /properties/x/propertyNames: not supported". Nothing is
+// silently dropped; unknown keywords are annotations (as the spec says).
 //
 // Supported: boolean schemas; type (and type lists, OpenAPI nullable); enum
-// and const (any JSON values); properties / required / additionalProperties
-// (true by default; false; a schema) -- properties appear in schema order,
-// each optional one may be skipped, additional ones may go anywhere; items /
-// prefixItems (and draft-4 array items with additionalItems) / minItems /
-// maxItems; anyOf, oneOf (exact when the branches provably exclude each other,
-// else anyOf with a warning, or an error with strict_one_of), allOf (merged: properties, required,
-// types, bounds; other conflicts are errors); $ref to "#..." JSON pointers
-// ($defs, definitions, anywhere), recursion included; strings with
-// minLength / maxLength, pattern (regex subset: literals, classes, groups,
-// alternation, quantifiers, ^ $ at the ends) or format (date, time,
-// date-time, uuid, email); integers with minimum / maximum / exclusive
-// bounds (digit-range grammars, |bound| <= 10^18); numbers with an integer
-// lower bound >= 0 and no upper bound.
-// Known limitations (errors, never ignored): patternProperties,
-// propertyNames, min/maxProperties > 0, dependencies, if/then/else, not,
-// contains, uniqueItems true, multipleOf, other formats, external $refs,
-// bounds on numbers other than the above, pattern with a length bound.
+// and const (any JSON values, filtered by type); properties / required /
+// additionalProperties (true by default; false; a schema) -- properties appear
+// in schema order, each optional one may be skipped, additional ones may go
+// anywhere; patternProperties (one pattern matching every key, or any patterns
+// with additionalProperties false); items / prefixItems (and draft-4 array
+// items with additionalItems) / minItems / maxItems; anyOf; oneOf (exact when
+// the branches provably exclude each other, else anyOf with a warning, or an
+// error with strict_one_of); allOf (merged: properties, required, types,
+// bounds; other conflicts are errors); not of true / false / {} / types;
+// $ref to "#..." JSON pointers ($defs, definitions, anywhere), recursion
+// included, siblings applied (2019-09+) or ignored ($schema draft-03..07);
+// strings with minLength / maxLength, pattern (regex subset: literals,
+// classes, groups, alternation, quantifiers, ^ $ per top-level branch) or
+// format (date with real month lengths, time, date-time, uuid, email, uri,
+// uri-reference, hostname, ipv4); integers and numbers with minimum / maximum
+// / exclusive bounds at integers |b| <= 10^18 (digit-range grammars; bounded
+// numbers are written without exponent). Subschemas that match nothing drop
+// out where the language allows (optional properties, anyOf branches, items).
+// Known limitations (errors, never ignored): propertyNames, min/maxProperties
+// > 0, dependencies, if/then/else, other 'not's, contains, uniqueItems true,
+// multipleOf, other formats, external $refs, non-integer number bounds,
+// pattern together with a length bound; properties in another order than the
+// schema's are rejected.
 //
 // Cost: O(schema size) rules; every input is bounded by SchemaOptions.
 // Thread-safety: pure functions.
