@@ -23,8 +23,9 @@
 // / exclusive bounds at integers |b| <= 10^18 (digit-range grammars; bounded
 // numbers are written without exponent). Subschemas that match nothing drop
 // out where the language allows (optional properties, anyOf branches, items).
-// Known limitations (errors, never ignored): propertyNames, min/maxProperties
-// > 0, dependencies, if/then/else, other 'not's, contains, uniqueItems true,
+// minProperties 0 or 1.
+// Known limitations (errors, never ignored): propertyNames, minProperties > 1,
+// maxProperties, dependencies, if/then/else, other 'not's, contains, uniqueItems true,
 // multipleOf, other formats, external $refs, non-integer number bounds,
 // pattern together with a length bound; properties in another order than the
 // schema's are rejected.

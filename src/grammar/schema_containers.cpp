@@ -113,8 +113,9 @@ std::string SchemaCompiler::key_not_in(const std::vector<std::string>& keys, con
 }
 
 std::string SchemaCompiler::object(const Json& s, const std::string& ptr) {
-  if (s.contains("minProperties") && s["minProperties"] != 0)
-    fail(child(ptr, "minProperties"), "not supported");
+  // minProperties 1 is "not empty", which the member chains express directly.
+  const size_t min_props = s.contains("minProperties") ? count_bound(s, "minProperties", ptr) : 0;
+  if (min_props > 1) fail(child(ptr, "minProperties"), "values above 1 are not supported");
   std::vector<std::pair<std::string, std::string>> props;  // key, value expression
   std::vector<bool> required_flags;
   std::set<std::string> required;
@@ -257,8 +258,12 @@ std::string SchemaCompiler::object(const Json& s, const std::string& ptr) {
   std::string content;
   if (n > 0) content = b[0];
   if (!add_kv.empty()) content += (content.empty() ? "" : " | ") + add_kv + " " + adds + " " + a[0];
-  if (content.empty()) return "( \"{\" ws \"}\" )";
-  const bool any_required = std::find(required_flags.begin(), required_flags.end(), true) != required_flags.end();
+  if (content.empty()) {
+    if (min_props > 0) never(child(ptr, "minProperties"), "no property is allowed");
+    return "( \"{\" ws \"}\" )";
+  }
+  const bool any_required = min_props > 0 ||
+                            std::find(required_flags.begin(), required_flags.end(), true) != required_flags.end();
   const std::string c = rule(ptr + "/members", content);
   return std::string("( \"{\" ws ") + (any_required ? c + " ws" : std::string("( ") + c + " ws )?") + " \"}\" )";
 }

@@ -76,6 +76,9 @@ TEST(JsonSchema, ObjectsRequiredAndOptional) {
        {"{\"a\":\"x\"}", "{\"b\":1,}"}});
   run({R"({"type":"object","additionalProperties":{"type":"integer"}})",
        {"{}", "{\"x\":1,\"y\":2}"}, {"{\"x\":\"s\"}"}});
+  run({R"({"type":"object","properties":{"a":{},"b":{}},"minProperties":1,"additionalProperties":false})",
+       {"{\"a\":1}", "{\"b\":1}", "{\"a\":1,\"b\":2}"}, {"{}"}});
+  run({R"({"type":"object","minProperties":1})", {"{\"z\":1}"}, {"{}"}});
   run({R"({"type":"object","required":["id"]})", {"{\"id\":null}", "{\"x\":1,\"id\":2}"}, {"{}", "{\"x\":1}"}});
 }
 
