@@ -119,7 +119,13 @@ void MaskComputer::walk(Matcher& m, std::vector<uint64_t>& mask) {
         // Step the matcher from the parent's state (DFA full: walk without caching).
         if (from >= 0) m.load(states_[static_cast<size_t>(from)]);
         else m.load(snaps_[nd.depth - 1u]);
-        if (!m.accept_byte(nd.byte)) {
+        bool ok = false;
+        try {
+          ok = m.accept_byte(nd.byte);
+        } catch (const Error&) {
+          ok = false;  // a path past the matcher's limits is never offered
+        }
+        if (!ok) {
           to = kDead;
         } else {
           to = intern(m);

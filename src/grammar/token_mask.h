@@ -52,8 +52,8 @@ class MaskComputer {
  public:
   explicit MaskComputer(const TokenTrie& trie) : trie_(&trie) {}
   // Sets mask bits of the tokens whose bytes keep m viable; m is left as it
-  // was. mask is resized to the bitset shape. Throws slm::Error only when a
-  // matcher limit is hit.
+  // was. mask is resized to the bitset shape. A token whose bytes would push
+  // the matcher past its limits (too ambiguous, too deep) is left out.
   void compute(Matcher& m, std::vector<uint64_t>& mask);
   // Trie nodes visited by the last compute() (0 when it came from the cache).
   size_t last_visited() const { return visited_; }
