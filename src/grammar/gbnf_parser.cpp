@@ -260,6 +260,7 @@ class Parser {
               size_t where) {
     Seq item(seq.begin() + static_cast<ptrdiff_t>(start), seq.end());
     seq.resize(start);
+    if (item.empty()) return;  // a repeated "" is still ""
     if (item.size() > 1) item = {Sym{false, generated(base, {item}, where)}};
     const Sym x = item[0];
     count(static_cast<size_t>(lo) + 2 * static_cast<size_t>(hi < 0 ? 1 : hi - lo), where);

@@ -63,6 +63,8 @@ TEST(Matcher, RepetitionBounds) {
   EXPECT_EQ(check(g, "aabbbbcc"), 5u);
   EXPECT_EQ(check(g, "aabbbc"), 6u);
   EXPECT_EQ(check(g, "aabbbccdd"), 8u);
+  // Repeating an empty literal is the empty string (a fuzzer find).
+  EXPECT_EQ(check(compile("root ::= \"a\" \"\"? \"\"* \"\"{3} \"b\"\n"), "ab"), kOk);
   const auto g0 = compile("root ::= (\"xy\"){0,2}\n");
   EXPECT_EQ(check(g0, ""), kOk);
   EXPECT_EQ(check(g0, "xyxy"), kOk);
