@@ -147,10 +147,10 @@ int bench(const Args& args) {
   std::printf(
       "{\"tokens\": %zu, \"masks\": %zu, \"complete\": %s, \"compile_us\": %.1f, \"vocab_setup_us\": %.1f, "
       "\"tokenizer_load_us\": %.1f, \"trie_nodes\": %zu, \"mask_us\": {\"mean\": %.2f, \"p50\": %.2f, "
-      "\"p99\": %.2f, \"max\": %.2f}, \"mean_nodes_visited\": %.1f, \"mean_tokens_allowed\": %.1f, \"mean_walk_states\": %.1f, \"cache_hits\": %zu}\n",
+      "\"p99\": %.2f, \"max\": %.2f}, \"mean_nodes_visited\": %.1f, \"mean_tokens_allowed\": %.1f, \"mean_walk_states\": %.1f, \"cache_hits\": %zu, \"local_cache_hits\": %zu}\n",
       ids.size(), times.size(), m.is_complete() ? "true" : "false", micros(t0, t1), micros(t2, t3),
       micros(t1, t2), vocab->trie.n_nodes(), sum / n, pct(0.5), pct(0.99), sorted.back(), visited / n,
-      allowed / n, states / n, mc.cache_hits());
+      allowed / n, states / n, mc.cache_hits(), mc.local_hits());
   return 0;
 }
 

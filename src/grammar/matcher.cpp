@@ -96,10 +96,12 @@ void Matcher::expand(uint32_t pos, uint32_t parent, std::vector<uint32_t>& out) 
     if (e.op == Op::kChar) {
       out.push_back(make_node(p, par));
     } else if (e.op == Op::kEnd) {
-      if (par == kNone)
+      if (par == kNone) {
         out.push_back(kNone);
-      else
+      } else {
+        if (par < watch_limit_ && !watch_flags_[par]) watch_hit_ = true;
         work_.push_back({nodes_[par].pos, nodes_[par].parent});
+      }
     } else {
       // Tail call: nothing follows the reference, so return straight to parent.
       const uint32_t cont = code[p + 1].op == Op::kEnd ? par : make_node(p + 1, par);
@@ -213,7 +215,18 @@ void Matcher::restore(const Snapshot& s) {
   nodes_.resize(s.n_nodes);
 }
 
-void Matcher::signature(std::vector<uint32_t>& out) const {
+void Matcher::watch(size_t max_frames, std::vector<uint8_t>& flags) {
+  flags.assign(nodes_.size(), 0);
+  for (uint32_t s : stacks_) {
+    size_t k = 0;
+    for (uint32_t n = s; n != kNone && k < max_frames; n = nodes_[n].parent, ++k) flags[n] = 1;
+  }
+  watch_limit_ = static_cast<uint32_t>(nodes_.size());
+  watch_flags_ = flags.data();
+  watch_hit_ = false;
+}
+
+void Matcher::signature(std::vector<uint32_t>& out, size_t max_frames) const {
   // A partial character whose possible code points each top class holds
   // entirely or not at all behaves like any other such prefix with the same
   // byte constraints: drop its value and keep one membership bit per stack,
@@ -241,7 +254,10 @@ void Matcher::signature(std::vector<uint32_t>& out) const {
       else if (c.intersects(lo, hi)) canonical = false;
     }
     sig_flat_.push_back(member);
-    for (uint32_t n = s; n != kNone; n = nodes_[n].parent) sig_flat_.push_back(nodes_[n].pos);
+    size_t k = 0;
+    uint32_t n = s;
+    for (; n != kNone && k < max_frames; n = nodes_[n].parent, ++k) sig_flat_.push_back(nodes_[n].pos);
+    if (n != kNone) sig_flat_.push_back(kNone);  // cut here: more frames lie below
     sig_spans_.push_back({begin, static_cast<uint32_t>(sig_flat_.size())});
   }
   std::sort(sig_spans_.begin(), sig_spans_.end(), [&](const auto& a, const auto& b) {

@@ -82,7 +82,17 @@ class Matcher {
   // A canonical form of the state: two matchers with equal signatures accept
   // exactly the same continuations (node ids are replaced by the program
   // positions of each whole stack, stacks in sorted order). O(total depth).
-  void signature(std::vector<uint32_t>& out) const;
+  // max_frames keeps only the top frames of each stack (a "local" signature).
+  void signature(std::vector<uint32_t>& out, size_t max_frames = SIZE_MAX) const;
+
+  // Context watch (token masks): flags[id] for the arena nodes that exist now
+  // are 1 for the top max_frames nodes of each stack, 0 below. While watching,
+  // a step that returns into an existing node whose flag is 0 sets
+  // watch_hit(): its outcome depended on more than the local signature.
+  void watch(size_t max_frames, std::vector<uint8_t>& flags);
+  void unwatch() { watch_limit_ = 0; }
+  bool watch_hit() const { return watch_hit_; }
+  void clear_watch_hit() { watch_hit_ = false; }
 
   const Grammar& grammar() const { return *g_; }
   size_t stack_count() const { return stacks_.size(); }
@@ -127,6 +137,9 @@ class Matcher {
   // Scratch reused across steps (no allocation once warm).
   std::vector<uint32_t> next_;
   std::vector<std::pair<uint32_t, uint32_t>> work_;
+  uint32_t watch_limit_ = 0;               // nodes below this id are watched
+  const uint8_t* watch_flags_ = nullptr;
+  bool watch_hit_ = false;
   mutable std::vector<uint32_t> sig_flat_;
   mutable std::vector<std::pair<uint32_t, uint32_t>> sig_spans_;
   StepTable seen_nodes_;  // (pos, parent) -> node made in this step

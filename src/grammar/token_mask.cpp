@@ -48,6 +48,16 @@ TokenTrie::TokenTrie(const std::vector<std::string>& token_bytes) : n_tokens_(to
   for (uint32_t i : open) nodes_[i].next = static_cast<uint32_t>(nodes_.size());
 }
 
+namespace {
+
+size_t find_entry(const std::vector<std::vector<uint32_t>>& sigs, const std::vector<uint32_t>& sig) {
+  for (size_t i = 0; i < sigs.size(); ++i)
+    if (sigs[i] == sig) return i;
+  return SIZE_MAX;
+}
+
+}  // namespace
+
 void MaskComputer::compute(Matcher& m, std::vector<uint64_t>& mask) {
   m.signature(sig_);
   for (const Entry& e : cache_) {
@@ -58,7 +68,48 @@ void MaskComputer::compute(Matcher& m, std::vector<uint64_t>& mask) {
       return;
     }
   }
-  walk(m, mask);
+  m.signature(local_sig_, kLocalFrames);
+  const size_t li = find_entry(local_sigs_, local_sig_);
+  begin_walk(m);
+  try {
+    if (li != SIZE_MAX) {
+      // Same local context as a state seen before: its context-free part of
+      // the mask stands; only the subtrees that reached deeper are walked.
+      const LocalEntry& le = local_[li];
+      mask = le.mask;
+      ++local_hits_;
+      for (const Uncertain& u : le.uncertain) {
+        int32_t state = at_depth_[0];
+        for (size_t d = 0; d < u.path.size() && state != kDead; ++d)
+          state = step(m, state, u.path[d], d + 1, nullptr);
+        if (state == kDead) continue;
+        at_depth_[u.path.size()] = state;
+        walk_range(m, u.node, trie_->nodes_[u.node].next, mask, nullptr, nullptr);
+      }
+    } else {
+      std::vector<uint64_t>& local = scratch_local_;
+      local.assign((trie_->n_tokens_ + 63) / 64, 0);
+      mask.assign(local.size(), 0);
+      uncertain_.clear();
+      m.watch(kLocalFrames, watch_flags_);
+      walk_range(m, 0, trie_->nodes_.size(), mask, &local, &uncertain_);
+      m.unwatch();
+      if (uncertain_.size() <= kMaxUncertain) {
+        if (local_.size() < kCacheSize) {
+          local_.emplace_back();
+          local_sigs_.emplace_back();
+        }
+        local_[next_local_] = {local, uncertain_};
+        local_sigs_[next_local_] = local_sig_;
+        next_local_ = (next_local_ + 1) % kCacheSize;
+      }
+    }
+  } catch (...) {
+    m.unwatch();
+    end_walk(m);
+    throw;
+  }
+  end_walk(m);
   if (cache_.size() < kCacheSize) cache_.emplace_back();
   Entry& slot = cache_[next_slot_];
   next_slot_ = (next_slot_ + 1) % kCacheSize;
@@ -92,63 +143,92 @@ int32_t MaskComputer::intern(Matcher& m) {
   m.save(states_.back());
   state_sigs_.push_back(sig);
   trans_.resize(trans_.size() + 256, kUnknown);
+  trans_deep_.resize(trans_deep_.size() + 256, 0);
   return id;
 }
 
-void MaskComputer::walk(Matcher& m, std::vector<uint64_t>& mask) {
-  const auto& nodes = trie_->nodes_;
-  mask.assign((trie_->n_tokens_ + 63) / 64, 0);
+void MaskComputer::begin_walk(Matcher& m) {
   if (snaps_.size() < kMaxTokenBytes + 1) snaps_.resize(kMaxTokenBytes + 1);
-  Matcher::Snapshot& origin = snaps_[0];  // deeper entries: only when the DFA is full
-  m.save(origin);
+  m.save(snaps_[0]);  // the origin; deeper entries only when the DFA is full
   states_.clear();
   state_sigs_.clear();
   trans_.clear();
+  trans_deep_.clear();
   std::fill(index_.begin(), index_.end(), std::pair<uint64_t, int32_t>{0, -1});
   at_depth_.assign(kMaxTokenBytes + 1, kUnknown);
+  path_.assign(kMaxTokenBytes + 1, 0);
   visited_ = 0;
-  try {
-    at_depth_[0] = intern(m);
-    for (size_t i = 0; i < nodes.size();) {
-      const TokenTrie::Node& nd = nodes[i];
-      const int32_t from = at_depth_[nd.depth - 1u];
-      ++visited_;
-      int32_t to = kUnknown;
-      if (from >= 0) to = trans_[static_cast<size_t>(from) * 256 + nd.byte];
-      if (to == kUnknown) {
-        // Step the matcher from the parent's state (DFA full: walk without caching).
-        if (from >= 0) m.load(states_[static_cast<size_t>(from)]);
-        else m.load(snaps_[nd.depth - 1u]);
-        bool ok = false;
-        try {
-          ok = m.accept_byte(nd.byte);
-        } catch (const Error&) {
-          ok = false;  // a path past the matcher's limits is never offered
-        }
-        if (!ok) {
-          to = kDead;
-        } else {
-          to = intern(m);
-          if (to == kUnknown) m.save(snaps_[nd.depth]);
-        }
-        if (from >= 0) trans_[static_cast<size_t>(from) * 256 + nd.byte] = to;
-      }
-      if (to == kDead) {
-        i = nd.next;
-        continue;
-      }
-      for (uint32_t t = nd.tok_begin; t < nd.tok_end; ++t) {
-        const auto id = static_cast<uint32_t>(trie_->ids_[t]);
-        mask[id >> 6] |= uint64_t{1} << (id & 63);
-      }
-      at_depth_[nd.depth] = to;
-      ++i;
+  at_depth_[0] = intern(m);
+}
+
+void MaskComputer::end_walk(Matcher& m) { m.restore(snaps_[0]); }
+
+// One byte from DFA state `from` (kUnknown: the state saved in snaps_[depth-1]).
+// *deep (optional) tells whether the step looked below the local frames.
+int32_t MaskComputer::step(Matcher& m, int32_t from, uint8_t byte, size_t depth, bool* deep) {
+  if (from >= 0) {
+    const size_t t = static_cast<size_t>(from) * 256 + byte;
+    if (trans_[t] != kUnknown) {
+      if (deep) *deep = trans_deep_[t] != 0;
+      return trans_[t];
     }
-  } catch (...) {
-    m.restore(origin);
-    throw;
+    m.load(states_[static_cast<size_t>(from)]);
+  } else {
+    m.load(snaps_[depth - 1]);
   }
-  m.restore(origin);
+  m.clear_watch_hit();
+  bool ok = false;
+  try {
+    ok = m.accept_byte(byte);
+  } catch (const Error&) {
+    ok = false;  // a path past the matcher's limits is never offered
+  }
+  const bool hit = m.watch_hit();
+  int32_t to = kDead;
+  if (ok) {
+    to = intern(m);
+    if (to == kUnknown) m.save(snaps_[depth]);
+  }
+  if (from >= 0) {
+    const size_t t = static_cast<size_t>(from) * 256 + byte;
+    trans_[t] = to;
+    trans_deep_[t] = hit;
+  }
+  if (deep) *deep = hit;
+  return to;
+}
+
+// Walks trie nodes [begin, end) (one subtree or the whole trie) from the DFA
+// state in at_depth_[depth of begin - 1]. With `local`, tokens reached without
+// looking below the local frames also go to *local, and the first node of each
+// path that did look deeper is recorded in *uncertain.
+void MaskComputer::walk_range(Matcher& m, size_t begin, size_t end, std::vector<uint64_t>& mask,
+                              std::vector<uint64_t>* local, std::vector<Uncertain>* uncertain) {
+  const auto& nodes = trie_->nodes_;
+  size_t unc_depth = 0;  // depth of the uncertain node we are under, 0: none
+  for (size_t i = begin; i < end;) {
+    const TokenTrie::Node& nd = nodes[i];
+    if (unc_depth && nd.depth <= unc_depth) unc_depth = 0;
+    ++visited_;
+    bool deep = false;
+    const int32_t to = step(m, at_depth_[nd.depth - 1u], nd.byte, nd.depth, local ? &deep : nullptr);
+    path_[nd.depth - 1u] = nd.byte;
+    if (deep && !unc_depth) {
+      uncertain->push_back({static_cast<uint32_t>(i), std::vector<uint8_t>(path_.begin(), path_.begin() + nd.depth - 1)});
+      unc_depth = nd.depth;
+    }
+    if (to == kDead) {
+      i = nd.next;
+      continue;
+    }
+    for (uint32_t t = nd.tok_begin; t < nd.tok_end; ++t) {
+      const auto id = static_cast<uint32_t>(trie_->ids_[t]);
+      mask[id >> 6] |= uint64_t{1} << (id & 63);
+      if (local && !unc_depth) (*local)[id >> 6] |= uint64_t{1} << (id & 63);
+    }
+    at_depth_[nd.depth] = to;
+    ++i;
+  }
 }
 
 }  // namespace slm::grammar

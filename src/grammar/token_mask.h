@@ -13,7 +13,13 @@
 // matcher steps.
 //
 // A small per-computer cache maps a state's signature to its mask, so a state
-// that recurs (free text inside a string) costs one signature and one copy.
+// that recurs (free text inside a string) costs one signature and one copy. A
+// second cache is keyed by the local signature (top frames of each stack):
+// the walk records which paths looked below those frames (Matcher::watch);
+// the rest of the mask holds in any context with the same local signature,
+// so a later state with that local signature re-walks only those subtrees.
+// (The matcher's depth limit is the one thing that may differ between such
+// contexts; it only matters 10,000 rules deep.)
 //
 // Shapes: mask is a bitset [ceil(n_tokens / 64)] of uint64_t, bit i = token i.
 // Thread-safety: a TokenTrie is immutable and shared; MaskComputer is
@@ -58,35 +64,62 @@ class MaskComputer {
   // Trie nodes visited by the last compute() (0 when it came from the cache).
   size_t last_visited() const { return visited_; }
   size_t cache_hits() const { return hits_; }
+  size_t local_hits() const { return local_hits_; }
   // Matcher states interned by the last walk (0 when it came from the cache).
   size_t last_states() const { return visited_ ? states_.size() : 0; }
 
  private:
-  void walk(Matcher& m, std::vector<uint64_t>& mask);
   static constexpr int32_t kUnknown = -1, kDead = -2;
-  static constexpr size_t kMaxStates = 4096;  // per walk; beyond it, steps are not cached
-
-  const TokenTrie* trie_;
-  // Masks of recent states by Matcher::signature (states recur: every token
-  // inside a free-text string leaves the same signature). Round-robin.
-  static constexpr size_t kCacheSize = 32;
+  static constexpr size_t kMaxStates = 4096;   // per walk; beyond it, steps are not cached
+  static constexpr size_t kCacheSize = 32;      // round-robin caches below
+  static constexpr size_t kLocalFrames = 4;     // frames per stack in a local signature
+  static constexpr size_t kMaxUncertain = 8192; // larger context-dependent parts are not cached
+  struct Uncertain {  // a trie node whose path looked below the local frames
+    uint32_t node;
+    std::vector<uint8_t> path;  // bytes of its ancestors
+  };
   struct Entry {
     std::vector<uint32_t> sig;
     std::vector<uint64_t> mask;
   };
+  struct LocalEntry {
+    std::vector<uint64_t> mask;          // tokens allowed in every context with this local signature
+    std::vector<Uncertain> uncertain;    // subtrees to walk again in each context
+  };
+
+  void begin_walk(Matcher& m);
+  void end_walk(Matcher& m);
+  int32_t step(Matcher& m, int32_t from, uint8_t byte, size_t depth, bool* deep);
+  void walk_range(Matcher& m, size_t begin, size_t end, std::vector<uint64_t>& mask,
+                  std::vector<uint64_t>* local, std::vector<Uncertain>* uncertain);
+  int32_t intern(Matcher& m);
+
+  const TokenTrie* trie_;
+  // Whole masks by full Matcher::signature (states recur: every token inside
+  // a free-text string leaves the same signature).
   std::vector<Entry> cache_;
   size_t next_slot_ = 0, hits_ = 0;
-  std::vector<uint32_t> sig_;        // signature of the state a mask is asked for
-  std::vector<uint32_t> state_sig_;  // scratch of intern()
+  // Context-free parts by local signature (the top kLocalFrames of each
+  // stack): the same string or number rule under a different parent.
+  std::vector<std::vector<uint32_t>> local_sigs_;
+  std::vector<LocalEntry> local_;
+  size_t next_local_ = 0, local_hits_ = 0;
+  std::vector<uint32_t> sig_, local_sig_;  // of the state a mask is asked for
+  std::vector<uint32_t> state_sig_;        // scratch of intern()
+  std::vector<uint8_t> watch_flags_;
+  std::vector<uint64_t> scratch_local_;
+  std::vector<Uncertain> uncertain_;
   // The per-walk DFA: states, their signatures, transitions [n_states * 256]
-  // (kUnknown / kDead / a state index), and a hash index over signatures.
-  int32_t intern(Matcher& m);
+  // (kUnknown / kDead / a state index) with a "looked deeper" flag, and a hash
+  // index over signatures.
   std::vector<Matcher::Snapshot> states_;
   std::vector<std::vector<uint32_t>> state_sigs_;
   std::vector<int32_t> trans_;
+  std::vector<uint8_t> trans_deep_;
   std::vector<std::pair<uint64_t, int32_t>> index_;  // open addressing, size a power of two
   std::vector<int32_t> at_depth_;                     // [depth]: DFA state after the path
-  std::vector<Matcher::Snapshot> snaps_;  // [depth]: state after the path's bytes
+  std::vector<uint8_t> path_;                         // [depth]: bytes of the current path
+  std::vector<Matcher::Snapshot> snaps_;  // [depth]: state after the path's bytes (DFA full)
   size_t visited_ = 0;
 };
 

@@ -42,8 +42,9 @@ std::vector<bool> brute_force(Matcher& m, const std::vector<std::string>& vocab)
 }
 
 void expect_same(Matcher& m, const std::vector<std::string>& vocab, const TokenTrie& trie,
-                 const std::string& where) {
-  MaskComputer mc(trie);
+                 const std::string& where, MaskComputer* shared = nullptr) {
+  MaskComputer own(trie);
+  MaskComputer& mc = shared ? *shared : own;
   std::vector<uint64_t> mask;
   mc.compute(m, mask);
   const auto want = brute_force(m, vocab);
@@ -86,6 +87,24 @@ TEST(TokenMask, MatchesBruteForceForASchema) {
     }
   }
   EXPECT_TRUE(m.is_complete());
+}
+
+TEST(TokenMask, LocalContextReuseMatchesBruteForce) {
+  // The same string and number rules at several nesting depths: the masks
+  // come from the local-signature cache, re-walking only what looks deeper.
+  const auto vocab = synthetic_vocab();
+  const TokenTrie trie(vocab);
+  const auto g = std::make_shared<const Grammar>(parse_gbnf(test::kJsonGbnf));
+  Matcher m(g);
+  MaskComputer mc(trie);
+  const std::string doc = "[\"ab\", [\"cd\", [\"e\\\"f\", 12, {\"k\": [\"gé\", 3]}]], \"h\", 4]";
+  for (size_t i = 0; i <= doc.size(); ++i) {
+    expect_same(m, vocab, trie, "after " + doc.substr(0, i), &mc);
+    if (i < doc.size()) {
+      ASSERT_TRUE(m.accept_byte(static_cast<uint8_t>(doc[i])));
+    }
+  }
+  EXPECT_GT(mc.local_hits(), 0u);
 }
 
 TEST(TokenMask, LeavesTheMatcherAsItWas) {
