@@ -8,9 +8,10 @@
 // generation tokens are allowed exactly when the output so far is complete.
 // A fed token the grammar rejects (the sampler was bypassed) throws slm::Error.
 //
-// Cost per step: one trie walk (token_mask.h) plus O(n_vocab / 64) to apply
-// the bitset. The mask bitset is sized at construction; the matcher's scratch
-// grows to its working size over the first steps and then stays.
+// Cost per step: one trie walk or cache hit (token_mask.h) plus O(n_vocab) to
+// apply the bitset. Unlike the other processors this one allocates: the
+// matcher's arena and the mask caches (bounded, 32 entries each) grow while
+// warming up; the logits row itself is never reallocated.
 // Ownership / thread-safety: per sequence, one thread at a time; the grammar,
 // trie and token bytes are immutable and shared between sequences.
 #pragma once
