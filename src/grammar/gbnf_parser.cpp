@@ -430,37 +430,61 @@ class Parser {
         }
       }
     }
-    std::vector<std::vector<uint32_t>> starts(n);  // rule -> rules it can start with
+    // rule -> (rule it can start with, whether that reference ends its alternative)
+    std::vector<std::vector<std::pair<uint32_t, bool>>> starts(n);
     for (size_t r = 0; r < n; ++r)
       for (uint32_t a : g.alts[r])
         for (size_t p = a; g.code[p].op == Op::kRef; ++p) {
-          starts[r].push_back(g.code[p].arg);
+          starts[r].push_back({g.code[p].arg, g.code[p + 1].op == Op::kEnd});
           if (!nullable[g.code[p].arg]) break;
         }
-    std::vector<char> color(n, 0);  // 0 new, 1 on the DFS path, 2 done
-    std::vector<std::pair<uint32_t, size_t>> stack;
+    // A cycle of such references is harmless when every reference in it is a
+    // tail call (the matcher's stacks do not grow: `("a"?)*`); one that leaves
+    // work behind grows without bound. Tarjan's SCCs (iterative) find them.
+    std::vector<uint32_t> index(n, UINT32_MAX), low(n, 0), comp(n, UINT32_MAX), scc_stack;
+    std::vector<char> on_stack(n, 0);
+    std::vector<std::pair<uint32_t, size_t>> dfs;
+    uint32_t counter = 0, n_comp = 0;
     for (uint32_t r0 = 0; r0 < n; ++r0) {
-      if (color[r0]) continue;
-      stack.push_back({r0, 0});
-      color[r0] = 1;
-      while (!stack.empty()) {
-        auto& [r, k] = stack.back();
-        if (k == starts[r].size()) {
-          color[r] = 2;
-          stack.pop_back();
+      if (index[r0] != UINT32_MAX) continue;
+      dfs.push_back({r0, 0});
+      index[r0] = low[r0] = counter++;
+      scc_stack.push_back(r0);
+      on_stack[r0] = 1;
+      while (!dfs.empty()) {
+        auto& [r, k] = dfs.back();
+        if (k < starts[r].size()) {
+          const uint32_t s = starts[r][k++].first;
+          if (index[s] == UINT32_MAX) {
+            index[s] = low[s] = counter++;
+            scc_stack.push_back(s);
+            on_stack[s] = 1;
+            dfs.push_back({s, 0});
+          } else if (on_stack[s]) {
+            low[r] = std::min(low[r], index[s]);
+          }
           continue;
         }
-        const uint32_t s = starts[r][k++];
-        if (color[s] == 1)
-          fail(rules_[s].where, std::string("rule '") + rules_[s].name +
-                                    "' can recurse without consuming input (left recursion, or "
-                                    "a repetition of something that can be empty)");
-        if (color[s] == 0) {
-          color[s] = 1;
-          stack.push_back({s, 0});
+        const uint32_t done = r;
+        dfs.pop_back();
+        if (!dfs.empty()) low[dfs.back().first] = std::min(low[dfs.back().first], low[done]);
+        if (low[done] == index[done]) {
+          uint32_t x;
+          do {
+            x = scc_stack.back();
+            scc_stack.pop_back();
+            on_stack[x] = 0;
+            comp[x] = n_comp;
+          } while (x != done);
+          ++n_comp;
         }
       }
     }
+    for (size_t r = 0; r < n; ++r)
+      for (const auto& [s, tail] : starts[r])
+        if (!tail && comp[r] == comp[s])
+          fail(rules_[s].where, std::string("rule '") + rules_[s].name +
+                                    "' can recurse without consuming input (left recursion)");
   }
 
   std::string_view s_;

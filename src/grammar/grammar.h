@@ -10,8 +10,9 @@
 //
 // Errors: parse_gbnf throws slm::Error "LINE:COL: message" for any syntax
 // error, an undefined rule (at its first use), a missing `root`, a rule that
-// can recurse without consuming input (left recursion, or a repetition of
-// something that can be empty), or a grammar larger than GrammarLimits.
+// can recurse without consuming input while leaving work behind (left
+// recursion; a loop made only of tail references, such as a repetition of
+// something that can be empty, is fine), or a grammar larger than GrammarLimits.
 // Everything is bounded: input size, nesting depth, repetition counts and the
 // size of the lowered program.
 //

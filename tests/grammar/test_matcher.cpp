@@ -65,6 +65,10 @@ TEST(Matcher, RepetitionBounds) {
   EXPECT_EQ(check(g, "aabbbccdd"), 8u);
   // Repeating an empty literal is the empty string (a fuzzer find).
   EXPECT_EQ(check(compile("root ::= \"a\" \"\"? \"\"* \"\"{3} \"b\"\n"), "ab"), kOk);
+  const auto nullable_star = compile("root ::= (\"a\"? \"b\"*)* \"c\"\n");
+  EXPECT_EQ(check(nullable_star, "c"), kOk);
+  EXPECT_EQ(check(nullable_star, "abbaabc"), kOk);
+  EXPECT_EQ(check(nullable_star, "abxc"), 2u);
   const auto g0 = compile("root ::= (\"xy\"){0,2}\n");
   EXPECT_EQ(check(g0, ""), kOk);
   EXPECT_EQ(check(g0, "xyxy"), kOk);
