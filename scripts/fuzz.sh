@@ -37,6 +37,13 @@ for t in "${targets[@]}"; do
       # n_vocab 2, k 1, one position: target log p 0, rest -inf, top {id 0, log p 0}.
       printf '\002SLMTOPK\000\001\000\000\000\002\000\000\000\001\000\000\000\020\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\001\000\000\000\000\000\000\000\000\000\000\000\000\000\200\377\000\000\000\000\000\000\000\000' >"$corpus/topk"
       printf '\003' >"$corpus/bz2" && printf 'hello\n' | bzip2 -c >>"$corpus/bz2" ;;
+    fuzz_grammar)
+      # First byte: even ('0') = GBNF, odd ('1') = JSON Schema; a NUL ends the grammar.
+      printf '%s\0%s' '0root ::= obj
+obj ::= "{" ws ( kv ( "," ws kv )* )? "}"
+kv ::= [a-z]+ ws ":" ws ( [0-9]{1,3} | obj ) ws
+ws ::= [ \t\n]*' '{a: 12, b: {c:1}}' >"$corpus/gbnf"
+      printf '%s\0%s' '1{"type":"object","properties":{"id":{"type":"integer","minimum":-5,"maximum":120},"tags":{"type":"array","items":{"type":"string","pattern":"^[a-z]+\\d?$"},"maxItems":3},"when":{"type":"string","format":"date-time"},"next":{"$ref":"#"}},"required":["id"]}' '{"id": 42, "tags": ["ab1"]}' >"$corpus/schema" ;;
   esac
   echo "== $t for ${seconds}s"
   if ! SLM_FIXTURES="$fixtures" "$build/fuzz/$t" -max_total_time="$seconds" -rss_limit_mb=4096 \

@@ -1,0 +1,126 @@
+// Allowed-token masks: which tokens of a vocabulary can come next under a
+// Matcher's current state. The grammar module stays free of tokenizers: the
+// caller gives each token's bytes (empty bytes = never allowed, e.g. special
+// tokens the grammar should not see).
+//
+// TokenTrie: the tokens' byte strings as a trie flattened in depth-first
+// order; node i's subtree is [i, next[i]). A mask walks it depth-first: a byte
+// the matcher rejects skips the whole subtree. During one walk the matcher's
+// states are interned by signature into a small lazily built DFA (state x
+// byte -> state), so a (state, byte) pair is stepped once and every other
+// trie node costs a table lookup: inside free text, where almost every token
+// is allowed, the walk is O(trie nodes) lookups plus O(distinct states x 256)
+// matcher steps.
+//
+// A small per-computer cache maps a state's signature to its mask, so a state
+// that recurs (free text inside a string) costs one signature and one copy. A
+// second cache is keyed by the local signature (top frames of each stack):
+// the walk records which paths looked below those frames (Matcher::watch);
+// the rest of the mask holds in any context with the same local signature,
+// so a later state with that local signature re-walks only those subtrees.
+// (The matcher's depth limit is the one thing that may differ between such
+// contexts; it only matters 10,000 rules deep.)
+//
+// Shapes: mask is a bitset [ceil(n_tokens / 64)] of uint64_t, bit i = token i.
+// Thread-safety: a TokenTrie is immutable and shared; MaskComputer is
+// per-sequence scratch (snapshots), used by one thread at a time.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "grammar/matcher.h"
+
+namespace slm::grammar {
+
+class TokenTrie {
+ public:
+  explicit TokenTrie(const std::vector<std::string>& token_bytes);
+  size_t n_tokens() const { return n_tokens_; }
+  size_t n_nodes() const { return nodes_.size(); }
+
+ private:
+  friend class MaskComputer;
+  struct Node {
+    uint32_t next;        // index just past this node's subtree
+    uint32_t tok_begin;   // tokens ending at this node: ids_[tok_begin, tok_end)
+    uint32_t tok_end;
+    uint16_t depth;       // 1 for the first byte of a token
+    uint8_t byte;
+  };
+  std::vector<Node> nodes_;
+  std::vector<int32_t> ids_;
+  size_t n_tokens_ = 0;
+};
+
+class MaskComputer {
+ public:
+  explicit MaskComputer(const TokenTrie& trie) : trie_(&trie) {}
+  // Sets mask bits of the tokens whose bytes keep m viable; m is left as it
+  // was. mask is resized to the bitset shape. A token whose bytes would push
+  // the matcher past its limits (too ambiguous, too deep) is left out.
+  void compute(Matcher& m, std::vector<uint64_t>& mask);
+  // Trie nodes visited by the last compute() (0 when it came from the cache).
+  size_t last_visited() const { return visited_; }
+  size_t cache_hits() const { return hits_; }
+  size_t local_hits() const { return local_hits_; }
+  // Matcher states interned by the last walk (0 when it came from the cache).
+  size_t last_states() const { return visited_ ? states_.size() : 0; }
+
+ private:
+  static constexpr int32_t kUnknown = -1, kDead = -2;
+  static constexpr size_t kMaxStates = 4096;   // per walk; beyond it, steps are not cached
+  static constexpr size_t kCacheSize = 32;      // round-robin caches below
+  static constexpr size_t kLocalFrames = 4;     // frames per stack in a local signature
+  static constexpr size_t kMaxUncertain = 8192; // larger context-dependent parts are not cached
+  struct Uncertain {  // a trie node whose path looked below the local frames
+    uint32_t node;
+    std::vector<uint8_t> path;  // bytes of its ancestors
+  };
+  struct Entry {
+    std::vector<uint32_t> sig;
+    std::vector<uint64_t> mask;
+  };
+  struct LocalEntry {
+    std::vector<uint64_t> mask;          // tokens allowed in every context with this local signature
+    std::vector<Uncertain> uncertain;    // subtrees to walk again in each context
+  };
+
+  void begin_walk(Matcher& m);
+  void end_walk(Matcher& m);
+  int32_t step(Matcher& m, int32_t from, uint8_t byte, size_t depth, bool* deep);
+  void walk_range(Matcher& m, size_t begin, size_t end, std::vector<uint64_t>& mask,
+                  std::vector<uint64_t>* local, std::vector<Uncertain>* uncertain);
+  int32_t intern(Matcher& m);
+
+  const TokenTrie* trie_;
+  // Whole masks by full Matcher::signature (states recur: every token inside
+  // a free-text string leaves the same signature).
+  std::vector<Entry> cache_;
+  size_t next_slot_ = 0, hits_ = 0;
+  // Context-free parts by local signature (the top kLocalFrames of each
+  // stack): the same string or number rule under a different parent.
+  std::vector<std::vector<uint32_t>> local_sigs_;
+  std::vector<LocalEntry> local_;
+  size_t next_local_ = 0, local_hits_ = 0;
+  std::vector<uint32_t> sig_, local_sig_;  // of the state a mask is asked for
+  std::vector<uint32_t> state_sig_;        // scratch of intern()
+  std::vector<uint8_t> watch_flags_;
+  std::vector<uint64_t> scratch_local_;
+  std::vector<Uncertain> uncertain_;
+  // The per-walk DFA: states, their signatures, transitions [n_states * 256]
+  // (kUnknown / kDead / a state index) with a "looked deeper" flag, and a hash
+  // index over signatures.
+  std::vector<Matcher::Snapshot> states_;
+  std::vector<std::vector<uint32_t>> state_sigs_;
+  std::vector<int32_t> trans_;
+  std::vector<uint8_t> trans_deep_;
+  std::vector<std::pair<uint64_t, int32_t>> index_;  // open addressing, size a power of two
+  std::vector<int32_t> at_depth_;                     // [depth]: DFA state after the path
+  std::vector<uint8_t> path_;                         // [depth]: bytes of the current path
+  std::vector<Matcher::Snapshot> snaps_;  // [depth]: state after the path's bytes (DFA full)
+  size_t visited_ = 0;
+};
+
+}  // namespace slm::grammar
