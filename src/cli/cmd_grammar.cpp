@@ -156,19 +156,21 @@ int bench(const Args& args) {
 
 int run_grammar(int argc, char** argv) {
   try {
-    if (argc < 1) throw Error("missing sub-command");
+    if (argc < 1) throw UsageError("missing sub-command (check, gbnf or bench)");
     const std::string sub = argv[0];
     if (sub == "--help" || sub == "-h") {
       std::fputs(kUsage, stdout);
       return 0;
     }
+    if (sub.starts_with("-")) throw UsageError("unknown option " + sub);
     const Args args(argc - 1, argv + 1, {"--grammar", "--json-schema", "--input", "--model"},
                     {"--help", "--strict"}, {{"-m", "--model"}});
     if (args.flag("--help")) {
       std::fputs(kUsage, stdout);
       return 0;
     }
-    if (!args.positional().empty()) throw Error(std::string("unexpected argument '") + args.positional()[0] + "'");
+    if (!args.positional().empty())
+      throw UsageError(std::string("unexpected argument '") + args.positional()[0] + "'");
     if (sub == "check") return check(args);
     if (sub == "bench") return bench(args);
     if (sub == "gbnf") {
@@ -182,7 +184,9 @@ int run_grammar(int argc, char** argv) {
       std::fwrite(text.data(), 1, text.size(), stdout);
       return 0;
     }
-    throw Error(std::string("unknown sub-command '") + sub + "'");
+    throw UsageError(std::string("unknown sub-command '") + sub + "'");
+  } catch (const UsageError&) {
+    throw;  // main words it: exit 2 and "see `slm grammar --help`"
   } catch (const Error& e) {
     std::fprintf(stderr, "slm grammar: %s\n%s", e.what(), kUsage);
     return 2;
