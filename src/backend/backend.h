@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "base/dtype.h"
+#include "ops/ops.h"
 
 namespace slm {
 class ThreadPool;
@@ -71,18 +72,10 @@ struct Workspace {
   std::vector<float> scores;    // attention scores [n_threads][longest context]
 };
 
-// Causal grouped-query attention over a sequence's cache (see ops/ops.h):
-// window > 0 limits each token to the last `window` positions; scale
-// multiplies q.k (0: 1 / sqrt(head_dim)); softcap > 0 caps the scores.
-struct AttentionShape {
-  int64_t n_tokens, pos0, n_head, n_head_kv, head_dim;
-  int64_t window = 0;
-  float scale = 0.0f;
-  float softcap = 0.0f;
-  // ring > 0: position p's row is p % ring, and rows [ring, 2 ring) repeat
-  // rows [0, ring), so a window (<= ring positions) is contiguous.
-  int64_t ring = 0;
-};
+// Causal grouped-query attention over a sequence's cache: the shape (window,
+// scale, soft-cap, ring) is the float ops' own (ops/ops.h), which every
+// backend takes as it is.
+using AttentionShape = ops::AttentionShape;
 
 // The gate's activation of a gated feed-forward.
 enum class Activation { kSilu, kGeluTanh };  // SwiGLU, GeGLU (tanh GELU)

@@ -101,8 +101,7 @@ class Cpu final : public Backend {
   }
   void attention(const AttentionShape& s, const float* q, const float* k_cache, const float* v_cache, float* out,
                  Workspace& ws) const override {
-    const ops::AttentionShape shape{s.n_tokens, s.pos0, s.n_head, s.n_head_kv, s.head_dim, s.window, s.scale, s.softcap, s.ring};
-    ops::attention(shape, q, k_cache, v_cache, out, ws.scores.data(), *ws.pool);
+    ops::attention(s, q, k_cache, v_cache, out, ws.scores.data(), *ws.pool);
   }
 };
 

@@ -24,14 +24,6 @@ const std::set<std::string> kUnsupported = {
     "$recursiveAnchor", "contentSchema"};
 const std::vector<std::string> kAllTypes = {"null", "boolean", "object", "array", "number", "string"};
 
-std::vector<std::string> type_names(const Json& t) {
-  std::vector<std::string> out;
-  if (t.is_string()) out.push_back(t.get<std::string>());
-  if (t.is_array())
-    for (const auto& x : t)
-      if (x.is_string()) out.push_back(x.get<std::string>());
-  return out;
-}
 
 bool is_banned_number(const std::vector<std::string>& banned) {
   return std::find(banned.begin(), banned.end(), "number") != banned.end();
@@ -55,6 +47,15 @@ std::string escape_pointer(const std::string& key) {
 }
 
 }  // namespace
+
+std::vector<std::string> type_names(const Json& t) {
+  std::vector<std::string> out;
+  if (t.is_string()) out.push_back(t.get<std::string>());
+  if (t.is_array())
+    for (const auto& x : t)
+      if (x.is_string()) out.push_back(x.get<std::string>());
+  return out;
+}
 
 bool is_validation_keyword(const std::string& key) { return kValidation.count(key) > 0; }
 

@@ -22,6 +22,9 @@ namespace slm::grammar::detail {
 
 using Json = nlohmann::ordered_json;
 
+// The type names of a schema's "type" (a string or a list of them).
+std::vector<std::string> type_names(const Json& t);
+
 // A (sub)schema no instance satisfies. Where the language allows leaving the
 // value out (an optional property, one anyOf branch, additional properties or
 // items) the compiler drops it; elsewhere it is the compile error.

@@ -17,14 +17,6 @@ namespace {
 const std::set<std::string> kLower = {"minimum", "exclusiveMinimum", "minLength", "minItems", "minProperties"};
 const std::set<std::string> kUpper = {"maximum", "exclusiveMaximum", "maxLength", "maxItems", "maxProperties"};
 
-std::vector<std::string> type_list(const Json& t) {
-  std::vector<std::string> out;
-  if (t.is_string()) out.push_back(t.get<std::string>());
-  if (t.is_array())
-    for (const auto& x : t)
-      if (x.is_string()) out.push_back(x.get<std::string>());
-  return out;
-}
 
 }  // namespace
 
@@ -79,7 +71,7 @@ void SchemaCompiler::merge_into(Json& into, const Json& s, const std::string& pt
       for (const auto& r : v)
         if (std::find(old.begin(), old.end(), r) == old.end()) old.push_back(r);
     } else if (k == "type") {
-      const auto a = type_list(old), b = type_list(v);
+      const auto a = type_names(old), b = type_names(v);
       Json both = Json::array();
       for (const std::string& x : a)
         for (const std::string& y : b) {
