@@ -7,6 +7,7 @@
 #include "cli/args.h"
 #include "cli/command.h"
 #include "model/model.h"
+#include "model/session.h"
 
 namespace slm::cli {
 namespace {
@@ -74,7 +75,7 @@ int run_info(int argc, char** argv) {
 
   uint64_t weight_bytes = 0;
   for (const gguf::TensorInfo& t : f.tensors()) weight_bytes += t.n_bytes;
-  const double kv_bytes = 2.0 * static_cast<double>(c.n_layer) * n_ctx * c.kv_dim() * sizeof(float);
+  const double kv_bytes = static_cast<double>(model::Session::cache_bytes(c, n_ctx, model::SessionOptions{}.n_batch));
 
   std::printf("file:          %s (GGUF v%u, %s)\n", path.c_str(), f.version(),
               human_bytes(static_cast<double>(f.file_size())).c_str());

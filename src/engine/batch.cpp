@@ -79,8 +79,9 @@ int64_t BatchEngine::n_vocab() const {
 }
 
 int64_t BatchEngine::kv_bytes() const {
-  const model::ModelConfig& c = model_.config();
-  return 2 * c.n_layer * n_ctx_ * c.kv_dim() * static_cast<int64_t>(sizeof(float)) * n_slots();
+  size_t n = 0;
+  for (const auto& s : slots_) n += s->session->cache_bytes();
+  return static_cast<int64_t>(n);
 }
 
 int BatchEngine::n_active() const {

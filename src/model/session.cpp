@@ -17,18 +17,12 @@ Session::Session(const Model& model, const SessionOptions& o) : model_(model) {
   if (n_ctx_ > (int64_t{1} << 24)) throw Error("context of " + std::to_string(n_ctx_) + " tokens is too large");
   n_batch_ = std::min(std::clamp<int64_t>(o.n_batch, 1, 8192), n_ctx_);
   kv_dim_ = c.kv_dim();
-  // A sliding layer never reads further back than its window: a ring of the
-  // window plus one step's rows holds everything it can need (stored twice,
-  // so it only pays when that is smaller than the whole context).
-  const int64_t ring = c.n_swa > 0 ? c.n_swa + n_batch_ : 0;
-  ring_ = ring > 0 && 2 * ring < n_ctx_ ? ring : 0;
-  ring_layer_.assign(static_cast<size_t>(c.n_layer), false);
+  ring_ = ring_size(c, n_ctx_, n_batch_);
   layer_offset_.resize(static_cast<size_t>(c.n_layer));
   size_t cache = 0;
   for (int64_t l = 0; l < c.n_layer; ++l) {
-    ring_layer_[static_cast<size_t>(l)] = ring_ > 0 && c.layers[static_cast<size_t>(l)].sliding;
     layer_offset_[static_cast<size_t>(l)] = cache;
-    cache += static_cast<size_t>((ring_layer_[static_cast<size_t>(l)] ? 2 * ring_ : n_ctx_) * kv_dim_);
+    cache += static_cast<size_t>(layer_rows(c, n_ctx_, ring_, l) * kv_dim_);
   }
   cache_floats_ = cache;
   // Left uninitialised on purpose: attention reads only positions already
@@ -40,12 +34,34 @@ Session::Session(const Model& model, const SessionOptions& o) : model_(model) {
 
 Session::~Session() = default;
 
+// A sliding layer never reads further back than its window: a ring of the
+// window plus one step's rows holds everything it can need (stored twice,
+// so it only pays when that is smaller than the whole context).
+int64_t Session::ring_size(const ModelConfig& c, int64_t n_ctx, int64_t n_batch) {
+  const int64_t ring = c.n_swa > 0 ? c.n_swa + n_batch : 0;
+  return ring > 0 && 2 * ring < n_ctx ? ring : 0;
+}
+
+int64_t Session::layer_rows(const ModelConfig& c, int64_t n_ctx, int64_t ring, int64_t l) {
+  return ring > 0 && c.layers[static_cast<size_t>(l)].sliding ? 2 * ring : n_ctx;
+}
+
+size_t Session::cache_bytes(const ModelConfig& c, int64_t n_ctx, int64_t n_batch) {
+  const int64_t ring = ring_size(c, n_ctx, std::min(n_batch, n_ctx));
+  size_t rows = 0;
+  for (int64_t l = 0; l < c.n_layer; ++l) rows += static_cast<size_t>(layer_rows(c, n_ctx, ring, l));
+  return 2 * rows * static_cast<size_t>(c.kv_dim()) * sizeof(float);
+}
+
+int64_t Session::window_start(int64_t n) const {
+  return std::max<int64_t>(0, n - model_.config().n_swa + 1);
+}
+
 bool Session::can_keep(int64_t n) const {
   if (n <= 0 || ring_ == 0) return true;
-  // Position n will attend back to n - n_swa + 1; the ring still holds the
+  // Position n attends back to window_start(n); the ring still holds the
   // last ring_ positions written.
-  const int64_t need = std::max<int64_t>(0, n - model_.config().n_swa + 1);
-  return need >= n_past_ - ring_;
+  return window_start(n) >= n_past_ - ring_;
 }
 
 void Session::truncate(int64_t n) {
@@ -79,8 +95,7 @@ void Session::copy_prefix(const Session& other, int64_t n) {
   const int64_t n_layer = model_.config().n_layer;
   for (int64_t l = 0; l < n_layer; ++l) {
     // Positions a later token can still read: all of them, or a window.
-    const int64_t from =
-        ring(l) > 0 || other.ring(l) > 0 ? std::max<int64_t>(0, n - model_.config().n_swa + 1) : 0;
+    const int64_t from = ring(l) > 0 || other.ring(l) > 0 ? window_start(n) : 0;
     const float* ok = other.k_cache_.get() + other.layer_offset_[static_cast<size_t>(l)];
     const float* ov = other.v_cache_.get() + other.layer_offset_[static_cast<size_t>(l)];
     const int64_t orr = other.ring(l);

@@ -68,10 +68,11 @@ class Session {
   // One decoding step; returns the next-token logits [n_vocab].
   std::span<const float> decode(int32_t token, ThreadPool& pool);
   std::span<const float> last_logits() const { return {logits_.data(), logits_.size()}; }
-  // Most tokens one forward step may append to this session (its n_batch).
-  int64_t max_step_rows() const { return n_batch_; }
   // Bytes of K and V cache this session holds.
   size_t cache_bytes() const { return 2 * cache_floats_ * sizeof(float); }
+  // The same for a session of n_ctx positions and n_batch rows per step,
+  // before making one (slm info's memory estimate).
+  static size_t cache_bytes(const ModelConfig& c, int64_t n_ctx, int64_t n_batch);
   // The buffer last_logits() views [n_vocab]: a SeqChunk may name it as its
   // destination, so the forward pass writes the row there with no copy.
   float* logits_destination() { return logits_.data(); }
@@ -87,7 +88,16 @@ class Session {
   // Ring size of a window-only layer (0: the layer keeps every position at
   // its own row). A ring layer keeps position p at row p % ring and again at
   // row p % ring + ring, so every window is one contiguous run of rows.
-  int64_t ring(int64_t layer) const { return ring_layer_[static_cast<size_t>(layer)] ? ring_ : 0; }
+  int64_t ring(int64_t layer) const {
+    return ring_ > 0 && model_.config().layers[static_cast<size_t>(layer)].sliding ? ring_ : 0;
+  }
+  // The ring size for a context of n_ctx and n_batch rows per step: the
+  // window plus one step, when storing that twice beats the whole context.
+  static int64_t ring_size(const ModelConfig& c, int64_t n_ctx, int64_t n_batch);
+  // Rows of cache layer l keeps: [2 * ring] for a ring layer, else [n_ctx].
+  static int64_t layer_rows(const ModelConfig& c, int64_t n_ctx, int64_t ring, int64_t l);
+  // The first position a token at position n can read in a window-only layer.
+  int64_t window_start(int64_t n) const;
   // Writes m rows of keys/values [m][kv_dim] for positions pos0.. of a layer.
   void store_kv(int64_t layer, int64_t pos0, int64_t m, const float* k, const float* v);
 
@@ -102,7 +112,6 @@ class Session {
   std::unique_ptr<float[]> k_cache_, v_cache_;
   size_t cache_floats_ = 0;
   std::vector<size_t> layer_offset_;  // [n_layer] start of each layer in the caches
-  std::vector<bool> ring_layer_;      // [n_layer]
   int64_t ring_ = 0;                  // n_swa + n_batch when any layer rings
   std::vector<float> logits_;             // after the last fed token [n_vocab]
   std::unique_ptr<Scratch> scratch_;      // for feed(); made on first use

@@ -278,7 +278,6 @@ void add_tensors(gguf::Writer& w, const SynthShape& s, const std::string& mix, u
     for (int64_t i = 0; i < c.n_rot / 2; ++i)
       divisors.push_back(static_cast<float>(
           llama3_divisor(s.rope_scaling, std::pow(static_cast<double>(s.rope_base), -2.0 * i / c.n_rot))));
-  auto shape_of = [&](const TensorSpec& t) { return tensor_shape(t, c); };
   // Optional tensors are written only where the shape asks for them.
   for (const TensorSpec& t : fam.globals) {
     const std::string name = tensor_name(t, -1);
@@ -288,18 +287,18 @@ void add_tensors(gguf::Writer& w, const SynthShape& s, const std::string& mix, u
       continue;
     }
     if (t.kind == Kind::kVector)
-      vector(name, shape_of(t)[0], t.init, nullptr);
+      vector(name, tensor_shape(t, c)[0], t.init, nullptr);
     else
-      matrix(name, shape_of(t), -1, t.init.spread);
+      matrix(name, tensor_shape(t, c), -1, t.init.spread);
   }
   for (int64_t l = 0; l < s.n_layer; ++l)
     for (const TensorSpec& t : fam.layer) {
       if (!applies(t, c) || !required(t, c)) continue;
       const std::string name = tensor_name(t, l);
       if (t.kind == Kind::kVector)
-        vector(name, shape_of(t)[0], t.init, nullptr);
+        vector(name, tensor_shape(t, c)[0], t.init, nullptr);
       else
-        matrix(name, shape_of(t), l, t.init.spread);
+        matrix(name, tensor_shape(t, c), l, t.init.spread);
     }
 }
 
