@@ -124,7 +124,8 @@ Json parse_body(std::string_view body, const RequestLimits& limits) {
     try {
       const Json again = Json::parse(body);
       (void)again;
-    } catch (const Json::parse_error& e) {
+    } catch (const Json::exception& e) {
+      // parse_error, or out_of_range for a number beyond double's range.
       std::string what = e.what();
       if (const size_t p = what.find("] "); p != std::string::npos) what = what.substr(p + 2);
       bad("", "the request body is not valid JSON: " + what);

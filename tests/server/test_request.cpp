@@ -195,6 +195,10 @@ TEST(Request, MalformedBodies) {
   const std::string nul_tail = std::string("{" + kMsgs + "}") + '\0' + "\xFF junk";
   expect_bad(nul_tail, "");
   expect_bad(std::string("{" + kMsgs + "}") + '\0', "");
+  // A number beyond double's range is an error answer, not an escaped exception.
+  const ApiError big = error_of(Endpoint::kChat, "{" + kMsgs + R"(,"temperature":1E95184})");
+  EXPECT_EQ(big.status(), 400);
+  EXPECT_NE(std::string(big.what()).find("number overflow"), std::string::npos);
   // Deep nesting is refused before the parser sees it.
   expect_bad(std::string(100000, '[') + std::string(100000, ']'), "");
 }
