@@ -23,6 +23,20 @@ inline std::string human_bytes(double bytes, int decimals = 1) {
   return buf;
 }
 
+// A count as people write parameter counts: 260e3 -> "260K", 494e6 -> "494M",
+// 1.54e9 -> "1.5B", 7.2e9 -> "7.2B"; three significant digits at most.
+inline std::string human_count(double n) {
+  static const char* const kUnits[] = {"", "K", "M", "B", "T"};
+  int u = 0;
+  while (n >= 999.5 && u < 4) {
+    n /= 1000;
+    ++u;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, n < 9.95 && u > 0 ? "%.1f%s" : "%.0f%s", n, kUnits[u]);
+  return buf;
+}
+
 // The two-character escape of newline, carriage return, tab and backslash
 // (a backslash, then n, r, t or a backslash); nullptr for any other character.
 inline const char* short_escape(char32_t c) {

@@ -19,6 +19,7 @@
 
 #include "base/cpu.h"
 #include "base/error.h"
+#include "base/format.h"
 #include "base/thread_pool.h"
 #include "cli/args.h"
 #include "cli/command.h"
@@ -166,6 +167,13 @@ int run_bench(int argc, char** argv) {
 
   const auto model = model::Model::load(*path);
   const model::ModelConfig& c = model->config();
+  // Numbers that would mislead without a word: threads that share cores, and
+  // prompts past what the model was trained on (attention there is untested).
+  if (threads > static_cast<int>(hw))
+    std::fprintf(stderr, "warning: %d threads on %d cores: threads share cores and the numbers drop\n", threads, hw);
+  if (c.n_ctx_train > 0 && std::max(n_prompt, n_gen) > c.n_ctx_train)
+    std::fprintf(stderr, "warning: %lld tokens exceed the model's training context of %lld\n",
+                 (long long)std::max(n_prompt, n_gen), (long long)c.n_ctx_train);
   model::SessionOptions so;
   so.n_ctx = std::max<int64_t>(std::max(n_prompt, n_gen) + 1, 16);
   so.n_batch = std::max<int64_t>(1, std::min<int64_t>(n_prompt, 512));
@@ -225,16 +233,22 @@ int run_bench(int argc, char** argv) {
         bw > 0 ? gbs / bw : 0, bw > 0 ? file_gbs / bw : 0, usd_gen, usd_pp, j_per_tok);
     return 0;
   }
-  std::printf("model: %s (%s, %s, %.1f MB, %.2f B params), %d threads, %s kernels\n", path->c_str(),
-              c.arch_name.c_str(), types.c_str(), model->file().file_size() / 1e6, model->n_params() / 1e9, threads,
+  std::printf("model: %s (%s, %s, %s, %s params), %d threads, %s kernels\n", path->c_str(), c.arch_name.c_str(),
+              types.c_str(), human_bytes(static_cast<double>(model->file().file_size())).c_str(),
+              human_count(static_cast<double>(model->n_params())).c_str(), threads,
               std::string(kernels::isa_name(kernels::active_isa())).c_str());
-  std::printf("| test   |            t/s |\n|--------|----------------|\n");
-  if (n_prompt > 0) std::printf("| pp%-4lld | %8.2f ± %5.2f |\n", (long long)n_prompt, sp.mean, sp.stddev);
-  if (n_gen > 0) std::printf("| tg%-4lld | %8.2f ± %5.2f |\n", (long long)n_gen, sg.mean, sg.stddev);
-  std::printf("peak memory: %.1f MiB\n", peak_rss / (1024.0 * 1024.0));
+  // One table, its first column as wide as its longest test name.
+  std::vector<std::pair<std::string, Stat>> rows;
+  if (n_prompt > 0) rows.emplace_back("pp" + std::to_string(n_prompt), sp);
+  if (n_gen > 0) rows.emplace_back("tg" + std::to_string(n_gen), sg);
+  int w = 4;
+  for (const auto& r : rows) w = std::max(w, static_cast<int>(r.first.size()));
+  std::printf("| %-*s | %16s |\n|%s|------------------|\n", w, "test", "t/s", std::string(w + 2, '-').c_str());
+  for (const auto& [name, st] : rows) std::printf("| %-*s | %8.2f ± %5.2f |\n", w, name.c_str(), st.mean, st.stddev);
+  std::printf("peak memory: %s\n", human_bytes(peak_rss).c_str());
   if (n_gen > 0)
-    std::printf("generation streams %.1f MB/token = %.1f GB/s, %.0f%% of the measured %.1f GB/s (ceiling %.1f tok/s)\n",
-                bpt / 1e6, gbs, bw > 0 ? 100 * gbs / bw : 0, bw, bw > 0 ? bw * 1e9 / bpt : 0);
+    std::printf("generation streams %s/token = %.1f GB/s, %.0f%% of the measured %.1f GB/s (ceiling %.1f tok/s)\n",
+                human_bytes(bpt).c_str(), gbs, bw > 0 ? 100 * gbs / bw : 0, bw, bw > 0 ? bw * 1e9 / bpt : 0);
   if (cost_per_hour > 0)
     std::printf("cost at $%.3f/hour: $%.4f per million generated tokens, $%.4f per million prompt tokens\n",
                 cost_per_hour, usd_gen, usd_pp);

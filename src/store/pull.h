@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "store/store.h"
 
@@ -69,6 +70,19 @@ struct PullResult {
   bool made_default = false;
   uint64_t resumed_from = 0;
 };
+
+// Pull by repository (RepoRef, store.h): the GGUF files the hub lists for the
+// repository at its revision ({endpoint}/api/models/{repo}/revision/{rev});
+// throws slm::Error naming the cause when the listing cannot be had.
+std::vector<std::string> list_repo_ggufs(const RepoRef& ref, const PullOptions& options);
+// The file to pull among a listing: the one whose name carries ref.quant as a
+// whole tag (case-insensitive: "Q4_K" does not match "q4_k_m"); with no tag,
+// the only model file, else Q4_K_M, Q4_0, Q5_K_M, Q8_0 in that order.
+// Projector (mmproj) files are skipped; split models are refused. An error
+// lists the files to choose from.
+std::string choose_gguf(const std::vector<std::string>& files, const RepoRef& ref);
+// list_repo_ggufs + choose_gguf, as a ModelRef for pull().
+ModelRef resolve_repo(const RepoRef& ref, const PullOptions& options);
 
 // Downloads ref into store (unless it is already there and !options.force),
 // checks it parses as GGUF, and records it in the index.

@@ -144,6 +144,30 @@ ModelRef parse_model_ref(std::string_view spec) {
   return ref;
 }
 
+std::optional<RepoRef> parse_repo_ref(std::string_view spec) {
+  std::string_view s = spec;
+  for (std::string_view prefix : {"https://huggingface.co/", "huggingface.co/", "https://hf.co/", "hf.co/"}) {
+    if (s.substr(0, prefix.size()) == prefix) {
+      s.remove_prefix(prefix.size());
+      break;
+    }
+  }
+  while (!s.empty() && s.back() == '/') s.remove_suffix(1);
+  std::vector<std::string> parts = split(s, '/');
+  if (parts.size() != 2) return std::nullopt;  // a file path (or nothing parse_model_ref takes either)
+  RepoRef r;
+  if (const size_t colon = parts[1].find(':'); colon != std::string::npos) {
+    r.quant = parts[1].substr(colon + 1);
+    parts[1].resize(colon);
+    if (r.quant.empty() || r.quant.size() > 64 || !valid_repo_part(r.quant))
+      throw Error("'" + std::string(spec) + "': invalid quantization tag after ':' (e.g. :Q4_K_M)");
+  }
+  if (!valid_repo_part(parts[0]) || !valid_repo_part(parts[1]))
+    throw Error("'" + std::string(spec) + "': invalid repository name (expected OWNER/REPO[:QUANT])");
+  r.repo = parts[0] + "/" + parts[1];
+  return r;
+}
+
 Store::Store(fs::path home) : home_(std::move(home)) {}
 
 fs::path Store::path_for(const ModelRef& ref) const {

@@ -46,6 +46,20 @@ struct ModelRef {
 // the slm::Error shows the expected form.
 ModelRef parse_model_ref(std::string_view spec);
 
+// A repository without a file, as llama.cpp's -hf takes it: "owner/name" or
+// "owner/name:QUANT" (e.g. "Qwen/Qwen2.5-0.5B-Instruct-GGUF:Q4_K_M"); the file
+// is chosen from the repository's listing (pull.h: resolve_repo).
+struct RepoRef {
+  std::string repo;   // "owner/name"
+  std::string quant;  // as typed; empty: the default choice
+  std::string revision = "main";
+};
+
+// A RepoRef when spec has exactly two path segments (plus an optional
+// ":QUANT"); nullopt when it names a file (parse_model_ref's form). Throws
+// slm::Error for an invalid owner, name or quantization tag.
+std::optional<RepoRef> parse_repo_ref(std::string_view spec);
+
 struct ModelEntry {
   std::string name;    // "owner/name/file.gguf"
   std::string file;    // path relative to models/

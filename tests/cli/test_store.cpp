@@ -11,6 +11,8 @@
 #include <filesystem>
 
 #include "cli/run_cmd.h"
+#include "common/fixtures.h"
+#include "store/store.h"
 #include "store/store_test_util.h"
 
 namespace slm::test {
@@ -70,6 +72,35 @@ TEST(Store, ListShowsPartialDownloadsAndRmRemovesThem) {
   r = run_slm("rm half.gguf");
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("no model named 'half.gguf'"), std::string::npos) << r.err;
+}
+
+// A model in the store lists with what its header says: architecture, the
+// quantization of most weight bytes, parameters and the file's date.
+TEST(Store, ListShowsArchitectureQuantizationParametersAndDate) {
+  SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
+  const TempDir home;
+  const ScopedEnv slm_home("SLM_HOME", home.path().string());
+  const auto dest = home.path() / "models" / "owner--tiny-GGUF" / "stories260K.gguf";
+  std::filesystem::create_directories(dest.parent_path());
+  std::filesystem::copy_file(fixture("models/stories260K.gguf"), dest);
+  store::ModelEntry e;
+  e.name = "owner/tiny-GGUF/stories260K.gguf";
+  e.file = "owner--tiny-GGUF/stories260K.gguf";
+  e.size = std::filesystem::file_size(dest);
+  store::Store(home.path()).add(e, true);
+  const CmdResult r = run_slm("list");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const size_t header = r.out.find("NAME");
+  ASSERT_NE(header, std::string::npos) << r.out;
+  for (const char* col : {"ARCH", "QUANT", "PARAMS", "DATE"})
+    EXPECT_NE(r.out.find(col, header), std::string::npos) << col << "\n" << r.out;
+  const size_t row = r.out.find("* owner/tiny-GGUF/stories260K.gguf");
+  ASSERT_NE(row, std::string::npos) << r.out;
+  const std::string line = r.out.substr(row, r.out.find('\n', row) - row);
+  EXPECT_NE(line.find(" llama "), std::string::npos) << line;
+  EXPECT_NE(line.find(" F32 "), std::string::npos) << line;
+  EXPECT_NE(line.find(" 293K "), std::string::npos) << line;
+  EXPECT_NE(line.find(" 20"), std::string::npos) << line;  // the year of the file's date
 }
 
 }  // namespace

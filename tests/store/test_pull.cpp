@@ -64,6 +64,7 @@ class FileServer {
   std::string linked_etag;            // X-Linked-Etag on the redirect
   std::optional<uint64_t> linked_size;  // X-Linked-Size on the redirect
   bool ignore_range = false;          // answer 200 with the whole file even when asked for a range
+  std::string listing;                // JSON answered on /api/models/... (the hub's listing)
 
  private:
   void handle(const httplib::Request& req, httplib::Response& res) {
@@ -79,6 +80,15 @@ class FileServer {
       res.status = forced_status;
       if (!error_message.empty()) res.set_header("X-Error-Message", error_message);
       res.set_content("error page", "text/plain");
+      return;
+    }
+    if (!listing.empty() && req.path.rfind("/api/models/", 0) == 0) {
+      if (req.path != "/api/models/test-owner/tiny-GGUF/revision/main") {
+        res.status = 404;
+        res.set_content(R"({"error":"Repository not found"})", "application/json");
+      } else {
+        res.set_content(listing, "application/json");
+      }
       return;
     }
     if (!redirect_to.empty()) {
@@ -433,6 +443,85 @@ TEST_F(Pull, NonGgufDownloadIsRejected) {
   EXPECT_NE(msg.find("not a valid GGUF"), std::string::npos) << msg;
   EXPECT_FALSE(std::filesystem::exists(store_.path_for(ref_).string() + ".part"));
   EXPECT_TRUE(store_.list().empty());
+}
+
+// Pull by repository: the listing names the file, then the usual download.
+TEST_F(Pull, ByRepositoryPicksTheFileFromTheListing) {
+  FileServer hub(model_);
+  hub.listing = R"({"id":"test-owner/tiny-GGUF","siblings":[{"rfilename":"README.md"},
+      {"rfilename":"stories260K.gguf"},{"rfilename":"mmproj-stories260K-f16.gguf"}]})";
+  options_.endpoint = hub.base();
+  std::vector<std::string> status;
+  options_.on_status = [&](const std::string& line) { status.push_back(line); };
+  const RepoRef repo = *parse_repo_ref("test-owner/tiny-GGUF");
+  EXPECT_EQ(list_repo_ggufs(repo, options_),
+            (std::vector<std::string>{"stories260K.gguf", "mmproj-stories260K-f16.gguf"}));
+  const ModelRef ref = resolve_repo(repo, options_);
+  EXPECT_EQ(ref.name(), kSpec);
+  ASSERT_FALSE(status.empty());
+  EXPECT_EQ(status[0], "listing test-owner/tiny-GGUF on " + hub.base());
+  const PullResult r = pull(store_, ref, options_);
+  EXPECT_EQ(r.entry.sha256, sha_);
+
+  // A tag the repository lacks: the error lists what it has.
+  const std::string msg = error_of([&] { resolve_repo(*parse_repo_ref("test-owner/tiny-GGUF:Q8_0"), options_); });
+  EXPECT_NE(msg.find("no GGUF file tagged Q8_0"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("\n  stories260K.gguf"), std::string::npos) << msg;
+  // An unknown repository is a 404 saying so; a malformed listing is named.
+  const std::string missing = error_of([&] { resolve_repo(*parse_repo_ref("test-owner/nope:Q4_0"), options_); });
+  EXPECT_NE(missing.find("repository not found"), std::string::npos) << missing;
+  EXPECT_NE(missing.find("HTTP 404"), std::string::npos) << missing;
+  hub.listing = R"({"siblings": 5})";
+  EXPECT_NE(error_of([&] { list_repo_ggufs(repo, options_); }).find("no 'siblings' array"), std::string::npos);
+  hub.listing = "[not json";
+  EXPECT_NE(error_of([&] { list_repo_ggufs(repo, options_); }).find("not a JSON object"), std::string::npos);
+}
+
+TEST_F(Pull, ByRepositoryFailsFastWhenTheHubIsUnreachable) {
+  int port = 0;
+  {
+    FileServer gone(model_);
+    port = std::stoi(gone.base().substr(gone.base().rfind(':') + 1));
+  }
+  options_.endpoint = "http://127.0.0.1:" + std::to_string(port);
+  const auto start = std::chrono::steady_clock::now();
+  const std::string msg = error_of([&] { resolve_repo(*parse_repo_ref("o/r:Q4_0"), options_); });
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 5.0);
+  EXPECT_NE(msg.find("Connection refused"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("HF_ENDPOINT"), std::string::npos) << msg;
+}
+
+TEST(ChooseGguf, TagsAreWholeAndDefaultsFollowLlamaCpp) {
+  const std::vector<std::string> files = {"m-Q4_K_M.gguf", "m-Q4_K_S.gguf", "m-q4_0.gguf", "m-Q8_0.gguf",
+                                          "mmproj-m-f16.gguf", "sub/m-Q5_K_M.gguf"};
+  auto pick = [&](const char* spec) { return choose_gguf(files, *parse_repo_ref(spec)); };
+  EXPECT_EQ(pick("o/r"), "m-Q4_K_M.gguf");
+  EXPECT_EQ(pick("o/r:q4_k_m"), "m-Q4_K_M.gguf");
+  EXPECT_EQ(pick("o/r:Q4_0"), "m-q4_0.gguf");
+  EXPECT_EQ(pick("o/r:Q5_K_M"), "sub/m-Q5_K_M.gguf");
+  // Q4_K is a prefix of Q4_K_M and Q4_K_S, not their tag.
+  EXPECT_THROW(pick("o/r:Q4_K"), Error);
+  EXPECT_THROW(pick("o/r:f16"), Error);  // only the projector has it
+  // Without Q4_K_M the next default; a single model file needs no tag.
+  EXPECT_EQ(choose_gguf({"a-Q8_0.gguf", "a-Q4_0.gguf"}, *parse_repo_ref("o/r")), "a-Q4_0.gguf");
+  EXPECT_EQ(choose_gguf({"only.gguf", "mmproj.gguf"}, *parse_repo_ref("o/r")), "only.gguf");
+  // Several files with one tag, several with no default: the error lists them.
+  std::string msg;
+  try {
+    choose_gguf({"a-Q4_0.gguf", "b-Q4_0.gguf"}, *parse_repo_ref("o/r:Q4_0"));
+  } catch (const Error& e) {
+    msg = e.what();
+  }
+  EXPECT_NE(msg.find("\n  a-Q4_0.gguf\n  b-Q4_0.gguf"), std::string::npos) << msg;
+  EXPECT_THROW(choose_gguf({"a-IQ2_XS.gguf", "a-IQ3_M.gguf"}, *parse_repo_ref("o/r")), Error);
+  // Split models are refused by name; no GGUF at all is said so.
+  try {
+    choose_gguf({"big-Q4_K_M-00002-of-00002.gguf"}, *parse_repo_ref("o/r"));
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("split"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(choose_gguf({}, *parse_repo_ref("o/r")), Error);
 }
 
 TEST(HubUrl, EncodesPathsAndRevisions) {

@@ -67,6 +67,22 @@ TEST(ModelRef, RejectsBadNames) {
   }
 }
 
+TEST(RepoRef, ParsesRepositoriesWithAnOptionalQuantization) {
+  const auto r = parse_repo_ref("Qwen/Qwen2.5-0.5B-Instruct-GGUF:Q4_K_M");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->repo, "Qwen/Qwen2.5-0.5B-Instruct-GGUF");
+  EXPECT_EQ(r->quant, "Q4_K_M");
+  EXPECT_EQ(parse_repo_ref("hf.co/owner/repo")->quant, "");
+  EXPECT_EQ(parse_repo_ref("https://huggingface.co/owner/repo/")->repo, "owner/repo");
+  // A file path is not a repository.
+  EXPECT_FALSE(parse_repo_ref("owner/repo/x.gguf"));
+  EXPECT_FALSE(parse_repo_ref("model.gguf"));
+  EXPECT_FALSE(parse_repo_ref("owner/repo/Q4_0:x.gguf"));
+  for (const char* bad : {"owner/repo:", "own er/repo:Q4_0", "owner/re po", "owner/..:Q4_0", "owner/repo:a b"}) {
+    EXPECT_NE(error_of([&] { parse_repo_ref(bad); }), "(no error)") << bad;
+  }
+}
+
 TEST(Store, HomeComesFromTheEnvironment) {
   {
     ScopedEnv home("SLM_HOME", "/some/where");

@@ -1,0 +1,47 @@
+// slm bench end to end on stories260K: its table stays aligned, counts read
+// as people write them, and numbers that would mislead come with a warning.
+#include <gtest/gtest.h>
+
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cli/run_cmd.h"
+#include "common/fixtures.h"
+
+namespace slm::test {
+namespace {
+
+// Display width of a UTF-8 line (code points; the table has no wide characters).
+size_t width(const std::string& s) {
+  size_t n = 0;
+  for (unsigned char c : s) n += (c & 0xC0) != 0x80;
+  return n;
+}
+
+TEST(Bench, TableIsAlignedAndWarningsAreGiven) {
+  SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  // 600 prompt tokens: past stories260K's 128-token training context.
+  const CmdResult r = run_slm("bench " + sh_quote(fixture("models/stories260K.gguf")) + " -p 600 -n 4 -r 1 -t " +
+                              std::to_string(cores + 1) + " --bandwidth-gbs 10");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("warning: " + std::to_string(cores + 1) + " threads on " + std::to_string(cores) + " cores"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("exceed the model's training context of 128"), std::string::npos) << r.err;
+  EXPECT_NE(r.out.find("293K params"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("1.1 MiB, "), std::string::npos) << r.out;  // the file size in binary units
+  std::vector<std::string> table;
+  std::istringstream in(r.out);
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty() && line[0] == '|') table.push_back(line);
+  ASSERT_EQ(table.size(), 4u) << r.out;
+  for (const std::string& line : table) EXPECT_EQ(width(line), width(table[0])) << r.out;
+  EXPECT_EQ(table[2].rfind("| pp600 ", 0), 0u) << r.out;
+  EXPECT_EQ(table[3].rfind("| tg4   ", 0), 0u) << r.out;
+}
+
+}  // namespace
+}  // namespace slm::test
