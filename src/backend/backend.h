@@ -114,8 +114,8 @@ class Backend {
   // one head (ops::rope_angles / rope_apply).
   virtual void rope_angles(int64_t n_rot, int64_t pos, const float* inv_freq, float* cs) const = 0;
   virtual void rope_apply(float* x, int64_t n_rot, const float* cs, bool neox) const = 0;
-  //   q: [n_tokens][n_head * head_dim]; k, v: cache [n_ctx][n_head_kv * head_dim]
-  virtual void attention(const AttentionShape& s, const float* q, const float* k_cache, const float* v_cache,
+  //   q: [n_tokens][n_head * head_dim]; k, v: cache [n_ctx][n_head_kv * head_dim] in s.kv_type
+  virtual void attention(const AttentionShape& s, const float* q, const uint8_t* k_cache, const uint8_t* v_cache,
                          float* out, Workspace& ws) const = 0;
 };
 

@@ -99,7 +99,7 @@ class Cpu final : public Backend {
   void rope_apply(float* x, int64_t n_rot, const float* cs, bool neox) const override {
     ops::rope_apply(x, n_rot, cs, neox);
   }
-  void attention(const AttentionShape& s, const float* q, const float* k_cache, const float* v_cache, float* out,
+  void attention(const AttentionShape& s, const float* q, const uint8_t* k_cache, const uint8_t* v_cache, float* out,
                  Workspace& ws) const override {
     ops::attention(s, q, k_cache, v_cache, out, ws.scores.data(), *ws.pool);
   }

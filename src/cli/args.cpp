@@ -1,5 +1,6 @@
 #include "cli/args.h"
 
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
@@ -105,6 +106,17 @@ ModelArgument model_argument(const Args& args, size_t max_rest) {
   m.rest.assign(pos.begin() + static_cast<std::ptrdiff_t>(first), pos.end());
   if (m.rest.size() > max_rest) throw UsageError("unexpected argument '" + m.rest[max_rest] + "'");
   return m;
+}
+
+DType kv_type_option(const Args& args) {
+  const auto v = args.get("--kv-type");
+  if (!v) return kDefaultKvType;
+  std::string l = *v;
+  for (char& c : l) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (l == "f32") return DType::F32;
+  if (l == "f16") return DType::F16;
+  if (l == "q8_0") return DType::Q8_0;
+  throw UsageError(args.shown("--kv-type") + ": expected f32, f16 or q8_0, got '" + *v + "'");
 }
 
 }  // namespace slm::cli

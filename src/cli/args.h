@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "base/dtype.h"
 #include "base/error.h"
 
 namespace slm::cli {
@@ -49,6 +50,11 @@ class Args {
   std::map<std::string, std::string> typed_;  // long name -> spelling typed last
   std::vector<std::string> positional_;
 };
+
+// --kv-type f32|f16|q8_0 (any case): how the KV cache stores keys and values;
+// kDefaultKvType when absent. UsageError for anything else.
+inline constexpr DType kDefaultKvType = DType::F16;
+DType kv_type_option(const Args& args);
 
 // The model given on the command line: --model M, or else the first
 // positional argument (`slm run M "prompt"`, `slm chat M`). The positional

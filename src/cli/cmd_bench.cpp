@@ -132,13 +132,13 @@ std::vector<int32_t> random_tokens(int64_t n, int64_t n_vocab, uint64_t seed) {
 int run_bench(int argc, char** argv) {
   const Args args(argc, argv,
                   {"--model", "--n-prompt", "--n-gen", "--threads", "--repetitions", "--cost-per-hour", "--watts",
-                   "--bandwidth-gbs"},
+                   "--bandwidth-gbs", "--kv-type"},
                   {"--help", "--json", "--bandwidth"},
                   {{"-m", "--model"}, {"-p", "--n-prompt"}, {"-n", "--n-gen"}, {"-t", "--threads"}, {"-r", "--repetitions"}});
   if (args.flag("--help")) {
     std::printf(
         "usage: slm bench [--model] M [-p 512] [-n 128] [-t N] [-r 3] [--json]\n"
-        "                 [--cost-per-hour USD] [--watts W] [--bandwidth-gbs G]\n"
+        "                 [--cost-per-hour USD] [--watts W] [--bandwidth-gbs G] [--kv-type f16|f32|q8_0]\n"
         "       slm bench --bandwidth [-t N]      measure the machine's read bandwidth\n"
         "  pp: tokens/s processing a P-token prompt; tg: tokens/s generating N tokens one by one.\n"
         "  GB/s while generating is weight bytes read per token x tok/s, and its share of the\n"
@@ -178,6 +178,7 @@ int run_bench(int argc, char** argv) {
   so.n_ctx = std::max<int64_t>(std::max(n_prompt, n_gen) + 1, 16);
   so.n_batch = std::max<int64_t>(1, std::min<int64_t>(n_prompt, 512));
   so.allow_beyond_train_ctx = true;
+  so.kv_type = kv_type_option(args);
 
   std::vector<double> pp, tg;
   // One untimed warm-up of each test pages the weights in, as llama-bench does.

@@ -51,13 +51,14 @@ std::string summarize(const gguf::Value& v) {
 }
 
 int run_info(int argc, char** argv) {
-  const Args args(argc, argv, {"--model", "--ctx-size"}, {"--help", "--tensors", "--no-tensors"},
+  const Args args(argc, argv, {"--model", "--ctx-size", "--kv-type"}, {"--help", "--tensors", "--no-tensors"},
                   {{"-m", "--model"}, {"-c", "--ctx-size"}});
   if (args.flag("--help")) {
     std::printf(
-        "usage: slm info [--model] M [-c N] [--no-tensors]\n"
+        "usage: slm info [--model] M [-c N] [--kv-type f16|f32|q8_0] [--no-tensors]\n"
         "  Architecture, parameter count, sizes, metadata and tensor table;\n"
-        "  -c N estimates memory for a context of N tokens (default: training context).\n");
+        "  -c N estimates memory for a context of N tokens (default: training context)\n"
+        "  with a KV cache of --kv-type (default f16, as run, chat and serve use).\n");
     return 0;
   }
   std::string path;
@@ -75,7 +76,9 @@ int run_info(int argc, char** argv) {
 
   uint64_t weight_bytes = 0;
   for (const gguf::TensorInfo& t : f.tensors()) weight_bytes += t.n_bytes;
-  const double kv_bytes = static_cast<double>(model::Session::cache_bytes(c, n_ctx, model::SessionOptions{}.n_batch));
+  const DType kv_type = kv_type_option(args);
+  const double kv_bytes =
+      static_cast<double>(model::Session::cache_bytes(c, n_ctx, model::SessionOptions{}.n_batch, kv_type));
 
   std::printf("file:          %s (GGUF v%u, %s)\n", path.c_str(), f.version(),
               human_bytes(static_cast<double>(f.file_size())).c_str());
@@ -100,8 +103,9 @@ int run_info(int argc, char** argv) {
               c.rope_order == model::RopeOrder::kNeox ? "neox" : "normal");
   std::printf("weights:       %s (mapped from the file, not copied)\n",
               human_bytes(static_cast<double>(weight_bytes)).c_str());
-  std::printf("memory @ %lld ctx: %s weights + %s KV cache (float32) = %s\n", (long long)n_ctx,
+  std::printf("memory @ %lld ctx: %s weights + %s KV cache (%s) = %s\n", (long long)n_ctx,
               human_bytes(static_cast<double>(weight_bytes)).c_str(), human_bytes(kv_bytes).c_str(),
+              std::string(dtype_name(kv_type)).c_str(),
               human_bytes(static_cast<double>(weight_bytes) + kv_bytes).c_str());
 
   std::printf("\nmetadata (%zu keys):\n", f.metadata().size());

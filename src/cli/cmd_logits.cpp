@@ -38,7 +38,7 @@ std::vector<int32_t> parse_ids(const std::string& text) {
 }
 
 int run_logits(int argc, char** argv) {
-  const Args args(argc, argv, {"--model", "--tokens", "--out", "--threads", "--ctx-size"},
+  const Args args(argc, argv, {"--model", "--tokens", "--out", "--threads", "--ctx-size", "--kv-type"},
                   {"--help", "--allow-long-context"},
                   {{"-m", "--model"}, {"-t", "--threads"}, {"-o", "--out"}, {"-c", "--ctx-size"}});
   if (args.flag("--help")) {
@@ -47,7 +47,8 @@ int run_logits(int argc, char** argv) {
         "  Feeds the tokens as one sequence (no BOS added) and writes float32\n"
         "  [n_tokens][n_vocab] logits to FILE, or the top 5 per position to stdout.\n"
         "  -c N: context size (default: the model's training context);\n"
-        "  --allow-long-context: permit a context beyond the training length.\n");
+        "  --allow-long-context: permit a context beyond the training length;\n"
+        "  --kv-type f32|f16|q8_0: KV cache type (default f32: this command is the reference).\n");
     return 0;
   }
   const auto model_path = args.get("--model");
@@ -61,6 +62,7 @@ int run_logits(int argc, char** argv) {
   model::SessionOptions so;
   so.n_ctx = args.get_int("--ctx-size", 0, 0, int64_t{1} << 24);
   so.allow_beyond_train_ctx = args.flag("--allow-long-context");
+  so.kv_type = args.has("--kv-type") ? kv_type_option(args) : DType::F32;
   const int64_t n_ctx = so.n_ctx > 0 ? so.n_ctx : model->config().n_ctx_train;
   if (static_cast<int64_t>(ids.size()) > n_ctx)
     throw Error(std::to_string(ids.size()) + " tokens exceed the context of " + std::to_string(n_ctx) +

@@ -30,6 +30,7 @@ const char* kRunHelp =
     "  --stop S               stop string (repeatable; never printed)\n"
     "  --context-shift        when the context fills, drop old tokens and continue (--keep N keeps the first N)\n"
     "  --allow-long-context   permit a context beyond the model's training length\n"
+    "  --kv-type T            KV cache type: f16 (default), f32 or q8_0 (half the memory of f16)\n"
     "  --no-bos               do not add BOS even where the model asks for it\n"
     "  --json                 print one JSON object (text, tokens, finish reason, usage, timings)\n"
     "  -h, --help             this text\n"

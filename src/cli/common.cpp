@@ -18,7 +18,7 @@ const std::set<std::string> kGenerateValueOptions = {
     "--model",       "--n-predict",      "--ctx-size",          "--threads",         "--seed",
     "--temp",        "--top-k",          "--top-p",             "--min-p",           "--repeat-penalty",
     "--repeat-last-n", "--presence-penalty", "--frequency-penalty", "--logit-bias",  "--stop",
-    "--keep",        "--batch-size"};
+    "--keep",        "--batch-size",     "--kv-type"};
 const std::set<std::string> kGenerateFlagOptions = {"--help", "--context-shift", "--allow-long-context"};
 const std::map<std::string, std::string> kGenerateAliases = {
     {"-m", "--model"}, {"-n", "--n-predict"}, {"-c", "--ctx-size"}, {"-t", "--threads"}, {"-b", "--batch-size"}};
@@ -101,6 +101,7 @@ model::SessionOptions session_options(const Args& args) {
   so.n_ctx = args.get_int("--ctx-size", 0, 0, int64_t{1} << 24);
   so.n_batch = args.get_int("--batch-size", 256, 1, 4096);
   so.allow_beyond_train_ctx = args.flag("--allow-long-context");
+  so.kv_type = kv_type_option(args);
   return so;
 }
 

@@ -58,6 +58,7 @@ BatchEngine::BatchEngine(const model::Model& model, const tokenizer::Tokenizer& 
   so.n_ctx = options.n_ctx;
   so.n_batch = options.prefill_chunk;
   so.allow_beyond_train_ctx = options.allow_beyond_train_ctx;
+  so.kv_type = options.kv_type;
   for (int i = 0; i < options.n_slots; ++i) {
     auto slot = std::make_unique<Slot>();
     slot->session = std::make_unique<model::Session>(model, so);

@@ -41,6 +41,7 @@ struct BatchOptions {
   int64_t n_ctx = 0;            // per slot (never divided); 0: the model's training context
   int64_t prefill_chunk = 128;  // prompt tokens per step, over all sequences
   bool allow_beyond_train_ctx = false;
+  DType kv_type = DType::F32;   // of every slot's KV cache (model::SessionOptions)
 };
 
 struct KvUse {

@@ -14,6 +14,7 @@ BatchOptions one_slot(const model::Model& model, const model::SessionOptions& so
   const int64_t n_ctx = so.n_ctx > 0 ? so.n_ctx : model.config().n_ctx_train;
   o.prefill_chunk = std::max<int64_t>(1, std::min(std::clamp<int64_t>(so.n_batch, 1, 4096), n_ctx));
   o.allow_beyond_train_ctx = so.allow_beyond_train_ctx;
+  o.kv_type = so.kv_type;
   return o;
 }
 

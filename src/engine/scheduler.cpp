@@ -17,6 +17,7 @@ BatchOptions batch_options(const SchedulerOptions& o) {
   b.n_ctx = o.n_ctx;
   b.prefill_chunk = o.prefill_chunk;
   b.allow_beyond_train_ctx = o.allow_beyond_train_ctx;
+  b.kv_type = o.kv_type;
   return b;
 }
 

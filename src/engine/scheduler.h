@@ -61,6 +61,7 @@ struct SchedulerOptions {
   int64_t max_queue = 64;       // waiting requests beyond the slots
   int n_threads = 2;            // forward-pass threads
   bool allow_beyond_train_ctx = false;
+  DType kv_type = DType::F32;   // of every slot's KV cache
 };
 
 struct SchedulerStats {

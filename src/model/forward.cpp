@@ -130,7 +130,8 @@ struct Forward {
       seq.store_kv(l, sr.pos0, sr.n_rows, &s.k_[sr.row0 * kd], &s.v_[sr.row0 * kd]);
       const backend::AttentionShape shape{sr.n_rows,     sr.pos0,     c.n_head,      c.n_head_kv,
                                           c.head_dim,    c.layers[l].sliding ? c.n_swa : 0,
-                                          c.attn_scale,  c.attn_softcap, seq.ring(l)};
+                                          c.attn_scale,  c.attn_softcap, seq.ring(l),
+                                          seq.kv_type()};
       be.attention(shape, &s.q_[sr.row0 * qd], seq.k_layer(l), seq.v_layer(l), &s.attn_[sr.row0 * qd], s.ws_);
     }
     linear(lw.wo, s.attn_.data(), n, s.proj_.data());

@@ -5,6 +5,7 @@
 #include <span>
 
 #include "base/error.h"
+#include "ops/ops.h"
 
 namespace slm::model {
 
@@ -17,18 +18,21 @@ Session::Session(const Model& model, const SessionOptions& o) : model_(model) {
   if (n_ctx_ > (int64_t{1} << 24)) throw Error("context of " + std::to_string(n_ctx_) + " tokens is too large");
   n_batch_ = std::min(std::clamp<int64_t>(o.n_batch, 1, 8192), n_ctx_);
   kv_dim_ = c.kv_dim();
+  check_kv_type(c, o.kv_type);
+  kv_type_ = o.kv_type;
+  row_bytes_ = ops::kv_row_bytes(kv_type_, kv_dim_);
   ring_ = ring_size(c, n_ctx_, n_batch_);
   layer_offset_.resize(static_cast<size_t>(c.n_layer));
   size_t cache = 0;
   for (int64_t l = 0; l < c.n_layer; ++l) {
     layer_offset_[static_cast<size_t>(l)] = cache;
-    cache += static_cast<size_t>(layer_rows(c, n_ctx_, ring_, l) * kv_dim_);
+    cache += static_cast<size_t>(layer_rows(c, n_ctx_, ring_, l)) * row_bytes_;
   }
-  cache_floats_ = cache;
+  cache_bytes_ = cache;
   // Left uninitialised on purpose: attention reads only positions already
   // written, and untouched pages of a long context never become resident.
-  k_cache_.reset(new float[cache]);
-  v_cache_.reset(new float[cache]);
+  k_cache_.reset(new uint8_t[cache]);
+  v_cache_.reset(new uint8_t[cache]);
   logits_.assign(c.n_vocab, 0.0f);
 }
 
@@ -46,11 +50,19 @@ int64_t Session::layer_rows(const ModelConfig& c, int64_t n_ctx, int64_t ring, i
   return ring > 0 && c.layers[static_cast<size_t>(l)].sliding ? 2 * ring : n_ctx;
 }
 
-size_t Session::cache_bytes(const ModelConfig& c, int64_t n_ctx, int64_t n_batch) {
+size_t Session::cache_bytes(const ModelConfig& c, int64_t n_ctx, int64_t n_batch, DType kv_type) {
   const int64_t ring = ring_size(c, n_ctx, std::min(n_batch, n_ctx));
   size_t rows = 0;
   for (int64_t l = 0; l < c.n_layer; ++l) rows += static_cast<size_t>(layer_rows(c, n_ctx, ring, l));
-  return 2 * rows * static_cast<size_t>(c.kv_dim()) * sizeof(float);
+  return 2 * rows * ops::kv_row_bytes(kv_type, c.kv_dim());
+}
+
+void Session::check_kv_type(const ModelConfig& c, DType kv_type) {
+  if (!ops::kv_type_supported(kv_type))
+    throw Error("KV cache type " + std::string(dtype_name(kv_type)) + " is not supported (f32, f16 or q8_0)");
+  if (kv_type == DType::Q8_0 && c.head_dim % 32 != 0)
+    throw Error("a q8_0 KV cache needs a head size that is a multiple of 32; this model's is " +
+                std::to_string(c.head_dim) + " (use f16)");
 }
 
 int64_t Session::window_start(int64_t n) const {
@@ -71,38 +83,51 @@ void Session::truncate(int64_t n) {
 }
 
 void Session::store_kv(int64_t l, int64_t pos0, int64_t m, const float* k, const float* v) {
-  float* kc = k_layer(l);
-  float* vc = v_layer(l);
-  const size_t row = static_cast<size_t>(kv_dim_) * sizeof(float);
+  uint8_t* kc = k_layer(l);
+  uint8_t* vc = v_layer(l);
   const int64_t r = ring(l);
-  if (r == 0) {
-    std::memcpy(kc + pos0 * kv_dim_, k, static_cast<size_t>(m) * row);
-    std::memcpy(vc + pos0 * kv_dim_, v, static_cast<size_t>(m) * row);
-    return;
-  }
   for (int64_t i = 0; i < m; ++i) {
-    const int64_t at = (pos0 + i) % r;
-    for (const int64_t dst : {at, at + r}) {
-      std::memcpy(kc + dst * kv_dim_, k + i * kv_dim_, row);
-      std::memcpy(vc + dst * kv_dim_, v + i * kv_dim_, row);
+    const int64_t at = r == 0 ? pos0 + i : (pos0 + i) % r;
+    const size_t off = static_cast<size_t>(at) * row_bytes_;
+    ops::kv_store(kv_type_, k + i * kv_dim_, kv_dim_, kc + off);
+    ops::kv_store(kv_type_, v + i * kv_dim_, kv_dim_, vc + off);
+    if (r > 0) {  // the ring's second copy of the row
+      std::memcpy(kc + off + static_cast<size_t>(r) * row_bytes_, kc + off, row_bytes_);
+      std::memcpy(vc + off + static_cast<size_t>(r) * row_bytes_, vc + off, row_bytes_);
     }
   }
 }
 
+void Session::copy_row(int64_t l, int64_t pos, const uint8_t* k, const uint8_t* v) {
+  const int64_t r = ring(l);
+  const int64_t at = r == 0 ? pos : pos % r;
+  for (int copy = 0; copy < (r > 0 ? 2 : 1); ++copy) {
+    const size_t off = static_cast<size_t>(at + copy * r) * row_bytes_;
+    std::memcpy(k_layer(l) + off, k, row_bytes_);
+    std::memcpy(v_layer(l) + off, v, row_bytes_);
+  }
+}
+
 void Session::copy_prefix(const Session& other, int64_t n) {
-  if (&other.model_ != &model_ || n < 0 || n > other.n_past_ || n > n_ctx_ || !other.can_keep(n))
+  if (&other.model_ != &model_ || n < 0 || n > other.n_past_ || n > n_ctx_ || !other.can_keep(n) ||
+      other.kv_type_ != kv_type_)
     throw Error("cannot share a prefix of " + std::to_string(n) + " tokens between these sessions");
   const int64_t n_layer = model_.config().n_layer;
   for (int64_t l = 0; l < n_layer; ++l) {
     // Positions a later token can still read: all of them, or a window.
     const int64_t from = ring(l) > 0 || other.ring(l) > 0 ? window_start(n) : 0;
-    const float* ok = other.k_cache_.get() + other.layer_offset_[static_cast<size_t>(l)];
-    const float* ov = other.v_cache_.get() + other.layer_offset_[static_cast<size_t>(l)];
+    const uint8_t* ok = other.k_cache_.get() + other.layer_offset_[static_cast<size_t>(l)];
+    const uint8_t* ov = other.v_cache_.get() + other.layer_offset_[static_cast<size_t>(l)];
     const int64_t orr = other.ring(l);
-    if (orr == 0) {
-      store_kv(l, from, n - from, ok + from * kv_dim_, ov + from * kv_dim_);
-    } else {
-      for (int64_t p = from; p < n; ++p) store_kv(l, p, 1, ok + (p % orr) * kv_dim_, ov + (p % orr) * kv_dim_);
+    if (orr == 0 && ring(l) == 0) {  // one block of rows
+      const size_t off = static_cast<size_t>(from) * row_bytes_, len = static_cast<size_t>(n - from) * row_bytes_;
+      std::memcpy(k_layer(l) + off, ok + off, len);
+      std::memcpy(v_layer(l) + off, ov + off, len);
+      continue;
+    }
+    for (int64_t p = from; p < n; ++p) {
+      const size_t src = static_cast<size_t>(orr == 0 ? p : p % orr) * row_bytes_;
+      copy_row(l, p, ok + src, ov + src);
     }
   }
   n_past_ = n;

@@ -33,6 +33,9 @@ struct SessionOptions {
   // A context longer than the model was trained for degrades output; allow it
   // only when the user asks.
   bool allow_beyond_train_ctx = false;
+  // How the KV cache stores keys and values (ops::kv_type_supported: F32,
+  // F16, Q8_0): F16 halves a slot's memory and the bytes long contexts read.
+  DType kv_type = DType::F32;
 };
 
 class Session {
@@ -69,10 +72,13 @@ class Session {
   std::span<const float> decode(int32_t token, ThreadPool& pool);
   std::span<const float> last_logits() const { return {logits_.data(), logits_.size()}; }
   // Bytes of K and V cache this session holds.
-  size_t cache_bytes() const { return 2 * cache_floats_ * sizeof(float); }
+  size_t cache_bytes() const { return 2 * cache_bytes_; }
+  DType kv_type() const { return kv_type_; }
   // The same for a session of n_ctx positions and n_batch rows per step,
   // before making one (slm info's memory estimate).
-  static size_t cache_bytes(const ModelConfig& c, int64_t n_ctx, int64_t n_batch);
+  static size_t cache_bytes(const ModelConfig& c, int64_t n_ctx, int64_t n_batch, DType kv_type = DType::F32);
+  // Throws slm::Error when the model cannot keep its cache in kv_type.
+  static void check_kv_type(const ModelConfig& c, DType kv_type);
   // The buffer last_logits() views [n_vocab]: a SeqChunk may name it as its
   // destination, so the forward pass writes the row there with no copy.
   float* logits_destination() { return logits_.data(); }
@@ -83,8 +89,8 @@ class Session {
 
  private:
   friend struct Forward;
-  float* k_layer(int64_t layer) { return k_cache_.get() + layer_offset_[static_cast<size_t>(layer)]; }
-  float* v_layer(int64_t layer) { return v_cache_.get() + layer_offset_[static_cast<size_t>(layer)]; }
+  uint8_t* k_layer(int64_t layer) { return k_cache_.get() + layer_offset_[static_cast<size_t>(layer)]; }
+  uint8_t* v_layer(int64_t layer) { return v_cache_.get() + layer_offset_[static_cast<size_t>(layer)]; }
   // Ring size of a window-only layer (0: the layer keeps every position at
   // its own row). A ring layer keeps position p at row p % ring and again at
   // row p % ring + ring, so every window is one contiguous run of rows.
@@ -98,20 +104,26 @@ class Session {
   static int64_t layer_rows(const ModelConfig& c, int64_t n_ctx, int64_t ring, int64_t l);
   // The first position a token at position n can read in a window-only layer.
   int64_t window_start(int64_t n) const;
-  // Writes m rows of keys/values [m][kv_dim] for positions pos0.. of a layer.
+  // Writes m rows of keys/values [m][kv_dim] for positions pos0.. of a layer,
+  // converted to the cache's type.
   void store_kv(int64_t layer, int64_t pos0, int64_t m, const float* k, const float* v);
+  // Puts one stored row (row_bytes_ each, already in the cache's type) at pos.
+  void copy_row(int64_t layer, int64_t pos, const uint8_t* k, const uint8_t* v);
 
   const Model& model_;
   int64_t n_ctx_ = 0;
   int64_t n_batch_ = 0;
   int64_t kv_dim_ = 0;
   int64_t n_past_ = 0;
-  // float32, layer after layer: [n_ctx][kv_dim] for a full layer,
-  // [2 * ring][kv_dim] for a window-only one (Gemma's sliding layers: its
-  // window plus one step's rows, so a 32k context does not pay 32k rows there).
-  std::unique_ptr<float[]> k_cache_, v_cache_;
-  size_t cache_floats_ = 0;
-  std::vector<size_t> layer_offset_;  // [n_layer] start of each layer in the caches
+  // Rows of row_bytes_ (kv_dim values in kv_type_), layer after layer:
+  // [n_ctx] rows for a full layer, [2 * ring] for a window-only one (Gemma's
+  // sliding layers: its window plus one step's rows, so a 32k context does
+  // not pay 32k rows there).
+  std::unique_ptr<uint8_t[]> k_cache_, v_cache_;
+  DType kv_type_ = DType::F32;
+  size_t row_bytes_ = 0;
+  size_t cache_bytes_ = 0;            // of each of K and V
+  std::vector<size_t> layer_offset_;  // [n_layer] byte offset of each layer in the caches
   int64_t ring_ = 0;                  // n_swa + n_batch when any layer rings
   std::vector<float> logits_;             // after the last fed token [n_vocab]
   std::unique_ptr<Scratch> scratch_;      // for feed(); made on first use

@@ -5,9 +5,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "base/check.h"
+#include "base/fp16.h"
 #include "base/thread_pool.h"
+#include "kernels/blocks.h"
 #include "kernels/kernels.h"
 #include "ops/simd.h"
 
@@ -130,14 +133,51 @@ void rope_apply_scalar(float* x, int64_t n_rot, const float* cs, bool neox) {
   rope_rotate_pairs(x, n_rot / 2, cs, neox, 0);
 }
 
-void attention(const AttentionShape& s, const float* q, const float* k_cache, const float* v_cache,
+bool kv_type_supported(DType type) {
+  return type == DType::F32 || type == DType::F16 || type == DType::Q8_0;
+}
+
+size_t kv_row_bytes(DType type, int64_t kv_dim) {
+  const auto n = static_cast<size_t>(kv_dim);
+  switch (type) {
+    case DType::F16:
+      return n * sizeof(uint16_t);
+    case DType::Q8_0:
+      return n / 32 * sizeof(kernels::BlockQ8_0);
+    default:
+      return n * sizeof(float);
+  }
+}
+
+void kv_store(DType type, const float* src, int64_t n, uint8_t* dst) {
+  switch (type) {
+    case DType::F16:
+      for (int64_t i = 0; i < n; ++i) {
+        const uint16_t h = f32_to_fp16(src[i]);
+        std::memcpy(dst + 2 * i, &h, sizeof h);
+      }
+      return;
+    case DType::Q8_0:
+      SLM_DCHECK_EQ(n % 32, 0);
+      kernels::traits(DType::Q8_0).quantize_row(src, dst, n);
+      return;
+    default:
+      std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
+      return;
+  }
+}
+
+void attention(const AttentionShape& s, const float* q, const uint8_t* k_cache, const uint8_t* v_cache,
                float* out, float* scratch, ThreadPool& pool) {
   SLM_DCHECK_GT(s.head_dim, 0);
   SLM_DCHECK_GT(s.n_head_kv, 0);
   SLM_DCHECK_EQ(s.n_head % s.n_head_kv, 0);  // grouped-query: whole groups per KV head
   SLM_DCHECK_GE(s.pos0, 0);
+  SLM_DCHECK(kv_type_supported(s.kv_type));
+  SLM_DCHECK(s.kv_type != DType::Q8_0 || s.head_dim % 32 == 0);
   const int64_t q_stride = s.n_head * s.head_dim;
-  const int64_t kv_stride = s.n_head_kv * s.head_dim;
+  const auto row_bytes = static_cast<int64_t>(kv_row_bytes(s.kv_type, s.n_head_kv * s.head_dim));
+  const auto head_bytes = static_cast<int64_t>(kv_row_bytes(s.kv_type, s.head_dim));
   const int64_t group = s.n_head / s.n_head_kv;
   const int64_t span = s.pos0 + s.n_tokens;
   const float scale = s.scale > 0 ? s.scale : 1.0f / std::sqrt(static_cast<float>(s.head_dim));
@@ -153,9 +193,10 @@ void attention(const AttentionShape& s, const float* q, const float* k_cache, co
     AttendArgs a;
     a.q = q + t * q_stride + h * s.head_dim;
     const int64_t row = s.ring > 0 ? first % s.ring : first;
-    a.k = k_cache + row * kv_stride + kvh * s.head_dim;
-    a.v = v_cache + row * kv_stride + kvh * s.head_dim;
-    a.kv_stride = kv_stride;
+    a.k = k_cache + row * row_bytes + kvh * head_bytes;
+    a.v = v_cache + row * row_bytes + kvh * head_bytes;
+    a.kv_type = s.kv_type;
+    a.row_bytes = row_bytes;
     a.n_keys = pos + 1 - first;
     a.head_dim = s.head_dim;
     a.scale = scale;
@@ -166,12 +207,32 @@ void attention(const AttentionShape& s, const float* q, const float* k_cache, co
   });
 }
 
+namespace {
+
+// Element d of a head's row in the cache's type (the reference's accessor).
+template <DType T>
+float kv_at(const uint8_t* row, int64_t d) {
+  if constexpr (T == DType::F32) {
+    float f;
+    std::memcpy(&f, row + d * 4, sizeof f);
+    return f;
+  } else if constexpr (T == DType::F16) {
+    uint16_t h;
+    std::memcpy(&h, row + d * 2, sizeof h);
+    return fp16_to_f32(h);
+  } else {
+    const auto* b = reinterpret_cast<const kernels::BlockQ8_0*>(row) + d / 32;
+    return fp16_to_f32(b->d) * static_cast<float>(b->qs[d % 32]);
+  }
+}
+
 // The reference: plain loops, double softmax sum.
-void attend_scalar(const AttendArgs& a) {
+template <DType T>
+void attend_scalar_t(const AttendArgs& a) {
   for (int64_t j = 0; j < a.n_keys; ++j) {
-    const float* kv = a.k + j * a.kv_stride;
+    const uint8_t* kv = a.k + j * a.row_bytes;
     float dot = 0;
-    for (int64_t d = 0; d < a.head_dim; ++d) dot += a.q[d] * kv[d];
+    for (int64_t d = 0; d < a.head_dim; ++d) dot += a.q[d] * kv_at<T>(kv, d);
     a.scores[j] = dot * a.scale;
   }
   if (a.softcap > 0) softcap_scores(a.scores, a.n_keys, a.softcap);
@@ -179,8 +240,21 @@ void attend_scalar(const AttendArgs& a) {
   std::fill(a.out, a.out + a.head_dim, 0.0f);
   for (int64_t j = 0; j < a.n_keys; ++j) {
     const float p = a.scores[j];
-    const float* vv = a.v + j * a.kv_stride;
-    for (int64_t d = 0; d < a.head_dim; ++d) a.out[d] += p * vv[d];
+    const uint8_t* vv = a.v + j * a.row_bytes;
+    for (int64_t d = 0; d < a.head_dim; ++d) a.out[d] += p * kv_at<T>(vv, d);
+  }
+}
+
+}  // namespace
+
+void attend_scalar(const AttendArgs& a) {
+  switch (a.kv_type) {
+    case DType::F16:
+      return attend_scalar_t<DType::F16>(a);
+    case DType::Q8_0:
+      return attend_scalar_t<DType::Q8_0>(a);
+    default:
+      return attend_scalar_t<DType::F32>(a);
   }
 }
 

@@ -5,6 +5,8 @@
 
 #include <cstdint>
 
+#include "base/dtype.h"
+
 namespace slm {
 class ThreadPool;
 }
@@ -39,10 +41,20 @@ void softmax(float* x, int64_t n);
 void rope_angles(int64_t n_rot, int64_t pos, const float* inv_freq, float* cs);
 void rope_apply(float* x, int64_t n_rot, const float* cs, bool neox);
 
+// How the KV cache stores its rows: float32, float16, or Q8_0 blocks (32
+// values, one f16 scale; head_dim must be a multiple of 32). A row of
+// kv_dim = n_head_kv * head_dim values takes kv_row_bytes(type, kv_dim) bytes.
+bool kv_type_supported(DType type);
+size_t kv_row_bytes(DType type, int64_t kv_dim);
+// Writes n values of src as one stretch of a row in type (for Q8_0, n and the
+// start a multiple of 32), rounding as llama.cpp's cache types do.
+void kv_store(DType type, const float* src, int64_t n, uint8_t* dst);
+
 // Causal grouped-query attention for a chunk of n_tokens new tokens whose
 // keys/values are already in the cache.
 //   q:   [n_tokens][n_head * head_dim]
-//   k,v: cache rows [n_ctx][n_head_kv * head_dim], positions 0..pos0+n_tokens-1 valid
+//   k,v: cache rows [n_ctx][n_head_kv * head_dim] in kv_type (rows of
+//        kv_row_bytes bytes), positions 0..pos0+n_tokens-1 valid
 //   out: [n_tokens][n_head * head_dim]
 // scratch: n_threads * (pos0 + n_tokens) floats for the scores.
 // window > 0: the token at position p sees only positions > p - window
@@ -56,8 +68,15 @@ struct AttentionShape {
   // ring > 0: position p's row is p % ring, and rows [ring, 2 ring) repeat
   // rows [0, ring), so a window (<= ring positions) is contiguous.
   int64_t ring = 0;
+  DType kv_type = DType::F32;
 };
-void attention(const AttentionShape& s, const float* q, const float* k_cache, const float* v_cache,
+void attention(const AttentionShape& s, const float* q, const uint8_t* k_cache, const uint8_t* v_cache,
                float* out, float* scratch, ThreadPool& pool);
+// The float32 cache (s.kv_type must be F32).
+inline void attention(const AttentionShape& s, const float* q, const float* k_cache, const float* v_cache,
+                      float* out, float* scratch, ThreadPool& pool) {
+  attention(s, q, reinterpret_cast<const uint8_t*>(k_cache), reinterpret_cast<const uint8_t*>(v_cache), out,
+            scratch, pool);
+}
 
 }  // namespace slm::ops

@@ -6,6 +6,8 @@
 
 #include <cmath>
 
+#include "base/fp16.h"
+#include "kernels/blocks.h"
 #include "ops/simd.h"
 
 namespace slm::ops {
@@ -14,6 +16,12 @@ namespace {
 struct V : VecOps<__v16sf> {  // __m512 without its may_alias attribute
   static constexpr int kMaxQVecs = 16;
   static Reg fmadd(Reg a, Reg b, Reg c) { return _mm512_fmadd_ps(a, b, c); }
+  static Reg load_f16(const uint16_t* p) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  }
+  static Reg load_i8(const int8_t* p) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+  }
   static float reduce_add(Reg v) { return _mm512_reduce_add_ps(v); }
   static Reg exp(Reg x);
   static void reduce4(const Reg* v, float scale, float* out) {

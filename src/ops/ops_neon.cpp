@@ -8,6 +8,8 @@
 
 #include <cmath>
 
+#include "base/fp16.h"
+#include "kernels/blocks.h"
 #include "ops/simd.h"
 
 namespace slm::ops {
@@ -18,6 +20,13 @@ struct V : VecOps<float32x4_t> {
   // the excess spilled to L1, which beats the scalar fallback by far.
   static constexpr int kMaxQVecs = 64;
   static Reg fmadd(Reg a, Reg b, Reg c) { return vfmaq_f32(c, a, b); }
+  static Reg load_f16(const uint16_t* p) { return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p))); }
+  static Reg load_i8(const int8_t* p) {
+    int32_t four;  // exactly 4 bytes: a wider load could pass the end of the cache
+    __builtin_memcpy(&four, p, sizeof four);
+    const int16x8_t wide = vmovl_s8(vreinterpret_s8_s32(vdup_n_s32(four)));
+    return vcvtq_f32_s32(vmovl_s16(vget_low_s16(wide)));
+  }
   static float reduce_add(Reg v) { return vaddvq_f32(v); }
   static Reg exp(Reg x);
   static void reduce4(const Reg* v, float scale, float* out) {

@@ -9,17 +9,20 @@
 #include <cstdint>
 #include <utility>
 
+#include "base/dtype.h"
+
 namespace slm::ops {
 
 // One query head against n_keys cached keys/values (row j of k and v at
-// j * kv_stride): scores[j] = scale * q.k_j (then softcap * tanh(s /
-// softcap) when softcap > 0), softmax, out = sum_j p_j v_j.
-// scores: n_keys floats of scratch.
+// byte j * row_bytes, head_dim values in kv_type from there): scores[j] =
+// scale * q.k_j (then softcap * tanh(s / softcap) when softcap > 0),
+// softmax, out = sum_j p_j v_j. scores: n_keys floats of scratch.
 struct AttendArgs {
   const float* q;
-  const float* k;
-  const float* v;
-  int64_t kv_stride, n_keys, head_dim;
+  const uint8_t* k;
+  const uint8_t* v;
+  DType kv_type = DType::F32;
+  int64_t row_bytes, n_keys, head_dim;
   float scale;
   float softcap = 0.0f;
   float* scores;

@@ -18,14 +18,20 @@ namespace {
 struct Case {
   std::string json;
   int threads;
+  DType kv_type = DType::F32;
 };
 
 std::vector<Case> all_cases() {
   std::vector<Case> cases;
   const std::string dir = test::fixtures_dir();
   if (!std::filesystem::exists(dir + "/reference")) return {{"missing", 1}};
-  for (const std::string& n : test::reference_names(dir))
+  for (const std::string& n : test::reference_names(dir)) {
     for (int t : {1, 2}) cases.push_back({n, t});
+    // The cache types run, chat and serve use: f16 within the same
+    // tolerances as float32, q8_0 as a quantized model is held to.
+    cases.push_back({n, 2, DType::F16});
+    cases.push_back({n, 2, DType::Q8_0});
+  }
   return cases;
 }
 
@@ -53,6 +59,8 @@ TEST_P(ReferenceLogits, MatchesLlamaCpp) {
   model::SessionOptions so;
   so.n_ctx = std::max<int64_t>(static_cast<int64_t>(tokens.size()), 16);
   so.allow_beyond_train_ctx = true;
+  so.kv_type = c.kv_type;
+  if (c.kv_type == DType::Q8_0 && model->config().head_dim % 32 != 0) GTEST_SKIP() << "head_dim not a multiple of 32";
   model::Session session(*model, so);
   ThreadPool pool(c.threads);
   std::vector<float> logits;
@@ -60,7 +68,7 @@ TEST_P(ReferenceLogits, MatchesLlamaCpp) {
 
   const int64_t V = ref.n_vocab;
   double kl_sum = 0, kl_max = 0, err_ratio_max = 0;
-  int argmax_mismatch = 0;
+  int argmax_mismatch = 0, near_ties = 0;
   for (int64_t r = 0; r < rows; ++r) {
     const float* a = &ref.logits[r * V];
     const float* b = &logits[r * V];
@@ -71,14 +79,21 @@ TEST_P(ReferenceLogits, MatchesLlamaCpp) {
         max_err = std::max(max_err, std::fabs(a[i] - b[i]));
       }
       err_ratio_max = std::max(err_ratio_max, static_cast<double>(max_err / max_abs));
-      argmax_mismatch += std::max_element(a, a + V) - a != std::max_element(b, b + V) - b;
-    } else {
+      const int64_t ia = std::max_element(a, a + V) - a, ib = std::max_element(b, b + V) - b;
+      // An f16 cache rounds keys and values to 11 bits: a flip between two
+      // tokens whose reference logits differ by less than the row's measured
+      // error (a near tie) is that rounding, not a wrong forward pass.
+      const bool near_tie = c.kv_type == DType::F16 && a[ia] - a[ib] <= max_err;
+      argmax_mismatch += ia != ib && !near_tie;
+      near_ties += ia != ib && near_tie;
+    }
+    if (!is_float_model(ref.model) || c.kv_type == DType::Q8_0) {
       const double kl = test::kl_divergence(a, b, V);
       kl_sum += kl;
       kl_max = std::max(kl_max, kl);
     }
   }
-  if (is_float_model(ref.model)) {
+  if (is_float_model(ref.model) && c.kv_type != DType::Q8_0) {
     EXPECT_EQ(argmax_mismatch, 0) << c.json;
     EXPECT_LE(err_ratio_max, 5e-3) << c.json;
   } else {
@@ -87,11 +102,14 @@ TEST_P(ReferenceLogits, MatchesLlamaCpp) {
   }
   RecordProperty("max_err_ratio", std::to_string(err_ratio_max));
   RecordProperty("mean_kl", std::to_string(kl_sum / rows));
+  RecordProperty("near_tie_flips", std::to_string(near_ties));
+  EXPECT_LE(near_ties, 1) << c.json;
 }
 
 INSTANTIATE_TEST_SUITE_P(All, ReferenceLogits, ::testing::ValuesIn(all_cases()),
                          [](const ::testing::TestParamInfo<Case>& info) {
                            std::string n = info.param.json + "_t" + std::to_string(info.param.threads);
+                           if (info.param.kv_type != DType::F32) n += "_kv" + std::string(dtype_name(info.param.kv_type));
                            for (char& ch : n)
                              if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
                            return n;
