@@ -40,6 +40,14 @@ for t in "${targets[@]}"; do
       # n_vocab 2, k 1, one position: target log p 0, rest -inf, top {id 0, log p 0}.
       printf '\002SLMTOPK\000\001\000\000\000\002\000\000\000\001\000\000\000\020\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\001\000\000\000\000\000\000\000\000\000\000\000\000\000\200\377\000\000\000\000\000\000\000\000' >"$corpus/topk"
       printf '\003' >"$corpus/bz2" && printf 'hello\n' | bzip2 -c >>"$corpus/bz2" ;;
+    fuzz_safetensors)
+      # First byte: even = a safetensors file, odd = a config.json.
+      { printf '\000\240\000\000\000\000\000\000\000'
+        printf '%-160s' '{"__metadata__":{"format":"pt"},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"BF16","shape":[2,1],"data_offsets":[8,12]}}'
+        printf '\000\000\200\077\000\000\000\300\200\077\000\300'; } >"$corpus/tensors"
+      printf '\001' >"$corpus/config" && cat "$fixtures/hf/tiny-qwen3/config.json" >>"$corpus/config" 2>/dev/null || true
+      printf '%s' $'\001{"architectures":["Gemma3ForConditionalGeneration"],"text_config":{"hidden_size":64,"intermediate_size":128,"num_hidden_layers":6,"rope_scaling":{"rope_type":"linear","factor":8.0}}}' >"$corpus/gemma3"
+      printf '%s' $'\001{"architectures":["LlamaForCausalLM"],"hidden_size":64,"intermediate_size":128,"num_hidden_layers":2,"num_attention_heads":4,"vocab_size":10,"rope_scaling":{"rope_type":"llama3","factor":8.0,"original_max_position_embeddings":8192}}' >"$corpus/llama3" ;;
     fuzz_grammar)
       # First byte: even ('0') = GBNF, odd ('1') = JSON Schema; a NUL ends the grammar.
       printf '%s\0%s' '0root ::= obj

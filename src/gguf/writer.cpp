@@ -155,19 +155,27 @@ void Writer::write(const std::string& path) const {
   const std::string tmp = path + ".tmp";
   std::FILE* f = std::fopen(tmp.c_str(), "wb");
   if (!f) throw Error(path + ": cannot create file");
-  std::vector<uint64_t> offsets;
-  const std::vector<uint8_t> header = header_bytes(offsets);
-  bool ok = std::fwrite(header.data(), 1, header.size(), f) == header.size();
-  std::vector<uint8_t> buf;
-  for (size_t i = 0; i < tensors_.size() && ok; ++i) {
-    const Tensor& t = tensors_[i];
-    // Tensors are written one at a time, so only the largest is ever in memory.
-    buf.assign(aligned(t.n_bytes), 0);
-    if (t.fill)
-      t.fill(buf.data());
-    else
-      std::memcpy(buf.data(), t.data.data(), t.data.size());
-    ok = std::fwrite(buf.data(), 1, buf.size(), f) == buf.size();
+  bool ok = true;
+  try {
+    std::vector<uint64_t> offsets;
+    const std::vector<uint8_t> header = header_bytes(offsets);
+    ok = std::fwrite(header.data(), 1, header.size(), f) == header.size();
+    std::vector<uint8_t> buf;
+    for (size_t i = 0; i < tensors_.size() && ok; ++i) {
+      const Tensor& t = tensors_[i];
+      // Tensors are written one at a time, so only the largest is ever in memory.
+      buf.assign(aligned(t.n_bytes), 0);
+      if (t.fill)
+        t.fill(buf.data());
+      else
+        std::memcpy(buf.data(), t.data.data(), t.data.size());
+      ok = std::fwrite(buf.data(), 1, buf.size(), f) == buf.size();
+    }
+  } catch (...) {
+    // A producer that fails (a lazy tensor's source) leaves no partial file.
+    std::fclose(f);
+    std::remove(tmp.c_str());
+    throw;
   }
   if (std::fclose(f) != 0 || !ok) {
     std::remove(tmp.c_str());
