@@ -113,6 +113,8 @@ void BatchEngine::clear_cache() {
 
 std::unique_ptr<Sequence> BatchEngine::make_sequence(Request request, UpdateSink sink,
                                                      const std::atomic<bool>* cancel) const {
+  // The cache key follows the adapter, whatever the caller set.
+  request.prompt.adapter = request.adapter ? request.adapter->id() : 0;
   return std::make_unique<Sequence>(std::move(request), tokenizer_, n_vocab(), n_ctx_,
                                     std::move(sink), cancel);
 }
@@ -254,6 +256,7 @@ void BatchEngine::step() {
     } else {
       chunks_.push_back({s->session.get(), std::span<const int32_t>(&s->key.tokens.back(), 1),
                          s->logits(), false});
+      chunks_.back().adapter = s->seq->request_.adapter.get();
       chunk_slots_.push_back(s.get());
     }
   }
@@ -268,6 +271,7 @@ void BatchEngine::step() {
     const bool wants_logits = past + n == end && s->seq->sample_after_prefill_;
     chunks_.push_back({s->session.get(), std::span<const int32_t>(s->key.tokens).subspan(past, n),
                        wants_logits ? s->logits() : nullptr, false});
+    chunks_.back().adapter = s->seq->request_.adapter.get();
     chunk_slots_.push_back(s);
     budget -= static_cast<int64_t>(n);
   }

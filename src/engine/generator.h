@@ -35,6 +35,8 @@ struct GenerateOptions {
   // Drop the word-boundary space before the first generated word (set when
   // generating from BOS alone, as llama2.c and llama.cpp print it).
   bool strip_leading_space = false;
+  // LoRA deltas (nullptr: the base model).
+  std::shared_ptr<const model::LoraAdapter> adapter;
 };
 
 struct GenerateResult {

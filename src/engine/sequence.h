@@ -28,6 +28,7 @@
 #include "base/error.h"
 #include "engine/sampler.h"
 #include "engine/stop.h"
+#include "model/lora.h"
 #include "tokenizer/tokenizer.h"
 
 namespace slm::engine {
@@ -75,6 +76,9 @@ struct Request {
   // puts before its first word. Otherwise the output continues the prompt.
   bool strip_leading_space = false;
   Clock::time_point deadline = Clock::time_point::max();
+  // LoRA deltas for this request (nullptr: the base model); prompt.adapter
+  // must be adapter->id() so its KV cache is never shared with another's.
+  std::shared_ptr<const model::LoraAdapter> adapter;
 };
 
 // A request the engine cannot run. what() is a one-line message; problem and

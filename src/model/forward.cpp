@@ -11,6 +11,7 @@
 #include "base/check.h"
 #include "base/error.h"
 #include "base/thread_pool.h"
+#include "model/lora.h"
 #include "model/model.h"
 #include "model/session.h"
 
@@ -35,14 +36,36 @@ struct Forward {
   // x [n][cols], whose rows are the step's rows (or, for an expert, the rows
   // routed to it). This is where per-sequence LoRA deltas (by b.seqs row
   // ranges), activation-sparsity masks and fused groups plug in.
-  void linear(std::span<const backend::LinearOut> outs, const float* x, int64_t n) {
+  // step_rows: x's rows are the step's rows (b.seqs ranges apply); false
+  // for experts' routed rows and the logits rows (no adapter reaches those:
+  // LoraAdapter refuses them).
+  void linear(std::span<const backend::LinearOut> outs, const float* x, int64_t n, bool step_rows = true) {
     SLM_DCHECK_LE(n, s.max_rows_);
     for (const backend::LinearOut& o : outs) SLM_DCHECK_EQ(o.w->cols(), outs[0].w->cols());
     be.linear(outs, x, n, s.ws_);
+    if (step_rows && b.any_adapter) add_lora(outs, x);
   }
-  void linear(const backend::Linear& w, const float* x, int64_t n, float* y) {
+  void linear(const backend::Linear& w, const float* x, int64_t n, float* y, bool step_rows = true) {
     const backend::LinearOut out{&w, y};
-    linear(std::span<const backend::LinearOut>(&out, 1), x, n);
+    linear(std::span<const backend::LinearOut>(&out, 1), x, n, step_rows);
+  }
+
+  // y += B (A x) over each adapted sequence's rows (Punica-style segments:
+  // the base product above ran once for every row of the step).
+  void add_lora(std::span<const backend::LinearOut> outs, const float* x) {
+    for (const backend::LinearOut& o : outs)
+      for (const SeqRows& sr : b.seqs) {
+        if (sr.adapter == nullptr) continue;
+        const LoraPair* p = sr.adapter->find(o.w);
+        if (p == nullptr) continue;
+        const int64_t cols = o.w->cols(), rows = o.w->rows(), m = sr.n_rows;
+        const size_t nt = static_cast<size_t>(m * p->a.rows()), nd = static_cast<size_t>(m * rows);
+        if (s.lora_t_.size() < nt) s.lora_t_.resize(nt);
+        if (s.lora_d_.size() < nd) s.lora_d_.resize(nd);
+        be.linear(p->a, x + sr.row0 * cols, m, s.lora_t_.data(), s.ws_);  // [m][rank]
+        be.linear(p->b, s.lora_t_.data(), m, s.lora_d_.data(), s.ws_);     // [m][rows]
+        be.add(o.y + sr.row0 * rows, s.lora_d_.data(), m * rows);
+      }
   }
 
   // Describes the step once: each sequence's rows and positions.
@@ -51,6 +74,7 @@ struct Forward {
     b.max_ctx = 0;
     b.seqs.clear();
     b.pos.clear();
+    b.any_adapter = false;
     for (const SeqChunk& ch : chunks) {
       const int64_t m = static_cast<int64_t>(ch.tokens.size());
       const int64_t pos0 = ch.session->n_past_;
@@ -58,7 +82,8 @@ struct Forward {
       if (ch.session->ring_ > 0 && m > ch.session->n_batch_)
         throw Error("internal: a step of " + std::to_string(m) + " rows exceeds the session's batch of " +
                     std::to_string(ch.session->n_batch_));
-      b.seqs.push_back({ch.session, b.n_rows, m, pos0});
+      b.seqs.push_back({ch.session, b.n_rows, m, pos0, ch.adapter});
+      b.any_adapter = b.any_adapter || ch.adapter != nullptr;
       for (int64_t i = 0; i < m; ++i) b.pos.push_back(pos0 + i);
       b.n_rows += m;
       b.max_ctx = std::max(b.max_ctx, ch.session->n_ctx());
@@ -183,10 +208,10 @@ struct Forward {
       if (m == 0) continue;
       SLM_DCHECK_LT(e, static_cast<int64_t>(lw.gate_exps.size()));
       const backend::LinearOut gate_up[] = {{&lw.gate_exps[e], s.gate_.data()}, {&lw.up_exps[e], s.up_.data()}};
-      linear(gate_up, s.expert_in_.data(), m);
+      linear(gate_up, s.expert_in_.data(), m, /*step_rows=*/false);
       be.gated(c.ffn_act, s.gate_.data(), s.up_.data(), m * ff);
       // expert_in_ is free again: reuse it for the expert's output [m][n_embd].
-      linear(lw.down_exps[e], s.gate_.data(), m, s.expert_in_.data());
+      linear(lw.down_exps[e], s.gate_.data(), m, s.expert_in_.data(), /*step_rows=*/false);
       for (int64_t i = 0; i < m; ++i) {
         float* dst = &s.proj_[s.expert_rows_[i] * E];
         const float* src = &s.expert_in_[i * E];
@@ -232,7 +257,7 @@ struct Forward {
       if (s.logits_.size() < static_cast<size_t>(n_out * V)) s.logits_.resize(static_cast<size_t>(n_out * V));
       out = s.logits_.data();
     }
-    linear(model.weights().output, s.out_rows_.data(), n_out, out);
+    linear(model.weights().output, s.out_rows_.data(), n_out, out, /*step_rows=*/false);
     if (c.final_softcap > 0) be.softcap(out, n_out * V, c.final_softcap);  // Gemma 2
     int64_t o = 0;
     for (const SeqChunk& ch : chunks) {

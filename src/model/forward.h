@@ -21,6 +21,7 @@ class ThreadPool;
 
 namespace slm::model {
 
+class LoraAdapter;
 class Model;
 class Session;
 struct ModelConfig;
@@ -32,12 +33,14 @@ struct ModelConfig;
 // embeddings: when set, the rows' inputs [tokens.size()][n_embd] (e.g. image
 // features) instead of the tokens' embeddings; the ids then only count rows.
 // The session's last_logits() is updated whenever logits are computed.
+// adapter: LoRA deltas applied to this sequence's rows (nullptr: the base).
 struct SeqChunk {
   Session* session = nullptr;
   std::span<const int32_t> tokens;
   float* logits = nullptr;
   bool all_rows = false;
   const float* embeddings = nullptr;
+  const LoraAdapter* adapter = nullptr;
 };
 
 // Where each sequence's rows sit in a step: computed once per step, before
@@ -46,12 +49,14 @@ struct SeqRows {
   Session* session;
   int64_t row0, n_rows;  // rows [row0, row0 + n_rows) of the step
   int64_t pos0;          // position of its first row (the session's n_past)
+  const LoraAdapter* adapter;
 };
 struct StepBatch {
   int64_t n_rows = 0;
   int64_t max_ctx = 0;          // the longest context among the sequences
   std::vector<SeqRows> seqs;    // in chunk order
   std::vector<int64_t> pos;     // [n_rows] position of each row
+  bool any_adapter = false;
 };
 
 // Activation buffers for up to max_rows token rows in one step.
@@ -82,6 +87,8 @@ class Scratch {
   std::vector<int32_t> expert_order_;  // router sort buffer [n_expert]
   std::vector<float> out_rows_;        // final-norm rows needing logits [rows][n_embd]
   std::vector<float> logits_;          // logits of those rows [rows][n_vocab], grown on demand
+  std::vector<float> lora_t_;          // A x of one sequence's rows [rows][rank], grown on demand
+  std::vector<float> lora_d_;          // B (A x) [rows][n_out], grown on demand
 };
 
 // Advances every chunk's session by its tokens in one pass: the weight

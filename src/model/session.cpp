@@ -154,6 +154,7 @@ void Session::feed(std::span<const int32_t> tokens, ThreadPool& pool, std::vecto
   for (int64_t i = 0; i < n; i += n_batch_) {
     const int64_t m = std::min(n_batch_, n - i);
     SeqChunk chunk{this, tokens.subspan(i, m), nullptr, all_logits != nullptr};
+    chunk.adapter = adapter_;
     // Without all_logits only the final chunk's last row is needed.
     if (all_logits)
       chunk.logits = all_logits->data() + i * n_vocab;

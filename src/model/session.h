@@ -71,6 +71,10 @@ class Session {
   // One decoding step; returns the next-token logits [n_vocab].
   std::span<const float> decode(int32_t token, ThreadPool& pool);
   std::span<const float> last_logits() const { return {logits_.data(), logits_.size()}; }
+  // LoRA deltas for what feed() and decode() compute from now on (nullptr:
+  // the base model). The adapter must outlive its use; the cached positions
+  // computed under another adapter are the caller's to drop (truncate).
+  void set_adapter(const LoraAdapter* adapter) { adapter_ = adapter; }
   // Bytes of K and V cache this session holds.
   size_t cache_bytes() const { return 2 * cache_bytes_; }
   DType kv_type() const { return kv_type_; }
@@ -127,6 +131,7 @@ class Session {
   int64_t ring_ = 0;                  // n_swa + n_batch when any layer rings
   std::vector<float> logits_;             // after the last fed token [n_vocab]
   std::unique_ptr<Scratch> scratch_;      // for feed(); made on first use
+  const LoraAdapter* adapter_ = nullptr;
 };
 
 }  // namespace slm::model

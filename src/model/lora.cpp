@@ -1,0 +1,248 @@
+// lora.h: reading llama.cpp-layout LoRA files, matching their tensors to the
+// base model's matrices through the family's table, and stacking several
+// adapters into one pair per matrix.
+#include "model/lora.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <optional>
+#include <string_view>
+
+#include "base/error.h"
+#include "gguf/gguf.h"
+#include "kernels/kernels.h"
+#include "model/arch.h"
+#include "model/model.h"
+
+namespace slm::model {
+
+namespace {
+
+constexpr int64_t kMaxRank = 4096;
+
+// A base matrix an adapter tensor may change: the Linear and, for a part of
+// a fused tensor (Phi-3's attn_qkv), which rows of the adapter's B are its.
+struct Target {
+  const backend::Linear* w;
+  int64_t row0, rows;
+};
+
+struct Targets {
+  std::map<std::string, std::vector<Target>, std::less<>> by_name;
+  std::map<std::string, std::string, std::less<>> refused;  // name -> why
+  std::map<std::string, int64_t, std::less<>> n_out;         // rows of the whole (fused) tensor
+};
+
+Targets targets_of(const Model& m) {
+  const ModelConfig& c = m.config();
+  const Family& fam = *c.family;
+  Targets t;
+  for (const TensorSpec& s : fam.globals)
+    if (s.kind == Kind::kMatrix || s.kind == Kind::kTable)
+      t.refused[tensor_name(s, -1)] = "LoRA on the embedding or output matrix is not supported";
+  for (int64_t i = 0; i < c.n_layer; ++i) {
+    const LayerWeights& l = m.weights().layers[static_cast<size_t>(i)];
+    for (const TensorSpec& s : fam.layer) {
+      if (!applies(s, c)) continue;
+      const std::string name = tensor_name(s, i);
+      if (s.kind == Kind::kMatrix && (l.*s.matrix).present()) {
+        const backend::Linear& w = l.*s.matrix;
+        t.by_name[name] = {{&w, 0, w.rows()}};
+        t.n_out[name] = w.rows();
+      } else if (s.kind == Kind::kFused) {
+        int64_t row0 = 0;
+        std::vector<Target> parts;
+        for (const TensorSpec::Part& p : s.parts) {
+          const backend::Linear& w = l.*p.matrix;
+          if (!w.present()) continue;
+          parts.push_back({&w, row0, w.rows()});
+          row0 += w.rows();
+        }
+        t.by_name[name] = parts;
+        t.n_out[name] = row0;
+      } else if (s.kind == Kind::kExperts) {
+        t.refused[name] = "LoRA on mixture-of-experts expert matrices is not supported yet";
+      }
+    }
+  }
+  return t;
+}
+
+std::vector<float> floats_of(const gguf::TensorInfo& t, const std::string& where) {
+  const int64_t n = t.n_elements();
+  std::vector<float> out(static_cast<size_t>(n));
+  if (t.type == DType::F32) {
+    std::memcpy(out.data(), t.data, static_cast<size_t>(n) * sizeof(float));
+  } else {
+    const kernels::TypeTraits& tr = kernels::traits(t.type);
+    if (tr.dequantize_row == nullptr || !row_fits(t.type, t.ne[0]))
+      throw Error(where + ": tensor type " + std::string(dtype_name(t.type)) + " cannot be read");
+    const int64_t rows = n / t.ne[0];
+    const size_t rb = static_cast<size_t>(row_bytes(t.type, t.ne[0]));
+    for (int64_t r = 0; r < rows; ++r) tr.dequantize_row(t.data + r * rb, &out[static_cast<size_t>(r * t.ne[0])], t.ne[0]);
+  }
+  for (const float f : out)
+    if (!std::isfinite(f)) throw Error(where + ": holds a value that is not finite");
+  return out;
+}
+
+bool ends_with(std::string_view s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
+std::vector<LoraAdapter::Tensors> read_file(const Model& base, const LoraFile& lf) {
+  const auto file = gguf::File::open(lf.path);
+  const std::string& fn = lf.path;
+  if (const auto type = file->get_string("general.type"); type && *type != "adapter")
+    throw Error(fn + ": general.type is '" + std::string(*type) + "', not 'adapter'");
+  const auto atype = file->get_string("adapter.type");
+  if (!atype) throw Error(fn + ": no adapter.type key (expected 'lora')");
+  if (*atype != "lora") throw Error(fn + ": adapter.type is '" + std::string(*atype) + "', only 'lora' is supported");
+  const auto arch = file->get_string("general.architecture");
+  const auto base_arch = base.file().get_string("general.architecture");
+  if (!arch || !base_arch || *arch != *base_arch)
+    throw Error(fn + ": the adapter is for architecture '" + std::string(arch ? *arch : "?") +
+                "', the model is '" + std::string(base_arch ? *base_arch : "?") + "'");
+  std::optional<double> alpha;
+  if (file->find("adapter.lora.alpha") != nullptr) {
+    alpha = file->get_float("adapter.lora.alpha");
+    if (!alpha || !std::isfinite(*alpha) || *alpha < 0)
+      throw Error(fn + ": adapter.lora.alpha must be a non-negative number");
+  }
+  std::map<std::string, std::pair<const gguf::TensorInfo*, const gguf::TensorInfo*>> pairs;
+  for (const gguf::TensorInfo& t : file->tensors()) {
+    const std::string name(t.name);
+    if (ends_with(name, ".lora_a")) {
+      pairs[name.substr(0, name.size() - 7)].first = &t;
+    } else if (ends_with(name, ".lora_b")) {
+      pairs[name.substr(0, name.size() - 7)].second = &t;
+    } else {
+      throw Error(fn + ": tensor '" + name + "' is neither a lora_a nor a lora_b");
+    }
+  }
+  if (pairs.empty()) throw Error(fn + ": the adapter holds no tensors");
+  std::vector<LoraAdapter::Tensors> out;
+  for (const auto& [name, ab] : pairs) {
+    const auto [a, b] = ab;
+    if (a == nullptr || b == nullptr)
+      throw Error(fn + ": tensor '" + name + (a ? ".lora_b" : ".lora_a") + "' is missing (LoRA tensors come in pairs)");
+    const std::string where = fn + ": tensor '" + name + "'";
+    if (a->n_dims > 2 || b->n_dims > 2) throw Error(where + ": LoRA tensors are matrices");
+    const int64_t r = a->ne[1];
+    if (r < 1 || r > kMaxRank) throw Error(where + ": rank " + std::to_string(r) + " is out of range");
+    if (b->ne[0] != r)
+      throw Error(where + ": lora_a has rank " + std::to_string(r) + " but lora_b " + std::to_string(b->ne[0]));
+    LoraAdapter::Tensors t;
+    t.name = name;
+    t.rank = r;
+    t.a = floats_of(*a, where + ".lora_a");
+    t.b = floats_of(*b, where + ".lora_b");
+    // llama.cpp's rule: alpha / rank when alpha is given, else 1.
+    t.scale = lf.scale * (alpha && *alpha > 0 ? static_cast<float>(*alpha / static_cast<double>(r)) : 1.0f);
+    // Shapes against the base are checked in build(); a's n_in and b's n_out ride along.
+    if (static_cast<int64_t>(t.a.size()) != r * a->ne[0] || static_cast<int64_t>(t.b.size()) != r * b->ne[1])
+      throw Error(where + ": unexpected tensor size");
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
+}  // namespace
+
+LoraFile parse_lora_argument(const std::string& arg) {
+  LoraFile f;
+  f.path = arg;
+  const size_t colon = arg.rfind(':');
+  if (colon != std::string::npos && colon + 1 < arg.size()) {
+    const std::string tail = arg.substr(colon + 1);
+    char* end = nullptr;
+    const float s = std::strtof(tail.c_str(), &end);
+    if (end == tail.c_str() + tail.size() && std::isfinite(s)) {
+      f.path = arg.substr(0, colon);
+      f.scale = s;
+    }
+  }
+  if (f.path.empty()) throw Error("--lora: no file given in '" + arg + "'");
+  return f;
+}
+
+std::shared_ptr<const LoraAdapter> LoraAdapter::load(const Model& base, const std::vector<LoraFile>& files) {
+  std::vector<Tensors> all;
+  std::string label;
+  for (const LoraFile& f : files) {
+    std::vector<Tensors> t = read_file(base, f);
+    for (Tensors& x : t) all.push_back(std::move(x));
+    label += (label.empty() ? "" : "+") + f.path;
+  }
+  return build(base, std::move(all), label);
+}
+
+std::shared_ptr<const LoraAdapter> LoraAdapter::from_tensors(const Model& base, std::vector<Tensors> tensors,
+                                                             std::string label) {
+  return build(base, std::move(tensors), std::move(label));
+}
+
+std::shared_ptr<const LoraAdapter> LoraAdapter::build(const Model& base, std::vector<Tensors> tensors,
+                                                      std::string label) {
+  static std::atomic<uint64_t> next_id{1};
+  const Targets targets = targets_of(base);
+  // Per base matrix, the pieces to stack: (tensor, rows of its B).
+  struct Piece {
+    const Tensors* t;
+    int64_t row0;
+  };
+  std::map<const backend::Linear*, std::vector<Piece>> pieces;
+  for (const Tensors& t : tensors) {
+    const std::string where = label + ": tensor '" + t.name + "'";
+    if (const auto r = targets.refused.find(t.name); r != targets.refused.end())
+      throw Error(where + ": " + r->second);
+    const auto it = targets.by_name.find(t.name);
+    if (it == targets.by_name.end()) throw Error(where + ": the model has no matrix of that name");
+    if (t.rank < 1 || t.rank > kMaxRank) throw Error(where + ": rank " + std::to_string(t.rank) + " is out of range");
+    const int64_t n_in = it->second.front().w->cols(), n_out = targets.n_out.at(t.name);
+    if (static_cast<int64_t>(t.a.size()) != t.rank * n_in)
+      throw Error(where + ": lora_a is [" + std::to_string(static_cast<int64_t>(t.a.size()) / t.rank) + ", " +
+                  std::to_string(t.rank) + "], the matrix takes " + std::to_string(n_in) + " inputs");
+    if (static_cast<int64_t>(t.b.size()) != t.rank * n_out)
+      throw Error(where + ": lora_b is [" + std::to_string(t.rank) + ", " +
+                  std::to_string(static_cast<int64_t>(t.b.size()) / t.rank) + "], the matrix has " +
+                  std::to_string(n_out) + " outputs");
+    for (const Target& tg : it->second) pieces[tg.w].push_back({&t, tg.row0});
+  }
+  std::shared_ptr<LoraAdapter> ad(new LoraAdapter());
+  ad->id_ = next_id++;
+  ad->label_ = std::move(label);
+  for (const auto& [w, list] : pieces) {
+    const int64_t n_in = w->cols(), rows = w->rows();
+    int64_t r_total = 0;
+    for (const Piece& p : list) r_total += p.t->rank;
+    Owned& o = ad->pairs_[w];
+    o.a.resize(static_cast<size_t>(r_total * n_in));
+    o.b.assign(static_cast<size_t>(rows * r_total), 0.0f);
+    int64_t k0 = 0;
+    for (const Piece& p : list) {
+      const Tensors& t = *p.t;
+      std::copy(t.a.begin(), t.a.end(), o.a.begin() + k0 * n_in);
+      // B' [rows][r_total]: this piece's columns, its rows of B, scaled.
+      for (int64_t row = 0; row < rows; ++row)
+        for (int64_t k = 0; k < t.rank; ++k)
+          o.b[static_cast<size_t>(row * r_total + k0 + k)] = t.scale * t.b[static_cast<size_t>((p.row0 + row) * t.rank + k)];
+      k0 += t.rank;
+    }
+    o.pair.a.view = {DType::F32, reinterpret_cast<const uint8_t*>(o.a.data()), r_total, n_in};
+    o.pair.a.role = w->role;
+    o.pair.b.view = {DType::F32, reinterpret_cast<const uint8_t*>(o.b.data()), rows, r_total};
+    o.pair.b.role = w->role;
+    base.backend().prepare(o.pair.a, false);
+    base.backend().prepare(o.pair.b, false);
+    ad->max_rank_ = std::max(ad->max_rank_, r_total);
+    ad->max_rows_ = std::max(ad->max_rows_, rows);
+  }
+  return ad;
+}
+
+}  // namespace slm::model

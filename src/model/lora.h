@@ -1,0 +1,90 @@
+// LoRA adapters at inference: W x + scale * B (A x) for the matrices an
+// adapter names, per sequence, without touching (or copying) the base
+// weights. The files are GGUF in llama.cpp's LoRA layout:
+//   general.type = "adapter", adapter.type = "lora", adapter.lora.alpha (f32),
+//   general.architecture equal to the base's, and for each adapted matrix
+//   "<name>.weight.lora_a" ne [n_in, r] and "<name>.weight.lora_b" ne [r, n_out].
+// Several files (each with its own user scale) load into one LoraAdapter: per
+// matrix their A rows are stacked and their B columns concatenated with the
+// scale s * alpha / r folded in, so any number of adapters costs two small
+// products per matrix.
+//
+// Ownership: a LoraAdapter owns its float copies of A and B and refers to
+// the base Model's Linear objects by address (a Model is immutable after
+// load), so it must not outlive the model. Thread-safety: immutable, shared
+// by every sequence that uses it.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "backend/backend.h"
+
+namespace slm::model {
+
+class Model;
+
+struct LoraFile {
+  std::string path;
+  float scale = 1.0f;  // the user's multiplier (llama.cpp's --lora-scaled)
+};
+
+// "PATH" or "PATH:SCALE" (the last ':' when what follows is a number).
+LoraFile parse_lora_argument(const std::string& arg);
+
+// The low-rank pair of one base matrix: delta y [n][rows] = b(a(x)).
+struct LoraPair {
+  backend::Linear a;  // [n_in, r]: r rows of n_in
+  backend::Linear b;  // [r, n_out]: n_out rows of r, scales folded in
+};
+
+class LoraAdapter {
+ public:
+  // Reads, validates against base and combines files. Throws slm::Error
+  // naming the file and the key or tensor: wrong type or architecture, a
+  // tensor without its pair, shapes that disagree with the base matrix, a
+  // target slm cannot adapt (embeddings, output, experts), non-finite values.
+  static std::shared_ptr<const LoraAdapter> load(const Model& base, const std::vector<LoraFile>& files);
+  // Builds from pairs already in memory: name -> (A [r][n_in], B [n_out][r]),
+  // scale folded into nothing (tests, adapter import).
+  struct Tensors {
+    std::string name;  // base matrix name, e.g. "blk.0.attn_q.weight"
+    int64_t rank = 0;
+    std::vector<float> a, b;  // [rank][n_in], [n_out][rank]
+    float scale = 1.0f;       // multiplies b
+  };
+  static std::shared_ptr<const LoraAdapter> from_tensors(const Model& base, std::vector<Tensors> tensors,
+                                                         std::string label);
+
+  // The pair for a base matrix, or nullptr when this adapter leaves it alone.
+  const LoraPair* find(const backend::Linear* w) const {
+    const auto it = pairs_.find(w);
+    return it == pairs_.end() ? nullptr : &it->second.pair;
+  }
+  // Distinct for every adapter made in this process: the KV-cache key of the
+  // sequences that use it (prefixes are never shared across adapters).
+  uint64_t id() const { return id_; }
+  const std::string& label() const { return label_; }
+  int64_t max_rank() const { return max_rank_; }
+  int64_t max_rows() const { return max_rows_; }
+  size_t n_matrices() const { return pairs_.size(); }
+
+ private:
+  struct Owned {
+    std::vector<float> a, b;
+    LoraPair pair;
+  };
+  LoraAdapter() = default;
+  static std::shared_ptr<const LoraAdapter> build(const Model& base, std::vector<Tensors> tensors,
+                                                  std::string label);
+
+  std::unordered_map<const backend::Linear*, Owned> pairs_;
+  uint64_t id_ = 0;
+  std::string label_;
+  int64_t max_rank_ = 0, max_rows_ = 0;
+};
+
+}  // namespace slm::model
