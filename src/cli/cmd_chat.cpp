@@ -47,7 +47,9 @@ const char* kChatHelp =
 const char* kUsage =
     "usage: slm chat [[--model] M] [--system S] [--template-file F] [generation options of slm run]\n"
     "  --verbose-prompt   print each rendered prompt to stderr\n"
-    "  --no-stats         do not print per-turn speed\n";
+    "  --no-stats         do not print per-turn speed\n"
+    "  --grammar F.gbnf | --json-schema F.json | --json-object\n"
+    "                     constrain every answer (GBNF grammar, JSON Schema, any JSON object)\n";
 
 class ChatSession {
  public:

@@ -34,6 +34,7 @@ GenerateResult Generator::generate(std::span<const int32_t> prompt, const Genera
   r.context = o.context_shift ? ContextPolicy::kShift : ContextPolicy::kStop;
   r.n_keep = o.n_keep;
   r.strip_leading_space = o.strip_leading_space;
+  r.grammar = o.grammar;
 
   GenerateResult res;
   Update last;

@@ -13,6 +13,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -35,6 +36,8 @@ struct GenerateOptions {
   // Drop the word-boundary space before the first generated word (set when
   // generating from BOS alone, as llama2.c and llama.cpp print it).
   bool strip_leading_space = false;
+  // Constrained output (see Request::grammar); null: free text.
+  std::shared_ptr<const grammar::Grammar> grammar;
 };
 
 struct GenerateResult {

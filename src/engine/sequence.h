@@ -30,6 +30,10 @@
 #include "engine/stop.h"
 #include "tokenizer/tokenizer.h"
 
+namespace slm::grammar {
+struct Grammar;
+}
+
 namespace slm::engine {
 
 using Clock = std::chrono::steady_clock;
@@ -75,7 +79,13 @@ struct Request {
   // puts before its first word. Otherwise the output continues the prompt.
   bool strip_leading_space = false;
   Clock::time_point deadline = Clock::time_point::max();
+  // Constrained output (grammar.h; a JSON Schema compiles to one): the
+  // sequence's sampler masks every token that cannot continue it, and ends
+  // only where the grammar is complete. Null: free text. Shared, immutable.
+  std::shared_ptr<const grammar::Grammar> grammar;
 };
+
+struct GrammarVocab;
 
 // A request the engine cannot run. what() is a one-line message; problem and
 // the numbers let a front end phrase it in its own terms.
@@ -138,8 +148,10 @@ class Sequence {
  public:
   // Validates request for a context of n_ctx tokens and n_vocab ids (throws
   // RequestError) and builds the sampler, stop matcher and decoder.
+  // grammar_vocab is needed (non-null) when the request has a grammar.
   Sequence(Request request, const tokenizer::Tokenizer& tok, int64_t n_vocab, int64_t n_ctx,
-           UpdateSink sink, const std::atomic<bool>* cancel);
+           UpdateSink sink, const std::atomic<bool>* cancel,
+           std::shared_ptr<const GrammarVocab> grammar_vocab = nullptr);
 
   const Request& request() const { return request_; }
   bool cancelled() const { return cancel_ != nullptr && cancel_->load(std::memory_order_relaxed); }
