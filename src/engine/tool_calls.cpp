@@ -330,9 +330,10 @@ ToolParse ToolCallStream::feed(std::string_view text) {
     const size_t nl = held_.find('\n');
     if (nl == std::string::npos) return out;
     decided_ = true;
-    std::string_view name = trim(std::string_view(held_).substr(0, nl));
-    if (starts_with(name, kRecipient)) name.remove_prefix(kRecipient.size());
-    if (name != "all") {
+    // The recipient as parse_functionary reads it.
+    std::string_view first = std::string_view(held_).substr(0, nl);
+    if (starts_with(first, kRecipient)) first.remove_prefix(kRecipient.size());
+    if (trim(first) != "all") {
       in_calls_ = true;
       return out;
     }
