@@ -174,10 +174,8 @@ inline bool validate(const nlohmann::json& x, const nlohmann::json& s, const nlo
         if (!std::regex_match(v, m, std::regex("(\\d{4})-(\\d{2})-(\\d{2})"))) return fail("not a date");
         const int y = std::stoi(m[1].str()), mo = std::stoi(m[2].str()), d = std::stoi(m[3].str());
         static const int kDays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-        // February 29th is taken in any year (the compiler's date grammar has
-        // month lengths but not leap years).
-        (void)y;
-        if (mo < 1 || mo > 12 || d < 1 || d > kDays[mo - 1]) return fail("no such date");
+        const bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+        if (mo < 1 || mo > 12 || d < 1 || d > (mo == 2 && !leap ? 28 : kDays[mo - 1])) return fail("no such date");
       }
     }
   }
