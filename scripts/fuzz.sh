@@ -55,6 +55,18 @@ obj ::= "{" ws ( kv ( "," ws kv )* )? "}"
 kv ::= [a-z]+ ws ":" ws ( [0-9]{1,3} | obj ) ws
 ws ::= [ \t\n]*' '{a: 12, b: {c:1}}' >"$corpus/gbnf"
       printf '%s\0%s' '1{"type":"object","properties":{"id":{"type":"integer","minimum":-5,"maximum":120},"tags":{"type":"array","items":{"type":"string","pattern":"^[a-z]+\\d?$"},"maxItems":3},"when":{"type":"string","format":"date-time"},"next":{"$ref":"#"}},"required":["id"]}' '{"id": 42, "tags": ["ab1"]}' >"$corpus/schema" ;;
+    fuzz_toolcall)
+      # First byte: family (mod 4: Hermes, Llama 3, Mistral, Functionary) and piece size.
+      printf '\000%s' '<tool_call>
+{"name": "get_weather", "arguments": {"city": "Paris"}}
+</tool_call>' >"$corpus/hermes"
+      printf '\001%s' '<|python_tag|>{"name": "a", "parameters": {"x": [1, 2]}}; {"name": "b", "parameters": {}}' >"$corpus/llama3"
+      printf '\001%s' '<function=search>{"query": "slm"}</function>' >"$corpus/functionary31"
+      printf '\002%s' '[TOOL_CALLS][{"name": "f", "arguments": {"a": "x"}}, {"name": "g", "arguments": {}}]' >"$corpus/mistral"
+      printf '\003%s' 'all
+Let me look.>>>get_weather
+{"city": "Paris"}>>>get_time
+{}' >"$corpus/functionary" ;;
   esac
   echo "== $t for ${seconds}s"
   if ! SLM_FIXTURES="$fixtures" "$build/fuzz/$t" -max_total_time="$seconds" -seed="$seed" -rss_limit_mb=4096 \

@@ -24,6 +24,7 @@
 #include "cli/args.h"
 #include "cli/command.h"
 #include "kernels/kernels.h"
+#include "model/lora.h"
 #include "model/model.h"
 #include "model/session.h"
 
@@ -132,13 +133,14 @@ std::vector<int32_t> random_tokens(int64_t n, int64_t n_vocab, uint64_t seed) {
 int run_bench(int argc, char** argv) {
   const Args args(argc, argv,
                   {"--model", "--n-prompt", "--n-gen", "--threads", "--repetitions", "--cost-per-hour", "--watts",
-                   "--bandwidth-gbs", "--kv-type"},
+                   "--bandwidth-gbs", "--kv-type", "--lora"},
                   {"--help", "--json", "--bandwidth"},
                   {{"-m", "--model"}, {"-p", "--n-prompt"}, {"-n", "--n-gen"}, {"-t", "--threads"}, {"-r", "--repetitions"}});
   if (args.flag("--help")) {
     std::printf(
         "usage: slm bench [--model] M [-p 512] [-n 128] [-t N] [-r 3] [--json]\n"
         "                 [--cost-per-hour USD] [--watts W] [--bandwidth-gbs G] [--kv-type f16|f32|q8_0]\n"
+        "                 [--lora F[:SCALE]]...\n"
         "       slm bench --bandwidth [-t N]      measure the machine's read bandwidth\n"
         "  pp: tokens/s processing a P-token prompt; tg: tokens/s generating N tokens one by one.\n"
         "  GB/s while generating is weight bytes read per token x tok/s, and its share of the\n"
@@ -180,11 +182,15 @@ int run_bench(int argc, char** argv) {
   so.allow_beyond_train_ctx = true;
   so.kv_type = kv_type_option(args);
 
+  std::vector<model::LoraFile> loras;
+  for (const std::string& a : args.get_all("--lora")) loras.push_back(model::parse_lora_argument(a));
+  const auto adapter = loras.empty() ? nullptr : model::LoraAdapter::load(*model, loras);
   std::vector<double> pp, tg;
   // One untimed warm-up of each test pages the weights in, as llama-bench does.
   for (int rep = -1; rep < reps; ++rep) {
     if (n_prompt > 0) {
       model::Session s(*model, so);
+      s.set_adapter(adapter.get());
       const auto toks = random_tokens(n_prompt, c.n_vocab, 42 + rep);
       const auto t0 = Clock::now();
       s.feed(toks, pool);
@@ -192,6 +198,7 @@ int run_bench(int argc, char** argv) {
     }
     if (n_gen > 0) {
       model::Session s(*model, so);
+      s.set_adapter(adapter.get());
       const auto toks = random_tokens(n_gen, c.n_vocab, 7 + rep);
       const auto t0 = Clock::now();
       for (const int32_t t : toks) s.decode(t, pool);

@@ -47,7 +47,9 @@ const char* kChatHelp =
 const char* kUsage =
     "usage: slm chat [[--model] M] [--system S] [--template-file F] [generation options of slm run]\n"
     "  --verbose-prompt   print each rendered prompt to stderr\n"
-    "  --no-stats         do not print per-turn speed\n";
+    "  --no-stats         do not print per-turn speed\n"
+    "  --grammar F.gbnf | --json-schema F.json | --json-object\n"
+    "                     constrain every answer (GBNF grammar, JSON Schema, any JSON object)\n";
 
 class ChatSession {
  public:
@@ -187,6 +189,7 @@ int run_chat(int argc, char** argv) {
     throw Error(model->file().name() + ": the model has no chat template (tokenizer.chat_template); pass --template-file F");
   }
   engine::GenerateOptions opts = generate_options(args, model->config().n_vocab);
+  opts.adapter = lora_option(args, *model);
   ThreadPool pool(thread_count(args));
   ChatSession chat(*model, tok, chat::Template(source), pool, session_options(args), opts,
                    args.get_or("--system", ""), args.flag("--verbose-prompt"), !args.flag("--no-stats"));

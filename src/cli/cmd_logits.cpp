@@ -12,6 +12,7 @@
 #include "base/thread_pool.h"
 #include "cli/args.h"
 #include "cli/command.h"
+#include "model/lora.h"
 #include "model/model.h"
 #include "model/session.h"
 
@@ -38,7 +39,7 @@ std::vector<int32_t> parse_ids(const std::string& text) {
 }
 
 int run_logits(int argc, char** argv) {
-  const Args args(argc, argv, {"--model", "--tokens", "--out", "--threads", "--ctx-size", "--kv-type"},
+  const Args args(argc, argv, {"--model", "--tokens", "--out", "--threads", "--ctx-size", "--kv-type", "--lora"},
                   {"--help", "--allow-long-context"},
                   {{"-m", "--model"}, {"-t", "--threads"}, {"-o", "--out"}, {"-c", "--ctx-size"}});
   if (args.flag("--help")) {
@@ -48,7 +49,8 @@ int run_logits(int argc, char** argv) {
         "  [n_tokens][n_vocab] logits to FILE, or the top 5 per position to stdout.\n"
         "  -c N: context size (default: the model's training context);\n"
         "  --allow-long-context: permit a context beyond the training length;\n"
-        "  --kv-type f32|f16|q8_0: KV cache type (default f32: this command is the reference).\n");
+        "  --kv-type f32|f16|q8_0: KV cache type (default f32: this command is the reference);\n"
+        "  --lora F[:SCALE]: apply a LoRA adapter (repeatable).\n");
     return 0;
   }
   const auto model_path = args.get("--model");
@@ -68,6 +70,10 @@ int run_logits(int argc, char** argv) {
     throw Error(std::to_string(ids.size()) + " tokens exceed the context of " + std::to_string(n_ctx) +
                 " (raise it with -c)");
   model::Session session(*model, so);
+  std::vector<model::LoraFile> loras;
+  for (const std::string& a : args.get_all("--lora")) loras.push_back(model::parse_lora_argument(a));
+  const auto adapter = loras.empty() ? nullptr : model::LoraAdapter::load(*model, loras);
+  session.set_adapter(adapter.get());
   ThreadPool pool(threads);
   std::vector<float> logits;
   session.feed(ids, pool, &logits);

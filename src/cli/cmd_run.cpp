@@ -28,9 +28,13 @@ const char* kRunHelp =
     "  --repeat-penalty R --repeat-last-n N --presence-penalty P --frequency-penalty F\n"
     "  --logit-bias ID=BIAS   (repeatable; BIAS may be -inf)\n"
     "  --stop S               stop string (repeatable; never printed)\n"
+    "  --grammar F.gbnf       constrain the output to a GBNF grammar\n"
+    "  --json-schema F.json   constrain the output to JSON valid under a JSON Schema\n"
+    "  --json-object          constrain the output to one JSON object\n"
     "  --context-shift        when the context fills, drop old tokens and continue (--keep N keeps the first N)\n"
     "  --allow-long-context   permit a context beyond the model's training length\n"
     "  --kv-type T            KV cache type: f16 (default), f32 or q8_0 (half the memory of f16)\n"
+    "  --lora F[:SCALE]       apply a LoRA adapter (llama.cpp GGUF layout; repeatable)\n"
     "  --no-bos               do not add BOS even where the model asks for it\n"
     "  --json                 print one JSON object (text, tokens, finish reason, usage, timings)\n"
     "  -h, --help             this text\n"
@@ -82,6 +86,7 @@ int run(int argc, char** argv) {
   const auto model = load_model(args);
   const tokenizer::Tokenizer tok = tokenizer::Tokenizer::from_gguf(model->file());
   engine::GenerateOptions opts = generate_options(args, model->config().n_vocab);
+  opts.adapter = lora_option(args, *model);
 
   std::vector<int32_t> prompt =
       engine::tokenize_prompt(tok, prompt_text, {.allow_bos = !args.flag("--no-bos")});

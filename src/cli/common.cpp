@@ -7,9 +7,13 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <random>
 
 #include "base/error.h"
+#include "grammar/grammar.h"
+#include "engine/constraint.h"
 #include "store/store.h"
 
 namespace slm::cli {
@@ -18,8 +22,10 @@ const std::set<std::string> kGenerateValueOptions = {
     "--model",       "--n-predict",      "--ctx-size",          "--threads",         "--seed",
     "--temp",        "--top-k",          "--top-p",             "--min-p",           "--repeat-penalty",
     "--repeat-last-n", "--presence-penalty", "--frequency-penalty", "--logit-bias",  "--stop",
-    "--keep",        "--batch-size",     "--kv-type"};
-const std::set<std::string> kGenerateFlagOptions = {"--help", "--context-shift", "--allow-long-context"};
+    "--keep",        "--batch-size",     "--grammar",           "--json-schema",     "--kv-type",
+    "--lora"};
+const std::set<std::string> kGenerateFlagOptions = {"--help", "--context-shift", "--allow-long-context",
+                                                    "--json-object"};
 const std::map<std::string, std::string> kGenerateAliases = {
     {"-m", "--model"}, {"-n", "--n-predict"}, {"-c", "--ctx-size"}, {"-t", "--threads"}, {"-b", "--batch-size"}};
 
@@ -93,7 +99,43 @@ engine::GenerateOptions generate_options(const Args& args, int64_t n_vocab) {
   o.stops = args.get_all("--stop");
   o.context_shift = args.flag("--context-shift");
   o.n_keep = args.get_int("--keep", 0, 0, int64_t{1} << 30);
+  o.grammar = output_grammar(args);
   return o;
+}
+
+std::shared_ptr<const grammar::Grammar> output_grammar(const Args& args) {
+  std::vector<std::string> given;
+  for (const char* name : {"--grammar", "--json-schema", "--json-object"})
+    if (args.has(name)) given.push_back(args.shown(name));
+  if (given.empty()) return nullptr;
+  if (given.size() > 1)
+    throw UsageError("give one output constraint: " + given[0] + " and " + given[1] +
+                     " cannot be used together");
+  if (args.flag("--json-object")) return engine::json_object_grammar();
+  const bool gbnf = args.has("--grammar");
+  const std::string path = *args.get(gbnf ? "--grammar" : "--json-schema");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(path + ": cannot open " + (gbnf ? "grammar" : "JSON Schema") + " file");
+  const std::string text(std::istreambuf_iterator<char>(in), {});
+  try {
+    if (gbnf) return std::make_shared<const grammar::Grammar>(grammar::parse_gbnf(text));
+    std::vector<std::string> warnings;
+    auto g = engine::schema_grammar(text, {}, &warnings);
+    for (const std::string& w : warnings) std::fprintf(stderr, "warning: %s: %s\n", path.c_str(), w.c_str());
+    return g;
+  } catch (const UsageError&) {
+    throw;
+  } catch (const Error& e) {
+    // "F.gbnf:3:7: ..." or "F.json: json schema: /properties/x: ..."
+    throw UsageError(path + (gbnf ? ":" : ": ") + e.what());
+  }
+}
+
+std::shared_ptr<const model::LoraAdapter> lora_option(const Args& args, const model::Model& model) {
+  std::vector<model::LoraFile> files;
+  for (const std::string& a : args.get_all("--lora")) files.push_back(model::parse_lora_argument(a));
+  if (files.empty()) return nullptr;
+  return model::LoraAdapter::load(model, files);
 }
 
 model::SessionOptions session_options(const Args& args) {

@@ -14,6 +14,10 @@
 #include "engine/sampler.h"
 #include "model/model.h"
 
+namespace slm::grammar {
+struct Grammar;
+}
+
 namespace slm::cli {
 
 // Options every generating command accepts (value options / flags).
@@ -29,7 +33,14 @@ std::unique_ptr<model::Model> load_model(const Args& args);
 // Sampling, stop strings and limits from the command line; n_vocab checks
 // --logit-bias ids.
 engine::GenerateOptions generate_options(const Args& args, int64_t n_vocab);
+// The adapters of every --lora FILE[:SCALE] as one (null without any).
+std::shared_ptr<const model::LoraAdapter> lora_option(const Args& args, const model::Model& model);
 model::SessionOptions session_options(const Args& args);
+// The output constraint of --grammar F.gbnf, --json-schema F.json or
+// --json-object (at most one); null without one. A grammar or schema that does
+// not compile is a UsageError naming the file and the place ("F.gbnf:3:7: ..."
+// or "F.json: json schema: /properties/x: ..."); an unreadable file an Error.
+std::shared_ptr<const grammar::Grammar> output_grammar(const Args& args);
 int thread_count(const Args& args);
 
 // gen.generate(...), with the command-line remedy added to a prompt that does

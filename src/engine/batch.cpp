@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "base/thread_pool.h"
+#include "engine/grammar_processor.h"
 #include "model/model.h"
 
 namespace slm::engine {
@@ -69,6 +70,7 @@ BatchEngine::BatchEngine(const model::Model& model, const tokenizer::Tokenizer& 
   }
   n_ctx_ = slots_.front()->session->n_ctx();
   chunks_.reserve(slots_.size());
+  prepare_.reserve(slots_.size());
   chunk_slots_.reserve(slots_.size());
   order_.reserve(slots_.size());
 }
@@ -115,8 +117,18 @@ std::unique_ptr<Sequence> BatchEngine::make_sequence(Request request, UpdateSink
                                                      const std::atomic<bool>* cancel) const {
   // The cache key follows the adapter, whatever the caller set.
   request.prompt.adapter = request.adapter ? request.adapter->id() : 0;
+  std::shared_ptr<const GrammarVocab> vocab;
+  if (request.grammar) vocab = grammar_vocab();
   return std::make_unique<Sequence>(std::move(request), tokenizer_, n_vocab(), n_ctx_,
-                                    std::move(sink), cancel);
+                                    std::move(sink), cancel, std::move(vocab));
+}
+
+std::shared_ptr<const GrammarVocab> BatchEngine::grammar_vocab() const {
+  std::lock_guard<std::mutex> lock(vocab_mutex_);
+  if (!grammar_vocab_)
+    grammar_vocab_ = std::make_shared<const GrammarVocab>(grammar_token_bytes(tokenizer_),
+                                                          tokenizer_.eog_ids());
+  return grammar_vocab_;
 }
 
 void BatchEngine::admit(std::unique_ptr<Sequence> seq) {
@@ -288,6 +300,19 @@ void BatchEngine::step() {
     }
     return;
   }
+  // Constraint masks (a grammar per sequence) depend on the history only:
+  // compute them for every sampling sequence at once on the pool, so one slow
+  // schema does not hold up the others' share of the step.
+  prepare_.clear();
+  for (size_t i = 0; i < chunks_.size(); ++i)
+    if (chunks_[i].logits != nullptr && chunk_slots_[i]->seq->max_tokens_ != 0 &&
+        chunk_slots_[i]->seq->sampler_.has_prepare())
+      prepare_.push_back(chunk_slots_[i]);
+  if (prepare_.size() > 1)
+    pool_.parallel_for(static_cast<int64_t>(prepare_.size()), [&](int64_t k, int) {
+      Slot& s = *prepare_[static_cast<size_t>(k)];
+      s.seq->sampler_.prepare(s.key.tokens);
+    });
   int64_t n_sampled = 0;
   for (size_t i = 0; i < chunks_.size(); ++i) {
     if (chunks_[i].logits == nullptr) continue;

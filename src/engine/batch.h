@@ -23,6 +23,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <vector>
 
@@ -86,6 +87,10 @@ class BatchEngine {
   std::span<const int32_t> cached_tokens(int slot) const;
   // Forgets every idle slot's cache.
   void clear_cache();
+  // The vocabulary as the grammar sees it (token bytes and their trie), built
+  // on first use (a grammar request) and shared by every such sequence.
+  // Thread-safe.
+  std::shared_ptr<const GrammarVocab> grammar_vocab() const;
 
  private:
   struct Slot;
@@ -112,6 +117,9 @@ class BatchEngine {
   std::vector<Slot*> chunk_slots_;
   std::vector<Slot*> order_;
   std::vector<int32_t> top_order_;  // logprobs sort buffer [n_vocab]
+  std::vector<Slot*> prepare_;      // slots whose masks this step computes in parallel
+  mutable std::mutex vocab_mutex_;
+  mutable std::shared_ptr<const GrammarVocab> grammar_vocab_;
 };
 
 }  // namespace slm::engine

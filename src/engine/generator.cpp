@@ -36,6 +36,7 @@ GenerateResult Generator::generate(std::span<const int32_t> prompt, const Genera
   r.n_keep = o.n_keep;
   r.strip_leading_space = o.strip_leading_space;
   r.adapter = o.adapter;
+  r.grammar = o.grammar;
 
   GenerateResult res;
   Update last;

@@ -13,6 +13,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -37,6 +38,8 @@ struct GenerateOptions {
   bool strip_leading_space = false;
   // LoRA deltas (nullptr: the base model).
   std::shared_ptr<const model::LoraAdapter> adapter;
+  // Constrained output (see Request::grammar); null: free text.
+  std::shared_ptr<const grammar::Grammar> grammar;
 };
 
 struct GenerateResult {

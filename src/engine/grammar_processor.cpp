@@ -2,6 +2,8 @@
 #include "engine/grammar_processor.h"
 
 #include <algorithm>
+#include <cstdint>
+#include <exception>
 #include <limits>
 
 #include "base/error.h"
@@ -42,18 +44,38 @@ void GrammarProcessor::feed(int32_t id) {
     throw Error("grammar: token " + std::to_string(id) + " does not continue the grammar");
 }
 
-void GrammarProcessor::apply(std::span<float> logits, std::span<const int32_t> history) {
+void GrammarProcessor::advance(std::span<const int32_t> history) {
   if (!started_) {
     started_ = true;
     consumed_ = history.size();
   }
   for (; consumed_ < history.size(); ++consumed_) feed(history[consumed_]);
+  if (!ended_) masks_.compute(matcher_, mask_);
+  prepared_for_ = history.size();
+}
+
+void GrammarProcessor::prepare(std::span<const int32_t> history) {
+  try {
+    advance(history);
+  } catch (const std::exception& e) {
+    prepare_error_ = e.what();
+    prepared_for_ = history.size();
+  }
+}
+
+void GrammarProcessor::apply(std::span<float> logits, std::span<const int32_t> history) {
+  if (prepared_for_ != history.size()) advance(history);
+  prepared_for_ = SIZE_MAX;
+  if (!prepare_error_.empty()) {
+    std::string e = std::move(prepare_error_);
+    prepare_error_.clear();
+    throw Error(e);
+  }
   constexpr float kBan = -std::numeric_limits<float>::infinity();
   if (ended_) {
     std::fill(logits.begin(), logits.end(), kBan);
     return;
   }
-  masks_.compute(matcher_, mask_);
   const size_t n = std::min(logits.size(), vocab_->bytes.size());
   const bool complete = matcher_.is_complete();
   for (size_t k = 0; k < vocab_->eog.size(); ++k) {

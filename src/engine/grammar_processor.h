@@ -51,10 +51,15 @@ class GrammarProcessor final : public LogitsProcessor {
  public:
   GrammarProcessor(std::shared_ptr<const grammar::Grammar> g, std::shared_ptr<const GrammarVocab> vocab);
   void apply(std::span<float> logits, std::span<const int32_t> history) override;
+  // Feeds the new history tokens and computes the mask for the next apply()
+  // with the same history (so a batch computes its masks in parallel).
+  void prepare(std::span<const int32_t> history) override;
+  bool has_prepare() const override { return true; }
   bool is_complete() const { return matcher_.is_complete(); }
 
  private:
   void feed(int32_t id);
+  void advance(std::span<const int32_t> history);  // feed + mask; throws
 
   std::shared_ptr<const GrammarVocab> vocab_;
   grammar::Matcher matcher_;
@@ -64,6 +69,8 @@ class GrammarProcessor final : public LogitsProcessor {
   size_t consumed_ = 0;         // history tokens already fed
   bool started_ = false;
   bool ended_ = false;          // an end-of-generation token was fed
+  size_t prepared_for_ = SIZE_MAX;  // history length the mask was computed for
+  std::string prepare_error_;       // what prepare() caught, thrown by apply()
 };
 
 }  // namespace slm::engine

@@ -25,6 +25,13 @@ namespace slm::engine {
 struct LogitsProcessor {
   virtual ~LogitsProcessor() = default;
   virtual void apply(std::span<float> logits, std::span<const int32_t> history) = 0;
+  // Optional work that depends on the history only (not on the logits), done
+  // before apply() with the same history; the batch engine runs it for the
+  // sequences of one step in parallel (a grammar mask). Must not throw: a
+  // failure is kept and reported by the apply() that follows.
+  virtual void prepare(std::span<const int32_t> /*history*/) {}
+  // True when prepare() does work worth a thread.
+  virtual bool has_prepare() const { return false; }
 };
 
 // NaN would break the sampler's strict ordering and +inf would make every

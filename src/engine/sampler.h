@@ -59,6 +59,16 @@ class Sampler {
   // Appends a processor to the chain, after the bias and the penalties and
   // before the filters (a grammar mask goes here).
   void add_processor(std::unique_ptr<LogitsProcessor> p) { chain_.push_back(std::move(p)); }
+  // Runs every processor's prepare() for the next sample() with this history
+  // (see LogitsProcessor::prepare); has_prepare() says whether any does work.
+  void prepare(std::span<const int32_t> history) {
+    for (auto& p : chain_) p->prepare(history);
+  }
+  bool has_prepare() const {
+    for (const auto& p : chain_)
+      if (p->has_prepare()) return true;
+    return false;
+  }
 
   // Picks the next token from one logits row [n_vocab]; history holds the
   // tokens so far (prompt and generated, oldest first) for the penalties.

@@ -1,5 +1,7 @@
 #include "engine/sequence.h"
 
+#include "engine/grammar_processor.h"
+
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -120,7 +122,8 @@ void Update::merge(Update&& later) {
 }
 
 Sequence::Sequence(Request request, const tokenizer::Tokenizer& tok, int64_t n_vocab, int64_t n_ctx,
-                   UpdateSink sink, const std::atomic<bool>* cancel)
+                   UpdateSink sink, const std::atomic<bool>* cancel,
+                   std::shared_ptr<const GrammarVocab> grammar_vocab)
     : request_(std::move(request)),
       sink_(std::move(sink)),
       cancel_(cancel),
@@ -129,7 +132,12 @@ Sequence::Sequence(Request request, const tokenizer::Tokenizer& tok, int64_t n_v
       stop_(request_.stops),
       decoder_(tok, decode_options(request_)),
       prefill_end_(request_.prompt.tokens.size()),
-      created_(Clock::now()) {}
+      created_(Clock::now()) {
+  if (request_.grammar) {
+    if (!grammar_vocab) throw Error("internal: a grammar request without the vocabulary's trie");
+    sampler_.add_processor(std::make_unique<GrammarProcessor>(request_.grammar, std::move(grammar_vocab)));
+  }
+}
 
 TokenLogprob logprob_of(std::span<const float> logits, int32_t id, int k,
                         std::vector<int32_t>& order) {

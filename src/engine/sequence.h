@@ -31,6 +31,10 @@
 #include "model/lora.h"
 #include "tokenizer/tokenizer.h"
 
+namespace slm::grammar {
+struct Grammar;
+}
+
 namespace slm::engine {
 
 using Clock = std::chrono::steady_clock;
@@ -79,7 +83,13 @@ struct Request {
   // LoRA deltas for this request (nullptr: the base model); prompt.adapter
   // must be adapter->id() so its KV cache is never shared with another's.
   std::shared_ptr<const model::LoraAdapter> adapter;
+  // Constrained output (grammar.h; a JSON Schema compiles to one): the
+  // sequence's sampler masks every token that cannot continue it, and ends
+  // only where the grammar is complete. Null: free text. Shared, immutable.
+  std::shared_ptr<const grammar::Grammar> grammar;
 };
+
+struct GrammarVocab;
 
 // A request the engine cannot run. what() is a one-line message; problem and
 // the numbers let a front end phrase it in its own terms.
@@ -142,8 +152,10 @@ class Sequence {
  public:
   // Validates request for a context of n_ctx tokens and n_vocab ids (throws
   // RequestError) and builds the sampler, stop matcher and decoder.
+  // grammar_vocab is needed (non-null) when the request has a grammar.
   Sequence(Request request, const tokenizer::Tokenizer& tok, int64_t n_vocab, int64_t n_ctx,
-           UpdateSink sink, const std::atomic<bool>* cancel);
+           UpdateSink sink, const std::atomic<bool>* cancel,
+           std::shared_ptr<const GrammarVocab> grammar_vocab = nullptr);
 
   const Request& request() const { return request_; }
   bool cancelled() const { return cancel_ != nullptr && cancel_->load(std::memory_order_relaxed); }

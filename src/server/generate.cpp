@@ -14,6 +14,7 @@
 
 #include "base/error.h"
 #include "engine/prompt.h"
+#include "engine/tool_calls.h"
 #include "server/server_impl.h"
 
 namespace slm::server {
@@ -34,6 +35,10 @@ struct StreamState {
   std::shared_ptr<engine::Job> job;
   std::unique_ptr<ResponseWriter> writer;
   bool include_usage = false;
+  // Tool calls parsed out of the stream (null: plain text).
+  std::unique_ptr<engine::ToolCallStream> tools;
+  std::shared_ptr<const ParsedRequest> request;
+  int n_calls = 0;
   bool started = false;
   bool done = false;
   Clock::time_point t0, last_write;
@@ -63,6 +68,19 @@ Prompt build_prompt(const Backend& b, const ParsedRequest& r) {
   if (r.endpoint == Endpoint::kChat) {
     chat::ChatInput in;
     in.messages = r.messages;
+    // OpenAI sends a call's arguments as JSON text; the templates of most
+    // families read them as an object (Functionary's concatenates the text).
+    if (b.tool_format != engine::ToolFormat::kFunctionary)
+      for (auto& m : in.messages) {
+        if (!m.contains("tool_calls") || !m["tool_calls"].is_array()) continue;
+        for (auto& c : m["tool_calls"]) {
+          if (!c.is_object() || !c.contains("function") || !c["function"].is_object()) continue;
+          auto& fn = c["function"];
+          if (!fn.contains("arguments") || !fn["arguments"].is_string()) continue;
+          auto a = nlohmann::ordered_json::parse(fn["arguments"].get<std::string>(), nullptr, false);
+          if (!a.is_discarded() && a.is_object()) fn["arguments"] = std::move(a);
+        }
+      }
     in.tools = r.tools;
     in.add_generation_prompt = true;
     engine::Prompt built;
@@ -104,7 +122,8 @@ void Server::Impl::generate(Endpoint endpoint, const httplib::Request& req,
     RequestLimits limits;
     limits.n_vocab = sched.n_vocab();
     limits.max_tokens_cap = opt.max_tokens_cap > 0 ? opt.max_tokens_cap : sched.n_ctx();
-    const ParsedRequest r = parse_request(endpoint, req.body, limits);
+    const auto parsed = std::make_shared<const ParsedRequest>(parse_request(endpoint, req.body, limits));
+    const ParsedRequest& r = *parsed;
     if (!r.model.empty() && r.model != b->model_id)
       throw ApiError(
           404, "the model '" + r.model + "' does not exist; this server runs '" + b->model_id + "'",
@@ -130,6 +149,7 @@ void Server::Impl::generate(Endpoint endpoint, const httplib::Request& req,
     jr.top_logprobs = r.logprobs ? r.top_logprobs : -1;
     jr.strip_leading_space = prompt.strip_leading_space;
     jr.deadline = Clock::now() + std::chrono::seconds(opt.request_timeout_s);
+    jr.grammar = detail::request_grammar(*b, r);
 
     std::shared_ptr<engine::Job> job;
     try {
@@ -158,20 +178,22 @@ void Server::Impl::generate(Endpoint endpoint, const httplib::Request& req,
       st->backend = b;
       st->job = std::move(job);
       st->include_usage = r.include_usage;
+      st->request = parsed;
+      if (detail::parses_tool_calls(r)) st->tools = std::make_unique<engine::ToolCallStream>(b->tool_format);
       st->t0 = t0;
       st->last_write = Clock::now();
       st->id = writer->id();
       st->writer = std::move(writer);
       stream(std::move(st), res);
     } else {
-      respond_whole(job, *writer, r, writer->id(), t0, res);
+      respond_whole(*b, job, *writer, r, writer->id(), t0, res);
     }
   } catch (const ApiError& e) {
     send_error(res, e);
   }
 }
 
-void Server::Impl::respond_whole(const std::shared_ptr<engine::Job>& job, ResponseWriter& writer,
+void Server::Impl::respond_whole(const Backend& b, const std::shared_ptr<engine::Job>& job, ResponseWriter& writer,
                                  const ParsedRequest& r, const std::string& id,
                                  Clock::time_point t0, httplib::Response& res) {
   std::string text;
@@ -196,7 +218,16 @@ void Server::Impl::respond_whole(const std::shared_ptr<engine::Job>& job, Respon
   if (u.finish == engine::FinishReason::kCancelled)
     throw ApiError(503, "the request was cancelled", {}, {}, "server_error");
   const Usage usage{u.n_prompt, u.n_cached, u.n_generated};
-  res.set_content(dump_json(writer.complete(text, u.finish, usage, logprobs, r.logprobs)), kJson);
+  std::vector<ToolCallOut> calls;
+  if (detail::parses_tool_calls(r)) {
+    engine::ToolParse p = engine::parse_tool_calls(b.tool_format, text);
+    if (!p.calls.empty()) {
+      text = std::move(p.content);
+      calls = detail::api_tool_calls(b, r, std::move(p.calls));
+    }
+  }
+  res.set_content(dump_json(writer.complete(text, u.finish, usage, logprobs, r.logprobs, calls)),
+                  kJson);
 }
 
 void Server::Impl::stream(std::shared_ptr<StreamState> st, httplib::Response& res) {
@@ -223,14 +254,29 @@ void Server::Impl::stream(std::shared_ptr<StreamState> st, httplib::Response& re
           }
           return true;
         }
-        std::string out = st->writer->stream_delta(u.text, u.logprobs);
+        std::string out;
+        if (st->tools) {
+          // Content that cannot be a call goes out now; calls as they complete.
+          auto emit = [&](engine::ToolParse&& p, std::span<const engine::TokenLogprob> lp) {
+            out += st->writer->stream_delta(p.content, lp);
+            const auto& b = *st->backend;
+            for (ToolCallOut& c : detail::api_tool_calls(b, *st->request, std::move(p.calls))) {
+              if (!st->request->parallel_tool_calls && st->n_calls > 0) break;
+              out += st->writer->stream_tool_call(st->n_calls++, c);
+            }
+          };
+          emit(st->tools->feed(u.text), u.logprobs);
+          if (u.done) emit(st->tools->finish(), {});
+        } else {
+          out = st->writer->stream_delta(u.text, u.logprobs);
+        }
         if (u.done) {
           st->done = true;
           if (u.finish == engine::FinishReason::kError) {
             out += sse_event(
                 dump_json(error_json(ApiError(error_status(u), u.error, {}, {}, "server_error"))));
           } else if (u.finish != engine::FinishReason::kCancelled) {
-            out += st->writer->stream_finish(u.finish);
+            out += st->writer->stream_finish(u.finish, st->n_calls > 0);
             if (st->include_usage)
               out += st->writer->stream_usage(Usage{u.n_prompt, u.n_cached, u.n_generated});
           }

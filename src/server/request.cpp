@@ -180,6 +180,55 @@ void parse_logit_bias(const Fields& f, const RequestLimits& limits, ParsedReques
   }
 }
 
+constexpr size_t kMaxFormatBytes = 256u << 10;
+
+bool valid_name(const std::string& n) {
+  if (n.empty() || n.size() > 64) return false;
+  for (const char c : n)
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+          c == '-'))
+      return false;
+  return true;
+}
+
+void parse_response_format(const Json& rf, ParsedRequest& r) {
+  if (!rf.is_object()) wrong_type("response_format", "an object", rf);
+  const Fields ff(rf, "response_format");
+  const auto type = ff.string("type");
+  if (!type) bad("response_format.type", "'response_format' needs a 'type'");
+  if (*type == "text") return;
+  if (*type == "json_object") {
+    r.format = ParsedRequest::Format::kJsonObject;
+    return;
+  }
+  if (*type != "json_schema")
+    bad("response_format.type",
+        "response_format type '" + *type + "' is not supported: use text, json_object or json_schema",
+        "unsupported_response_format");
+  const Json* js = ff.get("json_schema");
+  if (!js) bad("response_format.json_schema", "'response_format.json_schema' is required");
+  if (!js->is_object()) wrong_type("response_format.json_schema", "an object", *js);
+  const Fields jf(*js, "response_format.json_schema");
+  const auto name = jf.string("name");
+  if (!name) bad("response_format.json_schema.name", "'response_format.json_schema.name' is required");
+  if (!valid_name(*name))
+    bad("response_format.json_schema.name",
+        "'response_format.json_schema.name' must be 1-64 of a-z, A-Z, 0-9, _ and -");
+  r.format_strict = jf.boolean("strict").value_or(false);
+  r.format = ParsedRequest::Format::kJsonSchema;
+  const Json* schema = jf.get("schema");
+  if (!schema) {
+    r.format_source = "{}";
+    return;
+  }
+  if (!schema->is_object() && !schema->is_boolean())
+    wrong_type("response_format.json_schema.schema", "an object", *schema);
+  r.format_source = schema->dump();
+  if (r.format_source.size() > kMaxFormatBytes)
+    bad("response_format.json_schema.schema",
+        "the schema is larger than " + std::to_string(kMaxFormatBytes) + " bytes");
+}
+
 void parse_common(const Json& j, const RequestLimits& limits, ParsedRequest& r) {
   const Fields f(j, "");
   if (auto m = f.string("model")) r.model = *m;
@@ -223,16 +272,14 @@ void parse_common(const Json& j, const RequestLimits& limits, ParsedRequest& r) 
   if (auto u = f.string("user")) r.user = *u;
   r.ignore_eos = f.boolean("ignore_eos").value_or(false);
 
-  if (const Json* rf = f.get("response_format")) {
-    if (!rf->is_object()) wrong_type("response_format", "an object", *rf);
-    const auto type = Fields(*rf, "response_format").string("type");
-    if (!type) bad("response_format.type", "'response_format' needs a 'type'");
-    if (*type != "text")
-      bad("response_format",
-          "response_format type '" + *type +
-              "' is not supported by this server: only 'text' is (structured output is not "
-              "implemented)",
-          "unsupported_response_format");
+  if (const Json* rf = f.get("response_format")) parse_response_format(*rf, r);
+  if (const auto g = f.string("grammar")) {
+    if (r.format != ParsedRequest::Format::kText)
+      bad("grammar", "give either 'grammar' or a 'response_format' other than text, not both");
+    if (g->size() > kMaxFormatBytes)
+      bad("grammar", "'grammar' is longer than " + std::to_string(kMaxFormatBytes) + " bytes");
+    r.format = ParsedRequest::Format::kGrammar;
+    r.format_source = *g;
   }
 }
 
@@ -256,6 +303,46 @@ std::string message_text(const Json& content, const std::string& param) {
     text += *t;
   }
   return text;
+}
+
+void parse_tool_choice(const Json& j, ParsedRequest& r) {
+  const Fields f(j, "");
+  using TC = ParsedRequest::ToolChoice;
+  const bool has_tools = !r.tools.is_null();
+  r.tool_choice = has_tools ? TC::kAuto : TC::kNone;
+  r.parallel_tool_calls = f.boolean("parallel_tool_calls").value_or(true);
+  const Json* tc = f.get("tool_choice");
+  if (!tc) return;
+  if (tc->is_string()) {
+    const std::string c = tc->get<std::string>();
+    if (c == "none") r.tool_choice = TC::kNone;
+    else if (c == "auto") r.tool_choice = TC::kAuto;
+    else if (c == "required") r.tool_choice = TC::kRequired;
+    else bad("tool_choice", "'tool_choice' must be none, auto, required or a function object");
+  } else if (tc->is_object()) {
+    const Fields cf(*tc, "tool_choice");
+    if (const auto type = cf.string("type"); type && *type != "function")
+      bad("tool_choice.type", "'tool_choice.type' must be 'function'");
+    const Json* fn = cf.get("function");
+    if (!fn || !fn->is_object()) bad("tool_choice.function", "'tool_choice.function' must be an object");
+    const auto name = Fields(*fn, "tool_choice.function").string("name");
+    if (!name) bad("tool_choice.function.name", "'tool_choice.function.name' is required");
+    r.tool_choice = TC::kNamed;
+    r.tool_choice_name = *name;
+  } else {
+    wrong_type("tool_choice", "a string or an object", *tc);
+  }
+  if (r.tool_choice == TC::kNone || r.tool_choice == TC::kAuto) return;
+  if (!has_tools) bad("tool_choice", "'tool_choice' needs 'tools'");
+  if (r.tool_choice == TC::kNamed) {
+    bool found = false;
+    for (const auto& t : r.tools) found = found || t["function"]["name"] == r.tool_choice_name;
+    if (!found)
+      bad("tool_choice.function.name",
+          "'tool_choice' names the function '" + r.tool_choice_name + "', which is not in 'tools'");
+  }
+  if (r.format != ParsedRequest::Format::kText)
+    bad("tool_choice", "a required or named 'tool_choice' cannot be combined with a response format");
 }
 
 void parse_messages(const Json& j, ParsedRequest& r) {
@@ -305,11 +392,20 @@ void parse_messages(const Json& j, ParsedRequest& r) {
       if (!t.is_object()) wrong_type(p, "an object", t);
       const Json* fn = Fields(t, p).get("function");
       if (!fn || !fn->is_object()) bad(p + ".function", "'" + p + ".function' must be an object");
-      if (!Fields(*fn, p + ".function").string("name"))
-        bad(p + ".function.name", "'" + p + ".function.name' is required");
+      if (const auto type = Fields(t, p).string("type"); type && *type != "function")
+        bad(p + ".type", "'" + p + ".type' must be 'function'");
+      const Fields ff(*fn, p + ".function");
+      const auto name = ff.string("name");
+      if (!name) bad(p + ".function.name", "'" + p + ".function.name' is required");
+      if (!valid_name(*name))
+        bad(p + ".function.name", "'" + p + ".function.name' must be 1-64 of a-z, A-Z, 0-9, _ and -");
+      if (const Json* params = ff.get("parameters"); params && !params->is_object())
+        wrong_type(p + ".function.parameters", "an object (a JSON Schema)", *params);
+      ff.boolean("strict");
     }
     if (!tools->empty()) r.tools = OJson::parse(tools->dump());
   }
+  parse_tool_choice(j, r);
   const Fields f(j, "");
   r.logprobs = f.boolean("logprobs").value_or(false);
   if (const auto k = f.integer("top_logprobs", 0, 20)) {

@@ -80,6 +80,20 @@ struct ParsedRequest {
   // Extension (as llama.cpp's server has it): never end at an end-of-text
   // token, so benchmarks generate exactly max_tokens.
   bool ignore_eos = false;
+
+  // Structured output: response_format json_object / json_schema, or the
+  // extension field "grammar" (GBNF text). Compiled by the server (schema.h).
+  enum class Format { kText, kJsonObject, kJsonSchema, kGrammar };
+  Format format = Format::kText;
+  std::string format_source;  // schema JSON (compact) or GBNF text
+  bool format_strict = false;  // json_schema.strict
+
+  // Tools: tool_choice (default auto with tools, none without) and
+  // parallel_tool_calls (default true).
+  enum class ToolChoice { kNone, kAuto, kRequired, kNamed };
+  ToolChoice tool_choice = ToolChoice::kNone;
+  std::string tool_choice_name;  // kNamed
+  bool parallel_tool_calls = true;
 };
 
 // Parse one request body. Throws ApiError (400 with the field in param).

@@ -1,5 +1,6 @@
 #include "server/response.h"
 
+#include <algorithm>
 #include <random>
 
 namespace slm::server {
@@ -134,13 +135,38 @@ std::string ResponseWriter::stream_delta(std::string_view text,
   return sse_event(dump_json(c));
 }
 
-std::string ResponseWriter::stream_finish(engine::FinishReason finish) {
+std::string ResponseWriter::stream_tool_call(int index, const ToolCallOut& call) {
+  auto chunk = [&](OJson tool_call) {
+    OJson c = chunk_base();
+    c["choices"].push_back(OJson{{"index", 0},
+                                 {"delta", {{"tool_calls", OJson::array({std::move(tool_call)})}}},
+                                 {"logprobs", nullptr},
+                                 {"finish_reason", nullptr}});
+    if (include_usage_) c["usage"] = nullptr;
+    return sse_event(dump_json(c));
+  };
+  std::string out = chunk(OJson{{"index", index},
+                                {"id", call.id},
+                                {"type", "function"},
+                                {"function", {{"name", call.name}, {"arguments", ""}}}});
+  // Fragments of at most 32 bytes, never splitting a UTF-8 character.
+  const std::string& a = call.arguments;
+  for (size_t i = 0; i < a.size();) {
+    size_t n = std::min<size_t>(32, a.size() - i);
+    while (i + n < a.size() && (static_cast<unsigned char>(a[i + n]) & 0xC0) == 0x80) ++n;
+    out += chunk(OJson{{"index", index}, {"function", {{"arguments", a.substr(i, n)}}}});
+    i += n;
+  }
+  return out;
+}
+
+std::string ResponseWriter::stream_finish(engine::FinishReason finish, bool tool_calls) {
   OJson c = chunk_base();
   if (endpoint_ == Endpoint::kChat)
     c["choices"].push_back(OJson{{"index", 0},
                                  {"delta", OJson::object()},
                                  {"logprobs", nullptr},
-                                 {"finish_reason", finish_reason(finish)}});
+                                 {"finish_reason", finish_reason(finish, tool_calls)}});
   else
     c["choices"].push_back(OJson{{"text", ""},
                                  {"index", 0},
@@ -157,7 +183,8 @@ std::string ResponseWriter::stream_usage(const Usage& usage) {
 }
 
 OJson ResponseWriter::complete(std::string_view text, engine::FinishReason finish, const Usage& usage,
-                               std::span<const engine::TokenLogprob> logprobs, bool want_logprobs) {
+                               std::span<const engine::TokenLogprob> logprobs, bool want_logprobs,
+                               std::span<const ToolCallOut> tool_calls) {
   OJson r;
   r["id"] = id_;
   r["object"] = endpoint_ == Endpoint::kChat ? "chat.completion" : "text_completion";
@@ -165,11 +192,20 @@ OJson ResponseWriter::complete(std::string_view text, engine::FinishReason finis
   r["model"] = model_;
   const OJson lp = want_logprobs ? logprobs_json(logprobs) : OJson(nullptr);
   if (endpoint_ == Endpoint::kChat) {
-    r["choices"] = OJson::array(
-        {OJson{{"index", 0},
-               {"message", {{"role", "assistant"}, {"content", text}, {"refusal", nullptr}}},
-               {"logprobs", lp},
-               {"finish_reason", finish_reason(finish)}}});
+    OJson message = {{"role", "assistant"}, {"content", text}, {"refusal", nullptr}};
+    if (!tool_calls.empty()) {
+      if (text.empty()) message["content"] = nullptr;
+      OJson calls = OJson::array();
+      for (const ToolCallOut& c : tool_calls)
+        calls.push_back(OJson{{"id", c.id},
+                              {"type", "function"},
+                              {"function", {{"name", c.name}, {"arguments", c.arguments}}}});
+      message["tool_calls"] = std::move(calls);
+    }
+    r["choices"] = OJson::array({OJson{{"index", 0},
+                                       {"message", std::move(message)},
+                                       {"logprobs", lp},
+                                       {"finish_reason", finish_reason(finish, !tool_calls.empty())}}});
   } else {
     r["choices"] = OJson::array({OJson{
         {"text", text}, {"index", 0}, {"logprobs", lp}, {"finish_reason", finish_reason(finish)}}});

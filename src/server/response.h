@@ -22,6 +22,13 @@
 
 namespace slm::server {
 
+// One tool call of an answer, as the API shows it.
+struct ToolCallOut {
+  std::string id;  // "call_..." (9 letters and digits for Mistral's template)
+  std::string name;
+  std::string arguments;  // JSON text
+};
+
 struct Usage {
   int64_t prompt_tokens = 0;
   int64_t cached_tokens = 0;
@@ -61,17 +68,25 @@ class ResponseWriter {
   std::string stream_start();
   // A content delta; "" when there is neither text nor logprobs.
   std::string stream_delta(std::string_view text, std::span<const engine::TokenLogprob> logprobs);
-  std::string stream_finish(engine::FinishReason finish);
+  // A tool call as deltas: {index, id, type, function: {name, arguments: ""}},
+  // then the arguments in fragments.
+  std::string stream_tool_call(int index, const ToolCallOut& call);
+  // finish_reason "tool_calls" when tool_calls (and the answer was not cut).
+  std::string stream_finish(engine::FinishReason finish, bool tool_calls = false);
   std::string stream_usage(const Usage& usage);  // only with include_usage
 
   // The whole non-streaming response.
   nlohmann::ordered_json complete(std::string_view text, engine::FinishReason finish, const Usage& usage,
-                                  std::span<const engine::TokenLogprob> logprobs, bool want_logprobs);
+                                  std::span<const engine::TokenLogprob> logprobs, bool want_logprobs,
+                                  std::span<const ToolCallOut> tool_calls = {});
 
   // OpenAI's finish_reason: a full context is a length limit too.
   static const char* finish_reason(engine::FinishReason f) {
     return f == engine::FinishReason::kLength || f == engine::FinishReason::kContextFull ? "length"
                                                                                          : "stop";
+  }
+  static const char* finish_reason(engine::FinishReason f, bool tool_calls) {
+    return tool_calls && f == engine::FinishReason::kStop ? "tool_calls" : finish_reason(f);
   }
   static nlohmann::ordered_json usage_json(const Usage& u);
 

@@ -102,6 +102,7 @@ std::shared_ptr<Backend> load_backend(const std::string& path, const std::string
   if (const auto src = b->model->file().get_string("tokenizer.chat_template")) {
     try {
       b->chat_template.emplace(*src);
+      b->tool_format = engine::detect_tool_format(*src);
     } catch (const chat::TemplateError& e) {
       throw Error("the chat template in " + path + " does not parse: " + e.what());
     }
@@ -272,6 +273,9 @@ Server::Server(ServerOptions options, bool allow_insecure) {
 Server::~Server() {
   stop();
   wait();
+  // The scheduler (in the backend) goes first: its thread may still be
+  // finishing a step that reports to metrics_.
+  impl_.reset();
 }
 
 namespace {

@@ -26,7 +26,9 @@
 #include "model/model.h"
 #include "server/auth.h"
 #include "server/metrics.h"
+#include "engine/constraint.h"
 #include "engine/scheduler.h"
+#include "engine/tool_calls.h"
 #include "tokenizer/tokenizer.h"
 
 namespace slm::server {
@@ -55,6 +57,8 @@ struct Backend {
   std::optional<tokenizer::Tokenizer> tokenizer;
   std::optional<chat::Template> chat_template;
   bool template_is_fallback = false;  // the model has none: ChatML is used
+  engine::ToolFormat tool_format = engine::ToolFormat::kHermes;  // its tool-call syntax
+  engine::GrammarCache grammars{256};  // compiled response formats and tool grammars
   std::string model_id;
   std::unique_ptr<engine::Scheduler> scheduler;
 };
@@ -91,8 +95,10 @@ class Server {
 
  private:
   struct Impl;
-  std::unique_ptr<Impl> impl_;
+  // metrics_ outlives impl_: the backend's scheduler thread reports to it
+  // until the scheduler is destroyed with impl_.
   std::unique_ptr<Metrics> metrics_;
+  std::unique_ptr<Impl> impl_;
   int port_ = 0;
 };
 

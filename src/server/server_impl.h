@@ -19,6 +19,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 #include "engine/scheduler.h"
 #include "server/request.h"
@@ -41,6 +42,17 @@ void send_error(httplib::Response& res, const ApiError& e);
 
 // One streamed response's state; defined in generate.cpp.
 struct StreamState;
+
+// structured.cpp: the grammar r's answer must follow (null: free text),
+// compiled once per source through b.grammars; ApiError 400 naming the field
+// when it does not compile or breaks strict mode.
+std::shared_ptr<const grammar::Grammar> request_grammar(Backend& b, const ParsedRequest& r);
+// Whether r's answer is parsed for tool calls (chat, tools, tool_choice not none).
+bool parses_tool_calls(const ParsedRequest& r);
+// Parsed calls as the API shows them (ids made here; one when
+// parallel_tool_calls is false).
+std::vector<ToolCallOut> api_tool_calls(const Backend& b, const ParsedRequest& r,
+                                        std::vector<engine::ToolCall> calls);
 
 }  // namespace detail
 
@@ -72,7 +84,7 @@ struct Server::Impl {
   void setup();
   // generate.cpp
   void generate(Endpoint endpoint, const httplib::Request& req, httplib::Response& res);
-  void respond_whole(const std::shared_ptr<engine::Job>& job, ResponseWriter& writer,
+  void respond_whole(const Backend& b, const std::shared_ptr<engine::Job>& job, ResponseWriter& writer,
                      const ParsedRequest& r, const std::string& id, detail::Clock::time_point t0,
                      httplib::Response& res);
   void stream(std::shared_ptr<detail::StreamState> st, httplib::Response& res);

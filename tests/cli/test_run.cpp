@@ -197,5 +197,52 @@ TEST(Info, DescribesTheModel) {
   EXPECT_NE(r.out.find("memory @ 4096 ctx"), std::string::npos);
 }
 
+// --json-schema / --grammar / --json-object constrain the output; a schema or
+// grammar that does not compile is a usage error naming the file and place.
+TEST(Run, OutputConstraints) {
+  SLM_REQUIRE_FIXTURE("models/tiny-qwen2.gguf");
+  const std::string model = fixture("models/tiny-qwen2.gguf");
+  const std::string dir = temp_dir();
+  {
+    std::ofstream(dir + "/s.json") << R"({"type":"object","properties":{"n":{"type":"integer","minimum":1,"maximum":9},
+      "c":{"enum":["red","blue"]}},"required":["n","c"],"additionalProperties":false})";
+    std::ofstream(dir + "/g.gbnf") << "root ::= (\"yes\" | \"no\") \".\"\n";
+    std::ofstream(dir + "/bad.json") << R"({"type":"object","properties":{"x":{"propertyNames":{}}}})";
+    std::ofstream(dir + "/bad.gbnf") << "root ::= \"a\" b\n";
+  }
+  for (int seed = 1; seed <= 5; ++seed) {
+    const CmdResult r = run_slm("run --model " + model + " -p hi -n 200 --seed " + std::to_string(seed) +
+                                " --json --json-schema " + dir + "/s.json");
+    ASSERT_EQ(r.code, 0) << r.err;
+    const auto j = nlohmann::json::parse(r.out);
+    if (j["finish_reason"] != "stop") continue;
+    const auto doc = nlohmann::json::parse(j["text"].get<std::string>());
+    EXPECT_TRUE(doc["n"].is_number_integer() && doc["n"] >= 1 && doc["n"] <= 9) << doc;
+    EXPECT_TRUE(doc["c"] == "red" || doc["c"] == "blue") << doc;
+    EXPECT_EQ(doc.size(), 2u);
+  }
+  const CmdResult g = run_slm("run --model " + model + " -p hi -n 20 --grammar " + dir + "/g.gbnf");
+  ASSERT_EQ(g.code, 0) << g.err;
+  EXPECT_TRUE(g.out == "yes.\n" || g.out == "no.\n") << g.out;
+  const CmdResult o = run_slm("run --model " + model + " -p hi -n 300 --seed 2 --json --json-object");
+  ASSERT_EQ(o.code, 0) << o.err;
+  const auto oj = nlohmann::json::parse(o.out);
+  if (oj["finish_reason"] == "stop") {
+    EXPECT_TRUE(nlohmann::json::parse(oj["text"].get<std::string>()).is_object());
+  }
+
+  const CmdResult bs = run_slm("run --model " + model + " -p hi --json-schema " + dir + "/bad.json");
+  EXPECT_EQ(bs.code, 2);
+  EXPECT_NE(bs.err.find("bad.json: json schema: /properties/x/propertyNames"), std::string::npos) << bs.err;
+  const CmdResult bg = run_slm("run --model " + model + " -p hi --grammar " + dir + "/bad.gbnf");
+  EXPECT_EQ(bg.code, 2);
+  EXPECT_NE(bg.err.find("bad.gbnf:1:"), std::string::npos) << bg.err;
+  const CmdResult both = run_slm("run --model " + model + " -p hi --json-object --grammar " + dir + "/g.gbnf");
+  EXPECT_EQ(both.code, 2);
+  const CmdResult missing = run_slm("run --model " + model + " -p hi --json-schema " + dir + "/none.json");
+  EXPECT_EQ(missing.code, 1);
+  EXPECT_NE(missing.err.find("none.json"), std::string::npos) << missing.err;
+}
+
 }  // namespace
 }  // namespace slm::test

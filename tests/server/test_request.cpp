@@ -172,15 +172,69 @@ TEST(Request, WrongTypesAndRanges) {
   expect_bad("{" + kMsgs + R"(,"model":["m"]})", "model");
 }
 
-TEST(Request, ResponseFormatOtherThanTextIsRefusedClearly) {
-  const ApiError e =
-      error_of(Endpoint::kChat, "{" + kMsgs + R"(,"response_format":{"type":"json_object"}})");
+TEST(Request, ResponseFormatsAndGrammar) {
+  using Format = ParsedRequest::Format;
+  const RequestLimits lim{.n_vocab = 1000};
+  auto parse = [&](const std::string& extra) {
+    return parse_request(Endpoint::kChat, "{" + kMsgs + "," + extra + "}", lim);
+  };
+  EXPECT_EQ(parse(R"("response_format":{"type":"text"})").format, Format::kText);
+  EXPECT_EQ(parse(R"("response_format":{"type":"json_object"})").format, Format::kJsonObject);
+  const ParsedRequest s = parse(
+      R"("response_format":{"type":"json_schema","json_schema":{"name":"p","strict":true,"schema":{"type":"object"}}})");
+  EXPECT_EQ(s.format, Format::kJsonSchema);
+  EXPECT_TRUE(s.format_strict);
+  EXPECT_EQ(s.format_source, R"({"type":"object"})");
+  const ParsedRequest g = parse(R"("grammar":"root ::= \"a\"")");
+  EXPECT_EQ(g.format, Format::kGrammar);
+  EXPECT_EQ(g.format_source, "root ::= \"a\"");
+
+  const ApiError e = error_of(Endpoint::kChat, "{" + kMsgs + R"(,"response_format":{"type":"xml"}})");
   EXPECT_EQ(e.status(), 400);
-  EXPECT_EQ(e.param(), "response_format");
-  EXPECT_NE(std::string(e.what()).find("json_object"), std::string::npos);
+  EXPECT_EQ(e.param(), "response_format.type");
   EXPECT_NE(std::string(e.what()).find("not supported"), std::string::npos);
   expect_bad("{" + kMsgs + R"(,"response_format":"json"})", "response_format");
   expect_bad("{" + kMsgs + R"(,"response_format":{}})", "response_format.type");
+  expect_bad("{" + kMsgs + R"(,"response_format":{"type":"json_schema"}})", "response_format.json_schema");
+  expect_bad("{" + kMsgs + R"(,"response_format":{"type":"json_schema","json_schema":{"schema":{}}}})",
+             "response_format.json_schema.name");
+  expect_bad("{" + kMsgs + R"(,"response_format":{"type":"json_schema","json_schema":{"name":"a b"}}})",
+             "response_format.json_schema.name");
+  expect_bad("{" + kMsgs + R"(,"response_format":{"type":"json_schema","json_schema":{"name":"a","schema":3}}})",
+             "response_format.json_schema.schema");
+  expect_bad("{" + kMsgs + R"(,"grammar":5})", "grammar");
+  expect_bad("{" + kMsgs + R"(,"grammar":"root ::= \"a\"","response_format":{"type":"json_object"}})", "grammar");
+}
+
+TEST(Request, ToolsAndToolChoice) {
+  using TC = ParsedRequest::ToolChoice;
+  const RequestLimits lim{.n_vocab = 1000};
+  const std::string tools =
+      R"("tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object"}}}])";
+  auto parse = [&](const std::string& extra) {
+    return parse_request(Endpoint::kChat, "{" + kMsgs + "," + extra + "}", lim);
+  };
+  EXPECT_EQ(parse(tools).tool_choice, TC::kAuto);
+  EXPECT_TRUE(parse(tools).parallel_tool_calls);
+  EXPECT_EQ(parse(R"("user":"x")").tool_choice, TC::kNone);
+  EXPECT_EQ(parse(tools + R"(,"tool_choice":"required","parallel_tool_calls":false)").tool_choice, TC::kRequired);
+  EXPECT_FALSE(parse(tools + R"(,"tool_choice":"required","parallel_tool_calls":false)").parallel_tool_calls);
+  EXPECT_EQ(parse(tools + R"(,"tool_choice":"none")").tool_choice, TC::kNone);
+  const ParsedRequest named =
+      parse(tools + R"(,"tool_choice":{"type":"function","function":{"name":"get_weather"}})");
+  EXPECT_EQ(named.tool_choice, TC::kNamed);
+  EXPECT_EQ(named.tool_choice_name, "get_weather");
+  expect_bad("{" + kMsgs + "," + tools + R"(,"tool_choice":"sometimes"})", "tool_choice");
+  expect_bad("{" + kMsgs + "," + tools + R"(,"tool_choice":{"type":"function","function":{"name":"nope"}}})",
+             "tool_choice.function.name");
+  expect_bad("{" + kMsgs + R"(,"tool_choice":"required"})", "tool_choice");
+  expect_bad("{" + kMsgs + "," + tools + R"(,"tool_choice":"required","response_format":{"type":"json_object"}})",
+             "tool_choice");
+  expect_bad("{" + kMsgs + R"(,"tools":[{"type":"function","function":{"name":"a b"}}]})", "tools[0].function.name");
+  expect_bad("{" + kMsgs + R"(,"tools":[{"type":"function","function":{"name":"f","parameters":[]}}]})",
+             "tools[0].function.parameters");
+  expect_bad("{" + kMsgs + R"(,"tools":[{"type":"retrieval","function":{"name":"f"}}]})", "tools[0].type");
+  expect_bad("{" + kMsgs + "," + tools + R"(,"parallel_tool_calls":"yes"})", "parallel_tool_calls");
 }
 
 TEST(Request, MalformedBodies) {

@@ -149,7 +149,7 @@ test("bad requests are 400 BadRequestError naming the field", async () => {
     [{ temperature: 5 }, "temperature"],
     [{ n: 2 }, "n"],
     [{ max_tokens: -4 }, "max_tokens"],
-    [{ response_format: { type: "json_object" } }, "response_format"],
+    [{ response_format: { type: "xml" } }, "response_format.type"],
     [{ messages: [] }, "messages"],
     [{ top_p: "high" }, "top_p"],
   ];

@@ -1,0 +1,290 @@
+// LoRA at inference against the merged weights: an adapter file written here
+// (llama.cpp's layout) applied by the forward pass must give the logits of a
+// copy of the model whose matrices hold W + scale * B A, computed in double
+// in this test. Covers stacking two files, a fused matrix (Phi-3's attn_qkv),
+// sequences with and without the adapter in one batched step, and the
+// refusals.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "base/error.h"
+#include "base/thread_pool.h"
+#include "common/fixtures.h"
+#include "gguf/gguf.h"
+#include "gguf/writer.h"
+#include "model/forward.h"
+#include "model/lora.h"
+#include "model/model.h"
+#include "model/session.h"
+
+namespace slm::model {
+namespace {
+
+std::vector<uint8_t> read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), {});
+}
+
+struct Delta {
+  std::string name;  // base matrix
+  int64_t rank;
+  float alpha;
+  std::vector<float> a, b;  // [rank][n_in], [n_out][rank]
+};
+
+Delta random_delta(const gguf::File& f, const std::string& name, int64_t rank, float alpha, uint32_t seed) {
+  const gguf::TensorInfo* t = f.find_tensor(name);
+  EXPECT_NE(t, nullptr) << name;
+  Delta d{name, rank, alpha, {}, {}};
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 0.3f);
+  d.a.resize(static_cast<size_t>(rank * t->ne[0]));
+  d.b.resize(static_cast<size_t>(t->ne[1] * rank));
+  for (float& x : d.a) x = dist(rng);
+  for (float& x : d.b) x = dist(rng);
+  return d;
+}
+
+std::span<const uint8_t> bytes_of(const std::vector<float>& v) {
+  return {reinterpret_cast<const uint8_t*>(v.data()), v.size() * sizeof(float)};
+}
+
+// An adapter file in llama.cpp's layout; the file has one alpha, the first
+// delta's (tests give every delta of a file the same).
+std::string write_adapter(const std::string& path, const std::string& arch, const std::vector<Delta>& ds) {
+  gguf::Writer w;
+  w.add_string("general.architecture", arch);
+  w.add_string("general.type", "adapter");
+  w.add_string("adapter.type", "lora");
+  w.add_f32("adapter.lora.alpha", ds.front().alpha);
+  for (const Delta& d : ds) {
+    const int64_t n_in = static_cast<int64_t>(d.a.size()) / d.rank, n_out = static_cast<int64_t>(d.b.size()) / d.rank;
+    w.add_tensor(d.name + ".lora_a", DType::F32, {n_in, d.rank}, bytes_of(d.a));
+    w.add_tensor(d.name + ".lora_b", DType::F32, {d.rank, n_out}, bytes_of(d.b));
+  }
+  w.write(path);
+  return path;
+}
+
+// bytes: a parsed F32 model's file; W += scale * alpha / rank * B A in place.
+void merge_into(std::vector<uint8_t>& bytes, const gguf::File& f, const Delta& d, float scale) {
+  const gguf::TensorInfo* t = f.find_tensor(d.name);
+  ASSERT_EQ(t->type, DType::F32) << d.name;
+  const int64_t n_in = t->ne[0], n_out = t->ne[1];
+  float* w = reinterpret_cast<float*>(bytes.data() + f.data_offset() + t->offset);
+  const double s = static_cast<double>(scale) * d.alpha / static_cast<double>(d.rank);
+  for (int64_t o = 0; o < n_out; ++o)
+    for (int64_t i = 0; i < n_in; ++i) {
+      double acc = 0;
+      for (int64_t k = 0; k < d.rank; ++k)
+        acc += static_cast<double>(d.b[static_cast<size_t>(o * d.rank + k)]) * d.a[static_cast<size_t>(k * n_in + i)];
+      w[o * n_in + i] = static_cast<float>(w[o * n_in + i] + s * acc);
+    }
+}
+
+std::vector<float> logits_of(const Model& m, const LoraAdapter* adapter, const std::vector<int32_t>& tokens) {
+  SessionOptions so;
+  so.n_ctx = 64;
+  Session s(m, so);
+  s.set_adapter(adapter);
+  ThreadPool pool(2);
+  std::vector<float> out;
+  s.feed(tokens, pool, &out);
+  return out;
+}
+
+double max_rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  double mx = 0, md = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    mx = std::max(mx, std::fabs(static_cast<double>(a[i])));
+    md = std::max(md, std::fabs(static_cast<double>(a[i]) - b[i]));
+  }
+  return md / mx;
+}
+
+const std::vector<int32_t> kTokens = {1, 450, 4996, 17354, 1701, 432, 17204, 975, 278, 17366, 11203, 29889, 13, 3};
+
+class Lora : public ::testing::Test {
+ protected:
+  std::string tmp(const std::string& name) {
+    const auto dir = std::filesystem::temp_directory_path() / ("slm-lora-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    return (dir / name).string();
+  }
+  void TearDown() override {
+    std::filesystem::remove_all(std::filesystem::temp_directory_path() / ("slm-lora-" + std::to_string(::getpid())));
+  }
+};
+
+TEST_F(Lora, AdapterEqualsMergedWeightsAndStacks) {
+  SLM_REQUIRE_FIXTURE("models/tiny-llama.gguf");
+  const std::string path = test::fixture("models/tiny-llama.gguf");
+  const auto base = Model::load(path);
+  const gguf::File& f = base->file();
+  const std::vector<Delta> one = {random_delta(f, "blk.0.attn_q.weight", 4, 8.0f, 1),
+                                  random_delta(f, "blk.0.attn_v.weight", 4, 8.0f, 2),
+                                  random_delta(f, "blk.1.ffn_down.weight", 4, 8.0f, 3),
+                                  random_delta(f, "blk.1.ffn_gate.weight", 4, 8.0f, 4)};
+  const std::vector<Delta> two = {random_delta(f, "blk.0.attn_q.weight", 2, 2.0f, 5),
+                                  random_delta(f, "blk.1.attn_output.weight", 2, 2.0f, 6)};
+  const std::string p1 = write_adapter(tmp("one.gguf"), "llama", one);
+  const std::string p2 = write_adapter(tmp("two.gguf"), "llama", two);
+
+  // One file at scale 0.5.
+  std::vector<uint8_t> bytes = read_bytes(path);
+  auto file = gguf::File::parse(bytes, "merged");
+  for (const Delta& d : one) merge_into(bytes, *file, d, 0.5f);
+  const auto merged = Model::from_file(gguf::File::parse(bytes, "merged"));
+  const auto ad = LoraAdapter::load(*base, {parse_lora_argument(p1 + ":0.5")});
+  EXPECT_EQ(ad->n_matrices(), 4u);
+  const auto want = logits_of(*merged, nullptr, kTokens);
+  const auto base_logits = logits_of(*base, nullptr, kTokens);
+  EXPECT_GT(max_rel_diff(want, base_logits), 1e-2);  // the adapter changes the output
+  EXPECT_LT(max_rel_diff(want, logits_of(*base, ad.get(), kTokens)), 2e-5);
+
+  // Both files: the deltas add, each with its own scale.
+  std::vector<uint8_t> bytes2 = read_bytes(path);
+  for (const Delta& d : one) merge_into(bytes2, *file, d, 0.5f);
+  for (const Delta& d : two) merge_into(bytes2, *file, d, 2.0f);
+  const auto merged2 = Model::from_file(gguf::File::parse(bytes2, "merged2"));
+  const auto ad2 = LoraAdapter::load(*base, {parse_lora_argument(p1 + ":0.5"), parse_lora_argument(p2 + ":2")});
+  EXPECT_EQ(ad2->n_matrices(), 5u);
+  EXPECT_EQ(ad2->max_rank(), 6);  // attn_q: 4 + 2 stacked
+  EXPECT_LT(max_rel_diff(logits_of(*merged2, nullptr, kTokens), logits_of(*base, ad2.get(), kTokens)), 2e-5);
+
+  // Scale 0 is the base bit for bit; adapters get distinct cache ids.
+  const auto zero = LoraAdapter::load(*base, {parse_lora_argument(p1 + ":0")});
+  EXPECT_EQ(logits_of(*base, zero.get(), kTokens), base_logits);
+  EXPECT_NE(ad->id(), ad2->id());
+  EXPECT_NE(ad->id(), 0u);
+}
+
+// Rows of different sequences in one step: each gets its own adapter (or none).
+TEST_F(Lora, MixedBatchEqualsEachSequenceAlone) {
+  SLM_REQUIRE_FIXTURE("models/tiny-llama.gguf");
+  const auto base = Model::load(test::fixture("models/tiny-llama.gguf"));
+  const gguf::File& f = base->file();
+  const auto a1 = LoraAdapter::load(
+      *base, {{write_adapter(tmp("a1.gguf"), "llama", {random_delta(f, "blk.0.attn_k.weight", 3, 3.0f, 7)}), 1.0f}});
+  const auto a2 = LoraAdapter::load(
+      *base, {{write_adapter(tmp("a2.gguf"), "llama", {random_delta(f, "blk.1.ffn_up.weight", 5, 5.0f, 8)}), 1.0f}});
+  const LoraAdapter* adapters[] = {a1.get(), nullptr, a2.get()};
+  SessionOptions so;
+  so.n_ctx = 64;
+  ThreadPool pool(2);
+  Session s0(*base, so), s1(*base, so), s2(*base, so);
+  Session* sessions[] = {&s0, &s1, &s2};
+  std::vector<std::vector<float>> got(3, std::vector<float>(static_cast<size_t>(base->config().n_vocab)));
+  std::vector<SeqChunk> chunks;
+  for (int i = 0; i < 3; ++i) {
+    SeqChunk c{sessions[i], std::span<const int32_t>(kTokens).subspan(static_cast<size_t>(i), 5 + i),
+               got[static_cast<size_t>(i)].data(), false};
+    c.adapter = adapters[i];
+    chunks.push_back(c);
+  }
+  Scratch scratch(base->config(), 32);
+  forward(*base, chunks, scratch, pool);
+  for (int i = 0; i < 3; ++i) {
+    const std::vector<int32_t> alone(kTokens.begin() + i, kTokens.begin() + i + 5 + i);
+    std::vector<float> want = logits_of(*base, adapters[i], alone);
+    want.erase(want.begin(), want.end() - base->config().n_vocab);
+    EXPECT_LT(max_rel_diff(want, got[static_cast<size_t>(i)]), 1e-6) << "sequence " << i;
+  }
+}
+
+// Phi-3's attn_qkv is one tensor but three matrices: the adapter's B rows are split.
+TEST_F(Lora, FusedMatrixTakesItsRowsOfB) {
+  SLM_REQUIRE_FIXTURE("models/tiny-phi3.gguf");
+  const std::string path = test::fixture("models/tiny-phi3.gguf");
+  const auto base = Model::load(path);
+  const std::vector<Delta> ds = {random_delta(base->file(), "blk.0.attn_qkv.weight", 4, 4.0f, 9),
+                                 random_delta(base->file(), "blk.1.ffn_up.weight", 2, 4.0f, 10)};
+  std::vector<uint8_t> bytes = read_bytes(path);
+  auto file = gguf::File::parse(bytes, "merged");
+  for (const Delta& d : ds) merge_into(bytes, *file, d, 1.0f);
+  const auto merged = Model::from_file(gguf::File::parse(bytes, "merged"));
+  const auto ad = LoraAdapter::load(*base, {{write_adapter(tmp("phi.gguf"), "phi3", ds), 1.0f}});
+  EXPECT_EQ(ad->n_matrices(), 5u);  // q, k, v and gate, up
+  const std::vector<int32_t> toks = {1, 5, 9, 200, 31, 77, 900, 4};
+  {
+    std::vector<uint8_t> same = read_bytes(path);
+    const auto copy = Model::from_file(gguf::File::parse(same, "copy"));
+    EXPECT_EQ(logits_of(*copy, nullptr, toks), logits_of(*base, nullptr, toks));
+    for (const Delta& d : ds) {
+      std::vector<uint8_t> b1 = read_bytes(path);
+      merge_into(b1, *file, d, 1.0f);
+      const auto m1 = Model::from_file(gguf::File::parse(b1, "m1"));
+      const auto a1 = LoraAdapter::load(*base, {{write_adapter(tmp("phi1.gguf"), "phi3", {d}), 1.0f}});
+      EXPECT_LT(max_rel_diff(logits_of(*m1, nullptr, toks), logits_of(*base, a1.get(), toks)), 2e-5) << d.name;
+    }
+  }
+  EXPECT_LT(max_rel_diff(logits_of(*merged, nullptr, toks), logits_of(*base, ad.get(), toks)), 2e-5);
+}
+
+TEST_F(Lora, BadAdaptersAreRefusedByName) {
+  SLM_REQUIRE_FIXTURE("models/tiny-llama.gguf");
+  SLM_REQUIRE_FIXTURE("models/tiny-moe.gguf");
+  const auto base = Model::load(test::fixture("models/tiny-llama.gguf"));
+  const gguf::File& f = base->file();
+  auto error_of = [&](const Model& m, const std::string& path) -> std::string {
+    try {
+      LoraAdapter::load(m, {{path, 1.0f}});
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "(no error)";
+  };
+  const Delta q = random_delta(f, "blk.0.attn_q.weight", 2, 2.0f, 11);
+  EXPECT_NE(error_of(*base, write_adapter(tmp("arch.gguf"), "qwen2", {q})).find("architecture 'qwen2'"),
+            std::string::npos);
+  // A shape the base matrix does not have.
+  Delta wrong = q;
+  wrong.a.resize(wrong.a.size() - 2 * 2);  // [2][30]: two inputs short
+  EXPECT_NE(error_of(*base, write_adapter(tmp("shape.gguf"), "llama", {wrong})).find("takes 32 inputs"),
+            std::string::npos);
+  Delta unknown = q;
+  unknown.name = "blk.7.attn_q.weight";
+  EXPECT_NE(error_of(*base, write_adapter(tmp("name.gguf"), "llama", {unknown})).find("no matrix of that name"),
+            std::string::npos);
+  Delta out = random_delta(f, "output.weight", 2, 2.0f, 12);
+  EXPECT_NE(error_of(*base, write_adapter(tmp("out.gguf"), "llama", {out})).find("not supported"),
+            std::string::npos);
+  // Half a pair.
+  {
+    gguf::Writer w;
+    w.add_string("general.architecture", "llama");
+    w.add_string("general.type", "adapter");
+    w.add_string("adapter.type", "lora");
+    w.add_tensor("blk.0.attn_q.weight.lora_a", DType::F32, {32, 2}, bytes_of(q.a));
+    w.write(tmp("half.gguf"));
+    EXPECT_NE(error_of(*base, tmp("half.gguf")).find("lora_b' is missing"), std::string::npos);
+  }
+  // Not an adapter; a value that is not finite.
+  EXPECT_NE(error_of(*base, test::fixture("models/tiny-llama.gguf")).find("adapter"), std::string::npos);
+  Delta nan = q;
+  nan.b[3] = NAN;
+  EXPECT_NE(error_of(*base, write_adapter(tmp("nan.gguf"), "llama", {nan})).find("not finite"), std::string::npos);
+  // Experts are refused by name.
+  const auto moe = Model::load(test::fixture("models/tiny-moe.gguf"));
+  const gguf::TensorInfo* exps = moe->file().find_tensor("blk.0.ffn_up_exps.weight");
+  ASSERT_NE(exps, nullptr);
+  Delta e{"blk.0.ffn_up_exps.weight", 2, 2.0f, std::vector<float>(static_cast<size_t>(2 * exps->ne[0]), 0.1f),
+          std::vector<float>(static_cast<size_t>(exps->ne[1] * 2), 0.1f)};
+  EXPECT_NE(error_of(*moe, write_adapter(tmp("exps.gguf"), "llama", {e})).find("expert"), std::string::npos);
+  // PATH:SCALE parsing keeps colons that are not a scale.
+  EXPECT_EQ(parse_lora_argument("a:b.gguf").path, "a:b.gguf");
+  EXPECT_EQ(parse_lora_argument("x.gguf:0.25").scale, 0.25f);
+  EXPECT_EQ(parse_lora_argument("x.gguf:0.25").path, "x.gguf");
+}
+
+}  // namespace
+}  // namespace slm::model
