@@ -116,6 +116,11 @@ void fill_scalar_packed(TypeTable& table);  // packed-layout oracle tiles
 void fill_avx2_packed(TypeTable& table);  // Q4_0 Q5_0 Q4_K
 void fill_avx512_packed(TypeTable& table);
 
+// Importance-weighted quantizers (kernels.h quantize_row_weighted) of each
+// scalar file; nullptr for the types it does not weight.
+QuantizeWeightedFn weighted_kquant(DType t);  // Q2_K..Q6_K
+QuantizeWeightedFn weighted_legacy(DType t);  // IQ4_NL
+
 // The table of an ISA (the scalar one where the CPU lacks it).
 const TypeTable& isa_table(Isa isa);
 // Bytes of one packed block group (kPackRows rows x one block); 0 when the

@@ -1,8 +1,10 @@
 // Scalar reference kernels of the K-quants (Q2_K..Q6_K) and their activation
 // format Q8_K. Each type first unpacks a 256-element super-block into plain
 // integer levels and per-sub-block scales; dequantize and the dot product are
-// then one obvious loop each. The quantizers are simple least-squares fits
-// (no importance matrix), good enough for `slm quantize` and tests.
+// then one obvious loop each. The quantizers are simple weighted least-squares
+// fits; given an importance matrix (llama.cpp's imatrix: one weight per
+// column) the fit weights become imatrix * sqrt(sigma2 + x^2), the form of
+// ggml's quantize_row_*_impl (the fits themselves are slm's, not ggml's).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -148,8 +150,9 @@ void vec_dot_k(int64_t n, float* s, const void* w, const void* a) {
 
 // x ~= scale * L + min with L in [0, nmax], scale >= 0, min <= 0: tries scales
 // around nmax / (max - min) and keeps the weighted least-squares fit with the
-// smallest error. Returns scale; *neg_min = -min >= 0.
-float fit_affine(const float* x, int n, int nmax, float* neg_min) {
+// smallest error. Returns scale; *neg_min = -min >= 0. Weights: wt[i] when
+// given, else rms + |x[i]|.
+float fit_affine(const float* x, int n, int nmax, float* neg_min, const float* wt) {
   float lo = std::min(0.0f, *std::min_element(x, x + n));
   const float hi = *std::max_element(x, x + n);
   *neg_min = -lo;
@@ -164,7 +167,7 @@ float fit_affine(const float* x, int n, int nmax, float* neg_min) {
     int levels[kQKK];
     for (int i = 0; i < n; ++i) {
       levels[i] = std::clamp(nearest_int(iscale * (x[i] - lo)), 0, nmax);
-      const float w = rms + std::fabs(x[i]), l = static_cast<float>(levels[i]);
+      const float w = wt ? wt[i] : rms + std::fabs(x[i]), l = static_cast<float>(levels[i]);
       sw += w, sl += w * l, sl2 += w * l * l, sx += w * x[i], sxl += w * x[i] * l;
     }
     const float det = sw * sl2 - sl * sl;
@@ -178,7 +181,7 @@ float fit_affine(const float* x, int n, int nmax, float* neg_min) {
     float err = 0;
     for (int i = 0; i < n; ++i) {
       const float diff = scale * static_cast<float>(levels[i]) + min - x[i];
-      err += (rms + std::fabs(x[i])) * diff * diff;
+      err += (wt ? wt[i] : rms + std::fabs(x[i])) * diff * diff;
     }
     if (err < best_err) best_err = err, best_scale = scale, best_min = min;
   }
@@ -188,7 +191,8 @@ float fit_affine(const float* x, int n, int nmax, float* neg_min) {
 
 // x ~= d * L with L in [-nneg, nneg - 1]; d may be negative so the extreme
 // element uses the wider negative side. Weights x^2 favour large values.
-float fit_symmetric(const float* x, int n, int nneg) {
+// wt: the fit's weights where given.
+float fit_symmetric(const float* x, int n, int nneg, const float* wt) {
   float amax = 0, max = 0;
   for (int i = 0; i < n; ++i)
     if (std::fabs(x[i]) > amax) amax = std::fabs(x[i]), max = x[i];
@@ -199,7 +203,7 @@ float fit_symmetric(const float* x, int n, int nneg) {
     float sxl = 0, sl2 = 0;
     for (int i = 0; i < n; ++i) {
       const float l = static_cast<float>(std::clamp(nearest_int(iscale * x[i]), -nneg, nneg - 1));
-      const float w = x[i] * x[i];
+      const float w = wt ? wt[i] : x[i] * x[i];
       sxl += w * x[i] * l, sl2 += w * l * l;
     }
     if (sl2 > 0 && sxl * sxl / sl2 > best_score) best_score = sxl * sxl / sl2, best_d = sxl / sl2;
@@ -210,22 +214,36 @@ float fit_symmetric(const float* x, int n, int nneg) {
 // Q3_K and Q6_K: fit_symmetric of each 16-wide sub-block into scales[16];
 // returns the signed scale of largest magnitude (0 when all are 0), which
 // sets the super-block scale.
-float fit_symmetric_16(const float* src, int nneg, float* scales) {
+float fit_symmetric_16(const float* src, int nneg, float* scales, const float* wt) {
   float amax = 0, max_scale = 0;
   for (int s = 0; s < 16; ++s) {
-    scales[s] = fit_symmetric(src + 16 * s, 16, nneg);
+    scales[s] = fit_symmetric(src + 16 * s, 16, nneg, wt ? wt + 16 * s : nullptr);
     if (std::fabs(scales[s]) > amax) amax = std::fabs(scales[s]), max_scale = scales[s];
   }
   return max_scale;
 }
 
+// Fit weights of one super-block from its importance qw (nullptr: none, and
+// wt stays unused): qw * sqrt(sigma2 + x^2) with sigma2 = sigma_scale *
+// mean(x^2), as ggml's quantize_row_*_impl.
+const float* importance_weights(const float* x, const float* qw, float sigma_scale, float* wt) {
+  if (qw == nullptr) return nullptr;
+  float sum_x2 = 0;
+  for (int e = 0; e < kQKK; ++e) sum_x2 += x[e] * x[e];
+  const float sigma2 = sigma_scale * sum_x2 / kQKK;
+  for (int e = 0; e < kQKK; ++e) wt[e] = qw[e] * std::sqrt(sigma2 + x[e] * x[e]);
+  return wt;
+}
+
 // Scales of 16-wide sub-blocks coded as 4-bit sc and min: Q2_K.
-void quantize_q2_k(const float* src, void* dst, int64_t n) {
+void quantize_q2_k_impl(const float* src, void* dst, int64_t n, const float* qw) {
   auto* y = static_cast<BlockQ2_K*>(dst);
+  float wbuf[kQKK];
   for (int64_t i = 0; i < n / kQKK; ++i, src += kQKK) {
+    const float* wt = importance_weights(src, qw ? qw + i * kQKK : nullptr, 1.0f, wbuf);
     float scales[16], mins[16], max_scale = 0, max_min = 0;
     for (int s = 0; s < 16; ++s) {
-      scales[s] = fit_affine(src + 16 * s, 16, 3, &mins[s]);
+      scales[s] = fit_affine(src + 16 * s, 16, 3, &mins[s], wt ? wt + 16 * s : nullptr);
       max_scale = std::max(max_scale, scales[s]);
       max_min = std::max(max_min, mins[s]);
     }
@@ -257,11 +275,13 @@ void put_q3k_scale(uint8_t* scales, int s, int l) {
   scales[8 + s % 4] |= static_cast<uint8_t>((l >> 4) << (2 * (s / 4)));
 }
 
-void quantize_q3_k(const float* src, void* dst, int64_t n) {
+void quantize_q3_k_impl(const float* src, void* dst, int64_t n, const float* qw) {
   auto* y = static_cast<BlockQ3_K*>(dst);
+  float wbuf[kQKK];
   for (int64_t i = 0; i < n / kQKK; ++i, src += kQKK) {
+    const float* wt = importance_weights(src, qw ? qw + i * kQKK : nullptr, 2.0f, wbuf);
     float scales[16];
-    const float max_scale = fit_symmetric_16(src, 4, scales);
+    const float max_scale = fit_symmetric_16(src, 4, scales, wt);
     std::memset(y[i].scales, 0, sizeof(y[i].scales));
     std::memset(y[i].hmask, 0, sizeof(y[i].hmask));
     std::memset(y[i].qs, 0, sizeof(y[i].qs));
@@ -305,14 +325,16 @@ void pack_scale_min_k4(const uint8_t* ls, const uint8_t* lm, uint8_t* q) {
 // sub-blocks, codes their scales and mins in 6 bits, then re-picks levels
 // against the coded values.
 template <typename Block>
-void quantize_k4(const float* src, void* dst, int64_t n) {
+void quantize_k4_impl(const float* src, void* dst, int64_t n, const float* qw) {
   constexpr bool kFifthBit = std::is_same_v<Block, BlockQ5_K>;
   constexpr int kMax = kFifthBit ? 31 : 15;
   auto* y = static_cast<Block*>(dst);
+  float wbuf[kQKK];
   for (int64_t i = 0; i < n / kQKK; ++i, src += kQKK) {
+    const float* wt = importance_weights(src, qw ? qw + i * kQKK : nullptr, 2.0f, wbuf);
     float scales[8], mins[8], max_scale = 0, max_min = 0;
     for (int s = 0; s < 8; ++s) {
-      scales[s] = fit_affine(src + 32 * s, 32, kMax, &mins[s]);
+      scales[s] = fit_affine(src + 32 * s, 32, kMax, &mins[s], wt ? wt + 32 * s : nullptr);
       max_scale = std::max(max_scale, scales[s]);
       max_min = std::max(max_min, mins[s]);
     }
@@ -342,11 +364,13 @@ void quantize_k4(const float* src, void* dst, int64_t n) {
   }
 }
 
-void quantize_q6_k(const float* src, void* dst, int64_t n) {
+void quantize_q6_k_impl(const float* src, void* dst, int64_t n, const float* qw) {
   auto* y = static_cast<BlockQ6_K*>(dst);
+  float wbuf[kQKK];
   for (int64_t i = 0; i < n / kQKK; ++i, src += kQKK) {
+    const float* wt = importance_weights(src, qw ? qw + i * kQKK : nullptr, 1.0f, wbuf);
     float scales[16];
-    const float max_scale = fit_symmetric_16(src, 32, scales);
+    const float max_scale = fit_symmetric_16(src, 32, scales, wt);
     std::memset(&y[i], 0, sizeof(BlockQ6_K));
     int levels[kQKK];
     if (max_scale == 0) {
@@ -369,6 +393,20 @@ void quantize_q6_k(const float* src, void* dst, int64_t n) {
       y[i].qh[32 * h + l] |= static_cast<uint8_t>((levels[e] >> 4) << (2 * quarter));
     }
   }
+}
+
+void quantize_q2_k(const float* src, void* dst, int64_t n) {
+  quantize_q2_k_impl(src, dst, n, nullptr);
+}
+void quantize_q3_k(const float* src, void* dst, int64_t n) {
+  quantize_q3_k_impl(src, dst, n, nullptr);
+}
+template <typename Block>
+void quantize_k4(const float* src, void* dst, int64_t n) {
+  quantize_k4_impl<Block>(src, dst, n, nullptr);
+}
+void quantize_q6_k(const float* src, void* dst, int64_t n) {
+  quantize_q6_k_impl(src, dst, n, nullptr);
 }
 
 // ---------------------------------------------------------------- Q8_K
@@ -417,6 +455,23 @@ void fill_scalar_kquants(TypeTable& t) {
   t[DType::Q6_K] = {DType::Q8_K, dequantize_k<BlockQ6_K, unpack_q6_k>, quantize_q6_k,
                     vec_dot_k<BlockQ6_K, unpack_q6_k>};
   t[DType::Q8_K] = {DType::Q8_K, dequantize_q8_k, quantize_q8_k, nullptr};
+}
+
+QuantizeWeightedFn weighted_kquant(DType t) {
+  switch (t) {
+    case DType::Q2_K:
+      return quantize_q2_k_impl;
+    case DType::Q3_K:
+      return quantize_q3_k_impl;
+    case DType::Q4_K:
+      return quantize_k4_impl<BlockQ4_K>;
+    case DType::Q5_K:
+      return quantize_k4_impl<BlockQ5_K>;
+    case DType::Q6_K:
+      return quantize_q6_k_impl;
+    default:
+      return nullptr;
+  }
 }
 
 }  // namespace slm::kernels

@@ -190,11 +190,18 @@ int nearest_iq4nl(float v) {
 
 // Weighted least squares over a few trial scales around max / -127 (the
 // extreme element on the extreme level), weights x^2 as ggml does without an
-// importance matrix.
-void quantize_iq4_nl(const float* src, void* dst, int64_t n) {
+// importance matrix; with one (qw, per element of the row) qw * sqrt(sigma2 +
+// x^2), sigma2 = 2 mean(x^2) of the block, as ggml's quantize_row_iq4_nl_impl.
+void quantize_iq4_nl_impl(const float* src, void* dst, int64_t n, const float* qw) {
   auto* y = static_cast<BlockIq4Nl*>(dst);
   int levels[kQK32];
+  float wt[kQK32];
   for (int64_t i = 0; i < n / kQK32; ++i, src += kQK32) {
+    float sigma2 = 0;
+    for (int j = 0; j < kQK32; ++j) sigma2 += src[j] * src[j];
+    sigma2 *= 2.0f / kQK32;
+    for (int j = 0; j < kQK32; ++j)
+      wt[j] = qw ? qw[i * kQK32 + j] * std::sqrt(sigma2 + src[j] * src[j]) : src[j] * src[j];
     const float max = signed_absmax(src, kQK32);
     std::memset(y[i].qs, 0, sizeof(y[i].qs));
     y[i].d = 0;
@@ -205,7 +212,7 @@ void quantize_iq4_nl(const float* src, void* dst, int64_t n) {
       float sumqx = 0, sumq2 = 0;
       for (int j = 0; j < kQK32; ++j) {
         const float q = kIq4nlValues[nearest_iq4nl(id * src[j])];
-        const float wgt = src[j] * src[j];
+        const float wgt = wt[j];
         sumqx += wgt * q * src[j];
         sumq2 += wgt * q * q;
       }
@@ -223,7 +230,15 @@ void quantize_iq4_nl(const float* src, void* dst, int64_t n) {
   }
 }
 
+void quantize_iq4_nl(const float* src, void* dst, int64_t n) {
+  quantize_iq4_nl_impl(src, dst, n, nullptr);
+}
+
 }  // namespace
+
+QuantizeWeightedFn weighted_legacy(DType t) {
+  return t == DType::IQ4_NL ? quantize_iq4_nl_impl : nullptr;
+}
 
 void fill_scalar_legacy(TypeTable& t) {
   t[DType::Q4_0] = {DType::Q8_0, dequantize_32<BlockQ4_0>, quantize_32<BlockQ4_0, 16>,
