@@ -79,7 +79,9 @@ double llama3_divisor(const SynthRopeScaling& r, double freq) {
 void write_metadata(gguf::Writer& w, const SynthShape& s, const std::string& mix, const Family& fam) {
   const std::string a = s.arch;
   w.add_string("general.architecture", a);
-  w.add_string("general.name", "synthetic " + s.name + " " + mix);
+  // The type is in general.file_type (as in real models), so `slm quantize` of
+  // a synthetic F32 file gives the same bytes as synthesising the type directly.
+  w.add_string("general.name", "synthetic " + s.name);
   w.add_string("general.description", "random weights with the shapes of " + s.name + "; for benchmarks only");
   w.add_u32(a + ".context_length", static_cast<uint32_t>(s.n_ctx));
   w.add_u32(a + ".embedding_length", static_cast<uint32_t>(s.n_embd));

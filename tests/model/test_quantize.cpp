@@ -313,6 +313,36 @@ TEST(QuantMix, SynthAgreesWithQuantizePlan) {
   EXPECT_EQ(want.at("token_embd.weight"), DType::Q8_0);
 }
 
+// slm quantize of a synthetic F32 file is the file slm synth writes for the
+// type directly, byte for byte (same values, quantizers, rules, metadata).
+TEST(Quantize, SynthF32QuantizedEqualsSynthDirect) {
+  model::SynthShape small = model::find_synth_shape("qwen2.5-0.5b");
+  small.n_vocab = 1024;
+  small.n_layer = 3;
+  small.n_ff = 512;
+  ThreadPool pool(2);
+  TempFile f32("synth-f32.gguf");
+  {
+    const std::vector<uint8_t> b = model::synth_bytes(small, "F32", 1, pool);
+    std::FILE* f = std::fopen(f32.path.c_str(), "wb");
+    ASSERT_NE(f, nullptr);
+    ASSERT_EQ(std::fwrite(b.data(), 1, b.size(), f), b.size());
+    std::fclose(f);
+  }
+  for (const char* type : {"Q4_0", "Q8_0", "Q5_1", "Q4_K_M", "Q6_K"}) {
+    SCOPED_TRACE(type);
+    TempFile out(std::string("synth-") + type + ".gguf");
+    quantize(f32.path, out.path, type, false);
+    const std::vector<uint8_t> want = model::synth_bytes(small, type, 1, pool);
+    std::FILE* f = std::fopen(out.path.c_str(), "rb");
+    ASSERT_NE(f, nullptr);
+    std::vector<uint8_t> got(want.size() + 1);
+    got.resize(std::fread(got.data(), 1, got.size(), f));
+    std::fclose(f);
+    EXPECT_TRUE(got == want) << got.size() << " vs " << want.size() << " bytes";
+  }
+}
+
 // ------------------------------------------------------------ logits
 
 // Quantized small-llama files stay close to the F32 model on the reference
