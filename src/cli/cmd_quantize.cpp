@@ -91,6 +91,11 @@ int run_quantize(int argc, char** argv) {
       pos[1].c_str(), opt.type.c_str(), opt.pure ? " (pure)" : "",
       static_cast<long long>(r.n_tensors), static_cast<long long>(r.n_converted),
       static_cast<long long>(r.n_weighted), r.bytes_in / 1e6, r.bytes_out / 1e6);
+  if (opt.imatrix != nullptr && r.n_weighted == 0)
+    std::fprintf(stderr,
+                 "note: no tensor used the imatrix (slm weights only the K-quants and IQ4_NL, and "
+                 "only tensors "
+                 "the file names)\n");
   return 0;
 }
 

@@ -1,5 +1,8 @@
 #include "model/quantize.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <filesystem>
 
@@ -16,6 +19,18 @@ namespace {
 
 bool is_float(DType t) {
   return t == DType::F32 || t == DType::F16 || t == DType::BF16;
+}
+
+// Drops a finished tensor's pages of the read-only file mapping from this
+// process (the kernel reads them again if touched), so resident memory stays
+// at about one tensor instead of growing to the input's size. Only for
+// memory this file mapped itself (File::open): on anonymous memory
+// MADV_DONTNEED would discard data.
+void release_mapped(const uint8_t* p, uint64_t n) {
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + page - 1) / page * page;
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + n) / page * page;
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 
 // A count from the metadata, or fallback when absent or not a plain number
@@ -95,7 +110,7 @@ std::vector<QuantizeStep> plan_quantize(const gguf::File& in, const QuantizeOpti
 QuantizeResult quantize_file(const std::string& in_path, const std::string& out_path,
                              const QuantizeOptions& options, ThreadPool& pool,
                              const QuantizeProgress& on_step) {
-  const auto in = gguf::File::open(in_path);
+  const auto in = gguf::File::open(in_path);  // mapped: release_mapped below relies on it
   const std::vector<QuantizeStep> steps = plan_quantize(*in, options);
   const QuantMix& mix = *find_quant_mix(options.type);
 
@@ -153,6 +168,7 @@ QuantizeResult quantize_file(const std::string& in_path, const std::string& out_
         });
         if (options.cancel && options.cancel->load()) throw Error("interrupted");
       }
+      release_mapped(t.data, t.n_bytes);
       if (on_step) on_step(index, count, s);
     };
     w.add_tensor_lazy(s.name, s.to, s.shape, fill);
