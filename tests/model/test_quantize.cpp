@@ -114,7 +114,7 @@ TEST(Quantize, PureTypesAreQuantizeRowOfTheSource) {
 // The legacy types are byte-identical to llama-quantize --pure of the same F32 file.
 TEST(Quantize, LegacyTypesMatchLlamaCppFiles) {
   SLM_REQUIRE_FIXTURE("models/small-llama-F32.gguf");
-  for (const char* type : {"Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "F16", "BF16"}) {
+  for (const char* type : {"Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "IQ4_NL", "F16", "BF16"}) {
     SCOPED_TRACE(type);
     TempFile out(std::string("llama-") + type + ".gguf");
     quantize(fixture("models/small-llama-F32.gguf"), out.path, type, true);
