@@ -579,5 +579,57 @@ TEST(Imatrix, QuantizeWithImatrix) {
   EXPECT_FALSE(fs::exists(out.path));
 }
 
+// MoE experts (3-D tensors): expert k's rows are weighted with the k-th
+// ne0-slice of the imatrix entry (ne0 * n_expert values), and the file runs.
+TEST(Imatrix, ExpertSlicesAndMoeLogits) {
+  SLM_REQUIRE_FIXTURE("models/tiny-moe.gguf");
+  const auto src = gguf::File::open(fixture("models/tiny-moe.gguf"));
+  const gguf::TensorInfo& down = *src->find_tensor("blk.0.ffn_down_exps.weight");  // [64, 32, 4]
+  ASSERT_EQ(down.n_dims, 3);
+  const int64_t cols = down.ne[0], rows_per = down.ne[1], n_exp = down.ne[2];
+  std::vector<float> w(static_cast<size_t>(cols * n_exp));
+  for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<float>((i * 37) % 11) + 0.1f;
+  const model::Imatrix im =
+      model::Imatrix::parse(legacy_imatrix({{std::string(down.name), w}}, 1, false), "moe.dat");
+  TempFile out("moe-iq4nl.gguf");
+  EXPECT_EQ(quantize(src->name(), out.path, "IQ4_NL", true, &im).n_weighted, 1);
+  const auto q = gguf::File::open(out.path);
+  const gguf::TensorInfo& got = *q->find_tensor(down.name);
+  ASSERT_EQ(got.type, DType::IQ4_NL);
+  const int64_t rb = row_bytes(DType::IQ4_NL, cols);
+  std::vector<uint8_t> want(static_cast<size_t>(rb));
+  for (int64_t r = 0; r < rows_per * n_exp; ++r) {
+    kernels::quantize_row_weighted(DType::IQ4_NL)(
+        reinterpret_cast<const float*>(down.data) + r * cols, want.data(), cols,
+        w.data() + (r / rows_per) * cols);
+    ASSERT_EQ(std::memcmp(want.data(), got.data + r * rb, rb), 0) << "row " << r;
+  }
+  // The quantized MoE loads and stays close to the F32 one: mean KL per row
+  // under 0.01 for Q8_0 and 0.5 for pure IQ4_NL (0.23 measured: every matrix
+  // of this 32-wide random model, output included, at 4.5 bits).
+  ThreadPool pool(2);
+  const std::vector<int32_t> tokens = {1, 450, 4996, 17354, 1701, 29916, 432, 17204, 975, 278};
+  auto logits_of = [&](const std::string& path) {
+    const auto m = model::Model::load(path);
+    model::SessionOptions so;
+    so.n_ctx = 32;
+    model::Session session(*m, so);
+    std::vector<float> v;
+    session.feed(tokens, pool, &v);
+    return v;
+  };
+  const std::vector<float> base = logits_of(src->name());
+  const int64_t n_vocab = static_cast<int64_t>(base.size() / tokens.size());
+  TempFile q8("moe-q8.gguf");
+  quantize(src->name(), q8.path, "Q8_0", true);
+  for (const auto& [path, bound] : {std::pair{q8.path, 0.01}, std::pair{out.path, 0.5}}) {
+    const std::vector<float> l = logits_of(path);
+    double sum = 0;
+    for (size_t r = 0; r < tokens.size(); ++r)
+      sum += kl_divergence(&base[r * n_vocab], &l[r * n_vocab], n_vocab);
+    EXPECT_LT(sum / static_cast<double>(tokens.size()), bound) << path;
+  }
+}
+
 }  // namespace
 }  // namespace slm::test
