@@ -190,34 +190,57 @@ float fit_affine(const float* x, int n, int nmax, float* neg_min, const float* w
 }
 
 // x ~= d * L with L in [-nneg, nneg - 1]; d may be negative so the extreme
-// element uses the wider negative side. Weights x^2 favour large values.
-// wt: the fit's weights where given.
-float fit_symmetric(const float* x, int n, int nneg, const float* wt) {
+// element uses the wider negative side. Weights wt where given, else x^2
+// (favouring large values). The scheme of ggml's make_qx_quants: the extreme
+// on -nneg first, then 18 trial scales around it, keeping the assignment
+// whose optimal d removes the most weighted error (sumlx^2 / suml2, compared
+// as products the way ggml does, so ties break alike). levels (optional)
+// gets the kept L + nneg (all 0 for a zero group).
+float fit_symmetric(const float* x, int n, int nneg, const float* wt, int* levels) {
   float amax = 0, max = 0;
   for (int i = 0; i < n; ++i)
     if (std::fabs(x[i]) > amax) amax = std::fabs(x[i]), max = x[i];
-  if (amax < 1e-30f) return 0;
-  float best_score = -1, best_d = max / static_cast<float>(-nneg);
-  for (int step = -9; step <= 9; ++step) {
-    const float iscale = -(static_cast<float>(nneg) + 0.1f * static_cast<float>(step)) / max;
-    float sxl = 0, sl2 = 0;
-    for (int i = 0; i < n; ++i) {
-      const float l = static_cast<float>(std::clamp(nearest_int(iscale * x[i]), -nneg, nneg - 1));
-      const float w = wt ? wt[i] : x[i] * x[i];
-      sxl += w * x[i] * l, sl2 += w * l * l;
-    }
-    if (sl2 > 0 && sxl * sxl / sl2 > best_score) best_score = sxl * sxl / sl2, best_d = sxl / sl2;
+  if (amax < 1e-15f) {
+    if (levels) std::fill(levels, levels + n, 0);
+    return 0;
   }
-  return best_d;
+  // sumlx and suml2 of the levels iscale * x falls on (stored in levels when given).
+  auto fit = [&](float iscale, float& sumlx, float& suml2, int* out) {
+    sumlx = suml2 = 0;
+    for (int i = 0; i < n; ++i) {
+      const int l = std::clamp(nearest_int(iscale * x[i]), -nneg, nneg - 1);
+      if (out) out[i] = l + nneg;
+      const float w = wt ? wt[i] : x[i] * x[i];
+      sumlx += w * x[i] * static_cast<float>(l);
+      suml2 += w * static_cast<float>(l) * static_cast<float>(l);
+    }
+  };
+  float sumlx, suml2;
+  fit(-static_cast<float>(nneg) / max, sumlx, suml2, levels);
+  float scale = suml2 != 0 ? sumlx / suml2 : 0.0f;
+  float best = scale * sumlx;
+  for (int step = -9; step <= 9; ++step) {
+    if (step == 0) continue;
+    const float iscale = -(static_cast<float>(nneg) + 0.1f * static_cast<float>(step)) / max;
+    fit(iscale, sumlx, suml2, nullptr);
+    if (suml2 > 0 && sumlx * sumlx > best * suml2) {
+      if (levels) fit(iscale, sumlx, suml2, levels);
+      scale = sumlx / suml2;
+      best = scale * sumlx;
+    }
+  }
+  return scale;
 }
 
 // Q3_K and Q6_K: fit_symmetric of each 16-wide sub-block into scales[16];
 // returns the signed scale of largest magnitude (0 when all are 0), which
 // sets the super-block scale.
-float fit_symmetric_16(const float* src, int nneg, float* scales, const float* wt) {
+float fit_symmetric_16(const float* src, int nneg, float* scales, const float* wt,
+                       int* levels = nullptr) {
   float amax = 0, max_scale = 0;
   for (int s = 0; s < 16; ++s) {
-    scales[s] = fit_symmetric(src + 16 * s, 16, nneg, wt ? wt + 16 * s : nullptr);
+    scales[s] = fit_symmetric(src + 16 * s, 16, nneg, wt ? wt + 16 * s : nullptr,
+                              levels ? levels + 16 * s : nullptr);
     if (std::fabs(scales[s]) > amax) amax = std::fabs(scales[s]), max_scale = scales[s];
   }
   return max_scale;
@@ -370,21 +393,21 @@ void quantize_q6_k_impl(const float* src, void* dst, int64_t n, const float* qw)
   for (int64_t i = 0; i < n / kQKK; ++i, src += kQKK) {
     const float* wt = importance_weights(src, qw ? qw + i * kQKK : nullptr, 1.0f, wbuf);
     float scales[16];
-    const float max_scale = fit_symmetric_16(src, 32, scales, wt);
-    std::memset(&y[i], 0, sizeof(BlockQ6_K));
     int levels[kQKK];
-    if (max_scale == 0) {
-      std::fill(levels, levels + kQKK, 32);  // level 32 is zero
-    } else {
-      const float iscale = -128.0f / max_scale;
-      for (int s = 0; s < 16; ++s)
-        y[i].scales[s] = static_cast<int8_t>(std::min(127, nearest_int(iscale * scales[s])));
-      y[i].d = f32_to_fp16(1 / iscale);
-      const float d = half(y[i].d);
-      for (int e = 0; e < kQKK; ++e) {
-        const float sd = d * static_cast<float>(y[i].scales[e / 16]);
-        levels[e] = (sd != 0 ? std::clamp(nearest_int(src[e] / sd), -32, 31) : 0) + 32;
-      }
+    const float max_scale = fit_symmetric_16(src, 32, scales, wt, levels);
+    std::memset(&y[i], 0, sizeof(BlockQ6_K));
+    if (std::fabs(max_scale) < 1e-15f)
+      continue;  // an all-zero block: all bytes 0, as ggml writes it
+    const float iscale = -128.0f / max_scale;
+    for (int s = 0; s < 16; ++s)
+      y[i].scales[s] = static_cast<int8_t>(std::min(127, nearest_int(iscale * scales[s])));
+    y[i].d = f32_to_fp16(1 / iscale);
+    const float d = half(y[i].d);
+    // Levels against the coded scales; a sub-block whose scale codes to 0
+    // keeps its fit's levels (they decode to 0 either way), as in ggml.
+    for (int e = 0; e < kQKK; ++e) {
+      const float sd = d * static_cast<float>(y[i].scales[e / 16]);
+      if (sd != 0) levels[e] = std::clamp(nearest_int(src[e] / sd), -32, 31) + 32;
     }
     for (int e = 0; e < kQKK; ++e) {
       const int h = e / 128, r = e % 128, l = r % 32, quarter = r / 32;
