@@ -44,9 +44,9 @@ struct TypeTraits {
 // on the decoding path. Thread-safe (no state).
 using QuantizeWeightedFn = void (*)(const float* src, void* dst, int64_t n, const float* weights);
 // The weighted quantizer of t (the K-quants and IQ4_NL, as in llama.cpp), or
-// nullptr where slm has none (Q4_0..Q8_0). IQ4_NL and Q6_K follow ggml's
-// algorithms step for step (their unweighted output is byte-identical to
-// llama.cpp's); Q2_K..Q5_K fits are slm's own with ggml's weighting.
+// nullptr where slm has none (Q4_0..Q8_0). Unweighted, every quantize_row is
+// byte-identical to llama.cpp's; weighted, IQ4_NL is ggml's algorithm and the
+// K-quants run their reference fits with ggml's imatrix weighting.
 QuantizeWeightedFn quantize_row_weighted(DType t);
 
 // ISAs compiled into this binary that the running CPU supports, scalar first.

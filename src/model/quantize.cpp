@@ -114,24 +114,19 @@ QuantizeResult quantize_file(const std::string& in_path, const std::string& out_
   const std::vector<QuantizeStep> steps = plan_quantize(*in, options);
   const QuantMix& mix = *find_quant_mix(options.type);
 
+  // Metadata as llama-quantize writes it: every key in order, except that
+  // general.quantization_version and general.file_type move to the end (its
+  // gguf_set_val removes a key and appends it), so the files match byte for byte.
   gguf::Writer w;
-  bool has_version = false, has_ftype = false;
   for (const gguf::KeyValue& kv : in->metadata()) {
     const std::string key(kv.key);
-    if (key == "general.alignment") {
+    if (key == "general.alignment")
       w.set_alignment(kv.value.u);  // the reader checked it is a power of two
-    } else if (key == "general.quantization_version") {
-      w.add_u32(key, 2);
-      has_version = true;
-    } else if (key == "general.file_type") {
-      w.add_u32(key, static_cast<uint32_t>(mix.ftype));
-      has_ftype = true;
-    } else {
+    else if (key != "general.quantization_version" && key != "general.file_type")
       w.add_value(key, kv.value);
-    }
   }
-  if (!has_version) w.add_u32("general.quantization_version", 2);
-  if (!has_ftype) w.add_u32("general.file_type", static_cast<uint32_t>(mix.ftype));
+  w.add_u32("general.quantization_version", 2);
+  w.add_u32("general.file_type", static_cast<uint32_t>(mix.ftype));
 
   QuantizeResult result;
   result.n_tensors = static_cast<int64_t>(steps.size());

@@ -111,17 +111,20 @@ TEST(Quantize, PureTypesAreQuantizeRowOfTheSource) {
   }
 }
 
-// Q4_0..Q8_0, IQ4_NL and Q6_K are byte-identical to llama-quantize --pure of
-// the same F32 file (the other K-quants are slm's own fits).
+// Every type is byte-identical to llama-quantize (--pure, and the Q4_K_M mix)
+// of the same F32 file: each tensor's bytes, and the metadata keys in
+// llama.cpp's order (general.quantization_version and general.file_type
+// last). Only the tensor order differs: llama.cpp sorts tensors by layer and
+// name, slm keeps the input's.
 TEST(Quantize, TypesMatchLlamaCppFiles) {
   SLM_REQUIRE_FIXTURE("models/small-llama-F32.gguf");
-  for (const char* type : {"Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "IQ4_NL", "Q6_K", "F16", "BF16"}) {
+  for (const char* type : {"Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "IQ4_NL", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K",
+                           "Q4_K_M", "F16", "BF16"}) {
     SCOPED_TRACE(type);
     TempFile out(std::string("llama-") + type + ".gguf");
-    quantize(fixture("models/small-llama-F32.gguf"), out.path, type, true);
+    quantize(fixture("models/small-llama-F32.gguf"), out.path, type, std::string(type) != "Q4_K_M");
     const auto ours = gguf::File::open(out.path);
-    const auto theirs =
-        gguf::File::open(fixture(std::string("models/small-llama-") + type + ".gguf"));
+    const auto theirs = gguf::File::open(fixture(std::string("models/small-llama-") + type + ".gguf"));
     ASSERT_EQ(ours->tensors().size(), theirs->tensors().size());
     for (size_t i = 0; i < ours->tensors().size(); ++i) {
       const gguf::TensorInfo& a = ours->tensors()[i];
@@ -131,6 +134,11 @@ TEST(Quantize, TypesMatchLlamaCppFiles) {
       ASSERT_EQ(a.n_bytes, b->n_bytes) << a.name;
       EXPECT_EQ(std::memcmp(a.data, b->data, a.n_bytes), 0) << a.name;
     }
+    ASSERT_EQ(ours->metadata().size(), theirs->metadata().size());
+    for (size_t i = 0; i < ours->metadata().size(); ++i)
+      EXPECT_EQ(ours->metadata()[i].key, theirs->metadata()[i].key);
+    EXPECT_EQ(ours->get_uint("general.file_type"), theirs->get_uint("general.file_type"));
+    EXPECT_EQ(ours->file_size(), theirs->file_size());
   }
 }
 
