@@ -38,8 +38,8 @@ void print_help() {
       "  --pure              every matrix of TYPE itself, embeddings and output included (norms "
       "stay F32)\n"
       "  -t, --threads N     threads (default: all cores)\n"
-      "  --imatrix F         llama.cpp importance matrix (.dat or GGUF) for the K-quants and "
-      "IQ4_NL\n"
+      "  --imatrix F         llama.cpp importance matrix (.dat or GGUF) weighting every type "
+      "below Q8_0\n"
       "  --allow-requantize  accept an already quantized input (dequantized, then quantized "
       "again)\n");
 }
@@ -93,9 +93,8 @@ int run_quantize(int argc, char** argv) {
       static_cast<long long>(r.n_weighted), r.bytes_in / 1e6, r.bytes_out / 1e6);
   if (opt.imatrix != nullptr && r.n_weighted == 0)
     std::fprintf(stderr,
-                 "note: no tensor used the imatrix (slm weights only the K-quants and IQ4_NL, and "
-                 "only tensors "
-                 "the file names)\n");
+                 "note: no tensor used the imatrix (Q8_0 and float types take no weights, and "
+                 "only tensors the file names do)\n");
   return 0;
 }
 

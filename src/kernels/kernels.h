@@ -43,10 +43,10 @@ struct TypeTraits {
 // ggml's quantize_row_*_impl. Scalar on every ISA: quantizing a file is not
 // on the decoding path. Thread-safe (no state).
 using QuantizeWeightedFn = void (*)(const float* src, void* dst, int64_t n, const float* weights);
-// The weighted quantizer of t (the K-quants and IQ4_NL, as in llama.cpp), or
-// nullptr where slm has none (Q4_0..Q8_0). Unweighted, every quantize_row is
-// byte-identical to llama.cpp's; weighted, IQ4_NL is ggml's algorithm and the
-// K-quants run their reference fits with ggml's imatrix weighting.
+// The weighted quantizer of t, or nullptr for Q8_0 and the float types (llama.cpp weights none of
+// them either). Unweighted, every quantize_row is byte-identical to llama.cpp's; weighted, IQ4_NL,
+// Q4_0 and Q5_0 follow ggml's quantize_row_*_impl (not checked against llama.cpp output) and the
+// others run their reference fits with ggml's imatrix weighting.
 QuantizeWeightedFn quantize_row_weighted(DType t);
 
 // ISAs compiled into this binary that the running CPU supports, scalar first.

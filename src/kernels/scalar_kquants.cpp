@@ -151,13 +151,7 @@ void vec_dot_k(int64_t n, float* s, const void* w, const void* a) {
 
 // ---------------------------------------------------------------- fitting
 
-// The scale search of fit_affine: trial inverse scales (rmin + rdelta * k +
-// nmax) / (max - min) for k = 0..nstep; errors squared or absolute (mad).
-struct AffineSearch {
-  float rmin, rdelta;
-  int nstep;
-  bool mad;
-};
+}  // namespace
 
 // x ~= scale * L + min with L in [0, nmax], scale >= 0, min <= 0, weights w:
 // the scheme of ggml's make_qkx2_quants, so the unweighted K-quants match
@@ -269,6 +263,8 @@ float fit_symmetric(const float* x, int n, int nneg, const float* wt, int* level
   }
   return scale;
 }
+
+namespace {
 
 // Q3_K and Q6_K: fit_symmetric of each 16-wide sub-block into scales[16];
 // returns the signed scale of largest magnitude (0 when all are 0), which

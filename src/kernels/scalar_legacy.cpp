@@ -234,6 +234,36 @@ void quantize_iq4_nl_impl(const float* src, void* dst, int64_t n, const float* q
   }
 }
 
+// Q4_0 / Q5_0 (kLevels 16 / 32) and Q4_1 / Q5_1 with importance weights
+// qw * sqrt(sigma2 + x^2), sigma2 the row's mean x^2, as ggml's
+// quantize_row_q4_0_impl and kin: the symmetric types by make_qx_quants'
+// search, the min types by the K-quants' affine search (ggml uses its
+// make_qkx3_quants variant there). Without an imatrix quantize_32 runs.
+template <typename Block, int kLevels>
+void quantize_32_weighted(const float* src, void* dst, int64_t n, const float* qw) {
+  auto* y = static_cast<Block*>(dst);
+  float sum_x2 = 0;
+  for (int64_t j = 0; j < n; ++j) sum_x2 += src[j] * src[j];
+  const float sigma2 = sum_x2 / static_cast<float>(n);
+  float wt[kQK32];
+  int q[kQK32];
+  for (int64_t i = 0; i < n / kQK32; ++i, src += kQK32) {
+    for (int j = 0; j < kQK32; ++j) wt[j] = qw[i * kQK32 + j] * std::sqrt(sigma2 + src[j] * src[j]);
+    if constexpr (kHasMin<Block>) {
+      constexpr AffineSearch kSearch = {-0.9f, 0.05f, 36, false};
+      uint8_t levels[kQK32];
+      float neg_min;
+      const float d = fit_affine(src, wt, kQK32, kLevels - 1, kSearch, levels, &neg_min);
+      for (int j = 0; j < kQK32; ++j) q[j] = levels[j];
+      y[i].d = f32_to_fp16(d);
+      y[i].m = f32_to_fp16(-neg_min);
+    } else {
+      y[i].d = f32_to_fp16(fit_symmetric(src, kQK32, kLevels / 2, wt, q));
+    }
+    store_levels(q, y[i]);
+  }
+}
+
 void quantize_iq4_nl(const float* src, void* dst, int64_t n) {
   quantize_iq4_nl_impl(src, dst, n, nullptr);
 }
@@ -241,7 +271,20 @@ void quantize_iq4_nl(const float* src, void* dst, int64_t n) {
 }  // namespace
 
 QuantizeWeightedFn weighted_legacy(DType t) {
-  return t == DType::IQ4_NL ? quantize_iq4_nl_impl : nullptr;
+  switch (t) {
+    case DType::Q4_0:
+      return quantize_32_weighted<BlockQ4_0, 16>;
+    case DType::Q4_1:
+      return quantize_32_weighted<BlockQ4_1, 16>;
+    case DType::Q5_0:
+      return quantize_32_weighted<BlockQ5_0, 32>;
+    case DType::Q5_1:
+      return quantize_32_weighted<BlockQ5_1, 32>;
+    case DType::IQ4_NL:
+      return quantize_iq4_nl_impl;
+    default:
+      return nullptr;
+  }
 }
 
 void fill_scalar_legacy(TypeTable& t) {

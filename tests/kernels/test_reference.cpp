@@ -294,12 +294,14 @@ namespace slm::kernels {
 namespace {
 
 // Importance-weighted quantizers (kernels.h quantize_row_weighted): they
-// exist for the K-quants and IQ4_NL only, give decodable rows, handle zero
-// rows, and lower the error of the heavily weighted elements.
+// exist for every quantized weight type but Q8_0 (as in llama.cpp), give
+// decodable rows, handle zero rows, and lower the error of the heavily
+// weighted elements.
 TEST(KernelReference, WeightedQuantizers) {
-  for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::F16})
+  for (DType t : {DType::Q8_0, DType::F16, DType::BF16, DType::F32})
     EXPECT_EQ(quantize_row_weighted(t), nullptr) << dtype_name(t);
-  for (DType t : {DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::IQ4_NL}) {
+  for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q2_K, DType::Q3_K,
+                  DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::IQ4_NL}) {
     SCOPED_TRACE(std::string(dtype_name(t)));
     const QuantizeWeightedFn fn = quantize_row_weighted(t);
     ASSERT_NE(fn, nullptr);

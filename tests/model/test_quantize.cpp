@@ -118,13 +118,14 @@ TEST(Quantize, PureTypesAreQuantizeRowOfTheSource) {
 // name, slm keeps the input's.
 TEST(Quantize, TypesMatchLlamaCppFiles) {
   SLM_REQUIRE_FIXTURE("models/small-llama-F32.gguf");
-  for (const char* type : {"Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "IQ4_NL", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K",
-                           "Q4_K_M", "F16", "BF16"}) {
+  for (const char* type : {"Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "IQ4_NL", "Q2_K", "Q3_K", "Q4_K",
+                           "Q5_K", "Q6_K", "Q4_K_M", "F16", "BF16"}) {
     SCOPED_TRACE(type);
     TempFile out(std::string("llama-") + type + ".gguf");
     quantize(fixture("models/small-llama-F32.gguf"), out.path, type, std::string(type) != "Q4_K_M");
     const auto ours = gguf::File::open(out.path);
-    const auto theirs = gguf::File::open(fixture(std::string("models/small-llama-") + type + ".gguf"));
+    const auto theirs =
+        gguf::File::open(fixture(std::string("models/small-llama-") + type + ".gguf"));
     ASSERT_EQ(ours->tensors().size(), theirs->tensors().size());
     for (size_t i = 0; i < ours->tensors().size(); ++i) {
       const gguf::TensorInfo& a = ours->tensors()[i];
@@ -544,7 +545,8 @@ TEST(Imatrix, QuantizeWithImatrix) {
   }
   const model::Imatrix im = model::Imatrix::load(dat);
   std::filesystem::remove(dat);
-  for (const char* type : {"Q4_K", "Q2_K", "Q3_K", "Q5_K", "Q6_K", "IQ4_NL"}) {
+  for (const char* type :
+       {"Q4_K", "Q2_K", "Q3_K", "Q5_K", "Q6_K", "IQ4_NL", "Q4_0", "Q4_1", "Q5_0", "Q5_1"}) {
     SCOPED_TRACE(type);
     TempFile plain(std::string("plain-") + type + ".gguf"),
         weighted(std::string("w-") + type + ".gguf");
@@ -572,9 +574,9 @@ TEST(Imatrix, QuantizeWithImatrix) {
                 err_b);
     EXPECT_LT(err_b, 0.8 * err_a);
   }
-  // Legacy types have no weighted quantizer here: the imatrix is read but not applied.
-  TempFile q40("q40.gguf");
-  EXPECT_EQ(quantize(src->name(), q40.path, "Q4_0", true, &im).n_weighted, 0);
+  // Q8_0 has no weighted quantizer (nor in llama.cpp): the imatrix is read but not applied.
+  TempFile q80("q80.gguf");
+  EXPECT_EQ(quantize(src->name(), q80.path, "Q8_0", true, &im).n_weighted, 0);
   // A wrong-sized entry.
   const model::Imatrix bad = model::Imatrix::parse(
       legacy_imatrix({{"blk.0.ffn_up.weight", {1, 2, 3}}}, 1, false), "bad.dat");
