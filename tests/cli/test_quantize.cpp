@@ -116,7 +116,8 @@ TEST(QuantizeCli, RequantizeRefusedWithoutTheFlag) {
 
 // SIGINT mid-run: exit non-zero with no OUT and no temporary file. The input
 // is one wide F32 matrix (96 MB) whose Q2_K fit on one thread takes seconds;
-// the signal comes once the temporary output exists.
+// the signal comes once the temporary output exists (the handler is in
+// place by then).
 TEST(QuantizeCli, InterruptLeavesNothing) {
   const std::string in = out_path("wide.gguf"), out = out_path("interrupted.gguf");
   {
@@ -133,7 +134,7 @@ TEST(QuantizeCli, InterruptLeavesNothing) {
   const std::string script =
       std::string(SLM_BIN) + " quantize " + sh_quote(in) + " " + sh_quote(out) +
       " Q2_K -t 1 2>/dev/null & pid=$!; for i in $(seq 200); do [ -e " + tmp +
-      " ] && break; sleep 0.05; done; sleep 0.3; kill -INT $pid; wait $pid; echo $?";
+      " ] && break; sleep 0.05; done; sleep 0.05; kill -INT $pid; wait $pid; echo $?";
   std::FILE* p = popen(("sh -c " + sh_quote(script)).c_str(), "r");
   ASSERT_NE(p, nullptr);
   char buf[32] = {};
