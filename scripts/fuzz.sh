@@ -26,6 +26,11 @@ for t in "${targets[@]}"; do
   mkdir -p "$corpus"
   case "$t" in
     fuzz_gguf) find "$fixtures/models" -name '*.gguf' -size -2M -exec cp {} "$corpus/" \; ;;
+    fuzz_imatrix)
+      # Small GGUF files reach the GGUF branch; a legacy .dat with one entry
+      # "w" (ncall 1, two values) and the dataset trailer the other.
+      find "$fixtures/models" -name '*.gguf' -size -2M -exec cp {} "$corpus/" \;
+      printf '\001\000\000\000\001\000\000\000w\001\000\000\000\002\000\000\000\000\000\200?\000\000\000@\001\000\000\000\001\000\000\000d' >"$corpus/legacy.dat" ;;
     fuzz_template) cp "$fixtures"/templates/src/*.jinja "$corpus/" 2>/dev/null || true ;;
     fuzz_tokenizer*) cp "$fixtures"/tokenizer/cases/*.inp "$corpus/" 2>/dev/null || true ;;
     fuzz_request)

@@ -78,6 +78,82 @@ void Writer::add_i32s(const std::string& key, const std::vector<int32_t>& v) {
   for (int32_t x : v) put<int32_t>(kv_bytes_, x);
 }
 
+void Writer::add_value(const std::string& key, const Value& v) {
+  begin_kv(key, v.type);
+  put_value_body(v, v.type);
+}
+
+void Writer::put_value_body(const Value& v, ValueType type) {
+  switch (type) {
+    case ValueType::U8:
+    case ValueType::BOOL:
+      put<uint8_t>(kv_bytes_, static_cast<uint8_t>(v.u));
+      break;
+    case ValueType::U16:
+      put<uint16_t>(kv_bytes_, static_cast<uint16_t>(v.u));
+      break;
+    case ValueType::U32:
+      put<uint32_t>(kv_bytes_, static_cast<uint32_t>(v.u));
+      break;
+    case ValueType::U64:
+      put<uint64_t>(kv_bytes_, v.u);
+      break;
+    case ValueType::I8:
+      put<int8_t>(kv_bytes_, static_cast<int8_t>(v.i));
+      break;
+    case ValueType::I16:
+      put<int16_t>(kv_bytes_, static_cast<int16_t>(v.i));
+      break;
+    case ValueType::I32:
+      put<int32_t>(kv_bytes_, static_cast<int32_t>(v.i));
+      break;
+    case ValueType::I64:
+      put<int64_t>(kv_bytes_, v.i);
+      break;
+    case ValueType::F32:
+      put<float>(kv_bytes_, static_cast<float>(v.f));
+      break;
+    case ValueType::F64:
+      put<double>(kv_bytes_, v.f);
+      break;
+    case ValueType::STRING:
+      put_string(kv_bytes_, std::string(v.str));
+      break;
+    case ValueType::ARRAY: {
+      put<uint32_t>(kv_bytes_, static_cast<uint32_t>(v.elem_type));
+      put<uint64_t>(kv_bytes_, v.count);
+      if (v.elem_type == ValueType::STRING) {
+        for (std::string_view s : v.strs) put_string(kv_bytes_, std::string(s));
+      } else if (v.elem_type == ValueType::ARRAY) {
+        for (const Value& item : v.items) put_value_body(item, ValueType::ARRAY);
+      } else if (v.count > 0) {
+        // Numeric elements stay as the file had them (little-endian).
+        uint64_t size = 8;
+        switch (v.elem_type) {
+          case ValueType::U8:
+          case ValueType::I8:
+          case ValueType::BOOL:
+            size = 1;
+            break;
+          case ValueType::U16:
+          case ValueType::I16:
+            size = 2;
+            break;
+          case ValueType::U32:
+          case ValueType::I32:
+          case ValueType::F32:
+            size = 4;
+            break;
+          default:
+            break;
+        }
+        kv_bytes_.insert(kv_bytes_.end(), v.elems, v.elems + v.count * size);
+      }
+      break;
+    }
+  }
+}
+
 namespace {
 
 int64_t tensor_bytes(const std::string& name, DType type, const std::vector<int64_t>& shape) {
@@ -89,7 +165,8 @@ int64_t tensor_bytes(const std::string& name, DType type, const std::vector<int6
     n *= d;
   }
   if (!row_fits(type, shape[0]))
-    throw Error("gguf writer: tensor '" + name + "': row length is not a multiple of the block size");
+    throw Error("gguf writer: tensor '" + name +
+                "': row length is not a multiple of the block size");
   return row_bytes(type, shape[0]) * (n / shape[0]);
 }
 
@@ -151,28 +228,31 @@ std::vector<uint8_t> Writer::to_bytes() const {
   return out;
 }
 
+void Writer::write_file(std::FILE* f, bool& ok) const {
+  std::vector<uint64_t> offsets;
+  const std::vector<uint8_t> header = header_bytes(offsets);
+  ok = std::fwrite(header.data(), 1, header.size(), f) == header.size();
+  std::vector<uint8_t> buf;
+  for (size_t i = 0; i < tensors_.size() && ok; ++i) {
+    const Tensor& t = tensors_[i];
+    // Tensors are written one at a time, so only the largest is ever in memory.
+    buf.assign(aligned(t.n_bytes), 0);
+    if (t.fill)
+      t.fill(buf.data());
+    else
+      std::memcpy(buf.data(), t.data.data(), t.data.size());
+    ok = std::fwrite(buf.data(), 1, buf.size(), f) == buf.size();
+  }
+}
+
 void Writer::write(const std::string& path) const {
   const std::string tmp = path + ".tmp";
   std::FILE* f = std::fopen(tmp.c_str(), "wb");
   if (!f) throw Error(path + ": cannot create file");
-  bool ok = true;
+  bool ok = false;
   try {
-    std::vector<uint64_t> offsets;
-    const std::vector<uint8_t> header = header_bytes(offsets);
-    ok = std::fwrite(header.data(), 1, header.size(), f) == header.size();
-    std::vector<uint8_t> buf;
-    for (size_t i = 0; i < tensors_.size() && ok; ++i) {
-      const Tensor& t = tensors_[i];
-      // Tensors are written one at a time, so only the largest is ever in memory.
-      buf.assign(aligned(t.n_bytes), 0);
-      if (t.fill)
-        t.fill(buf.data());
-      else
-        std::memcpy(buf.data(), t.data.data(), t.data.size());
-      ok = std::fwrite(buf.data(), 1, buf.size(), f) == buf.size();
-    }
+    write_file(f, ok);
   } catch (...) {
-    // A producer that fails (a lazy tensor's source) leaves no partial file.
     std::fclose(f);
     std::remove(tmp.c_str());
     throw;

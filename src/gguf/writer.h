@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdio>
 #include <functional>
 #include <span>
 #include <string>
@@ -27,6 +28,9 @@ class Writer {
   void add_strings(const std::string& key, const std::vector<std::string>& v);
   void add_f32s(const std::string& key, const std::vector<float>& v);
   void add_i32s(const std::string& key, const std::vector<int32_t>& v);
+  // A value read from another file, of any type (arrays of arrays included),
+  // written as it was read: lets quantize copy metadata it does not know.
+  void add_value(const std::string& key, const Value& v);
 
   // shape: ne[0] (row length) first. data.size() must equal the type's byte size.
   void add_tensor(const std::string& name, DType type, const std::vector<int64_t>& shape,
@@ -39,7 +43,9 @@ class Writer {
                        std::function<void(uint8_t* dst)> fill);
 
   std::vector<uint8_t> to_bytes() const;
-  // Writes to path (through a temporary file renamed into place).
+  // Writes to path through a temporary file (path + ".tmp") renamed into
+  // place: on any error, an exception from a lazy tensor's fill included, the
+  // temporary file is removed and path is left as it was.
   void write(const std::string& path) const;
 
  private:
@@ -54,6 +60,8 @@ class Writer {
   std::vector<uint8_t> header_bytes(std::vector<uint64_t>& offsets) const;
   uint64_t aligned(uint64_t n) const { return (n + alignment_ - 1) / alignment_ * alignment_; }
   void begin_kv(const std::string& key, ValueType type);
+  void put_value_body(const Value& v, ValueType type);
+  void write_file(std::FILE* f, bool& ok) const;
   uint64_t alignment_ = 32;
   uint64_t n_kv_ = 0;
   std::vector<uint8_t> kv_bytes_;  // serialized key-value pairs

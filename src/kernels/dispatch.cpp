@@ -163,3 +163,12 @@ const TypeTraits& traits(DType t) {
 }
 
 }  // namespace slm::kernels
+
+namespace slm::kernels {
+
+QuantizeWeightedFn quantize_row_weighted(DType t) {
+  if (QuantizeWeightedFn f = weighted_kquant(t)) return f;
+  return weighted_legacy(t);
+}
+
+}  // namespace slm::kernels

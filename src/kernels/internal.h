@@ -113,8 +113,32 @@ void fill_avx512(TypeTable& table);
 void fill_neon(TypeTable& table);
 void fill_neon_dotprod(TypeTable& table);
 void fill_scalar_packed(TypeTable& table);  // packed-layout oracle tiles
-void fill_avx2_packed(TypeTable& table);  // Q4_0 Q5_0 Q4_K
+void fill_avx2_packed(TypeTable& table);    // Q4_0 Q5_0 Q4_K
 void fill_avx512_packed(TypeTable& table);
+
+// ---------------------------------------------------------------- shared fits
+// (scalar_kquants.cpp; the weighted legacy quantizers use them too)
+
+// The scale search of fit_affine: trial inverse scales (rmin + rdelta * k +
+// nmax) / (max - min) for k = 0..nstep; errors squared or absolute (mad).
+struct AffineSearch {
+  float rmin, rdelta;
+  int nstep;
+  bool mad;
+};
+
+// x ~= scale * L + min, L in [0, nmax] (ggml's make_qkx2_quants scheme);
+// levels gets L, *neg_min = -min; returns scale.
+float fit_affine(const float* x, const float* w, int n, int nmax, const AffineSearch& search,
+                 uint8_t* levels, float* neg_min);
+// x ~= d * L, L in [-nneg, nneg - 1] (ggml's make_qx_quants, weights wt or
+// x^2); levels (optional) gets L + nneg; returns d.
+float fit_symmetric(const float* x, int n, int nneg, const float* wt, int* levels);
+
+// Importance-weighted quantizers (kernels.h quantize_row_weighted) of each
+// scalar file; nullptr for the types it does not weight.
+QuantizeWeightedFn weighted_kquant(DType t);  // Q2_K..Q6_K
+QuantizeWeightedFn weighted_legacy(DType t);  // Q4_0 Q4_1 Q5_0 Q5_1 IQ4_NL
 
 // The table of an ISA (the scalar one where the CPU lacks it).
 const TypeTable& isa_table(Isa isa);

@@ -37,6 +37,18 @@ struct TypeTraits {
   void (*vec_dot)(int64_t n, float* s, const void* w, const void* x) = nullptr;
 };
 
+// Quantizes n floats (one row) with importance weights, one per element
+// (llama.cpp's imatrix values of the row's columns, all >= 0): the fit
+// minimises the error weighted by imatrix * sqrt(sigma2 + x^2), the form of
+// ggml's quantize_row_*_impl. Scalar on every ISA: quantizing a file is not
+// on the decoding path. Thread-safe (no state).
+using QuantizeWeightedFn = void (*)(const float* src, void* dst, int64_t n, const float* weights);
+// The weighted quantizer of t, or nullptr for Q8_0 and the float types (llama.cpp weights none of
+// them either). Unweighted, every quantize_row is byte-identical to llama.cpp's; weighted, IQ4_NL,
+// Q4_0 and Q5_0 follow ggml's quantize_row_*_impl (not checked against llama.cpp output) and the
+// others run their reference fits with ggml's imatrix weighting.
+QuantizeWeightedFn quantize_row_weighted(DType t);
+
 // ISAs compiled into this binary that the running CPU supports, scalar first.
 std::vector<Isa> available_isas();
 // The best available ISA (what select_isa picks by default).

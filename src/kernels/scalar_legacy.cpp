@@ -174,56 +174,118 @@ void quantize_q8_0(const float* src, void* dst, int64_t n) {
 
 // ---------------------------------------------------------------- IQ4_NL
 
-// Nearest code book level to v (levels ascending).
+// Nearest code book level to v (levels ascending); a tie goes to the upper
+// level, as ggml's best_index_int8 decides it.
 int nearest_iq4nl(float v) {
-  int best = 0;
-  float best_err = std::fabs(v - kIq4nlValues[0]);
-  for (int k = 1; k < 16; ++k) {
-    const float err = std::fabs(v - kIq4nlValues[k]);
-    if (err < best_err) {
-      best_err = err;
-      best = k;
-    }
-  }
-  return best;
+  if (v <= kIq4nlValues[0]) return 0;
+  if (v >= kIq4nlValues[15]) return 15;
+  int k = 1;
+  while (v >= kIq4nlValues[k]) ++k;  // kIq4nlValues[k - 1] <= v < kIq4nlValues[k]
+  return v - kIq4nlValues[k - 1] < kIq4nlValues[k] - v ? k - 1 : k;
 }
 
-// Weighted least squares over a few trial scales around max / -127 (the
-// extreme element on the extreme level), weights x^2 as ggml does without an
-// importance matrix.
-void quantize_iq4_nl(const float* src, void* dst, int64_t n) {
+// Weighted least squares of the code book levels, the ggml scheme step for
+// step so files match llama-quantize's byte for byte: a first fit with the
+// signed extreme on level -127, then 15 trial scales around it, keeping the
+// assignment whose optimal scale removes the most weighted error; the levels
+// are then re-picked with the kept (unrounded) scale. Weights x^2 without an
+// importance matrix; with one (qw, per element of the row) qw * sqrt(sigma2 +
+// x^2), sigma2 = 2 mean(x^2) of the block, as ggml's quantize_row_iq4_nl_impl.
+void quantize_iq4_nl_impl(const float* src, void* dst, int64_t n, const float* qw) {
   auto* y = static_cast<BlockIq4Nl*>(dst);
   int levels[kQK32];
+  float wt[kQK32];
+  // sumqx and sumq2 of the levels id * x falls on.
+  auto fit = [&](const float* x, float id, float& sumqx, float& sumq2) {
+    sumqx = sumq2 = 0;
+    for (int j = 0; j < kQK32; ++j) {
+      const float q = kIq4nlValues[nearest_iq4nl(id * x[j])];
+      sumqx += wt[j] * q * x[j];
+      sumq2 += wt[j] * q * q;
+    }
+  };
   for (int64_t i = 0; i < n / kQK32; ++i, src += kQK32) {
+    float sigma2 = 0;
+    for (int j = 0; j < kQK32; ++j) sigma2 += src[j] * src[j];
+    sigma2 *= 2.0f / kQK32;
+    for (int j = 0; j < kQK32; ++j)
+      wt[j] = qw ? qw[i * kQK32 + j] * std::sqrt(sigma2 + src[j] * src[j]) : src[j] * src[j];
     const float max = signed_absmax(src, kQK32);
-    std::memset(y[i].qs, 0, sizeof(y[i].qs));
-    y[i].d = 0;
-    if (std::fabs(max) < 1e-15f) continue;
-    float best_d = 0, best_score = -1;
-    for (int t = -7; t <= 7; ++t) {
-      const float id = (static_cast<float>(t) + kIq4nlValues[0]) / max;
-      float sumqx = 0, sumq2 = 0;
-      for (int j = 0; j < kQK32; ++j) {
-        const float q = kIq4nlValues[nearest_iq4nl(id * src[j])];
-        const float wgt = src[j] * src[j];
-        sumqx += wgt * q * src[j];
-        sumq2 += wgt * q * q;
-      }
-      // Error reduction of the optimal scale for this assignment: sumqx^2/sumq2.
-      if (sumq2 > 0 && sumqx * sumqx / sumq2 > best_score) {
-        best_score = sumqx * sumqx / sumq2;
-        best_d = sumqx / sumq2;
+    float d = 0;
+    if (std::fabs(max) >= 1e-15f) {
+      d = max / -static_cast<float>(kIq4nlValues[0]);
+      float sumqx, sumq2;
+      fit(src, 1 / d, sumqx, sumq2);
+      if (sumq2 > 0) d = sumqx / sumq2;  // all weights zero: keep the extreme's scale
+      float best = d * sumqx;
+      for (int t = -7; t <= 7; ++t) {
+        fit(src, (static_cast<float>(t) + kIq4nlValues[0]) / max, sumqx, sumq2);
+        // sumqx^2 / sumq2 is the error the assignment's optimal scale removes.
+        if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
+          d = sumqx / sumq2;
+          best = d * sumqx;
+        }
       }
     }
-    y[i].d = f32_to_fp16(best_d);
-    const float d = half(y[i].d);
-    const float id = d != 0 ? 1.0f / d : 0.0f;
+    y[i].d = f32_to_fp16(d);
+    const float id = d != 0 ? 1.0f / d : 0.0f;  // a zero block stores the level nearest 0
     for (int j = 0; j < kQK32; ++j) levels[j] = nearest_iq4nl(id * src[j]);
     store_levels(levels, y[i]);
   }
 }
 
+// Q4_0 / Q5_0 (kLevels 16 / 32) and Q4_1 / Q5_1 with importance weights
+// qw * sqrt(sigma2 + x^2), sigma2 the row's mean x^2, as ggml's
+// quantize_row_q4_0_impl and kin: the symmetric types by make_qx_quants'
+// search, the min types by the K-quants' affine search (ggml uses its
+// make_qkx3_quants variant there). Without an imatrix quantize_32 runs.
+template <typename Block, int kLevels>
+void quantize_32_weighted(const float* src, void* dst, int64_t n, const float* qw) {
+  auto* y = static_cast<Block*>(dst);
+  float sum_x2 = 0;
+  for (int64_t j = 0; j < n; ++j) sum_x2 += src[j] * src[j];
+  const float sigma2 = sum_x2 / static_cast<float>(n);
+  float wt[kQK32];
+  int q[kQK32];
+  for (int64_t i = 0; i < n / kQK32; ++i, src += kQK32) {
+    for (int j = 0; j < kQK32; ++j) wt[j] = qw[i * kQK32 + j] * std::sqrt(sigma2 + src[j] * src[j]);
+    if constexpr (kHasMin<Block>) {
+      constexpr AffineSearch kSearch = {-0.9f, 0.05f, 36, false};
+      uint8_t levels[kQK32];
+      float neg_min;
+      const float d = fit_affine(src, wt, kQK32, kLevels - 1, kSearch, levels, &neg_min);
+      for (int j = 0; j < kQK32; ++j) q[j] = levels[j];
+      y[i].d = f32_to_fp16(d);
+      y[i].m = f32_to_fp16(-neg_min);
+    } else {
+      y[i].d = f32_to_fp16(fit_symmetric(src, kQK32, kLevels / 2, wt, q));
+    }
+    store_levels(q, y[i]);
+  }
+}
+
+void quantize_iq4_nl(const float* src, void* dst, int64_t n) {
+  quantize_iq4_nl_impl(src, dst, n, nullptr);
+}
+
 }  // namespace
+
+QuantizeWeightedFn weighted_legacy(DType t) {
+  switch (t) {
+    case DType::Q4_0:
+      return quantize_32_weighted<BlockQ4_0, 16>;
+    case DType::Q4_1:
+      return quantize_32_weighted<BlockQ4_1, 16>;
+    case DType::Q5_0:
+      return quantize_32_weighted<BlockQ5_0, 32>;
+    case DType::Q5_1:
+      return quantize_32_weighted<BlockQ5_1, 32>;
+    case DType::IQ4_NL:
+      return quantize_iq4_nl_impl;
+    default:
+      return nullptr;
+  }
+}
 
 void fill_scalar_legacy(TypeTable& t) {
   t[DType::Q4_0] = {DType::Q8_0, dequantize_32<BlockQ4_0>, quantize_32<BlockQ4_0, 16>,

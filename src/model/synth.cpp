@@ -12,6 +12,7 @@
 #include "kernels/kernels.h"
 #include "model/arch.h"
 #include "model/config.h"
+#include "model/quant_mix.h"
 #include "model/weights.h"
 
 namespace slm::model {
@@ -49,14 +50,6 @@ struct Rng {
   float uniform() { return static_cast<float>(static_cast<int64_t>(next() >> 11) - (int64_t{1} << 52)) * 0x1p-52f; }
 };
 
-bool is_k_mix(const std::string& mix) { return mix.size() > 2 && mix.substr(mix.size() - 2) == "_M"; }
-
-// llama.cpp gives the first and last eighth of the layers, and every third in
-// between, more bits for attn_v and ffn_down in its _M mixes.
-bool more_bits(int64_t layer, int64_t n_layer) {
-  return layer < n_layer / 8 || layer >= 7 * n_layer / 8 || (layer - n_layer / 8) % 3 == 2;
-}
-
 }  // namespace
 
 const std::vector<SynthShape>& synth_shapes() { return kShapes; }
@@ -69,59 +62,7 @@ const SynthShape& find_synth_shape(const std::string& name) {
   throw Error("unknown shape '" + name + "' (known: " + known + ")");
 }
 
-std::vector<std::string> synth_mixes() {
-  return {"F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "IQ4_NL",
-          "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q3_K_M", "Q4_K_M", "Q5_K_M"};
-}
-
-namespace {
-
-DType fit_rows(DType t, int64_t row_len) {
-  if (row_len % dtype_info(t).block_size == 0) return t;
-  switch (t) {
-    case DType::Q2_K:
-    case DType::Q3_K: return DType::IQ4_NL;
-    case DType::Q4_K: return DType::Q5_0;
-    case DType::Q5_K: return DType::Q5_1;
-    case DType::Q6_K: return DType::Q8_0;
-    default: return DType::F16;
-  }
-}
-
-DType mix_type_unfitted(const std::string& mix, const std::string& tensor, int64_t layer, int64_t n_layer);
-
-}  // namespace
-
-DType mix_type(const std::string& mix, const std::string& tensor, int64_t layer, int64_t n_layer,
-               int64_t row_len) {
-  return fit_rows(mix_type_unfitted(mix, tensor, layer, n_layer), row_len);
-}
-
-namespace {
-
-DType mix_type_unfitted(const std::string& mix, const std::string& tensor, int64_t layer, int64_t n_layer) {
-  // Routers are tiny and routing is sensitive: llama.cpp never quantizes them.
-  if (tensor.find("ffn_gate_inp") != std::string::npos) return DType::F32;
-  const bool is_output = tensor == "output.weight";
-  if (is_k_mix(mix)) {
-    const std::string base = mix.substr(0, mix.size() - 2);  // "Q4_K"
-    const DType low = *dtype_from_name(base);
-    const DType up = base == "Q3_K" ? DType::Q4_K : base == "Q4_K" ? DType::Q6_K : DType::Q6_K;
-    if (is_output) return DType::Q6_K;
-    if ((tensor.find("attn_v") != std::string::npos || tensor.find("ffn_down") != std::string::npos) &&
-        more_bits(layer, n_layer))
-      return up;
-    return low;
-  }
-  const auto t = dtype_from_name(mix);
-  if (!t) throw Error("unknown type '" + mix + "'");
-  // The output matrix decides every token's logits: the 2- to 5-bit recipes keep it at Q6_K as llama.cpp does.
-  if (is_output && *t != DType::F32 && *t != DType::F16 && *t != DType::BF16 && *t != DType::Q8_0 && *t != DType::Q6_K)
-    return DType::Q6_K;
-  return *t;
-}
-
-}  // namespace
+std::vector<std::string> synth_mixes() { return quant_mix_names(); }
 
 namespace {
 
@@ -138,7 +79,9 @@ double llama3_divisor(const SynthRopeScaling& r, double freq) {
 void write_metadata(gguf::Writer& w, const SynthShape& s, const std::string& mix, const Family& fam) {
   const std::string a = s.arch;
   w.add_string("general.architecture", a);
-  w.add_string("general.name", "synthetic " + s.name + " " + mix);
+  // The type is in general.file_type (as in real models), so `slm quantize` of
+  // a synthetic F32 file gives the same bytes as synthesising the type directly.
+  w.add_string("general.name", "synthetic " + s.name);
   w.add_string("general.description", "random weights with the shapes of " + s.name + "; for benchmarks only");
   w.add_u32(a + ".context_length", static_cast<uint32_t>(s.n_ctx));
   w.add_u32(a + ".embedding_length", static_cast<uint32_t>(s.n_embd));
@@ -208,6 +151,7 @@ void write_metadata(gguf::Writer& w, const SynthShape& s, const std::string& mix
   w.add_u32("tokenizer.ggml.eos_token_id", 2);
   w.add_u32("tokenizer.ggml.unknown_token_id", 0);
   w.add_u32("general.quantization_version", 2);
+  w.add_u32("general.file_type", static_cast<uint32_t>(find_quant_mix(mix)->ftype));
 }
 
 // Adds the tensors of s's family table to w: matrices random and quantized
@@ -229,12 +173,19 @@ void add_tensors(gguf::Writer& w, const SynthShape& s, const std::string& mix, u
   c.n_expert_used = s.n_expert_used;
   c.n_ff_expert = s.n_ff_expert ? s.n_ff_expert : s.n_ff;
 
+  const QuantMix& qm = *find_quant_mix(mix);
+  MixModelFacts facts;
+  facts.n_layer = s.n_layer;
+  facts.n_expert = s.n_expert;
+  facts.n_gqa = s.n_head / s.n_head_kv;
+  facts.has_output = !s.tied;  // a tied embedding is also the output matrix and gets its type
+
   uint64_t tensor_seed = seed;
   // A 2-d (or 3-d expert) matrix of random weights quantized to its mix type.
-  auto matrix = [&](const std::string& name, std::vector<int64_t> shape, int64_t layer, float spread) {
-    // A tied embedding is also the output matrix and gets its type, as in llama.cpp.
-    const bool as_output = name == "token_embd.weight" && s.tied;
-    const DType t = on_values ? DType::F32 : mix_type(mix, as_output ? "output.weight" : name, layer, s.n_layer, shape[0]);
+  auto matrix = [&](const std::string& name, std::vector<int64_t> shape, float spread) {
+    const DType t = on_values || !is_quantizable(name, static_cast<int>(shape.size()))
+                        ? DType::F32
+                        : mix_type(qm, name, shape[0], facts);
     const int64_t cols = shape[0];
     int64_t rows = 1;
     for (size_t i = 1; i < shape.size(); ++i) rows *= shape[i];
@@ -289,7 +240,7 @@ void add_tensors(gguf::Writer& w, const SynthShape& s, const std::string& mix, u
     if (t.kind == Kind::kVector)
       vector(name, tensor_shape(t, c)[0], t.init, nullptr);
     else
-      matrix(name, tensor_shape(t, c), -1, t.init.spread);
+      matrix(name, tensor_shape(t, c), t.init.spread);
   }
   for (int64_t l = 0; l < s.n_layer; ++l)
     for (const TensorSpec& t : fam.layer) {
@@ -298,13 +249,13 @@ void add_tensors(gguf::Writer& w, const SynthShape& s, const std::string& mix, u
       if (t.kind == Kind::kVector)
         vector(name, tensor_shape(t, c)[0], t.init, nullptr);
       else
-        matrix(name, tensor_shape(t, c), l, t.init.spread);
+        matrix(name, tensor_shape(t, c), t.init.spread);
     }
 }
 
 gguf::Writer make_writer(const SynthShape& s, const std::string& mix, uint64_t seed, ThreadPool& pool,
                          const SynthValues& on_values) {
-  if (!is_k_mix(mix) && !dtype_from_name(mix)) throw Error("unknown type '" + mix + "'");
+  if (find_quant_mix(mix) == nullptr) throw Error("unknown type '" + mix + "'");
   const Family* fam = find_family(s.arch);
   if (fam == nullptr) throw Error("unknown architecture '" + s.arch + "' (known: " + family_names() + ")");
   gguf::Writer w;

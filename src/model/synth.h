@@ -50,16 +50,9 @@ const std::vector<SynthShape>& synth_shapes();
 // Throws slm::Error listing the known names.
 const SynthShape& find_synth_shape(const std::string& name);
 
-// "Mixes" name a quantization recipe: a plain type (every matrix of that type)
-// or Q4_K_M / Q5_K_M / Q3_K_M (K-quants with some tensors one step up, as
-// llama.cpp's quantize does).
+// Quantization mixes (model/quant_mix.h): a plain type or a llama.cpp mix
+// such as Q4_K_M, with the same per-tensor types as `slm quantize` gives.
 std::vector<std::string> synth_mixes();
-
-// The type a tensor gets under mix (name as in the GGUF, layer index or -1).
-// K-quants need rows of a multiple of 256; narrower rows (Qwen2.5-0.5B's 896)
-// fall back to a 32-block type of similar size, as llama.cpp's quantize does.
-DType mix_type(const std::string& mix, const std::string& tensor, int64_t layer, int64_t n_layer,
-               int64_t row_len);
 
 // Writes the file; weights are random (deterministic for seed; each tensor
 // initialised as its table entry's Init says), quantized with slm's

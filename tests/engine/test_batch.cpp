@@ -12,6 +12,7 @@
 #include "base/thread_pool.h"
 #include "common/fixtures.h"
 #include "engine/batch.h"
+#include "model/lora.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 
@@ -174,7 +175,14 @@ TEST(BatchEngine, CacheKeysWithDifferentAdaptersShareNoPrefix) {
   Request plain = base(*l.tok, "Once upon a time, there was a little dog", 4);
   plain.sampling.temperature = 0;
   Request adapted = plain;
-  adapted.prompt.adapter = 7;
+  // A rank-1 adapter on one matrix: the engine keys the cache by its id.
+  const backend::Linear& wq = l.model->weights().layers[0].wq;
+  model::LoraAdapter::Tensors t;
+  t.name = "blk.0.attn_q.weight";
+  t.rank = 1;
+  t.a.assign(static_cast<size_t>(wq.cols()), 0.01f);
+  t.b.assign(static_cast<size_t>(wq.rows()), 0.01f);
+  adapted.adapter = model::LoraAdapter::from_tensors(*l.model, {t}, "test");
   const int64_t n = static_cast<int64_t>(plain.prompt.tokens.size());
 
   EXPECT_EQ(run_all(engine, {plain})[0].n_cached, 0);

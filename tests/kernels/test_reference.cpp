@@ -289,3 +289,55 @@ INSTANTIATE_TEST_SUITE_P(AllTypes, ScalarDot, ::testing::ValuesIn(test::weight_t
 
 }  // namespace
 }  // namespace slm::kernels
+
+namespace slm::kernels {
+namespace {
+
+// Importance-weighted quantizers (kernels.h quantize_row_weighted): they
+// exist for every quantized weight type but Q8_0 (as in llama.cpp), give
+// decodable rows, handle zero rows, and lower the error of the heavily
+// weighted elements.
+TEST(KernelReference, WeightedQuantizers) {
+  for (DType t : {DType::Q8_0, DType::F16, DType::BF16, DType::F32})
+    EXPECT_EQ(quantize_row_weighted(t), nullptr) << dtype_name(t);
+  for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q2_K, DType::Q3_K,
+                  DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::IQ4_NL}) {
+    SCOPED_TRACE(std::string(dtype_name(t)));
+    const QuantizeWeightedFn fn = quantize_row_weighted(t);
+    ASSERT_NE(fn, nullptr);
+    constexpr int64_t n = 1024;
+    const std::vector<float> x = random_floats(n, 7);
+    std::vector<float> w(n);
+    for (int64_t i = 0; i < n; ++i) w[i] = i % 16 == 3 ? 50.0f : 0.05f;
+    std::vector<uint8_t> plain = quantize(t, x), weighted(plain.size());
+    fn(x.data(), weighted.data(), n, w.data());
+    const std::vector<float> dp = dequantize(t, plain.data(), n),
+                             dw = dequantize(t, weighted.data(), n);
+    double ep = 0, ew = 0, total_w = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      ASSERT_TRUE(std::isfinite(dw[i]));
+      ep += w[i] * (dp[i] - x[i]) * (dp[i] - x[i]);
+      ew += w[i] * (dw[i] - x[i]) * (dw[i] - x[i]);
+      total_w += (dw[i] - x[i]) * (dw[i] - x[i]);
+    }
+    EXPECT_LT(ew, 0.8 * ep) << "weighted error " << ew << " vs " << ep;
+    EXPECT_LT(total_w / n, 0.25);  // still a fit of the whole row, not only the weighted elements
+    // Equal weights: a fit as good as the plain one within 30%.
+    std::vector<float> ones(n, 1.0f);
+    fn(x.data(), weighted.data(), n, ones.data());
+    const std::vector<float> d1 = dequantize(t, weighted.data(), n);
+    double e1 = 0, e0 = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      e1 += (d1[i] - x[i]) * (d1[i] - x[i]);
+      e0 += (dp[i] - x[i]) * (dp[i] - x[i]);
+    }
+    EXPECT_LT(e1, 1.3 * e0);
+    // A zero row with zero weights decodes to zeros.
+    std::vector<float> zeros(n, 0.0f);
+    fn(zeros.data(), weighted.data(), n, zeros.data());
+    for (float v : dequantize(t, weighted.data(), n)) ASSERT_EQ(v, 0.0f);
+  }
+}
+
+}  // namespace
+}  // namespace slm::kernels

@@ -10,6 +10,7 @@
 #include "gguf/writer.h"
 #include "model/arch.h"
 #include "model/model.h"
+#include "model/quant_mix.h"
 #include "model/session.h"
 #include "model/synth.h"
 #include "model/synthetic.h"
@@ -322,22 +323,28 @@ TEST(Synthetic, HostileConfigsAreRefusedWithTheKeyNamed) {
 namespace slm::test {
 namespace {
 
-// Quantization mixes of slm synth follow llama.cpp's recipe.
+// Quantization mixes of slm synth follow llama.cpp's recipe (model/quant_mix.h;
+// the full tables are in test_quantize.cpp).
 TEST(SynthMix, KQuantMixAndFallbacks) {
-  using model::mix_type;
-  EXPECT_EQ(mix_type("Q4_K_M", "blk.0.attn_q.weight", 0, 24, 2048), DType::Q4_K);
-  EXPECT_EQ(mix_type("Q4_K_M", "blk.0.attn_v.weight", 0, 24, 2048), DType::Q6_K);    // first eighth
-  EXPECT_EQ(mix_type("Q4_K_M", "blk.4.ffn_down.weight", 4, 24, 2048), DType::Q4_K);  // (4-3)%3 != 2
-  EXPECT_EQ(mix_type("Q4_K_M", "blk.5.ffn_down.weight", 5, 24, 2048), DType::Q6_K);  // every third
-  EXPECT_EQ(mix_type("Q4_K_M", "output.weight", -1, 24, 2048), DType::Q6_K);
+  const model::MixModelFacts m{24, 0, 4, true};
+  auto mix_type = [&](const char* mix, const char* tensor, int64_t row_len) {
+    return model::mix_type(*model::find_quant_mix(mix), tensor, row_len, m);
+  };
+  EXPECT_EQ(mix_type("Q4_K_M", "blk.0.attn_q.weight", 2048), DType::Q4_K);
+  EXPECT_EQ(mix_type("Q4_K_M", "blk.0.attn_v.weight", 2048), DType::Q6_K);    // first eighth
+  EXPECT_EQ(mix_type("Q4_K_M", "blk.4.ffn_down.weight", 2048), DType::Q4_K);  // (4-3)%3 != 2
+  EXPECT_EQ(mix_type("Q4_K_M", "blk.5.ffn_down.weight", 2048), DType::Q6_K);  // every third
+  EXPECT_EQ(mix_type("Q4_K_M", "output.weight", 2048), DType::Q6_K);
   // 896-wide rows cannot hold 256-element K blocks.
-  EXPECT_EQ(mix_type("Q4_K_M", "blk.1.attn_q.weight", 1, 24, 896), DType::Q5_0);
-  EXPECT_EQ(mix_type("Q4_K_M", "output.weight", -1, 24, 896), DType::Q8_0);
-  EXPECT_EQ(mix_type("Q4_0", "output.weight", -1, 24, 896), DType::Q8_0);  // Q6_K does not fit 896
-  EXPECT_EQ(mix_type("Q4_0", "blk.0.ffn_up.weight", 0, 24, 896), DType::Q4_0);
-  EXPECT_EQ(mix_type("Q8_0", "output.weight", -1, 24, 896), DType::Q8_0);
-  EXPECT_EQ(mix_type("F16", "blk.0.ffn_gate_inp.weight", 0, 24, 896), DType::F32);  // routers stay F32
-  EXPECT_THROW(mix_type("Q9_9", "blk.0.attn_q.weight", 0, 24, 896), Error);
+  EXPECT_EQ(mix_type("Q4_K_M", "blk.1.attn_q.weight", 896), DType::Q5_0);
+  EXPECT_EQ(mix_type("Q4_K_M", "output.weight", 896), DType::Q8_0);
+  EXPECT_EQ(mix_type("Q4_0", "output.weight", 896), DType::Q8_0);  // Q6_K does not fit 896
+  EXPECT_EQ(mix_type("Q4_0", "blk.0.ffn_up.weight", 896), DType::Q4_0);
+  EXPECT_EQ(mix_type("Q8_0", "output.weight", 896), DType::Q8_0);
+  EXPECT_FALSE(model::is_quantizable("blk.0.ffn_gate_inp.weight", 2));  // routers stay F32
+  EXPECT_EQ(model::find_quant_mix("Q9_9"), nullptr);
+  ThreadPool pool(1);
+  EXPECT_THROW(model::synth_bytes(model::find_synth_shape("qwen2.5-0.5b"), "Q9_9", 1, pool), Error);
 }
 
 }  // namespace
