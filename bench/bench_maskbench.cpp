@@ -195,6 +195,7 @@ double pct(const std::vector<double>& v, double p) {
 int run(int argc, char** argv) {
   std::string model, csv;
   size_t every = 1, offset = 0, worst = 10, verify = 0;
+  bool trace = false;
   std::vector<std::string> inputs;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -208,6 +209,7 @@ int run(int argc, char** argv) {
     else if (a == "--worst") worst = std::stoul(next());
     else if (a == "--verify") verify = std::stoul(next());
     else if (a == "--csv") csv = next();
+    else if (a == "--trace") trace = true;
     else inputs.push_back(a);
   }
   if (model.empty() || inputs.empty() || every == 0) {
@@ -283,6 +285,9 @@ int run(int argc, char** argv) {
           const size_t lh = mc.local_hits();
           mc.compute(m, mask);
           const double us = micros(a, Clock::now());
+          if (trace)
+            std::fprintf(stderr, "  mask %.1f us, visited %zu, states %zu, next token '%s'\n", us, mc.last_visited(),
+                         mc.last_states(), vocab[static_cast<size_t>(id)].c_str());
           if (valid) {
             const int kind = mc.last_visited() == 0 ? 0 : mc.local_hits() != lh ? 1 : 2;
             kind_n[kind]++, kind_us[kind] += us;
