@@ -267,7 +267,14 @@ void MaskComputer::walk_range(Matcher& m, size_t begin, size_t end, std::vector<
     if (unc_depth && nd.depth <= unc_depth) unc_depth = 0;
     ++visited_;
     bool deep = false;
-    const int32_t to = step(m, at_depth_[nd.depth - 1u], nd.byte, nd.depth, local ? &deep : nullptr);
+    const int32_t from = at_depth_[nd.depth - 1u];
+    int32_t to = kUnknown;
+    if (from >= 0) {  // a known transition: one lookup, no call
+      const size_t t = static_cast<size_t>(from) * 256 + nd.byte;
+      to = trans_[t];
+      deep = local && trans_deep_[t] != 0;
+    }
+    if (to == kUnknown) to = step(m, from, nd.byte, nd.depth, local ? &deep : nullptr);
     path_[nd.depth - 1u] = nd.byte;
     if (deep && !unc_depth) {
       uncertain->push_back({static_cast<uint32_t>(i), std::vector<uint8_t>(path_.begin(), path_.begin() + nd.depth - 1)});
@@ -301,6 +308,7 @@ void MaskComputer::walk_range(Matcher& m, size_t begin, size_t end, std::vector<
           mask[id >> 6] |= uint64_t{1} << (id & 63);
           if (also_local) (*local)[id >> 6] |= uint64_t{1} << (id & 63);
         }
+        ++loop_skips_;
         i = nd.next;
         continue;
       }

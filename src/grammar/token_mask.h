@@ -77,6 +77,8 @@ class MaskComputer {
   // Trie nodes visited by the last compute() (0 when it came from the cache).
   size_t last_visited() const { return visited_; }
   size_t cache_hits() const { return hits_; }
+  // Subtrees taken whole by loop sets in all walks so far (see walk_range).
+  size_t loop_skips() const { return loop_skips_; }
   size_t local_hits() const { return local_hits_; }
   // Matcher states interned by the last walk (0 when it came from the cache).
   size_t last_states() const { return visited_ ? states_.size() : 0; }
@@ -142,6 +144,7 @@ class MaskComputer {
   std::vector<int32_t> loop_of_;          // [state]: index into loops_, kUnknown or kDead (none)
   std::vector<TokenTrie::Below> loops_;
   size_t visited_ = 0;
+  size_t loop_skips_ = 0;
 };
 
 }  // namespace slm::grammar
