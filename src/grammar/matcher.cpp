@@ -142,6 +142,36 @@ bool Matcher::any_top_intersects(char32_t lo, char32_t hi) const {
   return false;
 }
 
+bool Matcher::classes_uniform(char32_t lo, char32_t hi) const {
+  if (partial_.need != 0) return false;
+  // Surrogates are never characters (classes leave them out): test the
+  // scalar values on either side of them.
+  CodeRange parts[2];
+  size_t n = 0;
+  if (lo < 0xD800) parts[n++] = {lo, std::min<char32_t>(hi, 0xD7FF)};
+  if (hi > 0xDFFF) parts[n++] = {std::max<char32_t>(lo, 0xE000), hi};
+  for (uint32_t s : stacks_) {
+    if (s == kNone) continue;
+    const CharClass& c = g_->classes[g_->code[nodes_[s].pos].arg];
+    bool some = false, gap = false;
+    for (size_t k = 0; k < n; ++k) {
+      some = some || c.intersects(parts[k].lo, parts[k].hi);
+      gap = gap || c.intersects_gap(parts[k].lo, parts[k].hi);
+    }
+    if (some && gap) return false;
+  }
+  return true;
+}
+
+void Matcher::ascii_candidates(uint64_t out[2]) const {
+  out[0] = out[1] = 0;
+  for (uint32_t s : stacks_) {
+    if (s == kNone) continue;
+    const CharClass& c = g_->classes[g_->code[nodes_[s].pos].arg];
+    out[0] |= c.ascii[0], out[1] |= c.ascii[1];
+  }
+}
+
 bool Matcher::accept_byte(uint8_t b) {
   if (partial_.need == 0) {
     if (b < 0x80) return advance_code_point(b);

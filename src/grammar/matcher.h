@@ -94,6 +94,15 @@ class Matcher {
   bool watch_hit() const { return watch_hit_; }
   void clear_watch_hit() { watch_hit_ = false; }
 
+  // No partial character, and every top class holds all of [lo, hi] or none
+  // of it (surrogates aside): every code point in the range then takes the matcher to the same
+  // state (token masks use it to treat all non-ASCII characters as one).
+  bool classes_uniform(char32_t lo, char32_t hi) const;
+
+  // The ASCII bytes some top class holds (a 128-bit set): a superset of the
+  // bytes accept_byte() takes when no character is partly received.
+  void ascii_candidates(uint64_t out[2]) const;
+
   const Grammar& grammar() const { return *g_; }
   size_t stack_count() const { return stacks_.size(); }
 

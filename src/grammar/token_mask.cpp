@@ -10,10 +10,6 @@
 
 namespace slm::grammar {
 
-namespace {
-constexpr size_t kMaxTokenBytes = 4096;  // longer tokens are never allowed
-}
-
 TokenTrie::TokenTrie(const std::vector<std::string>& token_bytes) : n_tokens_(token_bytes.size()) {
   if (token_bytes.size() >= (size_t{1} << 31)) throw Error("token trie: vocabulary too large");
   std::vector<std::pair<std::string_view, int32_t>> order;
@@ -23,6 +19,7 @@ TokenTrie::TokenTrie(const std::vector<std::string>& token_bytes) : n_tokens_(to
   std::sort(order.begin(), order.end());
   std::vector<uint32_t> open;  // path from the root to the last node
   std::string_view prev;
+  ids_at_.reserve(order.size() * 2);
   for (const auto& [bytes, id] : order) {
     if (bytes == prev && !open.empty()) {  // same bytes as the previous token: same node
       ids_.push_back(id);
@@ -37,6 +34,7 @@ TokenTrie::TokenTrie(const std::vector<std::string>& token_bytes) : n_tokens_(to
     }
     for (size_t k = lcp; k < bytes.size(); ++k) {
       open.push_back(static_cast<uint32_t>(nodes_.size()));
+      ids_at_.push_back(static_cast<uint32_t>(ids_.size()));
       nodes_.push_back({0, 0, 0, static_cast<uint16_t>(k + 1), static_cast<uint8_t>(bytes[k])});
     }
     Node& end = nodes_[open.back()];
@@ -46,6 +44,61 @@ TokenTrie::TokenTrie(const std::vector<std::string>& token_bytes) : n_tokens_(to
     prev = bytes;
   }
   for (uint32_t i : open) nodes_[i].next = static_cast<uint32_t>(nodes_.size());
+  ids_at_.push_back(static_cast<uint32_t>(ids_.size()));
+  summarize();
+}
+
+// UTF-8 validity of each node's path, with the matcher's rules (matcher.cpp),
+// then what lies below each node, children before parents.
+void TokenTrie::summarize() {
+  struct Utf8 {
+    bool valid = true;
+    uint8_t need = 0, lead = 0, seen = 0;
+  };
+  std::vector<Utf8> at(kMaxTokenBytes + 1);
+  std::vector<uint8_t> valid(nodes_.size());
+  boundary_.assign(nodes_.size(), 0);
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    const Node& n = nodes_[i];
+    Utf8 u = at[n.depth - 1u];
+    const uint8_t b = n.byte;
+    if (!u.valid) {
+    } else if (u.need == 0) {
+      if (b < 0x80) {
+      } else if (b >= 0xC2 && b <= 0xDF) {
+        u.need = 1, u.lead = b, u.seen = 0;
+      } else if (b >= 0xE0 && b <= 0xEF) {
+        u.need = 2, u.lead = b, u.seen = 0;
+      } else if (b >= 0xF0 && b <= 0xF4) {
+        u.need = 3, u.lead = b, u.seen = 0;
+      } else {
+        u.valid = false;
+      }
+    } else if ((b & 0xC0) != 0x80) {
+      u.valid = false;
+    } else {
+      const uint8_t l = u.lead;
+      if (u.seen == 0 && ((l == 0xE0 && b < 0xA0) || (l == 0xED && b > 0x9F) || (l == 0xF0 && b < 0x90) ||
+                          (l == 0xF4 && b > 0x8F)))
+        u.valid = false;
+      --u.need, ++u.seen;
+    }
+    at[n.depth] = u;
+    valid[i] = u.valid;
+    boundary_[i] = u.valid && u.need == 0;
+  }
+  below_.assign(nodes_.size(), Below{{0, 0}, 0});
+  for (size_t i = nodes_.size(); i-- > 0;) {
+    for (size_t c = i + 1; c < nodes_[i].next; c = nodes_[c].next) {
+      Below& b = below_[i];
+      const Below& cb = below_[c];
+      b.ascii[0] |= cb.ascii[0], b.ascii[1] |= cb.ascii[1], b.flags |= cb.flags;
+      const uint8_t x = nodes_[c].byte;
+      if (x < 0x80) b.ascii[x >> 6] |= uint64_t{1} << (x & 63);
+      else b.flags |= kBelowNonAscii;
+      if (!valid[c]) b.flags |= kBelowInvalid;
+    }
+  }
 }
 
 namespace {
@@ -148,7 +201,10 @@ int32_t MaskComputer::intern(Matcher& m) {
 }
 
 void MaskComputer::begin_walk(Matcher& m) {
+  constexpr size_t kMaxTokenBytes = TokenTrie::kMaxTokenBytes;
   if (snaps_.size() < kMaxTokenBytes + 1) snaps_.resize(kMaxTokenBytes + 1);
+  loop_of_.clear();
+  loops_.clear();
   m.save(snaps_[0]);  // the origin; deeper entries only when the DFA is full
   states_.clear();
   state_sigs_.clear();
@@ -211,7 +267,14 @@ void MaskComputer::walk_range(Matcher& m, size_t begin, size_t end, std::vector<
     if (unc_depth && nd.depth <= unc_depth) unc_depth = 0;
     ++visited_;
     bool deep = false;
-    const int32_t to = step(m, at_depth_[nd.depth - 1u], nd.byte, nd.depth, local ? &deep : nullptr);
+    const int32_t from = at_depth_[nd.depth - 1u];
+    int32_t to = kUnknown;
+    if (from >= 0) {  // a known transition: one lookup, no call
+      const size_t t = static_cast<size_t>(from) * 256 + nd.byte;
+      to = trans_[t];
+      deep = local && trans_deep_[t] != 0;
+    }
+    if (to == kUnknown) to = step(m, from, nd.byte, nd.depth, local ? &deep : nullptr);
     path_[nd.depth - 1u] = nd.byte;
     if (deep && !unc_depth) {
       uncertain->push_back({static_cast<uint32_t>(i), std::vector<uint8_t>(path_.begin(), path_.begin() + nd.depth - 1)});
@@ -226,9 +289,71 @@ void MaskComputer::walk_range(Matcher& m, size_t begin, size_t end, std::vector<
       mask[id >> 6] |= uint64_t{1} << (id & 63);
       if (local && !unc_depth) (*local)[id >> 6] |= uint64_t{1} << (id & 63);
     }
+    // A subtree whose characters all take the state back to itself: every
+    // token in it is allowed, in the same (local) way as this node.
+    if (nd.next > i + 1 && to >= 0 && trie_->boundary_[i] && !(trie_->below_[i].flags & TokenTrie::kBelowInvalid)) {
+      const TokenTrie::Below& below = trie_->below_[i];
+      const TokenTrie::Below* loop = nullptr;
+      const auto ts = static_cast<size_t>(to);
+      if (ts < loop_of_.size() && loop_of_[ts] != kUnknown) {
+        if (loop_of_[ts] >= 0) loop = &loops_[static_cast<size_t>(loop_of_[ts])];
+      } else if (nd.next > i + kLoopMinBelow) {
+        loop = loop_set(m, to, nd.depth);
+      }
+      if (loop && (below.ascii[0] & ~loop->ascii[0]) == 0 && (below.ascii[1] & ~loop->ascii[1]) == 0 &&
+          (loop->flags & TokenTrie::kBelowNonAscii || !(below.flags & TokenTrie::kBelowNonAscii))) {
+        const bool also_local = local && !unc_depth;
+        for (uint32_t t = trie_->ids_at_[i + 1]; t < trie_->ids_at_[nd.next]; ++t) {
+          const auto id = static_cast<uint32_t>(trie_->ids_[t]);
+          mask[id >> 6] |= uint64_t{1} << (id & 63);
+          if (also_local) (*local)[id >> 6] |= uint64_t{1} << (id & 63);
+        }
+        ++loop_skips_;
+        i = nd.next;
+        continue;
+      }
+    }
     at_depth_[nd.depth] = to;
     ++i;
   }
+}
+
+const TokenTrie::Below* MaskComputer::loop_set(Matcher& m, int32_t s, size_t depth) {
+  const auto si = static_cast<size_t>(s);
+  if (si >= loop_of_.size()) loop_of_.resize(states_.size(), kUnknown);
+  if (loop_of_[si] != kUnknown) return loop_of_[si] >= 0 ? &loops_[static_cast<size_t>(loop_of_[si])] : nullptr;
+  loop_of_[si] = kDead;
+  // Stepping may intern new states; keep room so the walk's own path never
+  // falls back to the depth snapshots this could overwrite.
+  if (states_.size() + 160 > kMaxStates) return nullptr;
+  m.load(states_[si]);
+  if (m.stack_count() > kLoopMaxStacks) return nullptr;  // stepping would cost more than it saves
+  uint64_t cand[2];
+  m.ascii_candidates(cand);
+  if (static_cast<size_t>(__builtin_popcountll(cand[0]) + __builtin_popcountll(cand[1])) < kLoopMinBytes)
+    return nullptr;
+  TokenTrie::Below loop{{0, 0}, 0};
+  size_t n = 0;
+  for (uint8_t b = 0; b < 0x80; ++b) {
+    if (!((cand[b >> 6] >> (b & 63)) & 1)) continue;
+    bool deep = false;
+    if (step(m, s, b, depth + 1, &deep) == s && !deep) {
+      loop.ascii[b >> 6] |= uint64_t{1} << (b & 63);
+      ++n;
+    }
+  }
+  if (n < kLoopMinBytes) return nullptr;
+  // When every top class holds all non-ASCII characters or none, they all
+  // step alike: one of them (U+00E9) stands for the rest.
+  m.load(states_[si]);
+  if (m.classes_uniform(0x80, 0x10FFFF)) {
+    bool d1 = false, d2 = false;
+    const int32_t t1 = step(m, s, 0xC3, depth + 1, &d1);
+    if (t1 >= 0 && step(m, t1, 0xA9, depth + 2, &d2) == s && !d1 && !d2) loop.flags = TokenTrie::kBelowNonAscii;
+  }
+  loop_of_[si] = static_cast<int32_t>(loops_.size());
+  loops_.push_back(loop);
+  return &loops_.back();
 }
 
 }  // namespace slm::grammar

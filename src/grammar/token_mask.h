@@ -42,6 +42,8 @@ class TokenTrie {
 
  private:
   friend class MaskComputer;
+  static constexpr size_t kMaxTokenBytes = 4096;  // longer tokens are never allowed
+  void summarize();
   struct Node {
     uint32_t next;        // index just past this node's subtree
     uint32_t tok_begin;   // tokens ending at this node: ids_[tok_begin, tok_end)
@@ -49,8 +51,19 @@ class TokenTrie {
     uint16_t depth;       // 1 for the first byte of a token
     uint8_t byte;
   };
+  // What lies strictly below a node: the ASCII bytes (a 128-bit set) and flags.
+  struct Below {
+    uint64_t ascii[2];
+    uint8_t flags;  // kBelowNonAscii | kBelowInvalid
+  };
+  static constexpr uint8_t kBelowNonAscii = 1;  // some byte >= 0x80
+  static constexpr uint8_t kBelowInvalid = 2;   // some path is not a UTF-8 prefix
   std::vector<Node> nodes_;
   std::vector<int32_t> ids_;
+  std::vector<Below> below_;        // [n_nodes]
+  std::vector<uint8_t> boundary_;   // [n_nodes] path is valid UTF-8 ending a whole character
+  std::vector<uint32_t> ids_at_;    // [n_nodes + 1] ids_ size when the node was made: the
+                                    // tokens of subtree i are ids_[ids_at_[i], ids_at_[next])
   size_t n_tokens_ = 0;
 };
 
@@ -64,6 +77,8 @@ class MaskComputer {
   // Trie nodes visited by the last compute() (0 when it came from the cache).
   size_t last_visited() const { return visited_; }
   size_t cache_hits() const { return hits_; }
+  // Subtrees taken whole by loop sets in all walks so far (see walk_range).
+  size_t loop_skips() const { return loop_skips_; }
   size_t local_hits() const { return local_hits_; }
   // Matcher states interned by the last walk (0 when it came from the cache).
   size_t last_states() const { return visited_ ? states_.size() : 0; }
@@ -74,6 +89,9 @@ class MaskComputer {
   static constexpr size_t kCacheSize = 32;      // round-robin caches below
   static constexpr size_t kLocalFrames = 4;     // frames per stack in a local signature
   static constexpr size_t kMaxUncertain = 8192; // larger context-dependent parts are not cached
+  static constexpr size_t kLoopMinBelow = 32;   // subtrees smaller than this are walked
+  static constexpr size_t kLoopMinBytes = 8;    // smaller loop sets are not worth keeping
+  static constexpr size_t kLoopMaxStacks = 16;  // no loop sets for more ambiguous states
   struct Uncertain {  // a trie node whose path looked below the local frames
     uint32_t node;
     std::vector<uint8_t> path;  // bytes of its ancestors
@@ -93,6 +111,9 @@ class MaskComputer {
   void walk_range(Matcher& m, size_t begin, size_t end, std::vector<uint64_t>& mask,
                   std::vector<uint64_t>* local, std::vector<Uncertain>* uncertain);
   int32_t intern(Matcher& m);
+  // The characters that take DFA state `s` back to itself without looking
+  // below the local frames, or nullptr when there are few (see walk_range).
+  const TokenTrie::Below* loop_set(Matcher& m, int32_t s, size_t depth);
 
   const TokenTrie* trie_;
   // Whole masks by full Matcher::signature (states recur: every token inside
@@ -120,7 +141,10 @@ class MaskComputer {
   std::vector<int32_t> at_depth_;                     // [depth]: DFA state after the path
   std::vector<uint8_t> path_;                         // [depth]: bytes of the current path
   std::vector<Matcher::Snapshot> snaps_;  // [depth]: state after the path's bytes (DFA full)
+  std::vector<int32_t> loop_of_;          // [state]: index into loops_, kUnknown or kDead (none)
+  std::vector<TokenTrie::Below> loops_;
   size_t visited_ = 0;
+  size_t loop_skips_ = 0;
 };
 
 }  // namespace slm::grammar

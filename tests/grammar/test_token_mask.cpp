@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -118,6 +119,95 @@ TEST(TokenMask, LeavesTheMatcherAsItWas) {
   mc.compute(m, mask);
   EXPECT_EQ(m.accept("\"]"), 2u);
   EXPECT_TRUE(m.is_complete());
+}
+
+// A vocabulary shaped like a byte-level BPE one, big enough that the walk's
+// loop-set skips fire: every single byte, then random strings over letters,
+// digits, JSON punctuation, whitespace and control bytes, escapes, whole
+// multi-byte characters and stray UTF-8 fragments.
+std::vector<std::string> random_vocab(uint32_t seed, size_t n) {
+  std::mt19937 rng(seed);
+  // Most tokens are words (letters, digits, spaces, whole characters); the
+  // rest mix in JSON punctuation, escapes, control bytes and UTF-8 fragments.
+  const std::vector<std::string> clean = {"a", "b", "e", "n", "r", "t", "u", "x", "Z", "_", "0", "1", "5",
+                                          "9", " ", "é", "😀", "中", "name", "id", "abc", "http", "true"};
+  const std::vector<std::string> dirty = {"-", "+", ".", "\n", "\"", "\\", "\\u00e9", "\\n", ":", ",", "{", "}", "[",
+                                          "]", "\t", "\x01", "\x7f", "\xC3", "\xA9", "\xE4\xB8", "\xF0\x9F\x98",
+                                          "\x80", "\xFF", "null", "://", "\": ", "\","};
+  std::vector<std::string> v;
+  for (int b = 0; b < 256; ++b) v.push_back(std::string(1, static_cast<char>(b)));
+  std::uniform_int_distribution<size_t> pick_clean(0, clean.size() - 1), pick_dirty(0, dirty.size() - 1),
+      len(1, 6), coin(0, 9);
+  while (v.size() < n) {
+    std::string t;
+    const bool mixed = coin(rng) < 3;
+    for (size_t k = len(rng); k > 0; --k) t += mixed && coin(rng) < 4 ? dirty[pick_dirty(rng)] : clean[pick_clean(rng)];
+    v.push_back(t);
+  }
+  v.push_back("");  // a special token
+  return v;
+}
+
+// Random walks through the language: at each state the computed mask must be
+// bit-identical to the token-by-token check, then a random allowed token is
+// taken. One MaskComputer per walk (its caches and loop sets in play) and a
+// fresh one per state.
+// Returns how many subtrees the loop sets took whole.
+size_t random_walks(const std::shared_ptr<const Grammar>& g, const std::vector<std::string>& vocab, uint32_t seed,
+                    size_t walks, size_t steps) {
+  const TokenTrie trie(vocab);
+  std::mt19937 rng(seed);
+  size_t skips = 0;
+  for (size_t w = 0; w < walks; ++w) {
+    Matcher m(g);
+    MaskComputer mc(trie);
+    for (size_t s = 0; s < steps; ++s) {
+      std::vector<uint64_t> mask, fresh_mask;
+      mc.compute(m, mask);
+      MaskComputer fresh(trie);
+      fresh.compute(m, fresh_mask);
+      EXPECT_EQ(mask, fresh_mask) << "walk " << w << " step " << s;
+      const auto want = brute_force(m, vocab);
+      std::vector<size_t> allowed;
+      for (size_t i = 0; i < vocab.size(); ++i) {
+        const bool got = (mask[i >> 6] >> (i & 63)) & 1;
+        EXPECT_EQ(got, want[i]) << "walk " << w << " step " << s << ": token " << i << " '" << vocab[i] << "'";
+        if (got) allowed.push_back(i);
+      }
+      if (allowed.empty()) break;
+      const size_t id = allowed[std::uniform_int_distribution<size_t>(0, allowed.size() - 1)(rng)];
+      if (m.accept(vocab[id]) != vocab[id].size()) {
+        ADD_FAILURE() << "an allowed token was rejected: '" << vocab[id] << "'";
+        break;
+      }
+    }
+    skips += mc.loop_skips();
+  }
+  return skips;
+}
+
+TEST(TokenMask, RandomStatesMatchBruteForceJson) {
+  const auto vocab = random_vocab(1, 3000);
+  EXPECT_GT(random_walks(std::make_shared<const Grammar>(parse_gbnf(test::kJsonGbnf)), vocab, 7, 6, 40), 0u)
+      << "the walks never took a subtree whole";
+  // Loops over ASCII only: subtrees with non-ASCII characters must be walked.
+  EXPECT_GT(random_walks(std::make_shared<const Grammar>(parse_gbnf(R"(root ::= "\"" [a-z0-9 _]* "\"" | [^\x80-\U0010FFFF]+)")),
+                         vocab, 9, 6, 20),
+            0u);
+}
+
+TEST(TokenMask, RandomStatesMatchBruteForceSchemas) {
+  const auto vocab = random_vocab(2, 3000);
+  size_t skips = 0;
+  for (const char* schema : {
+           R"({"type":"object","properties":{"name":{"type":"string"},"tags":{"type":"array","items":{"type":"string","maxLength":5}},"n":{"type":"integer","minimum":-5,"maximum":300}}})",
+           R"({"type":"object","properties":{"a":{"type":"string","pattern":"^[a-z_]+$"},"b":{"enum":["x","yy",1,null]}},"additionalProperties":{"type":"string"}})",
+           R"({"type":"array","items":{"anyOf":[{"type":"string","format":"uri"},{"type":"number"},{"type":"object"}]}})",
+       }) {
+    SCOPED_TRACE(schema);
+    skips += random_walks(std::make_shared<const Grammar>(compile_json_schema(schema)), vocab, 11, 4, 30);
+  }
+  EXPECT_GT(skips, 0u) << "the walks never took a subtree whole";
 }
 
 }  // namespace
