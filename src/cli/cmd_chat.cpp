@@ -5,6 +5,7 @@
 #include <editline/readline.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <cstdio>
@@ -14,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
+#include "base/format.h"
 #include "base/thread_pool.h"
 #include "chat/template.h"
 #include "cli/command.h"
@@ -85,15 +87,52 @@ class ChatSession {
   }
 
   size_t turns() const { return messages_.size(); }
+  int64_t n_ctx() const { return gen_.n_ctx(); }
+
+  // Tokens kept free for the answer when old turns must go: -n when given,
+  // else a quarter of the context, never more than half of it.
+  int64_t answer_room() const {
+    const int64_t n_ctx = gen_.n_ctx();
+    const int64_t want = opts_.n_predict > 0 ? opts_.n_predict : n_ctx / 4;
+    return std::clamp<int64_t>(want, 1, n_ctx / 2);
+  }
+
+  // The prompt of the conversation with its oldest turns (a user message and
+  // the answers and tool results after it; a system prompt always stays)
+  // dropped until it leaves answer_room() free. Says so once per chat.
+  engine::Prompt fitted_prompt() {
+    size_t dropped = 0;
+    while (true) {
+      chat::ChatInput in;
+      in.messages = messages_;
+      in.add_generation_prompt = true;
+      engine::Prompt built = engine::build_chat_prompt(tok_, tmpl_, std::move(in));
+      const size_t first = !messages_.empty() && messages_[0]["role"] == "system" ? 1 : 0;
+      const int64_t n = static_cast<int64_t>(built.tokens.size());
+      // The newest user message always stays; past it nothing can go.
+      if (n + answer_room() <= gen_.n_ctx() || messages_.size() <= first + 1) {
+        if (dropped > 0 && !told_dropping_) {
+          std::fprintf(stderr, "[the conversation outgrew the context of %lld tokens: dropped the %zu oldest "
+                       "messages (the model no longer sees them; /save keeps only what remains)]\n",
+                       (long long)gen_.n_ctx(), dropped);
+          told_dropping_ = true;
+        }
+        return built;
+      }
+      // One turn: the message at `first` and what follows it up to the next user message.
+      size_t end = first + 1;
+      while (end < messages_.size() - 1 && messages_[end]["role"] != "user") ++end;
+      messages_.erase(messages_.begin() + static_cast<std::ptrdiff_t>(first),
+                      messages_.begin() + static_cast<std::ptrdiff_t>(end));
+      dropped += end - first;
+    }
+  }
 
   void answer(const std::string& user_text) {
     messages_.push_back({{"role", "user"}, {"content", user_text}});
-    chat::ChatInput in;
-    in.messages = messages_;
-    in.add_generation_prompt = true;
     engine::Prompt built;
     try {
-      built = engine::build_chat_prompt(tok_, tmpl_, std::move(in));
+      built = fitted_prompt();
     } catch (...) {
       messages_.erase(messages_.size() - 1);
       throw;
@@ -119,8 +158,8 @@ class ChatSession {
     messages_.push_back({{"role", "assistant"}, {"content", r.text}});
     if (r.finish == engine::FinishReason::kCancelled) std::fprintf(stderr, "[stopped]\n");
     if (r.finish == engine::FinishReason::kContextFull)
-      std::fprintf(stderr, "[the context of %lld tokens is full: /reset, /save, or restart with a larger --ctx-size]\n",
-                   (long long)gen_.n_ctx());
+      std::fprintf(stderr, "[the context of %lld tokens is full: the next message drops the oldest turns; "
+                   "/reset starts over, --ctx-size makes room]\n", (long long)gen_.n_ctx());
     if (stats_) std::fprintf(stderr, "[%s]\n", timing_line(r).c_str());
   }
 
@@ -134,6 +173,7 @@ class ChatSession {
   bool verbose_prompt_;
   bool stats_;
   nlohmann::ordered_json messages_;
+  bool told_dropping_ = false;
 };
 
 // One line of input; nullopt at end of input (Ctrl-D). Ctrl-C at the prompt
@@ -199,7 +239,17 @@ int run_chat(int argc, char** argv) {
   sa.sa_handler = on_sigint;
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, nullptr);
-  if (interactive) std::fprintf(stderr, "slm chat: type a message, /help for commands, Ctrl-D to leave\n");
+  if (interactive) {
+    // What is talking, how much it remembers, and whose template shapes the prompt.
+    const auto name = model->file().get_string("general.name");
+    std::fprintf(stderr, "slm chat: %s (%s, %s parameters) | context %lld tokens | template: %s%s\n",
+                 name ? std::string(*name).c_str() : model->file().name().c_str(), model->config().arch_name.c_str(),
+                 human_count(static_cast<double>(model->n_params())).c_str(), (long long)chat.n_ctx(),
+                 args.get("--template-file") ? ("--template-file " + *args.get("--template-file")).c_str()
+                                             : "the model file's",
+                 opts.adapter ? (" | LoRA: " + opts.adapter->label()).c_str() : "");
+    std::fprintf(stderr, "type a message, /help for commands, Ctrl-D to leave\n");
+  }
 
   while (const auto line = read_line(interactive)) {
     const std::string& s = *line;

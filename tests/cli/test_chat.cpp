@@ -102,6 +102,32 @@ TEST(Chat, StopStringAndLoad) {
   EXPECT_EQ(lines(bad.out).size(), 1u);
 }
 
+// A conversation longer than the context drops its oldest turns (the system
+// prompt stays), says so once, and every message still gets an answer.
+TEST(Chat, OldestTurnsGoWhenTheContextIsFull) {
+  SLM_REQUIRE_FIXTURE("models/tiny-qwen2.gguf");
+  std::string input;
+  for (int i = 0; i < 12; ++i) input += "Tell me about the number " + std::to_string(i) + " please\n";
+  const std::string saved = temp_dir() + "/overflow.json";
+  input += "/save " + saved + "\n";
+  const CmdResult r = run_slm("chat --model " + qwen() + " --temp 0 -n 6 -c 96 --no-stats --system " +
+                                  sh_quote("Be brief."),
+                              input);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(lines(r.out).size(), 12u) << r.out << r.err;
+  EXPECT_EQ(r.err.find("error"), std::string::npos) << r.err;
+  const std::string note = "dropped the";
+  const size_t at = r.err.find(note);
+  ASSERT_NE(at, std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find(note, at + 1), std::string::npos) << "said more than once:\n" << r.err;
+  const auto j = nlohmann::json::parse(slurp(saved));
+  ASSERT_GE(j.size(), 3u);
+  EXPECT_EQ(j[0]["role"], "system");
+  EXPECT_EQ(j[1]["role"], "user");
+  EXPECT_LT(j.size(), 25u);  // 1 + 2 x 12 were it all kept
+  EXPECT_EQ(j[j.size() - 2]["content"], "Tell me about the number 11 please");
+}
+
 TEST(Chat, NoTemplateIsAnError) {
   SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
   const CmdResult r = run_slm("chat --model " + sh_quote(fixture("models/stories260K.gguf")), "Hi\n");
@@ -168,6 +194,12 @@ TEST(Chat, InteractiveTerminal) {
   t.keys("'/reset' Enter");
   ASSERT_TRUE(t.wait_for("> ", 5)) << t.screen();
   EXPECT_NE(slurp(log).find("[conversation reset]"), std::string::npos);
+  // The banner names the model, its context and where the template came from.
+  const std::string banner = slurp(log).substr(0, slurp(log).find('\n'));
+  EXPECT_NE(banner.find("slm chat: "), std::string::npos) << banner;
+  EXPECT_NE(banner.find("(qwen2, "), std::string::npos) << banner;
+  EXPECT_NE(banner.find("context 32768 tokens"), std::string::npos) << banner;
+  EXPECT_NE(banner.find("template: the model file's"), std::string::npos) << banner;
   t.keys("C-d");
   EXPECT_TRUE(t.wait_gone()) << t.screen();
 }
