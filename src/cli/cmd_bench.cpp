@@ -2,6 +2,7 @@
 // tests, plus what the numbers mean for a machine: bytes streamed per token
 // against the measured memory bandwidth, peak memory, cost and energy.
 #include <sys/resource.h>
+#include <unistd.h>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -187,7 +188,11 @@ int run_bench(int argc, char** argv) {
   const auto adapter = loras.empty() ? nullptr : model::LoraAdapter::load(*model, loras);
   std::vector<double> pp, tg;
   // One untimed warm-up of each test pages the weights in, as llama-bench does.
+  const bool show = isatty(STDERR_FILENO) && !json;  // progress: a large model's run takes minutes
   for (int rep = -1; rep < reps; ++rep) {
+    if (show)
+      std::fprintf(stderr, "\r%s", rep < 0 ? "warming up..." : ("repetition " + std::to_string(rep + 1) + "/" +
+                                                                 std::to_string(reps) + "...").c_str());
     if (n_prompt > 0) {
       model::Session s(*model, so);
       s.set_adapter(adapter.get());
@@ -205,6 +210,7 @@ int run_bench(int argc, char** argv) {
       if (rep >= 0) tg.push_back(static_cast<double>(n_gen) / seconds_since(t0));
     }
   }
+  if (show) std::fprintf(stderr, "\r\033[K");
   // (cli/common.h's peak_rss_bytes needs the engine; bench is a core command.)
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);

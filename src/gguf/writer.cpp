@@ -228,10 +228,18 @@ std::vector<uint8_t> Writer::to_bytes() const {
   return out;
 }
 
-void Writer::write_file(std::FILE* f, bool& ok) const {
+uint64_t Writer::file_size() const {
+  std::vector<uint64_t> offsets;
+  uint64_t total = header_bytes(offsets).size();
+  for (const Tensor& t : tensors_) total += aligned(t.n_bytes);
+  return total;
+}
+
+void Writer::write_file(std::FILE* f, bool& ok, const Progress& on_tensor) const {
   std::vector<uint64_t> offsets;
   const std::vector<uint8_t> header = header_bytes(offsets);
   ok = std::fwrite(header.data(), 1, header.size(), f) == header.size();
+  uint64_t written = header.size();
   std::vector<uint8_t> buf;
   for (size_t i = 0; i < tensors_.size() && ok; ++i) {
     const Tensor& t = tensors_[i];
@@ -242,16 +250,18 @@ void Writer::write_file(std::FILE* f, bool& ok) const {
     else
       std::memcpy(buf.data(), t.data.data(), t.data.size());
     ok = std::fwrite(buf.data(), 1, buf.size(), f) == buf.size();
+    written += buf.size();
+    if (on_tensor) on_tensor(i + 1, tensors_.size(), written);
   }
 }
 
-void Writer::write(const std::string& path) const {
+void Writer::write(const std::string& path, const Progress& on_tensor) const {
   const std::string tmp = path + ".tmp";
   std::FILE* f = std::fopen(tmp.c_str(), "wb");
   if (!f) throw Error(path + ": cannot create file");
   bool ok = false;
   try {
-    write_file(f, ok);
+    write_file(f, ok, on_tensor);
   } catch (...) {
     std::fclose(f);
     std::remove(tmp.c_str());

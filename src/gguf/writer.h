@@ -46,7 +46,11 @@ class Writer {
   // Writes to path through a temporary file (path + ".tmp") renamed into
   // place: on any error, an exception from a lazy tensor's fill included, the
   // temporary file is removed and path is left as it was.
-  void write(const std::string& path) const;
+  // on_tensor, when set, is told (tensors written, total, bytes written) after each tensor.
+  using Progress = std::function<void(size_t done, size_t total, uint64_t bytes)>;
+  void write(const std::string& path, const Progress& on_tensor = {}) const;
+  // The size write() gives the file, without producing any tensor.
+  uint64_t file_size() const;
 
  private:
   struct Tensor {
@@ -61,7 +65,7 @@ class Writer {
   uint64_t aligned(uint64_t n) const { return (n + alignment_ - 1) / alignment_ * alignment_; }
   void begin_kv(const std::string& key, ValueType type);
   void put_value_body(const Value& v, ValueType type);
-  void write_file(std::FILE* f, bool& ok) const;
+  void write_file(std::FILE* f, bool& ok, const Progress& on_tensor) const;
   uint64_t alignment_ = 32;
   uint64_t n_kv_ = 0;
   std::vector<uint8_t> kv_bytes_;  // serialized key-value pairs

@@ -267,9 +267,14 @@ gguf::Writer make_writer(const SynthShape& s, const std::string& mix, uint64_t s
 }  // namespace
 
 uint64_t write_synth(const SynthShape& s, const std::string& mix, const std::string& path, uint64_t seed,
-                     ThreadPool& pool) {
-  make_writer(s, mix, seed, pool, {}).write(path);
+                     ThreadPool& pool, const gguf::Writer::Progress& on_tensor) {
+  make_writer(s, mix, seed, pool, {}).write(path, on_tensor);
   return std::filesystem::file_size(path);
+}
+
+uint64_t synth_file_size(const SynthShape& s, const std::string& mix) {
+  ThreadPool pool(1);  // lazy tensors: nothing runs on it
+  return make_writer(s, mix, 1, pool, {}).file_size();
 }
 
 std::vector<uint8_t> synth_bytes(const SynthShape& s, const std::string& mix, uint64_t seed, ThreadPool& pool,

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "base/dtype.h"
+#include "gguf/writer.h"
 
 namespace slm {
 class ThreadPool;
@@ -58,7 +59,9 @@ std::vector<std::string> synth_mixes();
 // initialised as its table entry's Init says), quantized with slm's
 // quantizers in parallel on pool. Returns the file size.
 uint64_t write_synth(const SynthShape& shape, const std::string& mix, const std::string& path,
-                     uint64_t seed, ThreadPool& pool);
+                     uint64_t seed, ThreadPool& pool, const gguf::Writer::Progress& on_tensor = {});
+// The size write_synth would give the file (no weights are made).
+uint64_t synth_file_size(const SynthShape& shape, const std::string& mix);
 
 // The same file in memory. on_values, when set, sees every tensor's float
 // values (row-major [ne1][ne0]) before quantization: the tests' float64

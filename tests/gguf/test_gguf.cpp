@@ -133,8 +133,16 @@ TEST(GgufWriter, LazyTensorsStreamToAFile) {
   const std::vector<float> f = {7, 8};
   w.add_tensor("small", DType::F32, {2}, {reinterpret_cast<const uint8_t*>(f.data()), 8});
   const std::string path = ::testing::TempDir() + "/lazy.gguf";
-  w.write(path);
+  std::vector<std::pair<size_t, uint64_t>> progress;
+  w.write(path, [&](size_t done, size_t total, uint64_t bytes) {
+    EXPECT_EQ(total, 2u);
+    progress.emplace_back(done, bytes);
+  });
   const auto file = File::open(path);
+  // Progress after each tensor; the size is known before anything is written.
+  ASSERT_EQ(progress.size(), 2u);
+  EXPECT_EQ(progress[1], std::make_pair(size_t{2}, file->file_size()));
+  EXPECT_EQ(w.file_size(), file->file_size());
   const TensorInfo* big = file->find_tensor("big");
   ASSERT_NE(big, nullptr);
   ASSERT_EQ(big->n_bytes, 340u);
