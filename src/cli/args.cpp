@@ -119,4 +119,13 @@ DType kv_type_option(const Args& args) {
   throw UsageError(args.shown("--kv-type") + ": expected f32, f16 or q8_0, got '" + *v + "'");
 }
 
+int draft_option(const Args& args) {
+  const std::string kind = args.get_or("--draft", args.has("--draft-max") ? "ngram" : "none");
+  if (kind == "none") return 0;
+  if (kind != "ngram")
+    throw UsageError(args.shown("--draft") + ": expected none or ngram, got '" + kind +
+                     "' (a draft model is not supported yet)");
+  return static_cast<int>(args.get_int("--draft-max", 8, 1, 32));
+}
+
 }  // namespace slm::cli

@@ -56,6 +56,10 @@ class Args {
 inline constexpr DType kDefaultKvType = DType::F16;
 DType kv_type_option(const Args& args);
 
+// --draft none|ngram and --draft-max N: the most draft tokens per step for
+// speculative decoding by prompt lookup (0: off, the default).
+int draft_option(const Args& args);
+
 // The model given on the command line: --model M, or else the first
 // positional argument (`slm run M "prompt"`, `slm chat M`). The positional
 // arguments that remain are in rest; UsageError naming the first extra one

@@ -57,8 +57,8 @@ class ChatSession {
  public:
   ChatSession(const model::Model& model, const tokenizer::Tokenizer& tok, chat::Template tmpl,
               ThreadPool& pool, const model::SessionOptions& so, engine::GenerateOptions opts,
-              std::string system, bool verbose_prompt, bool stats)
-      : model_(model), tok_(tok), tmpl_(std::move(tmpl)), gen_(model, tok, pool, so), opts_(std::move(opts)),
+              std::string system, bool verbose_prompt, bool stats, int draft)
+      : model_(model), tok_(tok), tmpl_(std::move(tmpl)), gen_(model, tok, pool, so, draft), opts_(std::move(opts)),
         system_(std::move(system)), verbose_prompt_(verbose_prompt), stats_(stats) {
     reset();
   }
@@ -232,7 +232,8 @@ int run_chat(int argc, char** argv) {
   opts.adapter = lora_option(args, *model);
   ThreadPool pool(thread_count(args));
   ChatSession chat(*model, tok, chat::Template(source), pool, session_options(args), opts,
-                   args.get_or("--system", ""), args.flag("--verbose-prompt"), !args.flag("--no-stats"));
+                   args.get_or("--system", ""), args.flag("--verbose-prompt"), !args.flag("--no-stats"),
+                   draft_option(args));
 
   const bool interactive = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
   struct sigaction sa {};

@@ -35,6 +35,8 @@ const char* kRunHelp =
     "  --allow-long-context   permit a context beyond the model's training length\n"
     "  --kv-type T            KV cache type: f16 (default), f32 or q8_0 (half the memory of f16)\n"
     "  --lora F[:SCALE]       apply a LoRA adapter (llama.cpp GGUF layout; repeatable)\n"
+    "  --draft ngram          speculative decoding from the text's own n-grams (default none);\n"
+    "                         --draft-max N drafts at most N tokens a step (default 8)\n"
     "  --no-bos               do not add BOS even where the model asks for it\n"
     "  --json                 print one JSON object (text, tokens, finish reason, usage, timings)\n"
     "  -h, --help             this text\n"
@@ -95,7 +97,7 @@ int run(int argc, char** argv) {
   opts.strip_leading_space = prompt_text.empty();
 
   ThreadPool pool(thread_count(args));
-  engine::Generator gen(*model, tok, pool, session_options(args));
+  engine::Generator gen(*model, tok, pool, session_options(args), draft_option(args));
   const bool json = args.flag("--json");
   bool at_line_start = true;
   const engine::GenerateResult r = generate(gen, prompt, opts, [&](std::string_view text) {
@@ -123,6 +125,7 @@ int run(int argc, char** argv) {
                   {"total_tokens", r.n_prompt + static_cast<int64_t>(r.tokens.size())}};
     j["timings"] = {{"prompt_ms", r.prompt_ms}, {"generation_ms", r.gen_ms}, {"ttft_ms", r.ttft_ms},
                     {"peak_rss_bytes", peak_rss_bytes()}};
+    if (r.n_drafted > 0) j["speculative"] = {{"drafted", r.n_drafted}, {"accepted", r.n_accepted}};
     std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   }
   std::fprintf(stderr, "%s\n", timing_line(r).c_str());

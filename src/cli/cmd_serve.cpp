@@ -36,6 +36,7 @@ constexpr const char* kUsage =
     "  --ctx-size N       context of every request in tokens (default: the model's, at most 8192)\n"
     "  --allow-long-context  permit --ctx-size beyond the model's training context\n"
     "  --kv-type T        KV cache type: f16 (default), f32 or q8_0 (half the memory of f16)\n"
+    "  --draft ngram      speculative decoding from each text's own n-grams (--draft-max N, default 8)\n"
     "  --threads N        threads for the forward pass (default: all cores)\n"
     "  --api-key K        require 'Authorization: Bearer K' on /v1/* and /metrics\n"
     "  --api-key-file F   the same, with the key read from F's first line (keeps it out of ps)\n"
@@ -52,7 +53,7 @@ int run_serve(int argc, char** argv) {
       argc, argv,
       {"--model", "--host", "--port", "--parallel", "--ctx-size", "--threads", "--api-key",
        "--api-key-file", "--cost-per-hour", "--watts", "--max-queue", "--timeout",
-       "--prefill-chunk", "--kv-type"},
+       "--prefill-chunk", "--kv-type", "--draft", "--draft-max"},
       {"--help", "--log-prompts", "--insecure-no-auth", "--allow-long-context"},
       {{"-m", "--model"}, {"-c", "--ctx-size"}, {"-t", "--threads"}, {"-np", "--parallel"}});
   if (args.flag("--help")) {
@@ -90,6 +91,7 @@ int run_serve(int argc, char** argv) {
   sched.prefill_chunk = args.get_int("--prefill-chunk", 128, 1, 8192);
   sched.allow_beyond_train_ctx = args.flag("--allow-long-context");
   sched.kv_type = kv_type_option(args);
+  sched.draft_max = draft_option(args);
   const int64_t ctx_arg = args.get_int("--ctx-size", 0, 0, int64_t{1} << 24);
 
   const store::ResolvedModel resolved = store::resolve_model(model_spec);

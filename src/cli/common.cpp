@@ -23,7 +23,7 @@ const std::set<std::string> kGenerateValueOptions = {
     "--temp",        "--top-k",          "--top-p",             "--min-p",           "--repeat-penalty",
     "--repeat-last-n", "--presence-penalty", "--frequency-penalty", "--logit-bias",  "--stop",
     "--keep",        "--batch-size",     "--grammar",           "--json-schema",     "--kv-type",
-    "--lora"};
+    "--lora",        "--draft",          "--draft-max"};
 const std::set<std::string> kGenerateFlagOptions = {"--help", "--context-shift", "--allow-long-context",
                                                     "--json-object"};
 const std::map<std::string, std::string> kGenerateAliases = {
@@ -176,13 +176,16 @@ std::string timing_line(const engine::GenerateResult& r) {
   const int64_t n_gen = static_cast<int64_t>(r.tokens.size());
   // The first token comes from the prompt pass; the rate covers the rest.
   const double tg = r.gen_ms > 0 && n_gen > 1 ? (n_gen - 1) * 1000.0 / r.gen_ms : 0;
-  char buf[256];
+  char buf[320];
   std::snprintf(buf, sizeof buf,
                 "prompt %lld tok (%lld reused), %.1f tok/s | generation %lld tok, %.1f tok/s | "
                 "first token %.1f ms | peak memory %.1f MiB",
                 (long long)r.n_prompt, (long long)r.n_prompt_reused, pp, (long long)n_gen, tg, r.ttft_ms,
                 static_cast<double>(peak_rss_bytes()) / (1024.0 * 1024.0));
-  return buf;
+  std::string line = buf;
+  if (r.n_drafted > 0)
+    line += " | drafts " + std::to_string(r.n_accepted) + "/" + std::to_string(r.n_drafted) + " accepted";
+  return line;
 }
 
 }  // namespace slm::cli

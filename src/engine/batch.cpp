@@ -25,7 +25,8 @@ int64_t checked_rows(const model::Model& model, const tokenizer::Tokenizer& tok,
   if (tok.n_vocab() > model.config().n_vocab)
     throw Error("the tokenizer has " + std::to_string(tok.n_vocab()) +
                 " tokens but the model only " + std::to_string(model.config().n_vocab));
-  return o.n_slots + o.prefill_chunk;
+  if (o.draft_max < 0 || o.draft_max > 32) throw Error("the draft length must be between 0 and 32 tokens");
+  return o.n_slots * (1 + static_cast<int64_t>(o.draft_max)) + o.prefill_chunk;
 }
 
 }  // namespace
@@ -45,6 +46,16 @@ struct BatchEngine::Slot {
   // Where forward writes this slot's next-token logits: its session's own
   // row, so nothing is copied per slot (SeqChunk::logits may point there).
   float* logits() const { return session->logits_destination(); }
+
+  // Speculative decoding (BatchOptions::draft_max): the logits of a drafted
+  // step's rows [draft_max + 1][n_vocab] (made on first use), the drafts, and
+  // the adaptive draft length with its back-off after repeated misses.
+  std::vector<float> draft_logits;
+  std::vector<int32_t> draft;
+  std::vector<int32_t> drawn;
+  int64_t draft_len = 4;
+  int misses = 0;  // drafted steps in a row that accepted nothing
+  int pause = 0;   // steps left without drafting
 };
 
 BatchEngine::BatchEngine(const model::Model& model, const tokenizer::Tokenizer& tokenizer,
@@ -55,6 +66,7 @@ BatchEngine::BatchEngine(const model::Model& model, const tokenizer::Tokenizer& 
       observer_(observer),
       scratch_(model.config(), checked_rows(model, tokenizer, options)) {
   prefill_chunk_ = options.prefill_chunk;
+  draft_max_ = options.draft_max;
   model::SessionOptions so;
   so.n_ctx = options.n_ctx;
   so.n_batch = options.prefill_chunk;
@@ -72,6 +84,7 @@ BatchEngine::BatchEngine(const model::Model& model, const tokenizer::Tokenizer& 
   chunks_.reserve(slots_.size());
   prepare_.reserve(slots_.size());
   chunk_slots_.reserve(slots_.size());
+  chunk_drafts_.reserve(slots_.size());
   order_.reserve(slots_.size());
 }
 
@@ -220,7 +233,11 @@ void BatchEngine::finish(Slot& slot, FinishReason why, Update u, std::string err
   u.n_shifts = q.n_shifts_;
   // Free the slot before telling the caller, so a caller that sees the end
   // also sees the slot free. What stays in the cache is reusable history.
+  u.n_drafted = q.n_drafted_;
+  u.n_accepted = q.n_accepted_;
   const std::unique_ptr<Sequence> seq = std::move(slot.seq);
+  // A drafted step that ended early holds draft rows past the last emitted token.
+  if (slot.n_past() > slot.key.tokens.size()) slot.session->truncate(static_cast<int64_t>(slot.key.tokens.size()));
   slot.key.tokens.resize(slot.n_past());
   seq->sink_(std::move(u));
 }
@@ -260,17 +277,25 @@ void BatchEngine::step() {
   // the prompt budget then goes to waiting prompts in arrival order.
   chunks_.clear();
   chunk_slots_.clear();
+  chunk_drafts_.clear();
   order_.clear();
   for (auto& s : slots_) {
     if (!s->busy()) continue;
     if (s->prefilling()) {
       order_.push_back(s.get());
-    } else {
+      continue;
+    }
+    const int64_t k = propose(*s);
+    if (k == 0) {
       chunks_.push_back({s->session.get(), std::span<const int32_t>(&s->key.tokens.back(), 1),
                          s->logits(), false});
-      chunks_.back().adapter = s->seq->request_.adapter.get();
-      chunk_slots_.push_back(s.get());
+    } else {  // the last token and its drafts, logits for every row
+      chunks_.push_back({s->session.get(), std::span<const int32_t>(s->key.tokens).last(static_cast<size_t>(k) + 1),
+                         s->draft_logits.data(), true});
     }
+    chunks_.back().adapter = s->seq->request_.adapter.get();
+    chunk_slots_.push_back(s.get());
+    chunk_drafts_.push_back(k);
   }
   std::sort(order_.begin(), order_.end(),
             [](const Slot* a, const Slot* b) { return a->order < b->order; });
@@ -285,6 +310,7 @@ void BatchEngine::step() {
                        wants_logits ? s->logits() : nullptr, false});
     chunks_.back().adapter = s->seq->request_.adapter.get();
     chunk_slots_.push_back(s);
+    chunk_drafts_.push_back(0);
     budget -= static_cast<int64_t>(n);
   }
   if (chunks_.empty()) return;
@@ -294,7 +320,9 @@ void BatchEngine::step() {
     model::forward(model_, chunks_, scratch_, pool_);
   } catch (const std::exception& e) {
     // A failed step leaves the caches of its sequences undefined: drop them.
-    for (Slot* s : chunk_slots_) {
+    for (size_t i = 0; i < chunk_slots_.size(); ++i) {
+      Slot* s = chunk_slots_[i];
+      s->key.tokens.resize(s->key.tokens.size() - static_cast<size_t>(chunk_drafts_[i]));
       s->session->reset();
       finish(*s, FinishReason::kError, {}, std::string("internal error: ") + e.what());
     }
@@ -322,7 +350,10 @@ void BatchEngine::step() {
       finish(s, FinishReason::kLength);
       continue;
     }
-    sample(s);
+    if (chunk_drafts_[i] > 0)
+      verify(s, chunk_drafts_[i]);
+    else
+      sample(s);
     ++n_sampled;
   }
   if (observer_) observer_->on_step(seconds(t0, Clock::now()), n_sampled);
@@ -338,6 +369,11 @@ void BatchEngine::sample(Slot& slot) {
     finish(slot, FinishReason::kError, {}, std::string("sampling failed: ") + e.what());
     return;
   }
+  emit(slot, id, logits);
+}
+
+void BatchEngine::emit(Slot& slot, int32_t id, std::span<const float> logits) {
+  Sequence& q = *slot.seq;
   const auto now = Clock::now();
   if (observer_) {
     if (!q.got_first_token_)
@@ -372,6 +408,86 @@ void BatchEngine::sample(Slot& slot) {
   u.n_cached = p.n_cached;
   u.n_generated = p.n_generated;
   q.sink_(std::move(u));
+}
+
+int64_t BatchEngine::propose(Slot& slot) {
+  Sequence& q = *slot.seq;
+  if (draft_max_ == 0 || q.sampler_.has_prepare()) return 0;  // stateful constraints see every token once
+  if (slot.pause > 0) {
+    --slot.pause;
+    return 0;
+  }
+  std::vector<int32_t>& t = slot.key.tokens;
+  const int64_t n = static_cast<int64_t>(t.size());
+  // Room: every draft row must fit the context with a token to spare (so no
+  // accepted draft meets a full context earlier than plain decoding would),
+  // one step's rows (a ring layer's limit), and the tokens still wanted.
+  int64_t k = std::min<int64_t>({slot.draft_len, draft_max_, n_ctx_ - n - 1, prefill_chunk_ - 1});
+  if (q.max_tokens_ >= 0) k = std::min<int64_t>(k, q.max_tokens_ - q.n_generated_ - 1);
+  if (k <= 0) return 0;
+  // Prompt lookup: the latest earlier place where the last 3 (else 2) tokens
+  // occurred; what followed them there is the draft.
+  slot.draft.clear();
+  for (int64_t g = 3; g >= 2 && slot.draft.empty(); --g) {
+    if (n < g + 1) continue;
+    const int32_t* tail = t.data() + n - g;
+    for (int64_t p = n - g - 1; p >= 0; --p) {
+      if (!std::equal(tail, tail + g, t.data() + p)) continue;
+      for (int64_t i = p + g; i < n && static_cast<int64_t>(slot.draft.size()) < k; ++i) slot.draft.push_back(t[i]);
+      break;
+    }
+  }
+  if (slot.draft.empty()) return 0;
+  const size_t rows = static_cast<size_t>(draft_max_ + 1) * static_cast<size_t>(n_vocab());
+  if (slot.draft_logits.size() < rows) slot.draft_logits.resize(rows);
+  t.insert(t.end(), slot.draft.begin(), slot.draft.end());
+  return static_cast<int64_t>(slot.draft.size());
+}
+
+void BatchEngine::verify(Slot& slot, int64_t k) {
+  Sequence& q = *slot.seq;
+  std::vector<int32_t>& t = slot.key.tokens;
+  t.resize(t.size() - static_cast<size_t>(k));  // back to the last fed token
+  const size_t last = t.size() - 1;              // its position
+  const auto V = static_cast<size_t>(n_vocab());
+  auto row = [&](size_t i) { return std::span<const float>(slot.draft_logits.data() + i * V, V); };
+  // Row i saw the last token and drafts 1..i: draw from it while the draws
+  // agree with the drafts (each draw's history holds the drawn tokens before it).
+  std::vector<int32_t>& drawn = slot.drawn;
+  drawn.clear();
+  try {
+    for (int64_t i = 0; i <= k; ++i) {
+      const int32_t id = i < k ? q.sampler_.sample_draft(row(static_cast<size_t>(i)), t, slot.draft[i])
+                               : q.sampler_.sample(row(static_cast<size_t>(i)), t);
+      drawn.push_back(id);
+      if (i == k || id != slot.draft[static_cast<size_t>(i)] || tokenizer_.is_eog(id)) break;
+      t.push_back(id);
+    }
+  } catch (const std::exception& e) {
+    t.resize(last + 1);
+    slot.session->truncate(static_cast<int64_t>(last + 1));
+    finish(slot, FinishReason::kError, {}, std::string("sampling failed: ") + e.what());
+    return;
+  }
+  t.resize(last + 1);
+  const auto n = static_cast<int64_t>(drawn.size());  // n - 1 drafts accepted, then one more draw
+  // The cache keeps the last token and the accepted drafts; the final draw is fed next step.
+  slot.session->truncate(static_cast<int64_t>(last) + n);
+  q.n_drafted_ += k;
+  q.n_accepted_ += n - 1;
+  // Adapt: longer drafts while they are all taken, shorter after a miss, and
+  // a pause after three steps that took nothing (so drafting never costs much).
+  if (n - 1 == k) {
+    slot.draft_len = std::min<int64_t>(slot.draft_len * 2, draft_max_);
+  } else {
+    slot.draft_len = std::max<int64_t>(1, n);
+  }
+  slot.misses = n == 1 ? slot.misses + 1 : 0;
+  if (slot.misses >= 3) {
+    slot.pause = 8;
+    slot.misses = 0;
+  }
+  for (int64_t i = 0; i < n && slot.busy(); ++i) emit(slot, drawn[static_cast<size_t>(i)], row(static_cast<size_t>(i)));
 }
 
 void BatchEngine::shift_context(Slot& slot) {

@@ -43,6 +43,11 @@ struct BatchOptions {
   int64_t prefill_chunk = 128;  // prompt tokens per step, over all sequences
   bool allow_beyond_train_ctx = false;
   DType kv_type = DType::F32;   // of every slot's KV cache (model::SessionOptions)
+  // Speculative decoding by prompt lookup (n-gram drafts from the sequence's
+  // own tokens), verified in the same batched step: the most draft tokens per
+  // sequence and step; 0: off. Greedy output is unchanged; sampled output
+  // keeps its distribution (Sampler::sample_draft). Not used with grammars.
+  int draft_max = 0;
 };
 
 struct KvUse {
@@ -100,6 +105,15 @@ class BatchEngine {
               ErrorKind kind = ErrorKind::kInternal);
   void end(Slot& slot, Update&& u, FinishReason why);  // finish after a sampled token
   void sample(Slot& slot);
+  // The part of sampling after the draw: logprobs, end of generation, stop
+  // strings, limits, the update. logits: the row id was drawn from.
+  void emit(Slot& slot, int32_t id, std::span<const float> logits);
+  // Drafts for slot's next step (appended to its key after the last token);
+  // returns how many.
+  int64_t propose(Slot& slot);
+  // Draws from each row of a drafted step until a draw differs from the
+  // draft, keeps the KV of what was accepted, and emits the draws.
+  void verify(Slot& slot, int64_t k);
   void shift_context(Slot& slot);
   Update progress(const Slot& slot) const;
 
@@ -109,6 +123,7 @@ class BatchEngine {
   EngineObserver* observer_;
   int64_t n_ctx_ = 0;
   int64_t prefill_chunk_ = 0;
+  int draft_max_ = 0;
   std::vector<std::unique_ptr<Slot>> slots_;
   model::Scratch scratch_;
   uint64_t tick_ = 0;  // admission counter: FIFO prefill order and least-recently-used choice
@@ -117,6 +132,7 @@ class BatchEngine {
   std::vector<Slot*> chunk_slots_;
   std::vector<Slot*> order_;
   std::vector<int32_t> top_order_;  // logprobs sort buffer [n_vocab]
+  std::vector<int64_t> chunk_drafts_;  // per chunk: draft tokens it verifies (0: a plain row)
   std::vector<Slot*> prepare_;      // slots whose masks this step computes in parallel
   mutable std::mutex vocab_mutex_;
   mutable std::shared_ptr<const GrammarVocab> grammar_vocab_;

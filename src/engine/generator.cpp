@@ -7,7 +7,7 @@ namespace {
 
 // One slot whose prompt chunks are the session's n_batch, as Session::feed
 // would cut them, so a run computes exactly the rows it always did.
-BatchOptions one_slot(const model::Model& model, const model::SessionOptions& so) {
+BatchOptions one_slot(const model::Model& model, const model::SessionOptions& so, int draft_max) {
   BatchOptions o;
   o.n_slots = 1;
   o.n_ctx = so.n_ctx;
@@ -15,14 +15,15 @@ BatchOptions one_slot(const model::Model& model, const model::SessionOptions& so
   o.prefill_chunk = std::max<int64_t>(1, std::min(std::clamp<int64_t>(so.n_batch, 1, 4096), n_ctx));
   o.allow_beyond_train_ctx = so.allow_beyond_train_ctx;
   o.kv_type = so.kv_type;
+  o.draft_max = draft_max;
   return o;
 }
 
 }  // namespace
 
 Generator::Generator(const model::Model& model, const tokenizer::Tokenizer& tok, ThreadPool& pool,
-                     const model::SessionOptions& session_options)
-    : engine_(model, tok, one_slot(model, session_options), pool) {}
+                     const model::SessionOptions& session_options, int draft_max)
+    : engine_(model, tok, one_slot(model, session_options, draft_max), pool) {}
 
 GenerateResult Generator::generate(std::span<const int32_t> prompt, const GenerateOptions& o,
                                    const std::function<void(std::string_view)>& on_text,
@@ -59,6 +60,8 @@ GenerateResult Generator::generate(std::span<const int32_t> prompt, const Genera
   res.gen_ms = last.gen_ms;
   res.ttft_ms = last.ttft_ms;
   res.n_shifts = last.n_shifts;
+  res.n_drafted = last.n_drafted;
+  res.n_accepted = last.n_accepted;
   return res;
 }
 

@@ -52,14 +52,17 @@ struct GenerateResult {
   double gen_ms = 0;              // time spent generating after the first token
   double ttft_ms = 0;             // start of the call to the first token chosen
   int64_t n_shifts = 0;           // context shifts performed
+  int64_t n_drafted = 0;          // speculative draft tokens verified
+  int64_t n_accepted = 0;         // of them, accepted
 };
 
 class Generator {
  public:
   // session_options: n_ctx, n_batch (prompt tokens per forward pass) and the
-  // long-context permission of the one slot.
+  // long-context permission of the one slot; draft_max: speculative decoding
+  // by prompt lookup (BatchOptions::draft_max; 0: off).
   Generator(const model::Model& model, const tokenizer::Tokenizer& tok, ThreadPool& pool,
-            const model::SessionOptions& session_options);
+            const model::SessionOptions& session_options, int draft_max = 0);
 
   // Generates a continuation of prompt (token ids, BOS included where wanted).
   // Throws RequestError when the prompt cannot run (empty, an id out of range,

@@ -264,6 +264,33 @@ int32_t Sampler::sample(std::span<const float> logits, std::span<const int32_t> 
   return cand_[last_positive].id;  // target == sum after rounding
 }
 
+int32_t Sampler::sample_draft(std::span<const float> logits, std::span<const int32_t> history, int32_t draft) {
+  prepare(logits, history);
+  if (n_kept_ == 1) return cand_[0].id;
+  size_t at = n_kept_;
+  for (size_t i = 0; i < n_kept_; ++i)
+    if (cand_[i].id == draft) {
+      at = i;
+      break;
+    }
+  const double w_draft = at < n_kept_ ? cand_[at].weight : 0.0;
+  if (w_draft > 0 && uniform() * weight_sum_ < w_draft) return draft;
+  // Rejected: the residual max(p - q, 0) of a point-mass draft q is p without the draft.
+  const double rest = weight_sum_ - w_draft;
+  if (!(rest > 0)) return draft;  // all the mass was the draft's (rounding)
+  const double target = uniform() * rest;
+  double acc = 0;
+  size_t last_positive = n_kept_;
+  for (size_t i = 0; i < n_kept_; ++i) {
+    const double w = cand_[i].weight;
+    if (i == at || w == 0.0) continue;
+    acc += w;
+    last_positive = i;
+    if (target < acc) return cand_[i].id;
+  }
+  return last_positive < n_kept_ ? cand_[last_positive].id : draft;
+}
+
 std::span<const TokenProb> Sampler::distribution(std::span<const float> logits,
                                                  std::span<const int32_t> history) {
   prepare(logits, history);

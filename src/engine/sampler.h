@@ -76,6 +76,12 @@ class Sampler {
   // range, or no token has a finite logit.
   int32_t sample(std::span<const float> logits, std::span<const int32_t> history);
 
+  // sample() when a draft proposed `draft` for this position (speculative
+  // decoding with a deterministic draft): returns draft with probability
+  // p(draft), else a draw from p with draft removed and renormalised, so the
+  // result is distributed exactly as sample()'s. Greedy returns the argmax.
+  int32_t sample_draft(std::span<const float> logits, std::span<const int32_t> history, int32_t draft);
+
   // The distribution sample() would draw from, after every filter and the
   // temperature: kept tokens, most likely first when a filter sorted them
   // (top-k / top-p / min-p), otherwise in id order; probabilities sum to 1.

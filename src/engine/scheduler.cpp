@@ -18,6 +18,7 @@ BatchOptions batch_options(const SchedulerOptions& o) {
   b.prefill_chunk = o.prefill_chunk;
   b.allow_beyond_train_ctx = o.allow_beyond_train_ctx;
   b.kv_type = o.kv_type;
+  b.draft_max = o.draft_max;
   return b;
 }
 

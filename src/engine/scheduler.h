@@ -62,6 +62,7 @@ struct SchedulerOptions {
   int n_threads = 2;            // forward-pass threads
   bool allow_beyond_train_ctx = false;
   DType kv_type = DType::F32;   // of every slot's KV cache
+  int draft_max = 0;            // speculative decoding by prompt lookup (BatchOptions)
 };
 
 struct SchedulerStats {

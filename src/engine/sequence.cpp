@@ -119,6 +119,8 @@ void Update::merge(Update&& later) {
   ttft_ms = later.ttft_ms;
   gen_ms = later.gen_ms;
   n_shifts = later.n_shifts;
+  n_drafted = later.n_drafted;
+  n_accepted = later.n_accepted;
 }
 
 Sequence::Sequence(Request request, const tokenizer::Tokenizer& tok, int64_t n_vocab, int64_t n_ctx,

@@ -142,6 +142,7 @@ struct Update {
   // token, first token to the end; context shifts performed.
   double prompt_ms = 0, ttft_ms = 0, gen_ms = 0;
   int64_t n_shifts = 0;
+  int64_t n_drafted = 0, n_accepted = 0;  // with done: speculative draft tokens verified / accepted
 
   void merge(Update&& later);  // later follows this one
 };
@@ -181,6 +182,8 @@ class Sequence {
   int64_t n_cached_ = 0;
   int64_t n_generated_ = 0;
   int64_t n_shifts_ = 0;
+  int64_t n_drafted_ = 0;   // draft tokens verified (speculative decoding)
+  int64_t n_accepted_ = 0;  // of them, accepted
   Clock::time_point created_, prompt_done_, first_token_, last_token_;
   bool got_first_token_ = false;
 };

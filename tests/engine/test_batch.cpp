@@ -12,6 +12,7 @@
 #include "base/thread_pool.h"
 #include "common/fixtures.h"
 #include "engine/batch.h"
+#include "engine/sampler.h"
 #include "model/lora.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
@@ -259,5 +260,83 @@ TEST(BatchEngine, AppendedLogitsProcessorActsBeforeTheFilters) {
   EXPECT_EQ(both.sample(logits, {}), 3);
 }
 
+// Speculative decoding by prompt lookup: greedy sequences drafted and
+// verified in batched steps (stop strings, limits, penalties and logprobs
+// included) give exactly the tokens plain decoding gives, alone or together.
+TEST(BatchEngine, DraftedGreedyDecodingEqualsPlainDecoding) {
+  SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
+  const Loaded l = load("models/stories260K.gguf");
+  const tokenizer::Tokenizer& tok = *l.tok;
+  std::vector<Request> rs;
+  for (const char* p : {"Once upon a time", "Lily and Tom went to the park. Lily and Tom went to the",
+                        "The dog ran and ran and ran and"}) {
+    Request r = base(tok, p, 90);
+    r.sampling.temperature = 0;
+    rs.push_back(r);
+  }
+  rs[1].stops = {"happy"};
+  rs[2].sampling.repeat_penalty = 1.2f;
+  rs[2].top_logprobs = 2;
+  ThreadPool pool(2);
+  BatchOptions plain;
+  plain.n_slots = 1;
+  BatchEngine alone(*l.model, tok, plain, pool);
+  std::vector<Outcome> want;
+  for (const Request& r : rs) want.push_back(run_all(alone, {r})[0]);
+  for (int slots : {1, 3}) {
+    BatchOptions o;
+    o.n_slots = slots;
+    o.draft_max = 6;
+    BatchEngine drafted(*l.model, tok, o, pool);
+    int64_t accepted = 0;
+    std::vector<Outcome> got(rs.size());
+    for (size_t i = 0; i < rs.size(); ++i) {
+      if (slots == 1) got[i] = run_all(drafted, {rs[i]})[0];
+    }
+    if (slots > 1) got = run_all(drafted, rs);
+    for (size_t i = 0; i < rs.size(); ++i) {
+      EXPECT_EQ(got[i].tokens, want[i].tokens) << "request " << i << ", " << slots << " slots";
+      EXPECT_EQ(got[i].text, want[i].text) << "request " << i;
+      EXPECT_EQ(got[i].finish, want[i].finish) << "request " << i;
+    }
+    // Drafts must actually have been taken for this to test anything.
+    Request probe = rs[1];
+    probe.max_tokens = 60;
+    std::vector<Update> ends;
+    drafted.admit(drafted.make_sequence(probe, [&](Update&& u) {
+      if (u.done) ends.push_back(std::move(u));
+    }));
+    while (drafted.n_active() > 0) drafted.step();
+    ASSERT_EQ(ends.size(), 1u);
+    accepted = ends[0].n_accepted;
+    EXPECT_GT(ends[0].n_drafted, 0);
+    EXPECT_GT(accepted, 0);
+  }
+}
+
+// Rejection sampling against a deterministic draft keeps the distribution:
+// draws with any draft token are distributed as the sampler's own.
+TEST(Sampler, DraftedDrawsKeepTheDistribution) {
+  std::vector<float> logits = {1.0f, 2.0f, 0.5f, 3.0f, -1.0f, 2.5f, 0.0f, 1.5f};
+  SamplerParams p;
+  p.temperature = 0.9f;
+  p.top_k = 6;
+  p.top_p = 1.0f;
+  p.min_p = 0.0f;
+  p.seed = 42;
+  Sampler ref(p, static_cast<int64_t>(logits.size()));
+  std::vector<double> want(logits.size(), 0.0);
+  for (const TokenProb& t : ref.distribution(logits, {})) want[static_cast<size_t>(t.id)] = t.p;
+  for (int32_t draft : {3, 0, 4}) {  // likely, unlikely, outside the top-k
+    Sampler s(p, static_cast<int64_t>(logits.size()));
+    std::vector<double> got(logits.size(), 0.0);
+    const int n = 200000;
+    for (int i = 0; i < n; ++i) got[static_cast<size_t>(s.sample_draft(logits, {}, draft))] += 1.0 / n;
+    for (size_t id = 0; id < logits.size(); ++id)
+      EXPECT_NEAR(got[id], want[id], 0.005) << "draft " << draft << " id " << id;
+  }
+}
+
 }  // namespace
 }  // namespace slm::engine
+
