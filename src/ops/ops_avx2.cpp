@@ -15,6 +15,7 @@ namespace {
 struct V : VecOps<__v8sf> {  // __m256 without its may_alias attribute
   static constexpr int kMaxQVecs = 16;
   static Reg fmadd(Reg a, Reg b, Reg c) { return _mm256_fmadd_ps(a, b, c); }
+  static float half(uint16_t h) { return _cvtsh_ss(h); }
   static Reg load_f16(const uint16_t* p) {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
   }

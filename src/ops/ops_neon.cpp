@@ -20,6 +20,11 @@ struct V : VecOps<float32x4_t> {
   // the excess spilled to L1, which beats the scalar fallback by far.
   static constexpr int kMaxQVecs = 64;
   static Reg fmadd(Reg a, Reg b, Reg c) { return vfmaq_f32(c, a, b); }
+  static float half(uint16_t h) {
+    __fp16 f;
+    __builtin_memcpy(&f, &h, sizeof f);
+    return static_cast<float>(f);
+  }
   static Reg load_f16(const uint16_t* p) { return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p))); }
   static Reg load_i8(const int8_t* p) {
     int32_t four;  // exactly 4 bytes: a wider load could pass the end of the cache
