@@ -1,14 +1,19 @@
 // slm serve: an OpenAI-compatible HTTP server with continuous batching,
 // streaming, metrics and a web chat page (src/server).
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netdb.h>
 #include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "base/error.h"
 #include "cli/args.h"
@@ -19,6 +24,30 @@
 
 namespace slm::cli {
 namespace {
+
+// The addresses of this machine's up, non-loopback interfaces (IPv4, plus
+// IPv6 when bound to "::"), as URL hosts.
+std::vector<std::string> interface_addresses(bool v6) {
+  std::vector<std::string> out;
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) return out;
+  for (ifaddrs* a = list; a != nullptr; a = a->ifa_next) {
+    if (a->ifa_addr == nullptr || !(a->ifa_flags & IFF_UP) || (a->ifa_flags & IFF_LOOPBACK)) continue;
+    const int fam = a->ifa_addr->sa_family;
+    if (fam != AF_INET && !(v6 && fam == AF_INET6)) continue;
+    char host[NI_MAXHOST];
+    const socklen_t len = fam == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
+    if (getnameinfo(a->ifa_addr, len, host, sizeof host, nullptr, 0, NI_NUMERICHOST) != 0) continue;
+    std::string h = host;
+    if (fam == AF_INET6) {
+      if (h.rfind("fe80", 0) == 0) continue;  // link-local needs a zone; not for sharing
+      h = "[" + h + "]";
+    }
+    if (std::find(out.begin(), out.end(), h) == out.end()) out.push_back(h);
+  }
+  freeifaddrs(list);
+  return out;
+}
 
 constexpr const char* kUsage =
     "usage: slm serve [[--model] M] [--host 127.0.0.1] [--port 8080] [--parallel N] [--ctx-size N]\n"
@@ -120,7 +149,7 @@ int run_serve(int argc, char** argv) {
     while (!watcher_done.load()) {
       if (sigtimedwait(&sigs, nullptr, &tick) > 0) {
         interrupted.store(true);
-        std::fprintf(stderr, "slm serve: stopping\n");
+        server::log_line("stopping");
         srv.stop();
         return;
       }
@@ -138,9 +167,12 @@ int run_serve(int argc, char** argv) {
   // The listener is up before the model loads, so /health can answer "loading".
   const std::string host_shown =
       so.host.find(':') != std::string::npos ? "[" + so.host + "]" : so.host;
-  std::printf("slm serve: listening on http://%s:%d (loading %s)\n", host_shown.c_str(), port,
-              resolved.path.c_str());
-  std::fflush(stdout);
+  server::log_line("listening on http://" + host_shown + ":" + std::to_string(port) + " (loading " +
+                   resolved.path + ")");
+  // Bound to every interface: the addresses a colleague can actually open.
+  if (so.host == "0.0.0.0" || so.host == "::")
+    for (const std::string& ip : interface_addresses(so.host == "::"))
+      server::log_line("reachable at http://" + ip + ":" + std::to_string(port) + "/");
 
   std::shared_ptr<server::Backend> backend;
   try {
@@ -156,15 +188,14 @@ int run_serve(int argc, char** argv) {
     return 130;
   }
   const engine::Scheduler& s = *backend->scheduler;
-  std::printf(
-      "slm serve: ready: model %s, %d slots x %lld tokens of context, KV cache %.1f MiB, %d "
-      "threads%s\n",
-      model_id.c_str(), so.n_slots, static_cast<long long>(s.n_ctx()),
-      static_cast<double>(s.kv_bytes()) / (1024.0 * 1024.0), sched.n_threads,
-      so.api_key.empty() ? "" : ", API key required");
-  if (backend->template_is_fallback)
-    std::printf("slm serve: the model has no chat template; chat requests use ChatML\n");
-  std::fflush(stdout);
+  char ready[256];
+  std::snprintf(ready, sizeof ready, "ready: model %s, %d slots x %lld tokens of context, KV cache %.1f MiB (%s), %d threads%s",
+                model_id.c_str(), so.n_slots, static_cast<long long>(s.n_ctx()),
+                static_cast<double>(s.kv_bytes()) / (1024.0 * 1024.0),
+                std::string(dtype_name(sched.kv_type)).c_str(), sched.n_threads,
+                so.api_key.empty() ? "" : ", API key required");
+  server::log_line(ready);
+  if (backend->template_is_fallback) server::log_line("the model has no chat template; chat requests use ChatML");
   srv.set_backend(std::move(backend));
   srv.wait();
   return interrupted.load() ? 0 : 1;

@@ -111,10 +111,12 @@ void Server::Impl::generate(Endpoint endpoint, const httplib::Request& req,
                             httplib::Response& res) {
   const auto t0 = Clock::now();
   try {
-    // Cross-site pages can POST text/plain without a CORS preflight; demanding
-    // JSON means a browser never sends another site's request here unasked.
+    // Cross-site pages can POST text/plain (or a form) without a CORS
+    // preflight; demanding JSON means a browser never sends another site's
+    // request here unasked. A browser always names a type, so a request with
+    // none (a script, curl -d) is read as JSON.
     const std::string ctype = lower(req.get_header_value("Content-Type"));
-    if (ctype.rfind("application/json", 0) != 0)
+    if (!ctype.empty() && ctype.rfind("application/json", 0) != 0)
       throw ApiError(400, "the request needs 'Content-Type: application/json'", {},
                      "unsupported_content_type");
     const auto b = ready_backend();

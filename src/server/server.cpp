@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <memory>
 #include <string>
 
@@ -45,10 +46,19 @@ std::string log_safe(std::string_view s, size_t max) {
   return out;
 }
 
+}  // namespace detail
+
 void log_line(const std::string& s) {
-  std::fprintf(stderr, "slm serve: %s\n", s.c_str());
-  std::fflush(stderr);
+  char stamp[32] = "";
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  if (gmtime_r(&now, &tm) != nullptr) std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ ", &tm);
+  const std::string line = std::string(stamp) + "slm serve: " + s + "\n";
+  std::fwrite(line.data(), 1, line.size(), stdout);
+  std::fflush(stdout);
 }
+
+namespace detail {
 
 void send_error(httplib::Response& res, const ApiError& e) {
   res.status = e.status();

@@ -105,4 +105,9 @@ class Server {
 // True for 127.0.0.0/8, ::1 and "localhost".
 bool is_loopback_host(const std::string& host);
 
+// The server's log: one line on stdout (the one stream of everything slm serve
+// reports while running), "2026-11-30T17:55:01Z slm serve: " first, flushed.
+// Thread-safe (one write per line).
+void log_line(const std::string& s);
+
 }  // namespace slm::server

@@ -35,8 +35,7 @@ inline constexpr const char* kJson = "application/json";
 
 // Printable one-line form of untrusted text for the log.
 std::string log_safe(std::string_view s, size_t max = 4096);
-// One line on stderr, prefixed "slm serve: ", flushed.
-void log_line(const std::string& s);
+using server::log_line;
 // Sets res to e's status and OpenAI error body (with Retry-After on 429).
 void send_error(httplib::Response& res, const ApiError& e);
 

@@ -1,11 +1,15 @@
 // slm serve end to end, for what happens before a model is served: a port
 // that another server already listens on is refused at once.
 #include <gtest/gtest.h>
+#include <ifaddrs.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <sstream>
+#include <string>
 
 #include "cli/run_cmd.h"
 #include "common/fixtures.h"
@@ -51,6 +55,40 @@ TEST(Serve, BusyPortIsRefusedAtOnce) {
   EXPECT_NE(r.err.find("port " + port + " is already in use"), std::string::npos) << r.err;
   EXPECT_LT(secs, 5.0);
   EXPECT_EQ(r.out.find("listening"), std::string::npos) << r.out;
+}
+
+// Bound to every interface, the server names URLs others can open; every
+// line it logs is on stdout and starts with a UTC timestamp.
+TEST(Serve, WildcardBindPrintsReachableUrlsAndTimestampedLines) {
+  SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
+  // Killed by `timeout` after it is up: exit code 124.
+  const CmdResult r = run_slm("serve --model " + sh_quote(fixture("models/stories260K.gguf")) +
+                                  " --host 0.0.0.0 --port 0 --insecure-no-auth",
+                              "", 3);
+  EXPECT_EQ(r.code, 124) << r.out << r.err;
+  ASSERT_NE(r.out.find("listening on http://0.0.0.0:"), std::string::npos) << r.out;
+  std::istringstream in(r.out);
+  int n = 0;
+  for (std::string line; std::getline(in, line); ++n) {
+    // "2026-11-30T17:55:01Z slm serve: ..."
+    ASSERT_GE(line.size(), 33u) << line;
+    EXPECT_EQ(line[4], '-') << line;
+    EXPECT_EQ(line[10], 'T') << line;
+    EXPECT_EQ(line.substr(19, 13), "Z slm serve: ") << line;
+  }
+  EXPECT_GE(n, 2);
+  // Any up, non-loopback IPv4 interface shows as a URL (containers have one).
+  bool has_v4 = false;
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) == 0) {
+    for (ifaddrs* a = list; a != nullptr; a = a->ifa_next)
+      has_v4 = has_v4 || (a->ifa_addr != nullptr && a->ifa_addr->sa_family == AF_INET &&
+                          (a->ifa_flags & IFF_UP) && !(a->ifa_flags & IFF_LOOPBACK));
+    freeifaddrs(list);
+  }
+  if (has_v4) {
+    EXPECT_NE(r.out.find("reachable at http://"), std::string::npos) << r.out;
+  }
 }
 
 }  // namespace

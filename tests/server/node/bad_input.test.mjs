@@ -23,8 +23,9 @@ after(async () => { await Promise.all([srv?.stop(), qwen?.stop()]); });
 function raw(url, path, { method = "POST", body = "", headers = {} } = {}) {
   return new Promise((resolve, reject) => {
     const u = new URL(path, url);
-    const req = http.request(u, { method, headers: { "Content-Type": "application/json",
-                                                    Authorization: `Bearer ${KEY}`, ...headers } }, (res) => {
+    const all = { "Content-Type": "application/json", Authorization: `Bearer ${KEY}`, ...headers };
+    for (const k of Object.keys(all)) if (all[k] === null) delete all[k];  // null: leave the header out
+    const req = http.request(u, { method, headers: all }, (res) => {
       const parts = [];
       res.on("data", (d) => parts.push(d));
       res.on("end", () => resolve({ status: res.statusCode, headers: res.headers,
@@ -137,6 +138,9 @@ test("missing or wrong API key is 401; health and the page need none", async () 
 test("unknown URL is 404; wrong content type is 400; unknown model is 404", async () => {
   await expectError(await raw(srv.url, "/v1/nothing", { body: "{}" }), 404);
   await expectError(await raw(srv.url, "/v1/chat/completions", { body: chat({}), headers: { "Content-Type": "text/plain" } }), 400);
+  // No Content-Type at all (curl -d without -H, some scripts): the body is read as JSON.
+  const bare = await raw(srv.url, "/v1/chat/completions", { body: chat({ max_tokens: 2 }), headers: { "Content-Type": null } });
+  assert.equal(bare.status, 200, bare.text);
   const e = await expectError(await raw(srv.url, "/v1/chat/completions", { body: chat({ model: "gpt-4" }) }), 404, "model");
   assert.equal(e.code, "model_not_found");
 });
