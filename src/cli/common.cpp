@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <iterator>
 #include <random>
@@ -83,7 +84,7 @@ engine::GenerateOptions generate_options(const Args& args, int64_t n_vocab) {
     char* end = nullptr;
     const long long id = eq == std::string::npos ? -1 : std::strtoll(b.c_str(), &end, 10);
     if (eq == std::string::npos || end != b.c_str() + eq || id < 0 || id >= n_vocab)
-      throw Error("--logit-bias: expected ID=BIAS with ID in 0.." + std::to_string(n_vocab - 1) + ", got '" + b + "'");
+      throw UsageError("--logit-bias: expected ID=BIAS with ID in 0.." + std::to_string(n_vocab - 1) + ", got '" + b + "'");
     const std::string bias_text = b.substr(eq + 1);
     float bias;
     if (bias_text == "-inf" || bias_text == "-INF") {
@@ -91,11 +92,26 @@ engine::GenerateOptions generate_options(const Args& args, int64_t n_vocab) {
     } else {
       char* bend = nullptr;
       bias = std::strtof(bias_text.c_str(), &bend);
-      if (bias_text.empty() || *bend != '\0' || !std::isfinite(bias)) throw Error("--logit-bias: bad bias in '" + b + "'");
+      if (bias_text.empty() || *bend != '\0' || !std::isfinite(bias)) throw UsageError("--logit-bias: bad bias in '" + b + "'");
     }
     s.logit_bias[static_cast<int32_t>(id)] = bias;
   }
-  engine::validate(s, n_vocab);
+  // An out-of-range value on the command line is a usage error (exit 2),
+  // named as the user typed the option ("sampler: top_p ..." -> "--top-p ...").
+  try {
+    engine::validate(s, n_vocab);
+  } catch (const Error& e) {
+    std::string msg = e.what();
+    if (msg.rfind("sampler: ", 0) == 0) msg = msg.substr(9);
+    static const std::pair<const char*, const char*> kFlags[] = {
+        {"temperature", "--temp"},          {"top_p", "--top-p"},
+        {"min_p", "--min-p"},               {"repeat_penalty", "--repeat-penalty"},
+        {"repeat_last_n", "--repeat-last-n"}, {"presence_penalty", "--presence-penalty"},
+        {"frequency_penalty", "--frequency-penalty"}, {"top_k", "--top-k"}};
+    for (const auto& [field, flag] : kFlags)
+      if (msg.rfind(std::string(field) + " ", 0) == 0) msg = args.shown(flag) + msg.substr(std::strlen(field));
+    throw UsageError(msg);
+  }
   o.stops = args.get_all("--stop");
   o.context_shift = args.flag("--context-shift");
   o.n_keep = args.get_int("--keep", 0, 0, int64_t{1} << 30);

@@ -154,8 +154,12 @@ void expect_usage_error(const CmdResult& r, const std::string& fragment) {
 TEST(RunErrors, BadOptionValues) {
   SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
   expect_usage_error(run_slm("run --model " + stories() + " -p hi --temp abc"), "--temp");
-  expect_error(run_slm("run --model " + stories() + " -p hi --top-p -1"), "top_p");
-  expect_error(run_slm("run --model " + stories() + " -p hi --logit-bias 99999=1"), "--logit-bias");
+  // Values out of range are usage errors too, named as typed.
+  expect_usage_error(run_slm("run --model " + stories() + " -p hi --top-p -1"), "--top-p must be in [0, 1]");
+  expect_usage_error(run_slm("run --model " + stories() + " -p hi --min-p 2"), "--min-p must be in [0, 1]");
+  expect_usage_error(run_slm("run --model " + stories() + " -p hi --logit-bias 99999=1"), "--logit-bias");
+  expect_usage_error(run_slm("run --model " + stories() + " -p hi --kv-type q4"), "--kv-type: expected f32, f16 or q8_0");
+  expect_usage_error(run_slm("run --model " + stories() + " -p hi --draft model"), "--draft: expected none or ngram");
   expect_usage_error(run_slm("run --model " + stories() + " -p hi --bogus"), "unknown option --bogus");
 }
 
