@@ -96,6 +96,8 @@ TEST_P(TrainModel, LoraGradientsMatchFiniteDifferences) {
   const std::string rel = std::string("models/") + GetParam();
   SLM_REQUIRE_FIXTURE(rel);
   const auto m = model::Model::load(test::fixture(rel));
+  if (m->weights().layers[0].wq.view.type != DType::F32)
+    GTEST_SKIP() << "quantized activations make the loss of a quantized model too rough for finite differences";
   ThreadPool pool(2);
   LoraParams lp(*m, {4, 8.0f, kAll});
   randomize(lp, 11, 0.1f);
@@ -133,7 +135,8 @@ TEST_P(TrainModel, LoraGradientsMatchFiniteDifferences) {
   EXPECT_GE(checked, 6);
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, TrainModel, ::testing::Values("tiny-llama.gguf", "tiny-qwen3.gguf", "stories260K.gguf"),
+INSTANTIATE_TEST_SUITE_P(Fixtures, TrainModel, ::testing::Values("tiny-llama.gguf", "tiny-qwen2.gguf", "tiny-qwen3.gguf", "stories260K.gguf",
+                                                                             "small-llama-Q4_K.gguf"),
                          [](const auto& info) {
                            std::string s = info.param;
                            s = s.substr(0, s.find('.'));
