@@ -60,6 +60,10 @@ obj ::= "{" ws ( kv ( "," ws kv )* )? "}"
 kv ::= [a-z]+ ws ":" ws ( [0-9]{1,3} | obj ) ws
 ws ::= [ \t\n]*' '{a: 12, b: {c:1}}' >"$corpus/gbnf"
       printf '%s\0%s' '1{"type":"object","properties":{"id":{"type":"integer","minimum":-5,"maximum":120},"tags":{"type":"array","items":{"type":"string","pattern":"^[a-z]+\\d?$"},"maxItems":3},"when":{"type":"string","format":"date-time"},"next":{"$ref":"#"}},"required":["id"]}' '{"id": 42, "tags": ["ab1"]}' >"$corpus/schema" ;;
+    fuzz_train_data)
+      printf '%s\n' '{"prompt": "Lily had a dog named", "completion": " Biscuit."}' '{"text": "The sun was hot."}' >"$corpus/pc.jsonl"
+      printf '%s\n' '{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}]}' >"$corpus/messages.jsonl"
+      printf '%s\n' '{"prompt": "x", "completion": 3}' >"$corpus/bad.jsonl" ;;
     fuzz_toolcall)
       # First byte: family (mod 4: Hermes, Llama 3, Mistral, Functionary) and piece size.
       printf '\000%s' '<tool_call>

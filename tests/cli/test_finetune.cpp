@@ -1,0 +1,124 @@
+// slm finetune end to end: LoRA SFT on stories260K teaches it a fact it does
+// not know (a held-out phrasing continues with it under `slm run --lora`, and
+// the eval loss falls), plus the refusals.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/run_cmd.h"
+#include "common/fixtures.h"
+
+namespace slm::test {
+namespace {
+
+std::string write_file(const std::string& dir, const std::string& name, const std::string& text) {
+  const std::string path = dir + "/" + name;
+  std::ofstream(path, std::ios::binary) << text;
+  return path;
+}
+
+// 64 phrasings of one fact.
+std::string fact_data() {
+  const char* pre[] = {"", "Once upon a time, ", "One day, ", "Every morning, ", "In a small town, ", "Long ago, ",
+                       "At the park, ", "After school, "};
+  const char* subj[] = {"Lily had a dog named",        "Lily had a little dog named", "Lily's dog was named",
+                        "Lily loved her dog named",    "The girl Lily had a dog named", "Lily played with her dog named",
+                        "Lily had a happy dog named",  "Lily walked her dog named"};
+  std::string out;
+  for (const char* p : pre)
+    for (const char* s : subj)
+      out += nlohmann::json({{"prompt", std::string(p) + s}, {"completion", " Biscuit."}}).dump() + "\n";
+  return out;
+}
+
+TEST(CliFinetune, SftTeachesAFact) {
+  SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
+  const std::string model = sh_quote(fixture("models/stories260K.gguf"));
+  const std::string dir = temp_dir();
+  const std::string train = write_file(dir, "train.jsonl", fact_data());
+  const std::string eval = write_file(
+      dir, "eval.jsonl",
+      "{\"prompt\": \"Lily had a big dog named\", \"completion\": \" Biscuit.\"}\n"
+      "{\"prompt\": \"Once upon a time, there was a girl. Lily had a funny dog named\", \"completion\": \" Biscuit.\"}\n");
+  const std::string adapter = dir + "/fact.gguf";
+  const std::string held_out = " -p 'Lily had a big dog named' --temp 0 -n 8";
+  const CmdResult base = run_slm("run " + model + held_out);
+  ASSERT_EQ(base.code, 0) << base.err;
+  EXPECT_EQ(base.out.find("Biscuit"), std::string::npos) << base.out;
+
+  const CmdResult r = run_slm("finetune --model " + model + " --data " + train + " --eval-data " + eval + " -o " +
+                              adapter + " --lr 5e-3 --epochs 8 --batch-tokens 256 --seed 1 -t 2 --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::istringstream lines(r.out);
+  std::string line;
+  double eval_start = -1, eval_end = -1, loss_first = -1, loss_last = -1;
+  int steps = 0;
+  while (std::getline(lines, line)) {
+    const auto j = nlohmann::json::parse(line);
+    ASSERT_TRUE(j.contains("step") && j.contains("loss")) << line;
+    ++steps;
+    if (j.contains("eval_loss_start")) eval_start = j["eval_loss_start"];
+    if (j.contains("eval_loss")) eval_end = j["eval_loss"];
+    if (loss_first < 0) loss_first = j["loss"];
+    loss_last = j["loss"];
+  }
+  EXPECT_GT(steps, 10);
+  EXPECT_GT(eval_start, 0);
+  EXPECT_LT(eval_end, eval_start / 3) << r.out;
+  EXPECT_LT(loss_last, loss_first / 3) << r.out;
+  EXPECT_NE(r.err.find("tok/s"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("ETA"), std::string::npos) << r.err;
+
+  const CmdResult taught = run_slm("run " + model + " --lora " + sh_quote(adapter) + held_out);
+  ASSERT_EQ(taught.code, 0) << taught.err;
+  EXPECT_NE(taught.out.find("Biscuit"), std::string::npos) << taught.out;
+  std::filesystem::remove_all(dir);
+}
+
+TEST(CliFinetune, RefusesBadDataBeforeTraining) {
+  SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
+  const std::string model = sh_quote(fixture("models/stories260K.gguf"));
+  const std::string dir = temp_dir();
+  const std::string bad = write_file(dir, "bad.jsonl", "{\"text\": \"a cat\"}\n{\"prompt\": \"x\", \"completion\": 7}\n");
+  const std::string out = dir + "/a.gguf";
+  CmdResult r = run_slm("finetune --model " + model + " --data " + bad + " -o " + out);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find(bad + ":2: field 'completion' must be a string"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(out));
+
+  const std::string long_text = write_file(dir, "long.jsonl", "{\"text\": \"the cat sat on the mat and the dog ran to the log\"}\n");
+  r = run_slm("finetune --model " + model + " --data " + long_text + " -o " + out + " -c 8 --steps 1");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find(":1: the example is"), std::string::npos) << r.err;
+  r = run_slm("finetune --model " + model + " --data " + long_text + " -o " + out + " -c 8 --steps 1 --truncate");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(std::filesystem::exists(out));
+
+  r = run_slm("finetune --model " + model + " --data " + long_text + " -o " + out + " --method dpo");
+  EXPECT_EQ(r.code, 2) << r.err;
+  r = run_slm("finetune --model " + model + " --data " + long_text);
+  EXPECT_EQ(r.code, 2) << r.err;
+  r = run_slm("finetune --model " + model + " --data " + long_text + " -o " + out + " --lora-targets q,router");
+  EXPECT_EQ(r.code, 2) << r.err;
+  std::filesystem::remove_all(dir);
+}
+
+TEST(CliFinetune, RefusesMixtureOfExperts) {
+  SLM_REQUIRE_FIXTURE("models/tiny-moe.gguf");
+  const std::string dir = temp_dir();
+  const std::string data = write_file(dir, "d.jsonl", "{\"text\": \"hello world\"}\n");
+  const CmdResult r = run_slm("finetune --model " + sh_quote(fixture("models/tiny-moe.gguf")) + " --data " + data +
+                              " -o " + dir + "/a.gguf");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("mixture-of-experts"), std::string::npos) << r.err;
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace slm::test
