@@ -95,27 +95,7 @@ void put_float(double v, std::string& out) {
 }
 
 void put_string(const std::string& s, std::string& out) {
-  out.push_back('"');
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      default:
-        if (c < 0x20) {
-          char b[8];
-          std::snprintf(b, sizeof b, "\\u%04x", c);
-          out += b;
-        } else {
-          out.push_back(static_cast<char>(c));
-        }
-    }
-  }
-  out.push_back('"');
+  out += Json(s).dump();  // json.dumps' escapes, UTF-8 kept as it is (MaskBench's runner)
 }
 
 // json.dumps(v, indent=None, ensure_ascii=False)

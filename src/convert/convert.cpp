@@ -110,13 +110,6 @@ struct Checkpoint {
   std::set<std::string> used;
 };
 
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  if (!in) throw Error(p.string() + ": cannot open");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 Checkpoint open_checkpoint(const fs::path& dir) {
   Checkpoint ck;

@@ -17,13 +17,6 @@ namespace {
 using Json = nlohmann::json;
 namespace fs = std::filesystem;
 
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  if (!in) throw Error(p.string() + ": cannot open");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 Json read_json(const fs::path& p) {
   const std::string text = read_text(p);
@@ -228,6 +221,14 @@ void add_hf_tokenizer(gguf::Writer& w, const std::string& dir, const HfConfig& c
   } catch (const nlohmann::json::exception& e) {
     throw Error(dir + ": tokenizer files: " + e.what());
   }
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(path + ": cannot open");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
 }
 
 }  // namespace slm::convert

@@ -16,6 +16,9 @@ namespace slm::convert {
 
 // n_vocab: rows of the embedding; the vocabulary is padded to it with
 // "[PADn]" unused tokens, as llama.cpp does.
+// A whole file as text; slm::Error "PATH: cannot open".
+std::string read_text(const std::string& path);
+
 void add_hf_tokenizer(gguf::Writer& w, const std::string& dir, const HfConfig& config, int64_t n_vocab);
 
 }  // namespace slm::convert
