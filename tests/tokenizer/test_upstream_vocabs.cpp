@@ -47,6 +47,24 @@ TEST(UpstreamVocabs, EveryShippedVocabularyGivesLlamaCppsIds) {
     std::cout << "[ counts   ] " << e.path().filename().string() << ": " << pass << "/" << cases.size() << "\n";
     ++vocabs;
   }
+  // Qwen2's vocabulary file is stored outside git in llama.cpp (LFS); its
+  // cases hold for the tiny-qwen2 fixture, which carries the same vocabulary.
+  const std::string qwen_out = std::string(dir) + "/ggml-vocab-qwen2.gguf.out";
+  if (fs::exists(qwen_out) && fs::exists(fixture("models/tiny-qwen2.gguf"))) {
+    const tokenizer::Tokenizer tok = load_gguf_tokenizer("models/tiny-qwen2.gguf");
+    auto cases = read_cases(std::string(dir) + "/ggml-vocab-qwen2.gguf.inp");
+    for (auto& c : cases)
+      for (size_t p = c.find("\r\n"); p != std::string::npos; p = c.find("\r\n", p)) c.erase(p, 1);
+    const auto expected = read_expected(qwen_out);
+    ASSERT_EQ(cases.size(), expected.size());
+    size_t pass = 0;
+    for (size_t i = 0; i < cases.size(); ++i) {
+      const auto ids = tok.encode(cases[i], false, false);
+      EXPECT_EQ(ids, expected[i]) << "qwen2 case " << i;
+      pass += ids == expected[i];
+    }
+    std::cout << "[ counts   ] ggml-vocab-qwen2 (tiny-qwen2's vocabulary): " << pass << "/" << cases.size() << "\n";
+  }
   EXPECT_GT(vocabs, 0) << "no vocabularies in " << dir;
 }
 
