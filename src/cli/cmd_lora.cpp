@@ -27,6 +27,7 @@ int run_lora(int argc, char** argv) {
     std::fputs(kUsage, stdout);
     return 0;
   }
+  if (sub.starts_with("-")) throw UsageError("unknown option " + sub);
   if (sub != "import") throw UsageError("unknown sub-command '" + sub + "'");
   const Args args(argc - 1, argv + 1, {"--out", "--model"}, {"--help"}, {{"-o", "--out"}, {"-m", "--model"}});
   if (args.flag("--help")) {
