@@ -13,8 +13,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
     const slm::convert::PeftConfig c = slm::convert::parse_peft_config(
         std::string_view(reinterpret_cast<const char*>(data), size), "adapter_config.json");
-    for (const char* path : {"model.layers.0.self_attn.q_proj", "model.layers.31.mlp.down_proj", "lm_head",
-                             "model.layers.12.self_attn.o_proj"})
+    for (const char* path : {"model.layers.0.self_attn.q_proj", "model.layers.31.mlp.down_proj",
+                             "lm_head", "model.layers.12.self_attn.o_proj"})
       (void)slm::convert::peft_targets(c, path);
     (void)c.scale();
   } catch (const slm::Error&) {

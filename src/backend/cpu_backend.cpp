@@ -84,7 +84,8 @@ class Cpu final : public Backend {
     std::vector<size_t>& order = ws.lora_order;
     order.resize(segs.size());
     for (size_t i = 0; i < segs.size(); ++i) order[i] = i;
-    std::stable_sort(order.begin(), order.end(), [&](size_t l, size_t r) { return segs[l].a < segs[r].a; });
+    std::stable_sort(order.begin(), order.end(),
+                     [&](size_t l, size_t r) { return segs[l].a < segs[r].a; });
     // Tasks of about kChunk multiply-adds so that small deltas do not pay per task.
     constexpr int64_t kChunk = 16384;
     std::vector<LoraTask>& tasks = ws.lora;
@@ -100,7 +101,8 @@ class Cpu final : public Backend {
         const int64_t outputs = expand ? segs[order[g]].bt->cols() : a.rows();
         const int64_t work = expand ? a.rows() * m : a.cols() * m;  // per output
         const int64_t per = std::max<int64_t>(expand ? 64 : 1, kChunk / std::max<int64_t>(1, work));
-        for (int64_t f = 0; f < outputs; f += per) tasks.push_back({g, e, f, std::min(per, outputs - f)});
+        for (int64_t f = 0; f < outputs; f += per)
+          tasks.push_back({g, e, f, std::min(per, outputs - f)});
         g = e;
       }
     };
@@ -113,7 +115,8 @@ class Cpu final : public Backend {
       for (int64_t k = tk.first; k < tk.first + tk.count; ++k)
         for (size_t i = tk.begin; i < tk.end; ++i) {
           const LoraSegment& s = segs[order[i]];
-          for (int64_t row = 0; row < s.m; ++row) f32.vec_dot(n_in, &s.t[row * r + k], ad + k * n_in, s.x + row * n_in);
+          for (int64_t row = 0; row < s.m; ++row)
+            f32.vec_dot(n_in, &s.t[row * r + k], ad + k * n_in, s.x + row * n_in);
         }
     });
     plan(true);

@@ -29,7 +29,8 @@ int run_lora(int argc, char** argv) {
   }
   if (sub.starts_with("-")) throw UsageError("unknown option " + sub);
   if (sub != "import") throw UsageError("unknown sub-command '" + sub + "'");
-  const Args args(argc - 1, argv + 1, {"--out", "--model"}, {"--help"}, {{"-o", "--out"}, {"-m", "--model"}});
+  const Args args(argc - 1, argv + 1, {"--out", "--model"}, {"--help"},
+                  {{"-o", "--out"}, {"-m", "--model"}});
   if (args.flag("--help")) {
     std::fputs(kUsage, stdout);
     return 0;
@@ -40,11 +41,13 @@ int run_lora(int argc, char** argv) {
   const auto out = args.get("--out");
   if (!out) throw UsageError("-o ADAPTER.gguf is required");
   const auto base = args.get("--model");
-  if (!base) throw UsageError("--model BASE.gguf is required (the model the adapter was trained on)");
+  if (!base)
+    throw UsageError("--model BASE.gguf is required (the model the adapter was trained on)");
   const convert::LoraImportResult r = convert::import_peft(pos[0], *base, *out);
-  std::fprintf(stderr, "wrote %s: %s adapter, %lld matrices, rank %lld, alpha %g, %.1f MB\n", out->c_str(),
-               r.arch.c_str(), static_cast<long long>(r.n_pairs), static_cast<long long>(r.rank),
-               static_cast<double>(r.alpha), static_cast<double>(r.bytes) / 1e6);
+  std::fprintf(stderr, "wrote %s: %s adapter, %lld matrices, rank %lld, alpha %g, %.1f MB\n",
+               out->c_str(), r.arch.c_str(), static_cast<long long>(r.n_pairs),
+               static_cast<long long>(r.rank), static_cast<double>(r.alpha),
+               static_cast<double>(r.bytes) / 1e6);
   return 0;
 }
 

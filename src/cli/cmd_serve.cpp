@@ -21,10 +21,12 @@ namespace slm::cli {
 namespace {
 
 constexpr const char* kUsage =
-    "usage: slm serve [[--model] M] [--host 127.0.0.1] [--port 8080] [--parallel N] [--ctx-size N]\n"
+    "usage: slm serve [[--model] M] [--host 127.0.0.1] [--port 8080] [--parallel N] [--ctx-size "
+    "N]\n"
     "                 [--threads N] [--api-key K | --api-key-file F] [--cost-per-hour USD] "
     "[--watts W]\n"
-    "                 [--log-prompts] [--insecure-no-auth] [--lora NAME=F[:SCALE]]... [--lora-dir D]...\n"
+    "                 [--log-prompts] [--insecure-no-auth] [--lora NAME=F[:SCALE]]... [--lora-dir "
+    "D]...\n"
     "  An OpenAI-compatible server: POST /v1/chat/completions, /v1/completions; GET /v1/models,\n"
     "  /health, /metrics (Prometheus), and a chat page at /.\n"
     "  --model M          a GGUF file or a store name (default: $SLM_MODEL, then the store's "
@@ -98,7 +100,8 @@ int run_serve(int argc, char** argv) {
   const int64_t ctx_arg = args.get_int("--ctx-size", 0, 0, int64_t{1} << 24);
 
   server::BackendOptions extra;
-  for (const std::string& a : args.get_all("--lora")) extra.adapters.push_back(server::parse_adapter_spec(a));
+  for (const std::string& a : args.get_all("--lora"))
+    extra.adapters.push_back(server::parse_adapter_spec(a));
   extra.lora_dirs = args.get_all("--lora-dir");
   for (const std::string& a : args.get_all("--alias")) {
     if (a.empty()) throw UsageError("--alias must not be empty");
@@ -174,8 +177,8 @@ int run_serve(int argc, char** argv) {
       static_cast<double>(s.kv_bytes()) / (1024.0 * 1024.0), sched.n_threads,
       so.api_key.empty() ? "" : ", API key required");
   for (const auto& e : backend->adapters.list())
-    std::printf("slm serve: adapter %s: %s (scale %g, %zu matrices, rank %lld)\n", e->name.c_str(), e->path.c_str(),
-                static_cast<double>(e->scale), e->adapter->n_matrices(),
+    std::printf("slm serve: adapter %s: %s (scale %g, %zu matrices, rank %lld)\n", e->name.c_str(),
+                e->path.c_str(), static_cast<double>(e->scale), e->adapter->n_matrices(),
                 static_cast<long long>(e->adapter->max_rank()));
   if (backend->template_is_fallback)
     std::printf("slm serve: the model has no chat template; chat requests use ChatML\n");

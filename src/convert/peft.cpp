@@ -35,8 +35,9 @@ struct Module {
 };
 
 constexpr Module kModules[] = {
-    {"q_proj", "self_attn", "attn_q"},  {"k_proj", "self_attn", "attn_k"}, {"v_proj", "self_attn", "attn_v"},
-    {"o_proj", "self_attn", "attn_output"}, {"gate_proj", "mlp", "ffn_gate"}, {"up_proj", "mlp", "ffn_up"},
+    {"q_proj", "self_attn", "attn_q"}, {"k_proj", "self_attn", "attn_k"},
+    {"v_proj", "self_attn", "attn_v"}, {"o_proj", "self_attn", "attn_output"},
+    {"gate_proj", "mlp", "ffn_gate"},  {"up_proj", "mlp", "ffn_up"},
     {"down_proj", "mlp", "ffn_down"},
 };
 
@@ -66,12 +67,13 @@ std::string read_text(const fs::path& p) {
 
 std::regex compile_regex(const std::string& re, const std::string& where) {
   if (re.size() > kMaxRegex)
-    throw Error(where + ": target_modules expression is longer than " + std::to_string(kMaxRegex) + " bytes");
+    throw Error(where + ": target_modules expression is longer than " + std::to_string(kMaxRegex) +
+                " bytes");
   int depth = 0;
   for (const char c : re) {
     if (c == '(' && ++depth > kMaxRegexNesting)
-      throw Error(where + ": target_modules expression nests more than " + std::to_string(kMaxRegexNesting) +
-                  " groups");
+      throw Error(where + ": target_modules expression nests more than " +
+                  std::to_string(kMaxRegexNesting) + " groups");
     if (c == ')') --depth;
   }
   try {
@@ -95,7 +97,8 @@ const std::vector<std::string_view>& peft_module_names() {
 }
 
 double PeftConfig::scale() const {
-  return use_rslora ? lora_alpha / std::sqrt(static_cast<double>(r)) : lora_alpha / static_cast<double>(r);
+  return use_rslora ? lora_alpha / std::sqrt(static_cast<double>(r))
+                    : lora_alpha / static_cast<double>(r);
 }
 
 PeftConfig parse_peft_config(std::string_view text, const std::string& name) {
@@ -103,14 +106,17 @@ PeftConfig parse_peft_config(std::string_view text, const std::string& name) {
   if (j.is_discarded() || !j.is_object()) throw Error(name + ": not a JSON object");
   auto has = [&](const char* key) { return j.contains(key) && !j[key].is_null(); };
   PeftConfig c;
-  if (has("peft_type") && (!j["peft_type"].is_string() || j["peft_type"].get<std::string>() != "LORA"))
-    throw Error(name + ": peft_type is " + j["peft_type"].dump() + "; only \"LORA\" adapters can be imported");
+  if (has("peft_type") &&
+      (!j["peft_type"].is_string() || j["peft_type"].get<std::string>() != "LORA"))
+    throw Error(name + ": peft_type is " + j["peft_type"].dump() +
+                "; only \"LORA\" adapters can be imported");
   if (has("use_dora") && (!j["use_dora"].is_boolean() || j["use_dora"].get<bool>()))
     throw Error(name + ": use_dora: DoRA adapters are not supported (only plain LoRA)");
   if (!has("r") || !j["r"].is_number_integer()) throw Error(name + ": r must be an integer");
   c.r = j["r"].get<int64_t>();
   if (c.r < 1 || c.r > kMaxRank)
-    throw Error(name + ": r = " + std::to_string(c.r) + " is out of range (1.." + std::to_string(kMaxRank) + ")");
+    throw Error(name + ": r = " + std::to_string(c.r) + " is out of range (1.." +
+                std::to_string(kMaxRank) + ")");
   if (has("lora_alpha")) {
     if (!j["lora_alpha"].is_number()) throw Error(name + ": lora_alpha must be a number");
     c.lora_alpha = j["lora_alpha"].get<double>();
@@ -125,10 +131,13 @@ PeftConfig parse_peft_config(std::string_view text, const std::string& name) {
     if (has(key) && !(j[key].is_object() && j[key].empty()))
       throw Error(name + ": " + key + ": per-module ranks or alphas are not supported");
   if (has("modules_to_save") && !(j["modules_to_save"].is_array() && j["modules_to_save"].empty()))
-    throw Error(name + ": modules_to_save: fully trained modules are not part of a LoRA adapter; not supported");
+    throw Error(
+        name +
+        ": modules_to_save: fully trained modules are not part of a LoRA adapter; not supported");
   if (has("bias") && !(j["bias"].is_string() && j["bias"].get<std::string>() == "none"))
     throw Error(name + ": bias: LoRA biases are not supported (only \"none\")");
-  if (has("fan_in_fan_out") && !(j["fan_in_fan_out"].is_boolean() && !j["fan_in_fan_out"].get<bool>()))
+  if (has("fan_in_fan_out") &&
+      !(j["fan_in_fan_out"].is_boolean() && !j["fan_in_fan_out"].get<bool>()))
     throw Error(name + ": fan_in_fan_out: transposed (Conv1D) weights are not supported");
 
   if (!has("target_modules")) throw Error(name + ": target_modules is missing");
@@ -143,8 +152,9 @@ PeftConfig parse_peft_config(std::string_view text, const std::string& name) {
       const std::regex re = compile_regex(s, name);
       for (const char* refused : {"model.embed_tokens", "lm_head"})
         if (std::regex_match(refused, re))
-          throw Error(name + ": target_modules matches '" + refused + "': " +
-                      refusal(std::string_view(refused).substr(std::string_view(refused).rfind('.') + 1)));
+          throw Error(
+              name + ": target_modules matches '" + refused + "': " +
+              refusal(std::string_view(refused).substr(std::string_view(refused).rfind('.') + 1)));
     }
   } else if (t.is_array()) {
     if (t.empty()) throw Error(name + ": target_modules is empty");
@@ -170,12 +180,14 @@ bool peft_targets(const PeftConfig& c, std::string_view path) {
     return std::regex_match(path.begin(), path.end(), re);
   }
   for (const std::string& t : c.target_list)
-    if (path == t || (path.size() > t.size() && path.ends_with(t) && path[path.size() - t.size() - 1] == '.'))
+    if (path == t ||
+        (path.size() > t.size() && path.ends_with(t) && path[path.size() - t.size() - 1] == '.'))
       return true;
   return false;
 }
 
-LoraImportResult import_peft(const std::string& peft_dir, const std::string& base_gguf, const std::string& out_path) {
+LoraImportResult import_peft(const std::string& peft_dir, const std::string& base_gguf,
+                             const std::string& out_path) {
   const fs::path dir(peft_dir);
   if (!fs::is_directory(dir)) throw Error(peft_dir + ": not a folder");
   const fs::path config_path = dir / "adapter_config.json";
@@ -183,7 +195,9 @@ LoraImportResult import_peft(const std::string& peft_dir, const std::string& bas
   const PeftConfig pc = parse_peft_config(read_text(config_path), config_path.string());
   const fs::path st_path = dir / "adapter_model.safetensors";
   if (!fs::exists(st_path))
-    throw Error(st_path.string() + ": missing (adapter_model.bin, PyTorch pickles, cannot be read; save with safetensors)");
+    throw Error(
+        st_path.string() +
+        ": missing (adapter_model.bin, PyTorch pickles, cannot be read; save with safetensors)");
   const auto st = formats::Safetensors::open(st_path.string());
   const std::string stn = st_path.string();
 
@@ -191,7 +205,8 @@ LoraImportResult import_peft(const std::string& peft_dir, const std::string& bas
   const auto arch_v = base->get_string("general.architecture");
   const std::string arch = arch_v ? std::string(*arch_v) : std::string();
   if (arch != "llama" && arch != "qwen2" && arch != "qwen3")
-    throw Error(base_gguf + ": architecture '" + arch + "': adapter import supports llama, mistral, qwen2 and qwen3");
+    throw Error(base_gguf + ": architecture '" + arch +
+                "': adapter import supports llama, mistral, qwen2 and qwen3");
   const model::ModelConfig mc = model::read_config(*base);
   const bool permute = arch == "llama";  // as convert's HfArch::permute_qk for Llama and Mistral
 
@@ -218,8 +233,10 @@ LoraImportResult import_peft(const std::string& peft_dir, const std::string& bas
       is_a = false;
     }
     if (at == std::string::npos || t.name.rfind(prefix, 0) != 0 || !t.name.ends_with(".weight"))
-      throw Error(where + ": not a LoRA tensor (lora_A / lora_B weights only; modules_to_save and biases are not "
-                          "supported)");
+      throw Error(
+          where +
+          ": not a LoRA tensor (lora_A / lora_B weights only; modules_to_save and biases are not "
+          "supported)");
     const std::string path = t.name.substr(prefix.size(), at - prefix.size());
     const std::string module = path.substr(path.rfind('.') + 1);
     if (const std::string why = refusal(module); !why.empty()) throw Error(where + ": " + why);
@@ -229,19 +246,24 @@ LoraImportResult import_peft(const std::string& peft_dir, const std::string& bas
     int64_t layer = -1;
     if (path.rfind(lp, 0) == 0) {
       const size_t dot = path.find('.', lp.size());
-      const std::string num = path.substr(lp.size(), dot == std::string::npos ? std::string::npos : dot - lp.size());
-      if (!num.empty() && num.size() < 7 && num.find_first_not_of("0123456789") == std::string::npos &&
-          dot != std::string::npos && path.substr(dot + 1) == std::string(m->parent) + "." + std::string(m->peft))
+      const std::string num =
+          path.substr(lp.size(), dot == std::string::npos ? std::string::npos : dot - lp.size());
+      if (!num.empty() && num.size() < 7 &&
+          num.find_first_not_of("0123456789") == std::string::npos && dot != std::string::npos &&
+          path.substr(dot + 1) == std::string(m->parent) + "." + std::string(m->peft))
         layer = std::stoll(num);
     }
     if (layer < 0) throw Error(where + ": unexpected module path '" + path + "'");
     if (layer >= mc.n_layer)
-      throw Error(where + ": layer " + std::to_string(layer) + ", the model has " + std::to_string(mc.n_layer));
+      throw Error(where + ": layer " + std::to_string(layer) + ", the model has " +
+                  std::to_string(mc.n_layer));
     if (!peft_targets(pc, path))
-      throw Error(where + ": the module '" + path + "' is not in adapter_config.json's target_modules");
+      throw Error(where + ": the module '" + path +
+                  "' is not in adapter_config.json's target_modules");
     Pair& p = pairs[{layer, static_cast<int>(m - kModules)}];
     const formats::StTensor*& slot = is_a ? p.a : p.b;
-    if (slot != nullptr) throw Error(where + ": a second lora_" + (is_a ? "A" : "B") + " for '" + path + "'");
+    if (slot != nullptr)
+      throw Error(where + ": a second lora_" + (is_a ? "A" : "B") + " for '" + path + "'");
     slot = &t;
     p.module = m;
     p.path = path;
@@ -259,7 +281,8 @@ LoraImportResult import_peft(const std::string& peft_dir, const std::string& bas
   std::list<std::vector<float>> keep;  // tensor bytes until written
   auto floats = [&](const formats::StTensor& t, const std::string& where) -> std::vector<float>& {
     if (!formats::st_is_float(t.dtype))
-      throw Error(where + ": dtype " + std::string(formats::st_dtype_name(t.dtype)) + " (F32, F16 or BF16 expected)");
+      throw Error(where + ": dtype " + std::string(formats::st_dtype_name(t.dtype)) +
+                  " (F32, F16 or BF16 expected)");
     std::vector<float>& v = keep.emplace_back(static_cast<size_t>(t.n_elements));
     formats::st_to_float(t, 0, t.n_elements, v.data());
     for (const float x : v)
@@ -269,20 +292,25 @@ LoraImportResult import_peft(const std::string& peft_dir, const std::string& bas
   for (const auto& [key, p] : pairs) {
     const std::string where = stn + ": module '" + p.path + "'";
     if (p.a == nullptr || p.b == nullptr)
-      throw Error(where + ": lora_" + (p.a ? "B" : "A") + " is missing (LoRA tensors come in pairs)");
-    const std::string gname = "blk." + std::to_string(key.first) + "." + std::string(p.module->gguf) + ".weight";
+      throw Error(where + ": lora_" + (p.a ? "B" : "A") +
+                  " is missing (LoRA tensors come in pairs)");
+    const std::string gname =
+        "blk." + std::to_string(key.first) + "." + std::string(p.module->gguf) + ".weight";
     const gguf::TensorInfo* bt = base->find_tensor(gname);
-    if (bt == nullptr || bt->n_dims != 2) throw Error(where + ": the base model has no matrix '" + gname + "'");
+    if (bt == nullptr || bt->n_dims != 2)
+      throw Error(where + ": the base model has no matrix '" + gname + "'");
     const int64_t n_in = bt->ne[0], n_out = bt->ne[1];
     if (p.a->shape.size() != 2 || p.a->shape[0] != pc.r || p.a->shape[1] != n_in)
-      throw Error(where + ": lora_A has shape " + (p.a->shape.size() == 2 ? "[" + std::to_string(p.a->shape[0]) + ", " +
-                                                                            std::to_string(p.a->shape[1]) + "]"
-                                                                      : std::string("?")) +
+      throw Error(where + ": lora_A has shape " +
+                  (p.a->shape.size() == 2 ? "[" + std::to_string(p.a->shape[0]) + ", " +
+                                                std::to_string(p.a->shape[1]) + "]"
+                                          : std::string("?")) +
                   ", expected [r=" + std::to_string(pc.r) + ", " + std::to_string(n_in) + "]");
     if (p.b->shape.size() != 2 || p.b->shape[0] != n_out || p.b->shape[1] != pc.r)
-      throw Error(where + ": lora_B has shape " + (p.b->shape.size() == 2 ? "[" + std::to_string(p.b->shape[0]) + ", " +
-                                                                            std::to_string(p.b->shape[1]) + "]"
-                                                                      : std::string("?")) +
+      throw Error(where + ": lora_B has shape " +
+                  (p.b->shape.size() == 2 ? "[" + std::to_string(p.b->shape[0]) + ", " +
+                                                std::to_string(p.b->shape[1]) + "]"
+                                          : std::string("?")) +
                   ", expected [" + std::to_string(n_out) + ", r=" + std::to_string(pc.r) + "]");
     const std::vector<float>& a = floats(*p.a, where + " lora_A");
     std::vector<float>& b = floats(*p.b, where + " lora_B");
@@ -291,7 +319,8 @@ LoraImportResult import_peft(const std::string& peft_dir, const std::string& bas
     if (permute && p.module->gguf == "attn_k") heads = mc.n_head_kv;
     if (heads > 0) {
       if (n_out % (2 * heads) != 0)
-        throw Error(where + ": " + std::to_string(n_out) + " rows do not split into " + std::to_string(heads) + " heads");
+        throw Error(where + ": " + std::to_string(n_out) + " rows do not split into " +
+                    std::to_string(heads) + " heads");
       std::vector<float>& out = keep.emplace_back(b.size());
       for (int64_t row = 0; row < n_out; ++row) {
         const int64_t from = permuted_qk_row(row, n_out, heads);
@@ -300,7 +329,8 @@ LoraImportResult import_peft(const std::string& peft_dir, const std::string& bas
       b.swap(out);
     }
     auto span_of = [](const std::vector<float>& v) {
-      return std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(v.data()), v.size() * sizeof(float));
+      return std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(v.data()),
+                                      v.size() * sizeof(float));
     };
     w.add_tensor(gname + ".lora_a", DType::F32, {n_in, pc.r}, span_of(a));
     w.add_tensor(gname + ".lora_b", DType::F32, {pc.r, n_out}, span_of(b));

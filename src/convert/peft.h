@@ -51,13 +51,14 @@ struct LoraImportResult {
   std::string arch;     // general.architecture written
   int64_t n_pairs = 0;  // adapted matrices
   int64_t rank = 0;
-  float alpha = 0;      // adapter.lora.alpha written (PEFT scale * rank)
-  uint64_t bytes = 0;   // size of the written file
+  float alpha = 0;     // adapter.lora.alpha written (PEFT scale * rank)
+  uint64_t bytes = 0;  // size of the written file
 };
 
 // Reads peft_dir against the base model at base_gguf and writes out_path
 // atomically (no file is left behind on error). Throws slm::Error naming the
 // file and the key or tensor.
-LoraImportResult import_peft(const std::string& peft_dir, const std::string& base_gguf, const std::string& out_path);
+LoraImportResult import_peft(const std::string& peft_dir, const std::string& base_gguf,
+                             const std::string& out_path);
 
 }  // namespace slm::convert

@@ -59,7 +59,8 @@ struct Forward {
     for (const backend::LinearOut& o : outs)
       for (const SeqRows& sr : b.seqs) {
         if (sr.adapter == nullptr) continue;
-        if (const LoraPair* p = sr.adapter->find(o.w)) nt += static_cast<size_t>(sr.n_rows * p->a.rows());
+        if (const LoraPair* p = sr.adapter->find(o.w))
+          nt += static_cast<size_t>(sr.n_rows * p->a.rows());
       }
     if (nt == 0) return;
     if (s.lora_t_.size() < nt) s.lora_t_.resize(nt);
@@ -70,7 +71,8 @@ struct Forward {
         const LoraPair* p = sr.adapter->find(o.w);
         if (p == nullptr) continue;
         const int64_t cols = o.w->cols(), rows = o.w->rows();
-        s.lora_segs_.push_back({&p->a, &p->bt, x + sr.row0 * cols, s.lora_t_.data() + t0, o.y + sr.row0 * rows, sr.n_rows});
+        s.lora_segs_.push_back({&p->a, &p->bt, x + sr.row0 * cols, s.lora_t_.data() + t0,
+                                o.y + sr.row0 * rows, sr.n_rows});
         t0 += static_cast<size_t>(sr.n_rows * p->a.rows());
       }
     be.lora(s.lora_segs_, s.ws_);

@@ -230,7 +230,8 @@ std::shared_ptr<const LoraAdapter> LoraAdapter::build(const Model& base, std::ve
       // B'^T [r_total][rows]: this piece's rows k0.., its rows of B, scaled.
       for (int64_t row = 0; row < rows; ++row)
         for (int64_t k = 0; k < t.rank; ++k)
-          o.b[static_cast<size_t>((k0 + k) * rows + row)] = t.scale * t.b[static_cast<size_t>((p.row0 + row) * t.rank + k)];
+          o.b[static_cast<size_t>((k0 + k) * rows + row)] =
+              t.scale * t.b[static_cast<size_t>((p.row0 + row) * t.rank + k)];
       k0 += t.rank;
     }
     o.pair.a.view = {DType::F32, reinterpret_cast<const uint8_t*>(o.a.data()), r_total, n_in};

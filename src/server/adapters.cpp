@@ -41,8 +41,7 @@ std::string adapter_name_problem(std::string_view name) {
 
 AdapterSpec parse_adapter_spec(const std::string& arg) {
   const size_t eq = arg.find('=');
-  if (eq == std::string::npos)
-    throw Error("--lora: expected NAME=FILE[:SCALE], got '" + arg + "'");
+  if (eq == std::string::npos) throw Error("--lora: expected NAME=FILE[:SCALE], got '" + arg + "'");
   AdapterSpec s;
   s.name = arg.substr(0, eq);
   if (const std::string why = adapter_name_problem(s.name); !why.empty())
@@ -70,7 +69,8 @@ fs::path AdapterRegistry::resolve_runtime_path(const std::string& path) const {
     allowed = allowed_;
   }
   if (allowed.empty())
-    throw ApiError(403, "loading adapters at run time is disabled; start the server with --lora-dir DIR",
+    throw ApiError(403,
+                   "loading adapters at run time is disabled; start the server with --lora-dir DIR",
                    "path", "adapter_loading_disabled", "permission_error");
   if (path.empty()) throw ApiError(400, "'path' must name an adapter file", "path");
   if (path.find('\0') != std::string::npos) throw ApiError(400, "'path' holds a NUL byte", "path");
@@ -96,10 +96,14 @@ fs::path AdapterRegistry::resolve_runtime_path(const std::string& path) const {
   throw ApiError(400, "the adapter file '" + path + "' does not exist", "path", "file_not_found");
 }
 
-std::shared_ptr<const AdapterEntry> AdapterRegistry::load(const model::Model& base, const std::string& name,
-                                                          const std::string& path, float scale, bool replace) {
-  if (const std::string why = adapter_name_problem(name); !why.empty()) throw ApiError(400, why, "name");
-  if (!(scale > -1e4f && scale < 1e4f)) throw ApiError(400, "'scale' must be a number in (-1e4, 1e4)", "scale");
+std::shared_ptr<const AdapterEntry> AdapterRegistry::load(const model::Model& base,
+                                                          const std::string& name,
+                                                          const std::string& path, float scale,
+                                                          bool replace) {
+  if (const std::string why = adapter_name_problem(name); !why.empty())
+    throw ApiError(400, why, "name");
+  if (!(scale > -1e4f && scale < 1e4f))
+    throw ApiError(400, "'scale' must be a number in (-1e4, 1e4)", "scale");
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (std::find(reserved_.begin(), reserved_.end(), name) != reserved_.end())
@@ -107,7 +111,9 @@ std::shared_ptr<const AdapterEntry> AdapterRegistry::load(const model::Model& ba
     if (!replace)
       for (const auto& e : entries_)
         if (e->name == name)
-          throw ApiError(409, "an adapter named '" + name + "' is loaded; delete it first or send \"replace\": true",
+          throw ApiError(409,
+                         "an adapter named '" + name +
+                             "' is loaded; delete it first or send \"replace\": true",
                          "name", "adapter_exists");
   }
   auto e = std::make_shared<AdapterEntry>();
@@ -133,7 +139,8 @@ void AdapterRegistry::add(std::shared_ptr<const AdapterEntry> entry, bool replac
                                    [](const auto& e, const std::string& n) { return e->name < n; });
   if (at != entries_.end() && (*at)->name == entry->name) {
     if (!replace)
-      throw ApiError(409, "an adapter named '" + entry->name + "' is loaded", "name", "adapter_exists");
+      throw ApiError(409, "an adapter named '" + entry->name + "' is loaded", "name",
+                     "adapter_exists");
     *at = std::move(entry);
   } else {
     entries_.insert(at, std::move(entry));
@@ -143,7 +150,8 @@ void AdapterRegistry::add(std::shared_ptr<const AdapterEntry> entry, bool replac
 bool AdapterRegistry::remove(std::string_view name) {
   std::shared_ptr<const AdapterEntry> dropped;  // released after the lock
   std::lock_guard<std::mutex> lock(mutex_);
-  const auto it = std::find_if(entries_.begin(), entries_.end(), [&](const auto& e) { return e->name == name; });
+  const auto it = std::find_if(entries_.begin(), entries_.end(),
+                               [&](const auto& e) { return e->name == name; });
   if (it == entries_.end()) return false;
   dropped = std::move(*it);
   entries_.erase(it);

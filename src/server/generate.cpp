@@ -131,8 +131,9 @@ void Server::Impl::generate(Endpoint endpoint, const httplib::Request& req,
       adapter = b->adapters.find(r.model);
       if (!adapter)
         throw ApiError(404,
-                       "the model '" + log_safe(r.model, 200) + "' does not exist; this server runs '" +
-                           b->model_id + "' and its adapters (GET /v1/models)",
+                       "the model '" + log_safe(r.model, 200) +
+                           "' does not exist; this server runs '" + b->model_id +
+                           "' and its adapters (GET /v1/models)",
                        "model", "model_not_found");
     }
     const std::string& model_name = adapter ? adapter->name : b->model_id;
@@ -181,7 +182,8 @@ void Server::Impl::generate(Endpoint endpoint, const httplib::Request& req,
     log_line(writer->id() + ": " + std::to_string(n_prompt) + " prompt tokens, max " +
              std::to_string(
                  r.max_tokens.value_or(std::min(limits.max_tokens_cap, sched.n_ctx() - n_prompt))) +
-             (r.stream ? ", streaming" : "") + (adapter ? ", adapter " + adapter->name : std::string()));
+             (r.stream ? ", streaming" : "") +
+             (adapter ? ", adapter " + adapter->name : std::string()));
     if (opt.log_prompts) log_line(writer->id() + " prompt: " + log_safe(prompt.text, 1 << 20));
 
     if (r.stream) {
@@ -198,15 +200,17 @@ void Server::Impl::generate(Endpoint endpoint, const httplib::Request& req,
       st->writer = std::move(writer);
       stream(std::move(st), res);
     } else {
-      respond_whole(*b, job, *writer, r, writer->id(), adapter ? adapter->name : std::string(), t0, res);
+      respond_whole(*b, job, *writer, r, writer->id(), adapter ? adapter->name : std::string(), t0,
+                    res);
     }
   } catch (const ApiError& e) {
     send_error(res, e);
   }
 }
 
-void Server::Impl::respond_whole(const Backend& b, const std::shared_ptr<engine::Job>& job, ResponseWriter& writer,
-                                 const ParsedRequest& r, const std::string& id, const std::string& adapter,
+void Server::Impl::respond_whole(const Backend& b, const std::shared_ptr<engine::Job>& job,
+                                 ResponseWriter& writer, const ParsedRequest& r,
+                                 const std::string& id, const std::string& adapter,
                                  Clock::time_point t0, httplib::Response& res) {
   std::string text;
   std::vector<engine::TokenLogprob> logprobs;

@@ -97,7 +97,8 @@ bool is_loopback_host(const std::string& host) {
 }
 
 bool Backend::is_base_name(std::string_view name) const {
-  return name.empty() || name == model_id || std::find(aliases.begin(), aliases.end(), name) != aliases.end();
+  return name.empty() || name == model_id ||
+         std::find(aliases.begin(), aliases.end(), name) != aliases.end();
 }
 
 std::shared_ptr<Backend> load_backend(const std::string& path, const std::string& model_id,
@@ -253,11 +254,13 @@ void Server::Impl::setup() {
     return OJson{{"id", b.model_id}, {"object", "model"}, {"created", 0}, {"owned_by", "slm"}};
   };
   auto adapter_json = [](const Backend& b, const AdapterEntry& e) {
-    return OJson{{"id", e.name}, {"object", "model"}, {"created", e.created}, {"owned_by", "slm"},
-                 {"parent", b.model_id}, {"root", b.model_id}, {"scale", e.scale},
-                 {"rank", e.adapter->max_rank()}};
+    return OJson{{"id", e.name},         {"object", "model"},
+                 {"created", e.created}, {"owned_by", "slm"},
+                 {"parent", b.model_id}, {"root", b.model_id},
+                 {"scale", e.scale},     {"rank", e.adapter->max_rank()}};
   };
-  http.Get("/v1/models", [this, model_json, adapter_json](const httplib::Request&, httplib::Response& res) {
+  http.Get("/v1/models", [this, model_json, adapter_json](const httplib::Request&,
+                                                          httplib::Response& res) {
     try {
       const auto b = ready_backend();
       OJson data = OJson::array({model_json(*b)});
@@ -278,8 +281,9 @@ void Server::Impl::setup() {
                  res.set_content(dump_json(adapter_json(*b, *e)), kJson);
                } else {
                  throw ApiError(404,
-                                "the model '" + log_safe(name, 200) + "' does not exist; this server runs '" +
-                                    b->model_id + "' and its adapters (GET /v1/models)",
+                                "the model '" + log_safe(name, 200) +
+                                    "' does not exist; this server runs '" + b->model_id +
+                                    "' and its adapters (GET /v1/models)",
                                 "model", "model_not_found");
                }
              } catch (const ApiError& e) {
@@ -287,14 +291,16 @@ void Server::Impl::setup() {
              }
            });
   // Run-time adapters: files inside --lora-dir only (AdapterRegistry).
-  http.Post("/v1/adapters", [this, adapter_json](const httplib::Request& req, httplib::Response& res) {
+  http.Post("/v1/adapters", [this, adapter_json](const httplib::Request& req,
+                                                 httplib::Response& res) {
     try {
       const auto b = ready_backend();
       const nlohmann::json j = nlohmann::json::parse(req.body, nullptr, false);
       if (j.is_discarded() || !j.is_object())
         throw ApiError(400, "the body must be a JSON object {\"name\", \"path\", \"scale\"}");
       auto str = [&](const char* key) {
-        if (!j.contains(key) || !j[key].is_string()) throw ApiError(400, std::string("'") + key + "' must be a string", key);
+        if (!j.contains(key) || !j[key].is_string())
+          throw ApiError(400, std::string("'") + key + "' must be a string", key);
         return j[key].get<std::string>();
       };
       const std::string name = str("name"), path = str("path");
@@ -305,10 +311,12 @@ void Server::Impl::setup() {
       }
       bool replace = false;
       if (j.contains("replace") && !j["replace"].is_null()) {
-        if (!j["replace"].is_boolean()) throw ApiError(400, "'replace' must be true or false", "replace");
+        if (!j["replace"].is_boolean())
+          throw ApiError(400, "'replace' must be true or false", "replace");
         replace = j["replace"].get<bool>();
       }
-      if (const std::string why = adapter_name_problem(name); !why.empty()) throw ApiError(400, why, "name");
+      if (const std::string why = adapter_name_problem(name); !why.empty())
+        throw ApiError(400, why, "name");
       const std::filesystem::path file = b->adapters.resolve_runtime_path(path);
       const auto e = b->adapters.load(*b->model, name, file.string(), scale, replace);
       log_line("adapter '" + name + "' loaded from " + log_safe(file.string(), 400) + " (scale " +
@@ -324,9 +332,11 @@ void Server::Impl::setup() {
       const auto b = ready_backend();
       const std::string name = req.matches[1];
       if (!b->adapters.remove(name))
-        throw ApiError(404, "no adapter named '" + log_safe(name, 200) + "' is loaded", "name", "model_not_found");
+        throw ApiError(404, "no adapter named '" + log_safe(name, 200) + "' is loaded", "name",
+                       "model_not_found");
       log_line("adapter '" + name + "' removed");
-      res.set_content(dump_json(OJson{{"id", name}, {"object", "model"}, {"deleted", true}}), kJson);
+      res.set_content(dump_json(OJson{{"id", name}, {"object", "model"}, {"deleted", true}}),
+                      kJson);
     } catch (const ApiError& e) {
       send_error(res, e);
     }

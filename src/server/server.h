@@ -25,13 +25,13 @@
 #include <vector>
 
 #include "chat/template.h"
+#include "engine/constraint.h"
+#include "engine/scheduler.h"
+#include "engine/tool_calls.h"
 #include "model/model.h"
 #include "server/adapters.h"
 #include "server/auth.h"
 #include "server/metrics.h"
-#include "engine/constraint.h"
-#include "engine/scheduler.h"
-#include "engine/tool_calls.h"
 #include "tokenizer/tokenizer.h"
 
 namespace slm::server {

@@ -23,13 +23,13 @@
 
 namespace slm::server::test_lora {
 
-
 using Json = nlohmann::json;
 namespace fs = std::filesystem;
 
 // A random adapter in llama.cpp's layout on every attention and FFN matrix
 // of the model, strong enough to change greedy output.
-inline void write_adapter(const fs::path& path, const gguf::File& base, uint32_t seed, int64_t rank = 8) {
+inline void write_adapter(const fs::path& path, const gguf::File& base, uint32_t seed,
+                          int64_t rank = 8) {
   gguf::Writer w;
   w.add_string("general.architecture", "llama");
   w.add_string("general.type", "adapter");
@@ -50,7 +50,8 @@ inline void write_adapter(const fs::path& path, const gguf::File& base, uint32_t
     auto& b = keep.emplace_back(static_cast<size_t>(n_out * rank));
     for (float& x : b) x = dist(rng);
     auto bytes = [](const std::vector<float>& v) {
-      return std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(v.data()), v.size() * sizeof(float));
+      return std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(v.data()),
+                                      v.size() * sizeof(float));
     };
     w.add_tensor(name + ".lora_a", DType::F32, {n_in, rank}, bytes(a));
     w.add_tensor(name + ".lora_b", DType::F32, {rank, n_out}, bytes(b));
@@ -70,7 +71,9 @@ inline size_t rss_bytes() {
 
 class HttpLora : public ::testing::Test {
  protected:
-  fs::path root() const { return fs::temp_directory_path() / ("slm-http-lora-" + std::to_string(::getpid())); }
+  fs::path root() const {
+    return fs::temp_directory_path() / ("slm-http-lora-" + std::to_string(::getpid()));
+  }
   fs::path allowed() const { return root() / "adapters"; }
 
   void SetUp() override {
@@ -79,7 +82,8 @@ class HttpLora : public ::testing::Test {
     fs::create_directories(allowed());
     fs::create_directories(root() / "outside");
     const auto base = gguf::File::open(path_);
-    for (uint32_t i = 1; i <= 4; ++i) write_adapter(allowed() / ("a" + std::to_string(i) + ".gguf"), *base, i);
+    for (uint32_t i = 1; i <= 4; ++i)
+      write_adapter(allowed() / ("a" + std::to_string(i) + ".gguf"), *base, i);
     write_adapter(root() / "outside" / "evil.gguf", *base, 99);
     fs::create_symlink(root() / "outside" / "evil.gguf", allowed() / "link.gguf");
   }
@@ -122,9 +126,10 @@ class HttpLora : public ::testing::Test {
   }
 
   // One completion's text (status checked by the caller when wanted).
-  static httplib::Result complete(httplib::Client& c, const std::string& model, const std::vector<int>& prompt,
-                                  int max_tokens) {
-    Json body = {{"prompt", prompt}, {"max_tokens", max_tokens}, {"temperature", 0}, {"ignore_eos", true}};
+  static httplib::Result complete(httplib::Client& c, const std::string& model,
+                                  const std::vector<int>& prompt, int max_tokens) {
+    Json body = {
+        {"prompt", prompt}, {"max_tokens", max_tokens}, {"temperature", 0}, {"ignore_eos", true}};
     if (!model.empty()) body["model"] = model;
     return c.Post("/v1/completions", body.dump(), "application/json");
   }

@@ -16,9 +16,9 @@
 #include <vector>
 
 #include "base/error.h"
+#include "server/lora_server_fixture.h"
 #include "server/request.h"
 #include "server/server.h"
-#include "server/lora_server_fixture.h"
 
 namespace slm::server {
 namespace {
@@ -62,12 +62,15 @@ TEST_F(HttpLora, MixedBatchEqualsEachAlone) {
       if (r && r->status == 200) mixed[i] = Json::parse(r->body)["choices"][0]["text"];
     });
   for (auto& t : threads) t.join();
-  for (int i = 0; i < 8; ++i) EXPECT_EQ(mixed[i], alone[i]) << "request " << i << " on '" << models[i] << "'";
+  for (int i = 0; i < 8; ++i)
+    EXPECT_EQ(mixed[i], alone[i]) << "request " << i << " on '" << models[i] << "'";
 
   auto metrics = c.Get("/metrics");
   ASSERT_TRUE(metrics);
-  EXPECT_NE(metrics->body.find("slm_adapter_requests_total{adapter=\"a1\"} 5"), std::string::npos) << metrics->body;
-  EXPECT_NE(metrics->body.find("slm_adapter_generated_tokens_total{adapter=\"a1\"} 80"), std::string::npos);
+  EXPECT_NE(metrics->body.find("slm_adapter_requests_total{adapter=\"a1\"} 5"), std::string::npos)
+      << metrics->body;
+  EXPECT_NE(metrics->body.find("slm_adapter_generated_tokens_total{adapter=\"a1\"} 80"),
+            std::string::npos);
   EXPECT_NE(metrics->body.find("slm_adapter_requests_total{adapter=\"\"} 5"), std::string::npos);
 }
 
@@ -91,7 +94,8 @@ TEST_F(HttpLora, ModelsAndSelection) {
   auto base = complete(c, "tiny", {1, 450, 4996}, 6);
   auto alias = complete(c, "base-alias", {1, 450, 4996}, 6);
   ASSERT_TRUE(base && alias);
-  EXPECT_EQ(Json::parse(base->body)["choices"][0]["text"], Json::parse(alias->body)["choices"][0]["text"]);
+  EXPECT_EQ(Json::parse(base->body)["choices"][0]["text"],
+            Json::parse(alias->body)["choices"][0]["text"]);
   auto unknown = complete(c, "a9", {1, 450}, 4);
   ASSERT_TRUE(unknown);
   EXPECT_EQ(unknown->status, 404);
@@ -100,8 +104,12 @@ TEST_F(HttpLora, ModelsAndSelection) {
 
 TEST_F(HttpLora, RuntimeLoadingRules) {
   httplib::Client& c = start(2, "k-123");
-  auto post = [&](const Json& body) { return c.Post("/v1/adapters", body.dump(), "application/json"); };
-  auto code = [](const httplib::Result& r) { return Json::parse(r->body)["error"]["code"].get<std::string>(); };
+  auto post = [&](const Json& body) {
+    return c.Post("/v1/adapters", body.dump(), "application/json");
+  };
+  auto code = [](const httplib::Result& r) {
+    return Json::parse(r->body)["error"]["code"].get<std::string>();
+  };
 
   auto r = post({{"name", "hot"}, {"path", (allowed() / "a1.gguf").string()}, {"scale", 0.5}});
   ASSERT_TRUE(r);
@@ -116,8 +124,11 @@ TEST_F(HttpLora, RuntimeLoadingRules) {
   EXPECT_EQ(post({{"name", "tiny"}, {"path", "a2.gguf"}})->status, 409);
   EXPECT_EQ(post({{"name", "base-alias"}, {"path", "a2.gguf"}})->status, 409);
   // Paths outside --lora-dir, however spelled.
-  for (const std::string& p : std::vector<std::string>{(root() / "outside" / "evil.gguf").string(), (allowed() / ".." / "outside" / "evil.gguf").string(),
-                              std::string("../outside/evil.gguf"), std::string("link.gguf"), std::string("/etc/passwd")}) {
+  for (const std::string& p :
+       std::vector<std::string>{(root() / "outside" / "evil.gguf").string(),
+                                (allowed() / ".." / "outside" / "evil.gguf").string(),
+                                std::string("../outside/evil.gguf"), std::string("link.gguf"),
+                                std::string("/etc/passwd")}) {
     r = post({{"name", "x"}, {"path", p}});
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 403) << p << ": " << r->body;
@@ -127,7 +138,8 @@ TEST_F(HttpLora, RuntimeLoadingRules) {
   EXPECT_EQ(r->status, 400);
   EXPECT_EQ(code(r), "file_not_found");
   // Names.
-  for (const std::string& n : std::vector<std::string>{"", "-x", "a b", "a/b", std::string(65, 'a'), "x\"y"}) {
+  for (const std::string& n :
+       std::vector<std::string>{"", "-x", "a b", "a/b", std::string(65, 'a'), "x\"y"}) {
     r = post({{"name", n}, {"path", "a1.gguf"}});
     EXPECT_EQ(r->status, 400) << n;
   }
@@ -147,7 +159,9 @@ TEST_F(HttpLora, RuntimeLoadingRules) {
   EXPECT_EQ(complete(c, "hot", {1, 450}, 4)->status, 404);
   // The key guards loading and removing.
   httplib::Client anon("127.0.0.1", port_);
-  EXPECT_EQ(anon.Post("/v1/adapters", R"({"name":"z","path":"a1.gguf"})", "application/json")->status, 401);
+  EXPECT_EQ(
+      anon.Post("/v1/adapters", R"({"name":"z","path":"a1.gguf"})", "application/json")->status,
+      401);
   EXPECT_EQ(anon.Delete("/v1/adapters/rel")->status, 401);
   EXPECT_EQ(c.Delete("/v1/adapters/rel")->status, 200);
 }

@@ -51,7 +51,8 @@ TEST_F(HttpLora, HotReloadUnderLoadLosesNothingAndLeaksNothing) {
   // Warm-up cycles first: every connection thread's allocator arena and the
   // KV cache pages the slots will touch exist before the baseline is taken.
   constexpr int kWarmup = 30;
-  const int kCycles = std::getenv("SLM_LORA_CYCLES") ? std::atoi(std::getenv("SLM_LORA_CYCLES")) : 100;
+  const int kCycles =
+      std::getenv("SLM_LORA_CYCLES") ? std::atoi(std::getenv("SLM_LORA_CYCLES")) : 100;
   for (int cycle = -kWarmup; cycle < kCycles; ++cycle) {
     auto r = c.Post("/v1/adapters", body_load, "application/json");
     ASSERT_TRUE(r);
@@ -70,7 +71,8 @@ TEST_F(HttpLora, HotReloadUnderLoadLosesNothingAndLeaksNothing) {
       req.method = "POST";
       req.path = "/v1/completions";
       req.set_header("Content-Type", "application/json");
-      req.body = Json{{"model", "hot"}, {"prompt", {1, 450, cycle + 220}}, {"max_tokens", 24}, {"temperature", 0},
+      req.body = Json{{"model", "hot"},     {"prompt", {1, 450, cycle + 220}},
+                      {"max_tokens", 24},   {"temperature", 0},
                       {"ignore_eos", true}, {"stream", true}}
                      .dump();
       req.content_receiver = [&](const char* d, size_t n, uint64_t, uint64_t) {
@@ -92,7 +94,8 @@ TEST_F(HttpLora, HotReloadUnderLoadLosesNothingAndLeaksNothing) {
         stream.find("data: [DONE]") != std::string::npos && cycle >= 0)
       ++finished_after_delete;
     if (cycle >= 0) rss.push_back(rss_bytes());
-    if (cycle >= 0 && cycle % 50 == 0) std::printf("cycle %d: %.1f MiB\n", cycle, static_cast<double>(rss.back()) / 1048576.0);
+    if (cycle >= 0 && cycle % 50 == 0)
+      std::printf("cycle %d: %.1f MiB\n", cycle, static_cast<double>(rss.back()) / 1048576.0);
   }
   stop.store(true);
   for (auto& t : load) t.join();
@@ -106,14 +109,18 @@ TEST_F(HttpLora, HotReloadUnderLoadLosesNothingAndLeaksNothing) {
     std::nth_element(v.begin(), v.begin() + static_cast<long>(v.size() / 2), v.end());
     return static_cast<double>(v[v.size() / 2]);
   };
-  const double first = median({rss.begin(), rss.begin() + 10}), last = median({rss.end() - 10, rss.end()});
+  const double first = median({rss.begin(), rss.begin() + 10}),
+               last = median({rss.end() - 10, rss.end()});
   const double adapter_bytes = static_cast<double>(fs::file_size(allowed() / "a3.gguf"));
-  EXPECT_GT(100 * adapter_bytes, 0.05 * first) << "the adapter is too small for this test to see a leak";
-  EXPECT_LT(last, 1.05 * first) << "RSS grew from " << first << " to " << last << " bytes over 100 cycles";
-  std::printf("RSS (median of 10 cycles) after cycles 1-10: %.1f MiB, after 91-100: %.1f MiB (%+.1f%%); "
-              "adapter %.2f MiB; %d in-flight requests outlived their adapter\n",
-              first / 1048576.0, last / 1048576.0, 100.0 * (last / first - 1), adapter_bytes / 1048576.0,
-              finished_after_delete);
+  EXPECT_GT(100 * adapter_bytes, 0.05 * first)
+      << "the adapter is too small for this test to see a leak";
+  EXPECT_LT(last, 1.05 * first) << "RSS grew from " << first << " to " << last
+                                << " bytes over 100 cycles";
+  std::printf(
+      "RSS (median of 10 cycles) after cycles 1-10: %.1f MiB, after 91-100: %.1f MiB (%+.1f%%); "
+      "adapter %.2f MiB; %d in-flight requests outlived their adapter\n",
+      first / 1048576.0, last / 1048576.0, 100.0 * (last / first - 1), adapter_bytes / 1048576.0,
+      finished_after_delete);
 }
 
 }  // namespace
