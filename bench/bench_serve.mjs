@@ -7,18 +7,25 @@
 //
 //   node bench/bench_serve.mjs MODEL.gguf [--slm build/src/cli/slm] [--streams 1,4,8]
 //        [--prompt-tokens 128] [--gen-tokens 128] [--threads N] [--runs 1] [--json]
+//        [--adapters N --rank R]
+//
+// --adapters N: serve N random LoRA adapters of rank R (default 16) on all
+// seven projections (PEFT folders written to a temporary folder and imported
+// with `slm lora import`); stream i uses adapter i mod N.
 //
 // Needs only Node 20 (no npm packages). Prompts are token ids (so their
 // length is exact whatever the vocabulary) and generation ignores end-of-text
 // tokens, so every stream produces exactly --gen-tokens tokens.
-import { spawn } from "node:child_process";
+import { spawn, execFileSync } from "node:child_process";
+import os from "node:os";
 import path from "node:path";
 import fs from "node:fs";
 import { fileURLToPath } from "node:url";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const opts = { slm: process.env.SLM_BIN || path.resolve(here, "../build/src/cli/slm"), streams: "1,4,8",
-               "prompt-tokens": "128", "gen-tokens": "128", threads: "", runs: "1", json: false, model: "" };
+               "prompt-tokens": "128", "gen-tokens": "128", threads: "", runs: "1", json: false, model: "",
+               adapters: "0", rank: "16" };
 const argv = process.argv.slice(2);
 for (let i = 0; i < argv.length; i++) {
   const a = argv[i];
@@ -32,10 +39,55 @@ const streams = opts.streams.split(",").map(Number);
 const promptTokens = Number(opts["prompt-tokens"]), genTokens = Number(opts["gen-tokens"]);
 const maxStreams = Math.max(...streams);
 
+// Random PEFT adapters for the model's shapes, imported to GGUF: [name, file].
+function makeAdapters(n, r) {
+  if (n <= 0) return [];
+  const info = execFileSync(opts.slm, ["info", "--model", opts.model, "--no-tensors"], { encoding: "utf8" });
+  const m = info.match(/layers:\s+(\d+), n_embd (\d+), heads (\d+) \(kv (\d+)\), head_dim (\d+)/);
+  const ff = Number(info.match(/feed-forward:\s+(\d+)/)[1]);
+  const [layers, embd, heads, kv, hd] = m.slice(1).map(Number);
+  const mods = [["self_attn", "q_proj", embd, heads * hd], ["self_attn", "k_proj", embd, kv * hd],
+    ["self_attn", "v_proj", embd, kv * hd], ["self_attn", "o_proj", heads * hd, embd],
+    ["mlp", "gate_proj", embd, ff], ["mlp", "up_proj", embd, ff], ["mlp", "down_proj", ff, embd]];
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "slm-bench-lora-"));
+  process.on("exit", () => fs.rmSync(dir, { recursive: true, force: true }));
+  const out = [];
+  for (let a = 0; a < n; a++) {
+    let s = 12345 + a;
+    const next = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32 - 0.5) * 0.02;
+    const header = {}, bufs = [];
+    let off = 0;
+    for (let l = 0; l < layers; l++)
+      for (const [parent, mod, nIn, nOut] of mods)
+        for (const [ab, shape] of [["A", [r, nIn]], ["B", [nOut, r]]]) {
+          const data = Float32Array.from({ length: shape[0] * shape[1] }, next);
+          header[`base_model.model.model.layers.${l}.${parent}.${mod}.lora_${ab}.weight`] =
+            { dtype: "F32", shape, data_offsets: [off, off + data.byteLength] };
+          off += data.byteLength;
+          bufs.push(Buffer.from(data.buffer));
+        }
+    let h = JSON.stringify(header);
+    while (h.length % 8) h += " ";
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(h.length));
+    const peft = path.join(dir, `peft${a}`);
+    fs.mkdirSync(peft);
+    fs.writeFileSync(path.join(peft, "adapter_model.safetensors"), Buffer.concat([len, Buffer.from(h), ...bufs]));
+    fs.writeFileSync(path.join(peft, "adapter_config.json"),
+                     JSON.stringify({ peft_type: "LORA", r, lora_alpha: 2 * r, target_modules: mods.map((x) => x[1]) }));
+    const file = path.join(dir, `a${a}.gguf`);
+    execFileSync(opts.slm, ["lora", "import", peft, "-o", file, "--model", opts.model], { stdio: "ignore" });
+    out.push([`a${a}`, file]);
+  }
+  return out;
+}
+const adapters = makeAdapters(Number(opts.adapters), Number(opts.rank));
+
 function startServer() {
   const args = ["serve", "--model", opts.model, "--host", "127.0.0.1", "--port", "0", "--parallel", String(maxStreams),
                 "--ctx-size", String(promptTokens + genTokens + 8), "--max-queue", "0"];
   if (opts.threads) args.push("--threads", opts.threads);
+  for (const [name, file] of adapters) args.push("--lora", `${name}=${file}`);
   const proc = spawn(opts.slm, args, { stdio: ["ignore", "pipe", "pipe"] });
   let out = "", err = "";
   proc.stdout.on("data", (d) => { out += d; });
@@ -62,11 +114,11 @@ function promptFor(stream, run, n) {
   return ids;
 }
 
-async function oneStream(url, prompt) {
+async function oneStream(url, prompt, stream = 0) {
   const t0 = performance.now();
   const r = await fetch(`${url}/v1/completions`, {
     method: "POST", headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ prompt, max_tokens: genTokens, temperature: 0, ignore_eos: true, stream: true,
+    body: JSON.stringify({ ...(adapters.length ? { model: adapters[stream % adapters.length][0] } : {}), prompt, max_tokens: genTokens, temperature: 0, ignore_eos: true, stream: true,
                            stream_options: { include_usage: true } }),
   });
   if (!r.ok) throw new Error(`${r.status} ${await r.text()}`);
@@ -98,7 +150,7 @@ const results = [];
 for (const n of streams) {
   for (let run = 0; run < Number(opts.runs); run++) {
     const t0 = performance.now();
-    const rs = await Promise.all(Array.from({ length: n }, (_, i) => oneStream(srv.url, promptFor(i, run + n * 10, promptTokens))));
+    const rs = await Promise.all(Array.from({ length: n }, (_, i) => oneStream(srv.url, promptFor(i, run + n * 10, promptTokens), i)));
     const wall = (performance.now() - t0) / 1000;
     const tokens = rs.reduce((a, r) => a + r.tokens, 0);
     // Generation phase only: from the last first token to the last end, when all streams decode together.
@@ -121,7 +173,7 @@ srv.proc.kill("SIGTERM");
 if (opts.json) {
   for (const r of results) console.log(JSON.stringify(r));
 } else {
-  console.log(`model ${path.basename(opts.model)}, prompt ${promptTokens} + generate ${genTokens} tokens per stream`);
+  console.log(`model ${path.basename(opts.model)}${adapters.length ? `, ${adapters.length} adapters of rank ${opts.rank}` : ""}, prompt ${promptTokens} + generate ${genTokens} tokens per stream`);
   console.log("streams | aggregate gen tok/s | per-stream tok/s | TTFT mean / p50 / max (ms)");
   for (const r of results)
     console.log(`${String(r.streams).padStart(7)} | ${String(r.aggregate_tok_s).padStart(19)} | ${String(r.per_stream_tok_s).padStart(16)} | ${r.ttft_ms_mean} / ${r.ttft_ms_p50} / ${r.ttft_ms_max}`);

@@ -53,6 +53,10 @@ for t in "${targets[@]}"; do
       printf '\001' >"$corpus/config" && cat "$fixtures/hf/tiny-qwen3/config.json" >>"$corpus/config" 2>/dev/null || true
       printf '%s' $'\001{"architectures":["Gemma3ForConditionalGeneration"],"text_config":{"hidden_size":64,"intermediate_size":128,"num_hidden_layers":6,"rope_scaling":{"rope_type":"linear","factor":8.0}}}' >"$corpus/gemma3"
       printf '%s' $'\001{"architectures":["LlamaForCausalLM"],"hidden_size":64,"intermediate_size":128,"num_hidden_layers":2,"num_attention_heads":4,"vocab_size":10,"rope_scaling":{"rope_type":"llama3","factor":8.0,"original_max_position_embeddings":8192}}' >"$corpus/llama3" ;;
+    fuzz_lora_config)
+      printf '%s' '{"peft_type":"LORA","r":16,"lora_alpha":32,"lora_dropout":0.05,"bias":"none","use_rslora":false,"use_dora":false,"modules_to_save":null,"rank_pattern":{},"alpha_pattern":{},"target_modules":["q_proj","k_proj","v_proj","o_proj","gate_proj","up_proj","down_proj"],"task_type":"CAUSAL_LM"}' >"$corpus/list.json"
+      printf '%s' '{"r":8,"lora_alpha":16,"use_rslora":true,"target_modules":"model\\.layers\\.[0-9]+\\.(self_attn|mlp)\\.(q|k|v|o|gate|up|down)_proj"}' >"$corpus/regex.json"
+      printf '%s' '{"r":4,"target_modules":"all-linear","layers_to_transform":[0,1]}' >"$corpus/all.json" ;;
     fuzz_grammar)
       # First byte: even ('0') = GBNF, odd ('1') = JSON Schema; a NUL ends the grammar.
       printf '%s\0%s' '0root ::= obj

@@ -64,10 +64,31 @@ struct LinearOut {
   float* y;
 };
 
+// One sequence's LoRA delta on one matrix: y [m][n_out] += B (A x),
+// x [m][n_in], through t [m][r] (scratch the caller owns). a and bt are F32
+// (the adapter's own copies); bt is B transposed.
+struct LoraSegment {
+  const Linear* a;   // [n_in, r]: r rows of n_in
+  const Linear* bt;  // [n_out, r]: r rows of n_out
+  const float* x;
+  float* t;
+  float* y;
+  int64_t m;
+};
+
 // Per-caller buffers the ops reuse across calls, grown on first use so the
 // token loop allocates nothing once warm.
+// A piece of Backend::lora's work: outputs [first, first + count) of the
+// segments lora_order[begin, end), which share one matrix.
+struct LoraTask {
+  size_t begin, end;
+  int64_t first, count;
+};
+
 struct Workspace {
   ThreadPool* pool = nullptr;   // set by the caller for each call
+  std::vector<LoraTask> lora;   // Backend::lora's task list
+  std::vector<size_t> lora_order;  // its segments grouped by matrix
   std::vector<uint8_t> matmul;  // quantized activations
   std::vector<float> scores;    // attention scores [n_threads][longest context]
 };
@@ -97,6 +118,13 @@ class Backend {
     const LinearOut out{&w, y};
     linear(std::span<const LinearOut>(&out, 1), x, n, ws);
   }
+
+  // Every segment's low-rank delta, added into its y: all "shrink" products
+  // (t = A x) in one pass over the pool, then all "expand" products
+  // (y += B t) in another (Punica's SGMV), so a step's adapters cost two
+  // wake-ups per call however many sequences use them; segments on the same
+  // adapter read each of its rows once for all their rows.
+  virtual void lora(std::span<const LoraSegment> segs, Workspace& ws) const = 0;
 
   // out[i][0..cols) = row ids[i] of table, as float.
   virtual void embed(const MatrixView& table, std::span<const int32_t> ids, float* out) const = 0;

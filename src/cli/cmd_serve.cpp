@@ -50,10 +50,12 @@ std::vector<std::string> interface_addresses(bool v6) {
 }
 
 constexpr const char* kUsage =
-    "usage: slm serve [[--model] M] [--host 127.0.0.1] [--port 8080] [--parallel N] [--ctx-size N]\n"
+    "usage: slm serve [[--model] M] [--host 127.0.0.1] [--port 8080] [--parallel N] [--ctx-size "
+    "N]\n"
     "                 [--threads N] [--api-key K | --api-key-file F] [--cost-per-hour USD] "
     "[--watts W]\n"
-    "                 [--log-prompts] [--insecure-no-auth]\n"
+    "                 [--log-prompts] [--insecure-no-auth] [--lora NAME=F[:SCALE]]... [--lora-dir "
+    "D]...\n"
     "  An OpenAI-compatible server: POST /v1/chat/completions, /v1/completions; GET /v1/models,\n"
     "  /health, /metrics (Prometheus), and a chat page at /.\n"
     "  --model M          a GGUF file or a store name (default: $SLM_MODEL, then the store's "
@@ -75,6 +77,11 @@ constexpr const char* kUsage =
     "  --cost-per-hour U  machine cost in USD per hour, for cost-per-token estimates\n"
     "  --watts W          power draw, for energy-per-token estimates\n"
     "  --log-prompts      log prompt text (never logged otherwise)\n"
+    "  --lora NAME=F[:S]  serve LoRA adapter F (llama.cpp GGUF layout, scale S) as model NAME;\n"
+    "                     repeatable. Requests pick it with \"model\": NAME, in the same batches\n"
+    "  --lora-dir D       allow POST /v1/adapters {name, path, scale} to load files inside D\n"
+    "                     (repeatable; DELETE /v1/adapters/NAME removes one)\n"
+    "  --alias A          another name the base model answers to (repeatable)\n"
     "  --insecure-no-auth allow a non-loopback address without an API key\n";
 
 int run_serve(int argc, char** argv) {
@@ -82,7 +89,7 @@ int run_serve(int argc, char** argv) {
       argc, argv,
       {"--model", "--host", "--port", "--parallel", "--ctx-size", "--threads", "--api-key",
        "--api-key-file", "--cost-per-hour", "--watts", "--max-queue", "--timeout",
-       "--prefill-chunk", "--kv-type", "--draft", "--draft-max"},
+       "--prefill-chunk", "--kv-type", "--draft", "--draft-max", "--lora", "--lora-dir", "--alias"},
       {"--help", "--log-prompts", "--insecure-no-auth", "--allow-long-context"},
       {{"-m", "--model"}, {"-c", "--ctx-size"}, {"-t", "--threads"}, {"-np", "--parallel"}});
   if (args.flag("--help")) {
@@ -122,6 +129,15 @@ int run_serve(int argc, char** argv) {
   sched.kv_type = kv_type_option(args);
   sched.draft_max = draft_option(args);
   const int64_t ctx_arg = args.get_int("--ctx-size", 0, 0, int64_t{1} << 24);
+
+  server::BackendOptions extra;
+  for (const std::string& a : args.get_all("--lora"))
+    extra.adapters.push_back(server::parse_adapter_spec(a));
+  extra.lora_dirs = args.get_all("--lora-dir");
+  for (const std::string& a : args.get_all("--alias")) {
+    if (a.empty()) throw UsageError("--alias must not be empty");
+    extra.aliases.push_back(a);
+  }
 
   const store::ResolvedModel resolved = store::resolve_model(model_spec);
   std::string model_id = resolved.name;
@@ -177,7 +193,7 @@ int run_serve(int argc, char** argv) {
   std::shared_ptr<server::Backend> backend;
   try {
     sched.n_ctx = ctx_arg;
-    backend = server::load_backend(resolved.path, model_id, sched, &srv.metrics());
+    backend = server::load_backend(resolved.path, model_id, sched, &srv.metrics(), extra);
   } catch (...) {
     srv.stop();
     srv.wait();
@@ -196,6 +212,10 @@ int run_serve(int argc, char** argv) {
                 so.api_key.empty() ? "" : ", API key required");
   server::log_line(ready);
   if (backend->template_is_fallback) server::log_line("the model has no chat template; chat requests use ChatML");
+  for (const auto& e : backend->adapters.list())
+    server::log_line("adapter " + e->name + ": " + e->path + " (scale " + std::to_string(e->scale) + ", " +
+                     std::to_string(e->adapter->n_matrices()) + " matrices, rank " +
+                     std::to_string(e->adapter->max_rank()) + ")");
   srv.set_backend(std::move(backend));
   srv.wait();
   return interrupted.load() ? 0 : 1;

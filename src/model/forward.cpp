@@ -51,21 +51,31 @@ struct Forward {
   }
 
   // y += B (A x) over each adapted sequence's rows (Punica-style segments:
-  // the base product above ran once for every row of the step).
+  // the base product above ran once for every row of the step; the deltas
+  // of every output and sequence go to the backend as one batch).
   void add_lora(std::span<const backend::LinearOut> outs, const float* x) {
+    s.lora_segs_.clear();
+    size_t nt = 0;
+    for (const backend::LinearOut& o : outs)
+      for (const SeqRows& sr : b.seqs) {
+        if (sr.adapter == nullptr) continue;
+        if (const LoraPair* p = sr.adapter->find(o.w))
+          nt += static_cast<size_t>(sr.n_rows * p->a.rows());
+      }
+    if (nt == 0) return;
+    if (s.lora_t_.size() < nt) s.lora_t_.resize(nt);
+    size_t t0 = 0;
     for (const backend::LinearOut& o : outs)
       for (const SeqRows& sr : b.seqs) {
         if (sr.adapter == nullptr) continue;
         const LoraPair* p = sr.adapter->find(o.w);
         if (p == nullptr) continue;
-        const int64_t cols = o.w->cols(), rows = o.w->rows(), m = sr.n_rows;
-        const size_t nt = static_cast<size_t>(m * p->a.rows()), nd = static_cast<size_t>(m * rows);
-        if (s.lora_t_.size() < nt) s.lora_t_.resize(nt);
-        if (s.lora_d_.size() < nd) s.lora_d_.resize(nd);
-        be.linear(p->a, x + sr.row0 * cols, m, s.lora_t_.data(), s.ws_);  // [m][rank]
-        be.linear(p->b, s.lora_t_.data(), m, s.lora_d_.data(), s.ws_);     // [m][rows]
-        be.add(o.y + sr.row0 * rows, s.lora_d_.data(), m * rows);
+        const int64_t cols = o.w->cols(), rows = o.w->rows();
+        s.lora_segs_.push_back({&p->a, &p->bt, x + sr.row0 * cols, s.lora_t_.data() + t0,
+                                o.y + sr.row0 * rows, sr.n_rows});
+        t0 += static_cast<size_t>(sr.n_rows * p->a.rows());
       }
+    be.lora(s.lora_segs_, s.ws_);
   }
 
   // Describes the step once: each sequence's rows and positions.

@@ -87,8 +87,9 @@ class Scratch {
   std::vector<int32_t> expert_order_;  // router sort buffer [n_expert]
   std::vector<float> out_rows_;        // final-norm rows needing logits [rows][n_embd]
   std::vector<float> logits_;          // logits of those rows [rows][n_vocab], grown on demand
-  std::vector<float> lora_t_;          // A x of one sequence's rows [rows][rank], grown on demand
-  std::vector<float> lora_d_;          // B (A x) [rows][n_out], grown on demand
+  std::vector<float>
+      lora_t_;  // A x of every adapted segment of one call [rows][rank], grown on demand
+  std::vector<backend::LoraSegment> lora_segs_;  // one call's LoRA segments (outputs x sequences)
 };
 
 // Advances every chunk's session by its tokens in one pass: the weight

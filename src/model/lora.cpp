@@ -222,23 +222,24 @@ std::shared_ptr<const LoraAdapter> LoraAdapter::build(const Model& base, std::ve
     for (const Piece& p : list) r_total += p.t->rank;
     Owned& o = ad->pairs_[w];
     o.a.resize(static_cast<size_t>(r_total * n_in));
-    o.b.assign(static_cast<size_t>(rows * r_total), 0.0f);
+    o.b.assign(static_cast<size_t>(r_total * rows), 0.0f);
     int64_t k0 = 0;
     for (const Piece& p : list) {
       const Tensors& t = *p.t;
       std::copy(t.a.begin(), t.a.end(), o.a.begin() + k0 * n_in);
-      // B' [rows][r_total]: this piece's columns, its rows of B, scaled.
+      // B'^T [r_total][rows]: this piece's rows k0.., its rows of B, scaled.
       for (int64_t row = 0; row < rows; ++row)
         for (int64_t k = 0; k < t.rank; ++k)
-          o.b[static_cast<size_t>(row * r_total + k0 + k)] = t.scale * t.b[static_cast<size_t>((p.row0 + row) * t.rank + k)];
+          o.b[static_cast<size_t>((k0 + k) * rows + row)] =
+              t.scale * t.b[static_cast<size_t>((p.row0 + row) * t.rank + k)];
       k0 += t.rank;
     }
     o.pair.a.view = {DType::F32, reinterpret_cast<const uint8_t*>(o.a.data()), r_total, n_in};
     o.pair.a.role = w->role;
-    o.pair.b.view = {DType::F32, reinterpret_cast<const uint8_t*>(o.b.data()), rows, r_total};
-    o.pair.b.role = w->role;
+    o.pair.bt.view = {DType::F32, reinterpret_cast<const uint8_t*>(o.b.data()), r_total, rows};
+    o.pair.bt.role = w->role;
     base.backend().prepare(o.pair.a, false);
-    base.backend().prepare(o.pair.b, false);
+    base.backend().prepare(o.pair.bt, false);
     ad->max_rank_ = std::max(ad->max_rank_, r_total);
     ad->max_rows_ = std::max(ad->max_rows_, rows);
   }

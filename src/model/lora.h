@@ -35,10 +35,11 @@ struct LoraFile {
 // "PATH" or "PATH:SCALE" (the last ':' when what follows is a number).
 LoraFile parse_lora_argument(const std::string& arg);
 
-// The low-rank pair of one base matrix: delta y [n][rows] = b(a(x)).
+// The low-rank pair of one base matrix: delta y [n][n_out] = B (A x), with
+// B kept transposed so the expand step is r row updates of y (backend lora()).
 struct LoraPair {
-  backend::Linear a;  // [n_in, r]: r rows of n_in
-  backend::Linear b;  // [r, n_out]: n_out rows of r, scales folded in
+  backend::Linear a;   // [n_in, r]: r rows of n_in
+  backend::Linear bt;  // [n_out, r]: r rows of n_out (B transposed), scales folded in
 };
 
 class LoraAdapter {

@@ -43,6 +43,7 @@ struct StreamState {
   bool done = false;
   Clock::time_point t0, last_write;
   std::string id;
+  std::string adapter;  // its name for the metrics; "": the base
 };
 
 }  // namespace detail
@@ -126,10 +127,18 @@ void Server::Impl::generate(Endpoint endpoint, const httplib::Request& req,
     limits.max_tokens_cap = opt.max_tokens_cap > 0 ? opt.max_tokens_cap : sched.n_ctx();
     const auto parsed = std::make_shared<const ParsedRequest>(parse_request(endpoint, req.body, limits));
     const ParsedRequest& r = *parsed;
-    if (!r.model.empty() && r.model != b->model_id)
-      throw ApiError(
-          404, "the model '" + r.model + "' does not exist; this server runs '" + b->model_id + "'",
-          "model", "model_not_found");
+    // "model" picks the base (absent, its id or an alias) or a LoRA adapter.
+    std::shared_ptr<const AdapterEntry> adapter;
+    if (!b->is_base_name(r.model)) {
+      adapter = b->adapters.find(r.model);
+      if (!adapter)
+        throw ApiError(404,
+                       "the model '" + log_safe(r.model, 200) +
+                           "' does not exist; this server runs '" + b->model_id +
+                           "' and its adapters (GET /v1/models)",
+                       "model", "model_not_found");
+    }
+    const std::string& model_name = adapter ? adapter->name : b->model_id;
 
     Prompt prompt = build_prompt(*b, r);
     const int64_t n_prompt = static_cast<int64_t>(prompt.tokens.size());
@@ -152,6 +161,9 @@ void Server::Impl::generate(Endpoint endpoint, const httplib::Request& req,
     jr.strip_leading_space = prompt.strip_leading_space;
     jr.deadline = Clock::now() + std::chrono::seconds(opt.request_timeout_s);
     jr.grammar = detail::request_grammar(*b, r);
+    // The request holds the adapter: removing it from the registry now does
+    // not end this request.
+    if (adapter) jr.adapter = adapter->adapter;
 
     std::shared_ptr<engine::Job> job;
     try {
@@ -167,12 +179,13 @@ void Server::Impl::generate(Endpoint endpoint, const httplib::Request& req,
 
     const tokenizer::Tokenizer* tok = &*b->tokenizer;
     auto writer = std::make_unique<ResponseWriter>(
-        endpoint, b->model_id, r.include_usage,
+        endpoint, model_name, r.include_usage,
         [tok](int32_t id) { return tok->token_to_piece(id, false); });
     log_line(writer->id() + ": " + std::to_string(n_prompt) + " prompt tokens, max " +
              std::to_string(
                  r.max_tokens.value_or(std::min(limits.max_tokens_cap, sched.n_ctx() - n_prompt))) +
-             (r.stream ? ", streaming" : ""));
+             (r.stream ? ", streaming" : "") +
+             (adapter ? ", adapter " + adapter->name : std::string()));
     if (opt.log_prompts) log_line(writer->id() + " prompt: " + log_safe(prompt.text, 1 << 20));
 
     if (r.stream) {
@@ -185,18 +198,21 @@ void Server::Impl::generate(Endpoint endpoint, const httplib::Request& req,
       st->t0 = t0;
       st->last_write = Clock::now();
       st->id = writer->id();
+      st->adapter = adapter ? adapter->name : std::string();
       st->writer = std::move(writer);
       stream(std::move(st), res);
     } else {
-      respond_whole(*b, job, *writer, r, writer->id(), t0, res);
+      respond_whole(*b, job, *writer, r, writer->id(), adapter ? adapter->name : std::string(), t0,
+                    res);
     }
   } catch (const ApiError& e) {
     send_error(res, e);
   }
 }
 
-void Server::Impl::respond_whole(const Backend& b, const std::shared_ptr<engine::Job>& job, ResponseWriter& writer,
-                                 const ParsedRequest& r, const std::string& id,
+void Server::Impl::respond_whole(const Backend& b, const std::shared_ptr<engine::Job>& job,
+                                 ResponseWriter& writer, const ParsedRequest& r,
+                                 const std::string& id, const std::string& adapter,
                                  Clock::time_point t0, httplib::Response& res) {
   std::string text;
   std::vector<engine::TokenLogprob> logprobs;
@@ -211,6 +227,7 @@ void Server::Impl::respond_whole(const Backend& b, const std::shared_ptr<engine:
     logprobs.insert(logprobs.end(), u.logprobs.begin(), u.logprobs.end());
     if (u.done) break;
   }
+  metrics.on_adapter_request(adapter, u.n_generated);
   const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
   log_line(id + ": " + std::string(engine::finish_reason_name(u.finish)) + " after " +
            std::to_string(u.n_generated) + " tokens (" + std::to_string(u.n_cached) +
@@ -274,6 +291,7 @@ void Server::Impl::stream(std::shared_ptr<StreamState> st, httplib::Response& re
         }
         if (u.done) {
           st->done = true;
+          metrics.on_adapter_request(st->adapter, u.n_generated);
           if (u.finish == engine::FinishReason::kError) {
             out += sse_event(
                 dump_json(error_json(ApiError(error_status(u), u.error, {}, {}, "server_error"))));

@@ -2,7 +2,9 @@
 // endpoint and status, prompt / cached / generated tokens, histograms of time
 // to first token and time per output token, queue length, running sequences,
 // KV cache use, recent generation speed, and estimates of cost and energy per
-// token from the operator's --cost-per-hour and --watts.
+// token from the operator's --cost-per-hour and --watts, and finished
+// requests and generated tokens per LoRA adapter (label adapter="NAME"; the
+// base model is adapter="").
 //
 // The engine reports prompts, steps and token times through the
 // EngineObserver interface, which Metrics implements; the HTTP layer reports
@@ -56,6 +58,9 @@ class Metrics : public engine::EngineObserver {
   void set_model(std::string model);
 
   void on_request(std::string_view endpoint, int status);
+  // A completion request finished (any finish reason) on adapter ("": the
+  // base model) after generating n_generated tokens.
+  void on_adapter_request(std::string_view adapter, int64_t n_generated);
   void on_prompt(int64_t n_prompt, int64_t n_cached) override;
   void on_first_token(double seconds) override;
   void on_token_interval(double seconds) override;
@@ -79,6 +84,10 @@ class Metrics : public engine::EngineObserver {
   mutable std::mutex mutex_;
   MetricsInfo info_;
   std::map<std::pair<std::string, int>, uint64_t> requests_;
+  struct AdapterCounts {
+    uint64_t requests = 0, generated = 0;
+  };
+  std::map<std::string, AdapterCounts, std::less<>> adapters_;  // "" is the base
   uint64_t prompt_tokens_ = 0, cached_tokens_ = 0, generated_tokens_ = 0;
   double busy_seconds_ = 0;
   Histogram ttft_, tpot_, step_;

@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <filesystem>
 #include <memory>
 #include <string>
 
@@ -87,6 +88,7 @@ const char* endpoint_label(const std::string& path) {
   if (path == "/v1/chat/completions") return "chat_completions";
   if (path == "/v1/completions") return "completions";
   if (path.rfind("/v1/models", 0) == 0) return "models";
+  if (path.rfind("/v1/adapters", 0) == 0) return "adapters";
   if (path == "/health") return "health";
   if (path == "/metrics") return "metrics";
   if (path == "/") return "web";
@@ -103,8 +105,14 @@ bool is_loopback_host(const std::string& host) {
   return host == "localhost" || host == "::1" || host == "[::1]" || host.rfind("127.", 0) == 0;
 }
 
+bool Backend::is_base_name(std::string_view name) const {
+  return name.empty() || name == model_id ||
+         std::find(aliases.begin(), aliases.end(), name) != aliases.end();
+}
+
 std::shared_ptr<Backend> load_backend(const std::string& path, const std::string& model_id,
-                                      const engine::SchedulerOptions& options, Metrics* metrics) {
+                                      const engine::SchedulerOptions& options, Metrics* metrics,
+                                      const BackendOptions& extra) {
   auto b = std::make_shared<Backend>();
   b->model = model::Model::load(path);
   b->tokenizer.emplace(tokenizer::Tokenizer::from_gguf(b->model->file()));
@@ -121,6 +129,22 @@ std::shared_ptr<Backend> load_backend(const std::string& path, const std::string
     b->template_is_fallback = true;
   }
   b->model_id = model_id;
+  b->aliases = extra.aliases;
+  std::vector<std::string> reserved = extra.aliases;
+  reserved.push_back(model_id);
+  b->adapters.set_reserved(std::move(reserved));
+  b->adapters.set_allowed_dirs(extra.lora_dirs);
+  for (const AdapterSpec& a : extra.adapters) {
+    if (b->adapters.find(a.name)) throw Error("--lora: the name '" + a.name + "' is given twice");
+    if (b->is_base_name(a.name)) throw Error("--lora: '" + a.name + "' is the base model's name");
+    auto e = std::make_shared<AdapterEntry>();
+    e->name = a.name;
+    e->path = a.file.path;
+    e->scale = a.file.scale;
+    e->created = std::time(nullptr);
+    e->adapter = model::LoraAdapter::load(*b->model, {a.file});
+    b->adapters.add(std::move(e), false);
+  }
   engine::SchedulerOptions so = options;
   if (so.n_ctx == 0) so.n_ctx = std::min<int64_t>(b->model->config().n_ctx_train, kDefaultMaxCtx);
   b->scheduler = std::make_unique<engine::Scheduler>(*b->model, tok, so, metrics);
@@ -238,29 +262,94 @@ void Server::Impl::setup() {
   auto model_json = [](const Backend& b) {
     return OJson{{"id", b.model_id}, {"object", "model"}, {"created", 0}, {"owned_by", "slm"}};
   };
-  http.Get("/v1/models", [this, model_json](const httplib::Request&, httplib::Response& res) {
+  auto adapter_json = [](const Backend& b, const AdapterEntry& e) {
+    return OJson{{"id", e.name},         {"object", "model"},
+                 {"created", e.created}, {"owned_by", "slm"},
+                 {"parent", b.model_id}, {"root", b.model_id},
+                 {"scale", e.scale},     {"rank", e.adapter->max_rank()}};
+  };
+  http.Get("/v1/models", [this, model_json, adapter_json](const httplib::Request&,
+                                                          httplib::Response& res) {
     try {
       const auto b = ready_backend();
-      res.set_content(
-          dump_json(OJson{{"object", "list"}, {"data", OJson::array({model_json(*b)})}}), kJson);
+      OJson data = OJson::array({model_json(*b)});
+      for (const auto& e : b->adapters.list()) data.push_back(adapter_json(*b, *e));
+      res.set_content(dump_json(OJson{{"object", "list"}, {"data", std::move(data)}}), kJson);
     } catch (const ApiError& e) {
       send_error(res, e);
     }
   });
   http.Get(R"(/v1/models/(.+))",
-           [this, model_json](const httplib::Request& req, httplib::Response& res) {
+           [this, model_json, adapter_json](const httplib::Request& req, httplib::Response& res) {
              try {
                const auto b = ready_backend();
-               if (req.matches[1] != b->model_id)
+               const std::string name = req.matches[1];
+               if (b->is_base_name(name)) {
+                 res.set_content(dump_json(model_json(*b)), kJson);
+               } else if (const auto e = b->adapters.find(name)) {
+                 res.set_content(dump_json(adapter_json(*b, *e)), kJson);
+               } else {
                  throw ApiError(404,
-                                "the model '" + std::string(req.matches[1]) +
-                                    "' does not exist; this server runs '" + b->model_id + "'",
+                                "the model '" + log_safe(name, 200) +
+                                    "' does not exist; this server runs '" + b->model_id +
+                                    "' and its adapters (GET /v1/models)",
                                 "model", "model_not_found");
-               res.set_content(dump_json(model_json(*b)), kJson);
+               }
              } catch (const ApiError& e) {
                send_error(res, e);
              }
            });
+  // Run-time adapters: files inside --lora-dir only (AdapterRegistry).
+  http.Post("/v1/adapters", [this, adapter_json](const httplib::Request& req,
+                                                 httplib::Response& res) {
+    try {
+      const auto b = ready_backend();
+      const nlohmann::json j = nlohmann::json::parse(req.body, nullptr, false);
+      if (j.is_discarded() || !j.is_object())
+        throw ApiError(400, "the body must be a JSON object {\"name\", \"path\", \"scale\"}");
+      auto str = [&](const char* key) {
+        if (!j.contains(key) || !j[key].is_string())
+          throw ApiError(400, std::string("'") + key + "' must be a string", key);
+        return j[key].get<std::string>();
+      };
+      const std::string name = str("name"), path = str("path");
+      float scale = 1.0f;
+      if (j.contains("scale") && !j["scale"].is_null()) {
+        if (!j["scale"].is_number()) throw ApiError(400, "'scale' must be a number", "scale");
+        scale = j["scale"].get<float>();
+      }
+      bool replace = false;
+      if (j.contains("replace") && !j["replace"].is_null()) {
+        if (!j["replace"].is_boolean())
+          throw ApiError(400, "'replace' must be true or false", "replace");
+        replace = j["replace"].get<bool>();
+      }
+      if (const std::string why = adapter_name_problem(name); !why.empty())
+        throw ApiError(400, why, "name");
+      const std::filesystem::path file = b->adapters.resolve_runtime_path(path);
+      const auto e = b->adapters.load(*b->model, name, file.string(), scale, replace);
+      log_line("adapter '" + name + "' loaded from " + log_safe(file.string(), 400) + " (scale " +
+               std::to_string(scale) + ", rank " + std::to_string(e->adapter->max_rank()) + ")");
+      res.status = 201;
+      res.set_content(dump_json(adapter_json(*b, *e)), kJson);
+    } catch (const ApiError& e) {
+      send_error(res, e);
+    }
+  });
+  http.Delete(R"(/v1/adapters/(.+))", [this](const httplib::Request& req, httplib::Response& res) {
+    try {
+      const auto b = ready_backend();
+      const std::string name = req.matches[1];
+      if (!b->adapters.remove(name))
+        throw ApiError(404, "no adapter named '" + log_safe(name, 200) + "' is loaded", "name",
+                       "model_not_found");
+      log_line("adapter '" + name + "' removed");
+      res.set_content(dump_json(OJson{{"id", name}, {"object", "model"}, {"deleted", true}}),
+                      kJson);
+    } catch (const ApiError& e) {
+      send_error(res, e);
+    }
+  });
   http.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
     generate(Endpoint::kChat, req, res);
   });

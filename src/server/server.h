@@ -21,14 +21,17 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "chat/template.h"
-#include "model/model.h"
-#include "server/auth.h"
-#include "server/metrics.h"
 #include "engine/constraint.h"
 #include "engine/scheduler.h"
 #include "engine/tool_calls.h"
+#include "model/model.h"
+#include "server/adapters.h"
+#include "server/auth.h"
+#include "server/metrics.h"
 #include "tokenizer/tokenizer.h"
 
 namespace slm::server {
@@ -60,7 +63,20 @@ struct Backend {
   engine::ToolFormat tool_format = engine::ToolFormat::kHermes;  // its tool-call syntax
   engine::GrammarCache grammars{256};  // compiled response formats and tool grammars
   std::string model_id;
+  std::vector<std::string> aliases;  // other names the base answers to (--alias)
+  // Named LoRA adapters (after the model: destroyed first, as they refer to it).
+  AdapterRegistry adapters;
   std::unique_ptr<engine::Scheduler> scheduler;
+
+  // Whether name picks the base: empty, the model id or an alias.
+  bool is_base_name(std::string_view name) const;
+};
+
+// Serving options beyond the scheduler's.
+struct BackendOptions {
+  std::vector<AdapterSpec> adapters;   // --lora NAME=FILE[:SCALE], loaded at start
+  std::vector<std::string> lora_dirs;  // --lora-dir: where run-time loads may read
+  std::vector<std::string> aliases;    // --alias
 };
 
 // Loads path and starts a scheduler over it. model_id names it in the API.
@@ -69,8 +85,10 @@ struct Backend {
 // allocated up front, so the default must stay modest. Throws slm::Error
 // naming what failed.
 inline constexpr int64_t kDefaultMaxCtx = 8192;
+// Adapters in extra that do not fit the model are an slm::Error naming them.
 std::shared_ptr<Backend> load_backend(const std::string& path, const std::string& model_id,
-                                      const engine::SchedulerOptions& options, Metrics* metrics);
+                                      const engine::SchedulerOptions& options, Metrics* metrics,
+                                      const BackendOptions& extra = {});
 
 class Server {
  public:

@@ -83,8 +83,9 @@ struct Server::Impl {
   void setup();
   // generate.cpp
   void generate(Endpoint endpoint, const httplib::Request& req, httplib::Response& res);
-  void respond_whole(const Backend& b, const std::shared_ptr<engine::Job>& job, ResponseWriter& writer,
-                     const ParsedRequest& r, const std::string& id, detail::Clock::time_point t0,
+  void respond_whole(const Backend& b, const std::shared_ptr<engine::Job>& job,
+                     ResponseWriter& writer, const ParsedRequest& r, const std::string& id,
+                     const std::string& adapter, detail::Clock::time_point t0,
                      httplib::Response& res);
   void stream(std::shared_ptr<detail::StreamState> st, httplib::Response& res);
 };

@@ -1,0 +1,58 @@
+// slm lora import: a Hugging Face PEFT LoRA folder to a GGUF adapter in
+// llama.cpp's layout (see convert/peft.h), for --lora and `slm serve`.
+#include <cstdio>
+#include <string>
+
+#include "base/error.h"
+#include "cli/args.h"
+#include "cli/command.h"
+#include "convert/peft.h"
+
+namespace slm::cli {
+namespace {
+
+constexpr const char* kUsage =
+    "usage: slm lora import PEFT_DIR -o ADAPTER.gguf --model BASE.gguf\n"
+    "  Converts a PEFT LoRA folder (adapter_config.json, adapter_model.safetensors) to a GGUF\n"
+    "  adapter in llama.cpp's layout for --lora and `slm serve --lora NAME=F`. The scale\n"
+    "  (lora_alpha / r, or / sqrt(r) with use_rslora) is kept; q/k rows are permuted as the\n"
+    "  base's were for llama-style models. Bases: llama, mistral, qwen2, qwen3; modules q_proj,\n"
+    "  k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj. DoRA, embeddings, lm_head and\n"
+    "  modules_to_save are refused. The output appears only when complete.\n";
+
+int run_lora(int argc, char** argv) {
+  if (argc < 1) throw UsageError("missing sub-command (import)");
+  const std::string sub = argv[0];
+  if (sub == "--help" || sub == "-h") {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
+  if (sub.starts_with("-")) throw UsageError("unknown option " + sub);
+  if (sub != "import") throw UsageError("unknown sub-command '" + sub + "'");
+  const Args args(argc - 1, argv + 1, {"--out", "--model"}, {"--help"},
+                  {{"-o", "--out"}, {"-m", "--model"}});
+  if (args.flag("--help")) {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
+  const auto& pos = args.positional();
+  if (pos.empty()) throw UsageError("the PEFT folder is required");
+  if (pos.size() > 1) throw UsageError("unexpected argument '" + pos[1] + "'");
+  const auto out = args.get("--out");
+  if (!out) throw UsageError("-o ADAPTER.gguf is required");
+  const auto base = args.get("--model");
+  if (!base)
+    throw UsageError("--model BASE.gguf is required (the model the adapter was trained on)");
+  const convert::LoraImportResult r = convert::import_peft(pos[0], *base, *out);
+  std::fprintf(stderr, "wrote %s: %s adapter, %lld matrices, rank %lld, alpha %g, %.1f MB\n",
+               out->c_str(), r.arch.c_str(), static_cast<long long>(r.n_pairs),
+               static_cast<long long>(r.rank), static_cast<double>(r.alpha),
+               static_cast<double>(r.bytes) / 1e6);
+  return 0;
+}
+
+}  // namespace
+
+SLM_COMMAND("lora", "LoRA adapters: import a PEFT folder to GGUF", run_lora);
+
+}  // namespace slm::cli
