@@ -255,9 +255,10 @@ void MaskComputer::compute(Matcher& m, std::vector<uint64_t>& mask) {
       mask.assign(local.size(), 0);
       uncertain_.clear();
       m.watch(kLocalFrames, watch_flags_);
+      local_ok_ = true;
       walk_root(m, mask, &local, &uncertain_);
       m.unwatch();
-      if (uncertain_.size() <= kMaxUncertain) {
+      if (local_ok_ && uncertain_.size() <= kMaxUncertain) {
         if (local_.size() < kCacheSize) {
           local_.emplace_back();
           local_sigs_.emplace_back();
@@ -320,6 +321,7 @@ void MaskComputer::begin_walk(Matcher& m) {
   if (snaps_.size() < kMaxTokenBytes + 1) snaps_.resize(kMaxTokenBytes + 1);
   loop_of_.clear();
   loops_.clear();
+  loop_deep_.clear();
   views_.clear();
   view_fetched_.clear();
   cand_.clear();
@@ -438,14 +440,18 @@ void MaskComputer::walk_range(Matcher& m, size_t begin, size_t end, std::vector<
       }
       if (li >= 0) {
         const TokenTrie::Below& loop = loops_[static_cast<size_t>(li)];
+        // A loop that looked below the local frames: the subtree belongs to
+        // this context only (walked again in others).
+        const bool sub_local = also_local && !loop_deep_[static_cast<size_t>(li)];
         if (!(below.flags & TokenTrie::kBelowInvalid) && (below.ascii[0] & ~loop.ascii[0]) == 0 &&
             (below.ascii[1] & ~loop.ascii[1]) == 0 &&
             (loop.flags & TokenTrie::kBelowNonAscii || !(below.flags & TokenTrie::kBelowNonAscii))) {
           // Every character below is in the set: every token is allowed.
+          if (also_local && !sub_local) add_uncertain(i, uncertain);
           for (uint32_t t = trie_->ids_at_[i + 1]; t < trie_->ids_at_[nd.next]; ++t) {
             const auto id = static_cast<uint32_t>(trie_->ids_[t]);
             mask[id >> 6] |= uint64_t{1} << (id & 63);
-            if (also_local) (*local)[id >> 6] |= uint64_t{1} << (id & 63);
+            if (sub_local) (*local)[id >> 6] |= uint64_t{1} << (id & 63);
           }
           ++loop_skips_;
           i = nd.next;
@@ -453,7 +459,8 @@ void MaskComputer::walk_range(Matcher& m, size_t begin, size_t end, std::vector<
         }
         const TokenTrie::LoopView* v = nd.depth < 255 && nd.next > i + kLoopMinBelow ? view_of(li) : nullptr;
         if (v) {
-          walk_view(m, i, to, *v, mask, also_local ? local : nullptr, also_local ? uncertain : nullptr);
+          if (also_local && !sub_local) add_uncertain(i, uncertain);
+          walk_view(m, i, to, *v, mask, sub_local ? local : nullptr, sub_local ? uncertain : nullptr);
           ++loop_skips_;
           i = nd.next;
           continue;
@@ -544,6 +551,7 @@ void MaskComputer::walk_root(Matcher& m, std::vector<uint64_t>& mask, std::vecto
   loop_set(m, s0, 0);
   int32_t li = loop_index(s0);
   if (const TokenTrie::LoopView* v = li >= 0 ? view_of(li) : nullptr) {
+    if (loop_deep_[static_cast<size_t>(li)]) local = nullptr, uncertain = nullptr, local_ok_ = false;
     add_bits(v->whole);
     for (size_t b = 0; b < 256; ++b) {
       if (v->first0_at[b] == v->first0_at[b + 1]) continue;
@@ -558,11 +566,13 @@ void MaskComputer::walk_root(Matcher& m, std::vector<uint64_t>& mask, std::vecto
   // (the view's tail, less the other first bytes), then the exits below.
   auto& roots = roots_;  // (node, state after its byte), ASCII first bytes
   roots.clear();
+  roots_deep_.clear();
   size_t ascii_end = 0;
+  bool any_deep = false;  // some first byte or G's loop looked below the local frames
   for (; ascii_end < n && nodes[ascii_end].byte < 0x80; ascii_end = nodes[ascii_end].next) {
     bool deep = false;
     roots.push_back({static_cast<uint32_t>(ascii_end), step(m, s0, nodes[ascii_end].byte, 1, &deep)});
-    if (deep && local) roots.back().second = kDead;  // not a candidate for G (walked below)
+    roots_deep_.push_back(deep);
   }
   int32_t g = kDead;
   size_t best = 0;
@@ -571,6 +581,7 @@ void MaskComputer::walk_root(Matcher& m, std::vector<uint64_t>& mask, std::vecto
     if (r.second >= 0 && ++counts_[static_cast<size_t>(r.second)] > best) best = counts_[static_cast<size_t>(r.second)], g = r.second;
   for (const auto& r : roots)
     if (r.second >= 0) counts_[static_cast<size_t>(r.second)] = 0;
+  for (size_t r = 0; r < roots.size(); ++r) any_deep = any_deep || (roots[r].second == g && roots_deep_[r]);
   const TokenTrie::LoopView* v = nullptr;
   if (best >= kGroupMin) {
     loop_set(m, g, 1);
@@ -588,8 +599,12 @@ void MaskComputer::walk_root(Matcher& m, std::vector<uint64_t>& mask, std::vecto
   if (m.classes_uniform(0x80, 0x10FFFF)) {
     bool d1 = false, d2 = false;
     const int32_t t1 = step(m, s0, 0xC3, 1, &d1);
-    non_ascii = t1 >= 0 && step(m, t1, 0xA9, 2, &d2) == g && !(local && (d1 || d2));
+    non_ascii = t1 >= 0 && step(m, t1, 0xA9, 2, &d2) == g;
+    any_deep = any_deep || (non_ascii && (d1 || d2));
   }
+  // Where the group's tokens depended on more than the local frames, this
+  // mask has no context-free part worth keeping.
+  if (any_deep || loop_deep_[static_cast<size_t>(li)]) local = nullptr, uncertain = nullptr, local_ok_ = false;
   for (size_t i = ascii_end; i < n; i = nodes[i].next)
     roots.push_back({static_cast<uint32_t>(i), non_ascii && !(trie_->char_[i] & TokenTrie::kCharBad) ? g : kDead});
   uint64_t group[4] = {0, 0, 0, 0};
@@ -634,11 +649,13 @@ const TokenTrie::Below* MaskComputer::loop_set(Matcher& m, int32_t s, size_t dep
     return nullptr;
   TokenTrie::Below loop{{0, 0}, 0};
   size_t n = 0;
+  bool any_deep = false;
   for (uint8_t b = 0; b < 0x80; ++b) {
     if (!((cand[b >> 6] >> (b & 63)) & 1)) continue;
     bool deep = false;
-    if (step(m, s, b, depth + 1, &deep) == s && !deep) {
+    if (step(m, s, b, depth + 1, &deep) == s) {
       loop.ascii[b >> 6] |= uint64_t{1} << (b & 63);
+      any_deep = any_deep || deep;
       ++n;
     }
   }
@@ -649,10 +666,14 @@ const TokenTrie::Below* MaskComputer::loop_set(Matcher& m, int32_t s, size_t dep
   if (m.classes_uniform(0x80, 0x10FFFF)) {
     bool d1 = false, d2 = false;
     const int32_t t1 = step(m, s, 0xC3, depth + 1, &d1);
-    if (t1 >= 0 && step(m, t1, 0xA9, depth + 2, &d2) == s && !d1 && !d2) loop.flags = TokenTrie::kBelowNonAscii;
+    if (t1 >= 0 && step(m, t1, 0xA9, depth + 2, &d2) == s) {
+      loop.flags = TokenTrie::kBelowNonAscii;
+      any_deep = any_deep || d1 || d2;
+    }
   }
   loop_of_[si] = static_cast<int32_t>(loops_.size());
   loops_.push_back(loop);
+  loop_deep_.push_back(any_deep);
   return &loops_.back();
 }
 

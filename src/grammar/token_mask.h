@@ -139,7 +139,7 @@ class MaskComputer {
   static constexpr size_t kMaxUncertain = 8192; // larger context-dependent parts are not cached
   static constexpr size_t kLoopMinBelow = 32;   // subtrees smaller than this are walked
   static constexpr size_t kLoopMinBytes = 8;    // smaller loop sets are not worth keeping
-  static constexpr size_t kLoopMaxStacks = 16;  // no loop sets for more ambiguous states
+  static constexpr size_t kLoopMaxStacks = 256;  // no loop sets for more ambiguous states
   static constexpr size_t kGroupMin = 16;       // first bytes sharing a looping state, for walk_root
   struct Uncertain {  // a trie node whose path looked below the local frames
     uint32_t node;
@@ -160,8 +160,9 @@ class MaskComputer {
   void walk_range(Matcher& m, size_t begin, size_t end, std::vector<uint64_t>& mask,
                   std::vector<uint64_t>* local, std::vector<Uncertain>* uncertain);
   int32_t intern(Matcher& m);
-  // The characters that take DFA state `s` back to itself without looking
-  // below the local frames, or nullptr when there are few (see walk_range).
+  // The characters that take DFA state `s` back to itself (loop_deep_ tells
+  // whether that looked below the local frames), or nullptr when there are
+  // few (see walk_range).
   const TokenTrie::Below* loop_set(Matcher& m, int32_t s, size_t depth);
   // The loop set's index in loops_ for state s (after loop_set()), or -1.
   int32_t loop_index(int32_t s) const;
@@ -206,11 +207,14 @@ class MaskComputer {
   std::vector<Matcher::Snapshot> snaps_;  // [depth]: state after the path's bytes (DFA full)
   std::vector<int32_t> loop_of_;          // [state]: index into loops_, kUnknown or kDead (none)
   std::vector<TokenTrie::Below> loops_;
+  std::vector<uint8_t> loop_deep_;        // [loops_]: some loop step looked below the local frames
+  bool local_ok_ = true;                  // the walk's context-free part may be kept
   std::vector<std::shared_ptr<const TokenTrie::LoopView>> views_;  // [loops_], fetched lazily
   std::vector<uint8_t> view_fetched_;                              // [loops_]
   std::vector<uint64_t> cand_;            // [state * 2]: ASCII bytes some top class holds
   std::vector<uint8_t> whole_char_;       // [state]: no character partly received
   std::vector<std::pair<uint32_t, int32_t>> roots_;  // scratch of walk_root
+  std::vector<uint8_t> roots_deep_;                  // [roots_] the step looked below the local frames
   std::vector<uint32_t> counts_;                     // [state] scratch of walk_root, kept zero
   size_t visited_ = 0;
   size_t loop_skips_ = 0;
