@@ -190,6 +190,15 @@ bool Matcher::classes_uniform(char32_t lo, char32_t hi) const {
   return true;
 }
 
+bool Matcher::treats_alike(char32_t a, char32_t b) const {
+  for (uint32_t s : stacks_) {
+    if (s == kNone) continue;
+    const CharClass& c = g_->classes[g_->code[nodes_[s].pos].arg];
+    if (c.contains(a) != c.contains(b)) return false;
+  }
+  return true;
+}
+
 void Matcher::ascii_candidates(uint64_t out[2]) const {
   out[0] = out[1] = 0;
   for (uint32_t s : stacks_) {

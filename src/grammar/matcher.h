@@ -102,6 +102,9 @@ class Matcher {
   // of it (surrogates aside): every code point in the range then takes the matcher to the same
   // state (token masks use it to treat all non-ASCII characters as one).
   bool classes_uniform(char32_t lo, char32_t hi) const;
+  // Every top class holds both code points or neither: with no character
+  // partly received, they take the matcher to the same state. O(stacks).
+  bool treats_alike(char32_t a, char32_t b) const;
 
   // The ASCII bytes some top class holds (a 128-bit set): a superset of the
   // bytes accept_byte() takes when no character is partly received.

@@ -128,8 +128,12 @@ std::shared_ptr<const TokenTrie::LoopView> TokenTrie::loop_view(const Below& set
   };
   {
     std::lock_guard<std::mutex> lock(memo_->mu);
-    for (const auto& v : memo_->views)
-      if (same(v)) return v;
+    auto& vs = memo_->views;
+    for (size_t k = 0; k < vs.size(); ++k) {
+      if (!same(vs[k])) continue;
+      std::rotate(vs.begin() + static_cast<ptrdiff_t>(k), vs.begin() + static_cast<ptrdiff_t>(k) + 1, vs.end());
+      return vs.back();  // most recently used last
+    }
   }
   auto view = build_view(set);  // outside the lock: two threads may build the same view once each
   std::lock_guard<std::mutex> lock(memo_->mu);
@@ -165,18 +169,25 @@ std::shared_ptr<const TokenTrie::LoopView> TokenTrie::build_view(const Below& se
   v->tail.assign(words, 0);
   v->exit_depth.assign(ids_.size(), 0);
   std::vector<uint16_t> deepest(kMaxTokenBytes + 1, 0);  // [depth] deepest exit on the path so far
+  std::vector<uint16_t> chars(kMaxTokenBytes + 1, 0);    // [depth] characters begun on the path
+  v->whole_upto.assign(kUptoChars + 1, std::vector<uint64_t>(words, 0));
   std::vector<std::pair<uint8_t, uint32_t>> f0, f1;
   bool tail_root = false;  // the token's first character is ASCII or a valid non-ASCII one
   for (size_t i = 0; i < nodes_.size(); ++i) {
     const Node& n = nodes_[i];
     if (n.depth == 1) tail_root = n.byte < 0x80 || !(char_[i] & kCharBad);
     uint16_t e = deepest[n.depth - 1u];
+    const uint16_t before = chars[n.depth - 1u];
+    chars[n.depth] = static_cast<uint16_t>(before + ((char_[i] & kCharStart) ? 1 : 0));
     if (char_[i] & kCharStart) {
       const bool in = n.byte < 0x80 ? ((set.ascii[n.byte >> 6] >> (n.byte & 63)) & 1) != 0
                                      : (set.flags & kBelowNonAscii) && !(char_[i] & kCharBad);
       if (!in) {
         v->exits.push_back(static_cast<uint32_t>(i));
-        if (e == 0) f0.push_back({n.byte, static_cast<uint32_t>(i)});
+        if (e == 0) {
+          f0.push_back({n.byte, static_cast<uint32_t>(i)});
+          v->max_chars = std::max<size_t>(v->max_chars, std::min<size_t>(before + 1u, 255));
+        }
         if (e <= 1 && n.depth >= 2 && tail_root) {
           f1.push_back({n.byte, static_cast<uint32_t>(i)});
         }
@@ -187,7 +198,16 @@ std::shared_ptr<const TokenTrie::LoopView> TokenTrie::build_view(const Below& se
     for (uint32_t t = n.tok_begin; t < n.tok_end; ++t) {
       v->exit_depth[t] = static_cast<uint8_t>(std::min<uint16_t>(e, 255));
       const auto id = static_cast<uint32_t>(ids_[t]);
-      if (e == 0) v->whole[id >> 6] |= uint64_t{1} << (id & 63);
+      if (e == 0) {
+        v->whole[id >> 6] |= uint64_t{1} << (id & 63);
+        const size_t c = std::min<size_t>(chars[n.depth], 255);
+        v->max_chars = std::max(v->max_chars, c);
+        if (c <= kUptoChars) {
+          for (size_t u = c; u <= kUptoChars; ++u) v->whole_upto[u][id >> 6] |= uint64_t{1} << (id & 63);
+        } else {
+          v->whole_long.push_back({static_cast<uint8_t>(c), id});
+        }
+      }
       if (e <= 1 && tail_root) v->tail[id >> 6] |= uint64_t{1} << (id & 63);
     }
   }
@@ -196,7 +216,13 @@ std::shared_ptr<const TokenTrie::LoopView> TokenTrie::build_view(const Below& se
     v->exit_skip[k] = static_cast<uint32_t>(
         std::lower_bound(v->exits.begin() + static_cast<ptrdiff_t>(k), v->exits.end(), nodes_[v->exits[k]].next) -
         v->exits.begin());
+  std::sort(v->whole_long.begin(), v->whole_long.end());
   group_by_byte(f0, v->first0, v->first0_at);
+  for (uint32_t node : v->first0) {  // characters before the exit: count up the path
+    size_t c = 0;
+    for (uint32_t p = parent_[node]; p != kNoParent; p = parent_[p]) c += (char_[p] & kCharStart) ? 1 : 0;
+    v->first0_chars.push_back(static_cast<uint8_t>(std::min<size_t>(c, 255)));
+  }
   // first1 keeps each exit's first byte beside it.
   std::stable_sort(f1.begin(), f1.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   v->first1_at.assign(257, 0);
@@ -561,6 +587,7 @@ void MaskComputer::walk_root(Matcher& m, std::vector<uint64_t>& mask, std::vecto
     ++loop_skips_;
     return;
   }
+  if (walk_chain(m, mask, local, uncertain)) return;
   // Most ASCII first bytes lead to one state G that loops: the tokens whose
   // first byte leads there and whose other characters are in G's loop set
   // (the view's tail, less the other first bytes), then the exits below.
@@ -631,6 +658,100 @@ void MaskComputer::walk_root(Matcher& m, std::vector<uint64_t>& mask, std::vecto
                group);
   }
   ++loop_skips_;
+}
+
+bool MaskComputer::walk_chain(Matcher& m, std::vector<uint64_t>& mask, std::vector<uint64_t>*& local,
+                              std::vector<Uncertain>*& uncertain) {
+  const int32_t s0 = at_depth_[0];
+  if (states_.size() + kMaxChain + 64 > kMaxStates) return false;
+  // The biggest class of ASCII bytes that s0's top classes treat alike.
+  m.load(states_[static_cast<size_t>(s0)]);
+  uint64_t left[2] = {cand_[2 * static_cast<size_t>(s0)], cand_[2 * static_cast<size_t>(s0) + 1]};
+  TokenTrie::Below set{{0, 0}, 0};
+  int best = 0;
+  while (left[0] | left[1]) {
+    const auto b = static_cast<uint8_t>(left[0] ? __builtin_ctzll(left[0]) : 64 + __builtin_ctzll(left[1]));
+    uint64_t part[2];
+    m.ascii_class_of(b, part);
+    part[0] &= left[0], part[1] &= left[1];
+    left[0] &= ~part[0], left[1] &= ~part[1];
+    const int n = __builtin_popcountll(part[0]) + __builtin_popcountll(part[1]);
+    if (n > best) best = n, set.ascii[0] = part[0], set.ascii[1] = part[1];
+  }
+  if (static_cast<size_t>(best) < TokenTrie::kViewMinBytes) return false;
+  const auto rep = static_cast<uint8_t>(set.ascii[0] ? __builtin_ctzll(set.ascii[0]) : 64 + __builtin_ctzll(set.ascii[1]));
+  bool deep = false, any_deep = false;
+  const int32_t s1 = step(m, s0, rep, 1, &deep);
+  if (s1 < 0 || s1 == s0) return false;
+  any_deep = deep;
+  // Non-ASCII characters join the set when the top classes treat them all
+  // alike (then U+00E9 stands for them) and like the set's bytes.
+  m.load(states_[static_cast<size_t>(s0)]);
+  if (m.classes_uniform(0x80, 0x10FFFF) && m.treats_alike(rep, 0xE9)) set.flags = TokenTrie::kBelowNonAscii;
+  {
+    // A state that loops after one character is the group walk's (walk_root).
+    m.load(states_[static_cast<size_t>(s1)]);
+    if (step(m, s1, rep, 2, nullptr) == s1) return false;
+  }
+  const auto view_ptr = trie_->loop_view(set);
+  if (!view_ptr) return false;
+  const TokenTrie::LoopView& v = *view_ptr;
+  // The chain: chain_[j] is the state after j characters of the set, up to
+  // the first dead one (r: the most characters allowed) or a repeat (loop).
+  chain_.assign({s0, s1});
+  size_t r = SIZE_MAX, loop_at = SIZE_MAX;
+  const size_t need = std::min(v.max_chars, kMaxChain);
+  while (chain_.size() <= need) {
+    const int32_t s = chain_.back();
+    m.load(states_[static_cast<size_t>(s)]);
+    uint64_t part[2];
+    m.ascii_class_of(rep, part);
+    if ((set.ascii[0] & ~part[0]) || (set.ascii[1] & ~part[1])) return false;  // not one class here
+    if (set.flags && !(m.classes_uniform(0x80, 0x10FFFF) && m.treats_alike(rep, 0xE9))) return false;
+    const int32_t next = step(m, s, rep, 1, &deep);
+    if (next == kDead) {
+      r = chain_.size() - 1;
+      break;
+    }
+    if (next < 0) return false;
+    any_deep |= deep;
+    if (next == s) {
+      loop_at = chain_.size() - 1;
+      break;
+    }
+    chain_.push_back(next);
+  }
+  if (r == SIZE_MAX && loop_at == SIZE_MAX && v.max_chars > kMaxChain) return false;  // longer than the chain
+  if (any_deep) local = nullptr, uncertain = nullptr, local_ok_ = false;
+  auto add_bits = [&](const std::vector<uint64_t>& bits) {
+    for (size_t w = 0; w < bits.size(); ++w) mask[w] |= bits[w];
+    if (local)
+      for (size_t w = 0; w < bits.size(); ++w) (*local)[w] |= bits[w];
+  };
+  if (r == SIZE_MAX || r >= v.max_chars) {
+    add_bits(v.whole);
+  } else if (r > 0) {
+    add_bits(v.whole_upto[std::min(r, TokenTrie::kUptoChars)]);
+    for (const auto& [c, id] : v.whole_long) {
+      if (c > r) break;
+      mask[id >> 6] |= uint64_t{1} << (id & 63);
+      if (local) (*local)[id >> 6] |= uint64_t{1} << (id & 63);
+    }
+  }
+  const auto& nodes = trie_->nodes_;
+  for (size_t b = 0; b < 256; ++b) {
+    for (uint32_t k = v.first0_at[b]; k < v.first0_at[b + 1]; ++k) {
+      const size_t j = v.first0_chars[k];
+      if (r != SIZE_MAX && j > r) continue;
+      const int32_t s = chain_[std::min(j, loop_at != SIZE_MAX ? loop_at : chain_.size() - 1)];
+      const uint32_t node = v.first0[k];
+      if (trans_[static_cast<size_t>(s) * 256 + b] == kDead) continue;
+      at_depth_[nodes[node].depth - 1u] = s;
+      walk_range(m, node, nodes[node].next, mask, local, uncertain);
+    }
+  }
+  ++loop_skips_;
+  return true;
 }
 
 const TokenTrie::Below* MaskComputer::loop_set(Matcher& m, int32_t s, size_t depth) {

@@ -50,7 +50,7 @@ class TokenTrie {
   explicit TokenTrie(const std::vector<std::string>& token_bytes);
   size_t n_tokens() const { return n_tokens_; }
   size_t n_nodes() const { return nodes_.size(); }
-  // Loop views built so far (kept up to kMaxViews, oldest dropped first).
+  // Loop views kept (up to kMaxViews, the least recently used dropped first).
   size_t loop_views() const;
 
  private:
@@ -103,14 +103,23 @@ class TokenTrie {
     // nodes first0[first0_at[b], first0_at[b + 1]).
     std::vector<uint32_t> first0, first0_at, first1, first1_at;
     std::vector<uint8_t> first1_root;  // [first1] the token's first byte
+    // For counted repetitions (walk_chain): characters before each first0 exit,
+    // the tokens with no exit and at most n characters (a trailing partial one
+    // counts) for n <= kUptoChars, longer ones as (characters, id) sorted, and
+    // the most characters any of these has (capped at 255).
+    std::vector<uint8_t> first0_chars;
+    std::vector<std::vector<uint64_t>> whole_upto;  // [kUptoChars + 1][mask words]
+    std::vector<std::pair<uint8_t, uint32_t>> whole_long;
+    size_t max_chars = 0;
   };
+  static constexpr size_t kUptoChars = 16;
   // The view of a loop set, or nullptr for sets with fewer than kViewMinBytes
   // ASCII characters. Built once per set (a pass over the trie) and shared.
   std::shared_ptr<const LoopView> loop_view(const Below& set) const;
   std::shared_ptr<const LoopView> build_view(const Below& set) const;
   struct ViewMemo {
     std::mutex mu;
-    std::vector<std::shared_ptr<const LoopView>> views;  // oldest first
+    std::vector<std::shared_ptr<const LoopView>> views;  // least recently used first
   };
   std::unique_ptr<ViewMemo> memo_ = std::make_unique<ViewMemo>();
 };
@@ -179,6 +188,12 @@ class MaskComputer {
                   std::vector<uint64_t>& mask, std::vector<uint64_t>* local, std::vector<Uncertain>* uncertain,
                   const uint8_t* root_bytes = nullptr, const uint64_t* roots = nullptr);
   void add_uncertain(size_t node, std::vector<Uncertain>* uncertain) const;
+  // A counted repetition at the root (x{0,n}: each character of a set takes
+  // the state one step down a chain, none of them looping): the view's tokens
+  // by length, then the exits from the chain state their prefix reaches.
+  // False (mask untouched) when the state is not of that shape.
+  bool walk_chain(Matcher& m, std::vector<uint64_t>& mask, std::vector<uint64_t>*& local,
+                  std::vector<Uncertain>*& uncertain);
 
   const TokenTrie* trie_;
   // Whole masks by full Matcher::signature (states recur: every token inside
@@ -215,6 +230,8 @@ class MaskComputer {
   std::vector<uint8_t> whole_char_;       // [state]: no character partly received
   std::vector<std::pair<uint32_t, int32_t>> roots_;  // scratch of walk_root
   std::vector<uint8_t> roots_deep_;                  // [roots_] the step looked below the local frames
+  std::vector<int32_t> chain_;                       // scratch of walk_chain: state after j characters
+  static constexpr size_t kMaxChain = 256;
   std::vector<uint32_t> counts_;                     // [state] scratch of walk_root, kept zero
   size_t visited_ = 0;
   size_t loop_skips_ = 0;
