@@ -27,7 +27,13 @@
 // those characters (a bitset) and the "exits": trie nodes where a token's
 // path first leaves the set. A state that loops on the set then costs one
 // bitset OR plus walks from the exits whose first byte it can take, instead
-// of a walk over every token.
+// of a walk over every token. At the root, a state where most first bytes
+// lead to one looping state takes the view's tail (tokens whose characters
+// after the first are in the set), and a counted repetition (x{0,n}, where
+// each character of a set steps down a chain of states) takes the view's
+// tokens by length and walks each exit from the chain state its prefix
+// reaches. A DFA step fills the transitions of every ASCII byte that the top
+// classes treat alike, so a state costs one matcher step per byte class.
 //
 // Shapes: mask is a bitset [ceil(n_tokens / 64)] of uint64_t, bit i = token i.
 // Thread-safety: a TokenTrie is shared and safe to use from several threads
