@@ -13,7 +13,8 @@
 // matcher's arena and the mask caches (bounded, 32 entries each) grow while
 // warming up; the logits row itself is never reallocated.
 // Ownership / thread-safety: per sequence, one thread at a time; the grammar,
-// trie and token bytes are immutable and shared between sequences.
+// trie and token bytes are immutable and shared between sequences (the trie's
+// loop views, built on first use, are shared too, behind its own mutex).
 #pragma once
 
 #include <cstdint>

@@ -57,23 +57,51 @@ void Matcher::reset() {
   partial_ = {};
   stacks_.clear();
   seen_items_.next_step();
-  seen_nodes_.next_step();
+  rebuild_index();
   for (uint32_t a : g_->alts[g_->root]) expand(a, kNone, stacks_);
   std::sort(stacks_.begin(), stacks_.end());
   stacks_.erase(std::unique(stacks_.begin(), stacks_.end()), stacks_.end());
   compact_at_ = 1u << 16;
 }
 
+namespace {
+size_t index_hash(uint64_t key, size_t mask) { return (key * 0x9E3779B97F4A7C15ull >> 20) & mask; }
+}  // namespace
+
+void Matcher::rebuild_index() {
+  size_t n = 1024;
+  while (n < 4 * nodes_.size()) n *= 2;
+  index_keys_.assign(n, 0);
+  index_vals_.assign(n, kNone);
+  index_count_ = 0;
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    const uint64_t key = (uint64_t{nodes_[i].pos} << 32) | nodes_[i].parent;
+    size_t h = index_hash(key, n - 1);
+    while (index_vals_[h] != kNone && index_keys_[h] != key) h = (h + 1) & (n - 1);
+    if (index_vals_[h] == kNone) ++index_count_;
+    index_keys_[h] = key, index_vals_[h] = static_cast<uint32_t>(i);
+  }
+}
+
 uint32_t Matcher::make_node(uint32_t pos, uint32_t parent) {
   const uint64_t key = (uint64_t{pos} << 32) | parent;
-  bool added = false;
-  const uint32_t id = seen_nodes_.insert(key, static_cast<uint32_t>(nodes_.size()), &added);
-  if (!added) return id;
+  if ((index_count_ + 1) * 2 > index_keys_.size()) rebuild_index();  // also drops stale entries
+  const size_t mask = index_keys_.size() - 1;
+  size_t h = index_hash(key, mask);
+  while (index_vals_[h] != kNone && index_keys_[h] != key) h = (h + 1) & mask;
+  if (index_vals_[h] != kNone) {
+    const uint32_t id = index_vals_[h];
+    if (id < nodes_.size() && nodes_[id].pos == pos && nodes_[id].parent == parent) return id;
+  } else {
+    ++index_count_;
+  }
   const uint32_t depth = parent == kNone ? 1 : nodes_[parent].depth + 1;
   if (depth > lim_.max_depth)
     throw Error(std::string("grammar: input nests deeper than ") + std::to_string(lim_.max_depth) + " rules");
   if (nodes_.size() >= kNone - 1) throw Error("grammar: matcher arena is full");
+  const auto id = static_cast<uint32_t>(nodes_.size());
   nodes_.push_back({pos, parent, depth});
+  index_keys_[h] = key, index_vals_[h] = id;
   return id;
 }
 
@@ -115,7 +143,6 @@ bool Matcher::advance_code_point(char32_t cp) {
   const size_t n_nodes = nodes_.size();
   next_.clear();
   seen_items_.next_step();
-  seen_nodes_.next_step();
   for (uint32_t s : stacks_) {
     if (s == kNone) continue;
     const Node n = nodes_[s];
@@ -163,12 +190,36 @@ bool Matcher::classes_uniform(char32_t lo, char32_t hi) const {
   return true;
 }
 
+bool Matcher::treats_alike(char32_t a, char32_t b) const {
+  for (uint32_t s : stacks_) {
+    if (s == kNone) continue;
+    const CharClass& c = g_->classes[g_->code[nodes_[s].pos].arg];
+    if (c.contains(a) != c.contains(b)) return false;
+  }
+  return true;
+}
+
 void Matcher::ascii_candidates(uint64_t out[2]) const {
   out[0] = out[1] = 0;
   for (uint32_t s : stacks_) {
     if (s == kNone) continue;
     const CharClass& c = g_->classes[g_->code[nodes_[s].pos].arg];
     out[0] |= c.ascii[0], out[1] |= c.ascii[1];
+  }
+}
+
+void Matcher::ascii_class_of(uint8_t b, uint64_t out[2]) const {
+  out[0] = out[1] = ~uint64_t{0};
+  const size_t w = b >> 6;
+  const uint64_t bit = uint64_t{1} << (b & 63);
+  for (uint32_t s : stacks_) {
+    if (s == kNone) continue;
+    const CharClass& c = g_->classes[g_->code[nodes_[s].pos].arg];
+    if (c.ascii[w] & bit) {
+      out[0] &= c.ascii[0], out[1] &= c.ascii[1];
+    } else {
+      out[0] &= ~c.ascii[0], out[1] &= ~c.ascii[1];
+    }
   }
 }
 
@@ -332,6 +383,7 @@ void Matcher::compact() {
   for (uint32_t& s : stacks_)
     if (s != kNone) s = remap[s];
   std::sort(stacks_.begin(), stacks_.end());
+  rebuild_index();
   compact_at_ = std::max<size_t>(1u << 16, 4 * size_t{live});
 }
 

@@ -17,6 +17,10 @@
 // exponential blow-up). Memory: the arena is compacted when it grows past
 // what is live.
 //
+// Stack nodes are hash-consed: a (program position, parent) pair that
+// exists already is reused, so stacks that reach the same content by
+// different paths (e.g. x* y* with ambiguous boundaries) stay one stack.
+//
 // Snapshots (for token masks): save() copies the state, restore() returns to
 // it and drops the arena nodes made since.
 //
@@ -98,10 +102,17 @@ class Matcher {
   // of it (surrogates aside): every code point in the range then takes the matcher to the same
   // state (token masks use it to treat all non-ASCII characters as one).
   bool classes_uniform(char32_t lo, char32_t hi) const;
+  // Every top class holds both code points or neither: with no character
+  // partly received, they take the matcher to the same state. O(stacks).
+  bool treats_alike(char32_t a, char32_t b) const;
 
   // The ASCII bytes some top class holds (a 128-bit set): a superset of the
   // bytes accept_byte() takes when no character is partly received.
   void ascii_candidates(uint64_t out[2]) const;
+  // The ASCII bytes that every top class holds exactly when it holds b (b
+  // among them): with no character partly received, accept_byte() takes each
+  // of them to the state it takes b to (or refuses them all). O(stacks).
+  void ascii_class_of(uint8_t b, uint64_t out[2]) const;
 
   const Grammar& grammar() const { return *g_; }
   size_t stack_count() const { return stacks_.size(); }
@@ -151,7 +162,14 @@ class Matcher {
   bool watch_hit_ = false;
   mutable std::vector<uint32_t> sig_flat_;
   mutable std::vector<std::pair<uint32_t, uint32_t>> sig_spans_;
-  StepTable seen_nodes_;  // (pos, parent) -> node made in this step
+  // (pos, parent) -> the node with that content, kept across steps so that
+  // equal stacks share one node id and deduplicate (entries may be stale
+  // after restore() or compact(): a hit counts only when the node it names
+  // still holds that content). Rebuilt when it grows well past the arena.
+  std::vector<uint64_t> index_keys_;
+  std::vector<uint32_t> index_vals_;  // kNone: empty slot
+  size_t index_count_ = 0;
+  void rebuild_index();
   StepTable seen_items_;  // (pos, parent) items expanded in this step
 };
 

@@ -2,6 +2,7 @@
 // UTF-8 split across bytes, limits on ambiguity and depth, snapshots.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
 
@@ -41,6 +42,21 @@ TEST(Matcher, Json) {
   EXPECT_EQ(check(g, "tru"), 3u);
   EXPECT_EQ(check(g, "\"\\x\""), 2u);
   EXPECT_EQ(check(g, "[1] x"), 4u);
+}
+
+// Ambiguous boundaries (x* y* x*, as unanchored patterns compile): stacks
+// that reach the same content share nodes, so their number stays flat.
+TEST(Matcher, AmbiguousRepetitionsKeepStacksFlat) {
+  const auto g = std::make_shared<const Grammar>(parse_gbnf(R"(root ::= [a-z]* [a-z0-9_]* [a-z]* "!")"));
+  Matcher m(g);
+  size_t most = 0;
+  for (int i = 0; i < 300; ++i) {
+    ASSERT_TRUE(m.accept_byte(static_cast<uint8_t>("ab_9"[i % 4])));
+    most = std::max(most, m.stack_count());
+  }
+  EXPECT_LE(most, 8u);
+  EXPECT_EQ(m.accept("!"), 1u);
+  EXPECT_TRUE(m.is_complete());
 }
 
 TEST(Matcher, Arithmetic) {

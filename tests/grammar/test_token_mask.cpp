@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <random>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -154,7 +155,7 @@ std::vector<std::string> random_vocab(uint32_t seed, size_t n) {
 // fresh one per state.
 // Returns how many subtrees the loop sets took whole.
 size_t random_walks(const std::shared_ptr<const Grammar>& g, const std::vector<std::string>& vocab, uint32_t seed,
-                    size_t walks, size_t steps) {
+                    size_t walks, size_t steps, size_t* views = nullptr) {
   const TokenTrie trie(vocab);
   std::mt19937 rng(seed);
   size_t skips = 0;
@@ -183,6 +184,7 @@ size_t random_walks(const std::shared_ptr<const Grammar>& g, const std::vector<s
     }
     skips += mc.loop_skips();
   }
+  if (views) *views += trie.loop_views();
   return skips;
 }
 
@@ -208,6 +210,65 @@ TEST(TokenMask, RandomStatesMatchBruteForceSchemas) {
     skips += random_walks(std::make_shared<const Grammar>(compile_json_schema(schema)), vocab, 11, 4, 30);
   }
   EXPECT_GT(skips, 0u) << "the walks never took a subtree whole";
+}
+
+// Loop views (shared per vocabulary): strings whose state loops, keys where
+// most first bytes lead to one looping state, counted repetitions walked as
+// a chain (tokens longer than the view's length bitsets too), ambiguous
+// unanchored patterns, non-ASCII inside and outside the sets.
+TEST(TokenMask, RandomStatesMatchBruteForceLoopViews) {
+  const auto vocab = random_vocab(3, 4000);
+  size_t views = 0;
+  for (const char* gbnf : {
+           R"(root ::= "\"" [^"\\\x00-\x1F]{0,40} "\"")",
+           R"(root ::= "\"" [^"\\\x00-\x1F\x80-\U0010FFFF]{2,25} "\"" [0-9]*)",
+           R"(root ::= "{" ( "\"" ( "alpha" | "name" | [^"\\\x00-\x1F]+ ) "\"" ":" [0-9]+ "," )* "}")",
+       }) {
+    SCOPED_TRACE(gbnf);
+    random_walks(std::make_shared<const Grammar>(parse_gbnf(gbnf)), vocab, 5, 5, 30, &views);
+  }
+  for (const char* schema : {
+           R"({"type":"object","properties":{"s":{"type":"string","maxLength":30},"t":{"type":"string","minLength":3,"maxLength":7}},"additionalProperties":{"type":"integer"}})",
+           R"({"type":"array","items":{"type":"string","pattern":"[A-Za-z0-9_-]*"}})",
+       }) {
+    SCOPED_TRACE(schema);
+    random_walks(std::make_shared<const Grammar>(compile_json_schema(schema)), vocab, 13, 4, 40, &views);
+  }
+  EXPECT_GT(views, 0u) << "no loop view was built";
+}
+
+// One trie, its loop views built and read by several threads at once.
+TEST(TokenMask, LoopViewsSharedAcrossThreads) {
+  const auto vocab = random_vocab(4, 3000);
+  const TokenTrie trie(vocab);
+  const auto g = std::make_shared<const Grammar>(parse_gbnf(test::kJsonGbnf));
+  const std::string doc = "[\"ab c\", {\"k\": \"\xC3\xA9 x\"}, \"lo" "ng er\"]";
+  std::vector<std::vector<std::vector<uint64_t>>> got(4);
+  std::vector<std::thread> threads;
+  for (size_t t = 0; t < got.size(); ++t)
+    threads.emplace_back([&, t] {
+      Matcher m(g);
+      MaskComputer mc(trie);
+      for (size_t i = 0; i <= doc.size(); ++i) {
+        got[t].emplace_back();
+        mc.compute(m, got[t].back());
+        if (i < doc.size()) m.accept_byte(static_cast<uint8_t>(doc[i]));
+      }
+    });
+  for (auto& th : threads) th.join();
+  Matcher m(g);
+  for (size_t i = 0; i <= doc.size(); ++i) {
+    const auto want = brute_force(m, vocab);
+    for (size_t t = 0; t < got.size(); ++t) {
+      ASSERT_EQ(got[t].size(), doc.size() + 1);
+      for (size_t k = 0; k < vocab.size(); ++k)
+        ASSERT_EQ(((got[t][i][k >> 6] >> (k & 63)) & 1) != 0, want[k]) << "thread " << t << " at " << i << " token " << k;
+    }
+    if (i < doc.size()) {
+      ASSERT_TRUE(m.accept_byte(static_cast<uint8_t>(doc[i])));
+    }
+  }
+  EXPECT_GT(trie.loop_views(), 0u);
 }
 
 }  // namespace
