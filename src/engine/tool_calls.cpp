@@ -96,6 +96,21 @@ bool object_call(std::string_view t, size_t& i, ToolCall& out) {
 
 ToolParse as_content(std::string_view text) { return ToolParse{std::string(text), {}}; }
 
+// A call named `name` whose arguments are the JSON object starting at or
+// after k (Llama 3.1's <function=name>{...}, Functionary's >>>name\n{...}):
+// appended to calls, i set past it; false when there is no such object.
+bool named_object_call(std::string_view t, const std::string& name, size_t k, std::vector<ToolCall>& calls,
+                       size_t& i) {
+  k = skip_space(t, k);
+  const size_t end = json_end(t, k);
+  Json a;
+  if (name.empty() || end == std::string_view::npos || !parse_json(t.substr(k, end - k), a) || !a.is_object())
+    return false;
+  calls.push_back({name, a.dump(-1, ' ', false, Json::error_handler_t::replace)});
+  i = skip_space(t, end);
+  return true;
+}
+
 ToolParse parse_hermes(std::string_view text) {
   size_t pos = text.find(kHermesOpen);
   if (pos == std::string_view::npos) return as_content(text);
@@ -132,14 +147,7 @@ ToolParse parse_llama3(std::string_view text) {
       const size_t gt = t.find('>', i);
       if (gt == std::string_view::npos) return as_content(text);
       const std::string name(t.substr(i + kFunctionOpen.size(), gt - i - kFunctionOpen.size()));
-      size_t k = skip_space(t, gt + 1);
-      const size_t end = json_end(t, k);
-      Json a;
-      if (name.empty() || end == std::string_view::npos || !parse_json(t.substr(k, end - k), a) ||
-          !a.is_object())
-        return as_content(text);
-      r.calls.push_back({name, a.dump(-1, ' ', false, Json::error_handler_t::replace)});
-      i = skip_space(t, end);
+      if (!named_object_call(t, name, gt + 1, r.calls, i)) return as_content(text);
       if (starts_with(t.substr(i), kFunctionClose)) i = skip_space(t, i + kFunctionClose.size());
     }
     return r;
@@ -193,14 +201,7 @@ ToolParse parse_functionary(std::string_view text) {
       i = next == std::string_view::npos ? t.size() : next;
       continue;
     }
-    size_t k = skip_space(t, nl + 1);
-    const size_t end = json_end(t, k);
-    Json a;
-    if (name.empty() || end == std::string_view::npos || !parse_json(t.substr(k, end - k), a) ||
-        !a.is_object())
-      return as_content(text);
-    r.calls.push_back({name, a.dump(-1, ' ', false, Json::error_handler_t::replace)});
-    i = skip_space(t, end);
+    if (!named_object_call(t, name, nl + 1, r.calls, i)) return as_content(text);
   }
   r.content = r.calls.empty() ? content : std::string(trim(content));
   return r;
