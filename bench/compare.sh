@@ -52,9 +52,9 @@ for c in "${cases[@]}"; do
   [ -f "$f" ] || "$slm" synth --shape "$shape" --type "$type" -o "$f" -t "$threads" 2>/dev/null
   runs=()
   for ((i = 0; i < rounds; i++)); do
-    runs+=("$("$slm" bench -m "$f" -t "$threads" -p "$pp" -n "$tg" -r "$reps" --bandwidth-gbs "$bw" --json)")
+    runs+=("$("$slm" bench -m "$f" -t "$threads" --n-prompt "$pp" -n "$tg" -r "$reps" --bandwidth-gbs "$bw" --json)")
     if [ -n "$other_slm" ]; then
-      runs+=("$("$other_slm" bench -m "$f" -t "$threads" -p "$pp" -n "$tg" -r "$reps" --bandwidth-gbs "$bw" --json)")
+      runs+=("$("$other_slm" bench -m "$f" -t "$threads" --n-prompt "$pp" -n "$tg" -r "$reps" --bandwidth-gbs "$bw" --json)")
     else
       runs+=("$("$llama_bench" -m "$f" -t "$threads" -p "$pp" -n "$tg" -r "$reps" -o json 2>/dev/null || echo '[]')")
     fi

@@ -6,7 +6,7 @@ packages=(
   cmake ninja-build g++ pkg-config git
   libgtest-dev googletest
   nlohmann-json3-dev libpcre2-dev libutf8proc-dev
-  libcpp-httplib-dev libssl-dev libedit-dev libbz2-dev
+  libcpp-httplib-dev libssl-dev libedit-dev libbz2-dev libcli11-dev
   clang-14 libclang-rt-14-dev bzip2
   g++-aarch64-linux-gnu qemu-user
   chromium  # headless browser for the web chat page test (tests/server/node)
@@ -15,7 +15,7 @@ packages=(
 if [ "${1:-}" = "--runtime" ]; then
   # Building and running slm alone needs no test, fuzz or cross tools.
   packages=(cmake ninja-build g++ pkg-config nlohmann-json3-dev libpcre2-dev libutf8proc-dev
-            libcpp-httplib-dev libssl-dev libedit-dev libbz2-dev libgtest-dev)
+            libcpp-httplib-dev libssl-dev libedit-dev libbz2-dev libcli11-dev libgtest-dev)
 fi
 missing=()
 for p in "${packages[@]}"; do

@@ -46,20 +46,32 @@ const char* kChatHelp =
     "  /help         this text\n"
     "  /exit         leave (or Ctrl-D); Ctrl-C stops the current answer\n";
 
-const char* kUsage =
-    "usage: slm chat [[--model] M] [--system S] [--template-file F] [generation options of slm run]\n"
-    "  --verbose-prompt   print each rendered prompt to stderr\n"
-    "  --no-stats         do not print per-turn speed\n"
-    "  --grammar F.gbnf | --json-schema F.json | --json-object\n"
-    "                     constrain every answer (GBNF grammar, JSON Schema, any JSON object)\n";
+Options chat_options() {
+  Options o("chat",
+            "usage: slm chat [[--model] M] [options]\n"
+            "  A terminal chat using the model's chat template.\n",
+            std::string("in the chat, ") + kChatHelp);
+  add_generate_options(o);
+  o.value("--system", "S", "system prompt");
+  o.value("--template-file", "F", "a Jinja chat template to use instead of the model's");
+  o.flag("--verbose-prompt", "print each rendered prompt to stderr");
+  o.flag("--no-stats", "do not print per-turn speed");
+  return o;
+}
 
 class ChatSession {
  public:
   ChatSession(const model::Model& model, const tokenizer::Tokenizer& tok, chat::Template tmpl,
               ThreadPool& pool, const model::SessionOptions& so, engine::GenerateOptions opts,
               std::string system, bool verbose_prompt, bool stats, int draft)
-      : model_(model), tok_(tok), tmpl_(std::move(tmpl)), gen_(model, tok, pool, so, draft), opts_(std::move(opts)),
-        system_(std::move(system)), verbose_prompt_(verbose_prompt), stats_(stats) {
+      : model_(model),
+        tok_(tok),
+        tmpl_(std::move(tmpl)),
+        gen_(model, tok, pool, so, draft),
+        opts_(std::move(opts)),
+        system_(std::move(system)),
+        verbose_prompt_(verbose_prompt),
+        stats_(stats) {
     reset();
   }
 
@@ -79,7 +91,8 @@ class ChatSession {
     std::ifstream in(path, std::ios::binary);
     if (!in) throw Error(path + ": cannot open");
     nlohmann::ordered_json j = nlohmann::ordered_json::parse(in, nullptr, false);
-    if (j.is_discarded() || !j.is_array()) throw Error(path + ": not a conversation saved by /save (a JSON array)");
+    if (j.is_discarded() || !j.is_array())
+      throw Error(path + ": not a conversation saved by /save (a JSON array)");
     chat::ChatInput probe;
     probe.messages = j;
     chat::make_chat_context(probe);  // validates roles and fields
@@ -112,9 +125,11 @@ class ChatSession {
       // The newest user message always stays; past it nothing can go.
       if (n + answer_room() <= gen_.n_ctx() || messages_.size() <= first + 1) {
         if (dropped > 0 && !told_dropping_) {
-          std::fprintf(stderr, "[the conversation outgrew the context of %lld tokens: dropped the %zu oldest "
-                       "messages (the model no longer sees them; /save keeps only what remains)]\n",
-                       (long long)gen_.n_ctx(), dropped);
+          std::fprintf(
+              stderr,
+              "[the conversation outgrew the context of %lld tokens: dropped the %zu oldest "
+              "messages (the model no longer sees them; /save keeps only what remains)]\n",
+              (long long)gen_.n_ctx(), dropped);
           told_dropping_ = true;
         }
         return built;
@@ -143,10 +158,13 @@ class ChatSession {
     g_generating.store(true);
     engine::GenerateResult r;
     try {
-      r = generate(gen_, prompt, opts_, [](std::string_view t) {
-        std::fwrite(t.data(), 1, t.size(), stdout);
-        std::fflush(stdout);
-      }, &g_interrupted);
+      r = generate(
+          gen_, prompt, opts_,
+          [](std::string_view t) {
+            std::fwrite(t.data(), 1, t.size(), stdout);
+            std::fflush(stdout);
+          },
+          &g_interrupted);
     } catch (...) {
       g_generating.store(false);
       messages_.erase(messages_.size() - 1);
@@ -158,8 +176,10 @@ class ChatSession {
     messages_.push_back({{"role", "assistant"}, {"content", r.text}});
     if (r.finish == engine::FinishReason::kCancelled) std::fprintf(stderr, "[stopped]\n");
     if (r.finish == engine::FinishReason::kContextFull)
-      std::fprintf(stderr, "[the context of %lld tokens is full: the next message drops the oldest turns; "
-                   "/reset starts over, --ctx-size makes room]\n", (long long)gen_.n_ctx());
+      std::fprintf(stderr,
+                   "[the context of %lld tokens is full: the next message drops the oldest turns; "
+                   "/reset starts over, --ctx-size makes room]\n",
+                   (long long)gen_.n_ctx());
     if (stats_) std::fprintf(stderr, "[%s]\n", timing_line(r).c_str());
   }
 
@@ -205,16 +225,7 @@ std::optional<std::string> read_line(bool interactive) {
 }
 
 int run_chat(int argc, char** argv) {
-  std::set<std::string> values = kGenerateValueOptions;
-  values.insert({"--system", "--template-file"});
-  std::set<std::string> flags = kGenerateFlagOptions;
-  flags.insert({"--verbose-prompt", "--no-stats"});
-  const Args args(argc, argv, values, flags, kGenerateAliases);
-  if (args.flag("--help")) {
-    std::fputs(kUsage, stdout);
-    std::fputs(kChatHelp, stdout);
-    return 0;
-  }
+  const Args args = chat_options().parse(argc, argv);
   model_argument(args, 0);  // the model is the only positional argument
   const auto model = load_model(args);
   const tokenizer::Tokenizer tok = tokenizer::Tokenizer::from_gguf(model->file());
@@ -226,14 +237,16 @@ int run_chat(int argc, char** argv) {
   } else if (const auto t = model->file().get_string("tokenizer.chat_template")) {
     source = std::string(*t);
   } else {
-    throw Error(model->file().name() + ": the model has no chat template (tokenizer.chat_template); pass --template-file F");
+    throw Error(
+        model->file().name() +
+        ": the model has no chat template (tokenizer.chat_template); pass --template-file F");
   }
   engine::GenerateOptions opts = generate_options(args, model->config().n_vocab);
   opts.adapter = lora_option(args, *model);
   ThreadPool pool(thread_count(args));
   ChatSession chat(*model, tok, chat::Template(source), pool, session_options(args), opts,
-                   args.get_or("--system", ""), args.flag("--verbose-prompt"), !args.flag("--no-stats"),
-                   draft_option(args));
+                   args.get("--system").value_or(""), args.flag("--verbose-prompt"),
+                   !args.flag("--no-stats"), draft_option(args));
 
   const bool interactive = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
   struct sigaction sa {};
@@ -243,12 +256,14 @@ int run_chat(int argc, char** argv) {
   if (interactive) {
     // What is talking, how much it remembers, and whose template shapes the prompt.
     const auto name = model->file().get_string("general.name");
-    std::fprintf(stderr, "slm chat: %s (%s, %s parameters) | context %lld tokens | template: %s%s\n",
-                 name ? std::string(*name).c_str() : model->file().name().c_str(), model->config().arch_name.c_str(),
-                 human_count(static_cast<double>(model->n_params())).c_str(), (long long)chat.n_ctx(),
-                 args.get("--template-file") ? ("--template-file " + *args.get("--template-file")).c_str()
-                                             : "the model file's",
-                 opts.adapter ? (" | LoRA: " + opts.adapter->label()).c_str() : "");
+    std::fprintf(
+        stderr, "slm chat: %s (%s, %s parameters) | context %lld tokens | template: %s%s\n",
+        name ? std::string(*name).c_str() : model->file().name().c_str(),
+        model->config().arch_name.c_str(),
+        human_count(static_cast<double>(model->n_params())).c_str(), (long long)chat.n_ctx(),
+        args.get("--template-file") ? ("--template-file " + *args.get("--template-file")).c_str()
+                                    : "the model file's",
+        opts.adapter ? (" | LoRA: " + opts.adapter->label()).c_str() : "");
     std::fprintf(stderr, "type a message, /help for commands, Ctrl-D to leave\n");
   }
 
@@ -283,6 +298,6 @@ int run_chat(int argc, char** argv) {
 
 }  // namespace
 
-SLM_COMMAND("chat", "chat with a model in the terminal", run_chat);
+SLM_COMMAND("chat", "chat with a model in the terminal", chat_options, run_chat);
 
 }  // namespace slm::cli

@@ -1,4 +1,5 @@
 // slm convert: a Hugging Face model folder to GGUF (see convert/convert.h).
+#include <cctype>
 #include <cstdio>
 #include <string>
 
@@ -11,40 +12,46 @@
 namespace slm::cli {
 namespace {
 
+Options convert_options() {
+  Options o("convert",
+            "usage: slm convert HF_DIR -o MODEL.gguf [--type F32|F16|BF16|Q8_0] [--name NAME]\n"
+            "  Converts a Hugging Face folder (config.json, model.safetensors or sharded\n"
+            "  model-*.safetensors with model.safetensors.index.json, tokenizer.json,\n"
+            "  tokenizer_config.json, generation_config.json) to GGUF, as llama.cpp's\n"
+            "  convert_hf_to_gguf.py lays it out.\n",
+            "architectures: " + convert::hf_architecture_names() + ".");
+  o.value("--out,-o", "MODEL.gguf", "the GGUF file to write (required)");
+  o.value("--type", "TYPE",
+          "the matrices' type: F32, F16, BF16 or Q8_0 (norms and biases stay F32)")
+      .choices({"F32", "F16", "BF16", "Q8_0"})
+      .def("F16");
+  o.value("--name", "NAME", "general.name").def_note("the folder's name");
+  return o;
+}
+
 int run_convert(int argc, char** argv) {
-  const Args args(argc, argv, {"--out", "--type", "--name"}, {"--help"}, {{"-o", "--out"}});
-  if (args.flag("--help")) {
-    std::printf(
-        "usage: slm convert HF_DIR -o MODEL.gguf [--type F32|F16|BF16|Q8_0] [--name NAME]\n"
-        "  Converts a Hugging Face folder (config.json, model.safetensors or sharded\n"
-        "  model-*.safetensors with model.safetensors.index.json, tokenizer.json,\n"
-        "  tokenizer_config.json, generation_config.json) to GGUF, as llama.cpp's\n"
-        "  convert_hf_to_gguf.py lays it out. --type: matrices' type (default F16;\n"
-        "  norms and biases stay F32). --name: general.name (default: the folder's).\n"
-        "  Architectures: %s.\n",
-        convert::hf_architecture_names().c_str());
-    return 0;
-  }
+  const Args args = convert_options().parse(argc, argv);
   const auto& pos = args.positional();
   if (pos.empty()) throw UsageError("the Hugging Face folder is required");
   if (pos.size() > 1) throw UsageError("unexpected argument '" + pos[1] + "'");
   const auto out = args.get("--out");
   if (!out) throw UsageError("-o MODEL.gguf is required");
   convert::ConvertOptions options;
-  const std::string type = args.get_or("--type", "F16");
+  std::string type = args.choice("--type");
+  for (char& ch : type) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
   const auto t = dtype_from_name(type);
-  if (!t || (*t != DType::F32 && *t != DType::F16 && *t != DType::BF16 && *t != DType::Q8_0))
-    throw UsageError(args.shown("--type") + ": '" + type + "' is not one of F32, F16, BF16, Q8_0");
+  if (!t) throw UsageError(args.shown("--type") + ": '" + type + "' is not a type");
   options.type = *t;
-  options.name = args.get_or("--name", "");
+  options.name = args.get("--name").value_or("");
   const convert::ConvertResult r = convert::convert_hf(pos[0], *out, options);
   std::fprintf(stderr, "wrote %s: %s, %lld tensors, %s, %.1f MB\n", out->c_str(), r.arch.c_str(),
-               static_cast<long long>(r.n_tensors), type.c_str(), static_cast<double>(r.bytes) / 1e6);
+               static_cast<long long>(r.n_tensors), type.c_str(),
+               static_cast<double>(r.bytes) / 1e6);
   return 0;
 }
 
 }  // namespace
 
-SLM_COMMAND("convert", "convert a Hugging Face model folder to GGUF", run_convert);
+SLM_COMMAND("convert", "convert a Hugging Face model folder to GGUF", convert_options, run_convert);
 
 }  // namespace slm::cli

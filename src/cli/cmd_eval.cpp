@@ -25,25 +25,46 @@
 namespace slm::cli {
 namespace {
 
-const char kUsage[] =
-    "usage: slm eval --model M (--file TEXT | --hellaswag FILE | --choices FILE.jsonl) [options]\n"
-    "Perplexity (--file; .bz2 files are read as they are):\n"
-    "  -c, --ctx-size N    context of each chunk (512). As llama-perplexity -c N: chunks of N "
-    "tokens,\n"
-    "                      BOS first, the second half of each scored\n"
-    "  --stride N          sliding windows of -c tokens every N tokens instead (each token scored "
-    "once)\n"
-    "  --chunks N          evaluate at most N chunks/windows\n"
-    "  -b, --batch N       tokens per forward step (512)\n"
-    "  --save-logits F     store each scored token's top-k log-probabilities (and the rest mass) "
-    "in F\n"
-    "  --top-k K           entries per position in --save-logits (32)\n"
-    "  --compare-logits F  KL divergence, same-top-1 rate and perplexity ratio against F\n"
-    "Multiple choice:\n"
-    "  --hellaswag FILE    llama.cpp's 6-line-per-task text (context, label, 4 endings)\n"
-    "  --choices FILE      JSONL: {\"context\": ..., \"endings\": [...], \"label\": N} per line\n"
-    "  --tasks N           only the first N tasks\n"
-    "Both: -t N threads, --json (one JSON object on stdout), --allow-long-context\n";
+Options eval_options() {
+  Options o(
+      "eval",
+      "usage: slm eval [--model] M (--file TEXT | --hellaswag FILE | --choices FILE.jsonl) "
+      "[options]\n"
+      "  Perplexity of a text (--file; .bz2 files are read as they are), as llama-perplexity\n"
+      "  -c N: chunks of N tokens, BOS first, the second half of each scored; the drift\n"
+      "  of the top-k logits against a saved run; or multiple-choice accuracy.\n");
+  add_model_option(o);
+  o.value("--file,-f", "TEXT", "perplexity of this text");
+  o.value("--ctx-size,-c", "N", "perplexity: context of each chunk")
+      .integer(2, int64_t{1} << 24)
+      .def("512");
+  o.value("--stride", "N",
+          "perplexity: sliding windows of -c tokens every N tokens (each token scored once)")
+      .integer(1, int64_t{1} << 24)
+      .def_note("chunks");
+  o.value("--chunks", "N", "perplexity: at most N chunks or windows; 0: all")
+      .integer(0, int64_t{1} << 40)
+      .def("0");
+  o.value("--batch-size,-b", "N", "tokens per forward step").integer(1, 4096).def("512");
+  o.value("--save-logits", "F",
+          "perplexity: store each scored token's top-k log-probabilities (and the rest) in F");
+  o.value("--top-k", "K", "perplexity: entries per position in --save-logits")
+      .integer(1, eval::kLogitsMaxK)
+      .def("32");
+  o.value("--compare-logits", "F",
+          "perplexity: KL divergence, same-top-1 rate and perplexity ratio against F");
+  o.value("--hellaswag", "FILE",
+          "accuracy on llama.cpp's 6-line-per-task text (context, label, 4 endings)");
+  o.value("--choices", "FILE",
+          "accuracy on JSONL: {\"context\": ..., \"endings\": [...], \"label\": N} per line");
+  o.value("--tasks", "N", "multiple choice: only the first N tasks; 0: all")
+      .integer(0, int64_t{1} << 40)
+      .def("0");
+  add_threads_option(o);
+  o.flag("--json", "print one JSON object on stdout");
+  o.flag("--allow-long-context", "permit a context beyond the model's training length");
+  return o;
+}
 
 // A progress bar on stderr, drawn only when stderr is a terminal.
 class Progress {
@@ -75,13 +96,13 @@ nlohmann::json accuracy_json(const eval::Accuracy& a) {
 int run_choices(const Args& args, const model::Model& model, int threads) {
   const bool hs = args.has("--hellaswag");
   const std::string path = *args.get(hs ? "--hellaswag" : "--choices");
-  const int64_t max_tasks = args.get_int("--tasks", 0, 0, int64_t{1} << 40);
+  const int64_t max_tasks = args.get_int("--tasks");
   const std::string text = eval::read_text_file(path);
   const std::vector<eval::ChoiceTask> tasks = hs ? eval::parse_hellaswag(text, path, max_tasks)
                                                  : eval::parse_choices_jsonl(text, path, max_tasks);
   const tokenizer::Tokenizer tok = tokenizer::Tokenizer::from_gguf(model.file());
   eval::ChoiceOptions o;
-  o.max_rows = args.get_int("--batch", 512, 1, 4096);
+  o.max_rows = args.get_int("--batch-size");
   o.allow_beyond_train_ctx = args.flag("--allow-long-context");
   ThreadPool pool(threads);
   eval::ChoiceResult r;
@@ -121,20 +142,24 @@ int run_perplexity(const Args& args, const model::Model& model, int threads) {
   const tokenizer::Tokenizer tok = tokenizer::Tokenizer::from_gguf(model.file());
   const std::vector<int32_t> tokens = tok.encode(eval::read_text_file(path), true, false);
   eval::PerplexityOptions o;
-  o.n_ctx = args.get_int("--ctx-size", 512, 2, int64_t{1} << 24);
-  o.stride = args.get_int("--stride", 0, 1, o.n_ctx);
-  o.n_batch = args.get_int("--batch", 512, 1, 4096);
-  o.max_chunks = args.get_int("--chunks", 0, 0, int64_t{1} << 40);
+  o.n_ctx = args.get_int("--ctx-size");
+  o.stride = args.has("--stride") ? args.get_int("--stride") : 0;
+  if (o.stride > o.n_ctx)
+    throw UsageError("option " + args.shown("--stride") + ": " + std::to_string(o.stride) +
+                     " is out of range [1, " + std::to_string(o.n_ctx) + "] (the context size)");
+  o.n_batch = args.get_int("--batch-size");
+  o.max_chunks = args.get_int("--chunks");
   o.allow_beyond_train_ctx = args.flag("--allow-long-context");
   if (o.n_ctx > model.config().n_ctx_train && !o.allow_beyond_train_ctx)
-    throw Error("-c " + std::to_string(o.n_ctx) + " exceeds the model's training context of " +
+    throw Error(args.shown("--ctx-size") + " " + std::to_string(o.n_ctx) +
+                " exceeds the model's training context of " +
                 std::to_string(model.config().n_ctx_train) +
                 " (--allow-long-context to go beyond)");
   const std::optional<int32_t> bos = tok.add_bos() ? tok.bos() : std::nullopt;
 
   eval::LogitsHeader run;
   run.n_vocab = static_cast<uint32_t>(model.config().n_vocab);
-  run.k = static_cast<uint32_t>(args.get_int("--top-k", 32, 1, eval::kLogitsMaxK));
+  run.k = static_cast<uint32_t>(args.get_int("--top-k"));
   run.n_ctx = static_cast<uint32_t>(o.n_ctx);
   run.stride = static_cast<uint32_t>(o.stride);
   run.tokens_hash = eval::hash_tokens(tokens);
@@ -208,28 +233,15 @@ int run_perplexity(const Args& args, const model::Model& model, int threads) {
 }
 
 int run_eval(int argc, char** argv) {
-  const Args args(
-      argc, argv,
-      {"--model", "--file", "--ctx-size", "--stride", "--chunks", "--batch", "--threads",
-       "--save-logits", "--top-k", "--compare-logits", "--hellaswag", "--choices", "--tasks"},
-      {"--help", "--json", "--allow-long-context"},
-      {{"-m", "--model"},
-       {"-f", "--file"},
-       {"-c", "--ctx-size"},
-       {"-t", "--threads"},
-       {"-b", "--batch"}});
-  if (args.flag("--help")) {
-    std::printf("%s", kUsage);
-    return 0;
-  }
+  const Args args = eval_options().parse(argc, argv);
+  model_argument(args, 0);  // the model is the only positional argument
   const int modes = args.has("--file") + args.has("--hellaswag") + args.has("--choices");
-  if (modes != 1)
-    throw Error("give exactly one of --file, --hellaswag, --choices (see slm eval --help)");
+  if (modes != 1) throw UsageError("give exactly one of --file, --hellaswag, --choices");
   if (!args.has("--file"))
     for (const char* o : {"--save-logits", "--compare-logits", "--stride", "--chunks", "--top-k"})
-      if (args.has(o)) throw Error(std::string(o) + " applies to perplexity (--file) only");
+      if (args.has(o)) throw UsageError(args.shown(o) + " applies to perplexity (--file) only");
   if (!args.has("--hellaswag") && !args.has("--choices") && args.has("--tasks"))
-    throw Error("--tasks applies to --hellaswag and --choices only");
+    throw UsageError(args.shown("--tasks") + " applies to --hellaswag and --choices only");
   const int threads = thread_count(args);
   const auto model = load_model(args);
   return args.has("--file") ? run_perplexity(args, *model, threads)
@@ -239,6 +251,6 @@ int run_eval(int argc, char** argv) {
 }  // namespace
 
 SLM_COMMAND("eval", "perplexity, logit drift (KL) and multiple-choice accuracy of a model",
-            run_eval);
+            eval_options, run_eval);
 
 }  // namespace slm::cli

@@ -25,17 +25,26 @@
 namespace slm::cli {
 namespace {
 
-constexpr const char* kUsage =
-    "usage: slm grammar check (--grammar F.gbnf | --json-schema F.json) --input DOC\n"
-    "       slm grammar gbnf --json-schema F.json\n"
-    "       slm grammar bench --model M (--grammar F.gbnf | --json-schema F.json) --input DOC\n"
-    "  check  exits 0 when DOC is in the language, 1 with the offending byte offset\n"
-    "         when it is not, 2 on usage errors or a grammar that does not compile\n"
-    "  gbnf   prints the GBNF grammar a JSON Schema compiles to\n"
-    "  --strict  refuse a oneOf whose branches may overlap (default: compile it as\n"
-    "            anyOf and print a warning)\n"
-    "  bench  tokenizes DOC with the model's vocabulary and times the allowed-token\n"
-    "         mask before each token (one thread); prints JSON (times in us)\n";
+Options grammar_options() {
+  Options o(
+      "grammar",
+      "usage: slm grammar check (--grammar F.gbnf | --json-schema F.json) --input DOC\n"
+      "       slm grammar gbnf --json-schema F.json\n"
+      "       slm grammar bench --model M (--grammar F.gbnf | --json-schema F.json) --input DOC\n"
+      "  check  exits 0 when DOC is in the language, 1 with the offending byte offset\n"
+      "         when it is not, 2 on usage errors or a grammar that does not compile\n"
+      "  gbnf   prints the GBNF grammar a JSON Schema compiles to\n"
+      "  bench  tokenizes DOC with the model's vocabulary and times the allowed-token\n"
+      "         mask before each token (one thread); prints JSON (times in us)\n");
+  o.value("--grammar", "F.gbnf", "a GBNF grammar");
+  o.value("--json-schema", "F.json", "a JSON Schema");
+  o.value("--input", "DOC", "the document to check or time");
+  add_model_option(o, "bench: the model whose vocabulary tokenizes DOC");
+  o.flag(
+      "--strict",
+      "refuse a oneOf whose branches may overlap (otherwise: compiled as anyOf, with a warning)");
+  return o;
+}
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -64,8 +73,10 @@ std::shared_ptr<const grammar::Grammar> load_grammar(const Args& args) {
   options.strict_one_of = args.flag("--strict");
   std::vector<std::string> warnings;
   try {
-    auto g = std::make_shared<const grammar::Grammar>(grammar::compile_json_schema(read_file(*schema), options, &warnings));
-    for (const std::string& w : warnings) std::fprintf(stderr, "warning: %s: %s\n", schema->c_str(), w.c_str());
+    auto g = std::make_shared<const grammar::Grammar>(
+        grammar::compile_json_schema(read_file(*schema), options, &warnings));
+    for (const std::string& w : warnings)
+      std::fprintf(stderr, "warning: %s: %s\n", schema->c_str(), w.c_str());
     return g;
   } catch (const Error& e) {
     throw Error(*schema + ": " + e.what());
@@ -74,8 +85,10 @@ std::shared_ptr<const grammar::Grammar> load_grammar(const Args& args) {
 
 std::string show_byte(unsigned char b) {
   char buf[16];
-  if (b >= 0x20 && b < 0x7F) std::snprintf(buf, sizeof buf, "'%c'", b);
-  else std::snprintf(buf, sizeof buf, "0x%02X", b);
+  if (b >= 0x20 && b < 0x7F)
+    std::snprintf(buf, sizeof buf, "'%c'", b);
+  else
+    std::snprintf(buf, sizeof buf, "0x%02X", b);
   return buf;
 }
 
@@ -115,7 +128,8 @@ int bench(const Args& args) {
   const auto t1 = Clock::now();
   const auto tok = tokenizer::Tokenizer::from_gguf(*gguf::File::open(*model));
   const auto t2 = Clock::now();
-  const auto vocab = std::make_shared<const engine::GrammarVocab>(engine::grammar_token_bytes(tok), tok.eog_ids());
+  const auto vocab =
+      std::make_shared<const engine::GrammarVocab>(engine::grammar_token_bytes(tok), tok.eog_ids());
   const auto t3 = Clock::now();
   const auto ids = tok.encode(doc, /*add_special=*/false, /*parse_special=*/false);
   grammar::Matcher m(g);
@@ -134,43 +148,40 @@ int bench(const Args& args) {
     const auto id = static_cast<size_t>(ids[i]);
     const std::string& b = vocab->bytes[id];
     if (!((mask[id >> 6] >> (id & 63)) & 1) || m.accept(b) != b.size()) {
-      std::printf("rejected: token %zu (id %zu) of the document is not allowed by the grammar\n", i, id);
+      std::printf("rejected: token %zu (id %zu) of the document is not allowed by the grammar\n", i,
+                  id);
       return 1;
     }
   }
   std::vector<double> sorted = times;
   std::sort(sorted.begin(), sorted.end());
-  auto pct = [&](double p) { return sorted[std::min(sorted.size() - 1, static_cast<size_t>(p * static_cast<double>(sorted.size())))]; };
+  auto pct = [&](double p) {
+    return sorted[std::min(sorted.size() - 1,
+                           static_cast<size_t>(p * static_cast<double>(sorted.size())))];
+  };
   double sum = 0;
   for (double t : times) sum += t;
   const double n = static_cast<double>(times.size());
   std::printf(
-      "{\"tokens\": %zu, \"masks\": %zu, \"complete\": %s, \"compile_us\": %.1f, \"vocab_setup_us\": %.1f, "
-      "\"tokenizer_load_us\": %.1f, \"trie_nodes\": %zu, \"mask_us\": {\"mean\": %.2f, \"p50\": %.2f, "
-      "\"p99\": %.2f, \"max\": %.2f}, \"mean_nodes_visited\": %.1f, \"mean_tokens_allowed\": %.1f, \"mean_walk_states\": %.1f, \"cache_hits\": %zu, \"local_cache_hits\": %zu}\n",
+      "{\"tokens\": %zu, \"masks\": %zu, \"complete\": %s, \"compile_us\": %.1f, "
+      "\"vocab_setup_us\": %.1f, "
+      "\"tokenizer_load_us\": %.1f, \"trie_nodes\": %zu, \"mask_us\": {\"mean\": %.2f, \"p50\": "
+      "%.2f, "
+      "\"p99\": %.2f, \"max\": %.2f}, \"mean_nodes_visited\": %.1f, \"mean_tokens_allowed\": %.1f, "
+      "\"mean_walk_states\": %.1f, \"cache_hits\": %zu, \"local_cache_hits\": %zu}\n",
       ids.size(), times.size(), m.is_complete() ? "true" : "false", micros(t0, t1), micros(t2, t3),
-      micros(t1, t2), vocab->trie.n_nodes(), sum / n, pct(0.5), pct(0.99), sorted.back(), visited / n,
-      allowed / n, states / n, mc.cache_hits(), mc.local_hits());
+      micros(t1, t2), vocab->trie.n_nodes(), sum / n, pct(0.5), pct(0.99), sorted.back(),
+      visited / n, allowed / n, states / n, mc.cache_hits(), mc.local_hits());
   return 0;
 }
 
 int run_grammar(int argc, char** argv) {
+  const Args args = grammar_options().parse(argc, argv);
+  const std::vector<std::string>& pos = args.positional();
+  if (pos.empty()) throw UsageError("missing sub-command (check, gbnf or bench)");
+  if (pos.size() > 1) throw UsageError("unexpected argument '" + pos[1] + "'");
+  const std::string& sub = pos[0];
   try {
-    if (argc < 1) throw UsageError("missing sub-command (check, gbnf or bench)");
-    const std::string sub = argv[0];
-    if (sub == "--help" || sub == "-h") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    }
-    if (sub.starts_with("-")) throw UsageError("unknown option " + sub);
-    const Args args(argc - 1, argv + 1, {"--grammar", "--json-schema", "--input", "--model"},
-                    {"--help", "--strict"}, {{"-m", "--model"}});
-    if (args.flag("--help")) {
-      std::fputs(kUsage, stdout);
-      return 0;
-    }
-    if (!args.positional().empty())
-      throw UsageError(std::string("unexpected argument '") + args.positional()[0] + "'");
     if (sub == "check") return check(args);
     if (sub == "bench") return bench(args);
     if (sub == "gbnf") {
@@ -186,15 +197,17 @@ int run_grammar(int argc, char** argv) {
     }
     throw UsageError(std::string("unknown sub-command '") + sub + "'");
   } catch (const UsageError&) {
-    throw;  // main words it: exit 2 and "see `slm grammar --help`"
+    throw;
   } catch (const Error& e) {
-    std::fprintf(stderr, "slm grammar: %s\n%s", e.what(), kUsage);
-    return 2;
+    // Unreadable files and grammars that do not compile are exit code 2 too
+    // (1 means "not in the language"); main words it.
+    throw UsageError(e.what());
   }
 }
 
 }  // namespace
 
-SLM_COMMAND("grammar", "check a document against a GBNF grammar or JSON Schema", run_grammar);
+SLM_COMMAND("grammar", "check a document against a GBNF grammar or JSON Schema", grammar_options,
+            run_grammar);
 
 }  // namespace slm::cli

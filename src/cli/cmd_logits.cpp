@@ -38,40 +38,46 @@ std::vector<int32_t> parse_ids(const std::string& text) {
   return ids;
 }
 
+Options logits_options() {
+  Options o("logits",
+            "usage: slm logits [--model] M --tokens \"ID ID ...\" [--out FILE] [-t N] [-c N]\n"
+            "  Feeds the tokens as one sequence (no BOS added) and writes float32\n"
+            "  [n_tokens][n_vocab] logits to FILE, or the top 5 per position to stdout.\n");
+  add_model_option(o, "a GGUF file; also the first positional argument");
+  o.value("--tokens", "IDS", "the token ids, separated by spaces (required)");
+  o.value("--out,-o", "FILE", "write the logits here").def_note("the top 5 per position on stdout");
+  o.value("--threads,-t", "N", "threads").integer(1, 1024).def("1");
+  o.value("--ctx-size,-c", "N", "context size in tokens; 0: the model's training context")
+      .integer(0, int64_t{1} << 24)
+      .def("0");
+  o.flag("--allow-long-context", "permit a context beyond the model's training length");
+  add_kv_type_option(o, "f32");  // f32: this command is the reference
+  o.value("--lora", "F[:SCALE]", "apply a LoRA adapter (llama.cpp GGUF layout)").repeatable();
+  return o;
+}
+
 int run_logits(int argc, char** argv) {
-  const Args args(argc, argv, {"--model", "--tokens", "--out", "--threads", "--ctx-size", "--kv-type", "--lora"},
-                  {"--help", "--allow-long-context"},
-                  {{"-m", "--model"}, {"-t", "--threads"}, {"-o", "--out"}, {"-c", "--ctx-size"}});
-  if (args.flag("--help")) {
-    std::printf(
-        "usage: slm logits --model M --tokens \"ID ID ...\" [--out FILE] [-t N] [-c N]\n"
-        "  Feeds the tokens as one sequence (no BOS added) and writes float32\n"
-        "  [n_tokens][n_vocab] logits to FILE, or the top 5 per position to stdout.\n"
-        "  -c N: context size (default: the model's training context);\n"
-        "  --allow-long-context: permit a context beyond the training length;\n"
-        "  --kv-type f32|f16|q8_0: KV cache type (default f32: this command is the reference);\n"
-        "  --lora F[:SCALE]: apply a LoRA adapter (repeatable).\n");
-    return 0;
-  }
-  const auto model_path = args.get("--model");
-  if (!model_path) throw UsageError("--model is required");
+  const Args args = logits_options().parse(argc, argv);
+  const auto model_path = model_argument(args, 0).spec;
+  if (!model_path) throw UsageError("no model given: slm logits M, or --model M");
   const auto tokens_text = args.get("--tokens");
   if (!tokens_text) throw UsageError("--tokens is required");
   const std::vector<int32_t> ids = parse_ids(*tokens_text);
-  const int threads = static_cast<int>(args.get_int("--threads", 1, 1, 1024));
+  const int threads = static_cast<int>(args.get_int("--threads"));
 
   const auto model = model::Model::load(*model_path);
   model::SessionOptions so;
-  so.n_ctx = args.get_int("--ctx-size", 0, 0, int64_t{1} << 24);
+  so.n_ctx = args.get_int("--ctx-size");
   so.allow_beyond_train_ctx = args.flag("--allow-long-context");
-  so.kv_type = args.has("--kv-type") ? kv_type_option(args) : DType::F32;
+  so.kv_type = kv_type_option(args);
   const int64_t n_ctx = so.n_ctx > 0 ? so.n_ctx : model->config().n_ctx_train;
   if (static_cast<int64_t>(ids.size()) > n_ctx)
-    throw Error(std::to_string(ids.size()) + " tokens exceed the context of " + std::to_string(n_ctx) +
-                " (raise it with -c)");
+    throw Error(std::to_string(ids.size()) + " tokens exceed the context of " +
+                std::to_string(n_ctx) + " (raise it with -c)");
   model::Session session(*model, so);
   std::vector<model::LoraFile> loras;
-  for (const std::string& a : args.get_all("--lora")) loras.push_back(model::parse_lora_argument(a));
+  for (const std::string& a : args.get_all("--lora"))
+    loras.push_back(model::parse_lora_argument(a));
   const auto adapter = loras.empty() ? nullptr : model::LoraAdapter::load(*model, loras);
   session.set_adapter(adapter.get());
   ThreadPool pool(threads);
@@ -107,6 +113,6 @@ int run_logits(int argc, char** argv) {
 
 }  // namespace
 
-SLM_COMMAND("logits", "write the logits of a token sequence", run_logits);
+SLM_COMMAND("logits", "write the logits of a token sequence", logits_options, run_logits);
 
 }  // namespace slm::cli

@@ -2,6 +2,7 @@
 // llama.cpp's layout (see convert/peft.h), for --lora and `slm serve`.
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include "base/error.h"
 #include "cli/args.h"
@@ -11,31 +12,27 @@
 namespace slm::cli {
 namespace {
 
-constexpr const char* kUsage =
-    "usage: slm lora import PEFT_DIR -o ADAPTER.gguf --model BASE.gguf\n"
-    "  Converts a PEFT LoRA folder (adapter_config.json, adapter_model.safetensors) to a GGUF\n"
-    "  adapter in llama.cpp's layout for --lora and `slm serve --lora NAME=F`. The scale\n"
-    "  (lora_alpha / r, or / sqrt(r) with use_rslora) is kept; q/k rows are permuted as the\n"
-    "  base's were for llama-style models. Bases: llama, mistral, qwen2, qwen3; modules q_proj,\n"
-    "  k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj. DoRA, embeddings, lm_head and\n"
-    "  modules_to_save are refused. The output appears only when complete.\n";
+Options lora_options() {
+  Options o(
+      "lora",
+      "usage: slm lora import PEFT_DIR -o ADAPTER.gguf --model BASE.gguf\n"
+      "  Converts a PEFT LoRA folder (adapter_config.json, adapter_model.safetensors) to a GGUF\n"
+      "  adapter in llama.cpp's layout for --lora and `slm serve --lora NAME=F`. The scale\n"
+      "  (lora_alpha / r, or / sqrt(r) with use_rslora) is kept; q/k rows are permuted as the\n"
+      "  base's were for llama-style models. Bases: llama, mistral, qwen2, qwen3; modules q_proj,\n"
+      "  k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj. DoRA, embeddings, lm_head and\n"
+      "  modules_to_save are refused. The output appears only when complete.\n");
+  o.value("--out,-o", "ADAPTER.gguf", "the adapter to write (required)");
+  add_model_option(o, "the base model the adapter was trained on, a GGUF file (required)");
+  return o;
+}
 
 int run_lora(int argc, char** argv) {
-  if (argc < 1) throw UsageError("missing sub-command (import)");
-  const std::string sub = argv[0];
-  if (sub == "--help" || sub == "-h") {
-    std::fputs(kUsage, stdout);
-    return 0;
-  }
-  if (sub.starts_with("-")) throw UsageError("unknown option " + sub);
-  if (sub != "import") throw UsageError("unknown sub-command '" + sub + "'");
-  const Args args(argc - 1, argv + 1, {"--out", "--model"}, {"--help"},
-                  {{"-o", "--out"}, {"-m", "--model"}});
-  if (args.flag("--help")) {
-    std::fputs(kUsage, stdout);
-    return 0;
-  }
-  const auto& pos = args.positional();
+  const Args args = lora_options().parse(argc, argv);
+  std::vector<std::string> pos = args.positional();
+  if (pos.empty()) throw UsageError("missing sub-command (import)");
+  if (pos[0] != "import") throw UsageError("unknown sub-command '" + pos[0] + "'");
+  pos.erase(pos.begin());
   if (pos.empty()) throw UsageError("the PEFT folder is required");
   if (pos.size() > 1) throw UsageError("unexpected argument '" + pos[1] + "'");
   const auto out = args.get("--out");
@@ -53,6 +50,6 @@ int run_lora(int argc, char** argv) {
 
 }  // namespace
 
-SLM_COMMAND("lora", "LoRA adapters: import a PEFT folder to GGUF", run_lora);
+SLM_COMMAND("lora", "LoRA adapters: import a PEFT folder to GGUF", lora_options, run_lora);
 
 }  // namespace slm::cli

@@ -24,44 +24,38 @@ extern "C" void on_quantize_signal(int) {
   g_interrupted.store(true);
 }
 
-void print_help() {
-  std::printf(
-      "usage: slm quantize IN.gguf OUT.gguf TYPE [--pure] [-t N] [--imatrix F] "
-      "[--allow-requantize]\n\n"
-      "Converts every tensor of IN to the type TYPE gives it, as llama-quantize does, and writes "
-      "OUT\n"
-      "(only once complete: nothing is left behind on an error or Ctrl-C).\n\n"
-      "types:");
-  for (const std::string& m : model::quant_mix_names()) std::printf(" %s", m.c_str());
-  std::printf(
-      "\n       (Q3_K, Q4_K and Q5_K are aliases of the _M mixes)\n\n"
-      "  --pure              every matrix of TYPE itself, embeddings and output included (norms "
-      "stay F32)\n"
-      "  -t, --threads N     threads (default: all cores)\n"
-      "  --imatrix F         llama.cpp importance matrix (.dat or GGUF) weighting every type "
-      "below Q8_0\n"
-      "  --allow-requantize  accept an already quantized input (dequantized, then quantized "
-      "again)\n");
+Options quantize_options() {
+  std::string types = "types:";
+  for (const std::string& m : model::quant_mix_names()) types += " " + m;
+  types += "\n       (Q3_K, Q4_K and Q5_K are aliases of the _M mixes)";
+  Options o("quantize",
+            "usage: slm quantize IN.gguf OUT.gguf TYPE [--pure] [-t N] [--imatrix F] "
+            "[--allow-requantize]\n"
+            "  Converts every tensor of IN to the type TYPE gives it, as llama-quantize does, and "
+            "writes OUT\n"
+            "  (only once complete: nothing is left behind on an error or Ctrl-C).\n",
+            types);
+  o.flag("--pure", "every matrix of TYPE itself, embeddings and output included (norms stay F32)");
+  add_threads_option(o);
+  o.value("--imatrix", "F",
+          "llama.cpp importance matrix (.dat or GGUF) weighting every type below Q8_0");
+  o.flag("--allow-requantize",
+         "accept an already quantized input (dequantized, then quantized again)");
+  return o;
 }
 
 int run_quantize(int argc, char** argv) {
-  const Args args(argc, argv, {"--threads", "--imatrix"}, {"--pure", "--allow-requantize"},
-                  {{"-t", "--threads"}});
-  if (args.flag("--help")) {
-    print_help();
-    return 0;
-  }
+  const Args args = quantize_options().parse(argc, argv);
   const std::vector<std::string>& pos = args.positional();
   if (pos.size() < 3) throw UsageError("IN.gguf, OUT.gguf and TYPE are required");
   if (pos.size() > 3) throw UsageError("unexpected argument '" + pos[3] + "'");
   model::QuantizeOptions opt;
   opt.type = pos[2];
   if (model::find_quant_mix(opt.type) == nullptr)
-    throw UsageError("unknown TYPE '" + opt.type + "' (slm quantize --help lists the types)");
+    throw UsageError("unknown TYPE '" + opt.type + "' (the help lists the types)");
   opt.pure = args.flag("--pure");
   opt.allow_requantize = args.flag("--allow-requantize");
-  const long hw = sysconf(_SC_NPROCESSORS_ONLN);
-  ThreadPool pool(static_cast<int>(args.get_int("--threads", hw > 0 ? hw : 1, 1, 1024)));
+  ThreadPool pool(thread_count(args));
 
   model::Imatrix imatrix;
   if (const auto f = args.get("--imatrix")) {
@@ -101,6 +95,6 @@ int run_quantize(int argc, char** argv) {
 }  // namespace
 
 SLM_COMMAND("quantize", "convert a model to another type or quantization mix (Q4_K_M, Q8_0, ...)",
-            run_quantize);
+            quantize_options, run_quantize);
 
 }  // namespace slm::cli

@@ -19,29 +19,21 @@
 namespace slm::cli {
 namespace {
 
-const char* kRunHelp =
-    "usage: slm run [--model] M (-p PROMPT | PROMPT | --file F | < stdin) [options]\n"
-    "  -n, --n-predict N      tokens to generate (default: until end of text or a full context)\n"
-    "  -c, --ctx-size N       context size (default: the model's training context)\n"
-    "  -t, --threads N        threads (default: all cores)\n"
-    "  --seed S --temp T --top-k K --top-p P --min-p P\n"
-    "  --repeat-penalty R --repeat-last-n N --presence-penalty P --frequency-penalty F\n"
-    "  --logit-bias ID=BIAS   (repeatable; BIAS may be -inf)\n"
-    "  --stop S               stop string (repeatable; never printed)\n"
-    "  --grammar F.gbnf       constrain the output to a GBNF grammar\n"
-    "  --json-schema F.json   constrain the output to JSON valid under a JSON Schema\n"
-    "  --json-object          constrain the output to one JSON object\n"
-    "  --context-shift        when the context fills, drop old tokens and continue (--keep N keeps the first N)\n"
-    "  --allow-long-context   permit a context beyond the model's training length\n"
-    "  --kv-type T            KV cache type: f16 (default), f32 or q8_0 (half the memory of f16)\n"
-    "  --lora F[:SCALE]       apply a LoRA adapter (llama.cpp GGUF layout; repeatable)\n"
-    "  --draft ngram          speculative decoding from the text's own n-grams (default none);\n"
-    "                         --draft-max N drafts at most N tokens a step (default 8)\n"
-    "  --no-bos               do not add BOS even where the model asks for it\n"
-    "  --json                 print one JSON object (text, tokens, finish reason, usage, timings)\n"
-    "  -h, --help             this text\n"
-    "M is a GGUF file or a store name (slm list); without one: $SLM_MODEL, then the store's default.\n"
-    "With no prompt and a terminal on stdin, starts `slm chat` with the same options.\n";
+Options run_options() {
+  Options o("run",
+            "usage: slm run [--model] M (-p PROMPT | PROMPT | --file F | < stdin) [options]\n"
+            "  Generates a continuation of the prompt, streaming it to stdout.\n",
+            "M is a GGUF file or a store name (slm list); without one: $SLM_MODEL, then the "
+            "store's default.\n"
+            "With no prompt and a terminal on stdin, starts `slm chat` with the same options.");
+  o.value("--prompt,-p", "PROMPT",
+          "the prompt (or give it after the model, or by --file, or on stdin)");
+  o.value("--file,-f", "F", "read the prompt from F");
+  add_generate_options(o);
+  o.flag("--no-bos", "do not add BOS even where the model asks for it");
+  o.flag("--json", "print one JSON object (text, tokens, finish reason, usage, timings)");
+  return o;
+}
 
 // The prompt from -p, a positional argument after the model, --file or a
 // pipe on stdin: exactly one of them.
@@ -52,7 +44,8 @@ std::string read_prompt(const Args& args) {
   if (args.has("--file")) given.push_back(args.shown("--file"));
   if (!rest.empty()) given.push_back("a prompt argument ('" + rest[0].substr(0, 40) + "')");
   if (given.size() > 1)
-    throw UsageError("give the prompt once: " + given[0] + " and " + given[1] + " cannot be used together");
+    throw UsageError("give the prompt once: " + given[0] + " and " + given[1] +
+                     " cannot be used together");
   if (const auto p = args.get("--prompt")) return *p;
   if (!rest.empty()) return rest[0];
   if (const auto f = args.get("--file")) {
@@ -65,18 +58,7 @@ std::string read_prompt(const Args& args) {
 }
 
 int run(int argc, char** argv) {
-  std::set<std::string> values = kGenerateValueOptions;
-  values.insert({"--prompt", "--file"});
-  std::set<std::string> flags = kGenerateFlagOptions;
-  flags.insert({"--json", "--no-bos"});
-  std::map<std::string, std::string> aliases = kGenerateAliases;
-  aliases["-p"] = "--prompt";
-  aliases["-f"] = "--file";
-  const Args args(argc, argv, values, flags, aliases);
-  if (args.flag("--help")) {
-    std::fputs(kRunHelp, stdout);
-    return 0;
-  }
+  const Args args = run_options().parse(argc, argv);
   // No prompt at all on a terminal: an interactive chat, as `ollama run`
   // does (`-p ""` still generates from BOS alone).
   if (!args.has("--prompt") && !args.has("--file") && model_argument(args, 1).rest.empty() &&
@@ -93,7 +75,8 @@ int run(int argc, char** argv) {
   std::vector<int32_t> prompt =
       engine::tokenize_prompt(tok, prompt_text, {.allow_bos = !args.flag("--no-bos")});
   if (prompt.empty() && tok.bos()) prompt.push_back(*tok.bos());
-  if (prompt.empty()) throw Error("the prompt is empty and the model has no BOS token to start from");
+  if (prompt.empty())
+    throw Error("the prompt is empty and the model has no BOS token to start from");
   opts.strip_leading_space = prompt_text.empty();
 
   ThreadPool pool(thread_count(args));
@@ -123,7 +106,9 @@ int run(int argc, char** argv) {
     j["usage"] = {{"prompt_tokens", r.n_prompt},
                   {"completion_tokens", r.tokens.size()},
                   {"total_tokens", r.n_prompt + static_cast<int64_t>(r.tokens.size())}};
-    j["timings"] = {{"prompt_ms", r.prompt_ms}, {"generation_ms", r.gen_ms}, {"ttft_ms", r.ttft_ms},
+    j["timings"] = {{"prompt_ms", r.prompt_ms},
+                    {"generation_ms", r.gen_ms},
+                    {"ttft_ms", r.ttft_ms},
                     {"peak_rss_bytes", peak_rss_bytes()}};
     if (r.n_drafted > 0) j["speculative"] = {{"drafted", r.n_drafted}, {"accepted", r.n_accepted}};
     std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
@@ -134,6 +119,6 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-SLM_COMMAND("run", "generate text from a prompt", run);
+SLM_COMMAND("run", "generate text from a prompt", run_options, run);
 
 }  // namespace slm::cli

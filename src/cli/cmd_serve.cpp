@@ -32,7 +32,8 @@ std::vector<std::string> interface_addresses(bool v6) {
   ifaddrs* list = nullptr;
   if (getifaddrs(&list) != 0) return out;
   for (ifaddrs* a = list; a != nullptr; a = a->ifa_next) {
-    if (a->ifa_addr == nullptr || !(a->ifa_flags & IFF_UP) || (a->ifa_flags & IFF_LOOPBACK)) continue;
+    if (a->ifa_addr == nullptr || !(a->ifa_flags & IFF_UP) || (a->ifa_flags & IFF_LOOPBACK))
+      continue;
     const int fam = a->ifa_addr->sa_family;
     if (fam != AF_INET && !(v6 && fam == AF_INET6)) continue;
     char host[NI_MAXHOST];
@@ -49,67 +50,70 @@ std::vector<std::string> interface_addresses(bool v6) {
   return out;
 }
 
-constexpr const char* kUsage =
-    "usage: slm serve [[--model] M] [--host 127.0.0.1] [--port 8080] [--parallel N] [--ctx-size "
-    "N]\n"
-    "                 [--threads N] [--api-key K | --api-key-file F] [--cost-per-hour USD] "
-    "[--watts W]\n"
-    "                 [--log-prompts] [--insecure-no-auth] [--lora NAME=F[:SCALE]]... [--lora-dir "
-    "D]...\n"
-    "  An OpenAI-compatible server: POST /v1/chat/completions, /v1/completions; GET /v1/models,\n"
-    "  /health, /metrics (Prometheus), and a chat page at /.\n"
-    "  --model M          a GGUF file or a store name (default: $SLM_MODEL, then the store's "
-    "default)\n"
-    "  --host H           address to listen on (default 127.0.0.1; other addresses need an API "
-    "key)\n"
-    "  --port P           TCP port (default 8080; 0 picks a free one, printed at start)\n"
-    "  --parallel N       requests decoded together, each with the full context (default 4)\n"
-    "  --ctx-size N       context of every request in tokens (default: the model's, at most 8192)\n"
-    "  --allow-long-context  permit --ctx-size beyond the model's training context\n"
-    "  --kv-type T        KV cache type: f16 (default), f32 or q8_0 (half the memory of f16)\n"
-    "  --draft ngram      speculative decoding from each text's own n-grams (--draft-max N, default 8)\n"
-    "  --threads N        threads for the forward pass (default: all cores)\n"
-    "  --api-key K        require 'Authorization: Bearer K' on /v1/* and /metrics\n"
-    "  --api-key-file F   the same, with the key read from F's first line (keeps it out of ps)\n"
-    "  --max-queue N      requests that may wait for a slot before 429 (default 64)\n"
-    "  --timeout S        limit on one request's queue wait plus generation (default 600)\n"
-    "  --prefill-chunk N  prompt tokens processed per batched step (default 128)\n"
-    "  --cost-per-hour U  machine cost in USD per hour, for cost-per-token estimates\n"
-    "  --watts W          power draw, for energy-per-token estimates\n"
-    "  --log-prompts      log prompt text (never logged otherwise)\n"
-    "  --lora NAME=F[:S]  serve LoRA adapter F (llama.cpp GGUF layout, scale S) as model NAME;\n"
-    "                     repeatable. Requests pick it with \"model\": NAME, in the same batches\n"
-    "  --lora-dir D       allow POST /v1/adapters {name, path, scale} to load files inside D\n"
-    "                     (repeatable; DELETE /v1/adapters/NAME removes one)\n"
-    "  --alias A          another name the base model answers to (repeatable)\n"
-    "  --insecure-no-auth allow a non-loopback address without an API key\n";
+Options serve_options() {
+  Options o(
+      "serve",
+      "usage: slm serve [[--model] M] [--host 127.0.0.1] [--port 8080] [--parallel N] [options]\n"
+      "  An OpenAI-compatible server: POST /v1/chat/completions, /v1/completions; GET /v1/models,\n"
+      "  /health, /metrics (Prometheus), and a chat page at /.\n");
+  add_model_option(o);
+  o.value("--host", "H", "address to listen on (other addresses than loopback need an API key)")
+      .def("127.0.0.1");
+  o.value("--port", "P", "TCP port; 0 picks a free one, printed at start")
+      .integer(0, 65535)
+      .def("8080");
+  o.value("--parallel", "N", "requests decoded together, each with the full context")
+      .integer(1, 256)
+      .def("4")
+      .alias("-np");
+  o.value("--ctx-size,-c", "N", "context of every request in tokens; 0: the model's, at most 8192")
+      .integer(0, int64_t{1} << 24)
+      .def("0");
+  o.flag("--allow-long-context", "permit --ctx-size beyond the model's training context");
+  add_kv_type_option(o);
+  add_draft_options(o);
+  add_threads_option(o, "threads for the forward pass");
+  o.value("--api-key", "K", "require 'Authorization: Bearer K' on /v1/* and /metrics");
+  o.value("--api-key-file", "F",
+          "the same, with the key read from F's first line (keeps it out of ps)");
+  o.value("--max-queue", "N", "requests that may wait for a slot before 429")
+      .integer(0, 100000)
+      .def("64");
+  o.value("--timeout", "S", "limit on one request's queue wait plus generation, in seconds")
+      .integer(1, 86400)
+      .def("600");
+  o.value("--prefill-chunk", "N", "prompt tokens processed per batched step")
+      .integer(1, 8192)
+      .def("128");
+  o.value("--cost-per-hour", "USD", "machine cost per hour, for cost-per-token estimates")
+      .number(0, 1e6)
+      .def("0");
+  o.value("--watts", "W", "power draw, for energy-per-token estimates").number(0, 1e7).def("0");
+  o.flag("--log-prompts", "log prompt text (never logged otherwise)");
+  o.value(
+       "--lora", "NAME=F[:S]",
+       "serve LoRA adapter F (llama.cpp GGUF layout, scale S) as model NAME, in the same batches")
+      .repeatable();
+  o.value("--lora-dir", "D", "allow POST /v1/adapters {name, path, scale} to load files inside D")
+      .repeatable();
+  o.value("--alias", "A", "another name the base model answers to").repeatable();
+  o.flag("--insecure-no-auth", "allow a non-loopback address without an API key");
+  return o;
+}
 
 int run_serve(int argc, char** argv) {
-  const Args args(
-      argc, argv,
-      {"--model", "--host", "--port", "--parallel", "--ctx-size", "--threads", "--api-key",
-       "--api-key-file", "--cost-per-hour", "--watts", "--max-queue", "--timeout",
-       "--prefill-chunk", "--kv-type", "--draft", "--draft-max", "--lora", "--lora-dir", "--alias"},
-      {"--help", "--log-prompts", "--insecure-no-auth", "--allow-long-context"},
-      {{"-m", "--model"}, {"-c", "--ctx-size"}, {"-t", "--threads"}, {"-np", "--parallel"}});
-  if (args.flag("--help")) {
-    std::printf("%s", kUsage);
-    return 0;
-  }
+  const Args args = serve_options().parse(argc, argv);
   const std::optional<std::string> model_spec = model_argument(args, 0).spec;
 
   server::ServerOptions so;
-  so.host = args.get_or("--host", "127.0.0.1");
-  so.port = static_cast<int>(args.get_int("--port", 8080, 0, 65535));
-  so.n_slots = static_cast<int>(args.get_int("--parallel", 4, 1, 256));
-  so.max_queue = args.get_int("--max-queue", 64, 0, 100000);
-  so.request_timeout_s = static_cast<int>(args.get_int("--timeout", 600, 1, 86400));
+  so.host = *args.get("--host");
+  so.port = static_cast<int>(args.get_int("--port"));
+  so.n_slots = static_cast<int>(args.get_int("--parallel"));
+  so.max_queue = args.get_int("--max-queue");
+  so.request_timeout_s = static_cast<int>(args.get_int("--timeout"));
   so.log_prompts = args.flag("--log-prompts");
-  so.cost_per_hour = args.get_double("--cost-per-hour", 0);
-  so.watts = args.get_double("--watts", 0);
-  if (!(so.cost_per_hour >= 0 && so.cost_per_hour < 1e6))
-    throw UsageError("--cost-per-hour must be between 0 and 1e6");
-  if (!(so.watts >= 0 && so.watts < 1e7)) throw UsageError("--watts must be between 0 and 1e7");
+  so.cost_per_hour = args.get_double("--cost-per-hour");
+  so.watts = args.get_double("--watts");
   if (args.has("--api-key") && args.has("--api-key-file"))
     throw UsageError("give --api-key or --api-key-file, not both");
   if (const auto k = args.get("--api-key")) {
@@ -119,23 +123,22 @@ int run_serve(int argc, char** argv) {
     so.api_key = server::read_key_file(*f);
   }
 
-  const long hw = sysconf(_SC_NPROCESSORS_ONLN);
   engine::SchedulerOptions sched;
   sched.n_slots = so.n_slots;
   sched.max_queue = so.max_queue;
-  sched.n_threads = static_cast<int>(args.get_int("--threads", hw > 0 ? hw : 1, 1, 1024));
-  sched.prefill_chunk = args.get_int("--prefill-chunk", 128, 1, 8192);
+  sched.n_threads = thread_count(args);
+  sched.prefill_chunk = args.get_int("--prefill-chunk");
   sched.allow_beyond_train_ctx = args.flag("--allow-long-context");
   sched.kv_type = kv_type_option(args);
   sched.draft_max = draft_option(args);
-  const int64_t ctx_arg = args.get_int("--ctx-size", 0, 0, int64_t{1} << 24);
+  const int64_t ctx_arg = args.get_int("--ctx-size");
 
   server::BackendOptions extra;
   for (const std::string& a : args.get_all("--lora"))
     extra.adapters.push_back(server::parse_adapter_spec(a));
   extra.lora_dirs = args.get_all("--lora-dir");
   for (const std::string& a : args.get_all("--alias")) {
-    if (a.empty()) throw UsageError("--alias must not be empty");
+    if (a.empty()) throw UsageError(args.shown("--alias") + " must not be empty");
     extra.aliases.push_back(a);
   }
 
@@ -205,16 +208,19 @@ int run_serve(int argc, char** argv) {
   }
   const engine::Scheduler& s = *backend->scheduler;
   char ready[256];
-  std::snprintf(ready, sizeof ready, "ready: model %s, %d slots x %lld tokens of context, KV cache %.1f MiB (%s), %d threads%s",
-                model_id.c_str(), so.n_slots, static_cast<long long>(s.n_ctx()),
-                static_cast<double>(s.kv_bytes()) / (1024.0 * 1024.0),
-                std::string(dtype_name(sched.kv_type)).c_str(), sched.n_threads,
-                so.api_key.empty() ? "" : ", API key required");
+  std::snprintf(
+      ready, sizeof ready,
+      "ready: model %s, %d slots x %lld tokens of context, KV cache %.1f MiB (%s), %d threads%s",
+      model_id.c_str(), so.n_slots, static_cast<long long>(s.n_ctx()),
+      static_cast<double>(s.kv_bytes()) / (1024.0 * 1024.0),
+      std::string(dtype_name(sched.kv_type)).c_str(), sched.n_threads,
+      so.api_key.empty() ? "" : ", API key required");
   server::log_line(ready);
-  if (backend->template_is_fallback) server::log_line("the model has no chat template; chat requests use ChatML");
+  if (backend->template_is_fallback)
+    server::log_line("the model has no chat template; chat requests use ChatML");
   for (const auto& e : backend->adapters.list())
-    server::log_line("adapter " + e->name + ": " + e->path + " (scale " + std::to_string(e->scale) + ", " +
-                     std::to_string(e->adapter->n_matrices()) + " matrices, rank " +
+    server::log_line("adapter " + e->name + ": " + e->path + " (scale " + std::to_string(e->scale) +
+                     ", " + std::to_string(e->adapter->n_matrices()) + " matrices, rank " +
                      std::to_string(e->adapter->max_rank()) + ")");
   srv.set_backend(std::move(backend));
   srv.wait();
@@ -222,7 +228,7 @@ int run_serve(int argc, char** argv) {
 }
 
 SLM_COMMAND("serve", "OpenAI-compatible HTTP server with continuous batching and a web chat",
-            run_serve);
+            serve_options, run_serve);
 
 }  // namespace
 }  // namespace slm::cli

@@ -20,13 +20,28 @@ namespace {
 
 using Json = nlohmann::ordered_json;
 
-constexpr const char* kUsage =
-    "usage: slm template (--model M | --template-file F) --messages FILE.json [--tools FILE.json]\n"
-    "                    [--add-generation-prompt] [--bos-token S] [--eos-token S]\n"
-    "\n"
-    "Renders the model's tokenizer.chat_template (or F) with the conversation in FILE.json\n"
-    "(an array of messages, or an object with \"messages\" and optionally \"tools\") and prints\n"
-    "the prompt. With --model, bos/eos default to the model's BOS/EOS token text.\n";
+Options template_options() {
+  Options o(
+      "template",
+      "usage: slm template ([--model] M | --template-file F) --messages FILE.json [--tools "
+      "FILE.json]\n"
+      "                    [--add-generation-prompt] [--bos-token S] [--eos-token S]\n"
+      "  Renders the model's tokenizer.chat_template (or F) with the conversation in FILE.json\n"
+      "  (an array of messages, or an object with \"messages\" and optionally \"tools\") and "
+      "prints\n"
+      "  the prompt.\n");
+  add_model_option(
+      o, "a GGUF file whose tokenizer.chat_template to render; also the first positional argument");
+  o.value("--template-file", "F", "a Jinja chat template file to render instead");
+  o.value("--messages", "FILE.json", "the conversation (required)");
+  o.value("--tools", "FILE.json", "tool definitions passed to the template");
+  o.flag("--add-generation-prompt", "end with the start of an assistant turn");
+  o.value("--bos-token", "S", "the template's bos_token")
+      .def_note("the model's BOS text, else empty");
+  o.value("--eos-token", "S", "the template's eos_token")
+      .def_note("the model's EOS text, else empty");
+  return o;
+}
 
 std::string read_text(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -48,29 +63,27 @@ Json read_json(const std::string& path) {
 std::string one_line(std::string s) {
   std::string out;
   for (char c : s) {
-    if (c == '\n') out += "\\n";
-    else if (c == '\r') out += "\\r";
-    else out += c;
+    if (c == '\n')
+      out += "\\n";
+    else if (c == '\r')
+      out += "\\r";
+    else
+      out += c;
   }
   return out;
 }
 
 int run_template(int argc, char** argv) {
-  const Args args(argc, argv, {"--model", "--template-file", "--messages", "--tools", "--bos-token", "--eos-token"},
-                  {"--add-generation-prompt", "--help"}, {{"-m", "--model"}, {"-h", "--help"}});
-  if (args.flag("--help")) {
-    std::fputs(kUsage, stdout);
-    return 0;
-  }
-  if (!args.positional().empty()) throw UsageError("unexpected argument '" + args.positional()[0] + "'");
-  if (args.has("--model") == args.has("--template-file"))
+  const Args args = template_options().parse(argc, argv);
+  const std::optional<std::string> model_path = model_argument(args, 0).spec;
+  if (model_path.has_value() == args.has("--template-file"))
     throw UsageError("give exactly one of --model or --template-file");
   const std::optional<std::string> messages_path = args.get("--messages");
   if (!messages_path) throw UsageError("--messages FILE.json is required");
 
   chat::ChatInput input;
   std::string source;
-  if (const auto model = args.get("--model")) {
+  if (const auto& model = model_path) {
     const std::unique_ptr<gguf::File> file = gguf::File::open(*model);
     const std::optional<std::string_view> tmpl = file->get_string("tokenizer.chat_template");
     if (!tmpl) throw Error(*model + " has no tokenizer.chat_template; use --template-file");
@@ -79,8 +92,8 @@ int run_template(int argc, char** argv) {
   } else {
     source = read_text(*args.get("--template-file"));
   }
-  input.bos_token = args.get_or("--bos-token", input.bos_token);
-  input.eos_token = args.get_or("--eos-token", input.eos_token);
+  input.bos_token = args.get("--bos-token").value_or(input.bos_token);
+  input.eos_token = args.get("--eos-token").value_or(input.eos_token);
   input.add_generation_prompt = args.flag("--add-generation-prompt");
 
   const Json conversation = read_json(*messages_path);
@@ -110,6 +123,7 @@ int run_template(int argc, char** argv) {
 
 }  // namespace
 
-SLM_COMMAND("template", "render a chat template with a conversation", run_template);
+SLM_COMMAND("template", "render a chat template with a conversation", template_options,
+            run_template);
 
 }  // namespace slm::cli

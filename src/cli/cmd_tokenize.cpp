@@ -19,22 +19,49 @@
 namespace slm::cli {
 namespace {
 
-constexpr const char* kTokenizeUsage =
-    "usage: slm tokenize (--model M.gguf | --tokenizer-json tokenizer.json) (--text T | --file F)\n"
-    "                    [--bos] [--no-special] [--ids]\n"
-    "  --bos         put the vocabulary's BOS token first\n"
-    "  --no-special  treat text that spells a control token as plain text\n"
-    "  --ids         print only the ids, on one line\n";
-constexpr const char* kDetokenizeUsage =
-    "usage: slm detokenize (--model M.gguf | --tokenizer-json tokenizer.json) --ids \"ID ID ...\"\n"
-    "  prints the decoded text exactly, without a trailing newline\n";
+// The options both commands take to find the vocabulary.
+void add_vocabulary_options(Options& o) {
+  add_model_option(o, "a GGUF file whose vocabulary to use; also the first positional argument");
+  o.value("--tokenizer-json", "F", "a Hugging Face tokenizer.json to use instead");
+}
 
-tokenizer::Tokenizer load_tokenizer(const Args& args) {
-  const auto model = args.get("--model");
-  const auto json = args.get("--tokenizer-json");
-  if (model.has_value() == json.has_value())
-    throw UsageError("give exactly one of --model or --tokenizer-json");
-  if (json) return tokenizer::Tokenizer::from_hf_json(*json);
+Options tokenize_options() {
+  Options o("tokenize",
+            "usage: slm tokenize ([--model] M.gguf | --tokenizer-json tokenizer.json) (TEXT | "
+            "--text T | --file F)\n"
+            "                    [--bos] [--no-special] [--ids]\n"
+            "  Prints the token ids of the text, one \"ID 'piece'\" per line.\n");
+  add_vocabulary_options(o);
+  // No -t: that is --threads in every other command.
+  o.value("--text", "T", "the text (or give it after the model)");
+  o.value("--file,-f", "F", "read the text from F");
+  o.flag("--bos", "put the vocabulary's BOS token first");
+  o.flag("--no-special", "treat text that spells a control token as plain text");
+  o.flag("--ids", "print only the ids, on one line");
+  return o;
+}
+
+Options detokenize_options() {
+  Options o("detokenize",
+            "usage: slm detokenize ([--model] M.gguf | --tokenizer-json tokenizer.json) --ids \"ID "
+            "ID ...\"\n"
+            "  Prints the decoded text exactly, without a trailing newline.\n");
+  add_vocabulary_options(o);
+  o.value("--ids", "IDS", "the token ids, separated by spaces or commas (required)");
+  return o;
+}
+
+// The vocabulary of --tokenizer-json, or else of the model (--model or the
+// first positional argument).
+tokenizer::Tokenizer load_tokenizer(const Args& args, size_t max_rest) {
+  if (const auto json = args.get("--tokenizer-json")) {
+    if (args.has("--model")) throw UsageError("give exactly one of --model or --tokenizer-json");
+    if (args.positional().size() > max_rest)
+      throw UsageError("unexpected argument '" + args.positional()[max_rest] + "'");
+    return tokenizer::Tokenizer::from_hf_json(*json);
+  }
+  const auto model = model_argument(args, max_rest).spec;
+  if (!model) throw UsageError("give exactly one of --model or --tokenizer-json");
   auto file = gguf::File::open(*model);
   return tokenizer::Tokenizer::from_gguf(*file);
 }
@@ -46,19 +73,17 @@ std::string read_all(const std::string& path) {
 }
 
 int run_tokenize(int argc, char** argv) {
-  const Args args(argc, argv, {"--model", "--tokenizer-json", "--text", "--file"},
-                  {"--bos", "--no-special", "--ids", "--help"},
-                  {{"-m", "--model"}, {"-t", "--text"}, {"-f", "--file"}});
-  if (args.flag("--help")) {
-    std::fputs(kTokenizeUsage, stdout);
-    return 0;
-  }
-  const auto text_opt = args.get("--text");
-  const auto file_opt = args.get("--file");
-  if (text_opt.has_value() == file_opt.has_value())
-    throw UsageError("give exactly one of --text or --file");
-  const std::string text = text_opt ? *text_opt : read_all(*file_opt);
-  const tokenizer::Tokenizer tok = load_tokenizer(args);
+  const Args args = tokenize_options().parse(argc, argv);
+  // With a model file given by --model, a positional argument is the text.
+  const std::vector<std::string> rest =
+      args.has("--tokenizer-json") ? args.positional() : model_argument(args, 1).rest;
+  if (rest.size() > 1) throw UsageError("unexpected argument '" + rest[1] + "'");
+  const int sources = args.has("--text") + args.has("--file") + !rest.empty();
+  if (sources != 1) throw UsageError("give the text once: as an argument, --text or --file");
+  const std::string text = args.has("--file")   ? read_all(*args.get("--file"))
+                           : args.has("--text") ? *args.get("--text")
+                                                : rest[0];
+  const tokenizer::Tokenizer tok = load_tokenizer(args, 1);
 
   std::vector<int32_t> ids;
   if (args.flag("--bos")) {
@@ -116,16 +141,11 @@ std::vector<int32_t> parse_ids(const std::string& s) {
 }
 
 int run_detokenize(int argc, char** argv) {
-  const Args args(argc, argv, {"--model", "--tokenizer-json", "--ids"}, {"--help"},
-                  {{"-m", "--model"}});
-  if (args.flag("--help")) {
-    std::fputs(kDetokenizeUsage, stdout);
-    return 0;
-  }
+  const Args args = detokenize_options().parse(argc, argv);
   const auto ids_opt = args.get("--ids");
   if (!ids_opt) throw UsageError("--ids is required");
   const auto ids = parse_ids(*ids_opt);
-  const tokenizer::Tokenizer tok = load_tokenizer(args);
+  const tokenizer::Tokenizer tok = load_tokenizer(args, 0);
   const std::string text = tok.decode(ids);
   std::fwrite(text.data(), 1, text.size(), stdout);
   return 0;
@@ -133,7 +153,8 @@ int run_detokenize(int argc, char** argv) {
 
 }  // namespace
 
-SLM_COMMAND("tokenize", "text to token ids (GGUF vocabulary or tokenizer.json)", run_tokenize);
-SLM_COMMAND("detokenize", "token ids to text", run_detokenize);
+SLM_COMMAND("tokenize", "text to token ids (GGUF vocabulary or tokenizer.json)", tokenize_options,
+            run_tokenize);
+SLM_COMMAND("detokenize", "token ids to text", detokenize_options, run_detokenize);
 
 }  // namespace slm::cli

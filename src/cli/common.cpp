@@ -13,22 +13,58 @@
 #include <random>
 
 #include "base/error.h"
-#include "grammar/grammar.h"
 #include "engine/constraint.h"
+#include "grammar/grammar.h"
 #include "store/store.h"
 
 namespace slm::cli {
 
-const std::set<std::string> kGenerateValueOptions = {
-    "--model",       "--n-predict",      "--ctx-size",          "--threads",         "--seed",
-    "--temp",        "--top-k",          "--top-p",             "--min-p",           "--repeat-penalty",
-    "--repeat-last-n", "--presence-penalty", "--frequency-penalty", "--logit-bias",  "--stop",
-    "--keep",        "--batch-size",     "--grammar",           "--json-schema",     "--kv-type",
-    "--lora",        "--draft",          "--draft-max"};
-const std::set<std::string> kGenerateFlagOptions = {"--help", "--context-shift", "--allow-long-context",
-                                                    "--json-object"};
-const std::map<std::string, std::string> kGenerateAliases = {
-    {"-m", "--model"}, {"-n", "--n-predict"}, {"-c", "--ctx-size"}, {"-t", "--threads"}, {"-b", "--batch-size"}};
+void add_generate_options(Options& o) {
+  add_model_option(o);
+  o.value("--n-predict,-n", "N", "tokens to generate; -1: until end of text or a full context")
+      .integer(-1, int64_t{1} << 30)
+      .def("-1");
+  o.value("--ctx-size,-c", "N", "context size in tokens; 0: the model's training context")
+      .integer(0, int64_t{1} << 24)
+      .def("0");
+  add_threads_option(o);
+  o.value("--batch-size,-b", "N", "prompt tokens processed per forward step")
+      .integer(1, 4096)
+      .def("256");
+  // Ranges beyond "a number" are the sampler's own (engine::validate, shared
+  // with the server), checked in generate_options.
+  o.value("--seed,-s", "S", "sampling seed").integer(0, INT64_MAX).def_note("random");
+  o.value("--temp", "T", "temperature; 0: greedy").number().def("0.8");
+  o.value("--top-k", "K", "keep the K most likely tokens; 0: all").integer(0, INT32_MAX).def("40");
+  o.value("--top-p", "P", "nucleus sampling: keep the smallest set with probability P")
+      .number()
+      .def("0.95");
+  o.value("--min-p", "P", "drop tokens below P times the top token's probability")
+      .number()
+      .def("0.05");
+  o.value("--repeat-penalty", "R", "penalty for tokens seen in the last --repeat-last-n")
+      .number()
+      .def("1.0");
+  o.value("--repeat-last-n", "N", "tokens the penalties look back over; -1: the whole context")
+      .integer(-1, 1 << 30)
+      .def("64");
+  o.value("--presence-penalty", "P", "penalty for any token already present").number().def("0.0");
+  o.value("--frequency-penalty", "F", "penalty per occurrence of a token").number().def("0.0");
+  o.value("--logit-bias", "ID=BIAS", "add BIAS to token ID's logit (BIAS may be -inf)")
+      .repeatable();
+  o.value("--stop", "S", "stop when the text contains S (never printed)").repeatable();
+  o.value("--grammar", "F.gbnf", "constrain the output to a GBNF grammar");
+  o.value("--json-schema", "F.json", "constrain the output to JSON valid under a JSON Schema");
+  o.flag("--json-object", "constrain the output to one JSON object");
+  o.flag("--context-shift", "when the context fills, drop old tokens and continue");
+  o.value("--keep", "N", "tokens at the start that --context-shift keeps")
+      .integer(0, int64_t{1} << 30)
+      .def("0");
+  o.flag("--allow-long-context", "permit a context beyond the model's training length");
+  add_kv_type_option(o);
+  o.value("--lora", "F[:SCALE]", "apply a LoRA adapter (llama.cpp GGUF layout)").repeatable();
+  add_draft_options(o);
+}
 
 namespace {
 
@@ -46,7 +82,8 @@ void warm_pages(const model::Model& m) {
     sink = sink + base[off];
     const int pct = static_cast<int>(off * 100 / total);
     if (pct != last) {
-      std::fprintf(stderr, "\rloading %s  [%-40s] %3d%%", f.name().c_str(), std::string(pct * 40 / 100, '#').c_str(), pct);
+      std::fprintf(stderr, "\rloading %s  [%-40s] %3d%%", f.name().c_str(),
+                   std::string(pct * 40 / 100, '#').c_str(), pct);
       last = pct;
     }
   }
@@ -64,18 +101,23 @@ std::unique_ptr<model::Model> load_model(const Args& args) {
 
 engine::GenerateOptions generate_options(const Args& args, int64_t n_vocab) {
   engine::GenerateOptions o;
-  o.n_predict = args.get_int("--n-predict", -1, -1, int64_t{1} << 30);
+  o.n_predict = args.get_int("--n-predict");
   engine::SamplerParams& s = o.sampling;
-  s.temperature = static_cast<float>(args.get_double("--temp", 0.8));
-  s.top_k = static_cast<int32_t>(args.get_int("--top-k", 40, 0, n_vocab));
-  s.top_p = static_cast<float>(args.get_double("--top-p", 0.95));
-  s.min_p = static_cast<float>(args.get_double("--min-p", 0.05));
-  s.repeat_penalty = static_cast<float>(args.get_double("--repeat-penalty", 1.0));
-  s.repeat_last_n = static_cast<int32_t>(args.get_int("--repeat-last-n", 64, -1, 1 << 30));
-  s.presence_penalty = static_cast<float>(args.get_double("--presence-penalty", 0.0));
-  s.frequency_penalty = static_cast<float>(args.get_double("--frequency-penalty", 0.0));
+  s.temperature = static_cast<float>(args.get_double("--temp"));
+  const int64_t top_k = args.get_int("--top-k");
+  if (top_k > n_vocab)
+    throw UsageError("option " + args.shown("--top-k") + ": " + std::to_string(top_k) +
+                     " is out of range [0, " + std::to_string(n_vocab) +
+                     "] (the model's vocabulary)");
+  s.top_k = static_cast<int32_t>(top_k);
+  s.top_p = static_cast<float>(args.get_double("--top-p"));
+  s.min_p = static_cast<float>(args.get_double("--min-p"));
+  s.repeat_penalty = static_cast<float>(args.get_double("--repeat-penalty"));
+  s.repeat_last_n = static_cast<int32_t>(args.get_int("--repeat-last-n"));
+  s.presence_penalty = static_cast<float>(args.get_double("--presence-penalty"));
+  s.frequency_penalty = static_cast<float>(args.get_double("--frequency-penalty"));
   if (args.has("--seed")) {
-    s.seed = static_cast<uint64_t>(args.get_int("--seed", 0, 0, INT64_MAX));
+    s.seed = static_cast<uint64_t>(args.get_int("--seed"));
   } else {
     s.seed = std::random_device{}();
   }
@@ -84,7 +126,8 @@ engine::GenerateOptions generate_options(const Args& args, int64_t n_vocab) {
     char* end = nullptr;
     const long long id = eq == std::string::npos ? -1 : std::strtoll(b.c_str(), &end, 10);
     if (eq == std::string::npos || end != b.c_str() + eq || id < 0 || id >= n_vocab)
-      throw UsageError("--logit-bias: expected ID=BIAS with ID in 0.." + std::to_string(n_vocab - 1) + ", got '" + b + "'");
+      throw UsageError(args.shown("--logit-bias") + ": expected ID=BIAS with ID in 0.." +
+                       std::to_string(n_vocab - 1) + ", got '" + b + "'");
     const std::string bias_text = b.substr(eq + 1);
     float bias;
     if (bias_text == "-inf" || bias_text == "-INF") {
@@ -92,7 +135,8 @@ engine::GenerateOptions generate_options(const Args& args, int64_t n_vocab) {
     } else {
       char* bend = nullptr;
       bias = std::strtof(bias_text.c_str(), &bend);
-      if (bias_text.empty() || *bend != '\0' || !std::isfinite(bias)) throw UsageError("--logit-bias: bad bias in '" + b + "'");
+      if (bias_text.empty() || *bend != '\0' || !std::isfinite(bias))
+        throw UsageError(args.shown("--logit-bias") + ": bad bias in '" + b + "'");
     }
     s.logit_bias[static_cast<int32_t>(id)] = bias;
   }
@@ -104,17 +148,22 @@ engine::GenerateOptions generate_options(const Args& args, int64_t n_vocab) {
     std::string msg = e.what();
     if (msg.rfind("sampler: ", 0) == 0) msg = msg.substr(9);
     static const std::pair<const char*, const char*> kFlags[] = {
-        {"temperature", "--temp"},          {"top_p", "--top-p"},
-        {"min_p", "--min-p"},               {"repeat_penalty", "--repeat-penalty"},
-        {"repeat_last_n", "--repeat-last-n"}, {"presence_penalty", "--presence-penalty"},
-        {"frequency_penalty", "--frequency-penalty"}, {"top_k", "--top-k"}};
+        {"temperature", "--temp"},
+        {"top_p", "--top-p"},
+        {"min_p", "--min-p"},
+        {"repeat_penalty", "--repeat-penalty"},
+        {"repeat_last_n", "--repeat-last-n"},
+        {"presence_penalty", "--presence-penalty"},
+        {"frequency_penalty", "--frequency-penalty"},
+        {"top_k", "--top-k"}};
     for (const auto& [field, flag] : kFlags)
-      if (msg.rfind(std::string(field) + " ", 0) == 0) msg = args.shown(flag) + msg.substr(std::strlen(field));
+      if (msg.rfind(std::string(field) + " ", 0) == 0)
+        msg = args.shown(flag) + msg.substr(std::strlen(field));
     throw UsageError(msg);
   }
   o.stops = args.get_all("--stop");
   o.context_shift = args.flag("--context-shift");
-  o.n_keep = args.get_int("--keep", 0, 0, int64_t{1} << 30);
+  o.n_keep = args.get_int("--keep");
   o.grammar = output_grammar(args);
   return o;
 }
@@ -137,7 +186,8 @@ std::shared_ptr<const grammar::Grammar> output_grammar(const Args& args) {
     if (gbnf) return std::make_shared<const grammar::Grammar>(grammar::parse_gbnf(text));
     std::vector<std::string> warnings;
     auto g = engine::schema_grammar(text, {}, &warnings);
-    for (const std::string& w : warnings) std::fprintf(stderr, "warning: %s: %s\n", path.c_str(), w.c_str());
+    for (const std::string& w : warnings)
+      std::fprintf(stderr, "warning: %s: %s\n", path.c_str(), w.c_str());
     return g;
   } catch (const UsageError&) {
     throw;
@@ -149,23 +199,19 @@ std::shared_ptr<const grammar::Grammar> output_grammar(const Args& args) {
 
 std::shared_ptr<const model::LoraAdapter> lora_option(const Args& args, const model::Model& model) {
   std::vector<model::LoraFile> files;
-  for (const std::string& a : args.get_all("--lora")) files.push_back(model::parse_lora_argument(a));
+  for (const std::string& a : args.get_all("--lora"))
+    files.push_back(model::parse_lora_argument(a));
   if (files.empty()) return nullptr;
   return model::LoraAdapter::load(model, files);
 }
 
 model::SessionOptions session_options(const Args& args) {
   model::SessionOptions so;
-  so.n_ctx = args.get_int("--ctx-size", 0, 0, int64_t{1} << 24);
-  so.n_batch = args.get_int("--batch-size", 256, 1, 4096);
+  so.n_ctx = args.get_int("--ctx-size");
+  so.n_batch = args.get_int("--batch-size");
   so.allow_beyond_train_ctx = args.flag("--allow-long-context");
   so.kv_type = kv_type_option(args);
   return so;
-}
-
-int thread_count(const Args& args) {
-  const long hw = sysconf(_SC_NPROCESSORS_ONLN);
-  return static_cast<int>(args.get_int("--threads", hw > 0 ? hw : 1, 1, 1024));
 }
 
 engine::GenerateResult generate(engine::Generator& gen, std::span<const int32_t> prompt,
@@ -196,11 +242,12 @@ std::string timing_line(const engine::GenerateResult& r) {
   std::snprintf(buf, sizeof buf,
                 "prompt %lld tok (%lld reused), %.1f tok/s | generation %lld tok, %.1f tok/s | "
                 "first token %.1f ms | peak memory %.1f MiB",
-                (long long)r.n_prompt, (long long)r.n_prompt_reused, pp, (long long)n_gen, tg, r.ttft_ms,
-                static_cast<double>(peak_rss_bytes()) / (1024.0 * 1024.0));
+                (long long)r.n_prompt, (long long)r.n_prompt_reused, pp, (long long)n_gen, tg,
+                r.ttft_ms, static_cast<double>(peak_rss_bytes()) / (1024.0 * 1024.0));
   std::string line = buf;
   if (r.n_drafted > 0)
-    line += " | drafts " + std::to_string(r.n_accepted) + "/" + std::to_string(r.n_drafted) + " accepted";
+    line += " | drafts " + std::to_string(r.n_accepted) + "/" + std::to_string(r.n_drafted) +
+            " accepted";
   return line;
 }
 

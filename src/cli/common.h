@@ -6,7 +6,6 @@
 #include <functional>
 #include <memory>
 #include <span>
-#include <set>
 #include <string>
 
 #include "cli/args.h"
@@ -20,10 +19,10 @@ struct Grammar;
 
 namespace slm::cli {
 
-// Options every generating command accepts (value options / flags).
-extern const std::set<std::string> kGenerateValueOptions;
-extern const std::set<std::string> kGenerateFlagOptions;
-extern const std::map<std::string, std::string> kGenerateAliases;
+// Declares the options every generating command (run, chat) accepts: the
+// model, context and threads, sampling with its defaults, stop strings,
+// output constraints, KV type, LoRA and speculative decoding.
+void add_generate_options(Options& o);
 
 // Resolves the model argument (--model or the first positional, see
 // model_argument) / $SLM_MODEL / the store's default and loads it; on a
@@ -41,7 +40,6 @@ model::SessionOptions session_options(const Args& args);
 // not compile is a UsageError naming the file and the place ("F.gbnf:3:7: ..."
 // or "F.json: json schema: /properties/x: ..."); an unreadable file an Error.
 std::shared_ptr<const grammar::Grammar> output_grammar(const Args& args);
-int thread_count(const Args& args);
 
 // gen.generate(...), with the command-line remedy added to a prompt that does
 // not fit the context.
@@ -52,7 +50,8 @@ engine::GenerateResult generate(engine::Generator& gen, std::span<const int32_t>
 
 // Peak resident memory of this process in bytes.
 int64_t peak_rss_bytes();
-// "prompt 12 tok, 845.1 tok/s | generation 64 tok, 97.2 tok/s | first token 14.2 ms | peak memory 12.3 MiB"
+// "prompt 12 tok, 845.1 tok/s | generation 64 tok, 97.2 tok/s | first token 14.2 ms | peak
+// memory 12.3 MiB"
 std::string timing_line(const engine::GenerateResult& r);
 
 }  // namespace slm::cli

@@ -24,10 +24,12 @@ TEST(Bench, TableIsAlignedAndWarningsAreGiven) {
   SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
   const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   // 600 prompt tokens: past stories260K's 128-token training context.
-  const CmdResult r = run_slm("bench " + sh_quote(fixture("models/stories260K.gguf")) + " -p 600 -n 4 -r 1 -t " +
-                              std::to_string(cores + 1) + " --bandwidth-gbs 10");
+  const CmdResult r =
+      run_slm("bench " + sh_quote(fixture("models/stories260K.gguf")) +
+              " --n-prompt 600 -n 4 -r 1 -t " + std::to_string(cores + 1) + " --bandwidth-gbs 10");
   ASSERT_EQ(r.code, 0) << r.err;
-  EXPECT_NE(r.err.find("warning: " + std::to_string(cores + 1) + " threads on " + std::to_string(cores) + " cores"),
+  EXPECT_NE(r.err.find("warning: " + std::to_string(cores + 1) + " threads on " +
+                       std::to_string(cores) + " cores"),
             std::string::npos)
       << r.err;
   EXPECT_NE(r.err.find("exceed the model's training context of 128"), std::string::npos) << r.err;

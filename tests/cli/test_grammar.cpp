@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
+#include <set>
 #include <sstream>
 
 #include "cli/run_cmd.h"
@@ -13,7 +15,9 @@
 namespace slm::test {
 namespace {
 
-std::string stories() { return sh_quote(fixture("models/stories260K.gguf")); }
+std::string stories() {
+  return sh_quote(fixture("models/stories260K.gguf"));
+}
 
 // The command names `slm --help` lists.
 std::vector<std::string> commands() {
@@ -63,6 +67,95 @@ TEST(Grammar, EveryCommandHasHelpOnStdout) {
   }
 }
 
+// One row of `slm help --flags`, cells unescaped.
+struct FlagRow {
+  std::string command, flag, shorts, def, help;
+};
+
+std::vector<FlagRow> flag_table(const std::string& text) {
+  std::vector<FlagRow> rows;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("| ", 0) != 0) continue;
+    std::vector<std::string> cells;
+    std::string cur;
+    for (size_t i = 1; i < line.size(); ++i) {
+      if (line[i] == '\\' && i + 1 < line.size() && line[i + 1] == '|') {
+        cur += '|';
+        ++i;
+      } else if (line[i] == '|') {
+        const size_t b = cur.find_first_not_of(' '), e = cur.find_last_not_of(' ');
+        cells.push_back(b == std::string::npos ? "" : cur.substr(b, e - b + 1));
+        cur.clear();
+      } else {
+        cur += line[i];
+      }
+    }
+    if (cells.size() != 5 || cells[0] == "command") continue;
+    rows.push_back({cells[0], cells[1], cells[2], cells[3], cells[4]});
+  }
+  return rows;
+}
+
+// The table of every command's flags comes from the same declarations as
+// each --help, so they agree: every row's flag, short forms and default are
+// in that command's help, and every command `slm --help` lists has rows.
+TEST(Grammar, FlagTableAgreesWithEveryHelp) {
+  const CmdResult table = run_slm("help --flags");
+  ASSERT_EQ(table.code, 0) << table.err;
+  EXPECT_EQ(table.out.rfind("| command | flag | short | default | help |\n", 0), 0u) << table.out;
+  const std::vector<FlagRow> rows = flag_table(table.out);
+  ASSERT_GE(rows.size(), 100u);
+  std::map<std::string, std::string> helps;
+  for (const std::string& c : commands()) {
+    helps[c] = run_slm(c + " --help").out;
+    EXPECT_TRUE(std::any_of(rows.begin(), rows.end(), [&](const FlagRow& r) {
+      return r.command == c;
+    })) << c;
+  }
+  std::map<std::string, std::set<std::string>>
+      short_meaning;  // "-c" -> the long names it stands for
+  for (const FlagRow& r : rows) {
+    ASSERT_TRUE(helps.count(r.command)) << r.command << " is in the table but not in `slm --help`";
+    const std::string& help = helps[r.command];
+    // The help line: "  -c, --ctx-size N   context size ... (default: 0)".
+    std::string spelled;
+    std::istringstream shorts(r.shorts);
+    for (std::string s; std::getline(shorts, s, ',');)
+      spelled += s.substr(s.find_first_not_of(' ')) + ", ";
+    const std::string name = r.flag.substr(0, r.flag.find(' '));
+    const size_t at = help.find("\n  " + spelled + r.flag + " ");
+    ASSERT_NE(at, std::string::npos)
+        << r.command << ": no line for '" << spelled << r.flag << "' in\n"
+        << help;
+    const std::string line = help.substr(at + 1, help.find('\n', at + 1) - at - 1);
+    EXPECT_NE(line.find(r.help), std::string::npos) << r.command << " " << r.flag << ": " << line;
+    if (!r.def.empty()) {
+      EXPECT_NE(line.find("(default: " + r.def + ")"), std::string::npos) << line;
+    } else {
+      EXPECT_EQ(line.find("(default: "), std::string::npos) << line;
+    }
+    if (!r.shorts.empty()) short_meaning[r.shorts].insert(name);
+  }
+  // One short form means one thing in every command.
+  for (const auto& [s, names] : short_meaning) {
+    std::string all;
+    for (const std::string& n : names) all += n + " ";
+    EXPECT_EQ(names.size(), 1u) << s << " stands for " << all;
+  }
+  // The llama.cpp-compatible ones.
+  for (const auto& [s, name] : std::map<std::string, std::string>{{"-m", "--model"},
+                                                                  {"-p", "--prompt"},
+                                                                  {"-n", "--n-predict"},
+                                                                  {"-c", "--ctx-size"},
+                                                                  {"-t", "--threads"},
+                                                                  {"-s", "--seed"},
+                                                                  {"-f", "--file"},
+                                                                  {"-h", "--help"}})
+    EXPECT_EQ(short_meaning[s], std::set<std::string>{name}) << s;
+}
+
 TEST(Grammar, Version) {
   const CmdResult r = run_slm("--version");
   EXPECT_EQ(r.code, 0) << r.err;
@@ -76,7 +169,9 @@ TEST(Grammar, UsageErrorsExitWithTwoAndNameTheOptionAsTyped) {
   for (const std::string& c : commands()) {
     const CmdResult r = run_slm(c + " --no-such-flag");
     EXPECT_EQ(r.code, 2) << c << ": " << r.err;
-    EXPECT_EQ(r.err, "slm " + c + ": error: unknown option --no-such-flag; see `slm " + c + " --help`\n") << c;
+    EXPECT_EQ(r.err,
+              "slm " + c + ": error: unknown option --no-such-flag; see `slm " + c + " --help`\n")
+        << c;
   }
   const CmdResult n = run_slm("run -m " + stories() + " -p hi -n many");
   EXPECT_EQ(n.code, 2) << n.err;
@@ -98,7 +193,7 @@ TEST(Grammar, ModelAsPositionalArgument) {
   EXPECT_EQ(a.out, b.out);
   EXPECT_GT(a.out.size(), 5u);
   EXPECT_EQ(a.out.back(), '\n');  // output ends with a newline
-  const CmdResult bench = run_slm("bench " + stories() + " -p 8 -n 4 -r 1 -t 1 --json");
+  const CmdResult bench = run_slm("bench " + stories() + " --n-prompt 8 -n 4 -r 1 -t 1 --json");
   EXPECT_EQ(bench.code, 0) << bench.err;
   const CmdResult extra = run_slm("bench " + stories() + " other");
   EXPECT_EQ(extra.code, 2);
@@ -109,7 +204,9 @@ TEST(Grammar, RunTakesOnePromptSource) {
   SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
   const CmdResult r = run_slm("run " + stories() + " -p hi --file /etc/hostname");
   EXPECT_EQ(r.code, 2) << r.err;
-  EXPECT_NE(r.err.find("give the prompt once: -p and --file cannot be used together"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("give the prompt once: -p and --file cannot be used together"),
+            std::string::npos)
+      << r.err;
   const CmdResult both = run_slm("run " + stories() + " hello -p hi");
   EXPECT_EQ(both.code, 2) << both.err;
 }
