@@ -412,7 +412,7 @@ int thread_count(const Args& args) {
 
 void add_kv_type_option(Options& o, const std::string& def) {
   o.value("--kv-type", "T", "KV cache type: f16, f32 or q8_0 (half the memory of f16)")
-      .choices({"f16", "f32", "q8_0"})
+      .choices({"f32", "f16", "q8_0"})
       .def(def);
 }
 
