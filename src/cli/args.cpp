@@ -410,6 +410,10 @@ int thread_count(const Args& args) {
   return hw > 0 ? static_cast<int>(hw) : 1;
 }
 
+void add_lora_option(Options& o) {
+  o.value("--lora", "F[:SCALE]", "apply a LoRA adapter (llama.cpp GGUF layout)").repeatable();
+}
+
 void add_kv_type_option(Options& o, const std::string& def) {
   o.value("--kv-type", "T", "KV cache type: f16, f32 or q8_0 (half the memory of f16)")
       .choices({"f32", "f16", "q8_0"})

@@ -169,6 +169,10 @@ DType kv_type_option(const Args& args);
 void add_draft_options(Options& o);
 int draft_option(const Args& args);
 
+// --lora F[:SCALE], repeatable: adapters applied to every matrix they cover
+// (model::parse_lora_argument reads each).
+void add_lora_option(Options& o);
+
 // The model given on the command line: --model M, or else the first
 // positional argument (`slm run M "prompt"`, `slm chat M`). The positional
 // arguments that remain are in rest; UsageError naming the first extra one

@@ -167,7 +167,7 @@ Options bench_options() {
       .number(0, 1e6)
       .def_note("measured");
   add_kv_type_option(o);
-  o.value("--lora", "F[:SCALE]", "apply a LoRA adapter (llama.cpp GGUF layout)").repeatable();
+  add_lora_option(o);
   o.flag("--bandwidth", "only measure the machine's read bandwidth");
   o.flag("--json", "print one JSON object");
   return o;

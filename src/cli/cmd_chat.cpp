@@ -38,8 +38,8 @@ extern "C" void on_sigint(int) {
   }
 }
 
-const char* kChatHelp =
-    "commands:\n"
+// What can be typed at the prompt (/help, and slm chat --help).
+const char* kChatCommands =
     "  /reset        forget the conversation (keeps the system prompt)\n"
     "  /save FILE    save the conversation as JSON\n"
     "  /load FILE    load a conversation saved with /save\n"
@@ -50,7 +50,7 @@ Options chat_options() {
   Options o("chat",
             "usage: slm chat [[--model] M] [options]\n"
             "  A terminal chat using the model's chat template.\n",
-            std::string("in the chat, ") + kChatHelp);
+            std::string("commands at the chat prompt:\n") + kChatCommands);
   add_generate_options(o);
   o.value("--system", "S", "system prompt");
   o.value("--template-file", "F", "a Jinja chat template to use instead of the model's");
@@ -273,7 +273,8 @@ int run_chat(int argc, char** argv) {
     try {
       if (s == "/exit" || s == "/quit") break;
       if (s == "/help") {
-        std::fputs(kChatHelp, stdout);
+        std::fputs("commands:\n", stdout);
+        std::fputs(kChatCommands, stdout);
       } else if (s == "/reset") {
         chat.reset();
         std::fprintf(stderr, "[conversation reset]\n");

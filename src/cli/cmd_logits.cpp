@@ -52,7 +52,7 @@ Options logits_options() {
       .def("0");
   o.flag("--allow-long-context", "permit a context beyond the model's training length");
   add_kv_type_option(o, "f32");  // f32: this command is the reference
-  o.value("--lora", "F[:SCALE]", "apply a LoRA adapter (llama.cpp GGUF layout)").repeatable();
+  add_lora_option(o);
   return o;
 }
 

@@ -62,7 +62,7 @@ void add_generate_options(Options& o) {
       .def("0");
   o.flag("--allow-long-context", "permit a context beyond the model's training length");
   add_kv_type_option(o);
-  o.value("--lora", "F[:SCALE]", "apply a LoRA adapter (llama.cpp GGUF layout)").repeatable();
+  add_lora_option(o);
   add_draft_options(o);
 }
 
