@@ -414,10 +414,10 @@ void add_lora_option(Options& o) {
   o.value("--lora", "F[:SCALE]", "apply a LoRA adapter (llama.cpp GGUF layout)").repeatable();
 }
 
-void add_kv_type_option(Options& o, const std::string& def) {
+void add_kv_type_option(Options& o, DType def) {
   o.value("--kv-type", "T", "KV cache type: f16, f32 or q8_0 (half the memory of f16)")
       .choices({"f32", "f16", "q8_0"})
-      .def(def);
+      .def(lower(std::string(dtype_name(def))));
 }
 
 DType kv_type_option(const Args& args) {

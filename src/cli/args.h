@@ -59,12 +59,12 @@ class Opt {
   // help text should mention.
   Opt& alias(std::string spelling);
 
-  // What the declaration says, for help and the flag table.
-  const std::string& name() const {
-    return name_;
-  }  // "--ctx-size" (the short one if there is no long one)
-  std::vector<std::string> short_forms() const;      // "-c", then one-dash aliases
-  const std::string& meta() const { return meta_; }  // value placeholder ("N"); empty for a flag
+  // What the declaration says, for help and the flag table. name: "--ctx-size"
+  // (the short one if there is no long one); short_forms: "-c", then one-dash
+  // aliases; meta: the value's placeholder ("N"), empty for a flag.
+  const std::string& name() const { return name_; }
+  std::vector<std::string> short_forms() const;
+  const std::string& meta() const { return meta_; }
   const std::string& help() const { return help_; }
   const std::string& default_shown() const { return default_shown_; }
   bool is_repeatable() const { return repeatable_; }
@@ -161,7 +161,7 @@ class Args {
 
 // --kv-type f32|f16|q8_0 (any case): how the KV cache stores keys and values.
 inline constexpr DType kDefaultKvType = DType::F16;
-void add_kv_type_option(Options& o, const std::string& def = "f16");
+void add_kv_type_option(Options& o, DType def = kDefaultKvType);
 DType kv_type_option(const Args& args);
 
 // --draft none|ngram and --draft-max N: the most draft tokens per step for

@@ -51,7 +51,7 @@ Options logits_options() {
       .integer(0, int64_t{1} << 24)
       .def("0");
   o.flag("--allow-long-context", "permit a context beyond the model's training length");
-  add_kv_type_option(o, "f32");  // f32: this command is the reference
+  add_kv_type_option(o, DType::F32);  // f32: this command is the reference
   add_lora_option(o);
   return o;
 }
