@@ -54,6 +54,7 @@ constexpr const char* kUsage =
     "N]\n"
     "                 [--threads N] [--api-key K | --api-key-file F] [--cost-per-hour USD] "
     "[--watts W]\n"
+    "                 [-n N] [--temp T] [--system TEXT]\n"
     "                 [--log-prompts] [--insecure-no-auth] [--lora NAME=F[:SCALE]]... [--lora-dir "
     "D]...\n"
     "  An OpenAI-compatible server: POST /v1/chat/completions, /v1/completions; GET /v1/models,\n"
@@ -82,6 +83,10 @@ constexpr const char* kUsage =
     "  --lora-dir D       allow POST /v1/adapters {name, path, scale} to load files inside D\n"
     "                     (repeatable; DELETE /v1/adapters/NAME removes one)\n"
     "  --alias A          another name the base model answers to (repeatable)\n"
+    "  -n, --max-tokens N tokens per answer when a request sets no max_tokens (default 0: all\n"
+    "                     that fits in the context)\n"
+    "  --temp T           temperature when a request sets none (default 1, as OpenAI's)\n"
+    "  --system TEXT      system message put first in chats that have none (default: none)\n"
     "  --insecure-no-auth allow a non-loopback address without an API key\n";
 
 int run_serve(int argc, char** argv) {
@@ -89,9 +94,11 @@ int run_serve(int argc, char** argv) {
       argc, argv,
       {"--model", "--host", "--port", "--parallel", "--ctx-size", "--threads", "--api-key",
        "--api-key-file", "--cost-per-hour", "--watts", "--max-queue", "--timeout",
-       "--prefill-chunk", "--kv-type", "--draft", "--draft-max", "--lora", "--lora-dir", "--alias"},
+       "--prefill-chunk", "--kv-type", "--draft", "--draft-max", "--lora", "--lora-dir", "--alias",
+       "--max-tokens", "--temp", "--system"},
       {"--help", "--log-prompts", "--insecure-no-auth", "--allow-long-context"},
-      {{"-m", "--model"}, {"-c", "--ctx-size"}, {"-t", "--threads"}, {"-np", "--parallel"}});
+      {{"-m", "--model"}, {"-c", "--ctx-size"}, {"-t", "--threads"}, {"-np", "--parallel"},
+       {"-n", "--max-tokens"}});
   if (args.flag("--help")) {
     std::printf("%s", kUsage);
     return 0;
@@ -107,6 +114,14 @@ int run_serve(int argc, char** argv) {
   so.log_prompts = args.flag("--log-prompts");
   so.cost_per_hour = args.get_double("--cost-per-hour", 0);
   so.watts = args.get_double("--watts", 0);
+  // Defaults for what a request leaves out (an explicit field wins).
+  so.request_defaults.max_tokens = args.get_int("--max-tokens", 0, 0, int64_t{1} << 24);
+  if (args.has("--temp")) {
+    const double t = args.get_double("--temp", 1.0);
+    if (!(t >= 0 && t <= 2)) throw UsageError("--temp must be between 0 and 2");
+    so.request_defaults.temperature = static_cast<float>(t);
+  }
+  so.request_defaults.system = args.get_or("--system", "");
   if (!(so.cost_per_hour >= 0 && so.cost_per_hour < 1e6))
     throw UsageError("--cost-per-hour must be between 0 and 1e6");
   if (!(so.watts >= 0 && so.watts < 1e7)) throw UsageError("--watts must be between 0 and 1e7");

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -19,6 +20,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "base/error.h"
 #include "server/request.h"
@@ -440,6 +442,12 @@ void Server::set_backend(std::shared_ptr<Backend> backend) {
 
 void Server::stop() {
   impl_->stopping.store(true);
+  // A stream's provider sees `stopping` within one 250 ms take() and ends
+  // its answer with an error event; after httplib's stop() it would only be
+  // cut. Whole answers get their 503 either way.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (impl_->open_streams.load() > 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   impl_->http.stop();
 }
 

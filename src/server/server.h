@@ -32,6 +32,7 @@
 #include "server/adapters.h"
 #include "server/auth.h"
 #include "server/metrics.h"
+#include "server/request.h"
 #include "tokenizer/tokenizer.h"
 
 namespace slm::server {
@@ -51,6 +52,7 @@ struct ServerOptions {
   int n_slots = 4;
   double cost_per_hour = 0;  // USD, for the cost estimates
   double watts = 0;
+  RequestDefaults request_defaults;  // -n, --temp, --system: what a request leaves out
 };
 
 // What a loaded model brings. Members are destroyed in reverse order, so the

@@ -64,6 +64,9 @@ struct Server::Impl {
   httplib::Server http;
   std::thread thread;
   std::atomic<bool> stopping{false};
+  // Streamed answers not yet ended: stop() gives them time to send their
+  // error event, as httplib ends every stream the moment it stops.
+  std::atomic<int> open_streams{0};
   std::mutex backend_mutex;
   std::shared_ptr<Backend> backend;
 
