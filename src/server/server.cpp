@@ -26,6 +26,7 @@
 #include "server/request.h"
 #include "server/response.h"
 #include "server/server_impl.h"
+#include "server/status.h"
 #include "server/web_index_html.h"
 
 namespace slm::server {
@@ -93,12 +94,13 @@ const char* endpoint_label(const std::string& path) {
   if (path.rfind("/v1/adapters", 0) == 0) return "adapters";
   if (path == "/health") return "health";
   if (path == "/metrics") return "metrics";
+  if (path == "/slm/status") return "status";
   if (path == "/") return "web";
   return "other";
 }
 
 bool needs_auth(const std::string& path) {
-  return path.rfind("/v1/", 0) == 0 || path == "/metrics";
+  return path.rfind("/v1/", 0) == 0 || path == "/metrics" || path == "/slm/status";
 }
 
 }  // namespace
@@ -131,6 +133,8 @@ std::shared_ptr<Backend> load_backend(const std::string& path, const std::string
     b->template_is_fallback = true;
   }
   b->model_id = model_id;
+  b->model_path = path;
+  b->kv_type = options.kv_type;
   b->aliases = extra.aliases;
   std::vector<std::string> reserved = extra.aliases;
   reserved.push_back(model_id);
@@ -260,6 +264,12 @@ void Server::Impl::setup() {
                                     {"watts", opt.watts},
                                     {"usd_per_million_tokens", metrics.usd_per_million_tokens()}}),
                     kJson);
+  });
+  // What this server holds, for `slm ps` (status.h).
+  http.Get("/slm/status", [this](const httplib::Request&, httplib::Response& res) {
+    const auto b = get_backend();
+    const double up = std::chrono::duration<double>(detail::Clock::now() - started).count();
+    res.set_content(dump_json(status_json(b.get(), up)), kJson);
   });
   auto model_json = [](const Backend& b) {
     return OJson{{"id", b.model_id}, {"object", "model"}, {"created", 0}, {"owned_by", "slm"}};

@@ -65,6 +65,8 @@ struct Backend {
   engine::ToolFormat tool_format = engine::ToolFormat::kHermes;  // its tool-call syntax
   engine::GrammarCache grammars{256};  // compiled response formats and tool grammars
   std::string model_id;
+  std::string model_path;            // as given to load_backend
+  DType kv_type = DType::F16;        // of every slot's KV cache
   std::vector<std::string> aliases;  // other names the base answers to (--alias)
   // Named LoRA adapters (after the model: destroyed first, as they refer to it).
   AdapterRegistry adapters;

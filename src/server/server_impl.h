@@ -63,6 +63,7 @@ struct Server::Impl {
   Metrics& metrics;
   httplib::Server http;
   std::thread thread;
+  const detail::Clock::time_point started = detail::Clock::now();  // for uptime
   std::atomic<bool> stopping{false};
   // Streamed answers not yet ended: stop() gives them time to send their
   // error event, as httplib ends every stream the moment it stops.
