@@ -209,7 +209,8 @@ function sse(text, finish = "stop") {
 
 // The page's own streaming path with answers served by page.route: a hostile
 // answer rendered safely, Copy (Clipboard API and the fallback), Regenerate,
-// and a failed turn left out of the history.
+// a failed turn left out of the history, and the oldest exchange dropped when
+// the context is full.
 test("answers: copy, regenerate, failed turn", async () => {
   const context = await browser.newContext();
   await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: srv.url });
@@ -224,6 +225,13 @@ test("answers: copy, regenerate, failed turn", async () => {
   await page.route("**/v1/chat/completions", async (route) => {
     sent.push(JSON.parse(route.request().postData()));
     const i = sent.length - 1;
+    if (sent[i].messages.length > 3) {  // a small context, as slm answers when it is full
+      await route.fulfill({ status: 400, contentType: "application/json",
+                            body: JSON.stringify({ error: { message: "the prompt is 900 tokens but the context holds 512",
+                                                            type: "invalid_request_error", param: "messages",
+                                                            code: "context_length_exceeded" } }) });
+      return;
+    }
     if (i === 2) {  // the third request fails
       await route.fulfill({ status: 500, contentType: "application/json",
                             body: JSON.stringify({ error: { message: "mock failure", type: "server_error" } }) });
@@ -285,6 +293,18 @@ test("answers: copy, regenerate, failed turn", async () => {
   await page.waitForFunction(() => document.querySelectorAll(".msg.assistant .copy").length === 2);
   assert.deepEqual(sent[3].messages.map((m) => m.content),
                    ["show me", "A *second* answer.", "next"]);
+
+  // The context is full: the oldest exchange is dropped and the question
+  // asked again, and the answer says so.
+  await page.fill("#input", "more");
+  await page.click("#send");
+  await page.waitForFunction(() => document.querySelectorAll(".msg.assistant .copy").length === 3);
+  assert.equal(sent.length, 6);
+  assert.deepEqual(sent[4].messages.map((m) => m.content),
+                   ["show me", "A *second* answer.", "next", "A *second* answer.", "more"]);
+  assert.deepEqual(sent[5].messages.map((m) => m.content), ["next", "A *second* answer.", "more"]);
+  const last = await page.$$eval(".msg.assistant .stats", (els) => els[els.length - 1].textContent);
+  assert.match(last, /context full: 1 oldest exchange dropped/);
   assert.deepEqual(errors, []);
   await context.close();
 });
