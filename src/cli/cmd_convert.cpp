@@ -3,6 +3,7 @@
 #include <string>
 
 #include "base/error.h"
+#include "base/format.h"
 #include "cli/args.h"
 #include "cli/command.h"
 #include "convert/convert.h"
@@ -38,8 +39,9 @@ int run_convert(int argc, char** argv) {
   options.type = *t;
   options.name = args.get_or("--name", "");
   const convert::ConvertResult r = convert::convert_hf(pos[0], *out, options);
-  std::fprintf(stderr, "wrote %s: %s, %lld tensors, %s, %.1f MB\n", out->c_str(), r.arch.c_str(),
-               static_cast<long long>(r.n_tensors), type.c_str(), static_cast<double>(r.bytes) / 1e6);
+  std::fprintf(stderr, "wrote %s: %s, %lld tensors, %s, %s\n", out->c_str(), r.arch.c_str(),
+               static_cast<long long>(r.n_tensors), type.c_str(),
+               human_bytes(static_cast<double>(r.bytes)).c_str());
   return 0;
 }
 

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "base/format.h"
 #include "cli/args.h"
 #include "cli/command.h"
 #include "server/auth.h"
@@ -220,9 +221,9 @@ int run_serve(int argc, char** argv) {
   }
   const engine::Scheduler& s = *backend->scheduler;
   char ready[256];
-  std::snprintf(ready, sizeof ready, "ready: model %s, %d slots x %lld tokens of context, KV cache %.1f MiB (%s), %d threads%s",
+  std::snprintf(ready, sizeof ready, "ready: model %s, %d slots x %lld tokens of context, KV cache %s (%s), %d threads%s",
                 model_id.c_str(), so.n_slots, static_cast<long long>(s.n_ctx()),
-                static_cast<double>(s.kv_bytes()) / (1024.0 * 1024.0),
+                human_bytes(static_cast<double>(s.kv_bytes())).c_str(),
                 std::string(dtype_name(sched.kv_type)).c_str(), sched.n_threads,
                 so.api_key.empty() ? "" : ", API key required");
   server::log_line(ready);
