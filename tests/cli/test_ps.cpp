@@ -7,12 +7,14 @@
 #include <atomic>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <regex>
 #include <string>
 #include <thread>
 
 #include "base/format.h"
 #include "cli/run_cmd.h"
 #include "common/fixtures.h"
+#include "server/lora_server_fixture.h"
 #include "server/server.h"
 
 namespace slm::test {
@@ -40,7 +42,12 @@ TEST(Ps, ShowsWhatTheServerHolds) {
   so.n_ctx = 1 << 14;  // long enough that an answer is still running when ps asks
   so.allow_beyond_train_ctx = true;
   so.kv_type = DType::F16;
-  auto backend = server::load_backend(path, "stories", so, &srv.metrics());
+  // One LoRA adapter, served as "tuned" at scale 0.5.
+  const std::string adapter = temp_dir() + "/tuned.gguf";
+  server::test_lora::write_adapter(adapter, *gguf::File::open(path), 7, 4);
+  server::BackendOptions extra;
+  extra.adapters.push_back(server::parse_adapter_spec("tuned=" + adapter + ":0.5"));
+  auto backend = server::load_backend(path, "stories", so, &srv.metrics(), extra);
   const int64_t kv_bytes = backend->scheduler->kv_bytes();
   srv.set_backend(backend);
 
@@ -58,7 +65,11 @@ TEST(Ps, ShowsWhatTheServerHolds) {
   EXPECT_EQ(j["queue"], 0);
   EXPECT_EQ(j["kv_cache"]["bytes"].get<int64_t>(), kv_bytes);
   EXPECT_EQ(j["kv_cache"]["type"], "F16");
-  EXPECT_TRUE(j["adapters"].is_array() && j["adapters"].empty());
+  ASSERT_EQ(j["adapters"].size(), 1u) << r.out;
+  EXPECT_EQ(j["adapters"][0]["name"], "tuned");
+  EXPECT_EQ(j["adapters"][0]["path"], adapter);
+  EXPECT_EQ(j["adapters"][0]["scale"], 0.5);
+  EXPECT_EQ(j["adapters"][0]["rank"], 4);
   EXPECT_GE(j["uptime_s"].get<double>(), 0.0);
 
   // The table: a header and one row with the same values.
@@ -68,6 +79,12 @@ TEST(Ps, ShowsWhatTheServerHolds) {
   for (const std::string& cell : {std::string("stories"), std::string("16384"), std::string("0/2"),
                                   human_bytes(static_cast<double>(kv_bytes)) + " F16", path})
     EXPECT_NE(r.out.find(cell), std::string::npos) << cell << "\n" << r.out;
+  // The adapters' table: a header and its row.
+  EXPECT_TRUE(std::regex_search(
+      r.out,
+      std::regex("\nADAPTER +SCALE +RANK +PATH\ntuned +0\\.5 +4 +" +
+                 std::regex_replace(adapter, std::regex(R"([.^$|()\[\]{}*+?\\])"), R"(\$&)"))))
+      << r.out;
 
   // While an answer runs, one slot is busy.
   std::atomic<bool> streaming{false};
