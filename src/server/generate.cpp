@@ -47,8 +47,11 @@ struct StreamState {
   void end() {
     if (done) return;
     done = true;
-    open_streams->fetch_sub(1);
+    if (open_streams) open_streams->fetch_sub(1);
   }
+  // Normally ended by the provider or the releaser; this covers a response
+  // httplib dropped before either ran.
+  ~StreamState() { end(); }
   Clock::time_point t0, last_write;
   std::string id;
   std::string adapter;  // its name for the metrics; "": the base
