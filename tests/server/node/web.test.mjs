@@ -72,6 +72,7 @@ test("chat page streams an answer and Stop ends it", async () => {
   await page.click("#stop");
   await page.waitForFunction(() => !document.getElementById("send").disabled);
   assert.equal(await page.isEnabled("#stop"), false);
+  await page.waitForFunction(() => document.querySelector(".msg.assistant .stats").textContent !== "");
   assert.match(await page.textContent(".msg.assistant .stats"), /stopped/);
   const stoppedAt = (await page.textContent(answer)).length;
   await new Promise((r) => setTimeout(r, 300));
@@ -117,9 +118,10 @@ test("chat page streams an answer and Stop ends it", async () => {
 
 test("a wrong or stale key is asked for again", async () => {
   const page = await browser.newPage();
-  await page.goto(srv.url + "/");
+  // Stored before the page's script runs (on a same-origin page without one).
+  await page.goto(srv.url + "/slm/info");
   await page.evaluate(() => sessionStorage.setItem("slm.apikey", "not-the-key"));
-  await page.reload();
+  await page.goto(srv.url + "/");
   await page.waitForSelector("#keyform:not([hidden])");
   assert.match(await page.textContent("#keyerror"), /did not accept the key \(401\)/);
   assert.equal(await page.evaluate(() => sessionStorage.getItem("slm.apikey")), null);
@@ -239,9 +241,9 @@ test("answers: copy, regenerate, failed turn", async () => {
     }
     await route.fulfill({ status: 200, contentType: "text/event-stream", body: sse(answers[Math.min(i, 1)]) });
   });
+  await page.goto(srv.url + "/slm/info");
+  await page.evaluate((k) => sessionStorage.setItem("slm.apikey", k), KEY);
   await page.goto(srv.url + "/");
-  await page.evaluate((k) => { window.__pwned = 0; sessionStorage.setItem("slm.apikey", k); }, KEY);
-  await page.reload();
   await page.evaluate(() => { window.__pwned = 0; });
   await page.waitForFunction(() => document.getElementById("model").textContent === "tiny-qwen2");
 
@@ -254,6 +256,8 @@ test("answers: copy, regenerate, failed turn", async () => {
   assert.equal(await page.$eval(a, (el) => el.querySelectorAll("img, script").length), 0);
   assert.ok((await page.textContent(a)).includes('<img src=x onerror="window.__pwned=1">'));
   assert.equal(await page.evaluate(() => window.__pwned), 0);
+  // The statistics follow the buttons (after a look at /slm/info).
+  await page.waitForFunction(() => document.querySelector(".msg.assistant .stats").textContent !== "");
   assert.match(await page.textContent(".msg.assistant .stats"), /finish: stop · 9 tokens/);
 
   // Copy puts the answer's Markdown source on the clipboard.
@@ -303,6 +307,7 @@ test("answers: copy, regenerate, failed turn", async () => {
   assert.deepEqual(sent[4].messages.map((m) => m.content),
                    ["show me", "A *second* answer.", "next", "A *second* answer.", "more"]);
   assert.deepEqual(sent[5].messages.map((m) => m.content), ["next", "A *second* answer.", "more"]);
+  await page.waitForFunction(() => [...document.querySelectorAll(".msg.assistant .stats")].at(-1).textContent !== "");
   const last = await page.$$eval(".msg.assistant .stats", (els) => els[els.length - 1].textContent);
   assert.match(last, /context full: 1 oldest exchange dropped/);
   assert.deepEqual(errors, []);
