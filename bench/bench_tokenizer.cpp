@@ -57,10 +57,11 @@ void bench(const char* name, const Tokenizer& tok, const std::string& text, doub
     if (back.size() == 0) std::abort();
   }
   std::printf(
-      "%-22s load %6.2f s  %8zu tokens  encode %7.3f s = %9.0f tokens/s (%5.2f MB/s)  decode %9.0f "
+      "%-22s load %6.2f s  %8zu tokens  encode %7.3f s = %9.0f tokens/s (%5.2f MiB/s)  decode "
+      "%9.0f "
       "tokens/s\n",
-      name, load_s, ids.size(), best_enc, ids.size() / best_enc, text.size() / best_enc / 1e6,
-      ids.size() / best_dec);
+      name, load_s, ids.size(), best_enc, ids.size() / best_enc,
+      text.size() / best_enc / (1024.0 * 1024.0), ids.size() / best_dec);
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "base/error.h"
+#include "base/format.h"
 #include "cli/args.h"
 #include "cli/command.h"
 #include "convert/convert.h"
@@ -44,9 +45,9 @@ int run_convert(int argc, char** argv) {
   options.type = *t;
   options.name = args.get("--name").value_or("");
   const convert::ConvertResult r = convert::convert_hf(pos[0], *out, options);
-  std::fprintf(stderr, "wrote %s: %s, %lld tensors, %s, %.1f MB\n", out->c_str(), r.arch.c_str(),
+  std::fprintf(stderr, "wrote %s: %s, %lld tensors, %s, %s\n", out->c_str(), r.arch.c_str(),
                static_cast<long long>(r.n_tensors), type.c_str(),
-               static_cast<double>(r.bytes) / 1e6);
+               human_bytes(static_cast<double>(r.bytes)).c_str());
   return 0;
 }
 

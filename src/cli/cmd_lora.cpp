@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "base/format.h"
 #include "cli/args.h"
 #include "cli/command.h"
 #include "convert/peft.h"
@@ -41,10 +42,10 @@ int run_lora(int argc, char** argv) {
   if (!base)
     throw UsageError("--model BASE.gguf is required (the model the adapter was trained on)");
   const convert::LoraImportResult r = convert::import_peft(pos[0], *base, *out);
-  std::fprintf(stderr, "wrote %s: %s adapter, %lld matrices, rank %lld, alpha %g, %.1f MB\n",
+  std::fprintf(stderr, "wrote %s: %s adapter, %lld matrices, rank %lld, alpha %g, %s\n",
                out->c_str(), r.arch.c_str(), static_cast<long long>(r.n_pairs),
                static_cast<long long>(r.rank), static_cast<double>(r.alpha),
-               static_cast<double>(r.bytes) / 1e6);
+               human_bytes(static_cast<double>(r.bytes)).c_str());
   return 0;
 }
 

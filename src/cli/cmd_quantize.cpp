@@ -7,6 +7,7 @@
 #include <cstdio>
 
 #include "base/error.h"
+#include "base/format.h"
 #include "base/thread_pool.h"
 #include "cli/args.h"
 #include "cli/command.h"
@@ -73,18 +74,19 @@ int run_quantize(int argc, char** argv) {
 
   const auto progress = [](int64_t i, int64_t n, const model::QuantizeStep& s) {
     const std::string from(dtype_name(s.from)), to(dtype_name(s.to));
-    std::fprintf(stderr, "[%4lld/%4lld] %-36s %-6s -> %-6s %9.2f MB -> %9.2f MB%s\n",
+    std::fprintf(stderr, "[%4lld/%4lld] %-36s %-6s -> %-6s %10s -> %10s%s\n",
                  static_cast<long long>(i + 1), static_cast<long long>(n), s.name.c_str(),
-                 from.c_str(), to.c_str(), s.bytes_in / 1e6, s.bytes_out / 1e6,
+                 from.c_str(), to.c_str(), human_bytes(static_cast<double>(s.bytes_in)).c_str(),
+                 human_bytes(static_cast<double>(s.bytes_out)).c_str(),
                  s.importance ? " (imatrix)" : "");
   };
   const model::QuantizeResult r = model::quantize_file(pos[0], pos[1], opt, pool, progress);
   std::fprintf(
-      stderr,
-      "wrote %s: %s%s, %lld tensors (%lld converted, %lld with imatrix), %.1f MB -> %.1f MB\n",
+      stderr, "wrote %s: %s%s, %lld tensors (%lld converted, %lld with imatrix), %s -> %s\n",
       pos[1].c_str(), opt.type.c_str(), opt.pure ? " (pure)" : "",
       static_cast<long long>(r.n_tensors), static_cast<long long>(r.n_converted),
-      static_cast<long long>(r.n_weighted), r.bytes_in / 1e6, r.bytes_out / 1e6);
+      static_cast<long long>(r.n_weighted), human_bytes(static_cast<double>(r.bytes_in)).c_str(),
+      human_bytes(static_cast<double>(r.bytes_out)).c_str());
   if (opt.imatrix != nullptr && r.n_weighted == 0)
     std::fprintf(stderr,
                  "note: no tensor used the imatrix (Q8_0 and float types take no weights, and "

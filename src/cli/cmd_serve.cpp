@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "base/format.h"
 #include "cli/args.h"
 #include "cli/command.h"
 #include "server/auth.h"
@@ -97,6 +98,14 @@ Options serve_options() {
   o.value("--lora-dir", "D", "allow POST /v1/adapters {name, path, scale} to load files inside D")
       .repeatable();
   o.value("--alias", "A", "another name the base model answers to").repeatable();
+  // Server-wide defaults for what a request leaves out (an explicit field wins).
+  o.value("--n-predict,-n", "N",
+          "tokens per answer when a request sets no max_tokens; 0: all that fits in the context")
+      .integer(0, int64_t{1} << 24)
+      .def("0")
+      .alias("--max-tokens");
+  o.value("--temp", "T", "temperature when a request sets none").number(0, 2).def_note("1, as OpenAI's");
+  o.value("--system", "TEXT", "system message put first in chats that have none");
   o.flag("--insecure-no-auth", "allow a non-loopback address without an API key");
   return o;
 }
@@ -114,6 +123,10 @@ int run_serve(int argc, char** argv) {
   so.log_prompts = args.flag("--log-prompts");
   so.cost_per_hour = args.get_double("--cost-per-hour");
   so.watts = args.get_double("--watts");
+  so.request_defaults.max_tokens = args.get_int("--n-predict");
+  if (args.has("--temp"))
+    so.request_defaults.temperature = static_cast<float>(args.get_double("--temp"));
+  so.request_defaults.system = args.get("--system").value_or("");
   if (args.has("--api-key") && args.has("--api-key-file"))
     throw UsageError("give --api-key or --api-key-file, not both");
   if (const auto k = args.get("--api-key")) {
@@ -208,13 +221,11 @@ int run_serve(int argc, char** argv) {
   }
   const engine::Scheduler& s = *backend->scheduler;
   char ready[256];
-  std::snprintf(
-      ready, sizeof ready,
-      "ready: model %s, %d slots x %lld tokens of context, KV cache %.1f MiB (%s), %d threads%s",
-      model_id.c_str(), so.n_slots, static_cast<long long>(s.n_ctx()),
-      static_cast<double>(s.kv_bytes()) / (1024.0 * 1024.0),
-      std::string(dtype_name(sched.kv_type)).c_str(), sched.n_threads,
-      so.api_key.empty() ? "" : ", API key required");
+  std::snprintf(ready, sizeof ready, "ready: model %s, %d slots x %lld tokens of context, KV cache %s (%s), %d threads%s",
+                model_id.c_str(), so.n_slots, static_cast<long long>(s.n_ctx()),
+                human_bytes(static_cast<double>(s.kv_bytes())).c_str(),
+                std::string(dtype_name(sched.kv_type)).c_str(), sched.n_threads,
+                so.api_key.empty() ? "" : ", API key required");
   server::log_line(ready);
   if (backend->template_is_fallback)
     server::log_line("the model has no chat template; chat requests use ChatML");

@@ -4,6 +4,7 @@
 // the answer, whole (respond_whole) or as server-sent events (stream). Routes,
 // authentication and logging setup are in server.cpp.
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <limits>
@@ -41,6 +42,16 @@ struct StreamState {
   int n_calls = 0;
   bool started = false;
   bool done = false;
+  // Counted in Impl::open_streams from stream() until the answer has ended.
+  std::atomic<int>* open_streams = nullptr;
+  void end() {
+    if (done) return;
+    done = true;
+    if (open_streams) open_streams->fetch_sub(1);
+  }
+  // Normally ended by the provider or the releaser; this covers a response
+  // httplib dropped before either ran.
+  ~StreamState() { end(); }
   Clock::time_point t0, last_write;
   std::string id;
   std::string adapter;  // its name for the metrics; "": the base
@@ -49,6 +60,12 @@ struct StreamState {
 }  // namespace detail
 
 namespace {
+
+// What a request still running when the server stops gets (503 or an SSE
+// error event).
+ApiError shutdown_error() {
+  return ApiError(503, "the server is shutting down", {}, "server_shutdown", "server_error");
+}
 
 std::string lower(std::string s) {
   for (char& c : s)
@@ -125,7 +142,8 @@ void Server::Impl::generate(Endpoint endpoint, const httplib::Request& req,
     RequestLimits limits;
     limits.n_vocab = sched.n_vocab();
     limits.max_tokens_cap = opt.max_tokens_cap > 0 ? opt.max_tokens_cap : sched.n_ctx();
-    const auto parsed = std::make_shared<const ParsedRequest>(parse_request(endpoint, req.body, limits));
+    const auto parsed = std::make_shared<const ParsedRequest>(
+        parse_request(endpoint, req.body, limits, opt.request_defaults));
     const ParsedRequest& r = *parsed;
     // "model" picks the base (absent, its id or an alias) or a LoRA adapter.
     std::shared_ptr<const AdapterEntry> adapter;
@@ -153,10 +171,11 @@ void Server::Impl::generate(Endpoint endpoint, const httplib::Request& req,
       for (const int32_t id : b->tokenizer->eog_ids())
         jr.sampling.logit_bias[id] = -std::numeric_limits<float>::infinity();
     jr.stops = r.stops;
-    // An explicit max_tokens must fit beside the prompt; without one the
-    // completion gets what fits, up to the cap.
+    // An explicit max_tokens must fit beside the prompt; without one (or with
+    // the server's -n default) the completion gets what fits, up to the cap.
     jr.max_tokens = r.max_tokens.value_or(limits.max_tokens_cap);
-    jr.context = r.max_tokens ? engine::ContextPolicy::kRefuse : engine::ContextPolicy::kClamp;
+    jr.context = r.max_tokens && !r.max_tokens_defaulted ? engine::ContextPolicy::kRefuse
+                                                         : engine::ContextPolicy::kClamp;
     jr.top_logprobs = r.logprobs ? r.top_logprobs : -1;
     jr.strip_leading_space = prompt.strip_leading_space;
     jr.deadline = Clock::now() + std::chrono::seconds(opt.request_timeout_s);
@@ -182,8 +201,10 @@ void Server::Impl::generate(Endpoint endpoint, const httplib::Request& req,
         endpoint, model_name, r.include_usage,
         [tok](int32_t id) { return tok->token_to_piece(id, false); });
     log_line(writer->id() + ": " + std::to_string(n_prompt) + " prompt tokens, max " +
-             std::to_string(
-                 r.max_tokens.value_or(std::min(limits.max_tokens_cap, sched.n_ctx() - n_prompt))) +
+             std::to_string(std::min(r.max_tokens.value_or(limits.max_tokens_cap),
+                                     r.max_tokens && !r.max_tokens_defaulted
+                                         ? limits.max_tokens_cap
+                                         : sched.n_ctx() - n_prompt)) +
              (r.stream ? ", streaming" : "") +
              (adapter ? ", adapter " + adapter->name : std::string()));
     if (opt.log_prompts) log_line(writer->id() + " prompt: " + log_safe(prompt.text, 1 << 20));
@@ -220,7 +241,7 @@ void Server::Impl::respond_whole(const Backend& b, const std::shared_ptr<engine:
   for (;;) {
     if (stopping.load()) {
       job->cancel();
-      throw ApiError(503, "the server is shutting down", {}, {}, "server_error");
+      throw shutdown_error();
     }
     if (!job->take(u, std::chrono::milliseconds(250))) continue;
     text += u.text;
@@ -250,6 +271,8 @@ void Server::Impl::respond_whole(const Backend& b, const std::shared_ptr<engine:
 }
 
 void Server::Impl::stream(std::shared_ptr<StreamState> st, httplib::Response& res) {
+  st->open_streams = &open_streams;
+  open_streams.fetch_add(1);
   res.set_header("Cache-Control", "no-cache");
   res.set_header("X-Accel-Buffering", "no");
   res.set_chunked_content_provider(
@@ -262,7 +285,17 @@ void Server::Impl::stream(std::shared_ptr<StreamState> st, httplib::Response& re
           st->started = true;
           if (!write(st->writer->stream_start())) return false;
         }
-        if (stopping.load()) return false;
+        // Shutting down: the client gets an error event and the end of the
+        // stream rather than a connection cut mid-answer (httplib keeps
+        // calling providers until every connection thread has finished).
+        if (stopping.load()) {
+          st->end();
+          st->job->cancel();
+          const bool ok = write(sse_event(dump_json(error_json(shutdown_error()))) + sse_done());
+          sink.done();
+          log_line(st->id + ": ended by server shutdown");
+          return ok;
+        }
         engine::Update u;
         if (!st->job->take(u, std::chrono::milliseconds(250))) {
           // A comment line now and then finds out whether a client waiting in
@@ -290,7 +323,7 @@ void Server::Impl::stream(std::shared_ptr<StreamState> st, httplib::Response& re
           out = st->writer->stream_delta(u.text, u.logprobs);
         }
         if (u.done) {
-          st->done = true;
+          st->end();
           metrics.on_adapter_request(st->adapter, u.n_generated);
           if (u.finish == engine::FinishReason::kError) {
             out += sse_event(
@@ -315,6 +348,7 @@ void Server::Impl::stream(std::shared_ptr<StreamState> st, httplib::Response& re
       [st](bool) {
         // The connection ended before the job did: the client went away.
         if (!st->done) {
+          st->end();
           st->job->cancel();
           log_line(st->id + ": client disconnected; cancelled");
         }

@@ -229,7 +229,8 @@ void parse_response_format(const Json& rf, ParsedRequest& r) {
         "the schema is larger than " + std::to_string(kMaxFormatBytes) + " bytes");
 }
 
-void parse_common(const Json& j, const RequestLimits& limits, ParsedRequest& r) {
+void parse_common(const Json& j, const RequestLimits& limits, const RequestDefaults& defaults,
+                  ParsedRequest& r) {
   const Fields f(j, "");
   if (auto m = f.string("model")) r.model = *m;
   r.stream = f.boolean("stream").value_or(false);
@@ -244,6 +245,10 @@ void parse_common(const Json& j, const RequestLimits& limits, ParsedRequest& r) 
   const auto max_tokens = f.integer("max_tokens", 1, cap);
   const auto max_completion = f.integer("max_completion_tokens", 1, cap);
   r.max_tokens = max_completion ? max_completion : max_tokens;
+  if (!r.max_tokens && defaults.max_tokens > 0) {
+    r.max_tokens = std::min(defaults.max_tokens, cap);
+    r.max_tokens_defaulted = true;
+  }
 
   if (const auto n =
           f.integer("n", std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max());
@@ -253,7 +258,8 @@ void parse_common(const Json& j, const RequestLimits& limits, ParsedRequest& r) 
   // OpenAI's defaults; top-k and min-p (extensions some clients send) are off
   // unless asked for, so a plain request samples the model's distribution.
   engine::SamplerParams& s = r.sampling;
-  s.temperature = static_cast<float>(f.number("temperature", 0, 2).value_or(1.0));
+  s.temperature = static_cast<float>(
+      f.number("temperature", 0, 2).value_or(defaults.temperature.value_or(1.0f)));
   s.top_p = static_cast<float>(f.number("top_p", 0, 1).value_or(1.0));
   s.top_k = static_cast<int32_t>(f.integer("top_k", 0, 1 << 20).value_or(0));
   s.min_p = static_cast<float>(f.number("min_p", 0, 1).value_or(0.0));
@@ -345,7 +351,7 @@ void parse_tool_choice(const Json& j, ParsedRequest& r) {
     bad("tool_choice", "a required or named 'tool_choice' cannot be combined with a response format");
 }
 
-void parse_messages(const Json& j, ParsedRequest& r) {
+void parse_messages(const Json& j, const RequestDefaults& defaults, ParsedRequest& r) {
   const auto it = j.find("messages");
   if (it == j.end() || it->is_null()) bad("messages", "'messages' is required");
   if (!it->is_array()) wrong_type("messages", "an array", *it);
@@ -382,6 +388,13 @@ void parse_messages(const Json& j, ParsedRequest& r) {
     }
     if (auto id = f.string("tool_call_id")) out["tool_call_id"] = *id;
     r.messages.push_back(std::move(out));
+  }
+  if (!defaults.system.empty()) {
+    bool has_system = false;
+    for (const auto& m : r.messages) has_system = has_system || m["role"] == "system";
+    if (!has_system)
+      r.messages.insert(r.messages.begin(),
+                        OJson{{"role", "system"}, {"content", defaults.system}});
   }
 
   if (const Json* tools = Fields(j, "").get("tools")) {
@@ -472,13 +485,14 @@ nlohmann::json error_json(const ApiError& e) {
   return Json{{"error", err}};
 }
 
-ParsedRequest parse_request(Endpoint endpoint, std::string_view body, const RequestLimits& limits) {
+ParsedRequest parse_request(Endpoint endpoint, std::string_view body, const RequestLimits& limits,
+                            const RequestDefaults& defaults) {
   const Json j = parse_body(body, limits);
   ParsedRequest r;
   r.endpoint = endpoint;
-  parse_common(j, limits, r);
+  parse_common(j, limits, defaults, r);
   if (endpoint == Endpoint::kChat)
-    parse_messages(j, r);
+    parse_messages(j, defaults, r);
   else
     parse_prompt(j, limits, r);
   return r;

@@ -55,6 +55,14 @@ struct RequestLimits {
   int max_json_depth = 64;  // nesting deeper than this is refused before parsing
 };
 
+// Server-wide defaults (slm serve -n, --temp, --system) for what a request
+// leaves out; an explicit field always wins.
+struct RequestDefaults {
+  int64_t max_tokens = 0;            // 0: what fits beside the prompt, up to the cap
+  std::optional<float> temperature;  // none: OpenAI's 1
+  std::string system;                // chat: a system message put first when the messages have none
+};
+
 struct ParsedRequest {
   Endpoint endpoint = Endpoint::kChat;
   std::string model;  // as sent; empty when absent
@@ -71,6 +79,9 @@ struct ParsedRequest {
   bool prompt_is_tokens = false;
 
   std::optional<int64_t> max_tokens;  // max_completion_tokens wins over max_tokens
+  // max_tokens came from RequestDefaults: it shrinks to fit beside a long
+  // prompt instead of refusing it.
+  bool max_tokens_defaulted = false;
   engine::SamplerParams sampling;     // OpenAI defaults: temperature 1, top_p 1, no top-k / min-p
   bool seed_given = false;
   std::vector<std::string> stops;
@@ -96,8 +107,10 @@ struct ParsedRequest {
   bool parallel_tool_calls = true;
 };
 
-// Parse one request body. Throws ApiError (400 with the field in param).
-ParsedRequest parse_request(Endpoint endpoint, std::string_view body, const RequestLimits& limits);
+// Parse one request body, filling what it leaves out from defaults. Throws
+// ApiError (400 with the field in param).
+ParsedRequest parse_request(Endpoint endpoint, std::string_view body, const RequestLimits& limits,
+                            const RequestDefaults& defaults = {});
 
 // --- JSON text helpers, exposed for tests -------------------------------
 

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -19,11 +20,13 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "base/error.h"
 #include "server/request.h"
 #include "server/response.h"
 #include "server/server_impl.h"
+#include "server/status.h"
 #include "server/web_index_html.h"
 
 namespace slm::server {
@@ -91,12 +94,13 @@ const char* endpoint_label(const std::string& path) {
   if (path.rfind("/v1/adapters", 0) == 0) return "adapters";
   if (path == "/health") return "health";
   if (path == "/metrics") return "metrics";
+  if (path == "/slm/status") return "status";
   if (path == "/") return "web";
   return "other";
 }
 
 bool needs_auth(const std::string& path) {
-  return path.rfind("/v1/", 0) == 0 || path == "/metrics";
+  return path.rfind("/v1/", 0) == 0 || path == "/metrics" || path == "/slm/status";
 }
 
 }  // namespace
@@ -129,6 +133,8 @@ std::shared_ptr<Backend> load_backend(const std::string& path, const std::string
     b->template_is_fallback = true;
   }
   b->model_id = model_id;
+  b->model_path = path;
+  b->kv_type = options.kv_type;
   b->aliases = extra.aliases;
   std::vector<std::string> reserved = extra.aliases;
   reserved.push_back(model_id);
@@ -258,6 +264,12 @@ void Server::Impl::setup() {
                                     {"watts", opt.watts},
                                     {"usd_per_million_tokens", metrics.usd_per_million_tokens()}}),
                     kJson);
+  });
+  // What this server holds, for `slm ps` (status.h).
+  http.Get("/slm/status", [this](const httplib::Request&, httplib::Response& res) {
+    const auto b = get_backend();
+    const double up = std::chrono::duration<double>(detail::Clock::now() - started).count();
+    res.set_content(dump_json(status_json(b.get(), up)), kJson);
   });
   auto model_json = [](const Backend& b) {
     return OJson{{"id", b.model_id}, {"object", "model"}, {"created", 0}, {"owned_by", "slm"}};
@@ -440,6 +452,12 @@ void Server::set_backend(std::shared_ptr<Backend> backend) {
 
 void Server::stop() {
   impl_->stopping.store(true);
+  // A stream's provider sees `stopping` within one 250 ms take() and ends
+  // its answer with an error event; after httplib's stop() it would only be
+  // cut. Whole answers get their 503 either way.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (impl_->open_streams.load() > 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   impl_->http.stop();
 }
 

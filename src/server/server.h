@@ -32,6 +32,7 @@
 #include "server/adapters.h"
 #include "server/auth.h"
 #include "server/metrics.h"
+#include "server/request.h"
 #include "tokenizer/tokenizer.h"
 
 namespace slm::server {
@@ -51,6 +52,7 @@ struct ServerOptions {
   int n_slots = 4;
   double cost_per_hour = 0;  // USD, for the cost estimates
   double watts = 0;
+  RequestDefaults request_defaults;  // -n, --temp, --system: what a request leaves out
 };
 
 // What a loaded model brings. Members are destroyed in reverse order, so the
@@ -63,6 +65,8 @@ struct Backend {
   engine::ToolFormat tool_format = engine::ToolFormat::kHermes;  // its tool-call syntax
   engine::GrammarCache grammars{256};  // compiled response formats and tool grammars
   std::string model_id;
+  std::string model_path;            // as given to load_backend
+  DType kv_type = DType::F16;        // of every slot's KV cache
   std::vector<std::string> aliases;  // other names the base answers to (--alias)
   // Named LoRA adapters (after the model: destroyed first, as they refer to it).
   AdapterRegistry adapters;

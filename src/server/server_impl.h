@@ -63,7 +63,11 @@ struct Server::Impl {
   Metrics& metrics;
   httplib::Server http;
   std::thread thread;
+  const detail::Clock::time_point started = detail::Clock::now();  // for uptime
   std::atomic<bool> stopping{false};
+  // Streamed answers not yet ended: stop() gives them time to send their
+  // error event, as httplib ends every stream the moment it stops.
+  std::atomic<int> open_streams{0};
   std::mutex backend_mutex;
   std::shared_ptr<Backend> backend;
 

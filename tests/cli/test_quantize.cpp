@@ -6,6 +6,7 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <string>
 
 #include "cli/run_cmd.h"
@@ -75,7 +76,10 @@ TEST(QuantizeCli, QuantizesAndTheResultRuns) {
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.err.find("blk.0.attn_q.weight"), std::string::npos) << r.err;  // progress lines
   EXPECT_NE(r.err.find("-> Q8_0"), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find("MB"), std::string::npos) << r.err;
+  // Sizes in binary units, as every other command prints them.
+  EXPECT_TRUE(std::regex_search(r.err, std::regex(R"(\d+\.\d (KiB|MiB) -> +\d+\.\d (KiB|MiB)\n)")))
+      << r.err;
+  EXPECT_EQ(r.err.find(" MB"), std::string::npos) << r.err;
   const CmdResult run = run_slm("run " + sh_quote(out) + " -p '' --temp 0 -n 8");
   EXPECT_EQ(run.code, 0) << run.err;
   EXPECT_FALSE(run.out.empty());

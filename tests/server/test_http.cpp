@@ -1,10 +1,15 @@
 // The HTTP layer in-process: a busy port refused, /health while loading and
-// once ready, the API's 503 before the model is there, and a request served
-// end to end.
+// once ready, the API's 503 before the model is there, a request served end
+// to end, the server-wide request defaults (-n, --temp, --system) and what
+// requests still running see when the server stops.
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include <atomic>
+#include <chrono>
 #include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
 
 #include "base/error.h"
 #include "common/fixtures.h"
@@ -86,6 +91,152 @@ TEST(Http, LoadingThenReady) {
   EXPECT_NE(metrics->body.find("slm_model_info{model=\"stories\"} 1"), std::string::npos);
   srv.stop();
   srv.wait();
+}
+
+// A server started with -n 5 --temp 0 --system TEXT: requests that leave
+// max_tokens and temperature out get them; explicit fields win; a chat with
+// no system message gets TEXT first, one with its own keeps it.
+TEST(Http, ServerWideRequestDefaults) {
+  SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
+  ServerOptions o;
+  o.port = 0;
+  o.log_prompts = true;
+  o.request_defaults.max_tokens = 5;
+  o.request_defaults.temperature = 0.0f;
+  o.request_defaults.system = "Be brief.";
+  Server srv(o, false);
+  const int port = srv.start();
+  engine::SchedulerOptions so;
+  so.n_slots = 1;
+  srv.set_backend(
+      load_backend(test::fixture("models/stories260K.gguf"), "stories", so, &srv.metrics()));
+  httplib::Client cli("127.0.0.1", port);
+
+  // Greedy (temperature 0 from the default) and 5 tokens (from -n): the
+  // prefix of the reference continuation, twice the same.
+  for (int i = 0; i < 2; ++i) {
+    auto r = cli.Post("/v1/completions", R"({"prompt":"Once upon a time","ignore_eos":true})",
+                      "application/json");
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->status, 200) << r->body;
+    const Json j = Json::parse(r->body);
+    EXPECT_EQ(j["usage"]["completion_tokens"], 5) << r->body;
+    EXPECT_EQ(j["choices"][0]["finish_reason"], "length");
+    EXPECT_EQ(j["choices"][0]["text"], ", there was a little") << r->body;
+  }
+  // An explicit max_tokens wins over -n.
+  auto r = cli.Post("/v1/completions",
+                    R"({"prompt":"Once upon a time","max_tokens":8,"ignore_eos":true})",
+                    "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(Json::parse(r->body)["choices"][0]["text"], ", there was a little girl");
+  // So does max_completion_tokens.
+  r = cli.Post("/v1/completions",
+               R"({"prompt":"Once upon a time","max_completion_tokens":2,"ignore_eos":true})",
+               "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(Json::parse(r->body)["usage"]["completion_tokens"], 2);
+
+  // Chat: the system default is in the prompt the template built; the
+  // prompt's token count shows it (the same chat with the system message
+  // spelled out counts the same, one with another system message differs).
+  auto chat_prompt_tokens = [&](const std::string& messages) {
+    auto c = cli.Post("/v1/chat/completions", R"({"max_tokens":1,"messages":)" + messages + "}",
+                      "application/json");
+    EXPECT_TRUE(c);
+    if (!c) return int64_t{-1};
+    EXPECT_EQ(c->status, 200) << c->body;
+    return Json::parse(c->body)["usage"]["prompt_tokens"].get<int64_t>();
+  };
+  const int64_t with_default = chat_prompt_tokens(R"([{"role":"user","content":"Hi"}])");
+  const int64_t spelled_out = chat_prompt_tokens(
+      R"([{"role":"system","content":"Be brief."},{"role":"user","content":"Hi"}])");
+  const int64_t own_system =
+      chat_prompt_tokens(R"([{"role":"system","content":"x"},{"role":"user","content":"Hi"}])");
+  EXPECT_EQ(with_default, spelled_out);
+  EXPECT_LT(own_system, with_default);
+  srv.stop();
+  srv.wait();
+}
+
+// Stopping the server (what SIGINT/SIGTERM do in slm serve) while answers
+// are being generated: a streamed one ends with an SSE error event and
+// [DONE], not a silent cut; a whole one gets a 503 error object.
+TEST(Http, ShutdownEndsRunningRequestsWithAnError) {
+  SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
+  ServerOptions o;
+  o.port = 0;
+  Server srv(o, false);
+  const int port = srv.start();
+  engine::SchedulerOptions so;
+  so.n_slots = 2;
+  // A long context so that both answers are still running when stop() comes.
+  so.n_ctx = 1 << 15;
+  so.allow_beyond_train_ctx = true;
+  srv.set_backend(
+      load_backend(test::fixture("models/stories260K.gguf"), "stories", so, &srv.metrics()));
+  const std::string body = R"({"prompt":"Once upon a time","ignore_eos":true,"max_tokens":30000)";
+
+  int whole_status = 0;
+  std::string whole_body;
+  std::thread whole_thread([&] {
+    httplib::Client c("127.0.0.1", port);
+    c.set_read_timeout(60, 0);
+    if (auto w = c.Post("/v1/completions", body + "}", "application/json")) {
+      whole_status = w->status;
+      whole_body = w->body;
+    }
+  });
+
+  std::string streamed;
+  std::atomic<bool> stop_sent{false};
+  std::thread stopper;
+  httplib::Client cli("127.0.0.1", port);
+  cli.set_read_timeout(60, 0);
+  httplib::Request req;
+  req.method = "POST";
+  req.path = "/v1/completions";
+  req.body = body + R"(,"stream":true})";
+  req.set_header("Content-Type", "application/json");
+  req.content_receiver = [&](const char* data, size_t n, uint64_t, uint64_t) {
+    streamed.append(data, n);
+    // Once tokens flow, and both requests hold a slot, stop the server.
+    if (!stop_sent.load() && streamed.find("\"text\"") != std::string::npos) {
+      httplib::Client h("127.0.0.1", port);
+      auto health = h.Get("/health");
+      if (health && health->status == 200 &&
+          Json::parse(health->body)["slots_processing"].get<int>() == 2) {
+        stop_sent.store(true);
+        stopper = std::thread([&] { srv.stop(); });
+      }
+    }
+    return true;
+  };
+  auto res = cli.send(req);
+  whole_thread.join();
+  if (stopper.joinable()) stopper.join();
+  srv.wait();
+  ASSERT_TRUE(stop_sent.load()) << "the answers ended before the server was stopped";
+
+  ASSERT_TRUE(res) << httplib::to_string(res.error()) << "\n" << streamed;
+  EXPECT_EQ(res->status, 200);
+  // The last two events: the error, then [DONE].
+  const size_t err = streamed.rfind("data: {\"error\"");
+  ASSERT_NE(err, std::string::npos)
+      << streamed.substr(streamed.size() > 400 ? streamed.size() - 400 : 0);
+  const size_t eol = streamed.find("\n\n", err);
+  ASSERT_NE(eol, std::string::npos);
+  const Json e = Json::parse(streamed.substr(err + 6, eol - err - 6));
+  EXPECT_EQ(e["error"]["code"], "server_shutdown");
+  EXPECT_EQ(e["error"]["type"], "server_error");
+  EXPECT_EQ(e["error"]["message"], "the server is shutting down");
+  EXPECT_EQ(streamed.substr(eol + 2), "data: [DONE]\n\n");
+  EXPECT_EQ(streamed.find("finish_reason\":\"length"), std::string::npos);
+
+  EXPECT_EQ(whole_status, 503) << whole_body;
+  EXPECT_EQ(Json::parse(whole_body, nullptr, false)["error"]["code"], "server_shutdown");
 }
 
 }  // namespace

@@ -300,6 +300,60 @@ TEST(Request, Completions) {
   expect_bad(R"({"prompt":"a","logprobs":6})", "logprobs", Endpoint::kCompletion);
 }
 
+// slm serve -n / --temp / --system: what a request leaves out comes from the
+// server; what it gives wins.
+TEST(Request, ServerDefaultsFillWhatTheRequestLeavesOut) {
+  RequestDefaults d;
+  d.max_tokens = 64;
+  d.temperature = 0.25f;
+  d.system = "Be brief.";
+  const std::string user = R"("messages":[{"role":"user","content":"hi"}])";
+  ParsedRequest r = parse_request(Endpoint::kChat, "{" + user + "}", limits(), d);
+  ASSERT_TRUE(r.max_tokens);
+  EXPECT_EQ(*r.max_tokens, 64);
+  EXPECT_TRUE(r.max_tokens_defaulted);
+  EXPECT_FLOAT_EQ(r.sampling.temperature, 0.25f);
+  ASSERT_EQ(r.messages.size(), 2u);
+  EXPECT_EQ(r.messages[0]["role"], "system");
+  EXPECT_EQ(r.messages[0]["content"], "Be brief.");
+  EXPECT_EQ(r.messages[1]["content"], "hi");
+
+  r = parse_request(Endpoint::kChat, "{" + user + R"(,"max_tokens":5,"temperature":0})", limits(),
+                    d);
+  EXPECT_EQ(*r.max_tokens, 5);
+  EXPECT_FALSE(r.max_tokens_defaulted);
+  EXPECT_FLOAT_EQ(r.sampling.temperature, 0.0f);
+  r = parse_request(Endpoint::kChat, "{" + user + R"(,"max_completion_tokens":7})", limits(), d);
+  EXPECT_EQ(*r.max_tokens, 7);
+  EXPECT_FALSE(r.max_tokens_defaulted);
+
+  // A system (or developer) message of its own anywhere: nothing is added.
+  for (const char* role : {"system", "developer"}) {
+    r = parse_request(Endpoint::kChat,
+                      std::string(R"({"messages":[{"role":"user","content":"hi"},{"role":")") +
+                          role + R"(","content":"mine"}]})",
+                      limits(), d);
+    ASSERT_EQ(r.messages.size(), 2u) << role;
+    EXPECT_EQ(r.messages[0]["role"], "user");
+    EXPECT_EQ(r.messages[1]["content"], "mine");
+  }
+  // Completions take the numbers; there is no chat to put a system message in.
+  r = parse_request(Endpoint::kCompletion, R"({"prompt":"x"})", limits(), d);
+  EXPECT_EQ(*r.max_tokens, 64);
+  EXPECT_FLOAT_EQ(r.sampling.temperature, 0.25f);
+  EXPECT_EQ(r.prompt, "x");
+
+  // A default above the cap is lowered to it; without defaults, OpenAI's.
+  d.max_tokens = 5000;
+  r = parse_request(Endpoint::kCompletion, R"({"prompt":"x"})", limits(), d);
+  EXPECT_EQ(*r.max_tokens, 1000);
+  r = completion(R"({"prompt":"x"})");
+  EXPECT_FALSE(r.max_tokens);
+  EXPECT_FALSE(r.max_tokens_defaulted);
+  EXPECT_FLOAT_EQ(r.sampling.temperature, 1.0f);
+  EXPECT_EQ(chat("{" + user + "}").messages.size(), 1u);
+}
+
 TEST(Request, ErrorJsonHasOpenAIShape) {
   const nlohmann::json j = error_json(ApiError(400, "bad thing", "temperature"));
   EXPECT_EQ(j["error"]["message"], "bad thing");
