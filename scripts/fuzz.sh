@@ -67,7 +67,9 @@ ws ::= [ \t\n]*' '{a: 12, b: {c:1}}' >"$corpus/gbnf"
     fuzz_train_data)
       printf '%s\n' '{"prompt": "Lily had a dog named", "completion": " Biscuit."}' '{"text": "The sun was hot."}' >"$corpus/pc.jsonl"
       printf '%s\n' '{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}]}' >"$corpus/messages.jsonl"
-      printf '%s\n' '{"prompt": "x", "completion": 3}' >"$corpus/bad.jsonl" ;;
+      printf '%s\n' '{"prompt": "x", "completion": 3}' >"$corpus/bad.jsonl"
+      printf '%s\n' '{"prompt": "Tom saw a big", "chosen": " dog.", "rejected": " cat."}' >"$corpus/dpo.jsonl"
+      printf '%s\n' '{"prompt": [{"role": "user", "content": "Hi"}], "chosen": "Hello.", "rejected": [{"role": "assistant", "content": "Go."}]}' >"$corpus/dpo_messages.jsonl" ;;
     fuzz_toolcall)
       # First byte: family (mod 4: Hermes, Llama 3, Mistral, Functionary) and piece size.
       printf '\000%s' '<tool_call>

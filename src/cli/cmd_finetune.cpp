@@ -1,5 +1,5 @@
-// slm finetune: LoRA supervised finetuning on JSONL data (train/), writing a
-// llama.cpp-layout adapter that `slm run --lora` loads.
+// slm finetune: LoRA supervised finetuning or DPO on JSONL data (train/),
+// writing a llama.cpp-layout adapter that `slm run --lora` loads.
 #include <unistd.h>
 
 #include <algorithm>
@@ -20,6 +20,7 @@
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 #include "train/data.h"
+#include "train/dpo.h"
 #include "train/lora_params.h"
 #include "train/optim.h"
 #include "train/trainer.h"
@@ -30,19 +31,23 @@ namespace {
 Options finetune_options() {
   Options o("finetune",
             "usage: slm finetune [--model] BASE.gguf --data TRAIN.jsonl [--eval-data VAL.jsonl] "
-            "[--method sft] "
+            "[--method sft|dpo] "
             "-o ADAPTER.gguf\n"
             "  LoRA finetuning on the CPU. Each line of the data is {\"messages\": [...]} "
             "(rendered with the\n"
             "  model's chat template, loss on assistant turns), {\"prompt\", \"completion\"} (loss "
             "on the\n"
-            "  completion) or {\"text\"} (loss on every token). Every line is checked before "
-            "training.\n");
+            "  completion) or {\"text\"} (loss on every token). For dpo, each line is {\"prompt\",\n"
+            "  \"chosen\", \"rejected\"} (strings, or messages with a chat template). Every line is\n"
+            "  checked before training.\n");
   add_model_option(o, "the base model, a GGUF file; also the first positional argument");
   o.value("--data", "F.jsonl", "training data (required)");
   o.value("--eval-data", "F.jsonl", "held-out data, evaluated every --eval-every steps");
   o.value("--out,-o", "ADAPTER.gguf", "the adapter to write (required)");
-  o.value("--method", "M", "training method: sft (dpo is not implemented yet)").def("sft");
+  o.value("--method", "M", "training method").choices({"sft", "dpo"}).def("sft");
+  o.value("--beta", "B", "DPO: strength of the pull towards the reference (the base)")
+      .number(1e-6, 1e6)
+      .def("0.1");
   o.value("--lora-rank", "R", "rank").integer(1, 1024).def("16");
   o.value("--lora-alpha", "A", "scale numerator: deltas are alpha / rank * B A")
       .number(0, 1e9)
@@ -98,6 +103,42 @@ double eval_loss(train::Trainer& tr, const std::vector<train::Example>& data) {
   return n > 0 ? loss / static_cast<double>(n) : 0.0;
 }
 
+nlohmann::json dpo_json(const train::DpoStats& s, const std::string& prefix) {
+  return {{prefix + "loss", s.mean_loss()},
+          {prefix + "reward_margin", s.mean_margin()},
+          {prefix + "accuracy", s.accuracy()},
+          {prefix + "kl", s.kl_per_token()}};
+}
+
+// The optimizer steps: each a run of consecutive items of a shuffled epoch
+// holding at least batch_tokens tokens (an epoch's last may hold fewer).
+std::vector<std::vector<size_t>> plan_steps(const std::vector<int64_t>& sizes, int64_t epochs,
+                                            int64_t fixed_steps, int64_t batch_tokens,
+                                            uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<std::vector<size_t>> steps;
+  for (int64_t e = 0;
+       fixed_steps > 0 ? static_cast<int64_t>(steps.size()) < fixed_steps : e < epochs; ++e) {
+    std::vector<size_t> order(sizes.size());
+    std::iota(order.begin(), order.end(), size_t{0});
+    std::shuffle(order.begin(), order.end(), rng);
+    std::vector<size_t> cur;
+    int64_t tokens = 0;
+    for (const size_t i : order) {
+      cur.push_back(i);
+      tokens += sizes[i];
+      if (tokens >= batch_tokens) {
+        steps.push_back(std::move(cur));
+        cur.clear();
+        tokens = 0;
+      }
+    }
+    if (!cur.empty()) steps.push_back(std::move(cur));
+  }
+  if (fixed_steps > 0) steps.resize(static_cast<size_t>(fixed_steps));
+  return steps;
+}
+
 int run_finetune(int argc, char** argv) {
   const Args args = finetune_options().parse(argc, argv);
   const auto model_path = model_argument(args, 0).spec;
@@ -106,9 +147,9 @@ int run_finetune(int argc, char** argv) {
   if (!model_path || !data_path || !out_path)
     throw UsageError("--model, --data and -o are required");
   const std::string method = *args.get("--method");
-  if (method == "dpo")
-    throw UsageError(args.shown("--method") + " dpo is not implemented yet (only sft)");
-  if (method != "sft") throw UsageError(args.shown("--method") + " must be sft");
+  const bool dpo = method == "dpo";
+  const double beta = args.get_double("--beta");
+  if (!dpo && args.has("--beta")) throw UsageError(args.shown("--beta") + " applies to --method dpo only");
   if (args.has("--epochs") && args.has("--steps"))
     throw UsageError("give --epochs or --steps, not both");
   const int64_t rank = args.get_int("--lora-rank");
@@ -145,120 +186,154 @@ int run_finetune(int argc, char** argv) {
   else if (const auto t = model->file().get_string("tokenizer.chat_template"))
     tmpl = std::make_unique<chat::Template>(*t);
   const train::DataOptions dopt{n_ctx, args.flag("--truncate")};
-  const std::vector<train::Example> data = train::load_jsonl(*data_path, tok, tmpl.get(), dopt);
-  std::vector<train::Example> eval_data;
-  if (const auto ep = args.get("--eval-data"))
-    eval_data = train::load_jsonl(*ep, tok, tmpl.get(), dopt);
-
-  // The optimizer steps: each a run of consecutive examples of a shuffled
-  // epoch holding at least batch_tokens tokens (an epoch's last may hold fewer).
-  std::mt19937_64 rng(seed);
-  std::vector<std::vector<size_t>> steps;
-  for (int64_t e = 0;
-       fixed_steps > 0 ? static_cast<int64_t>(steps.size()) < fixed_steps : e < epochs; ++e) {
-    std::vector<size_t> order(data.size());
-    std::iota(order.begin(), order.end(), size_t{0});
-    std::shuffle(order.begin(), order.end(), rng);
-    std::vector<size_t> cur;
-    int64_t tokens = 0;
-    for (const size_t i : order) {
-      cur.push_back(i);
-      tokens += static_cast<int64_t>(data[i].tokens.size());
-      if (tokens >= batch_tokens) {
-        steps.push_back(std::move(cur));
-        cur.clear();
-        tokens = 0;
-      }
-    }
-    if (!cur.empty()) steps.push_back(std::move(cur));
+  // SFT trains on examples, DPO on preference pairs; sizes[i] is item i's tokens.
+  std::vector<train::Example> data, eval_data;
+  std::vector<train::PreferencePair> pairs, eval_pairs;
+  const auto eval_path = args.get("--eval-data");
+  if (dpo) {
+    pairs = train::load_preference_jsonl(*data_path, tok, tmpl.get(), dopt);
+    if (eval_path) eval_pairs = train::load_preference_jsonl(*eval_path, tok, tmpl.get(), dopt);
+  } else {
+    data = train::load_jsonl(*data_path, tok, tmpl.get(), dopt);
+    if (eval_path) eval_data = train::load_jsonl(*eval_path, tok, tmpl.get(), dopt);
   }
-  if (fixed_steps > 0) steps.resize(static_cast<size_t>(fixed_steps));
+  const auto n_tokens_of = [](const train::Example& ex) {
+    return static_cast<int64_t>(ex.tokens.size());
+  };
+  std::vector<int64_t> sizes;
+  int64_t longest = 0;
+  for (const train::Example& ex : data) sizes.push_back(n_tokens_of(ex));
+  for (const train::PreferencePair& p : pairs)
+    sizes.push_back(n_tokens_of(p.chosen) + n_tokens_of(p.rejected));
+  for (const auto* set : {&data, &eval_data})
+    for (const train::Example& ex : *set) longest = std::max(longest, n_tokens_of(ex));
+  for (const auto* set : {&pairs, &eval_pairs})
+    for (const train::PreferencePair& p : *set)
+      longest = std::max({longest, n_tokens_of(p.chosen), n_tokens_of(p.rejected)});
+  const size_t n_items = sizes.size(), n_eval = dpo ? eval_pairs.size() : eval_data.size();
+  const bool has_eval = n_eval > 0;
+
+  const std::vector<std::vector<size_t>> steps =
+      plan_steps(sizes, epochs, fixed_steps, batch_tokens, seed);
   const int64_t total = static_cast<int64_t>(steps.size());
   const int64_t eval_every =
       args.has("--eval-every") ? args.get_int("--eval-every") : std::max<int64_t>(1, total / 10);
 
-  int64_t longest = 0;
-  for (const std::vector<train::Example>* set :
-       {&data, static_cast<const std::vector<train::Example>*>(&eval_data)})
-    for (const train::Example& ex : *set)
-      longest = std::max<int64_t>(longest, static_cast<int64_t>(ex.tokens.size()));
   ThreadPool pool(threads);
   train::LoraParams lora(*model, {rank, static_cast<float>(alpha), targets});
   lora.init(seed);
   train::Trainer trainer(*model, &lora, longest, pool);
+  train::Dpo objective(trainer, &lora, beta);
   train::AdamW opt({0.9f, 0.999f, 1e-8f, static_cast<float>(weight_decay)});
   const auto params = lora.params();
   const auto grads = lora.grads();
-  std::fprintf(
-      stderr,
-      "finetune: %s, %zu examples%s, LoRA r%lld alpha %g on %zu matrices (%.2f M parameters), %lld "
-      "steps\n",
-      model_path->c_str(), data.size(),
-      eval_data.empty() ? "" : (" (+" + std::to_string(eval_data.size()) + " eval)").c_str(),
-      static_cast<long long>(rank), alpha, lora.pairs().size(),
-      static_cast<double>(lora.n_params()) / 1e6, static_cast<long long>(total));
+  std::fprintf(stderr,
+               "finetune: %s %s, %zu %s%s, LoRA r%lld alpha %g on %zu matrices (%.2f M "
+               "parameters), %lld steps\n",
+               method.c_str(), model_path->c_str(), n_items, dpo ? "pairs" : "examples",
+               has_eval ? (" (+" + std::to_string(n_eval) + " eval)").c_str() : "",
+               static_cast<long long>(rank), alpha, lora.pairs().size(),
+               static_cast<double>(lora.n_params()) / 1e6, static_cast<long long>(total));
 
-  double eval_start = 0, eval_last = NAN;
-  if (!eval_data.empty()) eval_last = eval_start = eval_loss(trainer, eval_data);
+  // DPO's reference: the base's log-probabilities, once per pair.
+  const std::vector<train::RefLogp> ref =
+      dpo ? objective.reference_logps(pairs) : std::vector<train::RefLogp>{};
+  const std::vector<train::RefLogp> eval_ref =
+      dpo ? objective.reference_logps(eval_pairs) : std::vector<train::RefLogp>{};
+  // The eval metrics as JSON fields ("eval_loss", and for DPO
+  // "eval_accuracy", "eval_reward_margin", "eval_kl").
+  const auto evaluate = [&]() -> nlohmann::json {
+    if (dpo) return dpo_json(objective.evaluate(eval_pairs, eval_ref), "eval_");
+    return {{"eval_loss", eval_loss(trainer, eval_data)}};
+  };
+  const auto eval_text = [&](const nlohmann::json& e) {
+    char buf[96];
+    if (dpo)
+      std::snprintf(buf, sizeof buf, " | eval acc %.0f%% margin %.3f",
+                    100.0 * e["eval_accuracy"].get<double>(),
+                    e["eval_reward_margin"].get<double>());
+    else
+      std::snprintf(buf, sizeof buf, " | eval %.4f", e["eval_loss"].get<double>());
+    return std::string(buf);
+  };
+  nlohmann::json eval_start, eval_last;
+  if (has_eval) eval_last = eval_start = evaluate();
   using Clock = std::chrono::steady_clock;
   const auto t0 = Clock::now();
   int64_t tokens_done = 0;
   double last_loss = 0;
   for (int64_t s = 0; s < total; ++s) {
     const std::vector<size_t>& batch = steps[static_cast<size_t>(s)];
-    int64_t n_targets = 0, n_tokens = 0;
-    for (const size_t i : batch) {
-      n_targets += data[i].n_targets();
-      n_tokens += static_cast<int64_t>(data[i].tokens.size());
-    }
+    int64_t n_tokens = 0;
+    for (const size_t i : batch) n_tokens += sizes[i];
     lora.zero_grad();
-    double loss = 0;
-    for (const size_t i : batch)
-      loss += trainer.run(data[i], true, 1.0f / static_cast<float>(n_targets)).loss;
-    loss /= static_cast<double>(n_targets);
+    // The step's mean loss and its metrics as JSON fields and progress text.
+    nlohmann::json metrics;
+    char text[128];
+    if (dpo) {
+      train::DpoStats st;
+      for (const size_t i : batch)
+        st.add(objective.pair(pairs[i], ref[i], true, 1.0f / static_cast<float>(batch.size())));
+      metrics = dpo_json(st, "");
+      std::snprintf(text, sizeof text, "loss %.4f | margin %.3f | acc %.0f%% | kl %.4f",
+                    st.mean_loss(), st.mean_margin(), 100.0 * st.accuracy(), st.kl_per_token());
+    } else {
+      int64_t n_targets = 0;
+      for (const size_t i : batch) n_targets += data[i].n_targets();
+      double loss = 0;
+      for (const size_t i : batch)
+        loss += trainer.run(data[i], true, 1.0f / static_cast<float>(n_targets)).loss;
+      metrics = {{"loss", loss / static_cast<double>(n_targets)}};
+      std::snprintf(text, sizeof text, "loss %.4f", metrics["loss"].get<double>());
+    }
+    const double loss = metrics["loss"].get<double>();
     const double gnorm = train::clip_grad_norm(grads, grad_clip);
     const double step_lr = train::lr_at(s, total, warmup, lr);
     opt.step(params, grads, static_cast<float>(step_lr));
     tokens_done += n_tokens;
     last_loss = loss;
-    const bool evaluated = !eval_data.empty() && ((s + 1) % eval_every == 0 || s + 1 == total);
-    if (evaluated) eval_last = eval_loss(trainer, eval_data);
+    const bool evaluated = has_eval && ((s + 1) % eval_every == 0 || s + 1 == total);
+    if (evaluated) eval_last = evaluate();
     const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
     const double tok_s = static_cast<double>(tokens_done) / std::max(elapsed, 1e-9);
     const double eta = elapsed / static_cast<double>(s + 1) * static_cast<double>(total - s - 1);
     if (json) {
-      nlohmann::json j = {{"step", s + 1},        {"total", total},     {"loss", loss},
-                          {"lr", step_lr},        {"grad_norm", gnorm}, {"tokens", n_tokens},
-                          {"tokens_per_s", tok_s}};
-      if (evaluated) j["eval_loss"] = eval_last;
-      if (s == 0 && !eval_data.empty()) j["eval_loss_start"] = eval_start;
+      nlohmann::json j = {{"step", s + 1}, {"total", total}};
+      j.update(metrics);
+      j.update(
+          {{"lr", step_lr}, {"grad_norm", gnorm}, {"tokens", n_tokens}, {"tokens_per_s", tok_s}});
+      if (evaluated) j.update(eval_last);
+      if (s == 0)
+        for (const auto& [k, v] : eval_start.items()) j[k + "_start"] = v;
       std::printf("%s\n", j.dump().c_str());
       std::fflush(stdout);
     }
-    std::string eval_text =
-        std::isnan(eval_last) ? "" : " | eval " + std::to_string(eval_last).substr(0, 6);
-    std::fprintf(stderr, "%sstep %lld/%lld | loss %.4f%s | %.0f tok/s | ETA %s%s",
-                 isatty(2) ? "\r" : "", static_cast<long long>(s + 1),
-                 static_cast<long long>(total), loss, eval_text.c_str(), tok_s,
-                 clock_text(eta).c_str(), isatty(2) ? "" : "\n");
+    std::fprintf(stderr, "%sstep %lld/%lld | %s%s | %.0f tok/s | ETA %s%s", isatty(2) ? "\r" : "",
+                 static_cast<long long>(s + 1), static_cast<long long>(total), text,
+                 has_eval ? eval_text(eval_last).c_str() : "", tok_s, clock_text(eta).c_str(),
+                 isatty(2) ? "" : "\n");
   }
   if (isatty(2)) std::fprintf(stderr, "\n");
   lora.save(*out_path);
   const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
-  std::fprintf(
-      stderr, "wrote %s: %lld steps, %lld tokens in %.1f s (%.0f tok/s), loss %.4f%s\n",
-      out_path->c_str(), static_cast<long long>(total), static_cast<long long>(tokens_done),
-      elapsed, static_cast<double>(tokens_done) / std::max(elapsed, 1e-9), last_loss,
-      eval_data.empty()
-          ? ""
-          : (", eval loss " + std::to_string(eval_start) + " -> " + std::to_string(eval_last))
-                .c_str());
+  std::string eval_summary;
+  if (has_eval && dpo)
+    eval_summary = ", eval accuracy " + std::to_string(eval_start["eval_accuracy"].get<double>()) +
+                   " -> " + std::to_string(eval_last["eval_accuracy"].get<double>());
+  else if (has_eval)
+    eval_summary = ", eval loss " + std::to_string(eval_start["eval_loss"].get<double>()) + " -> " +
+                   std::to_string(eval_last["eval_loss"].get<double>());
+  std::fprintf(stderr, "wrote %s: %lld steps, %lld tokens in %.1f s (%.0f tok/s), loss %.4f%s\n",
+               out_path->c_str(), static_cast<long long>(total),
+               static_cast<long long>(tokens_done), elapsed,
+               static_cast<double>(tokens_done) / std::max(elapsed, 1e-9), last_loss,
+               eval_summary.c_str());
   return 0;
 }
 
 }  // namespace
 
-SLM_COMMAND("finetune", "LoRA finetuning on JSONL data, writing an adapter for --lora",
-            finetune_options, run_finetune);
+SLM_COMMAND("finetune", "LoRA finetuning (SFT or DPO) on JSONL data, writing an adapter for --lora",
+            run_finetune);
 
 }  // namespace slm::cli

@@ -161,6 +161,12 @@ const TypeTraits& traits(Isa isa, DType t) {
 const TypeTraits& traits(DType t) {
   return isa_table(active_isa())[t];
 }
+AxpyRowsFn axpy_rows(Isa isa) {
+  return isa_table(isa_supported(isa) ? isa : Isa::kScalar).axpy_rows;
+}
+AxpyRowsFn axpy_rows() {
+  return isa_table(active_isa()).axpy_rows;
+}
 
 }  // namespace slm::kernels
 

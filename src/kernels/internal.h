@@ -99,6 +99,7 @@ struct TypeTable {
   PackedTileFn packed_tile[kTypeSlots] = {};
   // Whether packing pays with this table (a SIMD tile, not the scalar oracle).
   bool packed_native[kTypeSlots] = {};
+  AxpyRowsFn axpy_rows = nullptr;  // kernels.h; set by every table (scalar_float.cpp first)
   TypeTraits& operator[](DType t) { return by_type[static_cast<uint32_t>(t)]; }
   const TypeTraits& operator[](DType t) const { return by_type[static_cast<uint32_t>(t)]; }
 };

@@ -62,6 +62,17 @@ bool set_active_isa(Isa isa);
 const TypeTraits& traits(DType t);
 const TypeTraits& traits(Isa isa, DType t);
 
+// out[c] += sum over i < nr of a[i] * w[i * ld + c], for c < nc, the rows
+// taken in order i = 0, 1, ...: a rank-nr update of one float row, the inner
+// step of training's transposed product through a weight (dx += dy W, with W
+// dequantized a block of rows at a time). The scalar version rounds each
+// product and sum; SIMD versions fuse them (FMA), so results agree to a few
+// ulps per term. Never throws; any nr >= 0, nc >= 0.
+using AxpyRowsFn = void (*)(float* out, const float* a, int64_t nr, const float* w, int64_t ld,
+                            int64_t nc);
+AxpyRowsFn axpy_rows();         // the active ISA's
+AxpyRowsFn axpy_rows(Isa isa);  // a given ISA's (the scalar one where the CPU lacks it)
+
 }  // namespace slm::kernels
 
 namespace slm {

@@ -44,9 +44,20 @@ void vec_dot_16(int64_t n, float* s, const void* w, const void* a) {
   *s = static_cast<float>(sum);
 }
 
+// The oracle: each product rounded, then added, row after row.
+void axpy_rows_scalar(float* out, const float* a, int64_t nr, const float* w, int64_t ld,
+                      int64_t nc) {
+  for (int64_t i = 0; i < nr; ++i) {
+    const float ai = a[i];
+    const float* wi = w + i * ld;
+    for (int64_t c = 0; c < nc; ++c) out[c] += ai * wi[c];
+  }
+}
+
 }  // namespace
 
 void fill_scalar_float(TypeTable& t) {
+  t.axpy_rows = axpy_rows_scalar;
   t[DType::F32] = {DType::F32, copy_f32, copy_to_f32, vec_dot_f32};
   t[DType::F16] = {DType::F32, dequantize_16<fp16_to_f32>, quantize_16<f32_to_fp16>,
                    vec_dot_16<fp16_to_f32>};

@@ -29,9 +29,44 @@ inline __m256i scaled_sum_u8s8(__m256i u, __m256i s, int scale_lo, int scale_hi)
 
 #include "kernels/x86_kernels256.inc"
 
+// kernels.h axpy_rows: 32 outputs stay in four registers while every row's
+// FMA lands on them, then an 8-wide pass and a scalar tail (FMA too).
+void axpy_rows_avx2(float* out, const float* a, int64_t nr, const float* w, int64_t ld,
+                    int64_t nc) {
+  int64_t c = 0;
+  for (; c + 32 <= nc; c += 32) {
+    __m256 y0 = _mm256_loadu_ps(out + c), y1 = _mm256_loadu_ps(out + c + 8);
+    __m256 y2 = _mm256_loadu_ps(out + c + 16), y3 = _mm256_loadu_ps(out + c + 24);
+    for (int64_t i = 0; i < nr; ++i) {
+      const __m256 ai = _mm256_set1_ps(a[i]);
+      const float* wi = w + i * ld + c;
+      y0 = _mm256_fmadd_ps(ai, _mm256_loadu_ps(wi), y0);
+      y1 = _mm256_fmadd_ps(ai, _mm256_loadu_ps(wi + 8), y1);
+      y2 = _mm256_fmadd_ps(ai, _mm256_loadu_ps(wi + 16), y2);
+      y3 = _mm256_fmadd_ps(ai, _mm256_loadu_ps(wi + 24), y3);
+    }
+    _mm256_storeu_ps(out + c, y0);
+    _mm256_storeu_ps(out + c + 8, y1);
+    _mm256_storeu_ps(out + c + 16, y2);
+    _mm256_storeu_ps(out + c + 24, y3);
+  }
+  for (; c + 8 <= nc; c += 8) {
+    __m256 y = _mm256_loadu_ps(out + c);
+    for (int64_t i = 0; i < nr; ++i)
+      y = _mm256_fmadd_ps(_mm256_set1_ps(a[i]), _mm256_loadu_ps(w + i * ld + c), y);
+    _mm256_storeu_ps(out + c, y);
+  }
+  for (; c < nc; ++c) {
+    float y = out[c];
+    for (int64_t i = 0; i < nr; ++i) y = std::fma(a[i], w[i * ld + c], y);
+    out[c] = y;
+  }
+}
+
 }  // namespace
 
 void fill_avx2(TypeTable& table) {
+  table.axpy_rows = axpy_rows_avx2;
   fill_256(table);
 }
 

@@ -205,9 +205,40 @@ void float_tile_any(int64_t n, const uint8_t* w, size_t w_row, int nr, const flo
   }
 }
 
+// kernels.h axpy_rows: 64 outputs in four registers per pass over the rows,
+// then 16 at a time, the last under a mask (no scalar tail).
+void axpy_rows_512(float* out, const float* a, int64_t nr, const float* w, int64_t ld, int64_t nc) {
+  int64_t c = 0;
+  for (; c + 64 <= nc; c += 64) {
+    __m512 y0 = _mm512_loadu_ps(out + c), y1 = _mm512_loadu_ps(out + c + 16);
+    __m512 y2 = _mm512_loadu_ps(out + c + 32), y3 = _mm512_loadu_ps(out + c + 48);
+    for (int64_t i = 0; i < nr; ++i) {
+      const __m512 ai = _mm512_set1_ps(a[i]);
+      const float* wi = w + i * ld + c;
+      y0 = _mm512_fmadd_ps(ai, _mm512_loadu_ps(wi), y0);
+      y1 = _mm512_fmadd_ps(ai, _mm512_loadu_ps(wi + 16), y1);
+      y2 = _mm512_fmadd_ps(ai, _mm512_loadu_ps(wi + 32), y2);
+      y3 = _mm512_fmadd_ps(ai, _mm512_loadu_ps(wi + 48), y3);
+    }
+    _mm512_storeu_ps(out + c, y0);
+    _mm512_storeu_ps(out + c + 16, y1);
+    _mm512_storeu_ps(out + c + 32, y2);
+    _mm512_storeu_ps(out + c + 48, y3);
+  }
+  for (; c < nc; c += 16) {
+    const __mmask16 m = nc - c >= 16 ? static_cast<__mmask16>(0xffff)
+                                     : static_cast<__mmask16>((1u << (nc - c)) - 1);
+    __m512 y = _mm512_maskz_loadu_ps(m, out + c);
+    for (int64_t i = 0; i < nr; ++i)
+      y = _mm512_fmadd_ps(_mm512_set1_ps(a[i]), _mm512_maskz_loadu_ps(m, w + i * ld + c), y);
+    _mm512_mask_storeu_ps(out + c, m, y);
+  }
+}
+
 }  // namespace
 
 void fill_avx512(TypeTable& table) {
+  table.axpy_rows = axpy_rows_512;
   static_assert(kFloatTileRows == 4 && kFloatTileTokens == 4, "float tiles are written for 4 x 4");
   table.float_tile[static_cast<int>(DType::F16)] = float_tile_any<load16_f16, false>;
   table.float_tile[static_cast<int>(DType::BF16)] = float_tile_any<load16_bf16, true>;

@@ -48,7 +48,8 @@ class LoraAdapter {
   // naming the file and the key or tensor: wrong type or architecture, a
   // tensor without its pair, shapes that disagree with the base matrix, a
   // target slm cannot adapt (embeddings, output, experts), non-finite values.
-  static std::shared_ptr<const LoraAdapter> load(const Model& base, const std::vector<LoraFile>& files);
+  static std::shared_ptr<const LoraAdapter> load(const Model& base,
+                                                 const std::vector<LoraFile>& files);
   // Builds from pairs already in memory: name -> (A [r][n_in], B [n_out][r]),
   // scale folded into nothing (tests, adapter import).
   struct Tensors {
@@ -57,7 +58,8 @@ class LoraAdapter {
     std::vector<float> a, b;  // [rank][n_in], [n_out][rank]
     float scale = 1.0f;       // multiplies b
   };
-  static std::shared_ptr<const LoraAdapter> from_tensors(const Model& base, std::vector<Tensors> tensors,
+  static std::shared_ptr<const LoraAdapter> from_tensors(const Model& base,
+                                                         std::vector<Tensors> tensors,
                                                          std::string label);
 
   // The pair for a base matrix, or nullptr when this adapter leaves it alone.
@@ -72,6 +74,12 @@ class LoraAdapter {
   int64_t max_rank() const { return max_rank_; }
   int64_t max_rows() const { return max_rows_; }
   size_t n_matrices() const { return pairs_.size(); }
+  // Every adapted base matrix with its pair, in no particular order (merging).
+  std::vector<std::pair<const backend::Linear*, const LoraPair*>> matrices() const {
+    std::vector<std::pair<const backend::Linear*, const LoraPair*>> out;
+    for (const auto& [w, o] : pairs_) out.emplace_back(w, &o.pair);
+    return out;
+  }
 
  private:
   struct Owned {

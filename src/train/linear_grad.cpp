@@ -13,9 +13,11 @@ namespace slm::train {
 namespace {
 
 // Dequantizes columns [c0, c0 + nc) of row r (c0, nc multiples of the block size).
-void dequantize_stripe(const backend::MatrixView& w, int64_t r, int64_t c0, int64_t nc, float* dst) {
+void dequantize_stripe(const backend::MatrixView& w, int64_t r, int64_t c0, int64_t nc,
+                       float* dst) {
   const DTypeInfo& info = dtype_info(w.type);
-  const uint8_t* row = w.data + static_cast<size_t>(r) * static_cast<size_t>(row_bytes(w.type, w.cols));
+  const uint8_t* row =
+      w.data + static_cast<size_t>(r) * static_cast<size_t>(row_bytes(w.type, w.cols));
   const uint8_t* src = row + c0 / info.block_size * info.block_bytes;
   if (w.type == DType::F32) {
     std::memcpy(dst, src, static_cast<size_t>(nc) * sizeof(float));
@@ -26,8 +28,8 @@ void dequantize_stripe(const backend::MatrixView& w, int64_t r, int64_t c0, int6
 
 }  // namespace
 
-void input_grad(const backend::MatrixView& w, const float* dy, int64_t n, float* dx, bool accumulate,
-                ThreadPool& pool) {
+void input_grad(const backend::MatrixView& w, const float* dy, int64_t n, float* dx,
+                bool accumulate, ThreadPool& pool) {
   const int64_t rows = w.rows, cols = w.cols;
   const int64_t bs = dtype_info(w.type).block_size;
   // Column stripes of about 256 values (whole blocks), and token blocks when
@@ -35,35 +37,35 @@ void input_grad(const backend::MatrixView& w, const float* dy, int64_t n, float*
   const int64_t stripe = std::min(cols, std::max(bs, (256 + bs - 1) / bs * bs));
   const int64_t n_stripes = (cols + stripe - 1) / stripe;
   const int64_t want = 4 * pool.size();
-  const int64_t n_tblocks = std::clamp<int64_t>((want + n_stripes - 1) / n_stripes, 1, std::max<int64_t>(1, n / 8));
+  const int64_t n_tblocks =
+      std::clamp<int64_t>((want + n_stripes - 1) / n_stripes, 1, std::max<int64_t>(1, n / 8));
   const int64_t tblock = (n + n_tblocks - 1) / n_tblocks;
   constexpr int64_t kRowBlock = 8;
+  const kernels::AxpyRowsFn axpy = kernels::axpy_rows();
   pool.parallel_for(n_stripes * n_tblocks, [&](int64_t task, int) {
     const int64_t c0 = (task % n_stripes) * stripe, nc = std::min(stripe, cols - c0);
     const int64_t t0 = (task / n_stripes) * tblock, t1 = std::min(n, t0 + tblock);
     if (t0 >= t1) return;
     std::vector<float> buf(static_cast<size_t>(kRowBlock * nc));
     if (!accumulate)
-      for (int64_t t = t0; t < t1; ++t) std::fill(dx + t * cols + c0, dx + t * cols + c0 + nc, 0.0f);
+      for (int64_t t = t0; t < t1; ++t)
+        std::fill(dx + t * cols + c0, dx + t * cols + c0 + nc, 0.0f);
     for (int64_t r0 = 0; r0 < rows; r0 += kRowBlock) {
       const int64_t nr = std::min(kRowBlock, rows - r0);
-      for (int64_t i = 0; i < nr; ++i) dequantize_stripe(w, r0 + i, c0, nc, &buf[static_cast<size_t>(i * nc)]);
+      for (int64_t i = 0; i < nr; ++i)
+        dequantize_stripe(w, r0 + i, c0, nc, &buf[static_cast<size_t>(i * nc)]);
       for (int64_t t = t0; t < t1; ++t) {
-        float* out = dx + t * cols + c0;
         const float* g = dy + t * rows + r0;
-        for (int64_t i = 0; i < nr; ++i) {
-          const float a = g[i];
-          if (a == 0.0f) continue;
-          const float* wr = &buf[static_cast<size_t>(i * nc)];
-          for (int64_t c = 0; c < nc; ++c) out[c] += a * wr[c];
-        }
+        // Rows of dy are often all zero here (tokens outside the loss, near the output).
+        if (std::all_of(g, g + nr, [](float a) { return a == 0.0f; })) continue;
+        axpy(dx + t * cols + c0, g, nr, buf.data(), nc, nc);
       }
     }
   });
 }
 
-void lora_backward(LoraPairParams& p, float scale, const float* x, const float* u, const float* dy, int64_t n,
-                   float* dx, std::vector<float>& tmp, ThreadPool& pool) {
+void lora_backward(LoraPairParams& p, float scale, const float* x, const float* u, const float* dy,
+                   int64_t n, float* dx, std::vector<float>& tmp, ThreadPool& pool) {
   const int64_t r = p.rank, ni = p.n_in, no = p.n_out;
   // grad_b[o][k] += scale * sum_t dy[t][o] u[t][k]
   pool.parallel_for(no, [&](int64_t o, int) {

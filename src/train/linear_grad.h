@@ -4,7 +4,9 @@
 //    task, so no dequantized copy of the model is ever made.
 //  - LoRA pair: y += s B (A x); its backward gives dA, dB (accumulated) and
 //    the input gradient s A^T (B^T dy) (accumulated into dx).
-// Scalar loops the compiler vectorises; work is spread over the pool.
+// input_grad's inner step is kernels::axpy_rows (run-time ISA choice, the
+// scalar version its test oracle); the LoRA products are scalar loops the
+// compiler vectorises. Work is spread over the pool.
 // Thread-safety: one caller per pool.
 #pragma once
 
@@ -22,13 +24,13 @@ namespace slm::train {
 struct LoraPairParams;
 
 // dx[t][c] (= or +=) sum_r dy[t][r] * w[r][c] for t < n: dy [n][w.rows], dx [n][w.cols].
-void input_grad(const backend::MatrixView& w, const float* dy, int64_t n, float* dx, bool accumulate,
-                ThreadPool& pool);
+void input_grad(const backend::MatrixView& w, const float* dy, int64_t n, float* dx,
+                bool accumulate, ThreadPool& pool);
 
 // Backward of the LoRA term y += scale * B (A x): x [n][n_in], u = A x [n][r]
 // (saved by the forward), dy [n][n_out]. Accumulates grad_a, grad_b and
 // dx += scale * A^T B^T dy. tmp: scratch grown as needed.
-void lora_backward(LoraPairParams& p, float scale, const float* x, const float* u, const float* dy, int64_t n,
-                   float* dx, std::vector<float>& tmp, ThreadPool& pool);
+void lora_backward(LoraPairParams& p, float scale, const float* x, const float* u, const float* dy,
+                   int64_t n, float* dx, std::vector<float>& tmp, ThreadPool& pool);
 
 }  // namespace slm::train

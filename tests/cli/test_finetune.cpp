@@ -1,15 +1,16 @@
 // slm finetune end to end: LoRA SFT on stories260K teaches it a fact it does
 // not know (a held-out phrasing continues with it under `slm run --lora`, and
-// the eval loss falls), plus the refusals.
+// the eval loss falls); DPO on a synthetic preference set makes held-out
+// pairs prefer the chosen property; plus the refusals.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "cli/run_cmd.h"
 #include "common/fixtures.h"
@@ -25,15 +26,18 @@ std::string write_file(const std::string& dir, const std::string& name, const st
 
 // 64 phrasings of one fact.
 std::string fact_data() {
-  const char* pre[] = {"", "Once upon a time, ", "One day, ", "Every morning, ", "In a small town, ", "Long ago, ",
-                       "At the park, ", "After school, "};
-  const char* subj[] = {"Lily had a dog named",        "Lily had a little dog named", "Lily's dog was named",
-                        "Lily loved her dog named",    "The girl Lily had a dog named", "Lily played with her dog named",
-                        "Lily had a happy dog named",  "Lily walked her dog named"};
+  const char* pre[] = {
+      "",           "Once upon a time, ", "One day, ",     "Every morning, ", "In a small town, ",
+      "Long ago, ", "At the park, ",      "After school, "};
+  const char* subj[] = {"Lily had a dog named",          "Lily had a little dog named",
+                        "Lily's dog was named",          "Lily loved her dog named",
+                        "The girl Lily had a dog named", "Lily played with her dog named",
+                        "Lily had a happy dog named",    "Lily walked her dog named"};
   std::string out;
   for (const char* p : pre)
     for (const char* s : subj)
-      out += nlohmann::json({{"prompt", std::string(p) + s}, {"completion", " Biscuit."}}).dump() + "\n";
+      out += nlohmann::json({{"prompt", std::string(p) + s}, {"completion", " Biscuit."}}).dump() +
+             "\n";
   return out;
 }
 
@@ -42,18 +46,20 @@ TEST(CliFinetune, SftTeachesAFact) {
   const std::string model = sh_quote(fixture("models/stories260K.gguf"));
   const std::string dir = temp_dir();
   const std::string train = write_file(dir, "train.jsonl", fact_data());
-  const std::string eval = write_file(
-      dir, "eval.jsonl",
-      "{\"prompt\": \"Lily had a big dog named\", \"completion\": \" Biscuit.\"}\n"
-      "{\"prompt\": \"Once upon a time, there was a girl. Lily had a funny dog named\", \"completion\": \" Biscuit.\"}\n");
+  const std::string eval =
+      write_file(dir, "eval.jsonl",
+                 "{\"prompt\": \"Lily had a big dog named\", \"completion\": \" Biscuit.\"}\n"
+                 "{\"prompt\": \"Once upon a time, there was a girl. Lily had a funny dog named\", "
+                 "\"completion\": \" Biscuit.\"}\n");
   const std::string adapter = dir + "/fact.gguf";
   const std::string held_out = " -p 'Lily had a big dog named' --temp 0 -n 8";
   const CmdResult base = run_slm("run " + model + held_out);
   ASSERT_EQ(base.code, 0) << base.err;
   EXPECT_EQ(base.out.find("Biscuit"), std::string::npos) << base.out;
 
-  const CmdResult r = run_slm("finetune --model " + model + " --data " + train + " --eval-data " + eval + " -o " +
-                              adapter + " --lr 5e-3 --epochs 8 --batch-tokens 256 --seed 1 -t 2 --json");
+  const CmdResult r =
+      run_slm("finetune --model " + model + " --data " + train + " --eval-data " + eval + " -o " +
+              adapter + " --lr 5e-3 --epochs 8 --batch-tokens 256 --seed 1 -t 2 --json");
   ASSERT_EQ(r.code, 0) << r.err;
   std::istringstream lines(r.out);
   std::string line;
@@ -81,30 +87,123 @@ TEST(CliFinetune, SftTeachesAFact) {
   std::filesystem::remove_all(dir);
 }
 
+// A synthetic preference set: a story prompt whose chosen continuation names
+// a dog and whose rejected one names a cat, the rest of the pair identical.
+// Training and held-out pairs share no name, place, adjective or ending.
+std::string preference_data(const std::vector<std::string>& names,
+                            const std::vector<std::string>& places,
+                            const std::vector<std::string>& adjectives,
+                            const std::vector<std::string>& endings) {
+  std::string out;
+  for (const std::string& n : names)
+    for (const std::string& p : places)
+      for (const std::string& a : adjectives)
+        for (const std::string& e : endings) {
+          const std::string end = e == "NAME" ? " It ran to " + n + "." : e;
+          out += nlohmann::json(
+                     {{"prompt", "One day, " + n + " went to the " + p + ". " + n + " saw a " + a},
+                      {"chosen", " dog." + end},
+                      {"rejected", " cat." + end}})
+                     .dump() +
+                 "\n";
+        }
+  return out;
+}
+
+TEST(CliFinetune, DpoLearnsAPreference) {
+  SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
+  const std::string model = sh_quote(fixture("models/stories260K.gguf"));
+  const std::string dir = temp_dir();
+  // 2 x 2 x 4 x 4 = 64 training pairs; 2 x 2 x 2 x 2 = 16 held-out ones.
+  const std::string train = write_file(
+      dir, "train.jsonl",
+      preference_data(
+          {"Lily", "Tom", "Ben", "Mia"}, {"park", "garden"}, {"big", "little", "happy", "funny"},
+          {" It was very friendly.", " They played all day.", "NAME", " The sun was warm."}));
+  const std::string eval =
+      write_file(dir, "eval.jsonl",
+                 preference_data({"Tim", "Lucy"}, {"house", "lake"}, {"small", "soft"},
+                                 {" It liked to jump.", " Everyone smiled."}));
+  const std::string adapter = dir + "/dpo.gguf";
+  const CmdResult r =
+      run_slm("finetune --model " + model + " --method dpo --beta 0.1 --data " + train +
+              " --eval-data " + eval + " -o " + adapter +
+              " --lr 1e-3 --epochs 2 --batch-tokens 256 --eval-every 4 --seed 1 -t 2 --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::istringstream lines(r.out);
+  std::string line;
+  std::vector<nlohmann::json> steps;
+  while (std::getline(lines, line)) steps.push_back(nlohmann::json::parse(line));
+  ASSERT_GT(steps.size(), 10u) << r.out;
+  for (const nlohmann::json& j : steps)
+    for (const char* key : {"step", "loss", "reward_margin", "accuracy", "kl"})
+      ASSERT_TRUE(j.contains(key) && j[key].is_number()) << key << " in " << j.dump();
+  // Step 1 is measured before its update: the adapter starts at zero, so the
+  // policy is the reference (margin 0, KL 0, loss log 2, every pair a tie).
+  const nlohmann::json& first = steps.front();
+  EXPECT_NEAR(first["loss"].get<double>(), std::log(2.0), 1e-9);
+  EXPECT_EQ(first["reward_margin"].get<double>(), 0.0);
+  EXPECT_EQ(first["kl"].get<double>(), 0.0);
+  ASSERT_TRUE(first.contains("eval_accuracy_start")) << first.dump();
+  const double acc_start = first["eval_accuracy_start"];
+  EXPECT_LT(acc_start, 0.7);
+  const nlohmann::json& last = steps.back();
+  ASSERT_TRUE(last.contains("eval_accuracy") && last.contains("eval_reward_margin") &&
+              last.contains("eval_kl"))
+      << last.dump();
+  EXPECT_GE(last["eval_accuracy"].get<double>(), 0.9) << r.err;
+  EXPECT_GT(last["eval_reward_margin"].get<double>(), 1.0) << r.err;
+  EXPECT_LT(last["loss"].get<double>(), first["loss"].get<double>() / 3) << r.err;
+  EXPECT_TRUE(std::isfinite(last["eval_kl"].get<double>()));
+  EXPECT_NE(last["kl"].get<double>(), 0.0);  // the policy moved away from the base
+  EXPECT_NE(r.err.find("margin"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("acc"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("kl"), std::string::npos) << r.err;
+
+  EXPECT_TRUE(std::filesystem::exists(adapter));
+  std::filesystem::remove_all(dir);
+}
+
 TEST(CliFinetune, RefusesBadDataBeforeTraining) {
   SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
   const std::string model = sh_quote(fixture("models/stories260K.gguf"));
   const std::string dir = temp_dir();
-  const std::string bad = write_file(dir, "bad.jsonl", "{\"text\": \"a cat\"}\n{\"prompt\": \"x\", \"completion\": 7}\n");
+  const std::string bad = write_file(
+      dir, "bad.jsonl", "{\"text\": \"a cat\"}\n{\"prompt\": \"x\", \"completion\": 7}\n");
   const std::string out = dir + "/a.gguf";
   CmdResult r = run_slm("finetune --model " + model + " --data " + bad + " -o " + out);
   EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.err.find(bad + ":2: field 'completion' must be a string"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(bad + ":2: field 'completion' must be a string"), std::string::npos)
+      << r.err;
   EXPECT_FALSE(std::filesystem::exists(out));
 
-  const std::string long_text = write_file(dir, "long.jsonl", "{\"text\": \"the cat sat on the mat and the dog ran to the log\"}\n");
-  r = run_slm("finetune --model " + model + " --data " + long_text + " -o " + out + " -c 8 --steps 1");
+  const std::string long_text = write_file(
+      dir, "long.jsonl", "{\"text\": \"the cat sat on the mat and the dog ran to the log\"}\n");
+  r = run_slm("finetune --model " + model + " --data " + long_text + " -o " + out +
+              " -c 8 --steps 1");
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find(":1: the example is"), std::string::npos) << r.err;
-  r = run_slm("finetune --model " + model + " --data " + long_text + " -o " + out + " -c 8 --steps 1 --truncate");
+  r = run_slm("finetune --model " + model + " --data " + long_text + " -o " + out +
+              " -c 8 --steps 1 --truncate");
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_TRUE(std::filesystem::exists(out));
 
-  r = run_slm("finetune --model " + model + " --data " + long_text + " -o " + out + " --method dpo");
+  r = run_slm("finetune --model " + model + " --data " + long_text + " -o " + out +
+              " --method dpo");
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_NE(r.err.find(long_text + ":1: field 'prompt' is missing"), std::string::npos) << r.err;
+  r = run_slm("finetune --model " + model + " --data " + long_text + " -o " + out +
+              " --method rlhf");
+  EXPECT_EQ(r.code, 2) << r.err;
+  r = run_slm("finetune --model " + model + " --data " + long_text + " -o " + out + " --beta 0.1");
+  EXPECT_EQ(r.code, 2) << r.err;  // --beta without --method dpo
+  r = run_slm("finetune --model " + model + " --data " + long_text + " -o " + out +
+              " --method dpo --beta 0");
   EXPECT_EQ(r.code, 2) << r.err;
   r = run_slm("finetune --model " + model + " --data " + long_text);
   EXPECT_EQ(r.code, 2) << r.err;
-  r = run_slm("finetune --model " + model + " --data " + long_text + " -o " + out + " --lora-targets q,router");
+  r = run_slm("finetune --model " + model + " --data " + long_text + " -o " + out +
+              " --lora-targets q,router");
   EXPECT_EQ(r.code, 2) << r.err;
   std::filesystem::remove_all(dir);
 }
@@ -113,8 +212,8 @@ TEST(CliFinetune, RefusesMixtureOfExperts) {
   SLM_REQUIRE_FIXTURE("models/tiny-moe.gguf");
   const std::string dir = temp_dir();
   const std::string data = write_file(dir, "d.jsonl", "{\"text\": \"hello world\"}\n");
-  const CmdResult r = run_slm("finetune --model " + sh_quote(fixture("models/tiny-moe.gguf")) + " --data " + data +
-                              " -o " + dir + "/a.gguf");
+  const CmdResult r = run_slm("finetune --model " + sh_quote(fixture("models/tiny-moe.gguf")) +
+                              " --data " + data + " -o " + dir + "/a.gguf");
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("mixture-of-experts"), std::string::npos) << r.err;
   std::filesystem::remove_all(dir);

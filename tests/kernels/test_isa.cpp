@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <random>
 #include <string>
 
 #include "kernel_test_util.h"
@@ -169,6 +170,54 @@ TEST(KernelDispatch, IsasAndSelection) {
   RecordProperty("isas", names);
   std::printf("available ISAs: %s(active %s)\n", names.c_str(),
               std::string(isa_name(active_isa())).c_str());
+}
+
+// The rank-nr row update of training's transposed product: every SIMD
+// version against the scalar oracle, on widths around each vector and unroll
+// size, with a row stride wider than the row.
+TEST(IsaAxpyRows, EveryIsaMatchesScalar) {
+  const AxpyRowsFn ref = axpy_rows(Isa::kScalar);
+  ASSERT_NE(ref, nullptr);
+  std::mt19937 rng(12);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  for (const Isa isa : available_isas()) {
+    const AxpyRowsFn f = axpy_rows(isa);
+    ASSERT_NE(f, nullptr) << isa_name(isa);
+    if (isa != Isa::kScalar && isa != Isa::kNeon) {
+      EXPECT_NE(f, ref) << isa_name(isa) << " has no SIMD version";
+    }
+    double worst = 0;
+    for (const int64_t nr : {0, 1, 3, 8, 13})
+      for (const int64_t nc :
+           {0, 1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 127, 256, 257}) {
+        const int64_t ld = nc + 5;
+        std::vector<float> a(static_cast<size_t>(nr)), w(static_cast<size_t>(nr * ld) + 1),
+            out(static_cast<size_t>(nc) + 1);
+        for (float& x : a) x = d(rng);
+        for (float& x : w) x = d(rng);
+        for (float& x : out) x = d(rng);
+        const float guard = out.back();
+        std::vector<float> want = out;
+        ref(want.data(), a.data(), nr, w.data(), ld, nc);
+        f(out.data(), a.data(), nr, w.data(), ld, nc);
+        EXPECT_EQ(out.back(), guard) << "wrote past nc=" << nc;
+        for (int64_t c = 0; c < nc; ++c) {
+          // Error bound: each of the nr + 1 roundings of the scalar sum, on
+          // the magnitude of what is summed.
+          double mag = std::fabs(static_cast<double>(want[static_cast<size_t>(c)]));
+          for (int64_t i = 0; i < nr; ++i)
+            mag += std::fabs(static_cast<double>(a[static_cast<size_t>(i)]) *
+                             w[static_cast<size_t>(i * ld + c)]);
+          const double err = std::fabs(static_cast<double>(out[static_cast<size_t>(c)]) -
+                                       want[static_cast<size_t>(c)]);
+          worst = std::max(worst, err / (mag + 1e-30));
+          EXPECT_LE(err, 2.0 * static_cast<double>(nr + 1) * 1.2e-7 * mag)
+              << isa_name(isa) << " nr " << nr << " nc " << nc;
+        }
+      }
+    std::printf("[ axpy_rows ] %-6s worst error %.3g of the summed magnitude\n",
+                std::string(isa_name(isa)).c_str(), worst);
+  }
 }
 
 }  // namespace

@@ -45,7 +45,8 @@ double check(Vec& x, const std::function<double(const Vec&)>& f, const Vec& anal
     scale = std::max(scale, std::fabs(num[i]));
   }
   double worst = 0;
-  for (size_t i = 0; i < x.size(); ++i) worst = std::max(worst, std::fabs(analytic[i] - num[i]) / scale);
+  for (size_t i = 0; i < x.size(); ++i)
+    worst = std::max(worst, std::fabs(analytic[i] - num[i]) / scale);
   return worst;
 }
 
@@ -116,17 +117,20 @@ TEST(GradOps, Attention) {
   std::mt19937 rng(4);
   const AttnShape s{6, 4, 2, 5, 0.37f};
   const int64_t qn = s.n * s.n_head * s.hd, kn = s.n * s.n_head_kv * s.hd;
-  Vec all = random_vec(static_cast<size_t>(qn + 2 * kn), rng), dout = random_vec(static_cast<size_t>(qn), rng);
+  Vec all = random_vec(static_cast<size_t>(qn + 2 * kn), rng),
+      dout = random_vec(static_cast<size_t>(qn), rng);
   Vec p(s.n);
   const auto f = [&](const Vec& in) {
     Vec out(qn), pp(s.n);
-    attention_fwd(s, in.data(), in.data() + qn, in.data() + qn + kn, out.data(), 0, s.n_head, pp.data());
+    attention_fwd(s, in.data(), in.data() + qn, in.data() + qn + kn, out.data(), 0, s.n_head,
+                  pp.data());
     return dot(dout, out);
   };
   Vec out(qn), d(all.size());
-  attention_fwd(s, all.data(), all.data() + qn, all.data() + qn + kn, out.data(), 0, s.n_head, p.data());
-  attention_bwd(s, all.data(), all.data() + qn, all.data() + qn + kn, out.data(), dout.data(), d.data(),
-                d.data() + qn, d.data() + qn + kn, 0, s.n_head_kv, p.data());
+  attention_fwd(s, all.data(), all.data() + qn, all.data() + qn + kn, out.data(), 0, s.n_head,
+                p.data());
+  attention_bwd(s, all.data(), all.data() + qn, all.data() + qn + kn, out.data(), dout.data(),
+                d.data(), d.data() + qn, d.data() + qn + kn, 0, s.n_head_kv, p.data());
   report("attention (causal gqa)", check(all, f, d));
 }
 
@@ -134,7 +138,9 @@ TEST(GradOps, CrossEntropy) {
   std::mt19937 rng(5);
   const int64_t n = 50;
   Vec z = random_vec(n, rng, 3.0);
-  const auto f = [&](const Vec& in) { return cross_entropy(in.data(), n, 17, 1.0, static_cast<double*>(nullptr)); };
+  const auto f = [&](const Vec& in) {
+    return cross_entropy(in.data(), n, 17, 1.0, static_cast<double*>(nullptr));
+  };
   Vec dz(n);
   cross_entropy(z.data(), n, 17, 1.0, dz.data());
   report("cross_entropy", check(z, f, dz));
@@ -142,41 +148,50 @@ TEST(GradOps, CrossEntropy) {
 
 // The transposed product over stored weights, per type: against the
 // dequantized matrix (the op is linear, so the finite difference of
-// dot(dx, W^T dy) is exact; this checks the stripe/row-block bookkeeping).
+// dot(dx, W^T dy) is exact; this checks the stripe/row-block bookkeeping),
+// on every instruction-set path of its inner step (kernels::axpy_rows).
 TEST(GradOps, InputGradOverStoredTypes) {
-  std::mt19937 rng(6);
   ThreadPool pool(2);
-  for (const DType t : {DType::F32, DType::F16, DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
-    const int64_t rows = 13, cols = 512, n = 5;
-    std::vector<float> wf(rows * cols), deq(rows * cols);
-    for (float& v : wf) v = std::normal_distribution<float>(0, 1)(rng);
-    const int64_t rb = row_bytes(t, cols);
-    std::vector<uint8_t> wq(static_cast<size_t>(rows * rb));
-    const kernels::TypeTraits& tr = kernels::traits(t);
-    for (int64_t r = 0; r < rows; ++r) {
-      if (t == DType::F32)
-        std::memcpy(&wq[r * rb], &wf[r * cols], cols * 4);
-      else
-        tr.quantize_row(&wf[r * cols], &wq[r * rb], cols);
-      if (t == DType::F32)
-        std::memcpy(&deq[r * cols], &wf[r * cols], cols * 4);
-      else
-        tr.dequantize_row(&wq[r * rb], &deq[r * cols], cols);
-    }
-    std::vector<float> dy(n * rows), dx(n * cols);
-    for (float& v : dy) v = std::normal_distribution<float>(0, 1)(rng);
-    input_grad({t, wq.data(), rows, cols}, dy.data(), n, dx.data(), false, pool);
-    double worst = 0, mx = 0;
-    for (int64_t i = 0; i < n; ++i)
-      for (int64_t c = 0; c < cols; ++c) {
-        double ref = 0;
-        for (int64_t r = 0; r < rows; ++r) ref += static_cast<double>(dy[i * rows + r]) * deq[r * cols + c];
-        worst = std::max(worst, std::fabs(ref - dx[i * cols + c]));
-        mx = std::max(mx, std::fabs(ref));
+  const kernels::Isa keep = kernels::active_isa();
+  for (const kernels::Isa isa : kernels::available_isas()) {
+    ASSERT_TRUE(kernels::set_active_isa(isa));
+    std::mt19937 rng(6);
+    for (const DType t : {DType::F32, DType::F16, DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
+      const int64_t rows = 13, cols = 512, n = 5;
+      std::vector<float> wf(rows * cols), deq(rows * cols);
+      for (float& v : wf) v = std::normal_distribution<float>(0, 1)(rng);
+      const int64_t rb = row_bytes(t, cols);
+      std::vector<uint8_t> wq(static_cast<size_t>(rows * rb));
+      const kernels::TypeTraits& tr = kernels::traits(t);
+      for (int64_t r = 0; r < rows; ++r) {
+        if (t == DType::F32)
+          std::memcpy(&wq[r * rb], &wf[r * cols], cols * 4);
+        else
+          tr.quantize_row(&wf[r * cols], &wq[r * rb], cols);
+        if (t == DType::F32)
+          std::memcpy(&deq[r * cols], &wf[r * cols], cols * 4);
+        else
+          tr.dequantize_row(&wq[r * rb], &deq[r * cols], cols);
       }
-    std::printf("[ fd       ] input_grad %-11s worst relative error %.3g\n", std::string(dtype_name(t)).c_str(), worst / mx);
-    EXPECT_LT(worst / mx, 1e-5) << dtype_name(t);
+      std::vector<float> dy(n * rows), dx(n * cols);
+      for (float& v : dy) v = std::normal_distribution<float>(0, 1)(rng);
+      input_grad({t, wq.data(), rows, cols}, dy.data(), n, dx.data(), false, pool);
+      double worst = 0, mx = 0;
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t c = 0; c < cols; ++c) {
+          double ref = 0;
+          for (int64_t r = 0; r < rows; ++r)
+            ref += static_cast<double>(dy[i * rows + r]) * deq[r * cols + c];
+          worst = std::max(worst, std::fabs(ref - dx[i * cols + c]));
+          mx = std::max(mx, std::fabs(ref));
+        }
+      std::printf("[ fd       ] input_grad %-6s %-11s worst relative error %.3g\n",
+                  std::string(kernels::isa_name(isa)).c_str(), std::string(dtype_name(t)).c_str(),
+                  worst / mx);
+      EXPECT_LT(worst / mx, 1e-5) << dtype_name(t) << " " << kernels::isa_name(isa);
+    }
   }
+  kernels::set_active_isa(keep);
 }
 
 TEST(Optim, ScheduleAndClip) {

@@ -1,6 +1,7 @@
 // The training forward and backward on whole models: its logits equal
 // model::forward's (with and without a LoRA adapter), and the LoRA gradients
-// equal central finite differences of the loss on tiny-llama and tiny-qwen3.
+// equal central finite differences of the loss on tiny-llama and tiny-qwen3;
+// so do those of the DPO loss.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -15,20 +16,22 @@
 #include "model/lora.h"
 #include "model/model.h"
 #include "model/session.h"
+#include "train/dpo.h"
 #include "train/lora_params.h"
 #include "train/trainer.h"
 
 namespace slm::train {
 namespace {
 
-const std::vector<backend::Role> kAll = {backend::Role::kQ,    backend::Role::kK,  backend::Role::kV,
-                                         backend::Role::kO,    backend::Role::kGate, backend::Role::kUp,
-                                         backend::Role::kDown};
+const std::vector<backend::Role> kAll = {
+    backend::Role::kQ,    backend::Role::kK,  backend::Role::kV,   backend::Role::kO,
+    backend::Role::kGate, backend::Role::kUp, backend::Role::kDown};
 
 std::vector<int32_t> some_tokens(int64_t n, int64_t vocab, uint32_t seed) {
   std::mt19937 rng(seed);
   std::vector<int32_t> t(static_cast<size_t>(n));
-  for (int32_t& x : t) x = static_cast<int32_t>(rng() % static_cast<uint32_t>(std::min<int64_t>(vocab, 30000)));
+  for (int32_t& x : t)
+    x = static_cast<int32_t>(rng() % static_cast<uint32_t>(std::min<int64_t>(vocab, 30000)));
   return t;
 }
 
@@ -41,7 +44,8 @@ void randomize(LoraParams& lp, uint32_t seed, float sb) {
     for (float& x : p.b) x = d(rng);
 }
 
-std::vector<float> model_logits(const model::Model& m, const model::LoraAdapter* ad, const std::vector<int32_t>& tokens) {
+std::vector<float> model_logits(const model::Model& m, const model::LoraAdapter* ad,
+                                const std::vector<int32_t>& tokens) {
   model::SessionOptions so;
   so.n_ctx = 64;
   so.kv_type = DType::F32;
@@ -97,7 +101,8 @@ TEST_P(TrainModel, LoraGradientsMatchFiniteDifferences) {
   SLM_REQUIRE_FIXTURE(rel);
   const auto m = model::Model::load(test::fixture(rel));
   if (m->weights().layers[0].wq.view.type != DType::F32)
-    GTEST_SKIP() << "quantized activations make the loss of a quantized model too rough for finite differences";
+    GTEST_SKIP() << "quantized activations make the loss of a quantized model too rough for finite "
+                    "differences";
   ThreadPool pool(2);
   LoraParams lp(*m, {4, 8.0f, kAll});
   randomize(lp, 11, 0.1f);
@@ -129,14 +134,93 @@ TEST_P(TrainModel, LoraGradientsMatchFiniteDifferences) {
     const double err = std::fabs(fd - g) / std::fabs(fd);
     worst = std::max(worst, err);
     ++checked;
-    EXPECT_LT(err, 2e-2) << p.name << (use_a ? " A[" : " B[") << i << "] analytic " << g << " fd " << fd;
+    EXPECT_LT(err, 2e-2) << p.name << (use_a ? " A[" : " B[") << i << "] analytic " << g << " fd "
+                         << fd;
   }
-  std::printf("[ fd       ] %s whole-model LoRA grads: %d coordinates, worst relative error %.3g\n", GetParam(), checked, worst);
+  std::printf("[ fd       ] %s whole-model LoRA grads: %d coordinates, worst relative error %.3g\n",
+              GetParam(), checked, worst);
   EXPECT_GE(checked, 6);
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, TrainModel, ::testing::Values("tiny-llama.gguf", "tiny-qwen2.gguf", "tiny-qwen3.gguf", "stories260K.gguf",
-                                                                             "small-llama-Q4_K.gguf"),
+// The DPO loss's LoRA gradients (the weighted difference of the two sides'
+// backward passes) against central differences of the loss itself, with a
+// random adapter so that the policy differs from the reference (adapter off).
+TEST_P(TrainModel, DpoGradientsMatchFiniteDifferences) {
+  const std::string rel = std::string("models/") + GetParam();
+  SLM_REQUIRE_FIXTURE(rel);
+  const auto m = model::Model::load(test::fixture(rel));
+  if (m->weights().layers[0].wq.view.type != DType::F32)
+    GTEST_SKIP() << "quantized activations make the loss of a quantized model too rough for finite "
+                    "differences";
+  ThreadPool pool(2);
+  LoraParams lp(*m, {4, 8.0f, kAll});
+  randomize(lp, 13, 0.1f);
+  Trainer tr(*m, &lp, 32, pool);
+  PreferencePair p;
+  const auto prompt = some_tokens(6, m->config().n_vocab, 21);
+  for (auto [ex, seed] : {std::pair{&p.chosen, 22u}, std::pair{&p.rejected, 23u}}) {
+    ex->tokens = prompt;
+    for (const int32_t t : some_tokens(5, m->config().n_vocab, seed)) ex->tokens.push_back(t);
+    ex->target.assign(ex->tokens.size(), 0);
+    std::fill(ex->target.begin() + 6, ex->target.end(), 1);  // the prompt is masked
+  }
+  // beta keeps beta * margin near 1, where the sigmoid is not saturated.
+  const std::vector<RefLogp> ref = Dpo(tr, &lp, 1.0).reference_logps({&p, 1});
+  const double margin = Dpo(tr, &lp, 1.0).pair(p, ref[0], false).reward_margin;
+  Dpo dpo(tr, &lp, std::min(1.0, 1.0 / std::fabs(margin)));
+  lp.zero_grad();
+  const DpoStats at = dpo.pair(p, ref[0], true);
+  EXPECT_NE(at.reward_margin, 0.0);  // the policy is not the reference
+  EXPECT_NEAR(at.loss, neg_log_sigmoid(at.reward_margin), 1e-12);
+  // Gradients accumulate: two half-weight passes on top of one full pass double it.
+  std::vector<float> once;
+  for (const std::span<float> g : lp.grads()) once.insert(once.end(), g.begin(), g.end());
+  dpo.pair(p, ref[0], true, 0.5f);
+  dpo.pair(p, ref[0], true, 0.5f);
+  size_t k = 0;
+  double acc_err = 0;
+  for (const std::span<float> g : lp.grads())
+    for (const float x : g)
+      acc_err = std::max(acc_err, std::fabs(static_cast<double>(x) - 2.0 * once[k++]));
+  double gmax = 0;
+  for (const float x : once) gmax = std::max(gmax, std::fabs(static_cast<double>(x)));
+  EXPECT_LT(acc_err, 1e-4 * gmax);
+  lp.zero_grad();
+  dpo.pair(p, ref[0], true);
+  std::mt19937 rng(17);
+  double worst = 0;
+  int checked = 0;
+  for (int trial = 0; trial < 800 && checked < 12; ++trial) {
+    LoraPairParams& pp = lp.pairs()[rng() % lp.pairs().size()];
+    const bool use_a = (trial % 2) == 0;
+    std::vector<float>& v = use_a ? pp.a : pp.b;
+    const size_t i = rng() % v.size();
+    const float g = (use_a ? pp.grad_a : pp.grad_b)[i];
+    if (std::fabs(g) < 1e-2) continue;  // float loss: only gradients well above its noise
+    const float keep = v[i];
+    const float h = 1e-2f;
+    v[i] = keep + h;
+    const double lp_ = dpo.pair(p, ref[0], false).loss;
+    v[i] = keep - h;
+    const double lm = dpo.pair(p, ref[0], false).loss;
+    v[i] = keep;
+    const double fd = (lp_ - lm) / (2.0 * h);
+    const double err = std::fabs(fd - g) / std::fabs(fd);
+    worst = std::max(worst, err);
+    ++checked;
+    EXPECT_LT(err, 2e-2) << pp.name << (use_a ? " A[" : " B[") << i << "] analytic " << g << " fd "
+                         << fd;
+  }
+  std::printf(
+      "[ fd       ] %s DPO LoRA grads (beta * margin %.3f): %d coordinates, worst relative error "
+      "%.3g\n",
+      GetParam(), at.reward_margin, checked, worst);
+  EXPECT_GE(checked, 6);
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, TrainModel,
+                         ::testing::Values("tiny-llama.gguf", "tiny-qwen2.gguf", "tiny-qwen3.gguf",
+                                           "stories260K.gguf", "small-llama-Q4_K.gguf"),
                          [](const auto& info) {
                            std::string s = info.param;
                            s = s.substr(0, s.find('.'));

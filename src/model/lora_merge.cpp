@@ -1,0 +1,123 @@
+// lora_merge.h: adapter deltas folded into the base file's matrices.
+#include "model/lora_merge.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "base/error.h"
+#include "base/thread_pool.h"
+#include "gguf/gguf.h"
+#include "gguf/writer.h"
+#include "kernels/kernels.h"
+#include "model/lora.h"
+#include "model/model.h"
+#include "model/quant_mix.h"
+
+namespace slm::model {
+
+namespace {
+
+// An adapted matrix inside a file tensor: its rows [row0, row0 + rows).
+struct Hit {
+  const LoraPair* pair;
+  int64_t row0, rows;
+};
+
+// row [n_in] += delta row rr of the pair: sum over k of bt[k][rr] * a[k][:]
+// (the adapter's scales are folded into bt).
+void add_delta_row(const LoraPair& p, int64_t rr, float* row) {
+  const int64_t r = p.a.view.rows, n_in = p.a.view.cols, n_out = p.bt.view.cols;
+  const float* a = reinterpret_cast<const float*>(p.a.view.data);    // [r][n_in]
+  const float* bt = reinterpret_cast<const float*>(p.bt.view.data);  // [r][n_out]
+  for (int64_t k = 0; k < r; ++k) {
+    const float coef = bt[k * n_out + rr];
+    if (coef == 0.0f) continue;
+    const float* ak = a + k * n_in;
+    for (int64_t c = 0; c < n_in; ++c) row[c] += coef * ak[c];
+  }
+}
+
+}  // namespace
+
+MergeResult merge_lora(const Model& base, const LoraAdapter& adapter, const std::string& out_path,
+                       const MergeOptions& options, ThreadPool& pool) {
+  const gguf::File& in = base.file();
+  const std::vector<gguf::TensorInfo>& tensors = in.tensors();
+  // Which file tensor holds each adapted matrix: the Linear views point into
+  // the mapped file, so the one whose bytes contain the view's first byte.
+  std::vector<std::vector<Hit>> hits(tensors.size());
+  for (const auto& [w, pair] : adapter.matrices()) {
+    bool found = false;
+    for (size_t i = 0; i < tensors.size() && !found; ++i) {
+      const gguf::TensorInfo& t = tensors[i];
+      if (w->view.data < t.data || w->view.data >= t.data + t.n_bytes) continue;
+      if (w->view.type != t.type || w->view.cols != t.ne[0] || t.ne[2] != 1 || t.ne[3] != 1)
+        throw Error(in.name() + ": tensor '" + std::string(t.name) +
+                    "' does not hold the adapted matrix as whole rows");
+      const int64_t rb = row_bytes(t.type, t.ne[0]);
+      const int64_t row0 = (w->view.data - t.data) / rb;
+      hits[i].push_back({pair, row0, w->rows()});
+      found = true;
+    }
+    if (!found) throw Error("internal: an adapted matrix is not in the base file's tensors");
+  }
+
+  gguf::Writer out;
+  const QuantMix* mix = options.type ? find_quant_mix(dtype_name(*options.type)) : nullptr;
+  for (const gguf::KeyValue& kv : in.metadata()) {
+    const std::string key(kv.key);
+    if (key == "general.alignment")
+      out.set_alignment(kv.value.u);  // the reader checked it is a power of two
+    else if (key == "general.file_type" && mix != nullptr)
+      out.add_u32(key, static_cast<uint32_t>(mix->ftype));
+    else
+      out.add_value(key, kv.value);
+  }
+
+  MergeResult result;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const gguf::TensorInfo& t = tensors[i];
+    std::vector<int64_t> shape(t.ne, t.ne + std::max(t.n_dims, 1));
+    ++result.n_tensors;
+    if (hits[i].empty()) {
+      out.add_tensor_lazy(std::string(t.name), t.type, shape,
+                          [&t](uint8_t* dst) { std::memcpy(dst, t.data, t.n_bytes); });
+      continue;
+    }
+    ++result.n_merged;
+    const std::string name(t.name);
+    const DType to = options.type.value_or(t.type);
+    const kernels::TypeTraits& from_tr = kernels::traits(t.type);
+    const kernels::TypeTraits& to_tr = kernels::traits(to);
+    if (from_tr.dequantize_row == nullptr)
+      throw Error(in.name() + ": tensor '" + name + "' is " + std::string(dtype_name(t.type)) +
+                  ", which slm cannot read");
+    if (to_tr.quantize_row == nullptr)
+      throw Error(in.name() + ": tensor '" + name + "': slm cannot write " +
+                  std::string(dtype_name(to)) + (options.type ? "" : " (pass --type)"));
+    if (!row_fits(to, t.ne[0]))
+      throw Error(in.name() + ": tensor '" + name + "': rows of " + std::to_string(t.ne[0]) +
+                  " do not fit " + std::string(dtype_name(to)) + " blocks");
+    const std::vector<Hit>* h = &hits[i];
+    out.add_tensor_lazy(name, to, shape, [&t, h, to, &from_tr, &to_tr, &pool](uint8_t* dst) {
+      const int64_t cols = t.ne[0], rows = t.n_elements() / cols;
+      const int64_t rb_in = row_bytes(t.type, cols), rb_out = row_bytes(to, cols);
+      const int64_t per_task = std::max<int64_t>(1, (int64_t{1} << 18) / cols);
+      pool.parallel_for((rows + per_task - 1) / per_task, [&](int64_t task, int) {
+        std::vector<float> row(static_cast<size_t>(cols));
+        for (int64_t r = task * per_task; r < std::min(rows, (task + 1) * per_task); ++r) {
+          from_tr.dequantize_row(t.data + r * rb_in, row.data(), cols);
+          for (const Hit& hit : *h)
+            if (r >= hit.row0 && r < hit.row0 + hit.rows)
+              add_delta_row(*hit.pair, r - hit.row0, row.data());
+          to_tr.quantize_row(row.data(), dst + r * rb_out, cols);
+        }
+      });
+    });
+  }
+  out.write(out_path);
+  return result;
+}
+
+}  // namespace slm::model
