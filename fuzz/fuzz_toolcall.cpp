@@ -38,10 +38,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     ToolParse s;
     auto add = [&](ToolStreamOut&& o) {
       s.content += o.content;
-      for (const ToolCallDelta& d : o.deltas)
+      // A call starts (with its name) at the next index; fragments go to started calls.
+      for (const ToolCallDelta& d : o.deltas) {
         if (d.index > s.calls.size() || (d.index == s.calls.size()) != !d.name.empty())
           std::abort();
-      apply_tool_deltas(s.calls, o.deltas);
+        apply_tool_deltas(s.calls, {d});
+      }
     };
     for (size_t i = 0; i < text.size(); i += piece) add(stream.feed(text.substr(i, piece)));
     add(stream.finish());
