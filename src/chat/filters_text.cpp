@@ -20,6 +20,9 @@ Value f_trim(Runtime& rt, const Value& v, CallArgs& a) {
   return text_like(rt, v, text::strip(v.to_string(), chars, true, true));
 }
 
+// Hugging Face's tojson (json.dumps, ensure_ascii off), which replaces
+// jinja2's: a plain str, not jinja2's HTML-safe Markup (<>&' as \u003c...),
+// so `"..."|safe + x|tojson` escapes the JSON as transformers renders it.
 Value f_tojson(Runtime& rt, const Value& v, CallArgs& a) {
   auto p = a.bind("tojson", {"ensure_ascii", "indent", "separators", "sort_keys"});
   int indent = -1;

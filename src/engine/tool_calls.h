@@ -56,7 +56,8 @@ struct ToolParse {
 // ToolCallStream's framing matcher (a whole answer is one feed), and a call cut
 // short keeps the arguments written so far, as OpenAI's API does with
 // finish_reason "length"; an answer whose first call never got its name is
-// parsed as unforced. Unforced answers use the family's parser below.
+// parsed as unforced (cut short before then, or straying from the framing,
+// the text is not lost). Unforced answers use the family's parser.
 ToolParse parse_tool_calls(ToolFormat f, std::string_view text, bool forced = false);
 
 // A piece of a streamed call: `name` is set on a call's first piece (its start:
