@@ -14,10 +14,12 @@ namespace slm::chat {
 namespace {
 
 // Python's slice.indices(): the first index, the bound and the step for a sequence of n items.
-std::vector<std::size_t> slice_indices(int64_t n, const Value& start_v, const Value& stop_v, const Value& step_v) {
+std::vector<std::size_t> slice_indices(int64_t n, const Value& start_v, const Value& stop_v,
+                                       const Value& step_v) {
   const auto as_index = [](const Value& v, const char* what) -> std::optional<int64_t> {
     if (v.is_none() || v.is_undefined()) return std::nullopt;
-    if (!v.is_int() && !v.is_bool()) throw TemplateError(std::string("slice ") + what + " must be an integer or None");
+    if (!v.is_int() && !v.is_bool())
+      throw TemplateError(std::string("slice ") + what + " must be an integer or None");
     return v.as_int();
   };
   const int64_t step = as_index(step_v, "step").value_or(1);
@@ -100,10 +102,12 @@ std::string format_method(const std::string& fmt, const CallArgs& a) {
     if (field.find_first_of(":!.[") != std::string::npos)
       throw TemplateError("str.format() supports only {}, {N} and {name} fields");
     const Value* v = nullptr;
-    if (field.empty() || std::all_of(field.begin(), field.end(), [](char d) { return d >= '0' && d <= '9'; })) {
+    if (field.empty() ||
+        std::all_of(field.begin(), field.end(), [](char d) { return d >= '0' && d <= '9'; })) {
       const std::size_t index = field.empty() ? auto_index++ : std::stoul(field.substr(0, 6));
       if (index < a.positional.size()) v = &a.positional[index];
-      if (v == nullptr) throw TemplateError("Replacement index " + std::to_string(index) + " out of range");
+      if (v == nullptr)
+        throw TemplateError("Replacement index " + std::to_string(index) + " out of range");
     } else {
       for (const auto& [name, value] : a.named)
         if (name == field) v = &value;
@@ -117,10 +121,13 @@ std::string format_method(const std::string& fmt, const CallArgs& a) {
 
 bool starts_or_ends(const std::string& s, const Value& affix, bool start) {
   const auto one = [&](const Value& a) {
-    if (!a.is_string()) throw TemplateError("startswith/endswith takes a str or a tuple of str, not " + a.type_name());
+    if (!a.is_string())
+      throw TemplateError("startswith/endswith takes a str or a tuple of str, not " +
+                          a.type_name());
     const std::string& x = a.str();
     if (x.size() > s.size()) return false;
-    return start ? s.compare(0, x.size(), x) == 0 : s.compare(s.size() - x.size(), x.size(), x) == 0;
+    return start ? s.compare(0, x.size(), x) == 0
+                 : s.compare(s.size() - x.size(), x.size(), x) == 0;
   };
   if (affix.is_list()) return std::any_of(affix.items().begin(), affix.items().end(), one);
   return one(affix);
@@ -134,7 +141,8 @@ Value str_method(Runtime& rt, const std::string& s, const std::string& name, Cal
   };
   const auto opt_int = [](const std::optional<Value>& v, int64_t fallback) {
     if (!v || v->is_none()) return fallback;
-    if (!v->is_int() && !v->is_bool()) throw TemplateError("expected an int argument, got " + v->type_name());
+    if (!v->is_int() && !v->is_bool())
+      throw TemplateError("expected an int argument, got " + v->type_name());
     return v->as_int();
   };
   const auto need = [](const std::optional<Value>& v, const std::string& fn) -> const Value& {
@@ -159,9 +167,12 @@ Value str_method(Runtime& rt, const std::string& s, const std::string& name, Cal
       // Split from the right: reverse, split, reverse back (sep reversed too).
       std::string rs(s.rbegin(), s.rend());
       std::vector<std::string> rparts;
-      if (sep == nullptr) rparts = split_whitespace(rs, maxsplit);
-      else rparts = split_on(rs, std::string(sep->rbegin(), sep->rend()), maxsplit);
-      for (auto it = rparts.rbegin(); it != rparts.rend(); ++it) parts.emplace_back(it->rbegin(), it->rend());
+      if (sep == nullptr)
+        rparts = split_whitespace(rs, maxsplit);
+      else
+        rparts = split_on(rs, std::string(sep->rbegin(), sep->rend()), maxsplit);
+      for (auto it = rparts.rbegin(); it != rparts.rend(); ++it)
+        parts.emplace_back(it->rbegin(), it->rend());
     } else {
       parts = sep == nullptr ? split_whitespace(s, maxsplit) : split_on(s, *sep, maxsplit);
     }
@@ -196,7 +207,8 @@ Value str_method(Runtime& rt, const std::string& s, const std::string& name, Cal
     std::string out;
     bool first = true;
     for (const Value& v : iterate(rt, need(p[0], name))) {
-      if (!v.is_string()) throw TemplateError("sequence item: expected str instance, " + v.type_name() + " found");
+      if (!v.is_string())
+        throw TemplateError("sequence item: expected str instance, " + v.type_name() + " found");
       const std::size_t before = out.size();
       if (!first) out += s;
       first = false;
@@ -211,11 +223,14 @@ Value str_method(Runtime& rt, const std::string& s, const std::string& name, Cal
     if (sub == nullptr) throw TemplateError(name + "() needs a str argument");
     if (name == "find") {
       const std::size_t hit = s.find(*sub);
-      return Value::integer(hit == std::string::npos ? -1 : static_cast<int64_t>(text::char_count(s.substr(0, hit))));
+      return Value::integer(
+          hit == std::string::npos ? -1 : static_cast<int64_t>(text::char_count(s.substr(0, hit))));
     }
     if (sub->empty()) return Value::integer(static_cast<int64_t>(text::char_count(s) + 1));
     int64_t n = 0;
-    for (std::size_t pos = s.find(*sub); pos != std::string::npos; pos = s.find(*sub, pos + sub->size())) ++n;
+    for (std::size_t pos = s.find(*sub); pos != std::string::npos;
+         pos = s.find(*sub, pos + sub->size()))
+      ++n;
     return Value::integer(n);
   }
   if (name == "splitlines") {
@@ -228,22 +243,73 @@ Value str_method(Runtime& rt, const std::string& s, const std::string& name, Cal
   a.bind(name, {});
   const auto all = [&](auto pred) { return !s.empty() && std::all_of(s.begin(), s.end(), pred); };
   if (name == "isdigit") return Value::boolean(all([](char c) { return c >= '0' && c <= '9'; }));
-  if (name == "isspace") return Value::boolean(all([](char c) { return text::is_space(static_cast<unsigned char>(c)); }));
-  if (name == "isalpha") return Value::boolean(all([](char c) { return (c | 0x20) >= 'a' && (c | 0x20) <= 'z'; }));
+  if (name == "isspace")
+    return Value::boolean(
+        all([](char c) { return text::is_space(static_cast<unsigned char>(c)); }));
+  if (name == "isalpha")
+    return Value::boolean(all([](char c) { return (c | 0x20) >= 'a' && (c | 0x20) <= 'z'; }));
   if (name == "isalnum")
-    return Value::boolean(all([](char c) { return ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') || (c >= '0' && c <= '9'); }));
+    return Value::boolean(all(
+        [](char c) { return ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') || (c >= '0' && c <= '9'); }));
   if (name == "islower") return Value::boolean(text::to_lower(s) == s && text::to_upper(s) != s);
   return Value::boolean(text::to_upper(s) == s && text::to_lower(s) != s);  // isupper
 }
 
+// A method of a Markup, as markupsafe 3 wraps str's: the text-returning ones
+// return Markup, replace escapes its replacement, join escapes the items,
+// format escapes what it formats, split/rsplit/splitlines give Markups; the
+// rest are str's.
+Value markup_method(Runtime& rt, const Value& self, const std::string& name, CallArgs& a) {
+  const auto escape = [&](const Value& v) {
+    if (v.is_markup()) return v;
+    std::string e = text::html_escape(v.to_string());
+    rt.check_size(e.size());
+    return Value::markup(std::move(e));
+  };
+  const auto markup = [](Value v) { return v.is_string() ? Value::markup(v.str()) : v; };
+  CallArgs args = a;
+  if (name == "replace") {
+    if (args.positional.size() > 1 && args.positional[1].is_string())
+      args.positional[1] = escape(args.positional[1]);
+    for (auto& [k, v] : args.named)
+      if (k == "new" && v.is_string()) v = escape(v);
+    return markup(str_method(rt, self.str(), name, args));
+  }
+  if (name == "strip" || name == "lstrip" || name == "rstrip" || name == "upper" ||
+      name == "lower" || name == "title" || name == "capitalize")
+    return markup(str_method(rt, self.str(), name, args));
+  if (name == "format") {
+    for (Value& v : args.positional) v = escape(v);
+    for (auto& [k, v] : args.named) v = escape(v);
+    return markup(str_method(rt, self.str(), name, args));
+  }
+  if (name == "join") {
+    auto p = args.bind(name, {"iterable"});
+    if (!p[0]) throw TemplateError("join() is missing an argument");
+    std::vector<Value> items;
+    for (const Value& v : iterate(rt, *p[0])) items.push_back(escape(v));
+    CallArgs escaped;
+    escaped.positional.push_back(Value::list(std::move(items)));
+    return markup(str_method(rt, self.str(), name, escaped));
+  }
+  Value out = str_method(rt, self.str(), name, args);
+  if (name == "split" || name == "rsplit" || name == "splitlines") {
+    std::vector<Value> items;
+    for (const Value& v : out.items()) items.push_back(markup(v));
+    return Value::list(std::move(items));
+  }
+  return out;
+}
+
 constexpr std::string_view kStrMethods[] = {
-    "startswith", "endswith", "strip", "lstrip", "rstrip", "split", "rsplit", "upper", "lower", "title",
-    "capitalize", "replace", "format", "join", "find", "count", "splitlines", "isdigit", "isspace",
-    "isalpha", "isalnum", "islower", "isupper"};
+    "startswith", "endswith", "strip",      "lstrip",  "rstrip",  "split",   "rsplit", "upper",
+    "lower",      "title",    "capitalize", "replace", "format",  "join",    "find",   "count",
+    "splitlines", "isdigit",  "isspace",    "isalpha", "isalnum", "islower", "isupper"};
 constexpr std::string_view kDictMethods[] = {"items", "keys", "values", "get"};
 constexpr std::string_view kListReadMethods[] = {"index", "count"};
-constexpr std::string_view kMutators[] = {"append", "extend", "insert", "pop", "remove", "clear", "sort",
-                                          "reverse", "update", "setdefault", "popitem", "add", "discard"};
+constexpr std::string_view kMutators[] = {"append",  "extend", "insert",  "pop",    "remove",
+                                          "clear",   "sort",   "reverse", "update", "setdefault",
+                                          "popitem", "add",    "discard"};
 
 template <std::size_t N>
 bool among(const std::string_view (&names)[N], std::string_view name) {
@@ -262,8 +328,10 @@ Value dict_method(Runtime& rt, const Value& d, const std::string& name, CallArgs
   a.bind(name, {});
   std::vector<Value> out;
   for (const auto& [k, v] : entries) {
-    if (name == "items") out.push_back(Value::list({k, v}, true));
-    else out.push_back(name == "keys" ? k : v);
+    if (name == "items")
+      out.push_back(Value::list({k, v}, true));
+    else
+      out.push_back(name == "keys" ? k : v);
   }
   return Value::list(std::move(out));
 }
@@ -285,7 +353,8 @@ Value list_method(Runtime& rt, const Value& l, const std::string& name, CallArgs
 
 Value bound(const Value& self, const std::string& name,
             Value (*method)(Runtime&, const Value&, const std::string&, CallArgs&)) {
-  return Value::function(name, [self, name, method](Runtime& rt, CallArgs& a) { return method(rt, self, name, a); });
+  return Value::function(
+      name, [self, name, method](Runtime& rt, CallArgs& a) { return method(rt, self, name, a); });
 }
 
 }  // namespace
@@ -302,12 +371,15 @@ Value get_attr(Runtime& rt, const Value& obj, const std::string& name) {
     throw TemplateError("access to attribute '" + name + "' of '" + obj.type_name() +
                         "' object is not allowed in the template sandbox");
   }
-  if (dict && !obj.is_namespace() && among(kDictMethods, name)) return bound(obj, name, dict_method);
+  if (dict && !obj.is_namespace() && among(kDictMethods, name))
+    return bound(obj, name, dict_method);
   if (dict) {
     if (const Value* v = obj.dict_obj().find(std::string_view(name))) return *v;
   }
   if (obj.is_string() && among(kStrMethods, name)) {
-    return Value::function(name, [s = obj, name](Runtime& r, CallArgs& a) { return str_method(r, s.str(), name, a); });
+    return Value::function(name, [s = obj, name](Runtime& r, CallArgs& a) {
+      return s.is_markup() ? markup_method(r, s, name, a) : str_method(r, s.str(), name, a);
+    });
   }
   if (obj.is_list() && among(kListReadMethods, name)) return bound(obj, name, list_method);
   if ((obj.is_list() || dict) && among(kMutators, name)) {
@@ -338,7 +410,9 @@ Value get_item(Runtime& rt, const Value& obj, const Value& key) {
       if (i < 0) i += n;
       if (i >= 0 && i < n) {
         const auto k = static_cast<std::size_t>(i);
-        return Value::string(obj.str().substr(starts[k], starts[k + 1] - starts[k]));
+        std::string c = obj.str().substr(starts[k], starts[k + 1] - starts[k]);
+        // Markup[i] is a Markup.
+        return obj.is_markup() ? Value::markup(std::move(c)) : Value::string(std::move(c));
       }
     }
     return Value::undefined(obj.object_phrase() + " has no element " + key.repr());
@@ -347,7 +421,8 @@ Value get_item(Runtime& rt, const Value& obj, const Value& key) {
   return Value::undefined(obj.object_phrase() + " has no element " + key.repr());
 }
 
-Value slice(Runtime& rt, const Value& obj, const Value& start, const Value& stop, const Value& step) {
+Value slice(Runtime& rt, const Value& obj, const Value& start, const Value& stop,
+            const Value& step) {
   if (obj.is_undefined()) fail_undefined(obj);
   if (obj.is_list()) {
     const auto idx = slice_indices(static_cast<int64_t>(obj.items().size()), start, stop, step);
@@ -364,7 +439,7 @@ Value slice(Runtime& rt, const Value& obj, const Value& start, const Value& stop
     const auto idx = slice_indices(static_cast<int64_t>(starts.size()) - 1, start, stop, step);
     std::string out;
     for (std::size_t i : idx) out.append(s, starts[i], starts[i + 1] - starts[i]);
-    return Value::string(std::move(out));
+    return obj.is_markup() ? Value::markup(std::move(out)) : Value::string(std::move(out));
   }
   throw TemplateError("'" + obj.type_name() + "' object is not subscriptable");
 }

@@ -22,6 +22,9 @@ bool flag(const std::optional<Value>& v, bool fallback);
 int64_t int_arg(const std::optional<Value>& v, int64_t fallback, std::string_view fn);
 // A string result, checked against the size limit.
 Value text_value(Runtime& rt, std::string s);
+// text_value, a Markup when like is one (jinja2's filters that work on
+// soft_str(value) return what str's methods return on a Markup).
+Value text_like(Runtime& rt, const Value& like, std::string s);
 // The value at a dotted attribute path ("function.name", "0"), as jinja2's make_attrgetter.
 Value attr_path(Runtime& rt, const Value& item, const std::string& path);
 // Sort / unique key: strings lowercased unless case_sensitive.
@@ -43,6 +46,7 @@ Value f_round(Runtime& rt, const Value& v, CallArgs& a);
 Value f_indent(Runtime& rt, const Value& v, CallArgs& a);
 Value f_safe(Runtime& rt, const Value& v, CallArgs& a);
 Value f_escape(Runtime& rt, const Value& v, CallArgs& a);
+Value f_forceescape(Runtime& rt, const Value& v, CallArgs& a);
 
 // ---- list and dict filters (filters_seq.cpp) ----
 Value f_length(Runtime& rt, const Value& v, CallArgs& a);

@@ -14,7 +14,8 @@ namespace slm::chat::detail {
 namespace {
 
 // select / reject / selectattr / rejectattr: (attr,) test name, then the test's arguments.
-Value select_impl(Runtime& rt, const Value& v, CallArgs& a, bool by_attr, bool keep, std::string_view fn) {
+Value select_impl(Runtime& rt, const Value& v, CallArgs& a, bool by_attr, bool keep,
+                  std::string_view fn) {
   std::size_t next = 0;
   std::string attr;
   if (by_attr) {
@@ -24,10 +25,12 @@ Value select_impl(Runtime& rt, const Value& v, CallArgs& a, bool by_attr, bool k
   std::string test;
   if (next < a.positional.size()) test = a.positional[next++].to_string();
   CallArgs test_args;
-  test_args.positional.assign(a.positional.begin() + static_cast<std::ptrdiff_t>(next), a.positional.end());
+  test_args.positional.assign(a.positional.begin() + static_cast<std::ptrdiff_t>(next),
+                              a.positional.end());
   test_args.named = a.named;
   std::vector<Value> out;
-  if (!v.truthy()) return Value::list({});  // jinja2 guards with `if value:`, so none selects nothing
+  if (!v.truthy())
+    return Value::list({});  // jinja2 guards with `if value:`, so none selects nothing
   for (const Value& item : iterate(rt, v)) {
     const Value subject = by_attr ? attr_path(rt, item, attr) : item;
     CallArgs args = test_args;
@@ -58,7 +61,8 @@ Value f_length(Runtime&, const Value& v, CallArgs& a) {
   a.bind("length", {});
   if (v.is_string()) return Value::integer(static_cast<int64_t>(text::char_count(v.str())));
   if (v.is_list()) return Value::integer(static_cast<int64_t>(v.items().size()));
-  if (v.is_dict() && !v.is_namespace()) return Value::integer(static_cast<int64_t>(v.dict_obj().entries.size()));
+  if (v.is_dict() && !v.is_namespace())
+    return Value::integer(static_cast<int64_t>(v.dict_obj().entries.size()));
   if (v.is_undefined()) return Value::integer(0);
   throw TemplateError("object of type '" + v.type_name() + "' has no len()");
 }
@@ -78,10 +82,18 @@ Value f_join(Runtime& rt, const Value& v, CallArgs& a) {
   return Value::string(std::move(out));
 }
 
-Value f_select(Runtime& rt, const Value& v, CallArgs& a) { return select_impl(rt, v, a, false, true, "select"); }
-Value f_reject(Runtime& rt, const Value& v, CallArgs& a) { return select_impl(rt, v, a, false, false, "reject"); }
-Value f_selectattr(Runtime& rt, const Value& v, CallArgs& a) { return select_impl(rt, v, a, true, true, "selectattr"); }
-Value f_rejectattr(Runtime& rt, const Value& v, CallArgs& a) { return select_impl(rt, v, a, true, false, "rejectattr"); }
+Value f_select(Runtime& rt, const Value& v, CallArgs& a) {
+  return select_impl(rt, v, a, false, true, "select");
+}
+Value f_reject(Runtime& rt, const Value& v, CallArgs& a) {
+  return select_impl(rt, v, a, false, false, "reject");
+}
+Value f_selectattr(Runtime& rt, const Value& v, CallArgs& a) {
+  return select_impl(rt, v, a, true, true, "selectattr");
+}
+Value f_rejectattr(Runtime& rt, const Value& v, CallArgs& a) {
+  return select_impl(rt, v, a, true, false, "rejectattr");
+}
 
 Value f_map(Runtime& rt, const Value& v, CallArgs& a) {
   std::vector<Value> out;
@@ -90,11 +102,14 @@ Value f_map(Runtime& rt, const Value& v, CallArgs& a) {
   std::optional<std::string> attribute;
   std::optional<Value> fallback;
   for (const auto& [k, val] : a.named) {
-    if (k == "attribute") attribute = val.to_string();
-    else if (k == "default") fallback = val;
+    if (k == "attribute")
+      attribute = val.to_string();
+    else if (k == "default")
+      fallback = val;
   }
   if (attribute) {
-    if (!a.positional.empty()) throw TemplateError("map() takes either attribute= or a filter name");
+    if (!a.positional.empty())
+      throw TemplateError("map() takes either attribute= or a filter name");
     for (const Value& item : items) {
       Value x = attr_path(rt, item, *attribute);
       out.push_back(x.is_undefined() && fallback ? *fallback : x);
@@ -115,16 +130,22 @@ Value f_map(Runtime& rt, const Value& v, CallArgs& a) {
 
 Value f_first(Runtime& rt, const Value& v, CallArgs& a) {
   a.bind("first", {});
-  if (v.is_list()) return v.items().empty() ? Value::undefined("No first item, sequence was empty.") : v.items().front();
+  if (v.is_list())
+    return v.items().empty() ? Value::undefined("No first item, sequence was empty.")
+                             : v.items().front();
   const std::vector<Value> items = iterate(rt, v);
   return items.empty() ? Value::undefined("No first item, sequence was empty.") : items.front();
 }
 
 Value f_last(Runtime& rt, const Value& v, CallArgs& a) {
   a.bind("last", {});
-  if (v.is_list()) return v.items().empty() ? Value::undefined("No last item, sequence was empty.") : v.items().back();
+  if (v.is_list())
+    return v.items().empty() ? Value::undefined("No last item, sequence was empty.")
+                             : v.items().back();
   const std::vector<Value> items = iterate(rt, v);
-  return items.empty() ? Value::undefined("No last item, sequence was empty.") : items.back();
+  if (items.empty()) return Value::undefined("No last item, sequence was empty.");
+  // jinja2 takes it through reversed(), which indexes: a Markup's last character is a Markup.
+  return v.is_markup() ? Value::markup(items.back().str()) : items.back();
 }
 
 Value f_default(Runtime&, const Value& v, CallArgs& a) {
@@ -136,7 +157,8 @@ Value f_default(Runtime&, const Value& v, CallArgs& a) {
 Value f_items(Runtime& rt, const Value& v, CallArgs& a) {
   a.bind("items", {});
   if (v.is_undefined()) return Value::list({});
-  if (!v.is_dict() || v.is_namespace()) throw TemplateError("can only get item pairs from a mapping, not " + v.type_name());
+  if (!v.is_dict() || v.is_namespace())
+    throw TemplateError("can only get item pairs from a mapping, not " + v.type_name());
   rt.charge(v.dict_obj().entries.size());
   std::vector<Value> out;
   for (const auto& [k, val] : v.dict_obj().entries) out.push_back(Value::list({k, val}, true));
@@ -155,7 +177,8 @@ Value f_unique(Runtime& rt, const Value& v, CallArgs& a) {
   for (const Value& item : iterate(rt, v)) {
     const Value key = fold_case(p[1] ? attr_path(rt, item, p[1]->to_string()) : item, cs);
     rt.charge_product(seen.size(), key.weight());
-    if (std::any_of(seen.begin(), seen.end(), [&](const Value& s) { return equals(s, key); })) continue;
+    if (std::any_of(seen.begin(), seen.end(), [&](const Value& s) { return equals(s, key); }))
+      continue;
     seen.push_back(key);
     out.push_back(item);
   }
@@ -181,7 +204,8 @@ Value f_dictsort(Runtime& rt, const Value& v, CallArgs& a) {
   auto p = a.bind("dictsort", {"case_sensitive", "by", "reverse"});
   const bool cs = flag(p[0], false), reverse = flag(p[2], false);
   const std::string by = p[1] ? p[1]->to_string() : "key";
-  if (by != "key" && by != "value") throw TemplateError("dictsort() can only sort by 'key' or 'value'");
+  if (by != "key" && by != "value")
+    throw TemplateError("dictsort() can only sort by 'key' or 'value'");
   CallArgs none;
   const Value pairs = f_items(rt, v, none);
   std::vector<Value> out = pairs.items();
@@ -201,11 +225,15 @@ Value f_reverse(Runtime& rt, const Value& v, CallArgs& a) {
   if (!v.is_string()) return Value::list(std::move(items));
   std::string out;
   for (const Value& c : items) out += c.str();
-  return Value::string(std::move(out));
+  return text_like(rt, v, std::move(out));  // value[::-1]: a Markup stays one
 }
 
-Value f_min(Runtime& rt, const Value& v, CallArgs& a) { return min_max(rt, v, a, false, "min"); }
-Value f_max(Runtime& rt, const Value& v, CallArgs& a) { return min_max(rt, v, a, true, "max"); }
+Value f_min(Runtime& rt, const Value& v, CallArgs& a) {
+  return min_max(rt, v, a, false, "min");
+}
+Value f_max(Runtime& rt, const Value& v, CallArgs& a) {
+  return min_max(rt, v, a, true, "max");
+}
 
 Value f_sum(Runtime& rt, const Value& v, CallArgs& a) {
   auto p = a.bind("sum", {"attribute", "start"});

@@ -12,8 +12,8 @@
 
 namespace slm::chat {
 
-std::vector<std::optional<Value>> CallArgs::bind(std::string_view fn,
-                                                 std::initializer_list<std::string_view> params) const {
+std::vector<std::optional<Value>> CallArgs::bind(
+    std::string_view fn, std::initializer_list<std::string_view> params) const {
   std::vector<std::optional<Value>> out(params.size());
   if (positional.size() > params.size()) {
     throw TemplateError(std::string(fn) + "() takes at most " + std::to_string(params.size()) +
@@ -28,7 +28,8 @@ std::vector<std::optional<Value>> CallArgs::bind(std::string_view fn,
     }
     if (i == params.size())
       throw TemplateError(std::string(fn) + "() got an unexpected keyword argument '" + name + "'");
-    if (out[i]) throw TemplateError(std::string(fn) + "() got multiple values for argument '" + name + "'");
+    if (out[i])
+      throw TemplateError(std::string(fn) + "() got multiple values for argument '" + name + "'");
     out[i] = value;
   }
   return out;
@@ -37,25 +38,27 @@ std::vector<std::optional<Value>> CallArgs::bind(std::string_view fn,
 namespace {
 
 [[noreturn]] void type_error(std::string_view op, const Value& a, const Value& b) {
-  if (std::string_view(op) == "+" && (a.is_string() || a.is_list())) {
+  if (std::string_view(op) == "+" && ((a.is_string() && !a.is_markup()) || a.is_list())) {
     const std::string t = a.type_name();
     throw TemplateError("can only concatenate " + t + " (not \"" + b.type_name() + "\") to " + t);
   }
-  throw TemplateError("unsupported operand type(s) for " + std::string(op) + ": '" + a.type_name() + "' and '" +
-                      b.type_name() + "'");
+  throw TemplateError("unsupported operand type(s) for " + std::string(op) + ": '" + a.type_name() +
+                      "' and '" + b.type_name() + "'");
 }
 
 Value repeat(Runtime& rt, const Value& seq, int64_t count) {
   const std::size_t unit = seq.is_string() ? seq.str().size() : seq.items().size();
   if (count < 0 || unit == 0) count = 0;  // '' * 10**18 must not loop 10**18 times
   std::size_t total = 0;
-  if (__builtin_mul_overflow(unit, static_cast<uint64_t>(count), &total)) total = std::numeric_limits<std::size_t>::max();
+  if (__builtin_mul_overflow(unit, static_cast<uint64_t>(count), &total))
+    total = std::numeric_limits<std::size_t>::max();
   rt.check_size(total);
   if (seq.is_string()) {
     std::string out;
     out.reserve(total);
     for (int64_t i = 0; i < count; ++i) out += seq.str();
-    return Value::string(std::move(out));
+    return seq.is_markup() ? Value::markup(std::move(out))
+                           : Value::string(std::move(out));  // Markup * n is Markup
   }
   rt.charge(total);
   std::vector<Value> out;
@@ -64,7 +67,9 @@ Value repeat(Runtime& rt, const Value& seq, int64_t count) {
   return Value::list(std::move(out), seq.is_tuple());
 }
 
-[[noreturn]] void overflow() { throw TemplateError("integer overflow: the result does not fit in 64 bits"); }
+[[noreturn]] void overflow() {
+  throw TemplateError("integer overflow: the result does not fit in 64 bits");
+}
 
 int64_t checked_add(int64_t a, int64_t b) {
   int64_t r = 0;
@@ -107,6 +112,15 @@ Value binary_op(Runtime& rt, std::string_view op, const Value& a, const Value& b
     if (ints) return Value::integer(checked_add(a.as_int(), b.as_int()));
     if (nums) return Value::number(a.as_double() + b.as_double());
     if (a.is_string() && b.is_string()) {
+      if (a.is_markup() || b.is_markup()) {
+        // Markup.__add__ / __radd__: the str side is escaped.
+        const auto safe = [](const Value& v) {
+          return v.is_markup() ? v.str() : text::html_escape(v.str());
+        };
+        std::string out = safe(a) + safe(b);
+        rt.check_size(out.size());
+        return Value::markup(std::move(out));
+      }
       rt.check_size(a.str().size() + b.str().size());
       return Value::string(a.str() + b.str());
     }
@@ -124,8 +138,10 @@ Value binary_op(Runtime& rt, std::string_view op, const Value& a, const Value& b
   } else if (op == "*") {
     if (ints) return Value::integer(checked_mul(a.as_int(), b.as_int()));
     if (nums) return Value::number(a.as_double() * b.as_double());
-    if ((a.is_string() || a.is_list()) && (b.is_int() || b.is_bool())) return repeat(rt, a, b.as_int());
-    if ((b.is_string() || b.is_list()) && (a.is_int() || a.is_bool())) return repeat(rt, b, a.as_int());
+    if ((a.is_string() || a.is_list()) && (b.is_int() || b.is_bool()))
+      return repeat(rt, a, b.as_int());
+    if ((b.is_string() || b.is_list()) && (a.is_int() || a.is_bool()))
+      return repeat(rt, b, a.as_int());
   } else if (op == "/") {
     if (nums) {
       if (b.as_double() == 0) throw TemplateError("division by zero");
@@ -134,7 +150,9 @@ Value binary_op(Runtime& rt, std::string_view op, const Value& a, const Value& b
   } else if (op == "//" || c0 == '%') {
     if (ints) {
       const int64_t x = a.as_int(), y = b.as_int();
-      if (y == 0) throw TemplateError(op == "//" ? "integer division or modulo by zero" : "integer modulo by zero");
+      if (y == 0)
+        throw TemplateError(op == "//" ? "integer division or modulo by zero"
+                                       : "integer modulo by zero");
       if (x == std::numeric_limits<int64_t>::min() && y == -1) {
         if (op == "//") overflow();
         return Value::integer(0);
@@ -154,7 +172,8 @@ Value binary_op(Runtime& rt, std::string_view op, const Value& a, const Value& b
       if (m != 0 && ((m < 0) != (y < 0))) m += y;
       return Value::number(m);
     }
-    if (a.is_string()) throw TemplateError("printf-style '%' formatting of strings is not supported");
+    if (a.is_string())
+      throw TemplateError("printf-style '%' formatting of strings is not supported");
   } else if (op == "**") {
     if (ints) return int_pow(a.as_int(), b.as_int());
     if (nums) return Value::number(std::pow(a.as_double(), b.as_double()));
@@ -175,14 +194,16 @@ bool contains(const Value& haystack, const Value& needle) {
   if (haystack.is_string()) {
     if (needle.is_undefined()) fail_undefined(needle);
     if (!needle.is_string())
-      throw TemplateError("'in <string>' requires string as left operand, not " + needle.type_name());
+      throw TemplateError("'in <string>' requires string as left operand, not " +
+                          needle.type_name());
     return haystack.str().find(needle.str()) != std::string::npos;
   }
   if (haystack.is_list()) {
     return std::any_of(haystack.items().begin(), haystack.items().end(),
                        [&](const Value& v) { return equals(v, needle); });
   }
-  if (haystack.is_dict() && !haystack.is_namespace()) return haystack.dict_obj().find(needle) != nullptr;
+  if (haystack.is_dict() && !haystack.is_namespace())
+    return haystack.dict_obj().find(needle) != nullptr;
   if (haystack.is_undefined()) return false;
   throw TemplateError("argument of type '" + haystack.type_name() + "' is not iterable");
 }

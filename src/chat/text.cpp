@@ -11,10 +11,18 @@ namespace slm::chat::text {
 
 namespace {
 
-bool is_ascii_upper(char32_t c) { return c >= 'A' && c <= 'Z'; }
-bool is_ascii_lower(char32_t c) { return c >= 'a' && c <= 'z'; }
-char upper_char(char c) { return is_ascii_lower(static_cast<unsigned char>(c)) ? static_cast<char>(c - 32) : c; }
-char lower_char(char c) { return is_ascii_upper(static_cast<unsigned char>(c)) ? static_cast<char>(c + 32) : c; }
+bool is_ascii_upper(char32_t c) {
+  return c >= 'A' && c <= 'Z';
+}
+bool is_ascii_lower(char32_t c) {
+  return c >= 'a' && c <= 'z';
+}
+char upper_char(char c) {
+  return is_ascii_lower(static_cast<unsigned char>(c)) ? static_cast<char>(c - 32) : c;
+}
+char lower_char(char c) {
+  return is_ascii_upper(static_cast<unsigned char>(c)) ? static_cast<char>(c + 32) : c;
+}
 
 bool is_line_break(char32_t c) {
   return c == '\n' || c == '\r' || c == 0x0B || c == 0x0C || c == 0x1C || c == 0x1D || c == 0x1E ||
@@ -222,13 +230,43 @@ std::string float_repr(double f) {
     out += digits.substr(1);
   }
   char exp_buf[16];
-  std::snprintf(exp_buf, sizeof exp_buf, "e%c%02d", exp10 < 0 ? '-' : '+', exp10 < 0 ? -exp10 : exp10);
+  std::snprintf(exp_buf, sizeof exp_buf, "e%c%02d", exp10 < 0 ? '-' : '+',
+                exp10 < 0 ? -exp10 : exp10);
   out += exp_buf;
   return out;
 }
 
+std::string html_escape(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (const char c : s) {
+    switch (c) {
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&#34;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out += c;
+    }
+  }
+  return out;
+}
+
 std::string str_repr(std::string_view s) {
-  const char quote = (s.find('\'') != std::string_view::npos && s.find('"') == std::string_view::npos) ? '"' : '\'';
+  const char quote =
+      (s.find('\'') != std::string_view::npos && s.find('"') == std::string_view::npos) ? '"'
+                                                                                        : '\'';
   std::string out(1, quote);
   for (std::size_t i = 0; i < s.size();) {
     std::size_t len = 1;
@@ -238,7 +276,8 @@ std::string str_repr(std::string_view s) {
       out += quote;
     } else if (const char* e = short_escape(c)) {
       out += e;
-    } else if (c < 0x20 || c == 0x7F || (len > 1 && c >= 0x80 && c <= 0xA0) || (len > 1 && c == 0xAD)) {
+    } else if (c < 0x20 || c == 0x7F || (len > 1 && c >= 0x80 && c <= 0xA0) ||
+               (len > 1 && c == 0xAD)) {
       append_hex_escape(out, c);
     } else {
       out += s.substr(i, len);
@@ -254,13 +293,27 @@ void append_json_string(std::string& out, std::string_view s) {
   for (char ch : s) {
     const unsigned char c = static_cast<unsigned char>(ch);
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
       default:
         if (c < 0x20) {
           char buf[8];

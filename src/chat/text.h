@@ -38,6 +38,8 @@ std::string replace(std::string_view s, std::string_view from, std::string_view 
 std::string float_repr(double f);
 // repr(str): single quotes unless the text holds ' but not ".
 std::string str_repr(std::string_view s);
+// markupsafe.escape's text: & < > " ' as &amp; &lt; &gt; &#34; &#39;.
+std::string html_escape(std::string_view s);
 // json.dumps(str, ensure_ascii=False).
 void append_json_string(std::string& out, std::string_view s);
 

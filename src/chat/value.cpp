@@ -38,17 +38,22 @@ Value from_json_at(const nlohmann::ordered_json& j, int depth) {
   if (depth > kMaxValueDepth)
     throw TemplateError("context nested deeper than " + std::to_string(kMaxValueDepth) + " levels");
   switch (j.type()) {
-    case nlohmann::ordered_json::value_t::null: return Value::none();
-    case nlohmann::ordered_json::value_t::boolean: return Value::boolean(j.get<bool>());
-    case nlohmann::ordered_json::value_t::number_integer: return Value::integer(j.get<int64_t>());
+    case nlohmann::ordered_json::value_t::null:
+      return Value::none();
+    case nlohmann::ordered_json::value_t::boolean:
+      return Value::boolean(j.get<bool>());
+    case nlohmann::ordered_json::value_t::number_integer:
+      return Value::integer(j.get<int64_t>());
     case nlohmann::ordered_json::value_t::number_unsigned: {
       const uint64_t u = j.get<uint64_t>();
       if (u > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
         throw TemplateError("context integer " + std::to_string(u) + " is out of range");
       return Value::integer(static_cast<int64_t>(u));
     }
-    case nlohmann::ordered_json::value_t::number_float: return Value::number(j.get<double>());
-    case nlohmann::ordered_json::value_t::string: return Value::string(j.get<std::string>());
+    case nlohmann::ordered_json::value_t::number_float:
+      return Value::number(j.get<double>());
+    case nlohmann::ordered_json::value_t::string:
+      return Value::string(j.get<std::string>());
     case nlohmann::ordered_json::value_t::array: {
       std::vector<Value> items;
       items.reserve(j.size());
@@ -62,18 +67,30 @@ Value from_json_at(const nlohmann::ordered_json& j, int depth) {
         entries.emplace_back(Value::string(it.key()), from_json_at(it.value(), depth + 1));
       return Value::dict(std::move(entries));
     }
-    default: throw TemplateError("context holds a value JSON cannot express in a template (binary)");
+    default:
+      throw TemplateError("context holds a value JSON cannot express in a template (binary)");
   }
 }
 
 void json_key(std::string& out, const Value& key) {
   switch (key.kind()) {
-    case Value::Kind::kString: text::append_json_string(out, key.str()); return;
-    case Value::Kind::kInt: text::append_json_string(out, std::to_string(key.as_int())); return;
-    case Value::Kind::kFloat: text::append_json_string(out, text::float_repr(key.as_double())); return;
-    case Value::Kind::kBool: text::append_json_string(out, key.as_bool() ? "true" : "false"); return;
-    case Value::Kind::kNone: text::append_json_string(out, "null"); return;
-    default: throw TemplateError("keys must be str, int, float, bool or None, not " + key.type_name());
+    case Value::Kind::kString:
+      text::append_json_string(out, key.str());
+      return;
+    case Value::Kind::kInt:
+      text::append_json_string(out, std::to_string(key.as_int()));
+      return;
+    case Value::Kind::kFloat:
+      text::append_json_string(out, text::float_repr(key.as_double()));
+      return;
+    case Value::Kind::kBool:
+      text::append_json_string(out, key.as_bool() ? "true" : "false");
+      return;
+    case Value::Kind::kNone:
+      text::append_json_string(out, "null");
+      return;
+    default:
+      throw TemplateError("keys must be str, int, float, bool or None, not " + key.type_name());
   }
 }
 
@@ -92,17 +109,28 @@ struct JsonWriter {
   void write(const Value& v, int level) {
     if (out.size() > kMaxPrintedBytes) print_limit();
     switch (v.kind()) {
-      case Value::Kind::kNone: out += "null"; return;
-      case Value::Kind::kBool: out += v.as_bool() ? "true" : "false"; return;
-      case Value::Kind::kInt: out += std::to_string(v.as_int()); return;
+      case Value::Kind::kNone:
+        out += "null";
+        return;
+      case Value::Kind::kBool:
+        out += v.as_bool() ? "true" : "false";
+        return;
+      case Value::Kind::kInt:
+        out += std::to_string(v.as_int());
+        return;
       case Value::Kind::kFloat: {
         const double f = v.as_double();
-        if (std::isnan(f)) out += "NaN";
-        else if (std::isinf(f)) out += f < 0 ? "-Infinity" : "Infinity";
-        else out += text::float_repr(f);
+        if (std::isnan(f))
+          out += "NaN";
+        else if (std::isinf(f))
+          out += f < 0 ? "-Infinity" : "Infinity";
+        else
+          out += text::float_repr(f);
         return;
       }
-      case Value::Kind::kString: text::append_json_string(out, v.str()); return;
+      case Value::Kind::kString:
+        text::append_json_string(out, v.str());
+        return;
       case Value::Kind::kList: {
         const auto& items = v.items();
         if (items.empty()) {
@@ -143,9 +171,12 @@ struct JsonWriter {
         out += '}';
         return;
       }
-      default: break;
+      default:
+        break;
     }
-    const std::string type = v.is_undefined() ? "Undefined" : v.is_namespace() ? "Namespace" : v.type_name();
+    const std::string type = v.is_undefined()   ? "Undefined"
+                             : v.is_namespace() ? "Namespace"
+                                                : v.type_name();
     throw TemplateError("Object of type " + type + " is not JSON serializable");
   }
 };
@@ -212,6 +243,12 @@ Value Value::string(std::string s) {
   return v;
 }
 
+Value Value::markup(std::string s) {
+  Value v = string(std::move(s));
+  v.markup_ = true;
+  return v;
+}
+
 Value Value::list(std::vector<Value> items, bool is_tuple) {
   auto obj = std::make_shared<ListObject>();
   obj->depth = max_child_depth(items) + 1;
@@ -257,7 +294,9 @@ Value Value::function(std::string name, NativeFunction fn) {
   return v;
 }
 
-Value Value::from_json(const nlohmann::ordered_json& j) { return from_json_at(j, 0); }
+Value Value::from_json(const nlohmann::ordered_json& j) {
+  return from_json_at(j, 0);
+}
 
 int64_t Value::as_int() const {
   if (is_bool()) return as_bool() ? 1 : 0;
@@ -297,21 +336,31 @@ bool Value::has_namespace() const {
 bool Value::truthy() const {
   switch (kind()) {
     case Kind::kUndefined:
-    case Kind::kNone: return false;
-    case Kind::kBool: return as_bool();
-    case Kind::kInt: return as_int() != 0;
-    case Kind::kFloat: return as_double() != 0.0;
-    case Kind::kString: return !str().empty();
-    case Kind::kList: return !items().empty();
-    case Kind::kDict: return is_namespace() || !dict_obj().entries.empty();
-    case Kind::kFunction: return true;
+    case Kind::kNone:
+      return false;
+    case Kind::kBool:
+      return as_bool();
+    case Kind::kInt:
+      return as_int() != 0;
+    case Kind::kFloat:
+      return as_double() != 0.0;
+    case Kind::kString:
+      return !str().empty();
+    case Kind::kList:
+      return !items().empty();
+    case Kind::kDict:
+      return is_namespace() || !dict_obj().entries.empty();
+    case Kind::kFunction:
+      return true;
   }
   return false;
 }
 
 void Value::append_to(std::string& out) const {
-  if (is_string()) out += str();
-  else if (!is_undefined()) append_repr(out, out.size() + kMaxPrintedBytes);
+  if (is_string())
+    out += str();
+  else if (!is_undefined())
+    append_repr(out, out.size() + kMaxPrintedBytes);
 }
 
 std::string Value::to_string() const {
@@ -328,14 +377,26 @@ std::string Value::repr() const {
 
 void Value::append_repr(std::string& out, std::size_t limit) const {
   switch (kind()) {
-    case Kind::kUndefined: out += "Undefined"; break;
-    case Kind::kNone: out += "None"; break;
-    case Kind::kBool: out += as_bool() ? "True" : "False"; break;
-    case Kind::kInt: out += std::to_string(as_int()); break;
-    case Kind::kFloat: out += text::float_repr(as_double()); break;
+    case Kind::kUndefined:
+      out += "Undefined";
+      break;
+    case Kind::kNone:
+      out += "None";
+      break;
+    case Kind::kBool:
+      out += as_bool() ? "True" : "False";
+      break;
+    case Kind::kInt:
+      out += std::to_string(as_int());
+      break;
+    case Kind::kFloat:
+      out += text::float_repr(as_double());
+      break;
     case Kind::kString:
       if (str().size() > limit) print_limit();
+      if (markup_) out += "Markup(";
       out += text::str_repr(str());
+      if (markup_) out += ')';
       break;
     case Kind::kList: {
       const bool tuple = is_tuple();
@@ -364,7 +425,9 @@ void Value::append_repr(std::string& out, std::size_t limit) const {
       out += is_namespace() ? "}>" : "}";
       break;
     }
-    case Kind::kFunction: out += "<function " + function_obj().name + ">"; break;
+    case Kind::kFunction:
+      out += "<function " + function_obj().name + ">";
+      break;
   }
   if (out.size() > limit) print_limit();
 }
@@ -378,15 +441,24 @@ std::string Value::to_json(int indent, std::string_view item_sep, std::string_vi
 
 std::string Value::type_name() const {
   switch (kind()) {
-    case Kind::kUndefined: return "Undefined";
-    case Kind::kNone: return "NoneType";
-    case Kind::kBool: return "bool";
-    case Kind::kInt: return "int";
-    case Kind::kFloat: return "float";
-    case Kind::kString: return "str";
-    case Kind::kList: return is_tuple() ? "tuple" : "list";
-    case Kind::kDict: return is_namespace() ? "Namespace" : "dict";
-    case Kind::kFunction: return "function";
+    case Kind::kUndefined:
+      return "Undefined";
+    case Kind::kNone:
+      return "NoneType";
+    case Kind::kBool:
+      return "bool";
+    case Kind::kInt:
+      return "int";
+    case Kind::kFloat:
+      return "float";
+    case Kind::kString:
+      return markup_ ? "Markup" : "str";
+    case Kind::kList:
+      return is_tuple() ? "tuple" : "list";
+    case Kind::kDict:
+      return is_namespace() ? "Namespace" : "dict";
+    case Kind::kFunction:
+      return "function";
   }
   return "";
 }
@@ -409,8 +481,10 @@ bool equals(const Value& a, const Value& b) {
   if (a.kind() != b.kind()) return false;
   switch (a.kind()) {
     case K::kUndefined:
-    case K::kNone: return true;
-    case K::kString: return a.str() == b.str();
+    case K::kNone:
+      return true;
+    case K::kString:
+      return a.str() == b.str();
     case K::kList: {
       if (a.is_tuple() != b.is_tuple()) return false;
       const auto& x = a.items();
@@ -430,8 +504,10 @@ bool equals(const Value& a, const Value& b) {
       }
       return true;
     }
-    case K::kFunction: return &a.function_obj() == &b.function_obj();
-    default: return false;
+    case K::kFunction:
+      return &a.function_obj() == &b.function_obj();
+    default:
+      return false;
   }
 }
 

@@ -13,13 +13,12 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <variant>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "chat/template.h"
 
@@ -74,6 +73,13 @@ class Value {
   static Value integer(int64_t i);
   static Value number(double f);
   static Value string(std::string s);
+  // markupsafe's Markup: a str jinja2 treats as already HTML-safe (what |safe,
+  // |escape and |forceescape return). With autoescape off, as chat templates
+  // render, it matters only in what it is combined with: Markup + str and
+  // str + Markup escape the str, Markup's methods escape their str arguments
+  // and return Markup, and a few filters keep it (see ops.cpp, access.cpp,
+  // filters_text.cpp). Everything else treats it as the str it holds.
+  static Value markup(std::string s);
   // The list / tuple / dict factories compute the nesting depth and throw
   // TemplateError past kMaxValueDepth.
   static Value list(std::vector<Value> items, bool is_tuple = false);
@@ -90,7 +96,8 @@ class Value {
   bool is_int() const { return kind() == Kind::kInt; }
   bool is_float() const { return kind() == Kind::kFloat; }
   bool is_number() const { return is_int() || is_float() || is_bool(); }
-  bool is_string() const { return kind() == Kind::kString; }
+  bool is_string() const { return kind() == Kind::kString; }  // str and Markup
+  bool is_markup() const { return markup_; }
   bool is_list() const { return kind() == Kind::kList; }  // lists and tuples
   bool is_tuple() const { return is_list() && list_obj().is_tuple; }
   bool is_dict() const { return kind() == Kind::kDict; }  // dicts and namespaces
@@ -98,7 +105,7 @@ class Value {
   bool is_function() const { return kind() == Kind::kFunction; }
 
   bool as_bool() const { return std::get<bool>(data_); }
-  int64_t as_int() const;  // bools count as 0/1, as in Python
+  int64_t as_int() const;    // bools count as 0/1, as in Python
   double as_double() const;  // any number
   const std::string& str() const { return *std::get<StrPtr>(data_); }
   const std::string& undefined_hint() const;
@@ -142,6 +149,7 @@ class Value {
   using FnPtr = std::shared_ptr<const FunctionObject>;
 
   std::variant<UndefinedTag, NoneTag, bool, int64_t, double, StrPtr, ListPtr, DictPtr, FnPtr> data_;
+  bool markup_ = false;  // a string that is a Markup
 };
 
 // Python's ==, and < for the types that order (numbers, strings, lists, tuples);

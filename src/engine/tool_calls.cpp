@@ -20,7 +20,9 @@ constexpr std::string_view kFunctionClose = "</function>";
 constexpr std::string_view kMistralTag = "[TOOL_CALLS]";
 constexpr std::string_view kRecipient = ">>>";
 
-bool is_space(char c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r'; }
+bool is_space(char c) {
+  return c == ' ' || c == '\n' || c == '\t' || c == '\r';
+}
 
 size_t skip_space(std::string_view t, size_t i) {
   while (i < t.size() && is_space(t[i])) ++i;
@@ -34,7 +36,9 @@ std::string_view trim(std::string_view t) {
   return t.substr(a, b - a);
 }
 
-bool starts_with(std::string_view t, std::string_view p) { return t.substr(0, p.size()) == p; }
+bool starts_with(std::string_view t, std::string_view p) {
+  return t.substr(0, p.size()) == p;
+}
 
 // Index just past the JSON object or array starting at t[i], or npos when it
 // does not close within t.
@@ -61,25 +65,85 @@ bool parse_json(std::string_view t, Json& out) {
   return !out.is_discarded();
 }
 
-// {"name": N, "arguments" | "parameters": {...} or "{...}"} as a call.
-bool call_from_json(const Json& j, ToolCall& out) {
+// JSON text without the whitespace outside strings (the arguments' form, see
+// tool_calls.h). t is valid JSON, so a quote outside a string opens one.
+std::string compact_json(std::string_view t) {
+  std::string out;
+  out.reserve(t.size());
+  bool in_string = false;
+  for (size_t i = 0; i < t.size(); ++i) {
+    const char c = t[i];
+    if (in_string) {
+      out += c;
+      if (c == '\\' && i + 1 < t.size())
+        out += t[++i];
+      else if (c == '"')
+        in_string = false;
+    } else if (!is_space(c)) {
+      out += c;
+      in_string = c == '"';
+    }
+  }
+  return out;
+}
+
+// Index just past the JSON value starting at t[i] (valid JSON: a container, a
+// string, or a literal running to the next ',', '}' or ']').
+size_t value_end(std::string_view t, size_t i) {
+  if (t[i] == '{' || t[i] == '[') return json_end(t, i);
+  if (t[i] == '"') {
+    for (++i; i < t.size() && t[i] != '"'; ++i)
+      if (t[i] == '\\') ++i;
+    return i + 1;
+  }
+  while (i < t.size() && t[i] != ',' && t[i] != '}' && t[i] != ']' && !is_space(t[i])) ++i;
+  return i;
+}
+
+// The text of the value of member `key` in the valid JSON object obj (the last
+// one when the key repeats, as the parser keeps), or empty when absent.
+std::string_view member_text(std::string_view obj, std::string_view key) {
+  std::string_view found;
+  size_t i = skip_space(obj, 1);
+  while (i < obj.size() && obj[i] == '"') {
+    const size_t kend = value_end(obj, i);
+    const Json k = Json::parse(obj.substr(i, kend - i), nullptr, false);
+    i = skip_space(obj, skip_space(obj, kend) + 1);  // past ':'
+    const size_t vend = value_end(obj, i);
+    if (k.is_string() && k.get_ref<const std::string&>() == key) found = obj.substr(i, vend - i);
+    i = skip_space(obj, vend);
+    if (i < obj.size() && obj[i] == ',')
+      i = skip_space(obj, i + 1);
+    else
+      break;
+  }
+  return found;
+}
+
+// {"name": N, "arguments" | "parameters": {...} or "{...}"} (the object's text
+// is raw) as a call.
+bool call_from_json(const Json& j, std::string_view raw, ToolCall& out) {
   if (!j.is_object()) return false;
   const auto name = j.find("name");
   if (name == j.end() || !name->is_string() || name->get_ref<const std::string&>().empty())
     return false;
-  auto args = j.find("arguments");
-  if (args == j.end()) args = j.find("parameters");
-  Json a = Json::object();
+  std::string_view key = "arguments";
+  auto args = j.find(key);
+  if (args == j.end()) args = j.find(key = "parameters");
+  std::string text = "{}";
   if (args != j.end()) {
+    Json a;
     if (args->is_string()) {
-      if (!parse_json(args->get_ref<const std::string&>(), a)) return false;
+      text = args->get<std::string>();
+      if (!parse_json(text, a) || !a.is_object()) return false;
+      text = compact_json(text);
     } else {
-      a = *args;
+      if (!args->is_object()) return false;
+      text = compact_json(member_text(raw, key));
     }
   }
-  if (!a.is_object()) return false;
   out.name = name->get<std::string>();
-  out.arguments = a.dump(-1, ' ', false, Json::error_handler_t::replace);
+  out.arguments = std::move(text);
   return true;
 }
 
@@ -88,25 +152,29 @@ bool object_call(std::string_view t, size_t& i, ToolCall& out) {
   i = skip_space(t, i);
   const size_t end = json_end(t, i);
   Json j;
-  if (end == std::string_view::npos || !parse_json(t.substr(i, end - i), j) || !call_from_json(j, out))
+  if (end == std::string_view::npos || !parse_json(t.substr(i, end - i), j) ||
+      !call_from_json(j, t.substr(i, end - i), out))
     return false;
   i = end;
   return true;
 }
 
-ToolParse as_content(std::string_view text) { return ToolParse{std::string(text), {}}; }
+ToolParse as_content(std::string_view text) {
+  return ToolParse{std::string(text), {}};
+}
 
 // A call named `name` whose arguments are the JSON object starting at or
 // after k (Llama 3.1's <function=name>{...}, Functionary's >>>name\n{...}):
 // appended to calls, i set past it; false when there is no such object.
-bool named_object_call(std::string_view t, const std::string& name, size_t k, std::vector<ToolCall>& calls,
-                       size_t& i) {
+bool named_object_call(std::string_view t, const std::string& name, size_t k,
+                       std::vector<ToolCall>& calls, size_t& i) {
   k = skip_space(t, k);
   const size_t end = json_end(t, k);
   Json a;
-  if (name.empty() || end == std::string_view::npos || !parse_json(t.substr(k, end - k), a) || !a.is_object())
+  if (name.empty() || end == std::string_view::npos || !parse_json(t.substr(k, end - k), a) ||
+      !a.is_object())
     return false;
-  calls.push_back({name, a.dump(-1, ' ', false, Json::error_handler_t::replace)});
+  calls.push_back({name, compact_json(t.substr(k, end - k))});
   i = skip_space(t, end);
   return true;
 }
@@ -127,8 +195,10 @@ ToolParse parse_hermes(std::string_view text) {
     }
     r.calls.push_back(std::move(c));
     i = skip_space(text, i);
-    if (starts_with(text.substr(i), kHermesClose)) i += kHermesClose.size();
-    else if (i < text.size()) return as_content(text);
+    if (starts_with(text.substr(i), kHermesClose))
+      i += kHermesClose.size();
+    else if (i < text.size())
+      return as_content(text);
     pos = text.find(kHermesOpen, i);
     content += text.substr(i, pos == std::string_view::npos ? std::string_view::npos : pos - i);
   }
@@ -169,14 +239,18 @@ ToolParse parse_mistral(std::string_view text) {
   if (t.empty() || t[0] != '[') return as_content(text);
   const size_t end = json_end(t, 0);
   Json j;
-  if (end == std::string_view::npos || !trim(t.substr(end)).empty() || !parse_json(t.substr(0, end), j) ||
-      !j.is_array() || j.empty())
+  if (end == std::string_view::npos || !trim(t.substr(end)).empty() ||
+      !parse_json(t.substr(0, end), j) || !j.is_array() || j.empty())
     return as_content(text);
   ToolParse r;
+  size_t i = skip_space(t, 1);  // the elements' raw text, in step with j's
   for (const Json& x : j) {
+    const size_t e = value_end(t, i);
     ToolCall c;
-    if (!call_from_json(x, c)) return as_content(text);
+    if (!call_from_json(x, t.substr(i, e - i), c)) return as_content(text);
     r.calls.push_back(std::move(c));
+    i = skip_space(t, e);
+    if (i < t.size() && t[i] == ',') i = skip_space(t, i + 1);
   }
   return r;
 }
@@ -197,7 +271,8 @@ ToolParse parse_functionary(std::string_view text) {
     const std::string name(trim(t.substr(i + kRecipient.size(), nl - i - kRecipient.size())));
     if (name == "all") {
       const size_t next = t.find(kRecipient, nl + 1);
-      content += t.substr(nl + 1, next == std::string_view::npos ? std::string_view::npos : next - nl - 1);
+      content +=
+          t.substr(nl + 1, next == std::string_view::npos ? std::string_view::npos : next - nl - 1);
       i = next == std::string_view::npos ? t.size() : next;
       continue;
     }
@@ -243,7 +318,8 @@ std::string gbnf_literal(std::string_view s) {
 bool valid_tool_name(std::string_view n) {
   if (n.empty() || n.size() > 64) return false;
   for (const char c : n)
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-'))
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+          c == '-'))
       return false;
   return true;
 }
@@ -274,7 +350,17 @@ ToolFormat detect_tool_format(std::string_view src) {
   return ToolFormat::kHermes;
 }
 
-ToolParse parse_tool_calls(ToolFormat f, std::string_view text) {
+ToolParse parse_tool_calls(ToolFormat f, std::string_view text, bool forced) {
+  if (forced) {
+    // One definition for whole and streamed answers: the stream's.
+    ToolCallStream s(f, true);
+    ToolStreamOut a = s.feed(text);
+    ToolStreamOut b = s.finish();
+    ToolParse r{std::move(a.content) + b.content, {}};
+    apply_tool_deltas(r.calls, a.deltas);
+    apply_tool_deltas(r.calls, b.deltas);
+    return r;
+  }
   switch (f) {
     case ToolFormat::kHermes:
       return parse_hermes(text);
@@ -288,7 +374,7 @@ ToolParse parse_tool_calls(ToolFormat f, std::string_view text) {
   return as_content(text);
 }
 
-ToolParse ToolCallStream::feed(std::string_view text) {
+ToolParse ToolCallStream::feed_unforced(std::string_view text) {
   held_ += text;
   ToolParse out;
   if (format_ == ToolFormat::kHermes || (format_ == ToolFormat::kFunctionary && decided_)) {
@@ -308,10 +394,10 @@ ToolParse ToolCallStream::feed(std::string_view text) {
     if (format_ == ToolFormat::kHermes) {
       // Each block is passed on when it closes.
       for (size_t close; (close = held_.find(kHermesClose)) != std::string::npos;) {
-        ToolParse block = parse_hermes(std::string_view(held_).substr(0, close + kHermesClose.size()));
+        ToolParse block =
+            parse_hermes(std::string_view(held_).substr(0, close + kHermesClose.size()));
         if (block.calls.empty()) break;  // malformed: parsed again at the end
         block.content.clear();
-        n_emitted_ += block.calls.size();
         append(out, std::move(block));
         held_.erase(0, close + kHermesClose.size());
       }
@@ -339,7 +425,7 @@ ToolParse ToolCallStream::feed(std::string_view text) {
       return out;
     }
     held_.erase(0, nl + 1);
-    return feed("");
+    return feed_unforced("");
   }
   const std::vector<std::string_view> markers =
       format_ == ToolFormat::kLlama3 ? std::vector<std::string_view>{"{", kPythonTag, kFunctionOpen}
@@ -352,10 +438,10 @@ ToolParse ToolCallStream::feed(std::string_view text) {
     if (starts_with(m, t)) return out;  // may still become a marker
   }
   decided_ = true;
-  return feed("");
+  return feed_unforced("");
 }
 
-ToolParse ToolCallStream::finish() {
+ToolParse ToolCallStream::finish_unforced() {
   std::string rest = std::move(held_);
   held_.clear();
   if (!in_calls_) return ToolParse{std::move(rest), {}};
@@ -367,11 +453,233 @@ ToolParse ToolCallStream::finish() {
   return r;
 }
 
+ToolStreamOut ToolCallStream::as_deltas(ToolParse&& p) {
+  ToolStreamOut out{std::move(p.content), {}};
+  for (ToolCall& c : p.calls)
+    out.deltas.push_back({n_emitted_++, std::move(c.name), std::move(c.arguments)});
+  return out;
+}
+
+namespace {
+
+// The framing tool_call_gbnf writes around calls, per family: pre, then calls
+// (open, name up to name_end, mid, arguments, close) separated by sep, then post.
+struct Framing {
+  std::string_view pre, open;
+  char name_end;
+  std::string_view mid, close, sep, post;
+};
+
+const Framing& framing(ToolFormat f) {
+  static const Framing kHermes{
+      "", "<tool_call>\n{\"name\": \"", '"', ", \"arguments\": ", "}\n</tool_call>", "\n", ""};
+  static const Framing kLlama3{"", "{\"name\": \"", '"', ", \"parameters\": ", "}", "; ", ""};
+  static const Framing kMistral{
+      "[TOOL_CALLS][", "{\"name\": \"", '"', ", \"arguments\": ", "}", ", ", "]"};
+  static const Framing kFunctionary{"", "", '\n', "", "", ">>>", ""};
+  switch (f) {
+    case ToolFormat::kHermes:
+      return kHermes;
+    case ToolFormat::kLlama3:
+      return kLlama3;
+    case ToolFormat::kMistral:
+      return kMistral;
+    case ToolFormat::kFunctionary:
+      return kFunctionary;
+  }
+  return kHermes;
+}
+
+bool name_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+         c == '-';
+}
+
+}  // namespace
+
+// Enters a stage; a stage whose literal is empty for this family is passed
+// straight through.
+void ToolCallStream::enter(Stage stage) {
+  const Framing& fr = framing(format_);
+  stage_ = stage;
+  lit_ = 0;
+  for (;;) {
+    if (stage_ == Stage::kPre && fr.pre.empty())
+      stage_ = Stage::kOpen;
+    else if (stage_ == Stage::kOpen && fr.open.empty())
+      stage_ = Stage::kName;
+    else if (stage_ == Stage::kMid && fr.mid.empty())
+      stage_ = Stage::kArgsStart;
+    else if (stage_ == Stage::kClose && fr.close.empty())
+      stage_ = Stage::kBetween;
+    else
+      break;
+  }
+  if (stage_ == Stage::kName) name_.clear();
+}
+
+void ToolCallStream::step(char c, ToolStreamOut& out) {
+  const Framing& fr = framing(format_);
+  // Matches c as the next byte of the stage's literal, then enters `next`.
+  const auto match = [&](std::string_view lit, Stage next) {
+    if (lit_ < lit.size() && c == lit[lit_]) {
+      if (++lit_ == lit.size()) enter(next);
+    } else {
+      stage_ = Stage::kDead;
+    }
+  };
+  const auto emit_args = [&] {
+    if (out.deltas.empty() || out.deltas.back().index != n_emitted_ - 1)
+      out.deltas.push_back({n_emitted_ - 1, "", ""});
+    out.deltas.back().arguments += c;
+  };
+  switch (stage_) {
+    case Stage::kPre:
+      if (fr.pre.empty()) {  // the first byte of an answer with no preamble
+        enter(Stage::kPre);
+        step(c, out);
+        return;
+      }
+      // Mistral's [TOOL_CALLS] is a control token that may not be in the text.
+      if (format_ == ToolFormat::kMistral && lit_ == 1 && c == '{') {
+        enter(Stage::kOpen);
+        step(c, out);
+        return;
+      }
+      match(fr.pre, Stage::kOpen);
+      return;
+    case Stage::kOpen:
+      match(fr.open, Stage::kName);
+      return;
+    case Stage::kName:
+      if (c == fr.name_end) {
+        if (name_.empty() || (format_ == ToolFormat::kFunctionary && name_ == "all")) {
+          stage_ = Stage::kDead;
+          return;
+        }
+        out.deltas.push_back({n_emitted_++, std::move(name_), ""});
+        name_.clear();
+        enter(Stage::kMid);
+      } else if (name_char(c) && name_.size() < 64) {
+        name_ += c;
+      } else {
+        stage_ = Stage::kDead;
+      }
+      return;
+    case Stage::kMid:
+      match(fr.mid, Stage::kArgsStart);
+      return;
+    case Stage::kArgsStart:
+      if (is_space(c)) return;
+      if (c != '{') {
+        stage_ = Stage::kDead;
+        return;
+      }
+      emit_args();
+      depth_ = 1;
+      in_string_ = escape_ = false;
+      stage_ = Stage::kArgs;
+      return;
+    case Stage::kArgs:
+      if (in_string_) {
+        emit_args();
+        if (escape_)
+          escape_ = false;
+        else if (c == '\\')
+          escape_ = true;
+        else if (c == '"')
+          in_string_ = false;
+        return;
+      }
+      if (is_space(c)) return;
+      emit_args();
+      if (c == '"') {
+        in_string_ = true;
+      } else if (c == '{' || c == '[') {
+        ++depth_;
+      } else if ((c == '}' || c == ']') && --depth_ == 0) {
+        enter(Stage::kClose);
+      }
+      return;
+    case Stage::kClose:
+      if (lit_ == 0 && is_space(c) && !is_space(fr.close[0])) return;
+      match(fr.close, Stage::kBetween);
+      return;
+    case Stage::kBetween:
+      if (!fr.sep.empty() && c == fr.sep[0]) {
+        stage_ = Stage::kSep;
+        lit_ = 0;
+        match(fr.sep, Stage::kOpen);
+      } else if (!fr.post.empty() && c == fr.post[0]) {
+        stage_ = Stage::kPost;
+        lit_ = 0;
+        match(fr.post, Stage::kDone);
+      } else {
+        stage_ = Stage::kDead;
+      }
+      return;
+    case Stage::kSep:
+      match(fr.sep, Stage::kOpen);
+      return;
+    case Stage::kPost:
+      match(fr.post, Stage::kDone);
+      return;
+    case Stage::kDone:
+    case Stage::kDead:
+      return;  // what follows the calls is dropped
+  }
+}
+
+ToolStreamOut ToolCallStream::feed(std::string_view text) {
+  if (!forced_ || fallback_) return as_deltas(feed_unforced(text));
+  ToolStreamOut out;
+  const bool named = n_emitted_ > 0;
+  if (!named) pending_ += text;
+  for (const char c : text) {
+    if (stage_ == Stage::kDead || stage_ == Stage::kDone) break;
+    step(c, out);
+  }
+  if (named) return out;
+  if (n_emitted_ > 0) {
+    pending_.clear();
+  } else if (stage_ == Stage::kDead) {
+    // Not the grammar's framing after all: the family's parser takes it all.
+    fallback_ = true;
+    const std::string all = std::move(pending_);
+    pending_.clear();
+    return as_deltas(feed_unforced(all));
+  }
+  return out;
+}
+
+ToolStreamOut ToolCallStream::finish() {
+  if (!forced_ || fallback_) return as_deltas(finish_unforced());
+  if (n_emitted_ > 0) return {};  // a call cut short keeps what it has
+  // Ended before the first call had its name (max_tokens): as unforced.
+  fallback_ = true;
+  const std::string all = std::move(pending_);
+  pending_.clear();
+  ToolStreamOut out = as_deltas(feed_unforced(all));
+  ToolStreamOut rest = as_deltas(finish_unforced());
+  out.content += rest.content;
+  for (auto& d : rest.deltas) out.deltas.push_back(std::move(d));
+  return out;
+}
+
+void apply_tool_deltas(std::vector<ToolCall>& calls, const std::vector<ToolCallDelta>& deltas) {
+  for (const ToolCallDelta& d : deltas) {
+    if (d.index >= calls.size()) calls.resize(d.index + 1);
+    if (!d.name.empty()) calls[d.index].name = d.name;
+    calls[d.index].arguments += d.arguments;
+  }
+}
+
 std::string prefix_gbnf_rules(std::string_view g, std::string_view prefix) {
   std::string out;
   out.reserve(g.size() * 2);
   const auto word = [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_';
   };
   for (size_t i = 0; i < g.size();) {
     const char c = g[i];
@@ -415,7 +723,8 @@ std::string tool_call_gbnf(ToolFormat f, const std::vector<ToolSpec>& tools, boo
   std::string alternatives;
   for (size_t i = 0; i < tools.size(); ++i) {
     const ToolSpec& t = tools[i];
-    if (!valid_tool_name(t.name)) throw Error("'" + t.name + "': a function name is 1-64 of a-z A-Z 0-9 _ -");
+    if (!valid_tool_name(t.name))
+      throw Error("'" + t.name + "': a function name is 1-64 of a-z A-Z 0-9 _ -");
     const std::string schema = trim(t.parameters).empty() || trim(t.parameters) == "{}"
                                    ? std::string(R"({"type":"object"})")
                                    : t.parameters;
@@ -434,10 +743,12 @@ std::string tool_call_gbnf(ToolFormat f, const std::vector<ToolSpec>& tools, boo
     switch (f) {
       case ToolFormat::kHermes:
       case ToolFormat::kMistral:
-        alt = gbnf_literal("{\"name\": \"" + t.name + "\", \"arguments\": ") + " " + args + " \"}\"";
+        alt =
+            gbnf_literal("{\"name\": \"" + t.name + "\", \"arguments\": ") + " " + args + " \"}\"";
         break;
       case ToolFormat::kLlama3:
-        alt = gbnf_literal("{\"name\": \"" + t.name + "\", \"parameters\": ") + " " + args + " \"}\"";
+        alt =
+            gbnf_literal("{\"name\": \"" + t.name + "\", \"parameters\": ") + " " + args + " \"}\"";
         break;
       case ToolFormat::kFunctionary:
         alt = gbnf_literal(t.name + "\n") + " " + args;
@@ -450,7 +761,8 @@ std::string tool_call_gbnf(ToolFormat f, const std::vector<ToolSpec>& tools, boo
   const std::string more = parallel ? "*" : "";
   switch (f) {
     case ToolFormat::kHermes:
-      root = "root ::= tc-block ( \"\\n\" tc-block )" + more + "\ntc-block ::= \"<tool_call>\\n\" tc-call \"\\n</tool_call>\"\n";
+      root = "root ::= tc-block ( \"\\n\" tc-block )" + more +
+             "\ntc-block ::= \"<tool_call>\\n\" tc-call \"\\n</tool_call>\"\n";
       break;
     case ToolFormat::kLlama3:
       root = "root ::= tc-call ( \"; \" tc-call )" + more + "\n";

@@ -95,7 +95,8 @@ Prompt build_prompt(const Backend& b, const ParsedRequest& r) {
           if (!c.is_object() || !c.contains("function") || !c["function"].is_object()) continue;
           auto& fn = c["function"];
           if (!fn.contains("arguments") || !fn["arguments"].is_string()) continue;
-          auto a = nlohmann::ordered_json::parse(fn["arguments"].get<std::string>(), nullptr, false);
+          auto a =
+              nlohmann::ordered_json::parse(fn["arguments"].get<std::string>(), nullptr, false);
           if (!a.is_discarded() && a.is_object()) fn["arguments"] = std::move(a);
         }
       }
@@ -215,7 +216,9 @@ void Server::Impl::generate(Endpoint endpoint, const httplib::Request& req,
       st->job = std::move(job);
       st->include_usage = r.include_usage;
       st->request = parsed;
-      if (detail::parses_tool_calls(r)) st->tools = std::make_unique<engine::ToolCallStream>(b->tool_format);
+      if (detail::parses_tool_calls(r))
+        st->tools =
+            std::make_unique<engine::ToolCallStream>(b->tool_format, detail::tool_calls_forced(r));
       st->t0 = t0;
       st->last_write = Clock::now();
       st->id = writer->id();
@@ -260,7 +263,8 @@ void Server::Impl::respond_whole(const Backend& b, const std::shared_ptr<engine:
   const Usage usage{u.n_prompt, u.n_cached, u.n_generated};
   std::vector<ToolCallOut> calls;
   if (detail::parses_tool_calls(r)) {
-    engine::ToolParse p = engine::parse_tool_calls(b.tool_format, text);
+    engine::ToolParse p =
+        engine::parse_tool_calls(b.tool_format, text, detail::tool_calls_forced(r));
     if (!p.calls.empty()) {
       text = std::move(p.content);
       calls = detail::api_tool_calls(b, r, std::move(p.calls));
@@ -308,13 +312,19 @@ void Server::Impl::stream(std::shared_ptr<StreamState> st, httplib::Response& re
         }
         std::string out;
         if (st->tools) {
-          // Content that cannot be a call goes out now; calls as they complete.
-          auto emit = [&](engine::ToolParse&& p, std::span<const engine::TokenLogprob> lp) {
+          // Content that cannot be a call goes out now; a call's start (id and
+          // name) and its arguments as the stream makes them certain.
+          auto emit = [&](engine::ToolStreamOut&& p, std::span<const engine::TokenLogprob> lp) {
             out += st->writer->stream_delta(p.content, lp);
-            const auto& b = *st->backend;
-            for (ToolCallOut& c : detail::api_tool_calls(b, *st->request, std::move(p.calls))) {
-              if (!st->request->parallel_tool_calls && st->n_calls > 0) break;
-              out += st->writer->stream_tool_call(st->n_calls++, c);
+            for (const engine::ToolCallDelta& d : p.deltas) {
+              if (!st->request->parallel_tool_calls && d.index > 0) break;  // as api_tool_calls
+              if (!d.name.empty()) {
+                out += st->writer->stream_tool_call_start(
+                    d.index, detail::tool_call_id(*st->backend), d.name);
+                st->n_calls = static_cast<int>(d.index) + 1;
+              }
+              if (!d.arguments.empty())
+                out += st->writer->stream_tool_arguments(d.index, d.arguments);
             }
           };
           emit(st->tools->feed(u.text), u.logprobs);

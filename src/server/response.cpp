@@ -135,29 +135,34 @@ std::string ResponseWriter::stream_delta(std::string_view text,
   return sse_event(dump_json(c));
 }
 
-std::string ResponseWriter::stream_tool_call(int index, const ToolCallOut& call) {
-  auto chunk = [&](OJson tool_call) {
-    OJson c = chunk_base();
-    c["choices"].push_back(OJson{{"index", 0},
-                                 {"delta", {{"tool_calls", OJson::array({std::move(tool_call)})}}},
-                                 {"logprobs", nullptr},
-                                 {"finish_reason", nullptr}});
-    if (include_usage_) c["usage"] = nullptr;
-    return sse_event(dump_json(c));
-  };
-  std::string out = chunk(OJson{{"index", index},
-                                {"id", call.id},
-                                {"type", "function"},
-                                {"function", {{"name", call.name}, {"arguments", ""}}}});
-  // Fragments of at most 32 bytes, never splitting a UTF-8 character.
-  const std::string& a = call.arguments;
-  for (size_t i = 0; i < a.size();) {
-    size_t n = std::min<size_t>(32, a.size() - i);
-    while (i + n < a.size() && (static_cast<unsigned char>(a[i + n]) & 0xC0) == 0x80) ++n;
-    out += chunk(OJson{{"index", index}, {"function", {{"arguments", a.substr(i, n)}}}});
-    i += n;
-  }
-  return out;
+namespace {
+
+OJson tool_call_delta(OJson chunk, OJson tool_call) {
+  chunk["choices"].push_back(
+      OJson{{"index", 0},
+            {"delta", {{"tool_calls", OJson::array({std::move(tool_call)})}}},
+            {"logprobs", nullptr},
+            {"finish_reason", nullptr}});
+  return chunk;
+}
+
+}  // namespace
+
+std::string ResponseWriter::stream_tool_call_start(size_t index, const std::string& id,
+                                                   const std::string& name) {
+  OJson c = tool_call_delta(chunk_base(), OJson{{"index", index},
+                                                {"id", id},
+                                                {"type", "function"},
+                                                {"function", {{"name", name}, {"arguments", ""}}}});
+  if (include_usage_) c["usage"] = nullptr;
+  return sse_event(dump_json(c));
+}
+
+std::string ResponseWriter::stream_tool_arguments(size_t index, std::string_view fragment) {
+  OJson c = tool_call_delta(chunk_base(),
+                            OJson{{"index", index}, {"function", {{"arguments", fragment}}}});
+  if (include_usage_) c["usage"] = nullptr;
+  return sse_event(dump_json(c));
 }
 
 std::string ResponseWriter::stream_finish(engine::FinishReason finish, bool tool_calls) {
@@ -182,9 +187,9 @@ std::string ResponseWriter::stream_usage(const Usage& usage) {
   return sse_event(dump_json(c));
 }
 
-OJson ResponseWriter::complete(std::string_view text, engine::FinishReason finish, const Usage& usage,
-                               std::span<const engine::TokenLogprob> logprobs, bool want_logprobs,
-                               std::span<const ToolCallOut> tool_calls) {
+OJson ResponseWriter::complete(std::string_view text, engine::FinishReason finish,
+                               const Usage& usage, std::span<const engine::TokenLogprob> logprobs,
+                               bool want_logprobs, std::span<const ToolCallOut> tool_calls) {
   OJson r;
   r["id"] = id_;
   r["object"] = endpoint_ == Endpoint::kChat ? "chat.completion" : "text_completion";
@@ -202,10 +207,11 @@ OJson ResponseWriter::complete(std::string_view text, engine::FinishReason finis
                               {"function", {{"name", c.name}, {"arguments", c.arguments}}}});
       message["tool_calls"] = std::move(calls);
     }
-    r["choices"] = OJson::array({OJson{{"index", 0},
-                                       {"message", std::move(message)},
-                                       {"logprobs", lp},
-                                       {"finish_reason", finish_reason(finish, !tool_calls.empty())}}});
+    r["choices"] =
+        OJson::array({OJson{{"index", 0},
+                            {"message", std::move(message)},
+                            {"logprobs", lp},
+                            {"finish_reason", finish_reason(finish, !tool_calls.empty())}}});
   } else {
     r["choices"] = OJson::array({OJson{
         {"text", text}, {"index", 0}, {"logprobs", lp}, {"finish_reason", finish_reason(finish)}}});

@@ -17,8 +17,8 @@
 #include <string>
 #include <string_view>
 
-#include "server/request.h"
 #include "engine/sequence.h"
+#include "server/request.h"
 
 namespace slm::server {
 
@@ -68,17 +68,20 @@ class ResponseWriter {
   std::string stream_start();
   // A content delta; "" when there is neither text nor logprobs.
   std::string stream_delta(std::string_view text, std::span<const engine::TokenLogprob> logprobs);
-  // A tool call as deltas: {index, id, type, function: {name, arguments: ""}},
-  // then the arguments in fragments.
-  std::string stream_tool_call(int index, const ToolCallOut& call);
+  // A streamed tool call: its start {index, id, type, function: {name,
+  // arguments: ""}}, then fragments of its arguments {index, function:
+  // {arguments}} (the client concatenates them).
+  std::string stream_tool_call_start(size_t index, const std::string& id, const std::string& name);
+  std::string stream_tool_arguments(size_t index, std::string_view fragment);
   // finish_reason "tool_calls" when tool_calls (and the answer was not cut).
   std::string stream_finish(engine::FinishReason finish, bool tool_calls = false);
   std::string stream_usage(const Usage& usage);  // only with include_usage
 
   // The whole non-streaming response.
-  nlohmann::ordered_json complete(std::string_view text, engine::FinishReason finish, const Usage& usage,
-                                  std::span<const engine::TokenLogprob> logprobs, bool want_logprobs,
-                                  std::span<const ToolCallOut> tool_calls = {});
+  nlohmann::ordered_json complete(std::string_view text, engine::FinishReason finish,
+                                  const Usage& usage,
+                                  std::span<const engine::TokenLogprob> logprobs,
+                                  bool want_logprobs, std::span<const ToolCallOut> tool_calls = {});
 
   // OpenAI's finish_reason: a full context is a length limit too.
   static const char* finish_reason(engine::FinishReason f) {

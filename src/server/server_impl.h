@@ -48,6 +48,11 @@ struct StreamState;
 std::shared_ptr<const grammar::Grammar> request_grammar(Backend& b, const ParsedRequest& r);
 // Whether r's answer is parsed for tool calls (chat, tools, tool_choice not none).
 bool parses_tool_calls(const ParsedRequest& r);
+// Whether r's answer is decoded under the tool-call grammar (tool_choice
+// required or named): its calls are parsed as forced (engine/tool_calls.h).
+bool tool_calls_forced(const ParsedRequest& r);
+// A new call id for b's family.
+std::string tool_call_id(const Backend& b);
 // Parsed calls as the API shows them (ids made here; one when
 // parallel_tool_calls is false).
 std::vector<ToolCallOut> api_tool_calls(const Backend& b, const ParsedRequest& r,

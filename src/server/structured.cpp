@@ -39,8 +39,8 @@ grammar::GrammarLimits gbnf_limits() {
   return l;
 }
 
-std::shared_ptr<const grammar::Grammar> cached(Backend& b, const std::string& key, const std::string& param,
-                                               const std::string& what,
+std::shared_ptr<const grammar::Grammar> cached(Backend& b, const std::string& key,
+                                               const std::string& param, const std::string& what,
                                                const engine::GrammarCache::Compile& compile) {
   const auto t0 = Clock::now();
   try {
@@ -49,7 +49,8 @@ std::shared_ptr<const grammar::Grammar> cached(Backend& b, const std::string& ke
     if (ms > 50) log_line(what + " compiled in " + std::to_string(ms) + " ms");
     return g;
   } catch (const Error& e) {
-    throw ApiError(400, what + ": " + e.what(), param, "invalid_" + param.substr(0, param.find('.')));
+    throw ApiError(400, what + ": " + e.what(), param,
+                   "invalid_" + param.substr(0, param.find('.')));
   }
 }
 
@@ -99,17 +100,17 @@ std::shared_ptr<const grammar::Grammar> request_grammar(Backend& b, const Parsed
         try {
           grammar::check_strict_schema(r.format_source);
         } catch (const Error& e) {
-          throw ApiError(400, std::string("strict schema: ") + e.what() +
-                                  " (see OpenAI's Structured Outputs subset, or set strict false)",
+          throw ApiError(400,
+                         std::string("strict schema: ") + e.what() +
+                             " (see OpenAI's Structured Outputs subset, or set strict false)",
                          param, "invalid_response_format");
         }
       }
       const std::string src = r.format_source;
       const bool strict = r.format_strict;
       return cached(b, std::string(strict ? "schema-strict|" : "schema|") + src, param,
-                    "response_format schema", [src, strict] {
-                      return engine::schema_grammar(src, schema_options(strict));
-                    });
+                    "response_format schema",
+                    [src, strict] { return engine::schema_grammar(src, schema_options(strict)); });
     }
     case Format::kGrammar: {
       const std::string src = r.format_source;
@@ -125,16 +126,22 @@ bool parses_tool_calls(const ParsedRequest& r) {
   return r.endpoint == Endpoint::kChat && !r.tools.is_null() && r.tool_choice != ToolChoice::kNone;
 }
 
+bool tool_calls_forced(const ParsedRequest& r) {
+  return parses_tool_calls(r) &&
+         (r.tool_choice == ToolChoice::kRequired || r.tool_choice == ToolChoice::kNamed);
+}
+
+std::string tool_call_id(const Backend& b) {
+  // Mistral's template insists on ids of 9 letters and digits.
+  return b.tool_format == engine::ToolFormat::kMistral ? make_request_id("").substr(0, 9)
+                                                       : make_request_id("call_");
+}
+
 std::vector<ToolCallOut> api_tool_calls(const Backend& b, const ParsedRequest& r,
                                         std::vector<engine::ToolCall> calls) {
   if (!r.parallel_tool_calls && calls.size() > 1) calls.resize(1);
   std::vector<ToolCallOut> out;
-  for (auto& c : calls) {
-    // Mistral's template insists on ids of 9 letters and digits.
-    std::string id = b.tool_format == engine::ToolFormat::kMistral ? make_request_id("").substr(0, 9)
-                                                                   : make_request_id("call_");
-    out.push_back({std::move(id), std::move(c.name), std::move(c.arguments)});
-  }
+  for (auto& c : calls) out.push_back({tool_call_id(b), std::move(c.name), std::move(c.arguments)});
   return out;
 }
 

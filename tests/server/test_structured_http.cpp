@@ -29,6 +29,7 @@ struct Answer {
   int status = 0;
   std::string content, finish;
   Json tool_calls = Json::array();
+  int n_argument_fragments = 0;  // streamed: non-empty "arguments" deltas
   std::string body;
 };
 
@@ -65,15 +66,20 @@ Answer ask(httplib::Client& cli, Json req, bool stream) {
     if (c["choices"].empty()) continue;
     const Json& ch = c["choices"][0];
     const Json& d = ch["delta"];
-    if (d.contains("content") && d["content"].is_string()) a.content += d["content"].get<std::string>();
+    if (d.contains("content") && d["content"].is_string())
+      a.content += d["content"].get<std::string>();
     if (d.contains("tool_calls"))
       for (const Json& t : d["tool_calls"]) {
         const size_t k = t["index"];
-        while (a.tool_calls.size() <= k) a.tool_calls.push_back(Json{{"function", {{"name", ""}, {"arguments", ""}}}});
+        while (a.tool_calls.size() <= k)
+          a.tool_calls.push_back(Json{{"function", {{"name", ""}, {"arguments", ""}}}});
         Json& out = a.tool_calls[k];
         if (t.contains("id")) out["id"] = t["id"];
         if (t.contains("type")) out["type"] = t["type"];
         if (t["function"].contains("name")) out["function"]["name"] = t["function"]["name"];
+        if (t["function"].contains("arguments") &&
+            !t["function"]["arguments"].get<std::string>().empty())
+          ++a.n_argument_fragments;
         if (t["function"].contains("arguments"))
           out["function"]["arguments"] = out["function"]["arguments"].get<std::string>() +
                                          t["function"]["arguments"].get<std::string>();
@@ -94,7 +100,8 @@ class StructuredHttp : public ::testing::Test {
     engine::SchedulerOptions so;
     so.n_slots = 4;
     so.n_ctx = 1024;
-    srv_->set_backend(load_backend(test::fixture("models/tiny-qwen2.gguf"), "tiny", so, &srv_->metrics()));
+    srv_->set_backend(
+        load_backend(test::fixture("models/tiny-qwen2.gguf"), "tiny", so, &srv_->metrics()));
   }
   std::unique_ptr<Server> srv_;
   int port_ = 0;
@@ -117,11 +124,13 @@ TEST_F(StructuredHttp, TwoHundredSchemasStreamedAndWhole) {
       cli.set_read_timeout(120);
       for (int i; (i = next++) < kSchemas;) {
         const Json& schema = schemas[static_cast<size_t>(i)];
-        const Json req = {{"messages", kMessages},
-                          {"max_tokens", 200},
-                          {"seed", i},
-                          {"response_format",
-                           {{"type", "json_schema"}, {"json_schema", {{"name", "s" + std::to_string(i)}, {"schema", schema}}}}}};
+        const Json req = {
+            {"messages", kMessages},
+            {"max_tokens", 200},
+            {"seed", i},
+            {"response_format",
+             {{"type", "json_schema"},
+              {"json_schema", {{"name", "s" + std::to_string(i)}, {"schema", schema}}}}}};
         const Answer a = ask(cli, req, i % 2 == 1);
         std::string why;
         if (a.status != 200) {
@@ -131,22 +140,24 @@ TEST_F(StructuredHttp, TwoHundredSchemasStreamedAndWhole) {
           continue;
         } else {
           const Json doc = Json::parse(a.content, nullptr, false);
-          if (a.finish != "stop") why = "finish " + a.finish;
-          else if (doc.is_discarded()) why = "not JSON";
+          if (a.finish != "stop")
+            why = "finish " + a.finish;
+          else if (doc.is_discarded())
+            why = "not JSON";
           else if (test::validate(doc, schema, schema, why)) {
             ++valid;
             continue;
           }
         }
         std::lock_guard<std::mutex> lock(fail_mutex);
-        failures.push_back("schema " + std::to_string(i) + (i % 2 ? " (streamed)" : "") + ": " + why +
-                           "\n  " + schema.dump() + "\n  answer: " + a.content);
+        failures.push_back("schema " + std::to_string(i) + (i % 2 ? " (streamed)" : "") + ": " +
+                           why + "\n  " + schema.dump() + "\n  answer: " + a.content);
       }
     });
   for (auto& t : threads) t.join();
   for (const std::string& f : failures) ADD_FAILURE() << f;
-  std::printf("server: %d of %d schemas answered and valid, %d cut by max_tokens\n", valid.load(), kSchemas,
-              cut.load());
+  std::printf("server: %d of %d schemas answered and valid, %d cut by max_tokens\n", valid.load(),
+              kSchemas, cut.load());
   EXPECT_GE(valid.load(), kSchemas * 9 / 10);
 }
 
@@ -160,25 +171,44 @@ TEST_F(StructuredHttp, SchemaErrorsAndGrammar) {
   };
   auto rf = [](Json schema, bool strict) {
     return Json{{"response_format",
-                 {{"type", "json_schema"}, {"json_schema", {{"name", "x"}, {"strict", strict}, {"schema", schema}}}}}};
+                 {{"type", "json_schema"},
+                  {"json_schema", {{"name", "x"}, {"strict", strict}, {"schema", schema}}}}}};
   };
   // Strict: every object closed with all properties required.
-  auto [s1, e1] = post(rf(Json::parse(R"({"type":"object","properties":{"a":{"type":"integer"}},"required":["a"]})"), true));
+  auto [s1, e1] = post(
+      rf(Json::parse(R"({"type":"object","properties":{"a":{"type":"integer"}},"required":["a"]})"),
+         true));
   EXPECT_EQ(s1, 400);
   EXPECT_EQ(e1["error"]["param"], "response_format.json_schema.schema");
-  EXPECT_NE(e1["error"]["message"].get<std::string>().find("additionalProperties"), std::string::npos) << e1;
-  auto [s2, e2] = post(rf(Json::parse(R"({"type":"object","properties":{"a":{"type":"object","properties":{"b":{"type":"integer"}},"additionalProperties":false}},"required":["a"],"additionalProperties":false})"), true));
+  EXPECT_NE(e1["error"]["message"].get<std::string>().find("additionalProperties"),
+            std::string::npos)
+      << e1;
+  auto [s2, e2] = post(rf(
+      Json::parse(
+          R"({"type":"object","properties":{"a":{"type":"object","properties":{"b":{"type":"integer"}},"additionalProperties":false}},"required":["a"],"additionalProperties":false})"),
+      true));
   EXPECT_EQ(s2, 400);
-  EXPECT_NE(e2["error"]["message"].get<std::string>().find("/properties/a/properties/b"), std::string::npos) << e2;
-  auto [s3, e3] = post(rf(Json::parse(R"({"type":"object","properties":{"a":{"type":"string","minLength":1,"not":{}}},"required":["a"],"additionalProperties":false})"), true));
+  EXPECT_NE(e2["error"]["message"].get<std::string>().find("/properties/a/properties/b"),
+            std::string::npos)
+      << e2;
+  auto [s3, e3] = post(rf(
+      Json::parse(
+          R"({"type":"object","properties":{"a":{"type":"string","minLength":1,"not":{}}},"required":["a"],"additionalProperties":false})"),
+      true));
   EXPECT_EQ(s3, 400);
-  EXPECT_NE(e3["error"]["message"].get<std::string>().find("/properties/a/not"), std::string::npos) << e3;
+  EXPECT_NE(e3["error"]["message"].get<std::string>().find("/properties/a/not"), std::string::npos)
+      << e3;
   // Non-strict: whatever the compiler supports; an unsupported keyword is named.
-  auto [s4, e4] = post(rf(Json::parse(R"({"type":"object","properties":{"n":{"type":"integer","multipleOf":3}}})"), false));
+  auto [s4, e4] = post(
+      rf(Json::parse(R"({"type":"object","properties":{"n":{"type":"integer","multipleOf":3}}})"),
+         false));
   EXPECT_EQ(s4, 400);
-  EXPECT_NE(e4["error"]["message"].get<std::string>().find("/properties/n/multipleOf"), std::string::npos) << e4;
+  EXPECT_NE(e4["error"]["message"].get<std::string>().find("/properties/n/multipleOf"),
+            std::string::npos)
+      << e4;
   // A valid strict schema, twice (the second compile comes from the cache).
-  const Json ok = Json::parse(R"({"type":"object","properties":{"c":{"enum":["x","y"]}},"required":["c"],"additionalProperties":false})");
+  const Json ok = Json::parse(
+      R"({"type":"object","properties":{"c":{"enum":["x","y"]}},"required":["c"],"additionalProperties":false})");
   for (int i = 0; i < 2; ++i) {
     auto [s, j] = post(rf(ok, true));
     ASSERT_EQ(s, 200) << j;
@@ -205,21 +235,42 @@ TEST_F(StructuredHttp, SchemaErrorsAndGrammar) {
 
 TEST_F(StructuredHttp, ToolCalls) {
   httplib::Client cli("127.0.0.1", port_);
-  const Json weather = Json::parse(R"({"type":"function","function":{"name":"get_weather","description":"Weather in a city",
+  const Json weather = Json::parse(
+      R"({"type":"function","function":{"name":"get_weather","description":"Weather in a city",
     "parameters":{"type":"object","properties":{"city":{"type":"string","maxLength":8},"unit":{"enum":["c","f"]}},
     "required":["city","unit"],"additionalProperties":false}}})");
-  const Json time = Json::parse(R"({"type":"function","function":{"name":"get_time","parameters":{"type":"object",
+  const Json time =
+      Json::parse(R"({"type":"function","function":{"name":"get_time","parameters":{"type":"object",
     "properties":{"zone":{"enum":["utc","local"]}},"required":["zone"],"additionalProperties":false}}})");
   const Json msgs = Json::array({Json{{"role", "user"}, {"content", "Weather in Paris?"}}});
   int calls_seen = 0;
   for (int seed = 0; seed < 6; ++seed) {
+    Answer whole;
     for (const bool stream : {false, true}) {
       SCOPED_TRACE("seed " + std::to_string(seed) + (stream ? " streamed" : ""));
-      Json req = {{"messages", msgs}, {"max_tokens", 300}, {"seed", seed}, {"tools", {weather, time}}};
-      req["tool_choice"] = seed % 2 ? Json("required") : Json{{"type", "function"}, {"function", {{"name", "get_time"}}}};
+      Json req = {
+          {"messages", msgs}, {"max_tokens", 300}, {"seed", seed}, {"tools", {weather, time}}};
+      req["tool_choice"] = seed % 2
+                               ? Json("required")
+                               : Json{{"type", "function"}, {"function", {{"name", "get_time"}}}};
       req["parallel_tool_calls"] = seed % 3 != 0;
       const Answer a = ask(cli, req, stream);
       ASSERT_EQ(a.status, 200) << a.body;
+      if (!stream) {
+        whole = a;
+      } else {
+        // The same seed decodes the same answer: the calls assembled from the
+        // deltas equal the whole response's, and their arguments came in
+        // pieces as they were decoded (forced calls stream token by token).
+        EXPECT_EQ(a.finish, whole.finish);
+        ASSERT_EQ(a.tool_calls.size(), whole.tool_calls.size()) << a.body << "\n" << whole.body;
+        for (size_t i = 0; i < a.tool_calls.size(); ++i) {
+          EXPECT_EQ(a.tool_calls[i]["function"], whole.tool_calls[i]["function"]);
+        }
+        if (!a.tool_calls.empty()) {
+          EXPECT_GT(a.n_argument_fragments, 2 * static_cast<int>(a.tool_calls.size())) << a.body;
+        }
+      }
       if (a.finish == "length") continue;
       EXPECT_EQ(a.finish, "tool_calls") << a.body;
       EXPECT_EQ(a.content, "");
@@ -247,9 +298,13 @@ TEST_F(StructuredHttp, ToolCalls) {
   Json req = {{"max_tokens", 20}, {"seed", 1}, {"tools", {weather}}, {"tool_choice", "auto"}};
   req["messages"] = Json::array(
       {Json{{"role", "user"}, {"content", "Weather in Paris?"}},
-       Json{{"role", "assistant"}, {"content", nullptr},
-            {"tool_calls", {{{"id", "call_1"}, {"type", "function"},
-                             {"function", {{"name", "get_weather"}, {"arguments", R"({"city":"Paris","unit":"c"})"}}}}}}},
+       Json{{"role", "assistant"},
+            {"content", nullptr},
+            {"tool_calls",
+             {{{"id", "call_1"},
+               {"type", "function"},
+               {"function",
+                {{"name", "get_weather"}, {"arguments", R"({"city":"Paris","unit":"c"})"}}}}}}},
        Json{{"role", "tool"}, {"tool_call_id", "call_1"}, {"content", "18 C, sunny"}}});
   const Answer back = ask(cli, req, false);
   EXPECT_EQ(back.status, 200) << back.body;

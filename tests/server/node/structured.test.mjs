@@ -1,7 +1,7 @@
 // Structured output and tool calls through the official OpenAI Node SDK
 // against slm serve on tiny-qwen2 (real Qwen vocabulary and chat template,
-// random weights): chat.completions.parse with a JSON Schema (and with a zod
-// schema through openai/helpers/zod when the zod package is installed), tool
+// random weights): chat.completions.parse with a JSON Schema and with zod
+// schemas through openai/helpers/zod (plain and streamed), tool
 // calls with tool_choice required (the grammar makes the call certain) and
 // auto (the model may or may not call), the SDK assembling streamed tool-call
 // deltas, parallel calls, and a tool result sent back.
@@ -9,6 +9,8 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import OpenAI from "openai";
 import { LengthFinishReasonError } from "openai/core/error";
+import { zodResponseFormat } from "openai/helpers/zod";
+import { z } from "zod";
 import { startServer, model } from "./harness.mjs";
 
 let srv, client;
@@ -77,23 +79,80 @@ test("strict schema outside the subset is a 400 naming the pointer", async () =>
   );
 });
 
-test("parse with a zod schema (zodResponseFormat)", async (t) => {
-  let z, zodResponseFormat;
-  try {
-    ({ z } = await import("zod"));
-    ({ zodResponseFormat } = await import("openai/helpers/zod"));
-  } catch {
-    t.skip("the zod package is not installed (it is an optional peer of openai)");
-    return;
-  }
-  const Person = z.object({ name: z.string().max(6), age: z.number().int().min(0).max(120), role: z.enum(["admin", "user"]) });
-  const r = await parsed({
-    model: "tiny-qwen2",
-    messages: [{ role: "user", content: "Describe a person." }],
-    max_tokens: 120,
-    response_format: zodResponseFormat(Person, "person"),
+// zod schemas through the SDK's helper: zodResponseFormat turns them into
+// strict OpenAI schemas (additionalProperties false, every field required,
+// nullable fields as anyOf [T, null]) and parse() runs the zod parser over the
+// answer, so message.parsed is only set when the server kept to the schema.
+const Person = z.object({ name: z.string().max(6), age: z.number().int().min(0).max(120), role: z.enum(["admin", "user"]) });
+const Doc = z.object({
+  title: z.string().max(8),
+  owner: z.object({ name: z.string().max(6), level: z.enum(["low", "high"]) }),
+  tags: z.array(z.object({ key: z.string().max(4), on: z.boolean() })).max(2),
+  note: z.string().max(5).nullable(),
+  score: z.number().int().min(0).max(9).nullable().optional(),
+});
+const Shapes = z.object({
+  kind: z.enum(["circle", "square", "line"]),
+  points: z.array(z.object({ x: z.number().int().min(-9).max(9), y: z.number().int().min(-9).max(9) })).min(1).max(3),
+  label: z.union([z.string().max(4), z.null()]),
+});
+
+const zodCases = [
+  ["person (enum)", Person, "person"],
+  ["nested object, array of objects, nullable fields", Doc, "doc"],
+  ["enum, bounded array of objects, union with null", Shapes, "shapes"],
+];
+
+for (const [what, schema, name] of zodCases) {
+  test(`parse with a zod schema: ${what}`, async () => {
+    const r = await parsed({
+      model: "tiny-qwen2",
+      messages: [{ role: "user", content: `Answer as JSON: ${name}.` }],
+      max_tokens: 200,
+      response_format: zodResponseFormat(schema, name),
+    });
+    assert.equal(r.choices[0].finish_reason, "stop");
+    const p = r.choices[0].message.parsed;
+    assert.ok(p, "message.parsed is set");
+    assert.deepEqual(schema.parse(JSON.parse(r.choices[0].message.content)), p);
+    if (schema === Person) checkPerson(p);
+    if (schema === Doc) {
+      assert.deepEqual(Object.keys(p).sort(), ["note", "owner", "score", "tags", "title"]);
+      assert.ok(p.note === null || typeof p.note === "string");
+    }
   });
-  checkPerson(r.choices[0].message.parsed);
+}
+
+test("streamed parse with a zod schema: the SDK assembles and parses the content", async () => {
+  let done;
+  for (let seed = 1; seed <= 8 && !done; seed++) {
+    const stream = client.chat.completions.stream({
+      model: "tiny-qwen2",
+      messages: [{ role: "user", content: "Answer as JSON: doc." }],
+      max_tokens: 200,
+      seed,
+      response_format: zodResponseFormat(Doc, "doc"),
+    });
+    let deltas = 0;
+    let parsedEvent;
+    stream.on("content.delta", () => deltas++);
+    stream.on("content.done", (e) => (parsedEvent = e.parsed));
+    let final;
+    try {
+      final = await stream.finalChatCompletion();
+    } catch (e) {
+      if (e instanceof LengthFinishReasonError) continue;
+      throw e;
+    }
+    if (final.choices[0].finish_reason === "length") continue;
+    done = final;
+    assert.ok(deltas > 1, `content came in ${deltas} deltas`);
+    assert.ok(parsedEvent, "content.done carries the parsed value");
+    assert.deepEqual(parsedEvent, final.choices[0].message.parsed);
+  }
+  assert.ok(done, "every seed ran into max_tokens");
+  assert.equal(done.choices[0].finish_reason, "stop");
+  assert.deepEqual(Doc.parse(JSON.parse(done.choices[0].message.content)), done.choices[0].message.parsed);
 });
 
 const weather = {
