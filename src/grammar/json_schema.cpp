@@ -11,19 +11,33 @@
 #include "base/error.h"
 #include "grammar/schema_compiler.h"
 #include "grammar/schema_internal.h"
+#include "grammar/schema_validate.h"
 
 namespace slm::grammar {
 namespace detail {
 
 namespace {
 
-const std::set<std::string> kUnsupported = {
-    "propertyNames", "maxProperties", "dependencies", "dependentRequired",
-    "dependentSchemas", "unevaluatedProperties", "unevaluatedItems", "contains", "minContains",
-    "maxContains", "if", "then", "else", "$dynamicRef", "$recursiveRef", "$dynamicAnchor",
-    "$recursiveAnchor", "contentSchema"};
-const std::vector<std::string> kAllTypes = {"null", "boolean", "object", "array", "number", "string"};
-
+const std::set<std::string> kUnsupported = {"propertyNames",
+                                            "maxProperties",
+                                            "dependencies",
+                                            "dependentRequired",
+                                            "dependentSchemas",
+                                            "unevaluatedProperties",
+                                            "unevaluatedItems",
+                                            "contains",
+                                            "minContains",
+                                            "maxContains",
+                                            "if",
+                                            "then",
+                                            "else",
+                                            "$dynamicRef",
+                                            "$recursiveRef",
+                                            "$dynamicAnchor",
+                                            "$recursiveAnchor",
+                                            "contentSchema"};
+const std::vector<std::string> kAllTypes = {"null",  "boolean", "object",
+                                            "array", "number",  "string"};
 
 bool is_banned_number(const std::vector<std::string>& banned) {
   return std::find(banned.begin(), banned.end(), "number") != banned.end();
@@ -31,14 +45,51 @@ bool is_banned_number(const std::vector<std::string>& banned) {
 
 // Keywords that constrain instances (supported or not); anything else is an
 // annotation (title, description, x-... extensions) and never changes the language.
-const std::set<std::string> kValidation = {
-    "type", "enum", "const", "properties", "required", "additionalProperties", "items",
-    "prefixItems", "additionalItems", "minItems", "maxItems", "uniqueItems", "anyOf", "oneOf",
-    "allOf", "$ref", "minLength", "maxLength", "pattern", "format", "minimum", "maximum",
-    "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "nullable", "minProperties",
-    "patternProperties", "propertyNames", "maxProperties", "dependencies", "dependentRequired",
-    "dependentSchemas", "unevaluatedProperties", "unevaluatedItems", "contains", "minContains",
-    "maxContains", "not", "if", "then", "else", "$dynamicRef", "$recursiveRef", "contentSchema"};
+const std::set<std::string> kValidation = {"type",
+                                           "enum",
+                                           "const",
+                                           "properties",
+                                           "required",
+                                           "additionalProperties",
+                                           "items",
+                                           "prefixItems",
+                                           "additionalItems",
+                                           "minItems",
+                                           "maxItems",
+                                           "uniqueItems",
+                                           "anyOf",
+                                           "oneOf",
+                                           "allOf",
+                                           "$ref",
+                                           "minLength",
+                                           "maxLength",
+                                           "pattern",
+                                           "format",
+                                           "minimum",
+                                           "maximum",
+                                           "exclusiveMinimum",
+                                           "exclusiveMaximum",
+                                           "multipleOf",
+                                           "nullable",
+                                           "minProperties",
+                                           "patternProperties",
+                                           "propertyNames",
+                                           "maxProperties",
+                                           "dependencies",
+                                           "dependentRequired",
+                                           "dependentSchemas",
+                                           "unevaluatedProperties",
+                                           "unevaluatedItems",
+                                           "contains",
+                                           "minContains",
+                                           "maxContains",
+                                           "not",
+                                           "if",
+                                           "then",
+                                           "else",
+                                           "$dynamicRef",
+                                           "$recursiveRef",
+                                           "contentSchema"};
 
 std::string escape_pointer(const std::string& key) {
   std::string out;
@@ -57,7 +108,9 @@ std::vector<std::string> type_names(const Json& t) {
   return out;
 }
 
-bool is_validation_keyword(const std::string& key) { return kValidation.count(key) > 0; }
+bool is_validation_keyword(const std::string& key) {
+  return kValidation.count(key) > 0;
+}
 
 const char* kBaseRules = R"(ws ::= [ \t\n\r]*
 json-char ::= [^"\\\x00-\x1F] | "\\" ( ["\\/bfnrt] | "u" [0-9a-fA-F]{4} )
@@ -77,7 +130,8 @@ json-array ::= "[" ws ( json-value ( ws "," ws json-value )* ws )? "]"
   throw Unsatisfiable("json schema: " + (ptr.empty() ? std::string("/") : ptr) + ": " + why);
 }
 
-std::vector<const Json*> SchemaCompiler::typed_values(const Json& s, const std::vector<const Json*>& values) const {
+std::vector<const Json*> SchemaCompiler::typed_values(
+    const Json& s, const std::vector<const Json*>& values) const {
   if (!s.contains("type")) return values;
   std::vector<std::string> types;
   if (s["type"].is_string()) types.push_back(s["type"].get<std::string>());
@@ -88,10 +142,13 @@ std::vector<const Json*> SchemaCompiler::typed_values(const Json& s, const std::
   std::vector<const Json*> out;
   for (const Json* v : values) {
     for (const std::string& t : types) {
-      const bool integral = v->is_number_integer() || (v->is_number_float() && std::floor(v->get<double>()) == v->get<double>());
+      const bool integral =
+          v->is_number_integer() ||
+          (v->is_number_float() && std::floor(v->get<double>()) == v->get<double>());
       if ((t == "string" && v->is_string()) || (t == "number" && v->is_number()) ||
           (t == "integer" && integral) || (t == "boolean" && v->is_boolean()) ||
-          (t == "null" && v->is_null()) || (t == "object" && v->is_object()) || (t == "array" && v->is_array())) {
+          (t == "null" && v->is_null()) || (t == "object" && v->is_object()) ||
+          (t == "array" && v->is_array())) {
         out.push_back(v);
         break;
       }
@@ -136,7 +193,8 @@ std::string SchemaCompiler::run(const Json& root) {
   }
   const std::string top = visit(root, "");
   std::string out = std::string("root ::= ws ") + top + " ws\n" + kBaseRules;
-  for (const auto& [name, body] : rules_) out += name + " ::= " + (body.empty() ? "\"\"" : body) + "\n";
+  for (const auto& [name, body] : rules_)
+    out += name + " ::= " + (body.empty() ? "\"\"" : body) + "\n";
   return out;
 }
 
@@ -196,6 +254,32 @@ std::string SchemaCompiler::ref_rule(const std::string& ref, const std::string& 
   return name;
 }
 
+// The candidate values of a schema that admits only finitely many: its
+// const (as a one-element array) or enum, or those of an allOf branch or
+// $ref target. nullptr when none is found.
+const Json* SchemaCompiler::finite_values(const Json& s, size_t depth) {
+  if (depth > 16 || !s.is_object()) return nullptr;
+  if (s.contains("const")) {
+    consts_.push_back(std::make_unique<Json>(Json::array({s["const"]})));
+    return consts_.back().get();
+  }
+  if (s.contains("enum") && s["enum"].is_array() && !s["enum"].empty()) return &s["enum"];
+  if (s.contains("allOf") && s["allOf"].is_array())
+    for (const auto& b : s["allOf"])
+      if (const Json* v = finite_values(b, depth + 1)) return v;
+  if (s.contains("$ref") && s["$ref"].is_string()) {
+    const std::string ref = s["$ref"].get<std::string>();
+    if (ref.size() >= 2 && ref[0] == '#' && ref[1] == '/') {
+      try {
+        const auto jp = Json::json_pointer(ref.substr(1));
+        if (root_->contains(jp)) return finite_values((*root_)[jp], depth + 1);
+      } catch (const Json::exception&) {
+      }
+    }
+  }
+  return nullptr;
+}
+
 bool SchemaCompiler::has_validation(const Json& s, const std::set<std::string>& except) {
   for (auto it = s.begin(); it != s.end(); ++it)
     if (kValidation.count(it.key()) && !except.count(it.key())) return true;
@@ -213,6 +297,28 @@ std::string SchemaCompiler::visit(const Json& s, const std::string& ptr) {
     return "json-value";
   }
   if (!s.is_object()) fail(ptr, "a schema must be an object or a boolean");
+  if (const Json* values = finite_values(s, 0)) {
+    // A finite set of candidates: keep those the whole schema accepts, which
+    // honours every keyword beside the enum, expressible in a grammar or not.
+    ValueValidator check(*root_, legacy_ref_);
+    std::vector<const Json*> kept;
+    bool decided = true;
+    for (const Json& v : *values) {
+      const auto r = check.valid(s, v);
+      if (!r) {
+        decided = false;
+        break;
+      }
+      if (*r) kept.push_back(&v);
+    }
+    if (decided) {
+      if (kept.empty()) never(ptr, "no enum/const value satisfies the schema");
+      std::string alts;
+      for (size_t i = 0; i < kept.size(); ++i)
+        alts += (i ? " | " : "") + const_value(*kept[i], ptr, 0);
+      return rule(ptr, alts);
+    }
+  }
   for (auto it = s.begin(); it != s.end(); ++it)
     if (kUnsupported.count(it.key())) fail(child(ptr, it.key()), "not supported");
   if (s.contains("not")) {
@@ -227,7 +333,8 @@ std::string SchemaCompiler::visit(const Json& s, const std::string& ptr) {
     // not {"type": T}: the allowed types lose T.
     const auto banned = type_names(n["type"]);
     auto is_banned = [&](const std::string& t) {
-      return std::find(banned.begin(), banned.end(), t) != banned.end() || (t == "integer" && is_banned_number(banned));
+      return std::find(banned.begin(), banned.end(), t) != banned.end() ||
+             (t == "integer" && is_banned_number(banned));
     };
     std::vector<std::string> allowed = rest.contains("type") ? type_names(rest["type"]) : kAllTypes;
     if (rest.contains("nullable") && rest["nullable"] == true) allowed.push_back("null");
@@ -256,10 +363,13 @@ std::string SchemaCompiler::visit(const Json& s, const std::string& ptr) {
   for (const char* key : {"anyOf", "oneOf"}) {
     if (!s.contains(key)) continue;
     const auto& branches = s[key];
-    if (!branches.is_array() || branches.empty()) fail(child(ptr, key), "must be a non-empty array");
-    if (std::string(key) == "oneOf" && branches.size() > 1 && !exclusive(branches, child(ptr, key))) {
-      const std::string why = "oneOf branches may overlap; compiled as anyOf (an instance matching two "
-                              "branches is accepted)";
+    if (!branches.is_array() || branches.empty())
+      fail(child(ptr, key), "must be a non-empty array");
+    if (std::string(key) == "oneOf" && branches.size() > 1 &&
+        !exclusive(branches, child(ptr, key))) {
+      const std::string why =
+          "oneOf branches may overlap; compiled as anyOf (an instance matching two "
+          "branches is accepted)";
       if (opt_.strict_one_of) fail(child(ptr, key), why);
       if (warnings_) warnings_->push_back("json schema: " + child(ptr, key) + ": " + why);
     }
@@ -308,8 +418,8 @@ std::string SchemaCompiler::visit(const Json& s, const std::string& ptr) {
 }
 
 std::string SchemaCompiler::typed(const Json& s, const std::string& ptr) {
-  static const std::vector<std::string> kAll = {"null", "boolean", "object", "array",
-                                                "number", "string"};
+  static const std::vector<std::string> kAll = {"null",  "boolean", "object",
+                                                "array", "number",  "string"};
   std::vector<std::string> types;
   if (s.contains("type")) {
     const auto& t = s["type"];
@@ -335,22 +445,30 @@ std::string SchemaCompiler::typed(const Json& s, const std::string& ptr) {
   for (const std::string& t : types) {
     if (!done.insert(t).second || (t == "integer" && has_number)) continue;
     std::string e;
-    if (t == "null") e = "\"null\"";
-    else if (t == "boolean") e = "( \"true\" | \"false\" )";
-    else if (t == "integer") e = integer(s, ptr);
-    else if (t == "number") e = number(s, ptr);
-    else if (t == "string") e = string(s, ptr);
-    else if (t == "array") e = array(s, ptr);
-    else if (t == "object") e = object(s, ptr);
-    else fail(child(ptr, "type"), std::string("unknown type '") + t + "'");
+    if (t == "null")
+      e = "\"null\"";
+    else if (t == "boolean")
+      e = "( \"true\" | \"false\" )";
+    else if (t == "integer")
+      e = integer(s, ptr);
+    else if (t == "number")
+      e = number(s, ptr);
+    else if (t == "string")
+      e = string(s, ptr);
+    else if (t == "array")
+      e = array(s, ptr);
+    else if (t == "object")
+      e = object(s, ptr);
+    else
+      fail(child(ptr, "type"), std::string("unknown type '") + t + "'");
     alts += (alts.empty() ? "" : " | ") + e;
   }
   return rule(ptr, alts);
 }
 
 // Inclusive integer bounds from minimum/maximum/exclusive* (draft 4 booleans too).
-void SchemaCompiler::int_bounds(const Json& s, const std::string& ptr,
-                                std::optional<int64_t>& lo, std::optional<int64_t>& hi) {
+void SchemaCompiler::int_bounds(const Json& s, const std::string& ptr, std::optional<int64_t>& lo,
+                                std::optional<int64_t>& hi) {
   auto num = [&](const char* key) -> std::optional<double> {
     if (!s.contains(key) || s[key].is_boolean()) return std::nullopt;
     if (!s[key].is_number()) fail(child(ptr, key), "must be a number");
@@ -359,8 +477,12 @@ void SchemaCompiler::int_bounds(const Json& s, const std::string& ptr,
     return v;
   };
   auto flag = [&](const char* key) { return s.contains(key) && s[key] == true; };
-  if (auto v = num("minimum")) lo = static_cast<int64_t>(std::ceil(*v)) + (flag("exclusiveMinimum") && std::ceil(*v) == *v ? 1 : 0);
-  if (auto v = num("maximum")) hi = static_cast<int64_t>(std::floor(*v)) - (flag("exclusiveMaximum") && std::floor(*v) == *v ? 1 : 0);
+  if (auto v = num("minimum"))
+    lo = static_cast<int64_t>(std::ceil(*v)) +
+         (flag("exclusiveMinimum") && std::ceil(*v) == *v ? 1 : 0);
+  if (auto v = num("maximum"))
+    hi = static_cast<int64_t>(std::floor(*v)) -
+         (flag("exclusiveMaximum") && std::floor(*v) == *v ? 1 : 0);
   if (auto v = num("exclusiveMinimum")) {
     const int64_t b = static_cast<int64_t>(std::floor(*v)) + 1;
     lo = lo ? std::max(*lo, b) : b;
@@ -372,7 +494,8 @@ void SchemaCompiler::int_bounds(const Json& s, const std::string& ptr,
 }
 
 std::string SchemaCompiler::integer(const Json& s, const std::string& ptr) {
-  if (s.contains("multipleOf") && s["multipleOf"] != 1) fail(child(ptr, "multipleOf"), "not supported");
+  if (s.contains("multipleOf") && s["multipleOf"] != 1)
+    fail(child(ptr, "multipleOf"), "not supported");
   std::optional<int64_t> lo, hi;
   int_bounds(s, ptr, lo, hi);
   if (!lo && !hi) return "json-integer";
@@ -399,8 +522,10 @@ std::string magnitude_range(Bound lo, const Bound* hi) {
   std::vector<std::string> alts;
   const int64_t a = lo.exclusive ? lo.v + 1 : lo.v;
   if (!hi || a <= hi->v - 1)
-    alts.push_back(int_range_gbnf(a, hi ? std::optional<int64_t>(hi->v - 1) : std::nullopt) + " " + f_any);
-  if (lo.exclusive && (!hi || lo.v < hi->v)) alts.push_back("\"" + std::to_string(lo.v) + "\" " + f_nonzero);
+    alts.push_back(int_range_gbnf(a, hi ? std::optional<int64_t>(hi->v - 1) : std::nullopt) + " " +
+                   f_any);
+  if (lo.exclusive && (!hi || lo.v < hi->v))
+    alts.push_back("\"" + std::to_string(lo.v) + "\" " + f_nonzero);
   if (hi && !hi->exclusive && (hi->v > lo.v || (hi->v == lo.v && !lo.exclusive)))
     alts.push_back("\"" + std::to_string(hi->v) + "\" " + f_zero);
   std::string out;
@@ -455,20 +580,19 @@ std::string SchemaCompiler::number(const Json& s, const std::string& ptr) {
 }  // namespace detail
 
 std::string json_schema_to_gbnf(std::string_view schema_json, const SchemaOptions& options,
-                               std::vector<std::string>* warnings) {
+                                std::vector<std::string>* warnings) {
   using detail::Json;
-  if (schema_json.size() > options.max_schema_bytes) throw Error("json schema: larger than the limit");
+  if (schema_json.size() > options.max_schema_bytes)
+    throw Error("json schema: larger than the limit");
   Json schema;
   try {
     // The callback rejects deep nesting before the parser recurses into it.
     size_t depth = 0;
-    schema = Json::parse(
-        schema_json,
-        [&](int d, Json::parse_event_t, Json&) {
-          depth = static_cast<size_t>(d);
-          if (depth > 256) throw Error("json schema: nested deeper than 256");
-          return true;
-        });
+    schema = Json::parse(schema_json, [&](int d, Json::parse_event_t, Json&) {
+      depth = static_cast<size_t>(d);
+      if (depth > 256) throw Error("json schema: nested deeper than 256");
+      return true;
+    });
   } catch (const Json::exception& e) {
     throw Error(std::string("json schema: invalid JSON: ") + e.what());
   }

@@ -5,10 +5,10 @@
 // Each method returns a GBNF expression and throws slm::Error naming a pointer.
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <cstdint>
 #include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
 #include <string>
@@ -44,7 +44,8 @@ class SchemaCompiler {
   [[noreturn]] void fail(const std::string& ptr, const std::string& why) const;
   [[noreturn]] void never(const std::string& ptr, const std::string& why) const;
   // Keeps enum/const values whose JSON type the schema's "type" allows.
-  std::vector<const Json*> typed_values(const Json& s, const std::vector<const Json*>& values) const;
+  std::vector<const Json*> typed_values(const Json& s,
+                                        const std::vector<const Json*>& values) const;
   static std::string child(const std::string& ptr, const std::string& key);
   static bool has_validation(const Json& s, const std::set<std::string>& except);
   std::string reserve(const std::string& ptr);
@@ -70,6 +71,7 @@ class SchemaCompiler {
   // True when no instance can satisfy two of the branches (schema_oneof.cpp).
   bool exclusive(const Json& branches, const std::string& ptr);
   size_t count_bound(const Json& s, const char* key, const std::string& ptr);
+  const Json* finite_values(const Json& s, size_t depth);
 
   SchemaOptions opt_;
   std::vector<std::string>* warnings_;
@@ -77,7 +79,8 @@ class SchemaCompiler {
   std::vector<std::pair<std::string, std::string>> rules_;  // name, body
   std::map<std::string, size_t> rule_index_;                // name -> index in rules_
   std::map<std::string, std::string> ref_rules_;            // "#/..." -> rule name
-  std::set<std::string> never_refs_;                         // refs found unsatisfiable
+  std::set<std::string> never_refs_;                        // refs found unsatisfiable
+  std::vector<std::unique_ptr<Json>> consts_;  // const values wrapped as arrays (finite_values)
   size_t depth_ = 0;
   bool legacy_ref_ = false;  // $schema is draft-03..07: siblings of $ref are ignored
 };

@@ -16,8 +16,8 @@
 
 #include "base/error.h"
 #include "base/utf8.h"
-#include "grammar/schema_compiler.h"
 #include "grammar/matcher.h"
+#include "grammar/schema_compiler.h"
 #include "grammar/schema_internal.h"
 
 namespace slm::grammar::detail {
@@ -31,25 +31,40 @@ size_t SchemaCompiler::count_bound(const Json& s, const char* key, const std::st
   if (!v.is_number() || v.get<double>() < 0 || std::floor(v.get<double>()) != v.get<double>())
     fail(child(ptr, key), "must be a non-negative integer");
   if (v.get<double>() > static_cast<double>(opt_.max_repeat))
-    fail(child(ptr, key), std::string("is above the supported limit of ") + std::to_string(opt_.max_repeat));
+    fail(child(ptr, key),
+         std::string("is above the supported limit of ") + std::to_string(opt_.max_repeat));
   return static_cast<size_t>(v.get<double>());
 }
 
 std::string SchemaCompiler::string(const Json& s, const std::string& ptr) {
   const bool has_len = s.contains("minLength") || s.contains("maxLength");
+  if (s.contains("format") && s["format"].is_string() &&
+      format_is_annotation(s["format"].get<std::string>())) {
+    if (warnings_)
+      warnings_->push_back("json schema: " + child(ptr, "format") + ": format '" +
+                           s["format"].get<std::string>() +
+                           "' is defined by no JSON Schema draft; ignored (an annotation)");
+    Json rest = s;
+    rest.erase("format");
+    return string(rest, ptr);
+  }
   if (s.contains("format")) {
     if (!s["format"].is_string()) fail(child(ptr, "format"), "must be a string");
     if (has_len || s.contains("pattern"))
       fail(child(ptr, "format"), "format together with pattern or a length bound is not supported");
     const auto f = format_to_gbnf(s["format"].get<std::string>());
-    if (!f) fail(child(ptr, "format"), std::string("format '") + s["format"].get<std::string>() + "' is not supported");
+    if (!f)
+      fail(child(ptr, "format"),
+           std::string("format '") + s["format"].get<std::string>() + "' is not supported");
     return std::string(kQuote) + " " + *f + " " + kQuote;
   }
   if (s.contains("pattern")) {
     if (!s["pattern"].is_string()) fail(child(ptr, "pattern"), "must be a string");
-    if (has_len) fail(child(ptr, "pattern"), "pattern together with minLength/maxLength is not supported");
+    if (has_len)
+      fail(child(ptr, "pattern"), "pattern together with minLength/maxLength is not supported");
     try {
-      return std::string(kQuote) + " " + regex_to_gbnf(s["pattern"].get<std::string>()) + " " + kQuote;
+      return std::string(kQuote) + " " + regex_to_gbnf(s["pattern"].get<std::string>()) + " " +
+             kQuote;
     } catch (const Error& e) {
       fail(child(ptr, "pattern"), e.what());
     }
@@ -67,7 +82,8 @@ std::string SchemaCompiler::string(const Json& s, const std::string& ptr) {
 
 // A JSON string (with its quotes) whose encoded content is none of keys: a
 // walk down the trie of keys that may leave it at any character.
-std::string SchemaCompiler::key_not_in(const std::vector<std::string>& keys, const std::string& ptr) {
+std::string SchemaCompiler::key_not_in(const std::vector<std::string>& keys,
+                                       const std::string& ptr) {
   std::vector<std::u32string> ks;
   for (const std::string& k : keys) {
     if (k.size() > 256) fail(ptr, "property names longer than 256 bytes are not supported");
@@ -106,7 +122,8 @@ std::string SchemaCompiler::key_not_in(const std::vector<std::string>& keys, con
     if (!terminal) alts += std::string(kQuote) + " | ";
     alts += std::string("[^\"\\\\\\x00-\\x1F") + children_class + "] json-char* " + kQuote;
     if (!backslash_child)
-      alts += std::string(" | \"\\\\\" ( [\"\\\\/bfnrt] | \"u\" [0-9a-fA-F]{4} ) json-char* ") + std::string(kQuote);
+      alts += std::string(" | \"\\\\\" ( [\"\\\\/bfnrt] | \"u\" [0-9a-fA-F]{4} ) json-char* ") +
+              std::string(kQuote);
     return rule(ptr + "/key", alts + children);
   };
   return rule(ptr + "/key", std::string(kQuote) + " " + node(0, ks.size(), 0));
@@ -178,7 +195,8 @@ std::string SchemaCompiler::object(const Json& s, const std::string& ptr) {
         pattern_key.clear();
       }
     } else {
-      fail(pptr, "supported only with additionalProperties false or one pattern matching every key");
+      fail(pptr,
+           "supported only with additionalProperties false or one pattern matching every key");
     }
   }
   std::set<std::string> listed;
@@ -192,8 +210,9 @@ std::string SchemaCompiler::object(const Json& s, const std::string& ptr) {
       std::string value;
       try {
         if (every_key && !(nonempty_keys && it.key().empty()))
-          value = visit(merge_all_of(Json{{"allOf", {it.value(), *every_key}}}, child(ptr, "properties")),
-                        child(child(ptr, "properties"), it.key()));
+          value = visit(
+              merge_all_of(Json{{"allOf", {it.value(), *every_key}}}, child(ptr, "properties")),
+              child(child(ptr, "properties"), it.key()));
         else
           value = visit(it.value(), child(child(ptr, "properties"), it.key()));
       } catch (const Unsatisfiable&) {
@@ -208,25 +227,32 @@ std::string SchemaCompiler::object(const Json& s, const std::string& ptr) {
   for (const std::string& r : required) {
     if (listed.count(r)) continue;
     if (additional.empty())
-      never(child(ptr, "required"), std::string("'") + r + "' is required but additionalProperties is false");
+      never(child(ptr, "required"),
+            std::string("'") + r + "' is required but additionalProperties is false");
     props.push_back({r, additional});
     required_flags.push_back(true);
     listed.insert(r);
   }
   const size_t n = props.size();
   std::vector<std::string> encoded;
-  for (const auto& p : props) encoded.push_back(Json(p.first).dump(-1, ' ', false, Json::error_handler_t::replace));
+  for (const auto& p : props)
+    encoded.push_back(Json(p.first).dump(-1, ' ', false, Json::error_handler_t::replace));
   if (!pattern_key.empty()) {
     // Listed keys must stay out of the pattern (they would escape their own
     // schema); a required key that is not listed must match it.
-    auto g = std::make_shared<const Grammar>(parse_gbnf("root ::= " + pattern_key + "\n" + kBaseRules));
+    auto g =
+        std::make_shared<const Grammar>(parse_gbnf("root ::= " + pattern_key + "\n" + kBaseRules));
     for (size_t i = 0; i < n; ++i) {
       Matcher m(g);
       const bool matches = m.accept(encoded[i]) == encoded[i].size() && m.is_complete();
-      if (listed.count(props[i].first) && s.contains("properties") && s["properties"].contains(props[i].first)) {
-        if (matches) fail(child(ptr, "patternProperties"), "listed property '" + props[i].first + "' also matches a pattern");
+      if (listed.count(props[i].first) && s.contains("properties") &&
+          s["properties"].contains(props[i].first)) {
+        if (matches)
+          fail(child(ptr, "patternProperties"),
+               "listed property '" + props[i].first + "' also matches a pattern");
       } else if (!matches) {
-        never(child(ptr, "required"), "'" + props[i].first + "' matches no pattern and additionalProperties is false");
+        never(child(ptr, "required"),
+              "'" + props[i].first + "' matches no pattern and additionalProperties is false");
       }
     }
   }
@@ -244,45 +270,76 @@ std::string SchemaCompiler::object(const Json& s, const std::string& ptr) {
     adds = rule(ptr + "/additional", std::string("( ws \",\" ws ") + add_kv + " )*");
   }
   auto kv = [&](size_t i) { return gbnf_literal(encoded[i]) + " ws \":\" ws " + props[i].second; };
-  std::vector<std::string> a(props.size() + 1), b(props.size());
-  a[n] = adds.empty() ? rule(ptr + "/a", "") : adds;
-  for (size_t i = n; i-- > 0;) {
-    const std::string item = std::string("ws \",\" ws ") + kv(i) + (adds.empty() ? "" : std::string(" ") + adds);
-    a[i] = rule(ptr + "/a", (required_flags[i] ? item : std::string("( ") + item + " )?") + " " + a[i + 1]);
+  // The members with the listed properties in the order ord (indices into props).
+  auto chain = [&](const std::vector<size_t>& ord) {
+    std::vector<std::string> a(n + 1), b(n);
+    a[n] = adds.empty() ? rule(ptr + "/a", "") : adds;
+    for (size_t j = n; j-- > 0;) {
+      const size_t i = ord[j];
+      const std::string item =
+          std::string("ws \",\" ws ") + kv(i) + (adds.empty() ? "" : std::string(" ") + adds);
+      a[j] = rule(ptr + "/a",
+                  (required_flags[i] ? item : std::string("( ") + item + " )?") + " " + a[j + 1]);
+    }
+    for (size_t j = n; j-- > 0;) {
+      const size_t i = ord[j];
+      std::string body = kv(i) + (adds.empty() ? "" : std::string(" ") + adds) + " " + a[j + 1];
+      if (!required_flags[i] && j + 1 < n) body += std::string(" | ") + b[j + 1];
+      b[j] = rule(ptr + "/b", body);
+    }
+    std::string content;
+    if (n > 0) content = b[0];
+    if (!add_kv.empty())
+      content += (content.empty() ? "" : " | ") + add_kv + " " + adds + " " + a[0];
+    return content;
+  };
+  // Schema order, and also (when it differs) the required properties first in
+  // the order "required" lists them: writers often follow either. Any other
+  // order is rejected (narrower than the schema, never wider).
+  std::vector<size_t> schema_order(n), required_order;
+  for (size_t i = 0; i < n; ++i) schema_order[i] = i;
+  if (s.contains("required")) {
+    for (const auto& r : s["required"])
+      for (size_t i = 0; i < n; ++i)
+        if (props[i].first == r.get<std::string>() &&
+            std::find(required_order.begin(), required_order.end(), i) == required_order.end())
+          required_order.push_back(i);
+    for (size_t i = 0; i < n; ++i)
+      if (!required_flags[i]) required_order.push_back(i);
   }
-  for (size_t i = n; i-- > 0;) {
-    std::string body = kv(i) + (adds.empty() ? "" : std::string(" ") + adds) + " " + a[i + 1];
-    if (!required_flags[i] && i + 1 < n) body += std::string(" | ") + b[i + 1];
-    b[i] = rule(ptr + "/b", body);
-  }
-  std::string content;
-  if (n > 0) content = b[0];
-  if (!add_kv.empty()) content += (content.empty() ? "" : " | ") + add_kv + " " + adds + " " + a[0];
+  std::string content = chain(schema_order);
+  if (required_order.size() == n && required_order != schema_order)
+    content += " | " + chain(required_order);
   if (content.empty()) {
     if (min_props > 0) never(child(ptr, "minProperties"), "no property is allowed");
     return "( \"{\" ws \"}\" )";
   }
-  const bool any_required = min_props > 0 ||
-                            std::find(required_flags.begin(), required_flags.end(), true) != required_flags.end();
+  const bool any_required = min_props > 0 || std::find(required_flags.begin(), required_flags.end(),
+                                                       true) != required_flags.end();
   const std::string c = rule(ptr + "/members", content);
-  return std::string("( \"{\" ws ") + (any_required ? c + " ws" : std::string("( ") + c + " ws )?") + " \"}\" )";
+  return std::string("( \"{\" ws ") +
+         (any_required ? c + " ws" : std::string("( ") + c + " ws )?") + " \"}\" )";
 }
 
 std::string SchemaCompiler::array(const Json& s, const std::string& ptr) {
-  if (s.contains("uniqueItems") && s["uniqueItems"] != false) fail(child(ptr, "uniqueItems"), "not supported");
+  if (s.contains("uniqueItems") && s["uniqueItems"] != false)
+    fail(child(ptr, "uniqueItems"), "not supported");
   std::vector<std::string> prefix;
   std::optional<std::string> rest = "json-value";
   auto rest_of = [&](const char* key) -> std::optional<std::string> {
     if (!s.contains(key)) return std::string("json-value");
     const auto& v = s[key];
-    if (v.is_boolean()) return v.get<bool>() ? std::optional<std::string>("json-value") : std::nullopt;
+    if (v.is_boolean())
+      return v.get<bool>() ? std::optional<std::string>("json-value") : std::nullopt;
     try {
       return visit(v, child(ptr, key));
     } catch (const Unsatisfiable&) {
       return std::nullopt;  // no further item can be valid
     }
   };
-  const char* prefix_key = s.contains("prefixItems") ? "prefixItems" : (s.contains("items") && s["items"].is_array()) ? "items" : nullptr;
+  const char* prefix_key = s.contains("prefixItems")                        ? "prefixItems"
+                           : (s.contains("items") && s["items"].is_array()) ? "items"
+                                                                            : nullptr;
   if (prefix_key) {
     const auto& p = s[prefix_key];
     if (!p.is_array()) fail(child(ptr, prefix_key), "must be an array");
@@ -294,7 +351,8 @@ std::string SchemaCompiler::array(const Json& s, const std::string& ptr) {
         cut = true;
       }
     }
-    rest = cut ? std::nullopt : rest_of(std::string(prefix_key) == "items" ? "additionalItems" : "items");
+    rest = cut ? std::nullopt
+               : rest_of(std::string(prefix_key) == "items" ? "additionalItems" : "items");
   } else {
     rest = rest_of("items");
   }
@@ -315,8 +373,8 @@ std::string SchemaCompiler::array(const Json& s, const std::string& ptr) {
       body = "";
     } else if (i >= k) {
       if (rest)
-        body = std::string("( ws \",\" ws ") + *rest + " ){" + std::to_string(m > i ? m - i : 0) + "," +
-               (cap ? std::to_string(*cap - i) : "") + "}";
+        body = std::string("( ws \",\" ws ") + *rest + " ){" + std::to_string(m > i ? m - i : 0) +
+               "," + (cap ? std::to_string(*cap - i) : "") + "}";
     } else {
       const std::string seg = std::string("ws \",\" ws ") + prefix[i] + " " + tail[i + 1];
       body = i >= m ? std::string("( ") + seg + " )?" : seg;
@@ -325,7 +383,8 @@ std::string SchemaCompiler::array(const Json& s, const std::string& ptr) {
   }
   const std::string first = (k > 0 ? prefix[0] : *rest) + " " + tail[1];
   const std::string content = rule(ptr + "/items", first);
-  return std::string("( \"[\" ws ") + (m == 0 ? std::string("( ") + content + " ws )?" : content + " ws") + " \"]\" )";
+  return std::string("( \"[\" ws ") +
+         (m == 0 ? std::string("( ") + content + " ws )?" : content + " ws") + " \"]\" )";
 }
 
 }  // namespace slm::grammar::detail

@@ -41,6 +41,11 @@ std::string regex_to_gbnf(std::string_view pattern);
 
 // String content for a "format" value, or nullopt when it is not supported.
 std::optional<std::string> format_to_gbnf(std::string_view format);
+// True for a format no JSON Schema draft defines ("path", "byte", "url", ...):
+// validators ignore such a format (an annotation), so the compiler does too.
+// The formats of drafts 3 to 2020-12 are never annotations: each is either
+// compiled (format_to_gbnf) or an error.
+bool format_is_annotation(std::string_view format);
 
 // Decimal integers in [lo, hi] (either side open when absent), as JSON spells
 // them (no leading zeros, "-" for negatives). Requires |bounds| <= 10^18.

@@ -18,11 +18,15 @@
 namespace slm::grammar::detail {
 
 std::string gbnf_class_char(char32_t c) {
-  if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return std::string(1, char(c));
+  if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
+    return std::string(1, char(c));
   char buf[16];
-  if (c < 0x100) std::snprintf(buf, sizeof buf, "\\x%02X", unsigned(c));
-  else if (c < 0x10000) std::snprintf(buf, sizeof buf, "\\u%04X", unsigned(c));
-  else std::snprintf(buf, sizeof buf, "\\U%08X", unsigned(c));
+  if (c < 0x100)
+    std::snprintf(buf, sizeof buf, "\\x%02X", unsigned(c));
+  else if (c < 0x10000)
+    std::snprintf(buf, sizeof buf, "\\u%04X", unsigned(c));
+  else
+    std::snprintf(buf, sizeof buf, "\\U%08X", unsigned(c));
   return buf;
 }
 
@@ -72,12 +76,13 @@ std::string json_content_of(const std::vector<CodeRange>& ranges) {
     }
   }
   if (!cls.empty()) alts.push_back(std::string("[") + cls + "]");
-  if (has('"')) alts.push_back("\"\\\\\\\"\"");  // \"
+  if (has('"')) alts.push_back("\"\\\\\\\"\"");   // \"
   if (has('\\')) alts.push_back("\"\\\\\\\\\"");  // \\ in the JSON text
   if (has('/')) alts.push_back("\"\\\\/\"");
   const char* shorts[][2] = {{"\b", "b"}, {"\f", "f"}, {"\n", "n"}, {"\r", "r"}, {"\t", "t"}};
   for (auto& s : shorts)
-    if (has(static_cast<unsigned char>(s[0][0]))) alts.push_back(std::string("\"\\\\") + s[1] + "\"");
+    if (has(static_cast<unsigned char>(s[0][0])))
+      alts.push_back(std::string("\"\\\\") + s[1] + "\"");
   bool all_controls = true;
   for (char32_t c = 0; c < 0x20; ++c) all_controls = all_controls && has(c);
   if (all_controls) alts.push_back("\"\\\\u00\" [01] [0-9a-fA-F]");
@@ -103,7 +108,8 @@ namespace {
 constexpr int kMaxDepth = 64;
 
 std::vector<CodeRange> complement(std::vector<CodeRange> in) {
-  std::sort(in.begin(), in.end(), [](const CodeRange& a, const CodeRange& b) { return a.lo < b.lo; });
+  std::sort(in.begin(), in.end(),
+            [](const CodeRange& a, const CodeRange& b) { return a.lo < b.lo; });
   std::vector<CodeRange> out;
   char32_t next = 0;
   for (const CodeRange& r : in) {
@@ -195,8 +201,10 @@ class Regex {
     } else {
       return "";
     }
-    if (peek() == '?') ++i_;  // lazy: the same language
-    else if (peek() == '+') fail("possessive quantifiers are not supported");
+    if (peek() == '?')
+      ++i_;  // lazy: the same language
+    else if (peek() == '+')
+      fail("possessive quantifiers are not supported");
     if (peek() == '*' || peek() == '+' || peek() == '?' || peek() == '{') fail("nested quantifier");
     return q;
   }
@@ -213,7 +221,10 @@ class Regex {
     uint32_t v = 0;
     for (int k = 0; k < n; ++k) {
       const char h = peek();
-      int d = h >= '0' && h <= '9' ? h - '0' : h >= 'a' && h <= 'f' ? h - 'a' + 10 : h >= 'A' && h <= 'F' ? h - 'A' + 10 : -1;
+      int d = h >= '0' && h <= '9'   ? h - '0'
+              : h >= 'a' && h <= 'f' ? h - 'a' + 10
+              : h >= 'A' && h <= 'F' ? h - 'A' + 10
+                                     : -1;
       if (d < 0) fail("expected a hex digit");
       v = v * 16 + uint32_t(d);
       ++i_;
@@ -226,24 +237,43 @@ class Regex {
   std::vector<CodeRange> parse_escape() {
     if (at_end()) fail("trailing backslash");
     const char e = p_[i_++];
-    const std::vector<CodeRange> digit{{'0', '9'}}, word{{'0', '9'}, {'A', 'Z'}, {'_', '_'}, {'a', 'z'}},
-        space{{'\t', '\r'}, {' ', ' '}};
+    const std::vector<CodeRange> digit{{'0', '9'}},
+        word{{'0', '9'}, {'A', 'Z'}, {'_', '_'}, {'a', 'z'}}, space{{'\t', '\r'}, {' ', ' '}};
     switch (e) {
-      case 'd': return digit;
-      case 'w': return word;
-      case 's': return space;
-      case 'D': return complement(digit);
-      case 'W': return complement(word);
-      case 'S': return complement(space);
-      case 'n': return {{'\n', '\n'}};
-      case 't': return {{'\t', '\t'}};
-      case 'r': return {{'\r', '\r'}};
-      case 'f': return {{'\f', '\f'}};
-      case 'v': return {{'\v', '\v'}};
-      case '0': return {{0, 0}};
-      case 'x': { const char32_t c = parse_hex(2); return {{c, c}}; }
-      case 'u': { const char32_t c = parse_hex(4); return {{c, c}}; }
-      default: break;
+      case 'd':
+        return digit;
+      case 'w':
+        return word;
+      case 's':
+        return space;
+      case 'D':
+        return complement(digit);
+      case 'W':
+        return complement(word);
+      case 'S':
+        return complement(space);
+      case 'n':
+        return {{'\n', '\n'}};
+      case 't':
+        return {{'\t', '\t'}};
+      case 'r':
+        return {{'\r', '\r'}};
+      case 'f':
+        return {{'\f', '\f'}};
+      case 'v':
+        return {{'\v', '\v'}};
+      case '0':
+        return {{0, 0}};
+      case 'x': {
+        const char32_t c = parse_hex(2);
+        return {{c, c}};
+      }
+      case 'u': {
+        const char32_t c = parse_hex(4);
+        return {{c, c}};
+      }
+      default:
+        break;
     }
     if ((e >= 'a' && e <= 'z') || (e >= 'A' && e <= 'Z') || (e >= '1' && e <= '9'))
       fail(std::string("escape '\\") + e + "' is not supported");
@@ -270,7 +300,8 @@ class Regex {
         const char32_t c = parse_literal_char();
         lo = {{c, c}};
       }
-      if (peek() == '-' && i_ + 1 < p_.size() && p_[i_ + 1] != ']' && lo.size() == 1 && lo[0].lo == lo[0].hi) {
+      if (peek() == '-' && i_ + 1 < p_.size() && p_[i_ + 1] != ']' && lo.size() == 1 &&
+          lo[0].lo == lo[0].hi) {
         ++i_;
         char32_t hi;
         if (peek() == '\\') {
@@ -293,7 +324,10 @@ class Regex {
   std::string content(std::vector<CodeRange> rs) {
     std::vector<CodeRange> clean;  // surrogates are never characters
     for (CodeRange r : rs) {
-      if (r.hi < 0xD800 || r.lo > 0xDFFF) { clean.push_back(r); continue; }
+      if (r.hi < 0xD800 || r.lo > 0xDFFF) {
+        clean.push_back(r);
+        continue;
+      }
       if (r.lo < 0xD800) clean.push_back({r.lo, 0xD7FF});
       if (r.hi > 0xDFFF) clean.push_back({0xE000, r.hi});
     }
@@ -385,7 +419,8 @@ std::string regex_to_gbnf(std::string_view pattern) {
   const auto branches = top_level_branches(pattern);
   if (branches.size() > 1 && pattern.find_first_of("^$") != std::string_view::npos) {
     std::string out = "(";
-    for (size_t i = 0; i < branches.size(); ++i) out += (i ? " | " : " ") + Regex(branches[i]).run();
+    for (size_t i = 0; i < branches.size(); ++i)
+      out += (i ? " | " : " ") + Regex(branches[i]).run();
     return out + " )";
   }
   return Regex(pattern).run();
@@ -394,22 +429,27 @@ std::string regex_to_gbnf(std::string_view pattern) {
 std::optional<std::string> format_to_gbnf(std::string_view format) {
   // RFC 3339 full-date with real month lengths; February 29 only in leap years.
   const std::string date =
-      "( [0-9]{4} \"-\" ( ( \"0\" [13578] | \"1\" [02] ) \"-\" ( \"0\" [1-9] | [12] [0-9] | \"3\" [01] ) | "
+      "( [0-9]{4} \"-\" ( ( \"0\" [13578] | \"1\" [02] ) \"-\" ( \"0\" [1-9] | [12] [0-9] | \"3\" "
+      "[01] ) | "
       "( \"0\" [469] | \"11\" ) \"-\" ( \"0\" [1-9] | [12] [0-9] | \"30\" ) | "
       "\"02-\" ( \"0\" [1-9] | \"1\" [0-9] | \"2\" [0-8] ) ) | "
-      "( [0-9] [0-9] ( \"0\" [48] | [2468] [048] | [13579] [26] ) | ( [02468] [048] | [13579] [26] ) \"00\" ) "
+      "( [0-9] [0-9] ( \"0\" [48] | [2468] [048] | [13579] [26] ) | ( [02468] [048] | [13579] [26] "
+      ") \"00\" ) "
       "\"-02-29\" )";
   const std::string time =
-      "( [01] [0-9] | \"2\" [0-3] ) \":\" [0-5] [0-9] \":\" ( [0-5] [0-9] | \"60\" ) ( \".\" [0-9]+ )? "
+      "( [01] [0-9] | \"2\" [0-3] ) \":\" [0-5] [0-9] \":\" ( [0-5] [0-9] | \"60\" ) ( \".\" "
+      "[0-9]+ )? "
       "( [zZ] | [-+] ( [01] [0-9] | \"2\" [0-3] ) \":\" [0-5] [0-9] )";
   // RFC 3986 characters: unreserved, sub-delims, ':' '@' '/', percent-escapes
   // ('[' ']' for IP literals); the authority's inner structure is not checked.
-  const std::string uchar = "( [a-zA-Z0-9._~!$&'()*+,;=:@/\\[\\]-] | \"%\" [0-9a-fA-F] [0-9a-fA-F] )";
+  const std::string uchar =
+      "( [a-zA-Z0-9._~!$&'()*+,;=:@/\\[\\]-] | \"%\" [0-9a-fA-F] [0-9a-fA-F] )";
   const std::string qchar = "( " + uchar + " | \"?\" )";
   const std::string tail = " ( \"?\" " + qchar + "* )? ( \"#\" " + qchar + "* )?";
   const std::string scheme = "[a-zA-Z] [a-zA-Z0-9+.-]* \":\"";
   const std::string label = "[a-zA-Z0-9] ( [a-zA-Z0-9-]{0,61} [a-zA-Z0-9] )?";
-  const std::string octet = "( \"25\" [0-5] | \"2\" [0-4] [0-9] | \"1\" [0-9] [0-9] | [1-9] [0-9] | [0-9] )";
+  const std::string octet =
+      "( \"25\" [0-5] | \"2\" [0-4] [0-9] | \"1\" [0-9] [0-9] | [1-9] [0-9] | [0-9] )";
   if (format == "date") return date;
   if (format == "time") return time;
   if (format == "date-time") return date + " [tT] " + time;
@@ -423,6 +463,18 @@ std::optional<std::string> format_to_gbnf(std::string_view format) {
   if (format == "hostname") return label + " ( \".\" " + label + " )*";
   if (format == "ipv4") return octet + " \".\" " + octet + " \".\" " + octet + " \".\" " + octet;
   return std::nullopt;
+}
+
+bool format_is_annotation(std::string_view format) {
+  static const char* const kDefined[] = {
+      "date-time", "date", "time", "duration", "email", "idn-email", "hostname", "idn-hostname",
+      "ipv4", "ipv6", "uri", "uri-reference", "iri", "iri-reference", "uuid", "uri-template",
+      "json-pointer", "relative-json-pointer", "regex",
+      // draft 3 only
+      "host-name", "ip-address", "color", "style", "phone", "utc-millisec"};
+  for (const char* f : kDefined)
+    if (format == f) return false;
+  return true;
 }
 
 }  // namespace slm::grammar::detail
