@@ -280,6 +280,34 @@ const Json* SchemaCompiler::finite_values(const Json& s, size_t depth) {
   return nullptr;
 }
 
+// oneOf as anyOf over (branch i, not branch j for every j != i); nullopt when
+// a negation is unknown or the result does not compile.
+std::optional<std::string> SchemaCompiler::one_of_exact(const Json& s, const Json& branches,
+                                                        const std::string& ptr) {
+  std::vector<Json> negs;
+  for (const auto& b : branches) {
+    auto n = negate(b, 0);
+    if (!n) return std::nullopt;
+    negs.push_back(*n);
+  }
+  Json rest = s;
+  rest.erase("oneOf");
+  Json alts = Json::array();
+  for (size_t i = 0; i < branches.size(); ++i) {
+    Json all = Json::array({rest, branches[i]});
+    for (size_t j = 0; j < branches.size(); ++j)
+      if (j != i) all.push_back(negs[j]);
+    alts.push_back(Json{{"allOf", all}});
+  }
+  try {
+    return visit(Json{{"anyOf", alts}}, ptr);
+  } catch (const Unsatisfiable&) {
+    throw;
+  } catch (const Error&) {
+    return std::nullopt;  // e.g. a merge it cannot do: the caller's anyOf fallback
+  }
+}
+
 bool SchemaCompiler::has_validation(const Json& s, const std::set<std::string>& except) {
   for (auto it = s.begin(); it != s.end(); ++it)
     if (kValidation.count(it.key()) && !except.count(it.key())) return true;
@@ -328,6 +356,9 @@ std::string SchemaCompiler::visit(const Json& s, const std::string& ptr) {
     if (n == false) return visit(rest, ptr);
     if (n == true || (n.is_object() && !has_validation(n, {})))
       never(child(ptr, "not"), "'not' of a schema that matches everything matches nothing");
+    if (n.is_object() && (!n.contains("type") || has_validation(n, {"type"}))) {
+      if (auto pos = negate(n, 0)) return visit(Json{{"allOf", {rest, *pos}}}, ptr);
+    }
     if (!n.is_object() || has_validation(n, {"type"}) || !n.contains("type"))
       fail(child(ptr, "not"), "not supported (only 'not' of true, false, {} or a plain type)");
     // not {"type": T}: the allowed types lose T.
@@ -367,6 +398,8 @@ std::string SchemaCompiler::visit(const Json& s, const std::string& ptr) {
       fail(child(ptr, key), "must be a non-empty array");
     if (std::string(key) == "oneOf" && branches.size() > 1 &&
         !exclusive(branches, child(ptr, key))) {
+      // Exactly one: branch i and the negation of every other, when those negations are known.
+      if (auto exact = one_of_exact(s, branches, ptr)) return *exact;
       const std::string why =
           "oneOf branches may overlap; compiled as anyOf (an instance matching two "
           "branches is accepted)";

@@ -72,6 +72,11 @@ class SchemaCompiler {
   bool exclusive(const Json& branches, const std::string& ptr);
   size_t count_bound(const Json& s, const char* key, const std::string& ptr);
   const Json* finite_values(const Json& s, size_t depth);
+  // A schema equivalent to {"not": s} without "not" at its top, when one is known
+  // (schema_oneof.cpp).
+  std::optional<Json> negate(const Json& s, size_t depth);
+  std::optional<std::string> one_of_exact(const Json& s, const Json& branches,
+                                          const std::string& ptr);
 
   SchemaOptions opt_;
   std::vector<std::string>* warnings_;

@@ -293,9 +293,10 @@ std::string SchemaCompiler::object(const Json& s, const std::string& ptr) {
       content += (content.empty() ? "" : " | ") + add_kv + " " + adds + " " + a[0];
     return content;
   };
-  // Schema order, and also (when it differs) the required properties first in
-  // the order "required" lists them: writers often follow either. Any other
-  // order is rejected (narrower than the schema, never wider).
+  // Beyond kAnyOrder properties: schema order, and also (when it differs) the
+  // required properties first in the order "required" lists them: writers
+  // often follow either. Other orders are rejected there (narrower than the
+  // schema, never wider).
   std::vector<size_t> schema_order(n), required_order;
   for (size_t i = 0; i < n; ++i) schema_order[i] = i;
   if (s.contains("required")) {
@@ -307,9 +308,34 @@ std::string SchemaCompiler::object(const Json& s, const std::string& ptr) {
     for (size_t i = 0; i < n; ++i)
       if (!required_flags[i]) required_order.push_back(i);
   }
-  std::string content = chain(schema_order);
-  if (required_order.size() == n && required_order != schema_order)
-    content += " | " + chain(required_order);
+  // Up to kAnyOrder listed properties may come in any order: one rule per
+  // set of properties already written (2^n rules).
+  constexpr size_t kAnyOrder = 6;
+  std::string content;
+  if (n >= 2 && n <= kAnyOrder) {
+    uint32_t required_mask = 0;
+    for (size_t i = 0; i < n; ++i)
+      if (required_flags[i]) required_mask |= 1u << i;
+    const std::string more = adds.empty() ? "" : std::string(" ") + adds;
+    std::vector<std::string> after(
+        size_t{1} << n);  // after[S]: the rest once the properties in S are written
+    for (uint32_t set = (1u << n) - 1;; --set) {
+      std::string body = (set & required_mask) == required_mask ? "\"\"" : "";
+      for (size_t i = 0; i < n; ++i)
+        if (!(set & (1u << i)))
+          body += (body.empty() ? "" : " | ") + std::string("ws \",\" ws ") + kv(i) + more + " " +
+                  after[set | (1u << i)];
+      after[set] = rule(ptr + "/set", body);
+      if (set == 0) break;
+    }
+    for (size_t i = 0; i < n; ++i)
+      content += (content.empty() ? "" : " | ") + kv(i) + more + " " + after[1u << i];
+    if (!add_kv.empty()) content += " | " + add_kv + " " + adds + " " + after[0];
+  } else {
+    content = chain(schema_order);
+    if (required_order.size() == n && required_order != schema_order)
+      content += " | " + chain(required_order);
+  }
   if (content.empty()) {
     if (min_props > 0) never(child(ptr, "minProperties"), "no property is allowed");
     return "( \"{\" ws \"}\" )";
