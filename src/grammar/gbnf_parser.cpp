@@ -88,8 +88,8 @@ class Parser {
   bool at_end() const { return i_ >= s_.size(); }
   char peek(size_t ahead = 0) const { return i_ + ahead < s_.size() ? s_[i_ + ahead] : '\0'; }
   static bool is_name_char(char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-           c == '_';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '-' || c == '_';
   }
 
   void skip_space(bool newline_ok) {
@@ -143,8 +143,7 @@ class Parser {
       CharClass c;
       c.ranges = std::move(merged);
       for (const CodeRange& r : c.ranges)
-        for (char32_t v = r.lo; v <= r.hi && v < 128; ++v)
-          c.ascii[v >> 6] |= uint64_t{1} << (v & 63);
+        for (char32_t v = r.lo; v <= r.hi && v < 128; ++v) c.ascii[v >> 6] |= uint64_t{1} << (v & 63);
       classes_.push_back(std::move(c));
     }
     return it->second;
@@ -166,46 +165,24 @@ class Parser {
     const char e = s_[i_++];
     int digits = 0;
     switch (e) {
-      case 'n':
-        return '\n';
-      case 'r':
-        return '\r';
-      case 't':
-        return '\t';
-      case '0':
-        return 0;
-      case '\\':
-      case '"':
-      case '\'':
-      case '[':
-      case ']':
-      case '-':
-      case '/':
-      case '^':
-      case '.':
+      case 'n': return '\n';
+      case 'r': return '\r';
+      case 't': return '\t';
+      case '0': return 0;
+      case '\\': case '"': case '\'': case '[': case ']': case '-': case '/': case '^': case '.':
         return static_cast<unsigned char>(e);
-      case 'x':
-        digits = 2;
-        break;
-      case 'u':
-        digits = 4;
-        break;
-      case 'U':
-        digits = 8;
-        break;
-      default:
-        fail(at, std::string("unknown escape '\\") + e + "'");
+      case 'x': digits = 2; break;
+      case 'u': digits = 4; break;
+      case 'U': digits = 8; break;
+      default: fail(at, std::string("unknown escape '\\") + e + "'");
     }
     uint32_t v = 0;
     for (int k = 0; k < digits; ++k) {
       const char h = peek();
       int d = -1;
-      if (h >= '0' && h <= '9')
-        d = h - '0';
-      else if (h >= 'a' && h <= 'f')
-        d = h - 'a' + 10;
-      else if (h >= 'A' && h <= 'F')
-        d = h - 'A' + 10;
+      if (h >= '0' && h <= '9') d = h - '0';
+      else if (h >= 'a' && h <= 'f') d = h - 'a' + 10;
+      else if (h >= 'A' && h <= 'F') d = h - 'A' + 10;
       if (d < 0) fail(i_, "expected a hex digit in escape");
       v = v * 16 + static_cast<uint32_t>(d);
       ++i_;
@@ -295,8 +272,7 @@ class Parser {
       seq.push_back(Sym{false, star});
     } else if (hi > lo) {
       uint32_t opt = generated(base, {{x}, {}}, where);
-      for (int64_t k = lo + 1; k < hi; ++k)
-        opt = generated(base, {{x, Sym{false, opt}}, {}}, where);
+      for (int64_t k = lo + 1; k < hi; ++k) opt = generated(base, {{x, Sym{false, opt}}, {}}, where);
       seq.push_back(Sym{false, opt});
     }
   }

@@ -29,11 +29,11 @@
 namespace slm::grammar {
 
 struct GrammarLimits {
-  size_t max_source_bytes = 16u << 20;  // GBNF text
-  size_t max_elements = 4u << 20;       // flat program size after lowering
-  size_t max_rules = 1u << 20;          // rules after lowering
-  uint32_t max_repeat = 100000;         // m and n in {m,n}
-  uint32_t max_nesting = 256;           // parenthesis depth
+  size_t max_source_bytes = 16u << 20;   // GBNF text
+  size_t max_elements = 4u << 20;        // flat program size after lowering
+  size_t max_rules = 1u << 20;           // rules after lowering
+  uint32_t max_repeat = 100000;          // m and n in {m,n}
+  uint32_t max_nesting = 256;            // parenthesis depth
 };
 
 struct CodeRange {
@@ -64,10 +64,10 @@ struct Element {
 };
 
 struct Grammar {
-  std::vector<Element> code;                // all alternatives, each ended by kEnd
-  std::vector<std::vector<uint32_t>> alts;  // rule -> start offsets into code
+  std::vector<Element> code;                  // all alternatives, each ended by kEnd
+  std::vector<std::vector<uint32_t>> alts;    // rule -> start offsets into code
   std::vector<CharClass> classes;
-  std::vector<std::string> rule_names;  // for messages and dumps
+  std::vector<std::string> rule_names;        // for messages and dumps
   uint32_t root = 0;
 };
 

@@ -45,9 +45,9 @@ namespace slm::grammar {
 
 struct SchemaOptions {
   size_t max_schema_bytes = 4u << 20;
-  size_t max_depth = 64;       // nested subschemas (JSON nesting is capped by the parser too)
-  size_t max_rules = 200000;   // generated GBNF rules
-  size_t max_repeat = 100000;  // largest length bound written as {m,n}
+  size_t max_depth = 64;         // nested subschemas (JSON nesting is capped by the parser too)
+  size_t max_rules = 200000;     // generated GBNF rules
+  size_t max_repeat = 100000;    // largest length bound written as {m,n}
   // oneOf is anyOf when the branches provably exclude each other (disjoint
   // types, const/enum values or a required discriminator property). When
   // they may overlap: strict -> an error; otherwise compiled as anyOf with a
@@ -59,7 +59,7 @@ struct SchemaOptions {
 // warnings (optional) receives "json schema: POINTER: why" for each place the
 // language is knowingly wider than the schema (see strict_one_of).
 std::string json_schema_to_gbnf(std::string_view schema_json, const SchemaOptions& options = {},
-                                std::vector<std::string>* warnings = nullptr);
+                               std::vector<std::string>* warnings = nullptr);
 // The same, parsed into a Grammar.
 Grammar compile_json_schema(std::string_view schema_json, const SchemaOptions& options = {},
                             std::vector<std::string>* warnings = nullptr);

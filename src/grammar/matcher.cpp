@@ -65,9 +65,7 @@ void Matcher::reset() {
 }
 
 namespace {
-size_t index_hash(uint64_t key, size_t mask) {
-  return (key * 0x9E3779B97F4A7C15ull >> 20) & mask;
-}
+size_t index_hash(uint64_t key, size_t mask) { return (key * 0x9E3779B97F4A7C15ull >> 20) & mask; }
 }  // namespace
 
 void Matcher::rebuild_index() {
@@ -99,8 +97,7 @@ uint32_t Matcher::make_node(uint32_t pos, uint32_t parent) {
   }
   const uint32_t depth = parent == kNone ? 1 : nodes_[parent].depth + 1;
   if (depth > lim_.max_depth)
-    throw Error(std::string("grammar: input nests deeper than ") + std::to_string(lim_.max_depth) +
-                " rules");
+    throw Error(std::string("grammar: input nests deeper than ") + std::to_string(lim_.max_depth) + " rules");
   if (nodes_.size() >= kNone - 1) throw Error("grammar: matcher arena is full");
   const auto id = static_cast<uint32_t>(nodes_.size());
   nodes_.push_back({pos, parent, depth});
@@ -121,8 +118,8 @@ void Matcher::expand(uint32_t pos, uint32_t parent, std::vector<uint32_t>& out) 
     seen_items_.insert((uint64_t{p} << 32) | par, 0, &added);
     if (!added) continue;
     if (seen_items_.size() > lim_.max_expansions)
-      throw Error(std::string("grammar: too ambiguous (more than ") +
-                  std::to_string(lim_.max_expansions) + " rule expansions for one character)");
+      throw Error(std::string("grammar: too ambiguous (more than ") + std::to_string(lim_.max_expansions) +
+                  " rule expansions for one character)");
     const Element& e = code[p];
     if (e.op == Op::kChar) {
       out.push_back(make_node(p, par));
@@ -158,8 +155,8 @@ bool Matcher::advance_code_point(char32_t cp) {
   std::sort(next_.begin(), next_.end());
   next_.erase(std::unique(next_.begin(), next_.end()), next_.end());
   if (next_.size() > lim_.max_stacks)
-    throw Error(std::string("grammar: too ambiguous (more than ") +
-                std::to_string(lim_.max_stacks) + " parse stacks alive)");
+    throw Error(std::string("grammar: too ambiguous (more than ") + std::to_string(lim_.max_stacks) +
+                " parse stacks alive)");
   stacks_.swap(next_);
   return true;
 }
@@ -285,9 +282,7 @@ bool Matcher::is_complete() const {
   return partial_.need == 0 && !stacks_.empty() && stacks_.back() == kNone;
 }
 
-bool Matcher::is_finished() const {
-  return is_complete() && stacks_.size() == 1;
-}
+bool Matcher::is_finished() const { return is_complete() && stacks_.size() == 1; }
 
 void Matcher::save(Snapshot& s) const {
   s.stacks.assign(stacks_.begin(), stacks_.end());
@@ -336,16 +331,13 @@ void Matcher::signature(std::vector<uint32_t>& out, size_t max_frames) const {
     uint32_t member = 0;
     if (partial_.need > 0 && s != kNone) {
       const CharClass& c = g_->classes[g_->code[nodes_[s].pos].arg];
-      if (!c.intersects_gap(lo, hi))
-        member = 1;
-      else if (c.intersects(lo, hi))
-        canonical = false;
+      if (!c.intersects_gap(lo, hi)) member = 1;
+      else if (c.intersects(lo, hi)) canonical = false;
     }
     sig_flat_.push_back(member);
     size_t k = 0;
     uint32_t n = s;
-    for (; n != kNone && k < max_frames; n = nodes_[n].parent, ++k)
-      sig_flat_.push_back(nodes_[n].pos);
+    for (; n != kNone && k < max_frames; n = nodes_[n].parent, ++k) sig_flat_.push_back(nodes_[n].pos);
     if (n != kNone) sig_flat_.push_back(kNone);  // cut here: more frames lie below
     sig_spans_.push_back({begin, static_cast<uint32_t>(sig_flat_.size())});
   }
@@ -357,8 +349,7 @@ void Matcher::signature(std::vector<uint32_t>& out, size_t max_frames) const {
   const bool lead_matters = partial_.seen == 0 && (partial_.lead == 0xE0 || partial_.lead == 0xED ||
                                                    partial_.lead == 0xF0 || partial_.lead == 0xF4);
   out.push_back(canonical ? 0xFFFFFFFFu : partial_.cp);
-  out.push_back(uint32_t{partial_.need} |
-                uint32_t{canonical && !lead_matters ? uint8_t{0} : partial_.lead} << 8 |
+  out.push_back(uint32_t{partial_.need} | uint32_t{canonical && !lead_matters ? uint8_t{0} : partial_.lead} << 8 |
                 uint32_t{partial_.seen} << 16);
   const uint32_t skip = canonical ? 0 : 1;  // membership bits only in the canonical form
   for (const auto& [b, e] : sig_spans_) {

@@ -38,8 +38,8 @@
 namespace slm::grammar {
 
 struct MatcherLimits {
-  size_t max_stacks = 4096;          // live parse stacks after one byte
-  uint32_t max_depth = 10000;        // nesting of one stack
+  size_t max_stacks = 4096;      // live parse stacks after one byte
+  uint32_t max_depth = 10000;    // nesting of one stack
   size_t max_expansions = 1u << 16;  // rule expansions in one step
 };
 
@@ -157,7 +157,7 @@ class Matcher {
   // Scratch reused across steps (no allocation once warm).
   std::vector<uint32_t> next_;
   std::vector<std::pair<uint32_t, uint32_t>> work_;
-  uint32_t watch_limit_ = 0;  // nodes below this id are watched
+  uint32_t watch_limit_ = 0;               // nodes below this id are watched
   const uint8_t* watch_flags_ = nullptr;
   bool watch_hit_ = false;
   mutable std::vector<uint32_t> sig_flat_;

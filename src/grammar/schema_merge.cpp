@@ -14,10 +14,9 @@ namespace slm::grammar::detail {
 
 namespace {
 
-const std::set<std::string> kLower = {"minimum", "exclusiveMinimum", "minLength", "minItems",
-                                      "minProperties"};
-const std::set<std::string> kUpper = {"maximum", "exclusiveMaximum", "maxLength", "maxItems",
-                                      "maxProperties"};
+const std::set<std::string> kLower = {"minimum", "exclusiveMinimum", "minLength", "minItems", "minProperties"};
+const std::set<std::string> kUpper = {"maximum", "exclusiveMaximum", "maxLength", "maxItems", "maxProperties"};
+
 
 }  // namespace
 
@@ -32,18 +31,14 @@ Json SchemaCompiler::flatten_ref(const Json& s, const std::string& ptr, size_t d
   Json out = Json::object();
   if (s.contains("$ref")) {
     if (!s["$ref"].is_string()) fail(child(ptr, "$ref"), "must be a string");
-    if (legacy_ref_)
-      return flatten_ref(resolve(s["$ref"].get<std::string>(), child(ptr, "$ref")), ptr, depth + 1);
-    merge_into(
-        out, flatten_ref(resolve(s["$ref"].get<std::string>(), child(ptr, "$ref")), ptr, depth + 1),
-        ptr);
+    if (legacy_ref_) return flatten_ref(resolve(s["$ref"].get<std::string>(), child(ptr, "$ref")), ptr, depth + 1);
+    merge_into(out, flatten_ref(resolve(s["$ref"].get<std::string>(), child(ptr, "$ref")), ptr, depth + 1), ptr);
   }
   if (s.contains("allOf")) {
     const auto& all = s["allOf"];
     if (!all.is_array() || all.empty()) fail(child(ptr, "allOf"), "must be a non-empty array");
     for (size_t i = 0; i < all.size(); ++i)
-      merge_into(out, flatten_ref(all[i], child(ptr, "allOf") + "/" + std::to_string(i), depth + 1),
-                 ptr);
+      merge_into(out, flatten_ref(all[i], child(ptr, "allOf") + "/" + std::to_string(i), depth + 1), ptr);
   }
   Json rest = s;
   rest.erase("$ref");
@@ -52,9 +47,7 @@ Json SchemaCompiler::flatten_ref(const Json& s, const std::string& ptr, size_t d
   return out;
 }
 
-Json SchemaCompiler::merge_all_of(const Json& s, const std::string& ptr) {
-  return flatten_ref(s, ptr, 0);
-}
+Json SchemaCompiler::merge_all_of(const Json& s, const std::string& ptr) { return flatten_ref(s, ptr, 0); }
 
 void SchemaCompiler::merge_into(Json& into, const Json& s, const std::string& ptr) {
   for (auto it = s.begin(); it != s.end(); ++it) {
@@ -82,17 +75,14 @@ void SchemaCompiler::merge_into(Json& into, const Json& s, const std::string& pt
       Json both = Json::array();
       for (const std::string& x : a)
         for (const std::string& y : b) {
-          if (x == y)
-            both.push_back(x);
-          else if ((x == "integer" && y == "number") || (x == "number" && y == "integer"))
-            both.push_back("integer");
+          if (x == y) both.push_back(x);
+          else if ((x == "integer" && y == "number") || (x == "number" && y == "integer")) both.push_back("integer");
         }
       if (both.empty()) never(child(ptr, "allOf"), "the branches' types do not intersect");
       old = both;
     } else if ((kLower.count(k) || kUpper.count(k)) && old.is_number() && v.is_number()) {
       const bool lower = kLower.count(k) > 0;
-      if (lower ? v.get<double>() > old.get<double>() : v.get<double>() < old.get<double>())
-        old = v;
+      if (lower ? v.get<double>() > old.get<double>() : v.get<double>() < old.get<double>()) old = v;
     } else if ((k == "items" || k == "additionalProperties") && old.is_object() && v.is_object()) {
       old = Json{{"allOf", {old, v}}};
     } else {

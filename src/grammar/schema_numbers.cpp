@@ -22,9 +22,7 @@ std::string any_digits(size_t n) {
   return n == 1 ? " [0-9]" : std::string(" [0-9]{") + std::to_string(n) + "}";
 }
 
-bool all_of(std::string_view s, char c) {
-  return s.find_first_not_of(c) == std::string_view::npos;
-}
+bool all_of(std::string_view s, char c) { return s.find_first_not_of(c) == std::string_view::npos; }
 
 // Same-length decimal strings x <= y: the alternatives spelling [x, y].
 void same_length(const std::string& x, const std::string& y, const std::string& prefix,
@@ -42,11 +40,9 @@ void same_length(const std::string& x, const std::string& y, const std::string& 
   const std::string xs = x.substr(1), ys = y.substr(1);
   const char lo = all_of(xs, '0') ? x[0] : static_cast<char>(x[0] + 1);
   const char hi = all_of(ys, '9') ? y[0] : static_cast<char>(y[0] - 1);
-  if (!all_of(xs, '0'))
-    same_length(xs, std::string(n - 1, '9'), lead + digit_class(x[0], x[0]), out);
+  if (!all_of(xs, '0')) same_length(xs, std::string(n - 1, '9'), lead + digit_class(x[0], x[0]), out);
   if (lo <= hi) out.push_back(lead + digit_class(lo, hi) + any_digits(n - 1));
-  if (!all_of(ys, '9'))
-    same_length(std::string(n - 1, '0'), ys, lead + digit_class(y[0], y[0]), out);
+  if (!all_of(ys, '9')) same_length(std::string(n - 1, '0'), ys, lead + digit_class(y[0], y[0]), out);
 }
 
 // Non-negative integers in [a, b] (b empty: unbounded), decimal strings.

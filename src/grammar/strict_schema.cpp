@@ -36,35 +36,15 @@ class Checker {
  public:
   void check(const Json& s, const std::string& ptr, size_t depth) {
     if (!s.is_object()) fail(ptr, "a schema must be an object in strict mode");
-    static const std::set<std::string> kAllowed = {"type",
-                                                   "properties",
-                                                   "required",
-                                                   "additionalProperties",
-                                                   "items",
-                                                   "enum",
-                                                   "const",
-                                                   "anyOf",
-                                                   "$ref",
-                                                   "$defs",
-                                                   "definitions",
-                                                   "minItems",
-                                                   "maxItems",
-                                                   "minimum",
-                                                   "maximum",
-                                                   "exclusiveMinimum",
-                                                   "exclusiveMaximum",
-                                                   "multipleOf",
-                                                   "pattern",
-                                                   "format",
-                                                   "minLength",
-                                                   "maxLength",
-                                                   "description",
-                                                   "title",
-                                                   "default",
-                                                   "examples",
-                                                   "$schema",
-                                                   "$id",
-                                                   "$comment"};
+    static const std::set<std::string> kAllowed = {
+        "type",        "properties",  "required",         "additionalProperties",
+        "items",       "enum",        "const",            "anyOf",
+        "$ref",        "$defs",       "definitions",      "minItems",
+        "maxItems",    "minimum",     "maximum",          "exclusiveMinimum",
+        "exclusiveMaximum", "multipleOf", "pattern",      "format",
+        "minLength",   "maxLength",   "description",      "title",
+        "default",     "examples",    "$schema",          "$id",
+        "$comment"};
     for (auto it = s.begin(); it != s.end(); ++it)
       if (!kAllowed.count(it.key()))
         fail(ptr + "/" + escape_token(it.key()),
@@ -82,8 +62,7 @@ class Checker {
       add_text(c->get_ref<const std::string&>().size(), ptr + "/const");
     for (const char* defs : {"$defs", "definitions"}) {
       if (const auto d = s.find(defs); d != s.end()) {
-        if (!d->is_object())
-          fail(ptr + "/" + defs, std::string("'") + defs + "' must be an object");
+        if (!d->is_object()) fail(ptr + "/" + defs, std::string("'") + defs + "' must be an object");
         for (auto it = d->begin(); it != d->end(); ++it)
           check(*it, ptr + "/" + defs + "/" + escape_token(it.key()), depth);
       }
