@@ -280,6 +280,47 @@ const Json* SchemaCompiler::finite_values(const Json& s, size_t depth) {
   return nullptr;
 }
 
+// An object schema with up to 3 dependencies (dependencies, dependentRequired,
+// dependentSchemas) as an anyOf over every choice of "key absent" (that
+// property forbidden) or "key present" (required, with what it brings):
+// 2^k branches that exclude each other. nullopt when the shape does not fit
+// (the caller then reports the keyword).
+std::optional<Json> SchemaCompiler::dependencies_as_any_of(const Json& s) {
+  const char* kinds[] = {"dependencies", "dependentRequired", "dependentSchemas"};
+  std::vector<std::pair<std::string, const Json*>> deps;
+  for (const char* k : kinds) {
+    if (!s.contains(k)) continue;
+    if (!s[k].is_object()) return std::nullopt;
+    for (auto it = s[k].begin(); it != s[k].end(); ++it) deps.push_back({it.key(), &it.value()});
+  }
+  if (deps.empty() || deps.size() > 3 || !s.contains("type") || s["type"] != "object" ||
+      s.contains("anyOf") || s.contains("oneOf"))
+    return std::nullopt;
+  Json rest = s;
+  for (const char* k : kinds) rest.erase(k);
+  Json alts = Json::array();
+  for (uint32_t pick = 0; pick < (1u << deps.size()); ++pick) {
+    Json all = Json::array({rest});
+    for (size_t i = 0; i < deps.size(); ++i) {
+      const auto& [key, dep] = deps[i];
+      if (!(pick & (1u << i))) {
+        all.push_back(Json{{"properties", Json{{key, false}}}});
+        continue;
+      }
+      all.push_back(Json{{"required", Json::array({key})}});
+      if (dep->is_array()) {
+        for (const auto& r : *dep)
+          if (!r.is_string()) return std::nullopt;
+        all.push_back(Json{{"required", *dep}});
+      } else {
+        all.push_back(*dep);
+      }
+    }
+    alts.push_back(Json{{"allOf", all}});
+  }
+  return Json{{"anyOf", alts}};
+}
+
 // oneOf as anyOf over (branch i, not branch j for every j != i); nullopt when
 // a negation is unknown or the result does not compile.
 std::optional<std::string> SchemaCompiler::one_of_exact(const Json& s, const Json& branches,
@@ -347,6 +388,7 @@ std::string SchemaCompiler::visit(const Json& s, const std::string& ptr) {
       return rule(ptr, alts);
     }
   }
+  if (auto alts = dependencies_as_any_of(s)) return visit(*alts, ptr);
   for (auto it = s.begin(); it != s.end(); ++it)
     if (kUnsupported.count(it.key())) fail(child(ptr, it.key()), "not supported");
   if (s.contains("not")) {

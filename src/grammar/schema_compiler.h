@@ -75,6 +75,7 @@ class SchemaCompiler {
   // A schema equivalent to {"not": s} without "not" at its top, when one is known
   // (schema_oneof.cpp).
   std::optional<Json> negate(const Json& s, size_t depth);
+  std::optional<Json> dependencies_as_any_of(const Json& s);
   std::optional<std::string> one_of_exact(const Json& s, const Json& branches,
                                           const std::string& ptr);
 

@@ -315,6 +315,18 @@ TEST(JsonSchema, EnumFilteredByEveryKeyword) {
             "json schema: /: no enum/const value satisfies the schema");
 }
 
+TEST(JsonSchema, Dependencies) {
+  run({R"({"type":"object","properties":{"a":{},"b":{},"c":{"type":"integer"}},"dependencies":{"a":["b"],
+       "c":{"required":["a"]}}})",
+       {"{}", "{\"b\":1}", "{\"a\":1,\"b\":2}", "{\"c\":1,\"a\":2,\"b\":3}"},
+       {"{\"a\":1}", "{\"c\":1,\"b\":2}", "{\"c\":\"x\",\"a\":1,\"b\":2}"}});
+  run({R"({"type":"object","dependentRequired":{"x":["y"]}})",
+       {"{\"y\":1}", "{\"x\":1,\"y\":2}", "{\"q\":1}"},
+       {"{\"x\":1}", "{\"q\":1,\"x\":2}"}});
+  EXPECT_EQ(error_of(R"({"dependencies":{"a":["b"]}})"),
+            "json schema: /dependencies: not supported");
+}
+
 TEST(JsonSchema, NonStandardFormatsAreAnnotations) {
   std::vector<std::string> warnings;
   compile_json_schema(R"({"properties":{"p":{"type":"string","format":"path","maxLength":3}}})", {},
