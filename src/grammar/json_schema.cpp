@@ -19,7 +19,6 @@ namespace detail {
 namespace {
 
 const std::set<std::string> kUnsupported = {"propertyNames",
-                                            "maxProperties",
                                             "dependencies",
                                             "dependentRequired",
                                             "dependentSchemas",
@@ -569,10 +568,46 @@ void SchemaCompiler::int_bounds(const Json& s, const std::string& ptr, std::opti
 }
 
 std::string SchemaCompiler::integer(const Json& s, const std::string& ptr) {
-  if (s.contains("multipleOf") && s["multipleOf"] != 1)
-    fail(child(ptr, "multipleOf"), "not supported");
   std::optional<int64_t> lo, hi;
   int_bounds(s, ptr, lo, hi);
+  if (s.contains("multipleOf") && s["multipleOf"] != 1) {
+    const Json& k = s["multipleOf"];
+    const std::string mptr = child(ptr, "multipleOf");
+    if (!k.is_number() || !(k.get<double>() > 0)) fail(mptr, "must be a positive number");
+    if (!k.is_number_integer() &&
+        !(k.is_number_float() && std::floor(k.get<double>()) == k.get<double>()))
+      fail(mptr, "not supported (a fraction for an integer)");
+    if (k.get<double>() > 1e9) fail(mptr, "not supported (above 10^9)");
+    const auto step = static_cast<int64_t>(k.get<double>());
+    if (lo && hi) {  // few multiples between the bounds: list them
+      if (*lo > *hi) never(ptr, "no integer lies between the bounds");
+      const int64_t first = *lo >= 0 ? (*lo + step - 1) / step * step : -((-*lo) / step * step);
+      if (first > *hi) never(mptr, "no multiple lies between the bounds");
+      if ((*hi - first) / step >= 4096)
+        fail(mptr, "not supported (over 4096 multiples between the bounds)");
+      std::string alts;
+      for (int64_t v = first; v <= *hi; v += step)
+        alts += (alts.empty() ? "\"" : " | \"") + std::to_string(v) + "\"";
+      return "( " + alts + " )";
+    }
+    if (lo || hi || step > 1000)
+      fail(mptr, "not supported (with one bound, or above 1000 without bounds)");
+    // Decimal digits read left to right keep the remainder mod step: one rule per remainder.
+    std::vector<std::string> names(static_cast<size_t>(step));
+    for (auto& n : names) n = reserve(mptr);
+    for (int64_t r = 0; r < step; ++r) {
+      std::string body = r == 0 ? "\"\"" : "";
+      for (int d = 0; d <= 9; ++d)
+        body += std::string(body.empty() ? "" : " | ") + "\"" + std::to_string(d) + "\" " +
+                names[static_cast<size_t>((r * 10 + d) % step)];
+      define(names[static_cast<size_t>(r)], body);
+    }
+    std::string first;
+    for (int d = 1; d <= 9; ++d)
+      first += std::string(first.empty() ? "" : " | ") + "\"" + std::to_string(d) + "\" " +
+               names[static_cast<size_t>(d % step)];
+    return "( \"0\" | \"-\"? ( " + first + " ) )";
+  }
   if (!lo && !hi) return "json-integer";
   if (lo && hi && *lo > *hi) never(ptr, "no integer lies between the bounds");
   try {
@@ -611,7 +646,26 @@ std::string magnitude_range(Bound lo, const Bound* hi) {
 }  // namespace
 
 std::string SchemaCompiler::number(const Json& s, const std::string& ptr) {
-  if (s.contains("multipleOf")) fail(child(ptr, "multipleOf"), "not supported");
+  if (s.contains("multipleOf")) {
+    // Steps 10^-d (1, 0.1, 0.01, ...) without bounds: at most d significant
+    // fraction digits, written without an exponent.
+    const Json& k = s["multipleOf"];
+    const std::string mptr = child(ptr, "multipleOf");
+    if (!k.is_number() || !(k.get<double>() > 0)) fail(mptr, "must be a positive number");
+    const double d = std::round(-std::log10(k.get<double>()));
+    if (d < 0 || d > 12 || std::fabs(std::pow(10.0, -d) - k.get<double>()) > 1e-9 * k.get<double>())
+      fail(mptr, "not supported (only 1, 0.1, 0.01, ... for numbers)");
+    const bool nonneg = s.contains("minimum") && s["minimum"] == 0;
+    for (const char* b : {"maximum", "exclusiveMinimum", "exclusiveMaximum"})
+      if (s.contains(b)) fail(mptr, "not supported together with bounds other than minimum 0");
+    if (s.contains("minimum") && !nonneg)
+      fail(mptr, "not supported together with bounds other than minimum 0");
+    const std::string frac =
+        d == 0 ? "( \".\" \"0\"+ )?"
+               : "( \".\" [0-9]{1," + std::to_string(static_cast<int>(d)) + "} \"0\"* )?";
+    return std::string("( ") + (nonneg ? "" : "\"-\"? ") + "( \"0\" | [1-9] [0-9]* ) " + frac +
+           " )";
+  }
   // Bounds: draft 6+ numeric exclusive* or draft 4 boolean flags on minimum/maximum.
   std::optional<Bound> lo, hi;
   auto read = [&](const char* key, const char* flag, bool lower) {

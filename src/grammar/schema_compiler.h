@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -76,6 +77,10 @@ class SchemaCompiler {
   // (schema_oneof.cpp).
   std::optional<Json> negate(const Json& s, size_t depth);
   std::optional<Json> dependencies_as_any_of(const Json& s);
+  std::string counted_members(const std::string& ptr, size_t n, size_t min_props,
+                              std::optional<size_t> max_props,
+                              const std::vector<bool>& required_flags, const std::string& add_kv,
+                              const std::function<std::string(size_t)>& kv);
   std::optional<std::string> one_of_exact(const Json& s, const Json& branches,
                                           const std::string& ptr);
 

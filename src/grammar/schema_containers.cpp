@@ -132,7 +132,8 @@ std::string SchemaCompiler::key_not_in(const std::vector<std::string>& keys,
 std::string SchemaCompiler::object(const Json& s, const std::string& ptr) {
   // minProperties 1 is "not empty", which the member chains express directly.
   const size_t min_props = s.contains("minProperties") ? count_bound(s, "minProperties", ptr) : 0;
-  if (min_props > 1) fail(child(ptr, "minProperties"), "values above 1 are not supported");
+  std::optional<size_t> max_props;
+  if (s.contains("maxProperties")) max_props = count_bound(s, "maxProperties", ptr);
   std::vector<std::pair<std::string, std::string>> props;  // key, value expression
   std::vector<bool> required_flags;
   std::set<std::string> required;
@@ -162,6 +163,7 @@ std::string SchemaCompiler::object(const Json& s, const std::string& ptr) {
   const Json* every_key = nullptr;  // schema of a pattern matching every (non-empty) key
   bool nonempty_keys = false;
   std::string pattern_key;  // GBNF of an additional key in the second form
+  std::string split_kv;     // third form: a whole key-value pair, pattern keys and the rest
   if (s.contains("patternProperties") && !s["patternProperties"].empty()) {
     const auto& pp = s["patternProperties"];
     const std::string pptr = child(ptr, "patternProperties");
@@ -194,9 +196,22 @@ std::string SchemaCompiler::object(const Json& s, const std::string& ptr) {
         additional = "";
         pattern_key.clear();
       }
+    } else if (pp.size() == 1 && (!s.contains("properties") || s["properties"].empty()) &&
+               (!s.contains("required") || s["required"].empty()) && regex_complement_gbnf(re)) {
+      // Keys the pattern matches take its schema, all others additionalProperties.
+      std::string matched;
+      try {
+        matched = std::string(kQuote) + " " + regex_to_gbnf(re) + " " + kQuote + " ws \":\" ws " +
+                  visit(pp.begin().value(), child(pptr, re));
+      } catch (const Unsatisfiable&) {
+      }
+      split_kv = std::string(kQuote) + " " + *regex_complement_gbnf(re) + " " + kQuote +
+                 " ws \":\" ws " + additional;
+      if (!matched.empty()) split_kv = matched + " | " + split_kv;
     } else {
       fail(pptr,
-           "supported only with additionalProperties false or one pattern matching every key");
+           "supported only with additionalProperties false, one pattern matching every key, or one "
+           "pattern of the form ^[...]{m,n}$ or ^literal and no listed properties");
     }
   }
   std::set<std::string> listed;
@@ -266,10 +281,13 @@ std::string SchemaCompiler::object(const Json& s, const std::string& ptr) {
     }
     if (nonempty_keys) contents.push_back("");
     const std::string key = pattern_key.empty() ? key_not_in(contents, ptr) : pattern_key;
-    add_kv = rule(ptr + "/additional", key + " ws \":\" ws " + additional);
+    add_kv =
+        rule(ptr + "/additional", split_kv.empty() ? key + " ws \":\" ws " + additional : split_kv);
     adds = rule(ptr + "/additional", std::string("( ws \",\" ws ") + add_kv + " )*");
   }
   auto kv = [&](size_t i) { return gbnf_literal(encoded[i]) + " ws \":\" ws " + props[i].second; };
+  if (min_props > 1 || max_props)
+    return counted_members(ptr, n, min_props, max_props, required_flags, add_kv, kv);
   // The members with the listed properties in the order ord (indices into props).
   auto chain = [&](const std::vector<size_t>& ord) {
     std::vector<std::string> a(n + 1), b(n);
@@ -345,6 +363,48 @@ std::string SchemaCompiler::object(const Json& s, const std::string& ptr) {
   const std::string c = rule(ptr + "/members", content);
   return std::string("( \"{\" ws ") +
          (any_required ? c + " ws" : std::string("( ") + c + " ws )?") + " \"}\" )";
+}
+
+// An object whose property count is bounded: states R(j, c) = "at listed
+// property j with c properties written" (c capped at the bound that matters),
+// listed properties in schema order, additional ones anywhere. Dead states
+// (no way to a valid end) are left out. (n + 1) x (cap + 1) rules.
+std::string SchemaCompiler::counted_members(const std::string& ptr, size_t n, size_t min_props,
+                                            std::optional<size_t> max_props,
+                                            const std::vector<bool>& required_flags,
+                                            const std::string& add_kv,
+                                            const std::function<std::string(size_t)>& kv) {
+  if (max_props && *max_props < min_props)
+    never(child(ptr, "maxProperties"), "is below minProperties");
+  const size_t cap = max_props ? *max_props : min_props;
+  if ((n + 1) * (cap + 1) > 20000)
+    fail(child(ptr, max_props ? "maxProperties" : "minProperties"),
+         "too many property counts to track");
+  auto next_c = [&](size_t c) { return max_props ? c + 1 : std::min(c + 1, cap); };
+  auto can_add = [&](size_t c) { return !max_props || c < *max_props; };
+  // r[j][c]: rule name, or "" when dead. Built from the end; additional
+  // properties keep j, so c runs downward (c + 1 is built first).
+  std::vector<std::vector<std::string>> r(n + 1, std::vector<std::string>(cap + 1));
+  for (size_t j = n + 1; j-- > 0;) {
+    for (size_t c = cap + 1; c-- > 0;) {
+      const std::string sep = c == 0 ? "" : "ws \",\" ws ";
+      std::string body;
+      auto alt = [&](const std::string& a) { body += (body.empty() ? "" : " | ") + a; };
+      if (j == n && c >= min_props) alt("\"\"");
+      if (j < n && can_add(c) && !r[j + 1][next_c(c)].empty())
+        alt(sep + kv(j) + " " + r[j + 1][next_c(c)]);
+      if (j < n && !required_flags[j] && !r[j + 1][c].empty()) alt(r[j + 1][c]);
+      const bool self_loop = !max_props && c == cap;  // counts past minProperties are all alike
+      if (!add_kv.empty() && can_add(c) && !self_loop && !r[j][next_c(c)].empty())
+        alt(sep + add_kv + " " + r[j][next_c(c)]);
+      if (body.empty()) continue;
+      r[j][c] = reserve(ptr + "/count");
+      if (!add_kv.empty() && self_loop) alt(sep + add_kv + " " + r[j][c]);
+      define(r[j][c], body);
+    }
+  }
+  if (r[0][0].empty()) never(ptr, "no object satisfies the property counts");
+  return std::string("( \"{\" ws ") + r[0][0] + " ws \"}\" )";
 }
 
 std::string SchemaCompiler::array(const Json& s, const std::string& ptr) {

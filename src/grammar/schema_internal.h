@@ -39,6 +39,10 @@ std::string json_content_of(const std::vector<CodeRange>& ranges);
 // JSON Schema's search semantics (unanchored ends match any text).
 std::string regex_to_gbnf(std::string_view pattern);
 
+// String content that the pattern does NOT match, for the shapes "^[C]q$"
+// (one class, one quantifier) and "^literal"; nullopt for other patterns.
+std::optional<std::string> regex_complement_gbnf(std::string_view pattern);
+
 // String content for a "format" value, or nullopt when it is not supported.
 std::optional<std::string> format_to_gbnf(std::string_view format);
 // True for a format no JSON Schema draft defines ("path", "byte", "url", ...):

@@ -124,6 +124,51 @@ class Regex {
  public:
   explicit Regex(std::string_view p) : p_(p) {}
 
+  // The shapes regex_complement_gbnf handles: "^[C]q$" (q one of nothing,
+  // *, +, ?, {m}, {m,}, {m,n}) as (C, m, n; n < 0 unbounded), or "^literal"
+  // as its characters. False for anything else.
+  bool simple_shape(std::vector<CodeRange>* cls, long* m, long* n, std::u32string* prefix) {
+    if (p_.size() < 2 || p_.front() != '^') return false;
+    i_ = 1;
+    if (p_.back() == '$' && !escaped_at_end(p_) && peek() == '[') {
+      ++i_;
+      *cls = parse_class();
+      const std::string q = parse_quantifier();
+      if (i_ != p_.size() - 1) return false;
+      *m = 1, *n = 1;
+      if (q == "*")
+        *m = 0, *n = -1;
+      else if (q == "+")
+        *m = 1, *n = -1;
+      else if (q == "?")
+        *m = 0, *n = 1;
+      else if (!q.empty()) {
+        const std::string body = q.substr(1, q.size() - 2);
+        const size_t comma = body.find(',');
+        if (body.empty() || body.size() > 9 || comma == 0) return false;
+        *m = std::stol(body.substr(0, comma));
+        *n = comma == std::string::npos ? *m
+             : comma + 1 == body.size() ? -1
+                                        : std::stol(body.substr(comma + 1));
+        if (*n >= 0 && *n < *m) return false;
+      }
+      return true;
+    }
+    while (!at_end()) {
+      const char c = peek();
+      if (c == '\\') {
+        ++i_;
+        const auto e = parse_escape();
+        if (e.size() != 1 || e[0].lo != e[0].hi) return false;
+        prefix->push_back(e[0].lo);
+        continue;
+      }
+      if (std::string_view("^$.|?*+()[]{}").find(c) != std::string_view::npos) return false;
+      prefix->push_back(parse_literal_char());
+    }
+    return !prefix->empty();
+  }
+
   std::string run() {
     bool anchored_start = false, anchored_end = false;
     std::string_view body = p_;
@@ -424,6 +469,84 @@ std::string regex_to_gbnf(std::string_view pattern) {
     return out + " )";
   }
   return Regex(pattern).run();
+}
+
+std::optional<std::string> regex_complement_gbnf(std::string_view pattern) {
+  std::vector<CodeRange> cls;
+  long m = 0, n = 0;
+  std::u32string prefix;
+  if (pattern.size() > 4096 || !Regex(pattern).simple_shape(&cls, &m, &n, &prefix))
+    return std::nullopt;
+  if (m > 100000 || n > 100000) return std::nullopt;
+  const std::string any = std::string(kJsonChar) + "*";
+  auto no_surrogates = [](std::vector<CodeRange> rs) {
+    std::vector<CodeRange> out;
+    for (CodeRange r : rs) {
+      if (r.hi < 0xD800 || r.lo > 0xDFFF) {
+        out.push_back(r);
+        continue;
+      }
+      if (r.lo < 0xD800) out.push_back({r.lo, 0xD7FF});
+      if (r.hi > 0xDFFF) out.push_back({0xE000, r.hi});
+    }
+    return out;
+  };
+  std::vector<std::string> alts;
+  if (prefix.empty()) {
+    // Not all of the characters in C, or too few / too many of them. A non-C
+    // character is matched by its canonical spellings only, so a key spelled
+    // with \u escapes of C characters is in neither language (rejected).
+    const std::string c = json_content_of(no_surrogates(cls));
+    const std::string nc = json_content_of(no_surrogates(complement(cls)));
+    if (c.empty()) return std::nullopt;
+    std::string a;
+    if (m >= 1) {
+      a = c;
+      a += "{0,";
+      a += std::to_string(m - 1);
+      a += "}";
+      alts.push_back(a);
+    }
+    if (n >= 0) {
+      a = c;
+      a += "{";
+      a += std::to_string(n + 1);
+      a += ",}";
+      alts.push_back(a);
+    }
+    if (!nc.empty()) {
+      a = c;
+      a += "* ";
+      a += nc;
+      a += " ";
+      a += any;
+      alts.push_back(a);
+    }
+  } else {
+    // Not starting with the prefix: a proper prefix of it, or its first i
+    // characters then one that differs.
+    std::string lead;
+    for (size_t i = 0; i < prefix.size(); ++i) {
+      const std::string nc = json_content_of(no_surrogates(complement({{prefix[i], prefix[i]}})));
+      std::string a = "( ";
+      a += lead.empty() ? std::string("\"\"") : lead;
+      a += " ( ";
+      a += nc;
+      a += " ";
+      a += any;
+      a += " )? )";
+      alts.push_back(a);
+      if (!lead.empty()) lead += " ";
+      lead += json_content_of({{prefix[i], prefix[i]}});
+    }
+  }
+  std::string out = "(";
+  for (size_t i = 0; i < alts.size(); ++i) {
+    out += i ? " | " : " ";
+    out += alts[i];
+  }
+  out += " )";
+  return out;
 }
 
 std::optional<std::string> format_to_gbnf(std::string_view format) {

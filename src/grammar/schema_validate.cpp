@@ -45,7 +45,9 @@ bool has_type(const Json& v, const std::string& t) {
   return false;
 }
 
-// Python jsonschema's multipleOf: exact for integers, else the quotient must be integral.
+// multipleOf as a mathematical statement: exact for integers; for decimals
+// the quotient must be within rounding error of an integer (0.07 / 0.01 is
+// 7.000000000000001 in doubles yet 0.07 is a multiple of 0.01).
 bool multiple_of(const Json& v, const Json& k) {
   if (v.is_number_integer() && k.is_number_integer()) {
     const auto a = v.get<int64_t>(), b = k.get<int64_t>();
@@ -53,7 +55,7 @@ bool multiple_of(const Json& v, const Json& k) {
   }
   const double q = v.get<double>() / k.get<double>();
   if (!std::isfinite(q)) return false;
-  return std::floor(q) == q;
+  return std::fabs(q - std::round(q)) <= 1e-9 * std::max(1.0, std::fabs(q));
 }
 
 }  // namespace

@@ -327,6 +327,55 @@ TEST(JsonSchema, Dependencies) {
             "json schema: /dependencies: not supported");
 }
 
+TEST(JsonSchema, PatternPropertiesBesideFreeKeys) {
+  // One pattern; keys it does not match take additionalProperties (any value by default).
+  run({R"({"type":"object","patternProperties":{"^[a-z_]+$":{"type":"integer"}}})",
+       {"{\"ab\":1,\"A\":\"x\",\"\":\"y\",\"a1\":\"z\",\"a_b\":2}", "{}"},
+       {"{\"ab\":\"x\"}", "{\"A\":1,\"a_b\":\"s\"}"}});
+  run({R"({"patternProperties":{"^x-":{"type":"string"}},"additionalProperties":{"type":"integer"}})",
+       {"{\"x-a\":\"s\",\"y\":1,\"x\":2,\"\":3,\"X-\":4}"},
+       {"{\"x-a\":1}", "{\"y\":\"s\"}", "{\"x-\":2}"}});
+  run({R"({"patternProperties":{"^[a-z]{2,3}$":{"type":"integer"}}})",
+       {"{\"ab\":1,\"a\":\"s\",\"abcd\":\"s\",\"Ab\":\"s\",\"abc\":2}"},
+       {"{\"abc\":\"s\"}", "{\"ab\":null}"}});
+  run({R"({"patternProperties":{"^[a-z]+$":false}})", {"{\"A\":1}", "{}"}, {"{\"a\":1}"}});
+}
+
+TEST(JsonSchema, PropertyCounts) {
+  run({R"({"type":"object","maxProperties":2})",
+       {"{}", "{\"a\":1,\"b\":2}"},
+       {"{\"a\":1,\"b\":2,\"c\":3}"}});
+  run({R"({"type":"object","minProperties":2})",
+       {"{\"a\":1,\"b\":2,\"c\":3,\"d\":4}", "{\"a\":1,\"b\":2}"},
+       {"{\"a\":1}", "{}"}});
+  run({R"({"type":"object","properties":{"a":{},"b":{}},"minProperties":2,"additionalProperties":false})",
+       {"{\"a\":1,\"b\":2}"},
+       {"{\"a\":1}", "{\"b\":1}", "{\"a\":1,\"c\":2}"}});
+  run({R"({"type":"object","properties":{"a":{"type":"integer"}},"required":["a"],"maxProperties":2,
+       "minProperties":2})",
+       {"{\"a\":1,\"b\":2}", "{\"b\":1,\"a\":2}"},
+       {"{\"a\":1}", "{\"a\":1,\"b\":2,\"c\":3}", "{\"b\":1,\"c\":2}"}});
+  run({R"({"type":"object","maxProperties":0})", {"{}"}, {"{\"a\":1}"}});
+  EXPECT_EQ(error_of(R"({"type":"object","minProperties":3,"maxProperties":2})"),
+            "json schema: /maxProperties: is below minProperties");
+}
+
+TEST(JsonSchema, MultipleOf) {
+  run({R"({"type":"integer","multipleOf":3})",
+       {"0", "3", "-12", "999", "1002"},
+       {"1", "10", "-4", "1000", "-0"}});
+  run({R"({"type":"integer","multipleOf":16,"minimum":-2032,"maximum":2031})",
+       {"-2032", "0", "2016", "-16"},
+       {"2032", "8", "-2048"}});
+  run({R"({"type":"integer","multipleOf":4,"minimum":-7,"maximum":9})",
+       {"-4", "0", "8"},
+       {"-8", "12", "2"}});
+  run({R"({"type":"number","multipleOf":0.01})",
+       {"1", "19.99", "-0.5", "0.070", "3.0", "0"},
+       {"0.001", "1.234", "-0.005"}});
+  run({R"({"type":"number","multipleOf":1,"minimum":0})", {"2", "2.0", "0"}, {"2.5", "-1"}});
+}
+
 TEST(JsonSchema, NonStandardFormatsAreAnnotations) {
   std::vector<std::string> warnings;
   compile_json_schema(R"({"properties":{"p":{"type":"string","format":"path","maxLength":3}}})", {},
@@ -420,10 +469,12 @@ TEST(JsonSchema, UnsupportedFeaturesNameTheirPointer) {
       "json schema: /properties/x/propertyNames: not supported");
   EXPECT_EQ(
       error_of(
-          R"({"type":"object","properties":{"x":{"type":"object","patternProperties":{"^a":{}}}}})"),
+          R"({"type":"object","properties":{"x":{"type":"object","patternProperties":{"a+b":{}}}}})"),
       "json schema: /properties/x/patternProperties: supported only with additionalProperties "
-      "false "
-      "or one pattern matching every key");
+      "false, one "
+      "pattern matching every key, or one pattern of the form ^[...]{m,n}$ or ^literal and no "
+      "listed "
+      "properties");
   EXPECT_EQ(
       error_of(
           R"({"properties":{"ab":{}},"patternProperties":{"^a":{}},"additionalProperties":false})"),
@@ -445,8 +496,10 @@ TEST(JsonSchema, UnsupportedFeaturesNameTheirPointer) {
       "json schema: /properties/a~1b/pattern: pattern:");
   EXPECT_EQ(error_of(R"({"allOf":[{"type":"string"},{"type":"integer"}]})"),
             "json schema: /allOf: the branches' types do not intersect");
-  EXPECT_EQ(error_of(R"({"type":"integer","multipleOf":2})"),
-            "json schema: /multipleOf: not supported");
+  EXPECT_EQ(error_of(R"({"type":"number","multipleOf":0.3})"),
+            "json schema: /multipleOf: not supported (only 1, 0.1, 0.01, ... for numbers)");
+  EXPECT_EQ(error_of(R"({"type":"object","properties":{"q":{"type":"array","uniqueItems":true}}})"),
+            "json schema: /properties/q/uniqueItems: not supported");
   EXPECT_EQ(error_of(R"({"type":"array","items":false,"minItems":1})"),
             "json schema: /: minItems is above the most items the array can hold");
   EXPECT_EQ(error_of(R"({"type":"strin"})"), "json schema: /type: unknown type 'strin'");
