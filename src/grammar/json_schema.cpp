@@ -332,12 +332,29 @@ std::optional<std::string> SchemaCompiler::one_of_exact(const Json& s, const Jso
   }
   Json rest = s;
   rest.erase("oneOf");
+  // A negation that is an anyOf is spread out (allOf cannot merge two anyOfs):
+  // branch i with one alternative of each other branch's negation.
+  auto choices = [](const Json& n) {
+    if (n.is_object() && n.size() == 1 && n.contains("anyOf"))
+      return std::vector<Json>(n["anyOf"].begin(), n["anyOf"].end());
+    return std::vector<Json>{n};
+  };
   Json alts = Json::array();
   for (size_t i = 0; i < branches.size(); ++i) {
-    Json all = Json::array({rest, branches[i]});
-    for (size_t j = 0; j < branches.size(); ++j)
-      if (j != i) all.push_back(negs[j]);
-    alts.push_back(Json{{"allOf", all}});
+    std::vector<Json> combos{Json::array({rest, branches[i]})};
+    for (size_t j = 0; j < branches.size(); ++j) {
+      if (j == i) continue;
+      std::vector<Json> next;
+      for (const Json& c : combos)
+        for (const Json& x : choices(negs[j])) {
+          Json all = c;
+          all.push_back(x);
+          next.push_back(std::move(all));
+        }
+      if (next.size() + alts.size() > 256) return std::nullopt;
+      combos = std::move(next);
+    }
+    for (Json& c : combos) alts.push_back(Json{{"allOf", std::move(c)}});
   }
   try {
     return visit(Json{{"anyOf", alts}}, ptr);

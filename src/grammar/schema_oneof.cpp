@@ -116,11 +116,39 @@ std::optional<Json> SchemaCompiler::negate(const Json& s, size_t depth) {
   for (auto it = s.begin(); it != s.end(); ++it)
     if (is_validation_keyword(it.key())) keys.push_back(it.key());
   if (keys.empty()) return Json(false);
-  if (keys.size() != 1) {
-    if (keys.size() == 2 && s.contains("required") && s.contains("type") && s["type"] == "object")
-      return negate(Json{{"required", s["required"]}}, depth + 1);
-    return std::nullopt;
+  const bool objectish = std::all_of(keys.begin(), keys.end(), [&](const std::string& k) {
+    return k == "properties" || k == "required" || (k == "type" && s["type"] == "object");
+  });
+  if (objectish && (s.contains("properties") || s.contains("required"))) {
+    // not (object with these members) = not an object (when "type" says
+    // object), or an object lacking a required key, or one with a listed
+    // property whose value fails its schema.
+    Json parts = Json::array();
+    if (s.contains("type")) parts.push_back(Json{{"not", Json{{"type", "object"}}}});
+    if (s.contains("required")) {
+      if (!s["required"].is_array()) return std::nullopt;
+      for (const auto& r : s["required"]) {
+        if (!r.is_string()) return std::nullopt;
+        parts.push_back(
+            Json{{"type", "object"}, {"properties", Json{{r.get<std::string>(), false}}}});
+      }
+    }
+    if (s.contains("properties")) {
+      if (!s["properties"].is_object()) return std::nullopt;
+      for (auto it = s["properties"].begin(); it != s["properties"].end(); ++it) {
+        auto n = negate(it.value(), depth + 1);
+        if (!n) return std::nullopt;
+        if (*n == false) continue;  // the property accepts every value
+        parts.push_back(Json{{"type", "object"},
+                             {"required", Json::array({it.key()})},
+                             {"properties", Json{{it.key(), *n}}}});
+      }
+    }
+    if (parts.empty()) return Json(false);
+    if (parts.size() == 1) return parts[0];
+    return Json{{"anyOf", parts}};
   }
+  if (keys.size() != 1) return std::nullopt;
   const std::string& k = keys[0];
   const Json& v = s[k];
   if (k == "not") return v;
@@ -134,7 +162,13 @@ std::optional<Json> SchemaCompiler::negate(const Json& s, size_t depth) {
     }
     return Json{{k == "anyOf" ? "allOf" : "anyOf", parts}};
   }
-  if (k == "$ref" && v.is_string()) return negate(resolve(v.get<std::string>(), ""), depth + 1);
+  if (k == "$ref" && v.is_string()) {
+    try {
+      return negate(resolve(v.get<std::string>(), ""), depth + 1);
+    } catch (const Error&) {
+      return std::nullopt;
+    }
+  }
   if (k == "required" && v.is_array() && !v.empty()) {
     Json parts = Json::array();
     for (const auto& r : v) {

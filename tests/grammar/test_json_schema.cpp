@@ -291,6 +291,11 @@ TEST(JsonSchema, OneOfWithOverlappingRequiredIsExact) {
   compile_json_schema(s, {}, &warnings);
   EXPECT_TRUE(warnings.empty());
   run({s, {"{\"a\":1}", "{\"b\":2}"}, {"{\"a\":1,\"b\":2}", "{\"b\":1,\"a\":2}", "{}"}});
+  // Branches with typed properties: the negation covers "present with a wrong value" too.
+  run({R"({"type":"object","oneOf":[{"properties":{"r":{"type":"number"}},"required":["r"]},
+       {"properties":{"l":{"type":"number"},"w":{"type":"number"}},"required":["l","w"]}]})",
+       {"{\"r\":1}", "{\"l\":1,\"w\":2}", "{\"r\":1,\"l\":1}", "{\"r\":\"x\",\"l\":1,\"w\":2}"},
+       {"{\"r\":1,\"l\":1,\"w\":2}", "{}", "{\"r\":\"x\"}", "{\"l\":1,\"w\":2,\"r\":3}"}});
 }
 
 TEST(JsonSchema, EnumFilteredByEveryKeyword) {
