@@ -18,6 +18,7 @@
 
 #include "base/error.h"
 #include "grammar/json_schema.h"
+#include "grammar/schema_internal.h"
 
 namespace slm::grammar::detail {
 
@@ -77,6 +78,8 @@ class SchemaCompiler {
   // (schema_oneof.cpp).
   std::optional<Json> negate(const Json& s, size_t depth);
   std::optional<Json> dependencies_as_any_of(const Json& s);
+  std::string length_bounded(const std::vector<RegexUnit>& units, size_t lo,
+                             std::optional<size_t> hi, const std::string& ptr);
   std::string counted_members(const std::string& ptr, size_t n, size_t min_props,
                               std::optional<size_t> max_props,
                               const std::vector<bool>& required_flags, const std::string& add_kv,

@@ -60,8 +60,18 @@ std::string SchemaCompiler::string(const Json& s, const std::string& ptr) {
   }
   if (s.contains("pattern")) {
     if (!s["pattern"].is_string()) fail(child(ptr, "pattern"), "must be a string");
-    if (has_len)
-      fail(child(ptr, "pattern"), "pattern together with minLength/maxLength is not supported");
+    if (has_len) {
+      const auto units = regex_flat_units(s["pattern"].get<std::string>());
+      if (!units)
+        fail(child(ptr, "pattern"),
+             "pattern together with minLength/maxLength is supported only for a sequence of single "
+             "characters with quantifiers (no alternation or multi-character groups)");
+      const size_t lo = s.contains("minLength") ? count_bound(s, "minLength", ptr) : 0;
+      std::optional<size_t> hi;
+      if (s.contains("maxLength")) hi = count_bound(s, "maxLength", ptr);
+      if (hi && *hi < lo) never(child(ptr, "maxLength"), "is below minLength");
+      return std::string(kQuote) + " " + length_bounded(*units, lo, hi, ptr) + " " + kQuote;
+    }
     try {
       return std::string(kQuote) + " " + regex_to_gbnf(s["pattern"].get<std::string>()) + " " +
              kQuote;
@@ -405,6 +415,39 @@ std::string SchemaCompiler::counted_members(const std::string& ptr, size_t n, si
   }
   if (r[0][0].empty()) never(ptr, "no object satisfies the property counts");
   return std::string("( \"{\" ws ") + r[0][0] + " ws \"}\" )";
+}
+
+// A flat pattern's units with the string's length in [lo, hi]: states
+// R(i, u) = "at unit i with u characters written" (u capped at lo when there
+// is no upper bound); dead states are left out. units x (cap + 1) rules.
+std::string SchemaCompiler::length_bounded(const std::vector<RegexUnit>& units, size_t lo,
+                                           std::optional<size_t> hi, const std::string& ptr) {
+  const size_t n = units.size(), cap = hi ? *hi : lo;
+  if ((n + 1) * (cap + 1) > 30000)
+    fail(child(ptr, "pattern"), "pattern with a length bound needs too many grammar rules");
+  auto inc = [&](size_t u) { return hi ? u + 1 : std::min(u + 1, cap); };
+  auto can_take = [&](size_t u) { return !hi || u < *hi; };
+  std::vector<std::vector<std::string>> r(n + 1, std::vector<std::string>(cap + 1));  // "" = dead
+  for (size_t u = lo; u <= cap; ++u) r[n][u] = "\"\"";
+  for (size_t i = n; i-- > 0;) {
+    const RegexUnit& unit = units[i];
+    for (size_t u = cap + 1; u-- > 0;) {
+      std::string body;
+      auto alt = [&](const std::string& a) { body += (body.empty() ? "" : " | ") + a; };
+      const bool loop = unit.kind == RegexUnit::kStar && inc(u) == u;
+      if (can_take(u)) {
+        const size_t ni = unit.kind == RegexUnit::kStar ? i : i + 1;
+        if (!loop && !r[ni][inc(u)].empty()) alt(unit.content + " " + r[ni][inc(u)]);
+      }
+      if (unit.kind != RegexUnit::kOne && !r[i + 1][u].empty()) alt(r[i + 1][u]);
+      if (body.empty()) continue;
+      r[i][u] = reserve(ptr + "/len");
+      if (loop && can_take(u)) alt(unit.content + " " + r[i][u]);
+      define(r[i][u], body);
+    }
+  }
+  if (r[0][0].empty()) never(ptr, "no string matches the pattern within the length bounds");
+  return r[0][0];
 }
 
 std::string SchemaCompiler::array(const Json& s, const std::string& ptr) {

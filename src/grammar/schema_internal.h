@@ -39,6 +39,18 @@ std::string json_content_of(const std::vector<CodeRange>& ranges);
 // JSON Schema's search semantics (unanchored ends match any text).
 std::string regex_to_gbnf(std::string_view pattern);
 
+// One character position of a flat pattern (regex_flat_units): its string
+// content (one JSON-spelled character) and how often it occurs.
+struct RegexUnit {
+  enum Kind { kOne, kOptional, kStar };
+  std::string content;
+  Kind kind;
+};
+// A pattern that is a sequence of single characters with quantifiers
+// ("^[a-z]+:[0-9]{2,4}$", unanchored ends included as json-char*), one unit
+// per character position; nullopt for other patterns.
+std::optional<std::vector<RegexUnit>> regex_flat_units(std::string_view pattern);
+
 // String content that the pattern does NOT match, for the shapes "^[C]q$"
 // (one class, one quantifier) and "^literal"; nullopt for other patterns.
 std::optional<std::string> regex_complement_gbnf(std::string_view pattern);

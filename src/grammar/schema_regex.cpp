@@ -169,6 +169,98 @@ class Regex {
     return !prefix->empty();
   }
 
+  // A flat pattern: a sequence of single-character items (literal, escape,
+  // class, '.', or a group holding one such item), each with a quantifier,
+  // as units of one character: exactly one, optional, or any number. False
+  // for other shapes (alternation, multi-item groups, big counts).
+  bool flat_units(std::vector<RegexUnit>* out) {
+    std::string_view body = p_;
+    bool start = false, end = false;
+    if (!body.empty() && body.front() == '^') start = true, body.remove_prefix(1);
+    if (!body.empty() && body.back() == '$' && !escaped_at_end(body))
+      end = true, body.remove_suffix(1);
+    p_ = body;
+    i_ = 0;
+    const std::string any = kJsonChar;
+    if (!start) out->push_back({any, RegexUnit::kStar});
+    while (!at_end()) {
+      std::string c;
+      long lo = 1, hi = 1;  // of the item itself ("(x+)?" is x*)
+      auto atom = [&]() -> bool {
+        const char ch = peek();
+        if (ch == '[') {
+          ++i_;
+          c = content(parse_class());
+        } else if (ch == '.') {
+          ++i_;
+          c = content({{0, '\n' - 1}, {'\n' + 1, utf8::kMaxCodePoint}});
+        } else if (ch == '\\') {
+          ++i_;
+          if (peek() == 'b' || peek() == 'B') return false;
+          c = content(parse_escape());
+        } else if (std::string_view("^$|()*+?{}").find(ch) != std::string_view::npos) {
+          return false;
+        } else {
+          const char32_t x = parse_literal_char();
+          c = content({{x, x}});
+        }
+        return true;
+      };
+      auto quant = [&](long* a, long* b) -> bool {
+        const std::string q = parse_quantifier();
+        if (q.empty()) return true;
+        if (q == "*")
+          *a = 0, *b = -1;
+        else if (q == "+")
+          *a = 1, *b = -1;
+        else if (q == "?")
+          *a = 0, *b = 1;
+        else {
+          const std::string nums = q.substr(1, q.size() - 2);
+          const size_t comma = nums.find(',');
+          if (nums.empty() || nums.size() > 6 || comma == 0) return false;
+          *a = std::stol(nums.substr(0, comma));
+          *b = comma == std::string::npos ? *a
+               : comma + 1 == nums.size() ? -1
+                                          : std::stol(nums.substr(comma + 1));
+          if (*b >= 0 && *b < *a) return false;
+        }
+        return true;
+      };
+      if (peek() == '(') {
+        ++i_;
+        if (peek() == '?') {
+          ++i_;
+          if (peek() != ':') return false;
+          ++i_;
+        }
+        if (!atom() || !quant(&lo, &hi) || peek() != ')') return false;
+        ++i_;
+        long a = 1, b = 1;
+        if (!quant(&a, &b)) return false;
+        // (x{lo,hi}){a,b} is one run of x only in the shapes below.
+        if (a == 1 && b == 1) {
+        } else if (lo == 1 && hi == 1) {
+          lo = a, hi = b;
+        } else if (a == 0 && b == 1 && lo <= 1) {
+          lo = 0;
+        } else if (a == 0 && b == -1 && lo <= 1) {
+          lo = 0, hi = -1;
+        } else {
+          return false;
+        }
+      } else {
+        if (!atom() || !quant(&lo, &hi)) return false;
+      }
+      if (lo > 256 || hi > 256 || out->size() > 512) return false;
+      for (long k = 0; k < lo; ++k) out->push_back({c, RegexUnit::kOne});
+      if (hi < 0) out->push_back({c, RegexUnit::kStar});
+      for (long k = lo; k < hi; ++k) out->push_back({c, RegexUnit::kOptional});
+    }
+    if (!end) out->push_back({any, RegexUnit::kStar});
+    return true;
+  }
+
   std::string run() {
     bool anchored_start = false, anchored_end = false;
     std::string_view body = p_;
@@ -469,6 +561,17 @@ std::string regex_to_gbnf(std::string_view pattern) {
     return out + " )";
   }
   return Regex(pattern).run();
+}
+
+std::optional<std::vector<RegexUnit>> regex_flat_units(std::string_view pattern) {
+  if (pattern.size() > 4096) return std::nullopt;
+  std::vector<RegexUnit> out;
+  try {
+    if (!Regex(pattern).flat_units(&out)) return std::nullopt;
+  } catch (const Error&) {
+    return std::nullopt;
+  }
+  return out;
 }
 
 std::optional<std::string> regex_complement_gbnf(std::string_view pattern) {

@@ -381,6 +381,29 @@ TEST(JsonSchema, MultipleOf) {
   run({R"({"type":"number","multipleOf":1,"minimum":0})", {"2", "2.0", "0"}, {"2.5", "-1"}});
 }
 
+TEST(JsonSchema, PatternWithLengthBounds) {
+  // Lengths count characters (code points), escapes included as one.
+  run({R"({"type":"string","pattern":"^[a-z]+:[0-9]*$","minLength":3,"maxLength":5})",
+       {"\"a:1\"", "\"ab:12\"", "\"abcd:\""},
+       {"\"a:\"", "\"abc:12\"", "\"A:1\"", "\"a1\""}});
+  run({R"({"type":"string","pattern":"[0-9]{2}","maxLength":4})",
+       {"\"12\"", "\"a12b\"", "\"x99\"", "\"\u00e912\""},
+       {"\"12345\"", "\"a1b2\"", "\"abcd\""}});
+  run({R"({"type":"string","pattern":"^([a-z]+)?-(?:[0-9])?$","minLength":2})",
+       {"\"a-\"", "\"-1\"", "\"ab-3\""},
+       {"\"-\"", "\"a-12\""}});
+  run({R"({"type":"string","pattern":"^[ab]{2,3}$","minLength":3})",
+       {"\"aba\""},
+       {"\"ab\"", "\"abab\""}});
+  run({R"({"type":"string","pattern":"^.*$","minLength":2})",
+       {"\"\u00e9\u00e9\"", "\"\\t\\t\"", "\"abc\""},
+       {"\"a\"", "\"\\t\"", "\"a\\nb\""}});
+  EXPECT_EQ(error_of(R"({"type":"string","pattern":"^(ab|c)$","maxLength":3})").substr(0, 80),
+            "json schema: /pattern: pattern together with minLength/maxLength is supported on");
+  EXPECT_EQ(error_of(R"({"type":"string","pattern":"^[a-z]{5}$","maxLength":3})"),
+            "json schema: /: no string matches the pattern within the length bounds");
+}
+
 TEST(JsonSchema, NonStandardFormatsAreAnnotations) {
   std::vector<std::string> warnings;
   compile_json_schema(R"({"properties":{"p":{"type":"string","format":"path","maxLength":3}}})", {},
