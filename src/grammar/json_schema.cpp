@@ -249,6 +249,11 @@ std::string SchemaCompiler::ref_rule(const std::string& ref, const std::string& 
     ref_rules_.erase(ref);
     never_refs_.insert(ref);
     throw;
+  } catch (const Error&) {
+    // A caller may recover (oneOf falls back to anyOf): the name must not
+    // stay bound to a rule whose body was never written.
+    ref_rules_.erase(ref);
+    throw;
   }
   return name;
 }
