@@ -69,6 +69,7 @@ class SchemaCompiler {
   std::string key_not_in(const std::vector<std::string>& keys, const std::string& ptr);
   Json merge_all_of(const Json& s, const std::string& ptr);
   void merge_into(Json& into, const Json& s, const std::string& ptr);
+  void merge_plain(Json& into, const Json& s, const std::string& ptr);
   Json flatten_ref(const Json& s, const std::string& ptr, size_t depth);
   // True when no instance can satisfy two of the branches (schema_oneof.cpp).
   bool exclusive(const Json& branches, const std::string& ptr);

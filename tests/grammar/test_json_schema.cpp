@@ -404,6 +404,17 @@ TEST(JsonSchema, PatternWithLengthBounds) {
             "json schema: /: no string matches the pattern within the length bounds");
 }
 
+TEST(JsonSchema, AllOfKeepsEachBranchAdditionalProperties) {
+  // additionalProperties false of one branch forbids what only the other lists.
+  run({R"({"allOf":[{"properties":{"a":{}}}],"properties":{"b":{}},"additionalProperties":false})",
+       {"{\"b\":1}", "{}"},
+       {"{\"a\":1}", "{\"b\":1,\"a\":2}", "{\"c\":1}"}});
+  run({R"({"allOf":[{"properties":{"a":{}},"additionalProperties":{"type":"integer"}},
+       {"properties":{"b":{"type":"string"}}}]})",
+       {"{\"a\":\"x\"}", "{\"c\":1}"},
+       {"{\"b\":\"s\"}", "{\"c\":\"s\"}", "{\"b\":1}"}});
+}
+
 TEST(JsonSchema, NonStandardFormatsAreAnnotations) {
   std::vector<std::string> warnings;
   compile_json_schema(R"({"properties":{"p":{"type":"string","format":"path","maxLength":3}}})", {},
