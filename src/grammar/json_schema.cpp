@@ -263,12 +263,15 @@ std::string SchemaCompiler::ref_rule(const std::string& ref, const std::string& 
 // $ref target. nullptr when none is found.
 const Json* SchemaCompiler::finite_values(const Json& s, size_t depth) {
   if (depth > 16 || !s.is_object()) return nullptr;
-  if (s.contains("const")) {
+  const bool ref_only =
+      legacy_ref_ && s.contains("$ref");  // drafts 4-7: siblings of $ref are ignored
+  if (!ref_only && s.contains("const")) {
     consts_.push_back(std::make_unique<Json>(Json::array({s["const"]})));
     return consts_.back().get();
   }
-  if (s.contains("enum") && s["enum"].is_array() && !s["enum"].empty()) return &s["enum"];
-  if (s.contains("allOf") && s["allOf"].is_array())
+  if (!ref_only && s.contains("enum") && s["enum"].is_array() && !s["enum"].empty())
+    return &s["enum"];
+  if (!ref_only && s.contains("allOf") && s["allOf"].is_array())
     for (const auto& b : s["allOf"])
       if (const Json* v = finite_values(b, depth + 1)) return v;
   if (s.contains("$ref") && s["$ref"].is_string()) {

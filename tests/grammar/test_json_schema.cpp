@@ -316,6 +316,11 @@ TEST(JsonSchema, EnumFilteredByEveryKeyword) {
   run({R"({"$defs":{"e":{"enum":["ab","cd","x"]}},"allOf":[{"$ref":"#/$defs/e"}],"pattern":"^[ab]"})",
        {"\"ab\""},
        {"\"cd\"", "\"x\""}});
+  // Drafts 4-7 ignore the siblings of $ref, enum included.
+  run({R"({"$schema":"http://json-schema.org/draft-07/schema#","$defs":{"p":{"type":["string","object"]}},
+       "$ref":"#/$defs/p","enum":["a"]})",
+       {"\"a\"", "\"b\"", "{}"},
+       {"1"}});
   EXPECT_EQ(error_of(R"({"enum":[1,3],"multipleOf":2})"),
             "json schema: /: no enum/const value satisfies the schema");
 }
