@@ -9,11 +9,12 @@
 // and its invalid ones rejected; a schema that does not compile fails.
 //
 //   bench_maskbench --model M.gguf [--every N] [--offset K] [--worst N]
-//                   [--verify N] [--csv OUT.csv] DIR_OR_FILE...
+//                   [--verify N] [--csv OUT.csv] [--errors] DIR_OR_FILE...
 //
 // --every/--offset take every Nth file (sorted by name) for quick runs;
 // --verify N compares every Nth mask with a brute-force check of every token
-// (slow); --csv writes one line per schema (name, status, masks, mean us).
+// (slow); --csv writes one line per schema (name, status, masks, mean us);
+// --errors prints each compile error (schema file: message) to stderr.
 // Each test instance gets a fresh Matcher and MaskComputer, as a request gets
 // a fresh GrammarProcessor; what MaskComputer shares per grammar is shared.
 #include <algorithm>
@@ -26,10 +27,9 @@
 #include <fstream>
 #include <iterator>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "base/error.h"
 #include "gguf/gguf.h"
@@ -123,13 +123,26 @@ void python_dumps(const Json& v, std::string& out) {
       out.push_back(']');
       break;
     }
-    case Json::value_t::string: put_string(v.get_ref<const std::string&>(), out); break;
-    case Json::value_t::boolean: out += v.get<bool>() ? "true" : "false"; break;
-    case Json::value_t::null: out += "null"; break;
-    case Json::value_t::number_integer: out += std::to_string(v.get<int64_t>()); break;
-    case Json::value_t::number_unsigned: out += std::to_string(v.get<uint64_t>()); break;
-    case Json::value_t::number_float: put_float(v.get<double>(), out); break;
-    default: throw slm::Error("unexpected JSON value");
+    case Json::value_t::string:
+      put_string(v.get_ref<const std::string&>(), out);
+      break;
+    case Json::value_t::boolean:
+      out += v.get<bool>() ? "true" : "false";
+      break;
+    case Json::value_t::null:
+      out += "null";
+      break;
+    case Json::value_t::number_integer:
+      out += std::to_string(v.get<int64_t>());
+      break;
+    case Json::value_t::number_unsigned:
+      out += std::to_string(v.get<uint64_t>());
+      break;
+    case Json::value_t::number_float:
+      put_float(v.get<double>(), out);
+      break;
+    default:
+      throw slm::Error("unexpected JSON value");
   }
 }
 
@@ -140,13 +153,15 @@ std::vector<std::string> token_bytes(const slm::tokenizer::Tokenizer& tok) {
   std::vector<std::string> out(static_cast<size_t>(tok.n_vocab()));
   for (int32_t id = 0; id < tok.n_vocab(); ++id) {
     const auto type = tok.token_type(id);
-    if (type == TokenType::kControl || type == TokenType::kUnknown || type == TokenType::kUnused) continue;
+    if (type == TokenType::kControl || type == TokenType::kUnknown || type == TokenType::kUnused)
+      continue;
     out[static_cast<size_t>(id)] = tok.token_to_piece(id, /*render_special=*/false);
   }
   return out;
 }
 
-bool brute_allowed(slm::grammar::Matcher& m, const std::string& b, slm::grammar::Matcher::Snapshot& s) {
+bool brute_allowed(slm::grammar::Matcher& m, const std::string& b,
+                   slm::grammar::Matcher::Snapshot& s) {
   if (b.empty()) return false;
   m.save(s);
   size_t k = 0;
@@ -175,7 +190,7 @@ double pct(const std::vector<double>& v, double p) {
 int run(int argc, char** argv) {
   std::string model, csv;
   size_t every = 1, offset = 0, worst = 10, verify = 0;
-  bool trace = false;
+  bool trace = false, show_errors = false;
   std::vector<std::string> inputs;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -183,18 +198,29 @@ int run(int argc, char** argv) {
       if (i + 1 >= argc) throw slm::Error(a + " needs a value");
       return argv[++i];
     };
-    if (a == "--model") model = next();
-    else if (a == "--every") every = std::stoul(next());
-    else if (a == "--offset") offset = std::stoul(next());
-    else if (a == "--worst") worst = std::stoul(next());
-    else if (a == "--verify") verify = std::stoul(next());
-    else if (a == "--csv") csv = next();
-    else if (a == "--trace") trace = true;
-    else inputs.push_back(a);
+    if (a == "--model")
+      model = next();
+    else if (a == "--every")
+      every = std::stoul(next());
+    else if (a == "--offset")
+      offset = std::stoul(next());
+    else if (a == "--worst")
+      worst = std::stoul(next());
+    else if (a == "--verify")
+      verify = std::stoul(next());
+    else if (a == "--csv")
+      csv = next();
+    else if (a == "--trace")
+      trace = true;
+    else if (a == "--errors")
+      show_errors = true;
+    else
+      inputs.push_back(a);
   }
   if (model.empty() || inputs.empty() || every == 0) {
-    std::fprintf(stderr, "usage: bench_maskbench --model M.gguf [--every N] [--offset K] [--worst N] "
-                         "[--verify N] [--csv OUT] DIR_OR_FILE...\n");
+    std::fprintf(stderr,
+                 "usage: bench_maskbench --model M.gguf [--every N] [--offset K] [--worst N] "
+                 "[--verify N] [--csv OUT] DIR_OR_FILE...\n");
     return 2;
   }
   std::vector<std::string> files;
@@ -219,7 +245,8 @@ int run(int argc, char** argv) {
 
   std::vector<double> valid_us, invalid_us, compile_us, valid_cpu_us;
   std::vector<SchemaResult> results;
-  size_t n_pass = 0, n_compile_fail = 0, n_valid = 0, n_valid_ok = 0, n_invalid = 0, n_invalid_ok = 0;
+  size_t n_pass = 0, n_compile_fail = 0, n_valid = 0, n_valid_ok = 0, n_invalid = 0,
+         n_invalid_ok = 0;
   size_t mask_accept_mismatch = 0, verified = 0, verify_fail = 0, mask_index = 0;
   std::vector<uint64_t> mask;
   slm::grammar::Matcher::Snapshot snap;
@@ -240,8 +267,10 @@ int run(int argc, char** argv) {
     std::shared_ptr<const slm::grammar::Grammar> g;
     const auto c0 = Clock::now();
     try {
-      g = std::make_shared<const slm::grammar::Grammar>(slm::grammar::compile_json_schema(schema_text));
-    } catch (const slm::Error&) {
+      g = std::make_shared<const slm::grammar::Grammar>(
+          slm::grammar::compile_json_schema(schema_text));
+    } catch (const slm::Error& e) {
+      if (show_errors) std::fprintf(stderr, "%s: %s\n", r.name.c_str(), e.what());
       r.status = "compile";
       ++n_compile_fail;
       results.push_back(r);
@@ -266,8 +295,9 @@ int run(int argc, char** argv) {
           mc.compute(m, mask);
           const double us = micros(a, Clock::now());
           if (trace)
-            std::fprintf(stderr, "  mask %.1f us, visited %zu, states %zu, next token '%s'\n", us, mc.last_visited(),
-                         mc.last_states(), vocab[static_cast<size_t>(id)].c_str());
+            std::fprintf(stderr, "  mask %.1f us, visited %zu, states %zu, next token '%s'\n", us,
+                         mc.last_visited(), mc.last_states(),
+                         vocab[static_cast<size_t>(id)].c_str());
           if (valid) {
             const int kind = mc.last_visited() == 0 ? 0 : mc.local_hits() != lh ? 1 : 2;
             kind_n[kind]++, kind_us[kind] += us;
@@ -281,7 +311,8 @@ int run(int argc, char** argv) {
               const bool want = brute_allowed(m, vocab[t], snap);
               if (want != (((mask[t >> 6] >> (t & 63)) & 1) != 0)) {
                 ++verify_fail;
-                std::fprintf(stderr, "%s: mask differs from brute force at token %zu\n", r.name.c_str(), t);
+                std::fprintf(stderr, "%s: mask differs from brute force at token %zu\n",
+                             r.name.c_str(), t);
                 break;
               }
             }
@@ -292,7 +323,8 @@ int run(int argc, char** argv) {
           const bool fits = !b.empty() && m.accept(b) == b.size();
           if (in_mask != fits) {
             ++mask_accept_mismatch;
-            std::fprintf(stderr, "%s: mask says %d, matcher says %d for token %d\n", r.name.c_str(), in_mask, fits, id);
+            std::fprintf(stderr, "%s: mask says %d, matcher says %d for token %d\n", r.name.c_str(),
+                         in_mask, fits, id);
           }
           if (!fits) {
             accepted = false;
@@ -305,57 +337,70 @@ int run(int argc, char** argv) {
       }
       if (valid) {
         ++n_valid;
-        if (accepted) ++n_valid_ok;
-        else if (ok) r.status = "valid-rejected", ok = false;
+        if (accepted)
+          ++n_valid_ok;
+        else if (ok)
+          r.status = "valid-rejected", ok = false;
       } else {
         ++n_invalid;
-        if (!accepted) ++n_invalid_ok;
-        else if (ok) r.status = "invalid-accepted", ok = false;
+        if (!accepted)
+          ++n_invalid_ok;
+        else if (ok)
+          r.status = "invalid-accepted", ok = false;
       }
     }
     if (ok) r.status = "pass", ++n_pass;
     results.push_back(r);
   }
 
-  for (auto* v : {&valid_us, &invalid_us, &compile_us, &valid_cpu_us}) std::sort(v->begin(), v->end());
+  for (auto* v : {&valid_us, &invalid_us, &compile_us, &valid_cpu_us})
+    std::sort(v->begin(), v->end());
   double sum = 0, cpu_sum = 0;
   for (double t : valid_us) sum += t;
   for (double t : valid_cpu_us) cpu_sum += t;
   double isum = 0;
   for (double t : invalid_us) isum += t;
   const size_t nv = valid_us.size();
-  std::printf("schemas %zu: pass %zu, compile errors %zu; valid instances %zu (accepted %zu), invalid %zu "
-              "(rejected %zu); mask/matcher mismatches %zu",
-              picked.size(), n_pass, n_compile_fail, n_valid, n_valid_ok, n_invalid, n_invalid_ok,
-              mask_accept_mismatch);
+  std::printf(
+      "schemas %zu: pass %zu, compile errors %zu; valid instances %zu (accepted %zu), invalid %zu "
+      "(rejected %zu); mask/matcher mismatches %zu",
+      picked.size(), n_pass, n_compile_fail, n_valid, n_valid_ok, n_invalid, n_invalid_ok,
+      mask_accept_mismatch);
   if (verify) std::printf("; brute-force checks %zu, differing %zu", verified, verify_fail);
   std::printf("\n");
   const double mean = nv ? sum / static_cast<double>(nv) : 0;
   const double imean = invalid_us.empty() ? 0 : isum / static_cast<double>(invalid_us.size());
-  std::printf("valid masks %zu: mean %.1f us, p50 %.1f, p90 %.1f, p99 %.1f, max %.1f\n", nv, mean, pct(valid_us, 0.5),
-              pct(valid_us, 0.9), pct(valid_us, 0.99), valid_us.empty() ? 0 : valid_us.back());
-  std::printf("valid masks, thread CPU time: mean %.1f us, p50 %.1f, p90 %.1f, p99 %.1f, max %.1f\n",
-              nv ? cpu_sum / static_cast<double>(nv) : 0, pct(valid_cpu_us, 0.5), pct(valid_cpu_us, 0.9),
-              pct(valid_cpu_us, 0.99), valid_cpu_us.empty() ? 0 : valid_cpu_us.back());
-  std::printf("valid masks by kind: cached %zu (%.0f us total), local re-walk %zu (%.0f us), full walk %zu (%.0f us)\n",
-              kind_n[0], kind_us[0], kind_n[1], kind_us[1], kind_n[2], kind_us[2]);
-  std::printf("invalid masks %zu: mean %.1f us, p99 %.1f\n", invalid_us.size(), imean, pct(invalid_us, 0.99));
-  std::printf("compile %zu: p50 %.1f us, p99 %.1f, max %.1f\n", compile_us.size(), pct(compile_us, 0.5),
-              pct(compile_us, 0.99), compile_us.empty() ? 0 : compile_us.back());
+  std::printf("valid masks %zu: mean %.1f us, p50 %.1f, p90 %.1f, p99 %.1f, max %.1f\n", nv, mean,
+              pct(valid_us, 0.5), pct(valid_us, 0.9), pct(valid_us, 0.99),
+              valid_us.empty() ? 0 : valid_us.back());
+  std::printf(
+      "valid masks, thread CPU time: mean %.1f us, p50 %.1f, p90 %.1f, p99 %.1f, max %.1f\n",
+      nv ? cpu_sum / static_cast<double>(nv) : 0, pct(valid_cpu_us, 0.5), pct(valid_cpu_us, 0.9),
+      pct(valid_cpu_us, 0.99), valid_cpu_us.empty() ? 0 : valid_cpu_us.back());
+  std::printf(
+      "valid masks by kind: cached %zu (%.0f us total), local re-walk %zu (%.0f us), full walk %zu "
+      "(%.0f us)\n",
+      kind_n[0], kind_us[0], kind_n[1], kind_us[1], kind_n[2], kind_us[2]);
+  std::printf("invalid masks %zu: mean %.1f us, p99 %.1f\n", invalid_us.size(), imean,
+              pct(invalid_us, 0.99));
+  std::printf("compile %zu: p50 %.1f us, p99 %.1f, max %.1f\n", compile_us.size(),
+              pct(compile_us, 0.5), pct(compile_us, 0.99),
+              compile_us.empty() ? 0 : compile_us.back());
   std::vector<const SchemaResult*> by_time;
   for (const auto& r : results)
     if (r.masks) by_time.push_back(&r);
   std::sort(by_time.begin(), by_time.end(), [](auto* a, auto* b) { return a->sum_us > b->sum_us; });
   std::printf("worst schemas by total valid mask time:\n");
   for (size_t i = 0; i < std::min(worst, by_time.size()); ++i)
-    std::printf("  %-60s masks %6zu  total %9.0f us  mean %8.1f  max %8.1f\n", by_time[i]->name.c_str(),
-                by_time[i]->masks, by_time[i]->sum_us, by_time[i]->sum_us / static_cast<double>(by_time[i]->masks),
-                by_time[i]->max_us);
+    std::printf("  %-60s masks %6zu  total %9.0f us  mean %8.1f  max %8.1f\n",
+                by_time[i]->name.c_str(), by_time[i]->masks, by_time[i]->sum_us,
+                by_time[i]->sum_us / static_cast<double>(by_time[i]->masks), by_time[i]->max_us);
   if (!csv.empty()) {
     std::ofstream out(csv);
     out << "schema,status,masks,sum_us,max_us,compile_us\n";
     for (const auto& r : results)
-      out << r.name << ',' << r.status << ',' << r.masks << ',' << r.sum_us << ',' << r.max_us << ',' << r.compile_us << '\n';
+      out << r.name << ',' << r.status << ',' << r.masks << ',' << r.sum_us << ',' << r.max_us
+          << ',' << r.compile_us << '\n';
   }
   return 0;
 }

@@ -11,19 +11,32 @@
 #include "base/error.h"
 #include "grammar/schema_compiler.h"
 #include "grammar/schema_internal.h"
+#include "grammar/schema_validate.h"
 
 namespace slm::grammar {
 namespace detail {
 
 namespace {
 
-const std::set<std::string> kUnsupported = {
-    "propertyNames", "maxProperties", "dependencies", "dependentRequired",
-    "dependentSchemas", "unevaluatedProperties", "unevaluatedItems", "contains", "minContains",
-    "maxContains", "if", "then", "else", "$dynamicRef", "$recursiveRef", "$dynamicAnchor",
-    "$recursiveAnchor", "contentSchema"};
-const std::vector<std::string> kAllTypes = {"null", "boolean", "object", "array", "number", "string"};
-
+const std::set<std::string> kUnsupported = {"propertyNames",
+                                            "dependencies",
+                                            "dependentRequired",
+                                            "dependentSchemas",
+                                            "unevaluatedProperties",
+                                            "unevaluatedItems",
+                                            "contains",
+                                            "minContains",
+                                            "maxContains",
+                                            "if",
+                                            "then",
+                                            "else",
+                                            "$dynamicRef",
+                                            "$recursiveRef",
+                                            "$dynamicAnchor",
+                                            "$recursiveAnchor",
+                                            "contentSchema"};
+const std::vector<std::string> kAllTypes = {"null",  "boolean", "object",
+                                            "array", "number",  "string"};
 
 bool is_banned_number(const std::vector<std::string>& banned) {
   return std::find(banned.begin(), banned.end(), "number") != banned.end();
@@ -31,14 +44,51 @@ bool is_banned_number(const std::vector<std::string>& banned) {
 
 // Keywords that constrain instances (supported or not); anything else is an
 // annotation (title, description, x-... extensions) and never changes the language.
-const std::set<std::string> kValidation = {
-    "type", "enum", "const", "properties", "required", "additionalProperties", "items",
-    "prefixItems", "additionalItems", "minItems", "maxItems", "uniqueItems", "anyOf", "oneOf",
-    "allOf", "$ref", "minLength", "maxLength", "pattern", "format", "minimum", "maximum",
-    "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "nullable", "minProperties",
-    "patternProperties", "propertyNames", "maxProperties", "dependencies", "dependentRequired",
-    "dependentSchemas", "unevaluatedProperties", "unevaluatedItems", "contains", "minContains",
-    "maxContains", "not", "if", "then", "else", "$dynamicRef", "$recursiveRef", "contentSchema"};
+const std::set<std::string> kValidation = {"type",
+                                           "enum",
+                                           "const",
+                                           "properties",
+                                           "required",
+                                           "additionalProperties",
+                                           "items",
+                                           "prefixItems",
+                                           "additionalItems",
+                                           "minItems",
+                                           "maxItems",
+                                           "uniqueItems",
+                                           "anyOf",
+                                           "oneOf",
+                                           "allOf",
+                                           "$ref",
+                                           "minLength",
+                                           "maxLength",
+                                           "pattern",
+                                           "format",
+                                           "minimum",
+                                           "maximum",
+                                           "exclusiveMinimum",
+                                           "exclusiveMaximum",
+                                           "multipleOf",
+                                           "nullable",
+                                           "minProperties",
+                                           "patternProperties",
+                                           "propertyNames",
+                                           "maxProperties",
+                                           "dependencies",
+                                           "dependentRequired",
+                                           "dependentSchemas",
+                                           "unevaluatedProperties",
+                                           "unevaluatedItems",
+                                           "contains",
+                                           "minContains",
+                                           "maxContains",
+                                           "not",
+                                           "if",
+                                           "then",
+                                           "else",
+                                           "$dynamicRef",
+                                           "$recursiveRef",
+                                           "contentSchema"};
 
 std::string escape_pointer(const std::string& key) {
   std::string out;
@@ -57,7 +107,9 @@ std::vector<std::string> type_names(const Json& t) {
   return out;
 }
 
-bool is_validation_keyword(const std::string& key) { return kValidation.count(key) > 0; }
+bool is_validation_keyword(const std::string& key) {
+  return kValidation.count(key) > 0;
+}
 
 const char* kBaseRules = R"(ws ::= [ \t\n\r]*
 json-char ::= [^"\\\x00-\x1F] | "\\" ( ["\\/bfnrt] | "u" [0-9a-fA-F]{4} )
@@ -77,7 +129,8 @@ json-array ::= "[" ws ( json-value ( ws "," ws json-value )* ws )? "]"
   throw Unsatisfiable("json schema: " + (ptr.empty() ? std::string("/") : ptr) + ": " + why);
 }
 
-std::vector<const Json*> SchemaCompiler::typed_values(const Json& s, const std::vector<const Json*>& values) const {
+std::vector<const Json*> SchemaCompiler::typed_values(
+    const Json& s, const std::vector<const Json*>& values) const {
   if (!s.contains("type")) return values;
   std::vector<std::string> types;
   if (s["type"].is_string()) types.push_back(s["type"].get<std::string>());
@@ -88,10 +141,13 @@ std::vector<const Json*> SchemaCompiler::typed_values(const Json& s, const std::
   std::vector<const Json*> out;
   for (const Json* v : values) {
     for (const std::string& t : types) {
-      const bool integral = v->is_number_integer() || (v->is_number_float() && std::floor(v->get<double>()) == v->get<double>());
+      const bool integral =
+          v->is_number_integer() ||
+          (v->is_number_float() && std::floor(v->get<double>()) == v->get<double>());
       if ((t == "string" && v->is_string()) || (t == "number" && v->is_number()) ||
           (t == "integer" && integral) || (t == "boolean" && v->is_boolean()) ||
-          (t == "null" && v->is_null()) || (t == "object" && v->is_object()) || (t == "array" && v->is_array())) {
+          (t == "null" && v->is_null()) || (t == "object" && v->is_object()) ||
+          (t == "array" && v->is_array())) {
         out.push_back(v);
         break;
       }
@@ -136,7 +192,8 @@ std::string SchemaCompiler::run(const Json& root) {
   }
   const std::string top = visit(root, "");
   std::string out = std::string("root ::= ws ") + top + " ws\n" + kBaseRules;
-  for (const auto& [name, body] : rules_) out += name + " ::= " + (body.empty() ? "\"\"" : body) + "\n";
+  for (const auto& [name, body] : rules_)
+    out += name + " ::= " + (body.empty() ? "\"\"" : body) + "\n";
   return out;
 }
 
@@ -192,8 +249,128 @@ std::string SchemaCompiler::ref_rule(const std::string& ref, const std::string& 
     ref_rules_.erase(ref);
     never_refs_.insert(ref);
     throw;
+  } catch (const Error&) {
+    // A caller may recover (oneOf falls back to anyOf): the name must not
+    // stay bound to a rule whose body was never written.
+    ref_rules_.erase(ref);
+    throw;
   }
   return name;
+}
+
+// The candidate values of a schema that admits only finitely many: its
+// const (as a one-element array) or enum, or those of an allOf branch or
+// $ref target. nullptr when none is found.
+const Json* SchemaCompiler::finite_values(const Json& s, size_t depth) {
+  if (depth > 16 || !s.is_object()) return nullptr;
+  const bool ref_only =
+      legacy_ref_ && s.contains("$ref");  // drafts 4-7: siblings of $ref are ignored
+  if (!ref_only && s.contains("const")) {
+    consts_.push_back(std::make_unique<Json>(Json::array({s["const"]})));
+    return consts_.back().get();
+  }
+  if (!ref_only && s.contains("enum") && s["enum"].is_array() && !s["enum"].empty())
+    return &s["enum"];
+  if (!ref_only && s.contains("allOf") && s["allOf"].is_array())
+    for (const auto& b : s["allOf"])
+      if (const Json* v = finite_values(b, depth + 1)) return v;
+  if (s.contains("$ref") && s["$ref"].is_string()) {
+    const std::string ref = s["$ref"].get<std::string>();
+    if (ref.size() >= 2 && ref[0] == '#' && ref[1] == '/') {
+      try {
+        const auto jp = Json::json_pointer(ref.substr(1));
+        if (root_->contains(jp)) return finite_values((*root_)[jp], depth + 1);
+      } catch (const Json::exception&) {
+      }
+    }
+  }
+  return nullptr;
+}
+
+// An object schema with up to 3 dependencies (dependencies, dependentRequired,
+// dependentSchemas) as an anyOf over every choice of "key absent" (that
+// property forbidden) or "key present" (required, with what it brings):
+// 2^k branches that exclude each other. nullopt when the shape does not fit
+// (the caller then reports the keyword).
+std::optional<Json> SchemaCompiler::dependencies_as_any_of(const Json& s) {
+  const char* kinds[] = {"dependencies", "dependentRequired", "dependentSchemas"};
+  std::vector<std::pair<std::string, const Json*>> deps;
+  for (const char* k : kinds) {
+    if (!s.contains(k)) continue;
+    if (!s[k].is_object()) return std::nullopt;
+    for (auto it = s[k].begin(); it != s[k].end(); ++it) deps.push_back({it.key(), &it.value()});
+  }
+  if (deps.empty() || deps.size() > 3 || !s.contains("type") || s["type"] != "object" ||
+      s.contains("anyOf") || s.contains("oneOf"))
+    return std::nullopt;
+  Json rest = s;
+  for (const char* k : kinds) rest.erase(k);
+  Json alts = Json::array();
+  for (uint32_t pick = 0; pick < (1u << deps.size()); ++pick) {
+    Json all = Json::array({rest});
+    for (size_t i = 0; i < deps.size(); ++i) {
+      const auto& [key, dep] = deps[i];
+      if (!(pick & (1u << i))) {
+        all.push_back(Json{{"properties", Json{{key, false}}}});
+        continue;
+      }
+      all.push_back(Json{{"required", Json::array({key})}});
+      if (dep->is_array()) {
+        for (const auto& r : *dep)
+          if (!r.is_string()) return std::nullopt;
+        all.push_back(Json{{"required", *dep}});
+      } else {
+        all.push_back(*dep);
+      }
+    }
+    alts.push_back(Json{{"allOf", all}});
+  }
+  return Json{{"anyOf", alts}};
+}
+
+// oneOf as anyOf over (branch i, not branch j for every j != i); nullopt when
+// a negation is unknown or the result does not compile.
+std::optional<std::string> SchemaCompiler::one_of_exact(const Json& s, const Json& branches,
+                                                        const std::string& ptr) {
+  std::vector<Json> negs;
+  for (const auto& b : branches) {
+    auto n = negate(b, 0);
+    if (!n) return std::nullopt;
+    negs.push_back(*n);
+  }
+  Json rest = s;
+  rest.erase("oneOf");
+  // A negation that is an anyOf is spread out (allOf cannot merge two anyOfs):
+  // branch i with one alternative of each other branch's negation.
+  auto choices = [](const Json& n) {
+    if (n.is_object() && n.size() == 1 && n.contains("anyOf"))
+      return std::vector<Json>(n["anyOf"].begin(), n["anyOf"].end());
+    return std::vector<Json>{n};
+  };
+  Json alts = Json::array();
+  for (size_t i = 0; i < branches.size(); ++i) {
+    std::vector<Json> combos{Json::array({rest, branches[i]})};
+    for (size_t j = 0; j < branches.size(); ++j) {
+      if (j == i) continue;
+      std::vector<Json> next;
+      for (const Json& c : combos)
+        for (const Json& x : choices(negs[j])) {
+          Json all = c;
+          all.push_back(x);
+          next.push_back(std::move(all));
+        }
+      if (next.size() + alts.size() > 256) return std::nullopt;
+      combos = std::move(next);
+    }
+    for (Json& c : combos) alts.push_back(Json{{"allOf", std::move(c)}});
+  }
+  try {
+    return visit(Json{{"anyOf", alts}}, ptr);
+  } catch (const Unsatisfiable&) {
+    throw;
+  } catch (const Error&) {
+    return std::nullopt;  // e.g. a merge it cannot do: the caller's anyOf fallback
+  }
 }
 
 bool SchemaCompiler::has_validation(const Json& s, const std::set<std::string>& except) {
@@ -213,6 +390,29 @@ std::string SchemaCompiler::visit(const Json& s, const std::string& ptr) {
     return "json-value";
   }
   if (!s.is_object()) fail(ptr, "a schema must be an object or a boolean");
+  if (const Json* values = finite_values(s, 0)) {
+    // A finite set of candidates: keep those the whole schema accepts, which
+    // honours every keyword beside the enum, expressible in a grammar or not.
+    ValueValidator check(*root_, legacy_ref_);
+    std::vector<const Json*> kept;
+    bool decided = true;
+    for (const Json& v : *values) {
+      const auto r = check.valid(s, v);
+      if (!r) {
+        decided = false;
+        break;
+      }
+      if (*r) kept.push_back(&v);
+    }
+    if (decided) {
+      if (kept.empty()) never(ptr, "no enum/const value satisfies the schema");
+      std::string alts;
+      for (size_t i = 0; i < kept.size(); ++i)
+        alts += (i ? " | " : "") + const_value(*kept[i], ptr, 0);
+      return rule(ptr, alts);
+    }
+  }
+  if (auto alts = dependencies_as_any_of(s)) return visit(*alts, ptr);
   for (auto it = s.begin(); it != s.end(); ++it)
     if (kUnsupported.count(it.key())) fail(child(ptr, it.key()), "not supported");
   if (s.contains("not")) {
@@ -222,12 +422,16 @@ std::string SchemaCompiler::visit(const Json& s, const std::string& ptr) {
     if (n == false) return visit(rest, ptr);
     if (n == true || (n.is_object() && !has_validation(n, {})))
       never(child(ptr, "not"), "'not' of a schema that matches everything matches nothing");
+    if (n.is_object() && (!n.contains("type") || has_validation(n, {"type"}))) {
+      if (auto pos = negate(n, 0)) return visit(Json{{"allOf", {rest, *pos}}}, ptr);
+    }
     if (!n.is_object() || has_validation(n, {"type"}) || !n.contains("type"))
       fail(child(ptr, "not"), "not supported (only 'not' of true, false, {} or a plain type)");
     // not {"type": T}: the allowed types lose T.
     const auto banned = type_names(n["type"]);
     auto is_banned = [&](const std::string& t) {
-      return std::find(banned.begin(), banned.end(), t) != banned.end() || (t == "integer" && is_banned_number(banned));
+      return std::find(banned.begin(), banned.end(), t) != banned.end() ||
+             (t == "integer" && is_banned_number(banned));
     };
     std::vector<std::string> allowed = rest.contains("type") ? type_names(rest["type"]) : kAllTypes;
     if (rest.contains("nullable") && rest["nullable"] == true) allowed.push_back("null");
@@ -256,10 +460,15 @@ std::string SchemaCompiler::visit(const Json& s, const std::string& ptr) {
   for (const char* key : {"anyOf", "oneOf"}) {
     if (!s.contains(key)) continue;
     const auto& branches = s[key];
-    if (!branches.is_array() || branches.empty()) fail(child(ptr, key), "must be a non-empty array");
-    if (std::string(key) == "oneOf" && branches.size() > 1 && !exclusive(branches, child(ptr, key))) {
-      const std::string why = "oneOf branches may overlap; compiled as anyOf (an instance matching two "
-                              "branches is accepted)";
+    if (!branches.is_array() || branches.empty())
+      fail(child(ptr, key), "must be a non-empty array");
+    if (std::string(key) == "oneOf" && branches.size() > 1 &&
+        !exclusive(branches, child(ptr, key))) {
+      // Exactly one: branch i and the negation of every other, when those negations are known.
+      if (auto exact = one_of_exact(s, branches, ptr)) return *exact;
+      const std::string why =
+          "oneOf branches may overlap; compiled as anyOf (an instance matching two "
+          "branches is accepted)";
       if (opt_.strict_one_of) fail(child(ptr, key), why);
       if (warnings_) warnings_->push_back("json schema: " + child(ptr, key) + ": " + why);
     }
@@ -308,8 +517,8 @@ std::string SchemaCompiler::visit(const Json& s, const std::string& ptr) {
 }
 
 std::string SchemaCompiler::typed(const Json& s, const std::string& ptr) {
-  static const std::vector<std::string> kAll = {"null", "boolean", "object", "array",
-                                                "number", "string"};
+  static const std::vector<std::string> kAll = {"null",  "boolean", "object",
+                                                "array", "number",  "string"};
   std::vector<std::string> types;
   if (s.contains("type")) {
     const auto& t = s["type"];
@@ -335,22 +544,30 @@ std::string SchemaCompiler::typed(const Json& s, const std::string& ptr) {
   for (const std::string& t : types) {
     if (!done.insert(t).second || (t == "integer" && has_number)) continue;
     std::string e;
-    if (t == "null") e = "\"null\"";
-    else if (t == "boolean") e = "( \"true\" | \"false\" )";
-    else if (t == "integer") e = integer(s, ptr);
-    else if (t == "number") e = number(s, ptr);
-    else if (t == "string") e = string(s, ptr);
-    else if (t == "array") e = array(s, ptr);
-    else if (t == "object") e = object(s, ptr);
-    else fail(child(ptr, "type"), std::string("unknown type '") + t + "'");
+    if (t == "null")
+      e = "\"null\"";
+    else if (t == "boolean")
+      e = "( \"true\" | \"false\" )";
+    else if (t == "integer")
+      e = integer(s, ptr);
+    else if (t == "number")
+      e = number(s, ptr);
+    else if (t == "string")
+      e = string(s, ptr);
+    else if (t == "array")
+      e = array(s, ptr);
+    else if (t == "object")
+      e = object(s, ptr);
+    else
+      fail(child(ptr, "type"), std::string("unknown type '") + t + "'");
     alts += (alts.empty() ? "" : " | ") + e;
   }
   return rule(ptr, alts);
 }
 
 // Inclusive integer bounds from minimum/maximum/exclusive* (draft 4 booleans too).
-void SchemaCompiler::int_bounds(const Json& s, const std::string& ptr,
-                                std::optional<int64_t>& lo, std::optional<int64_t>& hi) {
+void SchemaCompiler::int_bounds(const Json& s, const std::string& ptr, std::optional<int64_t>& lo,
+                                std::optional<int64_t>& hi) {
   auto num = [&](const char* key) -> std::optional<double> {
     if (!s.contains(key) || s[key].is_boolean()) return std::nullopt;
     if (!s[key].is_number()) fail(child(ptr, key), "must be a number");
@@ -359,8 +576,12 @@ void SchemaCompiler::int_bounds(const Json& s, const std::string& ptr,
     return v;
   };
   auto flag = [&](const char* key) { return s.contains(key) && s[key] == true; };
-  if (auto v = num("minimum")) lo = static_cast<int64_t>(std::ceil(*v)) + (flag("exclusiveMinimum") && std::ceil(*v) == *v ? 1 : 0);
-  if (auto v = num("maximum")) hi = static_cast<int64_t>(std::floor(*v)) - (flag("exclusiveMaximum") && std::floor(*v) == *v ? 1 : 0);
+  if (auto v = num("minimum"))
+    lo = static_cast<int64_t>(std::ceil(*v)) +
+         (flag("exclusiveMinimum") && std::ceil(*v) == *v ? 1 : 0);
+  if (auto v = num("maximum"))
+    hi = static_cast<int64_t>(std::floor(*v)) -
+         (flag("exclusiveMaximum") && std::floor(*v) == *v ? 1 : 0);
   if (auto v = num("exclusiveMinimum")) {
     const int64_t b = static_cast<int64_t>(std::floor(*v)) + 1;
     lo = lo ? std::max(*lo, b) : b;
@@ -372,9 +593,46 @@ void SchemaCompiler::int_bounds(const Json& s, const std::string& ptr,
 }
 
 std::string SchemaCompiler::integer(const Json& s, const std::string& ptr) {
-  if (s.contains("multipleOf") && s["multipleOf"] != 1) fail(child(ptr, "multipleOf"), "not supported");
   std::optional<int64_t> lo, hi;
   int_bounds(s, ptr, lo, hi);
+  if (s.contains("multipleOf") && s["multipleOf"] != 1) {
+    const Json& k = s["multipleOf"];
+    const std::string mptr = child(ptr, "multipleOf");
+    if (!k.is_number() || !(k.get<double>() > 0)) fail(mptr, "must be a positive number");
+    if (!k.is_number_integer() &&
+        !(k.is_number_float() && std::floor(k.get<double>()) == k.get<double>()))
+      fail(mptr, "not supported (a fraction for an integer)");
+    if (k.get<double>() > 1e9) fail(mptr, "not supported (above 10^9)");
+    const auto step = static_cast<int64_t>(k.get<double>());
+    if (lo && hi) {  // few multiples between the bounds: list them
+      if (*lo > *hi) never(ptr, "no integer lies between the bounds");
+      const int64_t first = *lo >= 0 ? (*lo + step - 1) / step * step : -((-*lo) / step * step);
+      if (first > *hi) never(mptr, "no multiple lies between the bounds");
+      if ((*hi - first) / step >= 4096)
+        fail(mptr, "not supported (over 4096 multiples between the bounds)");
+      std::string alts;
+      for (int64_t v = first; v <= *hi; v += step)
+        alts += (alts.empty() ? "\"" : " | \"") + std::to_string(v) + "\"";
+      return "( " + alts + " )";
+    }
+    if (lo || hi || step > 1000)
+      fail(mptr, "not supported (with one bound, or above 1000 without bounds)");
+    // Decimal digits read left to right keep the remainder mod step: one rule per remainder.
+    std::vector<std::string> names(static_cast<size_t>(step));
+    for (auto& n : names) n = reserve(mptr);
+    for (int64_t r = 0; r < step; ++r) {
+      std::string body = r == 0 ? "\"\"" : "";
+      for (int d = 0; d <= 9; ++d)
+        body += std::string(body.empty() ? "" : " | ") + "\"" + std::to_string(d) + "\" " +
+                names[static_cast<size_t>((r * 10 + d) % step)];
+      define(names[static_cast<size_t>(r)], body);
+    }
+    std::string first;
+    for (int d = 1; d <= 9; ++d)
+      first += std::string(first.empty() ? "" : " | ") + "\"" + std::to_string(d) + "\" " +
+               names[static_cast<size_t>(d % step)];
+    return "( \"0\" | \"-\"? ( " + first + " ) )";
+  }
   if (!lo && !hi) return "json-integer";
   if (lo && hi && *lo > *hi) never(ptr, "no integer lies between the bounds");
   try {
@@ -399,8 +657,10 @@ std::string magnitude_range(Bound lo, const Bound* hi) {
   std::vector<std::string> alts;
   const int64_t a = lo.exclusive ? lo.v + 1 : lo.v;
   if (!hi || a <= hi->v - 1)
-    alts.push_back(int_range_gbnf(a, hi ? std::optional<int64_t>(hi->v - 1) : std::nullopt) + " " + f_any);
-  if (lo.exclusive && (!hi || lo.v < hi->v)) alts.push_back("\"" + std::to_string(lo.v) + "\" " + f_nonzero);
+    alts.push_back(int_range_gbnf(a, hi ? std::optional<int64_t>(hi->v - 1) : std::nullopt) + " " +
+                   f_any);
+  if (lo.exclusive && (!hi || lo.v < hi->v))
+    alts.push_back("\"" + std::to_string(lo.v) + "\" " + f_nonzero);
   if (hi && !hi->exclusive && (hi->v > lo.v || (hi->v == lo.v && !lo.exclusive)))
     alts.push_back("\"" + std::to_string(hi->v) + "\" " + f_zero);
   std::string out;
@@ -411,7 +671,26 @@ std::string magnitude_range(Bound lo, const Bound* hi) {
 }  // namespace
 
 std::string SchemaCompiler::number(const Json& s, const std::string& ptr) {
-  if (s.contains("multipleOf")) fail(child(ptr, "multipleOf"), "not supported");
+  if (s.contains("multipleOf")) {
+    // Steps 10^-d (1, 0.1, 0.01, ...) without bounds: at most d significant
+    // fraction digits, written without an exponent.
+    const Json& k = s["multipleOf"];
+    const std::string mptr = child(ptr, "multipleOf");
+    if (!k.is_number() || !(k.get<double>() > 0)) fail(mptr, "must be a positive number");
+    const double d = std::round(-std::log10(k.get<double>()));
+    if (d < 0 || d > 12 || std::fabs(std::pow(10.0, -d) - k.get<double>()) > 1e-9 * k.get<double>())
+      fail(mptr, "not supported (only 1, 0.1, 0.01, ... for numbers)");
+    const bool nonneg = s.contains("minimum") && s["minimum"] == 0;
+    for (const char* b : {"maximum", "exclusiveMinimum", "exclusiveMaximum"})
+      if (s.contains(b)) fail(mptr, "not supported together with bounds other than minimum 0");
+    if (s.contains("minimum") && !nonneg)
+      fail(mptr, "not supported together with bounds other than minimum 0");
+    const std::string frac =
+        d == 0 ? "( \".\" \"0\"+ )?"
+               : "( \".\" [0-9]{1," + std::to_string(static_cast<int>(d)) + "} \"0\"* )?";
+    return std::string("( ") + (nonneg ? "" : "\"-\"? ") + "( \"0\" | [1-9] [0-9]* ) " + frac +
+           " )";
+  }
   // Bounds: draft 6+ numeric exclusive* or draft 4 boolean flags on minimum/maximum.
   std::optional<Bound> lo, hi;
   auto read = [&](const char* key, const char* flag, bool lower) {
@@ -455,20 +734,19 @@ std::string SchemaCompiler::number(const Json& s, const std::string& ptr) {
 }  // namespace detail
 
 std::string json_schema_to_gbnf(std::string_view schema_json, const SchemaOptions& options,
-                               std::vector<std::string>* warnings) {
+                                std::vector<std::string>* warnings) {
   using detail::Json;
-  if (schema_json.size() > options.max_schema_bytes) throw Error("json schema: larger than the limit");
+  if (schema_json.size() > options.max_schema_bytes)
+    throw Error("json schema: larger than the limit");
   Json schema;
   try {
     // The callback rejects deep nesting before the parser recurses into it.
     size_t depth = 0;
-    schema = Json::parse(
-        schema_json,
-        [&](int d, Json::parse_event_t, Json&) {
-          depth = static_cast<size_t>(d);
-          if (depth > 256) throw Error("json schema: nested deeper than 256");
-          return true;
-        });
+    schema = Json::parse(schema_json, [&](int d, Json::parse_event_t, Json&) {
+      depth = static_cast<size_t>(d);
+      if (depth > 256) throw Error("json schema: nested deeper than 256");
+      return true;
+    });
   } catch (const Json::exception& e) {
     throw Error(std::string("json schema: invalid JSON: ") + e.what());
   }

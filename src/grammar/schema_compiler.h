@@ -5,10 +5,11 @@
 // Each method returns a GBNF expression and throws slm::Error naming a pointer.
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <cstdint>
+#include <functional>
 #include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
 #include <string>
@@ -17,6 +18,7 @@
 
 #include "base/error.h"
 #include "grammar/json_schema.h"
+#include "grammar/schema_internal.h"
 
 namespace slm::grammar::detail {
 
@@ -44,7 +46,8 @@ class SchemaCompiler {
   [[noreturn]] void fail(const std::string& ptr, const std::string& why) const;
   [[noreturn]] void never(const std::string& ptr, const std::string& why) const;
   // Keeps enum/const values whose JSON type the schema's "type" allows.
-  std::vector<const Json*> typed_values(const Json& s, const std::vector<const Json*>& values) const;
+  std::vector<const Json*> typed_values(const Json& s,
+                                        const std::vector<const Json*>& values) const;
   static std::string child(const std::string& ptr, const std::string& key);
   static bool has_validation(const Json& s, const std::set<std::string>& except);
   std::string reserve(const std::string& ptr);
@@ -66,10 +69,24 @@ class SchemaCompiler {
   std::string key_not_in(const std::vector<std::string>& keys, const std::string& ptr);
   Json merge_all_of(const Json& s, const std::string& ptr);
   void merge_into(Json& into, const Json& s, const std::string& ptr);
+  void merge_plain(Json& into, const Json& s, const std::string& ptr);
   Json flatten_ref(const Json& s, const std::string& ptr, size_t depth);
   // True when no instance can satisfy two of the branches (schema_oneof.cpp).
   bool exclusive(const Json& branches, const std::string& ptr);
   size_t count_bound(const Json& s, const char* key, const std::string& ptr);
+  const Json* finite_values(const Json& s, size_t depth);
+  // A schema equivalent to {"not": s} without "not" at its top, when one is known
+  // (schema_oneof.cpp).
+  std::optional<Json> negate(const Json& s, size_t depth);
+  std::optional<Json> dependencies_as_any_of(const Json& s);
+  std::string length_bounded(const std::vector<RegexUnit>& units, size_t lo,
+                             std::optional<size_t> hi, const std::string& ptr);
+  std::string counted_members(const std::string& ptr, size_t n, size_t min_props,
+                              std::optional<size_t> max_props,
+                              const std::vector<bool>& required_flags, const std::string& add_kv,
+                              const std::function<std::string(size_t)>& kv);
+  std::optional<std::string> one_of_exact(const Json& s, const Json& branches,
+                                          const std::string& ptr);
 
   SchemaOptions opt_;
   std::vector<std::string>* warnings_;
@@ -77,7 +94,8 @@ class SchemaCompiler {
   std::vector<std::pair<std::string, std::string>> rules_;  // name, body
   std::map<std::string, size_t> rule_index_;                // name -> index in rules_
   std::map<std::string, std::string> ref_rules_;            // "#/..." -> rule name
-  std::set<std::string> never_refs_;                         // refs found unsatisfiable
+  std::set<std::string> never_refs_;                        // refs found unsatisfiable
+  std::vector<std::unique_ptr<Json>> consts_;  // const values wrapped as arrays (finite_values)
   size_t depth_ = 0;
   bool legacy_ref_ = false;  // $schema is draft-03..07: siblings of $ref are ignored
 };

@@ -39,8 +39,29 @@ std::string json_content_of(const std::vector<CodeRange>& ranges);
 // JSON Schema's search semantics (unanchored ends match any text).
 std::string regex_to_gbnf(std::string_view pattern);
 
+// One character position of a flat pattern (regex_flat_units): its string
+// content (one JSON-spelled character) and how often it occurs.
+struct RegexUnit {
+  enum Kind { kOne, kOptional, kStar };
+  std::string content;
+  Kind kind;
+};
+// A pattern that is a sequence of single characters with quantifiers
+// ("^[a-z]+:[0-9]{2,4}$", unanchored ends included as json-char*), one unit
+// per character position; nullopt for other patterns.
+std::optional<std::vector<RegexUnit>> regex_flat_units(std::string_view pattern);
+
+// String content that the pattern does NOT match, for the shapes "^[C]q$"
+// (one class, one quantifier) and "^literal"; nullopt for other patterns.
+std::optional<std::string> regex_complement_gbnf(std::string_view pattern);
+
 // String content for a "format" value, or nullopt when it is not supported.
 std::optional<std::string> format_to_gbnf(std::string_view format);
+// True for a format no JSON Schema draft defines ("path", "byte", "url", ...):
+// validators ignore such a format (an annotation), so the compiler does too.
+// The formats of drafts 3 to 2020-12 are never annotations: each is either
+// compiled (format_to_gbnf) or an error.
+bool format_is_annotation(std::string_view format);
 
 // Decimal integers in [lo, hi] (either side open when absent), as JSON spells
 // them (no leading zeros, "-" for negatives). Requires |bounds| <= 10^18.

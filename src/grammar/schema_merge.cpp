@@ -14,9 +14,10 @@ namespace slm::grammar::detail {
 
 namespace {
 
-const std::set<std::string> kLower = {"minimum", "exclusiveMinimum", "minLength", "minItems", "minProperties"};
-const std::set<std::string> kUpper = {"maximum", "exclusiveMaximum", "maxLength", "maxItems", "maxProperties"};
-
+const std::set<std::string> kLower = {"minimum", "exclusiveMinimum", "minLength", "minItems",
+                                      "minProperties"};
+const std::set<std::string> kUpper = {"maximum", "exclusiveMaximum", "maxLength", "maxItems",
+                                      "maxProperties"};
 
 }  // namespace
 
@@ -31,14 +32,18 @@ Json SchemaCompiler::flatten_ref(const Json& s, const std::string& ptr, size_t d
   Json out = Json::object();
   if (s.contains("$ref")) {
     if (!s["$ref"].is_string()) fail(child(ptr, "$ref"), "must be a string");
-    if (legacy_ref_) return flatten_ref(resolve(s["$ref"].get<std::string>(), child(ptr, "$ref")), ptr, depth + 1);
-    merge_into(out, flatten_ref(resolve(s["$ref"].get<std::string>(), child(ptr, "$ref")), ptr, depth + 1), ptr);
+    if (legacy_ref_)
+      return flatten_ref(resolve(s["$ref"].get<std::string>(), child(ptr, "$ref")), ptr, depth + 1);
+    merge_into(
+        out, flatten_ref(resolve(s["$ref"].get<std::string>(), child(ptr, "$ref")), ptr, depth + 1),
+        ptr);
   }
   if (s.contains("allOf")) {
     const auto& all = s["allOf"];
     if (!all.is_array() || all.empty()) fail(child(ptr, "allOf"), "must be a non-empty array");
     for (size_t i = 0; i < all.size(); ++i)
-      merge_into(out, flatten_ref(all[i], child(ptr, "allOf") + "/" + std::to_string(i), depth + 1), ptr);
+      merge_into(out, flatten_ref(all[i], child(ptr, "allOf") + "/" + std::to_string(i), depth + 1),
+                 ptr);
   }
   Json rest = s;
   rest.erase("$ref");
@@ -47,9 +52,45 @@ Json SchemaCompiler::flatten_ref(const Json& s, const std::string& ptr, size_t d
   return out;
 }
 
-Json SchemaCompiler::merge_all_of(const Json& s, const std::string& ptr) { return flatten_ref(s, ptr, 0); }
+Json SchemaCompiler::merge_all_of(const Json& s, const std::string& ptr) {
+  return flatten_ref(s, ptr, 0);
+}
 
 void SchemaCompiler::merge_into(Json& into, const Json& s, const std::string& ptr) {
+  // additionalProperties of one side governs the properties only the other
+  // side lists: such a property must satisfy it too (with false: it is
+  // forbidden). Not done beside patternProperties (a key may match one).
+  auto restricting = [](const Json& x) {
+    return x.is_object() && x.contains("additionalProperties") &&
+           x["additionalProperties"] != true && !x.contains("patternProperties");
+  };
+  if (into.is_object() && s.is_object() && (restricting(into) || restricting(s))) {
+    const Json none = Json::object();
+    const Json& into_props =
+        into.contains("properties") && into["properties"].is_object() ? into["properties"] : none;
+    const Json& s_props =
+        s.contains("properties") && s["properties"].is_object() ? s["properties"] : none;
+    Json extra_into = Json::object(), extra_s = Json::object();  // constraints to add per side
+    if (restricting(into))
+      for (auto p = s_props.begin(); p != s_props.end(); ++p)
+        if (!into_props.contains(p.key())) extra_into[p.key()] = into["additionalProperties"];
+    if (restricting(s))
+      for (auto p = into_props.begin(); p != into_props.end(); ++p)
+        if (!s_props.contains(p.key())) extra_s[p.key()] = s["additionalProperties"];
+    if (!extra_into.empty() || !extra_s.empty()) {
+      Json adjusted = s;
+      for (auto p = extra_into.begin(); p != extra_into.end(); ++p)
+        adjusted["properties"][p.key()] = Json{{"allOf", {s_props[p.key()], p.value()}}};
+      for (auto p = extra_s.begin(); p != extra_s.end(); ++p)
+        into["properties"][p.key()] = Json{{"allOf", {into["properties"][p.key()], p.value()}}};
+      merge_plain(into, adjusted, ptr);
+      return;
+    }
+  }
+  merge_plain(into, s, ptr);
+}
+
+void SchemaCompiler::merge_plain(Json& into, const Json& s, const std::string& ptr) {
   for (auto it = s.begin(); it != s.end(); ++it) {
     const std::string& k = it.key();
     const Json& v = it.value();
@@ -75,14 +116,17 @@ void SchemaCompiler::merge_into(Json& into, const Json& s, const std::string& pt
       Json both = Json::array();
       for (const std::string& x : a)
         for (const std::string& y : b) {
-          if (x == y) both.push_back(x);
-          else if ((x == "integer" && y == "number") || (x == "number" && y == "integer")) both.push_back("integer");
+          if (x == y)
+            both.push_back(x);
+          else if ((x == "integer" && y == "number") || (x == "number" && y == "integer"))
+            both.push_back("integer");
         }
       if (both.empty()) never(child(ptr, "allOf"), "the branches' types do not intersect");
       old = both;
     } else if ((kLower.count(k) || kUpper.count(k)) && old.is_number() && v.is_number()) {
       const bool lower = kLower.count(k) > 0;
-      if (lower ? v.get<double>() > old.get<double>() : v.get<double>() < old.get<double>()) old = v;
+      if (lower ? v.get<double>() > old.get<double>() : v.get<double>() < old.get<double>())
+        old = v;
     } else if ((k == "items" || k == "additionalProperties") && old.is_object() && v.is_object()) {
       old = Json{{"allOf", {old, v}}};
     } else {

@@ -5,10 +5,12 @@
 // disjoint (a discriminator). Cost: O(branches^2 x values).
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "base/error.h"
 #include "grammar/schema_compiler.h"
+#include "grammar/schema_internal.h"
 
 namespace slm::grammar::detail {
 
@@ -17,13 +19,14 @@ namespace {
 struct Summary {
   std::set<std::string> types;  // empty: any type
   bool has_values = false;
-  std::vector<Json> values;                         // const / enum
-  std::map<std::string, std::vector<Json>> tags;    // required property -> its const / enum values
+  std::vector<Json> values;                       // const / enum
+  std::map<std::string, std::vector<Json>> tags;  // required property -> its const / enum values
 };
 
 std::vector<Json> values_of(const Json& s) {
   if (s.contains("const")) return {s["const"]};
-  if (s.contains("enum") && s["enum"].is_array()) return std::vector<Json>(s["enum"].begin(), s["enum"].end());
+  if (s.contains("enum") && s["enum"].is_array())
+    return std::vector<Json>(s["enum"].begin(), s["enum"].end());
   return {};
 }
 
@@ -39,7 +42,8 @@ bool types_overlap(const std::set<std::string>& a, const std::set<std::string>& 
   if (a.empty() || b.empty()) return true;
   for (const std::string& x : a)
     for (const std::string& y : b)
-      if (x == y || (x == "integer" && y == "number") || (x == "number" && y == "integer")) return true;
+      if (x == y || (x == "integer" && y == "number") || (x == "number" && y == "integer"))
+        return true;
   return false;
 }
 
@@ -73,11 +77,13 @@ bool SchemaCompiler::exclusive(const Json& branches, const std::string& ptr) {
       if (s.types.empty())
         for (const Json& v : s.values) s.types.insert(type_of(v));
     }
-    if (b.contains("required") && b["required"].is_array() && b.contains("properties") && b["properties"].is_object())
+    if (b.contains("required") && b["required"].is_array() && b.contains("properties") &&
+        b["properties"].is_object())
       for (const auto& r : b["required"])
         if (r.is_string() && b["properties"].contains(r.get<std::string>())) {
           const Json& p = b["properties"][r.get<std::string>()];
-          if (p.is_object() && (p.contains("const") || p.contains("enum"))) s.tags[r.get<std::string>()] = values_of(p);
+          if (p.is_object() && (p.contains("const") || p.contains("enum")))
+            s.tags[r.get<std::string>()] = values_of(p);
         }
     sums.push_back(std::move(s));
   }
@@ -93,6 +99,90 @@ bool SchemaCompiler::exclusive(const Json& branches, const std::string& ptr) {
       if (!apart) return false;
     }
   return true;
+}
+
+}  // namespace slm::grammar::detail
+
+namespace slm::grammar::detail {
+
+// A positive schema for "not s", for the shapes that have one: not of not,
+// De Morgan over anyOf / allOf, a plain type, and required (an object that
+// lacks one of the keys: that property forbidden). nullopt otherwise.
+std::optional<Json> SchemaCompiler::negate(const Json& s, size_t depth) {
+  if (depth > 8) return std::nullopt;
+  if (s.is_boolean()) return Json(!s.get<bool>());
+  if (!s.is_object()) return std::nullopt;
+  std::vector<std::string> keys;
+  for (auto it = s.begin(); it != s.end(); ++it)
+    if (is_validation_keyword(it.key())) keys.push_back(it.key());
+  if (keys.empty()) return Json(false);
+  const bool objectish = std::all_of(keys.begin(), keys.end(), [&](const std::string& k) {
+    return k == "properties" || k == "required" || (k == "type" && s["type"] == "object");
+  });
+  if (objectish && (s.contains("properties") || s.contains("required"))) {
+    // not (object with these members) = not an object (when "type" says
+    // object), or an object lacking a required key, or one with a listed
+    // property whose value fails its schema.
+    Json parts = Json::array();
+    if (s.contains("type")) parts.push_back(Json{{"not", Json{{"type", "object"}}}});
+    if (s.contains("required")) {
+      if (!s["required"].is_array()) return std::nullopt;
+      for (const auto& r : s["required"]) {
+        if (!r.is_string()) return std::nullopt;
+        parts.push_back(
+            Json{{"type", "object"}, {"properties", Json{{r.get<std::string>(), false}}}});
+      }
+    }
+    if (s.contains("properties")) {
+      if (!s["properties"].is_object()) return std::nullopt;
+      for (auto it = s["properties"].begin(); it != s["properties"].end(); ++it) {
+        auto n = negate(it.value(), depth + 1);
+        if (!n) return std::nullopt;
+        if (*n == false) continue;  // the property accepts every value
+        parts.push_back(Json{{"type", "object"},
+                             {"required", Json::array({it.key()})},
+                             {"properties", Json{{it.key(), *n}}}});
+      }
+    }
+    if (parts.empty()) return Json(false);
+    if (parts.size() == 1) return parts[0];
+    return Json{{"anyOf", parts}};
+  }
+  if (keys.size() != 1) return std::nullopt;
+  const std::string& k = keys[0];
+  const Json& v = s[k];
+  if (k == "not") return v;
+  if (k == "type") return Json{{"not", Json{{"type", v}}}};
+  if ((k == "anyOf" || k == "allOf") && v.is_array() && !v.empty()) {
+    Json parts = Json::array();
+    for (const auto& b : v) {
+      auto n = negate(b, depth + 1);
+      if (!n) return std::nullopt;
+      parts.push_back(*n);
+    }
+    return Json{{k == "anyOf" ? "allOf" : "anyOf", parts}};
+  }
+  if (k == "$ref" && v.is_string()) {
+    try {
+      return negate(resolve(v.get<std::string>(), ""), depth + 1);
+    } catch (const Error&) {
+      return std::nullopt;
+    }
+  }
+  if (k == "required" && v.is_array() && !v.empty()) {
+    Json parts = Json::array();
+    for (const auto& r : v) {
+      if (!r.is_string()) return std::nullopt;
+      parts.push_back(Json{{"properties", Json{{r.get<std::string>(), false}}}});
+    }
+    Json out{{"type", "object"}};
+    if (parts.size() == 1)
+      out["properties"] = parts[0]["properties"];
+    else
+      out["anyOf"] = parts;
+    return out;
+  }
+  return std::nullopt;
 }
 
 }  // namespace slm::grammar::detail
