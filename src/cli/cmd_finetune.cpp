@@ -334,6 +334,6 @@ int run_finetune(int argc, char** argv) {
 }  // namespace
 
 SLM_COMMAND("finetune", "LoRA finetuning (SFT or DPO) on JSONL data, writing an adapter for --lora",
-            run_finetune);
+            finetune_options, run_finetune);
 
 }  // namespace slm::cli

@@ -17,14 +17,10 @@ namespace {
 
 Options merge_options() {
   Options o("merge",
-            "usage: slm merge [--model] BASE.gguf --lora ADAPTER.gguf[:SCALE] -o OUT.gguf [options]
-"
-            "  Writes BASE with W + SCALE * alpha / r * B A merged into every matrix the adapters
-"
-            "  change (dequantized to float, then quantized again); every other tensor and the
-"
-            "  metadata are copied as they are. OUT appears only once complete.
-");
+            "usage: slm merge [--model] BASE.gguf --lora ADAPTER.gguf[:SCALE] -o OUT.gguf [options]\n"
+            "  Writes BASE with W + SCALE * alpha / r * B A merged into every matrix the adapters\n"
+            "  change (dequantized to float, then quantized again); every other tensor and the\n"
+            "  metadata are copied as they are. OUT appears only once complete.\n");
   add_model_option(o, "the base model, a GGUF file; also the first positional argument");
   add_lora_option(o);
   o.value("--out,-o", "OUT.gguf", "the merged model to write (required)");

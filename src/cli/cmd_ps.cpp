@@ -21,12 +21,9 @@ using Json = nlohmann::ordered_json;
 
 Options ps_options() {
   Options o("ps",
-            "usage: slm ps [URL] [options]
-"
-            "  What a running `slm serve` holds: its model, adapters, slots, queue, KV cache and uptime.
-"
-            "  URL is the server (default http://127.0.0.1:8080).
-");
+            "usage: slm ps [URL] [options]\n"
+            "  What a running `slm serve` holds: its model, adapters, slots, queue, KV cache and uptime.\n"
+            "  URL is the server (default http://127.0.0.1:8080).\n");
   o.value("--api-key", "K", "the server's API key");
   o.value("--api-key-file", "F", "the same, read from F's first line");
   o.flag("--json", "print the server's status document (GET /slm/status) as JSON");
