@@ -16,8 +16,8 @@ const post = async (url, path, body) => {
 
 test("--help shows the request defaults", () => {
   const help = execFileSync(slmBin, ["serve", "--help"], { encoding: "utf8" });
-  assert.match(help, /-n, --max-tokens N +tokens per answer when a request sets no max_tokens \(default 0/);
-  assert.match(help, /--temp T +temperature when a request sets none \(default 1/);
+  assert.match(help, /-n, --n-predict N +tokens per answer when a request sets no max_tokens.*\(default: 0\)/);
+  assert.match(help, /--temp T +temperature when a request sets none \(default: 1/);
   assert.match(help, /--system TEXT +system message put first in chats that have none/);
 });
 
