@@ -27,6 +27,42 @@ const std::vector<backend::Role> kAll = {
     backend::Role::kQ,    backend::Role::kK,  backend::Role::kV,   backend::Role::kO,
     backend::Role::kGate, backend::Role::kUp, backend::Role::kDown};
 
+// Central finite differences of loss() against the analytic gradients in lp,
+// on up to 12 random LoRA coordinates (A and B in turn) whose gradient is
+// above min_grad (the loss is float: smaller ones drown in its noise). Each
+// relative error must stay under 2e-2; returns the worst and how many were checked.
+struct FdResult {
+  double worst = 0;
+  int checked = 0;
+};
+template <typename Loss>
+FdResult check_lora_fd(LoraParams& lp, uint32_t seed, int max_trials, float min_grad, Loss loss) {
+  std::mt19937 rng(seed);
+  FdResult r;
+  for (int trial = 0; trial < max_trials && r.checked < 12; ++trial) {
+    LoraPairParams& p = lp.pairs()[rng() % lp.pairs().size()];
+    const bool use_a = (trial % 2) == 0;
+    std::vector<float>& v = use_a ? p.a : p.b;
+    const size_t i = rng() % v.size();
+    const float g = (use_a ? p.grad_a : p.grad_b)[i];
+    if (std::fabs(g) < min_grad) continue;
+    const float keep = v[i];
+    const float h = 1e-2f;
+    v[i] = keep + h;
+    const double lp_ = loss();
+    v[i] = keep - h;
+    const double lm = loss();
+    v[i] = keep;
+    const double fd = (lp_ - lm) / (2.0 * h);
+    const double err = std::fabs(fd - g) / std::fabs(fd);
+    r.worst = std::max(r.worst, err);
+    ++r.checked;
+    EXPECT_LT(err, 2e-2) << p.name << (use_a ? " A[" : " B[") << i << "] analytic " << g << " fd "
+                         << fd;
+  }
+  return r;
+}
+
 std::vector<int32_t> some_tokens(int64_t n, int64_t vocab, uint32_t seed) {
   std::mt19937 rng(seed);
   std::vector<int32_t> t(static_cast<size_t>(n));
@@ -113,33 +149,10 @@ TEST_P(TrainModel, LoraGradientsMatchFiniteDifferences) {
   ex.target[3] = 0;  // a hole in the loss mask
   lp.zero_grad();
   tr.run(ex, true);
-  std::mt19937 rng(9);
-  double worst = 0;
-  int checked = 0;
-  for (int trial = 0; trial < 400 && checked < 12; ++trial) {
-    LoraPairParams& p = lp.pairs()[rng() % lp.pairs().size()];
-    const bool use_a = (trial % 2) == 0;
-    std::vector<float>& v = use_a ? p.a : p.b;
-    const size_t i = rng() % v.size();
-    const float g = (use_a ? p.grad_a : p.grad_b)[i];
-    if (std::fabs(g) < 2e-2) continue;  // float loss: only gradients well above its noise
-    const float keep = v[i];
-    const float h = 1e-2f;
-    v[i] = keep + h;
-    const double lp_ = tr.run(ex, false).loss;
-    v[i] = keep - h;
-    const double lm = tr.run(ex, false).loss;
-    v[i] = keep;
-    const double fd = (lp_ - lm) / (2.0 * h);
-    const double err = std::fabs(fd - g) / std::fabs(fd);
-    worst = std::max(worst, err);
-    ++checked;
-    EXPECT_LT(err, 2e-2) << p.name << (use_a ? " A[" : " B[") << i << "] analytic " << g << " fd "
-                         << fd;
-  }
+  const FdResult fd = check_lora_fd(lp, 9, 400, 2e-2f, [&] { return tr.run(ex, false).loss; });
   std::printf("[ fd       ] %s whole-model LoRA grads: %d coordinates, worst relative error %.3g\n",
-              GetParam(), checked, worst);
-  EXPECT_GE(checked, 6);
+              GetParam(), fd.checked, fd.worst);
+  EXPECT_GE(fd.checked, 6);
 }
 
 // The DPO loss's LoRA gradients (the weighted difference of the two sides'
@@ -187,35 +200,13 @@ TEST_P(TrainModel, DpoGradientsMatchFiniteDifferences) {
   EXPECT_LT(acc_err, 1e-4 * gmax);
   lp.zero_grad();
   dpo.pair(p, ref[0], true);
-  std::mt19937 rng(17);
-  double worst = 0;
-  int checked = 0;
-  for (int trial = 0; trial < 800 && checked < 12; ++trial) {
-    LoraPairParams& pp = lp.pairs()[rng() % lp.pairs().size()];
-    const bool use_a = (trial % 2) == 0;
-    std::vector<float>& v = use_a ? pp.a : pp.b;
-    const size_t i = rng() % v.size();
-    const float g = (use_a ? pp.grad_a : pp.grad_b)[i];
-    if (std::fabs(g) < 1e-2) continue;  // float loss: only gradients well above its noise
-    const float keep = v[i];
-    const float h = 1e-2f;
-    v[i] = keep + h;
-    const double lp_ = dpo.pair(p, ref[0], false).loss;
-    v[i] = keep - h;
-    const double lm = dpo.pair(p, ref[0], false).loss;
-    v[i] = keep;
-    const double fd = (lp_ - lm) / (2.0 * h);
-    const double err = std::fabs(fd - g) / std::fabs(fd);
-    worst = std::max(worst, err);
-    ++checked;
-    EXPECT_LT(err, 2e-2) << pp.name << (use_a ? " A[" : " B[") << i << "] analytic " << g << " fd "
-                         << fd;
-  }
+  const FdResult fd =
+      check_lora_fd(lp, 17, 800, 1e-2f, [&] { return dpo.pair(p, ref[0], false).loss; });
   std::printf(
       "[ fd       ] %s DPO LoRA grads (beta * margin %.3f): %d coordinates, worst relative error "
       "%.3g\n",
-      GetParam(), at.reward_margin, checked, worst);
-  EXPECT_GE(checked, 6);
+      GetParam(), at.reward_margin, fd.checked, fd.worst);
+  EXPECT_GE(fd.checked, 6);
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, TrainModel,
