@@ -16,6 +16,19 @@
 
 namespace slm::grammar {
 
+std::vector<CodeRange> without_surrogates(const std::vector<CodeRange>& in) {
+  std::vector<CodeRange> out;
+  for (CodeRange r : in) {
+    if (r.hi < 0xD800 || r.lo > 0xDFFF) {
+      out.push_back(r);
+      continue;
+    }
+    if (r.lo < 0xD800) out.push_back({r.lo, 0xD7FF});
+    if (r.hi > 0xDFFF) out.push_back({0xE000, r.hi});
+  }
+  return out;
+}
+
 bool CharClass::contains_slow(char32_t c) const {
   auto it = std::upper_bound(ranges.begin(), ranges.end(), c,
                              [](char32_t v, const CodeRange& r) { return v < r.lo; });
@@ -228,19 +241,6 @@ class Parser {
     rs = without_surrogates(rs);
     if (rs.empty()) fail(at, "character class matches nothing");
     return intern(std::move(rs));
-  }
-
-  static std::vector<CodeRange> without_surrogates(const std::vector<CodeRange>& in) {
-    std::vector<CodeRange> out;
-    for (CodeRange r : in) {
-      if (r.hi < 0xD800 || r.lo > 0xDFFF) {
-        out.push_back(r);
-        continue;
-      }
-      if (r.lo < 0xD800) out.push_back({r.lo, 0xD7FF});
-      if (r.hi > 0xDFFF) out.push_back({0xE000, r.hi});
-    }
-    return out;
   }
 
   uint32_t parse_count() {

@@ -40,6 +40,10 @@ struct CodeRange {
   char32_t lo, hi;  // inclusive
 };
 
+// The ranges without the UTF-16 surrogates U+D800..U+DFFF, which no UTF-8
+// text (and so no JSON string slm emits) contains.
+std::vector<CodeRange> without_surrogates(const std::vector<CodeRange>& in);
+
 // A set of code points: sorted, disjoint, non-adjacent ranges, with a bitmap
 // for ASCII so the common case is one test.
 struct CharClass {

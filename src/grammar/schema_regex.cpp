@@ -582,25 +582,13 @@ std::optional<std::string> regex_complement_gbnf(std::string_view pattern) {
     return std::nullopt;
   if (m > 100000 || n > 100000) return std::nullopt;
   const std::string any = std::string(kJsonChar) + "*";
-  auto no_surrogates = [](std::vector<CodeRange> rs) {
-    std::vector<CodeRange> out;
-    for (CodeRange r : rs) {
-      if (r.hi < 0xD800 || r.lo > 0xDFFF) {
-        out.push_back(r);
-        continue;
-      }
-      if (r.lo < 0xD800) out.push_back({r.lo, 0xD7FF});
-      if (r.hi > 0xDFFF) out.push_back({0xE000, r.hi});
-    }
-    return out;
-  };
   std::vector<std::string> alts;
   if (prefix.empty()) {
     // Not all of the characters in C, or too few / too many of them. A non-C
     // character is matched by its canonical spellings only, so a key spelled
     // with \u escapes of C characters is in neither language (rejected).
-    const std::string c = json_content_of(no_surrogates(cls));
-    const std::string nc = json_content_of(no_surrogates(complement(cls)));
+    const std::string c = json_content_of(without_surrogates(cls));
+    const std::string nc = json_content_of(without_surrogates(complement(cls)));
     if (c.empty()) return std::nullopt;
     std::string a;
     if (m >= 1) {
@@ -630,7 +618,7 @@ std::optional<std::string> regex_complement_gbnf(std::string_view pattern) {
     // characters then one that differs.
     std::string lead;
     for (size_t i = 0; i < prefix.size(); ++i) {
-      const std::string nc = json_content_of(no_surrogates(complement({{prefix[i], prefix[i]}})));
+      const std::string nc = json_content_of(without_surrogates(complement({{prefix[i], prefix[i]}})));
       std::string a = "( ";
       a += lead.empty() ? std::string("\"\"") : lead;
       a += " ( ";
