@@ -36,6 +36,15 @@ void rms_norm_bwd(const T* x, const float* w, int64_t n, float eps, const T* dy,
   for (int64_t i = 0; i < n; ++i) dx[i] = a * dy[i] * static_cast<T>(w[i]) - b * x[i];
 }
 
+// The weight's gradient of y = rms_norm(x) * w: dw[i] += dy[i] * x[i] * inv.
+template <class T>
+void rms_norm_bwd_w(const T* x, int64_t n, float eps, const T* dy, T* dw) {
+  double ss = 0;
+  for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(x[i]) * x[i];
+  const T inv = static_cast<T>(1.0 / std::sqrt(ss / static_cast<double>(n) + eps));
+  for (int64_t i = 0; i < n; ++i) dw[i] += dy[i] * x[i] * inv;
+}
+
 // Rotary embedding of one head x[0..n_rot) in place; cs as ops::rope_angles
 // fills it (cos of pair i at i, sin at n_rot/2 + i). neox: pairs (i, i + n_rot/2),
 // else (2i, 2i+1). inverse: rotate by -theta, which is the backward (the

@@ -64,6 +64,27 @@ void input_grad(const backend::MatrixView& w, const float* dy, int64_t n, float*
   });
 }
 
+void weight_grad(const float* dy, const float* x, int64_t n, int64_t rows, int64_t cols, float* dw,
+                 std::vector<float>& tmp, ThreadPool& pool) {
+  // dy transposed [rows][n], so that each output row is one rank-n update
+  // dw[r] += dyT[r] . x through axpy_rows (x stays in cache across rows).
+  if (tmp.size() < static_cast<size_t>(rows * n)) tmp.resize(static_cast<size_t>(rows * n));
+  float* dyt = tmp.data();
+  constexpr int64_t kRowsPerTask = 16;
+  const int64_t n_tasks = (rows + kRowsPerTask - 1) / kRowsPerTask;
+  const kernels::AxpyRowsFn axpy = kernels::axpy_rows();
+  pool.parallel_for(n_tasks, [&](int64_t task, int) {
+    const int64_t r0 = task * kRowsPerTask, r1 = std::min(rows, r0 + kRowsPerTask);
+    for (int64_t r = r0; r < r1; ++r)
+      for (int64_t t = 0; t < n; ++t) dyt[r * n + t] = dy[t * rows + r];
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* g = dyt + r * n;
+      if (std::all_of(g, g + n, [](float a) { return a == 0.0f; })) continue;
+      axpy(dw + r * cols, g, n, x, cols, cols);
+    }
+  });
+}
+
 void lora_backward(LoraPairParams& p, float scale, const float* x, const float* u, const float* dy,
                    int64_t n, float* dx, std::vector<float>& tmp, ThreadPool& pool) {
   const int64_t r = p.rank, ni = p.n_in, no = p.n_out;

@@ -27,6 +27,12 @@ struct LoraPairParams;
 void input_grad(const backend::MatrixView& w, const float* dy, int64_t n, float* dx,
                 bool accumulate, ThreadPool& pool);
 
+// The weight's gradient of y = W x over a sequence (full training):
+// dw[r][c] += sum_t dy[t][r] * x[t][c]; dy [n][rows], x [n][cols], dw
+// [rows][cols]. tmp: scratch (dy transposed) grown as needed.
+void weight_grad(const float* dy, const float* x, int64_t n, int64_t rows, int64_t cols, float* dw,
+                 std::vector<float>& tmp, ThreadPool& pool);
+
 // Backward of the LoRA term y += scale * B (A x): x [n][n_in], u = A x [n][r]
 // (saved by the forward), dy [n][n_out]. Accumulates grad_a, grad_b and
 // dx += scale * A^T B^T dy. tmp: scratch grown as needed.

@@ -8,11 +8,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <tuple>
 
 #include "base/error.h"
 #include "base/thread_pool.h"
 #include "model/model.h"
 #include "ops/ops.h"
+#include "train/full_params.h"
 #include "train/grad_ops.h"
 #include "train/linear_grad.h"
 #include "train/lora_params.h"
@@ -67,6 +69,7 @@ struct Trainer::Impl {
   const model::ModelConfig& c;
   const backend::Backend& be;
   LoraParams* lora;
+  FullParams* full = nullptr;  // full training: the weights and their gradients
   int64_t max_n;
   ThreadPool& pool;
   bool lora_on = true;
@@ -87,6 +90,9 @@ struct Trainer::Impl {
   std::vector<float> out_rows, logits;  // a chunk of output rows [chunk][n_embd], [chunk][n_vocab]
   std::vector<float> dout_rows;         // [chunk][n_embd]
   int64_t chunk = 1;
+  std::vector<int32_t> toks;  // the current example's tokens (the embedding's backward)
+  std::vector<float> wg_tmp;  // weight_grad's scratch
+  std::vector<float> qk_dw;   // per-thread q/k norm weight gradients [threads][2][head_dim]
 
   Impl(const model::Model& model, LoraParams* l, int64_t max_tokens, ThreadPool& p)
       : m(model), c(model.config()), be(model.backend()), lora(l), max_n(max_tokens), pool(p) {
@@ -118,6 +124,10 @@ struct Trainer::Impl {
     logits.resize(sz(chunk * c.n_vocab));
   }
 
+  // The weights the forward reads: the base's, or full training's masters.
+  const model::ModelWeights& W() const { return full != nullptr ? full->weights() : m.weights(); }
+  float* grad_of(const void* w) const { return full != nullptr ? full->grad_of(w) : nullptr; }
+
   const LoraPairParams* pair_of(const backend::Linear& w) const {
     return lora != nullptr && lora_on ? lora->find(&w) : nullptr;
   }
@@ -139,6 +149,7 @@ struct Trainer::Impl {
   void linear_bwd(const backend::Linear& w, const float* xin, const std::vector<float>& u, const float* dy,
                   float* dxin, bool accumulate) {
     input_grad(w.view, dy, n, dxin, accumulate, pool);
+    if (float* g = grad_of(&w)) weight_grad(dy, xin, n, w.rows(), w.cols(), g, wg_tmp, pool);
     LoraPairParams* p = lora != nullptr && lora_on ? lora->find(&w) : nullptr;
     if (p != nullptr) lora_backward(*p, lora->scale(), xin, u.data(), dy, n, dxin, lora_tmp, pool);
   }
@@ -155,6 +166,8 @@ struct Trainer::Impl {
       rms_norm_bwd(xin + r * E, w.data(), E, c.norm_eps, dy + r * E, t);
       for (int64_t i = 0; i < E; ++i) dst[r * E + i] += t[i];
     });
+    if (float* g = grad_of(&w))
+      for (int64_t r = 0; r < n; ++r) rms_norm_bwd_w(xin + r * E, E, c.norm_eps, dy + r * E, g);
   }
 
   const float* rope_row(int table, int64_t r) const { return &cs[static_cast<size_t>((table * max_n + r) * c.n_rot)]; }
@@ -168,7 +181,8 @@ struct Trainer::Impl {
     n = static_cast<int64_t>(tokens.size());
     for (const int32_t id : tokens)
       if (id < 0 || id >= c.n_vocab) throw Error("token id " + std::to_string(id) + " is out of the vocabulary");
-    be.embed(m.weights().token_embd, tokens, x.data());
+    toks.assign(tokens.begin(), tokens.end());
+    be.embed(W().token_embd, tokens, x.data());
     for (int k = 0; k < m.n_rope_tables(); ++k) {
       const float* inv_freq = m.rope_inv_freq(k, m.rope_long(max_n)).data();
       for (int64_t r = 0; r < n; ++r) {
@@ -186,7 +200,7 @@ struct Trainer::Impl {
 
   // x += Wo attention(rope(qnorm(Wq xn + bq)), rope(knorm(Wk xn + bk)), Wv xn + bv), xn = rms_norm(x)
   void attention_block(int64_t l) {
-    const model::LayerWeights& lw = m.weights().layers[static_cast<size_t>(l)];
+    const model::LayerWeights& lw = W().layers[static_cast<size_t>(l)];
     LayerActs& a = acts[static_cast<size_t>(l)];
     const int64_t E = c.n_embd, qd = c.q_dim(), kd = c.kv_dim(), hd = c.head_dim;
     std::memcpy(a.x_in.data(), x.data(), static_cast<size_t>(n * E) * sizeof(float));
@@ -225,7 +239,7 @@ struct Trainer::Impl {
 
   // x = x_mid + W_down (silu(W_gate xn) * W_up xn), xn = rms_norm(x_mid)
   void ffn_block(int64_t l) {
-    const model::LayerWeights& lw = m.weights().layers[static_cast<size_t>(l)];
+    const model::LayerWeights& lw = W().layers[static_cast<size_t>(l)];
     LayerActs& a = acts[static_cast<size_t>(l)];
     const int64_t E = c.n_embd, ff = c.n_ff;
     rows_rms_norm(a.x_mid.data(), lw.ffn_norm, a.xn2.data());
@@ -244,7 +258,7 @@ struct Trainer::Impl {
       ffn_block(l);
     }
     std::memcpy(xf.data(), x.data(), static_cast<size_t>(n * c.n_embd) * sizeof(float));
-    rows_rms_norm(xf.data(), m.weights().output_norm, xnf.data());
+    rows_rms_norm(xf.data(), W().output_norm, xnf.data());
   }
 
   // The loss over the example's targets; with backward, dx = d(grad_scale * loss)/d xf.
@@ -255,7 +269,7 @@ struct Trainer::Impl {
     std::vector<int64_t> rows;  // rows whose next token is a target
     for (int64_t i = 0; i + 1 < n; ++i)
       if (ex.target[static_cast<size_t>(i + 1)] != 0) rows.push_back(i);
-    const backend::Linear& w_out = m.weights().output;
+    const backend::Linear& w_out = W().output;
     for (size_t r0 = 0; r0 < rows.size(); r0 += static_cast<size_t>(chunk)) {
       const int64_t mrows = std::min<int64_t>(chunk, static_cast<int64_t>(rows.size() - r0));
       for (int64_t j = 0; j < mrows; ++j)
@@ -270,19 +284,21 @@ struct Trainer::Impl {
       out.n_targets += mrows;
       if (!backward) continue;
       input_grad(w_out.view, logits.data(), mrows, dout_rows.data(), false, pool);
+      if (float* g = grad_of(&w_out))
+        weight_grad(logits.data(), out_rows.data(), mrows, V, E, g, wg_tmp, pool);
       for (int64_t j = 0; j < mrows; ++j)
         std::memcpy(&dxn[static_cast<size_t>(rows[r0 + j] * E)], &dout_rows[static_cast<size_t>(j * E)], static_cast<size_t>(E) * sizeof(float));
     }
     if (backward) {
       std::fill(dx.begin(), dx.begin() + n * E, 0.0f);
-      rows_rms_norm_bwd_add(xf.data(), m.weights().output_norm, dxn.data(), dx.data());
+      rows_rms_norm_bwd_add(xf.data(), W().output_norm, dxn.data(), dx.data());
     }
     return out;
   }
 
   // dx: gradient at the layer's output -> at its FFN input (x_mid).
   void ffn_block_bwd(int64_t l) {
-    const model::LayerWeights& lw = m.weights().layers[static_cast<size_t>(l)];
+    const model::LayerWeights& lw = W().layers[static_cast<size_t>(l)];
     LayerActs& a = acts[static_cast<size_t>(l)];
     const int64_t ff = c.n_ff;
     linear_bwd(lw.ffn_down, a.h.data(), a.lora_u[6], dx.data(), dh.data(), false);
@@ -297,7 +313,7 @@ struct Trainer::Impl {
 
   // dx: gradient at x_mid -> at the layer's input.
   void attention_block_bwd(int64_t l) {
-    const model::LayerWeights& lw = m.weights().layers[static_cast<size_t>(l)];
+    const model::LayerWeights& lw = W().layers[static_cast<size_t>(l)];
     LayerActs& a = acts[static_cast<size_t>(l)];
     const int64_t qd = c.q_dim(), kd = c.kv_dim(), hd = c.head_dim;
     linear_bwd(lw.wo, a.attn.data(), a.lora_u[3], dx.data(), dattn.data(), false);
@@ -308,20 +324,43 @@ struct Trainer::Impl {
     });
     const bool neox = c.rope_order == model::RopeOrder::kNeox;
     const int table = c.layers[static_cast<size_t>(l)].rope_table;
-    pool.parallel_for(n, [&](int64_t r, int) {
+    float* gqn = grad_of(&lw.q_norm);
+    float* gkn = grad_of(&lw.k_norm);
+    if (gqn != nullptr || gkn != nullptr)
+      qk_dw.assign(static_cast<size_t>(pool.size() * 2 * hd), 0.0f);
+    pool.parallel_for(n, [&](int64_t r, int t) {
       float* q = &dq[static_cast<size_t>(r * qd)];
       float* k = &dk[static_cast<size_t>(r * kd)];
       for (int64_t h = 0; h < c.n_head; ++h) {
         rope(q + h * hd, c.n_rot, rope_row(table, r), neox, true);
+        const float* raw = &a.q_raw[static_cast<size_t>(r * qd + h * hd)];
+        if (gqn != nullptr)
+          rms_norm_bwd_w(raw, hd, c.norm_eps, q + h * hd, &qk_dw[static_cast<size_t>(t * 2 * hd)]);
         if (!lw.q_norm.empty())
-          rms_norm_bwd(&a.q_raw[static_cast<size_t>(r * qd + h * hd)], lw.q_norm.data(), hd, c.norm_eps, q + h * hd, q + h * hd);
+          rms_norm_bwd(raw, lw.q_norm.data(), hd, c.norm_eps, q + h * hd, q + h * hd);
       }
       for (int64_t h = 0; h < c.n_head_kv; ++h) {
         rope(k + h * hd, c.n_rot, rope_row(table, r), neox, true);
+        const float* raw = &a.k_raw[static_cast<size_t>(r * kd + h * hd)];
+        if (gkn != nullptr)
+          rms_norm_bwd_w(raw, hd, c.norm_eps, k + h * hd,
+                         &qk_dw[static_cast<size_t>((t * 2 + 1) * hd)]);
         if (!lw.k_norm.empty())
-          rms_norm_bwd(&a.k_raw[static_cast<size_t>(r * kd + h * hd)], lw.k_norm.data(), hd, c.norm_eps, k + h * hd, k + h * hd);
+          rms_norm_bwd(raw, lw.k_norm.data(), hd, c.norm_eps, k + h * hd, k + h * hd);
       }
     });
+    // Full training: the per-thread q/k norm sums, and the biases (their
+    // gradient is the row sum of the pre-norm gradient).
+    for (int64_t t = 0; t < pool.size() && (gqn != nullptr || gkn != nullptr); ++t)
+      for (int64_t i = 0; i < hd; ++i) {
+        if (gqn != nullptr) gqn[i] += qk_dw[static_cast<size_t>(t * 2 * hd + i)];
+        if (gkn != nullptr) gkn[i] += qk_dw[static_cast<size_t>((t * 2 + 1) * hd + i)];
+      }
+    for (auto [bias, d, width] :
+         {std::tuple{&lw.bq, &dq, qd}, std::tuple{&lw.bk, &dk, kd}, std::tuple{&lw.bv, &dv, kd}})
+      if (float* g = grad_of(bias))
+        for (int64_t r = 0; r < n; ++r)
+          for (int64_t i = 0; i < width; ++i) g[i] += (*d)[static_cast<size_t>(r * width + i)];
     linear_bwd(lw.wq, a.xn1.data(), a.lora_u[0], dq.data(), dxn.data(), false);
     linear_bwd(lw.wk, a.xn1.data(), a.lora_u[1], dk.data(), dxn.data(), true);
     linear_bwd(lw.wv, a.xn1.data(), a.lora_u[2], dv.data(), dxn.data(), true);
@@ -333,6 +372,14 @@ struct Trainer::Impl {
       ffn_block_bwd(l);
       attention_block_bwd(l);
     }
+    // The embedding: each row's gradient scatters onto its token's row.
+    if (float* g = grad_of(&W().token_embd)) {
+      const int64_t E = c.n_embd;
+      for (int64_t r = 0; r < n; ++r) {
+        float* row = g + static_cast<int64_t>(toks[static_cast<size_t>(r)]) * E;
+        for (int64_t i = 0; i < E; ++i) row[i] += dx[static_cast<size_t>(r * E + i)];
+      }
+    }
   }
 };
 
@@ -340,6 +387,11 @@ Trainer::Trainer(const model::Model& model, LoraParams* lora, int64_t max_tokens
   if (const std::string why = unsupported_reason(model); !why.empty()) throw Error(model.file().name() + ": " + why);
   if (max_tokens < 1) throw Error("internal: a trainer needs room for at least one token");
   impl_ = std::make_unique<Impl>(model, lora, max_tokens, pool);
+}
+
+Trainer::Trainer(const model::Model& model, FullParams& full, int64_t max_tokens, ThreadPool& pool)
+    : Trainer(model, static_cast<LoraParams*>(nullptr), max_tokens, pool) {
+  impl_->full = &full;
 }
 
 Trainer::~Trainer() = default;
@@ -352,8 +404,9 @@ LossSum Trainer::run(const Example& ex, bool backward, float grad_scale) {
   if (n == 0) return {};
   impl_->lora_on = lora_on_;
   impl_->forward(ex.tokens);
-  const LossSum loss = impl_->output_loss(ex, backward && impl_->lora != nullptr && lora_on_, grad_scale);
-  if (backward && impl_->lora != nullptr && lora_on_) impl_->backward();
+  const bool grads = backward && ((impl_->lora != nullptr && lora_on_) || impl_->full != nullptr);
+  const LossSum loss = impl_->output_loss(ex, grads, grad_scale);
+  if (grads) impl_->backward();
   return loss;
 }
 
@@ -364,7 +417,7 @@ void Trainer::logits(std::span<const int32_t> tokens, std::vector<float>& out) {
   im.lora_on = lora_on_;
   im.forward(tokens);
   out.resize(static_cast<size_t>(n * im.c.n_vocab));
-  im.be.linear(im.m.weights().output, im.xnf.data(), n, out.data(), im.ws);
+  im.be.linear(im.W().output, im.xnf.data(), n, out.data(), im.ws);
 }
 
 }  // namespace slm::train

@@ -4,7 +4,8 @@
 // sequence at positions 0..n-1, in float, with the activations the backward
 // needs saved per layer. The base weights stay frozen in their stored form
 // (forward through backend::Backend::linear, backward through
-// train::input_grad); only the LoRA pairs of a LoraParams get gradients.
+// train::input_grad); only the LoRA pairs of a LoraParams get gradients, or,
+// for full training, every weight of a FullParams (train/full_params.h).
 //
 // Ownership: a Trainer refers to the model and the LoRA parameters (both
 // must outlive it) and owns its activation buffers, sized once for
@@ -27,6 +28,7 @@ class Model;
 
 namespace slm::train {
 
+class FullParams;
 class LoraParams;
 
 // One training sequence: target[i] != 0 means tokens[i] is predicted from
@@ -48,6 +50,9 @@ class Trainer {
   // (mixture of experts, Gemma's norms and soft-caps, sliding windows, ...).
   // lora may be null (the base alone: no gradients).
   Trainer(const model::Model& model, LoraParams* lora, int64_t max_tokens, ThreadPool& pool);
+  // Full training: the forward reads full's masters (not the model's
+  // weights) and the backward accumulates into every one of its gradients.
+  Trainer(const model::Model& model, FullParams& full, int64_t max_tokens, ThreadPool& pool);
   ~Trainer();
 
   // Why training refuses a model, or "" when it can train it.

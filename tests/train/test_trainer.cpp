@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <map>
 #include <random>
 #include <vector>
 
@@ -17,6 +18,7 @@
 #include "model/model.h"
 #include "model/session.h"
 #include "train/dpo.h"
+#include "train/full_params.h"
 #include "train/lora_params.h"
 #include "train/trainer.h"
 
@@ -207,6 +209,83 @@ TEST_P(TrainModel, DpoGradientsMatchFiniteDifferences) {
       "%.3g\n",
       GetParam(), at.reward_margin, fd.checked, fd.worst);
   EXPECT_GE(fd.checked, 6);
+}
+
+// Full training: the forward over the F32 masters equals the base model's,
+// and the gradient of every weight tensor (embedding, norms, each matrix,
+// output, biases and q/k norms where present) matches central finite
+// differences at its largest-gradient coordinate and at one random
+// coordinate with a live gradient. A quantized base is refused, naming the
+// tensor's type.
+TEST_P(TrainModel, FullGradientsMatchFiniteDifferences) {
+  const std::string rel = std::string("models/") + GetParam();
+  SLM_REQUIRE_FIXTURE(rel);
+  const auto m = model::Model::load(test::fixture(rel));
+  if (const std::string why = FullParams::unsupported_reason(*m); !why.empty()) {
+    EXPECT_NE(why.find("LoRA"), std::string::npos) << why;
+    EXPECT_THROW(FullParams fp(*m), Error);
+    GTEST_SKIP() << why;
+  }
+  ThreadPool pool(2);
+  FullParams fp(*m);
+  Trainer tr(*m, fp, 32, pool);
+  const auto tokens = some_tokens(12, m->config().n_vocab, 5);
+  {
+    std::vector<float> got;
+    tr.logits(tokens, got);
+    const double e = max_rel(got, model_logits(*m, nullptr, tokens));
+    EXPECT_LT(e, 1e-4);
+  }
+  Example ex;
+  ex.tokens = tokens;
+  ex.target.assign(ex.tokens.size(), 1);
+  ex.target[3] = 0;  // a hole in the loss mask
+  fp.zero_grad();
+  tr.run(ex, true);
+  const auto loss = [&] { return tr.run(ex, false).loss; };
+  std::mt19937 rng(9);
+  std::map<std::string, double> worst;  // per kind of tensor
+  int checked = 0;
+  for (FullTensor& t : fp.tensors()) {
+    std::vector<size_t> coords;
+    size_t best = 0;
+    for (size_t i = 0; i < t.grad.size(); ++i)
+      if (std::fabs(t.grad[i]) > std::fabs(t.grad[best])) best = i;
+    coords.push_back(best);
+    for (int trial = 0; trial < 200; ++trial) {
+      const size_t i = rng() % t.grad.size();
+      if (std::fabs(t.grad[i]) < 1e-2f * std::fabs(t.grad[best]) || std::fabs(t.grad[i]) < 2e-3f)
+        continue;
+      coords.push_back(i);
+      break;
+    }
+    for (const size_t i : coords) {
+      const float g = t.grad[i];
+      ASSERT_GT(std::fabs(g), 1e-4f) << t.name << ": no live gradient";
+      const float keep = t.value[i];
+      const float h = std::max(1e-2f, 1e-2f * std::fabs(keep));
+      t.value[i] = keep + h;
+      const double lp = loss();
+      t.value[i] = keep - h;
+      const double lm = loss();
+      t.value[i] = keep;
+      const double fd = (lp - lm) / (2.0 * static_cast<double>(h));
+      const double err = std::fabs(fd - g) / std::fabs(fd);
+      EXPECT_LT(err, 2e-2) << t.name << "[" << i << "] analytic " << g << " fd " << fd;
+      worst[t.label] = std::max(worst[t.label], err);
+      ++checked;
+    }
+  }
+  std::printf("[ fd       ] %s full grads, %d coordinates; worst relative error per kind:",
+              GetParam(), checked);
+  for (const auto& [kind, e] : worst) std::printf(" %s %.2g", kind.c_str(), e);
+  std::printf("\n");
+  // Every kind the model has was checked.
+  for (const char* kind : {"embedding", "norm", "q", "k", "v", "o", "gate", "up", "down"})
+    EXPECT_TRUE(worst.count(kind)) << kind;
+  if (m->weights().layers[0].has_qkv_bias()) {
+    EXPECT_TRUE(worst.count("bias"));
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, TrainModel,
