@@ -1,5 +1,6 @@
 // slm finetune: LoRA supervised finetuning or DPO on JSONL data (train/),
-// writing a llama.cpp-layout adapter that `slm run --lora` loads.
+// writing a llama.cpp-layout adapter that `slm run --lora` loads; with
+// --full, SFT of every weight of an F32/F16/BF16 base, writing a whole model.
 #include <unistd.h>
 
 #include <algorithm>
@@ -8,8 +9,10 @@
 #include <cstdio>
 #include <fstream>
 #include <iterator>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <numeric>
+#include <optional>
 #include <random>
 
 #include "base/error.h"
@@ -21,6 +24,7 @@
 #include "tokenizer/tokenizer.h"
 #include "train/data.h"
 #include "train/dpo.h"
+#include "train/full_params.h"
 #include "train/lora_params.h"
 #include "train/optim.h"
 #include "train/trainer.h"
@@ -29,21 +33,28 @@ namespace slm::cli {
 namespace {
 
 Options finetune_options() {
-  Options o("finetune",
-            "usage: slm finetune [--model] BASE.gguf --data TRAIN.jsonl [--eval-data VAL.jsonl] "
-            "[--method sft|dpo] "
-            "-o ADAPTER.gguf\n"
-            "  LoRA finetuning on the CPU. Each line of the data is {\"messages\": [...]} "
-            "(rendered with the\n"
-            "  model's chat template, loss on assistant turns), {\"prompt\", \"completion\"} (loss "
-            "on the\n"
-            "  completion) or {\"text\"} (loss on every token). For dpo, each line is {\"prompt\",\n"
-            "  \"chosen\", \"rejected\"} (strings, or messages with a chat template). Every line is\n"
-            "  checked before training.\n");
+  Options o(
+      "finetune",
+      "usage: slm finetune [--model] BASE.gguf --data TRAIN.jsonl [--eval-data VAL.jsonl] "
+      "[--method sft|dpo] "
+      "-o ADAPTER.gguf\n"
+      "  LoRA finetuning on the CPU. Each line of the data is {\"messages\": [...]} "
+      "(rendered with the\n"
+      "  model's chat template, loss on assistant turns), {\"prompt\", \"completion\"} (loss "
+      "on the\n"
+      "  completion) or {\"text\"} (loss on every token). For dpo, each line is {\"prompt\",\n"
+      "  \"chosen\", \"rejected\"} (strings, or messages with a chat template). Every line is\n"
+      "  checked before training. With --full, every weight is trained (F32, F16 or BF16 "
+      "bases) and\n"
+      "  -o is a whole model.\n");
   add_model_option(o, "the base model, a GGUF file; also the first positional argument");
   o.value("--data", "F.jsonl", "training data (required)");
   o.value("--eval-data", "F.jsonl", "held-out data, evaluated every --eval-every steps");
-  o.value("--out,-o", "ADAPTER.gguf", "the adapter to write (required)");
+  o.value("--out,-o", "ADAPTER.gguf", "the adapter (with --full: the model) to write (required)");
+  o.flag("--full", "SFT of every weight instead of a LoRA adapter; writes a whole GGUF model");
+  o.value("--out-type", "T", "--full: the type of the written weights (base: each tensor's own)")
+      .choices({"base", "f32", "f16", "bf16"})
+      .def("base");
   o.value("--method", "M", "training method").choices({"sft", "dpo"}).def("sft");
   o.value("--beta", "B", "DPO: strength of the pull towards the reference (the base)")
       .number(1e-6, 1e6)
@@ -150,6 +161,20 @@ int run_finetune(int argc, char** argv) {
   const bool dpo = method == "dpo";
   const double beta = args.get_double("--beta");
   if (!dpo && args.has("--beta")) throw UsageError(args.shown("--beta") + " applies to --method dpo only");
+  const bool full = args.flag("--full");
+  if (full && dpo)
+    throw UsageError(
+        "--full trains with --method sft only (DPO's reference needs the base kept apart)");
+  for (const char* lora_opt : {"--lora-rank", "--lora-alpha", "--lora-targets"})
+    if (full && args.has(lora_opt))
+      throw UsageError(args.shown(lora_opt) + " does not apply to --full");
+  if (!full && args.has("--out-type"))
+    throw UsageError(args.shown("--out-type") + " applies to --full only");
+  const std::string out_type = args.choice("--out-type");
+  const std::optional<DType> save_type = out_type == "f32"    ? std::optional(DType::F32)
+                                         : out_type == "f16"  ? std::optional(DType::F16)
+                                         : out_type == "bf16" ? std::optional(DType::BF16)
+                                                              : std::nullopt;
   if (args.has("--epochs") && args.has("--steps"))
     throw UsageError("give --epochs or --steps, not both");
   const int64_t rank = args.get_int("--lora-rank");
@@ -220,20 +245,36 @@ int run_finetune(int argc, char** argv) {
       args.has("--eval-every") ? args.get_int("--eval-every") : std::max<int64_t>(1, total / 10);
 
   ThreadPool pool(threads);
-  train::LoraParams lora(*model, {rank, static_cast<float>(alpha), targets});
-  lora.init(seed);
-  train::Trainer trainer(*model, &lora, longest, pool);
-  train::Dpo objective(trainer, &lora, beta);
+  // The trained parameters: LoRA pairs over the frozen base, or (--full) F32
+  // masters of every weight.
+  std::unique_ptr<train::LoraParams> lora;
+  std::unique_ptr<train::FullParams> full_params;
+  std::unique_ptr<train::Trainer> trainer_owner;
+  std::string what;
+  if (full) {
+    full_params = std::make_unique<train::FullParams>(*model);
+    trainer_owner = std::make_unique<train::Trainer>(*model, *full_params, longest, pool);
+    what = "every weight (" + std::to_string(full_params->tensors().size()) + " tensors";
+  } else {
+    lora = std::make_unique<train::LoraParams>(
+        *model, train::LoraSpec{rank, static_cast<float>(alpha), targets});
+    lora->init(seed);
+    trainer_owner = std::make_unique<train::Trainer>(*model, lora.get(), longest, pool);
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "LoRA r%lld alpha %g on %zu matrices (",
+                  static_cast<long long>(rank), alpha, lora->pairs().size());
+    what = buf;
+  }
+  train::Trainer& trainer = *trainer_owner;
+  train::Dpo objective(trainer, lora.get(), beta);
   train::AdamW opt({0.9f, 0.999f, 1e-8f, static_cast<float>(weight_decay)});
-  const auto params = lora.params();
-  const auto grads = lora.grads();
-  std::fprintf(stderr,
-               "finetune: %s %s, %zu %s%s, LoRA r%lld alpha %g on %zu matrices (%.2f M "
-               "parameters), %lld steps\n",
+  const auto params = full ? full_params->params() : lora->params();
+  const auto grads = full ? full_params->grads() : lora->grads();
+  const int64_t n_params = full ? full_params->n_params() : lora->n_params();
+  std::fprintf(stderr, "finetune: %s %s, %zu %s%s, %s%.2f M parameters), %lld steps\n",
                method.c_str(), model_path->c_str(), n_items, dpo ? "pairs" : "examples",
-               has_eval ? (" (+" + std::to_string(n_eval) + " eval)").c_str() : "",
-               static_cast<long long>(rank), alpha, lora.pairs().size(),
-               static_cast<double>(lora.n_params()) / 1e6, static_cast<long long>(total));
+               has_eval ? (" (+" + std::to_string(n_eval) + " eval)").c_str() : "", what.c_str(),
+               static_cast<double>(n_params) / 1e6, static_cast<long long>(total));
 
   // DPO's reference: the base's log-probabilities, once per pair.
   const std::vector<train::RefLogp> ref =
@@ -266,7 +307,7 @@ int run_finetune(int argc, char** argv) {
     const std::vector<size_t>& batch = steps[static_cast<size_t>(s)];
     int64_t n_tokens = 0;
     for (const size_t i : batch) n_tokens += sizes[i];
-    lora.zero_grad();
+    for (const std::span<float> g : grads) std::fill(g.begin(), g.end(), 0.0f);
     // The step's mean loss and its metrics as JSON fields and progress text.
     nlohmann::json metrics;
     char text[128];
@@ -314,7 +355,10 @@ int run_finetune(int argc, char** argv) {
                  isatty(2) ? "" : "\n");
   }
   if (isatty(2)) std::fprintf(stderr, "\n");
-  lora.save(*out_path);
+  if (full)
+    full_params->save(*out_path, save_type);
+  else
+    lora->save(*out_path);
   const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
   std::string eval_summary;
   if (has_eval && dpo)
@@ -333,7 +377,10 @@ int run_finetune(int argc, char** argv) {
 
 }  // namespace
 
-SLM_COMMAND("finetune", "LoRA finetuning (SFT or DPO) on JSONL data, writing an adapter for --lora",
-            finetune_options, run_finetune);
+SLM_COMMAND(
+    "finetune",
+    "LoRA finetuning (SFT or DPO) on JSONL data, writing an adapter for --lora; --full: every "
+    "weight",
+    finetune_options, run_finetune);
 
 }  // namespace slm::cli

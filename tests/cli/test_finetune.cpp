@@ -87,6 +87,78 @@ TEST(CliFinetune, SftTeachesAFact) {
   std::filesystem::remove_all(dir);
 }
 
+// --full: every weight of stories260K (F32) is trained; the whole model it
+// writes continues the held-out prompt with the fact under plain `slm run`,
+// the eval loss falls, and the file keeps the base's metadata and tensor
+// types (--out-type f16 halves the matrices).
+TEST(CliFinetune, FullSftTeachesAFact) {
+  SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
+  const std::string model = sh_quote(fixture("models/stories260K.gguf"));
+  const std::string dir = temp_dir();
+  const std::string train = write_file(dir, "train.jsonl", fact_data());
+  const std::string eval =
+      write_file(dir, "eval.jsonl",
+                 "{\"prompt\": \"Lily had a big dog named\", \"completion\": \" Biscuit.\"}\n");
+  const std::string out = dir + "/full.gguf";
+  const std::string held_out = " -p 'Lily had a big dog named' --temp 0 -n 8";
+  const CmdResult base = run_slm("run " + model + held_out);
+  ASSERT_EQ(base.code, 0) << base.err;
+  EXPECT_EQ(base.out.find("Biscuit"), std::string::npos) << base.out;
+
+  const CmdResult r =
+      run_slm("finetune --full --model " + model + " --data " + train + " --eval-data " + eval +
+              " -o " + out + " --lr 1e-3 --epochs 8 --batch-tokens 256 --seed 1 -t 2 --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("every weight"), std::string::npos) << r.err;
+  std::istringstream lines(r.out);
+  std::string line;
+  double eval_start = -1, eval_end = -1;
+  while (std::getline(lines, line)) {
+    const auto j = nlohmann::json::parse(line);
+    if (j.contains("eval_loss_start")) eval_start = j["eval_loss_start"];
+    if (j.contains("eval_loss")) eval_end = j["eval_loss"];
+  }
+  EXPECT_GT(eval_start, 0);
+  EXPECT_LT(eval_end, eval_start / 3) << r.out;
+  const CmdResult taught = run_slm("run " + sh_quote(out) + held_out);
+  ASSERT_EQ(taught.code, 0) << taught.err;
+  EXPECT_NE(taught.out.find("Biscuit"), std::string::npos) << taught.out;
+  // Same size as the base (same tensors, same F32 type, same metadata).
+  EXPECT_EQ(std::filesystem::file_size(out),
+            std::filesystem::file_size(fixture("models/stories260K.gguf")));
+
+  const std::string half = dir + "/half.gguf";
+  const CmdResult h = run_slm("finetune --full --model " + model + " --data " + train + " -o " +
+                              half + " --steps 2 --out-type f16 -t 2");
+  ASSERT_EQ(h.code, 0) << h.err;
+  EXPECT_LT(std::filesystem::file_size(half), std::filesystem::file_size(out) * 6 / 10);
+  const CmdResult ran = run_slm("run " + sh_quote(half) + held_out);
+  EXPECT_EQ(ran.code, 0) << ran.err;
+  std::filesystem::remove_all(dir);
+}
+
+TEST(CliFinetune, FullRefusesQuantizedBaseAndDpo) {
+  SLM_REQUIRE_FIXTURE("models/small-llama-Q4_K.gguf");
+  const std::string dir = temp_dir();
+  const std::string data = write_file(dir, "d.jsonl", "{\"text\": \"hello world\"}\n");
+  CmdResult r =
+      run_slm("finetune --full --model " + sh_quote(fixture("models/small-llama-Q4_K.gguf")) +
+              " --data " + data + " -o " + dir + "/m.gguf");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("is Q4_K"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("LoRA"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(dir + "/m.gguf"));
+  r = run_slm("finetune --full --method dpo --model " +
+              sh_quote(fixture("models/small-llama-Q4_K.gguf")) + " --data " + data + " -o " + dir +
+              "/m.gguf");
+  EXPECT_EQ(r.code, 2) << r.err;
+  r = run_slm("finetune --full --lora-rank 4 --model " +
+              sh_quote(fixture("models/small-llama-Q4_K.gguf")) + " --data " + data + " -o " + dir +
+              "/m.gguf");
+  EXPECT_EQ(r.code, 2) << r.err;
+  std::filesystem::remove_all(dir);
+}
+
 // A synthetic preference set: a story prompt whose chosen continuation names
 // a dog and whose rejected one names a cat, the rest of the pair identical.
 // Training and held-out pairs share no name, place, adjective or ending.
