@@ -8,6 +8,7 @@
 #include <cstring>
 #include <functional>
 #include <random>
+#include <tuple>
 #include <vector>
 
 #include "base/thread_pool.h"
@@ -189,6 +190,78 @@ TEST(GradOps, InputGradOverStoredTypes) {
                   std::string(kernels::isa_name(isa)).c_str(), std::string(dtype_name(t)).c_str(),
                   worst / mx);
       EXPECT_LT(worst / mx, 1e-5) << dtype_name(t) << " " << kernels::isa_name(isa);
+    }
+  }
+  kernels::set_active_isa(keep);
+}
+
+// The norm weight's gradient: f(w) = dot(dy, rms_norm(x) * w) in double.
+TEST(GradOps, RmsNormWeight) {
+  std::mt19937 rng(11);
+  const int64_t n = 37;
+  const Vec x = random_vec(n, rng), dy = random_vec(n, rng);
+  Vec w = random_vec(n, rng);
+  const auto f = [&](const Vec& wv) {
+    std::vector<float> wf(wv.begin(), wv.end());
+    Vec y(n);
+    rms_norm_fwd(x.data(), wf.data(), n, 1e-5f, y.data());
+    return dot(dy, y);
+  };
+  Vec dw(n, 0.0);
+  rms_norm_bwd_w(x.data(), n, 1e-5f, dy.data(), dw.data());
+  // The forward takes w as float: w and w +- h are kept exact in float (w on
+  // a 1/1024 grid, h = 1/4), and f is linear in w, so the difference is exact.
+  const double h = 0.25;
+  double worst = 0, scale = 1e-12;
+  for (int64_t i = 0; i < n; ++i) {
+    w[i] = std::round(w[i] * 1024) / 1024;  // exactly representable in float, also +- h
+    const double keep = w[i];
+    w[i] = keep + h;
+    const double fp = f(w);
+    w[i] = keep - h;
+    const double fm = f(w);
+    w[i] = keep;
+    const double num = (fp - fm) / (2 * h);
+    scale = std::max(scale, std::fabs(num));
+    worst = std::max(worst, std::fabs(num - dw[i]));
+  }
+  report("rms_norm weight", worst / scale);
+}
+
+// dW = dy^T x over a sequence (full training) against a double loop, on
+// every instruction-set path of its inner step and on odd sizes (rows not a
+// multiple of the task size, all-zero gradient rows skipped).
+TEST(GradOps, WeightGrad) {
+  ThreadPool pool(2);
+  const kernels::Isa keep = kernels::active_isa();
+  for (const kernels::Isa isa : kernels::available_isas()) {
+    ASSERT_TRUE(kernels::set_active_isa(isa));
+    std::mt19937 rng(12);
+    for (const auto& [rows, cols, n] :
+         {std::tuple{37, 67, 9}, std::tuple{5, 512, 1}, std::tuple{64, 16, 33}}) {
+      std::vector<float> dy(static_cast<size_t>(n * rows)), x(static_cast<size_t>(n * cols));
+      std::vector<float> dw(static_cast<size_t>(rows * cols));
+      for (float& v : dy) v = std::normal_distribution<float>(0, 1)(rng);
+      for (float& v : x) v = std::normal_distribution<float>(0, 1)(rng);
+      for (float& v : dw) v = std::normal_distribution<float>(0, 1)(rng);  // accumulates onto this
+      for (int t = 0; t < n; ++t)
+        dy[static_cast<size_t>(t * rows + 3)] = 0;  // a row with no gradient
+      const std::vector<float> before = dw;
+      std::vector<float> tmp;
+      weight_grad(dy.data(), x.data(), n, rows, cols, dw.data(), tmp, pool);
+      double worst = 0, mx = 0;
+      for (int r = 0; r < rows; ++r)
+        for (int c = 0; c < cols; ++c) {
+          double ref = before[static_cast<size_t>(r * cols + c)];
+          for (int t = 0; t < n; ++t)
+            ref += static_cast<double>(dy[static_cast<size_t>(t * rows + r)]) *
+                   x[static_cast<size_t>(t * cols + c)];
+          worst = std::max(worst, std::fabs(ref - dw[static_cast<size_t>(r * cols + c)]));
+          mx = std::max(mx, std::fabs(ref));
+        }
+      std::printf("[ fd       ] weight_grad %-6s %dx%d n=%d worst relative error %.3g\n",
+                  std::string(kernels::isa_name(isa)).c_str(), rows, cols, n, worst / mx);
+      EXPECT_LT(worst / mx, 1e-5) << kernels::isa_name(isa);
     }
   }
   kernels::set_active_isa(keep);
