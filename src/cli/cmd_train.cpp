@@ -256,9 +256,11 @@ int run_train(int argc, char** argv) {
       std::printf("%s\n", j.dump().c_str());
       std::fflush(stdout);
     }
-    std::fprintf(stderr, "%sstep %lld/%lld | loss %.4f | %.0f tok/s | ETA %.0f s%s",
+    const long eta_s = std::lround(eta);
+    std::fprintf(stderr, "%sstep %lld/%lld | loss %.4f | %.0f tok/s | ETA %ld:%02ld%s",
                  isatty(2) ? "\r" : "", static_cast<long long>(step + 1),
-                 static_cast<long long>(total), loss, tok_s, eta, isatty(2) ? "" : "\n");
+                 static_cast<long long>(total), loss, tok_s, eta_s / 60, eta_s % 60,
+                 isatty(2) ? "" : "\n");
   }
   if (isatty(2)) std::fprintf(stderr, "\n");
   full.save(*out_path, DType::F32);

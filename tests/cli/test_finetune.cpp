@@ -137,6 +137,22 @@ TEST(CliFinetune, FullSftTeachesAFact) {
   std::filesystem::remove_all(dir);
 }
 
+// An F16 base keeps its tensor types (the file has the base's size) and runs.
+TEST(CliFinetune, FullKeepsAnF16BaseType) {
+  SLM_REQUIRE_FIXTURE("models/small-llama-F16.gguf");
+  const std::string base = fixture("models/small-llama-F16.gguf");
+  const std::string dir = temp_dir();
+  const std::string data = write_file(dir, "d.jsonl", fact_data());
+  const std::string out = dir + "/m.gguf";
+  const CmdResult r = run_slm("finetune --full --model " + sh_quote(base) + " --data " + data +
+                              " -o " + out + " --steps 1 -t 2");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(std::filesystem::file_size(out), std::filesystem::file_size(base));
+  const CmdResult ran = run_slm("run " + sh_quote(out) + " -p 'Lily had' --temp 0 -n 4");
+  EXPECT_EQ(ran.code, 0) << ran.err;
+  std::filesystem::remove_all(dir);
+}
+
 TEST(CliFinetune, FullRefusesQuantizedBaseAndDpo) {
   SLM_REQUIRE_FIXTURE("models/small-llama-Q4_K.gguf");
   const std::string dir = temp_dir();
