@@ -71,6 +71,10 @@ Options train_options() {
   o.value("--tokenizer-from", "MODEL.gguf",
           "the GGUF whose tokenizer (and vocabulary size) to use (required)");
   o.value("--data", "CORPUS.txt", "training text (required)");
+  o.value("--eval-data", "TEXT.txt", "held-out text, evaluated every --eval-every steps");
+  o.value("--eval-every", "N", "evaluate every N steps")
+      .integer(1, int64_t{1} << 40)
+      .def_note("10 times over the run");
   o.value("--out,-o", "MODEL.gguf", "the model to write (required)");
   o.value("--epochs", "N", "passes over the corpus").integer(1, 1000000).def("1");
   o.value("--steps", "N", "optimizer steps, instead of --epochs").integer(1, int64_t{1} << 40);
@@ -96,6 +100,38 @@ std::string read_text(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(path + ": cannot open the file");
   return std::string((std::istreambuf_iterator<char>(in)), {});
+}
+
+// A corpus as one token stream (BOS first), cut into windows of n_ctx tokens
+// that overlap by one, so every token but the first is a target exactly once.
+std::vector<train::Example> corpus_windows(const tokenizer::Tokenizer& tok, const std::string& path,
+                                           int64_t n_ctx, int64_t& n_tokens) {
+  const std::vector<int32_t> stream =
+      tok.encode(read_text(path), /*add_special=*/true, /*parse_special=*/false);
+  n_tokens = static_cast<int64_t>(stream.size());
+  std::vector<train::Example> windows;
+  for (size_t i = 0; i + 1 < stream.size(); i += static_cast<size_t>(n_ctx - 1)) {
+    train::Example ex;
+    ex.tokens.assign(stream.begin() + static_cast<std::ptrdiff_t>(i),
+                     stream.begin() + static_cast<std::ptrdiff_t>(
+                                          std::min(stream.size(), i + static_cast<size_t>(n_ctx))));
+    ex.target.assign(ex.tokens.size(), 1);
+    windows.push_back(std::move(ex));
+  }
+  if (windows.empty()) throw Error(path + ": the text has fewer than two tokens");
+  return windows;
+}
+
+// Mean loss per target token over the windows (no gradients).
+double eval_loss(train::Trainer& tr, const std::vector<train::Example>& data) {
+  double loss = 0;
+  int64_t n = 0;
+  for (const train::Example& ex : data) {
+    const train::LossSum l = tr.run(ex, false);
+    loss += l.loss;
+    n += l.n_targets;
+  }
+  return n > 0 ? loss / static_cast<double>(n) : 0.0;
 }
 
 // The model file in memory: synth's metadata and F32 tensors for the shape,
@@ -176,23 +212,16 @@ int run_train(int argc, char** argv) {
   const uint64_t seed = static_cast<uint64_t>(args.get_int("--seed"));
   const bool json = args.flag("--json");
 
-  // The corpus: one token stream, cut into windows that overlap by one token
-  // so that every token but the first is a target exactly once.
   const auto tok_file = gguf::File::open(*tok_path);
   const tokenizer::Tokenizer tok = tokenizer::Tokenizer::from_gguf(*tok_file);
   s.n_vocab = tok.n_vocab();
-  const std::vector<int32_t> stream =
-      tok.encode(read_text(*data_path), /*add_special=*/true, /*parse_special=*/false);
-  std::vector<train::Example> windows;
-  for (size_t i = 0; i + 1 < stream.size(); i += static_cast<size_t>(n_ctx - 1)) {
-    train::Example ex;
-    ex.tokens.assign(stream.begin() + static_cast<std::ptrdiff_t>(i),
-                     stream.begin() + static_cast<std::ptrdiff_t>(
-                                          std::min(stream.size(), i + static_cast<size_t>(n_ctx))));
-    ex.target.assign(ex.tokens.size(), 1);
-    windows.push_back(std::move(ex));
-  }
-  if (windows.empty()) throw Error(*data_path + ": the corpus has fewer than two tokens");
+  int64_t n_corpus = 0;
+  const std::vector<train::Example> windows = corpus_windows(tok, *data_path, n_ctx, n_corpus);
+  int64_t n_eval_tokens = 0;
+  const auto eval_path = args.get("--eval-data");
+  const std::vector<train::Example> eval =
+      eval_path ? corpus_windows(tok, *eval_path, n_ctx, n_eval_tokens)
+                : std::vector<train::Example>{};
   const int64_t per_step = std::clamp<int64_t>((batch_tokens + n_ctx - 1) / n_ctx, 1,
                                                static_cast<int64_t>(windows.size()));
   const int64_t steps_per_epoch = (static_cast<int64_t>(windows.size()) + per_step - 1) / per_step;
@@ -210,10 +239,11 @@ int run_train(int argc, char** argv) {
   train::AdamW opt({0.9f, 0.999f, 1e-8f, static_cast<float>(args.get_double("--weight-decay"))});
   const auto params = full.params();
   const auto grads = full.grads();
-  std::fprintf(
-      stderr, "train: %s %s (%.2f M parameters), %zu tokens in %zu windows of %lld, %lld steps\n",
-      s.arch.c_str(), s.name.c_str(), static_cast<double>(full.n_params()) / 1e6, stream.size(),
-      windows.size(), static_cast<long long>(n_ctx), static_cast<long long>(total));
+  std::fprintf(stderr,
+               "train: %s %s (%.2f M parameters), %zu tokens in %zu windows of %lld, %lld steps\n",
+               s.arch.c_str(), s.name.c_str(), static_cast<double>(full.n_params()) / 1e6,
+               static_cast<size_t>(n_corpus), windows.size(), static_cast<long long>(n_ctx),
+               static_cast<long long>(total));
 
   std::mt19937_64 rng(seed);
   std::vector<size_t> order(windows.size());
@@ -221,7 +251,9 @@ int run_train(int argc, char** argv) {
   using Clock = std::chrono::steady_clock;
   const auto t0 = Clock::now();
   int64_t tokens_done = 0;
-  double loss = 0;
+  double loss = 0, last_eval = -1;
+  const int64_t eval_every =
+      args.has("--eval-every") ? args.get_int("--eval-every") : std::max<int64_t>(1, total / 10);
   for (int64_t step = 0; step < total; ++step) {
     full.zero_grad();
     std::vector<size_t> batch;
@@ -249,17 +281,23 @@ int run_train(int argc, char** argv) {
     const double tok_s = static_cast<double>(tokens_done) / std::max(elapsed, 1e-9);
     const double eta =
         elapsed / static_cast<double>(step + 1) * static_cast<double>(total - step - 1);
+    const bool evaluated = !eval.empty() && ((step + 1) % eval_every == 0 || step + 1 == total);
+    if (evaluated) last_eval = eval_loss(trainer, eval);
     if (json) {
-      const nlohmann::json j = {{"step", step + 1},     {"total", total},     {"loss", loss},
-                                {"lr", step_lr},        {"grad_norm", gnorm}, {"tokens", n_tokens},
-                                {"tokens_per_s", tok_s}};
+      nlohmann::json j = {{"step", step + 1},     {"total", total},     {"loss", loss},
+                          {"lr", step_lr},        {"grad_norm", gnorm}, {"tokens", n_tokens},
+                          {"tokens_per_s", tok_s}};
+      if (evaluated) j["eval_loss"] = last_eval;
       std::printf("%s\n", j.dump().c_str());
       std::fflush(stdout);
     }
     const long eta_s = std::lround(eta);
-    std::fprintf(stderr, "%sstep %lld/%lld | loss %.4f | %.0f tok/s | ETA %ld:%02ld%s",
+    char eval_text[48] = "";
+    if (!eval.empty() && last_eval >= 0)
+      std::snprintf(eval_text, sizeof eval_text, " | eval %.4f", last_eval);
+    std::fprintf(stderr, "%sstep %lld/%lld | loss %.4f%s | %.0f tok/s | ETA %ld:%02ld%s",
                  isatty(2) ? "\r" : "", static_cast<long long>(step + 1),
-                 static_cast<long long>(total), loss, tok_s, eta_s / 60, eta_s % 60,
+                 static_cast<long long>(total), loss, eval_text, tok_s, eta_s / 60, eta_s % 60,
                  isatty(2) ? "" : "\n");
   }
   if (isatty(2)) std::fprintf(stderr, "\n");
