@@ -1,8 +1,8 @@
 // slm train end to end: a tiny model trained from scratch on a generated
 // corpus (stories260K's tokenizer) brings its loss, and that on held-out text
 // of the same pattern, far below the corpus's unigram entropy (computed here
-// from `slm tokenize`), and the model it
-// writes loads in `slm run` and continues a prompt in the corpus's pattern.
+// from `slm tokenize`), and the model it writes loads in `slm run` and
+// continues a prompt in the corpus's pattern.
 #include <gtest/gtest.h>
 
 #include <cmath>
