@@ -215,6 +215,17 @@ int run_train(int argc, char** argv) {
   const auto tok_file = gguf::File::open(*tok_path);
   const tokenizer::Tokenizer tok = tokenizer::Tokenizer::from_gguf(*tok_file);
   s.n_vocab = tok.n_vocab();
+  // An upper bound on the parameters (q, k, v, o at most n_embd^2 each): each
+  // costs about 24 bytes here (file copies, master, gradient, two moments).
+  const double approx_params =
+      static_cast<double>(s.n_layer) *
+          (4.0 * static_cast<double>(s.n_embd) * static_cast<double>(s.n_embd) +
+           3.0 * static_cast<double>(s.n_embd) * static_cast<double>(s.n_ff)) +
+      2.0 * static_cast<double>(s.n_vocab) * static_cast<double>(s.n_embd);
+  if (approx_params > 2e9)
+    throw UsageError("a model of about " +
+                     std::to_string(static_cast<long long>(approx_params / 1e6)) +
+                     " M parameters is too large to train from scratch here (at most 2000 M)");
   int64_t n_corpus = 0;
   const std::vector<train::Example> windows = corpus_windows(tok, *data_path, n_ctx, n_corpus);
   int64_t n_eval_tokens = 0;

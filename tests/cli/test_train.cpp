@@ -115,6 +115,10 @@ TEST(CliTrain, RefusesBadShapes) {
   EXPECT_NE(r.err.find("--n-head"), std::string::npos) << r.err;
   r = run_slm("train --shape tiny --n-head-kv 3" + common);  // 4 heads over 3 KV heads
   EXPECT_EQ(r.code, 2) << r.err;
+  r = run_slm("train --n-embd 16384 --n-layer 256 --n-head 128 --n-ff 1048576" +
+              common);  // refused before allocating
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("too large"), std::string::npos) << r.err;
   EXPECT_FALSE(std::filesystem::exists(dir + "/m.gguf"));
   std::filesystem::remove_all(dir);
 }
