@@ -20,6 +20,7 @@
 #include "eval/perplexity.h"
 #include "eval/tasks.h"
 #include "eval/text_file.h"
+#include "model/lora.h"
 #include "tokenizer/tokenizer.h"
 
 namespace slm::cli {
@@ -34,6 +35,7 @@ Options eval_options() {
       "  -c N: chunks of N tokens, BOS first, the second half of each scored; the drift\n"
       "  of the top-k logits against a saved run; or multiple-choice accuracy.\n");
   add_model_option(o);
+  add_lora_option(o);
   o.value("--file,-f", "TEXT", "perplexity of this text");
   o.value("--ctx-size,-c", "N", "perplexity: context of each chunk")
       .integer(2, int64_t{1} << 24)
@@ -93,7 +95,8 @@ nlohmann::json accuracy_json(const eval::Accuracy& a) {
   return {{"value", a.value}, {"stderr", a.stderr_}};
 }
 
-int run_choices(const Args& args, const model::Model& model, int threads) {
+int run_choices(const Args& args, const model::Model& model, const model::LoraAdapter* adapter,
+                int threads) {
   const bool hs = args.has("--hellaswag");
   const std::string path = *args.get(hs ? "--hellaswag" : "--choices");
   const int64_t max_tasks = args.get_int("--tasks");
@@ -103,6 +106,7 @@ int run_choices(const Args& args, const model::Model& model, int threads) {
   const tokenizer::Tokenizer tok = tokenizer::Tokenizer::from_gguf(model.file());
   eval::ChoiceOptions o;
   o.max_rows = args.get_int("--batch-size");
+  o.adapter = adapter;
   o.allow_beyond_train_ctx = args.flag("--allow-long-context");
   ThreadPool pool(threads);
   eval::ChoiceResult r;
@@ -137,7 +141,8 @@ int run_choices(const Args& args, const model::Model& model, int threads) {
   return 0;
 }
 
-int run_perplexity(const Args& args, const model::Model& model, int threads) {
+int run_perplexity(const Args& args, const model::Model& model, const model::LoraAdapter* adapter,
+                   int threads) {
   const std::string path = *args.get("--file");
   const tokenizer::Tokenizer tok = tokenizer::Tokenizer::from_gguf(model.file());
   const std::vector<int32_t> tokens = tok.encode(eval::read_text_file(path), true, false);
@@ -148,6 +153,7 @@ int run_perplexity(const Args& args, const model::Model& model, int threads) {
     throw UsageError("option " + args.shown("--stride") + ": " + std::to_string(o.stride) +
                      " is out of range [1, " + std::to_string(o.n_ctx) + "] (the context size)");
   o.n_batch = args.get_int("--batch-size");
+  o.adapter = adapter;
   o.max_chunks = args.get_int("--chunks");
   o.allow_beyond_train_ctx = args.flag("--allow-long-context");
   if (o.n_ctx > model.config().n_ctx_train && !o.allow_beyond_train_ctx)
@@ -244,8 +250,9 @@ int run_eval(int argc, char** argv) {
     throw UsageError(args.shown("--tasks") + " applies to --hellaswag and --choices only");
   const int threads = thread_count(args);
   const auto model = load_model(args);
-  return args.has("--file") ? run_perplexity(args, *model, threads)
-                            : run_choices(args, *model, threads);
+  const auto adapter = lora_option(args, *model);  // null without --lora
+  return args.has("--file") ? run_perplexity(args, *model, adapter.get(), threads)
+                            : run_choices(args, *model, adapter.get(), threads);
 }
 
 }  // namespace

@@ -147,7 +147,7 @@ ChoiceResult score_choices(const model::Model& model, const tokenizer::Tokenizer
       const std::span<const int32_t> toks(prep[i].seqs[0].data(),
                                           static_cast<size_t>(prep[i].prefix));
       s.check_tokens(toks);
-      chunks.push_back({&s, toks, logits1.data() + (i - i0) * n_vocab, false, nullptr});
+      chunks.push_back({&s, toks, logits1.data() + (i - i0) * n_vocab, false, nullptr, o.adapter});
     }
     model::forward(model, chunks, scratch, pool);
     r.n_fed += rows1;
@@ -166,7 +166,7 @@ ChoiceResult score_choices(const model::Model& model, const tokenizer::Tokenizer
         if (n2 <= 0) continue;
         const std::span<const int32_t> toks(seq.data() + prep[i].prefix, static_cast<size_t>(n2));
         s.check_tokens(toks);
-        chunks.push_back({&s, toks, logits2.data() + row * n_vocab, true, nullptr});
+        chunks.push_back({&s, toks, logits2.data() + row * n_vocab, true, nullptr, o.adapter});
         row += n2;
       }
     }

@@ -29,7 +29,8 @@ class ThreadPool;
 }
 namespace slm::model {
 class Model;
-}
+class LoraAdapter;
+}  // namespace slm::model
 namespace slm::tokenizer {
 class Tokenizer;
 }
@@ -40,6 +41,7 @@ struct ChoiceOptions {
   int64_t max_rows = 512;     // token rows per forward step (raised to fit one task)
   int64_t max_sessions = 64;  // sequences (endings) held at once
   bool allow_beyond_train_ctx = false;
+  const model::LoraAdapter* adapter = nullptr;  // LoRA applied to every row (nullptr: the base)
 };
 
 struct EndingScore {

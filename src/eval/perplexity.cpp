@@ -67,6 +67,7 @@ PerplexityResult perplexity(const model::Model& model, std::span<const int32_t> 
   so.n_batch = std::max<int64_t>(1, o.n_batch);
   so.allow_beyond_train_ctx = o.allow_beyond_train_ctx;
   model::Session session(model, so);
+  session.set_adapter(o.adapter);
   const int64_t n_batch = std::min(so.n_batch, o.n_ctx);
 
   PerplexityResult r;

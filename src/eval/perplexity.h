@@ -26,7 +26,8 @@ class ThreadPool;
 }
 namespace slm::model {
 class Model;
-}
+class LoraAdapter;
+}  // namespace slm::model
 
 namespace slm::eval {
 
@@ -36,6 +37,7 @@ struct PerplexityOptions {
   int64_t n_batch = 512;   // rows per forward step
   int64_t max_chunks = 0;  // 0: every window; else at most this many
   bool allow_beyond_train_ctx = false;
+  const model::LoraAdapter* adapter = nullptr;  // LoRA applied to every row (nullptr: the base)
 };
 
 // Tokens [begin, end) run as one fresh context, the first replaced by BOS

@@ -9,6 +9,8 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <set>
 #include <string>
@@ -58,6 +60,10 @@ std::set<std::string> write_adapter(const std::string& base, const std::string& 
   }
   w.write(path);
   return names;
+}
+
+void write_file(const std::string& path, const std::string& text) {
+  std::ofstream(path, std::ios::binary) << text;
 }
 
 const char* kTokens = "1 5 9 200 31 7 64 3 100 17 250 42";
@@ -144,6 +150,46 @@ TEST_F(CliMerge, F32MergeEqualsRunTimeAdapterAndCopiesTheRest) {
     const bool same = std::memcmp(a.data, b.data, a.n_bytes) == 0;
     EXPECT_EQ(same, adapted.count(std::string(a.name)) == 0) << a.name;
   }
+}
+
+// `slm eval --lora` (perplexity and multiple choice) scores the text as the
+// F32-merged model does: the adapter reaches every row of both paths.
+TEST_F(CliMerge, EvalWithLoraEqualsEvalOfMergedModel) {
+  SLM_REQUIRE_FIXTURE("models/tiny-llama.gguf");
+  const std::string base = fixture("models/tiny-llama.gguf");
+  const std::string adapter = dir + "/a.gguf", merged = dir + "/merged.gguf";
+  write_adapter(base, adapter, {"attn_q", "attn_v", "ffn_up", "ffn_down"}, 4, 3, 0.2f);
+  ASSERT_EQ(run_slm("merge --model " + sh_quote(base) + " --lora " + sh_quote(adapter + ":0.8") +
+                    " -o " + sh_quote(merged))
+                .code,
+            0);
+  std::string text;
+  for (int i = 0; i < 40; ++i)
+    text += "The little cat sat on the warm mat and looked at the birds in the tree. ";
+  write_file(dir + "/t.txt", text);
+  std::string tasks;
+  for (int i = 0; i < 6; ++i)
+    tasks += R"({"context": "The dog ran to the", "endings": ["park and played.", "moon.", )"
+             R"("house to sleep.", "tree of birds."], "label": )" +
+             std::to_string(i % 4) + "}\n";
+  write_file(dir + "/c.jsonl", tasks);
+  const auto eval = [&](const std::string& model, const std::string& extra) {
+    const CmdResult r = run_slm("eval --model " + sh_quote(model) + extra + " --json -t 1");
+    EXPECT_EQ(r.code, 0) << r.err;
+    return nlohmann::json::parse(r.out.empty() ? "{}" : r.out);
+  };
+  const std::string ppl = " --file " + sh_quote(dir + "/t.txt") + " -c 32",
+                    mc = " --choices " + sh_quote(dir + "/c.jsonl");
+  const std::string lora = " --lora " + sh_quote(adapter + ":0.8");
+  const auto with = eval(base, lora + ppl), merged_ppl = eval(merged, ppl), plain = eval(base, ppl);
+  const double a = with.value("perplexity", 0.0), b = merged_ppl.value("perplexity", -1.0),
+               c = plain.value("perplexity", 0.0);
+  std::printf("[ merge    ] eval perplexity: base %.6f, --lora %.6f, merged %.6f\n", c, a, b);
+  EXPECT_NEAR(a, b, 1e-4 * b);
+  EXPECT_GT(std::fabs(a - c), 1e-2 * c);  // the adapter matters here
+  const auto mc_with = eval(base, lora + mc), mc_merged = eval(merged, mc);
+  for (const char* k : {"acc", "acc_norm_tokens", "acc_norm_chars"})
+    EXPECT_EQ(mc_with[k].dump(), mc_merged[k].dump()) << k;
 }
 
 TEST_F(CliMerge, RequantizedMergeStaysWithinQuantizationNoise) {
