@@ -18,6 +18,7 @@
 #include "cli/args.h"
 #include "cli/command.h"
 #include "model/model.h"
+#include "model/session.h"
 #include "tokenizer/tokenizer.h"
 #include "train/data.h"
 #include "train/dpo.h"
@@ -29,17 +30,18 @@ namespace slm::cli {
 namespace {
 
 Options finetune_options() {
-  Options o("finetune",
-            "usage: slm finetune [--model] BASE.gguf --data TRAIN.jsonl [--eval-data VAL.jsonl] "
-            "[--method sft|dpo] "
-            "-o ADAPTER.gguf\n"
-            "  LoRA finetuning on the CPU. Each line of the data is {\"messages\": [...]} "
-            "(rendered with the\n"
-            "  model's chat template, loss on assistant turns), {\"prompt\", \"completion\"} (loss "
-            "on the\n"
-            "  completion) or {\"text\"} (loss on every token). For dpo, each line is {\"prompt\",\n"
-            "  \"chosen\", \"rejected\"} (strings, or messages with a chat template). Every line is\n"
-            "  checked before training.\n");
+  Options o(
+      "finetune",
+      "usage: slm finetune [--model] BASE.gguf --data TRAIN.jsonl [--eval-data VAL.jsonl] "
+      "[--method sft|dpo] "
+      "-o ADAPTER.gguf\n"
+      "  LoRA finetuning on the CPU. Each line of the data is {\"messages\": [...]} "
+      "(rendered with the\n"
+      "  model's chat template, loss on assistant turns), {\"prompt\", \"completion\"} (loss "
+      "on the\n"
+      "  completion) or {\"text\"} (loss on every token). For dpo, each line is {\"prompt\",\n"
+      "  \"chosen\", \"rejected\"} (strings, or messages with a chat template). Every line is\n"
+      "  checked before training.\n");
   add_model_option(o, "the base model, a GGUF file; also the first positional argument");
   o.value("--data", "F.jsonl", "training data (required)");
   o.value("--eval-data", "F.jsonl", "held-out data, evaluated every --eval-every steps");
@@ -72,6 +74,7 @@ Options finetune_options() {
   o.value("--ctx-size,-c", "N", "longest example in tokens")
       .integer(2, int64_t{1} << 20)
       .def_note("the model's context, at most 512");
+  o.flag("--allow-long-context", "permit --ctx-size beyond the model's training context");
   o.flag("--truncate", "cut longer examples instead of refusing them");
   o.value("--template-file", "F", "chat template instead of the model's");
   add_threads_option(o);
@@ -149,7 +152,8 @@ int run_finetune(int argc, char** argv) {
   const std::string method = *args.get("--method");
   const bool dpo = method == "dpo";
   const double beta = args.get_double("--beta");
-  if (!dpo && args.has("--beta")) throw UsageError(args.shown("--beta") + " applies to --method dpo only");
+  if (!dpo && args.has("--beta"))
+    throw UsageError(args.shown("--beta") + " applies to --method dpo only");
   if (args.has("--epochs") && args.has("--steps"))
     throw UsageError("give --epochs or --steps, not both");
   const int64_t rank = args.get_int("--lora-rank");
@@ -179,6 +183,13 @@ int run_finetune(int argc, char** argv) {
   const model::ModelConfig& c = model->config();
   const int64_t n_ctx =
       args.has("--ctx-size") ? args.get_int("--ctx-size") : std::min<int64_t>(c.n_ctx_train, 512);
+  // Examples longer than the model was trained on teach it positions it has
+  // never seen (as run and chat refuse such a context): only on request. The
+  // front end's handler names --allow-long-context.
+  if (c.n_ctx_train > 0 && n_ctx > c.n_ctx_train && !args.flag("--allow-long-context"))
+    throw model::ContextBeyondTrainingError(args.shown("--ctx-size") + " " + std::to_string(n_ctx) +
+                                            " exceeds the " + std::to_string(c.n_ctx_train) +
+                                            " tokens the model was trained for");
   const tokenizer::Tokenizer tok = tokenizer::Tokenizer::from_gguf(model->file());
   std::unique_ptr<chat::Template> tmpl;
   if (const auto tf = args.get("--template-file"))
