@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <map>
 #include <set>
 #include <sstream>
@@ -163,6 +164,21 @@ TEST(Grammar, Version) {
   EXPECT_NE(r.out.find("compiler: "), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("kernels: scalar"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("cpu features: "), std::string::npos) << r.out;
+  // The commit is the one built, not the one cmake last configured: it is
+  // refreshed at every build (cmake/git_commit.cmake).
+  std::string head;
+  if (FILE* p = popen(
+          ("git -C " + sh_quote(SLM_SOURCE_DIR) + " rev-parse --short=12 HEAD 2>/dev/null").c_str(),
+          "r")) {
+    char buf[64];
+    while (std::fgets(buf, sizeof buf, p) != nullptr) head += buf;
+    if (pclose(p) != 0) head.clear();
+  }
+  while (!head.empty() && (head.back() == '\n' || head.back() == '\r')) head.pop_back();
+  if (!head.empty()) {
+    EXPECT_NE(r.out.substr(0, r.out.find('\n')).find("(commit " + head + ")"), std::string::npos)
+        << r.out << " vs HEAD " << head;
+  }
 }
 
 TEST(Grammar, UsageErrorsExitWithTwoAndNameTheOptionAsTyped) {
