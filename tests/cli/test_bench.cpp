@@ -7,6 +7,7 @@
 #include <thread>
 #include <vector>
 
+#include "cli/bench_table.h"
 #include "cli/run_cmd.h"
 #include "common/fixtures.h"
 
@@ -43,6 +44,24 @@ TEST(Bench, TableIsAlignedAndWarningsAreGiven) {
   for (const std::string& line : table) EXPECT_EQ(width(line), width(table[0])) << r.out;
   EXPECT_EQ(table[2].rfind("| pp600 ", 0), 0u) << r.out;
   EXPECT_EQ(table[3].rfind("| tg4   ", 0), 0u) << r.out;
+}
+
+// Numbers a real run may give (a six-digit rate, a spread wider than the
+// five columns once reserved for it) keep every bar and every "±" in line.
+TEST(Bench, TableStaysAlignedForWideNumbers) {
+  const std::string t = cli::bench_table({{"pp512", 123456.789, 15291.57}, {"tg128", 12.5, 0.01}});
+  std::vector<std::string> lines;
+  std::istringstream in(t);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  ASSERT_EQ(lines.size(), 4u) << t;
+  for (const std::string& line : lines) EXPECT_EQ(width(line), width(lines[0])) << t;
+  EXPECT_EQ(lines[2], "| pp512 | 123456.79 ± 15291.57 |") << t;
+  EXPECT_EQ(lines[3], "| tg128 |     12.50 ±     0.01 |") << t;
+  EXPECT_EQ(lines[2].find("±"), lines[3].find("±")) << t;
+  // Ordinary numbers keep the usual width.
+  EXPECT_EQ(
+      cli::bench_table({{"tg4", 30673.27, 67.53}}),
+      "| test |              t/s |\n|------|------------------|\n| tg4  | 30673.27 ± 67.53 |\n");
 }
 
 }  // namespace
