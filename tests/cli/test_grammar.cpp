@@ -157,6 +157,23 @@ TEST(Grammar, FlagTableAgreesWithEveryHelp) {
     EXPECT_EQ(short_meaning[s], std::set<std::string>{name}) << s;
 }
 
+// Every command that takes a context (--ctx-size) can be told to go beyond
+// the model's training length, so the hint slm gives when it refuses names
+// a switch that exists there. `info` only estimates memory for -c: it
+// refuses nothing.
+TEST(Grammar, EveryCommandTakingAContextHasAllowLongContext) {
+  const CmdResult table = run_slm("help --flags");
+  ASSERT_EQ(table.code, 0) << table.err;
+  std::set<std::string> with_ctx, with_allow;
+  for (const FlagRow& r : flag_table(table.out)) {
+    if (r.flag.rfind("--ctx-size", 0) == 0) with_ctx.insert(r.command);
+    if (r.flag == "--allow-long-context") with_allow.insert(r.command);
+  }
+  EXPECT_TRUE(with_ctx.count("serve") && with_ctx.count("finetune")) << table.out;
+  with_ctx.erase("info");
+  EXPECT_EQ(with_ctx, with_allow);
+}
+
 TEST(Grammar, Version) {
   const CmdResult r = run_slm("--version");
   EXPECT_EQ(r.code, 0) << r.err;
