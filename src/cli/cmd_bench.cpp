@@ -23,6 +23,7 @@
 #include "base/format.h"
 #include "base/thread_pool.h"
 #include "cli/args.h"
+#include "cli/bench_table.h"
 #include "cli/command.h"
 #include "kernels/kernels.h"
 #include "model/lora.h"
@@ -293,16 +294,10 @@ int run_bench(int argc, char** argv) {
               human_bytes(static_cast<double>(model->file().file_size())).c_str(),
               human_count(static_cast<double>(model->n_params())).c_str(), threads,
               std::string(kernels::isa_name(kernels::active_isa())).c_str());
-  // One table, its first column as wide as its longest test name.
-  std::vector<std::pair<std::string, Stat>> rows;
-  if (n_prompt > 0) rows.emplace_back("pp" + std::to_string(n_prompt), sp);
-  if (n_gen > 0) rows.emplace_back("tg" + std::to_string(n_gen), sg);
-  int w = 4;
-  for (const auto& r : rows) w = std::max(w, static_cast<int>(r.first.size()));
-  std::printf("| %-*s | %16s |\n|%s|------------------|\n", w, "test", "t/s",
-              std::string(w + 2, '-').c_str());
-  for (const auto& [name, st] : rows)
-    std::printf("| %-*s | %8.2f ± %5.2f |\n", w, name.c_str(), st.mean, st.stddev);
+  std::vector<BenchRow> rows;
+  if (n_prompt > 0) rows.push_back({"pp" + std::to_string(n_prompt), sp.mean, sp.stddev});
+  if (n_gen > 0) rows.push_back({"tg" + std::to_string(n_gen), sg.mean, sg.stddev});
+  std::fputs(bench_table(rows).c_str(), stdout);
   std::printf("peak memory: %s\n", human_bytes(peak_rss).c_str());
   if (n_gen > 0)
     std::printf(

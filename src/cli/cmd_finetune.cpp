@@ -21,6 +21,7 @@
 #include "cli/args.h"
 #include "cli/command.h"
 #include "model/model.h"
+#include "model/session.h"
 #include "tokenizer/tokenizer.h"
 #include "train/data.h"
 #include "train/dpo.h"
@@ -83,6 +84,7 @@ Options finetune_options() {
   o.value("--ctx-size,-c", "N", "longest example in tokens")
       .integer(2, int64_t{1} << 20)
       .def_note("the model's context, at most 512");
+  o.flag("--allow-long-context", "permit --ctx-size beyond the model's training context");
   o.flag("--truncate", "cut longer examples instead of refusing them");
   o.value("--template-file", "F", "chat template instead of the model's");
   add_threads_option(o);
@@ -160,7 +162,8 @@ int run_finetune(int argc, char** argv) {
   const std::string method = *args.get("--method");
   const bool dpo = method == "dpo";
   const double beta = args.get_double("--beta");
-  if (!dpo && args.has("--beta")) throw UsageError(args.shown("--beta") + " applies to --method dpo only");
+  if (!dpo && args.has("--beta"))
+    throw UsageError(args.shown("--beta") + " applies to --method dpo only");
   const bool full = args.flag("--full");
   if (full && dpo)
     throw UsageError(
@@ -204,6 +207,13 @@ int run_finetune(int argc, char** argv) {
   const model::ModelConfig& c = model->config();
   const int64_t n_ctx =
       args.has("--ctx-size") ? args.get_int("--ctx-size") : std::min<int64_t>(c.n_ctx_train, 512);
+  // Examples longer than the model was trained on teach it positions it has
+  // never seen (as run and chat refuse such a context): only on request. The
+  // front end's handler names --allow-long-context.
+  if (c.n_ctx_train > 0 && n_ctx > c.n_ctx_train && !args.flag("--allow-long-context"))
+    throw model::ContextBeyondTrainingError(args.shown("--ctx-size") + " " + std::to_string(n_ctx) +
+                                            " exceeds the " + std::to_string(c.n_ctx_train) +
+                                            " tokens the model was trained for");
   const tokenizer::Tokenizer tok = tokenizer::Tokenizer::from_gguf(model->file());
   std::unique_ptr<chat::Template> tmpl;
   if (const auto tf = args.get("--template-file"))

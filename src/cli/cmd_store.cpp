@@ -141,8 +141,10 @@ int run_list(int argc, char** argv) {
   const auto entries = st.list();
   const auto partials = st.partial_downloads();
   if (entries.empty() && partials.empty()) {
-    std::printf("no models in %s; download one with 'slm pull REPO/FILE.gguf'\n",
-                st.home().c_str());
+    std::printf(
+        "no models in %s; download one with 'slm pull OWNER/REPO:QUANT' (e.g. slm pull "
+        "Qwen/Qwen2.5-0.5B-Instruct-GGUF:Q4_K_M) or 'slm pull OWNER/REPO/FILE.gguf'\n",
+        st.home().c_str());
     return 0;
   }
   const bool paths = args.flag("--paths");

@@ -20,9 +20,7 @@
 #ifndef SLM_VERSION
 #define SLM_VERSION "unknown"
 #endif
-#ifndef SLM_GIT_COMMIT
-#define SLM_GIT_COMMIT ""
-#endif
+#include "cli/git_commit.h"  // SLM_GIT_COMMIT, written at build time
 
 namespace slm::cli {
 

@@ -56,7 +56,8 @@ void log_line(const std::string& s) {
   char stamp[32] = "";
   const std::time_t now = std::time(nullptr);
   std::tm tm{};
-  if (gmtime_r(&now, &tm) != nullptr) std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ ", &tm);
+  if (gmtime_r(&now, &tm) != nullptr)
+    std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ ", &tm);
   const std::string line = std::string(stamp) + "slm serve: " + s + "\n";
   std::fwrite(line.data(), 1, line.size(), stdout);
   std::fflush(stdout);
@@ -413,12 +414,14 @@ std::string bind_failure(const std::string& host, int port) {
   }
   freeaddrinfo(res);
   if (err == EADDRINUSE)
-    return "port " + std::to_string(port) + " is already in use (another server listens on " + where +
-           "); stop it or choose another --port";
-  if (err == EADDRNOTAVAIL) return "cannot listen on " + where + ": the address is not on this machine";
+    return "port " + std::to_string(port) + " is already in use (another server listens on " +
+           where + "); stop it or choose another --port";
+  if (err == EADDRNOTAVAIL)
+    return "cannot listen on " + where + ": the address is not on this machine";
   if (err == EACCES)
     return "cannot listen on " + where + ": permission denied (ports below 1024 need privileges)";
-  return "cannot listen on " + where + (err != 0 ? std::string(": ") + std::strerror(err) : std::string());
+  return "cannot listen on " + where +
+         (err != 0 ? std::string(": ") + std::strerror(err) : std::string());
 }
 
 }  // namespace
@@ -437,11 +440,31 @@ int Server::start() {
     port_ = im.http.bind_to_any_port(im.opt.host);
     if (port_ <= 0) throw Error(bind_failure(im.opt.host, 0));
   } else {
-    if (!im.http.bind_to_port(im.opt.host, im.opt.port)) throw Error(bind_failure(im.opt.host, im.opt.port));
+    if (!im.http.bind_to_port(im.opt.host, im.opt.port))
+      throw Error(bind_failure(im.opt.host, im.opt.port));
     port_ = im.opt.port;
   }
-  im.thread = std::thread([&im] { im.http.listen_after_bind(); });
+  std::lock_guard<std::mutex> lock(im.life_mutex);
+  im.thread = std::thread([&im] {
+    im.http.listen_after_bind();
+    im.listener_done.store(true);
+  });
+  im.listener_started = true;
+  // stop() came first (a model that failed to load at once, a signal): it
+  // could not end a listener that did not exist yet.
+  if (im.stopping.load()) im.stop_listener();
   return port_;
+}
+
+void Server::Impl::stop_listener() {
+  if (listener_ended) return;
+  // httplib's stop() is a no-op until listen_after_bind() has set its running
+  // flag, a moment after the thread starts: wait for that (or for the loop to
+  // have returned), then stop it once.
+  while (!http.is_running() && !listener_done.load())
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  if (!listener_done.load()) http.stop();
+  listener_ended = true;
 }
 
 void Server::set_backend(std::shared_ptr<Backend> backend) {
@@ -458,7 +481,8 @@ void Server::stop() {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
   while (impl_->open_streams.load() > 0 && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  impl_->http.stop();
+  std::lock_guard<std::mutex> lock(impl_->life_mutex);
+  if (impl_->listener_started) impl_->stop_listener();
 }
 
 void Server::wait() {

@@ -68,6 +68,15 @@ struct Server::Impl {
   Metrics& metrics;
   httplib::Server http;
   std::thread thread;
+  // The listener's life. httplib's stop() does nothing until its listen loop
+  // has marked itself running, so a stop() that arrives before (or while)
+  // start() spawns the listener would be lost and serve would hang: stop()
+  // and start() both end the listener under life_mutex once both happened
+  // (stop_listener), and listener_done says the loop has returned.
+  std::mutex life_mutex;
+  bool listener_started = false;  // guarded by life_mutex: the thread exists
+  bool listener_ended = false;    // guarded by life_mutex: httplib's stop() was called
+  std::atomic<bool> listener_done{false};
   const detail::Clock::time_point started = detail::Clock::now();  // for uptime
   std::atomic<bool> stopping{false};
   // Streamed answers not yet ended: stop() gives them time to send their
@@ -90,6 +99,8 @@ struct Server::Impl {
 
   // server.cpp
   void setup();
+  // Ends the listener once it runs (or has returned); life_mutex held, listener_started.
+  void stop_listener();
   // generate.cpp
   void generate(Endpoint endpoint, const httplib::Request& req, httplib::Response& res);
   void respond_whole(const Backend& b, const std::shared_ptr<engine::Job>& job,

@@ -23,7 +23,8 @@ std::string percent_encode(std::string_view s, bool keep_slash) {
   std::string out;
   for (char ch : s) {
     const auto c = static_cast<unsigned char>(ch);
-    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~' || (keep_slash && c == '/')) {
+    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~' ||
+        (keep_slash && c == '/')) {
       out += ch;
     } else {
       out += '%';
@@ -51,8 +52,8 @@ PullOptions PullOptions::from_environment() {
 std::string hub_url(const std::string& endpoint, const ModelRef& ref) {
   std::string base = endpoint;
   while (!base.empty() && base.back() == '/') base.pop_back();
-  return base + "/" + percent_encode(ref.repo, true) + "/resolve/" + percent_encode(ref.revision, false) + "/" +
-         percent_encode(ref.file, true);
+  return base + "/" + percent_encode(ref.repo, true) + "/resolve/" +
+         percent_encode(ref.revision, false) + "/" + percent_encode(ref.file, true);
 }
 
 DownloadResult download(const std::string& url, const fs::path& part, const PullOptions& options,
@@ -66,7 +67,8 @@ PullResult pull(Store& store, const ModelRef& ref, const PullOptions& options) {
   if (!options.force) {
     const auto existing = store.find(ref.name());
     std::error_code ec;
-    if (existing && existing->name == ref.name() && fs::is_regular_file(store.path_of(*existing), ec)) {
+    if (existing && existing->name == ref.name() &&
+        fs::is_regular_file(store.path_of(*existing), ec)) {
       r.entry = *existing;
       r.already_present = true;
       if (options.make_default && !existing->is_default) {
@@ -84,18 +86,34 @@ PullResult pull(Store& store, const ModelRef& ref, const PullOptions& options) {
   const std::string url = hub_url(options.endpoint, ref);
   const fs::path part = final_path.string() + ".part";
 
-  const DownloadResult d = download(url, part, options, ref.file);
+  // A pull that leaves nothing to resume (404, refused, not a GGUF) leaves no
+  // empty repository folder either: fs::remove takes a folder only when empty,
+  // so another file of the repository or a resumable .part keeps it.
+  const auto drop_empty_folder = [&] {
+    std::error_code ignored;
+    fs::remove(final_path.parent_path(), ignored);
+  };
+  DownloadResult d;
+  try {
+    d = download(url, part, options, ref.file);
+  } catch (...) {
+    drop_empty_folder();
+    throw;
+  }
   try {
     gguf::File::open(part.string());
   } catch (const Error& e) {
     fs::remove(part, ec);
+    drop_empty_folder();
     throw Error(url + ": the download is not a valid GGUF file, removed it (" + e.what() + ")");
   }
   fs::rename(part, final_path, ec);
-  if (ec) throw Error(final_path.string() + ": cannot move the download into place: " + ec.message());
+  if (ec)
+    throw Error(final_path.string() + ": cannot move the download into place: " + ec.message());
 
-  r.entry = {ref.name(), fs::relative(final_path, store.models_dir()).generic_string(), d.size, d.sha256,
-             url, false};
+  r.entry = {ref.name(), fs::relative(final_path, store.models_dir()).generic_string(),
+             d.size,     d.sha256,
+             url,        false};
   r.made_default = options.make_default || !store.default_model();
   r.entry.is_default = r.made_default;
   r.resumed_from = d.resumed_from;

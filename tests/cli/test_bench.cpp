@@ -2,11 +2,13 @@
 // as people write them, and numbers that would mislead come with a warning.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "cli/bench_table.h"
 #include "cli/run_cmd.h"
 #include "common/fixtures.h"
 
@@ -43,6 +45,49 @@ TEST(Bench, TableIsAlignedAndWarningsAreGiven) {
   for (const std::string& line : table) EXPECT_EQ(width(line), width(table[0])) << r.out;
   EXPECT_EQ(table[2].rfind("| pp600 ", 0), 0u) << r.out;
   EXPECT_EQ(table[3].rfind("| tg4   ", 0), 0u) << r.out;
+}
+
+// On a terminal a long run shows what it is doing (warm-up, repetition i/n)
+// and clears that line before the table; through a pipe nothing of it.
+TEST(Bench, ProgressOnATerminalOnly) {
+  SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
+  const std::string args = "bench " + sh_quote(fixture("models/stories260K.gguf")) +
+                           " --n-prompt 16 -n 4 -r 2 --bandwidth-gbs 10";
+  if (std::system("command -v script >/dev/null 2>&1") != 0)
+    GTEST_SKIP() << "no script(1) for a pty";
+  // script(1) runs slm on a pseudo-terminal (stdout and stderr both) and
+  // copies what it wrote to its own stdout.
+  const std::string dir = temp_dir();
+  const int rc = std::system(("script -qec " + sh_quote(std::string(SLM_BIN) + " " + args) +
+                              " /dev/null </dev/null >" + dir + "/tty")
+                                 .c_str());
+  CmdResult tty;
+  tty.out = slurp(dir + "/tty");
+  ASSERT_EQ(rc, 0) << tty.out;
+  EXPECT_NE(tty.out.find("\rwarming up..."), std::string::npos) << tty.out;
+  EXPECT_NE(tty.out.find("\rrepetition 2/2..."), std::string::npos) << tty.out;
+  EXPECT_NE(tty.out.find("\r\033[Kmodel: "), std::string::npos) << tty.out;
+  const CmdResult piped = run_slm(args);
+  ASSERT_EQ(piped.code, 0) << piped.err;
+  EXPECT_EQ(piped.err.find("warming up"), std::string::npos) << piped.err;
+}
+
+// Numbers a real run may give (a six-digit rate, a spread wider than the
+// five columns once reserved for it) keep every bar and every "±" in line.
+TEST(Bench, TableStaysAlignedForWideNumbers) {
+  const std::string t = cli::bench_table({{"pp512", 123456.789, 15291.57}, {"tg128", 12.5, 0.01}});
+  std::vector<std::string> lines;
+  std::istringstream in(t);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  ASSERT_EQ(lines.size(), 4u) << t;
+  for (const std::string& line : lines) EXPECT_EQ(width(line), width(lines[0])) << t;
+  EXPECT_EQ(lines[2], "| pp512 | 123456.79 ± 15291.57 |") << t;
+  EXPECT_EQ(lines[3], "| tg128 |     12.50 ±     0.01 |") << t;
+  EXPECT_EQ(lines[2].find("±"), lines[3].find("±")) << t;
+  // Ordinary numbers keep the usual width.
+  EXPECT_EQ(
+      cli::bench_table({{"tg4", 30673.27, 67.53}}),
+      "| test |              t/s |\n|------|------------------|\n| tg4  | 30673.27 ± 67.53 |\n");
 }
 
 }  // namespace

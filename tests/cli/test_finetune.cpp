@@ -276,6 +276,22 @@ TEST(CliFinetune, RefusesBadDataBeforeTraining) {
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_TRUE(std::filesystem::exists(out));
 
+  // A context beyond the model's training length (128 tokens) is refused,
+  // naming the switch that exists on this command, and allowed with it.
+  std::filesystem::remove(out);
+  r = run_slm("finetune --model " + model + " --data " + long_text + " -o " + out +
+              " -c 4096 --steps 1");
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_NE(r.err.find("-c 4096 exceeds the 128 tokens the model was trained for (pass "
+                       "--allow-long-context"),
+            std::string::npos)
+      << r.err;
+  EXPECT_FALSE(std::filesystem::exists(out));
+  r = run_slm("finetune --model " + model + " --data " + long_text + " -o " + out +
+              " -c 4096 --steps 1 --allow-long-context");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(std::filesystem::exists(out));
+
   r = run_slm("finetune --model " + model + " --data " + long_text + " -o " + out +
               " --method dpo");
   EXPECT_EQ(r.code, 1) << r.err;

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <map>
 #include <set>
 #include <sstream>
@@ -156,6 +157,23 @@ TEST(Grammar, FlagTableAgreesWithEveryHelp) {
     EXPECT_EQ(short_meaning[s], std::set<std::string>{name}) << s;
 }
 
+// Every command that takes a context (--ctx-size) can be told to go beyond
+// the model's training length, so the hint slm gives when it refuses names
+// a switch that exists there. `info` only estimates memory for -c: it
+// refuses nothing.
+TEST(Grammar, EveryCommandTakingAContextHasAllowLongContext) {
+  const CmdResult table = run_slm("help --flags");
+  ASSERT_EQ(table.code, 0) << table.err;
+  std::set<std::string> with_ctx, with_allow;
+  for (const FlagRow& r : flag_table(table.out)) {
+    if (r.flag.rfind("--ctx-size", 0) == 0) with_ctx.insert(r.command);
+    if (r.flag == "--allow-long-context") with_allow.insert(r.command);
+  }
+  EXPECT_TRUE(with_ctx.count("serve") && with_ctx.count("finetune")) << table.out;
+  with_ctx.erase("info");
+  EXPECT_EQ(with_ctx, with_allow);
+}
+
 TEST(Grammar, Version) {
   const CmdResult r = run_slm("--version");
   EXPECT_EQ(r.code, 0) << r.err;
@@ -163,6 +181,21 @@ TEST(Grammar, Version) {
   EXPECT_NE(r.out.find("compiler: "), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("kernels: scalar"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("cpu features: "), std::string::npos) << r.out;
+  // The commit is the one built, not the one cmake last configured: it is
+  // refreshed at every build (cmake/git_commit.cmake).
+  std::string head;
+  if (FILE* p = popen(
+          ("git -C " + sh_quote(SLM_SOURCE_DIR) + " rev-parse --short=12 HEAD 2>/dev/null").c_str(),
+          "r")) {
+    char buf[64];
+    while (std::fgets(buf, sizeof buf, p) != nullptr) head += buf;
+    if (pclose(p) != 0) head.clear();
+  }
+  while (!head.empty() && (head.back() == '\n' || head.back() == '\r')) head.pop_back();
+  if (!head.empty()) {
+    EXPECT_NE(r.out.substr(0, r.out.find('\n')).find("(commit " + head + ")"), std::string::npos)
+        << r.out << " vs HEAD " << head;
+  }
 }
 
 TEST(Grammar, UsageErrorsExitWithTwoAndNameTheOptionAsTyped) {

@@ -40,11 +40,14 @@ TEST(Pull, UnreachableHubFailsFastNamingTheCause) {
   const ScopedEnv hf("HF_ENDPOINT", endpoint);
   const auto start = std::chrono::steady_clock::now();
   const CmdResult r = run_slm("pull test-owner/tiny-GGUF/stories260K.gguf", "", 60);
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   EXPECT_EQ(r.code, 1) << r.err;
   EXPECT_LT(secs, 5.0) << r.err;
   // What it is doing comes first, then one error line with the cause and a hint.
-  EXPECT_EQ(r.err.rfind("slm pull: downloading " + endpoint + "/test-owner/tiny-GGUF/resolve/main/stories260K.gguf\n", 0),
+  EXPECT_EQ(r.err.rfind("slm pull: downloading " + endpoint +
+                            "/test-owner/tiny-GGUF/resolve/main/stories260K.gguf\n",
+                        0),
             0u)
       << r.err;
   EXPECT_NE(r.err.find("Connection refused"), std::string::npos) << r.err;
@@ -54,6 +57,11 @@ TEST(Pull, UnreachableHubFailsFastNamingTheCause) {
   const CmdResult list = run_slm("list");
   EXPECT_EQ(list.code, 0) << list.err;
   EXPECT_NE(list.out.find("no models"), std::string::npos) << list.out;
+  // The empty store says how to fill it, both ways a pull is written.
+  EXPECT_NE(list.out.find("slm pull OWNER/REPO:QUANT"), std::string::npos) << list.out;
+  EXPECT_NE(list.out.find("slm pull OWNER/REPO/FILE.gguf"), std::string::npos) << list.out;
+  // A failed pull leaves no empty folder for the repository either.
+  EXPECT_FALSE(std::filesystem::exists(home.path() / "models" / "test-owner--tiny-GGUF"));
 }
 
 TEST(Store, ListShowsPartialDownloadsAndRmRemovesThem) {
@@ -67,7 +75,8 @@ TEST(Store, ListShowsPartialDownloadsAndRmRemovesThem) {
   EXPECT_NE(r.out.find("partial"), std::string::npos) << r.out;
   r = run_slm("rm half.gguf");
   EXPECT_EQ(r.code, 0) << r.err;
-  EXPECT_NE(r.out.find("removed the partial download owner/repo-GGUF/half.gguf"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("removed the partial download owner/repo-GGUF/half.gguf"), std::string::npos)
+      << r.out;
   EXPECT_FALSE(std::filesystem::exists(part));
   r = run_slm("rm half.gguf");
   EXPECT_EQ(r.code, 1);

@@ -101,7 +101,7 @@ TEST(Synthetic, EveryFamilyMatchesFloat64) {
     }
     if (fam.swa != model::SwaPattern::kNone) s.n_swa = 8;  // shorter than the 21 tokens
     if (fam.name == "gemma2") {
-      s.n_layer = 3;  // sliding, global, sliding
+      s.n_layer = 3;          // sliding, global, sliding
       s.attn_softcap = 1.5f;  // small enough to bite on these scores
       s.final_softcap = 3.0f;
     }
@@ -129,7 +129,8 @@ TEST(Synthetic, SlidingLayersKeepARingOfTheWindow) {
   model::SessionOptions so;
   so.n_batch = 4;
   model::Session a(*model, so), b(*model, so);
-  EXPECT_LT(a.cache_bytes(), model::Session(*model, {64, 64, false}).cache_bytes());  // smaller than full
+  EXPECT_LT(a.cache_bytes(),
+            model::Session(*model, {64, 64, false}).cache_bytes());  // smaller than full
   ThreadPool pool(1);
   std::vector<float> straight;
   a.feed(tokens, pool, &straight);
@@ -216,7 +217,8 @@ TEST(Synthetic, BatchedStepEqualsSeparateSequences) {
     const SynthModel m = make_synth(spec);
     const auto model = load(m);
     ThreadPool pool(2);
-    const std::vector<std::vector<int32_t>> prompts = {some_tokens(5, 64), some_tokens(12, 64), {7}};
+    const std::vector<std::vector<int32_t>> prompts = {
+        some_tokens(5, 64), some_tokens(12, 64), {7}};
     std::vector<std::unique_ptr<model::Session>> alone, batched;
     for (const auto& p : prompts) {
       alone.push_back(std::make_unique<model::Session>(*model, model::SessionOptions{}));
@@ -313,7 +315,8 @@ TEST(Synthetic, HostileConfigsAreRefusedWithTheKeyNamed) {
     model::Model::from_file(gguf::File::parse(u.to_bytes(), "gpt-j.gguf"));
     FAIL() << "expected an error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("unsupported architecture 'gpt-j'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("unsupported architecture 'gpt-j'"), std::string::npos)
+        << e.what();
   }
 }
 
@@ -345,6 +348,27 @@ TEST(SynthMix, KQuantMixAndFallbacks) {
   EXPECT_EQ(model::find_quant_mix("Q9_9"), nullptr);
   ThreadPool pool(1);
   EXPECT_THROW(model::synth_bytes(model::find_synth_shape("qwen2.5-0.5b"), "Q9_9", 1, pool), Error);
+}
+
+// `slm synth --list` shows synth_file_size as each shape's size per type: it
+// is the size of the file write_synth makes, for every mix (shrunk shapes of
+// a dense and an MoE family keep the test fast; the arithmetic is the same).
+TEST(Synthetic, EstimatedFileSizeIsTheWrittenSize) {
+  ThreadPool pool(2);
+  for (const char* name : {"qwen2.5-0.5b", "moe-1.3b", "gemma-3-1b"}) {
+    model::SynthShape small = model::find_synth_shape(name);
+    small.n_vocab = 1024;
+    small.n_layer = 2;
+    small.n_ff = 512;
+    if (small.n_ff_expert > 0) small.n_ff_expert = 256;
+    if (small.n_expert > 0) {
+      small.n_expert = 4;
+      small.n_expert_used = 2;
+    }
+    for (const char* mix : {"F16", "Q8_0", "Q4_K_M"})
+      EXPECT_EQ(model::synth_file_size(small, mix), model::synth_bytes(small, mix, 1, pool).size())
+          << name << " " << mix;
+  }
 }
 
 }  // namespace

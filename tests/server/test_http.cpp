@@ -1,4 +1,4 @@
-// The HTTP layer in-process: a busy port refused, /health while loading and
+// The HTTP layer in-process: a busy port refused, stop() at any moment, /health while loading and
 // once ready, the API's 503 before the model is there, a request served end
 // to end, the server-wide request defaults (-n, --temp, --system) and what
 // requests still running see when the server stops.
@@ -38,6 +38,43 @@ TEST(Http, BusyPortIsRefused) {
               std::string::npos)
         << e.what();
   }
+}
+
+// stop() at any moment ends the server: right after start() (what serve does
+// when the model fails to load at once), before start(), and from another
+// thread while start() runs. httplib ignores a stop that arrives before its
+// listen loop has begun, which used to leave wait() blocked forever. A hang
+// here is caught by the TIMEOUT of the test_http_stop_race CTest entry.
+TEST(Http, StopAtAnyMomentEndsTheServer) {
+  ServerOptions o;
+  o.port = 0;
+  for (int i = 0; i < 20; ++i) {
+    Server srv(o, false);
+    ASSERT_GT(srv.start(), 0);
+    srv.stop();
+    srv.wait();
+  }
+  for (int i = 0; i < 5; ++i) {
+    Server srv(o, false);
+    srv.stop();
+    ASSERT_GT(srv.start(), 0);
+    srv.wait();
+  }
+  for (int i = 0; i < 20; ++i) {
+    Server srv(o, false);
+    std::thread stopper([&srv] { srv.stop(); });
+    ASSERT_GT(srv.start(), 0);
+    stopper.join();
+    srv.wait();
+  }
+  // Once stopped, the port is no longer served.
+  Server srv(o, false);
+  const int port = srv.start();
+  srv.stop();
+  srv.wait();
+  httplib::Client cli("127.0.0.1", port);
+  cli.set_connection_timeout(2);
+  EXPECT_FALSE(cli.Get("/health"));
 }
 
 TEST(Http, LoadingThenReady) {

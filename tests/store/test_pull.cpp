@@ -38,7 +38,8 @@ class FileServer {
  public:
   explicit FileServer(std::string body, std::string file_path = kFilePath)
       : body_(std::move(body)), file_path_(std::move(file_path)) {
-    server_.Get(".*", [this](const httplib::Request& req, httplib::Response& res) { handle(req, res); });
+    server_.Get(".*",
+                [this](const httplib::Request& req, httplib::Response& res) { handle(req, res); });
     port_ = server_.bind_to_any_port("127.0.0.1");
     thread_ = std::thread([this] { server_.listen_after_bind(); });
     while (!server_.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -55,16 +56,17 @@ class FileServer {
   }
 
   // Behaviour knobs (set before the download starts).
-  int forced_status = 0;              // answer every request with this status
-  std::string error_message;          // X-Error-Message with forced_status
-  size_t cut_after = std::string::npos;  // the next body stops after this many bytes, connection dropped
-  int cuts_left = 1;                  // how many responses are cut
-  std::string etag;                   // sent as ETag (quoted)
-  std::string redirect_to;            // answer the file path with 302 to this URL
-  std::string linked_etag;            // X-Linked-Etag on the redirect
+  int forced_status = 0;      // answer every request with this status
+  std::string error_message;  // X-Error-Message with forced_status
+  size_t cut_after =
+      std::string::npos;    // the next body stops after this many bytes, connection dropped
+  int cuts_left = 1;        // how many responses are cut
+  std::string etag;         // sent as ETag (quoted)
+  std::string redirect_to;  // answer the file path with 302 to this URL
+  std::string linked_etag;  // X-Linked-Etag on the redirect
   std::optional<uint64_t> linked_size;  // X-Linked-Size on the redirect
-  bool ignore_range = false;          // answer 200 with the whole file even when asked for a range
-  std::string listing;                // JSON answered on /api/models/... (the hub's listing)
+  bool ignore_range = false;  // answer 200 with the whole file even when asked for a range
+  std::string listing;        // JSON answered on /api/models/... (the hub's listing)
 
  private:
   void handle(const httplib::Request& req, httplib::Response& res) {
@@ -74,7 +76,8 @@ class FileServer {
     const_cast<httplib::Request&>(req).ranges.clear();
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      seen_.push_back({req.path, req.get_header_value("Range"), req.get_header_value("Authorization")});
+      seen_.push_back(
+          {req.path, req.get_header_value("Range"), req.get_header_value("Authorization")});
     }
     if (forced_status != 0) {
       res.status = forced_status;
@@ -263,7 +266,8 @@ TEST_F(Pull, CompletePartWithWrongContentIsRefused) {
   FileServer hub(model_);
   hub.etag = sha_;  // sent with the 416 as well
   options_.endpoint = hub.base();
-  EXPECT_NE(error_of([&] { pull(store_, ref_, options_); }).find("sha256 mismatch"), std::string::npos);
+  EXPECT_NE(error_of([&] { pull(store_, ref_, options_); }).find("sha256 mismatch"),
+            std::string::npos);
   EXPECT_FALSE(std::filesystem::exists(store_.path_for(ref_).string() + ".part"));
 }
 
@@ -315,11 +319,13 @@ TEST_F(Pull, RedirectToCdnCarriesHubChecksAndDropsTheToken) {
   // The sha256 the hub published on its redirect is enforced.
   hub.linked_etag = std::string(64, 'e');
   options_.force = true;
-  EXPECT_NE(error_of([&] { pull(store_, ref_, options_); }).find("sha256 mismatch"), std::string::npos);
+  EXPECT_NE(error_of([&] { pull(store_, ref_, options_); }).find("sha256 mismatch"),
+            std::string::npos);
   // And so is its size.
   hub.linked_etag = "";
   hub.linked_size = model_.size() + 1;
-  EXPECT_NE(error_of([&] { pull(store_, ref_, options_); }).find("size mismatch"), std::string::npos);
+  EXPECT_NE(error_of([&] { pull(store_, ref_, options_); }).find("size mismatch"),
+            std::string::npos);
 }
 
 TEST_F(Pull, TokenFromHfTokenIsSentAsBearer) {
@@ -341,11 +347,14 @@ TEST_F(Pull, NotFoundMessage) {
   options_.endpoint = hub.base();
   const ModelRef missing = parse_model_ref("test-owner/tiny-GGUF/missing.gguf");
   const std::string msg = error_of([&] { pull(store_, missing, options_); });
-  EXPECT_EQ(msg, "not found on the hub: " + hub.base() + "/test-owner/tiny-GGUF/resolve/main/missing.gguf (HTTP 404)");
+  EXPECT_EQ(msg, "not found on the hub: " + hub.base() +
+                     "/test-owner/tiny-GGUF/resolve/main/missing.gguf (HTTP 404)");
   EXPECT_TRUE(store_.list().empty());
   // A 404 cannot be resumed: no .part is left behind.
   EXPECT_FALSE(std::filesystem::exists(store_.path_for(missing).string() + ".part"));
   EXPECT_TRUE(store_.partial_downloads().empty());
+  // Nor an empty folder for the repository.
+  EXPECT_FALSE(std::filesystem::exists(store_.path_for(missing).parent_path()));
 }
 
 TEST_F(Pull, HttpErrorRemovesAPartFromAnEarlierRun) {
@@ -376,7 +385,8 @@ TEST_F(Pull, UnreachableServerFailsFastWithCauseAndHint) {
   const auto part = store_.path_for(ref_).string() + ".part";
   const auto start = std::chrono::steady_clock::now();
   const std::string msg = error_of([&] { pull(store_, ref_, options_); });
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   EXPECT_LT(secs, 5.0) << msg;
   EXPECT_NE(msg.find(options_.endpoint), std::string::npos) << msg;
   EXPECT_NE(msg.find("Connection refused"), std::string::npos) << msg;
@@ -464,17 +474,21 @@ TEST_F(Pull, ByRepositoryPicksTheFileFromTheListing) {
   EXPECT_EQ(r.entry.sha256, sha_);
 
   // A tag the repository lacks: the error lists what it has.
-  const std::string msg = error_of([&] { resolve_repo(*parse_repo_ref("test-owner/tiny-GGUF:Q8_0"), options_); });
+  const std::string msg =
+      error_of([&] { resolve_repo(*parse_repo_ref("test-owner/tiny-GGUF:Q8_0"), options_); });
   EXPECT_NE(msg.find("no GGUF file tagged Q8_0"), std::string::npos) << msg;
   EXPECT_NE(msg.find("\n  stories260K.gguf"), std::string::npos) << msg;
   // An unknown repository is a 404 saying so; a malformed listing is named.
-  const std::string missing = error_of([&] { resolve_repo(*parse_repo_ref("test-owner/nope:Q4_0"), options_); });
+  const std::string missing =
+      error_of([&] { resolve_repo(*parse_repo_ref("test-owner/nope:Q4_0"), options_); });
   EXPECT_NE(missing.find("repository not found"), std::string::npos) << missing;
   EXPECT_NE(missing.find("HTTP 404"), std::string::npos) << missing;
   hub.listing = R"({"siblings": 5})";
-  EXPECT_NE(error_of([&] { list_repo_ggufs(repo, options_); }).find("no 'siblings' array"), std::string::npos);
+  EXPECT_NE(error_of([&] { list_repo_ggufs(repo, options_); }).find("no 'siblings' array"),
+            std::string::npos);
   hub.listing = "[not json";
-  EXPECT_NE(error_of([&] { list_repo_ggufs(repo, options_); }).find("not a JSON object"), std::string::npos);
+  EXPECT_NE(error_of([&] { list_repo_ggufs(repo, options_); }).find("not a JSON object"),
+            std::string::npos);
 }
 
 TEST_F(Pull, ByRepositoryFailsFastWhenTheHubIsUnreachable) {
@@ -492,7 +506,8 @@ TEST_F(Pull, ByRepositoryFailsFastWhenTheHubIsUnreachable) {
 }
 
 TEST(ChooseGguf, TagsAreWholeAndDefaultsFollowLlamaCpp) {
-  const std::vector<std::string> files = {"m-Q4_K_M.gguf", "m-Q4_K_S.gguf", "m-q4_0.gguf", "m-Q8_0.gguf",
+  const std::vector<std::string> files = {"m-Q4_K_M.gguf",     "m-Q4_K_S.gguf",
+                                          "m-q4_0.gguf",       "m-Q8_0.gguf",
                                           "mmproj-m-f16.gguf", "sub/m-Q5_K_M.gguf"};
   auto pick = [&](const char* spec) { return choose_gguf(files, *parse_repo_ref(spec)); };
   EXPECT_EQ(pick("o/r"), "m-Q4_K_M.gguf");
@@ -526,9 +541,11 @@ TEST(ChooseGguf, TagsAreWholeAndDefaultsFollowLlamaCpp) {
 
 TEST(HubUrl, EncodesPathsAndRevisions) {
   ModelRef r = parse_model_ref("o/r/dir/a b+c.gguf");
-  EXPECT_EQ(hub_url("https://huggingface.co", r), "https://huggingface.co/o/r/resolve/main/dir/a%20b%2Bc.gguf");
+  EXPECT_EQ(hub_url("https://huggingface.co", r),
+            "https://huggingface.co/o/r/resolve/main/dir/a%20b%2Bc.gguf");
   r.revision = "refs/pr/1";
-  EXPECT_EQ(hub_url("https://hf.example/", r), "https://hf.example/o/r/resolve/refs%2Fpr%2F1/dir/a%20b%2Bc.gguf");
+  EXPECT_EQ(hub_url("https://hf.example/", r),
+            "https://hf.example/o/r/resolve/refs%2Fpr%2F1/dir/a%20b%2Bc.gguf");
 }
 
 }  // namespace

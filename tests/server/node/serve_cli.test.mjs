@@ -1,6 +1,6 @@
 // `slm serve` as a process: the server-wide defaults given on its command
 // line (-n, --temp, --system) reach requests that leave them out, --help
-// shows them, and SIGTERM during a streamed answer ends it with an error
+// shows them, --alias names the model, and SIGTERM during a streamed answer ends it with an error
 // event (then [DONE]) instead of a silent cut.
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -45,6 +45,21 @@ test("-n, --temp and --system are defaults for what a request leaves out", async
     assert.match(log, /prompt: <\|im_start\|>system\\nBe brief today\.<\|im_end\|>\\n<\|im_start\|>user\\nHi there/);
     assert.match(log, /prompt: <\|im_start\|>system\\nMine\.<\|im_end\|>\\n<\|im_start\|>user\\nHello again/);
     assert.doesNotMatch(log, /Be brief today\.<\|im_end\|>\\n<\|im_start\|>system/);
+  } finally {
+    await srv.stop();
+  }
+});
+
+test("--alias NAME is accepted as the model's name", async () => {
+  const srv = await startServer(["--model", model("stories260K.gguf"), "--alias", "my-model", "-n", "2"]);
+  try {
+    const a = await post(srv.url, "/v1/completions", { model: "my-model", prompt: "Once" });
+    assert.equal(a.status, 200, JSON.stringify(a.json));
+    assert.equal(a.json.usage.completion_tokens, 2);
+    const other = await post(srv.url, "/v1/completions", { model: "not-my-model", prompt: "Once" });
+    assert.equal(other.status, 404, JSON.stringify(other.json));
+    const one = await fetch(srv.url + "/v1/models/my-model");
+    assert.equal(one.status, 200);
   } finally {
     await srv.stop();
   }

@@ -73,7 +73,13 @@ test("chat page streams an answer and Stop ends it", async () => {
   await page.waitForFunction(() => !document.getElementById("send").disabled);
   assert.equal(await page.isEnabled("#stop"), false);
   await page.waitForFunction(() => document.querySelector(".msg.assistant .stats").textContent !== "");
-  assert.match(await page.textContent(".msg.assistant .stats"), /stopped/);
+  // The partial answer stays, and its statistics still show how it ended
+  // and how fast it came, though Stop cut the stream before its usage chunk.
+  const stopStats = await page.textContent(".msg.assistant .stats");
+  assert.match(stopStats, /finish: stopped · ~(\d+) tokens · (\d+\.\d) tokens\/s · first token \d+\.\d\d s/);
+  const [, nStopped, rate] = stopStats.match(/~(\d+) tokens · (\d+\.\d) tokens\/s/);
+  assert.ok(Number(nStopped) > 1 && Number(rate) > 0, stopStats);
+  assert.ok((await page.textContent(answer)).length > 0, "the partial answer stays");
   const stoppedAt = (await page.textContent(answer)).length;
   await new Promise((r) => setTimeout(r, 300));
   assert.equal((await page.textContent(answer)).length, stoppedAt, "no text after Stop");
@@ -227,7 +233,7 @@ test("answers: copy, regenerate, failed turn", async () => {
   await page.route("**/v1/chat/completions", async (route) => {
     sent.push(JSON.parse(route.request().postData()));
     const i = sent.length - 1;
-    if (sent[i].messages.length > 3) {  // a small context, as slm answers when it is full
+    if (sent[i].messages.filter((m) => m.role !== "system").length > 3) {  // a small context, as slm answers when it is full
       await route.fulfill({ status: 400, contentType: "application/json",
                             body: JSON.stringify({ error: { message: "the prompt is 900 tokens but the context holds 512",
                                                             type: "invalid_request_error", param: "messages",
@@ -298,18 +304,31 @@ test("answers: copy, regenerate, failed turn", async () => {
   assert.deepEqual(sent[3].messages.map((m) => m.content),
                    ["show me", "A *second* answer.", "next"]);
 
-  // The context is full: the oldest exchange is dropped and the question
-  // asked again, and the answer says so.
+  // The context is full: the oldest exchange is dropped (the system prompt
+  // stays) and the question asked again, and the answer says so.
+  await page.fill("#system", "Be brief.");
   await page.fill("#input", "more");
   await page.click("#send");
   await page.waitForFunction(() => document.querySelectorAll(".msg.assistant .copy").length === 3);
   assert.equal(sent.length, 6);
   assert.deepEqual(sent[4].messages.map((m) => m.content),
-                   ["show me", "A *second* answer.", "next", "A *second* answer.", "more"]);
-  assert.deepEqual(sent[5].messages.map((m) => m.content), ["next", "A *second* answer.", "more"]);
-  await page.waitForFunction(() => [...document.querySelectorAll(".msg.assistant .stats")].at(-1).textContent !== "");
-  const last = await page.$$eval(".msg.assistant .stats", (els) => els[els.length - 1].textContent);
-  assert.match(last, /context full: 1 oldest exchange dropped/);
+                   ["Be brief.", "show me", "A *second* answer.", "next", "A *second* answer.", "more"]);
+  assert.deepEqual(sent[5].messages.map((m) => m.content), ["Be brief.", "next", "A *second* answer.", "more"]);
+  assert.equal(sent[5].messages[0].role, "system");
+  const lastStats = async () => {
+    await page.waitForFunction(() => [...document.querySelectorAll(".msg.assistant .stats")].at(-1).textContent !== "");
+    return page.$$eval(".msg.assistant .stats", (els) => els[els.length - 1].textContent);
+  };
+  assert.match(await lastStats(), /context full: 1 oldest exchange dropped/);
+  // It is said once: the next drop is silent.
+  await page.fill("#input", "again");
+  await page.click("#send");
+  await page.waitForFunction(() => document.querySelectorAll(".msg.assistant .copy").length === 4);
+  assert.equal(sent.length, 8);
+  assert.deepEqual(sent[7].messages.map((m) => m.content), ["Be brief.", "more", "A *second* answer.", "again"]);
+  const again = await lastStats();
+  assert.match(again, /finish: stop/);
+  assert.doesNotMatch(again, /context full/);
   assert.deepEqual(errors, []);
   await context.close();
 });
