@@ -5,9 +5,11 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <random>
@@ -19,6 +21,7 @@
 #include "cli/command.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
+#include "train/checkpoint.h"
 #include "train/data.h"
 #include "train/dpo.h"
 #include "train/lora_params.h"
@@ -29,17 +32,18 @@ namespace slm::cli {
 namespace {
 
 Options finetune_options() {
-  Options o("finetune",
-            "usage: slm finetune [--model] BASE.gguf --data TRAIN.jsonl [--eval-data VAL.jsonl] "
-            "[--method sft|dpo] "
-            "-o ADAPTER.gguf\n"
-            "  LoRA finetuning on the CPU. Each line of the data is {\"messages\": [...]} "
-            "(rendered with the\n"
-            "  model's chat template, loss on assistant turns), {\"prompt\", \"completion\"} (loss "
-            "on the\n"
-            "  completion) or {\"text\"} (loss on every token). For dpo, each line is {\"prompt\",\n"
-            "  \"chosen\", \"rejected\"} (strings, or messages with a chat template). Every line is\n"
-            "  checked before training.\n");
+  Options o(
+      "finetune",
+      "usage: slm finetune [--model] BASE.gguf --data TRAIN.jsonl [--eval-data VAL.jsonl] "
+      "[--method sft|dpo] "
+      "-o ADAPTER.gguf\n"
+      "  LoRA finetuning on the CPU. Each line of the data is {\"messages\": [...]} "
+      "(rendered with the\n"
+      "  model's chat template, loss on assistant turns), {\"prompt\", \"completion\"} (loss "
+      "on the\n"
+      "  completion) or {\"text\"} (loss on every token). For dpo, each line is {\"prompt\",\n"
+      "  \"chosen\", \"rejected\"} (strings, or messages with a chat template). Every line is\n"
+      "  checked before training.\n");
   add_model_option(o, "the base model, a GGUF file; also the first positional argument");
   o.value("--data", "F.jsonl", "training data (required)");
   o.value("--eval-data", "F.jsonl", "held-out data, evaluated every --eval-every steps");
@@ -74,6 +78,11 @@ Options finetune_options() {
       .def_note("the model's context, at most 512");
   o.flag("--truncate", "cut longer examples instead of refusing them");
   o.value("--template-file", "F", "chat template instead of the model's");
+  o.value("--checkpoint-every", "N", "write a checkpoint every N steps (Ctrl-C writes one too)")
+      .integer(1, int64_t{1} << 40);
+  o.value("--checkpoint", "F", "the checkpoint file").def_note("ADAPTER.gguf.ckpt");
+  o.value("--resume", "F",
+          "continue from a checkpoint of a run with the same model, data and settings");
   add_threads_option(o);
   o.flag("--json", "one JSON object per step on stdout");
   return o;
@@ -139,6 +148,64 @@ std::vector<std::vector<size_t>> plan_steps(const std::vector<int64_t>& sizes, i
   return steps;
 }
 
+// Set by SIGINT while training; the loop checks it between steps, writes a
+// checkpoint and exits. A signal handler can only reach a global.
+volatile std::sig_atomic_t g_interrupted = 0;
+void on_sigint(int) {
+  g_interrupted = 1;
+}
+
+// Installs on_sigint for one Ctrl-C (a second one ends the process at once)
+// and restores the previous handler on scope exit.
+class SigintScope {
+ public:
+  SigintScope() {
+    g_interrupted = 0;
+    struct sigaction sa {};
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESETHAND;
+    sigaction(SIGINT, &sa, &old_);
+  }
+  ~SigintScope() { sigaction(SIGINT, &old_, nullptr); }
+  SigintScope(const SigintScope&) = delete;
+  SigintScope& operator=(const SigintScope&) = delete;
+
+ private:
+  struct sigaction old_ {};
+};
+
+std::string number_text(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.17g", v);
+  return buf;
+}
+
+// A hash of what the optimizer sees: every example's tokens and targets and
+// the planned steps (data order and epoch boundaries).
+std::string data_hash(const std::vector<train::Example>& data,
+                      const std::vector<train::PreferencePair>& pairs,
+                      const std::vector<std::vector<size_t>>& steps) {
+  uint64_t h = train::fnv1a(nullptr, 0);
+  const auto add = [&h](const train::Example& ex) {
+    const uint64_t n = ex.tokens.size();
+    h = train::fnv1a(&n, sizeof n, h);
+    h = train::fnv1a(ex.tokens.data(), ex.tokens.size() * sizeof(int32_t), h);
+    h = train::fnv1a(ex.target.data(), ex.target.size(), h);
+  };
+  for (const train::Example& ex : data) add(ex);
+  for (const train::PreferencePair& p : pairs) {
+    add(p.chosen);
+    add(p.rejected);
+  }
+  for (const std::vector<size_t>& st : steps) {
+    const uint64_t n = st.size();
+    h = train::fnv1a(&n, sizeof n, h);
+    h = train::fnv1a(st.data(), st.size() * sizeof(size_t), h);
+  }
+  return train::hex64(h);
+}
+
 int run_finetune(int argc, char** argv) {
   const Args args = finetune_options().parse(argc, argv);
   const auto model_path = model_argument(args, 0).spec;
@@ -149,7 +216,8 @@ int run_finetune(int argc, char** argv) {
   const std::string method = *args.get("--method");
   const bool dpo = method == "dpo";
   const double beta = args.get_double("--beta");
-  if (!dpo && args.has("--beta")) throw UsageError(args.shown("--beta") + " applies to --method dpo only");
+  if (!dpo && args.has("--beta"))
+    throw UsageError(args.shown("--beta") + " applies to --method dpo only");
   if (args.has("--epochs") && args.has("--steps"))
     throw UsageError("give --epochs or --steps, not both");
   const int64_t rank = args.get_int("--lora-rank");
@@ -172,6 +240,10 @@ int run_finetune(int argc, char** argv) {
   const uint64_t seed = static_cast<uint64_t>(args.get_int("--seed"));
   const int threads = thread_count(args);
   const bool json = args.flag("--json");
+  const int64_t ckpt_every =
+      args.has("--checkpoint-every") ? args.get_int("--checkpoint-every") : 0;
+  const std::string ckpt_path = args.get("--checkpoint").value_or(*out_path + ".ckpt");
+  const auto resume_path = args.get("--resume");
 
   const auto model = model::Model::load(*model_path);
   if (const std::string why = train::Trainer::unsupported_reason(*model); !why.empty())
@@ -227,6 +299,46 @@ int run_finetune(int argc, char** argv) {
   train::AdamW opt({0.9f, 0.999f, 1e-8f, static_cast<float>(weight_decay)});
   const auto params = lora.params();
   const auto grads = lora.grads();
+  // Checkpoints: the adapter, AdamW's moments and counters, and every setting
+  // that shapes the loss curve (a resume with another value is refused).
+  const std::vector<train::NamedSpan> state =
+      train::optimizer_spans(lora.param_names(), params, opt.moments());
+  const std::string model_id = train::model_fingerprint(model->file());
+  const std::map<std::string, std::string> settings = {
+      {"method", method},
+      {"beta", dpo ? number_text(beta) : "-"},
+      {"lora-rank", std::to_string(rank)},
+      {"lora-alpha", number_text(alpha)},
+      {"lora-targets", *args.get("--lora-targets")},
+      {"steps", std::to_string(total)},
+      {"lr", number_text(lr)},
+      {"warmup", std::to_string(warmup)},
+      {"batch-tokens", std::to_string(batch_tokens)},
+      {"grad-clip", number_text(grad_clip)},
+      {"weight-decay", number_text(weight_decay)},
+      {"seed", std::to_string(seed)},
+      {"data", data_hash(data, pairs, steps)},
+  };
+  int64_t first_step = 0;
+  if (resume_path) {
+    const train::CheckpointInfo info =
+        train::load_checkpoint(*resume_path, model_id, settings, state);
+    if (info.step > static_cast<uint64_t>(total) || info.adam_steps > info.step)
+      throw Error(*resume_path + ": step " + std::to_string(info.step) + " is past the run's " +
+                  std::to_string(total) + " steps");
+    first_step = static_cast<int64_t>(info.step);
+    opt.set_steps(static_cast<int64_t>(info.adam_steps));
+    std::fprintf(stderr, "finetune: resumed from %s at step %lld/%lld\n", resume_path->c_str(),
+                 static_cast<long long>(first_step), static_cast<long long>(total));
+  }
+  const auto write_checkpoint = [&](int64_t done) {
+    train::CheckpointInfo info;
+    info.step = static_cast<uint64_t>(done);
+    info.adam_steps = static_cast<uint64_t>(opt.steps());
+    info.model = model_id;
+    info.settings = settings;
+    train::save_checkpoint(ckpt_path, info, state);
+  };
   std::fprintf(stderr,
                "finetune: %s %s, %zu %s%s, LoRA r%lld alpha %g on %zu matrices (%.2f M "
                "parameters), %lld steps\n",
@@ -262,7 +374,17 @@ int run_finetune(int argc, char** argv) {
   const auto t0 = Clock::now();
   int64_t tokens_done = 0;
   double last_loss = 0;
-  for (int64_t s = 0; s < total; ++s) {
+  const SigintScope sigint;
+  for (int64_t s = first_step; s < total; ++s) {
+    if (g_interrupted != 0) {
+      if (isatty(2)) std::fprintf(stderr, "\n");
+      write_checkpoint(s);
+      std::fprintf(
+          stderr, "interrupted: wrote checkpoint %s at step %lld/%lld; continue with --resume %s\n",
+          ckpt_path.c_str(), static_cast<long long>(s), static_cast<long long>(total),
+          ckpt_path.c_str());
+      return 130;
+    }
     const std::vector<size_t>& batch = steps[static_cast<size_t>(s)];
     int64_t n_tokens = 0;
     for (const size_t i : batch) n_tokens += sizes[i];
@@ -296,7 +418,8 @@ int run_finetune(int argc, char** argv) {
     if (evaluated) eval_last = evaluate();
     const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
     const double tok_s = static_cast<double>(tokens_done) / std::max(elapsed, 1e-9);
-    const double eta = elapsed / static_cast<double>(s + 1) * static_cast<double>(total - s - 1);
+    const double eta =
+        elapsed / static_cast<double>(s + 1 - first_step) * static_cast<double>(total - s - 1);
     if (json) {
       nlohmann::json j = {{"step", s + 1}, {"total", total}};
       j.update(metrics);
@@ -312,6 +435,7 @@ int run_finetune(int argc, char** argv) {
                  static_cast<long long>(s + 1), static_cast<long long>(total), text,
                  has_eval ? eval_text(eval_last).c_str() : "", tok_s, clock_text(eta).c_str(),
                  isatty(2) ? "" : "\n");
+    if (ckpt_every > 0 && (s + 1) % ckpt_every == 0 && s + 1 < total) write_checkpoint(s + 1);
   }
   if (isatty(2)) std::fprintf(stderr, "\n");
   lora.save(*out_path);
@@ -324,7 +448,7 @@ int run_finetune(int argc, char** argv) {
     eval_summary = ", eval loss " + std::to_string(eval_start["eval_loss"].get<double>()) + " -> " +
                    std::to_string(eval_last["eval_loss"].get<double>());
   std::fprintf(stderr, "wrote %s: %lld steps, %lld tokens in %.1f s (%.0f tok/s), loss %.4f%s\n",
-               out_path->c_str(), static_cast<long long>(total),
+               out_path->c_str(), static_cast<long long>(total - first_step),
                static_cast<long long>(tokens_done), elapsed,
                static_cast<double>(tokens_done) / std::max(elapsed, 1e-9), last_loss,
                eval_summary.c_str());
