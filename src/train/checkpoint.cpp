@@ -105,13 +105,16 @@ CheckpointInfo load_checkpoint(const std::string& path, const std::string& model
       if (!v) throw fail("key '" + std::string(kv.key) + "' must be a string");
       info.settings[key] = std::string(*v);
     }
+  // Every differing setting in one message.
+  std::string diffs;
   for (const auto& [k, v] : settings) {
     const auto it = info.settings.find(k);
     if (it == info.settings.end()) throw fail("setting '" + k + "' is missing");
     if (it->second != v)
-      throw fail("setting '" + k + "' differs: the checkpoint has " + it->second + ", this run " +
-                 v);
+      diffs += (diffs.empty() ? "" : "; ") + ("setting '" + k + "' differs: the checkpoint has " +
+                                              it->second + ", this run " + v);
   }
+  if (!diffs.empty()) throw fail(diffs);
   for (const auto& [k, v] : info.settings)
     if (settings.find(k) == settings.end())
       throw fail("setting '" + k + "' is unknown to this run");
