@@ -138,7 +138,7 @@ struct Trainer::Impl {
   // gradients accumulate.
   void linear_bwd(const backend::Linear& w, const float* xin, const std::vector<float>& u, const float* dy,
                   float* dxin, bool accumulate) {
-    input_grad(w.view, dy, n, dxin, accumulate, pool);
+    input_grad(be, w, dy, n, dxin, accumulate, pool);
     LoraPairParams* p = lora != nullptr && lora_on ? lora->find(&w) : nullptr;
     if (p != nullptr) lora_backward(*p, lora->scale(), xin, u.data(), dy, n, dxin, lora_tmp, pool);
   }
@@ -269,7 +269,7 @@ struct Trainer::Impl {
       for (const double l : losses) out.loss += l;
       out.n_targets += mrows;
       if (!backward) continue;
-      input_grad(w_out.view, logits.data(), mrows, dout_rows.data(), false, pool);
+      input_grad(be, w_out, logits.data(), mrows, dout_rows.data(), false, pool);
       for (int64_t j = 0; j < mrows; ++j)
         std::memcpy(&dxn[static_cast<size_t>(rows[r0 + j] * E)], &dout_rows[static_cast<size_t>(j * E)], static_cast<size_t>(E) * sizeof(float));
     }
