@@ -38,7 +38,7 @@ struct Example {
 };
 
 struct LossSum {
-  double loss = 0;        // summed cross-entropy (nats) over the targets
+  double loss = 0;  // summed cross-entropy (nats) over the targets
   int64_t n_targets = 0;
 };
 
@@ -46,8 +46,12 @@ class Trainer {
  public:
   // Throws slm::Error when the model is outside what training supports
   // (mixture of experts, Gemma's norms and soft-caps, sliding windows, ...).
-  // lora may be null (the base alone: no gradients).
-  Trainer(const model::Model& model, LoraParams* lora, int64_t max_tokens, ThreadPool& pool);
+  // lora may be null (the base alone: no gradients). recompute: keep only
+  // each layer's input [max_tokens][n_embd] and recompute the layer's other
+  // activations in the backward (bit-identical results, about one more
+  // forward pass of time, n_layer - 1 fewer sets of activations).
+  Trainer(const model::Model& model, LoraParams* lora, int64_t max_tokens, ThreadPool& pool,
+          bool recompute = false);
   ~Trainer();
 
   // Why training refuses a model, or "" when it can train it.
