@@ -16,6 +16,7 @@
 #include "train/grad_ops.h"
 #include "train/linear_grad.h"
 #include "train/lora_params.h"
+#include "train/moe_ffn.h"
 
 namespace slm::train {
 
@@ -50,12 +51,9 @@ struct LayerActs {
 std::string Trainer::unsupported_reason(const model::Model& m) {
   const model::ModelConfig& c = m.config();
   const std::string_view fam = c.family->name;
-  if (c.is_moe())
-    return "mixture-of-experts models (" + std::to_string(c.n_expert) +
-           " experts) are not supported by finetune yet";
-  if (fam != "llama" && fam != "qwen2" && fam != "qwen3")
+  if (fam != "llama" && fam != "qwen2" && fam != "qwen3" && fam != "qwen3moe")
     return "the '" + std::string(fam) +
-           "' family is not supported by finetune (llama, qwen2, qwen3 are)";
+           "' family is not supported by finetune (llama, qwen2, qwen3, qwen3moe are)";
   if (c.ffn_act != backend::Activation::kSilu)
     return "only SwiGLU feed-forwards are supported by finetune";
   if (c.attn_softcap > 0 || c.final_softcap > 0 || c.embd_scale != 1.0f || c.n_swa > 0)
@@ -84,19 +82,20 @@ struct Trainer::Impl {
   bool recompute = false;
   std::vector<LayerActs> acts;
   std::vector<std::vector<float>> layer_in;  // recompute: each layer's input [n][n_embd]
-  int64_t n = 0;                             // rows of the current example
-  std::vector<float> x;                      // residual stream [n][n_embd]
-  std::vector<float> xf, xnf;                // final residual and its norm [n][n_embd]
-  std::vector<float> cs;                     // RoPE cos/sin per table and row [tables][n][n_rot]
-  std::vector<float> proj;                   // [n][n_embd]
-  std::vector<float> lora_d;                 // B (A x) [n][max rows]
-  std::vector<float> lora_tmp;               // backward scratch
-  std::vector<float> attn_p;                 // attention probabilities [threads][n]
-  std::vector<float> dx, dxn, dtmp;          // [n][n_embd]
-  std::vector<float> dq, dk, dv, dattn;      // [n][q_dim], [n][kv_dim] x 2, [n][q_dim]
-  std::vector<float> dg, du, dh;             // [n][n_ff]
-  std::vector<float> out_rows, logits;  // a chunk of output rows [chunk][n_embd], [chunk][n_vocab]
-  std::vector<float> dout_rows;         // [chunk][n_embd]
+  std::unique_ptr<MoeFfn> moe;       // the feed-forward of mixture-of-experts layers (null: dense)
+  int64_t n = 0;                     // rows of the current example
+  std::vector<float> x;              // residual stream [n][n_embd]
+  std::vector<float> xf, xnf;        // final residual and its norm [n][n_embd]
+  std::vector<float> cs;             // RoPE cos/sin per table and row [tables][n][n_rot]
+  std::vector<float> proj;           // [n][n_embd]
+  std::vector<float> lora_d;         // B (A x) [n][max rows]
+  std::vector<float> lora_tmp;       // backward scratch
+  std::vector<float> attn_p;         // attention probabilities [threads][n]
+  std::vector<float> dx, dxn, dtmp;  // [n][n_embd]
+  std::vector<float> dq, dk, dv, dattn;  // [n][q_dim], [n][kv_dim] x 2, [n][q_dim]
+  std::vector<float> dg, du, dh;         // [n][n_ff]
+  std::vector<float> out_rows, logits;   // a chunk of output rows [chunk][n_embd], [chunk][n_vocab]
+  std::vector<float> dout_rows;          // [chunk][n_embd]
   int64_t chunk = 1;
 
   Impl(const model::Model& model, LoraParams* l, int64_t max_tokens, ThreadPool& p, bool recomp)
@@ -111,6 +110,7 @@ struct Trainer::Impl {
     const auto sz = [](int64_t a) { return static_cast<size_t>(a); };
     acts.resize(recompute ? 1 : sz(c.n_layer));
     if (recompute) layer_in.assign(sz(c.n_layer), std::vector<float>(sz(N * E)));
+    if (c.is_moe()) moe = std::make_unique<MoeFfn>(m, N, static_cast<int64_t>(acts.size()), pool);
     for (LayerActs& a : acts) {
       for (auto* v : {&a.x_in, &a.xn1, &a.x_mid, &a.xn2}) v->resize(sz(N * E));
       for (auto* v : {&a.q_raw, &a.q, &a.attn}) v->resize(sz(N * qd));
@@ -269,10 +269,14 @@ struct Trainer::Impl {
     LayerActs& a = act(l);
     const int64_t E = c.n_embd, ff = c.n_ff;
     rows_rms_norm(a.x_mid.data(), lw.ffn_norm, a.xn2.data());
-    linear_fwd(lw.ffn_gate, a.xn2.data(), a.g.data(), a.lora_u[4]);
-    linear_fwd(lw.ffn_up, a.xn2.data(), a.u.data(), a.lora_u[5]);
-    swiglu_fwd(a.g.data(), a.u.data(), n * ff, a.h.data());
-    linear_fwd(lw.ffn_down, a.h.data(), proj.data(), a.lora_u[6]);
+    if (moe) {
+      moe->forward(lw, recompute ? 0 : l, a.xn2.data(), n, proj.data(), ws);
+    } else {
+      linear_fwd(lw.ffn_gate, a.xn2.data(), a.g.data(), a.lora_u[4]);
+      linear_fwd(lw.ffn_up, a.xn2.data(), a.u.data(), a.lora_u[5]);
+      swiglu_fwd(a.g.data(), a.u.data(), n * ff, a.h.data());
+      linear_fwd(lw.ffn_down, a.h.data(), proj.data(), a.lora_u[6]);
+    }
     for (int64_t i = 0; i < n * E; ++i)
       x[static_cast<size_t>(i)] = a.x_mid[static_cast<size_t>(i)] + proj[static_cast<size_t>(i)];
   }
@@ -334,6 +338,11 @@ struct Trainer::Impl {
     const model::LayerWeights& lw = m.weights().layers[static_cast<size_t>(l)];
     LayerActs& a = act(l);
     const int64_t ff = c.n_ff;
+    if (moe) {
+      moe->backward(lw, recompute ? 0 : l, dx.data(), n, dxn.data());
+      rows_rms_norm_bwd_add(a.x_mid.data(), lw.ffn_norm, dxn.data(), dx.data());
+      return;
+    }
     linear_bwd(lw.ffn_down, a.h.data(), a.lora_u[6], dx.data(), dh.data(), false);
     pool.parallel_for(n, [&](int64_t r, int) {
       const size_t o = static_cast<size_t>(r * ff);

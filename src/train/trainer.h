@@ -1,6 +1,7 @@
-// The training forward and backward of a llama-family dense model (llama,
-// qwen2, qwen3: RMSNorm, RoPE normal or NeoX, causal GQA attention with
-// optional q/k norms and q/k/v biases, SwiGLU, final norm, output) for one
+// The training forward and backward of a llama-family model (llama, qwen2,
+// qwen3, qwen3moe: RMSNorm, RoPE normal or NeoX, causal GQA attention with
+// optional q/k norms and q/k/v biases, SwiGLU or a top-k mixture of SwiGLU
+// experts (train/moe_ffn.h), final norm, output) for one
 // sequence at positions 0..n-1, in float, with the activations the backward
 // needs saved per layer. The base weights stay frozen in their stored form
 // (forward through backend::Backend::linear, backward through
@@ -45,7 +46,7 @@ struct LossSum {
 class Trainer {
  public:
   // Throws slm::Error when the model is outside what training supports
-  // (mixture of experts, Gemma's norms and soft-caps, sliding windows, ...).
+  // (Gemma's norms and soft-caps, sliding windows, ...).
   // lora may be null (the base alone: no gradients). recompute: keep only
   // each layer's input [max_tokens][n_embd] and recompute the layer's other
   // activations in the backward (bit-identical results, about one more

@@ -255,7 +255,10 @@ TEST_P(TrainModel, TransposedProductThroughTheBackendEqualsTheFileRows) {
   if (lw.wq.view.type == DType::Q8_0 && kernels::PackedMatrix::pays(DType::Q8_0)) {
     EXPECT_NE(lw.wq.prepared, nullptr) << "the packed path is not exercised";
   }
-  for (const backend::Linear* w : {&lw.wq, &lw.ffn_down, &m->weights().output}) {
+  std::vector<const backend::Linear*> ws = {&lw.wq, &m->weights().output};
+  if (lw.ffn_down.present()) ws.push_back(&lw.ffn_down);
+  if (!lw.down_exps.empty()) ws.push_back(&lw.down_exps[1]);
+  for (const backend::Linear* w : ws) {
     const int64_t n = 9;
     std::vector<float> dy(static_cast<size_t>(n * w->rows()));
     std::mt19937 rng(4);
@@ -273,7 +276,8 @@ TEST_P(TrainModel, TransposedProductThroughTheBackendEqualsTheFileRows) {
 INSTANTIATE_TEST_SUITE_P(Fixtures, TrainModel,
                          ::testing::Values("tiny-llama.gguf", "tiny-qwen2.gguf", "tiny-qwen3.gguf",
                                            "stories260K.gguf", "small-llama-Q4_K.gguf",
-                                           "small-llama-Q8_0.gguf"),
+                                           "small-llama-Q8_0.gguf", "tiny-moe.gguf",
+                                           "tiny-qwen3moe.gguf"),
                          [](const auto& info) {
                            std::string s = info.param;
                            s = s.substr(0, s.find('.'));
@@ -281,16 +285,28 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, TrainModel,
                            return s;
                          });
 
-TEST(Train, RefusesMixtureOfExperts) {
-  SLM_REQUIRE_FIXTURE("models/tiny-moe.gguf");
-  const auto m = model::Model::load(test::fixture("models/tiny-moe.gguf"));
+TEST(Train, RefusesGemma) {
+  SLM_REQUIRE_FIXTURE("models/tiny-gemma2.gguf");
+  const auto m = model::Model::load(test::fixture("models/tiny-gemma2.gguf"));
   ThreadPool pool(1);
   try {
     Trainer tr(*m, nullptr, 8, pool);
     FAIL() << "no error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("mixture-of-experts"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("'gemma2' family is not supported"), std::string::npos)
+        << e.what();
   }
+}
+
+// On a mixture of experts, LoRA adapts the attention (run-time adapters
+// refuse expert matrices, and the layers have no dense feed-forward).
+TEST(Train, MixtureOfExpertsAdaptsAttentionOnly) {
+  SLM_REQUIRE_FIXTURE("models/tiny-moe.gguf");
+  const auto m = model::Model::load(test::fixture("models/tiny-moe.gguf"));
+  LoraParams lp(*m, {4, 8.0f, kAll});
+  ASSERT_EQ(lp.pairs().size(), static_cast<size_t>(4 * m->config().n_layer));
+  for (const LoraPairParams& p : lp.pairs())
+    EXPECT_NE(p.name.find(".attn_"), std::string::npos) << p.name;
 }
 
 }  // namespace
