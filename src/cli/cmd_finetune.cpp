@@ -297,6 +297,13 @@ int run_finetune(int argc, char** argv) {
   ThreadPool pool(threads);
   train::LoraParams lora(*model, {rank, static_cast<float>(alpha), targets});
   lora.init(seed);
+  if (c.is_moe() && std::any_of(targets.begin(), targets.end(), [](backend::Role r) {
+        return r == backend::Role::kGate || r == backend::Role::kUp || r == backend::Role::kDown;
+      }))
+    std::fprintf(stderr,
+                 "finetune: note: %s is a mixture of experts: LoRA adapts the attention only "
+                 "(gate, up, down live in the experts, which run-time adapters cannot reach)\n",
+                 model_path->c_str());
   train::Trainer trainer(*model, &lora, longest, pool, args.flag("--recompute"));
   train::Dpo objective(trainer, &lora, beta);
   train::AdamW opt({0.9f, 0.999f, 1e-8f, static_cast<float>(weight_decay)});
