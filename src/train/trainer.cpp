@@ -35,14 +35,16 @@ int role_index(backend::Role r) {
 
 // What one layer's backward needs, saved by its forward.
 struct LayerActs {
-  std::vector<float> x_in;            // residual stream entering the layer [n][n_embd]
-  std::vector<float> xn1;             // attention norm output [n][n_embd]
-  std::vector<float> q_raw, k_raw;    // W x + b, before q/k norm and RoPE [n][q_dim], [n][kv_dim]
-  std::vector<float> q, k, v;         // attention inputs [n][q_dim], [n][kv_dim], [n][kv_dim]
-  std::vector<float> attn;            // attention output [n][q_dim]
-  std::vector<float> x_mid;           // residual after attention [n][n_embd]
-  std::vector<float> xn2;             // feed-forward norm output [n][n_embd]
-  std::vector<float> g, u, h;         // gate, up pre-activations and silu(g) * u [n][n_ff]
+  std::vector<float> x_in;  // residual stream entering the layer [n][n_embd]
+  std::vector<float> xn1;   // attention norm output [n][n_embd]
+  std::vector<float> q_raw,
+      k_raw;                   // W x + b, before q/k norm and RoPE [n][q_dim], [n][kv_dim]
+                               // (only for models with q/k norms; else q, k are computed in place)
+  std::vector<float> q, k, v;  // attention inputs [n][q_dim], [n][kv_dim], [n][kv_dim]
+  std::vector<float> attn;     // attention output [n][q_dim]
+  std::vector<float> x_mid;    // residual after attention [n][n_embd]
+  std::vector<float> xn2;      // feed-forward norm output [n][n_embd]
+  std::vector<float> g, u;     // gate, up pre-activations [n][n_ff] (silu(g) * u is recomputed)
   std::vector<float> lora_u[kRoles];  // A x of each adapted matrix [n][rank]
 };
 
@@ -94,6 +96,7 @@ struct Trainer::Impl {
   std::vector<float> dx, dxn, dtmp;  // [n][n_embd]
   std::vector<float> dq, dk, dv, dattn;  // [n][q_dim], [n][kv_dim] x 2, [n][q_dim]
   std::vector<float> dg, du, dh;         // [n][n_ff]
+  std::vector<float> hbuf;               // silu(g) * u of the layer at hand [n][n_ff]
   std::vector<float> out_rows, logits;   // a chunk of output rows [chunk][n_embd], [chunk][n_vocab]
   std::vector<float> dout_rows;          // [chunk][n_embd]
   int64_t chunk = 1;
@@ -109,13 +112,20 @@ struct Trainer::Impl {
     const int64_t E = c.n_embd, qd = c.q_dim(), kd = c.kv_dim(), ff = c.n_ff, N = max_n;
     const auto sz = [](int64_t a) { return static_cast<size_t>(a); };
     acts.resize(recompute ? 1 : sz(c.n_layer));
+    bool qk_norm = false;
+    for (const model::LayerWeights& lw : m.weights().layers) qk_norm = qk_norm || lw.has_qk_norm();
+    hbuf.resize(sz(N * ff));
     if (recompute) layer_in.assign(sz(c.n_layer), std::vector<float>(sz(N * E)));
     if (c.is_moe()) moe = std::make_unique<MoeFfn>(m, N, static_cast<int64_t>(acts.size()), pool);
     for (LayerActs& a : acts) {
       for (auto* v : {&a.x_in, &a.xn1, &a.x_mid, &a.xn2}) v->resize(sz(N * E));
-      for (auto* v : {&a.q_raw, &a.q, &a.attn}) v->resize(sz(N * qd));
-      for (auto* v : {&a.k_raw, &a.k, &a.v}) v->resize(sz(N * kd));
-      for (auto* v : {&a.g, &a.u, &a.h}) v->resize(sz(N * ff));
+      for (auto* v : {&a.q, &a.attn}) v->resize(sz(N * qd));
+      for (auto* v : {&a.k, &a.v}) v->resize(sz(N * kd));
+      for (auto* v : {&a.g, &a.u}) v->resize(sz(N * ff));
+      if (qk_norm) {
+        a.q_raw.resize(sz(N * qd));
+        a.k_raw.resize(sz(N * kd));
+      }
     }
     if (lora != nullptr)
       for (int64_t il = 0; il < c.n_layer; ++il) {
@@ -222,14 +232,17 @@ struct Trainer::Impl {
     const int64_t E = c.n_embd, qd = c.q_dim(), kd = c.kv_dim(), hd = c.head_dim;
     std::memcpy(a.x_in.data(), x.data(), static_cast<size_t>(n * E) * sizeof(float));
     rows_rms_norm(a.x_in.data(), lw.attn_norm, a.xn1.data());
-    linear_fwd(lw.wq, a.xn1.data(), a.q_raw.data(), a.lora_u[0]);
-    linear_fwd(lw.wk, a.xn1.data(), a.k_raw.data(), a.lora_u[1]);
+    // Without q/k norms the backward needs no pre-RoPE copy: q, k in place.
+    float* q_raw = a.q_raw.empty() ? a.q.data() : a.q_raw.data();
+    float* k_raw = a.k_raw.empty() ? a.k.data() : a.k_raw.data();
+    linear_fwd(lw.wq, a.xn1.data(), q_raw, a.lora_u[0]);
+    linear_fwd(lw.wk, a.xn1.data(), k_raw, a.lora_u[1]);
     linear_fwd(lw.wv, a.xn1.data(), a.v.data(), a.lora_u[2]);
     const bool neox = c.rope_order == model::RopeOrder::kNeox;
     const int table = c.layers[static_cast<size_t>(l)].rope_table;
     pool.parallel_for(n, [&](int64_t r, int) {
-      float* qr = &a.q_raw[static_cast<size_t>(r * qd)];
-      float* kr = &a.k_raw[static_cast<size_t>(r * kd)];
+      float* qr = q_raw + r * qd;
+      float* kr = k_raw + r * kd;
       if (!lw.bq.empty())
         for (int64_t i = 0; i < qd; ++i) qr[i] += lw.bq[static_cast<size_t>(i)];
       if (!lw.bk.empty())
@@ -239,8 +252,8 @@ struct Trainer::Impl {
           a.v[static_cast<size_t>(r * kd + i)] += lw.bv[static_cast<size_t>(i)];
       float* q = &a.q[static_cast<size_t>(r * qd)];
       float* k = &a.k[static_cast<size_t>(r * kd)];
-      std::memcpy(q, qr, static_cast<size_t>(qd) * sizeof(float));
-      std::memcpy(k, kr, static_cast<size_t>(kd) * sizeof(float));
+      if (q != qr) std::memcpy(q, qr, static_cast<size_t>(qd) * sizeof(float));
+      if (k != kr) std::memcpy(k, kr, static_cast<size_t>(kd) * sizeof(float));
       for (int64_t h = 0; h < c.n_head; ++h) {
         if (!lw.q_norm.empty())
           rms_norm_fwd(q + h * hd, lw.q_norm.data(), hd, c.norm_eps, q + h * hd);
@@ -274,8 +287,8 @@ struct Trainer::Impl {
     } else {
       linear_fwd(lw.ffn_gate, a.xn2.data(), a.g.data(), a.lora_u[4]);
       linear_fwd(lw.ffn_up, a.xn2.data(), a.u.data(), a.lora_u[5]);
-      swiglu_fwd(a.g.data(), a.u.data(), n * ff, a.h.data());
-      linear_fwd(lw.ffn_down, a.h.data(), proj.data(), a.lora_u[6]);
+      swiglu_fwd(a.g.data(), a.u.data(), n * ff, hbuf.data());
+      linear_fwd(lw.ffn_down, hbuf.data(), proj.data(), a.lora_u[6]);
     }
     for (int64_t i = 0; i < n * E; ++i)
       x[static_cast<size_t>(i)] = a.x_mid[static_cast<size_t>(i)] + proj[static_cast<size_t>(i)];
@@ -343,7 +356,8 @@ struct Trainer::Impl {
       rows_rms_norm_bwd_add(a.x_mid.data(), lw.ffn_norm, dxn.data(), dx.data());
       return;
     }
-    linear_bwd(lw.ffn_down, a.h.data(), a.lora_u[6], dx.data(), dh.data(), false);
+    swiglu_fwd(a.g.data(), a.u.data(), n * ff, hbuf.data());  // the same bits as the forward's
+    linear_bwd(lw.ffn_down, hbuf.data(), a.lora_u[6], dx.data(), dh.data(), false);
     pool.parallel_for(n, [&](int64_t r, int) {
       const size_t o = static_cast<size_t>(r * ff);
       swiglu_bwd(&a.g[o], &a.u[o], &dh[o], ff, &dg[o], &du[o]);
