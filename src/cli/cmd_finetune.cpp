@@ -124,9 +124,12 @@ nlohmann::json dpo_json(const train::DpoStats& s, const std::string& prefix) {
 
 // The optimizer steps: each a run of consecutive items of a shuffled epoch
 // holding at least batch_tokens tokens (an epoch's last may hold fewer).
+// Every shuffle is drawn here, from seed, before training: a step index is
+// the whole data-order and RNG position a checkpoint needs. epoch_of[s]:
+// the epoch (0-based) of step s.
 std::vector<std::vector<size_t>> plan_steps(const std::vector<int64_t>& sizes, int64_t epochs,
                                             int64_t fixed_steps, int64_t batch_tokens,
-                                            uint64_t seed) {
+                                            uint64_t seed, std::vector<int64_t>& epoch_of) {
   std::mt19937_64 rng(seed);
   std::vector<std::vector<size_t>> steps;
   for (int64_t e = 0;
@@ -141,13 +144,20 @@ std::vector<std::vector<size_t>> plan_steps(const std::vector<int64_t>& sizes, i
       tokens += sizes[i];
       if (tokens >= batch_tokens) {
         steps.push_back(std::move(cur));
+        epoch_of.push_back(e);
         cur.clear();
         tokens = 0;
       }
     }
-    if (!cur.empty()) steps.push_back(std::move(cur));
+    if (!cur.empty()) {
+      steps.push_back(std::move(cur));
+      epoch_of.push_back(e);
+    }
   }
-  if (fixed_steps > 0) steps.resize(static_cast<size_t>(fixed_steps));
+  if (fixed_steps > 0) {
+    steps.resize(static_cast<size_t>(fixed_steps));
+    epoch_of.resize(static_cast<size_t>(fixed_steps));
+  }
   return steps;
 }
 
@@ -288,8 +298,9 @@ int run_finetune(int argc, char** argv) {
   const size_t n_items = sizes.size(), n_eval = dpo ? eval_pairs.size() : eval_data.size();
   const bool has_eval = n_eval > 0;
 
+  std::vector<int64_t> epoch_of;  // epoch of each step
   const std::vector<std::vector<size_t>> steps =
-      plan_steps(sizes, epochs, fixed_steps, batch_tokens, seed);
+      plan_steps(sizes, epochs, fixed_steps, batch_tokens, seed, epoch_of);
   const int64_t total = static_cast<int64_t>(steps.size());
   const int64_t eval_every =
       args.has("--eval-every") ? args.get_int("--eval-every") : std::max<int64_t>(1, total / 10);
@@ -338,12 +349,14 @@ int run_finetune(int argc, char** argv) {
                   std::to_string(total) + " steps");
     first_step = static_cast<int64_t>(info.step);
     opt.set_steps(static_cast<int64_t>(info.adam_steps));
-    std::fprintf(stderr, "finetune: resumed from %s at step %lld/%lld\n", resume_path->c_str(),
-                 static_cast<long long>(first_step), static_cast<long long>(total));
+    std::fprintf(stderr, "finetune: resumed from %s at step %lld/%lld (epoch %llu)\n",
+                 resume_path->c_str(), static_cast<long long>(first_step),
+                 static_cast<long long>(total), static_cast<unsigned long long>(info.epoch + 1));
   }
   const auto write_checkpoint = [&](int64_t done) {
     train::CheckpointInfo info;
     info.step = static_cast<uint64_t>(done);
+    info.epoch = done < total ? static_cast<uint64_t>(epoch_of[static_cast<size_t>(done)]) : 0;
     info.adam_steps = static_cast<uint64_t>(opt.steps());
     info.model = model_id;
     info.settings = settings;

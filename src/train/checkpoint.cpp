@@ -50,6 +50,7 @@ void save_checkpoint(const std::string& path, const CheckpointInfo& info,
   w.add_u32("checkpoint.version", kCheckpointVersion);
   w.add_u64("checkpoint.step", info.step);
   w.add_u64("checkpoint.adam_steps", info.adam_steps);
+  w.add_u64("checkpoint.epoch", info.epoch);
   w.add_string("checkpoint.model", info.model);
   uint64_t sum = fnv1a(nullptr, 0);
   for (const NamedSpan& t : tensors) sum = fnv1a(t.data.data(), t.data.size_bytes(), sum);
@@ -92,6 +93,7 @@ CheckpointInfo load_checkpoint(const std::string& path, const std::string& model
   };
   info.step = need_uint("checkpoint.step");
   info.adam_steps = need_uint("checkpoint.adam_steps");
+  info.epoch = need_uint("checkpoint.epoch");
   info.model = need_string("checkpoint.model");
   const std::string checksum = need_string("checkpoint.checksum");
   if (info.model != model)

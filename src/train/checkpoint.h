@@ -10,6 +10,8 @@
 //   checkpoint.step        u64, optimizer steps done (the schedule position:
 //                          the next step's learning rate is lr_at(step))
 //   checkpoint.adam_steps  u64, AdamW's bias-correction counter
+//   checkpoint.epoch       u64, the epoch (0-based) of the next step, for
+//                          messages (the step index fixes the data order)
 //   checkpoint.model       string, model_fingerprint() of the base
 //   checkpoint.checksum    string, FNV-1a 64 of every tensor's bytes in order
 //   checkpoint.setting.K   string, one per run setting that must match on
@@ -42,6 +44,7 @@ struct NamedSpan {
 struct CheckpointInfo {
   uint64_t step = 0;
   uint64_t adam_steps = 0;
+  uint64_t epoch = 0;
   std::string model;                            // model_fingerprint()
   std::map<std::string, std::string> settings;  // key -> value, compared on resume
 };
