@@ -6,9 +6,11 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <numeric>
@@ -23,6 +25,7 @@
 #include "model/model.h"
 #include "model/session.h"
 #include "tokenizer/tokenizer.h"
+#include "train/checkpoint.h"
 #include "train/data.h"
 #include "train/dpo.h"
 #include "train/full_params.h"
@@ -86,7 +89,15 @@ Options finetune_options() {
       .def_note("the model's context, at most 512");
   o.flag("--allow-long-context", "permit --ctx-size beyond the model's training context");
   o.flag("--truncate", "cut longer examples instead of refusing them");
+  o.flag("--recompute",
+         "keep only each layer's input and recompute its activations in the backward "
+         "(less memory, about a third more time; the same results)");
   o.value("--template-file", "F", "chat template instead of the model's");
+  o.value("--checkpoint-every", "N", "write a checkpoint every N steps (Ctrl-C writes one too)")
+      .integer(1, int64_t{1} << 40);
+  o.value("--checkpoint", "F", "the checkpoint file").def_note("ADAPTER.gguf.ckpt");
+  o.value("--resume", "F",
+          "continue from a checkpoint of a run with the same model, data and settings");
   add_threads_option(o);
   o.flag("--json", "one JSON object per step on stdout");
   return o;
@@ -125,9 +136,12 @@ nlohmann::json dpo_json(const train::DpoStats& s, const std::string& prefix) {
 
 // The optimizer steps: each a run of consecutive items of a shuffled epoch
 // holding at least batch_tokens tokens (an epoch's last may hold fewer).
+// Every shuffle is drawn here, from seed, before training: a step index is
+// the whole data-order and RNG position a checkpoint needs. epoch_of[s]:
+// the epoch (0-based) of step s.
 std::vector<std::vector<size_t>> plan_steps(const std::vector<int64_t>& sizes, int64_t epochs,
                                             int64_t fixed_steps, int64_t batch_tokens,
-                                            uint64_t seed) {
+                                            uint64_t seed, std::vector<int64_t>& epoch_of) {
   std::mt19937_64 rng(seed);
   std::vector<std::vector<size_t>> steps;
   for (int64_t e = 0;
@@ -142,14 +156,79 @@ std::vector<std::vector<size_t>> plan_steps(const std::vector<int64_t>& sizes, i
       tokens += sizes[i];
       if (tokens >= batch_tokens) {
         steps.push_back(std::move(cur));
+        epoch_of.push_back(e);
         cur.clear();
         tokens = 0;
       }
     }
-    if (!cur.empty()) steps.push_back(std::move(cur));
+    if (!cur.empty()) {
+      steps.push_back(std::move(cur));
+      epoch_of.push_back(e);
+    }
   }
-  if (fixed_steps > 0) steps.resize(static_cast<size_t>(fixed_steps));
+  if (fixed_steps > 0) {
+    steps.resize(static_cast<size_t>(fixed_steps));
+    epoch_of.resize(static_cast<size_t>(fixed_steps));
+  }
   return steps;
+}
+
+// Set by SIGINT while training; the loop checks it between steps, writes a
+// checkpoint and exits. A signal handler can only reach a global.
+volatile std::sig_atomic_t g_interrupted = 0;
+void on_sigint(int) {
+  g_interrupted = 1;
+}
+
+// Installs on_sigint for one Ctrl-C (a second one ends the process at once)
+// and restores the previous handler on scope exit.
+class SigintScope {
+ public:
+  SigintScope() {
+    g_interrupted = 0;
+    struct sigaction sa {};
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESETHAND;
+    sigaction(SIGINT, &sa, &old_);
+  }
+  ~SigintScope() { sigaction(SIGINT, &old_, nullptr); }
+  SigintScope(const SigintScope&) = delete;
+  SigintScope& operator=(const SigintScope&) = delete;
+
+ private:
+  struct sigaction old_ {};
+};
+
+std::string number_text(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.17g", v);
+  return buf;
+}
+
+// A hash of what the optimizer sees: every example's tokens and targets and
+// the planned steps (data order and epoch boundaries).
+std::string data_hash(const std::vector<train::Example>& data,
+                      const std::vector<train::PreferencePair>& pairs,
+                      const std::vector<std::vector<size_t>>& steps) {
+  uint64_t h = train::fnv1a(nullptr, 0);
+  const auto add = [&h](const train::Example& ex) {
+    const uint64_t n = ex.tokens.size();
+    h = train::fnv1a(&n, sizeof n, h);
+    h = train::fnv1a(ex.tokens.data(), ex.tokens.size() * sizeof(int32_t), h);
+    h = train::fnv1a(ex.target.data(), ex.target.size(), h);
+  };
+  for (const train::Example& ex : data) add(ex);
+  for (const train::PreferencePair& p : pairs) {
+    add(p.chosen);
+    add(p.rejected);
+  }
+  for (const std::vector<size_t>& st : steps) {
+    const uint64_t n = st.size();
+    h = train::fnv1a(&n, sizeof n, h);
+    h = train::fnv1a(st.data(), st.size() * sizeof(size_t), h);
+  }
+  return train::hex64(h);
 }
 
 int run_finetune(int argc, char** argv) {
@@ -200,6 +279,10 @@ int run_finetune(int argc, char** argv) {
   const uint64_t seed = static_cast<uint64_t>(args.get_int("--seed"));
   const int threads = thread_count(args);
   const bool json = args.flag("--json");
+  const int64_t ckpt_every =
+      args.has("--checkpoint-every") ? args.get_int("--checkpoint-every") : 0;
+  const std::string ckpt_path = args.get("--checkpoint").value_or(*out_path + ".ckpt");
+  const auto resume_path = args.get("--resume");
 
   const auto model = model::Model::load(*model_path);
   if (const std::string why = train::Trainer::unsupported_reason(*model); !why.empty())
@@ -248,8 +331,9 @@ int run_finetune(int argc, char** argv) {
   const size_t n_items = sizes.size(), n_eval = dpo ? eval_pairs.size() : eval_data.size();
   const bool has_eval = n_eval > 0;
 
+  std::vector<int64_t> epoch_of;  // epoch of each step
   const std::vector<std::vector<size_t>> steps =
-      plan_steps(sizes, epochs, fixed_steps, batch_tokens, seed);
+      plan_steps(sizes, epochs, fixed_steps, batch_tokens, seed, epoch_of);
   const int64_t total = static_cast<int64_t>(steps.size());
   const int64_t eval_every =
       args.has("--eval-every") ? args.get_int("--eval-every") : std::max<int64_t>(1, total / 10);
@@ -257,19 +341,28 @@ int run_finetune(int argc, char** argv) {
   ThreadPool pool(threads);
   // The trained parameters: LoRA pairs over the frozen base, or (--full) F32
   // masters of every weight.
+  const bool recompute = args.flag("--recompute");
   std::unique_ptr<train::LoraParams> lora;
   std::unique_ptr<train::FullParams> full_params;
   std::unique_ptr<train::Trainer> trainer_owner;
   std::string what;
   if (full) {
     full_params = std::make_unique<train::FullParams>(*model);
-    trainer_owner = std::make_unique<train::Trainer>(*model, *full_params, longest, pool);
+    trainer_owner =
+        std::make_unique<train::Trainer>(*model, *full_params, longest, pool, recompute);
     what = "every weight (" + std::to_string(full_params->tensors().size()) + " tensors";
   } else {
     lora = std::make_unique<train::LoraParams>(
         *model, train::LoraSpec{rank, static_cast<float>(alpha), targets});
     lora->init(seed);
-    trainer_owner = std::make_unique<train::Trainer>(*model, lora.get(), longest, pool);
+    if (c.is_moe() && std::any_of(targets.begin(), targets.end(), [](backend::Role r) {
+          return r == backend::Role::kGate || r == backend::Role::kUp || r == backend::Role::kDown;
+        }))
+      std::fprintf(stderr,
+                   "finetune: note: %s is a mixture of experts: LoRA adapts the attention only "
+                   "(gate, up, down live in the experts, which run-time adapters cannot reach)\n",
+                   model_path->c_str());
+    trainer_owner = std::make_unique<train::Trainer>(*model, lora.get(), longest, pool, recompute);
     char buf[96];
     std::snprintf(buf, sizeof buf, "LoRA r%lld alpha %g on %zu matrices (",
                   static_cast<long long>(rank), alpha, lora->pairs().size());
@@ -281,6 +374,49 @@ int run_finetune(int argc, char** argv) {
   const auto params = full ? full_params->params() : lora->params();
   const auto grads = full ? full_params->grads() : lora->grads();
   const int64_t n_params = full ? full_params->n_params() : lora->n_params();
+  // Checkpoints: the trained tensors, AdamW's moments and counters, and every
+  // setting that shapes the loss curve (a resume with another value is refused).
+  const std::vector<train::NamedSpan> state = train::optimizer_spans(
+      full ? full_params->names() : lora->param_names(), params, opt.moments());
+  const std::string model_id = train::model_fingerprint(model->file());
+  const std::map<std::string, std::string> settings = {
+      {"method", method},
+      {"full", full ? "yes" : "no"},
+      {"beta", dpo ? number_text(beta) : "-"},
+      {"lora-rank", full ? "-" : std::to_string(rank)},
+      {"lora-alpha", full ? "-" : number_text(alpha)},
+      {"lora-targets", full ? "-" : *args.get("--lora-targets")},
+      {"steps", std::to_string(total)},
+      {"lr", number_text(lr)},
+      {"warmup", std::to_string(warmup)},
+      {"batch-tokens", std::to_string(batch_tokens)},
+      {"grad-clip", number_text(grad_clip)},
+      {"weight-decay", number_text(weight_decay)},
+      {"seed", std::to_string(seed)},
+      {"data", data_hash(data, pairs, steps)},
+  };
+  int64_t first_step = 0;
+  if (resume_path) {
+    const train::CheckpointInfo info =
+        train::load_checkpoint(*resume_path, model_id, settings, state);
+    if (info.step > static_cast<uint64_t>(total) || info.adam_steps > info.step)
+      throw Error(*resume_path + ": step " + std::to_string(info.step) + " is past the run's " +
+                  std::to_string(total) + " steps");
+    first_step = static_cast<int64_t>(info.step);
+    opt.set_steps(static_cast<int64_t>(info.adam_steps));
+    std::fprintf(stderr, "finetune: resumed from %s at step %lld/%lld (epoch %llu)\n",
+                 resume_path->c_str(), static_cast<long long>(first_step),
+                 static_cast<long long>(total), static_cast<unsigned long long>(info.epoch + 1));
+  }
+  const auto write_checkpoint = [&](int64_t done) {
+    train::CheckpointInfo info;
+    info.step = static_cast<uint64_t>(done);
+    info.epoch = done < total ? static_cast<uint64_t>(epoch_of[static_cast<size_t>(done)]) : 0;
+    info.adam_steps = static_cast<uint64_t>(opt.steps());
+    info.model = model_id;
+    info.settings = settings;
+    train::save_checkpoint(ckpt_path, info, state);
+  };
   std::fprintf(stderr, "finetune: %s %s, %zu %s%s, %s%.2f M parameters), %lld steps\n",
                method.c_str(), model_path->c_str(), n_items, dpo ? "pairs" : "examples",
                has_eval ? (" (+" + std::to_string(n_eval) + " eval)").c_str() : "", what.c_str(),
@@ -313,7 +449,17 @@ int run_finetune(int argc, char** argv) {
   const auto t0 = Clock::now();
   int64_t tokens_done = 0;
   double last_loss = 0;
-  for (int64_t s = 0; s < total; ++s) {
+  const SigintScope sigint;
+  for (int64_t s = first_step; s < total; ++s) {
+    if (g_interrupted != 0) {
+      if (isatty(2)) std::fprintf(stderr, "\n");
+      write_checkpoint(s);
+      std::fprintf(
+          stderr, "interrupted: wrote checkpoint %s at step %lld/%lld; continue with --resume %s\n",
+          ckpt_path.c_str(), static_cast<long long>(s), static_cast<long long>(total),
+          ckpt_path.c_str());
+      return 130;
+    }
     const std::vector<size_t>& batch = steps[static_cast<size_t>(s)];
     int64_t n_tokens = 0;
     for (const size_t i : batch) n_tokens += sizes[i];
@@ -347,7 +493,8 @@ int run_finetune(int argc, char** argv) {
     if (evaluated) eval_last = evaluate();
     const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
     const double tok_s = static_cast<double>(tokens_done) / std::max(elapsed, 1e-9);
-    const double eta = elapsed / static_cast<double>(s + 1) * static_cast<double>(total - s - 1);
+    const double eta =
+        elapsed / static_cast<double>(s + 1 - first_step) * static_cast<double>(total - s - 1);
     if (json) {
       nlohmann::json j = {{"step", s + 1}, {"total", total}};
       j.update(metrics);
@@ -363,6 +510,7 @@ int run_finetune(int argc, char** argv) {
                  static_cast<long long>(s + 1), static_cast<long long>(total), text,
                  has_eval ? eval_text(eval_last).c_str() : "", tok_s, clock_text(eta).c_str(),
                  isatty(2) ? "" : "\n");
+    if (ckpt_every > 0 && (s + 1) % ckpt_every == 0 && s + 1 < total) write_checkpoint(s + 1);
   }
   if (isatty(2)) std::fprintf(stderr, "\n");
   if (full)
@@ -378,7 +526,7 @@ int run_finetune(int argc, char** argv) {
     eval_summary = ", eval loss " + std::to_string(eval_start["eval_loss"].get<double>()) + " -> " +
                    std::to_string(eval_last["eval_loss"].get<double>());
   std::fprintf(stderr, "wrote %s: %lld steps, %lld tokens in %.1f s (%.0f tok/s), loss %.4f%s\n",
-               out_path->c_str(), static_cast<long long>(total),
+               out_path->c_str(), static_cast<long long>(total - first_step),
                static_cast<long long>(tokens_done), elapsed,
                static_cast<double>(tokens_done) / std::max(elapsed, 1e-9), last_loss,
                eval_summary.c_str());

@@ -118,6 +118,10 @@ class PackedMatrix {
   int64_t cols() const { return cols_; }
   size_t size_bytes() const { return size_; }
   const uint8_t* data() const { return bytes_.get(); }
+  // Columns [c0, c0 + nc) of row r as float, equal to dequantizing the
+  // source row (c0 and nc multiples of the block: 256 for K-quants, else 32;
+  // r < rows()). Lets training read a weight whose source pages were released.
+  void dequantize_stripe(int64_t r, int64_t c0, int64_t nc, float* dst) const;
 
  private:
   struct Free {

@@ -90,7 +90,8 @@ void pack_q4_k(const BlockQ4_K& blk, int r, uint8_t* out) {
 
 // F16: block b of row r, its 32 halfs spread over the block's columns.
 void pack_f16(const uint16_t* row, int64_t b, int r, uint8_t* out) {
-  for (int c = 0; c < kQK32; ++c) std::memcpy(out + (c * kPackRows + r) * 2, row + b * kQK32 + c, 2);
+  for (int c = 0; c < kQK32; ++c)
+    std::memcpy(out + (c * kPackRows + r) * 2, row + b * kQK32 + c, 2);
 }
 
 // One group (kPackRows rows starting at src rows; n_valid of them real, the
@@ -291,7 +292,8 @@ bool PackedMatrix::pays(DType wtype) {
 
 PackedMatrix PackedMatrix::pack(DType wtype, const void* w, int64_t rows, int64_t cols) {
   PackedMatrix m;
-  if (!has_layout(wtype) || rows <= 0 || cols <= 0 || cols % packed_block_elems(wtype) != 0) return m;
+  if (!has_layout(wtype) || rows <= 0 || cols <= 0 || cols % packed_block_elems(wtype) != 0)
+    return m;
   const int64_t nb = cols / packed_block_elems(wtype);
   const int64_t n_groups = (rows + kPackRows - 1) / kPackRows;
   const size_t group_bytes = static_cast<size_t>(nb * packed_block_bytes(wtype));
@@ -308,6 +310,56 @@ PackedMatrix PackedMatrix::pack(DType wtype, const void* w, int64_t rows, int64_
                m.bytes_.get() + static_cast<size_t>(g) * group_bytes);
   }
   return m;
+}
+
+void PackedMatrix::dequantize_stripe(int64_t r, int64_t c0, int64_t nc, float* dst) const {
+  const DType t = type_;
+  const int64_t be = packed_block_elems(t), bb = packed_block_bytes(t), nb = cols_ / be;
+  SLM_DCHECK(r >= 0 && r < rows_ && c0 % be == 0 && nc % be == 0 && c0 + nc <= cols_);
+  const uint8_t* group = bytes_.get() + static_cast<size_t>((r / kPackRows) * nb * bb);
+  const int rr = static_cast<int>(r % kPackRows);
+  for (int64_t b = c0 / be; b < (c0 + nc) / be; ++b, dst += be) {
+    const uint8_t* block = group + b * bb;
+    if (t == DType::F16) {
+      for (int c = 0; c < kQK32; ++c) dst[c] = row_half(block, 2 * kPackRows * c, rr);
+    } else if (t == DType::Q4_K) {
+      const float d = row_half(block, 0, rr), dmin = row_half(block, kScaleBytes, rr);
+      for (int e = 0; e < kQKK; ++e) {
+        const int s = e / 32;
+        dst[e] =
+            d * block[kK4Sc + s * kPackRows + rr] * static_cast<float>(q4k_level(block, rr, e)) -
+            dmin * block[kK4M + s * kPackRows + rr];
+      }
+    } else if (t == DType::Q6_K) {
+      const float d = row_half(block, 0, rr);
+      for (int e = 0; e < kQKK; ++e)
+        dst[e] = d *
+                 static_cast<float>(static_cast<int8_t>(block[kK6Sc + (e / 16) * kPackRows + rr])) *
+                 static_cast<float>(q6_level(block, rr, e) - 32);
+    } else if (t == DType::Q8_0) {
+      // Word k of the row holds elements 4k..4k+3 as q + 128.
+      const float d = row_half(block, 0, rr);
+      const uint8_t* qs = block + kScaleBytes + rr * 4;
+      for (int k = 0; k < kQK32 / 4; ++k)
+        for (int i = 0; i < 4; ++i)
+          dst[4 * k + i] = d * static_cast<float>(qs[k * kPackRows * 4 + i] - 128);
+    } else if (t == DType::Q4_0) {
+      // Word k: low nibbles are elements 4k.., high nibbles 16 + 4k...
+      const float d = row_half(block, 0, rr);
+      const uint8_t* qs = block + kScaleBytes + rr * 4;
+      for (int k = 0; k < kQK32 / 8; ++k)
+        for (int i = 0; i < 4; ++i) {
+          const uint8_t q = qs[k * kPackRows * 4 + i];
+          dst[4 * k + i] = d * static_cast<float>((q & 0xF) - 8);
+          dst[16 + 4 * k + i] = d * static_cast<float>((q >> 4) - 8);
+        }
+    } else {
+      const float d = row_half(block, 0, rr);
+      const int offset = packed_quant_offset(t);
+      for (int e = 0; e < kQK32; ++e)
+        dst[e] = d * static_cast<float>(packed_quant(t, block, rr, e) - offset);
+    }
+  }
 }
 
 }  // namespace slm::kernels

@@ -41,7 +41,8 @@ std::string FullParams::unsupported_reason(const model::Model& m) {
   const auto check = [&](const model::TensorSpec& s, int64_t il) -> std::string {
     if (s.kind == model::Kind::kExperts || s.kind == model::Kind::kFused)
       return "tensor '" + model::tensor_name(s, il) +
-             "' (experts or a fused matrix) cannot be trained in full yet";
+             "' (experts or a fused matrix) cannot be trained in full yet; train a LoRA adapter "
+             "(finetune without --full) instead";
     const gguf::TensorInfo* t = m.file().find_tensor(model::tensor_name(s, il));
     if (t == nullptr || trainable_type(t->type)) return "";
     return "tensor '" + std::string(t->name) + "' is " + std::string(dtype_name(t->type)) +

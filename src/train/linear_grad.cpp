@@ -26,12 +26,11 @@ void dequantize_stripe(const backend::MatrixView& w, int64_t r, int64_t c0, int6
   kernels::traits(w.type).dequantize_row(src, dst, nc);
 }
 
-}  // namespace
-
-void input_grad(const backend::MatrixView& w, const float* dy, int64_t n, float* dx,
-                bool accumulate, ThreadPool& pool) {
-  const int64_t rows = w.rows, cols = w.cols;
-  const int64_t bs = dtype_info(w.type).block_size;
+// dx (= or +=) dy W, W [rows][cols] of type t read by read(r, c0, nc, dst).
+template <typename Read>
+void input_grad_of(DType t, int64_t rows, int64_t cols, const Read& read, const float* dy,
+                   int64_t n, float* dx, bool accumulate, ThreadPool& pool) {
+  const int64_t bs = dtype_info(t).block_size;
   // Column stripes of about 256 values (whole blocks), and token blocks when
   // stripes alone would leave threads idle.
   const int64_t stripe = std::min(cols, std::max(bs, (256 + bs - 1) / bs * bs));
@@ -52,8 +51,7 @@ void input_grad(const backend::MatrixView& w, const float* dy, int64_t n, float*
         std::fill(dx + t * cols + c0, dx + t * cols + c0 + nc, 0.0f);
     for (int64_t r0 = 0; r0 < rows; r0 += kRowBlock) {
       const int64_t nr = std::min(kRowBlock, rows - r0);
-      for (int64_t i = 0; i < nr; ++i)
-        dequantize_stripe(w, r0 + i, c0, nc, &buf[static_cast<size_t>(i * nc)]);
+      for (int64_t i = 0; i < nr; ++i) read(r0 + i, c0, nc, &buf[static_cast<size_t>(i * nc)]);
       for (int64_t t = t0; t < t1; ++t) {
         const float* g = dy + t * rows + r0;
         // Rows of dy are often all zero here (tokens outside the loss, near the output).
@@ -62,6 +60,24 @@ void input_grad(const backend::MatrixView& w, const float* dy, int64_t n, float*
       }
     }
   });
+}
+
+}  // namespace
+
+void input_grad(const backend::MatrixView& w, const float* dy, int64_t n, float* dx,
+                bool accumulate, ThreadPool& pool) {
+  const auto read = [&w](int64_t r, int64_t c0, int64_t nc, float* dst) {
+    dequantize_stripe(w, r, c0, nc, dst);
+  };
+  input_grad_of(w.type, w.rows, w.cols, read, dy, n, dx, accumulate, pool);
+}
+
+void input_grad(const backend::Backend& be, const backend::Linear& w, const float* dy, int64_t n,
+                float* dx, bool accumulate, ThreadPool& pool) {
+  const auto read = [&be, &w](int64_t r, int64_t c0, int64_t nc, float* dst) {
+    be.dequantize_stripe(w, r, c0, nc, dst);
+  };
+  input_grad_of(w.view.type, w.rows(), w.cols(), read, dy, n, dx, accumulate, pool);
 }
 
 void weight_grad(const float* dy, const float* x, int64_t n, int64_t rows, int64_t cols, float* dw,

@@ -1,7 +1,10 @@
 // Gradients through matrix products for training.
 //  - input_grad: dx = dy W through a frozen weight in its stored form (any
 //    GGUF type): row blocks are dequantized on the fly, a column stripe per
-//    task, so no dequantized copy of the model is ever made.
+//    task, so no dequantized copy of the model is ever made. Through a
+//    Linear, the stripes come from the backend's prepared (packed) form, so
+//    the file pages it released at load are not faulted back in (which
+//    held a second copy of the model in memory while training).
 //  - LoRA pair: y += s B (A x); its backward gives dA, dB (accumulated) and
 //    the input gradient s A^T (B^T dy) (accumulated into dx).
 // input_grad's inner step is kernels::axpy_rows (run-time ISA choice, the
@@ -26,6 +29,10 @@ struct LoraPairParams;
 // dx[t][c] (= or +=) sum_r dy[t][r] * w[r][c] for t < n: dy [n][w.rows], dx [n][w.cols].
 void input_grad(const backend::MatrixView& w, const float* dy, int64_t n, float* dx,
                 bool accumulate, ThreadPool& pool);
+// The same through a model's weight, read as the backend holds it (its
+// prepared form when the source pages were released): what the trainer uses.
+void input_grad(const backend::Backend& be, const backend::Linear& w, const float* dy, int64_t n,
+                float* dx, bool accumulate, ThreadPool& pool);
 
 // The weight's gradient of y = W x over a sequence (full training):
 // dw[r][c] += sum_t dy[t][r] * x[t][c]; dy [n][rows], x [n][cols], dw

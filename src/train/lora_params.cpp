@@ -20,9 +20,9 @@ constexpr int64_t kMaxRank = 1024;
 }
 
 std::vector<backend::Role> parse_targets(const std::string& list) {
-  static const backend::Role kTrainable[] = {backend::Role::kQ,    backend::Role::kK,  backend::Role::kV,
-                                             backend::Role::kO,    backend::Role::kGate, backend::Role::kUp,
-                                             backend::Role::kDown};
+  static const backend::Role kTrainable[] = {
+      backend::Role::kQ,    backend::Role::kK,  backend::Role::kV,   backend::Role::kO,
+      backend::Role::kGate, backend::Role::kUp, backend::Role::kDown};
   std::vector<backend::Role> out;
   std::stringstream ss(list);
   std::string item;
@@ -34,16 +34,20 @@ std::vector<backend::Role> parse_targets(const std::string& list) {
         if (std::find(out.begin(), out.end(), r) == out.end()) out.push_back(r);
         found = true;
       }
-    if (!found) throw Error("unknown LoRA target '" + item + "' (choose from q,k,v,o,gate,up,down)");
+    if (!found)
+      throw Error("unknown LoRA target '" + item + "' (choose from q,k,v,o,gate,up,down)");
   }
   if (out.empty()) throw Error("no LoRA targets given (choose from q,k,v,o,gate,up,down)");
   return out;
 }
 
-LoraParams::LoraParams(const model::Model& model, const LoraSpec& spec) : model_(model), spec_(spec) {
+LoraParams::LoraParams(const model::Model& model, const LoraSpec& spec)
+    : model_(model), spec_(spec) {
   if (spec.rank < 1 || spec.rank > kMaxRank)
-    throw Error("LoRA rank " + std::to_string(spec.rank) + " is out of range (1.." + std::to_string(kMaxRank) + ")");
-  if (!(spec.alpha > 0) || !std::isfinite(spec.alpha)) throw Error("LoRA alpha must be a positive number");
+    throw Error("LoRA rank " + std::to_string(spec.rank) + " is out of range (1.." +
+                std::to_string(kMaxRank) + ")");
+  if (!(spec.alpha > 0) || !std::isfinite(spec.alpha))
+    throw Error("LoRA alpha must be a positive number");
   const model::ModelConfig& c = model.config();
   for (int64_t il = 0; il < c.n_layer; ++il) {
     const model::LayerWeights& lw = model.weights().layers[static_cast<size_t>(il)];
@@ -51,7 +55,8 @@ LoraParams::LoraParams(const model::Model& model, const LoraSpec& spec) : model_
       if (s.kind != model::Kind::kMatrix || !model::applies(s, c)) continue;
       const backend::Linear& w = lw.*s.matrix;
       if (!w.present()) continue;
-      if (std::find(spec.targets.begin(), spec.targets.end(), w.role) == spec.targets.end()) continue;
+      if (std::find(spec.targets.begin(), spec.targets.end(), w.role) == spec.targets.end())
+        continue;
       LoraPairParams p;
       p.w = &w;
       p.name = model::tensor_name(s, il);
@@ -120,6 +125,15 @@ std::vector<std::span<float>> LoraParams::grads() {
   return out;
 }
 
+std::vector<std::string> LoraParams::param_names() const {
+  std::vector<std::string> out;
+  for (const LoraPairParams& p : pairs_) {
+    out.push_back(p.name + ".lora_a");
+    out.push_back(p.name + ".lora_b");
+  }
+  return out;
+}
+
 void LoraParams::save(const std::string& path) const {
   gguf::Writer w;
   const auto arch = model_.file().get_string("general.architecture");
@@ -129,7 +143,8 @@ void LoraParams::save(const std::string& path) const {
   w.add_f32("adapter.lora.alpha", spec_.alpha);
   for (const LoraPairParams& p : pairs_) {
     const auto bytes = [](const std::vector<float>& v) {
-      return std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(v.data()), v.size() * sizeof(float));
+      return std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(v.data()),
+                                      v.size() * sizeof(float));
     };
     w.add_tensor(p.name + ".lora_a", DType::F32, {p.n_in, p.rank}, bytes(p.a));
     w.add_tensor(p.name + ".lora_b", DType::F32, {p.rank, p.n_out}, bytes(p.b));

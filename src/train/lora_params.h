@@ -40,9 +40,9 @@ struct LoraPairParams {
   const backend::Linear* w = nullptr;  // the base matrix
   std::string name;                    // its GGUF name, e.g. "blk.0.attn_q.weight"
   int64_t n_in = 0, n_out = 0, rank = 0;
-  std::vector<float> a, b;             // [rank][n_in], [n_out][rank]
-  std::vector<float> grad_a, grad_b;   // same shapes
-  backend::Linear a_lin, b_lin;        // views over a and b for backend::Backend::linear
+  std::vector<float> a, b;            // [rank][n_in], [n_out][rank]
+  std::vector<float> grad_a, grad_b;  // same shapes
+  backend::Linear a_lin, b_lin;       // views over a and b for backend::Backend::linear
 };
 
 class LoraParams {
@@ -74,6 +74,9 @@ class LoraParams {
   // Every parameter tensor and its gradient, for the optimizer (A then B per pair).
   std::vector<std::span<float>> params();
   std::vector<std::span<float>> grads();
+  // The names of params() in order: the adapter's tensor names
+  // ("blk.0.attn_q.weight.lora_a", ...), for checkpoints.
+  std::vector<std::string> param_names() const;
 
   // Writes the adapter (llama.cpp's layout, general.architecture = the
   // base's) through a temporary file renamed into place.

@@ -1,6 +1,7 @@
-// The training forward and backward of a llama-family dense model (llama,
-// qwen2, qwen3: RMSNorm, RoPE normal or NeoX, causal GQA attention with
-// optional q/k norms and q/k/v biases, SwiGLU, final norm, output) for one
+// The training forward and backward of a llama-family model (llama, qwen2,
+// qwen3, qwen3moe: RMSNorm, RoPE normal or NeoX, causal GQA attention with
+// optional q/k norms and q/k/v biases, SwiGLU or a top-k mixture of SwiGLU
+// experts (train/moe_ffn.h), final norm, output) for one
 // sequence at positions 0..n-1, in float, with the activations the backward
 // needs saved per layer. The base weights stay frozen in their stored form
 // (forward through backend::Backend::linear, backward through
@@ -40,19 +41,24 @@ struct Example {
 };
 
 struct LossSum {
-  double loss = 0;        // summed cross-entropy (nats) over the targets
+  double loss = 0;  // summed cross-entropy (nats) over the targets
   int64_t n_targets = 0;
 };
 
 class Trainer {
  public:
   // Throws slm::Error when the model is outside what training supports
-  // (mixture of experts, Gemma's norms and soft-caps, sliding windows, ...).
-  // lora may be null (the base alone: no gradients).
-  Trainer(const model::Model& model, LoraParams* lora, int64_t max_tokens, ThreadPool& pool);
+  // (Gemma's norms and soft-caps, sliding windows, ...).
+  // lora may be null (the base alone: no gradients). recompute: keep only
+  // each layer's input [max_tokens][n_embd] and recompute the layer's other
+  // activations in the backward (bit-identical results, about one more
+  // forward pass of time, n_layer - 1 fewer sets of activations).
+  Trainer(const model::Model& model, LoraParams* lora, int64_t max_tokens, ThreadPool& pool,
+          bool recompute = false);
   // Full training: the forward reads full's masters (not the model's
   // weights) and the backward accumulates into every one of its gradients.
-  Trainer(const model::Model& model, FullParams& full, int64_t max_tokens, ThreadPool& pool);
+  Trainer(const model::Model& model, FullParams& full, int64_t max_tokens, ThreadPool& pool,
+          bool recompute = false);
   ~Trainer();
 
   // Why training refuses a model, or "" when it can train it.

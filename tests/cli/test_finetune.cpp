@@ -312,14 +312,30 @@ TEST(CliFinetune, RefusesBadDataBeforeTraining) {
   std::filesystem::remove_all(dir);
 }
 
-TEST(CliFinetune, RefusesMixtureOfExperts) {
+// A mixture of experts trains its attention (gradients through the routed
+// experts and the router) and the adapter runs.
+TEST(CliFinetune, MixtureOfExpertsTrainsAttention) {
   SLM_REQUIRE_FIXTURE("models/tiny-moe.gguf");
+  const std::string model = sh_quote(fixture("models/tiny-moe.gguf"));
   const std::string dir = temp_dir();
-  const std::string data = write_file(dir, "d.jsonl", "{\"text\": \"hello world\"}\n");
-  const CmdResult r = run_slm("finetune --model " + sh_quote(fixture("models/tiny-moe.gguf")) +
-                              " --data " + data + " -o " + dir + "/a.gguf");
-  EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.err.find("mixture-of-experts"), std::string::npos) << r.err;
+  std::string lines;
+  for (int i = 0; i < 8; ++i) lines += "{\"text\": \"hello world, the cat sat on the mat\"}\n";
+  const std::string data = write_file(dir, "d.jsonl", lines);
+  const std::string adapter = dir + "/a.gguf";
+  const CmdResult r = run_slm("finetune --model " + model + " --data " + data + " -o " + adapter +
+                              " --steps 6 --lr 1e-2 --batch-tokens 32 -t 2 --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("LoRA adapts the attention only"), std::string::npos) << r.err;
+  std::istringstream in(r.out);
+  std::string line;
+  std::vector<double> losses;
+  while (std::getline(in, line))
+    losses.push_back(nlohmann::json::parse(line)["loss"].get<double>());
+  ASSERT_EQ(losses.size(), 6u);
+  EXPECT_LT(losses.back(), losses.front()) << r.out;
+  const CmdResult run =
+      run_slm("run " + model + " --lora " + sh_quote(adapter) + " -p hello -n 4 --temp 0");
+  EXPECT_EQ(run.code, 0) << run.err;
   std::filesystem::remove_all(dir);
 }
 

@@ -75,11 +75,15 @@ TEST(PackedMatrix, FusedCallMatchesSeparateCalls) {
     DType type;
     int64_t rows, cols;
   };
-  const Case cases[] = {{DType::Q5_0, 40, cols}, {DType::Q8_0, 16, cols}, {DType::Q4_K, 7, cols},
-                        {DType::F16, 33, cols}, {DType::Q5_0, 20, 256}};
+  const Case cases[] = {{DType::Q5_0, 40, cols},
+                        {DType::Q8_0, 16, cols},
+                        {DType::Q4_K, 7, cols},
+                        {DType::F16, 33, cols},
+                        {DType::Q5_0, 20, 256}};
   std::vector<PackedMatrix> ws;
   for (size_t i = 0; i < std::size(cases); ++i) {
-    const auto w = test::quantize(cases[i].type, random_floats(cases[i].rows * cases[i].cols, 30 + i, 0.05f));
+    const auto w =
+        test::quantize(cases[i].type, random_floats(cases[i].rows * cases[i].cols, 30 + i, 0.05f));
     ws.push_back(PackedMatrix::pack(cases[i].type, w.data(), cases[i].rows, cases[i].cols));
   }
   for (int64_t tokens : {1, 3, 11}) {
@@ -104,6 +108,32 @@ TEST(PackedMatrix, FusedCallMatchesSeparateCalls) {
           }
         }
       }
+    }
+  }
+  set_active_isa(before);
+}
+
+// Training reads packed weights back (their source pages released): every
+// stripe equals the scalar dequantization of the source row, bit for bit.
+TEST_P(Packed, DequantizeStripeMatchesTheSourceRow) {
+  const DType t = GetParam();
+  const Isa before = active_isa();
+  ASSERT_TRUE(set_active_isa(Isa::kScalar));
+  const int64_t bs = std::max<int64_t>(32, test::block_size(t));
+  const int64_t rows = 37, cols = 5 * bs;
+  const auto w = test::quantize(t, random_floats(rows * cols, 31, 0.05f));
+  const PackedMatrix p = PackedMatrix::pack(t, w.data(), rows, cols);
+  ASSERT_FALSE(p.empty());
+  const size_t row_b = static_cast<size_t>(row_bytes(t, cols));
+  std::vector<float> ref(static_cast<size_t>(cols)), got(static_cast<size_t>(cols));
+  for (int64_t r = 0; r < rows; ++r) {
+    traits(t).dequantize_row(w.data() + static_cast<size_t>(r) * row_b, ref.data(), cols);
+    for (const auto& [c0, nc] :
+         {std::pair<int64_t, int64_t>{0, cols}, {bs, 2 * bs}, {4 * bs, bs}}) {
+      std::fill(got.begin(), got.end(), -7.0f);
+      p.dequantize_stripe(r, c0, nc, got.data());
+      ASSERT_EQ(0, std::memcmp(got.data(), ref.data() + c0, static_cast<size_t>(nc) * 4))
+          << dtype_name(t) << " row " << r << " c0 " << c0;
     }
   }
   set_active_isa(before);

@@ -3,6 +3,7 @@
 // The worst relative error of each op is printed (and bounded).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -15,6 +16,7 @@
 #include "kernels/kernels.h"
 #include "train/grad_ops.h"
 #include "train/linear_grad.h"
+#include "train/moe_ops.h"
 #include "train/optim.h"
 
 namespace slm::train {
@@ -112,6 +114,45 @@ TEST(GradOps, SwiGlu) {
   Vec d(2 * n);
   swiglu_bwd(gu.data(), gu.data() + n, dh.data(), n, d.data(), d.data() + n);
   report("swiglu", check(gu, f, d));
+}
+
+// Top-k routing: f(z) = dot(dw, w(softmax(z))) with the chosen set fixed at
+// z (random logits are far from ties, so +-h never changes the choice).
+TEST(GradOps, MoeRouting) {
+  std::mt19937 rng(9);
+  const int64_t n = 8, k = 3;
+  for (const bool renorm : {true, false}) {
+    Vec z = random_vec(n, rng, 2.0), dw = random_vec(k, rng);
+    const auto route = [&](const Vec& in, std::vector<int32_t>& chosen, Vec& p, Vec& w) {
+      p = in;
+      double mx = *std::max_element(p.begin(), p.end()), sum = 0;
+      for (double& v : p) sum += (v = std::exp(v - mx));
+      for (double& v : p) v /= sum;
+      std::vector<int32_t> order(n);
+      chosen.resize(k);
+      w.resize(k);
+      moe_route_fwd(p.data(), n, k, renorm, order.data(), chosen.data(), w.data());
+    };
+    std::vector<int32_t> chosen0;
+    Vec p0, w0;
+    route(z, chosen0, p0, w0);
+    const auto f = [&](const Vec& in) {
+      std::vector<int32_t> chosen;
+      Vec p, w;
+      route(in, chosen, p, w);
+      EXPECT_EQ(chosen, chosen0);
+      return dot(dw, w);
+    };
+    Vec dp(n), dz(n);
+    moe_route_bwd(p0.data(), n, chosen0.data(), w0.data(), k, renorm, dw.data(), dp.data(),
+                  dz.data());
+    report(renorm ? "moe routing (renorm)" : "moe routing", check(z, f, dz));
+    if (renorm) {
+      double s = 0;
+      for (const double v : w0) s += v;
+      EXPECT_NEAR(s, 1.0, 1e-12);
+    }
+  }
 }
 
 TEST(GradOps, Attention) {

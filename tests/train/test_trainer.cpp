@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <random>
 #include <vector>
@@ -14,11 +15,13 @@
 #include "base/error.h"
 #include "base/thread_pool.h"
 #include "common/fixtures.h"
+#include "kernels/kernels.h"
 #include "model/lora.h"
 #include "model/model.h"
 #include "model/session.h"
 #include "train/dpo.h"
 #include "train/full_params.h"
+#include "train/linear_grad.h"
 #include "train/lora_params.h"
 #include "train/trainer.h"
 
@@ -288,9 +291,72 @@ TEST_P(TrainModel, FullGradientsMatchFiniteDifferences) {
   }
 }
 
+// --recompute keeps only each layer's input and recomputes the rest in the
+// backward: the same loss and gradients bit for bit, over two examples of
+// different lengths accumulated into the same gradients.
+TEST_P(TrainModel, RecomputeGivesTheSameLossAndGradients) {
+  const std::string rel = std::string("models/") + GetParam();
+  SLM_REQUIRE_FIXTURE(rel);
+  const auto m = model::Model::load(test::fixture(rel));
+  ThreadPool pool(2);
+  std::vector<Example> exs(2);
+  for (size_t i = 0; i < exs.size(); ++i) {
+    exs[i].tokens = some_tokens(static_cast<int64_t>(14 - 5 * i), m->config().n_vocab,
+                                static_cast<uint32_t>(30 + i));
+    exs[i].target.assign(exs[i].tokens.size(), 1);
+  }
+  std::vector<double> losses[2];
+  std::vector<float> grads[2];
+  for (const bool recompute : {false, true}) {
+    LoraParams lp(*m, {4, 8.0f, kAll});
+    randomize(lp, 11, 0.1f);
+    Trainer tr(*m, &lp, 16, pool, recompute);
+    lp.zero_grad();
+    for (const Example& ex : exs) losses[recompute].push_back(tr.run(ex, true, 0.5f).loss);
+    for (const std::span<float> g : lp.grads())
+      grads[recompute].insert(grads[recompute].end(), g.begin(), g.end());
+  }
+  EXPECT_EQ(losses[0], losses[1]);
+  ASSERT_EQ(grads[0].size(), grads[1].size());
+  EXPECT_EQ(0, std::memcmp(grads[0].data(), grads[1].data(), grads[0].size() * sizeof(float)));
+  EXPECT_TRUE(std::any_of(grads[0].begin(), grads[0].end(), [](float g) { return g != 0.0f; }));
+}
+
+// The trainer's transposed products read weights through the backend (the
+// packed form where the model was packed and its file pages released): the
+// same bits as reading the file's rows.
+TEST_P(TrainModel, TransposedProductThroughTheBackendEqualsTheFileRows) {
+  const std::string rel = std::string("models/") + GetParam();
+  SLM_REQUIRE_FIXTURE(rel);
+  const auto m = model::Model::load(test::fixture(rel));
+  ThreadPool pool(2);
+  const model::LayerWeights& lw = m->weights().layers[0];
+  if (lw.wq.view.type == DType::Q8_0 && kernels::PackedMatrix::pays(DType::Q8_0)) {
+    EXPECT_NE(lw.wq.prepared, nullptr) << "the packed path is not exercised";
+  }
+  std::vector<const backend::Linear*> ws = {&lw.wq, &m->weights().output};
+  if (lw.ffn_down.present()) ws.push_back(&lw.ffn_down);
+  if (!lw.down_exps.empty()) ws.push_back(&lw.down_exps[1]);
+  for (const backend::Linear* w : ws) {
+    const int64_t n = 9;
+    std::vector<float> dy(static_cast<size_t>(n * w->rows()));
+    std::mt19937 rng(4);
+    std::normal_distribution<float> d;
+    for (float& x : dy) x = d(rng);
+    std::vector<float> a(static_cast<size_t>(n * w->cols())), b(a.size());
+    input_grad(w->view, dy.data(), n, a.data(), false, pool);
+    input_grad(m->backend(), *w, dy.data(), n, b.data(), false, pool);
+    EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float)))
+        << GetParam() << " role " << backend::role_name(w->role)
+        << (w->prepared ? " (packed)" : "");
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Fixtures, TrainModel,
                          ::testing::Values("tiny-llama.gguf", "tiny-qwen2.gguf", "tiny-qwen3.gguf",
-                                           "stories260K.gguf", "small-llama-Q4_K.gguf"),
+                                           "stories260K.gguf", "small-llama-Q4_K.gguf",
+                                           "small-llama-Q8_0.gguf", "tiny-moe.gguf",
+                                           "tiny-qwen3moe.gguf"),
                          [](const auto& info) {
                            std::string s = info.param;
                            s = s.substr(0, s.find('.'));
@@ -298,16 +364,28 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, TrainModel,
                            return s;
                          });
 
-TEST(Train, RefusesMixtureOfExperts) {
-  SLM_REQUIRE_FIXTURE("models/tiny-moe.gguf");
-  const auto m = model::Model::load(test::fixture("models/tiny-moe.gguf"));
+TEST(Train, RefusesGemma) {
+  SLM_REQUIRE_FIXTURE("models/tiny-gemma2.gguf");
+  const auto m = model::Model::load(test::fixture("models/tiny-gemma2.gguf"));
   ThreadPool pool(1);
   try {
     Trainer tr(*m, nullptr, 8, pool);
     FAIL() << "no error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("mixture-of-experts"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("'gemma2' family is not supported"), std::string::npos)
+        << e.what();
   }
+}
+
+// On a mixture of experts, LoRA adapts the attention (run-time adapters
+// refuse expert matrices, and the layers have no dense feed-forward).
+TEST(Train, MixtureOfExpertsAdaptsAttentionOnly) {
+  SLM_REQUIRE_FIXTURE("models/tiny-moe.gguf");
+  const auto m = model::Model::load(test::fixture("models/tiny-moe.gguf"));
+  LoraParams lp(*m, {4, 8.0f, kAll});
+  ASSERT_EQ(lp.pairs().size(), static_cast<size_t>(4 * m->config().n_layer));
+  for (const LoraPairParams& p : lp.pairs())
+    EXPECT_NE(p.name.find(".attn_"), std::string::npos) << p.name;
 }
 
 }  // namespace

@@ -1,0 +1,234 @@
+// slm finetune checkpoints end to end on stories260K: N steps straight equal
+// k steps + checkpoint + --resume + (N - k) steps, loss for loss (exact
+// float equality) and byte for byte in the adapter, for SFT and DPO; a
+// resume with another setting, model or a damaged file is refused with one
+// clear error; a real SIGINT writes a checkpoint that resumes.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "cli/run_cmd.h"
+#include "common/fixtures.h"
+
+namespace slm::test {
+namespace {
+
+std::string write_file(const std::string& dir, const std::string& name, const std::string& text) {
+  const std::string path = dir + "/" + name;
+  std::ofstream(path, std::ios::binary) << text;
+  return path;
+}
+
+std::string sft_data() {
+  std::string out;
+  for (int i = 0; i < 32; ++i)
+    out +=
+        nlohmann::json({{"prompt", "Lily had a dog. Day " + std::to_string(i) + ", it was named"},
+                        {"completion", " Biscuit."}})
+            .dump() +
+        "\n";
+  return out;
+}
+
+std::string dpo_data() {
+  std::string out;
+  for (const char* n : {"Lily", "Tom", "Ben", "Mia"})
+    for (const char* p : {"park", "garden", "lake", "house"})
+      out += nlohmann::json(
+                 {{"prompt", std::string("One day, ") + n + " went to the " + p + " and saw a"},
+                  {"chosen", " dog."},
+                  {"rejected", " cat."}})
+                 .dump() +
+             "\n";
+  return out;
+}
+
+// step -> loss of the JSON lines of a run.
+std::vector<std::pair<int, double>> losses(const std::string& out) {
+  std::vector<std::pair<int, double>> r;
+  std::istringstream lines(out);
+  std::string line;
+  while (std::getline(lines, line)) {
+    const auto j = nlohmann::json::parse(line);
+    r.emplace_back(j["step"].get<int>(), j["loss"].get<double>());
+  }
+  return r;
+}
+
+void expect_resume_is_exact(const std::string& args, int total, int k) {
+  const std::string model = sh_quote(fixture("models/stories260K.gguf"));
+  const std::string dir = temp_dir();
+  const std::string a = dir + "/a.gguf", b = dir + "/b.gguf", ckpt = dir + "/run.ckpt";
+  const std::string common = "finetune --model " + model + " " + args + " --steps " +
+                             std::to_string(total) + " -t 2 --json --checkpoint " + ckpt;
+  const CmdResult straight =
+      run_slm(common + " -o " + a + " --checkpoint-every " + std::to_string(k));
+  ASSERT_EQ(straight.code, 0) << straight.err;
+  ASSERT_TRUE(std::filesystem::exists(ckpt)) << straight.err;
+  const CmdResult resumed = run_slm(common + " -o " + b + " --resume " + ckpt);
+  ASSERT_EQ(resumed.code, 0) << resumed.err;
+  EXPECT_NE(resumed.err.find("resumed from " + ckpt + " at step " + std::to_string(k)),
+            std::string::npos)
+      << resumed.err;
+  const auto full = losses(straight.out), rest = losses(resumed.out);
+  ASSERT_EQ(full.size(), static_cast<size_t>(total));
+  ASSERT_EQ(rest.size(), static_cast<size_t>(total - k));
+  for (size_t i = 0; i < rest.size(); ++i) {
+    EXPECT_EQ(rest[i].first, k + 1 + static_cast<int>(i));
+    EXPECT_EQ(rest[i].second, full[static_cast<size_t>(k) + i].second) << "step " << rest[i].first;
+  }
+  EXPECT_NE(full[0].second, full.back().second);  // the run did train
+  const std::string bytes_a = slurp(a), bytes_b = slurp(b);
+  EXPECT_GT(bytes_a.size(), 1000u);
+  EXPECT_TRUE(bytes_a == bytes_b) << "the adapters differ";
+  std::filesystem::remove_all(dir);
+}
+
+TEST(CliFinetuneCheckpoint, SftResumeContinuesTheSameCurve) {
+  SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
+  const std::string dir = temp_dir();
+  const std::string data = write_file(dir, "d.jsonl", sft_data());
+  expect_resume_is_exact(
+      "--data " + data + " --batch-tokens 64 --lr 2e-3 --warmup 2 --weight-decay 0.01 --seed 3", 9,
+      5);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(CliFinetuneCheckpoint, DpoResumeContinuesTheSameCurve) {
+  SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
+  const std::string dir = temp_dir();
+  const std::string data = write_file(dir, "p.jsonl", dpo_data());
+  expect_resume_is_exact("--data " + data + " --method dpo --batch-tokens 64 --lr 1e-3 --seed 2", 7,
+                         4);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(CliFinetuneCheckpoint, ResumeRefusesAnotherRun) {
+  SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
+  SLM_REQUIRE_FIXTURE("models/tiny-llama.gguf");
+  const std::string model = sh_quote(fixture("models/stories260K.gguf"));
+  const std::string dir = temp_dir();
+  const std::string data = write_file(dir, "d.jsonl", sft_data());
+  const std::string ckpt = dir + "/c.ckpt", out = dir + "/a.gguf";
+  const std::string common = " --data " + data + " --steps 4 --batch-tokens 64 -t 2 -o " + out;
+  CmdResult r =
+      run_slm("finetune --model " + model + common + " --checkpoint-every 2 --checkpoint " + ckpt);
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = run_slm("finetune --model " + model + common + " --resume " + ckpt + " --lora-rank 8");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find(ckpt + ": setting 'lora-rank' differs: the checkpoint has 16, this run 8"),
+            std::string::npos)
+      << r.err;
+  r = run_slm("finetune --model " + model + common + " --resume " + ckpt + " --seed 5");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("setting 'seed' differs"), std::string::npos) << r.err;
+  const std::string other_data =
+      write_file(dir, "e.jsonl", sft_data() + "{\"text\": \"one more\"}\n");
+  r = run_slm("finetune --model " + model + " --data " + other_data +
+              " --steps 4 --batch-tokens 64 -t 2 -o " + out + " --resume " + ckpt);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("setting 'data' differs"), std::string::npos) << r.err;
+  r = run_slm("finetune --model " + sh_quote(fixture("models/tiny-llama.gguf")) + common +
+              " --resume " + ckpt);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("another base model"), std::string::npos) << r.err;
+  r = run_slm("finetune --model " + model + common + " --resume " +
+              out);  // an adapter, not a checkpoint
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("not a training checkpoint"), std::string::npos) << r.err;
+  std::string bytes = slurp(ckpt);
+  bytes[bytes.size() - 9] ^= 0x40;
+  const std::string bad = write_file(dir, "bad.ckpt", bytes);
+  r = run_slm("finetune --model " + model + common + " --resume " + bad);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find(bad + ": checksum mismatch"), std::string::npos) << r.err;
+  const std::string cut = write_file(dir, "cut.ckpt", slurp(ckpt).substr(0, 300));
+  r = run_slm("finetune --model " + model + common + " --resume " + cut);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find(cut + ": "), std::string::npos) << r.err;
+  std::filesystem::remove_all(dir);
+}
+
+struct Interrupted {
+  int code = -1;
+  std::string first_line, err;
+};
+
+// Starts slm with args (no shell in between, so the signal reaches slm),
+// waits for its first JSON line on stdout, sends SIGINT and waits for it.
+Interrupted run_and_interrupt(const std::string& args, const std::string& err_path) {
+  int fds[2];
+  Interrupted r;
+  if (pipe(fds) != 0) return r;
+  const std::string cmd = "exec " + std::string(SLM_BIN) + " " + args + " 2>" + err_path;
+  const pid_t pid = fork();
+  if (pid == 0) {
+    dup2(fds[1], 1);
+    close(fds[0]);
+    close(fds[1]);
+    execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(fds[1]);
+  FILE* out = fdopen(fds[0], "r");
+  char buf[4096];
+  while (std::fgets(buf, sizeof buf, out) != nullptr)
+    if (buf[0] == '{') {
+      r.first_line = buf;
+      break;
+    }
+  kill(pid, SIGINT);
+  while (std::fgets(buf, sizeof buf, out) != nullptr) {
+  }
+  std::fclose(out);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.err = slurp(err_path);
+  return r;
+}
+
+TEST(CliFinetuneCheckpoint, SigintWritesACheckpointThatResumes) {
+  SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
+  const std::string model = sh_quote(fixture("models/stories260K.gguf"));
+  const std::string dir = temp_dir();
+  const std::string data = write_file(dir, "d.jsonl", sft_data());
+  const std::string out = dir + "/a.gguf", ckpt = out + ".ckpt";
+  // Far more steps than run before the signal lands.
+  const std::string args = "finetune --model " + model + " --data " + data +
+                           " --steps 200000 --batch-tokens 64 -t 2 --json -o " + out;
+  const Interrupted first = run_and_interrupt(args, dir + "/err1");
+  ASSERT_EQ(first.code, 130) << first.err;
+  ASSERT_FALSE(first.first_line.empty()) << first.err;
+  EXPECT_NE(first.err.find("interrupted: wrote checkpoint " + ckpt + " at step "),
+            std::string::npos)
+      << first.err;
+  ASSERT_TRUE(std::filesystem::exists(ckpt));
+  EXPECT_FALSE(std::filesystem::exists(ckpt + ".tmp"));
+  EXPECT_FALSE(std::filesystem::exists(out));  // no half-trained adapter
+  const size_t at = first.err.find(" at step ");
+  const int stopped = std::stoi(first.err.substr(at + 9));
+  EXPECT_GE(stopped, 1);
+
+  const Interrupted second = run_and_interrupt(args + " --resume " + ckpt, dir + "/err2");
+  ASSERT_EQ(second.code, 130) << second.err;
+  EXPECT_NE(second.err.find("resumed from " + ckpt + " at step " + std::to_string(stopped) + "/"),
+            std::string::npos)
+      << second.err;
+  ASSERT_FALSE(second.first_line.empty()) << second.err;
+  EXPECT_EQ(nlohmann::json::parse(second.first_line)["step"].get<int>(), stopped + 1);
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace slm::test
