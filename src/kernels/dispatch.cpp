@@ -162,6 +162,13 @@ const TypeTraits& traits(DType t) {
   return isa_table(active_isa())[t];
 }
 
+const LoraKernels& lora_kernels(Isa isa) {
+  return isa_table(isa_supported(isa) ? isa : Isa::kScalar).lora;
+}
+const LoraKernels& lora_kernels() {
+  return isa_table(active_isa()).lora;
+}
+
 }  // namespace slm::kernels
 
 namespace slm::kernels {

@@ -99,6 +99,7 @@ struct TypeTable {
   PackedTileFn packed_tile[kTypeSlots] = {};
   // Whether packing pays with this table (a SIMD tile, not the scalar oracle).
   bool packed_native[kTypeSlots] = {};
+  LoraKernels lora;  // F16 LoRA factors (scalar_float.cpp and the SIMD files)
   TypeTraits& operator[](DType t) { return by_type[static_cast<uint32_t>(t)]; }
   const TypeTraits& operator[](DType t) const { return by_type[static_cast<uint32_t>(t)]; }
 };
