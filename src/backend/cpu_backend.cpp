@@ -90,8 +90,8 @@ class Cpu final : public Backend {
       return segs[l].f != segs[r].f ? std::less<>()(segs[l].f, segs[r].f) : l < r;
     });
     // Tasks of about kChunk multiply-adds so that small deltas do not pay per
-    // task; expand ranges start at multiples of kAlign columns (whole SIMD
-    // vectors; results do not depend on the split either way).
+    // task; expand ranges start at a column block of B^T (kernels.h requires
+    // it; results do not depend on the split).
     constexpr int64_t kChunk = 16384, kAlign = kernels::kLoraCols;
     std::vector<LoraTask>& tasks = ws.lora;
     // Shrink: t [m][r] = A x, a task per range of A's rows (outputs).
