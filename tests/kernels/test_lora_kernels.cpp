@@ -131,5 +131,26 @@ TEST(LoraKernels, RowsDoNotDependOnTheBatchOrTheSplit) {
   }
 }
 
+// Every SIMD expand adds one fused multiply-add per rank to y in rank order,
+// so they agree bit for bit (AVX2 and AVX-512 here; NEON has only itself).
+TEST(LoraKernels, SimdExpandsAgree) {
+  for (const Case& c : kCases) {
+    const Lora l = make(c, 5);
+    std::vector<float> t(static_cast<size_t>(c.m * c.r));
+    lora_kernels(Isa::kScalar)
+        .shrink(l.a.data(), c.n_in, c.r, l.scale.data(), 0, c.r, l.x.data(), c.m, t.data());
+    std::vector<float> first;
+    for (Isa isa : available_isas()) {
+      if (isa == Isa::kScalar) continue;
+      std::vector<float> y = l.y0;
+      lora_kernels(isa).expand(l.bt.data(), c.n_out, c.r, t.data(), c.m, 0, c.n_out, y.data());
+      if (first.empty())
+        first = y;
+      else
+        EXPECT_EQ(y, first) << isa_name(isa) << " n_out " << c.n_out;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace slm::kernels
