@@ -72,7 +72,7 @@ class LoraAdapter {
 
  private:
   struct Owned {
-    std::vector<uint16_t> a, bt;  // F16 [r][n_in], [r][n_out], rows normalised
+    std::vector<uint16_t> a, bt;  // F16 [r][n_in] and B^T in column blocks, rows normalised
     std::vector<float> scale;     // [r]
     backend::LoraFactors f;       // views of the three
   };
