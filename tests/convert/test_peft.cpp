@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "base/fp16.h"
 #include "base/thread_pool.h"
 #include "common/fixtures.h"
 #include "convert/peft.h"
@@ -145,8 +146,10 @@ class Peft : public ::testing::Test {
         HfDelta d{layer, m, g, t->ne[0], t->ne[1], {}, {}};
         d.a.resize(static_cast<size_t>(r * d.n_in));
         d.b.resize(static_cast<size_t>(d.n_out * r));
-        for (float& x : d.a) x = dist(rng);
-        for (float& x : d.b) x = dist(rng);
+        // Values F16 holds exactly (and alpha / r a power of two below): the
+        // adapter's F16 copies (model/lora.h) then lose nothing.
+        for (float& x : d.a) x = fp16_to_f32(f32_to_fp16(dist(rng)));
+        for (float& x : d.b) x = fp16_to_f32(f32_to_fp16(dist(rng)));
         ds.push_back(std::move(d));
       }
     std::vector<std::pair<std::string, std::pair<std::vector<int64_t>, const std::vector<float>*>>>
@@ -198,7 +201,7 @@ class Peft : public ::testing::Test {
     const gguf::File& f = base->file();
     ASSERT_GT(base->config().n_head, 1);
     const int64_t r = 4;
-    const double alpha = 6.0;
+    const double alpha = 8.0;  // scale 2, or 4 with rsLoRA (r = 4)
     const std::vector<HfDelta> ds =
         make_peft(dir() / "peft", f, r, alpha, rslora, rslora ? 11 : 12);
     const std::string out = (dir() / "adapter.gguf").string();
