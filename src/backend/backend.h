@@ -67,20 +67,28 @@ struct LinearOut {
   float* y;
 };
 
+// A LoRA pair's factors as Backend::lora reads them (model/lora.h makes
+// them): F16, half the bytes of F32, with each row of A and of B^T
+// normalised by a power of two so that F16's range never clips a value and
+// its rounding is the only change; scale[k] puts rank k's two powers back.
+// The adapter's own scales are folded into B^T before rounding.
+struct LoraFactors {
+  const uint16_t* a = nullptr;   // [n_in, r]: r rows of n_in (F16)
+  const uint16_t* bt = nullptr;  // B transposed in column blocks (kernels::lora_bt_size), F16
+  const float* scale = nullptr;  // [r]: multiplies (A x)[k]
+  int64_t r = 0, n_in = 0, n_out = 0;
+};
+
 // One sequence's LoRA delta on one matrix: y [m][n_out] += B (A x),
-// x [m][n_in], through t [m][r] (scratch the caller owns). a and bt are F32
-// (the adapter's own copies); bt is B transposed.
+// x [m][n_in], through t [m][r] (scratch the caller owns).
 struct LoraSegment {
-  const Linear* a;   // [n_in, r]: r rows of n_in
-  const Linear* bt;  // [n_out, r]: r rows of n_out
+  const LoraFactors* f;
   const float* x;
   float* t;
   float* y;
   int64_t m;
 };
 
-// Per-caller buffers the ops reuse across calls, grown on first use so the
-// token loop allocates nothing once warm.
 // A piece of Backend::lora's work: outputs [first, first + count) of the
 // segments lora_order[begin, end), which share one matrix.
 struct LoraTask {
@@ -88,6 +96,8 @@ struct LoraTask {
   int64_t first, count;
 };
 
+// Per-caller buffers the ops reuse across calls, grown on first use so the
+// token loop allocates nothing once warm.
 struct Workspace {
   ThreadPool* pool = nullptr;      // set by the caller for each call
   std::vector<LoraTask> lora;      // Backend::lora's task list

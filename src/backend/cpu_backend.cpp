@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
 #include <vector>
 
 #include "backend/backend.h"
@@ -97,64 +98,55 @@ class Cpu final : public Backend {
   }
 
   void lora(std::span<const LoraSegment> segs, Workspace& ws) const override {
-    const kernels::TypeTraits& f32 = kernels::traits(DType::F32);
-    // Segments on one matrix together, so each weight row is read once for
-    // the rows of every sequence on that adapter.
+    const kernels::LoraKernels& kl = kernels::lora_kernels();
+    // Segments on one matrix together, so each factor row is read once for
+    // the rows of every sequence on that adapter (ties by index: a plain
+    // sort, which allocates nothing, with a fixed order).
     std::vector<size_t>& order = ws.lora_order;
     order.resize(segs.size());
     for (size_t i = 0; i < segs.size(); ++i) order[i] = i;
-    std::stable_sort(order.begin(), order.end(),
-                     [&](size_t l, size_t r) { return segs[l].a < segs[r].a; });
-    // Tasks of about kChunk multiply-adds so that small deltas do not pay per task.
-    constexpr int64_t kChunk = 16384;
+    std::sort(order.begin(), order.end(), [&](size_t l, size_t r) {
+      return segs[l].f != segs[r].f ? std::less<>()(segs[l].f, segs[r].f) : l < r;
+    });
+    // Tasks of about kChunk multiply-adds so that small deltas do not pay per
+    // task; expand ranges start at a column block of B^T (kernels.h requires
+    // it; results do not depend on the split).
+    constexpr int64_t kChunk = 16384, kAlign = kernels::kLoraCols;
     std::vector<LoraTask>& tasks = ws.lora;
     // Shrink: t [m][r] = A x, a task per range of A's rows (outputs).
-    // Expand: y [m][n_out] += t B^T as r row updates, a task per range of y's columns.
+    // Expand: y [m][n_out] += t B^T, a task per range of y's columns.
     auto plan = [&](bool expand) {
       tasks.clear();
       for (size_t g = 0; g < order.size();) {
+        const LoraFactors& f = *segs[order[g]].f;
         size_t e = g + 1;
         int64_t m = segs[order[g]].m;
-        while (e < order.size() && segs[order[e]].a == segs[order[g]].a) m += segs[order[e++]].m;
-        const Linear& a = *segs[order[g]].a;
-        const int64_t outputs = expand ? segs[order[g]].bt->cols() : a.rows();
-        const int64_t work = expand ? a.rows() * m : a.cols() * m;  // per output
-        const int64_t per = std::max<int64_t>(expand ? 64 : 1, kChunk / std::max<int64_t>(1, work));
-        for (int64_t f = 0; f < outputs; f += per)
-          tasks.push_back({g, e, f, std::min(per, outputs - f)});
+        while (e < order.size() && segs[order[e]].f == &f) m += segs[order[e++]].m;
+        const int64_t outputs = expand ? f.n_out : f.r;
+        const int64_t work = std::max<int64_t>(1, (expand ? f.r : f.n_in) * m);  // per output
+        int64_t per = std::max<int64_t>(1, kChunk / work);
+        if (expand) per = (per + kAlign - 1) / kAlign * kAlign;
+        for (int64_t o = 0; o < outputs; o += per)
+          tasks.push_back({g, e, o, std::min(per, outputs - o)});
         g = e;
       }
     };
     plan(false);
     ws.pool->parallel_for(static_cast<int64_t>(tasks.size()), [&](int64_t task, int) {
       const LoraTask& tk = tasks[static_cast<size_t>(task)];
-      const Linear& a = *segs[order[tk.begin]].a;
-      const int64_t r = a.rows(), n_in = a.cols();
-      const auto* ad = reinterpret_cast<const float*>(a.view.data);
-      for (int64_t k = tk.first; k < tk.first + tk.count; ++k)
-        for (size_t i = tk.begin; i < tk.end; ++i) {
-          const LoraSegment& s = segs[order[i]];
-          for (int64_t row = 0; row < s.m; ++row)
-            f32.vec_dot(n_in, &s.t[row * r + k], ad + k * n_in, s.x + row * n_in);
-        }
+      for (size_t i = tk.begin; i < tk.end; ++i) {
+        const LoraSegment& s = segs[order[i]];
+        const LoraFactors& f = *s.f;
+        kl.shrink(f.a, f.n_in, f.r, f.scale, tk.first, tk.first + tk.count, s.x, s.m, s.t);
+      }
     });
     plan(true);
     ws.pool->parallel_for(static_cast<int64_t>(tasks.size()), [&](int64_t task, int) {
       const LoraTask& tk = tasks[static_cast<size_t>(task)];
-      const Linear& bt = *segs[order[tk.begin]].bt;
-      const int64_t r = bt.rows(), n_out = bt.cols(), j0 = tk.first, j1 = tk.first + tk.count;
-      const auto* bd = reinterpret_cast<const float*>(bt.view.data);
       for (size_t i = tk.begin; i < tk.end; ++i) {
         const LoraSegment& s = segs[order[i]];
-        for (int64_t row = 0; row < s.m; ++row) {
-          float* y = s.y + row * n_out;
-          const float* t = s.t + row * r;
-          for (int64_t k = 0; k < r; ++k) {
-            const float tk_ = t[k];
-            const float* b = bd + k * n_out;
-            for (int64_t j = j0; j < j1; ++j) y[j] += tk_ * b[j];
-          }
-        }
+        const LoraFactors& f = *s.f;
+        kl.expand(f.bt, f.n_out, f.r, s.t, s.m, tk.first, tk.first + tk.count, s.y);
       }
     });
   }

@@ -41,6 +41,13 @@ constexpr Module kModules[] = {
     {"down_proj", "mlp", "ffn_down"},
 };
 
+// Expert matrices (Mixtral's block_sparse_moe.experts.N.w1, Qwen-MoE's
+// mlp.experts.N.gate_proj and mlp.shared_expert.*): slm's forward pass applies
+// deltas to the step's rows, not to the rows routed to an expert.
+constexpr const char* kExpertRefusal =
+    "LoRA on mixture-of-experts expert matrices is not supported (slm adapts the attention "
+    "projections of MoE models, and every projection of dense ones)";
+
 const Module* find_module(std::string_view name) {
   for (const Module& m : kModules)
     if (m.peft == name) return &m;
@@ -53,6 +60,10 @@ std::string refusal(std::string_view module) {
   if (module == "embed_tokens" || module == "wte" || module == "embeddings")
     return "LoRA on the embeddings is not supported";
   if (module == "lm_head") return "LoRA on lm_head (the output matrix) is not supported";
+  if (module == "w1" || module == "w2" || module == "w3" || module == "experts")
+    return kExpertRefusal;  // Mixtral's expert matrices
+  if (module == "gate" || module == "router" || module == "shared_expert_gate")
+    return "LoRA on a mixture-of-experts router is not supported";
   return "the module '" + std::string(module) + "' is not supported (slm adapts " +
          "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj and down_proj)";
 }
@@ -204,11 +215,14 @@ LoraImportResult import_peft(const std::string& peft_dir, const std::string& bas
   const auto base = gguf::File::open(base_gguf);
   const auto arch_v = base->get_string("general.architecture");
   const std::string arch = arch_v ? std::string(*arch_v) : std::string();
-  if (arch != "llama" && arch != "qwen2" && arch != "qwen3")
+  if (arch != "llama" && arch != "qwen2" && arch != "qwen3" && arch != "qwen2moe" &&
+      arch != "qwen3moe")
     throw Error(base_gguf + ": architecture '" + arch +
-                "': adapter import supports llama, mistral, qwen2 and qwen3");
+                "': adapter import supports llama, mistral, mixtral, qwen2, qwen3, qwen2moe and "
+                "qwen3moe");
   const model::ModelConfig mc = model::read_config(*base);
-  const bool permute = arch == "llama";  // as convert's HfArch::permute_qk for Llama and Mistral
+  // As convert's HfArch::permute_qk for Llama, Mistral and Mixtral (GGUF "llama").
+  const bool permute = arch == "llama";
 
   // PEFT name -> (layer, module); A and B by the GGUF matrix they change.
   struct Pair {
@@ -239,6 +253,9 @@ LoraImportResult import_peft(const std::string& peft_dir, const std::string& bas
           "supported)");
     const std::string path = t.name.substr(prefix.size(), at - prefix.size());
     const std::string module = path.substr(path.rfind('.') + 1);
+    if (path.find(".experts.") != std::string::npos ||
+        path.find(".shared_expert.") != std::string::npos)
+      throw Error(where + ": " + kExpertRefusal);
     if (const std::string why = refusal(module); !why.empty()) throw Error(where + ": " + why);
     const Module* m = find_module(module);
     // model.layers.N.<parent>.<module>

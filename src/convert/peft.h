@@ -11,7 +11,9 @@
 // k_proj's lora_B are permuted exactly as `slm convert` (llama.cpp) permuted
 // the base's q/k rows, so the delta lands on the rows it was trained for.
 // Supported: llama, mistral, qwen2 and qwen3 bases, the q/k/v/o and
-// gate/up/down projections. Refused by name: DoRA, embeddings and lm_head,
+// gate/up/down projections; mixture-of-experts bases (mixtral, qwen2moe,
+// qwen3moe) the q/k/v/o projections. Refused by name: DoRA, MoE expert and
+// router matrices, embeddings and lm_head,
 // modules_to_save, LoRA biases, per-module rank/alpha patterns, any other
 // module. The config and the tensors are untrusted: every field is type- and
 // range-checked, every tensor's shape against the base matrix.

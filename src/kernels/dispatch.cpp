@@ -168,6 +168,13 @@ AxpyRowsFn axpy_rows() {
   return isa_table(active_isa()).axpy_rows;
 }
 
+const LoraKernels& lora_kernels(Isa isa) {
+  return isa_table(isa_supported(isa) ? isa : Isa::kScalar).lora;
+}
+const LoraKernels& lora_kernels() {
+  return isa_table(active_isa()).lora;
+}
+
 }  // namespace slm::kernels
 
 namespace slm::kernels {

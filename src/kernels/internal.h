@@ -100,6 +100,7 @@ struct TypeTable {
   // Whether packing pays with this table (a SIMD tile, not the scalar oracle).
   bool packed_native[kTypeSlots] = {};
   AxpyRowsFn axpy_rows = nullptr;  // kernels.h; set by every table (scalar_float.cpp first)
+  LoraKernels lora;                // F16 LoRA factors (scalar_float.cpp and the SIMD files)
   TypeTraits& operator[](DType t) { return by_type[static_cast<uint32_t>(t)]; }
   const TypeTraits& operator[](DType t) const { return by_type[static_cast<uint32_t>(t)]; }
 };

@@ -73,6 +73,34 @@ using AxpyRowsFn = void (*)(float* out, const float* a, int64_t nr, const float*
 AxpyRowsFn axpy_rows();         // the active ISA's
 AxpyRowsFn axpy_rows(Isa isa);  // a given ISA's (the scalar one where the CPU lacks it)
 
+// The two low-rank products of a LoRA delta y += B (A x), with the factors
+// in F16 (model/lora.h keeps them so: half the bytes of F32, each row
+// normalised by a power of two that `scale` puts back):
+//   shrink  t[i * r + k] = scale[k] * dot(a[k][0..n_in), x[i][0..n_in))
+//           for k0 <= k < k1, i < m; a [r][n_in], x [m][n_in], t [m][r]
+//   expand  y[i * n_out + j] += sum over k < r, in order, of t[i * r + k] * B[j][k]
+//           for j0 <= j < j1 (j0 a multiple of kLoraCols), i < m; y [m][n_out]
+// B is stored transposed in column blocks, so that a range of y's columns
+// reads one contiguous run: bt [ceil(n_out / kLoraCols)][r][kLoraCols],
+// B[j][k] at bt[((j / kLoraCols) * r + k) * kLoraCols + j % kLoraCols], the
+// last block zero-padded (lora_bt_size).
+// An output element takes the same steps whatever m and the ranges are
+// (SIMD: fused multiply-adds in a fixed order, tails included), so a row's
+// result does not depend on the other rows of its batch or on how threads
+// split the work. The scalar table accumulates in double (the test oracle).
+constexpr int64_t kLoraCols = 16;
+inline int64_t lora_bt_size(int64_t n_out, int64_t r) {
+  return (n_out + kLoraCols - 1) / kLoraCols * r * kLoraCols;
+}
+struct LoraKernels {
+  void (*shrink)(const uint16_t* a, int64_t n_in, int64_t r, const float* scale, int64_t k0,
+                 int64_t k1, const float* x, int64_t m, float* t) = nullptr;
+  void (*expand)(const uint16_t* bt, int64_t n_out, int64_t r, const float* t, int64_t m,
+                 int64_t j0, int64_t j1, float* y) = nullptr;
+};
+const LoraKernels& lora_kernels();  // of the active ISA
+const LoraKernels& lora_kernels(Isa isa);
+
 }  // namespace slm::kernels
 
 namespace slm {

@@ -1,5 +1,5 @@
-// Scalar reference kernels of the float weight types. Activations stay F32
-// (vec_dot_type F32), so a dot product converts only the weight side.
+// Scalar reference kernels of the float weight types and of LoRA's F16 factors. Activations stay
+// F32 (vec_dot_type F32), so a dot product converts only the weight side.
 #include <cstring>
 
 #include "base/fp16.h"
@@ -54,6 +54,30 @@ void axpy_rows_scalar(float* out, const float* a, int64_t nr, const float* w, in
   }
 }
 
+// LoRA products (kernels.h): each sum in double, rounded once.
+void lora_shrink(const uint16_t* a, int64_t n_in, int64_t r, const float* scale, int64_t k0,
+                 int64_t k1, const float* x, int64_t m, float* t) {
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t k = k0; k < k1; ++k) {
+      double sum = 0;
+      for (int64_t c = 0; c < n_in; ++c)
+        sum += static_cast<double>(fp16_to_f32(a[k * n_in + c])) * x[i * n_in + c];
+      t[i * r + k] = static_cast<float>(sum * scale[k]);
+    }
+}
+
+void lora_expand(const uint16_t* bt, int64_t n_out, int64_t r, const float* t, int64_t m,
+                 int64_t j0, int64_t j1, float* y) {
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = j0; j < j1; ++j) {
+      double sum = y[i * n_out + j];
+      const uint16_t* block = bt + j / kLoraCols * r * kLoraCols + j % kLoraCols;
+      for (int64_t k = 0; k < r; ++k)
+        sum += static_cast<double>(t[i * r + k]) * fp16_to_f32(block[k * kLoraCols]);
+      y[i * n_out + j] = static_cast<float>(sum);
+    }
+}
+
 }  // namespace
 
 void fill_scalar_float(TypeTable& t) {
@@ -63,6 +87,7 @@ void fill_scalar_float(TypeTable& t) {
                    vec_dot_16<fp16_to_f32>};
   t[DType::BF16] = {DType::F32, dequantize_16<bf16_to_f32>, quantize_16<f32_to_bf16>,
                     vec_dot_16<bf16_to_f32>};
+  t.lora = {lora_shrink, lora_expand};
 }
 
 }  // namespace slm::kernels

@@ -235,6 +235,77 @@ void axpy_rows_512(float* out, const float* a, int64_t nr, const float* w, int64
   }
 }
 
+// ------------------------------------------------------------------ 512-bit LoRA
+// The LoRA kernels of x86_kernels256.inc on zmm: 16 columns (one column block
+// of B^T) or 2 x 16 inputs per step, masked loads for the tails, the same
+// row independence (kernels.h). Expand's elements take exactly the 256-bit
+// kernel's steps (one FMA per k from y), so the two agree bit for bit.
+
+inline __m512 load16_f16_masked(const uint16_t* p, __mmask16 m) {
+  return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
+}
+
+template <int kRows>
+void lora_shrink_rows_512(const uint16_t* ak, int64_t n, const float* x, float scale, float* t,
+                          int64_t r) {
+  __m512 acc0[kRows], acc1[kRows];
+  for (int i = 0; i < kRows; ++i) acc0[i] = acc1[i] = _mm512_setzero_ps();
+  int64_t c = 0;
+  for (; c + 32 <= n; c += 32) {
+    const __m512 a0 = load16_f16(ak + c), a1 = load16_f16(ak + c + 16);
+    for (int i = 0; i < kRows; ++i) {
+      acc0[i] = _mm512_fmadd_ps(a0, _mm512_loadu_ps(x + i * n + c), acc0[i]);
+      acc1[i] = _mm512_fmadd_ps(a1, _mm512_loadu_ps(x + i * n + c + 16), acc1[i]);
+    }
+  }
+  for (; c < n; c += 16) {  // at most two masked steps, into acc0
+    const __mmask16 m = static_cast<__mmask16>(n - c >= 16 ? 0xFFFF : (1u << (n - c)) - 1);
+    const __m512 a = load16_f16_masked(ak + c, m);
+    for (int i = 0; i < kRows; ++i)
+      acc0[i] = _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(m, x + i * n + c), acc0[i]);
+  }
+  for (int i = 0; i < kRows; ++i)
+    t[i * r] = _mm512_reduce_add_ps(_mm512_add_ps(acc0[i], acc1[i])) * scale;
+}
+
+void lora_shrink_512(const uint16_t* a, int64_t n_in, int64_t r, const float* scale, int64_t k0,
+                     int64_t k1, const float* x, int64_t m, float* t) {
+  for (int64_t i0 = 0; i0 < m; i0 += 4)
+    with_token_count<4>(static_cast<int>(std::min<int64_t>(4, m - i0)), [&](auto rows) {
+      for (int64_t k = k0; k < k1; ++k)
+        lora_shrink_rows_512<decltype(rows)::value>(a + k * n_in, n_in, x + i0 * n_in, scale[k],
+                                                    t + i0 * r + k, r);
+    });
+}
+
+template <int kRows>
+void lora_expand_rows_512(const uint16_t* b, int64_t n_out, int64_t r, const float* t, float* y,
+                          __mmask16 m) {
+  __m512 acc[kRows];
+  for (int i = 0; i < kRows; ++i) acc[i] = _mm512_maskz_loadu_ps(m, y + i * n_out);
+  for (int64_t k = 0; k < r; ++k) {
+    const __m512 bk = load16_f16(b + k * kLoraCols);  // a whole block (zero-padded)
+    for (int i = 0; i < kRows; ++i)
+      acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(t[i * r + k]), bk, acc[i]);
+  }
+  for (int i = 0; i < kRows; ++i) _mm512_mask_storeu_ps(y + i * n_out, m, acc[i]);
+}
+
+void lora_expand_512(const uint16_t* bt, int64_t n_out, int64_t r, const float* t, int64_t m,
+                     int64_t j0, int64_t j1, float* y) {
+  static_assert(kLoraCols == 16, "one zmm per column block");
+  for (int64_t jb = j0; jb < j1; jb += kLoraCols) {
+    const int64_t cols = std::min(kLoraCols, j1 - jb);
+    const __mmask16 mask = static_cast<__mmask16>(cols == 16 ? 0xFFFF : (1u << cols) - 1);
+    const uint16_t* block = bt + jb / kLoraCols * r * kLoraCols;
+    for (int64_t i0 = 0; i0 < m; i0 += 4)
+      with_token_count<4>(static_cast<int>(std::min<int64_t>(4, m - i0)), [&](auto rows) {
+        lora_expand_rows_512<decltype(rows)::value>(block, n_out, r, t + i0 * r,
+                                                    y + i0 * n_out + jb, mask);
+      });
+  }
+}
+
 }  // namespace
 
 void fill_avx512(TypeTable& table) {
@@ -245,6 +316,7 @@ void fill_avx512(TypeTable& table) {
   fill_256(table);
   table[DType::Q4_0].vec_dot = vec_dot_q4_0_512;
   table[DType::Q4_K].vec_dot = vec_dot_q4_k_512;
+  table.lora = {lora_shrink_512, lora_expand_512};
 }
 
 }  // namespace slm::kernels

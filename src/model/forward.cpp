@@ -59,8 +59,8 @@ struct Forward {
     for (const backend::LinearOut& o : outs)
       for (const SeqRows& sr : b.seqs) {
         if (sr.adapter == nullptr) continue;
-        if (const LoraPair* p = sr.adapter->find(o.w))
-          nt += static_cast<size_t>(sr.n_rows * p->a.rows());
+        if (const backend::LoraFactors* f = sr.adapter->find(o.w))
+          nt += static_cast<size_t>(sr.n_rows * f->r);
       }
     if (nt == 0) return;
     if (s.lora_t_.size() < nt) s.lora_t_.resize(nt);
@@ -68,12 +68,13 @@ struct Forward {
     for (const backend::LinearOut& o : outs)
       for (const SeqRows& sr : b.seqs) {
         if (sr.adapter == nullptr) continue;
-        const LoraPair* p = sr.adapter->find(o.w);
-        if (p == nullptr) continue;
-        const int64_t cols = o.w->cols(), rows = o.w->rows();
-        s.lora_segs_.push_back({&p->a, &p->bt, x + sr.row0 * cols, s.lora_t_.data() + t0,
-                                o.y + sr.row0 * rows, sr.n_rows});
-        t0 += static_cast<size_t>(sr.n_rows * p->a.rows());
+        const backend::LoraFactors* f = sr.adapter->find(o.w);
+        if (f == nullptr) continue;
+        SLM_DCHECK_EQ(f->n_in, o.w->cols());
+        SLM_DCHECK_EQ(f->n_out, o.w->rows());
+        s.lora_segs_.push_back(
+            {f, x + sr.row0 * f->n_in, s.lora_t_.data() + t0, o.y + sr.row0 * f->n_out, sr.n_rows});
+        t0 += static_cast<size_t>(sr.n_rows * f->r);
       }
     be.lora(s.lora_segs_, s.ws_);
   }

@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include "base/error.h"
+#include "base/fp16.h"
 #include "gguf/gguf.h"
 #include "kernels/kernels.h"
 #include "model/arch.h"
@@ -151,6 +152,27 @@ std::vector<LoraAdapter::Tensors> read_file(const Model& base, const LoraFile& l
   return out;
 }
 
+// The power of two e that brings a factor row's largest |v| into
+// [2^14, 2^15): stored as F16 v * 2^-e, the row neither overflows nor
+// underflows whatever the adapter's range, and (a power of two) gets no
+// rounding beyond F16's own.
+int row_exponent(const float* v, int64_t n) {
+  float mx = 0;
+  for (int64_t i = 0; i < n; ++i) mx = std::max(mx, std::fabs(v[i]));
+  if (!(mx > 0)) return 0;
+  int e = 0;
+  std::frexp(mx, &e);  // mx = f 2^e, f in [0.5, 1)
+  return e - 15;
+}
+
+// A row v[0..n) as F16 v * 2^-e into out[0..n) (a multiplication by
+// the exact power where it is a normal float; ldexp only for extreme rows).
+void to_half(const float* v, int64_t n, int e, uint16_t* out) {
+  const float f = std::ldexp(1.0f, -e);
+  for (int64_t i = 0; i < n; ++i)
+    out[i] = f32_to_fp16(std::isnormal(f) ? v[i] * f : std::ldexp(v[i], -e));
+}
+
 }  // namespace
 
 LoraFile parse_lora_argument(const std::string& arg) {
@@ -216,30 +238,42 @@ std::shared_ptr<const LoraAdapter> LoraAdapter::build(const Model& base, std::ve
   std::shared_ptr<LoraAdapter> ad(new LoraAdapter());
   ad->id_ = next_id++;
   ad->label_ = std::move(label);
+  std::vector<float> a, bt;  // one matrix's stacked factors in F32, before rounding
   for (const auto& [w, list] : pieces) {
     const int64_t n_in = w->cols(), rows = w->rows();
     int64_t r_total = 0;
     for (const Piece& p : list) r_total += p.t->rank;
-    Owned& o = ad->pairs_[w];
-    o.a.resize(static_cast<size_t>(r_total * n_in));
-    o.b.assign(static_cast<size_t>(r_total * rows), 0.0f);
+    a.resize(static_cast<size_t>(r_total * n_in));
+    bt.assign(static_cast<size_t>(r_total * rows), 0.0f);
     int64_t k0 = 0;
     for (const Piece& p : list) {
       const Tensors& t = *p.t;
-      std::copy(t.a.begin(), t.a.end(), o.a.begin() + k0 * n_in);
+      std::copy(t.a.begin(), t.a.end(), a.begin() + k0 * n_in);
       // B'^T [r_total][rows]: this piece's rows k0.., its rows of B, scaled.
       for (int64_t row = 0; row < rows; ++row)
         for (int64_t k = 0; k < t.rank; ++k)
-          o.b[static_cast<size_t>((k0 + k) * rows + row)] =
+          bt[static_cast<size_t>((k0 + k) * rows + row)] =
               t.scale * t.b[static_cast<size_t>((p.row0 + row) * t.rank + k)];
       k0 += t.rank;
     }
-    o.pair.a.view = {DType::F32, reinterpret_cast<const uint8_t*>(o.a.data()), r_total, n_in};
-    o.pair.a.role = w->role;
-    o.pair.bt.view = {DType::F32, reinterpret_cast<const uint8_t*>(o.b.data()), r_total, rows};
-    o.pair.bt.role = w->role;
-    base.backend().prepare(o.pair.a, false);
-    base.backend().prepare(o.pair.bt, false);
+    // F16 rows, each with its power of two (row_exponent); B^T in the
+    // column blocks of kernels::lora_bt_size.
+    Owned& o = ad->pairs_[w];
+    o.a.resize(a.size());
+    o.bt.assign(static_cast<size_t>(kernels::lora_bt_size(rows, r_total)), 0);
+    o.scale.resize(static_cast<size_t>(r_total));
+    constexpr int64_t kCols = kernels::kLoraCols;
+    for (int64_t k = 0; k < r_total; ++k) {
+      const float* ak = &a[static_cast<size_t>(k * n_in)];
+      const float* bk = &bt[static_cast<size_t>(k * rows)];
+      const int ea = row_exponent(ak, n_in), eb = row_exponent(bk, rows);
+      to_half(ak, n_in, ea, &o.a[static_cast<size_t>(k * n_in)]);
+      for (int64_t j0 = 0; j0 < rows; j0 += kCols)  // block by block
+        to_half(bk + j0, std::min(kCols, rows - j0), eb,
+                &o.bt[static_cast<size_t>((j0 / kCols * r_total + k) * kCols)]);
+      o.scale[static_cast<size_t>(k)] = std::ldexp(1.0f, ea + eb);
+    }
+    o.f = {o.a.data(), o.bt.data(), o.scale.data(), r_total, n_in, rows};
     ad->max_rank_ = std::max(ad->max_rank_, r_total);
     ad->max_rows_ = std::max(ad->max_rows_, rows);
   }

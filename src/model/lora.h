@@ -9,7 +9,7 @@
 // scale s * alpha / r folded in, so any number of adapters costs two small
 // products per matrix.
 //
-// Ownership: a LoraAdapter owns its float copies of A and B and refers to
+// Ownership: a LoraAdapter owns its F16 copies of A and B and refers to
 // the base Model's Linear objects by address (a Model is immutable after
 // load), so it must not outlive the model. Thread-safety: immutable, shared
 // by every sequence that uses it.
@@ -35,12 +35,9 @@ struct LoraFile {
 // "PATH" or "PATH:SCALE" (the last ':' when what follows is a number).
 LoraFile parse_lora_argument(const std::string& arg);
 
-// The low-rank pair of one base matrix: delta y [n][n_out] = B (A x), with
-// B kept transposed so the expand step is r row updates of y (backend lora()).
-struct LoraPair {
-  backend::Linear a;   // [n_in, r]: r rows of n_in
-  backend::Linear bt;  // [n_out, r]: r rows of n_out (B transposed), scales folded in
-};
+// The low-rank pair of one base matrix is a backend::LoraFactors: delta
+// y [n][n_out] = B (A x), kept in F16 with B transposed so the expand step
+// runs along y's rows (backend lora()).
 
 class LoraAdapter {
  public:
@@ -62,10 +59,10 @@ class LoraAdapter {
                                                          std::vector<Tensors> tensors,
                                                          std::string label);
 
-  // The pair for a base matrix, or nullptr when this adapter leaves it alone.
-  const LoraPair* find(const backend::Linear* w) const {
+  // The factors for a base matrix, or nullptr when this adapter leaves it alone.
+  const backend::LoraFactors* find(const backend::Linear* w) const {
     const auto it = pairs_.find(w);
-    return it == pairs_.end() ? nullptr : &it->second.pair;
+    return it == pairs_.end() ? nullptr : &it->second.f;
   }
   // Distinct for every adapter made in this process: the KV-cache key of the
   // sequences that use it (prefixes are never shared across adapters).
@@ -74,17 +71,20 @@ class LoraAdapter {
   int64_t max_rank() const { return max_rank_; }
   int64_t max_rows() const { return max_rows_; }
   size_t n_matrices() const { return pairs_.size(); }
-  // Every adapted base matrix with its pair, in no particular order (merging).
-  std::vector<std::pair<const backend::Linear*, const LoraPair*>> matrices() const {
-    std::vector<std::pair<const backend::Linear*, const LoraPair*>> out;
-    for (const auto& [w, o] : pairs_) out.emplace_back(w, &o.pair);
+  // Every adapted base matrix with its factors, in no particular order
+  // (merging reads the F16 values, which are exactly what the run-time delta
+  // applies).
+  std::vector<std::pair<const backend::Linear*, const backend::LoraFactors*>> matrices() const {
+    std::vector<std::pair<const backend::Linear*, const backend::LoraFactors*>> out;
+    for (const auto& [w, o] : pairs_) out.emplace_back(w, &o.f);
     return out;
   }
 
  private:
   struct Owned {
-    std::vector<float> a, b;
-    LoraPair pair;
+    std::vector<uint16_t> a, bt;  // F16 [r][n_in] and B^T in column blocks, rows normalised
+    std::vector<float> scale;     // [r]
+    backend::LoraFactors f;       // views of the three
   };
   LoraAdapter() = default;
   static std::shared_ptr<const LoraAdapter> build(const Model& base, std::vector<Tensors> tensors,

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "base/fp16.h"
 #include "base/thread_pool.h"
 #include "gguf/gguf.h"
 #include "gguf/writer.h"
@@ -20,22 +21,39 @@ namespace {
 
 // An adapted matrix inside a file tensor: its rows [row0, row0 + rows).
 struct Hit {
-  const LoraPair* pair;
+  const backend::LoraFactors* f;
   int64_t row0, rows;
 };
 
-// row [n_in] += delta row rr of the pair: sum over k of bt[k][rr] * a[k][:]
-// (the adapter's scales are folded into bt).
-void add_delta_row(const LoraPair& p, int64_t rr, float* row) {
-  const int64_t r = p.a.view.rows, n_in = p.a.view.cols, n_out = p.bt.view.cols;
-  const float* a = reinterpret_cast<const float*>(p.a.view.data);    // [r][n_in]
-  const float* bt = reinterpret_cast<const float*>(p.bt.view.data);  // [r][n_out]
-  for (int64_t k = 0; k < r; ++k) {
-    const float coef = bt[k * n_out + rr];
-    if (coef == 0.0f) continue;
-    const float* ak = a + k * n_in;
-    for (int64_t c = 0; c < n_in; ++c) row[c] += coef * ak[c];
+// The pair's A with each rank's power of two (LoraFactors::scale) put back:
+// exact in double (an F16 value times a power of two), so the merged delta
+// is the run-time delta's own factors, rounded only when added to the row.
+std::vector<double> scaled_a(const backend::LoraFactors& f) {
+  std::vector<double> a(static_cast<size_t>(f.r * f.n_in));
+  for (int64_t k = 0; k < f.r; ++k)
+    for (int64_t c = 0; c < f.n_in; ++c)
+      a[static_cast<size_t>(k * f.n_in + c)] =
+          static_cast<double>(f.scale[k]) * fp16_to_f32(f.a[k * f.n_in + c]);
+  return a;
+}
+
+// row [n_in] += delta row rr: sum over k of B[rr][k] * A[k][:], summed in
+// acc [n_in] (double, the caller's scratch) and rounded once into the row.
+// B^T is in column blocks (kernels::lora_bt_size).
+// a is scaled_a(f).
+void add_delta_row(const backend::LoraFactors& f, const std::vector<double>& a, int64_t rr,
+                   float* row, std::vector<double>& acc) {
+  constexpr int64_t kCols = kernels::kLoraCols;
+  const uint16_t* block = f.bt + rr / kCols * f.r * kCols + rr % kCols;
+  acc.assign(static_cast<size_t>(f.n_in), 0.0);
+  for (int64_t k = 0; k < f.r; ++k) {
+    const double coef = fp16_to_f32(block[k * kCols]);
+    if (coef == 0.0) continue;
+    const double* ak = a.data() + k * f.n_in;
+    for (int64_t c = 0; c < f.n_in; ++c) acc[static_cast<size_t>(c)] += coef * ak[c];
   }
+  for (int64_t c = 0; c < f.n_in; ++c)
+    row[c] = static_cast<float>(row[c] + acc[static_cast<size_t>(c)]);
 }
 
 }  // namespace
@@ -47,7 +65,7 @@ MergeResult merge_lora(const Model& base, const LoraAdapter& adapter, const std:
   // Which file tensor holds each adapted matrix: the Linear views point into
   // the mapped file, so the one whose bytes contain the view's first byte.
   std::vector<std::vector<Hit>> hits(tensors.size());
-  for (const auto& [w, pair] : adapter.matrices()) {
+  for (const auto& [w, f] : adapter.matrices()) {
     bool found = false;
     for (size_t i = 0; i < tensors.size() && !found; ++i) {
       const gguf::TensorInfo& t = tensors[i];
@@ -57,7 +75,7 @@ MergeResult merge_lora(const Model& base, const LoraAdapter& adapter, const std:
                     "' does not hold the adapted matrix as whole rows");
       const int64_t rb = row_bytes(t.type, t.ne[0]);
       const int64_t row0 = (w->view.data - t.data) / rb;
-      hits[i].push_back({pair, row0, w->rows()});
+      hits[i].push_back({f, row0, w->rows()});
       found = true;
     }
     if (!found) throw Error("internal: an adapted matrix is not in the base file's tensors");
@@ -104,13 +122,19 @@ MergeResult merge_lora(const Model& base, const LoraAdapter& adapter, const std:
       const int64_t cols = t.ne[0], rows = t.n_elements() / cols;
       const int64_t rb_in = row_bytes(t.type, cols), rb_out = row_bytes(to, cols);
       const int64_t per_task = std::max<int64_t>(1, (int64_t{1} << 18) / cols);
+      // Each hit's A as doubles, for this tensor only (a few MB at most).
+      std::vector<std::vector<double>> a(h->size());
+      for (size_t j = 0; j < h->size(); ++j) a[j] = scaled_a(*(*h)[j].f);
       pool.parallel_for((rows + per_task - 1) / per_task, [&](int64_t task, int) {
         std::vector<float> row(static_cast<size_t>(cols));
+        std::vector<double> acc;
         for (int64_t r = task * per_task; r < std::min(rows, (task + 1) * per_task); ++r) {
           from_tr.dequantize_row(t.data + r * rb_in, row.data(), cols);
-          for (const Hit& hit : *h)
+          for (size_t j = 0; j < h->size(); ++j) {
+            const Hit& hit = (*h)[j];
             if (r >= hit.row0 && r < hit.row0 + hit.rows)
-              add_delta_row(*hit.pair, r - hit.row0, row.data());
+              add_delta_row(*hit.f, a[j], r - hit.row0, row.data(), acc);
+          }
           to_tr.quantize_row(row.data(), dst + r * rb_out, cols);
         }
       });

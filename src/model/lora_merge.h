@@ -1,6 +1,7 @@
 // Merging LoRA adapters into a base model (`slm merge`): every adapted matrix
-// becomes W + sum over adapters of s * (alpha / r) * B A, computed in float on
-// the dequantized weight and quantized again, to its own type or to one type
+// becomes W + sum over adapters of s * (alpha / r) * B A, computed in double
+// from the adapter's F16 factors (exactly the delta run-time --lora applies),
+// added to the dequantized weight in float and quantized again, to its own type or to one type
 // for every merged matrix; every other tensor is copied byte for byte, and the
 // metadata is copied (general.file_type follows an explicit type). Fused
 // tensors (Phi-3's attn_qkv) take each part's delta at its rows. The output

@@ -16,9 +16,12 @@
 #include <iterator>
 #include <random>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "base/error.h"
+#include "base/fp16.h"
 #include "base/thread_pool.h"
 #include "common/fixtures.h"
 #include "convert/peft.h"
@@ -56,10 +59,13 @@ void write_safetensors(
   for (size_t i = 0; i < ts.size(); ++i) {
     const auto& [name, st] = ts[i];
     const size_t bytes = st.second->size() * sizeof(float);
-    header += (i ? "," : "") + std::string("\"") + name + "\":{\"dtype\":\"F32\",\"shape\":[" +
-              std::to_string(st.first[0]) + "," + std::to_string(st.first[1]) +
-              "],\"data_offsets\":[" + std::to_string(off) + "," + std::to_string(off + bytes) +
-              "]}";
+    // Appended piece by piece (GCC 12's -Wrestrict misfires on one long
+    // chain of operator+ here).
+    if (i) header += ',';
+    header.append("\"").append(name).append("\":{\"dtype\":\"F32\",\"shape\":[");
+    header.append(std::to_string(st.first[0])).append(",").append(std::to_string(st.first[1]));
+    header.append("],\"data_offsets\":[").append(std::to_string(off)).append(",");
+    header.append(std::to_string(off + bytes)).append("]}");
     off += bytes;
   }
   header += "}";
@@ -126,9 +132,13 @@ class Peft : public ::testing::Test {
   void SetUp() override { fs::create_directories(dir()); }
   void TearDown() override { fs::remove_all(dir()); }
 
-  // A PEFT folder with deltas on every module kind of layers 0 and 1.
+  // A PEFT folder with deltas on every module kind of layers 0 and 1 (the
+  // attention projections only with attn_only, as for an MoE base), plus an
+  // r x n_embd pair of zeros at each of extra_paths (module paths, for
+  // refusals).
   std::vector<HfDelta> make_peft(const fs::path& folder, const gguf::File& f, int64_t r,
-                                 double alpha, bool rslora, uint32_t seed) {
+                                 double alpha, bool rslora, uint32_t seed, bool attn_only = false,
+                                 const std::vector<std::string>& extra_paths = {}) {
     fs::create_directories(folder);
     const std::pair<const char*, const char*> mods[] = {
         {"q_proj", "attn_q"},      {"k_proj", "attn_k"},      {"v_proj", "attn_v"},
@@ -139,14 +149,17 @@ class Peft : public ::testing::Test {
     std::vector<HfDelta> ds;
     for (int64_t layer = 0; layer < 2; ++layer)
       for (const auto& [m, g] : mods) {
+        if (attn_only && std::string_view(g).rfind("attn", 0) != 0) continue;
         const gguf::TensorInfo* t =
             f.find_tensor("blk." + std::to_string(layer) + "." + g + ".weight");
         EXPECT_NE(t, nullptr);
         HfDelta d{layer, m, g, t->ne[0], t->ne[1], {}, {}};
         d.a.resize(static_cast<size_t>(r * d.n_in));
         d.b.resize(static_cast<size_t>(d.n_out * r));
-        for (float& x : d.a) x = dist(rng);
-        for (float& x : d.b) x = dist(rng);
+        // Values F16 holds exactly (and alpha / r a power of two below): the
+        // adapter's F16 copies (model/lora.h) then lose nothing.
+        for (float& x : d.a) x = fp16_to_f32(f32_to_fp16(dist(rng)));
+        for (float& x : d.b) x = fp16_to_f32(f32_to_fp16(dist(rng)));
         ds.push_back(std::move(d));
       }
     std::vector<std::pair<std::string, std::pair<std::vector<int64_t>, const std::vector<float>*>>>
@@ -155,6 +168,12 @@ class Peft : public ::testing::Test {
       const std::string p = "base_model.model." + module_path(d);
       ts.push_back({p + ".lora_A.weight", {{r, d.n_in}, &d.a}});
       ts.push_back({p + ".lora_B.weight", {{d.n_out, r}, &d.b}});
+    }
+    const int64_t n_embd = model::read_config(f).n_embd;
+    const std::vector<float> zeros(static_cast<size_t>(r * n_embd), 0.0f);
+    for (const std::string& path : extra_paths) {
+      ts.push_back({"base_model.model." + path + ".lora_A.weight", {{r, n_embd}, &zeros}});
+      ts.push_back({"base_model.model." + path + ".lora_B.weight", {{n_embd, r}, &zeros}});
     }
     write_safetensors(folder / "adapter_model.safetensors", ts);
     std::ofstream(folder / "adapter_config.json")
@@ -191,20 +210,25 @@ class Peft : public ::testing::Test {
       }
   }
 
-  void check_import(bool rslora) {
-    SLM_REQUIRE_FIXTURE("models/tiny-llama.gguf");
-    const std::string path = test::fixture("models/tiny-llama.gguf");
+  // Imports a PEFT folder for the fixture `model` and compares its logits with
+  // the fixture's weights merged in double here (q/k rows of B reshaped when
+  // permute: GGUF "llama" bases only).
+  void check_import(const std::string& model, bool rslora, const std::string& arch, bool permute,
+                    bool attn_only = false) {
+    SLM_REQUIRE_FIXTURE("models/" + model);
+    const std::string path = test::fixture("models/" + model);
     const auto base = model::Model::load(path);
     const gguf::File& f = base->file();
     ASSERT_GT(base->config().n_head, 1);
     const int64_t r = 4;
-    const double alpha = 6.0;
+    const double alpha = 8.0;  // scale 2, or 4 with rsLoRA (r = 4)
     const std::vector<HfDelta> ds =
-        make_peft(dir() / "peft", f, r, alpha, rslora, rslora ? 11 : 12);
+        make_peft(dir() / "peft", f, r, alpha, rslora, rslora ? 11 : 12, attn_only);
     const std::string out = (dir() / "adapter.gguf").string();
     const LoraImportResult res = import_peft((dir() / "peft").string(), path, out);
-    EXPECT_EQ(res.arch, "llama");
-    EXPECT_EQ(res.n_pairs, 14);
+    EXPECT_EQ(res.arch, arch);
+    EXPECT_EQ(res.n_pairs, static_cast<int64_t>(ds.size()));
+    EXPECT_EQ(ds.size(), attn_only ? 8u : 14u);
     const double scale =
         rslora ? alpha / std::sqrt(static_cast<double>(r)) : alpha / static_cast<double>(r);
     EXPECT_NEAR(res.alpha, scale * r, 1e-5);
@@ -212,26 +236,74 @@ class Peft : public ::testing::Test {
 
     std::vector<uint8_t> bytes = read_bytes(path), plain = read_bytes(path);
     auto file = gguf::File::parse(bytes, "merged");
-    for (const HfDelta& d : ds) merge(bytes, *file, d, scale, true);
-    for (const HfDelta& d : ds) merge(plain, *file, d, scale, false);
+    for (const HfDelta& d : ds) merge(bytes, *file, d, scale, permute);
+    for (const HfDelta& d : ds) merge(plain, *file, d, scale, !permute);
     const auto merged = model::Model::from_file(gguf::File::parse(bytes, "merged"));
-    const auto unpermuted = model::Model::from_file(gguf::File::parse(plain, "unpermuted"));
+    const auto other = model::Model::from_file(gguf::File::parse(plain, "other order"));
     const auto ad = model::LoraAdapter::load(*base, {{out, 1.0f}});
-    EXPECT_EQ(ad->n_matrices(), 14u);
+    EXPECT_EQ(ad->n_matrices(), ds.size());
     const auto want = logits_of(*merged, nullptr, kTokens);
     const auto got = logits_of(*base, ad.get(), kTokens);
     EXPECT_GT(max_rel_diff(want, logits_of(*base, nullptr, kTokens)), 1e-2);  // the adapter matters
-    EXPECT_GT(max_rel_diff(want, logits_of(*unpermuted, nullptr, kTokens)),
-              1e-3);  // so does the permutation
+    // So does the row order of q/k: the other order (permuted where the base
+    // is not, and back) gives other logits.
+    EXPECT_GT(max_rel_diff(want, logits_of(*other, nullptr, kTokens)), 1e-3);
     EXPECT_LT(max_rel_diff(want, got), 2e-5);
   }
 };
 
 TEST_F(Peft, ImportEqualsMergedWeights) {
-  check_import(false);
+  check_import("tiny-llama.gguf", false, "llama", true);
 }
 TEST_F(Peft, ImportEqualsMergedWeightsRsLora) {
-  check_import(true);
+  check_import("tiny-llama.gguf", true, "llama", true);
+}
+// Qwen2 and Qwen3 keep Hugging Face's q/k row order in GGUF (NeoX RoPE): no
+// permutation; Qwen2's q/k/v biases and Qwen3's q/k norms stay the base's.
+TEST_F(Peft, ImportEqualsMergedWeightsQwen2) {
+  check_import("tiny-qwen2.gguf", false, "qwen2", false);
+}
+TEST_F(Peft, ImportEqualsMergedWeightsQwen3RsLora) {
+  check_import("tiny-qwen3.gguf", true, "qwen3", false);
+}
+// Mixture-of-experts bases: the attention projections (Mixtral, GGUF "llama",
+// permuted; Qwen3-MoE not).
+TEST_F(Peft, ImportOnMoeBasesAdaptsAttention) {
+  check_import("tiny-moe.gguf", false, "llama", true, true);
+  check_import("tiny-qwen3moe.gguf", true, "qwen3moe", false, true);
+}
+// Expert and router matrices are refused by name, however PEFT names them.
+TEST_F(Peft, MoeExpertsAreRefusedByName) {
+  SLM_REQUIRE_FIXTURE("models/tiny-qwen3moe.gguf");
+  const std::string path = test::fixture("models/tiny-qwen3moe.gguf");
+  const auto base = gguf::File::open(path);
+  for (const char* extra :
+       {"model.layers.0.mlp.experts.3.gate_proj", "model.layers.1.mlp.experts.0.down_proj",
+        "model.layers.0.mlp.shared_expert.up_proj",
+        "model.layers.0.block_sparse_moe.experts.1.w1"}) {
+    fs::remove_all(dir() / "moe");
+    make_peft(dir() / "moe", *base, 2, 4.0, false, 5, true, {extra});
+    const std::string out = (dir() / "moe.gguf").string();
+    try {
+      import_peft((dir() / "moe").string(), path, out);
+      ADD_FAILURE() << "accepted " << extra;
+    } catch (const Error& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find("mixture-of-experts expert matrices"), std::string::npos) << what;
+      EXPECT_NE(what.find(extra), std::string::npos) << what;
+    }
+    EXPECT_FALSE(fs::exists(out));
+  }
+  for (const auto& [targets, needle] : std::vector<std::pair<std::string, std::string>>{
+           {R"(["q_proj","w1"])", "mixture-of-experts expert matrices"},
+           {R"(["q_proj","gate"])", "router"}}) {
+    try {
+      parse_peft_config(R"({"r":2,"lora_alpha":4,"target_modules":)" + targets + "}", "c");
+      ADD_FAILURE() << targets;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  }
 }
 
 TEST_F(Peft, Refusals) {

@@ -2,12 +2,16 @@
 // with different samplers (greedy, seeded temperature, penalties, logit bias)
 // and different stop strings, stepped together in one engine, give each the
 // tokens and text it gives alone; cache keys that differ in their non-token
-// part never share a prefix; a processor appended to a sampler's chain acts
-// before the filters.
+// part never share a prefix; requests on different LoRA adapters and on the
+// base share every forward step; a processor appended to a sampler's chain
+// acts before the filters.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <deque>
 #include <limits>
+#include <random>
+#include <utility>
 
 #include "base/thread_pool.h"
 #include "common/fixtures.h"
@@ -199,6 +203,80 @@ TEST(BatchEngine, CacheKeysWithDifferentAdaptersShareNoPrefix) {
   EXPECT_EQ(shared_prefix(a, 2, a), 2u);
 }
 
+// Counts the engine's forward steps and the tokens each produced.
+struct StepCounter : EngineObserver {
+  std::vector<int64_t> tokens;  // per step
+  void on_step(double, int64_t n_tokens) override { tokens.push_back(n_tokens); }
+};
+
+// Requests on the base and on two adapters run in the same forward steps
+// (one batch, each sequence with its own delta), not one adapter after
+// another, and each gives the tokens it gives alone.
+TEST(BatchEngine, SequencesOnDifferentAdaptersShareEachStep) {
+  SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
+  const Loaded l = load("models/stories260K.gguf");
+  ThreadPool pool(2);
+  // Random rank-2 adapters on every layer's q, o and up matrices, strong
+  // enough to change greedy text.
+  auto adapter = [&](uint32_t seed) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> dist(0.0f, 0.5f);
+    std::vector<model::LoraAdapter::Tensors> ts;
+    for (int64_t i = 0; i < l.model->config().n_layer; ++i) {
+      const model::LayerWeights& lw = l.model->weights().layers[static_cast<size_t>(i)];
+      const std::pair<const char*, const backend::Linear*> ws[] = {
+          {"attn_q", &lw.wq}, {"attn_output", &lw.wo}, {"ffn_up", &lw.ffn_up}};
+      for (const auto& [name, w] : ws) {
+        model::LoraAdapter::Tensors t;
+        t.name = "blk." + std::to_string(i) + "." + name + ".weight";
+        t.rank = 2;
+        t.a.resize(static_cast<size_t>(2 * w->cols()));
+        t.b.resize(static_cast<size_t>(2 * w->rows()));
+        for (float& x : t.a) x = dist(rng);
+        for (float& x : t.b) x = dist(rng);
+        ts.push_back(std::move(t));
+      }
+    }
+    return model::LoraAdapter::from_tensors(*l.model, std::move(ts), "a" + std::to_string(seed));
+  };
+  std::vector<Request> rs(3, base(*l.tok, "Once upon a time", 12));
+  rs[1].adapter = adapter(1);
+  rs[2].adapter = adapter(2);
+  for (Request& r : rs) r.sampling.temperature = 0;
+
+  std::vector<Outcome> alone;
+  for (const Request& r : rs) {
+    BatchOptions o;
+    o.n_slots = 1;
+    BatchEngine one(*l.model, *l.tok, o, pool);
+    alone.push_back(run_all(one, {r}).front());
+  }
+  EXPECT_NE(alone[0].text, alone[1].text);  // the adapters matter
+  EXPECT_NE(alone[0].text, alone[2].text);
+  EXPECT_NE(alone[1].text, alone[2].text);
+
+  StepCounter steps;
+  BatchOptions o;
+  o.n_slots = 3;
+  BatchEngine together(*l.model, *l.tok, o, pool, &steps);
+  const std::vector<Outcome> batched = run_all(together, rs);
+  size_t longest = 0;
+  int64_t total = 0;
+  for (size_t i = 0; i < rs.size(); ++i) {
+    ASSERT_NE(alone[i].finish, FinishReason::kError) << alone[i].error;
+    EXPECT_EQ(batched[i].tokens, alone[i].tokens) << "request " << i;
+    longest = std::max(longest, alone[i].tokens.size());
+    total += static_cast<int64_t>(alone[i].tokens.size());
+  }
+  // One step per token of the longest (plus the prompts' step), each with
+  // every sequence still running: three at once.
+  EXPECT_LE(steps.tokens.size(), longest + 1);
+  EXPECT_EQ(*std::max_element(steps.tokens.begin(), steps.tokens.end()), 3);
+  int64_t sum = 0;
+  for (const int64_t n : steps.tokens) sum += n;
+  EXPECT_EQ(sum, total);
+}
+
 TEST(BatchEngine, RefusesWhatCannotRunAtSubmission) {
   SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
   const Loaded l = load("models/stories260K.gguf");
@@ -268,8 +346,9 @@ TEST(BatchEngine, DraftedGreedyDecodingEqualsPlainDecoding) {
   const Loaded l = load("models/stories260K.gguf");
   const tokenizer::Tokenizer& tok = *l.tok;
   std::vector<Request> rs;
-  for (const char* p : {"Once upon a time", "Lily and Tom went to the park. Lily and Tom went to the",
-                        "The dog ran and ran and ran and"}) {
+  for (const char* p :
+       {"Once upon a time", "Lily and Tom went to the park. Lily and Tom went to the",
+        "The dog ran and ran and ran and"}) {
     Request r = base(tok, p, 90);
     r.sampling.temperature = 0;
     rs.push_back(r);
@@ -331,7 +410,8 @@ TEST(Sampler, DraftedDrawsKeepTheDistribution) {
     Sampler s(p, static_cast<int64_t>(logits.size()));
     std::vector<double> got(logits.size(), 0.0);
     const int n = 200000;
-    for (int i = 0; i < n; ++i) got[static_cast<size_t>(s.sample_draft(logits, {}, draft))] += 1.0 / n;
+    for (int i = 0; i < n; ++i)
+      got[static_cast<size_t>(s.sample_draft(logits, {}, draft))] += 1.0 / n;
     for (size_t id = 0; id < logits.size(); ++id)
       EXPECT_NEAR(got[id], want[id], 0.005) << "draft " << draft << " id " << id;
   }
@@ -339,4 +419,3 @@ TEST(Sampler, DraftedDrawsKeepTheDistribution) {
 
 }  // namespace
 }  // namespace slm::engine
-

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "base/fp16.h"
 #include "base/thread_pool.h"
 #include "common/fixtures.h"
 #include "gguf/gguf.h"
@@ -40,16 +41,21 @@ struct Delta {
   std::vector<float> a, b;  // [rank][n_in], [n_out][rank]
 };
 
-Delta random_delta(const gguf::File& f, const std::string& name, int64_t rank, float alpha, uint32_t seed) {
+// f16_exact: values F16 holds exactly (and the tests' alpha / rank and user
+// scales are powers of two), so the adapter's F16 copies (model/lora.h) lose
+// nothing and a comparison with merged weights sees only float sums.
+Delta random_delta(const gguf::File& f, const std::string& name, int64_t rank, float alpha,
+                   uint32_t seed, bool f16_exact = true) {
   const gguf::TensorInfo* t = f.find_tensor(name);
   EXPECT_NE(t, nullptr) << name;
   Delta d{name, rank, alpha, {}, {}};
   std::mt19937 rng(seed);
   std::normal_distribution<float> dist(0.0f, 0.3f);
+  auto value = [&] { return f16_exact ? fp16_to_f32(f32_to_fp16(dist(rng))) : dist(rng); };
   d.a.resize(static_cast<size_t>(rank * t->ne[0]));
   d.b.resize(static_cast<size_t>(t->ne[1] * rank));
-  for (float& x : d.a) x = dist(rng);
-  for (float& x : d.b) x = dist(rng);
+  for (float& x : d.a) x = value();
+  for (float& x : d.b) x = value();
   return d;
 }
 
@@ -168,7 +174,34 @@ TEST_F(Lora, AdapterEqualsMergedWeightsAndStacks) {
   EXPECT_NE(ad->id(), 0u);
 }
 
-// Rows of different sequences in one step: each gets its own adapter (or none).
+// Factors F16 cannot hold exactly: each A and B value is stored rounded to
+// 11 significant bits (relative error <= 2^-11), so the delta B A x is off
+// by at most about 2 * 2^-11 of its size (A and B each rounded once; random
+// signs make it less: ~0.5 * 2^-11 here), bounded by 2 * 2^-11 of how far
+// the adapter moves the logits.
+TEST_F(Lora, F16FactorsStayWithinTheirRounding) {
+  SLM_REQUIRE_FIXTURE("models/tiny-llama.gguf");
+  const std::string path = test::fixture("models/tiny-llama.gguf");
+  const auto base = Model::load(path);
+  const gguf::File& f = base->file();
+  const std::vector<Delta> ds = {random_delta(f, "blk.0.attn_q.weight", 4, 6.0f, 21, false),
+                                 random_delta(f, "blk.1.ffn_down.weight", 4, 6.0f, 22, false)};
+  std::vector<uint8_t> bytes = read_bytes(path);
+  auto file = gguf::File::parse(bytes, "merged");
+  for (const Delta& d : ds) merge_into(bytes, *file, d, 0.7f);
+  const auto merged = Model::from_file(gguf::File::parse(bytes, "merged"));
+  const auto ad = LoraAdapter::load(
+      *base, {parse_lora_argument(write_adapter(tmp("any.gguf"), "llama", ds) + ":0.7")});
+  const auto want = logits_of(*merged, nullptr, kTokens);
+  const double moved = max_rel_diff(want, logits_of(*base, nullptr, kTokens));
+  const double err = max_rel_diff(want, logits_of(*base, ad.get(), kTokens));
+  EXPECT_GT(moved, 1e-2);
+  EXPECT_GT(err, 0.0);  // these values do round
+  EXPECT_LT(err, 2e-5 + 2 * 0x1p-11 * moved) << "moved " << moved;
+}
+
+// Rows of different sequences in one step: each gets its own adapter (or
+// none), with the bits it gets alone.
 TEST_F(Lora, MixedBatchEqualsEachSequenceAlone) {
   SLM_REQUIRE_FIXTURE("models/tiny-llama.gguf");
   const auto base = Model::load(test::fixture("models/tiny-llama.gguf"));
@@ -177,15 +210,16 @@ TEST_F(Lora, MixedBatchEqualsEachSequenceAlone) {
       *base, {{write_adapter(tmp("a1.gguf"), "llama", {random_delta(f, "blk.0.attn_k.weight", 3, 3.0f, 7)}), 1.0f}});
   const auto a2 = LoraAdapter::load(
       *base, {{write_adapter(tmp("a2.gguf"), "llama", {random_delta(f, "blk.1.ffn_up.weight", 5, 5.0f, 8)}), 1.0f}});
-  const LoraAdapter* adapters[] = {a1.get(), nullptr, a2.get()};
+  // a1 twice: its two sequences share each factor row in one segment group.
+  const LoraAdapter* adapters[] = {a1.get(), nullptr, a2.get(), a1.get()};
   SessionOptions so;
   so.n_ctx = 64;
   ThreadPool pool(2);
-  Session s0(*base, so), s1(*base, so), s2(*base, so);
-  Session* sessions[] = {&s0, &s1, &s2};
-  std::vector<std::vector<float>> got(3, std::vector<float>(static_cast<size_t>(base->config().n_vocab)));
+  Session s0(*base, so), s1(*base, so), s2(*base, so), s3(*base, so);
+  Session* sessions[] = {&s0, &s1, &s2, &s3};
+  std::vector<std::vector<float>> got(4, std::vector<float>(static_cast<size_t>(base->config().n_vocab)));
   std::vector<SeqChunk> chunks;
-  for (int i = 0; i < 3; ++i) {
+  for (int i = 0; i < 4; ++i) {
     SeqChunk c{sessions[i], std::span<const int32_t>(kTokens).subspan(static_cast<size_t>(i), 5 + i),
                got[static_cast<size_t>(i)].data(), false};
     c.adapter = adapters[i];
@@ -193,11 +227,11 @@ TEST_F(Lora, MixedBatchEqualsEachSequenceAlone) {
   }
   Scratch scratch(base->config(), 32);
   forward(*base, chunks, scratch, pool);
-  for (int i = 0; i < 3; ++i) {
+  for (int i = 0; i < 4; ++i) {
     const std::vector<int32_t> alone(kTokens.begin() + i, kTokens.begin() + i + 5 + i);
     std::vector<float> want = logits_of(*base, adapters[i], alone);
     want.erase(want.begin(), want.end() - base->config().n_vocab);
-    EXPECT_LT(max_rel_diff(want, got[static_cast<size_t>(i)]), 1e-6) << "sequence " << i;
+    EXPECT_EQ(want, got[static_cast<size_t>(i)]) << "sequence " << i;
   }
 }
 

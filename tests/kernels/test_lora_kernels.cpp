@@ -1,0 +1,156 @@
+// LoRA's shrink and expand kernels (kernels.h LoraKernels) on every compiled
+// ISA: against float64 sums of the same F16 factors, with tolerances from
+// float accumulation (n terms: at most about n * 2^-24 of the sum of
+// |terms|), and bit-for-bit independence of a row's result from the other
+// rows of its call and from how the k and j ranges are split (what makes a
+// mixed batch equal each sequence alone).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "base/fp16.h"
+#include "kernels/kernels.h"
+
+namespace slm::kernels {
+namespace {
+
+struct Case {
+  int64_t n_in, n_out, r, m;
+};
+// Edge sizes: below one vector, odd tails, partial column blocks, and the
+// row blocking (4 rows) with a remainder.
+const Case kCases[] = {{1, 1, 1, 1},    {7, 23, 3, 5},     {33, 17, 2, 4},
+                       {64, 48, 16, 2}, {896, 130, 16, 9}, {250, 64, 5, 1}};
+
+struct Lora {
+  std::vector<uint16_t> a, bt;  // [r][n_in], blocked B^T (lora_bt_size)
+  std::vector<float> scale, x, y0;
+  Case c;
+  float b(int64_t j, int64_t k) const {
+    return fp16_to_f32(
+        bt[static_cast<size_t>((j / kLoraCols * c.r + k) * kLoraCols + j % kLoraCols)]);
+  }
+  float av(int64_t k, int64_t i) const {
+    return fp16_to_f32(a[static_cast<size_t>(k * c.n_in + i)]);
+  }
+};
+
+Lora make(const Case& c, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::uniform_int_distribution<int> pow2(-20, -8);
+  Lora l;
+  l.c = c;
+  // Factor values as model/lora.cpp stores them: rows up to ~2^15.
+  for (int64_t i = 0; i < c.r * c.n_in; ++i) l.a.push_back(f32_to_fp16(4096.0f * nd(rng)));
+  l.bt.assign(static_cast<size_t>(lora_bt_size(c.n_out, c.r)), 0);
+  for (int64_t j = 0; j < c.n_out; ++j)
+    for (int64_t k = 0; k < c.r; ++k)
+      l.bt[static_cast<size_t>((j / kLoraCols * c.r + k) * kLoraCols + j % kLoraCols)] =
+          f32_to_fp16(4096.0f * nd(rng));
+  for (int64_t k = 0; k < c.r; ++k) l.scale.push_back(std::ldexp(1.0f, pow2(rng)));
+  for (int64_t i = 0; i < c.m * c.n_in; ++i) l.x.push_back(nd(rng));
+  for (int64_t i = 0; i < c.m * c.n_out; ++i) l.y0.push_back(nd(rng));
+  return l;
+}
+
+TEST(LoraKernels, MatchFloat64Sums) {
+  for (Isa isa : available_isas()) {
+    const LoraKernels& kl = lora_kernels(isa);
+    ASSERT_NE(kl.shrink, nullptr);
+    ASSERT_NE(kl.expand, nullptr);
+    for (const Case& c : kCases) {
+      SCOPED_TRACE(std::string(isa_name(isa)) + " n_in " + std::to_string(c.n_in) + " n_out " +
+                   std::to_string(c.n_out) + " r " + std::to_string(c.r) + " m " +
+                   std::to_string(c.m));
+      const Lora l = make(c, static_cast<uint32_t>(c.n_in * 31 + c.n_out));
+      std::vector<float> t(static_cast<size_t>(c.m * c.r), -1.0f), y = l.y0;
+      kl.shrink(l.a.data(), c.n_in, c.r, l.scale.data(), 0, c.r, l.x.data(), c.m, t.data());
+      for (int64_t i = 0; i < c.m; ++i)
+        for (int64_t k = 0; k < c.r; ++k) {
+          double want = 0, mag = 0;
+          for (int64_t e = 0; e < c.n_in; ++e) {
+            const double p =
+                static_cast<double>(l.av(k, e)) * l.x[static_cast<size_t>(i * c.n_in + e)];
+            want += p;
+            mag += std::fabs(p);
+          }
+          const double s = l.scale[static_cast<size_t>(k)];
+          ASSERT_NEAR(t[static_cast<size_t>(i * c.r + k)], want * s,
+                      (c.n_in + 4) * 0x1p-24 * mag * s)
+              << "row " << i << " k " << k;
+        }
+      // Expand from the kernel's own t, so only its sums are checked.
+      kl.expand(l.bt.data(), c.n_out, c.r, t.data(), c.m, 0, c.n_out, y.data());
+      for (int64_t i = 0; i < c.m; ++i)
+        for (int64_t j = 0; j < c.n_out; ++j) {
+          double want = l.y0[static_cast<size_t>(i * c.n_out + j)], mag = std::fabs(want);
+          for (int64_t k = 0; k < c.r; ++k) {
+            const double p = static_cast<double>(t[static_cast<size_t>(i * c.r + k)]) * l.b(j, k);
+            want += p;
+            mag += std::fabs(p);
+          }
+          ASSERT_NEAR(y[static_cast<size_t>(i * c.n_out + j)], want, (c.r + 2) * 0x1p-24 * mag)
+              << "row " << i << " column " << j;
+        }
+    }
+  }
+}
+
+// Each row alone, with the ranges cut in pieces, gives the bits of one call
+// over every row and the whole ranges.
+TEST(LoraKernels, RowsDoNotDependOnTheBatchOrTheSplit) {
+  for (Isa isa : available_isas()) {
+    const LoraKernels& kl = lora_kernels(isa);
+    for (const Case& c : kCases) {
+      SCOPED_TRACE(std::string(isa_name(isa)) + " n_in " + std::to_string(c.n_in) + " m " +
+                   std::to_string(c.m));
+      const Lora l = make(c, static_cast<uint32_t>(c.r * 7 + c.m));
+      std::vector<float> t(static_cast<size_t>(c.m * c.r)), y = l.y0;
+      kl.shrink(l.a.data(), c.n_in, c.r, l.scale.data(), 0, c.r, l.x.data(), c.m, t.data());
+      kl.expand(l.bt.data(), c.n_out, c.r, t.data(), c.m, 0, c.n_out, y.data());
+      for (int64_t i = 0; i < c.m; ++i) {
+        std::vector<float> ti(static_cast<size_t>(c.r)),
+            yi(l.y0.begin() + i * c.n_out, l.y0.begin() + (i + 1) * c.n_out);
+        for (int64_t k = 0; k < c.r; ++k)  // one rank at a time
+          kl.shrink(l.a.data(), c.n_in, c.r, l.scale.data(), k, k + 1, l.x.data() + i * c.n_in, 1,
+                    ti.data());
+        for (int64_t j = 0; j < c.n_out; j += kLoraCols)  // one column block at a time
+          kl.expand(l.bt.data(), c.n_out, c.r, ti.data(), 1, j, std::min(c.n_out, j + kLoraCols),
+                    yi.data());
+        for (int64_t k = 0; k < c.r; ++k)
+          ASSERT_EQ(ti[static_cast<size_t>(k)], t[static_cast<size_t>(i * c.r + k)])
+              << "row " << i << " k " << k;
+        for (int64_t j = 0; j < c.n_out; ++j)
+          ASSERT_EQ(yi[static_cast<size_t>(j)], y[static_cast<size_t>(i * c.n_out + j)])
+              << "row " << i << " column " << j;
+      }
+    }
+  }
+}
+
+// Every SIMD expand adds one fused multiply-add per rank to y in rank order,
+// so they agree bit for bit (AVX2 and AVX-512 here; NEON has only itself).
+TEST(LoraKernels, SimdExpandsAgree) {
+  for (const Case& c : kCases) {
+    const Lora l = make(c, 5);
+    std::vector<float> t(static_cast<size_t>(c.m * c.r));
+    lora_kernels(Isa::kScalar)
+        .shrink(l.a.data(), c.n_in, c.r, l.scale.data(), 0, c.r, l.x.data(), c.m, t.data());
+    std::vector<float> first;
+    for (Isa isa : available_isas()) {
+      if (isa == Isa::kScalar) continue;
+      std::vector<float> y = l.y0;
+      lora_kernels(isa).expand(l.bt.data(), c.n_out, c.r, t.data(), c.m, 0, c.n_out, y.data());
+      if (first.empty())
+        first = y;
+      else
+        EXPECT_EQ(y, first) << isa_name(isa) << " n_out " << c.n_out;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace slm::kernels
