@@ -8,6 +8,20 @@
 
 namespace slm::grammar {
 
+namespace {
+// Slot of a (pos << 32 | parent) key in a power-of-two table. Every key bit
+// must reach the low bits: a bare multiply's middle bits see only the low
+// bits of pos, and the long probe chains that made cost more than the steps.
+size_t index_hash(uint64_t key, size_t mask) {
+  key ^= key >> 33;
+  key *= 0xFF51AFD7ED558CCDull;
+  key ^= key >> 33;
+  key *= 0xC4CEB9FE1A85EC53ull;
+  key ^= key >> 33;
+  return static_cast<size_t>(key) & mask;
+}
+}  // namespace
+
 void Matcher::StepTable::next_step() {
   count_ = 0;
   if (++gen_ == 0) {  // wrapped: forget every stamp
@@ -22,7 +36,7 @@ void Matcher::StepTable::grow() {
   std::vector<uint32_t> vals(n), stamps(n, 0);
   for (size_t i = 0; i < keys_.size(); ++i) {
     if (stamps_[i] != gen_) continue;
-    size_t h = (keys_[i] * 0x9E3779B97F4A7C15ull >> 20) & (n - 1);
+    size_t h = index_hash(keys_[i], n - 1);
     while (stamps[h] == gen_) h = (h + 1) & (n - 1);
     keys[h] = keys_[i], vals[h] = vals_[i], stamps[h] = gen_;
   }
@@ -32,7 +46,7 @@ void Matcher::StepTable::grow() {
 uint32_t Matcher::StepTable::insert(uint64_t key, uint32_t val, bool* added) {
   if ((count_ + 1) * 2 > keys_.size()) grow();
   const size_t mask = keys_.size() - 1;
-  size_t h = (key * 0x9E3779B97F4A7C15ull >> 20) & mask;
+  size_t h = index_hash(key, mask);
   while (stamps_[h] == gen_) {
     if (keys_[h] == key) {
       *added = false;
@@ -63,12 +77,6 @@ void Matcher::reset() {
   stacks_.erase(std::unique(stacks_.begin(), stacks_.end()), stacks_.end());
   compact_at_ = 1u << 16;
 }
-
-namespace {
-size_t index_hash(uint64_t key, size_t mask) {
-  return (key * 0x9E3779B97F4A7C15ull >> 20) & mask;
-}
-}  // namespace
 
 void Matcher::rebuild_index() {
   size_t n = 1024;
