@@ -154,10 +154,19 @@ bool Matcher::advance_code_point(char32_t cp) {
   const size_t n_nodes = nodes_.size();
   next_.clear();
   seen_items_.next_step();
+  const auto& code = g_->code;
   for (uint32_t s : stacks_) {
     if (s == kNone) continue;
     const Node n = nodes_[s];
-    if (g_->classes[g_->code[n.pos].arg].contains(cp)) expand(n.pos + 1, n.parent, next_);
+    if (!g_->classes[code[n.pos].arg].contains(cp)) continue;
+    // Inside a literal the next element is a class again: the new top is
+    // (pos + 1, parent), with no rule to expand. Stacks are distinct nodes,
+    // so these items are distinct too (any equal one an expansion reaches is
+    // the same hash-consed node, removed by the sort below).
+    if (code[n.pos + 1].op == Op::kChar)
+      next_.push_back(make_node(n.pos + 1, n.parent));
+    else
+      expand(n.pos + 1, n.parent, next_);
   }
   if (next_.empty()) {
     nodes_.resize(n_nodes);
