@@ -6,8 +6,11 @@
 // TokenTrie: the tokens' byte strings as a trie flattened in depth-first
 // order; node i's subtree is [i, next[i]). A mask walks it depth-first: a byte
 // the matcher rejects skips the whole subtree. During one walk the matcher's
-// states are interned by signature into a small lazily built DFA (state x
-// byte -> state), so a (state, byte) pair is stepped once and every other
+// states are interned into a small lazily built DFA (state x byte -> state)
+// by Matcher::state_key (the sorted hash-consed stack ids, O(stacks); the
+// full signature walks every frame of every stack, which cost more than the
+// steps in states with dozens of stacks, e.g. the start of a key among many
+// listed properties), so a (state, byte) pair is stepped once and every other
 // trie node costs a table lookup: inside free text, where almost every token
 // is allowed, the walk is O(trie nodes) lookups plus O(distinct states x 256)
 // matcher steps.
