@@ -255,6 +255,7 @@ int run(int argc, char** argv) {
   for (const auto& path : picked) {
     SchemaResult r;
     r.name = fs::path(path).filename().string();
+    if (trace) std::fprintf(stderr, "schema %s\n", r.name.c_str());
     Json doc;
     try {
       doc = Json::parse(read_all(path));
@@ -292,11 +293,13 @@ int run(int argc, char** argv) {
           const double c0 = cpu_micros();
           const auto a = Clock::now();
           const size_t lh = mc.local_hits();
+          const size_t stacks = m.stack_count();
           mc.compute(m, mask);
           const double us = micros(a, Clock::now());
           if (trace)
-            std::fprintf(stderr, "  mask %.1f us, visited %zu, states %zu, next token '%s'\n", us,
-                         mc.last_visited(), mc.last_states(),
+            std::fprintf(stderr,
+                         "  mask %.1f us, visited %zu, states %zu, stacks %zu, next token '%s'\n",
+                         us, mc.last_visited(), mc.last_states(), stacks,
                          vocab[static_cast<size_t>(id)].c_str());
           if (valid) {
             const int kind = mc.last_visited() == 0 ? 0 : mc.local_hits() != lh ? 1 : 2;

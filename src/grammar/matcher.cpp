@@ -8,6 +8,20 @@
 
 namespace slm::grammar {
 
+namespace {
+// Slot of a (pos << 32 | parent) key in a power-of-two table. Every key bit
+// must reach the low bits: a bare multiply's middle bits see only the low
+// bits of pos, and the long probe chains that made cost more than the steps.
+size_t index_hash(uint64_t key, size_t mask) {
+  key ^= key >> 33;
+  key *= 0xFF51AFD7ED558CCDull;
+  key ^= key >> 33;
+  key *= 0xC4CEB9FE1A85EC53ull;
+  key ^= key >> 33;
+  return static_cast<size_t>(key) & mask;
+}
+}  // namespace
+
 void Matcher::StepTable::next_step() {
   count_ = 0;
   if (++gen_ == 0) {  // wrapped: forget every stamp
@@ -22,7 +36,7 @@ void Matcher::StepTable::grow() {
   std::vector<uint32_t> vals(n), stamps(n, 0);
   for (size_t i = 0; i < keys_.size(); ++i) {
     if (stamps_[i] != gen_) continue;
-    size_t h = (keys_[i] * 0x9E3779B97F4A7C15ull >> 20) & (n - 1);
+    size_t h = index_hash(keys_[i], n - 1);
     while (stamps[h] == gen_) h = (h + 1) & (n - 1);
     keys[h] = keys_[i], vals[h] = vals_[i], stamps[h] = gen_;
   }
@@ -32,7 +46,7 @@ void Matcher::StepTable::grow() {
 uint32_t Matcher::StepTable::insert(uint64_t key, uint32_t val, bool* added) {
   if ((count_ + 1) * 2 > keys_.size()) grow();
   const size_t mask = keys_.size() - 1;
-  size_t h = (key * 0x9E3779B97F4A7C15ull >> 20) & mask;
+  size_t h = index_hash(key, mask);
   while (stamps_[h] == gen_) {
     if (keys_[h] == key) {
       *added = false;
@@ -64,10 +78,6 @@ void Matcher::reset() {
   compact_at_ = 1u << 16;
 }
 
-namespace {
-size_t index_hash(uint64_t key, size_t mask) { return (key * 0x9E3779B97F4A7C15ull >> 20) & mask; }
-}  // namespace
-
 void Matcher::rebuild_index() {
   size_t n = 1024;
   while (n < 4 * nodes_.size()) n *= 2;
@@ -97,7 +107,8 @@ uint32_t Matcher::make_node(uint32_t pos, uint32_t parent) {
   }
   const uint32_t depth = parent == kNone ? 1 : nodes_[parent].depth + 1;
   if (depth > lim_.max_depth)
-    throw Error(std::string("grammar: input nests deeper than ") + std::to_string(lim_.max_depth) + " rules");
+    throw Error(std::string("grammar: input nests deeper than ") + std::to_string(lim_.max_depth) +
+                " rules");
   if (nodes_.size() >= kNone - 1) throw Error("grammar: matcher arena is full");
   const auto id = static_cast<uint32_t>(nodes_.size());
   nodes_.push_back({pos, parent, depth});
@@ -118,8 +129,8 @@ void Matcher::expand(uint32_t pos, uint32_t parent, std::vector<uint32_t>& out) 
     seen_items_.insert((uint64_t{p} << 32) | par, 0, &added);
     if (!added) continue;
     if (seen_items_.size() > lim_.max_expansions)
-      throw Error(std::string("grammar: too ambiguous (more than ") + std::to_string(lim_.max_expansions) +
-                  " rule expansions for one character)");
+      throw Error(std::string("grammar: too ambiguous (more than ") +
+                  std::to_string(lim_.max_expansions) + " rule expansions for one character)");
     const Element& e = code[p];
     if (e.op == Op::kChar) {
       out.push_back(make_node(p, par));
@@ -143,10 +154,19 @@ bool Matcher::advance_code_point(char32_t cp) {
   const size_t n_nodes = nodes_.size();
   next_.clear();
   seen_items_.next_step();
+  const auto& code = g_->code;
   for (uint32_t s : stacks_) {
     if (s == kNone) continue;
     const Node n = nodes_[s];
-    if (g_->classes[g_->code[n.pos].arg].contains(cp)) expand(n.pos + 1, n.parent, next_);
+    if (!g_->classes[code[n.pos].arg].contains(cp)) continue;
+    // Inside a literal the next element is a class again: the new top is
+    // (pos + 1, parent), with no rule to expand. Stacks are distinct nodes,
+    // so these items are distinct too (any equal one an expansion reaches is
+    // the same hash-consed node, removed by the sort below).
+    if (code[n.pos + 1].op == Op::kChar)
+      next_.push_back(make_node(n.pos + 1, n.parent));
+    else
+      expand(n.pos + 1, n.parent, next_);
   }
   if (next_.empty()) {
     nodes_.resize(n_nodes);
@@ -155,8 +175,8 @@ bool Matcher::advance_code_point(char32_t cp) {
   std::sort(next_.begin(), next_.end());
   next_.erase(std::unique(next_.begin(), next_.end()), next_.end());
   if (next_.size() > lim_.max_stacks)
-    throw Error(std::string("grammar: too ambiguous (more than ") + std::to_string(lim_.max_stacks) +
-                " parse stacks alive)");
+    throw Error(std::string("grammar: too ambiguous (more than ") +
+                std::to_string(lim_.max_stacks) + " parse stacks alive)");
   stacks_.swap(next_);
   return true;
 }
@@ -282,7 +302,9 @@ bool Matcher::is_complete() const {
   return partial_.need == 0 && !stacks_.empty() && stacks_.back() == kNone;
 }
 
-bool Matcher::is_finished() const { return is_complete() && stacks_.size() == 1; }
+bool Matcher::is_finished() const {
+  return is_complete() && stacks_.size() == 1;
+}
 
 void Matcher::save(Snapshot& s) const {
   s.stacks.assign(stacks_.begin(), stacks_.end());
@@ -307,6 +329,55 @@ void Matcher::watch(size_t max_frames, std::vector<uint8_t>& flags) {
   watch_hit_ = false;
 }
 
+void Matcher::partial_range(char32_t& lo, char32_t& hi) const {
+  const unsigned shift = 6u * partial_.need;
+  lo = partial_.cp << shift, hi = lo | ((1u << shift) - 1);
+  if (partial_.seen == 0) {
+    if (partial_.lead == 0xE0) lo = 0x800;
+    if (partial_.lead == 0xED) hi = 0xD7FF;
+    if (partial_.lead == 0xF0) lo = 0x10000;
+    if (partial_.lead == 0xF4) hi = 0x10FFFF;
+  }
+}
+
+uint32_t Matcher::partial_word(bool canonical) const {
+  const bool lead_matters = partial_.seen == 0 && (partial_.lead == 0xE0 || partial_.lead == 0xED ||
+                                                   partial_.lead == 0xF0 || partial_.lead == 0xF4);
+  return uint32_t{partial_.need} |
+         uint32_t{canonical && !lead_matters ? uint8_t{0} : partial_.lead} << 8 |
+         uint32_t{partial_.seen} << 16;
+}
+
+void Matcher::state_key(std::vector<uint32_t>& out) const {
+  out.clear();
+  if (partial_.need == 0) {  // the common case: no character partly received
+    out.push_back(0);
+    out.push_back(0);
+    out.insert(out.end(), stacks_.begin(), stacks_.end());
+    return;
+  }
+  // The partial character as signature() canonicalises it; stack ids are
+  // sorted and unique, so each id's membership bit follows it.
+  char32_t lo = 0, hi = 0;
+  partial_range(lo, hi);
+  bool canonical = true;
+  for (uint32_t s : stacks_) {
+    if (s == kNone) continue;
+    const CharClass& c = g_->classes[g_->code[nodes_[s].pos].arg];
+    if (c.intersects_gap(lo, hi) && c.intersects(lo, hi)) {
+      canonical = false;
+      break;
+    }
+  }
+  out.push_back(canonical ? 0xFFFFFFFFu : partial_.cp);
+  out.push_back(partial_word(canonical));
+  for (uint32_t s : stacks_) {
+    out.push_back(s);
+    if (canonical)
+      out.push_back(s != kNone && !g_->classes[g_->code[nodes_[s].pos].arg].intersects_gap(lo, hi));
+  }
+}
+
 void Matcher::signature(std::vector<uint32_t>& out, size_t max_frames) const {
   // A partial character whose possible code points each top class holds
   // entirely or not at all behaves like any other such prefix with the same
@@ -314,16 +385,7 @@ void Matcher::signature(std::vector<uint32_t>& out, size_t max_frames) const {
   // so the thousands of 3-byte prefixes inside free text share one form.
   bool canonical = partial_.need > 0;
   char32_t lo = 0, hi = 0;
-  if (canonical) {
-    const unsigned shift = 6u * partial_.need;
-    lo = partial_.cp << shift, hi = lo | ((1u << shift) - 1);
-    if (partial_.seen == 0) {
-      if (partial_.lead == 0xE0) lo = 0x800;
-      if (partial_.lead == 0xED) hi = 0xD7FF;
-      if (partial_.lead == 0xF0) lo = 0x10000;
-      if (partial_.lead == 0xF4) hi = 0x10FFFF;
-    }
-  }
+  if (canonical) partial_range(lo, hi);
   sig_flat_.clear();
   sig_spans_.clear();
   for (uint32_t s : stacks_) {
@@ -331,13 +393,16 @@ void Matcher::signature(std::vector<uint32_t>& out, size_t max_frames) const {
     uint32_t member = 0;
     if (partial_.need > 0 && s != kNone) {
       const CharClass& c = g_->classes[g_->code[nodes_[s].pos].arg];
-      if (!c.intersects_gap(lo, hi)) member = 1;
-      else if (c.intersects(lo, hi)) canonical = false;
+      if (!c.intersects_gap(lo, hi))
+        member = 1;
+      else if (c.intersects(lo, hi))
+        canonical = false;
     }
     sig_flat_.push_back(member);
     size_t k = 0;
     uint32_t n = s;
-    for (; n != kNone && k < max_frames; n = nodes_[n].parent, ++k) sig_flat_.push_back(nodes_[n].pos);
+    for (; n != kNone && k < max_frames; n = nodes_[n].parent, ++k)
+      sig_flat_.push_back(nodes_[n].pos);
     if (n != kNone) sig_flat_.push_back(kNone);  // cut here: more frames lie below
     sig_spans_.push_back({begin, static_cast<uint32_t>(sig_flat_.size())});
   }
@@ -346,11 +411,8 @@ void Matcher::signature(std::vector<uint32_t>& out, size_t max_frames) const {
                                         sig_flat_.begin() + b.first, sig_flat_.begin() + b.second);
   });
   out.clear();
-  const bool lead_matters = partial_.seen == 0 && (partial_.lead == 0xE0 || partial_.lead == 0xED ||
-                                                   partial_.lead == 0xF0 || partial_.lead == 0xF4);
   out.push_back(canonical ? 0xFFFFFFFFu : partial_.cp);
-  out.push_back(uint32_t{partial_.need} | uint32_t{canonical && !lead_matters ? uint8_t{0} : partial_.lead} << 8 |
-                uint32_t{partial_.seen} << 16);
+  out.push_back(partial_word(canonical));
   const uint32_t skip = canonical ? 0 : 1;  // membership bits only in the canonical form
   for (const auto& [b, e] : sig_spans_) {
     out.push_back(e - b - skip);  // length first: the form stays unambiguous

@@ -38,8 +38,8 @@
 namespace slm::grammar {
 
 struct MatcherLimits {
-  size_t max_stacks = 4096;      // live parse stacks after one byte
-  uint32_t max_depth = 10000;    // nesting of one stack
+  size_t max_stacks = 4096;          // live parse stacks after one byte
+  uint32_t max_depth = 10000;        // nesting of one stack
   size_t max_expansions = 1u << 16;  // rule expansions in one step
 };
 
@@ -88,6 +88,13 @@ class Matcher {
   // positions of each whole stack, stacks in sorted order). O(total depth).
   // max_frames keeps only the top frames of each stack (a "local" signature).
   void signature(std::vector<uint32_t>& out, size_t max_frames = SIZE_MAX) const;
+
+  // A cheap identity of the state, O(stacks): the sorted stack node ids and
+  // the partial character in signature()'s canonical form. Stack nodes are
+  // hash-consed and immutable while the arena only grows, so between two
+  // restore()/compact() calls equal keys mean equal signatures (token masks
+  // intern the states of one walk by it instead of walking every stack).
+  void state_key(std::vector<uint32_t>& out) const;
 
   // Context watch (token masks): flags[id] for the arena nodes that exist now
   // are 1 for the top max_frames nodes of each stack, 0 below. While watching,
@@ -147,6 +154,11 @@ class Matcher {
   void expand(uint32_t pos, uint32_t parent, std::vector<uint32_t>& out);
   uint32_t make_node(uint32_t pos, uint32_t parent);
   bool any_top_intersects(char32_t lo, char32_t hi) const;
+  // The code points the partial character can still become: [lo, hi].
+  void partial_range(char32_t& lo, char32_t& hi) const;
+  // need | lead << 8 | seen << 16 (lead only where it still constrains, in
+  // the canonical form).
+  uint32_t partial_word(bool canonical) const;
 
   std::shared_ptr<const Grammar> g_;
   MatcherLimits lim_;
@@ -157,7 +169,7 @@ class Matcher {
   // Scratch reused across steps (no allocation once warm).
   std::vector<uint32_t> next_;
   std::vector<std::pair<uint32_t, uint32_t>> work_;
-  uint32_t watch_limit_ = 0;               // nodes below this id are watched
+  uint32_t watch_limit_ = 0;  // nodes below this id are watched
   const uint8_t* watch_flags_ = nullptr;
   bool watch_hit_ = false;
   mutable std::vector<uint32_t> sig_flat_;

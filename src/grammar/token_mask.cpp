@@ -91,8 +91,8 @@ void TokenTrie::summarize() {
       u.valid = false;
     } else {
       const uint8_t l = u.lead;
-      if (u.seen == 0 && ((l == 0xE0 && b < 0xA0) || (l == 0xED && b > 0x9F) || (l == 0xF0 && b < 0x90) ||
-                          (l == 0xF4 && b > 0x8F)))
+      if (u.seen == 0 && ((l == 0xE0 && b < 0xA0) || (l == 0xED && b > 0x9F) ||
+                          (l == 0xF0 && b < 0x90) || (l == 0xF4 && b > 0x8F)))
         u.valid = false;
       --u.need, ++u.seen;
     }
@@ -108,8 +108,10 @@ void TokenTrie::summarize() {
       const Below& cb = below_[c];
       b.ascii[0] |= cb.ascii[0], b.ascii[1] |= cb.ascii[1], b.flags |= cb.flags;
       const uint8_t x = nodes_[c].byte;
-      if (x < 0x80) b.ascii[x >> 6] |= uint64_t{1} << (x & 63);
-      else b.flags |= kBelowNonAscii;
+      if (x < 0x80)
+        b.ascii[x >> 6] |= uint64_t{1} << (x & 63);
+      else
+        b.flags |= kBelowNonAscii;
       if (!valid[c]) b.flags |= kBelowInvalid;
     }
   }
@@ -121,17 +123,20 @@ size_t TokenTrie::loop_views() const {
 }
 
 std::shared_ptr<const TokenTrie::LoopView> TokenTrie::loop_view(const Below& set) const {
-  if (static_cast<size_t>(__builtin_popcountll(set.ascii[0]) + __builtin_popcountll(set.ascii[1])) < kViewMinBytes)
+  if (static_cast<size_t>(__builtin_popcountll(set.ascii[0]) + __builtin_popcountll(set.ascii[1])) <
+      kViewMinBytes)
     return nullptr;
   auto same = [&](const std::shared_ptr<const LoopView>& v) {
-    return v->set.ascii[0] == set.ascii[0] && v->set.ascii[1] == set.ascii[1] && v->set.flags == set.flags;
+    return v->set.ascii[0] == set.ascii[0] && v->set.ascii[1] == set.ascii[1] &&
+           v->set.flags == set.flags;
   };
   {
     std::lock_guard<std::mutex> lock(memo_->mu);
     auto& vs = memo_->views;
     for (size_t k = 0; k < vs.size(); ++k) {
       if (!same(vs[k])) continue;
-      std::rotate(vs.begin() + static_cast<ptrdiff_t>(k), vs.begin() + static_cast<ptrdiff_t>(k) + 1, vs.end());
+      std::rotate(vs.begin() + static_cast<ptrdiff_t>(k),
+                  vs.begin() + static_cast<ptrdiff_t>(k) + 1, vs.end());
       return vs.back();  // most recently used last
     }
   }
@@ -149,7 +154,8 @@ namespace {
 // Sorts (byte, node) pairs into nodes grouped by byte: nodes[at[b], at[b + 1]).
 void group_by_byte(std::vector<std::pair<uint8_t, uint32_t>>& pairs, std::vector<uint32_t>& nodes,
                    std::vector<uint32_t>& at) {
-  std::stable_sort(pairs.begin(), pairs.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::stable_sort(pairs.begin(), pairs.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
   at.assign(257, 0);
   nodes.clear();
   for (const auto& [b, n] : pairs) {
@@ -181,7 +187,7 @@ std::shared_ptr<const TokenTrie::LoopView> TokenTrie::build_view(const Below& se
     chars[n.depth] = static_cast<uint16_t>(before + ((char_[i] & kCharStart) ? 1 : 0));
     if (char_[i] & kCharStart) {
       const bool in = n.byte < 0x80 ? ((set.ascii[n.byte >> 6] >> (n.byte & 63)) & 1) != 0
-                                     : (set.flags & kBelowNonAscii) && !(char_[i] & kCharBad);
+                                    : (set.flags & kBelowNonAscii) && !(char_[i] & kCharBad);
       if (!in) {
         v->exits.push_back(static_cast<uint32_t>(i));
         if (e == 0) {
@@ -203,7 +209,8 @@ std::shared_ptr<const TokenTrie::LoopView> TokenTrie::build_view(const Below& se
         const size_t c = std::min<size_t>(chars[n.depth], 255);
         v->max_chars = std::max(v->max_chars, c);
         if (c <= kUptoChars) {
-          for (size_t u = c; u <= kUptoChars; ++u) v->whole_upto[u][id >> 6] |= uint64_t{1} << (id & 63);
+          for (size_t u = c; u <= kUptoChars; ++u)
+            v->whole_upto[u][id >> 6] |= uint64_t{1} << (id & 63);
         } else {
           v->whole_long.push_back({static_cast<uint8_t>(c), id});
         }
@@ -213,18 +220,21 @@ std::shared_ptr<const TokenTrie::LoopView> TokenTrie::build_view(const Below& se
   }
   v->exit_skip.resize(v->exits.size());
   for (size_t k = 0; k < v->exits.size(); ++k)
-    v->exit_skip[k] = static_cast<uint32_t>(
-        std::lower_bound(v->exits.begin() + static_cast<ptrdiff_t>(k), v->exits.end(), nodes_[v->exits[k]].next) -
-        v->exits.begin());
+    v->exit_skip[k] =
+        static_cast<uint32_t>(std::lower_bound(v->exits.begin() + static_cast<ptrdiff_t>(k),
+                                               v->exits.end(), nodes_[v->exits[k]].next) -
+                              v->exits.begin());
   std::sort(v->whole_long.begin(), v->whole_long.end());
   group_by_byte(f0, v->first0, v->first0_at);
   for (uint32_t node : v->first0) {  // characters before the exit: count up the path
     size_t c = 0;
-    for (uint32_t p = parent_[node]; p != kNoParent; p = parent_[p]) c += (char_[p] & kCharStart) ? 1 : 0;
+    for (uint32_t p = parent_[node]; p != kNoParent; p = parent_[p])
+      c += (char_[p] & kCharStart) ? 1 : 0;
     v->first0_chars.push_back(static_cast<uint8_t>(std::min<size_t>(c, 255)));
   }
   // first1 keeps each exit's first byte beside it.
-  std::stable_sort(f1.begin(), f1.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::stable_sort(f1.begin(), f1.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
   v->first1_at.assign(257, 0);
   for (const auto& [b, node] : f1) {
     ++v->first1_at[b + 1u];
@@ -239,7 +249,8 @@ std::shared_ptr<const TokenTrie::LoopView> TokenTrie::build_view(const Below& se
 
 namespace {
 
-size_t find_entry(const std::vector<std::vector<uint32_t>>& sigs, const std::vector<uint32_t>& sig) {
+size_t find_entry(const std::vector<std::vector<uint32_t>>& sigs,
+                  const std::vector<uint32_t>& sig) {
   for (size_t i = 0; i < sigs.size(); ++i)
     if (sigs[i] == sig) return i;
   return SIZE_MAX;
@@ -308,12 +319,13 @@ void MaskComputer::compute(Matcher& m, std::vector<uint64_t>& mask) {
 }
 
 int32_t MaskComputer::intern(Matcher& m) {
-  m.signature(state_sig_);
-  const auto& sig = state_sig_;
+  m.state_key(key_);
+  const auto& key = key_;
   uint64_t h = 1469598103934665603ull;
-  for (uint32_t v : sig) h = (h ^ v) * 1099511628211ull;
-  if (index_.size() < 2 * (states_.size() + 1)) {  // grow and rehash
-    std::vector<std::pair<uint64_t, int32_t>> bigger(std::max<size_t>(64, index_.size() * 2), {0, -1});
+  for (uint32_t v : key) h = (h ^ v) * 1099511628211ull;
+  if (index_.size() < 2 * (n_states_ + 1)) {  // grow and rehash
+    std::vector<std::pair<uint64_t, int32_t>> bigger(std::max<size_t>(64, index_.size() * 2),
+                                                     {0, -1});
     for (const auto& e : index_) {
       if (e.second < 0) continue;
       size_t k = e.first & (bigger.size() - 1);
@@ -322,21 +334,26 @@ int32_t MaskComputer::intern(Matcher& m) {
     }
     index_.swap(bigger);
   }
+  auto same = [&](int32_t id) {
+    const uint32_t b = key_at_[static_cast<size_t>(id)], e = key_at_[static_cast<size_t>(id) + 1];
+    return e - b == key.size() && std::equal(key.begin(), key.end(), keys_.begin() + b);
+  };
   size_t k = h & (index_.size() - 1);
   for (; index_[k].second >= 0; k = (k + 1) & (index_.size() - 1))
-    if (index_[k].first == h && state_sigs_[static_cast<size_t>(index_[k].second)] == sig)
-      return index_[k].second;
-  if (states_.size() >= kMaxStates) return kUnknown;
-  const auto id = static_cast<int32_t>(states_.size());
+    if (index_[k].first == h && same(index_[k].second)) return index_[k].second;
+  if (n_states_ >= kMaxStates) return kUnknown;
+  const auto id = static_cast<int32_t>(n_states_);
   index_[k] = {h, id};
-  states_.emplace_back();
-  m.save(states_.back());
-  state_sigs_.push_back(sig);
+  if (states_.size() == n_states_) states_.emplace_back();  // snapshots are reused across walks
+  Matcher::Snapshot& snap = states_[n_states_++];
+  m.save(snap);
+  keys_.insert(keys_.end(), key.begin(), key.end());
+  key_at_.push_back(static_cast<uint32_t>(keys_.size()));
   uint64_t cand[2];
   m.ascii_candidates(cand);
   cand_.push_back(cand[0]);
   cand_.push_back(cand[1]);
-  whole_char_.push_back(states_.back().partial.need == 0);
+  whole_char_.push_back(snap.partial.need == 0);
   trans_.resize(trans_.size() + 256, kUnknown);
   trans_deep_.resize(trans_deep_.size() + 256, 0);
   return id;
@@ -353,8 +370,9 @@ void MaskComputer::begin_walk(Matcher& m) {
   cand_.clear();
   whole_char_.clear();
   m.save(snaps_[0]);  // the origin; deeper entries only when the DFA is full
-  states_.clear();
-  state_sigs_.clear();
+  n_states_ = 0;
+  keys_.clear();
+  key_at_.assign(1, 0);
   trans_.clear();
   trans_deep_.clear();
   std::fill(index_.begin(), index_.end(), std::pair<uint64_t, int32_t>{0, -1});
@@ -363,7 +381,9 @@ void MaskComputer::begin_walk(Matcher& m) {
   at_depth_[0] = intern(m);
 }
 
-void MaskComputer::end_walk(Matcher& m) { m.restore(snaps_[0]); }
+void MaskComputer::end_walk(Matcher& m) {
+  m.restore(snaps_[0]);
+}
 
 // One byte from DFA state `from` (kUnknown: the state saved in snaps_[depth-1]).
 // *deep (optional) tells whether the step looked below the local frames.
@@ -386,7 +406,8 @@ int32_t MaskComputer::step(Matcher& m, int32_t from, uint8_t byte, size_t depth,
   }
   // The bytes every top class treats alike step alike: one step fills them all.
   uint64_t part[2] = {0, 0};
-  if (from >= 0 && byte < 0x80 && whole_char_[static_cast<size_t>(from)]) m.ascii_class_of(byte, part);
+  if (from >= 0 && byte < 0x80 && whole_char_[static_cast<size_t>(from)])
+    m.ascii_class_of(byte, part);
   m.clear_watch_hit();
   bool ok = false;
   try {
@@ -471,7 +492,8 @@ void MaskComputer::walk_range(Matcher& m, size_t begin, size_t end, std::vector<
         const bool sub_local = also_local && !loop_deep_[static_cast<size_t>(li)];
         if (!(below.flags & TokenTrie::kBelowInvalid) && (below.ascii[0] & ~loop.ascii[0]) == 0 &&
             (below.ascii[1] & ~loop.ascii[1]) == 0 &&
-            (loop.flags & TokenTrie::kBelowNonAscii || !(below.flags & TokenTrie::kBelowNonAscii))) {
+            (loop.flags & TokenTrie::kBelowNonAscii ||
+             !(below.flags & TokenTrie::kBelowNonAscii))) {
           // Every character below is in the set: every token is allowed.
           if (also_local && !sub_local) add_uncertain(i, uncertain);
           for (uint32_t t = trie_->ids_at_[i + 1]; t < trie_->ids_at_[nd.next]; ++t) {
@@ -483,10 +505,12 @@ void MaskComputer::walk_range(Matcher& m, size_t begin, size_t end, std::vector<
           i = nd.next;
           continue;
         }
-        const TokenTrie::LoopView* v = nd.depth < 255 && nd.next > i + kLoopMinBelow ? view_of(li) : nullptr;
+        const TokenTrie::LoopView* v =
+            nd.depth < 255 && nd.next > i + kLoopMinBelow ? view_of(li) : nullptr;
         if (v) {
           if (also_local && !sub_local) add_uncertain(i, uncertain);
-          walk_view(m, i, to, *v, mask, sub_local ? local : nullptr, sub_local ? uncertain : nullptr);
+          walk_view(m, i, to, *v, mask, sub_local ? local : nullptr,
+                    sub_local ? uncertain : nullptr);
           ++loop_skips_;
           i = nd.next;
           continue;
@@ -536,8 +560,11 @@ void MaskComputer::walk_view(Matcher& m, size_t i, int32_t s, const TokenTrie::L
     mask[id >> 6] |= uint64_t{1} << (id & 63);
     if (local) (*local)[id >> 6] |= uint64_t{1} << (id & 63);
   }
-  const auto first = std::lower_bound(v.exits.begin(), v.exits.end(), static_cast<uint32_t>(i + 1)) - v.exits.begin();
-  for (auto k = static_cast<size_t>(first); k < v.exits.size() && v.exits[k] < nd.next; k = v.exit_skip[k]) {
+  const auto first =
+      std::lower_bound(v.exits.begin(), v.exits.end(), static_cast<uint32_t>(i + 1)) -
+      v.exits.begin();
+  for (auto k = static_cast<size_t>(first); k < v.exits.size() && v.exits[k] < nd.next;
+       k = v.exit_skip[k]) {
     const uint32_t j = v.exits[k];
     if (trans_[static_cast<size_t>(s) * 256 + nodes[j].byte] == kDead) continue;
     at_depth_[nodes[j].depth - 1u] = s;
@@ -547,9 +574,10 @@ void MaskComputer::walk_view(Matcher& m, size_t i, int32_t s, const TokenTrie::L
 
 // Walks the exits nodes[begin, end) from state s (each exit's parent is in
 // state s); with root_bytes, only those whose token's first byte is in roots.
-void MaskComputer::walk_exits(Matcher& m, const std::vector<uint32_t>& exits, uint32_t begin, uint32_t end,
-                              int32_t s, std::vector<uint64_t>& mask, std::vector<uint64_t>* local,
-                              std::vector<Uncertain>* uncertain, const uint8_t* root_bytes, const uint64_t* roots) {
+void MaskComputer::walk_exits(Matcher& m, const std::vector<uint32_t>& exits, uint32_t begin,
+                              uint32_t end, int32_t s, std::vector<uint64_t>& mask,
+                              std::vector<uint64_t>* local, std::vector<Uncertain>* uncertain,
+                              const uint8_t* root_bytes, const uint64_t* roots) {
   const auto& nodes = trie_->nodes_;
   for (uint32_t k = begin; k < end; ++k) {
     if (root_bytes && !((roots[root_bytes[k] >> 6] >> (root_bytes[k] & 63)) & 1)) continue;
@@ -577,7 +605,8 @@ void MaskComputer::walk_root(Matcher& m, std::vector<uint64_t>& mask, std::vecto
   loop_set(m, s0, 0);
   int32_t li = loop_index(s0);
   if (const TokenTrie::LoopView* v = li >= 0 ? view_of(li) : nullptr) {
-    if (loop_deep_[static_cast<size_t>(li)]) local = nullptr, uncertain = nullptr, local_ok_ = false;
+    if (loop_deep_[static_cast<size_t>(li)])
+      local = nullptr, uncertain = nullptr, local_ok_ = false;
     add_bits(v->whole);
     for (size_t b = 0; b < 256; ++b) {
       if (v->first0_at[b] == v->first0_at[b + 1]) continue;
@@ -598,17 +627,20 @@ void MaskComputer::walk_root(Matcher& m, std::vector<uint64_t>& mask, std::vecto
   bool any_deep = false;  // some first byte or G's loop looked below the local frames
   for (; ascii_end < n && nodes[ascii_end].byte < 0x80; ascii_end = nodes[ascii_end].next) {
     bool deep = false;
-    roots.push_back({static_cast<uint32_t>(ascii_end), step(m, s0, nodes[ascii_end].byte, 1, &deep)});
+    roots.push_back(
+        {static_cast<uint32_t>(ascii_end), step(m, s0, nodes[ascii_end].byte, 1, &deep)});
     roots_deep_.push_back(deep);
   }
   int32_t g = kDead;
   size_t best = 0;
-  counts_.resize(states_.size());
+  counts_.resize(n_states_);
   for (const auto& r : roots)
-    if (r.second >= 0 && ++counts_[static_cast<size_t>(r.second)] > best) best = counts_[static_cast<size_t>(r.second)], g = r.second;
+    if (r.second >= 0 && ++counts_[static_cast<size_t>(r.second)] > best)
+      best = counts_[static_cast<size_t>(r.second)], g = r.second;
   for (const auto& r : roots)
     if (r.second >= 0) counts_[static_cast<size_t>(r.second)] = 0;
-  for (size_t r = 0; r < roots.size(); ++r) any_deep = any_deep || (roots[r].second == g && roots_deep_[r]);
+  for (size_t r = 0; r < roots.size(); ++r)
+    any_deep = any_deep || (roots[r].second == g && roots_deep_[r]);
   const TokenTrie::LoopView* v = nullptr;
   if (best >= kGroupMin) {
     loop_set(m, g, 1);
@@ -631,9 +663,11 @@ void MaskComputer::walk_root(Matcher& m, std::vector<uint64_t>& mask, std::vecto
   }
   // Where the group's tokens depended on more than the local frames, this
   // mask has no context-free part worth keeping.
-  if (any_deep || loop_deep_[static_cast<size_t>(li)]) local = nullptr, uncertain = nullptr, local_ok_ = false;
+  if (any_deep || loop_deep_[static_cast<size_t>(li)])
+    local = nullptr, uncertain = nullptr, local_ok_ = false;
   for (size_t i = ascii_end; i < n; i = nodes[i].next)
-    roots.push_back({static_cast<uint32_t>(i), non_ascii && !(trie_->char_[i] & TokenTrie::kCharBad) ? g : kDead});
+    roots.push_back({static_cast<uint32_t>(i),
+                     non_ascii && !(trie_->char_[i] & TokenTrie::kCharBad) ? g : kDead});
   uint64_t group[4] = {0, 0, 0, 0};
   for (const auto& [i, to] : roots)
     if (to == g) group[nodes[i].byte >> 6] |= uint64_t{1} << (nodes[i].byte & 63);
@@ -654,23 +688,24 @@ void MaskComputer::walk_root(Matcher& m, std::vector<uint64_t>& mask, std::vecto
   for (size_t b = 0; b < 256; ++b) {
     if (v->first1_at[b] == v->first1_at[b + 1]) continue;
     if (step(m, g, static_cast<uint8_t>(b), 2, nullptr) == kDead) continue;
-    walk_exits(m, v->first1, v->first1_at[b], v->first1_at[b + 1], g, mask, local, uncertain, v->first1_root.data(),
-               group);
+    walk_exits(m, v->first1, v->first1_at[b], v->first1_at[b + 1], g, mask, local, uncertain,
+               v->first1_root.data(), group);
   }
   ++loop_skips_;
 }
 
-bool MaskComputer::walk_chain(Matcher& m, std::vector<uint64_t>& mask, std::vector<uint64_t>*& local,
-                              std::vector<Uncertain>*& uncertain) {
+bool MaskComputer::walk_chain(Matcher& m, std::vector<uint64_t>& mask,
+                              std::vector<uint64_t>*& local, std::vector<Uncertain>*& uncertain) {
   const int32_t s0 = at_depth_[0];
-  if (states_.size() + kMaxChain + 64 > kMaxStates) return false;
+  if (n_states_ + kMaxChain + 64 > kMaxStates) return false;
   // The biggest class of ASCII bytes that s0's top classes treat alike.
   m.load(states_[static_cast<size_t>(s0)]);
   uint64_t left[2] = {cand_[2 * static_cast<size_t>(s0)], cand_[2 * static_cast<size_t>(s0) + 1]};
   TokenTrie::Below set{{0, 0}, 0};
   int best = 0;
   while (left[0] | left[1]) {
-    const auto b = static_cast<uint8_t>(left[0] ? __builtin_ctzll(left[0]) : 64 + __builtin_ctzll(left[1]));
+    const auto b =
+        static_cast<uint8_t>(left[0] ? __builtin_ctzll(left[0]) : 64 + __builtin_ctzll(left[1]));
     uint64_t part[2];
     m.ascii_class_of(b, part);
     part[0] &= left[0], part[1] &= left[1];
@@ -679,7 +714,8 @@ bool MaskComputer::walk_chain(Matcher& m, std::vector<uint64_t>& mask, std::vect
     if (n > best) best = n, set.ascii[0] = part[0], set.ascii[1] = part[1];
   }
   if (static_cast<size_t>(best) < TokenTrie::kViewMinBytes) return false;
-  const auto rep = static_cast<uint8_t>(set.ascii[0] ? __builtin_ctzll(set.ascii[0]) : 64 + __builtin_ctzll(set.ascii[1]));
+  const auto rep = static_cast<uint8_t>(set.ascii[0] ? __builtin_ctzll(set.ascii[0])
+                                                     : 64 + __builtin_ctzll(set.ascii[1]));
   bool deep = false, any_deep = false;
   const int32_t s1 = step(m, s0, rep, 1, &deep);
   if (s1 < 0 || s1 == s0) return false;
@@ -687,7 +723,8 @@ bool MaskComputer::walk_chain(Matcher& m, std::vector<uint64_t>& mask, std::vect
   // Non-ASCII characters join the set when the top classes treat them all
   // alike (then U+00E9 stands for them) and like the set's bytes.
   m.load(states_[static_cast<size_t>(s0)]);
-  if (m.classes_uniform(0x80, 0x10FFFF) && m.treats_alike(rep, 0xE9)) set.flags = TokenTrie::kBelowNonAscii;
+  if (m.classes_uniform(0x80, 0x10FFFF) && m.treats_alike(rep, 0xE9))
+    set.flags = TokenTrie::kBelowNonAscii;
   {
     // A state that loops after one character is the group walk's (walk_root).
     m.load(states_[static_cast<size_t>(s1)]);
@@ -707,7 +744,8 @@ bool MaskComputer::walk_chain(Matcher& m, std::vector<uint64_t>& mask, std::vect
     uint64_t part[2];
     m.ascii_class_of(rep, part);
     if ((set.ascii[0] & ~part[0]) || (set.ascii[1] & ~part[1])) return false;  // not one class here
-    if (set.flags && !(m.classes_uniform(0x80, 0x10FFFF) && m.treats_alike(rep, 0xE9))) return false;
+    if (set.flags && !(m.classes_uniform(0x80, 0x10FFFF) && m.treats_alike(rep, 0xE9)))
+      return false;
     const int32_t next = step(m, s, rep, 1, &deep);
     if (next == kDead) {
       r = chain_.size() - 1;
@@ -721,7 +759,8 @@ bool MaskComputer::walk_chain(Matcher& m, std::vector<uint64_t>& mask, std::vect
     }
     chain_.push_back(next);
   }
-  if (r == SIZE_MAX && loop_at == SIZE_MAX && v.max_chars > kMaxChain) return false;  // longer than the chain
+  if (r == SIZE_MAX && loop_at == SIZE_MAX && v.max_chars > kMaxChain)
+    return false;  // longer than the chain
   if (any_deep) local = nullptr, uncertain = nullptr, local_ok_ = false;
   auto add_bits = [&](const std::vector<uint64_t>& bits) {
     for (size_t w = 0; w < bits.size(); ++w) mask[w] |= bits[w];
@@ -756,17 +795,19 @@ bool MaskComputer::walk_chain(Matcher& m, std::vector<uint64_t>& mask, std::vect
 
 const TokenTrie::Below* MaskComputer::loop_set(Matcher& m, int32_t s, size_t depth) {
   const auto si = static_cast<size_t>(s);
-  if (si >= loop_of_.size()) loop_of_.resize(states_.size(), kUnknown);
-  if (loop_of_[si] != kUnknown) return loop_of_[si] >= 0 ? &loops_[static_cast<size_t>(loop_of_[si])] : nullptr;
+  if (si >= loop_of_.size()) loop_of_.resize(n_states_, kUnknown);
+  if (loop_of_[si] != kUnknown)
+    return loop_of_[si] >= 0 ? &loops_[static_cast<size_t>(loop_of_[si])] : nullptr;
   loop_of_[si] = kDead;
   // Stepping may intern new states; keep room so the walk's own path never
   // falls back to the depth snapshots this could overwrite.
-  if (states_.size() + 160 > kMaxStates) return nullptr;
+  if (n_states_ + 160 > kMaxStates) return nullptr;
   m.load(states_[si]);
   if (m.stack_count() > kLoopMaxStacks) return nullptr;  // stepping would cost more than it saves
   uint64_t cand[2];
   m.ascii_candidates(cand);
-  if (static_cast<size_t>(__builtin_popcountll(cand[0]) + __builtin_popcountll(cand[1])) < kLoopMinBytes)
+  if (static_cast<size_t>(__builtin_popcountll(cand[0]) + __builtin_popcountll(cand[1])) <
+      kLoopMinBytes)
     return nullptr;
   TokenTrie::Below loop{{0, 0}, 0};
   size_t n = 0;

@@ -6,8 +6,11 @@
 // TokenTrie: the tokens' byte strings as a trie flattened in depth-first
 // order; node i's subtree is [i, next[i]). A mask walks it depth-first: a byte
 // the matcher rejects skips the whole subtree. During one walk the matcher's
-// states are interned by signature into a small lazily built DFA (state x
-// byte -> state), so a (state, byte) pair is stepped once and every other
+// states are interned into a small lazily built DFA (state x byte -> state)
+// by Matcher::state_key (the sorted hash-consed stack ids, O(stacks); the
+// full signature walks every frame of every stack, which cost more than the
+// steps in states with dozens of stacks, e.g. the start of a key among many
+// listed properties), so a (state, byte) pair is stepped once and every other
 // trie node costs a table lookup: inside free text, where almost every token
 // is allowed, the walk is O(trie nodes) lookups plus O(distinct states x 256)
 // matcher steps.
@@ -63,13 +66,13 @@ class TokenTrie {
   friend class MaskComputer;
   static constexpr size_t kMaxTokenBytes = 4096;  // longer tokens are never allowed
   static constexpr size_t kMaxViews = 32;
-  static constexpr size_t kViewMinBytes = 32;     // smaller loop sets get no view
+  static constexpr size_t kViewMinBytes = 32;  // smaller loop sets get no view
   void summarize();
   struct Node {
-    uint32_t next;        // index just past this node's subtree
-    uint32_t tok_begin;   // tokens ending at this node: ids_[tok_begin, tok_end)
+    uint32_t next;       // index just past this node's subtree
+    uint32_t tok_begin;  // tokens ending at this node: ids_[tok_begin, tok_end)
     uint32_t tok_end;
-    uint16_t depth;       // 1 for the first byte of a token
+    uint16_t depth;  // 1 for the first byte of a token
     uint8_t byte;
   };
   // What lies strictly below a node: the ASCII bytes (a 128-bit set) and flags.
@@ -81,11 +84,11 @@ class TokenTrie {
   static constexpr uint8_t kBelowInvalid = 2;   // some path is not a UTF-8 prefix
   std::vector<Node> nodes_;
   std::vector<int32_t> ids_;
-  std::vector<Below> below_;        // [n_nodes]
-  std::vector<uint8_t> boundary_;   // [n_nodes] path is valid UTF-8 ending a whole character
-  std::vector<uint32_t> ids_at_;    // [n_nodes + 1] ids_ size when the node was made: the
-                                    // tokens of subtree i are ids_[ids_at_[i], ids_at_[next])
-  std::vector<uint32_t> parent_;    // [n_nodes] kNoParent for the first byte of a token
+  std::vector<Below> below_;       // [n_nodes]
+  std::vector<uint8_t> boundary_;  // [n_nodes] path is valid UTF-8 ending a whole character
+  std::vector<uint32_t> ids_at_;   // [n_nodes + 1] ids_ size when the node was made: the
+                                   // tokens of subtree i are ids_[ids_at_[i], ids_at_[next])
+  std::vector<uint32_t> parent_;   // [n_nodes] kNoParent for the first byte of a token
   // [n_nodes] kCharStart: the path before the node is valid UTF-8 ending a
   // whole character; kCharBad: the character starting here is not valid
   // UTF-8 on some path (a bad lead or continuation byte).
@@ -99,11 +102,11 @@ class TokenTrie {
   // character not in the set (or a bad one).
   struct LoopView {
     Below set;
-    std::vector<uint64_t> whole;       // [mask words] tokens with no exit
-    std::vector<uint64_t> tail;        // [mask words] ASCII first byte, no exit below depth 1
-    std::vector<uint8_t> exit_depth;   // [ids_ size] deepest exit on each token's path (255: deeper)
-    std::vector<uint32_t> exits;       // every exit, in trie order
-    std::vector<uint32_t> exit_skip;   // [exits] index of the first exit after the exit's subtree
+    std::vector<uint64_t> whole;      // [mask words] tokens with no exit
+    std::vector<uint64_t> tail;       // [mask words] ASCII first byte, no exit below depth 1
+    std::vector<uint8_t> exit_depth;  // [ids_ size] deepest exit on each token's path (255: deeper)
+    std::vector<uint32_t> exits;      // every exit, in trie order
+    std::vector<uint32_t> exit_skip;  // [exits] index of the first exit after the exit's subtree
     // Exits with no exit above them (first0) and exits below depth 1 with no
     // exit above them below depth 1 (first1, ASCII first byte only), by byte:
     // nodes first0[first0_at[b], first0_at[b + 1]).
@@ -144,19 +147,19 @@ class MaskComputer {
   size_t loop_skips() const { return loop_skips_; }
   size_t local_hits() const { return local_hits_; }
   // Matcher states interned by the last walk (0 when it came from the cache).
-  size_t last_states() const { return visited_ ? states_.size() : 0; }
+  size_t last_states() const { return visited_ ? n_states_ : 0; }
 
  private:
   static constexpr int32_t kUnknown = -1, kDead = -2;
-  static constexpr size_t kMaxStates = 4096;   // per walk; beyond it, steps are not cached
-  static constexpr size_t kCacheSize = 32;      // round-robin caches below
-  static constexpr size_t kLocalFrames = 4;     // frames per stack in a local signature
-  static constexpr size_t kMaxUncertain = 8192; // larger context-dependent parts are not cached
-  static constexpr size_t kLoopMinBelow = 32;   // subtrees smaller than this are walked
-  static constexpr size_t kLoopMinBytes = 8;    // smaller loop sets are not worth keeping
+  static constexpr size_t kMaxStates = 4096;     // per walk; beyond it, steps are not cached
+  static constexpr size_t kCacheSize = 32;       // round-robin caches below
+  static constexpr size_t kLocalFrames = 4;      // frames per stack in a local signature
+  static constexpr size_t kMaxUncertain = 8192;  // larger context-dependent parts are not cached
+  static constexpr size_t kLoopMinBelow = 32;    // subtrees smaller than this are walked
+  static constexpr size_t kLoopMinBytes = 8;     // smaller loop sets are not worth keeping
   static constexpr size_t kLoopMaxStacks = 256;  // no loop sets for more ambiguous states
-  static constexpr size_t kGroupMin = 16;       // first bytes sharing a looping state, for walk_root
-  struct Uncertain {  // a trie node whose path looked below the local frames
+  static constexpr size_t kGroupMin = 16;  // first bytes sharing a looping state, for walk_root
+  struct Uncertain {                       // a trie node whose path looked below the local frames
     uint32_t node;
     std::vector<uint8_t> path;  // bytes of its ancestors
   };
@@ -165,8 +168,8 @@ class MaskComputer {
     std::vector<uint64_t> mask;
   };
   struct LocalEntry {
-    std::vector<uint64_t> mask;          // tokens allowed in every context with this local signature
-    std::vector<Uncertain> uncertain;    // subtrees to walk again in each context
+    std::vector<uint64_t> mask;        // tokens allowed in every context with this local signature
+    std::vector<Uncertain> uncertain;  // subtrees to walk again in each context
   };
 
   void begin_walk(Matcher& m);
@@ -188,11 +191,13 @@ class MaskComputer {
                  std::vector<Uncertain>* uncertain);
   // Tokens below node i (a character boundary in DFA state s, which loops on
   // view v): those with no exit below i, and the walks from the first exits.
-  void walk_view(Matcher& m, size_t i, int32_t s, const TokenTrie::LoopView& v, std::vector<uint64_t>& mask,
-                 std::vector<uint64_t>* local, std::vector<Uncertain>* uncertain);
-  void walk_exits(Matcher& m, const std::vector<uint32_t>& nodes, uint32_t begin, uint32_t end, int32_t s,
-                  std::vector<uint64_t>& mask, std::vector<uint64_t>* local, std::vector<Uncertain>* uncertain,
-                  const uint8_t* root_bytes = nullptr, const uint64_t* roots = nullptr);
+  void walk_view(Matcher& m, size_t i, int32_t s, const TokenTrie::LoopView& v,
+                 std::vector<uint64_t>& mask, std::vector<uint64_t>* local,
+                 std::vector<Uncertain>* uncertain);
+  void walk_exits(Matcher& m, const std::vector<uint32_t>& nodes, uint32_t begin, uint32_t end,
+                  int32_t s, std::vector<uint64_t>& mask, std::vector<uint64_t>* local,
+                  std::vector<Uncertain>* uncertain, const uint8_t* root_bytes = nullptr,
+                  const uint64_t* roots = nullptr);
   void add_uncertain(size_t node, std::vector<Uncertain>* uncertain) const;
   // A counted repetition at the root (x{0,n}: each character of a set takes
   // the state one step down a chain, none of them looping): the view's tokens
@@ -212,33 +217,37 @@ class MaskComputer {
   std::vector<LocalEntry> local_;
   size_t next_local_ = 0, local_hits_ = 0;
   std::vector<uint32_t> sig_, local_sig_;  // of the state a mask is asked for
-  std::vector<uint32_t> state_sig_;        // scratch of intern()
   std::vector<uint8_t> watch_flags_;
   std::vector<uint64_t> scratch_local_;
   std::vector<Uncertain> uncertain_;
-  // The per-walk DFA: states, their signatures, transitions [n_states * 256]
+  // The per-walk DFA: states, their keys, transitions [n_states * 256]
   // (kUnknown / kDead / a state index) with a "looked deeper" flag, and a hash
   // index over signatures.
+  // States are interned by Matcher::state_key (the arena only grows during a
+  // walk): keys_[key_at_[i], key_at_[i + 1]) is state i's key. states_ keeps
+  // its snapshots between walks (n_states_ are this walk's) so that a warm
+  // computer allocates nothing per state.
   std::vector<Matcher::Snapshot> states_;
-  std::vector<std::vector<uint32_t>> state_sigs_;
+  size_t n_states_ = 0;
+  std::vector<uint32_t> keys_, key_at_, key_;
   std::vector<int32_t> trans_;
   std::vector<uint8_t> trans_deep_;
   std::vector<std::pair<uint64_t, int32_t>> index_;  // open addressing, size a power of two
-  std::vector<int32_t> at_depth_;                     // [depth]: DFA state after the path
+  std::vector<int32_t> at_depth_;                    // [depth]: DFA state after the path
   std::vector<Matcher::Snapshot> snaps_;  // [depth]: state after the path's bytes (DFA full)
   std::vector<int32_t> loop_of_;          // [state]: index into loops_, kUnknown or kDead (none)
   std::vector<TokenTrie::Below> loops_;
-  std::vector<uint8_t> loop_deep_;        // [loops_]: some loop step looked below the local frames
-  bool local_ok_ = true;                  // the walk's context-free part may be kept
+  std::vector<uint8_t> loop_deep_;  // [loops_]: some loop step looked below the local frames
+  bool local_ok_ = true;            // the walk's context-free part may be kept
   std::vector<std::shared_ptr<const TokenTrie::LoopView>> views_;  // [loops_], fetched lazily
   std::vector<uint8_t> view_fetched_;                              // [loops_]
-  std::vector<uint64_t> cand_;            // [state * 2]: ASCII bytes some top class holds
-  std::vector<uint8_t> whole_char_;       // [state]: no character partly received
+  std::vector<uint64_t> cand_;       // [state * 2]: ASCII bytes some top class holds
+  std::vector<uint8_t> whole_char_;  // [state]: no character partly received
   std::vector<std::pair<uint32_t, int32_t>> roots_;  // scratch of walk_root
-  std::vector<uint8_t> roots_deep_;                  // [roots_] the step looked below the local frames
-  std::vector<int32_t> chain_;                       // scratch of walk_chain: state after j characters
+  std::vector<uint8_t> roots_deep_;  // [roots_] the step looked below the local frames
+  std::vector<int32_t> chain_;       // scratch of walk_chain: state after j characters
   static constexpr size_t kMaxChain = 256;
-  std::vector<uint32_t> counts_;                     // [state] scratch of walk_root, kept zero
+  std::vector<uint32_t> counts_;  // [state] scratch of walk_root, kept zero
   size_t visited_ = 0;
   size_t loop_skips_ = 0;
 };

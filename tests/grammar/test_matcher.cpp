@@ -3,13 +3,16 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
 #include <memory>
+#include <random>
 #include <string>
+#include <vector>
 
 #include "base/error.h"
 #include "grammar/grammar.h"
-#include "grammar/matcher.h"
 #include "grammar/grammars.h"
+#include "grammar/matcher.h"
 
 namespace slm::grammar {
 namespace {
@@ -47,7 +50,8 @@ TEST(Matcher, Json) {
 // Ambiguous boundaries (x* y* x*, as unanchored patterns compile): stacks
 // that reach the same content share nodes, so their number stays flat.
 TEST(Matcher, AmbiguousRepetitionsKeepStacksFlat) {
-  const auto g = std::make_shared<const Grammar>(parse_gbnf(R"(root ::= [a-z]* [a-z0-9_]* [a-z]* "!")"));
+  const auto g =
+      std::make_shared<const Grammar>(parse_gbnf(R"(root ::= [a-z]* [a-z0-9_]* [a-z]* "!")"));
   Matcher m(g);
   size_t most = 0;
   for (int i = 0; i < 300; ++i) {
@@ -179,6 +183,67 @@ TEST(Matcher, LongInputStaysBounded) {
   doc += "0]";
   EXPECT_EQ(m.accept(doc), doc.size());
   EXPECT_TRUE(m.is_complete());
+}
+
+// state_key (token masks intern a walk's states by it) is finer than the
+// signature: on random walks, every state reached by one byte from the
+// states along the walk (partial UTF-8 characters included) maps its key to
+// one signature. And a character that takes the state back to itself gives
+// the same key (hash-consed stacks), which is how a walk finds loops.
+TEST(Matcher, StateKeyImpliesSignature) {
+  // JSON (non-ASCII inside strings: canonical partial characters) and
+  // classes that split the non-ASCII ranges (partial characters kept as is).
+  const std::shared_ptr<const Grammar> grammars[] = {
+      compile(test::kJsonGbnf),
+      compile(
+          R"(root ::= "\"" ( [a-c] | [\u00c0-\u00c3\u00e0-\u00e8\u0100-\u0105] | [\u2080-\u2090\u20c0-\u20c5] | "😀" )* "\"")")};
+  const std::string alphabet =
+      "{}[]\":, 0123456789-.eEtrufalsn\\abc\xC3\xA9\xC4\x81\xE2\x82\xAC\xF0\x9F\x98\x80";
+  std::mt19937 rng(5);
+  std::map<std::vector<uint32_t>, std::vector<uint32_t>> sig_of;
+  size_t partial_states = 0, checked = 0;
+  for (int walk = 0; walk < 20; ++walk) {
+    Matcher m(grammars[walk % 2]);
+    Matcher::Snapshot at, step;
+    sig_of.clear();  // keys hold node ids: valid until the arena drops nodes
+    for (int len = 0; len < 60; ++len) {
+      m.save(at);
+      for (int b = 0; b < 256; ++b) {
+        m.load(at);
+        if (!m.accept_byte(static_cast<uint8_t>(b))) continue;
+        std::vector<uint32_t> key, sig;
+        m.state_key(key);
+        m.signature(sig);
+        partial_states += key[1] != 0;
+        const auto [it, added] = sig_of.emplace(key, sig);
+        if (!added) {
+          EXPECT_EQ(it->second, sig) << "walk " << walk << " byte " << b;
+        }
+        ++checked;
+      }
+      m.load(at);
+      // Extend the walk by a viable byte from the alphabet (or stop).
+      std::string order = alphabet;
+      std::shuffle(order.begin(), order.end(), rng);
+      bool moved = false;
+      for (char c : order)
+        if ((moved = m.accept_byte(static_cast<uint8_t>(c)))) break;
+      if (!moved) break;
+    }
+  }
+  EXPECT_GT(checked, 1000u);
+  EXPECT_GT(partial_states, 10u) << "no partial UTF-8 state was checked";
+  // Inside a string, a letter loops: the key after "ab equals the key after "a.
+  Matcher m(compile(test::kJsonGbnf));
+  std::vector<uint32_t> k1, k2, k3;
+  ASSERT_EQ(m.accept("[\"a"), 3u);
+  m.state_key(k1);
+  ASSERT_EQ(m.accept("b"), 1u);
+  m.state_key(k2);
+  EXPECT_EQ(k1, k2);
+  ASSERT_EQ(m.accept("\""), 1u);
+  m.state_key(k3);
+  EXPECT_NE(k1, k3);
 }
 
 }  // namespace

@@ -4,8 +4,8 @@
 
 #include <memory>
 #include <random>
-#include <thread>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "grammar/grammar.h"
@@ -20,12 +20,14 @@ namespace {
 std::vector<std::string> synthetic_vocab() {
   std::vector<std::string> v;
   for (int b = 0; b < 256; ++b) v.push_back(std::string(1, static_cast<char>(b)));
-  for (const char* s : {"{", "{\"", "\":", "\": ", "\",", "true", "tr", "null", "nul", "12", "0.", "e+",
-                        "[{", "}]", " [", "  ", "\\u00", "\\n", "é", "\xC3", "\xA9\"", "😀", "\xF0\x9F",
-                        "\x98\x80", "abc", "a\"", "\"a", "name", "\"name\"", "\"id\": 1", "}", "]]"})
+  for (const char* s :
+       {"{",     "{\"", "\":", "\": ", "\",",      "true",      "tr",       "null",
+        "nul",   "12",  "0.",  "e+",   "[{",       "}]",        " [",       "  ",
+        "\\u00", "\\n", "é",   "\xC3", "\xA9\"",   "😀",         "\xF0\x9F", "\x98\x80",
+        "abc",   "a\"", "\"a", "name", "\"name\"", "\"id\": 1", "}",        "]]"})
     v.push_back(s);
-  v.push_back("");       // a special token: never allowed
-  v.push_back("true");   // a duplicate spelling
+  v.push_back("");      // a special token: never allowed
+  v.push_back("true");  // a duplicate spelling
   return v;
 }
 
@@ -69,8 +71,8 @@ TEST(TokenMask, MatchesBruteForceAlongJsonDocuments) {
     for (size_t i = 0; i <= doc.size(); ++i) {
       expect_same(m, vocab, trie, "after " + doc.substr(0, i));
       if (i < doc.size()) {
-      ASSERT_TRUE(m.accept_byte(static_cast<uint8_t>(doc[i])));
-    }
+        ASSERT_TRUE(m.accept_byte(static_cast<uint8_t>(doc[i])));
+      }
     }
   }
 }
@@ -130,19 +132,23 @@ std::vector<std::string> random_vocab(uint32_t seed, size_t n) {
   std::mt19937 rng(seed);
   // Most tokens are words (letters, digits, spaces, whole characters); the
   // rest mix in JSON punctuation, escapes, control bytes and UTF-8 fragments.
-  const std::vector<std::string> clean = {"a", "b", "e", "n", "r", "t", "u", "x", "Z", "_", "0", "1", "5",
-                                          "9", " ", "é", "😀", "中", "name", "id", "abc", "http", "true"};
-  const std::vector<std::string> dirty = {"-", "+", ".", "\n", "\"", "\\", "\\u00e9", "\\n", ":", ",", "{", "}", "[",
-                                          "]", "\t", "\x01", "\x7f", "\xC3", "\xA9", "\xE4\xB8", "\xF0\x9F\x98",
-                                          "\x80", "\xFF", "null", "://", "\": ", "\","};
+  const std::vector<std::string> clean = {"a", "b",  "e",    "n",  "r",   "t",    "u",   "x",
+                                          "Z", "_",  "0",    "1",  "5",   "9",    " ",   "é",
+                                          "😀", "中", "name", "id", "abc", "http", "true"};
+  const std::vector<std::string> dirty = {
+      "-",    "+",    ".",    "\n",   "\"",   "\\",       "\\u00e9",
+      "\\n",  ":",    ",",    "{",    "}",    "[",        "]",
+      "\t",   "\x01", "\x7f", "\xC3", "\xA9", "\xE4\xB8", "\xF0\x9F\x98",
+      "\x80", "\xFF", "null", "://",  "\": ", "\","};
   std::vector<std::string> v;
   for (int b = 0; b < 256; ++b) v.push_back(std::string(1, static_cast<char>(b)));
-  std::uniform_int_distribution<size_t> pick_clean(0, clean.size() - 1), pick_dirty(0, dirty.size() - 1),
-      len(1, 6), coin(0, 9);
+  std::uniform_int_distribution<size_t> pick_clean(0, clean.size() - 1),
+      pick_dirty(0, dirty.size() - 1), len(1, 6), coin(0, 9);
   while (v.size() < n) {
     std::string t;
     const bool mixed = coin(rng) < 3;
-    for (size_t k = len(rng); k > 0; --k) t += mixed && coin(rng) < 4 ? dirty[pick_dirty(rng)] : clean[pick_clean(rng)];
+    for (size_t k = len(rng); k > 0; --k)
+      t += mixed && coin(rng) < 4 ? dirty[pick_dirty(rng)] : clean[pick_clean(rng)];
     v.push_back(t);
   }
   v.push_back("");  // a special token
@@ -154,8 +160,8 @@ std::vector<std::string> random_vocab(uint32_t seed, size_t n) {
 // taken. One MaskComputer per walk (its caches and loop sets in play) and a
 // fresh one per state.
 // Returns how many subtrees the loop sets took whole.
-size_t random_walks(const std::shared_ptr<const Grammar>& g, const std::vector<std::string>& vocab, uint32_t seed,
-                    size_t walks, size_t steps, size_t* views = nullptr) {
+size_t random_walks(const std::shared_ptr<const Grammar>& g, const std::vector<std::string>& vocab,
+                    uint32_t seed, size_t walks, size_t steps, size_t* views = nullptr) {
   const TokenTrie trie(vocab);
   std::mt19937 rng(seed);
   size_t skips = 0;
@@ -172,7 +178,8 @@ size_t random_walks(const std::shared_ptr<const Grammar>& g, const std::vector<s
       std::vector<size_t> allowed;
       for (size_t i = 0; i < vocab.size(); ++i) {
         const bool got = (mask[i >> 6] >> (i & 63)) & 1;
-        EXPECT_EQ(got, want[i]) << "walk " << w << " step " << s << ": token " << i << " '" << vocab[i] << "'";
+        EXPECT_EQ(got, want[i]) << "walk " << w << " step " << s << ": token " << i << " '"
+                                << vocab[i] << "'";
         if (got) allowed.push_back(i);
       }
       if (allowed.empty()) break;
@@ -190,10 +197,13 @@ size_t random_walks(const std::shared_ptr<const Grammar>& g, const std::vector<s
 
 TEST(TokenMask, RandomStatesMatchBruteForceJson) {
   const auto vocab = random_vocab(1, 3000);
-  EXPECT_GT(random_walks(std::make_shared<const Grammar>(parse_gbnf(test::kJsonGbnf)), vocab, 7, 6, 40), 0u)
+  EXPECT_GT(
+      random_walks(std::make_shared<const Grammar>(parse_gbnf(test::kJsonGbnf)), vocab, 7, 6, 40),
+      0u)
       << "the walks never took a subtree whole";
   // Loops over ASCII only: subtrees with non-ASCII characters must be walked.
-  EXPECT_GT(random_walks(std::make_shared<const Grammar>(parse_gbnf(R"(root ::= "\"" [a-z0-9 _]* "\"" | [^\x80-\U0010FFFF]+)")),
+  EXPECT_GT(random_walks(std::make_shared<const Grammar>(
+                             parse_gbnf(R"(root ::= "\"" [a-z0-9 _]* "\"" | [^\x80-\U0010FFFF]+)")),
                          vocab, 9, 6, 20),
             0u);
 }
@@ -201,15 +211,32 @@ TEST(TokenMask, RandomStatesMatchBruteForceJson) {
 TEST(TokenMask, RandomStatesMatchBruteForceSchemas) {
   const auto vocab = random_vocab(2, 3000);
   size_t skips = 0;
-  for (const char* schema : {
-           R"({"type":"object","properties":{"name":{"type":"string"},"tags":{"type":"array","items":{"type":"string","maxLength":5}},"n":{"type":"integer","minimum":-5,"maximum":300}}})",
-           R"({"type":"object","properties":{"a":{"type":"string","pattern":"^[a-z_]+$"},"b":{"enum":["x","yy",1,null]}},"additionalProperties":{"type":"string"}})",
-           R"({"type":"array","items":{"anyOf":[{"type":"string","format":"uri"},{"type":"number"},{"type":"object"}]}})",
-       }) {
+  for (
+      const char* schema : {
+          R"({"type":"object","properties":{"name":{"type":"string"},"tags":{"type":"array","items":{"type":"string","maxLength":5}},"n":{"type":"integer","minimum":-5,"maximum":300}}})",
+          R"({"type":"object","properties":{"a":{"type":"string","pattern":"^[a-z_]+$"},"b":{"enum":["x","yy",1,null]}},"additionalProperties":{"type":"string"}})",
+          R"({"type":"array","items":{"anyOf":[{"type":"string","format":"uri"},{"type":"number"},{"type":"object"}]}})",
+      }) {
     SCOPED_TRACE(schema);
-    skips += random_walks(std::make_shared<const Grammar>(compile_json_schema(schema)), vocab, 11, 4, 30);
+    skips += random_walks(std::make_shared<const Grammar>(compile_json_schema(schema)), vocab, 11,
+                          4, 30);
   }
   EXPECT_GT(skips, 0u) << "the walks never took a subtree whole";
+}
+
+// Many listed properties (beyond the any-order limit: schema order and
+// required-first order), the states with the most stacks in MaskBench: keys
+// sharing prefixes, masks interned by state key, bit-identical to brute force.
+TEST(TokenMask, RandomStatesMatchBruteForceManyProperties) {
+  auto vocab = random_vocab(5, 3000);
+  for (const char* k :
+       {"\"alpha", "\"alpine\"", "\"beta\": ", "gamma", "\"delta\":", "\"epsilon", "zeta\"", "eta"})
+    vocab.push_back(k);
+  const char* schema =
+      R"({"type":"object","properties":{"alpha":{"type":"integer"},"alpine":{"type":"string","maxLength":4},)"
+      R"("beta":{"type":"boolean"},"gamma":{"enum":["x","y"]},"delta":{"type":"integer"},"epsilon":{"type":"string"},)"
+      R"("zeta":{"type":"null"},"eta":{"type":"number"}},"required":["eta","beta","alpha"]})";
+  random_walks(std::make_shared<const Grammar>(compile_json_schema(schema)), vocab, 17, 8, 40);
 }
 
 // Loop views (shared per vocabulary): strings whose state loops, keys where
@@ -219,20 +246,23 @@ TEST(TokenMask, RandomStatesMatchBruteForceSchemas) {
 TEST(TokenMask, RandomStatesMatchBruteForceLoopViews) {
   const auto vocab = random_vocab(3, 4000);
   size_t views = 0;
-  for (const char* gbnf : {
-           R"(root ::= "\"" [^"\\\x00-\x1F]{0,40} "\"")",
-           R"(root ::= "\"" [^"\\\x00-\x1F\x80-\U0010FFFF]{2,25} "\"" [0-9]*)",
-           R"(root ::= "{" ( "\"" ( "alpha" | "name" | [^"\\\x00-\x1F]+ ) "\"" ":" [0-9]+ "," )* "}")",
-       }) {
+  for (
+      const char* gbnf : {
+          R"(root ::= "\"" [^"\\\x00-\x1F]{0,40} "\"")",
+          R"(root ::= "\"" [^"\\\x00-\x1F\x80-\U0010FFFF]{2,25} "\"" [0-9]*)",
+          R"(root ::= "{" ( "\"" ( "alpha" | "name" | [^"\\\x00-\x1F]+ ) "\"" ":" [0-9]+ "," )* "}")",
+      }) {
     SCOPED_TRACE(gbnf);
     random_walks(std::make_shared<const Grammar>(parse_gbnf(gbnf)), vocab, 5, 5, 30, &views);
   }
-  for (const char* schema : {
-           R"({"type":"object","properties":{"s":{"type":"string","maxLength":30},"t":{"type":"string","minLength":3,"maxLength":7}},"additionalProperties":{"type":"integer"}})",
-           R"({"type":"array","items":{"type":"string","pattern":"[A-Za-z0-9_-]*"}})",
-       }) {
+  for (
+      const char* schema : {
+          R"({"type":"object","properties":{"s":{"type":"string","maxLength":30},"t":{"type":"string","minLength":3,"maxLength":7}},"additionalProperties":{"type":"integer"}})",
+          R"({"type":"array","items":{"type":"string","pattern":"[A-Za-z0-9_-]*"}})",
+      }) {
     SCOPED_TRACE(schema);
-    random_walks(std::make_shared<const Grammar>(compile_json_schema(schema)), vocab, 13, 4, 40, &views);
+    random_walks(std::make_shared<const Grammar>(compile_json_schema(schema)), vocab, 13, 4, 40,
+                 &views);
   }
   EXPECT_GT(views, 0u) << "no loop view was built";
 }
@@ -242,7 +272,9 @@ TEST(TokenMask, LoopViewsSharedAcrossThreads) {
   const auto vocab = random_vocab(4, 3000);
   const TokenTrie trie(vocab);
   const auto g = std::make_shared<const Grammar>(parse_gbnf(test::kJsonGbnf));
-  const std::string doc = "[\"ab c\", {\"k\": \"\xC3\xA9 x\"}, \"lo" "ng er\"]";
+  const std::string doc =
+      "[\"ab c\", {\"k\": \"\xC3\xA9 x\"}, \"lo"
+      "ng er\"]";
   std::vector<std::vector<std::vector<uint64_t>>> got(4);
   std::vector<std::thread> threads;
   for (size_t t = 0; t < got.size(); ++t)
@@ -262,7 +294,8 @@ TEST(TokenMask, LoopViewsSharedAcrossThreads) {
     for (size_t t = 0; t < got.size(); ++t) {
       ASSERT_EQ(got[t].size(), doc.size() + 1);
       for (size_t k = 0; k < vocab.size(); ++k)
-        ASSERT_EQ(((got[t][i][k >> 6] >> (k & 63)) & 1) != 0, want[k]) << "thread " << t << " at " << i << " token " << k;
+        ASSERT_EQ(((got[t][i][k >> 6] >> (k & 63)) & 1) != 0, want[k])
+            << "thread " << t << " at " << i << " token " << k;
     }
     if (i < doc.size()) {
       ASSERT_TRUE(m.accept_byte(static_cast<uint8_t>(doc[i])));
