@@ -140,8 +140,20 @@ TEST_P(TrainModel, LogitsEqualModelForward) {
   const auto ad = lp.to_adapter("test");
   const auto want = model_logits(*m, ad.get(), tokens);
   const double e = max_rel(got, want);
-  std::printf("[ logits   ] %s lora: max |diff| / max |logit| %.3g\n", GetParam(), e);
-  EXPECT_LT(e, 1e-4);
+  std::vector<float> base;
+  Trainer(*m, nullptr, 32, pool).logits(tokens, base);
+  const double moved = max_rel(want, base);
+  std::printf("[ logits   ] %s lora: max |diff| / max |logit| %.3g (the adapter moves them %.3g)\n",
+              GetParam(), e, moved);
+  // The run-time adapter (F16 factors, its own summation order) and the
+  // trainer's F32 pairs agree to float rounding; where the base's matrices
+  // quantize their input rows to int8 (Q8_0, K-quants), one rounding step of
+  // difference can flip an int8 code and grow to about 1e-2 of the logits of
+  // these random models, still far below the adapter's own effect.
+  const bool quantized_input = m->weights().layers[0].wq.view.type != DType::F32 &&
+                               m->weights().layers[0].wq.view.type != DType::F16;
+  EXPECT_LT(e, quantized_input ? 2e-2 : 1e-4);
+  EXPECT_GT(moved, 10 * e);
 }
 
 TEST_P(TrainModel, LoraGradientsMatchFiniteDifferences) {
