@@ -5,6 +5,7 @@
 #include "model/forward.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <numeric>
 
@@ -20,9 +21,13 @@ namespace slm::model {
 // How a mixture-of-experts layer picks experts for a row: softmax over all
 // router logits, keep the top k (ties to the lower index), optionally
 // renormalise the kept weights to sum to one (Mixtral, Qwen3-MoE).
+// min_weight: chosen experts whose renormalised weight falls below it are
+// dropped (the top one always stays) and the rest rescaled to the mass the
+// chosen experts had (PruneOptions::moe_min_weight).
 struct RouterPolicy {
   int64_t top_k;
   bool renormalize;
+  float min_weight = 0;
 };
 
 struct Forward {
@@ -39,13 +44,15 @@ struct Forward {
   // step_rows: x's rows are the step's rows (b.seqs ranges apply); false
   // for experts' routed rows and the logits rows (no adapter reaches those:
   // LoraAdapter refuses them).
-  void linear(std::span<const backend::LinearOut> outs, const float* x, int64_t n, bool step_rows = true) {
+  void linear(std::span<const backend::LinearOut> outs, const float* x, int64_t n,
+              bool step_rows = true) {
     SLM_DCHECK_LE(n, s.max_rows_);
     for (const backend::LinearOut& o : outs) SLM_DCHECK_EQ(o.w->cols(), outs[0].w->cols());
     be.linear(outs, x, n, s.ws_);
     if (step_rows && b.any_adapter) add_lora(outs, x);
   }
-  void linear(const backend::Linear& w, const float* x, int64_t n, float* y, bool step_rows = true) {
+  void linear(const backend::Linear& w, const float* x, int64_t n, float* y,
+              bool step_rows = true) {
     const backend::LinearOut out{&w, y};
     linear(std::span<const backend::LinearOut>(&out, 1), x, n, step_rows);
   }
@@ -78,6 +85,45 @@ struct Forward {
     be.lora(s.lora_segs_, s.ws_);
   }
 
+  // The projection input x [n][width] of tap t in layer l: shown to the tap,
+  // then (TEAL) entries with |x| < threshold are zeroed, each row on its own,
+  // so the matrices that read x skip those columns. A zero threshold leaves
+  // x untouched (bit-identical to dense).
+  void prune(int64_t l, Tap t, float* x, int64_t n, int64_t width) {
+    if (s.tap_ != nullptr) s.tap_->on_activation(l, t, x, n, width);
+    const Sparsity* sp = model.prune().sparsity.get();
+    if (sp == nullptr) return;
+    const float thr = sp->threshold(l, t);
+    s.stats_.total += static_cast<uint64_t>(n * width);
+    if (!(thr > 0)) return;
+    uint64_t z = 0;
+    for (int64_t i = 0; i < n * width; ++i)
+      if (std::fabs(x[i]) < thr) {
+        x[i] = 0.0f;
+        ++z;
+      }
+    s.stats_.zeroed += z;
+  }
+
+  // CATS: FFN rows whose |act(gate)| is below the layer's gate threshold are
+  // cut (gate and up set to zero, so act(0) * 0 = 0 reaches down's input).
+  void cut_gate(int64_t l, float* gate, float* up, int64_t n, int64_t width) {
+    if (s.tap_ != nullptr) s.tap_->on_activation(l, Tap::kGate, gate, n, width);
+    const Sparsity* sp = model.prune().sparsity.get();
+    if (sp == nullptr || sp->ffn_rule != FfnRule::kCats) return;
+    const float thr = sp->threshold(l, Tap::kGate);
+    s.stats_.total += static_cast<uint64_t>(n * width);
+    if (!(thr > 0)) return;
+    uint64_t z = 0;
+    for (int64_t i = 0; i < n * width; ++i)
+      if (std::fabs(gate_activation(c.ffn_act, gate[i])) < thr) {
+        gate[i] = 0.0f;
+        up[i] = 0.0f;
+        ++z;
+      }
+    s.stats_.zeroed += z;
+  }
+
   // Describes the step once: each sequence's rows and positions.
   static void describe(std::span<const SeqChunk> chunks, StepBatch& b) {
     b.n_rows = 0;
@@ -90,8 +136,8 @@ struct Forward {
       const int64_t pos0 = ch.session->n_past_;
       // A window-only layer's ring holds its window plus one step's rows.
       if (ch.session->ring_ > 0 && m > ch.session->n_batch_)
-        throw Error("internal: a step of " + std::to_string(m) + " rows exceeds the session's batch of " +
-                    std::to_string(ch.session->n_batch_));
+        throw Error("internal: a step of " + std::to_string(m) +
+                    " rows exceeds the session's batch of " + std::to_string(ch.session->n_batch_));
       b.seqs.push_back({ch.session, b.n_rows, m, pos0, ch.adapter});
       b.any_adapter = b.any_adapter || ch.adapter != nullptr;
       for (int64_t i = 0; i < m; ++i) b.pos.push_back(pos0 + i);
@@ -131,12 +177,15 @@ struct Forward {
 
   float* rope_row(int table, int64_t r) { return &s.rope_[(table * b.n_rows + r) * c.n_rot]; }
 
-  // x += Wo . attention(rope(norm_qk(Wq xn + bq)), rope(norm_qk(Wk xn + bk)), Wv xn + bv), xn = rms_norm(x)
+  // x += Wo . attention(rope(norm_qk(Wq xn + bq)), rope(norm_qk(Wk xn + bk)), Wv xn + bv), xn =
+  // rms_norm(x)
   void attention_block(int64_t l) {
     const LayerWeights& lw = model.weights().layers[l];
     const int64_t E = c.n_embd, qd = c.q_dim(), kd = c.kv_dim(), n = b.n_rows;
     be.rms_norm(s.x_.data(), lw.attn_norm.data(), n, E, c.norm_eps, s.xn_.data());
-    const backend::LinearOut qkv[] = {{&lw.wq, s.q_.data()}, {&lw.wk, s.k_.data()}, {&lw.wv, s.v_.data()}};
+    prune(l, Tap::kAttnIn, s.xn_.data(), n, E);
+    const backend::LinearOut qkv[] = {
+        {&lw.wq, s.q_.data()}, {&lw.wk, s.k_.data()}, {&lw.wv, s.v_.data()}};
     linear(qkv, s.xn_.data(), n);
     const bool neox = c.rope_order == RopeOrder::kNeox;
     for (int64_t r = 0; r < n; ++r) {
@@ -163,12 +212,15 @@ struct Forward {
       // Append the rows' keys and values to this layer's cache (a ring for a
       // window-only layer), then attend over it.
       seq.store_kv(l, sr.pos0, sr.n_rows, &s.k_[sr.row0 * kd], &s.v_[sr.row0 * kd]);
-      const backend::AttentionShape shape{sr.n_rows,     sr.pos0,     c.n_head,      c.n_head_kv,
-                                          c.head_dim,    c.layers[l].sliding ? c.n_swa : 0,
-                                          c.attn_scale,  c.attn_softcap, seq.ring(l),
-                                          seq.kv_type()};
-      be.attention(shape, &s.q_[sr.row0 * qd], seq.k_layer(l), seq.v_layer(l), &s.attn_[sr.row0 * qd], s.ws_);
+      const backend::AttentionShape shape{sr.n_rows,    sr.pos0,
+                                          c.n_head,     c.n_head_kv,
+                                          c.head_dim,   c.layers[l].sliding ? c.n_swa : 0,
+                                          c.attn_scale, c.attn_softcap,
+                                          seq.ring(l),  seq.kv_type()};
+      be.attention(shape, &s.q_[sr.row0 * qd], seq.k_layer(l), seq.v_layer(l),
+                   &s.attn_[sr.row0 * qd], s.ws_);
     }
+    prune(l, Tap::kOIn, s.attn_.data(), n, qd);
     linear(lw.wo, s.attn_.data(), n, s.proj_.data());
     if (!lw.post_attn_norm.empty())  // Gemma: the attention output is normalised too
       be.rms_norm(s.proj_.data(), lw.post_attn_norm.data(), n, E, c.norm_eps, s.proj_.data());
@@ -176,11 +228,21 @@ struct Forward {
   }
 
   // proj [rows][n_embd] = W_down . (act(W_gate xn) * W_up xn), act silu or tanh-GELU
-  void ffn_dense(const LayerWeights& lw) {
+  // Pruning: TEAL zeroes small entries of xn and of down's input; CATS
+  // (instead of TEAL on down's input) cuts the rows whose gate is small.
+  void ffn_dense(int64_t l, const LayerWeights& lw) {
     const int64_t n = b.n_rows;
-    const backend::LinearOut gate_up[] = {{&lw.ffn_gate, s.gate_.data()}, {&lw.ffn_up, s.up_.data()}};
+    prune(l, Tap::kFfnIn, s.xn_.data(), n, c.n_embd);
+    const backend::LinearOut gate_up[] = {{&lw.ffn_gate, s.gate_.data()},
+                                          {&lw.ffn_up, s.up_.data()}};
     linear(gate_up, s.xn_.data(), n);
+    cut_gate(l, s.gate_.data(), s.up_.data(), n, c.n_ff);
     be.gated(c.ffn_act, s.gate_.data(), s.up_.data(), n * c.n_ff);
+    const Sparsity* sp = model.prune().sparsity.get();
+    if (sp == nullptr || sp->ffn_rule == FfnRule::kTeal)
+      prune(l, Tap::kDownIn, s.gate_.data(), n, c.n_ff);
+    else if (s.tap_ != nullptr)
+      s.tap_->on_activation(l, Tap::kDownIn, s.gate_.data(), n, c.n_ff);
     linear(lw.ffn_down, s.gate_.data(), n, s.proj_.data());
   }
 
@@ -193,13 +255,27 @@ struct Forward {
       float* p = &s.router_[r * NE];
       be.softmax(p, NE);
       std::iota(order.begin(), order.end(), 0);
-      std::partial_sort(order.begin(), order.begin() + K, order.end(),
-                        [p](int32_t a, int32_t z) { return p[a] > p[z] || (p[a] == p[z] && a < z); });
+      std::partial_sort(order.begin(), order.begin() + K, order.end(), [p](int32_t a, int32_t z) {
+        return p[a] > p[z] || (p[a] == p[z] && a < z);
+      });
       double sum = 0;
       for (int64_t k = 0; k < K; ++k) sum += p[order[k]];
+      // Expert skipping: a dropped slot keeps expert -1 (matches none below).
+      int64_t kept = K;
+      double kept_sum = sum;
+      if (policy.min_weight > 0) {
+        kept = 1;  // the top expert always stays
+        kept_sum = p[order[0]];
+        while (kept < K && p[order[kept]] / sum >= policy.min_weight) kept_sum += p[order[kept++]];
+      }
+      const double scale = policy.renormalize ? 1.0 / kept_sum : sum / kept_sum;
       for (int64_t k = 0; k < K; ++k) {
-        s.chosen_[r * K + k] = order[k];
-        s.chosen_w_[r * K + k] = policy.renormalize ? static_cast<float>(p[order[k]] / sum) : p[order[k]];
+        s.chosen_[r * K + k] = k < kept ? order[k] : -1;
+        if (kept == K)  // exactly the unpruned weights
+          s.chosen_w_[r * K + k] =
+              policy.renormalize ? static_cast<float>(p[order[k]] / sum) : p[order[k]];
+        else
+          s.chosen_w_[r * K + k] = k < kept ? static_cast<float>(p[order[k]] * scale) : 0.0f;
       }
     }
     std::fill(s.proj_.begin(), s.proj_.begin() + n * E, 0.0f);
@@ -217,7 +293,8 @@ struct Forward {
           }
       if (m == 0) continue;
       SLM_DCHECK_LT(e, static_cast<int64_t>(lw.gate_exps.size()));
-      const backend::LinearOut gate_up[] = {{&lw.gate_exps[e], s.gate_.data()}, {&lw.up_exps[e], s.up_.data()}};
+      const backend::LinearOut gate_up[] = {{&lw.gate_exps[e], s.gate_.data()},
+                                            {&lw.up_exps[e], s.up_.data()}};
       linear(gate_up, s.expert_in_.data(), m, /*step_rows=*/false);
       be.gated(c.ffn_act, s.gate_.data(), s.up_.data(), m * ff);
       // expert_in_ is free again: reuse it for the expert's output [m][n_embd].
@@ -235,10 +312,14 @@ struct Forward {
     const LayerWeights& lw = model.weights().layers[l];
     const int64_t n = b.n_rows, E = c.n_embd;
     be.rms_norm(s.x_.data(), lw.ffn_norm.data(), n, E, c.norm_eps, s.xn_.data());
-    if (c.is_moe())
-      ffn_moe(lw, {c.n_expert_used, c.expert_weights_norm});
-    else
-      ffn_dense(lw);
+    if (c.is_moe()) {
+      const PruneOptions& po = model.prune();
+      const int64_t k =
+          po.moe_top_k > 0 ? std::min(po.moe_top_k, c.n_expert_used) : c.n_expert_used;
+      ffn_moe(lw, {k, c.expert_weights_norm, po.moe_min_weight});
+    } else {
+      ffn_dense(l, lw);
+    }
     if (!lw.post_ffn_norm.empty())  // Gemma
       be.rms_norm(s.proj_.data(), lw.post_ffn_norm.data(), n, E, c.norm_eps, s.proj_.data());
     be.add(s.x_.data(), s.proj_.data(), n * E);
@@ -255,8 +336,10 @@ struct Forward {
       const SeqChunk& ch = chunks[i];
       const SeqRows& sr = b.seqs[i];
       if (ch.logits == nullptr) continue;
-      for (int64_t r = ch.all_rows ? sr.row0 : sr.row0 + sr.n_rows - 1; r < sr.row0 + sr.n_rows; ++r, ++n_out)
-        be.rms_norm(&s.x_[r * E], model.weights().output_norm.data(), 1, E, c.norm_eps, &s.out_rows_[n_out * E]);
+      for (int64_t r = ch.all_rows ? sr.row0 : sr.row0 + sr.n_rows - 1; r < sr.row0 + sr.n_rows;
+           ++r, ++n_out)
+        be.rms_norm(&s.x_[r * E], model.weights().output_norm.data(), 1, E, c.norm_eps,
+                    &s.out_rows_[n_out * E]);
     }
     if (n_out == 0) return;
     float* out = nullptr;
@@ -264,7 +347,8 @@ struct Forward {
       for (const SeqChunk& ch : chunks)
         if (ch.logits != nullptr) out = ch.session->logits_.data();
     if (out == nullptr) {
-      if (s.logits_.size() < static_cast<size_t>(n_out * V)) s.logits_.resize(static_cast<size_t>(n_out * V));
+      if (s.logits_.size() < static_cast<size_t>(n_out * V))
+        s.logits_.resize(static_cast<size_t>(n_out * V));
       out = s.logits_.data();
     }
     linear(model.weights().output, s.out_rows_.data(), n_out, out, /*step_rows=*/false);
@@ -283,13 +367,15 @@ struct Forward {
   }
 
   // The whole step: describe, embed, layers, logits, then advance the sessions.
-  static void run(const Model& model, std::span<const SeqChunk> chunks, Scratch& s, ThreadPool& pool) {
+  static void run(const Model& model, std::span<const SeqChunk> chunks, Scratch& s,
+                  ThreadPool& pool) {
     StepBatch& b = s.batch_;
     Forward::describe(chunks, b);
     if (b.n_rows == 0) return;
     if (b.n_rows > s.max_rows_)
       throw Error("internal: batch of " + std::to_string(b.n_rows) + " rows exceeds the scratch");
     s.ws_.pool = &pool;
+    s.stats_ = {};
     // Scores for a whole context per thread (32768 positions: 128 KiB each),
     // sized on a sequence's first step so the token loop never allocates.
     const size_t need_scores = static_cast<size_t>(pool.size() * b.max_ctx);

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "model/sparsity.h"
 
 namespace slm {
 class ThreadPool;
@@ -53,10 +54,24 @@ struct SeqRows {
 };
 struct StepBatch {
   int64_t n_rows = 0;
-  int64_t max_ctx = 0;          // the longest context among the sequences
-  std::vector<SeqRows> seqs;    // in chunk order
-  std::vector<int64_t> pos;     // [n_rows] position of each row
+  int64_t max_ctx = 0;        // the longest context among the sequences
+  std::vector<SeqRows> seqs;  // in chunk order
+  std::vector<int64_t> pos;   // [n_rows] position of each row
   bool any_adapter = false;
+};
+
+// Sees the projection inputs of every step (calibration, statistics): x
+// [n_rows][width] as it enters the matrices of tap t in layer l, before any
+// pruning; for Tap::kGate, the gate's pre-activation [n_rows][n_ff].
+struct ActivationTap {
+  virtual ~ActivationTap() = default;
+  virtual void on_activation(int64_t layer, Tap t, const float* x, int64_t n_rows,
+                             int64_t width) = 0;
+};
+
+// Activations zeroed by pruning (PruneOptions::sparsity) out of those tapped.
+struct PruneStats {
+  uint64_t zeroed = 0, total = 0;
 };
 
 // Activation buffers for up to max_rows token rows in one step.
@@ -64,26 +79,32 @@ class Scratch {
  public:
   Scratch(const ModelConfig& config, int64_t max_rows);
   int64_t max_rows() const { return max_rows_; }
+  // tap (nullptr: none) must outlive the steps it sees.
+  void set_tap(ActivationTap* tap) { tap_ = tap; }
+  // Counts of the last step (reset at each step's start).
+  const PruneStats& prune_stats() const { return stats_; }
 
  private:
   friend struct Forward;
   int64_t max_rows_;
+  ActivationTap* tap_ = nullptr;
+  PruneStats stats_;
   StepBatch batch_;
-  backend::Workspace ws_;           // matmul and attention-score buffers
-  std::vector<float> x_;            // residual stream [rows][n_embd]
-  std::vector<float> xn_;           // normalised input [rows][n_embd]
-  std::vector<float> q_;            // [rows][q_dim]
-  std::vector<float> k_, v_;        // [rows][kv_dim]
-  std::vector<float> attn_;         // [rows][q_dim]
-  std::vector<float> proj_;         // [rows][n_embd]
-  std::vector<float> gate_, up_;    // [rows][max(n_ff, n_ff_expert)]
-  std::vector<float> rope_;         // rotary cos/sin of each row's position [tables][rows][n_rot]
-  std::vector<float> router_;       // [rows][n_expert]
-  std::vector<float> expert_in_;    // tokens routed to one expert [rows][n_embd]
-  std::vector<int32_t> expert_rows_;   // [rows]
-  std::vector<float> expert_weight_;   // [rows]
-  std::vector<int32_t> chosen_;        // [rows][n_expert_used]
-  std::vector<float> chosen_w_;        // [rows][n_expert_used]
+  backend::Workspace ws_;             // matmul and attention-score buffers
+  std::vector<float> x_;              // residual stream [rows][n_embd]
+  std::vector<float> xn_;             // normalised input [rows][n_embd]
+  std::vector<float> q_;              // [rows][q_dim]
+  std::vector<float> k_, v_;          // [rows][kv_dim]
+  std::vector<float> attn_;           // [rows][q_dim]
+  std::vector<float> proj_;           // [rows][n_embd]
+  std::vector<float> gate_, up_;      // [rows][max(n_ff, n_ff_expert)]
+  std::vector<float> rope_;           // rotary cos/sin of each row's position [tables][rows][n_rot]
+  std::vector<float> router_;         // [rows][n_expert]
+  std::vector<float> expert_in_;      // tokens routed to one expert [rows][n_embd]
+  std::vector<int32_t> expert_rows_;  // [rows]
+  std::vector<float> expert_weight_;  // [rows]
+  std::vector<int32_t> chosen_;       // [rows][n_expert_used]
+  std::vector<float> chosen_w_;       // [rows][n_expert_used]
   std::vector<int32_t> expert_order_;  // router sort buffer [n_expert]
   std::vector<float> out_rows_;        // final-norm rows needing logits [rows][n_embd]
   std::vector<float> logits_;          // logits of those rows [rows][n_vocab], grown on demand
@@ -96,6 +117,7 @@ class Scratch {
 // matrices are applied to all rows together, attention runs per sequence.
 // Sessions must be distinct and belong to model; the total row count must fit
 // scratch.max_rows(). Callers validate tokens first (Session::check_tokens).
-void forward(const Model& model, std::span<const SeqChunk> chunks, Scratch& scratch, ThreadPool& pool);
+void forward(const Model& model, std::span<const SeqChunk> chunks, Scratch& scratch,
+             ThreadPool& pool);
 
 }  // namespace slm::model

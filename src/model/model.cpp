@@ -12,10 +12,14 @@ std::vector<float> compute_rope_inv_freq(const ModelConfig& c) {
   const int64_t half = c.n_rot / 2;
   std::vector<float> f(half);
   for (int64_t i = 0; i < half; ++i) {
-    double freq = std::pow(static_cast<double>(c.rope_base), -2.0 * static_cast<double>(i) / c.n_rot);
+    double freq =
+        std::pow(static_cast<double>(c.rope_base), -2.0 * static_cast<double>(i) / c.n_rot);
     switch (c.rope_scaling) {
-      case RopeScaling::kNone: break;
-      case RopeScaling::kLinear: freq /= c.rope_scale_factor; break;
+      case RopeScaling::kNone:
+        break;
+      case RopeScaling::kLinear:
+        freq /= c.rope_scale_factor;
+        break;
       case RopeScaling::kLlama3: {
         // Llama 3.1: long wavelengths are slowed by the factor, short ones kept,
         // and the band between is interpolated smoothly.
@@ -54,7 +58,8 @@ std::unique_ptr<Model> Model::build(std::unique_ptr<gguf::File> file, bool mappe
   m->build_rope_tables();
   // The backend prepares every matrix once (the CPU one repacks those whose
   // type has tiles on this CPU); a mapped file's source pages are released.
-  for_each_linear(m->weights_, m->config_, [&](backend::Linear& w) { m->backend_->prepare(w, /*release_source=*/mapped); });
+  for_each_linear(m->weights_, m->config_,
+                  [&](backend::Linear& w) { m->backend_->prepare(w, /*release_source=*/mapped); });
   return m;
 }
 
@@ -93,6 +98,20 @@ void Model::build_rope_tables() {
     const std::vector<float> f = compute_rope_inv_freq(local);
     inv_freq_.push_back({f, f});
   }
+}
+
+void Model::set_prune(PruneOptions p, const std::string& sparsity_name) {
+  if (p.sparsity) p.sparsity->check_base(*this, sparsity_name);
+  if (p.moe_top_k < 0) throw Error("--moe-top-k must be at least 1");
+  if (!(p.moe_min_weight >= 0 && p.moe_min_weight <= 1))
+    throw Error("--moe-min-weight must be in [0, 1]");
+  if ((p.moe_top_k > 0 || p.moe_min_weight > 0) && !config_.is_moe())
+    throw Error(file_->name() +
+                ": --moe-top-k and --moe-min-weight need a mixture-of-experts model");
+  if (p.moe_top_k > config_.n_expert_used)
+    throw Error("--moe-top-k " + std::to_string(p.moe_top_k) + " exceeds the model's " +
+                std::to_string(config_.n_expert_used) + " experts per token");
+  prune_ = std::move(p);
 }
 
 size_t Model::packed_bytes() const {

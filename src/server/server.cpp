@@ -56,7 +56,8 @@ void log_line(const std::string& s) {
   char stamp[32] = "";
   const std::time_t now = std::time(nullptr);
   std::tm tm{};
-  if (gmtime_r(&now, &tm) != nullptr) std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ ", &tm);
+  if (gmtime_r(&now, &tm) != nullptr)
+    std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ ", &tm);
   const std::string line = std::string(stamp) + "slm serve: " + s + "\n";
   std::fwrite(line.data(), 1, line.size(), stdout);
   std::fflush(stdout);
@@ -119,6 +120,7 @@ std::shared_ptr<Backend> load_backend(const std::string& path, const std::string
                                       const BackendOptions& extra) {
   auto b = std::make_shared<Backend>();
   b->model = model::Model::load(path);
+  b->model->set_prune(extra.prune, extra.sparsity_name);
   b->tokenizer.emplace(tokenizer::Tokenizer::from_gguf(b->model->file()));
   const tokenizer::Tokenizer& tok = *b->tokenizer;
   if (const auto src = b->model->file().get_string("tokenizer.chat_template")) {
@@ -413,12 +415,14 @@ std::string bind_failure(const std::string& host, int port) {
   }
   freeaddrinfo(res);
   if (err == EADDRINUSE)
-    return "port " + std::to_string(port) + " is already in use (another server listens on " + where +
-           "); stop it or choose another --port";
-  if (err == EADDRNOTAVAIL) return "cannot listen on " + where + ": the address is not on this machine";
+    return "port " + std::to_string(port) + " is already in use (another server listens on " +
+           where + "); stop it or choose another --port";
+  if (err == EADDRNOTAVAIL)
+    return "cannot listen on " + where + ": the address is not on this machine";
   if (err == EACCES)
     return "cannot listen on " + where + ": permission denied (ports below 1024 need privileges)";
-  return "cannot listen on " + where + (err != 0 ? std::string(": ") + std::strerror(err) : std::string());
+  return "cannot listen on " + where +
+         (err != 0 ? std::string(": ") + std::strerror(err) : std::string());
 }
 
 }  // namespace
@@ -437,7 +441,8 @@ int Server::start() {
     port_ = im.http.bind_to_any_port(im.opt.host);
     if (port_ <= 0) throw Error(bind_failure(im.opt.host, 0));
   } else {
-    if (!im.http.bind_to_port(im.opt.host, im.opt.port)) throw Error(bind_failure(im.opt.host, im.opt.port));
+    if (!im.http.bind_to_port(im.opt.host, im.opt.port))
+      throw Error(bind_failure(im.opt.host, im.opt.port));
     port_ = im.opt.port;
   }
   im.thread = std::thread([&im] { im.http.listen_after_bind(); });
