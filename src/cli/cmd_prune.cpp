@@ -26,7 +26,7 @@ Options prune_options_decl() {
             "  chat, bench, eval and serve; it names M by a hash of its weights and is refused\n"
             "  with any other model.\n");
   add_model_option(o);
-  o.value("--data,-f", "TEXT", "calibration text (required; .bz2 is read as it is)");
+  o.value("--data", "TEXT", "calibration text (required; .bz2 is read as it is)");
   o.value("--sparsity", "S", "share of activations to zero, in [0, 1)").number(0, 0.99).def("0.5");
   o.value("--ffn-rule", "R",
           "what prunes the FFN's down side: teal (threshold down's input) or cats "
