@@ -70,13 +70,20 @@ const TypeTraits& traits(Isa isa, DType t);
 // ulps per term. Never throws; any nr >= 0, nc >= 0.
 using AxpyRowsFn = void (*)(float* out, const float* a, int64_t nr, const float* w, int64_t ld,
                             int64_t nc);
-// Input-sparse decoding over a column-major copy of a weight (ColumnMatrix):
-// y[j] += sum over k < n of a[k] * dequant(row idx[k] of the copy)[j] for
-// j < 32 * nb, where row i starts at base + i * row_bytes (base already
-// offset to the caller's first block). Blocks of 32 along the output, Q8_0 or
-// Q4_0. The scalar oracle rounds each product and sum; SIMD versions fuse
-// them. Never throws.
-using AxpyColsFn = void (*)(float* y, int64_t nb, const uint8_t* base, size_t row_bytes,
+// Input-sparse decoding over a column copy of a weight (ColumnMatrix). Row
+// i of the copy (W's column i) starts at data + i * row_bytes and holds the
+// fp16 scales of its nb_row blocks of 32 outputs, then their quants (Q4_0:
+// 16 bytes of nibbles, value q - 8; Q8_0: 32 int8): scales apart so that
+// kernels convert 16 at a time.
+struct ColumnRows {
+  const uint8_t* data;
+  size_t row_bytes;
+  int64_t nb_row;
+};
+// y[j] += sum over k < n of a[k] * copy[idx[k]][32 * b0 + j] for j < 32 * nb
+// (y points at output 32 * b0). The scalar oracle rounds each product and
+// sum; SIMD versions fuse them. Never throws.
+using AxpyColsFn = void (*)(float* y, const ColumnRows& w, int64_t b0, int64_t nb,
                             const int32_t* idx, const float* a, int64_t n);
 // The active / a given ISA's for t (Q8_0, Q4_0), nullptr for other types.
 AxpyColsFn axpy_cols(DType t);
@@ -181,6 +188,9 @@ class ColumnMatrix {
   int64_t cols() const { return cols_; }  // of W: inputs (rows of the copy)
   size_t row_bytes() const { return row_bytes_; }
   size_t size_bytes() const { return bytes_.size(); }
+  ColumnRows view() const { return {bytes_.data(), row_bytes_, rows_ / 32}; }
+  // Row i of the copy (W's column i) as floats [rows()] (tests).
+  void dequantize_row(int64_t i, float* out) const;
   const uint8_t* data() const { return bytes_.data(); }
 
  private:

@@ -1,8 +1,13 @@
-// AVX2 axpy_cols (kernels.h): a block of 32 outputs in four registers while
-// R kept rows' blocks are added with FMAs, so y is loaded and stored once per
-// R rows. Compiled with per-file ISA flags; reached through
-// fill_avx2_columns after dispatch.cpp has checked the CPU.
+// AVX2 axpy_cols (kernels.h): 8 output blocks at a time, their scales
+// converted 8 per instruction and multiplied by each kept input once; then
+// per block, 32 outputs in four registers take R (4 or 1) kept rows' FMAs,
+// so y is loaded and stored once per R rows. Compiled with per-file ISA
+// flags; reached through fill_avx2_columns after dispatch.cpp has checked
+// the CPU.
 #include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
 
 #include "kernels/internal.h"
 
@@ -10,18 +15,16 @@ namespace slm::kernels {
 namespace {
 
 template <DType kType>
-constexpr size_t kBlockBytes = kType == DType::Q8_0 ? sizeof(BlockQ8_0) : sizeof(BlockQ4_0);
+constexpr size_t kQuantBytes = kType == DType::Q8_0 ? 32 : 16;
 
 // The 32 values of one block as four 8-lane float vectors, in order.
 template <DType kType>
-inline void load_block(const uint8_t* b, __m256 v[4]) {
+inline void load_block(const uint8_t* q, __m256 v[4]) {
   if constexpr (kType == DType::Q8_0) {
-    const auto* q = reinterpret_cast<const BlockQ8_0*>(b)->qs;
     for (int i = 0; i < 4; ++i)
       v[i] = _mm256_cvtepi32_ps(
           _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + 8 * i))));
   } else {
-    const auto* q = reinterpret_cast<const BlockQ4_0*>(b)->qs;
     const __m256i eight = _mm256_set1_epi32(8), mask = _mm256_set1_epi32(0x0F);
     for (int i = 0; i < 2; ++i) {
       const __m256i u =
@@ -33,32 +36,41 @@ inline void load_block(const uint8_t* b, __m256 v[4]) {
 }
 
 template <DType kType, int kR>
-inline void pass(float* y, int64_t nb, const uint8_t* base, size_t row_bytes, const int32_t* idx,
+inline void pass(float* y, const ColumnRows& w, int64_t b0, int64_t nb, const int32_t* idx,
                  const float* a) {
-  const uint8_t* r[kR];
-  for (int q = 0; q < kR; ++q) r[q] = base + static_cast<size_t>(idx[q]) * row_bytes;
-  for (int64_t j = 0; j < nb; ++j) {
-    __m256 acc[4];
-    for (int i = 0; i < 4; ++i) acc[i] = _mm256_loadu_ps(y + j * 32 + 8 * i);
+  const uint8_t* row[kR];
+  for (int q = 0; q < kR; ++q) row[q] = w.data + static_cast<size_t>(idx[q]) * w.row_bytes;
+  alignas(32) float s[kR][8];
+  for (int64_t j0 = 0; j0 < nb; j0 += 8) {
+    const int64_t m = std::min<int64_t>(8, nb - j0);
     for (int q = 0; q < kR; ++q) {
-      const uint8_t* b = r[q] + static_cast<size_t>(j) * kBlockBytes<kType>;
-      uint16_t d;
-      __builtin_memcpy(&d, b, 2);
-      const __m256 s = _mm256_set1_ps(a[q] * _cvtsh_ss(d));
-      __m256 v[4];
-      load_block<kType>(b, v);
-      for (int i = 0; i < 4; ++i) acc[i] = _mm256_fmadd_ps(s, v[i], acc[i]);
+      alignas(16) uint16_t d[8] = {};
+      std::memcpy(d, row[q] + 2 * (b0 + j0), 2 * static_cast<size_t>(m));
+      const __m256 sc = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(d)));
+      _mm256_store_ps(s[q], _mm256_mul_ps(_mm256_set1_ps(a[q]), sc));
     }
-    for (int i = 0; i < 4; ++i) _mm256_storeu_ps(y + j * 32 + 8 * i, acc[i]);
+    for (int64_t j = j0; j < j0 + m; ++j) {
+      __m256 acc[4];
+      for (int i = 0; i < 4; ++i) acc[i] = _mm256_loadu_ps(y + j * 32 + 8 * i);
+      for (int q = 0; q < kR; ++q) {
+        const uint8_t* qs =
+            row[q] + 2 * w.nb_row + static_cast<size_t>(b0 + j) * kQuantBytes<kType>;
+        const __m256 sc = _mm256_set1_ps(s[q][j - j0]);
+        __m256 v[4];
+        load_block<kType>(qs, v);
+        for (int i = 0; i < 4; ++i) acc[i] = _mm256_fmadd_ps(sc, v[i], acc[i]);
+      }
+      for (int i = 0; i < 4; ++i) _mm256_storeu_ps(y + j * 32 + 8 * i, acc[i]);
+    }
   }
 }
 
 template <DType kType>
-void axpy_cols_avx2(float* y, int64_t nb, const uint8_t* base, size_t row_bytes, const int32_t* idx,
+void axpy_cols_avx2(float* y, const ColumnRows& w, int64_t b0, int64_t nb, const int32_t* idx,
                     const float* a, int64_t n) {
   int64_t k = 0;
-  for (; k + 4 <= n; k += 4) pass<kType, 4>(y, nb, base, row_bytes, idx + k, a + k);
-  for (; k < n; ++k) pass<kType, 1>(y, nb, base, row_bytes, idx + k, a + k);
+  for (; k + 4 <= n; k += 4) pass<kType, 4>(y, w, b0, nb, idx + k, a + k);
+  for (; k < n; ++k) pass<kType, 1>(y, w, b0, nb, idx + k, a + k);
 }
 
 }  // namespace

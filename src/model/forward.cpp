@@ -85,17 +85,43 @@ struct Forward {
     be.lora(s.lora_segs_, s.ws_);
   }
 
+  // Like linear, for an input x [n][cols] that pruning zeroed in part: one
+  // row (decoding) whose matrices all have column copies reads only the
+  // copies' rows of its non-zero inputs. A row that kept nearly everything
+  // goes the dense way (the copy's short rows stream slower per byte).
+  void linear_pruned(std::span<const backend::LinearOut> outs, const float* x, int64_t n) {
+    bool columns = n == 1;
+    for (const backend::LinearOut& o : outs) columns = columns && o.w->columns != nullptr;
+    if (columns) {
+      const int64_t cols = outs[0].w->cols();
+      s.kept_.clear();
+      for (int64_t i = 0; i < cols; ++i)
+        if (x[i] != 0.0f) s.kept_.push_back(static_cast<int32_t>(i));
+      if (static_cast<double>(s.kept_.size()) < kColumnsBelow * static_cast<double>(cols)) {
+        for (const backend::LinearOut& o : outs) be.linear_columns(*o.w, x, s.kept_, o.y, s.ws_);
+        if (b.any_adapter) add_lora(outs, x);
+        return;
+      }
+    }
+    linear(outs, x, n);
+  }
+  void linear_pruned(const backend::Linear& w, const float* x, int64_t n, float* y) {
+    const backend::LinearOut out{&w, y};
+    linear_pruned(std::span<const backend::LinearOut>(&out, 1), x, n);
+  }
+  static constexpr double kColumnsBelow = 0.85;  // share of kept inputs
+
   // The projection input x [n][width] of tap t in layer l: shown to the tap,
   // then (TEAL) entries with |x| < threshold are zeroed, each row on its own,
   // so the matrices that read x skip those columns. A zero threshold leaves
-  // x untouched (bit-identical to dense).
-  void prune(int64_t l, Tap t, float* x, int64_t n, int64_t width) {
+  // x untouched (bit-identical to dense). Returns whether x was pruned.
+  bool prune(int64_t l, Tap t, float* x, int64_t n, int64_t width) {
     if (s.tap_ != nullptr) s.tap_->on_activation(l, t, x, n, width);
     const Sparsity* sp = model.prune().sparsity.get();
-    if (sp == nullptr) return;
+    if (sp == nullptr) return false;
     const float thr = sp->threshold(l, t);
     s.stats_.total += static_cast<uint64_t>(n * width);
-    if (!(thr > 0)) return;
+    if (!(thr > 0)) return false;
     uint64_t z = 0;
     for (int64_t i = 0; i < n * width; ++i)
       if (std::fabs(x[i]) < thr) {
@@ -103,17 +129,18 @@ struct Forward {
         ++z;
       }
     s.stats_.zeroed += z;
+    return true;
   }
 
   // CATS: FFN rows whose |act(gate)| is below the layer's gate threshold are
   // cut (gate and up set to zero, so act(0) * 0 = 0 reaches down's input).
-  void cut_gate(int64_t l, float* gate, float* up, int64_t n, int64_t width) {
+  bool cut_gate(int64_t l, float* gate, float* up, int64_t n, int64_t width) {
     if (s.tap_ != nullptr) s.tap_->on_activation(l, Tap::kGate, gate, n, width);
     const Sparsity* sp = model.prune().sparsity.get();
-    if (sp == nullptr || sp->ffn_rule != FfnRule::kCats) return;
+    if (sp == nullptr || sp->ffn_rule != FfnRule::kCats) return false;
     const float thr = sp->threshold(l, Tap::kGate);
     s.stats_.total += static_cast<uint64_t>(n * width);
-    if (!(thr > 0)) return;
+    if (!(thr > 0)) return false;
     uint64_t z = 0;
     for (int64_t i = 0; i < n * width; ++i)
       if (std::fabs(gate_activation(c.ffn_act, gate[i])) < thr) {
@@ -122,6 +149,7 @@ struct Forward {
         ++z;
       }
     s.stats_.zeroed += z;
+    return true;
   }
 
   // Describes the step once: each sequence's rows and positions.
@@ -183,10 +211,13 @@ struct Forward {
     const LayerWeights& lw = model.weights().layers[l];
     const int64_t E = c.n_embd, qd = c.q_dim(), kd = c.kv_dim(), n = b.n_rows;
     be.rms_norm(s.x_.data(), lw.attn_norm.data(), n, E, c.norm_eps, s.xn_.data());
-    prune(l, Tap::kAttnIn, s.xn_.data(), n, E);
+    const bool pruned = prune(l, Tap::kAttnIn, s.xn_.data(), n, E);
     const backend::LinearOut qkv[] = {
         {&lw.wq, s.q_.data()}, {&lw.wk, s.k_.data()}, {&lw.wv, s.v_.data()}};
-    linear(qkv, s.xn_.data(), n);
+    if (pruned)
+      linear_pruned(qkv, s.xn_.data(), n);
+    else
+      linear(qkv, s.xn_.data(), n);
     const bool neox = c.rope_order == RopeOrder::kNeox;
     for (int64_t r = 0; r < n; ++r) {
       float* q = &s.q_[r * qd];  // [n_head][head_dim]
@@ -220,8 +251,10 @@ struct Forward {
       be.attention(shape, &s.q_[sr.row0 * qd], seq.k_layer(l), seq.v_layer(l),
                    &s.attn_[sr.row0 * qd], s.ws_);
     }
-    prune(l, Tap::kOIn, s.attn_.data(), n, qd);
-    linear(lw.wo, s.attn_.data(), n, s.proj_.data());
+    if (prune(l, Tap::kOIn, s.attn_.data(), n, qd))
+      linear_pruned(lw.wo, s.attn_.data(), n, s.proj_.data());
+    else
+      linear(lw.wo, s.attn_.data(), n, s.proj_.data());
     if (!lw.post_attn_norm.empty())  // Gemma: the attention output is normalised too
       be.rms_norm(s.proj_.data(), lw.post_attn_norm.data(), n, E, c.norm_eps, s.proj_.data());
     be.add(s.x_.data(), s.proj_.data(), n * E);
@@ -232,18 +265,24 @@ struct Forward {
   // (instead of TEAL on down's input) cuts the rows whose gate is small.
   void ffn_dense(int64_t l, const LayerWeights& lw) {
     const int64_t n = b.n_rows;
-    prune(l, Tap::kFfnIn, s.xn_.data(), n, c.n_embd);
+    const bool pruned_in = prune(l, Tap::kFfnIn, s.xn_.data(), n, c.n_embd);
     const backend::LinearOut gate_up[] = {{&lw.ffn_gate, s.gate_.data()},
                                           {&lw.ffn_up, s.up_.data()}};
-    linear(gate_up, s.xn_.data(), n);
-    cut_gate(l, s.gate_.data(), s.up_.data(), n, c.n_ff);
+    if (pruned_in)
+      linear_pruned(gate_up, s.xn_.data(), n);
+    else
+      linear(gate_up, s.xn_.data(), n);
+    bool pruned_h = cut_gate(l, s.gate_.data(), s.up_.data(), n, c.n_ff);
     be.gated(c.ffn_act, s.gate_.data(), s.up_.data(), n * c.n_ff);
     const Sparsity* sp = model.prune().sparsity.get();
     if (sp == nullptr || sp->ffn_rule == FfnRule::kTeal)
-      prune(l, Tap::kDownIn, s.gate_.data(), n, c.n_ff);
+      pruned_h = prune(l, Tap::kDownIn, s.gate_.data(), n, c.n_ff);
     else if (s.tap_ != nullptr)
       s.tap_->on_activation(l, Tap::kDownIn, s.gate_.data(), n, c.n_ff);
-    linear(lw.ffn_down, s.gate_.data(), n, s.proj_.data());
+    if (pruned_h)
+      linear_pruned(lw.ffn_down, s.gate_.data(), n, s.proj_.data());
+    else
+      linear(lw.ffn_down, s.gate_.data(), n, s.proj_.data());
   }
 
   // proj [rows][n_embd] = sum over the row's chosen experts e of weight_e * FFN_e(xn).
@@ -416,6 +455,7 @@ Scratch::Scratch(const ModelConfig& c, int64_t max_rows) : max_rows_(max_rows) {
     expert_order_.resize(c.n_expert);
   }
   out_rows_.resize(B * c.n_embd);
+  kept_.reserve(static_cast<size_t>(std::max({c.n_embd, c.q_dim(), ff})));
   rope_.resize((c.rope_base_swa > 0 ? 2 : 1) * B * c.n_rot);
 }
 

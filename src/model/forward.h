@@ -106,6 +106,7 @@ class Scratch {
   std::vector<int32_t> chosen_;       // [rows][n_expert_used]
   std::vector<float> chosen_w_;       // [rows][n_expert_used]
   std::vector<int32_t> expert_order_;  // router sort buffer [n_expert]
+  std::vector<int32_t> kept_;          // a pruned row's non-zero inputs [max(n_embd, q_dim, n_ff)]
   std::vector<float> out_rows_;        // final-norm rows needing logits [rows][n_embd]
   std::vector<float> logits_;          // logits of those rows [rows][n_vocab], grown on demand
   std::vector<float>

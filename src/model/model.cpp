@@ -112,6 +112,29 @@ void Model::set_prune(PruneOptions p, const std::string& sparsity_name) {
     throw Error("--moe-top-k " + std::to_string(p.moe_top_k) + " exceeds the model's " +
                 std::to_string(config_.n_expert_used) + " experts per token");
   prune_ = std::move(p);
+  // Column copies (backend::Linear::columns) of the matrices whose input
+  // pruning zeroes, for decoding that skips the zeroed inputs' weights.
+  if (const Sparsity* s = prune_.sparsity.get())
+    for (int64_t l = 0; l < config_.n_layer; ++l) {
+      LayerWeights& lw = weights_.layers[static_cast<size_t>(l)];
+      auto cols = [&](Tap t, std::initializer_list<backend::Linear*> ws) {
+        if (s->threshold(l, t) > 0)
+          for (backend::Linear* w : ws) backend_->prepare_columns(*w);
+      };
+      cols(Tap::kAttnIn, {&lw.wq, &lw.wk, &lw.wv});
+      cols(Tap::kOIn, {&lw.wo});
+      if (config_.is_moe()) continue;
+      cols(Tap::kFfnIn, {&lw.ffn_gate, &lw.ffn_up});
+      cols(s->ffn_rule == FfnRule::kCats ? Tap::kGate : Tap::kDownIn, {&lw.ffn_down});
+    }
+}
+
+size_t Model::column_bytes() const {
+  size_t n = 0;
+  for_each_linear(weights_, config_, [&](const backend::Linear& w) {
+    if (w.columns) n += w.columns->size_bytes();
+  });
+  return n;
 }
 
 size_t Model::packed_bytes() const {

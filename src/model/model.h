@@ -59,6 +59,9 @@ class Model {
   // fit it. Not thread-safe: call before any session steps.
   void set_prune(PruneOptions p, const std::string& sparsity_name = "sparsity file");
   const PruneOptions& prune() const { return prune_; }
+  // Bytes of the column copies set_prune made for input-sparse decoding (in
+  // addition to the weights: the dense form still serves prompts).
+  size_t column_bytes() const;
 
   // Total parameters (elements of every tensor).
   int64_t n_params() const;

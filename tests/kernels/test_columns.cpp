@@ -16,10 +16,10 @@ namespace {
 
 // The copy dequantized back to W's orientation: [rows][cols].
 std::vector<float> copy_as_w(const ColumnMatrix& m) {
-  std::vector<float> w(static_cast<size_t>(m.rows() * m.cols()));
+  std::vector<float> w(static_cast<size_t>(m.rows() * m.cols())),
+      col(static_cast<size_t>(m.rows()));
   for (int64_t c = 0; c < m.cols(); ++c) {
-    const std::vector<float> col =
-        dequantize(m.type(), m.data() + static_cast<size_t>(c) * m.row_bytes(), m.rows());
+    m.dequantize_row(c, col.data());
     for (int64_t r = 0; r < m.rows(); ++r)
       w[static_cast<size_t>(r * m.cols() + c)] = col[static_cast<size_t>(r)];
   }
@@ -74,18 +74,21 @@ TEST(Columns, EveryIsaAgreesWithTheOracle) {
     for (const int64_t n : {0, 1, 3, 4, 7, 33}) {
       std::vector<int32_t> idx;
       for (int64_t k = 0; k < n; ++k) idx.push_back(static_cast<int32_t>((k * 7 + 2) % 64));
-      std::vector<float> want(static_cast<size_t>(rows), 0.5f);
-      axpy_cols(Isa::kScalar, t)(want.data(), rows / 32, m.data(), m.row_bytes(), idx.data(),
-                                 a.data(), n);
-      for (const Isa isa : available_isas()) {
-        std::vector<float> got(static_cast<size_t>(rows), 0.5f);
-        const AxpyColsFn f = axpy_cols(isa, t);
-        ASSERT_NE(f, nullptr);
-        f(got.data(), rows / 32, m.data(), m.row_bytes(), idx.data(), a.data(), n);
-        for (int64_t r = 0; r < rows; ++r)
-          ASSERT_NEAR(got[static_cast<size_t>(r)], want[static_cast<size_t>(r)],
-                      1e-5 * (1 + std::fabs(want[static_cast<size_t>(r)])))
-              << isa_name(isa) << " n=" << n << " r=" << r;
+      // All 5 blocks, then blocks [1, 4) alone (y at output 32).
+      for (const auto& [b0, nb] : {std::pair<int64_t, int64_t>{0, 5}, {1, 3}}) {
+        std::vector<float> want(static_cast<size_t>(rows), 0.5f);
+        axpy_cols(Isa::kScalar, t)(want.data() + 32 * b0, m.view(), b0, nb, idx.data(), a.data(),
+                                   n);
+        for (const Isa isa : available_isas()) {
+          std::vector<float> got(static_cast<size_t>(rows), 0.5f);
+          const AxpyColsFn f = axpy_cols(isa, t);
+          ASSERT_NE(f, nullptr);
+          f(got.data() + 32 * b0, m.view(), b0, nb, idx.data(), a.data(), n);
+          for (int64_t r = 0; r < rows; ++r)
+            ASSERT_NEAR(got[static_cast<size_t>(r)], want[static_cast<size_t>(r)],
+                        1e-5 * (1 + std::fabs(want[static_cast<size_t>(r)])))
+                << isa_name(isa) << " n=" << n << " r=" << r << " b0=" << b0;
+        }
       }
     }
   }
