@@ -40,9 +40,19 @@ inline void load_block(const uint8_t* q, __m512& lo, __m512& hi) {
 
 template <DType kType, int kR>
 inline void pass(float* y, const ColumnRows& w, int64_t b0, int64_t nb, const int32_t* idx,
-                 const float* a) {
+                 const float* a, bool ahead) {
   const uint8_t* row[kR];
+  const uint8_t* next[kR];
   for (int q = 0; q < kR; ++q) row[q] = w.data + static_cast<size_t>(idx[q]) * w.row_bytes;
+  // The next pass's rows are fetched while this one computes, a line per
+  // row every 64 bytes of quants: runs at scattered rows are too short for
+  // the hardware prefetchers to find.
+  for (int q = 0; q < kR; ++q)
+    next[q] = ahead ? w.data + static_cast<size_t>(idx[2 * kR + q]) * w.row_bytes : row[q];
+  const size_t qoff = 2 * static_cast<size_t>(w.nb_row);
+  constexpr int64_t kPerLine = 64 / kQuantBytes<kType>;
+  for (int q = 0; q < kR; ++q)
+    _mm_prefetch(reinterpret_cast<const char*>(next[q] + 2 * b0), _MM_HINT_T0);
   alignas(64) float s[kR][16];
   for (int64_t j0 = 0; j0 < nb; j0 += 16) {
     const int64_t m = std::min<int64_t>(16, nb - j0);
@@ -52,6 +62,11 @@ inline void pass(float* y, const ColumnRows& w, int64_t b0, int64_t nb, const in
       _mm512_store_ps(s[q], _mm512_mul_ps(_mm512_set1_ps(a[q]), _mm512_cvtph_ps(d)));
     }
     for (int64_t j = j0; j < j0 + m; ++j) {
+      if (j % kPerLine == 0)
+        for (int q = 0; q < kR; ++q)
+          _mm_prefetch(reinterpret_cast<const char*>(
+                           next[q] + qoff + static_cast<size_t>(b0 + j) * kQuantBytes<kType>),
+                       _MM_HINT_T0);
       __m512 y0 = _mm512_loadu_ps(y + j * 32), y1 = _mm512_loadu_ps(y + j * 32 + 16);
       for (int q = 0; q < kR; ++q) {
         const uint8_t* qs =
@@ -72,9 +87,9 @@ template <DType kType>
 void axpy_cols_512(float* y, const ColumnRows& w, int64_t b0, int64_t nb, const int32_t* idx,
                    const float* a, int64_t n) {
   int64_t k = 0;
-  for (; k + 8 <= n; k += 8) pass<kType, 8>(y, w, b0, nb, idx + k, a + k);
-  for (; k + 4 <= n; k += 4) pass<kType, 4>(y, w, b0, nb, idx + k, a + k);
-  for (; k < n; ++k) pass<kType, 1>(y, w, b0, nb, idx + k, a + k);
+  for (; k + 8 <= n; k += 8) pass<kType, 8>(y, w, b0, nb, idx + k, a + k, k + 24 <= n);
+  for (; k + 4 <= n; k += 4) pass<kType, 4>(y, w, b0, nb, idx + k, a + k, false);
+  for (; k < n; ++k) pass<kType, 1>(y, w, b0, nb, idx + k, a + k, false);
 }
 
 }  // namespace
