@@ -37,9 +37,18 @@ inline void load_block(const uint8_t* q, __m256 v[4]) {
 
 template <DType kType, int kR>
 inline void pass(float* y, const ColumnRows& w, int64_t b0, int64_t nb, const int32_t* idx,
-                 const float* a) {
+                 const float* a, bool ahead) {
   const uint8_t* row[kR];
+  const uint8_t* next[kR];
   for (int q = 0; q < kR; ++q) row[q] = w.data + static_cast<size_t>(idx[q]) * w.row_bytes;
+  // Rows two passes ahead are fetched while this one computes (see the
+  // AVX-512 file: runs at scattered rows are too short for the prefetchers).
+  for (int q = 0; q < kR; ++q)
+    next[q] = ahead ? w.data + static_cast<size_t>(idx[2 * kR + q]) * w.row_bytes : row[q];
+  const size_t qoff = 2 * static_cast<size_t>(w.nb_row);
+  constexpr int64_t kPerLine = 64 / kQuantBytes<kType>;
+  for (int q = 0; q < kR; ++q)
+    _mm_prefetch(reinterpret_cast<const char*>(next[q] + 2 * b0), _MM_HINT_T0);
   alignas(32) float s[kR][8];
   for (int64_t j0 = 0; j0 < nb; j0 += 8) {
     const int64_t m = std::min<int64_t>(8, nb - j0);
@@ -50,6 +59,11 @@ inline void pass(float* y, const ColumnRows& w, int64_t b0, int64_t nb, const in
       _mm256_store_ps(s[q], _mm256_mul_ps(_mm256_set1_ps(a[q]), sc));
     }
     for (int64_t j = j0; j < j0 + m; ++j) {
+      if (j % kPerLine == 0)
+        for (int q = 0; q < kR; ++q)
+          _mm_prefetch(reinterpret_cast<const char*>(
+                           next[q] + qoff + static_cast<size_t>(b0 + j) * kQuantBytes<kType>),
+                       _MM_HINT_T0);
       __m256 acc[4];
       for (int i = 0; i < 4; ++i) acc[i] = _mm256_loadu_ps(y + j * 32 + 8 * i);
       for (int q = 0; q < kR; ++q) {
@@ -69,8 +83,8 @@ template <DType kType>
 void axpy_cols_avx2(float* y, const ColumnRows& w, int64_t b0, int64_t nb, const int32_t* idx,
                     const float* a, int64_t n) {
   int64_t k = 0;
-  for (; k + 4 <= n; k += 4) pass<kType, 4>(y, w, b0, nb, idx + k, a + k);
-  for (; k < n; ++k) pass<kType, 1>(y, w, b0, nb, idx + k, a + k);
+  for (; k + 4 <= n; k += 4) pass<kType, 4>(y, w, b0, nb, idx + k, a + k, k + 12 <= n);
+  for (; k < n; ++k) pass<kType, 1>(y, w, b0, nb, idx + k, a + k, false);
 }
 
 }  // namespace
