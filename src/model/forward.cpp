@@ -205,8 +205,8 @@ struct Forward {
 
   float* rope_row(int table, int64_t r) { return &s.rope_[(table * b.n_rows + r) * c.n_rot]; }
 
-  // x += Wo . attention(rope(norm_qk(Wq xn + bq)), rope(norm_qk(Wk xn + bk)), Wv xn + bv), xn =
-  // rms_norm(x)
+  // x += Wo . attention(rope(norm_qk(Wq xn + bq)), rope(norm_qk(Wk xn + bk)), Wv xn + bv),
+  // xn = rms_norm(x)
   void attention_block(int64_t l) {
     const LayerWeights& lw = model.weights().layers[l];
     const int64_t E = c.n_embd, qd = c.q_dim(), kd = c.kv_dim(), n = b.n_rows;

@@ -56,8 +56,7 @@ void log_line(const std::string& s) {
   char stamp[32] = "";
   const std::time_t now = std::time(nullptr);
   std::tm tm{};
-  if (gmtime_r(&now, &tm) != nullptr)
-    std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ ", &tm);
+  if (gmtime_r(&now, &tm) != nullptr) std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ ", &tm);
   const std::string line = std::string(stamp) + "slm serve: " + s + "\n";
   std::fwrite(line.data(), 1, line.size(), stdout);
   std::fflush(stdout);
@@ -415,14 +414,12 @@ std::string bind_failure(const std::string& host, int port) {
   }
   freeaddrinfo(res);
   if (err == EADDRINUSE)
-    return "port " + std::to_string(port) + " is already in use (another server listens on " +
-           where + "); stop it or choose another --port";
-  if (err == EADDRNOTAVAIL)
-    return "cannot listen on " + where + ": the address is not on this machine";
+    return "port " + std::to_string(port) + " is already in use (another server listens on " + where +
+           "); stop it or choose another --port";
+  if (err == EADDRNOTAVAIL) return "cannot listen on " + where + ": the address is not on this machine";
   if (err == EACCES)
     return "cannot listen on " + where + ": permission denied (ports below 1024 need privileges)";
-  return "cannot listen on " + where +
-         (err != 0 ? std::string(": ") + std::strerror(err) : std::string());
+  return "cannot listen on " + where + (err != 0 ? std::string(": ") + std::strerror(err) : std::string());
 }
 
 }  // namespace
@@ -441,8 +438,7 @@ int Server::start() {
     port_ = im.http.bind_to_any_port(im.opt.host);
     if (port_ <= 0) throw Error(bind_failure(im.opt.host, 0));
   } else {
-    if (!im.http.bind_to_port(im.opt.host, im.opt.port))
-      throw Error(bind_failure(im.opt.host, im.opt.port));
+    if (!im.http.bind_to_port(im.opt.host, im.opt.port)) throw Error(bind_failure(im.opt.host, im.opt.port));
     port_ = im.opt.port;
   }
   im.thread = std::thread([&im] { im.http.listen_after_bind(); });
