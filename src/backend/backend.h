@@ -32,15 +32,12 @@ struct MatrixView {
   DType type = DType::F32;
   const uint8_t* data = nullptr;
   int64_t rows = 0, cols = 0;
-  size_t size_bytes() const {
-    return static_cast<size_t>(rows) * static_cast<size_t>(row_bytes(type, cols));
-  }
+  size_t size_bytes() const { return static_cast<size_t>(rows) * static_cast<size_t>(row_bytes(type, cols)); }
 };
 
 // What a matrix is for: LoRA targets, pruning masks and statistics name it.
 enum class Role : uint8_t { kQ, kK, kV, kO, kGate, kUp, kDown, kRouter, kOutput };
-std::string_view role_name(
-    Role role);  // "q", "k", "v", "o", "gate", "up", "down", "router", "output"
+std::string_view role_name(Role role);  // "q", "k", "v", "o", "gate", "up", "down", "router", "output"
 
 // A backend's load-time copy of a matrix in its preferred layout.
 class Prepared {
@@ -92,12 +89,12 @@ struct LoraTask {
 };
 
 struct Workspace {
-  ThreadPool* pool = nullptr;      // set by the caller for each call
-  std::vector<LoraTask> lora;      // Backend::lora's task list
+  ThreadPool* pool = nullptr;   // set by the caller for each call
+  std::vector<LoraTask> lora;   // Backend::lora's task list
   std::vector<size_t> lora_order;  // its segments grouped by matrix
-  std::vector<uint8_t> matmul;     // quantized activations
-  std::vector<float> scores;       // attention scores [n_threads][longest context]
-  std::vector<float> kept;         // linear_columns' compacted inputs
+  std::vector<uint8_t> matmul;  // quantized activations
+  std::vector<float> scores;    // attention scores [n_threads][longest context]
+  std::vector<float> kept;      // linear_columns' compacted inputs
 };
 
 // Causal grouped-query attention over a sequence's cache: the shape (window,
@@ -130,8 +127,7 @@ class Backend {
   // Every matrix product of the forward pass: the matrices of outs (all of
   // the same cols) applied to the same x [n][cols], in one pass where the
   // backend can fuse them. Results equal separate calls bit for bit.
-  virtual void linear(std::span<const LinearOut> outs, const float* x, int64_t n,
-                      Workspace& ws) const = 0;
+  virtual void linear(std::span<const LinearOut> outs, const float* x, int64_t n, Workspace& ws) const = 0;
   void linear(const Linear& w, const float* x, int64_t n, float* y, Workspace& ws) const {
     const LinearOut out{&w, y};
     linear(std::span<const LinearOut>(&out, 1), x, n, ws);
@@ -161,8 +157,8 @@ class Backend {
   virtual void rope_angles(int64_t n_rot, int64_t pos, const float* inv_freq, float* cs) const = 0;
   virtual void rope_apply(float* x, int64_t n_rot, const float* cs, bool neox) const = 0;
   //   q: [n_tokens][n_head * head_dim]; k, v: cache [n_ctx][n_head_kv * head_dim] in s.kv_type
-  virtual void attention(const AttentionShape& s, const float* q, const uint8_t* k_cache,
-                         const uint8_t* v_cache, float* out, Workspace& ws) const = 0;
+  virtual void attention(const AttentionShape& s, const float* q, const uint8_t* k_cache, const uint8_t* v_cache,
+                         float* out, Workspace& ws) const = 0;
 };
 
 // The CPU backend: kernels chosen from the CPU's features (kernels::active_isa).

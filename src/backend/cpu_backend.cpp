@@ -75,8 +75,7 @@ class Cpu final : public Backend {
   // Matrices sharing an input (Q, K and V; gate and up) run as one fused pass
   // over the pool when all are packed: one wake-up and one finishing tail per
   // group instead of per matrix, most of a small matrix's time when decoding.
-  void linear(std::span<const LinearOut> outs, const float* x, int64_t n,
-              Workspace& ws) const override {
+  void linear(std::span<const LinearOut> outs, const float* x, int64_t n, Workspace& ws) const override {
     kernels::PackedOut fused[4];
     size_t k = 0;
     if (outs.size() > 1 && outs.size() <= std::size(fused)) {
@@ -89,9 +88,7 @@ class Cpu final : public Backend {
         fused[k++] = {p, o.y};
       }
     }
-    if (k > 0)
-      return kernels::matmul(std::span<const kernels::PackedOut>(fused, k), x, n, *ws.pool,
-                             ws.matmul);
+    if (k > 0) return kernels::matmul(std::span<const kernels::PackedOut>(fused, k), x, n, *ws.pool, ws.matmul);
     for (const LinearOut& o : outs) {
       if (const kernels::PackedMatrix* p = packed(*o.w)) {
         kernels::matmul(*p, x, n, o.y, *ws.pool, ws.matmul);
@@ -169,12 +166,10 @@ class Cpu final : public Backend {
     const kernels::TypeTraits& t = kernels::traits(table.type);
     const int64_t row = row_bytes(table.type, table.cols);
     for (size_t i = 0; i < ids.size(); ++i)
-      t.dequantize_row(table.data + ids[i] * row, out + static_cast<int64_t>(i) * table.cols,
-                       table.cols);
+      t.dequantize_row(table.data + ids[i] * row, out + static_cast<int64_t>(i) * table.cols, table.cols);
   }
 
-  void rms_norm(const float* x, const float* w, int64_t n_rows, int64_t n, float eps,
-                float* out) const override {
+  void rms_norm(const float* x, const float* w, int64_t n_rows, int64_t n, float eps, float* out) const override {
     for (int64_t r = 0; r < n_rows; ++r) ops::rms_norm(x + r * n, w, n, eps, out + r * n);
   }
   void add(float* x, const float* b, int64_t n) const override { ops::add(x, b, n); }
@@ -192,8 +187,8 @@ class Cpu final : public Backend {
   void rope_apply(float* x, int64_t n_rot, const float* cs, bool neox) const override {
     ops::rope_apply(x, n_rot, cs, neox);
   }
-  void attention(const AttentionShape& s, const float* q, const uint8_t* k_cache,
-                 const uint8_t* v_cache, float* out, Workspace& ws) const override {
+  void attention(const AttentionShape& s, const float* q, const uint8_t* k_cache, const uint8_t* v_cache, float* out,
+                 Workspace& ws) const override {
     ops::attention(s, q, k_cache, v_cache, out, ws.scores.data(), *ws.pool);
   }
 };
@@ -202,24 +197,15 @@ class Cpu final : public Backend {
 
 std::string_view role_name(Role role) {
   switch (role) {
-    case Role::kQ:
-      return "q";
-    case Role::kK:
-      return "k";
-    case Role::kV:
-      return "v";
-    case Role::kO:
-      return "o";
-    case Role::kGate:
-      return "gate";
-    case Role::kUp:
-      return "up";
-    case Role::kDown:
-      return "down";
-    case Role::kRouter:
-      return "router";
-    case Role::kOutput:
-      return "output";
+    case Role::kQ: return "q";
+    case Role::kK: return "k";
+    case Role::kV: return "v";
+    case Role::kO: return "o";
+    case Role::kGate: return "gate";
+    case Role::kUp: return "up";
+    case Role::kDown: return "down";
+    case Role::kRouter: return "router";
+    case Role::kOutput: return "output";
   }
   return "?";
 }

@@ -54,9 +54,9 @@ struct SeqRows {
 };
 struct StepBatch {
   int64_t n_rows = 0;
-  int64_t max_ctx = 0;        // the longest context among the sequences
-  std::vector<SeqRows> seqs;  // in chunk order
-  std::vector<int64_t> pos;   // [n_rows] position of each row
+  int64_t max_ctx = 0;          // the longest context among the sequences
+  std::vector<SeqRows> seqs;    // in chunk order
+  std::vector<int64_t> pos;     // [n_rows] position of each row
   bool any_adapter = false;
 };
 
@@ -90,21 +90,21 @@ class Scratch {
   ActivationTap* tap_ = nullptr;
   PruneStats stats_;
   StepBatch batch_;
-  backend::Workspace ws_;             // matmul and attention-score buffers
-  std::vector<float> x_;              // residual stream [rows][n_embd]
-  std::vector<float> xn_;             // normalised input [rows][n_embd]
-  std::vector<float> q_;              // [rows][q_dim]
-  std::vector<float> k_, v_;          // [rows][kv_dim]
-  std::vector<float> attn_;           // [rows][q_dim]
-  std::vector<float> proj_;           // [rows][n_embd]
-  std::vector<float> gate_, up_;      // [rows][max(n_ff, n_ff_expert)]
-  std::vector<float> rope_;           // rotary cos/sin of each row's position [tables][rows][n_rot]
-  std::vector<float> router_;         // [rows][n_expert]
-  std::vector<float> expert_in_;      // tokens routed to one expert [rows][n_embd]
-  std::vector<int32_t> expert_rows_;  // [rows]
-  std::vector<float> expert_weight_;  // [rows]
-  std::vector<int32_t> chosen_;       // [rows][n_expert_used]
-  std::vector<float> chosen_w_;       // [rows][n_expert_used]
+  backend::Workspace ws_;           // matmul and attention-score buffers
+  std::vector<float> x_;            // residual stream [rows][n_embd]
+  std::vector<float> xn_;           // normalised input [rows][n_embd]
+  std::vector<float> q_;            // [rows][q_dim]
+  std::vector<float> k_, v_;        // [rows][kv_dim]
+  std::vector<float> attn_;         // [rows][q_dim]
+  std::vector<float> proj_;         // [rows][n_embd]
+  std::vector<float> gate_, up_;    // [rows][max(n_ff, n_ff_expert)]
+  std::vector<float> rope_;         // rotary cos/sin of each row's position [tables][rows][n_rot]
+  std::vector<float> router_;       // [rows][n_expert]
+  std::vector<float> expert_in_;    // tokens routed to one expert [rows][n_embd]
+  std::vector<int32_t> expert_rows_;   // [rows]
+  std::vector<float> expert_weight_;   // [rows]
+  std::vector<int32_t> chosen_;        // [rows][n_expert_used]
+  std::vector<float> chosen_w_;        // [rows][n_expert_used]
   std::vector<int32_t> expert_order_;  // router sort buffer [n_expert]
   std::vector<int32_t> kept_;          // a pruned row's non-zero inputs [max(n_embd, q_dim, n_ff)]
   std::vector<float> out_rows_;        // final-norm rows needing logits [rows][n_embd]
@@ -118,7 +118,6 @@ class Scratch {
 // matrices are applied to all rows together, attention runs per sequence.
 // Sessions must be distinct and belong to model; the total row count must fit
 // scratch.max_rows(). Callers validate tokens first (Session::check_tokens).
-void forward(const Model& model, std::span<const SeqChunk> chunks, Scratch& scratch,
-             ThreadPool& pool);
+void forward(const Model& model, std::span<const SeqChunk> chunks, Scratch& scratch, ThreadPool& pool);
 
 }  // namespace slm::model
