@@ -31,6 +31,11 @@ for t in "${targets[@]}"; do
       # "w" (ncall 1, two values) and the dataset trailer the other.
       find "$fixtures/models" -name '*.gguf' -size -2M -exec cp {} "$corpus/" \;
       printf '\001\000\000\000\001\000\000\000w\001\000\000\000\002\000\000\000\000\000\200?\000\000\000@\001\000\000\000\001\000\000\000d' >"$corpus/legacy.dat" ;;
+    fuzz_sparsity)
+      # Small GGUF files reach the key checks; a sparsity file, when one of
+      # the fixtures' models has been calibrated, the thresholds tensor.
+      find "$fixtures/models" -name '*.gguf' -size -2M -exec cp {} "$corpus/" \;
+      find "$fixtures" -name '*.sparsity.gguf' -exec cp {} "$corpus/" \; ;;
     fuzz_template) cp "$fixtures"/templates/src/*.jinja "$corpus/" 2>/dev/null || true ;;
     fuzz_tokenizer*) cp "$fixtures"/tokenizer/cases/*.inp "$corpus/" 2>/dev/null || true ;;
     fuzz_request)

@@ -55,6 +55,9 @@ struct Linear {
   MatrixView view;
   Role role = Role::kQ;
   std::unique_ptr<const Prepared> prepared;
+  // Column-major copy for input-sparse decoding (Backend::prepare_columns),
+  // made only for the matrices activation pruning reaches; null otherwise.
+  std::unique_ptr<const Prepared> columns;
 
   bool present() const { return view.data != nullptr; }
   int64_t rows() const { return view.rows; }
@@ -104,6 +107,7 @@ struct Workspace {
   std::vector<size_t> lora_order;  // its segments grouped by matrix
   std::vector<uint8_t> matmul;     // quantized activations
   std::vector<float> scores;       // attention scores [n_threads][longest context]
+  std::vector<float> kept;         // linear_columns' compacted inputs
 };
 
 // Causal grouped-query attention over a sequence's cache: the shape (window,
@@ -122,6 +126,16 @@ class Backend {
   // Prepares w for this backend (repacking where it pays). release_source:
   // the view is a memory-mapped file whose pages may be dropped afterwards.
   virtual void prepare(Linear& w, bool release_source) const = 0;
+
+  // Input-sparse decoding (activation pruning): makes w.columns, a copy laid
+  // out so that a product reads only the weights of non-zero inputs. Returns
+  // false (w unchanged) where the backend has no such layout for w.
+  virtual bool prepare_columns(Linear& w) const = 0;
+  // y [w.rows()] = w x for one row x [w.cols()] that is zero outside idx
+  // (ascending). w.columns must be set. Agrees with linear() up to rounding
+  // and the copy's quantization (kernels.h ColumnMatrix).
+  virtual void linear_columns(const Linear& w, const float* x, std::span<const int32_t> idx,
+                              float* y, Workspace& ws) const = 0;
 
   // Every matrix product of the forward pass: the matrices of outs (all of
   // the same cols) applied to the same x [n][cols], in one pass where the

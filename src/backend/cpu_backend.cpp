@@ -23,6 +23,12 @@ struct Packed final : Prepared {
   kernels::PackedMatrix matrix;
 };
 
+struct Columns final : Prepared {
+  explicit Columns(kernels::ColumnMatrix m) : matrix(std::move(m)) {}
+  size_t size_bytes() const override { return matrix.size_bytes(); }
+  kernels::ColumnMatrix matrix;
+};
+
 const kernels::PackedMatrix* packed(const Linear& w) {
   return w.prepared ? &static_cast<const Packed&>(*w.prepared).matrix : nullptr;
 }
@@ -65,6 +71,22 @@ class Cpu final : public Backend {
       return;
     }
     kernels::traits(v.type).dequantize_row(src, dst, nc);
+  }
+
+  bool prepare_columns(Linear& w) const override {
+    const MatrixView& v = w.view;
+    if (!w.present() || !kernels::ColumnMatrix::supports(v.type, v.rows)) return false;
+    if (!w.columns)
+      w.columns =
+          std::make_unique<Columns>(kernels::ColumnMatrix::build(v.type, v.data, v.rows, v.cols));
+    return true;
+  }
+
+  void linear_columns(const Linear& w, const float* x, std::span<const int32_t> idx, float* y,
+                      Workspace& ws) const override {
+    const auto& m = static_cast<const Columns&>(*w.columns).matrix;
+    kernels::matvec_columns(m, x, idx.data(), static_cast<int64_t>(idx.size()), y, *ws.pool,
+                            ws.kept);
   }
 
   // Matrices sharing an input (Q, K and V; gate and up) run as one fused pass

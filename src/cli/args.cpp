@@ -414,6 +414,16 @@ void add_lora_option(Options& o) {
   o.value("--lora", "F[:SCALE]", "apply a LoRA adapter (llama.cpp GGUF layout)").repeatable();
 }
 
+void add_prune_options(Options& o) {
+  o.value("--sparsity", "FILE",
+          "activation pruning: zero small projection inputs with the thresholds of FILE "
+          "(`slm prune calibrate`)");
+  o.value("--moe-top-k", "K", "mixture of experts: at most K experts per token").integer(1, 1024);
+  o.value("--moe-min-weight", "P",
+          "mixture of experts: drop chosen experts whose renormalised weight is below P")
+      .number(0, 1);
+}
+
 void add_kv_type_option(Options& o, DType def) {
   o.value("--kv-type", "T", "KV cache type: f16, f32 or q8_0 (half the memory of f16)")
       .choices({"f32", "f16", "q8_0"})

@@ -173,6 +173,11 @@ int draft_option(const Args& args);
 // (model::parse_lora_argument reads each).
 void add_lora_option(Options& o);
 
+// Dynamic pruning (model::PruneOptions): --sparsity FILE (from `slm prune
+// calibrate`), --moe-top-k K and --moe-min-weight P; read by
+// cli/prune_args.h's apply_prune_options.
+void add_prune_options(Options& o);
+
 // The model given on the command line: --model M, or else the first
 // positional argument (`slm run M "prompt"`, `slm chat M`). The positional
 // arguments that remain are in rest; UsageError naming the first extra one

@@ -25,6 +25,7 @@
 #include "cli/args.h"
 #include "cli/bench_table.h"
 #include "cli/command.h"
+#include "cli/prune_args.h"
 #include "kernels/kernels.h"
 #include "model/lora.h"
 #include "model/model.h"
@@ -169,6 +170,7 @@ Options bench_options() {
       .def_note("measured");
   add_kv_type_option(o);
   add_lora_option(o);
+  add_prune_options(o);
   o.flag("--bandwidth", "only measure the machine's read bandwidth");
   o.flag("--json", "print one JSON object");
   return o;
@@ -198,6 +200,7 @@ int run_bench(int argc, char** argv) {
   const double watts = args.get_double("--watts");
 
   const auto model = model::Model::load(*path);
+  apply_prune_options(args, *model);
   const model::ModelConfig& c = model->config();
   // Numbers that would mislead without a word: threads that share cores, and
   // prompts past what the model was trained on (attention there is untested).

@@ -20,6 +20,7 @@
 #include "chat/template.h"
 #include "cli/command.h"
 #include "cli/common.h"
+#include "cli/prune_args.h"
 #include "engine/prompt.h"
 #include "tokenizer/tokenizer.h"
 
@@ -228,6 +229,7 @@ int run_chat(int argc, char** argv) {
   const Args args = chat_options().parse(argc, argv);
   model_argument(args, 0);  // the model is the only positional argument
   const auto model = load_model(args);
+  apply_prune_options(args, *model);
   const tokenizer::Tokenizer tok = tokenizer::Tokenizer::from_gguf(model->file());
   std::string source;
   if (const auto f = args.get("--template-file")) {

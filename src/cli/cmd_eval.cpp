@@ -15,6 +15,7 @@
 #include "cli/args.h"
 #include "cli/command.h"
 #include "cli/common.h"
+#include "cli/prune_args.h"
 #include "eval/choices.h"
 #include "eval/logits_file.h"
 #include "eval/perplexity.h"
@@ -62,6 +63,7 @@ Options eval_options() {
   o.value("--tasks", "N", "multiple choice: only the first N tasks; 0: all")
       .integer(0, int64_t{1} << 40)
       .def("0");
+  add_prune_options(o);
   add_threads_option(o);
   o.flag("--json", "print one JSON object on stdout");
   o.flag("--allow-long-context", "permit a context beyond the model's training length");
@@ -250,6 +252,7 @@ int run_eval(int argc, char** argv) {
     throw UsageError(args.shown("--tasks") + " applies to --hellaswag and --choices only");
   const int threads = thread_count(args);
   const auto model = load_model(args);
+  apply_prune_options(args, *model);
   const auto adapter = lora_option(args, *model);  // null without --lora
   return args.has("--file") ? run_perplexity(args, *model, adapter.get(), threads)
                             : run_choices(args, *model, adapter.get(), threads);

@@ -13,6 +13,7 @@
 #include "base/thread_pool.h"
 #include "cli/command.h"
 #include "cli/common.h"
+#include "cli/prune_args.h"
 #include "engine/prompt.h"
 #include "tokenizer/tokenizer.h"
 
@@ -68,6 +69,7 @@ int run(int argc, char** argv) {
   }
   const std::string prompt_text = read_prompt(args);
   const auto model = load_model(args);
+  apply_prune_options(args, *model);
   const tokenizer::Tokenizer tok = tokenizer::Tokenizer::from_gguf(model->file());
   engine::GenerateOptions opts = generate_options(args, model->config().n_vocab);
   opts.adapter = lora_option(args, *model);

@@ -19,6 +19,7 @@
 #include "base/format.h"
 #include "cli/args.h"
 #include "cli/command.h"
+#include "cli/prune_args.h"
 #include "server/auth.h"
 #include "server/server.h"
 #include "store/store.h"
@@ -73,6 +74,7 @@ Options serve_options() {
   o.flag("--allow-long-context", "permit --ctx-size beyond the model's training context");
   add_kv_type_option(o);
   add_draft_options(o);
+  add_prune_options(o);
   add_threads_option(o, "threads for the forward pass");
   o.value("--api-key", "K", "require 'Authorization: Bearer K' on /v1/* and /metrics");
   o.value("--api-key-file", "F",
@@ -150,6 +152,8 @@ int run_serve(int argc, char** argv) {
   for (const std::string& a : args.get_all("--lora"))
     extra.adapters.push_back(server::parse_adapter_spec(a));
   extra.lora_dirs = args.get_all("--lora-dir");
+  extra.prune = prune_options(args);
+  extra.sparsity_name = args.get("--sparsity").value_or("");
   for (const std::string& a : args.get_all("--alias")) {
     if (a.empty()) throw UsageError(args.shown("--alias") + " must not be empty");
     extra.aliases.push_back(a);

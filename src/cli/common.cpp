@@ -64,6 +64,7 @@ void add_generate_options(Options& o) {
   add_kv_type_option(o);
   add_lora_option(o);
   add_draft_options(o);
+  add_prune_options(o);
 }
 
 namespace {

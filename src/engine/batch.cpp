@@ -318,6 +318,8 @@ void BatchEngine::step() {
   const auto t0 = Clock::now();
   try {
     model::forward(model_, chunks_, scratch_, pool_);
+    if (observer_ && model_.prune().sparsity)
+      observer_->on_pruned(scratch_.prune_stats().zeroed, scratch_.prune_stats().total);
   } catch (const std::exception& e) {
     // A failed step leaves the caches of its sequences undefined: drop them.
     for (size_t i = 0; i < chunk_slots_.size(); ++i) {

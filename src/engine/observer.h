@@ -20,6 +20,9 @@ struct EngineObserver {
   virtual void on_token_interval(double /*seconds*/) {}
   // One batched forward step that took seconds and produced n_tokens tokens.
   virtual void on_step(double /*seconds*/, int64_t /*n_tokens*/) {}
+  // Dynamic pruning (--sparsity) in one step: of total tapped projection
+  // inputs, zeroed were pruned.
+  virtual void on_pruned(uint64_t /*zeroed*/, uint64_t /*total*/) {}
 };
 
 }  // namespace slm::engine

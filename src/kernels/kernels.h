@@ -70,6 +70,25 @@ const TypeTraits& traits(Isa isa, DType t);
 // ulps per term. Never throws; any nr >= 0, nc >= 0.
 using AxpyRowsFn = void (*)(float* out, const float* a, int64_t nr, const float* w, int64_t ld,
                             int64_t nc);
+// Input-sparse decoding over a column copy of a weight (ColumnMatrix). Row
+// i of the copy (W's column i) starts at data + i * row_bytes and holds the
+// fp16 scales of its nb_row blocks of 32 outputs, then their quants (Q4_0:
+// 16 bytes of nibbles, value q - 8; Q8_0: 32 int8): scales apart so that
+// kernels convert 16 at a time.
+struct ColumnRows {
+  const uint8_t* data;
+  size_t row_bytes;
+  int64_t nb_row;
+};
+// y[j] += sum over k < n of a[k] * copy[idx[k]][32 * b0 + j] for j < 32 * nb
+// (y points at output 32 * b0). The scalar oracle rounds each product and
+// sum; SIMD versions fuse them. Never throws.
+using AxpyColsFn = void (*)(float* y, const ColumnRows& w, int64_t b0, int64_t nb,
+                            const int32_t* idx, const float* a, int64_t n);
+// The active / a given ISA's for t (Q8_0, Q4_0), nullptr for other types.
+AxpyColsFn axpy_cols(DType t);
+AxpyColsFn axpy_cols(Isa isa, DType t);
+
 AxpyRowsFn axpy_rows();         // the active ISA's
 AxpyRowsFn axpy_rows(Isa isa);  // a given ISA's (the scalar one where the CPU lacks it)
 
@@ -177,5 +196,46 @@ struct PackedOut {
 };
 void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, ThreadPool& pool,
             std::vector<uint8_t>& scratch);
+
+}  // namespace slm::kernels
+
+namespace slm::kernels {
+
+// A weight W [rows][cols] (GGUF row-major, blocks along cols) copied once at
+// load as its transpose W^T [cols][rows], quantized in blocks of 32 along
+// rows, so that decoding with a sparse input reads only the rows of W^T
+// whose input is non-zero (TEAL / CATS pruning). The copy keeps the source's
+// type (Q8_0 or Q4_0: the same bytes as the source, in addition to it;
+// Q4_0 is requantized along the other axis, so its values differ from the
+// source by up to one quantization step). Owns its bytes; immutable.
+class ColumnMatrix {
+ public:
+  // Whether a column copy exists for wtype (Q8_0, Q4_0) and rows % 32 == 0.
+  static bool supports(DType wtype, int64_t rows);
+  // Builds the copy of rows x cols of wtype (supports() must hold).
+  static ColumnMatrix build(DType wtype, const void* w, int64_t rows, int64_t cols);
+
+  DType type() const { return type_; }
+  int64_t rows() const { return rows_; }  // of W: outputs
+  int64_t cols() const { return cols_; }  // of W: inputs (rows of the copy)
+  size_t row_bytes() const { return row_bytes_; }
+  size_t size_bytes() const { return bytes_.size(); }
+  ColumnRows view() const { return {bytes_.data(), row_bytes_, rows_ / 32}; }
+  // Row i of the copy (W's column i) as floats [rows()] (tests).
+  void dequantize_row(int64_t i, float* out) const;
+  const uint8_t* data() const { return bytes_.data(); }
+
+ private:
+  DType type_ = DType::Q8_0;
+  int64_t rows_ = 0, cols_ = 0;
+  size_t row_bytes_ = 0;
+  std::vector<uint8_t> bytes_;
+};
+
+// y[r] = sum over k < n of x[idx[k]] * W[r][idx[k]] for r < rows: the
+// product with an input that is zero outside idx (ascending, in [0, cols)).
+// xs: scratch for the compacted inputs. Split over pool by output blocks.
+void matvec_columns(const ColumnMatrix& w, const float* x, const int32_t* idx, int64_t n, float* y,
+                    ThreadPool& pool, std::vector<float>& xs);
 
 }  // namespace slm::kernels

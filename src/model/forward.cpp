@@ -5,6 +5,7 @@
 #include "model/forward.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <numeric>
 
@@ -20,9 +21,13 @@ namespace slm::model {
 // How a mixture-of-experts layer picks experts for a row: softmax over all
 // router logits, keep the top k (ties to the lower index), optionally
 // renormalise the kept weights to sum to one (Mixtral, Qwen3-MoE).
+// min_weight: chosen experts whose renormalised weight falls below it are
+// dropped (the top one always stays) and the rest rescaled to the mass the
+// chosen experts had (PruneOptions::moe_min_weight).
 struct RouterPolicy {
   int64_t top_k;
   bool renormalize;
+  float min_weight = 0;
 };
 
 struct Forward {
@@ -77,6 +82,73 @@ struct Forward {
         t0 += static_cast<size_t>(sr.n_rows * f->r);
       }
     be.lora(s.lora_segs_, s.ws_);
+  }
+
+  // Like linear, for an input x [n][cols] that pruning zeroed in part: one
+  // row (decoding) whose matrices all have column copies reads only the
+  // copies' rows of its non-zero inputs. A row that kept nearly everything
+  // goes the dense way (the copy's short rows stream slower per byte).
+  void linear_pruned(std::span<const backend::LinearOut> outs, const float* x, int64_t n) {
+    bool columns = n == 1;
+    for (const backend::LinearOut& o : outs) columns = columns && o.w->columns != nullptr;
+    if (columns) {
+      const int64_t cols = outs[0].w->cols();
+      s.kept_.clear();
+      for (int64_t i = 0; i < cols; ++i)
+        if (x[i] != 0.0f) s.kept_.push_back(static_cast<int32_t>(i));
+      if (static_cast<double>(s.kept_.size()) < kColumnsBelow * static_cast<double>(cols)) {
+        for (const backend::LinearOut& o : outs) be.linear_columns(*o.w, x, s.kept_, o.y, s.ws_);
+        if (b.any_adapter) add_lora(outs, x);
+        return;
+      }
+    }
+    linear(outs, x, n);
+  }
+  void linear_pruned(const backend::Linear& w, const float* x, int64_t n, float* y) {
+    const backend::LinearOut out{&w, y};
+    linear_pruned(std::span<const backend::LinearOut>(&out, 1), x, n);
+  }
+  static constexpr double kColumnsBelow = 0.85;  // share of kept inputs
+
+  // The projection input x [n][width] of tap t in layer l: shown to the tap,
+  // then (TEAL) entries with |x| < threshold are zeroed, each row on its own,
+  // so the matrices that read x skip those columns. A zero threshold leaves
+  // x untouched (bit-identical to dense). Returns whether x was pruned.
+  bool prune(int64_t l, Tap t, float* x, int64_t n, int64_t width) {
+    if (s.tap_ != nullptr) s.tap_->on_activation(l, t, x, n, width);
+    const Sparsity* sp = model.prune().sparsity.get();
+    if (sp == nullptr) return false;
+    const float thr = sp->threshold(l, t);
+    s.stats_.total += static_cast<uint64_t>(n * width);
+    if (!(thr > 0)) return false;
+    uint64_t z = 0;
+    for (int64_t i = 0; i < n * width; ++i)
+      if (std::fabs(x[i]) < thr) {
+        x[i] = 0.0f;
+        ++z;
+      }
+    s.stats_.zeroed += z;
+    return true;
+  }
+
+  // CATS: FFN rows whose |act(gate)| is below the layer's gate threshold are
+  // cut (gate and up set to zero, so act(0) * 0 = 0 reaches down's input).
+  bool cut_gate(int64_t l, float* gate, float* up, int64_t n, int64_t width) {
+    if (s.tap_ != nullptr) s.tap_->on_activation(l, Tap::kGate, gate, n, width);
+    const Sparsity* sp = model.prune().sparsity.get();
+    if (sp == nullptr || sp->ffn_rule != FfnRule::kCats) return false;
+    const float thr = sp->threshold(l, Tap::kGate);
+    s.stats_.total += static_cast<uint64_t>(n * width);
+    if (!(thr > 0)) return false;
+    uint64_t z = 0;
+    for (int64_t i = 0; i < n * width; ++i)
+      if (std::fabs(gate_activation(c.ffn_act, gate[i])) < thr) {
+        gate[i] = 0.0f;
+        up[i] = 0.0f;
+        ++z;
+      }
+    s.stats_.zeroed += z;
+    return true;
   }
 
   // Describes the step once: each sequence's rows and positions.
@@ -137,8 +209,12 @@ struct Forward {
     const LayerWeights& lw = model.weights().layers[l];
     const int64_t E = c.n_embd, qd = c.q_dim(), kd = c.kv_dim(), n = b.n_rows;
     be.rms_norm(s.x_.data(), lw.attn_norm.data(), n, E, c.norm_eps, s.xn_.data());
+    const bool pruned = prune(l, Tap::kAttnIn, s.xn_.data(), n, E);
     const backend::LinearOut qkv[] = {{&lw.wq, s.q_.data()}, {&lw.wk, s.k_.data()}, {&lw.wv, s.v_.data()}};
-    linear(qkv, s.xn_.data(), n);
+    if (pruned)
+      linear_pruned(qkv, s.xn_.data(), n);
+    else
+      linear(qkv, s.xn_.data(), n);
     const bool neox = c.rope_order == RopeOrder::kNeox;
     for (int64_t r = 0; r < n; ++r) {
       float* q = &s.q_[r * qd];  // [n_head][head_dim]
@@ -170,19 +246,38 @@ struct Forward {
                                           seq.kv_type()};
       be.attention(shape, &s.q_[sr.row0 * qd], seq.k_layer(l), seq.v_layer(l), &s.attn_[sr.row0 * qd], s.ws_);
     }
-    linear(lw.wo, s.attn_.data(), n, s.proj_.data());
+    if (prune(l, Tap::kOIn, s.attn_.data(), n, qd))
+      linear_pruned(lw.wo, s.attn_.data(), n, s.proj_.data());
+    else
+      linear(lw.wo, s.attn_.data(), n, s.proj_.data());
     if (!lw.post_attn_norm.empty())  // Gemma: the attention output is normalised too
       be.rms_norm(s.proj_.data(), lw.post_attn_norm.data(), n, E, c.norm_eps, s.proj_.data());
     be.add(s.x_.data(), s.proj_.data(), n * E);
   }
 
   // proj [rows][n_embd] = W_down . (act(W_gate xn) * W_up xn), act silu or tanh-GELU
-  void ffn_dense(const LayerWeights& lw) {
+  // Pruning: TEAL zeroes small entries of xn and of down's input; CATS
+  // (instead of TEAL on down's input) cuts the rows whose gate is small.
+  void ffn_dense(int64_t l, const LayerWeights& lw) {
     const int64_t n = b.n_rows;
-    const backend::LinearOut gate_up[] = {{&lw.ffn_gate, s.gate_.data()}, {&lw.ffn_up, s.up_.data()}};
-    linear(gate_up, s.xn_.data(), n);
+    const bool pruned_in = prune(l, Tap::kFfnIn, s.xn_.data(), n, c.n_embd);
+    const backend::LinearOut gate_up[] = {{&lw.ffn_gate, s.gate_.data()},
+                                          {&lw.ffn_up, s.up_.data()}};
+    if (pruned_in)
+      linear_pruned(gate_up, s.xn_.data(), n);
+    else
+      linear(gate_up, s.xn_.data(), n);
+    bool pruned_h = cut_gate(l, s.gate_.data(), s.up_.data(), n, c.n_ff);
     be.gated(c.ffn_act, s.gate_.data(), s.up_.data(), n * c.n_ff);
-    linear(lw.ffn_down, s.gate_.data(), n, s.proj_.data());
+    const Sparsity* sp = model.prune().sparsity.get();
+    if (sp == nullptr || sp->ffn_rule == FfnRule::kTeal)
+      pruned_h = prune(l, Tap::kDownIn, s.gate_.data(), n, c.n_ff);
+    else if (s.tap_ != nullptr)
+      s.tap_->on_activation(l, Tap::kDownIn, s.gate_.data(), n, c.n_ff);
+    if (pruned_h)
+      linear_pruned(lw.ffn_down, s.gate_.data(), n, s.proj_.data());
+    else
+      linear(lw.ffn_down, s.gate_.data(), n, s.proj_.data());
   }
 
   // proj [rows][n_embd] = sum over the row's chosen experts e of weight_e * FFN_e(xn).
@@ -198,9 +293,22 @@ struct Forward {
                         [p](int32_t a, int32_t z) { return p[a] > p[z] || (p[a] == p[z] && a < z); });
       double sum = 0;
       for (int64_t k = 0; k < K; ++k) sum += p[order[k]];
+      // Expert skipping: a dropped slot keeps expert -1 (matches none below).
+      int64_t kept = K;
+      double kept_sum = sum;
+      if (policy.min_weight > 0) {
+        kept = 1;  // the top expert always stays
+        kept_sum = p[order[0]];
+        while (kept < K && p[order[kept]] / sum >= policy.min_weight) kept_sum += p[order[kept++]];
+      }
+      const double scale = policy.renormalize ? 1.0 / kept_sum : sum / kept_sum;
       for (int64_t k = 0; k < K; ++k) {
-        s.chosen_[r * K + k] = order[k];
-        s.chosen_w_[r * K + k] = policy.renormalize ? static_cast<float>(p[order[k]] / sum) : p[order[k]];
+        s.chosen_[r * K + k] = k < kept ? order[k] : -1;
+        if (kept == K)  // exactly the unpruned weights
+          s.chosen_w_[r * K + k] =
+              policy.renormalize ? static_cast<float>(p[order[k]] / sum) : p[order[k]];
+        else
+          s.chosen_w_[r * K + k] = k < kept ? static_cast<float>(p[order[k]] * scale) : 0.0f;
       }
     }
     std::fill(s.proj_.begin(), s.proj_.begin() + n * E, 0.0f);
@@ -236,10 +344,13 @@ struct Forward {
     const LayerWeights& lw = model.weights().layers[l];
     const int64_t n = b.n_rows, E = c.n_embd;
     be.rms_norm(s.x_.data(), lw.ffn_norm.data(), n, E, c.norm_eps, s.xn_.data());
-    if (c.is_moe())
-      ffn_moe(lw, {c.n_expert_used, c.expert_weights_norm});
-    else
-      ffn_dense(lw);
+    if (c.is_moe()) {
+      const PruneOptions& po = model.prune();
+      const int64_t k = po.moe_top_k > 0 ? std::min(po.moe_top_k, c.n_expert_used) : c.n_expert_used;
+      ffn_moe(lw, {k, c.expert_weights_norm, po.moe_min_weight});
+    } else {
+      ffn_dense(l, lw);
+    }
     if (!lw.post_ffn_norm.empty())  // Gemma
       be.rms_norm(s.proj_.data(), lw.post_ffn_norm.data(), n, E, c.norm_eps, s.proj_.data());
     be.add(s.x_.data(), s.proj_.data(), n * E);
@@ -291,6 +402,7 @@ struct Forward {
     if (b.n_rows > s.max_rows_)
       throw Error("internal: batch of " + std::to_string(b.n_rows) + " rows exceeds the scratch");
     s.ws_.pool = &pool;
+    s.stats_ = {};
     // Scores for a whole context per thread (32768 positions: 128 KiB each),
     // sized on a sequence's first step so the token loop never allocates.
     const size_t need_scores = static_cast<size_t>(pool.size() * b.max_ctx);
@@ -331,6 +443,7 @@ Scratch::Scratch(const ModelConfig& c, int64_t max_rows) : max_rows_(max_rows) {
     expert_order_.resize(c.n_expert);
   }
   out_rows_.resize(B * c.n_embd);
+  kept_.reserve(static_cast<size_t>(std::max({c.n_embd, c.q_dim(), ff})));
   rope_.resize((c.rope_base_swa > 0 ? 2 : 1) * B * c.n_rot);
 }
 

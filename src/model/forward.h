@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "model/sparsity.h"
 
 namespace slm {
 class ThreadPool;
@@ -59,15 +60,35 @@ struct StepBatch {
   bool any_adapter = false;
 };
 
+// Sees the projection inputs of every step (calibration, statistics): x
+// [n_rows][width] as it enters the matrices of tap t in layer l, before any
+// pruning; for Tap::kGate, the gate's pre-activation [n_rows][n_ff].
+struct ActivationTap {
+  virtual ~ActivationTap() = default;
+  virtual void on_activation(int64_t layer, Tap t, const float* x, int64_t n_rows,
+                             int64_t width) = 0;
+};
+
+// Activations zeroed by pruning (PruneOptions::sparsity) out of those tapped.
+struct PruneStats {
+  uint64_t zeroed = 0, total = 0;
+};
+
 // Activation buffers for up to max_rows token rows in one step.
 class Scratch {
  public:
   Scratch(const ModelConfig& config, int64_t max_rows);
   int64_t max_rows() const { return max_rows_; }
+  // tap (nullptr: none) must outlive the steps it sees.
+  void set_tap(ActivationTap* tap) { tap_ = tap; }
+  // Counts of the last step (reset at each step's start).
+  const PruneStats& prune_stats() const { return stats_; }
 
  private:
   friend struct Forward;
   int64_t max_rows_;
+  ActivationTap* tap_ = nullptr;
+  PruneStats stats_;
   StepBatch batch_;
   backend::Workspace ws_;           // matmul and attention-score buffers
   std::vector<float> x_;            // residual stream [rows][n_embd]
@@ -85,6 +106,7 @@ class Scratch {
   std::vector<int32_t> chosen_;        // [rows][n_expert_used]
   std::vector<float> chosen_w_;        // [rows][n_expert_used]
   std::vector<int32_t> expert_order_;  // router sort buffer [n_expert]
+  std::vector<int32_t> kept_;          // a pruned row's non-zero inputs [max(n_embd, q_dim, n_ff)]
   std::vector<float> out_rows_;        // final-norm rows needing logits [rows][n_embd]
   std::vector<float> logits_;          // logits of those rows [rows][n_vocab], grown on demand
   std::vector<float>

@@ -95,6 +95,43 @@ void Model::build_rope_tables() {
   }
 }
 
+void Model::set_prune(PruneOptions p, const std::string& sparsity_name) {
+  if (p.sparsity) p.sparsity->check_base(*this, sparsity_name);
+  if (p.moe_top_k < 0) throw Error("--moe-top-k must be at least 1");
+  if (!(p.moe_min_weight >= 0 && p.moe_min_weight <= 1))
+    throw Error("--moe-min-weight must be in [0, 1]");
+  if ((p.moe_top_k > 0 || p.moe_min_weight > 0) && !config_.is_moe())
+    throw Error(file_->name() +
+                ": --moe-top-k and --moe-min-weight need a mixture-of-experts model");
+  if (p.moe_top_k > config_.n_expert_used)
+    throw Error("--moe-top-k " + std::to_string(p.moe_top_k) + " exceeds the model's " +
+                std::to_string(config_.n_expert_used) + " experts per token");
+  prune_ = std::move(p);
+  // Column copies (backend::Linear::columns) of the matrices whose input
+  // pruning zeroes, for decoding that skips the zeroed inputs' weights.
+  if (const Sparsity* s = prune_.sparsity.get())
+    for (int64_t l = 0; l < config_.n_layer; ++l) {
+      LayerWeights& lw = weights_.layers[static_cast<size_t>(l)];
+      auto cols = [&](Tap t, std::initializer_list<backend::Linear*> ws) {
+        if (s->threshold(l, t) > 0)
+          for (backend::Linear* w : ws) backend_->prepare_columns(*w);
+      };
+      cols(Tap::kAttnIn, {&lw.wq, &lw.wk, &lw.wv});
+      cols(Tap::kOIn, {&lw.wo});
+      if (config_.is_moe()) continue;
+      cols(Tap::kFfnIn, {&lw.ffn_gate, &lw.ffn_up});
+      cols(s->ffn_rule == FfnRule::kCats ? Tap::kGate : Tap::kDownIn, {&lw.ffn_down});
+    }
+}
+
+size_t Model::column_bytes() const {
+  size_t n = 0;
+  for_each_linear(weights_, config_, [&](const backend::Linear& w) {
+    if (w.columns) n += w.columns->size_bytes();
+  });
+  return n;
+}
+
 size_t Model::packed_bytes() const {
   size_t n = 0;
   for_each_linear(weights_, config_, [&](const backend::Linear& w) {

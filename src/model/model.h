@@ -13,9 +13,18 @@
 #include "backend/backend.h"
 #include "gguf/gguf.h"
 #include "model/config.h"
+#include "model/sparsity.h"
 #include "model/weights.h"
 
 namespace slm::model {
+
+// Run-time pruning, set once after loading and before any step (front ends:
+// --sparsity, --moe-top-k, --moe-min-weight). Defaults change nothing.
+struct PruneOptions {
+  std::shared_ptr<const Sparsity> sparsity;  // null: dense
+  int64_t moe_top_k = 0;                     // 0: the model's n_expert_used; else at most that
+  float moe_min_weight = 0;  // drop chosen experts whose renormalised weight is below
+};
 
 class Model {
  public:
@@ -45,6 +54,15 @@ class Model {
     return !weights_.rope_factors_long.empty() && n_ctx > config_.rope_orig_ctx;
   }
 
+  // Sets run-time pruning (see PruneOptions). Throws slm::Error when the
+  // sparsity file was calibrated for another model or the MoE options do not
+  // fit it. Not thread-safe: call before any session steps.
+  void set_prune(PruneOptions p, const std::string& sparsity_name = "sparsity file");
+  const PruneOptions& prune() const { return prune_; }
+  // Bytes of the column copies set_prune made for input-sparse decoding (in
+  // addition to the weights: the dense form still serves prompts).
+  size_t column_bytes() const;
+
   // Total parameters (elements of every tensor).
   int64_t n_params() const;
   // Bytes held by the backend's prepared matrices (their file pages are
@@ -62,6 +80,7 @@ class Model {
   ModelConfig config_;
   ModelWeights weights_;
   std::vector<std::array<std::vector<float>, 2>> inv_freq_;  // [table][short, long]
+  PruneOptions prune_;
 };
 
 // The RoPE angle per position for each of the n_rot/2 pairs, before any

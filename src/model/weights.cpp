@@ -105,7 +105,7 @@ ModelWeights bind_weights(const gguf::File& file, ModelConfig& c) {
     if (t.global_matrix) w.*t.global_matrix = linear_of(*info, t.role);
   }
   // Tied embeddings: the output matrix is the embedding table.
-  if (!w.output.present()) w.output = Linear{w.token_embd, backend::Role::kOutput, nullptr};
+  if (!w.output.present()) w.output = Linear{w.token_embd, backend::Role::kOutput, nullptr, nullptr};
 
   w.layers.resize(c.n_layer);
   for (int64_t i = 0; i < c.n_layer; ++i) {
@@ -129,7 +129,7 @@ ModelWeights bind_weights(const gguf::File& file, ModelConfig& c) {
           int64_t row0 = 0;
           for (const TensorSpec::Part& p : t.parts) {
             const int64_t rows = dim_value(p.rows, c);
-            l.*p.matrix = Linear{Binder::rows_of(*info, row0, rows), p.role, nullptr};
+            l.*p.matrix = Linear{Binder::rows_of(*info, row0, rows), p.role, nullptr, nullptr};
             row0 += rows;
           }
           break;

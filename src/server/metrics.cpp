@@ -123,6 +123,12 @@ void Metrics::on_step(double seconds, int64_t n_tokens) {
     recent_.pop_front();
 }
 
+void Metrics::on_pruned(uint64_t zeroed, uint64_t total) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  pruned_ += zeroed;
+  tapped_ += total;
+}
+
 double Metrics::recent_rate_locked(Clock::time_point now) const {
   int64_t n = 0;
   for (const auto& [t, k] : recent_)
@@ -174,6 +180,17 @@ std::string Metrics::render(const engine::SchedulerStats& st) const {
   sample(out, "slm_generated_tokens_total", static_cast<double>(generated_tokens_));
   header(out, "slm_busy_seconds_total", "counter", "Seconds spent in forward steps.");
   sample(out, "slm_busy_seconds_total", busy_seconds_);
+
+  header(out, "slm_pruned_activations_total", "counter",
+         "Projection inputs zeroed by activation pruning (--sparsity).");
+  sample(out, "slm_pruned_activations_total", static_cast<double>(pruned_));
+  header(out, "slm_pruning_tapped_activations_total", "counter",
+         "Projection inputs seen where --sparsity prunes.");
+  sample(out, "slm_pruning_tapped_activations_total", static_cast<double>(tapped_));
+  header(out, "slm_activation_sparsity_ratio", "gauge",
+         "Achieved activation sparsity: pruned / tapped inputs so far (0 without --sparsity).");
+  sample(out, "slm_activation_sparsity_ratio",
+         tapped_ > 0 ? static_cast<double>(pruned_) / static_cast<double>(tapped_) : 0.0);
 
   header(out, "slm_time_to_first_token_seconds", "histogram",
          "From request arrival to its first token.");

@@ -66,6 +66,7 @@ class Metrics : public engine::EngineObserver {
   void on_token_interval(double seconds) override;
   // One batched forward step that took seconds and produced n_tokens tokens.
   void on_step(double seconds, int64_t n_tokens) override;
+  void on_pruned(uint64_t zeroed, uint64_t total) override;
 
   // Generated tokens per second over the last kWindow seconds.
   double recent_tokens_per_second() const;
@@ -90,6 +91,7 @@ class Metrics : public engine::EngineObserver {
   std::map<std::string, AdapterCounts, std::less<>> adapters_;  // "" is the base
   uint64_t prompt_tokens_ = 0, cached_tokens_ = 0, generated_tokens_ = 0;
   double busy_seconds_ = 0;
+  uint64_t pruned_ = 0, tapped_ = 0;  // activations zeroed by --sparsity / seen at its taps
   Histogram ttft_, tpot_, step_;
   std::deque<std::pair<Clock::time_point, int64_t>> recent_;  // (step end, tokens) within kWindow
 };

@@ -120,6 +120,7 @@ std::shared_ptr<Backend> load_backend(const std::string& path, const std::string
                                       const BackendOptions& extra) {
   auto b = std::make_shared<Backend>();
   b->model = model::Model::load(path);
+  b->model->set_prune(extra.prune, extra.sparsity_name);
   b->tokenizer.emplace(tokenizer::Tokenizer::from_gguf(b->model->file()));
   const tokenizer::Tokenizer& tok = *b->tokenizer;
   if (const auto src = b->model->file().get_string("tokenizer.chat_template")) {

@@ -81,6 +81,8 @@ struct BackendOptions {
   std::vector<AdapterSpec> adapters;   // --lora NAME=FILE[:SCALE], loaded at start
   std::vector<std::string> lora_dirs;  // --lora-dir: where run-time loads may read
   std::vector<std::string> aliases;    // --alias
+  model::PruneOptions prune;           // --sparsity, --moe-top-k, --moe-min-weight
+  std::string sparsity_name;           // the --sparsity file, for messages
 };
 
 // Loads path and starts a scheduler over it. model_id names it in the API.

@@ -129,7 +129,7 @@ FullParams::FullParams(const model::Model& model) : model_(model) {
   if (live_.token_embd.data == nullptr) throw Error(f.name() + ": no token embedding to train");
   // Tied embeddings: the output is the embedding's master, and so is its gradient.
   if (!live_.output.present()) {
-    live_.output = backend::Linear{live_.token_embd, backend::Role::kOutput, nullptr};
+    live_.output = backend::Linear{live_.token_embd, backend::Role::kOutput, nullptr, nullptr};
     index_[&live_.output] = index_.at(&live_.token_embd);
   }
 }

@@ -248,5 +248,30 @@ TEST(Run, OutputConstraints) {
   EXPECT_NE(missing.err.find("none.json"), std::string::npos) << missing.err;
 }
 
+// slm prune calibrate, then --sparsity: a zero level is the dense greedy
+// text byte for byte, 0.25 still runs, another model is refused in one line.
+TEST(Run, PruneCalibrateThenSparsity) {
+  SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
+  const std::string text = sh_quote(fixture("stories260K/expected_greedy_t0_256.txt"));
+  const std::string s0 = temp_dir() + "/s0.gguf", s25 = temp_dir() + "/s25.gguf";
+  for (const auto& [level, out] : {std::pair<std::string, std::string>{"0", s0}, {"0.25", s25}}) {
+    const CmdResult c = run_slm("prune calibrate --model " + stories() + " --data " + text +
+                                " --sparsity " + level + " -o " + sh_quote(out) + " -t 1");
+    ASSERT_EQ(c.code, 0) << c.err;
+    EXPECT_NE(c.err.find("wrote"), std::string::npos) << c.err;
+  }
+  const std::string cmd = "run --model " + stories() + " -p 'Once upon a time' --temp 0 -n 40 -t 1";
+  const CmdResult dense = run_slm(cmd);
+  const CmdResult zero = run_slm(cmd + " --sparsity " + sh_quote(s0));
+  ASSERT_EQ(dense.code, 0) << dense.err;
+  ASSERT_EQ(zero.code, 0) << zero.err;
+  EXPECT_EQ(zero.out, dense.out);
+  EXPECT_EQ(run_slm(cmd + " --sparsity " + sh_quote(s25)).code, 0);
+  const CmdResult other = run_slm("run --model " + sh_quote(fixture("models/tiny-llama.gguf")) +
+                                  " -p hi -n 2 --sparsity " + sh_quote(s25));
+  EXPECT_EQ(other.code, 1);
+  EXPECT_NE(other.err.find("s25.gguf"), std::string::npos) << other.err;
+}
+
 }  // namespace
 }  // namespace slm::test

@@ -85,6 +85,8 @@ TEST(Metrics, PrometheusText) {
   m.on_token_interval(0.004);
   m.on_token_interval(0.2);
   m.on_step(0.5, 10);
+  m.on_pruned(30, 100);
+  m.on_pruned(10, 60);
   engine::SchedulerStats s;
   s.queued = 2;
   s.active = 1;
@@ -115,6 +117,9 @@ TEST(Metrics, PrometheusText) {
   has("slm_estimated_usd_per_million_tokens 50\n");
   has("slm_estimated_joules_per_token 5\n");
   has("# TYPE slm_time_to_first_token_seconds histogram\n");
+  has("slm_pruned_activations_total 40\n");
+  has("slm_pruning_tapped_activations_total 160\n");
+  has("slm_activation_sparsity_ratio 0.25\n");
 }
 
 }  // namespace

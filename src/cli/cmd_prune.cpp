@@ -1,0 +1,83 @@
+// slm prune calibrate: thresholds for dynamic activation pruning (TEAL / CATS)
+// from a calibration text, written as a small sparsity GGUF for --sparsity.
+// The calibration itself lives in model/calibrate.h.
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "base/error.h"
+#include "base/thread_pool.h"
+#include "cli/args.h"
+#include "cli/command.h"
+#include "cli/common.h"
+#include "eval/text_file.h"
+#include "model/calibrate.h"
+#include "tokenizer/tokenizer.h"
+
+namespace slm::cli {
+namespace {
+
+Options prune_options_decl() {
+  Options o("prune",
+            "usage: slm prune calibrate --model M --data TEXT --sparsity S -o M.sparsity.gguf\n"
+            "  Runs M over TEXT and records, per layer, the activation magnitude below which a\n"
+            "  share S of each projection input falls (attention, o-proj, FFN and down-proj\n"
+            "  inputs: TEAL) and of |act(gate)| (CATS). Use the file with --sparsity on run,\n"
+            "  chat, bench, eval and serve; it names M by a hash of its weights and is refused\n"
+            "  with any other model.\n");
+  add_model_option(o);
+  o.value("--data", "TEXT", "calibration text (required; .bz2 is read as it is)");
+  o.value("--sparsity", "S", "share of activations to zero, in [0, 1)").number(0, 0.99).def("0.5");
+  o.value("--ffn-rule", "R",
+          "what prunes the FFN's down side: teal (threshold down's input) or cats "
+          "(cut rows by |act(gate)|, skipping up and down)")
+      .choices({"teal", "cats"})
+      .def("teal");
+  o.value("--ctx-size,-c", "N", "tokens per calibration chunk")
+      .integer(2, int64_t{1} << 20)
+      .def("512");
+  o.value("--max-tokens", "N", "calibrate on at most the first N tokens; 0: all")
+      .integer(0, int64_t{1} << 40)
+      .def("0");
+  o.value("--out,-o", "FILE", "the sparsity file to write (required)");
+  add_threads_option(o);
+  return o;
+}
+
+int run_prune(int argc, char** argv) {
+  const Args args = prune_options_decl().parse(argc, argv);
+  ModelArgument ma = model_argument(args, 1);
+  if (ma.rest.empty() || ma.rest[0] != "calibrate")
+    throw UsageError(ma.rest.empty() ? "missing sub-command (calibrate)"
+                                     : "unknown sub-command '" + ma.rest[0] + "'");
+  const auto data = args.get("--data");
+  if (!data) throw UsageError("--data TEXT is required");
+  const auto out = args.get("--out");
+  if (!out) throw UsageError("-o FILE is required");
+  const auto model = load_model(args);
+  const tokenizer::Tokenizer tok = tokenizer::Tokenizer::from_gguf(model->file());
+  std::vector<int32_t> tokens = tok.encode(eval::read_text_file(*data), /*add_special=*/true,
+                                           /*parse_special=*/false);
+  const int64_t max_tokens = args.get_int("--max-tokens");
+  if (max_tokens > 0 && static_cast<int64_t>(tokens.size()) > max_tokens) tokens.resize(max_tokens);
+  if (tokens.empty()) throw Error(*data + ": no tokens to calibrate on");
+  model::CalibrateOptions co;
+  co.sparsity = static_cast<float>(args.get_double("--sparsity"));
+  co.ffn_rule = args.choice("--ffn-rule") == "cats" ? model::FfnRule::kCats : model::FfnRule::kTeal;
+  co.n_ctx = args.get_int("--ctx-size");
+  ThreadPool pool(thread_count(args));
+  const model::Sparsity s = model::calibrate(*model, tokens, co, pool);
+  s.save(*out);
+  std::fprintf(stderr, "wrote %s: sparsity %.2f (%s) over %zu tokens, %zu layers, base %s\n",
+               out->c_str(), static_cast<double>(s.level),
+               co.ffn_rule == model::FfnRule::kCats ? "cats" : "teal", tokens.size(),
+               s.thresholds.size(), s.base_hash.c_str());
+  return 0;
+}
+
+}  // namespace
+
+SLM_COMMAND("prune", "calibrate dynamic activation pruning (TEAL/CATS) for --sparsity",
+            prune_options_decl, run_prune);
+
+}  // namespace slm::cli

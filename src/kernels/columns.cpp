@@ -1,0 +1,135 @@
+// Column copies of weight matrices for input-sparse decoding (kernels.h
+// ColumnMatrix, matvec_columns) and the scalar axpy_cols oracles.
+#include <algorithm>
+#include <cstring>
+
+#include "base/check.h"
+#include "base/fp16.h"
+#include "base/thread_pool.h"
+#include "kernels/internal.h"
+
+namespace slm::kernels {
+namespace {
+
+constexpr size_t quant_bytes(DType t) {
+  return t == DType::Q8_0 ? 32 : 16;
+}
+
+inline float scale_of(const ColumnRows& w, int32_t row, int64_t j) {
+  uint16_t d;
+  std::memcpy(&d, w.data + static_cast<size_t>(row) * w.row_bytes + 2 * static_cast<size_t>(j), 2);
+  return fp16_to_f32(d);
+}
+template <DType kType>
+inline const uint8_t* quants_of(const ColumnRows& w, int32_t row, int64_t j) {
+  return w.data + static_cast<size_t>(row) * w.row_bytes + 2 * static_cast<size_t>(w.nb_row) +
+         static_cast<size_t>(j) * quant_bytes(kType);
+}
+
+// Each product rounded, then added, kept row after kept row.
+void axpy_cols_q8_0(float* y, const ColumnRows& w, int64_t b0, int64_t nb, const int32_t* idx,
+                    const float* a, int64_t n) {
+  for (int64_t k = 0; k < n; ++k)
+    for (int64_t j = 0; j < nb; ++j) {
+      const float s = a[k] * scale_of(w, idx[k], b0 + j);
+      const auto* q = reinterpret_cast<const int8_t*>(quants_of<DType::Q8_0>(w, idx[k], b0 + j));
+      for (int i = 0; i < kQK32; ++i) y[j * kQK32 + i] += s * static_cast<float>(q[i]);
+    }
+}
+
+void axpy_cols_q4_0(float* y, const ColumnRows& w, int64_t b0, int64_t nb, const int32_t* idx,
+                    const float* a, int64_t n) {
+  for (int64_t k = 0; k < n; ++k)
+    for (int64_t j = 0; j < nb; ++j) {
+      const float s = a[k] * scale_of(w, idx[k], b0 + j);
+      const uint8_t* q = quants_of<DType::Q4_0>(w, idx[k], b0 + j);
+      float* yj = y + j * kQK32;
+      for (int i = 0; i < kQK32 / 2; ++i) {
+        yj[i] += s * static_cast<float>((q[i] & 0x0F) - 8);
+        yj[i + kQK32 / 2] += s * static_cast<float>((q[i] >> 4) - 8);
+      }
+    }
+}
+
+// Tasks per thread: each task owns one contiguous range of output blocks,
+// so every kept row is read as a few long runs (short strided runs defeat
+// the prefetchers). The split never changes results: each output sums its
+// kept rows in the same order whoever runs it.
+constexpr int64_t kTasksPerThread = 1;
+// Kept inputs per pass over a task's outputs.
+constexpr int64_t kRowsPerPass = 256;
+
+}  // namespace
+
+void fill_scalar_columns(TypeTable& t) {
+  t.axpy_cols[static_cast<int>(DType::Q8_0)] = axpy_cols_q8_0;
+  t.axpy_cols[static_cast<int>(DType::Q4_0)] = axpy_cols_q4_0;
+}
+
+bool ColumnMatrix::supports(DType wtype, int64_t rows) {
+  return (wtype == DType::Q8_0 || wtype == DType::Q4_0) && rows > 0 && rows % kQK32 == 0;
+}
+
+ColumnMatrix ColumnMatrix::build(DType wtype, const void* w, int64_t rows, int64_t cols) {
+  SLM_DCHECK(supports(wtype, rows));
+  ColumnMatrix m;
+  m.type_ = wtype;
+  m.rows_ = rows;
+  m.cols_ = cols;
+  const int64_t nb = rows / kQK32;
+  m.row_bytes_ =
+      static_cast<size_t>(slm::row_bytes(wtype, rows));  // the file's bytes: 2 + quants per block
+  m.bytes_.resize(m.row_bytes_ * static_cast<size_t>(cols));
+  const TypeTraits& tt = traits(Isa::kScalar, wtype);
+  const size_t src_row = static_cast<size_t>(slm::row_bytes(wtype, cols));
+  const size_t qb = quant_bytes(wtype);
+  // 32 source rows at a time: dequantized [32][cols], then each column's 32
+  // values become one block of the copy's row for that column, its scale
+  // and quants stored apart.
+  std::vector<float> tile(static_cast<size_t>(kQK32 * cols));
+  float col[kQK32];
+  uint8_t block[2 + 32];
+  for (int64_t r0 = 0; r0 < rows; r0 += kQK32) {
+    for (int64_t r = 0; r < kQK32; ++r)
+      tt.dequantize_row(static_cast<const uint8_t*>(w) + static_cast<size_t>(r0 + r) * src_row,
+                        tile.data() + r * cols, cols);
+    const int64_t j = r0 / kQK32;
+    for (int64_t c = 0; c < cols; ++c) {
+      for (int64_t r = 0; r < kQK32; ++r) col[r] = tile[static_cast<size_t>(r * cols + c)];
+      tt.quantize_row(col, block, kQK32);
+      uint8_t* row = m.bytes_.data() + static_cast<size_t>(c) * m.row_bytes_;
+      std::memcpy(row + 2 * static_cast<size_t>(j), block, 2);
+      std::memcpy(row + 2 * static_cast<size_t>(nb) + static_cast<size_t>(j) * qb, block + 2, qb);
+    }
+  }
+  return m;
+}
+
+void ColumnMatrix::dequantize_row(int64_t i, float* out) const {
+  std::fill(out, out + rows_, 0.0f);
+  const int32_t idx = static_cast<int32_t>(i);
+  const float one = 1.0f;
+  (type_ == DType::Q8_0 ? axpy_cols_q8_0 : axpy_cols_q4_0)(out, view(), 0, rows_ / kQK32, &idx,
+                                                           &one, 1);
+}
+
+void matvec_columns(const ColumnMatrix& w, const float* x, const int32_t* idx, int64_t n, float* y,
+                    ThreadPool& pool, std::vector<float>& xs) {
+  const int64_t nb = w.rows() / kQK32;
+  if (xs.size() < static_cast<size_t>(n)) xs.resize(static_cast<size_t>(n));
+  for (int64_t k = 0; k < n; ++k) xs[static_cast<size_t>(k)] = x[idx[k]];
+  const AxpyColsFn f = axpy_cols(w.type());
+  const ColumnRows v = w.view();
+  const int64_t n_tasks_wanted = pool.size() * kTasksPerThread;
+  const int64_t per_task = std::max<int64_t>(1, (nb + n_tasks_wanted - 1) / n_tasks_wanted);
+  const int64_t n_tasks = (nb + per_task - 1) / per_task;
+  pool.parallel_for(n_tasks, [&](int64_t t, int) {
+    const int64_t b0 = t * per_task, b1 = std::min(nb, b0 + per_task);
+    float* yt = y + b0 * kQK32;
+    std::fill(yt, yt + (b1 - b0) * kQK32, 0.0f);
+    for (int64_t k0 = 0; k0 < n; k0 += kRowsPerPass)
+      f(yt, v, b0, b1 - b0, idx + k0, xs.data() + k0, std::min(kRowsPerPass, n - k0));
+  });
+}
+
+}  // namespace slm::kernels

@@ -1,0 +1,74 @@
+// Dynamic activation pruning (TEAL, CATS): per layer and per projection input,
+// a magnitude threshold below which an activation is zeroed for that token,
+// so the weight columns it multiplies need not be read. Thresholds come from
+// calibration (model/calibrate.h) and live in a small GGUF that names its
+// base model by a hash of the weights; loading refuses any other model.
+//
+// File layout (general.type = "sparsity"):
+//   sparsity.level      f32   the share of activations calibrated to be zeroed
+//   sparsity.ffn_rule   str   "teal" (threshold the down-proj input) or "cats"
+//                             (cut FFN rows by |act(gate)|, skipping up/down)
+//   sparsity.base_hash  str   weights_hash() of the base model
+//   sparsity.n_layer    u32
+//   sparsity.thresholds F32 tensor [kNumTaps, n_layer]: row l = layer l's taps
+// Thread-safety: immutable after load, shared by every session.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "backend/backend.h"
+
+namespace slm::gguf {
+class File;
+}
+
+namespace slm::model {
+
+class Model;
+
+// The tapped inputs of a layer: attention input (of q/k/v), o-proj input, FFN
+// input (of gate/up), down-proj input, and the gate's activation |act(gate)|.
+enum class Tap : uint8_t { kAttnIn, kOIn, kFfnIn, kDownIn, kGate };
+constexpr int kNumTaps = 5;
+std::string_view tap_name(Tap t);  // "attn_in", "o_in", "ffn_in", "down_in", "gate"
+
+enum class FfnRule : uint8_t { kTeal, kCats };
+
+struct Sparsity {
+  float level = 0;
+  FfnRule ffn_rule = FfnRule::kTeal;
+  std::string base_hash;
+  std::vector<std::array<float, kNumTaps>> thresholds;  // [n_layer][tap], each >= 0
+
+  float threshold(int64_t layer, Tap t) const {
+    return thresholds[static_cast<size_t>(layer)][static_cast<size_t>(t)];
+  }
+
+  // Parses a sparsity file held in bytes (name for messages). Throws
+  // slm::Error "NAME: ..." naming the key or tensor on any problem.
+  static Sparsity parse(std::span<const uint8_t> bytes, const std::string& name);
+  static Sparsity load(const std::string& path);
+  // Throws slm::Error when this file was calibrated for another model
+  // (hash or layer count differs).
+  void check_base(const Model& model, const std::string& name) const;
+  // Writes the file atomically (temporary file renamed into place).
+  void save(const std::string& path) const;
+  std::vector<uint8_t> to_bytes() const;
+};
+
+// act(g) of one gate value, in scalar form (the fused backend::gated op's
+// math): CATS compares |act(gate)| with its threshold.
+float gate_activation(backend::Activation act, float g);
+
+// The identity of a model's weights: FNV-1a 64 over every tensor's name,
+// type and shape and up to 4 KiB sampled from its bytes (start, middle, end),
+// as 16 hex digits. Cheap on multi-GB files; two files that differ only in
+// unsampled bytes collide, which calibration mismatches rarely do.
+std::string weights_hash(const gguf::File& file);
+
+}  // namespace slm::model

@@ -1,0 +1,326 @@
+// Dynamic pruning (model/sparsity.h, model/calibrate.h): thresholds of zero
+// are bit-identical to dense, calibrated thresholds zero the share asked for,
+// each token keeps its own mask in batched steps, the sparsity file refuses
+// other models and survives truncation and corruption (one slm::Error, never
+// a crash), and MoE expert skipping (--moe-top-k, --moe-min-weight) matches
+// its references.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+
+#include "base/error.h"
+#include "base/thread_pool.h"
+#include "common/fixtures.h"
+#include "model/calibrate.h"
+#include "model/model.h"
+#include "model/session.h"
+#include "model/sparsity.h"
+#include "model/synth.h"
+#include "model/synthetic.h"
+
+namespace slm::test {
+namespace {
+
+std::vector<int32_t> some_tokens(int64_t n, int64_t vocab, int64_t salt = 11) {
+  std::vector<int32_t> t(n);
+  for (int64_t i = 0; i < n; ++i) t[i] = static_cast<int32_t>((i * 37 + salt) % vocab);
+  return t;
+}
+
+std::unique_ptr<model::Model> load(const SynthModel& m) {
+  return model::Model::from_file(gguf::File::parse(m.gguf, "synthetic.gguf"));
+}
+
+std::vector<float> logits(const model::Model& model, const std::vector<int32_t>& tokens,
+                          int64_t n_batch = 7) {
+  model::SessionOptions so;
+  so.n_batch = n_batch;
+  model::Session s(model, so);
+  ThreadPool pool(2);
+  std::vector<float> out;
+  s.feed(tokens, pool, &out);
+  return out;
+}
+
+model::Sparsity uniform(const model::Model& m, float thr,
+                        model::FfnRule rule = model::FfnRule::kTeal) {
+  model::Sparsity s;
+  s.level = 0.5f;
+  s.ffn_rule = rule;
+  s.base_hash = model::weights_hash(m.file());
+  s.thresholds.assign(static_cast<size_t>(m.config().n_layer), {thr, thr, thr, thr, thr});
+  return s;
+}
+
+void set_sparsity(model::Model& m, model::Sparsity s) {
+  model::PruneOptions p;
+  p.sparsity = std::make_shared<const model::Sparsity>(std::move(s));
+  m.set_prune(p);
+}
+
+TEST(Sparsity, ZeroThresholdsAreBitIdenticalToDense) {
+  const SynthModel sm = make_synth({});
+  const auto tokens = some_tokens(20, 64);
+  const auto dense_model = load(sm);
+  const std::vector<float> dense = logits(*dense_model, tokens);
+  for (const model::FfnRule rule : {model::FfnRule::kTeal, model::FfnRule::kCats}) {
+    const auto m = load(sm);
+    set_sparsity(*m, uniform(*m, 0.0f, rule));
+    const std::vector<float> got = logits(*m, tokens);
+    ASSERT_EQ(got.size(), dense.size());
+    EXPECT_EQ(0, std::memcmp(got.data(), dense.data(), dense.size() * sizeof(float)));
+  }
+}
+
+// Counts what the pruning zeroed over one pass (forward's PruneStats).
+double achieved(const model::Model& m, const std::vector<int32_t>& tokens) {
+  model::Session s(m, {});
+  model::Scratch scratch(m.config(), static_cast<int64_t>(tokens.size()));
+  ThreadPool pool(2);
+  const model::SeqChunk chunk{&s, tokens, nullptr, false, nullptr, nullptr};
+  model::forward(m, std::span<const model::SeqChunk>(&chunk, 1), scratch, pool);
+  const model::PruneStats& st = scratch.prune_stats();
+  EXPECT_GT(st.total, 0u);
+  return static_cast<double>(st.zeroed) / static_cast<double>(st.total);
+}
+
+TEST(Sparsity, CalibratedThresholdsZeroTheRequestedShare) {
+  const SynthModel sm = make_synth({});
+  const auto tokens = some_tokens(40, 64);
+  for (const float level : {0.25f, 0.5f}) {
+    const auto m = load(sm);
+    ThreadPool pool(2);
+    model::CalibrateOptions o;
+    o.sparsity = level;
+    const model::Sparsity s = model::calibrate(*m, tokens, o, pool);
+    ASSERT_EQ(s.thresholds.size(), 2u);
+    for (const auto& layer : s.thresholds)
+      for (const float t : layer) EXPECT_GT(t, 0.0f);
+    set_sparsity(*m, s);
+    // On the calibration text itself: the quantile's share, up to the
+    // histogram's bin width and the feedback of earlier layers' pruning.
+    EXPECT_NEAR(achieved(*m, tokens), level, 0.06) << level;
+  }
+}
+
+TEST(Sparsity, HigherSparsityDriftsFurtherFromDense) {
+  const SynthModel sm = make_synth({});
+  const auto tokens = some_tokens(40, 64);
+  const std::vector<float> dense = logits(*load(sm), tokens);
+  double last = 0;
+  for (const float level : {0.2f, 0.6f}) {
+    const auto m = load(sm);
+    ThreadPool pool(2);
+    model::CalibrateOptions o;
+    o.sparsity = level;
+    set_sparsity(*m, model::calibrate(*m, tokens, o, pool));
+    const std::vector<float> got = logits(*m, tokens);
+    double err = 0;
+    for (size_t i = 0; i < got.size(); ++i) err += std::fabs(got[i] - dense[i]);
+    EXPECT_GT(err, last) << level;
+    last = err;
+  }
+}
+
+// Each token is pruned by its own activations: the same tokens fed in one
+// chunk, in chunks of 7 and one at a time agree.
+TEST(Sparsity, EachTokenKeepsItsOwnMask) {
+  for (const model::FfnRule rule : {model::FfnRule::kTeal, model::FfnRule::kCats}) {
+    const SynthModel sm = make_synth({});
+    const auto tokens = some_tokens(24, 64);
+    const auto m = load(sm);
+    ThreadPool pool(2);
+    model::CalibrateOptions o;
+    o.sparsity = 0.5f;
+    o.ffn_rule = rule;
+    set_sparsity(*m, model::calibrate(*m, tokens, o, pool));
+    const std::vector<float> all = logits(*m, tokens, 24);
+    const std::vector<float> chunked = logits(*m, tokens, 7);
+    const std::vector<float> single = logits(*m, tokens, 1);
+    ASSERT_EQ(all.size(), single.size());
+    for (size_t i = 0; i < all.size(); ++i) {
+      ASSERT_NEAR(all[i], chunked[i], 1e-4) << i;
+      ASSERT_NEAR(all[i], single[i], 1e-4) << i;
+    }
+  }
+}
+
+// Decoding one token reads the pruned matrices through their column copies
+// (Q8_0, Q4_0); a step of many rows multiplies the zeroed inputs densely.
+// Both give the same logits up to the copy's requantization.
+TEST(Sparsity, ColumnCopiesAgreeWithDenseOverZeroedInputs) {
+  const model::SynthShape shape{"t", "llama", 2, 64, 4, 2, 0, 128, 300, 64, 1e4f, 1e-5f, false};
+  for (const std::string mix : {"Q8_0", "Q4_0"}) {
+    ThreadPool pool(2);
+    const std::vector<uint8_t> bytes = model::synth_bytes(shape, mix, 3, pool);
+    const auto m = model::Model::from_file(gguf::File::parse(bytes, "q.gguf"));
+    const auto tokens = some_tokens(24, 300);
+    const std::vector<float> dense = logits(*m, tokens, 24);
+    model::CalibrateOptions o;
+    o.sparsity = 0.5f;
+    set_sparsity(*m, model::calibrate(*m, tokens, o, pool));
+    EXPECT_GT(m->column_bytes(), 0u) << mix;
+    const std::vector<float> batched = logits(*m, tokens, 24);  // dense kernels, zeroed inputs
+    const std::vector<float> decoded = logits(*m, tokens, 1);   // column copies
+    double scale = 0, diff = 0, drift = 0;
+    for (size_t i = 0; i < dense.size(); ++i) {
+      scale += std::fabs(dense[i]);
+      diff += std::fabs(decoded[i] - batched[i]);
+      drift += std::fabs(batched[i] - dense[i]);
+    }
+    // The copy's rounding (Q8_0: about 0.5% per product; Q4_0: up to a
+    // step) moves some activations of this random model across a threshold,
+    // which later layers amplify; it stays below what pruning itself does.
+    EXPECT_LT(diff, (mix == "Q8_0" ? 0.5 : 1.0) * drift) << mix;
+    EXPECT_LT(diff, 0.5 * scale) << mix;
+  }
+}
+
+TEST(Sparsity, FileRoundTripsAndRefusesOtherModels) {
+  const SynthModel a = make_synth({});
+  SynthSpec other;
+  other.seed = 2;
+  const SynthModel b = make_synth(other);
+  const auto ma = load(a), mb = load(b);
+  EXPECT_NE(model::weights_hash(ma->file()), model::weights_hash(mb->file()));
+  model::Sparsity s = uniform(*ma, 0.25f, model::FfnRule::kCats);
+  s.thresholds[1][3] = 0.5f;
+  const std::vector<uint8_t> bytes = s.to_bytes();
+  const model::Sparsity r = model::Sparsity::parse(bytes, "s.gguf");
+  EXPECT_EQ(r.base_hash, s.base_hash);
+  EXPECT_EQ(r.ffn_rule, model::FfnRule::kCats);
+  EXPECT_EQ(r.thresholds, s.thresholds);
+  EXPECT_FLOAT_EQ(r.level, 0.5f);
+  EXPECT_NO_THROW(r.check_base(*ma, "s.gguf"));
+  try {
+    r.check_base(*mb, "s.gguf");
+    FAIL() << "accepted another model";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("calibrated for another model"), std::string::npos)
+        << e.what();
+  }
+  // Through set_prune too.
+  model::PruneOptions p;
+  p.sparsity = std::make_shared<const model::Sparsity>(r);
+  EXPECT_THROW(mb->set_prune(p), Error);
+}
+
+TEST(Sparsity, RefusesBadValuesNamingThem) {
+  const SynthModel a = make_synth({});
+  const auto m = load(a);
+  model::Sparsity s = uniform(*m, 0.1f);
+  s.thresholds[0][2] = -1.0f;
+  try {
+    model::Sparsity::parse(s.to_bytes(), "bad.gguf");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("ffn_in"), std::string::npos) << e.what();
+  }
+  s.thresholds[0][2] = NAN;
+  EXPECT_THROW(model::Sparsity::parse(s.to_bytes(), "bad.gguf"), Error);
+  // A model file is not a sparsity file.
+  EXPECT_THROW(model::Sparsity::parse(a.gguf, "model.gguf"), Error);
+}
+
+// Fuzz-style: every truncation and many random corruptions of a valid file
+// either parse to valid thresholds or throw slm::Error; nothing else.
+TEST(Sparsity, FuzzedFilesGiveOneErrorNeverACrash) {
+  const SynthModel a = make_synth({});
+  const auto m = load(a);
+  const model::Sparsity orig = uniform(*m, 0.3f);
+  const std::vector<uint8_t> good = orig.to_bytes();
+  auto try_parse = [&](const std::vector<uint8_t>& bytes, bool must_match) {
+    try {
+      const model::Sparsity s = model::Sparsity::parse(bytes, "fuzz.gguf");
+      for (const auto& layer : s.thresholds)
+        for (const float t : layer) EXPECT_TRUE(std::isfinite(t) && t >= 0);
+      if (must_match) {
+        EXPECT_EQ(s.thresholds, orig.thresholds);
+      }
+      return 0;
+    } catch (const Error&) {
+      return 1;
+    }
+  };
+  // Only the writer's trailing alignment padding (under 32 bytes) may be
+  // cut without an error, and then nothing read changes.
+  size_t shortest_ok = good.size();
+  for (size_t n = 0; n < good.size(); ++n)
+    if (try_parse(std::vector<uint8_t>(good.begin(), good.begin() + static_cast<std::ptrdiff_t>(n)),
+                  true) == 0)
+      shortest_ok = std::min(shortest_ok, n);
+  EXPECT_GT(shortest_ok + 32, good.size());
+  std::mt19937 rng(7);
+  for (int i = 0; i < 3000; ++i) {
+    std::vector<uint8_t> bad = good;
+    const int flips = 1 + static_cast<int>(rng() % 4);
+    for (int k = 0; k < flips; ++k) bad[rng() % bad.size()] = static_cast<uint8_t>(rng());
+    try_parse(bad, false);
+  }
+}
+
+// MoE expert skipping against references: K = n_expert_used and P = 0 are
+// the model as it is, bit for bit; K = 1 equals the same weights in a file
+// that routes top-1 (itself checked against the float64 reference in
+// test_synthetic.cpp's MoeTop1).
+TEST(MoeSkipping, TopKAndMinWeightAgainstReferences) {
+  SynthSpec spec;
+  spec.n_expert = 8;
+  spec.n_expert_used = 2;
+  spec.n_ff = 16;
+  SynthSpec top1 = spec;
+  top1.n_expert_used = 1;
+  const SynthModel sm = make_synth(spec), s1 = make_synth(top1);
+  const auto tokens = some_tokens(25, 64);
+  const std::vector<float> dense = logits(*load(sm), tokens);
+  const std::vector<float> ref1 = logits(*load(s1), tokens);
+  auto with = [&](int64_t k, float p) {
+    const auto m = load(sm);
+    model::PruneOptions o;
+    o.moe_top_k = k;
+    o.moe_min_weight = p;
+    m->set_prune(o);
+    return logits(*m, tokens);
+  };
+  const std::vector<float> k2 = with(2, 0.0f), k1 = with(1, 0.0f);
+  EXPECT_EQ(0, std::memcmp(k2.data(), dense.data(), dense.size() * sizeof(float)));
+  EXPECT_EQ(0, std::memcmp(k1.data(), ref1.data(), ref1.size() * sizeof(float)));
+  EXPECT_NE(0, std::memcmp(k1.data(), dense.data(), dense.size() * sizeof(float)));
+  // P = 0.5 drops the second of two renormalised weights unless they tie:
+  // with renormalising routers that is top-1 exactly.
+  if (load(sm)->config().expert_weights_norm) {
+    const std::vector<float> p = with(0, 0.5000001f);
+    EXPECT_EQ(0, std::memcmp(p.data(), ref1.data(), ref1.size() * sizeof(float)));
+  }
+  // Too many experts, or a dense model, are refused.
+  model::PruneOptions bad;
+  bad.moe_top_k = 3;
+  EXPECT_THROW(load(sm)->set_prune(bad), Error);
+  EXPECT_THROW(load(make_synth({}))->set_prune(model::PruneOptions{nullptr, 1, 0}), Error);
+}
+
+// The tiny-moe fixture: K = n_expert_used is the default bit for bit; fewer
+// experts change the logits but keep them finite.
+TEST(MoeSkipping, TinyMoeFixture) {
+  SLM_REQUIRE_FIXTURE("models/tiny-moe.gguf");
+  const auto tokens = some_tokens(16, 32);
+  auto run = [&](int64_t k) {
+    auto m = model::Model::load(fixture("models/tiny-moe.gguf"));
+    model::PruneOptions o;
+    o.moe_top_k = k;
+    m->set_prune(o);
+    return logits(*m, tokens);
+  };
+  const auto m = model::Model::load(fixture("models/tiny-moe.gguf"));
+  const int64_t used = m->config().n_expert_used;
+  ASSERT_GT(used, 1);
+  const std::vector<float> dense = run(0), same = run(used), one = run(1);
+  EXPECT_EQ(0, std::memcmp(same.data(), dense.data(), dense.size() * sizeof(float)));
+  EXPECT_NE(0, std::memcmp(one.data(), dense.data(), dense.size() * sizeof(float)));
+  for (const float v : one) ASSERT_TRUE(std::isfinite(v));
+}
+
+}  // namespace
+}  // namespace slm::test
