@@ -253,22 +253,16 @@ int run_finetune(int argc, char** argv) {
   // setting that shapes the loss curve (a resume with another value is refused).
   const std::vector<train::NamedSpan> state = train::optimizer_spans(
       full ? full_params->names() : lora->param_names(), params, opt.moments());
-  const std::map<std::string, std::string> settings = {
+  std::map<std::string, std::string> settings =
+      run_settings(args, total, warmup, data_hash(data, pairs, steps));
+  settings.insert({
       {"method", method},
       {"full", full ? "yes" : "no"},
       {"beta", dpo ? number_text(beta) : "-"},
       {"lora-rank", full ? "-" : std::to_string(rank)},
       {"lora-alpha", full ? "-" : number_text(alpha)},
       {"lora-targets", full ? "-" : *args.get("--lora-targets")},
-      {"steps", std::to_string(total)},
-      {"lr", number_text(lr)},
-      {"warmup", std::to_string(warmup)},
-      {"batch-tokens", std::to_string(batch_tokens)},
-      {"grad-clip", number_text(grad_clip)},
-      {"weight-decay", number_text(weight_decay)},
-      {"seed", std::to_string(seed)},
-      {"data", data_hash(data, pairs, steps)},
-  };
+  });
   RunCheckpoint checkpoint("finetune", ckpt_path, train::model_fingerprint(model->file()), settings,
                            state, opt, epoch_of);
   const int64_t first_step = resume_path ? checkpoint.resume(*resume_path) : 0;

@@ -263,7 +263,9 @@ int run_train(int argc, char** argv) {
   // Checkpoints: the F32 masters, AdamW's moments and counters. A model from
   // scratch has no base file: its identity is the settings (shape, seed,
   // tokenizer), each named when a resume differs.
-  const std::map<std::string, std::string> settings = {
+  std::map<std::string, std::string> settings =
+      run_settings(args, total, warmup, data_hash(windows, {}, steps));
+  settings.insert({
       {"arch", s.arch},
       {"n-embd", std::to_string(s.n_embd)},
       {"n-layer", std::to_string(s.n_layer)},
@@ -272,15 +274,7 @@ int run_train(int argc, char** argv) {
       {"n-ff", std::to_string(s.n_ff)},
       {"ctx-size", std::to_string(n_ctx)},
       {"tokenizer", tokenizer_hash(tok)},
-      {"steps", std::to_string(total)},
-      {"lr", number_text(lr)},
-      {"warmup", std::to_string(warmup)},
-      {"batch-tokens", std::to_string(batch_tokens)},
-      {"grad-clip", number_text(grad_clip)},
-      {"weight-decay", number_text(weight_decay)},
-      {"seed", std::to_string(seed)},
-      {"data", data_hash(windows, {}, steps)},
-  };
+  });
   RunCheckpoint checkpoint(
       "train", args.get("--checkpoint").value_or(*out_path + ".ckpt"), "from scratch", settings,
       train::optimizer_spans(full.names(), params, opt.moments()), opt, epoch_of);

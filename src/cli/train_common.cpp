@@ -113,6 +113,20 @@ std::string data_hash(const std::vector<train::Example>& data,
   return train::hex64(h);
 }
 
+std::map<std::string, std::string> run_settings(const Args& args, int64_t steps, int64_t warmup,
+                                                const std::string& data) {
+  return {
+      {"steps", std::to_string(steps)},
+      {"lr", number_text(args.get_double("--lr"))},
+      {"warmup", std::to_string(warmup)},
+      {"batch-tokens", std::to_string(args.get_int("--batch-tokens"))},
+      {"grad-clip", number_text(args.get_double("--grad-clip"))},
+      {"weight-decay", number_text(args.get_double("--weight-decay"))},
+      {"seed", std::to_string(args.get_int("--seed"))},
+      {"data", data},
+  };
+}
+
 SigintScope::SigintScope() {
   g_interrupted = 0;
   struct sigaction sa {};

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/args.h"
 #include "train/checkpoint.h"
 #include "train/data.h"
 #include "train/dpo.h"
@@ -42,6 +43,14 @@ std::vector<std::vector<size_t>> plan_steps(const std::vector<int64_t>& sizes, i
 std::string data_hash(const std::vector<train::Example>& data,
                       const std::vector<train::PreferencePair>& pairs,
                       const std::vector<std::vector<size_t>>& steps);
+
+// The settings of the optimizer and schedule that every run's checkpoint
+// records (a resume with another value is refused, naming it), from the
+// options both commands share (--lr, --batch-tokens, --grad-clip,
+// --weight-decay, --seed) and the run's step count, warm-up and data_hash();
+// a command adds its own (method, shape, ...).
+std::map<std::string, std::string> run_settings(const Args& args, int64_t steps, int64_t warmup,
+                                                const std::string& data);
 
 // Catches SIGINT while alive: the first Ctrl-C sets a flag the training loop
 // polls between steps (a second one ends the process at once, SA_RESETHAND);

@@ -83,14 +83,17 @@ std::string stories() {
   return sh_quote(fixture("models/stories260K.gguf"));
 }
 
-// command: the slm command and its options but --steps, -t, --json, -o and
-// the checkpoint options.
-void expect_resume_is_exact(const std::string& command, int total, int k) {
+// The run `head --data F tail` (F: data_text in a file named data_name),
+// head and tail without --steps, -t, --json, -o and the checkpoint options.
+void expect_resume_is_exact(const std::string& head, const std::string& data_name,
+                            const std::string& data_text, const std::string& tail, int total,
+                            int k) {
   ASSERT_GE(2 * k, total) << "the checkpoint at step 2k would replace step k's";
   const std::string dir = temp_dir();
   const std::string a = dir + "/a.gguf", b = dir + "/b.gguf", ckpt = dir + "/run.ckpt";
-  const std::string common =
-      command + " --steps " + std::to_string(total) + " -t 2 --json --checkpoint " + ckpt;
+  const std::string common = head + " --data " + write_file(dir, data_name, data_text) + " " +
+                             tail + " --steps " + std::to_string(total) +
+                             " -t 2 --json --checkpoint " + ckpt;
   const CmdResult straight =
       run_slm(common + " -o " + a + " --checkpoint-every " + std::to_string(k));
   ASSERT_EQ(straight.code, 0) << straight.err;
@@ -110,53 +113,42 @@ void expect_resume_is_exact(const std::string& command, int total, int k) {
   EXPECT_NE(full[0].second, full.back().second);  // the run did train
   const std::string bytes_a = slurp(a), bytes_b = slurp(b);
   EXPECT_GT(bytes_a.size(), 1000u);
-  EXPECT_TRUE(bytes_a == bytes_b) << "the adapters differ";
+  EXPECT_TRUE(bytes_a == bytes_b) << "the written files differ";
   std::filesystem::remove_all(dir);
 }
 
 TEST(CliFinetuneCheckpoint, SftResumeContinuesTheSameCurve) {
   SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
-  const std::string dir = temp_dir();
-  const std::string data = write_file(dir, "d.jsonl", sft_data());
-  expect_resume_is_exact("finetune --model " + stories() + " --data " + data +
-                             " --batch-tokens 64 --lr 2e-3 --warmup 2 --weight-decay 0.01 --seed 3",
-                         9, 5);
-  std::filesystem::remove_all(dir);
+  expect_resume_is_exact("finetune --model " + stories(), "d.jsonl", sft_data(),
+                         "--batch-tokens 64 --lr 2e-3 --warmup 2 --weight-decay 0.01 --seed 3", 9,
+                         5);
 }
 
 TEST(CliFinetuneCheckpoint, DpoResumeContinuesTheSameCurve) {
   SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
-  const std::string dir = temp_dir();
-  const std::string data = write_file(dir, "p.jsonl", dpo_data());
-  expect_resume_is_exact("finetune --model " + stories() + " --data " + data +
-                             " --method dpo --batch-tokens 64 --lr 1e-3 --seed 2",
-                         7, 4);
-  std::filesystem::remove_all(dir);
+  expect_resume_is_exact("finetune --model " + stories(), "p.jsonl", dpo_data(),
+                         "--method dpo --batch-tokens 64 --lr 1e-3 --seed 2", 7, 4);
 }
 
 TEST(CliFinetuneCheckpoint, FullResumeContinuesTheSameCurve) {
   SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
-  const std::string dir = temp_dir();
-  const std::string data = write_file(dir, "d.jsonl", sft_data());
-  expect_resume_is_exact("finetune --full --model " + stories() + " --data " + data +
-                             " --batch-tokens 64 --lr 1e-3 --warmup 2 --weight-decay 0.01 --seed 3",
-                         7, 4);
-  std::filesystem::remove_all(dir);
+  expect_resume_is_exact("finetune --full --model " + stories(), "d.jsonl", sft_data(),
+                         "--batch-tokens 64 --lr 1e-3 --warmup 2 --weight-decay 0.01 --seed 3", 7,
+                         4);
 }
 
-// About 11 windows of 32 tokens, 2 a step: 6 steps an epoch, so a resume at
-// step 5 of 9 crosses an epoch boundary.
-std::string train_command(const std::string& corpus_path) {
-  return "train --shape tiny --tokenizer-from " + stories() + " --data " + corpus_path +
-         " -c 32 --batch-tokens 64 --lr 3e-3 --warmup 2 --weight-decay 0.01 --seed 5";
+// slm train of the tiny shape with stories260K's tokenizer, up to --data.
+std::string train_head() {
+  return "train --shape tiny --tokenizer-from " + stories() + " -c 32";
 }
+const char* const kTrainTail =
+    "--batch-tokens 64 --lr 3e-3 --warmup 2 --weight-decay 0.01 --seed 5";
 
+// train_corpus(7, 20) is about 11 windows of 32 tokens, 2 a step: 6 steps an
+// epoch, so a resume at step 5 of 9 crosses an epoch boundary.
 TEST(CliTrainCheckpoint, ResumeContinuesTheSameCurve) {
   SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
-  const std::string dir = temp_dir();
-  const std::string corpus = write_file(dir, "c.txt", train_corpus(7, 20));
-  expect_resume_is_exact(train_command(corpus), 9, 5);
-  std::filesystem::remove_all(dir);
+  expect_resume_is_exact(train_head(), "c.txt", train_corpus(7, 20), kTrainTail, 9, 5);
 }
 
 TEST(CliTrainCheckpoint, ResumeRefusesAnotherRun) {
@@ -283,15 +275,17 @@ Interrupted run_and_interrupt(const std::string& args, const std::string& err_pa
   return r;
 }
 
-TEST(CliFinetuneCheckpoint, SigintWritesACheckpointThatResumes) {
-  SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
-  const std::string model = sh_quote(fixture("models/stories260K.gguf"));
+// Runs `head --data F tail` (F: data_text in a file) for far more steps
+// than run before the signal lands, interrupts it, checks the checkpoint and
+// its message, then resumes from it (and interrupts that too): the resumed
+// run's first step is the one after the checkpoint's.
+void expect_sigint_resumes(const std::string& command, const std::string& head,
+                           const std::string& data_name, const std::string& data_text,
+                           const std::string& tail) {
   const std::string dir = temp_dir();
-  const std::string data = write_file(dir, "d.jsonl", sft_data());
-  const std::string out = dir + "/a.gguf", ckpt = out + ".ckpt";
-  // Far more steps than run before the signal lands.
-  const std::string args = "finetune --model " + model + " --data " + data +
-                           " --steps 200000 --batch-tokens 64 -t 2 --json -o " + out;
+  const std::string out = dir + "/out.gguf", ckpt = out + ".ckpt";
+  const std::string args = head + " --data " + write_file(dir, data_name, data_text) + " " + tail +
+                           " --steps 200000 -t 2 --json -o " + out;
   const Interrupted first = run_and_interrupt(args, dir + "/err1");
   ASSERT_EQ(first.code, 130) << first.err;
   ASSERT_FALSE(first.first_line.empty()) << first.err;
@@ -300,14 +294,14 @@ TEST(CliFinetuneCheckpoint, SigintWritesACheckpointThatResumes) {
       << first.err;
   ASSERT_TRUE(std::filesystem::exists(ckpt));
   EXPECT_FALSE(std::filesystem::exists(ckpt + ".tmp"));
-  EXPECT_FALSE(std::filesystem::exists(out));  // no half-trained adapter
-  const size_t at = first.err.find(" at step ");
-  const int stopped = std::stoi(first.err.substr(at + 9));
+  EXPECT_FALSE(std::filesystem::exists(out));  // nothing half-trained written
+  const int stopped = std::stoi(first.err.substr(first.err.find(" at step ") + 9));
   EXPECT_GE(stopped, 1);
 
   const Interrupted second = run_and_interrupt(args + " --resume " + ckpt, dir + "/err2");
   ASSERT_EQ(second.code, 130) << second.err;
-  EXPECT_NE(second.err.find("resumed from " + ckpt + " at step " + std::to_string(stopped) + "/"),
+  EXPECT_NE(second.err.find(command + ": resumed from " + ckpt + " at step " +
+                            std::to_string(stopped) + "/200000"),
             std::string::npos)
       << second.err;
   ASSERT_FALSE(second.first_line.empty()) << second.err;
@@ -315,33 +309,15 @@ TEST(CliFinetuneCheckpoint, SigintWritesACheckpointThatResumes) {
   std::filesystem::remove_all(dir);
 }
 
+TEST(CliFinetuneCheckpoint, SigintWritesACheckpointThatResumes) {
+  SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
+  expect_sigint_resumes("finetune", "finetune --model " + stories(), "d.jsonl", sft_data(),
+                        "--batch-tokens 64");
+}
+
 TEST(CliTrainCheckpoint, SigintWritesACheckpointThatResumes) {
   SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
-  const std::string dir = temp_dir();
-  const std::string corpus = write_file(dir, "c.txt", train_corpus(7, 40));
-  const std::string out = dir + "/m.gguf", ckpt = out + ".ckpt";
-  const std::string args = train_command(corpus) + " --steps 200000 -t 2 --json -o " + out;
-  const Interrupted first = run_and_interrupt(args, dir + "/err1");
-  ASSERT_EQ(first.code, 130) << first.err;
-  ASSERT_FALSE(first.first_line.empty()) << first.err;
-  EXPECT_NE(first.err.find("interrupted: wrote checkpoint " + ckpt + " at step "),
-            std::string::npos)
-      << first.err;
-  ASSERT_TRUE(std::filesystem::exists(ckpt));
-  EXPECT_FALSE(std::filesystem::exists(ckpt + ".tmp"));
-  EXPECT_FALSE(std::filesystem::exists(out));  // no half-trained model
-  const int stopped = std::stoi(first.err.substr(first.err.find(" at step ") + 9));
-  EXPECT_GE(stopped, 1);
-
-  const Interrupted second = run_and_interrupt(args + " --resume " + ckpt, dir + "/err2");
-  ASSERT_EQ(second.code, 130) << second.err;
-  EXPECT_NE(second.err.find("train: resumed from " + ckpt + " at step " + std::to_string(stopped) +
-                            "/200000"),
-            std::string::npos)
-      << second.err;
-  ASSERT_FALSE(second.first_line.empty()) << second.err;
-  EXPECT_EQ(nlohmann::json::parse(second.first_line)["step"].get<int>(), stopped + 1);
-  std::filesystem::remove_all(dir);
+  expect_sigint_resumes("train", train_head(), "c.txt", train_corpus(7, 40), kTrainTail);
 }
 
 }  // namespace
