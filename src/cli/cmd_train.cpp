@@ -1,7 +1,7 @@
 // slm train: a llama-family model from scratch (scaled random init, F32
 // weights) on a plain-text corpus, with the tokenizer of a given GGUF, by
 // full training (train/full_params.h); writes a whole GGUF that `slm run`
-// loads.
+// loads. Checkpoints, resume and Ctrl-C as in finetune (cli/train_common.h).
 #include <unistd.h>
 
 #include <algorithm>
