@@ -6,22 +6,18 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <csignal>
 #include <cstdio>
-#include <fstream>
-#include <iterator>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
-#include <numeric>
 #include <optional>
-#include <random>
 
 #include "base/error.h"
 #include "base/thread_pool.h"
 #include "chat/template.h"
 #include "cli/args.h"
 #include "cli/command.h"
+#include "cli/train_common.h"
 #include "model/model.h"
 #include "model/session.h"
 #include "tokenizer/tokenizer.h"
@@ -103,132 +99,11 @@ Options finetune_options() {
   return o;
 }
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(path + ": cannot open the file");
-  return std::string((std::istreambuf_iterator<char>(in)), {});
-}
-
-std::string clock_text(double seconds) {
-  const long s = std::lround(std::max(0.0, seconds));
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%ld:%02ld", s / 60, s % 60);
-  return buf;
-}
-
-double eval_loss(train::Trainer& tr, const std::vector<train::Example>& data) {
-  double loss = 0;
-  int64_t n = 0;
-  for (const train::Example& ex : data) {
-    const train::LossSum l = tr.run(ex, false);
-    loss += l.loss;
-    n += l.n_targets;
-  }
-  return n > 0 ? loss / static_cast<double>(n) : 0.0;
-}
-
 nlohmann::json dpo_json(const train::DpoStats& s, const std::string& prefix) {
   return {{prefix + "loss", s.mean_loss()},
           {prefix + "reward_margin", s.mean_margin()},
           {prefix + "accuracy", s.accuracy()},
           {prefix + "kl", s.kl_per_token()}};
-}
-
-// The optimizer steps: each a run of consecutive items of a shuffled epoch
-// holding at least batch_tokens tokens (an epoch's last may hold fewer).
-// Every shuffle is drawn here, from seed, before training: a step index is
-// the whole data-order and RNG position a checkpoint needs. epoch_of[s]:
-// the epoch (0-based) of step s.
-std::vector<std::vector<size_t>> plan_steps(const std::vector<int64_t>& sizes, int64_t epochs,
-                                            int64_t fixed_steps, int64_t batch_tokens,
-                                            uint64_t seed, std::vector<int64_t>& epoch_of) {
-  std::mt19937_64 rng(seed);
-  std::vector<std::vector<size_t>> steps;
-  for (int64_t e = 0;
-       fixed_steps > 0 ? static_cast<int64_t>(steps.size()) < fixed_steps : e < epochs; ++e) {
-    std::vector<size_t> order(sizes.size());
-    std::iota(order.begin(), order.end(), size_t{0});
-    std::shuffle(order.begin(), order.end(), rng);
-    std::vector<size_t> cur;
-    int64_t tokens = 0;
-    for (const size_t i : order) {
-      cur.push_back(i);
-      tokens += sizes[i];
-      if (tokens >= batch_tokens) {
-        steps.push_back(std::move(cur));
-        epoch_of.push_back(e);
-        cur.clear();
-        tokens = 0;
-      }
-    }
-    if (!cur.empty()) {
-      steps.push_back(std::move(cur));
-      epoch_of.push_back(e);
-    }
-  }
-  if (fixed_steps > 0) {
-    steps.resize(static_cast<size_t>(fixed_steps));
-    epoch_of.resize(static_cast<size_t>(fixed_steps));
-  }
-  return steps;
-}
-
-// Set by SIGINT while training; the loop checks it between steps, writes a
-// checkpoint and exits. A signal handler can only reach a global.
-volatile std::sig_atomic_t g_interrupted = 0;
-void on_sigint(int) {
-  g_interrupted = 1;
-}
-
-// Installs on_sigint for one Ctrl-C (a second one ends the process at once)
-// and restores the previous handler on scope exit.
-class SigintScope {
- public:
-  SigintScope() {
-    g_interrupted = 0;
-    struct sigaction sa {};
-    sa.sa_handler = on_sigint;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESETHAND;
-    sigaction(SIGINT, &sa, &old_);
-  }
-  ~SigintScope() { sigaction(SIGINT, &old_, nullptr); }
-  SigintScope(const SigintScope&) = delete;
-  SigintScope& operator=(const SigintScope&) = delete;
-
- private:
-  struct sigaction old_ {};
-};
-
-std::string number_text(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.17g", v);
-  return buf;
-}
-
-// A hash of what the optimizer sees: every example's tokens and targets and
-// the planned steps (data order and epoch boundaries).
-std::string data_hash(const std::vector<train::Example>& data,
-                      const std::vector<train::PreferencePair>& pairs,
-                      const std::vector<std::vector<size_t>>& steps) {
-  uint64_t h = train::fnv1a(nullptr, 0);
-  const auto add = [&h](const train::Example& ex) {
-    const uint64_t n = ex.tokens.size();
-    h = train::fnv1a(&n, sizeof n, h);
-    h = train::fnv1a(ex.tokens.data(), ex.tokens.size() * sizeof(int32_t), h);
-    h = train::fnv1a(ex.target.data(), ex.target.size(), h);
-  };
-  for (const train::Example& ex : data) add(ex);
-  for (const train::PreferencePair& p : pairs) {
-    add(p.chosen);
-    add(p.rejected);
-  }
-  for (const std::vector<size_t>& st : steps) {
-    const uint64_t n = st.size();
-    h = train::fnv1a(&n, sizeof n, h);
-    h = train::fnv1a(st.data(), st.size() * sizeof(size_t), h);
-  }
-  return train::hex64(h);
 }
 
 int run_finetune(int argc, char** argv) {
@@ -300,7 +175,7 @@ int run_finetune(int argc, char** argv) {
   const tokenizer::Tokenizer tok = tokenizer::Tokenizer::from_gguf(model->file());
   std::unique_ptr<chat::Template> tmpl;
   if (const auto tf = args.get("--template-file"))
-    tmpl = std::make_unique<chat::Template>(read_text(*tf));
+    tmpl = std::make_unique<chat::Template>(read_text_file(*tf));
   else if (const auto t = model->file().get_string("tokenizer.chat_template"))
     tmpl = std::make_unique<chat::Template>(*t);
   const train::DataOptions dopt{n_ctx, args.flag("--truncate")};
@@ -378,45 +253,19 @@ int run_finetune(int argc, char** argv) {
   // setting that shapes the loss curve (a resume with another value is refused).
   const std::vector<train::NamedSpan> state = train::optimizer_spans(
       full ? full_params->names() : lora->param_names(), params, opt.moments());
-  const std::string model_id = train::model_fingerprint(model->file());
-  const std::map<std::string, std::string> settings = {
+  std::map<std::string, std::string> settings =
+      run_settings(args, total, warmup, data_hash(data, pairs, steps));
+  settings.insert({
       {"method", method},
       {"full", full ? "yes" : "no"},
       {"beta", dpo ? number_text(beta) : "-"},
       {"lora-rank", full ? "-" : std::to_string(rank)},
       {"lora-alpha", full ? "-" : number_text(alpha)},
       {"lora-targets", full ? "-" : *args.get("--lora-targets")},
-      {"steps", std::to_string(total)},
-      {"lr", number_text(lr)},
-      {"warmup", std::to_string(warmup)},
-      {"batch-tokens", std::to_string(batch_tokens)},
-      {"grad-clip", number_text(grad_clip)},
-      {"weight-decay", number_text(weight_decay)},
-      {"seed", std::to_string(seed)},
-      {"data", data_hash(data, pairs, steps)},
-  };
-  int64_t first_step = 0;
-  if (resume_path) {
-    const train::CheckpointInfo info =
-        train::load_checkpoint(*resume_path, model_id, settings, state);
-    if (info.step > static_cast<uint64_t>(total) || info.adam_steps > info.step)
-      throw Error(*resume_path + ": step " + std::to_string(info.step) + " is past the run's " +
-                  std::to_string(total) + " steps");
-    first_step = static_cast<int64_t>(info.step);
-    opt.set_steps(static_cast<int64_t>(info.adam_steps));
-    std::fprintf(stderr, "finetune: resumed from %s at step %lld/%lld (epoch %llu)\n",
-                 resume_path->c_str(), static_cast<long long>(first_step),
-                 static_cast<long long>(total), static_cast<unsigned long long>(info.epoch + 1));
-  }
-  const auto write_checkpoint = [&](int64_t done) {
-    train::CheckpointInfo info;
-    info.step = static_cast<uint64_t>(done);
-    info.epoch = done < total ? static_cast<uint64_t>(epoch_of[static_cast<size_t>(done)]) : 0;
-    info.adam_steps = static_cast<uint64_t>(opt.steps());
-    info.model = model_id;
-    info.settings = settings;
-    train::save_checkpoint(ckpt_path, info, state);
-  };
+  });
+  RunCheckpoint checkpoint("finetune", ckpt_path, train::model_fingerprint(model->file()), settings,
+                           state, opt, epoch_of);
+  const int64_t first_step = resume_path ? checkpoint.resume(*resume_path) : 0;
   std::fprintf(stderr, "finetune: %s %s, %zu %s%s, %s%.2f M parameters), %lld steps\n",
                method.c_str(), model_path->c_str(), n_items, dpo ? "pairs" : "examples",
                has_eval ? (" (+" + std::to_string(n_eval) + " eval)").c_str() : "", what.c_str(),
@@ -451,15 +300,7 @@ int run_finetune(int argc, char** argv) {
   double last_loss = 0;
   const SigintScope sigint;
   for (int64_t s = first_step; s < total; ++s) {
-    if (g_interrupted != 0) {
-      if (isatty(2)) std::fprintf(stderr, "\n");
-      write_checkpoint(s);
-      std::fprintf(
-          stderr, "interrupted: wrote checkpoint %s at step %lld/%lld; continue with --resume %s\n",
-          ckpt_path.c_str(), static_cast<long long>(s), static_cast<long long>(total),
-          ckpt_path.c_str());
-      return 130;
-    }
+    if (checkpoint.interrupted(s)) return 130;
     const std::vector<size_t>& batch = steps[static_cast<size_t>(s)];
     int64_t n_tokens = 0;
     for (const size_t i : batch) n_tokens += sizes[i];
@@ -510,7 +351,7 @@ int run_finetune(int argc, char** argv) {
                  static_cast<long long>(s + 1), static_cast<long long>(total), text,
                  has_eval ? eval_text(eval_last).c_str() : "", tok_s, clock_text(eta).c_str(),
                  isatty(2) ? "" : "\n");
-    if (ckpt_every > 0 && (s + 1) % ckpt_every == 0 && s + 1 < total) write_checkpoint(s + 1);
+    if (ckpt_every > 0 && (s + 1) % ckpt_every == 0 && s + 1 < total) checkpoint.save(s + 1);
   }
   if (isatty(2)) std::fprintf(stderr, "\n");
   if (full)

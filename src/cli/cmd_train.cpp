@@ -1,27 +1,28 @@
 // slm train: a llama-family model from scratch (scaled random init, F32
 // weights) on a plain-text corpus, with the tokenizer of a given GGUF, by
 // full training (train/full_params.h); writes a whole GGUF that `slm run`
-// loads.
+// loads. Checkpoints, resume and Ctrl-C as in finetune (cli/train_common.h).
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
-#include <iterator>
+#include <map>
 #include <nlohmann/json.hpp>
-#include <numeric>
-#include <random>
+#include <string>
+#include <vector>
 
 #include "base/error.h"
 #include "base/thread_pool.h"
 #include "cli/args.h"
 #include "cli/command.h"
+#include "cli/train_common.h"
 #include "gguf/writer.h"
 #include "model/model.h"
 #include "model/synth.h"
 #include "tokenizer/tokenizer.h"
+#include "train/checkpoint.h"
 #include "train/full_params.h"
 #include "train/optim.h"
 #include "train/trainer.h"
@@ -91,15 +92,14 @@ Options train_options() {
   o.value("--ctx-size,-c", "N", "training window and the model's context length")
       .integer(2, 1 << 16)
       .def("128");
+  o.value("--checkpoint-every", "N", "write a checkpoint every N steps (Ctrl-C writes one too)")
+      .integer(1, int64_t{1} << 40);
+  o.value("--checkpoint", "F", "the checkpoint file").def_note("MODEL.gguf.ckpt");
+  o.value("--resume", "F",
+          "continue from a checkpoint of a run with the same shape, tokenizer, data and settings");
   add_threads_option(o);
   o.flag("--json", "one JSON object per step on stdout");
   return o;
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(path + ": cannot open the file");
-  return std::string((std::istreambuf_iterator<char>(in)), {});
 }
 
 // A corpus as one token stream (BOS first), cut into windows of n_ctx tokens
@@ -107,7 +107,7 @@ std::string read_text(const std::string& path) {
 std::vector<train::Example> corpus_windows(const tokenizer::Tokenizer& tok, const std::string& path,
                                            int64_t n_ctx, int64_t& n_tokens) {
   const std::vector<int32_t> stream =
-      tok.encode(read_text(path), /*add_special=*/true, /*parse_special=*/false);
+      tok.encode(read_text_file(path), /*add_special=*/true, /*parse_special=*/false);
   n_tokens = static_cast<int64_t>(stream.size());
   std::vector<train::Example> windows;
   for (size_t i = 0; i + 1 < stream.size(); i += static_cast<size_t>(n_ctx - 1)) {
@@ -122,16 +122,20 @@ std::vector<train::Example> corpus_windows(const tokenizer::Tokenizer& tok, cons
   return windows;
 }
 
-// Mean loss per target token over the windows (no gradients).
-double eval_loss(train::Trainer& tr, const std::vector<train::Example>& data) {
-  double loss = 0;
-  int64_t n = 0;
-  for (const train::Example& ex : data) {
-    const train::LossSum l = tr.run(ex, false);
-    loss += l.loss;
-    n += l.n_targets;
+// The identity of a tokenizer for checkpoints: its kind, pre-tokenizer and
+// every token's text and type, as 16 hex digits.
+std::string tokenizer_hash(const tokenizer::Tokenizer& tok) {
+  uint64_t h = train::fnv1a(tok.kind().data(), tok.kind().size());
+  h = train::fnv1a(tok.pre().data(), tok.pre().size(), h);
+  for (int32_t id = 0; id < tok.n_vocab(); ++id) {
+    const std::string& text = tok.token_text(id);
+    const uint64_t n = text.size();
+    const int32_t type = static_cast<int32_t>(tok.token_type(id));
+    h = train::fnv1a(&n, sizeof n, h);
+    h = train::fnv1a(text.data(), text.size(), h);
+    h = train::fnv1a(&type, sizeof type, h);
   }
-  return n > 0 ? loss / static_cast<double>(n) : 0.0;
+  return train::hex64(h);
 }
 
 // The model file in memory: synth's metadata and F32 tensors for the shape,
@@ -235,11 +239,17 @@ int run_train(int argc, char** argv) {
                 : std::vector<train::Example>{};
   const int64_t per_step = std::clamp<int64_t>((batch_tokens + n_ctx - 1) / n_ctx, 1,
                                                static_cast<int64_t>(windows.size()));
-  const int64_t steps_per_epoch = (static_cast<int64_t>(windows.size()) + per_step - 1) / per_step;
-  const int64_t total =
-      args.has("--steps") ? args.get_int("--steps") : args.get_int("--epochs") * steps_per_epoch;
+  // Steps of per_step windows (an epoch's last may hold fewer), every
+  // shuffle drawn up front from --seed.
+  std::vector<int64_t> epoch_of;
+  const std::vector<std::vector<size_t>> steps =
+      plan_steps(std::vector<int64_t>(windows.size(), 1), args.get_int("--epochs"),
+                 args.has("--steps") ? args.get_int("--steps") : 0, per_step, seed, epoch_of);
+  const int64_t total = static_cast<int64_t>(steps.size());
   const int64_t warmup =
       args.has("--warmup") ? args.get_int("--warmup") : std::min<int64_t>(100, total / 10);
+  const double grad_clip = args.get_double("--grad-clip");
+  const double weight_decay = args.get_double("--weight-decay");
 
   ThreadPool pool(thread_count(args));
   const std::vector<uint8_t> bytes = model_bytes(s, *tok_file, pool);
@@ -247,51 +257,65 @@ int run_train(int argc, char** argv) {
   train::FullParams full(*model);
   full.init_scratch(seed);
   train::Trainer trainer(*model, full, n_ctx, pool);
-  train::AdamW opt({0.9f, 0.999f, 1e-8f, static_cast<float>(args.get_double("--weight-decay"))});
+  train::AdamW opt({0.9f, 0.999f, 1e-8f, static_cast<float>(weight_decay)});
   const auto params = full.params();
   const auto grads = full.grads();
+  // Checkpoints: the F32 masters, AdamW's moments and counters. A model from
+  // scratch has no base file: its identity is the settings (shape, seed,
+  // tokenizer), each named when a resume differs.
+  std::map<std::string, std::string> settings =
+      run_settings(args, total, warmup, data_hash(windows, {}, steps));
+  settings.insert({
+      {"arch", s.arch},
+      {"n-embd", std::to_string(s.n_embd)},
+      {"n-layer", std::to_string(s.n_layer)},
+      {"n-head", std::to_string(s.n_head)},
+      {"n-head-kv", std::to_string(s.n_head_kv)},
+      {"n-ff", std::to_string(s.n_ff)},
+      {"ctx-size", std::to_string(n_ctx)},
+      {"tokenizer", tokenizer_hash(tok)},
+  });
+  RunCheckpoint checkpoint(
+      "train", args.get("--checkpoint").value_or(*out_path + ".ckpt"), "from scratch", settings,
+      train::optimizer_spans(full.names(), params, opt.moments()), opt, epoch_of);
+  const auto resume_path = args.get("--resume");
+  const int64_t first_step = resume_path ? checkpoint.resume(*resume_path) : 0;
+  const int64_t ckpt_every =
+      args.has("--checkpoint-every") ? args.get_int("--checkpoint-every") : 0;
   std::fprintf(stderr,
                "train: %s %s (%.2f M parameters), %zu tokens in %zu windows of %lld, %lld steps\n",
                s.arch.c_str(), s.name.c_str(), static_cast<double>(full.n_params()) / 1e6,
                static_cast<size_t>(n_corpus), windows.size(), static_cast<long long>(n_ctx),
                static_cast<long long>(total));
 
-  std::mt19937_64 rng(seed);
-  std::vector<size_t> order(windows.size());
-  size_t next = order.size();  // position in the current shuffled epoch
   using Clock = std::chrono::steady_clock;
   const auto t0 = Clock::now();
   int64_t tokens_done = 0;
   double loss = 0, last_eval = -1;
   const int64_t eval_every =
       args.has("--eval-every") ? args.get_int("--eval-every") : std::max<int64_t>(1, total / 10);
-  for (int64_t step = 0; step < total; ++step) {
+  const SigintScope sigint;
+  for (int64_t step = first_step; step < total; ++step) {
+    if (checkpoint.interrupted(step)) return 130;
     full.zero_grad();
-    std::vector<size_t> batch;
+    const std::vector<size_t>& batch = steps[static_cast<size_t>(step)];
     int64_t n_targets = 0, n_tokens = 0;
-    while (static_cast<int64_t>(batch.size()) < per_step) {
-      if (next == order.size()) {
-        if (!batch.empty() && !args.has("--steps")) break;  // an epoch's last step may be short
-        std::iota(order.begin(), order.end(), size_t{0});
-        std::shuffle(order.begin(), order.end(), rng);
-        next = 0;
-      }
-      batch.push_back(order[next++]);
-      n_targets += windows[batch.back()].n_targets();
-      n_tokens += static_cast<int64_t>(windows[batch.back()].tokens.size());
+    for (const size_t i : batch) {
+      n_targets += windows[i].n_targets();
+      n_tokens += static_cast<int64_t>(windows[i].tokens.size());
     }
     double sum = 0;
     for (const size_t i : batch)
       sum += trainer.run(windows[i], true, 1.0f / static_cast<float>(n_targets)).loss;
     loss = sum / static_cast<double>(n_targets);
-    const double gnorm = train::clip_grad_norm(grads, args.get_double("--grad-clip"));
+    const double gnorm = train::clip_grad_norm(grads, grad_clip);
     const double step_lr = train::lr_at(step, total, warmup, lr, 0.1);
     opt.step(params, grads, static_cast<float>(step_lr));
     tokens_done += n_tokens;
     const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
     const double tok_s = static_cast<double>(tokens_done) / std::max(elapsed, 1e-9);
-    const double eta =
-        elapsed / static_cast<double>(step + 1) * static_cast<double>(total - step - 1);
+    const double eta = elapsed / static_cast<double>(step + 1 - first_step) *
+                       static_cast<double>(total - step - 1);
     const bool evaluated = !eval.empty() && ((step + 1) % eval_every == 0 || step + 1 == total);
     if (evaluated) last_eval = eval_loss(trainer, eval);
     if (json) {
@@ -302,20 +326,21 @@ int run_train(int argc, char** argv) {
       std::printf("%s\n", j.dump().c_str());
       std::fflush(stdout);
     }
-    const long eta_s = std::lround(eta);
     char eval_text[48] = "";
     if (!eval.empty() && last_eval >= 0)
       std::snprintf(eval_text, sizeof eval_text, " | eval %.4f", last_eval);
-    std::fprintf(stderr, "%sstep %lld/%lld | loss %.4f%s | %.0f tok/s | ETA %ld:%02ld%s",
+    std::fprintf(stderr, "%sstep %lld/%lld | loss %.4f%s | %.0f tok/s | ETA %s%s",
                  isatty(2) ? "\r" : "", static_cast<long long>(step + 1),
-                 static_cast<long long>(total), loss, eval_text, tok_s, eta_s / 60, eta_s % 60,
+                 static_cast<long long>(total), loss, eval_text, tok_s, clock_text(eta).c_str(),
                  isatty(2) ? "" : "\n");
+    if (ckpt_every > 0 && (step + 1) % ckpt_every == 0 && step + 1 < total)
+      checkpoint.save(step + 1);
   }
   if (isatty(2)) std::fprintf(stderr, "\n");
   full.save(*out_path, DType::F32);
   const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
   std::fprintf(stderr, "wrote %s: %lld steps, %lld tokens in %.1f s (%.0f tok/s), loss %.4f\n",
-               out_path->c_str(), static_cast<long long>(total),
+               out_path->c_str(), static_cast<long long>(total - first_step),
                static_cast<long long>(tokens_done), elapsed,
                static_cast<double>(tokens_done) / std::max(elapsed, 1e-9), loss);
   return 0;

@@ -1,6 +1,7 @@
-// slm finetune checkpoints end to end on stories260K: N steps straight equal
-// k steps + checkpoint + --resume + (N - k) steps, loss for loss (exact
-// float equality) and byte for byte in the adapter, for SFT and DPO; a
+// slm finetune and slm train checkpoints end to end on stories260K (and its
+// tokenizer): N steps straight equal k steps + checkpoint + --resume +
+// (N - k) steps, loss for loss (exact float equality) and byte for byte in
+// the written file, for LoRA SFT, DPO, --full and a model from scratch; a
 // resume with another setting, model or a damaged file is refused with one
 // clear error; a real SIGINT writes a checkpoint that resumes.
 #include <fcntl.h>
@@ -65,12 +66,34 @@ std::vector<std::pair<int, double>> losses(const std::string& out) {
   return r;
 }
 
-void expect_resume_is_exact(const std::string& args, int total, int k) {
-  const std::string model = sh_quote(fixture("models/stories260K.gguf"));
+// A small corpus for slm train: sentences of one pattern (an LCG from seed).
+std::string train_corpus(uint64_t seed, int n) {
+  const char* names[] = {"Lily", "Tom", "Ben", "Mia"};
+  const char* things[] = {"ball", "kite", "cake", "boat", "book"};
+  std::string out;
+  for (int i = 0; i < n; ++i) {
+    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+    out += std::string(names[(seed >> 33) % 4]) + " has a " + things[(seed >> 40) % 5] +
+           ". It is fun.\n";
+  }
+  return out;
+}
+
+std::string stories() {
+  return sh_quote(fixture("models/stories260K.gguf"));
+}
+
+// The run `head --data F tail` (F: data_text in a file named data_name),
+// head and tail without --steps, -t, --json, -o and the checkpoint options.
+void expect_resume_is_exact(const std::string& head, const std::string& data_name,
+                            const std::string& data_text, const std::string& tail, int total,
+                            int k) {
+  ASSERT_GE(2 * k, total) << "the checkpoint at step 2k would replace step k's";
   const std::string dir = temp_dir();
   const std::string a = dir + "/a.gguf", b = dir + "/b.gguf", ckpt = dir + "/run.ckpt";
-  const std::string common = "finetune --model " + model + " " + args + " --steps " +
-                             std::to_string(total) + " -t 2 --json --checkpoint " + ckpt;
+  const std::string common = head + " --data " + write_file(dir, data_name, data_text) + " " +
+                             tail + " --steps " + std::to_string(total) +
+                             " -t 2 --json --checkpoint " + ckpt;
   const CmdResult straight =
       run_slm(common + " -o " + a + " --checkpoint-every " + std::to_string(k));
   ASSERT_EQ(straight.code, 0) << straight.err;
@@ -90,26 +113,80 @@ void expect_resume_is_exact(const std::string& args, int total, int k) {
   EXPECT_NE(full[0].second, full.back().second);  // the run did train
   const std::string bytes_a = slurp(a), bytes_b = slurp(b);
   EXPECT_GT(bytes_a.size(), 1000u);
-  EXPECT_TRUE(bytes_a == bytes_b) << "the adapters differ";
+  EXPECT_TRUE(bytes_a == bytes_b) << "the written files differ";
   std::filesystem::remove_all(dir);
 }
 
 TEST(CliFinetuneCheckpoint, SftResumeContinuesTheSameCurve) {
   SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
-  const std::string dir = temp_dir();
-  const std::string data = write_file(dir, "d.jsonl", sft_data());
-  expect_resume_is_exact(
-      "--data " + data + " --batch-tokens 64 --lr 2e-3 --warmup 2 --weight-decay 0.01 --seed 3", 9,
-      5);
-  std::filesystem::remove_all(dir);
+  expect_resume_is_exact("finetune --model " + stories(), "d.jsonl", sft_data(),
+                         "--batch-tokens 64 --lr 2e-3 --warmup 2 --weight-decay 0.01 --seed 3", 9,
+                         5);
 }
 
 TEST(CliFinetuneCheckpoint, DpoResumeContinuesTheSameCurve) {
   SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
-  const std::string dir = temp_dir();
-  const std::string data = write_file(dir, "p.jsonl", dpo_data());
-  expect_resume_is_exact("--data " + data + " --method dpo --batch-tokens 64 --lr 1e-3 --seed 2", 7,
+  expect_resume_is_exact("finetune --model " + stories(), "p.jsonl", dpo_data(),
+                         "--method dpo --batch-tokens 64 --lr 1e-3 --seed 2", 7, 4);
+}
+
+TEST(CliFinetuneCheckpoint, FullResumeContinuesTheSameCurve) {
+  SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
+  expect_resume_is_exact("finetune --full --model " + stories(), "d.jsonl", sft_data(),
+                         "--batch-tokens 64 --lr 1e-3 --warmup 2 --weight-decay 0.01 --seed 3", 7,
                          4);
+}
+
+// slm train of the tiny shape with stories260K's tokenizer, up to --data.
+std::string train_head() {
+  return "train --shape tiny --tokenizer-from " + stories() + " -c 32";
+}
+const char* const kTrainTail =
+    "--batch-tokens 64 --lr 3e-3 --warmup 2 --weight-decay 0.01 --seed 5";
+
+// train_corpus(7, 20) is about 11 windows of 32 tokens, 2 a step: 6 steps an
+// epoch, so a resume at step 5 of 9 crosses an epoch boundary.
+TEST(CliTrainCheckpoint, ResumeContinuesTheSameCurve) {
+  SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
+  expect_resume_is_exact(train_head(), "c.txt", train_corpus(7, 20), kTrainTail, 9, 5);
+}
+
+TEST(CliTrainCheckpoint, ResumeRefusesAnotherRun) {
+  SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
+  const std::string dir = temp_dir();
+  const std::string corpus = write_file(dir, "c.txt", train_corpus(7, 40));
+  const std::string ckpt = dir + "/c.ckpt", out = dir + "/m.gguf";
+  const std::string common =
+      " --tokenizer-from " + stories() + " --data " + corpus + " --steps 4 -c 32 -t 2 -o " + out;
+  CmdResult r =
+      run_slm("train --shape tiny" + common + " --checkpoint-every 2 --checkpoint " + ckpt);
+  ASSERT_EQ(r.code, 0) << r.err;
+  ASSERT_TRUE(std::filesystem::exists(ckpt));
+  std::filesystem::remove(out);
+  r = run_slm("train --shape stories260k" + common + " --resume " + ckpt);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find(ckpt + ": setting 'n-ff' differs: the checkpoint has 192, this run 172"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("setting 'n-layer' differs: the checkpoint has 2, this run 5"),
+            std::string::npos)
+      << r.err;
+  r = run_slm("train --shape tiny --n-head 2" + common + " --resume " + ckpt);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("setting 'n-head' differs: the checkpoint has 4, this run 2"),
+            std::string::npos)
+      << r.err;
+  r = run_slm("train --shape tiny --seed 9" + common + " --resume " + ckpt);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("setting 'seed' differs: the checkpoint has 0, this run 9"),
+            std::string::npos)
+      << r.err;
+  const std::string other = write_file(dir, "o.txt", train_corpus(8, 40));
+  r = run_slm("train --shape tiny --tokenizer-from " + stories() + " --data " + other +
+              " --steps 4 -c 32 -t 2 -o " + out + " --resume " + ckpt);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("setting 'data' differs"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(out));  // nothing trained, nothing written
   std::filesystem::remove_all(dir);
 }
 
@@ -198,15 +275,17 @@ Interrupted run_and_interrupt(const std::string& args, const std::string& err_pa
   return r;
 }
 
-TEST(CliFinetuneCheckpoint, SigintWritesACheckpointThatResumes) {
-  SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
-  const std::string model = sh_quote(fixture("models/stories260K.gguf"));
+// Runs `head --data F tail` (F: data_text in a file) for far more steps
+// than run before the signal lands, interrupts it, checks the checkpoint and
+// its message, then resumes from it (and interrupts that too): the resumed
+// run's first step is the one after the checkpoint's.
+void expect_sigint_resumes(const std::string& command, const std::string& head,
+                           const std::string& data_name, const std::string& data_text,
+                           const std::string& tail) {
   const std::string dir = temp_dir();
-  const std::string data = write_file(dir, "d.jsonl", sft_data());
-  const std::string out = dir + "/a.gguf", ckpt = out + ".ckpt";
-  // Far more steps than run before the signal lands.
-  const std::string args = "finetune --model " + model + " --data " + data +
-                           " --steps 200000 --batch-tokens 64 -t 2 --json -o " + out;
+  const std::string out = dir + "/out.gguf", ckpt = out + ".ckpt";
+  const std::string args = head + " --data " + write_file(dir, data_name, data_text) + " " + tail +
+                           " --steps 200000 -t 2 --json -o " + out;
   const Interrupted first = run_and_interrupt(args, dir + "/err1");
   ASSERT_EQ(first.code, 130) << first.err;
   ASSERT_FALSE(first.first_line.empty()) << first.err;
@@ -215,19 +294,30 @@ TEST(CliFinetuneCheckpoint, SigintWritesACheckpointThatResumes) {
       << first.err;
   ASSERT_TRUE(std::filesystem::exists(ckpt));
   EXPECT_FALSE(std::filesystem::exists(ckpt + ".tmp"));
-  EXPECT_FALSE(std::filesystem::exists(out));  // no half-trained adapter
-  const size_t at = first.err.find(" at step ");
-  const int stopped = std::stoi(first.err.substr(at + 9));
+  EXPECT_FALSE(std::filesystem::exists(out));  // nothing half-trained written
+  const int stopped = std::stoi(first.err.substr(first.err.find(" at step ") + 9));
   EXPECT_GE(stopped, 1);
 
   const Interrupted second = run_and_interrupt(args + " --resume " + ckpt, dir + "/err2");
   ASSERT_EQ(second.code, 130) << second.err;
-  EXPECT_NE(second.err.find("resumed from " + ckpt + " at step " + std::to_string(stopped) + "/"),
+  EXPECT_NE(second.err.find(command + ": resumed from " + ckpt + " at step " +
+                            std::to_string(stopped) + "/200000"),
             std::string::npos)
       << second.err;
   ASSERT_FALSE(second.first_line.empty()) << second.err;
   EXPECT_EQ(nlohmann::json::parse(second.first_line)["step"].get<int>(), stopped + 1);
   std::filesystem::remove_all(dir);
+}
+
+TEST(CliFinetuneCheckpoint, SigintWritesACheckpointThatResumes) {
+  SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
+  expect_sigint_resumes("finetune", "finetune --model " + stories(), "d.jsonl", sft_data(),
+                        "--batch-tokens 64");
+}
+
+TEST(CliTrainCheckpoint, SigintWritesACheckpointThatResumes) {
+  SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
+  expect_sigint_resumes("train", train_head(), "c.txt", train_corpus(7, 40), kTrainTail);
 }
 
 }  // namespace
