@@ -33,9 +33,10 @@ Options prune_options_decl() {
           "(cut rows by |act(gate)|, skipping up and down)")
       .choices({"teal", "cats"})
       .def("teal");
-  o.value("--ctx-size,-c", "N", "tokens per calibration chunk")
+  o.value("--ctx-size,-c", "N", "tokens per calibration chunk (at most the training context)")
       .integer(2, int64_t{1} << 20)
       .def("512");
+  o.flag("--allow-long-context", "permit --ctx-size beyond the model's training context");
   o.value("--max-tokens", "N", "calibrate on at most the first N tokens; 0: all")
       .integer(0, int64_t{1} << 40)
       .def("0");
@@ -46,15 +47,20 @@ Options prune_options_decl() {
 
 int run_prune(int argc, char** argv) {
   const Args args = prune_options_decl().parse(argc, argv);
-  ModelArgument ma = model_argument(args, 1);
-  if (ma.rest.empty() || ma.rest[0] != "calibrate")
-    throw UsageError(ma.rest.empty() ? "missing sub-command (calibrate)"
-                                     : "unknown sub-command '" + ma.rest[0] + "'");
+  // slm prune calibrate [M]: the sub-command first, then the model (or --model).
+  const std::vector<std::string>& pos = args.positional();
+  if (pos.empty() || pos[0] != "calibrate")
+    throw UsageError(pos.empty() ? "missing sub-command (calibrate)"
+                                 : "unknown sub-command '" + pos[0] + "'");
+  std::optional<std::string> spec = args.get("--model");
+  const size_t n_model = spec ? 0 : 1;
+  if (!spec && pos.size() > 1) spec = pos[1];
+  if (pos.size() > 1 + n_model) throw UsageError("unexpected argument '" + pos[1 + n_model] + "'");
   const auto data = args.get("--data");
   if (!data) throw UsageError("--data TEXT is required");
   const auto out = args.get("--out");
   if (!out) throw UsageError("-o FILE is required");
-  const auto model = load_model(args);
+  const auto model = load_model(spec);
   const tokenizer::Tokenizer tok = tokenizer::Tokenizer::from_gguf(model->file());
   std::vector<int32_t> tokens = tok.encode(eval::read_text_file(*data), /*add_special=*/true,
                                            /*parse_special=*/false);
@@ -65,6 +71,12 @@ int run_prune(int argc, char** argv) {
   co.sparsity = static_cast<float>(args.get_double("--sparsity"));
   co.ffn_rule = args.choice("--ffn-rule") == "cats" ? model::FfnRule::kCats : model::FfnRule::kTeal;
   co.n_ctx = args.get_int("--ctx-size");
+  co.allow_beyond_train_ctx = args.flag("--allow-long-context");
+  const int64_t train_ctx = model->config().n_ctx_train;
+  if (args.has("--ctx-size") && train_ctx > 0 && co.n_ctx > train_ctx && !co.allow_beyond_train_ctx)
+    throw Error(args.shown("--ctx-size") + " " + std::to_string(co.n_ctx) +
+                " exceeds the model's training context of " + std::to_string(train_ctx) +
+                " (--allow-long-context to go beyond)");
   ThreadPool pool(thread_count(args));
   const model::Sparsity s = model::calibrate(*model, tokens, co, pool);
   s.save(*out);

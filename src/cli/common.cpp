@@ -94,7 +94,11 @@ void warm_pages(const model::Model& m) {
 }  // namespace
 
 std::unique_ptr<model::Model> load_model(const Args& args) {
-  const store::ResolvedModel r = store::resolve_model(model_argument(args, SIZE_MAX).spec);
+  return load_model(model_argument(args, SIZE_MAX).spec);
+}
+
+std::unique_ptr<model::Model> load_model(const std::optional<std::string>& spec) {
+  const store::ResolvedModel r = store::resolve_model(spec);
   auto m = model::Model::load(r.path);
   warm_pages(*m);
   return m;

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 
@@ -28,6 +29,9 @@ void add_generate_options(Options& o);
 // model_argument) / $SLM_MODEL / the store's default and loads it; on a
 // terminal, large files show a progress bar while their pages are read in.
 std::unique_ptr<model::Model> load_model(const Args& args);
+// The same for a model named by the caller (commands whose first positional
+// argument is a sub-command); nullopt: $SLM_MODEL, then the store's default.
+std::unique_ptr<model::Model> load_model(const std::optional<std::string>& spec);
 
 // Sampling, stop strings and limits from the command line; n_vocab checks
 // --logit-bias ids.

@@ -78,8 +78,9 @@ Sparsity calibrate(const Model& model, std::span<const int32_t> tokens, const Ca
   if (model.prune().sparsity) throw Error("internal: calibrate a model without a sparsity file");
   Collector col(c.n_layer, c.ffn_act);
   SessionOptions so;
-  so.n_ctx =
-      std::max<int64_t>(2, std::min<int64_t>(o.n_ctx, c.n_ctx_train > 0 ? c.n_ctx_train : o.n_ctx));
+  const bool cap = c.n_ctx_train > 0 && !o.allow_beyond_train_ctx;
+  so.n_ctx = std::max<int64_t>(2, cap ? std::min<int64_t>(o.n_ctx, c.n_ctx_train) : o.n_ctx);
+  so.allow_beyond_train_ctx = o.allow_beyond_train_ctx;
   so.n_batch = std::min<int64_t>(so.n_ctx, 256);
   Session session(model, so);
   Scratch scratch(c, so.n_batch);

@@ -22,6 +22,9 @@ struct CalibrateOptions {
   float sparsity = 0.5f;  // share of activations to zero, in [0, 1)
   FfnRule ffn_rule = FfnRule::kTeal;
   int64_t n_ctx = 512;  // tokens per chunk; each chunk starts a fresh context
+  // Without it, n_ctx is capped at the model's training context (the
+  // positions the model will be used at); with it, n_ctx is used as given.
+  bool allow_beyond_train_ctx = false;
 };
 
 // Thresholds of model over tokens (at least one). Quantiles come from

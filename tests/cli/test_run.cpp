@@ -12,11 +12,14 @@
 namespace slm::test {
 namespace {
 
-std::string stories() { return sh_quote(fixture("models/stories260K.gguf")); }
+std::string stories() {
+  return sh_quote(fixture("models/stories260K.gguf"));
+}
 
 TEST(Run, Stories260KGreedyMatchesExpectedTextByteForByte) {
   SLM_REQUIRE_FIXTURE("stories260K/expected_greedy_t0_256.txt");
-  const CmdResult r = run_slm("run --model " + stories() + " -p '' --temp 0 -n 256 -c 512 --allow-long-context -t 2");
+  const CmdResult r = run_slm("run --model " + stories() +
+                              " -p '' --temp 0 -n 256 -c 512 --allow-long-context -t 2");
   ASSERT_EQ(r.code, 0) << r.err;
   // The generated text byte for byte, then the newline slm run ends its output with.
   EXPECT_EQ(r.out, slurp(fixture("stories260K/expected_greedy_t0_256.txt")) + "\n");
@@ -26,7 +29,8 @@ TEST(Run, Stories260KGreedyMatchesExpectedTextByteForByte) {
 
 TEST(Run, SeededSamplingIsTheSameAtOneAndTwoThreads) {
   SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
-  const std::string cmd = "run --model " + stories() + " -p 'Once upon a time' --temp 0.8 --seed 42 -n 100";
+  const std::string cmd =
+      "run --model " + stories() + " -p 'Once upon a time' --temp 0.8 --seed 42 -n 100";
   const CmdResult a = run_slm(cmd + " -t 1");
   const CmdResult b = run_slm(cmd + " -t 2");
   const CmdResult c = run_slm(cmd + " -t 2");
@@ -34,13 +38,15 @@ TEST(Run, SeededSamplingIsTheSameAtOneAndTwoThreads) {
   EXPECT_GT(a.out.size(), 100u);
   EXPECT_EQ(a.out, b.out);
   EXPECT_EQ(b.out, c.out);
-  const CmdResult other = run_slm("run --model " + stories() + " -p 'Once upon a time' --temp 0.8 --seed 43 -n 100");
+  const CmdResult other =
+      run_slm("run --model " + stories() + " -p 'Once upon a time' --temp 0.8 --seed 43 -n 100");
   EXPECT_NE(a.out, other.out);  // the seed matters
 }
 
 TEST(Run, StopStringEndsTheTextAndIsNotPrinted) {
   SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
-  const CmdResult r = run_slm("run --model " + stories() + " -p '' --temp 0 -n 100 --stop 'Lily' --stop 'zzz'");
+  const CmdResult r =
+      run_slm("run --model " + stories() + " -p '' --temp 0 -n 100 --stop 'Lily' --stop 'zzz'");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out, "Once upon a time, there was a little girl named \n");
 }
@@ -49,7 +55,8 @@ TEST(Run, StopStringEndsTheTextAndIsNotPrinted) {
 // every command that takes a context.
 TEST(Run, LongContextErrorNamesTheFlag) {
   SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
-  for (const std::string& cmd : {"run " + stories() + " -p hi -c 512", "serve " + stories() + " -c 512 --port 0"}) {
+  for (const std::string& cmd :
+       {"run " + stories() + " -p hi -c 512", "serve " + stories() + " -c 512 --port 0"}) {
     const CmdResult r = run_slm(cmd);
     EXPECT_EQ(r.code, 1) << cmd;
     EXPECT_NE(r.err.find("--allow-long-context"), std::string::npos) << cmd << ": " << r.err;
@@ -78,7 +85,8 @@ TEST(Run, FullContextIsReportedNotTruncated) {
   const CmdResult r = run_slm("run --model " + stories() + " -p '' --temp 0 -c 32");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.err.find("context of 32 tokens is full"), std::string::npos) << r.err;
-  const CmdResult s = run_slm("run --model " + stories() + " -p '' --temp 0 -c 32 -n 80 --context-shift --json");
+  const CmdResult s =
+      run_slm("run --model " + stories() + " -p '' --temp 0 -c 32 -n 80 --context-shift --json");
   ASSERT_EQ(s.code, 0) << s.err;
   EXPECT_EQ(nlohmann::json::parse(s.out)["tokens"].size(), 80u);
 }
@@ -117,7 +125,8 @@ TEST(RunErrors, UnsupportedArchitectureAndType) {
   w.add_string("general.architecture", "rwkv6");
   const std::string p = temp_dir() + "/rwkv.gguf";
   w.write(p);
-  expect_error(run_slm("run --model " + sh_quote(p) + " -p hi"), "unsupported architecture 'rwkv6'");
+  expect_error(run_slm("run --model " + sh_quote(p) + " -p hi"),
+               "unsupported architecture 'rwkv6'");
   // A Q8_1 tensor: a ggml activation type no model file should carry.
   gguf::Writer t;
   t.add_string("general.architecture", "llama");
@@ -132,14 +141,16 @@ TEST(RunErrors, UnsupportedArchitectureAndType) {
   bytes[at] = 9;
   const std::string q = temp_dir() + "/q81.gguf";
   std::ofstream(q, std::ios::binary) << bytes;
-  expect_error(run_slm("run --model " + sh_quote(q) + " -p hi"), "unsupported tensor type 9 (Q8_1)");
+  expect_error(run_slm("run --model " + sh_quote(q) + " -p hi"),
+               "unsupported tensor type 9 (Q8_1)");
 }
 
 TEST(RunErrors, PromptLongerThanContext) {
   SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
   std::string prompt;
   for (int i = 0; i < 60; ++i) prompt += "Once upon a time there was a cat. ";
-  expect_error(run_slm("run --model " + stories() + " -c 64 -p " + sh_quote(prompt)), "longer than the context of 64");
+  expect_error(run_slm("run --model " + stories() + " -c 64 -p " + sh_quote(prompt)),
+               "longer than the context of 64");
 }
 
 // A usage error: one line naming the option as typed, pointing at --help, exit code 2.
@@ -155,12 +166,18 @@ TEST(RunErrors, BadOptionValues) {
   SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
   expect_usage_error(run_slm("run --model " + stories() + " -p hi --temp abc"), "--temp");
   // Values out of range are usage errors too, named as typed.
-  expect_usage_error(run_slm("run --model " + stories() + " -p hi --top-p -1"), "--top-p must be in [0, 1]");
-  expect_usage_error(run_slm("run --model " + stories() + " -p hi --min-p 2"), "--min-p must be in [0, 1]");
-  expect_usage_error(run_slm("run --model " + stories() + " -p hi --logit-bias 99999=1"), "--logit-bias");
-  expect_usage_error(run_slm("run --model " + stories() + " -p hi --kv-type q4"), "--kv-type: expected f32, f16 or q8_0");
-  expect_usage_error(run_slm("run --model " + stories() + " -p hi --draft model"), "--draft: expected none or ngram");
-  expect_usage_error(run_slm("run --model " + stories() + " -p hi --bogus"), "unknown option --bogus");
+  expect_usage_error(run_slm("run --model " + stories() + " -p hi --top-p -1"),
+                     "--top-p must be in [0, 1]");
+  expect_usage_error(run_slm("run --model " + stories() + " -p hi --min-p 2"),
+                     "--min-p must be in [0, 1]");
+  expect_usage_error(run_slm("run --model " + stories() + " -p hi --logit-bias 99999=1"),
+                     "--logit-bias");
+  expect_usage_error(run_slm("run --model " + stories() + " -p hi --kv-type q4"),
+                     "--kv-type: expected f32, f16 or q8_0");
+  expect_usage_error(run_slm("run --model " + stories() + " -p hi --draft model"),
+                     "--draft: expected none or ngram");
+  expect_usage_error(run_slm("run --model " + stories() + " -p hi --bogus"),
+                     "unknown option --bogus");
 }
 
 TEST(RunErrors, NoModelAnywhereSaysWhatToRun) {
@@ -176,7 +193,8 @@ TEST(RunErrors, NoModelAnywhereSaysWhatToRun) {
 TEST(Logits, WritesEveryRowAndRefusesBadInput) {
   SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
   const std::string out = temp_dir() + "/logits.f32";
-  const CmdResult r = run_slm("logits --model " + stories() + " --tokens '1 403 407' --out " + sh_quote(out) + " -t 2");
+  const CmdResult r = run_slm("logits --model " + stories() + " --tokens '1 403 407' --out " +
+                              sh_quote(out) + " -t 2");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(slurp(out).size(), 3u * 512u * 4u);
   const CmdResult top = run_slm("logits --model " + stories() + " --tokens '1 403'");
@@ -187,12 +205,14 @@ TEST(Logits, WritesEveryRowAndRefusesBadInput) {
   expect_error(run_slm("logits --model " + stories() + " --tokens '1 x'"), "not a token id");
   std::string many;
   for (int i = 0; i < 129; ++i) many += "1 ";
-  expect_error(run_slm("logits --model " + stories() + " --tokens " + sh_quote(many)), "exceed the context of 128");
+  expect_error(run_slm("logits --model " + stories() + " --tokens " + sh_quote(many)),
+               "exceed the context of 128");
 }
 
 TEST(Info, DescribesTheModel) {
   SLM_REQUIRE_FIXTURE("models/tiny-qwen3moe.gguf");
-  const CmdResult r = run_slm("info --model " + sh_quote(fixture("models/tiny-qwen3moe.gguf")) + " -c 4096");
+  const CmdResult r =
+      run_slm("info --model " + sh_quote(fixture("models/tiny-qwen3moe.gguf")) + " -c 4096");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("architecture:  qwen3moe"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("experts:       8, 2 used"), std::string::npos) << r.out;
@@ -208,15 +228,17 @@ TEST(Run, OutputConstraints) {
   const std::string model = fixture("models/tiny-qwen2.gguf");
   const std::string dir = temp_dir();
   {
-    std::ofstream(dir + "/s.json") << R"({"type":"object","properties":{"n":{"type":"integer","minimum":1,"maximum":9},
+    std::ofstream(dir + "/s.json")
+        << R"({"type":"object","properties":{"n":{"type":"integer","minimum":1,"maximum":9},
       "c":{"enum":["red","blue"]}},"required":["n","c"],"additionalProperties":false})";
     std::ofstream(dir + "/g.gbnf") << "root ::= (\"yes\" | \"no\") \".\"\n";
-    std::ofstream(dir + "/bad.json") << R"({"type":"object","properties":{"x":{"propertyNames":{}}}})";
+    std::ofstream(dir + "/bad.json")
+        << R"({"type":"object","properties":{"x":{"propertyNames":{}}}})";
     std::ofstream(dir + "/bad.gbnf") << "root ::= \"a\" b\n";
   }
   for (int seed = 1; seed <= 5; ++seed) {
-    const CmdResult r = run_slm("run --model " + model + " -p hi -n 200 --seed " + std::to_string(seed) +
-                                " --json --json-schema " + dir + "/s.json");
+    const CmdResult r = run_slm("run --model " + model + " -p hi -n 200 --seed " +
+                                std::to_string(seed) + " --json --json-schema " + dir + "/s.json");
     ASSERT_EQ(r.code, 0) << r.err;
     const auto j = nlohmann::json::parse(r.out);
     if (j["finish_reason"] != "stop") continue;
@@ -228,22 +250,27 @@ TEST(Run, OutputConstraints) {
   const CmdResult g = run_slm("run --model " + model + " -p hi -n 20 --grammar " + dir + "/g.gbnf");
   ASSERT_EQ(g.code, 0) << g.err;
   EXPECT_TRUE(g.out == "yes.\n" || g.out == "no.\n") << g.out;
-  const CmdResult o = run_slm("run --model " + model + " -p hi -n 300 --seed 2 --json --json-object");
+  const CmdResult o =
+      run_slm("run --model " + model + " -p hi -n 300 --seed 2 --json --json-object");
   ASSERT_EQ(o.code, 0) << o.err;
   const auto oj = nlohmann::json::parse(o.out);
   if (oj["finish_reason"] == "stop") {
     EXPECT_TRUE(nlohmann::json::parse(oj["text"].get<std::string>()).is_object());
   }
 
-  const CmdResult bs = run_slm("run --model " + model + " -p hi --json-schema " + dir + "/bad.json");
+  const CmdResult bs =
+      run_slm("run --model " + model + " -p hi --json-schema " + dir + "/bad.json");
   EXPECT_EQ(bs.code, 2);
-  EXPECT_NE(bs.err.find("bad.json: json schema: /properties/x/propertyNames"), std::string::npos) << bs.err;
+  EXPECT_NE(bs.err.find("bad.json: json schema: /properties/x/propertyNames"), std::string::npos)
+      << bs.err;
   const CmdResult bg = run_slm("run --model " + model + " -p hi --grammar " + dir + "/bad.gbnf");
   EXPECT_EQ(bg.code, 2);
   EXPECT_NE(bg.err.find("bad.gbnf:1:"), std::string::npos) << bg.err;
-  const CmdResult both = run_slm("run --model " + model + " -p hi --json-object --grammar " + dir + "/g.gbnf");
+  const CmdResult both =
+      run_slm("run --model " + model + " -p hi --json-object --grammar " + dir + "/g.gbnf");
   EXPECT_EQ(both.code, 2);
-  const CmdResult missing = run_slm("run --model " + model + " -p hi --json-schema " + dir + "/none.json");
+  const CmdResult missing =
+      run_slm("run --model " + model + " -p hi --json-schema " + dir + "/none.json");
   EXPECT_EQ(missing.code, 1);
   EXPECT_NE(missing.err.find("none.json"), std::string::npos) << missing.err;
 }
@@ -271,6 +298,20 @@ TEST(Run, PruneCalibrateThenSparsity) {
                                   " -p hi -n 2 --sparsity " + sh_quote(s25));
   EXPECT_EQ(other.code, 1);
   EXPECT_NE(other.err.find("s25.gguf"), std::string::npos) << other.err;
+
+  // The model may follow the sub-command as a positional argument, and the
+  // same file results; a chunk beyond the training context is refused naming
+  // the switch that allows it.
+  const std::string s0b = temp_dir() + "/s0b.gguf";
+  const CmdResult pos = run_slm("prune calibrate " + stories() + " --data " + text +
+                                " --sparsity 0 -o " + sh_quote(s0b) + " -t 1");
+  ASSERT_EQ(pos.code, 0) << pos.err;
+  EXPECT_EQ(slurp(s0b), slurp(s0));
+  const CmdResult longer = run_slm("prune calibrate " + stories() + " --data " + text +
+                                   " -c 100000 -o " + sh_quote(s0b) + " -t 1");
+  EXPECT_EQ(longer.code, 1);
+  EXPECT_NE(longer.err.find("--allow-long-context"), std::string::npos) << longer.err;
+  EXPECT_EQ(run_slm("prune calibrate " + stories() + " extra --data " + text + " -o x").code, 2);
 }
 
 }  // namespace
