@@ -23,6 +23,7 @@
 #include "gguf/writer.h"
 #include "model/forward.h"
 #include "model/lora.h"
+#include "model/lora_merge.h"
 #include "model/model.h"
 #include "model/session.h"
 
@@ -405,6 +406,16 @@ TEST_F(Lora, ExpertAdapterEqualsMergedExperts) {
               1e-2);  // the adapter changes the output
     EXPECT_LT(max_rel_diff(want, got), 2e-5);
     EXPECT_LT(max_kl(want, got, nv), 1e-6);
+
+    // merge_lora (`slm merge`) folds each expert's pair into its slice of the stack.
+    const std::string out = tmp("merged-exps.gguf");
+    ThreadPool pool(2);
+    const MergeResult mr = merge_lora(*base, *ad, out, MergeOptions{}, pool);
+    EXPECT_EQ(mr.n_merged, 4);  // three expert stacks and attn_v
+    const auto folded = Model::load(out);
+    const auto got_merged = logits_of(*folded, nullptr, kTokens);
+    EXPECT_LT(max_rel_diff(want, got_merged), 2e-5);
+    EXPECT_LT(max_kl(got, got_merged, nv), 1e-6);
 
     // Wrong expert count / a 3-d pair on a plain matrix are refused by name.
     ExpertDelta few = ex[0];
