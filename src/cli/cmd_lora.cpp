@@ -21,9 +21,12 @@ Options lora_options() {
       "  adapter in llama.cpp's layout for --lora and `slm serve --lora NAME=F`. The scale\n"
       "  (lora_alpha / r, or / sqrt(r) with use_rslora) is kept; q/k rows are permuted as the\n"
       "  base's were for llama-style models. Bases: llama, mistral, qwen2, qwen3; modules q_proj,\n"
-      "  k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj. Mixture-of-experts bases (mixtral,\n"
-      "  qwen2moe, qwen3moe): q/k/v/o only. DoRA, expert and router matrices, embeddings, lm_head\n"
-      "  and modules_to_save are refused. The output appears only when complete.\n");
+      "  k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj. Mixture-of-experts bases "
+      "(mixtral,\n"
+      "  qwen2moe, qwen3moe): q/k/v/o and the experts (block_sparse_moe.experts.N.w1/w2/w3,\n"
+      "  mlp.experts.N.gate_proj/up_proj/down_proj, as 3-d expert pairs). DoRA, shared experts,\n"
+      "  routers, embeddings, lm_head and modules_to_save are refused. The output appears only "
+      "when complete.\n");
   o.value("--out,-o", "ADAPTER.gguf", "the adapter to write (required)");
   add_model_option(o, "the base model the adapter was trained on, a GGUF file (required)");
   return o;

@@ -41,17 +41,56 @@ constexpr Module kModules[] = {
     {"down_proj", "mlp", "ffn_down"},
 };
 
-// Expert matrices (Mixtral's block_sparse_moe.experts.N.w1, Qwen-MoE's
-// mlp.experts.N.gate_proj and mlp.shared_expert.*): slm's forward pass applies
-// deltas to the step's rows, not to the rows routed to an expert.
-constexpr const char* kExpertRefusal =
-    "LoRA on mixture-of-experts expert matrices is not supported (slm adapts the attention "
-    "projections of MoE models, and every projection of dense ones)";
+// Mixture-of-experts expert matrices, one PEFT module per expert:
+// model.layers.N.<parent>.experts.E.<peft>, imported as llama.cpp's 3-d
+// expert pairs (model/lora.h). Mixtral: block_sparse_moe.experts.E.w1/w3/w2;
+// Qwen-MoE: mlp.experts.E.gate_proj/up_proj/down_proj.
+constexpr Module kExpertModules[] = {
+    {"w1", "block_sparse_moe", "ffn_gate_exps"}, {"w3", "block_sparse_moe", "ffn_up_exps"},
+    {"w2", "block_sparse_moe", "ffn_down_exps"}, {"gate_proj", "mlp", "ffn_gate_exps"},
+    {"up_proj", "mlp", "ffn_up_exps"},           {"down_proj", "mlp", "ffn_down_exps"},
+};
+
+// Qwen-MoE's shared expert (its own dense matrices in GGUF) has no mapping yet.
+constexpr const char* kSharedExpertRefusal =
+    "LoRA on a mixture-of-experts shared expert is not supported";
 
 const Module* find_module(std::string_view name) {
   for (const Module& m : kModules)
     if (m.peft == name) return &m;
   return nullptr;
+}
+
+// model.layers.N.<parent>.experts.E.<peft> split up; module null when the
+// path is not of that form.
+struct ExpertPath {
+  int64_t layer = -1, expert = -1;
+  const Module* module = nullptr;
+};
+
+ExpertPath expert_path(std::string_view path) {
+  std::vector<std::string_view> parts;
+  for (size_t at = 0;;) {
+    const size_t dot = path.find('.', at);
+    parts.push_back(
+        path.substr(at, dot == std::string_view::npos ? std::string_view::npos : dot - at));
+    if (dot == std::string_view::npos) break;
+    at = dot + 1;
+  }
+  auto number = [](std::string_view s) -> int64_t {
+    if (s.empty() || s.size() > 6 || s.find_first_not_of("0123456789") != std::string_view::npos)
+      return -1;
+    return std::stoll(std::string(s));
+  };
+  ExpertPath ep;
+  if (parts.size() != 7 || parts[0] != "model" || parts[1] != "layers" || parts[4] != "experts")
+    return ep;
+  ep.layer = number(parts[2]);
+  ep.expert = number(parts[5]);
+  if (ep.layer < 0 || ep.expert < 0) return ep;
+  for (const Module& m : kExpertModules)
+    if (m.parent == parts[3] && m.peft == parts[6]) ep.module = &m;
+  return ep;
 }
 
 // Why slm cannot adapt a module PEFT can ("" when it can).
@@ -60,8 +99,9 @@ std::string refusal(std::string_view module) {
   if (module == "embed_tokens" || module == "wte" || module == "embeddings")
     return "LoRA on the embeddings is not supported";
   if (module == "lm_head") return "LoRA on lm_head (the output matrix) is not supported";
-  if (module == "w1" || module == "w2" || module == "w3" || module == "experts")
-    return kExpertRefusal;  // Mixtral's expert matrices
+  if (module == "w1" || module == "w2" || module == "w3") return {};  // Mixtral's experts
+  if (module == "experts")
+    return "LoRA on a fused 'experts' module is not supported (target the experts' projections)";
   if (module == "gate" || module == "router" || module == "shared_expert_gate")
     return "LoRA on a mixture-of-experts router is not supported";
   return "the module '" + std::string(module) + "' is not supported (slm adapts " +
@@ -232,6 +272,8 @@ LoraImportResult import_peft(const std::string& peft_dir, const std::string& bas
     std::string path;  // module path, for errors
   };
   std::map<std::pair<int64_t, int>, Pair> pairs;  // (layer, module index)
+  // (layer, GGUF stack) -> a pair per expert (both null where PEFT left one out).
+  std::map<std::pair<int64_t, std::string>, std::vector<Pair>> expert_pairs;
   const std::string prefix = "base_model.model.";
   for (const formats::StTensor& t : st->tensors()) {
     const std::string where = stn + ": tensor '" + t.name + "'";
@@ -253,11 +295,34 @@ LoraImportResult import_peft(const std::string& peft_dir, const std::string& bas
           "supported)");
     const std::string path = t.name.substr(prefix.size(), at - prefix.size());
     const std::string module = path.substr(path.rfind('.') + 1);
-    if (path.find(".experts.") != std::string::npos ||
-        path.find(".shared_expert.") != std::string::npos)
-      throw Error(where + ": " + kExpertRefusal);
+    if (path.find(".shared_expert.") != std::string::npos)
+      throw Error(where + ": " + kSharedExpertRefusal);
     if (const std::string why = refusal(module); !why.empty()) throw Error(where + ": " + why);
+    if (path.find(".experts.") != std::string::npos) {
+      const ExpertPath ep = expert_path(path);
+      if (ep.module == nullptr) throw Error(where + ": unexpected module path '" + path + "'");
+      if (ep.layer >= mc.n_layer)
+        throw Error(where + ": layer " + std::to_string(ep.layer) + ", the model has " +
+                    std::to_string(mc.n_layer));
+      if (ep.expert >= mc.n_expert)
+        throw Error(where + ": expert " + std::to_string(ep.expert) + ", the model has " +
+                    std::to_string(mc.n_expert));
+      if (!peft_targets(pc, path))
+        throw Error(where + ": the module '" + path +
+                    "' is not in adapter_config.json's target_modules");
+      std::vector<Pair>& stack = expert_pairs[{ep.layer, std::string(ep.module->gguf)}];
+      stack.resize(static_cast<size_t>(mc.n_expert));
+      Pair& p = stack[static_cast<size_t>(ep.expert)];
+      const formats::StTensor*& slot = is_a ? p.a : p.b;
+      if (slot != nullptr)
+        throw Error(where + ": a second lora_" + (is_a ? "A" : "B") + " for '" + path + "'");
+      slot = &t;
+      p.module = ep.module;
+      p.path = path;
+      continue;
+    }
     const Module* m = find_module(module);
+    if (m == nullptr) throw Error(where + ": unexpected module path '" + path + "'");
     // model.layers.N.<parent>.<module>
     const std::string lp = "model.layers.";
     int64_t layer = -1;
@@ -285,7 +350,7 @@ LoraImportResult import_peft(const std::string& peft_dir, const std::string& bas
     p.module = m;
     p.path = path;
   }
-  if (pairs.empty()) throw Error(stn + ": no LoRA tensors");
+  if (pairs.empty() && expert_pairs.empty()) throw Error(stn + ": no LoRA tensors");
 
   gguf::Writer w;
   const double scale = pc.scale();
@@ -352,10 +417,47 @@ LoraImportResult import_peft(const std::string& peft_dir, const std::string& bas
     w.add_tensor(gname + ".lora_a", DType::F32, {n_in, pc.r}, span_of(a));
     w.add_tensor(gname + ".lora_b", DType::F32, {pc.r, n_out}, span_of(b));
   }
+  // Expert stacks: lora_a ne [n_in, r, n_expert] and lora_b ne [r, n_out,
+  // n_expert], zeros (no delta) for experts the adapter leaves out.
+  for (const auto& [key, stack] : expert_pairs) {
+    const std::string gname = "blk." + std::to_string(key.first) + "." + key.second + ".weight";
+    const gguf::TensorInfo* bt = base->find_tensor(gname);
+    if (bt == nullptr || bt->n_dims != 3 || bt->ne[2] != mc.n_expert)
+      throw Error(stn + ": expert modules for '" + gname +
+                  "': the base model has no expert stack of that name with " +
+                  std::to_string(mc.n_expert) + " experts");
+    const int64_t n_in = bt->ne[0], n_out = bt->ne[1], ne = bt->ne[2], r = pc.r;
+    std::vector<float>& a_all = keep.emplace_back(static_cast<size_t>(ne * r * n_in), 0.0f);
+    std::vector<float>& b_all = keep.emplace_back(static_cast<size_t>(ne * n_out * r), 0.0f);
+    for (int64_t e = 0; e < ne; ++e) {
+      const Pair& p = stack[static_cast<size_t>(e)];
+      if (p.a == nullptr && p.b == nullptr) continue;
+      const std::string where = stn + ": module '" + p.path + "'";
+      if (p.a == nullptr || p.b == nullptr)
+        throw Error(where + ": lora_" + (p.a ? "B" : "A") +
+                    " is missing (LoRA tensors come in pairs)");
+      if (p.a->shape.size() != 2 || p.a->shape[0] != r || p.a->shape[1] != n_in)
+        throw Error(where + ": lora_A must be [r=" + std::to_string(r) + ", " +
+                    std::to_string(n_in) + "]");
+      if (p.b->shape.size() != 2 || p.b->shape[0] != n_out || p.b->shape[1] != r)
+        throw Error(where + ": lora_B must be [" + std::to_string(n_out) +
+                    ", r=" + std::to_string(r) + "]");
+      const std::vector<float>& a = floats(*p.a, where + " lora_A");
+      const std::vector<float>& b = floats(*p.b, where + " lora_B");
+      std::copy(a.begin(), a.end(), a_all.begin() + e * r * n_in);
+      std::copy(b.begin(), b.end(), b_all.begin() + e * n_out * r);
+    }
+    auto span_of = [](const std::vector<float>& v) {
+      return std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(v.data()),
+                                      v.size() * sizeof(float));
+    };
+    w.add_tensor(gname + ".lora_a", DType::F32, {n_in, r, ne}, span_of(a_all));
+    w.add_tensor(gname + ".lora_b", DType::F32, {r, n_out, ne}, span_of(b_all));
+  }
   w.write(out_path);
   LoraImportResult res;
   res.arch = arch;
-  res.n_pairs = static_cast<int64_t>(pairs.size());
+  res.n_pairs = static_cast<int64_t>(pairs.size() + expert_pairs.size());
   res.rank = pc.r;
   res.alpha = alpha;
   res.bytes = fs::file_size(out_path);

@@ -12,8 +12,10 @@
 // the base's q/k rows, so the delta lands on the rows it was trained for.
 // Supported: llama, mistral, qwen2 and qwen3 bases, the q/k/v/o and
 // gate/up/down projections; mixture-of-experts bases (mixtral, qwen2moe,
-// qwen3moe) the q/k/v/o projections. Refused by name: DoRA, MoE expert and
-// router matrices, embeddings and lm_head,
+// qwen3moe) the q/k/v/o projections and the experts' (Mixtral's
+// block_sparse_moe.experts.N.w1/w3/w2, Qwen-MoE's mlp.experts.N.*_proj) as
+// llama.cpp's 3-d expert pairs, zeros for experts the adapter leaves out.
+// Refused by name: DoRA, the shared expert and routers, embeddings and lm_head,
 // modules_to_save, LoRA biases, per-module rank/alpha patterns, any other
 // module. The config and the tensors are untrusted: every field is type- and
 // range-checked, every tensor's shape against the base matrix.

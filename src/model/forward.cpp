@@ -42,15 +42,17 @@ struct Forward {
   // routed to it). This is where per-sequence LoRA deltas (by b.seqs row
   // ranges), activation-sparsity masks and fused groups plug in.
   // step_rows: x's rows are the step's rows (b.seqs ranges apply); false
-  // for experts' routed rows and the logits rows (no adapter reaches those:
-  // LoraAdapter refuses them).
-  void linear(std::span<const backend::LinearOut> outs, const float* x, int64_t n, bool step_rows = true) {
+  // for experts' routed rows (ffn_moe adds their deltas with
+  // add_lora_routed) and the logits rows (LoraAdapter refuses the output).
+  void linear(std::span<const backend::LinearOut> outs, const float* x, int64_t n,
+              bool step_rows = true) {
     SLM_DCHECK_LE(n, s.max_rows_);
     for (const backend::LinearOut& o : outs) SLM_DCHECK_EQ(o.w->cols(), outs[0].w->cols());
     be.linear(outs, x, n, s.ws_);
     if (step_rows && b.any_adapter) add_lora(outs, x);
   }
-  void linear(const backend::Linear& w, const float* x, int64_t n, float* y, bool step_rows = true) {
+  void linear(const backend::Linear& w, const float* x, int64_t n, float* y,
+              bool step_rows = true) {
     const backend::LinearOut out{&w, y};
     linear(std::span<const backend::LinearOut>(&out, 1), x, n, step_rows);
   }
@@ -82,6 +84,50 @@ struct Forward {
         t0 += static_cast<size_t>(sr.n_rows * f->r);
       }
     be.lora(s.lora_segs_, s.ws_);
+  }
+
+  // add_lora for an expert's routed rows: x [m][n_in] row i is step row
+  // s.expert_rows_[i] (increasing, so the rows of one sequence are one run,
+  // b.seqs being increasing row ranges); each run gets its sequence's
+  // adapter's pair for this expert.
+  void add_lora_routed(std::span<const backend::LinearOut> outs, const float* x, int64_t m) {
+    s.lora_segs_.clear();
+    size_t nt = 0;
+    // Pass 0 sizes the scratch; pass 1 makes the segments.
+    for (int pass = 0; pass < 2; ++pass) {
+      size_t t0 = 0;
+      for (const backend::LinearOut& o : outs) {
+        size_t q = 0;  // index into b.seqs
+        for (int64_t i = 0; i < m;) {
+          const int64_t r = s.expert_rows_[i];
+          while (q < b.seqs.size() && b.seqs[q].row0 + b.seqs[q].n_rows <= r) ++q;
+          SLM_DCHECK_LT(q, b.seqs.size());
+          const SeqRows& sr = b.seqs[q];
+          int64_t j = i + 1;
+          while (j < m && s.expert_rows_[j] < sr.row0 + sr.n_rows) ++j;
+          const backend::LoraFactors* f = sr.adapter != nullptr ? sr.adapter->find(o.w) : nullptr;
+          if (f != nullptr) {
+            if (pass == 0) {
+              nt += static_cast<size_t>((j - i) * f->r);
+            } else {
+              SLM_DCHECK_EQ(f->n_in, o.w->cols());
+              SLM_DCHECK_EQ(f->n_out, o.w->rows());
+              s.lora_segs_.push_back(
+                  {f, x + i * f->n_in, s.lora_t_.data() + t0, o.y + i * f->n_out, j - i});
+              t0 += static_cast<size_t>((j - i) * f->r);
+            }
+          }
+          i = j;
+        }
+      }
+      if (nt == 0) return;
+      if (pass == 0 && s.lora_t_.size() < nt) s.lora_t_.resize(nt);
+    }
+    be.lora(s.lora_segs_, s.ws_);
+  }
+  void add_lora_routed(const backend::Linear& w, const float* x, int64_t m, float* y) {
+    const backend::LinearOut out{&w, y};
+    add_lora_routed(std::span<const backend::LinearOut>(&out, 1), x, m);
   }
 
   // Like linear, for an input x [n][cols] that pruning zeroed in part: one
@@ -163,8 +209,8 @@ struct Forward {
       const int64_t pos0 = ch.session->n_past_;
       // A window-only layer's ring holds its window plus one step's rows.
       if (ch.session->ring_ > 0 && m > ch.session->n_batch_)
-        throw Error("internal: a step of " + std::to_string(m) + " rows exceeds the session's batch of " +
-                    std::to_string(ch.session->n_batch_));
+        throw Error("internal: a step of " + std::to_string(m) +
+                    " rows exceeds the session's batch of " + std::to_string(ch.session->n_batch_));
       b.seqs.push_back({ch.session, b.n_rows, m, pos0, ch.adapter});
       b.any_adapter = b.any_adapter || ch.adapter != nullptr;
       for (int64_t i = 0; i < m; ++i) b.pos.push_back(pos0 + i);
@@ -204,13 +250,15 @@ struct Forward {
 
   float* rope_row(int table, int64_t r) { return &s.rope_[(table * b.n_rows + r) * c.n_rot]; }
 
-  // x += Wo . attention(rope(norm_qk(Wq xn + bq)), rope(norm_qk(Wk xn + bk)), Wv xn + bv), xn = rms_norm(x)
+  // x += Wo . attention(rope(norm_qk(Wq xn + bq)), rope(norm_qk(Wk xn + bk)), Wv xn + bv), xn =
+  // rms_norm(x)
   void attention_block(int64_t l) {
     const LayerWeights& lw = model.weights().layers[l];
     const int64_t E = c.n_embd, qd = c.q_dim(), kd = c.kv_dim(), n = b.n_rows;
     be.rms_norm(s.x_.data(), lw.attn_norm.data(), n, E, c.norm_eps, s.xn_.data());
     const bool pruned = prune(l, Tap::kAttnIn, s.xn_.data(), n, E);
-    const backend::LinearOut qkv[] = {{&lw.wq, s.q_.data()}, {&lw.wk, s.k_.data()}, {&lw.wv, s.v_.data()}};
+    const backend::LinearOut qkv[] = {
+        {&lw.wq, s.q_.data()}, {&lw.wk, s.k_.data()}, {&lw.wv, s.v_.data()}};
     if (pruned)
       linear_pruned(qkv, s.xn_.data(), n);
     else
@@ -240,11 +288,13 @@ struct Forward {
       // Append the rows' keys and values to this layer's cache (a ring for a
       // window-only layer), then attend over it.
       seq.store_kv(l, sr.pos0, sr.n_rows, &s.k_[sr.row0 * kd], &s.v_[sr.row0 * kd]);
-      const backend::AttentionShape shape{sr.n_rows,     sr.pos0,     c.n_head,      c.n_head_kv,
-                                          c.head_dim,    c.layers[l].sliding ? c.n_swa : 0,
-                                          c.attn_scale,  c.attn_softcap, seq.ring(l),
-                                          seq.kv_type()};
-      be.attention(shape, &s.q_[sr.row0 * qd], seq.k_layer(l), seq.v_layer(l), &s.attn_[sr.row0 * qd], s.ws_);
+      const backend::AttentionShape shape{sr.n_rows,    sr.pos0,
+                                          c.n_head,     c.n_head_kv,
+                                          c.head_dim,   c.layers[l].sliding ? c.n_swa : 0,
+                                          c.attn_scale, c.attn_softcap,
+                                          seq.ring(l),  seq.kv_type()};
+      be.attention(shape, &s.q_[sr.row0 * qd], seq.k_layer(l), seq.v_layer(l),
+                   &s.attn_[sr.row0 * qd], s.ws_);
     }
     if (prune(l, Tap::kOIn, s.attn_.data(), n, qd))
       linear_pruned(lw.wo, s.attn_.data(), n, s.proj_.data());
@@ -289,8 +339,9 @@ struct Forward {
       float* p = &s.router_[r * NE];
       be.softmax(p, NE);
       std::iota(order.begin(), order.end(), 0);
-      std::partial_sort(order.begin(), order.begin() + K, order.end(),
-                        [p](int32_t a, int32_t z) { return p[a] > p[z] || (p[a] == p[z] && a < z); });
+      std::partial_sort(order.begin(), order.begin() + K, order.end(), [p](int32_t a, int32_t z) {
+        return p[a] > p[z] || (p[a] == p[z] && a < z);
+      });
       double sum = 0;
       for (int64_t k = 0; k < K; ++k) sum += p[order[k]];
       // Expert skipping: a dropped slot keeps expert -1 (matches none below).
@@ -326,11 +377,14 @@ struct Forward {
           }
       if (m == 0) continue;
       SLM_DCHECK_LT(e, static_cast<int64_t>(lw.gate_exps.size()));
-      const backend::LinearOut gate_up[] = {{&lw.gate_exps[e], s.gate_.data()}, {&lw.up_exps[e], s.up_.data()}};
+      const backend::LinearOut gate_up[] = {{&lw.gate_exps[e], s.gate_.data()},
+                                            {&lw.up_exps[e], s.up_.data()}};
       linear(gate_up, s.expert_in_.data(), m, /*step_rows=*/false);
+      if (b.any_adapter) add_lora_routed(gate_up, s.expert_in_.data(), m);
       be.gated(c.ffn_act, s.gate_.data(), s.up_.data(), m * ff);
       // expert_in_ is free again: reuse it for the expert's output [m][n_embd].
       linear(lw.down_exps[e], s.gate_.data(), m, s.expert_in_.data(), /*step_rows=*/false);
+      if (b.any_adapter) add_lora_routed(lw.down_exps[e], s.gate_.data(), m, s.expert_in_.data());
       for (int64_t i = 0; i < m; ++i) {
         float* dst = &s.proj_[s.expert_rows_[i] * E];
         const float* src = &s.expert_in_[i * E];
@@ -346,7 +400,8 @@ struct Forward {
     be.rms_norm(s.x_.data(), lw.ffn_norm.data(), n, E, c.norm_eps, s.xn_.data());
     if (c.is_moe()) {
       const PruneOptions& po = model.prune();
-      const int64_t k = po.moe_top_k > 0 ? std::min(po.moe_top_k, c.n_expert_used) : c.n_expert_used;
+      const int64_t k =
+          po.moe_top_k > 0 ? std::min(po.moe_top_k, c.n_expert_used) : c.n_expert_used;
       ffn_moe(lw, {k, c.expert_weights_norm, po.moe_min_weight});
     } else {
       ffn_dense(l, lw);
@@ -367,8 +422,10 @@ struct Forward {
       const SeqChunk& ch = chunks[i];
       const SeqRows& sr = b.seqs[i];
       if (ch.logits == nullptr) continue;
-      for (int64_t r = ch.all_rows ? sr.row0 : sr.row0 + sr.n_rows - 1; r < sr.row0 + sr.n_rows; ++r, ++n_out)
-        be.rms_norm(&s.x_[r * E], model.weights().output_norm.data(), 1, E, c.norm_eps, &s.out_rows_[n_out * E]);
+      for (int64_t r = ch.all_rows ? sr.row0 : sr.row0 + sr.n_rows - 1; r < sr.row0 + sr.n_rows;
+           ++r, ++n_out)
+        be.rms_norm(&s.x_[r * E], model.weights().output_norm.data(), 1, E, c.norm_eps,
+                    &s.out_rows_[n_out * E]);
     }
     if (n_out == 0) return;
     float* out = nullptr;
@@ -376,7 +433,8 @@ struct Forward {
       for (const SeqChunk& ch : chunks)
         if (ch.logits != nullptr) out = ch.session->logits_.data();
     if (out == nullptr) {
-      if (s.logits_.size() < static_cast<size_t>(n_out * V)) s.logits_.resize(static_cast<size_t>(n_out * V));
+      if (s.logits_.size() < static_cast<size_t>(n_out * V))
+        s.logits_.resize(static_cast<size_t>(n_out * V));
       out = s.logits_.data();
     }
     linear(model.weights().output, s.out_rows_.data(), n_out, out, /*step_rows=*/false);
@@ -395,7 +453,8 @@ struct Forward {
   }
 
   // The whole step: describe, embed, layers, logits, then advance the sessions.
-  static void run(const Model& model, std::span<const SeqChunk> chunks, Scratch& s, ThreadPool& pool) {
+  static void run(const Model& model, std::span<const SeqChunk> chunks, Scratch& s,
+                  ThreadPool& pool) {
     StepBatch& b = s.batch_;
     Forward::describe(chunks, b);
     if (b.n_rows == 0) return;

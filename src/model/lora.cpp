@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <map>
 #include <optional>
 #include <string_view>
@@ -35,7 +36,9 @@ struct Target {
 struct Targets {
   std::map<std::string, std::vector<Target>, std::less<>> by_name;
   std::map<std::string, std::string, std::less<>> refused;  // name -> why
-  std::map<std::string, int64_t, std::less<>> n_out;         // rows of the whole (fused) tensor
+  std::map<std::string, int64_t, std::less<>> n_out;        // rows of the whole (fused) tensor
+  // A 3-d expert stack "blk.N.ffn_*_exps.weight": its Linear per expert.
+  std::map<std::string, std::vector<const backend::Linear*>, std::less<>> experts;
 };
 
 Targets targets_of(const Model& m) {
@@ -65,8 +68,9 @@ Targets targets_of(const Model& m) {
         }
         t.by_name[name] = parts;
         t.n_out[name] = row0;
-      } else if (s.kind == Kind::kExperts) {
-        t.refused[name] = "LoRA on mixture-of-experts expert matrices is not supported yet";
+      } else if (s.kind == Kind::kExperts && !(l.*s.experts).empty()) {
+        std::vector<const backend::Linear*>& ws = t.experts[name];
+        for (const backend::Linear& w : l.*s.experts) ws.push_back(&w);
       }
     }
   }
@@ -84,7 +88,8 @@ std::vector<float> floats_of(const gguf::TensorInfo& t, const std::string& where
       throw Error(where + ": tensor type " + std::string(dtype_name(t.type)) + " cannot be read");
     const int64_t rows = n / t.ne[0];
     const size_t rb = static_cast<size_t>(row_bytes(t.type, t.ne[0]));
-    for (int64_t r = 0; r < rows; ++r) tr.dequantize_row(t.data + r * rb, &out[static_cast<size_t>(r * t.ne[0])], t.ne[0]);
+    for (int64_t r = 0; r < rows; ++r)
+      tr.dequantize_row(t.data + r * rb, &out[static_cast<size_t>(r * t.ne[0])], t.ne[0]);
   }
   for (const float f : out)
     if (!std::isfinite(f)) throw Error(where + ": holds a value that is not finite");
@@ -102,7 +107,8 @@ std::vector<LoraAdapter::Tensors> read_file(const Model& base, const LoraFile& l
     throw Error(fn + ": general.type is '" + std::string(*type) + "', not 'adapter'");
   const auto atype = file->get_string("adapter.type");
   if (!atype) throw Error(fn + ": no adapter.type key (expected 'lora')");
-  if (*atype != "lora") throw Error(fn + ": adapter.type is '" + std::string(*atype) + "', only 'lora' is supported");
+  if (*atype != "lora")
+    throw Error(fn + ": adapter.type is '" + std::string(*atype) + "', only 'lora' is supported");
   const auto arch = file->get_string("general.architecture");
   const auto base_arch = base.file().get_string("general.architecture");
   if (!arch || !base_arch || *arch != *base_arch)
@@ -130,22 +136,34 @@ std::vector<LoraAdapter::Tensors> read_file(const Model& base, const LoraFile& l
   for (const auto& [name, ab] : pairs) {
     const auto [a, b] = ab;
     if (a == nullptr || b == nullptr)
-      throw Error(fn + ": tensor '" + name + (a ? ".lora_b" : ".lora_a") + "' is missing (LoRA tensors come in pairs)");
+      throw Error(fn + ": tensor '" + name + (a ? ".lora_b" : ".lora_a") +
+                  "' is missing (LoRA tensors come in pairs)");
     const std::string where = fn + ": tensor '" + name + "'";
-    if (a->n_dims > 2 || b->n_dims > 2) throw Error(where + ": LoRA tensors are matrices");
+    // Expert stacks (llama.cpp's layout for *_exps, applied there with
+    // mul_mat_id): lora_a ne [n_in, r, n_expert], lora_b ne [r, n_out, n_expert].
+    if (a->n_dims > 3 || b->n_dims > 3 || a->ne[3] != 1 || b->ne[3] != 1)
+      throw Error(where + ": LoRA tensors are matrices or (experts) 3-d stacks of matrices");
+    if (a->ne[2] != b->ne[2])
+      throw Error(where + ": lora_a has " + std::to_string(a->ne[2]) + " experts but lora_b " +
+                  std::to_string(b->ne[2]));
     const int64_t r = a->ne[1];
-    if (r < 1 || r > kMaxRank) throw Error(where + ": rank " + std::to_string(r) + " is out of range");
+    if (r < 1 || r > kMaxRank)
+      throw Error(where + ": rank " + std::to_string(r) + " is out of range");
     if (b->ne[0] != r)
-      throw Error(where + ": lora_a has rank " + std::to_string(r) + " but lora_b " + std::to_string(b->ne[0]));
+      throw Error(where + ": lora_a has rank " + std::to_string(r) + " but lora_b " +
+                  std::to_string(b->ne[0]));
     LoraAdapter::Tensors t;
     t.name = name;
     t.rank = r;
+    t.n_expert = a->n_dims == 3 || b->n_dims == 3 ? a->ne[2] : 0;
     t.a = floats_of(*a, where + ".lora_a");
     t.b = floats_of(*b, where + ".lora_b");
     // llama.cpp's rule: alpha / rank when alpha is given, else 1.
-    t.scale = lf.scale * (alpha && *alpha > 0 ? static_cast<float>(*alpha / static_cast<double>(r)) : 1.0f);
+    t.scale = lf.scale *
+              (alpha && *alpha > 0 ? static_cast<float>(*alpha / static_cast<double>(r)) : 1.0f);
     // Shapes against the base are checked in build(); a's n_in and b's n_out ride along.
-    if (static_cast<int64_t>(t.a.size()) != r * a->ne[0] || static_cast<int64_t>(t.b.size()) != r * b->ne[1])
+    if (static_cast<int64_t>(t.a.size()) != r * a->ne[0] * a->ne[2] ||
+        static_cast<int64_t>(t.b.size()) != r * b->ne[1] * b->ne[2])
       throw Error(where + ": unexpected tensor size");
     out.push_back(std::move(t));
   }
@@ -192,7 +210,8 @@ LoraFile parse_lora_argument(const std::string& arg) {
   return f;
 }
 
-std::shared_ptr<const LoraAdapter> LoraAdapter::load(const Model& base, const std::vector<LoraFile>& files) {
+std::shared_ptr<const LoraAdapter> LoraAdapter::load(const Model& base,
+                                                     const std::vector<LoraFile>& files) {
   std::vector<Tensors> all;
   std::string label;
   for (const LoraFile& f : files) {
@@ -203,12 +222,14 @@ std::shared_ptr<const LoraAdapter> LoraAdapter::load(const Model& base, const st
   return build(base, std::move(all), label);
 }
 
-std::shared_ptr<const LoraAdapter> LoraAdapter::from_tensors(const Model& base, std::vector<Tensors> tensors,
+std::shared_ptr<const LoraAdapter> LoraAdapter::from_tensors(const Model& base,
+                                                             std::vector<Tensors> tensors,
                                                              std::string label) {
   return build(base, std::move(tensors), std::move(label));
 }
 
-std::shared_ptr<const LoraAdapter> LoraAdapter::build(const Model& base, std::vector<Tensors> tensors,
+std::shared_ptr<const LoraAdapter> LoraAdapter::build(const Model& base,
+                                                      std::vector<Tensors> tensors,
                                                       std::string label) {
   static std::atomic<uint64_t> next_id{1};
   const Targets targets = targets_of(base);
@@ -218,17 +239,56 @@ std::shared_ptr<const LoraAdapter> LoraAdapter::build(const Model& base, std::ve
     int64_t row0;
   };
   std::map<const backend::Linear*, std::vector<Piece>> pieces;
+  // Expert stacks split into one matrix pair per expert (a deque: pieces
+  // point into it).
+  std::deque<Tensors> slices;
   for (const Tensors& t : tensors) {
     const std::string where = label + ": tensor '" + t.name + "'";
     if (const auto r = targets.refused.find(t.name); r != targets.refused.end())
       throw Error(where + ": " + r->second);
+    if (const auto ex = targets.experts.find(t.name); ex != targets.experts.end()) {
+      const int64_t ne = static_cast<int64_t>(ex->second.size());
+      const int64_t n_in = ex->second.front()->cols(), n_out = ex->second.front()->rows();
+      if (t.n_expert != ne)
+        throw Error(where + ": the model has " + std::to_string(ne) +
+                    " experts here; an expert adapter is " + "3-d, lora_a [" +
+                    std::to_string(n_in) + ", r, " + std::to_string(ne) + "] and lora_b [r, " +
+                    std::to_string(n_out) + ", " + std::to_string(ne) + "]");
+      if (t.rank < 1 || t.rank > kMaxRank)
+        throw Error(where + ": rank " + std::to_string(t.rank) + " is out of range");
+      if (static_cast<int64_t>(t.a.size()) != t.rank * n_in * ne ||
+          static_cast<int64_t>(t.b.size()) != t.rank * n_out * ne)
+        throw Error(where + ": lora_a must be [" + std::to_string(n_in) + ", " +
+                    std::to_string(t.rank) + ", " + std::to_string(ne) + "] and lora_b [" +
+                    std::to_string(t.rank) + ", " + std::to_string(n_out) + ", " +
+                    std::to_string(ne) + "] for this expert stack");
+      for (int64_t e = 0; e < ne; ++e) {
+        Tensors& sl = slices.emplace_back();
+        sl.name = t.name;
+        sl.rank = t.rank;
+        sl.scale = t.scale;
+        const auto ra = static_cast<size_t>(t.rank * n_in),
+                   rb = static_cast<size_t>(t.rank * n_out);
+        sl.a.assign(t.a.begin() + static_cast<std::ptrdiff_t>(ra * e),
+                    t.a.begin() + static_cast<std::ptrdiff_t>(ra * (e + 1)));
+        sl.b.assign(t.b.begin() + static_cast<std::ptrdiff_t>(rb * e),
+                    t.b.begin() + static_cast<std::ptrdiff_t>(rb * (e + 1)));
+        pieces[ex->second[static_cast<size_t>(e)]].push_back({&sl, 0});
+      }
+      continue;
+    }
+    if (t.n_expert != 0)
+      throw Error(where + ": a 3-d (expert) adapter for a matrix that is not an expert stack");
     const auto it = targets.by_name.find(t.name);
     if (it == targets.by_name.end()) throw Error(where + ": the model has no matrix of that name");
-    if (t.rank < 1 || t.rank > kMaxRank) throw Error(where + ": rank " + std::to_string(t.rank) + " is out of range");
+    if (t.rank < 1 || t.rank > kMaxRank)
+      throw Error(where + ": rank " + std::to_string(t.rank) + " is out of range");
     const int64_t n_in = it->second.front().w->cols(), n_out = targets.n_out.at(t.name);
     if (static_cast<int64_t>(t.a.size()) != t.rank * n_in)
-      throw Error(where + ": lora_a is [" + std::to_string(static_cast<int64_t>(t.a.size()) / t.rank) + ", " +
-                  std::to_string(t.rank) + "], the matrix takes " + std::to_string(n_in) + " inputs");
+      throw Error(where + ": lora_a is [" +
+                  std::to_string(static_cast<int64_t>(t.a.size()) / t.rank) + ", " +
+                  std::to_string(t.rank) + "], the matrix takes " + std::to_string(n_in) +
+                  " inputs");
     if (static_cast<int64_t>(t.b.size()) != t.rank * n_out)
       throw Error(where + ": lora_b is [" + std::to_string(t.rank) + ", " +
                   std::to_string(static_cast<int64_t>(t.b.size()) / t.rank) + "], the matrix has " +

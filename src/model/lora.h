@@ -3,7 +3,11 @@
 // weights. The files are GGUF in llama.cpp's LoRA layout:
 //   general.type = "adapter", adapter.type = "lora", adapter.lora.alpha (f32),
 //   general.architecture equal to the base's, and for each adapted matrix
-//   "<name>.weight.lora_a" ne [n_in, r] and "<name>.weight.lora_b" ne [r, n_out].
+//   "<name>.weight.lora_a" ne [n_in, r] and "<name>.weight.lora_b" ne [r, n_out];
+//   for a mixture-of-experts stack "blk.N.ffn_{gate,up,down}_exps.weight"
+//   (ne [n_in, n_out, n_expert]) a pair per expert stacked the same way:
+//   lora_a ne [n_in, r, n_expert], lora_b ne [r, n_out, n_expert] (what
+//   llama.cpp's mul_mat_id path applies to *_exps tensors).
 // Several files (each with its own user scale) load into one LoraAdapter: per
 // matrix their A rows are stacked and their B columns concatenated with the
 // scale s * alpha / r folded in, so any number of adapters costs two small
@@ -44,7 +48,7 @@ class LoraAdapter {
   // Reads, validates against base and combines files. Throws slm::Error
   // naming the file and the key or tensor: wrong type or architecture, a
   // tensor without its pair, shapes that disagree with the base matrix, a
-  // target slm cannot adapt (embeddings, output, experts), non-finite values.
+  // target slm cannot adapt (embeddings, output), non-finite values.
   static std::shared_ptr<const LoraAdapter> load(const Model& base,
                                                  const std::vector<LoraFile>& files);
   // Builds from pairs already in memory: name -> (A [r][n_in], B [n_out][r]),
@@ -52,8 +56,12 @@ class LoraAdapter {
   struct Tensors {
     std::string name;  // base matrix name, e.g. "blk.0.attn_q.weight"
     int64_t rank = 0;
-    std::vector<float> a, b;  // [rank][n_in], [n_out][rank]
+    std::vector<float> a, b;  // [rank][n_in], [n_out][rank] (each n_expert times for a stack)
     float scale = 1.0f;       // multiplies b
+    // 0: one matrix. Else an expert stack "blk.N.ffn_*_exps.weight" (the
+    // GGUF lora_a ne [n_in, r, n_expert], lora_b ne [r, n_out, n_expert]):
+    // a and b hold n_expert pairs one after the other.
+    int64_t n_expert = 0;
   };
   static std::shared_ptr<const LoraAdapter> from_tensors(const Model& base,
                                                          std::vector<Tensors> tensors,

@@ -70,7 +70,9 @@ MergeResult merge_lora(const Model& base, const LoraAdapter& adapter, const std:
     for (size_t i = 0; i < tensors.size() && !found; ++i) {
       const gguf::TensorInfo& t = tensors[i];
       if (w->view.data < t.data || w->view.data >= t.data + t.n_bytes) continue;
-      if (w->view.type != t.type || w->view.cols != t.ne[0] || t.ne[2] != 1 || t.ne[3] != 1)
+      // An expert's matrix is rows [e * n_out, (e + 1) * n_out) of its 3-d
+      // stack ne [n_in, n_out, n_expert] read as [n_expert * n_out][n_in].
+      if (w->view.type != t.type || w->view.cols != t.ne[0] || t.ne[3] != 1)
         throw Error(in.name() + ": tensor '" + std::string(t.name) +
                     "' does not hold the adapted matrix as whole rows");
       const int64_t rb = row_bytes(t.type, t.ne[0]);

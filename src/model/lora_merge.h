@@ -4,7 +4,8 @@
 // added to the dequantized weight in float and quantized again, to its own type or to one type
 // for every merged matrix; every other tensor is copied byte for byte, and the
 // metadata is copied (general.file_type follows an explicit type). Fused
-// tensors (Phi-3's attn_qkv) take each part's delta at its rows. The output
+// tensors (Phi-3's attn_qkv) take each part's delta at its rows, expert
+// stacks (*_exps) each expert's delta at its slice. The output
 // appears only when complete (temporary file renamed into place).
 //
 // Thread-safety: reads the immutable model and adapter; rows are spread over

@@ -272,15 +272,135 @@ TEST_F(Peft, ImportOnMoeBasesAdaptsAttention) {
   check_import("tiny-moe.gguf", false, "llama", true, true);
   check_import("tiny-qwen3moe.gguf", true, "qwen3moe", false, true);
 }
-// Expert and router matrices are refused by name, however PEFT names them.
-TEST_F(Peft, MoeExpertsAreRefusedByName) {
+// One expert's delta in PEFT's shapes, for the GGUF stack it goes into.
+struct HfExpertDelta {
+  int64_t layer, expert;
+  std::string path;   // "model.layers.0.mlp.experts.3.up_proj"
+  std::string stack;  // "blk.0.ffn_up_exps.weight"
+  int64_t n_in, n_out;
+  std::vector<float> a, b;  // [r][n_in], [n_out][r]
+};
+
+// Expert modules as PEFT names them: Mixtral (GGUF "llama") w1/w3/w2 under
+// block_sparse_moe, Qwen-MoE gate/up/down_proj under mlp. Every expert of
+// layer 0's up projection and gate, and two experts of layer 1's down
+// projection (the others stay without a delta).
+TEST_F(Peft, ImportOfExpertModulesEqualsMergedExperts) {
+  struct Case {
+    const char* model;
+    bool mixtral, rslora;
+  };
+  for (const Case& cs :
+       {Case{"tiny-moe.gguf", true, false}, Case{"tiny-qwen3moe.gguf", false, true}}) {
+    SCOPED_TRACE(cs.model);
+    SLM_REQUIRE_FIXTURE(std::string("models/") + cs.model);
+    const std::string path = test::fixture(std::string("models/") + cs.model);
+    const auto base = model::Model::load(path);
+    const gguf::File& f = base->file();
+    const int64_t ne = base->config().n_expert, r = 4;
+    ASSERT_GT(ne, 2);
+    const double alpha = 8.0;
+    const double scale = cs.rslora ? alpha / 2.0 : alpha / static_cast<double>(r);
+    const char* parent = cs.mixtral ? "block_sparse_moe" : "mlp";
+    struct Kind {
+      int64_t layer;
+      const char* peft_mixtral;
+      const char* peft_qwen;
+      const char* gguf;
+      std::vector<int64_t> experts;
+    };
+    std::vector<int64_t> all(static_cast<size_t>(ne));
+    for (int64_t e = 0; e < ne; ++e) all[static_cast<size_t>(e)] = e;
+    const Kind kinds[] = {{0, "w3", "up_proj", "ffn_up_exps", all},
+                          {0, "w1", "gate_proj", "ffn_gate_exps", all},
+                          {1, "w2", "down_proj", "ffn_down_exps", {1, ne - 1}}};
+    std::mt19937 rng(cs.rslora ? 51 : 52);
+    std::normal_distribution<float> dist(0.0f, 0.25f);
+    std::vector<HfExpertDelta> ds;
+    for (const Kind& k : kinds) {
+      const std::string stack = "blk." + std::to_string(k.layer) + "." + k.gguf + ".weight";
+      const gguf::TensorInfo* t = f.find_tensor(stack);
+      ASSERT_NE(t, nullptr) << stack;
+      for (const int64_t e : k.experts) {
+        HfExpertDelta d{k.layer,
+                        e,
+                        "model.layers." + std::to_string(k.layer) + "." + parent + ".experts." +
+                            std::to_string(e) + "." + (cs.mixtral ? k.peft_mixtral : k.peft_qwen),
+                        stack,
+                        t->ne[0],
+                        t->ne[1],
+                        {},
+                        {}};
+        d.a.resize(static_cast<size_t>(r * d.n_in));
+        d.b.resize(static_cast<size_t>(d.n_out * r));
+        for (float& x : d.a) x = fp16_to_f32(f32_to_fp16(dist(rng)));  // F16-exact
+        for (float& x : d.b) x = fp16_to_f32(f32_to_fp16(dist(rng)));
+        ds.push_back(std::move(d));
+      }
+    }
+    const fs::path folder = dir() / (cs.mixtral ? "mixtral" : "qwen");
+    fs::create_directories(folder);
+    std::vector<std::pair<std::string, std::pair<std::vector<int64_t>, const std::vector<float>*>>>
+        ts;
+    for (const HfExpertDelta& d : ds) {
+      ts.push_back({"base_model.model." + d.path + ".lora_A.weight", {{r, d.n_in}, &d.a}});
+      ts.push_back({"base_model.model." + d.path + ".lora_B.weight", {{d.n_out, r}, &d.b}});
+    }
+    write_safetensors(folder / "adapter_model.safetensors", ts);
+    std::ofstream(folder / "adapter_config.json")
+        << R"({"peft_type":"LORA","r":)" << r << R"(,"lora_alpha":)" << alpha << R"(,"use_rslora":)"
+        << (cs.rslora ? "true" : "false") << R"(,"target_modules":)"
+        << (cs.mixtral ? R"(["w1","w2","w3"])" : R"(["gate_proj","up_proj","down_proj"])") << "}";
+    const std::string out = (dir() / "experts.gguf").string();
+    const LoraImportResult res = import_peft(folder.string(), path, out);
+    EXPECT_EQ(res.n_pairs, 3);  // three expert stacks
+    {
+      const auto ad_file = gguf::File::open(out);
+      const gguf::TensorInfo* a = ad_file->find_tensor("blk.1.ffn_down_exps.weight.lora_a");
+      ASSERT_NE(a, nullptr);
+      EXPECT_EQ(a->n_dims, 3);
+      EXPECT_EQ(a->ne[1], r);
+      EXPECT_EQ(a->ne[2], ne);
+    }
+
+    // The reference: each expert's slice W_e += scale * B A, in double.
+    std::vector<uint8_t> bytes = read_bytes(path);
+    auto file = gguf::File::parse(bytes, "merged");
+    for (const HfExpertDelta& d : ds) {
+      const gguf::TensorInfo* t = file->find_tensor(d.stack);
+      ASSERT_EQ(t->type, DType::F32);
+      float* w = reinterpret_cast<float*>(bytes.data() + file->data_offset() + t->offset) +
+                 d.expert * d.n_in * d.n_out;
+      for (int64_t o = 0; o < d.n_out; ++o)
+        for (int64_t i = 0; i < d.n_in; ++i) {
+          double acc = 0;
+          for (int64_t k = 0; k < r; ++k)
+            acc += static_cast<double>(d.b[static_cast<size_t>(o * r + k)]) *
+                   d.a[static_cast<size_t>(k * d.n_in + i)];
+          w[o * d.n_in + i] = static_cast<float>(w[o * d.n_in + i] + scale * acc);
+        }
+    }
+    const auto merged = model::Model::from_file(gguf::File::parse(bytes, "merged"));
+    const auto ad = model::LoraAdapter::load(*base, {{out, 1.0f}});
+    EXPECT_EQ(ad->n_matrices(), static_cast<size_t>(3 * ne));
+    const auto want = logits_of(*merged, nullptr, kTokens);
+    EXPECT_GT(max_rel_diff(want, logits_of(*base, nullptr, kTokens)), 1e-2);
+    EXPECT_LT(max_rel_diff(want, logits_of(*base, ad.get(), kTokens)), 2e-5);
+  }
+}
+
+// The shared expert, a fused "experts" module, routers and malformed expert
+// paths are refused by name.
+TEST_F(Peft, MoeSharedExpertAndRoutersAreRefusedByName) {
   SLM_REQUIRE_FIXTURE("models/tiny-qwen3moe.gguf");
   const std::string path = test::fixture("models/tiny-qwen3moe.gguf");
   const auto base = gguf::File::open(path);
-  for (const char* extra :
-       {"model.layers.0.mlp.experts.3.gate_proj", "model.layers.1.mlp.experts.0.down_proj",
-        "model.layers.0.mlp.shared_expert.up_proj",
-        "model.layers.0.block_sparse_moe.experts.1.w1"}) {
+  for (const auto& [extra, needle] : std::vector<std::pair<std::string, std::string>>{
+           {"model.layers.0.mlp.shared_expert.up_proj", "shared expert"},
+           {"model.layers.0.mlp.experts.99.up_proj", "expert 99"},
+           {"model.layers.0.block_sparse_moe.experts.1.up_proj", "unexpected module path"},
+           {"model.layers.0.mlp.experts.x.gate_proj", "unexpected module path"},
+           {"model.layers.0.block_sparse_moe.w1", "unexpected module path"}}) {
     fs::remove_all(dir() / "moe");
     make_peft(dir() / "moe", *base, 2, 4.0, false, 5, true, {extra});
     const std::string out = (dir() / "moe.gguf").string();
@@ -289,13 +409,13 @@ TEST_F(Peft, MoeExpertsAreRefusedByName) {
       ADD_FAILURE() << "accepted " << extra;
     } catch (const Error& e) {
       const std::string what = e.what();
-      EXPECT_NE(what.find("mixture-of-experts expert matrices"), std::string::npos) << what;
+      EXPECT_NE(what.find(needle), std::string::npos) << what;
       EXPECT_NE(what.find(extra), std::string::npos) << what;
     }
     EXPECT_FALSE(fs::exists(out));
   }
   for (const auto& [targets, needle] : std::vector<std::pair<std::string, std::string>>{
-           {R"(["q_proj","w1"])", "mixture-of-experts expert matrices"},
+           {R"(["q_proj","experts"])", "fused 'experts' module"},
            {R"(["q_proj","gate"])", "router"}}) {
     try {
       parse_peft_config(R"({"r":2,"lora_alpha":4,"target_modules":)" + targets + "}", "c");

@@ -23,6 +23,7 @@
 #include "gguf/writer.h"
 #include "model/forward.h"
 #include "model/lora.h"
+#include "model/lora_merge.h"
 #include "model/model.h"
 #include "model/session.h"
 
@@ -65,14 +66,16 @@ std::span<const uint8_t> bytes_of(const std::vector<float>& v) {
 
 // An adapter file in llama.cpp's layout; the file has one alpha, the first
 // delta's (tests give every delta of a file the same).
-std::string write_adapter(const std::string& path, const std::string& arch, const std::vector<Delta>& ds) {
+std::string write_adapter(const std::string& path, const std::string& arch,
+                          const std::vector<Delta>& ds) {
   gguf::Writer w;
   w.add_string("general.architecture", arch);
   w.add_string("general.type", "adapter");
   w.add_string("adapter.type", "lora");
   w.add_f32("adapter.lora.alpha", ds.front().alpha);
   for (const Delta& d : ds) {
-    const int64_t n_in = static_cast<int64_t>(d.a.size()) / d.rank, n_out = static_cast<int64_t>(d.b.size()) / d.rank;
+    const int64_t n_in = static_cast<int64_t>(d.a.size()) / d.rank,
+                  n_out = static_cast<int64_t>(d.b.size()) / d.rank;
     w.add_tensor(d.name + ".lora_a", DType::F32, {n_in, d.rank}, bytes_of(d.a));
     w.add_tensor(d.name + ".lora_b", DType::F32, {d.rank, n_out}, bytes_of(d.b));
   }
@@ -91,12 +94,14 @@ void merge_into(std::vector<uint8_t>& bytes, const gguf::File& f, const Delta& d
     for (int64_t i = 0; i < n_in; ++i) {
       double acc = 0;
       for (int64_t k = 0; k < d.rank; ++k)
-        acc += static_cast<double>(d.b[static_cast<size_t>(o * d.rank + k)]) * d.a[static_cast<size_t>(k * n_in + i)];
+        acc += static_cast<double>(d.b[static_cast<size_t>(o * d.rank + k)]) *
+               d.a[static_cast<size_t>(k * n_in + i)];
       w[o * n_in + i] = static_cast<float>(w[o * n_in + i] + s * acc);
     }
 }
 
-std::vector<float> logits_of(const Model& m, const LoraAdapter* adapter, const std::vector<int32_t>& tokens) {
+std::vector<float> logits_of(const Model& m, const LoraAdapter* adapter,
+                             const std::vector<int32_t>& tokens) {
   SessionOptions so;
   so.n_ctx = 64;
   Session s(m, so);
@@ -117,17 +122,20 @@ double max_rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
   return md / mx;
 }
 
-const std::vector<int32_t> kTokens = {1, 450, 4996, 17354, 1701, 432, 17204, 975, 278, 17366, 11203, 29889, 13, 3};
+const std::vector<int32_t> kTokens = {1,   450, 4996,  17354, 1701,  432, 17204,
+                                      975, 278, 17366, 11203, 29889, 13,  3};
 
 class Lora : public ::testing::Test {
  protected:
   std::string tmp(const std::string& name) {
-    const auto dir = std::filesystem::temp_directory_path() / ("slm-lora-" + std::to_string(::getpid()));
+    const auto dir =
+        std::filesystem::temp_directory_path() / ("slm-lora-" + std::to_string(::getpid()));
     std::filesystem::create_directories(dir);
     return (dir / name).string();
   }
   void TearDown() override {
-    std::filesystem::remove_all(std::filesystem::temp_directory_path() / ("slm-lora-" + std::to_string(::getpid())));
+    std::filesystem::remove_all(std::filesystem::temp_directory_path() /
+                                ("slm-lora-" + std::to_string(::getpid())));
   }
 };
 
@@ -162,10 +170,13 @@ TEST_F(Lora, AdapterEqualsMergedWeightsAndStacks) {
   for (const Delta& d : one) merge_into(bytes2, *file, d, 0.5f);
   for (const Delta& d : two) merge_into(bytes2, *file, d, 2.0f);
   const auto merged2 = Model::from_file(gguf::File::parse(bytes2, "merged2"));
-  const auto ad2 = LoraAdapter::load(*base, {parse_lora_argument(p1 + ":0.5"), parse_lora_argument(p2 + ":2")});
+  const auto ad2 =
+      LoraAdapter::load(*base, {parse_lora_argument(p1 + ":0.5"), parse_lora_argument(p2 + ":2")});
   EXPECT_EQ(ad2->n_matrices(), 5u);
   EXPECT_EQ(ad2->max_rank(), 6);  // attn_q: 4 + 2 stacked
-  EXPECT_LT(max_rel_diff(logits_of(*merged2, nullptr, kTokens), logits_of(*base, ad2.get(), kTokens)), 2e-5);
+  EXPECT_LT(
+      max_rel_diff(logits_of(*merged2, nullptr, kTokens), logits_of(*base, ad2.get(), kTokens)),
+      2e-5);
 
   // Scale 0 is the base bit for bit; adapters get distinct cache ids.
   const auto zero = LoraAdapter::load(*base, {parse_lora_argument(p1 + ":0")});
@@ -207,9 +218,13 @@ TEST_F(Lora, MixedBatchEqualsEachSequenceAlone) {
   const auto base = Model::load(test::fixture("models/tiny-llama.gguf"));
   const gguf::File& f = base->file();
   const auto a1 = LoraAdapter::load(
-      *base, {{write_adapter(tmp("a1.gguf"), "llama", {random_delta(f, "blk.0.attn_k.weight", 3, 3.0f, 7)}), 1.0f}});
+      *base, {{write_adapter(tmp("a1.gguf"), "llama",
+                             {random_delta(f, "blk.0.attn_k.weight", 3, 3.0f, 7)}),
+               1.0f}});
   const auto a2 = LoraAdapter::load(
-      *base, {{write_adapter(tmp("a2.gguf"), "llama", {random_delta(f, "blk.1.ffn_up.weight", 5, 5.0f, 8)}), 1.0f}});
+      *base, {{write_adapter(tmp("a2.gguf"), "llama",
+                             {random_delta(f, "blk.1.ffn_up.weight", 5, 5.0f, 8)}),
+               1.0f}});
   // a1 twice: its two sequences share each factor row in one segment group.
   const LoraAdapter* adapters[] = {a1.get(), nullptr, a2.get(), a1.get()};
   SessionOptions so;
@@ -217,10 +232,12 @@ TEST_F(Lora, MixedBatchEqualsEachSequenceAlone) {
   ThreadPool pool(2);
   Session s0(*base, so), s1(*base, so), s2(*base, so), s3(*base, so);
   Session* sessions[] = {&s0, &s1, &s2, &s3};
-  std::vector<std::vector<float>> got(4, std::vector<float>(static_cast<size_t>(base->config().n_vocab)));
+  std::vector<std::vector<float>> got(
+      4, std::vector<float>(static_cast<size_t>(base->config().n_vocab)));
   std::vector<SeqChunk> chunks;
   for (int i = 0; i < 4; ++i) {
-    SeqChunk c{sessions[i], std::span<const int32_t>(kTokens).subspan(static_cast<size_t>(i), 5 + i),
+    SeqChunk c{sessions[i],
+               std::span<const int32_t>(kTokens).subspan(static_cast<size_t>(i), 5 + i),
                got[static_cast<size_t>(i)].data(), false};
     c.adapter = adapters[i];
     chunks.push_back(c);
@@ -257,11 +274,222 @@ TEST_F(Lora, FusedMatrixTakesItsRowsOfB) {
       std::vector<uint8_t> b1 = read_bytes(path);
       merge_into(b1, *file, d, 1.0f);
       const auto m1 = Model::from_file(gguf::File::parse(b1, "m1"));
-      const auto a1 = LoraAdapter::load(*base, {{write_adapter(tmp("phi1.gguf"), "phi3", {d}), 1.0f}});
-      EXPECT_LT(max_rel_diff(logits_of(*m1, nullptr, toks), logits_of(*base, a1.get(), toks)), 2e-5) << d.name;
+      const auto a1 =
+          LoraAdapter::load(*base, {{write_adapter(tmp("phi1.gguf"), "phi3", {d}), 1.0f}});
+      EXPECT_LT(max_rel_diff(logits_of(*m1, nullptr, toks), logits_of(*base, a1.get(), toks)), 2e-5)
+          << d.name;
     }
   }
-  EXPECT_LT(max_rel_diff(logits_of(*merged, nullptr, toks), logits_of(*base, ad.get(), toks)), 2e-5);
+  EXPECT_LT(max_rel_diff(logits_of(*merged, nullptr, toks), logits_of(*base, ad.get(), toks)),
+            2e-5);
+}
+
+// Mixture-of-experts stacks: a pair per expert, written as llama.cpp lays
+// them out (lora_a ne [n_in, r, n_expert], lora_b ne [r, n_out, n_expert]).
+struct ExpertDelta {
+  std::string name;  // e.g. "blk.0.ffn_up_exps.weight", ne [n_in, n_out, n_expert]
+  int64_t rank, n_in, n_out, n_expert;
+  float alpha;
+  std::vector<float> a, b;  // [n_expert][rank][n_in], [n_expert][n_out][rank]
+};
+
+ExpertDelta random_expert_delta(const gguf::File& f, const std::string& name, int64_t rank,
+                                float alpha, uint32_t seed) {
+  const gguf::TensorInfo* t = f.find_tensor(name);
+  EXPECT_NE(t, nullptr) << name;
+  ExpertDelta d{name, rank, t->ne[0], t->ne[1], t->ne[2], alpha, {}, {}};
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 0.3f);
+  d.a.resize(static_cast<size_t>(d.n_expert * rank * d.n_in));
+  d.b.resize(static_cast<size_t>(d.n_expert * d.n_out * rank));
+  for (float& x : d.a) x = fp16_to_f32(f32_to_fp16(dist(rng)));  // F16-exact (see random_delta)
+  for (float& x : d.b) x = fp16_to_f32(f32_to_fp16(dist(rng)));
+  return d;
+}
+
+std::string write_expert_adapter(const std::string& path, const std::string& arch,
+                                 const std::vector<ExpertDelta>& ds,
+                                 const std::vector<Delta>& plain = {}) {
+  gguf::Writer w;
+  w.add_string("general.architecture", arch);
+  w.add_string("general.type", "adapter");
+  w.add_string("adapter.type", "lora");
+  w.add_f32("adapter.lora.alpha", ds.front().alpha);
+  for (const ExpertDelta& d : ds) {
+    w.add_tensor(d.name + ".lora_a", DType::F32, {d.n_in, d.rank, d.n_expert}, bytes_of(d.a));
+    w.add_tensor(d.name + ".lora_b", DType::F32, {d.rank, d.n_out, d.n_expert}, bytes_of(d.b));
+  }
+  for (const Delta& d : plain) {
+    const int64_t n_in = static_cast<int64_t>(d.a.size()) / d.rank,
+                  n_out = static_cast<int64_t>(d.b.size()) / d.rank;
+    w.add_tensor(d.name + ".lora_a", DType::F32, {n_in, d.rank}, bytes_of(d.a));
+    w.add_tensor(d.name + ".lora_b", DType::F32, {d.rank, n_out}, bytes_of(d.b));
+  }
+  w.write(path);
+  return path;
+}
+
+// W_e += scale * alpha / rank * B_e A_e for every expert e, in double.
+void merge_experts_into(std::vector<uint8_t>& bytes, const gguf::File& f, const ExpertDelta& d,
+                        float scale) {
+  const gguf::TensorInfo* t = f.find_tensor(d.name);
+  ASSERT_EQ(t->type, DType::F32) << d.name;
+  ASSERT_EQ(t->ne[2], d.n_expert);
+  const int64_t n_in = d.n_in, n_out = d.n_out, r = d.rank;
+  const double s = static_cast<double>(scale) * d.alpha / static_cast<double>(r);
+  for (int64_t e = 0; e < d.n_expert; ++e) {
+    float* w =
+        reinterpret_cast<float*>(bytes.data() + f.data_offset() + t->offset) + e * n_in * n_out;
+    const float* a = d.a.data() + e * r * n_in;
+    const float* b = d.b.data() + e * n_out * r;
+    for (int64_t o = 0; o < n_out; ++o)
+      for (int64_t i = 0; i < n_in; ++i) {
+        double acc = 0;
+        for (int64_t k = 0; k < r; ++k) acc += static_cast<double>(b[o * r + k]) * a[k * n_in + i];
+        w[o * n_in + i] = static_cast<float>(w[o * n_in + i] + s * acc);
+      }
+  }
+}
+
+// Largest KL(p || q) over the rows of two logits arrays [rows][n_vocab].
+double max_kl(const std::vector<float>& p, const std::vector<float>& q, int64_t n_vocab) {
+  EXPECT_EQ(p.size(), q.size());
+  double worst = 0;
+  for (size_t r0 = 0; r0 + static_cast<size_t>(n_vocab) <= p.size();
+       r0 += static_cast<size_t>(n_vocab)) {
+    auto logsumexp = [&](const std::vector<float>& v) {
+      double mx = -INFINITY, sum = 0;
+      for (int64_t i = 0; i < n_vocab; ++i)
+        mx = std::max(mx, static_cast<double>(v[r0 + static_cast<size_t>(i)]));
+      for (int64_t i = 0; i < n_vocab; ++i) sum += std::exp(v[r0 + static_cast<size_t>(i)] - mx);
+      return mx + std::log(sum);
+    };
+    const double lp = logsumexp(p), lq = logsumexp(q);
+    double kl = 0;
+    for (int64_t i = 0; i < n_vocab; ++i) {
+      const double a = p[r0 + static_cast<size_t>(i)] - lp, b = q[r0 + static_cast<size_t>(i)] - lq;
+      kl += std::exp(a) * (a - b);
+    }
+    worst = std::max(worst, kl);
+  }
+  return worst;
+}
+
+// An adapter on expert stacks (and, in the same file, an attention matrix)
+// gives the logits of the model whose experts hold W_e + scale B_e A_e.
+TEST_F(Lora, ExpertAdapterEqualsMergedExperts) {
+  for (const char* fixture : {"models/tiny-moe.gguf", "models/tiny-qwen3moe.gguf"}) {
+    SCOPED_TRACE(fixture);
+    SLM_REQUIRE_FIXTURE(fixture);
+    const std::string path = test::fixture(fixture);
+    const auto base = Model::load(path);
+    const gguf::File& f = base->file();
+    const std::string arch(*f.get_string("general.architecture"));
+    const std::vector<ExpertDelta> ex = {
+        random_expert_delta(f, "blk.0.ffn_gate_exps.weight", 4, 8.0f, 31),
+        random_expert_delta(f, "blk.0.ffn_up_exps.weight", 4, 8.0f, 32),
+        random_expert_delta(f, "blk.1.ffn_down_exps.weight", 4, 8.0f, 33)};
+    const std::vector<Delta> plain = {random_delta(f, "blk.1.attn_v.weight", 4, 8.0f, 34)};
+    const auto ad = LoraAdapter::load(
+        *base,
+        {parse_lora_argument(write_expert_adapter(tmp("exps.gguf"), arch, ex, plain) + ":0.5")});
+    EXPECT_EQ(ad->n_matrices(), static_cast<size_t>(3 * ex[0].n_expert + 1));
+    std::vector<uint8_t> bytes = read_bytes(path);
+    auto file = gguf::File::parse(bytes, "merged");
+    for (const ExpertDelta& d : ex) merge_experts_into(bytes, *file, d, 0.5f);
+    for (const Delta& d : plain) merge_into(bytes, *file, d, 0.5f);
+    const auto merged = Model::from_file(gguf::File::parse(bytes, "merged"));
+    const auto want = logits_of(*merged, nullptr, kTokens);
+    const auto got = logits_of(*base, ad.get(), kTokens);
+    const int64_t nv = base->config().n_vocab;
+    EXPECT_GT(max_rel_diff(want, logits_of(*base, nullptr, kTokens)),
+              1e-2);  // the adapter changes the output
+    EXPECT_LT(max_rel_diff(want, got), 2e-5);
+    EXPECT_LT(max_kl(want, got, nv), 1e-6);
+
+    // merge_lora (`slm merge`) folds each expert's pair into its slice of the stack.
+    const std::string out = tmp("merged-exps.gguf");
+    ThreadPool pool(2);
+    const MergeResult mr = merge_lora(*base, *ad, out, MergeOptions{}, pool);
+    EXPECT_EQ(mr.n_merged, 4);  // three expert stacks and attn_v
+    const auto folded = Model::load(out);
+    const auto got_merged = logits_of(*folded, nullptr, kTokens);
+    EXPECT_LT(max_rel_diff(want, got_merged), 2e-5);
+    EXPECT_LT(max_kl(got, got_merged, nv), 1e-6);
+
+    // Wrong expert count / a 3-d pair on a plain matrix are refused by name.
+    ExpertDelta few = ex[0];
+    few.n_expert -= 1;
+    few.a.resize(static_cast<size_t>(few.n_expert * few.rank * few.n_in));
+    few.b.resize(static_cast<size_t>(few.n_expert * few.n_out * few.rank));
+    try {
+      LoraAdapter::load(*base, {{write_expert_adapter(tmp("few.gguf"), arch, {few}), 1.0f}});
+      ADD_FAILURE() << "an expert count the model does not have was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("experts here"), std::string::npos) << e.what();
+    }
+    ExpertDelta flat = ex[0];
+    flat.name = "blk.0.attn_q.weight";
+    try {
+      LoraAdapter::load(*base, {{write_expert_adapter(tmp("flat.gguf"), arch, {flat}), 1.0f}});
+      ADD_FAILURE() << "a 3-d pair on a plain matrix was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("not an expert stack"), std::string::npos) << e.what();
+    }
+  }
+}
+
+// Rows of sequences with different adapters routed to the same expert in
+// one step: each row gets its own sequence's expert pair, bit for bit as alone.
+TEST_F(Lora, ExpertMixedBatchEqualsEachSequenceAlone) {
+  for (const char* fixture : {"models/tiny-moe.gguf", "models/tiny-qwen3moe.gguf"}) {
+    SCOPED_TRACE(fixture);
+    SLM_REQUIRE_FIXTURE(fixture);
+    const auto base = Model::load(test::fixture(fixture));
+    const gguf::File& f = base->file();
+    const std::string arch(*f.get_string("general.architecture"));
+    const auto a1 = LoraAdapter::load(
+        *base,
+        {{write_expert_adapter(tmp("e1.gguf"), arch,
+                               {random_expert_delta(f, "blk.0.ffn_up_exps.weight", 3, 3.0f, 41),
+                                random_expert_delta(f, "blk.1.ffn_down_exps.weight", 3, 3.0f, 42)}),
+          1.0f}});
+    const auto a2 = LoraAdapter::load(
+        *base,
+        {{write_expert_adapter(tmp("e2.gguf"), arch,
+                               {random_expert_delta(f, "blk.0.ffn_up_exps.weight", 5, 5.0f, 43),
+                                random_expert_delta(f, "blk.0.ffn_gate_exps.weight", 5, 5.0f, 44)}),
+          1.0f}});
+    const LoraAdapter* adapters[] = {a1.get(), nullptr, a2.get(), a1.get()};
+    SessionOptions so;
+    so.n_ctx = 64;
+    ThreadPool pool(2);
+    Session s0(*base, so), s1(*base, so), s2(*base, so), s3(*base, so);
+    Session* sessions[] = {&s0, &s1, &s2, &s3};
+    std::vector<std::vector<float>> got(
+        4, std::vector<float>(static_cast<size_t>(base->config().n_vocab)));
+    std::vector<SeqChunk> chunks;
+    for (int i = 0; i < 4; ++i) {
+      SeqChunk c{sessions[i],
+                 std::span<const int32_t>(kTokens).subspan(static_cast<size_t>(i), 5 + i),
+                 got[static_cast<size_t>(i)].data(), false};
+      c.adapter = adapters[i];
+      chunks.push_back(c);
+    }
+    Scratch scratch(base->config(), 32);
+    forward(*base, chunks, scratch, pool);
+    for (int i = 0; i < 4; ++i) {
+      const std::vector<int32_t> alone(kTokens.begin() + i, kTokens.begin() + i + 5 + i);
+      std::vector<float> want = logits_of(*base, adapters[i], alone);
+      want.erase(want.begin(), want.end() - base->config().n_vocab);
+      EXPECT_EQ(want, got[static_cast<size_t>(i)]) << "sequence " << i;
+      if (adapters[i] != nullptr) {  // and the adapter does reach these rows
+        std::vector<float> plain = logits_of(*base, nullptr, alone);
+        plain.erase(plain.begin(), plain.end() - base->config().n_vocab);
+        EXPECT_GT(max_rel_diff(want, plain), 1e-3) << "sequence " << i;
+      }
+    }
+  }
 }
 
 TEST_F(Lora, BadAdaptersAreRefusedByName) {
@@ -278,16 +506,19 @@ TEST_F(Lora, BadAdaptersAreRefusedByName) {
     return "(no error)";
   };
   const Delta q = random_delta(f, "blk.0.attn_q.weight", 2, 2.0f, 11);
-  EXPECT_NE(error_of(*base, write_adapter(tmp("arch.gguf"), "qwen2", {q})).find("architecture 'qwen2'"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of(*base, write_adapter(tmp("arch.gguf"), "qwen2", {q})).find("architecture 'qwen2'"),
+      std::string::npos);
   // A shape the base matrix does not have.
   Delta wrong = q;
   wrong.a.resize(wrong.a.size() - 2 * 2);  // [2][30]: two inputs short
-  EXPECT_NE(error_of(*base, write_adapter(tmp("shape.gguf"), "llama", {wrong})).find("takes 32 inputs"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of(*base, write_adapter(tmp("shape.gguf"), "llama", {wrong})).find("takes 32 inputs"),
+      std::string::npos);
   Delta unknown = q;
   unknown.name = "blk.7.attn_q.weight";
-  EXPECT_NE(error_of(*base, write_adapter(tmp("name.gguf"), "llama", {unknown})).find("no matrix of that name"),
+  EXPECT_NE(error_of(*base, write_adapter(tmp("name.gguf"), "llama", {unknown}))
+                .find("no matrix of that name"),
             std::string::npos);
   Delta out = random_delta(f, "output.weight", 2, 2.0f, 12);
   EXPECT_NE(error_of(*base, write_adapter(tmp("out.gguf"), "llama", {out})).find("not supported"),
@@ -303,17 +534,22 @@ TEST_F(Lora, BadAdaptersAreRefusedByName) {
     EXPECT_NE(error_of(*base, tmp("half.gguf")).find("lora_b' is missing"), std::string::npos);
   }
   // Not an adapter; a value that is not finite.
-  EXPECT_NE(error_of(*base, test::fixture("models/tiny-llama.gguf")).find("adapter"), std::string::npos);
+  EXPECT_NE(error_of(*base, test::fixture("models/tiny-llama.gguf")).find("adapter"),
+            std::string::npos);
   Delta nan = q;
   nan.b[3] = NAN;
-  EXPECT_NE(error_of(*base, write_adapter(tmp("nan.gguf"), "llama", {nan})).find("not finite"), std::string::npos);
-  // Experts are refused by name.
+  EXPECT_NE(error_of(*base, write_adapter(tmp("nan.gguf"), "llama", {nan})).find("not finite"),
+            std::string::npos);
+  // A 2-d pair for an expert stack is refused, naming the 3-d shape it needs.
   const auto moe = Model::load(test::fixture("models/tiny-moe.gguf"));
   const gguf::TensorInfo* exps = moe->file().find_tensor("blk.0.ffn_up_exps.weight");
   ASSERT_NE(exps, nullptr);
-  Delta e{"blk.0.ffn_up_exps.weight", 2, 2.0f, std::vector<float>(static_cast<size_t>(2 * exps->ne[0]), 0.1f),
+  Delta e{"blk.0.ffn_up_exps.weight", 2, 2.0f,
+          std::vector<float>(static_cast<size_t>(2 * exps->ne[0]), 0.1f),
           std::vector<float>(static_cast<size_t>(exps->ne[1] * 2), 0.1f)};
-  EXPECT_NE(error_of(*moe, write_adapter(tmp("exps.gguf"), "llama", {e})).find("expert"), std::string::npos);
+  EXPECT_NE(error_of(*moe, write_adapter(tmp("exps.gguf"), "llama", {e}))
+                .find("an expert adapter is 3-d"),
+            std::string::npos);
   // PATH:SCALE parsing keeps colons that are not a scale.
   EXPECT_EQ(parse_lora_argument("a:b.gguf").path, "a:b.gguf");
   EXPECT_EQ(parse_lora_argument("x.gguf:0.25").scale, 0.25f);
