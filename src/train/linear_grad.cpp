@@ -31,17 +31,16 @@ template <typename Read>
 void input_grad_of(DType t, int64_t rows, int64_t cols, const Read& read, const float* dy,
                    int64_t n, float* dx, bool accumulate, ThreadPool& pool) {
   const int64_t bs = dtype_info(t).block_size;
-  // Column stripes of whole blocks, narrow enough (down to 64 values) for
-  // about 8 stripes per thread, at most 256 values. Each task dequantizes its
-  // stripe once for all of its tokens, so token blocks (which dequantize the
-  // same stripe again, and dominated the cost: the dequantization is scalar
-  // over the packed layout) are used only when stripes alone would leave
-  // threads idle. The sum for each dx element runs over rows in the same
-  // order whatever the split.
+  // Column stripes of whole blocks, 128 (the widest step of the SIMD
+  // axpy_rows) to 256 values, about 8 per thread where cols allow. Each task
+  // dequantizes its stripe once for all of its tokens; token blocks (which
+  // dequantize the same stripe again) only when stripes alone would leave
+  // threads idle. Each dx element sums over rows in the same order whatever
+  // the split.
   const int64_t threads = std::max<int64_t>(1, pool.size());
   const int64_t want_stripe = (cols + 8 * threads - 1) / (8 * threads);
   const int64_t stripe =
-      std::min(cols, std::max(bs, (std::clamp<int64_t>(want_stripe, 64, 256) + bs - 1) / bs * bs));
+      std::min(cols, std::max(bs, (std::clamp<int64_t>(want_stripe, 128, 256) + bs - 1) / bs * bs));
   const int64_t n_stripes = (cols + stripe - 1) / stripe;
   const int64_t want = 2 * threads;
   const int64_t n_tblocks =
