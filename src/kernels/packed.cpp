@@ -338,21 +338,22 @@ void PackedMatrix::dequantize_stripe(int64_t r, int64_t c0, int64_t nc, float* d
                  static_cast<float>(q6_level(block, rr, e) - 32);
     } else if (t == DType::Q8_0) {
       // Word k of the row holds elements 4k..4k+3 as q + 128.
+      // Gathers the row's words first so that the conversion loop vectorizes.
       const float d = row_half(block, 0, rr);
       const uint8_t* qs = block + kScaleBytes + rr * 4;
-      for (int k = 0; k < kQK32 / 4; ++k)
-        for (int i = 0; i < 4; ++i)
-          dst[4 * k + i] = d * static_cast<float>(qs[k * kPackRows * 4 + i] - 128);
+      uint8_t q[kQK32];
+      for (int k = 0; k < kQK32 / 4; ++k) std::memcpy(q + 4 * k, qs + k * kPackRows * 4, 4);
+      for (int c = 0; c < kQK32; ++c) dst[c] = d * static_cast<float>(q[c] - 128);
     } else if (t == DType::Q4_0) {
       // Word k: low nibbles are elements 4k.., high nibbles 16 + 4k...
       const float d = row_half(block, 0, rr);
       const uint8_t* qs = block + kScaleBytes + rr * 4;
-      for (int k = 0; k < kQK32 / 8; ++k)
-        for (int i = 0; i < 4; ++i) {
-          const uint8_t q = qs[k * kPackRows * 4 + i];
-          dst[4 * k + i] = d * static_cast<float>((q & 0xF) - 8);
-          dst[16 + 4 * k + i] = d * static_cast<float>((q >> 4) - 8);
-        }
+      uint8_t q[kQK32 / 2];
+      for (int k = 0; k < kQK32 / 8; ++k) std::memcpy(q + 4 * k, qs + k * kPackRows * 4, 4);
+      for (int c = 0; c < kQK32 / 2; ++c) {
+        dst[c] = d * static_cast<float>((q[c] & 0xF) - 8);
+        dst[16 + c] = d * static_cast<float>((q[c] >> 4) - 8);
+      }
     } else {
       const float d = row_half(block, 0, rr);
       const int offset = packed_quant_offset(t);

@@ -209,6 +209,19 @@ void float_tile_any(int64_t n, const uint8_t* w, size_t w_row, int nr, const flo
 // then 16 at a time, the last under a mask (no scalar tail).
 void axpy_rows_512(float* out, const float* a, int64_t nr, const float* w, int64_t ld, int64_t nc) {
   int64_t c = 0;
+  // 128 columns a step: 8 independent FMA chains keep both FMA ports busy
+  // (4 chains leave them waiting on the 4-cycle latency). Each element still
+  // takes its rows in order, so results do not depend on the step width.
+  for (; c + 128 <= nc; c += 128) {
+    __m512 y[8];
+    for (int j = 0; j < 8; ++j) y[j] = _mm512_loadu_ps(out + c + 16 * j);
+    for (int64_t i = 0; i < nr; ++i) {
+      const __m512 ai = _mm512_set1_ps(a[i]);
+      const float* wi = w + i * ld + c;
+      for (int j = 0; j < 8; ++j) y[j] = _mm512_fmadd_ps(ai, _mm512_loadu_ps(wi + 16 * j), y[j]);
+    }
+    for (int j = 0; j < 8; ++j) _mm512_storeu_ps(out + c + 16 * j, y[j]);
+  }
   for (; c + 64 <= nc; c += 64) {
     __m512 y0 = _mm512_loadu_ps(out + c), y1 = _mm512_loadu_ps(out + c + 16);
     __m512 y2 = _mm512_loadu_ps(out + c + 32), y3 = _mm512_loadu_ps(out + c + 48);

@@ -42,8 +42,9 @@ void weight_grad(const float* dy, const float* x, int64_t n, int64_t rows, int64
 
 // Backward of the LoRA term y += scale * B (A x): x [n][n_in], u = A x [n][r]
 // (saved by the forward), dy [n][n_out]. Accumulates grad_a, grad_b and
-// dx += scale * A^T B^T dy. tmp: scratch grown as needed.
+// dx += scale * A^T B^T dy. tmp, wg_tmp: scratch grown as needed.
 void lora_backward(LoraPairParams& p, float scale, const float* x, const float* u, const float* dy,
-                   int64_t n, float* dx, std::vector<float>& tmp, ThreadPool& pool);
+                   int64_t n, float* dx, std::vector<float>& tmp, std::vector<float>& wg_tmp,
+                   ThreadPool& pool);
 
 }  // namespace slm::train

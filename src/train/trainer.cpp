@@ -189,7 +189,8 @@ struct Trainer::Impl {
       input_grad(be, w, dy, n, dxin, accumulate, pool);
     if (float* g = grad_of(&w)) weight_grad(dy, xin, n, w.rows(), w.cols(), g, wg_tmp, pool);
     LoraPairParams* p = lora != nullptr && lora_on ? lora->find(&w) : nullptr;
-    if (p != nullptr) lora_backward(*p, lora->scale(), xin, u.data(), dy, n, dxin, lora_tmp, pool);
+    if (p != nullptr)
+      lora_backward(*p, lora->scale(), xin, u.data(), dy, n, dxin, lora_tmp, wg_tmp, pool);
   }
 
   void rows_rms_norm(const float* in, const std::vector<float>& w, float* out) {

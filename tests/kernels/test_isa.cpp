@@ -189,7 +189,7 @@ TEST(IsaAxpyRows, EveryIsaMatchesScalar) {
     double worst = 0;
     for (const int64_t nr : {0, 1, 3, 8, 13})
       for (const int64_t nc :
-           {0, 1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 127, 256, 257}) {
+           {0, 1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 127, 128, 129, 200, 256, 257}) {
         const int64_t ld = nc + 5;
         std::vector<float> a(static_cast<size_t>(nr)), w(static_cast<size_t>(nr * ld) + 1),
             out(static_cast<size_t>(nc) + 1);
