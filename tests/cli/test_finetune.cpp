@@ -18,12 +18,6 @@
 namespace slm::test {
 namespace {
 
-std::string write_file(const std::string& dir, const std::string& name, const std::string& text) {
-  const std::string path = dir + "/" + name;
-  std::ofstream(path, std::ios::binary) << text;
-  return path;
-}
-
 // 64 phrasings of one fact.
 std::string fact_data() {
   const char* pre[] = {

@@ -24,12 +24,6 @@
 namespace slm::test {
 namespace {
 
-std::string write_file(const std::string& dir, const std::string& name, const std::string& text) {
-  const std::string path = dir + "/" + name;
-  std::ofstream(path, std::ios::binary) << text;
-  return path;
-}
-
 std::string sft_data() {
   std::string out;
   for (int i = 0; i < 32; ++i)

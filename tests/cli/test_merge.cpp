@@ -9,7 +9,6 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <set>
@@ -60,10 +59,6 @@ std::set<std::string> write_adapter(const std::string& base, const std::string& 
   }
   w.write(path);
   return names;
-}
-
-void write_file(const std::string& path, const std::string& text) {
-  std::ofstream(path, std::ios::binary) << text;
 }
 
 const char* kTokens = "1 5 9 200 31 7 64 3 100 17 250 42";
@@ -166,13 +161,13 @@ TEST_F(CliMerge, EvalWithLoraEqualsEvalOfMergedModel) {
   std::string text;
   for (int i = 0; i < 40; ++i)
     text += "The little cat sat on the warm mat and looked at the birds in the tree. ";
-  write_file(dir + "/t.txt", text);
+  write_file(dir, "t.txt", text);
   std::string tasks;
   for (int i = 0; i < 6; ++i)
     tasks += R"({"context": "The dog ran to the", "endings": ["park and played.", "moon.", )"
              R"("house to sleep.", "tree of birds."], "label": )" +
              std::to_string(i % 4) + "}\n";
-  write_file(dir + "/c.jsonl", tasks);
+  write_file(dir, "c.jsonl", tasks);
   const auto eval = [&](const std::string& model, const std::string& extra) {
     const CmdResult r = run_slm("eval --model " + sh_quote(model) + extra + " --json -t 1");
     EXPECT_EQ(r.code, 0) << r.err;

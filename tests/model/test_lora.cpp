@@ -6,6 +6,7 @@
 // refusals.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -125,6 +126,46 @@ double max_rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
 const std::vector<int32_t> kTokens = {1,   450, 4996,  17354, 1701,  432, 17204,
                                       975, 278, 17366, 11203, 29889, 13,  3};
 
+// Four sequences decoded in one step, sequence i on adapters[i] (or the
+// base) over kTokens[i, 2i + 5): each one's last logits equal its run alone,
+// bit for bit; with check_moved, an adapted sequence's logits also differ
+// from the base's (the adapter does reach its rows).
+void expect_mixed_batch_equals_alone(const Model& base,
+                                     const std::array<const LoraAdapter*, 4>& adapters,
+                                     bool check_moved) {
+  SessionOptions so;
+  so.n_ctx = 64;
+  ThreadPool pool(2);
+  Session s0(base, so), s1(base, so), s2(base, so), s3(base, so);
+  Session* sessions[] = {&s0, &s1, &s2, &s3};
+  const size_t n_vocab = static_cast<size_t>(base.config().n_vocab);
+  std::vector<std::vector<float>> got(4, std::vector<float>(n_vocab));
+  std::vector<SeqChunk> chunks;
+  for (int i = 0; i < 4; ++i) {
+    SeqChunk c{sessions[i],
+               std::span<const int32_t>(kTokens).subspan(static_cast<size_t>(i), 5 + i),
+               got[static_cast<size_t>(i)].data(), false};
+    c.adapter = adapters[static_cast<size_t>(i)];
+    chunks.push_back(c);
+  }
+  Scratch scratch(base.config(), 32);
+  forward(base, chunks, scratch, pool);
+  const auto last_row = [&](const LoraAdapter* ad, const std::vector<int32_t>& toks) {
+    std::vector<float> v = logits_of(base, ad, toks);
+    v.erase(v.begin(), v.end() - static_cast<std::ptrdiff_t>(n_vocab));
+    return v;
+  };
+  for (int i = 0; i < 4; ++i) {
+    const LoraAdapter* ad = adapters[static_cast<size_t>(i)];
+    const std::vector<int32_t> alone(kTokens.begin() + i, kTokens.begin() + i + 5 + i);
+    const std::vector<float> want = last_row(ad, alone);
+    EXPECT_EQ(want, got[static_cast<size_t>(i)]) << "sequence " << i;
+    if (check_moved && ad != nullptr) {
+      EXPECT_GT(max_rel_diff(want, last_row(nullptr, alone)), 1e-3) << "sequence " << i;
+    }
+  }
+}
+
 class Lora : public ::testing::Test {
  protected:
   std::string tmp(const std::string& name) {
@@ -226,30 +267,7 @@ TEST_F(Lora, MixedBatchEqualsEachSequenceAlone) {
                              {random_delta(f, "blk.1.ffn_up.weight", 5, 5.0f, 8)}),
                1.0f}});
   // a1 twice: its two sequences share each factor row in one segment group.
-  const LoraAdapter* adapters[] = {a1.get(), nullptr, a2.get(), a1.get()};
-  SessionOptions so;
-  so.n_ctx = 64;
-  ThreadPool pool(2);
-  Session s0(*base, so), s1(*base, so), s2(*base, so), s3(*base, so);
-  Session* sessions[] = {&s0, &s1, &s2, &s3};
-  std::vector<std::vector<float>> got(
-      4, std::vector<float>(static_cast<size_t>(base->config().n_vocab)));
-  std::vector<SeqChunk> chunks;
-  for (int i = 0; i < 4; ++i) {
-    SeqChunk c{sessions[i],
-               std::span<const int32_t>(kTokens).subspan(static_cast<size_t>(i), 5 + i),
-               got[static_cast<size_t>(i)].data(), false};
-    c.adapter = adapters[i];
-    chunks.push_back(c);
-  }
-  Scratch scratch(base->config(), 32);
-  forward(*base, chunks, scratch, pool);
-  for (int i = 0; i < 4; ++i) {
-    const std::vector<int32_t> alone(kTokens.begin() + i, kTokens.begin() + i + 5 + i);
-    std::vector<float> want = logits_of(*base, adapters[i], alone);
-    want.erase(want.begin(), want.end() - base->config().n_vocab);
-    EXPECT_EQ(want, got[static_cast<size_t>(i)]) << "sequence " << i;
-  }
+  expect_mixed_batch_equals_alone(*base, {a1.get(), nullptr, a2.get(), a1.get()}, false);
 }
 
 // Phi-3's attn_qkv is one tensor but three matrices: the adapter's B rows are split.
@@ -460,35 +478,7 @@ TEST_F(Lora, ExpertMixedBatchEqualsEachSequenceAlone) {
                                {random_expert_delta(f, "blk.0.ffn_up_exps.weight", 5, 5.0f, 43),
                                 random_expert_delta(f, "blk.0.ffn_gate_exps.weight", 5, 5.0f, 44)}),
           1.0f}});
-    const LoraAdapter* adapters[] = {a1.get(), nullptr, a2.get(), a1.get()};
-    SessionOptions so;
-    so.n_ctx = 64;
-    ThreadPool pool(2);
-    Session s0(*base, so), s1(*base, so), s2(*base, so), s3(*base, so);
-    Session* sessions[] = {&s0, &s1, &s2, &s3};
-    std::vector<std::vector<float>> got(
-        4, std::vector<float>(static_cast<size_t>(base->config().n_vocab)));
-    std::vector<SeqChunk> chunks;
-    for (int i = 0; i < 4; ++i) {
-      SeqChunk c{sessions[i],
-                 std::span<const int32_t>(kTokens).subspan(static_cast<size_t>(i), 5 + i),
-                 got[static_cast<size_t>(i)].data(), false};
-      c.adapter = adapters[i];
-      chunks.push_back(c);
-    }
-    Scratch scratch(base->config(), 32);
-    forward(*base, chunks, scratch, pool);
-    for (int i = 0; i < 4; ++i) {
-      const std::vector<int32_t> alone(kTokens.begin() + i, kTokens.begin() + i + 5 + i);
-      std::vector<float> want = logits_of(*base, adapters[i], alone);
-      want.erase(want.begin(), want.end() - base->config().n_vocab);
-      EXPECT_EQ(want, got[static_cast<size_t>(i)]) << "sequence " << i;
-      if (adapters[i] != nullptr) {  // and the adapter does reach these rows
-        std::vector<float> plain = logits_of(*base, nullptr, alone);
-        plain.erase(plain.begin(), plain.end() - base->config().n_vocab);
-        EXPECT_GT(max_rel_diff(want, plain), 1e-3) << "sequence " << i;
-      }
-    }
+    expect_mixed_batch_equals_alone(*base, {a1.get(), nullptr, a2.get(), a1.get()}, true);
   }
 }
 
