@@ -253,68 +253,104 @@ void axpy_rows_512(float* out, const float* a, int64_t nr, const float* w, int64
 // of B^T) or 2 x 16 inputs per step, masked loads for the tails, the same
 // row independence (kernels.h). Expand's elements take exactly the 256-bit
 // kernel's steps (one FMA per k from y), so the two agree bit for bit.
+//
+// Decoding gives each adapter only a row or two, so a single output's sum is
+// a chain of dependent FMAs (4 cycles each) that would leave the core idle
+// between the factor bytes it streams from memory. Both kernels therefore
+// work on several outputs at once (shrink: kK ranks of A; expand: kBlocks
+// column blocks of B^T), each output still taking its own steps in its own
+// order, so results are the bits of one output at a time.
 
 inline __m512 load16_f16_masked(const uint16_t* p, __mmask16 m) {
   return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
 }
 
-template <int kRows>
-void lora_shrink_rows_512(const uint16_t* ak, int64_t n, const float* x, float scale, float* t,
-                          int64_t r) {
-  __m512 acc0[kRows], acc1[kRows];
-  for (int i = 0; i < kRows; ++i) acc0[i] = acc1[i] = _mm512_setzero_ps();
+// t[i * r + q] = scale[q] * dot(a[q], x[i]) for q < kK, i < kRows:
+// a [kK][n] at stride n, x [kRows][n].
+template <int kRows, int kK>
+void lora_shrink_tile_512(const uint16_t* a, int64_t n, const float* x, const float* scale,
+                          float* t, int64_t r) {
+  __m512 acc0[kK][kRows], acc1[kK][kRows];
+  for (int q = 0; q < kK; ++q)
+    for (int i = 0; i < kRows; ++i) acc0[q][i] = acc1[q][i] = _mm512_setzero_ps();
   int64_t c = 0;
-  for (; c + 32 <= n; c += 32) {
-    const __m512 a0 = load16_f16(ak + c), a1 = load16_f16(ak + c + 16);
-    for (int i = 0; i < kRows; ++i) {
-      acc0[i] = _mm512_fmadd_ps(a0, _mm512_loadu_ps(x + i * n + c), acc0[i]);
-      acc1[i] = _mm512_fmadd_ps(a1, _mm512_loadu_ps(x + i * n + c + 16), acc1[i]);
+  for (; c + 32 <= n; c += 32)
+    for (int q = 0; q < kK; ++q) {
+      const __m512 a0 = load16_f16(a + q * n + c), a1 = load16_f16(a + q * n + c + 16);
+      for (int i = 0; i < kRows; ++i) {
+        acc0[q][i] = _mm512_fmadd_ps(a0, _mm512_loadu_ps(x + i * n + c), acc0[q][i]);
+        acc1[q][i] = _mm512_fmadd_ps(a1, _mm512_loadu_ps(x + i * n + c + 16), acc1[q][i]);
+      }
     }
-  }
   for (; c < n; c += 16) {  // at most two masked steps, into acc0
     const __mmask16 m = static_cast<__mmask16>(n - c >= 16 ? 0xFFFF : (1u << (n - c)) - 1);
-    const __m512 a = load16_f16_masked(ak + c, m);
-    for (int i = 0; i < kRows; ++i)
-      acc0[i] = _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(m, x + i * n + c), acc0[i]);
+    for (int q = 0; q < kK; ++q) {
+      const __m512 av = load16_f16_masked(a + q * n + c, m);
+      for (int i = 0; i < kRows; ++i)
+        acc0[q][i] = _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(m, x + i * n + c), acc0[q][i]);
+    }
   }
-  for (int i = 0; i < kRows; ++i)
-    t[i * r] = _mm512_reduce_add_ps(_mm512_add_ps(acc0[i], acc1[i])) * scale;
+  for (int q = 0; q < kK; ++q)
+    for (int i = 0; i < kRows; ++i)
+      t[i * r + q] = _mm512_reduce_add_ps(_mm512_add_ps(acc0[q][i], acc1[q][i])) * scale[q];
 }
 
 void lora_shrink_512(const uint16_t* a, int64_t n_in, int64_t r, const float* scale, int64_t k0,
                      int64_t k1, const float* x, int64_t m, float* t) {
   for (int64_t i0 = 0; i0 < m; i0 += 4)
     with_token_count<4>(static_cast<int>(std::min<int64_t>(4, m - i0)), [&](auto rows) {
-      for (int64_t k = k0; k < k1; ++k)
-        lora_shrink_rows_512<decltype(rows)::value>(a + k * n_in, n_in, x + i0 * n_in, scale[k],
-                                                    t + i0 * r + k, r);
+      constexpr int kRows = decltype(rows)::value;
+      constexpr int kK = kRows <= 2 ? 4 : 2;  // 8 to 16 accumulators
+      const float* xi = x + i0 * n_in;
+      float* ti = t + i0 * r;
+      int64_t k = k0;
+      for (; k + kK <= k1; k += kK)
+        lora_shrink_tile_512<kRows, kK>(a + k * n_in, n_in, xi, scale + k, ti + k, r);
+      for (; k < k1; ++k)
+        lora_shrink_tile_512<kRows, 1>(a + k * n_in, n_in, xi, scale + k, ti + k, r);
     });
 }
 
-template <int kRows>
-void lora_expand_rows_512(const uint16_t* b, int64_t n_out, int64_t r, const float* t, float* y,
-                          __mmask16 m) {
-  __m512 acc[kRows];
-  for (int i = 0; i < kRows; ++i) acc[i] = _mm512_maskz_loadu_ps(m, y + i * n_out);
+// y[i * n_out + b * 16 + 0..16) += sum_k t[i * r + k] * B^T block b, for
+// kBlocks consecutive column blocks (the last one's columns masked by last).
+template <int kRows, int kBlocks>
+void lora_expand_tile_512(const uint16_t* block, int64_t n_out, int64_t r, const float* t,
+                          float* y, __mmask16 last) {
+  __mmask16 mask[kBlocks];
+  for (int b = 0; b < kBlocks; ++b) mask[b] = b + 1 == kBlocks ? last : __mmask16(0xFFFF);
+  __m512 acc[kRows][kBlocks];
+  for (int i = 0; i < kRows; ++i)
+    for (int b = 0; b < kBlocks; ++b)
+      acc[i][b] = _mm512_maskz_loadu_ps(mask[b], y + i * n_out + b * kLoraCols);
   for (int64_t k = 0; k < r; ++k) {
-    const __m512 bk = load16_f16(b + k * kLoraCols);  // a whole block (zero-padded)
-    for (int i = 0; i < kRows; ++i)
-      acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(t[i * r + k]), bk, acc[i]);
+    __m512 bk[kBlocks];  // whole blocks (zero-padded)
+    for (int b = 0; b < kBlocks; ++b) bk[b] = load16_f16(block + (b * r + k) * kLoraCols);
+    for (int i = 0; i < kRows; ++i) {
+      const __m512 tk = _mm512_set1_ps(t[i * r + k]);
+      for (int b = 0; b < kBlocks; ++b) acc[i][b] = _mm512_fmadd_ps(tk, bk[b], acc[i][b]);
+    }
   }
-  for (int i = 0; i < kRows; ++i) _mm512_mask_storeu_ps(y + i * n_out, m, acc[i]);
+  for (int i = 0; i < kRows; ++i)
+    for (int b = 0; b < kBlocks; ++b)
+      _mm512_mask_storeu_ps(y + i * n_out + b * kLoraCols, mask[b], acc[i][b]);
 }
 
 void lora_expand_512(const uint16_t* bt, int64_t n_out, int64_t r, const float* t, int64_t m,
                      int64_t j0, int64_t j1, float* y) {
   static_assert(kLoraCols == 16, "one zmm per column block");
-  for (int64_t jb = j0; jb < j1; jb += kLoraCols) {
-    const int64_t cols = std::min(kLoraCols, j1 - jb);
-    const __mmask16 mask = static_cast<__mmask16>(cols == 16 ? 0xFFFF : (1u << cols) - 1);
+  constexpr int kMaxBlocks = 4;  // 4 x 4 accumulators at most
+  for (int64_t jb = j0; jb < j1; jb += kMaxBlocks * kLoraCols) {
+    const int64_t cols = std::min(kMaxBlocks * kLoraCols, j1 - jb);
+    const int blocks = static_cast<int>((cols + kLoraCols - 1) / kLoraCols);
+    const int64_t tail = cols - (blocks - 1) * kLoraCols;  // columns of the last block
+    const __mmask16 last = static_cast<__mmask16>(tail == 16 ? 0xFFFF : (1u << tail) - 1);
     const uint16_t* block = bt + jb / kLoraCols * r * kLoraCols;
     for (int64_t i0 = 0; i0 < m; i0 += 4)
       with_token_count<4>(static_cast<int>(std::min<int64_t>(4, m - i0)), [&](auto rows) {
-        lora_expand_rows_512<decltype(rows)::value>(block, n_out, r, t + i0 * r,
-                                                    y + i0 * n_out + jb, mask);
+        with_token_count<kMaxBlocks>(blocks, [&](auto nb) {
+          lora_expand_tile_512<decltype(rows)::value, decltype(nb)::value>(
+              block, n_out, r, t + i0 * r, y + i0 * n_out + jb, last);
+        });
       });
   }
 }
