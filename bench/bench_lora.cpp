@@ -8,7 +8,8 @@
 // stretches the first; the second counts only this process's work).
 //
 // Usage: bench_lora MODEL.gguf [--streams 8] [--adapters 4] [--rank 16]
-//                   [--prompt 128] [--steps 64] [-t threads]
+//                   [--prompt 128] [--steps 64] [-t threads] [--q8]
+// (--q8: the adapters' factors in 8 bits, backend::LoraType::kQ8.)
 // (bench/bench_serve.mjs --adapters measures the same through the server.)
 #include <algorithm>
 #include <chrono>
@@ -52,7 +53,7 @@ double median(std::vector<double> v) {
 // Random rank-r pairs on every projection of every layer, PEFT-like scale
 // (A ~ 1/sqrt(n_in), B small).
 std::shared_ptr<const model::LoraAdapter> random_adapter(const model::Model& m, int64_t r,
-                                                         uint32_t seed) {
+                                                         uint32_t seed, backend::LoraType type) {
   std::mt19937 rng(seed);
   std::vector<model::LoraAdapter::Tensors> ts;
   const char* names[] = {"attn_q",   "attn_k", "attn_v",  "attn_output",
@@ -75,7 +76,7 @@ std::shared_ptr<const model::LoraAdapter> random_adapter(const model::Model& m, 
       ts.push_back(std::move(t));
     }
   }
-  return model::LoraAdapter::from_tensors(m, std::move(ts), "random" + std::to_string(seed));
+  return model::LoraAdapter::from_tensors(m, std::move(ts), "random" + std::to_string(seed), type);
 }
 
 }  // namespace
@@ -84,8 +85,13 @@ int main(int argc, char** argv) {
   std::string path;
   int64_t streams = 8, n_adapters = 4, rank = 16, prompt = 128, steps = 64;
   int threads = static_cast<int>(std::min(8u, std::max(1u, std::thread::hardware_concurrency())));
+  backend::LoraType type = backend::LoraType::kF16;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
+    if (a == "--q8") {
+      type = backend::LoraType::kQ8;
+      continue;
+    }
     auto next = [&]() -> int64_t {
       if (i + 1 >= argc) {
         std::fprintf(stderr, "%s needs a value\n", a.c_str());
@@ -113,7 +119,7 @@ int main(int argc, char** argv) {
     std::fprintf(
         stderr,
         "usage: bench_lora MODEL.gguf [--streams 8] [--adapters 4] [--rank 16] [--prompt 128] "
-        "[--steps 64] [-t threads]\n");
+        "[--steps 64] [-t threads] [--q8]\n");
     return 2;
   }
   try {
@@ -121,7 +127,7 @@ int main(int argc, char** argv) {
     ThreadPool pool(threads);
     std::vector<std::shared_ptr<const model::LoraAdapter>> adapters;
     for (int64_t a = 0; a < n_adapters; ++a)
-      adapters.push_back(random_adapter(*m, rank, static_cast<uint32_t>(a + 1)));
+      adapters.push_back(random_adapter(*m, rank, static_cast<uint32_t>(a + 1), type));
     model::SessionOptions so;
     so.n_ctx = prompt + steps + 8;
     so.kv_type = DType::F16;
@@ -166,12 +172,12 @@ int main(int argc, char** argv) {
       }
     const double base = median(times[0]), lora = median(times[1]);
     std::printf(
-        "model %s, %s, %d threads, %lld streams, %lld adapters of rank %lld, prompt %lld, %lld "
-        "steps\n",
+        "model %s, %s, %d threads, %lld streams, %lld adapters of rank %lld (%s factors), prompt "
+        "%lld, %lld steps\n",
         path.c_str(), std::string(kernels::isa_detail(kernels::active_isa())).c_str(), threads,
         static_cast<long long>(streams), static_cast<long long>(n_adapters),
-        static_cast<long long>(rank), static_cast<long long>(prompt),
-        static_cast<long long>(steps));
+        static_cast<long long>(rank), type == backend::LoraType::kQ8 ? "8-bit" : "F16",
+        static_cast<long long>(prompt), static_cast<long long>(steps));
     const double base_cpu = median(cpu[0]), lora_cpu = median(cpu[1]);
     std::printf("median step  wall ms   tok/s   cpu ms (all threads)\n");
     std::printf("base      %8.2f %7.1f %8.2f\n", base * 1e3, static_cast<double>(streams) / base,

@@ -75,11 +75,23 @@ struct LinearOut {
 // normalised by a power of two so that F16's range never clips a value and
 // its rounding is the only change; scale[k] puts rank k's two powers back.
 // The adapter's own scales are folded into B^T before rounding.
+// With LoraType::kQ8 the factors are 8-bit instead (a8/bt8 and their group
+// scales, kernels.h LoraQ8Kernels; a and bt null): about half the bytes.
+enum class LoraType { kF16, kQ8 };
 struct LoraFactors {
   const uint16_t* a = nullptr;   // [n_in, r]: r rows of n_in (F16)
   const uint16_t* bt = nullptr;  // B transposed in column blocks (kernels::lora_bt_size), F16
   const float* scale = nullptr;  // [r]: multiplies (A x)[k]
   int64_t r = 0, n_in = 0, n_out = 0;
+  const int8_t* a8 = nullptr;        // kQ8: [n_in, r] int8
+  const float* a8_scale = nullptr;   // kQ8: [r][kernels::lora_groups_a(n_in)]
+  const int8_t* bt8 = nullptr;       // kQ8: B^T's column blocks, int8
+  const float* bt8_scale = nullptr;  // kQ8: [ceil(n_out / kLoraCols)][r]
+
+  LoraType type() const { return a8 != nullptr ? LoraType::kQ8 : LoraType::kF16; }
+  // The values the delta applies, as float (merging and tests read them).
+  float a_value(int64_t k, int64_t c) const;
+  float b_value(int64_t j, int64_t k) const;  // B[j][k]
 };
 
 // One sequence's LoRA delta on one matrix: y [m][n_out] += B (A x),

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "base/fp16.h"
 #include "base/thread_pool.h"
 #include "kernels/kernels.h"
 #include "ops/ops.h"
@@ -121,6 +122,7 @@ class Cpu final : public Backend {
 
   void lora(std::span<const LoraSegment> segs, Workspace& ws) const override {
     const kernels::LoraKernels& kl = kernels::lora_kernels();
+    const kernels::LoraQ8Kernels& kq = kernels::lora_q8_kernels();
     // Segments on one matrix together, so each factor row is read once for
     // the rows of every sequence on that adapter (ties by index: a plain
     // sort, which allocates nothing, with a fixed order).
@@ -159,7 +161,11 @@ class Cpu final : public Backend {
       for (size_t i = tk.begin; i < tk.end; ++i) {
         const LoraSegment& s = segs[order[i]];
         const LoraFactors& f = *s.f;
-        kl.shrink(f.a, f.n_in, f.r, f.scale, tk.first, tk.first + tk.count, s.x, s.m, s.t);
+        if (f.a8 != nullptr)
+          kq.shrink(f.a8, f.a8_scale, f.n_in, f.r, f.scale, tk.first, tk.first + tk.count, s.x, s.m,
+                    s.t);
+        else
+          kl.shrink(f.a, f.n_in, f.r, f.scale, tk.first, tk.first + tk.count, s.x, s.m, s.t);
       }
     });
     plan(true);
@@ -168,7 +174,10 @@ class Cpu final : public Backend {
       for (size_t i = tk.begin; i < tk.end; ++i) {
         const LoraSegment& s = segs[order[i]];
         const LoraFactors& f = *s.f;
-        kl.expand(f.bt, f.n_out, f.r, s.t, s.m, tk.first, tk.first + tk.count, s.y);
+        if (f.bt8 != nullptr)
+          kq.expand(f.bt8, f.bt8_scale, f.n_out, f.r, s.t, s.m, tk.first, tk.first + tk.count, s.y);
+        else
+          kl.expand(f.bt, f.n_out, f.r, s.t, s.m, tk.first, tk.first + tk.count, s.y);
       }
     });
   }
@@ -207,6 +216,20 @@ class Cpu final : public Backend {
 };
 
 }  // namespace
+
+float LoraFactors::a_value(int64_t k, int64_t c) const {
+  if (a8 != nullptr)
+    return static_cast<float>(a8[k * n_in + c]) *
+           a8_scale[k * kernels::lora_groups_a(n_in) + c / kernels::kLoraGroupA];
+  return fp16_to_f32(a[k * n_in + c]);
+}
+
+float LoraFactors::b_value(int64_t j, int64_t k) const {
+  constexpr int64_t kCols = kernels::kLoraCols;
+  const int64_t at = (j / kCols * r + k) * kCols + j % kCols;
+  if (bt8 != nullptr) return static_cast<float>(bt8[at]) * bt8_scale[j / kCols * r + k];
+  return fp16_to_f32(bt[at]);
+}
 
 std::string_view role_name(Role role) {
   switch (role) {

@@ -180,6 +180,12 @@ const LoraKernels& lora_kernels(Isa isa) {
 const LoraKernels& lora_kernels() {
   return isa_table(active_isa()).lora;
 }
+const LoraQ8Kernels& lora_q8_kernels(Isa isa) {
+  return isa_table(isa_supported(isa) ? isa : Isa::kScalar).lora_q8;
+}
+const LoraQ8Kernels& lora_q8_kernels() {
+  return isa_table(active_isa()).lora_q8;
+}
 
 }  // namespace slm::kernels
 

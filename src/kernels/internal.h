@@ -101,6 +101,7 @@ struct TypeTable {
   bool packed_native[kTypeSlots] = {};
   AxpyRowsFn axpy_rows = nullptr;  // kernels.h; set by every table (scalar_float.cpp first)
   LoraKernels lora;                // F16 LoRA factors (scalar_float.cpp and the SIMD files)
+  LoraQ8Kernels lora_q8;           // 8-bit LoRA factors (scalar_float.cpp, x86_avx512.cpp)
   AxpyColsFn axpy_cols[kTypeSlots] = {};  // kernels.h; Q8_0 and Q4_0 (columns.cpp first)
   TypeTraits& operator[](DType t) { return by_type[static_cast<uint32_t>(t)]; }
   const TypeTraits& operator[](DType t) const { return by_type[static_cast<uint32_t>(t)]; }

@@ -120,6 +120,30 @@ struct LoraKernels {
 const LoraKernels& lora_kernels();  // of the active ISA
 const LoraKernels& lora_kernels(Isa isa);
 
+// The same two products with 8-bit factors (model/lora.h LoraType::kQ8),
+// about half the bytes of F16, which is what a decoding step's deltas cost
+// (they stream from memory once per step). Same layouts as above with int8
+// values and a float scale per group:
+//   a  [r][n_in] int8, ad [r][ceil(n_in / kLoraGroupA)]: A[k][c] is
+//      float(a[k * n_in + c]) * ad[k * groups + c / kLoraGroupA]
+//   bt the column blocks of B^T in int8, bd [ceil(n_out / kLoraCols)][r]:
+//      B[j][k] is float(q) * bd[(j / kLoraCols) * r + k]
+// each product rounded to float (exactly what every ISA multiplies by); the
+// sums then as for F16: in a fixed order per output, the scalar table in
+// double. ISAs without their own use the scalar table's.
+constexpr int64_t kLoraGroupA = 32;
+inline int64_t lora_groups_a(int64_t n_in) {
+  return (n_in + kLoraGroupA - 1) / kLoraGroupA;
+}
+struct LoraQ8Kernels {
+  void (*shrink)(const int8_t* a, const float* ad, int64_t n_in, int64_t r, const float* scale,
+                 int64_t k0, int64_t k1, const float* x, int64_t m, float* t) = nullptr;
+  void (*expand)(const int8_t* bt, const float* bd, int64_t n_out, int64_t r, const float* t,
+                 int64_t m, int64_t j0, int64_t j1, float* y) = nullptr;
+};
+const LoraQ8Kernels& lora_q8_kernels();  // of the active ISA
+const LoraQ8Kernels& lora_q8_kernels(Isa isa);
+
 }  // namespace slm::kernels
 
 namespace slm {

@@ -78,6 +78,37 @@ void lora_expand(const uint16_t* bt, int64_t n_out, int64_t r, const float* t, i
     }
 }
 
+// 8-bit factors (kernels.h LoraQ8Kernels): each value float(q) * d rounded
+// to float, as the SIMD kernels make it; sums in double.
+void lora_shrink_q8(const int8_t* a, const float* ad, int64_t n_in, int64_t r, const float* scale,
+                    int64_t k0, int64_t k1, const float* x, int64_t m, float* t) {
+  const int64_t groups = lora_groups_a(n_in);
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t k = k0; k < k1; ++k) {
+      double sum = 0;
+      for (int64_t c = 0; c < n_in; ++c) {
+        const float v = static_cast<float>(a[k * n_in + c]) * ad[k * groups + c / kLoraGroupA];
+        sum += static_cast<double>(v) * x[i * n_in + c];
+      }
+      t[i * r + k] = static_cast<float>(sum * scale[k]);
+    }
+}
+
+void lora_expand_q8(const int8_t* bt, const float* bd, int64_t n_out, int64_t r, const float* t,
+                    int64_t m, int64_t j0, int64_t j1, float* y) {
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = j0; j < j1; ++j) {
+      double sum = y[i * n_out + j];
+      const int64_t jb = j / kLoraCols;
+      const int8_t* block = bt + jb * r * kLoraCols + j % kLoraCols;
+      for (int64_t k = 0; k < r; ++k) {
+        const float v = static_cast<float>(block[k * kLoraCols]) * bd[jb * r + k];
+        sum += static_cast<double>(t[i * r + k]) * v;
+      }
+      y[i * n_out + j] = static_cast<float>(sum);
+    }
+}
+
 }  // namespace
 
 void fill_scalar_float(TypeTable& t) {
@@ -88,6 +119,7 @@ void fill_scalar_float(TypeTable& t) {
   t[DType::BF16] = {DType::F32, dequantize_16<bf16_to_f32>, quantize_16<f32_to_bf16>,
                     vec_dot_16<bf16_to_f32>};
   t.lora = {lora_shrink, lora_expand};
+  t.lora_q8 = {lora_shrink_q8, lora_expand_q8};
 }
 
 }  // namespace slm::kernels

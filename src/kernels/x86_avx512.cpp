@@ -314,8 +314,8 @@ void lora_shrink_512(const uint16_t* a, int64_t n_in, int64_t r, const float* sc
 // y[i * n_out + b * 16 + 0..16) += sum_k t[i * r + k] * B^T block b, for
 // kBlocks consecutive column blocks (the last one's columns masked by last).
 template <int kRows, int kBlocks>
-void lora_expand_tile_512(const uint16_t* block, int64_t n_out, int64_t r, const float* t,
-                          float* y, __mmask16 last) {
+void lora_expand_tile_512(const uint16_t* block, int64_t n_out, int64_t r, const float* t, float* y,
+                          __mmask16 last) {
   __mmask16 mask[kBlocks];
   for (int b = 0; b < kBlocks; ++b) mask[b] = b + 1 == kBlocks ? last : __mmask16(0xFFFF);
   __m512 acc[kRows][kBlocks];
@@ -355,6 +355,112 @@ void lora_expand_512(const uint16_t* bt, int64_t n_out, int64_t r, const float* 
   }
 }
 
+// The same tiles over 8-bit factors (kernels.h LoraQ8Kernels): each group of
+// 16 values widened to float and multiplied by its group's scale (the
+// product the scalar table rounds to float too), then the F16 kernels' FMAs.
+inline __m512 load16_q8(const int8_t* p, float d) {
+  return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                           _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)))),
+                       _mm512_set1_ps(d));
+}
+inline __m512 load16_q8_masked(const int8_t* p, float d, __mmask16 m) {
+  return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, p))),
+                       _mm512_set1_ps(d));
+}
+
+template <int kRows, int kK>
+void lora_shrink_q8_tile_512(const int8_t* a, const float* ad, int64_t groups, int64_t n,
+                             const float* x, const float* scale, float* t, int64_t r) {
+  static_assert(kLoraGroupA == 32, "a group is one 32-input step");
+  __m512 acc0[kK][kRows], acc1[kK][kRows];
+  for (int q = 0; q < kK; ++q)
+    for (int i = 0; i < kRows; ++i) acc0[q][i] = acc1[q][i] = _mm512_setzero_ps();
+  int64_t c = 0;
+  for (; c + 32 <= n; c += 32)
+    for (int q = 0; q < kK; ++q) {
+      const float d = ad[q * groups + c / 32];
+      const __m512 a0 = load16_q8(a + q * n + c, d), a1 = load16_q8(a + q * n + c + 16, d);
+      for (int i = 0; i < kRows; ++i) {
+        acc0[q][i] = _mm512_fmadd_ps(a0, _mm512_loadu_ps(x + i * n + c), acc0[q][i]);
+        acc1[q][i] = _mm512_fmadd_ps(a1, _mm512_loadu_ps(x + i * n + c + 16), acc1[q][i]);
+      }
+    }
+  for (; c < n; c += 16) {  // at most two masked steps (of the last group), into acc0
+    const __mmask16 m = static_cast<__mmask16>(n - c >= 16 ? 0xFFFF : (1u << (n - c)) - 1);
+    for (int q = 0; q < kK; ++q) {
+      const __m512 av = load16_q8_masked(a + q * n + c, ad[q * groups + c / 32], m);
+      for (int i = 0; i < kRows; ++i)
+        acc0[q][i] = _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(m, x + i * n + c), acc0[q][i]);
+    }
+  }
+  for (int q = 0; q < kK; ++q)
+    for (int i = 0; i < kRows; ++i)
+      t[i * r + q] = _mm512_reduce_add_ps(_mm512_add_ps(acc0[q][i], acc1[q][i])) * scale[q];
+}
+
+void lora_shrink_q8_512(const int8_t* a, const float* ad, int64_t n_in, int64_t r,
+                        const float* scale, int64_t k0, int64_t k1, const float* x, int64_t m,
+                        float* t) {
+  const int64_t groups = lora_groups_a(n_in);
+  for (int64_t i0 = 0; i0 < m; i0 += 4)
+    with_token_count<4>(static_cast<int>(std::min<int64_t>(4, m - i0)), [&](auto rows) {
+      constexpr int kRows = decltype(rows)::value;
+      constexpr int kK = kRows <= 2 ? 4 : 2;
+      const float* xi = x + i0 * n_in;
+      float* ti = t + i0 * r;
+      int64_t k = k0;
+      for (; k + kK <= k1; k += kK)
+        lora_shrink_q8_tile_512<kRows, kK>(a + k * n_in, ad + k * groups, groups, n_in, xi,
+                                           scale + k, ti + k, r);
+      for (; k < k1; ++k)
+        lora_shrink_q8_tile_512<kRows, 1>(a + k * n_in, ad + k * groups, groups, n_in, xi,
+                                          scale + k, ti + k, r);
+    });
+}
+
+template <int kRows, int kBlocks>
+void lora_expand_q8_tile_512(const int8_t* block, const float* bd, int64_t n_out, int64_t r,
+                             const float* t, float* y, __mmask16 last) {
+  __mmask16 mask[kBlocks];
+  for (int b = 0; b < kBlocks; ++b) mask[b] = b + 1 == kBlocks ? last : __mmask16(0xFFFF);
+  __m512 acc[kRows][kBlocks];
+  for (int i = 0; i < kRows; ++i)
+    for (int b = 0; b < kBlocks; ++b)
+      acc[i][b] = _mm512_maskz_loadu_ps(mask[b], y + i * n_out + b * kLoraCols);
+  for (int64_t k = 0; k < r; ++k) {
+    __m512 bk[kBlocks];  // whole blocks (zero-padded)
+    for (int b = 0; b < kBlocks; ++b)
+      bk[b] = load16_q8(block + (b * r + k) * kLoraCols, bd[b * r + k]);
+    for (int i = 0; i < kRows; ++i) {
+      const __m512 tk = _mm512_set1_ps(t[i * r + k]);
+      for (int b = 0; b < kBlocks; ++b) acc[i][b] = _mm512_fmadd_ps(tk, bk[b], acc[i][b]);
+    }
+  }
+  for (int i = 0; i < kRows; ++i)
+    for (int b = 0; b < kBlocks; ++b)
+      _mm512_mask_storeu_ps(y + i * n_out + b * kLoraCols, mask[b], acc[i][b]);
+}
+
+void lora_expand_q8_512(const int8_t* bt, const float* bd, int64_t n_out, int64_t r, const float* t,
+                        int64_t m, int64_t j0, int64_t j1, float* y) {
+  constexpr int kMaxBlocks = 4;
+  for (int64_t jb = j0; jb < j1; jb += kMaxBlocks * kLoraCols) {
+    const int64_t cols = std::min(kMaxBlocks * kLoraCols, j1 - jb);
+    const int blocks = static_cast<int>((cols + kLoraCols - 1) / kLoraCols);
+    const int64_t tail = cols - (blocks - 1) * kLoraCols;
+    const __mmask16 last = static_cast<__mmask16>(tail == 16 ? 0xFFFF : (1u << tail) - 1);
+    const int8_t* block = bt + jb / kLoraCols * r * kLoraCols;
+    const float* d = bd + jb / kLoraCols * r;
+    for (int64_t i0 = 0; i0 < m; i0 += 4)
+      with_token_count<4>(static_cast<int>(std::min<int64_t>(4, m - i0)), [&](auto rows) {
+        with_token_count<kMaxBlocks>(blocks, [&](auto nb) {
+          lora_expand_q8_tile_512<decltype(rows)::value, decltype(nb)::value>(
+              block, d, n_out, r, t + i0 * r, y + i0 * n_out + jb, last);
+        });
+      });
+  }
+}
+
 }  // namespace
 
 void fill_avx512(TypeTable& table) {
@@ -366,6 +472,7 @@ void fill_avx512(TypeTable& table) {
   table[DType::Q4_0].vec_dot = vec_dot_q4_0_512;
   table[DType::Q4_K].vec_dot = vec_dot_q4_k_512;
   table.lora = {lora_shrink_512, lora_expand_512};
+  table.lora_q8 = {lora_shrink_q8_512, lora_expand_q8_512};
 }
 
 }  // namespace slm::kernels

@@ -191,6 +191,58 @@ void to_half(const float* v, int64_t n, int e, uint16_t* out) {
     out[i] = f32_to_fp16(std::isnormal(f) ? v[i] * f : std::ldexp(v[i], -e));
 }
 
+// Symmetric 8-bit quantization of v[0..n): q = round(v / d) with
+// d = max|v| / 127 (0 for an all-zero group), so |q| <= 127 and the value
+// used, float(q) * d, is within d / 2 of v.
+float quantize_group(const float* v, int64_t n, int8_t* q) {
+  float mx = 0;
+  for (int64_t i = 0; i < n; ++i) mx = std::max(mx, std::fabs(v[i]));
+  const float d = mx / 127.0f;
+  for (int64_t i = 0; i < n; ++i) {
+    const float x = d > 0 ? std::nearbyint(v[i] / d) : 0.0f;
+    q[i] = static_cast<int8_t>(std::clamp(x, -127.0f, 127.0f));
+  }
+  return d;
+}
+
+// A [r][n_in] and B^T [r][rows] (F32, scales folded in) as the 8-bit layouts
+// of kernels.h LoraQ8Kernels: A's rows in groups of kLoraGroupA inputs,
+// B^T's column blocks with a scale per (block, rank) row of kLoraCols.
+// A group's float(q) * d is within d / 2 <= max|group| / 254 of its value,
+// and with n_in >= 32 values a group's maximum keeps d small next to the
+// factor's spread (the rounding errors, independent, mostly cancel in the
+// dot products).
+struct Q8Factors {
+  std::vector<int8_t>& a8;
+  std::vector<float>& a8_scale;
+  std::vector<int8_t>& bt8;
+  std::vector<float>& bt8_scale;
+  std::vector<float>& scale;
+};
+void to_q8(const std::vector<float>& a, const std::vector<float>& bt, int64_t r, int64_t n_in,
+           int64_t rows, const Q8Factors& o) {
+  constexpr int64_t kCols = kernels::kLoraCols, kGroup = kernels::kLoraGroupA;
+  const int64_t groups = kernels::lora_groups_a(n_in), blocks = (rows + kCols - 1) / kCols;
+  o.a8.resize(static_cast<size_t>(r * n_in));
+  o.a8_scale.resize(static_cast<size_t>(r * groups));
+  o.bt8.assign(static_cast<size_t>(kernels::lora_bt_size(rows, r)), 0);
+  o.bt8_scale.assign(static_cast<size_t>(blocks * r), 0.0f);
+  o.scale.assign(static_cast<size_t>(r), 1.0f);
+  for (int64_t k = 0; k < r; ++k) {
+    for (int64_t g = 0; g < groups; ++g) {
+      const int64_t c0 = g * kGroup, n = std::min(kGroup, n_in - c0);
+      o.a8_scale[static_cast<size_t>(k * groups + g)] = quantize_group(
+          &a[static_cast<size_t>(k * n_in + c0)], n, &o.a8[static_cast<size_t>(k * n_in + c0)]);
+    }
+    for (int64_t b = 0; b < blocks; ++b) {
+      const int64_t j0 = b * kCols, n = std::min(kCols, rows - j0);
+      o.bt8_scale[static_cast<size_t>(b * r + k)] =
+          quantize_group(&bt[static_cast<size_t>(k * rows + j0)], n,
+                         &o.bt8[static_cast<size_t>((b * r + k) * kCols)]);
+    }
+  }
+}
+
 }  // namespace
 
 LoraFile parse_lora_argument(const std::string& arg) {
@@ -211,7 +263,8 @@ LoraFile parse_lora_argument(const std::string& arg) {
 }
 
 std::shared_ptr<const LoraAdapter> LoraAdapter::load(const Model& base,
-                                                     const std::vector<LoraFile>& files) {
+                                                     const std::vector<LoraFile>& files,
+                                                     backend::LoraType type) {
   std::vector<Tensors> all;
   std::string label;
   for (const LoraFile& f : files) {
@@ -219,18 +272,19 @@ std::shared_ptr<const LoraAdapter> LoraAdapter::load(const Model& base,
     for (Tensors& x : t) all.push_back(std::move(x));
     label += (label.empty() ? "" : "+") + f.path;
   }
-  return build(base, std::move(all), label);
+  return build(base, std::move(all), label, type);
 }
 
 std::shared_ptr<const LoraAdapter> LoraAdapter::from_tensors(const Model& base,
                                                              std::vector<Tensors> tensors,
-                                                             std::string label) {
-  return build(base, std::move(tensors), std::move(label));
+                                                             std::string label,
+                                                             backend::LoraType type) {
+  return build(base, std::move(tensors), std::move(label), type);
 }
 
 std::shared_ptr<const LoraAdapter> LoraAdapter::build(const Model& base,
                                                       std::vector<Tensors> tensors,
-                                                      std::string label) {
+                                                      std::string label, backend::LoraType type) {
   static std::atomic<uint64_t> next_id{1};
   const Targets targets = targets_of(base);
   // Per base matrix, the pieces to stack: (tensor, rows of its B).
@@ -316,9 +370,17 @@ std::shared_ptr<const LoraAdapter> LoraAdapter::build(const Model& base,
               t.scale * t.b[static_cast<size_t>((p.row0 + row) * t.rank + k)];
       k0 += t.rank;
     }
+    Owned& o = ad->pairs_[w];
+    if (type == backend::LoraType::kQ8) {
+      to_q8(a, bt, r_total, n_in, rows, {o.a8, o.a8_scale, o.bt8, o.bt8_scale, o.scale});
+      o.f = {nullptr, nullptr,     o.scale.data(),    r_total,      n_in,
+             rows,    o.a8.data(), o.a8_scale.data(), o.bt8.data(), o.bt8_scale.data()};
+      ad->max_rank_ = std::max(ad->max_rank_, r_total);
+      ad->max_rows_ = std::max(ad->max_rows_, rows);
+      continue;
+    }
     // F16 rows, each with its power of two (row_exponent); B^T in the
     // column blocks of kernels::lora_bt_size.
-    Owned& o = ad->pairs_[w];
     o.a.resize(a.size());
     o.bt.assign(static_cast<size_t>(kernels::lora_bt_size(rows, r_total)), 0);
     o.scale.resize(static_cast<size_t>(r_total));
@@ -333,7 +395,8 @@ std::shared_ptr<const LoraAdapter> LoraAdapter::build(const Model& base,
                 &o.bt[static_cast<size_t>((j0 / kCols * r_total + k) * kCols)]);
       o.scale[static_cast<size_t>(k)] = std::ldexp(1.0f, ea + eb);
     }
-    o.f = {o.a.data(), o.bt.data(), o.scale.data(), r_total, n_in, rows};
+    o.f = {o.a.data(), o.bt.data(), o.scale.data(), r_total, n_in,
+           rows,       nullptr,     nullptr,        nullptr, nullptr};
     ad->max_rank_ = std::max(ad->max_rank_, r_total);
     ad->max_rows_ = std::max(ad->max_rows_, rows);
   }

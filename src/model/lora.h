@@ -49,8 +49,14 @@ class LoraAdapter {
   // naming the file and the key or tensor: wrong type or architecture, a
   // tensor without its pair, shapes that disagree with the base matrix, a
   // target slm cannot adapt (embeddings, output), non-finite values.
+  // type: how the factors are kept (backend::LoraType): F16 (the default;
+  // the delta is the file's up to F16 rounding) or 8-bit groups with a float
+  // scale each (kernels.h LoraQ8Kernels: half the bytes, which is most of a
+  // decoding step's extra time with several adapters, for about 0.5% rms
+  // error on each factor value).
   static std::shared_ptr<const LoraAdapter> load(const Model& base,
-                                                 const std::vector<LoraFile>& files);
+                                                 const std::vector<LoraFile>& files,
+                                                 backend::LoraType type = backend::LoraType::kF16);
   // Builds from pairs already in memory: name -> (A [r][n_in], B [n_out][r]),
   // scale folded into nothing (tests, adapter import).
   struct Tensors {
@@ -63,9 +69,9 @@ class LoraAdapter {
     // a and b hold n_expert pairs one after the other.
     int64_t n_expert = 0;
   };
-  static std::shared_ptr<const LoraAdapter> from_tensors(const Model& base,
-                                                         std::vector<Tensors> tensors,
-                                                         std::string label);
+  static std::shared_ptr<const LoraAdapter> from_tensors(
+      const Model& base, std::vector<Tensors> tensors, std::string label,
+      backend::LoraType type = backend::LoraType::kF16);
 
   // The factors for a base matrix, or nullptr when this adapter leaves it alone.
   const backend::LoraFactors* find(const backend::Linear* w) const {
@@ -92,11 +98,13 @@ class LoraAdapter {
   struct Owned {
     std::vector<uint16_t> a, bt;  // F16 [r][n_in] and B^T in column blocks, rows normalised
     std::vector<float> scale;     // [r]
-    backend::LoraFactors f;       // views of the three
+    std::vector<int8_t> a8, bt8;  // or 8-bit (LoraType::kQ8), the same layouts
+    std::vector<float> a8_scale, bt8_scale;  // their groups' scales
+    backend::LoraFactors f;                  // views of the three
   };
   LoraAdapter() = default;
   static std::shared_ptr<const LoraAdapter> build(const Model& base, std::vector<Tensors> tensors,
-                                                  std::string label);
+                                                  std::string label, backend::LoraType type);
 
   std::unordered_map<const backend::Linear*, Owned> pairs_;
   uint64_t id_ = 0;

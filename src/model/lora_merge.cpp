@@ -32,8 +32,7 @@ std::vector<double> scaled_a(const backend::LoraFactors& f) {
   std::vector<double> a(static_cast<size_t>(f.r * f.n_in));
   for (int64_t k = 0; k < f.r; ++k)
     for (int64_t c = 0; c < f.n_in; ++c)
-      a[static_cast<size_t>(k * f.n_in + c)] =
-          static_cast<double>(f.scale[k]) * fp16_to_f32(f.a[k * f.n_in + c]);
+      a[static_cast<size_t>(k * f.n_in + c)] = static_cast<double>(f.scale[k]) * f.a_value(k, c);
   return a;
 }
 
@@ -43,11 +42,9 @@ std::vector<double> scaled_a(const backend::LoraFactors& f) {
 // a is scaled_a(f).
 void add_delta_row(const backend::LoraFactors& f, const std::vector<double>& a, int64_t rr,
                    float* row, std::vector<double>& acc) {
-  constexpr int64_t kCols = kernels::kLoraCols;
-  const uint16_t* block = f.bt + rr / kCols * f.r * kCols + rr % kCols;
   acc.assign(static_cast<size_t>(f.n_in), 0.0);
   for (int64_t k = 0; k < f.r; ++k) {
-    const double coef = fp16_to_f32(block[k * kCols]);
+    const double coef = f.b_value(rr, k);
     if (coef == 0.0) continue;
     const double* ak = a.data() + k * f.n_in;
     for (int64_t c = 0; c < f.n_in; ++c) acc[static_cast<size_t>(c)] += coef * ak[c];

@@ -252,6 +252,62 @@ TEST_F(Lora, F16FactorsStayWithinTheirRounding) {
   EXPECT_LT(err, 2e-5 + 2 * 0x1p-11 * moved) << "moved " << moved;
 }
 
+// 8-bit factors (LoraType::kQ8): each value is stored as float(q) * d with
+// d = max|group| / 127, so it is off by at most d / 2 = max|group| / 254;
+// for these Gaussian factors (groups of 32 inputs of A, 16 outputs of B, a
+// group's maximum about 2.1 to 2.5 sigma) that is a uniform error of rms
+// about 2.5 / 254 / sqrt(3) = 0.6% of sigma per value, independent across
+// values, so the delta B A x is off by about sqrt(2) * 0.6% ~ 0.8% of its
+// size (0.7% measured). The bound below, 2% of how far the adapter moves
+// the logits (0.5% measured), leaves room for the network's nonlinearity;
+// a wrong group scale or q off by a step everywhere would exceed it.
+TEST_F(Lora, Q8FactorsStayWithinTheirRounding) {
+  SLM_REQUIRE_FIXTURE("models/tiny-llama.gguf");
+  const std::string path = test::fixture("models/tiny-llama.gguf");
+  const auto base = Model::load(path);
+  const gguf::File& f = base->file();
+  const std::vector<Delta> ds = {random_delta(f, "blk.0.attn_q.weight", 4, 6.0f, 21, false),
+                                 random_delta(f, "blk.1.ffn_down.weight", 4, 6.0f, 22, false)};
+  std::vector<uint8_t> bytes = read_bytes(path);
+  auto file = gguf::File::parse(bytes, "merged");
+  for (const Delta& d : ds) merge_into(bytes, *file, d, 0.7f);
+  const auto merged = Model::from_file(gguf::File::parse(bytes, "merged"));
+  const std::vector<LoraFile> files = {
+      parse_lora_argument(write_adapter(tmp("any.gguf"), "llama", ds) + ":0.7")};
+  const auto q8 = LoraAdapter::load(*base, files, backend::LoraType::kQ8);
+  const auto f16 = LoraAdapter::load(*base, files);
+  const auto want = logits_of(*merged, nullptr, kTokens);
+  const double moved = max_rel_diff(want, logits_of(*base, nullptr, kTokens));
+  const double err = max_rel_diff(want, logits_of(*base, q8.get(), kTokens));
+  const double err_f16 = max_rel_diff(want, logits_of(*base, f16.get(), kTokens));
+  EXPECT_GT(moved, 1e-2);
+  EXPECT_GT(err, err_f16);  // 8 bits do lose more than F16's 11
+  EXPECT_LT(err, 2e-5 + 0.02 * moved) << "moved " << moved;
+  // The delta B A from the values the adapter reports (what merging reads):
+  // within the rounding above of the F16 one, about 0.8% rms.
+  const auto delta = [](const backend::LoraFactors& fa, int64_t j, int64_t c) {
+    double d = 0;
+    for (int64_t k = 0; k < fa.r; ++k)
+      d += static_cast<double>(fa.scale[k]) * fa.a_value(k, c) * fa.b_value(j, k);
+    return d;
+  };
+  for (const auto& [w, fq] : q8->matrices()) {
+    ASSERT_EQ(fq->type(), backend::LoraType::kQ8);
+    const backend::LoraFactors* fh = f16->find(w);
+    ASSERT_NE(fh, nullptr);
+    ASSERT_EQ(fh->type(), backend::LoraType::kF16);
+    double num = 0, den = 0;
+    for (int64_t j = 0; j < fq->n_out; ++j)
+      for (int64_t c = 0; c < fq->n_in; ++c) {
+        const double h = delta(*fh, j, c), q = delta(*fq, j, c);
+        num += (q - h) * (q - h);
+        den += h * h;
+      }
+    EXPECT_LT(std::sqrt(num / den), 0.012);
+    EXPECT_GT(std::sqrt(num / den), 0.003);
+  }
+}
+
 // Rows of different sequences in one step: each gets its own adapter (or
 // none), with the bits it gets alone.
 TEST_F(Lora, MixedBatchEqualsEachSequenceAlone) {
@@ -268,6 +324,22 @@ TEST_F(Lora, MixedBatchEqualsEachSequenceAlone) {
                1.0f}});
   // a1 twice: its two sequences share each factor row in one segment group.
   expect_mixed_batch_equals_alone(*base, {a1.get(), nullptr, a2.get(), a1.get()}, false);
+}
+
+// The same with 8-bit factors, beside an F16 adapter in the same step.
+TEST_F(Lora, MixedBatchEqualsEachSequenceAloneQ8) {
+  SLM_REQUIRE_FIXTURE("models/tiny-llama.gguf");
+  const auto base = Model::load(test::fixture("models/tiny-llama.gguf"));
+  const gguf::File& f = base->file();
+  const std::string p1 =
+      write_adapter(tmp("q1.gguf"), "llama",
+                    {random_delta(f, "blk.0.attn_k.weight", 3, 3.0f, 7, false),
+                     random_delta(f, "blk.1.ffn_down.weight", 4, 3.0f, 11, false)});
+  const std::string p2 = write_adapter(tmp("q2.gguf"), "llama",
+                                       {random_delta(f, "blk.1.ffn_up.weight", 5, 5.0f, 8, false)});
+  const auto a1 = LoraAdapter::load(*base, {{p1, 1.0f}}, backend::LoraType::kQ8);
+  const auto a2 = LoraAdapter::load(*base, {{p2, 1.0f}});
+  expect_mixed_batch_equals_alone(*base, {a1.get(), nullptr, a2.get(), a1.get()}, true);
 }
 
 // Phi-3's attn_qkv is one tensor but three matrices: the adapter's B rows are split.
