@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/backend.h"
 #include "base/dtype.h"
 #include "base/error.h"
 
@@ -170,8 +171,11 @@ void add_draft_options(Options& o);
 int draft_option(const Args& args);
 
 // --lora F[:SCALE], repeatable: adapters applied to every matrix they cover
-// (model::parse_lora_argument reads each).
+// (model::parse_lora_argument reads each); --lora-type f16|q8: how their
+// factors are kept (backend::LoraType, lora_type_option).
 void add_lora_option(Options& o);
+void add_lora_type_option(Options& o);
+backend::LoraType lora_type_option(const Args& args);
 
 // Dynamic pruning (model::PruneOptions): --sparsity FILE (from `slm prune
 // calibrate`), --moe-top-k K and --moe-min-weight P; read by

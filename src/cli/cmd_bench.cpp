@@ -220,7 +220,8 @@ int run_bench(int argc, char** argv) {
   std::vector<model::LoraFile> loras;
   for (const std::string& a : args.get_all("--lora"))
     loras.push_back(model::parse_lora_argument(a));
-  const auto adapter = loras.empty() ? nullptr : model::LoraAdapter::load(*model, loras);
+  const auto adapter =
+      loras.empty() ? nullptr : model::LoraAdapter::load(*model, loras, lora_type_option(args));
   std::vector<double> pp, tg;
   // One untimed warm-up of each test pages the weights in, as llama-bench does.
   const bool show = isatty(STDERR_FILENO) && !json;  // progress: a large model's run takes minutes

@@ -78,7 +78,8 @@ int run_logits(int argc, char** argv) {
   std::vector<model::LoraFile> loras;
   for (const std::string& a : args.get_all("--lora"))
     loras.push_back(model::parse_lora_argument(a));
-  const auto adapter = loras.empty() ? nullptr : model::LoraAdapter::load(*model, loras);
+  const auto adapter =
+      loras.empty() ? nullptr : model::LoraAdapter::load(*model, loras, lora_type_option(args));
   session.set_adapter(adapter.get());
   ThreadPool pool(threads);
   std::vector<float> logits;

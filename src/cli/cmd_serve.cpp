@@ -99,6 +99,7 @@ Options serve_options() {
       .repeatable();
   o.value("--lora-dir", "D", "allow POST /v1/adapters {name, path, scale} to load files inside D")
       .repeatable();
+  add_lora_type_option(o);
   o.value("--alias", "A", "another name the base model answers to").repeatable();
   // Server-wide defaults for what a request leaves out (an explicit field wins).
   o.value("--n-predict,-n", "N",
@@ -152,6 +153,7 @@ int run_serve(int argc, char** argv) {
   for (const std::string& a : args.get_all("--lora"))
     extra.adapters.push_back(server::parse_adapter_spec(a));
   extra.lora_dirs = args.get_all("--lora-dir");
+  extra.lora_type = lora_type_option(args);
   extra.prune = prune_options(args);
   extra.sparsity_name = args.get("--sparsity").value_or("");
   for (const std::string& a : args.get_all("--alias")) {

@@ -207,7 +207,7 @@ std::shared_ptr<const model::LoraAdapter> lora_option(const Args& args, const mo
   for (const std::string& a : args.get_all("--lora"))
     files.push_back(model::parse_lora_argument(a));
   if (files.empty()) return nullptr;
-  return model::LoraAdapter::load(model, files);
+  return model::LoraAdapter::load(model, files, lora_type_option(args));
 }
 
 model::SessionOptions session_options(const Args& args) {

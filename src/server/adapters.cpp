@@ -122,7 +122,7 @@ std::shared_ptr<const AdapterEntry> AdapterRegistry::load(const model::Model& ba
   e->scale = scale;
   e->created = std::time(nullptr);
   try {
-    e->adapter = model::LoraAdapter::load(base, {{path, scale}});
+    e->adapter = model::LoraAdapter::load(base, {{path, scale}}, type_);
   } catch (const Error& err) {
     throw ApiError(400, std::string("the adapter does not fit the model: ") + err.what(), "path",
                    "invalid_adapter");

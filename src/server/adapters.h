@@ -80,12 +80,16 @@ class AdapterRegistry {
 
   // Names the base answers to (model id and aliases): never adapter names.
   void set_reserved(std::vector<std::string> names);
+  // How load keeps the factors of what it loads (--lora-type; set before
+  // serving starts).
+  void set_type(backend::LoraType type) { type_ = type; }
 
  private:
   mutable std::mutex mutex_;
   std::vector<std::filesystem::path> allowed_;
   std::vector<std::string> reserved_;
   std::vector<std::shared_ptr<const AdapterEntry>> entries_;  // sorted by name
+  backend::LoraType type_ = backend::LoraType::kF16;
 };
 
 }  // namespace slm::server

@@ -142,6 +142,7 @@ std::shared_ptr<Backend> load_backend(const std::string& path, const std::string
   reserved.push_back(model_id);
   b->adapters.set_reserved(std::move(reserved));
   b->adapters.set_allowed_dirs(extra.lora_dirs);
+  b->adapters.set_type(extra.lora_type);
   for (const AdapterSpec& a : extra.adapters) {
     if (b->adapters.find(a.name)) throw Error("--lora: the name '" + a.name + "' is given twice");
     if (b->is_base_name(a.name)) throw Error("--lora: '" + a.name + "' is the base model's name");
@@ -150,7 +151,7 @@ std::shared_ptr<Backend> load_backend(const std::string& path, const std::string
     e->path = a.file.path;
     e->scale = a.file.scale;
     e->created = std::time(nullptr);
-    e->adapter = model::LoraAdapter::load(*b->model, {a.file});
+    e->adapter = model::LoraAdapter::load(*b->model, {a.file}, extra.lora_type);
     b->adapters.add(std::move(e), false);
   }
   engine::SchedulerOptions so = options;

@@ -80,6 +80,7 @@ struct Backend {
 struct BackendOptions {
   std::vector<AdapterSpec> adapters;   // --lora NAME=FILE[:SCALE], loaded at start
   std::vector<std::string> lora_dirs;  // --lora-dir: where run-time loads may read
+  backend::LoraType lora_type = backend::LoraType::kF16;  // --lora-type: every adapter's factors
   std::vector<std::string> aliases;    // --alias
   model::PruneOptions prune;           // --sparsity, --moe-top-k, --moe-min-weight
   std::string sparsity_name;           // the --sparsity file, for messages
