@@ -5,7 +5,8 @@
 // over the four adapters and the base give the tokens each gives alone; the
 // model list shows the adapters with their parent; unknown names are the
 // SDK's NotFoundError; adapters load and unload at run time inside
-// --lora-dir only; /metrics counts per adapter.
+// --lora-dir only; /metrics counts per adapter; the same mixed batches with
+// --lora-type q8.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -146,4 +147,28 @@ test("adapters load and unload at run time, inside --lora-dir only", async () =>
   assert.ok(metric(m, 'slm_adapter_requests_total{adapter="late"}') >= 1, m);
   assert.ok(metric(m, 'slm_adapter_generated_tokens_total{adapter="fr"}') >= 24, m);
   assert.ok(metric(m, 'slm_adapter_requests_total{adapter=""}') >= 3, m);
+});
+
+// --lora-type q8 (8-bit factors, every adapter the server loads): the rows
+// of each sequence still take the same steps whatever shares its batch, so
+// mixed batches equal each request alone, and the adapters still differ.
+test("--lora-type q8: mixed batches equal each alone", async () => {
+  const args = NAMES.flatMap((n) => ["--lora", `${n}=${path.join(loraDir, `${n}.gguf`)}`]);
+  const q8 = await startServer(["--model", BASE, "--parallel", "8", "--ctx-size", "256", "--lora-type", "q8",
+    ...args]);
+  try {
+    const c = new OpenAI({ apiKey: "none", baseURL: `${q8.url}/v1`, maxRetries: 0 });
+    const run = async (m, prompt) =>
+      (await c.completions.create({ model: m, prompt, max_tokens: 12, temperature: 0 })).choices[0].text;
+    const jobs = ["de", "tiny-llama", "es", "fr", "it", "es", "de", "it"].map((m, i) => ({
+      m, prompt: `Once upon a time ${["there", "a cat", "in a", "the sun", "we", "my dog", "it", "one"][i]}`,
+    }));
+    const alone = [];
+    for (const j of jobs) alone.push(await run(j.m, j.prompt));
+    assert.deepEqual(await Promise.all(jobs.map((j) => run(j.m, j.prompt))), alone);
+    const per = await Promise.all(["tiny-llama", ...NAMES].map((m) => run(m, "Once upon a time")));
+    assert.equal(new Set(per).size, 5, JSON.stringify(per));
+  } finally {
+    await q8.stop();
+  }
 });
