@@ -139,6 +139,43 @@ TEST_P(Packed, DequantizeStripeMatchesTheSourceRow) {
   set_active_isa(before);
 }
 
+// A matrix of more than one huge page takes the 2 MiB-aligned storage that
+// asks for transparent huge pages, and one-token decoding there runs the
+// tiles that prefetch ahead (past the last group, too): every ISA still
+// gives the scalar tile's bits, and the last row reads back as the source.
+TEST(PackedMatrix, HugePageMatrixDecodesLikeTheScalarTile) {
+  const int64_t rows = 2001, cols = 1024;  // Q8_0: 126 groups x 32 blocks x 544 bytes > 2 MiB
+  const auto w = test::quantize(DType::Q8_0, random_floats(rows * cols, 41, 0.05f));
+  const PackedMatrix p = PackedMatrix::pack(DType::Q8_0, w.data(), rows, cols);
+  ASSERT_GT(p.size_bytes(), size_t{2} << 20);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(p.data()) % (size_t{2} << 20), 0u);
+  const auto x = random_floats(cols, 42);
+  ThreadPool one(1), two(2);
+  std::vector<uint8_t> scratch;
+  const Isa before = active_isa();
+  ASSERT_TRUE(set_active_isa(Isa::kScalar));
+  std::vector<float> ref(rows), plain(rows);
+  matmul(p, x.data(), 1, ref.data(), one, scratch);
+  matmul(DType::Q8_0, w.data(), rows, cols, x.data(), 1, plain.data(), one, scratch);
+  for (int64_t r = 0; r < rows; ++r)
+    ASSERT_NEAR(ref[r], plain[r], 1e-5 * (std::fabs(plain[r]) + 1)) << r;
+  for (Isa isa : available_isas()) {
+    ASSERT_TRUE(set_active_isa(isa));
+    for (ThreadPool* pool : {&one, &two}) {
+      std::vector<float> y(rows, -1.0f);
+      matmul(p, x.data(), 1, y.data(), *pool, scratch);
+      ASSERT_EQ(0, std::memcmp(y.data(), ref.data(), rows * 4))
+          << isa_name(isa) << " threads=" << pool->size();
+    }
+  }
+  set_active_isa(before);
+  std::vector<float> last(cols), src(cols);
+  p.dequantize_stripe(rows - 1, 0, cols, last.data());
+  traits(Isa::kScalar, DType::Q8_0)
+      .dequantize_row(w.data() + (rows - 1) * row_bytes(DType::Q8_0, cols), src.data(), cols);
+  EXPECT_EQ(last, src);
+}
+
 TEST(PackedMatrix, LayoutsAndSizes) {
   EXPECT_FALSE(PackedMatrix::has_layout(DType::F32));
   EXPECT_TRUE(PackedMatrix::pack(DType::F32, nullptr, 4, 32).empty());
