@@ -61,8 +61,11 @@ void run_groups(int64_t n_groups, size_t bytes, int64_t n_tokens, int tile_token
   }
   pool.parallel_for(n_chunks, [&](int64_t chunk, int) {
     PackedAct acts[kPackWideTokens];
-    for (int64_t c0 = 0; c0 < n_tokens; c0 += kTokenChunk) {
-      const int64_t c1 = std::min(n_tokens, c0 + kTokenChunk);
+    // Wide tiles compute faster, so a chunk of them spans more tokens per
+    // pass over the weights.
+    const int64_t token_chunk = kTokenChunk / kPackMaxTokens * tile_tokens;
+    for (int64_t c0 = 0; c0 < n_tokens; c0 += token_chunk) {
+      const int64_t c1 = std::min(n_tokens, c0 + token_chunk);
       for (int64_t g = bounds[chunk]; g < bounds[chunk + 1]; ++g)
         for (int64_t t0 = c0; t0 < c1; t0 += tile_tokens)
           fn(g, t0, static_cast<int>(std::min<int64_t>(tile_tokens, c1 - t0)), acts);

@@ -47,7 +47,22 @@ struct alignas(64) TileConfig {
 };
 static_assert(sizeof(TileConfig) == 64);
 
+// GCC 12's tile intrinsics tell the compiler of no memory they read (LDTILECFG
+// names 8 of its 64 bytes, TILELOADD none), so the stores that fill a buffer
+// for them could be dropped or sunk past them: this barrier, with the
+// buffer's address escaping into it, makes them land first.
+inline void written_for_tiles(const void* p) {
+  __asm__ volatile("" : : "r"(p) : "memory");
+}
+
+// LDTILECFG costs about as much as a few blocks' tile work, so each thread
+// keeps its configuration between calls and loads a new one only when the
+// token count changes. The tile state is this thread's (no other code of
+// slm uses AMX); it stays held after the call, as the next call reuses it.
 void configure(int nt) {
+  thread_local int configured = 0;
+  if (configured == nt) return;
+  configured = nt;
   TileConfig cfg;
   for (int set = 0; set < 2; ++set) {
     cfg.rows[3 * set] = 8;
@@ -57,6 +72,7 @@ void configure(int nt) {
     cfg.rows[3 * set + 2] = static_cast<uint8_t>(nt);
     cfg.colsb[3 * set + 2] = 64;
   }
+  written_for_tiles(&cfg);
   _tile_loadconfig(&cfg);
 }
 
@@ -107,17 +123,19 @@ void tile(int64_t nb, const uint8_t* group, const PackedAct* act, float* y, int6
       kQsOffset + (kType == DType::Q8_0 ? kPackRows * 32 : kPackRows * 16);
   constexpr int64_t kQ8 = sizeof(BlockQ8_0);
   constexpr int64_t kQ8Qs = kQ8 - kQK32;  // offset of qs in BlockQ8_0
+  constexpr int64_t kAhead = 4;           // blocks of weights prefetched ahead
   const ActRows rows = act_rows(act, kNt);
   const __m512i low4 = _mm512_set1_epi8(0x0F);
-  alignas(64) uint8_t wbuf[2][8 * 64];           // unpacked Q4_0 / Q5_0 blocks (tile B)
+  alignas(64) uint8_t wbuf[4][8 * 64];           // unpacked Q4_0 / Q5_0 blocks (ring)
   alignas(64) int8_t panel[2][kNt * kQK32];      // gathered activations (uneven rows)
   alignas(64) int32_t sums[2][kNt * kPackRows];  // tile C of the two blocks in flight
-  // Block b's weights as tile B rows (Q8_0: in place).
-  auto weights = [&](int64_t b, uint8_t * buf) __attribute__((always_inline))->const uint8_t* {
-    const uint8_t* blk = group + b * kBlockBytes;
-    if constexpr (kType == DType::Q8_0) {
-      return blk + kQsOffset;
-    } else {
+  // Q4_0 / Q5_0: block b's weights unpacked to tile B rows in wbuf[b % 4],
+  // two blocks before their tile load (a tile load of bytes just stored
+  // waits for the stores to reach the cache).
+  auto unpack = [&](int64_t b) __attribute__((always_inline)) {
+    if constexpr (kType != DType::Q8_0) {
+      const uint8_t* blk = group + b * kBlockBytes;
+      uint8_t* buf = wbuf[b & 3];
       // Word k's low nibbles are elements 4k.. (B row k), its high nibbles
       // 16 + 4k.. (B row 4 + k); Q5_0 ORs bit k of qh's bytes in as bit 4.
       __m512i w[8];
@@ -138,15 +156,41 @@ void tile(int64_t nb, const uint8_t* group, const PackedAct* act, float* y, int6
       }
 #pragma GCC unroll 8
       for (int k = 0; k < 8; ++k) _mm512_store_si512(buf + 64 * k, w[k]);
-      return buf;
+      written_for_tiles(buf);
     }
+  };
+  // Block b's weights as tile B rows (Q8_0: in place); unpacks block b + 2.
+  auto weights = [&](int64_t b) __attribute__((always_inline))->const uint8_t* {
+    const uint8_t* blk = group + b * kBlockBytes;
+    // A tile load that misses the caches stalls the tile unit, which the
+    // out-of-order core does not hide: fetch the weights kAhead blocks early
+    // (the first token tile of a group streams them from memory).
+    if (b + kAhead < nb) {
+#pragma GCC unroll 16
+      for (int64_t off = 0; off < kBlockBytes; off += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(blk + kAhead * kBlockBytes + off), _MM_HINT_T0);
+    }
+    if constexpr (kType == DType::Q8_0) return blk + kQsOffset;
+    if (b + 2 < nb) unpack(b + 2);
+    return wbuf[b & 3];
   };
   // Block b's activations of the tile's tokens, rows a_stride bytes apart.
   int64_t a_stride = rows.stride != 0 ? rows.stride : kQK32;
   auto acts = [&](int64_t b, int8_t * buf) __attribute__((always_inline))->const void* {
-    if (rows.stride != 0 || kNt == 1) return rows.q0 + b * kQ8 + kQ8Qs;
+    if (rows.stride != 0 || kNt == 1) {
+      // The tokens' rows are far apart (a line each): fetch them early too.
+      if (b + kAhead < nb) {
+#pragma GCC unroll 16
+        for (int t = 0; t < kNt; ++t)
+          _mm_prefetch(
+              reinterpret_cast<const char*>(rows.q0 + t * rows.stride + (b + kAhead) * kQ8 + kQ8Qs),
+              _MM_HINT_T0);
+      }
+      return rows.q0 + b * kQ8 + kQ8Qs;
+    }
     for (int t = 0; t < kNt; ++t)
       std::memcpy(buf + t * kQK32, static_cast<const BlockQ8_0*>(act[t].q)[b].qs, kQK32);
+    written_for_tiles(buf);
     return buf;
   };
   __m512 acc[kNt];
@@ -165,21 +209,22 @@ void tile(int64_t nb, const uint8_t* group, const PackedAct* act, float* y, int6
     }
   };
   configure(kNt);
+  unpack(0);
+  if (nb > 1) unpack(1);
   int64_t b = 0;
   for (; b + 1 < nb; b += 2) {
-    SLM_AMX_BLOCK(0, 1, 2, weights(b, wbuf[0]), acts(b, panel[0]), a_stride, sums[0]);
+    SLM_AMX_BLOCK(0, 1, 2, weights(b), acts(b, panel[0]), a_stride, sums[0]);
     if (b > 0) finish(b - 1, sums[1]);
-    SLM_AMX_BLOCK(3, 4, 5, weights(b + 1, wbuf[1]), acts(b + 1, panel[1]), a_stride, sums[1]);
+    SLM_AMX_BLOCK(3, 4, 5, weights(b + 1), acts(b + 1, panel[1]), a_stride, sums[1]);
     finish(b, sums[0]);
   }
   if (b < nb) {  // odd nb: the last block alone
-    SLM_AMX_BLOCK(0, 1, 2, weights(b, wbuf[0]), acts(b, panel[0]), a_stride, sums[0]);
+    SLM_AMX_BLOCK(0, 1, 2, weights(b), acts(b, panel[0]), a_stride, sums[0]);
     if (b > 0) finish(b - 1, sums[1]);
     finish(b, sums[0]);
   } else {
     finish(nb - 1, sums[1]);
   }
-  _tile_release();
 #pragma GCC unroll 16
   for (int t = 0; t < kNt; ++t) store_rows(y + t * ldy, acc[t], nr);
 }
