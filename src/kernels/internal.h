@@ -47,6 +47,10 @@ constexpr int kPackRows = 16;
 constexpr int kPackMaxTokens = 8;
 // Tokens of one wide tile call (TypeTable::packed_tile_wide: AMX), 2..16.
 constexpr int kPackWideTokens = 16;
+// Fewer tokens than this take the narrow tiles even where wide ones exist: a
+// wide (AMX) tile's fixed cost per block (tile loads, the sums' round trip
+// through memory) loses to VNNI below about 8 tokens (bench_kernels 2, 4, 8).
+constexpr int kPackWideMinTokens = 8;
 
 // One token's activation for packed kernels (F16: its float row): its blocks (BlockQ8_0 for the
 // 32-element types, BlockQ8_K for Q4_K), the block scales as float, and

@@ -203,8 +203,8 @@ void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, T
     SLM_DCHECK(nr > 0 && nt > 0 && nt <= tile_tokens);
     const uint8_t* group = p.w->data() + static_cast<size_t>(lg) * p.group_bytes;
     float* y = p.y + t0 * rows + lg * kPackRows;
-    // One token (decoding) keeps the narrow tile; every tile gives the same bits.
-    if (wide[i] != nullptr && nt >= 2) return wide[i](p.nb, group, acts, nt, y, rows, nr);
+    // Decoding and small batches keep the narrow tiles; every tile gives the same bits.
+    if (wide[i] != nullptr && nt >= kPackWideMinTokens) return wide[i](p.nb, group, acts, nt, y, rows, nr);
     for (int k0 = 0; k0 < nt; k0 += kPackMaxTokens)
       p.tile(p.nb, group, acts + k0, std::min(kPackMaxTokens, nt - k0), y + k0 * rows, rows, nr);
   };
