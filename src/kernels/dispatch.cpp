@@ -1,6 +1,6 @@
 // Run-time choice of the kernel table (style.md §6): each ISA table is built
 // once, the scalar one always; the active one is picked from the CPU features
-// of base/cpu.h at first use (or SLM_ISA=scalar|avx2|avx512|neon for
+// of base/cpu.h at first use (or SLM_ISA=scalar|avx2|avx512|amx|neon for
 // debugging) and may be switched by tests with set_active_isa.
 #include <atomic>
 #include <cstdlib>
@@ -45,6 +45,11 @@ const TypeTable& avx512_table() {
   static const TypeTable table = layered(avx2_table(), {fill_avx512, fill_avx512_packed, fill_avx512_columns});
   return table;
 }
+// AVX-512 with AMX tiles for multi-token packed products.
+const TypeTable& amx_table() {
+  static const TypeTable table = layered(avx512_table(), {fill_amx_packed});
+  return table;
+}
 #elif defined(SLM_KERNELS_NEON)
 const TypeTable& neon_table() {
   static const TypeTable table =
@@ -62,6 +67,8 @@ bool isa_supported(Isa isa) {
       return cpu().avx2;
     case Isa::kAvx512:
       return cpu().avx512_vnni;
+    case Isa::kAmx:
+      return cpu().avx512_vnni && cpu().amx_int8 && amx_permitted();
 #elif defined(SLM_KERNELS_NEON)
     case Isa::kNeon:
       return cpu().neon;
@@ -81,6 +88,8 @@ const TypeTable& isa_table(Isa isa) {
       return avx2_table();
     case Isa::kAvx512:
       return avx512_table();
+    case Isa::kAmx:
+      return amx_table();
 #elif defined(SLM_KERNELS_NEON)
     case Isa::kNeon:
       return neon_table();
@@ -117,6 +126,8 @@ std::string_view isa_name(Isa isa) {
       return "avx512";
     case Isa::kNeon:
       return "neon";
+    case Isa::kAmx:
+      return "amx";
   }
   return "unknown";
 }
@@ -127,6 +138,8 @@ std::string_view isa_detail(Isa isa) {
       return "avx2+fma+f16c";
     case Isa::kAvx512:
       return "avx512+vnni";
+    case Isa::kAmx:
+      return "avx512+vnni+amx";
     case Isa::kNeon:
       return cpu().dotprod ? "neon+dotprod" : "neon";
     default:
@@ -136,7 +149,7 @@ std::string_view isa_detail(Isa isa) {
 
 std::vector<Isa> available_isas() {
   std::vector<Isa> out;
-  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kNeon})
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kAmx, Isa::kNeon})
     if (isa_supported(isa)) out.push_back(isa);
   return out;
 }

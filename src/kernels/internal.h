@@ -45,6 +45,12 @@ constexpr int kTypeSlots = 31;
 constexpr int kPackRows = 16;
 // Tokens computed together by one tile call (weights unpacked once for all).
 constexpr int kPackMaxTokens = 8;
+// Tokens of one wide tile call (TypeTable::packed_tile_wide: AMX), 2..16.
+constexpr int kPackWideTokens = 16;
+// Fewer tokens than this take the narrow tiles even where wide ones exist: a
+// wide (AMX) tile's fixed cost per block (tile loads, the sums' round trip
+// through memory) loses to VNNI below about 8 tokens (bench_kernels 2, 4, 8).
+constexpr int kPackWideMinTokens = 8;
 
 // One token's activation for packed kernels (F16: its float row): its blocks (BlockQ8_0 for the
 // 32-element types, BlockQ8_K for Q4_K), the block scales as float, and
@@ -97,6 +103,11 @@ struct TypeTable {
   TypeTraits by_type[kTypeSlots];
   FloatTileFn float_tile[kTypeSlots] = {};
   PackedTileFn packed_tile[kTypeSlots] = {};
+  // Tiles for 2..kPackWideTokens tokens (null: packed_tile in passes of
+  // kPackMaxTokens), with packed_tile's bits; the activations' rows are
+  // best evenly spaced (packed_matmul's scratch), as a tile loads them with
+  // one stride.
+  PackedTileFn packed_tile_wide[kTypeSlots] = {};
   // Whether packing pays with this table (a SIMD tile, not the scalar oracle).
   bool packed_native[kTypeSlots] = {};
   AxpyRowsFn axpy_rows = nullptr;  // kernels.h; set by every table (scalar_float.cpp first)
@@ -122,6 +133,10 @@ void fill_avx2_columns(TypeTable& table);
 void fill_avx512_columns(TypeTable& table);
 void fill_avx2_packed(TypeTable& table);    // Q4_0 Q5_0 Q4_K
 void fill_avx512_packed(TypeTable& table);
+void fill_amx_packed(TypeTable& table);  // Q4_0 Q5_0 Q8_0 wide tiles (x86_amx.cpp)
+// Whether Linux granted this process the AMX tile data state (asked once,
+// process-wide; false where the kernel refuses or predates AMX).
+bool amx_permitted();
 
 // ---------------------------------------------------------------- shared fits
 // (scalar_kquants.cpp; the weighted legacy quantizers use them too)

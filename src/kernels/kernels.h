@@ -21,10 +21,13 @@
 
 namespace slm::kernels {
 
-enum class Isa { kScalar, kAvx2, kAvx512, kNeon };
+// kAmx is the AVX-512 table with AMX-INT8 tiles for prompts and batches of
+// 2 or more tokens (Q4_0, Q5_0, Q8_0), offered where the CPU has AMX and
+// Linux grants the tile state.
+enum class Isa { kScalar, kAvx2, kAvx512, kNeon, kAmx };
 std::string_view isa_name(Isa isa);
 // isa_name plus the optional extensions its table uses on this CPU, for logs
-// and bench output: "neon+dotprod", "avx512+vnni".
+// and bench output: "neon+dotprod", "avx512+vnni", "avx512+vnni+amx".
 std::string_view isa_detail(Isa isa);
 
 struct TypeTraits {

@@ -40,12 +40,13 @@ constexpr int kMaxChunks = 64;
 constexpr int64_t kMinChunkBytes = 16 << 10;
 
 // Runs fn(group, t0, nt, acts) for every group of rows and tile of at most
-// kPackMaxTokens tokens, split over the pool. Guided split: each chunk takes
-// 1 / (2 * threads) of the groups left, so the first chunks are large (few
+// tile_tokens (<= kPackWideTokens) tokens, split over the pool. Guided split:
+// each chunk takes 1 / (2 * threads) of the groups left, so the first chunks are large (few
 // claims) and the last ones small (threads finish together); the boundaries
 // depend only on the shape and the thread count, never on timing.
 template <typename Fn>
-void run_groups(int64_t n_groups, size_t bytes, int64_t n_tokens, ThreadPool& pool, const Fn& fn) {
+void run_groups(int64_t n_groups, size_t bytes, int64_t n_tokens, int tile_tokens, ThreadPool& pool,
+                const Fn& fn) {
   const int64_t min_groups =
       std::max<int64_t>(1, kMinChunkBytes / std::max<int64_t>(1, static_cast<int64_t>(bytes) / n_groups));
   int64_t bounds[kMaxChunks + 1];
@@ -59,16 +60,18 @@ void run_groups(int64_t n_groups, size_t bytes, int64_t n_tokens, ThreadPool& po
     ++n_chunks;
   }
   pool.parallel_for(n_chunks, [&](int64_t chunk, int) {
-    PackedAct acts[kPackMaxTokens];
-    for (int64_t c0 = 0; c0 < n_tokens; c0 += kTokenChunk) {
-      const int64_t c1 = std::min(n_tokens, c0 + kTokenChunk);
+    PackedAct acts[kPackWideTokens];
+    // Wide tiles compute faster, so a chunk of them spans more tokens per
+    // pass over the weights.
+    const int64_t token_chunk = kTokenChunk / kPackMaxTokens * tile_tokens;
+    for (int64_t c0 = 0; c0 < n_tokens; c0 += token_chunk) {
+      const int64_t c1 = std::min(n_tokens, c0 + token_chunk);
       for (int64_t g = bounds[chunk]; g < bounds[chunk + 1]; ++g)
-        for (int64_t t0 = c0; t0 < c1; t0 += kPackMaxTokens)
-          fn(g, t0, static_cast<int>(std::min<int64_t>(kPackMaxTokens, c1 - t0)), acts);
+        for (int64_t t0 = c0; t0 < c1; t0 += tile_tokens)
+          fn(g, t0, static_cast<int>(std::min<int64_t>(tile_tokens, c1 - t0)), acts);
     }
   });
 }
-
 
 // Writes token t's activation for weights of type t (Q8_0 / Q8_K blocks,
 // float scales, integer corrections; layout al) at row.
@@ -132,6 +135,9 @@ void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, T
     const uint8_t* act;  // prepared activations (nullptr for F16: x in place)
   };
   Part parts[kMaxFused];
+  // Each part's tiles for 2..kPackWideTokens tokens (null: tile in passes).
+  PackedTileFn wide[kMaxFused];
+  int tile_tokens = kPackMaxTokens;  // kPackWideTokens when a part has wide tiles
   const size_t n_parts = outs.size();
   int64_t n_groups = 0;
   size_t total_bytes = 0;
@@ -141,6 +147,8 @@ void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, T
     Part& p = parts[i];
     p = Part{&w, outs[i].y, table.packed_tile[static_cast<int>(w.type())], cols / packed_block_elems(w.type()),
              n_groups, 0, act_layout(w.type(), cols), nullptr};
+    wide[i] = table.packed_tile_wide[static_cast<int>(w.type())];
+    if (wide[i] != nullptr) tile_tokens = kPackWideTokens;
     SLM_DCHECK_EQ(cols % packed_block_elems(w.type()), 0);  // pack() refuses partial blocks
     SLM_DCHECK(p.tile != nullptr);
     p.group_bytes = static_cast<size_t>(p.nb * packed_block_bytes(w.type()));
@@ -176,7 +184,7 @@ void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, T
   else if (n_prep > 1)
     pool.parallel_for(n_prep, [&](int64_t task, int) { prepare(task); });
 
-  run_groups(n_groups, total_bytes, n_tokens, pool, [&](int64_t g, int64_t t0, int nt, PackedAct* acts) {
+  auto tile = [&](int64_t g, int64_t t0, int nt, PackedAct* acts) {
     size_t i = n_parts - 1;
     while (g < parts[i].g0) --i;
     const Part& p = parts[i];
@@ -192,10 +200,15 @@ void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, T
     }
     const int64_t rows = p.w->rows(), lg = g - p.g0;
     const int nr = static_cast<int>(std::min<int64_t>(kPackRows, rows - lg * kPackRows));
-    SLM_DCHECK(nr > 0 && nt > 0 && nt <= kPackMaxTokens);
-    p.tile(p.nb, p.w->data() + static_cast<size_t>(lg) * p.group_bytes, acts, nt,
-           p.y + t0 * rows + lg * kPackRows, rows, nr);
-  });
+    SLM_DCHECK(nr > 0 && nt > 0 && nt <= tile_tokens);
+    const uint8_t* group = p.w->data() + static_cast<size_t>(lg) * p.group_bytes;
+    float* y = p.y + t0 * rows + lg * kPackRows;
+    // Decoding and small batches keep the narrow tiles; every tile gives the same bits.
+    if (wide[i] != nullptr && nt >= kPackWideMinTokens) return wide[i](p.nb, group, acts, nt, y, rows, nr);
+    for (int k0 = 0; k0 < nt; k0 += kPackMaxTokens)
+      p.tile(p.nb, group, acts + k0, std::min(kPackMaxTokens, nt - k0), y + k0 * rows, rows, nr);
+  };
+  run_groups(n_groups, total_bytes, n_tokens, tile_tokens, pool, tile);
 }
 
 void matmul(const PackedMatrix& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool,

@@ -33,6 +33,7 @@ const OpsTable& ops_table() {
     case kernels::Isa::kAvx2:
       return avx2;
     case kernels::Isa::kAvx512:
+    case kernels::Isa::kAmx:  // AMX changes only the packed matmul tiles
       return avx512;
     default:
       break;

@@ -160,7 +160,7 @@ TEST(KernelDispatch, IsasAndSelection) {
     EXPECT_EQ(active_isa(), isa);
     EXPECT_EQ(&traits(DType::Q4_0), &traits(isa, DType::Q4_0));
   }
-  for (Isa isa : {Isa::kAvx2, Isa::kAvx512, Isa::kNeon})
+  for (Isa isa : {Isa::kAvx2, Isa::kAvx512, Isa::kAmx, Isa::kNeon})
     if (std::find(isas.begin(), isas.end(), isa) == isas.end()) {
       EXPECT_FALSE(set_active_isa(isa));
     }

@@ -7,6 +7,7 @@
 
 #include "base/thread_pool.h"
 #include "kernel_test_util.h"
+#include "kernels/internal.h"
 
 namespace slm::kernels {
 namespace {
@@ -60,6 +61,90 @@ INSTANTIATE_TEST_SUITE_P(PackedTypes, Packed,
                          ::testing::Values(DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4_K,
                                            DType::Q6_K, DType::F16),
                          [](const auto& info) { return std::string(dtype_name(info.param)); });
+
+// Batched decoding and prompt tiles: every token count 1..33 (the wide AMX
+// tiles take 2..16 tokens a call, so this covers full tiles, tails and the
+// one-token narrow tile), ragged rows, odd and even block counts: every ISA
+// gives the scalar tile's bits, at 1 and 2 threads.
+TEST(PackedMatrix, EveryTokenCountMatchesScalar) {
+  ThreadPool one(1), two(2);
+  std::vector<uint8_t> scratch;
+  const Isa before = active_isa();
+  for (DType t : {DType::Q4_0, DType::Q5_0, DType::Q8_0}) {
+    for (int64_t cols : {int64_t{5 * 32}, int64_t{4 * 32}}) {
+      const int64_t rows = 37;
+      const auto w = test::quantize(t, random_floats(rows * cols, 51, 0.05f));
+      const PackedMatrix p = PackedMatrix::pack(t, w.data(), rows, cols);
+      const auto x = random_floats(33 * cols, 52);
+      for (int64_t m = 1; m <= 33; ++m) {
+        const size_t n = static_cast<size_t>(rows * m);
+        ASSERT_TRUE(set_active_isa(Isa::kScalar));
+        std::vector<float> ref(n);
+        matmul(p, x.data(), m, ref.data(), one, scratch);
+        for (Isa isa : available_isas())
+          for (ThreadPool* pool : {&one, &two}) {
+            ASSERT_TRUE(set_active_isa(isa));
+            std::vector<float> y(n, -1.0f);
+            matmul(p, x.data(), m, y.data(), *pool, scratch);
+            ASSERT_EQ(0, std::memcmp(y.data(), ref.data(), n * 4))
+                << isa_name(isa) << " " << dtype_name(t) << " cols=" << cols << " m=" << m
+                << " threads=" << pool->size();
+          }
+      }
+    }
+  }
+  set_active_isa(before);
+}
+
+// The wide tiles called directly with activation rows that are not evenly
+// spaced (the gathered path) and with evenly spaced ones: the scalar tile's
+// bits for every token count they take. Skipped where no ISA has wide tiles.
+TEST(PackedMatrix, WideTilesMatchScalarTile) {
+  const int64_t nb = 3, cols = nb * kQK32;
+  for (DType t : {DType::Q4_0, DType::Q5_0, DType::Q8_0}) {
+    const auto w = test::quantize(t, random_floats(kPackRows * cols, 61, 0.05f));
+    const PackedMatrix p = PackedMatrix::pack(t, w.data(), kPackRows, cols);
+    const PackedTileFn ref = isa_table(Isa::kScalar).packed_tile[static_cast<int>(t)];
+    // Token k's activation: Q8_0 blocks of random values, scales, corrections.
+    const int64_t row_bytes_q = nb * static_cast<int64_t>(sizeof(BlockQ8_0));
+    std::vector<std::vector<uint8_t>> q(kPackWideTokens);
+    std::vector<std::vector<float>> d(kPackWideTokens);
+    std::vector<std::vector<int32_t>> corr(kPackWideTokens);
+    std::vector<uint8_t> even(static_cast<size_t>(kPackWideTokens * (row_bytes_q + 64)));
+    for (int k = 0; k < kPackWideTokens; ++k) {
+      q[k] = test::quantize(DType::Q8_0, random_floats(cols, 70 + k));
+      std::memcpy(even.data() + k * (row_bytes_q + 64), q[k].data(), q[k].size());
+      for (int64_t b = 0; b < nb; ++b) {
+        const auto* blk = reinterpret_cast<const BlockQ8_0*>(q[k].data()) + b;
+        int32_t sum = 0;
+        for (int e = 0; e < kQK32; ++e) sum += blk->qs[e];
+        d[k].push_back(fp16_to_f32(blk->d));
+        corr[k].push_back(-packed_quant_offset(t) * sum);
+      }
+    }
+    for (Isa isa : available_isas()) {
+      const PackedTileFn wide = isa_table(isa).packed_tile_wide[static_cast<int>(t)];
+      if (wide == nullptr) continue;
+      for (bool spaced : {false, true})
+        for (int nt = 2; nt <= kPackWideTokens; ++nt)
+          for (int nr : {kPackRows, 5}) {
+            PackedAct acts[kPackWideTokens];
+            for (int k = 0; k < nt; ++k)
+              acts[k] =
+                  PackedAct{spaced ? static_cast<const void*>(even.data() + k * (row_bytes_q + 64))
+                                   : q[k].data(),
+                            d[k].data(), corr[k].data()};
+            std::vector<float> want(static_cast<size_t>(nt * kPackRows), -3.0f), got = want;
+            for (int k = 0; k < nt; ++k)
+              ref(nb, p.data(), acts + k, 1, want.data() + k * kPackRows, kPackRows, nr);
+            wide(nb, p.data(), acts, nt, got.data(), kPackRows, nr);
+            ASSERT_EQ(0, std::memcmp(got.data(), want.data(), want.size() * 4))
+                << isa_name(isa) << " " << dtype_name(t) << " nt=" << nt << " nr=" << nr
+                << " spaced=" << spaced;
+          }
+    }
+  }
+}
 
 // Q, K, V or gate, up in one call: every matrix gets the bits of its own
 // call, on every ISA, at 1 and 2 threads, mixing types (Q5_0 and Q8_0 share
