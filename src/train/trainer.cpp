@@ -150,7 +150,7 @@ struct Trainer::Impl {
     lora_d.resize(sz(N * std::max({E, qd, ff})));
     cs.resize(sz(m.n_rope_tables() * N * c.n_rot));
     attn_p.resize(sz(pool.size() * N));
-    chunk = std::clamp<int64_t>((int64_t{1} << 22) / c.n_vocab, 1, 64);
+    chunk = std::clamp<int64_t>((int64_t{1} << 23) / c.n_vocab, 1, 128);
     out_rows.resize(sz(chunk * E));
     dout_rows.resize(sz(chunk * E));
     logits.resize(sz(chunk * c.n_vocab));
