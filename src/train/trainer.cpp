@@ -14,6 +14,7 @@
 #include "base/thread_pool.h"
 #include "model/model.h"
 #include "ops/ops.h"
+#include "train/attention.h"
 #include "train/full_params.h"
 #include "train/grad_ops.h"
 #include "train/linear_grad.h"
@@ -95,7 +96,7 @@ struct Trainer::Impl {
   std::vector<float> proj;           // [n][n_embd]
   std::vector<float> lora_d;         // B (A x) [n][max rows]
   std::vector<float> lora_tmp;       // backward scratch
-  std::vector<float> attn_p;         // attention probabilities [threads][n]
+  std::vector<AttnScratch> attn_ws;  // per thread: attention blocks' scratch
   std::vector<float> dx, dxn, dtmp;  // [n][n_embd]
   std::vector<float> dq, dk, dv, dattn;  // [n][q_dim], [n][kv_dim] x 2, [n][q_dim]
   std::vector<float> dg, du, dh;         // [n][n_ff]
@@ -149,7 +150,8 @@ struct Trainer::Impl {
     for (auto* v : {&dg, &du, &dh}) v->resize(sz(N * ff));
     lora_d.resize(sz(N * std::max({E, qd, ff})));
     cs.resize(sz(m.n_rope_tables() * N * c.n_rot));
-    attn_p.resize(sz(pool.size() * N));
+    attn_ws.resize(sz(pool.size()));
+    for (AttnScratch& w : attn_ws) w.reserve(N, c.head_dim);
     chunk = std::clamp<int64_t>((int64_t{1} << 23) / c.n_vocab, 1, 128);
     out_rows.resize(sz(chunk * E));
     dout_rows.resize(sz(chunk * E));
@@ -286,8 +288,8 @@ struct Trainer::Impl {
     });
     const AttnShape s = attn_shape();
     pool.parallel_for(c.n_head, [&](int64_t h, int t) {
-      attention_fwd(s, a.q.data(), a.k.data(), a.v.data(), a.attn.data(), h, h + 1,
-                    &attn_p[static_cast<size_t>(t * max_n)]);
+      attention_fwd_blocks(s, a.q.data(), a.k.data(), a.v.data(), a.attn.data(), h,
+                           attn_ws[static_cast<size_t>(t)]);
     });
     linear_fwd(lw.wo, a.attn.data(), proj.data(), a.lora_u[3]);
     for (int64_t i = 0; i < n * E; ++i)
@@ -399,8 +401,8 @@ struct Trainer::Impl {
     linear_bwd(lw.wo, a.attn.data(), a.lora_u[3], dx.data(), dattn.data(), false);
     const AttnShape s = attn_shape();
     pool.parallel_for(c.n_head_kv, [&](int64_t g, int t) {
-      attention_bwd(s, a.q.data(), a.k.data(), a.v.data(), a.attn.data(), dattn.data(), dq.data(),
-                    dk.data(), dv.data(), g, g + 1, &attn_p[static_cast<size_t>(t * max_n)]);
+      attention_bwd_blocks(s, a.q.data(), a.k.data(), a.v.data(), a.attn.data(), dattn.data(),
+                           dq.data(), dk.data(), dv.data(), g, attn_ws[static_cast<size_t>(t)]);
     });
     const bool neox = c.rope_order == model::RopeOrder::kNeox;
     const int table = c.layers[static_cast<size_t>(l)].rope_table;
