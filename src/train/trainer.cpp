@@ -12,6 +12,7 @@
 
 #include "base/error.h"
 #include "base/thread_pool.h"
+#include "kernels/kernels.h"
 #include "model/model.h"
 #include "ops/ops.h"
 #include "train/attention.h"
@@ -95,6 +96,7 @@ struct Trainer::Impl {
   std::vector<float> cs;             // RoPE cos/sin per table and row [tables][n][n_rot]
   std::vector<float> proj;           // [n][n_embd]
   std::vector<float> lora_d;         // B (A x) [n][max rows]
+  std::vector<float> lora_bt;        // B^T of the pair at hand [rank][rows]
   std::vector<float> lora_tmp;       // backward scratch
   std::vector<AttnScratch> attn_ws;  // per thread: attention blocks' scratch
   std::vector<float> dx, dxn, dtmp;  // [n][n_embd]
@@ -173,10 +175,24 @@ struct Trainer::Impl {
     const LoraPairParams* p = pair_of(w);
     if (p == nullptr) return;
     be.linear(p->a_lin, xin, n, u.data(), ws);
-    be.linear(p->b_lin, u.data(), n, lora_d.data(), ws);
+    // B u as a rank-r update of blocks of output rows through B^T [r][n_out]
+    // (as n_out dot products of r = 16 values, calls would cost more than math).
+    const int64_t r = p->rank, no = w.rows();
+    if (lora_bt.size() < static_cast<size_t>(r * no)) lora_bt.resize(static_cast<size_t>(r * no));
+    for (int64_t o = 0; o < no; ++o)
+      for (int64_t k = 0; k < r; ++k)
+        lora_bt[static_cast<size_t>(k * no + o)] = p->b[static_cast<size_t>(o * r + k)];
     const float s = lora->scale();
-    const int64_t total = n * w.rows();
-    for (int64_t i = 0; i < total; ++i) y[i] += s * lora_d[static_cast<size_t>(i)];
+    const kernels::AxpyRowsNFn axpy = kernels::axpy_rows_n();
+    constexpr int64_t kTok = 12;
+    pool.parallel_for((n + kTok - 1) / kTok, [&](int64_t blk, int) {
+      const int64_t t0 = blk * kTok, nt = std::min(kTok, n - t0);
+      float* d = &lora_d[static_cast<size_t>(t0 * no)];
+      std::fill(d, d + nt * no, 0.0f);
+      axpy(d, no, u.data() + t0 * r, r, nt, r, lora_bt.data(), no, no);
+      float* yt = y + t0 * no;
+      for (int64_t i = 0; i < nt * no; ++i) yt[i] += s * d[i];
+    });
   }
 
   // dxin (= or +=) W^T dy, plus the LoRA term's input gradient; the pair's
