@@ -82,6 +82,11 @@ inline void in_token_passes(int nt, const F& f) {
 
 using PackedTileFn = void (*)(int64_t nb, const uint8_t* group, const PackedAct* act, int nt,
                               float* y, int64_t ldy, int nr);
+// Row rr of a packed group back to floats, blocks [b0, b0 + nb) into dst
+// (PackedMatrix::dequantize_stripe, training's transposed product): the
+// same bits as the scalar dequantizer (d times the exact level). Q8_0, Q4_0.
+using PackedRowFn = void (*)(const uint8_t* group, int64_t block_bytes, int64_t b0, int64_t nb,
+                             int rr, float* dst);
 
 // Float-weight tile over the plain layout (F16 / BF16 rows x F32 tokens):
 // y[t * ldy + r] = dot(w row r, x row t) for r < nr <= kFloatTileRows,
@@ -97,6 +102,7 @@ struct TypeTable {
   TypeTraits by_type[kTypeSlots];
   FloatTileFn float_tile[kTypeSlots] = {};
   PackedTileFn packed_tile[kTypeSlots] = {};
+  PackedRowFn packed_row[kTypeSlots] = {};  // null: PackedMatrix's own loop
   // Whether packing pays with this table (a SIMD tile, not the scalar oracle).
   bool packed_native[kTypeSlots] = {};
   AxpyRowsFn axpy_rows = nullptr;         // kernels.h; set by every table (scalar_float.cpp first)
