@@ -29,20 +29,22 @@ TypeTable layered(const TypeTable& below, std::initializer_list<FillFn> fills) {
 }
 
 const TypeTable& scalar_table() {
-  static const TypeTable table = layered(TypeTable{}, {fill_scalar_float, fill_scalar_legacy,
-                                                       fill_scalar_kquants, fill_scalar_packed,
-                                                       fill_scalar_columns});
+  static const TypeTable table =
+      layered(TypeTable{}, {fill_scalar_float, fill_scalar_legacy, fill_scalar_kquants,
+                            fill_scalar_packed, fill_scalar_columns});
   return table;
 }
 
 #if defined(SLM_KERNELS_X86)
 const TypeTable& avx2_table() {
-  static const TypeTable table = layered(scalar_table(), {fill_avx2, fill_avx2_packed, fill_avx2_columns});
+  static const TypeTable table =
+      layered(scalar_table(), {fill_avx2, fill_avx2_packed, fill_avx2_columns});
   return table;
 }
 // What AVX-512 does not override runs the AVX2 kernel.
 const TypeTable& avx512_table() {
-  static const TypeTable table = layered(avx2_table(), {fill_avx512, fill_avx512_packed, fill_avx512_columns});
+  static const TypeTable table =
+      layered(avx2_table(), {fill_avx512, fill_avx512_packed, fill_avx512_columns});
   return table;
 }
 // AVX-512 with AMX tiles for multi-token packed products.
@@ -181,10 +183,18 @@ AxpyRowsFn axpy_rows(Isa isa) {
 AxpyColsFn axpy_cols(Isa isa, DType t) {
   return isa_table(isa_supported(isa) ? isa : Isa::kScalar).axpy_cols[static_cast<int>(t)];
 }
-AxpyColsFn axpy_cols(DType t) { return isa_table(active_isa()).axpy_cols[static_cast<int>(t)]; }
+AxpyColsFn axpy_cols(DType t) {
+  return isa_table(active_isa()).axpy_cols[static_cast<int>(t)];
+}
 
 AxpyRowsFn axpy_rows() {
   return isa_table(active_isa()).axpy_rows;
+}
+AxpyRowsNFn axpy_rows_n(Isa isa) {
+  return isa_table(isa_supported(isa) ? isa : Isa::kScalar).axpy_rows_n;
+}
+AxpyRowsNFn axpy_rows_n() {
+  return isa_table(active_isa()).axpy_rows_n;
 }
 
 const LoraKernels& lora_kernels(Isa isa) {

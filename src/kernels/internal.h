@@ -88,6 +88,11 @@ inline void in_token_passes(int nt, const F& f) {
 
 using PackedTileFn = void (*)(int64_t nb, const uint8_t* group, const PackedAct* act, int nt,
                               float* y, int64_t ldy, int nr);
+// Row rr of a packed group back to floats, blocks [b0, b0 + nb) into dst
+// (PackedMatrix::dequantize_stripe, training's transposed product): the
+// same bits as the scalar dequantizer (d times the exact level). Q8_0, Q4_0.
+using PackedRowFn = void (*)(const uint8_t* group, int64_t block_bytes, int64_t b0, int64_t nb,
+                             int rr, float* dst);
 
 // Float-weight tile over the plain layout (F16 / BF16 rows x F32 tokens):
 // y[t * ldy + r] = dot(w row r, x row t) for r < nr <= kFloatTileRows,
@@ -108,11 +113,13 @@ struct TypeTable {
   // best evenly spaced (packed_matmul's scratch), as a tile loads them with
   // one stride.
   PackedTileFn packed_tile_wide[kTypeSlots] = {};
+  PackedRowFn packed_row[kTypeSlots] = {};  // null: PackedMatrix's own loop
   // Whether packing pays with this table (a SIMD tile, not the scalar oracle).
   bool packed_native[kTypeSlots] = {};
-  AxpyRowsFn axpy_rows = nullptr;  // kernels.h; set by every table (scalar_float.cpp first)
-  LoraKernels lora;                // F16 LoRA factors (scalar_float.cpp and the SIMD files)
-  LoraQ8Kernels lora_q8;           // 8-bit LoRA factors (scalar_float.cpp, x86_avx512.cpp)
+  AxpyRowsFn axpy_rows = nullptr;     // kernels.h; set by every table (scalar_float.cpp first)
+  AxpyRowsNFn axpy_rows_n = nullptr;  // kernels.h; likewise
+  LoraKernels lora;                   // F16 LoRA factors (scalar_float.cpp and the SIMD files)
+  LoraQ8Kernels lora_q8;              // 8-bit LoRA factors (scalar_float.cpp, x86_avx512.cpp)
   AxpyColsFn axpy_cols[kTypeSlots] = {};  // kernels.h; Q8_0 and Q4_0 (columns.cpp first)
   TypeTraits& operator[](DType t) { return by_type[static_cast<uint32_t>(t)]; }
   const TypeTraits& operator[](DType t) const { return by_type[static_cast<uint32_t>(t)]; }
@@ -127,11 +134,11 @@ void fill_avx2(TypeTable& table);
 void fill_avx512(TypeTable& table);
 void fill_neon(TypeTable& table);
 void fill_neon_dotprod(TypeTable& table);
-void fill_scalar_packed(TypeTable& table);  // packed-layout oracle tiles
+void fill_scalar_packed(TypeTable& table);   // packed-layout oracle tiles
 void fill_scalar_columns(TypeTable& table);  // axpy_cols oracles (columns.cpp)
 void fill_avx2_columns(TypeTable& table);
 void fill_avx512_columns(TypeTable& table);
-void fill_avx2_packed(TypeTable& table);    // Q4_0 Q5_0 Q4_K
+void fill_avx2_packed(TypeTable& table);  // Q4_0 Q5_0 Q4_K
 void fill_avx512_packed(TypeTable& table);
 void fill_amx_packed(TypeTable& table);  // Q4_0 Q5_0 Q8_0 wide tiles (x86_amx.cpp)
 // Whether Linux granted this process the AMX tile data state (asked once,

@@ -73,6 +73,14 @@ const TypeTraits& traits(Isa isa, DType t);
 // ulps per term. Never throws; any nr >= 0, nc >= 0.
 using AxpyRowsFn = void (*)(float* out, const float* a, int64_t nr, const float* w, int64_t ld,
                             int64_t nc);
+// axpy_rows for nt output rows at once, sharing each load of w across them
+// (a small GEMM: out [nt][nc] += a [nt][nr] w [nr][nc]):
+//   out[t * ldo + c] += sum over i < nr of a[t * lda + i] * w[i * ld + c].
+// Each element takes exactly the steps of the same ISA's axpy_rows (rows in
+// order, the same rounding), so results equal nt calls of it bit for bit.
+// Never throws; any nt, nr, nc >= 0.
+using AxpyRowsNFn = void (*)(float* out, int64_t ldo, const float* a, int64_t lda, int64_t nt,
+                             int64_t nr, const float* w, int64_t ld, int64_t nc);
 // Input-sparse decoding over a column copy of a weight (ColumnMatrix). Row
 // i of the copy (W's column i) starts at data + i * row_bytes and holds the
 // fp16 scales of its nb_row blocks of 32 outputs, then their quants (Q4_0:
@@ -92,8 +100,10 @@ using AxpyColsFn = void (*)(float* y, const ColumnRows& w, int64_t b0, int64_t n
 AxpyColsFn axpy_cols(DType t);
 AxpyColsFn axpy_cols(Isa isa, DType t);
 
-AxpyRowsFn axpy_rows();         // the active ISA's
-AxpyRowsFn axpy_rows(Isa isa);  // a given ISA's (the scalar one where the CPU lacks it)
+AxpyRowsFn axpy_rows();            // the active ISA's
+AxpyRowsFn axpy_rows(Isa isa);     // a given ISA's (the scalar one where the CPU lacks it)
+AxpyRowsNFn axpy_rows_n();         // the active ISA's
+AxpyRowsNFn axpy_rows_n(Isa isa);  // a given ISA's (the scalar one where the CPU lacks it)
 
 // The two low-rank products of a LoRA delta y += B (A x), with the factors
 // in F16 (model/lora.h keeps them so: half the bytes of F32, each row

@@ -343,6 +343,8 @@ void PackedMatrix::dequantize_stripe(int64_t r, int64_t c0, int64_t nc, float* d
   SLM_DCHECK(r >= 0 && r < rows_ && c0 % be == 0 && nc % be == 0 && c0 + nc <= cols_);
   const uint8_t* group = bytes_.get() + static_cast<size_t>((r / kPackRows) * nb * bb);
   const int rr = static_cast<int>(r % kPackRows);
+  if (const PackedRowFn f = isa_table(active_isa()).packed_row[static_cast<int>(t)])
+    return f(group, bb, c0 / be, nc / be, rr, dst);
   for (int64_t b = c0 / be; b < (c0 + nc) / be; ++b, dst += be) {
     const uint8_t* block = group + b * bb;
     if (t == DType::F16) {

@@ -54,6 +54,11 @@ void axpy_rows_scalar(float* out, const float* a, int64_t nr, const float* w, in
   }
 }
 
+void axpy_rows_n_scalar(float* out, int64_t ldo, const float* a, int64_t lda, int64_t nt,
+                        int64_t nr, const float* w, int64_t ld, int64_t nc) {
+  for (int64_t t = 0; t < nt; ++t) axpy_rows_scalar(out + t * ldo, a + t * lda, nr, w, ld, nc);
+}
+
 // LoRA products (kernels.h): each sum in double, rounded once.
 void lora_shrink(const uint16_t* a, int64_t n_in, int64_t r, const float* scale, int64_t k0,
                  int64_t k1, const float* x, int64_t m, float* t) {
@@ -113,6 +118,7 @@ void lora_expand_q8(const int8_t* bt, const float* bd, int64_t n_out, int64_t r,
 
 void fill_scalar_float(TypeTable& t) {
   t.axpy_rows = axpy_rows_scalar;
+  t.axpy_rows_n = axpy_rows_n_scalar;
   t[DType::F32] = {DType::F32, copy_f32, copy_to_f32, vec_dot_f32};
   t[DType::F16] = {DType::F32, dequantize_16<fp16_to_f32>, quantize_16<f32_to_fp16>,
                    vec_dot_16<fp16_to_f32>};

@@ -63,10 +63,18 @@ void axpy_rows_avx2(float* out, const float* a, int64_t nr, const float* w, int6
   }
 }
 
+// kernels.h axpy_rows_n: row after row (the 256-bit version is not the
+// training target; its results stay those of axpy_rows_avx2).
+void axpy_rows_n_avx2(float* out, int64_t ldo, const float* a, int64_t lda, int64_t nt, int64_t nr,
+                      const float* w, int64_t ld, int64_t nc) {
+  for (int64_t t = 0; t < nt; ++t) axpy_rows_avx2(out + t * ldo, a + t * lda, nr, w, ld, nc);
+}
+
 }  // namespace
 
 void fill_avx2(TypeTable& table) {
   table.axpy_rows = axpy_rows_avx2;
+  table.axpy_rows_n = axpy_rows_n_avx2;
   fill_256(table);
 }
 

@@ -248,6 +248,72 @@ void axpy_rows_512(float* out, const float* a, int64_t nr, const float* w, int64
   }
 }
 
+// kernels.h axpy_rows_n: NT output rows by 64 columns in 4 * NT registers;
+// each row of w is loaded once for all NT (axpy_rows loads it once per
+// output row, so a rank update of many rows waits on loads, not FMAs).
+// Every element takes axpy_rows_512's steps: one FMA per row, in order.
+template <int NT>
+void axpy_tile_512(float* out, int64_t ldo, const float* a, int64_t lda, int64_t nr, const float* w,
+                   int64_t ld, int64_t nc) {
+  int64_t c = 0;
+  for (; c + 64 <= nc; c += 64) {
+    __m512 y[NT][4];
+    for (int t = 0; t < NT; ++t)
+      for (int j = 0; j < 4; ++j) y[t][j] = _mm512_loadu_ps(out + t * ldo + c + 16 * j);
+    for (int64_t i = 0; i < nr; ++i) {
+      const float* wi = w + i * ld + c;
+      const __m512 w0 = _mm512_loadu_ps(wi), w1 = _mm512_loadu_ps(wi + 16);
+      const __m512 w2 = _mm512_loadu_ps(wi + 32), w3 = _mm512_loadu_ps(wi + 48);
+      for (int t = 0; t < NT; ++t) {
+        const __m512 at = _mm512_set1_ps(a[t * lda + i]);
+        y[t][0] = _mm512_fmadd_ps(at, w0, y[t][0]);
+        y[t][1] = _mm512_fmadd_ps(at, w1, y[t][1]);
+        y[t][2] = _mm512_fmadd_ps(at, w2, y[t][2]);
+        y[t][3] = _mm512_fmadd_ps(at, w3, y[t][3]);
+      }
+    }
+    for (int t = 0; t < NT; ++t)
+      for (int j = 0; j < 4; ++j) _mm512_storeu_ps(out + t * ldo + c + 16 * j, y[t][j]);
+  }
+  for (; c < nc; c += 16) {
+    const __mmask16 m = nc - c >= 16 ? static_cast<__mmask16>(0xffff)
+                                     : static_cast<__mmask16>((1u << (nc - c)) - 1);
+    __m512 y[NT];
+    for (int t = 0; t < NT; ++t) y[t] = _mm512_maskz_loadu_ps(m, out + t * ldo + c);
+    for (int64_t i = 0; i < nr; ++i) {
+      const __m512 wi = _mm512_maskz_loadu_ps(m, w + i * ld + c);
+      for (int t = 0; t < NT; ++t) y[t] = _mm512_fmadd_ps(_mm512_set1_ps(a[t * lda + i]), wi, y[t]);
+    }
+    for (int t = 0; t < NT; ++t) _mm512_mask_storeu_ps(out + t * ldo + c, m, y[t]);
+  }
+}
+
+// Six rows a tile (24 accumulators, 4 row vectors and a broadcast: 29 of the
+// 32 registers), the remainder in one narrower tile.
+void axpy_rows_n_512(float* out, int64_t ldo, const float* a, int64_t lda, int64_t nt, int64_t nr,
+                     const float* w, int64_t ld, int64_t nc) {
+  constexpr int64_t kTile = 6;
+  int64_t t = 0;
+  for (; t + kTile <= nt; t += kTile)
+    axpy_tile_512<kTile>(out + t * ldo, ldo, a + t * lda, lda, nr, w, ld, nc);
+  float* o = out + t * ldo;
+  const float* at = a + t * lda;
+  switch (nt - t) {
+    case 5:
+      return axpy_tile_512<5>(o, ldo, at, lda, nr, w, ld, nc);
+    case 4:
+      return axpy_tile_512<4>(o, ldo, at, lda, nr, w, ld, nc);
+    case 3:
+      return axpy_tile_512<3>(o, ldo, at, lda, nr, w, ld, nc);
+    case 2:
+      return axpy_tile_512<2>(o, ldo, at, lda, nr, w, ld, nc);
+    case 1:
+      return axpy_tile_512<1>(o, ldo, at, lda, nr, w, ld, nc);
+    default:
+      return;
+  }
+}
+
 // ------------------------------------------------------------------ 512-bit LoRA
 // The LoRA kernels of x86_kernels256.inc on zmm: 16 columns (one column block
 // of B^T) or 2 x 16 inputs per step, masked loads for the tails, the same
@@ -465,6 +531,7 @@ void lora_expand_q8_512(const int8_t* bt, const float* bd, int64_t n_out, int64_
 
 void fill_avx512(TypeTable& table) {
   table.axpy_rows = axpy_rows_512;
+  table.axpy_rows_n = axpy_rows_n_512;
   static_assert(kFloatTileRows == 4 && kFloatTileTokens == 4, "float tiles are written for 4 x 4");
   table.float_tile[static_cast<int>(DType::F16)] = float_tile_any<load16_f16, false>;
   table.float_tile[static_cast<int>(DType::BF16)] = float_tile_any<load16_bf16, true>;

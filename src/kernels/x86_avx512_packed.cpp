@@ -309,9 +309,52 @@ void tile_any(int64_t nb, const uint8_t* group, const PackedAct* act, int nt, fl
     with_token_count<kPackMaxTokens>(nt, [&](auto count) { pass(0, count); });
 }
 
+// internal.h PackedRowFn. Q8_0: word k of row rr (elements 4k..4k+3 as
+// q + 128) sits kPackRows words after word k - 1: one gather of 8 words is
+// the row's 32 bytes in element order.
+void row_q8_0(const uint8_t* group, int64_t block_bytes, int64_t b0, int64_t nb, int rr,
+              float* dst) {
+  const __m256i idx = _mm256_setr_epi32(0, 64, 128, 192, 256, 320, 384, 448);
+  const __m512i bias = _mm512_set1_epi32(128);
+  for (int64_t b = b0; b < b0 + nb; ++b, dst += 32) {
+    const uint8_t* block = group + b * block_bytes;
+    uint16_t h;
+    std::memcpy(&h, block + 2 * rr, 2);
+    const __m512 d = _mm512_set1_ps(_cvtsh_ss(h));
+    const __m256i q =
+        _mm256_i32gather_epi32(reinterpret_cast<const int*>(block + kScaleBytes + rr * 4), idx, 1);
+    const __m512i lo = _mm512_cvtepu8_epi32(_mm256_castsi256_si128(q));
+    const __m512i hi = _mm512_cvtepu8_epi32(_mm256_extracti128_si256(q, 1));
+    _mm512_storeu_ps(dst, _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_sub_epi32(lo, bias))));
+    _mm512_storeu_ps(dst + 16, _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_sub_epi32(hi, bias))));
+  }
+}
+
+// Q4_0: 4 words of row rr; low nibbles are elements 0..15, high 16..31.
+void row_q4_0(const uint8_t* group, int64_t block_bytes, int64_t b0, int64_t nb, int rr,
+              float* dst) {
+  const __m128i idx = _mm_setr_epi32(0, 64, 128, 192);
+  const __m128i m4 = _mm_set1_epi8(0x0F);
+  const __m512i bias = _mm512_set1_epi32(8);
+  for (int64_t b = b0; b < b0 + nb; ++b, dst += 32) {
+    const uint8_t* block = group + b * block_bytes;
+    uint16_t h;
+    std::memcpy(&h, block + 2 * rr, 2);
+    const __m512 d = _mm512_set1_ps(_cvtsh_ss(h));
+    const __m128i q =
+        _mm_i32gather_epi32(reinterpret_cast<const int*>(block + kScaleBytes + rr * 4), idx, 1);
+    const __m512i lo = _mm512_cvtepu8_epi32(_mm_and_si128(q, m4));
+    const __m512i hi = _mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(q, 4), m4));
+    _mm512_storeu_ps(dst, _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_sub_epi32(lo, bias))));
+    _mm512_storeu_ps(dst + 16, _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_sub_epi32(hi, bias))));
+  }
+}
+
 }  // namespace
 
 void fill_avx512_packed(TypeTable& table) {
+  table.packed_row[static_cast<int>(DType::Q8_0)] = row_q8_0;
+  table.packed_row[static_cast<int>(DType::Q4_0)] = row_q4_0;
   static_assert(kPackRows == 16 && kPackMaxTokens == 8, "tiles are written for 16 x 8");
   table.packed_tile[static_cast<int>(DType::Q4_0)] = tile_any<DType::Q4_0>;
   table.packed_tile[static_cast<int>(DType::Q5_0)] = tile_any<DType::Q5_0>;

@@ -189,13 +189,18 @@ template <class T>
 double cross_entropy(const T* z, int64_t n, int32_t target, T weight, T* dz) {
   T mx = z[0];
   for (int64_t i = 1; i < n; ++i) mx = std::max(mx, z[i]);
+  const T zt = z[target];  // before dz (which may alias z) is written
   double sum = 0;
-  for (int64_t i = 0; i < n; ++i) sum += std::exp(static_cast<double>(z[i] - mx));
+  for (int64_t i = 0; i < n; ++i) {
+    const double e = std::exp(static_cast<double>(z[i] - mx));
+    sum += e;
+    if (dz != nullptr) dz[i] = static_cast<T>(e);  // one exp per logit: scaled below
+  }
   const double lse = static_cast<double>(mx) + std::log(sum);
-  const double loss = lse - static_cast<double>(z[target]);
+  const double loss = lse - static_cast<double>(zt);
   if (dz != nullptr) {
-    for (int64_t i = 0; i < n; ++i)
-      dz[i] = weight * static_cast<T>(std::exp(static_cast<double>(z[i]) - lse));
+    const T inv = weight * static_cast<T>(1.0 / sum);
+    for (int64_t i = 0; i < n; ++i) dz[i] *= inv;
     dz[target] -= weight;
   }
   return loss;

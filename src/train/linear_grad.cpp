@@ -26,6 +26,27 @@ void dequantize_stripe(const backend::MatrixView& w, int64_t r, int64_t c0, int6
   kernels::traits(w.type).dequantize_row(src, dst, nc);
 }
 
+// out[t] += a[t] w for t < nt (kernels::axpy_rows_n), skipping the rows of a
+// that are all zero (tokens outside the loss, rows near the output): the
+// kernel runs on each maximal run of non-zero rows.
+void axpy_nonzero_rows(kernels::AxpyRowsNFn f, float* out, int64_t ldo, const float* a, int64_t lda,
+                       int64_t nt, int64_t nr, const float* w, int64_t ld, int64_t nc) {
+  const auto zero = [&](int64_t t) {
+    const float* g = a + t * lda;
+    return std::all_of(g, g + nr, [](float v) { return v == 0.0f; });
+  };
+  for (int64_t t = 0; t < nt;) {
+    if (zero(t)) {
+      ++t;
+      continue;
+    }
+    int64_t e = t + 1;
+    while (e < nt && !zero(e)) ++e;
+    f(out + t * ldo, ldo, a + t * lda, lda, e - t, nr, w, ld, nc);
+    t = e;
+  }
+}
+
 // dx (= or +=) dy W, W [rows][cols] of type t read by read(r, c0, nc, dst).
 template <typename Read>
 void input_grad_of(DType t, int64_t rows, int64_t cols, const Read& read, const float* dy,
@@ -51,7 +72,7 @@ void input_grad_of(DType t, int64_t rows, int64_t cols, const Read& read, const 
   // 32 rows a call: the per-call overhead and the all-zero check stay small
   // next to 32 x nc FMAs; the buffer (32 x 256 floats at most) stays in L1/L2.
   constexpr int64_t kRowBlock = 32;
-  const kernels::AxpyRowsFn axpy = kernels::axpy_rows();
+  const kernels::AxpyRowsNFn axpy = kernels::axpy_rows_n();
   pool.parallel_for(n_stripes * n_tblocks, [&](int64_t task, int) {
     const int64_t c0 = (task % n_stripes) * stripe, nc = std::min(stripe, cols - c0);
     const int64_t t0 = (task / n_stripes) * tblock, t1 = std::min(n, t0 + tblock);
@@ -63,12 +84,8 @@ void input_grad_of(DType t, int64_t rows, int64_t cols, const Read& read, const 
     for (int64_t r0 = 0; r0 < rows; r0 += kRowBlock) {
       const int64_t nr = std::min(kRowBlock, rows - r0);
       for (int64_t i = 0; i < nr; ++i) read(r0 + i, c0, nc, &buf[static_cast<size_t>(i * nc)]);
-      for (int64_t t = t0; t < t1; ++t) {
-        const float* g = dy + t * rows + r0;
-        // Rows of dy are often all zero here (tokens outside the loss, near the output).
-        if (std::all_of(g, g + nr, [](float a) { return a == 0.0f; })) continue;
-        axpy(dx + t * cols + c0, g, nr, buf.data(), nc, nc);
-      }
+      axpy_nonzero_rows(axpy, dx + t0 * cols + c0, cols, dy + t0 * rows + r0, rows, t1 - t0, nr,
+                        buf.data(), nc, nc);
     }
   });
 }
@@ -113,17 +130,14 @@ void weight_grad(const float* dy, const float* x, int64_t n, int64_t rows, int64
           : std::clamp<int64_t>((4 * threads + n_row_tasks - 1) / n_row_tasks, 1,
                                 std::max<int64_t>(1, cols / 64));
   const int64_t chunk = (cols + n_col_tasks - 1) / n_col_tasks;
-  const kernels::AxpyRowsFn axpy = kernels::axpy_rows();
+  const kernels::AxpyRowsNFn axpy = kernels::axpy_rows_n();
   pool.parallel_for(n_row_tasks * n_col_tasks, [&](int64_t task, int) {
     const int64_t rt = task / n_col_tasks, c0 = (task % n_col_tasks) * chunk;
     const int64_t nc = std::min(chunk, cols - c0);
     if (nc <= 0) return;
     const int64_t r0 = rt * kRowsPerTask, r1 = std::min(rows, r0 + kRowsPerTask);
-    for (int64_t r = r0; r < r1; ++r) {
-      const float* g = dyt + r * n;
-      if (std::all_of(g, g + n, [](float a) { return a == 0.0f; })) continue;
-      axpy(dw + r * cols + c0, g, n, x + c0, cols, nc);
-    }
+    axpy_nonzero_rows(axpy, dw + r0 * cols + c0, cols, dyt + r0 * n, n, r1 - r0, n, x + c0, cols,
+                      nc);
   });
 }
 
@@ -139,18 +153,24 @@ void lora_backward(LoraPairParams& p, float scale, const float* x, const float* 
   for (int64_t i = 0; i < n * r; ++i) us[i] = scale * u[i];
   weight_grad(dy, us, n, no, r, p.grad_b.data(), wg_tmp, pool);
   // g[t][k] = scale * sum_o dy[t][o] b[o][k]: row t of dy times B [no][r].
-  const kernels::AxpyRowsFn axpy = kernels::axpy_rows();
-  pool.parallel_for(n, [&](int64_t t, int) {
-    float* gt = g + t * r;
-    std::fill(gt, gt + r, 0.0f);
-    axpy(gt, dy + t * no, no, p.b.data(), r, r);
-    for (int64_t k = 0; k < r; ++k) gt[k] *= scale;
+  // Blocks of kTok rows, so that each kernel call shares its loads of B / A.
+  const kernels::AxpyRowsNFn axpy = kernels::axpy_rows_n();
+  constexpr int64_t kTok = 12;
+  const int64_t n_blocks = (n + kTok - 1) / kTok;
+  pool.parallel_for(n_blocks, [&](int64_t b, int) {
+    const int64_t t0 = b * kTok, nt = std::min(kTok, n - t0);
+    float* gt = g + t0 * r;
+    std::fill(gt, gt + nt * r, 0.0f);
+    axpy(gt, r, dy + t0 * no, no, nt, no, p.b.data(), r, r);
+    for (int64_t k = 0; k < nt * r; ++k) gt[k] *= scale;
   });
   // grad_a[k][i] += sum_t g[t][k] x[t][i]
   weight_grad(g, x, n, r, ni, p.grad_a.data(), wg_tmp, pool);
   // dx[t][i] += sum_k g[t][k] a[k][i]
-  pool.parallel_for(n,
-                    [&](int64_t t, int) { axpy(dx + t * ni, g + t * r, r, p.a.data(), ni, ni); });
+  pool.parallel_for(n_blocks, [&](int64_t b, int) {
+    const int64_t t0 = b * kTok, nt = std::min(kTok, n - t0);
+    axpy(dx + t0 * ni, ni, g + t0 * r, r, nt, r, p.a.data(), ni, ni);
+  });
 }
 
 }  // namespace slm::train

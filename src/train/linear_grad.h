@@ -7,7 +7,7 @@
 //    held a second copy of the model in memory while training).
 //  - LoRA pair: y += s B (A x); its backward gives dA, dB (accumulated) and
 //    the input gradient s A^T (B^T dy) (accumulated into dx).
-// input_grad's inner step is kernels::axpy_rows (run-time ISA choice, the
+// input_grad's inner step is kernels::axpy_rows_n (run-time ISA choice, the
 // scalar version its test oracle); the LoRA products are scalar loops the
 // compiler vectorises. Work is spread over the pool.
 // Thread-safety: one caller per pool.

@@ -12,8 +12,10 @@
 
 #include "base/error.h"
 #include "base/thread_pool.h"
+#include "kernels/kernels.h"
 #include "model/model.h"
 #include "ops/ops.h"
+#include "train/attention.h"
 #include "train/full_params.h"
 #include "train/grad_ops.h"
 #include "train/linear_grad.h"
@@ -94,8 +96,9 @@ struct Trainer::Impl {
   std::vector<float> cs;             // RoPE cos/sin per table and row [tables][n][n_rot]
   std::vector<float> proj;           // [n][n_embd]
   std::vector<float> lora_d;         // B (A x) [n][max rows]
+  std::vector<float> lora_bt;        // B^T of the pair at hand [rank][rows]
   std::vector<float> lora_tmp;       // backward scratch
-  std::vector<float> attn_p;         // attention probabilities [threads][n]
+  std::vector<AttnScratch> attn_ws;  // per thread: attention blocks' scratch
   std::vector<float> dx, dxn, dtmp;  // [n][n_embd]
   std::vector<float> dq, dk, dv, dattn;  // [n][q_dim], [n][kv_dim] x 2, [n][q_dim]
   std::vector<float> dg, du, dh;         // [n][n_ff]
@@ -149,8 +152,9 @@ struct Trainer::Impl {
     for (auto* v : {&dg, &du, &dh}) v->resize(sz(N * ff));
     lora_d.resize(sz(N * std::max({E, qd, ff})));
     cs.resize(sz(m.n_rope_tables() * N * c.n_rot));
-    attn_p.resize(sz(pool.size() * N));
-    chunk = std::clamp<int64_t>((int64_t{1} << 22) / c.n_vocab, 1, 64);
+    attn_ws.resize(sz(pool.size()));
+    for (AttnScratch& w : attn_ws) w.reserve(N, c.head_dim);
+    chunk = std::clamp<int64_t>((int64_t{1} << 23) / c.n_vocab, 1, 128);
     out_rows.resize(sz(chunk * E));
     dout_rows.resize(sz(chunk * E));
     logits.resize(sz(chunk * c.n_vocab));
@@ -171,10 +175,24 @@ struct Trainer::Impl {
     const LoraPairParams* p = pair_of(w);
     if (p == nullptr) return;
     be.linear(p->a_lin, xin, n, u.data(), ws);
-    be.linear(p->b_lin, u.data(), n, lora_d.data(), ws);
+    // B u as a rank-r update of blocks of output rows through B^T [r][n_out]
+    // (as n_out dot products of r = 16 values, calls would cost more than math).
+    const int64_t r = p->rank, no = w.rows();
+    if (lora_bt.size() < static_cast<size_t>(r * no)) lora_bt.resize(static_cast<size_t>(r * no));
+    for (int64_t o = 0; o < no; ++o)
+      for (int64_t k = 0; k < r; ++k)
+        lora_bt[static_cast<size_t>(k * no + o)] = p->b[static_cast<size_t>(o * r + k)];
     const float s = lora->scale();
-    const int64_t total = n * w.rows();
-    for (int64_t i = 0; i < total; ++i) y[i] += s * lora_d[static_cast<size_t>(i)];
+    const kernels::AxpyRowsNFn axpy = kernels::axpy_rows_n();
+    constexpr int64_t kTok = 12;
+    pool.parallel_for((n + kTok - 1) / kTok, [&](int64_t blk, int) {
+      const int64_t t0 = blk * kTok, nt = std::min(kTok, n - t0);
+      float* d = &lora_d[static_cast<size_t>(t0 * no)];
+      std::fill(d, d + nt * no, 0.0f);
+      axpy(d, no, u.data() + t0 * r, r, nt, r, lora_bt.data(), no, no);
+      float* yt = y + t0 * no;
+      for (int64_t i = 0; i < nt * no; ++i) yt[i] += s * d[i];
+    });
   }
 
   // dxin (= or +=) W^T dy, plus the LoRA term's input gradient; the pair's
@@ -286,8 +304,8 @@ struct Trainer::Impl {
     });
     const AttnShape s = attn_shape();
     pool.parallel_for(c.n_head, [&](int64_t h, int t) {
-      attention_fwd(s, a.q.data(), a.k.data(), a.v.data(), a.attn.data(), h, h + 1,
-                    &attn_p[static_cast<size_t>(t * max_n)]);
+      attention_fwd_blocks(s, a.q.data(), a.k.data(), a.v.data(), a.attn.data(), h,
+                           attn_ws[static_cast<size_t>(t)]);
     });
     linear_fwd(lw.wo, a.attn.data(), proj.data(), a.lora_u[3]);
     for (int64_t i = 0; i < n * E; ++i)
@@ -399,8 +417,8 @@ struct Trainer::Impl {
     linear_bwd(lw.wo, a.attn.data(), a.lora_u[3], dx.data(), dattn.data(), false);
     const AttnShape s = attn_shape();
     pool.parallel_for(c.n_head_kv, [&](int64_t g, int t) {
-      attention_bwd(s, a.q.data(), a.k.data(), a.v.data(), a.attn.data(), dattn.data(), dq.data(),
-                    dk.data(), dv.data(), g, g + 1, &attn_p[static_cast<size_t>(t * max_n)]);
+      attention_bwd_blocks(s, a.q.data(), a.k.data(), a.v.data(), a.attn.data(), dattn.data(),
+                           dq.data(), dk.data(), dv.data(), g, attn_ws[static_cast<size_t>(t)]);
     });
     const bool neox = c.rope_order == model::RopeOrder::kNeox;
     const int table = c.layers[static_cast<size_t>(l)].rope_table;

@@ -220,5 +220,33 @@ TEST(IsaAxpyRows, EveryIsaMatchesScalar) {
   }
 }
 
+// The many-row update equals the same ISA's one-row update bit for bit (the
+// same steps per element), on tile remainders, column tails and row strides
+// wider than the rows; a and out rows beyond nt are left alone.
+TEST(IsaAxpyRows, ManyRowsEqualOneRowAtATime) {
+  std::mt19937 rng(13);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  for (const Isa isa : available_isas()) {
+    const AxpyRowsFn one = axpy_rows(isa);
+    const AxpyRowsNFn many = axpy_rows_n(isa);
+    ASSERT_NE(many, nullptr) << isa_name(isa);
+    for (const int64_t nt : {0, 1, 2, 5, 6, 7, 13})
+      for (const int64_t nr : {0, 1, 3, 32})
+        for (const int64_t nc : {0, 1, 15, 16, 17, 63, 64, 65, 130, 256}) {
+          const int64_t ld = nc + 3, ldo = nc + 2, lda = nr + 1;
+          std::vector<float> a(static_cast<size_t>(nt * lda)), w(static_cast<size_t>(nr * ld)),
+              out(static_cast<size_t>((nt + 1) * ldo));
+          for (float& x : a) x = d(rng);
+          for (float& x : w) x = d(rng);
+          for (float& x : out) x = d(rng);
+          std::vector<float> want = out;
+          for (int64_t t = 0; t < nt; ++t)
+            one(want.data() + t * ldo, a.data() + t * lda, nr, w.data(), ld, nc);
+          many(out.data(), ldo, a.data(), lda, nt, nr, w.data(), ld, nc);
+          ASSERT_EQ(out, want) << isa_name(isa) << " nt " << nt << " nr " << nr << " nc " << nc;
+        }
+  }
+}
+
 }  // namespace
 }  // namespace slm::kernels

@@ -199,26 +199,30 @@ TEST(PackedMatrix, FusedCallMatchesSeparateCalls) {
 }
 
 // Training reads packed weights back (their source pages released): every
-// stripe equals the scalar dequantization of the source row, bit for bit.
+// stripe equals the scalar dequantization of the source row, bit for bit,
+// on every ISA (AVX-512 has its own Q8_0 / Q4_0 row loops).
 TEST_P(Packed, DequantizeStripeMatchesTheSourceRow) {
   const DType t = GetParam();
   const Isa before = active_isa();
-  ASSERT_TRUE(set_active_isa(Isa::kScalar));
-  const int64_t bs = std::max<int64_t>(32, test::block_size(t));
-  const int64_t rows = 37, cols = 5 * bs;
-  const auto w = test::quantize(t, random_floats(rows * cols, 31, 0.05f));
-  const PackedMatrix p = PackedMatrix::pack(t, w.data(), rows, cols);
-  ASSERT_FALSE(p.empty());
-  const size_t row_b = static_cast<size_t>(row_bytes(t, cols));
-  std::vector<float> ref(static_cast<size_t>(cols)), got(static_cast<size_t>(cols));
-  for (int64_t r = 0; r < rows; ++r) {
-    traits(t).dequantize_row(w.data() + static_cast<size_t>(r) * row_b, ref.data(), cols);
-    for (const auto& [c0, nc] :
-         {std::pair<int64_t, int64_t>{0, cols}, {bs, 2 * bs}, {4 * bs, bs}}) {
-      std::fill(got.begin(), got.end(), -7.0f);
-      p.dequantize_stripe(r, c0, nc, got.data());
-      ASSERT_EQ(0, std::memcmp(got.data(), ref.data() + c0, static_cast<size_t>(nc) * 4))
-          << dtype_name(t) << " row " << r << " c0 " << c0;
+  for (const Isa isa : available_isas()) {
+    ASSERT_TRUE(set_active_isa(isa));
+    const int64_t bs = std::max<int64_t>(32, test::block_size(t));
+    const int64_t rows = 37, cols = 5 * bs;
+    const auto w = test::quantize(t, random_floats(rows * cols, 31, 0.05f));
+    const PackedMatrix p = PackedMatrix::pack(t, w.data(), rows, cols);
+    ASSERT_FALSE(p.empty());
+    const size_t row_b = static_cast<size_t>(row_bytes(t, cols));
+    std::vector<float> ref(static_cast<size_t>(cols)), got(static_cast<size_t>(cols));
+    for (int64_t r = 0; r < rows; ++r) {
+      traits(Isa::kScalar, t)
+          .dequantize_row(w.data() + static_cast<size_t>(r) * row_b, ref.data(), cols);
+      for (const auto& [c0, nc] :
+           {std::pair<int64_t, int64_t>{0, cols}, {bs, 2 * bs}, {4 * bs, bs}}) {
+        std::fill(got.begin(), got.end(), -7.0f);
+        p.dequantize_stripe(r, c0, nc, got.data());
+        ASSERT_EQ(0, std::memcmp(got.data(), ref.data() + c0, static_cast<size_t>(nc) * 4))
+            << dtype_name(t) << " " << isa_name(isa) << " row " << r << " c0 " << c0;
+      }
     }
   }
   set_active_isa(before);

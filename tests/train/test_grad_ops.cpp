@@ -14,6 +14,7 @@
 
 #include "base/thread_pool.h"
 #include "kernels/kernels.h"
+#include "train/attention.h"
 #include "train/grad_ops.h"
 #include "train/linear_grad.h"
 #include "train/moe_ops.h"
@@ -174,6 +175,52 @@ TEST(GradOps, Attention) {
   attention_bwd(s, all.data(), all.data() + qn, all.data() + qn + kn, out.data(), dout.data(),
                 d.data(), d.data() + qn, d.data() + qn + kn, 0, s.n_head_kv, p.data());
   report("attention (causal gqa)", check(all, f, d));
+}
+
+// The trainer's blocked float attention (attention.h) against the reference
+// templates in double: outputs and every input gradient, on shapes with one
+// partial block, several blocks and a tail, with and without grouping.
+TEST(GradOps, BlockedAttentionEqualsReference) {
+  std::mt19937 rng(14);
+  for (const AttnShape s : {AttnShape{7, 6, 3, 5, 0.4f}, AttnShape{64, 2, 1, 16, 0.25f},
+                            AttnShape{150, 4, 2, 64, 0.125f}}) {
+    const int64_t qn = s.n * s.n_head * s.hd, kn = s.n * s.n_head_kv * s.hd;
+    const Vec all = random_vec(static_cast<size_t>(qn + 2 * kn), rng),
+              dout = random_vec(static_cast<size_t>(qn), rng);
+    Vec out(qn), d(all.size()), p(s.n);
+    attention_fwd(s, all.data(), all.data() + qn, all.data() + qn + kn, out.data(), 0, s.n_head,
+                  p.data());
+    attention_bwd(s, all.data(), all.data() + qn, all.data() + qn + kn, out.data(), dout.data(),
+                  d.data(), d.data() + qn, d.data() + qn + kn, 0, s.n_head_kv, p.data());
+    const std::vector<float> allf(all.begin(), all.end()), doutf(dout.begin(), dout.end());
+    std::vector<float> outf(static_cast<size_t>(qn)), df(all.size(), 1e30f);
+    AttnScratch w;
+    w.reserve(s.n, s.hd);
+    for (int64_t h = 0; h < s.n_head; ++h)
+      attention_fwd_blocks(s, allf.data(), allf.data() + qn, allf.data() + qn + kn, outf.data(), h,
+                           w);
+    for (int64_t g = 0; g < s.n_head_kv; ++g)
+      attention_bwd_blocks(s, allf.data(), allf.data() + qn, allf.data() + qn + kn, outf.data(),
+                           doutf.data(), df.data(), df.data() + qn, df.data() + qn + kn, g, w);
+    // Each part against its largest reference value: float sums of n terms.
+    const auto worst = [](const double* want, const float* got, int64_t len) {
+      double mx = 1e-30, err = 0;
+      for (int64_t i = 0; i < len; ++i) mx = std::max(mx, std::fabs(want[i]));
+      for (int64_t i = 0; i < len; ++i)
+        err = std::max(err, std::fabs(want[i] - static_cast<double>(got[i])));
+      return err / mx;
+    };
+    const double e_out = worst(out.data(), outf.data(), qn);
+    const double e_dq = worst(d.data(), df.data(), qn);
+    const double e_dk = worst(d.data() + qn, df.data() + qn, kn);
+    const double e_dv = worst(d.data() + qn + kn, df.data() + qn + kn, kn);
+    std::printf("[ blocked attention ] n %lld: out %.3g dq %.3g dk %.3g dv %.3g\n",
+                static_cast<long long>(s.n), e_out, e_dq, e_dk, e_dv);
+    EXPECT_LT(e_out, 1e-5);
+    EXPECT_LT(e_dq, 1e-5);
+    EXPECT_LT(e_dk, 1e-5);
+    EXPECT_LT(e_dv, 1e-5);
+  }
 }
 
 TEST(GradOps, CrossEntropy) {
