@@ -73,8 +73,9 @@ using AxpyRowsFn = void (*)(float* out, const float* a, int64_t nr, const float*
 // Input-sparse decoding over a column copy of a weight (ColumnMatrix). Row
 // i of the copy (W's column i) starts at data + i * row_bytes and holds the
 // fp16 scales of its nb_row blocks of 32 outputs, then their quants (Q4_0:
-// 16 bytes of nibbles, value q - 8; Q8_0: 32 int8): scales apart so that
-// kernels convert 16 at a time.
+// 16 bytes of nibbles, value q - 8; Q5_0: 4 bytes of high bits then 16 of
+// nibbles, value q - 16; Q8_0: 32 int8): scales apart so that kernels
+// convert 16 at a time.
 struct ColumnRows {
   const uint8_t* data;
   size_t row_bytes;
@@ -85,7 +86,7 @@ struct ColumnRows {
 // sum; SIMD versions fuse them. Never throws.
 using AxpyColsFn = void (*)(float* y, const ColumnRows& w, int64_t b0, int64_t nb,
                             const int32_t* idx, const float* a, int64_t n);
-// The active / a given ISA's for t (Q8_0, Q4_0), nullptr for other types.
+// The active / a given ISA's for t (Q8_0, Q5_0, Q4_0), nullptr for other types.
 AxpyColsFn axpy_cols(DType t);
 AxpyColsFn axpy_cols(Isa isa, DType t);
 
@@ -204,13 +205,20 @@ namespace slm::kernels {
 // A weight W [rows][cols] (GGUF row-major, blocks along cols) copied once at
 // load as its transpose W^T [cols][rows], quantized in blocks of 32 along
 // rows, so that decoding with a sparse input reads only the rows of W^T
-// whose input is non-zero (TEAL / CATS pruning). The copy keeps the source's
-// type (Q8_0 or Q4_0: the same bytes as the source, in addition to it;
-// Q4_0 is requantized along the other axis, so its values differ from the
-// source by up to one quantization step). Owns its bytes; immutable.
+// whose input is non-zero (TEAL / CATS pruning). The copy's type is
+// copy_type(source): Q8_0 and Q4_0 keep theirs (as many bytes as the source,
+// in addition to it); Q4_K becomes Q4_0 (0.56 bytes a weight against 0.56),
+// Q5_0 stays and Q5_K becomes Q5_0 (0.69 against 0.69), Q6_K becomes Q8_0
+// (1.06 against 0.82: a 6-bit copy would need its own kernels). Blocks run along the
+// other axis, so every copy but Q8_0-from-Q8_0 is requantized and its values
+// differ from the source by up to one step of the copy's block (a Q8_0 copy
+// of a K-quant: about 1/127 of the block's largest weight, well under the
+// source's own step). Owns its bytes; immutable.
 class ColumnMatrix {
  public:
-  // Whether a column copy exists for wtype (Q8_0, Q4_0) and rows % 32 == 0.
+  // The copy's type for a source type (Q8_0, Q5_0 or Q4_0), F32 where there is none.
+  static DType copy_type(DType wtype);
+  // Whether a column copy exists for wtype and rows % 32 == 0.
   static bool supports(DType wtype, int64_t rows);
   // Builds the copy of rows x cols of wtype (supports() must hold).
   static ColumnMatrix build(DType wtype, const void* w, int64_t rows, int64_t cols);
