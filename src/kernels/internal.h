@@ -99,9 +99,9 @@ struct TypeTable {
   PackedTileFn packed_tile[kTypeSlots] = {};
   // Whether packing pays with this table (a SIMD tile, not the scalar oracle).
   bool packed_native[kTypeSlots] = {};
-  AxpyRowsFn axpy_rows = nullptr;         // kernels.h; set by every table (scalar_float.cpp first)
-  LoraKernels lora;                       // F16 LoRA factors (scalar_float.cpp and the SIMD files)
-  AxpyColsFn axpy_cols[kTypeSlots] = {};  // kernels.h; Q8_0, Q5_0, Q4_0 (columns.cpp first)
+  AxpyRowsFn axpy_rows = nullptr;  // kernels.h; set by every table (scalar_float.cpp first)
+  LoraKernels lora;                // F16 LoRA factors (scalar_float.cpp and the SIMD files)
+  AxpyColsFn axpy_cols[kTypeSlots] = {};  // kernels.h; Q8_0 Q5_0 Q4_0 (columns.cpp)
   TypeTraits& operator[](DType t) { return by_type[static_cast<uint32_t>(t)]; }
   const TypeTraits& operator[](DType t) const { return by_type[static_cast<uint32_t>(t)]; }
 };
@@ -115,11 +115,11 @@ void fill_avx2(TypeTable& table);
 void fill_avx512(TypeTable& table);
 void fill_neon(TypeTable& table);
 void fill_neon_dotprod(TypeTable& table);
-void fill_scalar_packed(TypeTable& table);   // packed-layout oracle tiles
+void fill_scalar_packed(TypeTable& table);  // packed-layout oracle tiles
 void fill_scalar_columns(TypeTable& table);  // axpy_cols oracles (columns.cpp)
 void fill_avx2_columns(TypeTable& table);
 void fill_avx512_columns(TypeTable& table);
-void fill_avx2_packed(TypeTable& table);  // Q4_0 Q5_0 Q4_K
+void fill_avx2_packed(TypeTable& table);    // Q4_0 Q5_0 Q4_K
 void fill_avx512_packed(TypeTable& table);
 
 // ---------------------------------------------------------------- shared fits
