@@ -148,11 +148,13 @@ TEST(Sparsity, EachTokenKeepsItsOwnMask) {
 }
 
 // Decoding one token reads the pruned matrices through their column copies
-// (Q8_0, Q4_0); a step of many rows multiplies the zeroed inputs densely.
+// (Q8_0, Q5_0, Q4_0, K-quants); a step of many rows multiplies the zeroed inputs densely.
 // Both give the same logits up to the copy's requantization.
 TEST(Sparsity, ColumnCopiesAgreeWithDenseOverZeroedInputs) {
-  const model::SynthShape shape{"t", "llama", 2, 64, 4, 2, 0, 128, 300, 64, 1e4f, 1e-5f, false};
-  for (const std::string mix : {"Q8_0", "Q4_0"}) {
+  // 256 wide so that K-quants fill their super-blocks (Q4_K_M: Q4_K with
+  // Q6_K for v and some downs, copied as Q4_0 and Q8_0).
+  const model::SynthShape shape{"t", "llama", 2, 256, 4, 2, 0, 256, 300, 64, 1e4f, 1e-5f, false};
+  for (const std::string mix : {"Q8_0", "Q4_0", "Q5_0", "Q4_K_M"}) {
     ThreadPool pool(2);
     const std::vector<uint8_t> bytes = model::synth_bytes(shape, mix, 3, pool);
     const auto m = model::Model::from_file(gguf::File::parse(bytes, "q.gguf"));
@@ -174,6 +176,7 @@ TEST(Sparsity, ColumnCopiesAgreeWithDenseOverZeroedInputs) {
     // step) moves some activations of this random model across a threshold,
     // which later layers amplify; it stays below what pruning itself does.
     EXPECT_LT(diff, (mix == "Q8_0" ? 0.5 : 1.0) * drift) << mix;
+    EXPECT_GT(diff, 0.0) << mix << ": decoding did not go through the copies";
     EXPECT_LT(diff, 0.5 * scale) << mix;
   }
 }
