@@ -157,20 +157,36 @@ void ColumnMatrix::dequantize_row(int64_t i, float* out) const {
 
 void matvec_columns(const ColumnMatrix& w, const float* x, const int32_t* idx, int64_t n, float* y,
                     ThreadPool& pool, std::vector<float>& xs) {
-  const int64_t nb = w.rows() / kQK32;
+  const ColumnOut out{&w, y};
+  matvec_columns(std::span<const ColumnOut>(&out, 1), x, idx, n, pool, xs);
+}
+
+void matvec_columns(std::span<const ColumnOut> outs, const float* x, const int32_t* idx, int64_t n,
+                    ThreadPool& pool, std::vector<float>& xs) {
   if (xs.size() < static_cast<size_t>(n)) xs.resize(static_cast<size_t>(n));
   for (int64_t k = 0; k < n; ++k) xs[static_cast<size_t>(k)] = x[idx[k]];
-  const AxpyColsFn f = axpy_cols(w.type());
-  const ColumnRows v = w.view();
+  // The matrices' output blocks laid end to end, cut into equal ranges; a
+  // range may span two matrices (each part runs with its own kernel).
+  int64_t total = 0;
+  for (const ColumnOut& o : outs) total += o.w->rows() / kQK32;
   const int64_t n_tasks_wanted = pool.size() * kTasksPerThread;
-  const int64_t per_task = std::max<int64_t>(1, (nb + n_tasks_wanted - 1) / n_tasks_wanted);
-  const int64_t n_tasks = (nb + per_task - 1) / per_task;
+  const int64_t per_task = std::max<int64_t>(1, (total + n_tasks_wanted - 1) / n_tasks_wanted);
+  const int64_t n_tasks = (total + per_task - 1) / per_task;
   pool.parallel_for(n_tasks, [&](int64_t t, int) {
-    const int64_t b0 = t * per_task, b1 = std::min(nb, b0 + per_task);
-    float* yt = y + b0 * kQK32;
-    std::fill(yt, yt + (b1 - b0) * kQK32, 0.0f);
-    for (int64_t k0 = 0; k0 < n; k0 += kRowsPerPass)
-      f(yt, v, b0, b1 - b0, idx + k0, xs.data() + k0, std::min(kRowsPerPass, n - k0));
+    const int64_t g0 = t * per_task, g1 = std::min(total, g0 + per_task);
+    int64_t base = 0;  // first global block of the current matrix
+    for (const ColumnOut& o : outs) {
+      const int64_t nb = o.w->rows() / kQK32;
+      const int64_t b0 = std::max<int64_t>(g0 - base, 0), b1 = std::min<int64_t>(g1 - base, nb);
+      base += nb;
+      if (b1 <= b0) continue;
+      const AxpyColsFn f = axpy_cols(o.w->type());
+      const ColumnRows v = o.w->view();
+      float* yt = o.y + b0 * kQK32;
+      std::fill(yt, yt + (b1 - b0) * kQK32, 0.0f);
+      for (int64_t k0 = 0; k0 < n; k0 += kRowsPerPass)
+        f(yt, v, b0, b1 - b0, idx + k0, xs.data() + k0, std::min(kRowsPerPass, n - k0));
+    }
   });
 }
 

@@ -137,5 +137,43 @@ TEST(Columns, MatvecOverSubsetMatchesReference) {
   set_active_isa(before);
 }
 
+// Q, K and V (different types and heights) in one pass: every output as
+// in a call of its own, bit for bit, however the blocks fall across tasks.
+TEST(Columns, FusedMatricesEqualSeparateCalls) {
+  const int64_t cols = 256;
+  const std::vector<std::pair<DType, int64_t>> shapes = {
+      {DType::Q4_0, 320}, {DType::Q8_0, 64}, {DType::Q5_0, 96}};
+  std::vector<ColumnMatrix> ms;
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    const std::vector<uint8_t> w =
+        quantized_matrix(shapes[i].first, shapes[i].second, cols, 40 + static_cast<uint32_t>(i));
+    ms.push_back(ColumnMatrix::build(shapes[i].first, w.data(), shapes[i].second, cols));
+  }
+  const std::vector<float> x = random_floats(cols, 12);
+  std::vector<int32_t> idx;
+  for (int32_t i = 0; i < cols; ++i)
+    if (std::fabs(x[static_cast<size_t>(i)]) > 0.5f) idx.push_back(i);
+  for (const int threads : {1, 2, 3, 5}) {
+    ThreadPool pool(threads);
+    std::vector<float> xs;
+    std::vector<std::vector<float>> alone, fused;
+    std::vector<ColumnOut> outs;
+    for (const ColumnMatrix& m : ms) {
+      alone.emplace_back(static_cast<size_t>(m.rows()), NAN);
+      fused.emplace_back(static_cast<size_t>(m.rows()), NAN);
+    }
+    for (size_t i = 0; i < ms.size(); ++i) {
+      matvec_columns(ms[i], x.data(), idx.data(), static_cast<int64_t>(idx.size()), alone[i].data(),
+                     pool, xs);
+      outs.push_back({&ms[i], fused[i].data()});
+    }
+    matvec_columns(outs, x.data(), idx.data(), static_cast<int64_t>(idx.size()), pool, xs);
+    for (size_t i = 0; i < ms.size(); ++i) {
+      for (const float v : fused[i]) ASSERT_FALSE(std::isnan(v)) << threads << " " << i;
+      EXPECT_EQ(fused[i], alone[i]) << threads << " threads, matrix " << i;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace slm::kernels::test
