@@ -206,10 +206,10 @@ namespace slm::kernels {
 // load as its transpose W^T [cols][rows], quantized in blocks of 32 along
 // rows, so that decoding with a sparse input reads only the rows of W^T
 // whose input is non-zero (TEAL / CATS pruning). The copy's type is
-// copy_type(source): Q8_0 and Q4_0 keep theirs (as many bytes as the source,
-// in addition to it); Q4_K becomes Q4_0 (0.56 bytes a weight against 0.56),
-// Q5_0 stays and Q5_K becomes Q5_0 (0.69 against 0.69), Q6_K becomes Q8_0
-// (1.06 against 0.82: a 6-bit copy would need its own kernels). Blocks run along the
+// copy_type(source): Q8_0, Q5_0 and Q4_0 keep theirs (as many bytes as the
+// source, in addition to it); Q4_K and Q5_K become Q5_0 (0.69 bytes a weight
+// against 0.56 / 0.69), Q6_K becomes Q8_0 (1.06 against 0.82: a 6-bit copy
+// would need its own kernels). Blocks run along the
 // other axis, so every copy but Q8_0-from-Q8_0 is requantized and its values
 // differ from the source by up to one step of the copy's block (a Q8_0 copy
 // of a K-quant: about 1/127 of the block's largest weight, well under the

@@ -40,7 +40,7 @@ std::vector<uint8_t> quantized_matrix(DType t, int64_t rows, int64_t cols, uint3
 
 // The source types with a copy, and the copy's type for each.
 constexpr std::pair<DType, DType> kCopies[] = {
-    {DType::Q8_0, DType::Q8_0}, {DType::Q4_0, DType::Q4_0}, {DType::Q4_K, DType::Q4_0},
+    {DType::Q8_0, DType::Q8_0}, {DType::Q4_0, DType::Q4_0}, {DType::Q4_K, DType::Q5_0},
     {DType::Q5_0, DType::Q5_0}, {DType::Q5_K, DType::Q5_0}, {DType::Q6_K, DType::Q8_0}};
 
 TEST(Columns, CopyHoldsTheWeightsUpToOneStep) {

@@ -152,7 +152,7 @@ TEST(Sparsity, EachTokenKeepsItsOwnMask) {
 // Both give the same logits up to the copy's requantization.
 TEST(Sparsity, ColumnCopiesAgreeWithDenseOverZeroedInputs) {
   // 256 wide so that K-quants fill their super-blocks (Q4_K_M: Q4_K with
-  // Q6_K for v and some downs, copied as Q4_0 and Q8_0).
+  // Q6_K for v and some downs, copied as Q5_0 and Q8_0).
   const model::SynthShape shape{"t", "llama", 2, 256, 4, 2, 0, 256, 300, 64, 1e4f, 1e-5f, false};
   for (const std::string mix : {"Q8_0", "Q4_0", "Q5_0", "Q4_K_M"}) {
     ThreadPool pool(2);
