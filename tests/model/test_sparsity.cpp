@@ -14,6 +14,7 @@
 #include "base/thread_pool.h"
 #include "common/fixtures.h"
 #include "model/calibrate.h"
+#include "model/forward.h"
 #include "model/model.h"
 #include "model/session.h"
 #include "model/sparsity.h"
@@ -145,6 +146,58 @@ TEST(Sparsity, EachTokenKeepsItsOwnMask) {
       ASSERT_NEAR(all[i], single[i], 1e-4) << i;
     }
   }
+}
+
+// A decoding step of several sequences (one row each, the server's
+// continuous batching) prunes each row by its own activations, never by the
+// union of the rows' masks: every sequence's logits equal its step alone bit
+// for bit (F32 weights: no column copies, the same dense kernels), and the
+// step counts the zeroed inputs of its rows (what /metrics reports).
+TEST(Sparsity, BatchedDecodeStepPrunesEachRowOnItsOwn) {
+  const SynthModel sm = make_synth({});
+  const auto m = load(sm);
+  ThreadPool pool(2);
+  model::CalibrateOptions o;
+  o.sparsity = 0.5f;
+  set_sparsity(*m, model::calibrate(*m, some_tokens(32, 64), o, pool));
+  const int64_t n_vocab = m->config().n_vocab;
+  constexpr int kSeqs = 3;
+  model::SessionOptions so;
+  so.n_ctx = 32;
+  std::vector<std::unique_ptr<model::Session>> batched, alone;
+  for (int i = 0; i < kSeqs; ++i) {
+    const auto prompt = some_tokens(4 + i, 64, 5 * i + 1);
+    for (auto* set : {&batched, &alone}) {
+      set->push_back(std::make_unique<model::Session>(*m, so));
+      set->back()->feed(prompt, pool, nullptr);
+    }
+  }
+  const std::vector<int32_t> next = {7, 23, 41};
+  std::vector<std::vector<float>> got(kSeqs, std::vector<float>(static_cast<size_t>(n_vocab)));
+  std::vector<model::SeqChunk> chunks;
+  for (int i = 0; i < kSeqs; ++i)
+    chunks.push_back({batched[static_cast<size_t>(i)].get(),
+                      std::span<const int32_t>(next).subspan(static_cast<size_t>(i), 1),
+                      got[static_cast<size_t>(i)].data()});
+  model::Scratch step(m->config(), 8);
+  model::forward(*m, chunks, step, pool);
+  uint64_t zeroed = 0, total = 0;
+  for (int i = 0; i < kSeqs; ++i) {
+    std::vector<float> want(static_cast<size_t>(n_vocab));
+    const model::SeqChunk c{alone[static_cast<size_t>(i)].get(),
+                            std::span<const int32_t>(next).subspan(static_cast<size_t>(i), 1),
+                            want.data()};
+    model::Scratch one(m->config(), 8);
+    model::forward(*m, std::span<const model::SeqChunk>(&c, 1), one, pool);
+    EXPECT_EQ(got[static_cast<size_t>(i)], want) << "sequence " << i;
+    zeroed += one.prune_stats().zeroed;
+    total += one.prune_stats().total;
+  }
+  EXPECT_EQ(step.prune_stats().zeroed, zeroed);
+  EXPECT_EQ(step.prune_stats().total, total);
+  const double share = static_cast<double>(zeroed) / static_cast<double>(total);
+  EXPECT_GT(share, 0.25);
+  EXPECT_LT(share, 0.75);
 }
 
 // Decoding one token reads the pruned matrices through their column copies
