@@ -144,10 +144,17 @@ class Backend {
   // false (w unchanged) where the backend has no such layout for w.
   virtual bool prepare_columns(Linear& w) const = 0;
   // y [w.rows()] = w x for one row x [w.cols()] that is zero outside idx
-  // (ascending). w.columns must be set. Agrees with linear() up to rounding
-  // and the copy's quantization (kernels.h ColumnMatrix).
-  virtual void linear_columns(const Linear& w, const float* x, std::span<const int32_t> idx,
-                              float* y, Workspace& ws) const = 0;
+  // (ascending), for every output of outs (all of the same cols, each with
+  // w.columns set) in one pass where the backend can fuse them. Agrees with
+  // linear() up to rounding and the copy's quantization (kernels.h
+  // ColumnMatrix); fused or not, results are the same bit for bit.
+  virtual void linear_columns(std::span<const LinearOut> outs, const float* x,
+                              std::span<const int32_t> idx, Workspace& ws) const = 0;
+  void linear_columns(const Linear& w, const float* x, std::span<const int32_t> idx, float* y,
+                      Workspace& ws) const {
+    const LinearOut out{&w, y};
+    linear_columns(std::span<const LinearOut>(&out, 1), x, idx, ws);
+  }
 
   // Every matrix product of the forward pass: the matrices of outs (all of
   // the same cols) applied to the same x [n][cols], in one pass where the

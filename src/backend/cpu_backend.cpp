@@ -83,11 +83,16 @@ class Cpu final : public Backend {
     return true;
   }
 
-  void linear_columns(const Linear& w, const float* x, std::span<const int32_t> idx, float* y,
+  void linear_columns(std::span<const LinearOut> outs, const float* x, std::span<const int32_t> idx,
                       Workspace& ws) const override {
-    const auto& m = static_cast<const Columns&>(*w.columns).matrix;
-    kernels::matvec_columns(m, x, idx.data(), static_cast<int64_t>(idx.size()), y, *ws.pool,
-                            ws.kept);
+    kernels::ColumnOut fused[4];
+    for (size_t i = 0; i < outs.size(); i += std::size(fused)) {
+      const size_t k = std::min(std::size(fused), outs.size() - i);
+      for (size_t j = 0; j < k; ++j)
+        fused[j] = {&static_cast<const Columns&>(*outs[i + j].w->columns).matrix, outs[i + j].y};
+      kernels::matvec_columns(std::span<const kernels::ColumnOut>(fused, k), x, idx.data(),
+                              static_cast<int64_t>(idx.size()), *ws.pool, ws.kept);
+    }
   }
 
   // Matrices sharing an input (Q, K and V; gate and up) run as one fused pass

@@ -116,11 +116,11 @@ struct TypeTable {
   PackedRowFn packed_row[kTypeSlots] = {};  // null: PackedMatrix's own loop
   // Whether packing pays with this table (a SIMD tile, not the scalar oracle).
   bool packed_native[kTypeSlots] = {};
-  AxpyRowsFn axpy_rows = nullptr;     // kernels.h; set by every table (scalar_float.cpp first)
-  AxpyRowsNFn axpy_rows_n = nullptr;  // kernels.h; likewise
-  LoraKernels lora;                   // F16 LoRA factors (scalar_float.cpp and the SIMD files)
-  LoraQ8Kernels lora_q8;              // 8-bit LoRA factors (scalar_float.cpp, x86_avx512.cpp)
-  AxpyColsFn axpy_cols[kTypeSlots] = {};  // kernels.h; Q8_0 and Q4_0 (columns.cpp first)
+  AxpyRowsFn axpy_rows = nullptr;         // kernels.h; set by every table (scalar_float.cpp first)
+  AxpyRowsNFn axpy_rows_n = nullptr;      // kernels.h; likewise
+  LoraKernels lora;                       // F16 LoRA factors (scalar_float.cpp and the SIMD files)
+  LoraQ8Kernels lora_q8;                  // 8-bit LoRA factors (scalar_float.cpp, x86_avx512.cpp)
+  AxpyColsFn axpy_cols[kTypeSlots] = {};  // kernels.h; Q8_0 Q5_0 Q4_0 (columns.cpp)
   TypeTraits& operator[](DType t) { return by_type[static_cast<uint32_t>(t)]; }
   const TypeTraits& operator[](DType t) const { return by_type[static_cast<uint32_t>(t)]; }
 };

@@ -84,8 +84,9 @@ using AxpyRowsNFn = void (*)(float* out, int64_t ldo, const float* a, int64_t ld
 // Input-sparse decoding over a column copy of a weight (ColumnMatrix). Row
 // i of the copy (W's column i) starts at data + i * row_bytes and holds the
 // fp16 scales of its nb_row blocks of 32 outputs, then their quants (Q4_0:
-// 16 bytes of nibbles, value q - 8; Q8_0: 32 int8): scales apart so that
-// kernels convert 16 at a time.
+// 16 bytes of nibbles, value q - 8; Q5_0: 4 bytes of high bits then 16 of
+// nibbles, value q - 16; Q8_0: 32 int8): scales apart so that kernels
+// convert 16 at a time.
 struct ColumnRows {
   const uint8_t* data;
   size_t row_bytes;
@@ -96,7 +97,7 @@ struct ColumnRows {
 // sum; SIMD versions fuse them. Never throws.
 using AxpyColsFn = void (*)(float* y, const ColumnRows& w, int64_t b0, int64_t nb,
                             const int32_t* idx, const float* a, int64_t n);
-// The active / a given ISA's for t (Q8_0, Q4_0), nullptr for other types.
+// The active / a given ISA's for t (Q8_0, Q5_0, Q4_0), nullptr for other types.
 AxpyColsFn axpy_cols(DType t);
 AxpyColsFn axpy_cols(Isa isa, DType t);
 
@@ -241,13 +242,20 @@ namespace slm::kernels {
 // A weight W [rows][cols] (GGUF row-major, blocks along cols) copied once at
 // load as its transpose W^T [cols][rows], quantized in blocks of 32 along
 // rows, so that decoding with a sparse input reads only the rows of W^T
-// whose input is non-zero (TEAL / CATS pruning). The copy keeps the source's
-// type (Q8_0 or Q4_0: the same bytes as the source, in addition to it;
-// Q4_0 is requantized along the other axis, so its values differ from the
-// source by up to one quantization step). Owns its bytes; immutable.
+// whose input is non-zero (TEAL / CATS pruning). The copy's type is
+// copy_type(source): Q8_0, Q5_0 and Q4_0 keep theirs (as many bytes as the
+// source, in addition to it); Q4_K and Q5_K become Q5_0 (0.69 bytes a weight
+// against 0.56 / 0.69), Q6_K becomes Q8_0 (1.06 against 0.82: a 6-bit copy
+// would need its own kernels). Blocks run along the
+// other axis, so every copy but Q8_0-from-Q8_0 is requantized and its values
+// differ from the source by up to one step of the copy's block (a Q8_0 copy
+// of a K-quant: about 1/127 of the block's largest weight, well under the
+// source's own step). Owns its bytes; immutable.
 class ColumnMatrix {
  public:
-  // Whether a column copy exists for wtype (Q8_0, Q4_0) and rows % 32 == 0.
+  // The copy's type for a source type (Q8_0, Q5_0 or Q4_0), F32 where there is none.
+  static DType copy_type(DType wtype);
+  // Whether a column copy exists for wtype and rows % 32 == 0.
   static bool supports(DType wtype, int64_t rows);
   // Builds the copy of rows x cols of wtype (supports() must hold).
   static ColumnMatrix build(DType wtype, const void* w, int64_t rows, int64_t cols);
@@ -273,6 +281,15 @@ class ColumnMatrix {
 // product with an input that is zero outside idx (ascending, in [0, cols)).
 // xs: scratch for the compacted inputs. Split over pool by output blocks.
 void matvec_columns(const ColumnMatrix& w, const float* x, const int32_t* idx, int64_t n, float* y,
+                    ThreadPool& pool, std::vector<float>& xs);
+// The same for several matrices of the same cols reading one x (Q, K and V;
+// gate and up) in one pass over the pool: one wake-up and one finishing tail
+// instead of one per matrix. Results equal separate calls bit for bit.
+struct ColumnOut {
+  const ColumnMatrix* w;
+  float* y;  // [w->rows()]
+};
+void matvec_columns(std::span<const ColumnOut> outs, const float* x, const int32_t* idx, int64_t n,
                     ThreadPool& pool, std::vector<float>& xs);
 
 }  // namespace slm::kernels

@@ -18,7 +18,9 @@ namespace slm::kernels {
 namespace {
 
 template <DType kType>
-constexpr size_t kQuantBytes = kType == DType::Q8_0 ? 32 : 16;
+constexpr size_t kQuantBytes = kType == DType::Q8_0   ? 32
+                               : kType == DType::Q5_0 ? 20
+                                                      : 16;
 
 // The 32 values of one block as two 16-lane float vectors.
 template <DType kType>
@@ -28,6 +30,22 @@ inline void load_block(const uint8_t* q, __m512& lo, __m512& hi) {
         _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q))));
     hi = _mm512_cvtepi32_ps(
         _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 16))));
+  } else if constexpr (kType == DType::Q5_0) {
+    // Each lane's nibble with its high bit from qh as bit 4 (set through a
+    // mask register), then a 32-entry table of q - 16 over two registers.
+    const __m512 t_lo =
+        _mm512_setr_ps(-16, -15, -14, -13, -12, -11, -10, -9, -8, -7, -6, -5, -4, -3, -2, -1);
+    const __m512 t_hi = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    uint32_t qh;
+    __builtin_memcpy(&qh, q, 4);
+    const __m512i v =
+        _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 4)));
+    const __m512i nib = _mm512_set1_epi32(0x0F), bit = _mm512_set1_epi32(16);
+    const __m512i i_lo = _mm512_and_si512(v, nib), i_hi = _mm512_srli_epi32(v, 4);
+    lo = _mm512_permutex2var_ps(
+        t_lo, _mm512_mask_or_epi32(i_lo, static_cast<__mmask16>(qh), i_lo, bit), t_hi);
+    hi = _mm512_permutex2var_ps(
+        t_lo, _mm512_mask_or_epi32(i_hi, static_cast<__mmask16>(qh >> 16), i_hi, bit), t_hi);
   } else {
     // A 16-entry table of q - 8 as floats, indexed by each lane's low four
     // bits (vpermps ignores the rest): the nibble's value in one instruction.
@@ -97,6 +115,7 @@ void axpy_cols_512(float* y, const ColumnRows& w, int64_t b0, int64_t nb, const 
 void fill_avx512_columns(TypeTable& t) {
   t.axpy_cols[static_cast<int>(DType::Q8_0)] = axpy_cols_512<DType::Q8_0>;
   t.axpy_cols[static_cast<int>(DType::Q4_0)] = axpy_cols_512<DType::Q4_0>;
+  t.axpy_cols[static_cast<int>(DType::Q5_0)] = axpy_cols_512<DType::Q5_0>;
 }
 
 }  // namespace slm::kernels

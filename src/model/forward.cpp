@@ -143,7 +143,7 @@ struct Forward {
       for (int64_t i = 0; i < cols; ++i)
         if (x[i] != 0.0f) s.kept_.push_back(static_cast<int32_t>(i));
       if (static_cast<double>(s.kept_.size()) < kColumnsBelow * static_cast<double>(cols)) {
-        for (const backend::LinearOut& o : outs) be.linear_columns(*o.w, x, s.kept_, o.y, s.ws_);
+        be.linear_columns(outs, x, s.kept_, s.ws_);
         if (b.any_adapter) add_lora(outs, x);
         return;
       }

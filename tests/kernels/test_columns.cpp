@@ -26,49 +26,59 @@ std::vector<float> copy_as_w(const ColumnMatrix& m) {
   return w;
 }
 
+// W [rows][cols] of random weights quantized row by row to t.
+std::vector<uint8_t> quantized_matrix(DType t, int64_t rows, int64_t cols, uint32_t seed) {
+  const std::vector<float> src = random_floats(rows * cols, seed);
+  std::vector<uint8_t> w;
+  for (int64_t r = 0; r < rows; ++r) {
+    const std::vector<uint8_t> q =
+        quantize(t, std::vector<float>(src.begin() + r * cols, src.begin() + (r + 1) * cols));
+    w.insert(w.end(), q.begin(), q.end());
+  }
+  return w;
+}
+
+// The source types with a copy, and the copy's type for each.
+constexpr std::pair<DType, DType> kCopies[] = {
+    {DType::Q8_0, DType::Q8_0}, {DType::Q4_0, DType::Q4_0}, {DType::Q4_K, DType::Q5_0},
+    {DType::Q5_0, DType::Q5_0}, {DType::Q5_K, DType::Q5_0}, {DType::Q6_K, DType::Q8_0}};
+
 TEST(Columns, CopyHoldsTheWeightsUpToOneStep) {
-  for (const DType t : {DType::Q8_0, DType::Q4_0}) {
-    const int64_t rows = 96, cols = 64;
-    const std::vector<float> src = random_floats(rows * cols, 3);
-    std::vector<uint8_t> w;
-    for (int64_t r = 0; r < rows; ++r) {
-      const std::vector<float> row(src.begin() + r * cols, src.begin() + (r + 1) * cols);
-      const std::vector<uint8_t> q = quantize(t, row);
-      w.insert(w.end(), q.begin(), q.end());
-    }
+  for (const auto& [t, ct] : kCopies) {
+    const int64_t rows = 96, cols = 256;  // K-quant rows hold whole super-blocks
+    const std::vector<uint8_t> w = quantized_matrix(t, rows, cols, 3);
+    EXPECT_EQ(ColumnMatrix::copy_type(t), ct);
     ASSERT_TRUE(ColumnMatrix::supports(t, rows));
     EXPECT_FALSE(ColumnMatrix::supports(t, rows + 1));
-    EXPECT_FALSE(ColumnMatrix::supports(DType::Q4_K, rows));
     const ColumnMatrix m = ColumnMatrix::build(t, w.data(), rows, cols);
+    EXPECT_EQ(m.type(), ct);
     EXPECT_EQ(m.size_bytes(),
-              static_cast<size_t>(row_bytes(t, rows) * cols));  // as many bytes as W
+              static_cast<size_t>(row_bytes(ct, rows) * cols));  // as many bytes as W in ct
     const std::vector<float> got = copy_as_w(m);
     const std::vector<float> want = dequantize(t, w.data(), rows * cols);
-    // One step of the copy's block: max |column block| / 127 (Q8_0) or / 8 (Q4_0).
+    // One step of the copy's block: max |column block| / 127 (Q8_0), / 16 (Q5_0)
+    // or / 8 (Q4_0).
     for (int64_t c = 0; c < cols; ++c)
       for (int64_t r0 = 0; r0 < rows; r0 += 32) {
         float amax = 0;
         for (int64_t r = r0; r < r0 + 32; ++r)
           amax = std::max(amax, std::fabs(want[static_cast<size_t>(r * cols + c)]));
-        const float step = amax / (t == DType::Q8_0 ? 127.0f : 8.0f);
+        const float step = amax / (ct == DType::Q8_0 ? 127.0f : ct == DType::Q5_0 ? 16.0f : 8.0f);
         for (int64_t r = r0; r < r0 + 32; ++r) {
           const size_t i = static_cast<size_t>(r * cols + c);
-          ASSERT_LE(std::fabs(got[i] - want[i]), step * 1.01f + 1e-6f) << r << "," << c;
+          ASSERT_LE(std::fabs(got[i] - want[i]), step * 1.01f + 1e-6f)
+              << dtype_info(t).name << " " << r << "," << c;
         }
       }
   }
+  for (const DType t : {DType::F16, DType::Q4_1, DType::Q5_1, DType::Q2_K, DType::IQ4_NL})
+    EXPECT_FALSE(ColumnMatrix::supports(t, 96)) << dtype_info(t).name;
 }
 
 TEST(Columns, EveryIsaAgreesWithTheOracle) {
-  for (const DType t : {DType::Q8_0, DType::Q4_0}) {
+  for (const DType t : {DType::Q8_0, DType::Q5_0, DType::Q4_0}) {
     const int64_t rows = 160;  // 5 output blocks
-    std::vector<uint8_t> w;
-    const std::vector<float> src = random_floats(rows * 64, 9);
-    for (int64_t r = 0; r < rows; ++r) {
-      const std::vector<uint8_t> q =
-          quantize(t, std::vector<float>(src.begin() + r * 64, src.begin() + (r + 1) * 64));
-      w.insert(w.end(), q.begin(), q.end());
-    }
+    const std::vector<uint8_t> w = quantized_matrix(t, rows, 64, 9);
     const ColumnMatrix m = ColumnMatrix::build(t, w.data(), rows, 64);
     const std::vector<float> a = random_floats(64, 5);
     for (const int64_t n : {0, 1, 3, 4, 7, 33}) {
@@ -96,15 +106,9 @@ TEST(Columns, EveryIsaAgreesWithTheOracle) {
 
 TEST(Columns, MatvecOverSubsetMatchesReference) {
   const Isa before = active_isa();
-  for (const DType t : {DType::Q8_0, DType::Q4_0}) {
-    const int64_t rows = 512, cols = 96;  // 16 output blocks: several tasks
-    const std::vector<float> src = random_floats(rows * cols, 21);
-    std::vector<uint8_t> w;
-    for (int64_t r = 0; r < rows; ++r) {
-      const std::vector<uint8_t> q =
-          quantize(t, std::vector<float>(src.begin() + r * cols, src.begin() + (r + 1) * cols));
-      w.insert(w.end(), q.begin(), q.end());
-    }
+  for (const DType t : {DType::Q8_0, DType::Q4_0, DType::Q5_0, DType::Q4_K, DType::Q6_K}) {
+    const int64_t rows = 512, cols = 256;  // 16 output blocks: several tasks
+    const std::vector<uint8_t> w = quantized_matrix(t, rows, cols, 21);
     const ColumnMatrix m = ColumnMatrix::build(t, w.data(), rows, cols);
     const std::vector<float> wt = copy_as_w(m);
     const std::vector<float> x = random_floats(cols, 8);
@@ -131,6 +135,44 @@ TEST(Columns, MatvecOverSubsetMatchesReference) {
     }
   }
   set_active_isa(before);
+}
+
+// Q, K and V (different types and heights) in one pass: every output as
+// in a call of its own, bit for bit, however the blocks fall across tasks.
+TEST(Columns, FusedMatricesEqualSeparateCalls) {
+  const int64_t cols = 256;
+  const std::vector<std::pair<DType, int64_t>> shapes = {
+      {DType::Q4_0, 320}, {DType::Q8_0, 64}, {DType::Q5_0, 96}};
+  std::vector<ColumnMatrix> ms;
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    const std::vector<uint8_t> w =
+        quantized_matrix(shapes[i].first, shapes[i].second, cols, 40 + static_cast<uint32_t>(i));
+    ms.push_back(ColumnMatrix::build(shapes[i].first, w.data(), shapes[i].second, cols));
+  }
+  const std::vector<float> x = random_floats(cols, 12);
+  std::vector<int32_t> idx;
+  for (int32_t i = 0; i < cols; ++i)
+    if (std::fabs(x[static_cast<size_t>(i)]) > 0.5f) idx.push_back(i);
+  for (const int threads : {1, 2, 3, 5}) {
+    ThreadPool pool(threads);
+    std::vector<float> xs;
+    std::vector<std::vector<float>> alone, fused;
+    std::vector<ColumnOut> outs;
+    for (const ColumnMatrix& m : ms) {
+      alone.emplace_back(static_cast<size_t>(m.rows()), NAN);
+      fused.emplace_back(static_cast<size_t>(m.rows()), NAN);
+    }
+    for (size_t i = 0; i < ms.size(); ++i) {
+      matvec_columns(ms[i], x.data(), idx.data(), static_cast<int64_t>(idx.size()), alone[i].data(),
+                     pool, xs);
+      outs.push_back({&ms[i], fused[i].data()});
+    }
+    matvec_columns(outs, x.data(), idx.data(), static_cast<int64_t>(idx.size()), pool, xs);
+    for (size_t i = 0; i < ms.size(); ++i) {
+      for (const float v : fused[i]) ASSERT_FALSE(std::isnan(v)) << threads << " " << i;
+      EXPECT_EQ(fused[i], alone[i]) << threads << " threads, matrix " << i;
+    }
+  }
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include "base/thread_pool.h"
 #include "common/fixtures.h"
 #include "model/calibrate.h"
+#include "model/forward.h"
 #include "model/model.h"
 #include "model/session.h"
 #include "model/sparsity.h"
@@ -147,12 +148,66 @@ TEST(Sparsity, EachTokenKeepsItsOwnMask) {
   }
 }
 
+// A decoding step of several sequences (one row each, the server's
+// continuous batching) prunes each row by its own activations, never by the
+// union of the rows' masks: every sequence's logits equal its step alone bit
+// for bit (F32 weights: no column copies, the same dense kernels), and the
+// step counts the zeroed inputs of its rows (what /metrics reports).
+TEST(Sparsity, BatchedDecodeStepPrunesEachRowOnItsOwn) {
+  const SynthModel sm = make_synth({});
+  const auto m = load(sm);
+  ThreadPool pool(2);
+  model::CalibrateOptions o;
+  o.sparsity = 0.5f;
+  set_sparsity(*m, model::calibrate(*m, some_tokens(32, 64), o, pool));
+  const int64_t n_vocab = m->config().n_vocab;
+  constexpr int kSeqs = 3;
+  model::SessionOptions so;
+  so.n_ctx = 32;
+  std::vector<std::unique_ptr<model::Session>> batched, alone;
+  for (int i = 0; i < kSeqs; ++i) {
+    const auto prompt = some_tokens(4 + i, 64, 5 * i + 1);
+    for (auto* set : {&batched, &alone}) {
+      set->push_back(std::make_unique<model::Session>(*m, so));
+      set->back()->feed(prompt, pool, nullptr);
+    }
+  }
+  const std::vector<int32_t> next = {7, 23, 41};
+  std::vector<std::vector<float>> got(kSeqs, std::vector<float>(static_cast<size_t>(n_vocab)));
+  std::vector<model::SeqChunk> chunks;
+  for (int i = 0; i < kSeqs; ++i)
+    chunks.push_back({batched[static_cast<size_t>(i)].get(),
+                      std::span<const int32_t>(next).subspan(static_cast<size_t>(i), 1),
+                      got[static_cast<size_t>(i)].data()});
+  model::Scratch step(m->config(), 8);
+  model::forward(*m, chunks, step, pool);
+  uint64_t zeroed = 0, total = 0;
+  for (int i = 0; i < kSeqs; ++i) {
+    std::vector<float> want(static_cast<size_t>(n_vocab));
+    const model::SeqChunk c{alone[static_cast<size_t>(i)].get(),
+                            std::span<const int32_t>(next).subspan(static_cast<size_t>(i), 1),
+                            want.data()};
+    model::Scratch one(m->config(), 8);
+    model::forward(*m, std::span<const model::SeqChunk>(&c, 1), one, pool);
+    EXPECT_EQ(got[static_cast<size_t>(i)], want) << "sequence " << i;
+    zeroed += one.prune_stats().zeroed;
+    total += one.prune_stats().total;
+  }
+  EXPECT_EQ(step.prune_stats().zeroed, zeroed);
+  EXPECT_EQ(step.prune_stats().total, total);
+  const double share = static_cast<double>(zeroed) / static_cast<double>(total);
+  EXPECT_GT(share, 0.25);
+  EXPECT_LT(share, 0.75);
+}
+
 // Decoding one token reads the pruned matrices through their column copies
-// (Q8_0, Q4_0); a step of many rows multiplies the zeroed inputs densely.
+// (Q8_0, Q5_0, Q4_0, K-quants); a step of many rows multiplies the zeroed inputs densely.
 // Both give the same logits up to the copy's requantization.
 TEST(Sparsity, ColumnCopiesAgreeWithDenseOverZeroedInputs) {
-  const model::SynthShape shape{"t", "llama", 2, 64, 4, 2, 0, 128, 300, 64, 1e4f, 1e-5f, false};
-  for (const std::string mix : {"Q8_0", "Q4_0"}) {
+  // 256 wide so that K-quants fill their super-blocks (Q4_K_M: Q4_K with
+  // Q6_K for v and some downs, copied as Q5_0 and Q8_0).
+  const model::SynthShape shape{"t", "llama", 2, 256, 4, 2, 0, 256, 300, 64, 1e4f, 1e-5f, false};
+  for (const std::string mix : {"Q8_0", "Q4_0", "Q5_0", "Q4_K_M"}) {
     ThreadPool pool(2);
     const std::vector<uint8_t> bytes = model::synth_bytes(shape, mix, 3, pool);
     const auto m = model::Model::from_file(gguf::File::parse(bytes, "q.gguf"));
@@ -174,6 +229,7 @@ TEST(Sparsity, ColumnCopiesAgreeWithDenseOverZeroedInputs) {
     // step) moves some activations of this random model across a threshold,
     // which later layers amplify; it stays below what pruning itself does.
     EXPECT_LT(diff, (mix == "Q8_0" ? 0.5 : 1.0) * drift) << mix;
+    EXPECT_GT(diff, 0.0) << mix << ": decoding did not go through the copies";
     EXPECT_LT(diff, 0.5 * scale) << mix;
   }
 }
