@@ -25,8 +25,7 @@ int64_t checked_rows(const model::Model& model, const tokenizer::Tokenizer& tok,
   if (tok.n_vocab() > model.config().n_vocab)
     throw Error("the tokenizer has " + std::to_string(tok.n_vocab()) +
                 " tokens but the model only " + std::to_string(model.config().n_vocab));
-  if (o.draft_max < 0 || o.draft_max > 32)
-    throw Error("the draft length must be between 0 and 32 tokens");
+  if (o.draft_max < 0 || o.draft_max > 32) throw Error("the draft length must be between 0 and 32 tokens");
   return o.n_slots * (1 + static_cast<int64_t>(o.draft_max)) + o.prefill_chunk;
 }
 
@@ -141,8 +140,8 @@ std::unique_ptr<Sequence> BatchEngine::make_sequence(Request request, UpdateSink
 std::shared_ptr<const GrammarVocab> BatchEngine::grammar_vocab() const {
   std::lock_guard<std::mutex> lock(vocab_mutex_);
   if (!grammar_vocab_)
-    grammar_vocab_ =
-        std::make_shared<const GrammarVocab>(grammar_token_bytes(tokenizer_), tokenizer_.eog_ids());
+    grammar_vocab_ = std::make_shared<const GrammarVocab>(grammar_token_bytes(tokenizer_),
+                                                          tokenizer_.eog_ids());
   return grammar_vocab_;
 }
 
@@ -180,8 +179,7 @@ void BatchEngine::admit(std::unique_ptr<Sequence> seq) {
   // back has lost the window its next token reads, and is recomputed.
   if (!best->session->can_keep(static_cast<int64_t>(reuse))) reuse = 0;
   const size_t donor_reuse = std::min(donor_cp, limit);
-  if (donor != nullptr && donor_reuse > reuse &&
-      donor->session->can_keep(static_cast<int64_t>(donor_reuse))) {
+  if (donor != nullptr && donor_reuse > reuse && donor->session->can_keep(static_cast<int64_t>(donor_reuse))) {
     reuse = donor_reuse;
     best->session->copy_prefix(*donor->session, static_cast<int64_t>(reuse));
   } else {
@@ -243,8 +241,7 @@ void BatchEngine::finish(Slot& slot, FinishReason why, Update u, std::string err
   u.n_accepted = q.n_accepted_;
   const std::unique_ptr<Sequence> seq = std::move(slot.seq);
   // A drafted step that ended early holds draft rows past the last emitted token.
-  if (slot.n_past() > slot.key.tokens.size())
-    slot.session->truncate(static_cast<int64_t>(slot.key.tokens.size()));
+  if (slot.n_past() > slot.key.tokens.size()) slot.session->truncate(static_cast<int64_t>(slot.key.tokens.size()));
   slot.key.tokens.resize(slot.n_past());
   seq->sink_(std::move(u));
 }
@@ -297,8 +294,7 @@ void BatchEngine::step() {
       chunks_.push_back({s->session.get(), std::span<const int32_t>(&s->key.tokens.back(), 1),
                          s->logits(), false});
     } else {  // the last token and its drafts, logits for every row
-      chunks_.push_back({s->session.get(),
-                         std::span<const int32_t>(s->key.tokens).last(static_cast<size_t>(k) + 1),
+      chunks_.push_back({s->session.get(), std::span<const int32_t>(s->key.tokens).last(static_cast<size_t>(k) + 1),
                          s->draft_logits.data(), true});
     }
     chunks_.back().adapter = s->seq->request_.adapter.get();
@@ -440,8 +436,7 @@ void BatchEngine::emit(Slot& slot, int32_t id, std::span<const float> logits) {
 
 int64_t BatchEngine::propose(Slot& slot) {
   Sequence& q = *slot.seq;
-  if (draft_max_ == 0 || q.sampler_.has_prepare())
-    return 0;  // stateful constraints see every token once
+  if (draft_max_ == 0 || q.sampler_.has_prepare()) return 0;  // stateful constraints see every token once
   if (slot.pause > 0) {
     --slot.pause;
     return 0;
@@ -462,8 +457,7 @@ int64_t BatchEngine::propose(Slot& slot) {
     const int32_t* tail = t.data() + n - g;
     for (int64_t p = n - g - 1; p >= 0; --p) {
       if (!std::equal(tail, tail + g, t.data() + p)) continue;
-      for (int64_t i = p + g; i < n && static_cast<int64_t>(slot.draft.size()) < k; ++i)
-        slot.draft.push_back(t[i]);
+      for (int64_t i = p + g; i < n && static_cast<int64_t>(slot.draft.size()) < k; ++i) slot.draft.push_back(t[i]);
       break;
     }
   }
@@ -478,7 +472,7 @@ void BatchEngine::verify(Slot& slot, int64_t k) {
   Sequence& q = *slot.seq;
   std::vector<int32_t>& t = slot.key.tokens;
   t.resize(t.size() - static_cast<size_t>(k));  // back to the last fed token
-  const size_t last = t.size() - 1;             // its position
+  const size_t last = t.size() - 1;              // its position
   const auto V = static_cast<size_t>(n_vocab());
   auto row = [&](size_t i) { return std::span<const float>(slot.draft_logits.data() + i * V, V); };
   // Row i saw the last token and drafts 1..i: draw from it while the draws
@@ -487,9 +481,8 @@ void BatchEngine::verify(Slot& slot, int64_t k) {
   drawn.clear();
   try {
     for (int64_t i = 0; i <= k; ++i) {
-      const int32_t id =
-          i < k ? q.sampler_.sample_draft(row(static_cast<size_t>(i)), t, slot.draft[i])
-                : q.sampler_.sample(row(static_cast<size_t>(i)), t);
+      const int32_t id = i < k ? q.sampler_.sample_draft(row(static_cast<size_t>(i)), t, slot.draft[i])
+                               : q.sampler_.sample(row(static_cast<size_t>(i)), t);
       drawn.push_back(id);
       if (i == k || id != slot.draft[static_cast<size_t>(i)] || tokenizer_.is_eog(id)) break;
       t.push_back(id);
@@ -518,8 +511,7 @@ void BatchEngine::verify(Slot& slot, int64_t k) {
     slot.pause = 8;
     slot.misses = 0;
   }
-  for (int64_t i = 0; i < n && slot.busy(); ++i)
-    emit(slot, drawn[static_cast<size_t>(i)], row(static_cast<size_t>(i)));
+  for (int64_t i = 0; i < n && slot.busy(); ++i) emit(slot, drawn[static_cast<size_t>(i)], row(static_cast<size_t>(i)));
 }
 
 void BatchEngine::shift_context(Slot& slot) {

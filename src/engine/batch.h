@@ -44,7 +44,7 @@ struct BatchOptions {
   int64_t n_ctx = 0;            // per slot (never divided); 0: the model's training context
   int64_t prefill_chunk = 128;  // prompt tokens per step, over all sequences
   bool allow_beyond_train_ctx = false;
-  DType kv_type = DType::F32;  // of every slot's KV cache (model::SessionOptions)
+  DType kv_type = DType::F32;   // of every slot's KV cache (model::SessionOptions)
   // Speculative decoding by prompt lookup (n-gram drafts from the sequence's
   // own tokens), verified in the same batched step: the most draft tokens per
   // sequence and step; 0: off. Greedy output is unchanged; sampled output
@@ -128,16 +128,15 @@ class BatchEngine {
   int draft_max_ = 0;
   std::vector<std::unique_ptr<Slot>> slots_;
   model::Scratch scratch_;
-  uint64_t tick_ =
-      0;  // admission counter: prefill order among equals and least-recently-used choice
+  uint64_t tick_ = 0;   // admission counter: prefill order among equals, least recently used
   uint64_t steps_ = 0;  // steps taken: a waiting prompt's age in the prefill order
   // Step buffers, sized once.
   std::vector<model::SeqChunk> chunks_;
   std::vector<Slot*> chunk_slots_;
   std::vector<Slot*> order_;
-  std::vector<int32_t> top_order_;     // logprobs sort buffer [n_vocab]
+  std::vector<int32_t> top_order_;  // logprobs sort buffer [n_vocab]
   std::vector<int64_t> chunk_drafts_;  // per chunk: draft tokens it verifies (0: a plain row)
-  std::vector<Slot*> prepare_;         // slots whose masks this step computes in parallel
+  std::vector<Slot*> prepare_;      // slots whose masks this step computes in parallel
   mutable std::mutex vocab_mutex_;
   mutable std::shared_ptr<const GrammarVocab> grammar_vocab_;
 };

@@ -72,8 +72,8 @@ struct AttentionShape {
   int64_t ring = 0;
   DType kv_type = DType::F32;
 };
-void attention(const AttentionShape& s, const float* q, const uint8_t* k_cache,
-               const uint8_t* v_cache, float* out, float* scratch, ThreadPool& pool);
+void attention(const AttentionShape& s, const float* q, const uint8_t* k_cache, const uint8_t* v_cache,
+               float* out, float* scratch, ThreadPool& pool);
 // One sequence's attention in a batched step (attention_many): its shape and
 // buffers as attention() takes them.
 struct AttentionCall {
@@ -92,10 +92,10 @@ struct AttentionCall {
 void attention_many(std::span<const AttentionCall> calls, std::vector<int64_t>& starts,
                     float* scratch, int64_t stride, ThreadPool& pool);
 // The float32 cache (s.kv_type must be F32).
-inline void attention(const AttentionShape& s, const float* q, const float* k_cache,
-                      const float* v_cache, float* out, float* scratch, ThreadPool& pool) {
-  attention(s, q, reinterpret_cast<const uint8_t*>(k_cache),
-            reinterpret_cast<const uint8_t*>(v_cache), out, scratch, pool);
+inline void attention(const AttentionShape& s, const float* q, const float* k_cache, const float* v_cache,
+                      float* out, float* scratch, ThreadPool& pool) {
+  attention(s, q, reinterpret_cast<const uint8_t*>(k_cache), reinterpret_cast<const uint8_t*>(v_cache), out,
+            scratch, pool);
 }
 
 }  // namespace slm::ops

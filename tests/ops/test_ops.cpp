@@ -71,23 +71,19 @@ TEST(Ops, AttentionOverF16AndQ8CachesMatchesScalarOnEveryIsa) {
     int64_t n_tokens, pos0, n_head, n_head_kv, head_dim;
   };
   for (DType type : {DType::F16, DType::Q8_0}) {
-    for (Case c :
-         {Case{1, 0, 2, 1, 64}, Case{3, 5, 4, 2, 64}, Case{2, 9, 4, 4, 128}, Case{1, 200, 8, 2, 64},
-          Case{3, 6, 2, 1, 256}, Case{2, 40, 2, 1, 32}, Case{4, 3, 2, 1, 80}}) {
+    for (Case c : {Case{1, 0, 2, 1, 64}, Case{3, 5, 4, 2, 64}, Case{2, 9, 4, 4, 128}, Case{1, 200, 8, 2, 64},
+                   Case{3, 6, 2, 1, 256}, Case{2, 40, 2, 1, 32}, Case{4, 3, 2, 1, 80}}) {
       if (type == DType::Q8_0 && c.head_dim % 32 != 0) continue;
       AttentionShape s{c.n_tokens, c.pos0, c.n_head, c.n_head_kv, c.head_dim};
       const int64_t span = c.pos0 + c.n_tokens, kv_dim = c.n_head_kv * c.head_dim;
-      const auto q =
-          random_floats(static_cast<size_t>(c.n_tokens * c.n_head * c.head_dim), 1, 1.0f);
+      const auto q = random_floats(static_cast<size_t>(c.n_tokens * c.n_head * c.head_dim), 1, 1.0f);
       const auto k = random_floats(static_cast<size_t>(span * kv_dim), 2, 1.0f);
       const auto v = random_floats(static_cast<size_t>(span * kv_dim), 3, 1.0f);
       const size_t row = kv_row_bytes(type, kv_dim);
       std::vector<uint8_t> kc(row * static_cast<size_t>(span)), vc(kc.size());
       for (int64_t p = 0; p < span; ++p) {
-        kv_store(type, &k[static_cast<size_t>(p * kv_dim)], kv_dim,
-                 &kc[static_cast<size_t>(p) * row]);
-        kv_store(type, &v[static_cast<size_t>(p * kv_dim)], kv_dim,
-                 &vc[static_cast<size_t>(p) * row]);
+        kv_store(type, &k[static_cast<size_t>(p * kv_dim)], kv_dim, &kc[static_cast<size_t>(p) * row]);
+        kv_store(type, &v[static_cast<size_t>(p * kv_dim)], kv_dim, &vc[static_cast<size_t>(p) * row]);
       }
       std::vector<float> scratch(static_cast<size_t>(pool.size() * span));
       std::vector<float> exact(q.size()), ref(q.size()), out(q.size());
@@ -98,15 +94,13 @@ TEST(Ops, AttentionOverF16AndQ8CachesMatchesScalarOnEveryIsa) {
       // F16 rounds at 2^-11 relative, Q8_0 at 1/254 of a block's largest value.
       const float tol = type == DType::F16 ? 5e-3f : 5e-2f;
       for (size_t i = 0; i < ref.size(); ++i)
-        ASSERT_NEAR(ref[i], exact[i], tol * (1 + std::fabs(exact[i])))
-            << dtype_name(type) << " i=" << i;
+        ASSERT_NEAR(ref[i], exact[i], tol * (1 + std::fabs(exact[i]))) << dtype_name(type) << " i=" << i;
       for (kernels::Isa isa : kernels::available_isas()) {
         ASSERT_TRUE(kernels::set_active_isa(isa));
         attention(s, q.data(), kc.data(), vc.data(), out.data(), scratch.data(), pool);
         for (size_t i = 0; i < out.size(); ++i)
           ASSERT_NEAR(out[i], ref[i], 2e-5f * (1 + std::fabs(ref[i])))
-              << kernels::isa_name(isa) << " " << dtype_name(type) << " head_dim=" << c.head_dim
-              << " i=" << i;
+              << kernels::isa_name(isa) << " " << dtype_name(type) << " head_dim=" << c.head_dim << " i=" << i;
       }
     }
   }
