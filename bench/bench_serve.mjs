@@ -7,7 +7,7 @@
 //
 //   node bench/bench_serve.mjs MODEL.gguf [--slm build/src/cli/slm] [--streams 1,4,8]
 //        [--prompt-tokens 128] [--gen-tokens 128] [--threads N] [--runs 1] [--json]
-//        [--adapters N --rank R]
+//        [--adapters N --rank R] [--usd-per-hour 0.10] [--prefill-chunk N]
 //
 // --adapters N: serve N random LoRA adapters of rank R (default 16) on all
 // seven projections (PEFT folders written to a temporary folder and imported
@@ -25,7 +25,7 @@ import { fileURLToPath } from "node:url";
 const here = path.dirname(fileURLToPath(import.meta.url));
 const opts = { slm: process.env.SLM_BIN || path.resolve(here, "../build/src/cli/slm"), streams: "1,4,8",
                "prompt-tokens": "128", "gen-tokens": "128", threads: "", runs: "1", json: false, model: "",
-               adapters: "0", rank: "16" };
+               adapters: "0", rank: "16", "usd-per-hour": "0.10", "prefill-chunk": "" };
 const argv = process.argv.slice(2);
 for (let i = 0; i < argv.length; i++) {
   const a = argv[i];
@@ -87,6 +87,7 @@ function startServer() {
   const args = ["serve", "--model", opts.model, "--host", "127.0.0.1", "--port", "0", "--parallel", String(maxStreams),
                 "--ctx-size", String(promptTokens + genTokens + 8), "--max-queue", "0"];
   if (opts.threads) args.push("--threads", opts.threads);
+  if (opts["prefill-chunk"]) args.push("--prefill-chunk", opts["prefill-chunk"]);
   for (const [name, file] of adapters) args.push("--lora", `${name}=${file}`);
   const proc = spawn(opts.slm, args, { stdio: ["ignore", "pipe", "pipe"] });
   let out = "", err = "";
@@ -161,7 +162,10 @@ for (const n of streams) {
       per_stream_tok_s: +(rs.reduce((a, r) => a + r.tokens / ((r.end - r.first) / 1000), 0) / n).toFixed(1),
       ttft_ms_mean: +(rs.reduce((a, r) => a + r.ttft, 0) / n).toFixed(1),
       ttft_ms_p50: +pct(rs.map((r) => r.ttft), 0.5).toFixed(1),
+      ttft_ms_p99: +pct(rs.map((r) => r.ttft), 0.99).toFixed(1),
       ttft_ms_max: +Math.max(...rs.map((r) => r.ttft)).toFixed(1),
+      // The machine's price per generated token, prompt time included: $0.10/h by default (--usd-per-hour).
+      usd_per_mtok: +(Number(opts["usd-per-hour"]) / 3600 / (tokens / wall) * 1e6).toFixed(3),
       decode_phase_s: +((lastEnd - lastFirst) / 1000).toFixed(3),
     };
     if (rs.some((r) => r.tokens !== genTokens)) throw new Error(`a stream produced the wrong token count: ${JSON.stringify(rs)}`);
@@ -174,8 +178,8 @@ if (opts.json) {
   for (const r of results) console.log(JSON.stringify(r));
 } else {
   console.log(`model ${path.basename(opts.model)}${adapters.length ? `, ${adapters.length} adapters of rank ${opts.rank}` : ""}, prompt ${promptTokens} + generate ${genTokens} tokens per stream`);
-  console.log("streams | aggregate gen tok/s | per-stream tok/s | TTFT mean / p50 / max (ms)");
+  console.log("streams | aggregate gen tok/s | per-stream tok/s | $/Mtok | TTFT mean / p50 / p99 / max (ms)");
   for (const r of results)
-    console.log(`${String(r.streams).padStart(7)} | ${String(r.aggregate_tok_s).padStart(19)} | ${String(r.per_stream_tok_s).padStart(16)} | ${r.ttft_ms_mean} / ${r.ttft_ms_p50} / ${r.ttft_ms_max}`);
+    console.log(`${String(r.streams).padStart(7)} | ${String(r.aggregate_tok_s).padStart(19)} | ${String(r.per_stream_tok_s).padStart(16)} | ${String(r.usd_per_mtok).padStart(6)} | ${r.ttft_ms_mean} / ${r.ttft_ms_p50} / ${r.ttft_ms_p99} / ${r.ttft_ms_max}`);
 }
 process.exit(0);

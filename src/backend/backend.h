@@ -114,18 +114,21 @@ struct LoraTask {
 // Per-caller buffers the ops reuse across calls, grown on first use so the
 // token loop allocates nothing once warm.
 struct Workspace {
-  ThreadPool* pool = nullptr;      // set by the caller for each call
-  std::vector<LoraTask> lora;      // Backend::lora's task list
-  std::vector<size_t> lora_order;  // its segments grouped by matrix
-  std::vector<uint8_t> matmul;     // quantized activations
-  std::vector<float> scores;       // attention scores [n_threads][longest context]
-  std::vector<float> kept;         // linear_columns' compacted inputs
+  ThreadPool* pool = nullptr;            // set by the caller for each call
+  std::vector<LoraTask> lora;            // Backend::lora's task list
+  std::vector<size_t> lora_order;        // its segments grouped by matrix
+  std::vector<uint8_t> matmul;           // quantized activations
+  std::vector<float> scores;             // attention scores [n_threads][longest context]
+  std::vector<int64_t> attn_starts;      // attention_many's task offsets [calls + 1]
+  std::vector<ops::AttentionCall> attn;  // one step's attention calls, one per sequence
+  std::vector<float> kept;               // linear_columns' compacted inputs
 };
 
 // Causal grouped-query attention over a sequence's cache: the shape (window,
 // scale, soft-cap, ring) is the float ops' own (ops/ops.h), which every
 // backend takes as it is.
 using AttentionShape = ops::AttentionShape;
+using AttentionCall = ops::AttentionCall;
 
 // The gate's activation of a gated feed-forward.
 enum class Activation { kSilu, kGeluTanh };  // SwiGLU, GeGLU (tanh GELU)
@@ -199,6 +202,11 @@ class Backend {
   //   q: [n_tokens][n_head * head_dim]; k, v: cache [n_ctx][n_head_kv * head_dim] in s.kv_type
   virtual void attention(const AttentionShape& s, const float* q, const uint8_t* k_cache,
                          const uint8_t* v_cache, float* out, Workspace& ws) const = 0;
+  // Every sequence's attention of one step (ws.attn) as one parallel job
+  // (ops::attention_many); ws.scores holds n_threads * stride floats, stride
+  // at least every call's pos0 + n_tokens.
+  virtual void attention_many(std::span<const AttentionCall> calls, int64_t stride,
+                              Workspace& ws) const = 0;
 };
 
 // The CPU backend: kernels chosen from the CPU's features (kernels::active_isa).

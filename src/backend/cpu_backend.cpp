@@ -218,6 +218,10 @@ class Cpu final : public Backend {
                  const uint8_t* v_cache, float* out, Workspace& ws) const override {
     ops::attention(s, q, k_cache, v_cache, out, ws.scores.data(), *ws.pool);
   }
+  void attention_many(std::span<const AttentionCall> calls, int64_t stride,
+                      Workspace& ws) const override {
+    ops::attention_many(calls, ws.attn_starts, ws.scores.data(), stride, *ws.pool);
+  }
 };
 
 }  // namespace

@@ -39,6 +39,7 @@ struct BatchEngine::Slot {
   CacheKey key;
   std::unique_ptr<Sequence> seq;  // null: free
   uint64_t order = 0;             // admission tick
+  uint64_t admitted_step = 0;     // BatchEngine::steps_ at admission
 
   bool busy() const { return seq != nullptr; }
   size_t n_past() const { return static_cast<size_t>(session->n_past()); }
@@ -192,9 +193,12 @@ void BatchEngine::admit(std::unique_ptr<Sequence> seq) {
   seq->prefill_end_ = want.tokens.size();
   seq->sample_after_prefill_ = true;
   slot.order = ++tick_;
+  slot.admitted_step = steps_;
   slot.seq = std::move(seq);
-  if (observer_)
+  if (observer_) {
+    observer_->on_admitted(seconds(slot.seq->created_, Clock::now()));
     observer_->on_prompt(static_cast<int64_t>(slot.key.tokens.size()), slot.seq->n_cached_);
+  }
 }
 
 Update BatchEngine::progress(const Slot& slot) const {
@@ -297,8 +301,21 @@ void BatchEngine::step() {
     chunk_slots_.push_back(s.get());
     chunk_drafts_.push_back(k);
   }
-  std::sort(order_.begin(), order_.end(),
-            [](const Slot* a, const Slot* b) { return a->order < b->order; });
+  // Prefill order: least remaining prompt first, less a prefill budget of
+  // credit per step waited, admission order among equals. A short prompt
+  // arriving behind a long one gets its first token within a step or two
+  // instead of after the whole long prompt, and the credit bounds any wait:
+  // a prompt of R tokens is first in line after R / prefill_chunk steps.
+  // Prompts of one length (a burst of equal requests) keep arrival order.
+  ++steps_;
+  const auto key = [&](const Slot* s) {
+    const auto remaining = static_cast<int64_t>(s->seq->prefill_end_ - s->n_past());
+    return remaining - prefill_chunk_ * static_cast<int64_t>(steps_ - s->admitted_step);
+  };
+  std::sort(order_.begin(), order_.end(), [&](const Slot* a, const Slot* b) {
+    const int64_t ka = key(a), kb = key(b);
+    return ka != kb ? ka < kb : a->order < b->order;
+  });
   int64_t budget = prefill_chunk_;
   for (Slot* s : order_) {
     if (budget <= 0) break;
@@ -314,6 +331,11 @@ void BatchEngine::step() {
     budget -= static_cast<int64_t>(n);
   }
   if (chunks_.empty()) return;
+  if (observer_) {
+    int64_t rows = 0;
+    for (const model::SeqChunk& c : chunks_) rows += static_cast<int64_t>(c.tokens.size());
+    observer_->on_batch(static_cast<int64_t>(chunks_.size()), rows);
+  }
 
   const auto t0 = Clock::now();
   try {

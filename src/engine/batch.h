@@ -10,7 +10,9 @@
 // among equals; a longer prefix held by another slot is copied over. At least
 // one prompt token is always fed, for the logits of the first choice.
 // A step feeds decoding rows first (one per generating sequence), then prompt
-// chunks in admission order within prefill_chunk tokens; the logits of each
+// chunks within prefill_chunk tokens, shortest remaining prompt first with
+// credit for the steps waited (so time to first token stays bounded for long
+// and short prompts alike; step() gives the rule); the logits of each
 // row that ends a prompt or decodes are read where forward writes them, in the
 // slot's Session (Session::last_logits), with no per-slot copy.
 //
@@ -126,7 +128,8 @@ class BatchEngine {
   int draft_max_ = 0;
   std::vector<std::unique_ptr<Slot>> slots_;
   model::Scratch scratch_;
-  uint64_t tick_ = 0;  // admission counter: FIFO prefill order and least-recently-used choice
+  uint64_t tick_ = 0;   // admission counter: prefill order among equals, least recently used
+  uint64_t steps_ = 0;  // steps taken: a waiting prompt's age in the prefill order
   // Step buffers, sized once.
   std::vector<model::SeqChunk> chunks_;
   std::vector<Slot*> chunk_slots_;

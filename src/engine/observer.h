@@ -14,6 +14,11 @@ struct EngineObserver {
   virtual ~EngineObserver() = default;
   // A request entered a slot: its prompt tokens, of which n_cached were reused.
   virtual void on_prompt(int64_t /*n_prompt*/, int64_t /*n_cached*/) {}
+  // A request left the queue for a slot, seconds after its submission.
+  virtual void on_admitted(double /*queue_seconds*/) {}
+  // What one batched step feeds: n_sequences sequences with n_rows token rows
+  // in all (decoding rows, drafts and prompt chunks).
+  virtual void on_batch(int64_t /*n_sequences*/, int64_t /*n_rows*/) {}
   // From submission to a request's first sampled token.
   virtual void on_first_token(double /*seconds*/) {}
   // Between consecutive tokens of one request.

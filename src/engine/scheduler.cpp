@@ -79,7 +79,15 @@ std::shared_ptr<Job> Scheduler::submit(Request request) {
   // The sink runs on the scheduler thread; a finished job leaves the active
   // count before its caller can see the end.
   auto sink = [this, job](Update&& u) {
-    if (u.done) --active_;
+    if (u.done) {
+      // The cache counts first (the slot is already free), then the active
+      // count: whoever reads stats() and sees the count drop also sees the
+      // finished sequence's positions as cached, not active.
+      const KvUse kv = engine_.kv_use();
+      kv_active_.store(kv.active);
+      kv_cached_.store(kv.cached);
+      --active_;
+    }
     job->publish(std::move(u));
   };
   std::unique_ptr<Sequence> seq = engine_.make_sequence(std::move(request), sink, &job->cancelled_);

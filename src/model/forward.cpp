@@ -282,20 +282,24 @@ struct Forward {
         be.rope_apply(kh, c.n_rot, cs, neox);
       }
     }
+    // Append each sequence's keys and values to this layer's cache (a ring
+    // for a window-only layer), then attend over every sequence at once: one
+    // parallel job over (sequence, token, head), not one per sequence.
+    std::vector<backend::AttentionCall>& calls = s.ws_.attn;  // reserved for max_rows sequences
+    calls.clear();
     for (const SeqRows& sr : b.seqs) {
       Session& seq = *sr.session;
       SLM_DCHECK_LE(sr.pos0 + sr.n_rows, seq.n_ctx());
-      // Append the rows' keys and values to this layer's cache (a ring for a
-      // window-only layer), then attend over it.
       seq.store_kv(l, sr.pos0, sr.n_rows, &s.k_[sr.row0 * kd], &s.v_[sr.row0 * kd]);
       const backend::AttentionShape shape{sr.n_rows,    sr.pos0,
                                           c.n_head,     c.n_head_kv,
                                           c.head_dim,   c.layers[l].sliding ? c.n_swa : 0,
                                           c.attn_scale, c.attn_softcap,
                                           seq.ring(l),  seq.kv_type()};
-      be.attention(shape, &s.q_[sr.row0 * qd], seq.k_layer(l), seq.v_layer(l),
-                   &s.attn_[sr.row0 * qd], s.ws_);
+      calls.push_back(
+          {shape, &s.q_[sr.row0 * qd], seq.k_layer(l), seq.v_layer(l), &s.attn_[sr.row0 * qd]});
     }
+    be.attention_many(calls, b.max_ctx, s.ws_);
     if (prune(l, Tap::kOIn, s.attn_.data(), n, qd))
       linear_pruned(lw.wo, s.attn_.data(), n, s.proj_.data());
     else
@@ -482,6 +486,8 @@ Scratch::Scratch(const ModelConfig& c, int64_t max_rows) : max_rows_(max_rows) {
   const int64_t B = max_rows;
   batch_.pos.reserve(B);
   batch_.seqs.reserve(B);
+  ws_.attn.reserve(B);  // a step has at most one sequence per row
+  ws_.attn_starts.reserve(B + 1);
   x_.resize(B * c.n_embd);
   xn_.resize(B * c.n_embd);
   q_.resize(B * c.q_dim());

@@ -168,43 +168,102 @@ void kv_store(DType type, const float* src, int64_t n, uint8_t* dst) {
   }
 }
 
-void attention(const AttentionShape& s, const float* q, const uint8_t* k_cache, const uint8_t* v_cache,
-               float* out, float* scratch, ThreadPool& pool) {
+namespace {
+
+// What every (token, head) task of one attention call shares, derived once per call.
+struct AttendPlan {
+  const float* q;
+  const uint8_t *k, *v;
+  float* out;
+  int64_t n_head, pos0, window, ring, head_dim, group, q_stride, row_bytes, head_bytes;
+  float scale, softcap;
+  DType kv_type;
+};
+
+AttendPlan plan_attention(const AttentionShape& s, const float* q, const uint8_t* k_cache,
+                          const uint8_t* v_cache, float* out) {
   SLM_DCHECK_GT(s.head_dim, 0);
   SLM_DCHECK_GT(s.n_head_kv, 0);
   SLM_DCHECK_EQ(s.n_head % s.n_head_kv, 0);  // grouped-query: whole groups per KV head
   SLM_DCHECK_GE(s.pos0, 0);
   SLM_DCHECK(kv_type_supported(s.kv_type));
   SLM_DCHECK(s.kv_type != DType::Q8_0 || s.head_dim % 32 == 0);
-  const int64_t q_stride = s.n_head * s.head_dim;
-  const auto row_bytes = static_cast<int64_t>(kv_row_bytes(s.kv_type, s.n_head_kv * s.head_dim));
-  const auto head_bytes = static_cast<int64_t>(kv_row_bytes(s.kv_type, s.head_dim));
-  const int64_t group = s.n_head / s.n_head_kv;
+  AttendPlan p;
+  p.q = q;
+  p.k = k_cache;
+  p.v = v_cache;
+  p.out = out;
+  p.n_head = s.n_head;
+  p.pos0 = s.pos0;
+  p.window = s.window;
+  p.ring = s.ring;
+  p.head_dim = s.head_dim;
+  p.group = s.n_head / s.n_head_kv;
+  p.q_stride = s.n_head * s.head_dim;
+  p.row_bytes = static_cast<int64_t>(kv_row_bytes(s.kv_type, s.n_head_kv * s.head_dim));
+  p.head_bytes = static_cast<int64_t>(kv_row_bytes(s.kv_type, s.head_dim));
+  p.scale = s.scale > 0 ? s.scale : 1.0f / std::sqrt(static_cast<float>(s.head_dim));
+  p.softcap = s.softcap;
+  p.kv_type = s.kv_type;
+  return p;
+}
+
+// Task = t * n_head + h: token t's head h, with scores [pos0 + t + 1] floats.
+void attend_task(const AttendPlan& p, const OpsTable& table, int64_t task, float* scores) {
+  const int64_t t = task / p.n_head;
+  const int64_t h = task % p.n_head;
+  const int64_t kvh = h / p.group;
+  // Causal: keys up to and including this position; a sliding window
+  // starts at the first position it still sees.
+  const int64_t pos = p.pos0 + t;
+  const int64_t first = p.window > 0 ? std::max<int64_t>(0, pos - p.window + 1) : 0;
+  AttendArgs a;
+  a.q = p.q + t * p.q_stride + h * p.head_dim;
+  const int64_t row = p.ring > 0 ? first % p.ring : first;
+  a.k = p.k + row * p.row_bytes + kvh * p.head_bytes;
+  a.v = p.v + row * p.row_bytes + kvh * p.head_bytes;
+  a.kv_type = p.kv_type;
+  a.row_bytes = p.row_bytes;
+  a.n_keys = pos + 1 - first;
+  a.head_dim = p.head_dim;
+  a.scale = p.scale;
+  a.softcap = p.softcap;
+  a.scores = scores;
+  a.out = p.out + t * p.q_stride + h * p.head_dim;
+  table.attend(a);
+}
+
+}  // namespace
+
+void attention(const AttentionShape& s, const float* q, const uint8_t* k_cache,
+               const uint8_t* v_cache, float* out, float* scratch, ThreadPool& pool) {
+  const AttendPlan p = plan_attention(s, q, k_cache, v_cache, out);
   const int64_t span = s.pos0 + s.n_tokens;
-  const float scale = s.scale > 0 ? s.scale : 1.0f / std::sqrt(static_cast<float>(s.head_dim));
   const OpsTable& table = ops_table();
   pool.parallel_for(s.n_tokens * s.n_head, [&](int64_t task, int thread) {
-    const int64_t t = task / s.n_head;
-    const int64_t h = task % s.n_head;
-    const int64_t kvh = h / group;
-    // Causal: keys up to and including this position; a sliding window
-    // starts at the first position it still sees.
-    const int64_t pos = s.pos0 + t;
-    const int64_t first = s.window > 0 ? std::max<int64_t>(0, pos - s.window + 1) : 0;
-    AttendArgs a;
-    a.q = q + t * q_stride + h * s.head_dim;
-    const int64_t row = s.ring > 0 ? first % s.ring : first;
-    a.k = k_cache + row * row_bytes + kvh * head_bytes;
-    a.v = v_cache + row * row_bytes + kvh * head_bytes;
-    a.kv_type = s.kv_type;
-    a.row_bytes = row_bytes;
-    a.n_keys = pos + 1 - first;
-    a.head_dim = s.head_dim;
-    a.scale = scale;
-    a.softcap = s.softcap;
-    a.scores = scratch + static_cast<int64_t>(thread) * span;
-    a.out = out + t * q_stride + h * s.head_dim;
-    table.attend(a);
+    attend_task(p, table, task, scratch + static_cast<int64_t>(thread) * span);
+  });
+}
+
+void attention_many(std::span<const AttentionCall> calls, std::vector<int64_t>& starts,
+                    float* scratch, int64_t stride, ThreadPool& pool) {
+  // starts[i]: the first task of call i (prefix sums of n_tokens * n_head);
+  // a task finds its call by binary search, so the job has no per-call state
+  // beyond this and the plans below, both built before the wake-up.
+  starts.resize(calls.size() + 1);
+  starts[0] = 0;
+  for (size_t i = 0; i < calls.size(); ++i) {
+    const AttentionShape& s = calls[i].shape;
+    SLM_DCHECK_LE(s.pos0 + s.n_tokens, stride);
+    starts[i + 1] = starts[i] + s.n_tokens * s.n_head;
+  }
+  const OpsTable& table = ops_table();
+  pool.parallel_for(starts.back(), [&](int64_t task, int thread) {
+    const auto it = std::upper_bound(starts.begin() + 1, starts.end(), task);
+    const auto i = static_cast<size_t>(it - starts.begin() - 1);
+    const AttentionCall& c = calls[i];
+    attend_task(plan_attention(c.shape, c.q, c.k_cache, c.v_cache, c.out), table, task - starts[i],
+                scratch + static_cast<int64_t>(thread) * stride);
   });
 }
 

@@ -4,6 +4,8 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
+#include <vector>
 
 #include "base/dtype.h"
 
@@ -72,6 +74,23 @@ struct AttentionShape {
 };
 void attention(const AttentionShape& s, const float* q, const uint8_t* k_cache, const uint8_t* v_cache,
                float* out, float* scratch, ThreadPool& pool);
+// One sequence's attention in a batched step (attention_many): its shape and
+// buffers as attention() takes them.
+struct AttentionCall {
+  AttentionShape shape;
+  const float* q;
+  const uint8_t* k_cache;
+  const uint8_t* v_cache;
+  float* out;
+};
+// Every call's attention as one job over the pool, its tasks the (call, token,
+// head) triples: sequences of different lengths share one wake-up and the
+// threads balance over all of them, instead of one job per sequence. Results
+// equal separate attention() calls bit for bit. starts: task offsets, resized
+// to calls.size() + 1 (the caller keeps it, so a warm step allocates nothing);
+// scratch: pool.size() * stride floats, stride >= every call's pos0 + n_tokens.
+void attention_many(std::span<const AttentionCall> calls, std::vector<int64_t>& starts,
+                    float* scratch, int64_t stride, ThreadPool& pool);
 // The float32 cache (s.kv_type must be F32).
 inline void attention(const AttentionShape& s, const float* q, const float* k_cache, const float* v_cache,
                       float* out, float* scratch, ThreadPool& pool) {

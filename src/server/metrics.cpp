@@ -81,7 +81,10 @@ Metrics::Metrics(MetricsInfo info)
     : info_(std::move(info)),
       ttft_({0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}),
       tpot_({0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5}),
-      step_({0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5}) {}
+      step_({0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5}),
+      queue_({0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}),
+      batch_({1, 2, 4, 8, 16, 32, 64, 128, 256}),
+      rows_({1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192}) {}
 
 void Metrics::on_request(std::string_view endpoint, int status) {
   std::lock_guard<std::mutex> lock(mutex_);
@@ -100,6 +103,17 @@ void Metrics::on_prompt(int64_t n_prompt, int64_t n_cached) {
   std::lock_guard<std::mutex> lock(mutex_);
   prompt_tokens_ += static_cast<uint64_t>(n_prompt);
   cached_tokens_ += static_cast<uint64_t>(n_cached);
+}
+
+void Metrics::on_admitted(double queue_seconds) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  queue_.observe(queue_seconds);
+}
+
+void Metrics::on_batch(int64_t n_sequences, int64_t n_rows) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  batch_.observe(static_cast<double>(n_sequences));
+  rows_.observe(static_cast<double>(n_rows));
 }
 
 void Metrics::on_first_token(double seconds) {
@@ -200,6 +214,13 @@ std::string Metrics::render(const engine::SchedulerStats& st) const {
   tpot_.render(out, "slm_time_per_output_token_seconds");
   header(out, "slm_step_seconds", "histogram", "Duration of one batched forward step.");
   step_.render(out, "slm_step_seconds");
+  header(out, "slm_step_batch_size", "histogram", "Sequences advanced by one batched step.");
+  batch_.render(out, "slm_step_batch_size");
+  header(out, "slm_step_tokens", "histogram",
+         "Token rows fed to one batched step (decoding rows, drafts and prompt chunks).");
+  rows_.render(out, "slm_step_tokens");
+  header(out, "slm_queue_seconds", "histogram", "From request arrival to taking a slot.");
+  queue_.render(out, "slm_queue_seconds");
 
   header(out, "slm_queue_length", "gauge", "Requests waiting for a slot.");
   sample(out, "slm_queue_length", static_cast<double>(st.queued));

@@ -1,6 +1,7 @@
 // Server metrics in the Prometheus text format (GET /metrics): requests by
 // endpoint and status, prompt / cached / generated tokens, histograms of time
-// to first token and time per output token, queue length, running sequences,
+// to first token, time per output token, queue time, and per step its
+// duration, sequences and token rows; queue length, running sequences,
 // KV cache use, recent generation speed, and estimates of cost and energy per
 // token from the operator's --cost-per-hour and --watts, and finished
 // requests and generated tokens per LoRA adapter (label adapter="NAME"; the
@@ -62,6 +63,8 @@ class Metrics : public engine::EngineObserver {
   // base model) after generating n_generated tokens.
   void on_adapter_request(std::string_view adapter, int64_t n_generated);
   void on_prompt(int64_t n_prompt, int64_t n_cached) override;
+  void on_admitted(double queue_seconds) override;
+  void on_batch(int64_t n_sequences, int64_t n_rows) override;
   void on_first_token(double seconds) override;
   void on_token_interval(double seconds) override;
   // One batched forward step that took seconds and produced n_tokens tokens.
@@ -93,6 +96,8 @@ class Metrics : public engine::EngineObserver {
   double busy_seconds_ = 0;
   uint64_t pruned_ = 0, tapped_ = 0;  // activations zeroed by --sparsity / seen at its taps
   Histogram ttft_, tpot_, step_;
+  Histogram queue_;                                           // seconds from submission to a slot
+  Histogram batch_, rows_;                                    // per step: sequences, token rows
   std::deque<std::pair<Clock::time_point, int64_t>> recent_;  // (step end, tokens) within kWindow
 };
 

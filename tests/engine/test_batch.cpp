@@ -277,6 +277,72 @@ TEST(BatchEngine, SequencesOnDifferentAdaptersShareEachStep) {
   EXPECT_EQ(sum, total);
 }
 
+// Prefill order: a short prompt admitted behind a long one is fed first (its
+// first token comes in the next step, not after the whole long prompt), the
+// long one still advances with the rest of each step's budget and finishes
+// its prompt within its own length's worth of steps, and both give the tokens
+// they give alone.
+TEST(BatchEngine, ShortPromptIsNotStuckBehindALongOne) {
+  SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
+  const Loaded l = load("models/stories260K.gguf");
+  ThreadPool pool(2);
+  Request longer = base(*l.tok,
+                        "Once upon a time, there was a little girl named Lily. She loved to play "
+                        "outside in the park with her friends and her big brown dog.",
+                        6);
+  Request shorter = base(*l.tok, "The cat", 6);
+  for (Request* r : {&longer, &shorter}) r->sampling.temperature = 0;
+  const int64_t chunk = 8;
+  const auto n_long = static_cast<int64_t>(longer.prompt.tokens.size());
+  ASSERT_GT(n_long, 4 * chunk);  // several steps of prompt
+  ASSERT_LT(static_cast<int64_t>(shorter.prompt.tokens.size()), chunk);
+
+  std::vector<Outcome> alone;
+  for (const Request& r : {longer, shorter}) {
+    BatchOptions o;
+    o.n_slots = 1;
+    o.prefill_chunk = chunk;
+    BatchEngine one(*l.model, *l.tok, o, pool);
+    alone.push_back(run_all(one, {r}).front());
+  }
+
+  BatchOptions o;
+  o.n_slots = 2;
+  o.prefill_chunk = chunk;
+  BatchEngine engine(*l.model, *l.tok, o, pool);
+  std::vector<Outcome> out(2);
+  int64_t step = 0;
+  int64_t first[2] = {-1, -1};  // the step that gave each request its first token
+  int done = 0;
+  auto sink = [&](size_t i) {
+    return [&, i](Update&& u) {
+      if (first[i] < 0 && !u.tokens.empty()) first[i] = step;
+      out[i].tokens.insert(out[i].tokens.end(), u.tokens.begin(), u.tokens.end());
+      if (u.done) {
+        out[i].finish = u.finish;
+        ++done;
+      }
+    };
+  };
+  engine.admit(engine.make_sequence(longer, sink(0)));
+  step = 1;
+  engine.step();  // the long prompt's first chunk
+  engine.admit(engine.make_sequence(shorter, sink(1)));
+  while (done < 2 && step < 100) {
+    ++step;
+    engine.step();
+  }
+  ASSERT_EQ(done, 2);
+  EXPECT_EQ(first[1],
+            2);  // in the step after its arrival (first in, first out: after the long prompt)
+  EXPECT_LE(first[0],
+            (n_long + chunk - 1) / chunk + 1);  // delayed by at most the short prompt's step
+  for (size_t i = 0; i < 2; ++i) {
+    ASSERT_NE(alone[i].finish, FinishReason::kError);
+    EXPECT_EQ(out[i].tokens, alone[i].tokens) << "request " << i;
+  }
+}
+
 TEST(BatchEngine, RefusesWhatCannotRunAtSubmission) {
   SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
   const Loaded l = load("models/stories260K.gguf");

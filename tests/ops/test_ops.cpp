@@ -110,6 +110,79 @@ TEST(Ops, AttentionOverF16AndQ8CachesMatchesScalarOnEveryIsa) {
   EXPECT_FALSE(kv_type_supported(DType::Q4_0));
 }
 
+// A batched step's attention: sequences of different lengths, chunk sizes,
+// windows, rings and cache types in one attention_many job give exactly what
+// each gives alone through attention() (the per-sequence reference), on every ISA.
+TEST(Ops, AttentionManyEqualsEachSequenceAlone) {
+  IsaScope scope;
+  ThreadPool pool(3);
+  struct Case {
+    int64_t n_tokens, pos0, window, ring;
+    DType type;
+  };
+  const int64_t n_head = 14, n_head_kv = 2, head_dim = 64, kv_dim = n_head_kv * head_dim;
+  const Case cases[] = {{1, 0, 0, 0, DType::F32},   {1, 37, 0, 0, DType::F16},
+                        {5, 12, 0, 0, DType::Q8_0}, {1, 130, 0, 0, DType::F32},
+                        {17, 0, 0, 0, DType::F16},  {1, 60, 16, 32, DType::F32},
+                        {3, 9, 8, 0, DType::F32},   {2, 200, 0, 0, DType::Q8_0}};
+  int64_t stride = 0;
+  for (const Case& c : cases) stride = std::max(stride, c.pos0 + c.n_tokens);
+  struct Seq {
+    std::vector<float> q;
+    std::vector<uint8_t> k, v;
+  };
+  std::vector<Seq> seqs;
+  std::vector<AttentionCall> calls;
+  uint32_t seed = 10;
+  for (const Case& c : cases) {
+    Seq s;
+    // A ring holds 2 * ring rows (the second half repeats the first); others the whole span.
+    const int64_t rows = c.ring > 0 ? 2 * c.ring : c.pos0 + c.n_tokens;
+    const auto kf = random_floats(static_cast<size_t>(rows * kv_dim), seed++, 1.0f);
+    const auto vf = random_floats(static_cast<size_t>(rows * kv_dim), seed++, 1.0f);
+    const size_t row = kv_row_bytes(c.type, kv_dim);
+    s.k.resize(row * static_cast<size_t>(rows));
+    s.v.resize(s.k.size());
+    for (int64_t p = 0; p < rows; ++p) {
+      kv_store(c.type, &kf[static_cast<size_t>(p * kv_dim)], kv_dim,
+               &s.k[static_cast<size_t>(p) * row]);
+      kv_store(c.type, &vf[static_cast<size_t>(p * kv_dim)], kv_dim,
+               &s.v[static_cast<size_t>(p) * row]);
+    }
+    s.q = random_floats(static_cast<size_t>(c.n_tokens * n_head * head_dim), seed++, 1.0f);
+    seqs.push_back(std::move(s));
+  }
+  std::vector<std::vector<float>> alone(seqs.size()), together(seqs.size());
+  std::vector<float> scratch(static_cast<size_t>(pool.size() * stride));
+  std::vector<int64_t> starts;
+  for (kernels::Isa isa : kernels::available_isas()) {
+    ASSERT_TRUE(kernels::set_active_isa(isa));
+    calls.clear();
+    for (size_t i = 0; i < seqs.size(); ++i) {
+      const Case& c = cases[i];
+      AttentionShape sh{c.n_tokens, c.pos0, n_head, n_head_kv, head_dim};
+      sh.window = c.window;
+      sh.ring = c.ring;
+      sh.kv_type = c.type;
+      alone[i].assign(seqs[i].q.size(), 0.0f);
+      together[i].assign(seqs[i].q.size(), -1.0f);
+      attention(sh, seqs[i].q.data(), seqs[i].k.data(), seqs[i].v.data(), alone[i].data(),
+                scratch.data(), pool);
+      calls.push_back(
+          {sh, seqs[i].q.data(), seqs[i].k.data(), seqs[i].v.data(), together[i].data()});
+    }
+    attention_many(calls, starts, scratch.data(), stride, pool);
+    ASSERT_EQ(starts.size(), calls.size() + 1);
+    EXPECT_EQ(starts.back(), (1 + 1 + 5 + 1 + 17 + 1 + 3 + 2) * n_head);
+    for (size_t i = 0; i < seqs.size(); ++i) {
+      ASSERT_EQ(together[i], alone[i]) << kernels::isa_name(isa) << " sequence " << i;
+      for (const float f : alone[i]) ASSERT_TRUE(std::isfinite(f));
+    }
+  }
+  attention_many({}, starts, scratch.data(), stride, pool);  // no sequences: nothing to do
+  EXPECT_EQ(starts, std::vector<int64_t>{0});
+}
+
 TEST(Ops, SwigluMatchesScalarOnEveryIsa) {
   IsaScope scope;
   auto gate = random_floats(1000, 4, 3.0f);

@@ -6,9 +6,9 @@
 #include <fstream>
 
 #include "base/error.h"
+#include "engine/scheduler.h"
 #include "server/auth.h"
 #include "server/metrics.h"
-#include "engine/scheduler.h"
 #include "server/server.h"
 
 namespace slm::server {
@@ -87,6 +87,9 @@ TEST(Metrics, PrometheusText) {
   m.on_step(0.5, 10);
   m.on_pruned(30, 100);
   m.on_pruned(10, 60);
+  m.on_admitted(0.02);
+  m.on_batch(3, 130);  // two decoding rows and a 128-token prompt chunk
+  m.on_batch(1, 1);
   engine::SchedulerStats s;
   s.queued = 2;
   s.active = 1;
@@ -120,6 +123,20 @@ TEST(Metrics, PrometheusText) {
   has("slm_pruned_activations_total 40\n");
   has("slm_pruning_tapped_activations_total 160\n");
   has("slm_activation_sparsity_ratio 0.25\n");
+  has("# TYPE slm_queue_seconds histogram\n");
+  has("slm_queue_seconds_bucket{le=\"0.01\"} 0\n");
+  has("slm_queue_seconds_bucket{le=\"0.05\"} 1\n");
+  has("slm_queue_seconds_count 1\n");
+  has("# TYPE slm_step_batch_size histogram\n");
+  has("slm_step_batch_size_bucket{le=\"1\"} 1\n");
+  has("slm_step_batch_size_bucket{le=\"2\"} 1\n");
+  has("slm_step_batch_size_bucket{le=\"4\"} 2\n");
+  has("slm_step_batch_size_sum 4\n");
+  has("# TYPE slm_step_tokens histogram\n");
+  has("slm_step_tokens_bucket{le=\"128\"} 1\n");
+  has("slm_step_tokens_bucket{le=\"256\"} 2\n");
+  has("slm_step_tokens_sum 131\n");
+  has("slm_step_tokens_count 2\n");
 }
 
 }  // namespace

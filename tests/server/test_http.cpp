@@ -126,6 +126,20 @@ TEST(Http, LoadingThenReady) {
             std::string::npos)
       << metrics->body;
   EXPECT_NE(metrics->body.find("slm_model_info{model=\"stories\"} 1"), std::string::npos);
+  // The scheduler's view of that one request: queued once; one step for its
+  // prompt and one per further token, each of one sequence; the rows fed are
+  // the prompt and every sampled token but the last.
+  const int64_t n_prompt = j["usage"]["prompt_tokens"].get<int64_t>();
+  const int64_t n_gen = j["usage"]["completion_tokens"].get<int64_t>();
+  ASSERT_EQ(n_gen, 8);
+  auto has = [&](const std::string& line) {
+    EXPECT_NE(metrics->body.find(line + "\n"), std::string::npos) << line << "\n" << metrics->body;
+  };
+  has("slm_queue_seconds_count 1");
+  has("slm_step_batch_size_bucket{le=\"1\"} " + std::to_string(n_gen));
+  has("slm_step_batch_size_count " + std::to_string(n_gen));
+  has("slm_step_tokens_sum " + std::to_string(n_prompt + n_gen - 1));
+  has("slm_step_tokens_count " + std::to_string(n_gen));
   srv.stop();
   srv.wait();
 }

@@ -22,6 +22,8 @@ test("bench_serve reports tokens/s and time to first token", async () => {
   for (const r of rows) {
     assert.equal(r.tokens, 12 * r.streams);
     assert.ok(r.aggregate_tok_s > 0);
-    assert.ok(r.ttft_ms_max >= r.ttft_ms_p50);
+    assert.ok(r.ttft_ms_max >= r.ttft_ms_p99 && r.ttft_ms_p99 >= r.ttft_ms_p50);
+    // $/Mtok at the default $0.10/h: the hour's price over the tokens it gives at this rate.
+    assert.ok(Math.abs(r.usd_per_mtok - 0.10 / 3600 / (r.tokens / r.wall_s) * 1e6) <= 0.01 * r.usd_per_mtok + 0.001);
   }
 });

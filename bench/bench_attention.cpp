@@ -1,0 +1,102 @@
+// Attention of one batched decode step over many sequences of different
+// lengths: one ops::attention job per sequence (the old per-sequence loop)
+// against one ops::attention_many job for all of them, for the attention
+// shape of Qwen2.5-0.5B (14 heads, 2 KV heads, head_dim 64, f16 cache) and 24
+// layers a step. Sequence i is at context 128 + (i * 37) % 128 (prompt 128,
+// part way through 128 generated tokens). The two variants alternate for
+// several rounds; the median microseconds per step are printed.
+// Usage: bench_attention [threads=2] [rounds=7] [streams=1,4,8,16,32]
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "base/thread_pool.h"
+#include "ops/ops.h"
+
+using namespace slm;
+
+namespace {
+
+double seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int threads = argc > 1 ? std::atoi(argv[1]) : 2;
+  const int rounds = argc > 2 ? std::atoi(argv[2]) : 7;
+  std::vector<int64_t> streams = {1, 4, 8, 16, 32};
+  if (argc > 3) {
+    streams.clear();
+    std::stringstream ss(argv[3]);
+    for (std::string s; std::getline(ss, s, ',');) streams.push_back(std::atoll(s.c_str()));
+  }
+  const int64_t n_layer = 24, n_head = 14, n_head_kv = 2, head_dim = 64, n_ctx = 264;
+  const int64_t kv_dim = n_head_kv * head_dim;
+  const DType type = DType::F16;
+  const size_t row = ops::kv_row_bytes(type, kv_dim);
+  ThreadPool pool(threads);
+  std::mt19937 rng(1);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::printf(
+      "attention of one decode step, %d threads, %lld layers, f16 cache; median of %d rounds\n",
+      threads, static_cast<long long>(n_layer), rounds);
+  std::printf("%8s %22s %22s %7s\n", "streams", "per sequence (us/step)",
+              "attention_many (us/step)", "ratio");
+  for (const int64_t n : streams) {
+    // One cache per sequence and layer is more memory than the test needs:
+    // layers share a sequence's cache (the bytes read per step are the same).
+    std::vector<std::vector<uint8_t>> k(static_cast<size_t>(n)), v(static_cast<size_t>(n));
+    std::vector<std::vector<float>> q(static_cast<size_t>(n)), out(static_cast<size_t>(n));
+    std::vector<ops::AttentionCall> calls;
+    std::vector<float> kv(static_cast<size_t>(kv_dim));
+    for (int64_t i = 0; i < n; ++i) {
+      const auto s = static_cast<size_t>(i);
+      k[s].resize(row * n_ctx);
+      v[s].resize(row * n_ctx);
+      for (int64_t p = 0; p < n_ctx; ++p) {
+        for (float& f : kv) f = dist(rng);
+        ops::kv_store(type, kv.data(), kv_dim, &k[s][static_cast<size_t>(p) * row]);
+        for (float& f : kv) f = dist(rng);
+        ops::kv_store(type, kv.data(), kv_dim, &v[s][static_cast<size_t>(p) * row]);
+      }
+      q[s].resize(static_cast<size_t>(n_head * head_dim));
+      for (float& f : q[s]) f = dist(rng);
+      out[s].resize(q[s].size());
+      ops::AttentionShape sh{1, 128 + (i * 37) % 128, n_head, n_head_kv, head_dim};
+      sh.kv_type = type;
+      calls.push_back({sh, q[s].data(), k[s].data(), v[s].data(), out[s].data()});
+    }
+    std::vector<float> scratch(static_cast<size_t>(threads * n_ctx));
+    std::vector<int64_t> starts;
+    std::vector<double> each, many;
+    const int reps = std::max<int>(4, static_cast<int>(256 / n));
+    for (int r = 0; r < rounds; ++r) {
+      double t0 = seconds();
+      for (int rep = 0; rep < reps; ++rep)
+        for (int64_t l = 0; l < n_layer; ++l)
+          for (const ops::AttentionCall& c : calls)
+            ops::attention(c.shape, c.q, c.k_cache, c.v_cache, c.out, scratch.data(), pool);
+      each.push_back((seconds() - t0) / reps * 1e6);
+      t0 = seconds();
+      for (int rep = 0; rep < reps; ++rep)
+        for (int64_t l = 0; l < n_layer; ++l)
+          ops::attention_many(calls, starts, scratch.data(), n_ctx, pool);
+      many.push_back((seconds() - t0) / reps * 1e6);
+    }
+    const double a = median(each), b = median(many);
+    std::printf("%8lld %22.0f %22.0f %6.2fx\n", static_cast<long long>(n), a, b, a / b);
+  }
+  return 0;
+}
