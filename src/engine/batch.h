@@ -42,12 +42,17 @@ struct BatchOptions {
   int64_t n_ctx = 0;            // per slot (never divided); 0: the model's training context
   int64_t prefill_chunk = 128;  // prompt tokens per step, over all sequences
   bool allow_beyond_train_ctx = false;
-  DType kv_type = DType::F32;   // of every slot's KV cache (model::SessionOptions)
+  DType kv_type = DType::F32;  // of every slot's KV cache (model::SessionOptions)
   // Speculative decoding by prompt lookup (n-gram drafts from the sequence's
   // own tokens), verified in the same batched step: the most draft tokens per
   // sequence and step; 0: off. Greedy output is unchanged; sampled output
   // keeps its distribution (Sampler::sample_draft). Not used with grammars.
   int draft_max = 0;
+  // With draft_max: drafts come from this small model of the same vocabulary
+  // (draft_model.h; its tokenizer must equal the target's) instead of the
+  // n-gram lookup, each drawn from the draft's distribution. Borrowed: it
+  // outlives the engine. null: prompt lookup.
+  const model::Model* draft_model = nullptr;
 };
 
 struct KvUse {
@@ -131,9 +136,9 @@ class BatchEngine {
   std::vector<model::SeqChunk> chunks_;
   std::vector<Slot*> chunk_slots_;
   std::vector<Slot*> order_;
-  std::vector<int32_t> top_order_;  // logprobs sort buffer [n_vocab]
+  std::vector<int32_t> top_order_;     // logprobs sort buffer [n_vocab]
   std::vector<int64_t> chunk_drafts_;  // per chunk: draft tokens it verifies (0: a plain row)
-  std::vector<Slot*> prepare_;      // slots whose masks this step computes in parallel
+  std::vector<Slot*> prepare_;         // slots whose masks this step computes in parallel
   mutable std::mutex vocab_mutex_;
   mutable std::shared_ptr<const GrammarVocab> grammar_vocab_;
 };
