@@ -62,6 +62,13 @@ struct BatchEngine::Slot {
   // started for the sequence admitted at tick drafter_order.
   std::unique_ptr<ModelDrafter> drafter;
   uint64_t drafter_order = 0;
+  // Measured speed of this sequence's steps (tokens per second, moving
+  // averages), plain and drafted (the draft's own time included): drafting
+  // pauses while it is slower, so it never costs more than a probe now and
+  // then. Reset for every sequence (rates_order: its admission tick).
+  double plain_rate = 0, draft_rate = 0;
+  double propose_s = 0;  // time spent drafting for the current step
+  uint64_t rates_order = 0;
 };
 
 BatchEngine::BatchEngine(const model::Model& model, const tokenizer::Tokenizer& tokenizer,
@@ -73,6 +80,7 @@ BatchEngine::BatchEngine(const model::Model& model, const tokenizer::Tokenizer& 
       scratch_(model.config(), checked_rows(model, tokenizer, options)) {
   prefill_chunk_ = options.prefill_chunk;
   draft_max_ = options.draft_max;
+  draft_by_speed_ = options.draft_by_speed;
   model::SessionOptions so;
   so.n_ctx = options.n_ctx;
   so.n_batch = options.prefill_chunk;
@@ -343,6 +351,7 @@ void BatchEngine::step() {
     }
     return;
   }
+  step_s_ = seconds(t0, Clock::now());  // the forward pass, for the drafting rates
   // Constraint masks (a grammar per sequence) depend on the history only:
   // compute them for every sampling sequence at once on the pool, so one slow
   // schema does not hold up the others' share of the step.
@@ -365,10 +374,14 @@ void BatchEngine::step() {
       finish(s, FinishReason::kLength);
       continue;
     }
-    if (chunk_drafts_[i] > 0)
+    if (chunk_drafts_[i] > 0) {
       verify(s, chunk_drafts_[i]);
-    else
+    } else {
+      // A decoding row (not a prompt's last) of a drafting engine: its speed is the plain rate.
+      if (draft_max_ > 0 && s.seq->got_first_token_ && step_s_ > 0)
+        s.plain_rate = s.plain_rate == 0 ? 1 / step_s_ : 0.7 * s.plain_rate + 0.3 / step_s_;
       sample(s);
+    }
     ++n_sampled;
   }
   if (observer_) observer_->on_step(seconds(t0, Clock::now()), n_sampled);
@@ -429,6 +442,14 @@ int64_t BatchEngine::propose(Slot& slot) {
   Sequence& q = *slot.seq;
   if (draft_max_ == 0 || q.sampler_.has_prepare())
     return 0;  // stateful constraints see every token once
+  slot.propose_s = 0;
+  if (slot.rates_order != slot.order) {  // a new sequence: measure plain steps first
+    slot.rates_order = slot.order;
+    slot.plain_rate = slot.draft_rate = 0;
+    slot.draft_len = 4;
+    slot.misses = 0;
+    slot.pause = draft_by_speed_ ? 2 : 0;
+  }
   if (slot.pause > 0) {
     --slot.pause;
     return 0;
@@ -448,8 +469,10 @@ int64_t BatchEngine::propose(Slot& slot) {
       slot.drafter_order = slot.order;
     }
     int64_t made = 0;
+    const auto t0 = Clock::now();
     try {
       made = slot.drafter->propose(t, k, tokenizer_, pool_);
+      slot.propose_s = seconds(t0, Clock::now());
     } catch (const std::exception&) {
       // The draft model failed (e.g. its context is full): decode without
       // drafts; its cache is rebuilt from the tokens on the next try.
@@ -527,6 +550,17 @@ void BatchEngine::verify(Slot& slot, int64_t k) {
     slot.pause = 8;
     slot.misses = 0;
   }
+  // Measured: a drafted step gave n tokens for its forward pass and the
+  // drafting; while that is slower than plain steps, drafting pauses (and is
+  // probed again after the pause, so text that starts repeating gains again).
+  const double spent = step_s_ + slot.propose_s;
+  if (spent > 0) {
+    const double r = static_cast<double>(n) / spent;
+    slot.draft_rate = slot.draft_rate == 0 ? r : 0.7 * slot.draft_rate + 0.3 * r;
+  }
+  if (draft_by_speed_ && slot.plain_rate > 0 && slot.draft_rate > 0 &&
+      slot.draft_rate < slot.plain_rate)
+    slot.pause = std::max(slot.pause, 16);
   for (int64_t i = 0; i < n && slot.busy(); ++i)
     emit(slot, drawn[static_cast<size_t>(i)], row(static_cast<size_t>(i)));
 }

@@ -53,6 +53,11 @@ struct BatchOptions {
   // n-gram lookup, each drawn from the draft's distribution. Borrowed: it
   // outlives the engine. null: prompt lookup.
   const model::Model* draft_model = nullptr;
+  // Pause drafting while its measured speed (tokens per second of drafted
+  // steps, drafting included) is below plain steps', after two plain steps
+  // that measure the latter. Off: draft whenever a draft is found (tests that
+  // need drafts in every step; timing makes sampled output vary by run).
+  bool draft_by_speed = true;
 };
 
 struct KvUse {
@@ -129,6 +134,7 @@ class BatchEngine {
   int64_t n_ctx_ = 0;
   int64_t prefill_chunk_ = 0;
   int draft_max_ = 0;
+  bool draft_by_speed_ = true;
   std::vector<std::unique_ptr<Slot>> slots_;
   model::Scratch scratch_;
   uint64_t tick_ = 0;  // admission counter: FIFO prefill order and least-recently-used choice
@@ -137,6 +143,7 @@ class BatchEngine {
   std::vector<Slot*> chunk_slots_;
   std::vector<Slot*> order_;
   std::vector<int32_t> top_order_;     // logprobs sort buffer [n_vocab]
+  double step_s_ = 0;  // the last step's forward pass, seconds (speculative decoding's rates)
   std::vector<int64_t> chunk_drafts_;  // per chunk: draft tokens it verifies (0: a plain row)
   std::vector<Slot*> prepare_;         // slots whose masks this step computes in parallel
   mutable std::mutex vocab_mutex_;
