@@ -100,6 +100,9 @@ int64_t ModelDrafter::propose(std::vector<int32_t>& tokens, int64_t k,
   // Keep the longest prefix the draft's cache shares with tokens, but feed
   // at least the last token (its logits give the first draft).
   int64_t keep = 0;
+  // After a failed feed the cache may hold fewer positions than cached_ says.
+  if (static_cast<int64_t>(cached_.size()) > session_.n_past())
+    cached_.resize(static_cast<size_t>(session_.n_past()));
   const int64_t held = static_cast<int64_t>(cached_.size());
   while (keep < held && keep < n - 1 &&
          cached_[static_cast<size_t>(keep)] == tokens[static_cast<size_t>(keep)])
