@@ -452,18 +452,28 @@ DType kv_type_option(const Args& args) {
 
 void add_draft_options(Options& o) {
   o.value("--draft", "KIND",
-          "speculative decoding: none, or ngram (drafts from the text's own n-grams)")
-      .choices({"none", "ngram"})
+          "speculative decoding: none, ngram (drafts from the text's own n-grams) or model "
+          "(--draft-model)")
+      .choices({"none", "ngram", "model"})
       .def("none");
-  o.value("--draft-max", "N", "the most draft tokens a step (implies --draft ngram)")
+  o.value("--draft-max", "N",
+          "the most draft tokens a step (implies --draft ngram without --draft-model)")
       .integer(1, 32)
       .def("8");
+  o.value("--draft-model", "M",
+          "speculative decoding with this small model of the same vocabulary (a GGUF file or store "
+          "name)");
 }
 
 int draft_option(const Args& args) {
+  const bool has_model = args.has("--draft-model");
   const std::string kind = args.has("--draft")       ? args.choice("--draft")
+                           : has_model               ? "model"
                            : args.has("--draft-max") ? "ngram"
                                                      : "none";
+  if (has_model && kind != "model")
+    throw UsageError("--draft-model drafts with a model: it cannot go with --draft " + kind);
+  if (kind == "model" && !has_model) throw UsageError("--draft model needs --draft-model M");
   if (kind == "none") return 0;
   return static_cast<int>(args.get_int("--draft-max"));
 }

@@ -165,8 +165,10 @@ inline constexpr DType kDefaultKvType = DType::F16;
 void add_kv_type_option(Options& o, DType def = kDefaultKvType);
 DType kv_type_option(const Args& args);
 
-// --draft none|ngram and --draft-max N: the most draft tokens per step for
-// speculative decoding by prompt lookup (0: off, the default).
+// --draft none|ngram|model, --draft-max N and --draft-model M: the most draft
+// tokens per step for speculative decoding (0: off, the default), by prompt
+// lookup or by the model --draft-model names (common.h: load_draft_model).
+// Throws UsageError for --draft-model with another --draft kind.
 void add_draft_options(Options& o);
 int draft_option(const Args& args);
 

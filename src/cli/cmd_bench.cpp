@@ -159,6 +159,11 @@ Options bench_options() {
       .integer(0, 1 << 16)
       .def("128")
       .alias("--n-gen");
+  o.value(
+       "--depth,-d", "D",
+       "tokens already in the KV cache before each test (llama-bench's -d), filled once, untimed")
+      .integer(0, 1 << 20)
+      .def("0");
   add_threads_option(o);
   o.value("--repetitions,-r", "R", "timed runs of each test").integer(1, 1000).def("3");
   o.value("--cost-per-hour", "USD", "machine cost per hour, for cost per million tokens")
@@ -195,6 +200,7 @@ int run_bench(int argc, char** argv) {
   if (!path) throw UsageError("no model given: slm bench M, or --model M (or --bandwidth)");
   const int64_t n_prompt = args.get_int("--n-prompt");
   const int64_t n_gen = args.get_int("--n-predict");
+  const int64_t depth = args.get_int("--depth");
   const int reps = static_cast<int>(args.get_int("--repetitions"));
   const double cost_per_hour = args.get_double("--cost-per-hour");
   const double watts = args.get_double("--watts");
@@ -208,11 +214,12 @@ int run_bench(int argc, char** argv) {
     std::fprintf(stderr,
                  "warning: %d threads on %d cores: threads share cores and the numbers drop\n",
                  threads, hw);
-  if (c.n_ctx_train > 0 && std::max(n_prompt, n_gen) > c.n_ctx_train)
+  const int64_t n_ctx = depth + std::max(n_prompt, n_gen);
+  if (c.n_ctx_train > 0 && n_ctx > c.n_ctx_train)
     std::fprintf(stderr, "warning: %lld tokens exceed the model's training context of %lld\n",
-                 (long long)std::max(n_prompt, n_gen), (long long)c.n_ctx_train);
+                 (long long)n_ctx, (long long)c.n_ctx_train);
   model::SessionOptions so;
-  so.n_ctx = std::max<int64_t>(std::max(n_prompt, n_gen) + 1, 16);
+  so.n_ctx = std::max<int64_t>(n_ctx + 1, 16);
   so.n_batch = std::max<int64_t>(1, std::min<int64_t>(n_prompt, 512));
   so.allow_beyond_train_ctx = true;
   so.kv_type = kv_type_option(args);
@@ -223,6 +230,11 @@ int run_bench(int argc, char** argv) {
   const auto adapter =
       loras.empty() ? nullptr : model::LoraAdapter::load(*model, loras, lora_type_option(args));
   std::vector<double> pp, tg;
+  // One session for every test: the first depth positions are filled once
+  // (untimed) and each test starts from them (truncate), as llama-bench's -d.
+  model::Session s(*model, so);
+  s.set_adapter(adapter.get());
+  if (depth > 0) s.feed(random_tokens(depth, c.n_vocab, 99), pool);
   // One untimed warm-up of each test pages the weights in, as llama-bench does.
   const bool show = isatty(STDERR_FILENO) && !json;  // progress: a large model's run takes minutes
   for (int rep = -1; rep < reps; ++rep) {
@@ -233,16 +245,14 @@ int run_bench(int argc, char** argv) {
                   : ("repetition " + std::to_string(rep + 1) + "/" + std::to_string(reps) + "...")
                         .c_str());
     if (n_prompt > 0) {
-      model::Session s(*model, so);
-      s.set_adapter(adapter.get());
+      s.truncate(depth);
       const auto toks = random_tokens(n_prompt, c.n_vocab, 42 + rep);
       const auto t0 = Clock::now();
       s.feed(toks, pool);
       if (rep >= 0) pp.push_back(static_cast<double>(n_prompt) / seconds_since(t0));
     }
     if (n_gen > 0) {
-      model::Session s(*model, so);
-      s.set_adapter(adapter.get());
+      s.truncate(depth);
       const auto toks = random_tokens(n_gen, c.n_vocab, 7 + rep);
       const auto t0 = Clock::now();
       for (const int32_t t : toks) s.decode(t, pool);
@@ -285,12 +295,14 @@ int run_bench(int argc, char** argv) {
         "%.3f, "
         "\"tg_fraction_of_bandwidth\": %.4f, \"file_fraction_of_bandwidth\": %.4f, "
         "\"usd_per_mtok_generated\": %.6f, \"usd_per_mtok_prompt\": %.6f, \"joules_per_token\": "
-        "%.6f}\n",
+        "%.6f, \"depth\": %lld, \"kv_type\": \"%s\", \"kv_bytes\": %llu}\n",
         path->c_str(), c.arch_name.c_str(), types.c_str(),
         (unsigned long long)model->file().file_size(), (long long)model->n_params(), threads,
         std::string(kernels::isa_name(kernels::active_isa())).c_str(), reps, (long long)n_prompt,
         sp.mean, sp.stddev, (long long)n_gen, sg.mean, sg.stddev, peak_rss, bpt, gbs, bw,
-        bw > 0 ? gbs / bw : 0, bw > 0 ? file_gbs / bw : 0, usd_gen, usd_pp, j_per_tok);
+        bw > 0 ? gbs / bw : 0, bw > 0 ? file_gbs / bw : 0, usd_gen, usd_pp, j_per_tok,
+        (long long)depth, std::string(dtype_name(s.kv_type())).c_str(),
+        (unsigned long long)s.cache_bytes());
     return 0;
   }
   std::printf("model: %s (%s, %s, %s, %s params), %d threads, %s kernels\n", path->c_str(),
@@ -299,10 +311,13 @@ int run_bench(int argc, char** argv) {
               human_count(static_cast<double>(model->n_params())).c_str(), threads,
               std::string(kernels::isa_name(kernels::active_isa())).c_str());
   std::vector<BenchRow> rows;
-  if (n_prompt > 0) rows.push_back({"pp" + std::to_string(n_prompt), sp.mean, sp.stddev});
-  if (n_gen > 0) rows.push_back({"tg" + std::to_string(n_gen), sg.mean, sg.stddev});
+  const std::string at = depth > 0 ? " @ d" + std::to_string(depth) : "";
+  if (n_prompt > 0) rows.push_back({"pp" + std::to_string(n_prompt) + at, sp.mean, sp.stddev});
+  if (n_gen > 0) rows.push_back({"tg" + std::to_string(n_gen) + at, sg.mean, sg.stddev});
   std::fputs(bench_table(rows).c_str(), stdout);
-  std::printf("peak memory: %s\n", human_bytes(peak_rss).c_str());
+  std::printf("peak memory: %s; KV cache (%s) %s for %lld positions\n",
+              human_bytes(peak_rss).c_str(), std::string(dtype_name(s.kv_type())).c_str(),
+              human_bytes(static_cast<double>(s.cache_bytes())).c_str(), (long long)s.n_ctx());
   if (n_gen > 0)
     std::printf(
         "generation streams %s/token = %.1f GB/s, %.0f%% of the measured %.1f GB/s (ceiling %.1f "

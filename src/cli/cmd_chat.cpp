@@ -64,11 +64,12 @@ class ChatSession {
  public:
   ChatSession(const model::Model& model, const tokenizer::Tokenizer& tok, chat::Template tmpl,
               ThreadPool& pool, const model::SessionOptions& so, engine::GenerateOptions opts,
-              std::string system, bool verbose_prompt, bool stats, int draft)
+              std::string system, bool verbose_prompt, bool stats, int draft,
+              const model::Model* draft_model)
       : model_(model),
         tok_(tok),
         tmpl_(std::move(tmpl)),
-        gen_(model, tok, pool, so, draft),
+        gen_(model, tok, pool, so, draft, draft_model),
         opts_(std::move(opts)),
         system_(std::move(system)),
         verbose_prompt_(verbose_prompt),
@@ -246,9 +247,11 @@ int run_chat(int argc, char** argv) {
   engine::GenerateOptions opts = generate_options(args, model->config().n_vocab);
   opts.adapter = lora_option(args, *model);
   ThreadPool pool(thread_count(args));
+  const int draft_max = draft_option(args);
+  const auto draft_model = load_draft_model(args);
   ChatSession chat(*model, tok, chat::Template(source), pool, session_options(args), opts,
                    args.get("--system").value_or(""), args.flag("--verbose-prompt"),
-                   !args.flag("--no-stats"), draft_option(args));
+                   !args.flag("--no-stats"), draft_max, draft_model.get());
 
   const bool interactive = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
   struct sigaction sa {};

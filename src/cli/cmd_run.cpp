@@ -82,7 +82,9 @@ int run(int argc, char** argv) {
   opts.strip_leading_space = prompt_text.empty();
 
   ThreadPool pool(thread_count(args));
-  engine::Generator gen(*model, tok, pool, session_options(args), draft_option(args));
+  const int draft_max = draft_option(args);
+  const auto draft_model = load_draft_model(args);
+  engine::Generator gen(*model, tok, pool, session_options(args), draft_max, draft_model.get());
   const bool json = args.flag("--json");
   bool at_line_start = true;
   const engine::GenerateResult r = generate(gen, prompt, opts, [&](std::string_view text) {

@@ -19,6 +19,7 @@
 #include "base/format.h"
 #include "cli/args.h"
 #include "cli/command.h"
+#include "cli/common.h"
 #include "cli/prune_args.h"
 #include "server/auth.h"
 #include "server/server.h"
@@ -147,6 +148,9 @@ int run_serve(int argc, char** argv) {
   sched.allow_beyond_train_ctx = args.flag("--allow-long-context");
   sched.kv_type = kv_type_option(args);
   sched.draft_max = draft_option(args);
+  // Declared before the server and the backend, so it outlives their scheduler.
+  const std::unique_ptr<model::Model> draft_model = load_draft_model(args);
+  sched.draft_model = draft_model.get();
   const int64_t ctx_arg = args.get_int("--ctx-size");
 
   server::BackendOptions extra;

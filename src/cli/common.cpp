@@ -104,6 +104,11 @@ std::unique_ptr<model::Model> load_model(const std::optional<std::string>& spec)
   return m;
 }
 
+std::unique_ptr<model::Model> load_draft_model(const Args& args) {
+  if (!args.has("--draft-model")) return nullptr;
+  return load_model(args.get("--draft-model"));
+}
+
 engine::GenerateOptions generate_options(const Args& args, int64_t n_vocab) {
   engine::GenerateOptions o;
   o.n_predict = args.get_int("--n-predict");

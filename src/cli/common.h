@@ -32,6 +32,8 @@ std::unique_ptr<model::Model> load_model(const Args& args);
 // The same for a model named by the caller (commands whose first positional
 // argument is a sub-command); nullopt: $SLM_MODEL, then the store's default.
 std::unique_ptr<model::Model> load_model(const std::optional<std::string>& spec);
+// The model --draft-model names (add_draft_options); null without it.
+std::unique_ptr<model::Model> load_draft_model(const Args& args);
 
 // Sampling, stop strings and limits from the command line; n_vocab checks
 // --logit-bias ids.

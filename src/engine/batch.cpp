@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "base/thread_pool.h"
+#include "engine/draft_model.h"
 #include "engine/grammar_processor.h"
 #include "model/model.h"
 
@@ -25,7 +26,8 @@ int64_t checked_rows(const model::Model& model, const tokenizer::Tokenizer& tok,
   if (tok.n_vocab() > model.config().n_vocab)
     throw Error("the tokenizer has " + std::to_string(tok.n_vocab()) +
                 " tokens but the model only " + std::to_string(model.config().n_vocab));
-  if (o.draft_max < 0 || o.draft_max > 32) throw Error("the draft length must be between 0 and 32 tokens");
+  if (o.draft_max < 0 || o.draft_max > 32)
+    throw Error("the draft length must be between 0 and 32 tokens");
   return o.n_slots * (1 + static_cast<int64_t>(o.draft_max)) + o.prefill_chunk;
 }
 
@@ -57,6 +59,17 @@ struct BatchEngine::Slot {
   int64_t draft_len = 4;
   int misses = 0;  // drafted steps in a row that accepted nothing
   int pause = 0;   // steps left without drafting
+  // With BatchOptions::draft_model: the draft model's state for this slot,
+  // started for the sequence admitted at tick drafter_order.
+  std::unique_ptr<ModelDrafter> drafter;
+  uint64_t drafter_order = 0;
+  // Measured speed of this sequence's steps (tokens per second, moving
+  // averages), plain and drafted (the draft's own time included): drafting
+  // pauses while it is slower, so it never costs more than a probe now and
+  // then. Reset for every sequence (rates_order: its admission tick).
+  double plain_rate = 0, draft_rate = 0;
+  double propose_s = 0;  // time spent drafting for the current step
+  uint64_t rates_order = 0;
 };
 
 BatchEngine::BatchEngine(const model::Model& model, const tokenizer::Tokenizer& tokenizer,
@@ -68,14 +81,19 @@ BatchEngine::BatchEngine(const model::Model& model, const tokenizer::Tokenizer& 
       scratch_(model.config(), checked_rows(model, tokenizer, options)) {
   prefill_chunk_ = options.prefill_chunk;
   draft_max_ = options.draft_max;
+  draft_by_speed_ = options.draft_by_speed;
   model::SessionOptions so;
   so.n_ctx = options.n_ctx;
   so.n_batch = options.prefill_chunk;
   so.allow_beyond_train_ctx = options.allow_beyond_train_ctx;
   so.kv_type = options.kv_type;
+  if (options.draft_model != nullptr && options.draft_max > 0)
+    check_same_vocabulary(tokenizer, tokenizer::Tokenizer::from_gguf(options.draft_model->file()));
   for (int i = 0; i < options.n_slots; ++i) {
     auto slot = std::make_unique<Slot>();
     slot->session = std::make_unique<model::Session>(model, so);
+    if (options.draft_model != nullptr && options.draft_max > 0)
+      slot->drafter = std::make_unique<ModelDrafter>(*options.draft_model, so, n_vocab());
     // Room for a whole context and the one sampled token past it, so the
     // token loop never grows it.
     slot->key.tokens.reserve(static_cast<size_t>(slot->session->n_ctx()) + 1);
@@ -140,8 +158,8 @@ std::unique_ptr<Sequence> BatchEngine::make_sequence(Request request, UpdateSink
 std::shared_ptr<const GrammarVocab> BatchEngine::grammar_vocab() const {
   std::lock_guard<std::mutex> lock(vocab_mutex_);
   if (!grammar_vocab_)
-    grammar_vocab_ = std::make_shared<const GrammarVocab>(grammar_token_bytes(tokenizer_),
-                                                          tokenizer_.eog_ids());
+    grammar_vocab_ =
+        std::make_shared<const GrammarVocab>(grammar_token_bytes(tokenizer_), tokenizer_.eog_ids());
   return grammar_vocab_;
 }
 
@@ -179,7 +197,8 @@ void BatchEngine::admit(std::unique_ptr<Sequence> seq) {
   // back has lost the window its next token reads, and is recomputed.
   if (!best->session->can_keep(static_cast<int64_t>(reuse))) reuse = 0;
   const size_t donor_reuse = std::min(donor_cp, limit);
-  if (donor != nullptr && donor_reuse > reuse && donor->session->can_keep(static_cast<int64_t>(donor_reuse))) {
+  if (donor != nullptr && donor_reuse > reuse &&
+      donor->session->can_keep(static_cast<int64_t>(donor_reuse))) {
     reuse = donor_reuse;
     best->session->copy_prefix(*donor->session, static_cast<int64_t>(reuse));
   } else {
@@ -241,7 +260,8 @@ void BatchEngine::finish(Slot& slot, FinishReason why, Update u, std::string err
   u.n_accepted = q.n_accepted_;
   const std::unique_ptr<Sequence> seq = std::move(slot.seq);
   // A drafted step that ended early holds draft rows past the last emitted token.
-  if (slot.n_past() > slot.key.tokens.size()) slot.session->truncate(static_cast<int64_t>(slot.key.tokens.size()));
+  if (slot.n_past() > slot.key.tokens.size())
+    slot.session->truncate(static_cast<int64_t>(slot.key.tokens.size()));
   slot.key.tokens.resize(slot.n_past());
   seq->sink_(std::move(u));
 }
@@ -294,7 +314,8 @@ void BatchEngine::step() {
       chunks_.push_back({s->session.get(), std::span<const int32_t>(&s->key.tokens.back(), 1),
                          s->logits(), false});
     } else {  // the last token and its drafts, logits for every row
-      chunks_.push_back({s->session.get(), std::span<const int32_t>(s->key.tokens).last(static_cast<size_t>(k) + 1),
+      chunks_.push_back({s->session.get(),
+                         std::span<const int32_t>(s->key.tokens).last(static_cast<size_t>(k) + 1),
                          s->draft_logits.data(), true});
     }
     chunks_.back().adapter = s->seq->request_.adapter.get();
@@ -352,6 +373,7 @@ void BatchEngine::step() {
     }
     return;
   }
+  step_s_ = seconds(t0, Clock::now());  // the forward pass, for the drafting rates
   // Constraint masks (a grammar per sequence) depend on the history only:
   // compute them for every sampling sequence at once on the pool, so one slow
   // schema does not hold up the others' share of the step.
@@ -374,10 +396,14 @@ void BatchEngine::step() {
       finish(s, FinishReason::kLength);
       continue;
     }
-    if (chunk_drafts_[i] > 0)
+    if (chunk_drafts_[i] > 0) {
       verify(s, chunk_drafts_[i]);
-    else
+    } else {
+      // A decoding row (not a prompt's last) of a drafting engine: its speed is the plain rate.
+      if (draft_max_ > 0 && s.seq->got_first_token_ && step_s_ > 0)
+        s.plain_rate = s.plain_rate == 0 ? 1 / step_s_ : 0.7 * s.plain_rate + 0.3 / step_s_;
       sample(s);
+    }
     ++n_sampled;
   }
   if (observer_) observer_->on_step(seconds(t0, Clock::now()), n_sampled);
@@ -436,7 +462,16 @@ void BatchEngine::emit(Slot& slot, int32_t id, std::span<const float> logits) {
 
 int64_t BatchEngine::propose(Slot& slot) {
   Sequence& q = *slot.seq;
-  if (draft_max_ == 0 || q.sampler_.has_prepare()) return 0;  // stateful constraints see every token once
+  if (draft_max_ == 0 || q.sampler_.has_prepare())
+    return 0;  // stateful constraints see every token once
+  slot.propose_s = 0;
+  if (slot.rates_order != slot.order) {  // a new sequence: measure plain steps first
+    slot.rates_order = slot.order;
+    slot.plain_rate = slot.draft_rate = 0;
+    slot.draft_len = 4;
+    slot.misses = 0;
+    slot.pause = draft_by_speed_ ? 2 : 0;
+  }
   if (slot.pause > 0) {
     --slot.pause;
     return 0;
@@ -449,6 +484,28 @@ int64_t BatchEngine::propose(Slot& slot) {
   int64_t k = std::min<int64_t>({slot.draft_len, draft_max_, n_ctx_ - n - 1, prefill_chunk_ - 1});
   if (q.max_tokens_ >= 0) k = std::min<int64_t>(k, q.max_tokens_ - q.n_generated_ - 1);
   if (k <= 0) return 0;
+  const size_t rows = static_cast<size_t>(draft_max_ + 1) * static_cast<size_t>(n_vocab());
+  if (slot.drafter) {  // a draft model: it appends its drafts to t
+    if (slot.drafter_order != slot.order) {
+      slot.drafter->start(q.request_.sampling);
+      slot.drafter_order = slot.order;
+    }
+    int64_t made = 0;
+    const auto t0 = Clock::now();
+    try {
+      made = slot.drafter->propose(t, k, tokenizer_, pool_);
+      slot.propose_s = seconds(t0, Clock::now());
+    } catch (const std::exception&) {
+      // The draft model failed (e.g. its context is full): decode without
+      // drafts; its cache is rebuilt from the tokens on the next try.
+      t.resize(static_cast<size_t>(n));
+      slot.pause = 8;
+      return 0;
+    }
+    slot.draft.assign(t.end() - made, t.end());
+    if (made > 0 && slot.draft_logits.size() < rows) slot.draft_logits.resize(rows);
+    return made;
+  }
   // Prompt lookup: the latest earlier place where the last 3 (else 2) tokens
   // occurred; what followed them there is the draft.
   slot.draft.clear();
@@ -457,12 +514,12 @@ int64_t BatchEngine::propose(Slot& slot) {
     const int32_t* tail = t.data() + n - g;
     for (int64_t p = n - g - 1; p >= 0; --p) {
       if (!std::equal(tail, tail + g, t.data() + p)) continue;
-      for (int64_t i = p + g; i < n && static_cast<int64_t>(slot.draft.size()) < k; ++i) slot.draft.push_back(t[i]);
+      for (int64_t i = p + g; i < n && static_cast<int64_t>(slot.draft.size()) < k; ++i)
+        slot.draft.push_back(t[i]);
       break;
     }
   }
   if (slot.draft.empty()) return 0;
-  const size_t rows = static_cast<size_t>(draft_max_ + 1) * static_cast<size_t>(n_vocab());
   if (slot.draft_logits.size() < rows) slot.draft_logits.resize(rows);
   t.insert(t.end(), slot.draft.begin(), slot.draft.end());
   return static_cast<int64_t>(slot.draft.size());
@@ -472,7 +529,7 @@ void BatchEngine::verify(Slot& slot, int64_t k) {
   Sequence& q = *slot.seq;
   std::vector<int32_t>& t = slot.key.tokens;
   t.resize(t.size() - static_cast<size_t>(k));  // back to the last fed token
-  const size_t last = t.size() - 1;              // its position
+  const size_t last = t.size() - 1;             // its position
   const auto V = static_cast<size_t>(n_vocab());
   auto row = [&](size_t i) { return std::span<const float>(slot.draft_logits.data() + i * V, V); };
   // Row i saw the last token and drafts 1..i: draw from it while the draws
@@ -481,8 +538,12 @@ void BatchEngine::verify(Slot& slot, int64_t k) {
   drawn.clear();
   try {
     for (int64_t i = 0; i <= k; ++i) {
-      const int32_t id = i < k ? q.sampler_.sample_draft(row(static_cast<size_t>(i)), t, slot.draft[i])
-                               : q.sampler_.sample(row(static_cast<size_t>(i)), t);
+      const auto j = static_cast<size_t>(i);
+      // A draft model's token was drawn from its q; a looked-up one is a point mass.
+      const int32_t id = i == k ? q.sampler_.sample(row(j), t)
+                         : slot.drafter
+                             ? q.sampler_.sample_draft(row(j), t, slot.draft[j], slot.drafter->q(j))
+                             : q.sampler_.sample_draft(row(j), t, slot.draft[j]);
       drawn.push_back(id);
       if (i == k || id != slot.draft[static_cast<size_t>(i)] || tokenizer_.is_eog(id)) break;
       t.push_back(id);
@@ -511,7 +572,19 @@ void BatchEngine::verify(Slot& slot, int64_t k) {
     slot.pause = 8;
     slot.misses = 0;
   }
-  for (int64_t i = 0; i < n && slot.busy(); ++i) emit(slot, drawn[static_cast<size_t>(i)], row(static_cast<size_t>(i)));
+  // Measured: a drafted step gave n tokens for its forward pass and the
+  // drafting; while that is slower than plain steps, drafting pauses (and is
+  // probed again after the pause, so text that starts repeating gains again).
+  const double spent = step_s_ + slot.propose_s;
+  if (spent > 0) {
+    const double r = static_cast<double>(n) / spent;
+    slot.draft_rate = slot.draft_rate == 0 ? r : 0.7 * slot.draft_rate + 0.3 * r;
+  }
+  if (draft_by_speed_ && slot.plain_rate > 0 && slot.draft_rate > 0 &&
+      slot.draft_rate < slot.plain_rate)
+    slot.pause = std::max(slot.pause, 16);
+  for (int64_t i = 0; i < n && slot.busy(); ++i)
+    emit(slot, drawn[static_cast<size_t>(i)], row(static_cast<size_t>(i)));
 }
 
 void BatchEngine::shift_context(Slot& slot) {

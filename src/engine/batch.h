@@ -44,12 +44,22 @@ struct BatchOptions {
   int64_t n_ctx = 0;            // per slot (never divided); 0: the model's training context
   int64_t prefill_chunk = 128;  // prompt tokens per step, over all sequences
   bool allow_beyond_train_ctx = false;
-  DType kv_type = DType::F32;   // of every slot's KV cache (model::SessionOptions)
+  DType kv_type = DType::F32;  // of every slot's KV cache (model::SessionOptions)
   // Speculative decoding by prompt lookup (n-gram drafts from the sequence's
   // own tokens), verified in the same batched step: the most draft tokens per
   // sequence and step; 0: off. Greedy output is unchanged; sampled output
   // keeps its distribution (Sampler::sample_draft). Not used with grammars.
   int draft_max = 0;
+  // With draft_max: drafts come from this small model of the same vocabulary
+  // (draft_model.h; its tokenizer must equal the target's) instead of the
+  // n-gram lookup, each drawn from the draft's distribution. Borrowed: it
+  // outlives the engine. null: prompt lookup.
+  const model::Model* draft_model = nullptr;
+  // Pause drafting while its measured speed (tokens per second of drafted
+  // steps, drafting included) is below plain steps', after two plain steps
+  // that measure the latter. Off: draft whenever a draft is found (tests that
+  // need drafts in every step; timing makes sampled output vary by run).
+  bool draft_by_speed = true;
 };
 
 struct KvUse {
@@ -126,6 +136,7 @@ class BatchEngine {
   int64_t n_ctx_ = 0;
   int64_t prefill_chunk_ = 0;
   int draft_max_ = 0;
+  bool draft_by_speed_ = true;
   std::vector<std::unique_ptr<Slot>> slots_;
   model::Scratch scratch_;
   uint64_t tick_ = 0;   // admission counter: prefill order among equals, least recently used
@@ -134,9 +145,10 @@ class BatchEngine {
   std::vector<model::SeqChunk> chunks_;
   std::vector<Slot*> chunk_slots_;
   std::vector<Slot*> order_;
-  std::vector<int32_t> top_order_;  // logprobs sort buffer [n_vocab]
+  std::vector<int32_t> top_order_;     // logprobs sort buffer [n_vocab]
+  double step_s_ = 0;  // the last step's forward pass, seconds (speculative decoding's rates)
   std::vector<int64_t> chunk_drafts_;  // per chunk: draft tokens it verifies (0: a plain row)
-  std::vector<Slot*> prepare_;      // slots whose masks this step computes in parallel
+  std::vector<Slot*> prepare_;         // slots whose masks this step computes in parallel
   mutable std::mutex vocab_mutex_;
   mutable std::shared_ptr<const GrammarVocab> grammar_vocab_;
 };

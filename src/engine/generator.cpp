@@ -7,7 +7,8 @@ namespace {
 
 // One slot whose prompt chunks are the session's n_batch, as Session::feed
 // would cut them, so a run computes exactly the rows it always did.
-BatchOptions one_slot(const model::Model& model, const model::SessionOptions& so, int draft_max) {
+BatchOptions one_slot(const model::Model& model, const model::SessionOptions& so, int draft_max,
+                      const model::Model* draft_model) {
   BatchOptions o;
   o.n_slots = 1;
   o.n_ctx = so.n_ctx;
@@ -16,14 +17,16 @@ BatchOptions one_slot(const model::Model& model, const model::SessionOptions& so
   o.allow_beyond_train_ctx = so.allow_beyond_train_ctx;
   o.kv_type = so.kv_type;
   o.draft_max = draft_max;
+  o.draft_model = draft_model;
   return o;
 }
 
 }  // namespace
 
 Generator::Generator(const model::Model& model, const tokenizer::Tokenizer& tok, ThreadPool& pool,
-                     const model::SessionOptions& session_options, int draft_max)
-    : engine_(model, tok, one_slot(model, session_options, draft_max), pool) {}
+                     const model::SessionOptions& session_options, int draft_max,
+                     const model::Model* draft_model)
+    : engine_(model, tok, one_slot(model, session_options, draft_max, draft_model), pool) {}
 
 GenerateResult Generator::generate(std::span<const int32_t> prompt, const GenerateOptions& o,
                                    const std::function<void(std::string_view)>& on_text,

@@ -60,9 +60,11 @@ class Generator {
  public:
   // session_options: n_ctx, n_batch (prompt tokens per forward pass) and the
   // long-context permission of the one slot; draft_max: speculative decoding
-  // by prompt lookup (BatchOptions::draft_max; 0: off).
+  // (BatchOptions::draft_max; 0: off), by prompt lookup or, with draft_model
+  // (borrowed, same vocabulary), by that model.
   Generator(const model::Model& model, const tokenizer::Tokenizer& tok, ThreadPool& pool,
-            const model::SessionOptions& session_options, int draft_max = 0);
+            const model::SessionOptions& session_options, int draft_max = 0,
+            const model::Model* draft_model = nullptr);
 
   // Generates a continuation of prompt (token ids, BOS included where wanted).
   // Throws RequestError when the prompt cannot run (empty, an id out of range,

@@ -27,11 +27,17 @@ void require(bool ok, const char* field, const std::string& rule, double got) {
 // Strict total order: higher logit first, then lower id. Every sort and
 // partition uses it so the kept set and its order never depend on the
 // standard library's algorithm.
-bool better(float la, int32_t ia, float lb, int32_t ib) { return la > lb || (la == lb && ia < ib); }
+bool better(float la, int32_t ia, float lb, int32_t ib) {
+  return la > lb || (la == lb && ia < ib);
+}
 
-float sanitize(float l) { return sanitize_logit(l); }
+float sanitize(float l) {
+  return sanitize_logit(l);
+}
 
-uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+uint64_t rotl(uint64_t x, int k) {
+  return (x << k) | (x >> (64 - k));
+}
 
 }  // namespace
 
@@ -49,9 +55,18 @@ double deterministic_exp(double x) {
   const double r = (x - k * kLn2Hi) - k * kLn2Lo;
   // Taylor series to r^13: the truncation error is below 5e-18 for |r| <= 0.35.
   double p = 1.0 / 6227020800.0;  // 1/13!
-  const double inv_fact[] = {1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0, 1.0 / 362880.0,
-                             1.0 / 40320.0,     1.0 / 5040.0,     1.0 / 720.0,     1.0 / 120.0,
-                             1.0 / 24.0,        1.0 / 6.0,        1.0 / 2.0,       1.0,
+  const double inv_fact[] = {1.0 / 479001600.0,
+                             1.0 / 39916800.0,
+                             1.0 / 3628800.0,
+                             1.0 / 362880.0,
+                             1.0 / 40320.0,
+                             1.0 / 5040.0,
+                             1.0 / 720.0,
+                             1.0 / 120.0,
+                             1.0 / 24.0,
+                             1.0 / 6.0,
+                             1.0 / 2.0,
+                             1.0,
                              1.0};
   for (double c : inv_fact) p = p * r + c;
   // Multiplying by 2^k, built from its exponent bits, is exact (|k| <= 1010).
@@ -86,21 +101,23 @@ void validate(const SamplerParams& p, int64_t n_vocab) {
   }
 }
 
-Sampler::Sampler(const SamplerParams& params, int64_t n_vocab) : params_(params), n_vocab_(n_vocab) {
+Sampler::Sampler(const SamplerParams& params, int64_t n_vocab)
+    : params_(params), n_vocab_(n_vocab) {
   validate(params_, n_vocab_);
   greedy_ = params_.temperature <= 0.0f;
   const auto n = static_cast<size_t>(n_vocab_);
   row_.resize(n);
   cand_.resize(n);
   dist_.resize(n);
+  q_.assign(n, 0.0);
   reseed(params_.seed);
   const SamplerParams& p = params_;
   if (!p.logit_bias.empty()) chain_.push_back(std::make_unique<LogitBias>(p.logit_bias));
   const bool penalised =
       p.repeat_penalty != 1.0f || p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f;
   if (p.repeat_last_n != 0 && penalised)
-    chain_.push_back(std::make_unique<Penalties>(p.repeat_penalty, p.repeat_last_n,
-                                                 p.presence_penalty, p.frequency_penalty, n_vocab_));
+    chain_.push_back(std::make_unique<Penalties>(
+        p.repeat_penalty, p.repeat_last_n, p.presence_penalty, p.frequency_penalty, n_vocab_));
 }
 
 void Sampler::reseed(uint64_t seed) {
@@ -126,7 +143,9 @@ uint64_t Sampler::next_random() {
   return result;
 }
 
-double Sampler::uniform() { return static_cast<double>(next_random() >> 11) * 0x1.0p-53; }
+double Sampler::uniform() {
+  return static_cast<double>(next_random() >> 11) * 0x1.0p-53;
+}
 
 int32_t Sampler::greedy_pick() const {
   size_t best = 0;
@@ -137,14 +156,17 @@ int32_t Sampler::greedy_pick() const {
       best = i;
     }
   }
-  if (best_logit == kNegInf) throw Error("sampler: no token has a finite logit (all are -inf or NaN)");
+  if (best_logit == kNegInf)
+    throw Error("sampler: no token has a finite logit (all are -inf or NaN)");
   return static_cast<int32_t>(best);
 }
 
 void Sampler::select_top_k(size_t k) {
   // One pass over the row with a k-entry heap whose root is the worst kept
   // candidate: almost every token costs one well-predicted comparison.
-  auto cmp = [](const Candidate& a, const Candidate& b) { return better(a.logit, a.id, b.logit, b.id); };
+  auto cmp = [](const Candidate& a, const Candidate& b) {
+    return better(a.logit, a.id, b.logit, b.id);
+  };
   const auto first = cand_.begin();
   const auto last = first + static_cast<ptrdiff_t>(k);
   for (size_t i = 0; i < k; ++i) cand_[i] = {static_cast<int32_t>(i), sanitize(row_[i]), 0.0};
@@ -165,7 +187,9 @@ void Sampler::ensure_sorted(size_t m, size_t n) {
   // Grow the sorted prefix geometrically: top-p usually stops within a few
   // dozen tokens, so the full vocabulary is almost never sorted.
   const size_t target = std::min(n, std::max({m, n_sorted_ * 2, size_t{64}}));
-  auto cmp = [](const Candidate& a, const Candidate& b) { return better(a.logit, a.id, b.logit, b.id); };
+  auto cmp = [](const Candidate& a, const Candidate& b) {
+    return better(a.logit, a.id, b.logit, b.id);
+  };
   const auto first = cand_.begin() + static_cast<ptrdiff_t>(n_sorted_);
   const auto mid = cand_.begin() + static_cast<ptrdiff_t>(target);
   // Selection in linear time, then a sort of the few selected. Under a strict
@@ -264,9 +288,20 @@ int32_t Sampler::sample(std::span<const float> logits, std::span<const int32_t> 
   return cand_[last_positive].id;  // target == sum after rounding
 }
 
-int32_t Sampler::sample_draft(std::span<const float> logits, std::span<const int32_t> history, int32_t draft) {
+int32_t Sampler::sample_draft(std::span<const float> logits, std::span<const int32_t> history,
+                              int32_t draft) {
+  const TokenProb point{draft, 1.0};
+  return sample_draft(logits, history, draft, std::span<const TokenProb>(&point, 1));
+}
+
+int32_t Sampler::sample_draft(std::span<const float> logits, std::span<const int32_t> history,
+                              int32_t draft, std::span<const TokenProb> q) {
   prepare(logits, history);
   if (n_kept_ == 1) return cand_[0].id;
+  // Everything below is in the target's weight units: p(i) = w_i / weight_sum_,
+  // so q(i) scales to q(i) * weight_sum_.
+  for (const TokenProb& t : q)
+    if (t.id >= 0 && t.id < n_vocab_) q_[static_cast<size_t>(t.id)] += t.p;
   size_t at = n_kept_;
   for (size_t i = 0; i < n_kept_; ++i)
     if (cand_[i].id == draft) {
@@ -274,21 +309,57 @@ int32_t Sampler::sample_draft(std::span<const float> logits, std::span<const int
       break;
     }
   const double w_draft = at < n_kept_ ? cand_[at].weight : 0.0;
-  if (w_draft > 0 && uniform() * weight_sum_ < w_draft) return draft;
-  // Rejected: the residual max(p - q, 0) of a point-mass draft q is p without the draft.
-  const double rest = weight_sum_ - w_draft;
-  if (!(rest > 0)) return draft;  // all the mass was the draft's (rounding)
-  const double target = uniform() * rest;
+  const double q_draft = draft >= 0 && draft < n_vocab_ ? q_[static_cast<size_t>(draft)] : 0.0;
+  // Accept with min(1, p / q): u < p / q (a q of 0 cannot have been drawn; treat as a point mass).
+  const double q_scaled = (q_draft > 0 ? q_draft : 1.0) * weight_sum_;
+  int32_t result = -1;
+  if (w_draft > 0 && uniform() * q_scaled < w_draft) result = draft;
+  if (result < 0) {
+    // Rejected: draw from the residual max(0, p - q) over the kept tokens
+    // (p is zero elsewhere, so the residual is too).
+    double rest = 0;
+    for (size_t i = 0; i < n_kept_; ++i)
+      rest += std::max(0.0, cand_[i].weight - q_[static_cast<size_t>(cand_[i].id)] * weight_sum_);
+    if (!(rest > 0)) {
+      result = draft;  // p == q up to rounding: the draft was taken with probability 1
+    } else {
+      const double target = uniform() * rest;
+      double acc = 0;
+      size_t last_positive = n_kept_;
+      for (size_t i = 0; i < n_kept_ && result < 0; ++i) {
+        const double r =
+            std::max(0.0, cand_[i].weight - q_[static_cast<size_t>(cand_[i].id)] * weight_sum_);
+        if (r == 0.0) continue;
+        acc += r;
+        last_positive = i;
+        if (target < acc) result = cand_[i].id;
+      }
+      if (result < 0) result = last_positive < n_kept_ ? cand_[last_positive].id : draft;
+    }
+  }
+  for (const TokenProb& t : q)  // leave q_ zero for the next call
+    if (t.id >= 0 && t.id < n_vocab_) q_[static_cast<size_t>(t.id)] = 0.0;
+  return result;
+}
+
+int32_t Sampler::sample_with_distribution(std::span<const float> logits,
+                                          std::span<const int32_t> history,
+                                          std::vector<TokenProb>& dist) {
+  prepare(logits, history);
+  dist.clear();
+  for (size_t i = 0; i < n_kept_; ++i) dist.push_back({cand_[i].id, cand_[i].weight / weight_sum_});
+  if (n_kept_ == 1) return cand_[0].id;
+  const double target = uniform() * weight_sum_;
   double acc = 0;
-  size_t last_positive = n_kept_;
+  size_t last_positive = 0;
   for (size_t i = 0; i < n_kept_; ++i) {
     const double w = cand_[i].weight;
-    if (i == at || w == 0.0) continue;
+    if (w == 0.0) continue;
     acc += w;
     last_positive = i;
     if (target < acc) return cand_[i].id;
   }
-  return last_positive < n_kept_ ? cand_[last_positive].id : draft;
+  return cand_[last_positive].id;  // target == sum after rounding
 }
 
 std::span<const TokenProb> Sampler::distribution(std::span<const float> logits,

@@ -27,11 +27,11 @@ namespace slm::engine {
 struct SamplerParams {
   // <= 0: greedy (argmax after bias and penalties, ties to the lowest id).
   float temperature = 0.8f;
-  int32_t top_k = 40;     // keep the k most likely; <= 0: off
-  float top_p = 0.95f;    // nucleus mass in [0, 1]; 1: off
-  float min_p = 0.05f;    // keep p >= min_p * p_max, in [0, 1]; 0: off
-  float repeat_penalty = 1.0f;   // > 0; 1: off
-  int32_t repeat_last_n = 64;    // window of the history the penalties see; 0: off, -1: all of it
+  int32_t top_k = 40;              // keep the k most likely; <= 0: off
+  float top_p = 0.95f;             // nucleus mass in [0, 1]; 1: off
+  float min_p = 0.05f;             // keep p >= min_p * p_max, in [0, 1]; 0: off
+  float repeat_penalty = 1.0f;     // > 0; 1: off
+  int32_t repeat_last_n = 64;      // window of the history the penalties see; 0: off, -1: all of it
   float presence_penalty = 0.0f;   // subtracted once from each token present in the window
   float frequency_penalty = 0.0f;  // subtracted per occurrence in the window
   std::map<int32_t, float> logit_bias;  // token id -> added to its logit; -inf bans the token
@@ -80,7 +80,19 @@ class Sampler {
   // decoding with a deterministic draft): returns draft with probability
   // p(draft), else a draw from p with draft removed and renormalised, so the
   // result is distributed exactly as sample()'s. Greedy returns the argmax.
-  int32_t sample_draft(std::span<const float> logits, std::span<const int32_t> history, int32_t draft);
+  int32_t sample_draft(std::span<const float> logits, std::span<const int32_t> history,
+                       int32_t draft);
+  // The same for a draft drawn from a distribution q (a draft model's; ids in
+  // any order, ids >= n_vocab ignored): speculative rejection sampling keeps
+  // draft with probability min(1, p(draft) / q(draft)), else draws from the
+  // normalised max(0, p - q), so the result is distributed as sample()'s.
+  // The point-mass q = {draft: 1} is the deterministic case above.
+  int32_t sample_draft(std::span<const float> logits, std::span<const int32_t> history,
+                       int32_t draft, std::span<const TokenProb> q);
+  // sample() that also writes the distribution it drew from (as
+  // distribution() gives it) to dist: a draft model's proposal q.
+  int32_t sample_with_distribution(std::span<const float> logits, std::span<const int32_t> history,
+                                   std::vector<TokenProb>& dist);
 
   // The distribution sample() would draw from, after every filter and the
   // temperature: kept tokens, most likely first when a filter sorted them
@@ -101,7 +113,7 @@ class Sampler {
   // cand_[0, n_kept_) with weights at the sampling temperature summing to
   // weight_sum_. Returns the token directly when greedy (n_kept_ == 1).
   void prepare(std::span<const float> logits, std::span<const int32_t> history);
-  int32_t greedy_pick() const;                             // argmax of row_
+  int32_t greedy_pick() const;  // argmax of row_
   // Puts the k best of row_ into cand_[0, k), sorted.
   void select_top_k(size_t k);
   // Makes cand_[0, m) the m best candidates of cand_[0, n) in sorted order.
@@ -113,9 +125,10 @@ class Sampler {
   int64_t n_vocab_ = 0;
   bool greedy_ = false;
   std::vector<std::unique_ptr<LogitsProcessor>> chain_;  // run in order on row_
-  std::vector<float> row_;           // logits after the processors [n_vocab]
-  std::vector<Candidate> cand_;      // [n_vocab]
-  std::vector<TokenProb> dist_;      // [n_vocab] for distribution()
+  std::vector<float> row_;                               // logits after the processors [n_vocab]
+  std::vector<Candidate> cand_;                          // [n_vocab]
+  std::vector<TokenProb> dist_;                          // [n_vocab] for distribution()
+  std::vector<double> q_;  // [n_vocab] a draft's q scattered by id, zero between calls
   size_t n_kept_ = 0;
   size_t n_sorted_ = 0;
   double weight_sum_ = 0;

@@ -19,6 +19,7 @@ BatchOptions batch_options(const SchedulerOptions& o) {
   b.allow_beyond_train_ctx = o.allow_beyond_train_ctx;
   b.kv_type = o.kv_type;
   b.draft_max = o.draft_max;
+  b.draft_model = o.draft_model;
   return b;
 }
 

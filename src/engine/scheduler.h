@@ -63,6 +63,8 @@ struct SchedulerOptions {
   bool allow_beyond_train_ctx = false;
   DType kv_type = DType::F32;   // of every slot's KV cache
   int draft_max = 0;            // speculative decoding by prompt lookup (BatchOptions)
+  // Drafts from this model instead (BatchOptions::draft_model); borrowed.
+  const model::Model* draft_model = nullptr;
 };
 
 struct SchedulerStats {

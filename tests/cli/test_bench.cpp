@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <map>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -88,6 +89,33 @@ TEST(Bench, TableStaysAlignedForWideNumbers) {
   EXPECT_EQ(
       cli::bench_table({{"tg4", 30673.27, 67.53}}),
       "| test |              t/s |\n|------|------------------|\n| tg4  | 30673.27 ± 67.53 |\n");
+}
+
+// --depth fills the cache before the tests and is reported; the cache's
+// size follows --kv-type (f32 twice f16, per position) and the depth.
+TEST(Bench, DepthAndKvTypeAreReported) {
+  SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
+  auto kv_bytes = [](const std::string& out) {
+    const size_t at = out.find("\"kv_bytes\": ");
+    return at == std::string::npos ? -1.0 : std::atof(out.c_str() + at + 12);
+  };
+  std::map<std::string, double> bytes;
+  for (const std::string kv : {"f32", "f16"}) {
+    const CmdResult r =
+        run_slm("bench " + sh_quote(fixture("models/stories260K.gguf")) +
+                " -d 40 --n-prompt 0 -n 4 -r 1 --json --bandwidth-gbs 10 --kv-type " + kv);
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_NE(r.out.find("\"depth\": 40,"), std::string::npos) << r.out;
+    bytes[kv] = kv_bytes(r.out);
+  }
+  EXPECT_GT(bytes["f16"], 0);
+  EXPECT_EQ(bytes["f32"], 2 * bytes["f16"]);
+  const CmdResult d =
+      run_slm("bench " + sh_quote(fixture("models/stories260K.gguf")) +
+              " -d 80 --n-prompt 0 -n 4 -r 1 --json --bandwidth-gbs 10 --kv-type f16");
+  ASSERT_EQ(d.code, 0) << d.err;
+  // 85 positions against 45: the cache grows with the depth.
+  EXPECT_NEAR(kv_bytes(d.out) / bytes["f16"], 85.0 / 45.0, 1e-9) << d.out;
 }
 
 }  // namespace

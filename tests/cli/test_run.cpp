@@ -174,10 +174,30 @@ TEST(RunErrors, BadOptionValues) {
                      "--logit-bias");
   expect_usage_error(run_slm("run --model " + stories() + " -p hi --kv-type q4"),
                      "--kv-type: expected f32, f16 or q8_0");
+  expect_usage_error(run_slm("run --model " + stories() + " -p hi --draft tree"),
+                     "--draft: expected none, ngram or model");
   expect_usage_error(run_slm("run --model " + stories() + " -p hi --draft model"),
-                     "--draft: expected none or ngram");
+                     "--draft model needs --draft-model M");
+  expect_usage_error(
+      run_slm("run --model " + stories() + " -p hi --draft ngram --draft-model " + stories()),
+      "it cannot go with --draft ngram");
   expect_usage_error(run_slm("run --model " + stories() + " -p hi --bogus"),
                      "unknown option --bogus");
+}
+
+// --draft-model: greedy output is plain decoding's, the drafts are counted in
+// the statistics line, and a draft model of another vocabulary is refused.
+TEST(Run, DraftModelKeepsGreedyOutput) {
+  SLM_REQUIRE_FIXTURE("models/tiny-llama.gguf");
+  const std::string cmd = "run --model " + stories() + " -p 'Once upon a time' -n 60 --temp 0 -t 2";
+  const CmdResult plain = run_slm(cmd);
+  ASSERT_EQ(plain.code, 0) << plain.err;
+  const CmdResult drafted = run_slm(cmd + " --draft-model " + stories() + " --draft-max 4");
+  ASSERT_EQ(drafted.code, 0) << drafted.err;
+  EXPECT_EQ(drafted.out, plain.out);
+  EXPECT_NE(drafted.err.find(" accepted"), std::string::npos) << drafted.err;
+  expect_error(run_slm(cmd + " --draft-model " + sh_quote(fixture("models/tiny-llama.gguf"))),
+               "the draft model's tokenizer differs from the model's: 32000 tokens against 512");
 }
 
 TEST(RunErrors, NoModelAnywhereSaysWhatToRun) {
