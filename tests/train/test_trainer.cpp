@@ -293,7 +293,13 @@ TEST_P(TrainModel, FullGradientsMatchFiniteDifferences) {
       t.value[i] = keep;
       const double fd = (lp - lm) / (2.0 * static_cast<double>(h));
       const double err = std::fabs(fd - g) / std::fabs(fd);
-      EXPECT_LT(err, 2e-2) << t.name << "[" << i << "] analytic " << g << " fd " << fd;
+      // 2% relative, plus the difference quotient's own noise: the loss is
+      // summed in float (a few 1e-6 of a loss near 5, divided by 2h = 0.02:
+      // about 4e-4 absolute). Smaller or Richardson-combined steps measured
+      // worse, so the noise, not the h^2 term, bounds small gradients such as
+      // tiny-qwen2's k bias (0.0164 analytic, 0.0168 fd on the scalar path).
+      EXPECT_LT(std::fabs(fd - g), 2e-2 * std::fabs(fd) + 4e-4)
+          << t.name << "[" << i << "] analytic " << g << " fd " << fd;
       worst[t.label] = std::max(worst[t.label], err);
       ++checked;
     }
