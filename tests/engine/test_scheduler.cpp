@@ -9,6 +9,7 @@
 
 #include "base/utf8.h"
 #include "common/fixtures.h"
+#include "common/loaded_model.h"
 #include "engine/scheduler.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
@@ -18,16 +19,10 @@ namespace {
 
 using namespace std::chrono_literals;
 
-struct Loaded {
-  std::unique_ptr<model::Model> model;
-  std::optional<tokenizer::Tokenizer> tok;
-};
+using Loaded = test::LoadedModel;
 
 Loaded load_stories() {
-  Loaded l;
-  l.model = model::Model::load(test::fixture("models/stories260K.gguf"));
-  l.tok.emplace(tokenizer::Tokenizer::from_gguf(l.model->file()));
-  return l;
+  return test::load_model("models/stories260K.gguf");
 }
 
 // Counts what the engine reports (the server's Metrics implements the same).

@@ -15,6 +15,7 @@
 #include "base/error.h"
 #include "base/thread_pool.h"
 #include "common/fixtures.h"
+#include "common/loaded_model.h"
 #include "engine/batch.h"
 #include "engine/draft_model.h"
 #include "engine/sampler.h"
@@ -25,16 +26,10 @@
 namespace slm::engine {
 namespace {
 
-struct Loaded {
-  std::unique_ptr<model::Model> model;
-  std::optional<tokenizer::Tokenizer> tok;
-};
+using Loaded = test::LoadedModel;
 
 Loaded load(const std::string& rel) {
-  Loaded l;
-  l.model = model::Model::load(test::fixture(rel));
-  l.tok.emplace(tokenizer::Tokenizer::from_gguf(l.model->file()));
-  return l;
+  return test::load_model(rel);
 }
 
 struct Outcomes {
