@@ -18,20 +18,14 @@
 
 #include "base/dtype.h"
 #include "base/thread_pool.h"
+#include "clock.h"
 #include "kernels/kernels.h"
 
 using namespace slm;
 
 namespace {
 
-double now(bool cpu_time) {
-  if (!cpu_time)
-    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-        .count();
-  timespec ts;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
-}
+using slm::bench::now;
 
 struct Matrix {
   DType type;
