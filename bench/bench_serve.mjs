@@ -157,7 +157,7 @@ for (const n of streams) {
     // Generation phase only: from the last first token to the last end, when all streams decode together.
     const lastFirst = Math.max(...rs.map((r) => r.first)), lastEnd = Math.max(...rs.map((r) => r.end));
     const res = {
-      streams: n, prompt_tokens: promptTokens, gen_tokens: genTokens, tokens, wall_s: +wall.toFixed(3),
+      streams: n, prompt_tokens: promptTokens, gen_tokens: genTokens, tokens, wall_s: +wall.toFixed(6),
       aggregate_tok_s: +(tokens / wall).toFixed(1),
       per_stream_tok_s: +(rs.reduce((a, r) => a + r.tokens / ((r.end - r.first) / 1000), 0) / n).toFixed(1),
       ttft_ms_mean: +(rs.reduce((a, r) => a + r.ttft, 0) / n).toFixed(1),
@@ -165,7 +165,8 @@ for (const n of streams) {
       ttft_ms_p99: +pct(rs.map((r) => r.ttft), 0.99).toFixed(1),
       ttft_ms_max: +Math.max(...rs.map((r) => r.ttft)).toFixed(1),
       // The machine's price per generated token, prompt time included: $0.10/h by default (--usd-per-hour).
-      usd_per_mtok: +(Number(opts["usd-per-hour"]) / 3600 / (tokens / wall) * 1e6).toFixed(3),
+      // Four significant digits: a tiny model's price is a few thousandths.
+      usd_per_mtok: +(Number(opts["usd-per-hour"]) / 3600 / (tokens / wall) * 1e6).toPrecision(4),
       decode_phase_s: +((lastEnd - lastFirst) / 1000).toFixed(3),
     };
     if (rs.some((r) => r.tokens !== genTokens)) throw new Error(`a stream produced the wrong token count: ${JSON.stringify(rs)}`);

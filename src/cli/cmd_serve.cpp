@@ -236,14 +236,18 @@ int run_serve(int argc, char** argv) {
                 human_bytes(static_cast<double>(s.kv_bytes())).c_str(),
                 std::string(dtype_name(sched.kv_type)).c_str(), sched.n_threads,
                 so.api_key.empty() ? "" : ", API key required");
-  server::log_line(ready);
+  std::vector<std::string> notes;
   if (backend->template_is_fallback)
-    server::log_line("the model has no chat template; chat requests use ChatML");
+    notes.push_back("the model has no chat template; chat requests use ChatML");
   for (const auto& e : backend->adapters.list())
-    server::log_line("adapter " + e->name + ": " + e->path + " (scale " + std::to_string(e->scale) +
-                     ", " + std::to_string(e->adapter->n_matrices()) + " matrices, rank " +
-                     std::to_string(e->adapter->max_rank()) + ")");
+    notes.push_back("adapter " + e->name + ": " + e->path + " (scale " + std::to_string(e->scale) +
+                    ", " + std::to_string(e->adapter->n_matrices()) + " matrices, rank " +
+                    std::to_string(e->adapter->max_rank()) + ")");
+  // Serving first, then "ready:": a client that waits for that line (scripts,
+  // the tests) must never meet "the model is still loading".
   srv.set_backend(std::move(backend));
+  server::log_line(ready);
+  for (const std::string& n : notes) server::log_line(n);
   srv.wait();
   return interrupted.load() ? 0 : 1;
 }
