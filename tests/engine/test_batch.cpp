@@ -8,7 +8,6 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <deque>
 #include <limits>
 #include <random>
 #include <utility>
@@ -16,6 +15,7 @@
 #include "base/thread_pool.h"
 #include "common/fixtures.h"
 #include "common/loaded_model.h"
+#include "common/run_requests.h"
 #include "engine/batch.h"
 #include "engine/sampler.h"
 #include "model/lora.h"
@@ -43,27 +43,15 @@ struct Outcome {
 // until all are done.
 std::vector<Outcome> run_all(BatchEngine& engine, const std::vector<Request>& requests) {
   std::vector<Outcome> out(requests.size());
-  std::deque<size_t> waiting;
-  for (size_t i = 0; i < requests.size(); ++i) waiting.push_back(i);
-  size_t done = 0;
-  while (done < requests.size()) {
-    while (!waiting.empty() && engine.n_active() < engine.n_slots()) {
-      const size_t i = waiting.front();
-      waiting.pop_front();
-      auto sink = [&out, &done, i](Update&& u) {
-        out[i].text += u.text;
-        out[i].tokens.insert(out[i].tokens.end(), u.tokens.begin(), u.tokens.end());
-        if (u.done) {
-          out[i].finish = u.finish;
-          out[i].n_cached = u.n_cached;
-          out[i].error = u.error;
-          ++done;
-        }
-      };
-      engine.admit(engine.make_sequence(requests[i], sink));
+  test::run_requests(engine, requests, [&out](size_t i, Update&& u) {
+    out[i].text += u.text;
+    out[i].tokens.insert(out[i].tokens.end(), u.tokens.begin(), u.tokens.end());
+    if (u.done) {
+      out[i].finish = u.finish;
+      out[i].n_cached = u.n_cached;
+      out[i].error = u.error;
     }
-    engine.step();
-  }
+  });
   return out;
 }
 

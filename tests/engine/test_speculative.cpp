@@ -8,7 +8,6 @@
 
 #include <cmath>
 #include <cstdio>
-#include <deque>
 #include <map>
 #include <random>
 
@@ -16,6 +15,7 @@
 #include "base/thread_pool.h"
 #include "common/fixtures.h"
 #include "common/loaded_model.h"
+#include "common/run_requests.h"
 #include "engine/batch.h"
 #include "engine/draft_model.h"
 #include "engine/sampler.h"
@@ -41,25 +41,14 @@ struct Outcomes {
 Outcomes run_all(BatchEngine& engine, const std::vector<Request>& requests) {
   Outcomes run;
   run.tokens.resize(requests.size());
-  std::deque<size_t> waiting;
-  for (size_t i = 0; i < requests.size(); ++i) waiting.push_back(i);
-  size_t done = 0;
-  while (done < requests.size()) {
-    while (!waiting.empty() && engine.n_active() < engine.n_slots()) {
-      const size_t i = waiting.front();
-      waiting.pop_front();
-      engine.admit(engine.make_sequence(requests[i], [&run, &done, i](Update&& u) {
-        run.tokens[i].insert(run.tokens[i].end(), u.tokens.begin(), u.tokens.end());
-        if (u.done) {
-          EXPECT_NE(u.finish, FinishReason::kError) << u.error;
-          run.drafted += u.n_drafted;
-          run.accepted += u.n_accepted;
-          ++done;
-        }
-      }));
+  test::run_requests(engine, requests, [&run](size_t i, Update&& u) {
+    run.tokens[i].insert(run.tokens[i].end(), u.tokens.begin(), u.tokens.end());
+    if (u.done) {
+      EXPECT_NE(u.finish, FinishReason::kError) << u.error;
+      run.drafted += u.n_drafted;
+      run.accepted += u.n_accepted;
     }
-    engine.step();
-  }
+  });
   return run;
 }
 
