@@ -27,11 +27,12 @@
 
 #include "kernels/blocks.h"
 #include "kernels/internal.h"
+#include "kernels/x86_avx512_legacy_block.h"
 
 namespace slm::kernels {
 namespace {
 
-constexpr int kScaleBytes = kPackRows * 2;
+using avx512_legacy::kScaleBytes;
 
 // Two sets of tiles (two blocks in flight): weights (B) in tmm0 / tmm3, 8
 // rows (K / 4) x 64 bytes (16 rows x 4); activations (A) in tmm1 / tmm4, nt
@@ -117,15 +118,12 @@ ActRows act_rows(const PackedAct* act, int nt) {
 // take the blocks in order (the oracle's summation order).
 template <DType kType, int kNt>
 void tile(int64_t nb, const uint8_t* group, const PackedAct* act, float* y, int64_t ldy, int nr) {
-  constexpr int64_t kQhBytes = kType == DType::Q5_0 ? kPackRows * 4 : 0;
-  constexpr int64_t kQsOffset = kScaleBytes + kQhBytes;
-  constexpr int64_t kBlockBytes =
-      kQsOffset + (kType == DType::Q8_0 ? kPackRows * 32 : kPackRows * 16);
+  constexpr int64_t kQsOffset = avx512_legacy::Block<kType>::kQsOffset;
+  constexpr int64_t kBlockBytes = avx512_legacy::Block<kType>::kBytes;
   constexpr int64_t kQ8 = sizeof(BlockQ8_0);
   constexpr int64_t kQ8Qs = kQ8 - kQK32;  // offset of qs in BlockQ8_0
   constexpr int64_t kAhead = 4;           // blocks of weights prefetched ahead
   const ActRows rows = act_rows(act, kNt);
-  const __m512i low4 = _mm512_set1_epi8(0x0F);
   alignas(64) uint8_t wbuf[4][8 * 64];           // unpacked Q4_0 / Q5_0 blocks (ring)
   alignas(64) int8_t panel[2][kNt * kQK32];      // gathered activations (uneven rows)
   alignas(64) int32_t sums[2][kNt * kPackRows];  // tile C of the two blocks in flight
@@ -136,24 +134,9 @@ void tile(int64_t nb, const uint8_t* group, const PackedAct* act, float* y, int6
     if constexpr (kType != DType::Q8_0) {
       const uint8_t* blk = group + b * kBlockBytes;
       uint8_t* buf = wbuf[b & 3];
-      // Word k's low nibbles are elements 4k.. (B row k), its high nibbles
-      // 16 + 4k.. (B row 4 + k); Q5_0 ORs bit k of qh's bytes in as bit 4.
+      // Tile B rows: w[k] holds elements 4k.., w[4 + k] 16 + 4k..
       __m512i w[8];
-#pragma GCC unroll 4
-      for (int k = 0; k < 4; ++k) {
-        const __m512i v = _mm512_loadu_si512(blk + kQsOffset + 64 * k);
-        w[k] = _mm512_and_si512(v, low4);
-        w[k + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
-      }
-      if constexpr (kType == DType::Q5_0) {
-        const __m512i qh = _mm512_loadu_si512(blk + kScaleBytes);
-        const __m512i bit4 = _mm512_set1_epi8(0x10);
-#pragma GCC unroll 8
-        for (int k = 0; k < 8; ++k) {
-          const __m512i hi = k < 4 ? _mm512_slli_epi32(qh, 4 - k) : _mm512_srli_epi32(qh, k - 4);
-          w[k] = _mm512_or_si512(w[k], _mm512_and_si512(hi, bit4));
-        }
-      }
+      avx512_legacy::unpack_nibble_words<kType>(blk, w);
 #pragma GCC unroll 8
       for (int k = 0; k < 8; ++k) _mm512_store_si512(buf + 64 * k, w[k]);
       written_for_tiles(buf);

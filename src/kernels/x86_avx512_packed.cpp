@@ -16,11 +16,12 @@
 
 #include "kernels/blocks.h"
 #include "kernels/internal.h"
+#include "kernels/x86_avx512_legacy_block.h"
 
 namespace slm::kernels {
 namespace {
 
-constexpr int kScaleBytes = kPackRows * 2;
+using avx512_legacy::kScaleBytes;
 
 inline __m512i bcast_word(const int8_t* p) {
   int32_t v;
@@ -89,11 +90,8 @@ template <int kNt>
 // bytes kActOffset[k].
 template <DType kType, int kNt>
 void tile(int64_t nb, const uint8_t* group, const PackedAct* act, float* y, int64_t ldy, int nr) {
-  constexpr int64_t kQhBytes = kType == DType::Q5_0 ? kPackRows * 4 : 0;
-  constexpr int64_t kQsOffset = kScaleBytes + kQhBytes;
-  constexpr int64_t kBlockBytes =
-      kQsOffset + (kType == DType::Q8_0 ? kPackRows * 32 : kPackRows * 16);
-  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  constexpr int64_t kQsOffset = avx512_legacy::Block<kType>::kQsOffset;
+  constexpr int64_t kBlockBytes = avx512_legacy::Block<kType>::kBytes;
   auto block = [&](const uint8_t* blk, int64_t b, __m512* acc) __attribute__((always_inline)) {
     const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk)));
     // w[k] pairs with activation bytes 4k..4k+3 of the block.
@@ -102,22 +100,7 @@ void tile(int64_t nb, const uint8_t* group, const PackedAct* act, float* y, int6
 #pragma GCC unroll 8
       for (int k = 0; k < 8; ++k) w[k] = _mm512_loadu_si512(blk + kQsOffset + 64 * k);
     } else {
-#pragma GCC unroll 4
-      for (int k = 0; k < 4; ++k) {
-        const __m512i v = _mm512_loadu_si512(blk + kQsOffset + 64 * k);
-        w[k] = _mm512_and_si512(v, low4);                            // elements 4k..
-        w[k + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);  // elements 16 + 4k..
-      }
-      if constexpr (kType == DType::Q5_0) {
-        // Bit k of each byte of qh is the fifth bit of word k (packed.cpp).
-        const __m512i qh = _mm512_loadu_si512(blk + kScaleBytes);
-        const __m512i bit4 = _mm512_set1_epi8(0x10);
-#pragma GCC unroll 8
-        for (int k = 0; k < 8; ++k) {
-          const __m512i hi = k < 4 ? _mm512_slli_epi32(qh, 4 - k) : _mm512_srli_epi32(qh, k - 4);
-          w[k] = _mm512_or_si512(w[k], _mm512_and_si512(hi, bit4));
-        }
-      }
+      avx512_legacy::unpack_nibble_words<kType>(blk, w);
     }
 #pragma GCC unroll 8
     for (int t = 0; t < kNt; ++t) {
