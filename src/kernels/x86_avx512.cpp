@@ -331,99 +331,10 @@ inline __m512 load16_f16_masked(const uint16_t* p, __mmask16 m) {
   return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
 }
 
-// t[i * r + q] = scale[q] * dot(a[q], x[i]) for q < kK, i < kRows:
-// a [kK][n] at stride n, x [kRows][n].
-template <int kRows, int kK>
-void lora_shrink_tile_512(const uint16_t* a, int64_t n, const float* x, const float* scale,
-                          float* t, int64_t r) {
-  __m512 acc0[kK][kRows], acc1[kK][kRows];
-  for (int q = 0; q < kK; ++q)
-    for (int i = 0; i < kRows; ++i) acc0[q][i] = acc1[q][i] = _mm512_setzero_ps();
-  int64_t c = 0;
-  for (; c + 32 <= n; c += 32)
-    for (int q = 0; q < kK; ++q) {
-      const __m512 a0 = load16_f16(a + q * n + c), a1 = load16_f16(a + q * n + c + 16);
-      for (int i = 0; i < kRows; ++i) {
-        acc0[q][i] = _mm512_fmadd_ps(a0, _mm512_loadu_ps(x + i * n + c), acc0[q][i]);
-        acc1[q][i] = _mm512_fmadd_ps(a1, _mm512_loadu_ps(x + i * n + c + 16), acc1[q][i]);
-      }
-    }
-  for (; c < n; c += 16) {  // at most two masked steps, into acc0
-    const __mmask16 m = static_cast<__mmask16>(n - c >= 16 ? 0xFFFF : (1u << (n - c)) - 1);
-    for (int q = 0; q < kK; ++q) {
-      const __m512 av = load16_f16_masked(a + q * n + c, m);
-      for (int i = 0; i < kRows; ++i)
-        acc0[q][i] = _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(m, x + i * n + c), acc0[q][i]);
-    }
-  }
-  for (int q = 0; q < kK; ++q)
-    for (int i = 0; i < kRows; ++i)
-      t[i * r + q] = _mm512_reduce_add_ps(_mm512_add_ps(acc0[q][i], acc1[q][i])) * scale[q];
-}
-
-void lora_shrink_512(const uint16_t* a, int64_t n_in, int64_t r, const float* scale, int64_t k0,
-                     int64_t k1, const float* x, int64_t m, float* t) {
-  for (int64_t i0 = 0; i0 < m; i0 += 4)
-    with_token_count<4>(static_cast<int>(std::min<int64_t>(4, m - i0)), [&](auto rows) {
-      constexpr int kRows = decltype(rows)::value;
-      constexpr int kK = kRows <= 2 ? 4 : 2;  // 8 to 16 accumulators
-      const float* xi = x + i0 * n_in;
-      float* ti = t + i0 * r;
-      int64_t k = k0;
-      for (; k + kK <= k1; k += kK)
-        lora_shrink_tile_512<kRows, kK>(a + k * n_in, n_in, xi, scale + k, ti + k, r);
-      for (; k < k1; ++k)
-        lora_shrink_tile_512<kRows, 1>(a + k * n_in, n_in, xi, scale + k, ti + k, r);
-    });
-}
-
-// y[i * n_out + b * 16 + 0..16) += sum_k t[i * r + k] * B^T block b, for
-// kBlocks consecutive column blocks (the last one's columns masked by last).
-template <int kRows, int kBlocks>
-void lora_expand_tile_512(const uint16_t* block, int64_t n_out, int64_t r, const float* t, float* y,
-                          __mmask16 last) {
-  __mmask16 mask[kBlocks];
-  for (int b = 0; b < kBlocks; ++b) mask[b] = b + 1 == kBlocks ? last : __mmask16(0xFFFF);
-  __m512 acc[kRows][kBlocks];
-  for (int i = 0; i < kRows; ++i)
-    for (int b = 0; b < kBlocks; ++b)
-      acc[i][b] = _mm512_maskz_loadu_ps(mask[b], y + i * n_out + b * kLoraCols);
-  for (int64_t k = 0; k < r; ++k) {
-    __m512 bk[kBlocks];  // whole blocks (zero-padded)
-    for (int b = 0; b < kBlocks; ++b) bk[b] = load16_f16(block + (b * r + k) * kLoraCols);
-    for (int i = 0; i < kRows; ++i) {
-      const __m512 tk = _mm512_set1_ps(t[i * r + k]);
-      for (int b = 0; b < kBlocks; ++b) acc[i][b] = _mm512_fmadd_ps(tk, bk[b], acc[i][b]);
-    }
-  }
-  for (int i = 0; i < kRows; ++i)
-    for (int b = 0; b < kBlocks; ++b)
-      _mm512_mask_storeu_ps(y + i * n_out + b * kLoraCols, mask[b], acc[i][b]);
-}
-
-void lora_expand_512(const uint16_t* bt, int64_t n_out, int64_t r, const float* t, int64_t m,
-                     int64_t j0, int64_t j1, float* y) {
-  static_assert(kLoraCols == 16, "one zmm per column block");
-  constexpr int kMaxBlocks = 4;  // 4 x 4 accumulators at most
-  for (int64_t jb = j0; jb < j1; jb += kMaxBlocks * kLoraCols) {
-    const int64_t cols = std::min(kMaxBlocks * kLoraCols, j1 - jb);
-    const int blocks = static_cast<int>((cols + kLoraCols - 1) / kLoraCols);
-    const int64_t tail = cols - (blocks - 1) * kLoraCols;  // columns of the last block
-    const __mmask16 last = static_cast<__mmask16>(tail == 16 ? 0xFFFF : (1u << tail) - 1);
-    const uint16_t* block = bt + jb / kLoraCols * r * kLoraCols;
-    for (int64_t i0 = 0; i0 < m; i0 += 4)
-      with_token_count<4>(static_cast<int>(std::min<int64_t>(4, m - i0)), [&](auto rows) {
-        with_token_count<kMaxBlocks>(blocks, [&](auto nb) {
-          lora_expand_tile_512<decltype(rows)::value, decltype(nb)::value>(
-              block, n_out, r, t + i0 * r, y + i0 * n_out + jb, last);
-        });
-      });
-  }
-}
-
-// The same tiles over 8-bit factors (kernels.h LoraQ8Kernels): each group of
-// 16 values widened to float and multiplied by its group's scale (the
-// product the scalar table rounds to float too), then the F16 kernels' FMAs.
+// Where the factors come from: F16 values, or int8 values times a float
+// scale per group (kernels.h LoraQ8Kernels: 32 inputs of A, 16 outputs of B),
+// widened and scaled to float exactly as the scalar table rounds them. The
+// tiles below are written once over either.
 inline __m512 load16_q8(const int8_t* p, float d) {
   return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
                            _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)))),
@@ -434,27 +345,68 @@ inline __m512 load16_q8_masked(const int8_t* p, float d, __mmask16 m) {
                        _mm512_set1_ps(d));
 }
 
-template <int kRows, int kK>
-void lora_shrink_q8_tile_512(const int8_t* a, const float* ad, int64_t groups, int64_t n,
-                             const float* x, const float* scale, float* t, int64_t r) {
-  static_assert(kLoraGroupA == 32, "a group is one 32-input step");
+// Rows of A ([r][n_in], row q at stride n): 16 inputs of row q from column c.
+struct F16RowsA {
+  const uint16_t* a;
+  int64_t n;
+  F16RowsA from_row(int64_t k) const { return {a + k * n, n}; }
+  __m512 load(int q, int64_t c) const { return load16_f16(a + q * n + c); }
+  __m512 load_masked(int q, int64_t c, __mmask16 m) const {
+    return load16_f16_masked(a + q * n + c, m);
+  }
+};
+struct Q8RowsA {
+  const int8_t* a;
+  const float* ad;  // [r][groups]
+  int64_t groups, n;
+  Q8RowsA from_row(int64_t k) const { return {a + k * n, ad + k * groups, groups, n}; }
+  __m512 load(int q, int64_t c) const {
+    return load16_q8(a + q * n + c, ad[q * groups + c / kLoraGroupA]);
+  }
+  __m512 load_masked(int q, int64_t c, __mmask16 m) const {
+    return load16_q8_masked(a + q * n + c, ad[q * groups + c / kLoraGroupA], m);
+  }
+};
+
+// Column blocks of B^T ([n_out / 16][r][16]): the 16 outputs of block b at rank k.
+struct F16BlocksB {
+  const uint16_t* bt;
+  int64_t r;
+  F16BlocksB from_block(int64_t j) const { return {bt + j * r * kLoraCols, r}; }
+  __m512 load(int b, int64_t k) const { return load16_f16(bt + (b * r + k) * kLoraCols); }
+};
+struct Q8BlocksB {
+  const int8_t* bt;
+  const float* bd;  // [n_out / 16][r]
+  int64_t r;
+  Q8BlocksB from_block(int64_t j) const { return {bt + j * r * kLoraCols, bd + j * r, r}; }
+  __m512 load(int b, int64_t k) const {
+    return load16_q8(bt + (b * r + k) * kLoraCols, bd[b * r + k]);
+  }
+};
+
+// t[i * r + q] = scale[q] * dot(a[q], x[i]) for q < kK, i < kRows:
+// a [kK][n], x [kRows][n].
+template <int kRows, int kK, class RowsA>
+void lora_shrink_tile_512(const RowsA& a, int64_t n, const float* x, const float* scale, float* t,
+                          int64_t r) {
+  static_assert(kLoraGroupA == 32, "a q8 group is one 32-input step");
   __m512 acc0[kK][kRows], acc1[kK][kRows];
   for (int q = 0; q < kK; ++q)
     for (int i = 0; i < kRows; ++i) acc0[q][i] = acc1[q][i] = _mm512_setzero_ps();
   int64_t c = 0;
   for (; c + 32 <= n; c += 32)
     for (int q = 0; q < kK; ++q) {
-      const float d = ad[q * groups + c / 32];
-      const __m512 a0 = load16_q8(a + q * n + c, d), a1 = load16_q8(a + q * n + c + 16, d);
+      const __m512 a0 = a.load(q, c), a1 = a.load(q, c + 16);
       for (int i = 0; i < kRows; ++i) {
         acc0[q][i] = _mm512_fmadd_ps(a0, _mm512_loadu_ps(x + i * n + c), acc0[q][i]);
         acc1[q][i] = _mm512_fmadd_ps(a1, _mm512_loadu_ps(x + i * n + c + 16), acc1[q][i]);
       }
     }
-  for (; c < n; c += 16) {  // at most two masked steps (of the last group), into acc0
+  for (; c < n; c += 16) {  // at most two masked steps, into acc0
     const __mmask16 m = static_cast<__mmask16>(n - c >= 16 ? 0xFFFF : (1u << (n - c)) - 1);
     for (int q = 0; q < kK; ++q) {
-      const __m512 av = load16_q8_masked(a + q * n + c, ad[q * groups + c / 32], m);
+      const __m512 av = a.load_masked(q, c, m);
       for (int i = 0; i < kRows; ++i)
         acc0[q][i] = _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(m, x + i * n + c), acc0[q][i]);
     }
@@ -464,29 +416,28 @@ void lora_shrink_q8_tile_512(const int8_t* a, const float* ad, int64_t groups, i
       t[i * r + q] = _mm512_reduce_add_ps(_mm512_add_ps(acc0[q][i], acc1[q][i])) * scale[q];
 }
 
-void lora_shrink_q8_512(const int8_t* a, const float* ad, int64_t n_in, int64_t r,
-                        const float* scale, int64_t k0, int64_t k1, const float* x, int64_t m,
-                        float* t) {
-  const int64_t groups = lora_groups_a(n_in);
+template <class RowsA>
+void lora_shrink_any_512(const RowsA& a, int64_t n_in, int64_t r, const float* scale, int64_t k0,
+                         int64_t k1, const float* x, int64_t m, float* t) {
   for (int64_t i0 = 0; i0 < m; i0 += 4)
     with_token_count<4>(static_cast<int>(std::min<int64_t>(4, m - i0)), [&](auto rows) {
       constexpr int kRows = decltype(rows)::value;
-      constexpr int kK = kRows <= 2 ? 4 : 2;
+      constexpr int kK = kRows <= 2 ? 4 : 2;  // 8 to 16 accumulators
       const float* xi = x + i0 * n_in;
       float* ti = t + i0 * r;
       int64_t k = k0;
       for (; k + kK <= k1; k += kK)
-        lora_shrink_q8_tile_512<kRows, kK>(a + k * n_in, ad + k * groups, groups, n_in, xi,
-                                           scale + k, ti + k, r);
+        lora_shrink_tile_512<kRows, kK>(a.from_row(k), n_in, xi, scale + k, ti + k, r);
       for (; k < k1; ++k)
-        lora_shrink_q8_tile_512<kRows, 1>(a + k * n_in, ad + k * groups, groups, n_in, xi,
-                                          scale + k, ti + k, r);
+        lora_shrink_tile_512<kRows, 1>(a.from_row(k), n_in, xi, scale + k, ti + k, r);
     });
 }
 
-template <int kRows, int kBlocks>
-void lora_expand_q8_tile_512(const int8_t* block, const float* bd, int64_t n_out, int64_t r,
-                             const float* t, float* y, __mmask16 last) {
+// y[i * n_out + b * 16 + 0..16) += sum_k t[i * r + k] * B^T block b, for
+// kBlocks consecutive column blocks (the last one's columns masked by last).
+template <int kRows, int kBlocks, class BlocksB>
+void lora_expand_tile_512(const BlocksB& blocks, int64_t n_out, int64_t r, const float* t, float* y,
+                          __mmask16 last) {
   __mmask16 mask[kBlocks];
   for (int b = 0; b < kBlocks; ++b) mask[b] = b + 1 == kBlocks ? last : __mmask16(0xFFFF);
   __m512 acc[kRows][kBlocks];
@@ -495,8 +446,7 @@ void lora_expand_q8_tile_512(const int8_t* block, const float* bd, int64_t n_out
       acc[i][b] = _mm512_maskz_loadu_ps(mask[b], y + i * n_out + b * kLoraCols);
   for (int64_t k = 0; k < r; ++k) {
     __m512 bk[kBlocks];  // whole blocks (zero-padded)
-    for (int b = 0; b < kBlocks; ++b)
-      bk[b] = load16_q8(block + (b * r + k) * kLoraCols, bd[b * r + k]);
+    for (int b = 0; b < kBlocks; ++b) bk[b] = blocks.load(b, k);
     for (int i = 0; i < kRows; ++i) {
       const __m512 tk = _mm512_set1_ps(t[i * r + k]);
       for (int b = 0; b < kBlocks; ++b) acc[i][b] = _mm512_fmadd_ps(tk, bk[b], acc[i][b]);
@@ -507,24 +457,43 @@ void lora_expand_q8_tile_512(const int8_t* block, const float* bd, int64_t n_out
       _mm512_mask_storeu_ps(y + i * n_out + b * kLoraCols, mask[b], acc[i][b]);
 }
 
-void lora_expand_q8_512(const int8_t* bt, const float* bd, int64_t n_out, int64_t r, const float* t,
-                        int64_t m, int64_t j0, int64_t j1, float* y) {
-  constexpr int kMaxBlocks = 4;
+template <class BlocksB>
+void lora_expand_any_512(const BlocksB& bt, int64_t n_out, int64_t r, const float* t, int64_t m,
+                         int64_t j0, int64_t j1, float* y) {
+  static_assert(kLoraCols == 16, "one zmm per column block");
+  constexpr int kMaxBlocks = 4;  // 4 x 4 accumulators at most
   for (int64_t jb = j0; jb < j1; jb += kMaxBlocks * kLoraCols) {
     const int64_t cols = std::min(kMaxBlocks * kLoraCols, j1 - jb);
     const int blocks = static_cast<int>((cols + kLoraCols - 1) / kLoraCols);
-    const int64_t tail = cols - (blocks - 1) * kLoraCols;
+    const int64_t tail = cols - (blocks - 1) * kLoraCols;  // columns of the last block
     const __mmask16 last = static_cast<__mmask16>(tail == 16 ? 0xFFFF : (1u << tail) - 1);
-    const int8_t* block = bt + jb / kLoraCols * r * kLoraCols;
-    const float* d = bd + jb / kLoraCols * r;
+    const BlocksB from = bt.from_block(jb / kLoraCols);
     for (int64_t i0 = 0; i0 < m; i0 += 4)
       with_token_count<4>(static_cast<int>(std::min<int64_t>(4, m - i0)), [&](auto rows) {
         with_token_count<kMaxBlocks>(blocks, [&](auto nb) {
-          lora_expand_q8_tile_512<decltype(rows)::value, decltype(nb)::value>(
-              block, d, n_out, r, t + i0 * r, y + i0 * n_out + jb, last);
+          lora_expand_tile_512<decltype(rows)::value, decltype(nb)::value>(
+              from, n_out, r, t + i0 * r, y + i0 * n_out + jb, last);
         });
       });
   }
+}
+
+void lora_shrink_512(const uint16_t* a, int64_t n_in, int64_t r, const float* scale, int64_t k0,
+                     int64_t k1, const float* x, int64_t m, float* t) {
+  lora_shrink_any_512(F16RowsA{a, n_in}, n_in, r, scale, k0, k1, x, m, t);
+}
+void lora_expand_512(const uint16_t* bt, int64_t n_out, int64_t r, const float* t, int64_t m,
+                     int64_t j0, int64_t j1, float* y) {
+  lora_expand_any_512(F16BlocksB{bt, r}, n_out, r, t, m, j0, j1, y);
+}
+void lora_shrink_q8_512(const int8_t* a, const float* ad, int64_t n_in, int64_t r,
+                        const float* scale, int64_t k0, int64_t k1, const float* x, int64_t m,
+                        float* t) {
+  lora_shrink_any_512(Q8RowsA{a, ad, lora_groups_a(n_in), n_in}, n_in, r, scale, k0, k1, x, m, t);
+}
+void lora_expand_q8_512(const int8_t* bt, const float* bd, int64_t n_out, int64_t r, const float* t,
+                        int64_t m, int64_t j0, int64_t j1, float* y) {
+  lora_expand_any_512(Q8BlocksB{bt, bd, r}, n_out, r, t, m, j0, j1, y);
 }
 
 }  // namespace

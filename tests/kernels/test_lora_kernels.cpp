@@ -35,6 +35,12 @@ struct Lora {
   float av(int64_t k, int64_t i) const {
     return fp16_to_f32(a[static_cast<size_t>(k * c.n_in + i)]);
   }
+  void shrink(Isa isa, int64_t k0, int64_t k1, const float* xs, int64_t m, float* t) const {
+    lora_kernels(isa).shrink(a.data(), c.n_in, c.r, scale.data(), k0, k1, xs, m, t);
+  }
+  void expand(Isa isa, const float* t, int64_t m, int64_t j0, int64_t j1, float* y) const {
+    lora_kernels(isa).expand(bt.data(), c.n_out, c.r, t, m, j0, j1, y);
+  }
 };
 
 Lora make(const Case& c, uint32_t seed) {
@@ -56,79 +62,80 @@ Lora make(const Case& c, uint32_t seed) {
   return l;
 }
 
-TEST(LoraKernels, MatchFloat64Sums) {
-  for (Isa isa : available_isas()) {
-    const LoraKernels& kl = lora_kernels(isa);
-    ASSERT_NE(kl.shrink, nullptr);
-    ASSERT_NE(kl.expand, nullptr);
-    for (const Case& c : kCases) {
-      SCOPED_TRACE(std::string(isa_name(isa)) + " n_in " + std::to_string(c.n_in) + " n_out " +
-                   std::to_string(c.n_out) + " r " + std::to_string(c.r) + " m " +
-                   std::to_string(c.m));
-      const Lora l = make(c, static_cast<uint32_t>(c.n_in * 31 + c.n_out));
-      std::vector<float> t(static_cast<size_t>(c.m * c.r), -1.0f), y = l.y0;
-      kl.shrink(l.a.data(), c.n_in, c.r, l.scale.data(), 0, c.r, l.x.data(), c.m, t.data());
-      for (int64_t i = 0; i < c.m; ++i)
-        for (int64_t k = 0; k < c.r; ++k) {
-          double want = 0, mag = 0;
-          for (int64_t e = 0; e < c.n_in; ++e) {
-            const double p =
-                static_cast<double>(l.av(k, e)) * l.x[static_cast<size_t>(i * c.n_in + e)];
-            want += p;
-            mag += std::fabs(p);
-          }
-          const double s = l.scale[static_cast<size_t>(k)];
-          ASSERT_NEAR(t[static_cast<size_t>(i * c.r + k)], want * s,
-                      (c.n_in + 4) * 0x1p-24 * mag * s)
-              << "row " << i << " k " << k;
-        }
-      // Expand from the kernel's own t, so only its sums are checked.
-      kl.expand(l.bt.data(), c.n_out, c.r, t.data(), c.m, 0, c.n_out, y.data());
-      for (int64_t i = 0; i < c.m; ++i)
-        for (int64_t j = 0; j < c.n_out; ++j) {
-          double want = l.y0[static_cast<size_t>(i * c.n_out + j)], mag = std::fabs(want);
-          for (int64_t k = 0; k < c.r; ++k) {
-            const double p = static_cast<double>(t[static_cast<size_t>(i * c.r + k)]) * l.b(j, k);
-            want += p;
-            mag += std::fabs(p);
-          }
-          ASSERT_NEAR(y[static_cast<size_t>(i * c.n_out + j)], want, (c.r + 2) * 0x1p-24 * mag)
-              << "row " << i << " column " << j;
-        }
+// The kernels' sums against float64 sums of the factor values l.av / l.b.
+template <class L>
+void expect_float64_sums(Isa isa, const L& l) {
+  const Case& c = l.c;
+  SCOPED_TRACE(std::string(isa_name(isa)) + " n_in " + std::to_string(c.n_in) + " n_out " +
+               std::to_string(c.n_out) + " r " + std::to_string(c.r) + " m " + std::to_string(c.m));
+  std::vector<float> t(static_cast<size_t>(c.m * c.r), -1.0f), y = l.y0;
+  l.shrink(isa, 0, c.r, l.x.data(), c.m, t.data());
+  for (int64_t i = 0; i < c.m; ++i)
+    for (int64_t k = 0; k < c.r; ++k) {
+      double want = 0, mag = 0;
+      for (int64_t e = 0; e < c.n_in; ++e) {
+        const double p = static_cast<double>(l.av(k, e)) * l.x[static_cast<size_t>(i * c.n_in + e)];
+        want += p;
+        mag += std::fabs(p);
+      }
+      const double s = l.scale[static_cast<size_t>(k)];
+      ASSERT_NEAR(t[static_cast<size_t>(i * c.r + k)], want * s, (c.n_in + 4) * 0x1p-24 * mag * s)
+          << "row " << i << " k " << k;
     }
+  // Expand from the kernel's own t, so only its sums are checked.
+  l.expand(isa, t.data(), c.m, 0, c.n_out, y.data());
+  for (int64_t i = 0; i < c.m; ++i)
+    for (int64_t j = 0; j < c.n_out; ++j) {
+      double want = l.y0[static_cast<size_t>(i * c.n_out + j)], mag = std::fabs(want);
+      for (int64_t k = 0; k < c.r; ++k) {
+        const double p = static_cast<double>(t[static_cast<size_t>(i * c.r + k)]) * l.b(j, k);
+        want += p;
+        mag += std::fabs(p);
+      }
+      ASSERT_NEAR(y[static_cast<size_t>(i * c.n_out + j)], want, (c.r + 2) * 0x1p-24 * mag)
+          << "row " << i << " column " << j;
+    }
+}
+
+// Each row alone, with the ranges cut in pieces (one rank, one column block
+// at a time), gives the bits of one call over every row and the whole ranges.
+template <class L>
+void expect_rows_independent(Isa isa, const L& l) {
+  const Case& c = l.c;
+  SCOPED_TRACE(std::string(isa_name(isa)) + " n_in " + std::to_string(c.n_in) + " m " +
+               std::to_string(c.m));
+  std::vector<float> t(static_cast<size_t>(c.m * c.r)), y = l.y0;
+  l.shrink(isa, 0, c.r, l.x.data(), c.m, t.data());
+  l.expand(isa, t.data(), c.m, 0, c.n_out, y.data());
+  for (int64_t i = 0; i < c.m; ++i) {
+    std::vector<float> ti(static_cast<size_t>(c.r)),
+        yi(l.y0.begin() + i * c.n_out, l.y0.begin() + (i + 1) * c.n_out);
+    for (int64_t k = 0; k < c.r; ++k)
+      l.shrink(isa, k, k + 1, l.x.data() + i * c.n_in, 1, ti.data());
+    for (int64_t j = 0; j < c.n_out; j += kLoraCols)
+      l.expand(isa, ti.data(), 1, j, std::min(c.n_out, j + kLoraCols), yi.data());
+    for (int64_t k = 0; k < c.r; ++k)
+      ASSERT_EQ(ti[static_cast<size_t>(k)], t[static_cast<size_t>(i * c.r + k)])
+          << "row " << i << " k " << k;
+    for (int64_t j = 0; j < c.n_out; ++j)
+      ASSERT_EQ(yi[static_cast<size_t>(j)], y[static_cast<size_t>(i * c.n_out + j)])
+          << "row " << i << " column " << j;
   }
 }
 
-// Each row alone, with the ranges cut in pieces, gives the bits of one call
-// over every row and the whole ranges.
-TEST(LoraKernels, RowsDoNotDependOnTheBatchOrTheSplit) {
+TEST(LoraKernels, MatchFloat64Sums) {
   for (Isa isa : available_isas()) {
-    const LoraKernels& kl = lora_kernels(isa);
-    for (const Case& c : kCases) {
-      SCOPED_TRACE(std::string(isa_name(isa)) + " n_in " + std::to_string(c.n_in) + " m " +
-                   std::to_string(c.m));
-      const Lora l = make(c, static_cast<uint32_t>(c.r * 7 + c.m));
-      std::vector<float> t(static_cast<size_t>(c.m * c.r)), y = l.y0;
-      kl.shrink(l.a.data(), c.n_in, c.r, l.scale.data(), 0, c.r, l.x.data(), c.m, t.data());
-      kl.expand(l.bt.data(), c.n_out, c.r, t.data(), c.m, 0, c.n_out, y.data());
-      for (int64_t i = 0; i < c.m; ++i) {
-        std::vector<float> ti(static_cast<size_t>(c.r)),
-            yi(l.y0.begin() + i * c.n_out, l.y0.begin() + (i + 1) * c.n_out);
-        for (int64_t k = 0; k < c.r; ++k)  // one rank at a time
-          kl.shrink(l.a.data(), c.n_in, c.r, l.scale.data(), k, k + 1, l.x.data() + i * c.n_in, 1,
-                    ti.data());
-        for (int64_t j = 0; j < c.n_out; j += kLoraCols)  // one column block at a time
-          kl.expand(l.bt.data(), c.n_out, c.r, ti.data(), 1, j, std::min(c.n_out, j + kLoraCols),
-                    yi.data());
-        for (int64_t k = 0; k < c.r; ++k)
-          ASSERT_EQ(ti[static_cast<size_t>(k)], t[static_cast<size_t>(i * c.r + k)])
-              << "row " << i << " k " << k;
-        for (int64_t j = 0; j < c.n_out; ++j)
-          ASSERT_EQ(yi[static_cast<size_t>(j)], y[static_cast<size_t>(i * c.n_out + j)])
-              << "row " << i << " column " << j;
-      }
-    }
+    ASSERT_NE(lora_kernels(isa).shrink, nullptr);
+    ASSERT_NE(lora_kernels(isa).expand, nullptr);
+    for (const Case& c : kCases)
+      expect_float64_sums(isa, make(c, static_cast<uint32_t>(c.n_in * 31 + c.n_out)));
   }
+}
+
+TEST(LoraKernels, RowsDoNotDependOnTheBatchOrTheSplit) {
+  for (Isa isa : available_isas())
+    for (const Case& c : kCases)
+      expect_rows_independent(isa, make(c, static_cast<uint32_t>(c.r * 7 + c.m)));
 }
 
 // Every SIMD expand adds one fused multiply-add per rank to y in rank order,
@@ -169,6 +176,12 @@ struct LoraQ8 {
                bt[static_cast<size_t>((j / kLoraCols * c.r + k) * kLoraCols + j % kLoraCols)]) *
            bd[static_cast<size_t>(j / kLoraCols * c.r + k)];
   }
+  void shrink(Isa isa, int64_t k0, int64_t k1, const float* xs, int64_t m, float* t) const {
+    lora_q8_kernels(isa).shrink(a.data(), ad.data(), c.n_in, c.r, scale.data(), k0, k1, xs, m, t);
+  }
+  void expand(Isa isa, const float* t, int64_t m, int64_t j0, int64_t j1, float* y) const {
+    lora_q8_kernels(isa).expand(bt.data(), bd.data(), c.n_out, c.r, t, m, j0, j1, y);
+  }
 };
 
 LoraQ8 make_q8(const Case& c, uint32_t seed) {
@@ -196,76 +209,17 @@ LoraQ8 make_q8(const Case& c, uint32_t seed) {
 
 TEST(LoraKernelsQ8, MatchFloat64Sums) {
   for (Isa isa : available_isas()) {
-    const LoraQ8Kernels& kq = lora_q8_kernels(isa);
-    ASSERT_NE(kq.shrink, nullptr);
-    ASSERT_NE(kq.expand, nullptr);
-    for (const Case& c : kCases) {
-      SCOPED_TRACE(std::string(isa_name(isa)) + " n_in " + std::to_string(c.n_in) + " n_out " +
-                   std::to_string(c.n_out) + " r " + std::to_string(c.r) + " m " +
-                   std::to_string(c.m));
-      const LoraQ8 l = make_q8(c, static_cast<uint32_t>(c.n_in * 29 + c.n_out));
-      std::vector<float> t(static_cast<size_t>(c.m * c.r), -1.0f), y = l.y0;
-      kq.shrink(l.a.data(), l.ad.data(), c.n_in, c.r, l.scale.data(), 0, c.r, l.x.data(), c.m,
-                t.data());
-      for (int64_t i = 0; i < c.m; ++i)
-        for (int64_t k = 0; k < c.r; ++k) {
-          double want = 0, mag = 0;
-          for (int64_t e = 0; e < c.n_in; ++e) {
-            const double p =
-                static_cast<double>(l.av(k, e)) * l.x[static_cast<size_t>(i * c.n_in + e)];
-            want += p;
-            mag += std::fabs(p);
-          }
-          const double s = l.scale[static_cast<size_t>(k)];
-          ASSERT_NEAR(t[static_cast<size_t>(i * c.r + k)], want * s,
-                      (c.n_in + 4) * 0x1p-24 * mag * s)
-              << "row " << i << " k " << k;
-        }
-      kq.expand(l.bt.data(), l.bd.data(), c.n_out, c.r, t.data(), c.m, 0, c.n_out, y.data());
-      for (int64_t i = 0; i < c.m; ++i)
-        for (int64_t j = 0; j < c.n_out; ++j) {
-          double want = l.y0[static_cast<size_t>(i * c.n_out + j)], mag = std::fabs(want);
-          for (int64_t k = 0; k < c.r; ++k) {
-            const double p = static_cast<double>(t[static_cast<size_t>(i * c.r + k)]) * l.b(j, k);
-            want += p;
-            mag += std::fabs(p);
-          }
-          ASSERT_NEAR(y[static_cast<size_t>(i * c.n_out + j)], want, (c.r + 2) * 0x1p-24 * mag)
-              << "row " << i << " column " << j;
-        }
-    }
+    ASSERT_NE(lora_q8_kernels(isa).shrink, nullptr);
+    ASSERT_NE(lora_q8_kernels(isa).expand, nullptr);
+    for (const Case& c : kCases)
+      expect_float64_sums(isa, make_q8(c, static_cast<uint32_t>(c.n_in * 29 + c.n_out)));
   }
 }
 
 TEST(LoraKernelsQ8, RowsDoNotDependOnTheBatchOrTheSplit) {
-  for (Isa isa : available_isas()) {
-    const LoraQ8Kernels& kq = lora_q8_kernels(isa);
-    for (const Case& c : kCases) {
-      SCOPED_TRACE(std::string(isa_name(isa)) + " n_in " + std::to_string(c.n_in) + " m " +
-                   std::to_string(c.m));
-      const LoraQ8 l = make_q8(c, static_cast<uint32_t>(c.r * 5 + c.m));
-      std::vector<float> t(static_cast<size_t>(c.m * c.r)), y = l.y0;
-      kq.shrink(l.a.data(), l.ad.data(), c.n_in, c.r, l.scale.data(), 0, c.r, l.x.data(), c.m,
-                t.data());
-      kq.expand(l.bt.data(), l.bd.data(), c.n_out, c.r, t.data(), c.m, 0, c.n_out, y.data());
-      for (int64_t i = 0; i < c.m; ++i) {
-        std::vector<float> ti(static_cast<size_t>(c.r)),
-            yi(l.y0.begin() + i * c.n_out, l.y0.begin() + (i + 1) * c.n_out);
-        for (int64_t k = 0; k < c.r; ++k)
-          kq.shrink(l.a.data(), l.ad.data(), c.n_in, c.r, l.scale.data(), k, k + 1,
-                    l.x.data() + i * c.n_in, 1, ti.data());
-        for (int64_t j = 0; j < c.n_out; j += kLoraCols)
-          kq.expand(l.bt.data(), l.bd.data(), c.n_out, c.r, ti.data(), 1, j,
-                    std::min(c.n_out, j + kLoraCols), yi.data());
-        for (int64_t k = 0; k < c.r; ++k)
-          ASSERT_EQ(ti[static_cast<size_t>(k)], t[static_cast<size_t>(i * c.r + k)])
-              << "row " << i << " k " << k;
-        for (int64_t j = 0; j < c.n_out; ++j)
-          ASSERT_EQ(yi[static_cast<size_t>(j)], y[static_cast<size_t>(i * c.n_out + j)])
-              << "row " << i << " column " << j;
-      }
-    }
-  }
+  for (Isa isa : available_isas())
+    for (const Case& c : kCases)
+      expect_rows_independent(isa, make_q8(c, static_cast<uint32_t>(c.r * 5 + c.m)));
 }
 
 }  // namespace
