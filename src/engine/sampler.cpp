@@ -274,6 +274,10 @@ void Sampler::prepare(std::span<const float> logits, std::span<const int32_t> hi
 
 int32_t Sampler::sample(std::span<const float> logits, std::span<const int32_t> history) {
   prepare(logits, history);
+  return draw();
+}
+
+int32_t Sampler::draw() {
   if (n_kept_ == 1) return cand_[0].id;
   const double target = uniform() * weight_sum_;
   double acc = 0;
@@ -348,18 +352,7 @@ int32_t Sampler::sample_with_distribution(std::span<const float> logits,
   prepare(logits, history);
   dist.clear();
   for (size_t i = 0; i < n_kept_; ++i) dist.push_back({cand_[i].id, cand_[i].weight / weight_sum_});
-  if (n_kept_ == 1) return cand_[0].id;
-  const double target = uniform() * weight_sum_;
-  double acc = 0;
-  size_t last_positive = 0;
-  for (size_t i = 0; i < n_kept_; ++i) {
-    const double w = cand_[i].weight;
-    if (w == 0.0) continue;
-    acc += w;
-    last_positive = i;
-    if (target < acc) return cand_[i].id;
-  }
-  return cand_[last_positive].id;  // target == sum after rounding
+  return draw();
 }
 
 std::span<const TokenProb> Sampler::distribution(std::span<const float> logits,

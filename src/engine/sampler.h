@@ -120,6 +120,9 @@ class Sampler {
   void ensure_sorted(size_t m, size_t n);
   uint64_t next_random();
   double uniform();  // [0, 1) with 53 random bits
+  // One id from the prepared candidates, by weight (one uniform() draw
+  // unless a single candidate is kept).
+  int32_t draw();
 
   SamplerParams params_;
   int64_t n_vocab_ = 0;

@@ -23,6 +23,7 @@
 #include "base/error.h"
 #include "base/fp16.h"
 #include "base/thread_pool.h"
+#include "common/adapter_logits.h"
 #include "common/fixtures.h"
 #include "convert/peft.h"
 #include "gguf/gguf.h"
@@ -32,6 +33,9 @@
 
 namespace slm::convert {
 namespace {
+
+using test::logits_of;
+using test::max_rel_diff;
 
 namespace fs = std::filesystem;
 
@@ -97,28 +101,6 @@ std::vector<int64_t> gguf_rows_from_hf(int64_t n_rows, int64_t n_head) {
         from[static_cast<size_t>(gguf_row)] = hf_row;
       }
   return from;
-}
-
-std::vector<float> logits_of(const model::Model& m, const model::LoraAdapter* adapter,
-                             const std::vector<int32_t>& tokens) {
-  model::SessionOptions so;
-  so.n_ctx = 64;
-  model::Session s(m, so);
-  s.set_adapter(adapter);
-  ThreadPool pool(2);
-  std::vector<float> out;
-  s.feed(tokens, pool, &out);
-  return out;
-}
-
-double max_rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
-  EXPECT_EQ(a.size(), b.size());
-  double mx = 0, md = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    mx = std::max(mx, std::fabs(static_cast<double>(a[i])));
-    md = std::max(md, std::fabs(static_cast<double>(a[i]) - b[i]));
-  }
-  return md / mx;
 }
 
 const std::vector<int32_t> kTokens = {1,   450, 4996,  17354, 1701,  432, 17204,

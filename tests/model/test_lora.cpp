@@ -19,6 +19,7 @@
 #include "base/error.h"
 #include "base/fp16.h"
 #include "base/thread_pool.h"
+#include "common/adapter_logits.h"
 #include "common/fixtures.h"
 #include "gguf/gguf.h"
 #include "gguf/writer.h"
@@ -30,6 +31,9 @@
 
 namespace slm::model {
 namespace {
+
+using test::logits_of;
+using test::max_rel_diff;
 
 std::vector<uint8_t> read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -99,28 +103,6 @@ void merge_into(std::vector<uint8_t>& bytes, const gguf::File& f, const Delta& d
                d.a[static_cast<size_t>(k * n_in + i)];
       w[o * n_in + i] = static_cast<float>(w[o * n_in + i] + s * acc);
     }
-}
-
-std::vector<float> logits_of(const Model& m, const LoraAdapter* adapter,
-                             const std::vector<int32_t>& tokens) {
-  SessionOptions so;
-  so.n_ctx = 64;
-  Session s(m, so);
-  s.set_adapter(adapter);
-  ThreadPool pool(2);
-  std::vector<float> out;
-  s.feed(tokens, pool, &out);
-  return out;
-}
-
-double max_rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
-  EXPECT_EQ(a.size(), b.size());
-  double mx = 0, md = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    mx = std::max(mx, std::fabs(static_cast<double>(a[i])));
-    md = std::max(md, std::fabs(static_cast<double>(a[i]) - b[i]));
-  }
-  return md / mx;
 }
 
 const std::vector<int32_t> kTokens = {1,   450, 4996,  17354, 1701,  432, 17204,
