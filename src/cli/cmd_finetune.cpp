@@ -230,13 +230,6 @@ int run_finetune(int argc, char** argv) {
     lora = std::make_unique<train::LoraParams>(
         *model, train::LoraSpec{rank, static_cast<float>(alpha), targets});
     lora->init(seed);
-    if (c.is_moe() && std::any_of(targets.begin(), targets.end(), [](backend::Role r) {
-          return r == backend::Role::kGate || r == backend::Role::kUp || r == backend::Role::kDown;
-        }))
-      std::fprintf(stderr,
-                   "finetune: note: %s is a mixture of experts: LoRA adapts the attention only "
-                   "(gate, up, down live in the experts, which run-time adapters cannot reach)\n",
-                   model_path->c_str());
     trainer_owner = std::make_unique<train::Trainer>(*model, lora.get(), longest, pool, recompute);
     char buf[96];
     std::snprintf(buf, sizeof buf, "LoRA r%lld alpha %g on %zu matrices (",

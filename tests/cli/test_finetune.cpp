@@ -306,9 +306,10 @@ TEST(CliFinetune, RefusesBadDataBeforeTraining) {
   std::filesystem::remove_all(dir);
 }
 
-// A mixture of experts trains its attention (gradients through the routed
-// experts and the router) and the adapter runs.
-TEST(CliFinetune, MixtureOfExpertsTrainsAttention) {
+// A mixture of experts trains its attention and (gate, up, down) its expert
+// stacks: the adapter holds llama.cpp's 3-d expert pairs, runs, and
+// `slm logits --lora` on the base equals `slm logits` on `slm merge`'s output.
+TEST(CliFinetune, MixtureOfExpertsTrainsExperts) {
   SLM_REQUIRE_FIXTURE("models/tiny-moe.gguf");
   const std::string model = sh_quote(fixture("models/tiny-moe.gguf"));
   const std::string dir = temp_dir();
@@ -319,7 +320,7 @@ TEST(CliFinetune, MixtureOfExpertsTrainsAttention) {
   const CmdResult r = run_slm("finetune --model " + model + " --data " + data + " -o " + adapter +
                               " --steps 6 --lr 1e-2 --batch-tokens 32 -t 2 --json");
   ASSERT_EQ(r.code, 0) << r.err;
-  EXPECT_NE(r.err.find("LoRA adapts the attention only"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("on 14 matrices"), std::string::npos) << r.err;  // 2 x (q k v o + 3 stacks)
   std::istringstream in(r.out);
   std::string line;
   std::vector<double> losses;
@@ -330,6 +331,32 @@ TEST(CliFinetune, MixtureOfExpertsTrainsAttention) {
   const CmdResult run =
       run_slm("run " + model + " --lora " + sh_quote(adapter) + " -p hello -n 4 --temp 0");
   EXPECT_EQ(run.code, 0) << run.err;
+
+  const std::string merged = dir + "/merged.gguf";
+  const CmdResult mg =
+      run_slm("merge --model " + model + " --lora " + sh_quote(adapter) + " -o " + merged);
+  ASSERT_EQ(mg.code, 0) << mg.err;
+  const std::string ids = " --tokens \"1 15043 3186 29892 278 6635 3290 373\" -o ";
+  const auto logits = [&](const std::string& args, const std::string& out) {
+    const CmdResult lr = run_slm("logits " + args + ids + sh_quote(out));
+    EXPECT_EQ(lr.code, 0) << lr.err;
+    std::ifstream f(out, std::ios::binary);
+    std::vector<float> v(8 * 32000);
+    f.read(reinterpret_cast<char*>(v.data()), static_cast<std::streamsize>(v.size() * 4));
+    EXPECT_TRUE(f.good()) << out;
+    return v;
+  };
+  const auto with_lora = logits(model + " --lora " + sh_quote(adapter), dir + "/l.bin");
+  const auto from_merged = logits(sh_quote(merged), dir + "/m.bin");
+  const auto base = logits(model, dir + "/b.bin");
+  double diff = 0, moved = 0, mx = 0;
+  for (size_t i = 0; i < with_lora.size(); ++i) {
+    mx = std::max(mx, std::fabs(static_cast<double>(with_lora[i])));
+    diff = std::max(diff, std::fabs(static_cast<double>(with_lora[i]) - from_merged[i]));
+    moved = std::max(moved, std::fabs(static_cast<double>(with_lora[i]) - base[i]));
+  }
+  EXPECT_LT(diff, 1e-4 * mx);
+  EXPECT_GT(moved, 1e-2 * mx);
   std::filesystem::remove_all(dir);
 }
 
