@@ -10,6 +10,8 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <random>
 #include <vector>
@@ -19,6 +21,7 @@
 #include "base/thread_pool.h"
 #include "common/fixtures.h"
 #include "gguf/gguf.h"
+#include "gguf/writer.h"
 #include "kernels/kernels.h"
 #include "model/lora.h"
 #include "model/lora_merge.h"
@@ -580,6 +583,83 @@ TEST_P(TrainMoe, ExpertAdapterRoundTripAndMerge) {
   std::remove(path.c_str());
   std::remove(merged_path.c_str());
 }
+// Hostile expert adapters: a stack with the wrong expert count or rows is
+// refused naming the tensor; every truncation and many byte corruptions of
+// a trained adapter give one slm::Error (or a file that still loads), never
+// a crash.
+TEST(Train, DamagedExpertAdaptersAreRefused) {
+  SLM_REQUIRE_FIXTURE("models/tiny-moe.gguf");
+  const auto m = model::Model::load(test::fixture("models/tiny-moe.gguf"));
+  const model::ModelConfig& c = m->config();
+  const std::string dir = ::testing::TempDir();
+  const auto error_of = [&](const std::string& path) -> std::string {
+    try {
+      model::LoraAdapter::load(*m, {{path, 1.0f}});
+      return "";
+    } catch (const Error& e) {
+      return e.what();
+    }
+  };
+  const std::string name = "blk.1.ffn_down_exps.weight";
+  for (const auto& [ne, n_out] :
+       {std::pair{c.n_expert - 1, c.n_embd}, {c.n_expert, c.n_embd + 1}}) {
+    gguf::Writer w;
+    w.add_string("general.architecture", "llama");
+    w.add_string("general.type", "adapter");
+    w.add_string("adapter.type", "lora");
+    w.add_f32("adapter.lora.alpha", 4.0f);
+    const int64_t r = 2, n_in = c.n_ff_expert;
+    const std::vector<float> a(static_cast<size_t>(n_in * r * ne), 0.1f);
+    const std::vector<float> b(static_cast<size_t>(r * n_out * ne), 0.1f);
+    const auto bytes = [](const std::vector<float>& v) {
+      return std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(v.data()), v.size() * 4);
+    };
+    w.add_tensor(name + ".lora_a", DType::F32, {n_in, r, ne}, bytes(a));
+    w.add_tensor(name + ".lora_b", DType::F32, {r, n_out, ne}, bytes(b));
+    const std::string path = dir + "/slm-bad-exps.gguf";
+    w.write(path);
+    const std::string err = error_of(path);
+    EXPECT_NE(err.find(name), std::string::npos) << err;
+    EXPECT_NE(err.find("expert"), std::string::npos) << err;
+    std::remove(path.c_str());
+  }
+
+  LoraParams lp(*m, {2, 4.0f, kAll});
+  randomize(lp, 5, 0.1f);
+  const std::string good = dir + "/slm-moe-adapter-fuzz.gguf";
+  lp.save(good);
+  std::string bytes;
+  {
+    std::ifstream f(good, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(f), {});
+  }
+  ASSERT_EQ(error_of(good), "");
+  const std::string bad = dir + "/slm-moe-adapter-fuzz-bad.gguf";
+  // An slm::Error (its text) or "" for a load; anything else fails the test.
+  const auto try_bytes = [&](const std::string& b) {
+    {
+      std::ofstream f(bad, std::ios::binary | std::ios::trunc);
+      f.write(b.data(), static_cast<std::streamsize>(b.size()));
+    }
+    return error_of(bad);
+  };
+  std::mt19937 rng(7);
+  int cuts = 0, refused = 0;
+  for (size_t cut = 0; cut < bytes.size(); cut += 1 + rng() % 61, ++cuts)
+    refused += !try_bytes(bytes.substr(0, cut)).empty();
+  EXPECT_EQ(refused, cuts);  // every truncation cuts into a tensor's data or the header
+  for (int i = 0; i < 400; ++i) {
+    std::string b = bytes;
+    // Mostly the header (keys, tensor infos), sometimes the data.
+    const size_t at = (i % 4 != 0) ? rng() % std::min<size_t>(b.size(), 4096) : rng() % b.size();
+    b[at] = static_cast<char>(rng() & 0xff);
+    (void)try_bytes(b);
+  }
+  EXPECT_GT(cuts, 10);
+  std::remove(good.c_str());
+  std::remove(bad.c_str());
+}
+
 INSTANTIATE_TEST_SUITE_P(Fixtures, TrainMoe,
                          ::testing::Values("tiny-moe.gguf", "tiny-qwen3moe.gguf"),
                          [](const auto& info) {
