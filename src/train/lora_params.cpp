@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <sstream>
 
@@ -166,9 +167,10 @@ void LoraParams::save(const std::string& path) const {
   w.add_string("adapter.type", "lora");
   w.add_f32("adapter.lora.alpha", spec_.alpha);
   for (const LoraPairParams& p : pairs_) {
-    const auto bytes = [](const std::vector<float>& v) {
-      return std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(v.data()),
-                                      v.size() * sizeof(float));
+    // Copied while the file is written, one tensor at a time (the expert
+    // stacks of a large mixture of experts are hundreds of MB).
+    const auto from = [](const std::vector<float>& v) {
+      return [&v](uint8_t* dst) { std::memcpy(dst, v.data(), v.size() * sizeof(float)); };
     };
     // A stack is llama.cpp's 3-d layout: its pairs are already stacked so.
     std::vector<int64_t> sa{p.n_in, p.rank}, sb{p.rank, p.n_out};
@@ -176,8 +178,8 @@ void LoraParams::save(const std::string& path) const {
       sa.push_back(p.n_expert);
       sb.push_back(p.n_expert);
     }
-    w.add_tensor(p.name + ".lora_a", DType::F32, sa, bytes(p.a));
-    w.add_tensor(p.name + ".lora_b", DType::F32, sb, bytes(p.b));
+    w.add_tensor_lazy(p.name + ".lora_a", DType::F32, sa, from(p.a));
+    w.add_tensor_lazy(p.name + ".lora_b", DType::F32, sb, from(p.b));
   }
   w.write(path);
 }

@@ -131,6 +131,17 @@ TEST(CliFinetuneCheckpoint, FullResumeContinuesTheSameCurve) {
                          4);
 }
 
+// A mixture of experts with its expert stacks adapted: the per-expert pairs
+// and their moments round-trip through the checkpoint.
+TEST(CliFinetuneCheckpoint, MoeExpertResumeContinuesTheSameCurve) {
+  SLM_REQUIRE_FIXTURE("models/tiny-moe.gguf");
+  expect_resume_is_exact("finetune --model " + sh_quote(fixture("models/tiny-moe.gguf")), "d.jsonl",
+                         sft_data(),
+                         "--batch-tokens 64 --lr 2e-3 --lora-rank 4 --lora-targets q,gate,up,down "
+                         "--seed 3",
+                         7, 4);
+}
+
 // --full DPO: the reference log-probabilities come from the base, computed
 // before the checkpoint's weights are loaded (else the resumed curve moves).
 TEST(CliFinetuneCheckpoint, FullDpoResumeContinuesTheSameCurve) {
