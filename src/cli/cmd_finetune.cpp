@@ -66,7 +66,9 @@ Options finetune_options() {
   o.value("--lora-alpha", "A", "scale numerator: deltas are alpha / rank * B A")
       .number(0, 1e9)
       .def("32");
-  o.value("--lora-targets", "L", "matrices to adapt, from q,k,v,o,gate,up,down")
+  o.value("--lora-targets", "L",
+          "matrices to adapt, from q,k,v,o,gate,up,down (on a mixture of experts, gate/up/down "
+          "adapt every expert)")
       .def("q,k,v,o,gate,up,down");
   o.value("--epochs", "N", "passes over the data").integer(1, 1000000).def("1");
   o.value("--steps", "N", "optimizer steps, instead of --epochs").integer(1, int64_t{1} << 40);
