@@ -1,6 +1,7 @@
 // slm finetune: LoRA supervised finetuning or DPO on JSONL data (train/),
 // writing a llama.cpp-layout adapter that `slm run --lora` loads; with
-// --full, SFT of every weight of an F32/F16/BF16 base, writing a whole model.
+// --full, SFT or DPO of every weight of an F32/F16/BF16 base, writing a whole
+// model.
 #include <unistd.h>
 
 #include <algorithm>
@@ -46,12 +47,14 @@ Options finetune_options() {
       "  \"chosen\", \"rejected\"} (strings, or messages with a chat template). Every line is\n"
       "  checked before training. With --full, every weight is trained (F32, F16 or BF16 "
       "bases) and\n"
-      "  -o is a whole model.\n");
+      "  -o is a whole model (DPO's reference is then the base before the first step).\n");
   add_model_option(o, "the base model, a GGUF file; also the first positional argument");
   o.value("--data", "F.jsonl", "training data (required)");
   o.value("--eval-data", "F.jsonl", "held-out data, evaluated every --eval-every steps");
   o.value("--out,-o", "ADAPTER.gguf", "the adapter (with --full: the model) to write (required)");
-  o.flag("--full", "SFT of every weight instead of a LoRA adapter; writes a whole GGUF model");
+  o.flag("--full",
+         "train every weight (SFT or DPO) instead of a LoRA adapter; writes a whole "
+         "GGUF model");
   o.value("--out-type", "T", "--full: the type of the written weights (base: each tensor's own)")
       .choices({"base", "f32", "f16", "bf16"})
       .def("base");
@@ -63,7 +66,9 @@ Options finetune_options() {
   o.value("--lora-alpha", "A", "scale numerator: deltas are alpha / rank * B A")
       .number(0, 1e9)
       .def("32");
-  o.value("--lora-targets", "L", "matrices to adapt, from q,k,v,o,gate,up,down")
+  o.value("--lora-targets", "L",
+          "matrices to adapt, from q,k,v,o,gate,up,down (on a mixture of experts, gate/up/down "
+          "adapt every expert)")
       .def("q,k,v,o,gate,up,down");
   o.value("--epochs", "N", "passes over the data").integer(1, 1000000).def("1");
   o.value("--steps", "N", "optimizer steps, instead of --epochs").integer(1, int64_t{1} << 40);
@@ -119,9 +124,6 @@ int run_finetune(int argc, char** argv) {
   if (!dpo && args.has("--beta"))
     throw UsageError(args.shown("--beta") + " applies to --method dpo only");
   const bool full = args.flag("--full");
-  if (full && dpo)
-    throw UsageError(
-        "--full trains with --method sft only (DPO's reference needs the base kept apart)");
   for (const char* lora_opt : {"--lora-rank", "--lora-alpha", "--lora-targets"})
     if (full && args.has(lora_opt))
       throw UsageError(args.shown(lora_opt) + " does not apply to --full");
@@ -230,13 +232,6 @@ int run_finetune(int argc, char** argv) {
     lora = std::make_unique<train::LoraParams>(
         *model, train::LoraSpec{rank, static_cast<float>(alpha), targets});
     lora->init(seed);
-    if (c.is_moe() && std::any_of(targets.begin(), targets.end(), [](backend::Role r) {
-          return r == backend::Role::kGate || r == backend::Role::kUp || r == backend::Role::kDown;
-        }))
-      std::fprintf(stderr,
-                   "finetune: note: %s is a mixture of experts: LoRA adapts the attention only "
-                   "(gate, up, down live in the experts, which run-time adapters cannot reach)\n",
-                   model_path->c_str());
     trainer_owner = std::make_unique<train::Trainer>(*model, lora.get(), longest, pool, recompute);
     char buf[96];
     std::snprintf(buf, sizeof buf, "LoRA r%lld alpha %g on %zu matrices (",
@@ -244,7 +239,7 @@ int run_finetune(int argc, char** argv) {
     what = buf;
   }
   train::Trainer& trainer = *trainer_owner;
-  train::Dpo objective(trainer, lora.get(), beta);
+  train::Dpo objective(trainer, full ? full_params->grads() : lora->grads(), beta);
   train::AdamW opt({0.9f, 0.999f, 1e-8f, static_cast<float>(weight_decay)});
   const auto params = full ? full_params->params() : lora->params();
   const auto grads = full ? full_params->grads() : lora->grads();
@@ -263,6 +258,16 @@ int run_finetune(int argc, char** argv) {
       {"lora-alpha", full ? "-" : number_text(alpha)},
       {"lora-targets", full ? "-" : *args.get("--lora-targets")},
   });
+  // DPO's reference: the base's log-probabilities, once per pair. With
+  // --full the trained weights are the base's only until a resume or a step
+  // changes them, so they are computed first; a LoRA reference (the adapter
+  // off) can wait until the checkpoint is known to be good.
+  std::vector<train::RefLogp> ref, eval_ref;
+  const auto reference = [&] {
+    ref = objective.reference_logps(pairs);
+    eval_ref = objective.reference_logps(eval_pairs);
+  };
+  if (dpo && full) reference();
   RunCheckpoint checkpoint("finetune", ckpt_path, train::model_fingerprint(model->file()), settings,
                            state, opt, epoch_of);
   const int64_t first_step = resume_path ? checkpoint.resume(*resume_path) : 0;
@@ -271,11 +276,7 @@ int run_finetune(int argc, char** argv) {
                has_eval ? (" (+" + std::to_string(n_eval) + " eval)").c_str() : "", what.c_str(),
                static_cast<double>(n_params) / 1e6, static_cast<long long>(total));
 
-  // DPO's reference: the base's log-probabilities, once per pair.
-  const std::vector<train::RefLogp> ref =
-      dpo ? objective.reference_logps(pairs) : std::vector<train::RefLogp>{};
-  const std::vector<train::RefLogp> eval_ref =
-      dpo ? objective.reference_logps(eval_pairs) : std::vector<train::RefLogp>{};
+  if (dpo && !full) reference();
   // The eval metrics as JSON fields ("eval_loss", and for DPO
   // "eval_accuracy", "eval_reward_margin", "eval_kl").
   const auto evaluate = [&]() -> nlohmann::json {

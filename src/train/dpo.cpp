@@ -1,6 +1,7 @@
 // dpo.h: the DPO objective on top of Trainer::run.
 #include "train/dpo.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "base/error.h"
@@ -21,9 +22,13 @@ double neg_log_sigmoid(double x) {
   return x >= 0 ? std::log1p(std::exp(-x)) : -x + std::log1p(std::exp(x));
 }
 
-Dpo::Dpo(Trainer& trainer, LoraParams* lora, double beta) : tr_(trainer), lora_(lora), beta_(beta) {
+Dpo::Dpo(Trainer& trainer, std::vector<std::span<float>> grads, double beta)
+    : tr_(trainer), grads_(std::move(grads)), beta_(beta) {
   if (!(beta > 0) || !std::isfinite(beta)) throw Error("DPO beta must be a positive number");
 }
+
+Dpo::Dpo(Trainer& trainer, LoraParams* lora, double beta)
+    : Dpo(trainer, lora != nullptr ? lora->grads() : std::vector<std::span<float>>{}, beta) {}
 
 std::vector<RefLogp> Dpo::reference_logps(std::span<const PreferencePair> pairs) {
   std::vector<RefLogp> out;
@@ -36,16 +41,19 @@ std::vector<RefLogp> Dpo::reference_logps(std::span<const PreferencePair> pairs)
 }
 
 DpoStats Dpo::pair(const PreferencePair& p, const RefLogp& ref, bool backward, float grad_scale) {
-  const bool grads = backward && lora_ != nullptr;
+  const bool grads = backward && !grads_.empty();
   tr_.set_lora_enabled(true);
-  // With gradients: G (earlier pairs) is set aside, then the LoRA gradients
+  // With gradients: G (earlier pairs) is set aside, then the gradients
   // become d CE(rejected) - d CE(chosen) = d logp(chosen) - d logp(rejected)
   // (CE = -logp, the trainer's summed loss), and G + w * that is put back.
-  const std::vector<std::span<float>> g = grads ? lora_->grads() : std::vector<std::span<float>>{};
+  const std::span<const std::span<float>> g =
+      grads ? std::span<const std::span<float>>(grads_) : std::span<const std::span<float>>{};
   if (grads) {
     saved_.clear();
-    for (const std::span<float> t : g) saved_.insert(saved_.end(), t.begin(), t.end());
-    lora_->zero_grad();
+    for (const std::span<float> t : g) {
+      saved_.insert(saved_.end(), t.begin(), t.end());
+      std::fill(t.begin(), t.end(), 0.0f);
+    }
   }
   const LossSum c = tr_.run(p.chosen, grads);
   if (grads)

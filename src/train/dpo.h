@@ -1,19 +1,23 @@
 // Direct preference optimisation (DPO, Rafailov et al. 2023) with the sigmoid
 // loss over a LoRA policy whose reference is the same base with the adapter
-// off (no second copy of the model):
+// off (no second copy of the model), or over full training's weights whose
+// reference is the base before the first step:
 //   margin = (logp(chosen) - ref(chosen)) - (logp(rejected) - ref(rejected))
 //   loss   = -log sigmoid(beta * margin)
 // where logp sums the log-probabilities of a side's target tokens (the
 // completion; the prompt is masked). The reference sums are computed once per
-// pair before training (reference_logps) and passed back in.
+// pair before training (reference_logps) and passed back in: for full
+// training they must be computed while the trained weights still equal the
+// base (before any step, and before a checkpoint is resumed into them).
 //
 // Gradient: d loss / d logp(chosen) = -beta * sigmoid(-beta * margin), and the
 // opposite for rejected. Each side's forward and backward runs once with unit
 // weight (Trainer::run); the pair's gradient is the weighted difference of
 // the two, so no side needs a second forward once the weight is known.
 //
-// Ownership: refers to the trainer and the LoRA parameters (they must
-// outlive it) and owns one gradient-sized scratch. Thread-safety: one caller.
+// Ownership: refers to the trainer and the trained parameters' gradients
+// (they must outlive it) and owns one gradient-sized scratch (for full
+// training, a copy of every weight's gradient). Thread-safety: one caller.
 #pragma once
 
 #include <cstdint>
@@ -63,14 +67,17 @@ double neg_log_sigmoid(double x);
 
 class Dpo {
  public:
-  // lora may be null for evaluation only. beta > 0.
+  // grads: the trained parameters' gradients (LoraParams::grads or
+  // FullParams::grads; empty for evaluation only). beta > 0.
+  Dpo(Trainer& trainer, std::vector<std::span<float>> grads, double beta);
+  // A LoRA policy (lora may be null for evaluation only).
   Dpo(Trainer& trainer, LoraParams* lora, double beta);
 
   // The reference sums of every pair: the trainer's forward with the adapter off.
   std::vector<RefLogp> reference_logps(std::span<const PreferencePair> pairs);
 
   // Loss and statistics of one pair under the policy (adapter on). With
-  // backward, grad_scale * d loss / d parameters accumulates into the LoRA
+  // backward, grad_scale * d loss / d parameters accumulates into the
   // gradients (what was there is kept).
   DpoStats pair(const PreferencePair& p, const RefLogp& ref, bool backward,
                 float grad_scale = 1.0f);
@@ -80,7 +87,7 @@ class Dpo {
 
  private:
   Trainer& tr_;
-  LoraParams* lora_;
+  std::vector<std::span<float>> grads_;
   double beta_;
   std::vector<float> saved_;  // the gradients accumulated before the current pair
 };

@@ -141,9 +141,33 @@ void weight_grad(const float* dy, const float* x, int64_t n, int64_t rows, int64
   });
 }
 
-void lora_backward(LoraPairParams& p, float scale, const float* x, const float* u, const float* dy,
-                   int64_t n, float* dx, std::vector<float>& tmp, std::vector<float>& wg_tmp,
-                   ThreadPool& pool) {
+void lora_forward(const backend::Backend& be, const LoraPairParams& p, int64_t e, float scale,
+                  const float* x, int64_t n, float* y, float* u, std::vector<float>& bt,
+                  std::vector<float>& d, backend::Workspace& ws, ThreadPool& pool) {
+  be.linear(p.a_linear(e), x, n, u, ws);
+  // B u as a rank-r update of blocks of output rows through B^T [r][n_out]
+  // (as n_out dot products of r = 16 values, calls would cost more than math).
+  const int64_t r = p.rank, no = p.n_out;
+  if (bt.size() < static_cast<size_t>(r * no)) bt.resize(static_cast<size_t>(r * no));
+  if (d.size() < static_cast<size_t>(n * no)) d.resize(static_cast<size_t>(n * no));
+  const float* b = p.b_of(e);
+  for (int64_t o = 0; o < no; ++o)
+    for (int64_t k = 0; k < r; ++k) bt[static_cast<size_t>(k * no + o)] = b[o * r + k];
+  const kernels::AxpyRowsNFn axpy = kernels::axpy_rows_n();
+  constexpr int64_t kTok = 12;
+  pool.parallel_for((n + kTok - 1) / kTok, [&](int64_t blk, int) {
+    const int64_t t0 = blk * kTok, nt = std::min(kTok, n - t0);
+    float* dt = &d[static_cast<size_t>(t0 * no)];
+    std::fill(dt, dt + nt * no, 0.0f);
+    axpy(dt, no, u + t0 * r, r, nt, r, bt.data(), no, no);
+    float* yt = y + t0 * no;
+    for (int64_t i = 0; i < nt * no; ++i) yt[i] += scale * dt[i];
+  });
+}
+
+void lora_backward(LoraPairParams& p, int64_t e, float scale, const float* x, const float* u,
+                   const float* dy, int64_t n, float* dx, std::vector<float>& tmp,
+                   std::vector<float>& wg_tmp, ThreadPool& pool) {
   const int64_t r = p.rank, ni = p.n_in, no = p.n_out;
   // grad_b[o][k] += scale * sum_t dy[t][o] u[t][k]: weight_grad over the
   // scaled u (rank-n row updates through axpy_rows rather than scalar loops).
@@ -151,7 +175,7 @@ void lora_backward(LoraPairParams& p, float scale, const float* x, const float* 
   float* g = tmp.data();
   float* us = g + n * r;
   for (int64_t i = 0; i < n * r; ++i) us[i] = scale * u[i];
-  weight_grad(dy, us, n, no, r, p.grad_b.data(), wg_tmp, pool);
+  weight_grad(dy, us, n, no, r, p.grad_b_of(e), wg_tmp, pool);
   // g[t][k] = scale * sum_o dy[t][o] b[o][k]: row t of dy times B [no][r].
   // Blocks of kTok rows, so that each kernel call shares its loads of B / A.
   const kernels::AxpyRowsNFn axpy = kernels::axpy_rows_n();
@@ -161,15 +185,15 @@ void lora_backward(LoraPairParams& p, float scale, const float* x, const float* 
     const int64_t t0 = b * kTok, nt = std::min(kTok, n - t0);
     float* gt = g + t0 * r;
     std::fill(gt, gt + nt * r, 0.0f);
-    axpy(gt, r, dy + t0 * no, no, nt, no, p.b.data(), r, r);
+    axpy(gt, r, dy + t0 * no, no, nt, no, p.b_of(e), r, r);
     for (int64_t k = 0; k < nt * r; ++k) gt[k] *= scale;
   });
   // grad_a[k][i] += sum_t g[t][k] x[t][i]
-  weight_grad(g, x, n, r, ni, p.grad_a.data(), wg_tmp, pool);
+  weight_grad(g, x, n, r, ni, p.grad_a_of(e), wg_tmp, pool);
   // dx[t][i] += sum_k g[t][k] a[k][i]
   pool.parallel_for(n_blocks, [&](int64_t b, int) {
     const int64_t t0 = b * kTok, nt = std::min(kTok, n - t0);
-    axpy(dx + t0 * ni, ni, g + t0 * r, r, nt, r, p.a.data(), ni, ni);
+    axpy(dx + t0 * ni, ni, g + t0 * r, r, nt, r, p.a_of(e), ni, ni);
   });
 }
 

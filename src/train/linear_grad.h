@@ -40,11 +40,19 @@ void input_grad(const backend::Backend& be, const backend::Linear& w, const floa
 void weight_grad(const float* dy, const float* x, int64_t n, int64_t rows, int64_t cols, float* dw,
                  std::vector<float>& tmp, ThreadPool& pool);
 
-// Backward of the LoRA term y += scale * B (A x): x [n][n_in], u = A x [n][r]
-// (saved by the forward), dy [n][n_out]. Accumulates grad_a, grad_b and
+// The LoRA term of expert e's pair (e = 0 for a single matrix): y [n][n_out]
+// += scale * B (A x), x [n][n_in]; saves u = A x [n][r] for the backward.
+// bt, d: scratch grown as needed (B^T [r][n_out], B u [n][n_out]).
+void lora_forward(const backend::Backend& be, const LoraPairParams& p, int64_t e, float scale,
+                  const float* x, int64_t n, float* y, float* u, std::vector<float>& bt,
+                  std::vector<float>& d, backend::Workspace& ws, ThreadPool& pool);
+
+// Backward of the LoRA term y += scale * B (A x) of expert e's pair (e = 0
+// for a single matrix): x [n][n_in], u = A x [n][r] (saved by the forward),
+// dy [n][n_out]. Accumulates that expert's grad_a, grad_b and
 // dx += scale * A^T B^T dy. tmp, wg_tmp: scratch grown as needed.
-void lora_backward(LoraPairParams& p, float scale, const float* x, const float* u, const float* dy,
-                   int64_t n, float* dx, std::vector<float>& tmp, std::vector<float>& wg_tmp,
-                   ThreadPool& pool);
+void lora_backward(LoraPairParams& p, int64_t e, float scale, const float* x, const float* u,
+                   const float* dy, int64_t n, float* dx, std::vector<float>& tmp,
+                   std::vector<float>& wg_tmp, ThreadPool& pool);
 
 }  // namespace slm::train

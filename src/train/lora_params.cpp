@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <sstream>
 
@@ -52,19 +53,34 @@ LoraParams::LoraParams(const model::Model& model, const LoraSpec& spec)
   for (int64_t il = 0; il < c.n_layer; ++il) {
     const model::LayerWeights& lw = model.weights().layers[static_cast<size_t>(il)];
     for (const model::TensorSpec& s : c.family->layer) {
-      if (s.kind != model::Kind::kMatrix || !model::applies(s, c)) continue;
-      const backend::Linear& w = lw.*s.matrix;
-      if (!w.present()) continue;
-      if (std::find(spec.targets.begin(), spec.targets.end(), w.role) == spec.targets.end())
+      if (!model::applies(s, c)) continue;
+      const backend::Linear* w = nullptr;
+      const std::vector<backend::Linear>* experts = nullptr;
+      if (s.kind == model::Kind::kMatrix) {
+        w = &(lw.*s.matrix);
+      } else if (s.kind == model::Kind::kExperts && !(lw.*s.experts).empty()) {
+        experts = &(lw.*s.experts);
+        w = &experts->front();
+      }
+      if (w == nullptr || !w->present()) continue;
+      if (std::find(spec.targets.begin(), spec.targets.end(), w->role) == spec.targets.end())
         continue;
       LoraPairParams p;
-      p.w = &w;
+      p.w = w;
       p.name = model::tensor_name(s, il);
-      p.n_in = w.cols();
-      p.n_out = w.rows();
+      p.n_in = w->cols();
+      p.n_out = w->rows();
       p.rank = spec.rank;
-      p.a.assign(static_cast<size_t>(p.rank * p.n_in), 0.0f);
-      p.b.assign(static_cast<size_t>(p.n_out * p.rank), 0.0f);
+      if (experts != nullptr) {
+        p.experts = experts;
+        p.n_expert = static_cast<int64_t>(experts->size());
+        for (const backend::Linear& e : *experts)
+          if (e.rows() != p.n_out || e.cols() != p.n_in)
+            throw Error(model.file().name() + ": " + p.name + ": experts of different shapes");
+      }
+      const int64_t copies = std::max<int64_t>(1, p.n_expert);
+      p.a.assign(static_cast<size_t>(copies * p.rank * p.n_in), 0.0f);
+      p.b.assign(static_cast<size_t>(copies * p.n_out * p.rank), 0.0f);
       p.grad_a.assign(p.a.size(), 0.0f);
       p.grad_b.assign(p.b.size(), 0.0f);
       pairs_.push_back(std::move(p));
@@ -78,7 +94,16 @@ LoraParams::LoraParams(const model::Model& model, const LoraSpec& spec)
     p.a_lin.role = p.w->role;
     p.b_lin.view = {DType::F32, reinterpret_cast<const uint8_t*>(p.b.data()), p.n_out, p.rank};
     p.b_lin.role = p.w->role;
-    index_[p.w] = i;
+    for (int64_t e = 0; e < p.n_expert; ++e) {
+      backend::Linear a_e;
+      a_e.view = {DType::F32, reinterpret_cast<const uint8_t*>(p.a_of(e)), p.rank, p.n_in};
+      a_e.role = p.w->role;
+      p.a_exp.push_back(std::move(a_e));
+    }
+    if (p.experts != nullptr)
+      stack_index_[p.experts] = i;
+    else
+      index_[p.w] = i;
   }
 }
 
@@ -142,19 +167,27 @@ void LoraParams::save(const std::string& path) const {
   w.add_string("adapter.type", "lora");
   w.add_f32("adapter.lora.alpha", spec_.alpha);
   for (const LoraPairParams& p : pairs_) {
-    const auto bytes = [](const std::vector<float>& v) {
-      return std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(v.data()),
-                                      v.size() * sizeof(float));
+    // Copied while the file is written, one tensor at a time (the expert
+    // stacks of a large mixture of experts are hundreds of MB).
+    const auto from = [](const std::vector<float>& v) {
+      return [&v](uint8_t* dst) { std::memcpy(dst, v.data(), v.size() * sizeof(float)); };
     };
-    w.add_tensor(p.name + ".lora_a", DType::F32, {p.n_in, p.rank}, bytes(p.a));
-    w.add_tensor(p.name + ".lora_b", DType::F32, {p.rank, p.n_out}, bytes(p.b));
+    // A stack is llama.cpp's 3-d layout: its pairs are already stacked so.
+    std::vector<int64_t> sa{p.n_in, p.rank}, sb{p.rank, p.n_out};
+    if (p.n_expert > 0) {
+      sa.push_back(p.n_expert);
+      sb.push_back(p.n_expert);
+    }
+    w.add_tensor_lazy(p.name + ".lora_a", DType::F32, sa, from(p.a));
+    w.add_tensor_lazy(p.name + ".lora_b", DType::F32, sb, from(p.b));
   }
   w.write(path);
 }
 
 std::shared_ptr<const model::LoraAdapter> LoraParams::to_adapter(const std::string& label) const {
   std::vector<model::LoraAdapter::Tensors> ts;
-  for (const LoraPairParams& p : pairs_) ts.push_back({p.name, p.rank, p.a, p.b, scale()});
+  for (const LoraPairParams& p : pairs_)
+    ts.push_back({p.name, p.rank, p.a, p.b, scale(), p.n_expert});
   return model::LoraAdapter::from_tensors(model_, std::move(ts), label);
 }
 

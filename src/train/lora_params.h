@@ -1,9 +1,11 @@
 // Trainable LoRA parameters for finetuning: per adapted base matrix W
 // [n_in, n_out], A [r][n_in] and B [n_out][r] in float with their gradients,
 // so that y = W x + scale * B (A x), scale = alpha / r (PEFT's and llama.cpp's
-// convention). Initialised as PEFT does: A Kaiming-uniform (bound
-// 1 / sqrt(n_in)), B zero, so training starts from the base model exactly.
-// Saved in llama.cpp's adapter layout (model/lora.h), loadable with
+// convention). A mixture-of-experts stack (blk.N.ffn_{gate,up,down}_exps) is
+// one entry holding a pair per expert, one after the other: llama.cpp's 3-d
+// adapter layout (lora_a ne [n_in, r, n_expert], lora_b ne [r, n_out, n_expert]). Initialised as
+// PEFT does: A Kaiming-uniform (bound 1 / sqrt(n_in)), B zero, so training starts from the base
+// model exactly. Saved in llama.cpp's adapter layout (model/lora.h), loadable with
 // LoraAdapter::load and `slm run --lora`.
 //
 // Ownership: refers to the base Model's Linear objects by address, so it must
@@ -37,12 +39,29 @@ struct LoraSpec {
 std::vector<backend::Role> parse_targets(const std::string& list);
 
 struct LoraPairParams {
-  const backend::Linear* w = nullptr;  // the base matrix
+  const backend::Linear* w = nullptr;  // the base matrix (a stack: expert 0's slice)
   std::string name;                    // its GGUF name, e.g. "blk.0.attn_q.weight"
   int64_t n_in = 0, n_out = 0, rank = 0;
-  std::vector<float> a, b;            // [rank][n_in], [n_out][rank]
-  std::vector<float> grad_a, grad_b;  // same shapes
-  backend::Linear a_lin, b_lin;       // views over a and b for backend::Backend::linear
+  // 0: one matrix. Else an expert stack: a, b (and their gradients) hold
+  // n_expert pairs one after the other, [n_expert][rank][n_in] and
+  // [n_expert][n_out][rank]; expert e's base matrix is (*experts)[e].
+  int64_t n_expert = 0;
+  const std::vector<backend::Linear>* experts = nullptr;
+  std::vector<float> a, b;             // [rank][n_in], [n_out][rank] (x n_expert for a stack)
+  std::vector<float> grad_a, grad_b;   // same shapes
+  backend::Linear a_lin, b_lin;        // views over a and b for backend::Backend::linear
+                                       // (a stack: one per expert in a_exp)
+  std::vector<backend::Linear> a_exp;  // a stack: expert e's A [rank][n_in]
+
+  // Expert e's slices (e = 0 for a single matrix).
+  float* a_of(int64_t e) { return a.data() + e * rank * n_in; }
+  const float* a_of(int64_t e) const { return a.data() + e * rank * n_in; }
+  const float* b_of(int64_t e) const { return b.data() + e * n_out * rank; }
+  float* grad_a_of(int64_t e) { return grad_a.data() + e * rank * n_in; }
+  float* grad_b_of(int64_t e) { return grad_b.data() + e * n_out * rank; }
+  const backend::Linear& a_linear(int64_t e) const {
+    return n_expert == 0 ? a_lin : a_exp[static_cast<size_t>(e)];
+  }
 };
 
 class LoraParams {
@@ -64,6 +83,15 @@ class LoraParams {
   LoraPairParams* find(const backend::Linear* w) {
     const auto it = index_.find(w);
     return it == index_.end() ? nullptr : &pairs_[it->second];
+  }
+  // The pair of an expert stack (LayerWeights::gate_exps, ...), or nullptr.
+  const LoraPairParams* find_stack(const std::vector<backend::Linear>& experts) const {
+    const auto it = stack_index_.find(&experts);
+    return it == stack_index_.end() ? nullptr : &pairs_[it->second];
+  }
+  LoraPairParams* find_stack(const std::vector<backend::Linear>& experts) {
+    const auto it = stack_index_.find(&experts);
+    return it == stack_index_.end() ? nullptr : &pairs_[it->second];
   }
   std::vector<LoraPairParams>& pairs() { return pairs_; }
   const std::vector<LoraPairParams>& pairs() const { return pairs_; }
@@ -89,6 +117,7 @@ class LoraParams {
   LoraSpec spec_;
   std::vector<LoraPairParams> pairs_;
   std::unordered_map<const backend::Linear*, size_t> index_;
+  std::unordered_map<const std::vector<backend::Linear>*, size_t> stack_index_;
 };
 
 }  // namespace slm::train

@@ -8,6 +8,7 @@
 #include "model/model.h"
 #include "train/grad_ops.h"
 #include "train/linear_grad.h"
+#include "train/lora_params.h"
 #include "train/moe_ops.h"
 
 namespace slm::train {
@@ -18,8 +19,9 @@ size_t sz(int64_t v) {
 }
 }  // namespace
 
-MoeFfn::MoeFfn(const model::Model& model, int64_t max_n, int64_t n_slots, ThreadPool& pool)
-    : m_(model), be_(model.backend()), pool_(pool) {
+MoeFfn::MoeFfn(const model::Model& model, LoraParams* lora, int64_t max_n, int64_t n_slots,
+               ThreadPool& pool)
+    : m_(model), be_(model.backend()), lora_(lora), pool_(pool) {
   const model::ModelConfig& c = model.config();
   E_ = c.n_embd;
   NE_ = c.n_expert;
@@ -38,6 +40,14 @@ MoeFfn::MoeFfn(const model::Model& model, int64_t max_n, int64_t n_slots, Thread
     s.g.resize(sz(NK * ff_));
     s.u.resize(sz(NK * ff_));
     s.y.resize(sz(NK * E_));
+    if (lora_ != nullptr)
+      for (const LoraPairParams& p : lora_->pairs())
+        if (p.n_expert > 0) {
+          const int which = p.w->role == backend::Role::kGate ? 0
+                            : p.w->role == backend::Role::kUp ? 1
+                                                              : 2;
+          s.lu[which].resize(std::max(s.lu[which].size(), sz(NK * p.rank)));
+        }
   }
   for (auto* v : {&xin_, &dy_, &dxe_}) v->resize(sz(N * E_));
   for (auto* v : {&h_, &dh_, &dg_, &du_}) v->resize(sz(N * ff_));
@@ -47,9 +57,29 @@ MoeFfn::MoeFfn(const model::Model& model, int64_t max_n, int64_t n_slots, Thread
   order_.resize(sz(N * NE_));
 }
 
+MoeFfn::Stacks MoeFfn::stacks(const model::LayerWeights& lw, bool lora_on) const {
+  Stacks st;
+  if (lora_ == nullptr || !lora_on) return st;
+  st.p[0] = lora_->find_stack(lw.gate_exps);
+  st.p[1] = lora_->find_stack(lw.up_exps);
+  st.p[2] = lora_->find_stack(lw.down_exps);
+  return st;
+}
+
 void MoeFfn::forward(const model::LayerWeights& lw, int64_t slot, const float* xn, int64_t n,
-                     float* proj, backend::Workspace& ws) {
+                     float* proj, backend::Workspace& ws, bool lora_on) {
   Saved& s = saved_[sz(slot)];
+  const Stacks st = stacks(lw, lora_on);
+  const float scale = lora_ != nullptr ? lora_->scale() : 0.0f;
+  // Expert e's LoRA term on one of its products (j: gate, up, down) over
+  // the entries o..o + mrows.
+  const auto lora_term = [&](int j, int64_t e, int64_t o, const float* in, int64_t mrows,
+                             float* out) {
+    const LoraPairParams* p = st.p[j];
+    if (p == nullptr) return;
+    lora_forward(be_, *p, e, scale, in, mrows, out, &s.lu[j][sz(o * p->rank)], lora_bt_, lora_d_,
+                 ws, pool_);
+  };
   be_.linear(lw.gate_inp, xn, n, s.probs.data(), ws);  // router logits [n][n_expert]
   pool_.parallel_for(n, [&](int64_t r, int) {
     float* p = &s.probs[sz(r * NE_)];
@@ -80,9 +110,12 @@ void MoeFfn::forward(const model::LayerWeights& lw, int64_t slot, const float* x
     float* u = &s.u[sz(o * ff_)];
     float* y = &s.y[sz(o * E_)];
     be_.linear(lw.gate_exps[sz(e)], xin_.data(), mrows, g, ws);
+    lora_term(0, e, o, xin_.data(), mrows, g);
     be_.linear(lw.up_exps[sz(e)], xin_.data(), mrows, u, ws);
+    lora_term(1, e, o, xin_.data(), mrows, u);
     swiglu_fwd(g, u, mrows * ff_, h_.data());
     be_.linear(lw.down_exps[sz(e)], h_.data(), mrows, y, ws);
+    lora_term(2, e, o, h_.data(), mrows, y);
     for (int64_t i = 0; i < mrows; ++i) {
       const int64_t r = s.row[sz(o + i)];
       const float wt = s.w[sz(r * K_ + s.slot[sz(o + i)])];
@@ -93,9 +126,19 @@ void MoeFfn::forward(const model::LayerWeights& lw, int64_t slot, const float* x
   }
 }
 
-void MoeFfn::backward(const model::LayerWeights& lw, int64_t slot, const float* dproj, int64_t n,
-                      float* dxn) {
+void MoeFfn::backward(const model::LayerWeights& lw, int64_t slot, const float* xn,
+                      const float* dproj, int64_t n, float* dxn, bool lora_on) {
   Saved& s = saved_[sz(slot)];
+  const Stacks st = stacks(lw, lora_on);
+  const float scale = lora_ != nullptr ? lora_->scale() : 0.0f;
+  // Expert e's LoRA backward on product j (its input in, output gradient dy).
+  const auto lora_term = [&](int j, int64_t e, int64_t o, const float* in, const float* dy,
+                             int64_t mrows, float* din) {
+    LoraPairParams* p = st.p[j];
+    if (p == nullptr) return;
+    lora_backward(*p, e, scale, in, &s.lu[j][sz(o * p->rank)], dy, mrows, din, lora_tmp_, wg_tmp_,
+                  pool_);
+  };
   std::fill(dxn, dxn + n * E_, 0.0f);
   for (int64_t e = 0; e < NE_; ++e) {
     const int64_t o = s.off[sz(e)], mrows = s.off[sz(e + 1)] - o;
@@ -114,10 +157,19 @@ void MoeFfn::backward(const model::LayerWeights& lw, int64_t slot, const float* 
       dw_[sz(wi)] = static_cast<float>(dot);
     });
     input_grad(be_, lw.down_exps[sz(e)], dy_.data(), mrows, dh_.data(), false, pool_);
+    if (st.p[0] != nullptr || st.p[1] != nullptr || st.p[2] != nullptr)
+      for (int64_t i = 0; i < mrows; ++i)  // the expert's input rows again
+        std::memcpy(&xin_[sz(i * E_)], xn + s.row[sz(o + i)] * E_, sz(E_) * sizeof(float));
+    if (st.p[2] != nullptr) {  // down's input, the same bits as the forward's
+      swiglu_fwd(&s.g[sz(o * ff_)], &s.u[sz(o * ff_)], mrows * ff_, h_.data());
+      lora_term(2, e, o, h_.data(), dy_.data(), mrows, dh_.data());
+    }
     swiglu_bwd(&s.g[sz(o * ff_)], &s.u[sz(o * ff_)], dh_.data(), mrows * ff_, dg_.data(),
                du_.data());
     input_grad(be_, lw.gate_exps[sz(e)], dg_.data(), mrows, dxe_.data(), false, pool_);
+    lora_term(0, e, o, xin_.data(), dg_.data(), mrows, dxe_.data());
     input_grad(be_, lw.up_exps[sz(e)], du_.data(), mrows, dxe_.data(), true, pool_);
+    lora_term(1, e, o, xin_.data(), du_.data(), mrows, dxe_.data());
     for (int64_t i = 0; i < mrows; ++i) {
       float* dst = dxn + s.row[sz(o + i)] * E_;
       const float* src = &dxe_[sz(i * E_)];

@@ -95,7 +95,7 @@ struct Trainer::Impl {
   std::vector<float> xf, xnf;        // final residual and its norm [n][n_embd]
   std::vector<float> cs;             // RoPE cos/sin per table and row [tables][n][n_rot]
   std::vector<float> proj;           // [n][n_embd]
-  std::vector<float> lora_d;         // B (A x) [n][max rows]
+  std::vector<float> lora_d;         // B (A x) [n][rows of the pair at hand]
   std::vector<float> lora_bt;        // B^T of the pair at hand [rank][rows]
   std::vector<float> lora_tmp;       // backward scratch
   std::vector<AttnScratch> attn_ws;  // per thread: attention blocks' scratch
@@ -125,7 +125,8 @@ struct Trainer::Impl {
     for (const model::LayerWeights& lw : m.weights().layers) qk_norm = qk_norm || lw.has_qk_norm();
     hbuf.resize(sz(N * ff));
     if (recompute) layer_in.assign(sz(c.n_layer), std::vector<float>(sz(N * E)));
-    if (c.is_moe()) moe = std::make_unique<MoeFfn>(m, N, static_cast<int64_t>(acts.size()), pool);
+    if (c.is_moe())
+      moe = std::make_unique<MoeFfn>(m, lora, N, static_cast<int64_t>(acts.size()), pool);
     for (LayerActs& a : acts) {
       for (auto* v : {&a.x_in, &a.xn1, &a.x_mid, &a.xn2}) v->resize(sz(N * E));
       for (auto* v : {&a.q, &a.attn}) v->resize(sz(N * qd));
@@ -150,7 +151,6 @@ struct Trainer::Impl {
     for (auto* v : {&dq, &dattn}) v->resize(sz(N * qd));
     for (auto* v : {&dk, &dv}) v->resize(sz(N * kd));
     for (auto* v : {&dg, &du, &dh}) v->resize(sz(N * ff));
-    lora_d.resize(sz(N * std::max({E, qd, ff})));
     cs.resize(sz(m.n_rope_tables() * N * c.n_rot));
     attn_ws.resize(sz(pool.size()));
     for (AttnScratch& w : attn_ws) w.reserve(N, c.head_dim);
@@ -174,25 +174,7 @@ struct Trainer::Impl {
     be.linear(w, xin, n, y, ws);
     const LoraPairParams* p = pair_of(w);
     if (p == nullptr) return;
-    be.linear(p->a_lin, xin, n, u.data(), ws);
-    // B u as a rank-r update of blocks of output rows through B^T [r][n_out]
-    // (as n_out dot products of r = 16 values, calls would cost more than math).
-    const int64_t r = p->rank, no = w.rows();
-    if (lora_bt.size() < static_cast<size_t>(r * no)) lora_bt.resize(static_cast<size_t>(r * no));
-    for (int64_t o = 0; o < no; ++o)
-      for (int64_t k = 0; k < r; ++k)
-        lora_bt[static_cast<size_t>(k * no + o)] = p->b[static_cast<size_t>(o * r + k)];
-    const float s = lora->scale();
-    const kernels::AxpyRowsNFn axpy = kernels::axpy_rows_n();
-    constexpr int64_t kTok = 12;
-    pool.parallel_for((n + kTok - 1) / kTok, [&](int64_t blk, int) {
-      const int64_t t0 = blk * kTok, nt = std::min(kTok, n - t0);
-      float* d = &lora_d[static_cast<size_t>(t0 * no)];
-      std::fill(d, d + nt * no, 0.0f);
-      axpy(d, no, u.data() + t0 * r, r, nt, r, lora_bt.data(), no, no);
-      float* yt = y + t0 * no;
-      for (int64_t i = 0; i < nt * no; ++i) yt[i] += s * d[i];
-    });
+    lora_forward(be, *p, 0, lora->scale(), xin, n, y, u.data(), lora_bt, lora_d, ws, pool);
   }
 
   // dxin (= or +=) W^T dy, plus the LoRA term's input gradient; the pair's
@@ -208,7 +190,7 @@ struct Trainer::Impl {
     if (float* g = grad_of(&w)) weight_grad(dy, xin, n, w.rows(), w.cols(), g, wg_tmp, pool);
     LoraPairParams* p = lora != nullptr && lora_on ? lora->find(&w) : nullptr;
     if (p != nullptr)
-      lora_backward(*p, lora->scale(), xin, u.data(), dy, n, dxin, lora_tmp, wg_tmp, pool);
+      lora_backward(*p, 0, lora->scale(), xin, u.data(), dy, n, dxin, lora_tmp, wg_tmp, pool);
   }
 
   void rows_rms_norm(const float* in, const std::vector<float>& w, float* out) {
@@ -320,7 +302,7 @@ struct Trainer::Impl {
     const int64_t E = c.n_embd, ff = c.n_ff;
     rows_rms_norm(a.x_mid.data(), lw.ffn_norm, a.xn2.data());
     if (moe) {
-      moe->forward(lw, recompute ? 0 : l, a.xn2.data(), n, proj.data(), ws);
+      moe->forward(lw, recompute ? 0 : l, a.xn2.data(), n, proj.data(), ws, lora_on);
     } else {
       linear_fwd(lw.ffn_gate, a.xn2.data(), a.g.data(), a.lora_u[4]);
       linear_fwd(lw.ffn_up, a.xn2.data(), a.u.data(), a.lora_u[5]);
@@ -394,7 +376,7 @@ struct Trainer::Impl {
     LayerActs& a = act(l);
     const int64_t ff = c.n_ff;
     if (moe) {
-      moe->backward(lw, recompute ? 0 : l, dx.data(), n, dxn.data());
+      moe->backward(lw, recompute ? 0 : l, a.xn2.data(), dx.data(), n, dxn.data(), lora_on);
       rows_rms_norm_bwd_add(a.x_mid.data(), lw.ffn_norm, dxn.data(), dx.data());
       return;
     }

@@ -147,7 +147,7 @@ TEST(CliFinetune, FullKeepsAnF16BaseType) {
   std::filesystem::remove_all(dir);
 }
 
-TEST(CliFinetune, FullRefusesQuantizedBaseAndDpo) {
+TEST(CliFinetune, FullRefusesQuantizedBase) {
   SLM_REQUIRE_FIXTURE("models/small-llama-Q4_K.gguf");
   const std::string dir = temp_dir();
   const std::string data = write_file(dir, "d.jsonl", "{\"text\": \"hello world\"}\n");
@@ -158,10 +158,15 @@ TEST(CliFinetune, FullRefusesQuantizedBaseAndDpo) {
   EXPECT_NE(r.err.find("is Q4_K"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("LoRA"), std::string::npos) << r.err;
   EXPECT_FALSE(std::filesystem::exists(dir + "/m.gguf"));
+  const std::string prefs =
+      write_file(dir, "p.jsonl",
+                 "{\"prompt\": \"hello\", \"chosen\": \" world\", \"rejected\": \" there\"}\n");
   r = run_slm("finetune --full --method dpo --model " +
-              sh_quote(fixture("models/small-llama-Q4_K.gguf")) + " --data " + data + " -o " + dir +
-              "/m.gguf");
-  EXPECT_EQ(r.code, 2) << r.err;
+              sh_quote(fixture("models/small-llama-Q4_K.gguf")) + " --data " + prefs + " -o " +
+              dir + "/m.gguf");
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_NE(r.err.find("is Q4_K"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(dir + "/m.gguf"));
   r = run_slm("finetune --full --lora-rank 4 --model " +
               sh_quote(fixture("models/small-llama-Q4_K.gguf")) + " --data " + data + " -o " + dir +
               "/m.gguf");
@@ -246,6 +251,57 @@ TEST(CliFinetune, DpoLearnsAPreference) {
   std::filesystem::remove_all(dir);
 }
 
+// --full --method dpo: every weight trained against the base's cached
+// log-probabilities; held-out preference accuracy rises as with LoRA, and
+// the written model prefers the chosen side by itself.
+TEST(CliFinetune, FullDpoLearnsAPreference) {
+  SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
+  const std::string model = sh_quote(fixture("models/stories260K.gguf"));
+  const std::string dir = temp_dir();
+  const std::string train = write_file(
+      dir, "train.jsonl",
+      preference_data(
+          {"Lily", "Tom", "Ben", "Mia"}, {"park", "garden"}, {"big", "little", "happy", "funny"},
+          {" It was very friendly.", " They played all day.", "NAME", " The sun was warm."}));
+  const std::string eval =
+      write_file(dir, "eval.jsonl",
+                 preference_data({"Tim", "Lucy"}, {"house", "lake"}, {"small", "soft"},
+                                 {" It liked to jump.", " Everyone smiled."}));
+  const std::string out = dir + "/full-dpo.gguf";
+  const std::string common = " --method dpo --beta 0.1 --data " + train + " --eval-data " + eval +
+                             " --lr 1e-3 --epochs 2 --batch-tokens 256 --eval-every 4 --seed 1 " +
+                             "-t 2 --json";
+  const CmdResult r = run_slm("finetune --full --model " + model + common + " -o " + out);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("every weight"), std::string::npos) << r.err;
+  std::istringstream lines(r.out);
+  std::string line;
+  std::vector<nlohmann::json> steps;
+  while (std::getline(lines, line)) steps.push_back(nlohmann::json::parse(line));
+  ASSERT_GT(steps.size(), 10u) << r.out;
+  // Step 1 runs the base itself: the policy is the reference.
+  const nlohmann::json& first = steps.front();
+  EXPECT_NEAR(first["loss"].get<double>(), std::log(2.0), 1e-9);
+  EXPECT_EQ(first["reward_margin"].get<double>(), 0.0);
+  EXPECT_EQ(first["kl"].get<double>(), 0.0);
+  const double acc_start = first["eval_accuracy_start"];
+  EXPECT_LT(acc_start, 0.7);
+  const nlohmann::json& last = steps.back();
+  std::printf("[ full dpo ] eval accuracy %.3f -> %.3f, margin %.3f, kl %.4f\n", acc_start,
+              last["eval_accuracy"].get<double>(), last["eval_reward_margin"].get<double>(),
+              last["eval_kl"].get<double>());
+  EXPECT_GE(last["eval_accuracy"].get<double>(), 0.9) << r.err;
+  EXPECT_GT(last["eval_reward_margin"].get<double>(), 1.0) << r.err;
+  EXPECT_LT(last["loss"].get<double>(), first["loss"].get<double>() / 3) << r.err;
+  EXPECT_NE(last["kl"].get<double>(), 0.0);
+  // The written model is a whole model of the base's size, and it runs.
+  const CmdResult ran = run_slm("run " + sh_quote(out) + " -p 'One day, Tim saw a' -n 4 --temp 0");
+  EXPECT_EQ(ran.code, 0) << ran.err;
+  EXPECT_EQ(std::filesystem::file_size(out),
+            std::filesystem::file_size(fixture("models/stories260K.gguf")));
+  std::filesystem::remove_all(dir);
+}
+
 TEST(CliFinetune, RefusesBadDataBeforeTraining) {
   SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
   const std::string model = sh_quote(fixture("models/stories260K.gguf"));
@@ -306,9 +362,10 @@ TEST(CliFinetune, RefusesBadDataBeforeTraining) {
   std::filesystem::remove_all(dir);
 }
 
-// A mixture of experts trains its attention (gradients through the routed
-// experts and the router) and the adapter runs.
-TEST(CliFinetune, MixtureOfExpertsTrainsAttention) {
+// A mixture of experts trains its attention and (gate, up, down) its expert
+// stacks: the adapter holds llama.cpp's 3-d expert pairs, runs, and
+// `slm logits --lora` on the base equals `slm logits` on `slm merge`'s output.
+TEST(CliFinetune, MixtureOfExpertsTrainsExperts) {
   SLM_REQUIRE_FIXTURE("models/tiny-moe.gguf");
   const std::string model = sh_quote(fixture("models/tiny-moe.gguf"));
   const std::string dir = temp_dir();
@@ -319,7 +376,7 @@ TEST(CliFinetune, MixtureOfExpertsTrainsAttention) {
   const CmdResult r = run_slm("finetune --model " + model + " --data " + data + " -o " + adapter +
                               " --steps 6 --lr 1e-2 --batch-tokens 32 -t 2 --json");
   ASSERT_EQ(r.code, 0) << r.err;
-  EXPECT_NE(r.err.find("LoRA adapts the attention only"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("on 14 matrices"), std::string::npos) << r.err;  // 2 x (q k v o + 3 stacks)
   std::istringstream in(r.out);
   std::string line;
   std::vector<double> losses;
@@ -330,6 +387,32 @@ TEST(CliFinetune, MixtureOfExpertsTrainsAttention) {
   const CmdResult run =
       run_slm("run " + model + " --lora " + sh_quote(adapter) + " -p hello -n 4 --temp 0");
   EXPECT_EQ(run.code, 0) << run.err;
+
+  const std::string merged = dir + "/merged.gguf";
+  const CmdResult mg =
+      run_slm("merge --model " + model + " --lora " + sh_quote(adapter) + " -o " + merged);
+  ASSERT_EQ(mg.code, 0) << mg.err;
+  const std::string ids = " --tokens \"1 15043 3186 29892 278 6635 3290 373\" -o ";
+  const auto logits = [&](const std::string& args, const std::string& out) {
+    const CmdResult lr = run_slm("logits " + args + ids + sh_quote(out));
+    EXPECT_EQ(lr.code, 0) << lr.err;
+    std::ifstream f(out, std::ios::binary);
+    std::vector<float> v(8 * 32000);
+    f.read(reinterpret_cast<char*>(v.data()), static_cast<std::streamsize>(v.size() * 4));
+    EXPECT_TRUE(f.good()) << out;
+    return v;
+  };
+  const auto with_lora = logits(model + " --lora " + sh_quote(adapter), dir + "/l.bin");
+  const auto from_merged = logits(sh_quote(merged), dir + "/m.bin");
+  const auto base = logits(model, dir + "/b.bin");
+  double diff = 0, moved = 0, mx = 0;
+  for (size_t i = 0; i < with_lora.size(); ++i) {
+    mx = std::max(mx, std::fabs(static_cast<double>(with_lora[i])));
+    diff = std::max(diff, std::fabs(static_cast<double>(with_lora[i]) - from_merged[i]));
+    moved = std::max(moved, std::fabs(static_cast<double>(with_lora[i]) - base[i]));
+  }
+  EXPECT_LT(diff, 1e-4 * mx);
+  EXPECT_GT(moved, 1e-2 * mx);
   std::filesystem::remove_all(dir);
 }
 

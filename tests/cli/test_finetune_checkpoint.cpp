@@ -131,6 +131,25 @@ TEST(CliFinetuneCheckpoint, FullResumeContinuesTheSameCurve) {
                          4);
 }
 
+// A mixture of experts with its expert stacks adapted: the per-expert pairs
+// and their moments round-trip through the checkpoint.
+TEST(CliFinetuneCheckpoint, MoeExpertResumeContinuesTheSameCurve) {
+  SLM_REQUIRE_FIXTURE("models/tiny-moe.gguf");
+  expect_resume_is_exact("finetune --model " + sh_quote(fixture("models/tiny-moe.gguf")), "d.jsonl",
+                         sft_data(),
+                         "--batch-tokens 64 --lr 2e-3 --lora-rank 4 --lora-targets q,gate,up,down "
+                         "--seed 3",
+                         7, 4);
+}
+
+// --full DPO: the reference log-probabilities come from the base, computed
+// before the checkpoint's weights are loaded (else the resumed curve moves).
+TEST(CliFinetuneCheckpoint, FullDpoResumeContinuesTheSameCurve) {
+  SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
+  expect_resume_is_exact("finetune --full --model " + stories(), "p.jsonl", dpo_data(),
+                         "--method dpo --batch-tokens 64 --lr 1e-3 --seed 2", 7, 4);
+}
+
 // slm train of the tiny shape with stories260K's tokenizer, up to --data.
 std::string train_head() {
   return "train --shape tiny --tokenizer-from " + stories() + " -c 32";

@@ -1,13 +1,17 @@
 // The training forward and backward on whole models: its logits equal
 // model::forward's (with and without a LoRA adapter), and the LoRA gradients
 // equal central finite differences of the loss on tiny-llama and tiny-qwen3;
-// so do those of the DPO loss.
+// so do those of the DPO loss. On mixtures of experts, the expert stacks'
+// per-expert pairs too (only routed experts get gradients), and a trained
+// adapter saved, loaded and merged gives the trainer's logits.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <random>
 #include <vector>
@@ -16,14 +20,18 @@
 #include "base/fp16.h"
 #include "base/thread_pool.h"
 #include "common/fixtures.h"
+#include "gguf/gguf.h"
+#include "gguf/writer.h"
 #include "kernels/kernels.h"
 #include "model/lora.h"
+#include "model/lora_merge.h"
 #include "model/model.h"
 #include "model/session.h"
 #include "train/dpo.h"
 #include "train/full_params.h"
 #include "train/linear_grad.h"
 #include "train/lora_params.h"
+#include "train/optim.h"
 #include "train/trainer.h"
 
 namespace slm::train {
@@ -42,11 +50,16 @@ struct FdResult {
   int checked = 0;
 };
 template <typename Loss>
-FdResult check_lora_fd(LoraParams& lp, uint32_t seed, int max_trials, float min_grad, Loss loss) {
+FdResult check_lora_fd(LoraParams& lp, uint32_t seed, int max_trials, float min_grad, Loss loss,
+                       bool stacks_only = false) {
   std::mt19937 rng(seed);
   FdResult r;
+  std::vector<LoraPairParams*> pool;
+  for (LoraPairParams& p : lp.pairs())
+    if (!stacks_only || p.n_expert > 0) pool.push_back(&p);
+  if (pool.empty()) return r;
   for (int trial = 0; trial < max_trials && r.checked < 12; ++trial) {
-    LoraPairParams& p = lp.pairs()[rng() % lp.pairs().size()];
+    LoraPairParams& p = *pool[rng() % pool.size()];
     const bool use_a = (trial % 2) == 0;
     std::vector<float>& v = use_a ? p.a : p.b;
     const size_t i = rng() % v.size();
@@ -402,16 +415,259 @@ TEST(Train, RefusesGemma) {
   }
 }
 
-// On a mixture of experts, LoRA adapts the attention (run-time adapters
-// refuse expert matrices, and the layers have no dense feed-forward).
-TEST(Train, MixtureOfExpertsAdaptsAttentionOnly) {
+// On a mixture of experts, gate/up/down targets fall on the expert stacks:
+// one entry per stack holding a pair per expert (llama.cpp's 3-d layout).
+TEST(Train, MixtureOfExpertsAdaptsExpertStacks) {
   SLM_REQUIRE_FIXTURE("models/tiny-moe.gguf");
   const auto m = model::Model::load(test::fixture("models/tiny-moe.gguf"));
+  const model::ModelConfig& c = m->config();
   LoraParams lp(*m, {4, 8.0f, kAll});
-  ASSERT_EQ(lp.pairs().size(), static_cast<size_t>(4 * m->config().n_layer));
-  for (const LoraPairParams& p : lp.pairs())
-    EXPECT_NE(p.name.find(".attn_"), std::string::npos) << p.name;
+  ASSERT_EQ(lp.pairs().size(), static_cast<size_t>(7 * c.n_layer));
+  int stacks = 0;
+  for (const LoraPairParams& p : lp.pairs()) {
+    if (p.name.find("_exps.") == std::string::npos) {
+      EXPECT_NE(p.name.find(".attn_"), std::string::npos) << p.name;
+      EXPECT_EQ(p.n_expert, 0) << p.name;
+      continue;
+    }
+    ++stacks;
+    EXPECT_EQ(p.n_expert, c.n_expert) << p.name;
+    EXPECT_EQ(p.a.size(), static_cast<size_t>(c.n_expert * p.rank * p.n_in)) << p.name;
+    EXPECT_EQ(p.b.size(), static_cast<size_t>(c.n_expert * p.n_out * p.rank)) << p.name;
+    EXPECT_EQ(lp.find(p.w), nullptr) << p.name;  // reached through find_stack only
+  }
+  EXPECT_EQ(stacks, 3 * c.n_layer);
+  const model::LayerWeights& l0 = m->weights().layers[0];
+  ASSERT_NE(lp.find_stack(l0.down_exps), nullptr);
+  EXPECT_EQ(lp.find_stack(l0.down_exps)->n_in, c.n_ff_expert);
+  EXPECT_EQ(LoraParams(*m, {4, 8.0f, {backend::Role::kQ}}).find_stack(l0.up_exps), nullptr);
 }
+
+// The expert pairs' gradients against finite differences (12 coordinates
+// of the stacks only), and experts no position that reaches the loss routed
+// to get no gradient: perturbing their pair leaves the loss bit for bit.
+class TrainMoe : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(TrainMoe, ExpertLoraGradientsMatchFiniteDifferences) {
+  const std::string rel = std::string("models/") + GetParam();
+  SLM_REQUIRE_FIXTURE(rel);
+  const auto m = model::Model::load(test::fixture(rel));
+  if (m->weights().layers[0].wq.view.type != DType::F32) GTEST_SKIP() << "quantized fixture";
+  ThreadPool pool(2);
+  LoraParams lp(
+      *m, {4,
+           8.0f,
+           {backend::Role::kQ, backend::Role::kGate, backend::Role::kUp, backend::Role::kDown}});
+  randomize(lp, 17, 0.1f);
+  Trainer tr(*m, &lp, 32, pool);
+  Example ex;
+  ex.tokens = some_tokens(12, m->config().n_vocab, 21);
+  ex.target.assign(ex.tokens.size(), 1);
+  lp.zero_grad();
+  tr.run(ex, true);
+  const FdResult fd = check_lora_fd(
+      lp, 5, 800, 2e-2f, [&] { return tr.run(ex, false).loss; }, true);
+  std::printf("[ fd       ] %s expert LoRA grads: %d coordinates, worst relative error %.3g\n",
+              GetParam(), fd.checked, fd.worst);
+  EXPECT_GE(fd.checked, 8);
+
+  // Two tokens: only row 0 reaches the loss, so at most n_expert_used
+  // experts per layer have a gradient; the others must not move it.
+  Example two;
+  two.tokens = some_tokens(2, m->config().n_vocab, 33);
+  two.target = {0, 1};
+  lp.zero_grad();
+  const double base = tr.run(two, true).loss;
+  int silent = 0, live = 0;
+  for (LoraPairParams& p : lp.pairs()) {
+    if (p.n_expert == 0) continue;
+    const int64_t per_b = p.n_out * p.rank;
+    for (int64_t e = 0; e < p.n_expert; ++e) {
+      const float* ga = p.grad_a_of(e);
+      const float* gb = p.grad_b_of(e);
+      const bool zero = std::all_of(ga, ga + p.rank * p.n_in, [](float g) { return g == 0; }) &&
+                        std::all_of(gb, gb + per_b, [](float g) { return g == 0; });
+      if (!zero) {
+        ++live;
+        continue;
+      }
+      ++silent;
+      float& v = p.b[static_cast<size_t>(e * per_b + per_b / 2)];
+      const float keep = v;
+      v += 0.5f;
+      EXPECT_EQ(tr.run(two, false).loss, base) << p.name << " expert " << e;
+      v = keep;
+    }
+  }
+  const int64_t n_stacks = 3 * m->config().n_layer;
+  EXPECT_LE(live, n_stacks * m->config().n_expert_used);
+  EXPECT_GE(live, n_stacks);
+  EXPECT_GT(silent, 0);
+}
+
+// Train a few steps with expert targets, save the adapter, load it as the
+// run-time path does (LoraAdapter::load: `slm logits --lora`), and merge it
+// (`slm merge`): both give the trainer's logits.
+TEST_P(TrainMoe, ExpertAdapterRoundTripAndMerge) {
+  const std::string rel = std::string("models/") + GetParam();
+  SLM_REQUIRE_FIXTURE(rel);
+  const auto m = model::Model::load(test::fixture(rel));
+  if (m->weights().layers[0].wq.view.type != DType::F32) GTEST_SKIP() << "quantized fixture";
+  ThreadPool pool(2);
+  LoraParams lp(*m, {8, 16.0f, kAll});
+  lp.init(3);
+  Trainer tr(*m, &lp, 32, pool);
+  AdamW opt({0.9f, 0.999f, 1e-8f, 0.0f});
+  Example ex;
+  ex.tokens = some_tokens(24, m->config().n_vocab, 41);
+  ex.target.assign(ex.tokens.size(), 1);
+  const auto params = lp.params();
+  const auto grads = lp.grads();
+  double first = 0, last = 0;
+  for (int step = 0; step < 8; ++step) {
+    lp.zero_grad();
+    last = tr.run(ex, true, 1.0f / static_cast<float>(ex.n_targets())).loss;
+    if (step == 0) first = last;
+    opt.step(params, grads, 1e-2f);
+  }
+  EXPECT_LT(last, first);
+  // Every expert stack moved: the routed experts learned.
+  for (const LoraPairParams& p : lp.pairs())
+    if (p.n_expert > 0) {
+      EXPECT_TRUE(std::any_of(p.b.begin(), p.b.end(), [](float v) { return v != 0; })) << p.name;
+    }
+  // Values F16 holds exactly: the run-time adapter's F16 copies then equal
+  // the trainer's F32 parameters (see LogitsEqualModelForward).
+  for (LoraPairParams& p : lp.pairs()) {
+    for (float& x : p.a) x = fp16_to_f32(f32_to_fp16(x));
+    for (float& x : p.b) x = fp16_to_f32(f32_to_fp16(x));
+  }
+  const auto tokens = some_tokens(20, m->config().n_vocab, 43);
+  std::vector<float> want, base;
+  tr.logits(tokens, want);
+  Trainer(*m, nullptr, 32, pool).logits(tokens, base);
+
+  const std::string dir = ::testing::TempDir();
+  const std::string path = dir + "/slm-train-moe-adapter-" + GetParam();
+  const std::string merged_path = path + ".merged.gguf";
+  lp.save(path);
+  const auto f = gguf::File::open(path);
+  const auto* ta = f->find_tensor("blk.0.ffn_up_exps.weight.lora_a");
+  const auto* tb = f->find_tensor("blk.0.ffn_up_exps.weight.lora_b");
+  ASSERT_NE(ta, nullptr);
+  ASSERT_NE(tb, nullptr);
+  const model::ModelConfig& c = m->config();
+  EXPECT_EQ(ta->n_dims, 3);
+  EXPECT_EQ(ta->ne[0], c.n_embd);
+  EXPECT_EQ(ta->ne[1], 8);
+  EXPECT_EQ(ta->ne[2], c.n_expert);
+  EXPECT_EQ(tb->ne[0], 8);
+  EXPECT_EQ(tb->ne[1], c.n_ff_expert);
+  EXPECT_EQ(tb->ne[2], c.n_expert);
+
+  const auto ad = model::LoraAdapter::load(*m, {{path, 1.0f}});
+  EXPECT_EQ(ad->n_matrices(), static_cast<size_t>(c.n_layer * (4 + 3 * c.n_expert)));
+  const auto got = model_logits(*m, ad.get(), tokens);
+  const double e = max_rel(got, want), moved = max_rel(want, base);
+  std::printf("[ moe lora ] %s loaded adapter vs trainer: %.3g (the adapter moves them %.3g)\n",
+              GetParam(), e, moved);
+  EXPECT_LT(e, 1e-4);
+  EXPECT_GT(moved, 100 * e);
+
+  model::merge_lora(*m, *ad, merged_path, {}, pool);
+  const auto merged = model::Model::load(merged_path);
+  const auto mg = model_logits(*merged, nullptr, tokens);
+  const double em = max_rel(mg, want);
+  std::printf("[ moe lora ] %s merged model vs trainer: %.3g\n", GetParam(), em);
+  EXPECT_LT(em, 1e-4);
+  std::remove(path.c_str());
+  std::remove(merged_path.c_str());
+}
+// Hostile expert adapters: a stack with the wrong expert count or rows is
+// refused naming the tensor; every truncation and many byte corruptions of
+// a trained adapter give one slm::Error (or a file that still loads), never
+// a crash.
+TEST(Train, DamagedExpertAdaptersAreRefused) {
+  SLM_REQUIRE_FIXTURE("models/tiny-moe.gguf");
+  const auto m = model::Model::load(test::fixture("models/tiny-moe.gguf"));
+  const model::ModelConfig& c = m->config();
+  const std::string dir = ::testing::TempDir();
+  const auto error_of = [&](const std::string& path) -> std::string {
+    try {
+      model::LoraAdapter::load(*m, {{path, 1.0f}});
+      return "";
+    } catch (const Error& e) {
+      return e.what();
+    }
+  };
+  const std::string name = "blk.1.ffn_down_exps.weight";
+  for (const auto& [ne, n_out] :
+       {std::pair{c.n_expert - 1, c.n_embd}, {c.n_expert, c.n_embd + 1}}) {
+    gguf::Writer w;
+    w.add_string("general.architecture", "llama");
+    w.add_string("general.type", "adapter");
+    w.add_string("adapter.type", "lora");
+    w.add_f32("adapter.lora.alpha", 4.0f);
+    const int64_t r = 2, n_in = c.n_ff_expert;
+    const std::vector<float> a(static_cast<size_t>(n_in * r * ne), 0.1f);
+    const std::vector<float> b(static_cast<size_t>(r * n_out * ne), 0.1f);
+    const auto bytes = [](const std::vector<float>& v) {
+      return std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(v.data()), v.size() * 4);
+    };
+    w.add_tensor(name + ".lora_a", DType::F32, {n_in, r, ne}, bytes(a));
+    w.add_tensor(name + ".lora_b", DType::F32, {r, n_out, ne}, bytes(b));
+    const std::string path = dir + "/slm-bad-exps.gguf";
+    w.write(path);
+    const std::string err = error_of(path);
+    EXPECT_NE(err.find(name), std::string::npos) << err;
+    EXPECT_NE(err.find("expert"), std::string::npos) << err;
+    std::remove(path.c_str());
+  }
+
+  LoraParams lp(*m, {2, 4.0f, kAll});
+  randomize(lp, 5, 0.1f);
+  const std::string good = dir + "/slm-moe-adapter-fuzz.gguf";
+  lp.save(good);
+  std::string bytes;
+  {
+    std::ifstream f(good, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(f), {});
+  }
+  ASSERT_EQ(error_of(good), "");
+  const std::string bad = dir + "/slm-moe-adapter-fuzz-bad.gguf";
+  // An slm::Error (its text) or "" for a load; anything else fails the test.
+  const auto try_bytes = [&](const std::string& b) {
+    {
+      std::ofstream f(bad, std::ios::binary | std::ios::trunc);
+      f.write(b.data(), static_cast<std::streamsize>(b.size()));
+    }
+    return error_of(bad);
+  };
+  std::mt19937 rng(7);
+  int cuts = 0, refused = 0;
+  for (size_t cut = 0; cut < bytes.size(); cut += 1 + rng() % 61, ++cuts)
+    refused += !try_bytes(bytes.substr(0, cut)).empty();
+  EXPECT_EQ(refused, cuts);  // every truncation cuts into a tensor's data or the header
+  for (int i = 0; i < 400; ++i) {
+    std::string b = bytes;
+    // Mostly the header (keys, tensor infos), sometimes the data.
+    const size_t at = (i % 4 != 0) ? rng() % std::min<size_t>(b.size(), 4096) : rng() % b.size();
+    b[at] = static_cast<char>(rng() & 0xff);
+    (void)try_bytes(b);
+  }
+  EXPECT_GT(cuts, 10);
+  std::remove(good.c_str());
+  std::remove(bad.c_str());
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, TrainMoe,
+                         ::testing::Values("tiny-moe.gguf", "tiny-qwen3moe.gguf"),
+                         [](const auto& info) {
+                           std::string s = info.param;
+                           s = s.substr(0, s.find('.'));
+                           std::replace(s.begin(), s.end(), '-', '_');
+                           return s;
+                         });
 
 }  // namespace
 }  // namespace slm::train
