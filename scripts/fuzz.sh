@@ -69,6 +69,13 @@ obj ::= "{" ws ( kv ( "," ws kv )* )? "}"
 kv ::= [a-z]+ ws ":" ws ( [0-9]{1,3} | obj ) ws
 ws ::= [ \t\n]*' '{a: 12, b: {c:1}}' >"$corpus/gbnf"
       printf '%s\0%s' '1{"type":"object","properties":{"id":{"type":"integer","minimum":-5,"maximum":120},"tags":{"type":"array","items":{"type":"string","pattern":"^[a-z]+\\d?$"},"maxItems":3},"when":{"type":"string","format":"date-time"},"next":{"$ref":"#"}},"required":["id"]}' '{"id": 42, "tags": ["ab1"]}' >"$corpus/schema" ;;
+    fuzz_lora_adapter)
+      # First byte odd: edits of a valid adapter for the base (see the target);
+      # \377 x4 keeps it whole, so the first run loads a good file. Even: a raw file.
+      printf '\001\377\377\377\377' >"$corpus/valid"
+      printf '\003\377\377\377\377\100\000\000\000\001' >"$corpus/edited_q8"
+      printf '\001\200\000\000\000' >"$corpus/truncated"
+      printf '\000GGUF\003\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000' >"$corpus/raw" ;;
     fuzz_train_data)
       printf '%s\n' '{"prompt": "Lily had a dog named", "completion": " Biscuit."}' '{"text": "The sun was hot."}' >"$corpus/pc.jsonl"
       printf '%s\n' '{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}]}' >"$corpus/messages.jsonl"
