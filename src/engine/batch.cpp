@@ -70,6 +70,10 @@ struct BatchEngine::Slot {
   double plain_rate = 0, draft_rate = 0;
   double propose_s = 0;  // time spent drafting for the current step
   uint64_t rates_order = 0;
+  // This step's plain draw (step() runs them in parallel before the
+  // sequential emits): the token, or why the sampler failed.
+  int32_t drawn_id = 0;
+  std::string draw_error;
 };
 
 BatchEngine::BatchEngine(const model::Model& model, const tokenizer::Tokenizer& tokenizer,
@@ -102,6 +106,7 @@ BatchEngine::BatchEngine(const model::Model& model, const tokenizer::Tokenizer& 
   n_ctx_ = slots_.front()->session->n_ctx();
   chunks_.reserve(slots_.size());
   prepare_.reserve(slots_.size());
+  draws_.reserve(slots_.size());
   chunk_slots_.reserve(slots_.size());
   chunk_drafts_.reserve(slots_.size());
   order_.reserve(slots_.size());
@@ -387,6 +392,26 @@ void BatchEngine::step() {
       Slot& s = *prepare_[static_cast<size_t>(k)];
       s.seq->sampler_.prepare(s.key.tokens);
     });
+  // The plain draws before any emit: each reads its own row of n_vocab logits
+  // and touches only its own sampler (its random state included), so the
+  // tokens do not depend on the order; with 16 sequences that is 16 scans of
+  // 150k logits, which the other threads would otherwise wait through. Those
+  // with a constraint (a grammar) draw on this thread: their masks read
+  // shared state that only prepare() above is known to read in parallel.
+  draws_.clear();
+  for (size_t i = 0; i < chunks_.size(); ++i) {
+    Slot* s = chunk_slots_[i];
+    if (chunks_[i].logits == nullptr || chunk_drafts_[i] != 0 || s->seq->max_tokens_ == 0) continue;
+    if (s->seq->sampler_.has_prepare())
+      draw(*s);
+    else
+      draws_.push_back(s);
+  }
+  if (draws_.size() > 1)
+    pool_.parallel_for(static_cast<int64_t>(draws_.size()),
+                       [&](int64_t k, int) { draw(*draws_[static_cast<size_t>(k)]); });
+  else if (draws_.size() == 1)
+    draw(*draws_[0]);
   int64_t n_sampled = 0;
   for (size_t i = 0; i < chunks_.size(); ++i) {
     if (chunks_[i].logits == nullptr) continue;
@@ -409,17 +434,19 @@ void BatchEngine::step() {
   if (observer_) observer_->on_step(seconds(t0, Clock::now()), n_sampled);
 }
 
-void BatchEngine::sample(Slot& slot) {
-  Sequence& q = *slot.seq;
-  const std::span<const float> logits = slot.session->last_logits();
-  int32_t id = 0;
+void BatchEngine::draw(Slot& slot) {
+  slot.draw_error.clear();
   try {
-    id = q.sampler_.sample(logits, slot.key.tokens);
+    slot.drawn_id = slot.seq->sampler_.sample(slot.session->last_logits(), slot.key.tokens);
   } catch (const std::exception& e) {
-    finish(slot, FinishReason::kError, {}, std::string("sampling failed: ") + e.what());
-    return;
+    slot.draw_error = e.what();
   }
-  emit(slot, id, logits);
+}
+
+void BatchEngine::sample(Slot& slot) {
+  if (!slot.draw_error.empty())
+    return finish(slot, FinishReason::kError, {}, "sampling failed: " + slot.draw_error);
+  emit(slot, slot.drawn_id, slot.session->last_logits());
 }
 
 void BatchEngine::emit(Slot& slot, int32_t id, std::span<const float> logits) {

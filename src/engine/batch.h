@@ -116,6 +116,10 @@ class BatchEngine {
   void finish(Slot& slot, FinishReason why, Update u = {}, std::string error = {},
               ErrorKind kind = ErrorKind::kInternal);
   void end(Slot& slot, Update&& u, FinishReason why);  // finish after a sampled token
+  // Draws slot's next token from its session's logits into slot.drawn_id
+  // (or slot.draw_error); touches nothing but slot and its sampler.
+  void draw(Slot& slot);
+  // Emits the token draw() gave (or ends slot with the draw's error).
   void sample(Slot& slot);
   // The part of sampling after the draw: logprobs, end of generation, stop
   // strings, limits, the update. logits: the row id was drawn from.
@@ -149,6 +153,7 @@ class BatchEngine {
   double step_s_ = 0;  // the last step's forward pass, seconds (speculative decoding's rates)
   std::vector<int64_t> chunk_drafts_;  // per chunk: draft tokens it verifies (0: a plain row)
   std::vector<Slot*> prepare_;         // slots whose masks this step computes in parallel
+  std::vector<Slot*> draws_;           // slots whose plain draws this step makes in parallel
   mutable std::mutex vocab_mutex_;
   mutable std::shared_ptr<const GrammarVocab> grammar_vocab_;
 };

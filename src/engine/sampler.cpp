@@ -147,12 +147,12 @@ double Sampler::uniform() {
   return static_cast<double>(next_random() >> 11) * 0x1.0p-53;
 }
 
-int32_t Sampler::greedy_pick() const {
+int32_t Sampler::greedy_pick(std::span<const float> row) {
   size_t best = 0;
   float best_logit = kNegInf;
-  for (size_t i = 0; i < row_.size(); ++i) {
-    if (row_[i] > best_logit) {  // strict: ties keep the lower id; NaN never wins
-      best_logit = row_[i];
+  for (size_t i = 0; i < row.size(); ++i) {
+    if (row[i] > best_logit) {  // strict: ties keep the lower id; NaN never wins
+      best_logit = row[i];
       best = i;
     }
   }
@@ -204,12 +204,18 @@ void Sampler::prepare(std::span<const float> logits, std::span<const int32_t> hi
     throw Error("sampler: logits row has " + std::to_string(logits.size()) + " entries, expected " +
                 std::to_string(n_vocab_));
   const size_t n = cand_.size();
+  n_sorted_ = 0;
+  if (greedy_ && chain_.empty()) {  // nothing changes the row: pick from it in place
+    cand_[0] = {greedy_pick(logits), 0.0f, 1.0};
+    n_kept_ = 1;
+    weight_sum_ = 1.0;
+    return;
+  }
   std::copy(logits.begin(), logits.end(), row_.begin());
   for (const auto& p : chain_) p->apply(row_, history);
 
-  n_sorted_ = 0;
   if (greedy_) {
-    cand_[0] = {greedy_pick(), 0.0f, 1.0};
+    cand_[0] = {greedy_pick(row_), 0.0f, 1.0};
     n_kept_ = 1;
     weight_sum_ = 1.0;
     return;
