@@ -149,7 +149,7 @@ class BatchEngine {
   std::vector<model::SeqChunk> chunks_;
   std::vector<Slot*> chunk_slots_;
   std::vector<Slot*> order_;
-  std::vector<int32_t> top_order_;     // logprobs sort buffer [n_vocab]
+  std::vector<int32_t> top_order_;  // logprobs sort buffer [n_vocab]
   double step_s_ = 0;  // the last step's forward pass, seconds (speculative decoding's rates)
   std::vector<int64_t> chunk_drafts_;  // per chunk: draft tokens it verifies (0: a plain row)
   std::vector<Slot*> prepare_;         // slots whose masks this step computes in parallel
