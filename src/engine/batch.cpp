@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "base/check.h"
 #include "base/thread_pool.h"
 #include "engine/draft_model.h"
 #include "engine/grammar_processor.h"
@@ -46,9 +47,9 @@ struct BatchEngine::Slot {
   bool busy() const { return seq != nullptr; }
   size_t n_past() const { return static_cast<size_t>(session->n_past()); }
   bool prefilling() const { return n_past() < seq->prefill_end_; }
-  // Where forward writes this slot's next-token logits: its session's own
-  // row, so nothing is copied per slot (SeqChunk::logits may point there).
-  float* logits() const { return session->logits_destination(); }
+  // This step's next-token logits [n_vocab]: the slot's row of the engine's
+  // step_logits_, where forward writes them (set while the step is built).
+  const float* row = nullptr;
 
   // Speculative decoding (BatchOptions::draft_max): the logits of a drafted
   // step's rows [draft_max + 1][n_vocab] (made on first use), the drafts, and
@@ -70,6 +71,10 @@ struct BatchEngine::Slot {
   double plain_rate = 0, draft_rate = 0;
   double propose_s = 0;  // time spent drafting for the current step
   uint64_t rates_order = 0;
+  // This step's plain draw (step() runs them in parallel before the
+  // sequential emits): the token, or why the sampler failed.
+  int32_t drawn_id = 0;
+  std::string draw_error;
 };
 
 BatchEngine::BatchEngine(const model::Model& model, const tokenizer::Tokenizer& tokenizer,
@@ -102,6 +107,8 @@ BatchEngine::BatchEngine(const model::Model& model, const tokenizer::Tokenizer& 
   n_ctx_ = slots_.front()->session->n_ctx();
   chunks_.reserve(slots_.size());
   prepare_.reserve(slots_.size());
+  draws_.reserve(slots_.size());
+  step_logits_.resize(slots_.size() * static_cast<size_t>(n_vocab()));
   chunk_slots_.reserve(slots_.size());
   chunk_drafts_.reserve(slots_.size());
   order_.reserve(slots_.size());
@@ -300,6 +307,7 @@ void BatchEngine::step() {
   // Decoding rows first, so running streams never wait behind a long prompt;
   // the prompt budget then goes to waiting prompts in arrival order.
   chunks_.clear();
+  n_rows_ = 0;
   chunk_slots_.clear();
   chunk_drafts_.clear();
   order_.clear();
@@ -312,7 +320,8 @@ void BatchEngine::step() {
     const int64_t k = propose(*s);
     if (k == 0) {
       chunks_.push_back({s->session.get(), std::span<const int32_t>(&s->key.tokens.back(), 1),
-                         s->logits(), false});
+                         next_row(*s), false});
+      chunks_.back().keep_last = false;
     } else {  // the last token and its drafts, logits for every row
       chunks_.push_back({s->session.get(),
                          std::span<const int32_t>(s->key.tokens).last(static_cast<size_t>(k) + 1),
@@ -345,7 +354,8 @@ void BatchEngine::step() {
     const size_t n = std::min(static_cast<size_t>(budget), end - past);
     const bool wants_logits = past + n == end && s->seq->sample_after_prefill_;
     chunks_.push_back({s->session.get(), std::span<const int32_t>(s->key.tokens).subspan(past, n),
-                       wants_logits ? s->logits() : nullptr, false});
+                       wants_logits ? next_row(*s) : nullptr, false});
+    chunks_.back().keep_last = false;
     chunks_.back().adapter = s->seq->request_.adapter.get();
     chunk_slots_.push_back(s);
     chunk_drafts_.push_back(0);
@@ -387,6 +397,26 @@ void BatchEngine::step() {
       Slot& s = *prepare_[static_cast<size_t>(k)];
       s.seq->sampler_.prepare(s.key.tokens);
     });
+  // The plain draws before any emit: each reads its own row of n_vocab logits
+  // and touches only its own sampler (its random state included), so the
+  // tokens do not depend on the order; with 16 sequences that is 16 scans of
+  // 150k logits, which the other threads would otherwise wait through. Those
+  // with a constraint (a grammar) draw on this thread: their masks read
+  // shared state that only prepare() above is known to read in parallel.
+  draws_.clear();
+  for (size_t i = 0; i < chunks_.size(); ++i) {
+    Slot* s = chunk_slots_[i];
+    if (chunks_[i].logits == nullptr || chunk_drafts_[i] != 0 || s->seq->max_tokens_ == 0) continue;
+    if (s->seq->sampler_.has_prepare())
+      draw(*s);
+    else
+      draws_.push_back(s);
+  }
+  if (draws_.size() > 1)
+    pool_.parallel_for(static_cast<int64_t>(draws_.size()),
+                       [&](int64_t k, int) { draw(*draws_[static_cast<size_t>(k)]); });
+  else if (draws_.size() == 1)
+    draw(*draws_[0]);
   int64_t n_sampled = 0;
   for (size_t i = 0; i < chunks_.size(); ++i) {
     if (chunks_[i].logits == nullptr) continue;
@@ -409,17 +439,31 @@ void BatchEngine::step() {
   if (observer_) observer_->on_step(seconds(t0, Clock::now()), n_sampled);
 }
 
-void BatchEngine::sample(Slot& slot) {
-  Sequence& q = *slot.seq;
-  const std::span<const float> logits = slot.session->last_logits();
-  int32_t id = 0;
+float* BatchEngine::next_row(Slot& slot) {
+  // One row per slot and step at most (drafted steps use their own rows).
+  SLM_DCHECK_LT(n_rows_, static_cast<int64_t>(slots_.size()));
+  float* row = step_logits_.data() + n_rows_++ * n_vocab();
+  slot.row = row;
+  return row;
+}
+
+std::span<const float> BatchEngine::row_of(const Slot& slot) const {
+  return {slot.row, static_cast<size_t>(n_vocab())};
+}
+
+void BatchEngine::draw(Slot& slot) {
+  slot.draw_error.clear();
   try {
-    id = q.sampler_.sample(logits, slot.key.tokens);
+    slot.drawn_id = slot.seq->sampler_.sample(row_of(slot), slot.key.tokens);
   } catch (const std::exception& e) {
-    finish(slot, FinishReason::kError, {}, std::string("sampling failed: ") + e.what());
-    return;
+    slot.draw_error = e.what();
   }
-  emit(slot, id, logits);
+}
+
+void BatchEngine::sample(Slot& slot) {
+  if (!slot.draw_error.empty())
+    return finish(slot, FinishReason::kError, {}, "sampling failed: " + slot.draw_error);
+  emit(slot, slot.drawn_id, row_of(slot));
 }
 
 void BatchEngine::emit(Slot& slot, int32_t id, std::span<const float> logits) {

@@ -116,7 +116,14 @@ class BatchEngine {
   void finish(Slot& slot, FinishReason why, Update u = {}, std::string error = {},
               ErrorKind kind = ErrorKind::kInternal);
   void end(Slot& slot, Update&& u, FinishReason why);  // finish after a sampled token
+  // Draws slot's next token from its session's logits into slot.drawn_id
+  // (or slot.draw_error); touches nothing but slot and its sampler.
+  void draw(Slot& slot);
+  // Emits the token draw() gave (or ends slot with the draw's error).
   void sample(Slot& slot);
+  // The next free row of step_logits_, made slot's row for this step.
+  float* next_row(Slot& slot);
+  std::span<const float> row_of(const Slot& slot) const;  // [n_vocab]
   // The part of sampling after the draw: logprobs, end of generation, stop
   // strings, limits, the update. logits: the row id was drawn from.
   void emit(Slot& slot, int32_t id, std::span<const float> logits);
@@ -145,10 +152,16 @@ class BatchEngine {
   std::vector<model::SeqChunk> chunks_;
   std::vector<Slot*> chunk_slots_;
   std::vector<Slot*> order_;
-  std::vector<int32_t> top_order_;     // logprobs sort buffer [n_vocab]
+  std::vector<int32_t> top_order_;  // logprobs sort buffer [n_vocab]
   double step_s_ = 0;  // the last step's forward pass, seconds (speculative decoding's rates)
   std::vector<int64_t> chunk_drafts_;  // per chunk: draft tokens it verifies (0: a plain row)
   std::vector<Slot*> prepare_;         // slots whose masks this step computes in parallel
+  std::vector<Slot*> draws_;           // slots whose plain draws this step makes in parallel
+  // The next-token logits of this step's plain rows [n_slots][n_vocab], in
+  // chunk order, so the output matrix writes them in place (SeqChunk) and
+  // nothing is copied per slot; n_rows_ of them in use.
+  std::vector<float> step_logits_;
+  int64_t n_rows_ = 0;
   mutable std::mutex vocab_mutex_;
   mutable std::shared_ptr<const GrammarVocab> grammar_vocab_;
 };

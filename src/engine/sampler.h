@@ -113,7 +113,7 @@ class Sampler {
   // cand_[0, n_kept_) with weights at the sampling temperature summing to
   // weight_sum_. Returns the token directly when greedy (n_kept_ == 1).
   void prepare(std::span<const float> logits, std::span<const int32_t> history);
-  int32_t greedy_pick() const;  // argmax of row_
+  static int32_t greedy_pick(std::span<const float> row);  // argmax, ties to the lower id
   // Puts the k best of row_ into cand_[0, k), sorted.
   void select_top_k(size_t k);
   // Makes cand_[0, m) the m best candidates of cand_[0, n) in sorted order.

@@ -435,7 +435,19 @@ struct Forward {
     float* out = nullptr;
     if (n_out == 1)
       for (const SeqChunk& ch : chunks)
-        if (ch.logits != nullptr) out = ch.session->logits_.data();
+        if (ch.logits != nullptr) out = ch.keep_last ? ch.session->logits_.data() : ch.logits;
+    if (n_out > 1) {  // the destinations as consecutive rows of one buffer: write there
+      float* first = nullptr;
+      int64_t o = 0;
+      bool consecutive = true;
+      for (const SeqChunk& ch : chunks) {
+        if (ch.logits == nullptr) continue;
+        if (first == nullptr) first = ch.logits;
+        consecutive = consecutive && !ch.all_rows && ch.logits == first + o * V;
+        ++o;
+      }
+      if (consecutive) out = first;
+    }
     if (out == nullptr) {
       if (s.logits_.size() < static_cast<size_t>(n_out * V))
         s.logits_.resize(static_cast<size_t>(n_out * V));
@@ -450,7 +462,7 @@ struct Forward {
       const float* src = out + o * V;
       float* last = ch.session->logits_.data();
       if (ch.logits != src) std::memcpy(ch.logits, src, rows * V * sizeof(float));
-      if (last != src + (rows - 1) * V && last != ch.logits + (rows - 1) * V)
+      if (ch.keep_last && last != src + (rows - 1) * V && last != ch.logits + (rows - 1) * V)
         std::memcpy(last, src + (rows - 1) * V, V * sizeof(float));
       o += rows;
     }

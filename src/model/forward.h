@@ -33,7 +33,11 @@ struct ModelConfig;
 // point at the session's own logits buffer (no copy is made then).
 // embeddings: when set, the rows' inputs [tokens.size()][n_embd] (e.g. image
 // features) instead of the tokens' embeddings; the ids then only count rows.
-// The session's last_logits() is updated whenever logits are computed.
+// The session's last_logits() is updated whenever logits are computed,
+// unless keep_last is false (the caller reads the row at logits instead).
+// When the chunks that want logits name consecutive rows of one buffer (one
+// row each, in chunk order), the output matrix writes them there directly:
+// a batched decoding step then copies no logits at all.
 // adapter: LoRA deltas applied to this sequence's rows (nullptr: the base).
 struct SeqChunk {
   Session* session = nullptr;
@@ -42,6 +46,7 @@ struct SeqChunk {
   bool all_rows = false;
   const float* embeddings = nullptr;
   const LoraAdapter* adapter = nullptr;
+  bool keep_last = true;
 };
 
 // Where each sequence's rows sit in a step: computed once per step, before

@@ -362,6 +362,54 @@ TEST(BatchEngine, RefusesWhatCannotRunAtSubmission) {
   EXPECT_EQ(problem(r), P::kBadSampling);
 }
 
+// A step's draws run in parallel before any token is emitted: a sequence
+// whose draw fails (every token banned) ends with the sampler's error, and
+// the sequences drawn beside it in the same steps keep their own tokens.
+TEST(BatchEngine, AFailedDrawEndsOnlyItsOwnSequence) {
+  SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
+  const Loaded l = load("models/stories260K.gguf");
+  const tokenizer::Tokenizer& tok = *l.tok;
+  std::vector<Request> rs;
+  for (const char* p : {"Once upon a time", "The cat sat", "One day", "Tom had a"}) {
+    Request r = base(tok, p, 12);
+    r.sampling.temperature = 0;
+    rs.push_back(r);
+  }
+  rs[1].sampling.temperature = 0.8f;  // a seeded draw among the greedy ones
+  rs[1].sampling.seed = 99;
+  Request banned = base(tok, "She liked to", 12);
+  for (int32_t id = 0; id < tok.n_vocab(); ++id)
+    banned.sampling.logit_bias[id] = -std::numeric_limits<float>::infinity();
+  rs.insert(rs.begin() + 2, banned);
+
+  ThreadPool pool(2);
+  std::vector<Outcome> alone;
+  for (const Request& r : rs) {
+    BatchOptions o;
+    o.n_slots = 1;
+    BatchEngine one(*l.model, tok, o, pool);
+    alone.push_back(run_all(one, {r}).front());
+  }
+  BatchOptions o;
+  o.n_slots = static_cast<int>(rs.size());
+  BatchEngine together(*l.model, tok, o, pool);
+  const std::vector<Outcome> batched = run_all(together, rs);
+  for (size_t i = 0; i < rs.size(); ++i) {
+    SCOPED_TRACE("request " + std::to_string(i));
+    if (i == 2) {
+      EXPECT_EQ(batched[i].finish, FinishReason::kError);
+      EXPECT_NE(batched[i].error.find("sampling failed: sampler: no token has a finite logit"),
+                std::string::npos)
+          << batched[i].error;
+      EXPECT_TRUE(batched[i].tokens.empty());
+      continue;
+    }
+    EXPECT_EQ(batched[i].finish, FinishReason::kLength) << batched[i].error;
+    EXPECT_EQ(batched[i].tokens.size(), 12u);
+    EXPECT_EQ(batched[i].tokens, alone[i].tokens);
+  }
+}
+
 // A processor appended to the chain runs after the built-in ones and before
 // the filters: banning the greedy choice makes greedy pick something else.
 struct Ban : LogitsProcessor {
