@@ -140,7 +140,8 @@ void fill_avx2_columns(TypeTable& table);
 void fill_avx512_columns(TypeTable& table);
 void fill_avx2_packed(TypeTable& table);  // Q4_0 Q5_0 Q4_K
 void fill_avx512_packed(TypeTable& table);
-void fill_amx_packed(TypeTable& table);  // Q4_0 Q5_0 Q8_0 wide tiles (x86_amx.cpp)
+void fill_amx_packed(TypeTable& table);   // Q4_0 Q5_0 Q8_0 wide tiles (x86_amx.cpp)
+void fill_amx_kquants(TypeTable& table);  // Q4_K Q6_K wide tiles (x86_amx_kquants.cpp)
 // Whether Linux granted this process the AMX tile data state (asked once,
 // process-wide; false where the kernel refuses or predates AMX).
 bool amx_permitted();
