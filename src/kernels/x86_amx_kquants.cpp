@@ -219,26 +219,51 @@ void tile_q4_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y,
   for (int t = 0; t < kNt; ++t) acc[t] = _mm512_setzero_ps();
   auto finish = [&](int64_t b, int32_t(*s)[kNt * kPackRows]) __attribute__((always_inline)) {
     const uint8_t* blk = group + b * kK4Bytes;
-    __m512i sc[kWindows];
+    __m512 scf[kWindows];
 #pragma GCC unroll 8
     for (int j = 0; j < kWindows; ++j)
-      sc[j] = _mm512_cvtepu8_epi32(
-          _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + kK4Sc + kPackRows * j)));
+      scf[j] = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + kK4Sc + kPackRows * j))));
+    // Mins as int16 pairs (lane r: m[2i][r], m[2i + 1][r]) for VPDPWSSD
+    // with the token's corrections, which are sums of 32 int8 (|corr| <=
+    // 4096: exact in int16 and in the int32 sums).
+    __m512i mm[kWindows / 2];
+#pragma GCC unroll 4
+    for (int i = 0; i < kWindows / 2; ++i) {
+      const __m512i lo = _mm512_cvtepu8_epi32(
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + kK4M + kPackRows * 2 * i)));
+      const __m512i hi = _mm512_cvtepu8_epi32(
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + kK4M + kPackRows * (2 * i + 1))));
+      mm[i] = _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
+    }
     const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk)));
     const __m512 dmin =
         _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + kScaleBytes)));
 #pragma GCC unroll 16
     for (int t = 0; t < kNt; ++t) {
       const int32_t* corr = act[t].corr + kKCorr * b;
+      // corr[0..7] as int16 pairs in every 128-bit lane.
+      const __m512i cp = _mm512_broadcast_i32x4(
+          _mm256_cvtepi32_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(corr))));
       __m512i isum = _mm512_setzero_si512(), minsum = _mm512_setzero_si512();
-#pragma GCC unroll 8
-      for (int j = 0; j < kWindows; ++j) {
-        isum = _mm512_add_epi32(isum,
-                                _mm512_mullo_epi32(_mm512_load_si512(s[j] + kPackRows * t), sc[j]));
-        const __m512i m = _mm512_cvtepu8_epi32(
-            _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + kK4M + kPackRows * j)));
-        minsum = _mm512_add_epi32(minsum, _mm512_mullo_epi32(m, _mm512_set1_epi32(corr[j])));
+      // sc_j * C_j in float: every product (|C_j| <= 32 * 15 * 128, sc_j <= 63)
+      // and every sum of four (< 2^24) is an exact integer there, so two
+      // chains of four give the int32 sum exactly, in fewer uops than VPMULLD.
+      __m512 half[2];
+#pragma GCC unroll 2
+      for (int i = 0; i < 2; ++i) {
+        half[i] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(s[4 * i] + kPackRows * t)),
+                                scf[4 * i]);
+#pragma GCC unroll 3
+        for (int j = 4 * i + 1; j < 4 * i + 4; ++j)
+          half[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(s[j] + kPackRows * t)),
+                                    scf[j], half[i]);
       }
+      isum = _mm512_add_epi32(_mm512_cvtps_epi32(half[0]), _mm512_cvtps_epi32(half[1]));
+      minsum = _mm512_dpwssd_epi32(minsum, mm[0], _mm512_shuffle_epi32(cp, _MM_PERM_AAAA));
+      minsum = _mm512_dpwssd_epi32(minsum, mm[1], _mm512_shuffle_epi32(cp, _MM_PERM_BBBB));
+      minsum = _mm512_dpwssd_epi32(minsum, mm[2], _mm512_shuffle_epi32(cp, _MM_PERM_CCCC));
+      minsum = _mm512_dpwssd_epi32(minsum, mm[3], _mm512_shuffle_epi32(cp, _MM_PERM_DDDD));
       const __m512 dy = _mm512_set1_ps(act[t].d[b]);
       acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(isum), d), dy, acc[t]);
       acc[t] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(minsum), dmin), dy, acc[t]);
