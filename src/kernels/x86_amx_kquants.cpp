@@ -70,9 +70,10 @@ struct alignas(64) TileConfig {
 };
 static_assert(sizeof(TileConfig) == 64);
 
-// x86_amx.cpp's configuration for nt tokens: per set (tiles 0-2, 3-5) B = 8
-// rows x 64 bytes, A = nt rows x 32 bytes, C = nt rows x 64 bytes.
-TileConfig config_for(int nt) {
+// x86_amx.cpp's configuration for nt tokens (Q6_K's too): per set (tiles
+// 0-2, 3-5) B = 8 rows x 64 bytes, A = nt rows x 32 bytes, C = nt rows x 64
+// bytes.
+TileConfig legacy_config(int nt) {
   TileConfig cfg;
   for (int set = 0; set < 2; ++set) {
     cfg.rows[3 * set] = 8;
@@ -85,14 +86,24 @@ TileConfig config_for(int nt) {
   return cfg;
 }
 
-// Loads the configuration for nt tokens for the scope of one call unless it
-// is loaded already; a different one found loaded is put back at the end.
+// Q4_K's: A = nt rows x 64 bytes in tiles 0-1, B = 16 rows x 64 bytes in
+// tiles 2-3, four sums C = nt rows x 64 bytes in tiles 4-7.
+TileConfig q4_k_config(int nt) {
+  TileConfig cfg;
+  for (int i = 0; i < 8; ++i) {
+    cfg.rows[i] = static_cast<uint8_t>(i == 2 || i == 3 ? 16 : nt);
+    cfg.colsb[i] = 64;
+  }
+  return cfg;
+}
+
+// Loads a configuration for the scope of one call unless it is loaded
+// already; a different one found loaded is put back at the end.
 class TileScope {
  public:
-  explicit TileScope(int nt) {
+  explicit TileScope(const TileConfig& want) {
     _tile_storeconfig(&saved_);
     tile_memory(&saved_);
-    const TileConfig want = config_for(nt);
     if (std::memcmp(&saved_, &want, sizeof want) == 0) return;
     tile_memory(&want);
     _tile_loadconfig(&want);
@@ -131,22 +142,21 @@ inline void store_rows(float* y, __m512 v, int nr) {
     _tile_stored(TC, sums, 64);                                  \
   } while (0)
 
-// Windows (tile products) per unit; a unit is what one unpack fills.
-constexpr int kWindows = 8;
 constexpr int kTileBytes = 8 * 64;  // one tile B
 
-// The frame both types share, over nb super-blocks of kUnits units each:
-// unit u + 1 is unpacked (unpack(u, buf)) while unit u's windows go through
-// the tile unit, and unit u - 1's stored sums are finished (finish(u, sums))
-// after that, so no tile load waits on stores just made and no read of
-// sums waits on the tile store just issued. Units finish in order (the float
-// steps take the super-blocks in the oracle's order). a_offset(part, j) is
-// window j's first activation byte within the Q8_K quants of unit part.
-template <int kNt, int kUnits, typename Prepare, typename Unpack, typename AOffset, typename Finish>
-[[gnu::always_inline]] inline void drive(int64_t nb, const PackedAct* act,
-                                         uint8_t (*wbuf)[kWindows][kTileBytes],
-                                         const Prepare& prepare, const Unpack& unpack,
-                                         const AOffset& a_offset, const Finish& finish) {
+// The frame both types share, over nb super-blocks of kUnits units each
+// (a unit is what one unpack fills): unit u + 1 is unpacked (unpack(u, slot),
+// slot = u % 2 of the caller's weight buffers) while unit u goes through
+// the tile unit (tiles(u, slot, a, a_stride, sums): a is the unit's
+// super-block of Q8_K quants for token 0, the tokens a_stride bytes apart;
+// the tile sums go to kSums buffers of kNt x 16 int32), and unit u - 1's
+// stored sums are finished (finish(u, sums)) after that, so no tile load
+// waits on stores just made and no read of sums waits on the tile store
+// just issued. Units finish in order (the float steps take the super-blocks
+// in the oracle's order).
+template <int kNt, int kUnits, int kSums, typename Unpack, typename Tiles, typename Finish>
+[[gnu::always_inline]] inline void drive(int64_t nb, const PackedAct* act, const Unpack& unpack,
+                                         const Tiles& tiles, const Finish& finish) {
   // Activation rows evenly spaced (packed_matmul's scratch): tile A reads
   // them in place with one stride; otherwise a panel per super-block.
   const auto* q0 = static_cast<const uint8_t*>(act[0].q);
@@ -154,14 +164,11 @@ template <int kNt, int kUnits, typename Prepare, typename Unpack, typename AOffs
   for (int t = 2; t < kNt; ++t)
     if (static_cast<const uint8_t*>(act[t].q) != q0 + stride * t) stride = 0;
   alignas(64) int8_t panel[2][kNt * kQKK];
-  alignas(64) int32_t sums[2][kWindows][kNt * kPackRows];
-  prepare();
+  alignas(64) int32_t sums[2][kSums][kNt * kPackRows];
   const int64_t n_units = nb * kUnits;
-  unpack(0, wbuf[0]);
+  unpack(0, 0);
   for (int64_t u = 0; u < n_units; ++u) {
-    if (u + 1 < n_units) unpack(u + 1, wbuf[(u + 1) & 1]);
     const int64_t b = u / kUnits;
-    const int part = static_cast<int>(u % kUnits);
     const uint8_t* a;
     int64_t a_stride;
     if (stride != 0) {
@@ -169,7 +176,7 @@ template <int kNt, int kUnits, typename Prepare, typename Unpack, typename AOffs
       a_stride = stride;
     } else {
       int8_t* p = panel[b & 1];
-      if (part == 0) {
+      if (u % kUnits == 0) {
         for (int t = 0; t < kNt; ++t)
           std::memcpy(p + t * kQKK, static_cast<const BlockQ8_K*>(act[t].q)[b].qs, kQKK);
       }
@@ -177,59 +184,113 @@ template <int kNt, int kUnits, typename Prepare, typename Unpack, typename AOffs
       a_stride = kQKK;
     }
     tile_memory(a);
-    tile_memory(wbuf[u & 1]);
-    int32_t(*s)[kNt * kPackRows] = sums[u & 1];
-#pragma GCC unroll 4
-    for (int j = 0; j < kWindows; j += 2) {
-      SLM_AMX_WINDOW(0, 1, 2, wbuf[u & 1][j], a + a_offset(part, j), a_stride, s[j]);
-      SLM_AMX_WINDOW(3, 4, 5, wbuf[u & 1][j + 1], a + a_offset(part, j + 1), a_stride, s[j + 1]);
-    }
-    tile_memory(s);
+    tiles(u, static_cast<int>(u & 1), a, a_stride, sums[u & 1]);
+    tile_memory(sums[u & 1]);
+    if (u + 1 < n_units) unpack(u + 1, static_cast<int>((u + 1) & 1));
     if (u > 0) finish(u - 1, sums[(u - 1) & 1]);
   }
   finish(n_units - 1, sums[(n_units - 1) & 1]);
 }
 
 // ------------------------------------------------------------------ Q4_K
+// Sub-block scales are 6 bits: sc = 8 sh + sl with sh, sl < 8, and a level
+// (< 16) times either fits a byte. The unpack writes each window twice, as
+// level * sh and level * sl (one VPERMT2B lookup each), so two tile sums
+// accumulate the whole super-block: isum = 8 C_h + C_l = sum_j sc_j dot_j
+// exactly, with no per-window stores or scaling.
 template <int kNt>
 void tile_q4_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y, int64_t ldy,
                int nr) {
-  const TileScope scope(kNt);
-  alignas(64) uint8_t wbuf[2][kWindows][kTileBytes];
-  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  const TileScope scope(q4_k_config(kNt));
+  // [slot][h or l][window]: tile B rows.
+  alignas(64) uint8_t wbuf[2][2][8][kTileBytes];
+  const __m512i low4 = _mm512_set1_epi8(0x0F), bits345 = _mm512_set1_epi8(0x38),
+                bits012 = _mm512_set1_epi8(0x07);
+  // Product table: entry i (< 128) = (i % 16) * (i / 16), bytes 0-63 and 64-127.
+  alignas(64) uint8_t table[128];
+  for (int i = 0; i < 128; ++i) table[i] = static_cast<uint8_t>((i % 16) * (i / 16));
+  const __m512i tab0 = _mm512_load_si512(table), tab1 = _mm512_load_si512(table + 64);
+  // Byte 4 r + i of a vector takes byte r of a 16-byte row.
+  alignas(64) uint8_t rep_idx[64];
+  for (int i = 0; i < 64; ++i) rep_idx[i] = static_cast<uint8_t>(i / 4);
+  const __m512i rep = _mm512_load_si512(rep_idx);
   // Window j = sub-block j: chunk j / 2's words, low nibbles for even j.
-  auto unpack = [&](int64_t b, uint8_t(*buf)[kTileBytes]) __attribute__((always_inline)) {
-    const uint8_t* blk = group + b * kK4Bytes + kK4Qs;
-    tile_memory(buf);
+  auto unpack = [&](int64_t b, int slot) __attribute__((always_inline)) {
+    const uint8_t* blk = group + b * kK4Bytes;
+    uint8_t(*bh)[kTileBytes] = wbuf[slot][0];
+    uint8_t(*bl)[kTileBytes] = wbuf[slot][1];
+    tile_memory(bh);
 #pragma GCC unroll 4
     for (int c = 0; c < 4; ++c) {
+      // Lookup rows of windows 2c, 2c + 1: sh * 16 and sl * 16 per row lane.
+      __m512i hi_idx[2], lo_idx[2];
+#pragma GCC unroll 2
+      for (int i = 0; i < 2; ++i) {
+        const __m512i sc = _mm512_permutexvar_epi8(
+            rep, _mm512_castsi128_si512(_mm_loadu_si128(
+                     reinterpret_cast<const __m128i*>(blk + kK4Sc + kPackRows * (2 * c + i)))));
+        hi_idx[i] = _mm512_slli_epi16(_mm512_and_si512(sc, bits345), 1);
+        lo_idx[i] = _mm512_slli_epi16(_mm512_and_si512(sc, bits012), 4);
+      }
 #pragma GCC unroll 8
       for (int k = 0; k < 8; ++k) {
-        const __m512i v = _mm512_loadu_si512(blk + 64 * (8 * c + k));
-        _mm512_store_si512(buf[2 * c] + 64 * k, _mm512_and_si512(v, low4));
-        _mm512_store_si512(buf[2 * c + 1] + 64 * k,
-                           _mm512_and_si512(_mm512_srli_epi16(v, 4), low4));
+        const __m512i v = _mm512_loadu_si512(blk + kK4Qs + 64 * (8 * c + k));
+        const __m512i lev[2] = {_mm512_and_si512(v, low4),
+                                _mm512_and_si512(_mm512_srli_epi16(v, 4), low4)};
+#pragma GCC unroll 2
+        for (int i = 0; i < 2; ++i) {
+          _mm512_store_si512(
+              bh[2 * c + i] + 64 * k,
+              _mm512_permutex2var_epi8(tab0, _mm512_or_si512(lev[i], hi_idx[i]), tab1));
+          _mm512_store_si512(
+              bl[2 * c + i] + 64 * k,
+              _mm512_permutex2var_epi8(tab0, _mm512_or_si512(lev[i], lo_idx[i]), tab1));
+        }
       }
     }
-    tile_memory(buf);
+    tile_memory(bh);
   };
-  auto a_offset = [](int, int j) { return 32 * j; };
+  // Chunk c (windows 2c, 2c + 1: 64 values) is one product of K = 64: A
+  // (tile c % 2) = the tokens' 64 quants, B = the windows' h (tile 2) or l
+  // (tile 3) rows. Four sums, so that no product waits on the one before:
+  // C_h of even chunks in tile 4, C_l in 5, odd chunks in 6 and 7.
+  auto tiles = [&](int64_t, int slot, const uint8_t* a, int64_t a_stride,
+                   int32_t(*s)[kNt * kPackRows]) __attribute__((always_inline)) {
+    uint8_t(*bh)[kTileBytes] = wbuf[slot][0];
+    uint8_t(*bl)[kTileBytes] = wbuf[slot][1];
+    _tile_zero(4);
+    _tile_zero(5);
+    _tile_zero(6);
+    _tile_zero(7);
+#pragma GCC unroll 2
+    for (int c = 0; c < 4; c += 2) {
+      _tile_loadd(0, a + 64 * c, a_stride);
+      _tile_loadd(2, bh[2 * c], 64);
+      _tile_dpbsud(4, 0, 2);
+      _tile_loadd(3, bl[2 * c], 64);
+      _tile_dpbsud(5, 0, 3);
+      _tile_loadd(1, a + 64 * (c + 1), a_stride);
+      _tile_loadd(2, bh[2 * c + 2], 64);
+      _tile_dpbsud(6, 1, 2);
+      _tile_loadd(3, bl[2 * c + 2], 64);
+      _tile_dpbsud(7, 1, 3);
+    }
+    _tile_stored(4, s[0], 64);
+    _tile_stored(5, s[1], 64);
+    _tile_stored(6, s[2], 64);
+    _tile_stored(7, s[3], 64);
+  };
   __m512 acc[kNt];
 #pragma GCC unroll 16
   for (int t = 0; t < kNt; ++t) acc[t] = _mm512_setzero_ps();
   auto finish = [&](int64_t b, int32_t(*s)[kNt * kPackRows]) __attribute__((always_inline)) {
     const uint8_t* blk = group + b * kK4Bytes;
-    __m512 scf[kWindows];
-#pragma GCC unroll 8
-    for (int j = 0; j < kWindows; ++j)
-      scf[j] = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(
-          _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + kK4Sc + kPackRows * j))));
     // Mins as int16 pairs (lane r: m[2i][r], m[2i + 1][r]) for VPDPWSSD
     // with the token's corrections, which are sums of 32 int8 (|corr| <=
     // 4096: exact in int16 and in the int32 sums).
-    __m512i mm[kWindows / 2];
+    __m512i mm[4];
 #pragma GCC unroll 4
-    for (int i = 0; i < kWindows / 2; ++i) {
+    for (int i = 0; i < 4; ++i) {
       const __m512i lo = _mm512_cvtepu8_epi32(
           _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + kK4M + kPackRows * 2 * i)));
       const __m512i hi = _mm512_cvtepu8_epi32(
@@ -245,21 +306,12 @@ void tile_q4_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y,
       // corr[0..7] as int16 pairs in every 128-bit lane.
       const __m512i cp = _mm512_broadcast_i32x4(
           _mm256_cvtepi32_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(corr))));
-      __m512i isum = _mm512_setzero_si512(), minsum = _mm512_setzero_si512();
-      // sc_j * C_j in float: every product (|C_j| <= 32 * 15 * 128, sc_j <= 63)
-      // and every sum of four (< 2^24) is an exact integer there, so two
-      // chains of four give the int32 sum exactly, in fewer uops than VPMULLD.
-      __m512 half[2];
-#pragma GCC unroll 2
-      for (int i = 0; i < 2; ++i) {
-        half[i] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(s[4 * i] + kPackRows * t)),
-                                scf[4 * i]);
-#pragma GCC unroll 3
-        for (int j = 4 * i + 1; j < 4 * i + 4; ++j)
-          half[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(s[j] + kPackRows * t)),
-                                    scf[j], half[i]);
-      }
-      isum = _mm512_add_epi32(_mm512_cvtps_epi32(half[0]), _mm512_cvtps_epi32(half[1]));
+      const __m512i ch = _mm512_add_epi32(_mm512_load_si512(s[0] + kPackRows * t),
+                                          _mm512_load_si512(s[2] + kPackRows * t));
+      const __m512i cl = _mm512_add_epi32(_mm512_load_si512(s[1] + kPackRows * t),
+                                          _mm512_load_si512(s[3] + kPackRows * t));
+      const __m512i isum = _mm512_add_epi32(_mm512_slli_epi32(ch, 3), cl);
+      __m512i minsum = _mm512_setzero_si512();
       minsum = _mm512_dpwssd_epi32(minsum, mm[0], _mm512_shuffle_epi32(cp, _MM_PERM_AAAA));
       minsum = _mm512_dpwssd_epi32(minsum, mm[1], _mm512_shuffle_epi32(cp, _MM_PERM_BBBB));
       minsum = _mm512_dpwssd_epi32(minsum, mm[2], _mm512_shuffle_epi32(cp, _MM_PERM_CCCC));
@@ -269,8 +321,7 @@ void tile_q4_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y,
       acc[t] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(minsum), dmin), dy, acc[t]);
     }
   };
-  drive<kNt, 1>(
-      nb, act, wbuf, [] {}, unpack, a_offset, finish);
+  drive<kNt, 1, 4>(nb, act, unpack, tiles, finish);
 #pragma GCC unroll 16
   for (int t = 0; t < kNt; ++t) store_rows(y + t * ldy, acc[t], nr);
 }
@@ -282,16 +333,16 @@ void tile_q4_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y,
 template <int kNt>
 void tile_q6_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y, int64_t ldy,
                int nr) {
-  const TileScope scope(kNt);
+  const TileScope scope(legacy_config(kNt));
+  constexpr int kWindows = 8;
   alignas(64) uint8_t wbuf[2][kWindows][kTileBytes];
   const __m512i low4 = _mm512_set1_epi8(0x0F), bits45 = _mm512_set1_epi8(0x30);
   // The zero halves never change: written once.
-  auto prepare = [&] {
-    for (int i = 0; i < 2; ++i)
-      for (int j = 0; j < kWindows; ++j)
-        std::memset(wbuf[i][j] + (j % 2 == 0 ? 4 * 64 : 0), 0, 4 * 64);
-  };
-  auto unpack = [&](int64_t u, uint8_t(*buf)[kTileBytes]) __attribute__((always_inline)) {
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < kWindows; ++j)
+      std::memset(wbuf[i][j] + (j % 2 == 0 ? 4 * 64 : 0), 0, 4 * 64);
+  auto unpack = [&](int64_t u, int slot) __attribute__((always_inline)) {
+    uint8_t(*buf)[kTileBytes] = wbuf[slot];
     const int64_t b = u / 2;
     const int h = static_cast<int>(u % 2);
     const uint8_t* blk = group + b * kK6Bytes + kK6W;
@@ -316,7 +367,15 @@ void tile_q6_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y,
     }
     tile_memory(buf);
   };
-  auto a_offset = [](int h, int j) { return 128 * h + 32 * (j / 2); };
+  auto tiles = [&](int64_t u, int slot, const uint8_t* a, int64_t a_stride,
+                   int32_t(*s)[kNt * kPackRows]) __attribute__((always_inline)) {
+    a += 128 * (u % 2);
+#pragma GCC unroll 4
+    for (int j = 0; j < kWindows; j += 2) {
+      SLM_AMX_WINDOW(0, 1, 2, wbuf[slot][j], a + 32 * (j / 2), a_stride, s[j]);
+      SLM_AMX_WINDOW(3, 4, 5, wbuf[slot][j + 1], a + 32 * (j / 2), a_stride, s[j + 1]);
+    }
+  };
   __m512 acc[kNt];
 #pragma GCC unroll 16
   for (int t = 0; t < kNt; ++t) acc[t] = _mm512_setzero_ps();
@@ -347,7 +406,7 @@ void tile_q6_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y,
                                _mm512_set1_ps(act[t].d[b]), acc[t]);
     }
   };
-  drive<kNt, 2>(nb, act, wbuf, prepare, unpack, a_offset, finish);
+  drive<kNt, 2, kWindows>(nb, act, unpack, tiles, finish);
 #pragma GCC unroll 16
   for (int t = 0; t < kNt; ++t) store_rows(y + t * ldy, acc[t], nr);
 }
