@@ -47,6 +47,10 @@ constexpr int kPackRows = 16;
 constexpr int kPackMaxTokens = 8;
 // Tokens of one wide tile call (TypeTable::packed_tile_wide: AMX), 2..16.
 constexpr int kPackWideTokens = 16;
+// Most tokens a wide tile takes where its type allows more than
+// kPackWideTokens (TypeTable::packed_wide_tokens: the AMX K-quant tiles,
+// whose weight unpack then serves several 16-token passes).
+constexpr int kPackWideTokensMax = 64;
 // Fewer tokens than this take the narrow tiles even where wide ones exist: a
 // wide (AMX) tile's fixed cost per block (tile loads, the sums' round trip
 // through memory) loses to VNNI below about 8 tokens (bench_kernels 2, 4, 8).
@@ -113,6 +117,9 @@ struct TypeTable {
   // best evenly spaced (packed_matmul's scratch), as a tile loads them with
   // one stride.
   PackedTileFn packed_tile_wide[kTypeSlots] = {};
+  // Most tokens one packed_tile_wide call takes (0: kPackWideTokens; at
+  // most kPackWideTokensMax).
+  int packed_wide_tokens[kTypeSlots] = {};
   PackedRowFn packed_row[kTypeSlots] = {};  // null: PackedMatrix's own loop
   // Whether packing pays with this table (a SIMD tile, not the scalar oracle).
   bool packed_native[kTypeSlots] = {};

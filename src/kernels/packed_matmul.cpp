@@ -22,7 +22,8 @@ ActLayout act_layout(DType t, int64_t cols) {
   auto pad = [](size_t v) { return (v + 63) / 64 * 64; };
   const int64_t nb = cols / packed_block_elems(t);
   ActLayout l;
-  l.q_bytes = pad(static_cast<size_t>(nb) * (packed_is_k(t) ? sizeof(BlockQ8_K) : sizeof(BlockQ8_0)));
+  l.q_bytes =
+      pad(static_cast<size_t>(nb) * (packed_is_k(t) ? sizeof(BlockQ8_K) : sizeof(BlockQ8_0)));
   l.d_bytes = pad(static_cast<size_t>(nb) * sizeof(float));
   l.c_bytes = pad(static_cast<size_t>(nb) * sizeof(int32_t) * (packed_is_k(t) ? kKCorr : 1));
   l.row = l.q_bytes + l.d_bytes + l.c_bytes;
@@ -40,30 +41,35 @@ constexpr int kMaxChunks = 64;
 constexpr int64_t kMinChunkBytes = 16 << 10;
 
 // Runs fn(group, t0, nt, acts) for every group of rows and tile of at most
-// tile_tokens (<= kPackWideTokens) tokens, split over the pool. Guided split:
+// tile_tokens (<= kPackWideTokensMax) tokens, split over the pool. Guided split:
 // each chunk takes 1 / (2 * threads) of the groups left, so the first chunks are large (few
 // claims) and the last ones small (threads finish together); the boundaries
 // depend only on the shape and the thread count, never on timing.
 template <typename Fn>
 void run_groups(int64_t n_groups, size_t bytes, int64_t n_tokens, int tile_tokens, ThreadPool& pool,
                 const Fn& fn) {
-  const int64_t min_groups =
-      std::max<int64_t>(1, kMinChunkBytes / std::max<int64_t>(1, static_cast<int64_t>(bytes) / n_groups));
+  const int64_t min_groups = std::max<int64_t>(
+      1, kMinChunkBytes / std::max<int64_t>(1, static_cast<int64_t>(bytes) / n_groups));
   int64_t bounds[kMaxChunks + 1];
   int64_t n_chunks = 0;
   bounds[0] = 0;
   const int64_t div = 2 * std::max(1, pool.size());
   while (bounds[n_chunks] < n_groups) {
     const int64_t left = n_groups - bounds[n_chunks];
-    const int64_t take = n_chunks + 1 == kMaxChunks ? left : std::max<int64_t>(min_groups, left / div);
+    const int64_t take =
+        n_chunks + 1 == kMaxChunks ? left : std::max<int64_t>(min_groups, left / div);
     bounds[n_chunks + 1] = bounds[n_chunks] + std::min(left, take);
     ++n_chunks;
   }
   pool.parallel_for(n_chunks, [&](int64_t chunk, int) {
-    PackedAct acts[kPackWideTokens];
+    PackedAct acts[kPackWideTokensMax];
     // Wide tiles compute faster, so a chunk of them spans more tokens per
     // pass over the weights.
-    const int64_t token_chunk = kTokenChunk / kPackMaxTokens * tile_tokens;
+    // (Tiles wider than kPackWideTokens only unpack their weights fewer
+    // times: the chunk stays that of kPackWideTokens, rounded up to whole tiles.)
+    const int64_t token_chunk =
+        (kTokenChunk / kPackMaxTokens * std::min(tile_tokens, kPackWideTokens) + tile_tokens - 1) /
+        tile_tokens * tile_tokens;
     for (int64_t c0 = 0; c0 < n_tokens; c0 += token_chunk) {
       const int64_t c1 = std::min(n_tokens, c0 + token_chunk);
       for (int64_t g = bounds[chunk]; g < bounds[chunk + 1]; ++g)
@@ -75,8 +81,8 @@ void run_groups(int64_t n_groups, size_t bytes, int64_t n_tokens, int tile_token
 
 // Writes token t's activation for weights of type t (Q8_0 / Q8_K blocks,
 // float scales, integer corrections; layout al) at row.
-void prepare_act(const TypeTable& table, DType type, const ActLayout& al, const float* x, int64_t cols,
-                 uint8_t* row) {
+void prepare_act(const TypeTable& table, DType type, const ActLayout& al, const float* x,
+                 int64_t cols, uint8_t* row) {
   SLM_DCHECK_EQ(cols % packed_block_elems(type), 0);
   SLM_DCHECK_EQ(reinterpret_cast<uintptr_t>(row) % 64, 0u);  // act_layout pads rows to 64
   const int64_t nb = cols / packed_block_elems(type);
@@ -121,7 +127,8 @@ void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, T
   for (const PackedOut& o : outs) fusable = fusable && !o.w->empty() && o.w->cols() == cols;
   if (!fusable) {
     if (outs.size() == 1) return;  // an empty matrix
-    for (const PackedOut& o : outs) matmul(std::span<const PackedOut>(&o, 1), x, n_tokens, pool, scratch);
+    for (const PackedOut& o : outs)
+      matmul(std::span<const PackedOut>(&o, 1), x, n_tokens, pool, scratch);
     return;
   }
   const TypeTable& table = isa_table(active_isa());
@@ -135,9 +142,10 @@ void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, T
     const uint8_t* act;  // prepared activations (nullptr for F16: x in place)
   };
   Part parts[kMaxFused];
-  // Each part's tiles for 2..kPackWideTokens tokens (null: tile in passes).
+  // Each part's tiles for 2..wide_tokens[i] tokens (null: tile in passes).
   PackedTileFn wide[kMaxFused];
-  int tile_tokens = kPackMaxTokens;  // kPackWideTokens when a part has wide tiles
+  int wide_tokens[kMaxFused];
+  int tile_tokens = kPackMaxTokens;  // the parts' widest wide tile when one has wide tiles
   const size_t n_parts = outs.size();
   int64_t n_groups = 0;
   size_t total_bytes = 0;
@@ -145,10 +153,18 @@ void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, T
   for (size_t i = 0; i < n_parts; ++i) {
     const PackedMatrix& w = *outs[i].w;
     Part& p = parts[i];
-    p = Part{&w, outs[i].y, table.packed_tile[static_cast<int>(w.type())], cols / packed_block_elems(w.type()),
-             n_groups, 0, act_layout(w.type(), cols), nullptr};
+    p = Part{&w,
+             outs[i].y,
+             table.packed_tile[static_cast<int>(w.type())],
+             cols / packed_block_elems(w.type()),
+             n_groups,
+             0,
+             act_layout(w.type(), cols),
+             nullptr};
     wide[i] = table.packed_tile_wide[static_cast<int>(w.type())];
-    if (wide[i] != nullptr) tile_tokens = kPackWideTokens;
+    const int wt = table.packed_wide_tokens[static_cast<int>(w.type())];
+    wide_tokens[i] = wt > 0 ? wt : kPackWideTokens;
+    if (wide[i] != nullptr) tile_tokens = std::max(tile_tokens, wide_tokens[i]);
     SLM_DCHECK_EQ(cols % packed_block_elems(w.type()), 0);  // pack() refuses partial blocks
     SLM_DCHECK(p.tile != nullptr);
     p.group_bytes = static_cast<size_t>(p.nb * packed_block_bytes(w.type()));
@@ -204,8 +220,12 @@ void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, T
     const uint8_t* group = p.w->data() + static_cast<size_t>(lg) * p.group_bytes;
     float* y = p.y + t0 * rows + lg * kPackRows;
     // Decoding and small batches keep the narrow tiles; every tile gives the same bits.
-    if (wide[i] != nullptr && nt >= kPackWideMinTokens) return wide[i](p.nb, group, acts, nt, y, rows, nr);
-    for (int k0 = 0; k0 < nt; k0 += kPackMaxTokens)
+    int k0 = 0;
+    if (wide[i] != nullptr) {
+      for (; nt - k0 >= kPackWideMinTokens; k0 += wide_tokens[i])
+        wide[i](p.nb, group, acts + k0, std::min(wide_tokens[i], nt - k0), y + k0 * rows, rows, nr);
+    }
+    for (; k0 < nt; k0 += kPackMaxTokens)
       p.tile(p.nb, group, acts + k0, std::min(kPackMaxTokens, nt - k0), y + k0 * rows, rows, nr);
   };
   run_groups(n_groups, total_bytes, n_tokens, tile_tokens, pool, tile);

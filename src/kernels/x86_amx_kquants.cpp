@@ -1,37 +1,36 @@
-// AMX-INT8 tiles over packed Q4_K / Q6_K groups for 2..kPackWideTokens tokens
-// (prompt processing; layout in internal.h). The VNNI tiles
-// (x86_avx512_packed.cpp) unpack a super-block once per 4 tokens and spend 64
-// VPDPBUSD per token on it; here one TDPBSUD per 32-value window does the
-// integer dot products of every token at once.
+// AMX-INT8 tiles over packed Q4_K groups for 2..64 tokens (prompt
+// processing; layout in internal.h). The VNNI tile (x86_avx512_packed.cpp)
+// unpacks a super-block once per 4 tokens and spends 64 VPDPBUSD per token
+// on it; here TDPBSUD does the integer dot products of 16 tokens at once.
 //
-// Each window's sums must be scaled per row before they are added up, so a
-// window is its own tile product: C_j[token][row] = sum over the window of
-// activation (signed, tile A: tokens x 32 bytes) x weight level (unsigned,
-// tile B: 8 rows x 64 bytes, B[k][4 r + i] = element 4 k + i of row r, the
-// packed words' own order). Then, per token and in exact int32 as in the
-// scalar oracle (packed.cpp tile_scalar_k): isum = sum_j sc_j * C_j, for Q4_K
-// minsum = sum_j m_j * corr_j, for Q6_K each C_j seeded with its -32
-// correction first; and the same float steps as the oracle. Integer sums do
-// not depend on their order, so the results are bit-identical to every ISA.
+// A sub-block's scale must multiply its dot product before the super-block's
+// sum, so the scale goes into the weights: sc (6 bits) = 8 sh + sl with sh,
+// sl < 8, and a level (< 16) times either fits a byte. The unpack writes each
+// level twice, as level x sh and level x sl (tile B: 16 rows x 64 bytes,
+// B[k][4 r + i] = element 4 k + i of row r, the packed words' own order), and
+// two tile sums over the whole super-block give isum = 8 C_h + C_l =
+// sum_j sc_j dot_j in exact int32; the mins term sum_j m_j corr_j comes from
+// VPDPWSSD. Then the scalar oracle's float steps (packed.cpp tile_scalar_k),
+// so the results are bit-identical to every ISA. The unpack costs about as
+// much as the tile work of 16 tokens, so one unpack serves up to four passes
+// of 16 tokens (TypeTable::packed_wide_tokens = 64). bench_kernels, 4096 x
+// 4096, 64 tokens, 1 thread (Xeon family 6 model 167): 146-159 GMAC/s with
+// the VNNI tile, 262-276 with this one. Q6_K's 16-value sub-blocks with
+// signed 8-bit scales do not split this way; a tile product per sub-block
+// (scales applied after, as the VNNI tile does) measured no faster than
+// VNNI (113.6 against 115.4 GMAC/s), so Q6_K stays on the VNNI tile.
 //
-// Q4_K: one unit of 8 windows per super-block (sub-block j = window j:
-// chunk j / 2's low or high nibbles). Q6_K has 16-value sub-blocks with their
-// own scales: a 32-value window holds two, so each window is multiplied twice,
-// once with B's rows 4-7 (the second sub-block) zero and once with rows 0-3
-// zero; the zero rows are written once per call. Its super-block is two units
-// (halves h = 0, 1) of 8 such products.
-//
-// The tile configuration is x86_amx.cpp's for the same token count (tiles 0-2
-// and 3-5: B, A, C; two products in flight), so a thread that moves between
-// Q4_0 and Q4_K matrices never reloads it. x86_amx.cpp keeps the token count
-// it configured in a thread_local and reloads only when that changes; a call
-// here that finds another configuration loaded puts it back when it returns,
-// so that cache stays true. This file alone (with x86_amx.cpp) is compiled
-// with -mamx-*; dispatch.cpp offers it only where Linux granted AMX.
+// The tile configuration differs from x86_amx.cpp's, which keeps the token
+// count it loaded in a thread_local and reloads only when that changes: a
+// call here that finds another configuration loaded puts it back when it
+// returns, so that cache stays true. This file alone (with x86_amx.cpp) is
+// compiled with -mamx-* (and -mavx512vbmi: every AMX CPU has VBMI);
+// dispatch.cpp offers it only where Linux granted AMX.
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "kernels/blocks.h"
@@ -49,8 +48,6 @@ static_assert(kQ8KQs == sizeof(float));
 constexpr int64_t kK4Sc = 2 * kScaleBytes, kK4M = kK4Sc + 8 * kPackRows,
                   kK4Qs = kK4M + 8 * kPackRows;
 constexpr int64_t kK4Bytes = kK4Qs + kPackRows * kQKK / 2;
-constexpr int64_t kK6Sc = kScaleBytes, kK6W = kK6Sc + 16 * kPackRows;
-constexpr int64_t kK6Bytes = kK6W + kPackRows * (kQKK / 2 + kQKK / 4);
 
 // The compiler knows of no memory the tile intrinsics read or write (GCC 12:
 // LDTILECFG / STTILECFG name 8 of their 64 bytes, TILELOADD / TILESTORED
@@ -69,22 +66,6 @@ struct alignas(64) TileConfig {
   uint8_t rows[16] = {};
 };
 static_assert(sizeof(TileConfig) == 64);
-
-// x86_amx.cpp's configuration for nt tokens (Q6_K's too): per set (tiles
-// 0-2, 3-5) B = 8 rows x 64 bytes, A = nt rows x 32 bytes, C = nt rows x 64
-// bytes.
-TileConfig legacy_config(int nt) {
-  TileConfig cfg;
-  for (int set = 0; set < 2; ++set) {
-    cfg.rows[3 * set] = 8;
-    cfg.colsb[3 * set] = 64;
-    cfg.rows[3 * set + 1] = static_cast<uint8_t>(nt);
-    cfg.colsb[3 * set + 1] = kQK32;
-    cfg.rows[3 * set + 2] = static_cast<uint8_t>(nt);
-    cfg.colsb[3 * set + 2] = 64;
-  }
-  return cfg;
-}
 
 // Q4_K's: A = nt rows x 64 bytes in tiles 0-1, B = 16 rows x 64 bytes in
 // tiles 2-3, four sums C = nt rows x 64 bytes in tiles 4-7.
@@ -130,66 +111,75 @@ inline void store_rows(float* y, __m512 v, int nr) {
     _mm512_mask_storeu_ps(y, static_cast<__mmask16>((1u << nr) - 1), v);
 }
 
-// Tile ops of one window: B (weights) into tmm TB, A (activations) into TA,
-// C = A x B into TC, stored to sums. Literal tile numbers: the intrinsics
-// paste them into register names.
-#define SLM_AMX_WINDOW(TB, TA, TC, b_src, a_src, a_stride, sums) \
-  do {                                                           \
-    _tile_loadd(TB, b_src, 64);                                  \
-    _tile_loadd(TA, a_src, a_stride);                            \
-    _tile_zero(TC);                                              \
-    _tile_dpbsud(TC, TA, TB);                                    \
-    _tile_stored(TC, sums, 64);                                  \
-  } while (0)
-
 constexpr int kTileBytes = 8 * 64;  // one tile B
+// Unpacked units in flight: a unit is unpacked two units before its tile
+// loads (a tile load of bytes still on their way from the store buffer to
+// the cache waits for them: bench_kernels showed the first B load of a unit
+// unpacked one unit ahead as the hottest instruction).
+constexpr int kWeightSlots = 3;
 
-// The frame both types share, over nb super-blocks of kUnits units each
-// (a unit is what one unpack fills): unit u + 1 is unpacked (unpack(u, slot),
-// slot = u % 2 of the caller's weight buffers) while unit u goes through
-// the tile unit (tiles(u, slot, a, a_stride, sums): a is the unit's
-// super-block of Q8_K quants for token 0, the tokens a_stride bytes apart;
-// the tile sums go to kSums buffers of kNt x 16 int32), and unit u - 1's
-// stored sums are finished (finish(u, sums)) after that, so no tile load
-// waits on stores just made and no read of sums waits on the tile store
-// just issued. Units finish in order (the float steps take the super-blocks
-// in the oracle's order).
-template <int kNt, int kUnits, int kSums, typename Unpack, typename Tiles, typename Finish>
+// Bytes from one token's activation row to the next when the nt rows are
+// evenly spaced (packed_matmul's scratch), else 0.
+inline int64_t evenly_spaced(const PackedAct* act, int nt) {
+  if (nt == 1) return kQ8K;
+  const auto* q0 = static_cast<const uint8_t*>(act[0].q);
+  const int64_t stride = static_cast<const uint8_t*>(act[1].q) - q0;
+  for (int t = 2; t < nt; ++t)
+    if (static_cast<const uint8_t*>(act[t].q) != q0 + stride * t) return 0;
+  return stride;
+}
+
+// The tile's frame over nb super-blocks and kPasses passes of kNt tokens:
+// super-block b goes through the tile unit once per pass (tiles(b, slot, a,
+// a_stride, sums): slot = b % kWeightSlots of the caller's weight buffers,
+// a the pass's first token's Q8_K quants of super-block b, the tokens
+// a_stride bytes apart, the tile sums to kSums buffers of kNt x 16 int32),
+// then super-block b + 2 is unpacked (unpack(b, slot)) and b - 1's stored
+// sums finished (finish(b, pass, sums)): no tile load waits on stores just
+// made, no read of sums on the tile store just issued, and one unpack serves
+// every pass. Super-blocks finish in order (the oracle's float steps).
+// Rows that are not evenly spaced (kPasses must be 1 then) go through a
+// panel per super-block.
+template <int kNt, int kPasses, int kSums, typename Unpack, typename Tiles, typename Finish>
 [[gnu::always_inline]] inline void drive(int64_t nb, const PackedAct* act, const Unpack& unpack,
                                          const Tiles& tiles, const Finish& finish) {
-  // Activation rows evenly spaced (packed_matmul's scratch): tile A reads
-  // them in place with one stride; otherwise a panel per super-block.
   const auto* q0 = static_cast<const uint8_t*>(act[0].q);
-  int64_t stride = kNt > 1 ? static_cast<const uint8_t*>(act[1].q) - q0 : kQ8K;
-  for (int t = 2; t < kNt; ++t)
-    if (static_cast<const uint8_t*>(act[t].q) != q0 + stride * t) stride = 0;
-  alignas(64) int8_t panel[2][kNt * kQKK];
-  alignas(64) int32_t sums[2][kSums][kNt * kPackRows];
-  const int64_t n_units = nb * kUnits;
+  const int64_t stride = evenly_spaced(act, kNt * kPasses);
+  alignas(64) int8_t panel[kPasses == 1 ? 2 : 1][kNt * kQKK];
+  alignas(64) int32_t sums[2][kPasses][kSums][kNt * kPackRows];
+  const int64_t n_units = nb;
   unpack(0, 0);
+  if (n_units > 1) unpack(1, 1);
   for (int64_t u = 0; u < n_units; ++u) {
-    const int64_t b = u / kUnits;
-    const uint8_t* a;
-    int64_t a_stride;
-    if (stride != 0) {
-      a = q0 + b * kQ8K + kQ8KQs;
-      a_stride = stride;
-    } else {
-      int8_t* p = panel[b & 1];
-      if (u % kUnits == 0) {
+    const int64_t b = u;
+    const int slot = static_cast<int>(u & 1);  // of the sums
+    const int wslot = static_cast<int>(u % kWeightSlots);
+#pragma GCC unroll 4
+    for (int p = 0; p < kPasses; ++p) {
+      const uint8_t* a;
+      int64_t a_stride;
+      if (stride != 0) {
+        a = q0 + p * kNt * stride + b * kQ8K + kQ8KQs;
+        a_stride = stride;
+      } else {
+        int8_t* panel_b = panel[b & 1];
         for (int t = 0; t < kNt; ++t)
-          std::memcpy(p + t * kQKK, static_cast<const BlockQ8_K*>(act[t].q)[b].qs, kQKK);
+          std::memcpy(panel_b + t * kQKK, static_cast<const BlockQ8_K*>(act[t].q)[b].qs, kQKK);
+        a = reinterpret_cast<const uint8_t*>(panel_b);
+        a_stride = kQKK;
       }
-      a = reinterpret_cast<const uint8_t*>(p);
-      a_stride = kQKK;
+      tile_memory(a);
+      tiles(u, wslot, a, a_stride, sums[slot][p]);
     }
-    tile_memory(a);
-    tiles(u, static_cast<int>(u & 1), a, a_stride, sums[u & 1]);
-    tile_memory(sums[u & 1]);
-    if (u + 1 < n_units) unpack(u + 1, static_cast<int>((u + 1) & 1));
-    if (u > 0) finish(u - 1, sums[(u - 1) & 1]);
+    tile_memory(sums[slot]);
+    if (u + 2 < n_units) unpack(u + 2, static_cast<int>((u + 2) % kWeightSlots));
+    if (u > 0) {
+#pragma GCC unroll 4
+      for (int p = 0; p < kPasses; ++p) finish(u - 1, p, sums[slot ^ 1][p]);
+    }
   }
-  finish(n_units - 1, sums[(n_units - 1) & 1]);
+#pragma GCC unroll 4
+  for (int p = 0; p < kPasses; ++p) finish(n_units - 1, p, sums[(n_units - 1) & 1][p]);
 }
 
 // ------------------------------------------------------------------ Q4_K
@@ -198,12 +188,12 @@ template <int kNt, int kUnits, int kSums, typename Unpack, typename Tiles, typen
 // level * sh and level * sl (one VPERMT2B lookup each), so two tile sums
 // accumulate the whole super-block: isum = 8 C_h + C_l = sum_j sc_j dot_j
 // exactly, with no per-window stores or scaling.
-template <int kNt>
+template <int kNt, int kPasses>
 void tile_q4_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y, int64_t ldy,
                int nr) {
   const TileScope scope(q4_k_config(kNt));
   // [slot][h or l][window]: tile B rows.
-  alignas(64) uint8_t wbuf[2][2][8][kTileBytes];
+  alignas(64) uint8_t wbuf[kWeightSlots][2][8][kTileBytes];
   const __m512i low4 = _mm512_set1_epi8(0x0F), bits345 = _mm512_set1_epi8(0x38),
                 bits012 = _mm512_set1_epi8(0x07);
   // Product table: entry i (< 128) = (i % 16) * (i / 16), bytes 0-63 and 64-127.
@@ -280,10 +270,11 @@ void tile_q4_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y,
     _tile_stored(6, s[2], 64);
     _tile_stored(7, s[3], 64);
   };
-  __m512 acc[kNt];
+  // Token t of pass p at acc[p * kNt + t].
+  __m512 acc[kPasses * kNt];
 #pragma GCC unroll 16
-  for (int t = 0; t < kNt; ++t) acc[t] = _mm512_setzero_ps();
-  auto finish = [&](int64_t b, int32_t(*s)[kNt * kPackRows]) __attribute__((always_inline)) {
+  for (int t = 0; t < kPasses * kNt; ++t) acc[t] = _mm512_setzero_ps();
+  auto finish = [&](int64_t b, int p, int32_t(*s)[kNt * kPackRows]) __attribute__((always_inline)) {
     const uint8_t* blk = group + b * kK4Bytes;
     // Mins as int16 pairs (lane r: m[2i][r], m[2i + 1][r]) for VPDPWSSD
     // with the token's corrections, which are sums of 32 int8 (|corr| <=
@@ -302,7 +293,7 @@ void tile_q4_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y,
         _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + kScaleBytes)));
 #pragma GCC unroll 16
     for (int t = 0; t < kNt; ++t) {
-      const int32_t* corr = act[t].corr + kKCorr * b;
+      const int32_t* corr = act[p * kNt + t].corr + kKCorr * b;
       // corr[0..7] as int16 pairs in every 128-bit lane.
       const __m512i cp = _mm512_broadcast_i32x4(
           _mm256_cvtepi32_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(corr))));
@@ -316,120 +307,50 @@ void tile_q4_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y,
       minsum = _mm512_dpwssd_epi32(minsum, mm[1], _mm512_shuffle_epi32(cp, _MM_PERM_BBBB));
       minsum = _mm512_dpwssd_epi32(minsum, mm[2], _mm512_shuffle_epi32(cp, _MM_PERM_CCCC));
       minsum = _mm512_dpwssd_epi32(minsum, mm[3], _mm512_shuffle_epi32(cp, _MM_PERM_DDDD));
-      const __m512 dy = _mm512_set1_ps(act[t].d[b]);
-      acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(isum), d), dy, acc[t]);
-      acc[t] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(minsum), dmin), dy, acc[t]);
+      const __m512 dy = _mm512_set1_ps(act[p * kNt + t].d[b]);
+      acc[p * kNt + t] =
+          _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(isum), d), dy, acc[p * kNt + t]);
+      acc[p * kNt + t] =
+          _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(minsum), dmin), dy, acc[p * kNt + t]);
     }
   };
-  drive<kNt, 1, 4>(nb, act, unpack, tiles, finish);
+  drive<kNt, kPasses, 4>(nb, act, unpack, tiles, finish);
 #pragma GCC unroll 16
-  for (int t = 0; t < kNt; ++t) store_rows(y + t * ldy, acc[t], nr);
+  for (int t = 0; t < kPasses * kNt; ++t) store_rows(y + t * ldy, acc[t], nr);
 }
 
-// ------------------------------------------------------------------ Q6_K
-// Unit (b, h): windows w = 0..3 of half h (elements 128 h + 32 w..), each
-// twice: tile j = 2 w + half is sub-block 8 h + j (half 0: words 0-3 in B's
-// rows 0-3, rows 4-7 zero; half 1: words 4-7 in rows 4-7, rows 0-3 zero).
-template <int kNt>
-void tile_q6_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y, int64_t ldy,
-               int nr) {
-  const TileScope scope(legacy_config(kNt));
-  constexpr int kWindows = 8;
-  alignas(64) uint8_t wbuf[2][kWindows][kTileBytes];
-  const __m512i low4 = _mm512_set1_epi8(0x0F), bits45 = _mm512_set1_epi8(0x30);
-  // The zero halves never change: written once.
-  for (int i = 0; i < 2; ++i)
-    for (int j = 0; j < kWindows; ++j)
-      std::memset(wbuf[i][j] + (j % 2 == 0 ? 4 * 64 : 0), 0, 4 * 64);
-  auto unpack = [&](int64_t u, int slot) __attribute__((always_inline)) {
-    uint8_t(*buf)[kTileBytes] = wbuf[slot];
-    const int64_t b = u / 2;
-    const int h = static_cast<int>(u % 2);
-    const uint8_t* blk = group + b * kK6Bytes + kK6W;
-    tile_memory(buf);
-#pragma GCC unroll 8
-    for (int k = 0; k < 8; ++k) {
-      const int half = k / 4;
-      const uint8_t* wp = blk + ((h * 8 + k) * 3) * 64;
-      const __m512i a = _mm512_loadu_si512(wp), bb = _mm512_loadu_si512(wp + 64),
-                    c = _mm512_loadu_si512(wp + 128);
-      // Levels of window w (elements 128 h + 32 w + 4 k..), as in the VNNI tile.
-      const __m512i e[4] = {_mm512_or_si512(_mm512_and_si512(a, low4),
-                                            _mm512_and_si512(_mm512_slli_epi16(c, 4), bits45)),
-                            _mm512_or_si512(_mm512_and_si512(bb, low4),
-                                            _mm512_and_si512(_mm512_slli_epi16(c, 2), bits45)),
-                            _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(a, 4), low4),
-                                            _mm512_and_si512(c, bits45)),
-                            _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(bb, 4), low4),
-                                            _mm512_and_si512(_mm512_srli_epi16(c, 2), bits45))};
-#pragma GCC unroll 4
-      for (int w = 0; w < 4; ++w) _mm512_store_si512(buf[2 * w + half] + 64 * k, e[w]);
-    }
-    tile_memory(buf);
-  };
-  auto tiles = [&](int64_t u, int slot, const uint8_t* a, int64_t a_stride,
-                   int32_t(*s)[kNt * kPackRows]) __attribute__((always_inline)) {
-    a += 128 * (u % 2);
-#pragma GCC unroll 4
-    for (int j = 0; j < kWindows; j += 2) {
-      SLM_AMX_WINDOW(0, 1, 2, wbuf[slot][j], a + 32 * (j / 2), a_stride, s[j]);
-      SLM_AMX_WINDOW(3, 4, 5, wbuf[slot][j + 1], a + 32 * (j / 2), a_stride, s[j + 1]);
-    }
-  };
-  __m512 acc[kNt];
-#pragma GCC unroll 16
-  for (int t = 0; t < kNt; ++t) acc[t] = _mm512_setzero_ps();
-  // Half 0's integer sums wait here for half 1.
-  alignas(64) int32_t isum0[kNt][kPackRows];
-  auto finish = [&](int64_t u, int32_t(*s)[kNt * kPackRows]) __attribute__((always_inline)) {
-    const int64_t b = u / 2;
-    const int h = static_cast<int>(u % 2);
-    const uint8_t* blk = group + b * kK6Bytes;
-#pragma GCC unroll 16
-    for (int t = 0; t < kNt; ++t) {
-      const int32_t* corr = act[t].corr + kKCorr * b + 8 * h;
-      __m512i isum = h == 0 ? _mm512_setzero_si512() : _mm512_load_si512(isum0[t]);
-#pragma GCC unroll 8
-      for (int j = 0; j < kWindows; ++j) {
-        const __m512i dot =
-            _mm512_add_epi32(_mm512_load_si512(s[j] + kPackRows * t), _mm512_set1_epi32(corr[j]));
-        const __m512i sc = _mm512_cvtepi8_epi32(_mm_loadu_si128(
-            reinterpret_cast<const __m128i*>(blk + kK6Sc + kPackRows * (8 * h + j))));
-        isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(dot, sc));
-      }
-      if (h == 0) {
-        _mm512_store_si512(isum0[t], isum);
-        continue;
-      }
-      const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk)));
-      acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(isum), d),
-                               _mm512_set1_ps(act[t].d[b]), acc[t]);
-    }
-  };
-  drive<kNt, 2, kWindows>(nb, act, unpack, tiles, finish);
-#pragma GCC unroll 16
-  for (int t = 0; t < kNt; ++t) store_rows(y + t * ldy, acc[t], nr);
-}
-#undef SLM_AMX_WINDOW
+// Full passes of 16 tokens share each unpacked super-block (at most
+// kMaxPasses[type] of them, packed_wide_tokens in the table); the rest, or
+// rows that are not evenly spaced, go 16 tokens a call.
+constexpr int kMaxPasses = 4;
 
-template <DType kType>
 void tile_any(int64_t nb, const uint8_t* group, const PackedAct* act, int nt, float* y, int64_t ldy,
               int nr) {
-  with_token_count<kPackWideTokens>(nt, [&](auto count) {
-    constexpr int kNt = decltype(count)::value;
-    if constexpr (kType == DType::Q4_K)
-      tile_q4_k<kNt>(nb, group, act, y, ldy, nr);
-    else
-      tile_q6_k<kNt>(nb, group, act, y, ldy, nr);
-  });
+  constexpr int kPass = kPackWideTokens;
+  int done = 0;
+  const int full = std::min(nt / kPass, kMaxPasses);
+  if (full >= 2 && evenly_spaced(act, full * kPass) != 0) {
+    with_token_count<kMaxPasses>(full, [&](auto passes) {
+      tile_q4_k<kPass, decltype(passes)::value>(nb, group, act, y, ldy, nr);
+    });
+    done = full * kPass;
+  }
+  while (done < nt) {
+    const int n = std::min(kPass, nt - done);
+    with_token_count<kPass>(n, [&](auto count) {
+      tile_q4_k<decltype(count)::value, 1>(nb, group, act + done, y + done * ldy, ldy, nr);
+    });
+    done += n;
+  }
 }
 
 }  // namespace
 
 void fill_amx_kquants(TypeTable& table) {
   static_assert(kPackRows == 16 && kPackWideTokens <= 16, "a tile holds 16 rows x 16 tokens");
-  table.packed_tile_wide[static_cast<int>(DType::Q4_K)] = tile_any<DType::Q4_K>;
-  table.packed_tile_wide[static_cast<int>(DType::Q6_K)] = tile_any<DType::Q6_K>;
+  static_assert(kPackWideTokens * kMaxPasses <= kPackWideTokensMax);
+  table.packed_tile_wide[static_cast<int>(DType::Q4_K)] = tile_any;
+  table.packed_wide_tokens[static_cast<int>(DType::Q4_K)] = kPackWideTokens * kMaxPasses;
 }
 
 }  // namespace slm::kernels

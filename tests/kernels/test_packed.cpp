@@ -63,9 +63,9 @@ INSTANTIATE_TEST_SUITE_P(PackedTypes, Packed,
                          [](const auto& info) { return std::string(dtype_name(info.param)); });
 
 // Batched decoding and prompt tiles: every token count 1..33 (the wide AMX
-// tiles take 2..16 tokens a call, so this covers full tiles, tails and the
-// one-token narrow tile), ragged rows, odd and even block counts: every ISA
-// gives the scalar tile's bits, at 1 and 2 threads.
+// tiles take 2..16 tokens a call, Q4_K's up to 64 in passes of 16, so this
+// covers full tiles, several passes, tails and the one-token narrow tile), ragged rows, odd and
+// even block counts: every ISA gives the scalar tile's bits, at 1 and 2 threads.
 TEST(PackedMatrix, EveryTokenCountMatchesScalar) {
   ThreadPool one(1), two(2);
   std::vector<uint8_t> scratch;
@@ -99,7 +99,8 @@ TEST(PackedMatrix, EveryTokenCountMatchesScalar) {
 
 // The wide tiles called directly with activation rows that are not evenly
 // spaced (the gathered path) and with evenly spaced ones: the scalar tile's
-// bits for every token count they take. Skipped where no ISA has wide tiles.
+// bits for every token count they take (AMX Q4_K: up to 64, several
+// 16-token passes over one unpack, and the tail alone). Skipped where no ISA has wide tiles.
 // The K-quants take Q8_K activations with packed_matmul's corrections (Q4_K:
 // sums of the 32-value sub-blocks; Q6_K: -32 x sums of the 16-value ones);
 // their weights are random bytes with bounded scales, so every level and
@@ -123,11 +124,11 @@ TEST(PackedMatrix, WideTilesMatchScalarTile) {
     // Token k's activation: Q8_0 / Q8_K blocks of random values, scales, corrections.
     const DType at = k ? DType::Q8_K : DType::Q8_0;
     const int64_t row_bytes_q = row_bytes(at, cols);
-    std::vector<std::vector<uint8_t>> q(kPackWideTokens);
-    std::vector<std::vector<float>> d(kPackWideTokens);
-    std::vector<std::vector<int32_t>> corr(kPackWideTokens);
-    std::vector<uint8_t> even(static_cast<size_t>(kPackWideTokens * (row_bytes_q + 64)));
-    for (int i = 0; i < kPackWideTokens; ++i) {
+    std::vector<std::vector<uint8_t>> q(kPackWideTokensMax);
+    std::vector<std::vector<float>> d(kPackWideTokensMax);
+    std::vector<std::vector<int32_t>> corr(kPackWideTokensMax);
+    std::vector<uint8_t> even(static_cast<size_t>(kPackWideTokensMax * (row_bytes_q + 64)));
+    for (int i = 0; i < kPackWideTokensMax; ++i) {
       q[i] = test::quantize(at, random_floats(cols, 70 + i));
       std::memcpy(even.data() + i * (row_bytes_q + 64), q[i].data(), q[i].size());
       for (int64_t b = 0; b < nb; ++b) {
@@ -150,10 +151,11 @@ TEST(PackedMatrix, WideTilesMatchScalarTile) {
     for (Isa isa : available_isas()) {
       const PackedTileFn wide = isa_table(isa).packed_tile_wide[static_cast<int>(t)];
       if (wide == nullptr) continue;
+      const int most = isa_table(isa).packed_wide_tokens[static_cast<int>(t)];
       for (bool spaced : {false, true})
-        for (int nt = 2; nt <= kPackWideTokens; ++nt)
+        for (int nt = 2; nt <= std::max(most, kPackWideTokens); ++nt)
           for (int nr : {kPackRows, 5}) {
-            PackedAct acts[kPackWideTokens];
+            PackedAct acts[kPackWideTokensMax];
             for (int i = 0; i < nt; ++i)
               acts[i] =
                   PackedAct{spaced ? static_cast<const void*>(even.data() + i * (row_bytes_q + 64))
