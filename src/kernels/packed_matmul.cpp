@@ -22,8 +22,7 @@ ActLayout act_layout(DType t, int64_t cols) {
   auto pad = [](size_t v) { return (v + 63) / 64 * 64; };
   const int64_t nb = cols / packed_block_elems(t);
   ActLayout l;
-  l.q_bytes =
-      pad(static_cast<size_t>(nb) * (packed_is_k(t) ? sizeof(BlockQ8_K) : sizeof(BlockQ8_0)));
+  l.q_bytes = pad(static_cast<size_t>(nb) * (packed_is_k(t) ? sizeof(BlockQ8_K) : sizeof(BlockQ8_0)));
   l.d_bytes = pad(static_cast<size_t>(nb) * sizeof(float));
   l.c_bytes = pad(static_cast<size_t>(nb) * sizeof(int32_t) * (packed_is_k(t) ? kKCorr : 1));
   l.row = l.q_bytes + l.d_bytes + l.c_bytes;
@@ -48,16 +47,15 @@ constexpr int64_t kMinChunkBytes = 16 << 10;
 template <typename Fn>
 void run_groups(int64_t n_groups, size_t bytes, int64_t n_tokens, int tile_tokens, ThreadPool& pool,
                 const Fn& fn) {
-  const int64_t min_groups = std::max<int64_t>(
-      1, kMinChunkBytes / std::max<int64_t>(1, static_cast<int64_t>(bytes) / n_groups));
+  const int64_t min_groups =
+      std::max<int64_t>(1, kMinChunkBytes / std::max<int64_t>(1, static_cast<int64_t>(bytes) / n_groups));
   int64_t bounds[kMaxChunks + 1];
   int64_t n_chunks = 0;
   bounds[0] = 0;
   const int64_t div = 2 * std::max(1, pool.size());
   while (bounds[n_chunks] < n_groups) {
     const int64_t left = n_groups - bounds[n_chunks];
-    const int64_t take =
-        n_chunks + 1 == kMaxChunks ? left : std::max<int64_t>(min_groups, left / div);
+    const int64_t take = n_chunks + 1 == kMaxChunks ? left : std::max<int64_t>(min_groups, left / div);
     bounds[n_chunks + 1] = bounds[n_chunks] + std::min(left, take);
     ++n_chunks;
   }
@@ -81,8 +79,8 @@ void run_groups(int64_t n_groups, size_t bytes, int64_t n_tokens, int tile_token
 
 // Writes token t's activation for weights of type t (Q8_0 / Q8_K blocks,
 // float scales, integer corrections; layout al) at row.
-void prepare_act(const TypeTable& table, DType type, const ActLayout& al, const float* x,
-                 int64_t cols, uint8_t* row) {
+void prepare_act(const TypeTable& table, DType type, const ActLayout& al, const float* x, int64_t cols,
+                 uint8_t* row) {
   SLM_DCHECK_EQ(cols % packed_block_elems(type), 0);
   SLM_DCHECK_EQ(reinterpret_cast<uintptr_t>(row) % 64, 0u);  // act_layout pads rows to 64
   const int64_t nb = cols / packed_block_elems(type);
@@ -127,8 +125,7 @@ void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, T
   for (const PackedOut& o : outs) fusable = fusable && !o.w->empty() && o.w->cols() == cols;
   if (!fusable) {
     if (outs.size() == 1) return;  // an empty matrix
-    for (const PackedOut& o : outs)
-      matmul(std::span<const PackedOut>(&o, 1), x, n_tokens, pool, scratch);
+    for (const PackedOut& o : outs) matmul(std::span<const PackedOut>(&o, 1), x, n_tokens, pool, scratch);
     return;
   }
   const TypeTable& table = isa_table(active_isa());
@@ -153,14 +150,8 @@ void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, T
   for (size_t i = 0; i < n_parts; ++i) {
     const PackedMatrix& w = *outs[i].w;
     Part& p = parts[i];
-    p = Part{&w,
-             outs[i].y,
-             table.packed_tile[static_cast<int>(w.type())],
-             cols / packed_block_elems(w.type()),
-             n_groups,
-             0,
-             act_layout(w.type(), cols),
-             nullptr};
+    p = Part{&w, outs[i].y, table.packed_tile[static_cast<int>(w.type())], cols / packed_block_elems(w.type()),
+             n_groups, 0, act_layout(w.type(), cols), nullptr};
     wide[i] = table.packed_tile_wide[static_cast<int>(w.type())];
     const int wt = table.packed_wide_tokens[static_cast<int>(w.type())];
     wide_tokens[i] = wt > 0 ? wt : kPackWideTokens;
