@@ -112,8 +112,8 @@ struct TypeTable {
   TypeTraits by_type[kTypeSlots];
   FloatTileFn float_tile[kTypeSlots] = {};
   PackedTileFn packed_tile[kTypeSlots] = {};
-  // Tiles for 2..kPackWideTokens tokens (null: packed_tile in passes of
-  // kPackMaxTokens), with packed_tile's bits; the activations' rows are
+  // Tiles for 2..kPackWideTokens tokens (2..packed_wide_tokens where set;
+  // null: packed_tile in passes of kPackMaxTokens), with packed_tile's bits; the activations' rows are
   // best evenly spaced (packed_matmul's scratch), as a tile loads them with
   // one stride.
   PackedTileFn packed_tile_wide[kTypeSlots] = {};

@@ -112,10 +112,11 @@ inline void store_rows(float* y, __m512 v, int nr) {
 }
 
 constexpr int kTileBytes = 8 * 64;  // one tile B
-// Unpacked units in flight: a unit is unpacked two units before its tile
-// loads (a tile load of bytes still on their way from the store buffer to
-// the cache waits for them: bench_kernels showed the first B load of a unit
-// unpacked one unit ahead as the hottest instruction).
+// Unpacked super-blocks in flight: each is unpacked two super-blocks before
+// its tile loads, as x86_amx.cpp does (a tile load of bytes still on their
+// way from the store buffer waits for them). perf showed the first B load of
+// a super-block as the hottest instruction with one ahead; two ahead measured
+// the same within the noise of a shared machine.
 constexpr int kWeightSlots = 3;
 
 // Bytes from one token's activation row to the next when the nt rows are
