@@ -49,7 +49,7 @@ const TypeTable& avx512_table() {
 }
 // AVX-512 with AMX tiles for multi-token packed products.
 const TypeTable& amx_table() {
-  static const TypeTable table = layered(avx512_table(), {fill_amx_packed});
+  static const TypeTable table = layered(avx512_table(), {fill_amx_packed, fill_amx_kquants});
   return table;
 }
 #elif defined(SLM_KERNELS_NEON)

@@ -47,6 +47,10 @@ constexpr int kPackRows = 16;
 constexpr int kPackMaxTokens = 8;
 // Tokens of one wide tile call (TypeTable::packed_tile_wide: AMX), 2..16.
 constexpr int kPackWideTokens = 16;
+// Most tokens a wide tile takes where its type allows more than
+// kPackWideTokens (TypeTable::packed_wide_tokens: the AMX K-quant tiles,
+// whose weight unpack then serves several 16-token passes).
+constexpr int kPackWideTokensMax = 64;
 // Fewer tokens than this take the narrow tiles even where wide ones exist: a
 // wide (AMX) tile's fixed cost per block (tile loads, the sums' round trip
 // through memory) loses to VNNI below about 8 tokens (bench_kernels 2, 4, 8).
@@ -108,11 +112,14 @@ struct TypeTable {
   TypeTraits by_type[kTypeSlots];
   FloatTileFn float_tile[kTypeSlots] = {};
   PackedTileFn packed_tile[kTypeSlots] = {};
-  // Tiles for 2..kPackWideTokens tokens (null: packed_tile in passes of
-  // kPackMaxTokens), with packed_tile's bits; the activations' rows are
+  // Tiles for 2..kPackWideTokens tokens (2..packed_wide_tokens where set;
+  // null: packed_tile in passes of kPackMaxTokens), with packed_tile's bits; the activations' rows are
   // best evenly spaced (packed_matmul's scratch), as a tile loads them with
   // one stride.
   PackedTileFn packed_tile_wide[kTypeSlots] = {};
+  // Most tokens one packed_tile_wide call takes (0: kPackWideTokens; at
+  // most kPackWideTokensMax).
+  int packed_wide_tokens[kTypeSlots] = {};
   PackedRowFn packed_row[kTypeSlots] = {};  // null: PackedMatrix's own loop
   // Whether packing pays with this table (a SIMD tile, not the scalar oracle).
   bool packed_native[kTypeSlots] = {};
@@ -140,7 +147,8 @@ void fill_avx2_columns(TypeTable& table);
 void fill_avx512_columns(TypeTable& table);
 void fill_avx2_packed(TypeTable& table);  // Q4_0 Q5_0 Q4_K
 void fill_avx512_packed(TypeTable& table);
-void fill_amx_packed(TypeTable& table);  // Q4_0 Q5_0 Q8_0 wide tiles (x86_amx.cpp)
+void fill_amx_packed(TypeTable& table);   // Q4_0 Q5_0 Q8_0 wide tiles (x86_amx.cpp)
+void fill_amx_kquants(TypeTable& table);  // Q4_K Q6_K wide tiles (x86_amx_kquants.cpp)
 // Whether Linux granted this process the AMX tile data state (asked once,
 // process-wide; false where the kernel refuses or predates AMX).
 bool amx_permitted();

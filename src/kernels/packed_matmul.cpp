@@ -40,7 +40,7 @@ constexpr int kMaxChunks = 64;
 constexpr int64_t kMinChunkBytes = 16 << 10;
 
 // Runs fn(group, t0, nt, acts) for every group of rows and tile of at most
-// tile_tokens (<= kPackWideTokens) tokens, split over the pool. Guided split:
+// tile_tokens (<= kPackWideTokensMax) tokens, split over the pool. Guided split:
 // each chunk takes 1 / (2 * threads) of the groups left, so the first chunks are large (few
 // claims) and the last ones small (threads finish together); the boundaries
 // depend only on the shape and the thread count, never on timing.
@@ -60,10 +60,14 @@ void run_groups(int64_t n_groups, size_t bytes, int64_t n_tokens, int tile_token
     ++n_chunks;
   }
   pool.parallel_for(n_chunks, [&](int64_t chunk, int) {
-    PackedAct acts[kPackWideTokens];
+    PackedAct acts[kPackWideTokensMax];
     // Wide tiles compute faster, so a chunk of them spans more tokens per
     // pass over the weights.
-    const int64_t token_chunk = kTokenChunk / kPackMaxTokens * tile_tokens;
+    // (Tiles wider than kPackWideTokens only unpack their weights fewer
+    // times: the chunk stays that of kPackWideTokens, rounded up to whole tiles.)
+    const int64_t token_chunk =
+        (kTokenChunk / kPackMaxTokens * std::min(tile_tokens, kPackWideTokens) + tile_tokens - 1) /
+        tile_tokens * tile_tokens;
     for (int64_t c0 = 0; c0 < n_tokens; c0 += token_chunk) {
       const int64_t c1 = std::min(n_tokens, c0 + token_chunk);
       for (int64_t g = bounds[chunk]; g < bounds[chunk + 1]; ++g)
@@ -135,9 +139,10 @@ void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, T
     const uint8_t* act;  // prepared activations (nullptr for F16: x in place)
   };
   Part parts[kMaxFused];
-  // Each part's tiles for 2..kPackWideTokens tokens (null: tile in passes).
+  // Each part's tiles for 2..wide_tokens[i] tokens (null: tile in passes).
   PackedTileFn wide[kMaxFused];
-  int tile_tokens = kPackMaxTokens;  // kPackWideTokens when a part has wide tiles
+  int wide_tokens[kMaxFused];
+  int tile_tokens = kPackMaxTokens;  // the parts' widest wide tile when one has wide tiles
   const size_t n_parts = outs.size();
   int64_t n_groups = 0;
   size_t total_bytes = 0;
@@ -148,7 +153,9 @@ void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, T
     p = Part{&w, outs[i].y, table.packed_tile[static_cast<int>(w.type())], cols / packed_block_elems(w.type()),
              n_groups, 0, act_layout(w.type(), cols), nullptr};
     wide[i] = table.packed_tile_wide[static_cast<int>(w.type())];
-    if (wide[i] != nullptr) tile_tokens = kPackWideTokens;
+    const int wt = table.packed_wide_tokens[static_cast<int>(w.type())];
+    wide_tokens[i] = wt > 0 ? wt : kPackWideTokens;
+    if (wide[i] != nullptr) tile_tokens = std::max(tile_tokens, wide_tokens[i]);
     SLM_DCHECK_EQ(cols % packed_block_elems(w.type()), 0);  // pack() refuses partial blocks
     SLM_DCHECK(p.tile != nullptr);
     p.group_bytes = static_cast<size_t>(p.nb * packed_block_bytes(w.type()));
@@ -204,8 +211,12 @@ void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, T
     const uint8_t* group = p.w->data() + static_cast<size_t>(lg) * p.group_bytes;
     float* y = p.y + t0 * rows + lg * kPackRows;
     // Decoding and small batches keep the narrow tiles; every tile gives the same bits.
-    if (wide[i] != nullptr && nt >= kPackWideMinTokens) return wide[i](p.nb, group, acts, nt, y, rows, nr);
-    for (int k0 = 0; k0 < nt; k0 += kPackMaxTokens)
+    int k0 = 0;
+    if (wide[i] != nullptr) {
+      for (; nt - k0 >= kPackWideMinTokens; k0 += wide_tokens[i])
+        wide[i](p.nb, group, acts + k0, std::min(wide_tokens[i], nt - k0), y + k0 * rows, rows, nr);
+    }
+    for (; k0 < nt; k0 += kPackMaxTokens)
       p.tile(p.nb, group, acts + k0, std::min(kPackMaxTokens, nt - k0), y + k0 * rows, rows, nr);
   };
   run_groups(n_groups, total_bytes, n_tokens, tile_tokens, pool, tile);

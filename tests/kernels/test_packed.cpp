@@ -63,15 +63,16 @@ INSTANTIATE_TEST_SUITE_P(PackedTypes, Packed,
                          [](const auto& info) { return std::string(dtype_name(info.param)); });
 
 // Batched decoding and prompt tiles: every token count 1..33 (the wide AMX
-// tiles take 2..16 tokens a call, so this covers full tiles, tails and the
-// one-token narrow tile), ragged rows, odd and even block counts: every ISA
-// gives the scalar tile's bits, at 1 and 2 threads.
+// tiles take 2..16 tokens a call, Q4_K's up to 64 in passes of 16, so this
+// covers full tiles, several passes, tails and the one-token narrow tile), ragged rows, odd and
+// even block counts: every ISA gives the scalar tile's bits, at 1 and 2 threads.
 TEST(PackedMatrix, EveryTokenCountMatchesScalar) {
   ThreadPool one(1), two(2);
   std::vector<uint8_t> scratch;
   const Isa before = active_isa();
-  for (DType t : {DType::Q4_0, DType::Q5_0, DType::Q8_0}) {
-    for (int64_t cols : {int64_t{5 * 32}, int64_t{4 * 32}}) {
+  for (DType t : {DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
+    const int64_t be = packed_block_elems(t);
+    for (int64_t cols : {5 * be, 4 * be}) {
       const int64_t rows = 37;
       const auto w = test::quantize(t, random_floats(rows * cols, 51, 0.05f));
       const PackedMatrix p = PackedMatrix::pack(t, w.data(), rows, cols);
@@ -98,45 +99,71 @@ TEST(PackedMatrix, EveryTokenCountMatchesScalar) {
 
 // The wide tiles called directly with activation rows that are not evenly
 // spaced (the gathered path) and with evenly spaced ones: the scalar tile's
-// bits for every token count they take. Skipped where no ISA has wide tiles.
+// bits for every token count they take (AMX Q4_K: up to 64, several
+// 16-token passes over one unpack, and the tail alone). Skipped where no ISA has wide tiles.
+// The K-quants take Q8_K activations with packed_matmul's corrections (Q4_K:
+// sums of the 32-value sub-blocks; Q6_K: -32 x sums of the 16-value ones);
+// their weights are random bytes with bounded scales, so every level and
+// sub-block scale pattern (Q6_K's negative scales too) goes through the tiles.
 TEST(PackedMatrix, WideTilesMatchScalarTile) {
-  const int64_t nb = 3, cols = nb * kQK32;
-  for (DType t : {DType::Q4_0, DType::Q5_0, DType::Q8_0}) {
-    const auto w = test::quantize(t, random_floats(kPackRows * cols, 61, 0.05f));
+  const int64_t nb = 3;
+  for (DType t : {DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
+    const bool k = packed_is_k(t);
+    const int64_t cols = nb * packed_block_elems(t);
+    std::vector<uint8_t> w;
+    if (k) {
+      std::mt19937 rng(61);
+      w.resize(static_cast<size_t>(kPackRows * row_bytes(t, cols)));
+      for (uint8_t& byte : w) byte = static_cast<uint8_t>(rng());
+      test::sanitize_scales(t, w, rng);
+    } else {
+      w = test::quantize(t, random_floats(kPackRows * cols, 61, 0.05f));
+    }
     const PackedMatrix p = PackedMatrix::pack(t, w.data(), kPackRows, cols);
     const PackedTileFn ref = isa_table(Isa::kScalar).packed_tile[static_cast<int>(t)];
-    // Token k's activation: Q8_0 blocks of random values, scales, corrections.
-    const int64_t row_bytes_q = nb * static_cast<int64_t>(sizeof(BlockQ8_0));
-    std::vector<std::vector<uint8_t>> q(kPackWideTokens);
-    std::vector<std::vector<float>> d(kPackWideTokens);
-    std::vector<std::vector<int32_t>> corr(kPackWideTokens);
-    std::vector<uint8_t> even(static_cast<size_t>(kPackWideTokens * (row_bytes_q + 64)));
-    for (int k = 0; k < kPackWideTokens; ++k) {
-      q[k] = test::quantize(DType::Q8_0, random_floats(cols, 70 + k));
-      std::memcpy(even.data() + k * (row_bytes_q + 64), q[k].data(), q[k].size());
+    // Token k's activation: Q8_0 / Q8_K blocks of random values, scales, corrections.
+    const DType at = k ? DType::Q8_K : DType::Q8_0;
+    const int64_t row_bytes_q = row_bytes(at, cols);
+    std::vector<std::vector<uint8_t>> q(kPackWideTokensMax);
+    std::vector<std::vector<float>> d(kPackWideTokensMax);
+    std::vector<std::vector<int32_t>> corr(kPackWideTokensMax);
+    std::vector<uint8_t> even(static_cast<size_t>(kPackWideTokensMax * (row_bytes_q + 64)));
+    for (int i = 0; i < kPackWideTokensMax; ++i) {
+      q[i] = test::quantize(at, random_floats(cols, 70 + i));
+      std::memcpy(even.data() + i * (row_bytes_q + 64), q[i].data(), q[i].size());
       for (int64_t b = 0; b < nb; ++b) {
-        const auto* blk = reinterpret_cast<const BlockQ8_0*>(q[k].data()) + b;
+        if (k) {
+          const auto* blk = reinterpret_cast<const BlockQ8_K*>(q[i].data()) + b;
+          d[i].push_back(blk->d);
+          for (int j = 0; j < kKCorr; ++j)
+            corr[i].push_back(t == DType::Q6_K ? -32 * blk->bsums[j]
+                              : j < 8          ? blk->bsums[2 * j] + blk->bsums[2 * j + 1]
+                                               : 0);
+          continue;
+        }
+        const auto* blk = reinterpret_cast<const BlockQ8_0*>(q[i].data()) + b;
         int32_t sum = 0;
         for (int e = 0; e < kQK32; ++e) sum += blk->qs[e];
-        d[k].push_back(fp16_to_f32(blk->d));
-        corr[k].push_back(-packed_quant_offset(t) * sum);
+        d[i].push_back(fp16_to_f32(blk->d));
+        corr[i].push_back(-packed_quant_offset(t) * sum);
       }
     }
     for (Isa isa : available_isas()) {
       const PackedTileFn wide = isa_table(isa).packed_tile_wide[static_cast<int>(t)];
       if (wide == nullptr) continue;
+      const int most = isa_table(isa).packed_wide_tokens[static_cast<int>(t)];
       for (bool spaced : {false, true})
-        for (int nt = 2; nt <= kPackWideTokens; ++nt)
+        for (int nt = 2; nt <= std::max(most, kPackWideTokens); ++nt)
           for (int nr : {kPackRows, 5}) {
-            PackedAct acts[kPackWideTokens];
-            for (int k = 0; k < nt; ++k)
-              acts[k] =
-                  PackedAct{spaced ? static_cast<const void*>(even.data() + k * (row_bytes_q + 64))
-                                   : q[k].data(),
-                            d[k].data(), corr[k].data()};
+            PackedAct acts[kPackWideTokensMax];
+            for (int i = 0; i < nt; ++i)
+              acts[i] =
+                  PackedAct{spaced ? static_cast<const void*>(even.data() + i * (row_bytes_q + 64))
+                                   : q[i].data(),
+                            d[i].data(), corr[i].data()};
             std::vector<float> want(static_cast<size_t>(nt * kPackRows), -3.0f), got = want;
-            for (int k = 0; k < nt; ++k)
-              ref(nb, p.data(), acts + k, 1, want.data() + k * kPackRows, kPackRows, nr);
+            for (int i = 0; i < nt; ++i)
+              ref(nb, p.data(), acts + i, 1, want.data() + i * kPackRows, kPackRows, nr);
             wide(nb, p.data(), acts, nt, got.data(), kPackRows, nr);
             ASSERT_EQ(0, std::memcmp(got.data(), want.data(), want.size() * 4))
                 << isa_name(isa) << " " << dtype_name(t) << " nt=" << nt << " nr=" << nr
@@ -144,6 +171,45 @@ TEST(PackedMatrix, WideTilesMatchScalarTile) {
           }
     }
   }
+}
+
+// The AMX tiles of the legacy types and of the K-quants share one thread's
+// tile configuration (x86_amx.cpp keeps the token count it loaded, the
+// K-quant tiles put back what they found): alternating the two at different
+// token counts on one thread still gives the scalar bits every time.
+TEST(PackedMatrix, AlternatingTypesAndTokenCountsMatchScalar) {
+  ThreadPool one(1);
+  std::vector<uint8_t> scratch;
+  const Isa before = active_isa();
+  const int64_t rows = 21, cols = 2 * kQKK;
+  std::vector<PackedMatrix> ws;
+  for (DType t : {DType::Q4_0, DType::Q4_K, DType::Q8_0, DType::Q6_K}) {
+    const auto w = test::quantize(t, random_floats(rows * cols, 81, 0.05f));
+    ws.push_back(PackedMatrix::pack(t, w.data(), rows, cols));
+  }
+  const auto x = random_floats(16 * cols, 82);
+  struct Call {
+    size_t w;
+    int64_t tokens;
+  };
+  const Call calls[] = {{0, 16}, {1, 9},  {0, 16}, {1, 16}, {2, 12},
+                        {3, 10}, {2, 12}, {0, 11}, {3, 16}};
+  std::vector<std::vector<float>> want;
+  ASSERT_TRUE(set_active_isa(Isa::kScalar));
+  for (const Call& c : calls) {
+    want.emplace_back(static_cast<size_t>(rows * c.tokens));
+    matmul(ws[c.w], x.data(), c.tokens, want.back().data(), one, scratch);
+  }
+  for (Isa isa : available_isas()) {
+    ASSERT_TRUE(set_active_isa(isa));
+    for (size_t i = 0; i < std::size(calls); ++i) {
+      std::vector<float> y(want[i].size(), -1.0f);
+      matmul(ws[calls[i].w], x.data(), calls[i].tokens, y.data(), one, scratch);
+      ASSERT_EQ(0, std::memcmp(y.data(), want[i].data(), y.size() * 4))
+          << isa_name(isa) << " call " << i << " " << dtype_name(ws[calls[i].w].type());
+    }
+  }
+  set_active_isa(before);
 }
 
 // Q, K, V or gate, up in one call: every matrix gets the bits of its own
