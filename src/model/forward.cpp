@@ -470,6 +470,14 @@ struct Forward {
     // sized on a sequence's first step so the token loop never allocates.
     const size_t need_scores = static_cast<size_t>(pool.size() * b.max_ctx);
     if (s.ws_.scores.size() < need_scores) s.ws_.scores.resize(need_scores);
+    // Prefill attention's float keys and values (ops::attention_many), sized
+    // on the first step that feeds a prompt, for the longest context.
+    bool prefill = false;
+    for (const SeqRows& sr : b.seqs) prefill = prefill || sr.n_rows >= ops::kPrefillMinTokens;
+    const auto need_prefill = static_cast<size_t>(
+        pool.size() * ops::attention_prefill_floats(b.max_ctx, model.config().head_dim));
+    if (prefill && s.ws_.attn_prefill.size() < need_prefill)
+      s.ws_.attn_prefill.resize(need_prefill);
 
     Forward f{model, model.config(), model.backend(), s, b};
     f.embed(chunks);
