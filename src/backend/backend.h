@@ -114,11 +114,14 @@ struct LoraTask {
 // Per-caller buffers the ops reuse across calls, grown on first use so the
 // token loop allocates nothing once warm.
 struct Workspace {
-  ThreadPool* pool = nullptr;            // set by the caller for each call
-  std::vector<LoraTask> lora;            // Backend::lora's task list
-  std::vector<size_t> lora_order;        // its segments grouped by matrix
-  std::vector<uint8_t> matmul;           // quantized activations
-  std::vector<float> scores;             // attention scores [n_threads][longest context]
+  ThreadPool* pool = nullptr;      // set by the caller for each call
+  std::vector<LoraTask> lora;      // Backend::lora's task list
+  std::vector<size_t> lora_order;  // its segments grouped by matrix
+  std::vector<uint8_t> matmul;     // quantized activations
+  std::vector<float> scores;       // attention scores [n_threads][longest context]
+  // attention_many's prefill scratch [n_threads][ops::attention_prefill_floats]
+  // (empty: every call takes the per-token tasks).
+  std::vector<float> attn_prefill;
   std::vector<int64_t> attn_starts;      // attention_many's task offsets [calls + 1]
   std::vector<ops::AttentionCall> attn;  // one step's attention calls, one per sequence
   std::vector<float> kept;               // linear_columns' compacted inputs
@@ -204,7 +207,8 @@ class Backend {
                          const uint8_t* v_cache, float* out, Workspace& ws) const = 0;
   // Every sequence's attention of one step (ws.attn) as one parallel job
   // (ops::attention_many); ws.scores holds n_threads * stride floats, stride
-  // at least every call's pos0 + n_tokens.
+  // at least every call's pos0 + n_tokens; ws.attn_prefill, when sized, lets
+  // long calls run as prefill blocks (same results, fewer conversions).
   virtual void attention_many(std::span<const AttentionCall> calls, int64_t stride,
                               Workspace& ws) const = 0;
 };

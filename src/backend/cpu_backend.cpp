@@ -220,7 +220,10 @@ class Cpu final : public Backend {
   }
   void attention_many(std::span<const AttentionCall> calls, int64_t stride,
                       Workspace& ws) const override {
-    ops::attention_many(calls, ws.attn_starts, ws.scores.data(), stride, *ws.pool);
+    const auto n_threads = static_cast<int64_t>(ws.pool->size());
+    const int64_t prefill_stride = static_cast<int64_t>(ws.attn_prefill.size()) / n_threads;
+    ops::attention_many(calls, ws.attn_starts, ws.scores.data(), stride, *ws.pool,
+                        prefill_stride > 0 ? ws.attn_prefill.data() : nullptr, prefill_stride);
   }
 };
 

@@ -496,6 +496,34 @@ void lora_expand_q8_512(const int8_t* bt, const float* bd, int64_t n_out, int64_
   lora_expand_any_512(Q8BlocksB{bt, bd, r}, n_out, r, t, m, j0, j1, y);
 }
 
+// ------------------------------------------------------------------ Q8_0 activations
+
+// The activation quantizer of every 32-block type on zmm: bit-exact with the
+// scalar quantize_q8_0 (same amax, d = amax / 127, id = 1 / d, x * id rounded
+// half away from zero; VCVTPS2PH rounds d to nearest even, as f32_to_fp16
+// does), one block per two vectors instead of four.
+void quantize_q8_0_512(const float* src, void* dst, int64_t n) {
+  auto* y = static_cast<BlockQ8_0*>(dst);
+  const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f);
+  for (int64_t i = 0; i < n / kQK32; ++i, src += kQK32) {
+    const __m512 v0 = _mm512_loadu_ps(src), v1 = _mm512_loadu_ps(src + 16);
+    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+    const float d = amax / 127;
+    const float id = d != 0 ? 1.0f / d : 0.0f;
+    y[i].d = static_cast<uint16_t>(_cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    const __m512 vid = _mm512_set1_ps(id);
+    for (int h = 0; h < 2; ++h) {
+      const __m512 x = _mm512_mul_ps(h == 0 ? v0 : v1, vid);
+      // trunc, then one step toward x's sign where the exact fraction is >= 1/2
+      const __m512 t = _mm512_roundscale_ps(x, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+      const __mmask16 up = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(x, t)), half, _CMP_GE_OQ);
+      const __m512 step = _mm512_or_ps(one, _mm512_and_ps(x, _mm512_set1_ps(-0.0f)));
+      const __m512i q = _mm512_cvttps_epi32(_mm512_mask_add_ps(t, up, t, step));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(y[i].qs + 16 * h), _mm512_cvtsepi32_epi8(q));
+    }
+  }
+}
+
 }  // namespace
 
 void fill_avx512(TypeTable& table) {
@@ -507,6 +535,7 @@ void fill_avx512(TypeTable& table) {
   fill_256(table);
   table[DType::Q4_0].vec_dot = vec_dot_q4_0_512;
   table[DType::Q4_K].vec_dot = vec_dot_q4_k_512;
+  table[DType::Q8_0].quantize_row = quantize_q8_0_512;
   table.lora = {lora_shrink_512, lora_expand_512};
   table.lora_q8 = {lora_shrink_q8_512, lora_expand_q8_512};
 }

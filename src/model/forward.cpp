@@ -37,6 +37,34 @@ struct Forward {
   Scratch& s;
   const StepBatch& b;
 
+  // fn(r0, r1) over the step's rows [0, n) in ranges, split over the pool for
+  // a prompt's many rows (the row-wise ops between the matrix products:
+  // norms, bias + RoPE, activation, residual adds), so the other threads do
+  // not wait while one does them all; a few rows (decoding) run inline.
+  // Each row's values are what one call over all rows gives.
+  template <class Fn>
+  void over_rows(int64_t n, const Fn& fn) {
+    ThreadPool& pool = *s.ws_.pool;
+    if (n < kParallelRows || pool.size() == 1) return fn(int64_t{0}, n);
+    const int64_t n_chunks = std::min<int64_t>(n / (kParallelRows / 2), 4 * pool.size());
+    pool.parallel_for(n_chunks,
+                      [&](int64_t i, int) { fn(n * i / n_chunks, n * (i + 1) / n_chunks); });
+  }
+  static constexpr int64_t kParallelRows = 16;
+
+  // x[rows] = rms_norm(x[rows]) * w over the step's n rows of width n_embd (out may alias x).
+  void rms_norm_rows(const float* x, const std::vector<float>& w, int64_t n, float* out) {
+    const int64_t E = c.n_embd;
+    over_rows(n, [&](int64_t r0, int64_t r1) {
+      be.rms_norm(x + r0 * E, w.data(), r1 - r0, E, c.norm_eps, out + r0 * E);
+    });
+  }
+  // x[rows] += y[rows], rows of width n_embd.
+  void add_rows(float* x, const float* y, int64_t n) {
+    const int64_t E = c.n_embd;
+    over_rows(n, [&](int64_t r0, int64_t r1) { be.add(x + r0 * E, y + r0 * E, (r1 - r0) * E); });
+  }
+
   // Every matrix product of the step goes through here: outs share the input
   // x [n][cols], whose rows are the step's rows (or, for an expert, the rows
   // routed to it). This is where per-sequence LoRA deltas (by b.seqs row
@@ -250,21 +278,11 @@ struct Forward {
 
   float* rope_row(int table, int64_t r) { return &s.rope_[(table * b.n_rows + r) * c.n_rot]; }
 
-  // x += Wo . attention(rope(norm_qk(Wq xn + bq)), rope(norm_qk(Wk xn + bk)), Wv xn + bv), xn =
-  // rms_norm(x)
-  void attention_block(int64_t l) {
-    const LayerWeights& lw = model.weights().layers[l];
-    const int64_t E = c.n_embd, qd = c.q_dim(), kd = c.kv_dim(), n = b.n_rows;
-    be.rms_norm(s.x_.data(), lw.attn_norm.data(), n, E, c.norm_eps, s.xn_.data());
-    const bool pruned = prune(l, Tap::kAttnIn, s.xn_.data(), n, E);
-    const backend::LinearOut qkv[] = {
-        {&lw.wq, s.q_.data()}, {&lw.wk, s.k_.data()}, {&lw.wv, s.v_.data()}};
-    if (pruned)
-      linear_pruned(qkv, s.xn_.data(), n);
-    else
-      linear(qkv, s.xn_.data(), n);
-    const bool neox = c.rope_order == RopeOrder::kNeox;
-    for (int64_t r = 0; r < n; ++r) {
+  // Rows [r0, r1) of q_, k_, v_: biases added, per-head norms (Qwen3,
+  // Gemma 3), then RoPE at each row's position.
+  void bias_norm_rope(int64_t l, const LayerWeights& lw, int64_t r0, int64_t r1, bool neox) {
+    const int64_t qd = c.q_dim(), kd = c.kv_dim();
+    for (int64_t r = r0; r < r1; ++r) {
       float* q = &s.q_[r * qd];  // [n_head][head_dim]
       float* k = &s.k_[r * kd];  // [n_head_kv][head_dim]
       if (!lw.bq.empty()) be.add(q, lw.bq.data(), qd);
@@ -282,6 +300,23 @@ struct Forward {
         be.rope_apply(kh, c.n_rot, cs, neox);
       }
     }
+  }
+
+  // x += Wo . attention(rope(norm_qk(Wq xn + bq)), rope(norm_qk(Wk xn + bk)), Wv xn + bv), xn =
+  // rms_norm(x)
+  void attention_block(int64_t l) {
+    const LayerWeights& lw = model.weights().layers[l];
+    const int64_t E = c.n_embd, qd = c.q_dim(), kd = c.kv_dim(), n = b.n_rows;
+    rms_norm_rows(s.x_.data(), lw.attn_norm, n, s.xn_.data());
+    const bool pruned = prune(l, Tap::kAttnIn, s.xn_.data(), n, E);
+    const backend::LinearOut qkv[] = {
+        {&lw.wq, s.q_.data()}, {&lw.wk, s.k_.data()}, {&lw.wv, s.v_.data()}};
+    if (pruned)
+      linear_pruned(qkv, s.xn_.data(), n);
+    else
+      linear(qkv, s.xn_.data(), n);
+    const bool neox = c.rope_order == RopeOrder::kNeox;
+    over_rows(n, [&](int64_t r0, int64_t r1) { bias_norm_rope(l, lw, r0, r1, neox); });
     // Append each sequence's keys and values to this layer's cache (a ring
     // for a window-only layer), then attend over every sequence at once: one
     // parallel job over (sequence, token, head), not one per sequence.
@@ -290,7 +325,10 @@ struct Forward {
     for (const SeqRows& sr : b.seqs) {
       Session& seq = *sr.session;
       SLM_DCHECK_LE(sr.pos0 + sr.n_rows, seq.n_ctx());
-      seq.store_kv(l, sr.pos0, sr.n_rows, &s.k_[sr.row0 * kd], &s.v_[sr.row0 * kd]);
+      over_rows(sr.n_rows, [&](int64_t r0, int64_t r1) {  // distinct cache rows per range
+        seq.store_kv(l, sr.pos0 + r0, r1 - r0, &s.k_[(sr.row0 + r0) * kd],
+                     &s.v_[(sr.row0 + r0) * kd]);
+      });
       const backend::AttentionShape shape{sr.n_rows,    sr.pos0,
                                           c.n_head,     c.n_head_kv,
                                           c.head_dim,   c.layers[l].sliding ? c.n_swa : 0,
@@ -305,8 +343,8 @@ struct Forward {
     else
       linear(lw.wo, s.attn_.data(), n, s.proj_.data());
     if (!lw.post_attn_norm.empty())  // Gemma: the attention output is normalised too
-      be.rms_norm(s.proj_.data(), lw.post_attn_norm.data(), n, E, c.norm_eps, s.proj_.data());
-    be.add(s.x_.data(), s.proj_.data(), n * E);
+      rms_norm_rows(s.proj_.data(), lw.post_attn_norm, n, s.proj_.data());
+    add_rows(s.x_.data(), s.proj_.data(), n);
   }
 
   // proj [rows][n_embd] = W_down . (act(W_gate xn) * W_up xn), act silu or tanh-GELU
@@ -322,7 +360,10 @@ struct Forward {
     else
       linear(gate_up, s.xn_.data(), n);
     bool pruned_h = cut_gate(l, s.gate_.data(), s.up_.data(), n, c.n_ff);
-    be.gated(c.ffn_act, s.gate_.data(), s.up_.data(), n * c.n_ff);
+    over_rows(n, [&](int64_t r0, int64_t r1) {
+      be.gated(c.ffn_act, s.gate_.data() + r0 * c.n_ff, s.up_.data() + r0 * c.n_ff,
+               (r1 - r0) * c.n_ff);
+    });
     const Sparsity* sp = model.prune().sparsity.get();
     if (sp == nullptr || sp->ffn_rule == FfnRule::kTeal)
       pruned_h = prune(l, Tap::kDownIn, s.gate_.data(), n, c.n_ff);
@@ -400,8 +441,8 @@ struct Forward {
   // x += FFN(rms_norm(x))
   void ffn_block(int64_t l) {
     const LayerWeights& lw = model.weights().layers[l];
-    const int64_t n = b.n_rows, E = c.n_embd;
-    be.rms_norm(s.x_.data(), lw.ffn_norm.data(), n, E, c.norm_eps, s.xn_.data());
+    const int64_t n = b.n_rows;
+    rms_norm_rows(s.x_.data(), lw.ffn_norm, n, s.xn_.data());
     if (c.is_moe()) {
       const PruneOptions& po = model.prune();
       const int64_t k =
@@ -411,8 +452,8 @@ struct Forward {
       ffn_dense(l, lw);
     }
     if (!lw.post_ffn_norm.empty())  // Gemma
-      be.rms_norm(s.proj_.data(), lw.post_ffn_norm.data(), n, E, c.norm_eps, s.proj_.data());
-    be.add(s.x_.data(), s.proj_.data(), n * E);
+      rms_norm_rows(s.proj_.data(), lw.post_ffn_norm, n, s.proj_.data());
+    add_rows(s.x_.data(), s.proj_.data(), n);
   }
 
   // Logits [n_vocab] of the rows that want them: W_out . rms_norm(x). Only
@@ -482,6 +523,14 @@ struct Forward {
     // sized on a sequence's first step so the token loop never allocates.
     const size_t need_scores = static_cast<size_t>(pool.size() * b.max_ctx);
     if (s.ws_.scores.size() < need_scores) s.ws_.scores.resize(need_scores);
+    // Prefill attention's float keys and values (ops::attention_many), sized
+    // on the first step that feeds a prompt, for the longest context.
+    bool prefill = false;
+    for (const SeqRows& sr : b.seqs) prefill = prefill || sr.n_rows >= ops::kPrefillMinTokens;
+    const auto need_prefill = static_cast<size_t>(
+        pool.size() * ops::attention_prefill_floats(b.max_ctx, model.config().head_dim));
+    if (prefill && s.ws_.attn_prefill.size() < need_prefill)
+      s.ws_.attn_prefill.resize(need_prefill);
 
     Forward f{model, model.config(), model.backend(), s, b};
     f.embed(chunks);

@@ -245,25 +245,110 @@ void attention(const AttentionShape& s, const float* q, const uint8_t* k_cache,
   });
 }
 
+int64_t attention_prefill_floats(int64_t max_span, int64_t head_dim) {
+  const int64_t span = std::min(max_span, kPrefillMaxSpan);
+  // Two heads' scores, then the group's keys and values as float.
+  return 2 * span + 2 * span * head_dim;
+}
+
+namespace {
+
+// Whether attention_many runs call s as prefill blocks (ops.h).
+bool prefill_blocks(const AttentionShape& s, int64_t prefill_stride) {
+  const int64_t span = s.pos0 + s.n_tokens;
+  return s.n_tokens >= kPrefillMinTokens && s.ring == 0 && (s.window == 0 || s.window >= span) &&
+         span <= kPrefillMaxSpan && attention_prefill_floats(span, s.head_dim) <= prefill_stride;
+}
+
+constexpr int64_t kPrefillBlock = 16;  // tokens per prefill task
+
+int64_t prefill_tasks(const AttentionShape& s) {
+  return s.n_head_kv * ((s.n_tokens + kPrefillBlock - 1) / kPrefillBlock);
+}
+
+// Prefill task (ops.h): task = block_from_end * n_head_kv + kv head, the
+// blocks with the most keys first so the pool's last tasks are short ones.
+// buf: [2][span] scores, then keys [span][head_dim] and values likewise.
+void attend_prefill_task(const AttendPlan& p, const OpsTable& table, int64_t n_tokens, int64_t task,
+                         float* buf) {
+  const int64_t n_kv = p.n_head / p.group, span = p.pos0 + n_tokens, hd = p.head_dim;
+  const int64_t n_blocks = (n_tokens + kPrefillBlock - 1) / kPrefillBlock;
+  const int64_t t0 = (n_blocks - 1 - task / n_kv) * kPrefillBlock;
+  const int64_t t1 = std::min(n_tokens, t0 + kPrefillBlock);
+  const int64_t kvh = task % n_kv;
+  const int64_t n_keys = p.pos0 + t1;  // what the block's last token sees
+  float* scores_a = buf;
+  float* scores_b = buf + span;
+  const uint8_t* k = p.k + kvh * p.head_bytes;
+  const uint8_t* v = p.v + kvh * p.head_bytes;
+  int64_t row_bytes = p.row_bytes;
+  if (p.kv_type != DType::F32) {
+    float* kf = buf + 2 * span;
+    float* vf = kf + span * hd;
+    for (int64_t j = 0; j < n_keys; ++j) {
+      table.kv_to_f32(p.kv_type, k + j * p.row_bytes, hd, kf + j * hd);
+      table.kv_to_f32(p.kv_type, v + j * p.row_bytes, hd, vf + j * hd);
+    }
+    k = reinterpret_cast<const uint8_t*>(kf);
+    v = reinterpret_cast<const uint8_t*>(vf);
+    row_bytes = hd * static_cast<int64_t>(sizeof(float));
+  }
+  for (int64_t t = t0; t < t1; ++t) {
+    AttendArgs a;
+    a.k = k;
+    a.v = v;
+    a.kv_type = DType::F32;
+    a.row_bytes = row_bytes;
+    a.n_keys = p.pos0 + t + 1;
+    a.head_dim = hd;
+    a.scale = p.scale;
+    a.softcap = p.softcap;
+    for (int64_t g = 0; g < p.group; g += 2) {
+      const int64_t h = kvh * p.group + g;
+      a.q = p.q + t * p.q_stride + h * hd;
+      a.out = p.out + t * p.q_stride + h * hd;
+      a.scores = scores_a;
+      if (g + 1 == p.group) {
+        table.attend(a);
+        break;
+      }
+      AttendArgs b = a;
+      b.q = a.q + hd;
+      b.out = a.out + hd;
+      b.scores = scores_b;
+      table.attend_pair(a, b);
+    }
+  }
+}
+
+}  // namespace
+
 void attention_many(std::span<const AttentionCall> calls, std::vector<int64_t>& starts,
-                    float* scratch, int64_t stride, ThreadPool& pool) {
-  // starts[i]: the first task of call i (prefix sums of n_tokens * n_head);
-  // a task finds its call by binary search, so the job has no per-call state
+                    float* scratch, int64_t stride, ThreadPool& pool, float* prefill,
+                    int64_t prefill_stride) {
+  // starts[i]: the first task of call i (prefix sums of its task counts); a
+  // task finds its call by binary search, so the job has no per-call state
   // beyond this and the plans below, both built before the wake-up.
+  if (prefill == nullptr) prefill_stride = 0;
   starts.resize(calls.size() + 1);
   starts[0] = 0;
   for (size_t i = 0; i < calls.size(); ++i) {
     const AttentionShape& s = calls[i].shape;
     SLM_DCHECK_LE(s.pos0 + s.n_tokens, stride);
-    starts[i + 1] = starts[i] + s.n_tokens * s.n_head;
+    starts[i + 1] =
+        starts[i] + (prefill_blocks(s, prefill_stride) ? prefill_tasks(s) : s.n_tokens * s.n_head);
   }
   const OpsTable& table = ops_table();
   pool.parallel_for(starts.back(), [&](int64_t task, int thread) {
     const auto it = std::upper_bound(starts.begin() + 1, starts.end(), task);
     const auto i = static_cast<size_t>(it - starts.begin() - 1);
     const AttentionCall& c = calls[i];
-    attend_task(plan_attention(c.shape, c.q, c.k_cache, c.v_cache, c.out), table, task - starts[i],
-                scratch + static_cast<int64_t>(thread) * stride);
+    const AttendPlan p = plan_attention(c.shape, c.q, c.k_cache, c.v_cache, c.out);
+    if (prefill_blocks(c.shape, prefill_stride))
+      attend_prefill_task(p, table, c.shape.n_tokens, task - starts[i],
+                          prefill + static_cast<int64_t>(thread) * prefill_stride);
+    else
+      attend_task(p, table, task - starts[i], scratch + static_cast<int64_t>(thread) * stride);
   });
 }
 
@@ -306,6 +391,27 @@ void attend_scalar_t(const AttendArgs& a) {
 }
 
 }  // namespace
+
+void attend_pair_scalar(const AttendArgs& a, const AttendArgs& b) {
+  attend_scalar(a);
+  attend_scalar(b);
+}
+
+void kv_to_f32_scalar(DType type, const uint8_t* row, int64_t n, float* out) {
+  for (int64_t d = 0; d < n; ++d) {
+    switch (type) {
+      case DType::F16:
+        out[d] = kv_at<DType::F16>(row, d);
+        break;
+      case DType::Q8_0:
+        out[d] = kv_at<DType::Q8_0>(row, d);
+        break;
+      default:
+        out[d] = kv_at<DType::F32>(row, d);
+        break;
+    }
+  }
+}
 
 void attend_scalar(const AttendArgs& a) {
   switch (a.kv_type) {

@@ -72,8 +72,8 @@ struct AttentionShape {
   int64_t ring = 0;
   DType kv_type = DType::F32;
 };
-void attention(const AttentionShape& s, const float* q, const uint8_t* k_cache, const uint8_t* v_cache,
-               float* out, float* scratch, ThreadPool& pool);
+void attention(const AttentionShape& s, const float* q, const uint8_t* k_cache,
+               const uint8_t* v_cache, float* out, float* scratch, ThreadPool& pool);
 // One sequence's attention in a batched step (attention_many): its shape and
 // buffers as attention() takes them.
 struct AttentionCall {
@@ -89,13 +89,29 @@ struct AttentionCall {
 // equal separate attention() calls bit for bit. starts: task offsets, resized
 // to calls.size() + 1 (the caller keeps it, so a warm step allocates nothing);
 // scratch: pool.size() * stride floats, stride >= every call's pos0 + n_tokens.
+//
+// Prefill: given prefill scratch (pool.size() * prefill_stride floats), a call
+// of at least kPrefillMinTokens tokens whose prefix fits it (no ring, no
+// window that cuts it) runs as tasks of (KV head, block of tokens) instead:
+// a task converts its KV head's keys and values to float once for every
+// query head of the group and token of the block, and attends two heads at a
+// time. The results are those of the per-(token, head) tasks, bit for bit.
 void attention_many(std::span<const AttentionCall> calls, std::vector<int64_t>& starts,
-                    float* scratch, int64_t stride, ThreadPool& pool);
+                    float* scratch, int64_t stride, ThreadPool& pool, float* prefill = nullptr,
+                    int64_t prefill_stride = 0);
+// Calls of fewer new tokens keep the per-(token, head) tasks.
+inline constexpr int64_t kPrefillMinTokens = 8;
+// Floats of prefill scratch per thread that let attention_many block every
+// call of up to max_span positions (pos0 + n_tokens) with heads of head_dim;
+// longer prefixes than kPrefillMaxSpan take the per-token tasks, so the
+// scratch stays bounded (2 * 4096 * head_dim floats: 2 MiB per thread at 64).
+inline constexpr int64_t kPrefillMaxSpan = 4096;
+int64_t attention_prefill_floats(int64_t max_span, int64_t head_dim);
 // The float32 cache (s.kv_type must be F32).
-inline void attention(const AttentionShape& s, const float* q, const float* k_cache, const float* v_cache,
-                      float* out, float* scratch, ThreadPool& pool) {
-  attention(s, q, reinterpret_cast<const uint8_t*>(k_cache), reinterpret_cast<const uint8_t*>(v_cache), out,
-            scratch, pool);
+inline void attention(const AttentionShape& s, const float* q, const float* k_cache,
+                      const float* v_cache, float* out, float* scratch, ThreadPool& pool) {
+  attention(s, q, reinterpret_cast<const uint8_t*>(k_cache),
+            reinterpret_cast<const uint8_t*>(v_cache), out, scratch, pool);
 }
 
 }  // namespace slm::ops

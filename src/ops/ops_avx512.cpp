@@ -1,4 +1,5 @@
-// AVX-512F versions of the ops loops (simd_body.inc with 16-float vectors).
+// AVX-512F versions of the ops loops (simd_body.inc with 16-float vectors),
+// plus RMSNorm and add.
 // Compiled with per-file ISA flags; reached only when kernels chose AVX-512.
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -21,7 +22,8 @@ struct V : VecOps<__v16sf> {  // __m512 without its may_alias attribute
     return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
   }
   static Reg load_i8(const int8_t* p) {
-    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+    return _mm512_cvtepi32_ps(
+        _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
   }
   static float reduce_add(Reg v) { return _mm512_reduce_add_ps(v); }
   static Reg exp(Reg x);
@@ -32,7 +34,8 @@ struct V : VecOps<__v16sf> {  // __m512 without its may_alias attribute
     const __m512d abd = _mm512_castps_pd(ab), cdd = _mm512_castps_pd(cd);
     const Reg abcd = add(_mm512_castpd_ps(_mm512_unpacklo_pd(abd, cdd)),
                          _mm512_castpd_ps(_mm512_unpackhi_pd(abd, cdd)));
-    const __m256 half = _mm256_add_ps(_mm512_castps512_ps256(abcd), _mm512_extractf32x8_ps(abcd, 1));
+    const __m256 half =
+        _mm256_add_ps(_mm512_castps512_ps256(abcd), _mm512_extractf32x8_ps(abcd, 1));
     const __m128 quarter = _mm_add_ps(_mm256_castps256_ps128(half), _mm256_extractf128_ps(half, 1));
     _mm_storeu_ps(out, _mm_mul_ps(quarter, _mm_set1_ps(scale)));
   }
@@ -49,10 +52,43 @@ V::Reg V::exp(Reg x) {
   return _mm512_scalef_ps(exp_poly(r), n);
 }
 
+// The mean square in double like rms_norm_scalar (a float's square is exact
+// in double, so only the order of the sum differs), two 8-lane accumulators.
+void rms_norm_512(const float* x, const float* w, int64_t n, float eps, float* out) {
+  __m512d acc0 = _mm512_setzero_pd(), acc1 = _mm512_setzero_pd();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 v = _mm512_loadu_ps(x + i);
+    const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+    const __m512d hi = _mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1));
+    acc0 = _mm512_fmadd_pd(lo, lo, acc0);
+    acc1 = _mm512_fmadd_pd(hi, hi, acc1);
+  }
+  double ss = _mm512_reduce_add_pd(_mm512_add_pd(acc0, acc1));
+  for (; i < n; ++i) ss += static_cast<double>(x[i]) * x[i];
+  const float scale = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(n) + eps));
+  const __m512 vs = _mm512_set1_ps(scale);
+  i = 0;
+  for (; i + 16 <= n; i += 16)
+    _mm512_storeu_ps(
+        out + i, _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(x + i), vs), _mm512_loadu_ps(w + i)));
+  for (; i < n; ++i) out[i] = x[i] * scale * w[i];
+}
+
+// Exactly add_scalar's sums, 16 at a time.
+void add_512(float* x, const float* b, int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    _mm512_storeu_ps(x + i, _mm512_add_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(b + i)));
+  for (; i < n; ++i) x[i] += b[i];
+}
+
 }  // namespace
 
 void fill_ops_avx512(OpsTable& t) {
   fill_simd(t);
+  t.rms_norm = rms_norm_512;
+  t.add = add_512;
 }
 
 }  // namespace slm::ops

@@ -34,6 +34,12 @@ void softcap_scores(float* scores, int64_t n, float cap);
 
 // The scalar references (ops.cpp), the test oracle of every table.
 void attend_scalar(const AttendArgs& a);
+// Two heads that share keys, values, n_keys and head_dim (b's k, v, n_keys
+// are a's); each head's result is attend's for it alone, bit for bit.
+void attend_pair_scalar(const AttendArgs& a, const AttendArgs& b);
+// out[0..n) = values 0..n of a cache row in type, as the attend loops read
+// them (F16 exactly, Q8_0 as scale * q rounded once).
+void kv_to_f32_scalar(DType type, const uint8_t* row, int64_t n, float* out);
 void swiglu_scalar(float* gate, const float* up, int64_t n);
 void rms_norm_scalar(const float* x, const float* w, int64_t n, float eps, float* out);
 void add_scalar(float* x, const float* b, int64_t n);
@@ -58,6 +64,8 @@ inline void rope_rotate_pairs(float* x, int64_t half, const float* cs, bool neox
 // Signatures as in ops.h.
 struct OpsTable {
   void (*attend)(const AttendArgs& a) = attend_scalar;
+  void (*attend_pair)(const AttendArgs& a, const AttendArgs& b) = attend_pair_scalar;
+  void (*kv_to_f32)(DType type, const uint8_t* row, int64_t n, float* out) = kv_to_f32_scalar;
   void (*swiglu)(float* gate, const float* up, int64_t n) = swiglu_scalar;
   void (*rms_norm)(const float* x, const float* w, int64_t n, float eps,
                    float* out) = rms_norm_scalar;
@@ -92,6 +100,7 @@ struct VecOps {
   static Reg add(Reg a, Reg b) { return a + b; }
   static Reg mul(Reg a, Reg b) { return a * b; }
   static Reg div(Reg a, Reg b) { return a / b; }
+  static Reg max(Reg a, Reg b) { return a > b ? a : b; }  // lane-wise, b where unordered
 
  private:
   template <std::size_t... I>

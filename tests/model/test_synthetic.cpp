@@ -207,6 +207,30 @@ TEST(Synthetic, ChunkedPromptEqualsOneTokenAtATime) {
   }
 }
 
+// A prompt step (prefill attention blocks, row-parallel norms and adds, the
+// wide matmul tiles) gives each row the very bits that decoding the tokens
+// one at a time gives: heads of 64 (the vector loops, head pairs) and a
+// chunk of 32 rows that spans two attention blocks, then a second chunk at a
+// prefix.
+TEST(Synthetic, PromptStepEqualsOneTokenAtATimeBitForBit) {
+  SynthSpec spec;
+  spec.head_dim = 64;
+  const SynthModel m = make_synth(spec);
+  const auto model = load(m);
+  const auto tokens = some_tokens(45, 64);
+  ThreadPool pool(2);
+  model::SessionOptions so;
+  so.n_batch = 32;
+  model::Session a(*model, so);
+  std::vector<float> all;
+  a.feed(tokens, pool, &all);
+  model::Session b(*model, so);
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    const std::span<const float> row = b.decode(tokens[i], pool);
+    for (int64_t v = 0; v < 64; ++v) ASSERT_EQ(row[v], all[i * 64 + v]) << "token " << i;
+  }
+}
+
 // Continuous batching: several sequences at different positions advanced in
 // one forward step give the logits each gets alone.
 TEST(Synthetic, BatchedStepEqualsSeparateSequences) {

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "base/thread_pool.h"
@@ -71,19 +72,23 @@ TEST(Ops, AttentionOverF16AndQ8CachesMatchesScalarOnEveryIsa) {
     int64_t n_tokens, pos0, n_head, n_head_kv, head_dim;
   };
   for (DType type : {DType::F16, DType::Q8_0}) {
-    for (Case c : {Case{1, 0, 2, 1, 64}, Case{3, 5, 4, 2, 64}, Case{2, 9, 4, 4, 128}, Case{1, 200, 8, 2, 64},
-                   Case{3, 6, 2, 1, 256}, Case{2, 40, 2, 1, 32}, Case{4, 3, 2, 1, 80}}) {
+    for (Case c :
+         {Case{1, 0, 2, 1, 64}, Case{3, 5, 4, 2, 64}, Case{2, 9, 4, 4, 128}, Case{1, 200, 8, 2, 64},
+          Case{3, 6, 2, 1, 256}, Case{2, 40, 2, 1, 32}, Case{4, 3, 2, 1, 80}}) {
       if (type == DType::Q8_0 && c.head_dim % 32 != 0) continue;
       AttentionShape s{c.n_tokens, c.pos0, c.n_head, c.n_head_kv, c.head_dim};
       const int64_t span = c.pos0 + c.n_tokens, kv_dim = c.n_head_kv * c.head_dim;
-      const auto q = random_floats(static_cast<size_t>(c.n_tokens * c.n_head * c.head_dim), 1, 1.0f);
+      const auto q =
+          random_floats(static_cast<size_t>(c.n_tokens * c.n_head * c.head_dim), 1, 1.0f);
       const auto k = random_floats(static_cast<size_t>(span * kv_dim), 2, 1.0f);
       const auto v = random_floats(static_cast<size_t>(span * kv_dim), 3, 1.0f);
       const size_t row = kv_row_bytes(type, kv_dim);
       std::vector<uint8_t> kc(row * static_cast<size_t>(span)), vc(kc.size());
       for (int64_t p = 0; p < span; ++p) {
-        kv_store(type, &k[static_cast<size_t>(p * kv_dim)], kv_dim, &kc[static_cast<size_t>(p) * row]);
-        kv_store(type, &v[static_cast<size_t>(p * kv_dim)], kv_dim, &vc[static_cast<size_t>(p) * row]);
+        kv_store(type, &k[static_cast<size_t>(p * kv_dim)], kv_dim,
+                 &kc[static_cast<size_t>(p) * row]);
+        kv_store(type, &v[static_cast<size_t>(p * kv_dim)], kv_dim,
+                 &vc[static_cast<size_t>(p) * row]);
       }
       std::vector<float> scratch(static_cast<size_t>(pool.size() * span));
       std::vector<float> exact(q.size()), ref(q.size()), out(q.size());
@@ -94,13 +99,15 @@ TEST(Ops, AttentionOverF16AndQ8CachesMatchesScalarOnEveryIsa) {
       // F16 rounds at 2^-11 relative, Q8_0 at 1/254 of a block's largest value.
       const float tol = type == DType::F16 ? 5e-3f : 5e-2f;
       for (size_t i = 0; i < ref.size(); ++i)
-        ASSERT_NEAR(ref[i], exact[i], tol * (1 + std::fabs(exact[i]))) << dtype_name(type) << " i=" << i;
+        ASSERT_NEAR(ref[i], exact[i], tol * (1 + std::fabs(exact[i])))
+            << dtype_name(type) << " i=" << i;
       for (kernels::Isa isa : kernels::available_isas()) {
         ASSERT_TRUE(kernels::set_active_isa(isa));
         attention(s, q.data(), kc.data(), vc.data(), out.data(), scratch.data(), pool);
         for (size_t i = 0; i < out.size(); ++i)
           ASSERT_NEAR(out[i], ref[i], 2e-5f * (1 + std::fabs(ref[i])))
-              << kernels::isa_name(isa) << " " << dtype_name(type) << " head_dim=" << c.head_dim << " i=" << i;
+              << kernels::isa_name(isa) << " " << dtype_name(type) << " head_dim=" << c.head_dim
+              << " i=" << i;
       }
     }
   }
@@ -181,6 +188,89 @@ TEST(Ops, AttentionManyEqualsEachSequenceAlone) {
   }
   attention_many({}, starts, scratch.data(), stride, pool);  // no sequences: nothing to do
   EXPECT_EQ(starts, std::vector<int64_t>{0});
+}
+
+// Prefill blocks (attention_many with prefill scratch): every cache type,
+// odd and even query groups, heads the vector loops take whole, in pairs or
+// leave to the scalar reference, chunks at a prefix and chunks that are not
+// whole blocks give exactly the per-(token, head) tasks' bits, on every ISA.
+TEST(Ops, PrefillBlocksEqualPerTokenTasksBitForBit) {
+  IsaScope scope;
+  ThreadPool pool(2);
+  struct Case {
+    int64_t n_tokens, pos0, n_head, n_head_kv, head_dim, window;
+    DType type;
+  };
+  const Case cases[] = {
+      {37, 0, 14, 2, 64, 0, DType::F16}, {16, 21, 8, 4, 64, 0, DType::F32},
+      {9, 3, 7, 1, 128, 0, DType::Q8_0}, {40, 5, 4, 2, 80, 0, DType::F16},
+      {12, 0, 2, 1, 256, 0, DType::F16}, {8, 100, 6, 6, 32, 0, DType::Q8_0},
+      {33, 7, 4, 1, 64, 64, DType::F32}, {50, 0, 3, 1, 48, 0, DType::F16},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(std::string(dtype_name(c.type)) + " n_tokens=" + std::to_string(c.n_tokens) +
+                 " head_dim=" + std::to_string(c.head_dim));
+    const int64_t span = c.pos0 + c.n_tokens, kv_dim = c.n_head_kv * c.head_dim;
+    AttentionShape sh{c.n_tokens, c.pos0, c.n_head, c.n_head_kv, c.head_dim};
+    sh.window = c.window;
+    sh.kv_type = c.type;
+    const auto q = random_floats(static_cast<size_t>(c.n_tokens * c.n_head * c.head_dim), 4, 1.0f);
+    const auto kf = random_floats(static_cast<size_t>(span * kv_dim), 5, 1.0f);
+    const auto vf = random_floats(static_cast<size_t>(span * kv_dim), 6, 1.0f);
+    const size_t row = kv_row_bytes(c.type, kv_dim);
+    std::vector<uint8_t> k(row * static_cast<size_t>(span)), v(k.size());
+    for (int64_t p = 0; p < span; ++p) {
+      kv_store(c.type, &kf[static_cast<size_t>(p * kv_dim)], kv_dim,
+               &k[static_cast<size_t>(p) * row]);
+      kv_store(c.type, &vf[static_cast<size_t>(p * kv_dim)], kv_dim,
+               &v[static_cast<size_t>(p) * row]);
+    }
+    const int64_t prefill_stride = attention_prefill_floats(span, c.head_dim);
+    std::vector<float> scratch(static_cast<size_t>(pool.size() * span));
+    std::vector<float> prefill(static_cast<size_t>(pool.size() * prefill_stride));
+    std::vector<int64_t> starts;
+    for (kernels::Isa isa : kernels::available_isas()) {
+      ASSERT_TRUE(kernels::set_active_isa(isa));
+      std::vector<float> per_token(q.size(), -1.0f), blocked(q.size(), -2.0f);
+      const AttentionCall call{sh, q.data(), k.data(), v.data(), per_token.data()};
+      attention_many(std::span(&call, 1), starts, scratch.data(), span, pool);
+      ASSERT_EQ(starts.back(), c.n_tokens * c.n_head);
+      const AttentionCall call_b{sh, q.data(), k.data(), v.data(), blocked.data()};
+      attention_many(std::span(&call_b, 1), starts, scratch.data(), span, pool, prefill.data(),
+                     prefill_stride);
+      // The prefill tasks ran: one per KV head and block of 16 tokens.
+      EXPECT_EQ(starts.back(), c.n_head_kv * ((c.n_tokens + 15) / 16)) << kernels::isa_name(isa);
+      ASSERT_EQ(blocked, per_token) << kernels::isa_name(isa);
+      for (const float f : blocked) ASSERT_TRUE(std::isfinite(f));
+      // Too little scratch: the per-token tasks, the same bits.
+      std::fill(blocked.begin(), blocked.end(), -3.0f);
+      attention_many(std::span(&call_b, 1), starts, scratch.data(), span, pool, prefill.data(),
+                     prefill_stride - 1);
+      EXPECT_EQ(starts.back(), c.n_tokens * c.n_head);
+      ASSERT_EQ(blocked, per_token) << kernels::isa_name(isa);
+    }
+  }
+  // Short chunks, rings and windows that cut the prefix stay per token.
+  {
+    const int64_t hd = 64, span = 40;
+    const auto q = random_floats(static_cast<size_t>(20 * 2 * hd), 7, 1.0f);
+    const auto kv = random_floats(static_cast<size_t>(span * hd), 8, 1.0f);
+    std::vector<float> out(q.size()), scratch(static_cast<size_t>(pool.size() * span));
+    const int64_t prefill_stride = attention_prefill_floats(span, hd);
+    std::vector<float> prefill(static_cast<size_t>(pool.size() * prefill_stride));
+    std::vector<int64_t> starts;
+    for (const AttentionShape& sh :
+         {AttentionShape{20, 20, 2, 1, hd, 8}, AttentionShape{20, 0, 2, 1, hd, 8, 0.0f, 0.0f, 20},
+          AttentionShape{7, 33, 2, 1, hd}}) {
+      const AttentionCall call{sh, q.data(), reinterpret_cast<const uint8_t*>(kv.data()),
+                               reinterpret_cast<const uint8_t*>(kv.data()), out.data()};
+      attention_many(std::span(&call, 1), starts, scratch.data(), span, pool, prefill.data(),
+                     prefill_stride);
+      EXPECT_EQ(starts.back(), sh.n_tokens * sh.n_head);
+    }
+  }
+  EXPECT_EQ(attention_prefill_floats(100, 64), 2 * 100 + 2 * 100 * 64);
+  EXPECT_EQ(attention_prefill_floats(1 << 20, 64), attention_prefill_floats(kPrefillMaxSpan, 64));
 }
 
 TEST(Ops, SwigluMatchesScalarOnEveryIsa) {
