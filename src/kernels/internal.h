@@ -88,6 +88,19 @@ inline void in_token_passes(int nt, const F& f) {
 
 using PackedTileFn = void (*)(int64_t nb, const uint8_t* group, const PackedAct* act, int nt,
                               float* y, int64_t ldy, int nr);
+// Up to kPackWideTokens tokens' activations arranged for one tile call
+// (arrange_tile_acts, once per matmul), block after block: block b at
+// b * kArrangedBlockBytes holds qs[kPackWideTokens][kQK32] (token t's
+// quants of block b at t * kQK32: a tile's rows), then d[kPackWideTokens]
+// float and corr[kPackWideTokens] int32 (PackedAct's). So a tile reads one
+// contiguous stream instead of a line from every token's row per block.
+constexpr int64_t kArrangedBlockBytes = kPackWideTokens * (kQK32 + 8);
+using PackedTileArrangedFn = void (*)(int64_t nb, const uint8_t* group, const uint8_t* acts, int nt,
+                                      float* y, int64_t ldy, int nr);
+// Writes act[0..nt)'s nb blocks (32-element types' Q8_0 rows) in the layout
+// above to out (nb * kArrangedBlockBytes bytes); slots of tokens >= nt are
+// left alone.
+void arrange_tile_acts(const PackedAct* act, int nt, int64_t nb, uint8_t* out);
 // Row rr of a packed group back to floats, blocks [b0, b0 + nb) into dst
 // (PackedMatrix::dequantize_stripe, training's transposed product): the
 // same bits as the scalar dequantizer (d times the exact level). Q8_0, Q4_0.
@@ -113,6 +126,8 @@ struct TypeTable {
   // best evenly spaced (packed_matmul's scratch), as a tile loads them with
   // one stride.
   PackedTileFn packed_tile_wide[kTypeSlots] = {};
+  // packed_tile_wide's product over arranged activations (null: none).
+  PackedTileArrangedFn packed_tile_arranged[kTypeSlots] = {};
   PackedRowFn packed_row[kTypeSlots] = {};  // null: PackedMatrix's own loop
   // Whether packing pays with this table (a SIMD tile, not the scalar oracle).
   bool packed_native[kTypeSlots] = {};

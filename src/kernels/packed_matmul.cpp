@@ -4,6 +4,7 @@
 // pool with a guided split that depends only on the shape and thread count.
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 
 #include "base/check.h"
 #include "base/fp16.h"
@@ -22,7 +23,8 @@ ActLayout act_layout(DType t, int64_t cols) {
   auto pad = [](size_t v) { return (v + 63) / 64 * 64; };
   const int64_t nb = cols / packed_block_elems(t);
   ActLayout l;
-  l.q_bytes = pad(static_cast<size_t>(nb) * (packed_is_k(t) ? sizeof(BlockQ8_K) : sizeof(BlockQ8_0)));
+  l.q_bytes =
+      pad(static_cast<size_t>(nb) * (packed_is_k(t) ? sizeof(BlockQ8_K) : sizeof(BlockQ8_0)));
   l.d_bytes = pad(static_cast<size_t>(nb) * sizeof(float));
   l.c_bytes = pad(static_cast<size_t>(nb) * sizeof(int32_t) * (packed_is_k(t) ? kKCorr : 1));
   l.row = l.q_bytes + l.d_bytes + l.c_bytes;
@@ -47,15 +49,16 @@ constexpr int64_t kMinChunkBytes = 16 << 10;
 template <typename Fn>
 void run_groups(int64_t n_groups, size_t bytes, int64_t n_tokens, int tile_tokens, ThreadPool& pool,
                 const Fn& fn) {
-  const int64_t min_groups =
-      std::max<int64_t>(1, kMinChunkBytes / std::max<int64_t>(1, static_cast<int64_t>(bytes) / n_groups));
+  const int64_t min_groups = std::max<int64_t>(
+      1, kMinChunkBytes / std::max<int64_t>(1, static_cast<int64_t>(bytes) / n_groups));
   int64_t bounds[kMaxChunks + 1];
   int64_t n_chunks = 0;
   bounds[0] = 0;
   const int64_t div = 2 * std::max(1, pool.size());
   while (bounds[n_chunks] < n_groups) {
     const int64_t left = n_groups - bounds[n_chunks];
-    const int64_t take = n_chunks + 1 == kMaxChunks ? left : std::max<int64_t>(min_groups, left / div);
+    const int64_t take =
+        n_chunks + 1 == kMaxChunks ? left : std::max<int64_t>(min_groups, left / div);
     bounds[n_chunks + 1] = bounds[n_chunks] + std::min(left, take);
     ++n_chunks;
   }
@@ -75,8 +78,8 @@ void run_groups(int64_t n_groups, size_t bytes, int64_t n_tokens, int tile_token
 
 // Writes token t's activation for weights of type t (Q8_0 / Q8_K blocks,
 // float scales, integer corrections; layout al) at row.
-void prepare_act(const TypeTable& table, DType type, const ActLayout& al, const float* x, int64_t cols,
-                 uint8_t* row) {
+void prepare_act(const TypeTable& table, DType type, const ActLayout& al, const float* x,
+                 int64_t cols, uint8_t* row) {
   SLM_DCHECK_EQ(cols % packed_block_elems(type), 0);
   SLM_DCHECK_EQ(reinterpret_cast<uintptr_t>(row) % 64, 0u);  // act_layout pads rows to 64
   const int64_t nb = cols / packed_block_elems(type);
@@ -113,6 +116,20 @@ constexpr size_t kMaxFused = 4;
 
 }  // namespace
 
+void arrange_tile_acts(const PackedAct* act, int nt, int64_t nb, uint8_t* out) {
+  SLM_DCHECK(nt > 0 && nt <= kPackWideTokens);
+  for (int64_t b = 0; b < nb; ++b) {
+    uint8_t* blk = out + b * kArrangedBlockBytes;
+    auto* d = reinterpret_cast<float*>(blk + kPackWideTokens * kQK32);
+    auto* corr = reinterpret_cast<int32_t*>(blk + kPackWideTokens * (kQK32 + 4));
+    for (int t = 0; t < nt; ++t) {
+      std::memcpy(blk + t * kQK32, static_cast<const BlockQ8_0*>(act[t].q)[b].qs, kQK32);
+      d[t] = act[t].d[b];
+      corr[t] = act[t].corr[b];
+    }
+  }
+}
+
 void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, ThreadPool& pool,
             std::vector<uint8_t>& scratch) {
   if (outs.empty() || n_tokens <= 0) return;
@@ -121,10 +138,16 @@ void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, T
   for (const PackedOut& o : outs) fusable = fusable && !o.w->empty() && o.w->cols() == cols;
   if (!fusable) {
     if (outs.size() == 1) return;  // an empty matrix
-    for (const PackedOut& o : outs) matmul(std::span<const PackedOut>(&o, 1), x, n_tokens, pool, scratch);
+    for (const PackedOut& o : outs)
+      matmul(std::span<const PackedOut>(&o, 1), x, n_tokens, pool, scratch);
     return;
   }
   const TypeTable& table = isa_table(active_isa());
+  // Bytes of one token tile's arranged activations, and of all tiles'.
+  auto tile_bytes = [](int64_t nb) { return static_cast<size_t>(nb * kArrangedBlockBytes); };
+  auto arranged_bytes = [&](int64_t nb) {
+    return tile_bytes(nb) * static_cast<size_t>((n_tokens + kPackWideTokens - 1) / kPackWideTokens);
+  };
   struct Part {
     const PackedMatrix* w;
     float* y;
@@ -132,7 +155,9 @@ void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, T
     int64_t nb, g0;  // blocks per row; first group in the fused numbering
     size_t group_bytes;
     ActLayout al;
-    const uint8_t* act;  // prepared activations (nullptr for F16: x in place)
+    const uint8_t* act;                  // prepared activations (nullptr for F16: x in place)
+    PackedTileArrangedFn arranged_tile;  // null: none, or too few tokens
+    const uint8_t* arranged;             // its activations, token tile after token tile
   };
   Part parts[kMaxFused];
   // Each part's tiles for 2..kPackWideTokens tokens (null: tile in passes).
@@ -145,9 +170,19 @@ void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, T
   for (size_t i = 0; i < n_parts; ++i) {
     const PackedMatrix& w = *outs[i].w;
     Part& p = parts[i];
-    p = Part{&w, outs[i].y, table.packed_tile[static_cast<int>(w.type())], cols / packed_block_elems(w.type()),
-             n_groups, 0, act_layout(w.type(), cols), nullptr};
+    p = Part{&w,
+             outs[i].y,
+             table.packed_tile[static_cast<int>(w.type())],
+             cols / packed_block_elems(w.type()),
+             n_groups,
+             0,
+             act_layout(w.type(), cols),
+             nullptr,
+             nullptr,
+             nullptr};
     wide[i] = table.packed_tile_wide[static_cast<int>(w.type())];
+    if (n_tokens >= kPackWideMinTokens)
+      p.arranged_tile = table.packed_tile_arranged[static_cast<int>(w.type())];
     if (wide[i] != nullptr) tile_tokens = kPackWideTokens;
     SLM_DCHECK_EQ(cols % packed_block_elems(w.type()), 0);  // pack() refuses partial blocks
     SLM_DCHECK(p.tile != nullptr);
@@ -155,6 +190,7 @@ void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, T
     n_groups += (w.rows() + kPackRows - 1) / kPackRows;
     total_bytes += w.size_bytes();
     if (w.type() != DType::F16) act_bytes += p.al.row * static_cast<size_t>(n_tokens);
+    if (p.arranged_tile != nullptr) act_bytes += arranged_bytes(p.nb);
   }
 
   // Quantize each token once per weight type (matrices of the same type
@@ -184,27 +220,58 @@ void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, T
   else if (n_prep > 1)
     pool.parallel_for(n_prep, [&](int64_t task, int) { prepare(task); });
 
+  // Arranged activations (internal.h) for the parts whose tiles take them,
+  // once per prepared type, written token tile by token tile.
+  size_t n_arranged = 0;
+  size_t arranged[kMaxFused];
+  for (size_t i = 0; i < n_parts; ++i) {
+    Part& p = parts[i];
+    if (p.arranged_tile == nullptr) continue;
+    for (size_t j = 0; j < i && p.arranged == nullptr; ++j)
+      if (parts[j].arranged != nullptr && parts[j].act == p.act) p.arranged = parts[j].arranged;
+    if (p.arranged != nullptr) continue;
+    p.arranged = next;
+    next += arranged_bytes(p.nb);
+    arranged[n_arranged++] = i;
+  }
+  const int64_t n_tiles = (n_tokens + kPackWideTokens - 1) / kPackWideTokens;
+  auto token_acts = [&](const Part& p, int64_t t) {
+    const uint8_t* row = p.act + static_cast<size_t>(t) * p.al.row;
+    return PackedAct{row, reinterpret_cast<const float*>(row + p.al.q_bytes),
+                     reinterpret_cast<const int32_t*>(row + p.al.q_bytes + p.al.d_bytes)};
+  };
+  if (n_arranged > 0)
+    pool.parallel_for(static_cast<int64_t>(n_arranged) * n_tiles, [&](int64_t task, int) {
+      const Part& p = parts[arranged[task % static_cast<int64_t>(n_arranged)]];
+      const int64_t t0 = task / static_cast<int64_t>(n_arranged) * kPackWideTokens;
+      const int nt = static_cast<int>(std::min<int64_t>(kPackWideTokens, n_tokens - t0));
+      PackedAct acts[kPackWideTokens];
+      for (int k = 0; k < nt; ++k) acts[k] = token_acts(p, t0 + k);
+      arrange_tile_acts(
+          acts, nt, p.nb,
+          const_cast<uint8_t*>(p.arranged) + tile_bytes(p.nb) * (t0 / kPackWideTokens));
+    });
+
   auto tile = [&](int64_t g, int64_t t0, int nt, PackedAct* acts) {
     size_t i = n_parts - 1;
     while (g < parts[i].g0) --i;
     const Part& p = parts[i];
-    for (int k = 0; k < nt; ++k) {
-      const int64_t t = t0 + k;
-      if (p.act == nullptr) {
-        acts[k] = PackedAct{x + t * cols, nullptr, nullptr};
-      } else {
-        const uint8_t* row = p.act + static_cast<size_t>(t) * p.al.row;
-        acts[k] = PackedAct{row, reinterpret_cast<const float*>(row + p.al.q_bytes),
-                            reinterpret_cast<const int32_t*>(row + p.al.q_bytes + p.al.d_bytes)};
-      }
-    }
     const int64_t rows = p.w->rows(), lg = g - p.g0;
     const int nr = static_cast<int>(std::min<int64_t>(kPackRows, rows - lg * kPackRows));
     SLM_DCHECK(nr > 0 && nt > 0 && nt <= tile_tokens);
     const uint8_t* group = p.w->data() + static_cast<size_t>(lg) * p.group_bytes;
     float* y = p.y + t0 * rows + lg * kPackRows;
+    // run_groups starts token tiles at multiples of tile_tokens (kPackWideTokens here).
+    if (p.arranged != nullptr && nt >= kPackWideMinTokens && t0 % kPackWideTokens == 0)
+      return p.arranged_tile(p.nb, group, p.arranged + tile_bytes(p.nb) * (t0 / kPackWideTokens),
+                             nt, y, rows, nr);
+    for (int k = 0; k < nt; ++k) {
+      const int64_t t = t0 + k;
+      acts[k] = p.act == nullptr ? PackedAct{x + t * cols, nullptr, nullptr} : token_acts(p, t);
+    }
     // Decoding and small batches keep the narrow tiles; every tile gives the same bits.
-    if (wide[i] != nullptr && nt >= kPackWideMinTokens) return wide[i](p.nb, group, acts, nt, y, rows, nr);
+    if (wide[i] != nullptr && nt >= kPackWideMinTokens)
+      return wide[i](p.nb, group, acts, nt, y, rows, nr);
     for (int k0 = 0; k0 < nt; k0 += kPackMaxTokens)
       p.tile(p.nb, group, acts + k0, std::min(kPackMaxTokens, nt - k0), y + k0 * rows, rows, nr);
   };

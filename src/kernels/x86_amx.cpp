@@ -84,48 +84,97 @@ inline void store_rows(float* y, __m512 v, int nr) {
     _mm512_mask_storeu_ps(y, static_cast<__mmask16>((1u << nr) - 1), v);
 }
 
-// Where tile A reads block b's quants of the tile's tokens: one stride when
-// the tokens' rows are evenly spaced (packed_matmul's scratch), else a panel
-// the tile gathers per block.
-struct ActRows {
-  const uint8_t* q0;  // token 0's first block
-  int64_t stride;     // bytes from one token's row to the next; 0: gather
+// Where tile A and the float steps read a token's block b: Rows for
+// PackedAct rows (one stride when evenly spaced, else a panel gathered per
+// block), Arranged for arrange_tile_acts' stream (internal.h).
+template <int kNt>
+struct Rows {
+  static constexpr int64_t kQ8 = sizeof(BlockQ8_0);
+  static constexpr int64_t kQ8Qs = kQ8 - kQK32;  // offset of qs in BlockQ8_0
+  const PackedAct* act;
+  const uint8_t* q0;                         // token 0's first block
+  int64_t stride;                            // bytes from one token's row to the next; 0: gather
+  alignas(64) int8_t panel[2][kNt * kQK32];  // gathered activations (uneven rows)
+
+  explicit Rows(const PackedAct* a) : act(a), q0(static_cast<const uint8_t*>(a[0].q)) {
+    stride = kNt > 1 ? static_cast<const uint8_t*>(a[1].q) - q0 : 0;
+    for (int t = 2; t < kNt; ++t)
+      if (static_cast<const uint8_t*>(a[t].q) != q0 + stride * t) stride = 0;
+  }
+  int64_t a_stride() const { return stride != 0 ? stride : kQK32; }
+  // Block b's quants as tile A rows (panel `slot` when gathered); the rows of
+  // block b + ahead are fetched early (a line each, far apart).
+  const void* a(int64_t b, int slot, int64_t ahead, int64_t nb) {
+    if (stride != 0 || kNt == 1) {
+      if (b + ahead < nb) {
+#pragma GCC unroll 16
+        for (int t = 0; t < kNt; ++t)
+          _mm_prefetch(reinterpret_cast<const char*>(q0 + t * stride + (b + ahead) * kQ8 + kQ8Qs),
+                       _MM_HINT_T0);
+      }
+      return q0 + b * kQ8 + kQ8Qs;
+    }
+    int8_t* buf = panel[slot];
+    for (int t = 0; t < kNt; ++t)
+      std::memcpy(buf + t * kQK32, static_cast<const BlockQ8_0*>(act[t].q)[b].qs, kQK32);
+    written_for_tiles(buf);
+    return buf;
+  }
+  float d(int t, int64_t b) const {
+    return act[t].d[b];
+  }
+  int32_t corr(int t, int64_t b) const {
+    return act[t].corr[b];
+  }
 };
-ActRows act_rows(const PackedAct* act, int nt) {
-  const auto* q0 = static_cast<const uint8_t*>(act[0].q);
-  const int64_t stride = nt > 1 ? static_cast<const uint8_t*>(act[1].q) - q0 : 0;
-  for (int t = 2; t < nt; ++t)
-    if (static_cast<const uint8_t*>(act[t].q) != q0 + stride * t) return {q0, 0};
-  return {q0, stride};
-}
+
+struct Arranged {
+  static constexpr int64_t kD = kPackWideTokens * kQK32;  // offset of d in a block
+  static constexpr int64_t kCorr = kD + kPackWideTokens * 4;
+  const uint8_t* base;
+  static constexpr int64_t a_stride() { return kQK32; }
+  const void* a(int64_t b, int, int64_t ahead, int64_t nb) const {
+    // The stream is contiguous (the hardware prefetcher follows it); the
+    // next blocks' lines are asked for anyway as the tile unit stalls on a miss.
+    if (b + ahead < nb) {
+#pragma GCC unroll 16
+      for (int64_t off = 0; off < kArrangedBlockBytes; off += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(base + (b + ahead) * kArrangedBlockBytes + off),
+                     _MM_HINT_T0);
+    }
+    return base + b * kArrangedBlockBytes;
+  }
+  float d(int t, int64_t b) const {
+    return reinterpret_cast<const float*>(base + b * kArrangedBlockBytes + kD)[t];
+  }
+  int32_t corr(int t, int64_t b) const {
+    return reinterpret_cast<const int32_t*>(base + b * kArrangedBlockBytes + kCorr)[t];
+  }
+};
 
 // Tile ops of one block: B (weights) into tmm TB, A (activations) into TA,
-// C = A x B into TC, stored to sums. Literal tile numbers: the intrinsics
-// paste them into register names.
-#define SLM_AMX_BLOCK(TB, TA, TC, b_src, a_src, a_stride, sums) \
-  do {                                                          \
-    _tile_loadd(TB, b_src, 64);                                 \
-    _tile_loadd(TA, a_src, a_stride);                           \
-    _tile_zero(TC);                                             \
-    _tile_dpbsud(TC, TA, TB);                                   \
-    _tile_stored(TC, sums, 64);                                 \
+// C = A x B into TC (stored to sums by SLM_AMX_STORE). Literal tile numbers:
+// the intrinsics paste them into register names.
+#define SLM_AMX_BLOCK(TB, TA, TC, b_src, a_src, a_stride) \
+  do {                                                    \
+    _tile_loadd(TB, b_src, 64);                           \
+    _tile_loadd(TA, a_src, a_stride);                     \
+    _tile_zero(TC);                                       \
+    _tile_dpbsud(TC, TA, TB);                             \
   } while (0)
+#define SLM_AMX_STORE(TC, sums) _tile_stored(TC, sums, 64)
 
 // Two blocks in flight (tiles 0-2 and 3-5, two sum buffers), each block's
 // float steps run one block behind its tile ops: a tile's stored sums are
 // read back only after the next block's tile work was issued, so the loads
 // do not wait on the store of the block just computed. The float steps still
 // take the blocks in order (the oracle's summation order).
-template <DType kType, int kNt>
-void tile(int64_t nb, const uint8_t* group, const PackedAct* act, float* y, int64_t ldy, int nr) {
-  constexpr int64_t kQsOffset = avx512_legacy::Block<kType>::kQsOffset;
+template <DType kType, int kNt, typename Src>
+void tile(int64_t nb, const uint8_t* group, Src& src, float* y, int64_t ldy, int nr) {
   constexpr int64_t kBlockBytes = avx512_legacy::Block<kType>::kBytes;
-  constexpr int64_t kQ8 = sizeof(BlockQ8_0);
-  constexpr int64_t kQ8Qs = kQ8 - kQK32;  // offset of qs in BlockQ8_0
-  constexpr int64_t kAhead = 4;           // blocks of weights prefetched ahead
-  const ActRows rows = act_rows(act, kNt);
+  constexpr int64_t kQsOffset = avx512_legacy::Block<kType>::kQsOffset;
+  constexpr int64_t kAhead = 4;                  // blocks prefetched ahead
   alignas(64) uint8_t wbuf[4][8 * 64];           // unpacked Q4_0 / Q5_0 blocks (ring)
-  alignas(64) int8_t panel[2][kNt * kQK32];      // gathered activations (uneven rows)
   alignas(64) int32_t sums[2][kNt * kPackRows];  // tile C of the two blocks in flight
   // Q4_0 / Q5_0: block b's weights unpacked to tile B rows in wbuf[b % 4],
   // two blocks before their tile load (a tile load of bytes just stored
@@ -157,25 +206,7 @@ void tile(int64_t nb, const uint8_t* group, const PackedAct* act, float* y, int6
     if (b + 2 < nb) unpack(b + 2);
     return wbuf[b & 3];
   };
-  // Block b's activations of the tile's tokens, rows a_stride bytes apart.
-  int64_t a_stride = rows.stride != 0 ? rows.stride : kQK32;
-  auto acts = [&](int64_t b, int8_t * buf) __attribute__((always_inline))->const void* {
-    if (rows.stride != 0 || kNt == 1) {
-      // The tokens' rows are far apart (a line each): fetch them early too.
-      if (b + kAhead < nb) {
-#pragma GCC unroll 16
-        for (int t = 0; t < kNt; ++t)
-          _mm_prefetch(
-              reinterpret_cast<const char*>(rows.q0 + t * rows.stride + (b + kAhead) * kQ8 + kQ8Qs),
-              _MM_HINT_T0);
-      }
-      return rows.q0 + b * kQ8 + kQ8Qs;
-    }
-    for (int t = 0; t < kNt; ++t)
-      std::memcpy(buf + t * kQK32, static_cast<const BlockQ8_0*>(act[t].q)[b].qs, kQK32);
-    written_for_tiles(buf);
-    return buf;
-  };
+  const int64_t a_stride = src.a_stride();
   __m512 acc[kNt];
 #pragma GCC unroll 16
   for (int t = 0; t < kNt; ++t) acc[t] = _mm512_setzero_ps();
@@ -186,9 +217,9 @@ void tile(int64_t nb, const uint8_t* group, const PackedAct* act, float* y, int6
 #pragma GCC unroll 16
     for (int t = 0; t < kNt; ++t) {
       const __m512i isum =
-          _mm512_add_epi32(_mm512_load_si512(s + t * kPackRows), _mm512_set1_epi32(act[t].corr[b]));
+          _mm512_add_epi32(_mm512_load_si512(s + t * kPackRows), _mm512_set1_epi32(src.corr(t, b)));
       const __m512 sum = _mm512_mul_ps(_mm512_cvtepi32_ps(isum), dw);
-      acc[t] = _mm512_fmadd_ps(sum, _mm512_set1_ps(act[t].d[b]), acc[t]);
+      acc[t] = _mm512_fmadd_ps(sum, _mm512_set1_ps(src.d(t, b)), acc[t]);
     }
   };
   configure(kNt);
@@ -196,14 +227,17 @@ void tile(int64_t nb, const uint8_t* group, const PackedAct* act, float* y, int6
   if (nb > 1) unpack(1);
   int64_t b = 0;
   for (; b + 1 < nb; b += 2) {
-    SLM_AMX_BLOCK(0, 1, 2, weights(b), acts(b, panel[0]), a_stride, sums[0]);
+    SLM_AMX_BLOCK(0, 1, 2, weights(b), src.a(b, 0, kAhead, nb), a_stride);
     if (b > 0) finish(b - 1, sums[1]);
-    SLM_AMX_BLOCK(3, 4, 5, weights(b + 1), acts(b + 1, panel[1]), a_stride, sums[1]);
+    SLM_AMX_STORE(2, sums[0]);
+    SLM_AMX_BLOCK(3, 4, 5, weights(b + 1), src.a(b + 1, 1, kAhead, nb), a_stride);
     finish(b, sums[0]);
+    SLM_AMX_STORE(5, sums[1]);
   }
   if (b < nb) {  // odd nb: the last block alone
-    SLM_AMX_BLOCK(0, 1, 2, weights(b), acts(b, panel[0]), a_stride, sums[0]);
+    SLM_AMX_BLOCK(0, 1, 2, weights(b), src.a(b, 0, kAhead, nb), a_stride);
     if (b > 0) finish(b - 1, sums[1]);
+    SLM_AMX_STORE(2, sums[0]);
     finish(b, sums[0]);
   } else {
     finish(nb - 1, sums[1]);
@@ -212,12 +246,24 @@ void tile(int64_t nb, const uint8_t* group, const PackedAct* act, float* y, int6
   for (int t = 0; t < kNt; ++t) store_rows(y + t * ldy, acc[t], nr);
 }
 #undef SLM_AMX_BLOCK
+#undef SLM_AMX_STORE
 
 template <DType kType>
 void tile_any(int64_t nb, const uint8_t* group, const PackedAct* act, int nt, float* y, int64_t ldy,
               int nr) {
-  with_token_count<kPackWideTokens>(
-      nt, [&](auto count) { tile<kType, decltype(count)::value>(nb, group, act, y, ldy, nr); });
+  with_token_count<kPackWideTokens>(nt, [&](auto count) {
+    Rows<decltype(count)::value> src(act);
+    tile<kType, decltype(count)::value>(nb, group, src, y, ldy, nr);
+  });
+}
+
+template <DType kType>
+void tile_arranged(int64_t nb, const uint8_t* group, const uint8_t* acts, int nt, float* y,
+                   int64_t ldy, int nr) {
+  with_token_count<kPackWideTokens>(nt, [&](auto count) {
+    Arranged src{acts};
+    tile<kType, decltype(count)::value>(nb, group, src, y, ldy, nr);
+  });
 }
 
 }  // namespace
@@ -238,6 +284,9 @@ void fill_amx_packed(TypeTable& table) {
   table.packed_tile_wide[static_cast<int>(DType::Q4_0)] = tile_any<DType::Q4_0>;
   table.packed_tile_wide[static_cast<int>(DType::Q5_0)] = tile_any<DType::Q5_0>;
   table.packed_tile_wide[static_cast<int>(DType::Q8_0)] = tile_any<DType::Q8_0>;
+  table.packed_tile_arranged[static_cast<int>(DType::Q4_0)] = tile_arranged<DType::Q4_0>;
+  table.packed_tile_arranged[static_cast<int>(DType::Q5_0)] = tile_arranged<DType::Q5_0>;
+  table.packed_tile_arranged[static_cast<int>(DType::Q8_0)] = tile_arranged<DType::Q8_0>;
 }
 
 }  // namespace slm::kernels

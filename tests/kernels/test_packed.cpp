@@ -97,8 +97,9 @@ TEST(PackedMatrix, EveryTokenCountMatchesScalar) {
 }
 
 // The wide tiles called directly with activation rows that are not evenly
-// spaced (the gathered path) and with evenly spaced ones: the scalar tile's
-// bits for every token count they take. Skipped where no ISA has wide tiles.
+// spaced (the gathered path) and with evenly spaced ones, and the arranged
+// tiles over arrange_tile_acts' stream: the scalar tile's bits for every
+// token count they take. Skipped where no ISA has wide tiles.
 TEST(PackedMatrix, WideTilesMatchScalarTile) {
   const int64_t nb = 3, cols = nb * kQK32;
   for (DType t : {DType::Q4_0, DType::Q5_0, DType::Q8_0}) {
@@ -141,6 +142,16 @@ TEST(PackedMatrix, WideTilesMatchScalarTile) {
             ASSERT_EQ(0, std::memcmp(got.data(), want.data(), want.size() * 4))
                 << isa_name(isa) << " " << dtype_name(t) << " nt=" << nt << " nr=" << nr
                 << " spaced=" << spaced;
+            // The same tokens arranged for a tile (one stream; unused slots hold junk).
+            const PackedTileArrangedFn arranged =
+                isa_table(isa).packed_tile_arranged[static_cast<int>(t)];
+            if (arranged == nullptr || spaced) continue;
+            std::vector<uint8_t> stream(static_cast<size_t>(nb * kArrangedBlockBytes), 0xA5);
+            arrange_tile_acts(acts, nt, nb, stream.data());
+            std::vector<float> got2(want.size(), -3.0f);
+            arranged(nb, p.data(), stream.data(), nt, got2.data(), kPackRows, nr);
+            ASSERT_EQ(0, std::memcmp(got2.data(), want.data(), want.size() * 4))
+                << isa_name(isa) << " arranged " << dtype_name(t) << " nt=" << nt << " nr=" << nr;
           }
     }
   }
