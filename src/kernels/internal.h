@@ -88,18 +88,25 @@ inline void in_token_passes(int nt, const F& f) {
 
 using PackedTileFn = void (*)(int64_t nb, const uint8_t* group, const PackedAct* act, int nt,
                               float* y, int64_t ldy, int nr);
-// Up to kPackWideTokens tokens' activations arranged for one tile call
-// (arrange_tile_acts, once per matmul), block after block: block b at
-// b * kArrangedBlockBytes holds qs[kPackWideTokens][kQK32] (token t's
-// quants of block b at t * kQK32: a tile's rows), then d[kPackWideTokens]
-// float and corr[kPackWideTokens] int32 (PackedAct's). So a tile reads one
-// contiguous stream instead of a line from every token's row per block.
+// Tokens' activations arranged for tile calls (arrange_tile_acts, once per
+// matmul), in tiles of kPackWideTokens tokens (nb * kArrangedBlockBytes
+// bytes each), block after block: block b at b * kArrangedBlockBytes holds
+// qs[kPackWideTokens][kQK32] (token t's quants of block b at t * kQK32: a
+// tile's rows), then d[kPackWideTokens] float and corr[kPackWideTokens]
+// int32 (PackedAct's). So a tile reads one contiguous stream instead of a
+// line from every token's row per block.
 constexpr int64_t kArrangedBlockBytes = kPackWideTokens * (kQK32 + 8);
-using PackedTileArrangedFn = void (*)(int64_t nb, const uint8_t* group, const uint8_t* acts, int nt,
-                                      float* y, int64_t ldy, int nr);
-// Writes act[0..nt)'s nb blocks (32-element types' Q8_0 rows) in the layout
-// above to out (nb * kArrangedBlockBytes bytes); slots of tokens >= nt are
-// left alone.
+// Bytes per block of the weight scratch ws of a PackedTileArrangedFn.
+constexpr int64_t kArrangedWeightBytes = kPackRows * kQK32;
+// y[t * ldy + r] for n_tokens tokens (acts: ceil(n_tokens / kPackWideTokens)
+// tiles) and rows r < nr of a group; ws: nb * kArrangedWeightBytes bytes,
+// 64-byte aligned, the caller's (per thread), where the call keeps the
+// group's weights in the tiles' form for all its token tiles.
+using PackedTileArrangedFn = void (*)(int64_t nb, const uint8_t* group, const uint8_t* acts,
+                                      int64_t n_tokens, float* y, int64_t ldy, int nr, uint8_t* ws);
+// Writes act[0..nt)'s nb blocks (32-element types' Q8_0 rows) as one tile of
+// the layout above to out (nb * kArrangedBlockBytes bytes); slots of tokens
+// >= nt are left alone.
 void arrange_tile_acts(const PackedAct* act, int nt, int64_t nb, uint8_t* out);
 // Row rr of a packed group back to floats, blocks [b0, b0 + nb) into dst
 // (PackedMatrix::dequantize_stripe, training's transposed product): the

@@ -41,8 +41,9 @@ constexpr int kMaxChunks = 64;
 // chunks end close together (one group of a 4864-wide Q6_K row is 64 KiB).
 constexpr int64_t kMinChunkBytes = 16 << 10;
 
-// Runs fn(group, t0, nt, acts) for every group of rows and tile of at most
-// tile_tokens (<= kPackWideTokens) tokens, split over the pool. Guided split:
+// Runs fn(group, c0, c1, thread) for every group of rows and chunk [c0, c1)
+// of tokens, split over the pool (fn splits a chunk into token tiles; a
+// chunk starts at a multiple of tile_tokens, <= kPackWideTokens). Guided split:
 // each chunk takes 1 / (2 * threads) of the groups left, so the first chunks are large (few
 // claims) and the last ones small (threads finish together); the boundaries
 // depend only on the shape and the thread count, never on timing.
@@ -62,16 +63,13 @@ void run_groups(int64_t n_groups, size_t bytes, int64_t n_tokens, int tile_token
     bounds[n_chunks + 1] = bounds[n_chunks] + std::min(left, take);
     ++n_chunks;
   }
-  pool.parallel_for(n_chunks, [&](int64_t chunk, int) {
-    PackedAct acts[kPackWideTokens];
+  pool.parallel_for(n_chunks, [&](int64_t chunk, int thread) {
     // Wide tiles compute faster, so a chunk of them spans more tokens per
     // pass over the weights.
     const int64_t token_chunk = kTokenChunk / kPackMaxTokens * tile_tokens;
     for (int64_t c0 = 0; c0 < n_tokens; c0 += token_chunk) {
       const int64_t c1 = std::min(n_tokens, c0 + token_chunk);
-      for (int64_t g = bounds[chunk]; g < bounds[chunk + 1]; ++g)
-        for (int64_t t0 = c0; t0 < c1; t0 += tile_tokens)
-          fn(g, t0, static_cast<int>(std::min<int64_t>(tile_tokens, c1 - t0)), acts);
+      for (int64_t g = bounds[chunk]; g < bounds[chunk + 1]; ++g) fn(g, c0, c1, thread);
     }
   });
 }
@@ -166,7 +164,8 @@ void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, T
   const size_t n_parts = outs.size();
   int64_t n_groups = 0;
   size_t total_bytes = 0;
-  size_t act_bytes = 64;  // alignment slack
+  size_t act_bytes = 64;      // alignment slack
+  size_t wscratch_bytes = 0;  // per thread, for the arranged tiles' weights
   for (size_t i = 0; i < n_parts; ++i) {
     const PackedMatrix& w = *outs[i].w;
     Part& p = parts[i];
@@ -190,8 +189,12 @@ void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, T
     n_groups += (w.rows() + kPackRows - 1) / kPackRows;
     total_bytes += w.size_bytes();
     if (w.type() != DType::F16) act_bytes += p.al.row * static_cast<size_t>(n_tokens);
-    if (p.arranged_tile != nullptr) act_bytes += arranged_bytes(p.nb);
+    if (p.arranged_tile != nullptr) {
+      act_bytes += arranged_bytes(p.nb);
+      wscratch_bytes = std::max(wscratch_bytes, static_cast<size_t>(p.nb * kArrangedWeightBytes));
+    }
   }
+  act_bytes += wscratch_bytes * static_cast<size_t>(pool.size());
 
   // Quantize each token once per weight type (matrices of the same type
   // share the rows): Q8_0 / Q8_K blocks, float scales, integer corrections.
@@ -234,6 +237,8 @@ void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, T
     next += arranged_bytes(p.nb);
     arranged[n_arranged++] = i;
   }
+  uint8_t* const wscratch = next;  // pool.size() x wscratch_bytes (64-byte multiples)
+  next += wscratch_bytes * static_cast<size_t>(pool.size());
   const int64_t n_tiles = (n_tokens + kPackWideTokens - 1) / kPackWideTokens;
   auto token_acts = [&](const Part& p, int64_t t) {
     const uint8_t* row = p.act + static_cast<size_t>(t) * p.al.row;
@@ -252,28 +257,36 @@ void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, T
           const_cast<uint8_t*>(p.arranged) + tile_bytes(p.nb) * (t0 / kPackWideTokens));
     });
 
-  auto tile = [&](int64_t g, int64_t t0, int nt, PackedAct* acts) {
+  auto tile = [&](int64_t g, int64_t c0, int64_t c1, int thread) {
     size_t i = n_parts - 1;
     while (g < parts[i].g0) --i;
     const Part& p = parts[i];
     const int64_t rows = p.w->rows(), lg = g - p.g0;
     const int nr = static_cast<int>(std::min<int64_t>(kPackRows, rows - lg * kPackRows));
-    SLM_DCHECK(nr > 0 && nt > 0 && nt <= tile_tokens);
+    SLM_DCHECK(nr > 0 && c0 < c1);
     const uint8_t* group = p.w->data() + static_cast<size_t>(lg) * p.group_bytes;
-    float* y = p.y + t0 * rows + lg * kPackRows;
-    // run_groups starts token tiles at multiples of tile_tokens (kPackWideTokens here).
-    if (p.arranged != nullptr && nt >= kPackWideMinTokens && t0 % kPackWideTokens == 0)
-      return p.arranged_tile(p.nb, group, p.arranged + tile_bytes(p.nb) * (t0 / kPackWideTokens),
-                             nt, y, rows, nr);
-    for (int k = 0; k < nt; ++k) {
-      const int64_t t = t0 + k;
-      acts[k] = p.act == nullptr ? PackedAct{x + t * cols, nullptr, nullptr} : token_acts(p, t);
+    // Arranged tiles take the whole chunk (its weights prepared once);
+    // run_groups starts chunks at multiples of tile_tokens (kPackWideTokens here).
+    if (p.arranged != nullptr && c0 % kPackWideTokens == 0)
+      return p.arranged_tile(p.nb, group, p.arranged + tile_bytes(p.nb) * (c0 / kPackWideTokens),
+                             c1 - c0, p.y + c0 * rows + lg * kPackRows, rows, nr,
+                             wscratch + static_cast<size_t>(thread) * wscratch_bytes);
+    PackedAct acts[kPackWideTokens];
+    for (int64_t t0 = c0; t0 < c1; t0 += tile_tokens) {
+      const int nt = static_cast<int>(std::min<int64_t>(tile_tokens, c1 - t0));
+      for (int k = 0; k < nt; ++k) {
+        const int64_t t = t0 + k;
+        acts[k] = p.act == nullptr ? PackedAct{x + t * cols, nullptr, nullptr} : token_acts(p, t);
+      }
+      float* y = p.y + t0 * rows + lg * kPackRows;
+      // Decoding and small batches keep the narrow tiles; every tile gives the same bits.
+      if (wide[i] != nullptr && nt >= kPackWideMinTokens) {
+        wide[i](p.nb, group, acts, nt, y, rows, nr);
+        continue;
+      }
+      for (int k0 = 0; k0 < nt; k0 += kPackMaxTokens)
+        p.tile(p.nb, group, acts + k0, std::min(kPackMaxTokens, nt - k0), y + k0 * rows, rows, nr);
     }
-    // Decoding and small batches keep the narrow tiles; every tile gives the same bits.
-    if (wide[i] != nullptr && nt >= kPackWideMinTokens)
-      return wide[i](p.nb, group, acts, nt, y, rows, nr);
-    for (int k0 = 0; k0 < nt; k0 += kPackMaxTokens)
-      p.tile(p.nb, group, acts + k0, std::min(kPackMaxTokens, nt - k0), y + k0 * rows, rows, nr);
   };
   run_groups(n_groups, total_bytes, n_tokens, tile_tokens, pool, tile);
 }

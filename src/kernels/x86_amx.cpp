@@ -23,6 +23,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "kernels/blocks.h"
@@ -152,15 +153,23 @@ struct Arranged {
   }
 };
 
+// Where tile B reads a block's weights: Ring unpacks Q4_0 / Q5_0 blocks a
+// token tile at a time into a small ring (Q8_0 in place) and takes the
+// unsigned encoding (TDPBSUD, then the activations' corrections); Fill
+// converts each block once into the caller's scratch as signed weights
+// (q - offset) while computing the first token tile, and Ready reads that
+// scratch for the next token tiles (TDPBSSD: exact sums, no correction).
+enum class Weights { kRing, kFill, kReady };
+
 // Tile ops of one block: B (weights) into tmm TB, A (activations) into TA,
-// C = A x B into TC (stored to sums by SLM_AMX_STORE). Literal tile numbers:
-// the intrinsics paste them into register names.
-#define SLM_AMX_BLOCK(TB, TA, TC, b_src, a_src, a_stride) \
-  do {                                                    \
-    _tile_loadd(TB, b_src, 64);                           \
-    _tile_loadd(TA, a_src, a_stride);                     \
-    _tile_zero(TC);                                       \
-    _tile_dpbsud(TC, TA, TB);                             \
+// C = A x B into TC by DP (stored to sums by SLM_AMX_STORE). Literal tile
+// numbers: the intrinsics paste them into register names.
+#define SLM_AMX_BLOCK(DP, TB, TA, TC, b_src, a_src, a_stride) \
+  do {                                                        \
+    _tile_loadd(TB, b_src, 64);                               \
+    _tile_loadd(TA, a_src, a_stride);                         \
+    _tile_zero(TC);                                           \
+    DP(TC, TA, TB);                                           \
   } while (0)
 #define SLM_AMX_STORE(TC, sums) _tile_stored(TC, sums, 64)
 
@@ -169,19 +178,36 @@ struct Arranged {
 // read back only after the next block's tile work was issued, so the loads
 // do not wait on the store of the block just computed. The float steps still
 // take the blocks in order (the oracle's summation order).
-template <DType kType, int kNt, typename Src>
-void tile(int64_t nb, const uint8_t* group, Src& src, float* y, int64_t ldy, int nr) {
+// ws: kFill / kReady's scratch, nb x kPackRows x 32 bytes (tile B rows).
+template <DType kType, int kNt, Weights kW, typename Src>
+void tile(int64_t nb, const uint8_t* group, Src& src, float* y, int64_t ldy, int nr,
+          uint8_t* ws = nullptr) {
   constexpr int64_t kBlockBytes = avx512_legacy::Block<kType>::kBytes;
   constexpr int64_t kQsOffset = avx512_legacy::Block<kType>::kQsOffset;
-  constexpr int64_t kAhead = 4;                  // blocks prefetched ahead
-  alignas(64) uint8_t wbuf[4][8 * 64];           // unpacked Q4_0 / Q5_0 blocks (ring)
+  constexpr int64_t kWBytes = kArrangedWeightBytes;  // one block as tile B rows
+  constexpr int64_t kAhead = 4;                      // blocks prefetched ahead
+  constexpr bool kSigned = kW != Weights::kRing;
+  alignas(64) uint8_t wbuf[kW == Weights::kRing ? 4 : 1][8 * 64];  // kRing: Q4_0 / Q5_0 ring
   alignas(64) int32_t sums[2][kNt * kPackRows];  // tile C of the two blocks in flight
-  // Q4_0 / Q5_0: block b's weights unpacked to tile B rows in wbuf[b % 4],
-  // two blocks before their tile load (a tile load of bytes just stored
-  // waits for the stores to reach the cache).
+  // Block b's weights as tile B rows: kRing Q4_0 / Q5_0 into wbuf[b % 4],
+  // kFill signed into ws; two blocks before their tile load (a tile load of
+  // bytes just stored waits for the stores to reach the cache).
   auto unpack = [&](int64_t b) __attribute__((always_inline)) {
-    if constexpr (kType != DType::Q8_0) {
-      const uint8_t* blk = group + b * kBlockBytes;
+    const uint8_t* blk = group + b * kBlockBytes;
+    if constexpr (kW == Weights::kFill) {
+      uint8_t* buf = ws + b * kWBytes;
+      const __m512i offset = _mm512_set1_epi8(static_cast<char>(packed_quant_offset(kType)));
+      __m512i w[8];
+      if constexpr (kType == DType::Q8_0) {
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; ++k) w[k] = _mm512_loadu_si512(blk + kQsOffset + 64 * k);
+      } else {
+        avx512_legacy::unpack_nibble_words<kType>(blk, w);
+      }
+#pragma GCC unroll 8
+      for (int k = 0; k < 8; ++k) _mm512_store_si512(buf + 64 * k, _mm512_sub_epi8(w[k], offset));
+      written_for_tiles(buf);
+    } else if constexpr (kW == Weights::kRing && kType != DType::Q8_0) {
       uint8_t* buf = wbuf[b & 3];
       // Tile B rows: w[k] holds elements 4k.., w[4 + k] 16 + 4k..
       __m512i w[8];
@@ -191,8 +217,18 @@ void tile(int64_t nb, const uint8_t* group, Src& src, float* y, int64_t ldy, int
       written_for_tiles(buf);
     }
   };
-  // Block b's weights as tile B rows (Q8_0: in place); unpacks block b + 2.
+  // Block b's weights as tile B rows (kRing Q8_0: in place); unpacks block b + 2.
   auto weights = [&](int64_t b) __attribute__((always_inline))->const uint8_t* {
+    if constexpr (kW == Weights::kReady) {
+      // The scratch is in L2 (a group's blocks exceed L1): fetch ahead.
+      if (b + kAhead < nb) {
+#pragma GCC unroll 8
+        for (int64_t off = 0; off < kWBytes; off += 64)
+          _mm_prefetch(reinterpret_cast<const char*>(ws + (b + kAhead) * kWBytes + off),
+                       _MM_HINT_T0);
+      }
+      return ws + b * kWBytes;
+    }
     const uint8_t* blk = group + b * kBlockBytes;
     // A tile load that misses the caches stalls the tile unit, which the
     // out-of-order core does not hide: fetch the weights kAhead blocks early
@@ -202,6 +238,10 @@ void tile(int64_t nb, const uint8_t* group, Src& src, float* y, int64_t ldy, int
       for (int64_t off = 0; off < kBlockBytes; off += 64)
         _mm_prefetch(reinterpret_cast<const char*>(blk + kAhead * kBlockBytes + off), _MM_HINT_T0);
     }
+    if constexpr (kW == Weights::kFill) {
+      if (b + 2 < nb) unpack(b + 2);
+      return ws + b * kWBytes;
+    }
     if constexpr (kType == DType::Q8_0) return blk + kQsOffset;
     if (b + 2 < nb) unpack(b + 2);
     return wbuf[b & 3];
@@ -210,32 +250,47 @@ void tile(int64_t nb, const uint8_t* group, Src& src, float* y, int64_t ldy, int
   __m512 acc[kNt];
 #pragma GCC unroll 16
   for (int t = 0; t < kNt; ++t) acc[t] = _mm512_setzero_ps();
-  // The oracle's float steps for block b from its stored integer sums.
+  // The oracle's float steps for block b from its stored integer sums
+  // (unsigned weights: plus the token's correction, signed: exact already).
   auto finish = [&](int64_t b, const int32_t* s) __attribute__((always_inline)) {
     const __m512 dw = _mm512_cvtph_ps(
         _mm256_loadu_si256(reinterpret_cast<const __m256i*>(group + b * kBlockBytes)));
 #pragma GCC unroll 16
     for (int t = 0; t < kNt; ++t) {
-      const __m512i isum =
-          _mm512_add_epi32(_mm512_load_si512(s + t * kPackRows), _mm512_set1_epi32(src.corr(t, b)));
+      __m512i isum = _mm512_load_si512(s + t * kPackRows);
+      if constexpr (!kSigned) isum = _mm512_add_epi32(isum, _mm512_set1_epi32(src.corr(t, b)));
       const __m512 sum = _mm512_mul_ps(_mm512_cvtepi32_ps(isum), dw);
       acc[t] = _mm512_fmadd_ps(sum, _mm512_set1_ps(src.d(t, b)), acc[t]);
     }
   };
   configure(kNt);
-  unpack(0);
-  if (nb > 1) unpack(1);
+  if constexpr (kW != Weights::kReady) {
+    unpack(0);
+    if (nb > 1) unpack(1);
+  }
   int64_t b = 0;
-  for (; b + 1 < nb; b += 2) {
-    SLM_AMX_BLOCK(0, 1, 2, weights(b), src.a(b, 0, kAhead, nb), a_stride);
-    if (b > 0) finish(b - 1, sums[1]);
-    SLM_AMX_STORE(2, sums[0]);
-    SLM_AMX_BLOCK(3, 4, 5, weights(b + 1), src.a(b + 1, 1, kAhead, nb), a_stride);
-    finish(b, sums[0]);
-    SLM_AMX_STORE(5, sums[1]);
+  if constexpr (kSigned) {
+    for (; b + 1 < nb; b += 2) {
+      SLM_AMX_BLOCK(_tile_dpbssd, 0, 1, 2, weights(b), src.a(b, 0, kAhead, nb), a_stride);
+      if (b > 0) finish(b - 1, sums[1]);
+      SLM_AMX_STORE(2, sums[0]);
+      SLM_AMX_BLOCK(_tile_dpbssd, 3, 4, 5, weights(b + 1), src.a(b + 1, 1, kAhead, nb), a_stride);
+      finish(b, sums[0]);
+      SLM_AMX_STORE(5, sums[1]);
+    }
+    if (b < nb) SLM_AMX_BLOCK(_tile_dpbssd, 0, 1, 2, weights(b), src.a(b, 0, kAhead, nb), a_stride);
+  } else {
+    for (; b + 1 < nb; b += 2) {
+      SLM_AMX_BLOCK(_tile_dpbsud, 0, 1, 2, weights(b), src.a(b, 0, kAhead, nb), a_stride);
+      if (b > 0) finish(b - 1, sums[1]);
+      SLM_AMX_STORE(2, sums[0]);
+      SLM_AMX_BLOCK(_tile_dpbsud, 3, 4, 5, weights(b + 1), src.a(b + 1, 1, kAhead, nb), a_stride);
+      finish(b, sums[0]);
+      SLM_AMX_STORE(5, sums[1]);
+    }
+    if (b < nb) SLM_AMX_BLOCK(_tile_dpbsud, 0, 1, 2, weights(b), src.a(b, 0, kAhead, nb), a_stride);
   }
   if (b < nb) {  // odd nb: the last block alone
-    SLM_AMX_BLOCK(0, 1, 2, weights(b), src.a(b, 0, kAhead, nb), a_stride);
     if (b > 0) finish(b - 1, sums[1]);
     SLM_AMX_STORE(2, sums[0]);
     finish(b, sums[0]);
@@ -253,17 +308,27 @@ void tile_any(int64_t nb, const uint8_t* group, const PackedAct* act, int nt, fl
               int nr) {
   with_token_count<kPackWideTokens>(nt, [&](auto count) {
     Rows<decltype(count)::value> src(act);
-    tile<kType, decltype(count)::value>(nb, group, src, y, ldy, nr);
+    tile<kType, decltype(count)::value, Weights::kRing>(nb, group, src, y, ldy, nr);
   });
 }
 
+// Token tiles of kPackWideTokens over arranged activations: the first
+// converts the group's weights into ws, the others reuse them.
 template <DType kType>
-void tile_arranged(int64_t nb, const uint8_t* group, const uint8_t* acts, int nt, float* y,
-                   int64_t ldy, int nr) {
-  with_token_count<kPackWideTokens>(nt, [&](auto count) {
-    Arranged src{acts};
-    tile<kType, decltype(count)::value>(nb, group, src, y, ldy, nr);
-  });
+void tiles_arranged(int64_t nb, const uint8_t* group, const uint8_t* acts, int64_t n_tokens,
+                    float* y, int64_t ldy, int nr, uint8_t* ws) {
+  for (int64_t t0 = 0; t0 < n_tokens; t0 += kPackWideTokens) {
+    const int nt = static_cast<int>(std::min<int64_t>(kPackWideTokens, n_tokens - t0));
+    Arranged src{acts + t0 / kPackWideTokens * nb * kArrangedBlockBytes};
+    float* yt = y + t0 * ldy;
+    with_token_count<kPackWideTokens>(nt, [&](auto count) {
+      constexpr int kNt = decltype(count)::value;
+      if (t0 == 0)
+        tile<kType, kNt, Weights::kFill>(nb, group, src, yt, ldy, nr, ws);
+      else
+        tile<kType, kNt, Weights::kReady>(nb, group, src, yt, ldy, nr, ws);
+    });
+  }
 }
 
 }  // namespace
@@ -284,9 +349,9 @@ void fill_amx_packed(TypeTable& table) {
   table.packed_tile_wide[static_cast<int>(DType::Q4_0)] = tile_any<DType::Q4_0>;
   table.packed_tile_wide[static_cast<int>(DType::Q5_0)] = tile_any<DType::Q5_0>;
   table.packed_tile_wide[static_cast<int>(DType::Q8_0)] = tile_any<DType::Q8_0>;
-  table.packed_tile_arranged[static_cast<int>(DType::Q4_0)] = tile_arranged<DType::Q4_0>;
-  table.packed_tile_arranged[static_cast<int>(DType::Q5_0)] = tile_arranged<DType::Q5_0>;
-  table.packed_tile_arranged[static_cast<int>(DType::Q8_0)] = tile_arranged<DType::Q8_0>;
+  table.packed_tile_arranged[static_cast<int>(DType::Q4_0)] = tiles_arranged<DType::Q4_0>;
+  table.packed_tile_arranged[static_cast<int>(DType::Q5_0)] = tiles_arranged<DType::Q5_0>;
+  table.packed_tile_arranged[static_cast<int>(DType::Q8_0)] = tiles_arranged<DType::Q8_0>;
 }
 
 }  // namespace slm::kernels
