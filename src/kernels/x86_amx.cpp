@@ -13,6 +13,14 @@
 // multiply-add with the token's scale; so the results are bit-identical to
 // every other ISA whatever the token count.
 //
+// Prompts (packed_matmul) take the arranged tiles: the activations come as
+// one contiguous stream per 16 tokens (arrange_tile_acts), and a call covers
+// a group's whole token chunk, converting the group's blocks once into
+// signed tile rows (q - offset) in a per-thread scratch that its later token
+// tiles reuse; TDPBSSD then gives the corrected sum directly. Per block and
+// 16 tokens the tile unit needs ~20 cycles (product, store) and the float
+// steps ~30, so what counts is that they overlap (see kLag).
+//
 // Linux hands out the tile data state only on request (arch_prctl
 // ARCH_REQ_XCOMP_PERM); amx_permitted() asks once and dispatch.cpp offers the
 // "amx" table only when the kernel agreed, so a refused or absent AMX falls
@@ -280,9 +288,8 @@ void tile(int64_t nb, const uint8_t* group, Src& src, float* y, int64_t ldy, int
   auto a1 = [&](int64_t b) __attribute__((always_inline)) {
     return src.a(b, 1, kAhead, nb);
   };
-  int64_t b = 0;
   if constexpr (kSigned) {
-    for (; b < nb; b += 2) {
+    for (int64_t b = 0; b < nb; b += 2) {
       SLM_AMX_BLOCK(_tile_dpbssd, 0, 1, 2, weights(b), a0(b), a_stride);
       if (b >= kLag) finish(b - kLag, sums[(b - kLag) & (kRing - 1)]);
       SLM_AMX_STORE(2, sums[b & (kRing - 1)]);
@@ -292,7 +299,7 @@ void tile(int64_t nb, const uint8_t* group, Src& src, float* y, int64_t ldy, int
       SLM_AMX_STORE(5, sums[(b + 1) & (kRing - 1)]);
     }
   } else {
-    for (; b < nb; b += 2) {
+    for (int64_t b = 0; b < nb; b += 2) {
       SLM_AMX_BLOCK(_tile_dpbsud, 0, 1, 2, weights(b), a0(b), a_stride);
       if (b >= kLag) finish(b - kLag, sums[(b - kLag) & (kRing - 1)]);
       SLM_AMX_STORE(2, sums[b & (kRing - 1)]);
