@@ -336,7 +336,11 @@ void tiles_arranged(int64_t nb, const uint8_t* group, const uint8_t* acts, int64
     float* yt = y + t0 * ldy;
     with_token_count<kPackWideTokens>(nt, [&](auto count) {
       constexpr int kNt = decltype(count)::value;
-      if (t0 == 0)
+      // One token tile of Q8_0 (batched decoding): converting the weights
+      // costs more than the corrections it saves (bench_kernels 8: -15%).
+      if (kType == DType::Q8_0 && n_tokens <= kPackWideTokens)
+        tile<kType, kNt, Weights::kRing>(nb, group, src, yt, ldy, nr);
+      else if (t0 == 0)
         tile<kType, kNt, Weights::kFill>(nb, group, src, yt, ldy, nr, ws);
       else
         tile<kType, kNt, Weights::kReady>(nb, group, src, yt, ldy, nr, ws);
