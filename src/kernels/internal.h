@@ -92,6 +92,26 @@ inline void in_token_passes(int nt, const F& f) {
 
 using PackedTileFn = void (*)(int64_t nb, const uint8_t* group, const PackedAct* act, int nt,
                               float* y, int64_t ldy, int nr);
+// Tokens' activations arranged for tile calls (arrange_tile_acts, once per
+// matmul), in tiles of kPackWideTokens tokens (nb * kArrangedBlockBytes
+// bytes each), block after block: block b at b * kArrangedBlockBytes holds
+// qs[kPackWideTokens][kQK32] (token t's quants of block b at t * kQK32: a
+// tile's rows), then d[kPackWideTokens] float and corr[kPackWideTokens]
+// int32 (PackedAct's). So a tile reads one contiguous stream instead of a
+// line from every token's row per block.
+constexpr int64_t kArrangedBlockBytes = kPackWideTokens * (kQK32 + 8);
+// Bytes per block of the weight scratch ws of a PackedTileArrangedFn.
+constexpr int64_t kArrangedWeightBytes = kPackRows * kQK32;
+// y[t * ldy + r] for n_tokens tokens (acts: ceil(n_tokens / kPackWideTokens)
+// tiles) and rows r < nr of a group; ws: nb * kArrangedWeightBytes bytes,
+// 64-byte aligned, the caller's (per thread), where the call keeps the
+// group's weights in the tiles' form for all its token tiles.
+using PackedTileArrangedFn = void (*)(int64_t nb, const uint8_t* group, const uint8_t* acts,
+                                      int64_t n_tokens, float* y, int64_t ldy, int nr, uint8_t* ws);
+// Writes act[0..nt)'s nb blocks (32-element types' Q8_0 rows) as one tile of
+// the layout above to out (nb * kArrangedBlockBytes bytes); slots of tokens
+// >= nt are left alone.
+void arrange_tile_acts(const PackedAct* act, int nt, int64_t nb, uint8_t* out);
 // Row rr of a packed group back to floats, blocks [b0, b0 + nb) into dst
 // (PackedMatrix::dequantize_stripe, training's transposed product): the
 // same bits as the scalar dequantizer (d times the exact level). Q8_0, Q4_0.
@@ -113,13 +133,14 @@ struct TypeTable {
   FloatTileFn float_tile[kTypeSlots] = {};
   PackedTileFn packed_tile[kTypeSlots] = {};
   // Tiles for 2..kPackWideTokens tokens (2..packed_wide_tokens where set;
-  // null: packed_tile in passes of kPackMaxTokens), with packed_tile's bits; the activations' rows are
-  // best evenly spaced (packed_matmul's scratch), as a tile loads them with
-  // one stride.
+  // null: packed_tile in passes of kPackMaxTokens), with packed_tile's bits; the activations' rows
+  // are best evenly spaced (packed_matmul's scratch), as a tile loads them with one stride.
   PackedTileFn packed_tile_wide[kTypeSlots] = {};
   // Most tokens one packed_tile_wide call takes (0: kPackWideTokens; at
   // most kPackWideTokensMax).
   int packed_wide_tokens[kTypeSlots] = {};
+  // packed_tile_wide's product over arranged activations (null: none).
+  PackedTileArrangedFn packed_tile_arranged[kTypeSlots] = {};
   PackedRowFn packed_row[kTypeSlots] = {};  // null: PackedMatrix's own loop
   // Whether packing pays with this table (a SIMD tile, not the scalar oracle).
   bool packed_native[kTypeSlots] = {};

@@ -4,6 +4,7 @@
 // pool with a guided split that depends only on the shape and thread count.
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 
 #include "base/check.h"
 #include "base/fp16.h"
@@ -22,7 +23,8 @@ ActLayout act_layout(DType t, int64_t cols) {
   auto pad = [](size_t v) { return (v + 63) / 64 * 64; };
   const int64_t nb = cols / packed_block_elems(t);
   ActLayout l;
-  l.q_bytes = pad(static_cast<size_t>(nb) * (packed_is_k(t) ? sizeof(BlockQ8_K) : sizeof(BlockQ8_0)));
+  l.q_bytes =
+      pad(static_cast<size_t>(nb) * (packed_is_k(t) ? sizeof(BlockQ8_K) : sizeof(BlockQ8_0)));
   l.d_bytes = pad(static_cast<size_t>(nb) * sizeof(float));
   l.c_bytes = pad(static_cast<size_t>(nb) * sizeof(int32_t) * (packed_is_k(t) ? kKCorr : 1));
   l.row = l.q_bytes + l.d_bytes + l.c_bytes;
@@ -39,28 +41,30 @@ constexpr int kMaxChunks = 64;
 // chunks end close together (one group of a 4864-wide Q6_K row is 64 KiB).
 constexpr int64_t kMinChunkBytes = 16 << 10;
 
-// Runs fn(group, t0, nt, acts) for every group of rows and tile of at most
-// tile_tokens (<= kPackWideTokensMax) tokens, split over the pool. Guided split:
+// Runs fn(group, c0, c1, thread) for every group of rows and chunk [c0, c1)
+// of tokens, split over the pool (fn splits a chunk into token tiles of at
+// most tile_tokens <= kPackWideTokensMax; a chunk starts at a multiple of
+// tile_tokens, itself a multiple of kPackWideTokens when wide). Guided split:
 // each chunk takes 1 / (2 * threads) of the groups left, so the first chunks are large (few
 // claims) and the last ones small (threads finish together); the boundaries
 // depend only on the shape and the thread count, never on timing.
 template <typename Fn>
 void run_groups(int64_t n_groups, size_t bytes, int64_t n_tokens, int tile_tokens, ThreadPool& pool,
                 const Fn& fn) {
-  const int64_t min_groups =
-      std::max<int64_t>(1, kMinChunkBytes / std::max<int64_t>(1, static_cast<int64_t>(bytes) / n_groups));
+  const int64_t min_groups = std::max<int64_t>(
+      1, kMinChunkBytes / std::max<int64_t>(1, static_cast<int64_t>(bytes) / n_groups));
   int64_t bounds[kMaxChunks + 1];
   int64_t n_chunks = 0;
   bounds[0] = 0;
   const int64_t div = 2 * std::max(1, pool.size());
   while (bounds[n_chunks] < n_groups) {
     const int64_t left = n_groups - bounds[n_chunks];
-    const int64_t take = n_chunks + 1 == kMaxChunks ? left : std::max<int64_t>(min_groups, left / div);
+    const int64_t take =
+        n_chunks + 1 == kMaxChunks ? left : std::max<int64_t>(min_groups, left / div);
     bounds[n_chunks + 1] = bounds[n_chunks] + std::min(left, take);
     ++n_chunks;
   }
-  pool.parallel_for(n_chunks, [&](int64_t chunk, int) {
-    PackedAct acts[kPackWideTokensMax];
+  pool.parallel_for(n_chunks, [&](int64_t chunk, int thread) {
     // Wide tiles compute faster, so a chunk of them spans more tokens per
     // pass over the weights.
     // (Tiles wider than kPackWideTokens only unpack their weights fewer
@@ -70,17 +74,15 @@ void run_groups(int64_t n_groups, size_t bytes, int64_t n_tokens, int tile_token
         tile_tokens * tile_tokens;
     for (int64_t c0 = 0; c0 < n_tokens; c0 += token_chunk) {
       const int64_t c1 = std::min(n_tokens, c0 + token_chunk);
-      for (int64_t g = bounds[chunk]; g < bounds[chunk + 1]; ++g)
-        for (int64_t t0 = c0; t0 < c1; t0 += tile_tokens)
-          fn(g, t0, static_cast<int>(std::min<int64_t>(tile_tokens, c1 - t0)), acts);
+      for (int64_t g = bounds[chunk]; g < bounds[chunk + 1]; ++g) fn(g, c0, c1, thread);
     }
   });
 }
 
 // Writes token t's activation for weights of type t (Q8_0 / Q8_K blocks,
 // float scales, integer corrections; layout al) at row.
-void prepare_act(const TypeTable& table, DType type, const ActLayout& al, const float* x, int64_t cols,
-                 uint8_t* row) {
+void prepare_act(const TypeTable& table, DType type, const ActLayout& al, const float* x,
+                 int64_t cols, uint8_t* row) {
   SLM_DCHECK_EQ(cols % packed_block_elems(type), 0);
   SLM_DCHECK_EQ(reinterpret_cast<uintptr_t>(row) % 64, 0u);  // act_layout pads rows to 64
   const int64_t nb = cols / packed_block_elems(type);
@@ -117,6 +119,20 @@ constexpr size_t kMaxFused = 4;
 
 }  // namespace
 
+void arrange_tile_acts(const PackedAct* act, int nt, int64_t nb, uint8_t* out) {
+  SLM_DCHECK(nt > 0 && nt <= kPackWideTokens);
+  for (int64_t b = 0; b < nb; ++b) {
+    uint8_t* blk = out + b * kArrangedBlockBytes;
+    auto* d = reinterpret_cast<float*>(blk + kPackWideTokens * kQK32);
+    auto* corr = reinterpret_cast<int32_t*>(blk + kPackWideTokens * (kQK32 + 4));
+    for (int t = 0; t < nt; ++t) {
+      std::memcpy(blk + t * kQK32, static_cast<const BlockQ8_0*>(act[t].q)[b].qs, kQK32);
+      d[t] = act[t].d[b];
+      corr[t] = act[t].corr[b];
+    }
+  }
+}
+
 void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, ThreadPool& pool,
             std::vector<uint8_t>& scratch) {
   if (outs.empty() || n_tokens <= 0) return;
@@ -125,10 +141,16 @@ void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, T
   for (const PackedOut& o : outs) fusable = fusable && !o.w->empty() && o.w->cols() == cols;
   if (!fusable) {
     if (outs.size() == 1) return;  // an empty matrix
-    for (const PackedOut& o : outs) matmul(std::span<const PackedOut>(&o, 1), x, n_tokens, pool, scratch);
+    for (const PackedOut& o : outs)
+      matmul(std::span<const PackedOut>(&o, 1), x, n_tokens, pool, scratch);
     return;
   }
   const TypeTable& table = isa_table(active_isa());
+  // Bytes of one token tile's arranged activations, and of all tiles'.
+  auto tile_bytes = [](int64_t nb) { return static_cast<size_t>(nb * kArrangedBlockBytes); };
+  auto arranged_bytes = [&](int64_t nb) {
+    return tile_bytes(nb) * static_cast<size_t>((n_tokens + kPackWideTokens - 1) / kPackWideTokens);
+  };
   struct Part {
     const PackedMatrix* w;
     float* y;
@@ -136,7 +158,9 @@ void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, T
     int64_t nb, g0;  // blocks per row; first group in the fused numbering
     size_t group_bytes;
     ActLayout al;
-    const uint8_t* act;  // prepared activations (nullptr for F16: x in place)
+    const uint8_t* act;                  // prepared activations (nullptr for F16: x in place)
+    PackedTileArrangedFn arranged_tile;  // null: none, or too few tokens
+    const uint8_t* arranged;             // its activations, token tile after token tile
   };
   Part parts[kMaxFused];
   // Each part's tiles for 2..wide_tokens[i] tokens (null: tile in passes).
@@ -146,15 +170,26 @@ void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, T
   const size_t n_parts = outs.size();
   int64_t n_groups = 0;
   size_t total_bytes = 0;
-  size_t act_bytes = 64;  // alignment slack
+  size_t act_bytes = 64;      // alignment slack
+  size_t wscratch_bytes = 0;  // per thread, for the arranged tiles' weights
   for (size_t i = 0; i < n_parts; ++i) {
     const PackedMatrix& w = *outs[i].w;
     Part& p = parts[i];
-    p = Part{&w, outs[i].y, table.packed_tile[static_cast<int>(w.type())], cols / packed_block_elems(w.type()),
-             n_groups, 0, act_layout(w.type(), cols), nullptr};
+    p = Part{&w,
+             outs[i].y,
+             table.packed_tile[static_cast<int>(w.type())],
+             cols / packed_block_elems(w.type()),
+             n_groups,
+             0,
+             act_layout(w.type(), cols),
+             nullptr,
+             nullptr,
+             nullptr};
     wide[i] = table.packed_tile_wide[static_cast<int>(w.type())];
     const int wt = table.packed_wide_tokens[static_cast<int>(w.type())];
     wide_tokens[i] = wt > 0 ? wt : kPackWideTokens;
+    if (n_tokens >= kPackWideMinTokens)
+      p.arranged_tile = table.packed_tile_arranged[static_cast<int>(w.type())];
     if (wide[i] != nullptr) tile_tokens = std::max(tile_tokens, wide_tokens[i]);
     SLM_DCHECK_EQ(cols % packed_block_elems(w.type()), 0);  // pack() refuses partial blocks
     SLM_DCHECK(p.tile != nullptr);
@@ -162,7 +197,12 @@ void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, T
     n_groups += (w.rows() + kPackRows - 1) / kPackRows;
     total_bytes += w.size_bytes();
     if (w.type() != DType::F16) act_bytes += p.al.row * static_cast<size_t>(n_tokens);
+    if (p.arranged_tile != nullptr) {
+      act_bytes += arranged_bytes(p.nb);
+      wscratch_bytes = std::max(wscratch_bytes, static_cast<size_t>(p.nb * kArrangedWeightBytes));
+    }
   }
+  act_bytes += wscratch_bytes * static_cast<size_t>(pool.size());
 
   // Quantize each token once per weight type (matrices of the same type
   // share the rows): Q8_0 / Q8_K blocks, float scales, integer corrections.
@@ -191,33 +231,72 @@ void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, T
   else if (n_prep > 1)
     pool.parallel_for(n_prep, [&](int64_t task, int) { prepare(task); });
 
-  auto tile = [&](int64_t g, int64_t t0, int nt, PackedAct* acts) {
+  // Arranged activations (internal.h) for the parts whose tiles take them,
+  // once per prepared type, written token tile by token tile.
+  size_t n_arranged = 0;
+  size_t arranged[kMaxFused];
+  for (size_t i = 0; i < n_parts; ++i) {
+    Part& p = parts[i];
+    if (p.arranged_tile == nullptr) continue;
+    for (size_t j = 0; j < i && p.arranged == nullptr; ++j)
+      if (parts[j].arranged != nullptr && parts[j].act == p.act) p.arranged = parts[j].arranged;
+    if (p.arranged != nullptr) continue;
+    p.arranged = next;
+    next += arranged_bytes(p.nb);
+    arranged[n_arranged++] = i;
+  }
+  uint8_t* const wscratch = next;  // pool.size() x wscratch_bytes (64-byte multiples)
+  next += wscratch_bytes * static_cast<size_t>(pool.size());
+  const int64_t n_tiles = (n_tokens + kPackWideTokens - 1) / kPackWideTokens;
+  auto token_acts = [&](const Part& p, int64_t t) {
+    const uint8_t* row = p.act + static_cast<size_t>(t) * p.al.row;
+    return PackedAct{row, reinterpret_cast<const float*>(row + p.al.q_bytes),
+                     reinterpret_cast<const int32_t*>(row + p.al.q_bytes + p.al.d_bytes)};
+  };
+  if (n_arranged > 0)
+    pool.parallel_for(static_cast<int64_t>(n_arranged) * n_tiles, [&](int64_t task, int) {
+      const Part& p = parts[arranged[task % static_cast<int64_t>(n_arranged)]];
+      const int64_t t0 = task / static_cast<int64_t>(n_arranged) * kPackWideTokens;
+      const int nt = static_cast<int>(std::min<int64_t>(kPackWideTokens, n_tokens - t0));
+      PackedAct acts[kPackWideTokens];
+      for (int k = 0; k < nt; ++k) acts[k] = token_acts(p, t0 + k);
+      arrange_tile_acts(
+          acts, nt, p.nb,
+          const_cast<uint8_t*>(p.arranged) + tile_bytes(p.nb) * (t0 / kPackWideTokens));
+    });
+
+  auto tile = [&](int64_t g, int64_t c0, int64_t c1, int thread) {
     size_t i = n_parts - 1;
     while (g < parts[i].g0) --i;
     const Part& p = parts[i];
-    for (int k = 0; k < nt; ++k) {
-      const int64_t t = t0 + k;
-      if (p.act == nullptr) {
-        acts[k] = PackedAct{x + t * cols, nullptr, nullptr};
-      } else {
-        const uint8_t* row = p.act + static_cast<size_t>(t) * p.al.row;
-        acts[k] = PackedAct{row, reinterpret_cast<const float*>(row + p.al.q_bytes),
-                            reinterpret_cast<const int32_t*>(row + p.al.q_bytes + p.al.d_bytes)};
-      }
-    }
     const int64_t rows = p.w->rows(), lg = g - p.g0;
     const int nr = static_cast<int>(std::min<int64_t>(kPackRows, rows - lg * kPackRows));
-    SLM_DCHECK(nr > 0 && nt > 0 && nt <= tile_tokens);
+    SLM_DCHECK(nr > 0 && c0 < c1);
     const uint8_t* group = p.w->data() + static_cast<size_t>(lg) * p.group_bytes;
-    float* y = p.y + t0 * rows + lg * kPackRows;
-    // Decoding and small batches keep the narrow tiles; every tile gives the same bits.
-    int k0 = 0;
-    if (wide[i] != nullptr) {
-      for (; nt - k0 >= kPackWideMinTokens; k0 += wide_tokens[i])
-        wide[i](p.nb, group, acts + k0, std::min(wide_tokens[i], nt - k0), y + k0 * rows, rows, nr);
+    // Arranged tiles take the whole chunk (its weights prepared once);
+    // run_groups starts chunks at multiples of tile_tokens (of kPackWideTokens here).
+    if (p.arranged != nullptr && c0 % kPackWideTokens == 0)
+      return p.arranged_tile(p.nb, group, p.arranged + tile_bytes(p.nb) * (c0 / kPackWideTokens),
+                             c1 - c0, p.y + c0 * rows + lg * kPackRows, rows, nr,
+                             wscratch + static_cast<size_t>(thread) * wscratch_bytes);
+    PackedAct acts[kPackWideTokensMax];
+    for (int64_t t0 = c0; t0 < c1; t0 += tile_tokens) {
+      const int nt = static_cast<int>(std::min<int64_t>(tile_tokens, c1 - t0));
+      for (int k = 0; k < nt; ++k) {
+        const int64_t t = t0 + k;
+        acts[k] = p.act == nullptr ? PackedAct{x + t * cols, nullptr, nullptr} : token_acts(p, t);
+      }
+      float* y = p.y + t0 * rows + lg * kPackRows;
+      // Decoding and small batches keep the narrow tiles; every tile gives the
+      // same bits. Wide tiles go in passes of their own width.
+      int k0 = 0;
+      if (wide[i] != nullptr)
+        for (; nt - k0 >= kPackWideMinTokens; k0 += wide_tokens[i])
+          wide[i](p.nb, group, acts + k0, std::min(wide_tokens[i], nt - k0), y + k0 * rows, rows,
+                  nr);
+      for (; k0 < nt; k0 += kPackMaxTokens)
+        p.tile(p.nb, group, acts + k0, std::min(kPackMaxTokens, nt - k0), y + k0 * rows, rows, nr);
     }
-    for (; k0 < nt; k0 += kPackMaxTokens)
-      p.tile(p.nb, group, acts + k0, std::min(kPackMaxTokens, nt - k0), y + k0 * rows, rows, nr);
   };
   run_groups(n_groups, total_bytes, n_tokens, tile_tokens, pool, tile);
 }

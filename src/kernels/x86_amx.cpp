@@ -13,6 +13,14 @@
 // multiply-add with the token's scale; so the results are bit-identical to
 // every other ISA whatever the token count.
 //
+// Prompts (packed_matmul) take the arranged tiles: the activations come as
+// one contiguous stream per 16 tokens (arrange_tile_acts), and a call covers
+// a group's whole token chunk, converting the group's blocks once into
+// signed tile rows (q - offset) in a per-thread scratch that its later token
+// tiles reuse; TDPBSSD then gives the corrected sum directly. Per block and
+// 16 tokens the tile unit needs ~20 cycles (product, store) and the float
+// steps ~30, so what counts is that they overlap (see kLag).
+//
 // Linux hands out the tile data state only on request (arch_prctl
 // ARCH_REQ_XCOMP_PERM); amx_permitted() asks once and dispatch.cpp offers the
 // "amx" table only when the kernel agreed, so a refused or absent AMX falls
@@ -23,6 +31,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "kernels/blocks.h"
@@ -84,55 +93,133 @@ inline void store_rows(float* y, __m512 v, int nr) {
     _mm512_mask_storeu_ps(y, static_cast<__mmask16>((1u << nr) - 1), v);
 }
 
-// Where tile A reads block b's quants of the tile's tokens: one stride when
-// the tokens' rows are evenly spaced (packed_matmul's scratch), else a panel
-// the tile gathers per block.
-struct ActRows {
-  const uint8_t* q0;  // token 0's first block
-  int64_t stride;     // bytes from one token's row to the next; 0: gather
+// Where tile A and the float steps read a token's block b: Rows for
+// PackedAct rows (one stride when evenly spaced, else a panel gathered per
+// block), Arranged for arrange_tile_acts' stream (internal.h).
+template <int kNt>
+struct Rows {
+  static constexpr int64_t kQ8 = sizeof(BlockQ8_0);
+  static constexpr int64_t kQ8Qs = kQ8 - kQK32;  // offset of qs in BlockQ8_0
+  const PackedAct* act;
+  const uint8_t* q0;                         // token 0's first block
+  int64_t stride;                            // bytes from one token's row to the next; 0: gather
+  alignas(64) int8_t panel[2][kNt * kQK32];  // gathered activations (uneven rows)
+
+  explicit Rows(const PackedAct* a) : act(a), q0(static_cast<const uint8_t*>(a[0].q)) {
+    stride = kNt > 1 ? static_cast<const uint8_t*>(a[1].q) - q0 : 0;
+    for (int t = 2; t < kNt; ++t)
+      if (static_cast<const uint8_t*>(a[t].q) != q0 + stride * t) stride = 0;
+  }
+  int64_t a_stride() const { return stride != 0 ? stride : kQK32; }
+  // Block b's quants as tile A rows (panel `slot` when gathered); the rows of
+  // block b + ahead are fetched early (a line each, far apart).
+  const void* a(int64_t b, int slot, int64_t ahead, int64_t nb) {
+    if (stride != 0 || kNt == 1) {
+      if (b + ahead < nb) {
+#pragma GCC unroll 16
+        for (int t = 0; t < kNt; ++t)
+          _mm_prefetch(reinterpret_cast<const char*>(q0 + t * stride + (b + ahead) * kQ8 + kQ8Qs),
+                       _MM_HINT_T0);
+      }
+      return q0 + b * kQ8 + kQ8Qs;
+    }
+    int8_t* buf = panel[slot];
+    for (int t = 0; t < kNt; ++t)
+      std::memcpy(buf + t * kQK32, static_cast<const BlockQ8_0*>(act[t].q)[b].qs, kQK32);
+    written_for_tiles(buf);
+    return buf;
+  }
+  float d(int t, int64_t b) const {
+    return act[t].d[b];
+  }
+  int32_t corr(int t, int64_t b) const {
+    return act[t].corr[b];
+  }
 };
-ActRows act_rows(const PackedAct* act, int nt) {
-  const auto* q0 = static_cast<const uint8_t*>(act[0].q);
-  const int64_t stride = nt > 1 ? static_cast<const uint8_t*>(act[1].q) - q0 : 0;
-  for (int t = 2; t < nt; ++t)
-    if (static_cast<const uint8_t*>(act[t].q) != q0 + stride * t) return {q0, 0};
-  return {q0, stride};
-}
+
+struct Arranged {
+  static constexpr int64_t kD = kPackWideTokens * kQK32;  // offset of d in a block
+  static constexpr int64_t kCorr = kD + kPackWideTokens * 4;
+  const uint8_t* base;
+  static constexpr int64_t a_stride() { return kQK32; }
+  const void* a(int64_t b, int, int64_t ahead, int64_t nb) const {
+    // The stream is contiguous (the hardware prefetcher follows it); the
+    // next blocks' lines are asked for anyway as the tile unit stalls on a miss.
+    if (b + ahead < nb) {
+#pragma GCC unroll 16
+      for (int64_t off = 0; off < kArrangedBlockBytes; off += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(base + (b + ahead) * kArrangedBlockBytes + off),
+                     _MM_HINT_T0);
+    }
+    return base + b * kArrangedBlockBytes;
+  }
+  float d(int t, int64_t b) const {
+    return reinterpret_cast<const float*>(base + b * kArrangedBlockBytes + kD)[t];
+  }
+  int32_t corr(int t, int64_t b) const {
+    return reinterpret_cast<const int32_t*>(base + b * kArrangedBlockBytes + kCorr)[t];
+  }
+};
+
+// Where tile B reads a block's weights: Ring unpacks Q4_0 / Q5_0 blocks a
+// token tile at a time into a small ring (Q8_0 in place) and takes the
+// unsigned encoding (TDPBSUD, then the activations' corrections); Fill
+// converts each block once into the caller's scratch as signed weights
+// (q - offset) while computing the first token tile, and Ready reads that
+// scratch for the next token tiles (TDPBSSD: exact sums, no correction).
+enum class Weights { kRing, kFill, kReady };
 
 // Tile ops of one block: B (weights) into tmm TB, A (activations) into TA,
-// C = A x B into TC, stored to sums. Literal tile numbers: the intrinsics
-// paste them into register names.
-#define SLM_AMX_BLOCK(TB, TA, TC, b_src, a_src, a_stride, sums) \
-  do {                                                          \
-    _tile_loadd(TB, b_src, 64);                                 \
-    _tile_loadd(TA, a_src, a_stride);                           \
-    _tile_zero(TC);                                             \
-    _tile_dpbsud(TC, TA, TB);                                   \
-    _tile_stored(TC, sums, 64);                                 \
+// C = A x B into TC by DP (stored to sums by SLM_AMX_STORE). Literal tile
+// numbers: the intrinsics paste them into register names.
+#define SLM_AMX_BLOCK(DP, TB, TA, TC, b_src, a_src, a_stride) \
+  do {                                                        \
+    _tile_loadd(TB, b_src, 64);                               \
+    _tile_loadd(TA, a_src, a_stride);                         \
+    _tile_zero(TC);                                           \
+    DP(TC, TA, TB);                                           \
   } while (0)
+#define SLM_AMX_STORE(TC, sums) _tile_stored(TC, sums, 64)
 
-// Two blocks in flight (tiles 0-2 and 3-5, two sum buffers), each block's
-// float steps run one block behind its tile ops: a tile's stored sums are
-// read back only after the next block's tile work was issued, so the loads
-// do not wait on the store of the block just computed. The float steps still
-// take the blocks in order (the oracle's summation order).
-template <DType kType, int kNt>
-void tile(int64_t nb, const uint8_t* group, const PackedAct* act, float* y, int64_t ldy, int nr) {
-  constexpr int64_t kQsOffset = avx512_legacy::Block<kType>::kQsOffset;
+// Two blocks in flight on the tile unit (tiles 0-2 and 3-5), each block's
+// float steps kLag blocks behind its tile ops, so they run beside the tile
+// unit's work instead of waiting for it. The float steps still take the
+// blocks in order (the oracle's summation order).
+// ws: kFill / kReady's scratch, nb x kPackRows x 32 bytes (tile B rows).
+template <DType kType, int kNt, Weights kW, typename Src>
+void tile(int64_t nb, const uint8_t* group, Src& src, float* y, int64_t ldy, int nr,
+          uint8_t* ws = nullptr) {
   constexpr int64_t kBlockBytes = avx512_legacy::Block<kType>::kBytes;
-  constexpr int64_t kQ8 = sizeof(BlockQ8_0);
-  constexpr int64_t kQ8Qs = kQ8 - kQK32;  // offset of qs in BlockQ8_0
-  constexpr int64_t kAhead = 4;           // blocks of weights prefetched ahead
-  const ActRows rows = act_rows(act, kNt);
-  alignas(64) uint8_t wbuf[4][8 * 64];           // unpacked Q4_0 / Q5_0 blocks (ring)
-  alignas(64) int8_t panel[2][kNt * kQK32];      // gathered activations (uneven rows)
-  alignas(64) int32_t sums[2][kNt * kPackRows];  // tile C of the two blocks in flight
-  // Q4_0 / Q5_0: block b's weights unpacked to tile B rows in wbuf[b % 4],
-  // two blocks before their tile load (a tile load of bytes just stored
-  // waits for the stores to reach the cache).
+  constexpr int64_t kQsOffset = avx512_legacy::Block<kType>::kQsOffset;
+  constexpr int64_t kWBytes = kArrangedWeightBytes;  // one block as tile B rows
+  constexpr int64_t kAhead = 4;                      // blocks prefetched ahead
+  constexpr bool kSigned = kW != Weights::kRing;
+  alignas(64) uint8_t wbuf[kW == Weights::kRing ? 4 : 1][8 * 64];  // kRing: Q4_0 / Q5_0 ring
+  // Block b's float steps read its stored sums kLag blocks later: loads of
+  // a tile store's bytes wait for the store (and its product) to finish, so
+  // with a lag of 1 the float steps wait for the tile unit (bench_kernels:
+  // a lag of 2 is ~25% faster; more gains nothing).
+  constexpr int64_t kLag = 2, kRing = 4;
+  alignas(64) int32_t sums[kRing][kNt * kPackRows];  // tile C of the blocks in flight
+  // Block b's weights as tile B rows: kRing Q4_0 / Q5_0 into wbuf[b % 4],
+  // kFill signed into ws; two blocks before their tile load (a tile load of
+  // bytes just stored waits for the stores to reach the cache).
   auto unpack = [&](int64_t b) __attribute__((always_inline)) {
-    if constexpr (kType != DType::Q8_0) {
-      const uint8_t* blk = group + b * kBlockBytes;
+    const uint8_t* blk = group + b * kBlockBytes;
+    if constexpr (kW == Weights::kFill) {
+      uint8_t* buf = ws + b * kWBytes;
+      const __m512i offset = _mm512_set1_epi8(static_cast<char>(packed_quant_offset(kType)));
+      __m512i w[8];
+      if constexpr (kType == DType::Q8_0) {
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; ++k) w[k] = _mm512_loadu_si512(blk + kQsOffset + 64 * k);
+      } else {
+        avx512_legacy::unpack_nibble_words<kType>(blk, w);
+      }
+#pragma GCC unroll 8
+      for (int k = 0; k < 8; ++k) _mm512_store_si512(buf + 64 * k, _mm512_sub_epi8(w[k], offset));
+      written_for_tiles(buf);
+    } else if constexpr (kW == Weights::kRing && kType != DType::Q8_0) {
       uint8_t* buf = wbuf[b & 3];
       // Tile B rows: w[k] holds elements 4k.., w[4 + k] 16 + 4k..
       __m512i w[8];
@@ -142,8 +229,18 @@ void tile(int64_t nb, const uint8_t* group, const PackedAct* act, float* y, int6
       written_for_tiles(buf);
     }
   };
-  // Block b's weights as tile B rows (Q8_0: in place); unpacks block b + 2.
+  // Block b's weights as tile B rows (kRing Q8_0: in place); unpacks block b + 2.
   auto weights = [&](int64_t b) __attribute__((always_inline))->const uint8_t* {
+    if constexpr (kW == Weights::kReady) {
+      // The scratch is in L2 (a group's blocks exceed L1): fetch ahead.
+      if (b + kAhead < nb) {
+#pragma GCC unroll 8
+        for (int64_t off = 0; off < kWBytes; off += 64)
+          _mm_prefetch(reinterpret_cast<const char*>(ws + (b + kAhead) * kWBytes + off),
+                       _MM_HINT_T0);
+      }
+      return ws + b * kWBytes;
+    }
     const uint8_t* blk = group + b * kBlockBytes;
     // A tile load that misses the caches stalls the tile unit, which the
     // out-of-order core does not hide: fetch the weights kAhead blocks early
@@ -153,71 +250,102 @@ void tile(int64_t nb, const uint8_t* group, const PackedAct* act, float* y, int6
       for (int64_t off = 0; off < kBlockBytes; off += 64)
         _mm_prefetch(reinterpret_cast<const char*>(blk + kAhead * kBlockBytes + off), _MM_HINT_T0);
     }
+    if constexpr (kW == Weights::kFill) {
+      if (b + 2 < nb) unpack(b + 2);
+      return ws + b * kWBytes;
+    }
     if constexpr (kType == DType::Q8_0) return blk + kQsOffset;
     if (b + 2 < nb) unpack(b + 2);
     return wbuf[b & 3];
   };
-  // Block b's activations of the tile's tokens, rows a_stride bytes apart.
-  int64_t a_stride = rows.stride != 0 ? rows.stride : kQK32;
-  auto acts = [&](int64_t b, int8_t * buf) __attribute__((always_inline))->const void* {
-    if (rows.stride != 0 || kNt == 1) {
-      // The tokens' rows are far apart (a line each): fetch them early too.
-      if (b + kAhead < nb) {
-#pragma GCC unroll 16
-        for (int t = 0; t < kNt; ++t)
-          _mm_prefetch(
-              reinterpret_cast<const char*>(rows.q0 + t * rows.stride + (b + kAhead) * kQ8 + kQ8Qs),
-              _MM_HINT_T0);
-      }
-      return rows.q0 + b * kQ8 + kQ8Qs;
-    }
-    for (int t = 0; t < kNt; ++t)
-      std::memcpy(buf + t * kQK32, static_cast<const BlockQ8_0*>(act[t].q)[b].qs, kQK32);
-    written_for_tiles(buf);
-    return buf;
-  };
+  const int64_t a_stride = src.a_stride();
   __m512 acc[kNt];
 #pragma GCC unroll 16
   for (int t = 0; t < kNt; ++t) acc[t] = _mm512_setzero_ps();
-  // The oracle's float steps for block b from its stored integer sums.
+  // The oracle's float steps for block b from its stored integer sums
+  // (unsigned weights: plus the token's correction, signed: exact already).
   auto finish = [&](int64_t b, const int32_t* s) __attribute__((always_inline)) {
     const __m512 dw = _mm512_cvtph_ps(
         _mm256_loadu_si256(reinterpret_cast<const __m256i*>(group + b * kBlockBytes)));
 #pragma GCC unroll 16
     for (int t = 0; t < kNt; ++t) {
-      const __m512i isum =
-          _mm512_add_epi32(_mm512_load_si512(s + t * kPackRows), _mm512_set1_epi32(act[t].corr[b]));
+      __m512i isum = _mm512_load_si512(s + t * kPackRows);
+      if constexpr (!kSigned) isum = _mm512_add_epi32(isum, _mm512_set1_epi32(src.corr(t, b)));
       const __m512 sum = _mm512_mul_ps(_mm512_cvtepi32_ps(isum), dw);
-      acc[t] = _mm512_fmadd_ps(sum, _mm512_set1_ps(act[t].d[b]), acc[t]);
+      acc[t] = _mm512_fmadd_ps(sum, _mm512_set1_ps(src.d(t, b)), acc[t]);
     }
   };
   configure(kNt);
-  unpack(0);
-  if (nb > 1) unpack(1);
-  int64_t b = 0;
-  for (; b + 1 < nb; b += 2) {
-    SLM_AMX_BLOCK(0, 1, 2, weights(b), acts(b, panel[0]), a_stride, sums[0]);
-    if (b > 0) finish(b - 1, sums[1]);
-    SLM_AMX_BLOCK(3, 4, 5, weights(b + 1), acts(b + 1, panel[1]), a_stride, sums[1]);
-    finish(b, sums[0]);
+  if constexpr (kW != Weights::kReady) {
+    unpack(0);
+    if (nb > 1) unpack(1);
   }
-  if (b < nb) {  // odd nb: the last block alone
-    SLM_AMX_BLOCK(0, 1, 2, weights(b), acts(b, panel[0]), a_stride, sums[0]);
-    if (b > 0) finish(b - 1, sums[1]);
-    finish(b, sums[0]);
+  // Blocks b and b + 1 on tile sets 0 and 1, each followed by the float
+  // steps of the block kLag before it (when there is one).
+  auto a0 = [&](int64_t b) __attribute__((always_inline)) {
+    return src.a(b, 0, kAhead, nb);
+  };
+  auto a1 = [&](int64_t b) __attribute__((always_inline)) {
+    return src.a(b, 1, kAhead, nb);
+  };
+  if constexpr (kSigned) {
+    for (int64_t b = 0; b < nb; b += 2) {
+      SLM_AMX_BLOCK(_tile_dpbssd, 0, 1, 2, weights(b), a0(b), a_stride);
+      if (b >= kLag) finish(b - kLag, sums[(b - kLag) & (kRing - 1)]);
+      SLM_AMX_STORE(2, sums[b & (kRing - 1)]);
+      if (b + 1 == nb) break;
+      SLM_AMX_BLOCK(_tile_dpbssd, 3, 4, 5, weights(b + 1), a1(b + 1), a_stride);
+      if (b + 1 >= kLag) finish(b + 1 - kLag, sums[(b + 1 - kLag) & (kRing - 1)]);
+      SLM_AMX_STORE(5, sums[(b + 1) & (kRing - 1)]);
+    }
   } else {
-    finish(nb - 1, sums[1]);
+    for (int64_t b = 0; b < nb; b += 2) {
+      SLM_AMX_BLOCK(_tile_dpbsud, 0, 1, 2, weights(b), a0(b), a_stride);
+      if (b >= kLag) finish(b - kLag, sums[(b - kLag) & (kRing - 1)]);
+      SLM_AMX_STORE(2, sums[b & (kRing - 1)]);
+      if (b + 1 == nb) break;
+      SLM_AMX_BLOCK(_tile_dpbsud, 3, 4, 5, weights(b + 1), a1(b + 1), a_stride);
+      if (b + 1 >= kLag) finish(b + 1 - kLag, sums[(b + 1 - kLag) & (kRing - 1)]);
+      SLM_AMX_STORE(5, sums[(b + 1) & (kRing - 1)]);
+    }
   }
+  for (int64_t b = std::max<int64_t>(0, nb - kLag); b < nb; ++b) finish(b, sums[b & (kRing - 1)]);
 #pragma GCC unroll 16
   for (int t = 0; t < kNt; ++t) store_rows(y + t * ldy, acc[t], nr);
 }
 #undef SLM_AMX_BLOCK
+#undef SLM_AMX_STORE
 
 template <DType kType>
 void tile_any(int64_t nb, const uint8_t* group, const PackedAct* act, int nt, float* y, int64_t ldy,
               int nr) {
-  with_token_count<kPackWideTokens>(
-      nt, [&](auto count) { tile<kType, decltype(count)::value>(nb, group, act, y, ldy, nr); });
+  with_token_count<kPackWideTokens>(nt, [&](auto count) {
+    Rows<decltype(count)::value> src(act);
+    tile<kType, decltype(count)::value, Weights::kRing>(nb, group, src, y, ldy, nr);
+  });
+}
+
+// Token tiles of kPackWideTokens over arranged activations: the first
+// converts the group's weights into ws, the others reuse them.
+template <DType kType>
+void tiles_arranged(int64_t nb, const uint8_t* group, const uint8_t* acts, int64_t n_tokens,
+                    float* y, int64_t ldy, int nr, uint8_t* ws) {
+  for (int64_t t0 = 0; t0 < n_tokens; t0 += kPackWideTokens) {
+    const int nt = static_cast<int>(std::min<int64_t>(kPackWideTokens, n_tokens - t0));
+    Arranged src{acts + t0 / kPackWideTokens * nb * kArrangedBlockBytes};
+    float* yt = y + t0 * ldy;
+    with_token_count<kPackWideTokens>(nt, [&](auto count) {
+      constexpr int kNt = decltype(count)::value;
+      // One token tile of Q8_0 (batched decoding): converting the weights
+      // costs more than the corrections it saves (bench_kernels 8: -15%).
+      if (kType == DType::Q8_0 && n_tokens <= kPackWideTokens)
+        tile<kType, kNt, Weights::kRing>(nb, group, src, yt, ldy, nr);
+      else if (t0 == 0)
+        tile<kType, kNt, Weights::kFill>(nb, group, src, yt, ldy, nr, ws);
+      else
+        tile<kType, kNt, Weights::kReady>(nb, group, src, yt, ldy, nr, ws);
+    });
+  }
 }
 
 }  // namespace
@@ -238,6 +366,9 @@ void fill_amx_packed(TypeTable& table) {
   table.packed_tile_wide[static_cast<int>(DType::Q4_0)] = tile_any<DType::Q4_0>;
   table.packed_tile_wide[static_cast<int>(DType::Q5_0)] = tile_any<DType::Q5_0>;
   table.packed_tile_wide[static_cast<int>(DType::Q8_0)] = tile_any<DType::Q8_0>;
+  table.packed_tile_arranged[static_cast<int>(DType::Q4_0)] = tiles_arranged<DType::Q4_0>;
+  table.packed_tile_arranged[static_cast<int>(DType::Q5_0)] = tiles_arranged<DType::Q5_0>;
+  table.packed_tile_arranged[static_cast<int>(DType::Q8_0)] = tiles_arranged<DType::Q8_0>;
 }
 
 }  // namespace slm::kernels

@@ -212,6 +212,62 @@ TEST(PackedMatrix, AlternatingTypesAndTokenCountsMatchScalar) {
   set_active_isa(before);
 }
 
+// The arranged tiles called directly over arrange_tile_acts' stream (unused
+// slots and the weight scratch start as junk): the scalar tile's bits for
+// 1..40 tokens (full and partial token tiles, the first converting the
+// weights into the scratch, the others reusing them), odd and even block
+// counts, ragged rows. Skipped where no ISA has arranged tiles.
+TEST(PackedMatrix, ArrangedTilesMatchScalarTile) {
+  constexpr int kMaxTokens = 40;
+  for (DType t : {DType::Q4_0, DType::Q5_0, DType::Q8_0})
+    for (int64_t nb : {int64_t{3}, int64_t{4}}) {
+      const int64_t cols = nb * kQK32;
+      const auto w = test::quantize(t, random_floats(kPackRows * cols, 81, 0.05f));
+      const PackedMatrix p = PackedMatrix::pack(t, w.data(), kPackRows, cols);
+      const PackedTileFn ref = isa_table(Isa::kScalar).packed_tile[static_cast<int>(t)];
+      std::vector<std::vector<uint8_t>> q(kMaxTokens);
+      std::vector<std::vector<float>> d(kMaxTokens);
+      std::vector<std::vector<int32_t>> corr(kMaxTokens);
+      PackedAct acts[kMaxTokens];
+      for (int k = 0; k < kMaxTokens; ++k) {
+        q[k] = test::quantize(DType::Q8_0, random_floats(cols, 90 + k));
+        for (int64_t b = 0; b < nb; ++b) {
+          const auto* blk = reinterpret_cast<const BlockQ8_0*>(q[k].data()) + b;
+          int32_t sum = 0;
+          for (int e = 0; e < kQK32; ++e) sum += blk->qs[e];
+          d[k].push_back(fp16_to_f32(blk->d));
+          corr[k].push_back(-packed_quant_offset(t) * sum);
+        }
+        acts[k] = PackedAct{q[k].data(), d[k].data(), corr[k].data()};
+      }
+      for (Isa isa : available_isas()) {
+        const PackedTileArrangedFn arranged =
+            isa_table(isa).packed_tile_arranged[static_cast<int>(t)];
+        if (arranged == nullptr) continue;
+        for (int n = 1; n <= kMaxTokens; ++n)
+          for (int nr : {kPackRows, 5}) {
+            const int64_t tiles = (n + kPackWideTokens - 1) / kPackWideTokens;
+            std::vector<uint8_t> stream(static_cast<size_t>(tiles * nb * kArrangedBlockBytes),
+                                        0xA5);
+            for (int64_t i = 0; i < tiles; ++i)
+              arrange_tile_acts(
+                  acts + i * kPackWideTokens,
+                  static_cast<int>(std::min<int64_t>(kPackWideTokens, n - i * kPackWideTokens)), nb,
+                  stream.data() + i * nb * kArrangedBlockBytes);
+            std::vector<float> want(static_cast<size_t>(n * kPackRows), -3.0f), got = want;
+            for (int k = 0; k < n; ++k)
+              ref(nb, p.data(), acts + k, 1, want.data() + k * kPackRows, kPackRows, nr);
+            std::vector<uint8_t> ws(static_cast<size_t>(nb * kArrangedWeightBytes + 64), 0x5A);
+            uint8_t* ws64 = ws.data() + (64 - reinterpret_cast<uintptr_t>(ws.data()) % 64) % 64;
+            arranged(nb, p.data(), stream.data(), n, got.data(), kPackRows, nr, ws64);
+            ASSERT_EQ(0, std::memcmp(got.data(), want.data(), want.size() * 4))
+                << isa_name(isa) << " " << dtype_name(t) << " nb=" << nb << " n=" << n
+                << " nr=" << nr;
+          }
+      }
+    }
+}
+
 // Q, K, V or gate, up in one call: every matrix gets the bits of its own
 // call, on every ISA, at 1 and 2 threads, mixing types (Q5_0 and Q8_0 share
 // Q8_0 activation rows with different corrections, Q4_K takes Q8_K rows,
