@@ -12,10 +12,14 @@ std::vector<float> compute_rope_inv_freq(const ModelConfig& c) {
   const int64_t half = c.n_rot / 2;
   std::vector<float> f(half);
   for (int64_t i = 0; i < half; ++i) {
-    double freq = std::pow(static_cast<double>(c.rope_base), -2.0 * static_cast<double>(i) / c.n_rot);
+    double freq =
+        std::pow(static_cast<double>(c.rope_base), -2.0 * static_cast<double>(i) / c.n_rot);
     switch (c.rope_scaling) {
-      case RopeScaling::kNone: break;
-      case RopeScaling::kLinear: freq /= c.rope_scale_factor; break;
+      case RopeScaling::kNone:
+        break;
+      case RopeScaling::kLinear:
+        freq /= c.rope_scale_factor;
+        break;
       case RopeScaling::kLlama3: {
         // Llama 3.1: long wavelengths are slowed by the factor, short ones kept,
         // and the band between is interpolated smoothly.
@@ -54,7 +58,8 @@ std::unique_ptr<Model> Model::build(std::unique_ptr<gguf::File> file, bool mappe
   m->build_rope_tables();
   // The backend prepares every matrix once (the CPU one repacks those whose
   // type has tiles on this CPU); a mapped file's source pages are released.
-  for_each_linear(m->weights_, m->config_, [&](backend::Linear& w) { m->backend_->prepare(w, /*release_source=*/mapped); });
+  for_each_linear(m->weights_, m->config_,
+                  [&](backend::Linear& w) { m->backend_->prepare(w, /*release_source=*/mapped); });
   return m;
 }
 
@@ -109,7 +114,10 @@ void Model::set_prune(PruneOptions p, const std::string& sparsity_name) {
   prune_ = std::move(p);
   // Column copies (backend::Linear::columns) of the matrices whose input
   // pruning zeroes, for decoding that skips the zeroed inputs' weights.
-  if (const Sparsity* s = prune_.sparsity.get())
+  // The head's copy (head_threshold > 0) is of the output matrix only: with
+  // tied embeddings the lookup keeps reading token_embd's view.
+  if (const Sparsity* s = prune_.sparsity.get()) {
+    if (s->head_threshold > 0) backend_->prepare_columns(weights_.output);
     for (int64_t l = 0; l < config_.n_layer; ++l) {
       LayerWeights& lw = weights_.layers[static_cast<size_t>(l)];
       auto cols = [&](Tap t, std::initializer_list<backend::Linear*> ws) {
@@ -122,6 +130,7 @@ void Model::set_prune(PruneOptions p, const std::string& sparsity_name) {
       cols(Tap::kFfnIn, {&lw.ffn_gate, &lw.ffn_up});
       cols(s->ffn_rule == FfnRule::kCats ? Tap::kGate : Tap::kDownIn, {&lw.ffn_down});
     }
+  }
 }
 
 size_t Model::column_bytes() const {
