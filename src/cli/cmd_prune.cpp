@@ -22,9 +22,10 @@ Options prune_options_decl() {
             "usage: slm prune calibrate --model M --data TEXT --sparsity S -o M.sparsity.gguf\n"
             "  Runs M over TEXT and records, per layer, the activation magnitude below which a\n"
             "  share S of each projection input falls (attention, o-proj, FFN and down-proj\n"
-            "  inputs: TEAL) and of |act(gate)| (CATS). Use the file with --sparsity on run,\n"
-            "  chat, bench, eval and serve; it names M by a hash of its weights and is refused\n"
-            "  with any other model.\n");
+            "  inputs: TEAL) and of |act(gate)| (CATS); with --head-sparsity, also of the\n"
+            "  output matrix's input (opt-in; measure its cost with slm eval --compare-logits).\n"
+            "  Use the file with --sparsity on run, chat, bench, eval and serve; it names M by\n"
+            "  a hash of its weights and is refused with any other model.\n");
   add_model_option(o);
   o.value("--data", "TEXT", "calibration text (required; .bz2 is read as it is)");
   o.value("--sparsity", "S", "share of activations to zero, in [0, 1)").number(0, 0.99).def("0.5");
