@@ -163,12 +163,15 @@ struct Forward {
   // so the matrices that read x skip those columns. A zero threshold leaves
   // x untouched (bit-identical to dense). Returns whether x was pruned.
   // Tap::kHeadIn (l = n_layer) is the output matrix's input, whose rows the
-  // tap has already seen (output_logits shows it every row of the step).
+  // tap has already seen (output_logits shows it every row of the step); it
+  // counts in the stats only when pruned, so a file without head pruning
+  // reports the share it always did.
   bool prune(int64_t l, Tap t, float* x, int64_t n, int64_t width) {
-    if (s.tap_ != nullptr && t != Tap::kHeadIn) s.tap_->on_activation(l, t, x, n, width);
+    const bool head = t == Tap::kHeadIn;
+    if (s.tap_ != nullptr && !head) s.tap_->on_activation(l, t, x, n, width);
     const Sparsity* sp = model.prune().sparsity.get();
-    if (sp == nullptr) return false;
-    const float thr = t == Tap::kHeadIn ? sp->head_threshold : sp->threshold(l, t);
+    if (sp == nullptr || (head && !(sp->head_threshold > 0))) return false;
+    const float thr = head ? sp->head_threshold : sp->threshold(l, t);
     s.stats_.total += static_cast<uint64_t>(n * width);
     if (!(thr > 0)) return false;
     uint64_t z = 0;
