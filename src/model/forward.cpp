@@ -12,6 +12,7 @@
 #include "base/check.h"
 #include "base/error.h"
 #include "base/thread_pool.h"
+#include "kernels/kernels.h"
 #include "model/lora.h"
 #include "model/model.h"
 #include "model/session.h"
@@ -132,18 +133,22 @@ struct Forward {
 
   // Like linear, for an input x [n][cols] that pruning zeroed in part: one
   // row (decoding) whose matrices all have column copies reads only the
-  // copies' rows of its non-zero inputs. A row that kept nearly everything
-  // goes the dense way (the copy's short rows stream slower per byte).
+  // copies' rows of its non-zero inputs. A row that kept more than the
+  // copies pay for (ColumnMatrix::pays_below) goes the dense way.
   void linear_pruned(std::span<const backend::LinearOut> outs, const float* x, int64_t n,
                      bool step_rows = true) {
     bool columns = n == 1;
-    for (const backend::LinearOut& o : outs) columns = columns && o.w->columns != nullptr;
+    double below = 1.0;  // share of kept inputs where every copy beats its dense kernel
+    for (const backend::LinearOut& o : outs) {
+      columns = columns && o.w->columns != nullptr;
+      below = std::min(below, kernels::ColumnMatrix::pays_below(o.w->view.type));
+    }
     if (columns) {
       const int64_t cols = outs[0].w->cols();
       s.kept_.clear();
       for (int64_t i = 0; i < cols; ++i)
         if (x[i] != 0.0f) s.kept_.push_back(static_cast<int32_t>(i));
-      if (static_cast<double>(s.kept_.size()) < kColumnsBelow * static_cast<double>(cols)) {
+      if (static_cast<double>(s.kept_.size()) < below * static_cast<double>(cols)) {
         be.linear_columns(outs, x, s.kept_, s.ws_);
         if (step_rows && b.any_adapter) add_lora(outs, x);
         return;
@@ -156,7 +161,6 @@ struct Forward {
     const backend::LinearOut out{&w, y};
     linear_pruned(std::span<const backend::LinearOut>(&out, 1), x, n, step_rows);
   }
-  static constexpr double kColumnsBelow = 0.85;  // share of kept inputs
 
   // The projection input x [n][width] of tap t in layer l: shown to the tap,
   // then (TEAL) entries with |x| < threshold are zeroed, each row on its own,
