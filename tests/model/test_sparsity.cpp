@@ -14,6 +14,7 @@
 #include "base/thread_pool.h"
 #include "common/fixtures.h"
 #include "gguf/writer.h"
+#include "kernels/kernels.h"
 #include "model/calibrate.h"
 #include "model/forward.h"
 #include "model/model.h"
@@ -511,6 +512,45 @@ TEST(Sparsity, HeadColumnCopyMatchesZeroedInputsReference) {
       EXPECT_LT(diff, 0.02 * scale) << mix << " row " << t;
     }
   }
+}
+
+// A row that keeps more of the head's inputs than its column copy pays for
+// (ColumnMatrix::pays_below: 70% for a Q8_0 copy) goes through the dense
+// output matrix: one token per step equals the zeroed inputs' rows through
+// the dense kernels one at a time, bit for bit, although the copy exists.
+TEST(Sparsity, HeadRowsKeepingMostInputsUseTheDenseKernels) {
+  const model::SynthShape shape{"t", "llama", 2, 256, 4, 2, 0, 256, 320, 64, 1e4f, 1e-5f, true};
+  ThreadPool pool(2);
+  const std::vector<uint8_t> bytes = model::synth_bytes(shape, "Q8_0", 5, pool);
+  const auto dense = model::Model::from_file(gguf::File::parse(bytes, "q.gguf"));
+  const auto m = model::Model::from_file(gguf::File::parse(bytes, "q.gguf"));
+  const auto tokens = some_tokens(16, 320);
+  model::CalibrateOptions o;
+  o.sparsity = 0;
+  o.head_sparsity = 0.1f;
+  const model::Sparsity sp = model::calibrate(*m, tokens, o, pool);
+  set_sparsity(*m, sp);
+  ASSERT_GT(m->column_bytes(), 0u);
+  HeadInputs h;
+  step_logits(*dense, tokens, &h);
+  const int64_t E = dense->config().n_embd, V = dense->config().n_vocab;
+  const double below = kernels::ColumnMatrix::pays_below(dense->weights().output.view.type);
+  std::vector<float> want(static_cast<size_t>(V) * tokens.size());
+  backend::Workspace ws;
+  ws.pool = &pool;
+  for (size_t t = 0; t < tokens.size(); ++t) {
+    float* row = h.rows.data() + t * static_cast<size_t>(E);
+    int64_t kept = 0;
+    for (int64_t i = 0; i < E; ++i) {
+      if (std::fabs(row[i]) < sp.head_threshold) row[i] = 0;
+      kept += row[i] != 0;
+    }
+    ASSERT_GE(static_cast<double>(kept), below * static_cast<double>(E)) << "row " << t;
+    dense->backend().linear(dense->weights().output, row, 1, want.data() + t * V, ws);
+  }
+  const std::vector<float> got = logits(*m, tokens, 1);
+  ASSERT_EQ(got.size(), want.size());
+  EXPECT_EQ(0, std::memcmp(got.data(), want.data(), want.size() * sizeof(float)));
 }
 
 // MoE expert skipping against references: K = n_expert_used and P = 0 are
