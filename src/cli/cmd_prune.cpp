@@ -22,12 +22,18 @@ Options prune_options_decl() {
             "usage: slm prune calibrate --model M --data TEXT --sparsity S -o M.sparsity.gguf\n"
             "  Runs M over TEXT and records, per layer, the activation magnitude below which a\n"
             "  share S of each projection input falls (attention, o-proj, FFN and down-proj\n"
-            "  inputs: TEAL) and of |act(gate)| (CATS). Use the file with --sparsity on run,\n"
-            "  chat, bench, eval and serve; it names M by a hash of its weights and is refused\n"
-            "  with any other model.\n");
+            "  inputs: TEAL) and of |act(gate)| (CATS); with --head-sparsity, also of the\n"
+            "  output matrix's input (opt-in; measure its cost with slm eval --compare-logits).\n"
+            "  Use the file with --sparsity on run, chat, bench, eval and serve; it names M by\n"
+            "  a hash of its weights and is refused with any other model.\n");
   add_model_option(o);
   o.value("--data", "TEXT", "calibration text (required; .bz2 is read as it is)");
   o.value("--sparsity", "S", "share of activations to zero, in [0, 1)").number(0, 0.99).def("0.5");
+  o.value("--head-sparsity", "S",
+          "share of the output matrix's inputs (the final norm's output) to zero, in [0, 1); "
+          "0 leaves the head dense")
+      .number(0, 0.99)
+      .def("0");
   o.value("--ffn-rule", "R",
           "what prunes the FFN's down side: teal (threshold down's input) or cats "
           "(cut rows by |act(gate)|, skipping up and down)")
@@ -69,6 +75,7 @@ int run_prune(int argc, char** argv) {
   if (tokens.empty()) throw Error(*data + ": no tokens to calibrate on");
   model::CalibrateOptions co;
   co.sparsity = static_cast<float>(args.get_double("--sparsity"));
+  co.head_sparsity = static_cast<float>(args.get_double("--head-sparsity"));
   co.ffn_rule = args.choice("--ffn-rule") == "cats" ? model::FfnRule::kCats : model::FfnRule::kTeal;
   co.n_ctx = args.get_int("--ctx-size");
   co.allow_beyond_train_ctx = args.flag("--allow-long-context");
@@ -80,10 +87,11 @@ int run_prune(int argc, char** argv) {
   ThreadPool pool(thread_count(args));
   const model::Sparsity s = model::calibrate(*model, tokens, co, pool);
   s.save(*out);
-  std::fprintf(stderr, "wrote %s: sparsity %.2f (%s) over %zu tokens, %zu layers, base %s\n",
-               out->c_str(), static_cast<double>(s.level),
-               co.ffn_rule == model::FfnRule::kCats ? "cats" : "teal", tokens.size(),
-               s.thresholds.size(), s.base_hash.c_str());
+  std::fprintf(
+      stderr, "wrote %s: sparsity %.2f (%s), head %.2f, over %zu tokens, %zu layers, base %s\n",
+      out->c_str(), static_cast<double>(s.level),
+      co.ffn_rule == model::FfnRule::kCats ? "cats" : "teal", static_cast<double>(co.head_sparsity),
+      tokens.size(), s.thresholds.size(), s.base_hash.c_str());
   return 0;
 }
 

@@ -203,6 +203,10 @@ const TypeTable& isa_table(Isa isa);
 // Bytes of one packed block group (kPackRows rows x one block); 0 when the
 // type has no packed layout.
 int64_t packed_block_bytes(DType t);
+// Storage for a weight that decoding streams (PackedMatrix, ColumnMatrix):
+// 64-byte aligned, 2 MiB aligned on transparent huge pages from 2 MiB up
+// (packed.cpp says why); freed with std::free; null when out of memory.
+uint8_t* allocate_packed(size_t size);
 constexpr bool packed_is_k(DType t) {
   return t == DType::Q4_K || t == DType::Q6_K;
 }

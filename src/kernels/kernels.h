@@ -257,6 +257,10 @@ class ColumnMatrix {
   static DType copy_type(DType wtype);
   // Whether a column copy exists for wtype and rows % 32 == 0.
   static bool supports(DType wtype, int64_t rows);
+  // The share of kept inputs below which the copy of a wtype matrix beats
+  // the dense kernels on the same input (decode, one row); at or above it,
+  // callers run the dense matrix on the zeroed input instead.
+  static double pays_below(DType wtype);
   // Builds the copy of rows x cols of wtype (supports() must hold).
   static ColumnMatrix build(DType wtype, const void* w, int64_t rows, int64_t cols);
 
@@ -264,17 +268,21 @@ class ColumnMatrix {
   int64_t rows() const { return rows_; }  // of W: outputs
   int64_t cols() const { return cols_; }  // of W: inputs (rows of the copy)
   size_t row_bytes() const { return row_bytes_; }
-  size_t size_bytes() const { return bytes_.size(); }
-  ColumnRows view() const { return {bytes_.data(), row_bytes_, rows_ / 32}; }
+  size_t size_bytes() const { return size_; }
+  ColumnRows view() const { return {bytes_.get(), row_bytes_, rows_ / 32}; }
   // Row i of the copy (W's column i) as floats [rows()] (tests).
   void dequantize_row(int64_t i, float* out) const;
-  const uint8_t* data() const { return bytes_.data(); }
+  const uint8_t* data() const { return bytes_.get(); }
 
  private:
+  struct Free {
+    void operator()(uint8_t* p) const;
+  };
   DType type_ = DType::Q8_0;
   int64_t rows_ = 0, cols_ = 0;
-  size_t row_bytes_ = 0;
-  std::vector<uint8_t> bytes_;
+  size_t row_bytes_ = 0, size_ = 0;
+  // On huge pages like PackedMatrix's (decoding streams the kept rows).
+  std::unique_ptr<uint8_t[], Free> bytes_;
 };
 
 // y[r] = sum over k < n of x[idx[k]] * W[r][idx[k]] for r < rows: the

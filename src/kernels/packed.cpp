@@ -97,10 +97,13 @@ void pack_f16(const uint16_t* row, int64_t b, int r, uint8_t* out) {
     std::memcpy(out + (c * kPackRows + r) * 2, row + b * kQK32 + c, 2);
 }
 
+}  // namespace
+
 // Bytes of a transparent huge page (x86-64 and the usual aarch64 kernels).
 constexpr size_t kHugePage = size_t{2} << 20;
 
-// Storage for `size` packed bytes, 64-byte aligned. A matrix of at least one
+// Storage for `size` bytes of a streamed weight (packed tiles, column
+// copies), 64-byte aligned, freed with std::free. A matrix of at least one
 // huge page is 2 MiB aligned and asks the kernel for huge pages: decoding
 // streams every byte once per token, and with 4 KiB pages an Intel core
 // (Xeon family 6 model 167) restarts its L2 streamer and walks the page table
@@ -118,6 +121,8 @@ uint8_t* allocate_packed(size_t size) {
 #endif
   return p;
 }
+
+namespace {
 
 // One group (kPackRows rows starting at src rows; n_valid of them real, the
 // rest zero) into dst.

@@ -18,19 +18,23 @@ constexpr int kBins = (kMaxExp - kMinExp) * kPerOctave + 2;  // + zero bin + ove
 // Every tapped activation of every step, binned by magnitude per layer and tap.
 class Collector final : public ActivationTap {
  public:
+  // One histogram per layer and tap, then the head's (Tap::kHeadIn).
   Collector(int64_t n_layer, backend::Activation act)
-      : hist_(static_cast<size_t>(n_layer * kNumTaps)), act_(act) {}
+      : hist_(static_cast<size_t>(n_layer * kNumTaps + 1)), n_layer_(n_layer), act_(act) {}
   void on_activation(int64_t layer, Tap t, const float* x, int64_t n_rows, int64_t width) override {
     MagnitudeHistogram& h = hist(layer, t);
     for (int64_t i = 0; i < n_rows * width; ++i)
       h.add(std::fabs(t == Tap::kGate ? gate_activation(act_, x[i]) : x[i]));
   }
   MagnitudeHistogram& hist(int64_t layer, Tap t) {
+    if (t == Tap::kHeadIn) return hist_.back();
     return hist_[static_cast<size_t>(layer * kNumTaps + static_cast<int>(t))];
   }
+  MagnitudeHistogram& head() { return hist(n_layer_, Tap::kHeadIn); }
 
  private:
-  std::vector<MagnitudeHistogram> hist_;  // [layer][tap]
+  std::vector<MagnitudeHistogram> hist_;  // [layer][tap], then the head's
+  int64_t n_layer_;
   backend::Activation act_;
 };
 
@@ -75,6 +79,8 @@ Sparsity calibrate(const Model& model, std::span<const int32_t> tokens, const Ca
   const ModelConfig& c = model.config();
   if (tokens.empty()) throw Error("calibration text has no tokens");
   if (!(o.sparsity >= 0 && o.sparsity < 1)) throw Error("sparsity must be in [0, 1)");
+  if (!(o.head_sparsity >= 0 && o.head_sparsity < 1))
+    throw Error("head sparsity must be in [0, 1)");
   if (model.prune().sparsity) throw Error("internal: calibrate a model without a sparsity file");
   Collector col(c.n_layer, c.ffn_act);
   SessionOptions so;
@@ -111,6 +117,8 @@ Sparsity calibrate(const Model& model, std::span<const int32_t> tokens, const Ca
       s.thresholds[static_cast<size_t>(l)][static_cast<size_t>(k)] =
           h.count() == 0 ? 0.0f : static_cast<float>(h.quantile(o.sparsity));
     }
+  if (o.head_sparsity > 0)
+    s.head_threshold = static_cast<float>(col.head().quantile(o.head_sparsity));
   return s;
 }
 

@@ -21,6 +21,9 @@ class Model;
 struct CalibrateOptions {
   float sparsity = 0.5f;  // share of activations to zero, in [0, 1)
   FfnRule ffn_rule = FfnRule::kTeal;
+  // Share of the output matrix's inputs (final-norm output) to zero, in
+  // [0, 1); 0 leaves the head dense (Sparsity::head_threshold = 0).
+  float head_sparsity = 0;
   int64_t n_ctx = 512;  // tokens per chunk; each chunk starts a fresh context
   // Without it, n_ctx is capped at the model's training context (the
   // positions the model will be used at); with it, n_ctx is used as given.

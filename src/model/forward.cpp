@@ -12,6 +12,7 @@
 #include "base/check.h"
 #include "base/error.h"
 #include "base/thread_pool.h"
+#include "kernels/kernels.h"
 #include "model/lora.h"
 #include "model/model.h"
 #include "model/session.h"
@@ -160,39 +161,49 @@ struct Forward {
 
   // Like linear, for an input x [n][cols] that pruning zeroed in part: one
   // row (decoding) whose matrices all have column copies reads only the
-  // copies' rows of its non-zero inputs. A row that kept nearly everything
-  // goes the dense way (the copy's short rows stream slower per byte).
-  void linear_pruned(std::span<const backend::LinearOut> outs, const float* x, int64_t n) {
+  // copies' rows of its non-zero inputs. A row that kept more than the
+  // copies pay for (ColumnMatrix::pays_below) goes the dense way.
+  void linear_pruned(std::span<const backend::LinearOut> outs, const float* x, int64_t n,
+                     bool step_rows = true) {
     bool columns = n == 1;
-    for (const backend::LinearOut& o : outs) columns = columns && o.w->columns != nullptr;
+    double below = 1.0;  // share of kept inputs where every copy beats its dense kernel
+    for (const backend::LinearOut& o : outs) {
+      columns = columns && o.w->columns != nullptr;
+      below = std::min(below, kernels::ColumnMatrix::pays_below(o.w->view.type));
+    }
     if (columns) {
       const int64_t cols = outs[0].w->cols();
       s.kept_.clear();
       for (int64_t i = 0; i < cols; ++i)
         if (x[i] != 0.0f) s.kept_.push_back(static_cast<int32_t>(i));
-      if (static_cast<double>(s.kept_.size()) < kColumnsBelow * static_cast<double>(cols)) {
+      if (static_cast<double>(s.kept_.size()) < below * static_cast<double>(cols)) {
         be.linear_columns(outs, x, s.kept_, s.ws_);
-        if (b.any_adapter) add_lora(outs, x);
+        if (step_rows && b.any_adapter) add_lora(outs, x);
         return;
       }
     }
-    linear(outs, x, n);
+    linear(outs, x, n, step_rows);
   }
-  void linear_pruned(const backend::Linear& w, const float* x, int64_t n, float* y) {
+  void linear_pruned(const backend::Linear& w, const float* x, int64_t n, float* y,
+                     bool step_rows = true) {
     const backend::LinearOut out{&w, y};
-    linear_pruned(std::span<const backend::LinearOut>(&out, 1), x, n);
+    linear_pruned(std::span<const backend::LinearOut>(&out, 1), x, n, step_rows);
   }
-  static constexpr double kColumnsBelow = 0.85;  // share of kept inputs
 
   // The projection input x [n][width] of tap t in layer l: shown to the tap,
   // then (TEAL) entries with |x| < threshold are zeroed, each row on its own,
   // so the matrices that read x skip those columns. A zero threshold leaves
   // x untouched (bit-identical to dense). Returns whether x was pruned.
+  // Tap::kHeadIn (l = n_layer) is the output matrix's input, whose rows the
+  // tap has already seen (output_logits shows it every row of the step); it
+  // counts in the stats only when pruned, so a file without head pruning
+  // reports the share it always did.
   bool prune(int64_t l, Tap t, float* x, int64_t n, int64_t width) {
-    if (s.tap_ != nullptr) s.tap_->on_activation(l, t, x, n, width);
+    const bool head = t == Tap::kHeadIn;
+    if (s.tap_ != nullptr && !head) s.tap_->on_activation(l, t, x, n, width);
     const Sparsity* sp = model.prune().sparsity.get();
-    if (sp == nullptr) return false;
-    const float thr = sp->threshold(l, t);
+    if (sp == nullptr || (head && !(sp->head_threshold > 0))) return false;
+    const float thr = head ? sp->head_threshold : sp->threshold(l, t);
     s.stats_.total += static_cast<uint64_t>(n * width);
     if (!(thr > 0)) return false;
     uint64_t z = 0;
@@ -460,8 +471,19 @@ struct Forward {
   // those rows go through the output matrix. A single row (one sequence
   // decoding) is written straight into its session's logits; more rows go
   // through the scratch and are copied to each chunk's destination.
+  // Pruning: the normalised rows [n_out][n_embd] are thresholded like a
+  // layer's taps (Sparsity::head_threshold), so decoding skips the head's
+  // columns of small inputs (for a small model with a large vocabulary the
+  // head is a third or more of the bytes read per token).
   void output_logits(std::span<const SeqChunk> chunks) {
     const int64_t E = c.n_embd, V = c.n_vocab;
+    if (s.tap_ != nullptr) {
+      // Calibration wants every row's head input, logits or not: the
+      // scratch's out_rows_ holds max_rows rows; the pass below overwrites it.
+      be.rms_norm(s.x_.data(), model.weights().output_norm.data(), b.n_rows, E, c.norm_eps,
+                  s.out_rows_.data());
+      s.tap_->on_activation(c.n_layer, Tap::kHeadIn, s.out_rows_.data(), b.n_rows, E);
+    }
     int64_t n_out = 0;
     for (size_t i = 0; i < chunks.size(); ++i) {
       const SeqChunk& ch = chunks[i];
@@ -494,7 +516,10 @@ struct Forward {
         s.logits_.resize(static_cast<size_t>(n_out * V));
       out = s.logits_.data();
     }
-    linear(model.weights().output, s.out_rows_.data(), n_out, out, /*step_rows=*/false);
+    if (prune(c.n_layer, Tap::kHeadIn, s.out_rows_.data(), n_out, E))
+      linear_pruned(model.weights().output, s.out_rows_.data(), n_out, out, /*step_rows=*/false);
+    else
+      linear(model.weights().output, s.out_rows_.data(), n_out, out, /*step_rows=*/false);
     if (c.final_softcap > 0) be.softcap(out, n_out * V, c.final_softcap);  // Gemma 2
     int64_t o = 0;
     for (const SeqChunk& ch : chunks) {

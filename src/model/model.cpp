@@ -109,7 +109,10 @@ void Model::set_prune(PruneOptions p, const std::string& sparsity_name) {
   prune_ = std::move(p);
   // Column copies (backend::Linear::columns) of the matrices whose input
   // pruning zeroes, for decoding that skips the zeroed inputs' weights.
-  if (const Sparsity* s = prune_.sparsity.get())
+  // The head's copy (head_threshold > 0) is of the output matrix only: with
+  // tied embeddings the lookup keeps reading token_embd's view.
+  if (const Sparsity* s = prune_.sparsity.get()) {
+    if (s->head_threshold > 0) backend_->prepare_columns(weights_.output);
     for (int64_t l = 0; l < config_.n_layer; ++l) {
       LayerWeights& lw = weights_.layers[static_cast<size_t>(l)];
       auto cols = [&](Tap t, std::initializer_list<backend::Linear*> ws) {
@@ -122,6 +125,7 @@ void Model::set_prune(PruneOptions p, const std::string& sparsity_name) {
       cols(Tap::kFfnIn, {&lw.ffn_gate, &lw.ffn_up});
       cols(s->ffn_rule == FfnRule::kCats ? Tap::kGate : Tap::kDownIn, {&lw.ffn_down});
     }
+  }
 }
 
 size_t Model::column_bytes() const {

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 
 #include "base/error.h"
 #include "base/mapped_file.h"
@@ -14,6 +15,7 @@ namespace slm::model {
 namespace {
 
 constexpr const char* kThresholds = "sparsity.thresholds";
+constexpr const char* kHeadThreshold = "sparsity.head_threshold";
 constexpr int64_t kMaxLayers = 1 << 16;
 
 struct Fnv {
@@ -39,6 +41,8 @@ std::string_view tap_name(Tap t) {
       return "down_in";
     case Tap::kGate:
       return "gate";
+    case Tap::kHeadIn:
+      return "head_in";
   }
   return "?";
 }
@@ -111,6 +115,12 @@ Sparsity Sparsity::parse(std::span<const uint8_t> bytes, const std::string& name
                    " tap " + std::string(tap_name(static_cast<Tap>(k))) +
                    " is not a finite non-negative number");
     }
+  // Optional (files calibrated before head pruning have no such key).
+  if (const auto head = file->get_float(kHeadThreshold)) {
+    if (!std::isfinite(*head) || *head < 0 || *head > std::numeric_limits<float>::max())
+      throw fail(std::string("key '") + kHeadThreshold + "' must be a finite non-negative number");
+    s.head_threshold = static_cast<float>(*head);
+  }
   return s;
 }
 
@@ -137,6 +147,8 @@ static gguf::Writer writer(const Sparsity& s) {
   w.add_string("sparsity.ffn_rule", s.ffn_rule == FfnRule::kCats ? "cats" : "teal");
   w.add_string("sparsity.base_hash", s.base_hash);
   w.add_u32("sparsity.n_layer", static_cast<uint32_t>(s.thresholds.size()));
+  // Written only when set, so a file without head pruning reads as before.
+  if (s.head_threshold > 0) w.add_f32(kHeadThreshold, s.head_threshold);
   const auto* p = reinterpret_cast<const uint8_t*>(s.thresholds.data());
   w.add_tensor(kThresholds, DType::F32, {kNumTaps, static_cast<int64_t>(s.thresholds.size())},
                std::span<const uint8_t>(p, s.thresholds.size() * sizeof(s.thresholds[0])));

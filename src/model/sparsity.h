@@ -11,6 +11,9 @@
 //   sparsity.base_hash  str   weights_hash() of the base model
 //   sparsity.n_layer    u32
 //   sparsity.thresholds F32 tensor [kNumTaps, n_layer]: row l = layer l's taps
+//   sparsity.head_threshold f32 (optional) the threshold of the output
+//                             matrix's input (the final norm's output); files
+//                             without it (older ones) leave the head dense
 // Thread-safety: immutable after load, shared by every session.
 #pragma once
 
@@ -32,10 +35,12 @@ namespace slm::model {
 class Model;
 
 // The tapped inputs of a layer: attention input (of q/k/v), o-proj input, FFN
-// input (of gate/up), down-proj input, and the gate's activation |act(gate)|.
-enum class Tap : uint8_t { kAttnIn, kOIn, kFfnIn, kDownIn, kGate };
-constexpr int kNumTaps = 5;
-std::string_view tap_name(Tap t);  // "attn_in", "o_in", "ffn_in", "down_in", "gate"
+// input (of gate/up), down-proj input, and the gate's activation |act(gate)|;
+// then the model's one tap after the layers, the output matrix's input
+// (kHeadIn, seen with layer = n_layer; not one of a layer's kNumTaps).
+enum class Tap : uint8_t { kAttnIn, kOIn, kFfnIn, kDownIn, kGate, kHeadIn };
+constexpr int kNumTaps = 5;        // per layer
+std::string_view tap_name(Tap t);  // "attn_in", "o_in", "ffn_in", "down_in", "gate", "head_in"
 
 enum class FfnRule : uint8_t { kTeal, kCats };
 
@@ -44,6 +49,8 @@ struct Sparsity {
   FfnRule ffn_rule = FfnRule::kTeal;
   std::string base_hash;
   std::vector<std::array<float, kNumTaps>> thresholds;  // [n_layer][tap], each >= 0
+  // The output matrix's input (final-norm output [n_embd]); 0: not pruned.
+  float head_threshold = 0;
 
   float threshold(int64_t layer, Tap t) const {
     return thresholds[static_cast<size_t>(layer)][static_cast<size_t>(t)];

@@ -314,6 +314,20 @@ TEST(Run, PruneCalibrateThenSparsity) {
   ASSERT_EQ(zero.code, 0) << zero.err;
   EXPECT_EQ(zero.out, dense.out);
   EXPECT_EQ(run_slm(cmd + " --sparsity " + sh_quote(s25)).code, 0);
+  // --head-sparsity prunes the output matrix's input too: a file with the
+  // head's threshold runs and decodes differently; out of range is a usage error.
+  const std::string sh = temp_dir() + "/sh.gguf";
+  const CmdResult ch = run_slm("prune calibrate --model " + stories() + " --data " + text +
+                               " --sparsity 0 --head-sparsity 0.5 -o " + sh_quote(sh) + " -t 1");
+  ASSERT_EQ(ch.code, 0) << ch.err;
+  EXPECT_NE(ch.err.find("head 0.50"), std::string::npos) << ch.err;
+  const CmdResult head = run_slm(cmd + " --sparsity " + sh_quote(sh));
+  ASSERT_EQ(head.code, 0) << head.err;
+  EXPECT_NE(head.out, dense.out);
+  EXPECT_EQ(run_slm("prune calibrate --model " + stories() + " --data " + text +
+                    " --head-sparsity 1 -o " + sh_quote(sh) + " -t 1")
+                .code,
+            2);
   const CmdResult other = run_slm("run --model " + sh_quote(fixture("models/tiny-llama.gguf")) +
                                   " -p hi -n 2 --sparsity " + sh_quote(s25));
   EXPECT_EQ(other.code, 1);

@@ -13,6 +13,8 @@
 #include "base/error.h"
 #include "base/thread_pool.h"
 #include "common/fixtures.h"
+#include "gguf/writer.h"
+#include "kernels/kernels.h"
 #include "model/calibrate.h"
 #include "model/forward.h"
 #include "model/model.h"
@@ -59,6 +61,69 @@ void set_sparsity(model::Model& m, model::Sparsity s) {
   model::PruneOptions p;
   p.sparsity = std::make_shared<const model::Sparsity>(std::move(s));
   m.set_prune(p);
+}
+
+// The keys and tensor of a sparsity file as written before head pruning
+// (Sparsity::to_bytes' layout without sparsity.head_threshold).
+gguf::Writer head_writer(const model::Sparsity& s) {
+  gguf::Writer w;
+  w.add_string("general.type", "sparsity");
+  w.add_f32("sparsity.level", s.level);
+  w.add_string("sparsity.ffn_rule", s.ffn_rule == model::FfnRule::kCats ? "cats" : "teal");
+  w.add_string("sparsity.base_hash", s.base_hash);
+  w.add_u32("sparsity.n_layer", static_cast<uint32_t>(s.thresholds.size()));
+  const auto* p = reinterpret_cast<const uint8_t*>(s.thresholds.data());
+  w.add_tensor("sparsity.thresholds", DType::F32,
+               {model::kNumTaps, static_cast<int64_t>(s.thresholds.size())},
+               std::span<const uint8_t>(p, s.thresholds.size() * sizeof(s.thresholds[0])));
+  return w;
+}
+
+// Every row's input of the output matrix (the final norm's output) as the
+// forward pass shows it to a tap: [rows][n_embd].
+struct HeadInputs final : model::ActivationTap {
+  std::vector<float> rows;
+  void on_activation(int64_t, model::Tap t, const float* x, int64_t n, int64_t width) override {
+    if (t == model::Tap::kHeadIn) rows.assign(x, x + n * width);
+  }
+};
+
+// Logits of every row of tokens fed as one step ([rows][n_vocab]), and the
+// head's inputs that step saw.
+std::vector<float> step_logits(const model::Model& m, const std::vector<int32_t>& tokens,
+                               HeadInputs* tap = nullptr) {
+  model::Session s(m, {});
+  model::Scratch scratch(m.config(), static_cast<int64_t>(tokens.size()));
+  scratch.set_tap(tap);
+  ThreadPool pool(2);
+  std::vector<float> out(tokens.size() * static_cast<size_t>(m.config().n_vocab));
+  const model::SeqChunk chunk{&s, tokens, out.data(), true, nullptr, nullptr};
+  model::forward(m, std::span<const model::SeqChunk>(&chunk, 1), scratch, pool);
+  return out;
+}
+
+// The reference of head pruning: the dense model's head inputs with every
+// |x| < thr set to zero, through the output matrix by the dense kernels.
+std::vector<float> zeroed_head_reference(const model::Model& dense,
+                                         const std::vector<int32_t>& tokens, float thr,
+                                         double* share_zeroed) {
+  HeadInputs h;
+  step_logits(dense, tokens, &h);
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  EXPECT_EQ(h.rows.size(), static_cast<size_t>(n * dense.config().n_embd));
+  size_t z = 0;
+  for (float& v : h.rows)
+    if (std::fabs(v) < thr) {
+      v = 0;
+      ++z;
+    }
+  *share_zeroed = static_cast<double>(z) / static_cast<double>(h.rows.size());
+  std::vector<float> ref(static_cast<size_t>(n * dense.config().n_vocab));
+  ThreadPool pool(2);
+  backend::Workspace ws;
+  ws.pool = &pool;
+  dense.backend().linear(dense.weights().output, h.rows.data(), n, ref.data(), ws);
+  return ref;
 }
 
 TEST(Sparsity, ZeroThresholdsAreBitIdenticalToDense) {
@@ -159,7 +224,9 @@ TEST(Sparsity, BatchedDecodeStepPrunesEachRowOnItsOwn) {
   ThreadPool pool(2);
   model::CalibrateOptions o;
   o.sparsity = 0.5f;
+  o.head_sparsity = 0.5f;  // the head's inputs too, each row by its own
   set_sparsity(*m, model::calibrate(*m, some_tokens(32, 64), o, pool));
+  ASSERT_GT(m->prune().sparsity->head_threshold, 0.0f);
   const int64_t n_vocab = m->config().n_vocab;
   constexpr int kSeqs = 3;
   model::SessionOptions so;
@@ -278,6 +345,61 @@ TEST(Sparsity, RefusesBadValuesNamingThem) {
   EXPECT_THROW(model::Sparsity::parse(s.to_bytes(), "bad.gguf"), Error);
   // A model file is not a sparsity file.
   EXPECT_THROW(model::Sparsity::parse(a.gguf, "model.gguf"), Error);
+  // The head's threshold: negative, infinite, NaN or not a number at all.
+  s.thresholds[0][2] = 0.1f;
+  for (const float bad : {-0.5f, INFINITY, NAN}) {
+    gguf::Writer w = head_writer(s);
+    w.add_f32("sparsity.head_threshold", bad);
+    try {
+      model::Sparsity::parse(w.to_bytes(), "bad.gguf");
+      FAIL() << bad;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("sparsity.head_threshold"), std::string::npos)
+          << e.what();
+      EXPECT_NE(std::string(e.what()).find("bad.gguf"), std::string::npos) << e.what();
+    }
+  }
+  gguf::Writer w = head_writer(s);
+  w.add_string("sparsity.head_threshold", "0.5");
+  EXPECT_THROW(model::Sparsity::parse(w.to_bytes(), "bad.gguf"), Error);
+}
+
+// A file written before head pruning existed (the keys and tensor only, no
+// sparsity.head_threshold) still loads, prunes the layers as before and
+// leaves the head dense: no head copy, and the same logits as a file whose
+// head threshold is 0.
+TEST(Sparsity, OldFormatFileStillLoadsWithADenseHead) {
+  const model::SynthShape shape{"t", "llama", 2, 64, 4, 2, 0, 96, 320, 64, 1e4f, 1e-5f, true};
+  ThreadPool pool(2);
+  const std::vector<uint8_t> bytes = model::synth_bytes(shape, "Q8_0", 3, pool);
+  const auto tokens = some_tokens(12, 320);
+  const auto cal = model::Model::from_file(gguf::File::parse(bytes, "q.gguf"));
+  model::CalibrateOptions o;
+  o.sparsity = 0.4f;
+  o.head_sparsity = 0.4f;
+  const model::Sparsity now = model::calibrate(*cal, tokens, o, pool);
+  ASSERT_GT(now.head_threshold, 0.0f);
+  const std::vector<uint8_t> old_file = head_writer(now).to_bytes();  // what the old writer wrote
+  const model::Sparsity old = model::Sparsity::parse(old_file, "old.gguf");
+  EXPECT_EQ(old.thresholds, now.thresholds);
+  EXPECT_EQ(old.head_threshold, 0.0f);
+  model::Sparsity no_head = now;
+  no_head.head_threshold = 0;
+  EXPECT_EQ(no_head.to_bytes(), old_file);  // a file without head pruning is the old format
+  auto run = [&](const model::Sparsity& sp, size_t* column_bytes) {
+    const auto m = model::Model::from_file(gguf::File::parse(bytes, "q.gguf"));
+    set_sparsity(*m, sp);
+    *column_bytes = m->column_bytes();
+    return logits(*m, tokens, 1);
+  };
+  size_t old_bytes = 0, zero_bytes = 0, head_bytes = 0;
+  const std::vector<float> a = run(old, &old_bytes), b = run(no_head, &zero_bytes);
+  const std::vector<float> c = run(now, &head_bytes);
+  EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float)));
+  EXPECT_EQ(old_bytes, zero_bytes);
+  // The head's copy: Q8_0 [n_vocab, n_embd] as Q8_0 columns, 34 bytes per 32 weights.
+  EXPECT_EQ(head_bytes - old_bytes, static_cast<size_t>(320 / 32 * 34 * 64));
+  EXPECT_NE(0, std::memcmp(a.data(), c.data(), a.size() * sizeof(float)));
 }
 
 // Fuzz-style: every truncation and many random corruptions of a valid file
@@ -285,15 +407,18 @@ TEST(Sparsity, RefusesBadValuesNamingThem) {
 TEST(Sparsity, FuzzedFilesGiveOneErrorNeverACrash) {
   const SynthModel a = make_synth({});
   const auto m = load(a);
-  const model::Sparsity orig = uniform(*m, 0.3f);
+  model::Sparsity orig = uniform(*m, 0.3f);
+  orig.head_threshold = 0.2f;  // the optional key is fuzzed too
   const std::vector<uint8_t> good = orig.to_bytes();
   auto try_parse = [&](const std::vector<uint8_t>& bytes, bool must_match) {
     try {
       const model::Sparsity s = model::Sparsity::parse(bytes, "fuzz.gguf");
       for (const auto& layer : s.thresholds)
         for (const float t : layer) EXPECT_TRUE(std::isfinite(t) && t >= 0);
+      EXPECT_TRUE(std::isfinite(s.head_threshold) && s.head_threshold >= 0);
       if (must_match) {
         EXPECT_EQ(s.thresholds, orig.thresholds);
+        EXPECT_EQ(s.head_threshold, orig.head_threshold);
       }
       return 0;
     } catch (const Error&) {
@@ -315,6 +440,117 @@ TEST(Sparsity, FuzzedFilesGiveOneErrorNeverACrash) {
     for (int k = 0; k < flips; ++k) bad[rng() % bad.size()] = static_cast<uint8_t>(rng());
     try_parse(bad, false);
   }
+}
+
+// Head pruning alone (layer thresholds 0, so the head's inputs are the
+// dense model's): the logits equal the zeroed inputs' product by the dense
+// output matrix bit for bit (F32: every row goes through the dense kernels),
+// and the step counts what the head zeroed.
+TEST(Sparsity, HeadPruningMatchesZeroedInputsThroughTheDenseHead) {
+  const SynthModel sm = make_synth({});
+  const auto tokens = some_tokens(20, 64);
+  const auto dense = load(sm);
+  const auto m = load(sm);
+  ThreadPool pool(2);
+  model::CalibrateOptions o;
+  o.sparsity = 0;  // layers dense
+  o.head_sparsity = 0.5f;
+  model::Sparsity sp = model::calibrate(*m, tokens, o, pool);
+  for (const auto& layer : sp.thresholds)
+    for (const float t : layer) ASSERT_EQ(t, 0.0f);
+  ASSERT_GT(sp.head_threshold, 0.0f);
+  set_sparsity(*m, sp);
+  double share = 0;
+  const std::vector<float> want = zeroed_head_reference(*dense, tokens, sp.head_threshold, &share);
+  EXPECT_NEAR(share, 0.5, 0.06);  // calibrated on these tokens: the quantile's share
+  const std::vector<float> got = step_logits(*m, tokens);
+  ASSERT_EQ(got.size(), want.size());
+  EXPECT_EQ(0, std::memcmp(got.data(), want.data(), want.size() * sizeof(float)));
+  const std::vector<float> unpruned = step_logits(*dense, tokens);
+  EXPECT_NE(0, std::memcmp(got.data(), unpruned.data(), got.size() * sizeof(float)));
+  // One token per step (decoding: one row through the head at a time).
+  const std::vector<float> per_token = logits(*m, tokens, 1);
+  ASSERT_EQ(per_token.size(), want.size());
+  EXPECT_EQ(0, std::memcmp(per_token.data(), want.data(), want.size() * sizeof(float)));
+}
+
+// The same through the head's column copy: a tied Q8_0 output matrix (the
+// embedding table, whose lookup keeps reading the original) decoded one
+// token at a time reads only the kept inputs' columns. It agrees with the
+// reference up to the summation order and the dense kernels' Q8 activations,
+// far closer than pruning moves the logits.
+TEST(Sparsity, HeadColumnCopyMatchesZeroedInputsReference) {
+  const model::SynthShape shape{"t", "llama", 2, 256, 4, 2, 0, 256, 320, 64, 1e4f, 1e-5f, true};
+  for (const std::string mix : {"Q8_0", "Q4_0", "Q4_K_M"}) {
+    ThreadPool pool(2);
+    const std::vector<uint8_t> bytes = model::synth_bytes(shape, mix, 5, pool);
+    const auto dense = model::Model::from_file(gguf::File::parse(bytes, "q.gguf"));
+    const auto m = model::Model::from_file(gguf::File::parse(bytes, "q.gguf"));
+    const auto tokens = some_tokens(16, 320);
+    model::CalibrateOptions o;
+    o.sparsity = 0;
+    o.head_sparsity = 0.5f;
+    const model::Sparsity sp = model::calibrate(*m, tokens, o, pool);
+    set_sparsity(*m, sp);
+    EXPECT_GT(m->column_bytes(), 0u) << mix << ": no head copy";
+    double share = 0;
+    const std::vector<float> want =
+        zeroed_head_reference(*dense, tokens, sp.head_threshold, &share);
+    const std::vector<float> unpruned = step_logits(*dense, tokens);
+    const size_t V = 320;
+    const std::vector<float> got = logits(*m, tokens, 1);  // a step per token: the copy
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t t = 0; t < tokens.size(); ++t) {
+      double diff = 0, drift = 0, scale = 0;
+      for (size_t j = 0; j < V; ++j) {
+        diff += std::fabs(got[t * V + j] - want[t * V + j]);
+        drift += std::fabs(want[t * V + j] - unpruned[t * V + j]);
+        scale += std::fabs(unpruned[t * V + j]);
+      }
+      EXPECT_GT(drift, 0.0) << mix << " row " << t;
+      EXPECT_LT(diff, 0.1 * drift) << mix << " row " << t;
+      EXPECT_LT(diff, 0.02 * scale) << mix << " row " << t;
+    }
+  }
+}
+
+// A row that keeps more of the head's inputs than its column copy pays for
+// (ColumnMatrix::pays_below: 70% for a Q8_0 copy) goes through the dense
+// output matrix: one token per step equals the zeroed inputs' rows through
+// the dense kernels one at a time, bit for bit, although the copy exists.
+TEST(Sparsity, HeadRowsKeepingMostInputsUseTheDenseKernels) {
+  const model::SynthShape shape{"t", "llama", 2, 256, 4, 2, 0, 256, 320, 64, 1e4f, 1e-5f, true};
+  ThreadPool pool(2);
+  const std::vector<uint8_t> bytes = model::synth_bytes(shape, "Q8_0", 5, pool);
+  const auto dense = model::Model::from_file(gguf::File::parse(bytes, "q.gguf"));
+  const auto m = model::Model::from_file(gguf::File::parse(bytes, "q.gguf"));
+  const auto tokens = some_tokens(16, 320);
+  model::CalibrateOptions o;
+  o.sparsity = 0;
+  o.head_sparsity = 0.1f;
+  const model::Sparsity sp = model::calibrate(*m, tokens, o, pool);
+  set_sparsity(*m, sp);
+  ASSERT_GT(m->column_bytes(), 0u);
+  HeadInputs h;
+  step_logits(*dense, tokens, &h);
+  const int64_t E = dense->config().n_embd, V = dense->config().n_vocab;
+  const double below = kernels::ColumnMatrix::pays_below(dense->weights().output.view.type);
+  std::vector<float> want(static_cast<size_t>(V) * tokens.size());
+  backend::Workspace ws;
+  ws.pool = &pool;
+  for (size_t t = 0; t < tokens.size(); ++t) {
+    float* row = h.rows.data() + t * static_cast<size_t>(E);
+    int64_t kept = 0;
+    for (int64_t i = 0; i < E; ++i) {
+      if (std::fabs(row[i]) < sp.head_threshold) row[i] = 0;
+      kept += row[i] != 0;
+    }
+    ASSERT_GE(static_cast<double>(kept), below * static_cast<double>(E)) << "row " << t;
+    dense->backend().linear(dense->weights().output, row, 1, want.data() + t * V, ws);
+  }
+  const std::vector<float> got = logits(*m, tokens, 1);
+  ASSERT_EQ(got.size(), want.size());
+  EXPECT_EQ(0, std::memcmp(got.data(), want.data(), want.size() * sizeof(float)));
 }
 
 // MoE expert skipping against references: K = n_expert_used and P = 0 are
