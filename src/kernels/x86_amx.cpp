@@ -36,6 +36,7 @@
 
 #include "kernels/blocks.h"
 #include "kernels/internal.h"
+#include "kernels/x86_amx_tile.h"
 #include "kernels/x86_avx512_legacy_block.h"
 
 namespace slm::kernels {
@@ -47,24 +48,6 @@ using avx512_legacy::kScaleBytes;
 // rows (K / 4) x 64 bytes (16 rows x 4); activations (A) in tmm1 / tmm4, nt
 // rows (tokens) x 32 bytes; sums (C) in tmm2 / tmm5, nt rows x 16 int32.
 
-// The 64-byte operand of LDTILECFG (palette 1).
-struct alignas(64) TileConfig {
-  uint8_t palette = 1;
-  uint8_t start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
-static_assert(sizeof(TileConfig) == 64);
-
-// GCC 12's tile intrinsics tell the compiler of no memory they read (LDTILECFG
-// names 8 of its 64 bytes, TILELOADD none), so the stores that fill a buffer
-// for them could be dropped or sunk past them: this barrier, with the
-// buffer's address escaping into it, makes them land first.
-inline void written_for_tiles(const void* p) {
-  __asm__ volatile("" : : "r"(p) : "memory");
-}
-
 // LDTILECFG costs about as much as a few blocks' tile work, so each thread
 // keeps its configuration between calls and loads a new one only when the
 // token count changes. The tile state is this thread's (no other code of
@@ -73,7 +56,7 @@ void configure(int nt) {
   thread_local int configured = 0;
   if (configured == nt) return;
   configured = nt;
-  TileConfig cfg;
+  amx::TileConfig cfg;
   for (int set = 0; set < 2; ++set) {
     cfg.rows[3 * set] = 8;
     cfg.colsb[3 * set] = 64;
@@ -82,7 +65,7 @@ void configure(int nt) {
     cfg.rows[3 * set + 2] = static_cast<uint8_t>(nt);
     cfg.colsb[3 * set + 2] = 64;
   }
-  written_for_tiles(&cfg);
+  amx::tile_memory(&cfg);
   _tile_loadconfig(&cfg);
 }
 
@@ -126,7 +109,7 @@ struct Rows {
     int8_t* buf = panel[slot];
     for (int t = 0; t < kNt; ++t)
       std::memcpy(buf + t * kQK32, static_cast<const BlockQ8_0*>(act[t].q)[b].qs, kQK32);
-    written_for_tiles(buf);
+    amx::tile_memory(buf);
     return buf;
   }
   float d(int t, int64_t b) const {
@@ -179,7 +162,13 @@ enum class Weights { kRing, kFill, kReady };
     _tile_zero(TC);                                           \
     DP(TC, TA, TB);                                           \
   } while (0)
-#define SLM_AMX_STORE(TC, sums) _tile_stored(TC, sums, 64)
+// The barrier: the float steps read sums kLag blocks later, after stores
+// the compiler does not know of (x86_amx_tile.h).
+#define SLM_AMX_STORE(TC, sums) \
+  do {                          \
+    _tile_stored(TC, sums, 64); \
+    amx::tile_memory(sums);     \
+  } while (0)
 
 // Two blocks in flight on the tile unit (tiles 0-2 and 3-5), each block's
 // float steps kLag blocks behind its tile ops, so they run beside the tile
@@ -210,15 +199,10 @@ void tile(int64_t nb, const uint8_t* group, Src& src, float* y, int64_t ldy, int
       uint8_t* buf = ws + b * kWBytes;
       const __m512i offset = _mm512_set1_epi8(static_cast<char>(packed_quant_offset(kType)));
       __m512i w[8];
-      if constexpr (kType == DType::Q8_0) {
-#pragma GCC unroll 8
-        for (int k = 0; k < 8; ++k) w[k] = _mm512_loadu_si512(blk + kQsOffset + 64 * k);
-      } else {
-        avx512_legacy::unpack_nibble_words<kType>(blk, w);
-      }
+      avx512_legacy::weight_words<kType>(blk, w);
 #pragma GCC unroll 8
       for (int k = 0; k < 8; ++k) _mm512_store_si512(buf + 64 * k, _mm512_sub_epi8(w[k], offset));
-      written_for_tiles(buf);
+      amx::tile_memory(buf);
     } else if constexpr (kW == Weights::kRing && kType != DType::Q8_0) {
       uint8_t* buf = wbuf[b & 3];
       // Tile B rows: w[k] holds elements 4k.., w[4 + k] 16 + 4k..
@@ -226,7 +210,7 @@ void tile(int64_t nb, const uint8_t* group, Src& src, float* y, int64_t ldy, int
       avx512_legacy::unpack_nibble_words<kType>(blk, w);
 #pragma GCC unroll 8
       for (int k = 0; k < 8; ++k) _mm512_store_si512(buf + 64 * k, w[k]);
-      written_for_tiles(buf);
+      amx::tile_memory(buf);
     }
   };
   // Block b's weights as tile B rows (kRing Q8_0: in place); unpacks block b + 2.

@@ -35,6 +35,7 @@
 
 #include "kernels/blocks.h"
 #include "kernels/internal.h"
+#include "kernels/x86_amx_tile.h"
 
 namespace slm::kernels {
 namespace {
@@ -49,28 +50,10 @@ constexpr int64_t kK4Sc = 2 * kScaleBytes, kK4M = kK4Sc + 8 * kPackRows,
                   kK4Qs = kK4M + 8 * kPackRows;
 constexpr int64_t kK4Bytes = kK4Qs + kPackRows * kQKK / 2;
 
-// The compiler knows of no memory the tile intrinsics read or write (GCC 12:
-// LDTILECFG / STTILECFG name 8 of their 64 bytes, TILELOADD / TILESTORED
-// none): a barrier, with the buffer's address escaping into it, orders plain
-// loads and stores against them.
-inline void tile_memory(const void* p) {
-  __asm__ volatile("" : : "r"(p) : "memory");
-}
-
-// The 64-byte operand of LDTILECFG (palette 1).
-struct alignas(64) TileConfig {
-  uint8_t palette = 1;
-  uint8_t start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
-static_assert(sizeof(TileConfig) == 64);
-
 // Q4_K's: A = nt rows x 64 bytes in tiles 0-1, B = 16 rows x 64 bytes in
 // tiles 2-3, four sums C = nt rows x 64 bytes in tiles 4-7.
-TileConfig q4_k_config(int nt) {
-  TileConfig cfg;
+amx::TileConfig q4_k_config(int nt) {
+  amx::TileConfig cfg;
   for (int i = 0; i < 8; ++i) {
     cfg.rows[i] = static_cast<uint8_t>(i == 2 || i == 3 ? 16 : nt);
     cfg.colsb[i] = 64;
@@ -82,25 +65,25 @@ TileConfig q4_k_config(int nt) {
 // already; a different one found loaded is put back at the end.
 class TileScope {
  public:
-  explicit TileScope(const TileConfig& want) {
+  explicit TileScope(const amx::TileConfig& want) {
     _tile_storeconfig(&saved_);
-    tile_memory(&saved_);
+    amx::tile_memory(&saved_);
     if (std::memcmp(&saved_, &want, sizeof want) == 0) return;
-    tile_memory(&want);
+    amx::tile_memory(&want);
     _tile_loadconfig(&want);
     // Nothing configured before (palette 0): keep ours, nobody relies on it.
     restore_ = saved_.palette != 0;
   }
   ~TileScope() {
     if (!restore_) return;
-    tile_memory(&saved_);
+    amx::tile_memory(&saved_);
     _tile_loadconfig(&saved_);
   }
   TileScope(const TileScope&) = delete;
   TileScope& operator=(const TileScope&) = delete;
 
  private:
-  TileConfig saved_;
+  amx::TileConfig saved_;
   bool restore_ = false;
 };
 
@@ -169,10 +152,10 @@ template <int kNt, int kPasses, int kSums, typename Unpack, typename Tiles, type
         a = reinterpret_cast<const uint8_t*>(panel_b);
         a_stride = kQKK;
       }
-      tile_memory(a);
+      amx::tile_memory(a);
       tiles(u, wslot, a, a_stride, sums[slot][p]);
     }
-    tile_memory(sums[slot]);
+    amx::tile_memory(sums[slot]);
     if (u + 2 < n_units) unpack(u + 2, static_cast<int>((u + 2) % kWeightSlots));
     if (u > 0) {
 #pragma GCC unroll 4
@@ -210,7 +193,7 @@ void tile_q4_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y,
     const uint8_t* blk = group + b * kK4Bytes;
     uint8_t(*bh)[kTileBytes] = wbuf[slot][0];
     uint8_t(*bl)[kTileBytes] = wbuf[slot][1];
-    tile_memory(bh);
+    amx::tile_memory(bh);
 #pragma GCC unroll 4
     for (int c = 0; c < 4; ++c) {
       // Lookup rows of windows 2c, 2c + 1: sh * 16 and sl * 16 per row lane.
@@ -239,7 +222,7 @@ void tile_q4_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y,
         }
       }
     }
-    tile_memory(bh);
+    amx::tile_memory(bh);
   };
   // Chunk c (windows 2c, 2c + 1: 64 values) is one product of K = 64: A
   // (tile c % 2) = the tokens' 64 quants, B = the windows' h (tile 2) or l

@@ -47,4 +47,16 @@ inline __attribute__((always_inline)) void unpack_nibble_words(const uint8_t* bl
   }
 }
 
+// Any of the three types' block as 8 words of unsigned weights in
+// unpack_nibble_words' order (Q8_0's quants stored biased, as they are).
+template <DType kType>
+inline __attribute__((always_inline)) void weight_words(const uint8_t* blk, __m512i w[8]) {
+  if constexpr (kType == DType::Q8_0) {
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; ++k) w[k] = _mm512_loadu_si512(blk + Block<kType>::kQsOffset + 64 * k);
+  } else {
+    unpack_nibble_words<kType>(blk, w);
+  }
+}
+
 }  // namespace slm::kernels::avx512_legacy

@@ -90,18 +90,12 @@ template <int kNt>
 // bytes kActOffset[k].
 template <DType kType, int kNt>
 void tile(int64_t nb, const uint8_t* group, const PackedAct* act, float* y, int64_t ldy, int nr) {
-  constexpr int64_t kQsOffset = avx512_legacy::Block<kType>::kQsOffset;
   constexpr int64_t kBlockBytes = avx512_legacy::Block<kType>::kBytes;
   auto block = [&](const uint8_t* blk, int64_t b, __m512* acc) __attribute__((always_inline)) {
     const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk)));
     // w[k] pairs with activation bytes 4k..4k+3 of the block.
     __m512i w[8];
-    if constexpr (kType == DType::Q8_0) {
-#pragma GCC unroll 8
-      for (int k = 0; k < 8; ++k) w[k] = _mm512_loadu_si512(blk + kQsOffset + 64 * k);
-    } else {
-      avx512_legacy::unpack_nibble_words<kType>(blk, w);
-    }
+    avx512_legacy::weight_words<kType>(blk, w);
 #pragma GCC unroll 8
     for (int t = 0; t < kNt; ++t) {
       const int8_t* q = static_cast<const BlockQ8_0*>(act[t].q)[b].qs;
