@@ -39,9 +39,11 @@ void to_floats(const gguf::TensorInfo& t, float* dst) {
 std::string FullParams::unsupported_reason(const model::Model& m) {
   const model::ModelConfig& c = m.config();
   const auto check = [&](const model::TensorSpec& s, int64_t il) -> std::string {
-    if (s.kind == model::Kind::kExperts || s.kind == model::Kind::kFused)
+    // No family the trainer runs has a fused matrix (Phi-3's attn_qkv): left
+    // refused until one does, so that its binding gets a gradient test.
+    if (s.kind == model::Kind::kFused)
       return "tensor '" + model::tensor_name(s, il) +
-             "' (experts or a fused matrix) cannot be trained in full yet; train a LoRA adapter "
+             "' (a fused matrix) cannot be trained in full yet; train a LoRA adapter "
              "(finetune without --full) instead";
     const gguf::TensorInfo* t = m.file().find_tensor(model::tensor_name(s, il));
     if (t == nullptr || trainable_type(t->type)) return "";
@@ -101,10 +103,11 @@ FullParams::FullParams(const model::Model& model) : model_(model) {
       v.resize(static_cast<size_t>(t->n_elements()));
       to_floats(*t, v.data());
       if (label == "rope") return;  // frequency divisors: not a weight
-      index_[&v] = add(name, label, shape, t->type, v);
+      index_[&v] = {add(name, label, shape, t->type, v), 0};
       return;
     }
-    // The embedding table or a matrix: an owned master [rows][cols].
+    // The embedding table, a matrix or an expert stack: an owned master
+    // [rows][cols] ([n_expert][rows][cols] for a stack).
     const size_t i = add(name, label, shape, t->type, {});
     FullTensor& ft = tensors_[i];
     ft.own.resize(static_cast<size_t>(t->n_elements()));
@@ -115,12 +118,27 @@ FullParams::FullParams(const model::Model& model) : model_(model) {
                                    t->n_elements() / t->ne[0], t->ne[0]};
     if (s.kind == model::Kind::kTable) {
       live_.*s.global_table = view;
-      index_[&(live_.*s.global_table)] = i;
+      index_[&(live_.*s.global_table)] = {i, 0};
+    } else if (s.kind == model::Kind::kExperts && lw != nullptr) {
+      // One Linear per expert slice [rows = ne[1]][cols = ne[0]], its
+      // gradient the same slice of the stack's gradient. The vector is sized
+      // once here, so the Linears' addresses (the index's keys) stay put.
+      const int64_t rows = t->ne[1], cols = t->ne[0], per = rows * cols;
+      std::vector<backend::Linear>& ex = lw->*s.experts;
+      ex.clear();
+      ex.resize(static_cast<size_t>(t->n_elements() / per));
+      for (size_t x = 0; x < ex.size(); ++x) {
+        const size_t off = x * static_cast<size_t>(per);
+        ex[x].view = backend::MatrixView{
+            DType::F32, reinterpret_cast<const uint8_t*>(ft.own.data() + off), rows, cols};
+        ex[x].role = s.role;
+        index_[&ex[x]] = {i, off};
+      }
     } else {
       backend::Linear& l = lw != nullptr ? lw->*s.matrix : live_.*s.global_matrix;
       l.view = view;
       l.role = s.role;
-      index_[&l] = i;
+      index_[&l] = {i, 0};
     }
   };
   for (const model::TensorSpec& s : c.family->globals) bind(s, -1);
@@ -144,7 +162,8 @@ void FullParams::init_scratch(uint64_t seed, float std) {
     } else if (t.label == "bias") {
       std::fill(t.value.begin(), t.value.end(), 0.0f);
     } else {
-      std::normal_distribution<float> d(0.0f, t.label == "o" || t.label == "down" ? resid : std);
+      const bool residual = t.label == "o" || t.label == "down" || t.label == "down experts";
+      std::normal_distribution<float> d(0.0f, residual ? resid : std);
       for (float& x : t.value) x = d(rng);
     }
   }

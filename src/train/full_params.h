@@ -1,7 +1,9 @@
 // Trainable full weights for `slm finetune --full` and `slm train`: an F32
-// master copy of every weight of a dense llama-family model (token embedding,
-// every norm, every matrix including the output, q/k/v biases where present)
-// with a gradient buffer of the same shape, and a ModelWeights whose views
+// master copy of every weight of a llama-family model (token embedding,
+// every norm, every matrix including the output and a mixture's router,
+// q/k/v biases where present, expert stacks [n_expert][rows][cols] whose
+// per-expert Linears view their slices) with a gradient buffer of the same
+// shape, and a ModelWeights whose views
 // point at the masters, so the Trainer's forward reads the weights being
 // trained (matrices unprepared F32: no repacked copy to keep in sync).
 // params()/grads()/names() list the tensors in one order (for the optimizer
@@ -52,11 +54,13 @@ class FullParams {
 
   // The weights the forward reads: views over the masters.
   const model::ModelWeights& weights() const { return live_; }
-  // The gradient buffer of a weight of weights() (a Linear, a norm or bias
-  // vector, or the token embedding's MatrixView), or nullptr.
+  // The gradient buffer of a weight of weights() (a Linear, an expert's
+  // Linear, a norm or bias vector, or the token embedding's MatrixView),
+  // shaped as that weight, or nullptr.
   float* grad_of(const void* weight) {
     const auto it = index_.find(weight);
-    return it == index_.end() ? nullptr : tensors_[it->second].grad.data();
+    return it == index_.end() ? nullptr
+                              : tensors_[it->second.tensor].grad.data() + it->second.offset;
   }
 
   // Initialisation from scratch (`slm train`): matrices and the embedding
@@ -84,7 +88,12 @@ class FullParams {
   const model::Model& model_;
   std::vector<FullTensor> tensors_;
   model::ModelWeights live_;
-  std::unordered_map<const void*, size_t> index_;
+  // A weight's tensor and where its values start in it (an expert's slice).
+  struct Slot {
+    size_t tensor = 0;
+    size_t offset = 0;
+  };
+  std::unordered_map<const void*, Slot> index_;
 };
 
 }  // namespace slm::train

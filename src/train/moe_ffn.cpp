@@ -6,6 +6,7 @@
 
 #include "base/thread_pool.h"
 #include "model/model.h"
+#include "train/full_params.h"
 #include "train/grad_ops.h"
 #include "train/linear_grad.h"
 #include "train/lora_params.h"
@@ -139,6 +140,21 @@ void MoeFfn::backward(const model::LayerWeights& lw, int64_t slot, const float* 
     lora_backward(*p, e, scale, in, &s.lu[j][sz(o * p->rank)], dy, mrows, din, lora_tmp_, wg_tmp_,
                   pool_);
   };
+  // dx (= or +=) dy W: full training's masters are plain F32 views; a frozen
+  // base is read in its prepared form (as the trainer's linear_bwd does).
+  const auto in_grad = [&](const backend::Linear& w, const float* dy, int64_t rows, float* dx,
+                           bool accumulate) {
+    if (full_ != nullptr)
+      input_grad(w.view, dy, rows, dx, accumulate, pool_);
+    else
+      input_grad(be_, w, dy, rows, dx, accumulate, pool_);
+  };
+  // dW += dy^T x over `rows` rows, when w is being trained.
+  const auto w_grad = [&](const backend::Linear& w, const float* dy, const float* x, int64_t rows) {
+    if (full_ == nullptr) return;
+    if (float* g = full_->grad_of(&w))
+      weight_grad(dy, x, rows, w.rows(), w.cols(), g, wg_tmp_, pool_);
+  };
   std::fill(dxn, dxn + n * E_, 0.0f);
   for (int64_t e = 0; e < NE_; ++e) {
     const int64_t o = s.off[sz(e)], mrows = s.off[sz(e + 1)] - o;
@@ -156,19 +172,24 @@ void MoeFfn::backward(const model::LayerWeights& lw, int64_t slot, const float* 
       }
       dw_[sz(wi)] = static_cast<float>(dot);
     });
-    input_grad(be_, lw.down_exps[sz(e)], dy_.data(), mrows, dh_.data(), false, pool_);
-    if (st.p[0] != nullptr || st.p[1] != nullptr || st.p[2] != nullptr)
+    in_grad(lw.down_exps[sz(e)], dy_.data(), mrows, dh_.data(), false);
+    const bool lora_any = st.p[0] != nullptr || st.p[1] != nullptr || st.p[2] != nullptr;
+    if (lora_any || full_ != nullptr)
       for (int64_t i = 0; i < mrows; ++i)  // the expert's input rows again
         std::memcpy(&xin_[sz(i * E_)], xn + s.row[sz(o + i)] * E_, sz(E_) * sizeof(float));
-    if (st.p[2] != nullptr) {  // down's input, the same bits as the forward's
+    if (st.p[2] != nullptr || full_ != nullptr)  // down's input, the same bits as the forward's
       swiglu_fwd(&s.g[sz(o * ff_)], &s.u[sz(o * ff_)], mrows * ff_, h_.data());
-      lora_term(2, e, o, h_.data(), dy_.data(), mrows, dh_.data());
-    }
+    // Down's gradient from this expert's rows: dy_ already carries each
+    // row's routing weight.
+    w_grad(lw.down_exps[sz(e)], dy_.data(), h_.data(), mrows);
+    lora_term(2, e, o, h_.data(), dy_.data(), mrows, dh_.data());
     swiglu_bwd(&s.g[sz(o * ff_)], &s.u[sz(o * ff_)], dh_.data(), mrows * ff_, dg_.data(),
                du_.data());
-    input_grad(be_, lw.gate_exps[sz(e)], dg_.data(), mrows, dxe_.data(), false, pool_);
+    w_grad(lw.gate_exps[sz(e)], dg_.data(), xin_.data(), mrows);
+    w_grad(lw.up_exps[sz(e)], du_.data(), xin_.data(), mrows);
+    in_grad(lw.gate_exps[sz(e)], dg_.data(), mrows, dxe_.data(), false);
     lora_term(0, e, o, xin_.data(), dg_.data(), mrows, dxe_.data());
-    input_grad(be_, lw.up_exps[sz(e)], du_.data(), mrows, dxe_.data(), true, pool_);
+    in_grad(lw.up_exps[sz(e)], du_.data(), mrows, dxe_.data(), true);
     lora_term(1, e, o, xin_.data(), du_.data(), mrows, dxe_.data());
     for (int64_t i = 0; i < mrows; ++i) {
       float* dst = dxn + s.row[sz(o + i)] * E_;
@@ -181,7 +202,8 @@ void MoeFfn::backward(const model::LayerWeights& lw, int64_t slot, const float* 
     moe_route_bwd(&s.probs[sz(r * NE_)], NE_, &s.chosen[sz(r * K_)], &s.w[sz(r * K_)], K_,
                   renormalize_, &dw_[sz(r * K_)], &dp_[sz(r * NE_)], &dlogits_[sz(r * NE_)]);
   });
-  input_grad(be_, lw.gate_inp, dlogits_.data(), n, dxn, true, pool_);
+  in_grad(lw.gate_inp, dlogits_.data(), n, dxn, true);
+  w_grad(lw.gate_inp, dlogits_.data(), xn, n);
 }
 
 }  // namespace slm::train

@@ -1,7 +1,11 @@
 // The training forward and backward of a mixture-of-experts feed-forward
 // (model/forward.cpp's ffn_moe): router -> softmax -> top-k (optionally
 // renormalised) -> each chosen expert's SwiGLU FFN, weighted and summed.
-// The experts and the router are frozen; LoRA pairs on the expert stacks
+// The experts and the router are frozen, or (full training, set_full) are
+// FullParams' masters and get weight gradients: expert e's matrices only
+// from the rows routed to it, through their routing weights (the same
+// outer products as a dense matrix's, over those rows), the router from
+// every row through the routing. LoRA pairs on the expert stacks
 // (LoraParams' stacks, one pair per expert) add scale * B_e (A_e x) to
 // expert e's gate, up and down products, and each expert's pair gets
 // gradients only from the rows routed to it (weighted by their routing
@@ -32,6 +36,7 @@ struct LayerWeights;
 
 namespace slm::train {
 
+class FullParams;
 class LoraParams;
 struct LoraPairParams;
 
@@ -41,6 +46,10 @@ class MoeFfn {
   MoeFfn(const model::Model& model, LoraParams* lora, int64_t max_n, int64_t n_slots,
          ThreadPool& pool);
 
+  // Full training: the layers passed in are full's live weights (plain F32
+  // views), and their gradients accumulate into full's buffers.
+  void set_full(FullParams* full) { full_ = full; }
+
   // proj [n][n_embd] = sum over each row's chosen experts e of w_e FFN_e(xn)
   // (with the experts' LoRA terms when lora_on); saves what the backward
   // needs in set `slot`.
@@ -48,7 +57,8 @@ class MoeFfn {
                backend::Workspace& ws, bool lora_on);
   // dxn [n][n_embd] = d/dxn of dot(dproj, proj) (written, not accumulated),
   // from the set `slot` saved by forward on the same xn [n][n_embd] and
-  // lora_on; the expert pairs' gradients accumulate.
+  // lora_on; the expert pairs' gradients (full training: the experts' and
+  // the router's weight gradients) accumulate.
   void backward(const model::LayerWeights& lw, int64_t slot, const float* xn, const float* dproj,
                 int64_t n, float* dxn, bool lora_on);
 
@@ -74,6 +84,7 @@ class MoeFfn {
   const model::Model& m_;
   const backend::Backend& be_;
   LoraParams* lora_;
+  FullParams* full_ = nullptr;
   ThreadPool& pool_;
   int64_t E_, NE_, K_, ff_;
   bool renormalize_;

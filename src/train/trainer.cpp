@@ -481,6 +481,7 @@ Trainer::Trainer(const model::Model& model, FullParams& full, int64_t max_tokens
                  bool recompute)
     : Trainer(model, static_cast<LoraParams*>(nullptr), max_tokens, pool, recompute) {
   impl_->full = &full;
+  if (impl_->moe) impl_->moe->set_full(&full);
 }
 
 Trainer::~Trainer() = default;

@@ -248,7 +248,8 @@ TEST_P(TrainModel, DpoGradientsMatchFiniteDifferences) {
 
 // Full training: the forward over the F32 masters equals the base model's,
 // and the gradient of every weight tensor (embedding, norms, each matrix,
-// output, biases and q/k norms where present) matches central finite
+// output, biases and q/k norms where present, a mixture's router and expert
+// stacks) matches central finite
 // differences at its largest-gradient coordinate and at one random
 // coordinate with a live gradient. A quantized base is refused, naming the
 // tensor's type.
@@ -321,9 +322,14 @@ TEST_P(TrainModel, FullGradientsMatchFiniteDifferences) {
               GetParam(), checked);
   for (const auto& [kind, e] : worst) std::printf(" %s %.2g", kind.c_str(), e);
   std::printf("\n");
-  // Every kind the model has was checked.
-  for (const char* kind : {"embedding", "norm", "q", "k", "v", "o", "gate", "up", "down"})
+  // Every kind the model has was checked (a mixture: its router and expert stacks).
+  for (const char* kind : {"embedding", "norm", "q", "k", "v", "o"})
     EXPECT_TRUE(worst.count(kind)) << kind;
+  const std::vector<const char*> ffn_kinds =
+      m->config().is_moe()
+          ? std::vector<const char*>{"router", "gate experts", "up experts", "down experts"}
+          : std::vector<const char*>{"gate", "up", "down"};
+  for (const char* kind : ffn_kinds) EXPECT_TRUE(worst.count(kind)) << kind;
   if (m->weights().layers[0].has_qkv_bias()) {
     EXPECT_TRUE(worst.count("bias"));
   }
@@ -503,6 +509,85 @@ TEST_P(TrainMoe, ExpertLoraGradientsMatchFiniteDifferences) {
   EXPECT_LE(live, n_stacks * m->config().n_expert_used);
   EXPECT_GE(live, n_stacks);
   EXPECT_GT(silent, 0);
+}
+
+// Full training of a mixture: with two tokens only row 0 reaches the loss,
+// so in each layer at most n_expert_used experts of each stack have a
+// gradient. Each live expert's largest coordinate matches central finite
+// differences; every silent expert's whole slice can change without moving
+// the loss by a bit (it got no rows), and the router's gradient matches too.
+TEST_P(TrainMoe, FullExpertGradientsComeFromRoutedRowsOnly) {
+  const std::string rel = std::string("models/") + GetParam();
+  SLM_REQUIRE_FIXTURE(rel);
+  const auto m = model::Model::load(test::fixture(rel));
+  ASSERT_EQ(FullParams::unsupported_reason(*m), "");
+  ThreadPool pool(2);
+  FullParams fp(*m);
+  Trainer tr(*m, fp, 32, pool);
+  Example two;
+  two.tokens = some_tokens(2, m->config().n_vocab, 33);
+  two.target = {0, 1};
+  fp.zero_grad();
+  const double base = tr.run(two, true).loss;
+  const auto fd_at = [&](FullTensor& t, size_t i) {
+    const float keep = t.value[i];
+    const float h = std::max(1e-2f, 1e-2f * std::fabs(keep));
+    t.value[i] = keep + h;
+    const double lp = tr.run(two, false).loss;
+    t.value[i] = keep - h;
+    const double lm = tr.run(two, false).loss;
+    t.value[i] = keep;
+    return (lp - lm) / (2.0 * static_cast<double>(h));
+  };
+  int live = 0, silent = 0, stacks = 0, routers = 0;
+  for (FullTensor& t : fp.tensors()) {
+    if (t.label == "router") {
+      ++routers;
+      const auto best = std::max_element(t.grad.begin(), t.grad.end(), [](float a, float b) {
+        return std::fabs(a) < std::fabs(b);
+      });
+      const size_t i = static_cast<size_t>(best - t.grad.begin());
+      ASSERT_GT(std::fabs(t.grad[i]), 1e-4f) << t.name;
+      const double fd = fd_at(t, i);
+      EXPECT_LT(std::fabs(fd - t.grad[i]), 2e-2 * std::fabs(fd) + 4e-4)
+          << t.name << "[" << i << "] analytic " << t.grad[i] << " fd " << fd;
+      continue;
+    }
+    if (t.label.find(" experts") == std::string::npos) continue;
+    ++stacks;
+    ASSERT_EQ(t.shape.size(), 3u) << t.name;
+    const size_t per = static_cast<size_t>(t.shape[0] * t.shape[1]);
+    for (int64_t e = 0; e < t.shape[2]; ++e) {
+      const size_t o = static_cast<size_t>(e) * per;
+      const auto g0 = t.grad.begin() + static_cast<std::ptrdiff_t>(o);
+      const auto best =
+          std::max_element(g0, g0 + static_cast<std::ptrdiff_t>(per),
+                           [](float a, float b) { return std::fabs(a) < std::fabs(b); });
+      if (*best != 0.0f) {
+        ++live;
+        const size_t i = static_cast<size_t>(best - t.grad.begin());
+        const double fd = fd_at(t, i);
+        EXPECT_LT(std::fabs(fd - t.grad[i]), 2e-2 * std::fabs(fd) + 4e-4)
+            << t.name << " expert " << e << " [" << i - o << "] analytic " << t.grad[i] << " fd "
+            << fd;
+        continue;
+      }
+      ++silent;
+      const std::vector<float> keep(t.value.begin() + static_cast<std::ptrdiff_t>(o),
+                                    t.value.begin() + static_cast<std::ptrdiff_t>(o + per));
+      for (size_t i = o; i < o + per; ++i) t.value[i] = 1.5f * t.value[i] + 0.1f;
+      EXPECT_EQ(tr.run(two, false).loss, base) << t.name << " expert " << e;
+      std::copy(keep.begin(), keep.end(), t.value.begin() + static_cast<std::ptrdiff_t>(o));
+    }
+  }
+  const int64_t n_layer = m->config().n_layer;
+  EXPECT_EQ(routers, n_layer);
+  EXPECT_EQ(stacks, 3 * n_layer);
+  EXPECT_LE(live, stacks * m->config().n_expert_used);
+  EXPECT_GE(live, stacks);
+  EXPECT_GT(silent, 0);
+  std::printf("[ full moe ] %s: %d live expert slices checked by finite differences, %d silent\n",
+              GetParam(), live, silent);
 }
 
 // Train a few steps with expert targets, save the adapter, load it as the
