@@ -4,6 +4,7 @@
 // pairs prefer the chosen property; plus the refusals.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -413,6 +414,94 @@ TEST(CliFinetune, MixtureOfExpertsTrainsExperts) {
   }
   EXPECT_LT(diff, 1e-4 * mx);
   EXPECT_GT(moved, 1e-2 * mx);
+  std::filesystem::remove_all(dir);
+}
+
+// --full on a mixture of experts: every weight (the routers and the 3-d
+// expert stacks too) is trained, and the written model keeps each tensor's
+// shape and type (the base's F32, or --out-type f16's), loads in `slm run`
+// and `slm logits`, and gives the training sentence a lower loss than the
+// base does.
+TEST(CliFinetune, FullTrainsAMixtureOfExperts) {
+  SLM_REQUIRE_FIXTURE("models/tiny-moe.gguf");
+  const std::string base = fixture("models/tiny-moe.gguf");
+  const std::string model = sh_quote(base);
+  const std::string dir = temp_dir();
+  std::string lines;
+  for (int i = 0; i < 8; ++i) lines += "{\"text\": \"hello world, the cat sat on the mat\"}\n";
+  const std::string data = write_file(dir, "d.jsonl", lines);
+  const std::string out = dir + "/full.gguf";
+  const CmdResult r = run_slm("finetune --full --model " + model + " --data " + data + " -o " +
+                              out + " --steps 8 --lr 1e-3 --batch-tokens 32 -t 2 --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("every weight"), std::string::npos) << r.err;
+  std::istringstream in(r.out);
+  std::string line;
+  std::vector<double> losses;
+  while (std::getline(in, line))
+    losses.push_back(nlohmann::json::parse(line)["loss"].get<double>());
+  ASSERT_EQ(losses.size(), 8u);
+  EXPECT_LT(losses.back(), losses.front()) << r.out;
+  // Same tensors, shapes and types as the base: the same size, and the
+  // stacks still listed as 3-d F32 tensors.
+  EXPECT_EQ(std::filesystem::file_size(out), std::filesystem::file_size(base));
+  const auto info = [&](const std::string& file) {
+    const CmdResult i = run_slm("info " + sh_quote(file));
+    EXPECT_EQ(i.code, 0) << i.err;
+    std::string flat;  // runs of spaces as one, so that columns compare as words
+    for (const char ch : i.out)
+      if (ch != ' ' || flat.empty() || flat.back() != ' ') flat.push_back(ch);
+    return flat;
+  };
+  const std::string trained_info = info(out);
+  for (const char* t :
+       {"blk.0.ffn_gate_exps.weight F32 [32, 64, 4]", "blk.1.ffn_down_exps.weight F32 [64, 32, 4]",
+        "blk.1.ffn_gate_inp.weight F32 [32, 4]"})
+    EXPECT_NE(trained_info.find(t), std::string::npos) << t << "\n" << trained_info;
+  const CmdResult ran = run_slm("run " + sh_quote(out) + " -p hello -n 4 --temp 0");
+  EXPECT_EQ(ran.code, 0) << ran.err;
+
+  // The sentence's loss under `slm logits`: BOS and its 9 tokens.
+  const std::vector<int> ids = {1, 22172, 3186, 29892, 278, 6635, 3290, 373, 278, 1775};
+  std::string id_list;
+  for (const int id : ids) {
+    if (!id_list.empty()) id_list.push_back(' ');
+    id_list.append(std::to_string(id));
+  }
+  const auto nll = [&](const std::string& file) {
+    const std::string bin = dir + "/logits.bin";
+    const CmdResult lr =
+        run_slm("logits " + sh_quote(file) + " --tokens \"" + id_list + "\" -o " + sh_quote(bin));
+    EXPECT_EQ(lr.code, 0) << lr.err;
+    const size_t V = 32000;
+    std::vector<float> v(ids.size() * V);
+    std::ifstream f(bin, std::ios::binary);
+    f.read(reinterpret_cast<char*>(v.data()), static_cast<std::streamsize>(v.size() * 4));
+    EXPECT_TRUE(f.good()) << file;
+    double sum = 0;
+    for (size_t t = 0; t + 1 < ids.size(); ++t) {
+      const float* row = &v[t * V];
+      const double mx = *std::max_element(row, row + V);
+      double z = 0;
+      for (size_t k = 0; k < V; ++k) z += std::exp(static_cast<double>(row[k]) - mx);
+      sum += mx + std::log(z) - row[static_cast<size_t>(ids[t + 1])];
+    }
+    return sum / static_cast<double>(ids.size() - 1);
+  };
+  const double before = nll(base), after = nll(out);
+  std::printf("[ full moe ] sentence loss %.3f -> %.3f\n", before, after);
+  EXPECT_LT(after, before - 0.1);
+
+  // --out-type f16: the matrices and stacks halve, keeping their shapes.
+  const std::string half = dir + "/half.gguf";
+  const CmdResult h = run_slm("finetune --full --model " + model + " --data " + data + " -o " +
+                              half + " --steps 1 --out-type f16 -t 2");
+  ASSERT_EQ(h.code, 0) << h.err;
+  const std::string half_info = info(half);
+  for (const char* t :
+       {"blk.0.ffn_up_exps.weight F16 [32, 64, 4]", "blk.1.ffn_down_exps.weight F16 [64, 32, 4]"})
+    EXPECT_NE(half_info.find(t), std::string::npos) << t << "\n" << half_info;
+  EXPECT_TRUE(std::isfinite(nll(half)));
   std::filesystem::remove_all(dir);
 }
 

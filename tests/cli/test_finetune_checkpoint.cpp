@@ -142,6 +142,14 @@ TEST(CliFinetuneCheckpoint, MoeExpertResumeContinuesTheSameCurve) {
                          7, 4);
 }
 
+// --full on a mixture of experts: the routers, the 3-d expert stacks and
+// their moments round-trip through the checkpoint too.
+TEST(CliFinetuneCheckpoint, FullMoeResumeContinuesTheSameCurve) {
+  SLM_REQUIRE_FIXTURE("models/tiny-moe.gguf");
+  expect_resume_is_exact("finetune --full --model " + sh_quote(fixture("models/tiny-moe.gguf")),
+                         "d.jsonl", sft_data(), "--batch-tokens 64 --lr 1e-3 --seed 3", 7, 4);
+}
+
 // --full DPO: the reference log-probabilities come from the base, computed
 // before the checkpoint's weights are loaded (else the resumed curve moves).
 TEST(CliFinetuneCheckpoint, FullDpoResumeContinuesTheSameCurve) {
