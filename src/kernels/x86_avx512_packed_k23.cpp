@@ -1,0 +1,145 @@
+// AVX-512 VNNI tiles over packed Q3_K groups (layout in internal.h), the
+// batched-decode shape of x86_avx512_packed.cpp: lane r of every vector is
+// row r, so one VPDPBUSD multiplies 16 rows x 4 levels by 4 activation bytes
+// broadcast to all lanes, and each weight vector is unpacked once per
+// super-block for all the tokens of a pass. The results are packed_k23.cpp's
+// oracle bits: exact integer sums, then the same float steps.
+//
+// GCC 12's avx512fintrin.h builds its "undefined" vectors as `__m512i __Y =
+// __Y;`, which -Wuninitialized flags once inlined here (a known false
+// positive); nothing in this file reads uninitialized data.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "kernels/blocks.h"
+#include "kernels/internal.h"
+
+namespace slm::kernels {
+namespace {
+
+constexpr int64_t kHalfs = kPackRows * 2;
+
+inline __m512i bcast_word(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm512_set1_epi32(v);
+}
+
+inline void store_rows(float* y, __m512 v, int nr) {
+  if (nr == kPackRows)
+    _mm512_storeu_ps(y, v);
+  else
+    _mm512_mask_storeu_ps(y, static_cast<__mmask16>((1u << nr) - 1), v);
+}
+
+// One token streams each weight byte once, so it waits on memory: touch the
+// lines of the super-block about 1 KiB ahead (x86_avx512_packed.cpp's
+// measurement for its K-quants; prefetches never fault past the end).
+template <int64_t kBlockBytes>
+[[gnu::always_inline]] inline void prefetch_ahead(const uint8_t* blk) {
+  constexpr int64_t kAhead = (1024 + kBlockBytes - 1) / kBlockBytes * kBlockBytes;
+#pragma GCC unroll 64
+  for (int64_t o = 0; o < kBlockBytes; o += 64)
+    _mm_prefetch(reinterpret_cast<const char*>(blk + kAhead + o), _MM_HINT_T0);
+}
+
+// Per token one float chain (rows in lanes); block_fn(blk, b, acc) per
+// super-block, then the nr valid rows stored.
+template <int kNt, int64_t kBlockBytes, typename BlockFn>
+[[gnu::always_inline]] inline void over_blocks(int64_t nb, const uint8_t* group, float* y,
+                                               int64_t ldy, int nr, const BlockFn& block_fn) {
+  __m512 acc[kNt];
+#pragma GCC unroll 8
+  for (int t = 0; t < kNt; ++t) acc[t] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    if constexpr (kNt == 1) prefetch_ahead<kBlockBytes>(group + b * kBlockBytes);
+    block_fn(group + b * kBlockBytes, b, acc);
+  }
+#pragma GCC unroll 8
+  for (int t = 0; t < kNt; ++t) store_rows(y + t * ldy, acc[t], nr);
+}
+
+// ------------------------------------------------------------------ Q3_K
+// Per half h and word half (words k = 4 half + kk): 16 level vectors
+// e[j][kk] (elements 128h + 32j + 4k.., sub-block 8h + 2j + half), each the
+// qs word's bits 2j..2j+1 ORed with bit 4h + j of the hm word moved to bit 2;
+// then per token 4 chains of 4 VPDPBUSD seeded with the -4 offset
+// correction, times the rows' int8 scales (VPMULLD). Tokens go in passes of
+// kNt <= 4 so the 16 levels stay in registers.
+template <int kNt>
+void tile_q3_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y, int64_t ldy,
+               int nr) {
+  constexpr int64_t kSc = kHalfs, kQs = kSc + 16 * kPackRows, kHm = kQs + kPackRows * 64;
+  constexpr int64_t kBlockBytes = kHm + kPackRows * 32;
+  const __m512i low2 = _mm512_set1_epi8(3), bit2 = _mm512_set1_epi8(4);
+  auto block = [&](const uint8_t* blk, int64_t b, __m512* acc) __attribute__((always_inline)) {
+    __m512i isum[kNt];
+#pragma GCC unroll 4
+    for (int t = 0; t < kNt; ++t) isum[t] = _mm512_setzero_si512();
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; ++h) {
+#pragma GCC unroll 2
+      for (int half = 0; half < 2; ++half) {
+        __m512i e[4][4];
+#pragma GCC unroll 4
+        for (int kk = 0; kk < 4; ++kk) {
+          const int k = 4 * half + kk;
+          const __m512i v = _mm512_loadu_si512(blk + kQs + 64 * (8 * h + k));
+          const __m512i m = _mm512_loadu_si512(blk + kHm + 64 * k);
+#pragma GCC unroll 4
+          for (int j = 0; j < 4; ++j) {
+            // Bit 4h + j of each hm byte to bit 2 (16-bit shifts: what
+            // crosses from the neighbouring byte lands outside bit 2).
+            const int s = 4 * h + j;
+            const __m512i hb = s >= 2 ? _mm512_srli_epi16(m, s - 2) : _mm512_slli_epi16(m, 2 - s);
+            const __m512i lo = j == 0 ? v : _mm512_srli_epi16(v, 2 * j);
+            // (lo & low2) | (hb & bit2): 0xEA is A & B | C over (lo, low2, hb & bit2).
+            e[j][kk] = _mm512_ternarylogic_epi32(lo, low2, _mm512_and_si512(hb, bit2), 0xEA);
+          }
+        }
+#pragma GCC unroll 4
+        for (int t = 0; t < kNt; ++t) {
+          const int8_t* q = static_cast<const BlockQ8_K*>(act[t].q)[b].qs + 128 * h + 16 * half;
+          const int32_t* corr = act[t].corr + kKCorr * b;
+#pragma GCC unroll 4
+          for (int j = 0; j < 4; ++j) {
+            const int sb = 8 * h + 2 * j + half;
+            __m512i dot = _mm512_set1_epi32(corr[sb]);
+#pragma GCC unroll 4
+            for (int kk = 0; kk < 4; ++kk)
+              dot = _mm512_dpbusd_epi32(dot, e[j][kk], bcast_word(q + 32 * j + 4 * kk));
+            const __m512i sc = _mm512_cvtepi8_epi32(
+                _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + kSc + 16 * sb)));
+            isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(dot, sc));
+          }
+        }
+      }
+    }
+    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk)));
+#pragma GCC unroll 4
+    for (int t = 0; t < kNt; ++t)
+      acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(isum[t]), d),
+                               _mm512_set1_ps(act[t].d[b]), acc[t]);
+  };
+  over_blocks<kNt, kBlockBytes>(nb, group, y, ldy, nr, block);
+}
+
+void tile_any_q3_k(int64_t nb, const uint8_t* group, const PackedAct* act, int nt, float* y,
+                   int64_t ldy, int nr) {
+  in_token_passes<4>(nt, [&](int t0, auto count) {
+    tile_q3_k<decltype(count)::value>(nb, group, act + t0, y + t0 * ldy, ldy, nr);
+  });
+}
+
+}  // namespace
+
+void fill_avx512_packed_k23(TypeTable& table) {
+  static_assert(kPackRows == 16, "tiles are written for 16-row groups");
+  table.packed_tile[static_cast<int>(DType::Q3_K)] = tile_any_q3_k;
+  table.packed_native[static_cast<int>(DType::Q3_K)] = true;
+}
+
+}  // namespace slm::kernels
