@@ -47,7 +47,11 @@ constexpr int kTypeSlots = 31;
 // row's qs[32h + 4k..]) and hm[8][16] (word k = hmask[4k..]): element
 // 128h + 32j + 4k + i is bits 2j, 2j + 1 of byte i of qs word (h, k) with bit
 // 4h + j of byte i of hm word k as bit 2, level 0..7 for q - 4 (114 bytes
-// per row and super-block against the file's 110).
+// per row and super-block against the file's 110). A Q2_K super-block is
+// d[16], dmin[16] fp16, sc[8][16][2] (the row's scale bytes 2p, 2p + 1 at
+// (16p + r) * 2: scale in the low nibble, min in the high), then qs words as
+// Q3_K's: element 128h + 32j + 4k + i is bits 2j, 2j + 1 of byte i of word
+// (h, k), level 0..3 (84 bytes, as in the file).
 constexpr int kPackRows = 16;
 // Tokens computed together by one tile call (weights unpacked once for all).
 constexpr int kPackMaxTokens = 8;
@@ -70,7 +74,9 @@ constexpr int kPackWideMinTokens = 8;
 //  - Q4_K: corr[16 b + j] = sum of q over 32-wide sub-block j (j < 8), which
 //    the mins multiply;
 //  - Q6_K: corr[16 b + s] = -32 * sum of q over 16-wide sub-block s;
-//  - Q3_K: corr[16 b + s] = -4 * sum of q over 16-wide sub-block s.
+//  - Q3_K: corr[16 b + s] = -4 * sum of q over 16-wide sub-block s;
+//  - Q2_K: corr[16 b + s] = sum of q over 16-wide sub-block s (the mins'),
+//    within int16 as Q8_K's bsums are.
 struct PackedAct {
   const void* q;
   const float* d;
@@ -223,7 +229,7 @@ int64_t packed_block_bytes(DType t);
 // (packed.cpp says why); freed with std::free; null when out of memory.
 uint8_t* allocate_packed(size_t size);
 constexpr bool packed_is_k(DType t) {
-  return t == DType::Q4_K || t == DType::Q6_K || t == DType::Q3_K;
+  return t == DType::Q4_K || t == DType::Q6_K || t == DType::Q3_K || t == DType::Q2_K;
 }
 // Elements per block of a packed type (a K-quant super-block or 32).
 inline int64_t packed_block_elems(DType t) {

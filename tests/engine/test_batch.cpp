@@ -497,7 +497,7 @@ TEST(BatchEngine, DraftedGreedyDecodingEqualsPlainDecoding) {
 // (every weight pass takes 1..4 rows and a token's sums do not depend on
 // how many share the pass).
 TEST(BatchEngine, SmallQuantizationsDecodeInABatchAsAlone) {
-  for (const char* file : {"models/small-llama-Q3_K.gguf"}) {
+  for (const char* file : {"models/small-llama-Q3_K.gguf", "models/small-llama-Q2_K.gguf"}) {
     SCOPED_TRACE(file);
     SLM_REQUIRE_FIXTURE(file);
     const Loaded l = load(file);

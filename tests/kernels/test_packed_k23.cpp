@@ -1,4 +1,4 @@
-// Packed Q3_K (and Q2_K) over weights of random bytes (every level, every
+// Packed Q3_K and Q2_K over weights of random bytes (every level, every
 // scale including the extremes the quantizers rarely emit):
 //  - the scalar packed oracle equals a reference written here from the file
 //    format (blocks.h) and the Q8_K activation, bit for bit: the integer
@@ -42,6 +42,19 @@ BlockSums source_sums(DType t, const uint8_t* src, const BlockQ8_K& a) {
       }
       s.isum += q3k_scale(b.scales, sb) * dot;
     }
+  } else {
+    const auto& b = *reinterpret_cast<const BlockQ2_K*>(src);
+    s.d = fp16_to_f32(b.d);
+    s.dmin = fp16_to_f32(b.dmin);
+    for (int sb = 0; sb < 16; ++sb) {
+      int32_t dot = 0, sum = 0;
+      for (int e = 16 * sb; e < 16 * sb + 16; ++e) {
+        dot += two_bits(b.qs, e) * a.qs[e];
+        sum += a.qs[e];
+      }
+      s.isum += (b.scales[sb] & 0xF) * dot;
+      s.minsum += (b.scales[sb] >> 4) * sum;
+    }
   }
   return s;
 }
@@ -73,7 +86,9 @@ Case make_case(DType t, int64_t rows, int64_t nb, int n_tokens, uint32_t seed) {
     for (int64_t b = 0; b < nb; ++b) {
       const auto* blk = reinterpret_cast<const BlockQ8_K*>(c.q[i].data()) + b;
       c.d[i].push_back(blk->d);
-      for (int j = 0; j < kKCorr; ++j) c.corr[i].push_back(-4 * blk->bsums[j]);
+      // packed_matmul's corrections: Q3_K's level offset, Q2_K's sums.
+      for (int j = 0; j < kKCorr; ++j)
+        c.corr[i].push_back((t == DType::Q3_K ? -4 : 1) * blk->bsums[j]);
     }
   }
   for (int i = 0; i < n_tokens; ++i)
@@ -103,7 +118,7 @@ TEST_P(PackedK23, OracleEqualsTheSourceBlocksSums) {
           const auto& a = reinterpret_cast<const BlockQ8_K*>(c.q[tk].data())[b];
           const BlockSums s = source_sums(t, src, a);
           want = std::fma(static_cast<float>(s.isum) * s.d, a.d, want);
-          if (s.minsum != 0 || s.dmin != 0)
+          if (t == DType::Q2_K)
             want = std::fma(-(static_cast<float>(s.minsum) * s.dmin), a.d, want);
         }
         ASSERT_EQ(got[tk * kPackRows + r], want)
@@ -175,7 +190,7 @@ TEST_P(PackedK23, PacksOnlyWhereASimdTileExists) {
         << isa_name(isa);
 }
 
-INSTANTIATE_TEST_SUITE_P(Types, PackedK23, ::testing::Values(DType::Q3_K),
+INSTANTIATE_TEST_SUITE_P(Types, PackedK23, ::testing::Values(DType::Q3_K, DType::Q2_K),
                          [](const auto& info) { return std::string(dtype_name(info.param)); });
 
 }  // namespace
