@@ -63,12 +63,13 @@ template <int kNt, int64_t kBlockBytes, typename BlockFn>
 }
 
 // ------------------------------------------------------------------ Q3_K
-// Per half h and word half (words k = 4 half + kk): 16 level vectors
-// e[j][kk] (elements 128h + 32j + 4k.., sub-block 8h + 2j + half), each the
-// qs word's bits 2j..2j+1 ORed with bit 4h + j of the hm word moved to bit 2;
-// then per token 4 chains of 4 VPDPBUSD seeded with the -4 offset
-// correction, times the rows' int8 scales (VPMULLD). Tokens go in passes of
-// kNt <= 4 so the 16 levels stay in registers.
+// Per sub-block (half h, bit pair j, word half: words k = 4 half + kk) 4
+// level vectors (elements 128h + 32j + 4k.., sub-block 8h + 2j + half), each
+// the qs word's bits 2j..2j+1 ORed with bit 4h + j of the hm word moved to
+// bit 2; then per token one chain of 4 VPDPBUSD seeded with the -4 offset
+// correction, times the rows' int8 scales (VPMULLD). Four levels at a time
+// leave the registers to up to 8 tokens, so a pass unpacks each super-block
+// once for kPackMaxTokens tokens (the words are reloaded per j from L1).
 template <int kNt>
 void tile_q3_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y, int64_t ldy,
                int nr) {
@@ -77,49 +78,45 @@ void tile_q3_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y,
   const __m512i low2 = _mm512_set1_epi8(3), bit2 = _mm512_set1_epi8(4);
   auto block = [&](const uint8_t* blk, int64_t b, __m512* acc) __attribute__((always_inline)) {
     __m512i isum[kNt];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int t = 0; t < kNt; ++t) isum[t] = _mm512_setzero_si512();
 #pragma GCC unroll 2
     for (int h = 0; h < 2; ++h) {
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; ++j) {
 #pragma GCC unroll 2
-      for (int half = 0; half < 2; ++half) {
-        __m512i e[4][4];
+        for (int half = 0; half < 2; ++half) {
+          __m512i e[4];
 #pragma GCC unroll 4
-        for (int kk = 0; kk < 4; ++kk) {
-          const int k = 4 * half + kk;
-          const __m512i v = _mm512_loadu_si512(blk + kQs + 64 * (8 * h + k));
-          const __m512i m = _mm512_loadu_si512(blk + kHm + 64 * k);
-#pragma GCC unroll 4
-          for (int j = 0; j < 4; ++j) {
+          for (int kk = 0; kk < 4; ++kk) {
+            const int k = 4 * half + kk;
+            const __m512i v = _mm512_loadu_si512(blk + kQs + 64 * (8 * h + k));
+            const __m512i m = _mm512_loadu_si512(blk + kHm + 64 * k);
             // Bit 4h + j of each hm byte to bit 2 (16-bit shifts: what
             // crosses from the neighbouring byte lands outside bit 2).
             const int s = 4 * h + j;
             const __m512i hb = s >= 2 ? _mm512_srli_epi16(m, s - 2) : _mm512_slli_epi16(m, 2 - s);
             const __m512i lo = j == 0 ? v : _mm512_srli_epi16(v, 2 * j);
             // (lo & low2) | (hb & bit2): 0xEA is A & B | C over (lo, low2, hb & bit2).
-            e[j][kk] = _mm512_ternarylogic_epi32(lo, low2, _mm512_and_si512(hb, bit2), 0xEA);
+            e[kk] = _mm512_ternarylogic_epi32(lo, low2, _mm512_and_si512(hb, bit2), 0xEA);
           }
-        }
-#pragma GCC unroll 4
-        for (int t = 0; t < kNt; ++t) {
-          const int8_t* q = static_cast<const BlockQ8_K*>(act[t].q)[b].qs + 128 * h + 16 * half;
-          const int32_t* corr = act[t].corr + kKCorr * b;
-#pragma GCC unroll 4
-          for (int j = 0; j < 4; ++j) {
-            const int sb = 8 * h + 2 * j + half;
-            __m512i dot = _mm512_set1_epi32(corr[sb]);
+          const int sb = 8 * h + 2 * j + half;
+          const __m512i sc = _mm512_cvtepi8_epi32(
+              _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + kSc + 16 * sb)));
+#pragma GCC unroll 8
+          for (int t = 0; t < kNt; ++t) {
+            const int8_t* q = static_cast<const BlockQ8_K*>(act[t].q)[b].qs + 16 * sb;
+            __m512i dot = _mm512_set1_epi32(act[t].corr[kKCorr * b + sb]);
 #pragma GCC unroll 4
             for (int kk = 0; kk < 4; ++kk)
-              dot = _mm512_dpbusd_epi32(dot, e[j][kk], bcast_word(q + 32 * j + 4 * kk));
-            const __m512i sc = _mm512_cvtepi8_epi32(
-                _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + kSc + 16 * sb)));
+              dot = _mm512_dpbusd_epi32(dot, e[kk], bcast_word(q + 4 * kk));
             isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(dot, sc));
           }
         }
       }
     }
     const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk)));
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int t = 0; t < kNt; ++t)
       acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(isum[t]), d),
                                _mm512_set1_ps(act[t].d[b]), acc[t]);
@@ -129,7 +126,7 @@ void tile_q3_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y,
 
 void tile_any_q3_k(int64_t nb, const uint8_t* group, const PackedAct* act, int nt, float* y,
                    int64_t ldy, int nr) {
-  in_token_passes<4>(nt, [&](int t0, auto count) {
+  in_token_passes<kPackMaxTokens>(nt, [&](int t0, auto count) {
     tile_q3_k<decltype(count)::value>(nb, group, act + t0, y + t0 * ldy, ldy, nr);
   });
 }
