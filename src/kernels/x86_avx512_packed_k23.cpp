@@ -63,13 +63,15 @@ template <int kNt, int64_t kBlockBytes, typename BlockFn>
 }
 
 // ------------------------------------------------------------------ Q3_K
-// Per sub-block (half h, bit pair j, word half: words k = 4 half + kk) 4
-// level vectors (elements 128h + 32j + 4k.., sub-block 8h + 2j + half), each
-// the qs word's bits 2j..2j+1 ORed with bit 4h + j of the hm word moved to
-// bit 2; then per token one chain of 4 VPDPBUSD seeded with the -4 offset
-// correction, times the rows' int8 scales (VPMULLD). Four levels at a time
-// leave the registers to up to 8 tokens, so a pass unpacks each super-block
-// once for kPackMaxTokens tokens (the words are reloaded per j from L1).
+// Per half h and bit pair j, 8 level vectors (words k = 4 half + kk:
+// elements 128h + 32j + 4k.., sub-blocks 8h + 2j + half), each the qs word's
+// bits 2j..2j+1 ORed with bit 4h + j of the hm word moved to bit 2; then per
+// token two chains of 4 VPDPBUSD seeded with the -4 offset correction, whose
+// sums (|dot| <= 16 * 4 * 127) pair up as int16 for one VPDPWSSD against
+// the rows' two int8 scales (a VPMULLD per sub-block cost ~15% at 4-8
+// tokens). Eight levels at a time leave the registers to up to 8 tokens, so
+// a pass unpacks each super-block once for kPackMaxTokens tokens (the words
+// are reloaded per j from L1).
 template <int kNt>
 void tile_q3_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y, int64_t ldy,
                int nr) {
@@ -84,9 +86,9 @@ void tile_q3_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y,
     for (int h = 0; h < 2; ++h) {
 #pragma GCC unroll 4
       for (int j = 0; j < 4; ++j) {
+        __m512i e[2][4];
 #pragma GCC unroll 2
-        for (int half = 0; half < 2; ++half) {
-          __m512i e[4];
+        for (int half = 0; half < 2; ++half)
 #pragma GCC unroll 4
           for (int kk = 0; kk < 4; ++kk) {
             const int k = 4 * half + kk;
@@ -98,20 +100,31 @@ void tile_q3_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y,
             const __m512i hb = s >= 2 ? _mm512_srli_epi16(m, s - 2) : _mm512_slli_epi16(m, 2 - s);
             const __m512i lo = j == 0 ? v : _mm512_srli_epi16(v, 2 * j);
             // (lo & low2) | (hb & bit2): 0xEA is A & B | C over (lo, low2, hb & bit2).
-            e[kk] = _mm512_ternarylogic_epi32(lo, low2, _mm512_and_si512(hb, bit2), 0xEA);
+            e[half][kk] = _mm512_ternarylogic_epi32(lo, low2, _mm512_and_si512(hb, bit2), 0xEA);
           }
-          const int sb = 8 * h + 2 * j + half;
-          const __m512i sc = _mm512_cvtepi8_epi32(
-              _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + kSc + 16 * sb)));
+        // Sub-blocks sb, sb + 1: dword r holds row r's two int8 scales as int16.
+        const int sb = 8 * h + 2 * j;
+        const __m512i sc_pair = _mm512_mask_blend_epi16(
+            0xAAAAAAAA,
+            _mm512_cvtepi8_epi32(
+                _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + kSc + 16 * sb))),
+            _mm512_slli_epi32(_mm512_cvtepi8_epi32(_mm_loadu_si128(
+                                  reinterpret_cast<const __m128i*>(blk + kSc + 16 * (sb + 1)))),
+                              16));
 #pragma GCC unroll 8
-          for (int t = 0; t < kNt; ++t) {
-            const int8_t* q = static_cast<const BlockQ8_K*>(act[t].q)[b].qs + 16 * sb;
-            __m512i dot = _mm512_set1_epi32(act[t].corr[kKCorr * b + sb]);
+        for (int t = 0; t < kNt; ++t) {
+          const int8_t* q = static_cast<const BlockQ8_K*>(act[t].q)[b].qs + 16 * sb;
+          const int32_t* corr = act[t].corr + kKCorr * b + sb;
+          __m512i dot0 = _mm512_set1_epi32(corr[0]), dot1 = _mm512_set1_epi32(corr[1]);
 #pragma GCC unroll 4
-            for (int kk = 0; kk < 4; ++kk)
-              dot = _mm512_dpbusd_epi32(dot, e[kk], bcast_word(q + 4 * kk));
-            isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(dot, sc));
+          for (int kk = 0; kk < 4; ++kk) {
+            dot0 = _mm512_dpbusd_epi32(dot0, e[0][kk], bcast_word(q + 4 * kk));
+            dot1 = _mm512_dpbusd_epi32(dot1, e[1][kk], bcast_word(q + 16 + 4 * kk));
           }
+          // |dot| <= 16 * 4 * 127 fits int16: both sub-blocks' products in one VPDPWSSD.
+          const __m512i dots =
+              _mm512_mask_blend_epi16(0xAAAAAAAA, dot0, _mm512_slli_epi32(dot1, 16));
+          isum[t] = _mm512_dpwssd_epi32(isum[t], dots, sc_pair);
         }
       }
     }
