@@ -1,7 +1,8 @@
 // PackedMatrix: load-time repacking of Q4_0 / Q5_0 / Q8_0 / Q4_K / Q6_K / F16
-// weights into 16-row interleaved groups (layout in internal.h), and the
-// scalar tile kernels that are the oracle for the SIMD ones. The matmul
-// driver over packed matrices is packed_matmul.cpp.
+// weights (Q3_K and Q2_K: packed_k23.cpp) into 16-row interleaved groups
+// (layout in internal.h), and the scalar tile kernels that are the oracle
+// for the SIMD ones. The matmul driver over packed matrices is
+// packed_matmul.cpp.
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
