@@ -152,14 +152,14 @@ void tile_any_q3_k(int64_t nb, const uint8_t* group, const PackedAct* act, int n
 // chains, with no per-sub-block multiply. The mins' term is 8 VPDPWSSD per
 // token: the rows' min pairs (int16) against the activation's sub-block sum
 // pairs. The exact integers are the oracle's (|isum| <= 45 * 127 * 256).
-// Up to 8 tokens a pass; one or two tokens split their sums over 4 or 2
-// chains so consecutive VPDPBUSDs do not wait on each other.
+// Up to 8 tokens a pass; one token splits its sums over 4 chains, 2..4 over 2,
+// so consecutive VPDPBUSDs do not wait on each other (m = 3, 4: +10-17%).
 template <int kNt>
 void tile_q2_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y, int64_t ldy,
                int nr) {
   constexpr int64_t kSc = 2 * kHalfs, kQs = kSc + 16 * kPackRows;
   constexpr int64_t kBlockBytes = kQs + kPackRows * 64;
-  constexpr int kChains = kNt == 1 ? 4 : kNt == 2 ? 2 : 1;
+  constexpr int kChains = kNt == 1 ? 4 : kNt <= 4 ? 2 : 1;
   const __m512i low2 = _mm512_set1_epi8(3), low4 = _mm512_set1_epi32(0xF);
   const __m512i ramp = _mm512_set1_epi32(0x03020100);
   // Level + 4 (r % 4): row r's table bytes within its 128-bit lane.
