@@ -1,7 +1,8 @@
 // PackedMatrix: load-time repacking of Q4_0 / Q5_0 / Q8_0 / Q4_K / Q6_K / F16
-// weights into 16-row interleaved groups (layout in internal.h), and the
-// scalar tile kernels that are the oracle for the SIMD ones. The matmul
-// driver over packed matrices is packed_matmul.cpp.
+// weights (Q3_K and Q2_K: packed_k23.cpp) into 16-row interleaved groups
+// (layout in internal.h), and the scalar tile kernels that are the oracle
+// for the SIMD ones. The matmul driver over packed matrices is
+// packed_matmul.cpp.
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -142,6 +143,8 @@ void pack_group(DType t, const uint8_t* src, size_t src_row, int n_valid, int64_
         pack_q4_k(reinterpret_cast<const BlockQ4_K*>(row)[b], r, out);
       } else if (t == DType::Q6_K) {
         pack_q6_k(reinterpret_cast<const BlockQ6_K*>(row)[b], r, out);
+      } else if (packed_k23_block_bytes(t) != 0) {
+        pack_k23(t, row + b * row_bytes(t, kQKK), r, out);
       } else if (t == DType::Q8_0) {
         const auto& blk = reinterpret_cast<const BlockQ8_0*>(row)[b];
         std::memcpy(out + 2 * r, &blk.d, 2);
@@ -295,7 +298,7 @@ int64_t packed_block_bytes(DType t) {
     case DType::F16:
       return kPackRows * kQK32 * 2;
     default:
-      return 0;
+      return packed_k23_block_bytes(t);
   }
 }
 
@@ -306,6 +309,7 @@ void fill_scalar_packed(TypeTable& table) {
   table.packed_tile[static_cast<int>(DType::Q4_K)] = tile_scalar_k<DType::Q4_K>;
   table.packed_tile[static_cast<int>(DType::Q6_K)] = tile_scalar_k<DType::Q6_K>;
   table.packed_tile[static_cast<int>(DType::F16)] = tile_scalar_f16;
+  fill_scalar_packed_k23(table);
 }
 
 void PackedMatrix::Free::operator()(uint8_t* p) const {
@@ -362,6 +366,8 @@ void PackedMatrix::dequantize_stripe(int64_t r, int64_t c0, int64_t nc, float* d
             d * block[kK4Sc + s * kPackRows + rr] * static_cast<float>(q4k_level(block, rr, e)) -
             dmin * block[kK4M + s * kPackRows + rr];
       }
+    } else if (packed_k23_block_bytes(t) != 0) {
+      dequantize_k23(t, block, rr, dst);
     } else if (t == DType::Q6_K) {
       const float d = row_half(block, 0, rr);
       for (int e = 0; e < kQKK; ++e)
