@@ -1,6 +1,7 @@
 // Column copies of weight matrices for input-sparse decoding (kernels.h
 // ColumnMatrix, matvec_columns) and the scalar axpy_cols oracles.
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -73,6 +74,51 @@ void axpy_cols_q5_0(float* y, const ColumnRows& w, int64_t b0, int64_t nb, const
     }
 }
 
+// The signed quant of output i (< 32) of a block (the value times d).
+template <DType kType>
+inline int quant_value(const uint8_t* q, int i) {
+  if constexpr (kType == DType::Q8_0) {
+    return static_cast<int8_t>(q[i]);
+  } else if constexpr (kType == DType::Q5_0) {
+    uint32_t qh;
+    std::memcpy(&qh, q, 4);
+    const int nib = i < 16 ? (q[4 + i] & 0x0F) : (q[4 + i - 16] >> 4);
+    return (nib | static_cast<int>(((qh >> i) & 1) << 4)) - 16;
+  } else {
+    return (i < 16 ? (q[i] & 0x0F) : (q[i - 16] >> 4)) - 8;
+  }
+}
+
+// kernels.h ColsAlgo::kInt8 in plain steps: the oracle of the AVX-512 VNNI
+// kernel, which must take exactly these float steps (the products, the max,
+// s and 127 / max, nearest-even rounding, one fma per output and group).
+template <DType kType>
+void axpy_cols_int8(float* y, const ColumnRows& w, int64_t b0, int64_t nb, const int32_t* idx,
+                    const float* a, int64_t n) {
+  for (int64_t g = 0; g < n; g += kColGroup) {
+    const int64_t m = std::min(kColGroup, n - g);
+    for (int64_t j = 0; j < nb; ++j) {
+      float p[kColGroup];
+      float amax = 0.0f;
+      for (int64_t k = 0; k < m; ++k) {
+        p[k] = a[g + k] * scale_of(w, idx[g + k], b0 + j);
+        amax = std::max(amax, std::fabs(p[k]));
+      }
+      const float s = amax / 127.0f;
+      const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+      int32_t acc[kQK32] = {};
+      for (int64_t k = 0; k < m; ++k) {
+        const float r = std::nearbyint(p[k] * inv);  // |r| <= 127; NaN (hostile x) counts 0
+        const int32_t u = r == r ? static_cast<int32_t>(r) : 0;
+        const uint8_t* q = quants_of<kType>(w, idx[g + k], b0 + j);
+        for (int i = 0; i < kQK32; ++i) acc[i] += u * quant_value<kType>(q, i);
+      }
+      float* yj = y + j * kQK32;
+      for (int i = 0; i < kQK32; ++i) yj[i] = std::fma(s, static_cast<float>(acc[i]), yj[i]);
+    }
+  }
+}
+
 AxpyColsFn scalar_axpy(DType t) {
   return t == DType::Q8_0 ? axpy_cols_q8_0 : t == DType::Q5_0 ? axpy_cols_q5_0 : axpy_cols_q4_0;
 }
@@ -91,6 +137,19 @@ void fill_scalar_columns(TypeTable& t) {
   t.axpy_cols[static_cast<int>(DType::Q8_0)] = axpy_cols_q8_0;
   t.axpy_cols[static_cast<int>(DType::Q4_0)] = axpy_cols_q4_0;
   t.axpy_cols[static_cast<int>(DType::Q5_0)] = axpy_cols_q5_0;
+}
+
+AxpyColsFn axpy_cols_int8_oracle(DType t) {
+  switch (t) {
+    case DType::Q8_0:
+      return axpy_cols_int8<DType::Q8_0>;
+    case DType::Q5_0:
+      return axpy_cols_int8<DType::Q5_0>;
+    case DType::Q4_0:
+      return axpy_cols_int8<DType::Q4_0>;
+    default:
+      return nullptr;
+  }
 }
 
 DType ColumnMatrix::copy_type(DType wtype) {

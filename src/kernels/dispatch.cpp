@@ -44,7 +44,8 @@ const TypeTable& avx2_table() {
 // What AVX-512 does not override runs the AVX2 kernel.
 const TypeTable& avx512_table() {
   static const TypeTable table =
-      layered(avx2_table(), {fill_avx512, fill_avx512_packed, fill_avx512_columns});
+      layered(avx2_table(), {fill_avx512, fill_avx512_packed, fill_avx512_columns,
+                             cpu().avx512_vbmi ? fill_avx512_columns_int8 : nullptr});
   return table;
 }
 // AVX-512 with AMX tiles for multi-token packed products.
@@ -185,6 +186,9 @@ AxpyColsFn axpy_cols(Isa isa, DType t) {
 }
 AxpyColsFn axpy_cols(DType t) {
   return isa_table(active_isa()).axpy_cols[static_cast<int>(t)];
+}
+ColsAlgo axpy_cols_algo(Isa isa) {
+  return isa_table(isa_supported(isa) ? isa : Isa::kScalar).axpy_cols_algo;
 }
 
 AxpyRowsFn axpy_rows() {
