@@ -190,6 +190,11 @@ AxpyColsFn axpy_cols(DType t) {
 ColsAlgo axpy_cols_algo(Isa isa) {
   return isa_table(isa_supported(isa) ? isa : Isa::kScalar).axpy_cols_algo;
 }
+AxpyColsFn axpy_cols_float(Isa isa, DType t) {
+  const TypeTable& table = isa_table(isa_supported(isa) ? isa : Isa::kScalar);
+  return (table.axpy_cols_algo == ColsAlgo::kInt8 ? table.axpy_cols_float
+                                                  : table.axpy_cols)[static_cast<int>(t)];
+}
 
 AxpyRowsFn axpy_rows() {
   return isa_table(active_isa()).axpy_rows;

@@ -149,7 +149,8 @@ struct TypeTable {
   LoraKernels lora;                       // F16 LoRA factors (scalar_float.cpp and the SIMD files)
   LoraQ8Kernels lora_q8;                  // 8-bit LoRA factors (scalar_float.cpp, x86_avx512.cpp)
   AxpyColsFn axpy_cols[kTypeSlots] = {};  // kernels.h; Q8_0 Q5_0 Q4_0 (columns.cpp)
-  ColsAlgo axpy_cols_algo = ColsAlgo::kFloat;  // what axpy_cols computes (kernels.h)
+  ColsAlgo axpy_cols_algo = ColsAlgo::kFloat;   // what axpy_cols computes (kernels.h)
+  AxpyColsFn axpy_cols_float[kTypeSlots] = {};  // where kInt8: the float ones it replaced
   TypeTraits& operator[](DType t) { return by_type[static_cast<uint32_t>(t)]; }
   const TypeTraits& operator[](DType t) const { return by_type[static_cast<uint32_t>(t)]; }
 };

@@ -123,6 +123,10 @@ enum class ColsAlgo { kFloat, kInt8 };
 constexpr int64_t kColGroup = 8;
 ColsAlgo axpy_cols_algo(Isa isa);
 AxpyColsFn axpy_cols_int8_oracle(DType t);  // the plain steps of kInt8 (Q8_0, Q5_0, Q4_0)
+// The ISA's float kernel for t: axpy_cols where the ISA runs kFloat, the
+// one the int8 kernel replaced where it runs kInt8 (tests keep it checked
+// for CPUs without VBMI).
+AxpyColsFn axpy_cols_float(Isa isa, DType t);
 
 AxpyRowsFn axpy_rows();            // the active ISA's
 AxpyRowsFn axpy_rows(Isa isa);     // a given ISA's (the scalar one where the CPU lacks it)

@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <array>
+#include <iterator>
 
 #include "kernels/internal.h"
 
@@ -223,6 +224,7 @@ void axpy_cols_int8(float* y, const ColumnRows& w, int64_t b0, int64_t nb, const
 }  // namespace
 
 void fill_avx512_columns_int8(TypeTable& t) {
+  std::copy(std::begin(t.axpy_cols), std::end(t.axpy_cols), std::begin(t.axpy_cols_float));
   t.axpy_cols[static_cast<int>(DType::Q8_0)] = axpy_cols_int8<DType::Q8_0>;
   t.axpy_cols[static_cast<int>(DType::Q4_0)] = axpy_cols_int8<DType::Q4_0>;
   t.axpy_cols[static_cast<int>(DType::Q5_0)] = axpy_cols_int8<DType::Q5_0>;
