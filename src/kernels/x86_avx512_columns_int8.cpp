@@ -75,7 +75,9 @@ inline __m512i load_index(const Index& t) {
 }
 
 // The unsigned operands of one quad for one block: lo (outputs 0..15) and hi
-// (16..31), lane r holding the four columns' quants of output r.
+// (16..31), lane r holding the four columns' quants of output r (Q4_0: lane
+// r holds the whole bytes, low nibble output r and high nibble output r + 16,
+// and hi their high nibbles alone).
 template <DType kType>
 inline void quad_operands(const uint8_t* q0, const uint8_t* q1, const uint8_t* q2,
                           const uint8_t* q3, __m512i& lo, __m512i& hi) {
@@ -85,9 +87,10 @@ inline void quad_operands(const uint8_t* q0, const uint8_t* q1, const uint8_t* q
     z = _mm512_inserti32x4(z, _mm_loadu_si128(reinterpret_cast<const __m128i*>(q1)), 1);
     z = _mm512_inserti32x4(z, _mm_loadu_si128(reinterpret_cast<const __m128i*>(q2)), 2);
     z = _mm512_inserti32x4(z, _mm_loadu_si128(reinterpret_cast<const __m128i*>(q3)), 3);
-    const __m512i p = _mm512_permutexvar_epi8(load_index(kT16), z);
-    lo = _mm512_and_si512(p, nib);
-    hi = _mm512_and_si512(_mm512_srli_epi16(p, 4), nib);
+    // Whole bytes 16 h + l and their high nibbles 16 h (group() takes l and
+    // h apart from the two sums): one instruction instead of three.
+    lo = _mm512_permutexvar_epi8(load_index(kT16), z);
+    hi = _mm512_andnot_si512(nib, lo);
   } else if constexpr (kType == DType::Q8_0) {
     const __m512i za = _mm512_inserti64x4(
         _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q0))),
@@ -140,7 +143,7 @@ void group(float* y, const ColumnRows& w, int64_t b0, int64_t nb, const int32_t*
   const __m512 v127 = _mm512_set1_ps(127.0f);
   const __m512i sign = _mm512_set1_epi32(0x7FFFFFFF);
   alignas(64) float s[16];
-  alignas(64) int32_t corr[16];
+  alignas(64) int32_t corr0[16], corr1[16];  // the sums' starting values
   alignas(64) uint32_t u4[kQuads][16];  // per block: the quad's 4 int8 activations
   for (int64_t j0 = 0; j0 < nb; j0 += 16) {
     const int64_t mj = std::min<int64_t>(16, nb - j0);
@@ -173,7 +176,16 @@ void group(float* y, const ColumnRows& w, int64_t b0, int64_t nb, const int32_t*
       sum = _mm512_add_epi32(sum, u);
       u8[k] = _mm512_cvtepi32_epi8(u);
     }
-    _mm512_store_si512(corr, _mm512_mullo_epi32(sum, neg_offset));
+    const __m512i corr = _mm512_mullo_epi32(sum, neg_offset);
+    if constexpr (kType == DType::Q4_0) {
+      // Sums of u * (16 h + l) and of u * 16 h: l's sum is their difference
+      // and h's the second over 16 (exact: both are multiples of 16 there).
+      _mm512_store_si512(corr0, _mm512_add_epi32(corr, _mm512_slli_epi32(corr, 4)));
+      _mm512_store_si512(corr1, _mm512_slli_epi32(corr, 4));
+    } else {
+      _mm512_store_si512(corr0, corr);
+      _mm512_store_si512(corr1, corr);
+    }
     for (int qd = 0; qd < kQuads; ++qd) {
       __m512i z = _mm512_castsi128_si512(u8[4 * qd]);
       z = _mm512_inserti32x4(z, u8[4 * qd + 1], 1);
@@ -188,7 +200,7 @@ void group(float* y, const ColumnRows& w, int64_t b0, int64_t nb, const int32_t*
           _mm_prefetch(
               reinterpret_cast<const char*>(ahead[k] + qoff + static_cast<size_t>(jb) * kQB),
               _MM_HINT_T0);
-      __m512i acc0 = _mm512_set1_epi32(corr[j]), acc1 = acc0;
+      __m512i acc0 = _mm512_set1_epi32(corr0[j]), acc1 = _mm512_set1_epi32(corr1[j]);
       const size_t at = qoff + static_cast<size_t>(jb) * kQB;
       for (int qd = 0; qd < kQuads; ++qd) {
         __m512i lo, hi;
@@ -197,6 +209,10 @@ void group(float* y, const ColumnRows& w, int64_t b0, int64_t nb, const int32_t*
         const __m512i u = _mm512_set1_epi32(static_cast<int32_t>(u4[qd][j]));
         acc0 = _mm512_dpbusd_epi32(acc0, lo, u);
         acc1 = _mm512_dpbusd_epi32(acc1, hi, u);
+      }
+      if constexpr (kType == DType::Q4_0) {
+        acc0 = _mm512_sub_epi32(acc0, acc1);
+        acc1 = _mm512_srai_epi32(acc1, 4);
       }
       float* yj = y + (j0 + j) * 32;
       const __m512 sj = _mm512_set1_ps(s[j]);
@@ -207,13 +223,16 @@ void group(float* y, const ColumnRows& w, int64_t b0, int64_t nb, const int32_t*
   }
 }
 
+// How many groups ahead the rows are prefetched (2 measured no better).
+constexpr int64_t kAhead = 1;
+
 template <DType kType>
 void axpy_cols_int8(float* y, const ColumnRows& w, int64_t b0, int64_t nb, const int32_t* idx,
                     const float* a, int64_t n) {
   for (int64_t g = 0; g < n; g += kColGroup) {
     const int64_t m = std::min(kColGroup, n - g);
-    const int64_t m_next = std::clamp<int64_t>(n - g - kColGroup, 0, kColGroup);
-    const int32_t* next = idx + g + kColGroup;
+    const int64_t m_next = std::clamp<int64_t>(n - g - kAhead * kColGroup, 0, kColGroup);
+    const int32_t* next = idx + g + kAhead * kColGroup;
     if (m > 4)
       group<kType, 2>(y, w, b0, nb, idx + g, a + g, m, next, m_next);
     else  // the second quad's activations would all be 0
