@@ -122,10 +122,13 @@ inline void quad_operands(const uint8_t* q0, const uint8_t* q1, const uint8_t* q
   }
 }
 
+// How many groups ahead the rows are prefetched (2 measured no better).
+constexpr int64_t kAhead = 1;
+
 // One group of kQuads * 4 kept inputs (m of them real, the rest padding
-// with u = 0) over nb output blocks from b0. next: the following group's
-// rows (prefetched while this one computes; the runs at scattered rows are
-// too short for the hardware prefetchers), or null.
+// with u = 0) over nb output blocks from b0. next: the m_next rows of the
+// group kAhead groups on (prefetched while this one computes: the runs at
+// scattered rows are too short for the hardware prefetchers), or null.
 template <DType kType, int kQuads>
 void group(float* y, const ColumnRows& w, int64_t b0, int64_t nb, const int32_t* idx,
            const float* a, int64_t m, const int32_t* next, int64_t m_next) {
@@ -144,7 +147,7 @@ void group(float* y, const ColumnRows& w, int64_t b0, int64_t nb, const int32_t*
   const __m512i sign = _mm512_set1_epi32(0x7FFFFFFF);
   alignas(64) float s[16];
   alignas(64) int32_t corr0[16], corr1[16];  // the sums' starting values
-  alignas(64) uint32_t u4[kQuads][16];  // per block: the quad's 4 int8 activations
+  alignas(64) uint32_t u4[kQuads][16];       // per block: the quad's 4 int8 activations
   for (int64_t j0 = 0; j0 < nb; j0 += 16) {
     const int64_t mj = std::min<int64_t>(16, nb - j0);
     const __mmask16 mask = static_cast<__mmask16>((1u << mj) - 1);
@@ -223,16 +226,13 @@ void group(float* y, const ColumnRows& w, int64_t b0, int64_t nb, const int32_t*
   }
 }
 
-// How many groups ahead the rows are prefetched (2 measured no better).
-constexpr int64_t kAhead = 1;
-
 template <DType kType>
 void axpy_cols_int8(float* y, const ColumnRows& w, int64_t b0, int64_t nb, const int32_t* idx,
                     const float* a, int64_t n) {
   for (int64_t g = 0; g < n; g += kColGroup) {
     const int64_t m = std::min(kColGroup, n - g);
     const int64_t m_next = std::clamp<int64_t>(n - g - kAhead * kColGroup, 0, kColGroup);
-    const int32_t* next = idx + g + kAhead * kColGroup;
+    const int32_t* next = m_next > 0 ? idx + g + kAhead * kColGroup : nullptr;
     if (m > 4)
       group<kType, 2>(y, w, b0, nb, idx + g, a + g, m, next, m_next);
     else  // the second quad's activations would all be 0
