@@ -139,10 +139,11 @@ std::string_view isa_detail(Isa isa) {
   switch (isa) {
     case Isa::kAvx2:
       return "avx2+fma+f16c";
+    // +vbmi: the int8 column kernels (axpy_cols_algo) run.
     case Isa::kAvx512:
-      return "avx512+vnni";
+      return cpu().avx512_vbmi ? "avx512+vnni+vbmi" : "avx512+vnni";
     case Isa::kAmx:
-      return "avx512+vnni+amx";
+      return cpu().avx512_vbmi ? "avx512+vnni+vbmi+amx" : "avx512+vnni+amx";
     case Isa::kNeon:
       return cpu().dotprod ? "neon+dotprod" : "neon";
     default:

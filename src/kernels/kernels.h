@@ -27,7 +27,7 @@ namespace slm::kernels {
 enum class Isa { kScalar, kAvx2, kAvx512, kNeon, kAmx };
 std::string_view isa_name(Isa isa);
 // isa_name plus the optional extensions its table uses on this CPU, for logs
-// and bench output: "neon+dotprod", "avx512+vnni", "avx512+vnni+amx".
+// and bench output: "neon+dotprod", "avx512+vnni", "avx512+vnni+vbmi+amx".
 std::string_view isa_detail(Isa isa);
 
 struct TypeTraits {
