@@ -35,10 +35,11 @@ CpuFeatures detect() {
   const bool avx2 = b & (1u << 5), bmi2 = b & (1u << 8);
   const bool avx512f = b & (1u << 16), avx512dq = b & (1u << 17), avx512bw = b & (1u << 30),
              avx512vl = b & (1u << 31);
-  const bool vnni = c & (1u << 11);
+  const bool vnni = c & (1u << 11), vbmi = c & (1u << 1);
   f.avx2 = ymm_state && avx2 && fma && f16c && bmi2;
   f.avx512 = f.avx2 && zmm_state && avx512f && avx512dq && avx512bw && avx512vl;
   f.avx512_vnni = f.avx512 && vnni;
+  f.avx512_vbmi = f.avx512_vnni && vbmi;
   f.amx_tile = tile_state && (d & (1u << 24));
   f.amx_int8 = f.amx_tile && (d & (1u << 25));
   f.amx_bf16 = f.amx_tile && (d & (1u << 22));

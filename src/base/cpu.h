@@ -12,6 +12,7 @@ struct CpuFeatures {
   bool avx2 = false;         // AVX2 + FMA + F16C + BMI2 with OS-saved YMM state
   bool avx512 = false;       // AVX-512 F + BW + VL + DQ with OS-saved ZMM state
   bool avx512_vnni = false;  // avx512 plus AVX512-VNNI (what the AVX-512 kernels need)
+  bool avx512_vbmi = false;  // avx512_vnni plus AVX512-VBMI (byte permutes: int8 column kernels)
   // AMX (Sapphire Rapids and later), reported for information only: no
   // kernel uses it yet, and Linux also wants arch_prctl(ARCH_REQ_XCOMP_PERM)
   // before the first tile instruction.

@@ -43,8 +43,10 @@ const TypeTable& avx2_table() {
 }
 // What AVX-512 does not override runs the AVX2 kernel.
 const TypeTable& avx512_table() {
-  static const TypeTable table = layered(
-      avx2_table(), {fill_avx512, fill_avx512_packed, fill_avx512_packed_k23, fill_avx512_columns});
+  static const TypeTable table =
+      layered(avx2_table(), {fill_avx512, fill_avx512_packed, fill_avx512_packed_k23,
+                             fill_avx512_columns,
+                             cpu().avx512_vbmi ? fill_avx512_columns_int8 : nullptr});
   return table;
 }
 // AVX-512 with AMX tiles for multi-token packed products.
@@ -138,10 +140,11 @@ std::string_view isa_detail(Isa isa) {
   switch (isa) {
     case Isa::kAvx2:
       return "avx2+fma+f16c";
+    // +vbmi: the int8 column kernels (axpy_cols_algo) run.
     case Isa::kAvx512:
-      return "avx512+vnni";
+      return cpu().avx512_vbmi ? "avx512+vnni+vbmi" : "avx512+vnni";
     case Isa::kAmx:
-      return "avx512+vnni+amx";
+      return cpu().avx512_vbmi ? "avx512+vnni+vbmi+amx" : "avx512+vnni+amx";
     case Isa::kNeon:
       return cpu().dotprod ? "neon+dotprod" : "neon";
     default:
@@ -185,6 +188,14 @@ AxpyColsFn axpy_cols(Isa isa, DType t) {
 }
 AxpyColsFn axpy_cols(DType t) {
   return isa_table(active_isa()).axpy_cols[static_cast<int>(t)];
+}
+ColsAlgo axpy_cols_algo(Isa isa) {
+  return isa_table(isa_supported(isa) ? isa : Isa::kScalar).axpy_cols_algo;
+}
+AxpyColsFn axpy_cols_float(Isa isa, DType t) {
+  const TypeTable& table = isa_table(isa_supported(isa) ? isa : Isa::kScalar);
+  return (table.axpy_cols_algo == ColsAlgo::kInt8 ? table.axpy_cols_float
+                                                  : table.axpy_cols)[static_cast<int>(t)];
 }
 
 AxpyRowsFn axpy_rows() {

@@ -162,6 +162,8 @@ struct TypeTable {
   LoraKernels lora;                       // F16 LoRA factors (scalar_float.cpp and the SIMD files)
   LoraQ8Kernels lora_q8;                  // 8-bit LoRA factors (scalar_float.cpp, x86_avx512.cpp)
   AxpyColsFn axpy_cols[kTypeSlots] = {};  // kernels.h; Q8_0 Q5_0 Q4_0 (columns.cpp)
+  ColsAlgo axpy_cols_algo = ColsAlgo::kFloat;   // what axpy_cols computes (kernels.h)
+  AxpyColsFn axpy_cols_float[kTypeSlots] = {};  // where kInt8: the float ones it replaced
   TypeTraits& operator[](DType t) { return by_type[static_cast<uint32_t>(t)]; }
   const TypeTraits& operator[](DType t) const { return by_type[static_cast<uint32_t>(t)]; }
 };
@@ -179,7 +181,8 @@ void fill_scalar_packed(TypeTable& table);   // packed-layout oracle tiles
 void fill_scalar_columns(TypeTable& table);  // axpy_cols oracles (columns.cpp)
 void fill_avx2_columns(TypeTable& table);
 void fill_avx512_columns(TypeTable& table);
-void fill_avx2_packed(TypeTable& table);  // Q4_0 Q5_0 Q4_K
+void fill_avx512_columns_int8(TypeTable& table);  // needs VNNI and VBMI
+void fill_avx2_packed(TypeTable& table);          // Q4_0 Q5_0 Q4_K
 void fill_avx512_packed(TypeTable& table);
 void fill_amx_packed(TypeTable& table);   // Q4_0 Q5_0 Q8_0 wide tiles (x86_amx.cpp)
 void fill_amx_kquants(TypeTable& table);  // Q4_K Q6_K wide tiles (x86_amx_kquants.cpp)

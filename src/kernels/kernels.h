@@ -27,7 +27,7 @@ namespace slm::kernels {
 enum class Isa { kScalar, kAvx2, kAvx512, kNeon, kAmx };
 std::string_view isa_name(Isa isa);
 // isa_name plus the optional extensions its table uses on this CPU, for logs
-// and bench output: "neon+dotprod", "avx512+vnni", "avx512+vnni+amx".
+// and bench output: "neon+dotprod", "avx512+vnni", "avx512+vnni+vbmi+amx".
 std::string_view isa_detail(Isa isa);
 
 struct TypeTraits {
@@ -93,13 +93,40 @@ struct ColumnRows {
   int64_t nb_row;
 };
 // y[j] += sum over k < n of a[k] * copy[idx[k]][32 * b0 + j] for j < 32 * nb
-// (y points at output 32 * b0). The scalar oracle rounds each product and
-// sum; SIMD versions fuse them. Never throws.
+// (y points at output 32 * b0), by one of two algorithms (ColsAlgo). Never
+// throws.
 using AxpyColsFn = void (*)(float* y, const ColumnRows& w, int64_t b0, int64_t nb,
                             const int32_t* idx, const float* a, int64_t n);
 // The active / a given ISA's for t (Q8_0, Q5_0, Q4_0), nullptr for other types.
 AxpyColsFn axpy_cols(DType t);
 AxpyColsFn axpy_cols(Isa isa, DType t);
+// How an ISA's axpy_cols computes, and so the oracle it is tested against:
+//  kFloat  each product a[k] * d (d: the block's scale) times each quant,
+//          added kept input after kept input: axpy_cols(Isa::kScalar, t)
+//          rounds each product and sum, SIMD versions fuse them (a few ulps
+//          apart). Scalar, AVX2, NEON, and AVX-512 without VBMI.
+//  kInt8   the activations quantized to int8 per group of kColGroup kept
+//          inputs (in kept order; the last group short) and output block j:
+//          p(k) = a[k] * d(k, j), m = max |p(k)|, s = m / 127, u(k) = p(k) *
+//          (127 / m) rounded to nearest even (all 0 where m is 0); exact
+//          integer sums acc[r] = sum over the group of u(k) * q(k, r) (q the
+//          signed quant); then y[r] = fma(s, float(acc[r]), y[r]), once per
+//          group, groups in order. AVX-512 with VNNI and VBMI: its 4-column
+//          byte dot products (VPDPBUSD) take a third of the float version's
+//          vector instructions, so decoding reads the kept columns at the
+//          memory's pace. Equal to axpy_cols_int8_oracle(t) bit for bit.
+//          Each output's error is at most sum over k of |q(k, r)| * s / 2 per
+//          group (about 1/254 of the group's largest product per term).
+// A call starts its own groups, so callers that split n (matvec_columns: 256
+// kept inputs per call) keep whole groups by splitting at multiples of 8.
+enum class ColsAlgo { kFloat, kInt8 };
+constexpr int64_t kColGroup = 8;
+ColsAlgo axpy_cols_algo(Isa isa);
+AxpyColsFn axpy_cols_int8_oracle(DType t);  // the plain steps of kInt8 (Q8_0, Q5_0, Q4_0)
+// The ISA's float kernel for t: axpy_cols where the ISA runs kFloat, the
+// one the int8 kernel replaced where it runs kInt8 (tests keep it checked
+// for CPUs without VBMI).
+AxpyColsFn axpy_cols_float(Isa isa, DType t);
 
 AxpyRowsFn axpy_rows();            // the active ISA's
 AxpyRowsFn axpy_rows(Isa isa);     // a given ISA's (the scalar one where the CPU lacks it)
