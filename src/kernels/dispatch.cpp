@@ -31,7 +31,7 @@ TypeTable layered(const TypeTable& below, std::initializer_list<FillFn> fills) {
 const TypeTable& scalar_table() {
   static const TypeTable table =
       layered(TypeTable{}, {fill_scalar_float, fill_scalar_legacy, fill_scalar_kquants,
-                            fill_scalar_packed, fill_scalar_columns});
+                            fill_scalar_packed, fill_scalar_packed_legacy2, fill_scalar_columns});
   return table;
 }
 
@@ -44,7 +44,8 @@ const TypeTable& avx2_table() {
 // What AVX-512 does not override runs the AVX2 kernel.
 const TypeTable& avx512_table() {
   static const TypeTable table =
-      layered(avx2_table(), {fill_avx512, fill_avx512_packed, fill_avx512_columns});
+      layered(avx2_table(),
+              {fill_avx512, fill_avx512_packed, fill_avx512_packed_legacy2, fill_avx512_columns});
   return table;
 }
 // AVX-512 with AMX tiles for multi-token packed products.
