@@ -69,8 +69,8 @@ void tile_scalar(int64_t nb, const uint8_t* group, const PackedAct* act, int nt,
       float acc = 0;
       for (int64_t b = 0; b < nb; ++b) {
         const uint8_t* block = group + b * block_bytes;
-        // IQ4_NL's corr is -128 * sum(qy): it cancels nothing here, as the
-        // levels are signed already; the SIMD tiles store them + 128.
+        // The levels signed as vec_dot sees them (IQ4_NL's corr, -128 *
+        // sum qy, is for the SIMD tiles' code book + 128 and unused here).
         int32_t isum = 0;
         for (int e = 0; e < kQK32; ++e) isum += level(kType, block, r, e) * q8[b].qs[e];
         const float dy = act[t].d[b];

@@ -108,7 +108,7 @@ template <DType kType, int kNt>
 void tile(int64_t nb, const uint8_t* group, const PackedAct* act, float* y, int64_t ldy, int nr) {
   using L = Layout<kType>;
   __m512 acc[kNt];
-#pragma GCC unroll 8
+#pragma GCC unroll 16
   for (int t = 0; t < kNt; ++t) acc[t] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* blk = group + b * L::kBytes;
@@ -119,35 +119,46 @@ void tile(int64_t nb, const uint8_t* group, const PackedAct* act, float* y, int6
       mw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + kScaleBytes)));
     __m512i w[8];
     weight_words<kType>(blk, w);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int t = 0; t < kNt; ++t) {
       const int8_t* q = static_cast<const BlockQ8_0*>(act[t].q)[b].qs;
-      const int32_t corr = act[t].corr[b];
-      // Two chains so consecutive VPDPBUSDs do not wait on each other.
-      __m512i s0 = L::kMin ? _mm512_setzero_si512() : _mm512_set1_epi32(corr);
-      __m512i s1 = _mm512_setzero_si512();
+      // The block sum (broadcast from memory: a load, no shuffle).
+      const __m512i corr = _mm512_set1_epi32(act[t].corr[b]);
+      __m512i s0 = L::kMin ? _mm512_setzero_si512() : corr;
+      __m512i isum;
+      if constexpr (kNt == 1) {
+        // Two chains so consecutive VPDPBUSDs do not wait on each other.
+        __m512i s1 = _mm512_setzero_si512();
 #pragma GCC unroll 4
-      for (int k = 0; k < 4; ++k) {
-        s0 = _mm512_dpbusd_epi32(s0, w[k], bcast_word(q + 4 * k));
-        s1 = _mm512_dpbusd_epi32(s1, w[k + 4], bcast_word(q + 16 + 4 * k));
+        for (int k = 0; k < 4; ++k) {
+          s0 = _mm512_dpbusd_epi32(s0, w[k], bcast_word(q + 4 * k));
+          s1 = _mm512_dpbusd_epi32(s1, w[k + 4], bcast_word(q + 16 + 4 * k));
+        }
+        isum = _mm512_add_epi32(s0, s1);
+      } else {
+        // One chain per token (w[k] pairs with bytes 4k..): the tokens'
+        // chains interleave, and one add is saved.
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; ++k) s0 = _mm512_dpbusd_epi32(s0, w[k], bcast_word(q + 4 * k));
+        isum = s0;
       }
       const __m512 dy = _mm512_set1_ps(act[t].d[b]);
-      __m512 dot =
-          _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), _mm512_mul_ps(dw, dy));
+      __m512 dot = _mm512_mul_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(dw, dy));
       if constexpr (L::kMin)
-        dot = _mm512_add_ps(
-            dot, _mm512_mul_ps(_mm512_set1_ps(static_cast<float>(corr)), _mm512_mul_ps(mw, dy)));
+        dot = _mm512_add_ps(dot, _mm512_mul_ps(_mm512_cvtepi32_ps(corr), _mm512_mul_ps(mw, dy)));
       acc[t] = _mm512_add_ps(acc[t], dot);
     }
   }
-#pragma GCC unroll 8
+#pragma GCC unroll 16
   for (int t = 0; t < kNt; ++t) store_rows(y + t * ldy, acc[t], nr);
 }
 
-template <DType kType>
+// Narrow tiles (1..kPackMaxTokens tokens) and wide ones (2..kPackWideTokens:
+// batches of 9-16 sequences unpack each block once, not twice).
+template <DType kType, int kMaxTokens = kPackMaxTokens>
 void tile_any(int64_t nb, const uint8_t* group, const PackedAct* act, int nt, float* y, int64_t ldy,
               int nr) {
-  in_token_passes<kPackMaxTokens>(nt, [&](int t0, auto count) {
+  in_token_passes<kMaxTokens>(nt, [&](int t0, auto count) {
     tile<kType, decltype(count)::value>(nb, group, act + t0, y + t0 * ldy, ldy, nr);
   });
 }
@@ -161,6 +172,10 @@ void fill_avx512_packed_legacy2(TypeTable& table) {
   table.packed_tile[static_cast<int>(DType::Q4_1)] = tile_any<DType::Q4_1>;
   table.packed_tile[static_cast<int>(DType::Q5_1)] = tile_any<DType::Q5_1>;
   table.packed_tile[static_cast<int>(DType::IQ4_NL)] = tile_any<DType::IQ4_NL>;
+  table.packed_tile_wide[static_cast<int>(DType::Q4_1)] = tile_any<DType::Q4_1, kPackWideTokens>;
+  table.packed_tile_wide[static_cast<int>(DType::Q5_1)] = tile_any<DType::Q5_1, kPackWideTokens>;
+  table.packed_tile_wide[static_cast<int>(DType::IQ4_NL)] =
+      tile_any<DType::IQ4_NL, kPackWideTokens>;
 }
 
 }  // namespace slm::kernels

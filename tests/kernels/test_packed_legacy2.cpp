@@ -63,21 +63,23 @@ TEST(PackedLegacy2, EveryIsaAndTokenCountGivesThePlainScalarBits) {
   set_active_isa(before);
 }
 
-// The tiles called directly (every token count 1..kPackMaxTokens, full and
-// ragged groups, rows of y further apart than the group) against the scalar
-// oracle, which itself is checked against the scalar vec_dot per (row, token).
+// The tiles called directly (narrow: every token count 1..kPackMaxTokens;
+// wide, where an ISA has them: 2..kPackWideTokens; full and ragged groups,
+// rows of y further apart than the group) against the scalar oracle, which
+// itself is checked against the scalar vec_dot per (row, token).
 TEST(PackedLegacy2, TilesMatchTheOracleAndTheOracleMatchesVecDot) {
   const int64_t nb = 3, cols = nb * kQK32, ldy = 21;
+  constexpr int kTokens = kPackWideTokens;
   for (DType t : kTypes) {
     const auto w = test::random_blocks(t, kPackRows * cols, 31);
     const PackedMatrix p = PackedMatrix::pack(t, w.data(), kPackRows, cols);
     const PackedTileFn oracle = isa_table(Isa::kScalar).packed_tile[static_cast<int>(t)];
     ASSERT_NE(oracle, nullptr);
-    std::vector<std::vector<uint8_t>> q(kPackMaxTokens);
-    std::vector<std::vector<float>> d(kPackMaxTokens);
-    std::vector<std::vector<int32_t>> corr(kPackMaxTokens);
-    PackedAct acts[kPackMaxTokens];
-    for (int k = 0; k < kPackMaxTokens; ++k) {
+    std::vector<std::vector<uint8_t>> q(kTokens);
+    std::vector<std::vector<float>> d(kTokens);
+    std::vector<std::vector<int32_t>> corr(kTokens);
+    PackedAct acts[kTokens];
+    for (int k = 0; k < kTokens; ++k) {
       q[k] = test::quantize(DType::Q8_0, random_floats(cols, 40 + k));
       for (int64_t b = 0; b < nb; ++b) {
         const auto* blk = reinterpret_cast<const BlockQ8_0*>(q[k].data()) + b;
@@ -88,10 +90,10 @@ TEST(PackedLegacy2, TilesMatchTheOracleAndTheOracleMatchesVecDot) {
       }
       acts[k] = PackedAct{q[k].data(), d[k].data(), corr[k].data()};
     }
-    std::vector<float> want(static_cast<size_t>(kPackMaxTokens * ldy), -3.0f);
-    oracle(nb, p.data(), acts, kPackMaxTokens, want.data(), ldy, kPackRows);
+    std::vector<float> want(static_cast<size_t>(kTokens * ldy), -3.0f);
+    oracle(nb, p.data(), acts, kTokens, want.data(), ldy, kPackRows);
     const size_t rb = static_cast<size_t>(row_bytes(t, cols));
-    for (int k = 0; k < kPackMaxTokens; ++k)
+    for (int k = 0; k < kTokens; ++k)
       for (int r = 0; r < kPackRows; ++r) {
         float s = 0;
         traits(Isa::kScalar, t).vec_dot(cols, &s, w.data() + r * rb, q[k].data());
@@ -100,15 +102,21 @@ TEST(PackedLegacy2, TilesMatchTheOracleAndTheOracleMatchesVecDot) {
             << want[k * ldy + r];
       }
     for (Isa isa : available_isas()) {
-      const PackedTileFn tile = isa_table(isa).packed_tile[static_cast<int>(t)];
-      for (int nt = 1; nt <= kPackMaxTokens; ++nt)
-        for (int nr : {kPackRows, 5, 1}) {
-          std::vector<float> got(want.size(), -3.0f), ref(want.size(), -3.0f);
-          oracle(nb, p.data(), acts, nt, ref.data(), ldy, nr);
-          tile(nb, p.data(), acts, nt, got.data(), ldy, nr);
-          ASSERT_EQ(0, std::memcmp(got.data(), ref.data(), got.size() * 4))
-              << isa_name(isa) << " " << dtype_name(t) << " nt=" << nt << " nr=" << nr;
-        }
+      const TypeTable& table = isa_table(isa);
+      for (bool wide : {false, true}) {
+        const PackedTileFn tile =
+            (wide ? table.packed_tile_wide : table.packed_tile)[static_cast<int>(t)];
+        if (tile == nullptr) continue;
+        for (int nt = wide ? 2 : 1; nt <= (wide ? kPackWideTokens : kPackMaxTokens); ++nt)
+          for (int nr : {kPackRows, 5, 1}) {
+            std::vector<float> got(want.size(), -3.0f), ref(want.size(), -3.0f);
+            oracle(nb, p.data(), acts, nt, ref.data(), ldy, nr);
+            tile(nb, p.data(), acts, nt, got.data(), ldy, nr);
+            ASSERT_EQ(0, std::memcmp(got.data(), ref.data(), got.size() * 4))
+                << isa_name(isa) << " " << dtype_name(t) << " wide=" << wide << " nt=" << nt
+                << " nr=" << nr;
+          }
+      }
     }
   }
 }
