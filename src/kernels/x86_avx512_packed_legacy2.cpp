@@ -122,30 +122,22 @@ void tile(int64_t nb, const uint8_t* group, const PackedAct* act, float* y, int6
 #pragma GCC unroll 16
     for (int t = 0; t < kNt; ++t) {
       const int8_t* q = static_cast<const BlockQ8_0*>(act[t].q)[b].qs;
-      // The block sum (broadcast from memory: a load, no shuffle).
-      const __m512i corr = _mm512_set1_epi32(act[t].corr[b]);
-      __m512i s0 = L::kMin ? _mm512_setzero_si512() : corr;
-      __m512i isum;
-      if constexpr (kNt == 1) {
-        // Two chains so consecutive VPDPBUSDs do not wait on each other.
-        __m512i s1 = _mm512_setzero_si512();
+      const int32_t corr = act[t].corr[b];
+      // Two chains so consecutive VPDPBUSDs do not wait on each other (one
+      // chain per token measured 3-9% slower at 4 and 8 tokens).
+      __m512i s0 = L::kMin ? _mm512_setzero_si512() : _mm512_set1_epi32(corr);
+      __m512i s1 = _mm512_setzero_si512();
 #pragma GCC unroll 4
-        for (int k = 0; k < 4; ++k) {
-          s0 = _mm512_dpbusd_epi32(s0, w[k], bcast_word(q + 4 * k));
-          s1 = _mm512_dpbusd_epi32(s1, w[k + 4], bcast_word(q + 16 + 4 * k));
-        }
-        isum = _mm512_add_epi32(s0, s1);
-      } else {
-        // One chain per token (w[k] pairs with bytes 4k..): the tokens'
-        // chains interleave, and one add is saved.
-#pragma GCC unroll 8
-        for (int k = 0; k < 8; ++k) s0 = _mm512_dpbusd_epi32(s0, w[k], bcast_word(q + 4 * k));
-        isum = s0;
+      for (int k = 0; k < 4; ++k) {
+        s0 = _mm512_dpbusd_epi32(s0, w[k], bcast_word(q + 4 * k));
+        s1 = _mm512_dpbusd_epi32(s1, w[k + 4], bcast_word(q + 16 + 4 * k));
       }
       const __m512 dy = _mm512_set1_ps(act[t].d[b]);
-      __m512 dot = _mm512_mul_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(dw, dy));
+      __m512 dot =
+          _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), _mm512_mul_ps(dw, dy));
       if constexpr (L::kMin)
-        dot = _mm512_add_ps(dot, _mm512_mul_ps(_mm512_cvtepi32_ps(corr), _mm512_mul_ps(mw, dy)));
+        dot = _mm512_add_ps(
+            dot, _mm512_mul_ps(_mm512_set1_ps(static_cast<float>(corr)), _mm512_mul_ps(mw, dy)));
       acc[t] = _mm512_add_ps(acc[t], dot);
     }
   }
