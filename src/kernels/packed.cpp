@@ -1,7 +1,8 @@
 // PackedMatrix: load-time repacking of Q4_0 / Q5_0 / Q8_0 / Q4_K / Q6_K / F16
-// (and through packed_legacy2.cpp Q4_1 / Q5_1 / IQ4_NL) weights into 16-row interleaved groups
-// (layout in internal.h), and the scalar tile kernels that are the oracle for the SIMD ones. The
-// matmul driver over packed matrices is packed_matmul.cpp.
+// weights into 16-row interleaved groups (layout in internal.h), and the
+// scalar tile kernels that are the oracle for the SIMD ones. The matmul
+// driver over packed matrices is packed_matmul.cpp.
+// Q4_1 / Q5_1 / IQ4_NL blocks and oracles live in packed_legacy2.cpp.
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
