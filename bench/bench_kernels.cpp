@@ -101,7 +101,7 @@ int main(int argc, char** argv) {
   }
   const DType types[] = {DType::Q4_0,   DType::Q8_0, DType::Q4_K, DType::Q6_K,
                          DType::Q5_0,   DType::F16,  DType::Q5_K, DType::Q4_1,
-                         DType::IQ4_NL, DType::Q3_K, DType::Q2_K, DType::BF16};
+                         DType::IQ4_NL, DType::Q3_K, DType::Q2_K, DType::BF16, DType::Q5_1};
   std::printf(
       "isa %s; decode: GB/s of weights, 1 token x ~256 MB matrix; prompt: %lld tokens x "
       "4096x4096,\n"

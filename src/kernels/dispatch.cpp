@@ -31,7 +31,7 @@ TypeTable layered(const TypeTable& below, std::initializer_list<FillFn> fills) {
 const TypeTable& scalar_table() {
   static const TypeTable table =
       layered(TypeTable{}, {fill_scalar_float, fill_scalar_legacy, fill_scalar_kquants,
-                            fill_scalar_packed, fill_scalar_columns});
+                            fill_scalar_packed, fill_scalar_packed_legacy2, fill_scalar_columns});
   return table;
 }
 
@@ -45,7 +45,7 @@ const TypeTable& avx2_table() {
 const TypeTable& avx512_table() {
   static const TypeTable table =
       layered(avx2_table(), {fill_avx512, fill_avx512_packed, fill_avx512_packed_k23,
-                             fill_avx512_columns,
+                             fill_avx512_packed_legacy2, fill_avx512_columns,
                              cpu().avx512_vbmi ? fill_avx512_columns_int8 : nullptr});
   return table;
 }

@@ -26,6 +26,10 @@ constexpr int kTypeSlots = 31;
 // low nibbles are elements 4k..4k+3, high nibbles 16+4k..16+4k+3); Q5_0 the
 // Q4_0 nibble words preceded by qh[kPackRows] (32 bits per row, reordered as
 // packed.cpp's q5_bit_position says) between d and qs.
+// Q4_1 / Q5_1 / IQ4_NL (packed_legacy2.cpp) keep Q4_0's / Q5_0's words: Q4_1
+// is d[16], m[16] fp16, then the nibble words; Q5_1 d[16], m[16], qh[16]
+// (Q5_0's bit order), the nibble words; IQ4_NL d[16], then its raw nibble
+// words (code book indices; the SIMD tiles look the values up).
 // A Q4_K super-block (256 elements) is
 //   d[16], dmin[16]  fp16 (64 bytes)
 //   sc[8][16], m[8][16]  6-bit sub-block scales and mins, one byte each
@@ -70,7 +74,9 @@ constexpr int kPackWideMinTokens = 8;
 // 32-element types, BlockQ8_K for Q4_K), the block scales as float, and
 // per-block integer corrections:
 //  - 32-element types: corr[b] = -offset * sum(q of block b), where offset (8
-//    for Q4_0, 16 for Q5_0, 128 for Q8_0) undoes the unsigned weight encoding;
+//    for Q4_0, 16 for Q5_0, 128 for Q8_0 and IQ4_NL) undoes the unsigned
+//    weight encoding; Q4_1 / Q5_1: corr[b] = sum(q of block b), which the
+//    rows' min m multiplies (packed_block_corr);
 //  - Q4_K: corr[16 b + j] = sum of q over 32-wide sub-block j (j < 8), which
 //    the mins multiply;
 //  - Q6_K: corr[16 b + s] = -32 * sum of q over 16-wide sub-block s;
@@ -198,6 +204,11 @@ void dequantize_k23(DType t, const uint8_t* block, int r, float* dst);
 // process-wide; false where the kernel refuses or predates AMX).
 bool amx_permitted();
 
+// Q4_1 Q5_1 IQ4_NL packed tiles: the scalar oracles (packed_legacy2.cpp) and
+// the VNNI tiles (x86_avx512_packed_legacy2.cpp).
+void fill_scalar_packed_legacy2(TypeTable& table);
+void fill_avx512_packed_legacy2(TypeTable& table);
+
 // ---------------------------------------------------------------- shared fits
 // (scalar_kquants.cpp; the weighted legacy quantizers use them too)
 
@@ -238,10 +249,33 @@ constexpr bool packed_is_k(DType t) {
 inline int64_t packed_block_elems(DType t) {
   return packed_is_k(t) ? kQKK : kQK32;
 }
-// Offset that makes the stored weight quants of a 32-element type unsigned.
+// Offset that makes the stored weight quants of a 32-element type unsigned
+// (Q4_1 / Q5_1: none, their levels are unsigned; IQ4_NL: its SIMD tiles'
+// looked-up values).
 inline int32_t packed_quant_offset(DType t) {
-  return t == DType::Q8_0 ? 128 : t == DType::Q5_0 ? 16 : 8;
+  return t == DType::Q8_0 || t == DType::IQ4_NL ? 128
+         : t == DType::Q4_1 || t == DType::Q5_1 ? 0
+         : t == DType::Q5_0                     ? 16
+                                                : 8;
 }
+// 32-element types whose rows carry a min (x = d * q + m).
+constexpr bool packed_has_min(DType t) {
+  return t == DType::Q4_1 || t == DType::Q5_1;
+}
+// PackedAct::corr[b] of a 32-element type from the sum of block b's
+// activation quants.
+inline int32_t packed_block_corr(DType t, int32_t sum) {
+  return packed_has_min(t) ? sum : -packed_quant_offset(t) * sum;
+}
+// The types of packed_legacy2.cpp, and its hooks for packed.cpp: bytes of a
+// group block (0 for other types), one row's block b into a group block,
+// row r of a group block back to 32 floats (the scalar dequantizer's bits).
+constexpr bool packed_is_legacy2(DType t) {
+  return t == DType::Q4_1 || t == DType::Q5_1 || t == DType::IQ4_NL;
+}
+int64_t packed_legacy2_block_bytes(DType t);
+void pack_legacy2(DType t, const uint8_t* row, int64_t b, int r, uint8_t* out);
+void dequantize_legacy2(DType t, const uint8_t* block, int r, float* dst);
 
 // ggml's nearest_int: round half to even through the float mantissa, exact for
 // |x| < 2^22 (every caller scales into a small integer range first).

@@ -2,7 +2,8 @@
 // weights (Q3_K and Q2_K: packed_k23.cpp) into 16-row interleaved groups
 // (layout in internal.h), and the scalar tile kernels that are the oracle
 // for the SIMD ones. The matmul driver over packed matrices is
-// packed_matmul.cpp.
+// packed_matmul.cpp. Q4_1 / Q5_1 / IQ4_NL blocks and oracles live in
+// packed_legacy2.cpp.
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -137,7 +138,9 @@ void pack_group(DType t, const uint8_t* src, size_t src_row, int n_valid, int64_
     uint8_t* out = dst + b * block_bytes;
     for (int r = 0; r < n_valid; ++r) {
       const uint8_t* row = src + static_cast<size_t>(r) * src_row;
-      if (t == DType::F16) {
+      if (packed_is_legacy2(t)) {
+        pack_legacy2(t, row, b, r, out);
+      } else if (t == DType::F16) {
         pack_f16(reinterpret_cast<const uint16_t*>(row), b, r, out);
       } else if (t == DType::Q4_K) {
         pack_q4_k(reinterpret_cast<const BlockQ4_K*>(row)[b], r, out);
@@ -297,6 +300,10 @@ int64_t packed_block_bytes(DType t) {
       return kK6W + kPackRows * (kQKK / 2 + kQKK / 4);
     case DType::F16:
       return kPackRows * kQK32 * 2;
+    case DType::Q4_1:
+    case DType::Q5_1:
+    case DType::IQ4_NL:
+      return packed_legacy2_block_bytes(t);
     default:
       return packed_k23_block_bytes(t);
   }
@@ -356,7 +363,9 @@ void PackedMatrix::dequantize_stripe(int64_t r, int64_t c0, int64_t nc, float* d
     return f(group, bb, c0 / be, nc / be, rr, dst);
   for (int64_t b = c0 / be; b < (c0 + nc) / be; ++b, dst += be) {
     const uint8_t* block = group + b * bb;
-    if (t == DType::F16) {
+    if (packed_is_legacy2(t)) {
+      dequantize_legacy2(t, block, rr, dst);
+    } else if (t == DType::F16) {
       for (int c = 0; c < kQK32; ++c) dst[c] = row_half(block, 2 * kPackRows * c, rr);
     } else if (t == DType::Q4_K) {
       const float d = row_half(block, 0, rr), dmin = row_half(block, kScaleBytes, rr);

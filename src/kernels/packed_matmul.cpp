@@ -107,13 +107,12 @@ void prepare_act(const TypeTable& table, DType type, const ActLayout& al, const 
     return;
   }
   table[DType::Q8_0].quantize_row(x, row, cols);
-  const int32_t offset = packed_quant_offset(type);
   const auto* q = reinterpret_cast<const BlockQ8_0*>(row);
   for (int64_t b = 0; b < nb; ++b) {
     int32_t sum = 0;
     for (int e = 0; e < kQK32; ++e) sum += q[b].qs[e];
     d[b] = fp16_to_f32(q[b].d);
-    c[b] = -offset * sum;
+    c[b] = packed_block_corr(type, sum);
   }
 }
 
