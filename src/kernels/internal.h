@@ -33,6 +33,14 @@ constexpr int kTypeSlots = 31;
 //                    32c + 4k.. of the row's qs (low nibbles: elements
 //                    64c + 4k.., sub-block 2c; high: 64c + 32 + 4k.., 2c + 1)
 // (148 bytes per row and super-block against the file's 144).
+// A Q5_K super-block (offsets in packed_q5k below) is Q4_K's with the mins
+// paired for VPMADDWD and the rows' fifth bits before qs:
+//   d[16], dmin[16], sc[8][16] as Q4_K's
+//   m[4][16][2]      mins of sub-blocks 2p, 2p + 1 of row r at (16p + r) * 2
+//   qh[8][16]        words: word k of row r = bytes 4k.. of the row's qh (bit
+//                    j of byte i: fifth bit of element 32j + 4k + i)
+//   qs[4][8][16]     words, as Q4_K's
+// (180 bytes per row and super-block against the file's 176).
 // A Q6_K super-block is d[16] fp16, sc[16][16] int8, then words
 // [h:2][k:8][A, B, C][16 rows] of 4 bytes: A = ql[64h + 4k..], B =
 // ql[64h + 32 + 4k..], C = qh[32h + 4k..] of the row (210 bytes per row, as
@@ -43,6 +51,11 @@ constexpr int kTypeSlots = 31;
 // 256-bit load is column c of all 16 rows. Its tiles take F32 activations
 // (PackedAct::q is the token's float row; d and corr are unused).
 constexpr int kPackRows = 16;
+namespace packed_q5k {
+constexpr int64_t kD = 0, kDmin = 2 * kPackRows, kSc = 4 * kPackRows, kM = kSc + 8 * kPackRows,
+                  kQh = kM + 8 * kPackRows, kQs = kQh + 32 * kPackRows,
+                  kBytes = kQs + 128 * kPackRows;
+}  // namespace packed_q5k
 // Tokens computed together by one tile call (weights unpacked once for all).
 constexpr int kPackMaxTokens = 8;
 // Tokens of one wide tile call (TypeTable::packed_tile_wide: AMX), 2..16.
@@ -63,7 +76,8 @@ constexpr int kPackWideMinTokens = 8;
 //    for Q4_0, 16 for Q5_0, 128 for Q8_0) undoes the unsigned weight encoding;
 //  - Q4_K: corr[16 b + j] = sum of q over 32-wide sub-block j (j < 8), which
 //    the mins multiply;
-//  - Q6_K: corr[16 b + s] = -32 * sum of q over 16-wide sub-block s.
+//  - Q6_K: corr[16 b + s] = -32 * sum of q over 16-wide sub-block s;
+//  - Q5_K: as Q4_K.
 struct PackedAct {
   const void* q;
   const float* d;
@@ -168,8 +182,15 @@ void fill_avx2_columns(TypeTable& table);
 void fill_avx512_columns(TypeTable& table);
 void fill_avx2_packed(TypeTable& table);  // Q4_0 Q5_0 Q4_K
 void fill_avx512_packed(TypeTable& table);
-void fill_amx_packed(TypeTable& table);   // Q4_0 Q5_0 Q8_0 wide tiles (x86_amx.cpp)
-void fill_amx_kquants(TypeTable& table);  // Q4_K Q6_K wide tiles (x86_amx_kquants.cpp)
+void fill_amx_packed(TypeTable& table);         // Q4_0 Q5_0 Q8_0 wide tiles (x86_amx.cpp)
+void fill_amx_kquants(TypeTable& table);        // Q4_K Q6_K wide tiles (x86_amx_kquants.cpp)
+void fill_avx512_packed_q5k(TypeTable& table);  // Q5_K (x86_avx512_packed_q5k.cpp)
+// Packed Q5_K (packed_q5k.cpp): row r of blk into a group's super-block; the
+// scalar oracle tile; row r of a packed super-block back to 256 floats.
+void pack_q5_k(const BlockQ5_K& blk, int r, uint8_t* out);
+void tile_scalar_q5_k(int64_t nb, const uint8_t* group, const PackedAct* act, int nt, float* y,
+                      int64_t ldy, int nr);
+void dequantize_packed_q5_k(const uint8_t* block, int r, float* dst);
 // Whether Linux granted this process the AMX tile data state (asked once,
 // process-wide; false where the kernel refuses or predates AMX).
 bool amx_permitted();
@@ -208,7 +229,7 @@ int64_t packed_block_bytes(DType t);
 // (packed.cpp says why); freed with std::free; null when out of memory.
 uint8_t* allocate_packed(size_t size);
 constexpr bool packed_is_k(DType t) {
-  return t == DType::Q4_K || t == DType::Q6_K;
+  return t == DType::Q4_K || t == DType::Q6_K || t == DType::Q5_K;
 }
 // Elements per block of a packed type (a K-quant super-block or 32).
 inline int64_t packed_block_elems(DType t) {

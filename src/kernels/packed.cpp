@@ -1,4 +1,4 @@
-// PackedMatrix: load-time repacking of Q4_0 / Q5_0 / Q8_0 / Q4_K / Q6_K / F16
+// PackedMatrix: load-time repacking of Q4_0 / Q5_0 / Q8_0 / Q4_K / Q5_K / Q6_K / F16
 // weights into 16-row interleaved groups (layout in internal.h), and the
 // scalar tile kernels that are the oracle for the SIMD ones. The matmul
 // driver over packed matrices is packed_matmul.cpp.
@@ -142,6 +142,8 @@ void pack_group(DType t, const uint8_t* src, size_t src_row, int n_valid, int64_
         pack_q4_k(reinterpret_cast<const BlockQ4_K*>(row)[b], r, out);
       } else if (t == DType::Q6_K) {
         pack_q6_k(reinterpret_cast<const BlockQ6_K*>(row)[b], r, out);
+      } else if (t == DType::Q5_K) {
+        pack_q5_k(reinterpret_cast<const BlockQ5_K*>(row)[b], r, out);
       } else if (t == DType::Q8_0) {
         const auto& blk = reinterpret_cast<const BlockQ8_0*>(row)[b];
         std::memcpy(out + 2 * r, &blk.d, 2);
@@ -292,6 +294,8 @@ int64_t packed_block_bytes(DType t) {
       return kK4Qs + kPackRows * kQKK / 2;
     case DType::Q6_K:
       return kK6W + kPackRows * (kQKK / 2 + kQKK / 4);
+    case DType::Q5_K:
+      return packed_q5k::kBytes;
     case DType::F16:
       return kPackRows * kQK32 * 2;
     default:
@@ -305,6 +309,7 @@ void fill_scalar_packed(TypeTable& table) {
   table.packed_tile[static_cast<int>(DType::Q5_0)] = tile_scalar<DType::Q5_0>;
   table.packed_tile[static_cast<int>(DType::Q4_K)] = tile_scalar_k<DType::Q4_K>;
   table.packed_tile[static_cast<int>(DType::Q6_K)] = tile_scalar_k<DType::Q6_K>;
+  table.packed_tile[static_cast<int>(DType::Q5_K)] = tile_scalar_q5_k;
   table.packed_tile[static_cast<int>(DType::F16)] = tile_scalar_f16;
 }
 
@@ -362,6 +367,8 @@ void PackedMatrix::dequantize_stripe(int64_t r, int64_t c0, int64_t nc, float* d
             d * block[kK4Sc + s * kPackRows + rr] * static_cast<float>(q4k_level(block, rr, e)) -
             dmin * block[kK4M + s * kPackRows + rr];
       }
+    } else if (t == DType::Q5_K) {
+      dequantize_packed_q5_k(block, rr, dst);
     } else if (t == DType::Q6_K) {
       const float d = row_half(block, 0, rr);
       for (int e = 0; e < kQKK; ++e)
