@@ -182,15 +182,19 @@ void fill_avx2_columns(TypeTable& table);
 void fill_avx512_columns(TypeTable& table);
 void fill_avx2_packed(TypeTable& table);  // Q4_0 Q5_0 Q4_K
 void fill_avx512_packed(TypeTable& table);
-void fill_amx_packed(TypeTable& table);         // Q4_0 Q5_0 Q8_0 wide tiles (x86_amx.cpp)
-void fill_amx_kquants(TypeTable& table);        // Q4_K Q6_K wide tiles (x86_amx_kquants.cpp)
-void fill_avx512_packed_q5k(TypeTable& table);  // Q5_K (x86_avx512_packed_q5k.cpp)
-// Packed Q5_K (packed_q5k.cpp): row r of blk into a group's super-block; the
-// scalar oracle tile; row r of a packed super-block back to 256 floats.
+void fill_amx_packed(TypeTable& table);   // Q4_0 Q5_0 Q8_0 wide tiles (x86_amx.cpp)
+void fill_amx_kquants(TypeTable& table);  // Q4_K Q6_K wide tiles (x86_amx_kquants.cpp)
+
+// Packed Q5_K: its VNNI tile (x86_avx512_packed_q5k.cpp; the AMX wide tile is
+// fill_amx_kquants'), and (packed_q5k.cpp) row r of blk into a group's
+// super-block, the scalar oracle tile, row r of a packed super-block back to
+// 256 floats.
+void fill_avx512_packed_q5k(TypeTable& table);
 void pack_q5_k(const BlockQ5_K& blk, int r, uint8_t* out);
 void tile_scalar_q5_k(int64_t nb, const uint8_t* group, const PackedAct* act, int nt, float* y,
                       int64_t ldy, int nr);
 void dequantize_packed_q5_k(const uint8_t* block, int r, float* dst);
+
 // Whether Linux granted this process the AMX tile data state (asked once,
 // process-wide; false where the kernel refuses or predates AMX).
 bool amx_permitted();

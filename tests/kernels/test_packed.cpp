@@ -107,7 +107,7 @@ TEST(PackedMatrix, EveryTokenCountMatchesScalar) {
 // sub-block scale pattern (Q6_K's negative scales too) goes through the tiles.
 TEST(PackedMatrix, WideTilesMatchScalarTile) {
   const int64_t nb = 3;
-  for (DType t : {DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
+  for (DType t : {DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
     const bool k = packed_is_k(t);
     const int64_t cols = nb * packed_block_elems(t);
     std::vector<uint8_t> w;
@@ -183,7 +183,7 @@ TEST(PackedMatrix, AlternatingTypesAndTokenCountsMatchScalar) {
   const Isa before = active_isa();
   const int64_t rows = 21, cols = 2 * kQKK;
   std::vector<PackedMatrix> ws;
-  for (DType t : {DType::Q4_0, DType::Q4_K, DType::Q8_0, DType::Q6_K}) {
+  for (DType t : {DType::Q4_0, DType::Q4_K, DType::Q8_0, DType::Q6_K, DType::Q5_K}) {
     const auto w = test::quantize(t, random_floats(rows * cols, 81, 0.05f));
     ws.push_back(PackedMatrix::pack(t, w.data(), rows, cols));
   }
@@ -192,8 +192,8 @@ TEST(PackedMatrix, AlternatingTypesAndTokenCountsMatchScalar) {
     size_t w;
     int64_t tokens;
   };
-  const Call calls[] = {{0, 16}, {1, 9},  {0, 16}, {1, 16}, {2, 12},
-                        {3, 10}, {2, 12}, {0, 11}, {3, 16}};
+  const Call calls[] = {{0, 16}, {1, 9},  {0, 16}, {1, 16}, {2, 12}, {3, 10},
+                        {2, 12}, {4, 13}, {0, 11}, {3, 16}, {4, 16}, {1, 12}};
   std::vector<std::vector<float>> want;
   ASSERT_TRUE(set_active_isa(Isa::kScalar));
   for (const Call& c : calls) {
