@@ -153,6 +153,11 @@ struct TypeTable {
   // Most tokens one packed_tile_wide call takes (0: kPackWideTokens; at
   // most kPackWideTokensMax).
   int packed_wide_tokens[kTypeSlots] = {};
+  // Fewest tokens a packed_tile_wide call takes (0: kPackWideMinTokens;
+  // more where the narrow tile stays faster there, e.g. Q5_K's 8-token VNNI
+  // pass: 154-159 against 142-143 GMAC/s with AMX at 8 tokens, 142 against
+  // 170-174 at 10, bench_kernels 4096 x 4096, 1 thread).
+  int packed_wide_min_tokens[kTypeSlots] = {};
   // packed_tile_wide's product over arranged activations (null: none).
   PackedTileArrangedFn packed_tile_arranged[kTypeSlots] = {};
   PackedRowFn packed_row[kTypeSlots] = {};  // null: PackedMatrix's own loop

@@ -357,6 +357,7 @@ void fill_amx_kquants(TypeTable& table) {
   table.packed_wide_tokens[static_cast<int>(DType::Q4_K)] = kPackWideTokens * kMaxPasses;
   table.packed_tile_wide[static_cast<int>(DType::Q5_K)] = tile_any<true>;
   table.packed_wide_tokens[static_cast<int>(DType::Q5_K)] = kPackWideTokens * kMaxPasses;
+  table.packed_wide_min_tokens[static_cast<int>(DType::Q5_K)] = kPackMaxTokens + 1;
 }
 
 }  // namespace slm::kernels
