@@ -72,7 +72,8 @@ struct BatchEngine::Slot {
   double propose_s = 0;  // time spent drafting for the current step
   uint64_t rates_order = 0;
   // This step's plain draw (step() runs them in parallel before the
-  // sequential emits): the token, or why the sampler failed.
+  // sequential emits): the token when drawn, else why the sampler failed.
+  bool draw_ok = false;
   int32_t drawn_id = 0;
   std::string draw_error;
 };
@@ -452,16 +453,18 @@ std::span<const float> BatchEngine::row_of(const Slot& slot) const {
 }
 
 void BatchEngine::draw(Slot& slot) {
+  slot.draw_ok = false;
   slot.draw_error.clear();
   try {
     slot.drawn_id = slot.seq->sampler_.sample(row_of(slot), slot.key.tokens);
+    slot.draw_ok = true;
   } catch (const std::exception& e) {
     slot.draw_error = e.what();
   }
 }
 
 void BatchEngine::sample(Slot& slot) {
-  if (!slot.draw_error.empty())
+  if (!slot.draw_ok)
     return finish(slot, FinishReason::kError, {}, "sampling failed: " + slot.draw_error);
   emit(slot, slot.drawn_id, row_of(slot));
 }

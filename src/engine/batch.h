@@ -117,7 +117,7 @@ class BatchEngine {
               ErrorKind kind = ErrorKind::kInternal);
   void end(Slot& slot, Update&& u, FinishReason why);  // finish after a sampled token
   // Draws slot's next token from its session's logits into slot.drawn_id
-  // (or slot.draw_error); touches nothing but slot and its sampler.
+  // (draw_ok false: why in slot.draw_error); touches nothing but slot and its sampler.
   void draw(Slot& slot);
   // Emits the token draw() gave (or ends slot with the draw's error).
   void sample(Slot& slot);

@@ -50,6 +50,16 @@ constexpr int kTypeSlots = 31;
 // row r at (c * kPackRows + r) * 2 (1024 bytes, as in the file), so one
 // 256-bit load is column c of all 16 rows. Its tiles take F32 activations
 // (PackedAct::q is the token's float row; d and corr are unused).
+// A Q3_K super-block (packed_k23.cpp) is d[16] fp16, sc[16][16] int8 (the
+// 6-bit scales minus 32), words qs[2][8][16] (word (h, k) of row r = the
+// row's qs[32h + 4k..]) and hm[8][16] (word k = hmask[4k..]): element
+// 128h + 32j + 4k + i is bits 2j, 2j + 1 of byte i of qs word (h, k) with bit
+// 4h + j of byte i of hm word k as bit 2, level 0..7 for q - 4 (114 bytes
+// per row and super-block against the file's 110). A Q2_K super-block is
+// d[16], dmin[16] fp16, sc[8][16][2] (the row's scale bytes 2p, 2p + 1 at
+// (16p + r) * 2: scale in the low nibble, min in the high), then qs words as
+// Q3_K's: element 128h + 32j + 4k + i is bits 2j, 2j + 1 of byte i of word
+// (h, k), level 0..3 (84 bytes, as in the file).
 constexpr int kPackRows = 16;
 namespace packed_q5k {
 constexpr int64_t kD = 0, kDmin = 2 * kPackRows, kSc = 4 * kPackRows, kM = kSc + 8 * kPackRows,
@@ -77,6 +87,9 @@ constexpr int kPackWideMinTokens = 8;
 //  - Q4_K: corr[16 b + j] = sum of q over 32-wide sub-block j (j < 8), which
 //    the mins multiply;
 //  - Q6_K: corr[16 b + s] = -32 * sum of q over 16-wide sub-block s;
+//  - Q3_K: corr[16 b + s] = -4 * sum of q over 16-wide sub-block s;
+//  - Q2_K: corr[16 b + s] = sum of q over 16-wide sub-block s (the mins'),
+//    within int16 as Q8_K's bsums are.
 //  - Q5_K: as Q4_K.
 struct PackedAct {
   const void* q;
@@ -189,6 +202,14 @@ void fill_avx2_packed(TypeTable& table);  // Q4_0 Q5_0 Q4_K
 void fill_avx512_packed(TypeTable& table);
 void fill_amx_packed(TypeTable& table);   // Q4_0 Q5_0 Q8_0 wide tiles (x86_amx.cpp)
 void fill_amx_kquants(TypeTable& table);  // Q4_K Q6_K wide tiles (x86_amx_kquants.cpp)
+// Q3_K / Q2_K packed layouts (packed_k23.cpp; tiles in x86_avx512_packed_k23.cpp).
+void fill_scalar_packed_k23(TypeTable& table);
+void fill_avx512_packed_k23(TypeTable& table);
+int64_t packed_k23_block_bytes(DType t);  // 0 for other types
+// Super-block b of the source row (src_block) into row r of a packed block.
+void pack_k23(DType t, const uint8_t* src_block, int r, uint8_t* out);
+// Row r of a packed super-block as 256 floats, the scalar dequantizer's bits.
+void dequantize_k23(DType t, const uint8_t* block, int r, float* dst);
 
 // Packed Q5_K: its VNNI tile (x86_avx512_packed_q5k.cpp; the AMX wide tile is
 // fill_amx_kquants'), and (packed_q5k.cpp) row r of blk into a group's
@@ -238,7 +259,8 @@ int64_t packed_block_bytes(DType t);
 // (packed.cpp says why); freed with std::free; null when out of memory.
 uint8_t* allocate_packed(size_t size);
 constexpr bool packed_is_k(DType t) {
-  return t == DType::Q4_K || t == DType::Q6_K || t == DType::Q5_K;
+  return t == DType::Q4_K || t == DType::Q6_K || t == DType::Q3_K || t == DType::Q2_K ||
+         t == DType::Q5_K;
 }
 // Elements per block of a packed type (a K-quant super-block or 32).
 inline int64_t packed_block_elems(DType t) {

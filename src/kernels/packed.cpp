@@ -1,7 +1,9 @@
-// PackedMatrix: load-time repacking of Q4_0 / Q5_0 / Q8_0 / Q4_K / Q5_K / Q6_K / F16
-// weights into 16-row interleaved groups (layout in internal.h), and the
-// scalar tile kernels that are the oracle for the SIMD ones. The matmul
-// driver over packed matrices is packed_matmul.cpp.
+// PackedMatrix: load-time repacking of Q4_0 / Q5_0 / Q8_0 / Q4_K / Q6_K / F16
+// weights (Q3_K and Q2_K: packed_k23.cpp;
+// Q5_K: packed_q5k.cpp) into 16-row interleaved groups
+// (layout in internal.h), and the scalar tile kernels that are the oracle
+// for the SIMD ones. The matmul driver over packed matrices is
+// packed_matmul.cpp.
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -144,6 +146,8 @@ void pack_group(DType t, const uint8_t* src, size_t src_row, int n_valid, int64_
         pack_q6_k(reinterpret_cast<const BlockQ6_K*>(row)[b], r, out);
       } else if (t == DType::Q5_K) {
         pack_q5_k(reinterpret_cast<const BlockQ5_K*>(row)[b], r, out);
+      } else if (packed_k23_block_bytes(t) != 0) {
+        pack_k23(t, row + b * row_bytes(t, kQKK), r, out);
       } else if (t == DType::Q8_0) {
         const auto& blk = reinterpret_cast<const BlockQ8_0*>(row)[b];
         std::memcpy(out + 2 * r, &blk.d, 2);
@@ -299,7 +303,7 @@ int64_t packed_block_bytes(DType t) {
     case DType::F16:
       return kPackRows * kQK32 * 2;
     default:
-      return 0;
+      return packed_k23_block_bytes(t);
   }
 }
 
@@ -311,6 +315,7 @@ void fill_scalar_packed(TypeTable& table) {
   table.packed_tile[static_cast<int>(DType::Q6_K)] = tile_scalar_k<DType::Q6_K>;
   table.packed_tile[static_cast<int>(DType::Q5_K)] = tile_scalar_q5_k;
   table.packed_tile[static_cast<int>(DType::F16)] = tile_scalar_f16;
+  fill_scalar_packed_k23(table);
 }
 
 void PackedMatrix::Free::operator()(uint8_t* p) const {
@@ -369,6 +374,8 @@ void PackedMatrix::dequantize_stripe(int64_t r, int64_t c0, int64_t nc, float* d
       }
     } else if (t == DType::Q5_K) {
       dequantize_packed_q5_k(block, rr, dst);
+    } else if (packed_k23_block_bytes(t) != 0) {
+      dequantize_k23(t, block, rr, dst);
     } else if (t == DType::Q6_K) {
       const float d = row_half(block, 0, rr);
       for (int e = 0; e < kQKK; ++e)

@@ -94,8 +94,11 @@ void prepare_act(const TypeTable& table, DType type, const ActLayout& al, const 
     for (int64_t b = 0; b < nb; ++b) {
       d[b] = q[b].d;
       int32_t* cb = c + kKCorr * b;
-      if (type == DType::Q6_K) {
-        for (int j = 0; j < 16; ++j) cb[j] = -32 * q[b].bsums[j];
+      if (type == DType::Q6_K || type == DType::Q3_K) {  // the levels' offset
+        const int32_t offset = type == DType::Q6_K ? 32 : 4;
+        for (int j = 0; j < 16; ++j) cb[j] = -offset * q[b].bsums[j];
+      } else if (type == DType::Q2_K) {
+        for (int j = 0; j < 16; ++j) cb[j] = q[b].bsums[j];
       } else {
         for (int j = 0; j < 8; ++j) cb[j] = q[b].bsums[2 * j] + q[b].bsums[2 * j + 1];
         for (int j = 8; j < kKCorr; ++j) cb[j] = 0;

@@ -495,27 +495,7 @@ struct Forward {
                     &s.out_rows_[n_out * E]);
     }
     if (n_out == 0) return;
-    float* out = nullptr;
-    if (n_out == 1)
-      for (const SeqChunk& ch : chunks)
-        if (ch.logits != nullptr) out = ch.keep_last ? ch.session->logits_.data() : ch.logits;
-    if (n_out > 1) {  // the destinations as consecutive rows of one buffer: write there
-      float* first = nullptr;
-      int64_t o = 0;
-      bool consecutive = true;
-      for (const SeqChunk& ch : chunks) {
-        if (ch.logits == nullptr) continue;
-        if (first == nullptr) first = ch.logits;
-        consecutive = consecutive && !ch.all_rows && ch.logits == first + o * V;
-        ++o;
-      }
-      if (consecutive) out = first;
-    }
-    if (out == nullptr) {
-      if (s.logits_.size() < static_cast<size_t>(n_out * V))
-        s.logits_.resize(static_cast<size_t>(n_out * V));
-      out = s.logits_.data();
-    }
+    float* out = head_destination(chunks, n_out, V, s);
     if (prune(c.n_layer, Tap::kHeadIn, s.out_rows_.data(), n_out, E))
       linear_pruned(model.weights().output, s.out_rows_.data(), n_out, out, /*step_rows=*/false);
     else
@@ -532,6 +512,28 @@ struct Forward {
         std::memcpy(last, src + (rows - 1) * V, V * sizeof(float));
       o += rows;
     }
+  }
+
+  // Where the head writes its n_out logit rows ([n_out][V]): straight into
+  // the callers' buffers when they are one run of consecutive rows (a single
+  // row kept as the session's last goes to the session's own buffer), else
+  // the scratch; output_logits then copies only rows not written in place.
+  static float* head_destination(std::span<const SeqChunk> chunks, int64_t n_out, int64_t V,
+                                 Scratch& s) {
+    float* first = nullptr;
+    int64_t o = 0;
+    bool consecutive = true;
+    for (const SeqChunk& ch : chunks) {
+      if (ch.logits == nullptr) continue;
+      if (n_out == 1) return ch.keep_last ? ch.session->logits_.data() : ch.logits;
+      if (first == nullptr) first = ch.logits;
+      consecutive = consecutive && !ch.all_rows && ch.logits == first + o * V;
+      ++o;
+    }
+    if (consecutive && first != nullptr) return first;
+    if (s.logits_.size() < static_cast<size_t>(n_out * V))
+      s.logits_.resize(static_cast<size_t>(n_out * V));
+    return s.logits_.data();
   }
 
   // The whole step: describe, embed, layers, logits, then advance the sessions.

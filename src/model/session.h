@@ -83,9 +83,6 @@ class Session {
   static size_t cache_bytes(const ModelConfig& c, int64_t n_ctx, int64_t n_batch, DType kv_type = DType::F32);
   // Throws slm::Error when the model cannot keep its cache in kv_type.
   static void check_kv_type(const ModelConfig& c, DType kv_type);
-  // The buffer last_logits() views [n_vocab]: a SeqChunk may name it as its
-  // destination, so the forward pass writes the row there with no copy.
-  float* logits_destination() { return logits_.data(); }
 
   // Checks that tokens can be appended (ids in range, room in the context);
   // throws slm::Error otherwise.

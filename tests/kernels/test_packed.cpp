@@ -59,7 +59,8 @@ TEST_P(Packed, EveryIsaMatchesScalarTileAndPlainMatmul) {
 
 INSTANTIATE_TEST_SUITE_P(PackedTypes, Packed,
                          ::testing::Values(DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4_K,
-                                           DType::Q5_K, DType::Q6_K, DType::F16),
+                                           DType::Q6_K, DType::F16, DType::Q3_K, DType::Q2_K,
+                                           DType::Q5_K),
                          [](const auto& info) { return std::string(dtype_name(info.param)); });
 
 // Batched decoding and prompt tiles: every token count 1..33 (the wide AMX
@@ -70,7 +71,8 @@ TEST(PackedMatrix, EveryTokenCountMatchesScalar) {
   ThreadPool one(1), two(2);
   std::vector<uint8_t> scratch;
   const Isa before = active_isa();
-  for (DType t : {DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
+  for (DType t : {DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q6_K, DType::Q3_K,
+                  DType::Q2_K, DType::Q5_K}) {
     const int64_t be = packed_block_elems(t);
     for (int64_t cols : {5 * be, 4 * be}) {
       const int64_t rows = 37;

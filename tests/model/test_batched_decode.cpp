@@ -93,7 +93,8 @@ TEST_P(BatchedDecode, EachSequenceEqualsItselfAlone) {
   kernels::set_active_isa(before);
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, BatchedDecode, ::testing::Values("Q5_K", "Q4_K", "Q6_K"),
+INSTANTIATE_TEST_SUITE_P(Fixtures, BatchedDecode,
+                         ::testing::Values("Q5_K", "Q4_K", "Q6_K", "Q3_K", "Q2_K"),
                          [](const auto& info) { return std::string(info.param); });
 
 }  // namespace
