@@ -45,7 +45,8 @@ const TypeTable& avx2_table() {
 const TypeTable& avx512_table() {
   static const TypeTable table =
       layered(avx2_table(), {fill_avx512, fill_avx512_packed, fill_avx512_packed_k23,
-                             fill_avx512_packed_legacy2, fill_avx512_columns,
+                             fill_avx512_packed_legacy2, fill_avx512_packed_q5k,
+                             fill_avx512_columns,
                              cpu().avx512_vbmi ? fill_avx512_columns_int8 : nullptr});
   return table;
 }

@@ -37,6 +37,14 @@ constexpr int kTypeSlots = 31;
 //                    32c + 4k.. of the row's qs (low nibbles: elements
 //                    64c + 4k.., sub-block 2c; high: 64c + 32 + 4k.., 2c + 1)
 // (148 bytes per row and super-block against the file's 144).
+// A Q5_K super-block (offsets in packed_q5k below) is Q4_K's with the mins
+// paired for VPMADDWD and the rows' fifth bits before qs:
+//   d[16], dmin[16], sc[8][16] as Q4_K's
+//   m[4][16][2]      mins of sub-blocks 2p, 2p + 1 of row r at (16p + r) * 2
+//   qh[8][16]        words: word k of row r = bytes 4k.. of the row's qh (bit
+//                    j of byte i: fifth bit of element 32j + 4k + i)
+//   qs[4][8][16]     words, as Q4_K's
+// (180 bytes per row and super-block against the file's 176).
 // A Q6_K super-block is d[16] fp16, sc[16][16] int8, then words
 // [h:2][k:8][A, B, C][16 rows] of 4 bytes: A = ql[64h + 4k..], B =
 // ql[64h + 32 + 4k..], C = qh[32h + 4k..] of the row (210 bytes per row, as
@@ -57,6 +65,11 @@ constexpr int kTypeSlots = 31;
 // Q3_K's: element 128h + 32j + 4k + i is bits 2j, 2j + 1 of byte i of word
 // (h, k), level 0..3 (84 bytes, as in the file).
 constexpr int kPackRows = 16;
+namespace packed_q5k {
+constexpr int64_t kD = 0, kDmin = 2 * kPackRows, kSc = 4 * kPackRows, kM = kSc + 8 * kPackRows,
+                  kQh = kM + 8 * kPackRows, kQs = kQh + 32 * kPackRows,
+                  kBytes = kQs + 128 * kPackRows;
+}  // namespace packed_q5k
 // Tokens computed together by one tile call (weights unpacked once for all).
 constexpr int kPackMaxTokens = 8;
 // Tokens of one wide tile call (TypeTable::packed_tile_wide: AMX), 2..16.
@@ -83,6 +96,7 @@ constexpr int kPackWideMinTokens = 8;
 //  - Q3_K: corr[16 b + s] = -4 * sum of q over 16-wide sub-block s;
 //  - Q2_K: corr[16 b + s] = sum of q over 16-wide sub-block s (the mins'),
 //    within int16 as Q8_K's bsums are.
+//  - Q5_K: as Q4_K.
 struct PackedAct {
   const void* q;
   const float* d;
@@ -158,6 +172,11 @@ struct TypeTable {
   // Most tokens one packed_tile_wide call takes (0: kPackWideTokens; at
   // most kPackWideTokensMax).
   int packed_wide_tokens[kTypeSlots] = {};
+  // Fewest tokens a packed_tile_wide call takes (0: kPackWideMinTokens;
+  // more where the narrow tile stays faster there, e.g. Q5_K's 8-token VNNI
+  // pass: 154-159 against 142-143 GMAC/s with AMX at 8 tokens, 142 against
+  // 170-174 at 10, bench_kernels 4096 x 4096, 1 thread).
+  int packed_wide_min_tokens[kTypeSlots] = {};
   // packed_tile_wide's product over arranged activations (null: none).
   PackedTileArrangedFn packed_tile_arranged[kTypeSlots] = {};
   PackedRowFn packed_row[kTypeSlots] = {};  // null: PackedMatrix's own loop
@@ -200,6 +219,17 @@ int64_t packed_k23_block_bytes(DType t);  // 0 for other types
 void pack_k23(DType t, const uint8_t* src_block, int r, uint8_t* out);
 // Row r of a packed super-block as 256 floats, the scalar dequantizer's bits.
 void dequantize_k23(DType t, const uint8_t* block, int r, float* dst);
+
+// Packed Q5_K: its VNNI tile (x86_avx512_packed_q5k.cpp; the AMX wide tile is
+// fill_amx_kquants'), and (packed_q5k.cpp) row r of blk into a group's
+// super-block, the scalar oracle tile, row r of a packed super-block back to
+// 256 floats.
+void fill_avx512_packed_q5k(TypeTable& table);
+void pack_q5_k(const BlockQ5_K& blk, int r, uint8_t* out);
+void tile_scalar_q5_k(int64_t nb, const uint8_t* group, const PackedAct* act, int nt, float* y,
+                      int64_t ldy, int nr);
+void dequantize_packed_q5_k(const uint8_t* block, int r, float* dst);
+
 // Whether Linux granted this process the AMX tile data state (asked once,
 // process-wide; false where the kernel refuses or predates AMX).
 bool amx_permitted();
@@ -243,7 +273,8 @@ int64_t packed_block_bytes(DType t);
 // (packed.cpp says why); freed with std::free; null when out of memory.
 uint8_t* allocate_packed(size_t size);
 constexpr bool packed_is_k(DType t) {
-  return t == DType::Q4_K || t == DType::Q6_K || t == DType::Q3_K || t == DType::Q2_K;
+  return t == DType::Q4_K || t == DType::Q6_K || t == DType::Q3_K || t == DType::Q2_K ||
+         t == DType::Q5_K;
 }
 // Elements per block of a packed type (a K-quant super-block or 32).
 inline int64_t packed_block_elems(DType t) {

@@ -216,7 +216,8 @@ namespace slm::kernels {
 class PackedMatrix {
  public:
   PackedMatrix() = default;
-  // Whether a packed layout exists for wtype (Q4_0, Q5_0, Q8_0, Q2_K, Q3_K, Q4_K, Q6_K, F16).
+  // Whether a packed layout exists for wtype (Q4_0, Q5_0, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K,
+  // F16).
   static bool has_layout(DType wtype);
   // Whether packing wtype pays with the active ISA (it has a SIMD tile for
   // it); callers that mind memory pack only then.

@@ -1,5 +1,6 @@
 // PackedMatrix: load-time repacking of Q4_0 / Q5_0 / Q8_0 / Q4_K / Q6_K / F16
-// weights (Q3_K and Q2_K: packed_k23.cpp) into 16-row interleaved groups
+// weights (Q3_K and Q2_K: packed_k23.cpp;
+// Q5_K: packed_q5k.cpp) into 16-row interleaved groups
 // (layout in internal.h), and the scalar tile kernels that are the oracle
 // for the SIMD ones. The matmul driver over packed matrices is
 // packed_matmul.cpp. Q4_1 / Q5_1 / IQ4_NL blocks and oracles live in
@@ -146,6 +147,8 @@ void pack_group(DType t, const uint8_t* src, size_t src_row, int n_valid, int64_
         pack_q4_k(reinterpret_cast<const BlockQ4_K*>(row)[b], r, out);
       } else if (t == DType::Q6_K) {
         pack_q6_k(reinterpret_cast<const BlockQ6_K*>(row)[b], r, out);
+      } else if (t == DType::Q5_K) {
+        pack_q5_k(reinterpret_cast<const BlockQ5_K*>(row)[b], r, out);
       } else if (packed_k23_block_bytes(t) != 0) {
         pack_k23(t, row + b * row_bytes(t, kQKK), r, out);
       } else if (t == DType::Q8_0) {
@@ -298,6 +301,8 @@ int64_t packed_block_bytes(DType t) {
       return kK4Qs + kPackRows * kQKK / 2;
     case DType::Q6_K:
       return kK6W + kPackRows * (kQKK / 2 + kQKK / 4);
+    case DType::Q5_K:
+      return packed_q5k::kBytes;
     case DType::F16:
       return kPackRows * kQK32 * 2;
     case DType::Q4_1:
@@ -315,6 +320,7 @@ void fill_scalar_packed(TypeTable& table) {
   table.packed_tile[static_cast<int>(DType::Q5_0)] = tile_scalar<DType::Q5_0>;
   table.packed_tile[static_cast<int>(DType::Q4_K)] = tile_scalar_k<DType::Q4_K>;
   table.packed_tile[static_cast<int>(DType::Q6_K)] = tile_scalar_k<DType::Q6_K>;
+  table.packed_tile[static_cast<int>(DType::Q5_K)] = tile_scalar_q5_k;
   table.packed_tile[static_cast<int>(DType::F16)] = tile_scalar_f16;
   fill_scalar_packed_k23(table);
 }
@@ -375,6 +381,8 @@ void PackedMatrix::dequantize_stripe(int64_t r, int64_t c0, int64_t nc, float* d
             d * block[kK4Sc + s * kPackRows + rr] * static_cast<float>(q4k_level(block, rr, e)) -
             dmin * block[kK4M + s * kPackRows + rr];
       }
+    } else if (t == DType::Q5_K) {
+      dequantize_packed_q5_k(block, rr, dst);
     } else if (packed_k23_block_bytes(t) != 0) {
       dequantize_k23(t, block, rr, dst);
     } else if (t == DType::Q6_K) {

@@ -167,7 +167,7 @@ void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, T
   Part parts[kMaxFused];
   // Each part's tiles for 2..wide_tokens[i] tokens (null: tile in passes).
   PackedTileFn wide[kMaxFused];
-  int wide_tokens[kMaxFused];
+  int wide_tokens[kMaxFused], wide_min[kMaxFused];
   int tile_tokens = kPackMaxTokens;  // the parts' widest wide tile when one has wide tiles
   const size_t n_parts = outs.size();
   int64_t n_groups = 0;
@@ -190,6 +190,8 @@ void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, T
     wide[i] = table.packed_tile_wide[static_cast<int>(w.type())];
     const int wt = table.packed_wide_tokens[static_cast<int>(w.type())];
     wide_tokens[i] = wt > 0 ? wt : kPackWideTokens;
+    const int wm = table.packed_wide_min_tokens[static_cast<int>(w.type())];
+    wide_min[i] = wm > 0 ? wm : kPackWideMinTokens;
     if (n_tokens >= kPackWideMinTokens)
       p.arranged_tile = table.packed_tile_arranged[static_cast<int>(w.type())];
     if (wide[i] != nullptr) tile_tokens = std::max(tile_tokens, wide_tokens[i]);
@@ -293,7 +295,7 @@ void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, T
       // same bits. Wide tiles go in passes of their own width.
       int k0 = 0;
       if (wide[i] != nullptr)
-        for (; nt - k0 >= kPackWideMinTokens; k0 += wide_tokens[i])
+        for (; nt - k0 >= wide_min[i]; k0 += wide_tokens[i])
           wide[i](p.nb, group, acts + k0, std::min(wide_tokens[i], nt - k0), y + k0 * rows, rows,
                   nr);
       for (; k0 < nt; k0 += kPackMaxTokens)

@@ -1,4 +1,4 @@
-// AMX-INT8 tiles over packed Q4_K groups for 2..64 tokens (prompt
+// AMX-INT8 tiles over packed Q4_K and Q5_K groups for 2..64 tokens (prompt
 // processing; layout in internal.h). The VNNI tile (x86_avx512_packed.cpp)
 // unpacks a super-block once per 4 tokens and spends 64 VPDPBUSD per token
 // on it; here TDPBSUD does the integer dot products of 16 tokens at once.
@@ -172,9 +172,17 @@ template <int kNt, int kPasses, int kSums, typename Unpack, typename Tiles, type
 // level * sh and level * sl (one VPERMT2B lookup each), so two tile sums
 // accumulate the whole super-block: isum = 8 C_h + C_l = sum_j sc_j dot_j
 // exactly, with no per-window stores or scaling.
-template <int kNt, int kPasses>
+//
+// Q5_K (kQ5, its layout in internal.h) takes the same steps: a level's fifth
+// bit adds 16 x sh (16 x sl) to the looked-up byte (at most 31 x 7 = 217, still
+// a byte), and its mins are stored as the int16 pairs VPDPWSSD takes.
+template <int kNt, int kPasses, bool kQ5 = false>
 void tile_q4_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y, int64_t ldy,
                int nr) {
+  constexpr int64_t kBytes = kQ5 ? packed_q5k::kBytes : kK4Bytes;
+  constexpr int64_t kQs = kQ5 ? packed_q5k::kQs : kK4Qs;
+  static_assert(packed_q5k::kSc == kK4Sc && packed_q5k::kM == kK4M &&
+                packed_q5k::kDmin == kScaleBytes);
   const TileScope scope(q4_k_config(kNt));
   // [slot][h or l][window]: tile B rows.
   alignas(64) uint8_t wbuf[kWeightSlots][2][8][kTileBytes];
@@ -190,7 +198,7 @@ void tile_q4_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y,
   const __m512i rep = _mm512_load_si512(rep_idx);
   // Window j = sub-block j: chunk j / 2's words, low nibbles for even j.
   auto unpack = [&](int64_t b, int slot) __attribute__((always_inline)) {
-    const uint8_t* blk = group + b * kK4Bytes;
+    const uint8_t* blk = group + b * kBytes;
     uint8_t(*bh)[kTileBytes] = wbuf[slot][0];
     uint8_t(*bl)[kTileBytes] = wbuf[slot][1];
     amx::tile_memory(bh);
@@ -208,17 +216,23 @@ void tile_q4_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y,
       }
 #pragma GCC unroll 8
       for (int k = 0; k < 8; ++k) {
-        const __m512i v = _mm512_loadu_si512(blk + kK4Qs + 64 * (8 * c + k));
+        const __m512i v = _mm512_loadu_si512(blk + kQs + 64 * (8 * c + k));
         const __m512i lev[2] = {_mm512_and_si512(v, low4),
                                 _mm512_and_si512(_mm512_srli_epi16(v, 4), low4)};
 #pragma GCC unroll 2
         for (int i = 0; i < 2; ++i) {
-          _mm512_store_si512(
-              bh[2 * c + i] + 64 * k,
-              _mm512_permutex2var_epi8(tab0, _mm512_or_si512(lev[i], hi_idx[i]), tab1));
-          _mm512_store_si512(
-              bl[2 * c + i] + 64 * k,
-              _mm512_permutex2var_epi8(tab0, _mm512_or_si512(lev[i], lo_idx[i]), tab1));
+          __m512i h = _mm512_permutex2var_epi8(tab0, _mm512_or_si512(lev[i], hi_idx[i]), tab1);
+          __m512i l = _mm512_permutex2var_epi8(tab0, _mm512_or_si512(lev[i], lo_idx[i]), tab1);
+          if constexpr (kQ5) {
+            // Bit 2c + i of the qh bytes: the window's fifth bits.
+            const __mmask64 fifth =
+                _mm512_test_epi8_mask(_mm512_loadu_si512(blk + packed_q5k::kQh + 64 * k),
+                                      _mm512_set1_epi8(static_cast<char>(1 << (2 * c + i))));
+            h = _mm512_mask_add_epi8(h, fifth, h, hi_idx[i]);
+            l = _mm512_mask_add_epi8(l, fifth, l, lo_idx[i]);
+          }
+          _mm512_store_si512(bh[2 * c + i] + 64 * k, h);
+          _mm512_store_si512(bl[2 * c + i] + 64 * k, l);
         }
       }
     }
@@ -259,13 +273,18 @@ void tile_q4_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y,
 #pragma GCC unroll 16
   for (int t = 0; t < kPasses * kNt; ++t) acc[t] = _mm512_setzero_ps();
   auto finish = [&](int64_t b, int p, int32_t(*s)[kNt * kPackRows]) __attribute__((always_inline)) {
-    const uint8_t* blk = group + b * kK4Bytes;
+    const uint8_t* blk = group + b * kBytes;
     // Mins as int16 pairs (lane r: m[2i][r], m[2i + 1][r]) for VPDPWSSD
     // with the token's corrections, which are sums of 32 int8 (|corr| <=
     // 4096: exact in int16 and in the int32 sums).
     __m512i mm[4];
 #pragma GCC unroll 4
     for (int i = 0; i < 4; ++i) {
+      if constexpr (kQ5) {
+        mm[i] = _mm512_cvtepu8_epi16(
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + packed_q5k::kM + 32 * i)));
+        continue;
+      }
       const __m512i lo = _mm512_cvtepu8_epi32(
           _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + kK4M + kPackRows * 2 * i)));
       const __m512i hi = _mm512_cvtepu8_epi32(
@@ -308,6 +327,7 @@ void tile_q4_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y,
 // rows that are not evenly spaced, go 16 tokens a call.
 constexpr int kMaxPasses = 4;
 
+template <bool kQ5 = false>
 void tile_any(int64_t nb, const uint8_t* group, const PackedAct* act, int nt, float* y, int64_t ldy,
               int nr) {
   constexpr int kPass = kPackWideTokens;
@@ -315,14 +335,14 @@ void tile_any(int64_t nb, const uint8_t* group, const PackedAct* act, int nt, fl
   const int full = std::min(nt / kPass, kMaxPasses);
   if (full >= 2 && evenly_spaced(act, full * kPass) != 0) {
     with_token_count<kMaxPasses>(full, [&](auto passes) {
-      tile_q4_k<kPass, decltype(passes)::value>(nb, group, act, y, ldy, nr);
+      tile_q4_k<kPass, decltype(passes)::value, kQ5>(nb, group, act, y, ldy, nr);
     });
     done = full * kPass;
   }
   while (done < nt) {
     const int n = std::min(kPass, nt - done);
     with_token_count<kPass>(n, [&](auto count) {
-      tile_q4_k<decltype(count)::value, 1>(nb, group, act + done, y + done * ldy, ldy, nr);
+      tile_q4_k<decltype(count)::value, 1, kQ5>(nb, group, act + done, y + done * ldy, ldy, nr);
     });
     done += n;
   }
@@ -333,8 +353,11 @@ void tile_any(int64_t nb, const uint8_t* group, const PackedAct* act, int nt, fl
 void fill_amx_kquants(TypeTable& table) {
   static_assert(kPackRows == 16 && kPackWideTokens <= 16, "a tile holds 16 rows x 16 tokens");
   static_assert(kPackWideTokens * kMaxPasses <= kPackWideTokensMax);
-  table.packed_tile_wide[static_cast<int>(DType::Q4_K)] = tile_any;
+  table.packed_tile_wide[static_cast<int>(DType::Q4_K)] = tile_any<>;
   table.packed_wide_tokens[static_cast<int>(DType::Q4_K)] = kPackWideTokens * kMaxPasses;
+  table.packed_tile_wide[static_cast<int>(DType::Q5_K)] = tile_any<true>;
+  table.packed_wide_tokens[static_cast<int>(DType::Q5_K)] = kPackWideTokens * kMaxPasses;
+  table.packed_wide_min_tokens[static_cast<int>(DType::Q5_K)] = kPackMaxTokens + 1;
 }
 
 }  // namespace slm::kernels

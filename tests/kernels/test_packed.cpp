@@ -60,7 +60,8 @@ TEST_P(Packed, EveryIsaMatchesScalarTileAndPlainMatmul) {
 INSTANTIATE_TEST_SUITE_P(PackedTypes, Packed,
                          ::testing::Values(DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4_K,
                                            DType::Q6_K, DType::F16, DType::Q3_K, DType::Q2_K,
-                                           DType::Q4_1, DType::Q5_1, DType::IQ4_NL),
+                                           DType::Q4_1, DType::Q5_1, DType::IQ4_NL,
+                                           DType::Q5_K),
                          [](const auto& info) { return std::string(dtype_name(info.param)); });
 
 // Batched decoding and prompt tiles: every token count 1..33 (the wide AMX
@@ -72,7 +73,7 @@ TEST(PackedMatrix, EveryTokenCountMatchesScalar) {
   std::vector<uint8_t> scratch;
   const Isa before = active_isa();
   for (DType t : {DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q6_K, DType::Q3_K,
-                  DType::Q2_K, DType::Q4_1, DType::Q5_1, DType::IQ4_NL}) {
+                  DType::Q2_K, DType::Q4_1, DType::Q5_1, DType::IQ4_NL, DType::Q5_K}) {
     const int64_t be = packed_block_elems(t);
     for (int64_t cols : {5 * be, 4 * be}) {
       const int64_t rows = 37;
@@ -109,7 +110,7 @@ TEST(PackedMatrix, EveryTokenCountMatchesScalar) {
 // sub-block scale pattern (Q6_K's negative scales too) goes through the tiles.
 TEST(PackedMatrix, WideTilesMatchScalarTile) {
   const int64_t nb = 3;
-  for (DType t : {DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
+  for (DType t : {DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
     const bool k = packed_is_k(t);
     const int64_t cols = nb * packed_block_elems(t);
     std::vector<uint8_t> w;
@@ -185,7 +186,7 @@ TEST(PackedMatrix, AlternatingTypesAndTokenCountsMatchScalar) {
   const Isa before = active_isa();
   const int64_t rows = 21, cols = 2 * kQKK;
   std::vector<PackedMatrix> ws;
-  for (DType t : {DType::Q4_0, DType::Q4_K, DType::Q8_0, DType::Q6_K}) {
+  for (DType t : {DType::Q4_0, DType::Q4_K, DType::Q8_0, DType::Q6_K, DType::Q5_K}) {
     const auto w = test::quantize(t, random_floats(rows * cols, 81, 0.05f));
     ws.push_back(PackedMatrix::pack(t, w.data(), rows, cols));
   }
@@ -194,8 +195,8 @@ TEST(PackedMatrix, AlternatingTypesAndTokenCountsMatchScalar) {
     size_t w;
     int64_t tokens;
   };
-  const Call calls[] = {{0, 16}, {1, 9},  {0, 16}, {1, 16}, {2, 12},
-                        {3, 10}, {2, 12}, {0, 11}, {3, 16}};
+  const Call calls[] = {{0, 16}, {1, 9},  {0, 16}, {1, 16}, {2, 12}, {3, 10},
+                        {2, 12}, {4, 13}, {0, 11}, {3, 16}, {4, 16}, {1, 12}};
   std::vector<std::vector<float>> want;
   ASSERT_TRUE(set_active_isa(Isa::kScalar));
   for (const Call& c : calls) {
