@@ -54,17 +54,14 @@ int64_t zero_below(float* x, int64_t n, float thr) {
   return z;
 }
 
-// The same for one row, listing the kept inputs' indices in kept [n]
-// (ascending) in the same pass, for the column copies: returns their count.
-// Every index is stored and the count advanced only past kept ones.
-int64_t zero_below_keep(float* x, int64_t n, float thr, int32_t* kept) {
+// The indices of x [n]'s non-zero entries, ascending, into kept [n];
+// returns their count. Every index is stored and the count advanced only
+// past non-zero ones (a branch would mispredict at 50% pruning).
+int64_t list_nonzero(const float* x, int64_t n, int32_t* kept) {
   int64_t m = 0;
   for (int64_t i = 0; i < n; ++i) {
-    const float v = x[i];
-    const uint32_t keep = !(std::fabs(v) < thr);
-    x[i] = keep_or_zero(v, keep);
     kept[m] = static_cast<int32_t>(i);
-    m += keep;
+    m += x[i] != 0.0f;
   }
   return m;
 }
@@ -245,15 +242,15 @@ struct Forward {
 
   // Like linear, for an input x [n][cols] that pruning zeroed in part: one
   // row (decoding) whose matrices all have column copies reads only the
-  // copies' rows of its non-zero inputs, listed by the pass that zeroed x
-  // (s.kept_). A row that kept more than the copies pay for
-  // (ColumnMatrix::pays_below) goes the dense way.
+  // copies' rows of its non-zero inputs. A row that kept more than the
+  // copies pay for (ColumnMatrix::pays_below; the pass that zeroed x counted
+  // them) goes the dense way without listing them.
   void linear_pruned(std::span<const backend::LinearOut> outs, const float* x, int64_t n,
                      bool step_rows = true) {
-    const bool listed = s.kept_of_ == x;
+    const bool counted = s.kept_of_ == x;
     s.kept_of_ = nullptr;
-    SLM_DCHECK(!listed || n == 1);
-    if (listed) {
+    SLM_DCHECK(!counted || n == 1);
+    if (counted) {
       bool columns = true;
       double below = 1.0;  // share of kept inputs where every copy beats its dense kernel
       for (const backend::LinearOut& o : outs) {
@@ -263,7 +260,10 @@ struct Forward {
       const int64_t cols = outs[0].w->cols();
       if (columns && static_cast<double>(s.n_kept_) < below * static_cast<double>(cols)) {
         const PartTimer timer(s.profile_, part_of(outs[0].w->role), 1);
-        be.linear_columns(outs, x, std::span<const int32_t>(s.kept_.data(), s.n_kept_), s.ws_);
+        SLM_DCHECK_LE(cols, static_cast<int64_t>(s.kept_.size()));
+        const int64_t m = list_nonzero(x, cols, s.kept_.data());
+        SLM_DCHECK_LE(m, s.n_kept_);
+        be.linear_columns(outs, x, std::span<const int32_t>(s.kept_.data(), m), s.ws_);
         if (step_rows && b.any_adapter) add_lora(outs, x);
         return;
       }
@@ -293,13 +293,10 @@ struct Forward {
     s.stats_.total += static_cast<uint64_t>(n * width);
     if (!(thr > 0)) return false;
     const PartTimer timer(s.profile_, StepProfile::kPrune, 0);
-    int64_t z;
-    if (n == 1) {  // decoding: list the kept inputs for linear_pruned's column copies
-      s.n_kept_ = zero_below_keep(x, width, thr, s.kept_.data());
+    const int64_t z = zero_below(x, n * width, thr);
+    if (n == 1) {  // decoding: linear_pruned picks column copies or dense by the count
+      s.n_kept_ = width - z;
       s.kept_of_ = x;
-      z = width - s.n_kept_;
-    } else {
-      z = zero_below(x, n * width, thr);
     }
     s.stats_.zeroed += static_cast<uint64_t>(z);
     return true;
@@ -308,9 +305,8 @@ struct Forward {
   // CATS: FFN rows whose |act(gate)| is below the layer's gate threshold are
   // cut (gate and up set to zero, so act(0) * 0 = 0 reaches down's input),
   // decided on the pre-activation by the layer's GateCut (compares, no exp).
-  // One row (decoding): its uncut rows are listed for down's column copy
-  // (an uncut row whose act(gate) * up is exactly 0 stays listed: adding
-  // its zero product changes no output).
+  // One row (decoding): the uncut rows are counted for linear_pruned (an
+  // uncut row whose act(gate) * up is exactly 0 is counted but not listed).
   bool cut_gate(int64_t l, float* gate, float* up, int64_t n, int64_t width) {
     if (s.tap_ != nullptr) s.tap_->on_activation(l, Tap::kGate, gate, n, width);
     const Sparsity* sp = model.prune().sparsity.get();
@@ -320,13 +316,11 @@ struct Forward {
     if (!(thr > 0)) return false;
     const PartTimer timer(s.profile_, StepProfile::kPrune, 0);
     const GateCut& gc = model.gate_cut(l);
-    int32_t* kept = s.kept_.data();
     int64_t m = 0;
     for (int64_t i = 0; i < n * width; ++i) {
       const uint32_t keep = !gc.cut(gate[i]);
       gate[i] = keep_or_zero(gate[i], keep);
       up[i] = keep_or_zero(up[i], keep);
-      if (n == 1) kept[m] = static_cast<int32_t>(i);
       m += keep;
     }
     if (n == 1) {

@@ -127,9 +127,10 @@ class Scratch {
   std::vector<int32_t> chosen_;       // [rows][n_expert_used]
   std::vector<float> chosen_w_;       // [rows][n_expert_used]
   std::vector<int32_t> expert_order_;  // router sort buffer [n_expert]
-  // The non-zero inputs of the one row (decoding) that prune() or cut_gate()
-  // last zeroed [max(n_embd, q_dim, n_ff)], ascending: n_kept_ of them, for
-  // the input at kept_of_ (nullptr: none; linear_pruned takes and clears it).
+  // The one row (decoding) that prune() or cut_gate() last zeroed: kept_of_
+  // (nullptr: none; linear_pruned takes and clears it) kept at most n_kept_
+  // inputs, which linear_pruned lists in kept_ [max(n_embd, q_dim, n_ff)]
+  // when it reads the column copies.
   std::vector<int32_t> kept_;
   int64_t n_kept_ = 0;
   const float* kept_of_ = nullptr;
