@@ -259,10 +259,14 @@ struct Forward {
       }
       const int64_t cols = outs[0].w->cols();
       if (columns && static_cast<double>(s.n_kept_) < below * static_cast<double>(cols)) {
-        const PartTimer timer(s.profile_, part_of(outs[0].w->role), 1);
         SLM_DCHECK_LE(cols, static_cast<int64_t>(s.kept_.size()));
-        const int64_t m = list_nonzero(x, cols, s.kept_.data());
+        int64_t m;
+        {
+          const PartTimer list_timer(s.profile_, StepProfile::kPrune, 0);
+          m = list_nonzero(x, cols, s.kept_.data());
+        }
         SLM_DCHECK_LE(m, s.n_kept_);
+        const PartTimer timer(s.profile_, part_of(outs[0].w->role), 1);
         be.linear_columns(outs, x, std::span<const int32_t>(s.kept_.data(), m), s.ws_);
         if (step_rows && b.any_adapter) add_lora(outs, x);
         return;
