@@ -319,7 +319,7 @@ struct Forward {
     s.stats_.total += static_cast<uint64_t>(n * width);
     if (!(thr > 0)) return false;
     const PartTimer timer(s.profile_, StepProfile::kPrune, 0);
-    const GateCut& gc = model.gate_cut(l);
+    const GateCut gc = model.gate_cut(l);  // a copy: the stores to gate/up cannot alias its ends
     int64_t m = 0;
     for (int64_t i = 0; i < n * width; ++i) {
       const uint32_t keep = !gc.cut(gate[i]);
