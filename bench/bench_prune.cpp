@@ -5,7 +5,11 @@
 // shared machine do not count); more threads by wall time. A configuration
 // is a sparsity file or, for mixture-of-experts models, top-k=K or
 // min-weight=P (--moe-top-k, --moe-min-weight).
-// Usage: bench_prune MODEL.gguf THREADS N_TOKENS REPS [CONFIG ...]
+// --profile: then one more pass of N_TOKENS per configuration with a
+// model::StepProfile, printing where a token's wall time went (q/k/v, o,
+// gate/up, down, head: dense kernels or column copies; pruning's passes;
+// the rest: attention, norms, RoPE, the pool's hand-offs between them).
+// Usage: bench_prune MODEL.gguf THREADS N_TOKENS REPS [--profile] [CONFIG ...]
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -16,6 +20,7 @@
 
 #include "base/thread_pool.h"
 #include "clock.h"
+#include "model/forward.h"
 #include "model/model.h"
 #include "model/session.h"
 
@@ -25,13 +30,43 @@ namespace {
 
 using slm::bench::now;
 
+// One decoding step of s (a token, its logits into out [n_vocab]) through
+// the caller's scratch, so that a profile can be attached to it.
+void decode(const model::Model& m, model::Session& s, int32_t token, model::Scratch& scratch,
+            std::vector<float>& out, ThreadPool& pool) {
+  model::SeqChunk c{&s, std::span<const int32_t>(&token, 1), out.data()};
+  c.keep_last = false;  // written straight into out
+  model::forward(m, std::span<const model::SeqChunk>(&c, 1), scratch, pool);
+}
+
+int32_t token_at(int t) {
+  return static_cast<int32_t>((t * 7919 + 13) % 1000 + 2);
+}
+
+void print_profile(const model::StepProfile& p, double total_ms, int n_tokens) {
+  using P = model::StepProfile;
+  double sum = 0;
+  for (int i = 0; i < P::kNumParts; ++i) {
+    const double d = p.ns[i][0] * 1e-6 / n_tokens, c = p.ns[i][1] * 1e-6 / n_tokens;
+    sum += d + c;
+    if (p.calls[i][0] + p.calls[i][1] == 0) continue;
+    std::printf(
+        "    %-8s dense %7.3f ms (%5.1f%%, %4llu calls)  columns %7.3f ms (%5.1f%%, %4llu calls)\n",
+        P::kNames[i], d, 100 * d / total_ms,
+        static_cast<unsigned long long>(p.calls[i][0] / n_tokens), c, 100 * c / total_ms,
+        static_cast<unsigned long long>(p.calls[i][1] / n_tokens));
+  }
+  std::printf("    rest     %7.3f ms (%5.1f%%)   token %7.3f ms\n", total_ms - sum,
+              100 * (total_ms - sum) / total_ms, total_ms);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 5) {
     std::fprintf(stderr,
-                 "usage: bench_prune MODEL THREADS N_TOKENS REPS [SPARSITY.gguf | top-k=K | "
-                 "min-weight=P ...]\n");
+                 "usage: bench_prune MODEL THREADS N_TOKENS REPS [--profile] [SPARSITY.gguf | "
+                 "top-k=K | min-weight=P ...]\n");
     return 2;
   }
   const int threads = std::atoi(argv[2]);
@@ -39,8 +74,13 @@ int main(int argc, char** argv) {
   auto m = model::Model::load(argv[1]);
   std::vector<std::string> names = {"dense"};
   std::vector<model::PruneOptions> configs(1);
+  bool profile = false;
   for (int i = 5; i < argc; ++i) {
     const std::string a = argv[i];
+    if (a == "--profile") {
+      profile = true;
+      continue;
+    }
     names.push_back(a);
     model::PruneOptions p;
     if (a.rfind("top-k=", 0) == 0)
@@ -63,20 +103,36 @@ int main(int argc, char** argv) {
   model::SessionOptions so;
   so.n_ctx = n_tokens + 2;
   model::Session s(*m, so);
+  model::Scratch scratch(m->config(), 1);
+  std::vector<float> logits(static_cast<size_t>(m->config().n_vocab));
   std::vector<double> best(configs.size(), 1e30);
   for (int r = 0; r < reps; ++r)
     for (size_t i = 0; i < configs.size(); ++i) {
       m->set_prune(configs[i], names[i]);
       s.reset();
-      s.decode(1, pool);  // warm
+      decode(*m, s, 1, scratch, logits, pool);  // warm
       const double t0 = now(threads == 1);
-      for (int t = 0; t < n_tokens; ++t)
-        s.decode(static_cast<int32_t>((t * 7919 + 13) % 1000 + 2), pool);
+      for (int t = 0; t < n_tokens; ++t) decode(*m, s, token_at(t), scratch, logits, pool);
       best[i] = std::min(best[i], now(threads == 1) - t0);
     }
   for (size_t i = 0; i < configs.size(); ++i)
     std::printf("%-28s level %.2f  %7.2f tok/s  %.2fx dense\n", names[i].c_str(),
                 configs[i].sparsity ? configs[i].sparsity->level : 0.0, n_tokens / best[i],
                 best[0] / best[i]);
+  if (!profile) return 0;
+  std::printf("where a token's wall time goes (one pass of %d tokens each):\n", n_tokens);
+  for (size_t i = 0; i < configs.size(); ++i) {
+    m->set_prune(configs[i], names[i]);
+    s.reset();
+    decode(*m, s, 1, scratch, logits, pool);
+    model::StepProfile p;
+    scratch.set_profile(&p);
+    const double t0 = now(false);
+    for (int t = 0; t < n_tokens; ++t) decode(*m, s, token_at(t), scratch, logits, pool);
+    const double ms = (now(false) - t0) * 1e3 / n_tokens;
+    scratch.set_profile(nullptr);
+    std::printf("  %s\n", names[i].c_str());
+    print_profile(p, ms, n_tokens);
+  }
   return 0;
 }

@@ -5,6 +5,8 @@
 #include "model/forward.h"
 
 #include <algorithm>
+#include <bit>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <numeric>
@@ -30,6 +32,84 @@ struct RouterPolicy {
   bool renormalize;
   float min_weight = 0;
 };
+
+namespace {
+
+// v, or +0 where keep is 0 (keep: 0 or 1). Masks the bits: a conditional
+// select GCC turns into a branch, which half the entries at 50% pruning
+// mispredict.
+inline float keep_or_zero(float v, uint32_t keep) {
+  return std::bit_cast<float>(std::bit_cast<uint32_t>(v) & (0u - keep));
+}
+
+// TEAL's threshold over x [n]: x[i] = 0 where |x[i]| < thr. Returns how many
+// were zeroed. Branch-free, so the compiler vectorizes it.
+int64_t zero_below(float* x, int64_t n, float thr) {
+  int64_t z = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const uint32_t keep = !(std::fabs(x[i]) < thr);
+    x[i] = keep_or_zero(x[i], keep);
+    z += 1 - keep;
+  }
+  return z;
+}
+
+// The indices of x [n]'s non-zero entries, ascending, into kept [n];
+// returns their count. Every index is stored and the count advanced only
+// past non-zero ones (a branch would mispredict at 50% pruning).
+int64_t list_nonzero(const float* x, int64_t n, int32_t* kept) {
+  int64_t m = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    kept[m] = static_cast<int32_t>(i);
+    m += x[i] != 0.0f;
+  }
+  return m;
+}
+
+StepProfile::Part part_of(backend::Role r) {
+  switch (r) {
+    case backend::Role::kQ:
+    case backend::Role::kK:
+    case backend::Role::kV:
+      return StepProfile::kQkv;
+    case backend::Role::kO:
+      return StepProfile::kO;
+    case backend::Role::kGate:
+    case backend::Role::kUp:
+      return StepProfile::kGateUp;
+    case backend::Role::kDown:
+      return StepProfile::kDown;
+    case backend::Role::kOutput:
+      return StepProfile::kHead;
+    default:
+      return StepProfile::kOther;
+  }
+}
+
+// Adds the wall time of its scope to a StepProfile entry (none: costs a
+// null test).
+class PartTimer {
+ public:
+  PartTimer(StepProfile* p, StepProfile::Part part, int how) : p_(p), part_(part), how_(how) {
+    if (p_ != nullptr) t0_ = std::chrono::steady_clock::now();
+  }
+  ~PartTimer() {
+    if (p_ == nullptr) return;
+    p_->ns[part_][how_] +=
+        std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0_).count();
+    ++p_->calls[part_][how_];
+  }
+  PartTimer(const PartTimer&) = delete;
+  PartTimer& operator=(const PartTimer&) = delete;
+
+ private:
+  StepProfile* p_;
+  StepProfile::Part part_;
+  int how_;
+  std::chrono::steady_clock::time_point t0_;
+};
+
+}  // namespace
 
 struct Forward {
   const Model& model;
@@ -77,6 +157,7 @@ struct Forward {
               bool step_rows = true) {
     SLM_DCHECK_LE(n, s.max_rows_);
     for (const backend::LinearOut& o : outs) SLM_DCHECK_EQ(o.w->cols(), outs[0].w->cols());
+    const PartTimer timer(s.profile_, part_of(outs[0].w->role), 0);
     be.linear(outs, x, n, s.ws_);
     if (step_rows && b.any_adapter) add_lora(outs, x);
   }
@@ -162,22 +243,31 @@ struct Forward {
   // Like linear, for an input x [n][cols] that pruning zeroed in part: one
   // row (decoding) whose matrices all have column copies reads only the
   // copies' rows of its non-zero inputs. A row that kept more than the
-  // copies pay for (ColumnMatrix::pays_below) goes the dense way.
+  // copies pay for (ColumnMatrix::pays_below; the pass that zeroed x counted
+  // them) goes the dense way without listing them.
   void linear_pruned(std::span<const backend::LinearOut> outs, const float* x, int64_t n,
                      bool step_rows = true) {
-    bool columns = n == 1;
-    double below = 1.0;  // share of kept inputs where every copy beats its dense kernel
-    for (const backend::LinearOut& o : outs) {
-      columns = columns && o.w->columns != nullptr;
-      below = std::min(below, kernels::ColumnMatrix::pays_below(o.w->view.type));
-    }
-    if (columns) {
+    const bool counted = s.kept_of_ == x;
+    s.kept_of_ = nullptr;
+    SLM_DCHECK(!counted || n == 1);
+    if (counted) {
+      bool columns = true;
+      double below = 1.0;  // share of kept inputs where every copy beats its dense kernel
+      for (const backend::LinearOut& o : outs) {
+        columns = columns && o.w->columns != nullptr;
+        below = std::min(below, kernels::ColumnMatrix::pays_below(o.w->view.type));
+      }
       const int64_t cols = outs[0].w->cols();
-      s.kept_.clear();
-      for (int64_t i = 0; i < cols; ++i)
-        if (x[i] != 0.0f) s.kept_.push_back(static_cast<int32_t>(i));
-      if (static_cast<double>(s.kept_.size()) < below * static_cast<double>(cols)) {
-        be.linear_columns(outs, x, s.kept_, s.ws_);
+      if (columns && static_cast<double>(s.n_kept_) < below * static_cast<double>(cols)) {
+        SLM_DCHECK_LE(cols, static_cast<int64_t>(s.kept_.size()));
+        int64_t m;
+        {
+          const PartTimer list_timer(s.profile_, StepProfile::kPrune, 0);
+          m = list_nonzero(x, cols, s.kept_.data());
+        }
+        SLM_DCHECK_LE(m, s.n_kept_);
+        const PartTimer timer(s.profile_, part_of(outs[0].w->role), 1);
+        be.linear_columns(outs, x, std::span<const int32_t>(s.kept_.data(), m), s.ws_);
         if (step_rows && b.any_adapter) add_lora(outs, x);
         return;
       }
@@ -206,18 +296,21 @@ struct Forward {
     const float thr = head ? sp->head_threshold : sp->threshold(l, t);
     s.stats_.total += static_cast<uint64_t>(n * width);
     if (!(thr > 0)) return false;
-    uint64_t z = 0;
-    for (int64_t i = 0; i < n * width; ++i)
-      if (std::fabs(x[i]) < thr) {
-        x[i] = 0.0f;
-        ++z;
-      }
-    s.stats_.zeroed += z;
+    const PartTimer timer(s.profile_, StepProfile::kPrune, 0);
+    const int64_t z = zero_below(x, n * width, thr);
+    if (n == 1) {  // decoding: linear_pruned picks column copies or dense by the count
+      s.n_kept_ = width - z;
+      s.kept_of_ = x;
+    }
+    s.stats_.zeroed += static_cast<uint64_t>(z);
     return true;
   }
 
   // CATS: FFN rows whose |act(gate)| is below the layer's gate threshold are
-  // cut (gate and up set to zero, so act(0) * 0 = 0 reaches down's input).
+  // cut (gate and up set to zero, so act(0) * 0 = 0 reaches down's input),
+  // decided on the pre-activation by the layer's GateCut (compares, no exp).
+  // One row (decoding): the uncut rows are counted for linear_pruned (an
+  // uncut row whose act(gate) * up is exactly 0 is counted but not listed).
   bool cut_gate(int64_t l, float* gate, float* up, int64_t n, int64_t width) {
     if (s.tap_ != nullptr) s.tap_->on_activation(l, Tap::kGate, gate, n, width);
     const Sparsity* sp = model.prune().sparsity.get();
@@ -225,14 +318,20 @@ struct Forward {
     const float thr = sp->threshold(l, Tap::kGate);
     s.stats_.total += static_cast<uint64_t>(n * width);
     if (!(thr > 0)) return false;
-    uint64_t z = 0;
-    for (int64_t i = 0; i < n * width; ++i)
-      if (std::fabs(gate_activation(c.ffn_act, gate[i])) < thr) {
-        gate[i] = 0.0f;
-        up[i] = 0.0f;
-        ++z;
-      }
-    s.stats_.zeroed += z;
+    const PartTimer timer(s.profile_, StepProfile::kPrune, 0);
+    const GateCut gc = model.gate_cut(l);  // a copy: the stores to gate/up cannot alias its ends
+    int64_t m = 0;
+    for (int64_t i = 0; i < n * width; ++i) {
+      const uint32_t keep = !gc.cut(gate[i]);
+      gate[i] = keep_or_zero(gate[i], keep);
+      up[i] = keep_or_zero(up[i], keep);
+      m += keep;
+    }
+    if (n == 1) {
+      s.n_kept_ = m;
+      s.kept_of_ = gate;  // down's input: gated in place
+    }
+    s.stats_.zeroed += static_cast<uint64_t>(n * width - m);
     return true;
   }
 
@@ -546,6 +645,7 @@ struct Forward {
       throw Error("internal: batch of " + std::to_string(b.n_rows) + " rows exceeds the scratch");
     s.ws_.pool = &pool;
     s.stats_ = {};
+    s.kept_of_ = nullptr;
     // Scores for a whole context per thread (32768 positions: 128 KiB each),
     // sized on a sequence's first step so the token loop never allocates.
     const size_t need_scores = static_cast<size_t>(pool.size() * b.max_ctx);
@@ -596,7 +696,7 @@ Scratch::Scratch(const ModelConfig& c, int64_t max_rows) : max_rows_(max_rows) {
     expert_order_.resize(c.n_expert);
   }
   out_rows_.resize(B * c.n_embd);
-  kept_.reserve(static_cast<size_t>(std::max({c.n_embd, c.q_dim(), ff})));
+  kept_.resize(static_cast<size_t>(std::max({c.n_embd, c.q_dim(), ff})));
   rope_.resize((c.rope_base_swa > 0 ? 2 : 1) * B * c.n_rot);
 }
 

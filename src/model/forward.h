@@ -59,9 +59,9 @@ struct SeqRows {
 };
 struct StepBatch {
   int64_t n_rows = 0;
-  int64_t max_ctx = 0;          // the longest context among the sequences
-  std::vector<SeqRows> seqs;    // in chunk order
-  std::vector<int64_t> pos;     // [n_rows] position of each row
+  int64_t max_ctx = 0;        // the longest context among the sequences
+  std::vector<SeqRows> seqs;  // in chunk order
+  std::vector<int64_t> pos;   // [n_rows] position of each row
   bool any_adapter = false;
 };
 
@@ -79,6 +79,19 @@ struct PruneStats {
   uint64_t zeroed = 0, total = 0;
 };
 
+// Where steps' time went (Scratch::set_profile; bench_prune --profile): wall
+// nanoseconds and calls of the matrix products by what they compute and how
+// (dense kernels or column copies), and of pruning's own passes over the
+// activations (thresholds, CATS's gate cut, kept-input lists: kPrune, in
+// [kPrune][0]). Accumulates over steps until reset.
+struct StepProfile {
+  enum Part : uint8_t { kQkv, kO, kGateUp, kDown, kHead, kOther, kPrune, kNumParts };
+  static constexpr const char* kNames[kNumParts] = {"q/k/v", "o",     "gate/up", "down",
+                                                    "head",  "other", "prune"};
+  double ns[kNumParts][2] = {};  // [part][0: dense, 1: columns]
+  uint64_t calls[kNumParts][2] = {};
+};
+
 // Activation buffers for up to max_rows token rows in one step.
 class Scratch {
  public:
@@ -86,6 +99,8 @@ class Scratch {
   int64_t max_rows() const { return max_rows_; }
   // tap (nullptr: none) must outlive the steps it sees.
   void set_tap(ActivationTap* tap) { tap_ = tap; }
+  // profile (nullptr: none, the default) must outlive the steps it times.
+  void set_profile(StepProfile* profile) { profile_ = profile; }
   // Counts of the last step (reset at each step's start).
   const PruneStats& prune_stats() const { return stats_; }
 
@@ -93,27 +108,34 @@ class Scratch {
   friend struct Forward;
   int64_t max_rows_;
   ActivationTap* tap_ = nullptr;
+  StepProfile* profile_ = nullptr;
   PruneStats stats_;
   StepBatch batch_;
-  backend::Workspace ws_;           // matmul and attention-score buffers
-  std::vector<float> x_;            // residual stream [rows][n_embd]
-  std::vector<float> xn_;           // normalised input [rows][n_embd]
-  std::vector<float> q_;            // [rows][q_dim]
-  std::vector<float> k_, v_;        // [rows][kv_dim]
-  std::vector<float> attn_;         // [rows][q_dim]
-  std::vector<float> proj_;         // [rows][n_embd]
-  std::vector<float> gate_, up_;    // [rows][max(n_ff, n_ff_expert)]
-  std::vector<float> rope_;         // rotary cos/sin of each row's position [tables][rows][n_rot]
-  std::vector<float> router_;       // [rows][n_expert]
-  std::vector<float> expert_in_;    // tokens routed to one expert [rows][n_embd]
-  std::vector<int32_t> expert_rows_;   // [rows]
-  std::vector<float> expert_weight_;   // [rows]
-  std::vector<int32_t> chosen_;        // [rows][n_expert_used]
-  std::vector<float> chosen_w_;        // [rows][n_expert_used]
+  backend::Workspace ws_;             // matmul and attention-score buffers
+  std::vector<float> x_;              // residual stream [rows][n_embd]
+  std::vector<float> xn_;             // normalised input [rows][n_embd]
+  std::vector<float> q_;              // [rows][q_dim]
+  std::vector<float> k_, v_;          // [rows][kv_dim]
+  std::vector<float> attn_;           // [rows][q_dim]
+  std::vector<float> proj_;           // [rows][n_embd]
+  std::vector<float> gate_, up_;      // [rows][max(n_ff, n_ff_expert)]
+  std::vector<float> rope_;           // rotary cos/sin of each row's position [tables][rows][n_rot]
+  std::vector<float> router_;         // [rows][n_expert]
+  std::vector<float> expert_in_;      // tokens routed to one expert [rows][n_embd]
+  std::vector<int32_t> expert_rows_;  // [rows]
+  std::vector<float> expert_weight_;  // [rows]
+  std::vector<int32_t> chosen_;       // [rows][n_expert_used]
+  std::vector<float> chosen_w_;       // [rows][n_expert_used]
   std::vector<int32_t> expert_order_;  // router sort buffer [n_expert]
-  std::vector<int32_t> kept_;          // a pruned row's non-zero inputs [max(n_embd, q_dim, n_ff)]
-  std::vector<float> out_rows_;        // final-norm rows needing logits [rows][n_embd]
-  std::vector<float> logits_;          // logits of those rows [rows][n_vocab], grown on demand
+  // The one row (decoding) that prune() or cut_gate() last zeroed: kept_of_
+  // (nullptr: none; linear_pruned takes and clears it) kept at most n_kept_
+  // inputs, which linear_pruned lists in kept_ [max(n_embd, q_dim, n_ff)]
+  // when it reads the column copies.
+  std::vector<int32_t> kept_;
+  int64_t n_kept_ = 0;
+  const float* kept_of_ = nullptr;
+  std::vector<float> out_rows_;  // final-norm rows needing logits [rows][n_embd]
+  std::vector<float> logits_;    // logits of those rows [rows][n_vocab], grown on demand
   std::vector<float>
       lora_t_;  // A x of every adapted segment of one call [rows][rank], grown on demand
   std::vector<backend::LoraSegment> lora_segs_;  // one call's LoRA segments (outputs x sequences)
@@ -123,6 +145,7 @@ class Scratch {
 // matrices are applied to all rows together, attention runs per sequence.
 // Sessions must be distinct and belong to model; the total row count must fit
 // scratch.max_rows(). Callers validate tokens first (Session::check_tokens).
-void forward(const Model& model, std::span<const SeqChunk> chunks, Scratch& scratch, ThreadPool& pool);
+void forward(const Model& model, std::span<const SeqChunk> chunks, Scratch& scratch,
+             ThreadPool& pool);
 
 }  // namespace slm::model

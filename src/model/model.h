@@ -59,6 +59,9 @@ class Model {
   // fit it. Not thread-safe: call before any session steps.
   void set_prune(PruneOptions p, const std::string& sparsity_name = "sparsity file");
   const PruneOptions& prune() const { return prune_; }
+  // CATS's gate test of layer l (set_prune makes one per layer for a "cats"
+  // file; the forward pass asks only then).
+  const GateCut& gate_cut(int64_t l) const { return gate_cuts_[static_cast<size_t>(l)]; }
   // Bytes of the column copies set_prune made for input-sparse decoding (in
   // addition to the weights: the dense form still serves prompts).
   size_t column_bytes() const;
@@ -81,6 +84,7 @@ class Model {
   ModelWeights weights_;
   std::vector<std::array<std::vector<float>, 2>> inv_freq_;  // [table][short, long]
   PruneOptions prune_;
+  std::vector<GateCut> gate_cuts_;  // [n_layer] for a CATS sparsity file, else empty
 };
 
 // The RoPE angle per position for each of the n_rot/2 pairs, before any

@@ -53,6 +53,57 @@ float gate_activation(backend::Activation act, float g) {
   return 0.5f * g * (1.0f + std::tanh(kC * (g + 0.044715f * g * g * g)));
 }
 
+GateCut::GateCut(backend::Activation act, float thr) : act_(act), thr_(thr) {
+  if (!(thr > 0)) return;
+  const double t = thr;
+  auto f = [&](double g) {
+    return static_cast<double>(gate_activation(act, static_cast<float>(g)));
+  };
+  auto cut_at = [&](double g) { return std::fabs(f(g)) < t; };
+  // The boundary between a (where holds) and b (where it does not), to the
+  // last double bisection step.
+  auto edge = [](double a, double b, auto holds) {
+    for (int i = 0; i < 200; ++i) {
+      const double m = 0.5 * (a + b);
+      if (m == a || m == b) break;
+      (holds(m) ? a : b) = m;
+    }
+    return 0.5 * (a + b);
+  };
+  // hi: act rises through thr for g > 0 (act(g) > g - 0.3, so above thr at thr + 1).
+  const double hi = edge(0.0, t + 1.0, cut_at);
+  // The negative dip's bottom g* (SiLU -0.278 at -1.28, tanh-GELU -0.170 at
+  // -0.75) by ternary search: act falls, then rises, on [-5, 0].
+  double a = -5, b = 0;
+  for (int i = 0; i < 200; ++i) {
+    const double m1 = a + (b - a) / 3, m2 = b - (b - a) / 3;
+    if (f(m1) < f(m2))
+      b = m2;
+    else
+      a = m1;
+  }
+  const double g_star = 0.5 * (a + b), depth = -f(g_star);
+  auto band = [](double e) { return static_cast<float>(1e-3 * std::fabs(e)); };
+  hi_ = static_cast<float>(hi);
+  band_hi_ = band(hi);
+  if (thr >= depth * (1 + 1e-3)) {  // every negative g is cut
+    lo_ = -kFloatMax * 2;
+    return;
+  }
+  if (thr > depth * (1 - 1e-3)) {  // the ends meet at g*, where act is flat
+    exact_ = true;
+    return;
+  }
+  // |act| falls below thr again toward 0 (lo) and toward -inf (below); act is
+  // exactly 0 far enough down (exp overflows, tanh saturates).
+  const double lo = edge(g_star, 0.0, [&](double g) { return !cut_at(g); });
+  const double below = edge(g_star, -200.0, [&](double g) { return !cut_at(g); });
+  lo_ = static_cast<float>(lo);
+  below_ = static_cast<float>(below);
+  band_lo_ = band(lo);
+  band_below_ = band(below);
+}
+
 std::string weights_hash(const gguf::File& file) {
   Fnv f;
   constexpr uint64_t kSample = 1024;

@@ -18,6 +18,7 @@
 #pragma once
 
 #include <array>
+#include <cmath>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -71,6 +72,37 @@ struct Sparsity {
 // act(g) of one gate value, in scalar form (the fused backend::gated op's
 // math): CATS compares |act(gate)| with its threshold.
 float gate_activation(backend::Activation act, float g);
+
+// CATS's test |act(g)| < thr decided on the pre-activation g by compares,
+// not an exp per gate: SiLU and tanh-GELU rise through 0 for g > 0 and dip
+// to one minimum m < 0 at g* < 0, so the cut gates are
+//   (lo, hi) u (-inf, below)   with act(hi) = thr, -act(lo) = -act(below) = thr
+// (lo = below = -inf when thr > -m: every negative g is cut). The ends are
+// found once per threshold by bisection on gate_activation; a g within a
+// band around an end (or not finite) is decided by gate_activation itself,
+// so cut(g) == (|gate_activation(act, g)| < thr) for every float g.
+// Immutable; thr >= 0 (0: nothing is cut).
+class GateCut {
+ public:
+  GateCut() = default;
+  GateCut(backend::Activation act, float thr);
+  bool cut(float g) const {
+    const bool near = !(std::fabs(g - hi_) > band_hi_) | !(std::fabs(g - lo_) > band_lo_) |
+                      !(std::fabs(g - below_) > band_below_) | !(std::fabs(g) <= kFloatMax);
+    if (exact_ || near) [[unlikely]]
+      return std::fabs(gate_activation(act_, g)) < thr_;
+    return ((g > lo_) & (g < hi_)) | (g < below_);
+  }
+
+ private:
+  static constexpr float kFloatMax = 3.40282347e38f;
+  backend::Activation act_ = backend::Activation::kSilu;
+  float thr_ = 0;
+  // thr 0: nothing cut (lo = hi = 0, below = -inf).
+  float lo_ = 0, hi_ = 0, below_ = -kFloatMax * 2;
+  float band_lo_ = 0, band_hi_ = 0, band_below_ = 0;  // about 1e-3 of each end
+  bool exact_ = false;  // thr too close to -m for the bands: every g exactly
+};
 
 // The identity of a model's weights: FNV-1a 64 over every tensor's name,
 // type and shape and up to 4 KiB sampled from its bytes (start, middle, end),

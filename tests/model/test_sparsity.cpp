@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <random>
 
 #include "base/error.h"
@@ -551,6 +552,214 @@ TEST(Sparsity, HeadRowsKeepingMostInputsUseTheDenseKernels) {
   const std::vector<float> got = logits(*m, tokens, 1);
   ASSERT_EQ(got.size(), want.size());
   EXPECT_EQ(0, std::memcmp(got.data(), want.data(), want.size() * sizeof(float)));
+}
+
+// CATS's cut decided on the pre-activation (GateCut's intervals) equals the
+// scalar definition |gate_activation(g)| < thr for every float: a dense
+// sweep, the ends themselves and a few ulps either side, random magnitudes
+// and the special values, for thresholds below, near and above the dip
+// (SiLU's -0.2785, tanh-GELU's -0.1700).
+TEST(GateCut, AgreesWithTheActivationEverywhere) {
+  std::mt19937 rng(7);
+  for (const backend::Activation act : {backend::Activation::kSilu, backend::Activation::kGeluTanh})
+    for (const float thr : {0.0f, 1e-6f, 1e-3f, 0.05f, 0.1699f, 0.17f, 0.1701f, 0.2784f, 0.2785f,
+                            0.2786f, 0.3f, 1.0f, 50.0f}) {
+      const model::GateCut gc(act, thr);
+      size_t n_cut = 0, n = 0;
+      auto check = [&](float g) {
+        const bool want = std::fabs(model::gate_activation(act, g)) < thr;
+        ASSERT_EQ(gc.cut(g), want)
+            << "act " << static_cast<int>(act) << " thr " << thr << " g " << g;
+        n_cut += want;
+        ++n;
+      };
+      for (float g = -120.0f; g <= 120.0f; g += 1.0f / 1024) check(g);
+      // Every float within 64 ulps of any point where the answer flips.
+      float prev = -130.0f;
+      bool prev_cut = gc.cut(prev);
+      for (float g = -130.0f; g <= 130.0f; g += 1.0f / 4096) {
+        if (gc.cut(g) != prev_cut) {
+          float u = prev;
+          for (int k = 0; k < 64; ++k) u = std::nextafter(u, -1e30f);
+          for (int k = 0; k < 192; ++k, u = std::nextafter(u, 1e30f)) check(u);
+        }
+        prev = g;
+        prev_cut = gc.cut(g);
+      }
+      std::uniform_real_distribution<float> e(-30.0f, 8.0f);
+      for (int i = 0; i < 20000; ++i) {
+        const float g = std::exp2(e(rng)) * (i % 2 ? 1.0f : -1.0f);
+        check(g);
+      }
+      for (const float g :
+           {0.0f, -0.0f, 1e-45f, -1e-45f, 3e38f, -3e38f, std::numeric_limits<float>::infinity(),
+            -std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN()})
+        check(g);
+      if (thr == 0.0f) {
+        EXPECT_EQ(n_cut, 0u);
+      }
+      if (thr >= 0.05f) {
+        EXPECT_GT(n_cut, n / 20) << thr;
+      }
+    }
+}
+
+// Records the gate's pre-activation and down's input of every step
+// (Tap::kGate, Tap::kDownIn) of one layer.
+struct GateTap final : model::ActivationTap {
+  int64_t layer = 0;
+  std::vector<float> gate, down_in;
+  void on_activation(int64_t l, model::Tap t, const float* x, int64_t n, int64_t width) override {
+    if (l != layer) return;
+    if (t == model::Tap::kGate) gate.insert(gate.end(), x, x + n * width);
+    if (t == model::Tap::kDownIn) down_in.insert(down_in.end(), x, x + n * width);
+  }
+};
+
+// CATS decoding (one token a step, down's column copy over the uncut rows
+// listed by the cut itself): down's input is zero exactly where
+// |act(gate)| < thr, and the logits agree with the same file fed as one
+// batch (dense kernels over the cut rows) up to the copy's rounding.
+TEST(Sparsity, CatsDecodeCutsExactlyTheSmallGates) {
+  const model::SynthShape shape{"t", "llama", 2, 256, 4, 2, 0, 256, 320, 64, 1e4f, 1e-5f, false};
+  ThreadPool pool(2);
+  const std::vector<uint8_t> bytes = model::synth_bytes(shape, "Q8_0", 3, pool);
+  const auto m = model::Model::from_file(gguf::File::parse(bytes, "q.gguf"));
+  const auto tokens = some_tokens(16, 320);
+  model::CalibrateOptions o;
+  o.sparsity = 0.5f;
+  o.ffn_rule = model::FfnRule::kCats;
+  const model::Sparsity sp = model::calibrate(*m, tokens, o, pool);
+  set_sparsity(*m, sp);
+  for (int64_t layer = 0; layer < 2; ++layer) {
+    const float thr = sp.threshold(layer, model::Tap::kGate);
+    ASSERT_GT(thr, 0.0f);
+    GateTap tap;
+    tap.layer = layer;
+    model::Session s(*m, {});
+    model::Scratch scratch(m->config(), 1);
+    scratch.set_tap(&tap);
+    uint64_t zeroed = 0, total = 0;
+    for (const int32_t t : tokens) {
+      const model::SeqChunk c{&s,     std::span<const int32_t>(&t, 1), nullptr, false, nullptr,
+                              nullptr};
+      model::forward(*m, std::span<const model::SeqChunk>(&c, 1), scratch, pool);
+      zeroed += scratch.prune_stats().zeroed;
+      total += scratch.prune_stats().total;
+    }
+    ASSERT_EQ(tap.gate.size(), tap.down_in.size());
+    size_t cut = 0;
+    for (size_t i = 0; i < tap.gate.size(); ++i) {
+      const bool want = std::fabs(model::gate_activation(m->config().ffn_act, tap.gate[i])) < thr;
+      cut += want;
+      ASSERT_EQ(tap.down_in[i] == 0.0f, want) << "layer " << layer << " gate " << i;
+    }
+    const double share = static_cast<double>(cut) / static_cast<double>(tap.gate.size());
+    EXPECT_GT(share, 0.3) << layer;
+    EXPECT_LT(share, 0.7) << layer;
+    EXPECT_GT(zeroed, 0u);
+    EXPECT_LT(zeroed, total);
+  }
+  const auto unpruned = model::Model::from_file(gguf::File::parse(bytes, "q.gguf"));
+  const std::vector<float> dense = logits(*unpruned, tokens, 16);
+  const std::vector<float> batched = logits(*m, tokens, 16);
+  const std::vector<float> decoded = logits(*m, tokens, 1);
+  double diff = 0, drift = 0;
+  for (size_t i = 0; i < batched.size(); ++i) {
+    diff += std::fabs(decoded[i] - batched[i]);
+    drift += std::fabs(batched[i] - dense[i]);
+  }
+  // As ColumnCopiesAgreeWithDenseOverZeroedInputs: the copy's rounding moves
+  // a few gates of this random model across the threshold, which later
+  // layers amplify; it stays below what pruning itself does.
+  EXPECT_GT(diff, 0.0) << "decoding did not go through the copies";
+  EXPECT_LT(diff, 0.5 * drift);
+}
+
+// Decoding reads the head's column copy over exactly the inputs the
+// threshold kept (listed while zeroing): bit for bit the backend's column
+// product over the zeroed row's non-zero entries, found by a separate scan.
+TEST(Sparsity, HeadDecodeReadsTheCopyOverTheKeptInputsBitForBit) {
+  const model::SynthShape shape{"t", "llama", 2, 256, 4, 2, 0, 256, 320, 64, 1e4f, 1e-5f, true};
+  for (const std::string mix : {"Q8_0", "Q4_0"}) {
+    ThreadPool pool(2);
+    const std::vector<uint8_t> bytes = model::synth_bytes(shape, mix, 5, pool);
+    const auto dense = model::Model::from_file(gguf::File::parse(bytes, "q.gguf"));
+    const auto m = model::Model::from_file(gguf::File::parse(bytes, "q.gguf"));
+    const auto tokens = some_tokens(12, 320);
+    model::CalibrateOptions o;
+    o.sparsity = 0;
+    o.head_sparsity = 0.6f;
+    const model::Sparsity sp = model::calibrate(*m, tokens, o, pool);
+    set_sparsity(*m, sp);
+    ASSERT_NE(m->weights().output.columns, nullptr) << mix;
+    HeadInputs h;
+    step_logits(*dense, tokens, &h);
+    const int64_t E = dense->config().n_embd, V = dense->config().n_vocab;
+    std::vector<float> want(static_cast<size_t>(V) * tokens.size());
+    backend::Workspace ws;
+    ws.pool = &pool;
+    for (size_t t = 0; t < tokens.size(); ++t) {
+      float* row = h.rows.data() + t * static_cast<size_t>(E);
+      std::vector<int32_t> kept;
+      for (int64_t i = 0; i < E; ++i) {
+        if (std::fabs(row[i]) < sp.head_threshold) row[i] = 0;
+        if (row[i] != 0) kept.push_back(static_cast<int32_t>(i));
+      }
+      ASSERT_LT(static_cast<double>(kept.size()),
+                kernels::ColumnMatrix::pays_below(m->weights().output.view.type) *
+                    static_cast<double>(E));
+      m->backend().linear_columns(m->weights().output, row, kept, want.data() + t * V, ws);
+    }
+    const std::vector<float> got = logits(*m, tokens, 1);
+    ASSERT_EQ(got.size(), want.size());
+    EXPECT_EQ(0, std::memcmp(got.data(), want.data(), want.size() * sizeof(float))) << mix;
+  }
+}
+
+// StepProfile: decoding with 50% pruned inputs times q/k/v, o, gate/up and
+// down through the column copies and pruning's own passes; a prompt's step
+// of many rows goes through the dense kernels; without a profile nothing
+// is counted.
+TEST(Sparsity, ProfileSeesColumnAndDenseProducts) {
+  const model::SynthShape shape{"t", "llama", 2, 256, 4, 2, 0, 256, 320, 64, 1e4f, 1e-5f, false};
+  ThreadPool pool(2);
+  const std::vector<uint8_t> bytes = model::synth_bytes(shape, "Q8_0", 3, pool);
+  const auto m = model::Model::from_file(gguf::File::parse(bytes, "q.gguf"));
+  const auto tokens = some_tokens(16, 320);
+  model::CalibrateOptions o;
+  o.sparsity = 0.5f;
+  set_sparsity(*m, model::calibrate(*m, tokens, o, pool));
+  model::StepProfile prof;
+  model::Session s(*m, {});
+  model::Scratch scratch(m->config(), 16);
+  scratch.set_profile(&prof);
+  const model::SeqChunk prompt{&s, tokens, nullptr, false, nullptr, nullptr};
+  model::forward(*m, std::span<const model::SeqChunk>(&prompt, 1), scratch, pool);
+  using P = model::StepProfile;
+  for (const P::Part part : {P::kQkv, P::kO, P::kGateUp, P::kDown}) {
+    EXPECT_EQ(prof.calls[part][0], 2u) << P::kNames[part];  // a call per layer
+    EXPECT_EQ(prof.calls[part][1], 0u) << P::kNames[part];
+  }
+  prof = {};
+  const int32_t next = 5;
+  const model::SeqChunk one{&s,     std::span<const int32_t>(&next, 1), nullptr, false, nullptr,
+                            nullptr};
+  model::forward(*m, std::span<const model::SeqChunk>(&one, 1), scratch, pool);
+  for (const P::Part part : {P::kQkv, P::kO, P::kGateUp, P::kDown}) {
+    EXPECT_EQ(prof.calls[part][0] + prof.calls[part][1], 2u) << P::kNames[part];
+    EXPECT_GT(prof.calls[part][1], 0u) << P::kNames[part];
+    EXPECT_GT(prof.ns[part][1], 0.0) << P::kNames[part];
+  }
+  // 4 taps in each of 2 layers, and a kept list per column product.
+  uint64_t column_calls = 0;
+  for (const P::Part part : {P::kQkv, P::kO, P::kGateUp, P::kDown})
+    column_calls += prof.calls[part][1];
+  EXPECT_EQ(prof.calls[P::kPrune][0], 8u + column_calls);
+  scratch.set_profile(nullptr);
+  const P before = prof;
+  model::forward(*m, std::span<const model::SeqChunk>(&one, 1), scratch, pool);
+  EXPECT_EQ(0, std::memcmp(&before, &prof, sizeof prof));
 }
 
 // MoE expert skipping against references: K = n_expert_used and P = 0 are
