@@ -14,6 +14,7 @@ namespace {
 
 struct V : VecOps<__v8sf> {  // __m256 without its may_alias attribute
   static constexpr int kMaxQVecs = 16;
+  static constexpr int kRegs = 16;  // vector registers (attend_rows pairs rows if they fit)
   static Reg fmadd(Reg a, Reg b, Reg c) { return _mm256_fmadd_ps(a, b, c); }
   static float half(uint16_t h) { return _cvtsh_ss(h); }
   static Reg load_f16(const uint16_t* p) {

@@ -29,6 +29,24 @@ struct AttendArgs {
   float* out;
 };
 
+// A prefill task's query rows against one KV head's float keys and values
+// (ops.cpp's attend_prefill_task): row r is token t = r / n_heads of the
+// block and head h = r % n_heads of the group; token t sees the keys
+// [0, first_keys + t). Each row's out is attend's for it alone, bit for bit.
+struct AttendRowsArgs {
+  const float* q;  // row (t, h) at q + t * q_stride + h * head_dim; out likewise
+  float* out;
+  int64_t q_stride;
+  const uint8_t* k;  // float key / value rows at byte j * row_bytes
+  const uint8_t* v;
+  int64_t row_bytes, head_dim, n_tokens, n_heads, first_keys;
+  float scale, softcap;
+  float* scores;  // [n_tokens * n_heads][score_stride], score_stride >= first_keys + n_tokens - 1
+  int64_t score_stride;
+  float* acc;  // [n_tokens * n_heads][head_dim]: the value sums between key tiles
+  float* inv;  // [n_tokens * n_heads]: 1 / each row's softmax sum
+};
+
 // scores[j] = cap * tanh(scores[j] / cap) for j < n (Gemma 2's soft-capping).
 void softcap_scores(float* scores, int64_t n, float cap);
 
@@ -66,6 +84,8 @@ struct OpsTable {
   void (*attend)(const AttendArgs& a) = attend_scalar;
   void (*attend_pair)(const AttendArgs& a, const AttendArgs& b) = attend_pair_scalar;
   void (*kv_to_f32)(DType type, const uint8_t* row, int64_t n, float* out) = kv_to_f32_scalar;
+  // Null, or false for a head_dim it does not take: attend per row instead.
+  bool (*attend_rows)(const AttendRowsArgs& a) = nullptr;
   void (*swiglu)(float* gate, const float* up, int64_t n) = swiglu_scalar;
   void (*rms_norm)(const float* x, const float* w, int64_t n, float eps,
                    float* out) = rms_norm_scalar;

@@ -206,6 +206,9 @@ TEST(Ops, PrefillBlocksEqualPerTokenTasksBitForBit) {
       {9, 3, 7, 1, 128, 0, DType::Q8_0}, {40, 5, 4, 2, 80, 0, DType::F16},
       {12, 0, 2, 1, 256, 0, DType::F16}, {8, 100, 6, 6, 32, 0, DType::Q8_0},
       {33, 7, 4, 1, 64, 64, DType::F32}, {50, 0, 3, 1, 48, 0, DType::F16},
+      // Groups of more than 8 heads (two passes of heads), and score rows
+      // that hold only part of a block's tokens at once (passes of tokens).
+      {20, 61, 10, 1, 64, 0, DType::F16}, {24, 1000, 16, 2, 64, 0, DType::F32},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(std::string(dtype_name(c.type)) + " n_tokens=" + std::to_string(c.n_tokens) +
@@ -269,7 +272,8 @@ TEST(Ops, PrefillBlocksEqualPerTokenTasksBitForBit) {
       EXPECT_EQ(starts.back(), sh.n_tokens * sh.n_head);
     }
   }
-  EXPECT_EQ(attention_prefill_floats(100, 64), 2 * 100 + 2 * 100 * 64);
+  // Score rows (at least 64 Ki floats), 128 rows' value sums and 1 / sums, keys and values.
+  EXPECT_EQ(attention_prefill_floats(100, 64), 65536 + 128 * 65 + 2 * 100 * 64);
   EXPECT_EQ(attention_prefill_floats(1 << 20, 64), attention_prefill_floats(kPrefillMaxSpan, 64));
 }
 
