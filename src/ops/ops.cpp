@@ -253,7 +253,9 @@ namespace {
 // then the KV head's keys and values as float [span][head_dim].
 constexpr int64_t kRowScoreFloats = 65536;
 constexpr int64_t kMaxPassRows = 128;  // 16 tokens x 8 heads
-int64_t score_stride(int64_t span) { return (span + 15) / 16 * 16; }
+int64_t score_stride(int64_t span) {
+  return (span + 15) / 16 * 16;
+}
 int64_t score_floats(int64_t span) {
   return std::max(kRowScoreFloats, 8 * score_stride(span));
 }

@@ -202,13 +202,18 @@ TEST(Ops, PrefillBlocksEqualPerTokenTasksBitForBit) {
     DType type;
   };
   const Case cases[] = {
-      {37, 0, 14, 2, 64, 0, DType::F16}, {16, 21, 8, 4, 64, 0, DType::F32},
-      {9, 3, 7, 1, 128, 0, DType::Q8_0}, {40, 5, 4, 2, 80, 0, DType::F16},
-      {12, 0, 2, 1, 256, 0, DType::F16}, {8, 100, 6, 6, 32, 0, DType::Q8_0},
-      {33, 7, 4, 1, 64, 64, DType::F32}, {50, 0, 3, 1, 48, 0, DType::F16},
+      {37, 0, 14, 2, 64, 0, DType::F16},
+      {16, 21, 8, 4, 64, 0, DType::F32},
+      {9, 3, 7, 1, 128, 0, DType::Q8_0},
+      {40, 5, 4, 2, 80, 0, DType::F16},
+      {12, 0, 2, 1, 256, 0, DType::F16},
+      {8, 100, 6, 6, 32, 0, DType::Q8_0},
+      {33, 7, 4, 1, 64, 64, DType::F32},
+      {50, 0, 3, 1, 48, 0, DType::F16},
       // Groups of more than 8 heads (two passes of heads), and score rows
       // that hold only part of a block's tokens at once (passes of tokens).
-      {20, 61, 10, 1, 64, 0, DType::F16}, {24, 1000, 16, 2, 64, 0, DType::F32},
+      {20, 61, 10, 1, 64, 0, DType::F16},
+      {24, 1000, 16, 2, 64, 0, DType::F32},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(std::string(dtype_name(c.type)) + " n_tokens=" + std::to_string(c.n_tokens) +
