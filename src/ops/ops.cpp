@@ -150,13 +150,17 @@ size_t kv_row_bytes(DType type, int64_t kv_dim) {
   }
 }
 
+void to_f16_scalar(const float* src, int64_t n, uint8_t* dst) {
+  for (int64_t i = 0; i < n; ++i) {
+    const uint16_t h = f32_to_fp16(src[i]);
+    std::memcpy(dst + 2 * i, &h, sizeof h);
+  }
+}
+
 void kv_store(DType type, const float* src, int64_t n, uint8_t* dst) {
   switch (type) {
     case DType::F16:
-      for (int64_t i = 0; i < n; ++i) {
-        const uint16_t h = f32_to_fp16(src[i]);
-        std::memcpy(dst + 2 * i, &h, sizeof h);
-      }
+      ops_table().to_f16(src, n, dst);
       return;
     case DType::Q8_0:
       SLM_DCHECK_EQ(n % 32, 0);

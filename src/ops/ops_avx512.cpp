@@ -84,9 +84,34 @@ void add_512(float* x, const float* b, int64_t n) {
   for (; i < n; ++i) x[i] += b[i];
 }
 
+// to_f16_scalar's bits by VCVTPS2PH (round to nearest even, subnormals and
+// overflow to inf as f32_to_fp16 does); NaNs become f32_to_fp16's quiet NaN
+// of the same sign instead of keeping their payload.
+void to_f16_512(const float* src, int64_t n, uint8_t* dst) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 x = _mm512_loadu_ps(src + i);
+    __m256i h = _mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+    if (nan != 0) {
+      const __m256i sign = _mm256_and_si256(h, _mm256_set1_epi16(static_cast<int16_t>(0x8000)));
+      const __m256i qnan = _mm256_or_si256(sign, _mm256_set1_epi16(0x7e00));
+      alignas(32) uint16_t a[16], b[16];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(a), h);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(b), qnan);
+      for (int u = 0; u < 16; ++u)
+        if ((nan >> u) & 1) a[u] = b[u];
+      h = _mm256_load_si256(reinterpret_cast<const __m256i*>(a));
+    }
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 2 * i), h);
+  }
+  to_f16_scalar(src + i, n - i, dst + 2 * i);
+}
+
 }  // namespace
 
 void fill_ops_avx512(OpsTable& t) {
+  t.to_f16 = to_f16_512;
   fill_simd(t);
   t.rms_norm = rms_norm_512;
   t.add = add_512;

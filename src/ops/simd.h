@@ -58,6 +58,8 @@ void attend_pair_scalar(const AttendArgs& a, const AttendArgs& b);
 // out[0..n) = values 0..n of a cache row in type, as the attend loops read
 // them (F16 exactly, Q8_0 as scale * q rounded once).
 void kv_to_f32_scalar(DType type, const uint8_t* row, int64_t n, float* out);
+// Halves i < n of dst = f32_to_fp16(src[i]) (unaligned): an F16 cache row (kv_store).
+void to_f16_scalar(const float* src, int64_t n, uint8_t* dst);
 void swiglu_scalar(float* gate, const float* up, int64_t n);
 void rms_norm_scalar(const float* x, const float* w, int64_t n, float eps, float* out);
 void add_scalar(float* x, const float* b, int64_t n);
@@ -84,6 +86,7 @@ struct OpsTable {
   void (*attend)(const AttendArgs& a) = attend_scalar;
   void (*attend_pair)(const AttendArgs& a, const AttendArgs& b) = attend_pair_scalar;
   void (*kv_to_f32)(DType type, const uint8_t* row, int64_t n, float* out) = kv_to_f32_scalar;
+  void (*to_f16)(const float* src, int64_t n, uint8_t* dst) = to_f16_scalar;
   // Null, or false for a head_dim it does not take: attend per row instead.
   bool (*attend_rows)(const AttendRowsArgs& a) = nullptr;
   void (*swiglu)(float* gate, const float* up, int64_t n) = swiglu_scalar;
