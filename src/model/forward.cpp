@@ -270,32 +270,41 @@ struct Forward {
   }
 
   // x [rows][n_embd] = the tokens' embedding rows (or the given embeddings);
-  // rope_ [rows][n_rot] = cos/sin of each row's position.
+  // rope_ [rows][n_rot] = cos/sin of each row's position. A prompt's rows
+  // are split over the pool (the angles are double cos and sin: a serial
+  // pass over 512 rows would keep the other threads waiting).
   void embed(std::span<const SeqChunk> chunks) {
     const int64_t E = c.n_embd;
-    for (size_t i = 0; i < chunks.size(); ++i) {
-      const SeqChunk& ch = chunks[i];
-      float* x = &s.x_[b.seqs[i].row0 * E];
-      if (ch.embeddings != nullptr)
-        std::memcpy(x, ch.embeddings, ch.tokens.size() * E * sizeof(float));
-      else
-        be.embed(model.weights().token_embd, ch.tokens, x);
+    for (const SeqChunk& ch : chunks)
       for (const int32_t id : ch.tokens) SLM_DCHECK(id >= 0 && id < c.n_vocab);
-      if (ch.embeddings == nullptr && c.embd_scale != 1.0f)  // Gemma: x * sqrt(n_embd)
-        for (size_t i = 0; i < ch.tokens.size() * E; ++i) x[i] *= c.embd_scale;
-    }
-    // rope_ [table][rows][n_rot]: each row's angles in every RoPE table the
-    // layers use, long or short factors by its session's context.
-    for (int k = 0; k < model.n_rope_tables(); ++k)
-      for (const SeqRows& sr : b.seqs) {
-        const float* inv_freq = model.rope_inv_freq(k, model.rope_long(sr.session->n_ctx())).data();
-        for (int64_t r = sr.row0; r < sr.row0 + sr.n_rows; ++r) {
-          float* cs = rope_row(k, r);
-          be.rope_angles(c.n_rot, b.pos[r], inv_freq, cs);
-          if (c.rope_attn_factor != 1.0f)
-            for (int64_t i = 0; i < c.n_rot; ++i) cs[i] *= c.rope_attn_factor;
+    over_rows(b.n_rows, [&](int64_t r0, int64_t r1) {
+      for (size_t i = 0; i < chunks.size(); ++i) {
+        const SeqChunk& ch = chunks[i];
+        const SeqRows& sr = b.seqs[i];
+        const int64_t a = std::max(r0, sr.row0), e = std::min(r1, sr.row0 + sr.n_rows);
+        if (a >= e) continue;
+        float* x = &s.x_[a * E];
+        const auto first = static_cast<size_t>(a - sr.row0), count = static_cast<size_t>(e - a);
+        if (ch.embeddings != nullptr)
+          std::memcpy(x, ch.embeddings + first * E, count * E * sizeof(float));
+        else
+          be.embed(model.weights().token_embd, ch.tokens.subspan(first, count), x);
+        if (ch.embeddings == nullptr && c.embd_scale != 1.0f)  // Gemma: x * sqrt(n_embd)
+          for (size_t j = 0; j < count * E; ++j) x[j] *= c.embd_scale;
+        // rope_ [table][rows][n_rot]: each row's angles in every RoPE table
+        // the layers use, long or short factors by its session's context.
+        for (int k = 0; k < model.n_rope_tables(); ++k) {
+          const float* inv_freq =
+              model.rope_inv_freq(k, model.rope_long(sr.session->n_ctx())).data();
+          for (int64_t r = a; r < e; ++r) {
+            float* cs = rope_row(k, r);
+            be.rope_angles(c.n_rot, b.pos[r], inv_freq, cs);
+            if (c.rope_attn_factor != 1.0f)
+              for (int64_t j = 0; j < c.n_rot; ++j) cs[j] *= c.rope_attn_factor;
+          }
         }
       }
+    });
   }
 
   float* rope_row(int table, int64_t r) { return &s.rope_[(table * b.n_rows + r) * c.n_rot]; }
