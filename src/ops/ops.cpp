@@ -254,7 +254,8 @@ namespace {
 // Prefill scratch per thread (attend_prefill_task): scores of a pass's rows
 // (at least 8 rows of the span, else kRowScoreFloats: a pass of 16 tokens of
 // 7 heads at 512 positions fits in it), the rows' value sums and 1 / sums,
-// then the KV head's keys and values as float [span][head_dim].
+// the KV head's keys and values as float [span][head_dim], then the keys
+// transposed in blocks of 16 (AttendRowsArgs::kt) [score_stride][head_dim].
 constexpr int64_t kRowScoreFloats = 65536;
 constexpr int64_t kMaxPassRows = 128;  // 16 tokens x 8 heads
 int64_t score_stride(int64_t span) {
@@ -268,7 +269,8 @@ int64_t score_floats(int64_t span) {
 
 int64_t attention_prefill_floats(int64_t max_span, int64_t head_dim) {
   const int64_t span = std::min(max_span, kPrefillMaxSpan);
-  return score_floats(span) + kMaxPassRows * (head_dim + 1) + 2 * span * head_dim;
+  return score_floats(span) + kMaxPassRows * (head_dim + 1) + 2 * span * head_dim +
+         score_stride(span) * head_dim;
 }
 
 namespace {
@@ -303,6 +305,7 @@ void attend_prefill_task(const AttendPlan& p, const OpsTable& table, int64_t n_t
   float* inv = acc + kMaxPassRows * hd;
   float* kf = inv + kMaxPassRows;
   float* vf = kf + span * hd;
+  float* kt = vf + span * hd;
   const uint8_t* k = p.k + kvh * p.head_bytes;
   const uint8_t* v = p.v + kvh * p.head_bytes;
   int64_t row_bytes = p.row_bytes;
@@ -341,6 +344,7 @@ void attend_prefill_task(const AttendPlan& p, const OpsTable& table, int64_t n_t
       r.score_stride = stride;
       r.acc = acc;
       r.inv = inv;
+      r.kt = kt;
       rows = table.attend_rows(r);  // false (head_dim not taken) before any row is touched
     }
   if (rows) return;

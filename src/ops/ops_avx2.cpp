@@ -31,6 +31,9 @@ struct V : VecOps<__v8sf> {  // __m256 without its may_alias attribute
     return _mm_cvtss_f32(s);
   }
   static Reg exp(Reg x);
+  // reduce4's last stage as a vertical add (simd_body.inc AttendRows): its
+  // 128-bit lanes' sums q[0] + q[1].
+  static Reg across(const Reg* q) { return add(q[0], q[1]); }
   static void reduce4(const Reg* v, float scale, float* out) {
     // Per 128-bit lane: [a, b, c, d] partial sums, then the two lanes added.
     const Reg ab = add(_mm256_unpacklo_ps(v[0], v[1]), _mm256_unpackhi_ps(v[0], v[1]));

@@ -27,6 +27,9 @@ struct V : VecOps<__v16sf> {  // __m512 without its may_alias attribute
         _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
   }
   static float reduce_add(Reg v) { return _mm512_reduce_add_ps(v); }
+  // reduce4's last stages as vertical adds (simd_body.inc AttendRows): its
+  // 128-bit lanes' sums q[m] combined as (q0 + q2) + (q1 + q3).
+  static Reg across(const Reg* q) { return add(add(q[0], q[2]), add(q[1], q[3])); }
   static Reg exp(Reg x);
   static void reduce4(const Reg* v, float scale, float* out) {
     // Per 128-bit lane: [a, b, c, d] partial sums, then the four lanes added.

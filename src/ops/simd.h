@@ -45,6 +45,9 @@ struct AttendRowsArgs {
   int64_t score_stride;
   float* acc;  // [n_tokens * n_heads][head_dim]: the value sums between key tiles
   float* inv;  // [n_tokens * n_heads]: 1 / each row's softmax sum
+  // Null, or room for the keys transposed in blocks of the vector width
+  // ([ceil(keys / 16) * 16][head_dim] floats), for ISAs that score that way.
+  float* kt = nullptr;
 };
 
 // scores[j] = cap * tanh(scores[j] / cap) for j < n (Gemma 2's soft-capping).

@@ -278,8 +278,9 @@ TEST(Ops, PrefillBlocksEqualPerTokenTasksBitForBit) {
       EXPECT_EQ(starts.back(), sh.n_tokens * sh.n_head);
     }
   }
-  // Score rows (at least 64 Ki floats), 128 rows' value sums and 1 / sums, keys and values.
-  EXPECT_EQ(attention_prefill_floats(100, 64), 65536 + 128 * 65 + 2 * 100 * 64);
+  // Score rows (at least 64 Ki floats), 128 rows' value sums and 1 / sums, keys and
+  // values, keys transposed in blocks of 16.
+  EXPECT_EQ(attention_prefill_floats(100, 64), 65536 + 128 * 65 + 2 * 100 * 64 + 112 * 64);
   EXPECT_EQ(attention_prefill_floats(1 << 20, 64), attention_prefill_floats(kPrefillMaxSpan, 64));
 }
 
