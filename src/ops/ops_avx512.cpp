@@ -31,6 +31,33 @@ struct V : VecOps<__v16sf> {  // __m512 without its may_alias attribute
   // 128-bit lanes' sums q[m] combined as (q0 + q2) + (q1 + q3).
   static Reg across(const Reg* q) { return add(add(q[0], q[2]), add(q[1], q[3])); }
   static Reg exp(Reg x);
+  // dst[x * 16 + i] = src[i * stride + x] for i, x < 16 (a 16 x 16 block
+  // transposed: pairs, then quads, then 128-bit lanes twice).
+  static void transpose(const float* src, int64_t stride, float* dst) {
+    __m512 r[16], t[16];
+    for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(src + i * stride);
+    for (int i = 0; i < 16; i += 2) {
+      t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+      t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+      const __m512d a = _mm512_castps_pd(t[i]), b = _mm512_castps_pd(t[i + 1]);
+      const __m512d c = _mm512_castps_pd(t[i + 2]), d = _mm512_castps_pd(t[i + 3]);
+      r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+      r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+      r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+      r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    }
+    for (int h = 0; h < 16; h += 8)
+      for (int i = 0; i < 4; ++i) {
+        t[h + i] = _mm512_shuffle_f32x4(r[h + i], r[h + 4 + i], 0x88);
+        t[h + 4 + i] = _mm512_shuffle_f32x4(r[h + i], r[h + 4 + i], 0xdd);
+      }
+    for (int i = 0; i < 8; ++i) {
+      _mm512_storeu_ps(dst + i * 16, _mm512_shuffle_f32x4(t[i], t[8 + i], 0x88));
+      _mm512_storeu_ps(dst + (8 + i) * 16, _mm512_shuffle_f32x4(t[i], t[8 + i], 0xdd));
+    }
+  }
   static void reduce4(const Reg* v, float scale, float* out) {
     // Per 128-bit lane: [a, b, c, d] partial sums, then the four lanes added.
     const Reg ab = add(_mm512_unpacklo_ps(v[0], v[1]), _mm512_unpackhi_ps(v[0], v[1]));
