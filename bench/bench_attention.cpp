@@ -6,6 +6,12 @@
 // part way through 128 generated tokens). The two variants alternate for
 // several rounds; the median microseconds per step are printed.
 // Usage: bench_attention [threads=2] [rounds=7] [streams=1,4,8,16,32]
+//
+// bench_attention --prefill [rounds=7] [prompts=128,512,2048]: one prompt
+// step's attention (the same shape, a prompt of P tokens at position 0), the
+// per-(token, head) tasks against the prefill blocks (ops.h), one thread,
+// median thread CPU time per layer (a shared machine's load steals wall
+// time, not the cycles a thread was given).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -16,6 +22,8 @@
 #include <vector>
 
 #include "base/thread_pool.h"
+#include "clock.h"
+#include "kernels/kernels.h"
 #include "ops/ops.h"
 
 using namespace slm;
@@ -31,9 +39,66 @@ double median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
+std::vector<int64_t> parse_list(const char* arg, std::vector<int64_t> def) {
+  if (arg == nullptr) return def;
+  std::vector<int64_t> out;
+  std::stringstream ss(arg);
+  for (std::string s; std::getline(ss, s, ',');) out.push_back(std::atoll(s.c_str()));
+  return out;
+}
+
+int prefill(int rounds, const std::vector<int64_t>& prompts) {
+  const int64_t n_head = 14, n_head_kv = 2, head_dim = 64, kv_dim = n_head_kv * head_dim;
+  const DType type = DType::F16;
+  const size_t row = ops::kv_row_bytes(type, kv_dim);
+  ThreadPool pool(1);
+  std::mt19937 rng(1);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::printf(
+      "attention of one prompt step (qwen2.5-0.5b shape, f16 cache), %s, 1 thread,\n"
+      "thread CPU time per layer, median of %d rounds\n",
+      std::string(kernels::isa_name(kernels::active_isa())).c_str(), rounds);
+  std::printf("%8s %20s %20s %7s\n", "prompt", "per token (us)", "prefill blocks (us)", "ratio");
+  for (const int64_t n : prompts) {
+    std::vector<uint8_t> k(row * static_cast<size_t>(n)), v(k.size());
+    std::vector<float> kv(static_cast<size_t>(kv_dim));
+    for (int64_t p = 0; p < n; ++p) {
+      for (float& f : kv) f = dist(rng);
+      ops::kv_store(type, kv.data(), kv_dim, &k[static_cast<size_t>(p) * row]);
+      for (float& f : kv) f = dist(rng);
+      ops::kv_store(type, kv.data(), kv_dim, &v[static_cast<size_t>(p) * row]);
+    }
+    std::vector<float> q(static_cast<size_t>(n * n_head * head_dim)), out(q.size());
+    for (float& f : q) f = dist(rng);
+    ops::AttentionShape sh{n, 0, n_head, n_head_kv, head_dim};
+    sh.kv_type = type;
+    const ops::AttentionCall call{sh, q.data(), k.data(), v.data(), out.data()};
+    std::vector<float> scratch(static_cast<size_t>(n));
+    const int64_t stride = ops::attention_prefill_floats(n, head_dim);
+    std::vector<float> blocks(static_cast<size_t>(stride));
+    std::vector<int64_t> starts;
+    std::vector<double> each, many;
+    for (int r = 0; r < rounds; ++r) {
+      double t0 = bench::now(true);
+      ops::attention_many(std::span(&call, 1), starts, scratch.data(), n, pool);
+      each.push_back((bench::now(true) - t0) * 1e6);
+      t0 = bench::now(true);
+      ops::attention_many(std::span(&call, 1), starts, scratch.data(), n, pool, blocks.data(),
+                          stride);
+      many.push_back((bench::now(true) - t0) * 1e6);
+    }
+    const double a = median(each), b = median(many);
+    std::printf("%8lld %20.0f %20.0f %6.2fx\n", static_cast<long long>(n), a, b, a / b);
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "--prefill")
+    return prefill(argc > 2 ? std::atoi(argv[2]) : 7,
+                   parse_list(argc > 3 ? argv[3] : nullptr, {128, 512, 2048}));
   const int threads = argc > 1 ? std::atoi(argv[1]) : 2;
   const int rounds = argc > 2 ? std::atoi(argv[2]) : 7;
   std::vector<int64_t> streams = {1, 4, 8, 16, 32};

@@ -140,10 +140,21 @@ struct Forward {
       be.rms_norm(x + r0 * E, w.data(), r1 - r0, E, c.norm_eps, out + r0 * E);
     });
   }
-  // x[rows] += y[rows], rows of width n_embd.
-  void add_rows(float* x, const float* y, int64_t n) {
+  // The end of a block over the step's n rows: proj = rms_norm(proj) *
+  // post_norm where the model has one (Gemma), x += proj, then the next
+  // block's input xn = rms_norm(x) * next_norm (none after the last layer),
+  // all in one pass over the rows: one wake-up of the pool instead of two
+  // or three. Each row's values are what separate passes give.
+  void residual_rows(const std::vector<float>& post_norm, const std::vector<float>* next_norm,
+                     int64_t n) {
     const int64_t E = c.n_embd;
-    over_rows(n, [&](int64_t r0, int64_t r1) { be.add(x + r0 * E, y + r0 * E, (r1 - r0) * E); });
+    float *x = s.x_.data(), *proj = s.proj_.data(), *xn = s.xn_.data();
+    over_rows(n, [&](int64_t r0, int64_t r1) {
+      const int64_t m = r1 - r0, at = r0 * E;
+      if (!post_norm.empty()) be.rms_norm(proj + at, post_norm.data(), m, E, c.norm_eps, proj + at);
+      be.add(x + at, proj + at, m * E);
+      if (next_norm != nullptr) be.rms_norm(x + at, next_norm->data(), m, E, c.norm_eps, xn + at);
+    });
   }
 
   // Every matrix product of the step goes through here: outs share the input
@@ -358,32 +369,41 @@ struct Forward {
   }
 
   // x [rows][n_embd] = the tokens' embedding rows (or the given embeddings);
-  // rope_ [rows][n_rot] = cos/sin of each row's position.
+  // rope_ [rows][n_rot] = cos/sin of each row's position. A prompt's rows
+  // are split over the pool (the angles are double cos and sin: a serial
+  // pass over 512 rows would keep the other threads waiting).
   void embed(std::span<const SeqChunk> chunks) {
     const int64_t E = c.n_embd;
-    for (size_t i = 0; i < chunks.size(); ++i) {
-      const SeqChunk& ch = chunks[i];
-      float* x = &s.x_[b.seqs[i].row0 * E];
-      if (ch.embeddings != nullptr)
-        std::memcpy(x, ch.embeddings, ch.tokens.size() * E * sizeof(float));
-      else
-        be.embed(model.weights().token_embd, ch.tokens, x);
+    for (const SeqChunk& ch : chunks)
       for (const int32_t id : ch.tokens) SLM_DCHECK(id >= 0 && id < c.n_vocab);
-      if (ch.embeddings == nullptr && c.embd_scale != 1.0f)  // Gemma: x * sqrt(n_embd)
-        for (size_t i = 0; i < ch.tokens.size() * E; ++i) x[i] *= c.embd_scale;
-    }
-    // rope_ [table][rows][n_rot]: each row's angles in every RoPE table the
-    // layers use, long or short factors by its session's context.
-    for (int k = 0; k < model.n_rope_tables(); ++k)
-      for (const SeqRows& sr : b.seqs) {
-        const float* inv_freq = model.rope_inv_freq(k, model.rope_long(sr.session->n_ctx())).data();
-        for (int64_t r = sr.row0; r < sr.row0 + sr.n_rows; ++r) {
-          float* cs = rope_row(k, r);
-          be.rope_angles(c.n_rot, b.pos[r], inv_freq, cs);
-          if (c.rope_attn_factor != 1.0f)
-            for (int64_t i = 0; i < c.n_rot; ++i) cs[i] *= c.rope_attn_factor;
+    over_rows(b.n_rows, [&](int64_t r0, int64_t r1) {
+      for (size_t i = 0; i < chunks.size(); ++i) {
+        const SeqChunk& ch = chunks[i];
+        const SeqRows& sr = b.seqs[i];
+        const int64_t a = std::max(r0, sr.row0), e = std::min(r1, sr.row0 + sr.n_rows);
+        if (a >= e) continue;
+        float* x = &s.x_[a * E];
+        const auto first = static_cast<size_t>(a - sr.row0), count = static_cast<size_t>(e - a);
+        if (ch.embeddings != nullptr)
+          std::memcpy(x, ch.embeddings + first * E, count * E * sizeof(float));
+        else
+          be.embed(model.weights().token_embd, ch.tokens.subspan(first, count), x);
+        if (ch.embeddings == nullptr && c.embd_scale != 1.0f)  // Gemma: x * sqrt(n_embd)
+          for (size_t j = 0; j < count * E; ++j) x[j] *= c.embd_scale;
+        // rope_ [table][rows][n_rot]: each row's angles in every RoPE table
+        // the layers use, long or short factors by its session's context.
+        for (int k = 0; k < model.n_rope_tables(); ++k) {
+          const float* inv_freq =
+              model.rope_inv_freq(k, model.rope_long(sr.session->n_ctx())).data();
+          for (int64_t r = a; r < e; ++r) {
+            float* cs = rope_row(k, r);
+            be.rope_angles(c.n_rot, b.pos[r], inv_freq, cs);
+            if (c.rope_attn_factor != 1.0f)
+              for (int64_t j = 0; j < c.n_rot; ++j) cs[j] *= c.rope_attn_factor;
+          }
         }
       }
+    });
   }
 
   float* rope_row(int table, int64_t r) { return &s.rope_[(table * b.n_rows + r) * c.n_rot]; }
@@ -413,11 +433,13 @@ struct Forward {
   }
 
   // x += Wo . attention(rope(norm_qk(Wq xn + bq)), rope(norm_qk(Wk xn + bk)), Wv xn + bv), xn =
-  // rms_norm(x)
+  // rms_norm(x), which the step's first layer computes here and the others
+  // receive from the previous block's residual_rows; leaves xn = the FFN's
+  // input rms_norm(x) likewise.
   void attention_block(int64_t l) {
     const LayerWeights& lw = model.weights().layers[l];
-    const int64_t E = c.n_embd, qd = c.q_dim(), kd = c.kv_dim(), n = b.n_rows;
-    rms_norm_rows(s.x_.data(), lw.attn_norm, n, s.xn_.data());
+    const int64_t E = c.n_embd, qd = c.q_dim(), n = b.n_rows;
+    if (l == 0) rms_norm_rows(s.x_.data(), lw.attn_norm, n, s.xn_.data());
     const bool pruned = prune(l, Tap::kAttnIn, s.xn_.data(), n, E);
     const backend::LinearOut qkv[] = {
         {&lw.wq, s.q_.data()}, {&lw.wk, s.k_.data()}, {&lw.wv, s.v_.data()}};
@@ -426,19 +448,20 @@ struct Forward {
     else
       linear(qkv, s.xn_.data(), n);
     const bool neox = c.rope_order == RopeOrder::kNeox;
-    over_rows(n, [&](int64_t r0, int64_t r1) { bias_norm_rope(l, lw, r0, r1, neox); });
-    // Append each sequence's keys and values to this layer's cache (a ring
-    // for a window-only layer), then attend over every sequence at once: one
-    // parallel job over (sequence, token, head), not one per sequence.
+    // Bias, norms and RoPE, then each row's keys and values appended to its
+    // sequence's cache for this layer (a ring for a window-only layer), in
+    // one pass over the rows (ranges hold distinct cache rows); then attend
+    // over every sequence at once: one parallel job over (sequence, token,
+    // head), not one per sequence.
+    over_rows(n, [&](int64_t r0, int64_t r1) {
+      bias_norm_rope(l, lw, r0, r1, neox);
+      store_kv_rows(l, r0, r1);
+    });
     std::vector<backend::AttentionCall>& calls = s.ws_.attn;  // reserved for max_rows sequences
     calls.clear();
     for (const SeqRows& sr : b.seqs) {
       Session& seq = *sr.session;
       SLM_DCHECK_LE(sr.pos0 + sr.n_rows, seq.n_ctx());
-      over_rows(sr.n_rows, [&](int64_t r0, int64_t r1) {  // distinct cache rows per range
-        seq.store_kv(l, sr.pos0 + r0, r1 - r0, &s.k_[(sr.row0 + r0) * kd],
-                     &s.v_[(sr.row0 + r0) * kd]);
-      });
       const backend::AttentionShape shape{sr.n_rows,    sr.pos0,
                                           c.n_head,     c.n_head_kv,
                                           c.head_dim,   c.layers[l].sliding ? c.n_swa : 0,
@@ -452,9 +475,17 @@ struct Forward {
       linear_pruned(lw.wo, s.attn_.data(), n, s.proj_.data());
     else
       linear(lw.wo, s.attn_.data(), n, s.proj_.data());
-    if (!lw.post_attn_norm.empty())  // Gemma: the attention output is normalised too
-      rms_norm_rows(s.proj_.data(), lw.post_attn_norm, n, s.proj_.data());
-    add_rows(s.x_.data(), s.proj_.data(), n);
+    residual_rows(lw.post_attn_norm, &lw.ffn_norm, n);  // Gemma: post_attn_norm
+  }
+
+  // Rows [r0, r1) of k_ and v_ into their sequences' caches for layer l.
+  void store_kv_rows(int64_t l, int64_t r0, int64_t r1) {
+    const int64_t kd = c.kv_dim();
+    for (const SeqRows& sr : b.seqs) {
+      const int64_t a = std::max(r0, sr.row0), e = std::min(r1, sr.row0 + sr.n_rows);
+      if (a < e)
+        sr.session->store_kv(l, sr.pos0 + (a - sr.row0), e - a, &s.k_[a * kd], &s.v_[a * kd]);
+    }
   }
 
   // proj [rows][n_embd] = W_down . (act(W_gate xn) * W_up xn), act silu or tanh-GELU
@@ -548,11 +579,11 @@ struct Forward {
     }
   }
 
-  // x += FFN(rms_norm(x))
+  // x += FFN(xn), xn = rms_norm(x) from attention_block; leaves xn = the
+  // next layer's attention input.
   void ffn_block(int64_t l) {
     const LayerWeights& lw = model.weights().layers[l];
     const int64_t n = b.n_rows;
-    rms_norm_rows(s.x_.data(), lw.ffn_norm, n, s.xn_.data());
     if (c.is_moe()) {
       const PruneOptions& po = model.prune();
       const int64_t k =
@@ -561,9 +592,9 @@ struct Forward {
     } else {
       ffn_dense(l, lw);
     }
-    if (!lw.post_ffn_norm.empty())  // Gemma
-      rms_norm_rows(s.proj_.data(), lw.post_ffn_norm, n, s.proj_.data());
-    add_rows(s.x_.data(), s.proj_.data(), n);
+    const auto& layers = model.weights().layers;
+    residual_rows(lw.post_ffn_norm,  // Gemma: post_ffn_norm
+                  l + 1 < c.n_layer ? &layers[static_cast<size_t>(l + 1)].attn_norm : nullptr, n);
   }
 
   // Logits [n_vocab] of the rows that want them: W_out . rms_norm(x). Only

@@ -150,13 +150,17 @@ size_t kv_row_bytes(DType type, int64_t kv_dim) {
   }
 }
 
+void to_f16_scalar(const float* src, int64_t n, uint8_t* dst) {
+  for (int64_t i = 0; i < n; ++i) {
+    const uint16_t h = f32_to_fp16(src[i]);
+    std::memcpy(dst + 2 * i, &h, sizeof h);
+  }
+}
+
 void kv_store(DType type, const float* src, int64_t n, uint8_t* dst) {
   switch (type) {
     case DType::F16:
-      for (int64_t i = 0; i < n; ++i) {
-        const uint16_t h = f32_to_fp16(src[i]);
-        std::memcpy(dst + 2 * i, &h, sizeof h);
-      }
+      ops_table().to_f16(src, n, dst);
       return;
     case DType::Q8_0:
       SLM_DCHECK_EQ(n % 32, 0);
@@ -245,10 +249,28 @@ void attention(const AttentionShape& s, const float* q, const uint8_t* k_cache,
   });
 }
 
+namespace {
+
+// Prefill scratch per thread (attend_prefill_task): scores of a pass's rows
+// (at least 8 rows of the span, else kRowScoreFloats: a pass of 16 tokens of
+// 7 heads at 512 positions fits in it), the rows' value sums and 1 / sums,
+// the KV head's keys and values as float [span][head_dim], then the keys
+// transposed in blocks of 16 (AttendRowsArgs::kt) [score_stride][head_dim].
+constexpr int64_t kRowScoreFloats = 65536;
+constexpr int64_t kMaxPassRows = 128;  // 16 tokens x 8 heads
+int64_t score_stride(int64_t span) {
+  return (span + 15) / 16 * 16;
+}
+int64_t score_floats(int64_t span) {
+  return std::max(kRowScoreFloats, 8 * score_stride(span));
+}
+
+}  // namespace
+
 int64_t attention_prefill_floats(int64_t max_span, int64_t head_dim) {
   const int64_t span = std::min(max_span, kPrefillMaxSpan);
-  // Two heads' scores, then the group's keys and values as float.
-  return 2 * span + 2 * span * head_dim;
+  return score_floats(span) + kMaxPassRows * (head_dim + 1) + 2 * span * head_dim +
+         score_stride(span) * head_dim;
 }
 
 namespace {
@@ -268,7 +290,8 @@ int64_t prefill_tasks(const AttentionShape& s) {
 
 // Prefill task (ops.h): task = block_from_end * n_head_kv + kv head, the
 // blocks with the most keys first so the pool's last tasks are short ones.
-// buf: [2][span] scores, then keys [span][head_dim] and values likewise.
+// buf: attention_prefill_floats' layout (score rows, value sums, 1 / sums,
+// then keys [span][head_dim] and values likewise as float).
 void attend_prefill_task(const AttendPlan& p, const OpsTable& table, int64_t n_tokens, int64_t task,
                          float* buf) {
   const int64_t n_kv = p.n_head / p.group, span = p.pos0 + n_tokens, hd = p.head_dim;
@@ -277,14 +300,16 @@ void attend_prefill_task(const AttendPlan& p, const OpsTable& table, int64_t n_t
   const int64_t t1 = std::min(n_tokens, t0 + kPrefillBlock);
   const int64_t kvh = task % n_kv;
   const int64_t n_keys = p.pos0 + t1;  // what the block's last token sees
-  float* scores_a = buf;
-  float* scores_b = buf + span;
+  float* scores = buf;
+  float* acc = scores + score_floats(span);
+  float* inv = acc + kMaxPassRows * hd;
+  float* kf = inv + kMaxPassRows;
+  float* vf = kf + span * hd;
+  float* kt = vf + span * hd;
   const uint8_t* k = p.k + kvh * p.head_bytes;
   const uint8_t* v = p.v + kvh * p.head_bytes;
   int64_t row_bytes = p.row_bytes;
   if (p.kv_type != DType::F32) {
-    float* kf = buf + 2 * span;
-    float* vf = kf + span * hd;
     for (int64_t j = 0; j < n_keys; ++j) {
       table.kv_to_f32(p.kv_type, k + j * p.row_bytes, hd, kf + j * hd);
       table.kv_to_f32(p.kv_type, v + j * p.row_bytes, hd, vf + j * hd);
@@ -293,6 +318,36 @@ void attend_prefill_task(const AttendPlan& p, const OpsTable& table, int64_t n_t
     v = reinterpret_cast<const uint8_t*>(vf);
     row_bytes = hd * static_cast<int64_t>(sizeof(float));
   }
+  // Passes of up to 8 heads of the group and as many of the block's tokens
+  // as the score rows hold: each pass reads the keys and values once.
+  const int64_t stride = score_stride(span);
+  const int64_t heads = std::min<int64_t>(p.group, 8);
+  const int64_t tokens =
+      std::clamp<int64_t>(score_floats(span) / (heads * stride), 1, kPrefillBlock);
+  bool rows = table.attend_rows != nullptr;
+  for (int64_t h0 = 0; rows && h0 < p.group; h0 += heads)
+    for (int64_t ta = t0; rows && ta < t1; ta += tokens) {
+      AttendRowsArgs r;
+      r.q = p.q + ta * p.q_stride + (kvh * p.group + h0) * hd;
+      r.out = p.out + ta * p.q_stride + (kvh * p.group + h0) * hd;
+      r.q_stride = p.q_stride;
+      r.k = k;
+      r.v = v;
+      r.row_bytes = row_bytes;
+      r.head_dim = hd;
+      r.n_tokens = std::min(tokens, t1 - ta);
+      r.n_heads = std::min(heads, p.group - h0);
+      r.first_keys = p.pos0 + ta + 1;
+      r.scale = p.scale;
+      r.softcap = p.softcap;
+      r.scores = scores;
+      r.score_stride = stride;
+      r.acc = acc;
+      r.inv = inv;
+      r.kt = kt;
+      rows = table.attend_rows(r);  // false (head_dim not taken) before any row is touched
+    }
+  if (rows) return;
   for (int64_t t = t0; t < t1; ++t) {
     AttendArgs a;
     a.k = k;
@@ -307,7 +362,7 @@ void attend_prefill_task(const AttendPlan& p, const OpsTable& table, int64_t n_t
       const int64_t h = kvh * p.group + g;
       a.q = p.q + t * p.q_stride + h * hd;
       a.out = p.out + t * p.q_stride + h * hd;
-      a.scores = scores_a;
+      a.scores = scores;
       if (g + 1 == p.group) {
         table.attend(a);
         break;
@@ -315,7 +370,7 @@ void attend_prefill_task(const AttendPlan& p, const OpsTable& table, int64_t n_t
       AttendArgs b = a;
       b.q = a.q + hd;
       b.out = a.out + hd;
-      b.scores = scores_b;
+      b.scores = scores + stride;
       table.attend_pair(a, b);
     }
   }

@@ -94,8 +94,10 @@ struct AttentionCall {
 // of at least kPrefillMinTokens tokens whose prefix fits it (no ring, no
 // window that cuts it) runs as tasks of (KV head, block of tokens) instead:
 // a task converts its KV head's keys and values to float once for every
-// query head of the group and token of the block, and attends two heads at a
-// time. The results are those of the per-(token, head) tasks, bit for bit.
+// query head of the group and token of the block, and walks them in tiles
+// that stay in L1 while every (token, head) row of the block uses them
+// (simd.h attend_rows). The results are those of the per-(token, head)
+// tasks, bit for bit.
 void attention_many(std::span<const AttentionCall> calls, std::vector<int64_t>& starts,
                     float* scratch, int64_t stride, ThreadPool& pool, float* prefill = nullptr,
                     int64_t prefill_stride = 0);
@@ -104,7 +106,8 @@ inline constexpr int64_t kPrefillMinTokens = 8;
 // Floats of prefill scratch per thread that let attention_many block every
 // call of up to max_span positions (pos0 + n_tokens) with heads of head_dim;
 // longer prefixes than kPrefillMaxSpan take the per-token tasks, so the
-// scratch stays bounded (2 * 4096 * head_dim floats: 2 MiB per thread at 64).
+// scratch stays bounded (about 2 * 4096 * head_dim floats plus 64 Ki floats
+// of scores: 2.3 MiB per thread at 64).
 inline constexpr int64_t kPrefillMaxSpan = 4096;
 int64_t attention_prefill_floats(int64_t max_span, int64_t head_dim);
 // The float32 cache (s.kv_type must be F32).

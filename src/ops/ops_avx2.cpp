@@ -14,13 +14,15 @@ namespace {
 
 struct V : VecOps<__v8sf> {  // __m256 without its may_alias attribute
   static constexpr int kMaxQVecs = 16;
+  static constexpr int kRegs = 16;  // vector registers (attend_rows pairs rows if they fit)
   static Reg fmadd(Reg a, Reg b, Reg c) { return _mm256_fmadd_ps(a, b, c); }
   static float half(uint16_t h) { return _cvtsh_ss(h); }
   static Reg load_f16(const uint16_t* p) {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
   }
   static Reg load_i8(const int8_t* p) {
-    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+    return _mm256_cvtepi32_ps(
+        _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
   }
   static float reduce_add(Reg v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -29,6 +31,9 @@ struct V : VecOps<__v8sf> {  // __m256 without its may_alias attribute
     return _mm_cvtss_f32(s);
   }
   static Reg exp(Reg x);
+  // reduce4's last stage as a vertical add (simd_body.inc AttendRows): its
+  // 128-bit lanes' sums q[0] + q[1].
+  static Reg across(const Reg* q) { return add(q[0], q[1]); }
   static void reduce4(const Reg* v, float scale, float* out) {
     // Per 128-bit lane: [a, b, c, d] partial sums, then the two lanes added.
     const Reg ab = add(_mm256_unpacklo_ps(v[0], v[1]), _mm256_unpackhi_ps(v[0], v[1]));

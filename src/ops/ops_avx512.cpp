@@ -16,6 +16,7 @@ namespace {
 
 struct V : VecOps<__v16sf> {  // __m512 without its may_alias attribute
   static constexpr int kMaxQVecs = 16;
+  static constexpr int kRegs = 32;  // vector registers (attend_rows pairs rows if they fit)
   static Reg fmadd(Reg a, Reg b, Reg c) { return _mm512_fmadd_ps(a, b, c); }
   static float half(uint16_t h) { return _cvtsh_ss(h); }
   static Reg load_f16(const uint16_t* p) {
@@ -26,7 +27,37 @@ struct V : VecOps<__v16sf> {  // __m512 without its may_alias attribute
         _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
   }
   static float reduce_add(Reg v) { return _mm512_reduce_add_ps(v); }
+  // reduce4's last stages as vertical adds (simd_body.inc AttendRows): its
+  // 128-bit lanes' sums q[m] combined as (q0 + q2) + (q1 + q3).
+  static Reg across(const Reg* q) { return add(add(q[0], q[2]), add(q[1], q[3])); }
   static Reg exp(Reg x);
+  // dst[x * 16 + i] = src[i * stride + x] for i, x < 16 (a 16 x 16 block
+  // transposed: pairs, then quads, then 128-bit lanes twice).
+  static void transpose(const float* src, int64_t stride, float* dst) {
+    __m512 r[16], t[16];
+    for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(src + i * stride);
+    for (int i = 0; i < 16; i += 2) {
+      t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+      t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+      const __m512d a = _mm512_castps_pd(t[i]), b = _mm512_castps_pd(t[i + 1]);
+      const __m512d c = _mm512_castps_pd(t[i + 2]), d = _mm512_castps_pd(t[i + 3]);
+      r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+      r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+      r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+      r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    }
+    for (int h = 0; h < 16; h += 8)
+      for (int i = 0; i < 4; ++i) {
+        t[h + i] = _mm512_shuffle_f32x4(r[h + i], r[h + 4 + i], 0x88);
+        t[h + 4 + i] = _mm512_shuffle_f32x4(r[h + i], r[h + 4 + i], 0xdd);
+      }
+    for (int i = 0; i < 8; ++i) {
+      _mm512_storeu_ps(dst + i * 16, _mm512_shuffle_f32x4(t[i], t[8 + i], 0x88));
+      _mm512_storeu_ps(dst + (8 + i) * 16, _mm512_shuffle_f32x4(t[i], t[8 + i], 0xdd));
+    }
+  }
   static void reduce4(const Reg* v, float scale, float* out) {
     // Per 128-bit lane: [a, b, c, d] partial sums, then the four lanes added.
     const Reg ab = add(_mm512_unpacklo_ps(v[0], v[1]), _mm512_unpackhi_ps(v[0], v[1]));
@@ -83,9 +114,34 @@ void add_512(float* x, const float* b, int64_t n) {
   for (; i < n; ++i) x[i] += b[i];
 }
 
+// to_f16_scalar's bits by VCVTPS2PH (round to nearest even, subnormals and
+// overflow to inf as f32_to_fp16 does); NaNs become f32_to_fp16's quiet NaN
+// of the same sign instead of keeping their payload.
+void to_f16_512(const float* src, int64_t n, uint8_t* dst) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 x = _mm512_loadu_ps(src + i);
+    __m256i h = _mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+    if (nan != 0) {
+      const __m256i sign = _mm256_and_si256(h, _mm256_set1_epi16(static_cast<int16_t>(0x8000)));
+      const __m256i qnan = _mm256_or_si256(sign, _mm256_set1_epi16(0x7e00));
+      alignas(32) uint16_t a[16], b[16];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(a), h);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(b), qnan);
+      for (int u = 0; u < 16; ++u)
+        if ((nan >> u) & 1) a[u] = b[u];
+      h = _mm256_load_si256(reinterpret_cast<const __m256i*>(a));
+    }
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 2 * i), h);
+  }
+  to_f16_scalar(src + i, n - i, dst + 2 * i);
+}
+
 }  // namespace
 
 void fill_ops_avx512(OpsTable& t) {
+  t.to_f16 = to_f16_512;
   fill_simd(t);
   t.rms_norm = rms_norm_512;
   t.add = add_512;

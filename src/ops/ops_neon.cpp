@@ -19,6 +19,7 @@ struct V : VecOps<float32x4_t> {
   // 32 architectural registers; head_dim up to 256 keeps q in 64 vectors,
   // the excess spilled to L1, which beats the scalar fallback by far.
   static constexpr int kMaxQVecs = 64;
+  static constexpr int kRegs = 32;  // vector registers (attend_rows pairs rows if they fit)
   static Reg fmadd(Reg a, Reg b, Reg c) { return vfmaq_f32(c, a, b); }
   static float half(uint16_t h) {
     __fp16 f;

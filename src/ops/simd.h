@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 #include <utility>
 
 #include "base/dtype.h"
@@ -29,6 +30,27 @@ struct AttendArgs {
   float* out;
 };
 
+// A prefill task's query rows against one KV head's float keys and values
+// (ops.cpp's attend_prefill_task): row r is token t = r / n_heads of the
+// block and head h = r % n_heads of the group; token t sees the keys
+// [0, first_keys + t). Each row's out is attend's for it alone, bit for bit.
+struct AttendRowsArgs {
+  const float* q;  // row (t, h) at q + t * q_stride + h * head_dim; out likewise
+  float* out;
+  int64_t q_stride;
+  const uint8_t* k;  // float key / value rows at byte j * row_bytes
+  const uint8_t* v;
+  int64_t row_bytes, head_dim, n_tokens, n_heads, first_keys;
+  float scale, softcap;
+  float* scores;  // [n_tokens * n_heads][score_stride], score_stride >= first_keys + n_tokens - 1
+  int64_t score_stride;
+  float* acc;  // [n_tokens * n_heads][head_dim]: the value sums between key tiles
+  float* inv;  // [n_tokens * n_heads]: 1 / each row's softmax sum
+  // Null, or room for the keys transposed in blocks of the vector width
+  // ([ceil(keys / 16) * 16][head_dim] floats), for ISAs that score that way.
+  float* kt = nullptr;
+};
+
 // scores[j] = cap * tanh(scores[j] / cap) for j < n (Gemma 2's soft-capping).
 void softcap_scores(float* scores, int64_t n, float cap);
 
@@ -40,6 +62,8 @@ void attend_pair_scalar(const AttendArgs& a, const AttendArgs& b);
 // out[0..n) = values 0..n of a cache row in type, as the attend loops read
 // them (F16 exactly, Q8_0 as scale * q rounded once).
 void kv_to_f32_scalar(DType type, const uint8_t* row, int64_t n, float* out);
+// Halves i < n of dst = f32_to_fp16(src[i]) (unaligned): an F16 cache row (kv_store).
+void to_f16_scalar(const float* src, int64_t n, uint8_t* dst);
 void swiglu_scalar(float* gate, const float* up, int64_t n);
 void rms_norm_scalar(const float* x, const float* w, int64_t n, float eps, float* out);
 void add_scalar(float* x, const float* b, int64_t n);
@@ -66,6 +90,9 @@ struct OpsTable {
   void (*attend)(const AttendArgs& a) = attend_scalar;
   void (*attend_pair)(const AttendArgs& a, const AttendArgs& b) = attend_pair_scalar;
   void (*kv_to_f32)(DType type, const uint8_t* row, int64_t n, float* out) = kv_to_f32_scalar;
+  void (*to_f16)(const float* src, int64_t n, uint8_t* dst) = to_f16_scalar;
+  // Null, or false for a head_dim it does not take: attend per row instead.
+  bool (*attend_rows)(const AttendRowsArgs& a) = nullptr;
   void (*swiglu)(float* gate, const float* up, int64_t n) = swiglu_scalar;
   void (*rms_norm)(const float* x, const float* w, int64_t n, float eps,
                    float* out) = rms_norm_scalar;

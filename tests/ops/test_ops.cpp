@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <random>
 #include <string>
@@ -202,10 +203,18 @@ TEST(Ops, PrefillBlocksEqualPerTokenTasksBitForBit) {
     DType type;
   };
   const Case cases[] = {
-      {37, 0, 14, 2, 64, 0, DType::F16}, {16, 21, 8, 4, 64, 0, DType::F32},
-      {9, 3, 7, 1, 128, 0, DType::Q8_0}, {40, 5, 4, 2, 80, 0, DType::F16},
-      {12, 0, 2, 1, 256, 0, DType::F16}, {8, 100, 6, 6, 32, 0, DType::Q8_0},
-      {33, 7, 4, 1, 64, 64, DType::F32}, {50, 0, 3, 1, 48, 0, DType::F16},
+      {37, 0, 14, 2, 64, 0, DType::F16},
+      {16, 21, 8, 4, 64, 0, DType::F32},
+      {9, 3, 7, 1, 128, 0, DType::Q8_0},
+      {40, 5, 4, 2, 80, 0, DType::F16},
+      {12, 0, 2, 1, 256, 0, DType::F16},
+      {8, 100, 6, 6, 32, 0, DType::Q8_0},
+      {33, 7, 4, 1, 64, 64, DType::F32},
+      {50, 0, 3, 1, 48, 0, DType::F16},
+      // Groups of more than 8 heads (two passes of heads), and score rows
+      // that hold only part of a block's tokens at once (passes of tokens).
+      {20, 61, 10, 1, 64, 0, DType::F16},
+      {24, 1000, 16, 2, 64, 0, DType::F32},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(std::string(dtype_name(c.type)) + " n_tokens=" + std::to_string(c.n_tokens) +
@@ -269,8 +278,35 @@ TEST(Ops, PrefillBlocksEqualPerTokenTasksBitForBit) {
       EXPECT_EQ(starts.back(), sh.n_tokens * sh.n_head);
     }
   }
-  EXPECT_EQ(attention_prefill_floats(100, 64), 2 * 100 + 2 * 100 * 64);
+  // Score rows (at least 64 Ki floats), 128 rows' value sums and 1 / sums, keys and
+  // values, keys transposed in blocks of 16.
+  EXPECT_EQ(attention_prefill_floats(100, 64), 65536 + 128 * 65 + 2 * 100 * 64 + 112 * 64);
   EXPECT_EQ(attention_prefill_floats(1 << 20, 64), attention_prefill_floats(kPrefillMaxSpan, 64));
+}
+
+// An F16 cache row written by every ISA has the scalar f32_to_fp16's bits:
+// random values, halfway cases, subnormal halves, overflow, infinities, NaN.
+TEST(Ops, KvStoreF16EqualsScalarBitForBitOnEveryIsa) {
+  IsaScope scope;
+  auto x = random_floats(1003, 9, 3.0f);
+  for (float f : {0.0f, -0.0f, 65504.0f, 65520.0f, 65519.99f, -70000.0f, 1e-8f, -2.98e-8f,
+                  2.9802322e-8f, 5.96e-8f, 6.1e-5f, 6.1035156e-05f, 1.00048828125f, 1.00146484375f,
+                  1e-40f, INFINITY, -INFINITY, NAN, -NAN})
+    x.push_back(f);
+  for (int i = 0; i < 37; ++i) x.push_back(std::ldexp(1.0f + 0.5f / 1024, -i));  // ties
+  for (uint32_t bits : {0x7fc12345u, 0xffa00001u, 0x7f800001u})  // NaNs with payloads
+    x.push_back(std::bit_cast<float>(bits));
+  const auto n = static_cast<int64_t>(x.size());
+  std::vector<uint8_t> ref(static_cast<size_t>(2 * n)), out(ref.size() + 1);
+  ASSERT_TRUE(kernels::set_active_isa(kernels::Isa::kScalar));
+  kv_store(DType::F16, x.data(), n, ref.data());
+  for (kernels::Isa isa : kernels::available_isas()) {
+    ASSERT_TRUE(kernels::set_active_isa(isa));
+    std::fill(out.begin(), out.end(), uint8_t{0xAB});
+    kv_store(DType::F16, x.data(), n, out.data() + 1);  // an odd address: no alignment assumed
+    EXPECT_TRUE(std::equal(ref.begin(), ref.end(), out.begin() + 1)) << kernels::isa_name(isa);
+    EXPECT_EQ(out[0], 0xAB);
+  }
 }
 
 TEST(Ops, SwigluMatchesScalarOnEveryIsa) {
