@@ -17,66 +17,14 @@
 #include "kernels/blocks.h"
 #include "kernels/internal.h"
 #include "kernels/x86_avx512_legacy_block.h"
+#include "kernels/x86_avx512_tile.h"
 
 namespace slm::kernels {
 namespace {
 
 using avx512_legacy::kScaleBytes;
 
-inline __m512i bcast_word(const int8_t* p) {
-  int32_t v;
-  std::memcpy(&v, p, 4);
-  return _mm512_set1_epi32(v);
-}
-
-inline void store_rows(float* y, __m512 v, int nr) {
-  if (nr == kPackRows)
-    _mm512_storeu_ps(y, v);
-  else
-    _mm512_mask_storeu_ps(y, static_cast<__mmask16>((1u << nr) - 1), v);
-}
-
-// Decoding (one token) multiplies each weight byte once, so the tile waits
-// on memory. On an Intel Xeon (family 6 model 167), on top of the huge pages
-// (packed.cpp), touching each line about 1 KiB ahead (whole blocks ahead, so
-// a K-quant super-block or an F16 block asks for the next one) lifted packed
-// Q4_0 / Q8_0 / Q4_K / F16 decode by 5-10% in bench_kernels (Q6_K: no
-// change). Prefetches never fault, so running past the end of the matrix is
-// harmless. Prompt tiles do enough arithmetic per byte that the hardware
-// prefetchers keep up, and are left alone.
-constexpr int64_t kPrefetchBytes = 1024;
-
-template <int64_t kBlockBytes>
-[[gnu::always_inline]] inline void prefetch_ahead(const uint8_t* blk) {
-  constexpr int64_t kAhead = (kPrefetchBytes + kBlockBytes - 1) / kBlockBytes * kBlockBytes;
-#pragma GCC unroll 64
-  for (int64_t o = 0; o < kBlockBytes; o += 64)
-    _mm_prefetch(reinterpret_cast<const char*>(blk + kAhead + o), _MM_HINT_T0);
-}
-
-// The frame every tile shares: kChains float chains per token (16 rows in
-// lanes; chain c of token t is acc[c * kNt + t]), block_fn(blk, b, acc) once
-// per block of the group, then the chains' sum stored for the nr valid rows.
-// Always inlined with the tile's lambda, so each tile compiles to the loop
-// it would be written out (the chains stay in registers).
-template <int kNt, int64_t kBlockBytes, int kChains = 1, typename BlockFn>
-[[gnu::always_inline]] inline void over_blocks(int64_t nb, const uint8_t* group, float* y,
-                                               int64_t ldy, int nr, const BlockFn& block_fn) {
-  __m512 acc[kChains * kNt];
-#pragma GCC unroll 16
-  for (int i = 0; i < kChains * kNt; ++i) acc[i] = _mm512_setzero_ps();
-  for (int64_t b = 0; b < nb; ++b) {
-    if constexpr (kNt == 1) prefetch_ahead<kBlockBytes>(group + b * kBlockBytes);
-    block_fn(group + b * kBlockBytes, b, acc);
-  }
-#pragma GCC unroll 8
-  for (int t = 0; t < kNt; ++t) {
-    __m512 sum = acc[t];
-#pragma GCC unroll 2
-    for (int c = 1; c < kChains; ++c) sum = _mm512_add_ps(sum, acc[c * kNt + t]);
-    store_rows(y + t * ldy, sum, nr);
-  }
-}
+using namespace avx512_tile;
 
 // Zeroed integer sums of a K-quant super-block, one per token.
 template <int kNt>

@@ -16,51 +16,14 @@
 
 #include "kernels/blocks.h"
 #include "kernels/internal.h"
+#include "kernels/x86_avx512_tile.h"
 
 namespace slm::kernels {
 namespace {
 
 constexpr int64_t kHalfs = kPackRows * 2;
 
-inline __m512i bcast_word(const int8_t* p) {
-  int32_t v;
-  std::memcpy(&v, p, 4);
-  return _mm512_set1_epi32(v);
-}
-
-inline void store_rows(float* y, __m512 v, int nr) {
-  if (nr == kPackRows)
-    _mm512_storeu_ps(y, v);
-  else
-    _mm512_mask_storeu_ps(y, static_cast<__mmask16>((1u << nr) - 1), v);
-}
-
-// One token streams each weight byte once, so it waits on memory: touch the
-// lines of the super-block about 1 KiB ahead (x86_avx512_packed.cpp's
-// measurement for its K-quants; prefetches never fault past the end).
-template <int64_t kBlockBytes>
-[[gnu::always_inline]] inline void prefetch_ahead(const uint8_t* blk) {
-  constexpr int64_t kAhead = (1024 + kBlockBytes - 1) / kBlockBytes * kBlockBytes;
-#pragma GCC unroll 64
-  for (int64_t o = 0; o < kBlockBytes; o += 64)
-    _mm_prefetch(reinterpret_cast<const char*>(blk + kAhead + o), _MM_HINT_T0);
-}
-
-// Per token one float chain (rows in lanes); block_fn(blk, b, acc) per
-// super-block, then the nr valid rows stored.
-template <int kNt, int64_t kBlockBytes, typename BlockFn>
-[[gnu::always_inline]] inline void over_blocks(int64_t nb, const uint8_t* group, float* y,
-                                               int64_t ldy, int nr, const BlockFn& block_fn) {
-  __m512 acc[kNt];
-#pragma GCC unroll 8
-  for (int t = 0; t < kNt; ++t) acc[t] = _mm512_setzero_ps();
-  for (int64_t b = 0; b < nb; ++b) {
-    if constexpr (kNt == 1) prefetch_ahead<kBlockBytes>(group + b * kBlockBytes);
-    block_fn(group + b * kBlockBytes, b, acc);
-  }
-#pragma GCC unroll 8
-  for (int t = 0; t < kNt; ++t) store_rows(y + t * ldy, acc[t], nr);
-}
+using namespace avx512_tile;
 
 // ------------------------------------------------------------------ Q3_K
 // Per half h and bit pair j, 8 level vectors (words k = 4 half + kk:

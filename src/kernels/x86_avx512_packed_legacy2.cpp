@@ -22,6 +22,7 @@
 
 #include "kernels/blocks.h"
 #include "kernels/internal.h"
+#include "kernels/x86_avx512_tile.h"
 
 namespace slm::kernels {
 namespace {
@@ -48,29 +49,7 @@ constexpr BiasedBook biased_book() {
 }
 constexpr BiasedBook kIq4nlBiased = biased_book();
 
-inline __m512i bcast_word(const int8_t* p) {
-  int32_t v;
-  std::memcpy(&v, p, 4);
-  return _mm512_set1_epi32(v);
-}
-
-inline void store_rows(float* y, __m512 v, int nr) {
-  if (nr == kPackRows)
-    _mm512_storeu_ps(y, v);
-  else
-    _mm512_mask_storeu_ps(y, static_cast<__mmask16>((1u << nr) - 1), v);
-}
-
-// One token streams each weight byte once and waits on memory: touch the
-// lines about 1 KiB ahead, as x86_avx512_packed.cpp's decode tiles do
-// (prefetches never fault, so running past the matrix is harmless).
-template <int64_t kBlockBytes>
-[[gnu::always_inline]] inline void prefetch_ahead(const uint8_t* blk) {
-  constexpr int64_t kAhead = (1024 + kBlockBytes - 1) / kBlockBytes * kBlockBytes;
-#pragma GCC unroll 8
-  for (int64_t o = 0; o < kBlockBytes; o += 64)
-    _mm_prefetch(reinterpret_cast<const char*>(blk + kAhead + o), _MM_HINT_T0);
-}
+using namespace avx512_tile;
 
 // The block's weights as 8 words of unsigned bytes [8][16 rows x 4]: w[k]
 // pairs with activation bytes 4k.. (low nibbles of loaded word k), w[4 + k]

@@ -19,17 +19,14 @@
 
 #include "kernels/blocks.h"
 #include "kernels/internal.h"
+#include "kernels/x86_avx512_tile.h"
 
 namespace slm::kernels {
 namespace {
 
 using namespace packed_q5k;
 
-inline __m512i bcast_word(const int8_t* p) {
-  int32_t v;
-  std::memcpy(&v, p, 4);
-  return _mm512_set1_epi32(v);
-}
+using avx512_tile::bcast_word;
 
 // Bit kJ of every byte moved to bit 4 (the other bits are masked later; a
 // 16-bit shift by at most 4 keeps bit 4 of each byte within its byte).
