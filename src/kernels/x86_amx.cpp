@@ -175,9 +175,10 @@ enum class Weights { kRing, kFill, kReady };
 // unit's work instead of waiting for it. The float steps still take the
 // blocks in order (the oracle's summation order).
 // ws: kFill / kReady's scratch, nb x kPackRows x 32 bytes (tile B rows).
+// next: (kReady) a group's packed blocks to fetch into L2 meanwhile, or null.
 template <DType kType, int kNt, Weights kW, typename Src>
 void tile(int64_t nb, const uint8_t* group, Src& src, float* y, int64_t ldy, int nr,
-          uint8_t* ws = nullptr) {
+          uint8_t* ws = nullptr, const uint8_t* next = nullptr) {
   constexpr int64_t kBlockBytes = avx512_legacy::Block<kType>::kBytes;
   constexpr int64_t kQsOffset = avx512_legacy::Block<kType>::kQsOffset;
   constexpr int64_t kWBytes = kArrangedWeightBytes;  // one block as tile B rows
@@ -222,6 +223,13 @@ void tile(int64_t nb, const uint8_t* group, Src& src, float* y, int64_t ldy, int
         for (int64_t off = 0; off < kWBytes; off += 64)
           _mm_prefetch(reinterpret_cast<const char*>(ws + (b + kAhead) * kWBytes + off),
                        _MM_HINT_T0);
+      }
+      // The next group's first token tile would otherwise wait for its
+      // weights at L3's (or memory's) latency, which kAhead cannot hide.
+      if (next != nullptr) {
+#pragma GCC unroll 8
+        for (int64_t off = 0; off < kBlockBytes; off += 64)
+          _mm_prefetch(reinterpret_cast<const char*>(next + b * kBlockBytes + off), _MM_HINT_T1);
       }
       return ws + b * kWBytes;
     }
@@ -314,6 +322,9 @@ void tile_any(int64_t nb, const uint8_t* group, const PackedAct* act, int nt, fl
 template <DType kType>
 void tiles_arranged(int64_t nb, const uint8_t* group, const uint8_t* acts, int64_t n_tokens,
                     float* y, int64_t ldy, int nr, uint8_t* ws) {
+  // Where the packed matrix's next group would start (past the last group
+  // or in another thread's share only a wasted fetch: prefetches never fault).
+  const uint8_t* next_group = group + nb * avx512_legacy::Block<kType>::kBytes;
   for (int64_t t0 = 0; t0 < n_tokens; t0 += kPackWideTokens) {
     const int nt = static_cast<int>(std::min<int64_t>(kPackWideTokens, n_tokens - t0));
     Arranged src{acts + t0 / kPackWideTokens * nb * kArrangedBlockBytes};
@@ -326,8 +337,9 @@ void tiles_arranged(int64_t nb, const uint8_t* group, const uint8_t* acts, int64
         tile<kType, kNt, Weights::kRing>(nb, group, src, yt, ldy, nr);
       else if (t0 == 0)
         tile<kType, kNt, Weights::kFill>(nb, group, src, yt, ldy, nr, ws);
-      else
-        tile<kType, kNt, Weights::kReady>(nb, group, src, yt, ldy, nr, ws);
+      else  // the second token tile fetches the next group (when there is one)
+        tile<kType, kNt, Weights::kReady>(nb, group, src, yt, ldy, nr, ws,
+                                          t0 == kPackWideTokens ? next_group : nullptr);
     });
   }
 }
