@@ -317,31 +317,171 @@ void tile_any(int64_t nb, const uint8_t* group, const PackedAct* act, int nt, fl
   });
 }
 
-// Token tiles of kPackWideTokens over arranged activations: the first
-// converts the group's weights into ws, the others reuse them.
+// A group's blocks as signed tile B rows (q - offset) into ws, block after
+// block (nb x kArrangedWeightBytes bytes).
+template <DType kType>
+void convert_weights(int64_t nb, const uint8_t* group, uint8_t* ws) {
+  constexpr int64_t kBlockBytes = avx512_legacy::Block<kType>::kBytes;
+  const __m512i offset = _mm512_set1_epi8(static_cast<char>(packed_quant_offset(kType)));
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = group + b * kBlockBytes;
+    if (b + 4 < nb) {
+#pragma GCC unroll 16
+      for (int64_t off = 0; off < kBlockBytes; off += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(blk + 4 * kBlockBytes + off), _MM_HINT_T0);
+    }
+    __m512i w[8];
+    avx512_legacy::weight_words<kType>(blk, w);
+    uint8_t* buf = ws + b * kArrangedWeightBytes;
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; ++k) _mm512_store_si512(buf + 64 * k, _mm512_sub_epi8(w[k], offset));
+  }
+  amx::tile_memory(ws);
+}
+
+// n_tiles full token tiles (kPackWideTokens tokens each) over the arranged
+// stream acts, with the group's signed weights in ws (convert_weights): the
+// tiles' nb blocks run as one stream of n_tiles x nb steps (step j: block
+// j % nb of tile j / nb, its activations at j x kArrangedBlockBytes), so
+// the float steps' lag (see tile) runs on from one token tile into the next
+// instead of emptying and refilling the pipeline for every tile: with K =
+// 896 (28 blocks) that was 2 of every 28 blocks' tile work not overlapped.
+// Each token's float steps still take its blocks in order (the oracle's).
+// next: a group's packed blocks to fetch into L2 meanwhile, or null.
+template <DType kType>
+void tiles_stream(int64_t nb, const uint8_t* group, const uint8_t* acts, int64_t n_tiles, float* y,
+                  int64_t ldy, int nr, const uint8_t* ws, const uint8_t* next) {
+  constexpr int kNt = kPackWideTokens;
+  constexpr int64_t kBlockBytes = avx512_legacy::Block<kType>::kBytes;
+  constexpr int64_t kWBytes = kArrangedWeightBytes;
+  constexpr int64_t kD = Arranged::kD;
+  constexpr int64_t kAhead = 4;
+  constexpr int64_t kLag = 2, kRing = 4;
+  alignas(64) int32_t sums[kRing][kNt * kPackRows];
+  const int64_t steps = n_tiles * nb;
+  __m512 acc[kNt];
+#pragma GCC unroll 16
+  for (int t = 0; t < kNt; ++t) acc[t] = _mm512_setzero_ps();
+  // Step j's tile operands (block b = j % nb), with the prefetches kAhead
+  // steps ahead: the stream, the weight scratch (L1 or L2) and the next group.
+  auto a_src = [&](int64_t j) __attribute__((always_inline)) {
+    if (j + kAhead < steps) {
+#pragma GCC unroll 16
+      for (int64_t off = 0; off < kArrangedBlockBytes; off += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(acts + (j + kAhead) * kArrangedBlockBytes + off),
+                     _MM_HINT_T0);
+    }
+    return acts + j * kArrangedBlockBytes;
+  };
+  auto b_src = [&](int64_t j, int64_t b) __attribute__((always_inline)) {
+    const int64_t ahead = b + kAhead < nb ? b + kAhead : b + kAhead - nb;
+#pragma GCC unroll 8
+    for (int64_t off = 0; off < kWBytes; off += 64)
+      _mm_prefetch(reinterpret_cast<const char*>(ws + ahead * kWBytes + off), _MM_HINT_T0);
+    if (next != nullptr && j < nb) {
+#pragma GCC unroll 8
+      for (int64_t off = 0; off < kBlockBytes; off += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(next + j * kBlockBytes + off), _MM_HINT_T1);
+    }
+    return ws + b * kWBytes;
+  };
+  // The float steps of step fj (block fb of tile ft), then the next step to
+  // finish; a tile's last block stores its sums and starts the next tile's.
+  int64_t fb = 0, ft = 0;
+  auto finish = [&](int64_t fj) __attribute__((always_inline)) {
+    const int32_t* s = sums[fj & (kRing - 1)];
+    const __m512 dw = _mm512_cvtph_ps(
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(group + fb * kBlockBytes)));
+    const float* d = reinterpret_cast<const float*>(acts + fj * kArrangedBlockBytes + kD);
+#pragma GCC unroll 16
+    for (int t = 0; t < kNt; ++t) {
+      const __m512 sum =
+          _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(s + t * kPackRows)), dw);
+      acc[t] = _mm512_fmadd_ps(sum, _mm512_set1_ps(d[t]), acc[t]);
+    }
+    if (++fb == nb) {
+      float* yt = y + ft * kNt * ldy;
+#pragma GCC unroll 16
+      for (int t = 0; t < kNt; ++t) {
+        store_rows(yt + t * ldy, acc[t], nr);
+        acc[t] = _mm512_setzero_ps();
+      }
+      fb = 0;
+      ++ft;
+    }
+  };
+  // A token tile's outputs (16 token rows x 64 bytes, ldy apart) are
+  // asked for, to be written, when its first block starts: y is rarely in L2
+  // (qkv at 512 tokens: 2.4 MB; gate and up: 10 MB each) and a store that
+  // misses holds up every later store, the tile stores of the sums too, so
+  // without this the tile unit waited ~30% of a 512-token Qwen matmul.
+  int64_t pt = 0;  // tile whose outputs to fetch next
+  auto fetch_y = [&](int64_t b) __attribute__((always_inline)) {
+    if (b != 0) return;
+    float* yt = y + pt * kNt * ldy;
+#pragma GCC unroll 16
+    for (int t = 0; t < kNt; ++t) {
+      _m_prefetchw(yt + t * ldy);
+      _m_prefetchw(yt + t * ldy + kPackRows - 1);  // y + lg * 16 need not be 64-byte aligned
+    }
+    ++pt;
+  };
+  configure(kNt);
+  // Steps j and j + 1 on tile sets 0 and 1 (as in tile), b = j % nb.
+  int64_t b = 0;
+  for (int64_t j = 0; j < steps; j += 2) {
+    fetch_y(b);
+    _tile_loadd(0, b_src(j, b), 64);
+    _tile_loadd(1, a_src(j), kQK32);
+    _tile_zero(2);
+    _tile_dpbssd(2, 1, 0);
+    if (j >= kLag) finish(j - kLag);
+    _tile_stored(2, sums[j & (kRing - 1)], 64);
+    amx::tile_memory(sums);
+    if (++b == nb) b = 0;
+    if (j + 1 == steps) break;
+    fetch_y(b);
+    _tile_loadd(3, b_src(j + 1, b), 64);
+    _tile_loadd(4, a_src(j + 1), kQK32);
+    _tile_zero(5);
+    _tile_dpbssd(5, 4, 3);
+    if (j + 1 >= kLag) finish(j + 1 - kLag);
+    _tile_stored(5, sums[(j + 1) & (kRing - 1)], 64);
+    amx::tile_memory(sums);
+    if (++b == nb) b = 0;
+  }
+  for (int64_t j = std::max<int64_t>(0, steps - kLag); j < steps; ++j) finish(j);
+}
+
+// Token tiles of kPackWideTokens over arranged activations: the group's
+// weights converted once into ws, the full tiles as one stream, a partial
+// last tile on its own.
 template <DType kType>
 void tiles_arranged(int64_t nb, const uint8_t* group, const uint8_t* acts, int64_t n_tokens,
                     float* y, int64_t ldy, int nr, uint8_t* ws) {
   // Where the packed matrix's next group would start (past the last group
   // or in another thread's share only a wasted fetch: prefetches never fault).
   const uint8_t* next_group = group + nb * avx512_legacy::Block<kType>::kBytes;
-  for (int64_t t0 = 0; t0 < n_tokens; t0 += kPackWideTokens) {
-    const int nt = static_cast<int>(std::min<int64_t>(kPackWideTokens, n_tokens - t0));
-    Arranged src{acts + t0 / kPackWideTokens * nb * kArrangedBlockBytes};
-    float* yt = y + t0 * ldy;
-    with_token_count<kPackWideTokens>(nt, [&](auto count) {
-      constexpr int kNt = decltype(count)::value;
-      // One token tile of Q8_0 (batched decoding): converting the weights
-      // costs more than the corrections it saves (bench_kernels 8: -15%).
-      if (kType == DType::Q8_0 && n_tokens <= kPackWideTokens)
-        tile<kType, kNt, Weights::kRing>(nb, group, src, yt, ldy, nr);
-      else if (t0 == 0)
-        tile<kType, kNt, Weights::kFill>(nb, group, src, yt, ldy, nr, ws);
-      else  // the second token tile fetches the next group (when there is one)
-        tile<kType, kNt, Weights::kReady>(nb, group, src, yt, ldy, nr, ws,
-                                          t0 == kPackWideTokens ? next_group : nullptr);
+  // One token tile of Q8_0 (batched decoding): converting the weights
+  // costs more than the corrections it saves (bench_kernels 8: -15%).
+  if (kType == DType::Q8_0 && n_tokens <= kPackWideTokens) {
+    with_token_count<kPackWideTokens>(static_cast<int>(n_tokens), [&](auto count) {
+      Arranged src{acts};
+      tile<kType, decltype(count)::value, Weights::kRing>(nb, group, src, y, ldy, nr);
     });
+    return;
   }
+  convert_weights<kType>(nb, group, ws);
+  const int64_t full = n_tokens / kPackWideTokens;
+  if (full > 0) tiles_stream<kType>(nb, group, acts, full, y, ldy, nr, ws, next_group);
+  const int nt = static_cast<int>(n_tokens - full * kPackWideTokens);
+  if (nt == 0) return;
+  with_token_count<kPackWideTokens>(nt, [&](auto count) {
+    Arranged src{acts + full * nb * kArrangedBlockBytes};
+    tile<kType, decltype(count)::value, Weights::kReady>(nb, group, src,
+                                                         y + full * kPackWideTokens * ldy, ldy, nr,
+                                                         ws, full == 0 ? next_group : nullptr);
+  });
 }
 
 }  // namespace
