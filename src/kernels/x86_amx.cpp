@@ -16,10 +16,11 @@
 // Prompts (packed_matmul) take the arranged tiles: the activations come as
 // one contiguous stream per 16 tokens (arrange_tile_acts), and a call covers
 // a group's whole token chunk, converting the group's blocks once into
-// signed tile rows (q - offset) in a per-thread scratch that its later token
-// tiles reuse; TDPBSSD then gives the corrected sum directly. Per block and
+// signed tile rows (q - offset) in a per-thread scratch that all its token
+// tiles read; TDPBSSD then gives the corrected sum directly. Per block and
 // 16 tokens the tile unit needs ~20 cycles (product, store) and the float
-// steps ~30, so what counts is that they overlap (see kLag).
+// steps ~30, so what counts is that they overlap (see kLag) and that the
+// tile stores never wait behind stores that miss (tiles_stream's fetch_y).
 //
 // Linux hands out the tile data state only on request (arch_prctl
 // ARCH_REQ_XCOMP_PERM); amx_permitted() asks once and dispatch.cpp offers the
@@ -146,11 +147,10 @@ struct Arranged {
 
 // Where tile B reads a block's weights: Ring unpacks Q4_0 / Q5_0 blocks a
 // token tile at a time into a small ring (Q8_0 in place) and takes the
-// unsigned encoding (TDPBSUD, then the activations' corrections); Fill
-// converts each block once into the caller's scratch as signed weights
-// (q - offset) while computing the first token tile, and Ready reads that
-// scratch for the next token tiles (TDPBSSD: exact sums, no correction).
-enum class Weights { kRing, kFill, kReady };
+// unsigned encoding (TDPBSUD, then the activations' corrections); Ready
+// reads the signed weights (q - offset) that convert_weights left in the
+// caller's scratch (TDPBSSD: exact sums, no correction).
+enum class Weights { kRing, kReady };
 
 // Tile ops of one block: B (weights) into tmm TB, A (activations) into TA,
 // C = A x B into TC by DP (stored to sums by SLM_AMX_STORE). Literal tile
@@ -174,7 +174,7 @@ enum class Weights { kRing, kFill, kReady };
 // float steps kLag blocks behind its tile ops, so they run beside the tile
 // unit's work instead of waiting for it. The float steps still take the
 // blocks in order (the oracle's summation order).
-// ws: kFill / kReady's scratch, nb x kPackRows x 32 bytes (tile B rows).
+// ws: kReady's scratch, nb x kPackRows x 32 bytes (tile B rows).
 // next: (kReady) a group's packed blocks to fetch into L2 meanwhile, or null.
 template <DType kType, int kNt, Weights kW, typename Src>
 void tile(int64_t nb, const uint8_t* group, Src& src, float* y, int64_t ldy, int nr,
@@ -192,19 +192,11 @@ void tile(int64_t nb, const uint8_t* group, Src& src, float* y, int64_t ldy, int
   constexpr int64_t kLag = 2, kRing = 4;
   alignas(64) int32_t sums[kRing][kNt * kPackRows];  // tile C of the blocks in flight
   // Block b's weights as tile B rows: kRing Q4_0 / Q5_0 into wbuf[b % 4],
-  // kFill signed into ws; two blocks before their tile load (a tile load of
-  // bytes just stored waits for the stores to reach the cache).
+  // two blocks before their tile load (a tile load of bytes just stored
+  // waits for the stores to reach the cache).
   auto unpack = [&](int64_t b) __attribute__((always_inline)) {
     const uint8_t* blk = group + b * kBlockBytes;
-    if constexpr (kW == Weights::kFill) {
-      uint8_t* buf = ws + b * kWBytes;
-      const __m512i offset = _mm512_set1_epi8(static_cast<char>(packed_quant_offset(kType)));
-      __m512i w[8];
-      avx512_legacy::weight_words<kType>(blk, w);
-#pragma GCC unroll 8
-      for (int k = 0; k < 8; ++k) _mm512_store_si512(buf + 64 * k, _mm512_sub_epi8(w[k], offset));
-      amx::tile_memory(buf);
-    } else if constexpr (kW == Weights::kRing && kType != DType::Q8_0) {
+    if constexpr (kW == Weights::kRing && kType != DType::Q8_0) {
       uint8_t* buf = wbuf[b & 3];
       // Tile B rows: w[k] holds elements 4k.., w[4 + k] 16 + 4k..
       __m512i w[8];
@@ -241,10 +233,6 @@ void tile(int64_t nb, const uint8_t* group, Src& src, float* y, int64_t ldy, int
 #pragma GCC unroll 16
       for (int64_t off = 0; off < kBlockBytes; off += 64)
         _mm_prefetch(reinterpret_cast<const char*>(blk + kAhead * kBlockBytes + off), _MM_HINT_T0);
-    }
-    if constexpr (kW == Weights::kFill) {
-      if (b + 2 < nb) unpack(b + 2);
-      return ws + b * kWBytes;
     }
     if constexpr (kType == DType::Q8_0) return blk + kQsOffset;
     if (b + 2 < nb) unpack(b + 2);
