@@ -342,8 +342,9 @@ void convert_weights(int64_t nb, const uint8_t* group, uint8_t* ws) {
 // tiles' nb blocks run as one stream of n_tiles x nb steps (step j: block
 // j % nb of tile j / nb, its activations at j x kArrangedBlockBytes), so
 // the float steps' lag (see tile) runs on from one token tile into the next
-// instead of emptying and refilling the pipeline for every tile: with K =
-// 896 (28 blocks) that was 2 of every 28 blocks' tile work not overlapped.
+// instead of emptying and refilling the pipeline for every tile (by itself
+// worth little in bench_kernels at K = 896: the out-of-order core hid most
+// of that; the gain is the output prefetch below).
 // Each token's float steps still take its blocks in order (the oracle's).
 // next: a group's packed blocks to fetch into L2 meanwhile, or null.
 template <DType kType>
