@@ -6,7 +6,13 @@
 //           tokens/s that rate would give on a 0.5B-parameter model
 // One thread is timed by its CPU time (other processes on a shared machine
 // do not count); two threads by wall time, best of the repetitions.
+//   shapes  (first argument "shapes") the matmuls of a Qwen2.5-0.5B prompt
+//           step at 128 and 512 tokens, each fused group as the model calls
+//           it: GMAC/s per thread and the share of the step's matmul time
 // Usage: bench_kernels [tokens=64] [type,type,...] [isa]
+//        bench_kernels shapes [type,...=Q4_0,Q8_0] [isa|-] [shape,...|-] [tokens,...=128,512]
+//                      [threads,...=1,2]
+//        (shapes: qkv, o, gate_up, down; "-" keeps the default)
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -87,9 +93,117 @@ double time_call(const Matrix& m, bool packed, int64_t tokens, ThreadPool& pool,
   return best;
 }
 
+// One matmul call of a model step: matrices [rows][cols] sharing one input
+// (a fused group: Q, K, V or gate, up).
+struct ShapeCall {
+  const char* name;
+  int64_t cols;
+  std::vector<int64_t> rows;
+};
+
+// Qwen2.5-0.5B: n_embd 896, 14 query / 2 key-value heads of 64, n_ff 4864.
+// The output head runs for the last token only (not a prompt matmul).
+void bench_shapes(DType t, ThreadPool& pool, const std::string& only_shapes,
+                  const std::vector<int64_t>& token_counts) {
+  const ShapeCall calls[] = {{"qkv", 896, {896, 128, 128}},
+                             {"o", 896, {896}},
+                             {"gate_up", 896, {4864, 4864}},
+                             {"down", 4864, {896}}};
+  for (int64_t tokens : token_counts) {
+    double total_s = 0, total_mac = 0;
+    double secs[std::size(calls)];
+    for (size_t c = 0; c < std::size(calls); ++c) {
+      const ShapeCall& sc = calls[c];
+      secs[c] = 0;
+      if (!only_shapes.empty() &&
+          only_shapes.find(std::string(",").append(sc.name).append(",")) == std::string::npos)
+        continue;
+      std::vector<Matrix> ms;
+      for (int64_t r : sc.rows) ms.push_back(make_matrix(t, r, sc.cols));
+      std::mt19937 rng(2);
+      std::normal_distribution<float> dist(0, 1);
+      std::vector<float> x(static_cast<size_t>(sc.cols * tokens));
+      for (float& f : x) f = dist(rng);
+      std::vector<std::vector<float>> ys;
+      std::vector<kernels::PackedOut> outs;
+      for (const Matrix& m : ms) ys.emplace_back(static_cast<size_t>(m.rows * tokens));
+      for (size_t i = 0; i < ms.size(); ++i) outs.push_back({&ms[i].packed, ys[i].data()});
+      std::vector<uint8_t> scratch;
+      auto call = [&] { kernels::matmul(outs, x.data(), tokens, pool, scratch); };
+      call();
+      double best = 1e30, spent = 0;
+      int n = 0;
+      while ((spent < 0.5 || n < 5) && n < 2000) {
+        const double t0 = now(pool.size() == 1);
+        call();
+        const double dt = now(pool.size() == 1) - t0;
+        best = std::min(best, dt);
+        spent += dt;
+        ++n;
+      }
+      double macs = 0;
+      for (int64_t r : sc.rows) macs += static_cast<double>(r * sc.cols * tokens);
+      secs[c] = best;
+      total_s += secs[c];
+      total_mac += macs;
+      std::printf(
+          "%-7s %2dt m=%-4lld %-8s %6lld x %-16s %8.1f us %9.1f GMAC/s/thread\n",
+          std::string(dtype_name(t)).c_str(), pool.size(), static_cast<long long>(tokens), sc.name,
+          static_cast<long long>(sc.cols),
+          [&] {
+            std::string r;
+            for (int64_t v : sc.rows) r.append(r.empty() ? "" : "+").append(std::to_string(v));
+            return r;
+          }()
+              .c_str(),
+          best * 1e6, macs / best / 1e9 / pool.size());
+    }
+    if (!only_shapes.empty()) continue;  // the layer line needs every shape
+    std::printf("%-7s %2dt m=%-4lld %-8s %-25s %8.1f us %9.1f GMAC/s/thread (",
+                std::string(dtype_name(t)).c_str(), pool.size(), static_cast<long long>(tokens),
+                "layer", "", total_s * 1e6, total_mac / total_s / 1e9 / pool.size());
+    for (size_t c = 0; c < std::size(calls); ++c)
+      std::printf("%s%s %.0f%%", c ? ", " : "", calls[c].name, 100 * secs[c] / total_s);
+    std::printf(")\n");
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "shapes") {
+    auto arg = [&](int i, const char* def) {
+      return std::string(argc > i && std::string(argv[i]) != "-" ? argv[i] : def);
+    };
+    auto list = [](const std::string& s) {  // "a,b" -> ",a,b,"
+      return std::string(",").append(s).append(",");
+    };
+    auto numbers = [](const std::string& s) {
+      std::vector<int64_t> v;
+      for (size_t i = 0; i < s.size();
+           i = s.find(',', i) == std::string::npos ? s.size() : s.find(',', i) + 1)
+        v.push_back(std::max<int64_t>(1, std::atoll(s.c_str() + i)));
+      return v;
+    };
+    const std::string only = list(arg(2, "Q4_0,Q8_0")), isa_arg = arg(3, "");
+    const std::string only_shapes = argc > 4 && std::string(argv[4]) != "-" ? list(argv[4]) : "";
+    const std::vector<int64_t> token_counts = numbers(arg(5, "128,512"));
+    const std::vector<int64_t> thread_counts = numbers(arg(6, "1,2"));
+    for (kernels::Isa isa : kernels::available_isas())
+      if (kernels::isa_name(isa) == isa_arg) kernels::set_active_isa(isa);
+    std::printf("isa %s; Qwen2.5-0.5B prompt matmuls (one layer), best of repetitions\n",
+                std::string(kernels::isa_detail(kernels::active_isa())).c_str());
+    for (DType t : {DType::Q4_0, DType::Q8_0, DType::Q5_0, DType::Q4_K, DType::Q6_K}) {
+      std::string key(",");
+      key.append(dtype_name(t)).append(",");
+      if (only.find(key) == std::string::npos) continue;
+      for (int64_t n : thread_counts) {
+        ThreadPool pool(static_cast<int>(n));
+        bench_shapes(t, pool, only_shapes, token_counts);
+      }
+    }
+    return 0;
+  }
   const int64_t tokens = argc > 1 ? std::atoll(argv[1]) : 64;
   // Type filter as ",A,B," (built with append: GCC 12 warns falsely on
   // chained std::string operator+ here).

@@ -16,10 +16,11 @@
 // Prompts (packed_matmul) take the arranged tiles: the activations come as
 // one contiguous stream per 16 tokens (arrange_tile_acts), and a call covers
 // a group's whole token chunk, converting the group's blocks once into
-// signed tile rows (q - offset) in a per-thread scratch that its later token
-// tiles reuse; TDPBSSD then gives the corrected sum directly. Per block and
+// signed tile rows (q - offset) in a per-thread scratch that all its token
+// tiles read; TDPBSSD then gives the corrected sum directly. Per block and
 // 16 tokens the tile unit needs ~20 cycles (product, store) and the float
-// steps ~30, so what counts is that they overlap (see kLag).
+// steps ~30, so what counts is that they overlap (see kLag) and that the
+// tile stores never wait behind stores that miss (tiles_stream's fetch_y).
 //
 // Linux hands out the tile data state only on request (arch_prctl
 // ARCH_REQ_XCOMP_PERM); amx_permitted() asks once and dispatch.cpp offers the
@@ -146,11 +147,10 @@ struct Arranged {
 
 // Where tile B reads a block's weights: Ring unpacks Q4_0 / Q5_0 blocks a
 // token tile at a time into a small ring (Q8_0 in place) and takes the
-// unsigned encoding (TDPBSUD, then the activations' corrections); Fill
-// converts each block once into the caller's scratch as signed weights
-// (q - offset) while computing the first token tile, and Ready reads that
-// scratch for the next token tiles (TDPBSSD: exact sums, no correction).
-enum class Weights { kRing, kFill, kReady };
+// unsigned encoding (TDPBSUD, then the activations' corrections); Ready
+// reads the signed weights (q - offset) that convert_weights left in the
+// caller's scratch (TDPBSSD: exact sums, no correction).
+enum class Weights { kRing, kReady };
 
 // Tile ops of one block: B (weights) into tmm TB, A (activations) into TA,
 // C = A x B into TC by DP (stored to sums by SLM_AMX_STORE). Literal tile
@@ -174,10 +174,11 @@ enum class Weights { kRing, kFill, kReady };
 // float steps kLag blocks behind its tile ops, so they run beside the tile
 // unit's work instead of waiting for it. The float steps still take the
 // blocks in order (the oracle's summation order).
-// ws: kFill / kReady's scratch, nb x kPackRows x 32 bytes (tile B rows).
+// ws: kReady's scratch, nb x kPackRows x 32 bytes (tile B rows).
+// next: (kReady) a group's packed blocks to fetch into L2 meanwhile, or null.
 template <DType kType, int kNt, Weights kW, typename Src>
 void tile(int64_t nb, const uint8_t* group, Src& src, float* y, int64_t ldy, int nr,
-          uint8_t* ws = nullptr) {
+          uint8_t* ws = nullptr, const uint8_t* next = nullptr) {
   constexpr int64_t kBlockBytes = avx512_legacy::Block<kType>::kBytes;
   constexpr int64_t kQsOffset = avx512_legacy::Block<kType>::kQsOffset;
   constexpr int64_t kWBytes = kArrangedWeightBytes;  // one block as tile B rows
@@ -191,19 +192,11 @@ void tile(int64_t nb, const uint8_t* group, Src& src, float* y, int64_t ldy, int
   constexpr int64_t kLag = 2, kRing = 4;
   alignas(64) int32_t sums[kRing][kNt * kPackRows];  // tile C of the blocks in flight
   // Block b's weights as tile B rows: kRing Q4_0 / Q5_0 into wbuf[b % 4],
-  // kFill signed into ws; two blocks before their tile load (a tile load of
-  // bytes just stored waits for the stores to reach the cache).
+  // two blocks before their tile load (a tile load of bytes just stored
+  // waits for the stores to reach the cache).
   auto unpack = [&](int64_t b) __attribute__((always_inline)) {
     const uint8_t* blk = group + b * kBlockBytes;
-    if constexpr (kW == Weights::kFill) {
-      uint8_t* buf = ws + b * kWBytes;
-      const __m512i offset = _mm512_set1_epi8(static_cast<char>(packed_quant_offset(kType)));
-      __m512i w[8];
-      avx512_legacy::weight_words<kType>(blk, w);
-#pragma GCC unroll 8
-      for (int k = 0; k < 8; ++k) _mm512_store_si512(buf + 64 * k, _mm512_sub_epi8(w[k], offset));
-      amx::tile_memory(buf);
-    } else if constexpr (kW == Weights::kRing && kType != DType::Q8_0) {
+    if constexpr (kW == Weights::kRing && kType != DType::Q8_0) {
       uint8_t* buf = wbuf[b & 3];
       // Tile B rows: w[k] holds elements 4k.., w[4 + k] 16 + 4k..
       __m512i w[8];
@@ -223,6 +216,13 @@ void tile(int64_t nb, const uint8_t* group, Src& src, float* y, int64_t ldy, int
           _mm_prefetch(reinterpret_cast<const char*>(ws + (b + kAhead) * kWBytes + off),
                        _MM_HINT_T0);
       }
+      // The next group's first token tile would otherwise wait for its
+      // weights at L3's (or memory's) latency, which kAhead cannot hide.
+      if (next != nullptr) {
+#pragma GCC unroll 8
+        for (int64_t off = 0; off < kBlockBytes; off += 64)
+          _mm_prefetch(reinterpret_cast<const char*>(next + b * kBlockBytes + off), _MM_HINT_T1);
+      }
       return ws + b * kWBytes;
     }
     const uint8_t* blk = group + b * kBlockBytes;
@@ -233,10 +233,6 @@ void tile(int64_t nb, const uint8_t* group, Src& src, float* y, int64_t ldy, int
 #pragma GCC unroll 16
       for (int64_t off = 0; off < kBlockBytes; off += 64)
         _mm_prefetch(reinterpret_cast<const char*>(blk + kAhead * kBlockBytes + off), _MM_HINT_T0);
-    }
-    if constexpr (kW == Weights::kFill) {
-      if (b + 2 < nb) unpack(b + 2);
-      return ws + b * kWBytes;
     }
     if constexpr (kType == DType::Q8_0) return blk + kQsOffset;
     if (b + 2 < nb) unpack(b + 2);
@@ -309,27 +305,195 @@ void tile_any(int64_t nb, const uint8_t* group, const PackedAct* act, int nt, fl
   });
 }
 
-// Token tiles of kPackWideTokens over arranged activations: the first
-// converts the group's weights into ws, the others reuse them.
+// Block b of a group as signed tile B rows (q - offset) into ws (at b x
+// kArrangedWeightBytes).
+template <DType kType>
+inline __attribute__((always_inline)) void convert_block(const uint8_t* group, int64_t b,
+                                                         uint8_t* ws) {
+  const __m512i offset = _mm512_set1_epi8(static_cast<char>(packed_quant_offset(kType)));
+  __m512i w[8];
+  avx512_legacy::weight_words<kType>(group + b * avx512_legacy::Block<kType>::kBytes, w);
+  uint8_t* buf = ws + b * kArrangedWeightBytes;
+#pragma GCC unroll 8
+  for (int k = 0; k < 8; ++k) _mm512_store_si512(buf + 64 * k, _mm512_sub_epi8(w[k], offset));
+  amx::tile_memory(buf);
+}
+
+// A group's nb blocks converted into ws (nb x kArrangedWeightBytes bytes).
+template <DType kType>
+void convert_weights(int64_t nb, const uint8_t* group, uint8_t* ws) {
+  constexpr int64_t kBlockBytes = avx512_legacy::Block<kType>::kBytes;
+  for (int64_t b = 0; b < nb; ++b) {
+    if (b + 4 < nb) {
+#pragma GCC unroll 16
+      for (int64_t off = 0; off < kBlockBytes; off += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(group + (b + 4) * kBlockBytes + off),
+                     _MM_HINT_T0);
+    }
+    convert_block<kType>(group, b, ws);
+  }
+}
+
+// n_tiles full token tiles (kPackWideTokens tokens each) over the arranged
+// stream acts, with the group's signed weights in ws, converted there during
+// the first token tile (block b + 2 at step b: a tile load of bytes just
+// stored waits for them to reach the cache; converting them beforehand,
+// outside the overlap, cost ~10% at 128 tokens): the
+// tiles' nb blocks run as one stream of n_tiles x nb steps (step j: block
+// j % nb of tile j / nb, its activations at j x kArrangedBlockBytes), so
+// the float steps' lag (see tile) runs on from one token tile into the next
+// instead of emptying and refilling the pipeline for every tile (by itself
+// worth little in bench_kernels at K = 896: the out-of-order core hid most
+// of that; the gain is the output prefetch below).
+// Each token's float steps still take its blocks in order (the oracle's).
+// next: a group's packed blocks to fetch into L2 meanwhile, or null.
+template <DType kType>
+void tiles_stream(int64_t nb, const uint8_t* group, const uint8_t* acts, int64_t n_tiles, float* y,
+                  int64_t ldy, int nr, uint8_t* ws, const uint8_t* next) {
+  constexpr int kNt = kPackWideTokens;
+  constexpr int64_t kBlockBytes = avx512_legacy::Block<kType>::kBytes;
+  constexpr int64_t kWBytes = kArrangedWeightBytes;
+  constexpr int64_t kD = Arranged::kD;
+  constexpr int64_t kAhead = 4;
+  constexpr int64_t kLag = 2, kRing = 4;
+  alignas(64) int32_t sums[kRing][kNt * kPackRows];
+  const int64_t steps = n_tiles * nb;
+  __m512 acc[kNt];
+#pragma GCC unroll 16
+  for (int t = 0; t < kNt; ++t) acc[t] = _mm512_setzero_ps();
+  // Step j's tile operands (block b = j % nb), with the prefetches kAhead
+  // steps ahead: the stream, the weight scratch (L1 or L2) and the next group.
+  auto a_src = [&](int64_t j) __attribute__((always_inline)) {
+    if (j + kAhead < steps) {
+#pragma GCC unroll 16
+      for (int64_t off = 0; off < kArrangedBlockBytes; off += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(acts + (j + kAhead) * kArrangedBlockBytes + off),
+                     _MM_HINT_T0);
+    }
+    return acts + j * kArrangedBlockBytes;
+  };
+  auto b_src = [&](int64_t j, int64_t b) __attribute__((always_inline)) {
+    if (j + 2 < nb) {
+      if (j + kAhead < nb) {
+        const uint8_t* blk = group + (j + kAhead) * kBlockBytes;
+#pragma GCC unroll 16
+        for (int64_t off = 0; off < kBlockBytes; off += 64)
+          _mm_prefetch(reinterpret_cast<const char*>(blk + off), _MM_HINT_T0);
+      }
+      convert_block<kType>(group, j + 2, ws);
+    }
+    const int64_t ahead = b + kAhead < nb ? b + kAhead : b + kAhead - nb;
+#pragma GCC unroll 8
+    for (int64_t off = 0; off < kWBytes; off += 64)
+      _mm_prefetch(reinterpret_cast<const char*>(ws + ahead * kWBytes + off), _MM_HINT_T0);
+    if (next != nullptr && j < nb) {
+#pragma GCC unroll 8
+      for (int64_t off = 0; off < kBlockBytes; off += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(next + j * kBlockBytes + off), _MM_HINT_T1);
+    }
+    return ws + b * kWBytes;
+  };
+  // The float steps of step fj (block fb of tile ft), then the next step to
+  // finish; a tile's last block stores its sums and starts the next tile's.
+  int64_t fb = 0, ft = 0;
+  auto finish = [&](int64_t fj) __attribute__((always_inline)) {
+    const int32_t* s = sums[fj & (kRing - 1)];
+    const __m512 dw = _mm512_cvtph_ps(
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(group + fb * kBlockBytes)));
+    const float* d = reinterpret_cast<const float*>(acts + fj * kArrangedBlockBytes + kD);
+#pragma GCC unroll 16
+    for (int t = 0; t < kNt; ++t) {
+      const __m512 sum =
+          _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(s + t * kPackRows)), dw);
+      acc[t] = _mm512_fmadd_ps(sum, _mm512_set1_ps(d[t]), acc[t]);
+    }
+    if (++fb == nb) {
+      float* yt = y + ft * kNt * ldy;
+#pragma GCC unroll 16
+      for (int t = 0; t < kNt; ++t) {
+        store_rows(yt + t * ldy, acc[t], nr);
+        acc[t] = _mm512_setzero_ps();
+      }
+      fb = 0;
+      ++ft;
+    }
+  };
+  // A token tile's outputs (16 token rows x 64 bytes, ldy apart) are
+  // asked for, to be written, when its first block starts: y is rarely in L2
+  // (qkv at 512 tokens: 2.4 MB; gate and up: 10 MB each) and a store that
+  // misses holds up every later store, the tile stores of the sums too, so
+  // without this the tile unit waited ~30% of a 512-token Qwen matmul.
+  int64_t pt = 0;  // tile whose outputs to fetch next
+  auto fetch_y = [&](int64_t b) __attribute__((always_inline)) {
+    if (b != 0) return;
+    float* yt = y + pt * kNt * ldy;
+#pragma GCC unroll 16
+    for (int t = 0; t < kNt; ++t) {
+      _m_prefetchw(yt + t * ldy);
+      _m_prefetchw(yt + t * ldy + kPackRows - 1);  // y + lg * 16 need not be 64-byte aligned
+    }
+    ++pt;
+  };
+  configure(kNt);
+  convert_block<kType>(group, 0, ws);
+  if (nb > 1) convert_block<kType>(group, 1, ws);
+  // Steps j and j + 1 on tile sets 0 and 1 (as in tile), b = j % nb.
+  int64_t b = 0;
+  for (int64_t j = 0; j < steps; j += 2) {
+    fetch_y(b);
+    _tile_loadd(0, b_src(j, b), 64);
+    _tile_loadd(1, a_src(j), kQK32);
+    _tile_zero(2);
+    _tile_dpbssd(2, 1, 0);
+    if (j >= kLag) finish(j - kLag);
+    _tile_stored(2, sums[j & (kRing - 1)], 64);
+    amx::tile_memory(sums);
+    if (++b == nb) b = 0;
+    if (j + 1 == steps) break;
+    fetch_y(b);
+    _tile_loadd(3, b_src(j + 1, b), 64);
+    _tile_loadd(4, a_src(j + 1), kQK32);
+    _tile_zero(5);
+    _tile_dpbssd(5, 4, 3);
+    if (j + 1 >= kLag) finish(j + 1 - kLag);
+    _tile_stored(5, sums[(j + 1) & (kRing - 1)], 64);
+    amx::tile_memory(sums);
+    if (++b == nb) b = 0;
+  }
+  for (int64_t j = std::max<int64_t>(0, steps - kLag); j < steps; ++j) finish(j);
+}
+
+// Token tiles of kPackWideTokens over arranged activations: the group's
+// weights converted once into ws, the full tiles as one stream, a partial
+// last tile on its own.
 template <DType kType>
 void tiles_arranged(int64_t nb, const uint8_t* group, const uint8_t* acts, int64_t n_tokens,
                     float* y, int64_t ldy, int nr, uint8_t* ws) {
-  for (int64_t t0 = 0; t0 < n_tokens; t0 += kPackWideTokens) {
-    const int nt = static_cast<int>(std::min<int64_t>(kPackWideTokens, n_tokens - t0));
-    Arranged src{acts + t0 / kPackWideTokens * nb * kArrangedBlockBytes};
-    float* yt = y + t0 * ldy;
-    with_token_count<kPackWideTokens>(nt, [&](auto count) {
-      constexpr int kNt = decltype(count)::value;
-      // One token tile of Q8_0 (batched decoding): converting the weights
-      // costs more than the corrections it saves (bench_kernels 8: -15%).
-      if (kType == DType::Q8_0 && n_tokens <= kPackWideTokens)
-        tile<kType, kNt, Weights::kRing>(nb, group, src, yt, ldy, nr);
-      else if (t0 == 0)
-        tile<kType, kNt, Weights::kFill>(nb, group, src, yt, ldy, nr, ws);
-      else
-        tile<kType, kNt, Weights::kReady>(nb, group, src, yt, ldy, nr, ws);
+  // Where the packed matrix's next group would start (past the last group
+  // or in another thread's share only a wasted fetch: prefetches never fault).
+  const uint8_t* next_group = group + nb * avx512_legacy::Block<kType>::kBytes;
+  // One token tile of Q8_0 (batched decoding): converting the weights
+  // costs more than the corrections it saves (bench_kernels 8: -15%).
+  if (kType == DType::Q8_0 && n_tokens <= kPackWideTokens) {
+    with_token_count<kPackWideTokens>(static_cast<int>(n_tokens), [&](auto count) {
+      Arranged src{acts};
+      tile<kType, decltype(count)::value, Weights::kRing>(nb, group, src, y, ldy, nr);
     });
+    return;
   }
+  const int64_t full = n_tokens / kPackWideTokens;
+  if (full > 0)
+    tiles_stream<kType>(nb, group, acts, full, y, ldy, nr, ws, next_group);
+  else
+    convert_weights<kType>(nb, group, ws);
+  const int nt = static_cast<int>(n_tokens - full * kPackWideTokens);
+  if (nt == 0) return;
+  with_token_count<kPackWideTokens>(nt, [&](auto count) {
+    Arranged src{acts + full * nb * kArrangedBlockBytes};
+    tile<kType, decltype(count)::value, Weights::kReady>(nb, group, src,
+                                                         y + full * kPackWideTokens * ldy, ldy, nr,
+                                                         ws, full == 0 ? next_group : nullptr);
+  });
 }
 
 }  // namespace

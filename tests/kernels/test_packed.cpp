@@ -217,13 +217,14 @@ TEST(PackedMatrix, AlternatingTypesAndTokenCountsMatchScalar) {
 
 // The arranged tiles called directly over arrange_tile_acts' stream (unused
 // slots and the weight scratch start as junk): the scalar tile's bits for
-// 1..40 tokens (full and partial token tiles, the first converting the
-// weights into the scratch, the others reusing them), odd and even block
-// counts, ragged rows. Skipped where no ISA has arranged tiles.
+// 1..40 tokens (full and partial token tiles over the weights converted
+// once into the scratch), odd and even block counts and a long row (97
+// blocks: far past the sums ring and the prefetch distance), ragged rows.
+// Skipped where no ISA has arranged tiles.
 TEST(PackedMatrix, ArrangedTilesMatchScalarTile) {
   constexpr int kMaxTokens = 40;
   for (DType t : {DType::Q4_0, DType::Q5_0, DType::Q8_0})
-    for (int64_t nb : {int64_t{3}, int64_t{4}}) {
+    for (int64_t nb : {int64_t{3}, int64_t{4}, int64_t{97}}) {
       const int64_t cols = nb * kQK32;
       const auto w = test::quantize(t, random_floats(kPackRows * cols, 81, 0.05f));
       const PackedMatrix p = PackedMatrix::pack(t, w.data(), kPackRows, cols);
