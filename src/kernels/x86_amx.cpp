@@ -429,8 +429,10 @@ void tiles_stream(int64_t nb, const uint8_t* group, const uint8_t* acts, int64_t
     float* yt = y + pt * kNt * ldy;
 #pragma GCC unroll 16
     for (int t = 0; t < kNt; ++t) {
-      _m_prefetchw(yt + t * ldy);
-      _m_prefetchw(yt + t * ldy + kPackRows - 1);  // y + lg * 16 need not be 64-byte aligned
+      // A write prefetch (PREFETCHW under -mprfchw; the builtin, as clang's
+      // immintrin.h does not declare _m_prefetchw).
+      __builtin_prefetch(yt + t * ldy, 1, 3);
+      __builtin_prefetch(yt + t * ldy + kPackRows - 1, 1, 3);  // y + lg * 16 need not be 64-byte aligned
     }
     ++pt;
   };
