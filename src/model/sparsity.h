@@ -87,11 +87,12 @@ class GateCut {
   GateCut() = default;
   GateCut(backend::Activation act, float thr);
   bool cut(float g) const {
-    const bool near = !(std::fabs(g - hi_) > band_hi_) | !(std::fabs(g - lo_) > band_lo_) |
-                      !(std::fabs(g - below_) > band_below_) | !(std::fabs(g) <= kFloatMax);
+    // Bitwise ors of 0/1 ints, not ||: no branch per test (clang warns on | of bools).
+    const int near = int(!(std::fabs(g - hi_) > band_hi_)) | int(!(std::fabs(g - lo_) > band_lo_)) |
+                     int(!(std::fabs(g - below_) > band_below_)) | int(!(std::fabs(g) <= kFloatMax));
     if (exact_ || near) [[unlikely]]
       return std::fabs(gate_activation(act_, g)) < thr_;
-    return ((g > lo_) & (g < hi_)) | (g < below_);
+    return ((int(g > lo_) & int(g < hi_)) | int(g < below_)) != 0;
   }
 
  private:
