@@ -15,14 +15,16 @@
 // Layer 0 (KV head 0; query heads 0 and 1): query and key come from dim 0
 // only, in the 8 rotary pairs (rope.dimension_count 16, base 2000), with
 // phases such that score(i - j) = W sum_p cos(theta_p (i - j - s)), which
-// peaks at the shift s = 1 (head 0) or 2 (head 1) by >= 0.55 W over every
-// other distance (measured over 0..2048); value = code(t)[0, m) -> B, B2.
+// peaks at the shift s = 1 (head 0) or 2 (head 1), 0.547 W (15 with W = 28)
+// above every other distance in 0..2048 (the nearest ones, s +- 1, come
+// closest); value = code(t)[0, m) -> B, B2.
 // Layer 1 (query head g * n_gqa on KV head g, for each value head g):
 // score = U (code(t_i) . B_j + B_i . B2_j) over the 48 unrotated dims, so a
 // position j whose two previous tokens are the current two scores 48 U and
 // one that matches the current token alone ~24 U (+- code noise); plus
 // R cos(theta_7 (i - j) + alpha) from the slowest rotary pair, decreasing in
-// the distance, so the latest match wins. Value = code(t_j)[64g, 64g+64) -> C.
+// the distance up to 1810 positions, so the latest match wins (U = 5: a full
+// match scores 240, a single one ~120 + noise, R = 25 spans 42). Value = code(t_j)[64g, 64g+64) -> C.
 // Output: logits(t) = code(t) . C: greedy decoding emits the token that
 // followed the latest earlier occurrence of the current two tokens
 // (permute: logits(pi(t)) = code(t) . C).
