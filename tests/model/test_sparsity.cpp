@@ -17,6 +17,7 @@
 #include "gguf/writer.h"
 #include "kernels/kernels.h"
 #include "model/calibrate.h"
+#include "model/decode_step.h"
 #include "model/forward.h"
 #include "model/model.h"
 #include "model/session.h"
@@ -228,36 +229,28 @@ TEST(Sparsity, BatchedDecodeStepPrunesEachRowOnItsOwn) {
   o.head_sparsity = 0.5f;  // the head's inputs too, each row by its own
   set_sparsity(*m, model::calibrate(*m, some_tokens(32, 64), o, pool));
   ASSERT_GT(m->prune().sparsity->head_threshold, 0.0f);
-  const int64_t n_vocab = m->config().n_vocab;
   constexpr int kSeqs = 3;
   model::SessionOptions so;
   so.n_ctx = 32;
-  std::vector<std::unique_ptr<model::Session>> batched, alone;
+  std::vector<std::unique_ptr<model::Session>> owned;
+  std::vector<model::Session*> batched, alone;  // the same prompts in two sets of sessions
   for (int i = 0; i < kSeqs; ++i) {
     const auto prompt = some_tokens(4 + i, 64, 5 * i + 1);
     for (auto* set : {&batched, &alone}) {
-      set->push_back(std::make_unique<model::Session>(*m, so));
-      set->back()->feed(prompt, pool, nullptr);
+      owned.push_back(std::make_unique<model::Session>(*m, so));
+      owned.back()->feed(prompt, pool, nullptr);
+      set->push_back(owned.back().get());
     }
   }
   const std::vector<int32_t> next = {7, 23, 41};
-  std::vector<std::vector<float>> got(kSeqs, std::vector<float>(static_cast<size_t>(n_vocab)));
-  std::vector<model::SeqChunk> chunks;
-  for (int i = 0; i < kSeqs; ++i)
-    chunks.push_back({batched[static_cast<size_t>(i)].get(),
-                      std::span<const int32_t>(next).subspan(static_cast<size_t>(i), 1),
-                      got[static_cast<size_t>(i)].data()});
   model::Scratch step(m->config(), 8);
-  model::forward(*m, chunks, step, pool);
+  const std::vector<std::vector<float>> got = decode_step(*m, batched, next, step, pool);
   uint64_t zeroed = 0, total = 0;
-  for (int i = 0; i < kSeqs; ++i) {
-    std::vector<float> want(static_cast<size_t>(n_vocab));
-    const model::SeqChunk c{alone[static_cast<size_t>(i)].get(),
-                            std::span<const int32_t>(next).subspan(static_cast<size_t>(i), 1),
-                            want.data()};
+  for (size_t i = 0; i < alone.size(); ++i) {
     model::Scratch one(m->config(), 8);
-    model::forward(*m, std::span<const model::SeqChunk>(&c, 1), one, pool);
-    EXPECT_EQ(got[static_cast<size_t>(i)], want) << "sequence " << i;
+    const std::vector<std::vector<float>> want =
+        decode_step(*m, std::span(alone).subspan(i, 1), std::span(next).subspan(i, 1), one, pool);
+    EXPECT_EQ(got[i], want[0]) << "sequence " << i;
     zeroed += one.prune_stats().zeroed;
     total += one.prune_stats().total;
   }
