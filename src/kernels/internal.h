@@ -84,7 +84,7 @@ constexpr int kPackWideTokensMax = 64;
 constexpr int kPackWideMinTokens = 8;
 
 // One token's activation for packed kernels (F16: its float row): its blocks (BlockQ8_0 for the
-// 32-element types, BlockQ8_K for Q4_K), the block scales as float, and
+// 32-element types, BlockQ8_K for the K-quants), the block scales as float, and
 // per-block integer corrections:
 //  - 32-element types: corr[b] = -offset * sum(q of block b), where offset (8
 //    for Q4_0, 16 for Q5_0, 128 for Q8_0 and IQ4_NL) undoes the unsigned
@@ -209,8 +209,9 @@ void fill_avx512_columns(TypeTable& table);
 void fill_avx512_columns_int8(TypeTable& table);  // needs VNNI and VBMI
 void fill_avx2_packed(TypeTable& table);          // Q4_0 Q5_0 Q4_K
 void fill_avx512_packed(TypeTable& table);
-void fill_amx_packed(TypeTable& table);   // Q4_0 Q5_0 Q8_0 wide tiles (x86_amx.cpp)
-void fill_amx_kquants(TypeTable& table);  // Q4_K Q6_K wide tiles (x86_amx_kquants.cpp)
+void fill_amx_packed(TypeTable& table);  // Q4_0 Q5_0 Q8_0 wide and arranged tiles (x86_amx.cpp)
+// Q4_K and Q5_K wide tiles of up to 64 tokens, Q5_K's from 9 tokens (x86_amx_kquants.cpp).
+void fill_amx_kquants(TypeTable& table);
 // Q3_K / Q2_K packed layouts (packed_k23.cpp; tiles in x86_avx512_packed_k23.cpp).
 void fill_scalar_packed_k23(TypeTable& table);
 void fill_avx512_packed_k23(TypeTable& table);

@@ -509,7 +509,7 @@ TEST(Sparsity, HeadColumnCopyMatchesZeroedInputsReference) {
 }
 
 // A row that keeps more of the head's inputs than its column copy pays for
-// (ColumnMatrix::pays_below: 70% for a Q8_0 copy) goes through the dense
+// (ColumnMatrix::pays_below: 80% of them for a Q8_0 copy) goes through the dense
 // output matrix: one token per step equals the zeroed inputs' rows through
 // the dense kernels one at a time, bit for bit, although the copy exists.
 TEST(Sparsity, HeadRowsKeepingMostInputsUseTheDenseKernels) {
