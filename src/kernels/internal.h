@@ -161,6 +161,13 @@ constexpr int kFloatTileTokens = 4;
 using FloatTileFn = void (*)(int64_t n, const uint8_t* w, size_t w_row, int nr, const float* x,
                              int64_t x_row, int nt, float* y, int64_t ldy);
 
+// Bytes of one block's quants in a row of a column copy (kernels.h ColumnRows),
+// after the row's fp16 scales: Q8_0 32; Q5_0 20 (4 bytes of high bits, then
+// 16 of nibbles, as in the file's block); Q4_0 16.
+constexpr size_t column_quant_bytes(DType t) {
+  return t == DType::Q8_0 ? 32 : t == DType::Q5_0 ? 20 : 16;
+}
+
 struct TypeTable {
   TypeTraits by_type[kTypeSlots];
   FloatTileFn float_tile[kTypeSlots] = {};
