@@ -13,9 +13,10 @@ struct CpuFeatures {
   bool avx512 = false;       // AVX-512 F + BW + VL + DQ with OS-saved ZMM state
   bool avx512_vnni = false;  // avx512 plus AVX512-VNNI (what the AVX-512 kernels need)
   bool avx512_vbmi = false;  // avx512_vnni plus AVX512-VBMI (byte permutes: int8 column kernels)
-  // AMX (Sapphire Rapids and later), reported for information only: no
-  // kernel uses it yet, and Linux also wants arch_prctl(ARCH_REQ_XCOMP_PERM)
-  // before the first tile instruction.
+  // AMX (Sapphire Rapids and later): the "amx" kernels need amx_int8 (and
+  // avx512_vnni), and Linux also wants arch_prctl(ARCH_REQ_XCOMP_PERM) before
+  // the first tile instruction (kernels::amx_permitted asks); amx_bf16 is
+  // reported for information only.
   bool amx_tile = false;  // CPUID.(7,0):EDX[24], with OS-saved XTILECFG/XTILEDATA
   bool amx_int8 = false;  // CPUID.(7,0):EDX[25]
   bool amx_bf16 = false;  // CPUID.(7,0):EDX[22]

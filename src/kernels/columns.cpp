@@ -14,12 +14,6 @@
 namespace slm::kernels {
 namespace {
 
-// Bytes of a block's quants, after its fp16 scale (Q5_0: 4 bytes of high
-// bits, then 16 of nibbles, as in the file's block).
-constexpr size_t quant_bytes(DType t) {
-  return t == DType::Q8_0 ? 32 : t == DType::Q5_0 ? 20 : 16;
-}
-
 inline float scale_of(const ColumnRows& w, int32_t row, int64_t j) {
   uint16_t d;
   std::memcpy(&d, w.data + static_cast<size_t>(row) * w.row_bytes + 2 * static_cast<size_t>(j), 2);
@@ -28,7 +22,7 @@ inline float scale_of(const ColumnRows& w, int32_t row, int64_t j) {
 template <DType kType>
 inline const uint8_t* quants_of(const ColumnRows& w, int32_t row, int64_t j) {
   return w.data + static_cast<size_t>(row) * w.row_bytes + 2 * static_cast<size_t>(w.nb_row) +
-         static_cast<size_t>(j) * quant_bytes(kType);
+         static_cast<size_t>(j) * column_quant_bytes(kType);
 }
 
 // Each product rounded, then added, kept row after kept row.
@@ -219,7 +213,7 @@ ColumnMatrix ColumnMatrix::build(DType wtype, const void* w, int64_t rows, int64
   const TypeTraits& src = traits(Isa::kScalar, wtype);
   const TypeTraits& dst = traits(Isa::kScalar, ctype);
   const size_t src_row = static_cast<size_t>(slm::row_bytes(wtype, cols));
-  const size_t qb = quant_bytes(ctype);
+  const size_t qb = column_quant_bytes(ctype);
   // 32 source rows at a time: dequantized [32][cols], then each column's 32
   // values become one block of the copy's row for that column, its scale
   // and quants stored apart.

@@ -84,7 +84,7 @@ constexpr int kPackWideTokensMax = 64;
 constexpr int kPackWideMinTokens = 8;
 
 // One token's activation for packed kernels (F16: its float row): its blocks (BlockQ8_0 for the
-// 32-element types, BlockQ8_K for Q4_K), the block scales as float, and
+// 32-element types, BlockQ8_K for the K-quants), the block scales as float, and
 // per-block integer corrections:
 //  - 32-element types: corr[b] = -offset * sum(q of block b), where offset (8
 //    for Q4_0, 16 for Q5_0, 128 for Q8_0 and IQ4_NL) undoes the unsigned
@@ -161,6 +161,13 @@ constexpr int kFloatTileTokens = 4;
 using FloatTileFn = void (*)(int64_t n, const uint8_t* w, size_t w_row, int nr, const float* x,
                              int64_t x_row, int nt, float* y, int64_t ldy);
 
+// Bytes of one block's quants in a row of a column copy (kernels.h ColumnRows),
+// after the row's fp16 scales: Q8_0 32; Q5_0 20 (4 bytes of high bits, then
+// 16 of nibbles, as in the file's block); Q4_0 16.
+constexpr size_t column_quant_bytes(DType t) {
+  return t == DType::Q8_0 ? 32 : t == DType::Q5_0 ? 20 : 16;
+}
+
 struct TypeTable {
   TypeTraits by_type[kTypeSlots];
   FloatTileFn float_tile[kTypeSlots] = {};
@@ -209,8 +216,9 @@ void fill_avx512_columns(TypeTable& table);
 void fill_avx512_columns_int8(TypeTable& table);  // needs VNNI and VBMI
 void fill_avx2_packed(TypeTable& table);          // Q4_0 Q5_0 Q4_K
 void fill_avx512_packed(TypeTable& table);
-void fill_amx_packed(TypeTable& table);   // Q4_0 Q5_0 Q8_0 wide tiles (x86_amx.cpp)
-void fill_amx_kquants(TypeTable& table);  // Q4_K Q6_K wide tiles (x86_amx_kquants.cpp)
+void fill_amx_packed(TypeTable& table);  // Q4_0 Q5_0 Q8_0 wide and arranged tiles (x86_amx.cpp)
+// Q4_K and Q5_K wide tiles of up to 64 tokens, Q5_K's from 9 tokens (x86_amx_kquants.cpp).
+void fill_amx_kquants(TypeTable& table);
 // Q3_K / Q2_K packed layouts (packed_k23.cpp; tiles in x86_avx512_packed_k23.cpp).
 void fill_scalar_packed_k23(TypeTable& table);
 void fill_avx512_packed_k23(TypeTable& table);

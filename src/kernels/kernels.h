@@ -6,9 +6,10 @@
 // to traits(T).vec_dot_type (Q8_0 for the 32-element block types, Q8_K for the
 // K-quants, F32 for F32/F16/BF16).
 //
-// Every ISA (scalar, AVX2, AVX-512+VNNI, NEON) exposes the same table; the
-// scalar table is the test oracle. The active table is chosen once from CPU
-// features (select_isa at start-up) and may be overridden for tests.
+// Every ISA (scalar, AVX2, AVX-512+VNNI, AMX, NEON) exposes the same table;
+// the scalar table is the test oracle. The active table is chosen once from
+// CPU features (best_isa, or SLM_ISA, at first use) and may be overridden for
+// tests.
 #pragma once
 
 #include <cstdint>
@@ -54,7 +55,7 @@ QuantizeWeightedFn quantize_row_weighted(DType t);
 
 // ISAs compiled into this binary that the running CPU supports, scalar first.
 std::vector<Isa> available_isas();
-// The best available ISA (what select_isa picks by default).
+// The best available ISA (the active one unless SLM_ISA or set_active_isa chose another).
 Isa best_isa();
 Isa active_isa();
 // Makes isa the active table; returns false (no change) if unavailable.

@@ -70,6 +70,15 @@ void configure(int nt) {
   _tile_loadconfig(&cfg);
 }
 
+// Asks for block `block` of an arranged stream (internal.h; kArrangedBlockBytes,
+// ten lines) into L1, a line at a time.
+[[gnu::always_inline]] inline void prefetch_arranged(const uint8_t* base, int64_t block) {
+#pragma GCC unroll 16
+  for (int64_t off = 0; off < kArrangedBlockBytes; off += 64)
+    _mm_prefetch(reinterpret_cast<const char*>(base + block * kArrangedBlockBytes + off),
+                 _MM_HINT_T0);
+}
+
 inline void store_rows(float* y, __m512 v, int nr) {
   if (nr == kPackRows)
     _mm512_storeu_ps(y, v);
@@ -129,12 +138,7 @@ struct Arranged {
   const void* a(int64_t b, int, int64_t ahead, int64_t nb) const {
     // The stream is contiguous (the hardware prefetcher follows it); the
     // next blocks' lines are asked for anyway as the tile unit stalls on a miss.
-    if (b + ahead < nb) {
-#pragma GCC unroll 16
-      for (int64_t off = 0; off < kArrangedBlockBytes; off += 64)
-        _mm_prefetch(reinterpret_cast<const char*>(base + (b + ahead) * kArrangedBlockBytes + off),
-                     _MM_HINT_T0);
-    }
+    if (b + ahead < nb) prefetch_arranged(base, b + ahead);
     return base + b * kArrangedBlockBytes;
   }
   float d(int t, int64_t b) const {
@@ -364,12 +368,7 @@ void tiles_stream(int64_t nb, const uint8_t* group, const uint8_t* acts, int64_t
   // Step j's tile operands (block b = j % nb), with the prefetches kAhead
   // steps ahead: the stream, the weight scratch (L1 or L2) and the next group.
   auto a_src = [&](int64_t j) __attribute__((always_inline)) {
-    if (j + kAhead < steps) {
-#pragma GCC unroll 16
-      for (int64_t off = 0; off < kArrangedBlockBytes; off += 64)
-        _mm_prefetch(reinterpret_cast<const char*>(acts + (j + kAhead) * kArrangedBlockBytes + off),
-                     _MM_HINT_T0);
-    }
+    if (j + kAhead < steps) prefetch_arranged(acts, j + kAhead);
     return acts + j * kArrangedBlockBytes;
   };
   auto b_src = [&](int64_t j, int64_t b) __attribute__((always_inline)) {

@@ -1,5 +1,5 @@
 // What the two AMX files (x86_amx.cpp: Q4_0 / Q5_0 / Q8_0; x86_amx_kquants.cpp:
-// Q4_K) share: LDTILECFG's operand and the compiler barrier their tile
+// Q4_K / Q5_K) share: LDTILECFG's operand and the compiler barrier their tile
 // loads and stores need. Include only from files built with -mamx-*.
 #pragma once
 

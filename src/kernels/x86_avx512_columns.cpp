@@ -17,11 +17,6 @@
 namespace slm::kernels {
 namespace {
 
-template <DType kType>
-constexpr size_t kQuantBytes = kType == DType::Q8_0   ? 32
-                               : kType == DType::Q5_0 ? 20
-                                                      : 16;
-
 // The 32 values of one block as two 16-lane float vectors.
 template <DType kType>
 inline void load_block(const uint8_t* q, __m512& lo, __m512& hi) {
@@ -68,7 +63,7 @@ inline void pass(float* y, const ColumnRows& w, int64_t b0, int64_t nb, const in
   for (int q = 0; q < kR; ++q)
     next[q] = ahead ? w.data + static_cast<size_t>(idx[2 * kR + q]) * w.row_bytes : row[q];
   const size_t qoff = 2 * static_cast<size_t>(w.nb_row);
-  constexpr int64_t kPerLine = 64 / kQuantBytes<kType>;
+  constexpr int64_t kPerLine = 64 / column_quant_bytes(kType);
   for (int q = 0; q < kR; ++q)
     _mm_prefetch(reinterpret_cast<const char*>(next[q] + 2 * b0), _MM_HINT_T0);
   alignas(64) float s[kR][16];
@@ -82,13 +77,14 @@ inline void pass(float* y, const ColumnRows& w, int64_t b0, int64_t nb, const in
     for (int64_t j = j0; j < j0 + m; ++j) {
       if (j % kPerLine == 0)
         for (int q = 0; q < kR; ++q)
-          _mm_prefetch(reinterpret_cast<const char*>(
-                           next[q] + qoff + static_cast<size_t>(b0 + j) * kQuantBytes<kType>),
-                       _MM_HINT_T0);
+          _mm_prefetch(
+              reinterpret_cast<const char*>(
+                  next[q] + qoff + static_cast<size_t>(b0 + j) * column_quant_bytes(kType)),
+              _MM_HINT_T0);
       __m512 y0 = _mm512_loadu_ps(y + j * 32), y1 = _mm512_loadu_ps(y + j * 32 + 16);
       for (int q = 0; q < kR; ++q) {
         const uint8_t* qs =
-            row[q] + 2 * w.nb_row + static_cast<size_t>(b0 + j) * kQuantBytes<kType>;
+            row[q] + 2 * w.nb_row + static_cast<size_t>(b0 + j) * column_quant_bytes(kType);
         const __m512 sc = _mm512_set1_ps(s[q][j - j0]);
         __m512 lo, hi;
         load_block<kType>(qs, lo, hi);

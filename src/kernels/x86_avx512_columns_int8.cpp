@@ -27,11 +27,6 @@
 namespace slm::kernels {
 namespace {
 
-template <DType kType>
-constexpr size_t kQuantBytes = kType == DType::Q8_0   ? 32
-                               : kType == DType::Q5_0 ? 20
-                                                      : 16;
-
 // Byte-permute indices. Lane r of a transposed register is bytes 4r..4r+3,
 // byte b from column b of the quad.
 using Index = std::array<uint8_t, 64>;
@@ -137,7 +132,7 @@ template <DType kType, int kQuads>
 void group(float* y, const ColumnRows& w, int64_t b0, int64_t nb, const int32_t* idx,
            const float* a, int64_t m, const int32_t* next, int64_t m_next) {
   constexpr int kCols = 4 * kQuads;
-  constexpr size_t kQB = kQuantBytes<kType>;
+  constexpr size_t kQB = column_quant_bytes(kType);
   constexpr int64_t kPerLine = 64 / kQB;
   const size_t qoff = 2 * static_cast<size_t>(w.nb_row);
   const uint8_t* row[kCols];

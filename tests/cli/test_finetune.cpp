@@ -36,6 +36,14 @@ std::string fact_data() {
   return out;
 }
 
+// The objects of --json output, one a line.
+std::vector<nlohmann::json> json_lines(const std::string& out) {
+  std::istringstream lines(out);
+  std::vector<nlohmann::json> js;
+  for (std::string line; std::getline(lines, line);) js.push_back(nlohmann::json::parse(line));
+  return js;
+}
+
 TEST(CliFinetune, SftTeachesAFact) {
   SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
   const std::string model = sh_quote(fixture("models/stories260K.gguf"));
@@ -56,13 +64,10 @@ TEST(CliFinetune, SftTeachesAFact) {
       run_slm("finetune --model " + model + " --data " + train + " --eval-data " + eval + " -o " +
               adapter + " --lr 5e-3 --epochs 8 --batch-tokens 256 --seed 1 -t 2 --json");
   ASSERT_EQ(r.code, 0) << r.err;
-  std::istringstream lines(r.out);
-  std::string line;
   double eval_start = -1, eval_end = -1, loss_first = -1, loss_last = -1;
   int steps = 0;
-  while (std::getline(lines, line)) {
-    const auto j = nlohmann::json::parse(line);
-    ASSERT_TRUE(j.contains("step") && j.contains("loss")) << line;
+  for (const nlohmann::json& j : json_lines(r.out)) {
+    ASSERT_TRUE(j.contains("step") && j.contains("loss")) << j.dump();
     ++steps;
     if (j.contains("eval_loss_start")) eval_start = j["eval_loss_start"];
     if (j.contains("eval_loss")) eval_end = j["eval_loss"];
@@ -105,11 +110,8 @@ TEST(CliFinetune, FullSftTeachesAFact) {
               " -o " + out + " --lr 1e-3 --epochs 8 --batch-tokens 256 --seed 1 -t 2 --json");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.err.find("every weight"), std::string::npos) << r.err;
-  std::istringstream lines(r.out);
-  std::string line;
   double eval_start = -1, eval_end = -1;
-  while (std::getline(lines, line)) {
-    const auto j = nlohmann::json::parse(line);
+  for (const nlohmann::json& j : json_lines(r.out)) {
     if (j.contains("eval_loss_start")) eval_start = j["eval_loss_start"];
     if (j.contains("eval_loss")) eval_end = j["eval_loss"];
   }
@@ -198,43 +200,54 @@ std::string preference_data(const std::vector<std::string>& names,
   return out;
 }
 
+// The DPO tests' data in dir: 2 x 2 x 4 x 4 = 64 training pairs, 2 x 2 x 2 x 2
+// = 16 held-out ones.
+struct PreferenceFiles {
+  std::string train, eval;
+};
+PreferenceFiles write_preference_files(const std::string& dir) {
+  return {write_file(dir, "train.jsonl",
+                     preference_data({"Lily", "Tom", "Ben", "Mia"}, {"park", "garden"},
+                                     {"big", "little", "happy", "funny"},
+                                     {" It was very friendly.", " They played all day.", "NAME",
+                                      " The sun was warm."})),
+          write_file(dir, "eval.jsonl",
+                     preference_data({"Tim", "Lucy"}, {"house", "lake"}, {"small", "soft"},
+                                     {" It liked to jump.", " Everyone smiled."}))};
+}
+
+// Step 1 is measured before its update, with the policy still the reference
+// (the adapter at zero, or the base's own weights): margin 0, KL 0, loss
+// log 2 (every pair a tie). Returns its held-out accuracy at the start.
+double expect_reference_first_step(const nlohmann::json& first) {
+  EXPECT_NEAR(first["loss"].get<double>(), std::log(2.0), 1e-9);
+  EXPECT_EQ(first["reward_margin"].get<double>(), 0.0);
+  EXPECT_EQ(first["kl"].get<double>(), 0.0);
+  EXPECT_TRUE(first.contains("eval_accuracy_start")) << first.dump();
+  const double acc_start = first.value("eval_accuracy_start", 1.0);
+  EXPECT_LT(acc_start, 0.7);
+  return acc_start;
+}
+
 TEST(CliFinetune, DpoLearnsAPreference) {
   SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
   const std::string model = sh_quote(fixture("models/stories260K.gguf"));
   const std::string dir = temp_dir();
-  // 2 x 2 x 4 x 4 = 64 training pairs; 2 x 2 x 2 x 2 = 16 held-out ones.
-  const std::string train = write_file(
-      dir, "train.jsonl",
-      preference_data(
-          {"Lily", "Tom", "Ben", "Mia"}, {"park", "garden"}, {"big", "little", "happy", "funny"},
-          {" It was very friendly.", " They played all day.", "NAME", " The sun was warm."}));
-  const std::string eval =
-      write_file(dir, "eval.jsonl",
-                 preference_data({"Tim", "Lucy"}, {"house", "lake"}, {"small", "soft"},
-                                 {" It liked to jump.", " Everyone smiled."}));
+  const PreferenceFiles data = write_preference_files(dir);
   const std::string adapter = dir + "/dpo.gguf";
   const CmdResult r =
-      run_slm("finetune --model " + model + " --method dpo --beta 0.1 --data " + train +
-              " --eval-data " + eval + " -o " + adapter +
+      run_slm("finetune --model " + model + " --method dpo --beta 0.1 --data " + data.train +
+              " --eval-data " + data.eval + " -o " + adapter +
               " --lr 1e-3 --epochs 2 --batch-tokens 256 --eval-every 4 --seed 1 -t 2 --json");
   ASSERT_EQ(r.code, 0) << r.err;
-  std::istringstream lines(r.out);
-  std::string line;
-  std::vector<nlohmann::json> steps;
-  while (std::getline(lines, line)) steps.push_back(nlohmann::json::parse(line));
+  const std::vector<nlohmann::json> steps = json_lines(r.out);
   ASSERT_GT(steps.size(), 10u) << r.out;
   for (const nlohmann::json& j : steps)
     for (const char* key : {"step", "loss", "reward_margin", "accuracy", "kl"})
       ASSERT_TRUE(j.contains(key) && j[key].is_number()) << key << " in " << j.dump();
-  // Step 1 is measured before its update: the adapter starts at zero, so the
-  // policy is the reference (margin 0, KL 0, loss log 2, every pair a tie).
+  // The adapter starts at zero.
   const nlohmann::json& first = steps.front();
-  EXPECT_NEAR(first["loss"].get<double>(), std::log(2.0), 1e-9);
-  EXPECT_EQ(first["reward_margin"].get<double>(), 0.0);
-  EXPECT_EQ(first["kl"].get<double>(), 0.0);
-  ASSERT_TRUE(first.contains("eval_accuracy_start")) << first.dump();
-  const double acc_start = first["eval_accuracy_start"];
-  EXPECT_LT(acc_start, 0.7);
+  expect_reference_first_step(first);
   const nlohmann::json& last = steps.back();
   ASSERT_TRUE(last.contains("eval_accuracy") && last.contains("eval_reward_margin") &&
               last.contains("eval_kl"))
@@ -259,34 +272,19 @@ TEST(CliFinetune, FullDpoLearnsAPreference) {
   SLM_REQUIRE_FIXTURE("models/stories260K.gguf");
   const std::string model = sh_quote(fixture("models/stories260K.gguf"));
   const std::string dir = temp_dir();
-  const std::string train = write_file(
-      dir, "train.jsonl",
-      preference_data(
-          {"Lily", "Tom", "Ben", "Mia"}, {"park", "garden"}, {"big", "little", "happy", "funny"},
-          {" It was very friendly.", " They played all day.", "NAME", " The sun was warm."}));
-  const std::string eval =
-      write_file(dir, "eval.jsonl",
-                 preference_data({"Tim", "Lucy"}, {"house", "lake"}, {"small", "soft"},
-                                 {" It liked to jump.", " Everyone smiled."}));
+  const PreferenceFiles data = write_preference_files(dir);
   const std::string out = dir + "/full-dpo.gguf";
-  const std::string common = " --method dpo --beta 0.1 --data " + train + " --eval-data " + eval +
-                             " --lr 1e-3 --epochs 2 --batch-tokens 256 --eval-every 4 --seed 1 " +
-                             "-t 2 --json";
+  const std::string common =
+      " --method dpo --beta 0.1 --data " + data.train + " --eval-data " + data.eval +
+      " --lr 1e-3 --epochs 2 --batch-tokens 256 --eval-every 4 --seed 1 -t 2 --json";
   const CmdResult r = run_slm("finetune --full --model " + model + common + " -o " + out);
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.err.find("every weight"), std::string::npos) << r.err;
-  std::istringstream lines(r.out);
-  std::string line;
-  std::vector<nlohmann::json> steps;
-  while (std::getline(lines, line)) steps.push_back(nlohmann::json::parse(line));
+  const std::vector<nlohmann::json> steps = json_lines(r.out);
   ASSERT_GT(steps.size(), 10u) << r.out;
-  // Step 1 runs the base itself: the policy is the reference.
+  // Step 1 runs the base itself.
   const nlohmann::json& first = steps.front();
-  EXPECT_NEAR(first["loss"].get<double>(), std::log(2.0), 1e-9);
-  EXPECT_EQ(first["reward_margin"].get<double>(), 0.0);
-  EXPECT_EQ(first["kl"].get<double>(), 0.0);
-  const double acc_start = first["eval_accuracy_start"];
-  EXPECT_LT(acc_start, 0.7);
+  const double acc_start = expect_reference_first_step(first);
   const nlohmann::json& last = steps.back();
   std::printf("[ full dpo ] eval accuracy %.3f -> %.3f, margin %.3f, kl %.4f\n", acc_start,
               last["eval_accuracy"].get<double>(), last["eval_reward_margin"].get<double>(),
@@ -378,11 +376,8 @@ TEST(CliFinetune, MixtureOfExpertsTrainsExperts) {
                               " --steps 6 --lr 1e-2 --batch-tokens 32 -t 2 --json");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.err.find("on 14 matrices"), std::string::npos) << r.err;  // 2 x (q k v o + 3 stacks)
-  std::istringstream in(r.out);
-  std::string line;
   std::vector<double> losses;
-  while (std::getline(in, line))
-    losses.push_back(nlohmann::json::parse(line)["loss"].get<double>());
+  for (const nlohmann::json& j : json_lines(r.out)) losses.push_back(j["loss"].get<double>());
   ASSERT_EQ(losses.size(), 6u);
   EXPECT_LT(losses.back(), losses.front()) << r.out;
   const CmdResult run =
@@ -435,11 +430,8 @@ TEST(CliFinetune, FullTrainsAMixtureOfExperts) {
                               out + " --steps 8 --lr 1e-3 --batch-tokens 32 -t 2 --json");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.err.find("every weight"), std::string::npos) << r.err;
-  std::istringstream in(r.out);
-  std::string line;
   std::vector<double> losses;
-  while (std::getline(in, line))
-    losses.push_back(nlohmann::json::parse(line)["loss"].get<double>());
+  for (const nlohmann::json& j : json_lines(r.out)) losses.push_back(j["loss"].get<double>());
   ASSERT_EQ(losses.size(), 8u);
   EXPECT_LT(losses.back(), losses.front()) << r.out;
   // Same tensors, shapes and types as the base: the same size, and the

@@ -13,9 +13,9 @@
 #include <utility>
 
 #include "base/thread_pool.h"
+#include "common/batch_outcomes.h"
 #include "common/fixtures.h"
 #include "common/loaded_model.h"
-#include "common/run_requests.h"
 #include "engine/batch.h"
 #include "engine/sampler.h"
 #include "model/lora.h"
@@ -26,33 +26,11 @@ namespace slm::engine {
 namespace {
 
 using Loaded = test::LoadedModel;
+using test::Outcome;
+using test::run_all;
 
 Loaded load(const std::string& rel) {
   return test::load_model(rel);
-}
-
-struct Outcome {
-  std::string text;
-  std::vector<int32_t> tokens;
-  FinishReason finish = FinishReason::kError;
-  int64_t n_cached = -1;
-  std::string error;
-};
-
-// Runs requests through engine, admitting each as a slot frees up, stepping
-// until all are done.
-std::vector<Outcome> run_all(BatchEngine& engine, const std::vector<Request>& requests) {
-  std::vector<Outcome> out(requests.size());
-  test::run_requests(engine, requests, [&out](size_t i, Update&& u) {
-    out[i].text += u.text;
-    out[i].tokens.insert(out[i].tokens.end(), u.tokens.begin(), u.tokens.end());
-    if (u.done) {
-      out[i].finish = u.finish;
-      out[i].n_cached = u.n_cached;
-      out[i].error = u.error;
-    }
-  });
-  return out;
 }
 
 Request base(const tokenizer::Tokenizer& tok, const char* prompt, int64_t max_tokens) {
@@ -120,29 +98,18 @@ TEST(BatchEngine, EachSequenceInABatchMatchesItselfAlone) {
   }
 
   ThreadPool pool(2);
-  std::vector<Outcome> alone;
-  for (const Request& r : rs) {
-    BatchOptions o;
-    o.n_slots = 1;
-    BatchEngine one(*l.model, tok, o, pool);
-    alone.push_back(run_all(one, {r}).front());
-  }
   // Fewer slots than requests and small prompt chunks: prompts are fed while
   // others decode, sequences join and leave between steps.
   BatchOptions o;
   o.n_slots = 4;
   o.prefill_chunk = 5;
-  BatchEngine together(*l.model, tok, o, pool);
-  const std::vector<Outcome> batched = run_all(together, rs);
+  const test::AloneAndTogether run = test::alone_and_together(l, rs, pool, o);
+  test::expect_together_as_alone(run);
+  const std::vector<Outcome>& alone = run.alone;
 
   int stopped = 0;
   for (size_t i = 0; i < rs.size(); ++i) {
     SCOPED_TRACE("request " + std::to_string(i));
-    ASSERT_NE(alone[i].finish, FinishReason::kError) << alone[i].error;
-    EXPECT_FALSE(alone[i].tokens.empty());
-    EXPECT_EQ(batched[i].tokens, alone[i].tokens);
-    EXPECT_EQ(batched[i].text, alone[i].text);
-    EXPECT_EQ(batched[i].finish, alone[i].finish);
     if (alone[i].finish == FinishReason::kStop) ++stopped;
     for (const std::string& s : rs[i].stops) EXPECT_EQ(alone[i].text.find(s), std::string::npos);
   }
@@ -227,27 +194,18 @@ TEST(BatchEngine, SequencesOnDifferentAdaptersShareEachStep) {
   rs[2].adapter = adapter(2);
   for (Request& r : rs) r.sampling.temperature = 0;
 
-  std::vector<Outcome> alone;
-  for (const Request& r : rs) {
-    BatchOptions o;
-    o.n_slots = 1;
-    BatchEngine one(*l.model, *l.tok, o, pool);
-    alone.push_back(run_all(one, {r}).front());
-  }
-  EXPECT_NE(alone[0].text, alone[1].text);  // the adapters matter
-  EXPECT_NE(alone[0].text, alone[2].text);
-  EXPECT_NE(alone[1].text, alone[2].text);
-
   StepCounter steps;
   BatchOptions o;
   o.n_slots = 3;
-  BatchEngine together(*l.model, *l.tok, o, pool, &steps);
-  const std::vector<Outcome> batched = run_all(together, rs);
+  const test::AloneAndTogether run = test::alone_and_together(l, rs, pool, o, &steps);
+  const std::vector<Outcome>& alone = run.alone;
+  EXPECT_NE(alone[0].text, alone[1].text);  // the adapters matter
+  EXPECT_NE(alone[0].text, alone[2].text);
+  EXPECT_NE(alone[1].text, alone[2].text);
+  test::expect_together_as_alone(run);
   size_t longest = 0;
   int64_t total = 0;
   for (size_t i = 0; i < rs.size(); ++i) {
-    ASSERT_NE(alone[i].finish, FinishReason::kError) << alone[i].error;
-    EXPECT_EQ(batched[i].tokens, alone[i].tokens) << "request " << i;
     longest = std::max(longest, alone[i].tokens.size());
     total += static_cast<int64_t>(alone[i].tokens.size());
   }
@@ -280,18 +238,11 @@ TEST(BatchEngine, ShortPromptIsNotStuckBehindALongOne) {
   ASSERT_GT(n_long, 4 * chunk);  // several steps of prompt
   ASSERT_LT(static_cast<int64_t>(shorter.prompt.tokens.size()), chunk);
 
-  std::vector<Outcome> alone;
-  for (const Request& r : {longer, shorter}) {
-    BatchOptions o;
-    o.n_slots = 1;
-    o.prefill_chunk = chunk;
-    BatchEngine one(*l.model, *l.tok, o, pool);
-    alone.push_back(run_all(one, {r}).front());
-  }
-
   BatchOptions o;
-  o.n_slots = 2;
   o.prefill_chunk = chunk;
+  const std::vector<Outcome> alone = test::run_each_alone(l, {longer, shorter}, pool, o);
+
+  o.n_slots = 2;
   BatchEngine engine(*l.model, *l.tok, o, pool);
   std::vector<Outcome> out(2);
   int64_t step = 0;
@@ -383,17 +334,11 @@ TEST(BatchEngine, AFailedDrawEndsOnlyItsOwnSequence) {
   rs.insert(rs.begin() + 2, banned);
 
   ThreadPool pool(2);
-  std::vector<Outcome> alone;
-  for (const Request& r : rs) {
-    BatchOptions o;
-    o.n_slots = 1;
-    BatchEngine one(*l.model, tok, o, pool);
-    alone.push_back(run_all(one, {r}).front());
-  }
   BatchOptions o;
   o.n_slots = static_cast<int>(rs.size());
-  BatchEngine together(*l.model, tok, o, pool);
-  const std::vector<Outcome> batched = run_all(together, rs);
+  const test::AloneAndTogether run = test::alone_and_together(l, rs, pool, o);
+  const std::vector<Outcome>& alone = run.alone;
+  const std::vector<Outcome>& batched = run.together;
   for (size_t i = 0; i < rs.size(); ++i) {
     SCOPED_TRACE("request " + std::to_string(i));
     if (i == 2) {
@@ -512,23 +457,10 @@ TEST(BatchEngine, SmallQuantizationsDecodeInABatchAsAlone) {
       rs.push_back(r);
     }
     ThreadPool pool(2);
-    std::vector<Outcome> alone;
-    for (const Request& r : rs) {
-      BatchOptions o;
-      o.n_slots = 1;
-      BatchEngine one(*l.model, tok, o, pool);
-      alone.push_back(run_all(one, {r}).front());
-    }
     BatchOptions o;
     o.n_slots = 4;
     o.prefill_chunk = 5;
-    BatchEngine together(*l.model, tok, o, pool);
-    const std::vector<Outcome> batched = run_all(together, rs);
-    for (size_t i = 0; i < rs.size(); ++i) {
-      ASSERT_NE(alone[i].finish, FinishReason::kError) << alone[i].error;
-      EXPECT_GE(alone[i].tokens.size(), 10u) << "request " << i;
-      EXPECT_EQ(batched[i].tokens, alone[i].tokens) << "request " << i;
-    }
+    test::expect_together_as_alone(test::alone_and_together(l, rs, pool, o), 10);
   }
 }
 

@@ -8,23 +8,14 @@
 #include <limits>
 
 #include "base/thread_pool.h"
+#include "common/batch_outcomes.h"
 #include "common/fixtures.h"
 #include "common/loaded_model.h"
-#include "common/run_requests.h"
 #include "engine/batch.h"
 #include "tokenizer/tokenizer.h"
 
 namespace slm::engine {
 namespace {
-
-std::vector<std::vector<int32_t>> greedy_tokens(BatchEngine& engine,
-                                                const std::vector<Request>& requests) {
-  std::vector<std::vector<int32_t>> out(requests.size());
-  test::run_requests(engine, requests, [&out](size_t i, Update&& u) {
-    out[i].insert(out[i].end(), u.tokens.begin(), u.tokens.end());
-  });
-  return out;
-}
 
 class BatchQuant : public ::testing::TestWithParam<const char*> {};
 
@@ -46,22 +37,13 @@ TEST_P(BatchQuant, EachGreedySequenceInABatchMatchesItselfAlone) {
     rs.push_back(r);
   }
   ThreadPool pool(2);
-  std::vector<std::vector<int32_t>> alone;
-  for (const Request& r : rs) {
-    BatchOptions o;
-    o.n_slots = 1;
-    BatchEngine one(*l.model, *l.tok, o, pool);
-    alone.push_back(greedy_tokens(one, {r}).front());
-  }
   BatchOptions o;
   o.n_slots = 3;  // the fourth joins when one ends
   o.prefill_chunk = 5;
-  BatchEngine together(*l.model, *l.tok, o, pool);
-  const auto batched = greedy_tokens(together, rs);
-  for (size_t i = 0; i < rs.size(); ++i) {
-    EXPECT_EQ(alone[i].size(), 12u) << "request " << i;
-    EXPECT_EQ(batched[i], alone[i]) << "request " << i;
-  }
+  const test::AloneAndTogether run = test::alone_and_together(l, rs, pool, o);
+  test::expect_together_as_alone(run, 12);
+  for (size_t i = 0; i < rs.size(); ++i)
+    EXPECT_EQ(run.alone[i].tokens.size(), 12u) << "request " << i;
 }
 
 INSTANTIATE_TEST_SUITE_P(SmallLlama, BatchQuant, ::testing::Values("Q4_1", "Q5_1", "IQ4_NL"),

@@ -13,6 +13,7 @@
 #include "base/thread_pool.h"
 #include "common/fixtures.h"
 #include "kernels/kernels.h"
+#include "model/decode_step.h"
 #include "model/forward.h"
 #include "model/model.h"
 #include "model/session.h"
@@ -44,7 +45,6 @@ TEST_P(BatchedDecode, EachSequenceEqualsItselfAlone) {
     ASSERT_TRUE(kernels::set_active_isa(isa));
     // Loaded under the ISA: it decides whether the weights are packed.
     const auto model = Model::load(test::fixture(rel));
-    const size_t n_vocab = static_cast<size_t>(model->config().n_vocab);
     // Packed where the ISA has a tile for the type (the case this covers).
     EXPECT_EQ(model->packed_bytes() > 0, kernels::PackedMatrix::pays(*dtype_from_name(GetParam())));
     std::vector<std::vector<int32_t>> toks;
@@ -68,19 +68,18 @@ TEST_P(BatchedDecode, EachSequenceEqualsItselfAlone) {
       sessions.back()->feed(std::span<const int32_t>(toks[i]).first(toks[i].size() - kSteps), pool);
     }
     Scratch scratch(model->config(), kSeqs);
-    std::vector<std::vector<float>> got(kSeqs, std::vector<float>(n_vocab));
     for (int k = 0; k < kSteps; ++k) {
       // Step k batches the first 2 + 3k sequences (capped), so the row count
       // changes from step to step; the others wait.
       const int n = std::min(kSeqs, 2 + 3 * k + (k == kSteps - 1 ? kSeqs : 0));
-      std::vector<SeqChunk> chunks;
+      std::vector<Session*> batch;
+      std::vector<int32_t> next;
       for (int i = 0; i < n; ++i) {
-        const size_t at = static_cast<size_t>(sessions[i]->n_past());
-        chunks.push_back(SeqChunk{sessions[i].get(),
-                                  std::span<const int32_t>(toks[i]).subspan(at, 1), got[i].data(),
-                                  false});
+        batch.push_back(sessions[i].get());
+        next.push_back(toks[i][static_cast<size_t>(sessions[i]->n_past())]);
       }
-      forward(*model, chunks, scratch, pool);
+      const std::vector<std::vector<float>> got =
+          test::decode_step(*model, batch, next, scratch, pool);
       for (int i = 0; i < n; ++i) {
         const size_t step = toks[i].size() - kSteps;
         const int decoded =

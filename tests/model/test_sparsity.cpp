@@ -17,6 +17,7 @@
 #include "gguf/writer.h"
 #include "kernels/kernels.h"
 #include "model/calibrate.h"
+#include "model/decode_step.h"
 #include "model/forward.h"
 #include "model/model.h"
 #include "model/session.h"
@@ -127,6 +128,31 @@ std::vector<float> zeroed_head_reference(const model::Model& dense,
   return ref;
 }
 
+// A tied-head llama of mix (2 layers, n_embd 256, n_vocab 320) loaded twice
+// from the same bytes: dense as made, pruned with thresholds calibrated on
+// tokens for the head's inputs only (head_sparsity of them zeroed; the
+// layers' thresholds 0).
+struct HeadPruned {
+  std::vector<uint8_t> bytes;  // what both models read: declared first, freed last
+  std::unique_ptr<model::Model> dense, pruned;
+  model::Sparsity sparsity;
+};
+
+HeadPruned head_pruned(const std::string& mix, const std::vector<int32_t>& tokens,
+                       float head_sparsity, ThreadPool& pool) {
+  const model::SynthShape shape{"t", "llama", 2, 256, 4, 2, 0, 256, 320, 64, 1e4f, 1e-5f, true};
+  HeadPruned h;
+  h.bytes = model::synth_bytes(shape, mix, 5, pool);
+  h.dense = model::Model::from_file(gguf::File::parse(h.bytes, "q.gguf"));
+  h.pruned = model::Model::from_file(gguf::File::parse(h.bytes, "q.gguf"));
+  model::CalibrateOptions o;
+  o.sparsity = 0;
+  o.head_sparsity = head_sparsity;
+  h.sparsity = model::calibrate(*h.pruned, tokens, o, pool);
+  set_sparsity(*h.pruned, h.sparsity);
+  return h;
+}
+
 TEST(Sparsity, ZeroThresholdsAreBitIdenticalToDense) {
   const SynthModel sm = make_synth({});
   const auto tokens = some_tokens(20, 64);
@@ -228,36 +254,28 @@ TEST(Sparsity, BatchedDecodeStepPrunesEachRowOnItsOwn) {
   o.head_sparsity = 0.5f;  // the head's inputs too, each row by its own
   set_sparsity(*m, model::calibrate(*m, some_tokens(32, 64), o, pool));
   ASSERT_GT(m->prune().sparsity->head_threshold, 0.0f);
-  const int64_t n_vocab = m->config().n_vocab;
   constexpr int kSeqs = 3;
   model::SessionOptions so;
   so.n_ctx = 32;
-  std::vector<std::unique_ptr<model::Session>> batched, alone;
+  std::vector<std::unique_ptr<model::Session>> owned;
+  std::vector<model::Session*> batched, alone;  // the same prompts in two sets of sessions
   for (int i = 0; i < kSeqs; ++i) {
     const auto prompt = some_tokens(4 + i, 64, 5 * i + 1);
     for (auto* set : {&batched, &alone}) {
-      set->push_back(std::make_unique<model::Session>(*m, so));
-      set->back()->feed(prompt, pool, nullptr);
+      owned.push_back(std::make_unique<model::Session>(*m, so));
+      owned.back()->feed(prompt, pool, nullptr);
+      set->push_back(owned.back().get());
     }
   }
   const std::vector<int32_t> next = {7, 23, 41};
-  std::vector<std::vector<float>> got(kSeqs, std::vector<float>(static_cast<size_t>(n_vocab)));
-  std::vector<model::SeqChunk> chunks;
-  for (int i = 0; i < kSeqs; ++i)
-    chunks.push_back({batched[static_cast<size_t>(i)].get(),
-                      std::span<const int32_t>(next).subspan(static_cast<size_t>(i), 1),
-                      got[static_cast<size_t>(i)].data()});
   model::Scratch step(m->config(), 8);
-  model::forward(*m, chunks, step, pool);
+  const std::vector<std::vector<float>> got = decode_step(*m, batched, next, step, pool);
   uint64_t zeroed = 0, total = 0;
-  for (int i = 0; i < kSeqs; ++i) {
-    std::vector<float> want(static_cast<size_t>(n_vocab));
-    const model::SeqChunk c{alone[static_cast<size_t>(i)].get(),
-                            std::span<const int32_t>(next).subspan(static_cast<size_t>(i), 1),
-                            want.data()};
+  for (size_t i = 0; i < alone.size(); ++i) {
     model::Scratch one(m->config(), 8);
-    model::forward(*m, std::span<const model::SeqChunk>(&c, 1), one, pool);
-    EXPECT_EQ(got[static_cast<size_t>(i)], want) << "sequence " << i;
+    const std::vector<std::vector<float>> want =
+        decode_step(*m, std::span(alone).subspan(i, 1), std::span(next).subspan(i, 1), one, pool);
+    EXPECT_EQ(got[i], want[0]) << "sequence " << i;
     zeroed += one.prune_stats().zeroed;
     total += one.prune_stats().total;
   }
@@ -481,18 +499,13 @@ TEST(Sparsity, HeadPruningMatchesZeroedInputsThroughTheDenseHead) {
 // reference up to the summation order and the dense kernels' Q8 activations,
 // far closer than pruning moves the logits.
 TEST(Sparsity, HeadColumnCopyMatchesZeroedInputsReference) {
-  const model::SynthShape shape{"t", "llama", 2, 256, 4, 2, 0, 256, 320, 64, 1e4f, 1e-5f, true};
   for (const std::string mix : {"Q8_0", "Q4_0", "Q4_K_M"}) {
     ThreadPool pool(2);
-    const std::vector<uint8_t> bytes = model::synth_bytes(shape, mix, 5, pool);
-    const auto dense = model::Model::from_file(gguf::File::parse(bytes, "q.gguf"));
-    const auto m = model::Model::from_file(gguf::File::parse(bytes, "q.gguf"));
     const auto tokens = some_tokens(16, 320);
-    model::CalibrateOptions o;
-    o.sparsity = 0;
-    o.head_sparsity = 0.5f;
-    const model::Sparsity sp = model::calibrate(*m, tokens, o, pool);
-    set_sparsity(*m, sp);
+    const HeadPruned hp = head_pruned(mix, tokens, 0.5f, pool);
+    const auto& dense = hp.dense;
+    const auto& m = hp.pruned;
+    const model::Sparsity& sp = hp.sparsity;
     EXPECT_GT(m->column_bytes(), 0u) << mix << ": no head copy";
     double share = 0;
     const std::vector<float> want =
@@ -516,21 +529,16 @@ TEST(Sparsity, HeadColumnCopyMatchesZeroedInputsReference) {
 }
 
 // A row that keeps more of the head's inputs than its column copy pays for
-// (ColumnMatrix::pays_below: 70% for a Q8_0 copy) goes through the dense
+// (ColumnMatrix::pays_below: 80% of them for a Q8_0 copy) goes through the dense
 // output matrix: one token per step equals the zeroed inputs' rows through
 // the dense kernels one at a time, bit for bit, although the copy exists.
 TEST(Sparsity, HeadRowsKeepingMostInputsUseTheDenseKernels) {
-  const model::SynthShape shape{"t", "llama", 2, 256, 4, 2, 0, 256, 320, 64, 1e4f, 1e-5f, true};
   ThreadPool pool(2);
-  const std::vector<uint8_t> bytes = model::synth_bytes(shape, "Q8_0", 5, pool);
-  const auto dense = model::Model::from_file(gguf::File::parse(bytes, "q.gguf"));
-  const auto m = model::Model::from_file(gguf::File::parse(bytes, "q.gguf"));
   const auto tokens = some_tokens(16, 320);
-  model::CalibrateOptions o;
-  o.sparsity = 0;
-  o.head_sparsity = 0.1f;
-  const model::Sparsity sp = model::calibrate(*m, tokens, o, pool);
-  set_sparsity(*m, sp);
+  const HeadPruned hp = head_pruned("Q8_0", tokens, 0.1f, pool);
+  const auto& dense = hp.dense;
+  const auto& m = hp.pruned;
+  const model::Sparsity& sp = hp.sparsity;
   ASSERT_GT(m->column_bytes(), 0u);
   HeadInputs h;
   step_logits(*dense, tokens, &h);
@@ -680,18 +688,13 @@ TEST(Sparsity, CatsDecodeCutsExactlyTheSmallGates) {
 // threshold kept (listed while zeroing): bit for bit the backend's column
 // product over the zeroed row's non-zero entries, found by a separate scan.
 TEST(Sparsity, HeadDecodeReadsTheCopyOverTheKeptInputsBitForBit) {
-  const model::SynthShape shape{"t", "llama", 2, 256, 4, 2, 0, 256, 320, 64, 1e4f, 1e-5f, true};
   for (const std::string mix : {"Q8_0", "Q4_0"}) {
     ThreadPool pool(2);
-    const std::vector<uint8_t> bytes = model::synth_bytes(shape, mix, 5, pool);
-    const auto dense = model::Model::from_file(gguf::File::parse(bytes, "q.gguf"));
-    const auto m = model::Model::from_file(gguf::File::parse(bytes, "q.gguf"));
     const auto tokens = some_tokens(12, 320);
-    model::CalibrateOptions o;
-    o.sparsity = 0;
-    o.head_sparsity = 0.6f;
-    const model::Sparsity sp = model::calibrate(*m, tokens, o, pool);
-    set_sparsity(*m, sp);
+    const HeadPruned hp = head_pruned(mix, tokens, 0.6f, pool);
+    const auto& dense = hp.dense;
+    const auto& m = hp.pruned;
+    const model::Sparsity& sp = hp.sparsity;
     ASSERT_NE(m->weights().output.columns, nullptr) << mix;
     HeadInputs h;
     step_logits(*dense, tokens, &h);
