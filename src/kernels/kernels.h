@@ -291,6 +291,18 @@ class ColumnMatrix {
   static double pays_below(DType wtype);
   // Builds the copy of rows x cols of wtype (supports() must hold).
   static ColumnMatrix build(DType wtype, const void* w, int64_t rows, int64_t cols);
+  // One matrix of several that share their input (Q, K and V; gate and up).
+  struct Part {
+    DType wtype;
+    const void* w;  // [rows][cols] of wtype
+    int64_t rows;
+  };
+  // Builds one copy of the parts' rows stacked in order (rows() = the sum):
+  // each kept input's weights for every part in one run of a row, so one
+  // pass of the kernels reads them. Every part must pass supports() and
+  // have the same copy_type; its outputs equal a copy of that part alone
+  // bit for bit (blocks of 32 outputs never straddle two parts).
+  static ColumnMatrix build(std::span<const Part> parts, int64_t cols);
 
   DType type() const { return type_; }
   int64_t rows() const { return rows_; }  // of W: outputs

@@ -328,5 +328,75 @@ TEST(Columns, FusedMatricesEqualSeparateCalls) {
   }
 }
 
+// A stacked copy (Q, K and V; gate and up; sources of different types with
+// one copy type, as a Q4_K_M model's Q4_K and Q5_K matrices) holds each
+// part's own copy in its rows' runs, byte for byte, and one product over it
+// gives each part's outputs of a product over the part's own copy, bit for
+// bit, on every ISA and thread count.
+TEST(Columns, StackedCopyEqualsEachPartsOwnCopy) {
+  const Isa before = active_isa();
+  const int64_t cols = 256;  // K-quant rows hold whole super-blocks
+  const std::vector<std::vector<std::pair<DType, int64_t>>> groups = {
+      {{DType::Q4_0, 320}, {DType::Q4_0, 64}, {DType::Q4_0, 32}},
+      {{DType::Q4_K, 256}, {DType::Q5_K, 32}, {DType::Q5_0, 96}},
+      {{DType::Q8_0, 64}, {DType::Q6_K, 160}}};
+  const std::vector<float> x = random_floats(cols, 31);
+  std::vector<int32_t> idx;
+  for (int32_t i = 0; i < cols; ++i)
+    if (std::fabs(x[static_cast<size_t>(i)]) > 0.7f) idx.push_back(i);
+  const int64_t n = static_cast<int64_t>(idx.size());
+  for (const auto& g : groups) {
+    std::vector<std::vector<uint8_t>> ws;
+    std::vector<ColumnMatrix> own;
+    std::vector<ColumnMatrix::Part> parts;
+    for (size_t i = 0; i < g.size(); ++i) {
+      ws.push_back(quantized_matrix(g[i].first, g[i].second, cols, 60 + static_cast<uint32_t>(i)));
+      own.push_back(ColumnMatrix::build(g[i].first, ws.back().data(), g[i].second, cols));
+      parts.push_back({g[i].first, ws.back().data(), g[i].second});
+    }
+    const ColumnMatrix st = ColumnMatrix::build(parts, cols);
+    const std::string name(dtype_info(g[0].first).name);
+    ASSERT_EQ(st.type(), own[0].type()) << name;
+    ASSERT_EQ(st.cols(), cols);
+    // Bytes: each part's scales and quants at its first block of the stack.
+    const size_t qb = (st.row_bytes() - 2 * static_cast<size_t>(st.rows() / 32)) /
+                      static_cast<size_t>(st.rows() / 32);
+    size_t total = 0;
+    for (int64_t c = 0; c < cols; ++c) {
+      int64_t b = 0;
+      const uint8_t* srow = st.data() + static_cast<size_t>(c) * st.row_bytes();
+      const size_t snb = static_cast<size_t>(st.rows() / 32);
+      for (const ColumnMatrix& o : own) {
+        const size_t onb = static_cast<size_t>(o.rows() / 32);
+        const uint8_t* orow = o.data() + static_cast<size_t>(c) * o.row_bytes();
+        ASSERT_EQ(0, std::memcmp(srow + 2 * b, orow, 2 * onb)) << name << " scales, col " << c;
+        ASSERT_EQ(0, std::memcmp(srow + 2 * snb + b * qb, orow + 2 * onb, qb * onb))
+            << name << " quants, col " << c;
+        b += static_cast<int64_t>(onb);
+      }
+      total = static_cast<size_t>(b);
+    }
+    ASSERT_EQ(total * 32, static_cast<size_t>(st.rows())) << name;
+    for (const Isa isa : available_isas()) {
+      ASSERT_TRUE(set_active_isa(isa));
+      for (const int threads : {1, 2, 3}) {
+        ThreadPool pool(threads);
+        std::vector<float> xs, ys(static_cast<size_t>(st.rows()), NAN);
+        matvec_columns(st, x.data(), idx.data(), n, ys.data(), pool, xs);
+        int64_t r0 = 0;
+        for (const ColumnMatrix& o : own) {
+          std::vector<float> y(static_cast<size_t>(o.rows()), NAN);
+          matvec_columns(o, x.data(), idx.data(), n, y.data(), pool, xs);
+          for (float v : y) ASSERT_FALSE(std::isnan(v));
+          ASSERT_EQ(0, std::memcmp(y.data(), ys.data() + r0, y.size() * sizeof(float)))
+              << name << " " << isa_name(isa) << " " << threads << " threads, rows from " << r0;
+          r0 += o.rows();
+        }
+      }
+    }
+  }
+  set_active_isa(before);
+}
+
 }  // namespace
 }  // namespace slm::kernels::test
