@@ -95,10 +95,11 @@ inline int quant_value(const uint8_t* q, int i) {
 template <DType kType>
 void axpy_cols_int8(float* y, const ColumnRows& w, int64_t b0, int64_t nb, const int32_t* idx,
                     const float* a, int64_t n) {
-  for (int64_t g = 0; g < n; g += kColGroup) {
-    const int64_t m = std::min(kColGroup, n - g);
+  constexpr int64_t kGroup = col_group(kType);
+  for (int64_t g = 0; g < n; g += kGroup) {
+    const int64_t m = std::min(kGroup, n - g);
     for (int64_t j = 0; j < nb; ++j) {
-      float p[kColGroup];
+      float p[kGroup];
       float amax = 0.0f;
       for (int64_t k = 0; k < m; ++k) {
         p[k] = a[g + k] * scale_of(w, idx[g + k], b0 + j);

@@ -1,19 +1,16 @@
 // AVX-512 VNNI axpy_cols (kernels.h ColsAlgo::kInt8): the kept inputs in
-// groups of 16 (four quads of 4 columns), their products with the block scales
-// quantized to int8 per (group, output block), 16 blocks per vector; then per
-// block and quad one register holds, in 32-bit lane r, the four columns'
-// unsigned quants of output r (a byte transpose, VPERMB / VPERMT2B), and
-// VPDPBUSD adds the four products with the quad's int8 activations into
-// exact int32 sums. The sums start at -offset * sum(u) (the quants are
-// stored with an offset that makes them unsigned: 8, 16, 128), so they are
-// the signed dot products; one fma per output and group puts them into y.
-// About 10 vector instructions per 128 weights against the float kernel's
-// 24 (Q4_0 reads two blocks of a column at once: q4_pair).
-// Bit for bit equal to columns.cpp axpy_cols_int8 (the oracle). Compiled
-// with VNNI and VBMI flags; reached through fill_avx512_columns_int8 after
-// dispatch.cpp has checked the CPU.
-// GCC 12's _mm512_undefined_* are `__m512i __Y = __Y;`, a known false
-// positive of -Wuninitialized once inlined; nothing here reads such data.
+// groups of col_group(t) (16 or 8: four or two quads of 4 columns), their products with the block
+// scales quantized to int8 per (group, output block), 16 blocks per vector; then per block and quad
+// one register holds, in 32-bit lane r, the four columns' unsigned quants of output r (a byte
+// transpose, VPERMB / VPERMT2B), and VPDPBUSD adds the four products with the quad's int8
+// activations into exact int32 sums. The sums start at -offset * sum(u) (the quants are stored with
+// an offset that makes them unsigned: 8, 16, 128), so they are the signed dot products; one fma per
+// output and group puts them into y. About 10 vector instructions per 128 weights against the float
+// kernel's 24 (Q4_0 reads two blocks of a column at once: q4_pair). Bit for bit equal to
+// columns.cpp axpy_cols_int8 (the oracle). Compiled with VNNI and VBMI flags; reached through
+// fill_avx512_columns_int8 after dispatch.cpp has checked the CPU. GCC 12's _mm512_undefined_* are
+// `__m512i __Y = __Y;`, a known false positive of -Wuninitialized once inlined; nothing here reads
+// such data.
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
@@ -187,7 +184,7 @@ void group(float* y, const ColumnRows& w, int64_t b0, int64_t nb, const int32_t*
   const uint8_t* row[kCols];
   for (int k = 0; k < kCols; ++k)
     row[k] = w.data + static_cast<size_t>(idx[k < m ? k : 0]) * w.row_bytes;
-  const uint8_t* ahead[kColGroup];
+  const uint8_t* ahead[kMaxColGroup];
   for (int64_t k = 0; k < m_next; ++k)
     ahead[k] = w.data + static_cast<size_t>(next[k]) * w.row_bytes;
   const __m512i neg_offset = _mm512_set1_epi32(-packed_quant_offset(kType));
@@ -287,12 +284,13 @@ void group(float* y, const ColumnRows& w, int64_t b0, int64_t nb, const int32_t*
 template <DType kType>
 void axpy_cols_int8(float* y, const ColumnRows& w, int64_t b0, int64_t nb, const int32_t* idx,
                     const float* a, int64_t n) {
-  for (int64_t g = 0; g < n; g += kColGroup) {
-    const int64_t m = std::min(kColGroup, n - g);
-    const int64_t m_next = std::clamp<int64_t>(n - g - kAhead * kColGroup, 0, kColGroup);
-    const int32_t* next = m_next > 0 ? idx + g + kAhead * kColGroup : nullptr;
-    if (m > 8)
-      group<kType, 4>(y, w, b0, nb, idx + g, a + g, m, next, m_next);
+  constexpr int64_t kGroup = col_group(kType);
+  for (int64_t g = 0; g < n; g += kGroup) {
+    const int64_t m = std::min(kGroup, n - g);
+    const int64_t m_next = std::clamp<int64_t>(n - g - kAhead * kGroup, 0, kGroup);
+    const int32_t* next = m_next > 0 ? idx + g + kAhead * kGroup : nullptr;
+    if (kGroup > 8 && m > 8)
+      group<kType, kGroup / 4>(y, w, b0, nb, idx + g, a + g, m, next, m_next);
     else if (m > 4)
       group<kType, 2>(y, w, b0, nb, idx + g, a + g, m, next, m_next);
     else  // the other quads' activations would all be 0

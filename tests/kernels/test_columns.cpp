@@ -92,7 +92,7 @@ float copy_scale(const ColumnMatrix& m, int64_t i, int64_t j) {
 }
 
 // The error bound of ColsAlgo::kInt8 on y = sum over k < n of a[k] *
-// W[r][idx[k]] (kernels.h): per group of 8 kept inputs (in calls of 256) and
+// W[r][idx[k]] (kernels.h): per group of col_group kept inputs (in calls of 256) and
 // output block, half a step s = max |a d| / 127 times each |q| = |W| / d,
 // plus float rounding. wt: the copy as W [rows][cols].
 std::vector<double> int8_bound(const ColumnMatrix& m, const std::vector<float>& wt,
@@ -102,8 +102,9 @@ std::vector<double> int8_bound(const ColumnMatrix& m, const std::vector<float>& 
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t j = r / 32;
     double slack = 0;
-    for (int64_t g = 0; g < n; g += kColGroup) {
-      const int64_t e = std::min(n, std::min(g + kColGroup, (g / 256 + 1) * 256));
+    const int64_t group = col_group(m.type());
+    for (int64_t g = 0; g < n; g += group) {
+      const int64_t e = std::min(n, std::min(g + group, (g / 256 + 1) * 256));
       double amax = 0, qsum = 0;
       for (int64_t k = g; k < e; ++k) {
         const double d = copy_scale(m, idx[k], j);
@@ -126,12 +127,12 @@ struct Kept {
   std::vector<int32_t> idx;
   std::vector<float> a;
 };
-Kept kept_inputs(int64_t n, bool zero_group, uint32_t seed) {
+Kept kept_inputs(int64_t n, bool zero_group, uint32_t seed, int64_t group = kMaxColGroup) {
   Kept kept;
   kept.a = random_floats(n, seed);
   for (int64_t k = 0; k < n; ++k) {
     kept.idx.push_back(static_cast<int32_t>((k * 7 + 2) % 64));
-    if (k % 5 == 3 || (zero_group && k >= kColGroup && k < 2 * kColGroup))
+    if (k % 5 == 3 || (zero_group && k >= group && k < 2 * group))
       kept.a[static_cast<size_t>(k)] = 0.0f;
   }
   return kept;
@@ -140,7 +141,7 @@ Kept kept_inputs(int64_t n, bool zero_group, uint32_t seed) {
 // Every ISA's axpy_cols against the oracle of its algorithm: the float
 // kernels within float rounding of the scalar float oracle, the int8 ones
 // bit for bit equal to axpy_cols_int8_oracle. Kept counts 1..40 (partial
-// groups of 8 and 4), zero activations, output ranges longer than the
+// groups of 16, 8 and 4), zero activations, output ranges longer than the
 // kernels' 16 blocks, odd and of one block.
 TEST(Columns, EveryIsaAgreesWithItsOracle) {
   // AVX-512 with VNNI and VBMI runs the int8 kernels, every other ISA the float ones.
@@ -153,7 +154,7 @@ TEST(Columns, EveryIsaAgreesWithItsOracle) {
     const std::vector<uint8_t> w = quantized_matrix(t, rows, 64, 9);
     const ColumnMatrix m = ColumnMatrix::build(t, w.data(), rows, 64);
     for (int64_t n = 0; n <= 40; ++n) {
-      const Kept kept = kept_inputs(n, n % 2 == 0, static_cast<uint32_t>(5 + n));
+      const Kept kept = kept_inputs(n, n % 2 == 0, static_cast<uint32_t>(5 + n), col_group(t));
       for (const auto& [b0, nb] : {std::pair<int64_t, int64_t>{0, nbt}, {1, 17}, {6, 1}, {2, 3}}) {
         std::vector<float> want_f(static_cast<size_t>(rows), 0.5f), want_i = want_f;
         axpy_cols(Isa::kScalar, t)(want_f.data() + 32 * b0, m.view(), b0, nb, kept.idx.data(),
