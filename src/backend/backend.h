@@ -125,6 +125,7 @@ struct Workspace {
   std::vector<int64_t> attn_starts;      // attention_many's task offsets [calls + 1]
   std::vector<ops::AttentionCall> attn;  // one step's attention calls, one per sequence
   std::vector<float> kept;               // linear_columns' compacted inputs
+  std::vector<float> stacked;            // linear_columns' outputs of a stacked copy
 };
 
 // Causal grouped-query attention over a sequence's cache: the shape (window,
@@ -149,6 +150,12 @@ class Backend {
   // out so that a product reads only the weights of non-zero inputs. Returns
   // false (w unchanged) where the backend has no such layout for w.
   virtual bool prepare_columns(Linear& w) const = 0;
+  // The same for matrices that read one input (Q, K and V; gate and up, in
+  // the order linear_columns will see them): one stacked copy where the
+  // backend can make one (a kept input's weights for every matrix in one
+  // run), each matrix's own copy otherwise. Returns whether every matrix
+  // has a copy; matrices that had one keep it.
+  virtual bool prepare_columns(std::span<Linear* const> group) const = 0;
   // y [w.rows()] = w x for one row x [w.cols()] that is zero outside idx
   // (ascending), for every output of outs (all of the same cols, each with
   // w.columns set) in one pass where the backend can fuse them. Agrees with

@@ -24,11 +24,26 @@ struct Packed final : Prepared {
   kernels::PackedMatrix matrix;
 };
 
+// A matrix's column copy: its own, or its rows [row0, row0 + rows) of a
+// copy stacked with the other matrices of its group (which share it).
 struct Columns final : Prepared {
-  explicit Columns(kernels::ColumnMatrix m) : matrix(std::move(m)) {}
-  size_t size_bytes() const override { return matrix.size_bytes(); }
-  kernels::ColumnMatrix matrix;
+  explicit Columns(kernels::ColumnMatrix m)
+      : matrix(std::make_shared<const kernels::ColumnMatrix>(std::move(m))), rows(matrix->rows()) {}
+  Columns(std::shared_ptr<const kernels::ColumnMatrix> m, int64_t row0, int64_t rows)
+      : matrix(std::move(m)), row0(row0), rows(rows) {}
+  // Its share of a stacked copy's bytes (bytes are proportional to rows), so
+  // that the group's shares add up to the copy.
+  size_t size_bytes() const override {
+    return matrix->size_bytes() * static_cast<size_t>(rows) / static_cast<size_t>(matrix->rows());
+  }
+  bool stacked() const { return rows != matrix->rows(); }
+  std::shared_ptr<const kernels::ColumnMatrix> matrix;
+  int64_t row0 = 0, rows = 0;
 };
+
+const Columns& columns(const Linear& w) {
+  return static_cast<const Columns&>(*w.columns);
+}
 
 const kernels::PackedMatrix* packed(const Linear& w) {
   return w.prepared ? &static_cast<const Packed&>(*w.prepared).matrix : nullptr;
@@ -83,16 +98,74 @@ class Cpu final : public Backend {
     return true;
   }
 
+  // Stacks the group when every matrix can have a copy, all of one type and
+  // width, and none has one yet; otherwise each matrix gets its own.
+  bool prepare_columns(std::span<Linear* const> group) const override {
+    bool stack = group.size() > 1;
+    for (const Linear* w : group) {
+      const MatrixView& v = w->view;
+      stack = stack && w->present() && kernels::ColumnMatrix::supports(v.type, v.rows) &&
+              !w->columns && v.cols == group[0]->view.cols &&
+              kernels::ColumnMatrix::copy_type(v.type) ==
+                  kernels::ColumnMatrix::copy_type(group[0]->view.type);
+    }
+    if (!stack) {
+      bool all = true;
+      for (Linear* w : group) all = prepare_columns(*w) && all;
+      return all;
+    }
+    std::vector<kernels::ColumnMatrix::Part> parts;
+    for (const Linear* w : group) parts.push_back({w->view.type, w->view.data, w->view.rows});
+    auto m = std::make_shared<const kernels::ColumnMatrix>(
+        kernels::ColumnMatrix::build(parts, group[0]->view.cols));
+    int64_t row0 = 0;
+    for (Linear* w : group) {
+      w->columns = std::make_unique<Columns>(m, row0, w->view.rows);
+      row0 += w->view.rows;
+    }
+    return true;
+  }
+
+  // A run of outs that is a whole stacked copy, its parts in order, is one
+  // product into ws.stacked, then copied out part by part; any other out of
+  // a stacked copy computes the whole copy and takes its part (forward
+  // passes never ask for that). The rest are fused four at a time.
   void linear_columns(std::span<const LinearOut> outs, const float* x, std::span<const int32_t> idx,
                       Workspace& ws) const override {
+    const int64_t n = static_cast<int64_t>(idx.size());
     kernels::ColumnOut fused[4];
-    for (size_t i = 0; i < outs.size(); i += std::size(fused)) {
-      const size_t k = std::min(std::size(fused), outs.size() - i);
-      for (size_t j = 0; j < k; ++j)
-        fused[j] = {&static_cast<const Columns&>(*outs[i + j].w->columns).matrix, outs[i + j].y};
-      kernels::matvec_columns(std::span<const kernels::ColumnOut>(fused, k), x, idx.data(),
-                              static_cast<int64_t>(idx.size()), *ws.pool, ws.kept);
+    size_t k = 0;
+    auto flush = [&] {
+      if (k > 0)
+        kernels::matvec_columns(std::span<const kernels::ColumnOut>(fused, k), x, idx.data(), n,
+                                *ws.pool, ws.kept);
+      k = 0;
+    };
+    for (size_t i = 0; i < outs.size();) {
+      const Columns& c = columns(*outs[i].w);
+      if (!c.stacked()) {
+        if (k == std::size(fused)) flush();
+        fused[k++] = {c.matrix.get(), outs[i].y};
+        ++i;
+        continue;
+      }
+      // The stacked run starting at i: outs [i, e) covering rows [0, end).
+      size_t e = i;
+      int64_t end = 0;
+      while (e < outs.size() && columns(*outs[e].w).matrix == c.matrix &&
+             columns(*outs[e].w).row0 == end)
+        end += columns(*outs[e++].w).rows;
+      const kernels::ColumnMatrix& m = *c.matrix;
+      if (c.row0 != 0 || end != m.rows()) e = i + 1;  // not whole: this out alone
+      if (ws.stacked.size() < static_cast<size_t>(m.rows()))
+        ws.stacked.resize(static_cast<size_t>(m.rows()));
+      kernels::matvec_columns(m, x, idx.data(), n, ws.stacked.data(), *ws.pool, ws.kept);
+      for (; i < e; ++i) {
+        const Columns& p = columns(*outs[i].w);
+        std::copy_n(ws.stacked.data() + p.row0, p.rows, outs[i].y);
+      }
     }
+    flush();
   }
 
   // Matrices sharing an input (Q, K and V; gate and up) run as one fused pass

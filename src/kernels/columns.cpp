@@ -89,10 +89,11 @@ inline int quant_value(const uint8_t* q, int i) {
 template <DType kType>
 void axpy_cols_int8(float* y, const ColumnRows& w, int64_t b0, int64_t nb, const int32_t* idx,
                     const float* a, int64_t n) {
-  for (int64_t g = 0; g < n; g += kColGroup) {
-    const int64_t m = std::min(kColGroup, n - g);
+  constexpr int64_t kGroup = col_group(kType);
+  for (int64_t g = 0; g < n; g += kGroup) {
+    const int64_t m = std::min(kGroup, n - g);
     for (int64_t j = 0; j < nb; ++j) {
-      float p[kColGroup];
+      float p[kGroup];
       float amax = 0.0f;
       for (int64_t k = 0; k < m; ++k) {
         p[k] = a[g + k] * scale_of(w, idx[g + k], b0 + j);
@@ -198,8 +199,19 @@ double ColumnMatrix::pays_below(DType wtype) {
 }
 
 ColumnMatrix ColumnMatrix::build(DType wtype, const void* w, int64_t rows, int64_t cols) {
-  SLM_DCHECK(supports(wtype, rows));
-  const DType ctype = copy_type(wtype);
+  const Part part{wtype, w, rows};
+  return build(std::span<const Part>(&part, 1), cols);
+}
+
+ColumnMatrix ColumnMatrix::build(std::span<const Part> parts, int64_t cols) {
+  SLM_DCHECK(!parts.empty());
+  const DType ctype = copy_type(parts[0].wtype);
+  int64_t rows = 0;
+  for (const Part& p : parts) {
+    SLM_DCHECK(supports(p.wtype, p.rows));
+    SLM_DCHECK(copy_type(p.wtype) == ctype);
+    rows += p.rows;
+  }
   ColumnMatrix m;
   m.type_ = ctype;
   m.rows_ = rows;
@@ -210,27 +222,29 @@ ColumnMatrix ColumnMatrix::build(DType wtype, const void* w, int64_t rows, int64
   m.size_ = m.row_bytes_ * static_cast<size_t>(cols);
   m.bytes_.reset(allocate_packed(m.size_));
   if (m.bytes_ == nullptr) throw std::bad_alloc();  // every byte is written below
-  const TypeTraits& src = traits(Isa::kScalar, wtype);
   const TypeTraits& dst = traits(Isa::kScalar, ctype);
-  const size_t src_row = static_cast<size_t>(slm::row_bytes(wtype, cols));
   const size_t qb = column_quant_bytes(ctype);
   // 32 source rows at a time: dequantized [32][cols], then each column's 32
   // values become one block of the copy's row for that column, its scale
-  // and quants stored apart.
+  // and quants stored apart. j counts blocks over the stacked rows.
   std::vector<float> tile(static_cast<size_t>(kQK32 * cols));
   float col[kQK32];
   uint8_t block[2 + 32];  // the largest block: Q8_0
-  for (int64_t r0 = 0; r0 < rows; r0 += kQK32) {
-    for (int64_t r = 0; r < kQK32; ++r)
-      src.dequantize_row(static_cast<const uint8_t*>(w) + static_cast<size_t>(r0 + r) * src_row,
-                         tile.data() + r * cols, cols);
-    const int64_t j = r0 / kQK32;
-    for (int64_t c = 0; c < cols; ++c) {
-      for (int64_t r = 0; r < kQK32; ++r) col[r] = tile[static_cast<size_t>(r * cols + c)];
-      dst.quantize_row(col, block, kQK32);
-      uint8_t* row = m.bytes_.get() + static_cast<size_t>(c) * m.row_bytes_;
-      std::memcpy(row + 2 * static_cast<size_t>(j), block, 2);
-      std::memcpy(row + 2 * static_cast<size_t>(nb) + static_cast<size_t>(j) * qb, block + 2, qb);
+  int64_t j = 0;
+  for (const Part& p : parts) {
+    const TypeTraits& src = traits(Isa::kScalar, p.wtype);
+    const size_t src_row = static_cast<size_t>(slm::row_bytes(p.wtype, cols));
+    for (int64_t r0 = 0; r0 < p.rows; r0 += kQK32, ++j) {
+      for (int64_t r = 0; r < kQK32; ++r)
+        src.dequantize_row(static_cast<const uint8_t*>(p.w) + static_cast<size_t>(r0 + r) * src_row,
+                           tile.data() + r * cols, cols);
+      for (int64_t c = 0; c < cols; ++c) {
+        for (int64_t r = 0; r < kQK32; ++r) col[r] = tile[static_cast<size_t>(r * cols + c)];
+        dst.quantize_row(col, block, kQK32);
+        uint8_t* row = m.bytes_.get() + static_cast<size_t>(c) * m.row_bytes_;
+        std::memcpy(row + 2 * static_cast<size_t>(j), block, 2);
+        std::memcpy(row + 2 * static_cast<size_t>(nb) + static_cast<size_t>(j) * qb, block + 2, qb);
+      }
     }
   }
   return m;

@@ -106,7 +106,7 @@ AxpyColsFn axpy_cols(Isa isa, DType t);
 //          added kept input after kept input: axpy_cols(Isa::kScalar, t)
 //          rounds each product and sum, SIMD versions fuse them (a few ulps
 //          apart). Scalar, AVX2, NEON, and AVX-512 without VBMI.
-//  kInt8   the activations quantized to int8 per group of kColGroup kept
+//  kInt8   the activations quantized to int8 per group of col_group(t) kept
 //          inputs (in kept order; the last group short) and output block j:
 //          p(k) = a[k] * d(k, j), m = max |p(k)|, s = m / 127, u(k) = p(k) *
 //          (127 / m) rounded to nearest even (all 0 where m is 0); exact
@@ -119,9 +119,20 @@ AxpyColsFn axpy_cols(Isa isa, DType t);
 //          Each output's error is at most sum over k of |q(k, r)| * s / 2 per
 //          group (about 1/254 of the group's largest product per term).
 // A call starts its own groups, so callers that split n (matvec_columns: 256
-// kept inputs per call) keep whole groups by splitting at multiples of 8.
+// kept inputs per call) keep whole groups by splitting at multiples of 16.
 enum class ColsAlgo { kFloat, kInt8 };
-constexpr int64_t kColGroup = 8;
+// Kept inputs per int8 group: 16 for Q4_0 and Q5_0, whose quants take
+// more steps to unpack, so halving the per-group steps (the sums' offsets,
+// the divisions, the fma into y) per weight pays: TinyLlama's stacked q/k/v
+// at half the inputs kept 0.58-0.64 -> 0.55-0.58 of the dense time (Q4_0),
+// Qwen2.5-0.5B's gate/up 0.59-0.67 -> 0.53-0.54 (Q5_0). Q8_0 keeps 8 (16
+// measured 5-10% slower: gate/up 0.41 -> 0.45-0.47). The error per term
+// stays under 1/254 of the group's largest product either way (dense
+// kernels quantize x over 32 inputs).
+constexpr int64_t col_group(DType t) {
+  return t == DType::Q8_0 ? 8 : 16;
+}
+constexpr int64_t kMaxColGroup = 16;
 ColsAlgo axpy_cols_algo(Isa isa);
 AxpyColsFn axpy_cols_int8_oracle(DType t);  // the plain steps of kInt8 (Q8_0, Q5_0, Q4_0)
 // The ISA's float kernel for t: axpy_cols where the ISA runs kFloat, the
@@ -292,6 +303,18 @@ class ColumnMatrix {
   static double pays_below(DType wtype);
   // Builds the copy of rows x cols of wtype (supports() must hold).
   static ColumnMatrix build(DType wtype, const void* w, int64_t rows, int64_t cols);
+  // One matrix of several that share their input (Q, K and V; gate and up).
+  struct Part {
+    DType wtype;
+    const void* w;  // [rows][cols] of wtype
+    int64_t rows;
+  };
+  // Builds one copy of the parts' rows stacked in order (rows() = the sum):
+  // each kept input's weights for every part in one run of a row, so one
+  // pass of the kernels reads them. Every part must pass supports() and
+  // have the same copy_type; its outputs equal a copy of that part alone
+  // bit for bit (blocks of 32 outputs never straddle two parts).
+  static ColumnMatrix build(std::span<const Part> parts, int64_t cols);
 
   DType type() const { return type_; }
   int64_t rows() const { return rows_; }  // of W: outputs

@@ -1,19 +1,16 @@
 // AVX-512 VNNI axpy_cols (kernels.h ColsAlgo::kInt8): the kept inputs in
-// groups of 8 (two quads of 4 columns), their products with the block scales
-// quantized to int8 per (group, output block), 16 blocks per vector; then per
-// block and quad one register holds, in 32-bit lane r, the four columns'
-// unsigned quants of output r (a byte transpose, VPERMB / VPERMT2B), and
-// VPDPBUSD adds the four products with the quad's int8 activations into
-// exact int32 sums. The sums start at -offset * sum(u) (the quants are
-// stored with an offset that makes them unsigned: 8, 16, 128), so they are
-// the signed dot products; one fma per output and group puts them into y.
-// About 10 vector instructions per 128 weights against the float kernel's
-// 24: decoding reads the kept columns at the memory's pace.
-// Bit for bit equal to columns.cpp axpy_cols_int8 (the oracle). Compiled
-// with VNNI and VBMI flags; reached through fill_avx512_columns_int8 after
-// dispatch.cpp has checked the CPU.
-// GCC 12's _mm512_undefined_* are `__m512i __Y = __Y;`, a known false
-// positive of -Wuninitialized once inlined; nothing here reads such data.
+// groups of col_group(t) (16 or 8: four or two quads of 4 columns), their products with the block
+// scales quantized to int8 per (group, output block), 16 blocks per vector; then per block and quad
+// one register holds, in 32-bit lane r, the four columns' unsigned quants of output r (a byte
+// transpose, VPERMB / VPERMT2B), and VPDPBUSD adds the four products with the quad's int8
+// activations into exact int32 sums. The sums start at -offset * sum(u) (the quants are stored with
+// an offset that makes them unsigned: 8, 16, 128), so they are the signed dot products; one fma per
+// output and group puts them into y. About 10 vector instructions per 128 weights against the float
+// kernel's 24 (Q4_0 reads two blocks of a column at once: q4_pair). Bit for bit equal to
+// columns.cpp axpy_cols_int8 (the oracle). Compiled with VNNI and VBMI flags; reached through
+// fill_avx512_columns_int8 after dispatch.cpp has checked the CPU. GCC 12's _mm512_undefined_* are
+// `__m512i __Y = __Y;`, a known false positive of -Wuninitialized once inlined; nothing here reads
+// such data.
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
@@ -117,9 +114,53 @@ inline void quad_operands(const uint8_t* q0, const uint8_t* q1, const uint8_t* q
   }
 }
 
-// How many groups ahead the rows are prefetched (2 measured no better),
-// into L2: into L1, a 5632-output matrix's next 8 rows (25 KiB) beside y
-// (22 KiB) and the current rows evicted each other (0.66-0.73 of the dense
+// Q4_0, blocks j and j + 1 of the 16 in hand (kept rows row[], their
+// quants at byte at): each quad's two blocks from one 32-byte load per
+// column, [c0 | c1] and [c2 | c3], transposed by one VPERMT2B per block:
+// per block and quad two loads, one insert and one permute, against four
+// loads, three inserts and one permute (16-byte runs). With L3-resident
+// copies (compute-bound) about 10% less time on TinyLlama's q/k/v, o and down.
+// y: outputs of block j. Same integer sums, same float steps as one block
+// at a time.
+template <int kQuads>
+inline void q4_pair(float* y, const uint8_t* const* row, size_t at, const uint32_t (*u4)[16],
+                    const int32_t* corr0, const int32_t* corr1, const float* s, int64_t j) {
+  const __m512i nib = _mm512_set1_epi8(0x0F);
+  __m512i a0 = _mm512_set1_epi32(corr0[j]), a1 = _mm512_set1_epi32(corr1[j]);
+  __m512i b0 = _mm512_set1_epi32(corr0[j + 1]), b1 = _mm512_set1_epi32(corr1[j + 1]);
+  for (int qd = 0; qd < kQuads; ++qd) {
+    const uint8_t* const* r = row + 4 * qd;
+    const __m512i za = _mm512_inserti64x4(
+        _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(r[0] + at))),
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r[1] + at)), 1);
+    const __m512i zb = _mm512_inserti64x4(
+        _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(r[2] + at))),
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r[3] + at)), 1);
+    // Whole bytes 16 h + l of block j (kT32Lo) and j + 1 (kT32Hi), as quad_operands.
+    const __m512i lo_a = _mm512_permutex2var_epi8(za, load_index(kT32Lo), zb);
+    const __m512i lo_b = _mm512_permutex2var_epi8(za, load_index(kT32Hi), zb);
+    const __m512i ua = _mm512_set1_epi32(static_cast<int32_t>(u4[qd][j]));
+    const __m512i ub = _mm512_set1_epi32(static_cast<int32_t>(u4[qd][j + 1]));
+    a0 = _mm512_dpbusd_epi32(a0, lo_a, ua);
+    a1 = _mm512_dpbusd_epi32(a1, _mm512_andnot_si512(nib, lo_a), ua);
+    b0 = _mm512_dpbusd_epi32(b0, lo_b, ub);
+    b1 = _mm512_dpbusd_epi32(b1, _mm512_andnot_si512(nib, lo_b), ub);
+  }
+  const __m512 sa = _mm512_set1_ps(s[j]), sb = _mm512_set1_ps(s[j + 1]);
+  a0 = _mm512_sub_epi32(a0, a1);
+  a1 = _mm512_srai_epi32(a1, 4);
+  b0 = _mm512_sub_epi32(b0, b1);
+  b1 = _mm512_srai_epi32(b1, 4);
+  _mm512_storeu_ps(y, _mm512_fmadd_ps(sa, _mm512_cvtepi32_ps(a0), _mm512_loadu_ps(y)));
+  _mm512_storeu_ps(y + 16, _mm512_fmadd_ps(sa, _mm512_cvtepi32_ps(a1), _mm512_loadu_ps(y + 16)));
+  _mm512_storeu_ps(y + 32, _mm512_fmadd_ps(sb, _mm512_cvtepi32_ps(b0), _mm512_loadu_ps(y + 32)));
+  _mm512_storeu_ps(y + 48, _mm512_fmadd_ps(sb, _mm512_cvtepi32_ps(b1), _mm512_loadu_ps(y + 48)));
+}
+
+// How many groups ahead the rows are prefetched (2 measured no better, with
+// groups of 8 and again of 16: 0.61-0.64 -> 0.70 of the dense time on
+// TinyLlama's q/k/v), into L2: into L1, a 5632-output matrix's next 8 rows
+// (25 KiB) beside y (22 KiB) and the current rows evicted each other (0.66-0.73 of the dense
 // time at half the inputs kept, 0.55-0.59 into L2; sweeping y in chunks of
 // 64 blocks as well gained nothing more).
 constexpr int64_t kAhead = 1;
@@ -138,7 +179,7 @@ void group(float* y, const ColumnRows& w, int64_t b0, int64_t nb, const int32_t*
   const uint8_t* row[kCols];
   for (int k = 0; k < kCols; ++k)
     row[k] = w.data + static_cast<size_t>(idx[k < m ? k : 0]) * w.row_bytes;
-  const uint8_t* ahead[kColGroup];
+  const uint8_t* ahead[kMaxColGroup];
   for (int64_t k = 0; k < m_next; ++k)
     ahead[k] = w.data + static_cast<size_t>(next[k]) * w.row_bytes;
   const __m512i neg_offset = _mm512_set1_epi32(-packed_quant_offset(kType));
@@ -195,15 +236,25 @@ void group(float* y, const ColumnRows& w, int64_t b0, int64_t nb, const int32_t*
       z = _mm512_inserti32x4(z, u8[4 * qd + 3], 3);
       _mm512_store_si512(u4[qd], _mm512_permutexvar_epi8(load_index(kT16), z));
     }
-    for (int64_t j = 0; j < mj; ++j) {
+    for (int64_t j = 0; j < mj; ++j) {  // (Q4_0: two at a time where two remain)
       const int64_t jb = b0 + j0 + j;
       if (jb % kPerLine == 0)
         for (int64_t k = 0; k < m_next; ++k)
           _mm_prefetch(
               reinterpret_cast<const char*>(ahead[k] + qoff + static_cast<size_t>(jb) * kQB),
               _MM_HINT_T1);
-      __m512i acc0 = _mm512_set1_epi32(corr0[j]), acc1 = _mm512_set1_epi32(corr1[j]);
       const size_t at = qoff + static_cast<size_t>(jb) * kQB;
+      if constexpr (kType == DType::Q4_0) {
+        if (j + 1 < mj) {  // two blocks: one 32-byte run per column
+          if ((jb + 1) % kPerLine == 0)
+            for (int64_t k = 0; k < m_next; ++k)
+              _mm_prefetch(reinterpret_cast<const char*>(ahead[k] + at + kQB), _MM_HINT_T1);
+          q4_pair<kQuads>(y + (j0 + j) * 32, row, at, u4, corr0, corr1, s, j);
+          ++j;
+          continue;
+        }
+      }
+      __m512i acc0 = _mm512_set1_epi32(corr0[j]), acc1 = _mm512_set1_epi32(corr1[j]);
       for (int qd = 0; qd < kQuads; ++qd) {
         __m512i lo, hi;
         quad_operands<kType>(row[4 * qd] + at, row[4 * qd + 1] + at, row[4 * qd + 2] + at,
@@ -228,13 +279,16 @@ void group(float* y, const ColumnRows& w, int64_t b0, int64_t nb, const int32_t*
 template <DType kType>
 void axpy_cols_int8(float* y, const ColumnRows& w, int64_t b0, int64_t nb, const int32_t* idx,
                     const float* a, int64_t n) {
-  for (int64_t g = 0; g < n; g += kColGroup) {
-    const int64_t m = std::min(kColGroup, n - g);
-    const int64_t m_next = std::clamp<int64_t>(n - g - kAhead * kColGroup, 0, kColGroup);
-    const int32_t* next = m_next > 0 ? idx + g + kAhead * kColGroup : nullptr;
-    if (m > 4)
+  constexpr int64_t kGroup = col_group(kType);
+  for (int64_t g = 0; g < n; g += kGroup) {
+    const int64_t m = std::min(kGroup, n - g);
+    const int64_t m_next = std::clamp<int64_t>(n - g - kAhead * kGroup, 0, kGroup);
+    const int32_t* next = m_next > 0 ? idx + g + kAhead * kGroup : nullptr;
+    if (kGroup > 8 && m > 8)
+      group<kType, kGroup / 4>(y, w, b0, nb, idx + g, a + g, m, next, m_next);
+    else if (m > 4)
       group<kType, 2>(y, w, b0, nb, idx + g, a + g, m, next, m_next);
-    else  // the second quad's activations would all be 0
+    else  // the other quads' activations would all be 0
       group<kType, 1>(y, w, b0, nb, idx + g, a + g, m, next, m_next);
   }
 }

@@ -124,9 +124,11 @@ void Model::set_prune(PruneOptions p, const std::string& sparsity_name) {
     if (s->head_threshold > 0) backend_->prepare_columns(weights_.output);
     for (int64_t l = 0; l < config_.n_layer; ++l) {
       LayerWeights& lw = weights_.layers[static_cast<size_t>(l)];
+      // A group that reads one input (q/k/v, gate/up) as one stacked copy
+      // where the backend can: every kept input's weights in one run.
       auto cols = [&](Tap t, std::initializer_list<backend::Linear*> ws) {
         if (s->threshold(l, t) > 0)
-          for (backend::Linear* w : ws) backend_->prepare_columns(*w);
+          backend_->prepare_columns(std::span<backend::Linear* const>(ws.begin(), ws.size()));
       };
       cols(Tap::kAttnIn, {&lw.wq, &lw.wk, &lw.wv});
       cols(Tap::kOIn, {&lw.wo});

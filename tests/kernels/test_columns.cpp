@@ -92,7 +92,7 @@ float copy_scale(const ColumnMatrix& m, int64_t i, int64_t j) {
 }
 
 // The error bound of ColsAlgo::kInt8 on y = sum over k < n of a[k] *
-// W[r][idx[k]] (kernels.h): per group of 8 kept inputs (in calls of 256) and
+// W[r][idx[k]] (kernels.h): per group of col_group kept inputs (in calls of 256) and
 // output block, half a step s = max |a d| / 127 times each |q| = |W| / d,
 // plus float rounding. wt: the copy as W [rows][cols].
 std::vector<double> int8_bound(const ColumnMatrix& m, const std::vector<float>& wt,
@@ -102,8 +102,9 @@ std::vector<double> int8_bound(const ColumnMatrix& m, const std::vector<float>& 
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t j = r / 32;
     double slack = 0;
-    for (int64_t g = 0; g < n; g += kColGroup) {
-      const int64_t e = std::min(n, std::min(g + kColGroup, (g / 256 + 1) * 256));
+    const int64_t group = col_group(m.type());
+    for (int64_t g = 0; g < n; g += group) {
+      const int64_t e = std::min(n, std::min(g + group, (g / 256 + 1) * 256));
       double amax = 0, qsum = 0;
       for (int64_t k = g; k < e; ++k) {
         const double d = copy_scale(m, idx[k], j);
@@ -126,12 +127,12 @@ struct Kept {
   std::vector<int32_t> idx;
   std::vector<float> a;
 };
-Kept kept_inputs(int64_t n, bool zero_group, uint32_t seed) {
+Kept kept_inputs(int64_t n, bool zero_group, uint32_t seed, int64_t group = kMaxColGroup) {
   Kept kept;
   kept.a = random_floats(n, seed);
   for (int64_t k = 0; k < n; ++k) {
     kept.idx.push_back(static_cast<int32_t>((k * 7 + 2) % 64));
-    if (k % 5 == 3 || (zero_group && k >= kColGroup && k < 2 * kColGroup))
+    if (k % 5 == 3 || (zero_group && k >= group && k < 2 * group))
       kept.a[static_cast<size_t>(k)] = 0.0f;
   }
   return kept;
@@ -140,7 +141,7 @@ Kept kept_inputs(int64_t n, bool zero_group, uint32_t seed) {
 // Every ISA's axpy_cols against the oracle of its algorithm: the float
 // kernels within float rounding of the scalar float oracle, the int8 ones
 // bit for bit equal to axpy_cols_int8_oracle. Kept counts 1..40 (partial
-// groups of 8 and 4), zero activations, output ranges longer than the
+// groups of 16, 8 and 4), zero activations, output ranges longer than the
 // kernels' 16 blocks, odd and of one block.
 TEST(Columns, EveryIsaAgreesWithItsOracle) {
   // AVX-512 with VNNI and VBMI runs the int8 kernels, every other ISA the float ones.
@@ -153,7 +154,7 @@ TEST(Columns, EveryIsaAgreesWithItsOracle) {
     const std::vector<uint8_t> w = quantized_matrix(t, rows, 64, 9);
     const ColumnMatrix m = ColumnMatrix::build(t, w.data(), rows, 64);
     for (int64_t n = 0; n <= 40; ++n) {
-      const Kept kept = kept_inputs(n, n % 2 == 0, static_cast<uint32_t>(5 + n));
+      const Kept kept = kept_inputs(n, n % 2 == 0, static_cast<uint32_t>(5 + n), col_group(t));
       for (const auto& [b0, nb] : {std::pair<int64_t, int64_t>{0, nbt}, {1, 17}, {6, 1}, {2, 3}}) {
         std::vector<float> want_f(static_cast<size_t>(rows), 0.5f), want_i = want_f;
         axpy_cols(Isa::kScalar, t)(want_f.data() + 32 * b0, m.view(), b0, nb, kept.idx.data(),
@@ -326,6 +327,76 @@ TEST(Columns, FusedMatricesEqualSeparateCalls) {
       EXPECT_EQ(fused[i], alone[i]) << threads << " threads, matrix " << i;
     }
   }
+}
+
+// A stacked copy (Q, K and V; gate and up; sources of different types with
+// one copy type, as a Q4_K_M model's Q4_K and Q5_K matrices) holds each
+// part's own copy in its rows' runs, byte for byte, and one product over it
+// gives each part's outputs of a product over the part's own copy, bit for
+// bit, on every ISA and thread count.
+TEST(Columns, StackedCopyEqualsEachPartsOwnCopy) {
+  const Isa before = active_isa();
+  const int64_t cols = 256;  // K-quant rows hold whole super-blocks
+  const std::vector<std::vector<std::pair<DType, int64_t>>> groups = {
+      {{DType::Q4_0, 320}, {DType::Q4_0, 64}, {DType::Q4_0, 32}},
+      {{DType::Q4_K, 256}, {DType::Q5_K, 32}, {DType::Q5_0, 96}},
+      {{DType::Q8_0, 64}, {DType::Q6_K, 160}}};
+  const std::vector<float> x = random_floats(cols, 31);
+  std::vector<int32_t> idx;
+  for (int32_t i = 0; i < cols; ++i)
+    if (std::fabs(x[static_cast<size_t>(i)]) > 0.7f) idx.push_back(i);
+  const int64_t n = static_cast<int64_t>(idx.size());
+  for (const auto& g : groups) {
+    std::vector<std::vector<uint8_t>> ws;
+    std::vector<ColumnMatrix> own;
+    std::vector<ColumnMatrix::Part> parts;
+    for (size_t i = 0; i < g.size(); ++i) {
+      ws.push_back(quantized_matrix(g[i].first, g[i].second, cols, 60 + static_cast<uint32_t>(i)));
+      own.push_back(ColumnMatrix::build(g[i].first, ws.back().data(), g[i].second, cols));
+      parts.push_back({g[i].first, ws.back().data(), g[i].second});
+    }
+    const ColumnMatrix st = ColumnMatrix::build(parts, cols);
+    const std::string name(dtype_info(g[0].first).name);
+    ASSERT_EQ(st.type(), own[0].type()) << name;
+    ASSERT_EQ(st.cols(), cols);
+    // Bytes: each part's scales and quants at its first block of the stack.
+    const size_t qb = (st.row_bytes() - 2 * static_cast<size_t>(st.rows() / 32)) /
+                      static_cast<size_t>(st.rows() / 32);
+    size_t total = 0;
+    for (int64_t c = 0; c < cols; ++c) {
+      int64_t b = 0;
+      const uint8_t* srow = st.data() + static_cast<size_t>(c) * st.row_bytes();
+      const size_t snb = static_cast<size_t>(st.rows() / 32);
+      for (const ColumnMatrix& o : own) {
+        const size_t onb = static_cast<size_t>(o.rows() / 32);
+        const uint8_t* orow = o.data() + static_cast<size_t>(c) * o.row_bytes();
+        ASSERT_EQ(0, std::memcmp(srow + 2 * b, orow, 2 * onb)) << name << " scales, col " << c;
+        ASSERT_EQ(0, std::memcmp(srow + 2 * snb + b * qb, orow + 2 * onb, qb * onb))
+            << name << " quants, col " << c;
+        b += static_cast<int64_t>(onb);
+      }
+      total = static_cast<size_t>(b);
+    }
+    ASSERT_EQ(total * 32, static_cast<size_t>(st.rows())) << name;
+    for (const Isa isa : available_isas()) {
+      ASSERT_TRUE(set_active_isa(isa));
+      for (const int threads : {1, 2, 3}) {
+        ThreadPool pool(threads);
+        std::vector<float> xs, ys(static_cast<size_t>(st.rows()), NAN);
+        matvec_columns(st, x.data(), idx.data(), n, ys.data(), pool, xs);
+        int64_t r0 = 0;
+        for (const ColumnMatrix& o : own) {
+          std::vector<float> y(static_cast<size_t>(o.rows()), NAN);
+          matvec_columns(o, x.data(), idx.data(), n, y.data(), pool, xs);
+          for (float v : y) ASSERT_FALSE(std::isnan(v));
+          ASSERT_EQ(0, std::memcmp(y.data(), ys.data() + r0, y.size() * sizeof(float)))
+              << name << " " << isa_name(isa) << " " << threads << " threads, rows from " << r0;
+          r0 += o.rows();
+        }
+      }
+    }
+  }
+  set_active_isa(before);
 }
 
 }  // namespace

@@ -320,6 +320,85 @@ TEST(Sparsity, ColumnCopiesAgreeWithDenseOverZeroedInputs) {
   }
 }
 
+// The backend's stacked copy of a group that reads one input (q/k/v:
+// Q4_0, or Q4_K and Q5_K, both copied as Q5_0) against each matrix's own
+// copy: the group's product, and any one matrix asked for alone, bit for
+// bit; the parts' shares of the bytes add up to the copies alone. A group
+// of two copy types (Q5_0 and Q8_0: copied matrix by matrix) as well.
+TEST(Sparsity, StackedColumnCopiesEqualEachMatrixsOwn) {
+  const int64_t cols = 256;
+  const std::vector<std::vector<std::pair<DType, int64_t>>> groups = {
+      {{DType::Q4_0, 256}, {DType::Q4_0, 64}, {DType::Q4_0, 64}},
+      {{DType::Q4_K, 128}, {DType::Q5_K, 32}},
+      {{DType::Q4_K, 128}, {DType::Q6_K, 32}}};
+  const backend::Backend& be = backend::cpu();
+  ThreadPool pool(2);
+  backend::Workspace ws;
+  ws.pool = &pool;
+  std::mt19937 rng(8);
+  std::normal_distribution<float> dist(0, 1);
+  std::vector<float> x(static_cast<size_t>(cols));
+  for (float& v : x) v = dist(rng);
+  std::vector<int32_t> idx;
+  for (int32_t i = 0; i < cols; ++i)
+    if (std::fabs(x[static_cast<size_t>(i)]) > 0.8f)
+      idx.push_back(i);
+    else
+      x[static_cast<size_t>(i)] = 0;
+  for (size_t gi = 0; gi < groups.size(); ++gi) {
+    const auto& g = groups[gi];
+    std::vector<std::vector<uint8_t>> bytes;
+    std::vector<backend::Linear> st(g.size()), own(g.size());
+    std::vector<backend::Linear*> group;
+    for (size_t i = 0; i < g.size(); ++i) {
+      const auto [t, rows] = g[i];
+      std::vector<float> w(static_cast<size_t>(rows * cols));
+      for (float& v : w) v = dist(rng);
+      const size_t rb = static_cast<size_t>(row_bytes(t, cols));
+      bytes.emplace_back(rb * static_cast<size_t>(rows));
+      for (int64_t r = 0; r < rows; ++r)
+        kernels::traits(kernels::Isa::kScalar, t)
+            .quantize_row(w.data() + r * cols, bytes.back().data() + r * rb, cols);
+      st[i].view = own[i].view = {t, bytes.back().data(), rows, cols};
+      group.push_back(&st[i]);
+      ASSERT_TRUE(be.prepare_columns(own[i]));
+    }
+    ASSERT_TRUE(be.prepare_columns(std::span<backend::Linear* const>(group)));
+    size_t shares = 0, alone = 0;
+    for (size_t i = 0; i < g.size(); ++i) {
+      ASSERT_NE(st[i].columns, nullptr);
+      shares += st[i].columns->size_bytes();
+      alone += own[i].columns->size_bytes();
+    }
+    EXPECT_EQ(shares, alone) << gi;  // stacked or not, the same bytes
+    std::vector<std::vector<float>> ys(g.size()), want(g.size());
+    std::vector<backend::LinearOut> outs;
+    for (size_t i = 0; i < g.size(); ++i) {
+      ys[i].assign(static_cast<size_t>(g[i].second), NAN);
+      want[i].assign(ys[i].size(), NAN);
+      outs.push_back({&st[i], ys[i].data()});
+      be.linear_columns(own[i], x.data(), idx, want[i].data(), ws);
+    }
+    be.linear_columns(outs, x.data(), idx, ws);
+    for (size_t i = 0; i < g.size(); ++i) {
+      for (float v : want[i]) ASSERT_FALSE(std::isnan(v));
+      EXPECT_EQ(0, std::memcmp(ys[i].data(), want[i].data(), want[i].size() * sizeof(float)))
+          << "group " << gi << " matrix " << i;
+      std::vector<float> one(want[i].size(), NAN);
+      be.linear_columns(st[i], x.data(), idx, one.data(), ws);
+      EXPECT_EQ(0, std::memcmp(one.data(), want[i].data(), want[i].size() * sizeof(float)))
+          << "group " << gi << " matrix " << i << " alone";
+    }
+    // Reversed order: not the stack's, so each out goes its own way.
+    std::vector<backend::LinearOut> rev(outs.rbegin(), outs.rend());
+    for (auto& y : ys) std::fill(y.begin(), y.end(), NAN);
+    be.linear_columns(rev, x.data(), idx, ws);
+    for (size_t i = 0; i < g.size(); ++i)
+      EXPECT_EQ(0, std::memcmp(ys[i].data(), want[i].data(), want[i].size() * sizeof(float)))
+          << "group " << gi << " matrix " << i << " reversed";
+  }
+}
+
 TEST(Sparsity, FileRoundTripsAndRefusesOtherModels) {
   const SynthModel a = make_synth({});
   SynthSpec other;
