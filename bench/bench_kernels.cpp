@@ -181,6 +181,15 @@ void bench_shapes(DType t, ThreadPool& pool, const std::string& only_shapes,
 }  // namespace
 
 int main(int argc, char** argv) {
+  // "--help" (or any first argument that is neither "shapes" nor a token
+  // count) prints the usage instead of timing a 0-token prompt.
+  if (argc > 1 && std::string(argv[1]) != "shapes" && std::atoll(argv[1]) <= 0) {
+    std::fprintf(stderr,
+                 "usage: bench_kernels [tokens=64] [type,type,...] [isa]\n"
+                 "       bench_kernels shapes [type,...=Q4_0,Q8_0] [isa|-] [shape,...|-] "
+                 "[tokens,...=128,512] [threads,...=1,2]\n");
+    return std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h" ? 0 : 2;
+  }
   if (argc > 1 && std::string(argv[1]) == "shapes") {
     auto arg = [&](int i, const char* def) {
       return std::string(argc > i && std::string(argv[i]) != "-" ? argv[i] : def);

@@ -194,17 +194,10 @@ void write_metadata(gguf::Writer& w, const CopyModelShape& s, const gguf::File& 
   w.add_string(
       "general.description",
       "an induction head in layers 0-1 and filler layers: copies its input; for benchmarks only");
-  w.add_u32(a + ".context_length", static_cast<uint32_t>(s.n_ctx));
-  w.add_u32(a + ".embedding_length", static_cast<uint32_t>(s.n_embd));
-  w.add_u32(a + ".block_count", static_cast<uint32_t>(s.n_layer));
-  w.add_u32(a + ".feed_forward_length", static_cast<uint32_t>(s.n_ff));
-  w.add_u32(a + ".attention.head_count", static_cast<uint32_t>(s.n_head));
-  w.add_u32(a + ".attention.head_count_kv", static_cast<uint32_t>(s.n_head_kv));
-  w.add_u32(a + ".attention.key_length", static_cast<uint32_t>(kHeadDim));
-  w.add_u32(a + ".attention.value_length", static_cast<uint32_t>(kHeadDim));
-  w.add_u32(a + ".rope.dimension_count", static_cast<uint32_t>(kRot));
-  w.add_f32(a + ".rope.freq_base", kRopeBase);
-  w.add_f32(a + ".attention.layer_norm_rms_epsilon", 1e-5f);
+  model::write_core_hparams(w, {.arch = a, .n_ctx = s.n_ctx, .n_embd = s.n_embd,
+                                .n_layer = s.n_layer, .n_ff = s.n_ff, .n_head = s.n_head,
+                                .n_head_kv = s.n_head_kv, .head_dim = kHeadDim, .n_rot = kRot,
+                                .rope_base = kRopeBase, .norm_eps = 1e-5f});
   w.add_u32("general.quantization_version", 2);
   if (const model::QuantMix* qm = model::find_quant_mix(dtype_name(s.filler)))
     w.add_u32("general.file_type", static_cast<uint32_t>(qm->ftype));

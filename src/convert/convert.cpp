@@ -205,19 +205,12 @@ void write_metadata(gguf::Writer& w, const HfConfig& h, int64_t n_vocab, const C
   w.add_string("general.name", name);
   w.add_u32("general.file_type", gguf_file_type(o.type));
   w.add_u32("general.quantization_version", 2);
-  w.add_u32(a + ".context_length", u32(h.n_ctx));
-  w.add_u32(a + ".embedding_length", u32(h.n_embd));
-  w.add_u32(a + ".block_count", u32(h.n_layer));
-  w.add_u32(a + ".feed_forward_length", u32(h.n_ff));
-  w.add_u32(a + ".attention.head_count", u32(h.n_head));
-  w.add_u32(a + ".attention.head_count_kv", u32(h.n_head_kv));
-  if (h.explicit_head_dim || h.head_dim * h.n_head != h.n_embd) {
-    w.add_u32(a + ".attention.key_length", u32(h.head_dim));
-    w.add_u32(a + ".attention.value_length", u32(h.head_dim));
-  }
-  w.add_u32(a + ".rope.dimension_count", u32(h.n_rot));
-  w.add_f32(a + ".rope.freq_base", h.rope_base);
-  w.add_f32(a + ".attention.layer_norm_rms_epsilon", h.norm_eps);
+  const bool head_dim = h.explicit_head_dim || h.head_dim * h.n_head != h.n_embd;
+  model::write_core_hparams(w, {.arch = a, .n_ctx = h.n_ctx, .n_embd = h.n_embd,
+                                .n_layer = h.n_layer, .n_ff = h.n_ff, .n_head = h.n_head,
+                                .n_head_kv = h.n_head_kv, .head_dim = head_dim ? h.head_dim : 0,
+                                .n_rot = h.n_rot, .rope_base = h.rope_base,
+                                .norm_eps = h.norm_eps});
   w.add_u32(a + ".vocab_size", u32(n_vocab));
   if (h.rope_scaling == HfRopeScaling::kLinear) {
     w.add_string(a + ".rope.scaling.type", "linear");

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "base/error.h"
+#include "gguf/writer.h"
 
 namespace slm::model {
 namespace {
@@ -134,6 +135,24 @@ ModelConfig read_config(const gguf::File& file) {
     l.rope_table = l.sliding && c.rope_base_swa > 0 ? 1 : 0;
   }
   return c;
+}
+
+void write_core_hparams(gguf::Writer& w, const CoreHparams& h) {
+  const std::string& a = h.arch;
+  auto u32 = [](int64_t v) { return static_cast<uint32_t>(v); };
+  w.add_u32(a + ".context_length", u32(h.n_ctx));
+  w.add_u32(a + ".embedding_length", u32(h.n_embd));
+  w.add_u32(a + ".block_count", u32(h.n_layer));
+  w.add_u32(a + ".feed_forward_length", u32(h.n_ff));
+  w.add_u32(a + ".attention.head_count", u32(h.n_head));
+  w.add_u32(a + ".attention.head_count_kv", u32(h.n_head_kv));
+  if (h.head_dim > 0) {
+    w.add_u32(a + ".attention.key_length", u32(h.head_dim));
+    w.add_u32(a + ".attention.value_length", u32(h.head_dim));
+  }
+  if (h.n_rot > 0) w.add_u32(a + ".rope.dimension_count", u32(h.n_rot));
+  w.add_f32(a + ".rope.freq_base", h.rope_base);
+  w.add_f32(a + ".attention.layer_norm_rms_epsilon", h.norm_eps);
 }
 
 }  // namespace slm::model

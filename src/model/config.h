@@ -10,6 +10,10 @@
 #include "gguf/gguf.h"
 #include "model/arch.h"
 
+namespace slm::gguf {
+class Writer;
+}
+
 namespace slm::model {
 
 enum class RopeScaling { kNone, kLinear, kLlama3 };
@@ -70,5 +74,20 @@ struct ModelConfig {
 // Reads and validates the configuration. Throws slm::Error naming the file
 // and the key (unsupported architecture, missing or out-of-range values).
 ModelConfig read_config(const gguf::File& file);
+
+// The core hyper-parameters under "<arch>." that read_config reads back, as
+// every GGUF writer here sets them (synth, convert, bench's copy model), in
+// one key order: context, embedding, blocks, FFN, heads, head dims, rotary
+// dims, rotary base, norm epsilon. Family extras (scaling, soft-caps,
+// experts) stay with the writer that knows them.
+struct CoreHparams {
+  std::string arch;
+  int64_t n_ctx = 0, n_embd = 0, n_layer = 0, n_ff = 0, n_head = 0, n_head_kv = 0;
+  int64_t head_dim = 0;  // attention.key_length / value_length; 0: not written (n_embd / n_head)
+  int64_t n_rot = 0;     // rope.dimension_count; 0: not written (the whole head)
+  float rope_base = 10000.0f;
+  float norm_eps = 1e-5f;
+};
+void write_core_hparams(gguf::Writer& w, const CoreHparams& h);
 
 }  // namespace slm::model

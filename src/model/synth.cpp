@@ -83,19 +83,10 @@ void write_metadata(gguf::Writer& w, const SynthShape& s, const std::string& mix
   // a synthetic F32 file gives the same bytes as synthesising the type directly.
   w.add_string("general.name", "synthetic " + s.name);
   w.add_string("general.description", "random weights with the shapes of " + s.name + "; for benchmarks only");
-  w.add_u32(a + ".context_length", static_cast<uint32_t>(s.n_ctx));
-  w.add_u32(a + ".embedding_length", static_cast<uint32_t>(s.n_embd));
-  w.add_u32(a + ".block_count", static_cast<uint32_t>(s.n_layer));
-  w.add_u32(a + ".feed_forward_length", static_cast<uint32_t>(s.n_ff));
-  w.add_u32(a + ".attention.head_count", static_cast<uint32_t>(s.n_head));
-  w.add_u32(a + ".attention.head_count_kv", static_cast<uint32_t>(s.n_head_kv));
-  if (s.head_dim) {
-    w.add_u32(a + ".attention.key_length", static_cast<uint32_t>(s.head_dim));
-    w.add_u32(a + ".attention.value_length", static_cast<uint32_t>(s.head_dim));
-    w.add_u32(a + ".rope.dimension_count", static_cast<uint32_t>(s.head_dim));
-  }
-  w.add_f32(a + ".rope.freq_base", s.rope_base);
-  w.add_f32(a + ".attention.layer_norm_rms_epsilon", s.norm_eps);
+  write_core_hparams(w, {.arch = a, .n_ctx = s.n_ctx, .n_embd = s.n_embd, .n_layer = s.n_layer,
+                         .n_ff = s.n_ff, .n_head = s.n_head, .n_head_kv = s.n_head_kv,
+                         .head_dim = s.head_dim, .n_rot = s.head_dim, .rope_base = s.rope_base,
+                         .norm_eps = s.norm_eps});
   const SynthRopeScaling& r = s.rope_scaling;
   if (!r.type.empty() && !r.as_tensor) {
     w.add_string(a + ".rope.scaling.type", r.type);
