@@ -7,6 +7,9 @@
 // in a model's step. Kept inputs: a random share of the columns, fixed per
 // call. Times: best of REPS rounds of every layer, the variants alternating
 // within each round; one thread by its CPU time, two by wall time.
+// gate/up also runs as CATS decoding does (forward.cpp ffn_dense_up_rows):
+// gate alone (its column copy over the kept inputs, or dense), then up at a
+// random share `kept` of its rows from its row copy (kernels::matvec_rows).
 // Usage: bench_columns [shape=tinyllama|qwen] [type=Q4_0] [kept=0.5] [threads=1] [reps=20]
 //                      [MB=96 of dense weights cycled through]
 #include <algorithm>
@@ -57,6 +60,7 @@ struct Layer {
   std::vector<kernels::PackedMatrix> packed;
   std::vector<kernels::ColumnMatrix> cols;  // one per matrix
   kernels::ColumnMatrix stacked;            // all rows of the group
+  kernels::RowMatrix up_rows;               // gate/up: up's row copy
 };
 
 }  // namespace
@@ -94,6 +98,7 @@ int main(int argc, char** argv) {
     const double layer_bytes =
         static_cast<double>(total_rows) * static_cast<double>(row_bytes(t, g.cols));
     const int n_layers = std::max(1, static_cast<int>(mbytes * 1e6 / layer_bytes));
+    const bool cats = std::string(g.name) == "gate_up";
     std::vector<Layer> layers(static_cast<size_t>(n_layers));
     for (int l = 0; l < n_layers; ++l) {
       std::vector<std::vector<uint8_t>> ws;
@@ -106,6 +111,7 @@ int main(int argc, char** argv) {
         parts.push_back({t, w, g.rows[i]});
       }
       layers[l].stacked = kernels::ColumnMatrix::build(parts, g.cols);
+      if (cats) layers[l].up_rows = kernels::RowMatrix::copy(t, ws[1].data(), g.rows[1], g.cols);
     }
     std::mt19937 rng(3);
     std::normal_distribution<float> dist(0, 1);
@@ -115,6 +121,10 @@ int main(int argc, char** argv) {
     std::uniform_real_distribution<double> u(0, 1);
     for (int64_t c = 0; c < g.cols; ++c)
       if (u(rng) < kept) idx.push_back(static_cast<int32_t>(c));
+    std::vector<int32_t> up_idx;  // CATS: the rows of up whose gate survived
+    if (cats)
+      for (int64_t r = 0; r < g.rows[1]; ++r)
+        if (u(rng) < kept) up_idx.push_back(static_cast<int32_t>(r));
     std::vector<float> xz(x.size(), 0.0f);
     for (int32_t i : idx) xz[static_cast<size_t>(i)] = x[static_cast<size_t>(i)];
     std::vector<std::vector<float>> ys;
@@ -137,8 +147,25 @@ int main(int argc, char** argv) {
       kernels::matvec_columns(L.stacked, x.data(), idx.data(), static_cast<int64_t>(idx.size()),
                               ystack.data(), pool, xs);
     };
-    const std::vector<std::pair<const char*, std::function<void(Layer&)>>> variants = {
+    auto up_rows = [&](Layer& L) {
+      kernels::matvec_rows(L.up_rows, xz.data(), up_idx.data(), static_cast<int64_t>(up_idx.size()),
+                           ys[1].data(), pool, scratch);
+    };
+    auto gcols_urows = [&](Layer& L) {
+      kernels::matvec_columns(L.cols[0], x.data(), idx.data(), static_cast<int64_t>(idx.size()),
+                              ys[0].data(), pool, xs);
+      up_rows(L);
+    };
+    auto gdense_urows = [&](Layer& L) {
+      kernels::matmul(L.packed[0], xz.data(), 1, ys[0].data(), pool, scratch);
+      up_rows(L);
+    };
+    std::vector<std::pair<const char*, std::function<void(Layer&)>>> variants = {
         {"dense", dense}, {"separate", separate}, {"stacked", stacked}};
+    if (cats) {
+      variants.emplace_back("gcols+urows", gcols_urows);
+      variants.emplace_back("gdense+urows", gdense_urows);
+    }
     std::vector<double> best(variants.size(), 1e30);
     for (int r = 0; r < reps; ++r)
       for (size_t v = 0; v < variants.size(); ++v) {

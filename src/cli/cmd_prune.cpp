@@ -36,7 +36,8 @@ Options prune_options_decl() {
       .def("0");
   o.value("--ffn-rule", "R",
           "what prunes the FFN's down side: teal (threshold down's input) or cats "
-          "(cut rows by |act(gate)|, skipping up and down)")
+          "(cut rows by |act(gate)|: decoding skips down's weights for them; gate and up "
+          "are computed for every row)")
       .choices({"teal", "cats"})
       .def("teal");
   o.value("--ctx-size,-c", "N", "tokens per calibration chunk (at most the training context)")

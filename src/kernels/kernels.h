@@ -353,3 +353,55 @@ void matvec_columns(std::span<const ColumnOut> outs, const float* x, const int32
                     ThreadPool& pool, std::vector<float>& xs);
 
 }  // namespace slm::kernels
+
+namespace slm::kernels {
+
+// A weight W [rows][cols] copied in the file's own row-major layout (rows
+// row_bytes(type, cols) apart, the source's type and bits), for decoding
+// that needs only some of W's outputs (CATS: the rows of up whose gate
+// survived). PackedMatrix cannot serve it: a group's 16 rows share every
+// cache line, so a kept row reads the whole group (rows.cpp). The copy holds
+// as many bytes as the source (a mapped file's pages are released after
+// packing; reading them again would fault them in on the decoding path).
+// Owns its bytes (huge pages from 2 MiB); immutable.
+// Status: the forward pass does not use it. Per-row dot products over plain
+// rows run far below the memory's pace (TinyLlama's up, Q4_0, half the rows:
+// ~5 GB/s against ~22 for the packed kernels), so CATS decoding with it was
+// slower than dense (bench_columns' gcols+urows / gdense+urows; forward.cpp
+// ffn_dense says why CATS does not need it); kept, with its tests, as the
+// harness for a faster row layout.
+class RowMatrix {
+ public:
+  // Whether the active ISA has a dot product for wtype (every GGUF type slm reads).
+  static bool supports(DType wtype);
+  // Copies rows x cols of wtype (supports(wtype), cols whole blocks).
+  static RowMatrix copy(DType wtype, const void* w, int64_t rows, int64_t cols);
+
+  DType type() const { return type_; }
+  int64_t rows() const { return rows_; }
+  int64_t cols() const { return cols_; }
+  size_t row_bytes() const { return row_bytes_; }
+  size_t size_bytes() const { return size_; }
+  const uint8_t* data() const { return bytes_.get(); }
+
+ private:
+  struct Free {
+    void operator()(uint8_t* p) const;
+  };
+  DType type_ = DType::F32;
+  int64_t rows_ = 0, cols_ = 0;
+  size_t row_bytes_ = 0, size_ = 0;
+  std::unique_ptr<uint8_t[], Free> bytes_;
+};
+
+// y[idx[k]] = dot(W row idx[k], x) for k < n, one row x [cols]; y's other
+// entries are left as they are. idx in [0, rows), ascending for a forward
+// stream (any order gives the same values). x is quantized once into the
+// type's vec_dot_type (scratch, grown as needed) and each listed row is one
+// vec_dot of the active ISA (the scalar table's is the oracle), so y[idx[k]]
+// equals matmul's output for that row over the same bytes bit for bit,
+// whatever n, the list or the thread count. Split over pool by ranges of idx.
+void matvec_rows(const RowMatrix& w, const float* x, const int32_t* idx, int64_t n, float* y,
+                 ThreadPool& pool, std::vector<uint8_t>& scratch);
+
+}  // namespace slm::kernels

@@ -491,6 +491,12 @@ struct Forward {
   // proj [rows][n_embd] = W_down . (act(W_gate xn) * W_up xn), act silu or tanh-GELU
   // Pruning: TEAL zeroes small entries of xn and of down's input; CATS
   // (instead of TEAL on down's input) cuts the rows whose gate is small.
+  // CATS still computes up for every row (issue #15): a calibrated file
+  // prunes xn too, so decoding's stacked gate/up column copy already reads
+  // only the kept inputs' share of up, as many bytes as up's kept rows; and
+  // rows read apart (kernels.h RowMatrix, one dot product each) ran at a
+  // quarter of the packed kernels' pace, which made decoding slower
+  // (bench_columns times gate, then up's kept rows: gcols+urows).
   void ffn_dense(int64_t l, const LayerWeights& lw) {
     const int64_t n = b.n_rows;
     const bool pruned_in = prune(l, Tap::kFfnIn, s.xn_.data(), n, c.n_embd);

@@ -7,7 +7,9 @@
 // File layout (general.type = "sparsity"):
 //   sparsity.level      f32   the share of activations calibrated to be zeroed
 //   sparsity.ffn_rule   str   "teal" (threshold the down-proj input) or "cats"
-//                             (cut FFN rows by |act(gate)|, skipping up/down)
+//                             (cut FFN rows by |act(gate)|: decoding skips
+//                             down's weights for them; gate and up are
+//                             computed for every row, see forward.cpp)
 //   sparsity.base_hash  str   weights_hash() of the base model
 //   sparsity.n_layer    u32
 //   sparsity.thresholds F32 tensor [kNumTaps, n_layer]: row l = layer l's taps
