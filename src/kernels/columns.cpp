@@ -267,40 +267,95 @@ void matvec_columns(const ColumnMatrix& w, const float* x, const int32_t* idx, i
   matvec_columns(std::span<const ColumnOut>(&out, 1), x, idx, n, pool, xs);
 }
 
+namespace {
+
+// out's kept inputs [k0, k1) summed into y's output blocks [b0, b1), from
+// zero. Sweeps of at most kBlocksPerSweep output blocks, each over every
+// kept input: y's part stays in L2 while the inputs' runs stream past it.
+void sum_part(const ColumnOut& o, float* y, int64_t b0, int64_t b1, const int32_t* idx,
+              const float* xs, int64_t k0, int64_t k1) {
+  const AxpyColsFn f = axpy_cols(o.w->type());
+  const ColumnRows v = o.w->view();
+  std::fill(y + b0 * kQK32, y + b1 * kQK32, 0.0f);
+  for (int64_t c0 = b0; c0 < b1; c0 += kBlocksPerSweep) {
+    const int64_t c1 = std::min(b1, c0 + kBlocksPerSweep);
+    for (int64_t k = k0; k < k1; k += kRowsPerPass)
+      f(y + c0 * kQK32, v, c0, c1 - c0, idx + k, xs + k, std::min(kRowsPerPass, k1 - k));
+  }
+}
+
+// A copy whose kept-input runs are this short (TinyLlama's o and down: 1152
+// B; Qwen2.5-0.5B's stacked q/k/v: 648 B) is split between the threads by
+// kept inputs, so each thread streams whole runs; cut by outputs, each
+// thread read half of every run, short strided pieces the prefetchers
+// follow badly. Longer runs (gate/up, the head) keep the output split.
+constexpr size_t kInputSplitMaxRunBytes = 4096;
+
+}  // namespace
+
 void matvec_columns(std::span<const ColumnOut> outs, const float* x, const int32_t* idx, int64_t n,
                     ThreadPool& pool, std::vector<float>& xs) {
-  if (xs.size() < static_cast<size_t>(n)) xs.resize(static_cast<size_t>(n));
-  for (int64_t k = 0; k < n; ++k) xs[static_cast<size_t>(k)] = x[idx[k]];
-  // The matrices' output blocks laid end to end, cut into equal ranges; a
-  // range may span two matrices (each part runs with its own kernel).
+  // Every output is the sum of two parts, S0 over kept inputs [0, s) and S1
+  // over [s, n) (each accumulated in kept order from zero), added once:
+  // y = S0 + S1 (n < 32: s = 0 and y = S0 over all n). s depends on n alone
+  // and is a multiple of 16 (the int8
+  // groups stay whole), so the bits are the same whichever way the work is
+  // split, at any thread count, alone or fused, stacked or not.
+  const int64_t s = (n / 2) / 16 * 16;
   int64_t total = 0;
-  for (const ColumnOut& o : outs) total += o.w->rows() / kQK32;
+  for (const ColumnOut& o : outs) total += o.w->rows();
+  // xs: [n] compacted inputs, then [total] for the S1 parts.
+  if (xs.size() < static_cast<size_t>(n + total)) xs.resize(static_cast<size_t>(n + total));
+  for (int64_t k = 0; k < n; ++k) xs[static_cast<size_t>(k)] = x[idx[k]];
+  float* s1 = xs.data() + n;  // [total]: each out's S1 at its offset
+  auto by_inputs = [&](const ColumnOut& o) {
+    return s > 0 && pool.size() > 1 && o.w->row_bytes() <= kInputSplitMaxRunBytes;
+  };
+  // Output split: the output blocks of the outs that take it, laid end to
+  // end and cut into one range per thread; a range may span two matrices.
+  int64_t total_blocks = 0;
+  for (const ColumnOut& o : outs)
+    if (!by_inputs(o)) total_blocks += o.w->rows() / kQK32;
   const int64_t n_tasks_wanted = pool.size() * kTasksPerThread;
-  const int64_t per_task = std::max<int64_t>(1, (total + n_tasks_wanted - 1) / n_tasks_wanted);
-  const int64_t n_tasks = (total + per_task - 1) / per_task;
-  pool.parallel_for(n_tasks, [&](int64_t t, int) {
-    const int64_t g0 = t * per_task, g1 = std::min(total, g0 + per_task);
-    int64_t base = 0;  // first global block of the current matrix
+  const int64_t per_task = std::max<int64_t>(1, (total_blocks + n_tasks_wanted - 1) / n_tasks_wanted);
+  const int64_t out_tasks = (total_blocks + per_task - 1) / per_task;
+  // Input split: two more tasks, S0 and S1 of every out that takes it.
+  const bool any_inputs = std::any_of(outs.begin(), outs.end(), by_inputs);
+  pool.parallel_for(out_tasks + (any_inputs ? 2 : 0), [&](int64_t t, int) {
+    if (t >= out_tasks) {
+      const bool second = t > out_tasks;
+      int64_t off = 0;
+      for (const ColumnOut& o : outs) {
+        if (by_inputs(o))
+          sum_part(o, second ? s1 + off : o.y, 0, o.w->rows() / kQK32, idx, xs.data(),
+                   second ? s : 0, second ? n : s);
+        off += o.w->rows();
+      }
+      return;
+    }
+    const int64_t g0 = t * per_task, g1 = std::min(total_blocks, g0 + per_task);
+    int64_t base = 0, off = 0;  // first global block of the current matrix; its S1 offset
     for (const ColumnOut& o : outs) {
-      const int64_t nb = o.w->rows() / kQK32;
+      const int64_t nb = o.w->rows() / kQK32, o_off = off;
+      off += o.w->rows();
+      if (by_inputs(o)) continue;
       const int64_t b0 = std::max<int64_t>(g0 - base, 0), b1 = std::min<int64_t>(g1 - base, nb);
       base += nb;
       if (b1 <= b0) continue;
-      const AxpyColsFn f = axpy_cols(o.w->type());
-      const ColumnRows v = o.w->view();
-      float* yt = o.y + b0 * kQK32;
-      std::fill(yt, yt + (b1 - b0) * kQK32, 0.0f);
-      // Sweeps of at most kBlocksPerSweep output blocks, each over every
-      // kept row: y's part stays in L2 while the rows stream past it. The
-      // outputs' sums take the same steps in the same order either way.
-      for (int64_t c0 = b0; c0 < b1; c0 += kBlocksPerSweep) {
-        const int64_t c1 = std::min(b1, c0 + kBlocksPerSweep);
-        for (int64_t k0 = 0; k0 < n; k0 += kRowsPerPass)
-          f(o.y + c0 * kQK32, v, c0, c1 - c0, idx + k0, xs.data() + k0,
-            std::min(kRowsPerPass, n - k0));
-      }
+      sum_part(o, o.y, b0, b1, idx, xs.data(), 0, s > 0 ? s : n);
+      if (s == 0) continue;  // fewer than 32 kept: one part
+      float* p1 = s1 + o_off;
+      sum_part(o, p1, b0, b1, idx, xs.data(), s, n);
+      for (int64_t r = b0 * kQK32; r < b1 * kQK32; ++r) o.y[r] += p1[r];
     }
   });
+  if (!any_inputs) return;
+  int64_t off = 0;
+  for (const ColumnOut& o : outs) {
+    if (by_inputs(o))
+      for (int64_t r = 0; r < o.w->rows(); ++r) o.y[r] += s1[off + r];
+    off += o.w->rows();
+  }
 }
 
 }  // namespace slm::kernels

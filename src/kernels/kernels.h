@@ -339,7 +339,10 @@ class ColumnMatrix {
 
 // y[r] = sum over k < n of x[idx[k]] * W[r][idx[k]] for r < rows: the
 // product with an input that is zero outside idx (ascending, in [0, cols)).
-// xs: scratch for the compacted inputs. Split over pool by output blocks.
+// xs: scratch (the compacted inputs and a second partial sum per output).
+// Split over pool by output blocks, or, for copies with short rows, by kept
+// inputs (two partial sums then added); the same bits either way and at any
+// thread count (columns.cpp).
 void matvec_columns(const ColumnMatrix& w, const float* x, const int32_t* idx, int64_t n, float* y,
                     ThreadPool& pool, std::vector<float>& xs);
 // The same for several matrices of the same cols reading one x (Q, K and V;
