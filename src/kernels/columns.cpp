@@ -118,11 +118,6 @@ AxpyColsFn scalar_axpy(DType t) {
   return t == DType::Q8_0 ? axpy_cols_q8_0 : t == DType::Q5_0 ? axpy_cols_q5_0 : axpy_cols_q4_0;
 }
 
-// Tasks per thread: each task owns one contiguous range of output blocks,
-// so every kept row is read as a few long runs (short strided runs defeat
-// the prefetchers). The split never changes results: each output sums its
-// kept rows in the same order whoever runs it.
-constexpr int64_t kTasksPerThread = 1;
 // Kept inputs per pass over a task's outputs.
 constexpr int64_t kRowsPerPass = 256;
 // Output blocks per sweep over the kept rows: a head's y (151,936 floats,
@@ -267,40 +262,146 @@ void matvec_columns(const ColumnMatrix& w, const float* x, const int32_t* idx, i
   matvec_columns(std::span<const ColumnOut>(&out, 1), x, idx, n, pool, xs);
 }
 
+namespace {
+
+// out's kept inputs [k0, k1) summed into y's output blocks [b0, b1), from
+// zero. Sweeps of at most kBlocksPerSweep output blocks, each over every
+// kept input: y's part stays in L2 while the inputs' runs stream past it.
+void sum_part(const ColumnOut& o, float* y, int64_t b0, int64_t b1, const int32_t* idx,
+              const float* xs, int64_t k0, int64_t k1) {
+  const AxpyColsFn f = axpy_cols(o.w->type());
+  const ColumnRows v = o.w->view();
+  std::fill(y + b0 * kQK32, y + b1 * kQK32, 0.0f);
+  for (int64_t c0 = b0; c0 < b1; c0 += kBlocksPerSweep) {
+    const int64_t c1 = std::min(b1, c0 + kBlocksPerSweep);
+    for (int64_t k = k0; k < k1; k += kRowsPerPass)
+      f(y + c0 * kQK32, v, c0, c1 - c0, idx + k, xs + k, std::min(kRowsPerPass, k1 - k));
+  }
+}
+
+// A copy whose kept-input runs are this short (TinyLlama's o and down: 1152
+// B; Qwen2.5-0.5B's stacked q/k/v: 648 B) is split between the threads by
+// kept inputs, so each thread streams whole runs; cut by outputs, each
+// thread read half of every run, short strided pieces the prefetchers
+// follow badly. Longer runs (gate/up, the head) are cut by outputs.
+constexpr size_t kInputSplitMaxRunBytes = 4096;
+// The kept inputs fall into parts_of(n) parts of at least kMinPartInputs
+// (at most kMaxParts), each summed from zero and the parts then added in
+// order. The parts depend on n alone, so every split gives the same bits;
+// four parts let two threads share a short-run copy's work in claims of a
+// quarter (one thread slowed by another process takes fewer of them).
+constexpr int64_t kMaxParts = 4;
+constexpr int64_t kMinPartInputs = 64;
+// Output ranges of a long-run copy: claimed in decreasing sizes (a share
+// 1 / (2 * threads) of the blocks left, so that the threads finish
+// together, whatever else runs on the machine), none with a run per kept
+// input shorter than this.
+constexpr size_t kMinRangeRunBytes = 1024;
+// Tasks of one call at most (the last range takes the rest).
+constexpr int kMaxTasks = 64;
+
+int64_t parts_of(int64_t n) {
+  return std::clamp<int64_t>(n / kMinPartInputs, 1, kMaxParts);
+}
+// Part p's first kept input (p = n_parts: n); a multiple of 16, so that the
+// int8 groups stay whole.
+int64_t part_begin(int64_t p, int64_t n_parts, int64_t n) {
+  return p == n_parts ? n : (p * n / n_parts) / 16 * 16;
+}
+
+}  // namespace
+
 void matvec_columns(std::span<const ColumnOut> outs, const float* x, const int32_t* idx, int64_t n,
                     ThreadPool& pool, std::vector<float>& xs) {
-  if (xs.size() < static_cast<size_t>(n)) xs.resize(static_cast<size_t>(n));
-  for (int64_t k = 0; k < n; ++k) xs[static_cast<size_t>(k)] = x[idx[k]];
-  // The matrices' output blocks laid end to end, cut into equal ranges; a
-  // range may span two matrices (each part runs with its own kernel).
+  // y = ((S0 + S1) + S2) + S3 (fewer parts: fewer terms), S_p the sum over
+  // part p's kept inputs in kept order from zero: the same bits however the
+  // work is split, at any thread count, alone or fused, stacked or not.
+  const int64_t n_parts = parts_of(n);
   int64_t total = 0;
-  for (const ColumnOut& o : outs) total += o.w->rows() / kQK32;
-  const int64_t n_tasks_wanted = pool.size() * kTasksPerThread;
-  const int64_t per_task = std::max<int64_t>(1, (total + n_tasks_wanted - 1) / n_tasks_wanted);
-  const int64_t n_tasks = (total + per_task - 1) / per_task;
+  for (const ColumnOut& o : outs) total += o.w->rows();
+  // xs: [n] compacted inputs, then [n_parts - 1][total]: parts 1.. of each
+  // out at its offset.
+  const size_t need = static_cast<size_t>(n + (n_parts - 1) * total);
+  if (xs.size() < need) xs.resize(need);
+  for (int64_t k = 0; k < n; ++k) xs[static_cast<size_t>(k)] = x[idx[k]];
+  float* const parts = xs.data() + n;
+  auto part_y = [&](const ColumnOut& o, int64_t off, int64_t p) {
+    return p == 0 ? o.y : parts + (p - 1) * total + off;
+  };
+  // y [r0, r1) += S1, then += S2, ...: part 0 is y itself.
+  auto add_parts = [&](const ColumnOut& o, int64_t off, int64_t r0, int64_t r1) {
+    for (int64_t p = 1; p < n_parts; ++p) {
+      const float* sp = parts + (p - 1) * total + off;
+      for (int64_t r = r0; r < r1; ++r) o.y[r] += sp[r];
+    }
+  };
+  const bool split_inputs =
+      n_parts > 1 && pool.size() > 1 && static_cast<int64_t>(outs.size()) * n_parts < kMaxTasks;
+  auto by_inputs = [&](const ColumnOut& o) {
+    return split_inputs && o.w->row_bytes() <= kInputSplitMaxRunBytes;
+  };
+  // Tasks: (out, part) for the short-run outs; global block ranges [g0, g1)
+  // over the other outs' blocks laid end to end (out = -1).
+  struct Task {
+    int32_t out, part;
+    int64_t g0, g1;
+  };
+  Task tasks[kMaxTasks];
+  int n_tasks = 0;
+  int64_t total_blocks = 0;
+  size_t max_block_bytes = 1;
+  for (size_t i = 0; i < outs.size(); ++i) {
+    const ColumnOut& o = outs[i];
+    if (!by_inputs(o)) {
+      total_blocks += o.w->rows() / kQK32;
+      max_block_bytes = std::max(max_block_bytes, column_quant_bytes(o.w->type()) + 2);
+      continue;
+    }
+    for (int64_t p = 0; p < n_parts; ++p)
+      tasks[n_tasks++] = {static_cast<int32_t>(i), static_cast<int32_t>(p), 0, 0};
+  }
+  const int64_t min_blocks =
+      std::max<int64_t>(1, static_cast<int64_t>(kMinRangeRunBytes / max_block_bytes));
+  const int64_t div = 2 * static_cast<int64_t>(pool.size());
+  for (int64_t g = 0; g < total_blocks;) {
+    const int64_t left = total_blocks - g;
+    const int64_t take = pool.size() == 1 || n_tasks + 1 == kMaxTasks
+                             ? left
+                             : std::min(left, std::max(min_blocks, left / div));
+    tasks[n_tasks++] = {-1, 0, g, g + take};
+    g += take;
+  }
   pool.parallel_for(n_tasks, [&](int64_t t, int) {
-    const int64_t g0 = t * per_task, g1 = std::min(total, g0 + per_task);
-    int64_t base = 0;  // first global block of the current matrix
+    const Task& task = tasks[t];
+    if (task.out >= 0) {
+      const ColumnOut& o = outs[static_cast<size_t>(task.out)];
+      int64_t off = 0;
+      for (int32_t i = 0; i < task.out; ++i) off += outs[static_cast<size_t>(i)].w->rows();
+      sum_part(o, part_y(o, off, task.part), 0, o.w->rows() / kQK32, idx, xs.data(),
+               part_begin(task.part, n_parts, n), part_begin(task.part + 1, n_parts, n));
+      return;
+    }
+    int64_t base = 0, off = 0;  // first global block of the current matrix; its offset
     for (const ColumnOut& o : outs) {
-      const int64_t nb = o.w->rows() / kQK32;
-      const int64_t b0 = std::max<int64_t>(g0 - base, 0), b1 = std::min<int64_t>(g1 - base, nb);
+      const int64_t nb = o.w->rows() / kQK32, o_off = off;
+      off += o.w->rows();
+      if (by_inputs(o)) continue;
+      const int64_t b0 = std::max<int64_t>(task.g0 - base, 0),
+                    b1 = std::min<int64_t>(task.g1 - base, nb);
       base += nb;
       if (b1 <= b0) continue;
-      const AxpyColsFn f = axpy_cols(o.w->type());
-      const ColumnRows v = o.w->view();
-      float* yt = o.y + b0 * kQK32;
-      std::fill(yt, yt + (b1 - b0) * kQK32, 0.0f);
-      // Sweeps of at most kBlocksPerSweep output blocks, each over every
-      // kept row: y's part stays in L2 while the rows stream past it. The
-      // outputs' sums take the same steps in the same order either way.
-      for (int64_t c0 = b0; c0 < b1; c0 += kBlocksPerSweep) {
-        const int64_t c1 = std::min(b1, c0 + kBlocksPerSweep);
-        for (int64_t k0 = 0; k0 < n; k0 += kRowsPerPass)
-          f(o.y + c0 * kQK32, v, c0, c1 - c0, idx + k0, xs.data() + k0,
-            std::min(kRowsPerPass, n - k0));
-      }
+      for (int64_t p = 0; p < n_parts; ++p)
+        sum_part(o, part_y(o, o_off, p), b0, b1, idx, xs.data(), part_begin(p, n_parts, n),
+                 part_begin(p + 1, n_parts, n));
+      add_parts(o, o_off, b0 * kQK32, b1 * kQK32);
     }
   });
+  if (n_parts == 1) return;
+  int64_t off = 0;
+  for (const ColumnOut& o : outs) {
+    if (by_inputs(o)) add_parts(o, off, 0, o.w->rows());
+    off += o.w->rows();
+  }
 }
 
 }  // namespace slm::kernels

@@ -399,5 +399,67 @@ TEST(Columns, StackedCopyEqualsEachPartsOwnCopy) {
   set_active_isa(before);
 }
 
+// Enough kept inputs for four parts (kept counts from 256) and outputs for
+// several claimed ranges: a stacked copy with long runs (cut by outputs at
+// two threads and more) gives each part's outputs of its own short-run
+// copies (cut by kept inputs), bit for bit, at 1, 2 and 3 threads, and
+// within the int8 bound (or float rounding) of a float64 reference.
+TEST(Columns, ManyKeptInputsSameBitsAnySplit) {
+  const Isa before = active_isa();
+  const int64_t cols = 512, rows = 4096;  // Q4_0: 2304-byte runs, 4608 stacked
+  for (const DType t : {DType::Q4_0, DType::Q8_0}) {
+    const int64_t r = t == DType::Q8_0 ? rows / 2 : rows;  // Q8_0: 2176 / 4352 bytes
+    std::vector<std::vector<uint8_t>> ws;
+    std::vector<ColumnMatrix> own;
+    std::vector<ColumnMatrix::Part> parts;
+    for (uint32_t i = 0; i < 2; ++i) {
+      ws.push_back(quantized_matrix(t, r, cols, 70 + i));
+      own.push_back(ColumnMatrix::build(t, ws.back().data(), r, cols));
+      parts.push_back({t, ws.back().data(), r});
+    }
+    const ColumnMatrix st = ColumnMatrix::build(parts, cols);
+    ASSERT_LE(own[0].row_bytes(), 4096u);
+    ASSERT_GT(st.row_bytes(), 4096u);
+    for (const double keep : {0.3, 0.6, 0.95}) {  // 4 parts from 256 kept
+      const std::vector<float> x = random_floats(cols, 90);
+      std::vector<int32_t> idx;
+      for (int32_t i = 0; i < cols; ++i)
+        if ((i * 2654435761u) % 1000 < keep * 1000) idx.push_back(i);
+      const int64_t n = static_cast<int64_t>(idx.size());
+      for (const Isa isa : available_isas()) {
+        ASSERT_TRUE(set_active_isa(isa));
+        std::vector<float> first;
+        for (const int threads : {1, 2, 3}) {
+          ThreadPool pool(threads);
+          std::vector<float> xs, ys(static_cast<size_t>(st.rows()), NAN), ya = ys;
+          matvec_columns(st, x.data(), idx.data(), n, ys.data(), pool, xs);
+          const ColumnOut outs[] = {{&own[0], ya.data()}, {&own[1], ya.data() + r}};
+          matvec_columns(outs, x.data(), idx.data(), n, pool, xs);
+          ASSERT_EQ(0, std::memcmp(ys.data(), ya.data(), ys.size() * sizeof(float)))
+              << isa_name(isa) << " " << threads << " threads, n=" << n;
+          if (first.empty()) first = ys;
+          ASSERT_EQ(0, std::memcmp(ys.data(), first.data(), ys.size() * sizeof(float)))
+              << isa_name(isa) << " " << threads << " threads against 1, n=" << n;
+        }
+        const std::vector<float> wt = copy_as_w(st);
+        std::vector<float> xk;
+        for (const int32_t i : idx) xk.push_back(x[static_cast<size_t>(i)]);
+        const std::vector<double> bound = int8_bound(st, wt, idx.data(), xk.data(), n);
+        const bool int8 = axpy_cols_algo(isa) == ColsAlgo::kInt8;
+        for (int64_t o = 0; o < st.rows(); o += 97) {
+          double ref = 0;
+          for (const int32_t i : idx)
+            ref += static_cast<double>(x[static_cast<size_t>(i)]) *
+                   wt[static_cast<size_t>(o * cols + i)];
+          ASSERT_NEAR(first[static_cast<size_t>(o)], ref,
+                      int8 ? bound[static_cast<size_t>(o)] : 1e-4 * (1 + std::fabs(ref)))
+              << isa_name(isa) << " " << o;
+        }
+      }
+    }
+  }
+  set_active_isa(before);
+}
+
 }  // namespace
 }  // namespace slm::kernels::test
