@@ -79,15 +79,12 @@ template <int kNt, int... kJ>
   (sub_block<kJ, kNt>(blk, q, isum), ...);
 }
 
-// One token decoding multiplies each weight byte once and waits on memory:
-// touching the lines ~1 KiB ahead (a whole super-block, as
-// x86_avx512_packed.cpp's tiles do) keeps the streamer busy.
-[[gnu::always_inline]] inline void prefetch_next(const uint8_t* blk) {
-#pragma GCC unroll 64
-  for (int64_t o = 0; o < kBytes; o += 64)
-    _mm_prefetch(reinterpret_cast<const char*>(blk + kBytes + o), _MM_HINT_T0);
-}
-
+// One token decoding multiplies each weight byte once and waits on memory,
+// yet it does not prefetch: on AMD Zen 4 (family 25 model 17) touching the
+// next super-block (45 lines at once) held this tile to 7.2 GB/s against 12.0
+// without (1 thread, a loaded machine; x86_avx512_tile.h). Taking a chunk's
+// two sub-blocks together, so each qs vector is loaded once and in memory
+// order, measured slower still (7.7 GB/s): the order below stays.
 template <int kNt>
 void tile_q5_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y, int64_t ldy,
                int nr) {
@@ -96,7 +93,6 @@ void tile_q5_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y,
   for (int t = 0; t < kNt; ++t) acc[t] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* blk = group + b * kBytes;
-    if constexpr (kNt == 1) prefetch_next(blk);
     const int8_t* q[kNt];
     __m512i isum[kNt];
 #pragma GCC unroll 8
