@@ -124,10 +124,11 @@ void tile_q4_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y,
 
 // One token (decoding) streams each weight byte once, so the tile's job is to
 // spend few vector ops per byte and to leave the stream to the hardware
-// prefetchers: on AMD Zen 4 (family 25 model 17, bench_kernels decode, 1
-// thread, a loaded machine) prefetching the next super-block as tile_q4_k<1>
-// did cost ~35% (11.9 against 17.9 GB/s); touching it spread over the
-// chunks, or 1 KiB ahead, measured no better than not prefetching. The high
+// prefetchers: on AMD Zen 4 (family 25 model 17; 1 thread, 1 token x 256 MB,
+// a loaded machine) tile_q4_k<1>, which touched the whole next super-block
+// ahead, streamed 11.9 GB/s, the same tile without that 15.6, this one 17.9;
+// spreading the prefetch over the chunks, or 1 KiB ahead, measured no better
+// than none (x86_avx512_tile.h). The high
 // nibbles stay in place (v & 0xF0 = 16 x level: one AND where a shift and an
 // AND were), so the odd sub-blocks' dots come out exactly 16 times too large
 // and their scaled sum is shifted back once per super-block (at most
@@ -139,6 +140,19 @@ void decode_q4_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* 
   constexpr int64_t kBlockBytes = kQs + kPackRows * 128;
   const __m512i low4 = _mm512_set1_epi8(0x0F), high4 = _mm512_set1_epi8(static_cast<char>(0xF0));
   auto block = [&](const uint8_t* blk, int64_t b, __m512* acc) __attribute__((always_inline)) {
+    // The head first (scales, mins: the super-block's first lines), so the
+    // reads go in memory order: 6-11% over reading it after the quants.
+    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk)));
+    const __m512 dmin =
+        _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + kScaleBytes)));
+    const int32_t* corr = act[0].corr + kKCorr * b;
+    __m512i minsum = _mm512_setzero_si512();
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; ++j) {
+      const __m512i m = _mm512_cvtepu8_epi32(
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + kM + 16 * j)));
+      minsum = _mm512_add_epi32(minsum, _mm512_mullo_epi32(m, _mm512_set1_epi32(corr[j])));
+    }
     const int8_t* q = static_cast<const BlockQ8_K*>(act[0].q)[b].qs;
     // isum_even: sum of sc x dot over sub-blocks 2c; isum_odd16: 16 x that over 2c + 1.
     __m512i isum_even = _mm512_setzero_si512(), isum_odd16 = _mm512_setzero_si512();
@@ -161,17 +175,6 @@ void decode_q4_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* 
       isum_odd16 = _mm512_add_epi32(isum_odd16, _mm512_mullo_epi32(s_odd16, sc_odd));
     }
     const __m512i isum = _mm512_add_epi32(isum_even, _mm512_srai_epi32(isum_odd16, 4));
-    const int32_t* corr = act[0].corr + kKCorr * b;
-    __m512i minsum = _mm512_setzero_si512();
-#pragma GCC unroll 8
-    for (int j = 0; j < 8; ++j) {
-      const __m512i m = _mm512_cvtepu8_epi32(
-          _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + kM + 16 * j)));
-      minsum = _mm512_add_epi32(minsum, _mm512_mullo_epi32(m, _mm512_set1_epi32(corr[j])));
-    }
-    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk)));
-    const __m512 dmin =
-        _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + kScaleBytes)));
     const __m512 dy = _mm512_set1_ps(act[0].d[b]);
     acc[0] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(isum), d), dy, acc[0]);
     acc[0] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(minsum), dmin), dy, acc[0]);
@@ -248,10 +251,11 @@ void tile_q6_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y,
   over_blocks<kNt, kBlockBytes>(nb, group, y, ldy, nr, block);
 }
 
-// One token: as decode_q4_k, no prefetch (Zen 4: 10.8 GB/s with the next
-// super-block prefetched, 19.2 without, this tile, 1 thread, a loaded
-// machine), and each word triple's four level vectors go straight into
-// four chains (one per quarter), which also keeps their loads in order.
+// One token: as decode_q4_k, no prefetch, and each word triple's four level
+// vectors go straight into four chains (one per quarter). Zen 4, 1 thread, a
+// loaded machine: tile_q6_k<1> with its whole-block prefetch 10.8 GB/s,
+// without it 14.2, this tile 19.2 (16.8 with the prefetch spread over the
+// block).
 void decode_q6_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y, int64_t ldy,
                  int nr) {
   constexpr int64_t kSc = kScaleBytes, kW = kSc + 16 * kPackRows;

@@ -36,8 +36,9 @@ inline void store_rows(float* y, __m512 v, int nr) {
 // prefetchers keep up, and are left alone. The K-quant decode tiles (a
 // super-block of 2-3 KiB, so a whole block ahead is a burst of 37-53
 // prefetches) do not prefetch: on AMD Zen 4 (family 25 model 17) the burst
-// held Q4_K / Q6_K / Q5_K decoding to 0.55-0.65x of the same tiles without it
-// (x86_avx512_packed.cpp says more).
+// held Q4_K / Q6_K / Q5_K decoding to 0.6-0.75x of the same tiles without it,
+// and spreading it over the block gained nothing over none
+// (x86_avx512_packed.cpp, x86_avx512_packed_q5k.cpp).
 constexpr int64_t kPrefetchBytes = 1024;
 
 template <int64_t kBlockBytes>
