@@ -100,43 +100,47 @@ void tile_q5_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y,
       q[t] = static_cast<const BlockQ8_K*>(act[t].q)[b].qs;
       isum[t] = _mm512_setzero_si512();
     }
-    // The head: row scales, and per token the mins term from the mins as
-    // int16 pairs (m[p]: sub-blocks 2p, 2p + 1) and the token's sub-block sums.
+    // The head: row scales, and the mins as int16 pairs (m[p]: sub-blocks 2p,
+    // 2p + 1) for token t's mins term against its sub-block sums.
     __m512 d, dmin;
-    __m512i minsum[kNt];
+    __m512i m[4];
     auto head = [&]() __attribute__((always_inline)) {
-      __m512i m[4];
 #pragma GCC unroll 4
       for (int p = 0; p < 4; ++p)
         m[p] = _mm512_cvtepu8_epi16(
             _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + kM + 32 * p)));
       d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + kD)));
       dmin = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + kDmin)));
-#pragma GCC unroll 8
-      for (int t = 0; t < kNt; ++t) {
-        const int32_t* corr = act[t].corr + kKCorr * b;
-        minsum[t] = _mm512_setzero_si512();
+    };
+    auto mins_term = [&](int t) __attribute__((always_inline)) {
+      const int32_t* corr = act[t].corr + kKCorr * b;
+      __m512i minsum = _mm512_setzero_si512();
 #pragma GCC unroll 4
-        for (int p = 0; p < 4; ++p) {
-          const uint32_t pair = (static_cast<uint32_t>(corr[2 * p]) & 0xFFFFu) |
-                                static_cast<uint32_t>(corr[2 * p + 1]) << 16;
-          minsum[t] = _mm512_add_epi32(
-              minsum[t], _mm512_madd_epi16(m[p], _mm512_set1_epi32(static_cast<int32_t>(pair))));
-        }
+      for (int p = 0; p < 4; ++p) {
+        const uint32_t pair = (static_cast<uint32_t>(corr[2 * p]) & 0xFFFFu) |
+                              static_cast<uint32_t>(corr[2 * p + 1]) << 16;
+        minsum = _mm512_add_epi32(
+            minsum, _mm512_madd_epi16(m[p], _mm512_set1_epi32(static_cast<int32_t>(pair))));
       }
+      return minsum;
     };
     // One token reads the head (the super-block's first lines) before the
     // quants, so its reads go in memory order: 14.4 against 11.8 GB/s after
     // them (Zen 4, 1 thread). More tokens keep those registers for the
     // sub-blocks.
-    if constexpr (kNt == 1) head();
+    __m512i minsum0;
+    if constexpr (kNt == 1) {
+      head();
+      minsum0 = mins_term(0);
+    }
     sub_blocks<kNt>(blk, q, isum, std::make_integer_sequence<int, 8>{});
     if constexpr (kNt > 1) head();
 #pragma GCC unroll 8
     for (int t = 0; t < kNt; ++t) {
+      const __m512i minsum = kNt == 1 ? minsum0 : mins_term(t);
       const __m512 dy = _mm512_set1_ps(act[t].d[b]);
       acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(isum[t]), d), dy, acc[t]);
-      acc[t] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(minsum[t]), dmin), dy, acc[t]);
+      acc[t] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(minsum), dmin), dy, acc[t]);
     }
   }
   const __mmask16 rows =
