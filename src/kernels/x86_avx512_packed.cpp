@@ -122,7 +122,86 @@ void tile_q4_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y,
   over_blocks<kNt, kBlockBytes>(nb, group, y, ldy, nr, block);
 }
 
+// One token (decoding) streams each weight byte once, so the tile's job is to
+// spend few vector ops per byte and to leave the stream to the hardware
+// prefetchers: on AMD Zen 4 (family 25 model 17; 1 thread, 1 token x 256 MB,
+// a loaded machine) tile_q4_k<1>, which touched the whole next super-block
+// ahead, streamed 11.9 GB/s, the same tile without that 15.6, this one 17.9;
+// spreading the prefetch over the chunks, or 1 KiB ahead, measured no better
+// than none (x86_avx512_tile.h). The high
+// nibbles stay in place (v & 0xF0 = 16 x level: one AND where a shift and an
+// AND were), so the odd sub-blocks' dots come out exactly 16 times too large
+// and their scaled sum is shifted back once per super-block (at most
+// 16 x 4 x 63 x 32 x 15 x 128 < 2^28: no overflow). The sums are the same
+// integers, so the bits are tile_q4_k's.
+void decode_q4_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y, int64_t ldy,
+                 int nr) {
+  constexpr int64_t kSc = 2 * kScaleBytes, kM = kSc + 8 * kPackRows, kQs = kM + 8 * kPackRows;
+  constexpr int64_t kBlockBytes = kQs + kPackRows * 128;
+  const __m512i low4 = _mm512_set1_epi8(0x0F), high4 = _mm512_set1_epi8(static_cast<char>(0xF0));
+  auto block = [&](const uint8_t* blk, int64_t b, __m512* acc) __attribute__((always_inline)) {
+    // The head first (scales, mins: the super-block's first lines), so the
+    // reads go in memory order: 6-11% over reading it after the quants.
+    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk)));
+    const __m512 dmin =
+        _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + kScaleBytes)));
+    const int32_t* corr = act[0].corr + kKCorr * b;
+    __m512i minsum = _mm512_setzero_si512();
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; ++j) {
+      const __m512i m = _mm512_cvtepu8_epi32(
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + kM + 16 * j)));
+      minsum = _mm512_add_epi32(minsum, _mm512_mullo_epi32(m, _mm512_set1_epi32(corr[j])));
+    }
+    const int8_t* q = static_cast<const BlockQ8_K*>(act[0].q)[b].qs;
+    // isum_even: sum of sc x dot over sub-blocks 2c; isum_odd16: 16 x that over 2c + 1.
+    __m512i isum_even = _mm512_setzero_si512(), isum_odd16 = _mm512_setzero_si512();
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; ++c) {
+      const int8_t* qc = q + 64 * c;
+      __m512i s_even = _mm512_setzero_si512(), s_odd16 = _mm512_setzero_si512();
+#pragma GCC unroll 8
+      for (int k = 0; k < 8; ++k) {
+        const __m512i v = _mm512_loadu_si512(blk + kQs + 64 * (8 * c + k));
+        s_even = _mm512_dpbusd_epi32(s_even, _mm512_and_si512(v, low4), bcast_word(qc + 4 * k));
+        s_odd16 =
+            _mm512_dpbusd_epi32(s_odd16, _mm512_and_si512(v, high4), bcast_word(qc + 32 + 4 * k));
+      }
+      const __m512i sc_even = _mm512_cvtepu8_epi32(
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + kSc + 16 * (2 * c))));
+      const __m512i sc_odd = _mm512_cvtepu8_epi32(
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + kSc + 16 * (2 * c + 1))));
+      isum_even = _mm512_add_epi32(isum_even, _mm512_mullo_epi32(s_even, sc_even));
+      isum_odd16 = _mm512_add_epi32(isum_odd16, _mm512_mullo_epi32(s_odd16, sc_odd));
+    }
+    const __m512i isum = _mm512_add_epi32(isum_even, _mm512_srai_epi32(isum_odd16, 4));
+    const __m512 dy = _mm512_set1_ps(act[0].d[b]);
+    acc[0] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(isum), d), dy, acc[0]);
+    acc[0] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(minsum), dmin), dy, acc[0]);
+  };
+  over_blocks<1, kBlockBytes, 1, /*kPrefetch=*/false>(nb, group, y, ldy, nr, block);
+}
+
 // ------------------------------------------------------------------ Q6_K
+// Levels (0..63) of the four quarters from the word triple (A, B, C) at wp
+// (16 rows x 4 elements each; layout in internal.h). The qh bits are masked
+// once into C & 0x33 (quarters 0 and 2) and C & 0xCC (1 and 3), so one 16-bit
+// shift puts a quarter's two bits at bits 4-5 with zeros above them, and one
+// VPTERNLOGD (0xE4: bits where low4 is set from the first operand, the
+// others from the second) joins them to the nibble: 11 ops for 4 vectors
+// where masking each piece took 17.
+[[gnu::always_inline]] inline void q6_levels(const uint8_t* wp, __m512i (&e)[4]) {
+  const __m512i low4 = _mm512_set1_epi8(0x0F), m33 = _mm512_set1_epi8(0x33),
+                mCC = _mm512_set1_epi8(static_cast<char>(0xCC));
+  const __m512i a = _mm512_loadu_si512(wp), bb = _mm512_loadu_si512(wp + 64),
+                c = _mm512_loadu_si512(wp + 128);
+  const __m512i c02 = _mm512_and_si512(c, m33), c13 = _mm512_and_si512(c, mCC);
+  e[0] = _mm512_ternarylogic_epi32(a, _mm512_slli_epi16(c02, 4), low4, 0xE4);
+  e[1] = _mm512_ternarylogic_epi32(bb, _mm512_slli_epi16(c13, 2), low4, 0xE4);
+  e[2] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(a, 4), c02, low4, 0xE4);
+  e[3] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(bb, 4), _mm512_srli_epi16(c13, 2), low4, 0xE4);
+}
+
 // Per half h and word half (4 words = 16 rows x 16 elements of each of 4
 // sub-blocks): 16 unpacked vectors, then per token 4 chains of 4 VPDPBUSD
 // (seeded with the -32 correction) scaled by the int8 sub-block scales.
@@ -131,7 +210,6 @@ void tile_q6_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y,
                int nr) {
   constexpr int64_t kSc = kScaleBytes, kW = kSc + 16 * kPackRows;
   constexpr int64_t kBlockBytes = kW + kPackRows * 192;
-  const __m512i low4 = _mm512_set1_epi8(0x0F), bits45 = _mm512_set1_epi8(0x30);
   auto block = [&](const uint8_t* blk, int64_t b, __m512* acc) __attribute__((always_inline)) {
     __m512i isum[kNt];
     zero_sums(isum);
@@ -141,17 +219,10 @@ void tile_q6_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y,
         __m512i e[4][4];
 #pragma GCC unroll 4
         for (int kk = 0; kk < 4; ++kk) {
-          const uint8_t* wp = blk + kW + ((h * 8 + 4 * half + kk) * 3) * 64;
-          const __m512i a = _mm512_loadu_si512(wp), bb = _mm512_loadu_si512(wp + 64),
-                        c = _mm512_loadu_si512(wp + 128);
-          e[0][kk] = _mm512_or_si512(_mm512_and_si512(a, low4),
-                                     _mm512_and_si512(_mm512_slli_epi16(c, 4), bits45));
-          e[1][kk] = _mm512_or_si512(_mm512_and_si512(bb, low4),
-                                     _mm512_and_si512(_mm512_slli_epi16(c, 2), bits45));
-          e[2][kk] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(a, 4), low4),
-                                     _mm512_and_si512(c, bits45));
-          e[3][kk] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(bb, 4), low4),
-                                     _mm512_and_si512(_mm512_srli_epi16(c, 2), bits45));
+          __m512i lv[4];
+          q6_levels(blk + kW + ((h * 8 + 4 * half + kk) * 3) * 64, lv);
+#pragma GCC unroll 4
+          for (int quarter = 0; quarter < 4; ++quarter) e[quarter][kk] = lv[quarter];
         }
 #pragma GCC unroll 4
         for (int t = 0; t < kNt; ++t) {
@@ -178,6 +249,52 @@ void tile_q6_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y,
                                _mm512_set1_ps(act[t].d[b]), acc[t]);
   };
   over_blocks<kNt, kBlockBytes>(nb, group, y, ldy, nr, block);
+}
+
+// One token: as decode_q4_k, no prefetch, and each word triple's four level
+// vectors go straight into four chains (one per quarter). Zen 4, 1 thread, a
+// loaded machine: tile_q6_k<1> with its whole-block prefetch 10.8 GB/s,
+// without it 14.2, this tile 19.2 (16.8 with the prefetch spread over the
+// block).
+void decode_q6_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y, int64_t ldy,
+                 int nr) {
+  constexpr int64_t kSc = kScaleBytes, kW = kSc + 16 * kPackRows;
+  constexpr int64_t kBlockBytes = kW + kPackRows * 192;
+  auto block = [&](const uint8_t* blk, int64_t b, __m512* acc) __attribute__((always_inline)) {
+    const int32_t* corr = act[0].corr + kKCorr * b;
+    __m512i isum = _mm512_setzero_si512();
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; ++h) {
+#pragma GCC unroll 2
+      for (int half = 0; half < 2; ++half) {
+        const int8_t* q = static_cast<const BlockQ8_K*>(act[0].q)[b].qs + 128 * h + 16 * half;
+        // dot[quarter]: sub-block 8h + 2 quarter + half, seeded with its -32 correction.
+        __m512i dot[4];
+#pragma GCC unroll 4
+        for (int quarter = 0; quarter < 4; ++quarter)
+          dot[quarter] = _mm512_set1_epi32(corr[8 * h + 2 * quarter + half]);
+#pragma GCC unroll 4
+        for (int kk = 0; kk < 4; ++kk) {
+          __m512i lv[4];
+          q6_levels(blk + kW + ((h * 8 + 4 * half + kk) * 3) * 64, lv);
+#pragma GCC unroll 4
+          for (int quarter = 0; quarter < 4; ++quarter)
+            dot[quarter] =
+                _mm512_dpbusd_epi32(dot[quarter], lv[quarter], bcast_word(q + 32 * quarter + 4 * kk));
+        }
+#pragma GCC unroll 4
+        for (int quarter = 0; quarter < 4; ++quarter) {
+          const __m512i sc = _mm512_cvtepi8_epi32(_mm_loadu_si128(
+              reinterpret_cast<const __m128i*>(blk + kSc + 16 * (8 * h + 2 * quarter + half))));
+          isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(dot[quarter], sc));
+        }
+      }
+    }
+    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk)));
+    acc[0] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(isum), d),
+                             _mm512_set1_ps(act[0].d[b]), acc[0]);
+  };
+  over_blocks<1, kBlockBytes, 1, /*kPrefetch=*/false>(nb, group, y, ldy, nr, block);
 }
 
 // ------------------------------------------------------------------ F16
@@ -211,7 +328,8 @@ void tile_f16(int64_t nb, const uint8_t* group, const PackedAct* act, float* y, 
 
 // Full tiles of 8 tokens (prompts) or 1 (decoding) are the hot shapes; the
 // rest cover prompt tails. The K-quant tiles take at most 4 tokens a pass
-// (their unpacked chunk fills the registers).
+// (their unpacked chunk fills the registers); one token takes their decode
+// tiles.
 template <DType kType>
 void tile_any(int64_t nb, const uint8_t* group, const PackedAct* act, int nt, float* y, int64_t ldy,
               int nr) {
@@ -219,8 +337,12 @@ void tile_any(int64_t nb, const uint8_t* group, const PackedAct* act, int nt, fl
     constexpr int kNt = decltype(count)::value;
     const PackedAct* a = act + t0;
     float* yt = y + t0 * ldy;
-    if constexpr (kType == DType::Q4_K)
+    if constexpr (kType == DType::Q4_K && kNt == 1)
+      decode_q4_k(nb, group, a, yt, ldy, nr);
+    else if constexpr (kType == DType::Q4_K)
       tile_q4_k<kNt>(nb, group, a, yt, ldy, nr);
+    else if constexpr (kType == DType::Q6_K && kNt == 1)
+      decode_q6_k(nb, group, a, yt, ldy, nr);
     else if constexpr (kType == DType::Q6_K)
       tile_q6_k<kNt>(nb, group, a, yt, ldy, nr);
     else if constexpr (kType == DType::F16)

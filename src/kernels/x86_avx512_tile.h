@@ -33,7 +33,12 @@ inline void store_rows(float* y, __m512 v, int nr) {
 // Q4_0 / Q8_0 / Q4_K / F16 decode by 5-10% in bench_kernels (Q6_K: no
 // change). Prefetches never fault, so running past the end of the matrix is
 // harmless. Prompt tiles do enough arithmetic per byte that the hardware
-// prefetchers keep up, and are left alone.
+// prefetchers keep up, and are left alone. The K-quant decode tiles (a
+// super-block of 2-3 KiB, so a whole block ahead is a burst of 37-53
+// prefetches) do not prefetch: on AMD Zen 4 (family 25 model 17) the burst
+// held Q4_K / Q6_K / Q5_K decoding to 0.6-0.75x of the same tiles without it,
+// and spreading it over the block gained nothing over none
+// (x86_avx512_packed.cpp, x86_avx512_packed_q5k.cpp).
 constexpr int64_t kPrefetchBytes = 1024;
 
 template <int64_t kBlockBytes>
@@ -47,16 +52,17 @@ template <int64_t kBlockBytes>
 // The frame every tile shares: kChains float chains per token (16 rows in
 // lanes; chain c of token t is acc[c * kNt + t]), block_fn(blk, b, acc) once
 // per block of the group, then the chains' sum stored for the nr valid rows.
-// Always inlined with the tile's lambda, so each tile compiles to the loop
-// it would be written out (the chains stay in registers).
-template <int kNt, int64_t kBlockBytes, int kChains = 1, typename BlockFn>
+// One token prefetches ahead unless kPrefetch is false. Always inlined with
+// the tile's lambda, so each tile compiles to the loop it would be written
+// out (the chains stay in registers).
+template <int kNt, int64_t kBlockBytes, int kChains = 1, bool kPrefetch = true, typename BlockFn>
 [[gnu::always_inline]] inline void over_blocks(int64_t nb, const uint8_t* group, float* y,
                                                int64_t ldy, int nr, const BlockFn& block_fn) {
   __m512 acc[kChains * kNt];
 #pragma GCC unroll 16
   for (int i = 0; i < kChains * kNt; ++i) acc[i] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
-    if constexpr (kNt == 1) prefetch_ahead<kBlockBytes>(group + b * kBlockBytes);
+    if constexpr (kNt == 1 && kPrefetch) prefetch_ahead<kBlockBytes>(group + b * kBlockBytes);
     block_fn(group + b * kBlockBytes, b, acc);
   }
 #pragma GCC unroll 8
