@@ -4,7 +4,6 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
-#include <new>
 
 #include "base/check.h"
 #include "base/fp16.h"
@@ -215,8 +214,7 @@ ColumnMatrix ColumnMatrix::build(std::span<const Part> parts, int64_t cols) {
   m.row_bytes_ =
       static_cast<size_t>(slm::row_bytes(ctype, rows));  // the file's bytes: 2 + quants per block
   m.size_ = m.row_bytes_ * static_cast<size_t>(cols);
-  m.bytes_.reset(allocate_packed(m.size_));
-  if (m.bytes_ == nullptr) throw std::bad_alloc();  // every byte is written below
+  m.bytes_ = allocate_packed(m.size_);  // every byte is written below
   const TypeTraits& dst = traits(Isa::kScalar, ctype);
   const size_t qb = column_quant_bytes(ctype);
   // 32 source rows at a time: dequantized [32][cols], then each column's 32
@@ -243,10 +241,6 @@ ColumnMatrix ColumnMatrix::build(std::span<const Part> parts, int64_t cols) {
     }
   }
   return m;
-}
-
-void ColumnMatrix::Free::operator()(uint8_t* p) const {
-  std::free(p);
 }
 
 void ColumnMatrix::dequantize_row(int64_t i, float* out) const {

@@ -278,8 +278,8 @@ const TypeTable& isa_table(Isa isa);
 int64_t packed_block_bytes(DType t);
 // Storage for a weight that decoding streams (PackedMatrix, ColumnMatrix):
 // 64-byte aligned, 2 MiB aligned on transparent huge pages from 2 MiB up
-// (packed.cpp says why); freed with std::free; null when out of memory.
-uint8_t* allocate_packed(size_t size);
+// (packed.cpp says why); throws std::bad_alloc when out of memory.
+StreamBytes allocate_packed(size_t size);
 constexpr bool packed_is_k(DType t) {
   return t == DType::Q4_K || t == DType::Q6_K || t == DType::Q3_K || t == DType::Q2_K ||
          t == DType::Q5_K;

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <span>
 #include <string_view>
@@ -217,6 +218,14 @@ void matmul(DType wtype, const void* w, int64_t rows, int64_t cols, const float*
 
 namespace slm::kernels {
 
+// The bytes of a weight copy that decoding streams (PackedMatrix,
+// ColumnMatrix, RowMatrix), from allocate_packed (internal.h): aligned_alloc
+// memory, so std::free.
+struct StreamBytesFree {
+  void operator()(uint8_t* p) const { std::free(p); }
+};
+using StreamBytes = std::unique_ptr<uint8_t[], StreamBytesFree>;
+
 // A weight matrix re-laid out once at load time for tile kernels (layout in
 // internal.h: kPackRows rows interleaved per block, scales kept as fp16, so
 // it takes the same bytes as the source (Q4_K: 148 bytes per 256 elements
@@ -249,13 +258,10 @@ class PackedMatrix {
   void dequantize_stripe(int64_t r, int64_t c0, int64_t nc, float* dst) const;
 
  private:
-  struct Free {
-    void operator()(uint8_t* p) const;
-  };
   DType type_ = DType::F32;
   int64_t rows_ = 0, cols_ = 0;
   size_t size_ = 0;
-  std::unique_ptr<uint8_t[], Free> bytes_;
+  StreamBytes bytes_;
 };
 
 // matmul over a packed matrix: y[t * rows + r] as in the plain overload.
@@ -327,14 +333,11 @@ class ColumnMatrix {
   const uint8_t* data() const { return bytes_.get(); }
 
  private:
-  struct Free {
-    void operator()(uint8_t* p) const;
-  };
   DType type_ = DType::Q8_0;
   int64_t rows_ = 0, cols_ = 0;
   size_t row_bytes_ = 0, size_ = 0;
   // On huge pages like PackedMatrix's (decoding streams the kept rows).
-  std::unique_ptr<uint8_t[], Free> bytes_;
+  StreamBytes bytes_;
 };
 
 // y[r] = sum over k < n of x[idx[k]] * W[r][idx[k]] for r < rows: the
@@ -389,13 +392,10 @@ class RowMatrix {
   const uint8_t* data() const { return bytes_.get(); }
 
  private:
-  struct Free {
-    void operator()(uint8_t* p) const;
-  };
   DType type_ = DType::F32;
   int64_t rows_ = 0, cols_ = 0;
   size_t row_bytes_ = 0, size_ = 0;
-  std::unique_ptr<uint8_t[], Free> bytes_;
+  StreamBytes bytes_;
 };
 
 // y[idx[k]] = dot(W row idx[k], x) for k < n, one row x [cols]; y's other

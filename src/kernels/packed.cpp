@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <new>
 #if defined(__linux__)
 #include <sys/mman.h>
 #endif
@@ -114,13 +115,18 @@ constexpr size_t kHugePage = size_t{2} << 20;
 // with huge pages (bench_kernels decode). Only 2 MiB ranges that lie wholly
 // inside the allocation become huge, so the tail costs no extra memory; where
 // the kernel refuses (THP off), the pages stay small and nothing else changes.
-uint8_t* allocate_packed(size_t size) {
+StreamBytes allocate_packed(size_t size) {
   const size_t bytes = (size + 63) / 64 * 64;
-  if (bytes < kHugePage) return static_cast<uint8_t*>(std::aligned_alloc(64, bytes));
+  if (bytes < kHugePage) {
+    StreamBytes p(static_cast<uint8_t*>(std::aligned_alloc(64, bytes)));
+    if (p == nullptr) throw std::bad_alloc();
+    return p;
+  }
   const size_t rounded = (bytes + 4095) / 4096 * 4096;  // whole pages for madvise
-  auto* p = static_cast<uint8_t*>(std::aligned_alloc(kHugePage, rounded));
+  StreamBytes p(static_cast<uint8_t*>(std::aligned_alloc(kHugePage, rounded)));
+  if (p == nullptr) throw std::bad_alloc();
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
-  if (p != nullptr) madvise(p, rounded, MADV_HUGEPAGE);  // advice only: failure is harmless
+  madvise(p.get(), rounded, MADV_HUGEPAGE);  // advice only: failure is harmless
 #endif
   return p;
 }
@@ -325,10 +331,6 @@ void fill_scalar_packed(TypeTable& table) {
   fill_scalar_packed_k23(table);
 }
 
-void PackedMatrix::Free::operator()(uint8_t* p) const {
-  std::free(p);
-}
-
 bool PackedMatrix::has_layout(DType wtype) {
   return packed_block_bytes(wtype) != 0;
 }
@@ -348,7 +350,7 @@ PackedMatrix PackedMatrix::pack(DType wtype, const void* w, int64_t rows, int64_
   m.rows_ = rows;
   m.cols_ = cols;
   m.size_ = group_bytes * static_cast<size_t>(n_groups);
-  m.bytes_.reset(allocate_packed(m.size_));
+  m.bytes_ = allocate_packed(m.size_);
   const size_t src_row = static_cast<size_t>(row_bytes(wtype, cols));
   const auto* src = static_cast<const uint8_t*>(w);
   for (int64_t g = 0; g < n_groups; ++g) {

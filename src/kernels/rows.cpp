@@ -9,7 +9,6 @@
 // a cut row is a run of lines not read.
 #include <algorithm>
 #include <cstring>
-#include <new>
 
 #include "base/check.h"
 #include "base/thread_pool.h"
@@ -43,14 +42,9 @@ RowMatrix RowMatrix::copy(DType wtype, const void* w, int64_t rows, int64_t cols
   m.cols_ = cols;
   m.row_bytes_ = static_cast<size_t>(slm::row_bytes(wtype, cols));
   m.size_ = m.row_bytes_ * static_cast<size_t>(rows);
-  m.bytes_.reset(allocate_packed(m.size_));
-  if (m.bytes_ == nullptr) throw std::bad_alloc();
+  m.bytes_ = allocate_packed(m.size_);
   std::memcpy(m.bytes_.get(), w, m.size_);
   return m;
-}
-
-void RowMatrix::Free::operator()(uint8_t* p) const {
-  std::free(p);
 }
 
 void matvec_rows(const RowMatrix& w, const float* x, const int32_t* idx, int64_t n, float* y,

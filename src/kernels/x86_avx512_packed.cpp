@@ -67,6 +67,20 @@ void tile(int64_t nb, const uint8_t* group, const PackedAct* act, float* y, int6
 // (rows in lanes), scaled by the rows' 6-bit scales with VPMULLD, and the
 // mins term from the activation's sub-block sums. Tokens go in passes of
 // kNt <= 4 so a chunk's 16 unpacked weight vectors stay in registers.
+// Per row (lane): sum over the 8 sub-blocks j of min[j] x corr[j], the
+// integer part of a Q4_K super-block's mins term for one token (mins: the
+// group's [8][16] bytes, corr: the token's 8 sub-block sums).
+[[gnu::always_inline]] inline __m512i q4_k_minsum(const uint8_t* mins, const int32_t* corr) {
+  __m512i minsum = _mm512_setzero_si512();
+#pragma GCC unroll 8
+  for (int j = 0; j < 8; ++j) {
+    const __m512i m =
+        _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(mins + 16 * j)));
+    minsum = _mm512_add_epi32(minsum, _mm512_mullo_epi32(m, _mm512_set1_epi32(corr[j])));
+  }
+  return minsum;
+}
+
 template <int kNt>
 void tile_q4_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y, int64_t ldy,
                int nr) {
@@ -107,13 +121,7 @@ void tile_q4_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y,
 #pragma GCC unroll 4
     for (int t = 0; t < kNt; ++t) {
       const int32_t* corr = act[t].corr + kKCorr * b;
-      __m512i minsum = _mm512_setzero_si512();
-#pragma GCC unroll 8
-      for (int j = 0; j < 8; ++j) {
-        const __m512i m = _mm512_cvtepu8_epi32(
-            _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + kM + 16 * j)));
-        minsum = _mm512_add_epi32(minsum, _mm512_mullo_epi32(m, _mm512_set1_epi32(corr[j])));
-      }
+      const __m512i minsum = q4_k_minsum(blk + kM, corr);
       const __m512 dy = _mm512_set1_ps(act[t].d[b]);
       acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(isum[t]), d), dy, acc[t]);
       acc[t] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(minsum), dmin), dy, acc[t]);
@@ -128,9 +136,9 @@ void tile_q4_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y,
 // a loaded machine) tile_q4_k<1>, which touched the whole next super-block
 // ahead, streamed 11.9 GB/s, the same tile without that 15.6, this one 17.9;
 // spreading the prefetch over the chunks, or 1 KiB ahead, measured no better
-// than none (x86_avx512_tile.h). The high
-// nibbles stay in place (v & 0xF0 = 16 x level: one AND where a shift and an
-// AND were), so the odd sub-blocks' dots come out exactly 16 times too large
+// than none (x86_avx512_tile.h). The high nibbles stay in place (v & 0xF0 =
+// 16 x level: one AND where a shift and an AND were), so the odd
+// sub-blocks' dots come out exactly 16 times too large
 // and their scaled sum is shifted back once per super-block (at most
 // 16 x 4 x 63 x 32 x 15 x 128 < 2^28: no overflow). The sums are the same
 // integers, so the bits are tile_q4_k's.
@@ -146,13 +154,7 @@ void decode_q4_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* 
     const __m512 dmin =
         _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + kScaleBytes)));
     const int32_t* corr = act[0].corr + kKCorr * b;
-    __m512i minsum = _mm512_setzero_si512();
-#pragma GCC unroll 8
-    for (int j = 0; j < 8; ++j) {
-      const __m512i m = _mm512_cvtepu8_epi32(
-          _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + kM + 16 * j)));
-      minsum = _mm512_add_epi32(minsum, _mm512_mullo_epi32(m, _mm512_set1_epi32(corr[j])));
-    }
+    const __m512i minsum = q4_k_minsum(blk + kM, corr);
     const int8_t* q = static_cast<const BlockQ8_K*>(act[0].q)[b].qs;
     // isum_even: sum of sc x dot over sub-blocks 2c; isum_odd16: 16 x that over 2c + 1.
     __m512i isum_even = _mm512_setzero_si512(), isum_odd16 = _mm512_setzero_si512();
