@@ -273,12 +273,16 @@ void sum_part(const ColumnOut& o, float* y, int64_t b0, int64_t b1, const int32_
   }
 }
 
-// A copy whose kept-input runs are this short (TinyLlama's o and down: 1152
-// B; Qwen2.5-0.5B's stacked q/k/v: 648 B) is split between the threads by
-// kept inputs, so each thread streams whole runs; cut by outputs, each
-// thread read half of every run, short strided pieces the prefetchers
-// follow badly. Longer runs (gate/up, the head) are cut by outputs.
-constexpr size_t kInputSplitMaxRunBytes = 4096;
+// A copy whose kept-input runs are this short (every q/k/v, o, gate/up and
+// down copy of TinyLlama and Qwen2.5-0.5B, stacked or not, in Q4_0 and Q8_0:
+// 504 B to 12 KB) is split between the threads by kept inputs, so each thread
+// streams whole runs; cut by outputs, each thread read a piece of every run,
+// short strided pieces the prefetchers follow badly (a 4 KiB bound left the
+// stacked gate/up copies, 5.5-12 KB runs, cut by outputs: Qwen2.5-0.5B Q4_0
+// at 0.5 decoded 91 tok/s at 2 threads, 109 split by inputs). The partial
+// sums cost (parts - 1) x rows floats, which this bound keeps within L2
+// (Q8_0: 61,680 rows); longer runs (Qwen's head, 161 KB) are cut by outputs.
+constexpr size_t kInputSplitMaxRunBytes = 65536;
 // The kept inputs fall into parts_of(n) parts of at least kMinPartInputs
 // (at most kMaxParts), each summed from zero and the parts then added in
 // order. The parts depend on n alone, so every split gives the same bits;

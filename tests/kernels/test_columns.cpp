@@ -399,16 +399,19 @@ TEST(Columns, StackedCopyEqualsEachPartsOwnCopy) {
   set_active_isa(before);
 }
 
-// Enough kept inputs for four parts (kept counts from 256) and outputs for
-// several claimed ranges: a stacked copy with long runs (cut by outputs at
-// two threads and more) gives each part's outputs of its own short-run
-// copies (cut by kept inputs), bit for bit, at 1, 2 and 3 threads, and
-// within the int8 bound (or float rounding) of a float64 reference.
+// Enough kept inputs for up to four parts (kept counts from 256) and outputs
+// for several claimed ranges: a stacked copy gives each part's outputs of
+// its own copies, bit for bit, at 1, 2 and 3 threads, and within the int8
+// bound (or float rounding) of a float64 reference. Runs up to 64 KiB are
+// cut by kept inputs at two threads and more (columns.cpp
+// kInputSplitMaxRunBytes), longer ones by outputs: Q4_0 has both copies cut
+// by inputs (2304 / 4608-byte runs, four parts), Q8_0 its own copies by
+// inputs (34,816 B) and the stacked one by outputs (69,632 B, three parts).
 TEST(Columns, ManyKeptInputsSameBitsAnySplit) {
   const Isa before = active_isa();
-  const int64_t cols = 512, rows = 4096;  // Q4_0: 2304-byte runs, 4608 stacked
+  constexpr size_t kSplitBound = 65536;
   for (const DType t : {DType::Q4_0, DType::Q8_0}) {
-    const int64_t r = t == DType::Q8_0 ? rows / 2 : rows;  // Q8_0: 2176 / 4352 bytes
+    const int64_t cols = t == DType::Q8_0 ? 256 : 512, r = t == DType::Q8_0 ? 32768 : 4096;
     std::vector<std::vector<uint8_t>> ws;
     std::vector<ColumnMatrix> own;
     std::vector<ColumnMatrix::Part> parts;
@@ -418,8 +421,8 @@ TEST(Columns, ManyKeptInputsSameBitsAnySplit) {
       parts.push_back({t, ws.back().data(), r});
     }
     const ColumnMatrix st = ColumnMatrix::build(parts, cols);
-    ASSERT_LE(own[0].row_bytes(), 4096u);
-    ASSERT_GT(st.row_bytes(), 4096u);
+    ASSERT_LE(own[0].row_bytes(), kSplitBound);
+    ASSERT_EQ(st.row_bytes() > kSplitBound, t == DType::Q8_0);
     for (const double keep : {0.3, 0.6, 0.95}) {  // 4 parts from 256 kept
       const std::vector<float> x = random_floats(cols, 90);
       std::vector<int32_t> idx;
