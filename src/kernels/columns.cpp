@@ -273,16 +273,6 @@ void sum_part(const ColumnOut& o, float* y, int64_t b0, int64_t b1, const int32_
   }
 }
 
-// A copy whose kept-input runs are this short (every q/k/v, o, gate/up and
-// down copy of TinyLlama and Qwen2.5-0.5B, stacked or not, in Q4_0 and Q8_0:
-// 504 B to 12 KB) is split between the threads by kept inputs, so each thread
-// streams whole runs; cut by outputs, each thread read a piece of every run,
-// short strided pieces the prefetchers follow badly (a 4 KiB bound left the
-// stacked gate/up copies, 5.5-12 KB runs, cut by outputs: Qwen2.5-0.5B Q4_0
-// at 0.5 decoded 91 tok/s at 2 threads, 109 split by inputs). The partial
-// sums cost (parts - 1) x rows floats, which this bound keeps within L2
-// (Q8_0: 61,680 rows); longer runs (Qwen's head, 161 KB) are cut by outputs.
-constexpr size_t kInputSplitMaxRunBytes = 65536;
 // The kept inputs fall into parts_of(n) parts of at least kMinPartInputs
 // (at most kMaxParts), each summed from zero and the parts then added in
 // order. The parts depend on n alone, so every split gives the same bits;
@@ -336,7 +326,7 @@ void matvec_columns(std::span<const ColumnOut> outs, const float* x, const int32
   const bool split_inputs =
       n_parts > 1 && pool.size() > 1 && static_cast<int64_t>(outs.size()) * n_parts < kMaxTasks;
   auto by_inputs = [&](const ColumnOut& o) {
-    return split_inputs && o.w->row_bytes() <= kInputSplitMaxRunBytes;
+    return split_inputs && o.w->row_bytes() <= kColumnsInputSplitMaxRunBytes;
   };
   // Tasks: (out, part) for the short-run outs; global block ranges [g0, g1)
   // over the other outs' blocks laid end to end (out = -1).

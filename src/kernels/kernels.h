@@ -359,10 +359,6 @@ struct ColumnOut {
 void matvec_columns(std::span<const ColumnOut> outs, const float* x, const int32_t* idx, int64_t n,
                     ThreadPool& pool, std::vector<float>& xs);
 
-}  // namespace slm::kernels
-
-namespace slm::kernels {
-
 // A weight W [rows][cols] copied in the file's own row-major layout (rows
 // row_bytes(type, cols) apart, the source's type and bits), for decoding
 // that needs only some of W's outputs (CATS: the rows of up whose gate

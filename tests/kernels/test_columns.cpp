@@ -12,6 +12,7 @@
 
 #include "base/cpu.h"
 #include "base/thread_pool.h"
+#include "kernels/internal.h"
 #include "kernels/kernel_test_util.h"
 
 namespace slm::kernels::test {
@@ -118,6 +119,28 @@ std::vector<double> int8_bound(const ColumnMatrix& m, const std::vector<float>& 
     bound[static_cast<size_t>(r)] += 1e-5 * slack;
   }
   return bound;
+}
+
+// got's outputs 0, step, 2 step, ... against a float64 product of W (wt =
+// copy_as_w(m)) with x over idx: the int8 kernels within their stated
+// bound, the float ones within float rounding (isa's algorithm).
+void expect_near_float64(const ColumnMatrix& m, const std::vector<float>& wt,
+                         const std::vector<float>& x, const std::vector<int32_t>& idx,
+                         const std::vector<float>& got, Isa isa, int64_t step) {
+  std::vector<float> xk;
+  for (const int32_t i : idx) xk.push_back(x[static_cast<size_t>(i)]);
+  const std::vector<double> bound =
+      int8_bound(m, wt, idx.data(), xk.data(), static_cast<int64_t>(idx.size()));
+  const bool int8 = axpy_cols_algo(isa) == ColsAlgo::kInt8;
+  const int64_t cols = m.cols();
+  for (int64_t r = 0; r < m.rows(); r += step) {
+    double ref = 0;
+    for (const int32_t i : idx)
+      ref += static_cast<double>(x[static_cast<size_t>(i)]) * wt[static_cast<size_t>(r * cols + i)];
+    ASSERT_NEAR(got[static_cast<size_t>(r)], ref,
+                int8 ? bound[static_cast<size_t>(r)] : 1e-4 * (1 + std::fabs(ref)))
+        << isa_name(isa) << " " << r;
+  }
 }
 
 // Kept inputs for the kernel tests: n distinct columns of 64 in a scattered
@@ -270,22 +293,7 @@ TEST(Columns, MatvecOverSubsetMatchesReference) {
       matvec_columns(m, x.data(), idx.data(), static_cast<int64_t>(idx.size()), y1.data(), p1, xs);
       matvec_columns(m, x.data(), idx.data(), static_cast<int64_t>(idx.size()), y3.data(), p3, xs);
       EXPECT_EQ(y1, y3) << isa_name(isa);
-      // The int8 kernels within their stated bound, the float ones within
-      // float rounding.
-      std::vector<float> xk;
-      for (const int32_t i : idx) xk.push_back(x[static_cast<size_t>(i)]);
-      const std::vector<double> bound =
-          int8_bound(m, wt, idx.data(), xk.data(), static_cast<int64_t>(idx.size()));
-      const bool int8 = axpy_cols_algo(isa) == ColsAlgo::kInt8;
-      for (int64_t r = 0; r < rows; ++r) {
-        double ref = 0;
-        for (const int32_t i : idx)
-          ref += static_cast<double>(x[static_cast<size_t>(i)]) *
-                 wt[static_cast<size_t>(r * cols + i)];
-        ASSERT_NEAR(y1[static_cast<size_t>(r)], ref,
-                    int8 ? bound[static_cast<size_t>(r)] : 1e-4 * (1 + std::fabs(ref)))
-            << isa_name(isa) << " " << r;
-      }
+      ASSERT_NO_FATAL_FAILURE(expect_near_float64(m, wt, x, idx, y1, isa, 1));
     }
   }
   set_active_isa(before);
@@ -403,13 +411,12 @@ TEST(Columns, StackedCopyEqualsEachPartsOwnCopy) {
 // for several claimed ranges: a stacked copy gives each part's outputs of
 // its own copies, bit for bit, at 1, 2 and 3 threads, and within the int8
 // bound (or float rounding) of a float64 reference. Runs up to 64 KiB are
-// cut by kept inputs at two threads and more (columns.cpp
-// kInputSplitMaxRunBytes), longer ones by outputs: Q4_0 has both copies cut
+// cut by kept inputs at two threads and more (internal.h
+// kColumnsInputSplitMaxRunBytes), longer ones by outputs: Q4_0 has both copies cut
 // by inputs (2304 / 4608-byte runs, four parts), Q8_0 its own copies by
 // inputs (34,816 B) and the stacked one by outputs (69,632 B, three parts).
 TEST(Columns, ManyKeptInputsSameBitsAnySplit) {
   const Isa before = active_isa();
-  constexpr size_t kSplitBound = 65536;
   for (const DType t : {DType::Q4_0, DType::Q8_0}) {
     const int64_t cols = t == DType::Q8_0 ? 256 : 512, r = t == DType::Q8_0 ? 32768 : 4096;
     std::vector<std::vector<uint8_t>> ws;
@@ -421,8 +428,9 @@ TEST(Columns, ManyKeptInputsSameBitsAnySplit) {
       parts.push_back({t, ws.back().data(), r});
     }
     const ColumnMatrix st = ColumnMatrix::build(parts, cols);
-    ASSERT_LE(own[0].row_bytes(), kSplitBound);
-    ASSERT_EQ(st.row_bytes() > kSplitBound, t == DType::Q8_0);
+    ASSERT_LE(own[0].row_bytes(), kColumnsInputSplitMaxRunBytes);
+    ASSERT_EQ(st.row_bytes() > kColumnsInputSplitMaxRunBytes, t == DType::Q8_0);
+    const std::vector<float> wt = copy_as_w(st);
     for (const double keep : {0.3, 0.6, 0.95}) {  // 4 parts from 256 kept
       const std::vector<float> x = random_floats(cols, 90);
       std::vector<int32_t> idx;
@@ -444,20 +452,7 @@ TEST(Columns, ManyKeptInputsSameBitsAnySplit) {
           ASSERT_EQ(0, std::memcmp(ys.data(), first.data(), ys.size() * sizeof(float)))
               << isa_name(isa) << " " << threads << " threads against 1, n=" << n;
         }
-        const std::vector<float> wt = copy_as_w(st);
-        std::vector<float> xk;
-        for (const int32_t i : idx) xk.push_back(x[static_cast<size_t>(i)]);
-        const std::vector<double> bound = int8_bound(st, wt, idx.data(), xk.data(), n);
-        const bool int8 = axpy_cols_algo(isa) == ColsAlgo::kInt8;
-        for (int64_t o = 0; o < st.rows(); o += 97) {
-          double ref = 0;
-          for (const int32_t i : idx)
-            ref += static_cast<double>(x[static_cast<size_t>(i)]) *
-                   wt[static_cast<size_t>(o * cols + i)];
-          ASSERT_NEAR(first[static_cast<size_t>(o)], ref,
-                      int8 ? bound[static_cast<size_t>(o)] : 1e-4 * (1 + std::fabs(ref)))
-              << isa_name(isa) << " " << o;
-        }
+        ASSERT_NO_FATAL_FAILURE(expect_near_float64(st, wt, x, idx, first, isa, 97));
       }
     }
   }
