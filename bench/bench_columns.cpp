@@ -11,7 +11,7 @@
 // gate alone (its column copy over the kept inputs, or dense), then up at a
 // random share `kept` of its rows from its row copy (kernels::matvec_rows).
 // Usage: bench_columns [shape=tinyllama|qwen] [type=Q4_0] [kept=0.5] [threads=1] [reps=20]
-//                      [MB=96 of dense weights cycled through]
+//                      [MB=96 of dense weights cycled through] [pattern=random|prefix|even|blockN]
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -63,6 +63,24 @@ struct Layer {
   kernels::RowMatrix up_rows;               // gate/up: up's row copy
 };
 
+// Whether input c of cols is kept, by pattern: random (each with
+// probability `kept`: what pruning's masks look like to the memory), prefix
+// (the first kept * cols: one contiguous stretch of runs), even (evenly
+// spaced: the same count, every gap alike), blockN (N kept, N skipped, in
+// turn: kept 1/2 with gaps of N runs). The same count at different gaps
+// tells what the skipped runs between kept ones cost (the prefetchers'
+// reads past a run's end; the cache lines two runs share).
+template <typename Uniform>
+bool keeps(const std::string& pattern, int64_t c, int64_t cols, double kept, Uniform&& u) {
+  if (pattern == "prefix") return c < static_cast<int64_t>(kept * static_cast<double>(cols));
+  if (pattern == "even")
+    return static_cast<int64_t>(static_cast<double>(c + 1) * kept) >
+           static_cast<int64_t>(static_cast<double>(c) * kept);
+  if (pattern.rfind("block", 0) == 0)
+    return (c / std::max(1, std::atoi(pattern.c_str() + 5))) % 2 == 0;
+  return u() < kept;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -73,6 +91,13 @@ int main(int argc, char** argv) {
   const int reps = argc > 5 ? std::atoi(argv[5]) : 20;
   // Dense bytes of the layers called in turn (6 MB: they stay in L3).
   const double mbytes = argc > 6 ? std::atof(argv[6]) : 96;
+  const std::string pattern = argc > 7 ? argv[7] : "random";
+  if (pattern != "random" && pattern != "prefix" && pattern != "even" &&
+      !(pattern.rfind("block", 0) == 0 && std::atoi(pattern.c_str() + 5) > 0)) {
+    std::fprintf(stderr, "bench_columns: pattern must be random, prefix, even or blockN, not %s\n",
+                 pattern.c_str());
+    return 2;
+  }
   DType t = DType::Q4_0;
   if (type_name == "Q8_0") t = DType::Q8_0;
   if (type_name == "Q5_0") t = DType::Q5_0;
@@ -120,7 +145,8 @@ int main(int argc, char** argv) {
     std::vector<int32_t> idx;
     std::uniform_real_distribution<double> u(0, 1);
     for (int64_t c = 0; c < g.cols; ++c)
-      if (u(rng) < kept) idx.push_back(static_cast<int32_t>(c));
+      if (keeps(pattern, c, g.cols, kept, [&] { return u(rng); }))
+        idx.push_back(static_cast<int32_t>(c));
     std::vector<int32_t> up_idx;  // CATS: the rows of up whose gate survived
     if (cats)
       for (int64_t r = 0; r < g.rows[1]; ++r)

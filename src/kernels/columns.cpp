@@ -179,7 +179,13 @@ bool ColumnMatrix::supports(DType wtype, int64_t rows) {
 // the kernel alone, at 50% kept, takes 0.52-0.57 of the dense time on 4864x896 and 0.60-0.65 on
 // 896x4864 (short kept rows). At 25% pruned, Q4_0 models ran at 0.95-0.98x
 // dense whatever the cut-off, 0.3 (no copies) included: that cost is the
-// forward pass's thresholding, not the kernels'.
+// forward pass's thresholding, not the kernels'. On an AMD EPYC (Zen 4, family 25 model 17,
+// no AMX) the short-run Q4_0 copies gain little at 50% kept (bench_columns qwen Q4_0, one thread):
+// with the weights in L2 the kernel takes as long over half of 896x896 or 4864x896 as the dense
+// kernel over all of it (9.1 / 8.8 us, 44 / 43 us: the per-block byte transposes VPDPBUSD needs
+// cost twice the dense kernel's work per weight there), and from memory random masks take 1.5-1.8x
+// as long as a contiguous prefix of the same count (down 134 / 78-90 us; N kept, N skipped:
+// 0.87x dense at N = 1, 0.67x at 4, 0.57x at 8). Still no slower than dense, so the cut-offs stay.
 double ColumnMatrix::pays_below(DType wtype) {
   switch (copy_type(wtype)) {
     case DType::Q8_0:
