@@ -182,8 +182,9 @@ bool ColumnMatrix::supports(DType wtype, int64_t rows) {
 // forward pass's thresholding, not the kernels'. On an AMD EPYC (Zen 4, family 25 model 17,
 // no AMX) the short-run Q4_0 copies gain little at 50% kept (bench_columns qwen Q4_0, one thread):
 // with the weights in L2 the kernel takes as long over half of 896x896 or 4864x896 as the dense
-// kernel over all of it (9.1 / 8.8 us, 44 / 43 us: the per-block byte transposes VPDPBUSD needs
-// cost twice the dense kernel's work per weight there), and from memory random masks take 1.5-1.8x
+// kernel over all of it (9.1 / 8.8 us, 44 / 43 us: ~40% of it the activations' int8 preparation
+// per group and 16 output blocks, the rest the sums at the dense kernel's pace per weight, its
+// byte transposes overlapping the VPDPBUSDs), and from memory random masks take 1.5-1.8x
 // as long as a contiguous prefix of the same count (down 134 / 78-90 us; N kept, N skipped:
 // 0.87x dense at N = 1, 0.67x at 4, 0.57x at 8). Still no slower than dense, so the cut-offs stay.
 double ColumnMatrix::pays_below(DType wtype) {
@@ -391,11 +392,34 @@ void matvec_columns(std::span<const ColumnOut> outs, const float* x, const int32
     }
   });
   if (n_parts == 1) return;
-  int64_t off = 0;
-  for (const ColumnOut& o : outs) {
-    if (by_inputs(o)) add_parts(o, off, 0, o.w->rows());
-    off += o.w->rows();
+  // The input-split outs' parts added into y, in ranges of their rows laid
+  // end to end: by the pool where there are many, else here. Added by the
+  // calling thread alone, a stacked gate/up's 9728 rows x 3 parts (half of
+  // them written in the other core's cache) took ~6% of its product at two
+  // threads (bench_columns qwen Q4_0 0.5 2, AMD EPYC Zen 4: 110.6 -> 103.5 us).
+  int64_t split_rows = 0;
+  for (const ColumnOut& o : outs)
+    if (by_inputs(o)) split_rows += o.w->rows();
+  const int64_t n_ranges =
+      pool.size() > 1 && split_rows >= kColumnsParallelAddRows ? 2 * pool.size() : 1;
+  auto add_range = [&](int64_t g0, int64_t g1) {
+    int64_t base = 0, off = 0;  // first split row of the current out; its offset
+    for (const ColumnOut& o : outs) {
+      const int64_t rows = o.w->rows(), o_off = off;
+      off += rows;
+      if (!by_inputs(o)) continue;
+      const int64_t r0 = std::max<int64_t>(g0 - base, 0), r1 = std::min<int64_t>(g1 - base, rows);
+      base += rows;
+      if (r1 > r0) add_parts(o, o_off, r0, r1);
+    }
+  };
+  if (n_ranges == 1) {
+    add_range(0, split_rows);
+    return;
   }
+  pool.parallel_for(n_ranges, [&](int64_t t, int) {
+    add_range(split_rows * t / n_ranges, split_rows * (t + 1) / n_ranges);
+  });
 }
 
 }  // namespace slm::kernels

@@ -178,6 +178,9 @@ constexpr size_t column_quant_bytes(DType t) {
 // sums cost (parts - 1) x rows floats, which this bound keeps within L2
 // (Q8_0: 61,680 rows); longer runs (Qwen's head, 161 KB) are cut by outputs.
 constexpr size_t kColumnsInputSplitMaxRunBytes = 65536;
+// matvec_columns: from this many input-split rows (all outs of one call) the
+// parts are added into y by the pool, not by the calling thread alone.
+constexpr int64_t kColumnsParallelAddRows = 4096;
 
 struct TypeTable {
   TypeTraits by_type[kTypeSlots];

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "base/cpu.h"
 #include "base/thread_pool.h"
@@ -208,6 +209,48 @@ TEST(Columns, EveryIsaAgreesWithItsOracle) {
           }
         }
       }
+    }
+  }
+}
+
+// Non-finite activations (hostile input) through the int8 kernels: a NaN
+// counts 0 in its group (the group's other inputs still add up), an infinity
+// makes its group's outputs NaN; bit for bit the oracle's either way.
+TEST(Columns, Int8KernelsFollowTheOracleOnNonFiniteInputs) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  for (const DType t : {DType::Q8_0, DType::Q5_0, DType::Q4_0}) {
+    const int64_t nbt = 19, rows = nbt * 32, g = col_group(t);
+    const std::vector<uint8_t> w = quantized_matrix(t, rows, 64, 4);
+    const ColumnMatrix m = ColumnMatrix::build(t, w.data(), rows, 64);
+    const int64_t n = 3 * g - 3;
+    Kept kept = kept_inputs(n, false, 11, g);
+    kept.a[1] = nan;                            // group 0: a NaN among finite inputs
+    kept.a[static_cast<size_t>(g + 2)] = -inf;  // group 1: an infinity
+    std::vector<float> want(static_cast<size_t>(rows), 0.25f);
+    axpy_cols_int8_oracle(t)(want.data(), m.view(), 0, nbt, kept.idx.data(), kept.a.data(), n);
+    // Group 1's infinity makes every output NaN (all groups add into them).
+    for (const float v : want) ASSERT_TRUE(std::isnan(v));
+    for (const Isa isa : available_isas()) {
+      if (axpy_cols_algo(isa) != ColsAlgo::kInt8) continue;
+      std::vector<float> got(static_cast<size_t>(rows), 0.25f);
+      axpy_cols(isa, t)(got.data(), m.view(), 0, nbt, kept.idx.data(), kept.a.data(), n);
+      for (size_t i = 0; i < got.size(); ++i)
+        ASSERT_TRUE(std::memcmp(&got[i], &want[i], 4) == 0 ||
+                    (std::isnan(got[i]) && std::isnan(want[i])))
+            << isa_name(isa) << " " << dtype_info(t).name << " r=" << i;
+    }
+    // Without the infinity: every output finite, NaN counted as 0.
+    kept.a[static_cast<size_t>(g + 2)] = 1.0f;
+    std::vector<float> want_f(static_cast<size_t>(rows), 0.25f);
+    axpy_cols_int8_oracle(t)(want_f.data(), m.view(), 0, nbt, kept.idx.data(), kept.a.data(), n);
+    for (const float v : want_f) ASSERT_TRUE(std::isfinite(v));
+    for (const Isa isa : available_isas()) {
+      if (axpy_cols_algo(isa) != ColsAlgo::kInt8) continue;
+      std::vector<float> got(static_cast<size_t>(rows), 0.25f);
+      axpy_cols(isa, t)(got.data(), m.view(), 0, nbt, kept.idx.data(), kept.a.data(), n);
+      ASSERT_EQ(std::memcmp(got.data(), want_f.data(), got.size() * 4), 0)
+          << isa_name(isa) << " " << dtype_info(t).name;
     }
   }
 }
@@ -415,6 +458,8 @@ TEST(Columns, StackedCopyEqualsEachPartsOwnCopy) {
 // kColumnsInputSplitMaxRunBytes), longer ones by outputs: Q4_0 has both copies cut
 // by inputs (2304 / 4608-byte runs, four parts), Q8_0 its own copies by
 // inputs (34,816 B) and the stacked one by outputs (69,632 B, three parts).
+// Every input-split call has enough rows for the pool to add its parts
+// (kColumnsParallelAddRows).
 TEST(Columns, ManyKeptInputsSameBitsAnySplit) {
   const Isa before = active_isa();
   for (const DType t : {DType::Q4_0, DType::Q8_0}) {
@@ -430,6 +475,7 @@ TEST(Columns, ManyKeptInputsSameBitsAnySplit) {
     const ColumnMatrix st = ColumnMatrix::build(parts, cols);
     ASSERT_LE(own[0].row_bytes(), kColumnsInputSplitMaxRunBytes);
     ASSERT_EQ(st.row_bytes() > kColumnsInputSplitMaxRunBytes, t == DType::Q8_0);
+    ASSERT_GE(r, kColumnsParallelAddRows);
     const std::vector<float> wt = copy_as_w(st);
     for (const double keep : {0.3, 0.6, 0.95}) {  // 4 parts from 256 kept
       const std::vector<float> x = random_floats(cols, 90);
