@@ -63,21 +63,40 @@ struct Layer {
   kernels::RowMatrix up_rows;               // gate/up: up's row copy
 };
 
-// Whether input c of cols is kept, by pattern: random (each with
-// probability `kept`: what pruning's masks look like to the memory), prefix
-// (the first kept * cols: one contiguous stretch of runs), even (evenly
-// spaced: the same count, every gap alike), blockN (N kept, N skipped, in
-// turn: kept 1/2 with gaps of N runs). The same count at different gaps
-// tells what the skipped runs between kept ones cost (the prefetchers'
-// reads past a run's end; the cache lines two runs share).
+// Which inputs are kept: random (each with probability `kept`: what
+// pruning's masks look like to the memory), prefix (the first kept * cols:
+// one contiguous stretch of runs), even (evenly spaced: the same count,
+// every gap alike), blockN (N kept, N skipped, in turn: kept 1/2 with gaps
+// of N runs). The same count at different gaps tells what the skipped runs
+// between kept ones cost (the prefetchers' reads past a run's end; the
+// cache lines two runs share).
+struct Pattern {
+  enum Kind { kRandom, kPrefix, kEven, kBlock } kind = kRandom;
+  int64_t block = 0;  // kBlock: N
+};
+// The pattern named by s; false where s names none.
+bool parse_pattern(const std::string& s, Pattern& p) {
+  if (s == "random" || s == "prefix" || s == "even") {
+    p.kind = s == "random" ? Pattern::kRandom : s == "prefix" ? Pattern::kPrefix : Pattern::kEven;
+    return true;
+  }
+  p = {Pattern::kBlock, s.rfind("block", 0) == 0 ? std::atoi(s.c_str() + 5) : 0};
+  return p.block > 0;
+}
+// Whether input c of cols is kept under p (u: a uniform draw in [0, 1)).
 template <typename Uniform>
-bool keeps(const std::string& pattern, int64_t c, int64_t cols, double kept, Uniform&& u) {
-  if (pattern == "prefix") return c < static_cast<int64_t>(kept * static_cast<double>(cols));
-  if (pattern == "even")
-    return static_cast<int64_t>(static_cast<double>(c + 1) * kept) >
-           static_cast<int64_t>(static_cast<double>(c) * kept);
-  if (pattern.rfind("block", 0) == 0)
-    return (c / std::max(1, std::atoi(pattern.c_str() + 5))) % 2 == 0;
+bool keeps(const Pattern& p, int64_t c, int64_t cols, double kept, Uniform&& u) {
+  switch (p.kind) {
+    case Pattern::kPrefix:
+      return c < static_cast<int64_t>(kept * static_cast<double>(cols));
+    case Pattern::kEven:
+      return static_cast<int64_t>(static_cast<double>(c + 1) * kept) >
+             static_cast<int64_t>(static_cast<double>(c) * kept);
+    case Pattern::kBlock:
+      return (c / p.block) % 2 == 0;
+    case Pattern::kRandom:
+      break;
+  }
   return u() < kept;
 }
 
@@ -91,11 +110,11 @@ int main(int argc, char** argv) {
   const int reps = argc > 5 ? std::atoi(argv[5]) : 20;
   // Dense bytes of the layers called in turn (6 MB: they stay in L3).
   const double mbytes = argc > 6 ? std::atof(argv[6]) : 96;
-  const std::string pattern = argc > 7 ? argv[7] : "random";
-  if (pattern != "random" && pattern != "prefix" && pattern != "even" &&
-      !(pattern.rfind("block", 0) == 0 && std::atoi(pattern.c_str() + 5) > 0)) {
+  const std::string pattern_name = argc > 7 ? argv[7] : "random";
+  Pattern pattern;
+  if (!parse_pattern(pattern_name, pattern)) {
     std::fprintf(stderr, "bench_columns: pattern must be random, prefix, even or blockN, not %s\n",
-                 pattern.c_str());
+                 pattern_name.c_str());
     return 2;
   }
   DType t = DType::Q4_0;

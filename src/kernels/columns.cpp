@@ -335,6 +335,21 @@ void matvec_columns(std::span<const ColumnOut> outs, const float* x, const int32
   auto by_inputs = [&](const ColumnOut& o) {
     return split_inputs && o.w->row_bytes() <= kColumnsInputSplitMaxRunBytes;
   };
+  // fn(o, off, i0, i1) for each out o with by_inputs(o) == split that the
+  // range [g0, g1) meets, the range counted in units of `unit` rows over
+  // those outs laid end to end: [i0, i1) in o's units, off o's first row
+  // among all outs (its offset in parts).
+  auto for_each_piece = [&](bool split, int64_t unit, int64_t g0, int64_t g1, auto&& fn) {
+    int64_t base = 0, off = 0;  // first global unit of the current out; its offset
+    for (const ColumnOut& o : outs) {
+      const int64_t units = o.w->rows() / unit, o_off = off;
+      off += o.w->rows();
+      if (by_inputs(o) != split) continue;
+      const int64_t i0 = std::max<int64_t>(g0 - base, 0), i1 = std::min<int64_t>(g1 - base, units);
+      base += units;
+      if (i1 > i0) fn(o, o_off, i0, i1);
+    }
+  };
   // Tasks: (out, part) for the short-run outs; global block ranges [g0, g1)
   // over the other outs' blocks laid end to end (out = -1).
   struct Task {
@@ -376,20 +391,13 @@ void matvec_columns(std::span<const ColumnOut> outs, const float* x, const int32
                part_begin(task.part, n_parts, n), part_begin(task.part + 1, n_parts, n));
       return;
     }
-    int64_t base = 0, off = 0;  // first global block of the current matrix; its offset
-    for (const ColumnOut& o : outs) {
-      const int64_t nb = o.w->rows() / kQK32, o_off = off;
-      off += o.w->rows();
-      if (by_inputs(o)) continue;
-      const int64_t b0 = std::max<int64_t>(task.g0 - base, 0),
-                    b1 = std::min<int64_t>(task.g1 - base, nb);
-      base += nb;
-      if (b1 <= b0) continue;
-      for (int64_t p = 0; p < n_parts; ++p)
-        sum_part(o, part_y(o, o_off, p), b0, b1, idx, xs.data(), part_begin(p, n_parts, n),
-                 part_begin(p + 1, n_parts, n));
-      add_parts(o, o_off, b0 * kQK32, b1 * kQK32);
-    }
+    for_each_piece(false, kQK32, task.g0, task.g1,
+                   [&](const ColumnOut& o, int64_t o_off, int64_t b0, int64_t b1) {
+                     for (int64_t p = 0; p < n_parts; ++p)
+                       sum_part(o, part_y(o, o_off, p), b0, b1, idx, xs.data(),
+                                part_begin(p, n_parts, n), part_begin(p + 1, n_parts, n));
+                     add_parts(o, o_off, b0 * kQK32, b1 * kQK32);
+                   });
   });
   if (n_parts == 1) return;
   // The input-split outs' parts added into y, in ranges of their rows laid
@@ -402,23 +410,12 @@ void matvec_columns(std::span<const ColumnOut> outs, const float* x, const int32
     if (by_inputs(o)) split_rows += o.w->rows();
   const int64_t n_ranges =
       pool.size() > 1 && split_rows >= kColumnsParallelAddRows ? 2 * pool.size() : 1;
-  auto add_range = [&](int64_t g0, int64_t g1) {
-    int64_t base = 0, off = 0;  // first split row of the current out; its offset
-    for (const ColumnOut& o : outs) {
-      const int64_t rows = o.w->rows(), o_off = off;
-      off += rows;
-      if (!by_inputs(o)) continue;
-      const int64_t r0 = std::max<int64_t>(g0 - base, 0), r1 = std::min<int64_t>(g1 - base, rows);
-      base += rows;
-      if (r1 > r0) add_parts(o, o_off, r0, r1);
-    }
-  };
   if (n_ranges == 1) {
-    add_range(0, split_rows);
+    for_each_piece(true, 1, 0, split_rows, add_parts);
     return;
   }
   pool.parallel_for(n_ranges, [&](int64_t t, int) {
-    add_range(split_rows * t / n_ranges, split_rows * (t + 1) / n_ranges);
+    for_each_piece(true, 1, split_rows * t / n_ranges, split_rows * (t + 1) / n_ranges, add_parts);
   });
 }
 
