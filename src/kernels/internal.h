@@ -171,12 +171,13 @@ constexpr size_t column_quant_bytes(DType t) {
 // matvec_columns (columns.cpp): a copy whose kept-input runs are this short
 // (every q/k/v, o, gate/up and down copy of TinyLlama and Qwen2.5-0.5B,
 // stacked or not, in Q4_0 and Q8_0: 504 B to 12 KB) is split between the
-// threads by kept inputs, so each thread streams whole runs; cut by outputs, each thread read a piece of every run,
-// short strided pieces the prefetchers follow badly (a 4 KiB bound left the
-// stacked gate/up copies, 5.5-12 KB runs, cut by outputs: Qwen2.5-0.5B Q4_0
-// at 0.5 decoded 91 tok/s at 2 threads, 109 split by inputs). The partial
-// sums cost (parts - 1) x rows floats, which this bound keeps within L2
-// (Q8_0: 61,680 rows); longer runs (Qwen's head, 161 KB) are cut by outputs.
+// threads by kept inputs, so each thread streams whole runs; cut by outputs,
+// each thread read a piece of every run, short strided pieces the
+// prefetchers follow badly (a 4 KiB bound left the stacked gate/up copies,
+// 5.5-12 KB runs, cut by outputs: Qwen2.5-0.5B Q4_0 at 0.5 decoded 91 tok/s
+// at 2 threads, 109 split by inputs). The partial sums cost (parts - 1) x
+// rows floats, which this bound keeps within L2 (Q8_0: 61,680 rows); longer
+// runs (Qwen's head, 161 KB) are cut by outputs.
 constexpr size_t kColumnsInputSplitMaxRunBytes = 65536;
 // matvec_columns: from this many input-split rows (all outs of one call) the
 // parts are added into y by the pool, not by the calling thread alone.
