@@ -102,8 +102,10 @@ void axpy_cols_int8(float* y, const ColumnRows& w, int64_t b0, int64_t nb, const
       const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
       int32_t acc[kQK32] = {};
       for (int64_t k = 0; k < m; ++k) {
-        const float r = std::nearbyint(p[k] * inv);  // |r| <= 127; NaN (hostile x) counts 0
-        const int32_t u = r == r ? static_cast<int32_t>(r) : 0;
+        // |r| <= 127, save where p or 127 / max is not finite (a hostile x,
+        // or a max below ~3.7e-37): such an r counts 0.
+        const float r = std::nearbyint(p[k] * inv);
+        const int32_t u = std::fabs(r) <= 127.0f ? static_cast<int32_t>(r) : 0;
         const uint8_t* q = quants_of<kType>(w, idx[g + k], b0 + j);
         for (int i = 0; i < kQK32; ++i) acc[i] += u * quant_value<kType>(q, i);
       }

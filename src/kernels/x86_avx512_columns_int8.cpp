@@ -54,7 +54,20 @@ constexpr Index bit_of_lane() {
       t[static_cast<size_t>(4 * r + b)] = static_cast<uint8_t>(1 << (r & 7));
   return t;
 }
+// Within each 128-bit lane, a 4 x 4 byte transpose: [c0 j0..j3 | c1 .. | c2
+// .. | c3 ..] (two saturating packs of four columns' int32 over 16 blocks
+// give that, lane L holding blocks 4L..4L+3) to [j0 c0..c3 | j1 .. | ..]:
+// byte 16L + 4i + c <- 16L + 4c + i.
+constexpr Index transpose4x4() {
+  Index t{};
+  for (int l = 0; l < 4; ++l)
+    for (int i = 0; i < 4; ++i)
+      for (int c = 0; c < 4; ++c)
+        t[static_cast<size_t>(16 * l + 4 * i + c)] = static_cast<uint8_t>(4 * c + i);
+  return t;
+}
 constexpr Index kT16 = transpose16();
+constexpr Index kT4x4 = transpose4x4();
 constexpr Index kT32Lo = transpose32(0, true);     // Q8_0 outputs 0..15
 constexpr Index kT32Hi = transpose32(16, true);    // Q8_0 outputs 16..31
 constexpr Index kT32Nib = transpose32(4, true);    // Q5_0 nibbles
@@ -184,7 +197,6 @@ void group(float* y, const ColumnRows& w, int64_t b0, int64_t nb, const int32_t*
     ahead[k] = w.data + static_cast<size_t>(next[k]) * w.row_bytes;
   const __m512i neg_offset = _mm512_set1_epi32(-packed_quant_offset(kType));
   const __m512 v127 = _mm512_set1_ps(127.0f);
-  const __m512i sign = _mm512_set1_epi32(0x7FFFFFFF);
   alignas(64) float s[16];
   alignas(64) int32_t corr0[16], corr1[16];  // the sums' starting values
   alignas(64) uint32_t u4[kQuads][16];       // per block: the quad's 4 int8 activations
@@ -193,7 +205,9 @@ void group(float* y, const ColumnRows& w, int64_t b0, int64_t nb, const int32_t*
     const __mmask16 mask = static_cast<__mmask16>((1u << mj) - 1);
     for (int64_t k = 0; k < m_next; ++k)
       _mm_prefetch(reinterpret_cast<const char*>(ahead[k] + 2 * (b0 + j0)), _MM_HINT_T1);
-    // p(k) = a[k] * d(k, j) for 16 blocks j; the max of |p| over the group.
+    // p(k) = a[k] * d(k, j) for 16 blocks j; the max of |p| over the group
+    // (VRANGEPS: the larger magnitude, sign cleared; a NaN p leaves amax as
+    // it was, as the oracle's std::max does).
     __m512 p[kCols];
     __m512 amax = _mm512_setzero_ps();
     for (int k = 0; k < kCols; ++k) {
@@ -203,33 +217,32 @@ void group(float* y, const ColumnRows& w, int64_t b0, int64_t nb, const int32_t*
       }
       const __m256i d = _mm256_maskz_loadu_epi16(mask, row[k] + 2 * (b0 + j0));
       p[k] = _mm512_mul_ps(_mm512_set1_ps(a[k]), _mm512_cvtph_ps(d));
-      // max(|p|, amax) keeps amax where p is NaN, as the oracle's std::max.
-      amax = _mm512_max_ps(_mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(p[k]), sign)),
-                           amax);
+      amax = _mm512_range_ps(amax, p[k], 0x0B);
     }
     _mm512_store_ps(s, _mm512_div_ps(amax, v127));
     const __m512 inv =
         _mm512_maskz_div_ps(_mm512_cmp_ps_mask(amax, _mm512_setzero_ps(), _CMP_GT_OQ), v127, amax);
-    __m128i u8[kCols];
-    for (int k = 0; k < kCols; ++k)
-      // Nearest even (MXCSR's default). NaN converts to 0x80000000, whose low
-      // byte, all the truncating pack keeps, is 0: NaN counts 0, as in the
-      // oracle, without a compare and a masked conversion per column.
-      u8[k] = _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(p[k], inv)));
-    // The transposed quads, and per block the sum of the group's u from them
-    // (VPDPBUSD of all-ones bytes with each lane's four u: one instruction a
-    // quad instead of an addition a column). This preparation, per group and
-    // 16 blocks, is ~40% of the kernel's time over Qwen2.5-0.5B's o and down
-    // with their copies in L2 (AMD EPYC Zen 4); without the compares and
-    // additions per column the kernel took 0.97-0.99 of the dense time there
-    // against 1.00-1.13 (bench_columns qwen Q4_0 0.5 1 50 0.4, alternating).
+    // Per quad: the four columns' u, nearest even (MXCSR's default), packed
+    // with saturation to int8 and transposed in lane; and per block the sum
+    // of the group's u from them (VPDPBUSD of all-ones bytes with each lane's
+    // four u). |u| <= 127 save where p * inv is not finite (NaN p, or inv
+    // infinite for a max below ~3.7e-37), which converts to 0x80000000 and
+    // packs to -128: set to 0, as the oracle counts it. This preparation, per
+    // group and 16 blocks, was ~40% of the kernel's time over Qwen2.5-0.5B's
+    // o and down with their copies in L2 (AMD EPYC Zen 4) while it took a
+    // masked conversion and an addition per column, and per quad four
+    // truncating packs, three inserts and a cross-lane permute.
+    const __m512i m128 = _mm512_set1_epi8(-128);
     __m512i sum = _mm512_setzero_si512();
     for (int qd = 0; qd < kQuads; ++qd) {
-      __m512i z = _mm512_castsi128_si512(u8[4 * qd]);
-      z = _mm512_inserti32x4(z, u8[4 * qd + 1], 1);
-      z = _mm512_inserti32x4(z, u8[4 * qd + 2], 2);
-      z = _mm512_inserti32x4(z, u8[4 * qd + 3], 3);
-      const __m512i quad = _mm512_permutexvar_epi8(load_index(kT16), z);
+      const __m512* pq = p + 4 * qd;
+      const __m512i w01 = _mm512_packs_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(pq[0], inv)),
+                                             _mm512_cvtps_epi32(_mm512_mul_ps(pq[1], inv)));
+      const __m512i w23 = _mm512_packs_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(pq[2], inv)),
+                                             _mm512_cvtps_epi32(_mm512_mul_ps(pq[3], inv)));
+      __m512i b = _mm512_packs_epi16(w01, w23);
+      b = _mm512_maskz_mov_epi8(_mm512_cmpneq_epi8_mask(b, m128), b);
+      const __m512i quad = _mm512_shuffle_epi8(b, load_index(kT4x4));
       _mm512_store_si512(u4[qd], quad);
       sum = _mm512_dpbusd_epi32(sum, _mm512_set1_epi8(1), quad);
     }

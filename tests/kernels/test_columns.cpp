@@ -215,7 +215,9 @@ TEST(Columns, EveryIsaAgreesWithItsOracle) {
 
 // Non-finite activations (hostile input) through the int8 kernels: a NaN
 // counts 0 in its group (the group's other inputs still add up), an infinity
-// makes its group's outputs NaN; bit for bit the oracle's either way.
+// makes its group's outputs NaN; bit for bit the oracle's either way. So do
+// a group's products all below ~3.7e-37, where 127 / max overflows: each
+// counts 0 (y = 0 stays 0).
 TEST(Columns, Int8KernelsFollowTheOracleOnNonFiniteInputs) {
   const float nan = std::numeric_limits<float>::quiet_NaN();
   const float inf = std::numeric_limits<float>::infinity();
@@ -228,13 +230,13 @@ TEST(Columns, Int8KernelsFollowTheOracleOnNonFiniteInputs) {
     // y = 0.25 + the product, by the oracle and by every int8 kernel: the
     // oracle's outputs (each one NaN or not as finite says) and every
     // kernel's, equal bit for bit, NaN to NaN.
-    auto check = [&](bool finite) {
-      std::vector<float> want(static_cast<size_t>(rows), 0.25f);
+    auto check = [&](bool finite, float y0) {
+      std::vector<float> want(static_cast<size_t>(rows), y0);
       axpy_cols_int8_oracle(t)(want.data(), m.view(), 0, nbt, kept.idx.data(), kept.a.data(), n);
       for (const float v : want) ASSERT_EQ(std::isfinite(v), finite) << dtype_info(t).name;
       for (const Isa isa : available_isas()) {
         if (axpy_cols_algo(isa) != ColsAlgo::kInt8) continue;
-        std::vector<float> got(static_cast<size_t>(rows), 0.25f);
+        std::vector<float> got(static_cast<size_t>(rows), y0);
         axpy_cols(isa, t)(got.data(), m.view(), 0, nbt, kept.idx.data(), kept.a.data(), n);
         for (size_t i = 0; i < got.size(); ++i)
           ASSERT_TRUE(std::memcmp(&got[i], &want[i], 4) == 0 ||
@@ -242,10 +244,17 @@ TEST(Columns, Int8KernelsFollowTheOracleOnNonFiniteInputs) {
               << isa_name(isa) << " " << dtype_info(t).name << " r=" << i;
       }
     };
+    const Kept finite = kept;
     kept.a[1] = nan;  // group 0: a NaN among finite inputs counts 0
-    ASSERT_NO_FATAL_FAILURE(check(true));
+    ASSERT_NO_FATAL_FAILURE(check(true, 0.25f));
     kept.a[static_cast<size_t>(g + 2)] = -inf;  // group 1: every output NaN
-    ASSERT_NO_FATAL_FAILURE(check(false));
+    ASSERT_NO_FATAL_FAILURE(check(false, 0.25f));
+    kept = finite;
+    for (int64_t k = 0; k < n; ++k) kept.a[static_cast<size_t>(k)] = k % 3 ? 0.0f : 1e-38f;
+    ASSERT_NO_FATAL_FAILURE(check(true, 0.0f));
+    std::vector<float> y(static_cast<size_t>(rows), 0.0f);
+    axpy_cols_int8_oracle(t)(y.data(), m.view(), 0, nbt, kept.idx.data(), kept.a.data(), n);
+    ASSERT_EQ(std::count(y.begin(), y.end(), 0.0f), rows) << dtype_info(t).name;
   }
 }
 
