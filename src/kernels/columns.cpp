@@ -282,13 +282,17 @@ void sum_part(const ColumnOut& o, float* y, int64_t b0, int64_t b1, const int32_
   }
 }
 
-// The kept inputs fall into parts_of(n) parts of at least kMinPartInputs
-// (at most kMaxParts), each summed from zero and the parts then added in
-// order. The parts depend on n alone, so every split gives the same bits;
-// four parts let two threads share a short-run copy's work in claims of a
-// quarter (one thread slowed by another process takes fewer of them).
+// The kept inputs fall into parts_of(n) parts, each summed from zero and
+// the parts then added in order. The parts depend on n alone, so every split
+// gives the same bits: one, two or kMaxParts of at least kMinPartInputs kept
+// inputs each (never three, which two threads would share 2 : 1). Four parts
+// let two threads share a short-run copy's work in claims of a quarter (one
+// thread slowed by another process takes fewer of them), but shorter parts
+// stream worse: Qwen2.5-0.5B's 896-wide inputs at half kept (448), in four
+// parts of 112, decoded at 0.5 at 112 tok/s, in two of 224 at 128 (Q4_0, 2
+// threads, medians of 6 alternating runs, AMD EPYC Zen 4).
 constexpr int64_t kMaxParts = 4;
-constexpr int64_t kMinPartInputs = 64;
+constexpr int64_t kMinPartInputs = 160;
 // Output ranges of a long-run copy: claimed in decreasing sizes (a share
 // 1 / (2 * threads) of the blocks left, so that the threads finish
 // together, whatever else runs on the machine), none with a run per kept
@@ -298,7 +302,7 @@ constexpr size_t kMinRangeRunBytes = 1024;
 constexpr int kMaxTasks = 64;
 
 int64_t parts_of(int64_t n) {
-  return std::clamp<int64_t>(n / kMinPartInputs, 1, kMaxParts);
+  return n >= kMaxParts * kMinPartInputs ? kMaxParts : n >= 2 * kMinPartInputs ? 2 : 1;
 }
 // Part p's first kept input (p = n_parts: n); a multiple of 16, so that the
 // int8 groups stay whole.
