@@ -284,14 +284,14 @@ void sum_part(const ColumnOut& o, float* y, int64_t b0, int64_t b1, const int32_
 
 // The kept inputs fall into parts_of(n) parts, each summed from zero and
 // the parts then added in order. The parts depend on n alone, so every split
-// gives the same bits: one, two or kMaxParts of at least kMinPartInputs kept
-// inputs each (never three, which two threads would share 2 : 1). Four parts
-// let two threads share a short-run copy's work in claims of a quarter (one
-// thread slowed by another process takes fewer of them), but shorter parts
-// stream worse: Qwen2.5-0.5B's 896-wide inputs at half kept (448), in four
-// parts of 112, decoded at 0.5 at 112 tok/s, in two of 224 at 128 (Q4_0, 2
-// threads, medians of 6 alternating runs, AMD EPYC Zen 4).
-constexpr int64_t kMaxParts = 4;
+// gives the same bits: two from 2 * kMinPartInputs kept inputs, else one.
+// More, shorter parts streamed worse at two threads (AMD EPYC Zen 4, Q4_0,
+// medians of 4-6 alternating runs at 0.5): Qwen2.5-0.5B-shaped in up to four
+// parts of at least 64 decoded at 112.0 tok/s, in two of at least 160 (four
+// for 640 and more) at 128.2 and 122.2, two alone at 125.5;
+// TinyLlama-1.1B-shaped 73.3 -> 84.2 from up to four to two. A pool with
+// more threads than parts cuts each part's outputs into ranges as well.
+constexpr int64_t kMaxParts = 2;
 constexpr int64_t kMinPartInputs = 160;
 // Output ranges of a long-run copy: claimed in decreasing sizes (a share
 // 1 / (2 * threads) of the blocks left, so that the threads finish
@@ -302,7 +302,7 @@ constexpr size_t kMinRangeRunBytes = 1024;
 constexpr int kMaxTasks = 64;
 
 int64_t parts_of(int64_t n) {
-  return n >= kMaxParts * kMinPartInputs ? kMaxParts : n >= 2 * kMinPartInputs ? 2 : 1;
+  return n >= kMaxParts * kMinPartInputs ? kMaxParts : 1;
 }
 // Part p's first kept input (p = n_parts: n); a multiple of 16, so that the
 // int8 groups stay whole.
@@ -336,8 +336,11 @@ void matvec_columns(std::span<const ColumnOut> outs, const float* x, const int32
       for (int64_t r = r0; r < r1; ++r) o.y[r] += sp[r];
     }
   };
-  const bool split_inputs =
-      n_parts > 1 && pool.size() > 1 && static_cast<int64_t>(outs.size()) * n_parts < kMaxTasks;
+  // Output ranges per part of an input-split out: ceil(threads / parts).
+  const int64_t threads = static_cast<int64_t>(pool.size());
+  const int64_t per_part = (threads + n_parts - 1) / n_parts;
+  const bool split_inputs = n_parts > 1 && threads > 1 &&
+                            static_cast<int64_t>(outs.size()) * n_parts * per_part < kMaxTasks;
   auto by_inputs = [&](const ColumnOut& o) {
     return split_inputs && o.w->row_bytes() <= kColumnsInputSplitMaxRunBytes;
   };
@@ -356,8 +359,9 @@ void matvec_columns(std::span<const ColumnOut> outs, const float* x, const int32
       if (i1 > i0) fn(o, o_off, i0, i1);
     }
   };
-  // Tasks: (out, part) for the short-run outs; global block ranges [g0, g1)
-  // over the other outs' blocks laid end to end (out = -1).
+  // Tasks: (out, part, the out's blocks [g0, g1)) for the short-run outs;
+  // global block ranges [g0, g1) over the other outs' blocks laid end to end
+  // (out = -1).
   struct Task {
     int32_t out, part;
     int64_t g0, g1;
@@ -373,8 +377,12 @@ void matvec_columns(std::span<const ColumnOut> outs, const float* x, const int32
       max_block_bytes = std::max(max_block_bytes, column_quant_bytes(o.w->type()) + 2);
       continue;
     }
+    const int64_t nb = o.w->rows() / kQK32;
     for (int64_t p = 0; p < n_parts; ++p)
-      tasks[n_tasks++] = {static_cast<int32_t>(i), static_cast<int32_t>(p), 0, 0};
+      for (int64_t r = 0; r < per_part; ++r)
+        if (nb * r / per_part < nb * (r + 1) / per_part)
+          tasks[n_tasks++] = {static_cast<int32_t>(i), static_cast<int32_t>(p), nb * r / per_part,
+                              nb * (r + 1) / per_part};
   }
   const int64_t min_blocks =
       std::max<int64_t>(1, static_cast<int64_t>(kMinRangeRunBytes / max_block_bytes));
@@ -393,7 +401,7 @@ void matvec_columns(std::span<const ColumnOut> outs, const float* x, const int32
       const ColumnOut& o = outs[static_cast<size_t>(task.out)];
       int64_t off = 0;
       for (int32_t i = 0; i < task.out; ++i) off += outs[static_cast<size_t>(i)].w->rows();
-      sum_part(o, part_y(o, off, task.part), 0, o.w->rows() / kQK32, idx, xs.data(),
+      sum_part(o, part_y(o, off, task.part), task.g0, task.g1, idx, xs.data(),
                part_begin(task.part, n_parts, n), part_begin(task.part + 1, n_parts, n));
       return;
     }

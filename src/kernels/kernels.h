@@ -342,11 +342,12 @@ class ColumnMatrix {
 
 // y[r] = sum over k < n of x[idx[k]] * W[r][idx[k]] for r < rows: the
 // product with an input that is zero outside idx (ascending, in [0, cols)).
-// xs: scratch (the compacted inputs and up to three more partial sums per
-// output). The kept inputs fall into up to four parts fixed by n, each
-// output the parts' sums added in order, so the bits are the same at any
-// thread count; the work is claimed over pool as parts of copies with short
-// rows and as output ranges of the others (columns.cpp).
+// xs: scratch (the compacted inputs and one more partial sum per output).
+// The kept inputs fall into one or two parts fixed by n, each output the
+// parts' sums added in order, so the bits are the same at any thread count;
+// the work is claimed over pool as parts (and, with more threads than
+// parts, their output ranges) of copies with short rows and as output
+// ranges of the others (columns.cpp).
 void matvec_columns(const ColumnMatrix& w, const float* x, const int32_t* idx, int64_t n, float* y,
                     ThreadPool& pool, std::vector<float>& xs);
 // The same for several matrices of the same cols reading one x (Q, K and V;
