@@ -185,10 +185,11 @@ bool ColumnMatrix::supports(DType wtype, int64_t rows) {
 // no AMX) the short-run Q4_0 copies gain little at 50% kept (bench_columns qwen Q4_0, one thread):
 // with the weights in L2 the kernel takes as long over half of 896x896 or 4864x896 as the dense
 // kernel over all of it (9.1 / 8.8 us, 44 / 43 us: ~40% of it the activations' int8 preparation
-// per group and 16 output blocks, the rest the sums at the dense kernel's pace per weight, its
-// byte transposes overlapping the VPDPBUSDs), and from memory random masks take 1.5-1.8x
-// as long as a contiguous prefix of the same count (down 134 / 78-90 us; N kept, N skipped:
-// 0.87x dense at N = 1, 0.67x at 4, 0.57x at 8). Still no slower than dense, so the cut-offs stay.
+// per group and 16 output blocks before it was made cheaper (o 8.2, down 41 us), the rest the sums
+// at the dense kernel's pace per weight, its byte transposes overlapping the VPDPBUSDs), and from
+// memory random masks take 1.5-1.8x as long as a contiguous prefix of the same count (down 134 /
+// 78-90 us; N kept, N skipped: 0.87x dense at N = 1, 0.67x at 4, 0.57x at 8). Still no slower than
+// dense, so the cut-offs stay.
 double ColumnMatrix::pays_below(DType wtype) {
   switch (copy_type(wtype)) {
     case DType::Q8_0:
@@ -285,12 +286,13 @@ void sum_part(const ColumnOut& o, float* y, int64_t b0, int64_t b1, const int32_
 // The kept inputs fall into parts_of(n) parts, each summed from zero and
 // the parts then added in order. The parts depend on n alone, so every split
 // gives the same bits: two from 2 * kMinPartInputs kept inputs, else one.
-// More, shorter parts streamed worse at two threads (AMD EPYC Zen 4, Q4_0,
-// medians of 4-6 alternating runs at 0.5): Qwen2.5-0.5B-shaped in up to four
-// parts of at least 64 decoded at 112.0 tok/s, in two of at least 160 (four
-// for 640 and more) at 128.2 and 122.2, two alone at 125.5;
-// TinyLlama-1.1B-shaped 73.3 -> 84.2 from up to four to two. A pool with
-// more threads than parts cuts each part's outputs into ranges as well.
+// More, shorter parts streamed worse at two threads (AMD EPYC Zen 4, no AMX,
+// Q4_0 at 0.5, medians of 4-6 alternating runs): Qwen2.5-0.5B-shaped, up to
+// four parts of at least 64 -> two for its 448 kept of 896: 112.0 -> 128.2
+// tok/s; then down's 2432 kept in two as well: 122.7 -> 128.5;
+// TinyLlama-1.1B-shaped, four -> two: 73.6 -> 80.0. One part (outputs cut
+// only) was worse still: 448 kept, 104.8 against 126.0. A pool with more
+// threads than parts cuts each part's outputs into ranges as well.
 constexpr int64_t kMaxParts = 2;
 constexpr int64_t kMinPartInputs = 160;
 // Output ranges of a long-run copy: claimed in decreasing sizes (a share
@@ -379,10 +381,10 @@ void matvec_columns(std::span<const ColumnOut> outs, const float* x, const int32
     }
     const int64_t nb = o.w->rows() / kQK32;
     for (int64_t p = 0; p < n_parts; ++p)
-      for (int64_t r = 0; r < per_part; ++r)
-        if (nb * r / per_part < nb * (r + 1) / per_part)
-          tasks[n_tasks++] = {static_cast<int32_t>(i), static_cast<int32_t>(p), nb * r / per_part,
-                              nb * (r + 1) / per_part};
+      for (int64_t r = 0; r < per_part; ++r) {
+        const int64_t b0 = nb * r / per_part, b1 = nb * (r + 1) / per_part;
+        if (b1 > b0) tasks[n_tasks++] = {static_cast<int32_t>(i), static_cast<int32_t>(p), b0, b1};
+      }
   }
   const int64_t min_blocks =
       std::max<int64_t>(1, static_cast<int64_t>(kMinRangeRunBytes / max_block_bytes));
@@ -416,9 +418,10 @@ void matvec_columns(std::span<const ColumnOut> outs, const float* x, const int32
   if (n_parts == 1) return;
   // The input-split outs' parts added into y, in ranges of their rows laid
   // end to end: by the pool where there are many, else here. Added by the
-  // calling thread alone, a stacked gate/up's 9728 rows x 3 parts (half of
-  // them written in the other core's cache) took ~6% of its product at two
-  // threads (bench_columns qwen Q4_0 0.5 2, AMD EPYC Zen 4: 110.6 -> 103.5 us).
+  // calling thread alone, a stacked gate/up's 9728 rows x 3 extra parts (up
+  // to four parts then; half of them written in the other core's cache) took
+  // ~6% of its product at two threads (bench_columns qwen Q4_0 0.5 2, AMD
+  // EPYC Zen 4: 110.6 -> 103.5 us).
   int64_t split_rows = 0;
   for (const ColumnOut& o : outs)
     if (by_inputs(o)) split_rows += o.w->rows();
