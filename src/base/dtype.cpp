@@ -13,11 +13,12 @@ struct Entry {
 };
 
 constexpr int64_t kQK = 256;  // super-block size of the K-quants
-constexpr std::array<Entry, 16> kTable = {{
+constexpr std::array<Entry, 17> kTable = {{
     {DType::F32, {"F32", 1, 4, true}},
     {DType::F16, {"F16", 1, 2, true}},
     {DType::Q4_0, {"Q4_0", 32, 18, true}},
     {DType::Q4_1, {"Q4_1", 32, 20, true}},
+    {DType::Q6_0, {"Q6_0", 32, 26, false}},
     {DType::Q5_0, {"Q5_0", 32, 22, true}},
     {DType::Q5_1, {"Q5_1", 32, 24, true}},
     {DType::Q8_0, {"Q8_0", 32, 34, true}},

@@ -14,6 +14,9 @@ enum class DType : uint32_t {
   F16 = 1,
   Q4_0 = 2,
   Q4_1 = 3,
+  // slm's own, never in a file (weight_type false; GGUF retired id 5, Q4_3):
+  // the 6-bit type of column copies of Q6_K matrices (kernels.h ColumnMatrix).
+  Q6_0 = 5,
   Q5_0 = 6,
   Q5_1 = 7,
   Q8_0 = 8,

@@ -162,10 +162,12 @@ using FloatTileFn = void (*)(int64_t n, const uint8_t* w, size_t w_row, int nr, 
                              int64_t x_row, int nt, float* y, int64_t ldy);
 
 // Bytes of one block's quants in a row of a column copy (kernels.h ColumnRows),
-// after the row's fp16 scales: Q8_0 32; Q5_0 20 (4 bytes of high bits, then
-// 16 of nibbles, as in the file's block); Q4_0 16.
+// after the row's fp16 scales: Q8_0 32; Q6_0 24 (16 of nibbles as Q4_0's,
+// then 8 of 2-bit highs: byte k holds those of outputs k, k + 8, k + 16,
+// k + 24 at bits 0, 2, 4, 6; value = (nibble | high << 4) - 32); Q5_0 20
+// (4 bytes of high bits, then 16 of nibbles, as in the file's block); Q4_0 16.
 constexpr size_t column_quant_bytes(DType t) {
-  return t == DType::Q8_0 ? 32 : t == DType::Q5_0 ? 20 : 16;
+  return t == DType::Q8_0 ? 32 : t == DType::Q6_0 ? 24 : t == DType::Q5_0 ? 20 : 16;
 }
 
 // matvec_columns (columns.cpp): a copy whose kept-input runs are this short
@@ -208,7 +210,7 @@ struct TypeTable {
   AxpyRowsNFn axpy_rows_n = nullptr;      // kernels.h; likewise
   LoraKernels lora;                       // F16 LoRA factors (scalar_float.cpp and the SIMD files)
   LoraQ8Kernels lora_q8;                  // 8-bit LoRA factors (scalar_float.cpp, x86_avx512.cpp)
-  AxpyColsFn axpy_cols[kTypeSlots] = {};  // kernels.h; Q8_0 Q5_0 Q4_0 (columns.cpp)
+  AxpyColsFn axpy_cols[kTypeSlots] = {};  // kernels.h; Q8_0 Q6_0 Q5_0 Q4_0 (columns.cpp)
   ColsAlgo axpy_cols_algo = ColsAlgo::kFloat;   // what axpy_cols computes (kernels.h)
   AxpyColsFn axpy_cols_float[kTypeSlots] = {};  // where kInt8: the float ones it replaced
   TypeTraits& operator[](DType t) { return by_type[static_cast<uint32_t>(t)]; }
@@ -309,6 +311,7 @@ inline int64_t packed_block_elems(DType t) {
 inline int32_t packed_quant_offset(DType t) {
   return t == DType::Q8_0 || t == DType::IQ4_NL ? 128
          : t == DType::Q4_1 || t == DType::Q5_1 ? 0
+         : t == DType::Q6_0                     ? 32
          : t == DType::Q5_0                     ? 16
                                                 : 8;
 }

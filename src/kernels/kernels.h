@@ -99,7 +99,7 @@ struct ColumnRows {
 // throws.
 using AxpyColsFn = void (*)(float* y, const ColumnRows& w, int64_t b0, int64_t nb,
                             const int32_t* idx, const float* a, int64_t n);
-// The active / a given ISA's for t (Q8_0, Q5_0, Q4_0), nullptr for other types.
+// The active / a given ISA's for t (Q8_0, Q6_0, Q5_0, Q4_0), nullptr for other types.
 AxpyColsFn axpy_cols(DType t);
 AxpyColsFn axpy_cols(Isa isa, DType t);
 // How an ISA's axpy_cols computes, and so the oracle it is tested against:
@@ -135,7 +135,7 @@ constexpr int64_t col_group(DType t) {
 }
 constexpr int64_t kMaxColGroup = 16;
 ColsAlgo axpy_cols_algo(Isa isa);
-AxpyColsFn axpy_cols_int8_oracle(DType t);  // the plain steps of kInt8 (Q8_0, Q5_0, Q4_0)
+AxpyColsFn axpy_cols_int8_oracle(DType t);  // the plain steps of kInt8 (Q8_0, Q6_0, Q5_0, Q4_0)
 // The ISA's float kernel for t: axpy_cols where the ISA runs kFloat, the
 // one the int8 kernel replaced where it runs kInt8 (tests keep it checked
 // for CPUs without VBMI).
@@ -291,15 +291,16 @@ namespace slm::kernels {
 // whose input is non-zero (TEAL / CATS pruning). The copy's type is
 // copy_type(source): Q8_0, Q5_0 and Q4_0 keep theirs (as many bytes as the
 // source, in addition to it); Q4_K and Q5_K become Q5_0 (0.69 bytes a weight
-// against 0.56 / 0.69), Q6_K becomes Q8_0 (1.06 against 0.82: a 6-bit copy
-// would need its own kernels). Blocks run along the
+// against 0.56 / 0.69), Q6_K becomes Q6_0 (slm's own 6-bit type: 0.81 bytes
+// a weight against 0.82) where the int8 column kernels run (ColsAlgo), else
+// Q8_0 (1.06). Blocks run along the
 // other axis, so every copy but Q8_0-from-Q8_0 is requantized and its values
 // differ from the source by up to one step of the copy's block (a Q8_0 copy
 // of a K-quant: about 1/127 of the block's largest weight, well under the
 // source's own step). Owns its bytes; immutable.
 class ColumnMatrix {
  public:
-  // The copy's type for a source type (Q8_0, Q5_0 or Q4_0), F32 where there is none.
+  // The copy's type for a source type (Q8_0, Q6_0, Q5_0 or Q4_0), F32 where there is none.
   static DType copy_type(DType wtype);
   // Whether a column copy exists for wtype and rows % 32 == 0.
   static bool supports(DType wtype, int64_t rows);
@@ -321,6 +322,9 @@ class ColumnMatrix {
   // have the same copy_type; its outputs equal a copy of that part alone
   // bit for bit (blocks of 32 outputs never straddle two parts).
   static ColumnMatrix build(std::span<const Part> parts, int64_t cols);
+  // As build, into a copy of type ctype (Q8_0, Q6_0, Q5_0 or Q4_0) whatever
+  // copy_type says: for tests and benchmarks (every part's rows % 32 == 0).
+  static ColumnMatrix build(std::span<const Part> parts, int64_t cols, DType ctype);
 
   DType type() const { return type_; }
   int64_t rows() const { return rows_; }  // of W: outputs

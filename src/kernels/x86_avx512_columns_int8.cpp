@@ -66,6 +66,15 @@ constexpr Index transpose4x4() {
         t[static_cast<size_t>(16 * l + 4 * i + c)] = static_cast<uint8_t>(4 * c + i);
   return t;
 }
+// Q6_0: byte 4r + b <- 32b + 16 + r % 8, the byte that holds output r's
+// (and r + 16's) two high bits.
+constexpr Index q6_highs() {
+  Index t{};
+  for (int r = 0; r < 16; ++r)
+    for (int b = 0; b < 4; ++b)
+      t[static_cast<size_t>(4 * r + b)] = static_cast<uint8_t>(32 * b + 16 + (r & 7));
+  return t;
+}
 constexpr Index kT16 = transpose16();
 constexpr Index kT4x4 = transpose4x4();
 constexpr Index kT32Lo = transpose32(0, true);     // Q8_0 outputs 0..15
@@ -74,9 +83,22 @@ constexpr Index kT32Nib = transpose32(4, true);    // Q5_0 nibbles
 constexpr Index kT32QhLo = transpose32(0, false);  // Q5_0 qh bits of outputs 0..15
 constexpr Index kT32QhHi = transpose32(2, false);  // Q5_0 qh bits of outputs 16..31
 constexpr Index kBits = bit_of_lane();
+constexpr Index kQ6Highs = q6_highs();
 
 inline __m512i load_index(const Index& t) {
   return _mm512_loadu_si512(t.data());
+}
+
+// Four columns' blocks of kBytes (< 32), [c0 | c1] and [c2 | c3], by masked
+// loads, which read nothing past a block.
+template <int kBytes>
+inline void load_quad(const uint8_t* q0, const uint8_t* q1, const uint8_t* q2, const uint8_t* q3,
+                      __m512i& za, __m512i& zb) {
+  const __mmask32 k = (1u << kBytes) - 1;
+  za = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_maskz_loadu_epi8(k, q0)),
+                          _mm256_maskz_loadu_epi8(k, q1), 1);
+  zb = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_maskz_loadu_epi8(k, q2)),
+                          _mm256_maskz_loadu_epi8(k, q3), 1);
 }
 
 // The unsigned operands of one quad for one block: lo (outputs 0..15) and hi
@@ -106,14 +128,28 @@ inline void quad_operands(const uint8_t* q0, const uint8_t* q1, const uint8_t* q
     const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));  // q + 128
     lo = _mm512_xor_si512(_mm512_permutex2var_epi8(za, load_index(kT32Lo), zb), flip);
     hi = _mm512_xor_si512(_mm512_permutex2var_epi8(za, load_index(kT32Hi), zb), flip);
+  } else if constexpr (kType == DType::Q6_0) {
+    // 24 bytes a block (16 of nibbles, 8 of 2-bit highs). Output r's highs
+    // sit at bits 2 (r / 8) of its byte, r + 16's at 4 + 2 (r / 8): shifted
+    // per 32-bit lane (the lane's four bytes share r) to bits 4..5, where
+    // the masks keep them (bits shifted in from a neighbouring byte land
+    // outside 0x30).
+    __m512i za, zb;
+    load_quad<24>(q0, q1, q2, q3, za, zb);
+    const __m512i p = _mm512_permutex2var_epi8(za, load_index(kT32Lo), zb);
+    const __m512i h = _mm512_permutex2var_epi8(za, load_index(kQ6Highs), zb);
+    // Lanes 0..7 (outputs 0..7, 16..23) and 8..15 (8..15, 24..31).
+    const __m512i shl = _mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 4, 4, 4, 4, 4, 4, 4, 4);
+    const __m512i shr = _mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m512i m30 = _mm512_set1_epi8(0x30);
+    // (p & 0x0F) | (x & 0x30): ternary-logic 0xEA is (A & B) | C, here with C masked first.
+    lo = _mm512_ternarylogic_epi32(p, nib, _mm512_and_si512(_mm512_sllv_epi32(h, shl), m30), 0xEA);
+    hi = _mm512_ternarylogic_epi32(_mm512_srli_epi16(p, 4), nib,
+                                   _mm512_and_si512(_mm512_srlv_epi32(h, shr), m30), 0xEA);
   } else {
-    // 20 bytes a block (4 of high bits, 16 of nibbles): masked loads, which
-    // read nothing past the block.
-    const __mmask32 k20 = 0xFFFFF;
-    const __m512i za = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_maskz_loadu_epi8(k20, q0)),
-                                          _mm256_maskz_loadu_epi8(k20, q1), 1);
-    const __m512i zb = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_maskz_loadu_epi8(k20, q2)),
-                                          _mm256_maskz_loadu_epi8(k20, q3), 1);
+    // 20 bytes a block (4 of high bits, 16 of nibbles).
+    __m512i za, zb;
+    load_quad<20>(q0, q1, q2, q3, za, zb);
     const __m512i p = _mm512_permutex2var_epi8(za, load_index(kT32Nib), zb);
     const __m512i bits = load_index(kBits), high = _mm512_set1_epi8(0x10);
     const __mmask64 h_lo =
@@ -320,6 +356,7 @@ void fill_avx512_columns_int8(TypeTable& t) {
   t.axpy_cols[static_cast<int>(DType::Q8_0)] = axpy_cols_int8<DType::Q8_0>;
   t.axpy_cols[static_cast<int>(DType::Q4_0)] = axpy_cols_int8<DType::Q4_0>;
   t.axpy_cols[static_cast<int>(DType::Q5_0)] = axpy_cols_int8<DType::Q5_0>;
+  t.axpy_cols[static_cast<int>(DType::Q6_0)] = axpy_cols_int8<DType::Q6_0>;
   t.axpy_cols_algo = ColsAlgo::kInt8;
 }
 

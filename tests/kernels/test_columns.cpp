@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <span>
 
 #include "base/cpu.h"
 #include "base/thread_pool.h"
@@ -48,32 +49,58 @@ std::vector<uint8_t> quantized_matrix(DType t, int64_t rows, int64_t cols, uint3
   return quantize_rows(t, random_floats(rows * cols, seed), rows, cols);
 }
 
-// The source types with a copy, and the copy's type for each.
-constexpr std::pair<DType, DType> kCopies[] = {
-    {DType::Q8_0, DType::Q8_0}, {DType::Q4_0, DType::Q4_0}, {DType::Q4_K, DType::Q5_0},
-    {DType::Q5_0, DType::Q5_0}, {DType::Q5_K, DType::Q5_0}, {DType::Q6_K, DType::Q8_0}};
+// Q6_K's copy: Q6_0 where the active ISA runs the int8 column kernels, else Q8_0.
+DType q6_k_copy() {
+  return axpy_cols_algo(active_isa()) == ColsAlgo::kInt8 ? DType::Q6_0 : DType::Q8_0;
+}
+
+// A copy of type ct (Q8_0, Q6_0, Q5_0, Q4_0) of a random rows x cols matrix:
+// quantized to ct itself, or (Q6_0, no file type) to Q8_0.
+ColumnMatrix copy_of(DType ct, int64_t rows, int64_t cols, uint32_t seed) {
+  const DType src = ct == DType::Q6_0 ? DType::Q8_0 : ct;
+  const std::vector<uint8_t> w = quantized_matrix(src, rows, cols, seed);
+  const ColumnMatrix::Part part{src, w.data(), rows};
+  return ColumnMatrix::build(std::span<const ColumnMatrix::Part>(&part, 1), cols, ct);
+}
+
+// One step of a copy's block: max |column block| / 127 (Q8_0), / 32 (Q6_0),
+// / 16 (Q5_0) or / 8 (Q4_0).
+float copy_step(DType ct, float amax) {
+  return amax / (ct == DType::Q8_0   ? 127.0f
+                 : ct == DType::Q6_0 ? 32.0f
+                 : ct == DType::Q5_0 ? 16.0f
+                                     : 8.0f);
+}
 
 TEST(Columns, CopyHoldsTheWeightsUpToOneStep) {
-  for (const auto& [t, ct] : kCopies) {
+  // The source types with a copy, the copy's type for each; then Q6_0
+  // copies of Q6_K and Q8_0 on every ISA (build with a type).
+  const std::pair<DType, DType> copies[] = {{DType::Q8_0, DType::Q8_0}, {DType::Q4_0, DType::Q4_0},
+                                            {DType::Q4_K, DType::Q5_0}, {DType::Q5_0, DType::Q5_0},
+                                            {DType::Q5_K, DType::Q5_0}, {DType::Q6_K, q6_k_copy()},
+                                            {DType::Q6_K, DType::Q6_0}, {DType::Q8_0, DType::Q6_0}};
+  for (const auto& [t, ct] : copies) {
     const int64_t rows = 96, cols = 256;  // K-quant rows hold whole super-blocks
     const std::vector<uint8_t> w = quantized_matrix(t, rows, cols, 3);
-    EXPECT_EQ(ColumnMatrix::copy_type(t), ct);
+    const bool own_type = ColumnMatrix::copy_type(t) == ct;
+    EXPECT_TRUE(own_type || ct == DType::Q6_0) << dtype_info(t).name;
     ASSERT_TRUE(ColumnMatrix::supports(t, rows));
     EXPECT_FALSE(ColumnMatrix::supports(t, rows + 1));
-    const ColumnMatrix m = ColumnMatrix::build(t, w.data(), rows, cols);
+    const ColumnMatrix::Part part{t, w.data(), rows};
+    const ColumnMatrix m =
+        own_type ? ColumnMatrix::build(t, w.data(), rows, cols)
+                 : ColumnMatrix::build(std::span<const ColumnMatrix::Part>(&part, 1), cols, ct);
     EXPECT_EQ(m.type(), ct);
     EXPECT_EQ(m.size_bytes(),
               static_cast<size_t>(row_bytes(ct, rows) * cols));  // as many bytes as W in ct
     const std::vector<float> got = copy_as_w(m);
     const std::vector<float> want = dequantize(t, w.data(), rows * cols);
-    // One step of the copy's block: max |column block| / 127 (Q8_0), / 16 (Q5_0)
-    // or / 8 (Q4_0).
     for (int64_t c = 0; c < cols; ++c)
       for (int64_t r0 = 0; r0 < rows; r0 += 32) {
         float amax = 0;
         for (int64_t r = r0; r < r0 + 32; ++r)
           amax = std::max(amax, std::fabs(want[static_cast<size_t>(r * cols + c)]));
-        const float step = amax / (ct == DType::Q8_0 ? 127.0f : ct == DType::Q5_0 ? 16.0f : 8.0f);
+        const float step = copy_step(ct, amax);
         for (int64_t r = r0; r < r0 + 32; ++r) {
           const size_t i = static_cast<size_t>(r * cols + c);
           ASSERT_LE(std::fabs(got[i] - want[i]), step * 1.01f + 1e-6f)
@@ -173,10 +200,9 @@ TEST(Columns, EveryIsaAgreesWithItsOracle) {
     EXPECT_EQ(axpy_cols_algo(isa) == ColsAlgo::kInt8,
               (isa == Isa::kAvx512 || isa == Isa::kAmx) && cpu_features().avx512_vbmi)
         << isa_name(isa);
-  for (const DType t : {DType::Q8_0, DType::Q5_0, DType::Q4_0}) {
+  for (const DType t : {DType::Q8_0, DType::Q6_0, DType::Q5_0, DType::Q4_0}) {
     const int64_t nbt = 35, rows = nbt * 32;
-    const std::vector<uint8_t> w = quantized_matrix(t, rows, 64, 9);
-    const ColumnMatrix m = ColumnMatrix::build(t, w.data(), rows, 64);
+    const ColumnMatrix m = copy_of(t, rows, 64, 9);
     for (int64_t n = 0; n <= 40; ++n) {
       const Kept kept = kept_inputs(n, n % 2 == 0, static_cast<uint32_t>(5 + n), col_group(t));
       for (const auto& [b0, nb] : {std::pair<int64_t, int64_t>{0, nbt}, {1, 17}, {6, 1}, {2, 3}}) {
@@ -221,10 +247,9 @@ TEST(Columns, EveryIsaAgreesWithItsOracle) {
 TEST(Columns, Int8KernelsFollowTheOracleOnNonFiniteInputs) {
   const float nan = std::numeric_limits<float>::quiet_NaN();
   const float inf = std::numeric_limits<float>::infinity();
-  for (const DType t : {DType::Q8_0, DType::Q5_0, DType::Q4_0}) {
+  for (const DType t : {DType::Q8_0, DType::Q6_0, DType::Q5_0, DType::Q4_0}) {
     const int64_t nbt = 19, rows = nbt * 32, g = col_group(t);
-    const std::vector<uint8_t> w = quantized_matrix(t, rows, 64, 4);
-    const ColumnMatrix m = ColumnMatrix::build(t, w.data(), rows, 64);
+    const ColumnMatrix m = copy_of(t, rows, 64, 4);
     const int64_t n = 3 * g - 3;
     Kept kept = kept_inputs(n, false, 11, g);
     // y = 0.25 + the product, by the oracle and by every int8 kernel: the
@@ -288,10 +313,9 @@ TEST(Columns, Int8OracleFollowsItsDefinition) {
         << r;
   }
 
-  for (const DType t : {DType::Q8_0, DType::Q5_0, DType::Q4_0}) {
+  for (const DType t : {DType::Q8_0, DType::Q6_0, DType::Q5_0, DType::Q4_0}) {
     const int64_t big = 96, nb = 3;
-    const std::vector<uint8_t> wb = quantized_matrix(t, nb * 32, big, 17);
-    const ColumnMatrix mb = ColumnMatrix::build(t, wb.data(), nb * 32, big);
+    const ColumnMatrix mb = copy_of(t, nb * 32, big, 17);
     const std::vector<float> wt = copy_as_w(mb);
     double worst = 0;
     for (const int64_t n : {1, 5, 8, 13, 40, 64}) {
@@ -394,13 +418,14 @@ TEST(Columns, StackedCopyEqualsEachPartsOwnCopy) {
   const std::vector<std::vector<std::pair<DType, int64_t>>> groups = {
       {{DType::Q4_0, 320}, {DType::Q4_0, 64}, {DType::Q4_0, 32}},
       {{DType::Q4_K, 256}, {DType::Q5_K, 32}, {DType::Q5_0, 96}},
-      {{DType::Q8_0, 64}, {DType::Q6_K, 160}}};
+      {{q6_k_copy() == DType::Q8_0 ? DType::Q8_0 : DType::Q6_K, 64}, {DType::Q6_K, 160}}};
   const std::vector<float> x = random_floats(cols, 31);
   std::vector<int32_t> idx;
   for (int32_t i = 0; i < cols; ++i)
     if (std::fabs(x[static_cast<size_t>(i)]) > 0.7f) idx.push_back(i);
   const int64_t n = static_cast<int64_t>(idx.size());
   for (const auto& g : groups) {
+    set_active_isa(before);  // copy_type's (Q6_K) as when groups was made
     std::vector<std::vector<uint8_t>> ws;
     std::vector<ColumnMatrix> own;
     std::vector<ColumnMatrix::Part> parts;
