@@ -89,24 +89,12 @@ void axpy_cols_int8(float* y, const ColumnRows& w, int64_t b0, int64_t nb, const
 }
 
 // One Q6_0 block of 32 values: fp16 d, then the quants' layout of
-// column_quant_bytes. As Q5_0 / Q4_0: d = (the value of largest magnitude) /
-// -32, q = x / d + 32 rounded half up, in 0..63 (that value -> 0, its
-// negative -> 64, clamped to 63).
-void quantize_q6_0(const float* x, uint8_t* block) {
-  float amax = 0.0f, max = 0.0f;
-  for (int i = 0; i < kQK32; ++i)
-    if (std::fabs(x[i]) > amax) {
-      amax = std::fabs(x[i]);
-      max = x[i];
-    }
-  const float d = max / -32.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
-  const uint16_t dh = f32_to_fp16(d);
+// column_quant_bytes; the levels as Q4_0's / Q5_0's (symmetric_levels_32).
+void quantize_q6_0(const float* x, void* dst, int64_t /*n: one block*/) {
+  int q[kQK32];
+  auto* block = static_cast<uint8_t*>(dst);
+  const uint16_t dh = f32_to_fp16(symmetric_levels_32(x, 64, q));
   std::memcpy(block, &dh, 2);
-  uint8_t q[kQK32];
-  for (int i = 0; i < kQK32; ++i) {  // (a NaN, from a hostile file: 0)
-    const float v = x[i] * id + 32.5f;
-    q[i] = v > 0.0f ? static_cast<uint8_t>(std::min(v, 63.0f)) : 0;
-  }
   uint8_t* out = block + 2;
   for (int i = 0; i < 16; ++i)
     out[i] = static_cast<uint8_t>((q[i] & 0x0F) | (q[i + 16] & 0x0F) << 4);
@@ -248,8 +236,10 @@ ColumnMatrix ColumnMatrix::build(std::span<const Part> parts, int64_t cols, DTyp
   m.row_bytes_ =
       static_cast<size_t>(slm::row_bytes(ctype, rows));  // the file's bytes: 2 + quants per block
   m.size_ = m.row_bytes_ * static_cast<size_t>(cols);
-  m.bytes_ = allocate_packed(m.size_);                  // every byte is written below
-  const TypeTraits& dst = traits(Isa::kScalar, ctype);  // (Q6_0: none, quantize_q6_0)
+  m.bytes_ = allocate_packed(m.size_);  // every byte is written below
+  // Q6_0 is the copies' own type, with no TypeTraits.
+  void (*const quantize)(const float*, void*, int64_t) =
+      ctype == DType::Q6_0 ? quantize_q6_0 : traits(Isa::kScalar, ctype).quantize_row;
   const size_t qb = column_quant_bytes(ctype);
   // 32 source rows at a time: dequantized [32][cols], then each column's 32
   // values become one block of the copy's row for that column, its scale
@@ -267,10 +257,7 @@ ColumnMatrix ColumnMatrix::build(std::span<const Part> parts, int64_t cols, DTyp
                            tile.data() + r * cols, cols);
       for (int64_t c = 0; c < cols; ++c) {
         for (int64_t r = 0; r < kQK32; ++r) col[r] = tile[static_cast<size_t>(r * cols + c)];
-        if (ctype == DType::Q6_0)
-          quantize_q6_0(col, block);
-        else
-          dst.quantize_row(col, block, kQK32);
+        quantize(col, block, kQK32);
         uint8_t* row = m.bytes_.get() + static_cast<size_t>(c) * m.row_bytes_;
         std::memcpy(row + 2 * static_cast<size_t>(j), block, 2);
         std::memcpy(row + 2 * static_cast<size_t>(nb) + static_cast<size_t>(j) * qb, block + 2, qb);

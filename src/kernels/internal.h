@@ -161,6 +161,15 @@ constexpr int kFloatTileTokens = 4;
 using FloatTileFn = void (*)(int64_t n, const uint8_t* w, size_t w_row, int nr, const float* x,
                              int64_t x_row, int nt, float* y, int64_t ldy);
 
+// The symmetric levels of one block of 32 (Q4_0 / Q5_0 in the file,
+// scalar_legacy.cpp, and the column copies' Q6_0, columns.cpp: levels 16,
+// 32, 64): d = the signed extreme / -(levels / 2), so that the extreme lands
+// on level 0; q[i] = x[i] / d + levels / 2 rounded half up into
+// [0, levels - 1] (the element opposite the extreme, levels, clamped; a
+// non-finite quotient, from a hostile file: 0 for a NaN, else clamped).
+// Returns d.
+float symmetric_levels_32(const float* x, int levels, int* q);
+
 // Bytes of one block's quants in a row of a column copy (kernels.h ColumnRows),
 // after the row's fp16 scales: Q8_0 32; Q6_0 24 (16 of nibbles as Q4_0's,
 // then 8 of 2-bit highs: byte k holds those of outputs k, k + 8, k + 16,

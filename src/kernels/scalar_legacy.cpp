@@ -137,20 +137,16 @@ void quantize_32(const float* src, void* dst, int64_t n) {
   auto* y = static_cast<Block*>(dst);
   int q[kQK32];
   for (int64_t i = 0; i < n / kQK32; ++i, src += kQK32) {
-    float d, min = 0;
     if constexpr (kHasMin<Block>) {
-      min = *std::min_element(src, src + kQK32);
-      d = (*std::max_element(src, src + kQK32) - min) / (kLevels - 1);
+      const float min = *std::min_element(src, src + kQK32);
+      const float d = (*std::max_element(src, src + kQK32) - min) / (kLevels - 1);
+      const float id = d != 0 ? 1.0f / d : 0.0f;
       y[i].m = f32_to_fp16(min);
+      y[i].d = f32_to_fp16(d);
+      for (int j = 0; j < kQK32; ++j)
+        q[j] = std::min(kLevels - 1, static_cast<int>((src[j] - min) * id + 0.5f));
     } else {
-      d = signed_absmax(src, kQK32) / -(kLevels / 2);
-    }
-    const float id = d != 0 ? 1.0f / d : 0.0f;
-    y[i].d = f32_to_fp16(d);
-    for (int j = 0; j < kQK32; ++j) {
-      const float v =
-          kHasMin<Block> ? (src[j] - min) * id + 0.5f : src[j] * id + (kLevels / 2 + 0.5f);
-      q[j] = std::min(kLevels - 1, static_cast<int>(v));
+      y[i].d = f32_to_fp16(symmetric_levels_32(src, kLevels, q));
     }
     store_levels(q, y[i]);
   }
@@ -269,6 +265,18 @@ void quantize_iq4_nl(const float* src, void* dst, int64_t n) {
 }
 
 }  // namespace
+
+float symmetric_levels_32(const float* x, int levels, int* q) {
+  const float d = signed_absmax(x, kQK32) / static_cast<float>(-(levels / 2));
+  const float id = d != 0 ? 1.0f / d : 0.0f;
+  const float top = static_cast<float>(levels - 1);
+  for (int j = 0; j < kQK32; ++j) {
+    // Finite quotients give v >= 0.5 - rounding: as truncation then min.
+    const float v = x[j] * id + (static_cast<float>(levels / 2) + 0.5f);
+    q[j] = v > 0 ? static_cast<int>(std::min(v, top)) : 0;
+  }
+  return d;
+}
 
 QuantizeWeightedFn weighted_legacy(DType t) {
   switch (t) {

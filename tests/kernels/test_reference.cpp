@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <string>
 
 #include "kernel_test_util.h"
@@ -254,6 +255,35 @@ TEST(KernelReference, LegacyMaxErrorBound) {
       for (size_t i = 32 * b; i < 32 * b + 32; ++i)
         ASSERT_LE(std::fabs(y[i] - x[i]), bound) << dtype_name(t);
     }
+  }
+}
+
+// A NaN in a hostile file's float weights: the symmetric quantizers
+// (symmetric_levels_32) skip it for the scale and give it level 0, the rest
+// of the block as if it were 0 (no extreme there); an infinity: every level
+// from a finite product, no undefined float-to-int cast.
+TEST(KernelReference, LegacyQuantizersTakeNonFiniteInputs) {
+  for (DType t : {DType::Q4_0, DType::Q5_0}) {
+    constexpr int kNan = 31;  // last: a NaN taken for the extreme would set d
+    auto x = random_floats(32, 11);
+    x[kNan] = 0.0f;
+    const auto clean = dequantize(t, quantize(t, x).data(), 32);
+    x[kNan] = std::nanf("");
+    const auto y = dequantize(t, quantize(t, x).data(), 32);
+    for (int i = 0; i < 32; ++i)
+      if (i != kNan) {
+        EXPECT_EQ(y[i], clean[i]) << dtype_name(t) << " element " << i;
+      }
+    float amax = 0, extreme = 0;  // level 0 is the extreme's value
+    for (int i = 0; i < 32; ++i)
+      if (i != kNan && std::fabs(x[i]) > amax) {
+        amax = std::fabs(x[i]);
+        extreme = clean[i];
+      }
+    EXPECT_EQ(y[kNan], extreme) << dtype_name(t);
+    x[kNan - 1] = std::numeric_limits<float>::infinity();
+    const auto z = quantize(t, x);  // d = -inf: every level from a NaN or -0 product
+    for (float v : dequantize(t, z.data(), 32)) EXPECT_FALSE(std::isfinite(v) && v != 0.0f);
   }
 }
 
