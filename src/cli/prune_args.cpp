@@ -11,6 +11,7 @@ model::PruneOptions prune_options(const Args& args) {
   if (args.has("--moe-top-k")) p.moe_top_k = args.get_int("--moe-top-k");
   if (args.has("--moe-min-weight"))
     p.moe_min_weight = static_cast<float>(args.get_double("--moe-min-weight"));
+  p.threads = thread_count(args);
   return p;
 }
 

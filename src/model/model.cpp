@@ -1,10 +1,15 @@
 #include "model/model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <exception>
+#include <mutex>
 #include <numbers>
+#include <span>
 
 #include "base/error.h"
+#include "base/thread_pool.h"
 
 namespace slm::model {
 
@@ -121,14 +126,14 @@ void Model::set_prune(PruneOptions p, const std::string& sparsity_name) {
   // The head's copy (head_threshold > 0) is of the output matrix only: with
   // tied embeddings the lookup keeps reading token_embd's view.
   if (const Sparsity* s = prune_.sparsity.get()) {
-    if (s->head_threshold > 0) backend_->prepare_columns(weights_.output);
+    // A group that reads one input (q/k/v, gate/up) as one stacked copy
+    // where the backend can: every kept input's weights in one run.
+    std::vector<std::vector<backend::Linear*>> groups;
+    if (s->head_threshold > 0) groups.push_back({&weights_.output});  // the longest: first
     for (int64_t l = 0; l < config_.n_layer; ++l) {
       LayerWeights& lw = weights_.layers[static_cast<size_t>(l)];
-      // A group that reads one input (q/k/v, gate/up) as one stacked copy
-      // where the backend can: every kept input's weights in one run.
       auto cols = [&](Tap t, std::initializer_list<backend::Linear*> ws) {
-        if (s->threshold(l, t) > 0)
-          backend_->prepare_columns(std::span<backend::Linear* const>(ws.begin(), ws.size()));
+        if (s->threshold(l, t) > 0) groups.emplace_back(ws);
       };
       cols(Tap::kAttnIn, {&lw.wq, &lw.wk, &lw.wv});
       cols(Tap::kOIn, {&lw.wo});
@@ -136,7 +141,30 @@ void Model::set_prune(PruneOptions p, const std::string& sparsity_name) {
       cols(Tap::kFfnIn, {&lw.ffn_gate, &lw.ffn_up});
       cols(s->ffn_rule == FfnRule::kCats ? Tap::kGate : Tap::kDownIn, {&lw.ffn_down});
     }
+    prepare_columns(groups, prune_.threads);
   }
+}
+
+// The groups share no Linear, and each copy's bytes depend on its source
+// alone, so they are built in parallel. `slm run --sparsity` (level 0.5, head
+// included), AMD EPYC Zen 4, 2 cores: TinyLlama-1.1B-shaped Q4_0 (586 MiB of
+// copies) loads in 5.1-6.6 s on one thread, 3.1 s on two (dense: 0.95 s);
+// Qwen2.5-0.5B-shaped Q4_K_M 4.5 s -> 2.8 s (dense 1.2 s; its head's copy is
+// one task).
+void Model::prepare_columns(const std::vector<std::vector<backend::Linear*>>& groups, int threads) {
+  ThreadPool pool(std::clamp(threads, 1, static_cast<int>(std::max<size_t>(groups.size(), 1))));
+  std::mutex failed_mu;
+  std::exception_ptr failed;  // the first failure (out of memory), rethrown here
+  pool.parallel_for(static_cast<int64_t>(groups.size()), [&](int64_t g, int) {
+    try {
+      const auto& ws = groups[static_cast<size_t>(g)];
+      backend_->prepare_columns(std::span<backend::Linear* const>(ws.data(), ws.size()));
+    } catch (...) {
+      const std::lock_guard<std::mutex> lock(failed_mu);
+      if (!failed) failed = std::current_exception();
+    }
+  });
+  if (failed) std::rethrow_exception(failed);
 }
 
 size_t Model::column_bytes() const {

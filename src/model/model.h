@@ -24,6 +24,7 @@ struct PruneOptions {
   std::shared_ptr<const Sparsity> sparsity;  // null: dense
   int64_t moe_top_k = 0;                     // 0: the model's n_expert_used; else at most that
   float moe_min_weight = 0;  // drop chosen experts whose renormalised weight is below
+  int threads = 1;           // threads that build set_prune's column copies (the same bytes)
 };
 
 class Model {
@@ -77,6 +78,9 @@ class Model {
   Model() = default;
   static std::unique_ptr<Model> build(std::unique_ptr<gguf::File> file, bool mapped);
   void build_rope_tables();
+  // Column copies of each group (one stacked copy where the backend can), on
+  // `threads` threads.
+  void prepare_columns(const std::vector<std::vector<backend::Linear*>>& groups, int threads);
 
   std::unique_ptr<gguf::File> file_;
   const backend::Backend* backend_ = nullptr;

@@ -320,6 +320,38 @@ TEST(Sparsity, ColumnCopiesAgreeWithDenseOverZeroedInputs) {
   }
 }
 
+// set_prune builds the copies (stacked groups, single matrices, the head)
+// on several threads: the same copies, so decoding gives the same bits.
+TEST(Sparsity, CopiesBuiltOnSeveralThreadsDecodeTheSameBits) {
+  // (a vocabulary of 320: the head's rows a multiple of 32, as its copy needs)
+  const model::SynthShape shape{"t", "llama", 3, 256, 4, 2, 0, 256, 320, 64, 1e4f, 1e-5f, false};
+  ThreadPool pool(2);
+  const std::vector<uint8_t> bytes = model::synth_bytes(shape, "Q4_K_M", 5, pool);
+  const auto tokens = some_tokens(12, 320);
+  std::vector<float> one;
+  size_t one_bytes = 0;
+  for (int threads : {1, 3, 64}) {
+    const auto m = model::Model::from_file(gguf::File::parse(bytes, "q.gguf"));
+    model::Sparsity sp = uniform(*m, 0.02f);
+    sp.head_threshold = 0.02f;
+    model::PruneOptions p;
+    p.sparsity = std::make_shared<const model::Sparsity>(std::move(sp));
+    p.threads = threads;
+    m->set_prune(p);
+    ASSERT_NE(m->weights().output.columns, nullptr);
+    ASSERT_NE(m->weights().layers[2].ffn_down.columns, nullptr);
+    const std::vector<float> decoded = logits(*m, tokens, 1);
+    if (threads == 1) {
+      one = decoded;
+      one_bytes = m->column_bytes();
+      continue;
+    }
+    EXPECT_EQ(m->column_bytes(), one_bytes) << threads;
+    ASSERT_EQ(decoded.size(), one.size());
+    EXPECT_EQ(std::memcmp(decoded.data(), one.data(), one.size() * sizeof(float)), 0) << threads;
+  }
+}
+
 // The backend's stacked copy of a group that reads one input (q/k/v:
 // Q4_0, or Q4_K and Q5_K, both copied as Q5_0) against each matrix's own
 // copy: the group's product, and any one matrix asked for alone, bit for
