@@ -213,7 +213,14 @@ TEST(Scheduler, QueueIsBounded) {
   o.max_queue = 1;
   Scheduler s(*l.model, *l.tok, o);
   const auto p = l.tok->encode("Once upon a time", true, false);
-  auto running = s.submit(greedy(p, 100));
+  // A job that runs until cancelled (no token limit, the context shifting,
+  // no end of text): a limited one could end, on a fast or a busy machine,
+  // before the poll below sees it active.
+  Request forever = greedy(p, -1);
+  forever.context = ContextPolicy::kShift;
+  for (const int32_t id : l.tok->eog_ids())
+    forever.sampling.logit_bias[id] = -std::numeric_limits<float>::infinity();
+  auto running = s.submit(std::move(forever));
   wait_until([&] { return s.stats().active == 1; });
   auto waiting = s.submit(greedy(p, 5));
   EXPECT_EQ(s.stats().queued, 1);

@@ -243,7 +243,7 @@ TEST_F(StructuredHttp, ToolCalls) {
       Json::parse(R"({"type":"function","function":{"name":"get_time","parameters":{"type":"object",
     "properties":{"zone":{"enum":["utc","local"]}},"required":["zone"],"additionalProperties":false}}})");
   const Json msgs = Json::array({Json{{"role", "user"}, {"content", "Weather in Paris?"}}});
-  int calls_seen = 0;
+  int calls_seen = 0, streamed_in_pieces = 0;
   for (int seed = 0; seed < 6; ++seed) {
     Answer whole;
     for (const bool stream : {false, true}) {
@@ -261,14 +261,17 @@ TEST_F(StructuredHttp, ToolCalls) {
       } else {
         // The same seed decodes the same answer: the calls assembled from the
         // deltas equal the whole response's, and their arguments came in
-        // pieces as they were decoded (forced calls stream token by token).
+        // pieces as they were decoded (forced calls stream token by token;
+        // counted over the seeds below: pieces decoded while the connection
+        // thread is still writing go out as one, so on a busy machine a
+        // short call, {"zone":"local"}, may arrive whole).
         EXPECT_EQ(a.finish, whole.finish);
         ASSERT_EQ(a.tool_calls.size(), whole.tool_calls.size()) << a.body << "\n" << whole.body;
         for (size_t i = 0; i < a.tool_calls.size(); ++i) {
           EXPECT_EQ(a.tool_calls[i]["function"], whole.tool_calls[i]["function"]);
         }
-        if (!a.tool_calls.empty()) {
-          EXPECT_GT(a.n_argument_fragments, 2 * static_cast<int>(a.tool_calls.size())) << a.body;
+        if (a.n_argument_fragments > 2 * static_cast<int>(a.tool_calls.size())) {
+          ++streamed_in_pieces;
         }
       }
       if (a.finish == "length") continue;
@@ -294,6 +297,7 @@ TEST_F(StructuredHttp, ToolCalls) {
     }
   }
   EXPECT_GE(calls_seen, 6);
+  EXPECT_GE(streamed_in_pieces, 1) << "no streamed call's arguments came in pieces";
   // The round trip: the call and its result go back through the template.
   Json req = {{"max_tokens", 20}, {"seed", 1}, {"tools", {weather}}, {"tool_choice", "auto"}};
   req["messages"] = Json::array(
