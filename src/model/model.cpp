@@ -147,10 +147,10 @@ void Model::set_prune(PruneOptions p, const std::string& sparsity_name) {
 
 // The groups share no Linear, and each copy's bytes depend on its source
 // alone, so they are built in parallel. `slm run --sparsity` (level 0.5, head
-// included), AMD EPYC Zen 4, 2 cores: TinyLlama-1.1B-shaped Q4_0 (586 MiB of
-// copies) loads in 5.1-6.6 s on one thread, 3.1 s on two (dense: 0.95 s);
-// Qwen2.5-0.5B-shaped Q4_K_M 4.5 s -> 2.8 s (dense 1.2 s; its head's copy is
-// one task).
+// included), AMD EPYC Zen 5 (family 26 model 2), 2 cores: TinyLlama-1.1B-
+// shaped Q4_0 (586 MiB of copies) loads in 5.1-6.6 s on one thread, 3.1 s on
+// two (dense: 0.95 s); Qwen2.5-0.5B-shaped Q4_K_M 4.5 s -> 2.8 s (dense
+// 1.2 s; its head's copy is one task).
 void Model::prepare_columns(const std::vector<std::vector<backend::Linear*>>& groups, int threads) {
   ThreadPool pool(std::clamp(threads, 1, static_cast<int>(std::max<size_t>(groups.size(), 1))));
   std::mutex failed_mu;
