@@ -144,7 +144,8 @@ class Backend {
 
   // Prepares w for this backend (repacking where it pays). release_source:
   // the view is a memory-mapped file whose pages may be dropped afterwards.
-  virtual void prepare(Linear& w, bool release_source) const = 0;
+  // pool (may be null): threads the work may be shared among (same result).
+  virtual void prepare(Linear& w, bool release_source, ThreadPool* pool) const = 0;
 
   // Input-sparse decoding (activation pruning): makes w.columns, a copy laid
   // out so that a product reads only the weights of non-zero inputs. Returns

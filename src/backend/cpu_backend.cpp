@@ -65,10 +65,10 @@ class Cpu final : public Backend {
  public:
   std::string_view name() const override { return "cpu"; }
 
-  void prepare(Linear& w, bool release_source) const override {
+  void prepare(Linear& w, bool release_source, ThreadPool* pool) const override {
     const MatrixView& v = w.view;
     if (!w.present() || !kernels::PackedMatrix::pays(v.type)) return;
-    kernels::PackedMatrix p = kernels::PackedMatrix::pack(v.type, v.data, v.rows, v.cols);
+    kernels::PackedMatrix p = kernels::PackedMatrix::pack(v.type, v.data, v.rows, v.cols, pool);
     if (p.empty()) return;
     w.prepared = std::make_unique<Packed>(std::move(p));
     if (release_source) release_pages(v.data, v.size_bytes());

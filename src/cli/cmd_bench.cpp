@@ -205,7 +205,7 @@ int run_bench(int argc, char** argv) {
   const double cost_per_hour = args.get_double("--cost-per-hour");
   const double watts = args.get_double("--watts");
 
-  const auto model = model::Model::load(*path);
+  const auto model = model::Model::load(*path, threads);
   apply_prune_options(args, *model);
   const model::ModelConfig& c = model->config();
   // Numbers that would mislead without a word: threads that share cores, and

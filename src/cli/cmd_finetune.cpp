@@ -161,7 +161,7 @@ int run_finetune(int argc, char** argv) {
   const std::string ckpt_path = args.get("--checkpoint").value_or(*out_path + ".ckpt");
   const auto resume_path = args.get("--resume");
 
-  const auto model = model::Model::load(*model_path);
+  const auto model = model::Model::load(*model_path, threads);
   if (const std::string why = train::Trainer::unsupported_reason(*model); !why.empty())
     throw Error(*model_path + ": " + why);
   const model::ModelConfig& c = model->config();

@@ -46,7 +46,7 @@ int run_merge(int argc, char** argv) {
   }
   ThreadPool pool(thread_count(args));
 
-  const auto model = model::Model::load(*model_path);
+  const auto model = model::Model::load(*model_path, pool.size());
   const auto adapter = model::LoraAdapter::load(*model, files, lora_type_option(args));
   const model::MergeResult r = model::merge_lora(*model, *adapter, *out_path, opt, pool);
   std::fprintf(stderr, "wrote %s: %lld of %lld tensors merged (%zu adapted matrices), %s\n",

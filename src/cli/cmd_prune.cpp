@@ -67,7 +67,7 @@ int run_prune(int argc, char** argv) {
   if (!data) throw UsageError("--data TEXT is required");
   const auto out = args.get("--out");
   if (!out) throw UsageError("-o FILE is required");
-  const auto model = load_model(spec);
+  const auto model = load_model(spec, thread_count(args));
   const tokenizer::Tokenizer tok = tokenizer::Tokenizer::from_gguf(model->file());
   std::vector<int32_t> tokens = tok.encode(eval::read_text_file(*data), /*add_special=*/true,
                                            /*parse_special=*/false);

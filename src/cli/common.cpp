@@ -94,19 +94,19 @@ void warm_pages(const model::Model& m) {
 }  // namespace
 
 std::unique_ptr<model::Model> load_model(const Args& args) {
-  return load_model(model_argument(args, SIZE_MAX).spec);
+  return load_model(model_argument(args, SIZE_MAX).spec, thread_count(args));
 }
 
-std::unique_ptr<model::Model> load_model(const std::optional<std::string>& spec) {
+std::unique_ptr<model::Model> load_model(const std::optional<std::string>& spec, int threads) {
   const store::ResolvedModel r = store::resolve_model(spec);
-  auto m = model::Model::load(r.path);
+  auto m = model::Model::load(r.path, threads);
   warm_pages(*m);
   return m;
 }
 
 std::unique_ptr<model::Model> load_draft_model(const Args& args) {
   if (!args.has("--draft-model")) return nullptr;
-  return load_model(args.get("--draft-model"));
+  return load_model(args.get("--draft-model"), thread_count(args));
 }
 
 engine::GenerateOptions generate_options(const Args& args, int64_t n_vocab) {

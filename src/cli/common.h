@@ -26,12 +26,13 @@ namespace slm::cli {
 void add_generate_options(Options& o);
 
 // Resolves the model argument (--model or the first positional, see
-// model_argument) / $SLM_MODEL / the store's default and loads it; on a
-// terminal, large files show a progress bar while their pages are read in.
+// model_argument) / $SLM_MODEL / the store's default and loads it, repacked
+// on the -t threads; on a terminal, large files show a progress bar while
+// their pages are read in.
 std::unique_ptr<model::Model> load_model(const Args& args);
 // The same for a model named by the caller (commands whose first positional
 // argument is a sub-command); nullopt: $SLM_MODEL, then the store's default.
-std::unique_ptr<model::Model> load_model(const std::optional<std::string>& spec);
+std::unique_ptr<model::Model> load_model(const std::optional<std::string>& spec, int threads);
 // The model --draft-model names (add_draft_options); null without it.
 std::unique_ptr<model::Model> load_draft_model(const Args& args);
 

@@ -243,8 +243,11 @@ class PackedMatrix {
   // Whether packing wtype pays with the active ISA (it has a SIMD tile for
   // it); callers that mind memory pack only then.
   static bool pays(DType wtype);
-  // Repacks rows x cols of wtype (has_layout(wtype), cols a multiple of 32).
-  static PackedMatrix pack(DType wtype, const void* w, int64_t rows, int64_t cols);
+  // Repacks rows x cols of wtype (has_layout(wtype), cols a multiple of 32),
+  // its 16-row groups shared among pool's threads where a pool is given (the
+  // same bytes on any thread count). Throws std::bad_alloc before any work.
+  static PackedMatrix pack(DType wtype, const void* w, int64_t rows, int64_t cols,
+                           ThreadPool* pool = nullptr);
 
   bool empty() const { return bytes_ == nullptr; }
   DType type() const { return type_; }

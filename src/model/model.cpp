@@ -46,15 +46,15 @@ std::vector<float> compute_rope_inv_freq(const ModelConfig& c) {
   return f;
 }
 
-std::unique_ptr<Model> Model::load(const std::string& path) {
-  return build(gguf::File::open(path), /*mapped=*/true);
+std::unique_ptr<Model> Model::load(const std::string& path, int threads) {
+  return build(gguf::File::open(path), /*mapped=*/true, threads);
 }
 
-std::unique_ptr<Model> Model::from_file(std::unique_ptr<gguf::File> file) {
-  return build(std::move(file), /*mapped=*/false);
+std::unique_ptr<Model> Model::from_file(std::unique_ptr<gguf::File> file, int threads) {
+  return build(std::move(file), /*mapped=*/false, threads);
 }
 
-std::unique_ptr<Model> Model::build(std::unique_ptr<gguf::File> file, bool mapped) {
+std::unique_ptr<Model> Model::build(std::unique_ptr<gguf::File> file, bool mapped, int threads) {
   std::unique_ptr<Model> m(new Model());
   m->file_ = std::move(file);
   m->backend_ = &backend::cpu();
@@ -62,9 +62,12 @@ std::unique_ptr<Model> Model::build(std::unique_ptr<gguf::File> file, bool mappe
   m->weights_ = bind_weights(*m->file_, m->config_);
   m->build_rope_tables();
   // The backend prepares every matrix once (the CPU one repacks those whose
-  // type has tiles on this CPU); a mapped file's source pages are released.
-  for_each_linear(m->weights_, m->config_,
-                  [&](backend::Linear& w) { m->backend_->prepare(w, /*release_source=*/mapped); });
+  // type has tiles on this CPU, each matrix shared among the threads); a
+  // mapped file's source pages are released.
+  ThreadPool pool(std::max(threads, 1));
+  for_each_linear(m->weights_, m->config_, [&](backend::Linear& w) {
+    m->backend_->prepare(w, /*release_source=*/mapped, &pool);
+  });
   return m;
 }
 

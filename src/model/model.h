@@ -30,9 +30,10 @@ struct PruneOptions {
 class Model {
  public:
   // Maps and validates path. Throws slm::Error naming the file and the key or tensor.
-  static std::unique_ptr<Model> load(const std::string& path);
+  // threads: how many share the repacking of the weights (the same bytes).
+  static std::unique_ptr<Model> load(const std::string& path, int threads = 1);
   // Builds a model over an already parsed file (tests build files in memory).
-  static std::unique_ptr<Model> from_file(std::unique_ptr<gguf::File> file);
+  static std::unique_ptr<Model> from_file(std::unique_ptr<gguf::File> file, int threads = 1);
 
   const ModelConfig& config() const { return config_; }
   const ModelWeights& weights() const { return weights_; }
@@ -76,7 +77,7 @@ class Model {
 
  private:
   Model() = default;
-  static std::unique_ptr<Model> build(std::unique_ptr<gguf::File> file, bool mapped);
+  static std::unique_ptr<Model> build(std::unique_ptr<gguf::File> file, bool mapped, int threads);
   void build_rope_tables();
   // Column copies of each group (one stacked copy where the backend can), on
   // `threads` threads.

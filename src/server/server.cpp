@@ -119,7 +119,7 @@ std::shared_ptr<Backend> load_backend(const std::string& path, const std::string
                                       const engine::SchedulerOptions& options, Metrics* metrics,
                                       const BackendOptions& extra) {
   auto b = std::make_shared<Backend>();
-  b->model = model::Model::load(path);
+  b->model = model::Model::load(path, options.n_threads);
   b->model->set_prune(extra.prune, extra.sparsity_name);
   b->tokenizer.emplace(tokenizer::Tokenizer::from_gguf(b->model->file()));
   const tokenizer::Tokenizer& tok = *b->tokenizer;

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 
 #include "base/thread_pool.h"
 #include "kernel_test_util.h"
@@ -55,6 +56,24 @@ TEST_P(Packed, EveryIsaMatchesScalarTileAndPlainMatmul) {
     }
   }
   set_active_isa(before);
+}
+
+// Packing shares a matrix's groups among a pool's threads (model loading):
+// on 2 or 3 threads, a ragged row count, the same bytes as on one.
+TEST_P(Packed, PackingOnSeveralThreadsGivesTheSameBytes) {
+  const DType t = GetParam();
+  const int64_t rows = 2001, cols = 1024;  // 126 groups: several tasks for every type
+  const auto w = test::quantize(t, random_floats(rows * cols, 43, 0.05f));
+  const PackedMatrix one = PackedMatrix::pack(t, w.data(), rows, cols);
+  ASSERT_FALSE(one.empty());
+  ASSERT_GE(one.size_bytes(), size_t{512} << 10);  // at least two tasks of 256 KiB
+  for (int threads : {2, 3}) {
+    ThreadPool pool(threads);
+    const PackedMatrix p = PackedMatrix::pack(t, w.data(), rows, cols, &pool);
+    ASSERT_EQ(p.size_bytes(), one.size_bytes());
+    EXPECT_EQ(0, std::memcmp(p.data(), one.data(), one.size_bytes()))
+        << dtype_name(t) << " threads=" << threads;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(PackedTypes, Packed,

@@ -4,9 +4,11 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 
 #include "base/error.h"
 #include "base/thread_pool.h"
+#include "gguf/gguf.h"
 #include "gguf/writer.h"
 #include "model/arch.h"
 #include "model/model.h"
@@ -228,6 +230,36 @@ TEST(Synthetic, PromptStepEqualsOneTokenAtATimeBitForBit) {
   for (size_t i = 0; i < tokens.size(); ++i) {
     const std::span<const float> row = b.decode(tokens[i], pool);
     for (int64_t v = 0; v < 64; ++v) ASSERT_EQ(row[v], all[i * 64 + v]) << "token " << i;
+  }
+}
+
+// Loading repacks each matrix on the given threads (Model::load -t): the
+// same packed bytes and the same logits bits as on one thread, with
+// matrices large enough to be split (Q8_0 gate/up/down of 512 x 1536:
+// 816 KiB each, several packing tasks) and a Q4_K_M mix of types.
+TEST(Synthetic, LoadingOnSeveralThreadsGivesTheSameBits) {
+  const model::SynthShape shape{"t", "llama", 2, 512, 8, 4, 0, 1536, 256, 64, 1e4f, 1e-5f, false};
+  ThreadPool pool(2);
+  const auto tokens = some_tokens(9, 256);
+  for (const char* mix : {"Q8_0", "Q4_K_M"}) {
+    const std::vector<uint8_t> bytes = model::synth_bytes(shape, mix, 7, pool);
+    std::vector<float> one;
+    size_t one_bytes = 0;
+    for (int threads : {1, 3}) {
+      const auto m = model::Model::from_file(gguf::File::parse(bytes, "t.gguf"), threads);
+      model::Session session(*m, {});
+      std::vector<float> out;
+      session.feed(tokens, pool, &out);
+      if (threads == 1) {
+        one = std::move(out);
+        one_bytes = m->packed_bytes();
+        ASSERT_GT(one_bytes, size_t{2} << 20) << mix;
+        continue;
+      }
+      EXPECT_EQ(m->packed_bytes(), one_bytes) << mix;
+      ASSERT_EQ(out.size(), one.size()) << mix;
+      EXPECT_EQ(0, std::memcmp(out.data(), one.data(), one.size() * sizeof(float))) << mix;
+    }
   }
 }
 
