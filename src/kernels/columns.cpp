@@ -88,19 +88,22 @@ void axpy_cols_int8(float* y, const ColumnRows& w, int64_t b0, int64_t nb, const
   }
 }
 
-// One Q6_0 block of 32 values: fp16 d, then the quants' layout of
+// n / 32 Q6_0 blocks of 32 values: fp16 d, then the quants' layout of
 // column_quant_bytes; the levels as Q4_0's / Q5_0's (symmetric_levels_32).
-void quantize_q6_0(const float* x, void* dst, int64_t /*n: one block*/) {
-  int q[kQK32];
+void quantize_q6_0(const float* x, void* dst, int64_t n) {
   auto* block = static_cast<uint8_t*>(dst);
-  const uint16_t dh = f32_to_fp16(symmetric_levels_32(x, 64, q));
-  std::memcpy(block, &dh, 2);
-  uint8_t* out = block + 2;
-  for (int i = 0; i < 16; ++i)
-    out[i] = static_cast<uint8_t>((q[i] & 0x0F) | (q[i + 16] & 0x0F) << 4);
-  for (int k = 0; k < 8; ++k)
-    out[16 + k] = static_cast<uint8_t>(q[k] >> 4 | (q[k + 8] >> 4) << 2 | (q[k + 16] >> 4) << 4 |
-                                       (q[k + 24] >> 4) << 6);
+  for (int64_t b = 0; b < n / kQK32;
+       ++b, x += kQK32, block += 2 + column_quant_bytes(DType::Q6_0)) {
+    int q[kQK32];
+    const uint16_t dh = f32_to_fp16(symmetric_levels_32(x, 64, q));
+    std::memcpy(block, &dh, 2);
+    uint8_t* out = block + 2;
+    for (int i = 0; i < 16; ++i)
+      out[i] = static_cast<uint8_t>((q[i] & 0x0F) | (q[i + 16] & 0x0F) << 4);
+    for (int k = 0; k < 8; ++k)
+      out[16 + k] = static_cast<uint8_t>(q[k] >> 4 | (q[k + 8] >> 4) << 2 | (q[k + 16] >> 4) << 4 |
+                                         (q[k + 24] >> 4) << 6);
+  }
 }
 
 AxpyColsFn scalar_axpy(DType t) {

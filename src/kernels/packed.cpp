@@ -369,11 +369,10 @@ PackedMatrix PackedMatrix::pack(DType wtype, const void* w, int64_t rows, int64_
   // one (medians of 8 alternating pairs, AMD EPYC Zen 5, family 26 model 2).
   // Tasks of at least kPackTaskBytes, so small matrices stay on one thread.
   constexpr size_t kPackTaskBytes = size_t{1} << 18;
-  const int64_t n_tasks =
-      pool == nullptr || pool->size() == 1
-          ? 1
-          : std::clamp<int64_t>(static_cast<int64_t>(m.size_ / kPackTaskBytes), 1,
-                                4 * static_cast<int64_t>(pool->size()));
+  const int64_t n_tasks = pool == nullptr || pool->size() == 1
+                              ? 1
+                              : std::clamp<int64_t>(static_cast<int64_t>(m.size_ / kPackTaskBytes),
+                                                    1, 4 * static_cast<int64_t>(pool->size()));
   if (n_tasks == 1) {
     pack_groups(0, n_groups);
     return m;
