@@ -10,6 +10,7 @@
 #include "base/thread_pool.h"
 #include "gguf/gguf.h"
 #include "gguf/writer.h"
+#include "kernels/kernels.h"
 #include "model/arch.h"
 #include "model/model.h"
 #include "model/quant_mix.h"
@@ -236,7 +237,8 @@ TEST(Synthetic, PromptStepEqualsOneTokenAtATimeBitForBit) {
 // Loading repacks each matrix on the given threads (Model::load -t): the
 // same packed bytes and the same logits bits as on one thread, with
 // matrices large enough to be split (Q8_0 gate/up/down of 512 x 1536:
-// 816 KiB each, several packing tasks) and a Q4_K_M mix of types.
+// 816 KiB each, several packing tasks) and a Q4_K_M mix of types. Where the
+// CPU has no tiles nothing is packed, and the logits must still agree.
 TEST(Synthetic, LoadingOnSeveralThreadsGivesTheSameBits) {
   const model::SynthShape shape{"t", "llama", 2, 512, 8, 4, 0, 1536, 256, 64, 1e4f, 1e-5f, false};
   ThreadPool pool(2);
@@ -253,7 +255,10 @@ TEST(Synthetic, LoadingOnSeveralThreadsGivesTheSameBits) {
       if (threads == 1) {
         one = std::move(out);
         one_bytes = m->packed_bytes();
-        ASSERT_GT(one_bytes, size_t{2} << 20) << mix;
+        // (where this CPU has tiles for the types: not under qemu's aarch64)
+        if (kernels::PackedMatrix::pays(DType::Q8_0)) {
+          ASSERT_GT(one_bytes, size_t{2} << 20) << mix;
+        }
         continue;
       }
       EXPECT_EQ(m->packed_bytes(), one_bytes) << mix;
