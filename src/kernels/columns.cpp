@@ -193,18 +193,35 @@ bool ColumnMatrix::supports(DType wtype, int64_t rows) {
 // at the dense kernel's pace per weight, its byte transposes overlapping the VPDPBUSDs), and from
 // memory random masks take 1.5-1.8x as long as a contiguous prefix of the same count (down 134 /
 // 78-90 us; N kept, N skipped: 0.87x dense at N = 1, 0.67x at 4, 0.57x at 8). Still no slower than
-// dense, so the cut-offs stay.
+// dense, so the cut-offs stay. On an AMD EPYC Zen 5 (family 26 model 2, no AMX, two threads)
+// Q5_0 and Q6_0 copies did not pay at 75% kept: Qwen2.5-0.5B-shaped Q4_K_M (Q5_0 q/k/v/o/gate/up,
+// Q4_K and Q6_K downs, Q8_0 head) at 25% pruned ran at 0.89-0.98x dense with a 0.8 cut-off
+// (six runs), 1.00-1.02x at 0.7; its stacked Q5_0 gate/up took 5.3 ms a token at ~75% kept
+// against 4.0 dense. Q8_0 copies still paid there (Qwen Q8_0 at 25%: 1.08x at 0.8, 0.97x at
+// 0.7). So Q8_0 keeps 0.8 and the others take 0.7; at 40-60% pruned nothing measurable changed
+// (three alternating runs of each, bench_prune, best of 8).
 double ColumnMatrix::pays_below(DType wtype) {
-  switch (copy_type(wtype)) {
+  const DType ctype = copy_type(wtype);
+  double cut;
+  switch (ctype) {
     case DType::Q8_0:
+      cut = 0.80;
+      break;
     case DType::Q6_0:
     case DType::Q5_0:
-      return 0.80;
     case DType::Q4_0:
-      return 0.70;
+      cut = 0.70;
+      break;
     default:
       return 0.0;
   }
+  // A copy wider than its source (Q4_K's 4.5 bits a weight as Q5_0's 5.5)
+  // must skip that much more to read fewer bytes than the dense kernel.
+  const DTypeInfo& src = dtype_info(wtype);
+  const DTypeInfo& copy = dtype_info(ctype);
+  const double widening = static_cast<double>(copy.block_bytes * src.block_size) /
+                          static_cast<double>(src.block_bytes * copy.block_size);
+  return widening > 1.0 ? cut / widening : cut;
 }
 
 ColumnMatrix ColumnMatrix::build(DType wtype, const void* w, int64_t rows, int64_t cols) {

@@ -309,7 +309,8 @@ class ColumnMatrix {
   static bool supports(DType wtype, int64_t rows);
   // The share of kept inputs below which the copy of a wtype matrix beats
   // the dense kernels on the same input (decode, one row); at or above it,
-  // callers run the dense matrix on the zeroed input instead.
+  // callers run the dense matrix on the zeroed input instead. Lower for a
+  // copy wider than its source (Q4_K as Q5_0) by the ratio of their bytes.
   static double pays_below(DType wtype);
   // Builds the copy of rows x cols of wtype (supports() must hold).
   static ColumnMatrix build(DType wtype, const void* w, int64_t rows, int64_t cols);

@@ -72,6 +72,25 @@ float copy_step(DType ct, float amax) {
                                      : 8.0f);
 }
 
+// The cut-offs: a copy as wide as its source pays below the same share
+// whatever the source's name; a wider one (Q4_K's 4.5 bits a weight as
+// Q5_0's 5.5) below a share lower by the width ratio, so that at its cut-off
+// it reads no more bytes than the cut-off of a same-width copy would; no copy, 0.
+TEST(Columns, CutOffsFollowTheCopyAndItsWidth) {
+  EXPECT_GT(ColumnMatrix::pays_below(DType::Q5_0), 0.5);
+  EXPECT_LT(ColumnMatrix::pays_below(DType::Q5_0), 1.0);
+  EXPECT_EQ(ColumnMatrix::pays_below(DType::Q5_K), ColumnMatrix::pays_below(DType::Q5_0));
+  EXPECT_NEAR(ColumnMatrix::pays_below(DType::Q4_K),
+              ColumnMatrix::pays_below(DType::Q5_0) * (144.0 / 256) / (22.0 / 32), 1e-12);
+  // Q6_K as Q6_0 (6.56 bits a weight as 6.5: not wider) or as Q8_0 (8.5: wider).
+  if (ColumnMatrix::copy_type(DType::Q6_K) == DType::Q6_0)
+    EXPECT_EQ(ColumnMatrix::pays_below(DType::Q6_K), ColumnMatrix::pays_below(DType::Q5_0));
+  else
+    EXPECT_LT(ColumnMatrix::pays_below(DType::Q6_K), ColumnMatrix::pays_below(DType::Q8_0));
+  EXPECT_EQ(ColumnMatrix::pays_below(DType::F16), 0.0);
+  EXPECT_EQ(ColumnMatrix::pays_below(DType::IQ4_NL), 0.0);
+}
+
 TEST(Columns, CopyHoldsTheWeightsUpToOneStep) {
   // The source types with a copy, the copy's type for each; then Q6_0
   // copies of Q6_K and Q8_0 on every ISA (build with a type).
