@@ -10,7 +10,7 @@
 // gate/up also runs as CATS decoding does (forward.cpp ffn_dense_up_rows):
 // gate alone (its column copy over the kept inputs, or dense), then up at a
 // random share `kept` of its rows from its row copy (kernels::matvec_rows).
-// Usage: bench_columns [shape=tinyllama|qwen] [type=Q4_0] [kept=0.5] [threads=1] [reps=20]
+// Usage: bench_columns [shape=tinyllama|qwen|qwen-head] [type=Q4_0] [kept=0.5] [threads=1] [reps=20]
 //                      [MB=96 of dense weights cycled through] [pattern=random|prefix|even|blockN]
 #include <algorithm>
 #include <cstdio>
@@ -121,7 +121,9 @@ int main(int argc, char** argv) {
   if (type_name == "Q8_0") t = DType::Q8_0;
   if (type_name == "Q5_0") t = DType::Q5_0;
   std::vector<Group> groups;
-  if (shape == "qwen")
+  if (shape == "qwen-head")  // Qwen2.5-0.5B's output matrix: 151,936 rows, 161 KB Q8_0 runs
+    groups = {{"head", 896, {151936}}};
+  else if (shape == "qwen")
     groups = {{"qkv", 896, {896, 128, 128}},
               {"o", 896, {896}},
               {"gate_up", 896, {4864, 4864}},
