@@ -431,7 +431,8 @@ void tiles_stream(int64_t nb, const uint8_t* group, const uint8_t* acts, int64_t
       // A write prefetch (PREFETCHW under -mprfchw; the builtin, as clang's
       // immintrin.h does not declare _m_prefetchw).
       __builtin_prefetch(yt + t * ldy, 1, 3);
-      __builtin_prefetch(yt + t * ldy + kPackRows - 1, 1, 3);  // y + lg * 16 need not be 64-byte aligned
+      __builtin_prefetch(yt + t * ldy + kPackRows - 1, 1,
+                         3);  // y + lg * 16 need not be 64-byte aligned
     }
     ++pt;
   };

@@ -62,13 +62,15 @@ void tile_half(int64_t nb, const uint8_t* group, int h, const PackedAct* act, fl
     // w[k] pairs with activation bytes 4k.. (k < 4) or 16 + 4(k - 4)..
     __m256i w[8];
     for (int k = 0; k < 4; ++k) {
-      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + kQsOffset + 64 * k + 32 * h));
+      const __m256i v =
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + kQsOffset + 64 * k + 32 * h));
       w[k] = _mm256_and_si256(v, low4);
       w[k + 4] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
     }
     if constexpr (kType == DType::Q5_0) {
       // Bit k of each byte of qh is the fifth bit of word k (packed.cpp).
-      const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + kScaleBytes + 32 * h));
+      const __m256i qh =
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + kScaleBytes + 32 * h));
       const __m256i bit4 = _mm256_set1_epi8(0x10);
       for (int k = 0; k < 8; ++k) {
         const __m256i hi = k < 4 ? _mm256_slli_epi32(qh, 4 - k) : _mm256_srli_epi32(qh, k - 4);
@@ -103,7 +105,8 @@ void tile_one_token(int64_t nb, const uint8_t* group, const PackedAct& act, floa
   constexpr int64_t kQhBytes = kType == DType::Q5_0 ? kPackRows * 4 : 0;
   constexpr int64_t kQsOffset = kScaleBytes + kQhBytes;
   constexpr int64_t kBlockBytes = kQsOffset + kPackRows * 16;
-  const __m256i low4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1), bit4 = _mm256_set1_epi8(0x10);
+  const __m256i low4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1),
+                bit4 = _mm256_set1_epi8(0x10);
   __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* blk = group + b * kBlockBytes;
@@ -117,8 +120,10 @@ void tile_one_token(int64_t nb, const uint8_t* group, const PackedAct& act, floa
     for (int k = 0; k < 4; ++k) {
       const __m256i qlo = bcast_word(q + 4 * k), qhi = bcast_word(q + 16 + 4 * k);
       for (int h = 0; h < 2; ++h) {
-        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + kQsOffset + 64 * k + 32 * h));
-        __m256i wlo = _mm256_and_si256(v, low4), whi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+        const __m256i v =
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + kQsOffset + 64 * k + 32 * h));
+        __m256i wlo = _mm256_and_si256(v, low4),
+                whi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
         if constexpr (kType == DType::Q5_0) {
           // Bits k and k + 4 of each qh byte are the fifth bits of words k and k + 4.
           wlo = _mm256_or_si256(wlo, _mm256_and_si256(_mm256_slli_epi32(qh[h], 4 - k), bit4));
@@ -137,12 +142,13 @@ void tile_one_token(int64_t nb, const uint8_t* group, const PackedAct& act, floa
       else
         isum = _mm256_add_epi32(_mm256_madd_epi16(lo16[h], ones), _mm256_madd_epi16(hi16[h], ones));
       isum = _mm256_add_epi32(isum, corr);
-      const __m256 dw =
-          _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2 * kHalfRows * h)));
+      const __m256 dw = _mm256_cvtph_ps(
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2 * kHalfRows * h)));
       acc[h] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(isum), dw), dy, acc[h]);
     }
   }
-  for (int h = 0; h < 2 && kHalfRows * h < nr; ++h) store_rows(y + kHalfRows * h, acc[h], nr - kHalfRows * h);
+  for (int h = 0; h < 2 && kHalfRows * h < nr; ++h)
+    store_rows(y + kHalfRows * h, acc[h], nr - kHalfRows * h);
 }
 
 template <DType kType>
@@ -202,9 +208,9 @@ void tile_q4_k_token(int64_t nb, const uint8_t* group, const PackedAct& act, flo
       for (int h = 0; h < 2; ++h) {
         const __m256i sc_lo = load_bytes8_u(blk + kSc + 16 * (2 * c) + 8 * h);
         const __m256i sc_hi = load_bytes8_u(blk + kSc + 16 * (2 * c + 1) + 8 * h);
-        isum[h] = _mm256_add_epi32(isum[h],
-                                   _mm256_add_epi32(_mm256_mullo_epi32(_mm256_madd_epi16(lo16[h], ones), sc_lo),
-                                                    _mm256_mullo_epi32(_mm256_madd_epi16(hi16[h], ones), sc_hi)));
+        isum[h] = _mm256_add_epi32(
+            isum[h], _mm256_add_epi32(_mm256_mullo_epi32(_mm256_madd_epi16(lo16[h], ones), sc_lo),
+                                      _mm256_mullo_epi32(_mm256_madd_epi16(hi16[h], ones), sc_hi)));
       }
     }
     const int32_t* corr = act.corr + kKCorr * b;
@@ -212,18 +218,23 @@ void tile_q4_k_token(int64_t nb, const uint8_t* group, const PackedAct& act, flo
     for (int h = 0; h < 2; ++h) {
       __m256i minsum = _mm256_setzero_si256();
       for (int j = 0; j < 8; ++j)
-        minsum = _mm256_add_epi32(
-            minsum, _mm256_mullo_epi32(load_bytes8_u(blk + kM + 16 * j + 8 * h), _mm256_set1_epi32(corr[j])));
-      acc[h] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(isum[h]), load_half8(blk + 16 * h)), dy, acc[h]);
+        minsum =
+            _mm256_add_epi32(minsum, _mm256_mullo_epi32(load_bytes8_u(blk + kM + 16 * j + 8 * h),
+                                                        _mm256_set1_epi32(corr[j])));
+      acc[h] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(isum[h]), load_half8(blk + 16 * h)),
+                               dy, acc[h]);
       acc[h] = _mm256_fnmadd_ps(
-          _mm256_mul_ps(_mm256_cvtepi32_ps(minsum), load_half8(blk + kScaleBytes + 16 * h)), dy, acc[h]);
+          _mm256_mul_ps(_mm256_cvtepi32_ps(minsum), load_half8(blk + kScaleBytes + 16 * h)), dy,
+          acc[h]);
     }
   }
-  for (int h = 0; h < 2 && kHalfRows * h < nr; ++h) store_rows(y + kHalfRows * h, acc[h], nr - kHalfRows * h);
+  for (int h = 0; h < 2 && kHalfRows * h < nr; ++h)
+    store_rows(y + kHalfRows * h, acc[h], nr - kHalfRows * h);
 }
 
 template <void (*kToken)(int64_t, const uint8_t*, const PackedAct&, float*, int)>
-void tile_any_k(int64_t nb, const uint8_t* group, const PackedAct* act, int nt, float* y, int64_t ldy, int nr) {
+void tile_any_k(int64_t nb, const uint8_t* group, const PackedAct* act, int nt, float* y,
+                int64_t ldy, int nr) {
   for (int t = 0; t < nt; ++t) kToken(nb, group, act[t], y + t * ldy, nr);
 }
 

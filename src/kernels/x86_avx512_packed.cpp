@@ -281,8 +281,8 @@ void decode_q6_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* 
           q6_levels(blk + kW + ((h * 8 + 4 * half + kk) * 3) * 64, lv);
 #pragma GCC unroll 4
           for (int quarter = 0; quarter < 4; ++quarter)
-            dot[quarter] =
-                _mm512_dpbusd_epi32(dot[quarter], lv[quarter], bcast_word(q + 32 * quarter + 4 * kk));
+            dot[quarter] = _mm512_dpbusd_epi32(dot[quarter], lv[quarter],
+                                               bcast_word(q + 32 * quarter + 4 * kk));
         }
 #pragma GCC unroll 4
         for (int quarter = 0; quarter < 4; ++quarter) {

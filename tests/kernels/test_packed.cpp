@@ -79,8 +79,7 @@ TEST_P(Packed, PackingOnSeveralThreadsGivesTheSameBytes) {
 INSTANTIATE_TEST_SUITE_P(PackedTypes, Packed,
                          ::testing::Values(DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4_K,
                                            DType::Q6_K, DType::F16, DType::Q3_K, DType::Q2_K,
-                                           DType::Q4_1, DType::Q5_1, DType::IQ4_NL,
-                                           DType::Q5_K),
+                                           DType::Q4_1, DType::Q5_1, DType::IQ4_NL, DType::Q5_K),
                          [](const auto& info) { return std::string(dtype_name(info.param)); });
 
 // Batched decoding and prompt tiles: every token count 1..33 (the wide AMX
