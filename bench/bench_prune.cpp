@@ -10,6 +10,7 @@
 // gate/up, down, head: dense kernels or column copies; pruning's passes;
 // the rest: attention, norms, RoPE, the pool's hand-offs between them).
 // Usage: bench_prune MODEL.gguf THREADS N_TOKENS REPS [--profile] [CONFIG ...]
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -106,6 +107,10 @@ int main(int argc, char** argv) {
   model::Scratch scratch(m->config(), 1);
   std::vector<float> logits(static_cast<size_t>(m->config().n_vocab));
   std::vector<double> best(configs.size(), 1e30);
+  // Per round and config: the wall time; a round's ratios compare passes run
+  // seconds apart, so on a host whose speed drifts (the 2-core Zen 5: dense
+  // 95-142 tok/s from run to run) their median is steadier than best / best.
+  std::vector<std::vector<double>> times(configs.size());
   // The share of the pruned taps' inputs zeroed over the timed tokens (the
   // file's level is the share on its calibration text).
   std::vector<double> achieved(configs.size(), 0.0);
@@ -121,14 +126,24 @@ int main(int argc, char** argv) {
         sum.zeroed += scratch.prune_stats().zeroed;
         sum.total += scratch.prune_stats().total;
       }
-      best[i] = std::min(best[i], now(threads == 1) - t0);
+      const double dt = now(threads == 1) - t0;
+      best[i] = std::min(best[i], dt);
+      times[i].push_back(dt);
       if (sum.total > 0)
         achieved[i] = static_cast<double>(sum.zeroed) / static_cast<double>(sum.total);
     }
-  for (size_t i = 0; i < configs.size(); ++i)
-    std::printf("%-28s level %.2f  %7.2f tok/s  %.2fx dense  (achieved %.2f)\n", names[i].c_str(),
-                configs[i].sparsity ? configs[i].sparsity->level : 0.0, n_tokens / best[i],
-                best[0] / best[i], achieved[i]);
+  for (size_t i = 0; i < configs.size(); ++i) {
+    std::vector<double> ratios;
+    for (size_t r = 0; r < times[i].size(); ++r) ratios.push_back(times[0][r] / times[i][r]);
+    std::sort(ratios.begin(), ratios.end());
+    const size_t h = ratios.size() / 2;
+    const double median = ratios.size() % 2 ? ratios[h] : 0.5 * (ratios[h - 1] + ratios[h]);
+    std::printf(
+        "%-28s level %.2f  %7.2f tok/s  %.2fx dense  (median of rounds %.2fx, range %.2f-%.2f; "
+        "achieved %.2f)\n",
+        names[i].c_str(), configs[i].sparsity ? configs[i].sparsity->level : 0.0,
+        n_tokens / best[i], best[0] / best[i], median, ratios.front(), ratios.back(), achieved[i]);
+  }
   if (!profile) return 0;
   std::printf("where a token's wall time goes (one pass of %d tokens each):\n", n_tokens);
   for (size_t i = 0; i < configs.size(); ++i) {
