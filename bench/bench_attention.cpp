@@ -25,18 +25,15 @@
 #include "clock.h"
 #include "kernels/kernels.h"
 #include "ops/ops.h"
+#include "stats.h"
 
 using namespace slm;
+using slm::bench::median;
 
 namespace {
 
 double seconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
 }
 
 std::vector<int64_t> parse_list(const char* arg, std::vector<int64_t> def) {

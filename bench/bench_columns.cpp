@@ -10,8 +10,9 @@
 // gate/up also runs as CATS decoding does (forward.cpp ffn_dense_up_rows):
 // gate alone (its column copy over the kept inputs, or dense), then up at a
 // random share `kept` of its rows from its row copy (kernels::matvec_rows).
-// Usage: bench_columns [shape=tinyllama|qwen|qwen-head] [type=Q4_0] [kept=0.5] [threads=1] [reps=20]
-//                      [MB=96 of dense weights cycled through] [pattern=random|prefix|even|blockN]
+// Usage: bench_columns [shape=tinyllama|qwen|qwen-head] [type=Q4_0] [kept=0.5] [threads=1]
+//                      [reps=20] [MB=96 of dense weights cycled through]
+//                      [pattern=random|prefix|even|blockN]
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>

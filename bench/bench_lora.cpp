@@ -30,8 +30,10 @@
 #include "model/lora.h"
 #include "model/model.h"
 #include "model/session.h"
+#include "stats.h"
 
 using namespace slm;
+using slm::bench::median;
 
 namespace {
 
@@ -43,11 +45,6 @@ double cpu_now() {
   timespec ts;
   clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
   return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
 }
 
 // Random rank-r pairs on every projection of every layer, PEFT-like scale

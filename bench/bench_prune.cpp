@@ -24,6 +24,7 @@
 #include "model/forward.h"
 #include "model/model.h"
 #include "model/session.h"
+#include "stats.h"
 
 using namespace slm;
 
@@ -135,14 +136,12 @@ int main(int argc, char** argv) {
   for (size_t i = 0; i < configs.size(); ++i) {
     std::vector<double> ratios;
     for (size_t r = 0; r < times[i].size(); ++r) ratios.push_back(times[0][r] / times[i][r]);
-    std::sort(ratios.begin(), ratios.end());
-    const size_t h = ratios.size() / 2;
-    const double median = ratios.size() % 2 ? ratios[h] : 0.5 * (ratios[h - 1] + ratios[h]);
+    const auto [lo, hi] = std::minmax_element(ratios.begin(), ratios.end());
     std::printf(
         "%-28s level %.2f  %7.2f tok/s  %.2fx dense  (median of rounds %.2fx, range %.2f-%.2f; "
         "achieved %.2f)\n",
         names[i].c_str(), configs[i].sparsity ? configs[i].sparsity->level : 0.0,
-        n_tokens / best[i], best[0] / best[i], median, ratios.front(), ratios.back(), achieved[i]);
+        n_tokens / best[i], best[0] / best[i], slm::bench::median(ratios), *lo, *hi, achieved[i]);
   }
   if (!profile) return 0;
   std::printf("where a token's wall time goes (one pass of %d tokens each):\n", n_tokens);
