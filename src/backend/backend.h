@@ -206,6 +206,11 @@ class Backend {
   // x[i] = cap * tanh(x[i] / cap) (final-logit soft-capping)
   virtual void softcap(float* x, int64_t n, float cap) const = 0;
   virtual void softmax(float* x, int64_t n) const = 0;
+  // Activation pruning: x[i] = +0 where |x[i]| < thr (a NaN stays); returns
+  // how many were set so. Then the non-zero entries' indices, ascending, into
+  // kept [n], for linear_columns; returns their count.
+  virtual int64_t zero_below(float* x, int64_t n, float thr) const = 0;
+  virtual int64_t list_nonzero(const float* x, int64_t n, int32_t* kept) const = 0;
   // Rotary embedding: cos/sin of one position for every pair, then applied to
   // one head (ops::rope_angles / rope_apply).
   virtual void rope_angles(int64_t n_rot, int64_t pos, const float* inv_freq, float* cs) const = 0;

@@ -281,6 +281,12 @@ class Cpu final : public Backend {
   }
   void softcap(float* x, int64_t n, float cap) const override { ops::softcap(x, n, cap); }
   void softmax(float* x, int64_t n) const override { ops::softmax(x, n); }
+  int64_t zero_below(float* x, int64_t n, float thr) const override {
+    return ops::zero_below(x, n, thr);
+  }
+  int64_t list_nonzero(const float* x, int64_t n, int32_t* kept) const override {
+    return ops::list_nonzero(x, n, kept);
+  }
   void rope_angles(int64_t n_rot, int64_t pos, const float* inv_freq, float* cs) const override {
     ops::rope_angles(n_rot, pos, inv_freq, cs);
   }

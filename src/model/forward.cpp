@@ -42,30 +42,6 @@ inline float keep_or_zero(float v, uint32_t keep) {
   return std::bit_cast<float>(std::bit_cast<uint32_t>(v) & (0u - keep));
 }
 
-// TEAL's threshold over x [n]: x[i] = 0 where |x[i]| < thr. Returns how many
-// were zeroed. Branch-free, so the compiler vectorizes it.
-int64_t zero_below(float* x, int64_t n, float thr) {
-  int64_t z = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    const uint32_t keep = !(std::fabs(x[i]) < thr);
-    x[i] = keep_or_zero(x[i], keep);
-    z += 1 - keep;
-  }
-  return z;
-}
-
-// The indices of x [n]'s non-zero entries, ascending, into kept [n];
-// returns their count. Every index is stored and the count advanced only
-// past non-zero ones (a branch would mispredict at 50% pruning).
-int64_t list_nonzero(const float* x, int64_t n, int32_t* kept) {
-  int64_t m = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    kept[m] = static_cast<int32_t>(i);
-    m += x[i] != 0.0f;
-  }
-  return m;
-}
-
 StepProfile::Part part_of(backend::Role r) {
   switch (r) {
     case backend::Role::kQ:
@@ -274,7 +250,7 @@ struct Forward {
         int64_t m;
         {
           const PartTimer list_timer(s.profile_, StepProfile::kPrune, 0);
-          m = list_nonzero(x, cols, s.kept_.data());
+          m = be.list_nonzero(x, cols, s.kept_.data());
         }
         SLM_DCHECK_LE(m, s.n_kept_);
         const PartTimer timer(s.profile_, part_of(outs[0].w->role), 1);
@@ -308,7 +284,7 @@ struct Forward {
     s.stats_.total += static_cast<uint64_t>(n * width);
     if (!(thr > 0)) return false;
     const PartTimer timer(s.profile_, StepProfile::kPrune, 0);
-    const int64_t z = zero_below(x, n * width, thr);
+    const int64_t z = be.zero_below(x, n * width, thr);
     if (n == 1) {  // decoding: linear_pruned picks column copies or dense by the count
       s.n_kept_ = width - z;
       s.kept_of_ = x;

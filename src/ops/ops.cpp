@@ -4,6 +4,7 @@
 #include "ops/ops.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
 
@@ -78,6 +79,36 @@ void rms_norm_scalar(const float* x, const float* w, int64_t n, float eps, float
 
 void add_scalar(float* x, const float* b, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] += b[i];
+}
+
+int64_t zero_below(float* x, int64_t n, float thr) {
+  return ops_table().zero_below(x, n, thr);
+}
+
+int64_t list_nonzero(const float* x, int64_t n, int32_t* kept) {
+  return ops_table().list_nonzero(x, n, kept);
+}
+
+// Branch-free (half the entries at 50% pruning would mispredict a branch):
+// the bits masked, the count advanced by the test's 0 or 1.
+int64_t zero_below_scalar(float* x, int64_t n, float thr) {
+  int64_t z = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const uint32_t small = std::fabs(x[i]) < thr;
+    x[i] = std::bit_cast<float>(std::bit_cast<uint32_t>(x[i]) & (small - 1u));
+    z += small;
+  }
+  return z;
+}
+
+// Every index is stored and the count advanced only past non-zero entries.
+int64_t list_nonzero_scalar(const float* x, int64_t n, int32_t* kept) {
+  int64_t m = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    kept[m] = static_cast<int32_t>(i);
+    m += x[i] != 0.0f;
+  }
+  return m;
 }
 
 void swiglu(float* gate, const float* up, int64_t n) {

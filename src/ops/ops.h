@@ -34,6 +34,13 @@ void softcap(float* x, int64_t n, float cap);
 // In-place softmax over x[0..n).
 void softmax(float* x, int64_t n);
 
+// Activation pruning (TEAL) of x [n]: x[i] = +0 where |x[i]| < thr (a NaN
+// stays). Returns how many entries were set so.
+int64_t zero_below(float* x, int64_t n, float thr);
+// The indices of x [n]'s entries that are not 0 (NaNs count), ascending,
+// into kept [n] (the columns a pruned product reads). Returns their count.
+int64_t list_nonzero(const float* x, int64_t n, int32_t* kept);
+
 // Rotary embedding of one head vector x[0..n_rot) at position pos, in two
 // steps so a position's angles (double cos and sin, the costly part) are
 // computed once for every head of every layer. inv_freq[i] (i < n_rot/2) is

@@ -3,6 +3,7 @@
 // better.
 #include <immintrin.h>
 
+#include <array>
 #include <cmath>
 
 #include "base/fp16.h"
@@ -62,10 +63,58 @@ V::Reg V::exp(Reg x) {
   return mul(exp_poly(r), _mm256_castsi256_ps(bits));
 }
 
+// zero_below_scalar's result 8 at a time (ordered less-than: a NaN stays).
+int64_t zero_below_256(float* x, int64_t n, float thr) {
+  const __m256 t = _mm256_set1_ps(thr), sign = _mm256_set1_ps(-0.0f);
+  int64_t z = 0, i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    const __m256 small = _mm256_cmp_ps(_mm256_andnot_ps(sign, v), t, _CMP_LT_OQ);
+    _mm256_storeu_ps(x + i, _mm256_andnot_ps(small, v));
+    z += __builtin_popcount(static_cast<unsigned>(_mm256_movemask_ps(small)));
+  }
+  return z + zero_below_scalar(x + i, n - i, thr);
+}
+
+// Entry k, lane j (4 bits each): the position of k's j-th set bit.
+constexpr std::array<uint32_t, 256> set_bit_positions() {
+  std::array<uint32_t, 256> t{};
+  for (uint32_t k = 0; k < 256; ++k)
+    for (uint32_t b = 0, j = 0; b < 8; ++b)
+      if ((k >> b) & 1) t[k] |= b << (4 * j++);
+  return t;
+}
+constexpr std::array<uint32_t, 256> kSetBits = set_bit_positions();
+
+// list_nonzero_scalar's list 8 at a time: the block's start plus the
+// positions of its non-zero lanes (kSetBits), stored whole; the stray entries
+// past the count lie within kept [n] and the next store overwrites them.
+int64_t list_nonzero_256(const float* x, int64_t n, int32_t* kept) {
+  const __m256i shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+  const __m256i low = _mm256_set1_epi32(0xF);
+  int64_t m = 0, i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const auto nz = static_cast<unsigned>(_mm256_movemask_ps(
+        _mm256_cmp_ps(_mm256_loadu_ps(x + i), _mm256_setzero_ps(), _CMP_NEQ_UQ)));
+    const __m256i at = _mm256_and_si256(
+        _mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int32_t>(kSetBits[nz])), shifts), low);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(kept + m),
+                        _mm256_add_epi32(_mm256_set1_epi32(static_cast<int32_t>(i)), at));
+    m += __builtin_popcount(nz);
+  }
+  for (; i < n; ++i) {
+    kept[m] = static_cast<int32_t>(i);
+    m += x[i] != 0.0f;
+  }
+  return m;
+}
+
 }  // namespace
 
 void fill_ops_avx2(OpsTable& t) {
   fill_simd(t);
+  t.zero_below = zero_below_256;
+  t.list_nonzero = list_nonzero_256;
 }
 
 }  // namespace slm::ops

@@ -68,6 +68,8 @@ void swiglu_scalar(float* gate, const float* up, int64_t n);
 void rms_norm_scalar(const float* x, const float* w, int64_t n, float eps, float* out);
 void add_scalar(float* x, const float* b, int64_t n);
 void softmax_scalar(float* x, int64_t n);
+int64_t zero_below_scalar(float* x, int64_t n, float thr);
+int64_t list_nonzero_scalar(const float* x, int64_t n, int32_t* kept);
 void rope_apply_scalar(float* x, int64_t n_rot, const float* cs, bool neox);
 
 // Rotates the pairs i in [begin, half) of x (half = n_rot / 2) by the
@@ -99,9 +101,11 @@ struct OpsTable {
   void (*add)(float* x, const float* b, int64_t n) = add_scalar;
   void (*softmax)(float* x, int64_t n) = softmax_scalar;
   void (*rope_apply)(float* x, int64_t n_rot, const float* cs, bool neox) = rope_apply_scalar;
+  int64_t (*zero_below)(float* x, int64_t n, float thr) = zero_below_scalar;
+  int64_t (*list_nonzero)(const float* x, int64_t n, int32_t* kept) = list_nonzero_scalar;
 };
 
-// Each per-ISA file overrides the entries it implements (x86: attend, swiglu).
+// Each per-ISA file overrides the entries it implements (x86: attend, swiglu, pruning).
 void fill_ops_avx2(OpsTable& t);
 void fill_ops_avx512(OpsTable& t);
 void fill_ops_neon(OpsTable& t);

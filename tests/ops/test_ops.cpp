@@ -331,6 +331,50 @@ TEST(Ops, SwigluMatchesScalarOnEveryIsa) {
   }
 }
 
+// TEAL's pruning on every ISA against plain expectations: entries with
+// |x| < thr become +0 (bits 0), the rest (NaNs, infinities, |x| == thr)
+// keep their bits; the count is the zeroed ones; the list is the indices of
+// what is left non-zero, ascending. Lengths cross the vector widths (8, 16)
+// and their tails.
+TEST(Ops, PruningMatchesItsDefinitionOnEveryIsa) {
+  IsaScope scope;
+  const float thr = 0.5f;
+  for (const size_t n : {size_t{0}, size_t{1}, size_t{7}, size_t{8}, size_t{15}, size_t{16},
+                         size_t{17}, size_t{33}, size_t{896}, size_t{4867}}) {
+    auto x = random_floats(n, static_cast<uint32_t>(n) + 11, 1.0f);
+    const float special[] = {
+        0.0f,     -0.0f,     thr,    -thr,    std::nextafter(thr, 0.0f), NAN, -NAN,
+        INFINITY, -INFINITY, 1e-40f, -1e-40f, std::nextafter(-thr, 0.0f)};
+    for (size_t i = 0; i < n; i += 5) x[i] = special[(i / 5) % std::size(special)];
+    std::vector<float> want = x;
+    int64_t want_z = 0;
+    std::vector<int32_t> want_kept;
+    for (size_t i = 0; i < n; ++i) {
+      if (std::fabs(x[i]) < thr) {
+        want[i] = 0.0f;
+        ++want_z;
+      }
+      if (want[i] != 0.0f || std::isnan(want[i])) want_kept.push_back(static_cast<int32_t>(i));
+    }
+    for (kernels::Isa isa : kernels::available_isas()) {
+      ASSERT_TRUE(kernels::set_active_isa(isa));
+      std::vector<float> y = x;
+      EXPECT_EQ(zero_below(y.data(), static_cast<int64_t>(n), thr), want_z)
+          << kernels::isa_name(isa) << " n=" << n;
+      for (size_t i = 0; i < n; ++i)
+        ASSERT_EQ(std::bit_cast<uint32_t>(y[i]), std::bit_cast<uint32_t>(want[i]))
+            << kernels::isa_name(isa) << " n=" << n << " i=" << i << " x=" << x[i];
+      // One spare entry past n: the list may write only within kept [n].
+      std::vector<int32_t> kept(n + 1, -7);
+      const int64_t m = list_nonzero(y.data(), static_cast<int64_t>(n), kept.data());
+      ASSERT_EQ(m, static_cast<int64_t>(want_kept.size())) << kernels::isa_name(isa) << " n=" << n;
+      EXPECT_TRUE(std::equal(want_kept.begin(), want_kept.end(), kept.begin()))
+          << kernels::isa_name(isa) << " n=" << n;
+      EXPECT_EQ(kept[n], -7) << kernels::isa_name(isa) << " n=" << n;
+    }
+  }
+}
+
 #if defined(__aarch64__)
 TEST(Ops, NeonIsAvailableOnAarch64) {
   const auto isas = kernels::available_isas();
