@@ -190,6 +190,10 @@ AxpyColsFn axpy_cols(Isa isa, DType t) {
 AxpyColsFn axpy_cols(DType t) {
   return isa_table(active_isa()).axpy_cols[static_cast<int>(t)];
 }
+double axpy_cols_pays_below(Isa isa, DType copy) {
+  return isa_table(isa_supported(isa) ? isa : Isa::kScalar)
+      .axpy_cols_pays_below[static_cast<int>(copy)];
+}
 ColsAlgo axpy_cols_algo(Isa isa) {
   return isa_table(isa_supported(isa) ? isa : Isa::kScalar).axpy_cols_algo;
 }

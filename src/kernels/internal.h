@@ -222,6 +222,11 @@ struct TypeTable {
   AxpyColsFn axpy_cols[kTypeSlots] = {};  // kernels.h; Q8_0 Q6_0 Q5_0 Q4_0 (columns.cpp)
   ColsAlgo axpy_cols_algo = ColsAlgo::kFloat;   // what axpy_cols computes (kernels.h)
   AxpyColsFn axpy_cols_float[kTypeSlots] = {};  // where kInt8: the float ones it replaced
+  // Per copy type: the share of kept inputs below which axpy_cols beats this
+  // table's dense kernels (ColumnMatrix::pays_below), set beside each kernel
+  // from measurements; 0 (the scalar loops, which every SIMD dense kernel
+  // outruns): never, and no copy is built.
+  double axpy_cols_pays_below[kTypeSlots] = {};
   TypeTraits& operator[](DType t) { return by_type[static_cast<uint32_t>(t)]; }
   const TypeTraits& operator[](DType t) const { return by_type[static_cast<uint32_t>(t)]; }
 };
@@ -237,6 +242,8 @@ void fill_neon(TypeTable& table);
 void fill_neon_dotprod(TypeTable& table);
 void fill_scalar_packed(TypeTable& table);   // packed-layout oracle tiles
 void fill_scalar_columns(TypeTable& table);  // axpy_cols oracles (columns.cpp)
+// The ISA table's axpy_cols_pays_below for a copy type (ColumnMatrix::pays_below).
+double axpy_cols_pays_below(Isa isa, DType copy);
 void fill_avx2_columns(TypeTable& table);
 void fill_avx512_columns(TypeTable& table);
 void fill_avx512_columns_int8(TypeTable& table);  // needs VNNI and VBMI

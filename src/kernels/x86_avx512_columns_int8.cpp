@@ -351,6 +351,30 @@ void axpy_cols_int8(float* y, const ColumnRows& w, int64_t b0, int64_t nb, const
 
 }  // namespace
 
+// The cut-offs (ColumnMatrix::pays_below), measured by bench_prune (Qwen2.5-0.5B-shaped Q4_0 / Q8_0
+// / Q4_K_M files and a TinyLlama-1.1B-shaped Q4_0, one thread, a 2-core Xeon reporting family 6
+// model 167, with VBMI and AMX, dense kernels on packed tiles and huge pages), with these kernels,
+// sweeping the cut-off over 0.3 .. 0.9 at 25% and 40% pruned. Q8_0 and Q5_0 copies (Q4_K_M: Q5_0
+// beside Q8_0 copies of its Q6_K matrices) paid up to ~80% kept: at 25% pruned the model went from
+// 0.97x dense (cut-off 0.675) to 1.03-1.04x (0.8 and 0.9). Q4_0 copies did no better above ~70%
+// (TinyLlama at 25% pruned: 0.97x at 0.65, 0.92-0.94x at 0.8-0.9); the kernel alone, at 50% kept,
+// takes 0.52-0.57 of the dense time on 4864x896 and 0.60-0.65 on 896x4864 (short kept rows). At 25%
+// pruned, Q4_0 models ran at 0.95-0.98x dense whatever the cut-off, 0.3 (no copies) included: that
+// cost is the forward pass's thresholding, not the kernels'. On an AMD EPYC (Zen 4, family 25 model
+// 17, no AMX) the short-run Q4_0 copies gain little at 50% kept (bench_columns qwen Q4_0, one
+// thread): with the weights in L2 the kernel takes as long over half of 896x896 or 4864x896 as the
+// dense kernel over all of it (9.1 / 8.8 us, 44 / 43 us: ~40% of it the activations' int8
+// preparation per group and 16 output blocks before it was made cheaper (o 8.2, down 41 us), the
+// rest the sums at the dense kernel's pace per weight, its byte transposes overlapping the
+// VPDPBUSDs), and from memory random masks take 1.5-1.8x as long as a contiguous prefix of the same
+// count (down 134 / 78-90 us; N kept, N skipped: 0.87x dense at N = 1, 0.67x at 4, 0.57x at 8).
+// Still no slower than dense, so the cut-offs stay. On an AMD EPYC Zen 5 (family 26 model 2, no
+// AMX, two threads) Q5_0 and Q6_0 copies did not pay at 75% kept: Qwen2.5-0.5B-shaped Q4_K_M (Q5_0
+// q/k/v/o/gate/up, Q4_K and Q6_K downs, Q8_0 head) at 25% pruned ran at 0.89-0.98x dense with a 0.8
+// cut-off (six runs), 1.00-1.02x at 0.7; its stacked Q5_0 gate/up took 5.3 ms a token at ~75% kept
+// against 4.0 dense. Q8_0 copies still paid there (Qwen Q8_0 at 25%: 1.08x at 0.8, 0.97x at 0.7).
+// So Q8_0 keeps 0.8 and the others take 0.7; at 40-60% pruned nothing measurable changed (three
+// alternating runs of each, bench_prune, best of 8).
 void fill_avx512_columns_int8(TypeTable& t) {
   std::copy(std::begin(t.axpy_cols), std::end(t.axpy_cols), std::begin(t.axpy_cols_float));
   t.axpy_cols[static_cast<int>(DType::Q8_0)] = axpy_cols_int8<DType::Q8_0>;
@@ -358,6 +382,10 @@ void fill_avx512_columns_int8(TypeTable& t) {
   t.axpy_cols[static_cast<int>(DType::Q5_0)] = axpy_cols_int8<DType::Q5_0>;
   t.axpy_cols[static_cast<int>(DType::Q6_0)] = axpy_cols_int8<DType::Q6_0>;
   t.axpy_cols_algo = ColsAlgo::kInt8;
+  t.axpy_cols_pays_below[static_cast<int>(DType::Q8_0)] = 0.8;
+  t.axpy_cols_pays_below[static_cast<int>(DType::Q6_0)] = 0.7;
+  t.axpy_cols_pays_below[static_cast<int>(DType::Q5_0)] = 0.7;
+  t.axpy_cols_pays_below[static_cast<int>(DType::Q4_0)] = 0.7;
 }
 
 }  // namespace slm::kernels

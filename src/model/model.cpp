@@ -10,6 +10,7 @@
 
 #include "base/error.h"
 #include "base/thread_pool.h"
+#include "kernels/kernels.h"
 
 namespace slm::model {
 
@@ -131,12 +132,24 @@ void Model::set_prune(PruneOptions p, const std::string& sparsity_name) {
   if (const Sparsity* s = prune_.sparsity.get()) {
     // A group that reads one input (q/k/v, gate/up) as one stacked copy
     // where the backend can: every kept input's weights in one run.
+    // Only where a token's kept share may fall below the copy's cut-off
+    // (kernels::ColumnMatrix::pays_below, which depends on the CPU's column
+    // kernels): per-token shares spread around the calibrated 1 - level, so
+    // below 1.5 times the cut. Elsewhere (AVX2's float column kernels at
+    // moderate levels) a copy would take memory and never run.
+    auto may_pay = [&](const backend::Linear& w) {
+      return 1.0 - static_cast<double>(s->level) <
+             1.5 * kernels::ColumnMatrix::pays_below(w.view.type);
+    };
     std::vector<std::vector<backend::Linear*>> groups;
-    if (s->head_threshold > 0) groups.push_back({&weights_.output});  // the longest: first
+    if (s->head_threshold > 0 && may_pay(weights_.output))
+      groups.push_back({&weights_.output});  // the longest: first
     for (int64_t l = 0; l < config_.n_layer; ++l) {
       LayerWeights& lw = weights_.layers[static_cast<size_t>(l)];
       auto cols = [&](Tap t, std::initializer_list<backend::Linear*> ws) {
-        if (s->threshold(l, t) > 0) groups.emplace_back(ws);
+        if (s->threshold(l, t) > 0 &&
+            std::any_of(ws.begin(), ws.end(), [&](const backend::Linear* w) { return may_pay(*w); }))
+          groups.emplace_back(ws);
       };
       cols(Tap::kAttnIn, {&lw.wq, &lw.wk, &lw.wv});
       cols(Tap::kOIn, {&lw.wo});

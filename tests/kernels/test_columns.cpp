@@ -72,23 +72,51 @@ float copy_step(DType ct, float amax) {
                                      : 8.0f);
 }
 
-// The cut-offs: a copy as wide as its source pays below the same share
-// whatever the source's name; a wider one (Q4_K's 4.5 bits a weight as
-// Q5_0's 5.5) below a share lower by the width ratio, so that at its cut-off
-// it reads no more bytes than the cut-off of a same-width copy would; no copy, 0.
-TEST(Columns, CutOffsFollowTheCopyAndItsWidth) {
-  EXPECT_GT(ColumnMatrix::pays_below(DType::Q5_0), 0.5);
-  EXPECT_LT(ColumnMatrix::pays_below(DType::Q5_0), 1.0);
-  EXPECT_EQ(ColumnMatrix::pays_below(DType::Q5_K), ColumnMatrix::pays_below(DType::Q5_0));
-  EXPECT_NEAR(ColumnMatrix::pays_below(DType::Q4_K),
-              ColumnMatrix::pays_below(DType::Q5_0) * (144.0 / 256) / (22.0 / 32), 1e-12);
-  // Q6_K as Q6_0 (6.56 bits a weight as 6.5: not wider) or as Q8_0 (8.5: wider).
-  if (ColumnMatrix::copy_type(DType::Q6_K) == DType::Q6_0)
-    EXPECT_EQ(ColumnMatrix::pays_below(DType::Q6_K), ColumnMatrix::pays_below(DType::Q5_0));
-  else
-    EXPECT_LT(ColumnMatrix::pays_below(DType::Q6_K), ColumnMatrix::pays_below(DType::Q8_0));
-  EXPECT_EQ(ColumnMatrix::pays_below(DType::F16), 0.0);
-  EXPECT_EQ(ColumnMatrix::pays_below(DType::IQ4_NL), 0.0);
+// The cut-offs, on every ISA: a copy as wide as its source pays below the
+// same share whatever the source's name; a wider one (Q4_K's 4.5 bits a
+// weight as Q5_0's 5.5) below a share lower by the width ratio, so that at its
+// cut-off it reads no more bytes than the cut-off of a same-width copy would;
+// no copy, 0. A copy type whose ISA runs only the scalar loops never pays
+// (0: set_prune builds no such copy): Q5_0 on AVX2, every type on NEON and
+// scalar. The int8 kernels pay up to most of the inputs kept; AVX2's float
+// ones only for Q8_0 at about half, Q4_0 at a fifth.
+TEST(Columns, CutOffsFollowTheIsaTheCopyAndItsWidth) {
+  const Isa before = active_isa();
+  for (const Isa isa : available_isas()) {
+    ASSERT_TRUE(set_active_isa(isa));
+    const std::string name(isa_name(isa));
+    const double q5 = ColumnMatrix::pays_below(DType::Q5_0);
+    EXPECT_GE(q5, 0.0) << name;
+    EXPECT_LT(q5, 1.0) << name;
+    EXPECT_EQ(ColumnMatrix::pays_below(DType::Q5_K), q5) << name;
+    EXPECT_NEAR(ColumnMatrix::pays_below(DType::Q4_K), q5 * (144.0 / 256) / (22.0 / 32), 1e-12)
+        << name;
+    // Q6_K as Q6_0 (6.56 bits a weight as 6.5: not wider) or as Q8_0 (8.5: wider).
+    if (ColumnMatrix::copy_type(DType::Q6_K) == DType::Q6_0)
+      EXPECT_EQ(ColumnMatrix::pays_below(DType::Q6_K), q5) << name;
+    else
+      EXPECT_NEAR(ColumnMatrix::pays_below(DType::Q6_K),
+                  ColumnMatrix::pays_below(DType::Q8_0) * (210.0 / 256) / (34.0 / 32), 1e-12)
+          << name;
+    EXPECT_EQ(ColumnMatrix::pays_below(DType::F16), 0.0) << name;
+    EXPECT_EQ(ColumnMatrix::pays_below(DType::IQ4_NL), 0.0) << name;
+    for (const DType t : {DType::Q8_0, DType::Q5_0, DType::Q4_0}) {
+      const double cut = ColumnMatrix::pays_below(t);
+      if (axpy_cols_algo(isa) == ColsAlgo::kInt8)
+        EXPECT_GE(cut, 0.7) << name << " " << dtype_name(t);
+      else if (isa == Isa::kScalar || isa == Isa::kNeon ||
+               axpy_cols(isa, t) == axpy_cols(Isa::kScalar, t))
+        EXPECT_EQ(cut, 0.0) << name << " " << dtype_name(t);
+      else
+        EXPECT_GT(cut, 0.0) << name << " " << dtype_name(t);
+    }
+    if (isa == Isa::kAvx2) {
+      EXPECT_EQ(q5, 0.0);
+      EXPECT_EQ(ColumnMatrix::pays_below(DType::Q8_0), 0.55);
+      EXPECT_EQ(ColumnMatrix::pays_below(DType::Q4_0), 0.2);
+    }
+  }
+  set_active_isa(before);
 }
 
 TEST(Columns, CopyHoldsTheWeightsUpToOneStep) {

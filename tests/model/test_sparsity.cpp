@@ -28,6 +28,13 @@
 namespace slm::test {
 namespace {
 
+// Whether this CPU runs the int8 column kernels (AVX-512 with VBMI), whose
+// copies pay at the levels these tests use; elsewhere set_prune builds a copy
+// only where its kernel may beat the dense one (CopiesOnlyWhereTheyMayPay).
+bool int8_columns() {
+  return kernels::axpy_cols_algo(kernels::active_isa()) == kernels::ColsAlgo::kInt8;
+}
+
 std::vector<int32_t> some_tokens(int64_t n, int64_t vocab, int64_t salt = 11) {
   std::vector<int32_t> t(n);
   for (int64_t i = 0; i < n; ++i) t[i] = static_cast<int32_t>((i * 37 + salt) % vocab);
@@ -290,6 +297,7 @@ TEST(Sparsity, BatchedDecodeStepPrunesEachRowOnItsOwn) {
 // (Q8_0, Q5_0, Q4_0, K-quants); a step of many rows multiplies the zeroed inputs densely.
 // Both give the same logits up to the copy's requantization.
 TEST(Sparsity, ColumnCopiesAgreeWithDenseOverZeroedInputs) {
+  if (!int8_columns()) GTEST_SKIP() << "no int8 column kernels on this CPU";
   // 256 wide so that K-quants fill their super-blocks (Q4_K_M: Q4_K with
   // Q6_K for v and some downs, copied as Q5_0 and Q8_0).
   const model::SynthShape shape{"t", "llama", 2, 256, 4, 2, 0, 256, 300, 64, 1e4f, 1e-5f, false};
@@ -318,6 +326,58 @@ TEST(Sparsity, ColumnCopiesAgreeWithDenseOverZeroedInputs) {
     EXPECT_GT(diff, 0.0) << mix << ": decoding did not go through the copies";
     EXPECT_LT(diff, 0.5 * scale) << mix;
   }
+}
+
+// On AVX2 (float column kernels) set_prune builds a copy only where a
+// token's kept share may fall below its cut-off: at half the inputs pruned a
+// Q4_0 model gets none (its copies pay below a fifth kept) and decodes
+// through the dense kernels on the zeroed inputs, the same bits as a pass of
+// one token through them; a Q8_0 model (half kept) still gets and uses them;
+// at 90% pruned the Q4_0 model gets them too.
+TEST(Sparsity, CopiesOnlyWhereTheyMayPay) {
+  const auto isas = kernels::available_isas();
+  if (std::find(isas.begin(), isas.end(), kernels::Isa::kAvx2) == isas.end())
+    GTEST_SKIP() << "no AVX2 on this CPU";
+  const kernels::Isa before = kernels::active_isa();
+  ASSERT_TRUE(kernels::set_active_isa(kernels::Isa::kAvx2));
+  const model::SynthShape shape{"t", "llama", 2, 256, 4, 2, 0, 256, 300, 64, 1e4f, 1e-5f, false};
+  ThreadPool pool(2);
+  const auto tokens = some_tokens(24, 300);
+  using P = model::StepProfile;
+  // Column products of one decoded token after the prompt.
+  auto column_calls = [&](const model::Model& m) {
+    P prof;
+    model::Session s(m, {});
+    model::Scratch scratch(m.config(), 24);
+    model::forward(m,
+                   std::span<const model::SeqChunk>(std::vector<model::SeqChunk>{
+                       {&s, tokens, nullptr, false, nullptr, nullptr}}),
+                   scratch, pool);
+    scratch.set_profile(&prof);
+    const int32_t next = 5;
+    const model::SeqChunk one{&s,     std::span<const int32_t>(&next, 1), nullptr, false, nullptr,
+                              nullptr};
+    model::forward(m, std::span<const model::SeqChunk>(&one, 1), scratch, pool);
+    uint64_t n = 0;
+    for (const P::Part part : {P::kQkv, P::kO, P::kGateUp, P::kDown}) n += prof.calls[part][1];
+    return n;
+  };
+  for (const auto& [mix, level, copies] :
+       {std::tuple{"Q4_0", 0.5f, false}, std::tuple{"Q8_0", 0.5f, true},
+        std::tuple{"Q4_0", 0.9f, true}}) {
+    const std::vector<uint8_t> bytes = model::synth_bytes(shape, mix, 3, pool);
+    const auto m = model::Model::from_file(gguf::File::parse(bytes, "q.gguf"));
+    model::CalibrateOptions o;
+    o.sparsity = level;
+    set_sparsity(*m, model::calibrate(*m, tokens, o, pool));
+    EXPECT_EQ(m->column_bytes() > 0, copies) << mix << " at " << level;
+    EXPECT_EQ(column_calls(*m) > 0, copies) << mix << " at " << level;
+    if (!copies) {
+      // One token per step through the dense kernels equals a step of all of them.
+      EXPECT_EQ(logits(*m, tokens, 1), logits(*m, tokens, 24)) << mix;
+    }
+  }
+  kernels::set_active_isa(before);
 }
 
 // set_prune builds the copies (stacked groups, single matrices, the head)
@@ -610,6 +670,7 @@ TEST(Sparsity, HeadPruningMatchesZeroedInputsThroughTheDenseHead) {
 // reference up to the summation order and the dense kernels' Q8 activations,
 // far closer than pruning moves the logits.
 TEST(Sparsity, HeadColumnCopyMatchesZeroedInputsReference) {
+  if (!int8_columns()) GTEST_SKIP() << "no int8 column kernels on this CPU";
   for (const std::string mix : {"Q8_0", "Q4_0", "Q4_K_M"}) {
     ThreadPool pool(2);
     const auto tokens = some_tokens(16, 320);
@@ -644,6 +705,7 @@ TEST(Sparsity, HeadColumnCopyMatchesZeroedInputsReference) {
 // output matrix: one token per step equals the zeroed inputs' rows through
 // the dense kernels one at a time, bit for bit, although the copy exists.
 TEST(Sparsity, HeadRowsKeepingMostInputsUseTheDenseKernels) {
+  if (!int8_columns()) GTEST_SKIP() << "no int8 column kernels on this CPU";
   ThreadPool pool(2);
   const auto tokens = some_tokens(16, 320);
   const HeadPruned hp = head_pruned("Q8_0", tokens, 0.1f, pool);
@@ -799,6 +861,7 @@ TEST(Sparsity, CatsDecodeCutsExactlyTheSmallGates) {
 // threshold kept (listed while zeroing): bit for bit the backend's column
 // product over the zeroed row's non-zero entries, found by a separate scan.
 TEST(Sparsity, HeadDecodeReadsTheCopyOverTheKeptInputsBitForBit) {
+  if (!int8_columns()) GTEST_SKIP() << "no int8 column kernels on this CPU";
   for (const std::string mix : {"Q8_0", "Q4_0"}) {
     ThreadPool pool(2);
     const auto tokens = some_tokens(12, 320);
@@ -836,6 +899,7 @@ TEST(Sparsity, HeadDecodeReadsTheCopyOverTheKeptInputsBitForBit) {
 // of many rows goes through the dense kernels; without a profile nothing
 // is counted.
 TEST(Sparsity, ProfileSeesColumnAndDenseProducts) {
+  if (!int8_columns()) GTEST_SKIP() << "no int8 column kernels on this CPU";
   const model::SynthShape shape{"t", "llama", 2, 256, 4, 2, 0, 256, 320, 64, 1e4f, 1e-5f, false};
   ThreadPool pool(2);
   const std::vector<uint8_t> bytes = model::synth_bytes(shape, "Q8_0", 3, pool);
