@@ -53,10 +53,13 @@ void print_profile(const model::StepProfile& p, double total_ms, int n_tokens) {
     sum += d + c;
     if (p.calls[i][0] + p.calls[i][1] == 0) continue;
     std::printf(
-        "    %-8s dense %7.3f ms (%5.1f%%, %4llu calls)  columns %7.3f ms (%5.1f%%, %4llu calls)\n",
+        "    %-8s dense %7.3f ms (%5.1f%%, %4llu calls)  columns %7.3f ms (%5.1f%%, %4llu calls)",
         P::kNames[i], d, 100 * d / total_ms,
         static_cast<unsigned long long>(p.calls[i][0] / n_tokens), c, 100 * c / total_ms,
         static_cast<unsigned long long>(p.calls[i][1] / n_tokens));
+    if (p.inputs[i] > 0)  // the share of their inputs the column calls read
+      std::printf("  kept %.3f", static_cast<double>(p.kept[i]) / static_cast<double>(p.inputs[i]));
+    std::printf("\n");
   }
   std::printf("    rest     %7.3f ms (%5.1f%%)   token %7.3f ms\n", total_ms - sum,
               100 * (total_ms - sum) / total_ms, total_ms);

@@ -224,7 +224,8 @@ ColumnMatrix ColumnMatrix::build(std::span<const Part> parts, int64_t cols, DTyp
   m.row_bytes_ =
       static_cast<size_t>(slm::row_bytes(ctype, rows));  // the file's bytes: 2 + quants per block
   m.size_ = m.row_bytes_ * static_cast<size_t>(cols);
-  m.bytes_ = allocate_packed(m.size_);  // every byte is written below
+  m.bytes_ = allocate_packed(m.size_ + kColumnReadSlack);  // every byte is written below
+  std::memset(m.bytes_.get() + m.size_, 0, kColumnReadSlack);
   // Q6_0 is the copies' own type, with no TypeTraits.
   void (*const quantize)(const float*, void*, int64_t) =
       ctype == DType::Q6_0 ? quantize_q6_0 : traits(Isa::kScalar, ctype).quantize_row;

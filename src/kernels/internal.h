@@ -178,6 +178,10 @@ float symmetric_levels_32(const float* x, int levels, int* q);
 constexpr size_t column_quant_bytes(DType t) {
   return t == DType::Q8_0 ? 32 : t == DType::Q6_0 ? 24 : t == DType::Q5_0 ? 20 : 16;
 }
+// Zeroed bytes after a column copy's last row: the int8 kernels read each
+// block's quants as one 32-byte run, 12 bytes past a Q5_0 block's 20 and 8
+// past a Q6_0's 24 (those bytes are never used).
+constexpr size_t kColumnReadSlack = 32;
 
 // matvec_columns (columns.cpp): a copy whose kept-input runs are this short
 // (every q/k/v, o, gate/up and down copy of TinyLlama and Qwen2.5-0.5B,

@@ -90,6 +90,8 @@ struct StepProfile {
                                                     "head",  "other", "prune"};
   double ns[kNumParts][2] = {};  // [part][0: dense, 1: columns]
   uint64_t calls[kNumParts][2] = {};
+  // Column calls: inputs listed as kept, and the inputs they had.
+  uint64_t kept[kNumParts] = {}, inputs[kNumParts] = {};
 };
 
 // Activation buffers for up to max_rows token rows in one step.
