@@ -146,8 +146,8 @@ DType ColumnMatrix::copy_type(DType wtype) {
   switch (wtype) {
     case DType::Q8_0:
       return DType::Q8_0;
-    // Q6_K as Q6_0 (26 bytes a block, Q8_0 34) where the int8 kernels run,
-    // which unpack it; elsewhere Q8_0 (the float kernels have no Q6_0 code).
+    // Q6_K as Q6_0 (26 bytes a block, Q8_0 34) where the ISA has a Q6_0
+    // kernel (AVX-512 VNNI's int8 ones); elsewhere Q8_0.
     // KL to dense decoding small-llama-Q6_K (slm eval -b 1) at 25% / 50%
     // pruned: Q8_0 copies 0.0410 / 0.309 (as the dense kernels on the zeroed
     // inputs), Q6_0 0.0435 / 0.313, Q5_0 0.0500 / 0.316. Speed: no change
@@ -155,7 +155,7 @@ DType ColumnMatrix::copy_type(DType wtype) {
     // Q6_K downs have 896-output runs, and TinyLlama Q4_0's Q6_K head, at
     // 50%: within the host's noise); the copies take 12-16 MiB less.
     case DType::Q6_K:
-      return axpy_cols_algo(active_isa()) == ColsAlgo::kInt8 ? DType::Q6_0 : DType::Q8_0;
+      return axpy_cols_pays_below(active_isa(), DType::Q6_0) > 0 ? DType::Q6_0 : DType::Q8_0;
     // Q4_K copied as Q4_0 would be as small as its source, but requantizing
     // 4-bit values onto a 4-bit grid along the other axis doubled the KL
     // that 25% pruning alone costs (small-llama-Q4_K_M: 0.046 -> 0.088);

@@ -87,7 +87,9 @@ void axpy_cols_avx2(float* y, const ColumnRows& w, int64_t b0, int64_t nb, const
 
 }  // namespace
 
-// The cut-offs (ColumnMatrix::pays_below), measured on an AMD EPYC Zen 5
+// These float kernels are the AVX2 table's axpy_cols_float: the int8 ones
+// (x86_avx2_columns_int8.cpp) replace them and their cut-offs, measured as
+// these were. The float kernels' cut-offs, measured on an AMD EPYC Zen 5
 // (family 26 model 2) run with SLM_ISA=avx2, by bench_prune (2 threads, 32
 // tokens, best of 4), the copies used at every share against never, at 25 /
 // 40 / 50 / 60% pruned (75 / 59 / 48 / 36% kept): Qwen2.5-0.5B-shaped Q8_0

@@ -11,6 +11,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <iterator>
 
 #include "kernels/internal.h"
 
@@ -118,6 +119,15 @@ void axpy_cols_512(float* y, const ColumnRows& w, int64_t b0, int64_t nb, const 
 // (Q5_0 copies, Q8_0 of its Q6_K) 0.59 / 0.70 / 0.85 / 0.99x. So Q8_0 pays
 // below about 45% kept, Q4_0 and Q5_0 below 40% (Q4_K as Q5_0: 33%).
 void fill_avx512_columns(TypeTable& t) {
+  // The AVX2 table's int8 kernels (Q4_0 and Q8_0 only) give way to these
+  // float ones, which cover Q5_0 too; fill_avx512_columns_int8 replaces
+  // them in turn where the CPU has VBMI.
+  if (t.axpy_cols_algo == ColsAlgo::kInt8) {
+    std::copy(std::begin(t.axpy_cols_float), std::end(t.axpy_cols_float), std::begin(t.axpy_cols));
+    std::fill(std::begin(t.axpy_cols_float), std::end(t.axpy_cols_float), nullptr);
+    t.axpy_cols_algo = ColsAlgo::kFloat;
+    t.axpy_cols_pays_below[static_cast<int>(DType::Q6_0)] = 0;
+  }
   t.axpy_cols[static_cast<int>(DType::Q8_0)] = axpy_cols_512<DType::Q8_0>;
   t.axpy_cols[static_cast<int>(DType::Q4_0)] = axpy_cols_512<DType::Q4_0>;
   t.axpy_cols[static_cast<int>(DType::Q5_0)] = axpy_cols_512<DType::Q5_0>;

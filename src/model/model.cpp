@@ -135,20 +135,28 @@ void Model::set_prune(PruneOptions p, const std::string& sparsity_name) {
     // Only where a token's kept share may fall below the copy's cut-off
     // (kernels::ColumnMatrix::pays_below, which depends on the CPU's column
     // kernels): per-token shares spread around the calibrated 1 - level, so
-    // below 1.5 times the cut. Elsewhere (AVX2's float column kernels at
-    // moderate levels) a copy would take memory and never run.
+    // below 1.5 times the cut. Elsewhere (Q5_0 copies on AVX2, the float
+    // column kernels of AVX-512 without VBMI at moderate levels) a copy would
+    // take memory and never run.
     auto may_pay = [&](const backend::Linear& w) {
       return 1.0 - static_cast<double>(s->level) <
              1.5 * kernels::ColumnMatrix::pays_below(w.view.type);
     };
+    // A file that prunes the head alone (level 0) does not say what share
+    // of the head's inputs it keeps: its copy is built wherever a column
+    // kernel runs it.
+    const bool head_copy = s->level > 0
+                               ? may_pay(weights_.output)
+                               : kernels::ColumnMatrix::pays_below(weights_.output.view.type) > 0;
     std::vector<std::vector<backend::Linear*>> groups;
-    if (s->head_threshold > 0 && may_pay(weights_.output))
+    if (s->head_threshold > 0 && head_copy)
       groups.push_back({&weights_.output});  // the longest: first
     for (int64_t l = 0; l < config_.n_layer; ++l) {
       LayerWeights& lw = weights_.layers[static_cast<size_t>(l)];
       auto cols = [&](Tap t, std::initializer_list<backend::Linear*> ws) {
         if (s->threshold(l, t) > 0 &&
-            std::any_of(ws.begin(), ws.end(), [&](const backend::Linear* w) { return may_pay(*w); }))
+            std::any_of(ws.begin(), ws.end(),
+                        [&](const backend::Linear* w) { return may_pay(*w); }))
           groups.emplace_back(ws);
       };
       cols(Tap::kAttnIn, {&lw.wq, &lw.wk, &lw.wv});

@@ -49,9 +49,9 @@ std::vector<uint8_t> quantized_matrix(DType t, int64_t rows, int64_t cols, uint3
   return quantize_rows(t, random_floats(rows * cols, seed), rows, cols);
 }
 
-// Q6_K's copy: Q6_0 where the active ISA runs the int8 column kernels, else Q8_0.
+// Q6_K's copy: Q6_0 where the active ISA has a Q6_0 column kernel (AVX-512's int8 ones), else Q8_0.
 DType q6_k_copy() {
-  return axpy_cols_algo(active_isa()) == ColsAlgo::kInt8 ? DType::Q6_0 : DType::Q8_0;
+  return axpy_cols_pays_below(active_isa(), DType::Q6_0) > 0 ? DType::Q6_0 : DType::Q8_0;
 }
 
 // A copy of type ct (Q8_0, Q6_0, Q5_0, Q4_0) of a random rows x cols matrix:
@@ -100,24 +100,52 @@ TEST(Columns, CutOffsFollowTheIsaTheCopyAndItsWidth) {
           << name;
     EXPECT_EQ(ColumnMatrix::pays_below(DType::F16), 0.0) << name;
     EXPECT_EQ(ColumnMatrix::pays_below(DType::IQ4_NL), 0.0) << name;
-    for (const DType t : {DType::Q8_0, DType::Q5_0, DType::Q4_0}) {
-      const double cut = ColumnMatrix::pays_below(t);
-      if (axpy_cols_algo(isa) == ColsAlgo::kInt8)
-        EXPECT_GE(cut, 0.7) << name << " " << dtype_name(t);
-      else if (isa == Isa::kScalar || isa == Isa::kNeon ||
-               axpy_cols(isa, t) == axpy_cols(Isa::kScalar, t))
+    for (const DType t : {DType::Q8_0, DType::Q6_0, DType::Q5_0, DType::Q4_0}) {
+      const double cut = axpy_cols_pays_below(isa, t);
+      const bool loops = isa == Isa::kScalar || isa == Isa::kNeon ||
+                         axpy_cols(isa, t) == axpy_cols(Isa::kScalar, t) ||
+                         axpy_cols(isa, t) == axpy_cols_int8_oracle(t);
+      if (loops)
         EXPECT_EQ(cut, 0.0) << name << " " << dtype_name(t);
+      else if (axpy_cols_algo(isa) == ColsAlgo::kInt8 && isa != Isa::kAvx2)
+        EXPECT_GE(cut, 0.7) << name << " " << dtype_name(t);
       else
         EXPECT_GT(cut, 0.0) << name << " " << dtype_name(t);
     }
-    if (isa == Isa::kAvx2) {
+    if (isa == Isa::kAvx2) {  // int8 kernels for Q8_0 and Q4_0 only
       EXPECT_EQ(q5, 0.0);
-      EXPECT_EQ(ColumnMatrix::pays_below(DType::Q8_0), 0.55);
-      EXPECT_EQ(ColumnMatrix::pays_below(DType::Q4_0), 0.2);
+      EXPECT_EQ(ColumnMatrix::copy_type(DType::Q6_K), DType::Q8_0);
+      EXPECT_EQ(ColumnMatrix::pays_below(DType::Q8_0), 0.8);
+      EXPECT_EQ(ColumnMatrix::pays_below(DType::Q4_0), 0.7);
     }
   }
   set_active_isa(before);
 }
+
+// AVX-512 without VBMI (no int8 column kernels of its own) layers its float
+// kernels over the AVX2 table's int8 ones: the table goes back to the float
+// algorithm whole, Q6_0 to the scalar float loops with no cut-off, none of
+// AVX2's int8 kernels left behind. Checked on any AVX-512 CPU by filling a
+// copy of the AVX2 table as a CPU without VBMI does.
+#if defined(__x86_64__)
+TEST(Columns, Avx512FloatKernelsReplaceAvx2Int8Whole) {
+  const std::vector<Isa> isas = available_isas();
+  if (std::find(isas.begin(), isas.end(), Isa::kAvx512) == isas.end())
+    GTEST_SKIP() << "no AVX-512 on this CPU";
+  TypeTable t = isa_table(Isa::kAvx2);
+  ASSERT_EQ(t.axpy_cols_algo, ColsAlgo::kInt8);
+  fill_avx512_columns(t);
+  EXPECT_EQ(t.axpy_cols_algo, ColsAlgo::kFloat);
+  for (const DType c : {DType::Q8_0, DType::Q6_0, DType::Q5_0, DType::Q4_0}) {
+    const int i = static_cast<int>(c);
+    EXPECT_EQ(t.axpy_cols_float[i], nullptr) << dtype_name(c);
+    EXPECT_NE(t.axpy_cols[i], isa_table(Isa::kAvx2).axpy_cols[i]) << dtype_name(c);
+    EXPECT_GT(t.axpy_cols_pays_below[i], c == DType::Q6_0 ? -1.0 : 0.0) << dtype_name(c);
+  }
+  EXPECT_EQ(t.axpy_cols[static_cast<int>(DType::Q6_0)], axpy_cols(Isa::kScalar, DType::Q6_0));
+  EXPECT_EQ(t.axpy_cols_pays_below[static_cast<int>(DType::Q6_0)], 0.0);
+}
+#endif
 
 TEST(Columns, CopyHoldsTheWeightsUpToOneStep) {
   // The source types with a copy, the copy's type for each; then Q6_0
@@ -242,10 +270,12 @@ Kept kept_inputs(int64_t n, bool zero_group, uint32_t seed, int64_t group = kMax
 // groups of 16, 8 and 4), zero activations, output ranges longer than the
 // kernels' 16 blocks, odd and of one block.
 TEST(Columns, EveryIsaAgreesWithItsOracle) {
-  // AVX-512 with VNNI and VBMI runs the int8 kernels, every other ISA the float ones.
+  // AVX2 and AVX-512 with VNNI and VBMI run the int8 kernels, every other
+  // ISA the float ones (AVX-512 without VBMI: its own float kernels).
   for (const Isa isa : available_isas())
     EXPECT_EQ(axpy_cols_algo(isa) == ColsAlgo::kInt8,
-              (isa == Isa::kAvx512 || isa == Isa::kAmx) && cpu_features().avx512_vbmi)
+              isa == Isa::kAvx2 ||
+                  ((isa == Isa::kAvx512 || isa == Isa::kAmx) && cpu_features().avx512_vbmi))
         << isa_name(isa);
   for (const DType t : {DType::Q8_0, DType::Q6_0, DType::Q5_0, DType::Q4_0}) {
     const int64_t nbt = 35, rows = nbt * 32;

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <string>
 
 #include "base/error.h"
 #include "base/thread_pool.h"
@@ -28,11 +29,17 @@
 namespace slm::test {
 namespace {
 
-// Whether this CPU runs the int8 column kernels (AVX-512 with VBMI), whose
-// copies pay at the levels these tests use; elsewhere set_prune builds a copy
-// only where its kernel may beat the dense one (CopiesOnlyWhereTheyMayPay).
-bool int8_columns() {
-  return kernels::axpy_cols_algo(kernels::active_isa()) == kernels::ColsAlgo::kInt8;
+// Whether this CPU runs int8 column kernels for the copies of a model of
+// this mix (AVX-512 with VBMI: every copy type; AVX2: Q4_0 and Q8_0), which
+// pay at the levels these tests use; elsewhere set_prune builds a copy only
+// where its kernel may beat the dense one (CopiesOnlyWhereTheyMayPay).
+bool int8_columns(const std::string& mix) {
+  if (kernels::axpy_cols_algo(kernels::active_isa()) != kernels::ColsAlgo::kInt8) return false;
+  return kernels::ColumnMatrix::pays_below(DType::Q5_0) > 0 || mix == "Q8_0" || mix == "Q4_0";
+}
+// Whether this CPU has any column kernel (none on scalar and NEON: no copies are built there).
+bool any_column_kernels() {
+  return kernels::ColumnMatrix::pays_below(DType::Q8_0) > 0;
 }
 
 std::vector<int32_t> some_tokens(int64_t n, int64_t vocab, int64_t salt = 11) {
@@ -297,11 +304,12 @@ TEST(Sparsity, BatchedDecodeStepPrunesEachRowOnItsOwn) {
 // (Q8_0, Q5_0, Q4_0, K-quants); a step of many rows multiplies the zeroed inputs densely.
 // Both give the same logits up to the copy's requantization.
 TEST(Sparsity, ColumnCopiesAgreeWithDenseOverZeroedInputs) {
-  if (!int8_columns()) GTEST_SKIP() << "no int8 column kernels on this CPU";
+  if (!int8_columns("Q8_0")) GTEST_SKIP() << "no int8 column kernels on this CPU";
   // 256 wide so that K-quants fill their super-blocks (Q4_K_M: Q4_K with
   // Q6_K for v and some downs, copied as Q5_0 and Q8_0).
   const model::SynthShape shape{"t", "llama", 2, 256, 4, 2, 0, 256, 300, 64, 1e4f, 1e-5f, false};
   for (const std::string mix : {"Q8_0", "Q4_0", "Q5_0", "Q4_K_M"}) {
+    if (!int8_columns(mix)) continue;
     ThreadPool pool(2);
     const std::vector<uint8_t> bytes = model::synth_bytes(shape, mix, 3, pool);
     const auto m = model::Model::from_file(gguf::File::parse(bytes, "q.gguf"));
@@ -328,12 +336,11 @@ TEST(Sparsity, ColumnCopiesAgreeWithDenseOverZeroedInputs) {
   }
 }
 
-// On AVX2 (float column kernels) set_prune builds a copy only where a
-// token's kept share may fall below its cut-off: at half the inputs pruned a
-// Q4_0 model gets none (its copies pay below a fifth kept) and decodes
-// through the dense kernels on the zeroed inputs, the same bits as a pass of
-// one token through them; a Q8_0 model (half kept) still gets and uses them;
-// at 90% pruned the Q4_0 model gets them too.
+// On AVX2 (int8 column kernels for Q4_0 and Q8_0 only) set_prune builds a
+// copy only where a token's kept share may fall below its cut-off: at half
+// the inputs pruned a Q5_0 model gets none (no AVX2 code runs its copies) and
+// decodes through the dense kernels on the zeroed inputs, the same bits as a
+// pass of one token through them; Q4_0 and Q8_0 models get and use them.
 TEST(Sparsity, CopiesOnlyWhereTheyMayPay) {
   const auto isas = kernels::available_isas();
   if (std::find(isas.begin(), isas.end(), kernels::Isa::kAvx2) == isas.end())
@@ -363,8 +370,8 @@ TEST(Sparsity, CopiesOnlyWhereTheyMayPay) {
     return n;
   };
   for (const auto& [mix, level, copies] :
-       {std::tuple{"Q4_0", 0.5f, false}, std::tuple{"Q8_0", 0.5f, true},
-        std::tuple{"Q4_0", 0.9f, true}}) {
+       {std::tuple{"Q5_0", 0.5f, false}, std::tuple{"Q8_0", 0.5f, true},
+        std::tuple{"Q4_0", 0.5f, true}}) {
     const std::vector<uint8_t> bytes = model::synth_bytes(shape, mix, 3, pool);
     const auto m = model::Model::from_file(gguf::File::parse(bytes, "q.gguf"));
     model::CalibrateOptions o;
@@ -383,6 +390,7 @@ TEST(Sparsity, CopiesOnlyWhereTheyMayPay) {
 // set_prune builds the copies (stacked groups, single matrices, the head)
 // on several threads: the same copies, so decoding gives the same bits.
 TEST(Sparsity, CopiesBuiltOnSeveralThreadsDecodeTheSameBits) {
+  if (!any_column_kernels()) GTEST_SKIP() << "no column kernels on this CPU";
   // (a vocabulary of 320: the head's rows a multiple of 32, as its copy needs)
   const model::SynthShape shape{"t", "llama", 3, 256, 4, 2, 0, 256, 320, 64, 1e4f, 1e-5f, false};
   ThreadPool pool(2);
@@ -559,6 +567,7 @@ TEST(Sparsity, RefusesBadValuesNamingThem) {
 // leaves the head dense: no head copy, and the same logits as a file whose
 // head threshold is 0.
 TEST(Sparsity, OldFormatFileStillLoadsWithADenseHead) {
+  if (!any_column_kernels()) GTEST_SKIP() << "no column kernels on this CPU";
   const model::SynthShape shape{"t", "llama", 2, 64, 4, 2, 0, 96, 320, 64, 1e4f, 1e-5f, true};
   ThreadPool pool(2);
   const std::vector<uint8_t> bytes = model::synth_bytes(shape, "Q8_0", 3, pool);
@@ -670,8 +679,9 @@ TEST(Sparsity, HeadPruningMatchesZeroedInputsThroughTheDenseHead) {
 // reference up to the summation order and the dense kernels' Q8 activations,
 // far closer than pruning moves the logits.
 TEST(Sparsity, HeadColumnCopyMatchesZeroedInputsReference) {
-  if (!int8_columns()) GTEST_SKIP() << "no int8 column kernels on this CPU";
+  if (!int8_columns("Q8_0")) GTEST_SKIP() << "no int8 column kernels on this CPU";
   for (const std::string mix : {"Q8_0", "Q4_0", "Q4_K_M"}) {
+    if (!int8_columns(mix)) continue;
     ThreadPool pool(2);
     const auto tokens = some_tokens(16, 320);
     const HeadPruned hp = head_pruned(mix, tokens, 0.5f, pool);
@@ -705,7 +715,7 @@ TEST(Sparsity, HeadColumnCopyMatchesZeroedInputsReference) {
 // output matrix: one token per step equals the zeroed inputs' rows through
 // the dense kernels one at a time, bit for bit, although the copy exists.
 TEST(Sparsity, HeadRowsKeepingMostInputsUseTheDenseKernels) {
-  if (!int8_columns()) GTEST_SKIP() << "no int8 column kernels on this CPU";
+  if (!int8_columns("Q8_0")) GTEST_SKIP() << "no int8 column kernels on this CPU";
   ThreadPool pool(2);
   const auto tokens = some_tokens(16, 320);
   const HeadPruned hp = head_pruned("Q8_0", tokens, 0.1f, pool);
@@ -802,6 +812,7 @@ struct GateTap final : model::ActivationTap {
 // |act(gate)| < thr, and the logits agree with the same file fed as one
 // batch (dense kernels over the cut rows) up to the copy's rounding.
 TEST(Sparsity, CatsDecodeCutsExactlyTheSmallGates) {
+  if (!any_column_kernels()) GTEST_SKIP() << "no column kernels on this CPU";
   const model::SynthShape shape{"t", "llama", 2, 256, 4, 2, 0, 256, 320, 64, 1e4f, 1e-5f, false};
   ThreadPool pool(2);
   const std::vector<uint8_t> bytes = model::synth_bytes(shape, "Q8_0", 3, pool);
@@ -861,7 +872,7 @@ TEST(Sparsity, CatsDecodeCutsExactlyTheSmallGates) {
 // threshold kept (listed while zeroing): bit for bit the backend's column
 // product over the zeroed row's non-zero entries, found by a separate scan.
 TEST(Sparsity, HeadDecodeReadsTheCopyOverTheKeptInputsBitForBit) {
-  if (!int8_columns()) GTEST_SKIP() << "no int8 column kernels on this CPU";
+  if (!int8_columns("Q8_0")) GTEST_SKIP() << "no int8 column kernels on this CPU";
   for (const std::string mix : {"Q8_0", "Q4_0"}) {
     ThreadPool pool(2);
     const auto tokens = some_tokens(12, 320);
@@ -899,7 +910,7 @@ TEST(Sparsity, HeadDecodeReadsTheCopyOverTheKeptInputsBitForBit) {
 // of many rows goes through the dense kernels; without a profile nothing
 // is counted.
 TEST(Sparsity, ProfileSeesColumnAndDenseProducts) {
-  if (!int8_columns()) GTEST_SKIP() << "no int8 column kernels on this CPU";
+  if (!int8_columns("Q8_0")) GTEST_SKIP() << "no int8 column kernels on this CPU";
   const model::SynthShape shape{"t", "llama", 2, 256, 4, 2, 0, 256, 320, 64, 1e4f, 1e-5f, false};
   ThreadPool pool(2);
   const std::vector<uint8_t> bytes = model::synth_bytes(shape, "Q8_0", 3, pool);
