@@ -178,6 +178,28 @@ float symmetric_levels_32(const float* x, int levels, int* q);
 constexpr size_t column_quant_bytes(DType t) {
   return t == DType::Q8_0 ? 32 : t == DType::Q6_0 ? 24 : t == DType::Q5_0 ? 20 : 16;
 }
+// The int8 column kernels' walk over n kept inputs (x86_avx512_columns_int8.cpp,
+// x86_avx2_columns_int8.cpp): groups of col_group(kType) in kept order, the
+// last one short, each handed to group(quads, g, m, next, m_next): quads the
+// quads of 4 columns to run, as a std::integral_constant (all of them above
+// 8 real inputs, 2 above 4, else 1: the other quads' activations would all
+// be 0), the group's first input g and m real inputs, and the m_next inputs
+// kAhead groups on (next null where none) for its prefetches.
+template <DType kType, int64_t kAhead, class Group>
+inline void int8_column_groups(const int32_t* idx, int64_t n, Group&& group) {
+  constexpr int64_t kGroup = col_group(kType);
+  for (int64_t g = 0; g < n; g += kGroup) {
+    const int64_t m = std::min(kGroup, n - g);
+    const int64_t m_next = std::clamp<int64_t>(n - g - kAhead * kGroup, 0, kGroup);
+    const int32_t* next = m_next > 0 ? idx + g + kAhead * kGroup : nullptr;
+    if (kGroup > 8 && m > 8)
+      group(std::integral_constant<int, static_cast<int>(kGroup / 4)>{}, g, m, next, m_next);
+    else if (m > 4)
+      group(std::integral_constant<int, 2>{}, g, m, next, m_next);
+    else
+      group(std::integral_constant<int, 1>{}, g, m, next, m_next);
+  }
+}
 // Zeroed bytes after a column copy's last row: the int8 kernels read each
 // block's quants as one 32-byte run, 12 bytes past a Q5_0 block's 20 and 8
 // past a Q6_0's 24 (those bytes are never used).

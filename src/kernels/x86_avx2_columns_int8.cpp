@@ -214,18 +214,10 @@ void group(float* y, const ColumnRows& w, int64_t b0, int64_t nb, const int32_t*
 template <DType kType>
 void axpy_cols_int8(float* y, const ColumnRows& w, int64_t b0, int64_t nb, const int32_t* idx,
                     const float* a, int64_t n) {
-  constexpr int64_t kGroup = col_group(kType);
-  for (int64_t g = 0; g < n; g += kGroup) {
-    const int64_t m = std::min(kGroup, n - g);
-    const int64_t m_next = std::clamp<int64_t>(n - g - kAhead * kGroup, 0, kGroup);
-    const int32_t* next = m_next > 0 ? idx + g + kAhead * kGroup : nullptr;
-    if (kGroup > 8 && m > 8)
-      group<kType, kGroup / 4>(y, w, b0, nb, idx + g, a + g, m, next, m_next);
-    else if (m > 4)
-      group<kType, 2>(y, w, b0, nb, idx + g, a + g, m, next, m_next);
-    else  // the other quads' activations would all be 0
-      group<kType, 1>(y, w, b0, nb, idx + g, a + g, m, next, m_next);
-  }
+  int8_column_groups<kType, kAhead>(
+      idx, n, [&](auto quads, int64_t g, int64_t m, const int32_t* next, int64_t m_next) {
+        group<kType, decltype(quads)::value>(y, w, b0, nb, idx + g, a + g, m, next, m_next);
+      });
 }
 
 }  // namespace
