@@ -177,7 +177,7 @@ bool ColumnMatrix::supports(DType wtype, int64_t rows) {
 
 // The active ISA's cut-off for the copy's type (TypeTable::axpy_cols_pays_below,
 // set and measured beside each column kernel: x86_avx512_columns_int8.cpp,
-// x86_avx512_columns.cpp, x86_avx2_columns.cpp; 0 where only the scalar
+// x86_avx2_columns_int8.cpp; 0 where only the scalar
 // loops run, NEON included).
 double ColumnMatrix::pays_below(DType wtype) {
   const DType ctype = copy_type(wtype);

@@ -43,10 +43,10 @@ const TypeTable& avx2_table() {
 }
 // What AVX-512 does not override runs the AVX2 kernel.
 const TypeTable& avx512_table() {
-  static const TypeTable table = layered(
-      avx2_table(), {fill_avx512, fill_avx512_packed, fill_avx512_packed_k23,
-                     fill_avx512_packed_legacy2, fill_avx512_packed_q5k, fill_avx512_columns,
-                     cpu().avx512_vbmi ? fill_avx512_columns_int8 : nullptr});
+  static const TypeTable table =
+      layered(avx2_table(),
+              {fill_avx512, fill_avx512_packed, fill_avx512_packed_k23, fill_avx512_packed_legacy2,
+               fill_avx512_packed_q5k, cpu().avx512_vbmi ? fill_avx512_columns_int8 : nullptr});
   return table;
 }
 // AVX-512 with AMX tiles for multi-token packed products.

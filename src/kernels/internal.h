@@ -272,7 +272,6 @@ void fill_scalar_columns(TypeTable& table);  // axpy_cols oracles (columns.cpp)
 double axpy_cols_pays_below(Isa isa, DType copy);
 void fill_avx2_columns(TypeTable& table);
 void fill_avx2_columns_int8(TypeTable& table);  // Q4_0 and Q8_0 int8 kernels (ColsAlgo::kInt8)
-void fill_avx512_columns(TypeTable& table);
 void fill_avx512_columns_int8(TypeTable& table);  // needs VNNI and VBMI
 void fill_avx2_packed(TypeTable& table);          // Q4_0 Q5_0 Q4_K
 void fill_avx512_packed(TypeTable& table);

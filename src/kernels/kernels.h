@@ -106,7 +106,7 @@ AxpyColsFn axpy_cols(Isa isa, DType t);
 //  kFloat  each product a[k] * d (d: the block's scale) times each quant,
 //          added kept input after kept input: axpy_cols(Isa::kScalar, t)
 //          rounds each product and sum, SIMD versions fuse them (a few ulps
-//          apart). Scalar, NEON, and AVX-512 without VBMI.
+//          apart). Scalar and NEON.
 //  kInt8   the activations quantized to int8 per group of col_group(t) kept
 //          inputs (in kept order; the last group short) and output block j:
 //          p(k) = a[k] * d(k, j), m = max |p(k)|, s = m / 127, u(k) = p(k) *
@@ -116,8 +116,9 @@ AxpyColsFn axpy_cols(Isa isa, DType t);
 //          group, groups in order. AVX-512 with VNNI and VBMI: its 4-column
 //          byte dot products (VPDPBUSD) take a third of the float version's
 //          vector instructions, so decoding reads the kept columns at the
-//          memory's pace. AVX2: VPMADDUBSW / VPMADDWD for Q4_0 and Q8_0 (its
-//          Q5_0 and Q6_0 entries are the oracle's loops, never given copies).
+//          memory's pace. AVX2, and AVX-512 without VBMI: VPMADDUBSW /
+//          VPMADDWD for Q4_0 and Q8_0 (their Q5_0 and Q6_0 entries are the
+//          oracle's loops, never given copies).
 //          Equal to axpy_cols_int8_oracle(t) bit for bit.
 //          Each output's error is at most sum over k of |q(k, r)| * s / 2 per
 //          group (about 1/254 of the group's largest product per term).
@@ -139,8 +140,8 @@ constexpr int64_t kMaxColGroup = 16;
 ColsAlgo axpy_cols_algo(Isa isa);
 AxpyColsFn axpy_cols_int8_oracle(DType t);  // the plain steps of kInt8 (Q8_0, Q6_0, Q5_0, Q4_0)
 // The ISA's float kernel for t: axpy_cols where the ISA runs kFloat, the
-// one the int8 kernel replaced where it runs kInt8 (tests keep it checked
-// for CPUs without VBMI).
+// one the int8 kernel replaced where it runs kInt8 (AVX2's float kernels on
+// x86, which tests keep checked).
 AxpyColsFn axpy_cols_float(Isa isa, DType t);
 
 AxpyRowsFn axpy_rows();            // the active ISA's

@@ -372,8 +372,16 @@ void axpy_cols_int8(float* y, const ColumnRows& w, int64_t b0, int64_t nb, const
 // against 4.0 dense. Q8_0 copies still paid there (Qwen Q8_0 at 25%: 1.08x at 0.8, 0.97x at 0.7).
 // So Q8_0 keeps 0.8 and the others take 0.7; at 40-60% pruned nothing measurable changed (three
 // alternating runs of each, bench_prune, best of 8).
+// Without VBMI the AVX-512 table keeps the AVX2 table's int8 kernels (Q4_0
+// and Q8_0), and where it has VBMI these replace them; the float kernels
+// they replaced (axpy_cols_float) are AVX2's, saved by fill_avx2_columns_int8.
+// AVX-512 float column kernels ran without VBMI until AVX2's int8 ones beat
+// them: on this Zen 5 with the kernels below left out, at 50% pruned
+// (bench_prune, 2 threads, two alternating runs, tok/s), Qwen2.5-0.5B-shaped
+// Q4_0 156 / 162 -> 184 / 177, TinyLlama Q4_0 70 / 84 -> 91 / 107, Qwen
+// Q8_0 95 / 105 -> 146 / 132, Qwen Q4_K_M 115 / 124 -> 150 / 123 (its Q5_0
+// copies no longer built: 200 MiB of copies instead of 358).
 void fill_avx512_columns_int8(TypeTable& t) {
-  std::copy(std::begin(t.axpy_cols), std::end(t.axpy_cols), std::begin(t.axpy_cols_float));
   t.axpy_cols[static_cast<int>(DType::Q8_0)] = axpy_cols_int8<DType::Q8_0>;
   t.axpy_cols[static_cast<int>(DType::Q4_0)] = axpy_cols_int8<DType::Q4_0>;
   t.axpy_cols[static_cast<int>(DType::Q5_0)] = axpy_cols_int8<DType::Q5_0>;

@@ -135,9 +135,9 @@ void Model::set_prune(PruneOptions p, const std::string& sparsity_name) {
     // Only where a token's kept share may fall below the copy's cut-off
     // (kernels::ColumnMatrix::pays_below, which depends on the CPU's column
     // kernels): per-token shares spread around the calibrated 1 - level, so
-    // below 1.5 times the cut. Elsewhere (Q5_0 copies on AVX2, the float
-    // column kernels of AVX-512 without VBMI at moderate levels) a copy would
-    // take memory and never run.
+    // below 1.5 times the cut. Elsewhere (Q5_0 and Q6_0 copies on AVX2 and on
+    // AVX-512 without VBMI, every copy on NEON) a copy would take memory and
+    // never run.
     auto may_pay = [&](const backend::Linear& w) {
       return 1.0 - static_cast<double>(s->level) <
              1.5 * kernels::ColumnMatrix::pays_below(w.view.type);
