@@ -37,8 +37,8 @@ const TypeTable& scalar_table() {
 
 #if defined(SLM_KERNELS_X86)
 const TypeTable& avx2_table() {
-  static const TypeTable table = layered(
-      scalar_table(), {fill_avx2, fill_avx2_packed, fill_avx2_columns, fill_avx2_columns_int8});
+  static const TypeTable table =
+      layered(scalar_table(), {fill_avx2, fill_avx2_packed, fill_avx2_columns_int8});
   return table;
 }
 // What AVX-512 does not override runs the AVX2 kernel.
@@ -195,11 +195,6 @@ double axpy_cols_pays_below(Isa isa, DType copy) {
 }
 ColsAlgo axpy_cols_algo(Isa isa) {
   return isa_table(isa_supported(isa) ? isa : Isa::kScalar).axpy_cols_algo;
-}
-AxpyColsFn axpy_cols_float(Isa isa, DType t) {
-  const TypeTable& table = isa_table(isa_supported(isa) ? isa : Isa::kScalar);
-  return (table.axpy_cols_algo == ColsAlgo::kInt8 ? table.axpy_cols_float
-                                                  : table.axpy_cols)[static_cast<int>(t)];
 }
 
 AxpyRowsFn axpy_rows() {

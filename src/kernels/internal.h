@@ -246,8 +246,7 @@ struct TypeTable {
   LoraKernels lora;                       // F16 LoRA factors (scalar_float.cpp and the SIMD files)
   LoraQ8Kernels lora_q8;                  // 8-bit LoRA factors (scalar_float.cpp, x86_avx512.cpp)
   AxpyColsFn axpy_cols[kTypeSlots] = {};  // kernels.h; Q8_0 Q6_0 Q5_0 Q4_0 (columns.cpp)
-  ColsAlgo axpy_cols_algo = ColsAlgo::kFloat;   // what axpy_cols computes (kernels.h)
-  AxpyColsFn axpy_cols_float[kTypeSlots] = {};  // where kInt8: the float ones it replaced
+  ColsAlgo axpy_cols_algo = ColsAlgo::kFloat;  // what axpy_cols computes (kernels.h)
   // Per copy type: the share of kept inputs below which axpy_cols beats this
   // table's dense kernels (ColumnMatrix::pays_below), set beside each kernel
   // from measurements; 0 (the scalar loops, which every SIMD dense kernel
@@ -270,8 +269,7 @@ void fill_scalar_packed(TypeTable& table);   // packed-layout oracle tiles
 void fill_scalar_columns(TypeTable& table);  // axpy_cols oracles (columns.cpp)
 // The ISA table's axpy_cols_pays_below for a copy type (ColumnMatrix::pays_below).
 double axpy_cols_pays_below(Isa isa, DType copy);
-void fill_avx2_columns(TypeTable& table);
-void fill_avx2_columns_int8(TypeTable& table);  // Q4_0 and Q8_0 int8 kernels (ColsAlgo::kInt8)
+void fill_avx2_columns_int8(TypeTable& table);    // Q4_0 and Q8_0 int8 kernels (ColsAlgo::kInt8)
 void fill_avx512_columns_int8(TypeTable& table);  // needs VNNI and VBMI
 void fill_avx2_packed(TypeTable& table);          // Q4_0 Q5_0 Q4_K
 void fill_avx512_packed(TypeTable& table);

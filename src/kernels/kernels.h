@@ -104,9 +104,9 @@ AxpyColsFn axpy_cols(DType t);
 AxpyColsFn axpy_cols(Isa isa, DType t);
 // How an ISA's axpy_cols computes, and so the oracle it is tested against:
 //  kFloat  each product a[k] * d (d: the block's scale) times each quant,
-//          added kept input after kept input: axpy_cols(Isa::kScalar, t)
-//          rounds each product and sum, SIMD versions fuse them (a few ulps
-//          apart). Scalar and NEON.
+//          added kept input after kept input, each product and sum rounded:
+//          axpy_cols(Isa::kScalar, t), the scalar loops. Scalar and NEON
+//          (no SIMD column kernels there yet).
 //  kInt8   the activations quantized to int8 per group of col_group(t) kept
 //          inputs (in kept order; the last group short) and output block j:
 //          p(k) = a[k] * d(k, j), m = max |p(k)|, s = m / 127, u(k) = p(k) *
@@ -139,10 +139,6 @@ constexpr int64_t col_group(DType t) {
 constexpr int64_t kMaxColGroup = 16;
 ColsAlgo axpy_cols_algo(Isa isa);
 AxpyColsFn axpy_cols_int8_oracle(DType t);  // the plain steps of kInt8 (Q8_0, Q6_0, Q5_0, Q4_0)
-// The ISA's float kernel for t: axpy_cols where the ISA runs kFloat, the
-// one the int8 kernel replaced where it runs kInt8 (AVX2's float kernels on
-// x86, which tests keep checked).
-AxpyColsFn axpy_cols_float(Isa isa, DType t);
 
 AxpyRowsFn axpy_rows();            // the active ISA's
 AxpyRowsFn axpy_rows(Isa isa);     // a given ISA's (the scalar one where the CPU lacks it)

@@ -21,7 +21,6 @@
 
 #include <algorithm>
 #include <array>
-#include <iterator>
 
 #include "kernels/internal.h"
 
@@ -226,18 +225,16 @@ void axpy_cols_int8(float* y, const ColumnRows& w, int64_t b0, int64_t nb, const
 // (family 26 model 2) run with SLM_ISA=avx2, by bench_prune (2 threads, 32
 // tokens, best of 4), the copies used at every share against never, at 25 /
 // 40 / 50 / 60% pruned (75 / 59 / 48 / 36% kept): Qwen2.5-0.5B-shaped Q8_0
-// 1.17 / 1.58 / 1.78 / 2.32x dense (the float kernels: 0.78 / 0.96 / 1.14 /
-// 1.30x); Q4_0 0.91 / 1.13 / 1.34 / 1.61x (float: 0.47 / 0.56 / 0.64 /
-// 0.79x); TinyLlama-shaped Q4_0 1.06 / 1.38 / 1.65 / 2.05x. So Q8_0 pays at
-// 75% kept and keeps the VNNI kernels' 0.8; Q4_0 pays at 75% on one shape
-// and not the other: 0.7, with which Qwen's Q4_0 ran 1.14 / 1.27 / 1.49 /
-// 1.75x and TinyLlama's 1.00 / 1.23 / 1.57 / 1.92x (same runs: Q8_0 1.21 /
-// 1.62 / 1.83 / 2.33x; Qwen Q4_K_M, whose Q8_0 copies of its Q6_K matrices
-// and head alone run here, 1.00 / 1.11 / 1.19 / 1.25x). bench_columns (qwen
-// Q4_0, 2 threads, from memory): the stacked gate/up copy at half the inputs
-// kept takes 0.80 of the dense time, 1.17 at three quarters.
+// 1.17 / 1.58 / 1.78 / 2.32x dense (the AVX2 float column kernels these
+// replaced: 0.78 / 0.96 / 1.14 / 1.30x); Q4_0 0.91 / 1.13 / 1.34 / 1.61x
+// (float: 0.47 / 0.56 / 0.64 / 0.79x); TinyLlama-shaped Q4_0 1.06 / 1.38 / 1.65 / 2.05x. So Q8_0
+// pays at 75% kept and keeps the VNNI kernels' 0.8; Q4_0 pays at 75% on one shape and not the
+// other: 0.7, with which Qwen's Q4_0 ran 1.14 / 1.27 / 1.49 / 1.75x and TinyLlama's 1.00 / 1.23
+// / 1.57 / 1.92x (same runs: Q8_0 1.21 / 1.62 / 1.83 / 2.33x; Qwen Q4_K_M, whose Q8_0 copies of its
+// Q6_K matrices and head alone run here, 1.00 / 1.11 / 1.19 / 1.25x). bench_columns (qwen Q4_0, 2
+// threads, from memory): the stacked gate/up copy at half the inputs kept takes 0.80 of the dense
+// time, 1.17 at three quarters.
 void fill_avx2_columns_int8(TypeTable& t) {
-  std::copy(std::begin(t.axpy_cols), std::end(t.axpy_cols), std::begin(t.axpy_cols_float));
   t.axpy_cols[static_cast<int>(DType::Q8_0)] = axpy_cols_int8<DType::Q8_0>;
   t.axpy_cols[static_cast<int>(DType::Q4_0)] = axpy_cols_int8<DType::Q4_0>;
   // No AVX2 code for these: the oracle's loops, whose copies are never built (cut-off 0).

@@ -17,7 +17,6 @@
 
 #include <algorithm>
 #include <array>
-#include <iterator>
 
 #include "kernels/internal.h"
 
@@ -373,8 +372,7 @@ void axpy_cols_int8(float* y, const ColumnRows& w, int64_t b0, int64_t nb, const
 // So Q8_0 keeps 0.8 and the others take 0.7; at 40-60% pruned nothing measurable changed (three
 // alternating runs of each, bench_prune, best of 8).
 // Without VBMI the AVX-512 table keeps the AVX2 table's int8 kernels (Q4_0
-// and Q8_0), and where it has VBMI these replace them; the float kernels
-// they replaced (axpy_cols_float) are AVX2's, saved by fill_avx2_columns_int8.
+// and Q8_0), and where it has VBMI these replace them.
 // AVX-512 float column kernels ran without VBMI until AVX2's int8 ones beat
 // them: on this Zen 5 with the kernels below left out, at 50% pruned
 // (bench_prune, 2 threads, two alternating runs, tok/s), Qwen2.5-0.5B-shaped

@@ -253,11 +253,12 @@ struct Forward {
           m = be.list_nonzero(x, cols, s.kept_.data());
         }
         SLM_DCHECK_LE(m, s.n_kept_);
+        const StepProfile::Part part = part_of(outs[0].w->role);
         if (s.profile_ != nullptr) {
-          s.profile_->kept[part_of(outs[0].w->role)] += static_cast<uint64_t>(m);
-          s.profile_->inputs[part_of(outs[0].w->role)] += static_cast<uint64_t>(cols);
+          s.profile_->kept[part] += static_cast<uint64_t>(m);
+          s.profile_->inputs[part] += static_cast<uint64_t>(cols);
         }
-        const PartTimer timer(s.profile_, part_of(outs[0].w->role), 1);
+        const PartTimer timer(s.profile_, part, 1);
         be.linear_columns(outs, x, std::span<const int32_t>(s.kept_.data(), m), s.ws_);
         if (step_rows && b.any_adapter) add_lora(outs, x);
         return;
