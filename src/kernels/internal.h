@@ -82,6 +82,9 @@ constexpr int kPackWideTokensMax = 64;
 // wide (AMX) tile's fixed cost per block (tile loads, the sums' round trip
 // through memory) loses to VNNI below about 8 tokens (bench_kernels 2, 4, 8).
 constexpr int kPackWideMinTokens = 8;
+// Fewest tokens of a chunk that take TypeTable::packed_tile_pair where it
+// exists (decoding keeps the one-group tiles, which wait on memory).
+constexpr int kPackPairMinTokens = 2;
 
 // One token's activation for packed kernels (F16: its float row): its blocks (BlockQ8_0 for the
 // 32-element types, BlockQ8_K for the K-quants), the block scales as float, and
@@ -125,6 +128,10 @@ inline void in_token_passes(int nt, const F& f) {
 
 using PackedTileFn = void (*)(int64_t nb, const uint8_t* group, const PackedAct* act, int nt,
                               float* y, int64_t ldy, int nr);
+// Two adjacent groups at once: the full group at group and the next one (nr1
+// valid rows) group_bytes after it, outputs y[t * ldy + r] for r < 16 + nr1.
+using PackedPairTileFn = void (*)(int64_t nb, const uint8_t* group, int64_t group_bytes,
+                                  const PackedAct* act, int nt, float* y, int64_t ldy, int nr1);
 // Tokens' activations arranged for tile calls (arrange_tile_acts, once per
 // matmul), in tiles of kPackWideTokens tokens (nb * kArrangedBlockBytes
 // bytes each), block after block: block b at b * kArrangedBlockBytes holds
@@ -224,6 +231,9 @@ struct TypeTable {
   TypeTraits by_type[kTypeSlots];
   FloatTileFn float_tile[kTypeSlots] = {};
   PackedTileFn packed_tile[kTypeSlots] = {};
+  // packed_tile over two adjacent groups, with its bits, for prompts of
+  // kPackPairMinTokens or more tokens that take no wide tile (null: none).
+  PackedPairTileFn packed_tile_pair[kTypeSlots] = {};
   // Tiles for 2..kPackWideTokens tokens (2..packed_wide_tokens where set;
   // null: packed_tile in passes of kPackMaxTokens), with packed_tile's bits; the activations' rows
   // are best evenly spaced (packed_matmul's scratch), as a tile loads them with one stride.

@@ -69,8 +69,9 @@ void run_groups(int64_t n_groups, size_t bytes, int64_t n_tokens, int tile_token
   const int64_t div = 2 * std::max(1, pool.size());
   while (bounds[n_chunks] < n_groups) {
     const int64_t left = n_groups - bounds[n_chunks];
+    // Even counts, so every group of a chunk has its pair (packed_tile_pair).
     const int64_t take =
-        n_chunks + 1 == kMaxChunks ? left : std::max<int64_t>(min_groups, left / div);
+        n_chunks + 1 == kMaxChunks ? left : (std::max<int64_t>(min_groups, left / div) + 1) / 2 * 2;
     bounds[n_chunks + 1] = bounds[n_chunks] + std::min(left, take);
     ++n_chunks;
   }
@@ -86,7 +87,8 @@ void run_groups(int64_t n_groups, size_t bytes, int64_t n_tokens, int tile_token
                               tile_tokens * tile_tokens;
     for (int64_t c0 = 0; c0 < n_tokens; c0 += chunk_tokens) {
       const int64_t c1 = std::min(n_tokens, c0 + chunk_tokens);
-      for (int64_t g = bounds[chunk]; g < bounds[chunk + 1]; ++g) fn(g, c0, c1, thread);
+      for (int64_t g = bounds[chunk]; g < bounds[chunk + 1];)
+        g += fn(g, bounds[chunk + 1], c0, c1, thread);
     }
   });
 }
@@ -175,6 +177,7 @@ void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, T
     const uint8_t* act;                  // prepared activations (nullptr for F16: x in place)
     PackedTileArrangedFn arranged_tile;  // null: none, or too few tokens
     const uint8_t* arranged;             // its activations, token tile after token tile
+    PackedPairTileFn pair;               // null: none, or wide tiles instead
   };
   Part parts[kMaxFused];
   // Each part's tiles for 2..wide_tokens[i] tokens (null: tile in passes).
@@ -198,8 +201,10 @@ void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, T
              act_layout(w.type(), cols),
              nullptr,
              nullptr,
+             nullptr,
              nullptr};
     wide[i] = table.packed_tile_wide[static_cast<int>(w.type())];
+    if (wide[i] == nullptr) p.pair = table.packed_tile_pair[static_cast<int>(w.type())];
     const int wt = table.packed_wide_tokens[static_cast<int>(w.type())];
     wide_tokens[i] = wt > 0 ? wt : kPackWideTokens;
     const int wm = table.packed_wide_min_tokens[static_cast<int>(w.type())];
@@ -281,7 +286,9 @@ void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, T
           const_cast<uint8_t*>(p.arranged) + tile_bytes(p.nb) * (t0 / kPackWideTokens));
     });
 
-  auto tile = [&](int64_t g, int64_t c0, int64_t c1, int thread) {
+  // Runs group g (and g + 1 where a pair tile takes both; g_end: the end of
+  // the caller's run) for tokens [c0, c1); returns the groups done.
+  auto tile = [&](int64_t g, int64_t g_end, int64_t c0, int64_t c1, int thread) -> int64_t {
     size_t i = n_parts - 1;
     while (g < parts[i].g0) --i;
     const Part& p = parts[i];
@@ -291,10 +298,24 @@ void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, T
     const uint8_t* group = p.w->data() + static_cast<size_t>(lg) * p.group_bytes;
     // Arranged tiles take the whole chunk (its weights prepared once);
     // run_groups starts chunks at multiples of tile_tokens (of kPackWideTokens here).
-    if (p.arranged != nullptr && c0 % kPackWideTokens == 0)
-      return p.arranged_tile(p.nb, group, p.arranged + tile_bytes(p.nb) * (c0 / kPackWideTokens),
-                             c1 - c0, p.y + c0 * rows + lg * kPackRows, rows, nr,
-                             wscratch + static_cast<size_t>(thread) * wscratch_bytes);
+    if (p.arranged != nullptr && c0 % kPackWideTokens == 0) {
+      p.arranged_tile(p.nb, group, p.arranged + tile_bytes(p.nb) * (c0 / kPackWideTokens), c1 - c0,
+                      p.y + c0 * rows + lg * kPackRows, rows, nr,
+                      wscratch + static_cast<size_t>(thread) * wscratch_bytes);
+      return 1;
+    }
+    if (p.pair != nullptr && g + 1 < g_end && (lg + 1) * kPackRows < rows &&
+        c1 - c0 >= kPackPairMinTokens) {
+      const int nr1 = static_cast<int>(std::min<int64_t>(kPackRows, rows - (lg + 1) * kPackRows));
+      PackedAct acts[kPackMaxTokens];
+      for (int64_t t0 = c0; t0 < c1; t0 += kPackMaxTokens) {
+        const int nt = static_cast<int>(std::min<int64_t>(kPackMaxTokens, c1 - t0));
+        for (int k = 0; k < nt; ++k) acts[k] = token_acts(p, t0 + k);
+        p.pair(p.nb, group, static_cast<int64_t>(p.group_bytes), acts, nt,
+               p.y + t0 * rows + lg * kPackRows, rows, nr1);
+      }
+      return 2;
+    }
     PackedAct acts[kPackWideTokensMax];
     for (int64_t t0 = c0; t0 < c1; t0 += tile_tokens) {
       const int nt = static_cast<int>(std::min<int64_t>(tile_tokens, c1 - t0));
@@ -313,6 +334,7 @@ void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, T
       for (; k0 < nt; k0 += kPackMaxTokens)
         p.tile(p.nb, group, acts + k0, std::min(kPackMaxTokens, nt - k0), y + k0 * rows, rows, nr);
     }
+    return 1;
   };
   // Arranged tiles convert a group's weights once per chunk, so when every
   // matrix takes them a chunk spans as many token tiles as keep the
