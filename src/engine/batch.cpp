@@ -98,6 +98,7 @@ BatchEngine::BatchEngine(const model::Model& model, const tokenizer::Tokenizer& 
   for (int i = 0; i < options.n_slots; ++i) {
     auto slot = std::make_unique<Slot>();
     slot->session = std::make_unique<model::Session>(model, so);
+    if (options.prefault_kv) slot->session->prefault();
     if (options.draft_model != nullptr && options.draft_max > 0)
       slot->drafter = std::make_unique<ModelDrafter>(*options.draft_model, so, n_vocab());
     // Room for a whole context and the one sampled token past it, so the

@@ -60,6 +60,9 @@ struct BatchOptions {
   // that measure the latter. Off: draft whenever a draft is found (tests that
   // need drafts in every step; timing makes sampled output vary by run).
   bool draft_by_speed = true;
+  // Write every slot's cache once when the engine is made (Session::prefault):
+  // a server's first burst then pays no page faults inside its steps.
+  bool prefault_kv = false;
 };
 
 struct KvUse {

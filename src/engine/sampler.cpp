@@ -105,11 +105,16 @@ Sampler::Sampler(const SamplerParams& params, int64_t n_vocab)
     : params_(params), n_vocab_(n_vocab) {
   validate(params_, n_vocab_);
   greedy_ = params_.temperature <= 0.0f;
-  const auto n = static_cast<size_t>(n_vocab_);
-  row_.resize(n);
-  cand_.resize(n);
-  dist_.resize(n);
-  q_.assign(n, 0.0);
+  // The vocabulary-sized buffers (5-7 MB for a 150k vocabulary) are sized
+  // where they are first needed: a greedy request without processors needs
+  // none, and building them here put 16 x 6 MB of page faults on the
+  // request threads of a 16-client burst, delaying its last arrivals by
+  // about 0.1 s. A sampling request always needs row_ and cand_.
+  cand_.resize(1);
+  if (!greedy_) {
+    row_.resize(static_cast<size_t>(n_vocab_));
+    cand_.resize(static_cast<size_t>(n_vocab_));
+  }
   reseed(params_.seed);
   const SamplerParams& p = params_;
   if (!p.logit_bias.empty()) chain_.push_back(std::make_unique<LogitBias>(p.logit_bias));
@@ -210,7 +215,7 @@ void Sampler::prepare(std::span<const float> logits, std::span<const int32_t> hi
   if (static_cast<int64_t>(logits.size()) != n_vocab_)
     throw Error("sampler: logits row has " + std::to_string(logits.size()) + " entries, expected " +
                 std::to_string(n_vocab_));
-  const size_t n = cand_.size();
+  const auto n = static_cast<size_t>(n_vocab_);
   n_sorted_ = 0;
   if (greedy_ && chain_.empty()) {  // nothing changes the row: pick from it in place
     cand_[0] = {greedy_pick(logits), 0.0f, 1.0};
@@ -218,6 +223,7 @@ void Sampler::prepare(std::span<const float> logits, std::span<const int32_t> hi
     weight_sum_ = 1.0;
     return;
   }
+  if (row_.size() != n) row_.resize(n);  // greedy with processors: on the first call
   std::copy(logits.begin(), logits.end(), row_.begin());
   for (const auto& p : chain_) p->apply(row_, history);
 
@@ -317,6 +323,7 @@ int32_t Sampler::sample_draft(std::span<const float> logits, std::span<const int
   if (n_kept_ == 1) return cand_[0].id;
   // Everything below is in the target's weight units: p(i) = w_i / weight_sum_,
   // so q(i) scales to q(i) * weight_sum_.
+  if (q_.empty()) q_.assign(static_cast<size_t>(n_vocab_), 0.0);
   for (const TokenProb& t : q)
     if (t.id >= 0 && t.id < n_vocab_) q_[static_cast<size_t>(t.id)] += t.p;
   size_t at = n_kept_;
@@ -371,6 +378,7 @@ int32_t Sampler::sample_with_distribution(std::span<const float> logits,
 std::span<const TokenProb> Sampler::distribution(std::span<const float> logits,
                                                  std::span<const int32_t> history) {
   prepare(logits, history);
+  if (dist_.size() < n_kept_) dist_.resize(n_kept_);
   for (size_t i = 0; i < n_kept_; ++i) dist_[i] = {cand_[i].id, cand_[i].weight / weight_sum_};
   return {dist_.data(), n_kept_};
 }

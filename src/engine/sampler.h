@@ -128,10 +128,11 @@ class Sampler {
   int64_t n_vocab_ = 0;
   bool greedy_ = false;
   std::vector<std::unique_ptr<LogitsProcessor>> chain_;  // run in order on row_
-  std::vector<float> row_;                               // logits after the processors [n_vocab]
-  std::vector<Candidate> cand_;                          // [n_vocab]
-  std::vector<TokenProb> dist_;                          // [n_vocab] for distribution()
-  std::vector<double> q_;  // [n_vocab] a draft's q scattered by id, zero between calls
+  // Sized when first needed (the constructor says why).
+  std::vector<float> row_;       // logits after the processors [n_vocab]
+  std::vector<Candidate> cand_;  // [n_vocab] when sampling, [1] when greedy
+  std::vector<TokenProb> dist_;  // [n_kept] of the largest distribution() so far
+  std::vector<double> q_;        // [n_vocab] a draft's q scattered by id, zero between calls
   size_t n_kept_ = 0;
   size_t n_sorted_ = 0;
   double weight_sum_ = 0;

@@ -20,6 +20,9 @@ BatchOptions batch_options(const SchedulerOptions& o) {
   b.kv_type = o.kv_type;
   b.draft_max = o.draft_max;
   b.draft_model = o.draft_model;
+  // Reserved up front, so touched up front: 16 fresh slots first written by
+  // a burst's prompts took about 2% of those steps in page faults.
+  b.prefault_kv = true;
   return b;
 }
 

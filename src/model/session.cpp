@@ -82,6 +82,11 @@ void Session::truncate(int64_t n) {
   n_past_ = n;
 }
 
+void Session::prefault() {
+  std::memset(k_cache_.get(), 0, cache_bytes_);
+  std::memset(v_cache_.get(), 0, cache_bytes_);
+}
+
 void Session::store_kv(int64_t l, int64_t pos0, int64_t m, const float* k, const float* v) {
   uint8_t* kc = k_layer(l);
   uint8_t* vc = v_layer(l);

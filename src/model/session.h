@@ -77,6 +77,9 @@ class Session {
   void set_adapter(const LoraAdapter* adapter) { adapter_ = adapter; }
   // Bytes of K and V cache this session holds.
   size_t cache_bytes() const { return 2 * cache_bytes_; }
+  // Writes the whole cache once (zeros; nothing reads rows before they are
+  // stored), so its pages are in memory before the first step needs them.
+  void prefault();
   DType kv_type() const { return kv_type_; }
   // The same for a session of n_ctx positions and n_batch rows per step,
   // before making one (slm info's memory estimate).

@@ -434,9 +434,13 @@ int Server::start() {
   // port another one listens on and the kernel then splits the connections
   // between them. SO_REUSEADDR alone allows a quick restart (TIME_WAIT) and
   // makes a busy port fail to bind.
-  im.http.set_socket_options([](socket_t sock) {
+  // The socket httplib binds last is the one it listens on (it closes the
+  // candidates whose bind failed).
+  socket_t bound = INVALID_SOCKET;
+  im.http.set_socket_options([&bound](socket_t sock) {
     const int yes = 1;
     ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    bound = sock;
   });
   if (im.opt.port == 0) {
     port_ = im.http.bind_to_any_port(im.opt.host);
@@ -446,6 +450,14 @@ int Server::start() {
       throw Error(bind_failure(im.opt.host, im.opt.port));
     port_ = im.opt.port;
   }
+  // Debian's compiled httplib listens with a backlog of 5. While the forward
+  // pass holds every core, its accept loop runs late, so in a burst of
+  // connections (16 clients at once) the kernel dropped the SYNs beyond the
+  // full queue and those clients retried a second later: 8 of 16 benchmark
+  // streams reached the scheduler 1.0 s after the rest. Listening again on
+  // the bound socket raises the backlog (Linux keeps the socket, updates the
+  // queue length; SOMAXCONN is capped by net.core.somaxconn).
+  if (bound != INVALID_SOCKET) ::listen(bound, SOMAXCONN);
   std::lock_guard<std::mutex> lock(im.life_mutex);
   im.thread = std::thread([&im] {
     im.http.listen_after_bind();
