@@ -1,11 +1,14 @@
 // Attention of one batched decode step over many sequences of different
 // lengths: one ops::attention job per sequence (the old per-sequence loop)
-// against one ops::attention_many job for all of them, for the attention
-// shape of Qwen2.5-0.5B (14 heads, 2 KV heads, head_dim 64, f16 cache) and 24
-// layers a step. Sequence i is at context 128 + (i * 37) % 128 (prompt 128,
-// part way through 128 generated tokens). The two variants alternate for
-// several rounds; the median microseconds per step are printed.
-// Usage: bench_attention [threads=2] [rounds=7] [streams=1,4,8,16,32]
+// against one ops::attention_many job for all of them, with a task per
+// (sequence, head) and with a task per (sequence, KV head) (score rows for
+// the group, as the forward pass gives it; the ratio is these two), for the
+// attention shape of Qwen2.5-0.5B (14 heads, 2 KV heads, head_dim 64, f16
+// cache) and 24 layers a step. Sequence i is at context base + (i * 37) %
+// base (base 128: prompt 128, part way through 128 generated tokens). The
+// variants alternate for several rounds; the median microseconds per step
+// are printed.
+// Usage: bench_attention [threads=2] [rounds=7] [streams=1,4,8,16,32] [base=128]
 //
 // bench_attention --prefill [rounds=7] [prompts=128,512,2048]: one prompt
 // step's attention (the same shape, a prompt of P tokens at position 0), the
@@ -104,7 +107,9 @@ int main(int argc, char** argv) {
     std::stringstream ss(argv[3]);
     for (std::string s; std::getline(ss, s, ',');) streams.push_back(std::atoll(s.c_str()));
   }
-  const int64_t n_layer = 24, n_head = 14, n_head_kv = 2, head_dim = 64, n_ctx = 264;
+  // Sequence i at context base + (i * 37) % base.
+  const int64_t base = argc > 4 ? std::max<int64_t>(1, std::atoll(argv[4])) : 128;
+  const int64_t n_layer = 24, n_head = 14, n_head_kv = 2, head_dim = 64, n_ctx = 2 * base + 8;
   const int64_t kv_dim = n_head_kv * head_dim;
   const DType type = DType::F16;
   const size_t row = ops::kv_row_bytes(type, kv_dim);
@@ -114,8 +119,8 @@ int main(int argc, char** argv) {
   std::printf(
       "attention of one decode step, %d threads, %lld layers, f16 cache; median of %d rounds\n",
       threads, static_cast<long long>(n_layer), rounds);
-  std::printf("%8s %22s %22s %7s\n", "streams", "per sequence (us/step)",
-              "attention_many (us/step)", "ratio");
+  std::printf("%8s %22s %22s %22s %7s\n", "streams", "per sequence (us/step)", "per head (us/step)",
+              "per KV head (us/step)", "ratio");
   for (const int64_t n : streams) {
     // One cache per sequence and layer is more memory than the test needs:
     // layers share a sequence's cache (the bytes read per step are the same).
@@ -136,13 +141,16 @@ int main(int argc, char** argv) {
       q[s].resize(static_cast<size_t>(n_head * head_dim));
       for (float& f : q[s]) f = dist(rng);
       out[s].resize(q[s].size());
-      ops::AttentionShape sh{1, 128 + (i * 37) % 128, n_head, n_head_kv, head_dim};
+      ops::AttentionShape sh{1, base + (i * 37) % base, n_head, n_head_kv, head_dim};
       sh.kv_type = type;
       calls.push_back({sh, q[s].data(), k[s].data(), v[s].data(), out[s].data()});
     }
     std::vector<float> scratch(static_cast<size_t>(threads * n_ctx));
     std::vector<int64_t> starts;
-    std::vector<double> each, many;
+    // Score rows for a KV group's heads: a task per (sequence, KV head).
+    const int64_t group_stride = ops::attention_group_rows(n_head, n_head_kv) * n_ctx;
+    std::vector<float> group_scratch(static_cast<size_t>(threads * group_stride));
+    std::vector<double> each, many, grouped;
     const int reps = std::max<int>(4, static_cast<int>(256 / n));
     for (int r = 0; r < rounds; ++r) {
       double t0 = seconds();
@@ -156,9 +164,14 @@ int main(int argc, char** argv) {
         for (int64_t l = 0; l < n_layer; ++l)
           ops::attention_many(calls, starts, scratch.data(), n_ctx, pool);
       many.push_back((seconds() - t0) / reps * 1e6);
+      t0 = seconds();
+      for (int rep = 0; rep < reps; ++rep)
+        for (int64_t l = 0; l < n_layer; ++l)
+          ops::attention_many(calls, starts, group_scratch.data(), group_stride, pool);
+      grouped.push_back((seconds() - t0) / reps * 1e6);
     }
-    const double a = median(each), b = median(many);
-    std::printf("%8lld %22.0f %22.0f %6.2fx\n", static_cast<long long>(n), a, b, a / b);
+    const double a = median(each), b = median(many), c = median(grouped);
+    std::printf("%8lld %22.0f %22.0f %22.0f %6.2fx\n", static_cast<long long>(n), a, b, c, b / c);
   }
   return 0;
 }

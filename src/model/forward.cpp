@@ -42,6 +42,13 @@ inline float keep_or_zero(float v, uint32_t keep) {
   return std::bit_cast<float>(std::bit_cast<uint32_t>(v) & (0u - keep));
 }
 
+// Floats of attention score scratch per thread for step b: a whole context
+// for each head of a KV group that a decode task scores at once
+// (ops::attention_many).
+int64_t score_stride(const ModelConfig& c, const StepBatch& b) {
+  return ops::attention_group_rows(c.n_head, c.n_head_kv) * b.max_ctx;
+}
+
 StepProfile::Part part_of(backend::Role r) {
   switch (r) {
     case backend::Role::kQ:
@@ -451,7 +458,7 @@ struct Forward {
       calls.push_back(
           {shape, &s.q_[sr.row0 * qd], seq.k_layer(l), seq.v_layer(l), &s.attn_[sr.row0 * qd]});
     }
-    be.attention_many(calls, b.max_ctx, s.ws_);
+    be.attention_many(calls, score_stride(c, b), s.ws_);
     if (prune(l, Tap::kOIn, s.attn_.data(), n, qd))
       linear_pruned(lw.wo, s.attn_.data(), n, s.proj_.data());
     else
@@ -664,9 +671,10 @@ struct Forward {
     s.ws_.pool = &pool;
     s.stats_ = {};
     s.kept_of_ = nullptr;
-    // Scores for a whole context per thread (32768 positions: 128 KiB each),
-    // sized on a sequence's first step so the token loop never allocates.
-    const size_t need_scores = static_cast<size_t>(pool.size() * b.max_ctx);
+    // Scores for a whole context per thread and head of a KV group (32768
+    // positions: 128 KiB a head), sized on a sequence's first step so the
+    // token loop never allocates.
+    const size_t need_scores = static_cast<size_t>(pool.size() * score_stride(model.config(), b));
     if (s.ws_.scores.size() < need_scores) s.ws_.scores.resize(need_scores);
     // Prefill attention's float keys and values (ops::attention_many), sized
     // on the first step that feeds a prompt, for the longest context.

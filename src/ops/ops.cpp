@@ -268,6 +268,39 @@ void attend_task(const AttendPlan& p, const OpsTable& table, int64_t task, float
   table.attend(a);
 }
 
+// A whole KV group of one token (task = token * n_head_kv + KV head), in
+// passes of at most kAttendGroupMax heads: table.attend_group reads each
+// cached row once per pass for all of them. scores: the heads' score rows,
+// span floats apart.
+void attend_group_task(const AttendPlan& p, const OpsTable& table, int64_t task, float* scores,
+                       int64_t span) {
+  const int64_t n_kv = p.n_head / p.group;
+  const int64_t t = task / n_kv, kvh = task % n_kv;
+  const int64_t pos = p.pos0 + t;
+  const int64_t first = p.window > 0 ? std::max<int64_t>(0, pos - p.window + 1) : 0;
+  const int64_t row = p.ring > 0 ? first % p.ring : first;
+  AttendArgs a[kAttendGroupMax];
+  for (int64_t h0 = 0; h0 < p.group; h0 += kAttendGroupMax) {
+    const int n = static_cast<int>(std::min<int64_t>(kAttendGroupMax, p.group - h0));
+    for (int i = 0; i < n; ++i) {
+      const int64_t h = kvh * p.group + h0 + i;
+      AttendArgs& x = a[i];
+      x.q = p.q + t * p.q_stride + h * p.head_dim;
+      x.k = p.k + row * p.row_bytes + kvh * p.head_bytes;
+      x.v = p.v + row * p.row_bytes + kvh * p.head_bytes;
+      x.kv_type = p.kv_type;
+      x.row_bytes = p.row_bytes;
+      x.n_keys = pos + 1 - first;
+      x.head_dim = p.head_dim;
+      x.scale = p.scale;
+      x.softcap = p.softcap;
+      x.scores = scores + i * span;
+      x.out = p.out + t * p.q_stride + h * p.head_dim;
+    }
+    table.attend_group(a, n);
+  }
+}
+
 }  // namespace
 
 void attention(const AttentionShape& s, const float* q, const uint8_t* k_cache,
@@ -314,6 +347,15 @@ bool prefill_blocks(const AttentionShape& s, int64_t prefill_stride) {
 }
 
 constexpr int64_t kPrefillBlock = 16;  // tokens per prefill task
+
+// Whether attention_many runs call s (not prefill blocks) as one task per
+// token and KV group: grouped-query heads, and score rows for all the
+// group's heads (kAttendGroupMax at a time) in the per-thread stride.
+bool group_tasks(const AttentionShape& s, int64_t stride) {
+  const int64_t group = s.n_head / s.n_head_kv;
+  return group >= 2 &&
+         attention_group_rows(s.n_head, s.n_head_kv) * (s.pos0 + s.n_tokens) <= stride;
+}
 
 int64_t prefill_tasks(const AttentionShape& s) {
   return s.n_head_kv * ((s.n_tokens + kPrefillBlock - 1) / kPrefillBlock);
@@ -421,8 +463,9 @@ void attention_many(std::span<const AttentionCall> calls, std::vector<int64_t>& 
   for (size_t i = 0; i < calls.size(); ++i) {
     const AttentionShape& s = calls[i].shape;
     SLM_DCHECK_LE(s.pos0 + s.n_tokens, stride);
-    starts[i + 1] =
-        starts[i] + (prefill_blocks(s, prefill_stride) ? prefill_tasks(s) : s.n_tokens * s.n_head);
+    starts[i + 1] = starts[i] + (prefill_blocks(s, prefill_stride) ? prefill_tasks(s)
+                                 : group_tasks(s, stride)          ? s.n_tokens * s.n_head_kv
+                                                                   : s.n_tokens * s.n_head);
   }
   const OpsTable& table = ops_table();
   pool.parallel_for(starts.back(), [&](int64_t task, int thread) {
@@ -433,6 +476,9 @@ void attention_many(std::span<const AttentionCall> calls, std::vector<int64_t>& 
     if (prefill_blocks(c.shape, prefill_stride))
       attend_prefill_task(p, table, c.shape.n_tokens, task - starts[i],
                           prefill + static_cast<int64_t>(thread) * prefill_stride);
+    else if (group_tasks(c.shape, stride))
+      attend_group_task(p, table, task - starts[i], scratch + static_cast<int64_t>(thread) * stride,
+                        c.shape.pos0 + c.shape.n_tokens);
     else
       attend_task(p, table, task - starts[i], scratch + static_cast<int64_t>(thread) * stride);
   });
@@ -481,6 +527,10 @@ void attend_scalar_t(const AttendArgs& a) {
 void attend_pair_scalar(const AttendArgs& a, const AttendArgs& b) {
   attend_scalar(a);
   attend_scalar(b);
+}
+
+void attend_group_scalar(const AttendArgs* a, int n) {
+  for (int h = 0; h < n; ++h) attend_scalar(a[h]);
 }
 
 void kv_to_f32_scalar(DType type, const uint8_t* row, int64_t n, float* out) {

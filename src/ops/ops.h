@@ -3,6 +3,7 @@
 // They know nothing of models: every size is a parameter. No allocation.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -96,6 +97,9 @@ struct AttentionCall {
 // equal separate attention() calls bit for bit. starts: task offsets, resized
 // to calls.size() + 1 (the caller keeps it, so a warm step allocates nothing);
 // scratch: pool.size() * stride floats, stride >= every call's pos0 + n_tokens.
+// Grouped-query calls run a task per (token, KV head) instead where the stride
+// holds score rows for attention_group_rows heads (a decode step reads each
+// cached row once for the group's heads, not once per head); same bits.
 //
 // Prefill: given prefill scratch (pool.size() * prefill_stride floats), a call
 // of at least kPrefillMinTokens tokens whose prefix fits it (no ring, no
@@ -108,6 +112,12 @@ struct AttentionCall {
 void attention_many(std::span<const AttentionCall> calls, std::vector<int64_t>& starts,
                     float* scratch, int64_t stride, ThreadPool& pool, float* prefill = nullptr,
                     int64_t prefill_stride = 0);
+// Score rows a (token, KV head) task of attention_many keeps: the group's heads,
+// at most kAttendGroupMax at a time.
+inline constexpr int64_t kAttendGroupMax = 16;
+inline int64_t attention_group_rows(int64_t n_head, int64_t n_head_kv) {
+  return n_head_kv > 0 ? std::min<int64_t>(n_head / n_head_kv, kAttendGroupMax) : 1;
+}
 // Calls of fewer new tokens keep the per-(token, head) tasks.
 inline constexpr int64_t kPrefillMinTokens = 8;
 // Floats of prefill scratch per thread that let attention_many block every

@@ -162,6 +162,7 @@ TEST(Ops, AttentionManyEqualsEachSequenceAlone) {
   }
   std::vector<std::vector<float>> alone(seqs.size()), together(seqs.size());
   std::vector<float> scratch(static_cast<size_t>(pool.size() * stride));
+  std::vector<float> group_scratch(static_cast<size_t>(7 * pool.size() * stride));
   std::vector<int64_t> starts;
   for (kernels::Isa isa : kernels::available_isas()) {
     ASSERT_TRUE(kernels::set_active_isa(isa));
@@ -179,13 +180,23 @@ TEST(Ops, AttentionManyEqualsEachSequenceAlone) {
       calls.push_back(
           {sh, seqs[i].q.data(), seqs[i].k.data(), seqs[i].v.data(), together[i].data()});
     }
+    // A stride of one score row per thread: a task per (token, head).
     attention_many(calls, starts, scratch.data(), stride, pool);
     ASSERT_EQ(starts.size(), calls.size() + 1);
-    EXPECT_EQ(starts.back(), (1 + 1 + 5 + 1 + 17 + 1 + 3 + 2) * n_head);
+    int64_t grouped_tasks = 0;  // calls whose 7 heads' rows fit: a task per (token, KV head)
+    for (const Case& c : cases)
+      grouped_tasks += (7 * (c.pos0 + c.n_tokens) <= stride ? n_head_kv : n_head) * c.n_tokens;
+    EXPECT_EQ(starts.back(), grouped_tasks);
     for (size_t i = 0; i < seqs.size(); ++i) {
       ASSERT_EQ(together[i], alone[i]) << kernels::isa_name(isa) << " sequence " << i;
       for (const float f : alone[i]) ASSERT_TRUE(std::isfinite(f));
     }
+    // Rows for the whole group: every call a task per (token, KV head).
+    for (auto& t : together) std::fill(t.begin(), t.end(), -1.0f);
+    attention_many(calls, starts, group_scratch.data(), 7 * stride, pool);
+    EXPECT_EQ(starts.back(), (1 + 1 + 5 + 1 + 17 + 1 + 3 + 2) * n_head_kv);
+    for (size_t i = 0; i < seqs.size(); ++i)
+      ASSERT_EQ(together[i], alone[i]) << kernels::isa_name(isa) << " grouped, sequence " << i;
   }
   attention_many({}, starts, scratch.data(), stride, pool);  // no sequences: nothing to do
   EXPECT_EQ(starts, std::vector<int64_t>{0});
@@ -275,13 +286,76 @@ TEST(Ops, PrefillBlocksEqualPerTokenTasksBitForBit) {
                                reinterpret_cast<const uint8_t*>(kv.data()), out.data()};
       attention_many(std::span(&call, 1), starts, scratch.data(), span, pool, prefill.data(),
                      prefill_stride);
-      EXPECT_EQ(starts.back(), sh.n_tokens * sh.n_head);
+      // Per token: a task per head, or per KV head where both heads' score
+      // rows fit the stride (the ring's call: 2 x 20 positions).
+      const bool grouped = 2 * (sh.pos0 + sh.n_tokens) <= span;
+      EXPECT_EQ(starts.back(), sh.n_tokens * (grouped ? sh.n_head_kv : sh.n_head));
     }
   }
   // Score rows (at least 64 Ki floats), 128 rows' value sums and 1 / sums, keys and
   // values, keys transposed in blocks of 16.
   EXPECT_EQ(attention_prefill_floats(100, 64), 65536 + 128 * 65 + 2 * 100 * 64 + 112 * 64);
   EXPECT_EQ(attention_prefill_floats(1 << 20, 64), attention_prefill_floats(kPrefillMaxSpan, 64));
+}
+
+// Decode tasks over a whole KV group (attention_many with score rows for the
+// group): group sizes the vector loops take in one pass, several passes and
+// more than kAttendGroupMax heads, head sizes they take whole or leave to the
+// per-head loop, every cache type, a window, a ring and a softcap give
+// exactly attention()'s per-head bits, on every ISA.
+TEST(Ops, GroupTasksEqualPerHeadTasksBitForBit) {
+  IsaScope scope;
+  ThreadPool pool(2);
+  struct Case {
+    int64_t n_tokens, pos0, n_head, n_head_kv, head_dim, window, ring;
+    float softcap;
+    DType type;
+  };
+  const Case cases[] = {
+      {1, 0, 2, 1, 64, 0, 0, 0.0f, DType::F32},     {1, 37, 14, 2, 64, 0, 0, 0.0f, DType::F16},
+      {2, 130, 14, 2, 64, 0, 0, 0.0f, DType::Q8_0}, {1, 61, 32, 4, 64, 0, 0, 0.0f, DType::F16},
+      {1, 9, 40, 2, 32, 0, 0, 0.0f, DType::F32},    {3, 20, 12, 2, 128, 0, 0, 0.0f, DType::F16},
+      {1, 50, 4, 1, 256, 0, 0, 0.0f, DType::Q8_0},  {1, 44, 6, 2, 48, 0, 0, 0.0f, DType::F32},
+      {1, 70, 8, 2, 80, 0, 0, 0.0f, DType::F16},    {1, 60, 8, 2, 64, 16, 32, 0.0f, DType::F16},
+      {2, 29, 8, 4, 64, 8, 0, 30.0f, DType::F32},   {1, 3, 16, 1, 64, 0, 0, 0.0f, DType::Q8_0},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(std::string(dtype_name(c.type)) + " heads=" + std::to_string(c.n_head) + "/" +
+                 std::to_string(c.n_head_kv) + " head_dim=" + std::to_string(c.head_dim));
+    const int64_t span = c.pos0 + c.n_tokens, kv_dim = c.n_head_kv * c.head_dim;
+    const int64_t rows = c.ring > 0 ? 2 * c.ring : span;
+    AttentionShape sh{c.n_tokens, c.pos0, c.n_head, c.n_head_kv, c.head_dim, c.window};
+    sh.softcap = c.softcap;
+    sh.ring = c.ring;
+    sh.kv_type = c.type;
+    const auto q = random_floats(static_cast<size_t>(c.n_tokens * c.n_head * c.head_dim), 11, 1.0f);
+    const auto kf = random_floats(static_cast<size_t>(rows * kv_dim), 12, 1.0f);
+    const auto vf = random_floats(static_cast<size_t>(rows * kv_dim), 13, 1.0f);
+    const size_t row = kv_row_bytes(c.type, kv_dim);
+    std::vector<uint8_t> k(row * static_cast<size_t>(rows)), v(k.size());
+    for (int64_t p = 0; p < rows; ++p) {
+      kv_store(c.type, &kf[static_cast<size_t>(p * kv_dim)], kv_dim,
+               &k[static_cast<size_t>(p) * row]);
+      kv_store(c.type, &vf[static_cast<size_t>(p * kv_dim)], kv_dim,
+               &v[static_cast<size_t>(p) * row]);
+    }
+    const int64_t stride = attention_group_rows(c.n_head, c.n_head_kv) * span;
+    std::vector<float> scratch(static_cast<size_t>(pool.size() * stride));
+    std::vector<int64_t> starts;
+    for (kernels::Isa isa : kernels::available_isas()) {
+      ASSERT_TRUE(kernels::set_active_isa(isa));
+      std::vector<float> per_head(q.size(), -1.0f), grouped(q.size(), -2.0f);
+      attention(sh, q.data(), k.data(), v.data(), per_head.data(), scratch.data(), pool);
+      const AttentionCall call{sh, q.data(), k.data(), v.data(), grouped.data()};
+      attention_many(std::span(&call, 1), starts, scratch.data(), stride, pool);
+      EXPECT_EQ(starts.back(), c.n_tokens * c.n_head_kv) << kernels::isa_name(isa);
+      ASSERT_EQ(grouped, per_head) << kernels::isa_name(isa);
+      for (const float f : grouped) ASSERT_TRUE(std::isfinite(f));
+    }
+  }
+  EXPECT_EQ(attention_group_rows(14, 2), 7);
+  EXPECT_EQ(attention_group_rows(40, 2), kAttendGroupMax);
+  EXPECT_EQ(attention_group_rows(8, 8), 1);
 }
 
 // An F16 cache row written by every ISA has the scalar f32_to_fp16's bits:
