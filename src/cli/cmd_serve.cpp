@@ -88,7 +88,7 @@ Options serve_options() {
       .def("600");
   o.value("--prefill-chunk", "N", "prompt tokens processed per batched step")
       .integer(1, 8192)
-      .def("128");
+      .def("256");
   o.value("--cost-per-hour", "USD", "machine cost per hour, for cost-per-token estimates")
       .number(0, 1e6)
       .def("0");

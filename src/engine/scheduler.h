@@ -57,7 +57,7 @@ class QueueFullError : public Error {
 struct SchedulerOptions {
   int n_slots = 4;              // sequences decoded together
   int64_t n_ctx = 0;            // per slot; 0: the model's training context
-  int64_t prefill_chunk = 128;  // prompt tokens per step, over all sequences
+  int64_t prefill_chunk = 256;  // prompt tokens per step, over all sequences (serve's default)
   int64_t max_queue = 64;       // waiting requests beyond the slots
   int n_threads = 2;            // forward-pass threads
   bool allow_beyond_train_ctx = false;
