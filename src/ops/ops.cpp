@@ -243,18 +243,16 @@ AttendPlan plan_attention(const AttentionShape& s, const float* q, const uint8_t
   return p;
 }
 
-// Task = t * n_head + h: token t's head h, with scores [pos0 + t + 1] floats.
-void attend_task(const AttendPlan& p, const OpsTable& table, int64_t task, float* scores) {
-  const int64_t t = task / p.n_head;
-  const int64_t h = task % p.n_head;
+// Token t's query head h against its KV head's keys: causal, keys up to and
+// including the token's position; a sliding window starts at the first
+// position it still sees. scores: [pos0 + t + 1] floats.
+AttendArgs head_args(const AttendPlan& p, int64_t t, int64_t h, float* scores) {
   const int64_t kvh = h / p.group;
-  // Causal: keys up to and including this position; a sliding window
-  // starts at the first position it still sees.
   const int64_t pos = p.pos0 + t;
   const int64_t first = p.window > 0 ? std::max<int64_t>(0, pos - p.window + 1) : 0;
+  const int64_t row = p.ring > 0 ? first % p.ring : first;
   AttendArgs a;
   a.q = p.q + t * p.q_stride + h * p.head_dim;
-  const int64_t row = p.ring > 0 ? first % p.ring : first;
   a.k = p.k + row * p.row_bytes + kvh * p.head_bytes;
   a.v = p.v + row * p.row_bytes + kvh * p.head_bytes;
   a.kv_type = p.kv_type;
@@ -265,7 +263,12 @@ void attend_task(const AttendPlan& p, const OpsTable& table, int64_t task, float
   a.softcap = p.softcap;
   a.scores = scores;
   a.out = p.out + t * p.q_stride + h * p.head_dim;
-  table.attend(a);
+  return a;
+}
+
+// Task = t * n_head + h: token t's head h.
+void attend_task(const AttendPlan& p, const OpsTable& table, int64_t task, float* scores) {
+  table.attend(head_args(p, task / p.n_head, task % p.n_head, scores));
 }
 
 // A whole KV group of one token (task = token * n_head_kv + KV head), in
@@ -276,27 +279,10 @@ void attend_group_task(const AttendPlan& p, const OpsTable& table, int64_t task,
                        int64_t span) {
   const int64_t n_kv = p.n_head / p.group;
   const int64_t t = task / n_kv, kvh = task % n_kv;
-  const int64_t pos = p.pos0 + t;
-  const int64_t first = p.window > 0 ? std::max<int64_t>(0, pos - p.window + 1) : 0;
-  const int64_t row = p.ring > 0 ? first % p.ring : first;
   AttendArgs a[kAttendGroupMax];
   for (int64_t h0 = 0; h0 < p.group; h0 += kAttendGroupMax) {
     const int n = static_cast<int>(std::min<int64_t>(kAttendGroupMax, p.group - h0));
-    for (int i = 0; i < n; ++i) {
-      const int64_t h = kvh * p.group + h0 + i;
-      AttendArgs& x = a[i];
-      x.q = p.q + t * p.q_stride + h * p.head_dim;
-      x.k = p.k + row * p.row_bytes + kvh * p.head_bytes;
-      x.v = p.v + row * p.row_bytes + kvh * p.head_bytes;
-      x.kv_type = p.kv_type;
-      x.row_bytes = p.row_bytes;
-      x.n_keys = pos + 1 - first;
-      x.head_dim = p.head_dim;
-      x.scale = p.scale;
-      x.softcap = p.softcap;
-      x.scores = scores + i * span;
-      x.out = p.out + t * p.q_stride + h * p.head_dim;
-    }
+    for (int i = 0; i < n; ++i) a[i] = head_args(p, t, kvh * p.group + h0 + i, scores + i * span);
     table.attend_group(a, n);
   }
 }

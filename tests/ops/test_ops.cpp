@@ -27,6 +27,16 @@ std::vector<float> random_floats(size_t n, uint32_t seed, float scale) {
   return v;
 }
 
+// rows x kv_dim floats stored as cache rows of type (kv_store).
+std::vector<uint8_t> cache_rows(DType type, const std::vector<float>& f, int64_t rows,
+                                int64_t kv_dim) {
+  const size_t row = kv_row_bytes(type, kv_dim);
+  std::vector<uint8_t> out(row * static_cast<size_t>(rows));
+  for (int64_t p = 0; p < rows; ++p)
+    kv_store(type, &f[static_cast<size_t>(p * kv_dim)], kv_dim, &out[static_cast<size_t>(p) * row]);
+  return out;
+}
+
 class IsaScope {
  public:
   IsaScope() : before_(kernels::active_isa()) {}
@@ -235,16 +245,10 @@ TEST(Ops, PrefillBlocksEqualPerTokenTasksBitForBit) {
     sh.window = c.window;
     sh.kv_type = c.type;
     const auto q = random_floats(static_cast<size_t>(c.n_tokens * c.n_head * c.head_dim), 4, 1.0f);
-    const auto kf = random_floats(static_cast<size_t>(span * kv_dim), 5, 1.0f);
-    const auto vf = random_floats(static_cast<size_t>(span * kv_dim), 6, 1.0f);
-    const size_t row = kv_row_bytes(c.type, kv_dim);
-    std::vector<uint8_t> k(row * static_cast<size_t>(span)), v(k.size());
-    for (int64_t p = 0; p < span; ++p) {
-      kv_store(c.type, &kf[static_cast<size_t>(p * kv_dim)], kv_dim,
-               &k[static_cast<size_t>(p) * row]);
-      kv_store(c.type, &vf[static_cast<size_t>(p * kv_dim)], kv_dim,
-               &v[static_cast<size_t>(p) * row]);
-    }
+    const auto k = cache_rows(c.type, random_floats(static_cast<size_t>(span * kv_dim), 5, 1.0f),
+                              span, kv_dim);
+    const auto v = cache_rows(c.type, random_floats(static_cast<size_t>(span * kv_dim), 6, 1.0f),
+                              span, kv_dim);
     const int64_t prefill_stride = attention_prefill_floats(span, c.head_dim);
     std::vector<float> scratch(static_cast<size_t>(pool.size() * span));
     std::vector<float> prefill(static_cast<size_t>(pool.size() * prefill_stride));
@@ -329,16 +333,10 @@ TEST(Ops, GroupTasksEqualPerHeadTasksBitForBit) {
     sh.ring = c.ring;
     sh.kv_type = c.type;
     const auto q = random_floats(static_cast<size_t>(c.n_tokens * c.n_head * c.head_dim), 11, 1.0f);
-    const auto kf = random_floats(static_cast<size_t>(rows * kv_dim), 12, 1.0f);
-    const auto vf = random_floats(static_cast<size_t>(rows * kv_dim), 13, 1.0f);
-    const size_t row = kv_row_bytes(c.type, kv_dim);
-    std::vector<uint8_t> k(row * static_cast<size_t>(rows)), v(k.size());
-    for (int64_t p = 0; p < rows; ++p) {
-      kv_store(c.type, &kf[static_cast<size_t>(p * kv_dim)], kv_dim,
-               &k[static_cast<size_t>(p) * row]);
-      kv_store(c.type, &vf[static_cast<size_t>(p * kv_dim)], kv_dim,
-               &v[static_cast<size_t>(p) * row]);
-    }
+    const auto k = cache_rows(c.type, random_floats(static_cast<size_t>(rows * kv_dim), 12, 1.0f),
+                              rows, kv_dim);
+    const auto v = cache_rows(c.type, random_floats(static_cast<size_t>(rows * kv_dim), 13, 1.0f),
+                              rows, kv_dim);
     const int64_t stride = attention_group_rows(c.n_head, c.n_head_kv) * span;
     std::vector<float> scratch(static_cast<size_t>(pool.size() * stride));
     std::vector<int64_t> starts;
