@@ -304,18 +304,12 @@ void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, T
                       wscratch + static_cast<size_t>(thread) * wscratch_bytes);
       return 1;
     }
-    if (p.pair != nullptr && g + 1 < g_end && (lg + 1) * kPackRows < rows &&
-        c1 - c0 >= kPackPairMinTokens) {
-      const int nr1 = static_cast<int>(std::min<int64_t>(kPackRows, rows - (lg + 1) * kPackRows));
-      PackedAct acts[kPackMaxTokens];
-      for (int64_t t0 = c0; t0 < c1; t0 += kPackMaxTokens) {
-        const int nt = static_cast<int>(std::min<int64_t>(kPackMaxTokens, c1 - t0));
-        for (int k = 0; k < nt; ++k) acts[k] = token_acts(p, t0 + k);
-        p.pair(p.nb, group, static_cast<int64_t>(p.group_bytes), acts, nt,
-               p.y + t0 * rows + lg * kPackRows, rows, nr1);
-      }
-      return 2;
-    }
+    // With the next group of the run and part (pair tiles are set only where
+    // no wide tile is): its rows nr1.
+    const bool pair = p.pair != nullptr && g + 1 < g_end && (lg + 1) * kPackRows < rows &&
+                      c1 - c0 >= kPackPairMinTokens;
+    const int nr1 =
+        pair ? static_cast<int>(std::min<int64_t>(kPackRows, rows - (lg + 1) * kPackRows)) : 0;
     PackedAct acts[kPackWideTokensMax];
     for (int64_t t0 = c0; t0 < c1; t0 += tile_tokens) {
       const int nt = static_cast<int>(std::min<int64_t>(tile_tokens, c1 - t0));
@@ -331,10 +325,16 @@ void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, T
         for (; nt - k0 >= wide_min[i]; k0 += wide_tokens[i])
           wide[i](p.nb, group, acts + k0, std::min(wide_tokens[i], nt - k0), y + k0 * rows, rows,
                   nr);
-      for (; k0 < nt; k0 += kPackMaxTokens)
-        p.tile(p.nb, group, acts + k0, std::min(kPackMaxTokens, nt - k0), y + k0 * rows, rows, nr);
+      for (; k0 < nt; k0 += kPackMaxTokens) {
+        const int n = std::min(kPackMaxTokens, nt - k0);
+        if (pair)
+          p.pair(p.nb, group, static_cast<int64_t>(p.group_bytes), acts + k0, n, y + k0 * rows,
+                 rows, nr1);
+        else
+          p.tile(p.nb, group, acts + k0, n, y + k0 * rows, rows, nr);
+      }
     }
-    return 1;
+    return pair ? 2 : 1;
   };
   // Arranged tiles convert a group's weights once per chunk, so when every
   // matrix takes them a chunk spans as many token tiles as keep the

@@ -417,20 +417,20 @@ void attend_prefill_task(const AttendPlan& p, const OpsTable& table, int64_t n_t
     a.head_dim = hd;
     a.scale = p.scale;
     a.softcap = p.softcap;
-    for (int64_t g = 0; g < p.group; g += 2) {
-      const int64_t h = kvh * p.group + g;
-      a.q = p.q + t * p.q_stride + h * hd;
-      a.out = p.out + t * p.q_stride + h * hd;
-      a.scores = scores;
-      if (g + 1 == p.group) {
-        table.attend(a);
-        break;
+    // The group's heads kAttendGroupMax at a time over the float keys; their
+    // score rows fit score_floats (a stride is at most kPrefillMaxSpan).
+    static_assert(kAttendGroupMax * kPrefillMaxSpan <= kRowScoreFloats);
+    AttendArgs heads[kAttendGroupMax];
+    for (int64_t g0 = 0; g0 < p.group; g0 += kAttendGroupMax) {
+      const int n = static_cast<int>(std::min<int64_t>(kAttendGroupMax, p.group - g0));
+      for (int i = 0; i < n; ++i) {
+        const int64_t h = kvh * p.group + g0 + i;
+        heads[i] = a;
+        heads[i].q = p.q + t * p.q_stride + h * hd;
+        heads[i].out = p.out + t * p.q_stride + h * hd;
+        heads[i].scores = scores + i * stride;
       }
-      AttendArgs b = a;
-      b.q = a.q + hd;
-      b.out = a.out + hd;
-      b.scores = scores + stride;
-      table.attend_pair(a, b);
+      table.attend_group(heads, n);
     }
   }
 }
@@ -509,11 +509,6 @@ void attend_scalar_t(const AttendArgs& a) {
 }
 
 }  // namespace
-
-void attend_pair_scalar(const AttendArgs& a, const AttendArgs& b) {
-  attend_scalar(a);
-  attend_scalar(b);
-}
 
 void attend_group_scalar(const AttendArgs* a, int n) {
   for (int h = 0; h < n; ++h) attend_scalar(a[h]);

@@ -57,9 +57,6 @@ void softcap_scores(float* scores, int64_t n, float cap);
 
 // The scalar references (ops.cpp), the test oracle of every table.
 void attend_scalar(const AttendArgs& a);
-// Two heads that share keys, values, n_keys and head_dim (b's k, v, n_keys
-// are a's); each head's result is attend's for it alone, bit for bit.
-void attend_pair_scalar(const AttendArgs& a, const AttendArgs& b);
 // n <= kAttendGroupMax (ops.h) heads that share keys, values, kv_type, row_bytes,
 // n_keys and head_dim (a[0]'s): each head's result is the table's attend for
 // it alone, bit for bit.
@@ -95,7 +92,6 @@ inline void rope_rotate_pairs(float* x, int64_t half, const float* cs, bool neox
 // Signatures as in ops.h.
 struct OpsTable {
   void (*attend)(const AttendArgs& a) = attend_scalar;
-  void (*attend_pair)(const AttendArgs& a, const AttendArgs& b) = attend_pair_scalar;
   void (*attend_group)(const AttendArgs* a, int n) = attend_group_scalar;
   void (*kv_to_f32)(DType type, const uint8_t* row, int64_t n, float* out) = kv_to_f32_scalar;
   void (*to_f16)(const float* src, int64_t n, uint8_t* dst) = to_f16_scalar;
