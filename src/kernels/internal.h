@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "base/static_count.h"
 #include "kernels/blocks.h"
 #include "kernels/kernels.h"
 
@@ -110,20 +111,13 @@ struct PackedAct {
 constexpr int kKCorr = 16;
 
 // SIMD tiles take their token count as a template argument (one accumulator
-// register per token); these turn a run-time count into it.
-// with_token_count: f(std::integral_constant<int, n>{}) for 1 <= n <= kMax.
-template <int kMax, int kN = 1, typename F>
-inline void with_token_count(int n, const F& f) {
-  if constexpr (kN <= kMax) {
-    if (n == kN) return f(std::integral_constant<int, kN>{});
-    with_token_count<kMax, kN + 1>(n, f);
-  }
-}
+// register per token): with_count (base/static_count.h) turns a run-time
+// count into it.
 // in_token_passes: f(t0, count) over nt tokens in passes of at most kMax.
 template <int kMax, typename F>
 inline void in_token_passes(int nt, const F& f) {
   for (int t0 = 0; t0 < nt; t0 += kMax)
-    with_token_count<kMax>(std::min(kMax, nt - t0), [&](auto count) { f(t0, count); });
+    with_count<kMax>(std::min(kMax, nt - t0), [&](auto count) { f(t0, count); });
 }
 
 using PackedTileFn = void (*)(int64_t nb, const uint8_t* group, const PackedAct* act, int nt,

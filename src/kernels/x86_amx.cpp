@@ -303,7 +303,7 @@ void tile(int64_t nb, const uint8_t* group, Src& src, float* y, int64_t ldy, int
 template <DType kType>
 void tile_any(int64_t nb, const uint8_t* group, const PackedAct* act, int nt, float* y, int64_t ldy,
               int nr) {
-  with_token_count<kPackWideTokens>(nt, [&](auto count) {
+  with_count<kPackWideTokens>(nt, [&](auto count) {
     Rows<decltype(count)::value> src(act);
     tile<kType, decltype(count)::value, Weights::kRing>(nb, group, src, y, ldy, nr);
   });
@@ -477,7 +477,7 @@ void tiles_arranged(int64_t nb, const uint8_t* group, const uint8_t* acts, int64
   // One token tile of Q8_0 (batched decoding): converting the weights
   // costs more than the corrections it saves (bench_kernels 8: -15%).
   if (kType == DType::Q8_0 && n_tokens <= kPackWideTokens) {
-    with_token_count<kPackWideTokens>(static_cast<int>(n_tokens), [&](auto count) {
+    with_count<kPackWideTokens>(static_cast<int>(n_tokens), [&](auto count) {
       Arranged src{acts};
       tile<kType, decltype(count)::value, Weights::kRing>(nb, group, src, y, ldy, nr);
     });
@@ -490,7 +490,7 @@ void tiles_arranged(int64_t nb, const uint8_t* group, const uint8_t* acts, int64
     convert_weights<kType>(nb, group, ws);
   const int nt = static_cast<int>(n_tokens - full * kPackWideTokens);
   if (nt == 0) return;
-  with_token_count<kPackWideTokens>(nt, [&](auto count) {
+  with_count<kPackWideTokens>(nt, [&](auto count) {
     Arranged src{acts + full * nb * kArrangedBlockBytes};
     tile<kType, decltype(count)::value, Weights::kReady>(nb, group, src,
                                                          y + full * kPackWideTokens * ldy, ldy, nr,

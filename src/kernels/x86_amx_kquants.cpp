@@ -334,14 +334,14 @@ void tile_any(int64_t nb, const uint8_t* group, const PackedAct* act, int nt, fl
   int done = 0;
   const int full = std::min(nt / kPass, kMaxPasses);
   if (full >= 2 && evenly_spaced(act, full * kPass) != 0) {
-    with_token_count<kMaxPasses>(full, [&](auto passes) {
+    with_count<kMaxPasses>(full, [&](auto passes) {
       tile_q4_k<kPass, decltype(passes)::value, kQ5>(nb, group, act, y, ldy, nr);
     });
     done = full * kPass;
   }
   while (done < nt) {
     const int n = std::min(kPass, nt - done);
-    with_token_count<kPass>(n, [&](auto count) {
+    with_count<kPass>(n, [&](auto count) {
       tile_q4_k<decltype(count)::value, 1, kQ5>(nb, group, act + done, y + done * ldy, ldy, nr);
     });
     done += n;

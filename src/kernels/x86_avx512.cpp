@@ -420,7 +420,7 @@ template <class RowsA>
 void lora_shrink_any_512(const RowsA& a, int64_t n_in, int64_t r, const float* scale, int64_t k0,
                          int64_t k1, const float* x, int64_t m, float* t) {
   for (int64_t i0 = 0; i0 < m; i0 += 4)
-    with_token_count<4>(static_cast<int>(std::min<int64_t>(4, m - i0)), [&](auto rows) {
+    with_count<4>(static_cast<int>(std::min<int64_t>(4, m - i0)), [&](auto rows) {
       constexpr int kRows = decltype(rows)::value;
       constexpr int kK = kRows <= 2 ? 4 : 2;  // 8 to 16 accumulators
       const float* xi = x + i0 * n_in;
@@ -469,8 +469,8 @@ void lora_expand_any_512(const BlocksB& bt, int64_t n_out, int64_t r, const floa
     const __mmask16 last = static_cast<__mmask16>(tail == 16 ? 0xFFFF : (1u << tail) - 1);
     const BlocksB from = bt.from_block(jb / kLoraCols);
     for (int64_t i0 = 0; i0 < m; i0 += 4)
-      with_token_count<4>(static_cast<int>(std::min<int64_t>(4, m - i0)), [&](auto rows) {
-        with_token_count<kMaxBlocks>(blocks, [&](auto nb) {
+      with_count<4>(static_cast<int>(std::min<int64_t>(4, m - i0)), [&](auto rows) {
+        with_count<kMaxBlocks>(blocks, [&](auto nb) {
           lora_expand_tile_512<decltype(rows)::value, decltype(nb)::value>(
               from, n_out, r, t + i0 * r, y + i0 * n_out + jb, last);
         });

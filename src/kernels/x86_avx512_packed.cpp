@@ -411,7 +411,7 @@ void tile_any(int64_t nb, const uint8_t* group, const PackedAct* act, int nt, fl
   if constexpr (packed_is_k(kType))
     in_token_passes<4>(nt, pass);
   else  // nt <= kPackMaxTokens: one pass
-    with_token_count<kPackMaxTokens>(nt, [&](auto count) { pass(0, count); });
+    with_count<kPackMaxTokens>(nt, [&](auto count) { pass(0, count); });
 }
 
 // internal.h PackedRowFn. Q8_0: word k of row rr (elements 4k..4k+3 as

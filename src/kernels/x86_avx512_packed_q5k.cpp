@@ -151,7 +151,7 @@ void tile_q5_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y,
 
 void tile_any(int64_t nb, const uint8_t* group, const PackedAct* act, int nt, float* y, int64_t ldy,
               int nr) {
-  with_token_count<kPackMaxTokens>(
+  with_count<kPackMaxTokens>(
       nt, [&](auto count) { tile_q5_k<decltype(count)::value>(nb, group, act, y, ldy, nr); });
 }
 

@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "base/dtype.h"
+#include "base/static_count.h"
 #include "ops/ops.h"
 
 namespace slm::ops {
