@@ -186,6 +186,99 @@ void tile_q4_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y,
   over_blocks<kNt, kBlockBytes>(nb, group, y, ldy, nr, block);
 }
 
+// Two adjacent Q4_K groups (as pair_tile: each broadcast activation word
+// feeds both groups' VPDPBUSD) for 1..4 tokens. Word by word: the token's
+// two words (sub-blocks 2c and 2c + 1) are broadcast once, then each group's
+// loaded word is unpacked and multiplied into its per-token sums, so only
+// 2 weight vectors live at a time and 4 tokens' 16 sums fit the registers.
+// Each sum sees the same words in tile_q4_k's order, and the float steps are
+// tile_q4_k's, so every row gets tile_q4_k's bits.
+template <int kNt>
+void pair_tile_q4_k(int64_t nb, const uint8_t* group, int64_t group_bytes, const PackedAct* act,
+                    float* y, int64_t ldy, int nr1) {
+  constexpr int64_t kSc = 2 * kScaleBytes, kM = kSc + 8 * kPackRows, kQs = kM + 8 * kPackRows;
+  constexpr int64_t kBlockBytes = kQs + kPackRows * 128;
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  __m512 acc[2][kNt];
+#pragma GCC unroll 4
+  for (int t = 0; t < kNt; ++t) acc[0][t] = acc[1][t] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk[2] = {group + b * kBlockBytes, group + b * kBlockBytes + group_bytes};
+    __m512i isum[2][kNt];
+    zero_sums(isum[0]);
+    zero_sums(isum[1]);
+    for (int c = 0; c < 4; ++c) {
+      __m512i s_lo[2][kNt], s_hi[2][kNt];
+      zero_sums(s_lo[0]);
+      zero_sums(s_lo[1]);
+      zero_sums(s_hi[0]);
+      zero_sums(s_hi[1]);
+#pragma GCC unroll 8
+      for (int k = 0; k < 8; ++k) {
+        __m512i x_lo[kNt], x_hi[kNt];
+#pragma GCC unroll 4
+        for (int t = 0; t < kNt; ++t) {
+          const int8_t* q = static_cast<const BlockQ8_K*>(act[t].q)[b].qs + 64 * c;
+          x_lo[t] = bcast_word(q + 4 * k);
+          x_hi[t] = bcast_word(q + 32 + 4 * k);
+        }
+#pragma GCC unroll 2
+        for (int g = 0; g < 2; ++g) {
+          const __m512i v = _mm512_loadu_si512(blk[g] + kQs + 64 * (8 * c + k));
+          const __m512i lo = _mm512_and_si512(v, low4);
+          const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+#pragma GCC unroll 4
+          for (int t = 0; t < kNt; ++t) {
+            s_lo[g][t] = _mm512_dpbusd_epi32(s_lo[g][t], lo, x_lo[t]);
+            s_hi[g][t] = _mm512_dpbusd_epi32(s_hi[g][t], hi, x_hi[t]);
+          }
+        }
+      }
+#pragma GCC unroll 2
+      for (int g = 0; g < 2; ++g) {
+        const __m512i sc_lo = _mm512_cvtepu8_epi32(
+            _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[g] + kSc + 16 * (2 * c))));
+        const __m512i sc_hi = _mm512_cvtepu8_epi32(
+            _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[g] + kSc + 16 * (2 * c + 1))));
+#pragma GCC unroll 4
+        for (int t = 0; t < kNt; ++t)
+          isum[g][t] =
+              _mm512_add_epi32(isum[g][t], _mm512_add_epi32(_mm512_mullo_epi32(s_lo[g][t], sc_lo),
+                                                            _mm512_mullo_epi32(s_hi[g][t], sc_hi)));
+      }
+    }
+#pragma GCC unroll 2
+    for (int g = 0; g < 2; ++g) {
+      const __m512 d =
+          _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk[g])));
+      const __m512 dmin = _mm512_cvtph_ps(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk[g] + kScaleBytes)));
+#pragma GCC unroll 4
+      for (int t = 0; t < kNt; ++t) {
+        const __m512i minsum = q4_k_minsum(blk[g] + kM, act[t].corr + kKCorr * b);
+        const __m512 dy = _mm512_set1_ps(act[t].d[b]);
+        acc[g][t] =
+            _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(isum[g][t]), d), dy, acc[g][t]);
+        acc[g][t] =
+            _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(minsum), dmin), dy, acc[g][t]);
+      }
+    }
+  }
+#pragma GCC unroll 4
+  for (int t = 0; t < kNt; ++t) {
+    store_rows(y + t * ldy, acc[0][t], kPackRows);
+    store_rows(y + t * ldy + kPackRows, acc[1][t], nr1);
+  }
+}
+
+void pair_tile_q4_k_any(int64_t nb, const uint8_t* group, int64_t group_bytes, const PackedAct* act,
+                        int nt, float* y, int64_t ldy, int nr1) {
+  in_token_passes<4>(nt, [&](int t0, auto count) {
+    pair_tile_q4_k<decltype(count)::value>(nb, group, group_bytes, act + t0, y + t0 * ldy, ldy,
+                                           nr1);
+  });
+}
+
 // One token (decoding) streams each weight byte once, so the tile's job is to
 // spend few vector ops per byte and to leave the stream to the hardware
 // prefetchers: on AMD Zen 4 (family 25 model 17; 1 thread, 1 token x 256 MB,
@@ -468,6 +561,7 @@ void fill_avx512_packed(TypeTable& table) {
   table.packed_tile_pair[static_cast<int>(DType::Q5_0)] = pair_tile_any<DType::Q5_0>;
   table.packed_tile_pair[static_cast<int>(DType::Q8_0)] = pair_tile_any<DType::Q8_0>;
   table.packed_tile[static_cast<int>(DType::Q4_K)] = tile_any<DType::Q4_K>;
+  table.packed_tile_pair[static_cast<int>(DType::Q4_K)] = pair_tile_q4_k_any;
   table.packed_tile[static_cast<int>(DType::Q6_K)] = tile_any<DType::Q6_K>;
   table.packed_tile[static_cast<int>(DType::F16)] = tile_any<DType::F16>;
   for (DType t : {DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q6_K, DType::F16})
