@@ -109,15 +109,6 @@ void pair_tile(int64_t nb, const uint8_t* group, int64_t group_bytes, const Pack
   }
 }
 
-template <DType kType>
-void pair_tile_any(int64_t nb, const uint8_t* group, int64_t group_bytes, const PackedAct* act,
-                   int nt, float* y, int64_t ldy, int nr1) {
-  in_token_passes<4>(nt, [&](int t0, auto count) {
-    pair_tile<kType, decltype(count)::value>(nb, group, group_bytes, act + t0, y + t0 * ldy, ldy,
-                                             nr1);
-  });
-}
-
 // ------------------------------------------------------------------ Q4_K
 // Per super-block and token: 8 sub-block dot products of 8 VPDPBUSD each
 // (rows in lanes), scaled by the rows' 6-bit scales with VPMULLD, and the
@@ -137,11 +128,26 @@ void pair_tile_any(int64_t nb, const uint8_t* group, int64_t group_bytes, const 
   return minsum;
 }
 
+// A packed Q4_K super-block (internal.h): d[16], dmin[16] fp16, the 6-bit
+// scales [8][16] and mins [8][16] bytes, then the quants.
+namespace q4_k_block {
+constexpr int64_t kSc = 2 * kScaleBytes, kM = kSc + 8 * kPackRows, kQs = kM + 8 * kPackRows;
+constexpr int64_t kBlockBytes = kQs + kPackRows * 128;
+}  // namespace q4_k_block
+
+// One token's float step for a super-block, the same in every Q4_K tile (so
+// they share bits): acc + isum x d x dy - minsum x dmin x dy, as two FMAs.
+[[gnu::always_inline]] inline __m512 q4_k_accumulate(__m512 acc, __m512i isum, __m512i minsum,
+                                                     __m512 d, __m512 dmin, float dy) {
+  const __m512 vdy = _mm512_set1_ps(dy);
+  acc = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(isum), d), vdy, acc);
+  return _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(minsum), dmin), vdy, acc);
+}
+
 template <int kNt>
 void tile_q4_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y, int64_t ldy,
                int nr) {
-  constexpr int64_t kSc = 2 * kScaleBytes, kM = kSc + 8 * kPackRows, kQs = kM + 8 * kPackRows;
-  constexpr int64_t kBlockBytes = kQs + kPackRows * 128;
+  using namespace q4_k_block;
   const __m512i low4 = _mm512_set1_epi8(0x0F);
   auto block = [&](const uint8_t* blk, int64_t b, __m512* acc) __attribute__((always_inline)) {
     __m512i isum[kNt];
@@ -178,9 +184,7 @@ void tile_q4_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y,
     for (int t = 0; t < kNt; ++t) {
       const int32_t* corr = act[t].corr + kKCorr * b;
       const __m512i minsum = q4_k_minsum(blk + kM, corr);
-      const __m512 dy = _mm512_set1_ps(act[t].d[b]);
-      acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(isum[t]), d), dy, acc[t]);
-      acc[t] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(minsum), dmin), dy, acc[t]);
+      acc[t] = q4_k_accumulate(acc[t], isum[t], minsum, d, dmin, act[t].d[b]);
     }
   };
   over_blocks<kNt, kBlockBytes>(nb, group, y, ldy, nr, block);
@@ -196,8 +200,7 @@ void tile_q4_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y,
 template <int kNt>
 void pair_tile_q4_k(int64_t nb, const uint8_t* group, int64_t group_bytes, const PackedAct* act,
                     float* y, int64_t ldy, int nr1) {
-  constexpr int64_t kSc = 2 * kScaleBytes, kM = kSc + 8 * kPackRows, kQs = kM + 8 * kPackRows;
-  constexpr int64_t kBlockBytes = kQs + kPackRows * 128;
+  using namespace q4_k_block;
   const __m512i low4 = _mm512_set1_epi8(0x0F);
   __m512 acc[2][kNt];
 #pragma GCC unroll 4
@@ -256,11 +259,7 @@ void pair_tile_q4_k(int64_t nb, const uint8_t* group, int64_t group_bytes, const
 #pragma GCC unroll 4
       for (int t = 0; t < kNt; ++t) {
         const __m512i minsum = q4_k_minsum(blk[g] + kM, act[t].corr + kKCorr * b);
-        const __m512 dy = _mm512_set1_ps(act[t].d[b]);
-        acc[g][t] =
-            _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(isum[g][t]), d), dy, acc[g][t]);
-        acc[g][t] =
-            _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(minsum), dmin), dy, acc[g][t]);
+        acc[g][t] = q4_k_accumulate(acc[g][t], isum[g][t], minsum, d, dmin, act[t].d[b]);
       }
     }
   }
@@ -271,11 +270,16 @@ void pair_tile_q4_k(int64_t nb, const uint8_t* group, int64_t group_bytes, const
   }
 }
 
-void pair_tile_q4_k_any(int64_t nb, const uint8_t* group, int64_t group_bytes, const PackedAct* act,
-                        int nt, float* y, int64_t ldy, int nr1) {
+// Pair tiles in passes of at most 4 tokens: Q4_K's own, the others' pair_tile.
+template <DType kType>
+void pair_tile_any(int64_t nb, const uint8_t* group, int64_t group_bytes, const PackedAct* act,
+                   int nt, float* y, int64_t ldy, int nr1) {
   in_token_passes<4>(nt, [&](int t0, auto count) {
-    pair_tile_q4_k<decltype(count)::value>(nb, group, group_bytes, act + t0, y + t0 * ldy, ldy,
-                                           nr1);
+    constexpr int kNt = decltype(count)::value;
+    if constexpr (kType == DType::Q4_K)
+      pair_tile_q4_k<kNt>(nb, group, group_bytes, act + t0, y + t0 * ldy, ldy, nr1);
+    else
+      pair_tile<kType, kNt>(nb, group, group_bytes, act + t0, y + t0 * ldy, ldy, nr1);
   });
 }
 
@@ -293,8 +297,7 @@ void pair_tile_q4_k_any(int64_t nb, const uint8_t* group, int64_t group_bytes, c
 // integers, so the bits are tile_q4_k's.
 void decode_q4_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y, int64_t ldy,
                  int nr) {
-  constexpr int64_t kSc = 2 * kScaleBytes, kM = kSc + 8 * kPackRows, kQs = kM + 8 * kPackRows;
-  constexpr int64_t kBlockBytes = kQs + kPackRows * 128;
+  using namespace q4_k_block;
   const __m512i low4 = _mm512_set1_epi8(0x0F), high4 = _mm512_set1_epi8(static_cast<char>(0xF0));
   auto block = [&](const uint8_t* blk, int64_t b, __m512* acc) __attribute__((always_inline)) {
     // The head first (scales, mins: the super-block's first lines), so the
@@ -326,9 +329,7 @@ void decode_q4_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* 
       isum_odd16 = _mm512_add_epi32(isum_odd16, _mm512_mullo_epi32(s_odd16, sc_odd));
     }
     const __m512i isum = _mm512_add_epi32(isum_even, _mm512_srai_epi32(isum_odd16, 4));
-    const __m512 dy = _mm512_set1_ps(act[0].d[b]);
-    acc[0] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(isum), d), dy, acc[0]);
-    acc[0] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(minsum), dmin), dy, acc[0]);
+    acc[0] = q4_k_accumulate(acc[0], isum, minsum, d, dmin, act[0].d[b]);
   };
   over_blocks<1, kBlockBytes, 1, /*kPrefetch=*/false>(nb, group, y, ldy, nr, block);
 }
@@ -561,7 +562,7 @@ void fill_avx512_packed(TypeTable& table) {
   table.packed_tile_pair[static_cast<int>(DType::Q5_0)] = pair_tile_any<DType::Q5_0>;
   table.packed_tile_pair[static_cast<int>(DType::Q8_0)] = pair_tile_any<DType::Q8_0>;
   table.packed_tile[static_cast<int>(DType::Q4_K)] = tile_any<DType::Q4_K>;
-  table.packed_tile_pair[static_cast<int>(DType::Q4_K)] = pair_tile_q4_k_any;
+  table.packed_tile_pair[static_cast<int>(DType::Q4_K)] = pair_tile_any<DType::Q4_K>;
   table.packed_tile[static_cast<int>(DType::Q6_K)] = tile_any<DType::Q6_K>;
   table.packed_tile[static_cast<int>(DType::F16)] = tile_any<DType::F16>;
   for (DType t : {DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q6_K, DType::F16})
