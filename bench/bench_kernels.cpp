@@ -3,13 +3,15 @@
 //   decode  one token against a ~256 MB matrix (far larger than the caches):
 //           GB/s of weights streamed (the bandwidth ceiling is the target)
 //   prompt  `tokens` tokens against a 4096 x 4096 matrix: GMAC/s and the
-//           tokens/s that rate would give on a 0.5B-parameter model
+//           tokens/s that rate would give on a 0.5B-parameter model; with
+//           "big", against the decode matrix instead: a batched decode step
+//           (16 sequences: tokens 16), whose weights come from memory
 // One thread is timed by its CPU time (other processes on a shared machine
 // do not count); two threads by wall time, best of the repetitions.
 //   shapes  (first argument "shapes") the matmuls of a Qwen2.5-0.5B prompt
 //           step at 128 and 512 tokens, each fused group as the model calls
 //           it: GMAC/s per thread and the share of the step's matmul time
-// Usage: bench_kernels [tokens=64] [type,type,...] [isa]
+// Usage: bench_kernels [tokens=64] [type,type,...] [isa|-] [big]
 //        bench_kernels shapes [type,...=Q4_0,Q8_0] [isa|-] [shape,...|-] [tokens,...=128,512]
 //                      [threads,...=1,2]
 //        (shapes: qkv, o, gate_up, down; "-" keeps the default)
@@ -232,15 +234,16 @@ int main(int argc, char** argv) {
     for (kernels::Isa isa : kernels::available_isas())
       if (kernels::isa_name(isa) == std::string(argv[3])) kernels::set_active_isa(isa);
   }
+  const bool big_prompt = argc > 4 && std::string(argv[4]) == "big";
   const DType types[] = {DType::Q4_0,   DType::Q8_0, DType::Q4_K, DType::Q6_K,
                          DType::Q5_0,   DType::F16,  DType::Q5_K, DType::Q4_1,
                          DType::IQ4_NL, DType::Q3_K, DType::Q2_K, DType::BF16, DType::Q5_1};
   std::printf(
       "isa %s; decode: GB/s of weights, 1 token x ~256 MB matrix; prompt: %lld tokens x "
-      "4096x4096,\n"
+      "%s,\n"
       "GMAC/s (tok/s = that rate over a 0.5e9-MAC/token model)\n",
       std::string(kernels::isa_detail(kernels::active_isa())).c_str(),
-      static_cast<long long>(tokens));
+      static_cast<long long>(tokens), big_prompt ? "the decode matrix" : "4096x4096");
   std::printf("%-7s %-7s %9s %9s %9s %9s %14s %14s\n", "type", "layout", "dec 1t", "dec 2t",
               "pp 1t", "pp 2t", "pp tok/s 1t", "pp tok/s 2t");
   ThreadPool pools[2] = {ThreadPool(1), ThreadPool(2)};
@@ -258,8 +261,9 @@ int main(int argc, char** argv) {
       for (int p = 0; p < 2; ++p) {
         dec[p] =
             rb * static_cast<double>(big.rows) / time_call(big, packed, 1, pools[p], 1.0) / 1e9;
-        pp[p] = 4096.0 * 4096.0 * static_cast<double>(tokens) /
-                time_call(square, packed, tokens, pools[p], 1.0) / 1e9;
+        const Matrix& m = big_prompt ? big : square;
+        pp[p] = static_cast<double>(m.rows) * static_cast<double>(cols) *
+                static_cast<double>(tokens) / time_call(m, packed, tokens, pools[p], 1.0) / 1e9;
       }
       std::printf("%-7s %-7s %9.2f %9.2f %9.1f %9.1f %14.0f %14.0f\n",
                   std::string(dtype_name(t)).c_str(), packed ? "packed" : "plain", dec[0], dec[1],

@@ -70,7 +70,7 @@ void tile(int64_t nb, const uint8_t* group, const PackedAct* act, float* y, int6
 // tile. Four tokens keep 16 weight words, 8 accumulators and the temporaries
 // within the 32 registers. Integer sums are exact and the float steps those
 // of tile(), so every row gets tile()'s bits.
-template <DType kType, int kNt>
+template <DType kType, int kNt, bool kPrefetchNext>
 void pair_tile(int64_t nb, const uint8_t* group, int64_t group_bytes, const PackedAct* act,
                float* y, int64_t ldy, int nr1) {
   constexpr int64_t kBlockBytes = avx512_legacy::Block<kType>::kBytes;
@@ -80,6 +80,10 @@ void pair_tile(int64_t nb, const uint8_t* group, int64_t group_bytes, const Pack
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* blk0 = group + b * kBlockBytes;
     const uint8_t* blk1 = blk0 + group_bytes;
+    if constexpr (kPrefetchNext) {  // x86_avx512_tile.h kPairsAhead
+      prefetch_bytes<kBlockBytes>(blk0 + 2 * kPairsAhead * group_bytes);
+      prefetch_bytes<kBlockBytes>(blk1 + 2 * kPairsAhead * group_bytes);
+    }
     __m512i w0[8], w1[8];
     avx512_legacy::weight_words<kType>(blk0, w0);
     avx512_legacy::weight_words<kType>(blk1, w1);
@@ -528,8 +532,10 @@ void pair_tile_any(int64_t nb, const uint8_t* group, int64_t group_bytes, const 
     constexpr int kNt = decltype(count)::value;
     if constexpr (kType == DType::Q4_K)
       pair_tile_q4_k<kNt>(nb, group, group_bytes, act + t0, y + t0 * ldy, ldy, nr1);
+    else if (t0 > 0)  // not the first pass: fetch ahead (x86_avx512_tile.h kPairsAhead)
+      pair_tile<kType, kNt, true>(nb, group, group_bytes, act + t0, y + t0 * ldy, ldy, nr1);
     else
-      pair_tile<kType, kNt>(nb, group, group_bytes, act + t0, y + t0 * ldy, ldy, nr1);
+      pair_tile<kType, kNt, false>(nb, group, group_bytes, act + t0, y + t0 * ldy, ldy, nr1);
   });
 }
 
