@@ -8,6 +8,7 @@
 #include <string>
 
 #include "base/error.h"
+#include "ops/ops.h"
 
 namespace slm::engine {
 namespace {
@@ -153,23 +154,11 @@ double Sampler::uniform() {
 }
 
 int32_t Sampler::greedy_pick(std::span<const float> row) {
-  // Two passes over the row (150k logits, in cache after the first): the
-  // largest value in 16 independent lanes, selects the compiler vectorises
-  // (NaN compares false, so it never wins), then the first id holding it:
-  // ties keep the lower id, and -0 / +0 tie as they compare equal.
-  constexpr size_t kLanes = 16;
-  float lane[kLanes];
-  for (float& l : lane) l = kNegInf;
-  const size_t n = row.size(), body = n / kLanes * kLanes;
-  for (size_t i = 0; i < body; i += kLanes)
-    for (size_t j = 0; j < kLanes; ++j) lane[j] = row[i + j] > lane[j] ? row[i + j] : lane[j];
-  float best_logit = kNegInf;
-  for (size_t i = body; i < n; ++i) best_logit = row[i] > best_logit ? row[i] : best_logit;
-  for (const float l : lane) best_logit = l > best_logit ? l : best_logit;
-  if (best_logit == kNegInf)
-    throw Error("sampler: no token has a finite logit (all are -inf or NaN)");
-  size_t best = 0;
-  while (!(row[best] == best_logit)) ++best;
+  // The first id of the largest logit (ties keep the lower id; NaN never
+  // wins), vectorised for the CPU at run time (this library is built for
+  // baseline x86-64).
+  const int64_t best = ops::argmax(row.data(), static_cast<int64_t>(row.size()));
+  if (best < 0) throw Error("sampler: no token has a finite logit (all are -inf or NaN)");
   return static_cast<int32_t>(best);
 }
 

@@ -7,6 +7,7 @@
 #include <bit>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "base/check.h"
 #include "base/fp16.h"
@@ -109,6 +110,21 @@ int64_t list_nonzero_scalar(const float* x, int64_t n, int32_t* kept) {
     m += x[i] != 0.0f;
   }
   return m;
+}
+
+int64_t argmax(const float* x, int64_t n) {
+  return ops_table().argmax(x, n);
+}
+
+// The largest value by `>` (a NaN compares false, so never wins), then the
+// first index holding it (== : -0 and +0 are one value).
+int64_t argmax_scalar(const float* x, int64_t n) {
+  float best = -std::numeric_limits<float>::infinity();
+  for (int64_t i = 0; i < n; ++i) best = x[i] > best ? x[i] : best;
+  if (best == -std::numeric_limits<float>::infinity()) return -1;
+  int64_t i = 0;
+  while (!(x[i] == best)) ++i;
+  return i;
 }
 
 void swiglu(float* gate, const float* up, int64_t n) {

@@ -42,6 +42,11 @@ int64_t zero_below(float* x, int64_t n, float thr);
 // into kept [n] (the columns a pruned product reads). Returns their count.
 int64_t list_nonzero(const float* x, int64_t n, int32_t* kept);
 
+// Greedy sampling's pick: the first index of x [n]'s largest value (a NaN
+// never wins; -0 and +0 tie, so the lower index of the two is kept), or -1
+// when no entry is above -inf (n == 0, or every entry -inf or NaN).
+int64_t argmax(const float* x, int64_t n);
+
 // Rotary embedding of one head vector x[0..n_rot) at position pos, in two
 // steps so a position's angles (double cos and sin, the costly part) are
 // computed once for every head of every layer. inv_freq[i] (i < n_rot/2) is

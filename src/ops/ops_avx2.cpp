@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cmath>
+#include <limits>
 
 #include "base/fp16.h"
 #include "kernels/blocks.h"
@@ -109,12 +110,37 @@ int64_t list_nonzero_256(const float* x, int64_t n, int32_t* kept) {
   return m;
 }
 
+// argmax_scalar's pick, 8 at a time (as argmax_512: VMAXPS(x, m) keeps m
+// where x is NaN), the tails scalar.
+int64_t argmax_256(const float* x, int64_t n) {
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+  const __m256 ninf = _mm256_set1_ps(kNegInf);
+  __m256 m[4] = {ninf, ninf, ninf, ninf};
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32)
+    for (int k = 0; k < 4; ++k) m[k] = _mm256_max_ps(_mm256_loadu_ps(x + i + 8 * k), m[k]);
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, _mm256_max_ps(_mm256_max_ps(m[0], m[1]), _mm256_max_ps(m[2], m[3])));
+  float best = kNegInf;
+  for (const float l : lanes) best = l > best ? l : best;
+  for (; i < n; ++i) best = x[i] > best ? x[i] : best;
+  if (best == kNegInf) return -1;
+  const __m256 b = _mm256_set1_ps(best);
+  for (i = 0; i + 8 <= n; i += 8) {
+    const int eq = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(x + i), b, _CMP_EQ_OQ));
+    if (eq != 0) return i + __builtin_ctz(static_cast<unsigned>(eq));
+  }
+  while (!(x[i] == best)) ++i;
+  return i;
+}
+
 }  // namespace
 
 void fill_ops_avx2(OpsTable& t) {
   fill_simd(t);
   t.zero_below = zero_below_256;
   t.list_nonzero = list_nonzero_256;
+  t.argmax = argmax_256;
 }
 
 }  // namespace slm::ops

@@ -73,6 +73,7 @@ void add_scalar(float* x, const float* b, int64_t n);
 void softmax_scalar(float* x, int64_t n);
 int64_t zero_below_scalar(float* x, int64_t n, float thr);
 int64_t list_nonzero_scalar(const float* x, int64_t n, int32_t* kept);
+int64_t argmax_scalar(const float* x, int64_t n);
 void rope_apply_scalar(float* x, int64_t n_rot, const float* cs, bool neox);
 
 // Rotates the pairs i in [begin, half) of x (half = n_rot / 2) by the
@@ -106,6 +107,7 @@ struct OpsTable {
   void (*rope_apply)(float* x, int64_t n_rot, const float* cs, bool neox) = rope_apply_scalar;
   int64_t (*zero_below)(float* x, int64_t n, float thr) = zero_below_scalar;
   int64_t (*list_nonzero)(const float* x, int64_t n, int32_t* kept) = list_nonzero_scalar;
+  int64_t (*argmax)(const float* x, int64_t n) = argmax_scalar;
 };
 
 // Each per-ISA file overrides the entries it implements (x86: attend, swiglu, pruning).

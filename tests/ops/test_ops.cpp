@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -536,6 +537,58 @@ TEST(Ops, RmsNormAndSoftmax) {
   softmax(p.data(), 3);
   EXPECT_NEAR(p[0], 0.5f, 1e-7);
   EXPECT_EQ(p[2], 0.0f);
+}
+
+// argmax's documented pick, written out: the largest value by `>` over the
+// non-NaN entries, then its first index (-0 == +0), -1 when nothing is above -inf.
+int64_t argmax_reference(const std::vector<float>& x) {
+  int64_t best = -1;
+  for (size_t i = 0; i < x.size(); ++i)
+    if (!std::isnan(x[i]) && x[i] != -INFINITY && (best < 0 || x[i] > x[static_cast<size_t>(best)]))
+      best = static_cast<int64_t>(i);
+  return best;
+}
+
+TEST(Ops, ArgmaxOnEveryIsaKeepsTheFirstMaximumAndSkipsNans) {
+  IsaScope scope;
+  std::mt19937 rng(11);
+  std::normal_distribution<float> dist(0.0f, 3.0f);
+  std::vector<std::vector<float>> cases;
+  for (int64_t n : {0, 1, 7, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 257, 1000, 151936}) {
+    std::vector<float> x(static_cast<size_t>(n));
+    for (float& v : x) v = dist(rng);
+    cases.push_back(x);
+    if (n < 2) continue;
+    // The maximum twice: the lower index wins, wherever the two fall.
+    std::vector<float> tie = x;
+    const size_t a = static_cast<size_t>(n) / 3, b = static_cast<size_t>(n) - 1;
+    tie[a] = tie[b] = 100.0f;
+    cases.push_back(tie);
+    tie[a + 1] = 100.0f;  // and in the same vector
+    cases.push_back(tie);
+    // -0 after +0 as the largest value: the same value, so the first.
+    std::vector<float> zeros(static_cast<size_t>(n), -1.0f);
+    zeros[b] = -0.0f;
+    zeros[a] = 0.0f;
+    cases.push_back(zeros);
+    // NaNs everywhere but a few entries; one at the front.
+    std::vector<float> nans = x;
+    for (size_t i = 0; i < nans.size(); ++i)
+      if (i % 5 != 3) nans[i] = std::numeric_limits<float>::quiet_NaN();
+    cases.push_back(nans);
+    // Only -inf and NaN: no pick. Then one +inf among them.
+    std::vector<float> none(static_cast<size_t>(n), -INFINITY);
+    none[a] = std::numeric_limits<float>::quiet_NaN();
+    cases.push_back(none);
+    none[b] = INFINITY;
+    cases.push_back(none);
+  }
+  for (kernels::Isa isa : kernels::available_isas()) {
+    ASSERT_TRUE(kernels::set_active_isa(isa));
+    for (const std::vector<float>& x : cases)
+      EXPECT_EQ(argmax(x.data(), static_cast<int64_t>(x.size())), argmax_reference(x))
+          << kernels::isa_name(isa) << " n=" << x.size();
+  }
 }
 
 }  // namespace
