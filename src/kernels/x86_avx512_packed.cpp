@@ -63,29 +63,45 @@ void tile(int64_t nb, const uint8_t* group, const PackedAct* act, float* y, int6
 }
 
 // Two adjacent groups (group, then group + group_bytes: 16 + nr1 rows) for
-// 1..4 tokens. Each broadcast activation word feeds both groups' VPDPBUSD:
-// on Zen 5 (family 26) a VPDPBUSD whose operand is loaded (a broadcast or a
-// full vector) sustains about 3.1 G/s on one core against 5.5-7 G/s from
-// registers, so halving the loads per multiply is what lifts a prompt's
-// tile. Four tokens keep 16 weight words, 8 accumulators and the temporaries
-// within the 32 registers. Integer sums are exact and the float steps those
-// of tile(), so every row gets tile()'s bits.
+// 1..8 tokens in one pass. Each broadcast activation word feeds both groups'
+// VPDPBUSD: on Zen 5 (family 26) a VPDPBUSD whose operand is loaded (a
+// broadcast or a full vector) sustains about 3.1 G/s on one core against
+// 5.5-7 G/s from registers, so halving the loads per multiply is what lifts
+// a prompt's tile. The 16 unpacked weight words stay in registers for every
+// token; beyond 4 tokens the 2 x kNt float accumulators no longer fit beside
+// them and live in L1 (each token's two FMAs read and store theirs), which
+// costs less than unpacking the block and converting its scales again in a
+// second 4-token pass. Intel Xeon (family 6 model 207, no AMX),
+// bench_kernels 4096 x 4096, 3 alternating rounds, GMAC/s at 1 / 2 threads,
+// 4-token passes -> one pass: 8 tokens Q4_0 156-157 -> 169-179 / 253-310 ->
+// 331-349, Q5_0 121-123 -> 144-151 / 200-240 -> 291-295, Q8_0 118-122 ->
+// 146-149 / 218-244 -> 235-257; 6 tokens Q4_0 127-129 -> 173-174 at one
+// thread. (Staging the words on the stack as memory operands instead, with
+// the accumulators in registers, ran at 125-127 for Q4_0 at 8 tokens.) With
+// more than 4 tokens the tile fetches the pair kPairsAhead on
+// (x86_avx512_tile.h).
+// Integer sums are exact and the float steps those of tile(), so every row
+// gets tile()'s bits.
 template <DType kType, int kNt>
 void pair_tile(int64_t nb, const uint8_t* group, int64_t group_bytes, const PackedAct* act,
                float* y, int64_t ldy, int nr1) {
   constexpr int64_t kBlockBytes = avx512_legacy::Block<kType>::kBytes;
   __m512 acc0[kNt], acc1[kNt];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
   for (int t = 0; t < kNt; ++t) acc0[t] = acc1[t] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* blk0 = group + b * kBlockBytes;
     const uint8_t* blk1 = blk0 + group_bytes;
+    if constexpr (kNt > 4) {
+      prefetch_bytes<kBlockBytes>(blk0 + 2 * kPairsAhead * group_bytes);
+      prefetch_bytes<kBlockBytes>(blk1 + 2 * kPairsAhead * group_bytes);
+    }
     __m512i w0[8], w1[8];
     avx512_legacy::weight_words<kType>(blk0, w0);
     avx512_legacy::weight_words<kType>(blk1, w1);
     const __m512 dw0 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk0)));
     const __m512 dw1 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk1)));
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int t = 0; t < kNt; ++t) {
       const int8_t* q = static_cast<const BlockQ8_0*>(act[t].q)[b].qs;
       const __m512i corr = _mm512_set1_epi32(act[t].corr[b]);
@@ -96,65 +112,6 @@ void pair_tile(int64_t nb, const uint8_t* group, int64_t group_bytes, const Pack
         const __m512i x = bcast_word(q + (k < 4 ? 4 * k : 16 + 4 * (k - 4)));
         s0 = _mm512_dpbusd_epi32(s0, w0[k], x);
         s1 = _mm512_dpbusd_epi32(s1, w1[k], x);
-      }
-      const __m512 dy = _mm512_set1_ps(act[t].d[b]);
-      acc0[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(s0), dw0), dy, acc0[t]);
-      acc1[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(s1), dw1), dy, acc1[t]);
-    }
-  }
-#pragma GCC unroll 4
-  for (int t = 0; t < kNt; ++t) {
-    store_rows(y + t * ldy, acc0[t], kPackRows);
-    store_rows(y + t * ldy + kPackRows, acc1[t], nr1);
-  }
-}
-
-// As pair_tile for 5..8 tokens in one pass: each block's two groups are
-// unpacked once into 16 words on the stack (1 KiB, in L1) and every token's
-// VPDPBUSDs take them as memory operands (loads issue on their own ports),
-// so the 16 accumulators stay in registers and the unpacking and scale
-// conversions happen once per 8 tokens instead of once per 4-token pass.
-// Intel Xeon (family 6 model 207, no AMX), bench_kernels 4096 x 4096, 3
-// alternating rounds, GMAC/s at 1 / 2 threads: 8 tokens Q4_0 156-157 ->
-// 169-179 / 253-310 -> 331-349, Q5_0 121-123 -> 144-151 / 200-240 ->
-// 291-295, Q8_0 118-122 -> 146-149 / 218-244 -> 235-257; 6 tokens Q4_0
-// 127-129 -> 173-174 at one thread. Same operations per token as pair_tile,
-// so the same bits. Fetches the pair kPairsAhead on in every call: the
-// second call of a 16-token step reads the pair from cache.
-template <DType kType, int kNt>
-void pair_tile_staged(int64_t nb, const uint8_t* group, int64_t group_bytes, const PackedAct* act,
-                      float* y, int64_t ldy, int nr1) {
-  constexpr int64_t kBlockBytes = avx512_legacy::Block<kType>::kBytes;
-  __m512 acc0[kNt], acc1[kNt];
-#pragma GCC unroll 8
-  for (int t = 0; t < kNt; ++t) acc0[t] = acc1[t] = _mm512_setzero_ps();
-  alignas(64) uint8_t staged[2][8][64];
-  for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* blk0 = group + b * kBlockBytes;
-    const uint8_t* blk1 = blk0 + group_bytes;
-    prefetch_bytes<kBlockBytes>(blk0 + 2 * kPairsAhead * group_bytes);
-    prefetch_bytes<kBlockBytes>(blk1 + 2 * kPairsAhead * group_bytes);
-    {
-      __m512i w[8];
-      avx512_legacy::weight_words<kType>(blk0, w);
-#pragma GCC unroll 8
-      for (int k = 0; k < 8; ++k) _mm512_store_si512(staged[0][k], w[k]);
-      avx512_legacy::weight_words<kType>(blk1, w);
-#pragma GCC unroll 8
-      for (int k = 0; k < 8; ++k) _mm512_store_si512(staged[1][k], w[k]);
-    }
-    const __m512 dw0 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk0)));
-    const __m512 dw1 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk1)));
-#pragma GCC unroll 8
-    for (int t = 0; t < kNt; ++t) {
-      const int8_t* q = static_cast<const BlockQ8_0*>(act[t].q)[b].qs;
-      const __m512i corr = _mm512_set1_epi32(act[t].corr[b]);
-      __m512i s0 = corr, s1 = corr;
-#pragma GCC unroll 8
-      for (int k = 0; k < 8; ++k) {
-        const __m512i x = bcast_word(q + (k < 4 ? 4 * k : 16 + 4 * (k - 4)));
-        s0 = _mm512_dpbusd_epi32(s0, _mm512_load_si512(staged[0][k]), x);
-        s1 = _mm512_dpbusd_epi32(s1, _mm512_load_si512(staged[1][k]), x);
       }
       const __m512 dy = _mm512_set1_ps(act[t].d[b]);
       acc0[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(s0), dw0), dy, acc0[t]);
@@ -572,9 +529,8 @@ void pair_tile_f16(int64_t nb, const uint8_t* group, int64_t group_bytes, const 
   }
 }
 
-// Pair tiles: F16's in one pass; Q4_0 / Q5_0 / Q8_0 with 5..8 tokens
-// staged in one pass; the rest in passes of at most 4 tokens (Q4_K's own,
-// the others pair_tile).
+// Pair tiles: F16's and Q4_0 / Q5_0 / Q8_0's in one pass, Q4_K's in passes
+// of at most 4 tokens.
 template <DType kType>
 void pair_tile_any(int64_t nb, const uint8_t* group, int64_t group_bytes, const PackedAct* act,
                    int nt, float* y, int64_t ldy, int nr1) {
@@ -584,21 +540,16 @@ void pair_tile_any(int64_t nb, const uint8_t* group, int64_t group_bytes, const 
     });
     return;
   }
-  if constexpr (kType != DType::Q4_K) {
-    if (nt > 4) {
-      with_count<kPackMaxTokens>(nt, [&](auto count) {
-        pair_tile_staged<kType, decltype(count)::value>(nb, group, group_bytes, act, y, ldy, nr1);
-      });
-      return;
-    }
+  if constexpr (kType == DType::Q4_K) {
+    in_token_passes<4>(nt, [&](int t0, auto count) {
+      pair_tile_q4_k<decltype(count)::value>(nb, group, group_bytes, act + t0, y + t0 * ldy, ldy,
+                                             nr1);
+    });
+  } else {
+    with_count<kPackMaxTokens>(nt, [&](auto count) {
+      pair_tile<kType, decltype(count)::value>(nb, group, group_bytes, act, y, ldy, nr1);
+    });
   }
-  in_token_passes<4>(nt, [&](int t0, auto count) {
-    constexpr int kNt = decltype(count)::value;
-    if constexpr (kType == DType::Q4_K)
-      pair_tile_q4_k<kNt>(nb, group, group_bytes, act + t0, y + t0 * ldy, ldy, nr1);
-    else  // nt <= 4 here: one pass
-      pair_tile<kType, kNt>(nb, group, group_bytes, act + t0, y + t0 * ldy, ldy, nr1);
-  });
 }
 
 // Full tiles of 8 tokens (prompts) or 1 (decoding) are the hot shapes; the

@@ -58,8 +58,9 @@ template <int64_t kBlockBytes>
 // A 16-token batched decode step calls a pair tile twice (8 tokens each).
 // The first call reads the pair's weights from memory faster than one core
 // streams (Q4_0: 64 VPDPBUSD per 9 lines) and the second reads nothing new,
-// so the staged pair tiles (x86_avx512_packed.cpp) fetch the pair
-// kPairsAhead pairs on, block by block, in every call: memory stays busy
+// so the Q4_0 / Q5_0 / Q8_0 pair tiles (x86_avx512_packed.cpp) fetch the
+// pair kPairsAhead pairs on, block by block, in every call of more than 4
+// tokens: memory stays busy
 // through the whole step. Intel Xeon (family 6 model 207), 16 tokens x 256
 // MB matrix, 6 alternating rounds, medians, when the tiles took 4-token
 // passes and fetched ahead after the first: Q4_0 2 threads 204 -> 237
