@@ -60,14 +60,13 @@ template <int64_t kBlockBytes>
 // streams (Q4_0: 64 VPDPBUSD per 9 lines) and the second reads nothing new,
 // so the Q4_0 / Q5_0 / Q8_0 pair tiles (x86_avx512_packed.cpp) fetch the
 // pair kPairsAhead pairs on, block by block, in every call of more than 4
-// tokens: memory stays busy
-// through the whole step. Intel Xeon (family 6 model 207), 16 tokens x 256
-// MB matrix, 6 alternating rounds, medians, when the tiles took 4-token
-// passes and fetched ahead after the first: Q4_0 2 threads 204 -> 237
-// GMAC/s, 1 thread 102 -> 121; Q8_0 181 -> 192 and 91 -> 103; 64-token
-// prompts unchanged; prefetching in the first pass as well measured no
-// better. (The Q4_K pair, with more work per byte, gained 3-4%, within the
-// noise, and does not.)
+// tokens: memory stays busy through the whole step. Intel Xeon (family 6
+// model 207), 16 tokens x 256 MB matrix, 6 alternating rounds, medians,
+// when the tiles took 4-token passes and fetched ahead after the first:
+// Q4_0 2 threads 204 -> 237 GMAC/s, 1 thread 102 -> 121; Q8_0 181 -> 192
+// and 91 -> 103; 64-token prompts unchanged; prefetching in the first pass
+// as well measured no better. (The Q4_K pair, with more work per byte,
+// gained 3-4%, within the noise, and does not.)
 constexpr int64_t kPairsAhead = 2;
 
 // The frame every tile shares: kChains float chains per token (16 rows in

@@ -183,20 +183,21 @@ int64_t list_nonzero_512(const float* x, int64_t n, int32_t* kept) {
 // of a 16-sequence decode step.
 int64_t argmax_512(const float* x, int64_t n) {
   const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  // The lanes of the 16 floats from i that lie within x [n].
+  auto within = [n](int64_t i) {
+    return n - i >= 16 ? __mmask16{0xFFFF} : static_cast<__mmask16>((1u << (n - i)) - 1);
+  };
   __m512 m[4] = {ninf, ninf, ninf, ninf};
   int64_t i = 0;
   for (; i + 64 <= n; i += 64)
     for (int k = 0; k < 4; ++k) m[k] = _mm512_max_ps(_mm512_loadu_ps(x + i + 16 * k), m[k]);
-  for (; i < n; i += 16) {
-    const __mmask16 valid = n - i >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (n - i)) - 1);
-    m[0] = _mm512_max_ps(_mm512_mask_loadu_ps(ninf, valid, x + i), m[0]);
-  }
+  for (; i < n; i += 16) m[0] = _mm512_max_ps(_mm512_mask_loadu_ps(ninf, within(i), x + i), m[0]);
   const float best =
       _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(m[0], m[1]), _mm512_max_ps(m[2], m[3])));
   if (best == -std::numeric_limits<float>::infinity()) return -1;
   const __m512 b = _mm512_set1_ps(best);
   for (i = 0;; i += 16) {
-    const __mmask16 valid = n - i >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (n - i)) - 1);
+    const __mmask16 valid = within(i);
     const __mmask16 eq =
         _mm512_mask_cmp_ps_mask(valid, _mm512_maskz_loadu_ps(valid, x + i), b, _CMP_EQ_OQ);
     if (eq != 0) return i + __builtin_ctz(eq);
