@@ -86,6 +86,10 @@ constexpr int kPackWideMinTokens = 8;
 // Fewest tokens of a chunk that take TypeTable::packed_tile_pair where it
 // exists (decoding keeps the one-group tiles, which wait on memory).
 constexpr int kPackPairMinTokens = 2;
+// Most tokens one packed_tile_pair call takes where its type allows more than
+// kPackMaxTokens (TypeTable::packed_pair_tokens): a 16-sequence decode step
+// then unpacks and reads each pair of groups once.
+constexpr int kPackPairMaxTokens = 16;
 
 // One token's activation for packed kernels (F16: its float row): its blocks (BlockQ8_0 for the
 // 32-element types, BlockQ8_K for the K-quants), the block scales as float, and
@@ -228,6 +232,9 @@ struct TypeTable {
   // packed_tile over two adjacent groups, with its bits, for prompts of
   // kPackPairMinTokens or more tokens that take no wide tile (null: none).
   PackedPairTileFn packed_tile_pair[kTypeSlots] = {};
+  // Most tokens one packed_tile_pair call takes (0: kPackMaxTokens; at most
+  // kPackPairMaxTokens).
+  int packed_pair_tokens[kTypeSlots] = {};
   // Tiles for 2..kPackWideTokens tokens (2..packed_wide_tokens where set;
   // null: packed_tile in passes of kPackMaxTokens), with packed_tile's bits; the activations' rows
   // are best evenly spaced (packed_matmul's scratch), as a tile loads them with one stride.

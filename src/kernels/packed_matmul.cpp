@@ -183,7 +183,8 @@ void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, T
   // Each part's tiles for 2..wide_tokens[i] tokens (null: tile in passes).
   PackedTileFn wide[kMaxFused];
   int wide_tokens[kMaxFused], wide_min[kMaxFused];
-  int tile_tokens = kPackMaxTokens;  // the parts' widest wide tile when one has wide tiles
+  int pair_tokens[kMaxFused];        // most tokens of one pair call
+  int tile_tokens = kPackMaxTokens;  // the parts' widest wide tile or pair call, if wider
   const size_t n_parts = outs.size();
   int64_t n_groups = 0;
   size_t total_bytes = 0;
@@ -205,6 +206,9 @@ void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, T
              nullptr};
     wide[i] = table.packed_tile_wide[static_cast<int>(w.type())];
     if (wide[i] == nullptr) p.pair = table.packed_tile_pair[static_cast<int>(w.type())];
+    const int pt = table.packed_pair_tokens[static_cast<int>(w.type())];
+    pair_tokens[i] = pt > 0 ? pt : kPackMaxTokens;
+    SLM_DCHECK(pair_tokens[i] <= kPackPairMaxTokens);
     const int wt = table.packed_wide_tokens[static_cast<int>(w.type())];
     wide_tokens[i] = wt > 0 ? wt : kPackWideTokens;
     const int wm = table.packed_wide_min_tokens[static_cast<int>(w.type())];
@@ -212,6 +216,7 @@ void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, T
     if (n_tokens >= kPackWideMinTokens)
       p.arranged_tile = table.packed_tile_arranged[static_cast<int>(w.type())];
     if (wide[i] != nullptr) tile_tokens = std::max(tile_tokens, wide_tokens[i]);
+    if (p.pair != nullptr) tile_tokens = std::max(tile_tokens, pair_tokens[i]);
     SLM_DCHECK_EQ(cols % packed_block_elems(w.type()), 0);  // pack() refuses partial blocks
     SLM_DCHECK(p.tile != nullptr);
     p.group_bytes = static_cast<size_t>(p.nb * packed_block_bytes(w.type()));
@@ -325,8 +330,9 @@ void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, T
         for (; nt - k0 >= wide_min[i]; k0 += wide_tokens[i])
           wide[i](p.nb, group, acts + k0, std::min(wide_tokens[i], nt - k0), y + k0 * rows, rows,
                   nr);
-      for (; k0 < nt; k0 += kPackMaxTokens) {
-        const int n = std::min(kPackMaxTokens, nt - k0);
+      const int pass = pair ? pair_tokens[i] : kPackMaxTokens;
+      for (; k0 < nt; k0 += pass) {
+        const int n = std::min(pass, nt - k0);
         if (pair)
           p.pair(p.nb, group, static_cast<int64_t>(p.group_bytes), acts + k0, n, y + k0 * rows,
                  rows, nr1);

@@ -13,6 +13,7 @@
 #include <immintrin.h>
 
 #include <cstring>
+#include <type_traits>
 
 #include "kernels/blocks.h"
 #include "kernels/internal.h"
@@ -63,22 +64,26 @@ void tile(int64_t nb, const uint8_t* group, const PackedAct* act, float* y, int6
 }
 
 // Two adjacent groups (group, then group + group_bytes: 16 + nr1 rows) for
-// 1..8 tokens in one pass. Each broadcast activation word feeds both groups'
+// 1..16 tokens in one pass. Each broadcast activation word feeds both groups'
 // VPDPBUSD: on Zen 5 (family 26) a VPDPBUSD whose operand is loaded (a
 // broadcast or a full vector) sustains about 3.1 G/s on one core against
 // 5.5-7 G/s from registers, so halving the loads per multiply is what lifts
 // a prompt's tile. The 16 unpacked weight words stay in registers for every
-// token; beyond 4 tokens the 2 x kNt float accumulators no longer fit beside
-// them and live in L1 (each token's two FMAs read and store theirs), which
-// costs less than unpacking the block and converting its scales again in a
-// second 4-token pass. Intel Xeon (family 6 model 207, no AMX),
-// bench_kernels 4096 x 4096, 3 alternating rounds, GMAC/s at 1 / 2 threads,
-// 4-token passes -> one pass: 8 tokens Q4_0 156-157 -> 169-179 / 253-310 ->
-// 331-349, Q5_0 121-123 -> 144-151 / 200-240 -> 291-295, Q8_0 118-122 ->
-// 146-149 / 218-244 -> 235-257; 6 tokens Q4_0 127-129 -> 173-174 at one
-// thread. (Staging the words on the stack as memory operands instead, with
-// the accumulators in registers, ran at 125-127 for Q4_0 at 8 tokens.) With
-// more than 4 tokens the tile fetches the pair kPairsAhead on
+// token; the 2 x kNt float accumulators live in L1 beyond 4 tokens (each
+// token's two FMAs read and store theirs), which costs less than unpacking
+// the block and converting its scales again in another pass: a 16-sequence
+// decode step reads and unpacks each pair once.
+// Tokens go two at a time, and each token's sums in four chains of four
+// VPDPBUSD (each group's words 0-3 seeded with the correction, words 4-7
+// from zero, added before the conversion): one chain of eight per group and
+// token left the two VNNI ports waiting on VPDPBUSD's latency (the hot
+// samples sat on the conversions after each chain). Intel Xeon (family 6
+// model 207, no AMX; its cores sustain 5.3 G VPDPBUSD/s, 340 GMAC/s),
+// bench_kernels 4096 x 4096, GMAC/s at 1 thread, two 8-token calls of one
+// chain each -> this tile: 16 tokens Q4_0 179-187 -> 217, Q8_0 148-181 ->
+// 202-203; 8 tokens Q4_0 177-179 -> 194-203. A 16-token step from the
+// 256 MB matrix at 2 threads: Q4_0 269-272 -> 330-356 with one call per
+// pair. With more than 4 tokens the tile fetches the pair kPairsAhead on
 // (x86_avx512_tile.h).
 // Integer sums are exact and the float steps those of tile(), so every row
 // gets tile()'s bits.
@@ -87,7 +92,7 @@ void pair_tile(int64_t nb, const uint8_t* group, int64_t group_bytes, const Pack
                float* y, int64_t ldy, int nr1) {
   constexpr int64_t kBlockBytes = avx512_legacy::Block<kType>::kBytes;
   __m512 acc0[kNt], acc1[kNt];
-#pragma GCC unroll 8
+#pragma GCC unroll 16
   for (int t = 0; t < kNt; ++t) acc0[t] = acc1[t] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* blk0 = group + b * kBlockBytes;
@@ -101,24 +106,44 @@ void pair_tile(int64_t nb, const uint8_t* group, int64_t group_bytes, const Pack
     avx512_legacy::weight_words<kType>(blk1, w1);
     const __m512 dw0 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk0)));
     const __m512 dw1 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk1)));
-#pragma GCC unroll 8
-    for (int t = 0; t < kNt; ++t) {
-      const int8_t* q = static_cast<const BlockQ8_0*>(act[t].q)[b].qs;
-      const __m512i corr = _mm512_set1_epi32(act[t].corr[b]);
-      __m512i s0 = corr, s1 = corr;
-#pragma GCC unroll 8
-      for (int k = 0; k < 8; ++k) {
-        // w[k] pairs with activation bytes 4k (k < 4) or 16 + 4 (k - 4).
-        const __m512i x = bcast_word(q + (k < 4 ? 4 * k : 16 + 4 * (k - 4)));
-        s0 = _mm512_dpbusd_epi32(s0, w0[k], x);
-        s1 = _mm512_dpbusd_epi32(s1, w1[k], x);
+    // Tokens t .. t + kU - 1 (kU: 1 or 2) of block b, their chains interleaved.
+    auto tokens = [&](int t, auto units) __attribute__((always_inline)) {
+      constexpr int kU = decltype(units)::value;
+      // s: words 0-3 (activation bytes 0-15) from the correction; u: words
+      // 4-7 (bytes 16-31) from zero; per group 0 / 1 and token.
+      __m512i s0[kU], s1[kU], u0[kU], u1[kU];
+#pragma GCC unroll 2
+      for (int v = 0; v < kU; ++v) {
+        s0[v] = s1[v] = _mm512_set1_epi32(act[t + v].corr[b]);
+        u0[v] = u1[v] = _mm512_setzero_si512();
       }
-      const __m512 dy = _mm512_set1_ps(act[t].d[b]);
-      acc0[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(s0), dw0), dy, acc0[t]);
-      acc1[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(s1), dw1), dy, acc1[t]);
-    }
-  }
+#pragma GCC unroll 4
+      for (int k = 0; k < 4; ++k) {
+#pragma GCC unroll 2
+        for (int v = 0; v < kU; ++v) {
+          const int8_t* q = static_cast<const BlockQ8_0*>(act[t + v].q)[b].qs;
+          const __m512i x = bcast_word(q + 4 * k), x2 = bcast_word(q + 16 + 4 * k);
+          s0[v] = _mm512_dpbusd_epi32(s0[v], w0[k], x);
+          s1[v] = _mm512_dpbusd_epi32(s1[v], w1[k], x);
+          u0[v] = _mm512_dpbusd_epi32(u0[v], w0[k + 4], x2);
+          u1[v] = _mm512_dpbusd_epi32(u1[v], w1[k + 4], x2);
+        }
+      }
+#pragma GCC unroll 2
+      for (int v = 0; v < kU; ++v) {
+        const __m512 dy = _mm512_set1_ps(act[t + v].d[b]);
+        const __m512i sum0 = _mm512_add_epi32(s0[v], u0[v]), sum1 = _mm512_add_epi32(s1[v], u1[v]);
+        acc0[t + v] =
+            _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(sum0), dw0), dy, acc0[t + v]);
+        acc1[t + v] =
+            _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(sum1), dw1), dy, acc1[t + v]);
+      }
+    };
 #pragma GCC unroll 8
+    for (int t = 0; t + 2 <= kNt; t += 2) tokens(t, std::integral_constant<int, 2>{});
+    if constexpr (kNt % 2 == 1) tokens(kNt - 1, std::integral_constant<int, 1>{});
+  }
+#pragma GCC unroll 16
   for (int t = 0; t < kNt; ++t) {
     store_rows(y + t * ldy, acc0[t], kPackRows);
     store_rows(y + t * ldy + kPackRows, acc1[t], nr1);
@@ -546,7 +571,7 @@ void pair_tile_any(int64_t nb, const uint8_t* group, int64_t group_bytes, const 
                                              nr1);
     });
   } else {
-    with_count<kPackMaxTokens>(nt, [&](auto count) {
+    with_count<kPackPairMaxTokens>(nt, [&](auto count) {
       pair_tile<kType, decltype(count)::value>(nb, group, group_bytes, act, y, ldy, nr1);
     });
   }
@@ -635,6 +660,8 @@ void fill_avx512_packed(TypeTable& table) {
   table.packed_tile_pair[static_cast<int>(DType::Q4_0)] = pair_tile_any<DType::Q4_0>;
   table.packed_tile_pair[static_cast<int>(DType::Q5_0)] = pair_tile_any<DType::Q5_0>;
   table.packed_tile_pair[static_cast<int>(DType::Q8_0)] = pair_tile_any<DType::Q8_0>;
+  for (DType t : {DType::Q4_0, DType::Q5_0, DType::Q8_0})
+    table.packed_pair_tokens[static_cast<int>(t)] = kPackPairMaxTokens;
   table.packed_tile[static_cast<int>(DType::Q4_K)] = tile_any<DType::Q4_K>;
   table.packed_tile_pair[static_cast<int>(DType::Q4_K)] = pair_tile_any<DType::Q4_K>;
   table.packed_tile[static_cast<int>(DType::Q6_K)] = tile_any<DType::Q6_K>;

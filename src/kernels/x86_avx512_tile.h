@@ -55,9 +55,8 @@ template <int64_t kBlockBytes>
   prefetch_bytes<kBlockBytes>(blk + kAhead);
 }
 
-// A 16-token batched decode step calls a pair tile twice (8 tokens each).
-// The first call reads the pair's weights from memory faster than one core
-// streams (Q4_0: 64 VPDPBUSD per 9 lines) and the second reads nothing new,
+// A batched decode step reads each pair of weight groups from memory once,
+// with enough arithmetic per byte that the hardware prefetchers fall behind,
 // so the Q4_0 / Q5_0 / Q8_0 pair tiles (x86_avx512_packed.cpp) fetch the
 // pair kPairsAhead pairs on, block by block, in every call of more than 4
 // tokens: memory stays busy through the whole step. Intel Xeon (family 6
@@ -65,8 +64,11 @@ template <int64_t kBlockBytes>
 // when the tiles took 4-token passes and fetched ahead after the first:
 // Q4_0 2 threads 204 -> 237 GMAC/s, 1 thread 102 -> 121; Q8_0 181 -> 192
 // and 91 -> 103; 64-token prompts unchanged; prefetching in the first pass
-// as well measured no better. (The Q4_K pair, with more work per byte,
-// gained 3-4%, within the noise, and does not.)
+// as well measured no better. With one 16-token call per pair, 2 rounds,
+// 2 threads: without the prefetch Q4_0 279-321, with it 288-377; Q8_0
+// 235-236 against 262-313. (With two 8-token calls, 4 pairs on instead of
+// 2, or into L2 only (T1), made no difference on the whole model.) (The Q4_K pair, with more work per
+// byte, gained 3-4%, within the noise, and does not.)
 constexpr int64_t kPairsAhead = 2;
 
 // The frame every tile shares: kChains float chains per token (16 rows in

@@ -83,7 +83,8 @@ INSTANTIATE_TEST_SUITE_P(PackedTypes, Packed,
                          [](const auto& info) { return std::string(dtype_name(info.param)); });
 
 // Batched decoding and prompt tiles: every token count 1..33 (the wide AMX
-// tiles take 2..16 tokens a call, Q4_K's up to 64 in passes of 16, so this
+// tiles take 2..16 tokens a call, Q4_K's up to 64 in passes of 16, the
+// AVX-512 Q4_0 / Q5_0 / Q8_0 pair tiles 2..16 in one pass, so this
 // covers full tiles, several passes, tails and the one-token narrow tile), ragged rows, odd and
 // even block counts: every ISA gives the scalar tile's bits, at 1 and 2 threads.
 TEST(PackedMatrix, EveryTokenCountMatchesScalar) {
