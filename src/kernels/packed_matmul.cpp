@@ -178,6 +178,7 @@ void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, T
     PackedTileArrangedFn arranged_tile;  // null: none, or too few tokens
     const uint8_t* arranged;             // its activations, token tile after token tile
     PackedPairTileFn pair;               // null: none, or wide tiles instead
+    const PackedAct* acts;               // every token's PackedAct (token_acts), in scratch
   };
   Part parts[kMaxFused];
   // Each part's tiles for 2..wide_tokens[i] tokens (null: tile in passes).
@@ -200,6 +201,7 @@ void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, T
              n_groups,
              0,
              act_layout(w.type(), cols),
+             nullptr,
              nullptr,
              nullptr,
              nullptr,
@@ -229,6 +231,7 @@ void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, T
     }
   }
   act_bytes += wscratch_bytes * static_cast<size_t>(pool.size());
+  act_bytes += n_parts * static_cast<size_t>(n_tokens) * sizeof(PackedAct);
 
   // Quantize each token once per weight type (matrices of the same type
   // share the rows): Q8_0 / Q8_K blocks, float scales, integer corrections.
@@ -279,6 +282,16 @@ void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, T
     return PackedAct{row, reinterpret_cast<const float*>(row + p.al.q_bytes),
                      reinterpret_cast<const int32_t*>(row + p.al.q_bytes + p.al.d_bytes)};
   };
+  // Each part's PackedAct per token, written once here rather than by every
+  // tile call (a 16-token decode step calls a pair tile ~14,000 times).
+  for (size_t i = 0; i < n_parts; ++i) {
+    auto* acts = reinterpret_cast<PackedAct*>(next);
+    next += static_cast<size_t>(n_tokens) * sizeof(PackedAct);
+    for (int64_t t = 0; t < n_tokens; ++t)
+      acts[t] = parts[i].act == nullptr ? PackedAct{x + t * cols, nullptr, nullptr}
+                                        : token_acts(parts[i], t);
+    parts[i].acts = acts;
+  }
   if (n_arranged > 0)
     pool.parallel_for(static_cast<int64_t>(n_arranged) * n_tiles, [&](int64_t task, int) {
       const Part& p = parts[arranged[task % static_cast<int64_t>(n_arranged)]];
@@ -315,13 +328,9 @@ void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, T
                       c1 - c0 >= kPackPairMinTokens;
     const int nr1 =
         pair ? static_cast<int>(std::min<int64_t>(kPackRows, rows - (lg + 1) * kPackRows)) : 0;
-    PackedAct acts[kPackWideTokensMax];
     for (int64_t t0 = c0; t0 < c1; t0 += tile_tokens) {
       const int nt = static_cast<int>(std::min<int64_t>(tile_tokens, c1 - t0));
-      for (int k = 0; k < nt; ++k) {
-        const int64_t t = t0 + k;
-        acts[k] = p.act == nullptr ? PackedAct{x + t * cols, nullptr, nullptr} : token_acts(p, t);
-      }
+      const PackedAct* acts = p.acts + t0;
       float* y = p.y + t0 * rows + lg * kPackRows;
       // Decoding and small batches keep the narrow tiles; every tile gives the
       // same bits. Wide tiles go in passes of their own width.
