@@ -383,8 +383,9 @@ void decode_q4_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* 
 }
 
 // Per half h and word half (4 words = 16 rows x 16 elements of each of 4
-// sub-blocks): 16 unpacked vectors, then per token 4 chains of 4 VPDPBUSD
-// (seeded with the -32 correction) scaled by the int8 sub-block scales.
+// sub-blocks): 16 unpacked vectors and the 4 sub-blocks' scales, then per
+// token 4 chains of 4 VPDPBUSD (seeded with the -32 correction) scaled by
+// them. Up to 8 tokens in one pass: the sums beyond the registers live in L1.
 template <int kNt>
 void tile_q6_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y, int64_t ldy,
                int nr) {
@@ -396,7 +397,7 @@ void tile_q6_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y,
     for (int h = 0; h < 2; ++h) {
       for (int half = 0; half < 2; ++half) {
         // e[quarter][kk]: levels of elements 128h + 32 quarter + 4 (4 half + kk)..
-        __m512i e[4][4];
+        __m512i e[4][4], sc[4];
 #pragma GCC unroll 4
         for (int kk = 0; kk < 4; ++kk) {
           __m512i lv[4];
@@ -405,25 +406,33 @@ void tile_q6_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y,
           for (int quarter = 0; quarter < 4; ++quarter) e[quarter][kk] = lv[quarter];
         }
 #pragma GCC unroll 4
+        for (int quarter = 0; quarter < 4; ++quarter)
+          sc[quarter] = _mm512_cvtepi8_epi32(_mm_loadu_si128(
+              reinterpret_cast<const __m128i*>(blk + kSc + 16 * (8 * h + 2 * quarter + half))));
+#pragma GCC unroll 8
         for (int t = 0; t < kNt; ++t) {
           const int8_t* q = static_cast<const BlockQ8_K*>(act[t].q)[b].qs + 128 * h + 16 * half;
           const int32_t* corr = act[t].corr + kKCorr * b;
+          __m512i dot[4];
 #pragma GCC unroll 4
-          for (int quarter = 0; quarter < 4; ++quarter) {
-            const int sb = 8 * h + 2 * quarter + half;
-            __m512i dot = _mm512_set1_epi32(corr[sb]);
+          for (int quarter = 0; quarter < 4; ++quarter)
+            dot[quarter] = _mm512_set1_epi32(corr[8 * h + 2 * quarter + half]);
 #pragma GCC unroll 4
-            for (int kk = 0; kk < 4; ++kk)
-              dot = _mm512_dpbusd_epi32(dot, e[quarter][kk], bcast_word(q + 32 * quarter + 4 * kk));
-            const __m512i sc = _mm512_cvtepi8_epi32(
-                _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + kSc + 16 * sb)));
-            isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(dot, sc));
-          }
+          for (int kk = 0; kk < 4; ++kk)
+#pragma GCC unroll 4
+            for (int quarter = 0; quarter < 4; ++quarter)
+              dot[quarter] = _mm512_dpbusd_epi32(dot[quarter], e[quarter][kk],
+                                                 bcast_word(q + 32 * quarter + 4 * kk));
+          isum[t] = _mm512_add_epi32(
+              isum[t], _mm512_add_epi32(_mm512_add_epi32(_mm512_mullo_epi32(dot[0], sc[0]),
+                                                         _mm512_mullo_epi32(dot[1], sc[1])),
+                                        _mm512_add_epi32(_mm512_mullo_epi32(dot[2], sc[2]),
+                                                         _mm512_mullo_epi32(dot[3], sc[3]))));
         }
       }
     }
     const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk)));
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int t = 0; t < kNt; ++t)
       acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(isum[t]), d),
                                _mm512_set1_ps(act[t].d[b]), acc[t]);
@@ -601,7 +610,7 @@ void tile_any(int64_t nb, const uint8_t* group, const PackedAct* act, int nt, fl
     else
       tile<kType, kNt>(nb, group, a, yt, ldy, nr);
   };
-  if constexpr (packed_is_k(kType))
+  if constexpr (kType == DType::Q4_K)
     in_token_passes<4>(nt, pass);
   else  // nt <= kPackMaxTokens: one pass
     with_count<kPackMaxTokens>(nt, [&](auto count) { pass(0, count); });
