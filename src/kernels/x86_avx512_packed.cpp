@@ -155,16 +155,33 @@ void pair_tile(int64_t nb, const uint8_t* group, int64_t group_bytes, const Pack
 // (rows in lanes), scaled by the rows' 6-bit scales with VPMULLD, and the
 // mins term from the activation's sub-block sums. Tokens go in passes of
 // kNt <= 4 so a chunk's 16 unpacked weight vectors stay in registers.
+// A Q4_K group's mins (its [8][16] bytes) as int16 pairs per row (lane):
+// mp[p] holds min[2p] in the low half of each dword and min[2p + 1] in the
+// high one, for q4_k_minsum; the same for every token of the super-block.
+[[gnu::always_inline]] inline void q4_k_min_pairs(const uint8_t* mins, __m512i (&mp)[4]) {
+#pragma GCC unroll 4
+  for (int p = 0; p < 4; ++p) {
+    const __m512i lo = _mm512_cvtepu8_epi32(
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(mins + 16 * (2 * p))));
+    const __m512i hi = _mm512_cvtepu8_epi32(
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(mins + 16 * (2 * p + 1))));
+    mp[p] = _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
+  }
+}
+
 // Per row (lane): sum over the 8 sub-blocks j of min[j] x corr[j], the
-// integer part of a Q4_K super-block's mins term for one token (mins: the
-// group's [8][16] bytes, corr: the token's 8 sub-block sums).
-[[gnu::always_inline]] inline __m512i q4_k_minsum(const uint8_t* mins, const int32_t* corr) {
+// integer part of a Q4_K super-block's mins term for one token (mp: the
+// group's q4_k_min_pairs, corr: the token's 8 sub-block sums), in 4
+// VPDPWSSD where it took 8 VPMULLD (2 uops each) and 8 adds: a sum of 32
+// int8 is at most 32 x 128 in size, so the sums pair up as int16 as the mins
+// do (0..63), and the products' sum is the same integer.
+[[gnu::always_inline]] inline __m512i q4_k_minsum(const __m512i (&mp)[4], const int32_t* corr) {
   __m512i minsum = _mm512_setzero_si512();
-#pragma GCC unroll 8
-  for (int j = 0; j < 8; ++j) {
-    const __m512i m =
-        _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(mins + 16 * j)));
-    minsum = _mm512_add_epi32(minsum, _mm512_mullo_epi32(m, _mm512_set1_epi32(corr[j])));
+#pragma GCC unroll 4
+  for (int p = 0; p < 4; ++p) {
+    const uint32_t pair = (static_cast<uint32_t>(corr[2 * p]) & 0xFFFFu) |
+                          static_cast<uint32_t>(corr[2 * p + 1]) << 16;
+    minsum = _mm512_dpwssd_epi32(minsum, mp[p], _mm512_set1_epi32(static_cast<int32_t>(pair)));
   }
   return minsum;
 }
@@ -221,10 +238,11 @@ void tile_q4_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y,
     const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk)));
     const __m512 dmin =
         _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + kScaleBytes)));
+    __m512i mp[4];
+    q4_k_min_pairs(blk + kM, mp);
 #pragma GCC unroll 4
     for (int t = 0; t < kNt; ++t) {
-      const int32_t* corr = act[t].corr + kKCorr * b;
-      const __m512i minsum = q4_k_minsum(blk + kM, corr);
+      const __m512i minsum = q4_k_minsum(mp, act[t].corr + kKCorr * b);
       acc[t] = q4_k_accumulate(acc[t], isum[t], minsum, d, dmin, act[t].d[b]);
     }
   };
@@ -297,9 +315,11 @@ void pair_tile_q4_k(int64_t nb, const uint8_t* group, int64_t group_bytes, const
           _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk[g])));
       const __m512 dmin = _mm512_cvtph_ps(
           _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk[g] + kScaleBytes)));
+      __m512i mp[4];
+      q4_k_min_pairs(blk[g] + kM, mp);
 #pragma GCC unroll 4
       for (int t = 0; t < kNt; ++t) {
-        const __m512i minsum = q4_k_minsum(blk[g] + kM, act[t].corr + kKCorr * b);
+        const __m512i minsum = q4_k_minsum(mp, act[t].corr + kKCorr * b);
         acc[g][t] = q4_k_accumulate(acc[g][t], isum[g][t], minsum, d, dmin, act[t].d[b]);
       }
     }
@@ -333,8 +353,9 @@ void decode_q4_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* 
     const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk)));
     const __m512 dmin =
         _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + kScaleBytes)));
-    const int32_t* corr = act[0].corr + kKCorr * b;
-    const __m512i minsum = q4_k_minsum(blk + kM, corr);
+    __m512i mp[4];
+    q4_k_min_pairs(blk + kM, mp);
+    const __m512i minsum = q4_k_minsum(mp, act[0].corr + kKCorr * b);
     const int8_t* q = static_cast<const BlockQ8_K*>(act[0].q)[b].qs;
     // isum_even: sum of sc x dot over sub-blocks 2c; isum_odd16: 16 x that over 2c + 1.
     __m512i isum_even = _mm512_setzero_si512(), isum_odd16 = _mm512_setzero_si512();
