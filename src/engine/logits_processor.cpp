@@ -20,6 +20,11 @@ void LogitBias::apply(std::span<float> logits, std::span<const int32_t>) {
   }
 }
 
+bool LogitBias::few_ids(std::span<const int32_t>, std::vector<int32_t>& ids) const {
+  for (const auto& entry : bias_) ids.push_back(entry.first);
+  return true;
+}
+
 Penalties::Penalties(float repeat, int32_t window, float presence, float frequency, int64_t n_vocab)
     : repeat_(repeat),
       presence_(presence),
@@ -27,10 +32,21 @@ Penalties::Penalties(float repeat, int32_t window, float presence, float frequen
       window_(window),
       counts_(static_cast<size_t>(n_vocab), 0) {}
 
+// The tokens apply() penalises: the last window_ of the history (all of it when negative).
+static std::span<const int32_t> penalty_window(std::span<const int32_t> history, int32_t window) {
+  if (window > 0 && history.size() > static_cast<size_t>(window))
+    return history.last(static_cast<size_t>(window));
+  return history;
+}
+
+bool Penalties::few_ids(std::span<const int32_t> history, std::vector<int32_t>& ids) const {
+  const std::span<const int32_t> window = penalty_window(history, window_);
+  ids.insert(ids.end(), window.begin(), window.end());
+  return true;
+}
+
 void Penalties::apply(std::span<float> logits, std::span<const int32_t> history) {
-  std::span<const int32_t> window = history;
-  if (window_ > 0 && window.size() > static_cast<size_t>(window_))
-    window = window.last(static_cast<size_t>(window_));
+  const std::span<const int32_t> window = penalty_window(history, window_);
   const auto n_vocab = static_cast<int64_t>(counts_.size());
   // Check every id before counting so an error leaves counts_ all-zero.
   for (const int32_t t : window)

@@ -32,6 +32,13 @@ struct LogitsProcessor {
   virtual void prepare(std::span<const int32_t> /*history*/) {}
   // True when prepare() does work worth a thread.
   virtual bool has_prepare() const { return false; }
+  // When apply() with this history reads and writes only a few ids (a bias,
+  // penalties over the history): appends them to ids (repeats allowed) and
+  // returns true, so a greedy pick need not copy the whole row. False: any
+  // id. The ids are not checked here (apply() reports a bad one).
+  virtual bool few_ids(std::span<const int32_t> /*history*/, std::vector<int32_t>& /*ids*/) const {
+    return false;
+  }
 };
 
 // NaN would break the sampler's strict ordering and +inf would make every
@@ -44,6 +51,7 @@ class LogitBias final : public LogitsProcessor {
  public:
   explicit LogitBias(std::map<int32_t, float> bias) : bias_(std::move(bias)) {}
   void apply(std::span<float> logits, std::span<const int32_t> history) override;
+  bool few_ids(std::span<const int32_t> history, std::vector<int32_t>& ids) const override;
 
  private:
   std::map<int32_t, float> bias_;  // token id -> bias
@@ -56,6 +64,7 @@ class Penalties final : public LogitsProcessor {
  public:
   Penalties(float repeat, int32_t window, float presence, float frequency, int64_t n_vocab);
   void apply(std::span<float> logits, std::span<const int32_t> history) override;
+  bool few_ids(std::span<const int32_t> history, std::vector<int32_t>& ids) const override;
 
  private:
   float repeat_, presence_, frequency_;

@@ -162,6 +162,39 @@ int32_t Sampler::greedy_pick(std::span<const float> row) {
   return static_cast<int32_t>(best);
 }
 
+bool Sampler::greedy_few(std::span<const float> logits, std::span<const int32_t> history) {
+  few_.clear();
+  for (const auto& p : chain_)
+    if (!p->few_ids(history, few_)) return false;
+  for (const int32_t id : few_)
+    if (id < 0 || id >= n_vocab_) return false;  // apply() names the bad id
+  // The row's first maximum, if no processor touches it, is also the first
+  // maximum of the untouched ids; the pick is then it or a touched id.
+  const int64_t best = ops::argmax(logits.data(), static_cast<int64_t>(logits.size()));
+  for (const int32_t id : few_)
+    if (id == best) return false;
+  // The processors read and write only these ids of row_, so only they are copied.
+  if (row_.size() != static_cast<size_t>(n_vocab_)) row_.resize(static_cast<size_t>(n_vocab_));
+  for (const int32_t id : few_) row_[static_cast<size_t>(id)] = logits[static_cast<size_t>(id)];
+  for (const auto& p : chain_) p->apply(row_, history);
+  int64_t pick = best;
+  float value = best >= 0 ? logits[static_cast<size_t>(best)] : 0.0f;
+  for (const int32_t id : few_) {
+    const float v = row_[static_cast<size_t>(id)];
+    // greedy_pick's rule: the largest (NaN and -inf never win), then the lowest id.
+    if (!(v > -std::numeric_limits<float>::infinity())) continue;
+    if (pick < 0 || v > value || (v == value && id < pick)) {
+      pick = id;
+      value = v;
+    }
+  }
+  if (pick < 0) throw Error("sampler: no token has a finite logit (all are -inf or NaN)");
+  cand_[0] = {static_cast<int32_t>(pick), 0.0f, 1.0};
+  n_kept_ = 1;
+  weight_sum_ = 1.0;
+  return true;
+}
+
 void Sampler::select_top_k(size_t k) {
   // One pass over the row with a k-entry heap whose root is the worst kept
   // candidate: almost every token costs one well-predicted comparison.
@@ -212,6 +245,7 @@ void Sampler::prepare(std::span<const float> logits, std::span<const int32_t> hi
     weight_sum_ = 1.0;
     return;
   }
+  if (greedy_ && greedy_few(logits, history)) return;
   if (row_.size() != n) row_.resize(n);  // greedy with processors: on the first call
   std::copy(logits.begin(), logits.end(), row_.begin());
   for (const auto& p : chain_) p->apply(row_, history);

@@ -122,6 +122,10 @@ class Sampler {
   double uniform();  // [0, 1) with 53 random bits
   // One id from the prepared candidates, by weight (one uniform() draw
   // unless a single candidate is kept).
+  // A greedy pick where every processor touches only a few ids (few_ids):
+  // the row's own argmax against those ids' processed values, without
+  // copying the row. False when it cannot decide (then the full path runs).
+  bool greedy_few(std::span<const float> logits, std::span<const int32_t> history);
   int32_t draw();
 
   SamplerParams params_;
@@ -130,6 +134,7 @@ class Sampler {
   std::vector<std::unique_ptr<LogitsProcessor>> chain_;  // run in order on row_
   // Sized when first needed (the constructor says why).
   std::vector<float> row_;       // logits after the processors [n_vocab]
+  std::vector<int32_t> few_;     // ids the processors touch (greedy_few)
   std::vector<Candidate> cand_;  // [n_vocab] when sampling, [1] when greedy
   std::vector<TokenProb> dist_;  // [n_kept] of the largest distribution() so far
   std::vector<double> q_;        // [n_vocab] a draft's q scattered by id, zero between calls

@@ -1,18 +1,19 @@
 // Sampler stages against hand-computed distributions, greedy decoding, seed
 // determinism (including a pinned sequence that must match on every
 // platform) and the statistics of the draws.
-#include "engine/sampler.h"
-
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <map>
+#include <memory>
 #include <numeric>
 #include <vector>
 
 #include "base/error.h"
+#include "engine/logits_processor.h"
+#include "engine/sampler.h"
 
 namespace slm::engine {
 namespace {
@@ -267,6 +268,56 @@ TEST(Sampler, LargeVocabularyFiltersMatchAFullSort) {
       EXPECT_NEAR(d[i].p, e[order[i]] / kept_sum, 1e-12);
     }
   }
+}
+
+// A processor that changes nothing but may touch any id, so a greedy
+// sampler with it in the chain takes the full path: copy the row, process it, pick.
+struct AnyIds final : LogitsProcessor {
+  void apply(std::span<float>, std::span<const int32_t>) override {}
+};
+
+// Greedy decoding with only a bias and penalties picks without copying the
+// row (Sampler::greedy_few); it must pick what the full path picks, also
+// when a processed id ties with, beats or bans the row's own maximum, when
+// NaN and -inf are about, and when nothing is left.
+TEST(Sampler, GreedyWithFewProcessedIdsPicksAsTheFullRow) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  constexpr int64_t kVocab = 40;
+  uint64_t state = 12345;
+  auto next = [&](int n) {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    return static_cast<int>((state >> 33) % static_cast<uint64_t>(n));
+  };
+  int picked = 0;
+  for (int round = 0; round < 3000; ++round) {
+    std::vector<float> logits(kVocab);
+    // Few distinct values, so ties are common.
+    for (float& l : logits) l = static_cast<float>(next(5)) - 2.0f;
+    if (next(4) == 0) logits[static_cast<size_t>(next(kVocab))] = nan;
+    if (next(4) == 0) logits[static_cast<size_t>(next(kVocab))] = -kInf;
+    if (next(8) == 0) std::fill(logits.begin(), logits.end(), -kInf);
+    SamplerParams p;
+    p.temperature = 0.0f;
+    for (int i = next(4); i > 0; --i)
+      p.logit_bias[next(kVocab)] = next(3) == 0 ? -kInf : static_cast<float>(next(5)) - 2.0f;
+    if (next(2) == 0) p.repeat_penalty = next(2) == 0 ? 2.0f : 0.5f;
+    if (next(2) == 0) p.presence_penalty = static_cast<float>(next(3)) - 1.0f;
+    p.repeat_last_n = next(3) - 1;
+    std::vector<int32_t> history;
+    for (int i = next(6); i > 0; --i) history.push_back(next(kVocab));
+    Sampler few(p, kVocab), full(p, kVocab);
+    full.add_processor(std::make_unique<AnyIds>());
+    int32_t want = -1;
+    try {
+      want = full.sample(logits, history);
+    } catch (const Error&) {
+      EXPECT_THROW(few.sample(logits, history), Error) << "round " << round;
+      continue;
+    }
+    EXPECT_EQ(few.sample(logits, history), want) << "round " << round;
+    ++picked;
+  }
+  EXPECT_GT(picked, 2000);
 }
 
 TEST(Sampler, GreedyTakesAnInfiniteLogit) {
