@@ -67,8 +67,9 @@ template <int64_t kBlockBytes>
 // as well measured no better. With one 16-token call per pair, 2 rounds,
 // 2 threads: without the prefetch Q4_0 279-321, with it 288-377; Q8_0
 // 235-236 against 262-313. (With two 8-token calls, 4 pairs on instead of
-// 2, or into L2 only (T1), made no difference on the whole model.) (The Q4_K pair, with more work per
-// byte, gained 3-4%, within the noise, and does not.)
+// 2, or into L2 only (T1), made no difference on the whole model.) (The
+// Q4_K pair, with more work per byte, gained 3-4%, within the noise, and
+// does not.)
 constexpr int64_t kPairsAhead = 2;
 
 // The frame every tile shares: kChains float chains per token (16 rows in
