@@ -32,12 +32,16 @@ Penalties::Penalties(float repeat, int32_t window, float presence, float frequen
       window_(window),
       counts_(static_cast<size_t>(n_vocab), 0) {}
 
-// The tokens apply() penalises: the last window_ of the history (all of it when negative).
-static std::span<const int32_t> penalty_window(std::span<const int32_t> history, int32_t window) {
+namespace {
+
+// The tokens apply() penalises: the last window of the history (all of it when negative).
+std::span<const int32_t> penalty_window(std::span<const int32_t> history, int32_t window) {
   if (window > 0 && history.size() > static_cast<size_t>(window))
     return history.last(static_cast<size_t>(window));
   return history;
 }
+
+}  // namespace
 
 bool Penalties::few_ids(std::span<const int32_t> history, std::vector<int32_t>& ids) const {
   const std::span<const int32_t> window = penalty_window(history, window_);

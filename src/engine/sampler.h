@@ -120,12 +120,12 @@ class Sampler {
   void ensure_sorted(size_t m, size_t n);
   uint64_t next_random();
   double uniform();  // [0, 1) with 53 random bits
-  // One id from the prepared candidates, by weight (one uniform() draw
-  // unless a single candidate is kept).
   // A greedy pick where every processor touches only a few ids (few_ids):
   // the row's own argmax against those ids' processed values, without
   // copying the row. False when it cannot decide (then the full path runs).
   bool greedy_few(std::span<const float> logits, std::span<const int32_t> history);
+  // One id from the prepared candidates, by weight (one uniform() draw
+  // unless a single candidate is kept).
   int32_t draw();
 
   SamplerParams params_;
