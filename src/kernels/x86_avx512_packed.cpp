@@ -155,6 +155,7 @@ void pair_tile(int64_t nb, const uint8_t* group, int64_t group_bytes, const Pack
 // (rows in lanes), scaled by the rows' 6-bit scales with VPMULLD, and the
 // mins term from the activation's sub-block sums. Tokens go in passes of
 // kNt <= 4 so a chunk's 16 unpacked weight vectors stay in registers.
+
 // A Q4_K group's mins (its [8][16] bytes) as int16 pairs per row (lane):
 // mp[p] holds min[2p] in the low half of each dword and min[2p + 1] in the
 // high one, for q4_k_minsum; the same for every token of the super-block.
@@ -178,11 +179,7 @@ void pair_tile(int64_t nb, const uint8_t* group, int64_t group_bytes, const Pack
 [[gnu::always_inline]] inline __m512i q4_k_minsum(const __m512i (&mp)[4], const int32_t* corr) {
   __m512i minsum = _mm512_setzero_si512();
 #pragma GCC unroll 4
-  for (int p = 0; p < 4; ++p) {
-    const uint32_t pair = (static_cast<uint32_t>(corr[2 * p]) & 0xFFFFu) |
-                          static_cast<uint32_t>(corr[2 * p + 1]) << 16;
-    minsum = _mm512_dpwssd_epi32(minsum, mp[p], _mm512_set1_epi32(static_cast<int32_t>(pair)));
-  }
+  for (int p = 0; p < 4; ++p) minsum = _mm512_dpwssd_epi32(minsum, mp[p], bcast_sum_pair(corr, p));
   return minsum;
 }
 
@@ -608,9 +605,9 @@ void pair_tile_any(int64_t nb, const uint8_t* group, int64_t group_bytes, const 
 }
 
 // Full tiles of 8 tokens (prompts) or 1 (decoding) are the hot shapes; the
-// rest cover prompt tails. The K-quant tiles take at most 4 tokens a pass
-// (their unpacked chunk fills the registers); one token takes their decode
-// tiles.
+// rest cover prompt tails. The Q4_K tile takes at most 4 tokens a pass (its
+// unpacked chunk fills the registers), Q6_K's up to 8 in one; one token takes
+// their decode tiles.
 template <DType kType>
 void tile_any(int64_t nb, const uint8_t* group, const PackedAct* act, int nt, float* y, int64_t ldy,
               int nr) {

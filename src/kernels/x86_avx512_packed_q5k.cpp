@@ -26,6 +26,7 @@ namespace {
 
 using namespace packed_q5k;
 
+using avx512_tile::bcast_sum_pair;
 using avx512_tile::bcast_word;
 
 // Bit kJ of every byte moved to bit 4 (the other bits are masked later; a
@@ -116,12 +117,8 @@ void tile_q5_k(int64_t nb, const uint8_t* group, const PackedAct* act, float* y,
       const int32_t* corr = act[t].corr + kKCorr * b;
       __m512i minsum = _mm512_setzero_si512();
 #pragma GCC unroll 4
-      for (int p = 0; p < 4; ++p) {
-        const uint32_t pair = (static_cast<uint32_t>(corr[2 * p]) & 0xFFFFu) |
-                              static_cast<uint32_t>(corr[2 * p + 1]) << 16;
-        minsum = _mm512_add_epi32(
-            minsum, _mm512_madd_epi16(m[p], _mm512_set1_epi32(static_cast<int32_t>(pair))));
-      }
+      for (int p = 0; p < 4; ++p)
+        minsum = _mm512_add_epi32(minsum, _mm512_madd_epi16(m[p], bcast_sum_pair(corr, p)));
       return minsum;
     };
     // One token reads the head (the super-block's first lines) before the

@@ -19,6 +19,16 @@ inline __m512i bcast_word(const int8_t* p) {
   return _mm512_set1_epi32(v);
 }
 
+// Sub-block sums 2p and 2p + 1 of a K-quant token (corr) as one dword of
+// int16 pairs (2p in the low half) broadcast to every lane, against mins
+// paired the same way (VPMADDWD / VPDPWSSD); each sum fits int16 (32 or 16
+// int8 values).
+inline __m512i bcast_sum_pair(const int32_t* corr, int p) {
+  const uint32_t pair =
+      (static_cast<uint32_t>(corr[2 * p]) & 0xFFFFu) | static_cast<uint32_t>(corr[2 * p + 1]) << 16;
+  return _mm512_set1_epi32(static_cast<int32_t>(pair));
+}
+
 inline void store_rows(float* y, __m512 v, int nr) {
   if (nr == kPackRows)
     _mm512_storeu_ps(y, v);
