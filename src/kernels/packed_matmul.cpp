@@ -93,6 +93,19 @@ void run_groups(int64_t n_groups, size_t bytes, int64_t n_tokens, int tile_token
   });
 }
 
+// The lines of y a tile call stores into (n tokens x width floats, ldy apart),
+// fetched as the call starts: a tile stores its sums only when its last block
+// is done, and a prompt's outputs (Qwen2.5-0.5B gate_up: 256 tokens x 9728
+// rows, 10 MB) are not in any cache by then, so without this each call's
+// stores waited on up to 32 lines from memory at its end. Intel Xeon (family
+// 6 model 207, no AMX), 2 threads, Qwen2.5-0.5B-shaped Q4_0, 4 alternating
+// rounds: pp256 623-769 -> 712-811 tok/s; 16 served streams' TTFT p99
+// 2.94 / 3.12 -> 2.69 / 2.63 s.
+inline void prefetch_out(const float* y, int64_t ldy, int n, int width) {
+  for (int t = 0; t < n; ++t)
+    for (int o = 0; o < width; o += 16) __builtin_prefetch(y + t * ldy + o, 1, 3);
+}
+
 // Writes token t's activation for weights of type t (Q8_0 / Q8_K blocks,
 // float scales, integer corrections; layout al) at row.
 void prepare_act(const TypeTable& table, DType type, const ActLayout& al, const float* x,
@@ -342,6 +355,7 @@ void matmul(std::span<const PackedOut> outs, const float* x, int64_t n_tokens, T
       const int pass = pair ? pair_tokens[i] : kPackMaxTokens;
       for (; k0 < nt; k0 += pass) {
         const int n = std::min(pass, nt - k0);
+        prefetch_out(y + k0 * rows, rows, n, nr + nr1);
         if (pair)
           p.pair(p.nb, group, static_cast<int64_t>(p.group_bytes), acts + k0, n, y + k0 * rows,
                  rows, nr1);
