@@ -73,18 +73,20 @@ void tile(int64_t nb, const uint8_t* group, const PackedAct* act, float* y, int6
 // token's two FMAs read and store theirs), which costs less than unpacking
 // the block and converting its scales again in another pass: a 16-sequence
 // decode step reads and unpacks each pair once.
-// Tokens go two at a time, and each token's sums in four chains of four
-// VPDPBUSD (each group's words 0-3 seeded with the correction, words 4-7
-// from zero, added before the conversion): one chain of eight per group and
-// token left the two VNNI ports waiting on VPDPBUSD's latency (the hot
-// samples sat on the conversions after each chain). Intel Xeon (family 6
-// model 207, no AMX; its cores sustain 5.3 G VPDPBUSD/s, 340 GMAC/s),
-// bench_kernels 4096 x 4096, GMAC/s at 1 thread, two 8-token calls of one
-// chain each -> this tile: 16 tokens Q4_0 179-187 -> 217, Q8_0 148-181 ->
-// 202-203; 8 tokens Q4_0 177-179 -> 194-203. A 16-token step from the
-// 256 MB matrix at 2 threads: Q4_0 269-272 -> 330-356 with one call per
-// pair. With more than 4 tokens the tile fetches the pair kPairsAhead on
-// (x86_avx512_tile.h).
+// Tokens go four at a time, each token's sum per group one chain of eight
+// VPDPBUSD, so 8 chains are in flight: with one token at a time the two VNNI
+// ports waited on VPDPBUSD's latency (the hot samples sat on the conversions
+// after each chain). Intel Xeon (family 6 model 207, no AMX; its cores
+// sustain 5.3 G VPDPBUSD/s, 340 GMAC/s), bench_kernels 4096 x 4096, GMAC/s at
+// 1 thread, two 8-token calls of one chain each -> 16-token calls taking two
+// tokens at a time in four chains of four: 16 tokens Q4_0 179-187 -> 217,
+// Q8_0 148-181 -> 202-203; 8 tokens Q4_0 177-179 -> 194-203. A 16-token step
+// from the 256 MB matrix at 2 threads: Q4_0 269-272 -> 330-356 with one call
+// per pair. Four tokens in single chains then drop the two adds per token
+// that joined the split chains, 3 alternating rounds: 16 tokens Q8_0
+// 207-208 -> 214-216 (Q4_0 unchanged, 219-220), 8 tokens Q8_0 156-157 ->
+// 166-167, 4 tokens Q4_0 162-169 -> 175-176. With more than 4 tokens the
+// tile fetches the pair kPairsAhead on (x86_avx512_tile.h).
 // Integer sums are exact and the float steps those of tile(), so every row
 // gets tile()'s bits.
 template <DType kType, int kNt>
@@ -106,42 +108,48 @@ void pair_tile(int64_t nb, const uint8_t* group, int64_t group_bytes, const Pack
     avx512_legacy::weight_words<kType>(blk1, w1);
     const __m512 dw0 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk0)));
     const __m512 dw1 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk1)));
-    // Tokens t .. t + kU - 1 (kU: 1 or 2) of block b, their chains interleaved.
+    // Tokens t .. t + kU - 1 (kU: 1 to 4) of block b: one chain of eight
+    // VPDPBUSD per group and token, seeded with the correction, the 2 x kU
+    // chains interleaved; a lone token splits each into words 0-3 and 4-7
+    // (s, u), joined before the conversion, so 4 chains are in flight.
     auto tokens = [&](int t, auto units) __attribute__((always_inline)) {
       constexpr int kU = decltype(units)::value;
-      // s: words 0-3 (activation bytes 0-15) from the correction; u: words
-      // 4-7 (bytes 16-31) from zero; per group 0 / 1 and token.
-      __m512i s0[kU], s1[kU], u0[kU], u1[kU];
-#pragma GCC unroll 2
-      for (int v = 0; v < kU; ++v) {
-        s0[v] = s1[v] = _mm512_set1_epi32(act[t + v].corr[b]);
-        u0[v] = u1[v] = _mm512_setzero_si512();
-      }
+      constexpr int kSplit = kU == 1 ? 4 : 8;  // words of the s chains
+      __m512i s0[kU], s1[kU], u0 = _mm512_setzero_si512(), u1 = _mm512_setzero_si512();
 #pragma GCC unroll 4
-      for (int k = 0; k < 4; ++k) {
-#pragma GCC unroll 2
+      for (int v = 0; v < kU; ++v) s0[v] = s1[v] = _mm512_set1_epi32(act[t + v].corr[b]);
+#pragma GCC unroll 8
+      for (int k = 0; k < 8; ++k) {
+#pragma GCC unroll 4
         for (int v = 0; v < kU; ++v) {
+          // Word k pairs with activation bytes 4k.. (k < 4) or 16 + 4(k - 4)..
           const int8_t* q = static_cast<const BlockQ8_0*>(act[t + v].q)[b].qs;
-          const __m512i x = bcast_word(q + 4 * k), x2 = bcast_word(q + 16 + 4 * k);
-          s0[v] = _mm512_dpbusd_epi32(s0[v], w0[k], x);
-          s1[v] = _mm512_dpbusd_epi32(s1[v], w1[k], x);
-          u0[v] = _mm512_dpbusd_epi32(u0[v], w0[k + 4], x2);
-          u1[v] = _mm512_dpbusd_epi32(u1[v], w1[k + 4], x2);
+          const __m512i x = bcast_word(q + (k < 4 ? 4 * k : 16 + 4 * (k - 4)));
+          if (k < kSplit) {
+            s0[v] = _mm512_dpbusd_epi32(s0[v], w0[k], x);
+            s1[v] = _mm512_dpbusd_epi32(s1[v], w1[k], x);
+          } else {
+            u0 = _mm512_dpbusd_epi32(u0, w0[k], x);
+            u1 = _mm512_dpbusd_epi32(u1, w1[k], x);
+          }
         }
       }
-#pragma GCC unroll 2
+      if constexpr (kU == 1) {
+        s0[0] = _mm512_add_epi32(s0[0], u0);
+        s1[0] = _mm512_add_epi32(s1[0], u1);
+      }
+#pragma GCC unroll 4
       for (int v = 0; v < kU; ++v) {
         const __m512 dy = _mm512_set1_ps(act[t + v].d[b]);
-        const __m512i sum0 = _mm512_add_epi32(s0[v], u0[v]), sum1 = _mm512_add_epi32(s1[v], u1[v]);
         acc0[t + v] =
-            _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(sum0), dw0), dy, acc0[t + v]);
+            _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(s0[v]), dw0), dy, acc0[t + v]);
         acc1[t + v] =
-            _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(sum1), dw1), dy, acc1[t + v]);
+            _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(s1[v]), dw1), dy, acc1[t + v]);
       }
     };
-#pragma GCC unroll 8
-    for (int t = 0; t + 2 <= kNt; t += 2) tokens(t, std::integral_constant<int, 2>{});
-    if constexpr (kNt % 2 == 1) tokens(kNt - 1, std::integral_constant<int, 1>{});
+#pragma GCC unroll 4
+    for (int t = 0; t + 4 <= kNt; t += 4) tokens(t, std::integral_constant<int, 4>{});
+    if constexpr (kNt % 4 != 0) tokens(kNt / 4 * 4, std::integral_constant<int, kNt % 4>{});
   }
 #pragma GCC unroll 16
   for (int t = 0; t < kNt; ++t) {
