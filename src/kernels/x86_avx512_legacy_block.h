@@ -42,7 +42,7 @@ inline __attribute__((always_inline)) void unpack_nibble_words(const uint8_t* bl
 #pragma GCC unroll 8
     for (int k = 0; k < 8; ++k) {
       const __m512i hi = k < 4 ? _mm512_slli_epi32(qh, 4 - k) : _mm512_srli_epi32(qh, k - 4);
-      w[k] = _mm512_or_si512(w[k], _mm512_and_si512(hi, bit4));
+      w[k] = _mm512_ternarylogic_epi32(w[k], hi, bit4, 0xF8);  // w | (hi & bit4), one op
     }
   }
 }
