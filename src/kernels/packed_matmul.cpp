@@ -102,8 +102,9 @@ void run_groups(int64_t n_groups, size_t bytes, int64_t n_tokens, int tile_token
 // rounds: pp256 623-769 -> 712-811 tok/s; 16 served streams' TTFT p99
 // 2.94 / 3.12 -> 2.69 / 2.63 s.
 inline void prefetch_out(const float* y, int64_t ldy, int n, int width) {
+  constexpr int kLineFloats = 64 / static_cast<int>(sizeof(float));
   for (int t = 0; t < n; ++t)
-    for (int o = 0; o < width; o += 16) __builtin_prefetch(y + t * ldy + o, 1, 3);
+    for (int o = 0; o < width; o += kLineFloats) __builtin_prefetch(y + t * ldy + o, 1, 3);
 }
 
 // Writes token t's activation for weights of type t (Q8_0 / Q8_K blocks,
