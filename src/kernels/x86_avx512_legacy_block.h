@@ -23,6 +23,19 @@ struct Block {
       kQsOffset + (kType == DType::Q8_0 ? kPackRows * 32 : kPackRows * 16);
 };
 
+// Q5_0 / Q5_1: ORs bit k of the block's reordered high bits (packed.cpp's
+// q5_bit_position, one dword per row at qh) into word k as bit 4, after
+// unpack_nibble_words (or legacy2's weight_words) made the nibble words.
+[[gnu::always_inline]] inline void or_fifth_bits(const uint8_t* qh_words, __m512i w[8]) {
+  const __m512i qh = _mm512_loadu_si512(qh_words);
+  const __m512i bit4 = _mm512_set1_epi8(0x10);
+#pragma GCC unroll 8
+  for (int k = 0; k < 8; ++k) {
+    const __m512i hi = k < 4 ? _mm512_slli_epi32(qh, 4 - k) : _mm512_srli_epi32(qh, k - 4);
+    w[k] = _mm512_ternarylogic_epi32(w[k], hi, bit4, 0xF8);  // w | (hi & bit4), one op
+  }
+}
+
 // Q4_0 / Q5_0: the block's 4 loaded nibble words as 8 words of unsigned
 // weights [8][64 bytes]: word k's low nibbles are elements 4k.. (w[k]), its
 // high nibbles 16 + 4k.. (w[4 + k]); Q5_0 ORs bit k of qh's bytes in as
@@ -36,15 +49,7 @@ inline __attribute__((always_inline)) void unpack_nibble_words(const uint8_t* bl
     w[k] = _mm512_and_si512(v, low4);
     w[k + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
   }
-  if constexpr (kType == DType::Q5_0) {
-    const __m512i qh = _mm512_loadu_si512(blk + kScaleBytes);
-    const __m512i bit4 = _mm512_set1_epi8(0x10);
-#pragma GCC unroll 8
-    for (int k = 0; k < 8; ++k) {
-      const __m512i hi = k < 4 ? _mm512_slli_epi32(qh, 4 - k) : _mm512_srli_epi32(qh, k - 4);
-      w[k] = _mm512_ternarylogic_epi32(w[k], hi, bit4, 0xF8);  // w | (hi & bit4), one op
-    }
-  }
+  if constexpr (kType == DType::Q5_0) or_fifth_bits(blk + kScaleBytes, w);
 }
 
 // Any of the three types' block as 8 words of unsigned weights in

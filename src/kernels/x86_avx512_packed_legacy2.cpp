@@ -22,6 +22,7 @@
 
 #include "kernels/blocks.h"
 #include "kernels/internal.h"
+#include "kernels/x86_avx512_legacy_block.h"
 #include "kernels/x86_avx512_tile.h"
 
 namespace slm::kernels {
@@ -71,15 +72,7 @@ template <DType kType>
 #pragma GCC unroll 8
     for (int k = 0; k < 8; ++k) w[k] = _mm512_shuffle_epi8(book, w[k]);
   }
-  if constexpr (kType == DType::Q5_1) {
-    const __m512i qh = _mm512_loadu_si512(blk + L::kQh);
-    const __m512i bit4 = _mm512_set1_epi8(0x10);
-#pragma GCC unroll 8
-    for (int k = 0; k < 8; ++k) {
-      const __m512i hi = k < 4 ? _mm512_slli_epi32(qh, 4 - k) : _mm512_srli_epi32(qh, k - 4);
-      w[k] = _mm512_or_si512(w[k], _mm512_and_si512(hi, bit4));
-    }
-  }
+  if constexpr (kType == DType::Q5_1) avx512_legacy::or_fifth_bits(blk + L::kQh, w);
 }
 
 // y[t * ldy + r] for kNt tokens and the nr valid rows of a group.
